@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Amber",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "amber", targets: ["amber"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    ],
+    targets: [
+        // Kernel structs and raw syscall wrappers that Glibc's overlay lacks; nothing else.
+        .target(name: "CLinux"),
+        // XXH64 for the image checksums, in C so that debug builds checksum at full speed.
+        // -O2 even in debug builds: at -O0 clang's XXH64 runs at 1.3 GB/s here, at -O2 at 9 GB/s.
+        .target(name: "CChecksum", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(
+            name: "LinuxKit",
+            dependencies: [
+                "CLinux",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .target(
+            name: "AmberImage",
+            dependencies: [
+                "CChecksum",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Schema"]
+        ),
+        .target(
+            name: "Amber",
+            dependencies: [
+                "LinuxKit",
+                "AmberImage",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+        ),
+        .executableTarget(
+            name: "amber",
+            dependencies: [
+                "Amber",
+                "AmberImage",
+                "LinuxKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "LinuxKitTests", dependencies: ["LinuxKit"]),
+        .testTarget(name: "AmberImageTests", dependencies: ["AmberImage"]),
+        .testTarget(name: "ScenarioTests", dependencies: ["AmberImage"]),
+    ]
+)

@@ -1,0 +1,43 @@
+import LinuxKit
+
+/// The one error type of the engine: a code that tells the kind of failure (and becomes the
+/// CLI's exit status) and a one-line message naming the process, object or file concerned.
+public struct AmberError: Error, CustomStringConvertible, Sendable {
+    public enum Code: Int32, Sendable {
+        case failure = 1
+        case noSuchProcess = 3
+        case permissionDenied = 4
+        case unsupported = 5
+        case directoryNotEmpty = 6
+        case badImage = 7
+        case incompatibleHost = 8
+        case pidTaken = 9
+        case restoreFailed = 10
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    static func unsupported(_ process: ProcessName, _ what: String) -> AmberError {
+        AmberError(.unsupported, "process \(process) \(what)")
+    }
+}
+
+/// "1234 (comm)": how messages name a process.
+struct ProcessName: CustomStringConvertible, Sendable {
+    let pid: Int32
+    let comm: String
+    var description: String { "\(pid) (\(comm))" }
+
+    init(pid: Int32) {
+        self.pid = pid
+        comm = (try? ProcFS.comm(pid: pid)) ?? "?"
+    }
+}

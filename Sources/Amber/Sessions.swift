@@ -1,0 +1,130 @@
+import AmberImage
+import CLinux
+import Glibc
+import LinuxKit
+import Logging
+
+/// A stopped target being dumped: what every kind of state reads from.
+final class DumpSession {
+    let pid: Int32
+    let name: ProcessName
+    let tracee: Tracee
+    let status: ProcessStatus
+    let stat: ProcessStat
+    let maps: [MemoryMapping]
+    let logger: Logger
+    let injector: SyscallInjector
+    /// A private page mapped in the target for the results of injected calls; unmapped by `finish()`.
+    let scratch: UInt64
+    static let scratchSize = 4096
+
+    init(pid: Int32, name: ProcessName, tracee: Tracee, logger: Logger) throws(LinuxError) {
+        self.pid = pid
+        self.name = name
+        self.tracee = tracee
+        self.logger = logger
+        status = try ProcFS.status(pid: pid)
+        stat = try ProcFS.stat(pid: pid)
+        maps = try ProcFS.maps(pid: pid)
+        guard let vdso = maps.first(where: { $0.path == "[vdso]" }) else {
+            throw LinuxError(.noSuchFileOrDirectory, "find the [vdso] of process \(pid)")
+        }
+        injector = try SyscallInjector(tracee: tracee, instruction: SyscallInjector.findSyscallInstruction(pid: pid, vdso: vdso.start..<vdso.end))
+        do {
+            scratch = try injector.call("mmap scratch page", SyscallNumber.mmap, 0, UInt64(Self.scratchSize), UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+        } catch {
+            try? injector.finish()
+            throw error
+        }
+    }
+
+    /// Reads `count` bytes of the scratch page, where an injected call left its result.
+    func readScratch(_ count: Int, offset: Int = 0) throws(LinuxError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let memory = ProcessMemory(pid: pid)
+        let address = scratch + UInt64(offset)
+        _ = try bytes.withUnsafeMutableBytes { buffer in
+            Result { () throws(LinuxError) in try memory.read(into: buffer, from: [(address, count)]) }
+        }.get()
+        return bytes
+    }
+
+    /// Unmaps the scratch page and puts the target's registers and signal mask back.
+    func finish() throws(LinuxError) {
+        try injector.call("munmap scratch page", SyscallNumber.munmap, scratch, UInt64(Self.scratchSize))
+        try injector.finish()
+    }
+}
+
+/// A helper task becoming the restored process: what every kind of state writes to.
+final class RestoreSession {
+    let task: Amber_Task
+    let image: ImageReader
+    let tracee: Tracee
+    let logger: Logger
+    var injector: SyscallInjector
+    /// Scratch memory in the task for the arguments of injected calls (set once memory is restored).
+    var scratch: UInt64 = 0
+    static let scratchSize = 16 * 4096
+    /// The task's descriptor of a pidfd for this restorer, through which it fetches our files.
+    private var restorerPidfd: Int32?
+    /// First descriptor above every descriptor of the image: temporaries live from here up.
+    let firstFreeDescriptor: Int32
+
+    init(task: Amber_Task, image: ImageReader, tracee: Tracee, injector: SyscallInjector, logger: Logger) {
+        self.task = task
+        self.image = image
+        self.tracee = tracee
+        self.injector = injector
+        self.logger = logger
+        firstFreeDescriptor = (task.files.descriptors.map(\.fd).max() ?? 2) + 1
+    }
+
+    var pid: Int32 { tracee.pid }
+
+    /// Copies one of our descriptors into the task; returns its number there (close-on-exec set).
+    func install(_ descriptor: Int32) throws(LinuxError) -> Int32 {
+        let pidfd: Int32
+        if let existing = restorerPidfd {
+            pidfd = existing
+        } else {
+            let low = try injector.call("pidfd_open(restorer)", SyscallNumber.pidfdOpen, UInt64(getpid()), 0)
+            let high = try injector.call("fcntl F_DUPFD_CLOEXEC", SyscallNumber.fcntl, low, UInt64(F_DUPFD_CLOEXEC), UInt64(firstFreeDescriptor))
+            try injector.call("close", SyscallNumber.close, low)
+            pidfd = Int32(high)
+            restorerPidfd = pidfd
+        }
+        return Int32(try injector.call("pidfd_getfd(\(descriptor))", SyscallNumber.pidfdGetfd, UInt64(pidfd), UInt64(descriptor), 0))
+    }
+
+    /// Writes bytes into the scratch area at `offset` and returns their address in the task.
+    func writeScratch(_ bytes: UnsafeRawBufferPointer, offset: Int = 0) throws(LinuxError) -> UInt64 {
+        precondition(offset + bytes.count <= Self.scratchSize)
+        let address = scratch + UInt64(offset)
+        _ = try ProcessMemory(pid: pid).write(bytes, to: [(address, bytes.count)])
+        return address
+    }
+
+    func writeScratch<T>(value: T, offset: Int = 0) throws(LinuxError) -> UInt64 {
+        var copy = value
+        return try withUnsafeBytes(of: &copy) { bytes in
+            Result { () throws(LinuxError) in try writeScratch(bytes, offset: offset) }
+        }.get()
+    }
+
+    func mapScratch() throws(LinuxError) {
+        scratch = try injector.call("mmap scratch", SyscallNumber.mmap, 0, UInt64(Self.scratchSize), UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+    }
+
+    /// Removes what the restorer put into the task: its pidfd and the scratch area.
+    func cleanUp() throws(LinuxError) {
+        if let pidfd = restorerPidfd {
+            try injector.call("close restorer pidfd", SyscallNumber.close, UInt64(pidfd))
+            restorerPidfd = nil
+        }
+        if scratch != 0 {
+            try injector.call("munmap scratch", SyscallNumber.munmap, scratch, UInt64(Self.scratchSize))
+            scratch = 0
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import AmberImage
+import Glibc
+import LinuxKit
+
+/// What surrounds the process: working directory, umask, resource limits.
+enum EnvironmentState {
+    static func dump(_ session: DumpSession) throws -> Amber_Environment {
+        var record = Amber_Environment()
+        record.cwd = try ProcFS.cwd(pid: session.pid)
+        record.umask = session.status.umask ?? 0o022
+        // /proc/PID/limits, not prlimit: prlimit on another task needs CAP_SYS_RESOURCE over it.
+        for limit in try ProcFS.limits(pid: session.pid) {
+            var entry = Amber_ResourceLimit()
+            entry.resource = UInt32(limit.resource)
+            entry.soft = limit.soft
+            entry.hard = limit.hard
+            record.limits.append(entry)
+        }
+        return record
+    }
+
+    static func restore(_ record: Amber_Environment, _ session: RestoreSession) throws {
+        let directory = Glibc.open(record.cwd, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directory >= 0 else {
+            throw AmberError(.restoreFailed, "cannot open the working directory \(record.cwd): \(LinuxError.current("open"))")
+        }
+        defer { Glibc.close(directory) }
+        let inTask = try session.install(directory)
+        try session.injector.call("fchdir", SyscallNumber.fchdir, UInt64(inTask))
+        try session.injector.call("close", SyscallNumber.close, UInt64(inTask))
+        try session.injector.call("umask", SyscallNumber.umask, UInt64(record.umask))
+        for limit in record.limits {
+            // The helper inherited our limits: only set those that differ.
+            var current = rlimit()
+            if getrlimit(__rlimit_resource_t(limit.resource), &current) == 0, UInt64(current.rlim_cur) == limit.soft, UInt64(current.rlim_max) == limit.hard { continue }
+            let address = try session.writeScratch(value: rlimit(rlim_cur: rlim_t(limit.soft), rlim_max: rlim_t(limit.hard)))
+            let result = try session.injector.raw(SyscallNumber.prlimit64, 0, UInt64(limit.resource), address, 0)
+            if result == -Int64(EPERM) {
+                throw AmberError(.restoreFailed, "cannot raise resource limit \(limit.resource) to soft \(limit.soft), hard \(limit.hard): the restorer's hard limit is lower and raising it needs CAP_SYS_RESOURCE")
+            } else if result < 0 {
+                throw LinuxError(negated: Int(result), "prlimit64(\(limit.resource)) in task \(session.pid)")
+            }
+        }
+    }
+}

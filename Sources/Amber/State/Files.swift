@@ -1,0 +1,131 @@
+import AmberImage
+import Foundation
+import Glibc
+import LinuxKit
+
+/// Open files: regular files, directories, a few character devices and named pipes, reopened by
+/// path at restore with their flags and offset; descriptors sharing one open file stay shared.
+enum FileState {
+    static let reopenableDevices: Set<String> = ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full"]
+    private static let closeOnExec: UInt32 = 0o2000000
+
+    /// Refuses descriptors Amber cannot reopen, before the target is stopped.
+    static func check(pid: Int32, process: ProcessName) throws {
+        for fd in try ProcFS.fileDescriptors(pid: pid) {
+            _ = try classify(pid: pid, fd: fd, process: process)
+        }
+    }
+
+    private static func classify(pid: Int32, fd: Int32, process: ProcessName) throws -> (kind: Amber_FileKind, path: String, status: FileStatus) {
+        let path = try ProcFS.fileDescriptorPath(pid: pid, fd: fd)
+        func refuse(_ what: String) -> AmberError { .unsupported(process, "has fd \(fd) open on \(what): not supported yet") }
+        if path.hasPrefix("socket:") { throw refuse("a socket (\(path))") }
+        if path.hasPrefix("pipe:") { throw refuse("a pipe (\(path))") }
+        if path.hasPrefix("anon_inode:") { throw refuse("\(path.dropFirst("anon_inode:".count))") }
+        guard path.hasPrefix("/") else { throw refuse(path) }
+        if path.hasSuffix(" (deleted)") { throw refuse("the deleted file \(path)") }
+        let status = try FileStatus.stat(procFD: pid, fd: fd)
+        if status.isRegular { return (.fileRegular, path, status) }
+        if status.isDirectory { return (.fileDirectory, path, status) }
+        if status.isFIFO { return (.fileFifo, path, status) }
+        if status.isCharacterDevice && reopenableDevices.contains(path) { return (.fileCharacterDevice, path, status) }
+        if status.isCharacterDevice { throw refuse("the device \(path)") }
+        throw refuse(path)
+    }
+
+    static func dump(_ session: DumpSession) throws -> Amber_Files {
+        var record = Amber_Files()
+        var owners: [(fd: Int32, id: UInt32)] = []
+        let pidfd = try Pidfd(pid: session.pid)
+        for fd in try ProcFS.fileDescriptors(pid: session.pid) {
+            let (kind, path, status) = try classify(pid: session.pid, fd: fd, process: session.name)
+            let info = try ProcFS.fileDescriptorInfo(pid: session.pid, fd: fd)
+            var descriptor = Amber_FileDescriptor()
+            descriptor.fd = fd
+            descriptor.closeOnExec = info.flags & closeOnExec != 0
+            if let shared = try owners.first(where: { try sameOpenFile(pid1: session.pid, fd1: $0.fd, pid2: session.pid, fd2: fd) }) {
+                descriptor.description_p = shared.id
+                record.descriptors.append(descriptor)
+                continue
+            }
+            if kind == .fileFifo {
+                let copy = try pidfd.duplicate(fd)
+                var queued: Int32 = 0
+                let result = ioctl(copy, UInt(FIONREAD), &queued)
+                Glibc.close(copy)
+                if result == 0 && queued > 0 {
+                    throw AmberError.unsupported(session.name, "has fd \(fd) on the named pipe \(path) holding \(queued) unread bytes: pipe contents are not supported yet")
+                }
+            }
+            var description = Amber_OpenFileDescription()
+            description.id = UInt32(record.descriptions.count + 1)
+            description.kind = kind
+            description.path = path
+            description.flags = info.flags & ~closeOnExec
+            description.offset = info.position
+            description.device = status.device
+            description.inode = status.inode
+            description.rdev = status.rdev
+            description.size = status.size
+            record.descriptions.append(description)
+            owners.append((fd, description.id))
+            descriptor.description_p = description.id
+            record.descriptors.append(descriptor)
+        }
+        return record
+    }
+
+    /// Opens every description here, hands it to the task and places it at each of its numbers.
+    static func restore(_ record: Amber_Files, _ session: RestoreSession) throws {
+        let descriptions = Dictionary(record.descriptions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        var installed: [UInt32: Int32] = [:]
+        for descriptor in record.descriptors.sorted(by: { $0.fd < $1.fd }) {
+            guard let description = descriptions[descriptor.description_p] else {
+                throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)): fd \(descriptor.fd) refers to a missing open file")
+            }
+            let source: Int32
+            var temporary = false
+            if let existing = installed[description.id] {
+                source = existing
+            } else {
+                let local = try open(description)
+                defer { Glibc.close(local) }
+                source = try session.install(local)
+                temporary = source != descriptor.fd
+            }
+            if source == descriptor.fd {
+                try session.injector.call("fcntl F_SETFD", SyscallNumber.fcntl, UInt64(source), UInt64(F_SETFD), descriptor.closeOnExec ? UInt64(FD_CLOEXEC) : 0)
+            } else {
+                try session.injector.call("dup3 to fd \(descriptor.fd)", SyscallNumber.dup3, UInt64(source), UInt64(descriptor.fd), descriptor.closeOnExec ? UInt64(O_CLOEXEC) : 0)
+                if temporary {
+                    try session.injector.call("close", SyscallNumber.close, UInt64(source))
+                }
+            }
+            installed[description.id] = descriptor.fd
+        }
+    }
+
+    /// Reopens a file as the image describes it. The restorer opens it with its own rights.
+    private static func open(_ description: Amber_OpenFileDescription) throws -> Int32 {
+        var flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
+        if description.kind == .fileFifo {
+            // Opening one end of a FIFO would wait for the other: open without waiting, then restore the flag.
+            flags |= O_NONBLOCK
+        }
+        let fd = Glibc.open(description.path, flags | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else {
+            throw AmberError(.restoreFailed, "cannot reopen \(description.path): \(LinuxError.current("open"))")
+        }
+        if description.kind == .fileFifo && Int32(bitPattern: description.flags) & O_NONBLOCK == 0 {
+            _ = fcntl(fd, F_SETFL, Int32(bitPattern: description.flags) & ~O_NONBLOCK)
+        }
+        if description.kind == .fileRegular || description.kind == .fileDirectory, description.offset != 0 {
+            guard lseek(fd, off_t(Int64(bitPattern: description.offset)), SEEK_SET) >= 0 else {
+                let error = LinuxError.current("lseek")
+                Glibc.close(fd)
+                throw AmberError(.restoreFailed, "cannot seek \(description.path) to \(description.offset): \(error)")
+            }
+        }
+        return fd
+    }
+}

@@ -1,0 +1,347 @@
+import AmberImage
+import CLinux
+import Foundation
+import Glibc
+import LinuxKit
+
+/// Memory: every area of the address space, the pages that cannot be had from elsewhere,
+/// the vDSO's place, and the mm fields (brk, arg/env area, auxv, exe).
+enum MemoryState {
+    static let pageSize: UInt64 = 4096
+
+    // MARK: Dump
+
+    /// Refuses areas Amber cannot recreate, before the target is stopped.
+    static func check(_ maps: [MemoryMapping], process: ProcessName) throws(AmberError) {
+        for mapping in maps {
+            _ = try kind(of: mapping, process: process)
+        }
+    }
+
+    static func kind(of mapping: MemoryMapping, process: ProcessName) throws(AmberError) -> Amber_AreaKind {
+        let range = "0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16))"
+        switch mapping.path {
+        case "[vdso]": return .areaVdso
+        case "[vvar]": return .areaVvar
+        case "[vvar_vclock]": return .areaVvarVclock
+        case "[vsyscall]": return .areaVsyscall
+        case "[heap]": return .areaHeap
+        case "[stack]": return .areaStack
+        case "": return .areaAnonymous
+        case _ where mapping.path.hasPrefix("[anon:"): return .areaAnonymous
+        case "/dev/zero" where mapping.deleted && mapping.shared: return .areaAnonymous
+        case _ where mapping.path.hasPrefix("/memfd:"):
+            throw .unsupported(process, "maps a memfd at \(range) (\(mapping.path)): not supported yet")
+        case _ where mapping.path.hasPrefix("/SYSV"):
+            throw .unsupported(process, "maps System V shared memory at \(range): not supported yet")
+        case _ where mapping.deleted:
+            throw .unsupported(process, "maps the deleted file \(mapping.path) at \(range): not supported yet")
+        case _ where mapping.path.hasPrefix("/"): return .areaFile
+        default:
+            throw .unsupported(process, "has the special mapping \(mapping.path) at \(range): not supported yet")
+        }
+    }
+
+    static func dump(_ session: DumpSession, pages: PageFileWriter, pagesName: String) throws -> Amber_Memory {
+        var memory = Amber_Memory()
+        memory.pagesFile = pagesName
+        let pageMap = try PageMap(pid: session.pid)
+        let reader = AreaReader(pid: session.pid)
+        for mapping in session.maps {
+            var area = Amber_MemoryArea()
+            area.start = mapping.start
+            area.end = mapping.end
+            area.protection = UInt32(mapping.protection)
+            area.shared = mapping.shared
+            area.kind = try kind(of: mapping, process: session.name)
+            if area.kind == .areaFile {
+                area.path = mapping.path
+                area.device = mapping.device
+                area.inode = mapping.inode
+                area.fileOffset = mapping.offset
+                area.fileSize = (try? FileStatus.stat(path: mapping.path).size) ?? 0
+            }
+            if let filter = pageFilter(for: area) {
+                let ranges = try pageMap.scan(start: area.start, end: area.end, excluded: filter.excluded, anyOf: [.present, .swapped])
+                area.pages = try reader.save(ranges, readable: mapping.readable, into: pages)
+            }
+            memory.areas.append(area)
+        }
+        memory.mm = try mmFields(session)
+        return memory
+    }
+
+    /// Which pages of an area hold data found nowhere else; nil when none do.
+    private static func pageFilter(for area: Amber_MemoryArea) -> (excluded: PageCategories, Void)? {
+        switch area.kind {
+        case .areaAnonymous, .areaHeap, .areaStack:
+            // Shared anonymous pages are shmem ("file") pages; private ones must not be the zero page.
+            return area.shared ? ([.zeroPage], ()) : ([.zeroPage, .file], ())
+        case .areaFile:
+            // Private file mappings: only pages copied on write; shared ones live in the file.
+            return area.shared ? nil : ([.file, .zeroPage], ())
+        default:
+            return nil
+        }
+    }
+
+    private static func mmFields(_ session: DumpSession) throws -> Amber_MmFields {
+        var mm = Amber_MmFields()
+        let stat = session.stat
+        mm.startCode = stat.startCode
+        mm.endCode = stat.endCode
+        mm.startData = stat.startData
+        mm.endData = stat.endData
+        mm.startBrk = stat.startBrk
+        mm.startStack = stat.startStack
+        mm.argStart = stat.argStart
+        mm.argEnd = stat.argEnd
+        mm.envStart = stat.envStart
+        mm.envEnd = stat.envEnd
+        // /proc does not show the current brk; brk(0) returns it.
+        mm.brk = try session.injector.call("brk(0)", SyscallNumber.brk, 0)
+        mm.auxv = Data(try ProcFS.auxv(pid: session.pid))
+        let exe = try ProcFS.executable(pid: session.pid)
+        mm.exePath = exe
+        if let status = try? FileStatus.stat(path: "/proc/\(session.pid)/exe") {
+            mm.exeDevice = status.device
+            mm.exeInode = status.inode
+        }
+        return mm
+    }
+
+    // MARK: Restore
+
+    /// Empties the helper's address space but for its vDSO, which is moved to the image's place.
+    static func prepareAddressSpace(_ session: RestoreSession) throws {
+        let record = session.task.memory
+        let helperMaps = try ProcFS.maps(pid: session.pid)
+        let kernelAreas: [Amber_AreaKind: String] = [.areaVvar: "[vvar]", .areaVvarVclock: "[vvar_vclock]", .areaVdso: "[vdso]"]
+        var moves: [(from: UInt64, to: UInt64, size: UInt64, name: String)] = []
+        for area in record.areas {
+            guard let name = kernelAreas[area.kind] else { continue }
+            guard let current = helperMaps.first(where: { $0.path == name }), current.end - current.start == area.end - area.start else {
+                let here = helperMaps.filter { kernelAreas.values.contains($0.path) }.map { "\($0.path) \(($0.end - $0.start) / 1024) KiB" }
+                throw AmberError(.incompatibleHost, "this kernel lays out the vDSO differently from the image's (image \(name) \((area.end - area.start) / 1024) KiB; here: \(here.joined(separator: ", "))): restore on a host with the same kernel")
+            }
+            moves.append((current.start, area.start, area.end - area.start, name))
+        }
+        let imageNames = Set(moves.map(\.name))
+        if let extra = helperMaps.first(where: { kernelAreas.values.contains($0.path) && !imageNames.contains($0.path) }) {
+            throw AmberError(.incompatibleHost, "this kernel has a \(extra.path) area the image does not: restore on a host with the same kernel")
+        }
+        guard !moves.isEmpty else { throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)) has no [vdso] area") }
+
+        try ThreadControlState.unregisterHelperRseq(session)
+
+        let currentStart: UInt64 = moves.map(\.from).min()!
+        let currentEnd: UInt64 = moves.map { (move) -> UInt64 in move.from + move.size }.max()!
+        let targetStart: UInt64 = moves.map(\.to).min()!
+        let targetEnd: UInt64 = moves.map { (move) -> UInt64 in move.to + move.size }.max()!
+        if currentStart != targetStart {
+            if currentStart < targetEnd && targetStart < currentEnd {
+                // Overlapping blocks: park the vDSO out of the way first.
+                let parking = max(currentEnd, targetEnd) + (1 << 30)
+                let parked = moves.map { (move) -> (from: UInt64, to: UInt64, size: UInt64, name: String) in
+                    (move.from, parking + (move.from - currentStart), move.size, move.name)
+                }
+                try move(session, parked)
+                try move(session, zip(parked, moves).map { (parked, move) -> (from: UInt64, to: UInt64, size: UInt64, name: String) in
+                    (parked.to, move.to, move.size, move.name)
+                })
+            } else {
+                try move(session, moves)
+            }
+        }
+        let injector = session.injector
+        if targetStart > 0 {
+            try injector.call("munmap helper memory below the vDSO", SyscallNumber.munmap, 0, targetStart)
+        }
+        try injector.call("munmap helper memory above the vDSO", SyscallNumber.munmap, targetEnd, ImageFormat.userAddressLimit - targetEnd)
+    }
+
+    /// mremaps kernel areas; the vDSO (holding the syscall instruction in use) goes last.
+    private static func move(_ session: RestoreSession, _ moves: [(from: UInt64, to: UInt64, size: UInt64, name: String)]) throws {
+        let ordered = moves.filter { $0.name != "[vdso]" } + moves.filter { $0.name == "[vdso]" }
+        for move in ordered {
+            try session.injector.call("mremap \(move.name)", SyscallNumber.mremap, move.from, move.size, move.size, 3 /* MREMAP_MAYMOVE | MREMAP_FIXED */, move.to)
+            if move.name == "[vdso]" {
+                session.injector.instruction = session.injector.instruction - move.from + move.to
+            }
+        }
+    }
+
+    /// Recreates every area and fills in its saved pages.
+    static func restoreAreas(_ session: RestoreSession) throws {
+        let record = session.task.memory
+        let injector = session.injector
+        var opened: [String: (amber: Int32, task: Int32)] = [:]
+        defer {
+            for file in opened.values {
+                Glibc.close(file.amber)
+                _ = try? injector.call("close", SyscallNumber.close, UInt64(file.task))
+            }
+        }
+        for area in record.areas {
+            var flags = MAP_FIXED | (area.shared ? MAP_SHARED : MAP_PRIVATE)
+            var fd: Int32 = -1
+            switch area.kind {
+            case .areaVdso, .areaVvar, .areaVvarVclock, .areaVsyscall:
+                continue
+            case .areaAnonymous, .areaHeap:
+                flags |= MAP_ANONYMOUS
+            case .areaStack:
+                flags |= MAP_ANONYMOUS | MAP_GROWSDOWN
+            case .areaFile:
+                let writable = area.shared && area.protection & UInt32(PROT_WRITE) != 0
+                let key = "\(writable ? "w" : "r"):\(area.path)"
+                if let file = opened[key] {
+                    fd = file.task
+                } else {
+                    let amberFD = try openMappedFile(area, writable: writable)
+                    let taskFD = try session.install(amberFD)
+                    opened[key] = (amberFD, taskFD)
+                    fd = taskFD
+                }
+            case .UNRECOGNIZED:
+                throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)) has an area of unknown kind")
+            }
+            try injector.call("mmap 0x\(String(area.start, radix: 16))-0x\(String(area.end, radix: 16))", SyscallNumber.mmap, area.start, area.end - area.start, UInt64(area.protection), UInt64(flags), UInt64(bitPattern: Int64(fd)), area.fileOffset)
+        }
+        try fillPages(session)
+    }
+
+    private static func openMappedFile(_ area: Amber_MemoryArea, writable: Bool) throws -> Int32 {
+        let fd = Glibc.open(area.path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw AmberError(.restoreFailed, "cannot open \(area.path), mapped at 0x\(String(area.start, radix: 16)): \(LinuxError.current("open"))")
+        }
+        if area.fileSize != 0, let status = try? FileStatus.fstat(fd: fd), status.size != area.fileSize {
+            Glibc.close(fd)
+            throw AmberError(.restoreFailed, "\(area.path) changed since the dump (size \(status.size), was \(area.fileSize)): the mapping at 0x\(String(area.start, radix: 16)) cannot be restored")
+        }
+        return fd
+    }
+
+    /// Writes the saved pages: process_vm_writev where the area is writable, /proc/PID/mem elsewhere.
+    private static func fillPages(_ session: RestoreSession) throws {
+        let record = session.task.memory
+        guard record.areas.contains(where: { !$0.pages.isEmpty }) else { return }
+        let pageFile = try session.image.pageFile(named: record.pagesFile)
+        let memory = ProcessMemory(pid: session.pid)
+        var memFile: ProcessMemoryFile?
+        for area in record.areas where !area.pages.isEmpty {
+            let writable = area.protection & UInt32(PROT_WRITE) != 0
+            for run in area.pages {
+                let length = Int(run.count * pageSize)
+                let source = UnsafeRawBufferPointer(rebasing: pageFile.bytes[Int(run.offset)..<(Int(run.offset) + length)])
+                if writable {
+                    let written = try memory.write(source, to: [(run.address, length)])
+                    if written == length { continue }
+                }
+                if memFile == nil { memFile = try ProcessMemoryFile(pid: session.pid, writable: true) }
+                try memFile!.write(source, at: run.address)
+            }
+        }
+    }
+
+    /// Sets brk, the arg/env area, auxv and the exe link in one PR_SET_MM_MAP.
+    static func restoreMmFields(_ session: RestoreSession) throws {
+        let mm = session.task.memory.mm
+        let exe = Glibc.open(mm.exePath, O_RDONLY | O_CLOEXEC)
+        guard exe >= 0 else {
+            throw AmberError(.restoreFailed, "cannot open the executable \(mm.exePath): \(LinuxError.current("open"))")
+        }
+        defer { Glibc.close(exe) }
+        let exeInTask = try session.install(exe)
+        let auxvAddress = try mm.auxv.withUnsafeBytes { bytes in try session.writeScratch(bytes, offset: 1024) }
+        var map = amber_prctl_mm_map()
+        map.start_code = mm.startCode; map.end_code = mm.endCode
+        map.start_data = mm.startData; map.end_data = mm.endData
+        map.start_brk = mm.startBrk; map.brk = mm.brk
+        map.start_stack = mm.startStack
+        map.arg_start = mm.argStart; map.arg_end = mm.argEnd
+        map.env_start = mm.envStart; map.env_end = mm.envEnd
+        map.auxv = auxvAddress
+        map.auxv_size = UInt32(mm.auxv.count)
+        map.exe_fd = UInt32(exeInTask)
+        let mapAddress = try session.writeScratch(value: map)
+        try session.injector.call("prctl(PR_SET_MM, PR_SET_MM_MAP)", SyscallNumber.prctl, 35 /* PR_SET_MM */, 14 /* PR_SET_MM_MAP */, mapAddress, UInt64(MemoryLayout<amber_prctl_mm_map>.size))
+        try session.injector.call("close", SyscallNumber.close, UInt64(exeInTask))
+    }
+}
+
+/// Reads present pages of the target and appends the non-zero ones to the page file.
+private final class AreaReader {
+    let pid: Int32
+    let memory: ProcessMemory
+    var memFile: ProcessMemoryFile?
+    var buffer: UnsafeMutableRawBufferPointer
+    static let chunk = 32 << 20
+
+    init(pid: Int32) {
+        self.pid = pid
+        memory = ProcessMemory(pid: pid)
+        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunk, alignment: 4096)
+    }
+
+    deinit { buffer.deallocate() }
+
+    func save(_ ranges: [Range<UInt64>], readable: Bool, into pages: PageFileWriter) throws -> [Amber_PageRun] {
+        var runs: [Amber_PageRun] = []
+        for range in ranges {
+            var cursor = range.lowerBound
+            while cursor < range.upperBound {
+                let length = Int(min(UInt64(Self.chunk), range.upperBound - cursor))
+                let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+                var read = readable ? try memory.read(into: chunk, from: [(cursor, length)]) : 0
+                if read < length {
+                    if memFile == nil { memFile = try ProcessMemoryFile(pid: pid, writable: false) }
+                    read += try memFile!.read(into: UnsafeMutableRawBufferPointer(rebasing: chunk[read...]), at: cursor + UInt64(read))
+                }
+                guard read == length else {
+                    throw LinuxError(.badAddress, "read memory of process \(pid) at 0x\(String(cursor + UInt64(read), radix: 16))")
+                }
+                try appendNonZeroPages(UnsafeRawBufferPointer(chunk), at: cursor, into: pages, runs: &runs)
+                cursor += UInt64(length)
+            }
+        }
+        return runs
+    }
+
+    /// Zero pages read back as zeros from a fresh mapping: they are not stored.
+    private func appendNonZeroPages(_ chunk: UnsafeRawBufferPointer, at address: UInt64, into pages: PageFileWriter, runs: inout [Amber_PageRun]) throws {
+        let pageSize = Int(MemoryState.pageSize)
+        let pageCount = chunk.count / pageSize
+        var index = 0
+        while index < pageCount {
+            while index < pageCount && isZeroPage(chunk, index * pageSize) { index += 1 }
+            let first = index
+            while index < pageCount && !isZeroPage(chunk, index * pageSize) { index += 1 }
+            guard index > first else { continue }
+            let bytes = UnsafeRawBufferPointer(rebasing: chunk[(first * pageSize)..<(index * pageSize)])
+            let offset = try pages.append(bytes)
+            let runAddress = address + UInt64(first * pageSize)
+            if var last = runs.last, last.address + last.count * MemoryState.pageSize == runAddress,
+               last.offset + last.count * MemoryState.pageSize == offset {
+                last.count += UInt64(index - first)
+                runs[runs.count - 1] = last
+            } else {
+                var run = Amber_PageRun()
+                run.address = runAddress
+                run.count = UInt64(index - first)
+                run.offset = offset
+                runs.append(run)
+            }
+        }
+    }
+
+    private func isZeroPage(_ chunk: UnsafeRawBufferPointer, _ offset: Int) -> Bool {
+        let words = chunk.baseAddress!.advanced(by: offset).assumingMemoryBound(to: UInt64.self)
+        // Most pages that hold data differ from zero in their first word: that check is nearly free.
+        if words[0] != 0 { return false }
+        var accumulated: UInt64 = 0
+        for index in 0..<(Int(MemoryState.pageSize) / 8) { accumulated |= words[index] }
+        return accumulated == 0
+    }
+}

@@ -1,0 +1,61 @@
+import AmberImage
+import CLinux
+import Foundation
+import LinuxKit
+
+/// CPU state: general registers (with fs/gs base) and the XSAVE area (x87, SSE, AVX, ...).
+enum RegisterState {
+    /// The XCR0 feature bits recorded in an XSAVE buffer's header (xstate_bv, at byte 512).
+    static func features(ofXState xstate: [UInt8]) -> UInt64 {
+        guard xstate.count >= 520 else { return 0 }
+        var value: UInt64 = 0
+        for byte in xstate[512..<520].reversed() { value = value << 8 | UInt64(byte) }
+        return value
+    }
+
+    static func dump(_ session: DumpSession) throws -> Amber_Registers {
+        let regs = session.injector.savedRegisters
+        var record = Amber_Registers()
+        record.r15 = regs.r15; record.r14 = regs.r14; record.r13 = regs.r13; record.r12 = regs.r12
+        record.rbp = regs.rbp; record.rbx = regs.rbx; record.r11 = regs.r11; record.r10 = regs.r10
+        record.r9 = regs.r9; record.r8 = regs.r8; record.rax = regs.rax; record.rcx = regs.rcx
+        record.rdx = regs.rdx; record.rsi = regs.rsi; record.rdi = regs.rdi; record.origRax = regs.orig_rax
+        record.rip = regs.rip; record.cs = regs.cs; record.eflags = regs.eflags; record.rsp = regs.rsp
+        record.ss = regs.ss; record.fsBase = regs.fs_base; record.gsBase = regs.gs_base; record.ds = regs.ds
+        record.es = regs.es; record.fs = regs.fs; record.gs = regs.gs
+        record.xstate = Data(try session.tracee.xstate())
+        return record
+    }
+
+    /// Kernel codes a syscall interrupted by the stop may leave in rax.
+    private static let restartSys: Int64 = -512, restartNoIntr: Int64 = -513, restartNoHand: Int64 = -514, restartRestartBlock: Int64 = -516
+
+    /// Sets the registers last, after every injected call; an interrupted syscall is set up to restart.
+    static func restore(_ record: Amber_Registers, _ session: RestoreSession) throws {
+        var regs = amber_user_regs()
+        regs.r15 = record.r15; regs.r14 = record.r14; regs.r13 = record.r13; regs.r12 = record.r12
+        regs.rbp = record.rbp; regs.rbx = record.rbx; regs.r11 = record.r11; regs.r10 = record.r10
+        regs.r9 = record.r9; regs.r8 = record.r8; regs.rax = record.rax; regs.rcx = record.rcx
+        regs.rdx = record.rdx; regs.rsi = record.rsi; regs.rdi = record.rdi; regs.orig_rax = record.origRax
+        regs.rip = record.rip; regs.cs = record.cs; regs.eflags = record.eflags; regs.rsp = record.rsp
+        regs.ss = record.ss; regs.fs_base = record.fsBase; regs.gs_base = record.gsBase; regs.ds = record.ds
+        regs.es = record.es; regs.fs = record.fs; regs.gs = record.gs
+        if Int64(bitPattern: regs.orig_rax) >= 0 {
+            // The helper is stopped outside any syscall, so the kernel will not restart one for us.
+            switch Int64(bitPattern: regs.rax) {
+            case restartSys, restartNoIntr, restartNoHand:
+                regs.rax = regs.orig_rax
+                regs.rip -= 2
+            case restartRestartBlock:
+                regs.rax = UInt64(bitPattern: -Int64(EINTR))
+            default:
+                break
+            }
+            regs.orig_rax = UInt64.max
+        }
+        if !record.xstate.isEmpty {
+            try session.tracee.setXState([UInt8](record.xstate))
+        }
+        try session.tracee.setRegisters(regs)
+    }
+}

@@ -1,0 +1,49 @@
+/// Names and constants of the on-disk image format (see docs/image-format.md).
+public enum ImageFormat {
+    /// The format this build writes and the only one it reads; bumped on any
+    /// change that a reader of the previous version would misread.
+    public static let version: UInt32 = 1
+
+    /// The inventory is written last, so its presence marks a complete image.
+    public static let inventoryName = "inventory.pb"
+
+    /// Page runs, page file offsets and memory areas are aligned to this.
+    public static let pageSize: UInt64 = 4096
+
+    /// The highest user address on x86_64 with 4-level page tables (TASK_SIZE);
+    /// only the vsyscall page lies above it.
+    public static let userAddressLimit: UInt64 = 0x7fff_ffff_f000
+
+    /// The record file of one task, e.g. "task-123.pb".
+    public static func taskRecordName(pid: Int32) -> String { "task-\(pid).pb" }
+
+    /// The conventional page file of one task, e.g. "pages-123.img".
+    public static func pageFileName(pid: Int32) -> String { "pages-\(pid).img" }
+
+    /// Largest record file (inventory or task) the reader loads into memory.
+    static let maximumRecordSize: UInt64 = 64 << 20
+
+    /// Written first by `ImageWriter.finish(inventory:)`, then renamed to `inventoryName`.
+    static let inventoryTemporaryName = "inventory.pb.tmp"
+
+    /// Linux's PID_MAX_LIMIT: no PID is larger on any configuration.
+    static let pidRange: ClosedRange<Int32> = 1...4_194_304
+
+    /// The PID a record name stands for, or nil if `name` is not a task record name.
+    ///
+    /// Only the canonical spelling counts ("task-12.pb", not "task-012.pb" or
+    /// "task-+12.pb"), so that one PID can never have two record files.
+    static func taskPID(recordName name: String) -> Int32? {
+        let prefix = "task-", suffix = ".pb"
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix) else { return nil }
+        let digits = name.dropFirst(prefix.count).dropLast(suffix.count)
+        guard let pid = Int32(digits), pidRange.contains(pid), taskRecordName(pid: pid) == name else { return nil }
+        return pid
+    }
+
+    /// Whether `name` names a file directly inside the image directory: not
+    /// empty, no "/" (so neither absolute nor nested), no "..", no NUL.
+    static func isPlainFileName(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && !name.contains("/") && !name.contains("..") && !name.utf8.contains(0)
+    }
+}

@@ -1,0 +1,263 @@
+import Glibc
+import SwiftProtobuf
+
+/// Opens an image directory and hands out its records only after checking them.
+///
+/// Opening checks the inventory and every file it lists (name, size, XXH64);
+/// `task(pid:)` then decodes and validates one task record, and `pageFile(named:)`
+/// maps one page file. Nothing is read that the inventory does not list.
+public final class ImageReader: Sendable {
+    public let directory: String
+    public let inventory: Amber_Inventory
+    /// The PIDs of the task records (files named task-<pid>.pb), ascending.
+    public let taskPIDs: [Int32]
+    private let directoryFD: CInt
+    /// The inventory's entries by file name.
+    private let files: [String: Amber_ImageFile]
+
+    /// Reads and checks the inventory, then checks that every file it lists
+    /// exists with the listed size and checksum.
+    public init(directory: String) throws(ImageError) {
+        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directoryFD >= 0 else {
+            if errno == ENOENT || errno == ENOTDIR {
+                throw ImageError(.missing, file: ImageFormat.inventoryName, detail: "there is no image directory at \(directory)")
+            }
+            throw .system("open", file: directory)
+        }
+        do {
+            inventory = try Self.readInventory(in: directoryFD, directory: directory)
+            files = try Self.checkEntries(of: inventory)
+            try Self.verifyFiles(of: inventory, in: directoryFD)
+        } catch {
+            close(directoryFD)
+            throw error
+        }
+        self.directory = directory
+        self.directoryFD = directoryFD
+        taskPIDs = inventory.files.compactMap { ImageFormat.taskPID(recordName: $0.name) }.sorted()
+    }
+
+    deinit {
+        close(directoryFD)
+    }
+
+    /// Decodes and validates the record of task `pid`; errors name its file.
+    ///
+    /// The record is read again and its checksum checked again, so what is
+    /// decoded is exactly what was verified, whatever happened to the file since.
+    public func task(pid: Int32) throws(ImageError) -> Amber_Task {
+        let name = ImageFormat.taskRecordName(pid: pid)
+        guard let entry = files[name] else {
+            throw ImageError(.missing, file: name, detail: "the inventory lists no record for PID \(pid)")
+        }
+        let bytes = try Self.readRecord(entry, in: directoryFD)
+        let task: Amber_Task
+        do {
+            task = try Amber_Task(serializedBytes: bytes)
+        } catch {
+            throw ImageError(.corrupt, file: name, detail: "cannot decode the task record: \(error)")
+        }
+        let validator = TaskValidator(file: name, pid: pid, xstateSize: inventory.xstateSize, files: files)
+        try validator.validate(task)
+        return task
+    }
+
+    /// Maps the page file `name` read-only; it must be listed in the inventory
+    /// and hold a whole number of pages.
+    public func pageFile(named name: String) throws(ImageError) -> MappedPageFile {
+        guard let entry = files[name] else {
+            throw ImageError(.missing, file: name, detail: "the inventory lists no file of this name")
+        }
+        guard entry.size % ImageFormat.pageSize == 0 else {
+            throw ImageError(.corrupt, file: name, detail: "its size \(entry.size) is not a whole number of pages")
+        }
+        let fd = try Self.openListed(entry, in: directoryFD)
+        defer { close(fd) }
+        guard entry.size > 0 else { return MappedPageFile(name: name, bytes: UnsafeRawBufferPointer(start: nil, count: 0)) }
+        guard let base = mmap(nil, Int(entry.size), PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+            throw .system("mmap", file: name)
+        }
+        return MappedPageFile(name: name, bytes: UnsafeRawBufferPointer(start: base, count: Int(entry.size)))
+    }
+
+    private static func readInventory(in directoryFD: CInt, directory: String) throws(ImageError) -> Amber_Inventory {
+        let name = ImageFormat.inventoryName
+        let fd = openFile(in: directoryFD, name, O_RDONLY | O_NOFOLLOW)
+        guard fd >= 0 else {
+            switch errno {
+            case ENOENT: throw ImageError(.missing, file: name, detail: "\(directory) has no inventory: it is not an image, or the dump that wrote it did not finish")
+            case ELOOP: throw ImageError(.invalid, file: name, detail: "it is a symbolic link")
+            default: throw .system("open", file: name)
+            }
+        }
+        defer { close(fd) }
+        let status = try fileStatus(fd, file: name)
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw ImageError(.invalid, file: name, detail: "it is not a regular file")
+        }
+        let size = UInt64(status.st_size)
+        guard size <= ImageFormat.maximumRecordSize else {
+            throw ImageError(.corrupt, file: name, detail: "its \(size) bytes exceed the \(ImageFormat.maximumRecordSize >> 20) MiB limit for records")
+        }
+        let bytes = try readAll(fd, size: Int(size), file: name)
+        let inventory: Amber_Inventory
+        do {
+            inventory = try Amber_Inventory(serializedBytes: bytes)
+        } catch {
+            throw ImageError(.corrupt, file: name, detail: "cannot decode the inventory: \(error)")
+        }
+        guard inventory.formatVersion == ImageFormat.version else {
+            throw ImageError(.unsupportedVersion, file: name, detail: "the image has format version \(inventory.formatVersion), this amber reads version \(ImageFormat.version)")
+        }
+        return inventory
+    }
+
+    /// Checks the names the inventory lists, and that the root task has a
+    /// record; returns the entries by name.
+    private static func checkEntries(of inventory: Amber_Inventory) throws(ImageError) -> [String: Amber_ImageFile] {
+        var files: [String: Amber_ImageFile] = [:]
+        for (index, file) in inventory.files.enumerated() {
+            let field = "files[\(index)]"
+            guard ImageFormat.isPlainFileName(file.name) else {
+                throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): name \"\(file.name)\" is empty, or contains \"/\", \"..\" or NUL")
+            }
+            guard file.name != ImageFormat.inventoryName, file.name != ImageFormat.inventoryTemporaryName else {
+                throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): the inventory cannot list itself")
+            }
+            // One spelling per PID, so that no task can hide behind a second record name.
+            if file.name.hasPrefix("task-") && file.name.hasSuffix(".pb") && ImageFormat.taskPID(recordName: file.name) == nil {
+                throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): \(file.name) is not task-<pid>.pb with a PID in \(ImageFormat.pidRange)")
+            }
+            guard files.updateValue(file, forKey: file.name) == nil else {
+                throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): \(file.name) is listed twice")
+            }
+        }
+        guard files[ImageFormat.taskRecordName(pid: inventory.rootPid)] != nil else {
+            throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "root_pid \(inventory.rootPid) has no task record in the image")
+        }
+        return files
+    }
+
+    /// Checks every listed file's size and checksum.
+    private static func verifyFiles(of inventory: Amber_Inventory, in directoryFD: CInt) throws(ImageError) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
+        defer { buffer.deallocate() }
+        for entry in inventory.files {
+            try verify(entry, in: directoryFD, buffer: buffer)
+        }
+    }
+
+    /// Opens a listed file and checks that it is a regular file of the listed size.
+    private static func openListed(_ entry: Amber_ImageFile, in directoryFD: CInt) throws(ImageError) -> CInt {
+        let fd = openFile(in: directoryFD, entry.name, O_RDONLY | O_NOFOLLOW)
+        guard fd >= 0 else {
+            switch errno {
+            case ENOENT: throw ImageError(.missing, file: entry.name, detail: "the inventory lists it but it does not exist")
+            case ELOOP: throw ImageError(.invalid, file: entry.name, detail: "it is a symbolic link")
+            default: throw .system("open", file: entry.name)
+            }
+        }
+        do throws(ImageError) {
+            let status = try fileStatus(fd, file: entry.name)
+            guard status.st_mode & S_IFMT == S_IFREG else {
+                throw ImageError(.invalid, file: entry.name, detail: "it is not a regular file")
+            }
+            let size = UInt64(status.st_size)
+            guard size >= entry.size else {
+                throw ImageError(.truncated, file: entry.name, detail: "it has \(size) bytes, the inventory lists \(entry.size)")
+            }
+            guard size == entry.size else {
+                throw ImageError(.corrupt, file: entry.name, detail: "it has \(size) bytes, the inventory lists \(entry.size)")
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Checks a listed file's size and hashes all of it through `buffer`.
+    private static func verify(_ entry: Amber_ImageFile, in directoryFD: CInt, buffer: UnsafeMutableRawBufferPointer) throws(ImageError) {
+        let fd = try openListed(entry, in: directoryFD)
+        defer { close(fd) }
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+        var hash = XXH64()
+        var remaining = entry.size
+        while remaining > 0 {
+            let wanted = Int(min(remaining, UInt64(buffer.count)))
+            let count = try readFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<wanted]), file: entry.name)
+            guard count == wanted else {
+                throw ImageError(.truncated, file: entry.name, detail: "it ended \(remaining - UInt64(count)) bytes early while it was being read")
+            }
+            hash.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+            remaining -= UInt64(count)
+        }
+        try checkChecksum(hash.digest, of: entry)
+    }
+
+    /// Reads a whole record file and checks its checksum again.
+    private static func readRecord(_ entry: Amber_ImageFile, in directoryFD: CInt) throws(ImageError) -> [UInt8] {
+        guard entry.size <= ImageFormat.maximumRecordSize else {
+            throw ImageError(.corrupt, file: entry.name, detail: "its \(entry.size) bytes exceed the \(ImageFormat.maximumRecordSize >> 20) MiB limit for records")
+        }
+        let fd = try openListed(entry, in: directoryFD)
+        defer { close(fd) }
+        let bytes = try readAll(fd, size: Int(entry.size), file: entry.name)
+        try checkChecksum(bytes.withUnsafeBytes { XXH64.hash($0) }, of: entry)
+        return bytes
+    }
+
+    private static func checkChecksum(_ digest: UInt64, of entry: Amber_ImageFile) throws(ImageError) {
+        guard digest == entry.xxh64 else {
+            throw ImageError(.checksumMismatch, file: entry.name, detail: "its XXH64 is \(hex(digest)), the inventory lists \(hex(entry.xxh64))")
+        }
+    }
+
+    /// Reads exactly `size` bytes (a size already checked against the file and the record limit).
+    private static func readAll(_ fd: CInt, size: Int, file: String) throws(ImageError) -> [UInt8] {
+        var result: Result<Int, ImageError> = .success(0)
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            result = Result { () throws(ImageError) in try readFully(fd, into: UnsafeMutableRawBufferPointer(buffer), file: file) }
+            initialized = (try? result.get()) ?? 0
+        }
+        let count = try result.get()
+        guard count == size else {
+            throw ImageError(.truncated, file: file, detail: "it ended after \(count) of \(size) bytes while it was being read")
+        }
+        return bytes
+    }
+}
+
+/// A page file mapped read-only; unmapped when the object is deinitialized.
+///
+/// The mapping never changes, so it may be read from any thread. Its size was
+/// checked against the inventory when it was mapped; if the file is truncated
+/// afterwards, touching the lost pages raises SIGBUS, as with any mapped file.
+public final class MappedPageFile: @unchecked Sendable {
+    public let name: String
+    /// The whole file. Valid only while this object is alive: keep a reference
+    /// (or use `withExtendedLifetime`) for as long as the pointer is used.
+    public let bytes: UnsafeRawBufferPointer
+
+    init(name: String, bytes: UnsafeRawBufferPointer) {
+        self.name = name
+        self.bytes = bytes
+    }
+
+    deinit {
+        if let base = bytes.baseAddress {
+            munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
+        }
+    }
+
+    /// The `count` pages at byte `offset`, checked to lie inside the file; valid
+    /// as long as `bytes` is.
+    public func pages(offset: UInt64, count: UInt64) throws(ImageError) -> UnsafeRawBufferPointer {
+        let size = UInt64(bytes.count)
+        guard offset % ImageFormat.pageSize == 0, offset <= size, count <= (size - offset) / ImageFormat.pageSize else {
+            throw ImageError(.invalid, file: name, detail: "\(count) pages at offset \(offset) are not inside its \(size) bytes")
+        }
+        return UnsafeRawBufferPointer(rebasing: bytes[Int(offset)..<Int(offset + count * ImageFormat.pageSize)])
+    }
+}

@@ -1,0 +1,227 @@
+import Glibc
+import SwiftProtobuf
+
+/// Writes one image directory: records and page files first, the inventory last.
+///
+/// Until `finish(inventory:)` has renamed `inventory.pb` into place the
+/// directory has no inventory, so a dump that fails half-way leaves nothing
+/// that a reader would take for an image. A writer is used by one thread at a time.
+public final class ImageWriter {
+    public let directory: String
+    private let directoryFD: CInt
+    /// Every name handed out so far, records and page files alike.
+    private var names: Set<String> = []
+    private var records: [Amber_ImageFile] = []
+    private var pageFiles: [PageFileWriter] = []
+    private var finished = false
+
+    /// Creates the directory (with parents) or takes an existing empty one; a non-empty one is refused (.directoryNotEmpty).
+    public init(directory: String) throws(ImageError) {
+        self.directory = directory
+        if try Self.makeDirectories(directory) {
+            // Make the new directory's entry durable, like the files that will go in it.
+            try Self.syncDirectory(Self.parent(of: directory))
+        } else {
+            try Self.checkEmpty(directory)
+        }
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw .system("open", file: directory) }
+        directoryFD = fd
+    }
+
+    deinit {
+        close(directoryFD)
+    }
+
+    /// Writes `message` to the file `name` (e.g. `ImageFormat.taskRecordName(pid:)`) and syncs it.
+    public func writeRecord(_ message: some SwiftProtobuf.Message, name: String) throws(ImageError) {
+        try claim(name)
+        let bytes = try Self.serialize(message, file: name)
+        try writeFile(name, bytes, flags: O_EXCL)
+        records.append(Self.entry(name: name, size: UInt64(bytes.count), xxh64: bytes.withUnsafeBytes { XXH64.hash($0) }))
+    }
+
+    /// Creates the page file `name` (e.g. `ImageFormat.pageFileName(pid:)`); `finish(inventory:)` syncs, closes and lists it.
+    public func makePageFile(name: String) throws(ImageError) -> PageFileWriter {
+        try claim(name)
+        let fd = openFile(in: directoryFD, name, O_WRONLY | O_CREAT | O_EXCL)
+        guard fd >= 0 else { throw .system("create", file: name) }
+        let pageFile = PageFileWriter(name: name, fd: fd)
+        pageFiles.append(pageFile)
+        return pageFile
+    }
+
+    /// Fills inventory.files with every file written (name, size, XXH64), sets
+    /// format_version, then writes inventory.pb via a temporary file, fsync and
+    /// rename, and fsyncs the directory: only then is the image complete.
+    ///
+    /// Whatever `inventory.files` and `format_version` held is replaced. The
+    /// root task's record must have been written: a reader refuses an image
+    /// without it. The writer accepts nothing after this call, whether it
+    /// succeeds or not; after a failure the directory is an incomplete image to be removed.
+    public func finish(inventory: Amber_Inventory) throws(ImageError) {
+        try checkOpen(ImageFormat.inventoryName)
+        guard names.contains(ImageFormat.taskRecordName(pid: inventory.rootPid)) else {
+            throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "root_pid \(inventory.rootPid) has no task record; write \(ImageFormat.taskRecordName(pid: inventory.rootPid)) first")
+        }
+        finished = true
+        var files = records
+        for pageFile in pageFiles {
+            files.append(try pageFile.seal())
+        }
+        var inventory = inventory
+        inventory.formatVersion = ImageFormat.version
+        inventory.files = files.sorted { $0.name < $1.name }
+        let bytes = try Self.serialize(inventory, file: ImageFormat.inventoryName)
+        let temporary = ImageFormat.inventoryTemporaryName
+        try writeFile(temporary, bytes, flags: O_TRUNC)
+        guard renameat(directoryFD, temporary, directoryFD, ImageFormat.inventoryName) == 0 else {
+            throw .system("rename \(temporary) to", file: ImageFormat.inventoryName)
+        }
+        try syncFile(directoryFD, file: directory)
+    }
+
+    /// Reserves a file name: plain, not the inventory's, not used before.
+    private func claim(_ name: String) throws(ImageError) {
+        try checkOpen(name)
+        guard ImageFormat.isPlainFileName(name) else {
+            throw ImageError(.invalid, file: name, detail: "an image file name must not be empty or contain \"/\", \"..\" or NUL")
+        }
+        guard name != ImageFormat.inventoryName, name != ImageFormat.inventoryTemporaryName else {
+            throw ImageError(.invalid, file: name, detail: "the name is reserved for the inventory")
+        }
+        guard names.insert(name).inserted else {
+            throw ImageError(.invalid, file: name, detail: "the image already has a file of this name")
+        }
+    }
+
+    private func checkOpen(_ name: String) throws(ImageError) {
+        guard !finished else {
+            throw ImageError(.invalid, file: name, detail: "the image was already finished")
+        }
+    }
+
+    private func writeFile(_ name: String, _ bytes: [UInt8], flags: CInt) throws(ImageError) {
+        let fd = openFile(in: directoryFD, name, O_WRONLY | O_CREAT | flags)
+        guard fd >= 0 else { throw .system("create", file: name) }
+        defer { close(fd) }
+        try bytes.withUnsafeBytes { buffer in Result { () throws(ImageError) in try writeAll(fd, buffer, file: name) } }.get()
+        try syncFile(fd, file: name)
+    }
+
+    private static func serialize(_ message: some SwiftProtobuf.Message, file: String) throws(ImageError) -> [UInt8] {
+        do {
+            return try message.serializedBytes()
+        } catch {
+            throw ImageError(.invalid, file: file, detail: "cannot encode \(type(of: message).protoMessageName): \(error)")
+        }
+    }
+
+    static func entry(name: String, size: UInt64, xxh64: UInt64) -> Amber_ImageFile {
+        var file = Amber_ImageFile()
+        file.name = name
+        file.size = size
+        file.xxh64 = xxh64
+        return file
+    }
+
+    /// `mkdir -p`; returns whether the last component was created (and so is known to be empty).
+    private static func makeDirectories(_ path: String) throws(ImageError) -> Bool {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        var created = false
+        for component in path.split(separator: "/") {
+            prefix += component
+            created = mkdir(prefix, 0o755) == 0
+            guard created || errno == EEXIST else { throw .system("mkdir", file: prefix) }
+            prefix += "/"
+        }
+        return created
+    }
+
+    private static func checkEmpty(_ path: String) throws(ImageError) {
+        guard let stream = opendir(path) else { throw .system("open", file: path) }
+        defer { closedir(stream) }
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." {
+                throw ImageError(.directoryNotEmpty, file: path, detail: "it holds \(name); an image is written only into a new or empty directory")
+            }
+        }
+    }
+
+    private static func parent(of path: String) -> String {
+        let trimmed = path.split(separator: "/", omittingEmptySubsequences: true).dropLast()
+        let joined = trimmed.joined(separator: "/")
+        return path.hasPrefix("/") ? "/" + joined : (joined.isEmpty ? "." : joined)
+    }
+
+    private static func syncDirectory(_ path: String) throws(ImageError) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw .system("open", file: path) }
+        defer { close(fd) }
+        try syncFile(fd, file: path)
+    }
+}
+
+/// One page file being written: whole pages appended at the end, hashed on the way.
+public final class PageFileWriter {
+    public let name: String
+    /// Bytes appended so far; the offset the next `append` returns.
+    public private(set) var size: UInt64 = 0
+    private var fd: CInt
+    private var hash = XXH64()
+    /// Set when a write failed: the file no longer matches `size` and `hash`.
+    private var failed = false
+
+    /// Hash and write in slices of this size, so each slice is still in the
+    /// CPU cache when `write` copies it after hashing read it.
+    private static let sliceSize = 256 << 10
+
+    init(name: String, fd: CInt) {
+        self.name = name
+        self.fd = fd
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+    }
+
+    /// Appends whole pages (count must be a multiple of pageSize), keeps a running XXH64, returns the offset where they start.
+    ///
+    /// The bytes go straight from `bytes` to the kernel, without a copy. After a
+    /// failed append the page file, and so the image, cannot be finished.
+    public func append(_ bytes: UnsafeRawBufferPointer) throws(ImageError) -> UInt64 {
+        guard fd >= 0, !failed else {
+            throw ImageError(.invalid, file: name, detail: failed ? "an earlier append failed" : "the image was already finished")
+        }
+        guard UInt64(bytes.count) % ImageFormat.pageSize == 0 else {
+            throw ImageError(.invalid, file: name, detail: "an append of \(bytes.count) bytes is not a whole number of \(ImageFormat.pageSize)-byte pages")
+        }
+        let offset = size
+        var start = 0
+        while start < bytes.count {
+            let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<min(start + Self.sliceSize, bytes.count)])
+            hash.update(slice)
+            do {
+                try writeAll(fd, slice, file: name)
+            } catch {
+                failed = true
+                throw error
+            }
+            start += slice.count
+        }
+        size += UInt64(bytes.count)
+        return offset
+    }
+
+    /// Syncs and closes the file; returns its inventory entry.
+    func seal() throws(ImageError) -> Amber_ImageFile {
+        guard !failed else { throw ImageError(.invalid, file: name, detail: "an earlier append failed") }
+        defer {
+            close(fd)
+            fd = -1
+        }
+        try syncFile(fd, file: name)
+        return ImageWriter.entry(name: name, size: size, xxh64: hash.digest)
+    }
+}

@@ -1,0 +1,128 @@
+#define _GNU_SOURCE
+#include "CLinux.h"
+
+#include <errno.h>
+#include <linux/sched.h>
+#include <sys/ioctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <elf.h>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+static long result(long r) { return r < 0 ? -errno : r; }
+
+long amber_ptrace(long request, pid_t pid, uint64_t addr, uint64_t data) {
+    errno = 0;
+    long r = ptrace((enum __ptrace_request)request, pid, (void *)addr, (void *)data);
+    // PEEK requests return data, so errno (not the value) tells failure.
+    if (r == -1 && errno != 0) return -errno;
+    return r;
+}
+
+long amber_ptrace_getregset(pid_t pid, long type, void *buffer, size_t *length) {
+    struct iovec iov = { buffer, *length };
+    long r = ptrace(PTRACE_GETREGSET, pid, (void *)type, &iov);
+    if (r < 0) return -errno;
+    *length = iov.iov_len;
+    return 0;
+}
+
+long amber_ptrace_setregset(pid_t pid, long type, const void *buffer, size_t length) {
+    struct iovec iov = { (void *)buffer, length };
+    return result(ptrace(PTRACE_SETREGSET, pid, (void *)type, &iov));
+}
+
+long amber_process_vm_readv(pid_t pid, const struct iovec *local, unsigned long local_count,
+                            const struct iovec *remote, unsigned long remote_count) {
+    return result(syscall(SYS_process_vm_readv, pid, local, local_count, remote, remote_count, 0UL));
+}
+
+long amber_process_vm_writev(pid_t pid, const struct iovec *local, unsigned long local_count,
+                             const struct iovec *remote, unsigned long remote_count) {
+    return result(syscall(SYS_process_vm_writev, pid, local, local_count, remote, remote_count, 0UL));
+}
+
+long amber_pidfd_open(pid_t pid) { return result(syscall(SYS_pidfd_open, (long)pid, 0L)); }
+long amber_pidfd_getfd(int pidfd, int fd) { return result(syscall(SYS_pidfd_getfd, (long)pidfd, (long)fd, 0L)); }
+long amber_pidfd_send_signal(int pidfd, int signal) {
+    return result(syscall(SYS_pidfd_send_signal, (long)pidfd, (long)signal, NULL, 0L));
+}
+long amber_tgkill(pid_t tgid, pid_t tid, int signal) { return result(syscall(SYS_tgkill, tgid, tid, signal)); }
+
+long amber_get_robust_list(pid_t pid, uint64_t *head, uint64_t *length) {
+    void *h = NULL;
+    size_t l = 0;
+    long r = syscall(SYS_get_robust_list, pid, &h, &l);
+    if (r < 0) return -errno;
+    *head = (uint64_t)h;
+    *length = l;
+    return 0;
+}
+
+long amber_pagemap_scan(int pagemap_fd, struct amber_pm_scan_arg *arg) {
+    return result(ioctl(pagemap_fd, AMBER_PAGEMAP_SCAN, arg));
+}
+
+long amber_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
+    return result(syscall(SYS_kcmp, (long)pid1, (long)pid2, 0L /* KCMP_FILE */, (long)fd1, (long)fd2));
+}
+
+long amber_xgetbv0(uint64_t *value) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    *value = ((uint64_t)hi << 32) | lo;
+    return 0;
+}
+
+// Raw syscalls for the helper child, which must not touch libc state (errno, TID cache).
+static inline long raw_syscall4(long n, long a, long b, long c, long d) {
+    long r;
+    register long r10 __asm__("r10") = d;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
+    return r;
+}
+
+struct amber_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags) {
+    struct amber_clone_args args = {0};
+    args.flags = flags;
+    args.exit_signal = SIGCHLD;
+    args.set_tid = (uint64_t)set_tid;
+    args.set_tid_size = set_tid_count;
+    long r = raw_syscall4(SYS_clone3, (long)&args, sizeof(args), 0, 0);
+    if (r != 0) return r;
+    // Child: a copy of the caller's memory; only raw syscalls from here on.
+    struct amber_kernel_sigaction dfl = {0};
+    for (long sig = 1; sig <= 64; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        raw_syscall4(SYS_rt_sigaction, sig, (long)&dfl, 0, 8);
+    }
+    uint64_t none = 0;
+    raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, 8);
+    raw_syscall4(SYS_close_range, 0, ~0U, 0, 0);
+    // Become traced by the caller and stop: the caller sees a SIGSTOP signal-delivery stop
+    // and takes over from there, so no job-control stop is ever left behind.
+    raw_syscall4(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
+    long self = raw_syscall4(SYS_getpid, 0, 0, 0, 0);
+    raw_syscall4(SYS_kill, self, SIGSTOP, 0, 0);
+    for (;;) raw_syscall4(SYS_pause, 0, 0, 0, 0);
+}

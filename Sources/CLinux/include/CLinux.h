@@ -1,0 +1,108 @@
+// Kernel structs and raw syscall wrappers that Swift's Glibc overlay lacks.
+// Every function returns the kernel's result: >= 0 on success, -errno on failure.
+#ifndef AMBER_CLINUX_H
+#define AMBER_CLINUX_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <signal.h>
+
+// x86_64 struct user_regs_struct (NT_PRSTATUS).
+struct amber_user_regs {
+    uint64_t r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8;
+    uint64_t rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs, eflags, rsp, ss;
+    uint64_t fs_base, gs_base, ds, es, fs, gs;
+};
+
+// Kernel's struct ptrace_rseq_configuration.
+struct amber_rseq_configuration {
+    uint64_t rseq_abi_pointer;
+    uint32_t rseq_abi_size;
+    uint32_t signature;
+    uint32_t flags;
+    uint32_t pad;
+};
+
+// Kernel's struct ptrace_peeksiginfo_args.
+struct amber_peeksiginfo_args {
+    uint64_t off;
+    uint32_t flags;
+    int32_t nr;
+};
+
+// Kernel's struct sigaction for rt_sigaction (not glibc's).
+struct amber_kernel_sigaction {
+    uint64_t handler;
+    uint64_t flags;
+    uint64_t restorer;
+    uint64_t mask;
+};
+
+// Kernel's struct prctl_mm_map (PR_SET_MM_MAP).
+struct amber_prctl_mm_map {
+    uint64_t start_code, end_code, start_data, end_data;
+    uint64_t start_brk, brk, start_stack;
+    uint64_t arg_start, arg_end, env_start, env_end;
+    uint64_t auxv;
+    uint32_t auxv_size;
+    uint32_t exe_fd;
+};
+
+// PAGEMAP_SCAN (Linux 6.7): the kernel's struct pm_scan_arg and struct page_region.
+struct amber_page_region {
+    uint64_t start;
+    uint64_t end;
+    uint64_t categories;
+};
+
+struct amber_pm_scan_arg {
+    uint64_t size;
+    uint64_t flags;
+    uint64_t start;
+    uint64_t end;
+    uint64_t walk_end;
+    uint64_t vec;
+    uint64_t vec_len;
+    uint64_t max_pages;
+    uint64_t category_inverted;
+    uint64_t category_mask;
+    uint64_t category_anyof_mask;
+    uint64_t return_mask;
+};
+
+#define AMBER_PAGEMAP_SCAN 0xc0606610UL
+#define AMBER_PAGE_IS_WPALLOWED (1UL << 0)
+#define AMBER_PAGE_IS_WRITTEN (1UL << 1)
+#define AMBER_PAGE_IS_FILE (1UL << 2)
+#define AMBER_PAGE_IS_PRESENT (1UL << 3)
+#define AMBER_PAGE_IS_SWAPPED (1UL << 4)
+#define AMBER_PAGE_IS_PFNZERO (1UL << 5)
+#define AMBER_PAGE_IS_HUGE (1UL << 6)
+
+long amber_ptrace(long request, pid_t pid, uint64_t addr, uint64_t data);
+long amber_ptrace_getregset(pid_t pid, long type, void *buffer, size_t *length);
+long amber_ptrace_setregset(pid_t pid, long type, const void *buffer, size_t length);
+
+long amber_process_vm_readv(pid_t pid, const struct iovec *local, unsigned long local_count,
+                            const struct iovec *remote, unsigned long remote_count);
+long amber_process_vm_writev(pid_t pid, const struct iovec *local, unsigned long local_count,
+                             const struct iovec *remote, unsigned long remote_count);
+
+long amber_pidfd_open(pid_t pid);
+long amber_pidfd_getfd(int pidfd, int fd);
+long amber_pidfd_send_signal(int pidfd, int signal);
+long amber_tgkill(pid_t tgid, pid_t tid, int signal);
+long amber_get_robust_list(pid_t pid, uint64_t *head, uint64_t *length);
+long amber_pagemap_scan(int pagemap_fd, struct amber_pm_scan_arg *arg);
+long amber_xgetbv0(uint64_t *value);
+long amber_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2);
+
+/// Creates a helper task with the given PIDs (innermost namespace first) by a raw clone3.
+/// The child runs only raw syscalls: it resets every signal disposition to default,
+/// unblocks all signals, closes every fd, becomes traced by the caller (PTRACE_TRACEME),
+/// stops itself with SIGSTOP and then pauses forever. Returns the child's PID in the caller's namespace.
+long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags);
+
+#endif

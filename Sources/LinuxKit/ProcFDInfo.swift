@@ -1,0 +1,61 @@
+import SystemPackage
+
+/// What /proc/PID/fdinfo/FD says about one open file description.
+public struct FileDescriptorInfo: Sendable, Equatable {
+    /// pos: the file offset.
+    public var position: UInt64
+    /// flags: the open(2) flags, octal in the file; includes O_CLOEXEC
+    /// (0o2000000) when the descriptor has it, although that flag belongs to
+    /// the descriptor and not the file description.
+    public var flags: UInt32
+    /// mnt_id: the mount the file lives on, as in /proc/PID/mountinfo.
+    public var mountID: Int
+    /// ino: the inode number (Linux 5.12 and later).
+    public var inode: UInt64?
+    /// Every "key: value" line split at its first colon, value trimmed of
+    /// surrounding blanks. For a key that repeats (epoll's "tfd", inotify's
+    /// "inotify wd", …) this holds the first occurrence; `lines` holds them all.
+    public var fields: [String: String]
+    /// Every line, in order, as the kernel wrote it.
+    public var lines: [String]
+}
+
+extension ProcFS {
+    /// Parses the text of /proc/PID/fdinfo/FD; unknown lines are kept in `fields` and `lines`.
+    ///
+    /// - Throws: `LinuxError(.invalidArgument, "parse /proc fdinfo field KEY")`
+    ///   when pos, flags or mnt_id is missing or malformed.
+    public static func parseFileDescriptorInfo(_ text: String) throws(LinuxError) -> FileDescriptorInfo {
+        try parseFileDescriptorInfo(bytes: Array(text.utf8)[...])
+    }
+
+    static func parseFileDescriptorInfo(bytes: ArraySlice<UInt8>) throws(LinuxError) -> FileDescriptorInfo {
+        var raw: [String: ArraySlice<UInt8>] = [:]
+        var fields: [String: String] = [:]
+        var lines: [String] = []
+        for line in ProcText.lines(bytes) {
+            lines.append(ProcText.string(line))
+            guard let (keyBytes, valueBytes) = ProcText.keyValue(line) else { continue }
+            let key = ProcText.string(ProcText.trimmed(keyBytes))
+            if raw[key] == nil {
+                let value = ProcText.trimmed(valueBytes)
+                raw[key] = value
+                fields[key] = ProcText.string(value)
+            }
+        }
+        func required<T>(_ key: String, _ parse: (ArraySlice<UInt8>) -> T?) throws(LinuxError) -> T {
+            guard let text = raw[key], let value = parse(text) else {
+                throw ProcText.malformed("fdinfo field \(key)")
+            }
+            return value
+        }
+        return FileDescriptorInfo(
+            position: try required("pos") { ProcText.unsigned($0) },
+            flags: try required("flags") { ProcText.unsigned($0, radix: 8).flatMap { UInt32(exactly: $0) } },
+            mountID: try required("mnt_id", ProcText.int),
+            inode: raw["ino"] == nil ? nil : try required("ino") { ProcText.unsigned($0) },
+            fields: fields,
+            lines: lines
+        )
+    }
+}

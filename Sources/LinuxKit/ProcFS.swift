@@ -1,0 +1,203 @@
+import Glibc
+import SystemPackage
+
+/// Readers for /proc.
+///
+/// Every parser is a pure function over the file's text (`parseMaps(_:)`, …)
+/// so it can be tested with fixed strings; the readers that take a pid read the
+/// file and hand it to the parser. A process that is gone shows as a
+/// `LinuxError` with `ENOENT` or `ESRCH` naming the path.
+///
+/// Names and paths are decoded as UTF-8; bytes that are not valid UTF-8 are
+/// replaced, so such a name cannot be used to reopen the file.
+public enum ProcFS {
+    // MARK: Raw reading
+
+    /// Reads a whole file until end of file.
+    ///
+    /// /proc files report size 0, so the file is read with read(2) into a
+    /// growing buffer rather than sized by stat. Interrupted calls are retried.
+    public static func read(_ path: String) throws(LinuxError) -> [UInt8] {
+        let fd = try libcResult("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }.get()
+        defer { _ = close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var used = 0
+        while true {
+            if used == buffer.count {
+                buffer.append(contentsOf: repeatElement(0, count: buffer.count))
+            }
+            let result = buffer.withUnsafeMutableBytes { raw in
+                libcResult("read \(path)") { Glibc.read(fd, raw.baseAddress! + used, raw.count - used) }
+            }
+            let count = try result.get()
+            if count == 0 { break }
+            used += count
+        }
+        buffer.removeSubrange(used...)
+        return buffer
+    }
+
+    /// Reads a whole file as UTF-8 text (invalid bytes replaced).
+    public static func readText(_ path: String) throws(LinuxError) -> String {
+        ProcText.string(try read(path))
+    }
+
+    /// The target of a symbolic link, however long it is.
+    ///
+    /// readlink(2) truncates silently, so the buffer grows until the answer fits.
+    public static func link(_ path: String) throws(LinuxError) -> String {
+        var size = 256
+        while size <= 1 << 20 {
+            var buffer = [UInt8](repeating: 0, count: size)
+            let result = buffer.withUnsafeMutableBytes { raw in
+                libcResult("readlink \(path)") {
+                    readlink(path, raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count)
+                }
+            }
+            let count = try result.get()
+            if count < size { return ProcText.string(buffer[..<count]) }
+            size *= 2
+        }
+        throw LinuxError(.fileNameTooLong, "readlink \(path)")
+    }
+
+    /// The numeric entries of a directory (pids, tids or fds), sorted.
+    static func numericEntries(_ path: String) throws(LinuxError) -> [Int32] {
+        let directory = try openDirectory(path)
+        defer { closedir(directory) }
+        var result: [Int32] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(directory) else {
+                if errno != 0 { throw LinuxError(Errno(rawValue: errno), "readdir \(path)") }
+                break
+            }
+            let number: Int32? = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                let name = raw.prefix { $0 != 0 }
+                return ProcText.unsigned(name).flatMap { Int32(exactly: $0) }
+            }
+            if let number { result.append(number) }
+        }
+        return result.sorted()
+    }
+
+    private static func openDirectory(_ path: String) throws(LinuxError) -> OpaquePointer {
+        while true {
+            if let directory = opendir(path) { return directory }
+            let err = Errno(rawValue: errno)
+            if err != .interrupted { throw LinuxError(err, "opendir \(path)") }
+        }
+    }
+
+    /// Reads `path` and parses it, naming the path in a parse error.
+    static func parse<T>(_ path: String, _ parser: (ArraySlice<UInt8>) throws(LinuxError) -> T) throws(LinuxError) -> T {
+        let bytes = try read(path)
+        do {
+            return try parser(bytes[...])
+        } catch {
+            throw LinuxError(error.errno, "\(path): \(error.operation)")
+        }
+    }
+
+    // MARK: Per-process files
+
+    /// The memory areas of a process, from /proc/PID/maps.
+    public static func maps(pid: Int32) throws(LinuxError) -> [MemoryMapping] {
+        try parse("/proc/\(pid)/maps", parseMaps(bytes:))
+    }
+
+    /// The status of a process, from /proc/PID/status.
+    public static func status(pid: Int32) throws(LinuxError) -> ProcessStatus {
+        try parse("/proc/\(pid)/status", parseStatus(bytes:))
+    }
+
+    /// The status of one thread, from /proc/PID/task/TID/status: its own
+    /// blocked mask and thread-directed pending signals.
+    public static func threadStatus(pid: Int32, tid: Int32) throws(LinuxError) -> ProcessStatus {
+        try parse("/proc/\(pid)/task/\(tid)/status", parseStatus(bytes:))
+    }
+
+    /// The scheduler line of a process, from /proc/PID/stat.
+    public static func stat(pid: Int32) throws(LinuxError) -> ProcessStat {
+        try parse("/proc/\(pid)/stat", parseStat(bytes:))
+    }
+
+    /// The resource limits of a process, from /proc/PID/limits.
+    ///
+    /// Read from outside because prlimit(2) on another process needs more
+    /// privilege than reading this file does.
+    public static func limits(pid: Int32) throws(LinuxError) -> [ResourceLimitEntry] {
+        try parse("/proc/\(pid)/limits", parseLimits(bytes:))
+    }
+
+    /// The open file descriptors of a process, from /proc/PID/fd, sorted.
+    public static func fileDescriptors(pid: Int32) throws(LinuxError) -> [Int32] {
+        try numericEntries("/proc/\(pid)/fd")
+    }
+
+    /// Position, flags and mount of one descriptor, from /proc/PID/fdinfo/FD.
+    public static func fileDescriptorInfo(pid: Int32, fd: Int32) throws(LinuxError) -> FileDescriptorInfo {
+        try parse("/proc/\(pid)/fdinfo/\(fd)", parseFileDescriptorInfo(bytes:))
+    }
+
+    /// What a descriptor refers to: a path (maybe ending in " (deleted)"),
+    /// or a name such as "pipe:[1234]", "socket:[1234]" or "anon_inode:[eventfd]".
+    public static func fileDescriptorPath(pid: Int32, fd: Int32) throws(LinuxError) -> String {
+        try link("/proc/\(pid)/fd/\(fd)")
+    }
+
+    /// The working directory of a process.
+    public static func cwd(pid: Int32) throws(LinuxError) -> String {
+        try link("/proc/\(pid)/cwd")
+    }
+
+    /// The executable of a process (maybe ending in " (deleted)").
+    public static func executable(pid: Int32) throws(LinuxError) -> String {
+        try link("/proc/\(pid)/exe")
+    }
+
+    /// The raw ELF auxiliary vector of a process: pairs of native 64-bit words,
+    /// ending with AT_NULL.
+    public static func auxv(pid: Int32) throws(LinuxError) -> [UInt8] {
+        try read("/proc/\(pid)/auxv")
+    }
+
+    /// The thread IDs of a process, from /proc/PID/task, sorted.
+    public static func threads(pid: Int32) throws(LinuxError) -> [Int32] {
+        try numericEntries("/proc/\(pid)/task")
+    }
+
+    /// The children of a process, sorted.
+    ///
+    /// The kernel lists a child under the thread that created it, so this is
+    /// the union of /proc/PID/task/TID/children over every thread. A thread
+    /// that exits while we look is skipped.
+    public static func children(pid: Int32) throws(LinuxError) -> [Int32] {
+        var result: Set<Int32> = []
+        for tid in try threads(pid: pid) {
+            let path = "/proc/\(pid)/task/\(tid)/children"
+            let bytes: [UInt8]
+            do {
+                bytes = try read(path)
+            } catch where (error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess)
+                && tid != pid && access("/proc/\(pid)/task/\(tid)", F_OK) != 0 {
+                continue
+            }
+            for word in ProcText.words(bytes[...]) {
+                guard let child = ProcText.int32(word), child > 0 else {
+                    throw LinuxError(.invalidArgument, "\(path): parse /proc children")
+                }
+                result.insert(child)
+            }
+        }
+        return result.sorted()
+    }
+
+    /// The command name of a process (at most 15 bytes as the kernel keeps it),
+    /// without the trailing newline.
+    public static func comm(pid: Int32) throws(LinuxError) -> String {
+        var bytes = try read("/proc/\(pid)/comm")
+        if bytes.last == ProcText.newline { bytes.removeLast() }
+        return ProcText.string(bytes)
+    }
+}

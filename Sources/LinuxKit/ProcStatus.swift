@@ -1,0 +1,115 @@
+import SystemPackage
+
+/// The parts of /proc/PID/status (or /proc/PID/task/TID/status) a dump needs,
+/// plus every raw line.
+public struct ProcessStatus: Sendable, Equatable {
+    /// The command name, with the kernel's escapes ("\n", "\\") undone.
+    public var name: String
+    /// The state letter: R, S, D, T, t, X, Z, P, I.
+    public var state: Character
+    public var tgid: Int32
+    public var pid: Int32
+    public var ppid: Int32
+    /// The pid of the task tracing this one, 0 when none.
+    public var tracerPID: Int32
+    public var threads: Int
+    /// Absent on kernels before 4.7.
+    public var umask: UInt32?
+    /// SigBlk: the blocked mask (per thread).
+    public var blockedSignals: UInt64
+    /// SigIgn: signals whose disposition is SIG_IGN.
+    public var ignoredSignals: UInt64
+    /// SigCgt: signals with a handler.
+    public var caughtSignals: UInt64
+    /// SigPnd: signals pending for this thread.
+    public var pendingThread: UInt64
+    /// ShdPnd: signals pending for the whole process.
+    public var pendingShared: UInt64
+    /// NSpid: the pid in each pid namespace, outermost (the reader's) first.
+    /// Empty when the kernel does not print the line.
+    public var namespacePIDs: [Int32]
+    /// NStgid, NSsid, NSpgid: as `namespacePIDs`, for tgid, session and group.
+    public var namespaceTGIDs: [Int32]
+    public var namespaceSIDs: [Int32]
+    public var namespacePGIDs: [Int32]
+    /// Seccomp: 0 disabled, 1 strict, 2 filter; nil when the kernel lacks it.
+    public var seccompMode: Int?
+    /// Every "Key:\tvalue" line, value trimmed of surrounding blanks (Name's
+    /// value is kept exactly, escaped as the kernel wrote it).
+    public var fields: [String: String]
+}
+
+extension ProcFS {
+    /// Parses the text of /proc/PID/status; unknown lines are kept in `fields` only.
+    ///
+    /// - Throws: `LinuxError(.invalidArgument, "parse /proc status field KEY")`
+    ///   when a needed line is missing or malformed.
+    public static func parseStatus(_ text: String) throws(LinuxError) -> ProcessStatus {
+        try parseStatus(bytes: Array(text.utf8)[...])
+    }
+
+    static func parseStatus(bytes: ArraySlice<UInt8>) throws(LinuxError) -> ProcessStatus {
+        var raw: [String: ArraySlice<UInt8>] = [:]
+        var fields: [String: String] = [:]
+        for line in ProcText.lines(bytes) {
+            guard let (keyBytes, valueBytes) = ProcText.keyValue(line) else { continue }
+            let key = ProcText.string(keyBytes)
+            var value: ArraySlice<UInt8>
+            if key == "Name" {
+                // A name may begin or end with blanks: drop only the separator tab.
+                value = valueBytes
+                if value.first == ProcText.tab { value = value.dropFirst() }
+            } else {
+                value = ProcText.trimmed(valueBytes)
+            }
+            if raw[key] == nil {
+                raw[key] = value
+                fields[key] = ProcText.string(value)
+            }
+        }
+
+        func required<T>(_ key: String, _ parse: (ArraySlice<UInt8>) -> T?) throws(LinuxError) -> T {
+            guard let text = raw[key], let value = parse(text) else {
+                throw ProcText.malformed("status field \(key)")
+            }
+            return value
+        }
+        func optional<T>(_ key: String, _ parse: (ArraySlice<UInt8>) -> T?) throws(LinuxError) -> T? {
+            guard raw[key] != nil else { return nil }
+            return try required(key, parse)
+        }
+        func hex(_ text: ArraySlice<UInt8>) -> UInt64? { ProcText.unsigned(text, radix: 16) }
+        func list(_ text: ArraySlice<UInt8>) -> [Int32]? {
+            var result: [Int32] = []
+            for word in ProcText.words(text) {
+                guard let value = ProcText.int32(word) else { return nil }
+                result.append(value)
+            }
+            return result
+        }
+
+        return ProcessStatus(
+            name: try required("Name") { ProcText.string(ProcText.unescape($0)) },
+            state: try required("State") { text in
+                text.first.flatMap { $0 < 0x80 && $0 > 0x20 ? Character(Unicode.Scalar($0)) : nil }
+            },
+            tgid: try required("Tgid", ProcText.int32),
+            pid: try required("Pid", ProcText.int32),
+            ppid: try required("PPid", ProcText.int32),
+            tracerPID: try required("TracerPid", ProcText.int32),
+            threads: try required("Threads", ProcText.int),
+            umask: try optional("Umask") { ProcText.unsigned($0, radix: 8).flatMap { UInt32(exactly: $0) } },
+            blockedSignals: try required("SigBlk", hex),
+            ignoredSignals: try required("SigIgn", hex),
+            caughtSignals: try required("SigCgt", hex),
+            pendingThread: try required("SigPnd", hex),
+            pendingShared: try required("ShdPnd", hex),
+            namespacePIDs: try optional("NSpid", list) ?? [],
+            namespaceTGIDs: try optional("NStgid", list) ?? [],
+            namespaceSIDs: try optional("NSsid", list) ?? [],
+            namespacePGIDs: try optional("NSpgid", list) ?? [],
+            seccompMode: try optional("Seccomp", ProcText.int),
+            fields: fields
+        )
+    }
+}

@@ -1,0 +1,204 @@
+import CLinux
+import Glibc
+import SystemPackage
+
+/// ptrace(2) request numbers and options that Glibc's overlay does not export.
+enum PtraceRequest {
+    static let traceMe = 0
+    static let peekData = 2
+    static let cont = 7
+    static let kill = 8
+    static let singleStep = 9
+    static let getRegs = 12
+    static let setRegs = 13
+    static let attach = 16
+    static let detach = 17
+    static let setOptions = 0x4200
+    static let getEventMessage = 0x4201
+    static let getSigInfo = 0x4202
+    static let getRegSet = 0x4204
+    static let setRegSet = 0x4205
+    static let seize = 0x4206
+    static let interrupt = 0x4207
+    static let listen = 0x4208
+    static let peekSigInfo = 0x4209
+    static let getSigMask = 0x420a
+    static let setSigMask = 0x420b
+    static let getRseqConfiguration = 0x420f
+}
+
+/// Register sets for PTRACE_GETREGSET/SETREGSET.
+public enum RegisterSet: Int {
+    case general = 1        // NT_PRSTATUS
+    case floatingPoint = 2  // NT_PRFPREG
+    case xstate = 0x202     // NT_X86_XSTATE
+}
+
+/// ptrace options (PTRACE_O_*).
+public struct PtraceOptions: OptionSet, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public static let traceSysGood = PtraceOptions(rawValue: 1)
+    public static let traceFork = PtraceOptions(rawValue: 2)
+    public static let traceVFork = PtraceOptions(rawValue: 4)
+    public static let traceClone = PtraceOptions(rawValue: 8)
+    /// Kill the tracee if the tracer exits: a restore that dies leaves nothing behind.
+    public static let exitKill = PtraceOptions(rawValue: 1 << 20)
+}
+
+/// How a waited-for task changed state.
+public enum WaitStatus: Equatable, Sendable {
+    case exited(Int32)
+    case signaled(Int32)
+    /// A ptrace stop: `signal` is the stop signal and `event` the PTRACE_EVENT_* (0 for a signal-delivery stop).
+    case stopped(signal: Int32, event: Int32)
+    case continued
+
+    init(raw status: Int32) {
+        let low = status & 0x7f
+        if low == 0 {
+            self = .exited((status >> 8) & 0xff)
+        } else if status & 0xff == 0x7f {
+            self = .stopped(signal: (status >> 8) & 0xff, event: (status >> 16) & 0xff)
+        } else if status == 0xffff {
+            self = .continued
+        } else {
+            self = .signaled(low)
+        }
+    }
+
+    /// PTRACE_EVENT_STOP: the stop PTRACE_INTERRUPT or a group stop reports to a seizing tracer.
+    public static let eventStop: Int32 = 128
+}
+
+/// Waits for a task (any kind, threads too) and returns how it changed.
+public func waitForTask(_ pid: Int32, options: Int32 = 0) throws(LinuxError) -> WaitStatus? {
+    var status: Int32 = 0
+    let result = libcResult("wait for task \(pid)") { Glibc.waitpid(pid, &status, options | __WALL) }
+    switch result {
+    case .success(0): return nil
+    case .success: return WaitStatus(raw: status)
+    case .failure(let error): throw error
+    }
+}
+
+/// A task under ptrace. Value type: it only names the task; the kernel holds the tracing state.
+public struct Tracee: Sendable {
+    public let pid: Int32
+
+    public init(pid: Int32) { self.pid = pid }
+
+    @inline(__always)
+    private func request(_ request: Int, _ addr: UInt64 = 0, _ data: UInt64 = 0, _ what: @autoclosure () -> String) throws(LinuxError) -> Int {
+        try kernelResult(amber_ptrace(request, pid, addr, data), "\(what()) of task \(pid)").get()
+    }
+
+    /// Attaches without stopping the task (PTRACE_SEIZE).
+    public static func seize(_ pid: Int32, options: PtraceOptions = []) throws(LinuxError) -> Tracee {
+        let tracee = Tracee(pid: pid)
+        _ = try tracee.request(PtraceRequest.seize, 0, options.rawValue, "PTRACE_SEIZE")
+        return tracee
+    }
+
+    public func setOptions(_ options: PtraceOptions) throws(LinuxError) {
+        _ = try request(PtraceRequest.setOptions, 0, options.rawValue, "PTRACE_SETOPTIONS")
+    }
+
+    /// Stops a seized task; it reports a PTRACE_EVENT_STOP.
+    public func interrupt() throws(LinuxError) {
+        _ = try request(PtraceRequest.interrupt, 0, 0, "PTRACE_INTERRUPT")
+    }
+
+    /// Waits until the task reports a ptrace stop, returning it; an exit is an error.
+    public func waitForStop() throws(LinuxError) -> (signal: Int32, event: Int32) {
+        while true {
+            guard let status = try waitForTask(pid) else { continue }
+            switch status {
+            case .stopped(let signal, let event): return (signal, event)
+            case .exited(let code): throw LinuxError(.noSuchProcess, "task \(pid) exited with status \(code) while being traced")
+            case .signaled(let signal): throw LinuxError(.noSuchProcess, "task \(pid) was killed by signal \(signal) while being traced")
+            case .continued: continue
+            }
+        }
+    }
+
+    public func cont(signal: Int32 = 0) throws(LinuxError) {
+        _ = try request(PtraceRequest.cont, 0, UInt64(signal), "PTRACE_CONT")
+    }
+
+    public func singleStep() throws(LinuxError) {
+        _ = try request(PtraceRequest.singleStep, 0, 0, "PTRACE_SINGLESTEP")
+    }
+
+    public func detach(signal: Int32 = 0) throws(LinuxError) {
+        _ = try request(PtraceRequest.detach, 0, UInt64(signal), "PTRACE_DETACH")
+    }
+
+    public func registers() throws(LinuxError) -> amber_user_regs {
+        var regs = amber_user_regs()
+        var length = MemoryLayout<amber_user_regs>.size
+        try kernelResult(amber_ptrace_getregset(pid, RegisterSet.general.rawValue, &regs, &length), "PTRACE_GETREGSET NT_PRSTATUS of task \(pid)").map { _ in }.get()
+        return regs
+    }
+
+    public func setRegisters(_ regs: amber_user_regs) throws(LinuxError) {
+        var copy = regs
+        _ = try kernelResult(amber_ptrace_setregset(pid, RegisterSet.general.rawValue, &copy, MemoryLayout<amber_user_regs>.size), "PTRACE_SETREGSET NT_PRSTATUS of task \(pid)").get()
+    }
+
+    /// The task's full XSAVE area, as long as the kernel makes it.
+    public func xstate() throws(LinuxError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var length = buffer.count
+        let result = buffer.withUnsafeMutableBytes { amber_ptrace_getregset(pid, RegisterSet.xstate.rawValue, $0.baseAddress, &length) }
+        _ = try kernelResult(result, "PTRACE_GETREGSET NT_X86_XSTATE of task \(pid)").get()
+        return Array(buffer.prefix(length))
+    }
+
+    public func setXState(_ xstate: [UInt8]) throws(LinuxError) {
+        let result = xstate.withUnsafeBytes { amber_ptrace_setregset(pid, RegisterSet.xstate.rawValue, $0.baseAddress, $0.count) }
+        _ = try kernelResult(result, "PTRACE_SETREGSET NT_X86_XSTATE of task \(pid)").get()
+    }
+
+    public func signalMask() throws(LinuxError) -> UInt64 {
+        var mask: UInt64 = 0
+        _ = try withUnsafeMutablePointer(to: &mask) { pointer throws(LinuxError) in
+            try request(PtraceRequest.getSigMask, 8, UInt64(UInt(bitPattern: pointer)), "PTRACE_GETSIGMASK")
+        }
+        return mask
+    }
+
+    public func setSignalMask(_ mask: UInt64) throws(LinuxError) {
+        var copy = mask
+        _ = try withUnsafeMutablePointer(to: &copy) { pointer throws(LinuxError) in
+            try request(PtraceRequest.setSigMask, 8, UInt64(UInt(bitPattern: pointer)), "PTRACE_SETSIGMASK")
+        }
+    }
+
+    /// Pending signals with their siginfo, without dequeuing them: the thread's own queue, or the process's shared one.
+    public func pendingSignals(shared: Bool) throws(LinuxError) -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        let batch = 32
+        var buffer = [UInt8](repeating: 0, count: 128 * batch)
+        while true {
+            var args = amber_peeksiginfo_args(off: UInt64(result.count), flags: shared ? 1 : 0, nr: Int32(batch))
+            let raw = buffer.withUnsafeMutableBytes { bytes in
+                withUnsafeMutablePointer(to: &args) { argsPointer in
+                    amber_ptrace(PtraceRequest.peekSigInfo, pid, UInt64(UInt(bitPattern: argsPointer)), UInt64(UInt(bitPattern: bytes.baseAddress!)))
+                }
+            }
+            let count = try kernelResult(raw, "PTRACE_PEEKSIGINFO of task \(pid)").get()
+            for index in 0..<count { result.append(Array(buffer[(index * 128)..<((index + 1) * 128)])) }
+            if count < batch { return result }
+        }
+    }
+
+    /// The task's rseq registration (kernel 5.13).
+    public func rseqConfiguration() throws(LinuxError) -> amber_rseq_configuration {
+        var configuration = amber_rseq_configuration()
+        _ = try withUnsafeMutablePointer(to: &configuration) { pointer throws(LinuxError) in
+            try request(PtraceRequest.getRseqConfiguration, UInt64(MemoryLayout<amber_rseq_configuration>.size), UInt64(UInt(bitPattern: pointer)), "PTRACE_GET_RSEQ_CONFIGURATION")
+        }
+        return configuration
+    }
+}

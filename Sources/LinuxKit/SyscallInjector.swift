@@ -1,0 +1,125 @@
+import CLinux
+import Glibc
+
+/// x86_64 system call numbers used by injection.
+public enum SyscallNumber {
+    public static let close = 3
+    public static let mmap = 9
+    public static let mprotect = 10
+    public static let munmap = 11
+    public static let brk = 12
+    public static let rtSigaction = 13
+    public static let mremap = 25
+    public static let madvise = 28
+    public static let setpgid = 109
+    public static let setsid = 112
+    public static let rtSigqueueinfo = 129
+    public static let sigaltstack = 131
+    public static let fcntl = 72
+    public static let fchdir = 81
+    public static let umask = 95
+    public static let prctl = 157
+    public static let setTidAddress = 218
+    public static let setRobustList = 273
+    public static let dup3 = 292
+    public static let rtTgsigqueueinfo = 297
+    public static let prlimit64 = 302
+    public static let rseq = 334
+    public static let pidfdOpen = 434
+    public static let closeRange = 436
+    public static let pidfdGetfd = 438
+}
+
+/// Runs single system calls inside a stopped tracee: its registers are pointed at a `syscall`
+/// instruction already in its memory (in the vDSO), the task is single-stepped over it, and its
+/// registers are put back. Nothing is written into the task's memory.
+public struct SyscallInjector {
+    public let tracee: Tracee
+    /// Address of a `syscall` instruction (0f 05) in the task.
+    public var instruction: UInt64
+    /// The registers the task had when injection began; restored by `finish()`.
+    public let savedRegisters: amber_user_regs
+    public let savedSignalMask: UInt64
+
+    /// Takes over a stopped tracee. Blocks every signal while injecting, so that no signal can
+    /// be delivered (and lost) between the injected steps.
+    public init(tracee: Tracee, instruction: UInt64) throws(LinuxError) {
+        self.tracee = tracee
+        self.instruction = instruction
+        savedRegisters = try tracee.registers()
+        savedSignalMask = try tracee.signalMask()
+        try tracee.setSignalMask(~0)
+    }
+
+    /// Puts back the registers and signal mask the task had before injection.
+    public func finish() throws(LinuxError) {
+        try tracee.setRegisters(savedRegisters)
+        try tracee.setSignalMask(savedSignalMask)
+    }
+
+    /// Performs the syscall and returns the kernel's raw result (negative is -errno).
+    public func raw(_ number: Int, _ args: UInt64...) throws(LinuxError) -> Int64 {
+        var regs = savedRegisters
+        regs.rax = UInt64(number)
+        // orig_rax = -1: otherwise the kernel's syscall-restart logic rewrites rip/rax when the
+        // task was stopped inside an interrupted system call.
+        regs.orig_rax = UInt64.max
+        regs.rip = instruction
+        let values = args + Array(repeating: 0, count: max(0, 6 - args.count))
+        regs.rdi = values[0]; regs.rsi = values[1]; regs.rdx = values[2]
+        regs.r10 = values[3]; regs.r8 = values[4]; regs.r9 = values[5]
+        try tracee.setRegisters(regs)
+        try tracee.singleStep()
+        let stop = try tracee.waitForStop()
+        guard stop.signal == SIGTRAP, stop.event == 0 else {
+            throw LinuxError(.interrupted, "injected syscall \(number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event)")
+        }
+        let after = try tracee.registers()
+        guard after.rip == instruction + 2 else {
+            throw LinuxError(.interrupted, "injected syscall \(number) in task \(tracee.pid): stopped at 0x\(String(after.rip, radix: 16)), not after the syscall instruction")
+        }
+        return Int64(bitPattern: after.rax)
+    }
+
+    /// Performs the syscall and throws, naming it, if the kernel returns an error.
+    @discardableResult
+    public func call(_ name: @autoclosure () -> String, _ number: Int, _ args: UInt64...) throws(LinuxError) -> UInt64 {
+        var regsArgs = args
+        while regsArgs.count < 6 { regsArgs.append(0) }
+        let result = try raw(number, regsArgs[0], regsArgs[1], regsArgs[2], regsArgs[3], regsArgs[4], regsArgs[5])
+        if result < 0 && result > -4096 {
+            throw LinuxError(Errno(rawValue: CInt(-result)), "\(name()) in task \(tracee.pid)")
+        }
+        return UInt64(bitPattern: result)
+    }
+
+    /// Finds a `syscall` instruction in the task's [vdso].
+    public static func findSyscallInstruction(pid: Int32, vdso: Range<UInt64>) throws(LinuxError) -> UInt64 {
+        var bytes = [UInt8](repeating: 0, count: Int(vdso.upperBound - vdso.lowerBound))
+        let memory = ProcessMemory(pid: pid)
+        let read = try bytes.withUnsafeMutableBytes { buffer in
+            Result { () throws(LinuxError) in try memory.read(into: buffer, from: [(vdso.lowerBound, buffer.count)]) }
+        }.get()
+        for index in 0..<(max(read, 1) - 1) where bytes[index] == 0x0f && bytes[index + 1] == 0x05 {
+            return vdso.lowerBound + UInt64(index)
+        }
+        throw LinuxError(.noSuchFileOrDirectory, "find a syscall instruction in the vDSO of task \(pid)")
+    }
+}
+
+import SystemPackage
+
+/// Creates a helper task with chosen PIDs (innermost namespace first), traced by the caller and
+/// stopped (see amber_clone3_stopped_helper). Returns its PID as seen by the caller.
+public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0) throws(LinuxError) -> Tracee {
+    let result = pids.withUnsafeBufferPointer { amber_clone3_stopped_helper($0.baseAddress, $0.count, flags) }
+    let pid = Int32(try kernelResult(result, "clone3 with set_tid \(pids)").get())
+    let tracee = Tracee(pid: pid)
+    while true {
+        let stop = try tracee.waitForStop()
+        if stop.signal == SIGSTOP { break }
+        try tracee.cont()
+    }
+    try tracee.setOptions(.exitKill)
+    return tracee
+}

@@ -1,0 +1,133 @@
+import Amber
+import AmberImage
+import ArgumentParser
+import Glibc
+import LinuxKit
+import Logging
+
+/// Options every command shares.
+struct LoggingOptions: ParsableArguments {
+    @Flag(name: [.customShort("v"), .long], help: "Log each step to standard error (repeat for more detail).")
+    var verbose: Int
+
+    func makeLogger() -> Logger {
+        var logger = Logger(label: "amber") { label in StreamLogHandler.standardError(label: label) }
+        logger.logLevel = verbose >= 2 ? .trace : verbose == 1 ? .debug : .notice
+        return logger
+    }
+}
+
+/// Prints "amber: <message>" and exits with the error's code.
+func fail(_ error: AmberError) -> Never {
+    FileHandleOutput.standardError("amber: \(error.message)\n")
+    Glibc.exit(error.code.rawValue)
+}
+
+enum FileHandleOutput {
+    static func standardError(_ text: String) {
+        var bytes = Array(text.utf8)
+        _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+    }
+}
+
+@main
+struct AmberCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "amber",
+        abstract: "Checkpoint and restore Linux processes.",
+        discussion: """
+        amber freezes a running process, writes everything it needs into an image directory, and \
+        later brings the same process back to life with the same PID, memory, registers, open files \
+        and signal state.
+
+        Exit status: 0 success; 1 other failure; 3 no such process; 4 permission denied (may not \
+        ptrace); 5 state amber cannot restore yet (refused at dump, target left running); 6 image \
+        directory not empty; 7 bad image (missing, truncated, corrupt or another format version); \
+        8 this host cannot run the image (CPU features, kernel layout); 9 PID taken at restore; \
+        10 restore failed; 64 usage. `restore` without --detach exits with the restored process's \
+        own status (128+N if a signal N killed it).
+        """,
+        subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, CheckCommand.self]
+    )
+}
+
+struct DumpCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dump",
+        abstract: "Dump a process into an image directory.",
+        discussion: "The process is killed once the image is complete (its PID is free when the command returns), unless --leave-running is given. State amber cannot restore is refused before the process is touched."
+    )
+
+    @Option(name: [.customShort("t"), .customLong("tree")], help: "PID of the process to dump.")
+    var pid: Int32
+
+    @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory for the image; created if missing, must be empty.")
+    var directory: String
+
+    @Flag(name: [.customShort("R"), .long], help: "Let the process run on after the dump.")
+    var leaveRunning = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        let logger = logging.makeLogger()
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let summary = try Checkpoint.run(pid: pid, directory: directory, leaveRunning: leaveRunning, logger: logger)
+            let elapsed = clock.now - start
+            logger.info("dumped process \(summary.pid) (\(summary.comm)): \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(elapsed)")
+        } catch {
+            fail(error)
+        }
+    }
+}
+
+struct RestoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restore a process from an image directory.",
+        discussion: "Without --detach, amber stays the restored process's parent and exits with its status. The image is checked completely before anything is created, and never modified."
+    )
+
+    @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory holding the image.")
+    var directory: String
+
+    @Flag(name: [.customShort("d"), .long], help: "Return as soon as the process runs.")
+    var detach = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        let logger = logging.makeLogger()
+        let pid: Int32
+        do {
+            pid = try Restore.run(directory: directory, logger: logger)
+        } catch {
+            fail(error)
+        }
+        logger.info("restored process \(pid)")
+        if detach { return }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { fail(AmberError(.failure, "waiting for process \(pid): errno \(errno)")) }
+        }
+        let low = status & 0x7f
+        Glibc.exit(low == 0 ? (status >> 8) & 0xff : 128 + low)
+    }
+}
+
+struct ShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print an image as JSON, after checking it.")
+
+    @Argument(help: "Directory holding the image.")
+    var directory: String
+
+    func run() throws {
+        do {
+            print(try imageJSON(directory: directory))
+        } catch {
+            fail(AmberError(.badImage, error.description))
+        }
+    }
+}

@@ -1,0 +1,110 @@
+// Every scenario dumped (killing it), restored with --detach, then checked; restore
+// without --detach; dump with --leave-running.
+
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class DumpRestoreTests: ScenarioTestCase {
+    func testCounter() throws { try runDumped(.counter) }
+    func testMemory() throws { try runDumped(.memory) }
+    func testFPU() throws { try runDumped(.fpu) }
+    func testSignals() throws { try runDumped(.signals) }
+    func testRestartSleep() throws { try runDumped(.restartSleep) }
+    func testRestartSleepAbsoluteFirst() throws { try runDumped(.restartSleepAbsoluteFirst) }
+    func testRestartRead() throws { try runDumped(.restartRead) }
+    func testFiles() throws { try runDumped(.files) }
+    func testEnvironment() throws { try runDumped(.environment) }
+
+    /// The same image restores twice in a row (restore does not consume or alter it).
+    func testImageRestoresTwice() throws {
+        _ = try requireAmber()
+        let p = try start(.counter)
+        let image = try dumpExpectingSuccess(p)
+        let before = listing(image).map { ($0, Sys.readFile(image + "/" + $0) ?? []) }
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "first restore")
+        XCTAssertFalse(Proc.pidInUse(p.pid), "PID still in use after the first restored process ended")
+        let after = listing(image).map { ($0, Sys.readFile(image + "/" + $0) ?? []) }
+        XCTAssertTrue(before.elementsEqual(after) { $0.0 == $1.0 && $0.1 == $1.1 }, "restore changed the image")
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "second restore")
+    }
+
+    // MARK: restore without --detach
+
+    /// amber restore stays the parent and exits with the restored process's status.
+    func testRestoreWithoutDetachExitsWithProcessStatus() throws {
+        let (p, run) = try restoreAttached(.counter)
+        kill(p.pid, SIGTERM)
+        let r = try finish(run)
+        XCTAssertEqual(r.status, .exited(0), "amber restore must exit with the scenario's status: \(r.summary)")
+        XCTAssertEqual(p.verdict, "PASS", "verdict; log:\n\(p.logText)")
+        XCTAssertFalse(Proc.pidInUse(p.pid), "amber restore exited without reaping PID \(p.pid)")
+    }
+
+    /// Killed by a signal: amber restore exits 128 + the signal.
+    func testRestoreWithoutDetachReportsSignal() throws {
+        let (p, run) = try restoreAttached(.counter)
+        kill(p.pid, SIGKILL)
+        let r = try finish(run)
+        XCTAssertEqual(r.status, .exited(128 + SIGKILL), "amber restore must exit 128+9: \(r.summary)")
+        XCTAssertNil(p.verdict)
+        XCTAssertFalse(Proc.pidInUse(p.pid), "amber restore exited without reaping PID \(p.pid)")
+    }
+
+    /// Dump `scenario`, start `amber restore -D DIR` (no --detach) and wait until the
+    /// restored process runs on its own: the scenario binary, not traced, not stopped.
+    private func restoreAttached(_ scenario: Scenario) throws -> (ScenarioProcess, RunningAmber) {
+        _ = try requireAmber()
+        let p = try start(scenario)
+        let image = try dumpExpectingSuccess(p)
+        p.exitStatus = nil
+        let run = try startAmber(["restore", "-D", image])
+        track(p.pid)
+        let deadline = Sys.now() + Self.amberTimeout
+        while true {
+            if case .exited(let s) = Spawn.poll(run.pid) {
+                XCTFail("amber restore (without --detach) exited (\(s)) before SIGTERM; stderr: \(Sys.readText(run.stderrPath) ?? "")")
+                throw RunnerError("amber restore ended early")
+            }
+            if let st = Proc.status(p.pid), !st.isGone, !st.isStoppedOrTraced, st.tracerPid == 0,
+                Proc.exe(p.pid) == p.binary
+            {
+                XCTAssertEqual(st.ppid, run.pid, "the restored process's parent must be amber restore")
+                return (p, run)
+            }
+            if Sys.now() > deadline {
+                XCTFail("the restored process never ran untraced; \(p.diagnostics)")
+                throw RunnerError("restore did not finish")
+            }
+            Sys.sleep(milliseconds: 2)
+        }
+    }
+
+    // MARK: --leave-running
+
+    func testLeaveRunningCounter() throws { try runLeaveRunning(.counter) }
+    func testLeaveRunningFPU() throws { try runLeaveRunning(.fpu) }
+    func testLeaveRunningSignals() throws { try runLeaveRunning(.signals) }
+    func testLeaveRunningRestartSleep() throws { try runLeaveRunning(.restartSleep) }
+    func testLeaveRunningRestartRead() throws { try runLeaveRunning(.restartRead) }
+    func testLeaveRunningFiles() throws { try runLeaveRunning(.files) }
+
+    /// An image taken with --leave-running restores once the original is gone.
+    func testLeaveRunningImageRestores() throws {
+        _ = try requireAmber()
+        let p = try start(.counter)
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--leave-running"], reaping: [p])
+        XCTAssertEqual(r.status, .exited(0), r.summary)
+        // Stop the original without letting it write a verdict, and free its PID.
+        kill(p.pid, SIGKILL)
+        XCTAssertTrue(waitForEnd(p, timeout: Self.verdictTimeout))
+        XCTAssertNil(p.verdict)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "restored from a --leave-running image")
+    }
+}

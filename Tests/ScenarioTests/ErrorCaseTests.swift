@@ -1,0 +1,247 @@
+// Bad input (issue 2, item 5): each case gets a one-line message on stderr that starts
+// with "amber: " and names the object, a distinct exit code, and does no harm: the target
+// keeps running untouched and still passes its own checks, a refused dump leaves the image
+// directory as it was, and a refused restore leaves no process behind and the PID free.
+
+import AmberImage
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class DumpErrorTests: ScenarioTestCase {
+    func testDumpOfMissingProcess() throws {
+        _ = try requireAmber()
+        // A PID that just ended and was reaped by us is free.
+        let pid = try Spawn.start(["/bin/true"], stdout: "/dev/null")
+        XCTAssertEqual(Spawn.wait(pid, timeout: 20), .exited(0))
+        XCTAssertFalse(Proc.pidInUse(pid))
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "-t", "\(pid)", "-D", image])
+        assertRefusal(r, exitCode: AmberExit.noSuchProcess, mentions: ["\(pid)"])
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+    }
+
+    func testDumpWithoutPermissionToTrace() throws {
+        _ = try requireAmber()
+        XCTAssertEqual(geteuid(), 0, "this test runs amber as nobody against a root-owned scenario")
+        guard Sys.fileExists("/usr/bin/setpriv") else { throw XCTSkip("needs /usr/bin/setpriv") }
+        let p = try start(.counter)
+        let image = try newDirectory("image")
+        chmod(image, 0o777)
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], asNobody: true)
+        assertRefusal(r, exitCode: AmberExit.permissionDenied, mentions: ["\(p.pid)"])
+        XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)")
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+        assertRunningUntraced(p.pid, "after the refused dump")
+        try terminateAndExpectPass(p, "after the refused dump")
+    }
+
+    func testDumpIntoNonEmptyDirectory() throws {
+        _ = try requireAmber()
+        let p = try start(.counter)
+        let image = try newDirectory("image")
+        let marker = image + "/already-here"
+        XCTAssertTrue(FileManager.default.createFile(atPath: marker, contents: Data("keep me\n".utf8)))
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        assertRefusal(r, exitCode: AmberExit.imageDirectoryNotEmpty, mentions: [image])
+        XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)")
+        XCTAssertEqual(listing(image), ["already-here"], "the image directory changed")
+        XCTAssertEqual(Sys.readText(marker), "keep me\n", "the file in the image directory changed")
+        assertRunningUntraced(p.pid, "after the refused dump")
+        try terminateAndExpectPass(p, "after the refused dump")
+    }
+
+    func testDumpRefusesSocket() throws {
+        try checkUnsupported(.unsupportedSocket, object: "socket")
+    }
+
+    func testDumpRefusesSecondThread() throws {
+        try checkUnsupported(.unsupportedThread, object: "thread")
+    }
+
+    func testDumpRefusesChildProcess() throws {
+        try checkUnsupported(.unsupportedChild, object: "child")
+    }
+
+    /// Refused at dump with exit 5, naming the process (its PID) and the object; the
+    /// target keeps running, not stopped, not traced, and passes its checks afterwards.
+    private func checkUnsupported(_ scenario: Scenario, object: String, file: StaticString = #filePath,
+        line: UInt = #line) throws
+    {
+        _ = try requireAmber()
+        let p = try start(scenario, file: file, line: line)
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"], mentionsAnyOf: [object],
+            file: file, line: line)
+        XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)", file: file, line: line)
+        XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "a refused dump wrote an inventory", file: file, line: line)
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory", file: file, line: line)
+        assertRunningUntraced(p.pid, "after the refused dump", file: file, line: line)
+        // every thread of the target, too
+        if let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.pid)/task") {
+            for t in tasks {
+                guard let tid = pid_t(t) else { continue }
+                assertRunningUntraced(tid, "thread \(tid) after the refused dump", file: file, line: line)
+            }
+        }
+        try terminateAndExpectPass(p, "after the refused dump", file: file, line: line)
+    }
+
+    func testUsageErrors() throws {
+        _ = try requireAmber()
+        let image = try newDirectory("image")
+        let noPid = try amber(["dump", "-D", image])
+        XCTAssertEqual(noPid.status, .exited(AmberExit.usage), "dump without -t: \(noPid.summary)")
+        let noDir = try amber(["restore"])
+        XCTAssertEqual(noDir.status, .exited(AmberExit.usage), "restore without -D: \(noDir.summary)")
+        let badPid = try amber(["dump", "-t", "not-a-pid", "-D", image])
+        XCTAssertEqual(badPid.status, .exited(AmberExit.usage), "dump -t not-a-pid: \(badPid.summary)")
+        XCTAssertEqual(listing(image), [])
+    }
+}
+
+final class RestoreErrorTests: ScenarioTestCase {
+    /// Dump --leave-running, then restore while the original still holds the PID: exit 9,
+    /// naming the PID and the holder's comm; the original is untouched and passes.
+    func testRestoreWhilePidTaken() throws {
+        _ = try requireAmber()
+        let p = try start(.counter)
+        let image = try newDirectory("image")
+        let d = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--leave-running"], reaping: [p])
+        XCTAssertEqual(d.status, .exited(0), d.summary)
+        guard let comm = Proc.comm(p.pid) else {
+            XCTFail("the original is gone after dump --leave-running; \(p.diagnostics)")
+            return
+        }
+        let r = try amber(["restore", "-D", image, "--detach"], reaping: [p])
+        assertRefusal(r, exitCode: AmberExit.pidTaken, mentions: ["\(p.pid)", comm])
+        XCTAssertNil(p.exitStatus, "the original exited: \(p.diagnostics)")
+        assertRunningUntraced(p.pid, "the original after the refused restore")
+        XCTAssertEqual(Proc.exe(p.pid), p.binary)
+        XCTAssertEqual(Proc.childrenOfSelf().filter { $0 != p.pid }, [], "the refused restore left processes behind")
+        try terminateAndExpectPass(p, "the original after the refused restore")
+    }
+
+    func testRestoreWithoutInventory() throws {
+        let (image, pid) = try dumpedImage()
+        XCTAssertEqual(unlink(image + "/inventory.pb"), 0)
+        try expectRestoreRefused(image, pid: pid, exitCode: AmberExit.badImage, mentions: ["inventory.pb"])
+    }
+
+    func testRestoreFromMissingDirectory() throws {
+        _ = try requireAmber()
+        let image = try directory() + "/no-such-image"
+        let r = try amber(["restore", "-D", image, "--detach"])
+        assertRefusal(r, exitCode: AmberExit.badImage, mentions: ["no-such-image"])
+        XCTAssertEqual(Proc.childrenOfSelf(), [], "the refused restore left processes behind")
+    }
+
+    func testRestoreWithTruncatedPageFile() throws {
+        let (image, pid) = try dumpedImage()
+        let pages = try pageFile(image, pid: pid)
+        var st = stat()
+        XCTAssertEqual(stat(image + "/" + pages, &st), 0)
+        XCTAssertGreaterThan(st.st_size, 0, "the page file \(pages) is empty")
+        XCTAssertEqual(truncate(image + "/" + pages, st.st_size / 2), 0)
+        try expectRestoreRefused(image, pid: pid, exitCode: AmberExit.badImage, mentions: [pages])
+    }
+
+    func testRestoreWithCorruptTaskRecord() throws {
+        let (image, pid) = try dumpedImage()
+        let record = "task-\(pid).pb"
+        let path = image + "/" + record
+        guard var bytes = Sys.readFile(path), !bytes.isEmpty else {
+            XCTFail("no task record \(record) in the image: \(listing(image))")
+            return
+        }
+        bytes[bytes.count / 2] ^= 0xff
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try expectRestoreRefused(image, pid: pid, exitCode: AmberExit.badImage, mentions: [record])
+    }
+
+    func testRestoreOfOtherFormatVersion() throws {
+        let (image, pid) = try dumpedImage()
+        try editInventory(image) { $0.formatVersion += 1 }
+        try expectRestoreRefused(image, pid: pid, exitCode: AmberExit.badImage, mentions: ["inventory.pb"])
+    }
+
+    /// The image claims an xstate feature (bit 62) no CPU has: this host cannot restore it.
+    func testRestoreNeedingMissingXstateFeature() throws {
+        let (image, pid) = try dumpedImage()
+        try editInventory(image) { $0.xstateFeatures |= 1 << 62 }
+        try expectRestoreRefused(image, pid: pid, exitCode: AmberExit.hostCannotRestore, mentions: [],
+            mentionsAnyOf: ["xstate", "feature", "xcr0", "cpu"])
+    }
+
+    // MARK: helpers
+
+    /// The page file of the task: named in its task record, else "pages-<pid>.img", else the
+    /// largest file that is not a record.
+    private func pageFile(_ image: String, pid: pid_t) throws -> String {
+        if let bytes = Sys.readFile("\(image)/task-\(pid).pb"),
+            let task = try? Amber_Task(serializedBytes: Data(bytes)), !task.memory.pagesFile.isEmpty
+        {
+            return task.memory.pagesFile
+        }
+        if Sys.fileExists("\(image)/pages-\(pid).img") { return "pages-\(pid).img" }
+        let candidates = listing(image).filter { !$0.hasSuffix(".pb") }
+        let sizes = candidates.map { name -> (String, Int64) in
+            var st = stat()
+            return (name, stat(image + "/" + name, &st) == 0 ? Int64(st.st_size) : -1)
+        }
+        guard let largest = sizes.max(by: { $0.1 < $1.1 }) else {
+            throw RunnerError("no page file in \(image): \(listing(image))")
+        }
+        return largest.0
+    }
+
+    /// Rewrite inventory.pb (not itself checksummed) through the generated type.
+    private func editInventory(_ image: String, _ edit: (inout Amber_Inventory) -> Void) throws {
+        let path = image + "/inventory.pb"
+        guard let bytes = Sys.readFile(path) else { throw RunnerError("no inventory.pb in \(image)") }
+        var inventory = try Amber_Inventory(serializedBytes: Data(bytes))
+        edit(&inventory)
+        let data: Data = try inventory.serializedBytes()
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+
+    /// Restore must fail with `exitCode` and a message naming the file, and leave nothing
+    /// behind: no process, the PID free, the image unchanged.
+    private func expectRestoreRefused(_ image: String, pid: pid_t, exitCode: Int32, mentions: [String],
+        mentionsAnyOf: [String] = [], file: StaticString = #filePath, line: UInt = #line) throws
+    {
+        let before = listing(image).map { ($0, Sys.readFile(image + "/" + $0) ?? []) }
+        let r = try amber(["restore", "-D", image, "--detach"])
+        track(pid)
+        assertRefusal(r, exitCode: exitCode, mentions: mentions, mentionsAnyOf: mentionsAnyOf, file: file, line: line)
+        XCTAssertFalse(Proc.pidInUse(pid), "after a refused restore PID \(pid) is in use: \(Proc.describe(pid))",
+            file: file, line: line)
+        XCTAssertEqual(Proc.childrenOfSelf(), [], "the refused restore left processes behind", file: file, line: line)
+        let after = listing(image).map { ($0, Sys.readFile(image + "/" + $0) ?? []) }
+        XCTAssertTrue(before.elementsEqual(after) { $0.0 == $1.0 && $0.1 == $1.1 }, "the refused restore changed the image",
+            file: file, line: line)
+    }
+}
+
+/// The other commands, briefly.
+final class CLITests: ScenarioTestCase {
+    /// `amber show DIR` prints the image as JSON.
+    func testShowPrintsJSON() throws {
+        let (image, pid) = try dumpedImage()
+        let r = try amber(["show", image])
+        XCTAssertEqual(r.status, .exited(0), r.summary)
+        XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)), "amber show output is not JSON")
+        XCTAssertTrue(r.stdout.contains("\(pid)"), "amber show does not mention the root PID \(pid)")
+    }
+
+    /// This machine has everything Amber needs (DESIGN.md measured it): `amber check` exits 0.
+    func testCheckPassesOnThisHost() throws {
+        let r = try amber(["check"])
+        XCTAssertEqual(r.status, .exited(0), r.summary)
+        XCTAssertFalse(r.stdout.isEmpty, "amber check printed nothing")
+    }
+}

@@ -1,0 +1,456 @@
+/*
+ * Shared code for Amber's scenario programs (see DESIGN.md, "Scenario convention").
+ *
+ * A scenario sets up its state, calls sc_ready() (which writes its PID to the
+ * --pidfile), waits for SIGTERM, then checks its state and calls sc_finish(),
+ * which writes "PASS" or "FAIL: <what>" to the --outfile and exits 0 or 1.
+ *
+ * sc_ready() also snapshots state every scenario should keep across a dump and
+ * restore (PID, process group, session, comm, cwd, umask, rlimits, exe, the fd
+ * table with targets, flags and offsets); sc_check_common() compares it.  Call
+ * sc_check_common() right after the wait, before the scenario's own checks open
+ * or move anything.
+ *
+ * Everything here keeps its data in static storage: after a restore, the
+ * paths and snapshots are back in memory like everything else.
+ */
+#ifndef AMBER_SCENARIO_H
+#define AMBER_SCENARIO_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+static char sc_pidfile[PATH_MAX];
+static char sc_outfile[PATH_MAX];
+static char sc_dir[PATH_MAX]; /* directory of --outfile: scenarios create their files here */
+static const char *sc_name = "scenario";
+
+/* Every helper is static and some scenarios do not use all of them. */
+#define SC_FN static __attribute__((unused))
+
+static volatile sig_atomic_t sc_term;   /* set by the SIGTERM handler */
+static char sc_failures[4096];          /* "; "-separated list of failed checks */
+static int sc_nfail;
+
+/* Extra arguments (everything that is not --pidfile/--outfile), for scenarios that take options. */
+static int sc_argc_extra;
+static char **sc_argv_extra;
+
+/* ---- failure reporting ---------------------------------------------------------------- */
+
+SC_FN void sc_vfail(const char *fmt, va_list ap)
+{
+    size_t len = strlen(sc_failures);
+    if (sc_nfail > 0 && len + 3 < sizeof sc_failures) {
+        strcat(sc_failures, "; ");
+        len += 2;
+    }
+    if (len < sizeof sc_failures - 1)
+        vsnprintf(sc_failures + len, sizeof sc_failures - len, fmt, ap);
+    for (char *p = sc_failures + len; *p; p++) /* the verdict stays one line */
+        if (*p == '\n')
+            *p = '|';
+    sc_nfail++;
+}
+
+__attribute__((format(printf, 1, 2))) SC_FN void sc_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sc_vfail(fmt, ap);
+    va_end(ap);
+}
+
+/* Record a failure unless cond holds; returns cond. */
+__attribute__((format(printf, 2, 3))) SC_FN int sc_check(int cond, const char *fmt, ...)
+{
+    if (!cond) {
+        va_list ap;
+        va_start(ap, fmt);
+        sc_vfail(fmt, ap);
+        va_end(ap);
+    }
+    return cond;
+}
+
+/* Setup failed before the scenario was ready: say why on stderr and exit 2. */
+__attribute__((format(printf, 1, 2), noreturn)) SC_FN void sc_die(const char *fmt, ...)
+{
+    char buf[1024];
+    int e = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf - 64, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n > sizeof buf - 64)
+        n = sizeof buf - 64;
+    n += snprintf(buf + n, 64, " (errno %d: %s)\n", e, strerror(e));
+    if (write(2, "setup failed: ", 14) < 0 || write(2, buf, (size_t)n) < 0) {
+    }
+    _exit(2);
+}
+
+/* snprintf into a path-sized buffer; a path that does not fit is a setup error. */
+__attribute__((format(printf, 3, 4))) SC_FN void sc_fmt(char *out, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, size, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= size) {
+        errno = ENAMETOOLONG;
+        sc_die("formatting '%s'", fmt);
+    }
+}
+
+SC_FN int sc_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Write the verdict with open/write/close and exit: 0 on PASS, 1 on FAIL. */
+__attribute__((noreturn)) SC_FN void sc_finish(void)
+{
+    char buf[sizeof sc_failures + 16];
+    int n;
+    if (sc_nfail == 0)
+        n = snprintf(buf, sizeof buf, "PASS\n");
+    else
+        n = snprintf(buf, sizeof buf, "FAIL: %s\n", sc_failures);
+    if (n < 0 || (size_t)n >= sizeof buf)
+        n = (int)strlen(buf);
+    int fd = open(sc_outfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || sc_write_all(fd, buf, (size_t)n) < 0 || close(fd) < 0)
+        _exit(3);
+    _exit(sc_nfail == 0 ? 0 : 1);
+}
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+SC_FN void sc_path(char *out, size_t size, const char *name)
+{
+    sc_fmt(out, size, "%s/%s", sc_dir, name);
+}
+
+/* Read a whole (small) file such as one under /proc into buf; returns length or -1. */
+SC_FN ssize_t sc_read_file(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t total = 0;
+    for (;;) {
+        if (total == size) {
+            close(fd);
+            errno = EFBIG;
+            return -1;
+        }
+        ssize_t n = read(fd, buf + total, size - total);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            close(fd);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        total += (size_t)n;
+    }
+    close(fd);
+    return (ssize_t)total;
+}
+
+SC_FN int64_t sc_now_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+SC_FN void sc_on_sigterm(int sig)
+{
+    (void)sig;
+    sc_term = 1;
+}
+
+/* Install the default SIGTERM handler (sets sc_term). */
+SC_FN void sc_install_sigterm(int flags)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sc_on_sigterm;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) < 0)
+        sc_die("sigaction(SIGTERM)");
+}
+
+/* Sleep in short slices until SIGTERM arrives. */
+SC_FN void sc_wait_for_term(void)
+{
+    while (!sc_term) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- argument parsing --------------------------------------------------------------------- */
+
+SC_FN void sc_init(int argc, char **argv, const char *name)
+{
+    sc_name = name;
+    sc_argv_extra = calloc((size_t)argc + 1, sizeof(char *));
+    if (!sc_argv_extra)
+        sc_die("calloc");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--pidfile") == 0 && i + 1 < argc) {
+            snprintf(sc_pidfile, sizeof sc_pidfile, "%s", argv[++i]);
+        } else if (strcmp(argv[i], "--outfile") == 0 && i + 1 < argc) {
+            snprintf(sc_outfile, sizeof sc_outfile, "%s", argv[++i]);
+        } else {
+            sc_argv_extra[sc_argc_extra++] = argv[i];
+        }
+    }
+    if (!sc_pidfile[0] || !sc_outfile[0]) {
+        fprintf(stderr, "usage: %s --pidfile FILE --outfile FILE [options]\n", argv[0]);
+        exit(64);
+    }
+    snprintf(sc_dir, sizeof sc_dir, "%s", sc_outfile);
+    char *slash = strrchr(sc_dir, '/');
+    if (slash == sc_dir)
+        sc_dir[1] = 0;
+    else if (slash)
+        *slash = 0;
+    else
+        snprintf(sc_dir, sizeof sc_dir, ".");
+    /* Make the directory absolute: scenarios may chdir. */
+    if (sc_dir[0] != '/') {
+        char cwd[PATH_MAX], tmp[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd))
+            sc_die("getcwd");
+        sc_fmt(tmp, sizeof tmp, "%s/%s", cwd, sc_dir);
+        snprintf(sc_dir, sizeof sc_dir, "%s", tmp);
+        if (sc_outfile[0] != '/') {
+            sc_fmt(tmp, sizeof tmp, "%s/%s", cwd, sc_outfile);
+            snprintf(sc_outfile, sizeof sc_outfile, "%s", tmp);
+        }
+        if (sc_pidfile[0] != '/') {
+            sc_fmt(tmp, sizeof tmp, "%s/%s", cwd, sc_pidfile);
+            snprintf(sc_pidfile, sizeof sc_pidfile, "%s", tmp);
+        }
+    }
+}
+
+SC_FN int sc_has_flag(const char *flag)
+{
+    for (int i = 0; i < sc_argc_extra; i++)
+        if (strcmp(sc_argv_extra[i], flag) == 0)
+            return 1;
+    return 0;
+}
+
+/* ---- the common snapshot ------------------------------------------------------------------ */
+
+#define SC_MAX_FDS 256
+struct sc_fd {
+    int fd;
+    int flags;     /* F_GETFL */
+    int fdflags;   /* F_GETFD */
+    off_t offset;  /* lseek(fd, 0, SEEK_CUR), or -1 with sc_fd.seek_errno */
+    int seek_errno;
+    char target[PATH_MAX];
+};
+
+static struct {
+    pid_t pid, pgid, sid;
+    uid_t uid, euid;
+    gid_t gid, egid;
+    mode_t umask;
+    char comm[32];
+    char cwd[PATH_MAX];
+    char exe[PATH_MAX];
+    struct rlimit limits[RLIM_NLIMITS];
+    int nfds;
+    struct sc_fd fds[SC_MAX_FDS];
+} sc_snap;
+
+SC_FN int sc_list_fds(struct sc_fd *out, int max)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int self = dirfd(d), n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        int fd = atoi(e->d_name);
+        if (fd == self)
+            continue;
+        if (n == max)
+            break;
+        struct sc_fd *f = &out[n++];
+        memset(f, 0, sizeof *f);
+        f->fd = fd;
+        f->flags = fcntl(fd, F_GETFL);
+        f->fdflags = fcntl(fd, F_GETFD);
+        errno = 0;
+        f->offset = lseek(fd, 0, SEEK_CUR);
+        f->seek_errno = f->offset < 0 ? errno : 0;
+        char link[64];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(link, f->target, sizeof f->target - 1);
+        f->target[len < 0 ? 0 : len] = 0;
+    }
+    closedir(d);
+    /* sort by fd number */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && out[j - 1].fd > out[j].fd; j--) {
+            struct sc_fd t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+        }
+    return n;
+}
+
+SC_FN void sc_snapshot(void)
+{
+    sc_snap.pid = getpid();
+    sc_snap.pgid = getpgid(0);
+    sc_snap.sid = getsid(0);
+    sc_snap.uid = getuid();
+    sc_snap.euid = geteuid();
+    sc_snap.gid = getgid();
+    sc_snap.egid = getegid();
+    sc_snap.umask = umask(0);
+    umask(sc_snap.umask);
+    prctl(PR_GET_NAME, sc_snap.comm, 0, 0, 0);
+    if (!getcwd(sc_snap.cwd, sizeof sc_snap.cwd))
+        sc_die("getcwd");
+    ssize_t len = readlink("/proc/self/exe", sc_snap.exe, sizeof sc_snap.exe - 1);
+    sc_snap.exe[len < 0 ? 0 : len] = 0;
+    for (int r = 0; r < RLIM_NLIMITS; r++)
+        getrlimit(r, &sc_snap.limits[r]);
+    sc_snap.nfds = sc_list_fds(sc_snap.fds, SC_MAX_FDS);
+    if (sc_snap.nfds < 0)
+        sc_die("listing /proc/self/fd");
+}
+
+/* Compare everything sc_ready() recorded. */
+SC_FN void sc_check_common(void)
+{
+    static struct sc_fd now[SC_MAX_FDS];
+    sc_check(getpid() == sc_snap.pid, "getpid() %d, was %d", getpid(), sc_snap.pid);
+    sc_check((pid_t)syscall(SYS_gettid) == sc_snap.pid, "gettid() %ld, was %d", (long)syscall(SYS_gettid), sc_snap.pid);
+    sc_check(getpgid(0) == sc_snap.pgid, "process group %d, was %d", getpgid(0), sc_snap.pgid);
+    sc_check(getsid(0) == sc_snap.sid, "session %d, was %d", getsid(0), sc_snap.sid);
+    sc_check(getuid() == sc_snap.uid && geteuid() == sc_snap.euid && getgid() == sc_snap.gid && getegid() == sc_snap.egid,
+             "credentials changed");
+    pid_t ppid = getppid();
+    sc_check(ppid >= 1 && (ppid == 1 || kill(ppid, 0) == 0 || errno == EPERM), "getppid() %d is not a live process", ppid);
+
+    mode_t m = umask(0);
+    umask(m);
+    sc_check(m == sc_snap.umask, "umask %03o, was %03o", m, sc_snap.umask);
+
+    char comm[32] = {0};
+    prctl(PR_GET_NAME, comm, 0, 0, 0);
+    sc_check(strcmp(comm, sc_snap.comm) == 0, "comm '%s', was '%s'", comm, sc_snap.comm);
+
+    char cwd[PATH_MAX];
+    if (sc_check(getcwd(cwd, sizeof cwd) != NULL, "getcwd failed: %s", strerror(errno)))
+        sc_check(strcmp(cwd, sc_snap.cwd) == 0, "cwd '%s', was '%s'", cwd, sc_snap.cwd);
+
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[len < 0 ? 0 : len] = 0;
+    sc_check(strcmp(exe, sc_snap.exe) == 0, "/proc/self/exe '%s', was '%s'", exe, sc_snap.exe);
+
+    for (int r = 0; r < RLIM_NLIMITS; r++) {
+        struct rlimit l;
+        getrlimit(r, &l);
+        sc_check(l.rlim_cur == sc_snap.limits[r].rlim_cur && l.rlim_max == sc_snap.limits[r].rlim_max,
+                 "rlimit %d is %llu/%llu, was %llu/%llu", r, (unsigned long long)l.rlim_cur,
+                 (unsigned long long)l.rlim_max, (unsigned long long)sc_snap.limits[r].rlim_cur,
+                 (unsigned long long)sc_snap.limits[r].rlim_max);
+    }
+
+    int n = sc_list_fds(now, SC_MAX_FDS);
+    if (!sc_check(n >= 0, "cannot list /proc/self/fd"))
+        return;
+    int i = 0, j = 0;
+    while (i < sc_snap.nfds || j < n) {
+        struct sc_fd *a = i < sc_snap.nfds ? &sc_snap.fds[i] : NULL;
+        struct sc_fd *b = j < n ? &now[j] : NULL;
+        if (a && (!b || a->fd < b->fd)) {
+            sc_fail("fd %d (%s) is missing", a->fd, a->target);
+            i++;
+        } else if (b && (!a || b->fd < a->fd)) {
+            sc_fail("unexpected fd %d (%s)", b->fd, b->target);
+            j++;
+        } else {
+            sc_check(strcmp(a->target, b->target) == 0, "fd %d is '%s', was '%s'", a->fd, b->target, a->target);
+            sc_check(a->flags == b->flags, "fd %d F_GETFL %#o, was %#o", a->fd, b->flags, a->flags);
+            sc_check(a->fdflags == b->fdflags, "fd %d F_GETFD %d, was %d", a->fd, b->fdflags, a->fdflags);
+            sc_check(a->offset == b->offset && a->seek_errno == b->seek_errno,
+                     "fd %d offset %lld (errno %d), was %lld (errno %d)", a->fd, (long long)b->offset,
+                     b->seek_errno, (long long)a->offset, a->seek_errno);
+            i++;
+            j++;
+        }
+    }
+}
+
+/* Publish the PID (written to a temp file and renamed, so a reader never sees a partial
+ * pidfile).  sc_ready() is sc_snapshot() followed by this; a scenario that must record
+ * something after the snapshot calls the two itself. */
+SC_FN void sc_publish_pid(void)
+{
+    char tmp[PATH_MAX + 8], buf[32];
+    sc_fmt(tmp, sizeof tmp, "%s.tmp", sc_pidfile);
+    int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || sc_write_all(fd, buf, (size_t)n) < 0 || close(fd) < 0)
+        sc_die("writing %s", tmp);
+    if (rename(tmp, sc_pidfile) < 0)
+        sc_die("renaming %s", tmp);
+}
+
+SC_FN void sc_ready(void)
+{
+    sc_snapshot();
+    sc_publish_pid();
+}
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * unsupported_child: a process with a child process (the child sleeps in pause()).
+ * Amber cannot restore process trees yet: `amber dump` of the parent must refuse, naming
+ * the process and its child, and leave both running, untraced. After SIGTERM the parent
+ * checks the child is still alive and its child, kills it and reaps it (it must die from
+ * that SIGKILL, not before). The child dies with the parent (PR_SET_PDEATHSIG), so a
+ * killed scenario leaves nothing behind.
+ */
+#include "scenario.h"
+#include <sys/wait.h>
+
+static pid_t child;
+
+int main(int argc, char **argv)
+{
+    sc_init(argc, argv, "unsupported_child");
+    sc_install_sigterm(0);
+    pid_t parent = getpid();
+    child = fork();
+    if (child < 0)
+        sc_die("fork");
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (getppid() != parent)
+            _exit(1);
+        signal(SIGTERM, SIG_DFL);
+        for (;;)
+            pause();
+    }
+    /* ready once the child sleeps in pause() (system call 34) */
+    char path[64], text[256];
+    snprintf(path, sizeof path, "/proc/%d/syscall", (int)child);
+    for (;;) {
+        ssize_t n = sc_read_file(path, text, sizeof text - 1);
+        if (n > 3 && strncmp(text, "34 ", 3) == 0)
+            break;
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    sc_ready();
+    sc_wait_for_term();
+    sc_check_common();
+
+    int status;
+    pid_t r = waitpid(child, &status, WNOHANG);
+    sc_check(r == 0, "the child %d is gone (waitpid returned %d)", (int)child, (int)r);
+    if (r == 0) {
+        char stat[512];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)child);
+        ssize_t n = sc_read_file(path, stat, sizeof stat - 1);
+        if (sc_check(n > 0, "the child %d has no /proc entry", (int)child)) {
+            stat[n] = 0;
+            char *p = strrchr(stat, ')');
+            char state = 0;
+            int ppid = 0;
+            if (p)
+                sscanf(p + 1, " %c %d", &state, &ppid);
+            sc_check(ppid == getpid(), "the child's parent is %d", ppid);
+            sc_check(state == 'S', "the child is in state %c, expected S", state);
+        }
+        kill(child, SIGKILL);
+        r = waitpid(child, &status, 0);
+        sc_check(r == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                 "the child did not die from SIGKILL (status %#x)", status);
+    }
+    sc_finish();
+}
