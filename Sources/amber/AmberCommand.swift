@@ -118,7 +118,7 @@ struct RestoreCommand: ParsableCommand {
 }
 
 struct ShowCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print an image as JSON, after checking it.")
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print an image as JSON, after checking it.")
 
     @Argument(help: "Directory holding the image.")
     var directory: String

@@ -47,6 +47,7 @@ enum MemoryState {
         memory.pagesFile = pagesName
         let pageMap = try PageMap(pid: session.pid)
         let reader = AreaReader(pid: session.pid)
+        let vmFlags = try ProcFS.memoryFlags(pid: session.pid)
         for mapping in session.maps {
             var area = Amber_MemoryArea()
             area.start = mapping.start
@@ -54,6 +55,7 @@ enum MemoryState {
             area.protection = UInt32(mapping.protection)
             area.shared = mapping.shared
             area.kind = try kind(of: mapping, process: session.name)
+            area.accounted = vmFlags[mapping.start]?.contains("ac") ?? false
             if area.kind == .areaFile {
                 area.path = mapping.path
                 area.device = mapping.device
@@ -182,7 +184,13 @@ enum MemoryState {
                 _ = try? injector.call("close", SyscallNumber.close, UInt64(file.task))
             }
         }
+        var temporary: [Amber_MemoryArea] = []
+        var previous: Amber_MemoryArea?
         for area in record.areas {
+            let protection = mappingProtection(area)
+            let separate = continuesIdenticalArea(area, previous)
+            previous = area
+            if protection != area.protection { temporary.append(area) }
             var flags = MAP_FIXED | (area.shared ? MAP_SHARED : MAP_PRIVATE)
             var fd: Int32 = -1
             switch area.kind {
@@ -206,9 +214,37 @@ enum MemoryState {
             case .UNRECOGNIZED:
                 throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)) has an area of unknown kind")
             }
-            try injector.call("mmap 0x\(String(area.start, radix: 16))-0x\(String(area.end, radix: 16))", SyscallNumber.mmap, area.start, area.end - area.start, UInt64(area.protection), UInt64(flags), UInt64(bitPattern: Int64(fd)), area.fileOffset)
+            let length = area.end - area.start
+            let name = "mmap 0x\(String(area.start, radix: 16))-0x\(String(area.end, radix: 16))"
+            if separate {
+                // Mapped elsewhere and moved into place: its page offset then does not continue its neighbour's.
+                let elsewhere = try injector.call(name, SyscallNumber.mmap, 0, length, UInt64(protection), UInt64(flags & ~MAP_FIXED), UInt64.max, 0)
+                // mremap resets the page offset of an area that never faulted: fault one page (with zeros) first.
+                let memFile = try ProcessMemoryFile(pid: session.pid, writable: true)
+                try [UInt8](repeating: 0, count: 8).withUnsafeBytes { zeros throws in try memFile.write(zeros, at: elsewhere) }
+                try injector.call("mremap into place", SyscallNumber.mremap, elsewhere, length, length, 3 /* MREMAP_MAYMOVE | MREMAP_FIXED */, area.start)
+            } else {
+                try injector.call(name, SyscallNumber.mmap, area.start, length, UInt64(protection), UInt64(flags), UInt64(bitPattern: Int64(fd)), area.fileOffset)
+            }
         }
         try fillPages(session)
+        for area in temporary {
+            try injector.call("mprotect 0x\(String(area.start, radix: 16))", SyscallNumber.mprotect, area.start, area.end - area.start, UInt64(area.protection))
+        }
+    }
+
+    /// The protection an area is first mapped with: writable if it was accounted, as VM_ACCOUNT
+    /// stays once set; the final protection follows by mprotect after the pages are in.
+    private static func mappingProtection(_ area: Amber_MemoryArea) -> UInt32 {
+        area.shared || !area.accounted ? area.protection : area.protection | UInt32(PROT_WRITE)
+    }
+
+    /// Whether an anonymous area sits right above one that looks the same. The kernel kept them
+    /// apart (an mremap gave one a page offset that does not continue the other's), and a plain
+    /// mmap at that address would merge them into one area.
+    private static func continuesIdenticalArea(_ area: Amber_MemoryArea, _ previous: Amber_MemoryArea?) -> Bool {
+        guard let previous, area.kind == .areaAnonymous, previous.kind == .areaAnonymous, !area.shared, !previous.shared else { return false }
+        return previous.end == area.start && previous.protection == area.protection && previous.accounted == area.accounted
     }
 
     private static func openMappedFile(_ area: Amber_MemoryArea, writable: Bool) throws -> Int32 {
@@ -231,7 +267,7 @@ enum MemoryState {
         let memory = ProcessMemory(pid: session.pid)
         var memFile: ProcessMemoryFile?
         for area in record.areas where !area.pages.isEmpty {
-            let writable = area.protection & UInt32(PROT_WRITE) != 0
+            let writable = area.protection & UInt32(PROT_WRITE) != 0 || area.accounted
             for run in area.pages {
                 let length = Int(run.count * pageSize)
                 let source = UnsafeRawBufferPointer(rebasing: pageFile.bytes[Int(run.offset)..<(Int(run.offset) + length)])

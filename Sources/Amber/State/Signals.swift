@@ -8,10 +8,9 @@ import LinuxKit
 enum SignalState {
     static func dump(_ session: DumpSession) throws -> Amber_Signals {
         var record = Amber_Signals()
-        let status = session.status
-        // Only the task itself can report handlers: one injected rt_sigaction per signal that is not default.
-        let interesting = status.caughtSignals | status.ignoredSignals | (1 << (UInt64(SIGCHLD) - 1))
-        for signal in 1...64 where interesting & (1 << UInt64(signal - 1)) != 0 {
+        // Only the task itself can report handlers (and flags, which a default disposition may carry too):
+        // one injected rt_sigaction per signal.
+        for signal in 1...64 where signal != SIGKILL && signal != SIGSTOP {
             try session.injector.call("rt_sigaction(\(signal))", SyscallNumber.rtSigaction, UInt64(signal), 0, session.scratch, 8)
             let action = try session.readScratch(MemoryLayout<amber_kernel_sigaction>.size).withUnsafeBytes { $0.loadUnaligned(as: amber_kernel_sigaction.self) }
             guard action.handler != 0 || action.flags != 0 || action.mask != 0 else { continue }

@@ -147,6 +147,10 @@ public nonisolated struct Amber_MemoryArea: Sendable {
   /// Pages stored in the page file, ascending, inside [start, end).
   public var pages: [Amber_PageRun] = []
 
+  /// VM_ACCOUNT ("ac" in smaps): a private area that was writable once stays accounted; it decides
+  /// whether neighbouring areas merge, so restore reproduces it.
+  public var accounted: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -305,7 +309,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MemoryArea"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0\u{1}accounted\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -324,6 +328,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.fileOffset) }()
       case 10: try { try decoder.decodeRepeatedMessageField(value: &self.pages) }()
       case 11: try { try decoder.decodeSingularUInt64Field(value: &self.fileSize) }()
+      case 12: try { try decoder.decodeSingularBoolField(value: &self.accounted) }()
       default: break
       }
     }
@@ -363,6 +368,9 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.fileSize != 0 {
       try visitor.visitSingularUInt64Field(value: self.fileSize, fieldNumber: 11)
     }
+    if self.accounted != false {
+      try visitor.visitSingularBoolField(value: self.accounted, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -378,6 +386,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.fileOffset != rhs.fileOffset {return false}
     if lhs.fileSize != rhs.fileSize {return false}
     if lhs.pages != rhs.pages {return false}
+    if lhs.accounted != rhs.accounted {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
