@@ -1,6 +1,6 @@
 import AmberImage
 import CLinux
-import Foundation
+import FoundationEssentials
 import Glibc
 import LinuxKit
 import Logging
@@ -15,8 +15,8 @@ public enum Checkpoint {
     }
 
     /// Seizes the process, writes its image, then kills it (waiting until its PID is free) or,
-    /// with `leaveRunning`, lets it go on. On any failure the process is left running, untraced.
-    public static func run(pid: Int32, directory: String, leaveRunning: Bool, logger: Logger) throws(AmberError) -> Summary {
+    /// with `leaveRunning`, lets it go on. `durable` fsyncs the image before the process is killed. On any failure the process is left running, untraced.
+    public static func run(pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, logger: Logger) throws(AmberError) -> Summary {
         let name = ProcessName(pid: pid)
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
             throw AmberError(.noSuchProcess, "no process with PID \(pid)")
@@ -24,7 +24,7 @@ public enum Checkpoint {
         guard pid != getpid() else { throw AmberError(.unsupported, "amber cannot dump itself") }
         let writer: ImageWriter
         do {
-            writer = try ImageWriter(directory: directory)
+            writer = try ImageWriter(directory: directory, durable: durable)
         } catch {
             throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
         }

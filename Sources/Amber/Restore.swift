@@ -24,6 +24,11 @@ public enum Restore {
         if Signals.processExists(task.pid) {
             throw AmberError(.pidTaken, "PID \(task.pid) is taken by process \(ProcessName(pid: task.pid)); stop that process, or restore once it is gone")
         }
+        // Injected syscalls cost several times more when the restorer and the task run on
+        // different CPUs: both stay on this one until the task is let go (the helper inherits it).
+        let ownAffinity = try? CPUAffinity.of(0)
+        try? CPUAffinity(cpu: CPUAffinity.currentCPU).apply(to: 0)
+        defer { try? ownAffinity?.apply(to: 0) }
         let tracee: Tracee
         do {
             tracee = try createStoppedHelper(pids: [task.pid])
@@ -35,6 +40,7 @@ public enum Restore {
         }
         do {
             try restore(task, image: image, tracee: tracee, logger: logger)
+            try ownAffinity?.apply(to: tracee.pid)
             try tracee.detach()
             return tracee.pid
         } catch {

@@ -14,11 +14,15 @@ public final class ImageWriter {
     private var records: [Amber_ImageFile] = []
     private var pageFiles: [PageFileWriter] = []
     private var finished = false
+    /// Whether every file is fsynced before the inventory names it. Without it the image sits in the
+    /// page cache (the fast case); a crash before writeback is still caught, by the checksums.
+    public let durable: Bool
 
     /// Creates the directory (with parents) or takes an existing empty one; a non-empty one is refused (.directoryNotEmpty).
-    public init(directory: String) throws(ImageError) {
+    public init(directory: String, durable: Bool = false) throws(ImageError) {
         self.directory = directory
-        if try Self.makeDirectories(directory) {
+        self.durable = durable
+        if try Self.makeDirectories(directory), durable {
             // Make the new directory's entry durable, like the files that will go in it.
             try Self.syncDirectory(Self.parent(of: directory))
         } else {
@@ -67,7 +71,7 @@ public final class ImageWriter {
         finished = true
         var files = records
         for pageFile in pageFiles {
-            files.append(try pageFile.seal())
+            files.append(try pageFile.seal(durable: durable))
         }
         var inventory = inventory
         inventory.formatVersion = ImageFormat.version
@@ -78,7 +82,7 @@ public final class ImageWriter {
         guard renameat(directoryFD, temporary, directoryFD, ImageFormat.inventoryName) == 0 else {
             throw .system("rename \(temporary) to", file: ImageFormat.inventoryName)
         }
-        try syncFile(directoryFD, file: directory)
+        if durable { try syncFile(directoryFD, file: directory) }
     }
 
     /// Reserves a file name: plain, not the inventory's, not used before.
@@ -106,7 +110,7 @@ public final class ImageWriter {
         guard fd >= 0 else { throw .system("create", file: name) }
         defer { close(fd) }
         try bytes.withUnsafeBytes { buffer in Result { () throws(ImageError) in try writeAll(fd, buffer, file: name) } }.get()
-        try syncFile(fd, file: name)
+        if durable { try syncFile(fd, file: name) }
     }
 
     private static func serialize(_ message: some SwiftProtobuf.Message, file: String) throws(ImageError) -> [UInt8] {
@@ -215,13 +219,13 @@ public final class PageFileWriter {
     }
 
     /// Syncs and closes the file; returns its inventory entry.
-    func seal() throws(ImageError) -> Amber_ImageFile {
+    func seal(durable: Bool) throws(ImageError) -> Amber_ImageFile {
         guard !failed else { throw ImageError(.invalid, file: name, detail: "an earlier append failed") }
         defer {
             close(fd)
             fd = -1
         }
-        try syncFile(fd, file: name)
+        if durable { try syncFile(fd, file: name) }
         return ImageWriter.entry(name: name, size: size, xxh64: hash.digest)
     }
 }

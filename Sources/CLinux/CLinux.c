@@ -83,6 +83,20 @@ long amber_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
     return result(syscall(SYS_kcmp, (long)pid1, (long)pid2, 0L /* KCMP_FILE */, (long)fd1, (long)fd2));
 }
 
+long amber_sched_getaffinity(pid_t pid, size_t size, uint64_t *mask) {
+    return result(syscall(SYS_sched_getaffinity, (long)pid, (long)size, mask));
+}
+
+long amber_sched_setaffinity(pid_t pid, size_t size, const uint64_t *mask) {
+    return result(syscall(SYS_sched_setaffinity, (long)pid, (long)size, mask));
+}
+
+long amber_getcpu(void) {
+    unsigned cpu = 0;
+    long r = syscall(SYS_getcpu, &cpu, NULL, NULL);
+    return r < 0 ? -errno : (long)cpu;
+}
+
 long amber_xgetbv0(uint64_t *value) {
     uint32_t lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));

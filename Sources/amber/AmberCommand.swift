@@ -67,6 +67,9 @@ struct DumpCommand: ParsableCommand {
     @Flag(name: [.customShort("R"), .long], help: "Let the process run on after the dump.")
     var leaveRunning = false
 
+    @Flag(name: .long, help: "fsync the image before the process is killed (slower: waits for the disk).")
+    var sync = false
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -74,7 +77,7 @@ struct DumpCommand: ParsableCommand {
         let clock = ContinuousClock()
         let start = clock.now
         do {
-            let summary = try Checkpoint.run(pid: pid, directory: directory, leaveRunning: leaveRunning, logger: logger)
+            let summary = try Checkpoint.run(pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync, logger: logger)
             let elapsed = clock.now - start
             logger.info("dumped process \(summary.pid) (\(summary.comm)): \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(elapsed)")
         } catch {

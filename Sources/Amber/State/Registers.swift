@@ -1,6 +1,7 @@
 import AmberImage
 import CLinux
-import Foundation
+import FoundationEssentials
+import Glibc
 import LinuxKit
 
 /// CPU state: general registers (with fs/gs base) and the XSAVE area (x87, SSE, AVX, ...).

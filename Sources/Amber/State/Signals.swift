@@ -1,6 +1,6 @@
 import AmberImage
 import CLinux
-import Foundation
+import FoundationEssentials
 import Glibc
 import LinuxKit
 
