@@ -63,8 +63,8 @@ enum MemoryState {
                 area.fileOffset = mapping.offset
                 area.fileSize = (try? FileStatus.stat(path: mapping.path).size) ?? 0
             }
-            if let filter = pageFilter(for: area) {
-                let ranges = try pageMap.scan(start: area.start, end: area.end, excluded: filter.excluded, anyOf: [.present, .swapped])
+            if let excluded = pagesFoundElsewhere(in: area) {
+                let ranges = try pageMap.scan(start: area.start, end: area.end, excluded: excluded, anyOf: [.present, .swapped])
                 area.pages = try reader.save(ranges, readable: mapping.readable, into: pages)
             }
             memory.areas.append(area)
@@ -73,15 +73,16 @@ enum MemoryState {
         return memory
     }
 
-    /// Which pages of an area hold data found nowhere else; nil when none do.
-    private static func pageFilter(for area: Amber_MemoryArea) -> (excluded: PageCategories, Void)? {
+    /// The kinds of present page of an area whose data is found elsewhere (the zero page, the file),
+    /// so are not saved; nil when no page of the area needs saving.
+    private static func pagesFoundElsewhere(in area: Amber_MemoryArea) -> PageCategories? {
         switch area.kind {
         case .areaAnonymous, .areaHeap, .areaStack:
-            // Shared anonymous pages are shmem ("file") pages; private ones must not be the zero page.
-            return area.shared ? ([.zeroPage], ()) : ([.zeroPage, .file], ())
+            // Shared anonymous pages are shmem ("file") pages and must be saved.
+            return area.shared ? [.zeroPage] : [.zeroPage, .file]
         case .areaFile:
             // Private file mappings: only pages copied on write; shared ones live in the file.
-            return area.shared ? nil : ([.file, .zeroPage], ())
+            return area.shared ? nil : [.file, .zeroPage]
         default:
             return nil
         }
