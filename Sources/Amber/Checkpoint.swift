@@ -37,7 +37,7 @@ public enum Checkpoint {
         }
         // Injected syscalls cost several times more across CPUs: run where the target last ran.
         let ownAffinity = try? CPUAffinity.of(0)
-        if let cpu = lastCPU(of: pid) { try? CPUAffinity(cpu: cpu).apply(to: 0) }
+        if let cpu = try? ProcFS.stat(pid: pid).processor { try? CPUAffinity(cpu: cpu).apply(to: 0) }
         defer { try? ownAffinity?.apply(to: 0) }
         do {
             try Preflight.check(pid: pid, name: name, logger: logger)
@@ -64,13 +64,6 @@ public enum Checkpoint {
             }
             throw AmberError(.failure, "dump of process \(name) failed: \(error)")
         }
-    }
-
-    /// Field 39 of /proc/PID/stat: the CPU the task last ran on.
-    private static func lastCPU(of pid: Int32) -> Int32? {
-        guard let text = try? ProcFS.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 36 ? Int32(fields[36]) : nil
     }
 
     /// Interrupts the task; a signal that arrives meanwhile is delivered, not lost.

@@ -34,6 +34,8 @@ public struct ProcessStat: Sendable, Equatable {
     public var numThreads: Int
     /// (22) starttime, in clock ticks after boot: with the pid, it names one process.
     public var startTime: UInt64
+    /// (39) processor: the CPU the task last ran on.
+    public var processor: Int32
 }
 
 extension ProcFS {
@@ -84,7 +86,8 @@ extension ProcFS {
             envEnd: try address(51),
             exitCode: try field(52, ProcText.int32),
             numThreads: try field(20, ProcText.int),
-            startTime: try address(22)
+            startTime: try address(22),
+            processor: try field(39, ProcText.int32)
         )
     }
 }

@@ -803,3 +803,25 @@ extension String {
         String(self[..<range.lowerBound]) + replacement + String(self[range.upperBound...])
     }
 }
+
+@Suite struct ParseMemoryFlagsTests {
+    @Test func flagsByAreaStart() throws {
+        let text = """
+        7f00000000-7f00001000 rw-p 00000000 00:00 0 
+        Size:                  4 kB
+        VmFlags: rd wr mr mw me ac 
+        7f00001000-7f00002000 ---p 00000000 00:00 0 
+        Size:                  4 kB
+        VmFlags: mr mw me 
+        """
+        let flags = try ProcFS.parseMemoryFlags(text)
+        #expect(flags[0x7f00000000] == ["rd", "wr", "mr", "mw", "me", "ac"])
+        #expect(flags[0x7f00001000] == ["mr", "mw", "me"])
+    }
+
+    @Test func liveProcessHasFlagsForEveryArea() throws {
+        let maps = try ProcFS.maps(pid: getpid())
+        let flags = try ProcFS.memoryFlags(pid: getpid())
+        #expect(maps.allSatisfy { flags[$0.start] != nil })
+    }
+}
