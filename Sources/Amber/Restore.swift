@@ -3,17 +3,19 @@ import Glibc
 import LinuxKit
 import Logging
 
-/// Brings a process back from an image directory.
+/// Brings a process tree back from an image directory.
 public enum Restore {
-    /// Checks the whole image, recreates the process with its PID as our child, and lets it run.
-    /// Returns its PID. On failure no task is left behind and the image is untouched.
+    /// Checks the whole image, recreates the tree with its PIDs (the root as our child) and lets
+    /// it run. Returns the root's PID. On failure no task is left behind and the image is untouched.
     public static func run(directory: String, logger: Logger) throws(AmberError) -> Int32 {
         let image: ImageReader
-        let task: Amber_Task
+        let tasks: [Amber_Task]
         do {
             image = try ImageReader(directory: directory)
             try checkHost(image.inventory)
-            task = try image.task(pid: image.inventory.rootPid)
+            let root = try image.task(pid: image.inventory.rootPid)
+            tasks = try [root] + image.taskPIDs.filter { $0 != root.pid }.map { pid throws(ImageError) in try image.task(pid: pid) }
+            try checkTree(tasks)
         } catch let error as ImageError {
             throw AmberError(.badImage, error.description)
         } catch let error as AmberError {
@@ -21,36 +23,84 @@ public enum Restore {
         } catch {
             throw AmberError(.badImage, "\(error)")
         }
-        if Signals.processExists(task.pid) {
-            throw AmberError(.pidTaken, "PID \(task.pid) is taken by process \(ProcessName(pid: task.pid)); stop that process, or restore once it is gone")
+        for task in tasks {
+            for pid in [task.pid] + task.threads.map(\.tid) where Signals.processExists(pid) {
+                throw AmberError(.pidTaken, "PID \(pid) is taken by process \(ProcessName(pid: pid)); stop that process, or restore once it is gone")
+            }
         }
         // Injected syscalls cost several times more when the restorer and the task run on
-        // different CPUs: both stay on this one until the task is let go (the helper inherits it).
+        // different CPUs: all stay on this one until they are let go (the helpers inherit it).
         let ownAffinity = try? CPUAffinity.of(0)
         try? CPUAffinity(cpu: CPUAffinity.currentCPU).apply(to: 0)
         defer { try? ownAffinity?.apply(to: 0) }
-        let tracee: Tracee
+        // Orphans of a failed restore come to us, so that we can reap them and free their PIDs.
+        try? ProcessControl.setChildSubreaper(true)
+        defer { try? ProcessControl.setChildSubreaper(false) }
+        var created: [Tracee] = []
         do {
-            tracee = try createStoppedHelper(pids: [task.pid])
-        } catch {
-            if error.errno == .fileExists {
-                throw AmberError(.pidTaken, "PID \(task.pid) is taken by process \(ProcessName(pid: task.pid))")
+            let instruction = try syscallInstruction()
+            let built = try TreeState.build(tasks, instruction: instruction, created: &created, logger: logger)
+            let openFiles = OpenFileTable()
+            var sessions: [RestoreSession] = []
+            for task in built {
+                let session = RestoreSession(task: task.record, image: image, tracee: task.tracee, injector: task.injector, openFiles: openFiles, logger: logger)
+                try restore(session)
+                sessions.append(session)
             }
-            throw AmberError(.restoreFailed, "cannot create process \(task.pid): \(error)")
-        }
-        do {
-            try restore(task, image: image, tracee: tracee, logger: logger)
-            try ownAffinity?.apply(to: tracee.pid)
-            try tracee.detach()
-            return tracee.pid
+            try? ProcessControl.setChildSubreaper(false)
+            try ownAffinity?.apply(to: tasks[0].pid)
+            for session in sessions {
+                for thread in session.threads { try thread.detach() }
+            }
+            return tasks[0].pid
         } catch {
-            // The helper is our child: killing and reaping it frees the PID at once.
-            _ = Glibc.kill(tracee.pid, SIGKILL)
-            var status: Int32 = 0
-            _ = waitpid(tracee.pid, &status, __WALL)
+            killAll(created)
             if let error = error as? AmberError { throw error }
-            throw AmberError(.restoreFailed, "restore of process \(task.pid) (\(task.comm)) failed: \(error)")
+            throw AmberError(.restoreFailed, "restore of process \(tasks[0].pid) (\(tasks[0].comm)) failed: \(error)")
         }
+    }
+
+    /// The address of a `syscall` instruction in our own vDSO, which every helper inherits.
+    private static func syscallInstruction() throws -> UInt64 {
+        guard let vdso = try ProcFS.maps(pid: getpid()).first(where: { $0.path == "[vdso]" }) else {
+            throw AmberError(.incompatibleHost, "this kernel gives processes no vDSO")
+        }
+        return try SyscallInjector.findSyscallInstruction(pid: getpid(), vdso: vdso.start..<vdso.end)
+    }
+
+    /// Checks that the records form one tree under the root, every parent before its children.
+    private static func checkTree(_ tasks: [Amber_Task]) throws(ImageError) {
+        let pids = Set(tasks.map(\.pid))
+        var tids: Set<Int32> = []
+        for task in tasks {
+            let file = ImageFormat.taskRecordName(pid: task.pid)
+            for tid in [task.pid] + task.threads.map(\.tid) where !tids.insert(tid).inserted {
+                throw ImageError(.invalid, file: file, detail: "TID \(tid) belongs to two tasks")
+            }
+            if task.pid != tasks[0].pid, !pids.contains(task.ppid) {
+                throw ImageError(.invalid, file: file, detail: "ppid \(task.ppid) has no task record: the tasks do not form one tree")
+            }
+        }
+        // Every task must be reachable from the root (no cycle of parents).
+        var reached: Set<Int32> = [tasks[0].pid]
+        var frontier = [tasks[0].pid]
+        let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
+        while let pid = frontier.popLast() {
+            for child in children[pid] ?? [] where reached.insert(child.pid).inserted { frontier.append(child.pid) }
+        }
+        if let stray = tasks.first(where: { !reached.contains($0.pid) }) {
+            throw ImageError(.invalid, file: ImageFormat.taskRecordName(pid: stray.pid), detail: "not reachable from the root \(tasks[0].pid) through parents")
+        }
+        if tasks[0].zombie {
+            throw ImageError(.invalid, file: ImageFormat.taskRecordName(pid: tasks[0].pid), detail: "the root cannot be a zombie")
+        }
+    }
+
+    /// Kills every task made so far and reaps it: as their tracer and (for orphans) their subreaper.
+    private static func killAll(_ created: [Tracee]) {
+        for tracee in created { _ = Glibc.kill(tracee.pid, SIGKILL) }
+        var status: Int32 = 0
+        while waitpid(-1, &status, __WALL) > 0 || errno == EINTR {}
     }
 
     /// Refuses an image this host cannot run: other architecture, or CPU state features it lacks.
@@ -67,27 +117,21 @@ public enum Restore {
         }
     }
 
-    private static func restore(_ task: Amber_Task, image: ImageReader, tracee: Tracee, logger: Logger) throws {
-        let helperMaps = try ProcFS.maps(pid: tracee.pid)
-        guard let vdso = helperMaps.first(where: { $0.path == "[vdso]" }) else {
-            throw AmberError(.incompatibleHost, "this kernel gives processes no vDSO")
-        }
-        let injector = try SyscallInjector(tracee: tracee, instruction: SyscallInjector.findSyscallInstruction(pid: tracee.pid, vdso: vdso.start..<vdso.end))
-        let session = RestoreSession(task: task, image: image, tracee: tracee, injector: injector, logger: logger)
+    /// Turns one stopped helper into its old self; every thread is left stopped.
+    private static func restore(_ session: RestoreSession) throws {
+        let task = session.task
         try MemoryState.prepareAddressSpace(session)
         try MemoryState.restoreAreas(session)
-        logger.debug("process \(task.pid): memory restored")
+        session.logger.debug("process \(task.pid): memory restored")
         try session.mapScratch()
         try FileState.restore(task.files, session)
         try EnvironmentState.restore(task.environment, session)
-        try IdentityState.restore(task, session)
         try SignalState.restoreHandlers(task.signals, session)
         try MemoryState.restoreMmFields(session)
-        try ThreadControlState.restore(task.threadControl, session)
-        try SignalState.restorePending(task.signals, session)
+        try ThreadState.restore(task, session)
+        try SignalState.restorePending(task.signals.pending.filter(\.shared), tid: task.pid, session)
         try session.cleanUp()
-        try RegisterState.restore(task.registers, session)
-        try SignalState.restoreMask(task.signals, session)
-        logger.debug("process \(task.pid): registers set, detaching")
+        try ThreadState.finish(task, session)
+        session.logger.debug("process \(task.pid): \(session.threads.count) threads, registers set")
     }
 }

@@ -4,11 +4,14 @@ import Glibc
 import LinuxKit
 import Logging
 
-/// A stopped target being dumped: what every kind of state reads from.
+/// A stopped process being dumped: what every kind of state reads from.
 final class DumpSession {
     let pid: Int32
     let name: ProcessName
+    /// The leader, into which syscalls for the whole process are injected.
     let tracee: Tracee
+    /// Every thread, leader first.
+    let threads: [Tracee]
     let status: ProcessStatus
     let stat: ProcessStat
     let maps: [MemoryMapping]
@@ -18,10 +21,11 @@ final class DumpSession {
     let scratch: UInt64
     static let scratchSize = 4096
 
-    init(pid: Int32, name: ProcessName, tracee: Tracee, logger: Logger) throws(LinuxError) {
-        self.pid = pid
-        self.name = name
-        self.tracee = tracee
+    init(_ process: FrozenProcess, logger: Logger) throws(LinuxError) {
+        pid = process.pid
+        name = process.name
+        threads = process.threads
+        tracee = process.threads[0]
         self.logger = logger
         status = try ProcFS.status(pid: pid)
         stat = try ProcFS.stat(pid: pid)
@@ -56,11 +60,39 @@ final class DumpSession {
     }
 }
 
+/// Scratch memory in a task for the arguments of injected calls.
+protocol ScratchSpace {
+    var pid: Int32 { get }
+    var scratch: UInt64 { get }
+    static var scratchSize: Int { get }
+}
+
+extension ScratchSpace {
+    /// Writes bytes into the scratch area at `offset` and returns their address in the task.
+    func writeScratch(_ bytes: UnsafeRawBufferPointer, offset: Int = 0) throws(LinuxError) -> UInt64 {
+        precondition(offset + bytes.count <= Self.scratchSize)
+        let address = scratch + UInt64(offset)
+        _ = try ProcessMemory(pid: pid).write(bytes, to: [(address, bytes.count)])
+        return address
+    }
+
+    func writeScratch<T>(value: T, offset: Int = 0) throws(LinuxError) -> UInt64 {
+        var copy = value
+        return try withUnsafeBytes(of: &copy) { bytes in
+            Result { () throws(LinuxError) in try writeScratch(bytes, offset: offset) }
+        }.get()
+    }
+}
+
 /// A helper task becoming the restored process: what every kind of state writes to.
-final class RestoreSession {
+final class RestoreSession: ScratchSpace {
     let task: Amber_Task
     let image: ImageReader
     let tracee: Tracee
+    /// Every thread, leader first, as they are recreated.
+    var threads: [Tracee]
+    /// Open files made once for the whole tree, so that tasks sharing one share it again.
+    let openFiles: OpenFileTable
     let logger: Logger
     var injector: SyscallInjector
     /// Scratch memory in the task for the arguments of injected calls (set once memory is restored).
@@ -71,10 +103,12 @@ final class RestoreSession {
     /// First descriptor above every descriptor of the image: temporaries live from here up.
     let firstFreeDescriptor: Int32
 
-    init(task: Amber_Task, image: ImageReader, tracee: Tracee, injector: SyscallInjector, logger: Logger) {
+    init(task: Amber_Task, image: ImageReader, tracee: Tracee, injector: SyscallInjector, openFiles: OpenFileTable, logger: Logger) {
         self.task = task
         self.image = image
         self.tracee = tracee
+        threads = [tracee]
+        self.openFiles = openFiles
         self.injector = injector
         self.logger = logger
         firstFreeDescriptor = (task.files.descriptors.map(\.fd).max() ?? 2) + 1
@@ -95,21 +129,6 @@ final class RestoreSession {
             restorerPidfd = pidfd
         }
         return Int32(try injector.call("pidfd_getfd(\(descriptor))", SyscallNumber.pidfdGetfd, UInt64(pidfd), UInt64(descriptor), 0))
-    }
-
-    /// Writes bytes into the scratch area at `offset` and returns their address in the task.
-    func writeScratch(_ bytes: UnsafeRawBufferPointer, offset: Int = 0) throws(LinuxError) -> UInt64 {
-        precondition(offset + bytes.count <= Self.scratchSize)
-        let address = scratch + UInt64(offset)
-        _ = try ProcessMemory(pid: pid).write(bytes, to: [(address, bytes.count)])
-        return address
-    }
-
-    func writeScratch<T>(value: T, offset: Int = 0) throws(LinuxError) -> UInt64 {
-        var copy = value
-        return try withUnsafeBytes(of: &copy) { bytes in
-            Result { () throws(LinuxError) in try writeScratch(bytes, offset: offset) }
-        }.get()
     }
 
     func mapScratch() throws(LinuxError) {

@@ -32,12 +32,24 @@ struct TaskValidator {
 
     func validate(_ task: Amber_Task) throws(ImageError) {
         try validateIdentity(task)
-        try validateRegisters(task)
+        try validateNamespacePIDs(task.namespacePids, of: task.pid, field: "namespace_pids")
+        if task.zombie {
+            // A zombie keeps nothing but its identity and exit status.
+            guard !task.hasRegisters, !task.hasMemory, task.threads.isEmpty, task.files.descriptors.isEmpty else {
+                throw invalid("zombie", "a zombie cannot have registers, memory, threads or files")
+            }
+            guard task.exitStatus <= 0xffff, task.exitStatus & 0x7f != 0x7f else {
+                throw invalid("exit_status", "\(hex(UInt64(task.exitStatus))) is not a wait status of a process that ended")
+            }
+            return
+        }
+        try validateRegisters(task.hasRegisters ? task.registers : nil, field: "registers")
+        try validateThreads(task)
         try validateMemory(task.memory)
         try validateSignals(task.signals)
         try validateFiles(task.files)
         if task.hasEnvironment { try validateEnvironment(task.environment) }
-        try validateThreadControl(task.threadControl)
+        try validateThreadControl(task.threadControl, field: "thread_control")
     }
 
     private func invalid(_ field: String, _ problem: String) -> ImageError {
@@ -60,11 +72,43 @@ struct TaskValidator {
         }
     }
 
-    private func validateRegisters(_ task: Amber_Task) throws(ImageError) {
-        guard task.hasRegisters else { throw invalid("registers", "missing") }
-        let size = task.registers.xstate.count
+    private func validateThreads(_ task: Amber_Task) throws(ImageError) {
+        var tids: Set<Int32> = [task.pid]
+        for (index, thread) in task.threads.enumerated() {
+            let field = "threads[\(index)]"
+            guard ImageFormat.pidRange.contains(thread.tid), tids.insert(thread.tid).inserted else {
+                throw invalid("\(field).tid", "\(thread.tid) is not in \(ImageFormat.pidRange) or is used twice")
+            }
+            guard thread.comm.utf8.count <= 15, !thread.comm.utf8.contains(0) else {
+                throw invalid("\(field).comm", "\"\(thread.comm)\" is longer than 15 bytes or contains NUL")
+            }
+            try validateRegisters(thread.hasRegisters ? thread.registers : nil, field: "\(field).registers")
+            try validatePending(thread.pending, field: "\(field).pending")
+            guard thread.pending.allSatisfy({ !$0.shared }) else {
+                throw invalid("\(field).pending", "a thread's own queue cannot hold process-directed signals")
+            }
+            try validateAlternateStack(thread.alternateStack, field: "\(field).alternate_stack")
+            try validateThreadControl(thread.threadControl, field: "\(field).thread_control")
+            try validateNamespacePIDs(thread.namespaceTids, of: thread.tid, field: "\(field).namespace_tids")
+            guard thread.namespaceTids.count == task.namespacePids.count else {
+                throw invalid("\(field).namespace_tids", "has \(thread.namespaceTids.count) levels, the process \(task.namespacePids.count)")
+            }
+        }
+    }
+
+    /// NSpid: empty, or the task's PID at 2 to 32 levels (MAX_PID_NS_LEVEL), the outermost being its PID.
+    private func validateNamespacePIDs(_ pids: [Int32], of pid: Int32, field: String) throws(ImageError) {
+        guard !pids.isEmpty else { return }
+        guard (2...32).contains(pids.count), pids.first == pid, pids.allSatisfy({ ImageFormat.pidRange.contains($0) }) else {
+            throw invalid(field, "\(pids) is not 2 to 32 PIDs in \(ImageFormat.pidRange) starting with \(pid)")
+        }
+    }
+
+    private func validateRegisters(_ registers: Amber_Registers?, field: String) throws(ImageError) {
+        guard let registers else { throw invalid(field, "missing") }
+        let size = registers.xstate.count
         guard size == 0 || ((576...65536).contains(size) && size == Int(xstateSize)) else {
-            throw invalid("registers.xstate", "\(size) bytes; expected 576 to 65536 bytes and equal to the inventory's xstate_size \(xstateSize)")
+            throw invalid("\(field).xstate", "\(size) bytes; expected 576 to 65536 bytes and equal to the inventory's xstate_size \(xstateSize)")
         }
     }
 
@@ -171,8 +215,13 @@ struct TaskValidator {
                 throw invalid(field, "\(action.signal) has more than one action")
             }
         }
-        for (index, pending) in signals.pending.enumerated() {
-            let field = "signals.pending[\(index)]"
+        try validatePending(signals.pending, field: "signals.pending")
+        try validateAlternateStack(signals.alternateStack, field: "signals.alternate_stack")
+    }
+
+    private func validatePending(_ pending: [Amber_PendingSignal], field list: String) throws(ImageError) {
+        for (index, pending) in pending.enumerated() {
+            let field = "\(list)[\(index)]"
             guard (1...64).contains(pending.signal) else {
                 throw invalid("\(field).signal", "\(pending.signal) is not in 1...64")
             }
@@ -180,9 +229,12 @@ struct TaskValidator {
                 throw invalid("\(field).siginfo", "\(pending.siginfo.count) bytes; expected \(Self.siginfoSize)")
             }
         }
-        let flags = signals.alternateStack.flags
+    }
+
+    private func validateAlternateStack(_ stack: Amber_SignalStack, field: String) throws(ImageError) {
+        let flags = stack.flags
         guard flags & ~Self.alternateStackFlags == 0 else {
-            throw invalid("signals.alternate_stack.flags", "\(hex(UInt64(flags))) has bits other than SS_ONSTACK, SS_DISABLE and SS_AUTODISARM")
+            throw invalid("\(field).flags", "\(hex(UInt64(flags))) has bits other than SS_ONSTACK, SS_DISABLE and SS_AUTODISARM")
         }
     }
 
@@ -236,10 +288,10 @@ struct TaskValidator {
         }
     }
 
-    private func validateThreadControl(_ control: Amber_ThreadControl) throws(ImageError) {
+    private func validateThreadControl(_ control: Amber_ThreadControl, field: String) throws(ImageError) {
         // The kernel accepts an rseq area of at least 32 bytes, aligned to 32.
         guard control.rseqSize == 0 || ((32...4096).contains(control.rseqSize) && control.rseqAddress % 32 == 0) else {
-            throw invalid("thread_control.rseq_size", "\(control.rseqSize) bytes at \(hex(control.rseqAddress)); expected 0, or 32 to 4096 bytes at a 32-byte-aligned address")
+            throw invalid("\(field).rseq_size", "\(control.rseqSize) bytes at \(hex(control.rseqAddress)); expected 0, or 32 to 4096 bytes at a 32-byte-aligned address")
         }
     }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <linux/sched.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -97,6 +98,10 @@ long amber_getcpu(void) {
     return r < 0 ? -errno : (long)cpu;
 }
 
+long amber_prctl(int option, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5) {
+    return result(prctl(option, arg2, arg3, arg4, arg5));
+}
+
 long amber_xgetbv0(uint64_t *value) {
     uint32_t lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
@@ -111,10 +116,6 @@ static inline long raw_syscall4(long n, long a, long b, long c, long d) {
     __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10) : "rcx", "r11", "memory");
     return r;
 }
-
-struct amber_clone_args {
-    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
-};
 
 long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags) {
     struct amber_clone_args args = {0};

@@ -196,7 +196,16 @@ public enum ProcFS {
     /// The command name of a process (at most 15 bytes as the kernel keeps it),
     /// without the trailing newline.
     public static func comm(pid: Int32) throws(LinuxError) -> String {
-        var bytes = try read("/proc/\(pid)/comm")
+        try commText("/proc/\(pid)/comm")
+    }
+
+    /// The name of one thread of a process, as `comm(pid:)`.
+    public static func comm(pid: Int32, tid: Int32) throws(LinuxError) -> String {
+        try commText("/proc/\(pid)/task/\(tid)/comm")
+    }
+
+    private static func commText(_ path: String) throws(LinuxError) -> String {
+        var bytes = try read(path)
         if bytes.last == ProcText.newline { bytes.removeLast() }
         return ProcText.string(bytes)
     }

@@ -69,6 +69,10 @@ public enum WaitStatus: Equatable, Sendable {
 
     /// PTRACE_EVENT_STOP: the stop PTRACE_INTERRUPT or a group stop reports to a seizing tracer.
     public static let eventStop: Int32 = 128
+    /// PTRACE_EVENT_FORK, _VFORK and _CLONE: the task created a process or thread (PTRACE_GETEVENTMSG names it).
+    public static let eventFork: Int32 = 1
+    public static let eventVFork: Int32 = 2
+    public static let eventClone: Int32 = 3
 }
 
 /// Waits for a task (any kind, threads too) and returns how it changed.
@@ -120,6 +124,15 @@ public struct Tracee: Sendable {
             case .continued: continue
             }
         }
+    }
+
+    /// The message of the last ptrace event stop: for a fork or clone event, the new task's TID.
+    public func eventMessage() throws(LinuxError) -> UInt64 {
+        var message: UInt64 = 0
+        _ = try withUnsafeMutablePointer(to: &message) { pointer throws(LinuxError) in
+            try request(PtraceRequest.getEventMessage, 0, UInt64(UInt(bitPattern: pointer)), "PTRACE_GETEVENTMSG")
+        }
+        return message
     }
 
     public func cont(signal: Int32 = 0) throws(LinuxError) {

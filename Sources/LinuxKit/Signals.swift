@@ -12,3 +12,12 @@ public enum Signals {
         Glibc.kill(pid, 0) == 0 || Glibc.errno == EPERM
     }
 }
+
+/// Process attributes set with prctl(2).
+public enum ProcessControl {
+    /// Makes this process a child subreaper (PR_SET_CHILD_SUBREAPER): orphaned descendants are
+    /// reparented to it instead of init.
+    public static func setChildSubreaper(_ enabled: Bool) throws(LinuxError) {
+        _ = try kernelResult(amber_prctl(36 /* PR_SET_CHILD_SUBREAPER */, enabled ? 1 : 0, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER, \(enabled ? 1 : 0))").get()
+    }
+}

@@ -11,8 +11,14 @@ public enum SyscallNumber {
     public static let rtSigaction = 13
     public static let mremap = 25
     public static let madvise = 28
+    public static let getpgid = 121
     public static let setpgid = 109
     public static let setsid = 112
+    public static let getsid = 124
+    public static let kill = 62
+    public static let wait4 = 61
+    public static let exitGroup = 231
+    public static let rtSigtimedwait = 128
     public static let rtSigqueueinfo = 129
     public static let sigaltstack = 131
     public static let fcntl = 72
@@ -27,6 +33,7 @@ public enum SyscallNumber {
     public static let rseq = 334
     public static let pidfdOpen = 434
     public static let closeRange = 436
+    public static let clone3 = 435
     public static let pidfdGetfd = 438
 }
 
@@ -59,6 +66,34 @@ public struct SyscallInjector {
 
     /// Performs the syscall and returns the kernel's raw result (negative is -errno).
     public func raw(_ number: Int, _ args: UInt64...) throws(LinuxError) -> Int64 {
+        try step(number, args, expectingNewTask: false).result
+    }
+
+    /// Performs a clone3 whose new task the tracer is attached to by PTRACE_O_TRACEFORK or
+    /// PTRACE_O_TRACECLONE; returns the new task, stopped by the SIGSTOP the kernel sends it.
+    public func createTask(_ name: @autoclosure () -> String, cloneArguments: UInt64, size: UInt64) throws(LinuxError) -> Tracee {
+        let (result, created) = try step(SyscallNumber.clone3, [cloneArguments, size], expectingNewTask: true)
+        if result < 0 && result > -4096 {
+            throw LinuxError(Errno(rawValue: CInt(-result)), "\(name()) in task \(tracee.pid)")
+        }
+        guard let created else {
+            throw LinuxError(.interrupted, "\(name()) in task \(tracee.pid): no fork or clone event for the new task \(result)")
+        }
+        let child = Tracee(pid: created)
+        while true {
+            let stop = try child.waitForStop()
+            if stop.signal == SIGSTOP { return child }
+            try child.cont()
+        }
+    }
+
+    /// Starts a syscall that does not return (exit_group) and lets the task run into it.
+    public func start(_ number: Int, _ args: UInt64...) throws(LinuxError) {
+        try tracee.setRegisters(registers(for: number, args))
+        try tracee.cont()
+    }
+
+    private func registers(for number: Int, _ args: [UInt64]) -> amber_user_regs {
         var regs = savedRegisters
         regs.rax = UInt64(number)
         // orig_rax = -1: otherwise the kernel's syscall-restart logic rewrites rip/rax when the
@@ -68,9 +103,19 @@ public struct SyscallInjector {
         let values = args + Array(repeating: 0, count: max(0, 6 - args.count))
         regs.rdi = values[0]; regs.rsi = values[1]; regs.rdx = values[2]
         regs.r10 = values[3]; regs.r8 = values[4]; regs.r9 = values[5]
-        try tracee.setRegisters(regs)
+        return regs
+    }
+
+    private func step(_ number: Int, _ args: [UInt64], expectingNewTask: Bool) throws(LinuxError) -> (result: Int64, created: Int32?) {
+        try tracee.setRegisters(registers(for: number, args))
         try tracee.singleStep()
-        let stop = try tracee.waitForStop()
+        var stop = try tracee.waitForStop()
+        var created: Int32?
+        if expectingNewTask, stop.signal == SIGTRAP, [WaitStatus.eventFork, WaitStatus.eventVFork, WaitStatus.eventClone].contains(stop.event) {
+            created = Int32(truncatingIfNeeded: try tracee.eventMessage())
+            try tracee.singleStep()
+            stop = try tracee.waitForStop()
+        }
         guard stop.signal == SIGTRAP, stop.event == 0 else {
             throw LinuxError(.interrupted, "injected syscall \(number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event)")
         }
@@ -78,7 +123,7 @@ public struct SyscallInjector {
         guard after.rip == instruction + 2 else {
             throw LinuxError(.interrupted, "injected syscall \(number) in task \(tracee.pid): stopped at 0x\(String(after.rip, radix: 16)), not after the syscall instruction")
         }
-        return Int64(bitPattern: after.rax)
+        return (Int64(bitPattern: after.rax), created)
     }
 
     /// Performs the syscall and throws, naming it, if the kernel returns an error.
@@ -109,6 +154,10 @@ public struct SyscallInjector {
 
 import SystemPackage
 
+/// ptrace options of every restored task: killed if the restorer dies, and every process or
+/// thread it is made to create is traced from its first instruction.
+public let helperOptions: PtraceOptions = [.exitKill, .traceFork, .traceClone]
+
 /// Creates a helper task with chosen PIDs (innermost namespace first), traced by the caller and
 /// stopped (see amber_clone3_stopped_helper). Returns its PID as seen by the caller.
 public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0) throws(LinuxError) -> Tracee {
@@ -120,6 +169,6 @@ public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0) throws(LinuxEr
         if stop.signal == SIGSTOP { break }
         try tracee.cont()
     }
-    try tracee.setOptions(.exitKill)
+    try tracee.setOptions(helperOptions)
     return tracee
 }

@@ -79,7 +79,7 @@ struct DumpCommand: ParsableCommand {
         do {
             let summary = try Checkpoint.run(pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync, logger: logger)
             let elapsed = clock.now - start
-            logger.info("dumped process \(summary.pid) (\(summary.comm)): \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(elapsed)")
+            logger.info("dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(elapsed)")
         } catch {
             fail(error)
         }

@@ -33,9 +33,14 @@ enum FileState {
         throw refuse(path)
     }
 
-    static func dump(_ session: DumpSession) throws -> Amber_Files {
+    /// The open file descriptions seen so far in the tree: ids are unique across the image, so
+    /// that descriptors of several processes sharing one description share it again at restore.
+    struct DescriptionTable {
+        fileprivate var owners: [(pid: Int32, fd: Int32, device: UInt64, inode: UInt64, description: Amber_OpenFileDescription)] = []
+    }
+
+    static func dump(_ session: DumpSession, table: inout DescriptionTable) throws -> Amber_Files {
         var record = Amber_Files()
-        var owners: [(fd: Int32, id: UInt32)] = []
         let pidfd = try Pidfd(pid: session.pid)
         for fd in try ProcFS.fileDescriptors(pid: session.pid) {
             let (kind, path, status) = try classify(pid: session.pid, fd: fd, process: session.name)
@@ -43,9 +48,14 @@ enum FileState {
             var descriptor = Amber_FileDescriptor()
             descriptor.fd = fd
             descriptor.closeOnExec = info.flags & closeOnExec != 0
-            if let shared = try owners.first(where: { try sameOpenFile(pid1: session.pid, fd1: $0.fd, pid2: session.pid, fd2: fd) }) {
-                descriptor.description_p = shared.id
+            if let shared = try table.owners.first(where: {
+                try $0.device == status.device && $0.inode == status.inode && (sameOpenFile(pid1: $0.pid, fd1: $0.fd, pid2: session.pid, fd2: fd))
+            }) {
+                descriptor.description_p = shared.description.id
                 record.descriptors.append(descriptor)
+                if !record.descriptions.contains(where: { $0.id == shared.description.id }) {
+                    record.descriptions.append(shared.description)
+                }
                 continue
             }
             if kind == .fileFifo {
@@ -58,7 +68,7 @@ enum FileState {
                 }
             }
             var description = Amber_OpenFileDescription()
-            description.id = UInt32(record.descriptions.count + 1)
+            description.id = UInt32(table.owners.count + 1)
             description.kind = kind
             description.path = path
             description.flags = info.flags & ~closeOnExec
@@ -68,7 +78,7 @@ enum FileState {
             description.rdev = status.rdev
             description.size = status.size
             record.descriptions.append(description)
-            owners.append((fd, description.id))
+            table.owners.append((session.pid, fd, status.device, status.inode, description))
             descriptor.description_p = description.id
             record.descriptors.append(descriptor)
         }
@@ -88,9 +98,7 @@ enum FileState {
             if let existing = installed[description.id] {
                 source = existing
             } else {
-                let local = try open(description)
-                defer { Glibc.close(local) }
-                source = try session.install(local)
+                source = try session.install(try session.openFiles.descriptor(for: description, in: session.task.pid))
                 temporary = source != descriptor.fd
             }
             if source == descriptor.fd {
@@ -106,7 +114,7 @@ enum FileState {
     }
 
     /// Reopens a file as the image describes it. The restorer opens it with its own rights.
-    private static func open(_ description: Amber_OpenFileDescription) throws -> Int32 {
+    fileprivate static func open(_ description: Amber_OpenFileDescription) throws -> Int32 {
         var flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
         if description.kind == .fileFifo {
             // Opening one end of a FIFO would wait for the other: open without waiting, then restore the flag.
@@ -126,6 +134,30 @@ enum FileState {
                 throw AmberError(.restoreFailed, "cannot seek \(description.path) to \(description.offset): \(error)")
             }
         }
+        return fd
+    }
+}
+
+/// The files the restorer opened for the tree, one per open file description of the image,
+/// kept open until every task has its copy.
+final class OpenFileTable {
+    private var opened: [UInt32: (description: Amber_OpenFileDescription, fd: Int32)] = [:]
+
+    deinit {
+        for entry in opened.values { Glibc.close(entry.fd) }
+    }
+
+    /// Our descriptor of `description`, opened the first time a task asks for it. Every task
+    /// record that lists the description must describe it alike.
+    func descriptor(for description: Amber_OpenFileDescription, in pid: Int32) throws -> Int32 {
+        if let entry = opened[description.id] {
+            guard entry.description == description else {
+                throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: pid)): open file \(description.id) differs from the one other task records describe")
+            }
+            return entry.fd
+        }
+        let fd = try FileState.open(description)
+        opened[description.id] = (description, fd)
         return fd
     }
 }

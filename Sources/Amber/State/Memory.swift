@@ -18,6 +18,17 @@ enum MemoryState {
         }
     }
 
+    /// Refuses shared anonymous memory that another process of the tree maps too: each process's
+    /// pages are saved and restored on their own, so the sharing would be lost.
+    static func checkNotShared(_ maps: [MemoryMapping], process: ProcessName, seen: inout [UInt64: ProcessName]) throws(AmberError) {
+        for mapping in maps where mapping.shared && mapping.deleted && mapping.path == "/dev/zero" {
+            if let other = seen[mapping.inode], other.pid != process.pid {
+                throw .unsupported(process, "shares anonymous memory at 0x\(String(mapping.start, radix: 16)) with process \(other) (MAP_SHARED|MAP_ANONYMOUS inherited across fork): not supported yet")
+            }
+            seen[mapping.inode] = process
+        }
+    }
+
     static func kind(of mapping: MemoryMapping, process: ProcessName) throws(AmberError) -> Amber_AreaKind {
         let range = "0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16))"
         switch mapping.path {

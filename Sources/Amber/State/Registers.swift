@@ -14,8 +14,9 @@ enum RegisterState {
         return value
     }
 
-    static func dump(_ session: DumpSession) throws -> Amber_Registers {
-        let regs = session.injector.savedRegisters
+    /// The registers a stopped thread had before `injector` took it over.
+    static func dump(_ injector: SyscallInjector) throws -> Amber_Registers {
+        let regs = injector.savedRegisters
         var record = Amber_Registers()
         record.r15 = regs.r15; record.r14 = regs.r14; record.r13 = regs.r13; record.r12 = regs.r12
         record.rbp = regs.rbp; record.rbx = regs.rbx; record.r11 = regs.r11; record.r10 = regs.r10
@@ -24,7 +25,7 @@ enum RegisterState {
         record.rip = regs.rip; record.cs = regs.cs; record.eflags = regs.eflags; record.rsp = regs.rsp
         record.ss = regs.ss; record.fsBase = regs.fs_base; record.gsBase = regs.gs_base; record.ds = regs.ds
         record.es = regs.es; record.fs = regs.fs; record.gs = regs.gs
-        record.xstate = Data(try session.tracee.xstate())
+        record.xstate = Data(try injector.tracee.xstate())
         return record
     }
 
@@ -32,7 +33,7 @@ enum RegisterState {
     private static let restartSys: Int64 = -512, restartNoIntr: Int64 = -513, restartNoHand: Int64 = -514, restartRestartBlock: Int64 = -516
 
     /// Sets the registers last, after every injected call; an interrupted syscall is set up to restart.
-    static func restore(_ record: Amber_Registers, _ session: RestoreSession) throws {
+    static func restore(_ record: Amber_Registers, _ tracee: Tracee) throws {
         var regs = amber_user_regs()
         regs.r15 = record.r15; regs.r14 = record.r14; regs.r13 = record.r13; regs.r12 = record.r12
         regs.rbp = record.rbp; regs.rbx = record.rbx; regs.r11 = record.r11; regs.r10 = record.r10
@@ -55,8 +56,8 @@ enum RegisterState {
             regs.orig_rax = UInt64.max
         }
         if !record.xstate.isEmpty {
-            try session.tracee.setXState([UInt8](record.xstate))
+            try tracee.setXState([UInt8](record.xstate))
         }
-        try session.tracee.setRegisters(regs)
+        try tracee.setRegisters(regs)
     }
 }

@@ -6,6 +6,8 @@ import LinuxKit
 
 /// Signal state: dispositions, the blocked mask, pending signals with their siginfo, sigaltstack.
 enum SignalState {
+    /// What the process shares: dispositions and the process-directed queue. The leader's own
+    /// mask, queue and alternate stack are added by `ThreadState`.
     static func dump(_ session: DumpSession) throws -> Amber_Signals {
         var record = Amber_Signals()
         // Only the task itself can report handlers (and flags, which a default disposition may carry too):
@@ -22,32 +24,43 @@ enum SignalState {
             entry.mask = action.mask
             record.actions.append(entry)
         }
-        record.blocked = session.injector.savedSignalMask
-        for shared in [false, true] {
-            for info in try session.tracee.pendingSignals(shared: shared) {
-                var pending = Amber_PendingSignal()
-                pending.signal = UInt32(info.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) })
-                pending.shared = shared
-                pending.siginfo = Data(info)
-                record.pending.append(pending)
-            }
-        }
-        try session.injector.call("sigaltstack", SyscallNumber.sigaltstack, 0, session.scratch)
-        let stack = try session.readScratch(24).withUnsafeBytes { (base: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), flags: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self), size: $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self)) }
-        record.alternateStack.base = stack.base
-        record.alternateStack.size = stack.size
-        record.alternateStack.flags = stack.flags
+        record.pending = try pending(of: session.tracee, shared: true)
         return record
     }
 
-    /// Handlers and the alternate stack; the helper starts with every disposition at default.
+    /// The signals queued to the process (`shared`) or to one thread, with their siginfo.
+    static func pending(of tracee: Tracee, shared: Bool) throws -> [Amber_PendingSignal] {
+        try tracee.pendingSignals(shared: shared).map { info in
+            var pending = Amber_PendingSignal()
+            pending.signal = UInt32(info.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) })
+            pending.shared = shared
+            pending.siginfo = Data(info)
+            return pending
+        }
+    }
+
+    /// One thread's alternate signal stack, read by `injector` running in that thread.
+    static func alternateStack(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_SignalStack {
+        try injector.call("sigaltstack", SyscallNumber.sigaltstack, 0, session.scratch)
+        let stack = try session.readScratch(24).withUnsafeBytes { (base: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), flags: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self), size: $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self)) }
+        var record = Amber_SignalStack()
+        record.base = stack.base
+        record.size = stack.size
+        record.flags = stack.flags
+        return record
+    }
+
+    /// Handlers; the helper starts with every disposition at default.
     static func restoreHandlers(_ record: Amber_Signals, _ session: RestoreSession) throws {
         for entry in record.actions {
             let action = amber_kernel_sigaction(handler: entry.handler, flags: entry.flags, restorer: entry.restorer, mask: entry.mask)
             let address = try session.writeScratch(value: action)
             try session.injector.call("rt_sigaction(\(entry.signal))", SyscallNumber.rtSigaction, UInt64(entry.signal), address, 0, 8)
         }
-        let stack = record.alternateStack
+    }
+
+    /// One thread's alternate stack, set by `injector` running in that thread.
+    static func restoreAlternateStack(_ stack: Amber_SignalStack, _ injector: SyscallInjector, _ session: RestoreSession) throws {
         if stack.flags & UInt32(SS_DISABLE) == 0 {
             var bytes = [UInt8](repeating: 0, count: 24)
             bytes.withUnsafeMutableBytes {
@@ -56,23 +69,20 @@ enum SignalState {
                 $0.storeBytes(of: stack.size, toByteOffset: 16, as: UInt64.self)
             }
             let address = try bytes.withUnsafeBytes { try session.writeScratch($0) }
-            try session.injector.call("sigaltstack", SyscallNumber.sigaltstack, address, 0)
+            try injector.call("sigaltstack", SyscallNumber.sigaltstack, address, 0)
         }
     }
 
-    /// Pending signals go back into the queues while everything is blocked; the mask is set by `restoreMask`.
-    static func restorePending(_ record: Amber_Signals, _ session: RestoreSession) throws {
-        for pending in record.pending {
-            let address = try pending.siginfo.withUnsafeBytes { try session.writeScratch($0) }
-            if pending.shared {
-                try session.injector.call("rt_sigqueueinfo(\(pending.signal))", SyscallNumber.rtSigqueueinfo, UInt64(session.pid), UInt64(pending.signal), address)
+    /// Pending signals go back into the queues while every thread blocks everything: to the
+    /// process when `shared`, else to thread `tid`. Masks are set with the registers, last.
+    static func restorePending(_ pending: [Amber_PendingSignal], tid: Int32, _ session: RestoreSession) throws {
+        for signal in pending {
+            let address = try signal.siginfo.withUnsafeBytes { try session.writeScratch($0) }
+            if signal.shared {
+                try session.injector.call("rt_sigqueueinfo(\(signal.signal))", SyscallNumber.rtSigqueueinfo, UInt64(session.pid), UInt64(signal.signal), address)
             } else {
-                try session.injector.call("rt_tgsigqueueinfo(\(pending.signal))", SyscallNumber.rtTgsigqueueinfo, UInt64(session.pid), UInt64(session.pid), UInt64(pending.signal), address)
+                try session.injector.call("rt_tgsigqueueinfo(\(signal.signal)) to thread \(tid)", SyscallNumber.rtTgsigqueueinfo, UInt64(session.pid), UInt64(tid), UInt64(signal.signal), address)
             }
         }
-    }
-
-    static func restoreMask(_ record: Amber_Signals, _ session: RestoreSession) throws {
-        try session.tracee.setSignalMask(record.blocked)
     }
 }

@@ -5,15 +5,17 @@ import LinuxKit
 
 /// Per-thread links between the kernel and user memory: clear_child_tid, the robust futex list, rseq.
 enum ThreadControlState {
-    static func dump(_ session: DumpSession) throws -> Amber_ThreadControl {
+    /// One thread's links, read by `injector` running in that thread.
+    static func dump(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_ThreadControl {
         var record = Amber_ThreadControl()
-        try session.injector.call("prctl(PR_GET_TID_ADDRESS)", SyscallNumber.prctl, 40 /* PR_GET_TID_ADDRESS */, session.scratch)
+        let tid = injector.tracee.pid
+        try injector.call("prctl(PR_GET_TID_ADDRESS)", SyscallNumber.prctl, 40 /* PR_GET_TID_ADDRESS */, session.scratch)
         record.childTidAddress = try session.readScratch(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
         var head: UInt64 = 0, length: UInt64 = 0
-        _ = try kernelCall(amber_get_robust_list(session.pid, &head, &length), "get_robust_list(\(session.pid))")
+        _ = try kernelCall(amber_get_robust_list(tid, &head, &length), "get_robust_list(\(tid))")
         record.robustListHead = head
         record.robustListLength = length
-        let rseq = try session.tracee.rseqConfiguration()
+        let rseq = try injector.tracee.rseqConfiguration()
         record.rseqAddress = rseq.rseq_abi_pointer
         record.rseqSize = rseq.rseq_abi_size
         record.rseqSignature = rseq.signature
@@ -28,13 +30,14 @@ enum ThreadControlState {
         try session.injector.call("rseq unregister", SyscallNumber.rseq, rseq.rseq_abi_pointer, UInt64(rseq.rseq_abi_size), 1 /* RSEQ_FLAG_UNREGISTER */, UInt64(rseq.signature))
     }
 
-    static func restore(_ record: Amber_ThreadControl, _ session: RestoreSession) throws {
-        try session.injector.call("set_tid_address", SyscallNumber.setTidAddress, record.childTidAddress)
+    /// Sets one thread's links, by `injector` running in that thread.
+    static func restore(_ record: Amber_ThreadControl, _ injector: SyscallInjector) throws {
+        try injector.call("set_tid_address", SyscallNumber.setTidAddress, record.childTidAddress)
         if record.robustListHead != 0 {
-            try session.injector.call("set_robust_list", SyscallNumber.setRobustList, record.robustListHead, record.robustListLength)
+            try injector.call("set_robust_list", SyscallNumber.setRobustList, record.robustListHead, record.robustListLength)
         }
         if record.rseqSize != 0 {
-            try session.injector.call("rseq register", SyscallNumber.rseq, record.rseqAddress, UInt64(record.rseqSize), 0, UInt64(record.rseqSignature))
+            try injector.call("rseq register", SyscallNumber.rseq, record.rseqAddress, UInt64(record.rseqSize), 0, UInt64(record.rseqSignature))
         }
     }
 

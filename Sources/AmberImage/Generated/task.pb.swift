@@ -9,6 +9,8 @@
 //   https://github.com/apple/swift-protobuf/
 
 /// One task (process) of the image: task-<pid>.pb. Each kind of state has its own message.
+/// The fields outside `threads` describe the process and its leader thread (TID = PID); a zombie
+/// has only its identity and exit status.
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -111,11 +113,96 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   /// Clears the value of `threadControl`. Subsequent reads from it will return its default value.
   public mutating func clearThreadControl() {_uniqueStorage()._threadControl = nil}
 
+  /// Every thread but the leader, by ascending TID.
+  public var threads: [Amber_Thread] {
+    get {_storage._threads}
+    set {_uniqueStorage()._threads = newValue}
+  }
+
+  /// Exited but not yet reaped by its parent: restored as a zombie with this wait status.
+  public var zombie: Bool {
+    get {_storage._zombie}
+    set {_uniqueStorage()._zombie = newValue}
+  }
+
+  /// As waitpid reports it: exit code << 8, or the killing signal (| 0x80 if it dumped core).
+  public var exitStatus: UInt32 {
+    get {_storage._exitStatus}
+    set {_uniqueStorage()._exitStatus = newValue}
+  }
+
+  /// The PID in every PID namespace from the dump root's down to the task's own, outermost
+  /// first (NSpid without the levels above the root's); just [pid] when all share one namespace.
+  public var namespacePids: [Int32] {
+    get {_storage._namespacePids}
+    set {_uniqueStorage()._namespacePids = newValue}
+  }
+
+  /// The process leads a new PID namespace: it is PID 1 there (the last of namespace_pids).
+  public var namespaceInit: Bool {
+    get {_storage._namespaceInit}
+    set {_uniqueStorage()._namespaceInit = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A thread other than the leader: what each thread has of its own.
+public nonisolated struct Amber_Thread: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tid: Int32 = 0
+
+  public var comm: String = String()
+
+  public var registers: Amber_Registers {
+    get {_registers ?? Amber_Registers()}
+    set {_registers = newValue}
+  }
+  /// Returns true if `registers` has been explicitly set.
+  public var hasRegisters: Bool {self._registers != nil}
+  /// Clears the value of `registers`. Subsequent reads from it will return its default value.
+  public mutating func clearRegisters() {self._registers = nil}
+
+  public var blocked: UInt64 = 0
+
+  /// Signals queued to this thread (PendingSignal.shared is false).
+  public var pending: [Amber_PendingSignal] = []
+
+  public var alternateStack: Amber_SignalStack {
+    get {_alternateStack ?? Amber_SignalStack()}
+    set {_alternateStack = newValue}
+  }
+  /// Returns true if `alternateStack` has been explicitly set.
+  public var hasAlternateStack: Bool {self._alternateStack != nil}
+  /// Clears the value of `alternateStack`. Subsequent reads from it will return its default value.
+  public mutating func clearAlternateStack() {self._alternateStack = nil}
+
+  public var threadControl: Amber_ThreadControl {
+    get {_threadControl ?? Amber_ThreadControl()}
+    set {_threadControl = newValue}
+  }
+  /// Returns true if `threadControl` has been explicitly set.
+  public var hasThreadControl: Bool {self._threadControl != nil}
+  /// Clears the value of `threadControl`. Subsequent reads from it will return its default value.
+  public mutating func clearThreadControl() {self._threadControl = nil}
+
+  /// As Task.namespace_pids.
+  public var namespaceTids: [Int32] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _registers: Amber_Registers? = nil
+  fileprivate var _alternateStack: Amber_SignalStack? = nil
+  fileprivate var _threadControl: Amber_ThreadControl? = nil
 }
 
 /// x86_64 user_regs_struct (NT_PRSTATUS), field by field.
@@ -338,7 +425,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -352,6 +439,11 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _files: Amber_Files? = nil
     var _environment: Amber_Environment? = nil
     var _threadControl: Amber_ThreadControl? = nil
+    var _threads: [Amber_Thread] = []
+    var _zombie: Bool = false
+    var _exitStatus: UInt32 = 0
+    var _namespacePids: [Int32] = []
+    var _namespaceInit: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -373,6 +465,11 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _files = source._files
       _environment = source._environment
       _threadControl = source._threadControl
+      _threads = source._threads
+      _zombie = source._zombie
+      _exitStatus = source._exitStatus
+      _namespacePids = source._namespacePids
+      _namespaceInit = source._namespaceInit
     }
   }
 
@@ -402,6 +499,11 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._files) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._environment) }()
         case 11: try { try decoder.decodeSingularMessageField(value: &_storage._threadControl) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._threads) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._zombie) }()
+        case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._exitStatus) }()
+        case 15: try { try decoder.decodeRepeatedInt32Field(value: &_storage._namespacePids) }()
+        case 16: try { try decoder.decodeSingularBoolField(value: &_storage._namespaceInit) }()
         default: break
         }
       }
@@ -447,6 +549,21 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       try { if let v = _storage._threadControl {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
       } }()
+      if !_storage._threads.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._threads, fieldNumber: 12)
+      }
+      if _storage._zombie != false {
+        try visitor.visitSingularBoolField(value: _storage._zombie, fieldNumber: 13)
+      }
+      if _storage._exitStatus != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._exitStatus, fieldNumber: 14)
+      }
+      if !_storage._namespacePids.isEmpty {
+        try visitor.visitPackedInt32Field(value: _storage._namespacePids, fieldNumber: 15)
+      }
+      if _storage._namespaceInit != false {
+        try visitor.visitSingularBoolField(value: _storage._namespaceInit, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -467,10 +584,84 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._files != rhs_storage._files {return false}
         if _storage._environment != rhs_storage._environment {return false}
         if _storage._threadControl != rhs_storage._threadControl {return false}
+        if _storage._threads != rhs_storage._threads {return false}
+        if _storage._zombie != rhs_storage._zombie {return false}
+        if _storage._exitStatus != rhs_storage._exitStatus {return false}
+        if _storage._namespacePids != rhs_storage._namespacePids {return false}
+        if _storage._namespaceInit != rhs_storage._namespaceInit {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_Thread: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Thread"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tid\0\u{1}comm\0\u{1}registers\0\u{1}blocked\0\u{1}pending\0\u{3}alternate_stack\0\u{3}thread_control\0\u{3}namespace_tids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.tid) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.comm) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._registers) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.blocked) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.pending) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._alternateStack) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._threadControl) }()
+      case 8: try { try decoder.decodeRepeatedInt32Field(value: &self.namespaceTids) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.tid != 0 {
+      try visitor.visitSingularInt32Field(value: self.tid, fieldNumber: 1)
+    }
+    if !self.comm.isEmpty {
+      try visitor.visitSingularStringField(value: self.comm, fieldNumber: 2)
+    }
+    try { if let v = self._registers {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.blocked != 0 {
+      try visitor.visitSingularUInt64Field(value: self.blocked, fieldNumber: 4)
+    }
+    if !self.pending.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.pending, fieldNumber: 5)
+    }
+    try { if let v = self._alternateStack {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._threadControl {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    if !self.namespaceTids.isEmpty {
+      try visitor.visitPackedInt32Field(value: self.namespaceTids, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_Thread, rhs: Amber_Thread) -> Bool {
+    if lhs.tid != rhs.tid {return false}
+    if lhs.comm != rhs.comm {return false}
+    if lhs._registers != rhs._registers {return false}
+    if lhs.blocked != rhs.blocked {return false}
+    if lhs.pending != rhs.pending {return false}
+    if lhs._alternateStack != rhs._alternateStack {return false}
+    if lhs._threadControl != rhs._threadControl {return false}
+    if lhs.namespaceTids != rhs.namespaceTids {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -81,6 +81,11 @@ struct amber_pm_scan_arg {
 #define AMBER_PAGE_IS_PFNZERO (1UL << 5)
 #define AMBER_PAGE_IS_HUGE (1UL << 6)
 
+// Kernel's struct clone_args (clone3, CLONE_ARGS_SIZE_VER2).
+struct amber_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
 long amber_ptrace(long request, pid_t pid, uint64_t addr, uint64_t data);
 long amber_ptrace_getregset(pid_t pid, long type, void *buffer, size_t *length);
 long amber_ptrace_setregset(pid_t pid, long type, const void *buffer, size_t length);
@@ -101,6 +106,7 @@ long amber_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2);
 long amber_sched_getaffinity(pid_t pid, size_t size, uint64_t *mask);
 long amber_sched_setaffinity(pid_t pid, size_t size, const uint64_t *mask);
 long amber_getcpu(void);
+long amber_prctl(int option, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5);
 
 /// Creates a helper task with the given PIDs (innermost namespace first) by a raw clone3.
 /// The child runs only raw syscalls: it resets every signal disposition to default,

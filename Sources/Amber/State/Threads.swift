@@ -1,0 +1,99 @@
+import AmberImage
+import CLinux
+import Glibc
+import LinuxKit
+
+/// Threads: what each thread has of its own — TID, name, registers, signal mask, thread-directed
+/// signals, alternate stack, clear_child_tid, robust list, rseq. The leader's record lives in the
+/// task's own fields; every other thread is recreated by a clone3 injected into the leader.
+enum ThreadState {
+    // MARK: Dump
+
+    /// Every thread of the process: the leader's state into the task's fields, the others into `task.threads`.
+    static func dump(_ session: DumpSession, into task: inout Amber_Task) throws {
+        let leader = try dump(session.injector, session)
+        task.registers = leader.registers
+        task.signals.blocked = leader.blocked
+        task.signals.pending = leader.pending + task.signals.pending
+        task.signals.alternateStack = leader.alternateStack
+        task.threadControl = leader.threadControl
+        for tracee in session.threads where tracee.pid != session.pid {
+            let injector = try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            do {
+                task.threads.append(try dump(injector, session))
+            } catch {
+                try? injector.finish()
+                throw error
+            }
+            try injector.finish()
+        }
+    }
+
+    /// Reads the thread `injector` has taken over; the caller finishes the injector.
+    private static func dump(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_Thread {
+        let tid = injector.tracee.pid
+        var record = Amber_Thread()
+        record.tid = tid
+        record.comm = try ProcFS.comm(pid: session.pid, tid: tid)
+        record.registers = try RegisterState.dump(injector)
+        record.blocked = injector.savedSignalMask
+        record.pending = try SignalState.pending(of: injector.tracee, shared: false)
+        record.alternateStack = try SignalState.alternateStack(injector, session)
+        record.threadControl = try ThreadControlState.dump(injector, session)
+        record.namespaceTids = try TreeState.namespaceIDs(pid: session.pid, tid: tid)
+        return record
+    }
+
+    // MARK: Restore
+
+    /// clone3 flags of a thread as pthread_create makes it (TLS, TID words and stack come back with its state).
+    private static let threadFlags: UInt64 = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000 // VM FS FILES SIGHAND THREAD SYSVSEM
+
+    /// Recreates every other thread with its TID and sets each thread's own state but for its
+    /// registers and mask, which `finish` sets last. Needs the memory and the scratch area.
+    static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
+        try restoreOwnState(task.leaderThread, session.injector, session)
+        for record in task.threads {
+            let tids = record.namespaceTids.isEmpty ? [record.tid] : Array(record.namespaceTids.reversed())
+            let tracee = try TreeState.clone(in: session.injector, session: session, flags: threadFlags, exitSignal: 0, pids: tids, what: "thread \(record.tid)")
+            session.threads.append(tracee)
+            let injector = try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            try restoreOwnState(record, injector, session)
+        }
+    }
+
+    private static func restoreOwnState(_ record: Amber_Thread, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+        try ThreadControlState.restore(record.threadControl, injector)
+        try SignalState.restoreAlternateStack(record.alternateStack, injector, session)
+        var name = [UInt8](record.comm.utf8.prefix(15))
+        name.append(0)
+        let address = try name.withUnsafeBytes { try session.writeScratch($0) }
+        try injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, 15 /* PR_SET_NAME */, address)
+        try SignalState.restorePending(record.pending, tid: record.tid, session)
+    }
+
+    /// Sets every thread's registers and signal mask: the last thing before the tasks are let go.
+    static func finish(_ task: Amber_Task, _ session: RestoreSession) throws {
+        let records = [task.leaderThread] + task.threads
+        for (record, tracee) in zip(records, session.threads) {
+            try RegisterState.restore(record.registers, tracee)
+            try tracee.setSignalMask(record.blocked)
+        }
+    }
+}
+
+extension Amber_Task {
+    /// The leader's own state, as the record of any other thread.
+    var leaderThread: Amber_Thread {
+        var thread = Amber_Thread()
+        thread.tid = pid
+        thread.comm = comm
+        thread.registers = registers
+        thread.blocked = signals.blocked
+        thread.pending = signals.pending.filter { !$0.shared }
+        thread.alternateStack = signals.alternateStack
+        thread.threadControl = threadControl
+        thread.namespaceTids = namespacePids
+        return thread
+    }
+}

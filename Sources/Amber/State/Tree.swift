@@ -1,0 +1,385 @@
+import AmberImage
+import CLinux
+import FoundationEssentials
+import Glibc
+import LinuxKit
+import Logging
+
+/// A process of the dumped tree, frozen: every thread seized and stopped, leader first.
+/// A zombie has no threads left to seize.
+struct FrozenProcess {
+    let pid: Int32
+    let name: ProcessName
+    var threads: [Tracee]
+    var zombie: Bool { threads.isEmpty }
+}
+
+/// The process tree: which processes, their parents, sessions and process groups, zombies and
+/// PID namespaces. Dumped by walking /proc children while freezing; restored parents first, each
+/// process made by a clone3 injected into its restored parent.
+enum TreeState {
+    // MARK: Dump
+
+    /// The processes of the subtree rooted at `root`, parents before children, not stopped.
+    static func walk(root: Int32) -> [Int32] {
+        var order = [root]
+        var index = 0
+        while index < order.count {
+            for child in (try? ProcFS.children(pid: order[index])) ?? [] where !order.contains(child) {
+                order.append(child)
+            }
+            index += 1
+        }
+        return order
+    }
+
+    /// Seizes and stops every thread of every process under `root`, repeating until no new
+    /// thread or child appears: a stopped process can neither fork nor start a thread.
+    /// On failure every thread seized so far is let go.
+    static func freeze(root: Int32, logger: Logger) throws -> [FrozenProcess] {
+        var frozen: [FrozenProcess] = []
+        var queue = [root]
+        var known: Set<Int32> = [root]
+        do {
+            while !queue.isEmpty {
+                let pid = queue.removeFirst()
+                guard let process = try freezeProcess(pid, isRoot: pid == root, frozen: &frozen) else { continue }
+                for child in try ProcFS.children(pid: process.pid) where known.insert(child).inserted {
+                    queue.append(child)
+                }
+            }
+        } catch {
+            release(frozen)
+            throw error
+        }
+        logger.debug("froze \(frozen.count) processes, \(frozen.reduce(0) { $0 + $1.threads.count }) threads")
+        return frozen
+    }
+
+    /// Freezes one process and appends it to `frozen` (so that a failure half-way lets its
+    /// seized threads go too); nil if it vanished (reaped by an ancestor not yet stopped).
+    private static func freezeProcess(_ pid: Int32, isRoot: Bool, frozen: inout [FrozenProcess]) throws -> FrozenProcess? {
+        let name = ProcessName(pid: pid)
+        guard let status = try? ProcFS.status(pid: pid) else {
+            if isRoot { throw AmberError(.noSuchProcess, "no process with PID \(pid)") }
+            return nil
+        }
+        if status.state == "Z" {
+            if isRoot { throw AmberError.unsupported(name, "is a zombie") }
+            if status.threads > 1 {
+                throw AmberError.unsupported(name, "has exited while \(status.threads - 1) of its threads run on: not supported yet")
+            }
+            frozen.append(FrozenProcess(pid: pid, name: name, threads: []))
+            return frozen.last
+        }
+        frozen.append(FrozenProcess(pid: pid, name: name, threads: []))
+        let slot = frozen.count - 1
+        var seen: Set<Int32> = []
+        while true {
+            let fresh = try ProcFS.threads(pid: pid).filter { !seen.contains($0) }
+            if fresh.isEmpty { break }
+            var seized: [Tracee] = []
+            for tid in fresh {
+                seen.insert(tid)
+                do {
+                    let tracee = try Tracee.seize(tid)
+                    frozen[slot].threads.append(tracee)
+                    try tracee.interrupt()
+                    seized.append(tracee)
+                } catch where error.errno == .noSuchProcess && tid != pid {
+                    continue // the thread exited meanwhile
+                } catch {
+                    if error.errno == .noSuchProcess { throw AmberError(.noSuchProcess, "process \(name) went away while it was being frozen") }
+                    throw AmberError(.permissionDenied, "may not ptrace process \(name)\(tid == pid ? "" : ", thread \(tid)"): \(error.errno.name) (dumping needs the rights to ptrace it)")
+                }
+            }
+            for tracee in seized {
+                try stop(tracee)
+            }
+        }
+        // The leader first: it is the one syscalls are injected into for the whole process.
+        frozen[slot].threads.sort { ($0.pid == pid ? 0 : 1, $0.pid) < ($1.pid == pid ? 0 : 1, $1.pid) }
+        guard frozen[slot].threads.first?.pid == pid else {
+            throw AmberError.unsupported(name, "has no leader thread left: not supported yet")
+        }
+        return frozen[slot]
+    }
+
+    /// Interrupts a seized thread; a signal that arrives meanwhile is delivered, not lost.
+    private static func stop(_ tracee: Tracee) throws {
+        while true {
+            let stop = try tracee.waitForStop()
+            if stop.event == WaitStatus.eventStop { return }
+            try tracee.cont(signal: stop.signal)
+        }
+    }
+
+    /// Lets every frozen thread run on, untraced.
+    static func release(_ processes: [FrozenProcess]) {
+        for process in processes {
+            for tracee in process.threads where (try? tracee.detach()) == nil {
+                // Seized but not yet in a stop: PTRACE_DETACH needs one.
+                if (try? tracee.interrupt()) != nil, (try? stop(tracee)) != nil { try? tracee.detach() }
+            }
+        }
+    }
+
+    /// Refuses trees whose shape Amber cannot rebuild yet; run on the frozen tree.
+    static func check(_ processes: [FrozenProcess]) throws {
+        var byPID: [Int32: (stat: ProcessStat, status: ProcessStatus, namespace: String)] = [:]
+        for process in processes {
+            let stat = try ProcFS.stat(pid: process.pid)
+            let status = try ProcFS.status(pid: process.pid)
+            let namespace = (try? ProcFS.link("/proc/\(process.pid)/ns/pid")) ?? "?"
+            byPID[process.pid] = (stat, status, namespace)
+        }
+        let root = processes[0]
+        let rootInfo = byPID[root.pid]!
+        let ownNamespace = try ProcFS.link("/proc/self/ns/pid")
+        if rootInfo.namespace != ownNamespace && !isNamespaceInit(rootInfo.status, parentLevels: 1) {
+            throw AmberError.unsupported(root.name, "is in another PID namespace without being its init: dump that namespace's init instead")
+        }
+        for process in processes.dropFirst() {
+            let info = byPID[process.pid]!
+            guard let parent = byPID[info.stat.ppid] else {
+                throw AmberError.unsupported(process.name, "has the parent \(info.stat.ppid), which is not in the tree")
+            }
+            if info.namespace != parent.namespace && !isNamespaceInit(info.status, parentLevels: parent.status.namespacePIDs.count) && !process.zombie {
+                throw AmberError.unsupported(process.name, "is in a PID namespace that is not inside its parent's (it entered it with setns): not supported")
+            }
+            let sid = info.stat.session
+            if sid != process.pid && sid != parent.stat.session {
+                throw AmberError.unsupported(process.name, "is in session \(sid), which is neither its own nor its parent's (its parent left that session later): not supported yet")
+            }
+            let pgid = info.stat.pgrp
+            let leaderAlive = byPID[pgid] != nil
+            let inheritedFromOutside = pgid == rootInfo.stat.pgrp && pgid != root.pid
+            if !leaderAlive && !inheritedFromOutside && sid == pgid {
+                throw AmberError.unsupported(process.name, "is in session \(sid), whose leader has exited: not supported yet")
+            }
+        }
+    }
+
+    /// Whether a task is PID 1 of a namespace directly below the one with `parentLevels` levels.
+    private static func isNamespaceInit(_ status: ProcessStatus, parentLevels: Int) -> Bool {
+        status.namespacePIDs.last == 1 && status.namespacePIDs.count == parentLevels + 1
+    }
+
+    /// Identity of one process: parent, session, group, and its PID at every namespace level.
+    static func dump(_ process: FrozenProcess, into task: inout Amber_Task) throws {
+        let stat = try ProcFS.stat(pid: process.pid)
+        let status = try ProcFS.status(pid: process.pid)
+        task.pid = process.pid
+        task.ppid = stat.ppid
+        task.pgid = stat.pgrp
+        task.sid = stat.session
+        task.comm = try ProcFS.comm(pid: process.pid)
+        task.namespacePids = status.namespacePIDs.count > 1 ? status.namespacePIDs : []
+        task.namespaceInit = status.namespacePIDs.count > 1 && status.namespacePIDs.last == 1
+        if process.zombie {
+            task.zombie = true
+            task.exitStatus = UInt32(bitPattern: stat.exitCode)
+        }
+    }
+
+    /// A thread's PID at every namespace level, or nothing when it has only the one.
+    static func namespaceIDs(pid: Int32, tid: Int32) throws -> [Int32] {
+        let levels = try ProcFS.threadStatus(pid: pid, tid: tid).namespacePIDs
+        return levels.count > 1 ? levels : []
+    }
+
+    /// Kills the dumped tree and waits until every one of its PIDs can be used again.
+    static func kill(_ processes: [FrozenProcess], logger: Logger) throws {
+        for process in processes where !process.zombie {
+            try? Signals.send(SIGKILL, to: process.pid)
+        }
+        // As their tracer we see each thread die first; then each parent must reap.
+        for process in processes {
+            for tracee in process.threads {
+                while let status = try? waitForTask(tracee.pid), case .stopped = status {}
+            }
+        }
+        let start = Date()
+        var announced = false
+        for process in processes {
+            while Signals.processExists(process.pid) {
+                let waited = Date().timeIntervalSince(start)
+                if !announced, waited > 2 {
+                    logger.notice("waiting for the parent of process \(process.name) to reap it, so that PID \(process.pid) is free")
+                    announced = true
+                }
+                if waited > 120 {
+                    throw AmberError(.failure, "process \(process.name) was killed after the dump but its parent has not reaped it: PID \(process.pid) is still taken")
+                }
+                usleep(2000)
+            }
+        }
+    }
+
+    // MARK: Restore
+
+    /// clone3 flags.
+    static let newPIDNamespace: UInt64 = 0x2000_0000
+
+    /// The PIDs to ask clone3 for, innermost namespace first.
+    static func requestedPIDs(_ task: Amber_Task) -> [Int32] {
+        task.namespacePids.isEmpty ? [task.pid] : Array(task.namespacePids.reversed())
+    }
+
+    /// Injects a clone3 into the task `injector` runs in, with the clone_args written at the
+    /// scratch area of `session`; returns the new task, traced and stopped.
+    static func clone(in injector: SyscallInjector, session: some ScratchSpace, flags: UInt64, exitSignal: Int32, pids: [Int32], what: String) throws -> Tracee {
+        let pidsAddress = try pids.withUnsafeBytes { try session.writeScratch($0, offset: 512) }
+        var arguments = amber_clone_args()
+        arguments.flags = flags
+        arguments.exit_signal = UInt64(exitSignal)
+        arguments.set_tid = pidsAddress
+        arguments.set_tid_size = UInt64(pids.count)
+        let address = try session.writeScratch(value: arguments, offset: 0)
+        return try injector.createTask("clone3 for \(what) with set_tid \(pids)", cloneArguments: address, size: UInt64(MemoryLayout<amber_clone_args>.size))
+    }
+
+    /// Creates every process of the image, parents first, each by its parent, in its session
+    /// and process group; zombies exit with their status. Returns the live processes, stopped
+    /// helpers each about to become its old self. Every task made is added to `created` as soon
+    /// as it exists, so that a failure can kill it.
+    static func build(_ tasks: [Amber_Task], instruction: UInt64, created: inout [Tracee], logger: Logger) throws -> [TreeTask] {
+        let root = tasks[0]
+        let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
+        let rootTracee: Tracee
+        do {
+            rootTracee = try createStoppedHelper(pids: requestedPIDs(root), flags: root.namespaceInit ? newPIDNamespace : 0)
+        } catch {
+            if error.errno == .fileExists { throw pidTaken(root.pid) }
+            throw AmberError(.restoreFailed, "cannot create process \(root.pid): \(error)")
+        }
+        created.append(rootTracee)
+        var built: [TreeTask] = [try TreeTask(record: root, tracee: rootTracee, instruction: instruction)]
+        var index = 0
+        while index < built.count {
+            let parent = built[index]
+            index += 1
+            if parent.record.sid == parent.record.pid {
+                try parent.injector.call("setsid", SyscallNumber.setsid)
+            }
+            for child in (children[parent.record.pid] ?? []).sorted(by: { $0.pid < $1.pid }) {
+                let tracee: Tracee
+                do {
+                    tracee = try clone(in: parent.injector, session: parent, flags: child.namespaceInit ? newPIDNamespace : 0, exitSignal: SIGCHLD, pids: requestedPIDs(child), what: "process \(child.pid)")
+                } catch let error as LinuxError where error.errno == .fileExists {
+                    throw pidTaken(child.pid)
+                }
+                created.append(tracee)
+                built.append(try TreeTask(record: child, tracee: tracee, instruction: instruction, scratch: parent.scratch))
+            }
+        }
+        try joinGroups(built, created: &created)
+        for task in built where task.record.zombie {
+            try exitAsZombie(task, parent: built.first { $0.record.pid == task.record.ppid }!)
+        }
+        logger.debug("created \(built.count) processes")
+        return built.filter { !$0.record.zombie }
+    }
+
+    private static func pidTaken(_ pid: Int32) -> AmberError {
+        AmberError(.pidTaken, "PID \(pid) is taken by process \(ProcessName(pid: pid)); stop that process, or restore once it is gone")
+    }
+
+    /// Puts every process into its group: leaders first, then the members. A group whose leader
+    /// has exited is made by a stand-in with the leader's PID that exits once the members joined.
+    private static func joinGroups(_ tasks: [TreeTask], created: inout [Tracee]) throws {
+        let root = tasks[0].record
+        let pids = Set(tasks.map(\.record.pid))
+        // The root's group and the members it shares it with stay in the group amber runs in.
+        let outsideGroup = root.pgid != root.pid ? root.pgid : nil
+        for task in tasks where task.record.pgid == task.record.pid && task.record.sid != task.record.pid {
+            try task.injector.call("setpgid(0, 0)", SyscallNumber.setpgid, 0, 0)
+        }
+        var standIns: [Int32: (tracee: Tracee, injector: SyscallInjector, parent: TreeTask)] = [:]
+        for task in tasks {
+            let pgid = task.record.pgid
+            guard pgid != task.record.pid, pgid != outsideGroup else { continue }
+            if !pids.contains(pgid), standIns[pgid] == nil {
+                let tracee = try clone(in: task.injector, session: task, flags: 0, exitSignal: SIGCHLD, pids: [pgid], what: "the exited leader of process group \(pgid)")
+                created.append(tracee)
+                let injector = try SyscallInjector(tracee: tracee, instruction: task.injector.instruction)
+                try injector.call("setpgid(0, 0) in the stand-in leader", SyscallNumber.setpgid, 0, 0)
+                standIns[pgid] = (tracee, injector, task)
+            }
+            try task.injector.call("setpgid(0, \(pgid))", SyscallNumber.setpgid, 0, UInt64(pgid))
+        }
+        for (pgid, standIn) in standIns {
+            try exit(standIn.tracee, injector: standIn.injector, status: 0)
+            // Its parent reaps it at once, so no stray child is left behind in the restored process.
+            try standIn.parent.injector.call("wait4(\(pgid))", SyscallNumber.wait4, UInt64(pgid), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
+            try discardChildSignal(standIn.parent)
+        }
+    }
+
+    /// Names the zombie and makes it exit as the original did; its parent keeps it unreaped.
+    private static func exitAsZombie(_ task: TreeTask, parent: TreeTask) throws {
+        var name = [UInt8](task.record.comm.utf8.prefix(15))
+        name.append(0)
+        let address = try name.withUnsafeBytes { try task.writeScratch($0, offset: 0) }
+        try task.injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, 15 /* PR_SET_NAME */, address)
+        if task.record.exitStatus & 0x7f != 0 {
+            // No core file: the original wrote its own, if any.
+            let noCore = try task.writeScratch(value: rlimit(rlim_cur: 0, rlim_max: 0), offset: 64)
+            try task.injector.call("prlimit64(RLIMIT_CORE)", SyscallNumber.prlimit64, 0, UInt64(RLIMIT_CORE.rawValue), noCore, 0)
+        }
+        try exit(task.tracee, injector: task.injector, status: task.record.exitStatus)
+        try discardChildSignal(parent)
+    }
+
+    /// Ends a stopped helper with a wait status: exit_group for an exit code, the signal for a death by signal.
+    private static func exit(_ tracee: Tracee, injector: SyscallInjector, status: UInt32) throws {
+        let signal = Int32(status & 0x7f)
+        if signal == 0 {
+            try injector.start(SyscallNumber.exitGroup, UInt64(status >> 8 & 0xff))
+        } else {
+            try tracee.setSignalMask(0)
+            try tracee.cont(signal: signal)
+        }
+        // As its tracer we see it die first; then it is its parent's zombie.
+        while let state = try waitForTask(tracee.pid) {
+            if case .stopped(let stopSignal, _) = state {
+                try tracee.cont(signal: stopSignal == SIGTRAP ? 0 : stopSignal)
+                continue
+            }
+            break
+        }
+    }
+
+    /// The restorer made a child exit: take the SIGCHLD this queued off the parent.
+    private static func discardChildSignal(_ parent: TreeTask) throws {
+        var set: UInt64 = 1 << (UInt64(SIGCHLD) - 1)
+        var timeout = timespec(tv_sec: 0, tv_nsec: 0)
+        let setAddress = try withUnsafeBytes(of: &set) { try parent.writeScratch($0, offset: 1024) }
+        let timeoutAddress = try withUnsafeBytes(of: &timeout) { try parent.writeScratch($0, offset: 1040) }
+        _ = try parent.injector.raw(SyscallNumber.rtSigtimedwait, setAddress, 0, timeoutAddress, 8)
+    }
+}
+
+/// A process being rebuilt: its helper task, stopped and traced, and a scratch page mapped in it
+/// for the arguments of injected calls until its memory is restored.
+final class TreeTask: ScratchSpace {
+    let record: Amber_Task
+    let tracee: Tracee
+    let injector: SyscallInjector
+    let scratch: UInt64
+    var pid: Int32 { tracee.pid }
+
+    /// `scratch` is the parent's page, which a forked child has at the same address.
+    init(record: Amber_Task, tracee: Tracee, instruction: UInt64, scratch: UInt64? = nil) throws {
+        self.record = record
+        self.tracee = tracee
+        injector = try SyscallInjector(tracee: tracee, instruction: instruction)
+        if let scratch {
+            self.scratch = scratch
+        } else {
+            self.scratch = try injector.call("mmap scratch", SyscallNumber.mmap, 0, 4096, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+        }
+    }
+
+    static let scratchSize = 4096
+}
