@@ -30,6 +30,13 @@ public enum Checkpoint {
         } catch {
             throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
         }
+        // Opening its memory needs the same rights as ptrace: refuse before anything else is looked at.
+        let memory = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
+        if memory >= 0 {
+            close(memory)
+        } else if errno == EACCES || errno == EPERM {
+            throw AmberError(.permissionDenied, "may not ptrace process \(ProcessName(pid: pid)): \(LinuxError.current("open /proc/\(pid)/mem").errno.name) (dumping needs the rights to ptrace it)")
+        }
         let running = TreeState.walk(root: pid)
         if running.contains(getpid()) {
             throw AmberError(.unsupported, "amber (PID \(getpid())) is inside the tree of process \(pid): it cannot dump itself")
@@ -49,7 +56,7 @@ public enum Checkpoint {
             processes = try TreeState.freeze(root: pid, logger: logger)
             try Preflight.check(processes.map(\.pid), root: pid)
             try TreeState.check(processes)
-            let tasks = try collect(processes, writer: writer, logger: logger)
+            let tasks = try collect(&processes, writer: writer, logger: logger)
             try writer.finish(inventory: inventory(for: tasks))
             let live = tasks.filter { !$0.zombie }
             let summary = Summary(
@@ -78,14 +85,15 @@ public enum Checkpoint {
     }
 
     /// Writes one record (and page file) per process, parents first.
-    private static func collect(_ processes: [FrozenProcess], writer: ImageWriter, logger: Logger) throws -> [Amber_Task] {
+    private static func collect(_ processes: inout [FrozenProcess], writer: ImageWriter, logger: Logger) throws -> [Amber_Task] {
         var descriptions = FileState.DescriptionTable()
         var tasks: [Amber_Task] = []
-        for process in processes {
+        for index in processes.indices {
+            let process = processes[index]
             var task = Amber_Task()
             try TreeState.dump(process, into: &task)
             if !process.zombie {
-                try collect(process, into: &task, descriptions: &descriptions, writer: writer, logger: logger)
+                processes[index].syscallInstruction = try collect(process, into: &task, descriptions: &descriptions, writer: writer, logger: logger)
             }
             try writer.writeRecord(task, name: ImageFormat.taskRecordName(pid: process.pid))
             logger.debug("collected process \(process.name): \(task.threads.count + 1) threads, \(task.memory.areas.count) areas, \(task.files.descriptors.count) fds")
@@ -94,7 +102,8 @@ public enum Checkpoint {
         return tasks
     }
 
-    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, descriptions: inout FileState.DescriptionTable, writer: ImageWriter, logger: Logger) throws {
+    /// Returns the `syscall` instruction the dump injected with.
+    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, descriptions: inout FileState.DescriptionTable, writer: ImageWriter, logger: Logger) throws -> UInt64 {
         let session = try DumpSession(process, logger: logger)
         do {
             task.signals = try SignalState.dump(session)
@@ -109,6 +118,7 @@ public enum Checkpoint {
             throw error
         }
         try session.finish()
+        return session.injector.instruction
     }
 
     private static func inventory(for tasks: [Amber_Task]) -> Amber_Inventory {

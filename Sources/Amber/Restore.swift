@@ -39,11 +39,12 @@ public enum Restore {
         var created: [Tracee] = []
         do {
             let instruction = try syscallInstruction()
-            let built = try TreeState.build(tasks, instruction: instruction, created: &created, logger: logger)
+            let restorerPidfd = try Pidfd(pid: getpid())
+            let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created, logger: logger)
             let openFiles = OpenFileTable()
             var sessions: [RestoreSession] = []
             for task in built {
-                let session = RestoreSession(task: task.record, image: image, tracee: task.tracee, injector: task.injector, openFiles: openFiles, logger: logger)
+                let session = RestoreSession(task: task.record, image: image, tracee: task.tracee, injector: task.injector, openFiles: openFiles, inheritedPidfd: restorerPidfd.fd, logger: logger)
                 try restore(session)
                 sessions.append(session)
             }

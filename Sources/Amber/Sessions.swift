@@ -98,12 +98,16 @@ final class RestoreSession: ScratchSpace {
     /// Scratch memory in the task for the arguments of injected calls (set once memory is restored).
     var scratch: UInt64 = 0
     static let scratchSize = 16 * 4096
-    /// The task's descriptor of a pidfd for this restorer, through which it fetches our files.
+    /// The task's descriptor of a pidfd for this restorer, through which it fetches our files:
+    /// every helper inherits one at `RestoreSession.inheritedPidfd`, moved above the image's descriptors on first use.
     private var restorerPidfd: Int32?
+    /// Where each helper has the restorer's pidfd; a task in another PID namespace could not open one by PID.
+    let inheritedPidfd: Int32
     /// First descriptor above every descriptor of the image: temporaries live from here up.
     let firstFreeDescriptor: Int32
 
-    init(task: Amber_Task, image: ImageReader, tracee: Tracee, injector: SyscallInjector, openFiles: OpenFileTable, logger: Logger) {
+    init(task: Amber_Task, image: ImageReader, tracee: Tracee, injector: SyscallInjector, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
+        self.inheritedPidfd = inheritedPidfd
         self.task = task
         self.image = image
         self.tracee = tracee
@@ -122,7 +126,7 @@ final class RestoreSession: ScratchSpace {
         if let existing = restorerPidfd {
             pidfd = existing
         } else {
-            let low = try injector.call("pidfd_open(restorer)", SyscallNumber.pidfdOpen, UInt64(getpid()), 0)
+            let low = UInt64(inheritedPidfd)
             let high = try injector.call("fcntl F_DUPFD_CLOEXEC", SyscallNumber.fcntl, low, UInt64(F_DUPFD_CLOEXEC), UInt64(firstFreeDescriptor))
             try injector.call("close", SyscallNumber.close, low)
             pidfd = Int32(high)
@@ -137,10 +141,8 @@ final class RestoreSession: ScratchSpace {
 
     /// Removes what the restorer put into the task: its pidfd and the scratch area.
     func cleanUp() throws(LinuxError) {
-        if let pidfd = restorerPidfd {
-            try injector.call("close restorer pidfd", SyscallNumber.close, UInt64(pidfd))
-            restorerPidfd = nil
-        }
+        try injector.call("close restorer pidfd", SyscallNumber.close, UInt64(restorerPidfd ?? inheritedPidfd))
+        restorerPidfd = nil
         if scratch != 0 {
             try injector.call("munmap scratch", SyscallNumber.munmap, scratch, UInt64(Self.scratchSize))
             scratch = 0

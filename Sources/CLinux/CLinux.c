@@ -117,7 +117,7 @@ static inline long raw_syscall4(long n, long a, long b, long c, long d) {
     return r;
 }
 
-long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags) {
+long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd) {
     struct amber_clone_args args = {0};
     args.flags = flags;
     args.exit_signal = SIGCHLD;
@@ -133,7 +133,8 @@ long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uin
     }
     uint64_t none = 0;
     raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, 8);
-    raw_syscall4(SYS_close_range, 0, ~0U, 0, 0);
+    if (kept_fd > 0) raw_syscall4(SYS_close_range, 0, kept_fd - 1, 0, 0);
+    raw_syscall4(SYS_close_range, kept_fd + 1, ~0U, 0, 0);
     // Become traced by the caller and stop: the caller sees a SIGSTOP signal-delivery stop
     // and takes over from there, so no job-control stop is ever left behind.
     raw_syscall4(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);

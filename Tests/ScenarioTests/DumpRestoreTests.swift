@@ -17,6 +17,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testRestartRead() throws { try runDumped(.restartRead) }
     func testFiles() throws { try runDumped(.files) }
     func testEnvironment() throws { try runDumped(.environment) }
+    func testSecondThread() throws { try runDumped(.secondThread) }
+    func testChildPause() throws { try runDumped(.childPause) }
 
     /// The same image restores twice in a row (restore does not consume or alter it).
     func testImageRestoresTwice() throws {
@@ -92,6 +94,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningRestartSleep() throws { try runLeaveRunning(.restartSleep) }
     func testLeaveRunningRestartRead() throws { try runLeaveRunning(.restartRead) }
     func testLeaveRunningFiles() throws { try runLeaveRunning(.files) }
+    func testLeaveRunningSecondThread() throws { try runLeaveRunning(.secondThread) }
+    func testLeaveRunningChildPause() throws { try runLeaveRunning(.childPause) }
 
     /// An image taken with --leave-running restores once the original is gone.
     func testLeaveRunningImageRestores() throws {

@@ -58,12 +58,8 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedSocket, object: "socket")
     }
 
-    func testDumpRefusesSecondThread() throws {
-        try checkUnsupported(.unsupportedThread, object: "thread")
-    }
-
-    func testDumpRefusesChildProcess() throws {
-        try checkUnsupported(.unsupportedChild, object: "child")
+    func testDumpRefusesMemorySharedBetweenProcesses() throws {
+        try checkUnsupported(.unsupportedSharedMemory, object: "shares anonymous memory")
     }
 
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
@@ -81,11 +77,11 @@ final class DumpErrorTests: ScenarioTestCase {
         XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "a refused dump wrote an inventory", file: file, line: line)
         XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory", file: file, line: line)
         assertRunningUntraced(p.pid, "after the refused dump", file: file, line: line)
-        // every thread of the target, too
-        if let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.pid)/task") {
-            for t in tasks {
+        // every thread of the target and of its children, too
+        for pid in [p.pid] + Proc.children(p.pid) {
+            for t in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
                 guard let tid = pid_t(t) else { continue }
-                assertRunningUntraced(tid, "thread \(tid) after the refused dump", file: file, line: line)
+                assertRunningUntraced(tid, "thread \(tid) of process \(pid) after the refused dump", file: file, line: line)
             }
         }
         try terminateAndExpectPass(p, "after the refused dump", file: file, line: line)

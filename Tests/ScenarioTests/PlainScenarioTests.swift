@@ -14,8 +14,9 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testFiles() throws { try runPlain(.files) }
     func testEnvironment() throws { try runPlain(.environment) }
     func testUnsupportedSocket() throws { try runPlain(.unsupportedSocket) }
-    func testUnsupportedThread() throws { try runPlain(.unsupportedThread) }
-    func testUnsupportedChild() throws { try runPlain(.unsupportedChild) }
+    func testUnsupportedSharedMemory() throws { try runPlain(.unsupportedSharedMemory) }
+    func testSecondThread() throws { try runPlain(.secondThread) }
+    func testChildPause() throws { try runPlain(.childPause) }
 
     /// The verdict really depends on the checks: a scenario run without what it needs fails.
     func testEnvironmentFailsWithoutItsArguments() throws {

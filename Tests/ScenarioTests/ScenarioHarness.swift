@@ -31,12 +31,13 @@ struct Scenario: Sendable {
         name: "environment", args: ["--extra", "two words", "--utf8", "ü€"],
         env: ["AMBER_SCENARIO_VAR": "hello world"])
     static let unsupportedSocket = Scenario(name: "unsupported_socket")
-    static let unsupportedThread = Scenario(name: "unsupported_thread")
-    static let unsupportedChild = Scenario(name: "unsupported_child")
+    static let unsupportedSharedMemory = Scenario(name: "unsupported_shared_memory")
+    static let secondThread = Scenario(name: "second_thread")
+    static let childPause = Scenario(name: "child_pause")
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
-        unsupportedSocket, unsupportedThread, unsupportedChild,
+        unsupportedSocket, unsupportedSharedMemory, secondThread, childPause,
     ]
 }
 

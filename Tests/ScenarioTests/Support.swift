@@ -253,8 +253,10 @@ enum Proc {
     }
 
     /// PIDs whose parent is this process.
-    static func childrenOfSelf() -> [pid_t] {
-        let me = getpid()
+    static func childrenOfSelf() -> [pid_t] { children(getpid()) }
+
+    /// PIDs whose parent is `me`.
+    static func children(_ me: pid_t) -> [pid_t] {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
         var result: [pid_t] = []
         for e in entries {

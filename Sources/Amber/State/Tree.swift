@@ -12,6 +12,8 @@ struct FrozenProcess {
     let name: ProcessName
     var threads: [Tracee]
     var zombie: Bool { threads.isEmpty }
+    /// A `syscall` instruction in its vDSO, once the dump found one: killing the tree injects with it.
+    var syscallInstruction: UInt64?
 }
 
 /// The process tree: which processes, their parents, sessions and process groups, zombies and
@@ -188,16 +190,25 @@ enum TreeState {
         return levels.count > 1 ? levels : []
     }
 
-    /// Kills the dumped tree and waits until every one of its PIDs can be used again.
+    /// Kills the dumped tree and waits until every one of its PIDs can be used again. Children
+    /// go first, each reaped at once by its parent (stopped, and made to call wait4), so that no
+    /// PID waits for a slow init to reap an orphan; the root is left to its own parent.
     static func kill(_ processes: [FrozenProcess], logger: Logger) throws {
-        for process in processes where !process.zombie {
-            try? Signals.send(SIGKILL, to: process.pid)
-        }
-        // As their tracer we see each thread die first; then each parent must reap.
-        for process in processes {
-            for tracee in process.threads {
-                while let status = try? waitForTask(tracee.pid), case .stopped = status {}
+        let parents = Dictionary(processes.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
+        // Parents come before children in `processes`: walking it backwards kills children first.
+        for process in processes.reversed() {
+            if !process.zombie {
+                try? Signals.send(SIGKILL, to: process.pid)
+                // As its tracer we see each thread die first; only then is it its parent's zombie.
+                for tracee in process.threads.reversed() {
+                    while let status = try? waitForTask(tracee.pid), case .stopped = status {}
+                }
             }
+            guard process.pid != processes[0].pid else { break }
+            guard let parentPID = try? ProcFS.stat(pid: process.pid).ppid, let parent = parents[parentPID],
+                  let leader = parent.threads.first, let instruction = parent.syscallInstruction else { continue }
+            let injector = try SyscallInjector(tracee: leader, instruction: instruction)
+            try injector.call("wait4(\(process.pid)) in its parent", SyscallNumber.wait4, UInt64(process.pid), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
         }
         let start = Date()
         var announced = false
@@ -243,12 +254,13 @@ enum TreeState {
     /// and process group; zombies exit with their status. Returns the live processes, stopped
     /// helpers each about to become its old self. Every task made is added to `created` as soon
     /// as it exists, so that a failure can kill it.
-    static func build(_ tasks: [Amber_Task], instruction: UInt64, created: inout [Tracee], logger: Logger) throws -> [TreeTask] {
+    /// Every helper inherits `restorerPidfd` at the same number.
+    static func build(_ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, created: inout [Tracee], logger: Logger) throws -> [TreeTask] {
         let root = tasks[0]
         let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
         let rootTracee: Tracee
         do {
-            rootTracee = try createStoppedHelper(pids: requestedPIDs(root), flags: root.namespaceInit ? newPIDNamespace : 0)
+            rootTracee = try createStoppedHelper(pids: requestedPIDs(root), flags: root.namespaceInit ? newPIDNamespace : 0, keptDescriptor: restorerPidfd)
         } catch {
             if error.errno == .fileExists { throw pidTaken(root.pid) }
             throw AmberError(.restoreFailed, "cannot create process \(root.pid): \(error)")

@@ -1,10 +1,8 @@
 /*
- * unsupported_child: a process with a child process (the child sleeps in pause()).
- * Amber cannot restore process trees yet: `amber dump` of the parent must refuse, naming
- * the process and its child, and leave both running, untraced. After SIGTERM the parent
- * checks the child is still alive and its child, kills it and reaps it (it must die from
- * that SIGKILL, not before). The child dies with the parent (PR_SET_PDEATHSIG), so a
- * killed scenario leaves nothing behind.
+ * child_pause: a process with a child process (the child sleeps in pause()).
+ * After SIGTERM the parent checks the child is still alive and its child, kills it and
+ * reaps it (it must die from that SIGKILL, not before). The child dies with the parent
+ * (PR_SET_PDEATHSIG), so a killed scenario leaves nothing behind.
  */
 #include "scenario.h"
 #include <sys/wait.h>
@@ -13,7 +11,7 @@ static pid_t child;
 
 int main(int argc, char **argv)
 {
-    sc_init(argc, argv, "unsupported_child");
+    sc_init(argc, argv, "child_pause");
     sc_install_sigterm(0);
     pid_t parent = getpid();
     child = fork();

@@ -1,9 +1,7 @@
 /*
- * unsupported_thread: a second thread counting with a short sleep.
- * Amber cannot restore multi-threaded processes yet: `amber dump` must refuse this process,
- * naming it and the thread, and leave both threads running, untraced. After SIGTERM the
- * main thread checks the second thread still counts (it waits for the counter to move, with
- * no time limit of its own: the runner's timeout bounds it) and joins it.
+ * second_thread: a second thread counting with a short sleep. After SIGTERM the main thread
+ * checks the second thread still counts (it waits for the counter to move, with no time
+ * limit of its own: the runner's timeout bounds it), that it has the same TID, and joins it.
  */
 #include "scenario.h"
 #include <pthread.h>
@@ -26,7 +24,7 @@ static void *worker(void *arg)
 
 int main(int argc, char **argv)
 {
-    sc_init(argc, argv, "unsupported_thread");
+    sc_init(argc, argv, "second_thread");
     sc_install_sigterm(0);
     /* SIGTERM goes to the main thread only */
     sigset_t term;
