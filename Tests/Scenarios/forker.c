@@ -91,8 +91,11 @@ int main(int argc, char **argv)
             sc_snapshot();
             if (sc_write_file_atomic(ready, "ready\n") < 0)
                 _exit(2);
-            while (!told)
+            while (!told) {
+                if (getppid() != parent)
+                    _exit(4); /* the forker died (a failed setup): do not linger */
                 sc_sleep_ms(20);
+            }
             sc_check_common();
             sc_check(getpid() == self && getppid() == parent, "keep");
             _exit(sc_nfail == 0 ? 10 + i : 1);

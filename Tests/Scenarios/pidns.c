@@ -19,6 +19,7 @@
  * that NSpid has the same number of levels and the same PIDs at every level but the first
  * (the host's, which a restore may change); it then SIGUSR1s its children, reaps each (PID
  * and exit 0), checks it has no other child, writes "res-N" and exits. The root collects all.
+ * A node that sees getppid() change while it waits exits at once with 4 (see tree.c).
  */
 #include "scenario.h"
 
@@ -43,6 +44,7 @@ static pid_t kid_pid[N]; /* PIDs of this node's children, in this node's namespa
 static int kids[N], nkids;
 static struct rec rec;
 static volatile sig_atomic_t told;
+#define ORPHANED 4 /* exit status of a node whose parent changed while it waited */
 
 static void on_usr1(int sig)
 {
@@ -162,8 +164,9 @@ static void check_children(int budget_ms)
             sc_fail("node %d: waitpid(%d) for child node %d returned %d (%s)", me, (int)kid_pid[j], j, (int)r,
                     strerror(errno));
         else
-            sc_check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: child node %d (pid %d) ended with %s", me, j,
-                     (int)kid_pid[j], sc_status_text(st, s, sizeof s));
+            sc_check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: child node %d (pid %d) ended with %s%s", me, j,
+                     (int)kid_pid[j], sc_status_text(st, s, sizeof s),
+                     WIFEXITED(st) && WEXITSTATUS(st) == ORPHANED ? " (it saw its parent change and gave up)" : "");
     }
     int st;
     pid_t extra = waitpid(-1, &st, WNOHANG);
@@ -184,8 +187,11 @@ static void node_main(int i, pid_t parent_pid)
     setup_children(i);
     sc_snapshot();
     write_ready(i);
-    while (!told)
+    while (!told) {
+        if (getppid() != rec.ppid)
+            _exit(ORPHANED); /* the parent died (a failed setup): do not linger */
         sc_sleep_ms(20);
+    }
     check_self();
     check_children(9000 - 700 * depth(i));
     char path[PATH_MAX];

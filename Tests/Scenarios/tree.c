@@ -24,6 +24,8 @@
  * sc_check_common() and checks getpid(), getppid(), getpgid(0), getsid(0) and /proc/self/stat
  * against what it recorded, then SIGUSR1s its children, reaps each (PID and exit 0 expected,
  * and no other child), writes "res-N" and exits. The root gathers every res-N.
+ * A node that sees getppid() change while it waits exits at once with 4 (so a tree whose
+ * setup failed halfway does not linger); its parent reports that.
  */
 #include "scenario.h"
 
@@ -76,6 +78,7 @@ static struct ids rec;         /* this process's ids, recorded before ready */
 static struct ids all[N];      /* root: every node's ready file */
 static int kids[N], nkids;     /* this process's child nodes (live ones) */
 static volatile sig_atomic_t told;
+#define ORPHANED 4 /* exit status of a node whose parent changed while it waited */
 
 static void on_usr1(int sig)
 {
@@ -270,8 +273,9 @@ static void check_children(int budget_ms)
             sc_fail("node %d: waitpid(%d) for child node %d returned %d (%s)", me, (int)pids[j], j, (int)r,
                     strerror(errno));
         else
-            sc_check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: child node %d (pid %d) ended with %s", me, j,
-                     (int)pids[j], sc_status_text(st, s, sizeof s));
+            sc_check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: child node %d (pid %d) ended with %s%s", me, j,
+                     (int)pids[j], sc_status_text(st, s, sizeof s),
+                     WIFEXITED(st) && WEXITSTATUS(st) == ORPHANED ? " (it saw its parent change and gave up)" : "");
     }
     int st;
     pid_t extra = waitpid(-1, &st, WNOHANG);
@@ -285,8 +289,11 @@ static void node_main(int i)
     /* names, fds and the rest as they are now, for sc_check_common() */
     sc_snapshot();
     write_ready(i);
-    while (!told)
+    while (!told) {
+        if (getppid() != rec.ppid)
+            _exit(ORPHANED); /* the parent died (a failed setup): do not linger */
         sc_sleep_ms(20);
+    }
     check_self();
     check_children(9000 - 700 * depth(i));
     char path[PATH_MAX];

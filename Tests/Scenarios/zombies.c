@@ -93,8 +93,10 @@ int main(int argc, char **argv)
     if (live_child == 0) {
         prctl(PR_SET_NAME, "zombies-live", 0, 0, 0);
         signal(SIGTERM, SIG_DFL);
-        for (;;)
-            pause();
+        pid_t parent = getppid();
+        while (getppid() == parent) /* gone with the parent if its setup fails */
+            sc_sleep_ms(20);
+        _exit(4);
     }
 
     /* wait (without reaping) until each has ended as designed */
