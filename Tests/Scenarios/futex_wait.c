@@ -2,7 +2,7 @@
  * futex_wait: threads blocked in futex waits at dump time.
  *
  *  - waiter 1: raw FUTEX_WAIT_PRIVATE on word1 (no timeout), in a loop while word1 == 0;
- *  - waiter 2: raw FUTEX_WAIT (not private) on word2 with a relative 60 s timeout, looping
+ *  - waiter 2: raw FUTEX_WAIT (not private) on word2 with a relative 600 s timeout, looping
  *    the same way (an interrupted timed wait may come back as EINTR: it just waits again);
  *  - waiter 3: pthread_cond_wait on a condition variable, while a predicate is 0.
  * Ready once each waiter is blocked in futex() (/proc/self/task/TID/syscall says 202, with
@@ -59,7 +59,7 @@ static void wait_raw(struct waiter *w, _Atomic uint32_t *word, int op, int timed
 {
     uint32_t v;
     while ((v = atomic_load(word)) == 0) {
-        struct timespec ts = {60, 0};
+        struct timespec ts = {600, 0};
         long r = futex(word, op, 0, timed ? &ts : NULL);
         w->last_ret = (int)r;
         if (r == 0) {
