@@ -17,6 +17,40 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedSharedMemory() throws { try runPlain(.unsupportedSharedMemory) }
     func testSecondThread() throws { try runPlain(.secondThread) }
     func testChildPause() throws { try runPlain(.childPause) }
+    func testTree() throws { try runPlain(.tree) }
+    func testZombies() throws { try runPlain(.zombies) }
+    func testForker() throws { try runPlain(.forker) }
+    func testThreads() throws { try runPlain(.threads) }
+    func testFutexWait() throws { try runPlain(.futexWait) }
+    func testPidNamespaces() throws { try runPlain(.pidns) }
+    func testPidNamespaceReaper() throws { try runPlain(.pidnsReaper) }
+
+    /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
+    /// kills all of them, whatever session or group they are in.
+    func testCleanupKillsWholeTree() throws {
+        try assertCleanupKillsTree(.tree, expecting: 49)
+    }
+
+    /// The same for a tree in nested PID namespaces, started by a launcher that the runner reaps.
+    func testCleanupKillsPidNamespaceTree() throws {
+        try assertCleanupKillsTree(.pidns, expecting: 10)
+    }
+
+    private func assertCleanupKillsTree(_ scenario: Scenario, expecting count: Int) throws {
+        let p = try start(scenario)
+        if scenario.rootFromPidfile {
+            XCTAssertNotEqual(p.pid, p.launcher, "the scenario process must be the root, not the launcher")
+            XCTAssertEqual(p.launcherStatus, .exited(0), "the launcher's status")
+            XCTAssertFalse(Proc.pidInUse(p.launcher ?? 0), "the launcher was not reaped")
+        }
+        let tree = Proc.descendants(of: p.pid)
+        XCTAssertEqual(tree.count, count, "descendants of \(scenario.name)'s root: \(tree)")
+        cleanUpProcesses()
+        for pid in [p.pid] + tree {
+            XCTAssertFalse(Proc.pidInUse(pid) && Proc.exe(pid) == p.binary, "\(Proc.describe(pid)) outlived the cleanup")
+        }
+        XCTAssertNil(p.verdict, "a killed scenario wrote a verdict")
+    }
 
     /// The verdict really depends on the checks: a scenario run without what it needs fails.
     func testEnvironmentFailsWithoutItsArguments() throws {

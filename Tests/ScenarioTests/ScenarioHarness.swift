@@ -15,6 +15,17 @@ struct Scenario: Sendable {
     var env: [String: String] = [:]
     /// Dump only once /proc/PID/syscall shows the process blocked in this system call.
     var dumpInSyscall: Int? = nil
+    /// Dump only once every thread but the main one is blocked in this system call
+    /// (per /proc/PID/task/TID/syscall).
+    var dumpInThreadSyscall: Int? = nil
+    /// The started process is a launcher: it writes the PID of the real scenario root (the
+    /// init of a new PID namespace, say) to the pidfile and exits 0. The runner reaps the
+    /// launcher and treats the PID from the pidfile as the scenario process (reparented to
+    /// the runner, a child subreaper): it dumps, restores, signals and cleans up that one.
+    /// After a restore the root may have another PID (only the PIDs inside its namespaces
+    /// must be the same): the runner then takes the one restored child of its own that runs
+    /// the scenario binary.
+    var rootFromPidfile = false
 
     static let counter = Scenario(name: "counter")
     static let memory = Scenario(name: "memory")
@@ -34,10 +45,25 @@ struct Scenario: Sendable {
     static let unsupportedSharedMemory = Scenario(name: "unsupported_shared_memory")
     static let secondThread = Scenario(name: "second_thread")
     static let childPause = Scenario(name: "child_pause")
+    /// 50 processes in 3 sessions and 6 process groups, one group without its leader.
+    static let tree = Scenario(name: "tree")
+    /// Unreaped children with distinct exit statuses.
+    static let zombies = Scenario(name: "zombies")
+    /// Forks and reaps short-lived children all the time, also while dumped.
+    static let forker = Scenario(name: "forker")
+    /// 8 threads, each with its own registers, TLS, mask and name.
+    static let threads = Scenario(name: "threads")
+    /// Threads blocked in futex (202) waits at dump time.
+    static let futexWait = Scenario(name: "futex_wait", dumpInThreadSyscall: 202)
+    /// Three nested PID namespaces; the root is the init of the outermost, started by a launcher.
+    static let pidns = Scenario(name: "pidns", rootFromPidfile: true)
+    /// A PID namespace init with an orphan and an orphaned zombie to reap.
+    static let pidnsReaper = Scenario(name: "pidns_reaper", rootFromPidfile: true)
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
-        unsupportedSocket, unsupportedSharedMemory, secondThread, childPause,
+        unsupportedSocket, unsupportedSharedMemory, secondThread, childPause, tree, zombies, forker, threads, futexWait,
+        pidns, pidnsReaper,
     ]
 }
 
@@ -50,7 +76,11 @@ final class ScenarioProcess {
     let pidfile: String
     let outfile: String
     let log: String
-    let pid: pid_t
+    /// The scenario root. With `rootFromPidfile` it may change at restore (see there).
+    var pid: pid_t
+    /// With `rootFromPidfile`: the launcher the runner started (already reaped), and its status.
+    var launcher: pid_t?
+    var launcherStatus: ExitStatus?
     /// Set once this process (original or restored) has been reaped by the runner.
     var exitStatus: ExitStatus?
     /// Set once it is known to be gone without the runner reaping it.
@@ -117,33 +147,47 @@ class ScenarioTestCase: XCTestCase {
         super.tearDown()
     }
 
-    /// Kill whatever this test started and reap it, and any orphan reparented to us.
-    private func cleanUpProcesses() {
+    /// Kill whatever this test started, with all its descendants (scenario trees, restored
+    /// or not), and reap it, and any orphan reparented to us.
+    func cleanUpProcesses() {
         let ours = ((try? Scratch.root()) ?? "/nonexistent") + "/"
+        var roots: [pid_t] = []
         for pid in tracked {
             switch Spawn.poll(pid) {
             case .running:
-                kill(pid, SIGKILL)
+                roots.append(pid)
             case .notMyChild:
                 // a restored scenario that is not (yet) our child: kill it only if it still
                 // runs one of our scenario binaries or amber
                 if let exe = Proc.exe(pid), exe.hasPrefix(ours) || exe == Locations.amberBinary() {
-                    kill(pid, SIGKILL)
+                    roots.append(pid)
                 }
             case .exited:
                 break
             }
         }
+        Self.killTrees(roots)
         let deadline = Sys.now() + 10
         while Sys.now() < deadline {
             var status: Int32 = 0
             while waitpid(-1, &status, WNOHANG) > 0 {}
             let children = Proc.childrenOfSelf()
             if children.isEmpty { break }
-            for c in children { kill(c, SIGKILL) }
+            Self.killTrees(children)
             Sys.sleep(milliseconds: 5)
         }
         tracked.removeAll()
+    }
+
+    /// SIGKILL each root and then its descendants, parents before children (a process that
+    /// forks is stopped first; what it forked meanwhile is reparented to us and caught later).
+    private static func killTrees(_ roots: [pid_t]) {
+        guard !roots.isEmpty else { return }
+        let parents = Proc.parentMap()
+        for root in roots {
+            kill(root, SIGKILL)
+            for d in Proc.descendants(of: root, parents: parents) { kill(d, SIGKILL) }
+        }
     }
 
     // MARK: helpers for tests
@@ -181,8 +225,32 @@ class ScenarioTestCase: XCTestCase {
         tracked.insert(pid)
         let p = ScenarioProcess(scenario: scenario, binary: binary, directory: dir, pid: pid)
         let deadline = Sys.now() + Self.pidfileTimeout
+        func writtenPid() -> pid_t? {
+            Sys.readText(pidfile).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
         while true {
-            if let text = Sys.readText(pidfile), let written = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            if scenario.rootFromPidfile {
+                // the launcher writes the root's PID, then exits 0
+                let launcherState = Spawn.poll(pid)
+                if let written = writtenPid() {
+                    return try adoptRoot(p, root: written, launcherState: launcherState, file: file, line: line)
+                }
+                if case .exited(let s) = launcherState {
+                    p.launcherStatus = s
+                    tracked.remove(pid)
+                    XCTFail("\(scenario.name)'s launcher exited (\(s)) without writing a pidfile; log:\n\(p.logText)",
+                        file: file, line: line)
+                    throw RunnerError("launcher died during setup")
+                }
+                if Sys.now() > deadline {
+                    XCTFail("\(scenario.name) wrote no pidfile within \(Int(Self.pidfileTimeout)) s; \(p.diagnostics)",
+                        file: file, line: line)
+                    throw RunnerError("no pidfile")
+                }
+                Sys.sleep(milliseconds: 5)
+                continue
+            }
+            if let written = writtenPid() {
                 guard written == pid else {
                     XCTFail("\(scenario.name) wrote PID \(written) to its pidfile, but it is \(pid)", file: file, line: line)
                     throw RunnerError("bad pidfile")
@@ -202,6 +270,59 @@ class ScenarioTestCase: XCTestCase {
             }
             Sys.sleep(milliseconds: 5)
         }
+    }
+
+    /// `rootFromPidfile`: the launcher `p.pid` wrote `root` to the pidfile. Reap the launcher
+    /// (it must exit 0), check the root is now our child, and make it the scenario process.
+    private func adoptRoot(_ p: ScenarioProcess, root: pid_t, launcherState: Spawn.ChildState, file: StaticString,
+        line: UInt) throws -> ScenarioProcess
+    {
+        let launcher = p.pid
+        p.launcher = launcher
+        if root > 0, root != launcher, root != getpid() { tracked.insert(root) }
+        var status: ExitStatus?
+        if case .exited(let s) = launcherState { status = s } else {
+            status = Spawn.wait(launcher, timeout: Self.pidfileTimeout)
+        }
+        guard let status else {
+            XCTFail("\(p.scenario.name)'s launcher \(launcher) wrote the pidfile but did not exit; \(p.diagnostics)",
+                file: file, line: line)
+            throw RunnerError("launcher did not exit")
+        }
+        tracked.remove(launcher)
+        p.launcherStatus = status
+        guard status == .exited(0) else {
+            XCTFail("\(p.scenario.name)'s launcher ended with \(status); log:\n\(p.logText)", file: file, line: line)
+            throw RunnerError("launcher failed")
+        }
+        guard root > 0, root != launcher else {
+            XCTFail("\(p.scenario.name)'s launcher \(launcher) wrote PID \(root) to its pidfile", file: file, line: line)
+            throw RunnerError("bad pidfile")
+        }
+        p.pid = root
+        guard case .running = Spawn.poll(root) else {
+            XCTFail("\(p.scenario.name)'s root \(root) is not a running child of the runner after its launcher exited; "
+                + p.diagnostics, file: file, line: line)
+            throw RunnerError("root not adopted")
+        }
+        return p
+    }
+
+    /// Wait until every thread of the process except the main one is blocked in system call
+    /// `number` (per /proc/PID/task/TID/syscall).
+    func waitForThreadSyscall(_ p: ScenarioProcess, _ number: Int, file: StaticString = #filePath, line: UInt = #line)
+        throws
+    {
+        let deadline = Sys.now() + Self.pidfileTimeout
+        while Sys.now() < deadline {
+            let others = Proc.threads(p.pid).filter { $0 != p.pid }
+            if !others.isEmpty, others.allSatisfy({ Proc.syscall(p.pid, thread: $0) == String(number) }) { return }
+            Sys.sleep(milliseconds: 2)
+        }
+        let states = Proc.threads(p.pid).map { "\($0): \(Proc.syscall(p.pid, thread: $0) ?? "?")" }
+        XCTFail("\(p.scenario.name): its threads never all blocked in system call \(number) (\(states)); \(p.diagnostics)",
+            file: file, line: line)
+        throw RunnerError("threads not in the expected system call")
     }
 
     /// Wait until the process is blocked in system call `number` (per /proc/PID/syscall).
@@ -342,11 +463,19 @@ class ScenarioTestCase: XCTestCase {
     @discardableResult
     func dumpExpectingSuccess(_ p: ScenarioProcess, file: StaticString = #filePath, line: UInt = #line) throws -> String {
         let image = try newDirectory("image")
+        let tree = Proc.descendants(of: p.pid)
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
         guard r.status == .exited(0) else {
             XCTFail("dump failed: \(r.summary); \(p.diagnostics)", file: file, line: line)
             throw RunnerError("dump failed")
         }
+        // the whole tree is gone, not only its root (zombies reparented to us do not count)
+        let survivors = tree.filter { pid in
+            guard let s = Proc.status(pid), !s.isGone else { return false }
+            return Proc.exe(pid) == p.binary
+        }
+        XCTAssertEqual(survivors, [], "amber dump returned but these processes of the dumped tree still run: "
+            + survivors.map { Proc.describe($0) }.joined(separator: "; "), file: file, line: line)
         XCTAssertNotNil(p.exitStatus, "amber dump returned but the dumped process \(p.pid) had not exited",
             file: file, line: line)
         XCTAssertFalse(Proc.pidInUse(p.pid),
@@ -378,12 +507,32 @@ class ScenarioTestCase: XCTestCase {
             XCTFail("restore failed: \(r.summary); \(p.diagnostics)", file: file, line: line)
             throw RunnerError("restore failed")
         }
+        if p.scenario.rootFromPidfile { try findRestoredRoot(p, file: file, line: line) }
         guard let s = Proc.status(p.pid), !s.isGone else {
             XCTFail("amber restore --detach returned 0 but PID \(p.pid) is not running; \(p.diagnostics)", file: file, line: line)
             throw RunnerError("not restored")
         }
         assertRunningUntraced(p.pid, "after amber restore --detach", file: file, line: line)
         XCTAssertEqual(Proc.exe(p.pid), p.binary, "the restored PID \(p.pid) is not the scenario binary", file: file, line: line)
+    }
+
+    /// `rootFromPidfile`: the restored root keeps the PIDs inside its namespaces but its PID
+    /// out here may differ. Take the old PID if it runs the scenario binary again, else the
+    /// one child of ours (after `restore --detach` the root is reparented to us) that does.
+    private func findRestoredRoot(_ p: ScenarioProcess, file: StaticString, line: UInt) throws {
+        func runsScenario(_ pid: pid_t) -> Bool {
+            guard let s = Proc.status(pid), !s.isGone else { return false }
+            return Proc.exe(pid) == p.binary
+        }
+        if runsScenario(p.pid) { return }
+        let candidates = Proc.childrenOfSelf().filter(runsScenario)
+        guard candidates.count == 1 else {
+            XCTFail("after amber restore --detach, \(candidates.count) children of the runner run \(p.binary) "
+                + "(expected the restored root alone): \(candidates)", file: file, line: line)
+            throw RunnerError("restored root not found")
+        }
+        p.pid = candidates[0]
+        tracked.insert(p.pid)
     }
 
     /// Plain mode: start, SIGTERM, PASS.
@@ -397,6 +546,7 @@ class ScenarioTestCase: XCTestCase {
         _ = try requireAmber()
         let p = try start(scenario, file: file, line: line)
         if let nr = scenario.dumpInSyscall { try waitForSyscall(p, nr, file: file, line: line) }
+        if let nr = scenario.dumpInThreadSyscall { try waitForThreadSyscall(p, nr, file: file, line: line) }
         let image = try dumpExpectingSuccess(p, file: file, line: line)
         try restoreDetachedExpectingSuccess(p, from: image, file: file, line: line)
         try terminateAndExpectPass(p, "after dump and restore", file: file, line: line)
@@ -407,6 +557,7 @@ class ScenarioTestCase: XCTestCase {
         _ = try requireAmber()
         let p = try start(scenario, file: file, line: line)
         if let nr = scenario.dumpInSyscall { try waitForSyscall(p, nr, file: file, line: line) }
+        if let nr = scenario.dumpInThreadSyscall { try waitForThreadSyscall(p, nr, file: file, line: line) }
         let image = try newDirectory("image")
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--leave-running"], reaping: [p])
         XCTAssertEqual(r.status, .exited(0), "dump --leave-running: \(r.summary)", file: file, line: line)

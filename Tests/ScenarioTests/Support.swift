@@ -247,6 +247,46 @@ enum Proc {
         Sys.readText("/proc/\(pid)/syscall")?.split(separator: " ").first.map(String.init)
     }
 
+    /// First field of /proc/PID/task/TID/syscall for one thread.
+    static func syscall(_ pid: pid_t, thread tid: pid_t) -> String? {
+        Sys.readText("/proc/\(pid)/task/\(tid)/syscall")?.split(separator: " ").first.map(String.init)
+    }
+
+    /// The TIDs of a process's threads (empty if it is gone).
+    static func threads(_ pid: pid_t) -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).compactMap { pid_t($0) }.sorted()
+    }
+
+    /// Every process's parent, from /proc/*/stat (this kernel has no /proc/PID/task/TID/children).
+    static func parentMap() -> [pid_t: pid_t] {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [:] }
+        var map: [pid_t: pid_t] = [:]
+        for e in entries {
+            guard let pid = pid_t(e) else { continue }
+            guard let stat = Sys.readText("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let ppid = pid_t(fields[1]) { map[pid] = ppid }
+        }
+        return map
+    }
+
+    /// The descendants of `root` (not root itself), parents before their children.
+    static func descendants(of root: pid_t, parents: [pid_t: pid_t]? = nil) -> [pid_t] {
+        let map = parents ?? parentMap()
+        var children: [pid_t: [pid_t]] = [:]
+        for (pid, ppid) in map { children[ppid, default: []].append(pid) }
+        var result: [pid_t] = []
+        var queue = (children[root] ?? []).sorted()
+        var seen: Set<pid_t> = [root]
+        while !queue.isEmpty {
+            let pid = queue.removeFirst()
+            guard seen.insert(pid).inserted else { continue }
+            result.append(pid)
+            queue.append(contentsOf: (children[pid] ?? []).sorted())
+        }
+        return result
+    }
+
     /// kill(pid, 0) says the PID is in use (a zombie counts).
     static func pidInUse(_ pid: pid_t) -> Bool {
         kill(pid, 0) == 0 || errno == EPERM

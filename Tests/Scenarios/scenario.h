@@ -35,6 +35,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -377,8 +379,9 @@ SC_FN void sc_check_common(void)
     sc_check(getsid(0) == sc_snap.sid, "session %d, was %d", getsid(0), sc_snap.sid);
     sc_check(getuid() == sc_snap.uid && geteuid() == sc_snap.euid && getgid() == sc_snap.gid && getegid() == sc_snap.egid,
              "credentials changed");
+    /* 0: the parent is outside our PID namespace (we are its init) */
     pid_t ppid = getppid();
-    sc_check(ppid >= 1 && (ppid == 1 || kill(ppid, 0) == 0 || errno == EPERM), "getppid() %d is not a live process", ppid);
+    sc_check(ppid >= 0 && (ppid <= 1 || kill(ppid, 0) == 0 || errno == EPERM), "getppid() %d is not a live process", ppid);
 
     mode_t m = umask(0);
     umask(m);
@@ -432,25 +435,208 @@ SC_FN void sc_check_common(void)
     }
 }
 
-/* Publish the PID (written to a temp file and renamed, so a reader never sees a partial
- * pidfile).  sc_ready() is sc_snapshot() followed by this; a scenario that must record
- * something after the snapshot calls the two itself. */
+/* Write text to path through a temporary file and rename(), so a reader never sees a
+ * partial file.  Returns 0, or -1 with errno set. */
+SC_FN int sc_write_file_atomic(const char *path, const char *text)
+{
+    char tmp[PATH_MAX + 8];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    if (sc_write_all(fd, text, strlen(text)) < 0) {
+        close(fd);
+        return -1;
+    }
+    if (close(fd) < 0)
+        return -1;
+    return rename(tmp, path);
+}
+
+/* Publish a PID to the --pidfile (atomically).  A launcher that starts the real scenario
+ * root (in a new PID namespace, say) publishes the root's PID as it sees it. */
+SC_FN void sc_publish_pid_value(pid_t pid)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d\n", (int)pid);
+    if (sc_write_file_atomic(sc_pidfile, buf) < 0)
+        sc_die("writing %s", sc_pidfile);
+}
+
+/* Publish our own PID.  sc_ready() is sc_snapshot() followed by this; a scenario that must
+ * record something after the snapshot calls the two itself. */
 SC_FN void sc_publish_pid(void)
 {
-    char tmp[PATH_MAX + 8], buf[32];
-    sc_fmt(tmp, sizeof tmp, "%s.tmp", sc_pidfile);
-    int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || sc_write_all(fd, buf, (size_t)n) < 0 || close(fd) < 0)
-        sc_die("writing %s", tmp);
-    if (rename(tmp, sc_pidfile) < 0)
-        sc_die("renaming %s", tmp);
+    sc_publish_pid_value(getpid());
 }
 
 SC_FN void sc_ready(void)
 {
     sc_snapshot();
     sc_publish_pid();
+}
+
+/* ---- helpers for scenarios with several processes or threads ------------------------------ */
+
+SC_FN void sc_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000 * 1000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+/* Wait up to timeout_ms for path to exist: 0 once it does, -1 on timeout. */
+SC_FN int sc_wait_for_file(const char *path, int timeout_ms)
+{
+    int64_t deadline = sc_now_ns(CLOCK_MONOTONIC) + (int64_t)timeout_ms * 1000000;
+    while (access(path, F_OK) != 0) {
+        if (sc_now_ns(CLOCK_MONOTONIC) > deadline)
+            return -1;
+        struct timespec ts = {0, 500 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* waitpid(pid) for up to timeout_ms: returns what waitpid returned (the PID, or -1 with
+ * errno), or 0 on timeout.  pid may be -1 (any child). */
+SC_FN pid_t sc_wait_child(pid_t pid, int *status, int timeout_ms)
+{
+    int64_t deadline = sc_now_ns(CLOCK_MONOTONIC) + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r != 0 && !(r < 0 && errno == EINTR))
+            return r;
+        if (sc_now_ns(CLOCK_MONOTONIC) > deadline)
+            return 0;
+        struct timespec ts = {0, 500 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Describe a wait status ("exit 3", "signal 9") into buf. */
+SC_FN const char *sc_status_text(int status, char *buf, size_t size)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, size, "exit %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, size, "signal %d%s", WTERMSIG(status), WCOREDUMP(status) ? " (core)" : "");
+    else
+        snprintf(buf, size, "status %#x", status);
+    return buf;
+}
+
+/* Write this process's own verdict ("PASS" or "FAIL: ...", one line) to path, for a parent
+ * to collect; returns 0 on PASS, 1 on FAIL (use it as the exit status). */
+SC_FN int sc_write_result(const char *path)
+{
+    static char buf[sizeof sc_failures + 16];
+    if (sc_nfail == 0)
+        snprintf(buf, sizeof buf, "PASS\n");
+    else
+        snprintf(buf, sizeof buf, "FAIL: %s\n", sc_failures);
+    if (sc_write_file_atomic(path, buf) < 0)
+        return 3;
+    return sc_nfail == 0 ? 0 : 1;
+}
+
+/* The NSpid line of /proc/PID/status (or self when pid is 0), fields separated by single
+ * spaces, e.g. "4711 3 1"; returns the number of fields (-1 on error).  /proc is the
+ * host's, but NSpid lists the PID in every namespace from the host's down to ours. */
+SC_FN int sc_read_nspid(pid_t pid, char *out, size_t size)
+{
+    char path[64], buf[4096];
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/status");
+    ssize_t n = sc_read_file(path, buf, sizeof buf - 1);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    char *line = strstr(buf, "\nNSpid:");
+    if (!line)
+        return -1;
+    line += 7;
+    int fields = 0;
+    size_t len = 0;
+    for (char *p = line; *p && *p != '\n';) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p || *p == '\n')
+            break;
+        if (fields > 0 && len + 1 < size)
+            out[len++] = ' ';
+        while (*p && *p != ' ' && *p != '\t' && *p != '\n') {
+            if (len + 1 < size)
+                out[len++] = *p;
+            p++;
+        }
+        fields++;
+    }
+    if (size)
+        out[len < size ? len : size - 1] = 0;
+    return fields;
+}
+
+/* Everything after the first field of an NSpid line (the PIDs below the host's), or "" */
+SC_FN const char *sc_nspid_inner(const char *nspid)
+{
+    const char *sp = strchr(nspid, ' ');
+    return sp ? sp + 1 : "";
+}
+
+/* ---- scenarios whose root is the init of a new PID namespace ------------------------------ */
+
+/* The process the runner starts becomes a launcher: it unshares a PID namespace and forks
+ * the scenario root, PID 1 there; sc_pidns_launch() returns in that root.  The launcher
+ * waits until the root calls sc_pidns_root_ready(), writes the root's PID (as the
+ * launcher, one namespace up, sees it) to --pidfile and exits 0; the root is then
+ * reparented (to the runner, a child subreaper) and is the process the runner dumps,
+ * signals and reads the verdict of. */
+SC_FN void sc_pidns_launch(void)
+{
+    char marker[PATH_MAX + 16];
+    sc_fmt(marker, sizeof marker, "%s.ns-ready", sc_pidfile);
+    unlink(marker);
+    if (unshare(CLONE_NEWPID) < 0)
+        sc_die("unshare(CLONE_NEWPID)");
+    pid_t child = fork();
+    if (child < 0)
+        sc_die("fork (the namespace init)");
+    if (child == 0) {
+        if (getpid() != 1)
+            sc_die("the namespace init has PID %d, not 1", getpid());
+        return;
+    }
+    for (;;) {
+        if (access(marker, F_OK) == 0)
+            break;
+        int st;
+        if (waitpid(child, &st, WNOHANG) == child) {
+            char s[64];
+            errno = 0;
+            sc_die("the namespace init %d ended during setup (%s)", (int)child, sc_status_text(st, s, sizeof s));
+        }
+        struct timespec ts = {0, 500 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    unlink(marker);
+    sc_publish_pid_value(child);
+    _exit(0);
+}
+
+/* In the namespace init: snapshot (as sc_ready() does) and tell the launcher we are ready. */
+SC_FN void sc_pidns_root_ready(void)
+{
+    char marker[PATH_MAX + 16];
+    sc_snapshot();
+    sc_fmt(marker, sizeof marker, "%s.ns-ready", sc_pidfile);
+    if (sc_write_file_atomic(marker, "ready\n") < 0)
+        sc_die("writing %s", marker);
 }
 
 #endif
