@@ -130,7 +130,7 @@ public enum Restore {
         try SignalState.restoreHandlers(task.signals, session)
         try MemoryState.restoreMmFields(session)
         try ThreadState.restore(task, session)
-        try SignalState.restorePending(task.signals.pending.filter(\.shared), tid: task.pid, session)
+        try SignalState.restorePending(task.signals.pending.filter(\.shared), tid: task.namespacePids.last ?? task.pid, session.injector, session)
         try session.cleanUp()
         try ThreadState.finish(task, session)
         session.logger.debug("process \(task.pid): \(session.threads.count) threads, registers set")

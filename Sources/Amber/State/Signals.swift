@@ -60,28 +60,31 @@ enum SignalState {
     }
 
     /// One thread's alternate stack, set by `injector` running in that thread.
+    /// Always set, also when disabled: the leader inherited the restorer's own alternate stack.
     static func restoreAlternateStack(_ stack: Amber_SignalStack, _ injector: SyscallInjector, _ session: RestoreSession) throws {
-        if stack.flags & UInt32(SS_DISABLE) == 0 {
-            var bytes = [UInt8](repeating: 0, count: 24)
-            bytes.withUnsafeMutableBytes {
-                $0.storeBytes(of: stack.base, toByteOffset: 0, as: UInt64.self)
-                $0.storeBytes(of: stack.flags & ~UInt32(1), toByteOffset: 8, as: UInt32.self)
-                $0.storeBytes(of: stack.size, toByteOffset: 16, as: UInt64.self)
-            }
-            let address = try bytes.withUnsafeBytes { try session.writeScratch($0) }
-            try injector.call("sigaltstack", SyscallNumber.sigaltstack, address, 0)
+        var bytes = [UInt8](repeating: 0, count: 24)
+        bytes.withUnsafeMutableBytes {
+            $0.storeBytes(of: stack.base, toByteOffset: 0, as: UInt64.self)
+            // SS_ONSTACK is a state, not a flag one can set.
+            $0.storeBytes(of: stack.flags & ~UInt32(SS_ONSTACK), toByteOffset: 8, as: UInt32.self)
+            $0.storeBytes(of: stack.size, toByteOffset: 16, as: UInt64.self)
         }
+        let address = try bytes.withUnsafeBytes { try session.writeScratch($0) }
+        try injector.call("sigaltstack", SyscallNumber.sigaltstack, address, 0)
     }
 
     /// Pending signals go back into the queues while every thread blocks everything: to the
-    /// process when `shared`, else to thread `tid`. Masks are set with the registers, last.
-    static func restorePending(_ pending: [Amber_PendingSignal], tid: Int32, _ session: RestoreSession) throws {
+    /// process when `shared`, else to the thread `injector` runs in, which must send them itself
+    /// (the kernel lets only a thread queue a kill-like siginfo to itself). Masks are set with the
+    /// registers, last. `tid` is the thread's ID in its own PID namespace.
+    static func restorePending(_ pending: [Amber_PendingSignal], tid: Int32, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+        let tgid = session.task.namespacePids.last ?? session.task.pid
         for signal in pending {
             let address = try signal.siginfo.withUnsafeBytes { try session.writeScratch($0) }
             if signal.shared {
-                try session.injector.call("rt_sigqueueinfo(\(signal.signal))", SyscallNumber.rtSigqueueinfo, UInt64(session.pid), UInt64(signal.signal), address)
+                try injector.call("rt_sigqueueinfo(\(signal.signal))", SyscallNumber.rtSigqueueinfo, UInt64(tgid), UInt64(signal.signal), address)
             } else {
-                try session.injector.call("rt_tgsigqueueinfo(\(signal.signal)) to thread \(tid)", SyscallNumber.rtTgsigqueueinfo, UInt64(session.pid), UInt64(tid), UInt64(signal.signal), address)
+                try injector.call("rt_tgsigqueueinfo(\(signal.signal))", SyscallNumber.rtTgsigqueueinfo, UInt64(tgid), UInt64(tid), UInt64(signal.signal), address)
             }
         }
     }

@@ -69,7 +69,7 @@ enum ThreadState {
         name.append(0)
         let address = try name.withUnsafeBytes { try session.writeScratch($0) }
         try injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, 15 /* PR_SET_NAME */, address)
-        try SignalState.restorePending(record.pending, tid: record.tid, session)
+        try SignalState.restorePending(record.pending, tid: record.namespaceTids.last ?? record.tid, injector, session)
     }
 
     /// Sets every thread's registers and signal mask: the last thing before the tasks are let go.

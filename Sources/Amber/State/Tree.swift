@@ -205,10 +205,13 @@ enum TreeState {
                 }
             }
             guard process.pid != processes[0].pid else { break }
-            guard let parentPID = try? ProcFS.stat(pid: process.pid).ppid, let parent = parents[parentPID],
-                  let leader = parent.threads.first, let instruction = parent.syscallInstruction else { continue }
+            guard let status = try? ProcFS.status(pid: process.pid), let parent = parents[status.ppid],
+                  let leader = parent.threads.first, let instruction = parent.syscallInstruction,
+                  let parentLevels = try? ProcFS.status(pid: parent.pid).namespacePIDs.count else { continue }
+            // The parent names the child by its PID in the parent's own namespace.
+            let pidInParent = status.namespacePIDs.count >= parentLevels && parentLevels > 0 ? status.namespacePIDs[parentLevels - 1] : process.pid
             let injector = try SyscallInjector(tracee: leader, instruction: instruction)
-            try injector.call("wait4(\(process.pid)) in its parent", SyscallNumber.wait4, UInt64(process.pid), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
+            try injector.call("wait4(\(pidInParent)) in its parent", SyscallNumber.wait4, UInt64(pidInParent), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
         }
         let start = Date()
         var announced = false
