@@ -5,9 +5,17 @@ import Logging
 
 /// Brings a process tree back from an image directory.
 public enum Restore {
-    /// Checks the whole image, recreates the tree with its PIDs (the root as our child) and lets
-    /// it run. Returns the root's PID. On failure no task is left behind and the image is untouched.
-    public static func run(directory: String, logger: Logger) throws(AmberError) -> Int32 {
+    public struct Restored: Sendable {
+        /// The root's PID here (in a new PID namespace, its PID inside is the old one).
+        public let rootPID: Int32
+        /// Our child: the root, or the init of the new PID namespace, which exits with the root's status.
+        public let childPID: Int32
+    }
+
+    /// Checks the whole image, recreates the tree with its PIDs and lets it run: the root is our
+    /// child, or with `newPIDNamespace` the child of an init of a new PID namespace that is our
+    /// child. On failure no task is left behind and the image is untouched.
+    public static func run(directory: String, newPIDNamespace: Bool = false, logger: Logger) throws(AmberError) -> Restored {
         let image: ImageReader
         let tasks: [Amber_Task]
         do {
@@ -23,9 +31,9 @@ public enum Restore {
         } catch {
             throw AmberError(.badImage, "\(error)")
         }
-        for task in tasks {
+        for task in tasks where !newPIDNamespace {
             for pid in [task.pid] + task.threads.map(\.tid) where Signals.processExists(pid) {
-                throw AmberError(.pidTaken, "PID \(pid) is taken by process \(ProcessName(pid: pid)); stop that process, or restore once it is gone")
+                throw TreeState.pidTaken(pid)
             }
         }
         // Injected syscalls cost several times more when the restorer and the task run on
@@ -40,7 +48,8 @@ public enum Restore {
         do {
             let instruction = try syscallInstruction()
             let restorerPidfd = try Pidfd(pid: getpid())
-            let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created, logger: logger)
+            let namespaceInit = try newPIDNamespace ? NamespaceInit(root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
+            let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, namespaceInit: namespaceInit, created: &created, logger: logger)
             let openFiles = OpenFileTable()
             var sessions: [RestoreSession] = []
             for task in built {
@@ -49,11 +58,13 @@ public enum Restore {
                 sessions.append(session)
             }
             try? ProcessControl.setChildSubreaper(false)
-            try ownAffinity?.apply(to: tasks[0].pid)
+            let child = namespaceInit?.pid ?? built[0].pid
+            try ownAffinity?.apply(to: child)
             for session in sessions {
                 for thread in session.threads { try thread.detach() }
             }
-            return tasks[0].pid
+            try namespaceInit?.tracee.detach()
+            return Restored(rootPID: built[0].pid, childPID: child)
         } catch {
             killAll(created)
             if let error = error as? AmberError { throw error }

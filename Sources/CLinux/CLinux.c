@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <elf.h>
 
@@ -117,7 +118,7 @@ static inline long raw_syscall4(long n, long a, long b, long c, long d) {
     return r;
 }
 
-long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd) {
+long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd, pid_t awaited_child) {
     struct amber_clone_args args = {0};
     args.flags = flags;
     args.exit_signal = SIGCHLD;
@@ -140,5 +141,12 @@ long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uin
     raw_syscall4(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
     long self = raw_syscall4(SYS_getpid, 0, 0, 0, 0);
     raw_syscall4(SYS_kill, self, SIGSTOP, 0, 0);
-    for (;;) raw_syscall4(SYS_pause, 0, 0, 0, 0);
+    for (;;) {
+        int status = 0;
+        long reaped = raw_syscall4(SYS_wait4, -1, (long)&status, __WALL, 0);
+        if (reaped == -ECHILD) raw_syscall4(SYS_pause, 0, 0, 0, 0);
+        if (reaped != awaited_child) continue;
+        long code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
+        raw_syscall4(SYS_exit_group, code, 0, 0, 0);
+    }
 }

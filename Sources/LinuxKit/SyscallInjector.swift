@@ -159,10 +159,11 @@ import SystemPackage
 public let helperOptions: PtraceOptions = [.exitKill, .traceFork, .traceClone]
 
 /// Creates a helper task with chosen PIDs (innermost namespace first), traced by the caller and
-/// stopped, with no descriptor but `keptDescriptor` (see amber_clone3_stopped_helper).
+/// stopped, with no descriptor but `keptDescriptor`; resumed as it was, it reaps children and
+/// exits with the status of `awaitedChild` (see amber_clone3_stopped_helper).
 /// Returns its PID as seen by the caller.
-public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0, keptDescriptor: Int32) throws(LinuxError) -> Tracee {
-    let result = pids.withUnsafeBufferPointer { amber_clone3_stopped_helper($0.baseAddress, $0.count, flags, keptDescriptor) }
+public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0, keptDescriptor: Int32, awaitedChild: Int32 = 0) throws(LinuxError) -> Tracee {
+    let result = pids.withUnsafeBufferPointer { amber_clone3_stopped_helper($0.baseAddress, $0.count, flags, keptDescriptor, awaitedChild) }
     let pid = Int32(try kernelResult(result, "clone3 with set_tid \(pids)").get())
     let tracee = Tracee(pid: pid)
     while true {

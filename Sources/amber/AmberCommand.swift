@@ -54,11 +54,11 @@ struct AmberCommand: ParsableCommand {
 struct DumpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dump",
-        abstract: "Dump a process into an image directory.",
-        discussion: "The process is killed once the image is complete (its PID is free when the command returns), unless --leave-running is given. State amber cannot restore is refused before the process is touched."
+        abstract: "Dump a process and all its descendants into an image directory.",
+        discussion: "Every process and thread of the tree is frozen at one instant. The tree is killed once the image is complete (its PIDs are free when the command returns), unless --leave-running is given. State amber cannot restore is refused before the tree is touched."
     )
 
-    @Option(name: [.customShort("t"), .customLong("tree")], help: "PID of the process to dump.")
+    @Option(name: [.customShort("t"), .customLong("tree")], help: "PID of the root of the process tree to dump.")
     var pid: Int32
 
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory for the image; created if missing, must be empty.")
@@ -90,7 +90,7 @@ struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Restore a process from an image directory.",
-        discussion: "Without --detach, amber stays the restored process's parent and exits with its status. The image is checked completely before anything is created, and never modified."
+        discussion: "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. The image is checked completely before anything is created, and never modified."
     )
 
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory holding the image.")
@@ -99,17 +99,24 @@ struct RestoreCommand: ParsableCommand {
     @Flag(name: [.customShort("d"), .long], help: "Return as soon as the process runs.")
     var detach = false
 
+    @Flag(name: .customLong("new-pidns"), help: "Restore into a new PID namespace, under an init made by amber: every task keeps its PID inside, and none can clash with a PID of this host.")
+    var newPIDNamespace = false
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         let logger = logging.makeLogger()
-        let pid: Int32
+        let restored: Restore.Restored
         do {
-            pid = try Restore.run(directory: directory, logger: logger)
+            restored = try Restore.run(directory: directory, newPIDNamespace: newPIDNamespace, logger: logger)
         } catch {
             fail(error)
         }
-        logger.info("restored process \(pid)")
+        if restored.childPID != restored.rootPID {
+            logger.notice("restored process tree in a new PID namespace: its root is PID \(restored.rootPID) here, its init \(restored.childPID)")
+        }
+        logger.info("restored process \(restored.rootPID)")
+        let pid = restored.childPID
         if detach { return }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 {

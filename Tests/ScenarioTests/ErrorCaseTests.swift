@@ -114,7 +114,7 @@ final class RestoreErrorTests: ScenarioTestCase {
             return
         }
         let r = try amber(["restore", "-D", image, "--detach"], reaping: [p])
-        assertRefusal(r, exitCode: AmberExit.pidTaken, mentions: ["\(p.pid)", comm])
+        assertRefusal(r, exitCode: AmberExit.pidTaken, mentions: ["\(p.pid)", comm, "--new-pidns"])
         XCTAssertNil(p.exitStatus, "the original exited: \(p.diagnostics)")
         assertRunningUntraced(p.pid, "the original after the refused restore")
         XCTAssertEqual(Proc.exe(p.pid), p.binary)

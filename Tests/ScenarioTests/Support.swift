@@ -209,6 +209,8 @@ struct ProcStatus {
     var ppid: pid_t
     var tracerPid: pid_t
     var threads: Int
+    /// NSpid: the PID in every namespace, outermost first.
+    var namespacePIDs: [pid_t]
     var raw: String
 
     /// Stopped (T), traced (t), zombie (Z) or dead (X).
@@ -219,7 +221,7 @@ struct ProcStatus {
 enum Proc {
     static func status(_ pid: pid_t) -> ProcStatus? {
         guard let text = Sys.readText("/proc/\(pid)/status") else { return nil }
-        var s = ProcStatus(name: "", state: "?", ppid: -1, tracerPid: -1, threads: 0, raw: text)
+        var s = ProcStatus(name: "", state: "?", ppid: -1, tracerPid: -1, threads: 0, namespacePIDs: [], raw: text)
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 1)
             guard parts.count == 2 else { continue }
@@ -230,6 +232,7 @@ enum Proc {
             case "PPid": s.ppid = pid_t(value) ?? -1
             case "TracerPid": s.tracerPid = pid_t(value) ?? -1
             case "Threads": s.threads = Int(value) ?? 0
+            case "NSpid": s.namespacePIDs = value.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { pid_t($0) }
             default: break
             }
         }

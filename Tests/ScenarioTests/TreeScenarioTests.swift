@@ -12,4 +12,40 @@ final class TreeScenarioTests: ScenarioTestCase {
     func testFutexWait() throws { try runDumped(.futexWait) }
     func testPidNamespaces() throws { try runDumped(.pidns) }
     func testPidNamespaceReaper() throws { try runDumped(.pidnsReaper) }
+
+    /// --new-pidns: the tree comes back inside a new PID namespace, under an init amber makes,
+    /// every task with its old PID there; `amber restore` exits with the root's status.
+    func testTreeIntoNewPIDNamespace() throws {
+        _ = try requireAmber()
+        let p = try start(.tree)
+        let image = try dumpExpectingSuccess(p)
+        let oldPID = p.pid
+        p.exitStatus = nil
+        let run = try startAmber(["restore", "-D", image, "--new-pidns"])
+        let deadline = Sys.now() + Self.amberTimeout
+        var root: pid_t?
+        while root == nil {
+            for namespaceInit in Proc.children(run.pid) {
+                root = Proc.children(namespaceInit).first { pid in
+                    guard let s = Proc.status(pid), !s.isGone, !s.isStoppedOrTraced, s.tracerPid == 0 else { return false }
+                    return Proc.exe(pid) == p.binary && s.namespacePIDs.count == 2 && s.namespacePIDs.last == oldPID
+                }
+            }
+            if case .exited(let s) = Spawn.poll(run.pid) {
+                XCTFail("amber restore --new-pidns exited (\(s)) before the root ran; stderr: \(Sys.readText(run.stderrPath) ?? "")")
+                throw RunnerError("restore failed")
+            }
+            if Sys.now() > deadline {
+                XCTFail("no restored root with PID \(oldPID) inside a new PID namespace; \(p.diagnostics)")
+                throw RunnerError("restore did not finish")
+            }
+            Sys.sleep(milliseconds: 2)
+        }
+        p.pid = root!
+        track(p.pid)
+        kill(p.pid, SIGTERM)
+        let r = try finish(run)
+        XCTAssertEqual(r.status, .exited(0), "amber restore --new-pidns must exit with the root's status: \(r.summary)")
+        XCTAssertEqual(p.verdict, "PASS", "verdict; log:\n\(p.logText)")
+    }
 }

@@ -257,14 +257,21 @@ enum TreeState {
     /// and process group; zombies exit with their status. Returns the live processes, stopped
     /// helpers each about to become its old self. Every task made is added to `created` as soon
     /// as it exists, so that a failure can kill it.
-    /// Every helper inherits `restorerPidfd` at the same number.
-    static func build(_ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, created: inout [Tracee], logger: Logger) throws -> [TreeTask] {
+    /// Every helper inherits `restorerPidfd` at the same number. With `namespaceInit`, the root
+    /// is made by that init instead of by us.
+    static func build(_ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, namespaceInit: NamespaceInit?, created: inout [Tracee], logger: Logger) throws -> [TreeTask] {
         let root = tasks[0]
         let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
         let rootTracee: Tracee
         do {
-            rootTracee = try createStoppedHelper(pids: requestedPIDs(root), flags: root.namespaceInit ? newPIDNamespace : 0, keptDescriptor: restorerPidfd)
-        } catch {
+            let flags = root.namespaceInit ? newPIDNamespace : 0
+            if let namespaceInit {
+                rootTracee = try clone(in: namespaceInit.injector, session: namespaceInit, flags: flags, exitSignal: SIGCHLD, pids: requestedPIDs(root), what: "process \(root.pid)")
+                try namespaceInit.injector.finish()
+            } else {
+                rootTracee = try createStoppedHelper(pids: requestedPIDs(root), flags: flags, keptDescriptor: restorerPidfd)
+            }
+        } catch let error as LinuxError {
             if error.errno == .fileExists { throw pidTaken(root.pid) }
             throw AmberError(.restoreFailed, "cannot create process \(root.pid): \(error)")
         }
@@ -296,8 +303,8 @@ enum TreeState {
         return built.filter { !$0.record.zombie }
     }
 
-    private static func pidTaken(_ pid: Int32) -> AmberError {
-        AmberError(.pidTaken, "PID \(pid) is taken by process \(ProcessName(pid: pid)); stop that process, or restore once it is gone")
+    static func pidTaken(_ pid: Int32) -> AmberError {
+        AmberError(.pidTaken, "PID \(pid) is taken by process \(ProcessName(pid: pid)); stop that process, or restore into a new PID namespace (--new-pidns), where no PID can clash with this host's")
     }
 
     /// Puts every process into its group: leaders first, then the members. A group whose leader
@@ -375,6 +382,30 @@ enum TreeState {
     }
 }
 
+/// The init of a new PID namespace the tree is restored into (`--new-pidns`): a helper that is
+/// PID 1 there, makes the tree's root and, once let go, reaps orphans until the root ends, then
+/// exits with the root's status.
+final class NamespaceInit: ScratchSpace {
+    let tracee: Tracee
+    let injector: SyscallInjector
+    let scratch: UInt64
+    var pid: Int32 { tracee.pid }
+    static let scratchSize = TreeTask.scratchSize
+
+    init(root: Amber_Task, instruction: UInt64, restorerPidfd: Int32, created: inout [Tracee]) throws {
+        do {
+            tracee = try createStoppedHelper(pids: [1], flags: TreeState.newPIDNamespace, keptDescriptor: restorerPidfd, awaitedChild: root.namespacePids.first ?? root.pid)
+        } catch {
+            throw AmberError(.restoreFailed, "cannot create the init of a new PID namespace: \(error)")
+        }
+        created.append(tracee)
+        injector = try SyscallInjector(tracee: tracee, instruction: instruction)
+        scratch = try TreeTask.mapScratch(injector)
+        let name = try Array("amber-init\0".utf8).withUnsafeBytes { try writeScratch($0) }
+        try injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, 15 /* PR_SET_NAME */, name)
+    }
+}
+
 /// A process being rebuilt: its helper task, stopped and traced, and a scratch page mapped in it
 /// for the arguments of injected calls until its memory is restored.
 final class TreeTask: ScratchSpace {
@@ -389,11 +420,11 @@ final class TreeTask: ScratchSpace {
         self.record = record
         self.tracee = tracee
         injector = try SyscallInjector(tracee: tracee, instruction: instruction)
-        if let scratch {
-            self.scratch = scratch
-        } else {
-            self.scratch = try injector.call("mmap scratch", SyscallNumber.mmap, 0, 4096, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
-        }
+        self.scratch = try scratch ?? Self.mapScratch(injector)
+    }
+
+    static func mapScratch(_ injector: SyscallInjector) throws -> UInt64 {
+        try injector.call("mmap scratch", SyscallNumber.mmap, 0, UInt64(scratchSize), UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
     }
 
     static let scratchSize = 4096

@@ -111,8 +111,10 @@ long amber_prctl(int option, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64
 /// Creates a helper task with the given PIDs (innermost namespace first) by a raw clone3.
 /// The child runs only raw syscalls: it resets every signal disposition to default,
 /// unblocks all signals, closes every fd but `kept_fd`, becomes traced by the caller
-/// (PTRACE_TRACEME), stops itself with SIGSTOP and then pauses forever. Returns the child's
+/// (PTRACE_TRACEME) and stops itself with SIGSTOP. Resumed as it was, it reaps children until
+/// `awaited_child` (a PID in its own namespace) ends, then exits with that child's status as
+/// a shell reports it (code, or 128 + signal): a PID namespace's init. Returns the child's
 /// PID in the caller's namespace.
-long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd);
+long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd, pid_t awaited_child);
 
 #endif
