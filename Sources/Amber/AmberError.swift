@@ -25,8 +25,11 @@ public struct AmberError: Error, CustomStringConvertible, Sendable {
 
     public var description: String { message }
 
-    static func unsupported(_ process: ProcessName, _ what: String) -> AmberError {
-        AmberError(.unsupported, "process \(process) \(what)")
+    /// "process 12 (x) <what>", or "process 12 (x) in the tree of process 10 (r) <what>" for
+    /// a descendant of the dumped root `tree`.
+    static func unsupported(_ process: ProcessName, _ what: String, tree: ProcessName? = nil) -> AmberError {
+        let within = tree.map { $0.pid == process.pid ? "" : " in the tree of process \($0)" } ?? ""
+        return AmberError(.unsupported, "process \(process)\(within) \(what)")
     }
 }
 

@@ -144,27 +144,28 @@ public enum Checkpoint {
 enum Preflight {
     static func check(_ pids: [Int32], root: Int32) throws {
         let own = try ProcFS.status(pid: getpid())
+        let tree = ProcessName(pid: root)
         var sharedMemory: [UInt64: ProcessName] = [:]
         for pid in pids {
             guard let status = try? ProcFS.status(pid: pid) else { continue }
             let name = ProcessName(pid: pid)
             if status.state == "Z" {
-                if pid == root { throw AmberError.unsupported(name, "is a zombie") }
+                if pid == root { throw AmberError.unsupported(name, "is a zombie", tree: tree) }
                 continue
             }
             for key in ["Uid", "Gid", "Groups", "CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] where status.fields[key] != own.fields[key] {
-                throw AmberError.unsupported(name, "has credentials (\(key): \(status.fields[key] ?? "?")) other than amber's (\(own.fields[key] ?? "?")): restoring other credentials is not supported yet")
+                throw AmberError.unsupported(name, "has credentials (\(key): \(status.fields[key] ?? "?")) other than amber's (\(own.fields[key] ?? "?")): restoring other credentials is not supported yet", tree: tree)
             }
             if let mode = status.seccompMode, mode != 0 {
-                throw AmberError.unsupported(name, "runs under seccomp (mode \(mode)): not supported yet")
+                throw AmberError.unsupported(name, "runs under seccomp (mode \(mode)): not supported yet", tree: tree)
             }
             if let timers = try? ProcFS.readText("/proc/\(pid)/timers"), !timers.isEmpty {
-                throw AmberError.unsupported(name, "has POSIX timers: not supported yet")
+                throw AmberError.unsupported(name, "has POSIX timers: not supported yet", tree: tree)
             }
-            try FileState.check(pid: pid, process: name)
+            try FileState.check(pid: pid, process: name, tree: tree)
             let maps = try ProcFS.maps(pid: pid)
-            try MemoryState.check(maps, process: name)
-            try MemoryState.checkNotShared(maps, process: name, seen: &sharedMemory)
+            try MemoryState.check(maps, process: name, tree: tree)
+            try MemoryState.checkNotShared(maps, process: name, tree: tree, seen: &sharedMemory)
         }
     }
 }

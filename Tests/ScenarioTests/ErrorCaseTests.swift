@@ -62,6 +62,11 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedSharedMemory, object: "shares anonymous memory")
     }
 
+    /// Named: the grandchild, the root of its tree, and setns.
+    func testDumpRefusesTaskThatEnteredAnotherPIDNamespace() throws {
+        try checkUnsupported(.unsupportedSetns, object: "setns")
+    }
+
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
     private func checkUnsupported(_ scenario: Scenario, object: String, file: StaticString = #filePath,

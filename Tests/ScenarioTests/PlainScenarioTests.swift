@@ -15,6 +15,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testEnvironment() throws { try runPlain(.environment) }
     func testUnsupportedSocket() throws { try runPlain(.unsupportedSocket) }
     func testUnsupportedSharedMemory() throws { try runPlain(.unsupportedSharedMemory) }
+    func testUnsupportedSetns() throws { try runPlain(.unsupportedSetns) }
     func testSecondThread() throws { try runPlain(.secondThread) }
     func testChildPause() throws { try runPlain(.childPause) }
     func testTree() throws { try runPlain(.tree) }

@@ -43,6 +43,8 @@ struct Scenario: Sendable {
         env: ["AMBER_SCENARIO_VAR": "hello world"])
     static let unsupportedSocket = Scenario(name: "unsupported_socket")
     static let unsupportedSharedMemory = Scenario(name: "unsupported_shared_memory")
+    /// A grandchild in a PID namespace its parent entered with setns.
+    static let unsupportedSetns = Scenario(name: "unsupported_setns")
     static let secondThread = Scenario(name: "second_thread")
     static let childPause = Scenario(name: "child_pause")
     /// 50 processes in 3 sessions and 6 process groups, one group without its leader.
@@ -62,7 +64,7 @@ struct Scenario: Sendable {
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
-        unsupportedSocket, unsupportedSharedMemory, secondThread, childPause, tree, zombies, forker, threads, futexWait,
+        unsupportedSocket, unsupportedSharedMemory, unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait,
         pidns, pidnsReaper,
     ]
 }

@@ -10,15 +10,15 @@ enum FileState {
     private static let closeOnExec: UInt32 = 0o2000000
 
     /// Refuses descriptors Amber cannot reopen, before the target is stopped.
-    static func check(pid: Int32, process: ProcessName) throws {
+    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
         for fd in try ProcFS.fileDescriptors(pid: pid) {
-            _ = try classify(pid: pid, fd: fd, process: process)
+            _ = try classify(pid: pid, fd: fd, process: process, tree: tree)
         }
     }
 
-    private static func classify(pid: Int32, fd: Int32, process: ProcessName) throws -> (kind: Amber_FileKind, path: String, status: FileStatus) {
+    private static func classify(pid: Int32, fd: Int32, process: ProcessName, tree: ProcessName? = nil) throws -> (kind: Amber_FileKind, path: String, status: FileStatus) {
         let path = try ProcFS.fileDescriptorPath(pid: pid, fd: fd)
-        func refuse(_ what: String) -> AmberError { .unsupported(process, "has fd \(fd) open on \(what): not supported yet") }
+        func refuse(_ what: String) -> AmberError { .unsupported(process, "has fd \(fd) open on \(what): not supported yet", tree: tree) }
         if path.hasPrefix("socket:") { throw refuse("a socket (\(path))") }
         if path.hasPrefix("pipe:") { throw refuse("a pipe (\(path))") }
         if path.hasPrefix("anon_inode:") { throw refuse("\(path.dropFirst("anon_inode:".count))") }

@@ -12,24 +12,24 @@ enum MemoryState {
     // MARK: Dump
 
     /// Refuses areas Amber cannot recreate, before the target is stopped.
-    static func check(_ maps: [MemoryMapping], process: ProcessName) throws(AmberError) {
+    static func check(_ maps: [MemoryMapping], process: ProcessName, tree: ProcessName) throws(AmberError) {
         for mapping in maps {
-            _ = try kind(of: mapping, process: process)
+            _ = try kind(of: mapping, process: process, tree: tree)
         }
     }
 
     /// Refuses shared anonymous memory that another process of the tree maps too: each process's
     /// pages are saved and restored on their own, so the sharing would be lost.
-    static func checkNotShared(_ maps: [MemoryMapping], process: ProcessName, seen: inout [UInt64: ProcessName]) throws(AmberError) {
+    static func checkNotShared(_ maps: [MemoryMapping], process: ProcessName, tree: ProcessName, seen: inout [UInt64: ProcessName]) throws(AmberError) {
         for mapping in maps where mapping.shared && mapping.deleted && mapping.path == "/dev/zero" {
             if let other = seen[mapping.inode], other.pid != process.pid {
-                throw .unsupported(process, "shares anonymous memory at 0x\(String(mapping.start, radix: 16)) with process \(other) (MAP_SHARED|MAP_ANONYMOUS inherited across fork): not supported yet")
+                throw .unsupported(process, "shares anonymous memory at 0x\(String(mapping.start, radix: 16)) with process \(other) (MAP_SHARED|MAP_ANONYMOUS inherited across fork): not supported yet", tree: tree)
             }
             seen[mapping.inode] = process
         }
     }
 
-    static func kind(of mapping: MemoryMapping, process: ProcessName) throws(AmberError) -> Amber_AreaKind {
+    static func kind(of mapping: MemoryMapping, process: ProcessName, tree: ProcessName? = nil) throws(AmberError) -> Amber_AreaKind {
         let range = "0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16))"
         switch mapping.path {
         case "[vdso]": return .areaVdso
@@ -42,14 +42,14 @@ enum MemoryState {
         case _ where mapping.path.hasPrefix("[anon:"): return .areaAnonymous
         case "/dev/zero" where mapping.deleted && mapping.shared: return .areaAnonymous
         case _ where mapping.path.hasPrefix("/memfd:"):
-            throw .unsupported(process, "maps a memfd at \(range) (\(mapping.path)): not supported yet")
+            throw .unsupported(process, "maps a memfd at \(range) (\(mapping.path)): not supported yet", tree: tree)
         case _ where mapping.path.hasPrefix("/SYSV"):
-            throw .unsupported(process, "maps System V shared memory at \(range): not supported yet")
+            throw .unsupported(process, "maps System V shared memory at \(range): not supported yet", tree: tree)
         case _ where mapping.deleted:
-            throw .unsupported(process, "maps the deleted file \(mapping.path) at \(range): not supported yet")
+            throw .unsupported(process, "maps the deleted file \(mapping.path) at \(range): not supported yet", tree: tree)
         case _ where mapping.path.hasPrefix("/"): return .areaFile
         default:
-            throw .unsupported(process, "has the special mapping \(mapping.path) at \(range): not supported yet")
+            throw .unsupported(process, "has the special mapping \(mapping.path) at \(range): not supported yet", tree: tree)
         }
     }
 

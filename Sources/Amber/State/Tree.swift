@@ -144,20 +144,20 @@ enum TreeState {
         for process in processes.dropFirst() {
             let info = byPID[process.pid]!
             guard let parent = byPID[info.stat.ppid] else {
-                throw AmberError.unsupported(process.name, "has the parent \(info.stat.ppid), which is not in the tree")
+                throw AmberError.unsupported(process.name, "has the parent \(info.stat.ppid), which is not in the tree", tree: root.name)
             }
             if info.namespace != parent.namespace && !isNamespaceInit(info.status, parentLevels: parent.status.namespacePIDs.count) && !process.zombie {
-                throw AmberError.unsupported(process.name, "is in a PID namespace that is not inside its parent's (it entered it with setns): not supported")
+                throw AmberError.unsupported(process.name, "is in a PID namespace that is not inside its parent's (it entered it with setns): not supported", tree: root.name)
             }
             let sid = info.stat.session
             if sid != process.pid && sid != parent.stat.session {
-                throw AmberError.unsupported(process.name, "is in session \(sid), which is neither its own nor its parent's (its parent left that session later): not supported yet")
+                throw AmberError.unsupported(process.name, "is in session \(sid), which is neither its own nor its parent's (its parent left that session later): not supported yet", tree: root.name)
             }
             let pgid = info.stat.pgrp
             let leaderAlive = byPID[pgid] != nil
             let inheritedFromOutside = pgid == rootInfo.stat.pgrp && pgid != root.pid
             if !leaderAlive && !inheritedFromOutside && sid == pgid {
-                throw AmberError.unsupported(process.name, "is in session \(sid), whose leader has exited: not supported yet")
+                throw AmberError.unsupported(process.name, "is in session \(sid), whose leader has exited: not supported yet", tree: root.name)
             }
         }
     }
