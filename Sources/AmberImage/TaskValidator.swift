@@ -33,6 +33,10 @@ struct TaskValidator {
     func validate(_ task: Amber_Task) throws(ImageError) {
         try validateIdentity(task)
         try validateNamespacePIDs(task.namespacePids, of: task.pid, field: "namespace_pids")
+        guard task.namespacePgids.count == task.namespacePids.count || task.namespacePgids.isEmpty,
+              task.namespacePgids.allSatisfy({ $0 == 0 || ImageFormat.pidRange.contains($0) }) else {
+            throw invalid("namespace_pgids", "\(task.namespacePgids) is not a group ID (or 0) at each level of namespace_pids")
+        }
         if task.zombie {
             // A zombie keeps nothing but its identity and exit status.
             guard !task.hasRegisters, !task.hasMemory, task.threads.isEmpty, task.files.descriptors.isEmpty else {

@@ -85,6 +85,10 @@ long amber_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
     return result(syscall(SYS_kcmp, (long)pid1, (long)pid2, 0L /* KCMP_FILE */, (long)fd1, (long)fd2));
 }
 
+long amber_kcmp(pid_t pid1, pid_t pid2, int type) {
+    return result(syscall(SYS_kcmp, (long)pid1, (long)pid2, (long)type, 0L, 0L));
+}
+
 long amber_sched_getaffinity(pid_t pid, size_t size, uint64_t *mask) {
     return result(syscall(SYS_sched_getaffinity, (long)pid, (long)size, mask));
 }

@@ -24,3 +24,23 @@ public func sameOpenFile(pid1: Int32, fd1: Int32, pid2: Int32, fd2: Int32) throw
     let result = try kernelResult(amber_kcmp_file(pid1, pid2, fd1, fd2), "kcmp of fds \(fd1) and \(fd2)").get()
     return result == 0
 }
+
+/// What two tasks may share that kcmp(2) compares.
+public enum SharedResource: Int32, Sendable, CustomStringConvertible {
+    case memory = 1        // KCMP_VM: CLONE_VM
+    case fileTable = 2     // KCMP_FILES: CLONE_FILES
+    case filesystem = 3    // KCMP_FS: CLONE_FS (cwd, root, umask)
+
+    public var description: String {
+        switch self {
+        case .memory: "address space (CLONE_VM)"
+        case .fileTable: "file descriptor table (CLONE_FILES)"
+        case .filesystem: "working directory and umask (CLONE_FS)"
+        }
+    }
+}
+
+/// Whether two tasks share one `resource`.
+public func share(_ resource: SharedResource, _ pid1: Int32, _ pid2: Int32) throws(LinuxError) -> Bool {
+    try kernelResult(amber_kcmp(pid1, pid2, resource.rawValue), "kcmp of the \(resource) of tasks \(pid1) and \(pid2)").get() == 0
+}

@@ -62,6 +62,10 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedSharedMemory, object: "shares anonymous memory")
     }
 
+    func testDumpRefusesProcessesSharingADescriptorTable() throws {
+        try checkUnsupported(.unsupportedSharedFDTable, object: "file descriptor table")
+    }
+
     /// Named: the grandchild, the root of its tree, and setns.
     func testDumpRefusesTaskThatEnteredAnotherPIDNamespace() throws {
         try checkUnsupported(.unsupportedSetns, object: "setns")

@@ -43,6 +43,8 @@ struct Scenario: Sendable {
         env: ["AMBER_SCENARIO_VAR": "hello world"])
     static let unsupportedSocket = Scenario(name: "unsupported_socket")
     static let unsupportedSharedMemory = Scenario(name: "unsupported_shared_memory")
+    /// A child sharing its parent's descriptor table (clone(CLONE_FILES)).
+    static let unsupportedSharedFDTable = Scenario(name: "unsupported_shared_fd_table")
     /// A grandchild in a PID namespace its parent entered with setns.
     static let unsupportedSetns = Scenario(name: "unsupported_setns")
     static let secondThread = Scenario(name: "second_thread")
@@ -64,7 +66,7 @@ struct Scenario: Sendable {
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
-        unsupportedSocket, unsupportedSharedMemory, unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait,
+        unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait,
         pidns, pidnsReaper,
     ]
 }

@@ -135,6 +135,7 @@ enum TreeState {
             let namespace = (try? ProcFS.link("/proc/\(process.pid)/ns/pid")) ?? "?"
             byPID[process.pid] = (stat, status, namespace)
         }
+        try checkNothingShared(processes)
         let root = processes[0]
         let rootInfo = byPID[root.pid]!
         let ownNamespace = try ProcFS.link("/proc/self/ns/pid")
@@ -162,6 +163,19 @@ enum TreeState {
         }
     }
 
+    /// Refuses processes of the tree that share what clone3 without CLONE_THREAD does not share
+    /// again: an address space, a descriptor table, or working directory and umask.
+    static func checkNothingShared(_ processes: [FrozenProcess]) throws {
+        let live = processes.filter { !$0.zombie }
+        for (index, first) in live.enumerated() {
+            for second in live[(index + 1)...] {
+                for resource in [SharedResource.memory, .fileTable, .filesystem] where try share(resource, first.pid, second.pid) {
+                    throw AmberError.unsupported(second.name, "shares its \(resource) with process \(first.name): not supported yet", tree: processes[0].name)
+                }
+            }
+        }
+    }
+
     /// Whether a task is PID 1 of a namespace directly below the one with `parentLevels` levels.
     private static func isNamespaceInit(_ status: ProcessStatus, parentLevels: Int) -> Bool {
         status.namespacePIDs.last == 1 && status.namespacePIDs.count == parentLevels + 1
@@ -178,6 +192,7 @@ enum TreeState {
         task.comm = try ProcFS.comm(pid: process.pid)
         task.namespacePids = status.namespacePIDs.count > 1 ? status.namespacePIDs : []
         task.namespaceInit = status.namespacePIDs.count > 1 && status.namespacePIDs.last == 1
+        task.namespacePgids = status.namespacePIDs.count > 1 ? status.namespacePGIDs : []
         if process.zombie {
             task.zombie = true
             task.exitStatus = UInt32(bitPattern: stat.exitCode)
@@ -317,23 +332,27 @@ enum TreeState {
         for task in tasks where task.record.pgid == task.record.pid && task.record.sid != task.record.pid {
             try task.injector.call("setpgid(0, 0)", SyscallNumber.setpgid, 0, 0)
         }
-        var standIns: [Int32: (tracee: Tracee, injector: SyscallInjector, parent: TreeTask)] = [:]
+        var standIns: [Int32: (tracee: Tracee, injector: SyscallInjector, parent: TreeTask, pidInParent: Int32)] = [:]
         for task in tasks {
             let pgid = task.record.pgid
             guard pgid != task.record.pid, pgid != outsideGroup else { continue }
+            // The group as the task's own PID namespace numbers it; 0: a group from outside that namespace, inherited.
+            let pgidInside = task.record.namespacePgids.last ?? pgid
+            guard pgidInside != 0 else { continue }
             if !pids.contains(pgid), standIns[pgid] == nil {
-                let tracee = try clone(in: task.injector, session: task, flags: 0, exitSignal: SIGCHLD, pids: [pgid], what: "the exited leader of process group \(pgid)")
+                let levels = task.record.namespacePgids.isEmpty ? [pgid] : Array(task.record.namespacePgids.reversed())
+                let tracee = try clone(in: task.injector, session: task, flags: 0, exitSignal: SIGCHLD, pids: levels.filter { $0 != 0 }, what: "the exited leader of process group \(pgid)")
                 created.append(tracee)
                 let injector = try SyscallInjector(tracee: tracee, instruction: task.injector.instruction)
                 try injector.call("setpgid(0, 0) in the stand-in leader", SyscallNumber.setpgid, 0, 0)
-                standIns[pgid] = (tracee, injector, task)
+                standIns[pgid] = (tracee, injector, task, pgidInside)
             }
-            try task.injector.call("setpgid(0, \(pgid))", SyscallNumber.setpgid, 0, UInt64(pgid))
+            try task.injector.call("setpgid(0, \(pgidInside))", SyscallNumber.setpgid, 0, UInt64(pgidInside))
         }
-        for (pgid, standIn) in standIns {
+        for standIn in standIns.values {
             try exit(standIn.tracee, injector: standIn.injector, status: 0)
             // Its parent reaps it at once, so no stray child is left behind in the restored process.
-            try standIn.parent.injector.call("wait4(\(pgid))", SyscallNumber.wait4, UInt64(pgid), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
+            try standIn.parent.injector.call("wait4(\(standIn.pidInParent))", SyscallNumber.wait4, UInt64(standIn.pidInParent), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
             try discardChildSignal(standIn.parent)
         }
     }

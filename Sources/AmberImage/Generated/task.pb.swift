@@ -144,6 +144,13 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
     set {_uniqueStorage()._namespaceInit = newValue}
   }
 
+  /// NSpgid: the process group's ID at the same levels as namespace_pids (0 where the group is
+  /// not visible); empty when namespace_pids is.
+  public var namespacePgids: [Int32] {
+    get {_storage._namespacePgids}
+    set {_uniqueStorage()._namespacePgids = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -425,7 +432,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -444,6 +451,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _exitStatus: UInt32 = 0
     var _namespacePids: [Int32] = []
     var _namespaceInit: Bool = false
+    var _namespacePgids: [Int32] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -470,6 +478,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _exitStatus = source._exitStatus
       _namespacePids = source._namespacePids
       _namespaceInit = source._namespaceInit
+      _namespacePgids = source._namespacePgids
     }
   }
 
@@ -504,6 +513,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._exitStatus) }()
         case 15: try { try decoder.decodeRepeatedInt32Field(value: &_storage._namespacePids) }()
         case 16: try { try decoder.decodeSingularBoolField(value: &_storage._namespaceInit) }()
+        case 17: try { try decoder.decodeRepeatedInt32Field(value: &_storage._namespacePgids) }()
         default: break
         }
       }
@@ -564,6 +574,9 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       if _storage._namespaceInit != false {
         try visitor.visitSingularBoolField(value: _storage._namespaceInit, fieldNumber: 16)
       }
+      if !_storage._namespacePgids.isEmpty {
+        try visitor.visitPackedInt32Field(value: _storage._namespacePgids, fieldNumber: 17)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -589,6 +602,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._exitStatus != rhs_storage._exitStatus {return false}
         if _storage._namespacePids != rhs_storage._namespacePids {return false}
         if _storage._namespaceInit != rhs_storage._namespaceInit {return false}
+        if _storage._namespacePgids != rhs_storage._namespacePgids {return false}
         return true
       }
       if !storagesAreEqual {return false}
