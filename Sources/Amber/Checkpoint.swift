@@ -87,13 +87,14 @@ public enum Checkpoint {
     /// Writes one record (and page file) per process, parents first.
     private static func collect(_ processes: inout [FrozenProcess], writer: ImageWriter, logger: Logger) throws -> [Amber_Task] {
         var descriptions = FileState.DescriptionTable()
+        let areaFlags = AreaFlagsPrefetch(processes.filter { !$0.zombie }.map(\.pid))
         var tasks: [Amber_Task] = []
         for index in processes.indices {
             let process = processes[index]
             var task = Amber_Task()
             try TreeState.dump(process, into: &task)
             if !process.zombie {
-                processes[index].syscallInstruction = try collect(process, into: &task, descriptions: &descriptions, writer: writer, logger: logger)
+                processes[index].syscallInstruction = try collect(process, into: &task, descriptions: &descriptions, areaFlags: areaFlags, writer: writer, logger: logger)
             }
             try writer.writeRecord(task, name: ImageFormat.taskRecordName(pid: process.pid))
             logger.debug("collected process \(process.name): \(task.threads.count + 1) threads, \(task.memory.areas.count) areas, \(task.files.descriptors.count) fds")
@@ -103,7 +104,9 @@ public enum Checkpoint {
     }
 
     /// Returns the `syscall` instruction the dump injected with.
-    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, descriptions: inout FileState.DescriptionTable, writer: ImageWriter, logger: Logger) throws -> UInt64 {
+    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, descriptions: inout FileState.DescriptionTable, areaFlags: AreaFlagsPrefetch, writer: ImageWriter, logger: Logger) throws -> UInt64 {
+        // Before the session maps its scratch page into the process.
+        let vmFlags = try areaFlags.flags(of: process.pid)
         let session = try DumpSession(process, logger: logger)
         do {
             task.signals = try SignalState.dump(session)
@@ -112,7 +115,7 @@ public enum Checkpoint {
             task.files = try FileState.dump(session, table: &descriptions)
             let pagesName = ImageFormat.pageFileName(pid: process.pid)
             let pages = try writer.makePageFile(name: pagesName)
-            task.memory = try MemoryState.dump(session, pages: pages, pagesName: pagesName)
+            task.memory = try MemoryState.dump(session, vmFlags: vmFlags, pages: pages, pagesName: pagesName)
         } catch {
             try? session.finish()
             throw error

@@ -40,7 +40,8 @@ public enum SharedResource: Int32, Sendable, CustomStringConvertible {
     }
 }
 
-/// Whether two tasks share one `resource`.
-public func share(_ resource: SharedResource, _ pid1: Int32, _ pid2: Int32) throws(LinuxError) -> Bool {
-    try kernelResult(amber_kcmp(pid1, pid2, resource.rawValue), "kcmp of the \(resource) of tasks \(pid1) and \(pid2)").get() == 0
+/// How the kernel orders the `resource` of two tasks (kcmp's result): 0 the same one, 1 the
+/// first's sorts before the second's, 2 after. Sorting by it puts tasks that share next to each other.
+public func kernelOrder(of resource: SharedResource, _ pid1: Int32, _ pid2: Int32) throws(LinuxError) -> Int {
+    try kernelResult(amber_kcmp(pid1, pid2, resource.rawValue), "kcmp of the \(resource) of tasks \(pid1) and \(pid2)").get()
 }

@@ -1,5 +1,6 @@
 import AmberImage
 import CLinux
+import Dispatch
 import FoundationEssentials
 import Glibc
 import LinuxKit
@@ -53,12 +54,12 @@ enum MemoryState {
         }
     }
 
-    static func dump(_ session: DumpSession, pages: PageFileWriter, pagesName: String) throws -> Amber_Memory {
+    /// `vmFlags`: the process's smaps VmFlags by area start (see `AreaFlagsPrefetch`).
+    static func dump(_ session: DumpSession, vmFlags: [UInt64: Set<String>], pages: PageFileWriter, pagesName: String) throws -> Amber_Memory {
         var memory = Amber_Memory()
         memory.pagesFile = pagesName
         let pageMap = try PageMap(pid: session.pid)
         let reader = AreaReader(pid: session.pid)
-        let vmFlags = try ProcFS.memoryFlags(pid: session.pid)
         for mapping in session.maps {
             var area = Amber_MemoryArea()
             area.start = mapping.start
@@ -316,6 +317,44 @@ enum MemoryState {
         let mapAddress = try session.writeScratch(value: map)
         try session.injector.call("prctl(PR_SET_MM, PR_SET_MM_MAP)", SyscallNumber.prctl, 35 /* PR_SET_MM */, 14 /* PR_SET_MM_MAP */, mapAddress, UInt64(MemoryLayout<amber_prctl_mm_map>.size))
         try session.injector.call("close", SyscallNumber.close, UInt64(exeInTask))
+    }
+}
+
+/// Reads the VmFlags of every frozen process from /proc/PID/smaps on another CPU while the
+/// dump injects into the processes one by one: smaps makes the kernel walk every page table,
+/// the slowest read of a small process's dump (about 2 ms each on this VM). Read before the
+/// dump maps its scratch page, which may merge with a neighbouring area.
+final class AreaFlagsPrefetch: @unchecked Sendable {
+    private let results: UnsafeMutableBufferPointer<Result<[UInt64: Set<String>], LinuxError>?>
+    private let ready: [DispatchSemaphore]
+    private let pids: [Int32]
+
+    init(_ pids: [Int32]) {
+        self.pids = pids
+        results = .allocate(capacity: pids.count)
+        results.initialize(repeating: nil)
+        ready = pids.map { _ in DispatchSemaphore(value: 0) }
+        let queue = DispatchQueue(label: "amber.smaps")
+        for index in pids.indices {
+            queue.async { [self] in
+                results[index] = Result { () throws(LinuxError) in try ProcFS.memoryFlags(pid: pids[index]) }
+                ready[index].signal()
+            }
+        }
+    }
+
+    deinit {
+        // Every read must be over before the buffer goes.
+        for semaphore in ready { semaphore.wait() }
+        results.deallocate()
+    }
+
+    /// The flags of process `pid`, waiting for them if need be.
+    func flags(of pid: Int32) throws(LinuxError) -> [UInt64: Set<String>] {
+        guard let index = pids.firstIndex(of: pid) else { return try ProcFS.memoryFlags(pid: pid) }
+        ready[index].wait()
+        defer { ready[index].signal() }
+        return try results[index]!.get()
     }
 }
 
