@@ -2,7 +2,7 @@
 public enum ImageFormat {
     /// The format this build writes and the only one it reads; bumped on any
     /// change that a reader of the previous version would misread.
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
 
     /// The inventory is written last, so its presence marks a complete image.
     public static let inventoryName = "inventory.pb"
@@ -13,6 +13,13 @@ public enum ImageFormat {
     /// The highest user address on x86_64 with 4-level page tables (TASK_SIZE);
     /// only the vsyscall page lies above it.
     public static let userAddressLimit: UInt64 = 0x7fff_ffff_f000
+
+    /// Page files are checksummed in chunks of this many bytes (the last chunk may be shorter),
+    /// so a mismatch names the megabyte it is in.
+    public static let pageFileChunkSize: UInt64 = 1 << 20
+
+    /// Largest checksum chunk the reader accepts: it hashes a chunk before it can name a mismatch.
+    static let maximumChunkSize: UInt64 = 64 << 20
 
     /// The record file of one task, e.g. "task-123.pb".
     public static func taskRecordName(pid: Int32) -> String { "task-\(pid).pb" }
