@@ -26,11 +26,14 @@ public struct ImageError: Error, CustomStringConvertible, Sendable {
     /// The file concerned, relative to the image directory (the directory itself for directory errors).
     public let file: String
     public let detail: String
+    /// For `.checksumMismatch`: the bytes of `file` whose checksum differs (one chunk, or the whole file).
+    public let byteRange: Range<UInt64>?
 
-    public init(_ kind: Kind, file: String, detail: String) {
+    public init(_ kind: Kind, file: String, detail: String, byteRange: Range<UInt64>? = nil) {
         self.kind = kind
         self.file = file
         self.detail = detail
+        self.byteRange = byteRange
     }
 
     public var description: String {

@@ -14,6 +14,13 @@ public enum ImageFormat {
     /// only the vsyscall page lies above it.
     public static let userAddressLimit: UInt64 = 0x7fff_ffff_f000
 
+    /// Page files are checksummed in chunks of this many bytes (the last chunk may be shorter),
+    /// so a mismatch names the megabyte it is in.
+    public static let pageFileChunkSize: UInt64 = 1 << 20
+
+    /// Largest checksum chunk the reader accepts: it hashes a chunk before it can name a mismatch.
+    static let maximumChunkSize: UInt64 = 64 << 20
+
     /// The record file of one task, e.g. "task-123.pb".
     public static func taskRecordName(pid: Int32) -> String { "task-\(pid).pb" }
 

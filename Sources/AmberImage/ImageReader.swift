@@ -3,7 +3,8 @@ import SwiftProtobuf
 
 /// Opens an image directory and hands out its records only after checking them.
 ///
-/// Opening checks the inventory and every file it lists (name, size, XXH64);
+/// Opening checks the inventory and every file it lists (name, size, XXH64 of the whole
+/// file or of each chunk);
 /// `task(pid:)` then decodes and validates one task record, and `pageFile(named:)`
 /// maps one page file. Nothing is read that the inventory does not list.
 public final class ImageReader: Sendable {
@@ -129,6 +130,7 @@ public final class ImageReader: Sendable {
             if file.name.hasPrefix("task-") && file.name.hasSuffix(".pb") && ImageFormat.taskPID(recordName: file.name) == nil {
                 throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): \(file.name) is not task-<pid>.pb with a PID in \(ImageFormat.pidRange)")
             }
+            try ChecksumCheck.checkFields(of: file, field: field)
             guard files.updateValue(file, forKey: file.name) == nil else {
                 throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): \(file.name) is listed twice")
             }
@@ -182,7 +184,7 @@ public final class ImageReader: Sendable {
         let fd = try openListed(entry, in: directoryFD)
         defer { close(fd) }
         posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-        var hash = XXH64()
+        var check = ChecksumCheck(entry)
         var remaining = entry.size
         while remaining > 0 {
             let wanted = Int(min(remaining, UInt64(buffer.count)))
@@ -190,10 +192,10 @@ public final class ImageReader: Sendable {
             guard count == wanted else {
                 throw ImageError(.truncated, file: entry.name, detail: "it ended \(remaining - UInt64(count)) bytes early while it was being read")
             }
-            hash.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+            try check.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
             remaining -= UInt64(count)
         }
-        try checkChecksum(hash.digest, of: entry)
+        try check.finish()
     }
 
     /// Reads a whole record file and checks its checksum again.
@@ -204,14 +206,10 @@ public final class ImageReader: Sendable {
         let fd = try openListed(entry, in: directoryFD)
         defer { close(fd) }
         let bytes = try readAll(fd, size: Int(entry.size), file: entry.name)
-        try checkChecksum(bytes.withUnsafeBytes { XXH64.hash($0) }, of: entry)
+        var check = ChecksumCheck(entry)
+        try bytes.withUnsafeBytes { buffer in Result { () throws(ImageError) in try check.update(buffer) } }.get()
+        try check.finish()
         return bytes
-    }
-
-    private static func checkChecksum(_ digest: UInt64, of entry: Amber_ImageFile) throws(ImageError) {
-        guard digest == entry.xxh64 else {
-            throw ImageError(.checksumMismatch, file: entry.name, detail: "its XXH64 is \(hex(digest)), the inventory lists \(hex(entry.xxh64))")
-        }
     }
 
     /// Reads exactly `size` bytes (a size already checked against the file and the record limit).

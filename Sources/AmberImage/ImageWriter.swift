@@ -55,7 +55,7 @@ public final class ImageWriter {
         return pageFile
     }
 
-    /// Fills inventory.files with every file written (name, size, XXH64), sets
+    /// Fills inventory.files with every file written (name, size, checksums), sets
     /// format_version, then writes inventory.pb via a temporary file, fsync and
     /// rename, and fsyncs the directory: only then is the image complete.
     ///
@@ -167,19 +167,24 @@ public final class ImageWriter {
     }
 }
 
-/// One page file being written: whole pages appended at the end, hashed on the way.
+/// One page file being written: whole pages appended at the end, hashed on the way in chunks
+/// of `ImageFormat.pageFileChunkSize`.
 public final class PageFileWriter {
     public let name: String
     /// Bytes appended so far; the offset the next `append` returns.
     public private(set) var size: UInt64 = 0
     private var fd: CInt
-    private var hash = XXH64()
-    /// Set when a write failed: the file no longer matches `size` and `hash`.
+    /// The XXH64 of the chunk being filled, and of every completed chunk.
+    private var chunkHash = XXH64()
+    private var chunkDigests: [UInt64] = []
+    /// Set when a write failed: the file no longer matches `size` and the digests.
     private var failed = false
 
-    /// Hash and write in slices of this size, so each slice is still in the
-    /// CPU cache when `write` copies it after hashing read it.
+    /// Hash and write in slices of this size: each slice is still in the CPU cache when
+    /// `write` copies it after hashing read it, and the page cache takes 256 KiB writes
+    /// faster than larger ones on the development VM (docs/design-notes.md).
     private static let sliceSize = 256 << 10
+    private static let chunkSize = ImageFormat.pageFileChunkSize
 
     init(name: String, fd: CInt) {
         self.name = name
@@ -190,7 +195,8 @@ public final class PageFileWriter {
         if fd >= 0 { close(fd) }
     }
 
-    /// Appends whole pages (count must be a multiple of pageSize), keeps a running XXH64, returns the offset where they start.
+    /// Appends whole pages (count must be a multiple of pageSize), hashes them into the
+    /// file's chunk checksums, returns the offset where they start.
     ///
     /// The bytes go straight from `bytes` to the kernel, without a copy. After a
     /// failed append the page file, and so the image, cannot be finished.
@@ -205,7 +211,7 @@ public final class PageFileWriter {
         var start = 0
         while start < bytes.count {
             let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<min(start + Self.sliceSize, bytes.count)])
-            hash.update(slice)
+            hashChunks(slice, at: offset + UInt64(start))
             do {
                 try writeAll(fd, slice, file: name)
             } catch {
@@ -218,6 +224,24 @@ public final class PageFileWriter {
         return offset
     }
 
+    /// Feeds bytes that start at file offset `position` into the chunk hashes.
+    private func hashChunks(_ bytes: UnsafeRawBufferPointer, at position: UInt64) {
+        var position = position
+        var start = 0
+        while start < bytes.count {
+            let end = min(bytes.count, start + Int(Self.chunkSize - position % Self.chunkSize))
+            chunkHash.update(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+            position += UInt64(end - start)
+            start = end
+            if position % Self.chunkSize == 0 { completeChunk() }
+        }
+    }
+
+    private func completeChunk() {
+        chunkDigests.append(chunkHash.digest)
+        chunkHash = XXH64()
+    }
+
     /// Syncs and closes the file; returns its inventory entry.
     func seal(durable: Bool) throws(ImageError) -> Amber_ImageFile {
         guard !failed else { throw ImageError(.invalid, file: name, detail: "an earlier append failed") }
@@ -226,6 +250,10 @@ public final class PageFileWriter {
             fd = -1
         }
         if durable { try syncFile(fd, file: name) }
-        return ImageWriter.entry(name: name, size: size, xxh64: hash.digest)
+        if size % Self.chunkSize != 0 { completeChunk() }
+        var entry = ImageWriter.entry(name: name, size: size, xxh64: 0)
+        entry.chunkSize = Self.chunkSize
+        entry.chunkXxh64 = chunkDigests
+        return entry
     }
 }

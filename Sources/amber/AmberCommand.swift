@@ -47,7 +47,7 @@ struct AmberCommand: ParsableCommand {
         10 restore failed; 64 usage. `restore` without --detach exits with the restored process's \
         own status (128+N if a signal N killed it).
         """,
-        subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, CheckCommand.self]
+        subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self]
     )
 }
 
@@ -133,9 +133,41 @@ struct ShowCommand: ParsableCommand {
     @Argument(help: "Directory holding the image.")
     var directory: String
 
+    @Flag(name: .long, help: "Only check the image, as `amber verify` does.")
+    var verify = false
+
     func run() throws {
+        if verify { return VerifyCommand.verify(directory) }
         do {
             print(try imageJSON(directory: directory))
+        } catch {
+            fail(AmberError(.badImage, error.description))
+        }
+    }
+}
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check every file of an image against its checksums, and every record.",
+        discussion: "On the first problem, prints one line naming the file (and for a checksum mismatch the byte range of the bad chunk) and exits with 7."
+    )
+
+    @Argument(help: "Directory holding the image.")
+    var directory: String
+
+    func run() throws {
+        Self.verify(directory)
+    }
+
+    static func verify(_ directory: String) {
+        do {
+            let reader = try ImageReader(directory: directory)
+            for pid in reader.taskPIDs {
+                _ = try reader.task(pid: pid)
+            }
+            let bytes = reader.inventory.files.reduce(0) { $0 + $1.size }
+            print("image \(directory) is intact: \(reader.inventory.files.count) files, \(bytes) bytes checked")
         } catch {
             fail(AmberError(.badImage, error.description))
         }

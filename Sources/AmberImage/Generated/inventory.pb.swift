@@ -47,7 +47,7 @@ public nonisolated struct Amber_Inventory: Sendable {
   /// The PID the dump was asked for: the root of the saved tree.
   public var rootPid: Int32 = 0
 
-  /// Every other file of the image with its size and XXH64 checksum (seed 0).
+  /// Every other file of the image with its size and XXH64 checksums (seed 0).
   public var files: [Amber_ImageFile] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -64,7 +64,15 @@ public nonisolated struct Amber_ImageFile: Sendable {
 
   public var size: UInt64 = 0
 
+  /// XXH64 of the whole file, for files not checksummed in chunks (chunk_size 0); else 0.
   public var xxh64: UInt64 = 0
+
+  /// Page files are checksummed in chunks, so that a mismatch names the bytes it is in:
+  /// chunk_xxh64[i] is the XXH64 of bytes [i * chunk_size, min((i + 1) * chunk_size, size)).
+  /// chunk_size is a whole number of pages; 0 for whole-file checksums.
+  public var chunkSize: UInt64 = 0
+
+  public var chunkXxh64: [UInt64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -147,7 +155,7 @@ nonisolated extension Amber_Inventory: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Amber_ImageFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ImageFile"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}size\0\u{1}xxh64\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}size\0\u{1}xxh64\0\u{3}chunk_size\0\u{3}chunk_xxh64\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -158,6 +166,8 @@ nonisolated extension Amber_ImageFile: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.xxh64) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.chunkSize) }()
+      case 5: try { try decoder.decodeRepeatedUInt64Field(value: &self.chunkXxh64) }()
       default: break
       }
     }
@@ -173,6 +183,12 @@ nonisolated extension Amber_ImageFile: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if self.xxh64 != 0 {
       try visitor.visitSingularUInt64Field(value: self.xxh64, fieldNumber: 3)
     }
+    if self.chunkSize != 0 {
+      try visitor.visitSingularUInt64Field(value: self.chunkSize, fieldNumber: 4)
+    }
+    if !self.chunkXxh64.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.chunkXxh64, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -180,6 +196,8 @@ nonisolated extension Amber_ImageFile: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.name != rhs.name {return false}
     if lhs.size != rhs.size {return false}
     if lhs.xxh64 != rhs.xxh64 {return false}
+    if lhs.chunkSize != rhs.chunkSize {return false}
+    if lhs.chunkXxh64 != rhs.chunkXxh64 {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,59 @@
+// Integrity (issue 4, item 1): `amber verify DIR` (also `amber show --verify DIR`) checks every
+// file against its checksums and every record; a flipped byte in a page file is reported in
+// one line naming the file and the byte range of the 1 MiB chunk that holds it, exit 7.
+
+import AmberImage
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class VerifyTests: ScenarioTestCase {
+    private let chunk = Int(ImageFormat.pageFileChunkSize)
+
+    func testVerifyAcceptsIntactImage() throws {
+        let (image, _) = try dumpedImage()
+        for arguments in [["verify", image], ["show", "--verify", image]] {
+            let r = try amber(arguments)
+            XCTAssertEqual(r.status, .exited(0), r.summary)
+            XCTAssertTrue(r.stdout.contains("intact"), r.summary)
+        }
+    }
+
+    func testVerifyNamesFileAndChunkOfFlippedByte() throws {
+        _ = try requireAmber()
+        // The memory scenario holds over 256 MiB: its page file has many chunks.
+        let p = try start(.memory)
+        let image = try dumpExpectingSuccess(p)
+        let record = try Amber_Task(serializedBytes: Data(try XCTUnwrap(Sys.readFile("\(image)/task-\(p.pid).pb"))))
+        let pages = record.memory.pagesFile
+        let path = image + "/" + pages
+        var st = stat()
+        XCTAssertEqual(stat(path, &st), 0)
+        let offset = 5 * chunk + 12_345
+        XCTAssertGreaterThan(Int(st.st_size), 6 * chunk, "the page file \(pages) is too small for this test")
+        try flipByte(path, at: offset)
+
+        let start = 5 * chunk, end = 6 * chunk
+        for arguments in [["verify", image], ["show", "--verify", image]] {
+            let r = try amber(arguments)
+            assertRefusal(r, exitCode: AmberExit.badImage, mentions: [pages, "bytes \(start)..<\(end)"])
+        }
+        let restore = try amber(["restore", "-D", image, "--detach"])
+        track(p.pid)
+        assertRefusal(restore, exitCode: AmberExit.badImage, mentions: [pages, "bytes \(start)..<\(end)"])
+        XCTAssertFalse(Proc.pidInUse(p.pid), "a refused restore left PID \(p.pid) in use")
+    }
+
+    private func flipByte(_ path: String, at offset: Int) throws {
+        let fd = open(path, O_RDWR)
+        XCTAssertGreaterThanOrEqual(fd, 0, "open \(path)")
+        defer { close(fd) }
+        var byte: UInt8 = 0
+        XCTAssertEqual(pread(fd, &byte, 1, off_t(offset)), 1)
+        byte ^= 0x01
+        XCTAssertEqual(pwrite(fd, &byte, 1, off_t(offset)), 1)
+    }
+}
