@@ -10,9 +10,11 @@ enum SignalState {
     /// mask, queue and alternate stack are added by `ThreadState`.
     static func dump(_ session: DumpSession) throws -> Amber_Signals {
         var record = Amber_Signals()
-        // Only the task itself can report handlers (and flags, which a default disposition may carry too):
-        // one injected rt_sigaction per signal.
-        for signal in 1...64 where signal != SIGKILL && signal != SIGSTOP {
+        // Only the task itself can report handlers: one injected rt_sigaction per signal that
+        // /proc shows caught or ignored, and SIGCHLD, whose SA_NOCLDWAIT acts with SIG_DFL too.
+        // Flags and masks of other default dispositions change no behaviour and are not kept.
+        let nonDefault = session.status.caughtSignals | session.status.ignoredSignals | 1 << UInt64(SIGCHLD - 1)
+        for signal in 1...64 where signal != SIGKILL && signal != SIGSTOP && nonDefault & (1 << UInt64(signal - 1)) != 0 {
             try session.injector.call("rt_sigaction(\(signal))", SyscallNumber.rtSigaction, UInt64(signal), 0, session.scratch, 8)
             let action = try session.readScratch(MemoryLayout<amber_kernel_sigaction>.size).withUnsafeBytes { $0.loadUnaligned(as: amber_kernel_sigaction.self) }
             guard action.handler != 0 || action.flags != 0 || action.mask != 0 else { continue }
