@@ -19,6 +19,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testEnvironment() throws { try runDumped(.environment) }
     func testSecondThread() throws { try runDumped(.secondThread) }
     func testChildPause() throws { try runDumped(.childPause) }
+    func testScheduling() throws { try runDumped(.scheduling) }
+    func testFlags() throws { try runDumped(.flags) }
 
     /// The same image restores twice in a row (restore does not consume or alter it).
     func testImageRestoresTwice() throws {

@@ -26,6 +26,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testFutexWait() throws { try runPlain(.futexWait) }
     func testPidNamespaces() throws { try runPlain(.pidns) }
     func testPidNamespaceReaper() throws { try runPlain(.pidnsReaper) }
+    func testScheduling() throws { try runPlain(.scheduling) }
+    func testFlags() throws { try runPlain(.flags) }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
     /// kills all of them, whatever session or group they are in.

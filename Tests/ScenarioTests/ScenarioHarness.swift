@@ -63,11 +63,15 @@ struct Scenario: Sendable {
     static let pidns = Scenario(name: "pidns", rootFromPidfile: true)
     /// A PID namespace init with an orphan and an orphaned zombie to reap.
     static let pidnsReaper = Scenario(name: "pidns_reaper", rootFromPidfile: true)
+    /// Policy, nice, affinity, timer slack and I/O priority per thread; oom_score_adj.
+    static let scheduling = Scenario(name: "scheduling")
+    /// prctl flags of the process and of each thread, personality, thread names.
+    static let flags = Scenario(name: "flags")
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait,
-        pidns, pidnsReaper,
+        pidns, pidnsReaper, scheduling, flags,
     ]
 }
 
