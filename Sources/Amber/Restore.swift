@@ -145,6 +145,7 @@ public enum Restore {
         try SignalState.restorePending(task.signals.pending.filter(\.shared), tid: task.namespacePids.last ?? task.pid, session.injector, session)
         try SchedulingState.restore(task, session)
         try FlagState.restore(task, session)
+        try TimerState.restore(task.timers, session)
         try session.cleanUp()
         try ThreadState.finish(task, session)
         session.logger.debug("process \(task.pid): \(session.threads.count) threads, registers set")

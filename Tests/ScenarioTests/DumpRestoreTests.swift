@@ -21,6 +21,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testChildPause() throws { try runDumped(.childPause) }
     func testScheduling() throws { try runDumped(.scheduling) }
     func testFlags() throws { try runDumped(.flags) }
+    func testTimers() throws { try runDumped(.timers) }
 
     /// The same image restores twice in a row (restore does not consume or alter it).
     func testImageRestoresTwice() throws {

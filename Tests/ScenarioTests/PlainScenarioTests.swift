@@ -28,6 +28,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testPidNamespaceReaper() throws { try runPlain(.pidnsReaper) }
     func testScheduling() throws { try runPlain(.scheduling) }
     func testFlags() throws { try runPlain(.flags) }
+    func testTimers() throws { try runPlain(.timers) }
+    func testUnsupportedCPUClockTimer() throws { try runPlain(.unsupportedCPUClockTimer) }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
     /// kills all of them, whatever session or group they are in.

@@ -67,11 +67,15 @@ struct Scenario: Sendable {
     static let scheduling = Scenario(name: "scheduling")
     /// prctl flags of the process and of each thread, personality, thread names.
     static let flags = Scenario(name: "flags")
+    /// Interval timers and POSIX timers with chosen IDs, firing on after restore.
+    static let timers = Scenario(name: "timers")
+    /// A POSIX timer on the CPU clock of a child process.
+    static let unsupportedCPUClockTimer = Scenario(name: "unsupported_cpu_clock_timer")
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait,
-        pidns, pidnsReaper, scheduling, flags,
+        pidns, pidnsReaper, scheduling, flags, timers, unsupportedCPUClockTimer,
     ]
 }
 
