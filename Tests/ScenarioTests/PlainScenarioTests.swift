@@ -30,6 +30,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testFlags() throws { try runPlain(.flags) }
     func testTimers() throws { try runPlain(.timers) }
     func testUnsupportedCPUClockTimer() throws { try runPlain(.unsupportedCPUClockTimer) }
+    func testUnsupportedDeadline() throws { try runPlain(.unsupportedDeadline) }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
     /// kills all of them, whatever session or group they are in.

@@ -71,11 +71,13 @@ struct Scenario: Sendable {
     static let timers = Scenario(name: "timers")
     /// A POSIX timer on the CPU clock of a child process.
     static let unsupportedCPUClockTimer = Scenario(name: "unsupported_cpu_clock_timer")
+    /// A thread under SCHED_DEADLINE.
+    static let unsupportedDeadline = Scenario(name: "unsupported_deadline")
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait,
-        pidns, pidnsReaper, scheduling, flags, timers, unsupportedCPUClockTimer,
+        pidns, pidnsReaper, scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline,
     ]
 }
 
