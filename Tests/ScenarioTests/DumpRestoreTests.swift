@@ -99,6 +99,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningFiles() throws { try runLeaveRunning(.files) }
     func testLeaveRunningSecondThread() throws { try runLeaveRunning(.secondThread) }
     func testLeaveRunningChildPause() throws { try runLeaveRunning(.childPause) }
+    func testLeaveRunningScheduling() throws { try runLeaveRunning(.scheduling) }
+    func testLeaveRunningFlags() throws { try runLeaveRunning(.flags) }
+    func testLeaveRunningTimers() throws { try runLeaveRunning(.timers) }
 
     /// An image taken with --leave-running restores once the original is gone.
     func testLeaveRunningImageRestores() throws {
