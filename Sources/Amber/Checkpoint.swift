@@ -163,6 +163,7 @@ enum Preflight {
             }
             try TimerState.check(pid: pid, process: name, tree: tree)
             try SchedulingState.check(pid: pid, process: name, tree: tree)
+            try FlagState.check(pid: pid, process: name, tree: tree)
             try FileState.check(pid: pid, process: name, tree: tree)
             let maps = try ProcFS.maps(pid: pid)
             try MemoryState.check(maps, process: name, tree: tree)

@@ -331,6 +331,9 @@ struct TaskValidator {
         guard flags.parentDeathSignal <= 64 else {
             throw invalid("\(field).parent_death_signal", "\(flags.parentDeathSignal) is not a signal")
         }
+        guard flags.machineCheckKill <= 2 else {
+            throw invalid("\(field).machine_check_kill", "\(flags.machineCheckKill) is not late (0), early (1) or default (2)")
+        }
     }
 
     private func validateProcessFlags(_ flags: Amber_ProcessFlags) throws(ImageError) {
@@ -340,6 +343,9 @@ struct TaskValidator {
         }
         guard (-1000...1000).contains(flags.oomScoreAdj) else {
             throw invalid("process_flags.oom_score_adj", "\(flags.oomScoreAdj) is not in -1000...1000")
+        }
+        guard [0, 1, 3].contains(flags.memoryDenyWriteExecute) else {
+            throw invalid("process_flags.memory_deny_write_execute", "\(flags.memoryDenyWriteExecute) is not 0, 1 or 3")
         }
     }
 

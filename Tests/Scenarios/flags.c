@@ -1,8 +1,9 @@
 /*
  * flags: prctl flags with non-default values. The process is not dumpable, is a child
- * subreaper, has THP disabled except where madvised and personality ADDR_NO_RANDOMIZE |
- * STICKY_TIMEOUTS; the main thread has parent-death signal SIGWINCH and no_new_privs, a
- * named second thread has parent-death signal SIGURG and no no_new_privs (both signals are
+ * subreaper, has THP disabled except where madvised, memory-deny-write-execute and personality
+ * ADDR_NO_RANDOMIZE | STICKY_TIMEOUTS; the main thread has parent-death signal SIGWINCH, the
+ * late machine-check kill policy and no_new_privs, a named second thread has parent-death
+ * signal SIGURG, the early machine-check policy and no no_new_privs (both signals are
  * ignored by default: after a detached restore the restorer, the new parent, exits).
  * After SIGTERM each thread checks its own flags.
  */
@@ -13,6 +14,11 @@
 #ifndef PR_THP_DISABLE_EXCEPT_ADVISED
 #define PR_THP_DISABLE_EXCEPT_ADVISED (1 << 1)
 #endif
+#ifndef PR_SET_MDWE
+#define PR_SET_MDWE 65
+#define PR_GET_MDWE 66
+#define PR_MDWE_REFUSE_EXEC_GAIN (1UL << 0)
+#endif
 #define PERSONALITY (ADDR_NO_RANDOMIZE | STICKY_TIMEOUTS)
 
 static char worker_result[512];
@@ -22,7 +28,8 @@ static pthread_barrier_t ready;
 static void *worker(void *arg)
 {
     (void)arg;
-    if (prctl(PR_SET_NAME, "flags-worker", 0, 0, 0) < 0 || prctl(PR_SET_PDEATHSIG, SIGURG, 0, 0, 0) < 0)
+    if (prctl(PR_SET_NAME, "flags-worker", 0, 0, 0) < 0 || prctl(PR_SET_PDEATHSIG, SIGURG, 0, 0, 0) < 0 ||
+        prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0) < 0)
         sc_die("worker prctl");
     pthread_barrier_wait(&ready);
     while (!stop)
@@ -35,6 +42,9 @@ static void *worker(void *arg)
         NOTE("worker: parent-death signal %d, expected SIGURG; ", signal);
     if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 0)
         NOTE("worker: no_new_privs is set, was not; ");
+    int mce = prctl(PR_MCE_KILL_GET, 0, 0, 0, 0);
+    if (mce != PR_MCE_KILL_EARLY)
+        NOTE("worker: machine-check kill policy %d, expected early (%d); ", mce, PR_MCE_KILL_EARLY);
     char name[32] = {0};
     prctl(PR_GET_NAME, name, 0, 0, 0);
     if (strcmp(name, "flags-worker") != 0)
@@ -64,11 +74,11 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_UNBLOCK, &term, NULL);
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 ||
         prctl(PR_SET_THP_DISABLE, 1, PR_THP_DISABLE_EXCEPT_ADVISED, 0, 0) < 0 ||
-        prctl(PR_SET_PDEATHSIG, SIGWINCH, 0, 0, 0) < 0)
+        prctl(PR_SET_PDEATHSIG, SIGWINCH, 0, 0, 0) < 0 || prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_LATE, 0, 0) < 0)
         sc_die("prctl");
-    /* Last: it cannot be undone. */
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-        sc_die("PR_SET_NO_NEW_PRIVS");
+    /* Last: they cannot be undone. */
+    if (prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        sc_die("PR_SET_MDWE or PR_SET_NO_NEW_PRIVS");
     sc_ready();
     sc_wait_for_term();
     sc_check_common();
@@ -83,6 +93,10 @@ int main(int argc, char **argv)
     prctl(PR_GET_PDEATHSIG, &signal, 0, 0, 0);
     sc_check(signal == SIGWINCH, "parent-death signal %d, expected SIGWINCH", signal);
     sc_check(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1, "no_new_privs is not set");
+    int mdwe = prctl(PR_GET_MDWE, 0, 0, 0, 0);
+    sc_check(mdwe == PR_MDWE_REFUSE_EXEC_GAIN, "memory-deny-write-execute %d, expected %lu", mdwe, PR_MDWE_REFUSE_EXEC_GAIN);
+    int mce = prctl(PR_MCE_KILL_GET, 0, 0, 0, 0);
+    sc_check(mce == PR_MCE_KILL_LATE, "machine-check kill policy %d, expected late (%d)", mce, PR_MCE_KILL_LATE);
     int persona = personality(0xffffffff);
     sc_check(persona == PERSONALITY, "personality %#x, expected %#x", persona, PERSONALITY);
     stop = 1;

@@ -3,13 +3,17 @@ import Glibc
 import LinuxKit
 
 /// prctl flags and /proc settings: of the process (dumpable, child subreaper, THP-disable,
-/// personality, oom_score_adj) and of each thread (parent-death signal, no_new_privs).
+/// memory-deny-write-execute, personality, oom_score_adj) and of each thread (parent-death
+/// signal, machine-check kill policy, no_new_privs).
 enum FlagState {
     private static let setPdeathsig: UInt64 = 1, getPdeathsig: UInt64 = 2
     private static let getDumpable: UInt64 = 3, setDumpable: UInt64 = 4
     private static let setChildSubreaper: UInt64 = 36, getChildSubreaper: UInt64 = 37
     private static let setNoNewPrivs: UInt64 = 38, getNoNewPrivs: UInt64 = 39
     private static let setTHPDisable: UInt64 = 41, getTHPDisable: UInt64 = 42
+    private static let machineCheckKill: UInt64 = 33, getMachineCheckKill: UInt64 = 34
+    private static let machineCheckKillClear: UInt64 = 0, machineCheckKillSet: UInt64 = 1, machineCheckKillDefault: UInt32 = 2
+    private static let setMDWE: UInt64 = 65, getMDWE: UInt64 = 66
     /// PR_THP_DISABLE_EXCEPT_ADVISED, as PR_GET_THP_DISABLE reports it and PR_SET_THP_DISABLE takes it.
     private static let thpExceptAdvised: UInt32 = 2
 
@@ -25,6 +29,7 @@ enum FlagState {
         try injector.call("prctl(PR_GET_CHILD_SUBREAPER)", SyscallNumber.prctl, getChildSubreaper, session.scratch)
         record.childSubreaper = try session.readScratch(4).withUnsafeBytes { $0.loadUnaligned(as: Int32.self) } != 0
         record.thpDisable = UInt32(try injector.call("prctl(PR_GET_THP_DISABLE)", SyscallNumber.prctl, getTHPDisable))
+        record.memoryDenyWriteExecute = UInt32(try injector.call("prctl(PR_GET_MDWE)", SyscallNumber.prctl, getMDWE, 0, 0, 0, 0))
         record.personality = try procNumber(pid: session.pid, "personality") { UInt32($0, radix: 16) }
         record.oomScoreAdj = try procNumber(pid: session.pid, "oom_score_adj") { Int32($0) }
         return record
@@ -45,12 +50,14 @@ enum FlagState {
         try injector.call("prctl(PR_GET_PDEATHSIG)", SyscallNumber.prctl, getPdeathsig, session.scratch)
         record.parentDeathSignal = try session.readScratch(4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
         record.noNewPrivs = try injector.call("prctl(PR_GET_NO_NEW_PRIVS)", SyscallNumber.prctl, getNoNewPrivs) != 0
+        record.machineCheckKill = UInt32(try injector.call("prctl(PR_MCE_KILL_GET)", SyscallNumber.prctl, getMachineCheckKill, 0, 0, 0, 0))
         return record
     }
 
     // MARK: Restore
 
-    /// Sets the process's flags and every thread's; no_new_privs last, as it cannot be undone.
+    /// Sets the process's flags and every thread's; memory-deny-write-execute and no_new_privs
+    /// last, as they cannot be undone (and the memory is back by then).
     /// Needs every thread: personality is each thread's own, and a thread inherits no_new_privs.
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
         let flags = task.processFlags
@@ -66,9 +73,26 @@ enum FlagState {
         for (record, injector) in zip(records, injectors) {
             try injector.call("personality(0x\(String(flags.personality, radix: 16)))", SyscallNumber.personality, UInt64(flags.personality))
             try injector.call("prctl(PR_SET_PDEATHSIG, \(record.parentDeathSignal))", SyscallNumber.prctl, setPdeathsig, UInt64(record.parentDeathSignal))
+            if record.machineCheckKill == machineCheckKillDefault {
+                try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_CLEAR)", SyscallNumber.prctl, machineCheckKill, machineCheckKillClear, 0, 0, 0)
+            } else {
+                try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_SET, \(record.machineCheckKill))", SyscallNumber.prctl, machineCheckKill, machineCheckKillSet, UInt64(record.machineCheckKill), 0, 0)
+            }
+        }
+        if flags.memoryDenyWriteExecute != 0 {
+            try leader.call("prctl(PR_SET_MDWE, \(flags.memoryDenyWriteExecute))", SyscallNumber.prctl, setMDWE, UInt64(flags.memoryDenyWriteExecute), 0, 0, 0)
         }
         for (record, injector) in zip(records, injectors) where record.noNewPrivs {
             try injector.call("prctl(PR_SET_NO_NEW_PRIVS)", SyscallNumber.prctl, setNoNewPrivs, 1)
+        }
+    }
+
+    /// Refuses what cannot be set back without CAP_SYS_RESOURCE: KSM merging of the whole
+    /// process (PR_SET_MEMORY_MERGE, which /proc/PID/ksm_stat shows as ksm_merge_any).
+    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
+        guard let text = try? ProcFS.readText("/proc/\(pid)/ksm_stat") else { return }
+        if text.split(separator: "\n").contains(where: { $0.split(whereSeparator: \.isWhitespace) == ["ksm_merge_any:", "yes"] }) {
+            throw AmberError.unsupported(process, "has KSM merging on for all its memory (PR_SET_MEMORY_MERGE): setting it back needs CAP_SYS_RESOURCE", tree: tree)
         }
     }
 

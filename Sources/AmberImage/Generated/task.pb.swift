@@ -536,6 +536,9 @@ public nonisolated struct Amber_ThreadFlags: Sendable {
   /// PR_SET_NO_NEW_PRIVS; cannot be cleared once set.
   public var noNewPrivs: Bool = false
 
+  /// PR_MCE_KILL_GET: late 0, early 1, the system's default 2.
+  public var machineCheckKill: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -560,6 +563,9 @@ public nonisolated struct Amber_ProcessFlags: Sendable {
 
   /// /proc/PID/oom_score_adj: -1000 to 1000.
   public var oomScoreAdj: Int32 = 0
+
+  /// PR_GET_MDWE: PR_MDWE_REFUSE_EXEC_GAIN 1, PR_MDWE_NO_INHERIT 2; cannot be cleared once set.
+  public var memoryDenyWriteExecute: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1428,7 +1434,7 @@ nonisolated extension Amber_Scheduling: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Amber_ThreadFlags: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ThreadFlags"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}parent_death_signal\0\u{3}no_new_privs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}parent_death_signal\0\u{3}no_new_privs\0\u{3}machine_check_kill\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1438,6 +1444,7 @@ nonisolated extension Amber_ThreadFlags: SwiftProtobuf.Message, SwiftProtobuf._M
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.parentDeathSignal) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.noNewPrivs) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.machineCheckKill) }()
       default: break
       }
     }
@@ -1450,12 +1457,16 @@ nonisolated extension Amber_ThreadFlags: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.noNewPrivs != false {
       try visitor.visitSingularBoolField(value: self.noNewPrivs, fieldNumber: 2)
     }
+    if self.machineCheckKill != 0 {
+      try visitor.visitSingularUInt32Field(value: self.machineCheckKill, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_ThreadFlags, rhs: Amber_ThreadFlags) -> Bool {
     if lhs.parentDeathSignal != rhs.parentDeathSignal {return false}
     if lhs.noNewPrivs != rhs.noNewPrivs {return false}
+    if lhs.machineCheckKill != rhs.machineCheckKill {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1463,7 +1474,7 @@ nonisolated extension Amber_ThreadFlags: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Amber_ProcessFlags: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProcessFlags"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dumpable\0\u{3}child_subreaper\0\u{3}thp_disable\0\u{1}personality\0\u{3}oom_score_adj\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dumpable\0\u{3}child_subreaper\0\u{3}thp_disable\0\u{1}personality\0\u{3}oom_score_adj\0\u{3}memory_deny_write_execute\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1476,6 +1487,7 @@ nonisolated extension Amber_ProcessFlags: SwiftProtobuf.Message, SwiftProtobuf._
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.thpDisable) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.personality) }()
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.oomScoreAdj) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.memoryDenyWriteExecute) }()
       default: break
       }
     }
@@ -1497,6 +1509,9 @@ nonisolated extension Amber_ProcessFlags: SwiftProtobuf.Message, SwiftProtobuf._
     if self.oomScoreAdj != 0 {
       try visitor.visitSingularInt32Field(value: self.oomScoreAdj, fieldNumber: 5)
     }
+    if self.memoryDenyWriteExecute != 0 {
+      try visitor.visitSingularUInt32Field(value: self.memoryDenyWriteExecute, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1506,6 +1521,7 @@ nonisolated extension Amber_ProcessFlags: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.thpDisable != rhs.thpDisable {return false}
     if lhs.personality != rhs.personality {return false}
     if lhs.oomScoreAdj != rhs.oomScoreAdj {return false}
+    if lhs.memoryDenyWriteExecute != rhs.memoryDenyWriteExecute {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
