@@ -112,6 +112,8 @@ public enum Checkpoint {
             task.signals = try SignalState.dump(session)
             try ThreadState.dump(session, into: &task)
             task.environment = try EnvironmentState.dump(session)
+            task.processFlags = try FlagState.dump(session)
+            task.timers = try TimerState.dump(session)
             task.files = try FileState.dump(session, table: &descriptions)
             let pagesName = ImageFormat.pageFileName(pid: process.pid)
             let pages = try writer.makePageFile(name: pagesName)
@@ -162,9 +164,9 @@ enum Preflight {
             if let mode = status.seccompMode, mode != 0 {
                 throw AmberError.unsupported(name, "runs under seccomp (mode \(mode)): not supported yet", tree: tree)
             }
-            if let timers = try? ProcFS.readText("/proc/\(pid)/timers"), !timers.isEmpty {
-                throw AmberError.unsupported(name, "has POSIX timers: not supported yet", tree: tree)
-            }
+            try TimerState.check(pid: pid, process: name, tree: tree)
+            try SchedulingState.check(pid: pid, process: name, tree: tree)
+            try FlagState.check(pid: pid, process: name, tree: tree)
             try FileState.check(pid: pid, process: name, tree: tree)
             let maps = try ProcFS.maps(pid: pid)
             try MemoryState.check(maps, process: name, tree: tree)

@@ -60,6 +60,7 @@ public enum Restore {
             try? ProcessControl.setChildSubreaper(false)
             let child = namespaceInit?.pid ?? built[0].pid
             try ownAffinity?.apply(to: child)
+            for session in sessions { try SchedulingState.restoreAffinity(session.task, session) }
             for session in sessions {
                 for thread in session.threads { try thread.detach() }
             }
@@ -142,6 +143,9 @@ public enum Restore {
         try MemoryState.restoreMmFields(session)
         try ThreadState.restore(task, session)
         try SignalState.restorePending(task.signals.pending.filter(\.shared), tid: task.namespacePids.last ?? task.pid, session.injector, session)
+        try SchedulingState.restore(task, session)
+        try FlagState.restore(task, session)
+        try TimerState.restore(task.timers, session)
         try session.cleanUp()
         try ThreadState.finish(task, session)
         session.logger.debug("process \(task.pid): \(session.threads.count) threads, registers set")

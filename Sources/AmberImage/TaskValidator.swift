@@ -54,6 +54,10 @@ struct TaskValidator {
         try validateFiles(task.files)
         if task.hasEnvironment { try validateEnvironment(task.environment) }
         try validateThreadControl(task.threadControl, field: "thread_control")
+        try validateScheduling(task.scheduling, field: "scheduling")
+        try validateThreadFlags(task.threadFlags, field: "thread_flags")
+        try validateProcessFlags(task.processFlags)
+        try validateTimers(task.timers)
     }
 
     private func invalid(_ field: String, _ problem: String) -> ImageError {
@@ -93,6 +97,8 @@ struct TaskValidator {
             }
             try validateAlternateStack(thread.alternateStack, field: "\(field).alternate_stack")
             try validateThreadControl(thread.threadControl, field: "\(field).thread_control")
+            try validateScheduling(thread.scheduling, field: "\(field).scheduling")
+            try validateThreadFlags(thread.threadFlags, field: "\(field).thread_flags")
             try validateNamespacePIDs(thread.namespaceTids, of: thread.tid, field: "\(field).namespace_tids")
             guard thread.namespaceTids.count == task.namespacePids.count else {
                 throw invalid("\(field).namespace_tids", "has \(thread.namespaceTids.count) levels, the process \(task.namespacePids.count)")
@@ -296,6 +302,86 @@ struct TaskValidator {
         // The kernel accepts an rseq area of at least 32 bytes, aligned to 32.
         guard control.rseqSize == 0 || ((32...4096).contains(control.rseqSize) && control.rseqAddress % 32 == 0) else {
             throw invalid("\(field).rseq_size", "\(control.rseqSize) bytes at \(hex(control.rseqAddress)); expected 0, or 32 to 4096 bytes at a 32-byte-aligned address")
+        }
+    }
+
+    /// SCHED_OTHER, FIFO, RR, BATCH and IDLE.
+    private static let policies: Set<UInt32> = [0, 1, 2, 3, 5]
+
+    private func validateScheduling(_ scheduling: Amber_Scheduling, field: String) throws(ImageError) {
+        guard Self.policies.contains(scheduling.policy) else {
+            throw invalid("\(field).policy", "\(scheduling.policy) is not SCHED_OTHER, FIFO, RR, BATCH or IDLE")
+        }
+        let realtime = scheduling.policy == 1 || scheduling.policy == 2
+        guard realtime ? (1...99).contains(scheduling.rtPriority) : scheduling.rtPriority == 0 else {
+            throw invalid("\(field).rt_priority", "\(scheduling.rtPriority) is not a priority of policy \(scheduling.policy)")
+        }
+        guard (-20...19).contains(scheduling.nice) else { throw invalid("\(field).nice", "\(scheduling.nice) is not in -20...19") }
+        // The kernel's CPU masks stop at 8192 CPUs.
+        guard scheduling.affinity.count <= 128 else {
+            throw invalid("\(field).affinity", "\(scheduling.affinity.count) words; at most 128")
+        }
+        // Classes none, RT, BE and idle; levels 0 to 7.
+        guard scheduling.ioPriority >> 13 <= 3, scheduling.ioPriority & 0x1fff < 8 else {
+            throw invalid("\(field).io_priority", "\(hex(UInt64(scheduling.ioPriority))) is not an I/O class and level")
+        }
+    }
+
+    private func validateThreadFlags(_ flags: Amber_ThreadFlags, field: String) throws(ImageError) {
+        guard flags.parentDeathSignal <= 64 else {
+            throw invalid("\(field).parent_death_signal", "\(flags.parentDeathSignal) is not a signal")
+        }
+        guard flags.machineCheckKill <= 2 else {
+            throw invalid("\(field).machine_check_kill", "\(flags.machineCheckKill) is not late (0), early (1) or default (2)")
+        }
+    }
+
+    private func validateProcessFlags(_ flags: Amber_ProcessFlags) throws(ImageError) {
+        guard flags.dumpable <= 1 else { throw invalid("process_flags.dumpable", "\(flags.dumpable) is not 0 or 1") }
+        guard [0, 1, 3].contains(flags.thpDisable) else {
+            throw invalid("process_flags.thp_disable", "\(flags.thpDisable) is not 0, 1 or 3")
+        }
+        guard (-1000...1000).contains(flags.oomScoreAdj) else {
+            throw invalid("process_flags.oom_score_adj", "\(flags.oomScoreAdj) is not in -1000...1000")
+        }
+        guard [0, 1, 3].contains(flags.memoryDenyWriteExecute) else {
+            throw invalid("process_flags.memory_deny_write_execute", "\(flags.memoryDenyWriteExecute) is not 0, 1 or 3")
+        }
+    }
+
+    private func validateTimers(_ timers: Amber_Timers) throws(ImageError) {
+        let second: UInt64 = 1_000_000_000
+        // Far enough for any timer and small enough that its seconds fit a time_t.
+        let longest = UInt64(Int64.max / 2)
+        var kinds: Set<UInt32> = []
+        for (index, timer) in timers.intervalTimers.enumerated() {
+            let field = "timers.interval_timers[\(index)]"
+            guard timer.which <= 2, kinds.insert(timer.which).inserted else {
+                throw invalid("\(field).which", "\(timer.which) is not ITIMER_REAL, VIRTUAL or PROF, or is there twice")
+            }
+            guard timer.remainingNs / second < longest, timer.intervalNs / second < longest else {
+                throw invalid(field, "a time is out of range")
+            }
+        }
+        var ids: Set<Int32> = []
+        for (index, timer) in timers.posixTimers.enumerated() {
+            let field = "timers.posix_timers[\(index)]"
+            guard timer.id >= 0, ids.insert(timer.id).inserted else {
+                throw invalid("\(field).id", "\(timer.id) is negative or used twice")
+            }
+            // SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID (with SIGEV_SIGNAL).
+            guard [0, 1, 4].contains(timer.notify) else {
+                throw invalid("\(field).notify", "\(timer.notify) is not SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD_ID")
+            }
+            guard timer.notify == 1 ? timer.signal <= 64 : (1...64).contains(timer.signal) else {
+                throw invalid("\(field).signal", "\(timer.signal) is not a signal")
+            }
+            guard timer.notify != 4 || ImageFormat.pidRange.contains(timer.thread) else {
+                throw invalid("\(field).thread", "\(timer.thread) is not a thread ID")
+            }
+            guard timer.remainingNs / second < longest, timer.intervalNs / second < longest else {
+                throw invalid(field, "a time is out of range")
+            }
         }
     }
 

@@ -97,6 +97,14 @@ long amber_sched_setaffinity(pid_t pid, size_t size, const uint64_t *mask) {
     return result(syscall(SYS_sched_setaffinity, (long)pid, (long)size, mask));
 }
 
+long amber_ioprio_get(pid_t tid) {
+    return result(syscall(SYS_ioprio_get, 1L /* IOPRIO_WHO_PROCESS */, (long)tid));
+}
+
+long amber_ioprio_set(pid_t tid, int ioprio) {
+    return result(syscall(SYS_ioprio_set, 1L /* IOPRIO_WHO_PROCESS */, (long)tid, (long)ioprio));
+}
+
 long amber_getcpu(void) {
     unsigned cpu = 0;
     long r = syscall(SYS_getcpu, &cpu, NULL, NULL);

@@ -11,7 +11,7 @@ public struct CPUAffinity: Equatable, Sendable {
         words[Int(cpu) / 64] |= 1 << UInt64(cpu % 64)
     }
 
-    init(words: [UInt64]) { self.words = words }
+    public init(words: [UInt64]) { self.words = words }
 
     /// The mask of `pid` (0: the calling thread).
     public static func of(_ pid: Int32) throws(LinuxError) -> CPUAffinity {

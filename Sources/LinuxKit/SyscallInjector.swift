@@ -11,7 +11,10 @@ public enum SyscallNumber {
     public static let rtSigaction = 13
     public static let mremap = 25
     public static let madvise = 28
+    public static let getitimer = 36
+    public static let setitimer = 38
     public static let getpgid = 121
+    public static let personality = 135
     public static let setpgid = 109
     public static let setsid = 112
     public static let getsid = 124
@@ -26,6 +29,10 @@ public enum SyscallNumber {
     public static let umask = 95
     public static let prctl = 157
     public static let setTidAddress = 218
+    public static let timerCreate = 222
+    public static let timerSettime = 223
+    public static let timerGettime = 224
+    public static let timerDelete = 226
     public static let setRobustList = 273
     public static let dup3 = 292
     public static let rtTgsigqueueinfo = 297

@@ -820,3 +820,44 @@ extension String {
     }
 
 }
+
+@Suite struct ParsePosixTimersTests {
+    @Test func everyNotifyKind() throws {
+        let text = """
+            ID: 4
+            signal: 12/00000000000000c3
+            notify: signal/pid.25358
+            ClockID: 1
+            ID: 3
+            signal: 10/00000000000000b2
+            notify: signal/tid.25359
+            ClockID: 0
+            ID: 0
+            signal: 0/0000000000000000
+            notify: none/pid.27666
+            ClockID: -221350
+
+            """
+        #expect(try ProcFS.parsePosixTimers(text) == [
+            PosixTimerEntry(id: 4, signal: 12, value: 0xc3, notify: 0, target: 25358, clock: 1),
+            PosixTimerEntry(id: 3, signal: 10, value: 0xb2, notify: 4, target: 25359, clock: 0),
+            PosixTimerEntry(id: 0, signal: 0, value: 0, notify: 1, target: 27666, clock: -221350),
+        ])
+    }
+
+    @Test func noTimers() throws {
+        #expect(try ProcFS.parsePosixTimers("") == [])
+    }
+
+    @Test(arguments: [
+        "signal: 12/00c3\n",
+        "ID: x\n",
+        "ID: 1\nsignal: 12\n",
+        "ID: 1\nnotify: bell/pid.3\n",
+        "ID: 1\nnotify: signal/gid.3\n",
+        "ID: 1\nClockID: one\n",
+    ])
+    func malformed(_ text: String) {
+        #expect(throws: LinuxError.self) { try ProcFS.parsePosixTimers(text) }
+    }
+}

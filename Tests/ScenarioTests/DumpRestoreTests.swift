@@ -19,6 +19,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testEnvironment() throws { try runDumped(.environment) }
     func testSecondThread() throws { try runDumped(.secondThread) }
     func testChildPause() throws { try runDumped(.childPause) }
+    func testScheduling() throws { try runDumped(.scheduling) }
+    func testFlags() throws { try runDumped(.flags) }
+    func testTimers() throws { try runDumped(.timers) }
 
     /// The same image restores twice in a row (restore does not consume or alter it).
     func testImageRestoresTwice() throws {
@@ -96,6 +99,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningFiles() throws { try runLeaveRunning(.files) }
     func testLeaveRunningSecondThread() throws { try runLeaveRunning(.secondThread) }
     func testLeaveRunningChildPause() throws { try runLeaveRunning(.childPause) }
+    func testLeaveRunningScheduling() throws { try runLeaveRunning(.scheduling) }
+    func testLeaveRunningFlags() throws { try runLeaveRunning(.flags) }
+    func testLeaveRunningTimers() throws { try runLeaveRunning(.timers) }
 
     /// An image taken with --leave-running restores once the original is gone.
     func testLeaveRunningImageRestores() throws {

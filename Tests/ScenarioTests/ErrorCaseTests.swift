@@ -71,6 +71,16 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedSetns, object: "setns")
     }
 
+    /// Named: the process and the timer.
+    func testDumpRefusesTimerOnAnotherProcessCPUClock() throws {
+        try checkUnsupported(.unsupportedCPUClockTimer, object: "POSIX timer 0 on the CPU clock")
+    }
+
+    /// Named: the process and SCHED_DEADLINE.
+    func testDumpRefusesDeadlineThread() throws {
+        try checkUnsupported(.unsupportedDeadline, object: "SCHED_DEADLINE")
+    }
+
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
     private func checkUnsupported(_ scenario: Scenario, object: String, file: StaticString = #filePath,

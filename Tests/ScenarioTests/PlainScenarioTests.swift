@@ -26,6 +26,11 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testFutexWait() throws { try runPlain(.futexWait) }
     func testPidNamespaces() throws { try runPlain(.pidns) }
     func testPidNamespaceReaper() throws { try runPlain(.pidnsReaper) }
+    func testScheduling() throws { try runPlain(.scheduling) }
+    func testFlags() throws { try runPlain(.flags) }
+    func testTimers() throws { try runPlain(.timers) }
+    func testUnsupportedCPUClockTimer() throws { try runPlain(.unsupportedCPUClockTimer) }
+    func testUnsupportedDeadline() throws { try runPlain(.unsupportedDeadline) }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
     /// kills all of them, whatever session or group they are in.

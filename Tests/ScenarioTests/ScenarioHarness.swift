@@ -63,11 +63,21 @@ struct Scenario: Sendable {
     static let pidns = Scenario(name: "pidns", rootFromPidfile: true)
     /// A PID namespace init with an orphan and an orphaned zombie to reap.
     static let pidnsReaper = Scenario(name: "pidns_reaper", rootFromPidfile: true)
+    /// Policy, nice, affinity, timer slack and I/O priority per thread; oom_score_adj.
+    static let scheduling = Scenario(name: "scheduling")
+    /// prctl flags of the process and of each thread, personality, thread names.
+    static let flags = Scenario(name: "flags")
+    /// Interval timers and POSIX timers with chosen IDs, firing on after restore.
+    static let timers = Scenario(name: "timers")
+    /// A POSIX timer on the CPU clock of a child process.
+    static let unsupportedCPUClockTimer = Scenario(name: "unsupported_cpu_clock_timer")
+    /// A thread under SCHED_DEADLINE.
+    static let unsupportedDeadline = Scenario(name: "unsupported_deadline")
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait,
-        pidns, pidnsReaper,
+        pidns, pidnsReaper, scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline,
     ]
 }
 

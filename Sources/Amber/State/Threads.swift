@@ -17,6 +17,8 @@ enum ThreadState {
         task.signals.pending = leader.pending + task.signals.pending
         task.signals.alternateStack = leader.alternateStack
         task.threadControl = leader.threadControl
+        task.scheduling = leader.scheduling
+        task.threadFlags = leader.threadFlags
         for tracee in session.threads where tracee.pid != session.pid {
             let injector = try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
             do {
@@ -41,6 +43,8 @@ enum ThreadState {
         record.alternateStack = try SignalState.alternateStack(injector, session)
         record.threadControl = try ThreadControlState.dump(injector, session)
         record.namespaceTids = try TreeState.namespaceIDs(pid: session.pid, tid: tid)
+        record.scheduling = try SchedulingState.dump(injector)
+        record.threadFlags = try FlagState.dump(injector, session)
         return record
     }
 
@@ -94,6 +98,8 @@ extension Amber_Task {
         thread.alternateStack = signals.alternateStack
         thread.threadControl = threadControl
         thread.namespaceTids = namespacePids
+        thread.scheduling = scheduling
+        thread.threadFlags = threadFlags
         return thread
     }
 }

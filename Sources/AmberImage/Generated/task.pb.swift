@@ -151,6 +151,43 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
     set {_uniqueStorage()._namespacePgids = newValue}
   }
 
+  /// The leader's own; every other thread has its own in Thread.
+  public var scheduling: Amber_Scheduling {
+    get {_storage._scheduling ?? Amber_Scheduling()}
+    set {_uniqueStorage()._scheduling = newValue}
+  }
+  /// Returns true if `scheduling` has been explicitly set.
+  public var hasScheduling: Bool {_storage._scheduling != nil}
+  /// Clears the value of `scheduling`. Subsequent reads from it will return its default value.
+  public mutating func clearScheduling() {_uniqueStorage()._scheduling = nil}
+
+  public var threadFlags: Amber_ThreadFlags {
+    get {_storage._threadFlags ?? Amber_ThreadFlags()}
+    set {_uniqueStorage()._threadFlags = newValue}
+  }
+  /// Returns true if `threadFlags` has been explicitly set.
+  public var hasThreadFlags: Bool {_storage._threadFlags != nil}
+  /// Clears the value of `threadFlags`. Subsequent reads from it will return its default value.
+  public mutating func clearThreadFlags() {_uniqueStorage()._threadFlags = nil}
+
+  public var processFlags: Amber_ProcessFlags {
+    get {_storage._processFlags ?? Amber_ProcessFlags()}
+    set {_uniqueStorage()._processFlags = newValue}
+  }
+  /// Returns true if `processFlags` has been explicitly set.
+  public var hasProcessFlags: Bool {_storage._processFlags != nil}
+  /// Clears the value of `processFlags`. Subsequent reads from it will return its default value.
+  public mutating func clearProcessFlags() {_uniqueStorage()._processFlags = nil}
+
+  public var timers: Amber_Timers {
+    get {_storage._timers ?? Amber_Timers()}
+    set {_uniqueStorage()._timers = newValue}
+  }
+  /// Returns true if `timers` has been explicitly set.
+  public var hasTimers: Bool {_storage._timers != nil}
+  /// Clears the value of `timers`. Subsequent reads from it will return its default value.
+  public mutating func clearTimers() {_uniqueStorage()._timers = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -159,57 +196,88 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
 }
 
 /// A thread other than the leader: what each thread has of its own.
-public nonisolated struct Amber_Thread: Sendable {
+public nonisolated struct Amber_Thread: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var tid: Int32 = 0
+  public var tid: Int32 {
+    get {_storage._tid}
+    set {_uniqueStorage()._tid = newValue}
+  }
 
-  public var comm: String = String()
+  public var comm: String {
+    get {_storage._comm}
+    set {_uniqueStorage()._comm = newValue}
+  }
 
   public var registers: Amber_Registers {
-    get {_registers ?? Amber_Registers()}
-    set {_registers = newValue}
+    get {_storage._registers ?? Amber_Registers()}
+    set {_uniqueStorage()._registers = newValue}
   }
   /// Returns true if `registers` has been explicitly set.
-  public var hasRegisters: Bool {self._registers != nil}
+  public var hasRegisters: Bool {_storage._registers != nil}
   /// Clears the value of `registers`. Subsequent reads from it will return its default value.
-  public mutating func clearRegisters() {self._registers = nil}
+  public mutating func clearRegisters() {_uniqueStorage()._registers = nil}
 
-  public var blocked: UInt64 = 0
+  public var blocked: UInt64 {
+    get {_storage._blocked}
+    set {_uniqueStorage()._blocked = newValue}
+  }
 
   /// Signals queued to this thread (PendingSignal.shared is false).
-  public var pending: [Amber_PendingSignal] = []
+  public var pending: [Amber_PendingSignal] {
+    get {_storage._pending}
+    set {_uniqueStorage()._pending = newValue}
+  }
 
   public var alternateStack: Amber_SignalStack {
-    get {_alternateStack ?? Amber_SignalStack()}
-    set {_alternateStack = newValue}
+    get {_storage._alternateStack ?? Amber_SignalStack()}
+    set {_uniqueStorage()._alternateStack = newValue}
   }
   /// Returns true if `alternateStack` has been explicitly set.
-  public var hasAlternateStack: Bool {self._alternateStack != nil}
+  public var hasAlternateStack: Bool {_storage._alternateStack != nil}
   /// Clears the value of `alternateStack`. Subsequent reads from it will return its default value.
-  public mutating func clearAlternateStack() {self._alternateStack = nil}
+  public mutating func clearAlternateStack() {_uniqueStorage()._alternateStack = nil}
 
   public var threadControl: Amber_ThreadControl {
-    get {_threadControl ?? Amber_ThreadControl()}
-    set {_threadControl = newValue}
+    get {_storage._threadControl ?? Amber_ThreadControl()}
+    set {_uniqueStorage()._threadControl = newValue}
   }
   /// Returns true if `threadControl` has been explicitly set.
-  public var hasThreadControl: Bool {self._threadControl != nil}
+  public var hasThreadControl: Bool {_storage._threadControl != nil}
   /// Clears the value of `threadControl`. Subsequent reads from it will return its default value.
-  public mutating func clearThreadControl() {self._threadControl = nil}
+  public mutating func clearThreadControl() {_uniqueStorage()._threadControl = nil}
 
   /// As Task.namespace_pids.
-  public var namespaceTids: [Int32] = []
+  public var namespaceTids: [Int32] {
+    get {_storage._namespaceTids}
+    set {_uniqueStorage()._namespaceTids = newValue}
+  }
+
+  public var scheduling: Amber_Scheduling {
+    get {_storage._scheduling ?? Amber_Scheduling()}
+    set {_uniqueStorage()._scheduling = newValue}
+  }
+  /// Returns true if `scheduling` has been explicitly set.
+  public var hasScheduling: Bool {_storage._scheduling != nil}
+  /// Clears the value of `scheduling`. Subsequent reads from it will return its default value.
+  public mutating func clearScheduling() {_uniqueStorage()._scheduling = nil}
+
+  public var threadFlags: Amber_ThreadFlags {
+    get {_storage._threadFlags ?? Amber_ThreadFlags()}
+    set {_uniqueStorage()._threadFlags = newValue}
+  }
+  /// Returns true if `threadFlags` has been explicitly set.
+  public var hasThreadFlags: Bool {_storage._threadFlags != nil}
+  /// Clears the value of `threadFlags`. Subsequent reads from it will return its default value.
+  public mutating func clearThreadFlags() {_uniqueStorage()._threadFlags = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _registers: Amber_Registers? = nil
-  fileprivate var _alternateStack: Amber_SignalStack? = nil
-  fileprivate var _threadControl: Amber_ThreadControl? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// x86_64 user_regs_struct (NT_PRSTATUS), field by field.
@@ -426,13 +494,154 @@ public nonisolated struct Amber_ResourceLimit: Sendable {
   public init() {}
 }
 
+/// How the scheduler treats one thread.
+public nonisolated struct Amber_Scheduling: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// SCHED_OTHER 0, FIFO 1, RR 2, BATCH 3, IDLE 5 (without SCHED_RESET_ON_FORK).
+  public var policy: UInt32 = 0
+
+  public var resetOnFork: Bool = false
+
+  /// sched_priority: 1 to 99 for FIFO and RR, else 0.
+  public var rtPriority: UInt32 = 0
+
+  /// -20 to 19.
+  public var nice: Int32 = 0
+
+  /// sched_getaffinity mask as 64-bit words, CPU 0 in bit 0 of the first.
+  public var affinity: [UInt64] = []
+
+  public var timerSlackNs: UInt64 = 0
+
+  /// ioprio_get: class << 13 | level; class 0 (none) follows the nice value.
+  public var ioPriority: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// prctl flags each thread has of its own.
+public nonisolated struct Amber_ThreadFlags: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// PR_SET_PDEATHSIG: sent when the parent ends; 0 for none.
+  public var parentDeathSignal: UInt32 = 0
+
+  /// PR_SET_NO_NEW_PRIVS; cannot be cleared once set.
+  public var noNewPrivs: Bool = false
+
+  /// PR_MCE_KILL_GET: late 0, early 1, the system's default 2.
+  public var machineCheckKill: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// prctl and /proc settings of the whole process.
+public nonisolated struct Amber_ProcessFlags: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// PR_GET_DUMPABLE: 0 or 1 (2, root-only core dumps, cannot be set by prctl).
+  public var dumpable: UInt32 = 0
+
+  public var childSubreaper: Bool = false
+
+  /// PR_GET_THP_DISABLE: 0, 1 (disabled), 3 (disabled except where madvised).
+  public var thpDisable: UInt32 = 0
+
+  /// personality(0xffffffff).
+  public var personality: UInt32 = 0
+
+  /// /proc/PID/oom_score_adj: -1000 to 1000.
+  public var oomScoreAdj: Int32 = 0
+
+  /// PR_GET_MDWE: PR_MDWE_REFUSE_EXEC_GAIN 1, PR_MDWE_NO_INHERIT 2; cannot be cleared once set.
+  public var memoryDenyWriteExecute: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Timers of the process; times in nanoseconds.
+public nonisolated struct Amber_Timers: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var intervalTimers: [Amber_IntervalTimer] = []
+
+  public var posixTimers: [Amber_PosixTimer] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// setitimer: ITIMER_REAL 0 (alarm), ITIMER_VIRTUAL 1, ITIMER_PROF 2; only armed ones are kept.
+public nonisolated struct Amber_IntervalTimer: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var which: UInt32 = 0
+
+  /// Time left until it fires next.
+  public var remainingNs: UInt64 = 0
+
+  public var intervalNs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// timer_create, as /proc/PID/timers and timer_gettime show it.
+public nonisolated struct Amber_PosixTimer: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: Int32 = 0
+
+  public var clock: Int32 = 0
+
+  /// SIGEV_SIGNAL 0, SIGEV_NONE 1, SIGEV_THREAD_ID 4 (glibc's SIGEV_THREAD is a SIGEV_THREAD_ID timer).
+  public var notify: UInt32 = 0
+
+  public var signal: UInt32 = 0
+
+  public var value: UInt64 = 0
+
+  /// SIGEV_THREAD_ID: the thread, as the task's own PID namespace sees it.
+  public var thread: Int32 = 0
+
+  /// 0: disarmed.
+  public var remainingNs: UInt64 = 0
+
+  public var intervalNs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{1}scheduling\0\u{3}thread_flags\0\u{3}process_flags\0\u{1}timers\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -452,6 +661,10 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _namespacePids: [Int32] = []
     var _namespaceInit: Bool = false
     var _namespacePgids: [Int32] = []
+    var _scheduling: Amber_Scheduling? = nil
+    var _threadFlags: Amber_ThreadFlags? = nil
+    var _processFlags: Amber_ProcessFlags? = nil
+    var _timers: Amber_Timers? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -479,6 +692,10 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _namespacePids = source._namespacePids
       _namespaceInit = source._namespaceInit
       _namespacePgids = source._namespacePgids
+      _scheduling = source._scheduling
+      _threadFlags = source._threadFlags
+      _processFlags = source._processFlags
+      _timers = source._timers
     }
   }
 
@@ -514,6 +731,10 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 15: try { try decoder.decodeRepeatedInt32Field(value: &_storage._namespacePids) }()
         case 16: try { try decoder.decodeSingularBoolField(value: &_storage._namespaceInit) }()
         case 17: try { try decoder.decodeRepeatedInt32Field(value: &_storage._namespacePgids) }()
+        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._scheduling) }()
+        case 19: try { try decoder.decodeSingularMessageField(value: &_storage._threadFlags) }()
+        case 20: try { try decoder.decodeSingularMessageField(value: &_storage._processFlags) }()
+        case 21: try { try decoder.decodeSingularMessageField(value: &_storage._timers) }()
         default: break
         }
       }
@@ -577,6 +798,18 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       if !_storage._namespacePgids.isEmpty {
         try visitor.visitPackedInt32Field(value: _storage._namespacePgids, fieldNumber: 17)
       }
+      try { if let v = _storage._scheduling {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      } }()
+      try { if let v = _storage._threadFlags {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      } }()
+      try { if let v = _storage._processFlags {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      } }()
+      try { if let v = _storage._timers {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -603,6 +836,10 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._namespacePids != rhs_storage._namespacePids {return false}
         if _storage._namespaceInit != rhs_storage._namespaceInit {return false}
         if _storage._namespacePgids != rhs_storage._namespacePgids {return false}
+        if _storage._scheduling != rhs_storage._scheduling {return false}
+        if _storage._threadFlags != rhs_storage._threadFlags {return false}
+        if _storage._processFlags != rhs_storage._processFlags {return false}
+        if _storage._timers != rhs_storage._timers {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -614,68 +851,132 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
 
 nonisolated extension Amber_Thread: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Thread"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tid\0\u{1}comm\0\u{1}registers\0\u{1}blocked\0\u{1}pending\0\u{3}alternate_stack\0\u{3}thread_control\0\u{3}namespace_tids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tid\0\u{1}comm\0\u{1}registers\0\u{1}blocked\0\u{1}pending\0\u{3}alternate_stack\0\u{3}thread_control\0\u{3}namespace_tids\0\u{1}scheduling\0\u{3}thread_flags\0")
+
+  fileprivate class _StorageClass {
+    var _tid: Int32 = 0
+    var _comm: String = String()
+    var _registers: Amber_Registers? = nil
+    var _blocked: UInt64 = 0
+    var _pending: [Amber_PendingSignal] = []
+    var _alternateStack: Amber_SignalStack? = nil
+    var _threadControl: Amber_ThreadControl? = nil
+    var _namespaceTids: [Int32] = []
+    var _scheduling: Amber_Scheduling? = nil
+    var _threadFlags: Amber_ThreadFlags? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _tid = source._tid
+      _comm = source._comm
+      _registers = source._registers
+      _blocked = source._blocked
+      _pending = source._pending
+      _alternateStack = source._alternateStack
+      _threadControl = source._threadControl
+      _namespaceTids = source._namespaceTids
+      _scheduling = source._scheduling
+      _threadFlags = source._threadFlags
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularInt32Field(value: &self.tid) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.comm) }()
-      case 3: try { try decoder.decodeSingularMessageField(value: &self._registers) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.blocked) }()
-      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.pending) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._alternateStack) }()
-      case 7: try { try decoder.decodeSingularMessageField(value: &self._threadControl) }()
-      case 8: try { try decoder.decodeRepeatedInt32Field(value: &self.namespaceTids) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularInt32Field(value: &_storage._tid) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._comm) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._registers) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._blocked) }()
+        case 5: try { try decoder.decodeRepeatedMessageField(value: &_storage._pending) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._alternateStack) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._threadControl) }()
+        case 8: try { try decoder.decodeRepeatedInt32Field(value: &_storage._namespaceTids) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._scheduling) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._threadFlags) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.tid != 0 {
-      try visitor.visitSingularInt32Field(value: self.tid, fieldNumber: 1)
-    }
-    if !self.comm.isEmpty {
-      try visitor.visitSingularStringField(value: self.comm, fieldNumber: 2)
-    }
-    try { if let v = self._registers {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    } }()
-    if self.blocked != 0 {
-      try visitor.visitSingularUInt64Field(value: self.blocked, fieldNumber: 4)
-    }
-    if !self.pending.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.pending, fieldNumber: 5)
-    }
-    try { if let v = self._alternateStack {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    } }()
-    try { if let v = self._threadControl {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
-    } }()
-    if !self.namespaceTids.isEmpty {
-      try visitor.visitPackedInt32Field(value: self.namespaceTids, fieldNumber: 8)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._tid != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._tid, fieldNumber: 1)
+      }
+      if !_storage._comm.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._comm, fieldNumber: 2)
+      }
+      try { if let v = _storage._registers {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      if _storage._blocked != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._blocked, fieldNumber: 4)
+      }
+      if !_storage._pending.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._pending, fieldNumber: 5)
+      }
+      try { if let v = _storage._alternateStack {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._threadControl {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      if !_storage._namespaceTids.isEmpty {
+        try visitor.visitPackedInt32Field(value: _storage._namespaceTids, fieldNumber: 8)
+      }
+      try { if let v = _storage._scheduling {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._threadFlags {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_Thread, rhs: Amber_Thread) -> Bool {
-    if lhs.tid != rhs.tid {return false}
-    if lhs.comm != rhs.comm {return false}
-    if lhs._registers != rhs._registers {return false}
-    if lhs.blocked != rhs.blocked {return false}
-    if lhs.pending != rhs.pending {return false}
-    if lhs._alternateStack != rhs._alternateStack {return false}
-    if lhs._threadControl != rhs._threadControl {return false}
-    if lhs.namespaceTids != rhs.namespaceTids {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._tid != rhs_storage._tid {return false}
+        if _storage._comm != rhs_storage._comm {return false}
+        if _storage._registers != rhs_storage._registers {return false}
+        if _storage._blocked != rhs_storage._blocked {return false}
+        if _storage._pending != rhs_storage._pending {return false}
+        if _storage._alternateStack != rhs_storage._alternateStack {return false}
+        if _storage._threadControl != rhs_storage._threadControl {return false}
+        if _storage._namespaceTids != rhs_storage._namespaceTids {return false}
+        if _storage._scheduling != rhs_storage._scheduling {return false}
+        if _storage._threadFlags != rhs_storage._threadFlags {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1066,6 +1367,301 @@ nonisolated extension Amber_ResourceLimit: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.resource != rhs.resource {return false}
     if lhs.soft != rhs.soft {return false}
     if lhs.hard != rhs.hard {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_Scheduling: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Scheduling"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}policy\0\u{3}reset_on_fork\0\u{3}rt_priority\0\u{1}nice\0\u{1}affinity\0\u{3}timer_slack_ns\0\u{3}io_priority\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.policy) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.resetOnFork) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.rtPriority) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.nice) }()
+      case 5: try { try decoder.decodeRepeatedUInt64Field(value: &self.affinity) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.timerSlackNs) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.ioPriority) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.policy != 0 {
+      try visitor.visitSingularUInt32Field(value: self.policy, fieldNumber: 1)
+    }
+    if self.resetOnFork != false {
+      try visitor.visitSingularBoolField(value: self.resetOnFork, fieldNumber: 2)
+    }
+    if self.rtPriority != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rtPriority, fieldNumber: 3)
+    }
+    if self.nice != 0 {
+      try visitor.visitSingularInt32Field(value: self.nice, fieldNumber: 4)
+    }
+    if !self.affinity.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.affinity, fieldNumber: 5)
+    }
+    if self.timerSlackNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.timerSlackNs, fieldNumber: 6)
+    }
+    if self.ioPriority != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ioPriority, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_Scheduling, rhs: Amber_Scheduling) -> Bool {
+    if lhs.policy != rhs.policy {return false}
+    if lhs.resetOnFork != rhs.resetOnFork {return false}
+    if lhs.rtPriority != rhs.rtPriority {return false}
+    if lhs.nice != rhs.nice {return false}
+    if lhs.affinity != rhs.affinity {return false}
+    if lhs.timerSlackNs != rhs.timerSlackNs {return false}
+    if lhs.ioPriority != rhs.ioPriority {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_ThreadFlags: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ThreadFlags"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}parent_death_signal\0\u{3}no_new_privs\0\u{3}machine_check_kill\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.parentDeathSignal) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.noNewPrivs) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.machineCheckKill) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.parentDeathSignal != 0 {
+      try visitor.visitSingularUInt32Field(value: self.parentDeathSignal, fieldNumber: 1)
+    }
+    if self.noNewPrivs != false {
+      try visitor.visitSingularBoolField(value: self.noNewPrivs, fieldNumber: 2)
+    }
+    if self.machineCheckKill != 0 {
+      try visitor.visitSingularUInt32Field(value: self.machineCheckKill, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_ThreadFlags, rhs: Amber_ThreadFlags) -> Bool {
+    if lhs.parentDeathSignal != rhs.parentDeathSignal {return false}
+    if lhs.noNewPrivs != rhs.noNewPrivs {return false}
+    if lhs.machineCheckKill != rhs.machineCheckKill {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_ProcessFlags: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProcessFlags"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dumpable\0\u{3}child_subreaper\0\u{3}thp_disable\0\u{1}personality\0\u{3}oom_score_adj\0\u{3}memory_deny_write_execute\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.dumpable) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.childSubreaper) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.thpDisable) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.personality) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.oomScoreAdj) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.memoryDenyWriteExecute) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.dumpable != 0 {
+      try visitor.visitSingularUInt32Field(value: self.dumpable, fieldNumber: 1)
+    }
+    if self.childSubreaper != false {
+      try visitor.visitSingularBoolField(value: self.childSubreaper, fieldNumber: 2)
+    }
+    if self.thpDisable != 0 {
+      try visitor.visitSingularUInt32Field(value: self.thpDisable, fieldNumber: 3)
+    }
+    if self.personality != 0 {
+      try visitor.visitSingularUInt32Field(value: self.personality, fieldNumber: 4)
+    }
+    if self.oomScoreAdj != 0 {
+      try visitor.visitSingularInt32Field(value: self.oomScoreAdj, fieldNumber: 5)
+    }
+    if self.memoryDenyWriteExecute != 0 {
+      try visitor.visitSingularUInt32Field(value: self.memoryDenyWriteExecute, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_ProcessFlags, rhs: Amber_ProcessFlags) -> Bool {
+    if lhs.dumpable != rhs.dumpable {return false}
+    if lhs.childSubreaper != rhs.childSubreaper {return false}
+    if lhs.thpDisable != rhs.thpDisable {return false}
+    if lhs.personality != rhs.personality {return false}
+    if lhs.oomScoreAdj != rhs.oomScoreAdj {return false}
+    if lhs.memoryDenyWriteExecute != rhs.memoryDenyWriteExecute {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_Timers: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Timers"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}interval_timers\0\u{3}posix_timers\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.intervalTimers) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.posixTimers) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.intervalTimers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.intervalTimers, fieldNumber: 1)
+    }
+    if !self.posixTimers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.posixTimers, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_Timers, rhs: Amber_Timers) -> Bool {
+    if lhs.intervalTimers != rhs.intervalTimers {return false}
+    if lhs.posixTimers != rhs.posixTimers {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_IntervalTimer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IntervalTimer"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}which\0\u{3}remaining_ns\0\u{3}interval_ns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.which) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.remainingNs) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.intervalNs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.which != 0 {
+      try visitor.visitSingularUInt32Field(value: self.which, fieldNumber: 1)
+    }
+    if self.remainingNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.remainingNs, fieldNumber: 2)
+    }
+    if self.intervalNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.intervalNs, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_IntervalTimer, rhs: Amber_IntervalTimer) -> Bool {
+    if lhs.which != rhs.which {return false}
+    if lhs.remainingNs != rhs.remainingNs {return false}
+    if lhs.intervalNs != rhs.intervalNs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_PosixTimer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PosixTimer"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}clock\0\u{1}notify\0\u{1}signal\0\u{1}value\0\u{1}thread\0\u{3}remaining_ns\0\u{3}interval_ns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.clock) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.notify) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.signal) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.value) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.thread) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.remainingNs) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.intervalNs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.id != 0 {
+      try visitor.visitSingularInt32Field(value: self.id, fieldNumber: 1)
+    }
+    if self.clock != 0 {
+      try visitor.visitSingularInt32Field(value: self.clock, fieldNumber: 2)
+    }
+    if self.notify != 0 {
+      try visitor.visitSingularUInt32Field(value: self.notify, fieldNumber: 3)
+    }
+    if self.signal != 0 {
+      try visitor.visitSingularUInt32Field(value: self.signal, fieldNumber: 4)
+    }
+    if self.value != 0 {
+      try visitor.visitSingularUInt64Field(value: self.value, fieldNumber: 5)
+    }
+    if self.thread != 0 {
+      try visitor.visitSingularInt32Field(value: self.thread, fieldNumber: 6)
+    }
+    if self.remainingNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.remainingNs, fieldNumber: 7)
+    }
+    if self.intervalNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.intervalNs, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_PosixTimer, rhs: Amber_PosixTimer) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.clock != rhs.clock {return false}
+    if lhs.notify != rhs.notify {return false}
+    if lhs.signal != rhs.signal {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.thread != rhs.thread {return false}
+    if lhs.remainingNs != rhs.remainingNs {return false}
+    if lhs.intervalNs != rhs.intervalNs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -108,6 +108,9 @@ long amber_kcmp(pid_t pid1, pid_t pid2, int type);
 long amber_sched_getaffinity(pid_t pid, size_t size, uint64_t *mask);
 long amber_sched_setaffinity(pid_t pid, size_t size, const uint64_t *mask);
 long amber_getcpu(void);
+/// ioprio_get/ioprio_set with IOPRIO_WHO_PROCESS: one task (thread) by its TID.
+long amber_ioprio_get(pid_t tid);
+long amber_ioprio_set(pid_t tid, int ioprio);
 long amber_prctl(int option, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5);
 
 /// Creates a helper task with the given PIDs (innermost namespace first) by a raw clone3.

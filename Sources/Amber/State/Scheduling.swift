@@ -1,0 +1,63 @@
+import AmberImage
+import Glibc
+import LinuxKit
+
+/// Scheduling, per thread: policy and real-time priority, nice, CPU affinity, timer slack and
+/// I/O priority. All but the timer slack are read and set from outside by TID.
+enum SchedulingState {
+    /// SCHED_DEADLINE: its runtime, deadline and period are not kept.
+    static let deadlinePolicy: Int32 = 6
+
+    /// One thread's, read by `injector` running in that thread.
+    static func dump(_ injector: SyscallInjector) throws -> Amber_Scheduling {
+        let tid = injector.tracee.pid
+        var record = Amber_Scheduling()
+        let policy = try TaskScheduling.policy(of: tid)
+        record.policy = UInt32(policy & ~TaskScheduling.resetOnFork)
+        record.resetOnFork = policy & TaskScheduling.resetOnFork != 0
+        record.rtPriority = UInt32(try TaskScheduling.realtimePriority(of: tid))
+        record.nice = try TaskScheduling.nice(of: tid)
+        record.affinity = try CPUAffinity.of(tid).words
+        record.timerSlackNs = try injector.call("prctl(PR_GET_TIMERSLACK)", SyscallNumber.prctl, 30 /* PR_GET_TIMERSLACK */)
+        record.ioPriority = UInt32(try TaskScheduling.ioPriority(of: tid))
+        return record
+    }
+
+    /// Sets every thread's scheduling but its affinity, which `restoreAffinity` sets just before
+    /// the tasks are let go (the restorer keeps them on its own CPU until then).
+    static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
+        let records = [task.scheduling] + task.threads.map(\.scheduling)
+        for (record, tracee) in zip(records, session.threads) {
+            let injector = tracee.pid == session.pid ? session.injector : try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            // Before the policy: a real-time thread's slack is the kernel's (0) whatever is set.
+            try injector.call("prctl(PR_SET_TIMERSLACK, \(record.timerSlackNs))", SyscallNumber.prctl, 29 /* PR_SET_TIMERSLACK */, record.timerSlackNs)
+            try TaskScheduling.setIOPriority(Int32(record.ioPriority), of: tracee.pid)
+            try TaskScheduling.setNice(record.nice, of: tracee.pid)
+            let policy = Int32(record.policy) | (record.resetOnFork ? TaskScheduling.resetOnFork : 0)
+            try TaskScheduling.setPolicy(policy, realtimePriority: Int32(record.rtPriority), of: tracee.pid)
+        }
+    }
+
+    static func restoreAffinity(_ task: Amber_Task, _ session: RestoreSession) throws {
+        let records = [task.scheduling] + task.threads.map(\.scheduling)
+        for (record, tracee) in zip(records, session.threads) where !record.affinity.isEmpty {
+            do {
+                try CPUAffinity(words: record.affinity).apply(to: tracee.pid)
+            } catch {
+                guard error.errno == .invalidArgument else { throw error }
+                let mask = record.affinity.map { String($0, radix: 16) }
+                throw AmberError(.restoreFailed, "cannot give thread \(tracee.pid) its CPU affinity \(mask): none of its CPUs is online here (\(error))")
+            }
+        }
+    }
+
+    /// Refuses a scheduling policy that is not restored.
+    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
+        for tid in (try? ProcFS.threads(pid: pid)) ?? [pid] {
+            guard let policy = try? TaskScheduling.policy(of: tid) else { continue }
+            if policy & ~TaskScheduling.resetOnFork == deadlinePolicy {
+                throw AmberError.unsupported(process, "has thread \(tid) under SCHED_DEADLINE: its runtime, deadline and period are not restored yet", tree: tree)
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import AmberImage
+import Glibc
+import LinuxKit
+
+/// Timers: the interval timers (ITIMER_REAL, which alarm uses, ITIMER_VIRTUAL, ITIMER_PROF) and
+/// POSIX timers with their IDs, clocks, notification, time left and interval.
+enum TimerState {
+    private static let timerCreateRestoreIDs: UInt64 = 77
+    private static let sigevThreadID: UInt32 = 4
+    /// struct sigevent is 64 bytes; an ID and an itimerspec follow it in the scratch area.
+    private static let sigeventSize = 64, idOffset = 64, timeOffset = 128
+
+    // MARK: Dump
+
+    /// Only the task can report its timers' time left: one injected call per timer.
+    static func dump(_ session: DumpSession) throws -> Amber_Timers {
+        var record = Amber_Timers()
+        for which in 0...2 {
+            try session.injector.call("getitimer(\(which))", SyscallNumber.getitimer, UInt64(which), session.scratch)
+            // struct itimerval: the interval, then the time left, each as seconds and microseconds.
+            let words = try scratchWords(session, 4)
+            let remaining = words[2] * 1_000_000_000 + words[3] * 1000
+            guard remaining != 0 else { continue }
+            var timer = Amber_IntervalTimer()
+            timer.which = UInt32(which)
+            timer.remainingNs = remaining
+            timer.intervalNs = words[0] * 1_000_000_000 + words[1] * 1000
+            record.intervalTimers.append(timer)
+        }
+        for entry in try ProcFS.posixTimers(pid: session.pid) {
+            var timer = Amber_PosixTimer()
+            timer.id = entry.id
+            timer.clock = entry.clock
+            timer.notify = UInt32(entry.notify)
+            timer.signal = UInt32(entry.signal)
+            timer.value = entry.value
+            if timer.notify & sigevThreadID != 0 {
+                guard session.threads.contains(where: { $0.pid == entry.target }) else {
+                    throw AmberError.unsupported(session.name, "has POSIX timer \(entry.id) aimed at task \(entry.target), not one of its threads")
+                }
+                timer.thread = try TreeState.namespaceIDs(pid: session.pid, tid: entry.target).last ?? entry.target
+            }
+            try session.injector.call("timer_gettime(\(entry.id))", SyscallNumber.timerGettime, UInt64(entry.id), session.scratch)
+            // struct itimerspec: the interval, then the time left, each as seconds and nanoseconds.
+            let words = try scratchWords(session, 4)
+            timer.intervalNs = words[0] * 1_000_000_000 + words[1]
+            timer.remainingNs = words[2] * 1_000_000_000 + words[3]
+            record.posixTimers.append(timer)
+        }
+        return record
+    }
+
+    private static func scratchWords(_ session: DumpSession, _ count: Int) throws -> [UInt64] {
+        try session.readScratch(count * 8).withUnsafeBytes { bytes in
+            (0..<count).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) }
+        }
+    }
+
+    /// Refuses a POSIX timer on the CPU clock of another process: that process may be restored
+    /// after this one, or not at all.
+    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
+        guard let timers = try? ProcFS.posixTimers(pid: pid), timers.contains(where: { $0.clock < 0 }) else { return }
+        // A CPU clock names its task as the task's own PID namespace sees it.
+        var own: Set<Int32> = [0]
+        for tid in (try? ProcFS.threads(pid: pid)) ?? [pid] {
+            let levels = (try? ProcFS.threadStatus(pid: pid, tid: tid).namespacePIDs) ?? []
+            own.insert(levels.last ?? tid)
+        }
+        for timer in timers where timer.clock < 0 && !own.contains(~(timer.clock >> 3)) {
+            throw AmberError.unsupported(process, "has POSIX timer \(timer.id) on the CPU clock of task \(~(timer.clock >> 3)), which is not one of its threads: not supported", tree: tree)
+        }
+    }
+
+    // MARK: Restore
+
+    /// Recreates the POSIX timers with their IDs, then arms the interval timers: the last thing
+    /// before the registers go back, so that none fires while the task is still being made.
+    static func restore(_ record: Amber_Timers, _ session: RestoreSession) throws {
+        let injector = session.injector
+        if !record.posixTimers.isEmpty {
+            // While it is on, timer_create takes the ID to use from where it would store the new one.
+            let result = try injector.raw(SyscallNumber.prctl, timerCreateRestoreIDs, 1, 0, 0, 0)
+            if result == -Int64(EINVAL) {
+                throw AmberError(.incompatibleHost, "process \(session.task.pid) has POSIX timers \(record.posixTimers.map(\.id)), and this kernel cannot create a timer with a given ID (prctl PR_TIMER_CREATE_RESTORE_IDS: EINVAL)")
+            } else if result < 0 {
+                throw LinuxError(negated: Int(result), "prctl(PR_TIMER_CREATE_RESTORE_IDS, ON) in task \(session.pid)")
+            }
+            for timer in record.posixTimers {
+                var event = [UInt8](repeating: 0, count: sigeventSize)
+                event.withUnsafeMutableBytes {
+                    $0.storeBytes(of: timer.value, toByteOffset: 0, as: UInt64.self)
+                    $0.storeBytes(of: timer.signal, toByteOffset: 8, as: UInt32.self)
+                    $0.storeBytes(of: timer.notify, toByteOffset: 12, as: UInt32.self)
+                    $0.storeBytes(of: timer.thread, toByteOffset: 16, as: Int32.self)
+                }
+                let eventAddress = try event.withUnsafeBytes { try session.writeScratch($0) }
+                let idAddress = try session.writeScratch(value: timer.id, offset: idOffset)
+                try injector.call("timer_create(\(timer.id), clock \(timer.clock))", SyscallNumber.timerCreate, UInt64(bitPattern: Int64(timer.clock)), eventAddress, idAddress)
+                guard timer.remainingNs != 0 else { continue }
+                let time = try session.writeScratch(value: timespecPair(interval: timer.intervalNs, remaining: timer.remainingNs, unit: 1), offset: timeOffset)
+                try injector.call("timer_settime(\(timer.id))", SyscallNumber.timerSettime, UInt64(timer.id), 0, time, 0)
+            }
+            try injector.call("prctl(PR_TIMER_CREATE_RESTORE_IDS, OFF)", SyscallNumber.prctl, timerCreateRestoreIDs, 0, 0, 0, 0)
+        }
+        for timer in record.intervalTimers {
+            let time = try session.writeScratch(value: timespecPair(interval: timer.intervalNs, remaining: timer.remainingNs, unit: 1000), offset: timeOffset)
+            try injector.call("setitimer(\(timer.which))", SyscallNumber.setitimer, UInt64(timer.which), time, 0)
+        }
+    }
+
+    /// struct itimerspec (`unit` 1: nanoseconds) or struct itimerval (`unit` 1000: microseconds).
+    private static func timespecPair(interval: UInt64, remaining: UInt64, unit: UInt64) -> (UInt64, UInt64, UInt64, UInt64) {
+        (interval / 1_000_000_000, interval % 1_000_000_000 / unit, remaining / 1_000_000_000, remaining % 1_000_000_000 / unit)
+    }
+}

@@ -1,0 +1,46 @@
+import CLinux
+import Glibc
+
+/// How the scheduler treats one task (thread), read and set from outside by its TID.
+public enum TaskScheduling {
+    /// SCHED_RESET_ON_FORK, or-ed into the policy by sched_getscheduler and sched_setscheduler.
+    public static let resetOnFork: Int32 = 0x4000_0000
+
+    /// The policy, with SCHED_RESET_ON_FORK when set.
+    public static func policy(of tid: Int32) throws(LinuxError) -> Int32 {
+        try libcResult("sched_getscheduler(\(tid))") { sched_getscheduler(tid) }.get()
+    }
+
+    /// sched_priority: 1 to 99 under SCHED_FIFO and SCHED_RR, else 0.
+    public static func realtimePriority(of tid: Int32) throws(LinuxError) -> Int32 {
+        var parameters = sched_param()
+        _ = try libcResult("sched_getparam(\(tid))") { sched_getparam(tid, &parameters) }.get()
+        return parameters.sched_priority
+    }
+
+    public static func setPolicy(_ policy: Int32, realtimePriority: Int32, of tid: Int32) throws(LinuxError) {
+        var parameters = sched_param(sched_priority: realtimePriority)
+        _ = try libcResult("sched_setscheduler(\(tid), policy \(policy), priority \(realtimePriority))") { sched_setscheduler(tid, policy, &parameters) }.get()
+    }
+
+    public static func nice(of tid: Int32) throws(LinuxError) -> Int32 {
+        // -1 is also a valid nice value: only errno tells a failure.
+        Glibc.errno = 0
+        let value = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid))
+        if value == -1 && Glibc.errno != 0 { throw LinuxError.current("getpriority(PRIO_PROCESS, \(tid))") }
+        return value
+    }
+
+    public static func setNice(_ nice: Int32, of tid: Int32) throws(LinuxError) {
+        _ = try libcResult("setpriority(PRIO_PROCESS, \(tid), \(nice))") { setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), nice) }.get()
+    }
+
+    /// ioprio: class << 13 | level.
+    public static func ioPriority(of tid: Int32) throws(LinuxError) -> Int32 {
+        Int32(try kernelResult(amber_ioprio_get(tid), "ioprio_get(IOPRIO_WHO_PROCESS, \(tid))").get())
+    }
+
+    public static func setIOPriority(_ priority: Int32, of tid: Int32) throws(LinuxError) {
+        _ = try kernelResult(amber_ioprio_set(tid, priority), "ioprio_set(IOPRIO_WHO_PROCESS, \(tid), \(priority))").get()
+    }
+}

@@ -1,0 +1,106 @@
+/*
+ * flags: prctl flags with non-default values. The process is not dumpable, is a child
+ * subreaper, has THP disabled except where madvised, memory-deny-write-execute and personality
+ * ADDR_NO_RANDOMIZE | STICKY_TIMEOUTS; the main thread has parent-death signal SIGWINCH, the
+ * late machine-check kill policy and no_new_privs, a named second thread has parent-death
+ * signal SIGURG, the early machine-check policy and no no_new_privs (both signals are
+ * ignored by default: after a detached restore the restorer, the new parent, exits).
+ * After SIGTERM each thread checks its own flags.
+ */
+#include "scenario.h"
+#include <pthread.h>
+#include <sys/personality.h>
+
+#ifndef PR_THP_DISABLE_EXCEPT_ADVISED
+#define PR_THP_DISABLE_EXCEPT_ADVISED (1 << 1)
+#endif
+#ifndef PR_SET_MDWE
+#define PR_SET_MDWE 65
+#define PR_GET_MDWE 66
+#define PR_MDWE_REFUSE_EXEC_GAIN (1UL << 0)
+#endif
+#define PERSONALITY (ADDR_NO_RANDOMIZE | STICKY_TIMEOUTS)
+
+static char worker_result[512];
+static volatile int stop;
+static pthread_barrier_t ready;
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    if (prctl(PR_SET_NAME, "flags-worker", 0, 0, 0) < 0 || prctl(PR_SET_PDEATHSIG, SIGURG, 0, 0, 0) < 0 ||
+        prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0) < 0)
+        sc_die("worker prctl");
+    pthread_barrier_wait(&ready);
+    while (!stop)
+        sc_sleep_ms(10);
+    size_t len = 0;
+#define NOTE(...) len += (size_t)snprintf(worker_result + len, len < sizeof worker_result ? sizeof worker_result - len : 0, __VA_ARGS__)
+    int signal = -1;
+    prctl(PR_GET_PDEATHSIG, &signal, 0, 0, 0);
+    if (signal != SIGURG)
+        NOTE("worker: parent-death signal %d, expected SIGURG; ", signal);
+    if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 0)
+        NOTE("worker: no_new_privs is set, was not; ");
+    int mce = prctl(PR_MCE_KILL_GET, 0, 0, 0, 0);
+    if (mce != PR_MCE_KILL_EARLY)
+        NOTE("worker: machine-check kill policy %d, expected early (%d); ", mce, PR_MCE_KILL_EARLY);
+    char name[32] = {0};
+    prctl(PR_GET_NAME, name, 0, 0, 0);
+    if (strcmp(name, "flags-worker") != 0)
+        NOTE("worker: name '%s', expected 'flags-worker'; ", name);
+    int persona = personality(0xffffffff);
+    if (persona != PERSONALITY)
+        NOTE("worker: personality %#x, expected %#x; ", persona, PERSONALITY);
+#undef NOTE
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    sc_init(argc, argv, "flags");
+    sc_install_sigterm(0);
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, NULL);
+    if (personality(PERSONALITY) < 0)
+        sc_die("personality");
+    pthread_barrier_init(&ready, NULL, 2);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, worker, NULL) != 0)
+        sc_die("pthread_create");
+    pthread_barrier_wait(&ready);
+    pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 ||
+        prctl(PR_SET_THP_DISABLE, 1, PR_THP_DISABLE_EXCEPT_ADVISED, 0, 0) < 0 ||
+        prctl(PR_SET_PDEATHSIG, SIGWINCH, 0, 0, 0) < 0 || prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_LATE, 0, 0) < 0)
+        sc_die("prctl");
+    /* Last: they cannot be undone. */
+    if (prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        sc_die("PR_SET_MDWE or PR_SET_NO_NEW_PRIVS");
+    sc_ready();
+    sc_wait_for_term();
+    sc_check_common();
+    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    sc_check(dumpable == 0, "dumpable %d, expected 0", dumpable);
+    int subreaper = -1;
+    prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0);
+    sc_check(subreaper == 1, "child subreaper %d, expected 1", subreaper);
+    int thp = prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0);
+    sc_check(thp == (1 | PR_THP_DISABLE_EXCEPT_ADVISED), "THP disable %d, expected %d", thp, 1 | PR_THP_DISABLE_EXCEPT_ADVISED);
+    int signal = -1;
+    prctl(PR_GET_PDEATHSIG, &signal, 0, 0, 0);
+    sc_check(signal == SIGWINCH, "parent-death signal %d, expected SIGWINCH", signal);
+    sc_check(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1, "no_new_privs is not set");
+    int mdwe = prctl(PR_GET_MDWE, 0, 0, 0, 0);
+    sc_check(mdwe == PR_MDWE_REFUSE_EXEC_GAIN, "memory-deny-write-execute %d, expected %lu", mdwe, PR_MDWE_REFUSE_EXEC_GAIN);
+    int mce = prctl(PR_MCE_KILL_GET, 0, 0, 0, 0);
+    sc_check(mce == PR_MCE_KILL_LATE, "machine-check kill policy %d, expected late (%d)", mce, PR_MCE_KILL_LATE);
+    int persona = personality(0xffffffff);
+    sc_check(persona == PERSONALITY, "personality %#x, expected %#x", persona, PERSONALITY);
+    stop = 1;
+    pthread_join(thread, NULL);
+    sc_check(worker_result[0] == 0, "%s", worker_result);
+    sc_finish();
+}
