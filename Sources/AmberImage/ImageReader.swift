@@ -55,7 +55,7 @@ public final class ImageReader: Sendable {
         } catch {
             throw ImageError(.corrupt, file: name, detail: "cannot decode the task record: \(error)")
         }
-        let validator = TaskValidator(file: name, pid: pid, xstateSize: inventory.xstateSize, files: files)
+        let validator = TaskValidator(file: name, pid: pid, xstateSize: inventory.xstateSize, xstateFeatures: inventory.xstateFeatures, files: files)
         try validator.validate(task)
         return task
     }
@@ -91,6 +91,9 @@ public final class ImageReader: Sendable {
         }
         guard inventory.formatVersion == ImageFormat.version else {
             throw ImageError(.unsupportedVersion, file: name, detail: "the image has format version \(inventory.formatVersion), this amber reads version \(ImageFormat.version)")
+        }
+        guard inventory.xstateSize == 0 || ImageFormat.xstateSizes.contains(inventory.xstateSize) else {
+            throw ImageError(.invalid, file: name, detail: "xstate_size: \(inventory.xstateSize) is neither 0 nor in \(ImageFormat.xstateSizes)")
         }
         return inventory
     }

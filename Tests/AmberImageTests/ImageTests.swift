@@ -183,6 +183,19 @@ final class ImageTests: ImageTestCase {
         }
     }
 
+    func testInventoryXStateSize() throws {
+        for size: UInt32 in [100, 70000] {
+            var inventory = Fixture.inventory()
+            inventory.xstateSize = size
+            let directory = path("image-\(size)")
+            try Fixture.writeImage(at: directory, inventory: inventory)
+            let error = imageError { _ = try ImageReader(directory: directory) }
+            XCTAssertEqual(error?.kind, .invalid)
+            XCTAssertEqual(error?.file, "inventory.pb")
+            XCTAssert(error?.detail.hasPrefix("xstate_size") == true, "\(String(describing: error))")
+        }
+    }
+
     func testErrorDescription() {
         let error = ImageError(.corrupt, file: "task-123.pb", detail: "memory area 3 ends before it starts")
         XCTAssertEqual(error.description, "image file task-123.pb is corrupt: memory area 3 ends before it starts")
