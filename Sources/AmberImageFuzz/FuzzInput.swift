@@ -72,22 +72,28 @@ struct FuzzInput: Equatable {
 }
 
 /// Reads an image the way a restore and `amber show` do, and traps when the
-/// reader accepts something that breaks a promise it makes; libFuzzer reports
-/// the trap as a crash. Returns the first error the reader gave, if any.
+/// reader accepts something that breaks a promise it makes, or names a file in
+/// an error that is not the inventory or listed in it; libFuzzer reports the
+/// trap as a crash. Returns the first error the reader gave, if any.
 @discardableResult
 func exercise(_ files: [String: [UInt8]]) -> ImageError? {
+    let listed = Set(files[ImageFormat.inventoryName].flatMap { try? Amber_Inventory(serializedBytes: $0) }?.files.map(\.name) ?? [])
+    func checked(_ error: ImageError) -> ImageError {
+        precondition(error.file == ImageFormat.inventoryName || listed.contains(error.file), "an error names \(error.file), which the inventory does not list: \(error)")
+        return error
+    }
     let reader: ImageReader
     do {
         reader = try ImageReader(files: files)
     } catch {
-        return error
+        return checked(error)
     }
     var firstError: ImageError?
     for pid in reader.taskPIDs {
         do {
             checkPages(of: try reader.task(pid: pid), in: reader)
         } catch {
-            firstError = firstError ?? error
+            firstError = firstError ?? checked(error)
         }
     }
     do {

@@ -14,6 +14,36 @@ func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     return 0
 }
 
+/// Mutates one file of the input, mostly a record, and packs the input again, so that
+/// most mutations keep the container whole and land in what the decoders read;
+/// one in four mutates the raw input instead (mode byte, framing, names).
+@_cdecl("LLVMFuzzerCustomMutator")
+func fuzzMutate(_ data: UnsafeMutablePointer<UInt8>?, _ size: Int, _ maxSize: Int, _ seed: UInt32) -> Int {
+    guard let data else { return 0 }
+    var random = seed
+    func next(_ bound: Int) -> Int {
+        random = random &* 1_103_515_245 &+ 12345
+        return Int(random >> 16) % bound
+    }
+    var input = FuzzInput(decoding: UnsafeRawBufferPointer(start: data, count: size))
+    let records = input.files.keys.filter { $0.hasSuffix(".pb") }.sorted()
+    let others = input.files.keys.filter { !$0.hasSuffix(".pb") }.sorted()
+    guard next(4) != 0, !records.isEmpty || !others.isEmpty else {
+        return LLVMFuzzerMutate(data, size, maxSize)
+    }
+    let name = (others.isEmpty || (!records.isEmpty && next(8) != 0)) ? records[next(records.count)] : others[next(others.count)]
+    var contents = input.files[name]!
+    let room = max(0, maxSize - size)
+    let count = contents.count
+    contents += [UInt8](repeating: 0, count: room)
+    let mutated = contents.withUnsafeMutableBufferPointer { LLVMFuzzerMutate($0.baseAddress, count, count + room) }
+    input.files[name] = Array(contents[..<mutated])
+    let encoded = input.encoded
+    guard encoded.count <= maxSize else { return LLVMFuzzerMutate(data, size, maxSize) }
+    encoded.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: encoded.count) }
+    return encoded.count
+}
+
 var argc = CommandLine.argc
 var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
 exit(LLVMFuzzerRunDriver(&argc, &argv, fuzzOneInput))
