@@ -33,10 +33,10 @@ func fuzzMutate(_ data: UnsafeMutablePointer<UInt8>?, _ size: Int, _ maxSize: In
     }
     let name = (others.isEmpty || (!records.isEmpty && next(8) != 0)) ? records[next(records.count)] : others[next(others.count)]
     var contents = input.files[name]!
-    let room = max(0, maxSize - size)
     let count = contents.count
-    contents += [UInt8](repeating: 0, count: room)
-    let mutated = contents.withUnsafeMutableBufferPointer { LLVMFuzzerMutate($0.baseAddress, count, count + room) }
+    // Room to grow into; at least one byte, as libFuzzer's mutators need a buffer to write to.
+    contents += [UInt8](repeating: 0, count: max(maxSize - size, count == 0 ? 1 : 0))
+    let mutated = contents.withUnsafeMutableBufferPointer { LLVMFuzzerMutate($0.baseAddress, count, $0.count) }
     input.files[name] = Array(contents[..<mutated])
     let encoded = input.encoded
     guard encoded.count <= maxSize else { return LLVMFuzzerMutate(data, size, maxSize) }
