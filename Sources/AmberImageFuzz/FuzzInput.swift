@@ -72,9 +72,9 @@ struct FuzzInput: Equatable {
 }
 
 /// Reads an image the way a restore and `amber show` do, and traps when the
-/// reader accepts something that breaks a promise it makes, or names a file in
-/// an error that is not the inventory or listed in it; libFuzzer reports the
-/// trap as a crash. Returns the first error the reader gave, if any.
+/// reader accepts something that breaks a promise it makes, names a file in an
+/// error that is not the inventory or listed in it, or prints invalid JSON;
+/// libFuzzer reports the trap as a crash. Returns the first error the reader gave, if any.
 @discardableResult
 func exercise(_ files: [String: [UInt8]]) -> ImageError? {
     let listed = Set(files[ImageFormat.inventoryName].flatMap { try? Amber_Inventory(serializedBytes: $0) }?.files.map(\.name) ?? [])
@@ -97,7 +97,8 @@ func exercise(_ files: [String: [UInt8]]) -> ImageError? {
         }
     }
     do {
-        _ = try imageJSON(reader)
+        let json = try imageJSON(reader)
+        precondition((try? Google_Protobuf_Value(jsonString: json)) != nil, "imageJSON printed what does not parse as JSON: \(json)")
     } catch {
         if firstError == nil { fatalError("every task validated but imageJSON failed: \(error)") }
     }
