@@ -42,7 +42,8 @@ final class DirectoryStore: ImageStore {
     }
 
     func open(_ name: String) throws(ImageError) -> (any ImageStoreFile)? {
-        let fd = openFile(in: directoryFD, name, O_RDONLY | O_NOFOLLOW)
+        // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it is refused below instead.
+        let fd = openFile(in: directoryFD, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else {
             switch errno {
             case ENOENT: return nil

@@ -162,6 +162,20 @@ final class ImageTests: ImageTestCase {
         XCTAssertEqual(imageError { _ = try ImageReader(directory: path("image")) }?.kind, .invalid)
     }
 
+    /// A FIFO in place of a file is refused at once: opening it must not wait for a writer.
+    func testNonRegularFileIsRefused() throws {
+        for (label, make) in [("fifo", { (path: String) in XCTAssertEqual(mkfifo(path, 0o600), 0) }),
+                              ("directory", { (path: String) in XCTAssertEqual(mkdir(path, 0o700), 0) })] {
+            let directory = path(label)
+            try Fixture.writeImage(at: directory)
+            try FileManager.default.removeItem(atPath: directory + "/pages-4242.img")
+            make(directory + "/pages-4242.img")
+            let error = imageError { _ = try ImageReader(directory: directory) }
+            XCTAssertEqual(error?.kind, .invalid, label)
+            XCTAssertEqual(error?.file, "pages-4242.img", label)
+        }
+    }
+
     func testInventoryFileNames() throws {
         let cases: [(String, (inout Amber_Inventory) -> Void)] = [
             ("absolute", { $0.files[0].name = "/etc/passwd" }),
