@@ -1,4 +1,4 @@
-import AmberImage
+@testable import AmberImage
 import Foundation
 import XCTest
 
@@ -75,5 +75,33 @@ final class MemoryImageTests: ImageTestCase {
         var unlisted = image
         unlisted["notes.txt"] = [1, 2, 3]
         XCTAssertEqual(try ImageReader(files: unlisted).task(pid: Fixture.pid), Fixture.task())
+    }
+
+    /// Records are read whole into memory: one larger than 64 MiB is refused before it is read.
+    func testRecordSizeLimit() throws {
+        XCTAssertEqual(memoryError(["inventory.pb": [UInt8](repeating: 0, count: 64 << 20 + 1)])?.kind, .corrupt)
+
+        try Fixture.writeImage(at: path("image"))
+        var image = try files(of: path("image"))
+        let record = image["task-4242.pb"]! + [UInt8](repeating: 0, count: 64 << 20)
+        image["task-4242.pb"] = record
+        var inventory = try Amber_Inventory(serializedBytes: image["inventory.pb"]!)
+        let index = try XCTUnwrap(inventory.files.firstIndex { $0.name == "task-4242.pb" })
+        inventory.files[index].size = UInt64(record.count)
+        inventory.files[index].xxh64 = record.withUnsafeBytes { XXH64.hash($0) }
+        image["inventory.pb"] = try inventory.serializedBytes()
+        let reader = try ImageReader(files: image)
+        let error = imageError { _ = try reader.task(pid: Fixture.pid) }
+        XCTAssertEqual(error?.kind, .corrupt)
+        XCTAssertEqual(error?.file, "task-4242.pb")
+        XCTAssert(error?.detail.contains("64 MiB") == true, "\(String(describing: error))")
+    }
+
+    func testPageFileMustHoldWholePages() throws {
+        try Fixture.writeImage(at: path("image"))
+        let reader = try ImageReader(files: files(of: path("image")))
+        let error = imageError { _ = try reader.pageFile(named: "task-4242.pb") }
+        XCTAssertEqual(error?.kind, .corrupt)
+        XCTAssertEqual(error?.file, "task-4242.pb")
     }
 }
