@@ -52,6 +52,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // libFuzzer's driver entry point, for the fuzz target; -sanitize=fuzzer links libFuzzer in.
+        .systemLibrary(name: "CLibFuzzer"),
+        // The image reader's fuzz target (scripts/fuzz builds it with -sanitize=fuzzer -D AMBER_FUZZER);
+        // in the normal build, a tool that packs images into fuzz inputs and runs inputs through the reader.
+        .executableTarget(
+            name: "AmberImageFuzz",
+            dependencies: [
+                "AmberImage",
+                "CChecksum",
+                "CLibFuzzer",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         .testTarget(name: "LinuxKitTests", dependencies: ["LinuxKit"]),
         .testTarget(name: "AmberImageTests", dependencies: ["AmberImage"]),
         .testTarget(name: "ScenarioTests", dependencies: ["AmberImage"]),

@@ -19,7 +19,7 @@ public enum ImageFormat {
     public static let pageFileChunkSize: UInt64 = 1 << 20
 
     /// Largest checksum chunk the reader accepts: it hashes a chunk before it can name a mismatch.
-    static let maximumChunkSize: UInt64 = 64 << 20
+    public static let maximumChunkSize: UInt64 = 64 << 20
 
     /// The record file of one task, e.g. "task-123.pb".
     public static func taskRecordName(pid: Int32) -> String { "task-\(pid).pb" }
@@ -32,6 +32,10 @@ public enum ImageFormat {
 
     /// Written first by `ImageWriter.finish(inventory:)`, then renamed to `inventoryName`.
     static let inventoryTemporaryName = "inventory.pb.tmp"
+
+    /// Sizes an NT_X86_XSTATE buffer can have: the 512-byte legacy area and
+    /// 64-byte header at least, and far less than 64 KiB on any CPU.
+    static let xstateSizes: ClosedRange<UInt32> = 576...65536
 
     /// Linux's PID_MAX_LIMIT: no PID is larger on any configuration.
     static let pidRange: ClosedRange<Int32> = 1...4_194_304

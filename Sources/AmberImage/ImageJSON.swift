@@ -10,7 +10,12 @@ import SwiftProtobuf
 /// inventory's file list. The image is opened and validated with `ImageReader`
 /// first, so only an image that would restore is shown; errors say what is wrong.
 public func imageJSON(directory: String) throws(ImageError) -> String {
-    let reader = try ImageReader(directory: directory)
+    try imageJSON(ImageReader(directory: directory))
+}
+
+/// The JSON of an image already opened (and so checked) by `reader`; each task
+/// is validated as it is read.
+public func imageJSON(_ reader: ImageReader) throws(ImageError) -> String {
     var options = JSONEncodingOptions()
     options.preserveProtoFieldNames = true
     let inventory = try jsonString(reader.inventory, options: options, file: ImageFormat.inventoryName)

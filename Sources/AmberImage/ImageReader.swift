@@ -1,46 +1,43 @@
 import Glibc
 import SwiftProtobuf
 
-/// Opens an image directory and hands out its records only after checking them.
+/// Opens an image and hands out its records only after checking them.
 ///
 /// Opening checks the inventory and every file it lists (name, size, XXH64 of the whole
 /// file or of each chunk);
 /// `task(pid:)` then decodes and validates one task record, and `pageFile(named:)`
-/// maps one page file. Nothing is read that the inventory does not list.
+/// maps one page file. Nothing is read that the inventory does not list. An
+/// image in a directory and one given as bytes (`init(files:)`) go through
+/// the same checks; only the opening and reading of files differ (`ImageStore`).
 public final class ImageReader: Sendable {
+    /// The image directory, or "(memory)" for an image given as bytes.
     public let directory: String
     public let inventory: Amber_Inventory
     /// The PIDs of the task records (files named task-<pid>.pb), ascending.
     public let taskPIDs: [Int32]
-    private let directoryFD: CInt
+    private let store: any ImageStore
     /// The inventory's entries by file name.
     private let files: [String: Amber_ImageFile]
 
     /// Reads and checks the inventory, then checks that every file it lists
     /// exists with the listed size and checksum.
-    public init(directory: String) throws(ImageError) {
-        let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard directoryFD >= 0 else {
-            if errno == ENOENT || errno == ENOTDIR {
-                throw ImageError(.missing, file: ImageFormat.inventoryName, detail: "there is no image directory at \(directory)")
-            }
-            throw .system("open", file: directory)
-        }
-        do {
-            inventory = try Self.readInventory(in: directoryFD, directory: directory)
-            files = try Self.checkEntries(of: inventory)
-            try Self.verifyFiles(of: inventory, in: directoryFD)
-        } catch {
-            close(directoryFD)
-            throw error
-        }
-        self.directory = directory
-        self.directoryFD = directoryFD
-        taskPIDs = inventory.files.compactMap { ImageFormat.taskPID(recordName: $0.name) }.sorted()
+    public convenience init(directory: String) throws(ImageError) {
+        try self.init(store: DirectoryStore(directory: directory), directory: directory)
     }
 
-    deinit {
-        close(directoryFD)
+    /// The image whose files are `files` (name to contents), checked exactly as
+    /// one in a directory; a name the inventory lists but `files` lacks is missing.
+    public convenience init(files: [String: [UInt8]]) throws(ImageError) {
+        try self.init(store: MemoryStore(files: files), directory: "(memory)")
+    }
+
+    private init(store: any ImageStore, directory: String) throws(ImageError) {
+        inventory = try Self.readInventory(from: store, directory: directory)
+        files = try Self.checkEntries(of: inventory)
+        try Self.verifyFiles(of: inventory, in: store)
+        self.directory = directory
+        self.store = store
+        taskPIDs = inventory.files.compactMap { ImageFormat.taskPID(recordName: $0.name) }.sorted()
     }
 
     /// Decodes and validates the record of task `pid`; errors name its file.
@@ -52,14 +49,14 @@ public final class ImageReader: Sendable {
         guard let entry = files[name] else {
             throw ImageError(.missing, file: name, detail: "the inventory lists no record for PID \(pid)")
         }
-        let bytes = try Self.readRecord(entry, in: directoryFD)
+        let bytes = try Self.readRecord(entry, in: store)
         let task: Amber_Task
         do {
             task = try Amber_Task(serializedBytes: bytes)
         } catch {
             throw ImageError(.corrupt, file: name, detail: "cannot decode the task record: \(error)")
         }
-        let validator = TaskValidator(file: name, pid: pid, xstateSize: inventory.xstateSize, files: files)
+        let validator = TaskValidator(file: name, pid: pid, xstateSize: inventory.xstateSize, xstateFeatures: inventory.xstateFeatures, files: files)
         try validator.validate(task)
         return task
     }
@@ -73,35 +70,20 @@ public final class ImageReader: Sendable {
         guard entry.size % ImageFormat.pageSize == 0 else {
             throw ImageError(.corrupt, file: name, detail: "its size \(entry.size) is not a whole number of pages")
         }
-        let fd = try Self.openListed(entry, in: directoryFD)
-        defer { close(fd) }
-        guard entry.size > 0 else { return MappedPageFile(name: name, bytes: UnsafeRawBufferPointer(start: nil, count: 0)) }
-        guard let base = mmap(nil, Int(entry.size), PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
-            throw .system("mmap", file: name)
-        }
-        return MappedPageFile(name: name, bytes: UnsafeRawBufferPointer(start: base, count: Int(entry.size)))
+        let file = try Self.openListed(entry, in: store)
+        guard entry.size > 0 else { return MappedPageFile(name: name, bytes: UnsafeRawBufferPointer(start: nil, count: 0), backing: .mapping) }
+        return try file.map(size: Int(entry.size))
     }
 
-    private static func readInventory(in directoryFD: CInt, directory: String) throws(ImageError) -> Amber_Inventory {
+    private static func readInventory(from store: any ImageStore, directory: String) throws(ImageError) -> Amber_Inventory {
         let name = ImageFormat.inventoryName
-        let fd = openFile(in: directoryFD, name, O_RDONLY | O_NOFOLLOW)
-        guard fd >= 0 else {
-            switch errno {
-            case ENOENT: throw ImageError(.missing, file: name, detail: "\(directory) has no inventory: it is not an image, or the dump that wrote it did not finish")
-            case ELOOP: throw ImageError(.invalid, file: name, detail: "it is a symbolic link")
-            default: throw .system("open", file: name)
-            }
+        guard let file = try store.open(name) else {
+            throw ImageError(.missing, file: name, detail: "\(directory) has no inventory: it is not an image, or the dump that wrote it did not finish")
         }
-        defer { close(fd) }
-        let status = try fileStatus(fd, file: name)
-        guard status.st_mode & S_IFMT == S_IFREG else {
-            throw ImageError(.invalid, file: name, detail: "it is not a regular file")
+        guard file.size <= ImageFormat.maximumRecordSize else {
+            throw ImageError(.corrupt, file: name, detail: "its \(file.size) bytes exceed the \(ImageFormat.maximumRecordSize >> 20) MiB limit for records")
         }
-        let size = UInt64(status.st_size)
-        guard size <= ImageFormat.maximumRecordSize else {
-            throw ImageError(.corrupt, file: name, detail: "its \(size) bytes exceed the \(ImageFormat.maximumRecordSize >> 20) MiB limit for records")
-        }
-        let bytes = try readAll(fd, size: Int(size), file: name)
+        let bytes = try readAll(file, size: Int(file.size))
         let inventory: Amber_Inventory
         do {
             inventory = try Amber_Inventory(serializedBytes: bytes)
@@ -110,6 +92,9 @@ public final class ImageReader: Sendable {
         }
         guard inventory.formatVersion == ImageFormat.version else {
             throw ImageError(.unsupportedVersion, file: name, detail: "the image has format version \(inventory.formatVersion), this amber reads version \(ImageFormat.version)")
+        }
+        guard inventory.xstateSize == 0 || ImageFormat.xstateSizes.contains(inventory.xstateSize) else {
+            throw ImageError(.invalid, file: name, detail: "xstate_size: \(inventory.xstateSize) is neither 0 nor in \(ImageFormat.xstateSizes)")
         }
         return inventory
     }
@@ -142,53 +127,36 @@ public final class ImageReader: Sendable {
     }
 
     /// Checks every listed file's size and checksum.
-    private static func verifyFiles(of inventory: Amber_Inventory, in directoryFD: CInt) throws(ImageError) {
+    private static func verifyFiles(of inventory: Amber_Inventory, in store: any ImageStore) throws(ImageError) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
         defer { buffer.deallocate() }
         for entry in inventory.files {
-            try verify(entry, in: directoryFD, buffer: buffer)
+            try verify(entry, in: store, buffer: buffer)
         }
     }
 
     /// Opens a listed file and checks that it is a regular file of the listed size.
-    private static func openListed(_ entry: Amber_ImageFile, in directoryFD: CInt) throws(ImageError) -> CInt {
-        let fd = openFile(in: directoryFD, entry.name, O_RDONLY | O_NOFOLLOW)
-        guard fd >= 0 else {
-            switch errno {
-            case ENOENT: throw ImageError(.missing, file: entry.name, detail: "the inventory lists it but it does not exist")
-            case ELOOP: throw ImageError(.invalid, file: entry.name, detail: "it is a symbolic link")
-            default: throw .system("open", file: entry.name)
-            }
+    private static func openListed(_ entry: Amber_ImageFile, in store: any ImageStore) throws(ImageError) -> any ImageStoreFile {
+        guard let file = try store.open(entry.name) else {
+            throw ImageError(.missing, file: entry.name, detail: "the inventory lists it but it does not exist")
         }
-        do throws(ImageError) {
-            let status = try fileStatus(fd, file: entry.name)
-            guard status.st_mode & S_IFMT == S_IFREG else {
-                throw ImageError(.invalid, file: entry.name, detail: "it is not a regular file")
-            }
-            let size = UInt64(status.st_size)
-            guard size >= entry.size else {
-                throw ImageError(.truncated, file: entry.name, detail: "it has \(size) bytes, the inventory lists \(entry.size)")
-            }
-            guard size == entry.size else {
-                throw ImageError(.corrupt, file: entry.name, detail: "it has \(size) bytes, the inventory lists \(entry.size)")
-            }
-        } catch {
-            close(fd)
-            throw error
+        guard file.size >= entry.size else {
+            throw ImageError(.truncated, file: entry.name, detail: "it has \(file.size) bytes, the inventory lists \(entry.size)")
         }
-        return fd
+        guard file.size == entry.size else {
+            throw ImageError(.corrupt, file: entry.name, detail: "it has \(file.size) bytes, the inventory lists \(entry.size)")
+        }
+        return file
     }
 
     /// Checks a listed file's size and hashes all of it through `buffer`.
-    private static func verify(_ entry: Amber_ImageFile, in directoryFD: CInt, buffer: UnsafeMutableRawBufferPointer) throws(ImageError) {
-        let fd = try openListed(entry, in: directoryFD)
-        defer { close(fd) }
-        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+    private static func verify(_ entry: Amber_ImageFile, in store: any ImageStore, buffer: UnsafeMutableRawBufferPointer) throws(ImageError) {
+        let file = try openListed(entry, in: store)
         var check = ChecksumCheck(entry)
         var remaining = entry.size
         while remaining > 0 {
             let wanted = Int(min(remaining, UInt64(buffer.count)))
-            let count = try readFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<wanted]), file: entry.name)
+            let count = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<wanted]))
             guard count == wanted else {
                 throw ImageError(.truncated, file: entry.name, detail: "it ended \(remaining - UInt64(count)) bytes early while it was being read")
             }
@@ -199,13 +167,12 @@ public final class ImageReader: Sendable {
     }
 
     /// Reads a whole record file and checks its checksum again.
-    private static func readRecord(_ entry: Amber_ImageFile, in directoryFD: CInt) throws(ImageError) -> [UInt8] {
+    private static func readRecord(_ entry: Amber_ImageFile, in store: any ImageStore) throws(ImageError) -> [UInt8] {
         guard entry.size <= ImageFormat.maximumRecordSize else {
             throw ImageError(.corrupt, file: entry.name, detail: "its \(entry.size) bytes exceed the \(ImageFormat.maximumRecordSize >> 20) MiB limit for records")
         }
-        let fd = try openListed(entry, in: directoryFD)
-        defer { close(fd) }
-        let bytes = try readAll(fd, size: Int(entry.size), file: entry.name)
+        let file = try openListed(entry, in: store)
+        let bytes = try readAll(file, size: Int(entry.size))
         var check = ChecksumCheck(entry)
         try bytes.withUnsafeBytes { buffer in Result { () throws(ImageError) in try check.update(buffer) } }.get()
         try check.finish()
@@ -213,21 +180,22 @@ public final class ImageReader: Sendable {
     }
 
     /// Reads exactly `size` bytes (a size already checked against the file and the record limit).
-    private static func readAll(_ fd: CInt, size: Int, file: String) throws(ImageError) -> [UInt8] {
+    private static func readAll(_ file: any ImageStoreFile, size: Int) throws(ImageError) -> [UInt8] {
         var result: Result<Int, ImageError> = .success(0)
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            result = Result { () throws(ImageError) in try readFully(fd, into: UnsafeMutableRawBufferPointer(buffer), file: file) }
+            result = Result { () throws(ImageError) in try file.read(into: UnsafeMutableRawBufferPointer(buffer)) }
             initialized = (try? result.get()) ?? 0
         }
         let count = try result.get()
         guard count == size else {
-            throw ImageError(.truncated, file: file, detail: "it ended after \(count) of \(size) bytes while it was being read")
+            throw ImageError(.truncated, file: file.name, detail: "it ended after \(count) of \(size) bytes while it was being read")
         }
         return bytes
     }
 }
 
-/// A page file mapped read-only; unmapped when the object is deinitialized.
+/// A page file mapped read-only (or, for an image given as bytes, a copy);
+/// unmapped or freed when the object is deinitialized.
 ///
 /// The mapping never changes, so it may be read from any thread. Its size was
 /// checked against the inventory when it was mapped; if the file is truncated
@@ -237,15 +205,26 @@ public final class MappedPageFile: @unchecked Sendable {
     /// The whole file. Valid only while this object is alive: keep a reference
     /// (or use `withExtendedLifetime`) for as long as the pointer is used.
     public let bytes: UnsafeRawBufferPointer
+    private let backing: Backing
 
-    init(name: String, bytes: UnsafeRawBufferPointer) {
+    enum Backing {
+        /// `bytes` is a mapping of the file.
+        case mapping
+        /// `bytes` was allocated and holds a copy.
+        case allocation
+    }
+
+    init(name: String, bytes: UnsafeRawBufferPointer, backing: Backing) {
         self.name = name
         self.bytes = bytes
+        self.backing = backing
     }
 
     deinit {
-        if let base = bytes.baseAddress {
-            munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
+        guard let base = bytes.baseAddress else { return }
+        switch backing {
+        case .mapping: munmap(UnsafeMutableRawPointer(mutating: base), bytes.count)
+        case .allocation: base.deallocate()
         }
     }
 

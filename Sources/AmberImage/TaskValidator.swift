@@ -11,6 +11,8 @@ struct TaskValidator {
     let pid: Int32
     /// `Inventory.xstate_size`: every non-empty xstate has exactly this size.
     let xstateSize: UInt32
+    /// `Inventory.xstate_features` (XCR0): no xstate holds a feature outside it.
+    let xstateFeatures: UInt64
     /// The files the inventory lists, by name: page runs are checked against their page file's size.
     let files: [String: Amber_ImageFile]
 
@@ -25,6 +27,21 @@ struct TaskValidator {
     private static let alternateStackFlags: UInt32 = 1 | 2 | 1 << 31
     /// The kernel's siginfo_t is always 128 bytes.
     private static let siginfoSize = 128
+    /// The SA_* flags the kernel keeps for a signal action (it clears unknown ones):
+    /// SA_NOCLDSTOP, SA_NOCLDWAIT, SA_SIGINFO, SA_UNSUPPORTED, SA_EXPOSE_TAGBITS,
+    /// SA_X32_ABI, SA_IA32_ABI, SA_RESTORER, SA_ONSTACK, SA_RESTART, SA_NODEFER, SA_RESETHAND.
+    private static let actionFlags: UInt64 =
+        0x1 | 0x2 | 0x4 | 0x400 | 0x800 | 0x0100_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x4000_0000 | 0x8000_0000
+    /// Signals below SIGRTMIN (32) are pending at most once per queue; real-time ones queue up.
+    private static let realTimeSignals: ClosedRange<UInt32> = 32...64
+    /// sizeof(struct robust_list_head): set_robust_list takes no other length.
+    private static let robustListHeadSize: UInt64 = 24
+    /// PATH_MAX counts the terminating NUL.
+    private static let pathLimit = 4095
+    /// The whole vsyscall page on x86_64: the kernel's fixed address, never elsewhere.
+    private static let vsyscallArea: (start: UInt64, end: UInt64) = (0xffff_ffff_ff60_0000, 0xffff_ffff_ff60_1000)
+    /// Areas the kernel makes, once per address space.
+    private static let kernelAreaKinds: Set<Amber_AreaKind> = [.areaVdso, .areaVvar, .areaVvarVclock, .areaVsyscall]
     /// fs.nr_open cannot exceed this, so no fd number can either.
     private static let fdLimit: Int32 = 1 << 20
     /// RLIM_NLIMITS on Linux.
@@ -71,8 +88,9 @@ struct TaskValidator {
         guard task.pid == pid else {
             throw invalid("pid", "\(task.pid) does not match the file name")
         }
-        for (field, value) in [("ppid", task.ppid), ("pgid", task.pgid), ("sid", task.sid)] where value < 0 {
-            throw invalid(field, "\(value) is negative")
+        // 0: a parent, group or session outside the task's PID namespace.
+        for (field, value) in [("ppid", task.ppid), ("pgid", task.pgid), ("sid", task.sid)] where value != 0 && !ImageFormat.pidRange.contains(value) {
+            throw invalid(field, "\(value) is neither 0 nor in \(ImageFormat.pidRange)")
         }
         // TASK_COMM_LEN is 16 bytes with the terminating NUL.
         guard task.comm.utf8.count <= 15, !task.comm.utf8.contains(0) else {
@@ -116,9 +134,24 @@ struct TaskValidator {
 
     private func validateRegisters(_ registers: Amber_Registers?, field: String) throws(ImageError) {
         guard let registers else { throw invalid(field, "missing") }
-        let size = registers.xstate.count
-        guard size == 0 || ((576...65536).contains(size) && size == Int(xstateSize)) else {
-            throw invalid("\(field).xstate", "\(size) bytes; expected 576 to 65536 bytes and equal to the inventory's xstate_size \(xstateSize)")
+        for (name, value) in [("fs_base", registers.fsBase), ("gs_base", registers.gsBase)] where value >= ImageFormat.userAddressLimit {
+            throw invalid("\(field).\(name)", "\(hex(value)) is not below the user address limit \(hex(ImageFormat.userAddressLimit))")
+        }
+        let xstate = registers.xstate
+        guard !xstate.isEmpty else { return }
+        guard ImageFormat.xstateSizes.contains(UInt32(clamping: xstate.count)), xstate.count == Int(xstateSize) else {
+            throw invalid("\(field).xstate", "\(xstate.count) bytes; expected \(ImageFormat.xstateSizes) bytes and equal to the inventory's xstate_size \(xstateSize)")
+        }
+        // The XSAVE header after the 512-byte legacy area: xstate_bv, then xcomp_bv, which
+        // is 0 in the standard format that ptrace uses; the kernel refuses other headers.
+        let (features, compaction) = xstate.withUnsafeBytes {
+            ($0.loadUnaligned(fromByteOffset: 512, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 520, as: UInt64.self))
+        }
+        guard features & ~xstateFeatures == 0 else {
+            throw invalid("\(field).xstate", "its header names features \(hex(features)) outside the inventory's xstate_features \(hex(xstateFeatures))")
+        }
+        guard compaction == 0 else {
+            throw invalid("\(field).xstate", "its header's xcomp_bv is \(hex(compaction)), not 0 (the standard format)")
         }
     }
 
@@ -131,7 +164,11 @@ struct TaskValidator {
             }
             pagesFileSize = size
         }
+        if let pagesFileSize, pagesFileSize % pageSize != 0 {
+            throw invalid("memory.pages_file", "\(memory.pagesFile) has \(pagesFileSize) bytes, not a whole number of pages")
+        }
         var previousEnd: UInt64 = 0
+        var kernelAreas: Set<Amber_AreaKind> = []
         for (index, area) in memory.areas.enumerated() {
             let field = "memory.areas[\(index)]"
             if case .UNRECOGNIZED(let kind) = area.kind {
@@ -143,8 +180,19 @@ struct TaskValidator {
             guard area.start % pageSize == 0, area.end % pageSize == 0 else {
                 throw invalid(field, "\(hex(area.start))-\(hex(area.end)) is not page-aligned")
             }
-            guard area.end <= ImageFormat.userAddressLimit || area.kind == .areaVsyscall else {
-                throw invalid("\(field).end", "\(hex(area.end)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
+            if area.kind == .areaVsyscall {
+                guard area.start == Self.vsyscallArea.start, area.end == Self.vsyscallArea.end else {
+                    throw invalid(field, "a vsyscall area is \(hex(Self.vsyscallArea.start))-\(hex(Self.vsyscallArea.end)), not \(hex(area.start))-\(hex(area.end))")
+                }
+            } else {
+                guard area.end <= ImageFormat.userAddressLimit else {
+                    throw invalid("\(field).end", "\(hex(area.end)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
+                }
+            }
+            if Self.kernelAreaKinds.contains(area.kind) {
+                guard kernelAreas.insert(area.kind).inserted else {
+                    throw invalid("\(field).kind", "a second \(area.kind) area; the kernel makes one")
+                }
             }
             guard index == 0 || area.start >= previousEnd else {
                 throw invalid(field, "starts at \(hex(area.start)), before memory.areas[\(index - 1)] ends at \(hex(previousEnd))")
@@ -155,6 +203,10 @@ struct TaskValidator {
             }
             if area.kind == .areaFile {
                 try validatePath(area.path, field: "\(field).path")
+                // mmap's offset: page-aligned, and the mapped range inside the largest file size (MAX_LFS_FILESIZE).
+                guard area.fileOffset % pageSize == 0, area.fileOffset <= UInt64(Int64.max) - (area.end - area.start) else {
+                    throw invalid("\(field).file_offset", "\(hex(area.fileOffset)) is not a page-aligned offset that a file can have for \(area.end - area.start) bytes")
+                }
             }
             try validatePageRuns(of: area, field: field, pagesFileSize: pagesFileSize)
         }
@@ -205,9 +257,23 @@ struct TaskValidator {
         for (name, address) in addresses where address > ImageFormat.userAddressLimit {
             throw invalid("memory.mm.\(name)", "\(hex(address)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
         }
+        let ranges: [(String, UInt64, String, UInt64)] = [
+            ("start_code", mm.startCode, "end_code", mm.endCode), ("start_data", mm.startData, "end_data", mm.endData),
+            ("start_brk", mm.startBrk, "brk", mm.brk), ("arg_start", mm.argStart, "arg_end", mm.argEnd),
+            ("env_start", mm.envStart, "env_end", mm.envEnd),
+        ]
+        for (startName, start, endName, end) in ranges where start > end {
+            throw invalid("memory.mm.\(endName)", "\(hex(end)) is below \(startName) \(hex(start))")
+        }
         // PR_SET_MM_MAP takes at most AT_VECTOR_SIZE words of auxv (well under 1024 bytes).
         guard mm.auxv.count % 16 == 0, mm.auxv.count <= 1024 else {
             throw invalid("memory.mm.auxv", "\(mm.auxv.count) bytes; expected whole 16-byte pairs, at most 1024 bytes")
+        }
+        if !mm.auxv.isEmpty {
+            let lastType = mm.auxv.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: $0.count - 16, as: UInt64.self) }
+            guard lastType == 0 else {
+                throw invalid("memory.mm.auxv", "its last pair has type \(lastType), not AT_NULL (0)")
+            }
         }
         if !mm.exePath.isEmpty {
             try validatePath(mm.exePath, field: "memory.mm.exe_path")
@@ -224,12 +290,20 @@ struct TaskValidator {
             guard seen.insert(action.signal).inserted else {
                 throw invalid(field, "\(action.signal) has more than one action")
             }
+            let actionField = "signals.actions[\(index)]"
+            for (name, address) in [("handler", action.handler), ("restorer", action.restorer)] where address > ImageFormat.userAddressLimit {
+                throw invalid("\(actionField).\(name)", "\(hex(address)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
+            }
+            guard action.flags & ~Self.actionFlags == 0 else {
+                throw invalid("\(actionField).flags", "\(hex(action.flags)) has bits that are no SA_* flag")
+            }
         }
         try validatePending(signals.pending, field: "signals.pending")
         try validateAlternateStack(signals.alternateStack, field: "signals.alternate_stack")
     }
 
     private func validatePending(_ pending: [Amber_PendingSignal], field list: String) throws(ImageError) {
+        var pendingOnce: Set<[UInt32]> = []
         for (index, pending) in pending.enumerated() {
             let field = "\(list)[\(index)]"
             guard (1...64).contains(pending.signal) else {
@@ -238,6 +312,13 @@ struct TaskValidator {
             guard pending.siginfo.count == Self.siginfoSize else {
                 throw invalid("\(field).siginfo", "\(pending.siginfo.count) bytes; expected \(Self.siginfoSize)")
             }
+            let number = pending.siginfo.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            guard number == pending.signal else {
+                throw invalid("\(field).siginfo", "its si_signo is \(number), not the signal \(pending.signal)")
+            }
+            guard Self.realTimeSignals.contains(pending.signal) || pendingOnce.insert([pending.signal, pending.shared ? 1 : 0]).inserted else {
+                throw invalid("\(field).signal", "\(pending.signal) is pending twice on the \(pending.shared ? "process" : "thread") queue; only real-time signals queue up")
+            }
         }
     }
 
@@ -245,6 +326,11 @@ struct TaskValidator {
         let flags = stack.flags
         guard flags & ~Self.alternateStackFlags == 0 else {
             throw invalid("\(field).flags", "\(hex(UInt64(flags))) has bits other than SS_ONSTACK, SS_DISABLE and SS_AUTODISARM")
+        }
+        if flags & 2 == 0 {
+            guard stack.base <= ImageFormat.userAddressLimit, stack.size <= ImageFormat.userAddressLimit - stack.base else {
+                throw invalid(field, "\(stack.size) bytes at \(hex(stack.base)) go past the user address limit \(hex(ImageFormat.userAddressLimit))")
+            }
         }
     }
 
@@ -259,6 +345,9 @@ struct TaskValidator {
                 throw invalid("\(field).kind", "\(kind) is not a known file kind")
             }
             try validatePath(description.path, field: "\(field).path")
+            guard description.offset <= UInt64(Int64.max) else {
+                throw invalid("\(field).offset", "\(description.offset) is above the largest file offset \(Int64.max)")
+            }
             guard description.flags & ~Self.fileFlags == 0 else {
                 throw invalid("\(field).flags", "0o\(String(description.flags, radix: 8)) has flags outside 0o\(String(Self.fileFlags, radix: 8))")
             }
@@ -299,9 +388,18 @@ struct TaskValidator {
     }
 
     private func validateThreadControl(_ control: Amber_ThreadControl, field: String) throws(ImageError) {
+        for (name, address) in [("child_tid_address", control.childTidAddress), ("robust_list_head", control.robustListHead)] where address > ImageFormat.userAddressLimit {
+            throw invalid("\(field).\(name)", "\(hex(address)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
+        }
+        guard control.robustListHead == 0 || control.robustListLength == Self.robustListHeadSize else {
+            throw invalid("\(field).robust_list_length", "\(control.robustListLength); set_robust_list takes only \(Self.robustListHeadSize)")
+        }
         // The kernel accepts an rseq area of at least 32 bytes, aligned to 32.
         guard control.rseqSize == 0 || ((32...4096).contains(control.rseqSize) && control.rseqAddress % 32 == 0) else {
             throw invalid("\(field).rseq_size", "\(control.rseqSize) bytes at \(hex(control.rseqAddress)); expected 0, or 32 to 4096 bytes at a 32-byte-aligned address")
+        }
+        guard control.rseqSize == 0 || control.rseqAddress <= ImageFormat.userAddressLimit - UInt64(control.rseqSize) else {
+            throw invalid("\(field).rseq_address", "\(control.rseqSize) bytes at \(hex(control.rseqAddress)) go past the user address limit \(hex(ImageFormat.userAddressLimit))")
         }
     }
 
@@ -385,9 +483,12 @@ struct TaskValidator {
         }
     }
 
-    /// An absolute path without NUL and without ".." components: reopening it
-    /// cannot be steered outside the path the dump recorded.
+    /// An absolute path without NUL and without ".." components, at most PATH_MAX:
+    /// reopening it cannot be steered outside the path the dump recorded.
     private func validatePath(_ path: String, field: String) throws(ImageError) {
+        guard path.utf8.count <= Self.pathLimit else {
+            throw invalid(field, "\(path.utf8.count) bytes; a path has at most \(Self.pathLimit)")
+        }
         guard path.hasPrefix("/"), !path.utf8.contains(0), !path.split(separator: "/").contains("..") else {
             throw invalid(field, "\"\(path)\" is not an absolute path without NUL and \"..\"")
         }

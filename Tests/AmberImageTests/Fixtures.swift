@@ -45,6 +45,13 @@ enum Fixture {
         (0..<pageCount).flatMap { index in [UInt8](repeating: UInt8(truncatingIfNeeded: Int(pid) + index), count: 4096) }
     }
 
+    /// An XSAVE buffer in the standard format: legacy area, then a header naming x87, SSE and AVX.
+    static var xstate: Data {
+        var bytes = Data(repeating: 0xAB, count: xstateSize)
+        bytes.replaceSubrange(512..<576, with: [7] + [UInt8](repeating: 0, count: 63))
+        return bytes
+    }
+
     static func inventory(rootPID: Int32 = pid) -> Amber_Inventory {
         var inventory = Amber_Inventory()
         inventory.amberVersion = "test"
@@ -66,7 +73,7 @@ enum Fixture {
         task.comm = "sleeper"
         task.registers.rip = 0x401000
         task.registers.rsp = 0x7ffd_0002_0f00
-        task.registers.xstate = Data(repeating: 0xAB, count: xstateSize)
+        task.registers.xstate = xstate
 
         func area(_ start: UInt64, _ end: UInt64, _ protection: UInt32, _ kind: Amber_AreaKind, pages: [(UInt64, UInt64, UInt64)] = []) -> Amber_MemoryArea {
             var area = Amber_MemoryArea()
@@ -111,7 +118,7 @@ enum Fixture {
         task.signals.actions = [action]
         var pending = Amber_PendingSignal()
         pending.signal = 2
-        pending.siginfo = Data(repeating: 0, count: 128)
+        pending.siginfo = Data([2, 0, 0, 0] + [UInt8](repeating: 0, count: 124))
         task.signals.pending = [pending]
         task.signals.alternateStack.flags = 2
 

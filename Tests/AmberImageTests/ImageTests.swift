@@ -166,6 +166,20 @@ final class ImageTests: ImageTestCase {
         XCTAssertEqual(imageError { _ = try ImageReader(directory: path("image")) }?.kind, .invalid)
     }
 
+    /// A FIFO in place of a file is refused at once: opening it must not wait for a writer.
+    func testNonRegularFileIsRefused() throws {
+        for (label, make) in [("fifo", { (path: String) in XCTAssertEqual(mkfifo(path, 0o600), 0) }),
+                              ("directory", { (path: String) in XCTAssertEqual(mkdir(path, 0o700), 0) })] {
+            let directory = path(label)
+            try Fixture.writeImage(at: directory)
+            try FileManager.default.removeItem(atPath: directory + "/pages-4242.img")
+            make(directory + "/pages-4242.img")
+            let error = imageError { _ = try ImageReader(directory: directory) }
+            XCTAssertEqual(error?.kind, .invalid, label)
+            XCTAssertEqual(error?.file, "pages-4242.img", label)
+        }
+    }
+
     func testInventoryFileNames() throws {
         let cases: [(String, (inout Amber_Inventory) -> Void)] = [
             ("absolute", { $0.files[0].name = "/etc/passwd" }),
@@ -184,6 +198,19 @@ final class ImageTests: ImageTestCase {
             let error = imageError { _ = try ImageReader(directory: directory) }
             XCTAssertEqual(error?.kind, .invalid, label)
             XCTAssertEqual(error?.file, "inventory.pb", label)
+        }
+    }
+
+    func testInventoryXStateSize() throws {
+        for size: UInt32 in [100, 70000] {
+            var inventory = Fixture.inventory()
+            inventory.xstateSize = size
+            let directory = path("image-\(size)")
+            try Fixture.writeImage(at: directory, inventory: inventory)
+            let error = imageError { _ = try ImageReader(directory: directory) }
+            XCTAssertEqual(error?.kind, .invalid)
+            XCTAssertEqual(error?.file, "inventory.pb")
+            XCTAssert(error?.detail.hasPrefix("xstate_size") == true, "\(String(describing: error))")
         }
     }
 

@@ -27,6 +27,20 @@ final class TaskValidationTests: ImageTestCase {
         XCTAssert(error.detail.hasPrefix(field), "\"\(error.detail)\" does not start with \(field)", file: file, line: line)
     }
 
+    /// Writes the fixture task changed by `change` and asserts that it reads back unchanged.
+    private func assertAccepted(file: StaticString = #filePath, line: UInt = #line, _ change: (inout Amber_Task) -> Void) throws {
+        var task = Fixture.task()
+        change(&task)
+        imageCount += 1
+        let directory = path("image-\(imageCount)")
+        try Fixture.writeImage(at: directory, tasks: [task], pid: Fixture.pid)
+        XCTAssertEqual(try ImageReader(directory: directory).task(pid: Fixture.pid), task, file: file, line: line)
+    }
+
+    private func siginfo(_ signal: UInt32) -> Data {
+        Data([UInt8(signal), 0, 0, 0] + [UInt8](repeating: 0, count: 124))
+    }
+
     func testFixtureIsValid() throws {
         try Fixture.writeImage(at: path("image"))
         XCTAssertEqual(try ImageReader(directory: path("image")).task(pid: Fixture.pid), Fixture.task())
@@ -40,6 +54,9 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("sid") { $0.sid = -3 }
         try assertRejected("comm") { $0.comm = "sixteen-bytes-xx" }
         try assertRejected("comm") { $0.comm = "nul\u{0}" }
+        try assertRejected("ppid") { $0.ppid = 4_194_305 }
+        try assertRejected("sid") { $0.sid = Int32.max }
+        try assertAccepted { $0.ppid = 0 }
     }
 
     func testRegisters() throws {
@@ -49,6 +66,11 @@ final class TaskValidationTests: ImageTestCase {
         var inventory = Fixture.inventory()
         inventory.xstateSize = 1024
         try assertRejected("registers.xstate", inventory: inventory) { _ in }
+        try assertRejected("registers.xstate") { $0.registers.xstate[512] |= 0x8 }
+        try assertRejected("registers.xstate") { $0.registers.xstate[520] = 1 }
+        try assertRejected("registers.fs_base") { $0.registers.fsBase = ImageFormat.userAddressLimit }
+        try assertRejected("registers.gs_base") { $0.registers.gsBase = UInt64.max }
+        try assertAccepted { $0.registers.xstate[512] = 0x3 }
     }
 
     func testMemoryAreas() throws {
@@ -64,6 +86,16 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("memory.areas[0].path") { $0.memory.areas[0].path = "/usr/../bin/sleeper" }
         try assertRejected("memory.areas[0].path") { $0.memory.areas[0].path = "/usr/bin/\u{0}" }
         try assertRejected("memory.areas[0].path") { $0.memory.areas[0].path = "" }
+        try assertRejected("memory.areas[0].path") { $0.memory.areas[0].path = "/" + String(repeating: "a", count: 4095) }
+        try assertRejected("memory.areas[0].file_offset") { $0.memory.areas[0].fileOffset = 100 }
+        try assertRejected("memory.areas[0].file_offset") { $0.memory.areas[0].fileOffset = UInt64(Int64.max) & ~0xfff }
+        try assertRejected("memory.areas[5].kind") { $0.memory.areas[4].kind = .areaVdso }
+        try assertRejected("memory.areas[6]") {
+            $0.memory.areas[6].start -= 0x1000
+            $0.memory.areas[6].end -= 0x1000
+        }
+        try assertRejected("memory.areas[7].kind") { $0.memory.areas.append($0.memory.areas[6]) }
+        try assertAccepted { $0.memory.areas[0].fileOffset = 0x7000 }
     }
 
     func testPageRuns() throws {
@@ -90,6 +122,7 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("memory.areas[1].pages[1].offset") { $0.memory.areas[1].pages[1].offset = UInt64.max - 4095 }
         try assertRejected("memory.pages_file") { $0.memory.pagesFile = "pages-1.img" }
         try assertRejected("memory.areas[1].pages") { $0.memory.pagesFile = "" }
+        try assertRejected("memory.pages_file") { $0.memory.pagesFile = "task-4242.pb" }
     }
 
     func testMmFields() throws {
@@ -98,6 +131,13 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("memory.mm.auxv") { $0.memory.mm.auxv = Data(count: 20) }
         try assertRejected("memory.mm.auxv") { $0.memory.mm.auxv = Data(count: 1040) }
         try assertRejected("memory.mm.exe_path") { $0.memory.mm.exePath = "sleeper" }
+        try assertRejected("memory.mm.end_code") { $0.memory.mm.endCode = $0.memory.mm.startCode - 0x1000 }
+        try assertRejected("memory.mm.end_data") { $0.memory.mm.startData = 0x60_0000 }
+        try assertRejected("memory.mm.brk") { $0.memory.mm.brk = $0.memory.mm.startBrk - 1 }
+        try assertRejected("memory.mm.arg_end") { $0.memory.mm.argStart = 0x7ffd_0002_0f00 }
+        try assertRejected("memory.mm.env_end") { $0.memory.mm.envStart = 1 }
+        try assertRejected("memory.mm.auxv") { $0.memory.mm.auxv[16] = 6 }
+        try assertAccepted { $0.memory.mm.auxv = Data() }
     }
 
     func testSignals() throws {
@@ -109,6 +149,31 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("signals.pending[0].signal") { $0.signals.pending[0].signal = 65 }
         try assertRejected("signals.pending[0].siginfo") { $0.signals.pending[0].siginfo = Data(count: 127) }
         try assertRejected("signals.alternate_stack.flags") { $0.signals.alternateStack.flags = 4 }
+        try assertRejected("signals.actions[0].handler") { $0.signals.actions[0].handler = ImageFormat.userAddressLimit + 1 }
+        try assertRejected("signals.actions[0].restorer") { $0.signals.actions[0].restorer = UInt64.max }
+        try assertRejected("signals.actions[0].flags") { $0.signals.actions[0].flags = 0x100 }
+        try assertRejected("signals.actions[0].flags") { $0.signals.actions[0].flags = 1 << 32 }
+        try assertRejected("signals.pending[0].siginfo") { $0.signals.pending[0].signal = 3 }
+        try assertRejected("signals.pending[1].signal") { $0.signals.pending.append($0.signals.pending[0]) }
+        try assertRejected("signals.alternate_stack") {
+            $0.signals.alternateStack = Amber_SignalStack()
+            $0.signals.alternateStack.base = ImageFormat.userAddressLimit - 0x1000
+            $0.signals.alternateStack.size = 0x2000
+        }
+        try assertAccepted {
+            $0.signals.actions[0].flags = 0x1400_0004
+            $0.signals.alternateStack.flags = 0
+            $0.signals.alternateStack.base = 0x7ffd_0000_0000
+            $0.signals.alternateStack.size = 0x2000
+        }
+        try assertAccepted {
+            var realTime = Amber_PendingSignal()
+            realTime.signal = 40
+            realTime.siginfo = self.siginfo(40)
+            var shared = $0.signals.pending[0]
+            shared.shared = true
+            $0.signals.pending += [realTime, realTime, shared]
+        }
     }
 
     func testFiles() throws {
@@ -121,6 +186,9 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("files.descriptors[0].fd") { $0.files.descriptors[0].fd = 1 << 20 }
         try assertRejected("files.descriptors[2].fd") { $0.files.descriptors[2].fd = 0 }
         try assertRejected("files.descriptors[2].description") { $0.files.descriptors[2].description_p = 3 }
+        try assertRejected("files.descriptions[1].offset") { $0.files.descriptions[1].offset = UInt64(Int64.max) + 1 }
+        try assertRejected("files.descriptions[1].path") { $0.files.descriptions[1].path = "/tmp/" + String(repeating: "x", count: 4091) }
+        try assertAccepted { $0.files.descriptions[1].path = "/tmp/" + String(repeating: "x", count: 4090) }
     }
 
     func testEnvironment() throws {
@@ -136,6 +204,17 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("thread_control.rseq_size") { $0.threadControl.rseqSize = 16 }
         try assertRejected("thread_control.rseq_size") { $0.threadControl.rseqSize = 8192 }
         try assertRejected("thread_control.rseq_size") { $0.threadControl.rseqAddress += 0x10 }
+        try assertRejected("thread_control.rseq_address") { $0.threadControl.rseqAddress = ImageFormat.userAddressLimit }
+        try assertRejected("thread_control.child_tid_address") { $0.threadControl.childTidAddress = UInt64.max }
+        try assertRejected("thread_control.robust_list_head") { $0.threadControl.robustListHead = ImageFormat.userAddressLimit + 8 }
+        try assertRejected("thread_control.robust_list_length") {
+            $0.threadControl.robustListHead = 0x7ffd_0000_2000
+            $0.threadControl.robustListLength = 16
+        }
+        try assertAccepted {
+            $0.threadControl.robustListHead = 0x7ffd_0000_2000
+            $0.threadControl.robustListLength = 24
+        }
     }
 
     /// Sections a task may lack (a zombie has no memory, files or environment) are not required.

@@ -47,7 +47,7 @@ enum RegisterState {
             switch Int64(bitPattern: regs.rax) {
             case restartSys, restartNoIntr, restartNoHand:
                 regs.rax = regs.orig_rax
-                regs.rip -= 2
+                regs.rip &-= 2
             case restartRestartBlock:
                 regs.rax = UInt64(bitPattern: -Int64(EINTR))
             default:

@@ -1,0 +1,142 @@
+import AmberImage
+import CChecksum
+import SwiftProtobuf
+
+/// One fuzz input: the files of an image, and whether the inventory's sizes and
+/// checksums are recomputed for them before the image is read.
+///
+/// Bytes: a mode byte, then entries up to the end of the input, each a name
+/// length (1 byte), the name (UTF-8), a contents length (4 bytes, little-endian)
+/// and the contents. An entry cut short by the end of the input keeps what
+/// there is, and a later entry of the same name replaces an earlier one, so
+/// that every byte string is an input.
+struct FuzzInput: Equatable {
+    /// Mode bit 0 clear: recompute the inventory's checksums, so that a mutated
+    /// file gets past them to the decoders and validators. Set: keep them, so
+    /// that the checksum and size checks themselves are fuzzed.
+    var resealsChecksums: Bool
+    /// File names to contents.
+    var files: [String: [UInt8]]
+
+    init(resealsChecksums: Bool, files: [String: [UInt8]]) {
+        self.resealsChecksums = resealsChecksums
+        self.files = files
+    }
+
+    init(decoding bytes: UnsafeRawBufferPointer) {
+        resealsChecksums = bytes.first.map { $0 & 1 == 0 } ?? true
+        files = [:]
+        var cursor = 1
+        func take(_ count: Int) -> UnsafeRawBufferPointer {
+            let end = cursor + min(count, bytes.count - cursor)
+            defer { cursor = end }
+            return UnsafeRawBufferPointer(rebasing: bytes[cursor..<end])
+        }
+        while cursor < bytes.count {
+            let nameLength = Int(take(1)[0])
+            let name = String(decoding: take(nameLength), as: UTF8.self)
+            let length = take(4).reversed().reduce(0) { $0 << 8 | Int($1) }
+            files[name] = Array(take(length))
+        }
+    }
+
+    /// The bytes that decode to this input, files in name order.
+    var encoded: [UInt8] {
+        var bytes: [UInt8] = [resealsChecksums ? 0 : 1]
+        for (name, contents) in files.sorted(by: { $0.key < $1.key }) {
+            let nameBytes = Array(name.utf8.prefix(255))
+            bytes.append(UInt8(nameBytes.count))
+            bytes += nameBytes
+            let length = UInt32(clamping: contents.count)
+            bytes += (0..<4).map { UInt8(truncatingIfNeeded: length >> (8 * $0)) }
+            bytes += contents.prefix(Int(length))
+        }
+        return bytes
+    }
+
+    /// The files as the reader gets them: in reseal mode, with every inventory
+    /// entry naming a file that is present set to that file's size and XXH64.
+    /// An inventory that does not decode is left as it is.
+    var image: [String: [UInt8]] {
+        guard resealsChecksums, let bytes = files[ImageFormat.inventoryName],
+              var inventory = try? Amber_Inventory(serializedBytes: bytes) else { return files }
+        for index in inventory.files.indices {
+            guard let contents = files[inventory.files[index].name] else { continue }
+            inventory.files[index].seal(contents)
+        }
+        var image = files
+        image[ImageFormat.inventoryName] = try? inventory.serializedBytes()
+        return image
+    }
+}
+
+/// Reads an image the way a restore and `amber show` do, and traps when the
+/// reader accepts something that breaks a promise it makes, names a file in an
+/// error that is not the inventory or listed in it, or prints invalid JSON;
+/// libFuzzer reports the trap as a crash. Returns the first error the reader gave, if any.
+@discardableResult
+func exercise(_ files: [String: [UInt8]]) -> ImageError? {
+    let listed = Set(files[ImageFormat.inventoryName].flatMap { try? Amber_Inventory(serializedBytes: $0) }?.files.map(\.name) ?? [])
+    func checked(_ error: ImageError) -> ImageError {
+        precondition(error.file == ImageFormat.inventoryName || listed.contains(error.file), "an error names \(error.file), which the inventory does not list: \(error)")
+        return error
+    }
+    let reader: ImageReader
+    do {
+        reader = try ImageReader(files: files)
+    } catch {
+        return checked(error)
+    }
+    var firstError: ImageError?
+    for pid in reader.taskPIDs {
+        do {
+            checkPages(of: try reader.task(pid: pid), in: reader)
+        } catch {
+            firstError = firstError ?? checked(error)
+        }
+    }
+    do {
+        let json = try imageJSON(reader)
+        precondition((try? Google_Protobuf_Value(jsonString: json)) != nil, "imageJSON printed what does not parse as JSON: \(json)")
+    } catch {
+        if firstError == nil { fatalError("every task validated but imageJSON failed: \(error)") }
+    }
+    return firstError
+}
+
+/// A validated task's page runs lie inside its page file: fetching every run,
+/// as a restore does, must work and give the run's length.
+private func checkPages(of task: Amber_Task, in reader: ImageReader) {
+    let runs = task.memory.areas.flatMap(\.pages)
+    guard !runs.isEmpty else { return }
+    let pageFile: MappedPageFile
+    do {
+        pageFile = try reader.pageFile(named: task.memory.pagesFile)
+    } catch {
+        fatalError("task \(task.pid) validated but its page file does not map: \(error)")
+    }
+    for run in runs {
+        do {
+            let pages = try pageFile.pages(offset: run.offset, count: run.count)
+            precondition(UInt64(pages.count) == run.count * ImageFormat.pageSize, "a run of \(run.count) pages gave \(pages.count) bytes")
+        } catch {
+            fatalError("task \(task.pid) validated but its run at \(run.address) is not in its page file: \(error)")
+        }
+    }
+}
+
+extension Amber_ImageFile {
+    /// Sets the size and the checksums (whole-file, or per chunk when the entry has a chunk
+    /// size the reader accepts) to those of `contents`.
+    mutating func seal(_ contents: [UInt8]) {
+        size = UInt64(contents.count)
+        guard chunkSize > 0, chunkSize <= ImageFormat.maximumChunkSize else {
+            xxh64 = contents.withUnsafeBytes { amber_xxh64($0.baseAddress, $0.count) }
+            return
+        }
+        let step = Int(chunkSize)
+        chunkXxh64 = stride(from: 0, to: contents.count, by: step).map { start in
+            contents[start..<min(start + step, contents.count)].withUnsafeBytes { amber_xxh64($0.baseAddress, $0.count) }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import AmberImage
+import CChecksum
+import Glibc
+import SwiftProtobuf
+
+/// A fuzz input holding the image in `directory`, which must read and validate.
+///
+/// Each page file keeps at most `pageLimit` pages, those of the first runs in
+/// address order; the runs are cut to match and moved to their new offsets.
+/// Every other file is taken as it is, and the inventory lists the new sizes
+/// and checksums, so the input is a valid image in either mode.
+func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
+    let reader = try ImageReader(directory: directory)
+    var files: [String: [UInt8]] = [:]
+    var pagesKept: [String: [UInt8]] = [:]
+    for pid in reader.taskPIDs {
+        var task = try reader.task(pid: pid)
+        let name = task.memory.pagesFile
+        guard !name.isEmpty else {
+            files[ImageFormat.taskRecordName(pid: pid)] = try task.serializedBytes()
+            continue
+        }
+        let source = try reader.pageFile(named: name)
+        var kept = pagesKept[name] ?? []
+        for areaIndex in task.memory.areas.indices {
+            var runs: [Amber_PageRun] = []
+            for var run in task.memory.areas[areaIndex].pages {
+                let count = min(run.count, UInt64(pageLimit - kept.count / Int(ImageFormat.pageSize)))
+                guard count > 0 else { continue }
+                let pages = try source.pages(offset: run.offset, count: count)
+                run.offset = UInt64(kept.count)
+                run.count = count
+                kept += pages
+                runs.append(run)
+            }
+            task.memory.areas[areaIndex].pages = runs
+        }
+        withExtendedLifetime(source) {}
+        pagesKept[name] = kept
+        files[ImageFormat.taskRecordName(pid: pid)] = try task.serializedBytes()
+    }
+    files.merge(pagesKept) { _, kept in kept }
+    var inventory = reader.inventory
+    for index in inventory.files.indices {
+        let name = inventory.files[index].name
+        let contents = try files[name] ?? readFile(directory + "/" + name)
+        files[name] = contents
+        inventory.files[index].seal(contents)
+    }
+    files[ImageFormat.inventoryName] = try inventory.serializedBytes()
+    return FuzzInput(resealsChecksums: false, files: files)
+}
+
+struct FileError: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ operation: String, _ path: String) {
+        description = "\(operation) \(path): \(String(cString: strerror(errno)))"
+    }
+}
+
+func readFile(_ path: String) throws -> [UInt8] {
+    guard let file = fopen(path, "rb") else { throw FileError("cannot open", path) }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let count = fread(&chunk, 1, chunk.count, file)
+        bytes += chunk[..<count]
+        if count < chunk.count { break }
+    }
+    guard ferror(file) == 0 else { throw FileError("cannot read", path) }
+    return bytes
+}
+
+func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+    guard let file = fopen(path, "wb") else { throw FileError("cannot create", path) }
+    defer { fclose(file) }
+    guard fwrite(bytes, 1, bytes.count, file) == bytes.count, fflush(file) == 0 else { throw FileError("cannot write", path) }
+}
