@@ -209,24 +209,33 @@ enum TreeState {
     /// go first, each reaped at once by its parent (stopped, and made to call wait4), so that no
     /// PID waits for a slow init to reap an orphan; the root is left to its own parent.
     static func kill(_ processes: [FrozenProcess], logger: Logger) throws {
-        let parents = Dictionary(processes.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
-        // Parents come before children in `processes`: walking it backwards kills children first.
-        for process in processes.reversed() {
-            if !process.zombie {
+        let byPID = Dictionary(processes.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
+        // Parents come before children in `processes`, so each parent's depth is known first.
+        var depth: [Int32: Int] = [:]
+        for process in processes {
+            let parent = process.pid == processes[0].pid ? nil : try? ProcFS.stat(pid: process.pid).ppid
+            depth[process.pid] = parent.flatMap { depth[$0] }.map { $0 + 1 } ?? 0
+        }
+        // The deepest level first, all of it at once: the kernel frees their memory side by side.
+        for (_, level) in Dictionary(grouping: processes, by: { depth[$0.pid]! }).sorted(by: { $0.key > $1.key }) {
+            for process in level where !process.zombie {
                 try? Signals.send(SIGKILL, to: process.pid)
+            }
+            for process in level {
                 // As its tracer we see each thread die first; only then is it its parent's zombie.
                 for tracee in process.threads.reversed() {
                     while let status = try? waitForTask(tracee.pid), case .stopped = status {}
                 }
             }
-            guard process.pid != processes[0].pid else { break }
-            guard let status = try? ProcFS.status(pid: process.pid), let parent = parents[status.ppid],
-                  let leader = parent.threads.first, let instruction = parent.syscallInstruction,
-                  let parentLevels = try? ProcFS.status(pid: parent.pid).namespacePIDs.count else { continue }
-            // The parent names the child by its PID in the parent's own namespace.
-            let pidInParent = status.namespacePIDs.count >= parentLevels && parentLevels > 0 ? status.namespacePIDs[parentLevels - 1] : process.pid
-            let injector = try SyscallInjector(tracee: leader, instruction: instruction)
-            try injector.call("wait4(\(pidInParent)) in its parent", SyscallNumber.wait4, UInt64(pidInParent), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
+            for process in level where process.pid != processes[0].pid {
+                guard let status = try? ProcFS.status(pid: process.pid), let parent = byPID[status.ppid],
+                      let leader = parent.threads.first, let instruction = parent.syscallInstruction,
+                      let parentLevels = try? ProcFS.status(pid: parent.pid).namespacePIDs.count else { continue }
+                // The parent names the child by its PID in the parent's own namespace.
+                let pidInParent = status.namespacePIDs.count >= parentLevels && parentLevels > 0 ? status.namespacePIDs[parentLevels - 1] : process.pid
+                let injector = try SyscallInjector(tracee: leader, instruction: instruction)
+                try injector.call("wait4(\(pidInParent)) in its parent", SyscallNumber.wait4, UInt64(pidInParent), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
+            }
         }
         let start = Date()
         var announced = false
