@@ -47,9 +47,9 @@ public enum Checkpoint {
         } catch {
             throw wrap(error, pid: pid)
         }
-        // Injected syscalls cost several times more across CPUs: run where the target last ran.
+        // Injected syscalls cost several times more across CPUs: amber runs where each process
+        // it injects into last ran (see `collect`), and gets its own affinity back at the end.
         let ownAffinity = try? CPUAffinity.of(0)
-        if let cpu = try? ProcFS.stat(pid: pid).processor { try? CPUAffinity(cpu: cpu).apply(to: 0) }
         defer { try? ownAffinity?.apply(to: 0) }
         var processes: [FrozenProcess] = []
         do {
@@ -108,6 +108,7 @@ public enum Checkpoint {
         // Before the session maps its scratch page into the process.
         let vmFlags = try areaFlags.flags(of: process.pid)
         let session = try DumpSession(process, logger: logger)
+        try? CPUAffinity(cpu: session.stat.processor).apply(to: 0)
         do {
             task.signals = try SignalState.dump(session)
             try ThreadState.dump(session, into: &task)

@@ -329,15 +329,17 @@ final class AreaFlagsPrefetch: @unchecked Sendable {
     private let ready: [DispatchSemaphore]
     private let pids: [Int32]
 
+    /// A lone process gains nothing from another thread: its flags are read when asked for.
     init(_ pids: [Int32]) {
-        self.pids = pids
-        results = .allocate(capacity: pids.count)
+        self.pids = pids.count > 1 ? pids : []
+        results = .allocate(capacity: self.pids.count)
         results.initialize(repeating: nil)
-        ready = pids.map { _ in DispatchSemaphore(value: 0) }
+        ready = self.pids.map { _ in DispatchSemaphore(value: 0) }
+        guard !self.pids.isEmpty else { return }
         let queue = DispatchQueue(label: "amber.smaps")
-        for index in pids.indices {
+        for index in self.pids.indices {
             queue.async { [self] in
-                results[index] = Result { () throws(LinuxError) in try ProcFS.memoryFlags(pid: pids[index]) }
+                results[index] = Result { () throws(LinuxError) in try ProcFS.memoryFlags(pid: self.pids[index]) }
                 ready[index].signal()
             }
         }
