@@ -46,6 +46,59 @@ final class TaskValidationTests: ImageTestCase {
         XCTAssertEqual(try ImageReader(directory: path("image")).task(pid: Fixture.pid), Fixture.task())
     }
 
+    func testZombie() throws {
+        try assertRejected("zombie") { $0.zombie = true; $0.exitStatus = 42 << 8 }
+        try assertRejected("exit_status") { task in
+            task = Amber_Task()
+            task.pid = Fixture.pid
+            task.zombie = true
+            task.exitStatus = 0x7f
+        }
+        try assertAccepted { task in
+            task = Amber_Task()
+            task.pid = Fixture.pid
+            task.comm = "gone"
+            task.zombie = true
+            task.exitStatus = 9
+        }
+    }
+
+    func testThreads() throws {
+        func thread(_ tid: Int32) -> Amber_Thread {
+            var thread = Amber_Thread()
+            thread.tid = tid
+            thread.registers = Fixture.task().registers
+            return thread
+        }
+        try assertAccepted { $0.threads = [thread(4243), thread(4244)] }
+        try assertRejected("threads[1].tid") { $0.threads = [thread(4243), thread(4243)] }
+        try assertRejected("threads[0].tid") { $0.threads = [thread(Fixture.pid)] }
+        try assertRejected("threads[0].registers") { $0.threads = [thread(4243)]; $0.threads[0].clearRegisters() }
+        try assertRejected("threads[0].comm") { $0.threads = [thread(4243)]; $0.threads[0].comm = "sixteen-bytes-xx" }
+        try assertRejected("threads[0].pending") { task in
+            var pending = Amber_PendingSignal()
+            pending.signal = 10
+            pending.shared = true
+            pending.siginfo = siginfo(10)
+            task.threads = [thread(4243)]
+            task.threads[0].pending = [pending]
+        }
+    }
+
+    func testNamespacePIDs() throws {
+        try assertAccepted { $0.namespacePids = [Fixture.pid, 1]; $0.namespacePgids = [Fixture.pid, 1] }
+        try assertRejected("namespace_pids") { $0.namespacePids = [7, 1] }
+        try assertRejected("namespace_pids") { $0.namespacePids = [Fixture.pid] }
+        try assertRejected("namespace_pgids") { $0.namespacePids = [Fixture.pid, 1]; $0.namespacePgids = [Fixture.pid] }
+        try assertRejected("threads[0].namespace_tids") { task in
+            var thread = Amber_Thread()
+            thread.tid = 4243
+            thread.registers = task.registers
+            thread.namespaceTids = [4243, 2]
+            task.threads = [thread]
+        }
+    }
+
     func testIdentity() throws {
         try assertRejected("pid") { $0.pid = 0 }
         try assertRejected("pid") { $0.pid = 4243 }
