@@ -249,7 +249,7 @@ enum TreeState {
                 if waited > 120 {
                     throw AmberError(.failure, "process \(process.name) was killed after the dump but its parent has not reaped it: PID \(process.pid) is still taken")
                 }
-                usleep(2000)
+                usleep(200)
             }
         }
     }
