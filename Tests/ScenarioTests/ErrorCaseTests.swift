@@ -66,6 +66,11 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedSharedFDTable, object: "file descriptor table")
     }
 
+    /// Named: the orphan, the root of its tree, and the session.
+    func testDumpRefusesSessionWhoseLeaderExited() throws {
+        try checkUnsupported(.unsupportedOrphanedSession, object: "session")
+    }
+
     /// Named: the grandchild, the root of its tree, and setns.
     func testDumpRefusesTaskThatEnteredAnotherPIDNamespace() throws {
         try checkUnsupported(.unsupportedSetns, object: "setns")

@@ -45,6 +45,8 @@ struct Scenario: Sendable {
     static let unsupportedSharedMemory = Scenario(name: "unsupported_shared_memory")
     /// A child sharing its parent's descriptor table (clone(CLONE_FILES)).
     static let unsupportedSharedFDTable = Scenario(name: "unsupported_shared_fd_table")
+    /// An orphan adopted by the root (a subreaper) in a session whose leader has exited.
+    static let unsupportedOrphanedSession = Scenario(name: "unsupported_orphaned_session")
     /// A grandchild in a PID namespace its parent entered with setns.
     static let unsupportedSetns = Scenario(name: "unsupported_setns")
     static let secondThread = Scenario(name: "second_thread")
@@ -76,8 +78,9 @@ struct Scenario: Sendable {
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
-        unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait,
-        pidns, pidnsReaper, scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline,
+        unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
+        unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
+        scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline,
     ]
 }
 
