@@ -44,7 +44,6 @@ static pid_t kid_pid[N]; /* PIDs of this node's children, in this node's namespa
 static int kids[N], nkids;
 static struct rec rec;
 static volatile sig_atomic_t told;
-#define ORPHANED 4 /* exit status of a node whose parent changed while it waited */
 
 static void on_usr1(int sig)
 {
@@ -145,34 +144,6 @@ static void check_self(void)
              "node %d: NSpid '%s', was '%s' (only the first, the host's, may change)", me, now, rec.nspid);
 }
 
-static void check_children(int budget_ms)
-{
-    for (int k = 0; k < nkids; k++) {
-        int j = kids[k];
-        sc_check(kill(kid_pid[j], SIGUSR1) == 0, "node %d: cannot signal child node %d (pid %d): %s", me, j,
-                 (int)kid_pid[j], strerror(errno));
-    }
-    int64_t deadline = sc_now_ns(CLOCK_MONOTONIC) + (int64_t)budget_ms * 1000000;
-    for (int k = 0; k < nkids; k++) {
-        int j = kids[k], st = 0;
-        int left = (int)((deadline - sc_now_ns(CLOCK_MONOTONIC)) / 1000000);
-        pid_t r = sc_wait_child(kid_pid[j], &st, left > 0 ? left : 1);
-        char s[64];
-        if (r == 0)
-            sc_fail("node %d: child node %d (pid %d) did not finish", me, j, (int)kid_pid[j]);
-        else if (r != kid_pid[j])
-            sc_fail("node %d: waitpid(%d) for child node %d returned %d (%s)", me, (int)kid_pid[j], j, (int)r,
-                    strerror(errno));
-        else
-            sc_check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: child node %d (pid %d) ended with %s%s", me, j,
-                     (int)kid_pid[j], sc_status_text(st, s, sizeof s),
-                     WIFEXITED(st) && WEXITSTATUS(st) == ORPHANED ? " (it saw its parent change and gave up)" : "");
-    }
-    int st;
-    pid_t extra = waitpid(-1, &st, WNOHANG);
-    sc_check(extra < 0 && errno == ECHILD, "node %d: unexpected child (waitpid(-1) returned %d)", me, (int)extra);
-}
-
 static void setup_children(int i)
 {
     for (int j = 0; j < N; j++)
@@ -189,11 +160,11 @@ static void node_main(int i, pid_t parent_pid)
     write_ready(i);
     while (!told) {
         if (getppid() != rec.ppid)
-            _exit(ORPHANED); /* the parent died (a failed setup): do not linger */
+            _exit(SC_ORPHANED); /* the parent died (a failed setup): do not linger */
         sc_sleep_ms(20);
     }
     check_self();
-    check_children(9000 - 700 * depth(i));
+    sc_check_child_nodes(me, kids, nkids, kid_pid, 9000 - 700 * depth(i));
     char path[PATH_MAX];
     node_file(path, sizeof path, "res", i);
     _exit(sc_write_result(path));
@@ -225,7 +196,7 @@ int main(int argc, char **argv)
     sc_wait_for_term();
 
     check_self();
-    check_children(10000);
+    sc_check_child_nodes(me, kids, nkids, kid_pid, 10000);
     for (int i = 1; i < N; i++) {
         char path[PATH_MAX], buf[1024];
         node_file(path, sizeof path, "res", i);

@@ -529,6 +529,40 @@ SC_FN const char *sc_status_text(int status, char *buf, size_t size)
     return buf;
 }
 
+/* Exit status of a tree node whose parent changed while it waited (a failed setup): it gives up. */
+#define SC_ORPHANED 4
+
+/* Tree scenarios, in node `me`: tell each child node (kids[k] is its node number, pid_of[node]
+ * its PID as this process sees it) to check with SIGUSR1, reap each within budget_ms expecting
+ * exit 0, and make sure there is no other child. */
+SC_FN void sc_check_child_nodes(int me, const int *kids, int nkids, const pid_t *pid_of, int budget_ms)
+{
+    for (int k = 0; k < nkids; k++) {
+        int j = kids[k];
+        sc_check(kill(pid_of[j], SIGUSR1) == 0, "node %d: cannot signal child node %d (pid %d): %s", me, j,
+                 (int)pid_of[j], strerror(errno));
+    }
+    int64_t deadline = sc_now_ns(CLOCK_MONOTONIC) + (int64_t)budget_ms * 1000000;
+    for (int k = 0; k < nkids; k++) {
+        int j = kids[k], st = 0;
+        int left = (int)((deadline - sc_now_ns(CLOCK_MONOTONIC)) / 1000000);
+        pid_t r = sc_wait_child(pid_of[j], &st, left > 0 ? left : 1);
+        char s[64];
+        if (r == 0)
+            sc_fail("node %d: child node %d (pid %d) did not finish", me, j, (int)pid_of[j]);
+        else if (r != pid_of[j])
+            sc_fail("node %d: waitpid(%d) for child node %d returned %d (%s)", me, (int)pid_of[j], j, (int)r,
+                    strerror(errno));
+        else
+            sc_check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: child node %d (pid %d) ended with %s%s", me, j,
+                     (int)pid_of[j], sc_status_text(st, s, sizeof s),
+                     WIFEXITED(st) && WEXITSTATUS(st) == SC_ORPHANED ? " (it saw its parent change and gave up)" : "");
+    }
+    int st;
+    pid_t extra = waitpid(-1, &st, WNOHANG);
+    sc_check(extra < 0 && errno == ECHILD, "node %d: unexpected child (waitpid(-1) returned %d)", me, (int)extra);
+}
+
 /* Write this process's own verdict ("PASS" or "FAIL: ...", one line) to path, for a parent
  * to collect; returns 0 on PASS, 1 on FAIL (use it as the exit status). */
 SC_FN int sc_write_result(const char *path)

@@ -78,7 +78,6 @@ static struct ids rec;         /* this process's ids, recorded before ready */
 static struct ids all[N];      /* root: every node's ready file */
 static int kids[N], nkids;     /* this process's child nodes (live ones) */
 static volatile sig_atomic_t told;
-#define ORPHANED 4 /* exit status of a node whose parent changed while it waited */
 
 static void on_usr1(int sig)
 {
@@ -269,35 +268,6 @@ static void check_self(void)
              "node %d: recorded group/session do not match the design", me);
 }
 
-/* Tell the children to check, reap them (exact PIDs, exit 0), and make sure there is no other child. */
-static void check_children(int budget_ms)
-{
-    for (int k = 0; k < nkids; k++) {
-        int j = kids[k];
-        sc_check(kill(pids[j], SIGUSR1) == 0, "node %d: cannot signal child node %d (pid %d): %s", me, j,
-                 (int)pids[j], strerror(errno));
-    }
-    int64_t deadline = sc_now_ns(CLOCK_MONOTONIC) + (int64_t)budget_ms * 1000000;
-    for (int k = 0; k < nkids; k++) {
-        int j = kids[k], st = 0;
-        int left = (int)((deadline - sc_now_ns(CLOCK_MONOTONIC)) / 1000000);
-        pid_t r = sc_wait_child(pids[j], &st, left > 0 ? left : 1);
-        char s[64];
-        if (r == 0)
-            sc_fail("node %d: child node %d (pid %d) did not finish", me, j, (int)pids[j]);
-        else if (r != pids[j])
-            sc_fail("node %d: waitpid(%d) for child node %d returned %d (%s)", me, (int)pids[j], j, (int)r,
-                    strerror(errno));
-        else
-            sc_check(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %d: child node %d (pid %d) ended with %s%s", me, j,
-                     (int)pids[j], sc_status_text(st, s, sizeof s),
-                     WIFEXITED(st) && WEXITSTATUS(st) == ORPHANED ? " (it saw its parent change and gave up)" : "");
-    }
-    int st;
-    pid_t extra = waitpid(-1, &st, WNOHANG);
-    sc_check(extra < 0 && errno == ECHILD, "node %d: unexpected child (waitpid(-1) returned %d)", me, (int)extra);
-}
-
 static void node_main(int i)
 {
     signal(SIGTERM, SIG_DFL);
@@ -307,11 +277,11 @@ static void node_main(int i)
     write_ready(i);
     while (!told) {
         if (getppid() != rec.ppid)
-            _exit(ORPHANED); /* the parent died (a failed setup): do not linger */
+            _exit(SC_ORPHANED); /* the parent died (a failed setup): do not linger */
         sc_sleep_ms(20);
     }
     check_self();
-    check_children(9000 - 700 * depth(i));
+    sc_check_child_nodes(me, kids, nkids, pids, 9000 - 700 * depth(i));
     char path[PATH_MAX];
     node_file(path, sizeof path, "res", i);
     _exit(sc_write_result(path));
@@ -439,7 +409,7 @@ int main(int argc, char **argv)
 
     check_self();
     check_tree(0);
-    check_children(10000);
+    sc_check_child_nodes(me, kids, nkids, pids, 10000);
     for (int i = 1; i < N; i++) {
         if (i == GONE)
             continue;

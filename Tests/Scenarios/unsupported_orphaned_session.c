@@ -4,8 +4,8 @@
  * root while it stays in L's session. No clone3 from a restored root can put M back into a
  * session nobody leads: `amber dump` of the root must refuse, naming M and its session, and
  * leave both running, untraced. After SIGTERM the root checks M is its child and still in
- * L's session, then kills and reaps it (and L, reaped before ready). M dies with the root
- * (PR_SET_PDEATHSIG).
+ * L's session, then kills and reaps it (L was reaped before ready). M has no parent-death
+ * signal: it would fire when L exits; the runner's clean-up kills it with the root's tree.
  */
 #include "scenario.h"
 #include <sys/wait.h>
@@ -30,7 +30,6 @@ int main(int argc, char **argv)
         if (m < 0)
             _exit(4);
         if (m == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
             signal(SIGTERM, SIG_DFL);
             for (;;)
                 pause();

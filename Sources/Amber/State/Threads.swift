@@ -69,11 +69,15 @@ enum ThreadState {
     private static func restoreOwnState(_ record: Amber_Thread, _ injector: SyscallInjector, _ session: RestoreSession) throws {
         try ThreadControlState.restore(record.threadControl, injector)
         try SignalState.restoreAlternateStack(record.alternateStack, injector, session)
-        var name = [UInt8](record.comm.utf8.prefix(15))
-        name.append(0)
-        let address = try name.withUnsafeBytes { try session.writeScratch($0) }
-        try injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, 15 /* PR_SET_NAME */, address)
+        try setName(record.comm, injector, session)
         try SignalState.restorePending(record.pending, tid: record.namespaceTids.last ?? record.tid, injector, session)
+    }
+
+    /// Names the thread `injector` runs in (PR_SET_NAME keeps at most 15 bytes).
+    static func setName(_ name: String, _ injector: SyscallInjector, _ scratch: some ScratchSpace) throws {
+        let bytes = Array(name.utf8.prefix(15)) + [0]
+        let address = try bytes.withUnsafeBytes { try scratch.writeScratch($0) }
+        try injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, 15 /* PR_SET_NAME */, address)
     }
 
     /// Sets every thread's registers and signal mask: the last thing before the tasks are let go.

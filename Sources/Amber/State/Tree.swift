@@ -368,10 +368,7 @@ enum TreeState {
 
     /// Names the zombie and makes it exit as the original did; its parent keeps it unreaped.
     private static func exitAsZombie(_ task: TreeTask, parent: TreeTask) throws {
-        var name = [UInt8](task.record.comm.utf8.prefix(15))
-        name.append(0)
-        let address = try name.withUnsafeBytes { try task.writeScratch($0, offset: 0) }
-        try task.injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, 15 /* PR_SET_NAME */, address)
+        try ThreadState.setName(task.record.comm, task.injector, task)
         if task.record.exitStatus & 0x7f != 0 {
             // No core file: the original wrote its own, if any.
             let noCore = try task.writeScratch(value: rlimit(rlim_cur: 0, rlim_max: 0), offset: 64)
@@ -429,8 +426,7 @@ final class NamespaceInit: ScratchSpace {
         created.append(tracee)
         injector = try SyscallInjector(tracee: tracee, instruction: instruction)
         scratch = try TreeTask.mapScratch(injector)
-        let name = try Array("amber-init\0".utf8).withUnsafeBytes { try writeScratch($0) }
-        try injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, 15 /* PR_SET_NAME */, name)
+        try ThreadState.setName("amber-init", injector, self)
     }
 }
 
