@@ -19,12 +19,17 @@ enum TimerState {
             try session.injector.call("getitimer(\(which))", SyscallNumber.getitimer, UInt64(which), session.scratch)
             // struct itimerval: the interval, then the time left, each as seconds and microseconds.
             let words = try scratchWords(session, 4)
-            let remaining = words[2] * 1_000_000_000 + words[3] * 1000
+            let interval = words[0] * 1_000_000_000 + words[1] * 1000
+            var remaining = words[2] * 1_000_000_000 + words[3] * 1000
+            // An expired ITIMER_REAL is rearmed only when its SIGALRM is dequeued, which a stopped
+            // task cannot do: it shows no time left while its signal is pending (and dumped). It
+            // goes on from a whole interval, as after that dequeue.
+            if which == 0, remaining == 0 { remaining = interval }
             guard remaining != 0 else { continue }
             var timer = Amber_IntervalTimer()
             timer.which = UInt32(which)
             timer.remainingNs = remaining
-            timer.intervalNs = words[0] * 1_000_000_000 + words[1] * 1000
+            timer.intervalNs = interval
             record.intervalTimers.append(timer)
         }
         for entry in try ProcFS.posixTimers(pid: session.pid) {
