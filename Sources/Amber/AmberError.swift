@@ -13,6 +13,7 @@ public struct AmberError: Error, CustomStringConvertible, Sendable {
         case incompatibleHost = 8
         case pidTaken = 9
         case restoreFailed = 10
+        case interrupted = 11
     }
 
     public let code: Code

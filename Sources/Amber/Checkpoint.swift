@@ -19,7 +19,7 @@ public enum Checkpoint {
     /// Freezes the tree rooted at `pid`, writes its image, then kills it (waiting until its
     /// PIDs are free) or, with `leaveRunning`, lets it go on. `durable` fsyncs the image before
     /// the tree is killed. On any failure the tree is left running, untraced.
-    public static func run(pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, logger: Logger) throws(AmberError) -> Summary {
+    public static func run(pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil), logger: Logger) throws(AmberError) -> Summary {
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
             throw AmberError(.noSuchProcess, "no process with PID \(pid)")
         }
@@ -38,8 +38,8 @@ public enum Checkpoint {
             throw AmberError(.permissionDenied, "may not ptrace process \(ProcessName(pid: pid)): \(LinuxError.current("open /proc/\(pid)/mem").errno.name) (dumping needs the rights to ptrace it)")
         }
         let running = TreeState.walk(root: pid)
-        if running.contains(getpid()) {
-            throw AmberError(.unsupported, "amber (PID \(getpid())) is inside the tree of process \(pid): it cannot dump itself")
+        for amber in [getpid(), interruption.supervisor].compactMap(\.self) where running.contains(amber) {
+            throw AmberError(.unsupported, "amber (PID \(amber)) is inside the tree of process \(pid): it cannot dump itself")
         }
         do {
             // Refusals first, while the tree runs untouched; again once it is frozen, as it may have changed.
@@ -53,10 +53,12 @@ public enum Checkpoint {
         defer { try? ownAffinity?.apply(to: 0) }
         var processes: [FrozenProcess] = []
         do {
-            processes = try TreeState.freeze(root: pid, logger: logger)
+            processes = try TreeState.freeze(root: pid, interruption: interruption, logger: logger)
+            try interruption.check(.preflight)
             try Preflight.check(processes.map(\.pid), root: pid)
             try TreeState.check(processes)
-            let tasks = try collect(&processes, writer: writer, logger: logger)
+            let tasks = try collect(&processes, writer: writer, interruption: interruption, logger: logger)
+            try interruption.check(.inventory)
             try writer.finish(inventory: inventory(for: tasks))
             let live = tasks.filter { !$0.zombie }
             let summary = Summary(
@@ -85,7 +87,7 @@ public enum Checkpoint {
     }
 
     /// Writes one record (and page file) per process, parents first.
-    private static func collect(_ processes: inout [FrozenProcess], writer: ImageWriter, logger: Logger) throws -> [Amber_Task] {
+    private static func collect(_ processes: inout [FrozenProcess], writer: ImageWriter, interruption: DumpInterruption, logger: Logger) throws -> [Amber_Task] {
         var descriptions = FileState.DescriptionTable()
         let areaFlags = AreaFlagsPrefetch(processes.filter { !$0.zombie }.map(\.pid))
         var tasks: [Amber_Task] = []
@@ -94,8 +96,9 @@ public enum Checkpoint {
             var task = Amber_Task()
             try TreeState.dump(process, into: &task)
             if !process.zombie {
-                processes[index].syscallInstruction = try collect(process, into: &task, descriptions: &descriptions, areaFlags: areaFlags, writer: writer, logger: logger)
+                processes[index].syscallInstruction = try collect(process, into: &task, descriptions: &descriptions, areaFlags: areaFlags, writer: writer, interruption: interruption, logger: logger)
             }
+            try interruption.check(.write)
             try writer.writeRecord(task, name: ImageFormat.taskRecordName(pid: process.pid))
             logger.debug("collected process \(process.name): \(task.threads.count + 1) threads, \(task.memory.areas.count) areas, \(task.files.descriptors.count) fds")
             tasks.append(task)
@@ -104,18 +107,24 @@ public enum Checkpoint {
     }
 
     /// Returns the `syscall` instruction the dump injected with.
-    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, descriptions: inout FileState.DescriptionTable, areaFlags: AreaFlagsPrefetch, writer: ImageWriter, logger: Logger) throws -> UInt64 {
+    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, descriptions: inout FileState.DescriptionTable, areaFlags: AreaFlagsPrefetch, writer: ImageWriter, interruption: DumpInterruption, logger: Logger) throws -> UInt64 {
         // Before the session maps its scratch page into the process.
         let vmFlags = try areaFlags.flags(of: process.pid)
-        let session = try DumpSession(process, logger: logger)
+        let session = try DumpSession(process, interruption: interruption, logger: logger)
         try? CPUAffinity(cpu: session.stat.processor).apply(to: 0)
         do {
-            task.signals = try SignalState.dump(session)
-            try ThreadState.dump(session, into: &task)
-            task.environment = try EnvironmentState.dump(session)
-            task.processFlags = try FlagState.dump(session)
-            task.timers = try TimerState.dump(session)
-            task.files = try FileState.dump(session, table: &descriptions)
+            // Each kind of state is one step at which an interrupted dump stops.
+            func step<State>(_ read: () throws -> State) throws -> State {
+                try interruption.check(.collect)
+                return try read()
+            }
+            task.signals = try step { try SignalState.dump(session) }
+            try step { try ThreadState.dump(session, into: &task) }
+            task.environment = try step { try EnvironmentState.dump(session) }
+            task.processFlags = try step { try FlagState.dump(session) }
+            task.timers = try step { try TimerState.dump(session) }
+            task.files = try step { try FileState.dump(session, table: &descriptions) }
+            try interruption.check(.collect)
             let pagesName = ImageFormat.pageFileName(pid: process.pid)
             let pages = try writer.makePageFile(name: pagesName)
             task.memory = try MemoryState.dump(session, vmFlags: vmFlags, pages: pages, pagesName: pagesName)

@@ -24,6 +24,7 @@ public enum Restore {
             let root = try image.task(pid: image.inventory.rootPid)
             tasks = try [root] + image.taskPIDs.filter { $0 != root.pid }.map { pid throws(ImageError) in try image.task(pid: pid) }
             try checkTree(tasks)
+            try RestoreStep.read.reached()
         } catch let error as ImageError {
             throw AmberError(.badImage, error.description)
         } catch let error as AmberError {
@@ -61,6 +62,7 @@ public enum Restore {
             let child = namespaceInit?.pid ?? built[0].pid
             try ownAffinity?.apply(to: child)
             for session in sessions { try SchedulingState.restoreAffinity(session.task, session) }
+            try RestoreStep.detach.reached()
             for session in sessions {
                 for thread in session.threads { try thread.detach() }
             }
@@ -133,21 +135,33 @@ public enum Restore {
     /// Turns one stopped helper into its old self; every thread is left stopped.
     private static func restore(_ session: RestoreSession) throws {
         let task = session.task
-        try MemoryState.prepareAddressSpace(session)
-        try MemoryState.restoreAreas(session)
-        session.logger.debug("process \(task.pid): memory restored")
-        try session.mapScratch()
-        try FileState.restore(task.files, session)
-        try EnvironmentState.restore(task.environment, session)
-        try SignalState.restoreHandlers(task.signals, session)
-        try MemoryState.restoreMmFields(session)
-        try ThreadState.restore(task, session)
-        try SignalState.restorePending(task.signals.pending.filter(\.shared), tid: task.namespacePids.last ?? task.pid, session.injector, session)
-        try SchedulingState.restore(task, session)
-        try FlagState.restore(task, session)
-        try TimerState.restore(task.timers, session)
-        try session.cleanUp()
-        try ThreadState.finish(task, session)
+        // In this order: memory first (everything else points into it), timers last but for the
+        // restorer's own cleanup, so that none fires early.
+        let steps: [(RestoreStep, () throws -> Void)] = [
+            (.memory, {
+                try MemoryState.prepareAddressSpace(session)
+                try MemoryState.restoreAreas(session)
+                try session.mapScratch()
+            }),
+            (.files, { try FileState.restore(task.files, session) }),
+            (.environment, { try EnvironmentState.restore(task.environment, session) }),
+            (.handlers, { try SignalState.restoreHandlers(task.signals, session) }),
+            (.mmFields, { try MemoryState.restoreMmFields(session) }),
+            (.threads, { try ThreadState.restore(task, session) }),
+            (.pending, { try SignalState.restorePending(task.signals.pending.filter(\.shared), tid: task.namespacePids.last ?? task.pid, session.injector, session) }),
+            (.scheduling, { try SchedulingState.restore(task, session) }),
+            (.flags, { try FlagState.restore(task, session) }),
+            (.timers, { try TimerState.restore(task.timers, session) }),
+            (.cleanup, {
+                try session.cleanUp()
+                try ThreadState.finish(task, session)
+            }),
+        ]
+        for (step, restoreState) in steps {
+            try step.reached()
+            try restoreState()
+            session.logger.trace("process \(task.pid): \(step.rawValue) restored")
+        }
         session.logger.debug("process \(task.pid): \(session.threads.count) threads, registers set")
     }
 }

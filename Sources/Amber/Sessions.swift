@@ -16,13 +16,15 @@ final class DumpSession {
     let stat: ProcessStat
     let maps: [MemoryMapping]
     let logger: Logger
+    let interruption: DumpInterruption
     let injector: SyscallInjector
     /// A private page mapped in the target for the results of injected calls; unmapped by `finish()`.
     let scratch: UInt64
     static let scratchSize = 4096
 
-    init(_ process: FrozenProcess, logger: Logger) throws(LinuxError) {
+    init(_ process: FrozenProcess, interruption: DumpInterruption, logger: Logger) throws(LinuxError) {
         pid = process.pid
+        self.interruption = interruption
         name = process.name
         threads = process.threads
         tracee = process.threads[0]

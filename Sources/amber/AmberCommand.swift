@@ -44,7 +44,7 @@ struct AmberCommand: ParsableCommand {
         ptrace); 5 state amber cannot restore yet (refused at dump, target left running); 6 image \
         directory not empty; 7 bad image (missing, truncated, corrupt or another format version); \
         8 this host cannot run the image (CPU features, kernel layout); 9 PID taken at restore; \
-        10 restore failed; 64 usage. `restore` without --detach exits with the restored process's \
+        10 restore failed; 11 dump interrupted (the worker of a killed `amber dump` let the tree go; the image has no inventory); 64 usage. `restore` without --detach exits with the restored process's \
         own status (128+N if a signal N killed it).
         """,
         subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self]
@@ -72,12 +72,18 @@ struct DumpCommand: ParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    /// Set in the worker that `amber dump` starts: the PID of that `amber dump`.
+    @Option(name: .customLong("worker-of"), help: .hidden)
+    var supervisor: Int32?
+
     func run() throws {
+        guard let supervisor else { DumpSupervisor.runWorker() }
+        DumpSupervisor.becomeWorker()
         let logger = logging.makeLogger()
         let clock = ContinuousClock()
         let start = clock.now
         do {
-            let summary = try Checkpoint.run(pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync, logger: logger)
+            let summary = try Checkpoint.run(pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync, interruption: DumpInterruption(supervisor: supervisor), logger: logger)
             let elapsed = clock.now - start
             logger.info("dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(elapsed)")
         } catch {

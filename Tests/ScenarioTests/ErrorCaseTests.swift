@@ -146,6 +146,16 @@ final class RestoreErrorTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "the original after the refused restore")
     }
 
+    /// A file the image reopens was removed after the dump: the restore names it, and leaves no
+    /// task behind and the image as it was.
+    func testRestoreWhenAnOpenFileIsGone() throws {
+        _ = try requireAmber()
+        let p = try start(.files)
+        let image = try dumpExpectingSuccess(p)
+        XCTAssertEqual(unlink(p.directory + "/ro.dat"), 0, "remove ro.dat: \(Sys.errnoString())")
+        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["ro.dat"])
+    }
+
     func testRestoreWithoutInventory() throws {
         let (image, pid) = try dumpedImage()
         XCTAssertEqual(unlink(image + "/inventory.pb"), 0)

@@ -414,7 +414,7 @@ class ScenarioTestCase: XCTestCase {
 
     // MARK: running amber
 
-    func startAmber(_ arguments: [String], asNobody: Bool = false) throws -> RunningAmber {
+    func startAmber(_ arguments: [String], asNobody: Bool = false, env: [String: String] = [:]) throws -> RunningAmber {
         let amber = try requireAmber()
         amberRuns += 1
         let base = try directory()
@@ -423,7 +423,7 @@ class ScenarioTestCase: XCTestCase {
         if asNobody {
             argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + argv
         }
-        let pid = try Spawn.start(argv, stdout: out, stderr: err)
+        let pid = try Spawn.start(argv, stdout: out, stderr: err, env: env)
         tracked.insert(pid)
         return RunningAmber(pid: pid, arguments: arguments, stdoutPath: out, stderrPath: err)
     }
@@ -471,8 +471,8 @@ class ScenarioTestCase: XCTestCase {
             stderr: Sys.readText(run.stderrPath) ?? "")
     }
 
-    func amber(_ arguments: [String], reaping: [ScenarioProcess] = [], asNobody: Bool = false) throws -> AmberResult {
-        try finish(try startAmber(arguments, asNobody: asNobody), reaping: reaping)
+    func amber(_ arguments: [String], reaping: [ScenarioProcess] = [], asNobody: Bool = false, env: [String: String] = [:]) throws -> AmberResult {
+        try finish(try startAmber(arguments, asNobody: asNobody, env: env), reaping: reaping)
     }
 
     /// `amber dump -t PID -D DIR`: exit 0, the process gone and its PID free when amber

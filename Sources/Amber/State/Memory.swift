@@ -59,7 +59,7 @@ enum MemoryState {
         var memory = Amber_Memory()
         memory.pagesFile = pagesName
         let pageMap = try PageMap(pid: session.pid)
-        let reader = AreaReader(pid: session.pid)
+        let reader = AreaReader(pid: session.pid, interruption: session.interruption)
         for mapping in session.maps {
             var area = Amber_MemoryArea()
             area.start = mapping.start
@@ -363,6 +363,7 @@ final class AreaFlagsPrefetch: @unchecked Sendable {
 /// Reads present pages of the target and appends the non-zero ones to the page file.
 private final class AreaReader {
     let pid: Int32
+    let interruption: DumpInterruption
     let memory: ProcessMemory
     var memFile: ProcessMemoryFile?
     var buffer: UnsafeMutableRawBufferPointer
@@ -370,8 +371,9 @@ private final class AreaReader {
     /// each pass, and the buffer costs 256 first-touch page faults instead of 8192 (docs/design-notes.md).
     static let chunk = 1 << 20
 
-    init(pid: Int32) {
+    init(pid: Int32, interruption: DumpInterruption) {
         self.pid = pid
+        self.interruption = interruption
         memory = ProcessMemory(pid: pid)
         buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunk, alignment: 4096)
     }
@@ -383,6 +385,7 @@ private final class AreaReader {
         for range in ranges {
             var cursor = range.lowerBound
             while cursor < range.upperBound {
+                try interruption.check(.memory)
                 let length = Int(min(UInt64(Self.chunk), range.upperBound - cursor))
                 let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
                 var read = readable ? try memory.read(into: chunk, from: [(cursor, length)]) : 0

@@ -38,13 +38,14 @@ enum TreeState {
     /// Seizes and stops every thread of every process under `root`, repeating until no new
     /// thread or child appears: a stopped process can neither fork nor start a thread.
     /// On failure every thread seized so far is let go.
-    static func freeze(root: Int32, logger: Logger) throws -> [FrozenProcess] {
+    static func freeze(root: Int32, interruption: DumpInterruption, logger: Logger) throws -> [FrozenProcess] {
         var frozen: [FrozenProcess] = []
         var queue = [root]
         var known: Set<Int32> = [root]
         do {
             while !queue.isEmpty {
                 let pid = queue.removeFirst()
+                try interruption.check(.seize)
                 guard let process = try freezeProcess(pid, isRoot: pid == root, frozen: &frozen) else { continue }
                 for child in try ProcFS.children(pid: process.pid) where known.insert(child).inserted {
                     queue.append(child)
@@ -300,6 +301,7 @@ enum TreeState {
             throw AmberError(.restoreFailed, "cannot create process \(root.pid): \(error)")
         }
         created.append(rootTracee)
+        try RestoreStep.create.reached()
         var built: [TreeTask] = [try TreeTask(record: root, tracee: rootTracee, instruction: instruction)]
         var index = 0
         while index < built.count {
@@ -316,6 +318,7 @@ enum TreeState {
                     throw pidTaken(child.pid)
                 }
                 created.append(tracee)
+                try RestoreStep.create.reached()
                 built.append(try TreeTask(record: child, tracee: tracee, instruction: instruction, scratch: parent.scratch))
             }
         }

@@ -1,0 +1,50 @@
+import Glibc
+
+/// The points at which a dump asks whether it was interrupted.
+public enum DumpStep: String, Sendable, CaseIterable {
+    /// Each process seized.
+    case seize
+    /// The refusals, run again on the frozen tree.
+    case preflight
+    /// Each kind of state of each process.
+    case collect
+    /// Each chunk of memory read.
+    case memory
+    /// Each process's record written.
+    case write
+    /// Just before the inventory makes the image complete.
+    case inventory
+}
+
+/// How a dump learns that it must stop. `amber dump` runs the dump in a worker process of its
+/// own (the tracer), so that SIGKILL to `amber dump` cannot leave a target in the middle of an
+/// injected call: the worker sees that it was orphaned the next time it asks (between the steps
+/// above, milliseconds apart), puts back every register and signal mask, unmaps what it mapped,
+/// lets the tree go and writes no inventory. Once the inventory is written the image is complete
+/// and the worker finishes the job on its own.
+public struct DumpInterruption: Sendable {
+    /// The `amber dump` process the worker serves, nil when the dump runs in that process itself.
+    public let supervisor: pid_t?
+
+    public init(supervisor: pid_t?) {
+        self.supervisor = supervisor
+    }
+
+    func check(_ step: DumpStep) throws(AmberError) {
+        switch TestFault.reached("dump.\(step.rawValue)") {
+        case .fail:
+            throw AmberError(.failure, "test fault at dump step \(step.rawValue)")
+        case .killSupervisor:
+            guard let supervisor else { break }
+            _ = kill(supervisor, SIGKILL)
+            // Orphaned once the supervisor has exited: wait for that, so the test knows where the dump stopped.
+            while getppid() == supervisor { usleep(100) }
+        case .kill, nil:
+            break
+        }
+        guard let supervisor else { return }
+        if getppid() != supervisor {
+            throw AmberError(.interrupted, "amber dump (PID \(supervisor)) was killed during the dump (at step \(step.rawValue)): the process tree was let go as it was and the image has no inventory")
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import Glibc
+import Synchronization
+
+/// Test-only fault injection, so that the tests can make a dump or a restore fail, or be
+/// killed, at a named point: `AMBER_TEST_FAULT=<point>[@<n>]=<action>` arms one point (the
+/// n-th time it is reached, the first by default). Points are "dump.<step>" and
+/// "restore.<step>" (`DumpStep`, `RestoreStep`); actions are `fail` (throw, as a real error
+/// there would), `kill` (SIGKILL amber itself) and `kill-supervisor` (SIGKILL the `amber dump`
+/// process a dump worker serves, as a user would). Unset, it costs one comparison per point.
+enum TestFault {
+    enum Action: String, Sendable {
+        case fail
+        case kill
+        case killSupervisor = "kill-supervisor"
+    }
+
+    private struct Armed: Sendable {
+        let point: String
+        let occurrence: Int
+        let action: Action
+    }
+
+    private static let armed: Armed? = {
+        guard let value = getenv("AMBER_TEST_FAULT").map({ String(cString: $0) }),
+              let equals = value.lastIndex(of: "="), let action = Action(rawValue: String(value[value.index(after: equals)...]))
+        else { return nil }
+        let target = value[..<equals].split(separator: "@", maxSplits: 1)
+        let occurrence = target.count == 2 ? Int(target[1]) ?? 1 : 1
+        return Armed(point: String(target[0]), occurrence: occurrence, action: action)
+    }()
+
+    private static let passes = Atomic<Int>(0)
+
+    /// The action armed for `point` if this is the occurrence it waits for.
+    static func reached(_ point: String) -> Action? {
+        guard let armed, armed.point == point else { return nil }
+        let count = passes.wrappingAdd(1, ordering: .relaxed).newValue
+        guard count == armed.occurrence else { return nil }
+        if armed.action == .kill { _ = Glibc.kill(getpid(), SIGKILL) }
+        return armed.action
+    }
+}
+
+/// The points of a restore at which `AMBER_TEST_FAULT` can make it fail or kill it.
+public enum RestoreStep: String, Sendable, CaseIterable {
+    /// The image is read and checked.
+    case read
+    /// Each process created (zombies and group-leader stand-ins included).
+    case create
+    case memory, files, environment, handlers, mmFields, threads, pending, scheduling, flags, timers, cleanup
+    /// The tree is about to be let go.
+    case detach
+
+    func reached() throws(AmberError) {
+        if TestFault.reached("restore.\(rawValue)") == .fail {
+            throw AmberError(.restoreFailed, "test fault at restore step \(rawValue)")
+        }
+    }
+}

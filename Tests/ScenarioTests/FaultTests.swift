@@ -1,0 +1,140 @@
+// Interrupted and failed work does no harm (issue 4, items 3 and 4). The points are armed with
+// amber's test-only switch AMBER_TEST_FAULT=<point>[@<n>]=<action> (Sources/Amber/TestFault.swift).
+
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SIGKILL to `amber dump` at any step leaves every target running, neither stopped nor traced,
+/// with its state as it was (it still passes its own checks), and the image without inventory.
+final class InterruptedDumpTests: ScenarioTestCase {
+    /// Where the supervisor is killed: the n-th pass of a dump step (Sources/Amber/DumpInterruption.swift).
+    static let points = ["seize", "preflight", "collect", "collect@3", "collect@6", "memory", "memory@4", "write", "inventory"]
+    /// Kills after a random delay, with --leave-running: a dump that completes first leaves the target running too.
+    static let randomKills = 4
+
+    func testKilledDumperLeavesEveryTargetUntouched() throws {
+        _ = try requireAmber()
+        var runs = 0
+        var generator = SystemRandomNumberGenerator()
+        for scenario in [Scenario.counter, .signals, .threads, .files, .memory, .tree] {
+            let p = try start(scenario)
+            let tree = [p.pid] + Proc.descendants(of: p.pid)
+            for point in Self.points {
+                let run = try startAmber(["dump", "-t", "\(p.pid)", "-D", try newDirectory("image")],
+                    env: ["AMBER_TEST_FAULT": "dump.\(point)=kill-supervisor"])
+                try checkInterrupted(run, p, tree: tree, context: "\(scenario.name), amber dump killed at \(point)", complete: false)
+                runs += 1
+            }
+            for _ in 0..<Self.randomKills {
+                let delay = Int.random(in: 0...40, using: &generator)
+                let run = try startAmber(["dump", "-t", "\(p.pid)", "-D", try newDirectory("image"), "--leave-running"])
+                Sys.sleep(milliseconds: delay)
+                kill(run.pid, SIGKILL)
+                try checkInterrupted(run, p, tree: tree, context: "\(scenario.name), amber dump killed after \(delay) ms", complete: nil)
+                runs += 1
+            }
+            try terminateAndExpectPass(p, "\(scenario.name) after \(Self.points.count + Self.randomKills) interrupted dumps")
+        }
+        XCTAssertGreaterThanOrEqual(runs, 50)
+    }
+
+    /// `complete`: whether the image must have its inventory (nil: either, as long as a complete one verifies).
+    private func checkInterrupted(_ run: RunningAmber, _ p: ScenarioProcess, tree: [pid_t], context: String, complete: Bool?) throws {
+        let r = try finish(run, reaping: [p])
+        if complete == false {
+            XCTAssertEqual(r.status, .signaled(SIGKILL), "\(context): \(r.summary)")
+        }
+        try waitForOrphanedWorkers(context)
+        let image = run.arguments[run.arguments.firstIndex(of: "-D")! + 1]
+        let hasInventory = Sys.fileExists(image + "/inventory.pb")
+        if complete == false {
+            XCTAssertFalse(hasInventory, "\(context): the interrupted dump wrote an inventory")
+            let stderr = Sys.readText(run.stderrPath) ?? ""
+            XCTAssertTrue(stderr.contains("was killed during the dump"), "\(context): the worker did not say why it stopped: \(stderr)")
+        } else if hasInventory {
+            let v = try amber(["verify", image])
+            XCTAssertEqual(v.status, .exited(0), "\(context): the dump completed but its image does not verify: \(v.summary)")
+        }
+        XCTAssertNil(p.exitStatus, "\(context): the target exited: \(p.diagnostics)")
+        for pid in tree {
+            for tid in Proc.threads(pid) {
+                assertRunningUntraced(tid, "\(context): thread \(tid) of process \(pid)")
+            }
+        }
+    }
+
+    /// The worker of a killed `amber dump` is reparented to us (a subreaper): wait until it has let the tree go and exited.
+    private func waitForOrphanedWorkers(_ context: String) throws {
+        let deadline = Sys.now() + Self.amberTimeout
+        while true {
+            let workers = Proc.childrenOfSelf().filter { Proc.comm($0) == "amber" }
+            if workers.isEmpty { return }
+            for worker in workers {
+                var status: Int32 = 0
+                _ = waitpid(worker, &status, WNOHANG)
+            }
+            if Sys.now() > deadline {
+                XCTFail("\(context): the dump worker did not exit in \(Int(Self.amberTimeout)) s")
+                throw RunnerError("dump worker hung")
+            }
+            Sys.sleep(milliseconds: 1)
+        }
+    }
+}
+
+/// A restore that fails at any step, or whose `amber restore` is killed there, leaves no task
+/// behind (every PID of the image free again) and the image as it was; the image still restores.
+final class FailedRestoreTests: ScenarioTestCase {
+    /// Every restore step (Sources/Amber/TestFault.swift, RestoreStep), some also part-way through the tree.
+    static let steps = [
+        "read", "create", "create@25", "memory", "memory@30", "files", "environment", "handlers", "mmFields", "threads",
+        "pending", "scheduling", "flags", "timers", "cleanup", "cleanup@50", "detach",
+    ]
+
+    func testRestoreFailingOrKilledAtEachStepLeavesNothingBehind() throws {
+        _ = try requireAmber()
+        let p = try start(.tree)
+        let pids = [p.pid] + Proc.descendants(of: p.pid)
+        let image = try dumpExpectingSuccess(p)
+        let snapshot = contents(of: image)
+        for step in Self.steps {
+            for action in ["fail", "kill"] {
+                let context = "restore with \(step)=\(action)"
+                let r = try amber(["restore", "-D", image, "--detach"], env: ["AMBER_TEST_FAULT": "restore.\(step)=\(action)"])
+                if action == "fail" {
+                    assertRefusal(r, exitCode: AmberExit.restoreFailed, mentions: ["test fault", step.split(separator: "@")[0].description])
+                } else {
+                    XCTAssertEqual(r.status, .signaled(SIGKILL), "\(context): \(r.summary)")
+                }
+                try waitUntilFree(pids, context)
+                XCTAssertTrue(contents(of: image) == snapshot, "\(context) changed the image")
+            }
+        }
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "after restores that failed at every step")
+    }
+
+    /// Reaps what comes to us (orphans of a killed restore) until no PID of the image is in use.
+    private func waitUntilFree(_ pids: [pid_t], _ context: String) throws {
+        let deadline = Sys.now() + 10
+        while true {
+            var status: Int32 = 0
+            while waitpid(-1, &status, WNOHANG | __WALL) > 0 {}
+            let taken = pids.filter(Proc.pidInUse)
+            if taken.isEmpty { return }
+            if Sys.now() > deadline {
+                XCTFail("\(context): these PIDs of the image are still in use: " + taken.map { Proc.describe($0) }.joined(separator: "; "))
+                throw RunnerError("tasks left behind")
+            }
+            Sys.sleep(milliseconds: 1)
+        }
+    }
+
+    private func contents(of image: String) -> [String: [UInt8]] {
+        Dictionary(uniqueKeysWithValues: listing(image).map { ($0, Sys.readFile(image + "/" + $0) ?? []) })
+    }
+}
