@@ -146,6 +146,7 @@ public enum Restore {
         try SchedulingState.restore(task, session)
         try FlagState.restore(task, session)
         try TimerState.restore(task.timers, session)
+        try SeccompState.restore(task, session)
         try session.cleanUp()
         try ThreadState.finish(task, session)
         session.logger.debug("process \(task.pid): \(session.threads.count) threads, registers set")
