@@ -110,6 +110,7 @@ public enum Checkpoint {
     private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, descriptions: inout FileState.DescriptionTable, areaFlags: AreaFlagsPrefetch, writer: ImageWriter, interruption: DumpInterruption, logger: Logger) throws -> UInt64 {
         // Before the session maps its scratch page into the process.
         let vmFlags = try areaFlags.flags(of: process.pid)
+        try SeccompState.suspend(process)
         let session = try DumpSession(process, interruption: interruption, logger: logger)
         try? CPUAffinity(cpu: session.stat.processor).apply(to: 0)
         do {
@@ -120,6 +121,7 @@ public enum Checkpoint {
             }
             task.signals = try step { try SignalState.dump(session) }
             try step { try ThreadState.dump(session, into: &task) }
+            try step { try SeccompState.dump(session, into: &task) }
             task.environment = try step { try EnvironmentState.dump(session) }
             task.processFlags = try step { try FlagState.dump(session) }
             task.timers = try step { try TimerState.dump(session) }
@@ -171,9 +173,7 @@ enum Preflight {
             for key in ["Uid", "Gid", "Groups", "CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] where status.fields[key] != own.fields[key] {
                 throw AmberError.unsupported(name, "has credentials (\(key): \(status.fields[key] ?? "?")) other than amber's (\(own.fields[key] ?? "?")): restoring other credentials is not supported yet", tree: tree)
             }
-            if let mode = status.seccompMode, mode != 0 {
-                throw AmberError.unsupported(name, "runs under seccomp (mode \(mode)): not supported yet", tree: tree)
-            }
+            try SeccompState.check(pid: pid, process: name, tree: tree)
             try TimerState.check(pid: pid, process: name, tree: tree)
             try SchedulingState.check(pid: pid, process: name, tree: tree)
             try FlagState.check(pid: pid, process: name, tree: tree)

@@ -135,8 +135,8 @@ public enum Restore {
     /// Turns one stopped helper into its old self; every thread is left stopped.
     private static func restore(_ session: RestoreSession) throws {
         let task = session.task
-        // In this order: memory first (everything else points into it), timers last but for the
-        // restorer's own cleanup, so that none fires early.
+        // In this order: memory first (everything else points into it), timers and seccomp last but
+        // for the restorer's own cleanup, so that no timer fires early and no filter gets in the way.
         let steps: [(RestoreStep, () throws -> Void)] = [
             (.memory, {
                 try MemoryState.prepareAddressSpace(session)
@@ -152,6 +152,7 @@ public enum Restore {
             (.scheduling, { try SchedulingState.restore(task, session) }),
             (.flags, { try FlagState.restore(task, session) }),
             (.timers, { try TimerState.restore(task.timers, session) }),
+            (.seccomp, { try SeccompState.restore(task, session) }),
             (.cleanup, {
                 try session.cleanUp()
                 try ThreadState.finish(task, session)

@@ -47,7 +47,7 @@ public enum RestoreStep: String, Sendable, CaseIterable {
     case read
     /// Each process created (zombies and group-leader stand-ins included).
     case create
-    case memory, files, environment, handlers, mmFields, threads, pending, scheduling, flags, timers, cleanup
+    case memory, files, environment, handlers, mmFields, threads, pending, scheduling, flags, timers, seccomp, cleanup
     /// The tree is about to be let go.
     case detach
 

@@ -46,6 +46,12 @@ struct TaskValidator {
     private static let fdLimit: Int32 = 1 << 20
     /// RLIM_NLIMITS on Linux.
     private static let resourceCount: UInt32 = 16
+    /// BPF_MAXINSNS: the longest seccomp program; a struct sock_filter instruction is 8 bytes.
+    private static let seccompProgramLimit = 4096, seccompInstructionSize = 8
+    /// MAX_INSNS_PER_PATH: the kernel's limit on a thread's whole chain, 4 more counted per older filter.
+    private static let seccompChainLimit = 32768
+    /// SECCOMP_FILTER_FLAG_LOG, the one flag a filter is recorded with.
+    private static let seccompFilterFlags: UInt64 = 2
 
     func validate(_ task: Amber_Task) throws(ImageError) {
         try validateIdentity(task)
@@ -56,8 +62,8 @@ struct TaskValidator {
         }
         if task.zombie {
             // A zombie keeps nothing but its identity and exit status.
-            guard !task.hasRegisters, !task.hasMemory, task.threads.isEmpty, task.files.descriptors.isEmpty else {
-                throw invalid("zombie", "a zombie cannot have registers, memory, threads or files")
+            guard !task.hasRegisters, !task.hasMemory, task.threads.isEmpty, task.files.descriptors.isEmpty, !task.hasSeccomp else {
+                throw invalid("zombie", "a zombie cannot have registers, memory, threads, files or seccomp")
             }
             guard task.exitStatus <= 0xffff, task.exitStatus & 0x7f != 0x7f else {
                 throw invalid("exit_status", "\(hex(UInt64(task.exitStatus))) is not a wait status of a process that ended")
@@ -75,6 +81,7 @@ struct TaskValidator {
         try validateThreadFlags(task.threadFlags, field: "thread_flags")
         try validateProcessFlags(task.processFlags)
         try validateTimers(task.timers)
+        try validateSeccomp(task)
     }
 
     private func invalid(_ field: String, _ problem: String) -> ImageError {
@@ -480,6 +487,46 @@ struct TaskValidator {
             guard timer.remainingNs / second < longest, timer.intervalNs / second < longest else {
                 throw invalid(field, "a time is out of range")
             }
+        }
+    }
+
+    /// Programs 1 to BPF_MAXINSNS instructions with only the LOG flag; every thread's mode known,
+    /// its chain (distinct filters, each in the table) non-empty exactly in filter mode and
+    /// within the kernel's limit; no filter outside every chain.
+    private func validateSeccomp(_ task: Amber_Task) throws(ImageError) {
+        let filters = task.seccomp.filters
+        for (index, filter) in filters.enumerated() {
+            let field = "seccomp.filters[\(index)]"
+            let count = filter.program.count / Self.seccompInstructionSize
+            guard filter.program.count % Self.seccompInstructionSize == 0, (1...Self.seccompProgramLimit).contains(count) else {
+                throw invalid("\(field).program", "\(filter.program.count) bytes; a program is 1 to \(Self.seccompProgramLimit) instructions of \(Self.seccompInstructionSize) bytes")
+            }
+            guard filter.flags & ~Self.seccompFilterFlags == 0 else {
+                throw invalid("\(field).flags", "\(hex(filter.flags)) has flags other than SECCOMP_FILTER_FLAG_LOG (0x2)")
+            }
+        }
+        var referenced: Set<UInt32> = []
+        let threads = [("seccomp.leader", task.seccomp.leader)] + task.threads.enumerated().map { ("threads[\($0.offset)].seccomp", $0.element.seccomp) }
+        for (field, thread) in threads {
+            if case .UNRECOGNIZED(let mode) = thread.mode {
+                throw invalid("\(field).mode", "\(mode) is not a seccomp mode")
+            }
+            guard thread.chain.isEmpty == (thread.mode != .filter) else {
+                throw invalid("\(field).chain", "\(thread.chain.count) filters in mode \(thread.mode); a thread has filters exactly in SECCOMP_MODE_FILTER")
+            }
+            var instructions = 0
+            for (position, index) in thread.chain.enumerated() {
+                guard index < filters.count, referenced.insert(index).inserted || !thread.chain[..<position].contains(index) else {
+                    throw invalid("\(field).chain[\(position)]", "\(index) is not an index of seccomp.filters (\(filters.count)) or is in the chain twice")
+                }
+                instructions += filters[Int(index)].program.count / Self.seccompInstructionSize + (position == 0 ? 0 : 4)
+            }
+            guard instructions <= Self.seccompChainLimit else {
+                throw invalid("\(field).chain", "\(instructions) instructions with the kernel's 4 per filter, more than the \(Self.seccompChainLimit) a chain may have")
+            }
+        }
+        guard referenced.count == filters.count else {
+            throw invalid("seccomp.filters", "\(filters.count - referenced.count) of \(filters.count) filters are in no thread's chain")
         }
     }
 

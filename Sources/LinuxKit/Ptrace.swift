@@ -24,6 +24,8 @@ enum PtraceRequest {
     static let peekSigInfo = 0x4209
     static let getSigMask = 0x420a
     static let setSigMask = 0x420b
+    static let seccompGetFilter = 0x420c
+    static let seccompGetMetadata = 0x420d
     static let getRseqConfiguration = 0x420f
 }
 
@@ -44,6 +46,9 @@ public struct PtraceOptions: OptionSet, Sendable {
     public static let traceClone = PtraceOptions(rawValue: 8)
     /// Kill the tracee if the tracer exits: a restore that dies leaves nothing behind.
     public static let exitKill = PtraceOptions(rawValue: 1 << 20)
+    /// No seccomp filter or strict mode applies to the tracee while it is set (needs
+    /// CAP_SYS_ADMIN in the initial user namespace): injected syscalls pass.
+    public static let suspendSeccomp = PtraceOptions(rawValue: 1 << 21)
 }
 
 /// How a waited-for task changed state.
@@ -213,5 +218,32 @@ public struct Tracee: Sendable {
             try request(PtraceRequest.getRseqConfiguration, UInt64(MemoryLayout<amber_rseq_configuration>.size), UInt64(UInt(bitPattern: pointer)), "PTRACE_GET_RSEQ_CONFIGURATION")
         }
         return configuration
+    }
+
+    /// The classic BPF program of the task's `index`-th seccomp filter, counting from the oldest
+    /// (0, the first installed), as struct sock_filter bytes; nil past the newest (ENOENT).
+    /// Needs CAP_SYS_ADMIN and a tracer not under seccomp itself.
+    public func seccompFilter(index: UInt64) throws(LinuxError) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: Self.maximumSeccompInstructions * 8)
+        let raw = buffer.withUnsafeMutableBytes {
+            amber_ptrace(PtraceRequest.seccompGetFilter, pid, index, UInt64(UInt(bitPattern: $0.baseAddress!)))
+        }
+        if raw == -Int(ENOENT) { return nil }
+        let count = try kernelResult(raw, "PTRACE_SECCOMP_GET_FILTER \(index) of task \(pid)").get()
+        return Array(buffer.prefix(count * 8))
+    }
+
+    /// BPF_MAXINSNS: no seccomp program is longer.
+    public static let maximumSeccompInstructions = 4096
+
+    /// The SECCOMP_FILTER_FLAG_* of the task's `index`-th filter (as in `seccompFilter`) that
+    /// the kernel reports: SECCOMP_FILTER_FLAG_LOG only.
+    public func seccompFilterFlags(index: UInt64) throws(LinuxError) -> UInt64 {
+        // struct seccomp_metadata: filter_off in, flags out.
+        var metadata: (filterOffset: UInt64, flags: UInt64) = (index, 0)
+        _ = try withUnsafeMutablePointer(to: &metadata) { pointer throws(LinuxError) in
+            try request(PtraceRequest.seccompGetMetadata, 16, UInt64(UInt(bitPattern: pointer)), "PTRACE_SECCOMP_GET_METADATA \(index)")
+        }
+        return metadata.flags
     }
 }

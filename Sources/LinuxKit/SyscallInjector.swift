@@ -37,6 +37,7 @@ public enum SyscallNumber {
     public static let dup3 = 292
     public static let rtTgsigqueueinfo = 297
     public static let prlimit64 = 302
+    public static let seccomp = 317
     public static let rseq = 334
     public static let pidfdOpen = 434
     public static let closeRange = 436

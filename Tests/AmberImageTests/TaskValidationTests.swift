@@ -85,6 +85,62 @@ final class TaskValidationTests: ImageTestCase {
         }
     }
 
+    func testSeccomp() throws {
+        // Kill on getpriority (141), allow the rest: 4 instructions.
+        let program = Data([0x20, 0, 0, 0, 0, 0, 0, 0, 0x15, 0, 0, 1, 141, 0, 0, 0, 0x06, 0, 0, 0, 0, 0, 0, 0x80, 0x06, 0, 0, 0, 0, 0, 0xff, 0x7f])
+        func filter(_ bytes: Data = program, flags: UInt64 = 0) -> Amber_SeccompFilter {
+            var filter = Amber_SeccompFilter()
+            filter.program = bytes
+            filter.flags = flags
+            return filter
+        }
+        func thread(_ mode: Amber_SeccompMode, _ chain: [UInt32]) -> Amber_SeccompThread {
+            var thread = Amber_SeccompThread()
+            thread.mode = mode
+            thread.chain = chain
+            return thread
+        }
+        func withThread(_ task: inout Amber_Task, _ seccomp: Amber_SeccompThread) {
+            var other = Amber_Thread()
+            other.tid = 4243
+            other.registers = Fixture.task().registers
+            other.seccomp = seccomp
+            task.threads = [other]
+        }
+        try assertAccepted { task in
+            task.seccomp.filters = [filter(), filter(flags: 2), filter()]
+            task.seccomp.leader = thread(.filter, [0, 1])
+            withThread(&task, thread(.filter, [0, 1, 2]))
+        }
+        try assertAccepted { withThread(&$0, thread(.strict, [])) }
+        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(Data())]; $0.seccomp.leader = thread(.filter, [0]) }
+        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(program.prefix(7))]; $0.seccomp.leader = thread(.filter, [0]) }
+        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(Data(count: 4097 * 8))]; $0.seccomp.leader = thread(.filter, [0]) }
+        try assertRejected("seccomp.filters[0].flags") { $0.seccomp.filters = [filter(flags: 1)]; $0.seccomp.leader = thread(.filter, [0]) }
+        try assertRejected("seccomp.leader.mode") { $0.seccomp.leader.mode = .UNRECOGNIZED(3) }
+        try assertRejected("seccomp.leader.chain") { $0.seccomp.filters = [filter()]; $0.seccomp.leader = thread(.strict, [0]) }
+        try assertRejected("seccomp.leader.chain") { $0.seccomp.leader = thread(.filter, []) }
+        try assertRejected("seccomp.leader.chain[0]") { $0.seccomp.filters = [filter()]; $0.seccomp.leader = thread(.filter, [1]) }
+        try assertRejected("seccomp.leader.chain[1]") { $0.seccomp.filters = [filter()]; $0.seccomp.leader = thread(.filter, [0, 0]) }
+        try assertRejected("threads[0].seccomp.chain[0]") { task in
+            task.seccomp.filters = [filter()]
+            task.seccomp.leader = thread(.filter, [0])
+            withThread(&task, thread(.filter, [5]))
+        }
+        try assertRejected("seccomp.leader.chain") { task in
+            task.seccomp.filters = (0..<9).map { _ in filter(Data(count: 4096 * 8)) }
+            task.seccomp.leader = thread(.filter, Array(0..<9))
+        }
+        try assertRejected("seccomp.filters") { $0.seccomp.filters = [filter(), filter()]; $0.seccomp.leader = thread(.filter, [0]) }
+        try assertRejected("zombie") { task in
+            task = Amber_Task()
+            task.pid = Fixture.pid
+            task.zombie = true
+            task.exitStatus = 9
+            task.seccomp.leader = thread(.strict, [])
+        }
+    }
+
     func testNamespacePIDs() throws {
         try assertAccepted { $0.namespacePids = [Fixture.pid, 1]; $0.namespacePgids = [Fixture.pid, 1] }
         try assertRejected("namespace_pids") { $0.namespacePids = [7, 1] }

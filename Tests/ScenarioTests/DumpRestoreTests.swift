@@ -22,6 +22,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testScheduling() throws { try runDumped(.scheduling) }
     func testFlags() throws { try runDumped(.flags) }
     func testTimers() throws { try runDumped(.timers) }
+    func testSeccomp() throws { try runDumped(.seccomp) }
+    func testSeccompStrict() throws { try runDumped(.seccompStrict) }
 
     /// The same image restores twice in a row (restore does not consume or alter it).
     func testImageRestoresTwice() throws {
@@ -102,6 +104,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningScheduling() throws { try runLeaveRunning(.scheduling) }
     func testLeaveRunningFlags() throws { try runLeaveRunning(.flags) }
     func testLeaveRunningTimers() throws { try runLeaveRunning(.timers) }
+    func testLeaveRunningSeccomp() throws { try runLeaveRunning(.seccomp) }
+    func testLeaveRunningSeccompStrict() throws { try runLeaveRunning(.seccompStrict) }
 
     /// An image taken with --leave-running restores once the original is gone.
     func testLeaveRunningImageRestores() throws {

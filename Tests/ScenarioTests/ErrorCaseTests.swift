@@ -86,6 +86,11 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedDeadline, object: "SCHED_DEADLINE")
     }
 
+    /// Named: the process and SECCOMP_RET_USER_NOTIF (the filter's listener cannot be restored).
+    func testDumpRefusesSeccompUserNotification() throws {
+        try checkUnsupported(.unsupportedSeccompListener, object: "SECCOMP_RET_USER_NOTIF")
+    }
+
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
     private func checkUnsupported(_ scenario: Scenario, object: String, file: StaticString = #filePath,

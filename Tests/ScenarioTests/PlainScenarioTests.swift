@@ -32,6 +32,9 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTimers() throws { try runPlain(.timers) }
     func testUnsupportedCPUClockTimer() throws { try runPlain(.unsupportedCPUClockTimer) }
     func testUnsupportedDeadline() throws { try runPlain(.unsupportedDeadline) }
+    func testSeccomp() throws { try runPlain(.seccomp) }
+    func testSeccompStrict() throws { try runPlain(.seccompStrict) }
+    func testUnsupportedSeccompListener() throws { try runPlain(.unsupportedSeccompListener) }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
     /// kills all of them, whatever session or group they are in.

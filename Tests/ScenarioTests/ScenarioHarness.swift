@@ -75,12 +75,19 @@ struct Scenario: Sendable {
     static let unsupportedCPUClockTimer = Scenario(name: "unsupported_cpu_clock_timer")
     /// A thread under SCHED_DEADLINE.
     static let unsupportedDeadline = Scenario(name: "unsupported_deadline")
+    /// Seccomp filter chains: two shared by both threads, one of the second thread's own.
+    static let seccomp = Scenario(name: "seccomp")
+    /// A thread in seccomp strict mode, blocked in read on a FIFO.
+    static let seccompStrict = Scenario(name: "seccomp_strict")
+    /// A seccomp filter that returns SECCOMP_RET_USER_NOTIF.
+    static let unsupportedSeccompListener = Scenario(name: "unsupported_seccomp_listener")
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
         unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
         scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline,
+        seccomp, seccompStrict, unsupportedSeccompListener,
     ]
 }
 
