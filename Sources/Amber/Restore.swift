@@ -31,6 +31,7 @@ public enum Restore {
         } catch {
             throw AmberError(.badImage, "\(error)")
         }
+        try CredentialState.checkRestorable(tasks)
         for task in tasks where !newPIDNamespace {
             for pid in [task.pid] + task.threads.map(\.tid) where Signals.processExists(pid) {
                 throw TreeState.pidTaken(pid)
@@ -144,8 +145,11 @@ public enum Restore {
         try ThreadState.restore(task, session)
         try SignalState.restorePending(task.signals.pending.filter(\.shared), tid: task.namespacePids.last ?? task.pid, session.injector, session)
         try SchedulingState.restore(task, session)
-        try FlagState.restore(task, session)
         try TimerState.restore(task.timers, session)
+        try CredentialState.restore(task, session)
+        // After credentials: a change of effective or filesystem ID clears the parent-death
+        // signal and resets dumpable.
+        try FlagState.restore(task, session)
         try session.cleanUp()
         try ThreadState.finish(task, session)
         session.logger.debug("process \(task.pid): \(session.threads.count) threads, registers set")
