@@ -32,6 +32,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTimers() throws { try runPlain(.timers) }
     func testUnsupportedCPUClockTimer() throws { try runPlain(.unsupportedCPUClockTimer) }
     func testUnsupportedDeadline() throws { try runPlain(.unsupportedDeadline) }
+    func testCredentialsTree() throws { try runPlain(.credentialsTree) }
+    func testCredentialsThread() throws { try runPlain(.credentialsThread) }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
     /// kills all of them, whatever session or group they are in.

@@ -75,12 +75,17 @@ struct Scenario: Sendable {
     static let unsupportedCPUClockTimer = Scenario(name: "unsupported_cpu_clock_timer")
     /// A thread under SCHED_DEADLINE.
     static let unsupportedDeadline = Scenario(name: "unsupported_deadline")
+    /// A root parent and a child under uids and gids 1000-1002 with only CAP_NET_BIND_SERVICE
+    /// (also ambient), a smaller bounding set and securebits.
+    static let credentialsTree = Scenario(name: "credentials_tree")
+    /// A thread under other uids, gids, groups and capabilities than the main thread.
+    static let credentialsThread = Scenario(name: "credentials_thread")
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
         unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
-        scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline,
+        scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, credentialsTree, credentialsThread,
     ]
 }
 
@@ -414,7 +419,9 @@ class ScenarioTestCase: XCTestCase {
 
     // MARK: running amber
 
-    func startAmber(_ arguments: [String], asNobody: Bool = false) throws -> RunningAmber {
+    /// `setpriv` runs amber with other credentials: `asNobody` as uid and gid 65534, else
+    /// with the `setpriv` options given.
+    func startAmber(_ arguments: [String], asNobody: Bool = false, setpriv: [String] = []) throws -> RunningAmber {
         let amber = try requireAmber()
         amberRuns += 1
         let base = try directory()
@@ -422,6 +429,8 @@ class ScenarioTestCase: XCTestCase {
         var argv = [amber] + arguments
         if asNobody {
             argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + argv
+        } else if !setpriv.isEmpty {
+            argv = ["/usr/bin/setpriv"] + setpriv + argv
         }
         let pid = try Spawn.start(argv, stdout: out, stderr: err)
         tracked.insert(pid)
@@ -471,8 +480,8 @@ class ScenarioTestCase: XCTestCase {
             stderr: Sys.readText(run.stderrPath) ?? "")
     }
 
-    func amber(_ arguments: [String], reaping: [ScenarioProcess] = [], asNobody: Bool = false) throws -> AmberResult {
-        try finish(try startAmber(arguments, asNobody: asNobody), reaping: reaping)
+    func amber(_ arguments: [String], reaping: [ScenarioProcess] = [], asNobody: Bool = false, setpriv: [String] = []) throws -> AmberResult {
+        try finish(try startAmber(arguments, asNobody: asNobody, setpriv: setpriv), reaping: reaping)
     }
 
     /// `amber dump -t PID -D DIR`: exit 0, the process gone and its PID free when amber
