@@ -61,9 +61,6 @@ public struct CredentialIDs: Sendable, Equatable {
         self.saved = saved
         self.filesystem = filesystem
     }
-
-    /// Real, effective, saved, filesystem.
-    public var all: [UInt32] { [real, effective, saved, filesystem] }
 }
 
 /// The capability sets of a thread, CAP_CHOWN in bit 0.
