@@ -86,6 +86,11 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedDeadline, object: "SCHED_DEADLINE")
     }
 
+    /// Named: the child, the root of its tree, and the user namespace.
+    func testDumpRefusesTaskInAnotherUserNamespace() throws {
+        try checkUnsupported(.unsupportedUserNamespace, object: "another user namespace")
+    }
+
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
     private func checkUnsupported(_ scenario: Scenario, object: String, file: StaticString = #filePath,

@@ -34,6 +34,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedDeadline() throws { try runPlain(.unsupportedDeadline) }
     func testCredentialsTree() throws { try runPlain(.credentialsTree) }
     func testCredentialsThread() throws { try runPlain(.credentialsThread) }
+    func testUnsupportedUserNamespace() throws { try runPlain(.unsupportedUserNamespace) }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
     /// kills all of them, whatever session or group they are in.

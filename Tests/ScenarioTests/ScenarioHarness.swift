@@ -80,12 +80,15 @@ struct Scenario: Sendable {
     static let credentialsTree = Scenario(name: "credentials_tree")
     /// A thread under other uids, gids, groups and capabilities than the main thread.
     static let credentialsThread = Scenario(name: "credentials_thread")
+    /// A child in a user namespace of its own.
+    static let unsupportedUserNamespace = Scenario(name: "unsupported_userns")
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
         unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
         scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, credentialsTree, credentialsThread,
+        unsupportedUserNamespace,
     ]
 }
 
