@@ -160,7 +160,6 @@ public enum Checkpoint {
 /// running untouched) and again once it is frozen.
 enum Preflight {
     static func check(_ pids: [Int32], root: Int32) throws {
-        let own = try ProcFS.status(pid: getpid())
         let tree = ProcessName(pid: root)
         var sharedMemory: [UInt64: ProcessName] = [:]
         for pid in pids {
@@ -170,11 +169,9 @@ enum Preflight {
                 if pid == root { throw AmberError.unsupported(name, "is a zombie", tree: tree) }
                 continue
             }
-            for key in ["Uid", "Gid", "Groups", "CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] where status.fields[key] != own.fields[key] {
-                throw AmberError.unsupported(name, "has credentials (\(key): \(status.fields[key] ?? "?")) other than amber's (\(own.fields[key] ?? "?")): restoring other credentials is not supported yet", tree: tree)
-            }
             try SeccompState.check(pid: pid, process: name, tree: tree)
             try TimerState.check(pid: pid, process: name, tree: tree)
+            try CredentialState.check(pid: pid, process: name, tree: tree)
             try SchedulingState.check(pid: pid, process: name, tree: tree)
             try FlagState.check(pid: pid, process: name, tree: tree)
             try FileState.check(pid: pid, process: name, tree: tree)

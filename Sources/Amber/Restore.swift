@@ -32,6 +32,7 @@ public enum Restore {
         } catch {
             throw AmberError(.badImage, "\(error)")
         }
+        try CredentialState.checkRestorable(tasks)
         for task in tasks where !newPIDNamespace {
             for pid in [task.pid] + task.threads.map(\.tid) where Signals.processExists(pid) {
                 throw TreeState.pidTaken(pid)
@@ -135,8 +136,9 @@ public enum Restore {
     /// Turns one stopped helper into its old self; every thread is left stopped.
     private static func restore(_ session: RestoreSession) throws {
         let task = session.task
-        // In this order: memory first (everything else points into it), timers and seccomp last but
-        // for the restorer's own cleanup, so that no timer fires early and no filter gets in the way.
+        // In this order: memory first (everything else points into it); timers, seccomp,
+        // credentials and flags last but for the restorer's own cleanup, so that no timer fires
+        // early and nothing the restorer does needs a privilege the task has given up.
         let steps: [(RestoreStep, () throws -> Void)] = [
             (.memory, {
                 try MemoryState.prepareAddressSpace(session)
@@ -150,9 +152,12 @@ public enum Restore {
             (.threads, { try ThreadState.restore(task, session) }),
             (.pending, { try SignalState.restorePending(task.signals.pending.filter(\.shared), tid: task.namespacePids.last ?? task.pid, session.injector, session) }),
             (.scheduling, { try SchedulingState.restore(task, session) }),
-            (.flags, { try FlagState.restore(task, session) }),
             (.timers, { try TimerState.restore(task.timers, session) }),
             (.seccomp, { try SeccompState.restore(task, session) }),
+            (.credentials, { try CredentialState.restore(task, session) }),
+            // After credentials: a change of effective or filesystem ID clears the parent-death
+            // signal and resets dumpable.
+            (.flags, { try FlagState.restore(task, session) }),
             (.cleanup, {
                 try session.cleanUp()
                 try ThreadState.finish(task, session)

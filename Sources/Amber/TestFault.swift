@@ -47,7 +47,7 @@ public enum RestoreStep: String, Sendable, CaseIterable {
     case read
     /// Each process created (zombies and group-leader stand-ins included).
     case create
-    case memory, files, environment, handlers, mmFields, threads, pending, scheduling, flags, timers, seccomp, cleanup
+    case memory, files, environment, handlers, mmFields, threads, pending, scheduling, timers, seccomp, credentials, flags, cleanup
     /// The tree is about to be let go.
     case detach
 

@@ -79,6 +79,7 @@ struct TaskValidator {
         try validateThreadControl(task.threadControl, field: "thread_control")
         try validateScheduling(task.scheduling, field: "scheduling")
         try validateThreadFlags(task.threadFlags, field: "thread_flags")
+        if task.hasCredentials { try validateCredentials(task.credentials, field: "credentials") }
         try validateProcessFlags(task.processFlags)
         try validateTimers(task.timers)
         try validateSeccomp(task)
@@ -124,6 +125,7 @@ struct TaskValidator {
             try validateThreadControl(thread.threadControl, field: "\(field).thread_control")
             try validateScheduling(thread.scheduling, field: "\(field).scheduling")
             try validateThreadFlags(thread.threadFlags, field: "\(field).thread_flags")
+            if thread.hasCredentials { try validateCredentials(thread.credentials, field: "\(field).credentials") }
             try validateNamespacePIDs(thread.namespaceTids, of: thread.tid, field: "\(field).namespace_tids")
             guard thread.namespaceTids.count == task.namespacePids.count else {
                 throw invalid("\(field).namespace_tids", "has \(thread.namespaceTids.count) levels, the process \(task.namespacePids.count)")
@@ -438,6 +440,36 @@ struct TaskValidator {
         }
         guard flags.machineCheckKill <= 2 else {
             throw invalid("\(field).machine_check_kill", "\(flags.machineCheckKill) is not late (0), early (1) or default (2)")
+        }
+    }
+
+    /// NGROUPS_MAX.
+    private static let groupLimit = 65536
+    /// SECBIT_NOROOT to SECBIT_EXEC_DENY_INTERACTIVE_LOCKED: the bits PR_SET_SECUREBITS takes.
+    private static let securebits: UInt32 = 0xfff
+
+    /// The kernel's own invariants: (uid_t)-1 means "unchanged" to setresuid and is no ID;
+    /// effective within permitted; ambient within permitted and inheritable.
+    private func validateCredentials(_ credentials: Amber_Credentials, field: String) throws(ImageError) {
+        let ids = [("uid", credentials.uid), ("euid", credentials.euid), ("suid", credentials.suid), ("fsuid", credentials.fsuid),
+                   ("gid", credentials.gid), ("egid", credentials.egid), ("sgid", credentials.sgid), ("fsgid", credentials.fsgid)]
+        for (name, id) in ids where id == UInt32.max {
+            throw invalid("\(field).\(name)", "\(id) is (uid_t)-1, not an ID")
+        }
+        guard credentials.groups.count <= Self.groupLimit else {
+            throw invalid("\(field).groups", "\(credentials.groups.count) groups; at most \(Self.groupLimit) (NGROUPS_MAX)")
+        }
+        if let index = credentials.groups.firstIndex(of: UInt32.max) {
+            throw invalid("\(field).groups[\(index)]", "\(UInt32.max) is (gid_t)-1, not a group")
+        }
+        guard credentials.capEffective & ~credentials.capPermitted == 0 else {
+            throw invalid("\(field).cap_effective", "\(hex(credentials.capEffective)) is not within cap_permitted \(hex(credentials.capPermitted))")
+        }
+        guard credentials.capAmbient & ~(credentials.capPermitted & credentials.capInheritable) == 0 else {
+            throw invalid("\(field).cap_ambient", "\(hex(credentials.capAmbient)) is not within both cap_permitted and cap_inheritable")
+        }
+        guard credentials.securebits & ~Self.securebits == 0 else {
+            throw invalid("\(field).securebits", "\(hex(UInt64(credentials.securebits))) has bits beyond \(hex(UInt64(Self.securebits)))")
         }
     }
 

@@ -112,7 +112,7 @@ public enum ProcFS {
     }
 
     /// The status of one thread, from /proc/PID/task/TID/status: its own
-    /// blocked mask and thread-directed pending signals.
+    /// blocked mask, thread-directed pending signals and credentials.
     public static func threadStatus(pid: Int32, tid: Int32) throws(LinuxError) -> ProcessStatus {
         try parse("/proc/\(pid)/task/\(tid)/status", parseStatus(bytes:))
     }

@@ -34,9 +34,50 @@ public struct ProcessStatus: Sendable, Equatable {
     public var namespacePGIDs: [Int32]
     /// Seccomp: 0 disabled, 1 strict, 2 filter; nil when the kernel lacks it.
     public var seccompMode: Int?
+    /// Uid and Gid (of this thread, for a task/TID/status file); nil when the line is missing.
+    public var userIDs: CredentialIDs?
+    public var groupIDs: CredentialIDs?
+    /// Groups: the supplementary groups; nil when the line is missing.
+    public var supplementaryGroups: [UInt32]?
+    /// CapInh, CapPrm, CapEff, CapBnd and CapAmb; nil unless all five lines are there.
+    public var capabilities: CapabilitySets?
+    /// NoNewPrivs; nil when the kernel lacks the line.
+    public var noNewPrivileges: Bool?
     /// Every "Key:\tvalue" line, value trimmed of surrounding blanks (Name's
     /// value is kept exactly, escaped as the kernel wrote it).
     public var fields: [String: String]
+}
+
+/// A Uid or Gid line of /proc/PID/status.
+public struct CredentialIDs: Sendable, Equatable {
+    public var real: UInt32
+    public var effective: UInt32
+    public var saved: UInt32
+    public var filesystem: UInt32
+
+    public init(real: UInt32, effective: UInt32, saved: UInt32, filesystem: UInt32) {
+        self.real = real
+        self.effective = effective
+        self.saved = saved
+        self.filesystem = filesystem
+    }
+}
+
+/// The capability sets of a thread, CAP_CHOWN in bit 0.
+public struct CapabilitySets: Sendable, Equatable {
+    public var inheritable: UInt64
+    public var permitted: UInt64
+    public var effective: UInt64
+    public var bounding: UInt64
+    public var ambient: UInt64
+
+    public init(inheritable: UInt64, permitted: UInt64, effective: UInt64, bounding: UInt64, ambient: UInt64) {
+        self.inheritable = inheritable
+        self.permitted = permitted
+        self.effective = effective
+        self.bounding = bounding
+        self.ambient = ambient
+    }
 }
 
 extension ProcFS {
@@ -87,6 +128,23 @@ extension ProcFS {
             }
             return result
         }
+        func ids(_ text: ArraySlice<UInt8>) -> CredentialIDs? {
+            let values = ProcText.words(text).map { ProcText.unsigned($0).flatMap { UInt32(exactly: $0) } }
+            guard values.count == 4, let real = values[0], let effective = values[1], let saved = values[2], let filesystem = values[3] else { return nil }
+            return CredentialIDs(real: real, effective: effective, saved: saved, filesystem: filesystem)
+        }
+        func groups(_ text: ArraySlice<UInt8>) -> [UInt32]? {
+            var result: [UInt32] = []
+            for word in ProcText.words(text) {
+                guard let value = ProcText.unsigned(word).flatMap({ UInt32(exactly: $0) }) else { return nil }
+                result.append(value)
+            }
+            return result
+        }
+        let capabilityLines = try ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"].map { key throws(LinuxError) in try optional(key, hex) }
+        let capabilities = capabilityLines.allSatisfy { $0 != nil } ? CapabilitySets(
+            inheritable: capabilityLines[0]!, permitted: capabilityLines[1]!, effective: capabilityLines[2]!,
+            bounding: capabilityLines[3]!, ambient: capabilityLines[4]!) : nil
 
         return ProcessStatus(
             name: try required("Name") { ProcText.string(ProcText.unescape($0)) },
@@ -109,6 +167,11 @@ extension ProcFS {
             namespaceSIDs: try optional("NSsid", list) ?? [],
             namespacePGIDs: try optional("NSpgid", list) ?? [],
             seccompMode: try optional("Seccomp", ProcText.int),
+            userIDs: try optional("Uid", ids),
+            groupIDs: try optional("Gid", ids),
+            supplementaryGroups: try optional("Groups", groups),
+            capabilities: capabilities,
+            noNewPrivileges: try optional("NoNewPrivs") { text in ProcText.int(text).flatMap { $0 == 0 || $0 == 1 ? $0 == 1 : nil } },
             fields: fields
         )
     }

@@ -20,4 +20,9 @@ public enum ProcessControl {
     public static func setChildSubreaper(_ enabled: Bool) throws(LinuxError) {
         _ = try kernelResult(amber_prctl(36 /* PR_SET_CHILD_SUBREAPER */, enabled ? 1 : 0, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER, \(enabled ? 1 : 0))").get()
     }
+
+    /// This thread's securebits (PR_GET_SECUREBITS): SECBIT_* flags and their locks.
+    public static func securebits() throws(LinuxError) -> UInt32 {
+        UInt32(try kernelResult(amber_prctl(27 /* PR_GET_SECUREBITS */, 0, 0, 0, 0), "prctl(PR_GET_SECUREBITS)").get())
+    }
 }

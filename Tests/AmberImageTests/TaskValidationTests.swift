@@ -326,6 +326,34 @@ final class TaskValidationTests: ImageTestCase {
         }
     }
 
+    func testCredentials() throws {
+        var credentials = Amber_Credentials()
+        (credentials.uid, credentials.euid, credentials.suid, credentials.fsuid) = (1000, 1001, 1002, 1002)
+        (credentials.gid, credentials.egid, credentials.sgid, credentials.fsgid) = (1000, 1001, 1002, 1000)
+        credentials.groups = [1000, 1001]
+        (credentials.capInheritable, credentials.capPermitted, credentials.capEffective) = (0x400, 0x400, 0x400)
+        (credentials.capBounding, credentials.capAmbient) = (0x1fffebfffff, 0x400)
+        credentials.securebits = 0x13
+        var thread = Amber_Thread()
+        thread.tid = 4243
+        thread.registers = Fixture.task().registers
+        thread.credentials = credentials
+        try assertAccepted { $0.credentials = credentials; $0.threads = [thread] }
+        try assertAccepted { $0.credentials = credentials; $0.credentials.groups = Array(0..<65536) }
+        try assertRejected("credentials.suid") { $0.credentials = credentials; $0.credentials.suid = UInt32.max }
+        try assertRejected("credentials.fsgid") { $0.credentials = credentials; $0.credentials.fsgid = UInt32.max }
+        try assertRejected("credentials.groups") { $0.credentials = credentials; $0.credentials.groups = Array(0...65536) }
+        try assertRejected("credentials.groups[1]") { $0.credentials = credentials; $0.credentials.groups[1] = UInt32.max }
+        try assertRejected("credentials.cap_effective") { $0.credentials = credentials; $0.credentials.capEffective = 0x401 }
+        try assertRejected("credentials.cap_ambient") { $0.credentials = credentials; $0.credentials.capInheritable = 0 }
+        try assertRejected("credentials.securebits") { $0.credentials = credentials; $0.credentials.securebits = 0x1000 }
+        try assertRejected("threads[0].credentials.cap_ambient") {
+            $0.threads = [thread]
+            $0.threads[0].credentials.capPermitted = 0
+            $0.threads[0].credentials.capEffective = 0
+        }
+    }
+
     /// Sections a task may lack (a zombie has no memory, files or environment) are not required.
     func testMinimalTask() throws {
         var task = Amber_Task()

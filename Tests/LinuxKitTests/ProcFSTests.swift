@@ -221,6 +221,57 @@ import Testing
         #expect(status.fields["CapEff"] == "000001fffeffffff")
     }
 
+    static let credentialLines = """
+        Uid:\t1000\t1001\t1002\t1002
+        Gid:\t1000\t1001\t1002\t1000
+        Groups:\t1000 1001 4294967294\u{20}
+        CapInh:\t0000000000000400
+        CapPrm:\t0000000000000400
+        CapEff:\t0000000000000400
+        CapBnd:\t000001fffebfffff
+        CapAmb:\t0000000000000400
+        NoNewPrivs:\t1
+        """
+
+    @Test func credentials() throws {
+        let text = Self.sample.replacingFirst("Uid:\t0\t0\t0\t0\nGroups:\t\u{20}", with: Self.credentialLines)
+            .replacingFirst("CapEff:\t000001fffeffffff\n", with: "")
+        let status = try ProcFS.parseStatus(text)
+        #expect(status.userIDs == CredentialIDs(real: 1000, effective: 1001, saved: 1002, filesystem: 1002))
+        #expect(status.groupIDs == CredentialIDs(real: 1000, effective: 1001, saved: 1002, filesystem: 1000))
+        #expect(status.supplementaryGroups == [1000, 1001, 4_294_967_294])
+        #expect(status.capabilities == CapabilitySets(inheritable: 0x400, permitted: 0x400, effective: 0x400, bounding: 0x1fffebfffff, ambient: 0x400))
+        #expect(status.noNewPrivileges == true)
+    }
+
+    @Test func credentialLinesMayBeMissing() throws {
+        let status = try ProcFS.parseStatus(Self.sample)
+        #expect(status.userIDs == CredentialIDs(real: 0, effective: 0, saved: 0, filesystem: 0))
+        #expect(status.groupIDs == nil && status.noNewPrivileges == nil)
+        #expect(status.supplementaryGroups == [])
+        // Only CapEff of the five sets.
+        #expect(status.capabilities == nil)
+    }
+
+    @Test(arguments: [
+        ("Uid:\t1000\t1001\t1002\t1002", "Uid:\t1000\t1001\t1002"),       // three IDs
+        ("Gid:\t1000\t1001\t1002\t1000", "Gid:\t1000\t1001\t1002\t4294967296"), // beyond 32 bits
+        ("Groups:\t1000 1001 4294967294", "Groups:\t1000 staff"),
+        ("CapBnd:\t000001fffebfffff", "CapBnd:\txyz"),
+        ("NoNewPrivs:\t1", "NoNewPrivs:\t2"),
+    ])
+    func malformedCredentials(_ replacement: (String, String)) {
+        let text = Self.sample.replacingFirst("Uid:\t0\t0\t0\t0\nGroups:\t\u{20}", with: Self.credentialLines)
+            .replacingFirst("CapEff:\t000001fffeffffff\n", with: "")
+            .replacingFirst(replacement.0, with: replacement.1)
+        let key = String(replacement.0.prefix { $0 != ":" })
+        #expect {
+            try ProcFS.parseStatus(text)
+        } throws: { error in
+            (error as? LinuxError)?.operation == "parse /proc status field \(key)"
+        }
+    }
+
     @Test func nestedNamespacesOutermostFirst() throws {
         let text = Self.sample.replacingFirst("NSpid:\t6883\t1", with: "NSpid:\t4343\t77\t1")
         #expect(try ProcFS.parseStatus(text).namespacePIDs == [4343, 77, 1])

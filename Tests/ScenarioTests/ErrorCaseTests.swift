@@ -91,6 +91,11 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedSeccompListener, object: "SECCOMP_RET_USER_NOTIF")
     }
 
+    /// Named: the child, the root of its tree, and the user namespace.
+    func testDumpRefusesTaskInAnotherUserNamespace() throws {
+        try checkUnsupported(.unsupportedUserNamespace, object: "another user namespace")
+    }
+
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
     private func checkUnsupported(_ scenario: Scenario, object: String, file: StaticString = #filePath,
@@ -212,6 +217,28 @@ final class RestoreErrorTests: ScenarioTestCase {
             mentionsAnyOf: ["xstate", "feature", "xcr0", "cpu"])
     }
 
+    /// Restore never gives a task credentials the caller does not hold: an image of
+    /// credentials_tree (a root parent, a child under uids 1000-1002 with CAP_NET_BIND_SERVICE)
+    /// is refused before any task is made by amber under uid 1000 without capabilities (the
+    /// parent's uid 0 needs CAP_SETUID) and by root without CAP_NET_BIND_SERVICE in its bounding
+    /// set, hence, after exec, in its permitted set (the parent holds it); root with both then
+    /// restores it.
+    func testRestoreRefusesCredentialsTheCallerLacks() throws {
+        _ = try requireAmber()
+        XCTAssertEqual(geteuid(), 0, "this test runs amber with fewer credentials than root's")
+        guard Sys.fileExists("/usr/bin/setpriv") else { throw XCTSkip("needs /usr/bin/setpriv") }
+        let p = try start(.credentialsTree)
+        let image = try dumpExpectingSuccess(p)
+        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+            mentions: ["process \(p.pid)", "user IDs (0, 0, 0, 0)", "CAP_SETUID"],
+            setpriv: ["--reuid=1000", "--regid=1000", "--clear-groups", "--inh-caps=-all"])
+        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+            mentions: ["process \(p.pid)", "CAP_NET_BIND_SERVICE", "permitted set"],
+            setpriv: ["--bounding-set=-net_bind_service"])
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "restored by root after the refusals")
+    }
+
     // MARK: helpers
 
     /// The page file of the task: named in its task record, else "pages-<pid>.img", else the
@@ -247,10 +274,10 @@ final class RestoreErrorTests: ScenarioTestCase {
     /// Restore must fail with `exitCode` and a message naming the file, and leave nothing
     /// behind: no process, the PID free, the image unchanged.
     private func expectRestoreRefused(_ image: String, pid: pid_t, exitCode: Int32, mentions: [String],
-        mentionsAnyOf: [String] = [], file: StaticString = #filePath, line: UInt = #line) throws
+        mentionsAnyOf: [String] = [], setpriv: [String] = [], file: StaticString = #filePath, line: UInt = #line) throws
     {
         let before = listing(image).map { ($0, Sys.readFile(image + "/" + $0) ?? []) }
-        let r = try amber(["restore", "-D", image, "--detach"])
+        let r = try amber(["restore", "-D", image, "--detach"], setpriv: setpriv)
         track(pid)
         assertRefusal(r, exitCode: exitCode, mentions: mentions, mentionsAnyOf: mentionsAnyOf, file: file, line: line)
         XCTAssertFalse(Proc.pidInUse(pid), "after a refused restore PID \(pid) is in use: \(Proc.describe(pid))",

@@ -92,7 +92,7 @@ final class FailedRestoreTests: ScenarioTestCase {
     /// Every restore step (Sources/Amber/TestFault.swift, RestoreStep), some also part-way through the tree.
     static let steps = [
         "read", "create", "create@25", "memory", "memory@30", "files", "environment", "handlers", "mmFields", "threads",
-        "pending", "scheduling", "flags", "timers", "seccomp", "cleanup", "cleanup@50", "detach",
+        "pending", "scheduling", "timers", "seccomp", "credentials", "flags", "cleanup", "cleanup@50", "detach",
     ]
 
     func testRestoreFailingOrKilledAtEachStepLeavesNothingBehind() throws {

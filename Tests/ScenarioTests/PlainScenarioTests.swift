@@ -35,6 +35,9 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testSeccomp() throws { try runPlain(.seccomp) }
     func testSeccompStrict() throws { try runPlain(.seccompStrict) }
     func testUnsupportedSeccompListener() throws { try runPlain(.unsupportedSeccompListener) }
+    func testCredentialsTree() throws { try runPlain(.credentialsTree) }
+    func testCredentialsThread() throws { try runPlain(.credentialsThread) }
+    func testUnsupportedUserNamespace() throws { try runPlain(.unsupportedUserNamespace) }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
     /// kills all of them, whatever session or group they are in.

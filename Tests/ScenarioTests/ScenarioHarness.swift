@@ -81,13 +81,21 @@ struct Scenario: Sendable {
     static let seccompStrict = Scenario(name: "seccomp_strict")
     /// A seccomp filter that returns SECCOMP_RET_USER_NOTIF.
     static let unsupportedSeccompListener = Scenario(name: "unsupported_seccomp_listener")
+    /// A root parent and a child under uids and gids 1000-1002 with only CAP_NET_BIND_SERVICE
+    /// (also ambient), a smaller bounding set and securebits.
+    static let credentialsTree = Scenario(name: "credentials_tree")
+    /// A thread under other uids, gids, groups and capabilities than the main thread.
+    static let credentialsThread = Scenario(name: "credentials_thread")
+    /// A child in a user namespace of its own.
+    static let unsupportedUserNamespace = Scenario(name: "unsupported_userns")
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
         unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
         scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline,
-        seccomp, seccompStrict, unsupportedSeccompListener,
+        seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
+        unsupportedUserNamespace,
     ]
 }
 
@@ -421,7 +429,9 @@ class ScenarioTestCase: XCTestCase {
 
     // MARK: running amber
 
-    func startAmber(_ arguments: [String], asNobody: Bool = false, env: [String: String] = [:]) throws -> RunningAmber {
+    /// `setpriv` runs amber with other credentials: `asNobody` as uid and gid 65534, else
+    /// with the `setpriv` options given; `env` is added to its environment.
+    func startAmber(_ arguments: [String], asNobody: Bool = false, setpriv: [String] = [], env: [String: String] = [:]) throws -> RunningAmber {
         let amber = try requireAmber()
         amberRuns += 1
         let base = try directory()
@@ -429,6 +439,8 @@ class ScenarioTestCase: XCTestCase {
         var argv = [amber] + arguments
         if asNobody {
             argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + argv
+        } else if !setpriv.isEmpty {
+            argv = ["/usr/bin/setpriv"] + setpriv + argv
         }
         let pid = try Spawn.start(argv, stdout: out, stderr: err, env: env)
         tracked.insert(pid)
@@ -478,8 +490,8 @@ class ScenarioTestCase: XCTestCase {
             stderr: Sys.readText(run.stderrPath) ?? "")
     }
 
-    func amber(_ arguments: [String], reaping: [ScenarioProcess] = [], asNobody: Bool = false, env: [String: String] = [:]) throws -> AmberResult {
-        try finish(try startAmber(arguments, asNobody: asNobody, env: env), reaping: reaping)
+    func amber(_ arguments: [String], reaping: [ScenarioProcess] = [], asNobody: Bool = false, setpriv: [String] = [], env: [String: String] = [:]) throws -> AmberResult {
+        try finish(try startAmber(arguments, asNobody: asNobody, setpriv: setpriv, env: env), reaping: reaping)
     }
 
     /// `amber dump -t PID -D DIR`: exit 0, the process gone and its PID free when amber

@@ -12,6 +12,9 @@ final class TreeScenarioTests: ScenarioTestCase {
     func testFutexWait() throws { try runDumped(.futexWait) }
     func testPidNamespaces() throws { try runDumped(.pidns) }
     func testPidNamespaceReaper() throws { try runDumped(.pidnsReaper) }
+    func testCredentialsTree() throws { try runDumped(.credentialsTree) }
+    func testCredentialsThread() throws { try runDumped(.credentialsThread) }
+    func testLeaveRunningCredentialsTree() throws { try runLeaveRunning(.credentialsTree) }
 
     /// --new-pidns: the tree comes back inside a new PID namespace, under an init amber makes,
     /// every task with its old PID there; `amber restore` exits with the root's status.

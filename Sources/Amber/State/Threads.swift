@@ -4,8 +4,8 @@ import Glibc
 import LinuxKit
 
 /// Threads: what each thread has of its own — TID, name, registers, signal mask, thread-directed
-/// signals, alternate stack, clear_child_tid, robust list, rseq. The leader's record lives in the
-/// task's own fields; every other thread is recreated by a clone3 injected into the leader.
+/// signals, alternate stack, clear_child_tid, robust list, rseq, credentials. The leader's record
+/// lives in the task's own fields; every other thread is recreated by a clone3 injected into the leader.
 enum ThreadState {
     // MARK: Dump
 
@@ -19,6 +19,7 @@ enum ThreadState {
         task.threadControl = leader.threadControl
         task.scheduling = leader.scheduling
         task.threadFlags = leader.threadFlags
+        task.credentials = leader.credentials
         for tracee in session.threads where tracee.pid != session.pid {
             let injector = try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
             do {
@@ -45,6 +46,7 @@ enum ThreadState {
         record.namespaceTids = try TreeState.namespaceIDs(pid: session.pid, tid: tid)
         record.scheduling = try SchedulingState.dump(injector)
         record.threadFlags = try FlagState.dump(injector, session)
+        record.credentials = try CredentialState.dump(injector, session)
         return record
     }
 
@@ -104,6 +106,7 @@ extension Amber_Task {
         thread.namespaceTids = namespacePids
         thread.scheduling = scheduling
         thread.threadFlags = threadFlags
+        if hasCredentials { thread.credentials = credentials }
         return thread
     }
 }

@@ -198,6 +198,17 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   /// Clears the value of `seccomp`. Subsequent reads from it will return its default value.
   public mutating func clearSeccomp() {_uniqueStorage()._seccomp = nil}
 
+  /// The leader's; absent in images of amber before credentials were dumped: the restored
+  /// task keeps the restorer's.
+  public var credentials: Amber_Credentials {
+    get {_storage._credentials ?? Amber_Credentials()}
+    set {_uniqueStorage()._credentials = newValue}
+  }
+  /// Returns true if `credentials` has been explicitly set.
+  public var hasCredentials: Bool {_storage._credentials != nil}
+  /// Clears the value of `credentials`. Subsequent reads from it will return its default value.
+  public mutating func clearCredentials() {_uniqueStorage()._credentials = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -292,6 +303,16 @@ public nonisolated struct Amber_Thread: @unchecked Sendable {
   public var hasSeccomp: Bool {_storage._seccomp != nil}
   /// Clears the value of `seccomp`. Subsequent reads from it will return its default value.
   public mutating func clearSeccomp() {_uniqueStorage()._seccomp = nil}
+
+  /// As Task.credentials.
+  public var credentials: Amber_Credentials {
+    get {_storage._credentials ?? Amber_Credentials()}
+    set {_uniqueStorage()._credentials = newValue}
+  }
+  /// Returns true if `credentials` has been explicitly set.
+  public var hasCredentials: Bool {_storage._credentials != nil}
+  /// Clears the value of `credentials`. Subsequent reads from it will return its default value.
+  public mutating func clearCredentials() {_uniqueStorage()._credentials = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -661,7 +682,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{1}scheduling\0\u{3}thread_flags\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{1}scheduling\0\u{3}thread_flags\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{1}credentials\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -686,6 +707,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _processFlags: Amber_ProcessFlags? = nil
     var _timers: Amber_Timers? = nil
     var _seccomp: Amber_Seccomp? = nil
+    var _credentials: Amber_Credentials? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -718,6 +740,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _processFlags = source._processFlags
       _timers = source._timers
       _seccomp = source._seccomp
+      _credentials = source._credentials
     }
   }
 
@@ -758,6 +781,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._processFlags) }()
         case 21: try { try decoder.decodeSingularMessageField(value: &_storage._timers) }()
         case 22: try { try decoder.decodeSingularMessageField(value: &_storage._seccomp) }()
+        case 23: try { try decoder.decodeSingularMessageField(value: &_storage._credentials) }()
         default: break
         }
       }
@@ -836,6 +860,9 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       try { if let v = _storage._seccomp {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
       } }()
+      try { if let v = _storage._credentials {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -867,6 +894,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._processFlags != rhs_storage._processFlags {return false}
         if _storage._timers != rhs_storage._timers {return false}
         if _storage._seccomp != rhs_storage._seccomp {return false}
+        if _storage._credentials != rhs_storage._credentials {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -878,7 +906,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
 
 nonisolated extension Amber_Thread: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Thread"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tid\0\u{1}comm\0\u{1}registers\0\u{1}blocked\0\u{1}pending\0\u{3}alternate_stack\0\u{3}thread_control\0\u{3}namespace_tids\0\u{1}scheduling\0\u{3}thread_flags\0\u{1}seccomp\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tid\0\u{1}comm\0\u{1}registers\0\u{1}blocked\0\u{1}pending\0\u{3}alternate_stack\0\u{3}thread_control\0\u{3}namespace_tids\0\u{1}scheduling\0\u{3}thread_flags\0\u{1}seccomp\0\u{1}credentials\0")
 
   fileprivate class _StorageClass {
     var _tid: Int32 = 0
@@ -892,6 +920,7 @@ nonisolated extension Amber_Thread: SwiftProtobuf.Message, SwiftProtobuf._Messag
     var _scheduling: Amber_Scheduling? = nil
     var _threadFlags: Amber_ThreadFlags? = nil
     var _seccomp: Amber_SeccompThread? = nil
+    var _credentials: Amber_Credentials? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -913,6 +942,7 @@ nonisolated extension Amber_Thread: SwiftProtobuf.Message, SwiftProtobuf._Messag
       _scheduling = source._scheduling
       _threadFlags = source._threadFlags
       _seccomp = source._seccomp
+      _credentials = source._credentials
     }
   }
 
@@ -942,6 +972,7 @@ nonisolated extension Amber_Thread: SwiftProtobuf.Message, SwiftProtobuf._Messag
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._scheduling) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._threadFlags) }()
         case 11: try { try decoder.decodeSingularMessageField(value: &_storage._seccomp) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._credentials) }()
         default: break
         }
       }
@@ -987,6 +1018,9 @@ nonisolated extension Amber_Thread: SwiftProtobuf.Message, SwiftProtobuf._Messag
       try { if let v = _storage._seccomp {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
       } }()
+      try { if let v = _storage._credentials {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1007,6 +1041,7 @@ nonisolated extension Amber_Thread: SwiftProtobuf.Message, SwiftProtobuf._Messag
         if _storage._scheduling != rhs_storage._scheduling {return false}
         if _storage._threadFlags != rhs_storage._threadFlags {return false}
         if _storage._seccomp != rhs_storage._seccomp {return false}
+        if _storage._credentials != rhs_storage._credentials {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -1,0 +1,274 @@
+import AmberImage
+import Glibc
+import LinuxKit
+
+/// Credentials of each thread: user and group IDs (real, effective, saved, filesystem),
+/// supplementary groups, the five capability sets and securebits (keep-caps among them).
+/// no_new_privs is a thread flag (`FlagState`), set after these.
+enum CredentialState {
+    private static let prCapbsetDrop: UInt64 = 24
+    private static let prGetSecurebits: UInt64 = 27, prSetSecurebits: UInt64 = 28
+    private static let prSetKeepCaps: UInt64 = 8
+    private static let prCapAmbient: UInt64 = 47, ambientRaise: UInt64 = 2, ambientClearAll: UInt64 = 4
+    private static let setgroups = 116, setresuid = 117, setresgid = 119, setfsuid = 122, setfsgid = 123, capset = 126
+    /// _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
+    private static let capabilityVersion3: UInt32 = 0x2008_0522
+
+    private static let capSetuid = 7, capSetgid = 6, capSetpcap = 8
+    /// SECBIT_KEEP_CAPS and SECBIT_KEEP_CAPS_LOCKED.
+    private static let keepCaps: UInt32 = 1 << 4, keepCapsLocked: UInt32 = 1 << 5
+    private static let noCapAmbientRaise: UInt32 = 1 << 6
+    /// Every SECBIT_*_LOCKED bit: the odd ones.
+    private static let securebitLocks: UInt32 = 0xaaa
+
+    // MARK: Dump
+
+    /// The credentials of the thread `injector` runs in: /proc for all but securebits.
+    static func dump(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_Credentials {
+        let tid = injector.tracee.pid
+        let status = try ProcFS.threadStatus(pid: session.pid, tid: tid)
+        var record = try credentials(status, what: "/proc/\(session.pid)/task/\(tid)/status")
+        record.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, prGetSecurebits))
+        return record
+    }
+
+    /// Everything but securebits, from a status file.
+    private static func credentials(_ status: ProcessStatus, what: String) throws(LinuxError) -> Amber_Credentials {
+        guard let uids = status.userIDs, let gids = status.groupIDs, let groups = status.supplementaryGroups, let caps = status.capabilities else {
+            throw LinuxError(.invalidArgument, "read Uid, Gid, Groups and Cap* lines of \(what)")
+        }
+        var record = Amber_Credentials()
+        (record.uid, record.euid, record.suid, record.fsuid) = (uids.real, uids.effective, uids.saved, uids.filesystem)
+        (record.gid, record.egid, record.sgid, record.fsgid) = (gids.real, gids.effective, gids.saved, gids.filesystem)
+        record.groups = groups
+        record.capInheritable = caps.inheritable
+        record.capPermitted = caps.permitted
+        record.capEffective = caps.effective
+        record.capBounding = caps.bounding
+        record.capAmbient = caps.ambient
+        return record
+    }
+
+    /// Refuses a task in another user namespace than amber's: its IDs and capabilities mean
+    /// something else there, and restoring them here would grant them over this namespace.
+    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
+        let own = try ProcFS.link("/proc/self/ns/user")
+        guard let namespace = try? ProcFS.link("/proc/\(pid)/ns/user") else { return }
+        if namespace != own {
+            throw AmberError.unsupported(process, "is in another user namespace (\(namespace), amber's is \(own)): not supported", tree: tree)
+        }
+    }
+
+    // MARK: Checks before restore
+
+    /// Refuses, before any task is made, an image whose credentials the restorer could not give:
+    /// the kernel's own rules for setresuid, setgroups, capset, PR_CAPBSET_DROP and
+    /// PR_SET_SECUREBITS, applied to the restorer's credentials, which every helper inherits.
+    /// A restored task is never given more than the caller holds.
+    static func checkRestorable(_ tasks: [Amber_Task]) throws(AmberError) {
+        let restorer: Amber_Credentials
+        let lastCapability: Int
+        do {
+            var own = try credentials(ProcFS.status(pid: getpid()), what: "/proc/self/status")
+            own.securebits = try ProcessControl.securebits()
+            restorer = own
+            let text = try ProcFS.readText("/proc/sys/kernel/cap_last_cap")
+            guard let last = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw LinuxError(.invalidArgument, "parse /proc/sys/kernel/cap_last_cap \"\(text)\"")
+            }
+            lastCapability = last
+        } catch {
+            throw AmberError(.failure, "cannot read the restorer's own credentials: \(error)")
+        }
+        let known: UInt64 = lastCapability >= 63 ? .max : (1 << UInt64(lastCapability + 1)) - 1
+        for task in tasks where !task.zombie {
+            for thread in [task.leaderThread] + task.threads where thread.hasCredentials {
+                let who = thread.tid == task.pid ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
+                let image = thread.credentials
+                let all = image.capInheritable | image.capPermitted | image.capEffective | image.capBounding | image.capAmbient
+                if all & ~known != 0 {
+                    throw AmberError(.incompatibleHost, "\(who) holds capabilities \(names(all & ~known)) this kernel does not know (its last is \(lastCapability))")
+                }
+                if let problem = excess(image, over: restorer) {
+                    throw AmberError(.permissionDenied, "\(who) \(problem): amber gives a restored task no credentials the restorer does not hold")
+                }
+            }
+        }
+    }
+
+    /// What of `image` the kernel would not let a task with `own` credentials take, or nil.
+    private static func excess(_ image: Amber_Credentials, over own: Amber_Credentials) -> String? {
+        func has(_ cap: Int) -> Bool { own.capEffective & (1 << UInt64(cap)) != 0 }
+        // Without CAP_SETUID, setresuid takes only the caller's real, effective and saved IDs,
+        // and setfsuid those (after setresuid) or the filesystem ID it leaves unchanged.
+        func allowed(_ ids: [UInt32], fs: UInt32, own: [UInt32], ownFS: UInt32) -> Bool {
+            ids.allSatisfy(own.contains) && (ids.contains(fs) || (ids == own && fs == ownFS))
+        }
+        let uids = [image.uid, image.euid, image.suid], gids = [image.gid, image.egid, image.sgid]
+        let ownUIDs = [own.uid, own.euid, own.suid], ownGIDs = [own.gid, own.egid, own.sgid]
+        if !has(capSetuid), !allowed(uids, fs: image.fsuid, own: ownUIDs, ownFS: own.fsuid) {
+            return "has user IDs \(list(uids + [image.fsuid])) (real, effective, saved, filesystem) and the restorer, with \(list(ownUIDs + [own.fsuid])), lacks CAP_SETUID"
+        }
+        if !has(capSetgid), !allowed(gids, fs: image.fsgid, own: ownGIDs, ownFS: own.fsgid) {
+            return "has group IDs \(list(gids + [image.fsgid])) (real, effective, saved, filesystem) and the restorer, with \(list(ownGIDs + [own.fsgid])), lacks CAP_SETGID"
+        }
+        if !has(capSetgid), Set(image.groups) != Set(own.groups) {
+            return "has supplementary groups \(list(image.groups)), the restorer \(list(own.groups)) and lacks CAP_SETGID"
+        }
+        if image.capPermitted & ~own.capPermitted != 0 {
+            return "holds capabilities \(names(image.capPermitted & ~own.capPermitted)) outside the restorer's permitted set"
+        }
+        if image.capBounding & ~own.capBounding != 0 {
+            return "has capabilities \(names(image.capBounding & ~own.capBounding)) in its bounding set that the restorer's lacks"
+        }
+        if image.capBounding != own.capBounding, !has(capSetpcap) {
+            return "has a smaller bounding set than the restorer, which lacks CAP_SETPCAP to drop \(names(own.capBounding & ~image.capBounding))"
+        }
+        let inheritableBeyond = image.capInheritable & ~own.capInheritable & ~(has(capSetpcap) ? .max : own.capPermitted)
+        if inheritableBeyond != 0 || image.capInheritable & ~(own.capInheritable | own.capBounding) != 0 {
+            return "has inheritable capabilities \(names(image.capInheritable & ~own.capInheritable)) the restorer may not raise"
+        }
+        if image.capAmbient != 0, own.securebits & noCapAmbientRaise != 0 {
+            return "has ambient capabilities \(names(image.capAmbient)) and the restorer has SECBIT_NO_CAP_AMBIENT_RAISE"
+        }
+        let changed = image.securebits ^ own.securebits
+        if changed & keepCaps != 0, own.securebits & keepCapsLocked != 0 {
+            return "has keep-caps \(image.securebits & keepCaps != 0 ? "on" : "off"), locked otherwise in the restorer"
+        }
+        if changed & ~keepCaps != 0 {
+            if !has(capSetpcap) {
+                return "has securebits 0x\(String(image.securebits, radix: 16)), the restorer 0x\(String(own.securebits, radix: 16)) and lacks CAP_SETPCAP"
+            }
+            if changed & (own.securebits & securebitLocks) >> 1 != 0 || own.securebits & securebitLocks & ~image.securebits != 0 {
+                return "has securebits 0x\(String(image.securebits, radix: 16)) that the restorer's locked securebits 0x\(String(own.securebits, radix: 16)) forbid"
+            }
+        }
+        return nil
+    }
+
+    private static func list(_ ids: [UInt32]) -> String { "(" + ids.map(String.init).joined(separator: ", ") + ")" }
+
+    private static let capabilityNames = [
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+        "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
+        "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+        "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+        "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
+        "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    ]
+
+    /// "CAP_NET_ADMIN, CAP_SYS_BOOT" for a mask.
+    private static func names(_ mask: UInt64) -> String {
+        (0..<64).filter { mask & (1 << UInt64($0)) != 0 }
+            .map { $0 < capabilityNames.count ? capabilityNames[$0] : "capability \($0)" }
+            .joined(separator: ", ")
+    }
+
+    // MARK: Restore
+
+    /// Gives every thread its credentials by calls injected into that thread (each changes only
+    /// the caller). After everything that needs the helper's privilege, before `FlagState`:
+    /// a change of effective or filesystem ID clears the parent-death signal and resets dumpable.
+    static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
+        let records = [task.leaderThread] + task.threads
+        for (record, tracee) in zip(records, session.threads) where record.hasCredentials {
+            let injector = tracee.pid == session.pid ? session.injector : try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            try restore(record.credentials, injector, session)
+        }
+    }
+
+    /// The order: keep-caps on and inheritable set while the helper still holds CAP_SETPCAP;
+    /// bounding drops; groups and IDs; effective raised again to the kept permitted set (a
+    /// change from euid 0 cleared it) for the filesystem IDs, ambient raises and securebits;
+    /// last the image's permitted, effective and inheritable sets.
+    private static func restore(_ image: Amber_Credentials, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+        let tid = injector.tracee.pid
+        func current() throws -> Amber_Credentials {
+            var now = try credentials(ProcFS.threadStatus(pid: session.pid, tid: tid), what: "/proc/\(session.pid)/task/\(tid)/status")
+            now.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, prGetSecurebits))
+            return now
+        }
+        var now = try current()
+        if now == image { return }
+        let idsChange = [image.uid, image.euid, image.suid] != [now.uid, now.euid, now.suid]
+        // Keeps the permitted set through a change away from uid 0 (unless locked off).
+        if idsChange, now.securebits & (keepCaps | keepCapsLocked) == 0 {
+            try injector.call("prctl(PR_SET_KEEPCAPS, 1)", SyscallNumber.prctl, prSetKeepCaps, 1)
+        }
+        if image.capInheritable != now.capInheritable {
+            try setCapabilities(effective: now.capEffective, permitted: now.capPermitted, inheritable: image.capInheritable, injector, session)
+        }
+        for cap in 0..<64 where now.capBounding & ~image.capBounding & (1 << UInt64(cap)) != 0 {
+            try injector.call("prctl(PR_CAPBSET_DROP, \(names(1 << UInt64(cap))))", SyscallNumber.prctl, prCapbsetDrop, UInt64(cap))
+        }
+        if image.groups.sorted() != now.groups.sorted() {
+            try setGroups(image.groups, injector, session)
+        }
+        if [image.gid, image.egid, image.sgid] != [now.gid, now.egid, now.sgid] {
+            try injector.call("setresgid(\(image.gid), \(image.egid), \(image.sgid))", setresgid, UInt64(image.gid), UInt64(image.egid), UInt64(image.sgid))
+        }
+        if idsChange {
+            try injector.call("setresuid(\(image.uid), \(image.euid), \(image.suid))", setresuid, UInt64(image.uid), UInt64(image.euid), UInt64(image.suid))
+        }
+        now = try current()
+        if now.capEffective != now.capPermitted {
+            try setCapabilities(effective: now.capPermitted, permitted: now.capPermitted, inheritable: image.capInheritable, injector, session)
+        }
+        // setfs[ug]id returns the old ID, never an error: the check at the end reads the result.
+        try injector.call("setfsgid(\(image.fsgid))", setfsgid, UInt64(image.fsgid))
+        try injector.call("setfsuid(\(image.fsuid))", setfsuid, UInt64(image.fsuid))
+        if image.capAmbient != now.capAmbient {
+            try injector.call("prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)", SyscallNumber.prctl, prCapAmbient, ambientClearAll, 0, 0, 0)
+            for cap in 0..<64 where image.capAmbient & (1 << UInt64(cap)) != 0 {
+                try injector.call("prctl(PR_CAP_AMBIENT_RAISE, \(names(1 << UInt64(cap))))", SyscallNumber.prctl, prCapAmbient, ambientRaise, UInt64(cap), 0, 0)
+            }
+        }
+        now = try current()
+        if (image.securebits ^ now.securebits) & ~keepCaps != 0 {
+            try injector.call("prctl(PR_SET_SECUREBITS, 0x\(String(image.securebits, radix: 16)))", SyscallNumber.prctl, prSetSecurebits, UInt64(image.securebits))
+        } else if image.securebits != now.securebits {
+            try injector.call("prctl(PR_SET_KEEPCAPS, \(image.securebits & keepCaps != 0 ? 1 : 0))", SyscallNumber.prctl, prSetKeepCaps, image.securebits & keepCaps != 0 ? 1 : 0)
+        }
+        try setCapabilities(effective: image.capEffective, permitted: image.capPermitted, inheritable: image.capInheritable, injector, session)
+        let result = try current()
+        guard result == image else {
+            throw AmberError(.restoreFailed, "thread \(tid) of process \(session.pid) came out with credentials \(describe(result)), not the image's \(describe(image))")
+        }
+    }
+
+    private static func describe(_ c: Amber_Credentials) -> String {
+        func hex(_ value: UInt64) -> String { String(value, radix: 16) }
+        return "uids \(list([c.uid, c.euid, c.suid, c.fsuid])) gids \(list([c.gid, c.egid, c.sgid, c.fsgid])) groups \(list(c.groups)) "
+            + "caps inh \(hex(c.capInheritable)) prm \(hex(c.capPermitted)) eff \(hex(c.capEffective)) bnd \(hex(c.capBounding)) amb \(hex(c.capAmbient)) securebits \(hex(UInt64(c.securebits)))"
+    }
+
+    /// capset(2), version 3, for the calling thread: the header and both words of each set go
+    /// through the scratch area.
+    private static func setCapabilities(effective: UInt64, permitted: UInt64, inheritable: UInt64, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+        let words: [UInt32] = [
+            capabilityVersion3, 0,
+            UInt32(truncatingIfNeeded: effective), UInt32(truncatingIfNeeded: permitted), UInt32(truncatingIfNeeded: inheritable),
+            UInt32(truncatingIfNeeded: effective >> 32), UInt32(truncatingIfNeeded: permitted >> 32), UInt32(truncatingIfNeeded: inheritable >> 32),
+        ]
+        let header = try words.withUnsafeBytes { try session.writeScratch($0) }
+        try injector.call("capset(effective \(String(effective, radix: 16)), permitted \(String(permitted, radix: 16)), inheritable \(String(inheritable, radix: 16)))",
+                          capset, header, header + 8)
+    }
+
+    /// setgroups(2): the list goes through the scratch area, or a temporary mapping when it is
+    /// longer (up to NGROUPS_MAX, 256 KiB).
+    private static func setGroups(_ groups: [UInt32], _ injector: SyscallInjector, _ session: RestoreSession) throws {
+        let size = groups.count * 4
+        guard size > RestoreSession.scratchSize else {
+            let address = try groups.withUnsafeBytes { try session.writeScratch($0) }
+            try injector.call("setgroups(\(groups.count) groups)", setgroups, UInt64(groups.count), address)
+            return
+        }
+        let length = UInt64((size + 4095) & ~4095)
+        let area = try injector.call("mmap groups", SyscallNumber.mmap, 0, length, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+        defer { _ = try? injector.call("munmap groups", SyscallNumber.munmap, area, length) }
+        _ = try groups.withUnsafeBytes { bytes throws(LinuxError) in try ProcessMemory(pid: session.pid).write(bytes, to: [(area, size)]) }
+        try injector.call("setgroups(\(groups.count) groups)", setgroups, UInt64(groups.count), area)
+    }
+}
