@@ -3,6 +3,7 @@ import Glibc
 
 /// x86_64 system call numbers used by injection.
 public enum SyscallNumber {
+    public static let write = 1
     public static let close = 3
     public static let mmap = 9
     public static let mprotect = 10
@@ -34,6 +35,7 @@ public enum SyscallNumber {
     public static let timerGettime = 224
     public static let timerDelete = 226
     public static let setRobustList = 273
+    public static let openat = 257
     public static let dup3 = 292
     public static let rtTgsigqueueinfo = 297
     public static let prlimit64 = 302

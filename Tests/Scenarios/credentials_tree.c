@@ -5,7 +5,8 @@
  * fsgid 1000, uids 1000/1001/1002 with fsuid 1002, keeps only CAP_NET_BIND_SERVICE (permitted,
  * effective, inheritable and ambient) and, after the uid change cleared it, sets its
  * parent-death signal again (SIGKILL, so that a killed scenario leaves no child). The change of
- * euid made it non-dumpable (fs.suid_dumpable 0). It opened its result file before dropping.
+ * euid made it non-dumpable (fs.suid_dumpable 0). Its audit login uid is CHILD_LOGINUID (set as
+ * root through /proc/self/loginuid). It opened its result file before dropping.
  * After SIGTERM the parent checks its own credentials are unchanged and tells the child
  * (SIGUSR1) to check all of its own, read back with get*id, capget, prctl and /proc/self/status.
  */
@@ -25,6 +26,7 @@
 #define CHILD_FSGID 1000
 #define CHILD_SECUREBITS (SECBIT_KEEP_CAPS | SECBIT_NOROOT | SECBIT_NOROOT_LOCKED)
 #define CHILD_CAPS (1ULL << CAP_NET_BIND_SERVICE)
+#define CHILD_LOGINUID 4321
 
 static volatile sig_atomic_t checking;
 
@@ -66,6 +68,12 @@ static int capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *inhe
 static void child_setup(int ready)
 {
     uint64_t caps = CHILD_CAPS;
+    char loginuid[16];
+    int fd = open("/proc/self/loginuid", O_WRONLY);
+    int length = snprintf(loginuid, sizeof loginuid, "%d", CHILD_LOGINUID);
+    if (fd < 0 || write(fd, loginuid, (size_t)length) != length)
+        sc_die("write /proc/self/loginuid");
+    close(fd);
     if (prctl(PR_SET_SECUREBITS, CHILD_SECUREBITS, 0, 0, 0) < 0)
         sc_die("PR_SET_SECUREBITS");
     if (prctl(PR_CAPBSET_DROP, CAP_SYS_BOOT, 0, 0, 0) < 0)
@@ -122,6 +130,10 @@ static void child_check(pid_t parent, const char *lines_before)
     int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
     sc_check(dumpable == 0, "child: dumpable %d, expected 0", dumpable);
     sc_check(getppid() == parent, "child: parent %d, expected %d", getppid(), parent);
+    char loginuid[16] = "";
+    ssize_t length = sc_read_file("/proc/self/loginuid", loginuid, sizeof loginuid - 1);
+    loginuid[length > 0 ? length : 0] = 0;
+    sc_check(atoi(loginuid) == CHILD_LOGINUID, "child: login uid %s, expected %d", loginuid, CHILD_LOGINUID);
     char lines[2048];
     credential_lines("/proc/self/status", lines, sizeof lines);
     sc_check(strcmp(lines, lines_before) == 0, "child: /proc/self/status says %s, was %s", lines, lines_before);

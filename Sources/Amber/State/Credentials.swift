@@ -29,6 +29,7 @@ enum CredentialState {
         let status = try ProcFS.threadStatus(pid: session.pid, tid: tid)
         var record = try credentials(status, what: "/proc/\(session.pid)/task/\(tid)/status")
         record.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, prGetSecurebits))
+        record.loginUid = try loginUID(pid: session.pid, tid: tid)
         return record
     }
 
@@ -187,10 +188,14 @@ enum CredentialState {
         func current() throws -> Amber_Credentials {
             var now = try credentials(ProcFS.threadStatus(pid: session.pid, tid: tid), what: "/proc/\(session.pid)/task/\(tid)/status")
             now.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, prGetSecurebits))
+            now.loginUid = try loginUID(pid: session.pid, tid: tid)
             return now
         }
         var now = try current()
         if now == image { return }
+        if image.loginUid != now.loginUid {
+            try setLoginUID(image.loginUid, injector, session)
+        }
         let idsChange = [image.uid, image.euid, image.suid] != [now.uid, now.euid, now.suid]
         // Keeps the permitted set through a change away from uid 0 (unless locked off).
         if idsChange, now.securebits & (keepCaps | keepCapsLocked) == 0 {
@@ -237,10 +242,29 @@ enum CredentialState {
         }
     }
 
+    private static func loginUID(pid: Int32, tid: Int32) throws -> UInt32 {
+        let path = "/proc/\(pid)/task/\(tid)/loginuid"
+        guard let word = try ProcFS.readText(path).split(whereSeparator: \.isWhitespace).first, let value = UInt32(word) else {
+            throw LinuxError(.invalidArgument, "parse \(path)")
+        }
+        return value
+    }
+
+    /// Only the task itself may write its loginuid, and only while it holds CAP_AUDIT_CONTROL:
+    /// before the IDs change.
+    private static func setLoginUID(_ value: UInt32, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+        let path = Array("/proc/thread-self/loginuid".utf8) + [0], text = Array(String(value).utf8)
+        let pathAddress = try path.withUnsafeBytes { try session.writeScratch($0) }
+        let textAddress = try text.withUnsafeBytes { try session.writeScratch($0, offset: 64) }
+        let fd = try injector.call("open /proc/thread-self/loginuid", SyscallNumber.openat, UInt64(bitPattern: Int64(AT_FDCWD)), pathAddress, UInt64(O_WRONLY | O_CLOEXEC))
+        defer { _ = try? injector.call("close", SyscallNumber.close, fd) }
+        try injector.call("write loginuid \(value)", SyscallNumber.write, fd, textAddress, UInt64(text.count))
+    }
+
     private static func describe(_ c: Amber_Credentials) -> String {
         func hex(_ value: UInt64) -> String { String(value, radix: 16) }
         return "uids \(list([c.uid, c.euid, c.suid, c.fsuid])) gids \(list([c.gid, c.egid, c.sgid, c.fsgid])) groups \(list(c.groups)) "
-            + "caps inh \(hex(c.capInheritable)) prm \(hex(c.capPermitted)) eff \(hex(c.capEffective)) bnd \(hex(c.capBounding)) amb \(hex(c.capAmbient)) securebits \(hex(UInt64(c.securebits)))"
+            + "caps inh \(hex(c.capInheritable)) prm \(hex(c.capPermitted)) eff \(hex(c.capEffective)) bnd \(hex(c.capBounding)) amb \(hex(c.capAmbient)) securebits \(hex(UInt64(c.securebits))) loginuid \(c.loginUid)"
     }
 
     /// capset(2), version 3, for the calling thread: the header and both words of each set go

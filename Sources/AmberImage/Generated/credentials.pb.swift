@@ -64,6 +64,9 @@ public nonisolated struct Amber_Credentials: Sendable {
   /// PR_GET_SECUREBITS: SECBIT_* flags and their locks; keep-caps is SECBIT_KEEP_CAPS (bit 4).
   public var securebits: UInt32 = 0
 
+  /// The audit login uid (/proc/PID/task/TID/loginuid; 4294967295 when unset).
+  public var loginUid: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -75,7 +78,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Credentials: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Credentials"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uid\0\u{1}euid\0\u{1}suid\0\u{1}fsuid\0\u{1}gid\0\u{1}egid\0\u{1}sgid\0\u{1}fsgid\0\u{1}groups\0\u{3}cap_inheritable\0\u{3}cap_permitted\0\u{3}cap_effective\0\u{3}cap_bounding\0\u{3}cap_ambient\0\u{1}securebits\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uid\0\u{1}euid\0\u{1}suid\0\u{1}fsuid\0\u{1}gid\0\u{1}egid\0\u{1}sgid\0\u{1}fsgid\0\u{1}groups\0\u{3}cap_inheritable\0\u{3}cap_permitted\0\u{3}cap_effective\0\u{3}cap_bounding\0\u{3}cap_ambient\0\u{1}securebits\0\u{3}login_uid\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -98,6 +101,7 @@ nonisolated extension Amber_Credentials: SwiftProtobuf.Message, SwiftProtobuf._M
       case 13: try { try decoder.decodeSingularUInt64Field(value: &self.capBounding) }()
       case 14: try { try decoder.decodeSingularUInt64Field(value: &self.capAmbient) }()
       case 15: try { try decoder.decodeSingularUInt32Field(value: &self.securebits) }()
+      case 16: try { try decoder.decodeSingularUInt32Field(value: &self.loginUid) }()
       default: break
       }
     }
@@ -149,6 +153,9 @@ nonisolated extension Amber_Credentials: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.securebits != 0 {
       try visitor.visitSingularUInt32Field(value: self.securebits, fieldNumber: 15)
     }
+    if self.loginUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.loginUid, fieldNumber: 16)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -168,6 +175,7 @@ nonisolated extension Amber_Credentials: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.capBounding != rhs.capBounding {return false}
     if lhs.capAmbient != rhs.capAmbient {return false}
     if lhs.securebits != rhs.securebits {return false}
+    if lhs.loginUid != rhs.loginUid {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
