@@ -129,13 +129,15 @@ public final class ImageWriter {
         return file
     }
 
-    /// `mkdir -p`; returns whether the last component was created (and so is known to be empty).
+    /// `mkdir -p`, the image directory itself 0700; returns whether the last component was
+    /// created (and so is known to be empty).
     private static func makeDirectories(_ path: String) throws(ImageError) -> Bool {
         var prefix = path.hasPrefix("/") ? "/" : ""
         var created = false
-        for component in path.split(separator: "/") {
+        let components = path.split(separator: "/")
+        for (index, component) in components.enumerated() {
             prefix += component
-            created = mkdir(prefix, 0o755) == 0
+            created = mkdir(prefix, index == components.count - 1 ? 0o700 : 0o755) == 0
             guard created || errno == EEXIST else { throw .system("mkdir", file: prefix) }
             prefix += "/"
         }

@@ -5,7 +5,8 @@ import Glibc
 // name the image file concerned.
 
 /// Opens `name` relative to the image directory, retrying on EINTR; returns -1 with `errno` set on failure.
-func openFile(in directoryFD: CInt, _ name: String, _ flags: CInt, mode: mode_t = 0o644) -> CInt {
+/// Files an image is made of are the caller's alone (0600): they hold the processes' memory.
+func openFile(in directoryFD: CInt, _ name: String, _ flags: CInt, mode: mode_t = 0o600) -> CInt {
     while true {
         let fd = openat(directoryFD, name, flags | O_CLOEXEC, mode)
         if fd >= 0 || errno != EINTR { return fd }
