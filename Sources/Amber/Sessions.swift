@@ -137,6 +137,36 @@ final class RestoreSession: ScratchSpace {
         return Int32(try injector.call("pidfd_getfd(\(descriptor))", SyscallNumber.pidfdGetfd, UInt64(pidfd), UInt64(descriptor), 0))
     }
 
+    /// Opens a file of the image as the task could have opened it itself: with its filesystem
+    /// IDs and groups, and refusing a symbolic link anywhere on the path (the paths of an image
+    /// are the kernel's resolved ones, so a link on one was put there after the dump). A file
+    /// the task may not open is opened with the restorer's rights only if it is the very file
+    /// the task had open at the dump (`dumped`: its device and inode then): one it opened before
+    /// it gave up privilege, unchanged since (same device, inode and change time; an inode
+    /// number alone is soon reused). See docs/security.md.
+    func openAsTask(_ path: String, flags: Int32, what: String, dumped: FileStatus?) throws(AmberError) -> Int32 {
+        let credentials = task.hasCredentials ? task.credentials : nil
+        let identity = credentials.map { FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups) }
+        let who = identity.map { " as uid \($0.uid), gid \($0.gid)" } ?? ""
+        do {
+            return try PathOpening.open(path, flags: flags, as: identity)
+        } catch where error.errno == .tooManySymbolicLinkLevels {
+            throw AmberError(.restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid): a symbolic link is on its path now (there was none when it was dumped)")
+        } catch where (error.errno == .permissionDenied || error.errno == .notPermitted) && identity != nil && dumped != nil {
+            let denied = error
+            guard let fd = try? PathOpening.open(path, flags: flags, as: nil) else {
+                throw AmberError(.restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid)\(who): \(denied)")
+            }
+            if let status = try? FileStatus.fstat(fd: fd), let dumped, status.device == dumped.device, status.inode == dumped.inode, status.changeTimeNs == dumped.changeTimeNs {
+                return fd
+            }
+            close(fd)
+            throw AmberError(.restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid): it may not open it itself (\(denied.errno.name)\(who)), and it is not the file the process had open when it was dumped, unchanged")
+        } catch {
+            throw AmberError(.restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid)\(who): \(error)")
+        }
+    }
+
     func mapScratch() throws(LinuxError) {
         scratch = try injector.call("mmap scratch", SyscallNumber.mmap, 0, UInt64(Self.scratchSize), UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
     }

@@ -2,6 +2,7 @@
 #include "CLinux.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sched.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -113,6 +114,23 @@ long amber_getcpu(void) {
 
 long amber_prctl(int option, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5) {
     return result(prctl(option, arg2, arg3, arg4, arg5));
+}
+
+long amber_openat2(const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+    struct { uint64_t flags, mode, resolve; } how = {flags, mode, resolve};
+    return result(syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how));
+}
+
+long amber_thread_setfsuid(uint32_t uid) {
+    return syscall(SYS_setfsuid, uid);
+}
+
+long amber_thread_setfsgid(uint32_t gid) {
+    return syscall(SYS_setfsgid, gid);
+}
+
+long amber_thread_setgroups(size_t count, const uint32_t *groups) {
+    return result(syscall(SYS_setgroups, count, groups));
 }
 
 long amber_xgetbv0(uint64_t *value) {

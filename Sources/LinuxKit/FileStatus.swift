@@ -13,19 +13,23 @@ public struct FileStatus: Sendable, Equatable {
     public var size: UInt64
     /// The device a character or block special file stands for.
     public var rdev: UInt64
+    /// st_ctim in nanoseconds: when the inode last changed (contents, owner, mode, links).
+    public var changeTimeNs: UInt64
 
-    public init(device: UInt64, inode: UInt64, mode: UInt32, size: UInt64, rdev: UInt64) {
+    public init(device: UInt64, inode: UInt64, mode: UInt32, size: UInt64, rdev: UInt64, changeTimeNs: UInt64 = 0) {
         self.device = device
         self.inode = inode
         self.mode = mode
         self.size = size
         self.rdev = rdev
+        self.changeTimeNs = changeTimeNs
     }
 
     init(_ status: Glibc.stat) {
         self.init(
             device: UInt64(status.st_dev), inode: UInt64(status.st_ino), mode: UInt32(status.st_mode),
-            size: UInt64(clamping: status.st_size), rdev: UInt64(status.st_rdev)
+            size: UInt64(clamping: status.st_size), rdev: UInt64(status.st_rdev),
+            changeTimeNs: UInt64(clamping: status.st_ctim.tv_sec) &* 1_000_000_000 &+ UInt64(clamping: status.st_ctim.tv_nsec)
         )
     }
 

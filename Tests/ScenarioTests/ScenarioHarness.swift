@@ -26,6 +26,9 @@ struct Scenario: Sendable {
     /// must be the same): the runner then takes the one restored child of its own that runs
     /// the scenario binary.
     var rootFromPidfile = false
+    /// Runs under `setpriv` with these options (its directory and log then belong to `owner`).
+    var setpriv: [String] = []
+    var owner: uid_t = 0
 
     static let counter = Scenario(name: "counter")
     static let memory = Scenario(name: "memory")
@@ -252,8 +255,17 @@ class ScenarioTestCase: XCTestCase {
         let binary = try ScenarioBuilder.shared.binary(scenario.name)
         let dir = try newDirectory(scenario.name)
         let pidfile = dir + "/pid", outfile = dir + "/verdict", log = dir + "/log"
+        let command = [binary, "--pidfile", pidfile, "--outfile", outfile] + scenario.args
+        if !scenario.setpriv.isEmpty {
+            // the log is created by the runner; a restore by the owner reopens it
+            let fd = open(log, O_CREAT | O_WRONLY, 0o644)
+            if fd >= 0 { close(fd) }
+            guard fd >= 0, chown(dir, scenario.owner, scenario.owner) == 0, chown(log, scenario.owner, scenario.owner) == 0 else {
+                throw RunnerError("give \(dir) to uid \(scenario.owner): \(Sys.errnoString())")
+            }
+        }
         let pid = try Spawn.start(
-            [binary, "--pidfile", pidfile, "--outfile", outfile] + scenario.args, stdout: log, env: scenario.env)
+            scenario.setpriv.isEmpty ? command : ["/usr/bin/setpriv"] + scenario.setpriv + command, stdout: log, env: scenario.env)
         tracked.insert(pid)
         let p = ScenarioProcess(scenario: scenario, binary: binary, directory: dir, pid: pid)
         let deadline = Sys.now() + Self.pidfileTimeout
@@ -532,12 +544,12 @@ class ScenarioTestCase: XCTestCase {
 
     /// `amber restore -D DIR --detach`: exit 0, and the process runs with the same PID,
     /// neither stopped nor traced, as the scenario binary.
-    func restoreDetachedExpectingSuccess(_ p: ScenarioProcess, from image: String, file: StaticString = #filePath,
-        line: UInt = #line) throws
+    func restoreDetachedExpectingSuccess(_ p: ScenarioProcess, from image: String, setpriv: [String] = [],
+        file: StaticString = #filePath, line: UInt = #line) throws
     {
         p.exitStatus = nil
         p.gone = false
-        let r = try amber(["restore", "-D", image, "--detach"])
+        let r = try amber(["restore", "-D", image, "--detach"], setpriv: setpriv)
         tracked.insert(p.pid)
         guard r.status == .exited(0) else {
             XCTFail("restore failed: \(r.summary); \(p.diagnostics)", file: file, line: line)

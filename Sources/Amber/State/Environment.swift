@@ -20,10 +20,7 @@ enum EnvironmentState {
     }
 
     static func restore(_ record: Amber_Environment, _ session: RestoreSession) throws {
-        let directory = Glibc.open(record.cwd, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard directory >= 0 else {
-            throw AmberError(.restoreFailed, "cannot open the working directory \(record.cwd): \(LinuxError.current("open"))")
-        }
+        let directory = try session.openAsTask(record.cwd, flags: O_RDONLY | O_DIRECTORY, what: "the working directory", dumped: nil)
         defer { Glibc.close(directory) }
         let inTask = try session.install(directory)
         try session.injector.call("fchdir", SyscallNumber.fchdir, UInt64(inTask))

@@ -77,6 +77,7 @@ enum FileState {
             description.inode = status.inode
             description.rdev = status.rdev
             description.size = status.size
+            description.changeTimeNs = status.changeTimeNs
             record.descriptions.append(description)
             table.owners.append((session.pid, fd, status.device, status.inode, description))
             descriptor.description_p = description.id
@@ -98,7 +99,7 @@ enum FileState {
             if let existing = installed[description.id] {
                 source = existing
             } else {
-                source = try session.install(try session.openFiles.descriptor(for: description, in: session.task.pid))
+                source = try session.install(try session.openFiles.descriptor(for: description, in: session))
                 temporary = source != descriptor.fd
             }
             if source == descriptor.fd {
@@ -113,17 +114,14 @@ enum FileState {
         }
     }
 
-    /// Reopens a file as the image describes it. The restorer opens it with its own rights.
-    fileprivate static func open(_ description: Amber_OpenFileDescription) throws -> Int32 {
+    /// Reopens a file as the image describes it, as the task could have (`RestoreSession.openAsTask`).
+    fileprivate static func open(_ description: Amber_OpenFileDescription, _ session: RestoreSession) throws -> Int32 {
         var flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
         if description.kind == .fileFifo {
             // Opening one end of a FIFO would wait for the other: open without waiting, then restore the flag.
             flags |= O_NONBLOCK
         }
-        let fd = Glibc.open(description.path, flags | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else {
-            throw AmberError(.restoreFailed, "cannot reopen \(description.path): \(LinuxError.current("open"))")
-        }
+        let fd = try session.openAsTask(description.path, flags: flags | O_NOCTTY, what: "the file", dumped: description.changeTimeNs == 0 ? nil : FileStatus(device: description.device, inode: description.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: description.changeTimeNs))
         if description.kind == .fileFifo && Int32(bitPattern: description.flags) & O_NONBLOCK == 0 {
             _ = fcntl(fd, F_SETFL, Int32(bitPattern: description.flags) & ~O_NONBLOCK)
         }
@@ -149,14 +147,14 @@ final class OpenFileTable {
 
     /// Our descriptor of `description`, opened the first time a task asks for it. Every task
     /// record that lists the description must describe it alike.
-    func descriptor(for description: Amber_OpenFileDescription, in pid: Int32) throws -> Int32 {
+    func descriptor(for description: Amber_OpenFileDescription, in session: RestoreSession) throws -> Int32 {
         if let entry = opened[description.id] {
             guard entry.description == description else {
-                throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: pid)): open file \(description.id) differs from the one other task records describe")
+                throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)): open file \(description.id) differs from the one other task records describe")
             }
             return entry.fd
         }
-        let fd = try FileState.open(description)
+        let fd = try FileState.open(description, session)
         opened[description.id] = (description, fd)
         return fd
     }

@@ -219,7 +219,7 @@ enum MemoryState {
                 if let file = opened[key] {
                     fd = file.task
                 } else {
-                    let amberFD = try openMappedFile(area, writable: writable)
+                    let amberFD = try openMappedFile(area, writable: writable, session)
                     let taskFD = try session.install(amberFD)
                     opened[key] = (amberFD, taskFD)
                     fd = taskFD
@@ -260,11 +260,8 @@ enum MemoryState {
         return previous.end == area.start && previous.protection == area.protection && previous.accounted == area.accounted
     }
 
-    private static func openMappedFile(_ area: Amber_MemoryArea, writable: Bool) throws -> Int32 {
-        let fd = Glibc.open(area.path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw AmberError(.restoreFailed, "cannot open \(area.path), mapped at 0x\(String(area.start, radix: 16)): \(LinuxError.current("open"))")
-        }
+    private static func openMappedFile(_ area: Amber_MemoryArea, writable: Bool, _ session: RestoreSession) throws -> Int32 {
+        let fd = try session.openAsTask(area.path, flags: writable ? O_RDWR : O_RDONLY, what: "the file mapped at 0x\(String(area.start, radix: 16))", dumped: nil)
         if area.fileSize != 0, let status = try? FileStatus.fstat(fd: fd), status.size != area.fileSize {
             Glibc.close(fd)
             throw AmberError(.restoreFailed, "\(area.path) changed since the dump (size \(status.size), was \(area.fileSize)): the mapping at 0x\(String(area.start, radix: 16)) cannot be restored")
@@ -297,10 +294,7 @@ enum MemoryState {
     /// Sets brk, the arg/env area, auxv and the exe link in one PR_SET_MM_MAP.
     static func restoreMmFields(_ session: RestoreSession) throws {
         let mm = session.task.memory.mm
-        let exe = Glibc.open(mm.exePath, O_RDONLY | O_CLOEXEC)
-        guard exe >= 0 else {
-            throw AmberError(.restoreFailed, "cannot open the executable \(mm.exePath): \(LinuxError.current("open"))")
-        }
+        let exe = try session.openAsTask(mm.exePath, flags: O_RDONLY, what: "the executable", dumped: nil)
         defer { Glibc.close(exe) }
         let exeInTask = try session.install(exe)
         let auxvAddress = try mm.auxv.withUnsafeBytes { bytes in try session.writeScratch(bytes, offset: 1024) }

@@ -298,6 +298,9 @@ enum TreeState {
             }
         } catch let error as LinuxError {
             if error.errno == .fileExists { throw pidTaken(root.pid) }
+            if error.errno == .notPermitted {
+                throw AmberError(.permissionDenied, "may not create process \(root.pid) with its PID: clone3 with set_tid needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN over the PID namespace (run amber as root, or give it cap_checkpoint_restore)")
+            }
             throw AmberError(.restoreFailed, "cannot create process \(root.pid): \(error)")
         }
         created.append(rootTracee)

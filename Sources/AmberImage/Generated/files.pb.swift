@@ -108,6 +108,10 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
 
   public var size: UInt64 = 0
 
+  /// st_ctim in nanoseconds, for regular files and directories: a file the task may no longer
+  /// open itself is reopened only if it has not changed since (docs/security.md).
+  public var changeTimeNs: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -174,7 +178,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}path\0\u{1}flags\0\u{1}offset\0\u{1}device\0\u{1}inode\0\u{1}rdev\0\u{1}size\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}path\0\u{1}flags\0\u{1}offset\0\u{1}device\0\u{1}inode\0\u{1}rdev\0\u{1}size\0\u{3}change_time_ns\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -191,6 +195,7 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.inode) }()
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.rdev) }()
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.changeTimeNs) }()
       default: break
       }
     }
@@ -224,6 +229,9 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     if self.size != 0 {
       try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 9)
     }
+    if self.changeTimeNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.changeTimeNs, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -237,6 +245,7 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     if lhs.inode != rhs.inode {return false}
     if lhs.rdev != rhs.rdev {return false}
     if lhs.size != rhs.size {return false}
+    if lhs.changeTimeNs != rhs.changeTimeNs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -113,6 +113,14 @@ long amber_ioprio_get(pid_t tid);
 long amber_ioprio_set(pid_t tid, int ioprio);
 long amber_prctl(int option, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5);
 
+/// openat2(AT_FDCWD, path, {flags, mode, resolve}).
+long amber_openat2(const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+/// setfsuid, setfsgid and setgroups of the calling thread alone (raw syscalls; glibc's
+/// setgroups would change every thread). setfs[ug]id return the previous ID.
+long amber_thread_setfsuid(uint32_t uid);
+long amber_thread_setfsgid(uint32_t gid);
+long amber_thread_setgroups(size_t count, const uint32_t *groups);
+
 /// Creates a helper task with the given PIDs (innermost namespace first) by a raw clone3.
 /// The child runs only raw syscalls: it resets every signal disposition to default,
 /// unblocks all signals, closes every fd but `kept_fd`, becomes traced by the caller

@@ -1,0 +1,55 @@
+import CLinux
+import Glibc
+
+/// What the kernel checks a thread's file access against: its filesystem IDs and groups.
+public struct FileAccessIdentity: Sendable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var groups: [UInt32]
+
+    public init(uid: UInt32, gid: UInt32, groups: [UInt32]) {
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+    }
+}
+
+/// Opening a path on behalf of another process.
+public enum PathOpening {
+    /// openat2's RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS.
+    private static let noLinks: UInt64 = 0x02 | 0x04
+
+    /// Opens `path` (absolute) with no symbolic link anywhere on it (ELOOP), and with the
+    /// calling thread's filesystem IDs and groups switched to `identity` meanwhile, so that the
+    /// kernel grants what it would grant that identity: leaving fsuid 0 also drops the
+    /// filesystem capabilities (CAP_DAC_OVERRIDE, ...) from the effective set, and going back
+    /// raises them again. Only the calling thread is affected, and only during the call.
+    public static func open(_ path: String, flags: Int32, as identity: FileAccessIdentity?) throws(LinuxError) -> Int32 {
+        guard let identity else { return try openWithoutLinks(path, flags: flags) }
+        let ownUID = UInt32(truncatingIfNeeded: amber_thread_setfsuid(UInt32.max))
+        let ownGID = UInt32(truncatingIfNeeded: amber_thread_setfsgid(UInt32.max))
+        let count = getgroups(0, nil)
+        var ownGroups = [gid_t](repeating: 0, count: Int(max(count, 0)))
+        guard count >= 0, getgroups(count, &ownGroups) == count else { throw LinuxError.current("getgroups") }
+        let groupsChange = identity.groups.sorted() != ownGroups.sorted()
+        if groupsChange {
+            _ = try kernelResult(amber_thread_setgroups(identity.groups.count, identity.groups), "setgroups(\(identity.groups)) to open \(path)").get()
+        }
+        defer {
+            _ = amber_thread_setfsuid(ownUID)
+            _ = amber_thread_setfsgid(ownGID)
+            if groupsChange { _ = amber_thread_setgroups(ownGroups.count, ownGroups) }
+        }
+        // setfs[ug]id report no error: read the IDs back.
+        _ = amber_thread_setfsgid(identity.gid)
+        _ = amber_thread_setfsuid(identity.uid)
+        guard amber_thread_setfsuid(UInt32.max) == Int(identity.uid), amber_thread_setfsgid(UInt32.max) == Int(identity.gid) else {
+            throw LinuxError(.notPermitted, "setfsuid(\(identity.uid)) and setfsgid(\(identity.gid)) to open \(path)")
+        }
+        return try openWithoutLinks(path, flags: flags)
+    }
+
+    private static func openWithoutLinks(_ path: String, flags: Int32) throws(LinuxError) -> Int32 {
+        Int32(try kernelResult(amber_openat2(path, UInt64(UInt32(bitPattern: flags | O_CLOEXEC)), 0, noLinks), "open \(path)").get())
+    }
+}

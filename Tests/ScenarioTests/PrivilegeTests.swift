@@ -1,0 +1,87 @@
+// What a user without root may do (issue 4, item 5): dump and restore their own processes,
+// with CAP_CHECKPOINT_RESTORE for the restore, and nothing more.
+
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class PrivilegeTests: ScenarioTestCase {
+    static let user: uid_t = 1000
+    static let asUser = ["--reuid=\(user)", "--regid=\(user)", "--clear-groups"]
+
+    /// uid 1000 dumps its own counter; restoring it without CAP_CHECKPOINT_RESTORE is refused,
+    /// naming the capability, with nothing left behind; with that capability (ambient, as
+    /// `setpriv` gives it) the same user restores it, and the process comes back under uid 1000
+    /// without any capability.
+    func testUserDumpsAndRestoresOwnProcess() throws {
+        _ = try requireAmber()
+        guard Sys.fileExists("/usr/bin/setpriv") else { throw XCTSkip("needs /usr/bin/setpriv") }
+        let p = try start(Scenario(name: "counter", setpriv: Self.asUser, owner: Self.user))
+        let image = try newDirectory("image")
+        XCTAssertEqual(chown(image, Self.user, Self.user), 0)
+        let dump = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], setpriv: Self.asUser)
+        XCTAssertEqual(dump.status, .exited(0), "the user's dump of its own process: \(dump.summary)")
+        XCTAssertNotNil(p.exitStatus, "the dumped process still runs")
+        let refused = try amber(["restore", "-D", image, "--detach"], setpriv: Self.asUser)
+        assertRefusal(refused, exitCode: AmberExit.permissionDenied, mentions: ["\(p.pid)", "CAP_CHECKPOINT_RESTORE"])
+        XCTAssertFalse(Proc.pidInUse(p.pid), "the refused restore left PID \(p.pid) in use: \(Proc.describe(p.pid))")
+        XCTAssertEqual(Proc.childrenOfSelf(), [], "the refused restore left processes behind")
+        try restoreDetachedExpectingSuccess(p, from: image,
+            setpriv: Self.asUser + ["--inh-caps=+checkpoint_restore", "--ambient-caps=+checkpoint_restore"])
+        let status = Proc.status(p.pid)?.raw ?? ""
+        XCTAssertTrue(status.contains("Uid:\t1000\t1000\t1000\t1000"), "restored under other uids: \(status)")
+        for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
+            XCTAssertTrue(status.contains("\(set):\t0000000000000000"), "the restored process holds capabilities (\(set)): \(status)")
+        }
+        try terminateAndExpectPass(p, "restored by its user")
+    }
+
+    /// The restorer opens a file of the image as the task itself could (its filesystem IDs and
+    /// groups), or, if the task may not, only the very file it had open: the log of a uid-1000
+    /// process, replaced after the dump by a new root-only file (0600), is not opened for it,
+    /// even by root; once that file is the user's, the image restores. (A file opened before
+    /// the task gave up privilege comes back: scenario credentials_tree.)
+    func testRestoreOpensFilesWithTheTasksRights() throws {
+        _ = try requireAmber()
+        guard Sys.fileExists("/usr/bin/setpriv") else { throw XCTSkip("needs /usr/bin/setpriv") }
+        let p = try start(Scenario(name: "counter", setpriv: Self.asUser, owner: Self.user))
+        let image = try dumpExpectingSuccess(p)
+        let log = p.directory + "/log"
+        XCTAssertEqual(unlink(log), 0)
+        XCTAssertTrue(FileManager.default.createFile(atPath: log, contents: nil, attributes: [.posixPermissions: 0o600]))
+        let before = contents(of: image)
+        let r = try amber(["restore", "-D", image, "--detach"])
+        assertRefusal(r, exitCode: AmberExit.restoreFailed, mentions: [log, "uid 1000", "EACCES", "not the file"])
+        XCTAssertFalse(Proc.pidInUse(p.pid), "the refused restore left PID \(p.pid) in use: \(Proc.describe(p.pid))")
+        XCTAssertTrue(contents(of: image) == before, "the refused restore changed the image")
+        XCTAssertEqual(chown(log, Self.user, Self.user), 0)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "restored once its log was the user's")
+    }
+
+    /// Every path of an image is the kernel's resolved one, without symbolic links: a link
+    /// swapped in for a file after the dump (here to a root-only file) is refused, by name.
+    func testRestoreRefusesSymbolicLinkSwappedIn() throws {
+        _ = try requireAmber()
+        let p = try start(.files)
+        let image = try dumpExpectingSuccess(p)
+        let secret = try directory() + "/secret"
+        XCTAssertTrue(FileManager.default.createFile(atPath: secret, contents: Data("secret".utf8), attributes: [.posixPermissions: 0o600]))
+        let file = p.directory + "/ro.dat"
+        XCTAssertEqual(unlink(file), 0)
+        XCTAssertEqual(symlink(secret, file), 0)
+        let before = contents(of: image)
+        let r = try amber(["restore", "-D", image, "--detach"])
+        assertRefusal(r, exitCode: AmberExit.restoreFailed, mentions: [file, "symbolic link"])
+        XCTAssertFalse(Proc.pidInUse(p.pid), "the refused restore left PID \(p.pid) in use: \(Proc.describe(p.pid))")
+        XCTAssertEqual(Proc.childrenOfSelf(), [], "the refused restore left processes behind")
+        XCTAssertTrue(contents(of: image) == before, "the refused restore changed the image")
+    }
+
+    private func contents(of image: String) -> [String: [UInt8]] {
+        Dictionary(uniqueKeysWithValues: listing(image).map { ($0, Sys.readFile(image + "/" + $0) ?? []) })
+    }
+}
