@@ -10,9 +10,11 @@ struct LoggingOptions: ParsableArguments {
     @Flag(name: [.customShort("v"), .long], help: "Log each step to standard error (repeat for more detail).")
     var verbose: Int
 
-    func makeLogger() -> Logger {
+    func makeLogger() -> Logger { Self.makeLogger(verbosity: verbose) }
+
+    static func makeLogger(verbosity: Int) -> Logger {
         var logger = Logger(label: "amber") { label in StreamLogHandler.standardError(label: label) }
-        logger.logLevel = verbose >= 2 ? .trace : verbose == 1 ? .debug : .notice
+        logger.logLevel = verbosity >= 2 ? .trace : verbosity == 1 ? .debug : .notice
         return logger
     }
 }
@@ -49,6 +51,13 @@ struct AmberCommand: ParsableCommand {
         """,
         subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self]
     )
+
+    /// A dump worker (started by `amber dump`) reads its fixed arguments itself; everything
+    /// else goes through ArgumentParser.
+    static func main() {
+        if let worker = DumpWorker(arguments: CommandLine.arguments) { worker.run() }
+        main(nil)
+    }
 }
 
 struct DumpCommand: ParsableCommand {
@@ -72,23 +81,8 @@ struct DumpCommand: ParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
-    /// Set in the worker that `amber dump` starts: the PID of that `amber dump`.
-    @Option(name: .customLong("worker-of"), help: .hidden)
-    var supervisor: Int32?
-
     func run() throws {
-        guard let supervisor else { DumpSupervisor.runWorker() }
-        DumpSupervisor.becomeWorker()
-        let logger = logging.makeLogger()
-        let clock = ContinuousClock()
-        let start = clock.now
-        do {
-            let summary = try Checkpoint.run(pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync, interruption: DumpInterruption(supervisor: supervisor), logger: logger)
-            let elapsed = clock.now - start
-            logger.info("dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(elapsed)")
-        } catch {
-            fail(error)
-        }
+        DumpWorker(supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync, verbosity: logging.verbose).start()
     }
 }
 
