@@ -29,6 +29,12 @@ final class PrivilegeTests: ScenarioTestCase {
         assertRefusal(refused, exitCode: AmberExit.permissionDenied, mentions: ["\(p.pid)", "CAP_CHECKPOINT_RESTORE"])
         XCTAssertFalse(Proc.pidInUse(p.pid), "the refused restore left PID \(p.pid) in use: \(Proc.describe(p.pid))")
         XCTAssertEqual(Proc.childrenOfSelf(), [], "the refused restore left processes behind")
+        // In a user namespace of its own the user holds every capability, but over IDs that
+        // namespace maps (here only its own, as 0): the image's uid 1000 is refused by name.
+        let inNamespace = try amber(["restore", "-D", image, "--detach", "--new-pidns"],
+            setpriv: Self.asUser + ["/usr/bin/unshare", "--user", "--map-root-user", "--fork"])
+        assertRefusal(inNamespace, exitCode: AmberExit.permissionDenied, mentions: ["\(p.pid)", "uids (1000", "does not map"])
+        XCTAssertEqual(Proc.childrenOfSelf(), [], "the refused restore left processes behind")
         try restoreDetachedExpectingSuccess(p, from: image,
             setpriv: Self.asUser + ["--inh-caps=+checkpoint_restore", "--ambient-caps=+checkpoint_restore"])
         let status = Proc.status(p.pid)?.raw ?? ""

@@ -69,7 +69,10 @@ enum CredentialState {
     static func checkRestorable(_ tasks: [Amber_Task]) throws(AmberError) {
         let restorer: Amber_Credentials
         let lastCapability: Int
+        let uidMap: [ClosedRange<UInt32>], gidMap: [ClosedRange<UInt32>]
         do {
+            uidMap = try idMap("/proc/self/uid_map")
+            gidMap = try idMap("/proc/self/gid_map")
             var own = try credentials(ProcFS.status(pid: getpid()), what: "/proc/self/status")
             own.securebits = try ProcessControl.securebits()
             restorer = own
@@ -90,10 +93,26 @@ enum CredentialState {
                 if all & ~known != 0 {
                     throw AmberError(.incompatibleHost, "\(who) holds capabilities \(names(all & ~known)) this kernel does not know (its last is \(lastCapability))")
                 }
+                let unmappedUIDs = [image.uid, image.euid, image.suid, image.fsuid].filter { id in !uidMap.contains { $0.contains(id) } }
+                let unmappedGIDs = ([image.gid, image.egid, image.sgid, image.fsgid] + image.groups).filter { id in !gidMap.contains { $0.contains(id) } }
+                let unmapped = [unmappedUIDs.isEmpty ? nil : "uids \(list(unmappedUIDs))", unmappedGIDs.isEmpty ? nil : "gids \(list(unmappedGIDs))"].compactMap(\.self)
+                if !unmapped.isEmpty {
+                    throw AmberError(.permissionDenied, "\(who) runs under \(unmapped.joined(separator: " and ")), which amber's user namespace does not map (/proc/self/uid_map, gid_map): restore it in a namespace that maps them")
+                }
                 if let problem = excess(image, over: restorer) {
                     throw AmberError(.permissionDenied, "\(who) \(problem): amber gives a restored task no credentials the restorer does not hold")
                 }
             }
+        }
+    }
+
+    /// The IDs of the parent user namespace that ours maps, from uid_map or gid_map lines
+    /// "inside outside count": IDs are seen (and set) as the inside ones.
+    private static func idMap(_ path: String) throws -> [ClosedRange<UInt32>] {
+        try ProcFS.readText(path).split(separator: "\n").compactMap { line in
+            let fields = line.split(whereSeparator: \.isWhitespace).compactMap { UInt64($0) }
+            guard fields.count == 3, fields[2] > 0 else { return nil }
+            return UInt32(clamping: fields[0])...UInt32(clamping: min(fields[0] + fields[2] - 1, UInt64(UInt32.max)))
         }
     }
 
