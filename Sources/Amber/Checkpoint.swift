@@ -169,7 +169,7 @@ enum Preflight {
                 if pid == root { throw AmberError.unsupported(name, "is a zombie", tree: tree) }
                 continue
             }
-            try SeccompState.check(pid: pid, process: name, tree: tree)
+            try SeccompState.check(pid: pid, status: status, process: name, tree: tree)
             try TimerState.check(pid: pid, process: name, tree: tree)
             try CredentialState.check(pid: pid, process: name, tree: tree)
             try SchedulingState.check(pid: pid, process: name, tree: tree)

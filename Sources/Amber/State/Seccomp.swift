@@ -22,8 +22,10 @@ enum SeccompState {
     // MARK: Checks
 
     /// Refuses a process under seccomp when amber may not read its filters or suspend them.
-    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        let modes = ((try? ProcFS.threads(pid: pid)) ?? [pid]).compactMap { try? ProcFS.threadStatus(pid: pid, tid: $0).seccompMode }
+    /// `status` is the process's: it shows the leader's mode, so only other threads' are read.
+    static func check(pid: Int32, status: ProcessStatus, process: ProcessName, tree: ProcessName) throws {
+        let others = status.threads > 1 ? ((try? ProcFS.threads(pid: pid)) ?? []).filter { $0 != pid } : []
+        let modes = [status.seccompMode].compactMap(\.self) + others.compactMap { try? ProcFS.threadStatus(pid: pid, tid: $0).seccompMode }
         guard let mode = modes.first(where: { $0 != 0 }), let missing = missingPrivilege() else { return }
         throw AmberError.unsupported(process, "runs under seccomp (mode \(mode)), and amber \(missing): reading its filters (PTRACE_SECCOMP_GET_FILTER) and suspending them while injecting (PTRACE_O_SUSPEND_SECCOMP) need CAP_SYS_ADMIN in the initial user namespace and a tracer not under seccomp itself", tree: tree)
     }
