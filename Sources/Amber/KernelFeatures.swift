@@ -19,7 +19,7 @@ public enum KernelFeatures {
             features.append(KernelFeature(name: name, enables: enables, required: required, present: present, detail: detail))
         }
         add("clone3 with set_tid", "restoring a process with its PID (Linux 5.5, CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE)") {
-            let capabilities = (try? ProcFS.status(pid: getpid()).fields["CapEff"]).flatMap { UInt64($0, radix: 16) } ?? 0
+            let capabilities = (try? ProcFS.status(pid: getpid()))?.capabilities?.effective ?? 0
             let allowed = capabilities & (1 << 21) != 0 || capabilities & (1 << 40) != 0
             return (allowed && kernelAtLeast(5, 5), allowed ? nil : "amber lacks CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE")
         }

@@ -42,6 +42,16 @@ public enum ProcFS {
         ProcText.string(try read(path))
     }
 
+    /// The one value of a file that holds a number (oom_score_adj, loginuid, cap_last_cap...),
+    /// its first word as `parse` reads it.
+    public static func number<T>(_ path: String, _ parse: (Substring) -> T?) throws(LinuxError) -> T {
+        let text = try readText(path)
+        guard let word = text.split(whereSeparator: \.isWhitespace).first, let value = parse(word) else {
+            throw LinuxError(.invalidArgument, "parse \(path) \"\(text)\"")
+        }
+        return value
+    }
+
     /// The target of a symbolic link, however long it is.
     ///
     /// readlink(2) truncates silently, so the buffer grows until the answer fits.

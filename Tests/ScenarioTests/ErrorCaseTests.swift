@@ -272,23 +272,6 @@ final class RestoreErrorTests: ScenarioTestCase {
         let data: Data = try inventory.serializedBytes()
         try data.write(to: URL(fileURLWithPath: path))
     }
-
-    /// Restore must fail with `exitCode` and a message naming the file, and leave nothing
-    /// behind: no process, the PID free, the image unchanged.
-    private func expectRestoreRefused(_ image: String, pid: pid_t, exitCode: Int32, mentions: [String],
-        mentionsAnyOf: [String] = [], setpriv: [String] = [], file: StaticString = #filePath, line: UInt = #line) throws
-    {
-        let before = listing(image).map { ($0, Sys.readFile(image + "/" + $0) ?? []) }
-        let r = try amber(["restore", "-D", image, "--detach"], setpriv: setpriv)
-        track(pid)
-        assertRefusal(r, exitCode: exitCode, mentions: mentions, mentionsAnyOf: mentionsAnyOf, file: file, line: line)
-        XCTAssertFalse(Proc.pidInUse(pid), "after a refused restore PID \(pid) is in use: \(Proc.describe(pid))",
-            file: file, line: line)
-        XCTAssertEqual(Proc.childrenOfSelf(), [], "the refused restore left processes behind", file: file, line: line)
-        let after = listing(image).map { ($0, Sys.readFile(image + "/" + $0) ?? []) }
-        XCTAssertTrue(before.elementsEqual(after) { $0.0 == $1.0 && $0.1 == $1.1 }, "the refused restore changed the image",
-            file: file, line: line)
-    }
 }
 
 /// The other commands, briefly.

@@ -133,8 +133,4 @@ final class FailedRestoreTests: ScenarioTestCase {
             Sys.sleep(milliseconds: 1)
         }
     }
-
-    private func contents(of image: String) -> [String: [UInt8]] {
-        Dictionary(uniqueKeysWithValues: listing(image).map { ($0, Sys.readFile(image + "/" + $0) ?? []) })
-    }
 }

@@ -620,6 +620,23 @@ class ScenarioTestCase: XCTestCase {
 
     // MARK: refusals
 
+    /// Restore must fail with `exitCode` and a message naming the file, and leave nothing
+    /// behind: no process, the PID free, the image unchanged.
+    func expectRestoreRefused(_ image: String, pid: pid_t, exitCode: Int32, mentions: [String],
+        mentionsAnyOf: [String] = [], options: [String] = [], setpriv: [String] = [], file: StaticString = #filePath,
+        line: UInt = #line) throws
+    {
+        let before = contents(of: image)
+        let r = try amber(["restore", "-D", image, "--detach"] + options, setpriv: setpriv)
+        track(pid)
+        assertRefusal(r, exitCode: exitCode, mentions: mentions, mentionsAnyOf: mentionsAnyOf, file: file, line: line)
+        XCTAssertFalse(Proc.pidInUse(pid), "after a refused restore PID \(pid) is in use: \(Proc.describe(pid))",
+            file: file, line: line)
+        XCTAssertEqual(Proc.childrenOfSelf(), [], "the refused restore left processes behind", file: file, line: line)
+        XCTAssertTrue(contents(of: image) == before, "the refused restore changed the image",
+            file: file, line: line)
+    }
+
     /// Exit code `code` and exactly one line on stderr, starting "amber: " and containing
     /// every string in `mentions` (and at least one of `mentionsAnyOf`, case-insensitive).
     func assertRefusal(_ r: AmberResult, exitCode code: Int32, mentions: [String], mentionsAnyOf: [String] = [],
@@ -643,5 +660,10 @@ class ScenarioTestCase: XCTestCase {
     /// The names in a directory, sorted.
     func listing(_ dir: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+    }
+
+    /// Every file of an image directory with its bytes, to tell whether anything changed it.
+    func contents(of image: String) -> [String: [UInt8]] {
+        Dictionary(uniqueKeysWithValues: listing(image).map { ($0, Sys.readFile(image + "/" + $0) ?? []) })
     }
 }

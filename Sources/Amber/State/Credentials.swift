@@ -76,11 +76,7 @@ enum CredentialState {
             var own = try credentials(ProcFS.status(pid: getpid()), what: "/proc/self/status")
             own.securebits = try ProcessControl.securebits()
             restorer = own
-            let text = try ProcFS.readText("/proc/sys/kernel/cap_last_cap")
-            guard let last = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-                throw LinuxError(.invalidArgument, "parse /proc/sys/kernel/cap_last_cap \"\(text)\"")
-            }
-            lastCapability = last
+            lastCapability = try ProcFS.number("/proc/sys/kernel/cap_last_cap") { Int($0) }
         } catch {
             throw AmberError(.failure, "cannot read the restorer's own credentials: \(error)")
         }
@@ -262,11 +258,7 @@ enum CredentialState {
     }
 
     private static func loginUID(pid: Int32, tid: Int32) throws -> UInt32 {
-        let path = "/proc/\(pid)/task/\(tid)/loginuid"
-        guard let word = try ProcFS.readText(path).split(whereSeparator: \.isWhitespace).first, let value = UInt32(word) else {
-            throw LinuxError(.invalidArgument, "parse \(path)")
-        }
-        return value
+        try ProcFS.number("/proc/\(pid)/task/\(tid)/loginuid") { UInt32($0) }
     }
 
     /// Only the task itself may write its loginuid, and only while it holds CAP_AUDIT_CONTROL:

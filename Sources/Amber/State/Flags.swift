@@ -30,18 +30,9 @@ enum FlagState {
         record.childSubreaper = try session.readScratch(4).withUnsafeBytes { $0.loadUnaligned(as: Int32.self) } != 0
         record.thpDisable = UInt32(try injector.call("prctl(PR_GET_THP_DISABLE)", SyscallNumber.prctl, getTHPDisable))
         record.memoryDenyWriteExecute = UInt32(try injector.call("prctl(PR_GET_MDWE)", SyscallNumber.prctl, getMDWE, 0, 0, 0, 0))
-        record.personality = try procNumber(pid: session.pid, "personality") { UInt32($0, radix: 16) }
-        record.oomScoreAdj = try procNumber(pid: session.pid, "oom_score_adj") { Int32($0) }
+        record.personality = try ProcFS.number("/proc/\(session.pid)/personality") { UInt32($0, radix: 16) }
+        record.oomScoreAdj = try ProcFS.number("/proc/\(session.pid)/oom_score_adj") { Int32($0) }
         return record
-    }
-
-    /// The one number in /proc/PID/`name`.
-    private static func procNumber<T>(pid: Int32, _ name: String, _ parse: (Substring) -> T?) throws -> T {
-        let text = try ProcFS.readText("/proc/\(pid)/\(name)")
-        guard let word = text.split(whereSeparator: \.isWhitespace).first, let value = parse(word) else {
-            throw LinuxError(.invalidArgument, "parse /proc/\(pid)/\(name) \"\(text)\"")
-        }
-        return value
     }
 
     /// One thread's, read by `injector` running in that thread.

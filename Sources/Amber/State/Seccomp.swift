@@ -34,7 +34,7 @@ enum SeccompState {
     private static func missingPrivilege() -> String? {
         guard let own = try? ProcFS.status(pid: getpid()) else { return "cannot read its own status" }
         if let mode = own.seccompMode, mode != 0 { return "runs under seccomp itself (mode \(mode))" }
-        let effective = own.fields["CapEff"].flatMap { UInt64($0, radix: 16) } ?? 0
+        let effective = own.capabilities?.effective ?? 0
         if effective & capSysAdmin == 0 { return "lacks CAP_SYS_ADMIN" }
         if (try? ProcFS.link("/proc/self/ns/user")) != initialUserNamespace {
             return "is not in the initial user namespace"
