@@ -7,45 +7,13 @@
  * After SIGTERM each thread checks its own credentials, read back with get*id, capget and
  * /proc/thread-self/status.
  */
-#include "scenario.h"
-#include <linux/capability.h>
+#include "credentials.h"
 #include <pthread.h>
 
 static char worker_result[4096];
 static char worker_lines_before[1024];
 static volatile int stop;
 static pthread_barrier_t ready;
-
-/* The lines of a status file that hold credentials. */
-static void credential_lines(const char *path, char *out, size_t size)
-{
-    static const char *keys[] = {"Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:"};
-    char text[8192];
-    ssize_t n = sc_read_file(path, text, sizeof text - 1);
-    out[0] = 0;
-    if (n <= 0)
-        return;
-    text[n] = 0;
-    size_t len = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-            if (strncmp(line, keys[k], strlen(keys[k])) == 0 && len < size)
-                len += (size_t)snprintf(out + len, size - len, "%s|", line);
-}
-
-/* This thread's sets (capget with pid 0 reads the calling thread). */
-static int capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *inheritable)
-{
-    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct data[2];
-    if (syscall(SYS_capget, &header, data) < 0)
-        return -1;
-    *effective = data[0].effective | (uint64_t)data[1].effective << 32;
-    *permitted = data[0].permitted | (uint64_t)data[1].permitted << 32;
-    *inheritable = data[0].inheritable | (uint64_t)data[1].inheritable << 32;
-    return 0;
-}
 
 static void *worker(void *arg)
 {
@@ -102,16 +70,8 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "credentials_thread");
     sc_install_sigterm(0);
-    sigset_t term;
-    sigemptyset(&term);
-    sigaddset(&term, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &term, NULL);
-    pthread_barrier_init(&ready, NULL, 2);
     pthread_t thread;
-    if (pthread_create(&thread, NULL, worker, NULL) != 0)
-        sc_die("pthread_create");
-    pthread_barrier_wait(&ready);
-    pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+    sc_start_workers(&thread, 1, worker, &ready);
     static char lines_before[1024];
     credential_lines("/proc/thread-self/status", lines_before, sizeof lines_before);
     uint64_t effective_before = 0, permitted_before = 0, inheritable_before = 0;

@@ -10,10 +10,9 @@
  * After SIGTERM the parent checks its own credentials are unchanged and tells the child
  * (SIGUSR1) to check all of its own, read back with get*id, capget, prctl and /proc/self/status.
  */
-#include "scenario.h"
+#include "credentials.h"
 #include <grp.h>
 #include <sys/fsuid.h>
-#include <linux/capability.h>
 #include <linux/securebits.h>
 
 #define CHILD_UID_R 1000
@@ -34,35 +33,6 @@ static void on_usr1(int sig)
 {
     (void)sig;
     checking = 1;
-}
-
-/* The lines of /proc/self/status (or /proc/thread-self/status) that hold credentials. */
-static void credential_lines(const char *path, char *out, size_t size)
-{
-    static const char *keys[] = {"Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:"};
-    char text[8192];
-    ssize_t n = sc_read_file(path, text, sizeof text - 1);
-    out[0] = 0;
-    if (n <= 0)
-        return;
-    text[n] = 0;
-    size_t len = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
-        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-            if (strncmp(line, keys[k], strlen(keys[k])) == 0 && len < size)
-                len += (size_t)snprintf(out + len, size - len, "%s|", line);
-}
-
-static int capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *inheritable)
-{
-    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct data[2];
-    if (syscall(SYS_capget, &header, data) < 0)
-        return -1;
-    *effective = data[0].effective | (uint64_t)data[1].effective << 32;
-    *permitted = data[0].permitted | (uint64_t)data[1].permitted << 32;
-    *inheritable = data[0].inheritable | (uint64_t)data[1].inheritable << 32;
-    return 0;
 }
 
 static void child_setup(int ready)

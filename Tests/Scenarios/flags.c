@@ -60,18 +60,10 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "flags");
     sc_install_sigterm(0);
-    sigset_t term;
-    sigemptyset(&term);
-    sigaddset(&term, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &term, NULL);
     if (personality(PERSONALITY) < 0)
         sc_die("personality");
-    pthread_barrier_init(&ready, NULL, 2);
     pthread_t thread;
-    if (pthread_create(&thread, NULL, worker, NULL) != 0)
-        sc_die("pthread_create");
-    pthread_barrier_wait(&ready);
-    pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+    sc_start_workers(&thread, 1, worker, &ready);
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 ||
         prctl(PR_SET_THP_DISABLE, 1, PR_THP_DISABLE_EXCEPT_ADVISED, 0, 0) < 0 ||
         prctl(PR_SET_PDEATHSIG, SIGWINCH, 0, 0, 0) < 0 || prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_LATE, 0, 0) < 0)

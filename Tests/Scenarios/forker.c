@@ -68,12 +68,7 @@ int main(int argc, char **argv)
     sc_init(argc, argv, "forker");
     me = getpid();
     sc_install_sigterm(SA_RESTART);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr1;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGUSR1, &sa, NULL) < 0)
-        sc_die("sigaction(SIGUSR1)");
+    sc_handle(SIGUSR1, on_usr1, 0);
 
     for (int i = 0; i < NKEEP; i++) {
         char ready[PATH_MAX], name[32];

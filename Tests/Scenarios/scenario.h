@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -206,16 +207,41 @@ SC_FN void sc_on_sigterm(int sig)
     sc_term = 1;
 }
 
-/* Install the default SIGTERM handler (sets sc_term). */
-SC_FN void sc_install_sigterm(int flags)
+/* Install `handler` for `sig` with `flags` (SA_*), masking nothing else while it runs. */
+SC_FN void sc_handle(int sig, void (*handler)(int), int flags)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = sc_on_sigterm;
+    sa.sa_handler = handler;
     sa.sa_flags = flags;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGTERM, &sa, NULL) < 0)
-        sc_die("sigaction(SIGTERM)");
+    if (sigaction(sig, &sa, NULL) < 0)
+        sc_die("sigaction(%d)", sig);
+}
+
+/* Install the default SIGTERM handler (sets sc_term). */
+SC_FN void sc_install_sigterm(int flags)
+{
+    sc_handle(SIGTERM, sc_on_sigterm, flags);
+}
+
+/* Start `count` threads, thread i (1..count) running worker((void *)(intptr_t)i), with SIGTERM
+ * blocked in them so that only the main thread takes it. With `ready`, set up here as a barrier
+ * for count + 1, return once every worker has waited on it (after setting up its state). */
+SC_FN void sc_start_workers(pthread_t *threads, int count, void *(*worker)(void *), pthread_barrier_t *ready)
+{
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &term, NULL);
+    if (ready)
+        pthread_barrier_init(ready, NULL, (unsigned)count + 1);
+    for (int i = 1; i <= count; i++)
+        if (pthread_create(&threads[i - 1], NULL, worker, (void *)(intptr_t)i) != 0)
+            sc_die("pthread_create");
+    if (ready)
+        pthread_barrier_wait(ready);
+    pthread_sigmask(SIG_UNBLOCK, &term, NULL);
 }
 
 /* Sleep in short slices until SIGTERM arrives. */

@@ -96,18 +96,8 @@ int main(int argc, char **argv)
     want[0] = (struct expected){"main", SCHED_OTHER, 0, 10, last, 12345, IOPRIO(2, 6)};
     want[1] = (struct expected){"batch", SCHED_BATCH, 0, 5, 0, 777000, IOPRIO(3, 0)};
     want[2] = (struct expected){"rr", SCHED_RR | SCHED_RESET_ON_FORK, 3, 0, last, 0, IOPRIO(1, 2)};
-    /* SIGTERM goes to the main thread only */
-    sigset_t term;
-    sigemptyset(&term);
-    sigaddset(&term, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &term, NULL);
-    pthread_barrier_init(&ready, NULL, 3);
     pthread_t threads[2];
-    for (int i = 1; i <= 2; i++)
-        if (pthread_create(&threads[i - 1], NULL, worker, (void *)(intptr_t)i) != 0)
-            sc_die("pthread_create");
-    pthread_barrier_wait(&ready);
-    pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+    sc_start_workers(threads, 2, worker, &ready);
     set_self(0);
     int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, "123\n", 4) != 4 || close(fd) < 0)

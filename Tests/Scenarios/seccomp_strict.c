@@ -73,15 +73,8 @@ int main(int argc, char **argv)
     sc_install_sigterm(0);
     request_fd = open_fifo("seccomp_strict.request");
     answer_fd = open_fifo("seccomp_strict.answer");
-    /* SIGTERM is for the main thread: the worker inherits the blocked mask. */
-    sigset_t term;
-    sigemptyset(&term);
-    sigaddset(&term, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &term, NULL);
     pthread_t thread;
-    if (pthread_create(&thread, NULL, worker, NULL) != 0)
-        sc_die("pthread_create");
-    pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+    sc_start_workers(&thread, 1, worker, NULL);
     for (int waited = 0; !worker_tid || seccomp_mode(worker_tid) != 1 || !worker_in_read(); waited++) {
         if (waited > 5000)
             sc_die("the worker did not block in read in strict mode");

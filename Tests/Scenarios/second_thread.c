@@ -26,15 +26,8 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "second_thread");
     sc_install_sigterm(0);
-    /* SIGTERM goes to the main thread only */
-    sigset_t term;
-    sigemptyset(&term);
-    sigaddset(&term, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &term, NULL);
     pthread_t t;
-    if (pthread_create(&t, NULL, worker, NULL) != 0)
-        sc_die("pthread_create");
-    pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+    sc_start_workers(&t, 1, worker, NULL);
     while (ticks == 0 || worker_tid == 0) {
         struct timespec ts = {0, 1000 * 1000};
         nanosleep(&ts, NULL);

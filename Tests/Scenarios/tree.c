@@ -382,12 +382,7 @@ int main(int argc, char **argv)
         unlink(path);
     }
     sc_install_sigterm(0);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr1;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGUSR1, &sa, NULL) < 0)
-        sc_die("sigaction(SIGUSR1)");
+    sc_handle(SIGUSR1, on_usr1, 0);
 
     setup_node(0);
     /* node 16's group has its members: the leader goes */

@@ -42,16 +42,8 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "unsupported_deadline");
     sc_install_sigterm(0);
-    sigset_t term;
-    sigemptyset(&term);
-    sigaddset(&term, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &term, NULL);
-    pthread_barrier_init(&ready, NULL, 2);
     pthread_t thread;
-    if (pthread_create(&thread, NULL, worker, NULL) != 0)
-        sc_die("pthread_create");
-    pthread_barrier_wait(&ready);
-    pthread_sigmask(SIG_UNBLOCK, &term, NULL);
+    sc_start_workers(&thread, 1, worker, &ready);
     sc_ready();
     sc_wait_for_term();
     sc_check_common();
