@@ -13,7 +13,7 @@ struct LoggingOptions: ParsableArguments {
     func makeLogger() -> Logger { Self.makeLogger(verbosity: verbose) }
 
     static func makeLogger(verbosity: Int) -> Logger {
-        var logger = Logger(label: "amber") { label in StreamLogHandler.standardError(label: label) }
+        var logger = Logger(label: "amber") { _ in ElapsedLogHandler() }
         logger.logLevel = verbosity >= 2 ? .trace : verbosity == 1 ? .debug : .notice
         return logger
     }
