@@ -1,18 +1,74 @@
+/// The kernel's flags of one memory area, from the VmFlags line of /proc/PID/smaps; only the
+/// ones a dump asks about are named, the others are not kept.
+public struct MemoryAreaFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    public static let readable = MemoryAreaFlags(rawValue: 1 << 0)        // rd
+    public static let writable = MemoryAreaFlags(rawValue: 1 << 1)        // wr
+    public static let executable = MemoryAreaFlags(rawValue: 1 << 2)      // ex
+    public static let shared = MemoryAreaFlags(rawValue: 1 << 3)          // sh
+    public static let growsDown = MemoryAreaFlags(rawValue: 1 << 4)       // gd
+    public static let locked = MemoryAreaFlags(rawValue: 1 << 5)          // lo
+    public static let doNotCopy = MemoryAreaFlags(rawValue: 1 << 6)       // dc (MADV_DONTFORK)
+    public static let doNotExpand = MemoryAreaFlags(rawValue: 1 << 7)     // de
+    /// VM_ACCOUNT: charged against the commit limit; stays once set.
+    public static let accounted = MemoryAreaFlags(rawValue: 1 << 8)       // ac
+    public static let noReserve = MemoryAreaFlags(rawValue: 1 << 9)       // nr
+    public static let wipeOnFork = MemoryAreaFlags(rawValue: 1 << 10)     // wf
+    public static let doNotDump = MemoryAreaFlags(rawValue: 1 << 11)      // dd
+    public static let mergeable = MemoryAreaFlags(rawValue: 1 << 12)      // mg
+    public static let hugePage = MemoryAreaFlags(rawValue: 1 << 13)       // hg
+    public static let noHugePage = MemoryAreaFlags(rawValue: 1 << 14)     // nh
+
+    /// The flag of a two-letter VmFlags mnemonic, or nil for one not named here.
+    init?(mnemonic first: UInt8, _ second: UInt8) {
+        switch (first, second) {
+        case (0x72, 0x64): self = .readable      // rd
+        case (0x77, 0x72): self = .writable      // wr
+        case (0x65, 0x78): self = .executable    // ex
+        case (0x73, 0x68): self = .shared        // sh
+        case (0x67, 0x64): self = .growsDown     // gd
+        case (0x6C, 0x6F): self = .locked        // lo
+        case (0x64, 0x63): self = .doNotCopy     // dc
+        case (0x64, 0x65): self = .doNotExpand   // de
+        case (0x61, 0x63): self = .accounted     // ac
+        case (0x6E, 0x72): self = .noReserve     // nr
+        case (0x77, 0x66): self = .wipeOnFork    // wf
+        case (0x64, 0x64): self = .doNotDump     // dd
+        case (0x6D, 0x67): self = .mergeable     // mg
+        case (0x68, 0x67): self = .hugePage      // hg
+        case (0x6E, 0x68): self = .noHugePage    // nh
+        default: return nil
+        }
+    }
+}
+
 extension ProcFS {
-    /// The VmFlags of every area in /proc/PID/smaps ("rd", "wr", "ac", "gd", ...), by start address.
-    public static func memoryFlags(pid: Int32) throws(LinuxError) -> [UInt64: Set<String>] {
-        try parseMemoryFlags(readText("/proc/\(pid)/smaps"))
+    /// The VmFlags of every area in /proc/PID/smaps, by start address.
+    public static func memoryFlags(pid: Int32) throws(LinuxError) -> [UInt64: MemoryAreaFlags] {
+        try parseMemoryFlags(bytes: read("/proc/\(pid)/smaps")[...])
     }
 
-    public static func parseMemoryFlags(_ text: String) throws(LinuxError) -> [UInt64: Set<String>] {
-        var flags: [UInt64: Set<String>] = [:]
+    public static func parseMemoryFlags(_ text: String) throws(LinuxError) -> [UInt64: MemoryAreaFlags] {
+        try parseMemoryFlags(bytes: Array(text.utf8)[...])
+    }
+
+    /// An area begins with a line "start-end perms ..." (hex addresses); its VmFlags line ends it.
+    static func parseMemoryFlags(bytes: ArraySlice<UInt8>) throws(LinuxError) -> [UInt64: MemoryAreaFlags] {
+        let vmFlagsKey = Array("VmFlags:".utf8)
+        var flags: [UInt64: MemoryAreaFlags] = [:]
         var current: UInt64?
-        for line in text.split(separator: "\n") {
-            if line.hasPrefix("VmFlags:") {
-                guard let start = current else { throw LinuxError(.invalidArgument, "parse /proc smaps: VmFlags before any area") }
-                flags[start] = Set(line.dropFirst("VmFlags:".count).split(separator: " ").map(String.init))
-            } else if let dash = line.firstIndex(of: "-"), let start = UInt64(line[..<dash], radix: 16),
-                      line[line.index(after: dash)...].first?.isHexDigit == true {
+        for line in ProcText.lines(bytes) {
+            if line.starts(with: vmFlagsKey) {
+                guard let start = current else { throw ProcText.malformed("smaps: VmFlags before any area") }
+                var set: MemoryAreaFlags = []
+                for word in ProcText.words(line.dropFirst(vmFlagsKey.count)) where word.count == 2 {
+                    if let flag = MemoryAreaFlags(mnemonic: word[word.startIndex], word[word.startIndex + 1]) { set.insert(flag) }
+                }
+                flags[start] = set
+            } else if let dash = line.firstIndex(of: 0x2D), let start = ProcText.unsigned(line[..<dash], radix: 16),
+                      dash + 1 < line.endIndex, ProcText.unsigned(line[(dash + 1)...(dash + 1)], radix: 16) != nil {
                 current = start
             }
         }

@@ -43,9 +43,40 @@ public struct ProcessStatus: Sendable, Equatable {
     public var capabilities: CapabilitySets?
     /// NoNewPrivs; nil when the kernel lacks the line.
     public var noNewPrivileges: Bool?
+    /// The text it was parsed from.
+    var text: ArraySlice<UInt8>
+
     /// Every "Key:\tvalue" line, value trimmed of surrounding blanks (Name's
-    /// value is kept exactly, escaped as the kernel wrote it).
-    public var fields: [String: String]
+    /// value is kept exactly, escaped as the kernel wrote it); the first line with a key wins.
+    public var fields: [String: String] {
+        var fields: [String: String] = [:]
+        for line in ProcText.lines(text) {
+            guard let (key, value) = ProcText.keyValue(line) else { continue }
+            let name = ProcText.string(key)
+            if fields[name] == nil {
+                fields[name] = ProcText.string(name == "Name" ? Self.nameValue(value) : ProcText.trimmed(value))
+            }
+        }
+        return fields
+    }
+
+    /// A name may begin or end with blanks: only the separating tab is dropped.
+    static func nameValue(_ value: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        value.first == ProcText.tab ? value.dropFirst() : value
+    }
+}
+
+/// The lines of /proc/PID/status a dump reads.
+enum StatusKey: String {
+    case name = "Name", state = "State", tgid = "Tgid", pid = "Pid", ppid = "PPid", tracerPid = "TracerPid"
+    case threads = "Threads", umask = "Umask"
+    case sigBlk = "SigBlk", sigIgn = "SigIgn", sigCgt = "SigCgt", sigPnd = "SigPnd", shdPnd = "ShdPnd"
+    case nsPid = "NSpid", nsTgid = "NStgid", nsSid = "NSsid", nsPgid = "NSpgid"
+    case seccomp = "Seccomp", uid = "Uid", gid = "Gid", groups = "Groups"
+    case capInh = "CapInh", capPrm = "CapPrm", capEff = "CapEff", capBnd = "CapBnd", capAmb = "CapAmb"
+    case noNewPrivs = "NoNewPrivs"
+
+    static let longest = 10
 }
 
 /// A Uid or Gid line of /proc/PID/status.
@@ -90,32 +121,22 @@ extension ProcFS {
     }
 
     static func parseStatus(bytes: ArraySlice<UInt8>) throws(LinuxError) -> ProcessStatus {
-        var raw: [String: ArraySlice<UInt8>] = [:]
-        var fields: [String: String] = [:]
+        // One pass, keeping the value of each needed key (the first line with it wins); the
+        // other lines stay in the text, for `fields`. A process's dump reads several of these.
+        var raw: [StatusKey: ArraySlice<UInt8>] = [:]
         for line in ProcText.lines(bytes) {
-            guard let (keyBytes, valueBytes) = ProcText.keyValue(line) else { continue }
-            let key = ProcText.string(keyBytes)
-            var value: ArraySlice<UInt8>
-            if key == "Name" {
-                // A name may begin or end with blanks: drop only the separator tab.
-                value = valueBytes
-                if value.first == ProcText.tab { value = value.dropFirst() }
-            } else {
-                value = ProcText.trimmed(valueBytes)
-            }
-            if raw[key] == nil {
-                raw[key] = value
-                fields[key] = ProcText.string(value)
-            }
+            guard let (keyBytes, valueBytes) = ProcText.keyValue(line), keyBytes.count <= StatusKey.longest,
+                  let key = StatusKey(rawValue: ProcText.string(keyBytes)), raw[key] == nil else { continue }
+            raw[key] = key == .name ? ProcessStatus.nameValue(valueBytes) : ProcText.trimmed(valueBytes)
         }
 
-        func required<T>(_ key: String, _ parse: (ArraySlice<UInt8>) -> T?) throws(LinuxError) -> T {
+        func required<T>(_ key: StatusKey, _ parse: (ArraySlice<UInt8>) -> T?) throws(LinuxError) -> T {
             guard let text = raw[key], let value = parse(text) else {
-                throw ProcText.malformed("status field \(key)")
+                throw ProcText.malformed("status field \(key.rawValue)")
             }
             return value
         }
-        func optional<T>(_ key: String, _ parse: (ArraySlice<UInt8>) -> T?) throws(LinuxError) -> T? {
+        func optional<T>(_ key: StatusKey, _ parse: (ArraySlice<UInt8>) -> T?) throws(LinuxError) -> T? {
             guard raw[key] != nil else { return nil }
             return try required(key, parse)
         }
@@ -141,38 +162,38 @@ extension ProcFS {
             }
             return result
         }
-        let capabilityLines = try ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"].map { key throws(LinuxError) in try optional(key, hex) }
+        let capabilityLines = try [StatusKey.capInh, .capPrm, .capEff, .capBnd, .capAmb].map { key throws(LinuxError) in try optional(key, hex) }
         let capabilities = capabilityLines.allSatisfy { $0 != nil } ? CapabilitySets(
             inheritable: capabilityLines[0]!, permitted: capabilityLines[1]!, effective: capabilityLines[2]!,
             bounding: capabilityLines[3]!, ambient: capabilityLines[4]!) : nil
 
         return ProcessStatus(
-            name: try required("Name") { ProcText.string(ProcText.unescape($0)) },
-            state: try required("State") { text in
+            name: try required(.name) { ProcText.string(ProcText.unescape($0)) },
+            state: try required(.state) { text in
                 text.first.flatMap { $0 < 0x80 && $0 > 0x20 ? Character(Unicode.Scalar($0)) : nil }
             },
-            tgid: try required("Tgid", ProcText.int32),
-            pid: try required("Pid", ProcText.int32),
-            ppid: try required("PPid", ProcText.int32),
-            tracerPID: try required("TracerPid", ProcText.int32),
-            threads: try required("Threads", ProcText.int),
-            umask: try optional("Umask") { ProcText.unsigned($0, radix: 8).flatMap { UInt32(exactly: $0) } },
-            blockedSignals: try required("SigBlk", hex),
-            ignoredSignals: try required("SigIgn", hex),
-            caughtSignals: try required("SigCgt", hex),
-            pendingThread: try required("SigPnd", hex),
-            pendingShared: try required("ShdPnd", hex),
-            namespacePIDs: try optional("NSpid", list) ?? [],
-            namespaceTGIDs: try optional("NStgid", list) ?? [],
-            namespaceSIDs: try optional("NSsid", list) ?? [],
-            namespacePGIDs: try optional("NSpgid", list) ?? [],
-            seccompMode: try optional("Seccomp", ProcText.int),
-            userIDs: try optional("Uid", ids),
-            groupIDs: try optional("Gid", ids),
-            supplementaryGroups: try optional("Groups", groups),
+            tgid: try required(.tgid, ProcText.int32),
+            pid: try required(.pid, ProcText.int32),
+            ppid: try required(.ppid, ProcText.int32),
+            tracerPID: try required(.tracerPid, ProcText.int32),
+            threads: try required(.threads, ProcText.int),
+            umask: try optional(.umask) { ProcText.unsigned($0, radix: 8).flatMap { UInt32(exactly: $0) } },
+            blockedSignals: try required(.sigBlk, hex),
+            ignoredSignals: try required(.sigIgn, hex),
+            caughtSignals: try required(.sigCgt, hex),
+            pendingThread: try required(.sigPnd, hex),
+            pendingShared: try required(.shdPnd, hex),
+            namespacePIDs: try optional(.nsPid, list) ?? [],
+            namespaceTGIDs: try optional(.nsTgid, list) ?? [],
+            namespaceSIDs: try optional(.nsSid, list) ?? [],
+            namespacePGIDs: try optional(.nsPgid, list) ?? [],
+            seccompMode: try optional(.seccomp, ProcText.int),
+            userIDs: try optional(.uid, ids),
+            groupIDs: try optional(.gid, ids),
+            supplementaryGroups: try optional(.groups, groups),
             capabilities: capabilities,
-            noNewPrivileges: try optional("NoNewPrivs") { text in ProcText.int(text).flatMap { $0 == 0 || $0 == 1 ? $0 == 1 : nil } },
-            fields: fields
+            noNewPrivileges: try optional(.noNewPrivs) { text in ProcText.int(text).flatMap { $0 == 0 || $0 == 1 ? $0 == 1 : nil } },
+            text: bytes
         )
     }
 }

@@ -866,8 +866,8 @@ extension String {
         VmFlags: mr mw me 
         """
         let flags = try ProcFS.parseMemoryFlags(text)
-        #expect(flags[0x7f00000000] == ["rd", "wr", "mr", "mw", "me", "ac"])
-        #expect(flags[0x7f00001000] == ["mr", "mw", "me"])
+        #expect(flags[0x7f00000000] == [.readable, .writable, .accounted])
+        #expect(flags[0x7f00001000] == [])
     }
 
 }

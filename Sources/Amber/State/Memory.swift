@@ -55,7 +55,7 @@ enum MemoryState {
     }
 
     /// `vmFlags`: the process's smaps VmFlags by area start (see `AreaFlagsPrefetch`).
-    static func dump(_ session: DumpSession, vmFlags: [UInt64: Set<String>], pages: PageFileWriter, pagesName: String) throws -> Amber_Memory {
+    static func dump(_ session: DumpSession, vmFlags: [UInt64: MemoryAreaFlags], pages: PageFileWriter, pagesName: String) throws -> Amber_Memory {
         var memory = Amber_Memory()
         memory.pagesFile = pagesName
         let pageMap = try PageMap(pid: session.pid)
@@ -67,7 +67,7 @@ enum MemoryState {
             area.protection = UInt32(mapping.protection)
             area.shared = mapping.shared
             area.kind = try kind(of: mapping, process: session.name)
-            area.accounted = vmFlags[mapping.start]?.contains("ac") ?? false
+            area.accounted = vmFlags[mapping.start]?.contains(.accounted) ?? false
             if area.kind == .areaFile {
                 area.path = mapping.path
                 area.device = mapping.device
@@ -129,8 +129,16 @@ enum MemoryState {
 
     /// Empties the helper's address space but for its vDSO, which is moved to the image's place.
     static func prepareAddressSpace(_ session: RestoreSession) throws {
-        let record = session.task.memory
-        let helperMaps = try ProcFS.maps(pid: session.pid)
+        try prepareAddressSpace(for: session.task, &session.injector)
+    }
+
+    /// Empties the address space of the helper `injector` runs in but for its vDSO, moved to
+    /// where `task` had it. Done to the root's helper (a copy of amber) before any process is
+    /// cloned from it too: a clone then copies no page tables of amber's, and each process
+    /// finds its vDSO in place (a forked child has its parent's) and next to nothing to unmap.
+    static func prepareAddressSpace(for task: Amber_Task, _ injector: inout SyscallInjector) throws {
+        let record = task.memory
+        let helperMaps = try ProcFS.maps(pid: injector.tracee.pid)
         let kernelAreas: [Amber_AreaKind: String] = [.areaVvar: "[vvar]", .areaVvarVclock: "[vvar_vclock]", .areaVdso: "[vdso]"]
         var moves: [(from: UInt64, to: UInt64, size: UInt64, name: String)] = []
         for area in record.areas {
@@ -145,9 +153,9 @@ enum MemoryState {
         if let extra = helperMaps.first(where: { kernelAreas.values.contains($0.path) && !imageNames.contains($0.path) }) {
             throw AmberError(.incompatibleHost, "this kernel has a \(extra.path) area the image does not: restore on a host with the same kernel")
         }
-        guard !moves.isEmpty else { throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)) has no [vdso] area") }
+        guard !moves.isEmpty else { throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: task.pid)) has no [vdso] area") }
 
-        try ThreadControlState.unregisterHelperRseq(session)
+        try ThreadControlState.unregisterHelperRseq(injector)
 
         let currentStart: UInt64 = moves.map(\.from).min()!
         let currentEnd: UInt64 = moves.map { (move) -> UInt64 in move.from + move.size }.max()!
@@ -160,15 +168,14 @@ enum MemoryState {
                 let parked = moves.map { (move) -> (from: UInt64, to: UInt64, size: UInt64, name: String) in
                     (move.from, parking + (move.from - currentStart), move.size, move.name)
                 }
-                try move(session, parked)
-                try move(session, zip(parked, moves).map { (parked, move) -> (from: UInt64, to: UInt64, size: UInt64, name: String) in
+                try move(&injector, parked)
+                try move(&injector, zip(parked, moves).map { (parked, move) -> (from: UInt64, to: UInt64, size: UInt64, name: String) in
                     (parked.to, move.to, move.size, move.name)
                 })
             } else {
-                try move(session, moves)
+                try move(&injector, moves)
             }
         }
-        let injector = session.injector
         if targetStart > 0 {
             try injector.call("munmap helper memory below the vDSO", SyscallNumber.munmap, 0, targetStart)
         }
@@ -176,12 +183,12 @@ enum MemoryState {
     }
 
     /// mremaps kernel areas; the vDSO (holding the syscall instruction in use) goes last.
-    private static func move(_ session: RestoreSession, _ moves: [(from: UInt64, to: UInt64, size: UInt64, name: String)]) throws {
+    private static func move(_ injector: inout SyscallInjector, _ moves: [(from: UInt64, to: UInt64, size: UInt64, name: String)]) throws {
         let ordered = moves.filter { $0.name != "[vdso]" } + moves.filter { $0.name == "[vdso]" }
         for move in ordered {
-            try session.injector.call("mremap \(move.name)", SyscallNumber.mremap, move.from, move.size, move.size, 3 /* MREMAP_MAYMOVE | MREMAP_FIXED */, move.to)
+            try injector.call("mremap \(move.name)", SyscallNumber.mremap, move.from, move.size, move.size, 3 /* MREMAP_MAYMOVE | MREMAP_FIXED */, move.to)
             if move.name == "[vdso]" {
-                session.injector.instruction = session.injector.instruction - move.from + move.to
+                injector.instruction = injector.instruction - move.from + move.to
             }
         }
     }
@@ -319,7 +326,7 @@ enum MemoryState {
 /// the slowest read of a small process's dump (about 2 ms each on this VM). Read before the
 /// dump maps its scratch page, which may merge with a neighbouring area.
 final class AreaFlagsPrefetch: @unchecked Sendable {
-    private let results: UnsafeMutableBufferPointer<Result<[UInt64: Set<String>], LinuxError>?>
+    private let results: UnsafeMutableBufferPointer<Result<[UInt64: MemoryAreaFlags], LinuxError>?>
     private let ready: [DispatchSemaphore]
     private let pids: [Int32]
 
@@ -346,7 +353,7 @@ final class AreaFlagsPrefetch: @unchecked Sendable {
     }
 
     /// The flags of process `pid`, waiting for them if need be.
-    func flags(of pid: Int32) throws(LinuxError) -> [UInt64: Set<String>] {
+    func flags(of pid: Int32) throws(LinuxError) -> [UInt64: MemoryAreaFlags] {
         guard let index = pids.firstIndex(of: pid) else { return try ProcFS.memoryFlags(pid: pid) }
         ready[index].wait()
         defer { ready[index].signal() }
