@@ -53,9 +53,10 @@ public enum Restore {
             let namespaceInit = try newPIDNamespace ? NamespaceInit(root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
             let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, namespaceInit: namespaceInit, created: &created, logger: logger)
             let openFiles = OpenFileTable()
+            let baseline = try HelperBaseline.ofRestorer()
             var sessions: [RestoreSession] = []
             for task in built {
-                let session = RestoreSession(task: task.record, image: image, tracee: task.tracee, injector: task.injector, openFiles: openFiles, inheritedPidfd: restorerPidfd.fd, logger: logger)
+                let session = RestoreSession(task: task.record, image: image, tracee: task.tracee, injector: task.injector, baseline: baseline, openFiles: openFiles, inheritedPidfd: restorerPidfd.fd, logger: logger)
                 try restore(session)
                 sessions.append(session)
             }

@@ -86,6 +86,41 @@ extension ScratchSpace {
     }
 }
 
+/// What every helper starts with, being a copy of the restorer (or of a helper whose state is
+/// not restored yet): a restore step injects a call only for what differs from it.
+struct HelperBaseline {
+    let personality: UInt32
+    let umask: UInt32
+    let timerSlackNs: UInt64
+    let thpDisable: UInt32
+    let machineCheckKill: UInt32
+    let dumpable: UInt32
+    /// The leader's; a thread made with CLONE_VM starts with none.
+    let alternateStack: Amber_SignalStack
+    let credentials: Amber_Credentials
+
+    /// Read from the restorer's own main thread, the one that makes the helpers.
+    static func ofRestorer() throws -> HelperBaseline {
+        let stack = try ProcessControl.alternateStack()
+        var alternateStack = Amber_SignalStack()
+        alternateStack.base = UInt64(UInt(bitPattern: stack.ss_sp))
+        alternateStack.flags = UInt32(bitPattern: stack.ss_flags)
+        alternateStack.size = UInt64(stack.ss_size)
+        guard let umask = try ProcFS.status(pid: getpid()).umask else {
+            throw LinuxError(.invalidArgument, "read the Umask line of /proc/self/status")
+        }
+        return HelperBaseline(
+            personality: try ProcessControl.personality(),
+            umask: umask,
+            timerSlackNs: try ProcessControl.value(of: .timerSlack),
+            thpDisable: UInt32(try ProcessControl.value(of: .thpDisable)),
+            machineCheckKill: UInt32(try ProcessControl.value(of: .machineCheckKill)),
+            dumpable: UInt32(try ProcessControl.value(of: .dumpable)),
+            alternateStack: alternateStack,
+            credentials: try CredentialState.restorerCredentials())
+    }
+}
+
 /// A helper task becoming the restored process: what every kind of state writes to.
 final class RestoreSession: ScratchSpace {
     let task: Amber_Task
@@ -97,6 +132,9 @@ final class RestoreSession: ScratchSpace {
     let openFiles: OpenFileTable
     let logger: Logger
     var injector: SyscallInjector
+    let baseline: HelperBaseline
+    /// Whether a thread's credentials were set: that resets dumpable and the parent-death signal.
+    var credentialsChanged = false
     /// Scratch memory in the task for the arguments of injected calls (set once memory is restored).
     var scratch: UInt64 = 0
     static let scratchSize = 16 * 4096
@@ -108,8 +146,9 @@ final class RestoreSession: ScratchSpace {
     /// First descriptor above every descriptor of the image: temporaries live from here up.
     let firstFreeDescriptor: Int32
 
-    init(task: Amber_Task, image: ImageReader, tracee: Tracee, injector: SyscallInjector, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
+    init(task: Amber_Task, image: ImageReader, tracee: Tracee, injector: SyscallInjector, baseline: HelperBaseline, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
         self.inheritedPidfd = inheritedPidfd
+        self.baseline = baseline
         self.task = task
         self.image = image
         self.tracee = tracee

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sys/ioctl.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -114,6 +115,10 @@ long amber_getcpu(void) {
 
 long amber_prctl(int option, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5) {
     return result(prctl(option, arg2, arg3, arg4, arg5));
+}
+
+long amber_personality(unsigned long persona) {
+    return result(personality(persona));
 }
 
 long amber_openat2(const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {

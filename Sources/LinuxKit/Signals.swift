@@ -21,6 +21,31 @@ public enum ProcessControl {
         _ = try kernelResult(amber_prctl(36 /* PR_SET_CHILD_SUBREAPER */, enabled ? 1 : 0, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER, \(enabled ? 1 : 0))").get()
     }
 
+    /// One of this thread's prctl settings that PR_GET_* returns as the call's result.
+    public static func value(of option: GetOption) throws(LinuxError) -> UInt64 {
+        UInt64(try kernelResult(amber_prctl(option.rawValue, 0, 0, 0, 0), "prctl(\(option))").get())
+    }
+
+    /// PR_GET_* options whose value is the call's result.
+    public enum GetOption: Int32, Sendable {
+        case dumpable = 3
+        case timerSlack = 30
+        case machineCheckKill = 34
+        case thpDisable = 42
+    }
+
+    /// This thread's execution domain and flags (personality(0xffffffff) changes nothing).
+    public static func personality() throws(LinuxError) -> UInt32 {
+        UInt32(truncatingIfNeeded: try kernelResult(amber_personality(0xffff_ffff), "personality(0xffffffff)").get())
+    }
+
+    /// This thread's alternate signal stack.
+    public static func alternateStack() throws(LinuxError) -> stack_t {
+        var current = stack_t()
+        _ = try libcResult("sigaltstack") { Glibc.sigaltstack(nil, &current) }.get()
+        return current
+    }
+
     /// This thread's securebits (PR_GET_SECUREBITS): SECBIT_* flags and their locks.
     public static func securebits() throws(LinuxError) -> UInt32 {
         UInt32(try kernelResult(amber_prctl(27 /* PR_GET_SECUREBITS */, 0, 0, 0, 0), "prctl(PR_GET_SECUREBITS)").get())

@@ -33,6 +33,14 @@ enum CredentialState {
         return record
     }
 
+    /// The restorer's own credentials: what every helper starts with.
+    static func restorerCredentials() throws -> Amber_Credentials {
+        var own = try credentials(ProcFS.status(pid: getpid()), what: "/proc/self/status")
+        own.securebits = try ProcessControl.securebits()
+        own.loginUid = try loginUID(pid: getpid(), tid: getpid())
+        return own
+    }
+
     /// Everything but securebits, from a status file.
     private static func credentials(_ status: ProcessStatus, what: String) throws(LinuxError) -> Amber_Credentials {
         guard let uids = status.userIDs, let gids = status.groupIDs, let groups = status.supplementaryGroups, let caps = status.capabilities else {
@@ -73,9 +81,7 @@ enum CredentialState {
         do {
             uidMap = try idMap("/proc/self/uid_map")
             gidMap = try idMap("/proc/self/gid_map")
-            var own = try credentials(ProcFS.status(pid: getpid()), what: "/proc/self/status")
-            own.securebits = try ProcessControl.securebits()
-            restorer = own
+            restorer = try restorerCredentials()
             lastCapability = try ProcFS.number("/proc/sys/kernel/cap_last_cap") { Int($0) }
         } catch {
             throw AmberError(.failure, "cannot read the restorer's own credentials: \(error)")
@@ -188,7 +194,9 @@ enum CredentialState {
     /// a change of effective or filesystem ID clears the parent-death signal and resets dumpable.
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
         let records = [task.leaderThread] + task.threads
-        for (record, tracee) in zip(records, session.threads) where record.hasCredentials {
+        // Every helper thread still has the restorer's credentials: only others need setting.
+        for (record, tracee) in zip(records, session.threads) where record.hasCredentials && record.credentials != session.baseline.credentials {
+            session.credentialsChanged = true
             let injector = tracee.pid == session.pid ? session.injector : try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
             try restore(record.credentials, injector, session)
         }

@@ -25,7 +25,9 @@ enum EnvironmentState {
         let inTask = try session.install(directory)
         try session.injector.call("fchdir", SyscallNumber.fchdir, UInt64(inTask))
         try session.injector.call("close", SyscallNumber.close, UInt64(inTask))
-        try session.injector.call("umask", SyscallNumber.umask, UInt64(record.umask))
+        if record.umask != session.baseline.umask {
+            try session.injector.call("umask", SyscallNumber.umask, UInt64(record.umask))
+        }
         for limit in record.limits {
             // The helper inherited our limits: only set those that differ.
             var current = rlimit()

@@ -53,18 +53,33 @@ enum FlagState {
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
         let flags = task.processFlags
         let leader = session.injector
-        try leader.call("prctl(PR_SET_DUMPABLE, \(flags.dumpable))", SyscallNumber.prctl, setDumpable, UInt64(flags.dumpable))
-        try leader.call("prctl(PR_SET_CHILD_SUBREAPER)", SyscallNumber.prctl, setChildSubreaper, flags.childSubreaper ? 1 : 0)
-        try leader.call("prctl(PR_SET_THP_DISABLE, \(flags.thpDisable))", SyscallNumber.prctl, setTHPDisable, UInt64(flags.thpDisable & 1), UInt64(flags.thpDisable & thpExceptAdvised))
+        // A helper has the restorer's settings, but no parent-death signal and is no subreaper
+        // (fork clears both); a change of credentials resets dumpable and that signal.
+        let baseline = session.baseline
+        if flags.dumpable != baseline.dumpable || session.credentialsChanged {
+            try leader.call("prctl(PR_SET_DUMPABLE, \(flags.dumpable))", SyscallNumber.prctl, setDumpable, UInt64(flags.dumpable))
+        }
+        if flags.childSubreaper {
+            try leader.call("prctl(PR_SET_CHILD_SUBREAPER)", SyscallNumber.prctl, setChildSubreaper, 1)
+        }
+        if flags.thpDisable != baseline.thpDisable {
+            try leader.call("prctl(PR_SET_THP_DISABLE, \(flags.thpDisable))", SyscallNumber.prctl, setTHPDisable, UInt64(flags.thpDisable & 1), UInt64(flags.thpDisable & thpExceptAdvised))
+        }
         try writeOOMScoreAdjustment(flags.oomScoreAdj, pid: session.pid)
         let records = [task.threadFlags] + task.threads.map(\.threadFlags)
         let injectors = try session.threads.map { tracee throws(LinuxError) in
             tracee.pid == session.pid ? leader : try SyscallInjector(tracee: tracee, instruction: leader.instruction)
         }
         for (record, injector) in zip(records, injectors) {
-            try injector.call("personality(0x\(String(flags.personality, radix: 16)))", SyscallNumber.personality, UInt64(flags.personality))
-            try injector.call("prctl(PR_SET_PDEATHSIG, \(record.parentDeathSignal))", SyscallNumber.prctl, setPdeathsig, UInt64(record.parentDeathSignal))
-            if record.machineCheckKill == machineCheckKillDefault {
+            if flags.personality != baseline.personality {
+                try injector.call("personality(0x\(String(flags.personality, radix: 16)))", SyscallNumber.personality, UInt64(flags.personality))
+            }
+            if record.parentDeathSignal != 0 {
+                try injector.call("prctl(PR_SET_PDEATHSIG, \(record.parentDeathSignal))", SyscallNumber.prctl, setPdeathsig, UInt64(record.parentDeathSignal))
+            }
+            if record.machineCheckKill == baseline.machineCheckKill {
+                continue
+            } else if record.machineCheckKill == machineCheckKillDefault {
                 try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_CLEAR)", SyscallNumber.prctl, machineCheckKill, machineCheckKillClear, 0, 0, 0)
             } else {
                 try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_SET, \(record.machineCheckKill))", SyscallNumber.prctl, machineCheckKill, machineCheckKillSet, UInt64(record.machineCheckKill), 0, 0)

@@ -61,9 +61,13 @@ enum SignalState {
         }
     }
 
-    /// One thread's alternate stack, set by `injector` running in that thread.
-    /// Always set, also when disabled: the leader inherited the restorer's own alternate stack.
+    /// One thread's alternate stack, set by `injector` running in that thread, unless it has
+    /// it already: the leader inherited the restorer's own, another thread starts with none.
     static func restoreAlternateStack(_ stack: Amber_SignalStack, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+        var none = Amber_SignalStack()
+        none.flags = UInt32(SS_DISABLE)
+        let current = injector.tracee.pid == session.pid ? session.baseline.alternateStack : none
+        if stack.base == current.base, stack.size == current.size, stack.flags & ~UInt32(SS_ONSTACK) == current.flags & ~UInt32(SS_ONSTACK) { return }
         var bytes = [UInt8](repeating: 0, count: 24)
         bytes.withUnsafeMutableBytes {
             $0.storeBytes(of: stack.base, toByteOffset: 0, as: UInt64.self)

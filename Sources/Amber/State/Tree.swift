@@ -209,13 +209,13 @@ enum TreeState {
     /// Kills the dumped tree and waits until every one of its PIDs can be used again. Children
     /// go first, each reaped at once by its parent (stopped, and made to call wait4), so that no
     /// PID waits for a slow init to reap an orphan; the root is left to its own parent.
-    static func kill(_ processes: [FrozenProcess], logger: Logger) throws {
-        let byPID = Dictionary(processes.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
+    /// `tasks` are the processes' records, in the same order: the tree cannot have changed.
+    static func kill(_ processes: [FrozenProcess], tasks: [Amber_Task], logger: Logger) throws {
+        let byPID = Dictionary(zip(processes, tasks).map { ($0.pid, (process: $0, task: $1)) }, uniquingKeysWith: { first, _ in first })
         // Parents come before children in `processes`, so each parent's depth is known first.
         var depth: [Int32: Int] = [:]
-        for process in processes {
-            let parent = process.pid == processes[0].pid ? nil : try? ProcFS.stat(pid: process.pid).ppid
-            depth[process.pid] = parent.flatMap { depth[$0] }.map { $0 + 1 } ?? 0
+        for task in tasks {
+            depth[task.pid] = task.pid == tasks[0].pid ? 0 : (depth[task.ppid] ?? 0) + 1
         }
         // The deepest level first, all of it at once: the kernel frees their memory side by side.
         for (_, level) in Dictionary(grouping: processes, by: { depth[$0.pid]! }).sorted(by: { $0.key > $1.key }) {
@@ -229,11 +229,11 @@ enum TreeState {
                 }
             }
             for process in level where process.pid != processes[0].pid {
-                guard let status = try? ProcFS.status(pid: process.pid), let parent = byPID[status.ppid],
-                      let leader = parent.threads.first, let instruction = parent.syscallInstruction,
-                      let parentLevels = try? ProcFS.status(pid: parent.pid).namespacePIDs.count else { continue }
+                guard let task = byPID[process.pid]?.task, let parent = byPID[task.ppid],
+                      let leader = parent.process.threads.first, let instruction = parent.process.syscallInstruction else { continue }
                 // The parent names the child by its PID in the parent's own namespace.
-                let pidInParent = status.namespacePIDs.count >= parentLevels && parentLevels > 0 ? status.namespacePIDs[parentLevels - 1] : process.pid
+                let parentLevels = max(parent.task.namespacePids.count, 1)
+                let pidInParent = task.namespacePids.count >= parentLevels ? task.namespacePids[parentLevels - 1] : process.pid
                 let injector = try SyscallInjector(tracee: leader, instruction: instruction)
                 try injector.call("wait4(\(pidInParent)) in its parent", SyscallNumber.wait4, UInt64(pidInParent), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
             }
@@ -322,7 +322,7 @@ enum TreeState {
                 }
                 created.append(tracee)
                 try RestoreStep.create.reached()
-                built.append(try TreeTask(record: child, tracee: tracee, instruction: instruction, scratch: parent.scratch))
+                built.append(try TreeTask(record: child, tracee: tracee, instruction: parent.injector.instruction, scratch: parent.scratch))
             }
         }
         try joinGroups(built, created: &created)
@@ -445,12 +445,20 @@ final class TreeTask: ScratchSpace {
     let scratch: UInt64
     var pid: Int32 { tracee.pid }
 
-    /// `scratch` is the parent's page, which a forked child has at the same address.
+    /// `scratch` is the parent's page, which a cloned child has at the same address. Without
+    /// one, the task is the root, a copy of amber or of its namespace init: its address space
+    /// is prepared first, before any process is cloned from it.
     init(record: Amber_Task, tracee: Tracee, instruction: UInt64, scratch: UInt64? = nil) throws {
         self.record = record
         self.tracee = tracee
-        injector = try SyscallInjector(tracee: tracee, instruction: instruction)
-        self.scratch = try scratch ?? Self.mapScratch(injector)
+        var injector = try SyscallInjector(tracee: tracee, instruction: instruction)
+        if let scratch {
+            self.scratch = scratch
+        } else {
+            try MemoryState.prepareAddressSpace(for: record, &injector)
+            self.scratch = try Self.mapScratch(injector)
+        }
+        self.injector = injector
     }
 
     static func mapScratch(_ injector: SyscallInjector) throws -> UInt64 {

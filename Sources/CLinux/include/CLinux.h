@@ -112,6 +112,7 @@ long amber_getcpu(void);
 long amber_ioprio_get(pid_t tid);
 long amber_ioprio_set(pid_t tid, int ioprio);
 long amber_prctl(int option, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5);
+long amber_personality(unsigned long persona);
 
 /// openat2(AT_FDCWD, path, {flags, mode, resolve}).
 long amber_openat2(const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
