@@ -56,10 +56,13 @@ public enum Checkpoint {
             processes = try TreeState.freeze(root: pid, interruption: interruption, logger: logger)
             try interruption.check(.preflight)
             try Preflight.check(processes.map(\.pid), root: pid)
+            logger.trace("checked each frozen process")
             try TreeState.check(processes)
+            logger.trace("checked the frozen tree")
             let tasks = try collect(&processes, writer: writer, interruption: interruption, logger: logger)
             try interruption.check(.inventory)
             try writer.finish(inventory: inventory(for: tasks))
+            logger.trace("image written")
             let live = tasks.filter { !$0.zombie }
             let summary = Summary(
                 pid: pid, comm: tasks[0].comm, processes: tasks.count, threads: live.reduce(0) { $0 + 1 + $1.threads.count },
@@ -68,7 +71,7 @@ public enum Checkpoint {
             if leaveRunning {
                 TreeState.release(processes)
             } else {
-                try TreeState.kill(processes, logger: logger)
+                try TreeState.kill(processes, tasks: tasks, logger: logger)
             }
             return summary
         } catch {
@@ -112,24 +115,27 @@ public enum Checkpoint {
         let vmFlags = try areaFlags.flags(of: process.pid)
         try SeccompState.suspend(process)
         let session = try DumpSession(process, interruption: interruption, logger: logger)
+        logger.trace("process \(process.pid): session open")
         try? CPUAffinity(cpu: session.stat.processor).apply(to: 0)
         do {
             // Each kind of state is one step at which an interrupted dump stops.
-            func step<State>(_ read: () throws -> State) throws -> State {
+            func step<State>(_ kind: String, _ read: () throws -> State) throws -> State {
                 try interruption.check(.collect)
-                return try read()
+                let state = try read()
+                logger.trace("process \(process.pid): \(kind) read")
+                return state
             }
-            task.signals = try step { try SignalState.dump(session) }
-            try step { try ThreadState.dump(session, into: &task) }
-            try step { try SeccompState.dump(session, into: &task) }
-            task.environment = try step { try EnvironmentState.dump(session) }
-            task.processFlags = try step { try FlagState.dump(session) }
-            task.timers = try step { try TimerState.dump(session) }
-            task.files = try step { try FileState.dump(session, table: &descriptions) }
-            try interruption.check(.collect)
-            let pagesName = ImageFormat.pageFileName(pid: process.pid)
-            let pages = try writer.makePageFile(name: pagesName)
-            task.memory = try MemoryState.dump(session, vmFlags: vmFlags, pages: pages, pagesName: pagesName)
+            task.signals = try step("signals") { try SignalState.dump(session) }
+            try step("threads") { try ThreadState.dump(session, into: &task) }
+            try step("seccomp") { try SeccompState.dump(session, into: &task) }
+            task.environment = try step("environment") { try EnvironmentState.dump(session) }
+            task.processFlags = try step("flags") { try FlagState.dump(session) }
+            task.timers = try step("timers") { try TimerState.dump(session) }
+            task.files = try step("files") { try FileState.dump(session, table: &descriptions) }
+            task.memory = try step("memory") {
+                let pagesName = ImageFormat.pageFileName(pid: process.pid)
+                return try MemoryState.dump(session, vmFlags: vmFlags, pages: writer.makePageFile(name: pagesName), pagesName: pagesName)
+            }
         } catch {
             try? session.finish()
             throw error

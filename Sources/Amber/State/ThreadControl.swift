@@ -24,10 +24,10 @@ enum ThreadControlState {
 
     /// The helper inherited our rseq registration, pointing into memory about to be unmapped:
     /// the kernel would kill the task at its next return to user space unless it is dropped first.
-    static func unregisterHelperRseq(_ session: RestoreSession) throws {
-        let rseq = try session.tracee.rseqConfiguration()
+    static func unregisterHelperRseq(_ injector: SyscallInjector) throws {
+        let rseq = try injector.tracee.rseqConfiguration()
         guard rseq.rseq_abi_size != 0 else { return }
-        try session.injector.call("rseq unregister", SyscallNumber.rseq, rseq.rseq_abi_pointer, UInt64(rseq.rseq_abi_size), 1 /* RSEQ_FLAG_UNREGISTER */, UInt64(rseq.signature))
+        try injector.call("rseq unregister", SyscallNumber.rseq, rseq.rseq_abi_pointer, UInt64(rseq.rseq_abi_size), 1 /* RSEQ_FLAG_UNREGISTER */, UInt64(rseq.signature))
     }
 
     /// Sets one thread's links, by `injector` running in that thread.
