@@ -113,6 +113,7 @@ public enum Checkpoint {
     private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, descriptions: inout FileState.DescriptionTable, areaFlags: AreaFlagsPrefetch, writer: ImageWriter, interruption: DumpInterruption, logger: Logger) throws -> UInt64 {
         // Before the session maps its scratch page into the process.
         let vmFlags = try areaFlags.flags(of: process.pid)
+        logger.trace("process \(process.pid): area flags read")
         try SeccompState.suspend(process)
         let session = try DumpSession(process, interruption: interruption, logger: logger)
         logger.trace("process \(process.pid): session open")

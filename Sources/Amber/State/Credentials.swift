@@ -23,10 +23,9 @@ enum CredentialState {
 
     // MARK: Dump
 
-    /// The credentials of the thread `injector` runs in: /proc for all but securebits.
-    static func dump(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_Credentials {
+    /// The credentials of the thread `injector` runs in: its /proc status for all but securebits.
+    static func dump(_ injector: SyscallInjector, status: ProcessStatus, _ session: DumpSession) throws -> Amber_Credentials {
         let tid = injector.tracee.pid
-        let status = try ProcFS.threadStatus(pid: session.pid, tid: tid)
         var record = try credentials(status, what: "/proc/\(session.pid)/task/\(tid)/status")
         record.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, prGetSecurebits))
         record.loginUid = try loginUID(pid: session.pid, tid: tid)

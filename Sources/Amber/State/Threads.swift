@@ -43,10 +43,11 @@ enum ThreadState {
         record.pending = try SignalState.pending(of: injector.tracee, shared: false)
         record.alternateStack = try SignalState.alternateStack(injector, session)
         record.threadControl = try ThreadControlState.dump(injector, session)
-        record.namespaceTids = try TreeState.namespaceIDs(pid: session.pid, tid: tid)
+        let status = try ProcFS.threadStatus(pid: session.pid, tid: tid)
+        record.namespaceTids = status.namespacePIDs.count > 1 ? status.namespacePIDs : []
         record.scheduling = try SchedulingState.dump(injector)
         record.threadFlags = try FlagState.dump(injector, session)
-        record.credentials = try CredentialState.dump(injector, session)
+        record.credentials = try CredentialState.dump(injector, status: status, session)
         return record
     }
 
