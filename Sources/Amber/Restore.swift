@@ -51,12 +51,13 @@ public enum Restore {
             let instruction = try syscallInstruction()
             let restorerPidfd = try Pidfd(pid: getpid())
             let namespaceInit = try newPIDNamespace ? NamespaceInit(root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
-            let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, namespaceInit: namespaceInit, created: &created, logger: logger)
+            var treeFiles: TreeFiles?
+            let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, logger: logger)
             let openFiles = OpenFileTable()
             let baseline = try HelperBaseline.ofRestorer()
             var sessions: [RestoreSession] = []
             for task in built {
-                let session = RestoreSession(task: task.record, image: image, tracee: task.tracee, injector: task.injector, baseline: baseline, openFiles: openFiles, inheritedPidfd: restorerPidfd.fd, logger: logger)
+                let session = RestoreSession(task: task.record, image: image, tracee: task.tracee, injector: task.injector, baseline: baseline, treeFiles: treeFiles, openFiles: openFiles, inheritedPidfd: restorerPidfd.fd, logger: logger)
                 try restore(session)
                 sessions.append(session)
             }

@@ -133,6 +133,8 @@ final class RestoreSession: ScratchSpace {
     let logger: Logger
     var injector: SyscallInjector
     let baseline: HelperBaseline
+    /// The files every process of the tree inherited from the root's helper, if any.
+    let treeFiles: TreeFiles?
     /// Whether a thread's credentials were set: that resets dumpable and the parent-death signal.
     var credentialsChanged = false
     /// Scratch memory in the task for the arguments of injected calls (set once memory is restored).
@@ -146,9 +148,10 @@ final class RestoreSession: ScratchSpace {
     /// First descriptor above every descriptor of the image: temporaries live from here up.
     let firstFreeDescriptor: Int32
 
-    init(task: Amber_Task, image: ImageReader, tracee: Tracee, injector: SyscallInjector, baseline: HelperBaseline, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
+    init(task: Amber_Task, image: ImageReader, tracee: Tracee, injector: SyscallInjector, baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
         self.inheritedPidfd = inheritedPidfd
         self.baseline = baseline
+        self.treeFiles = treeFiles
         self.task = task
         self.image = image
         self.tracee = tracee
@@ -184,6 +187,10 @@ final class RestoreSession: ScratchSpace {
     /// it gave up privilege, unchanged since (same device, inode and change time; an inode
     /// number alone is soon reused). See docs/security.md.
     func openAsTask(_ path: String, flags: Int32, what: String, dumped: FileStatus?) throws(AmberError) -> Int32 {
+        try Self.openAsTask(path, flags: flags, what: what, task: task, dumped: dumped)
+    }
+
+    static func openAsTask(_ path: String, flags: Int32, what: String, task: Amber_Task, dumped: FileStatus?) throws(AmberError) -> Int32 {
         let credentials = task.hasCredentials ? task.credentials : nil
         let identity = credentials.map { FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups) }
         let who = identity.map { " as uid \($0.uid), gid \($0.gid)" } ?? ""
@@ -206,17 +213,107 @@ final class RestoreSession: ScratchSpace {
         }
     }
 
+    /// A file a step needs open in the task by path (a mapped file, the executable, the working
+    /// directory): the one the whole tree inherited, or else opened as the task and installed.
+    func openInTask(_ path: String, flags: Int32, what: String) throws -> TaskFile {
+        if let shared = treeFiles?.files[TreeFiles.Key(path: path, flags: flags)] {
+            return TaskFile(fd: shared.fd, status: shared.status, temporary: false)
+        }
+        let fd = try openAsTask(path, flags: flags, what: what, dumped: nil)
+        defer { Glibc.close(fd) }
+        let status = try FileStatus.fstat(fd: fd)
+        return TaskFile(fd: try install(fd), status: status, temporary: true)
+    }
+
+    /// Closes a file `openInTask` opened for this task alone; inherited ones go at clean-up.
+    func closeInTask(_ file: TaskFile) throws(LinuxError) {
+        if file.temporary { try injector.call("close", SyscallNumber.close, UInt64(file.fd)) }
+    }
+
     func mapScratch() throws(LinuxError) {
         scratch = try injector.call("mmap scratch", SyscallNumber.mmap, 0, UInt64(Self.scratchSize), UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
     }
 
-    /// Removes what the restorer put into the task: its pidfd and the scratch area.
+    /// Removes what the restorer put into the task: its pidfd, the files the tree inherited
+    /// and the scratch area.
     func cleanUp() throws(LinuxError) {
         try injector.call("close restorer pidfd", SyscallNumber.close, UInt64(restorerPidfd ?? inheritedPidfd))
         restorerPidfd = nil
+        if let range = treeFiles?.descriptors {
+            try injector.call("close_range the tree's files", SyscallNumber.closeRange, UInt64(range.lowerBound), UInt64(range.upperBound), 0)
+        }
         if scratch != 0 {
             try injector.call("munmap scratch", SyscallNumber.munmap, scratch, UInt64(Self.scratchSize))
             scratch = 0
         }
+    }
+}
+
+/// A file open in a task being restored, for a step that needs it by descriptor.
+struct TaskFile {
+    let fd: Int32
+    /// As it was when opened, to check that it did not change since the dump.
+    let status: FileStatus
+    /// Opened for this step alone, and closed once used.
+    let temporary: Bool
+}
+
+/// Files that several processes of the tree need by path (mapped files, executables, working
+/// directories), opened once and installed in the root's helper before any process is cloned
+/// from it: every process inherits them at the same numbers, above every descriptor of the
+/// image, and closes them at its clean-up. That saves each process an open and two injected
+/// calls per file. Only when every process opens files with the same identity (filesystem IDs
+/// and groups): then a file one may open is one each of the others may open.
+final class TreeFiles {
+    struct Key: Hashable {
+        let path: String
+        let flags: Int32
+    }
+
+    let files: [Key: (fd: Int32, status: FileStatus)]
+    let descriptors: ClosedRange<Int32>
+
+    private init(files: [Key: (fd: Int32, status: FileStatus)], descriptors: ClosedRange<Int32>) {
+        self.files = files
+        self.descriptors = descriptors
+    }
+
+    /// What a process opens by path while it is restored.
+    static func keys(of task: Amber_Task) -> Set<Key> {
+        var keys: Set<Key> = [Key(path: task.memory.mm.exePath, flags: O_RDONLY), Key(path: task.environment.cwd, flags: O_RDONLY | O_DIRECTORY)]
+        for area in task.memory.areas where area.kind == .areaFile {
+            keys.insert(Key(path: area.path, flags: area.shared && area.protection & UInt32(PROT_WRITE) != 0 ? O_RDWR : O_RDONLY))
+        }
+        return keys
+    }
+
+    /// Opens and installs in `root` the files two or more of `tasks` need; nil when there is
+    /// nothing to share or the processes open files as different users.
+    static func install(for tasks: [Amber_Task], in root: TreeTask, restorerPidfd: Int32) throws -> TreeFiles? {
+        let live = tasks.filter { !$0.zombie }
+        func identity(_ task: Amber_Task) -> FileAccessIdentity? {
+            task.hasCredentials ? FileAccessIdentity(uid: task.credentials.fsuid, gid: task.credentials.fsgid, groups: task.credentials.groups) : nil
+        }
+        guard live.count > 1, live.allSatisfy({ identity($0) == identity(live[0]) }) else { return nil }
+        var uses: [Key: Int] = [:]
+        for task in live {
+            for key in keys(of: task) { uses[key, default: 0] += 1 }
+        }
+        let shared = uses.filter { $0.value > 1 }.keys.sorted { ($0.path, $0.flags) < ($1.path, $1.flags) }
+        let base = max(live.flatMap { $0.files.descriptors.map(\.fd) }.max() ?? 2, restorerPidfd) + 1
+        var limit = rlimit()
+        guard !shared.isEmpty, getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, UInt64(base) + UInt64(shared.count) < UInt64(limit.rlim_cur) else { return nil }
+        var files: [Key: (fd: Int32, status: FileStatus)] = [:]
+        for (index, key) in shared.enumerated() {
+            let fd = try RestoreSession.openAsTask(key.path, flags: key.flags, what: "the file (needed by several processes of the tree)", task: root.record, dumped: nil)
+            defer { Glibc.close(fd) }
+            let status = try FileStatus.fstat(fd: fd)
+            let target = base + Int32(index)
+            let installed = try root.injector.call("pidfd_getfd(\(fd))", SyscallNumber.pidfdGetfd, UInt64(restorerPidfd), UInt64(fd), 0)
+            try root.injector.call("dup3 to fd \(target)", SyscallNumber.dup3, installed, UInt64(target), UInt64(O_CLOEXEC))
+            try root.injector.call("close", SyscallNumber.close, installed)
+            files[key] = (target, status)
+        }
+        return TreeFiles(files: files, descriptors: base...(base + Int32(shared.count) - 1))
     }
 }

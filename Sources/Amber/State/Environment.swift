@@ -20,11 +20,9 @@ enum EnvironmentState {
     }
 
     static func restore(_ record: Amber_Environment, _ session: RestoreSession) throws {
-        let directory = try session.openAsTask(record.cwd, flags: O_RDONLY | O_DIRECTORY, what: "the working directory", dumped: nil)
-        defer { Glibc.close(directory) }
-        let inTask = try session.install(directory)
-        try session.injector.call("fchdir", SyscallNumber.fchdir, UInt64(inTask))
-        try session.injector.call("close", SyscallNumber.close, UInt64(inTask))
+        let directory = try session.openInTask(record.cwd, flags: O_RDONLY | O_DIRECTORY, what: "the working directory")
+        try session.injector.call("fchdir", SyscallNumber.fchdir, UInt64(directory.fd))
+        try session.closeInTask(directory)
         if record.umask != session.baseline.umask {
             try session.injector.call("umask", SyscallNumber.umask, UInt64(record.umask))
         }

@@ -197,12 +197,9 @@ enum MemoryState {
     static func restoreAreas(_ session: RestoreSession) throws {
         let record = session.task.memory
         let injector = session.injector
-        var opened: [String: (amber: Int32, task: Int32)] = [:]
+        var opened: [String: TaskFile] = [:]
         defer {
-            for file in opened.values {
-                Glibc.close(file.amber)
-                _ = try? injector.call("close", SyscallNumber.close, UInt64(file.task))
-            }
+            for file in opened.values { try? session.closeInTask(file) }
         }
         var temporary: [Amber_MemoryArea] = []
         var previous: Amber_MemoryArea?
@@ -223,14 +220,12 @@ enum MemoryState {
             case .areaFile:
                 let writable = area.shared && area.protection & UInt32(PROT_WRITE) != 0
                 let key = "\(writable ? "w" : "r"):\(area.path)"
-                if let file = opened[key] {
-                    fd = file.task
-                } else {
-                    let amberFD = try openMappedFile(area, writable: writable, session)
-                    let taskFD = try session.install(amberFD)
-                    opened[key] = (amberFD, taskFD)
-                    fd = taskFD
+                let file = try opened[key] ?? session.openInTask(area.path, flags: writable ? O_RDWR : O_RDONLY, what: "the file mapped at 0x\(String(area.start, radix: 16))")
+                opened[key] = file
+                if area.fileSize != 0, file.status.size != area.fileSize {
+                    throw AmberError(.restoreFailed, "\(area.path) changed since the dump (size \(file.status.size), was \(area.fileSize)): the mapping at 0x\(String(area.start, radix: 16)) cannot be restored")
                 }
+                fd = file.fd
             case .UNRECOGNIZED:
                 throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)) has an area of unknown kind")
             }
@@ -267,43 +262,55 @@ enum MemoryState {
         return previous.end == area.start && previous.protection == area.protection && previous.accounted == area.accounted
     }
 
-    private static func openMappedFile(_ area: Amber_MemoryArea, writable: Bool, _ session: RestoreSession) throws -> Int32 {
-        let fd = try session.openAsTask(area.path, flags: writable ? O_RDWR : O_RDONLY, what: "the file mapped at 0x\(String(area.start, radix: 16))", dumped: nil)
-        if area.fileSize != 0, let status = try? FileStatus.fstat(fd: fd), status.size != area.fileSize {
-            Glibc.close(fd)
-            throw AmberError(.restoreFailed, "\(area.path) changed since the dump (size \(status.size), was \(area.fileSize)): the mapping at 0x\(String(area.start, radix: 16)) cannot be restored")
-        }
-        return fd
-    }
-
     /// Writes the saved pages: process_vm_writev where the area is writable, /proc/PID/mem elsewhere.
+    /// Runs that lie back to back in the page file (as the dump writes them) go in one
+    /// process_vm_writev, however many areas they span; a run it could not write is written alone.
     private static func fillPages(_ session: RestoreSession) throws {
         let record = session.task.memory
         guard record.areas.contains(where: { !$0.pages.isEmpty }) else { return }
         let pageFile = try session.image.pageFile(named: record.pagesFile)
         let memory = ProcessMemory(pid: session.pid)
         var memFile: ProcessMemoryFile?
+        func bytes(_ offset: Int, _ length: Int) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: pageFile.bytes[offset..<(offset + length)])
+        }
+        func writeAlone(_ run: Amber_PageRun, writable: Bool) throws {
+            let length = Int(run.count * pageSize)
+            let source = bytes(Int(run.offset), length)
+            if writable, try memory.write(source, to: [(run.address, length)]) == length { return }
+            if memFile == nil { memFile = try ProcessMemoryFile(pid: session.pid, writable: true) }
+            try memFile!.write(source, at: run.address)
+        }
+        var batch: [Amber_PageRun] = []
+        func flush() throws {
+            guard let first = batch.first, let last = batch.last else { return }
+            let length = Int(last.offset - first.offset + last.count * pageSize)
+            let written = try memory.write(bytes(Int(first.offset), length), to: batch.map { ($0.address, Int($0.count * pageSize)) })
+            for run in batch where run.offset + run.count * pageSize > first.offset + UInt64(written) {
+                try writeAlone(run, writable: false)
+            }
+            batch.removeAll(keepingCapacity: true)
+        }
         for area in record.areas where !area.pages.isEmpty {
             let writable = area.protection & UInt32(PROT_WRITE) != 0 || area.accounted
             for run in area.pages {
-                let length = Int(run.count * pageSize)
-                let source = UnsafeRawBufferPointer(rebasing: pageFile.bytes[Int(run.offset)..<(Int(run.offset) + length)])
-                if writable {
-                    let written = try memory.write(source, to: [(run.address, length)])
-                    if written == length { continue }
+                guard writable else {
+                    try writeAlone(run, writable: false)
+                    continue
                 }
-                if memFile == nil { memFile = try ProcessMemoryFile(pid: session.pid, writable: true) }
-                try memFile!.write(source, at: run.address)
+                if let last = batch.last, last.offset + last.count * pageSize != run.offset {
+                    try flush()
+                }
+                batch.append(run)
             }
         }
+        try flush()
     }
 
     /// Sets brk, the arg/env area, auxv and the exe link in one PR_SET_MM_MAP.
     static func restoreMmFields(_ session: RestoreSession) throws {
         let mm = session.task.memory.mm
-        let exe = try session.openAsTask(mm.exePath, flags: O_RDONLY, what: "the executable", dumped: nil)
-        defer { Glibc.close(exe) }
-        let exeInTask = try session.install(exe)
+        let exe = try session.openInTask(mm.exePath, flags: O_RDONLY, what: "the executable")
         let auxvAddress = try mm.auxv.withUnsafeBytes { bytes in try session.writeScratch(bytes, offset: 1024) }
         var map = amber_prctl_mm_map()
         map.start_code = mm.startCode; map.end_code = mm.endCode
@@ -314,10 +321,10 @@ enum MemoryState {
         map.env_start = mm.envStart; map.env_end = mm.envEnd
         map.auxv = auxvAddress
         map.auxv_size = UInt32(mm.auxv.count)
-        map.exe_fd = UInt32(exeInTask)
+        map.exe_fd = UInt32(exe.fd)
         let mapAddress = try session.writeScratch(value: map)
         try session.injector.call("prctl(PR_SET_MM, PR_SET_MM_MAP)", SyscallNumber.prctl, 35 /* PR_SET_MM */, 14 /* PR_SET_MM_MAP */, mapAddress, UInt64(MemoryLayout<amber_prctl_mm_map>.size))
-        try session.injector.call("close", SyscallNumber.close, UInt64(exeInTask))
+        try session.closeInTask(exe)
     }
 }
 

@@ -284,7 +284,8 @@ enum TreeState {
     /// as it exists, so that a failure can kill it.
     /// Every helper inherits `restorerPidfd` at the same number. With `namespaceInit`, the root
     /// is made by that init instead of by us.
-    static func build(_ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, namespaceInit: NamespaceInit?, created: inout [Tracee], logger: Logger) throws -> [TreeTask] {
+    /// The files several processes need by path go into the root's helper first (`treeFiles`).
+    static func build(_ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, namespaceInit: NamespaceInit?, created: inout [Tracee], treeFiles: inout TreeFiles?, logger: Logger) throws -> [TreeTask] {
         let root = tasks[0]
         let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
         let rootTracee: Tracee
@@ -306,6 +307,7 @@ enum TreeState {
         created.append(rootTracee)
         try RestoreStep.create.reached()
         var built: [TreeTask] = [try TreeTask(record: root, tracee: rootTracee, instruction: instruction)]
+        treeFiles = try TreeFiles.install(for: tasks, in: built[0], restorerPidfd: restorerPidfd)
         var index = 0
         while index < built.count {
             let parent = built[index]
