@@ -166,6 +166,17 @@ final class RestoreErrorTests: ScenarioTestCase {
         try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["ro.dat"])
     }
 
+    /// The tree's processes all map their executable: it is opened once for the whole tree.
+    func testRestoreWhenAFileTheTreeMapsIsGone() throws {
+        _ = try requireAmber()
+        var scenario = Scenario.tree
+        scenario.fromCopiedBinary = true
+        let p = try start(scenario)
+        let image = try dumpExpectingSuccess(p)
+        XCTAssertEqual(unlink(p.binary), 0, "remove \(p.binary): \(Sys.errnoString())")
+        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [p.binary])
+    }
+
     func testRestoreWithoutInventory() throws {
         let (image, pid) = try dumpedImage()
         XCTAssertEqual(unlink(image + "/inventory.pb"), 0)

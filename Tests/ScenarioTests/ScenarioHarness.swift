@@ -29,6 +29,8 @@ struct Scenario: Sendable {
     /// Runs under `setpriv` with these options (its directory and log then belong to `owner`).
     var setpriv: [String] = []
     var owner: uid_t = 0
+    /// Runs from a copy of its binary in its own directory, which a test may change after the dump.
+    var fromCopiedBinary = false
 
     static let counter = Scenario(name: "counter")
     static let memory = Scenario(name: "memory")
@@ -252,8 +254,12 @@ class ScenarioTestCase: XCTestCase {
 
     /// Start a scenario and wait (up to 20 s) for its pidfile.
     func start(_ scenario: Scenario, file: StaticString = #filePath, line: UInt = #line) throws -> ScenarioProcess {
-        let binary = try ScenarioBuilder.shared.binary(scenario.name)
+        let built = try ScenarioBuilder.shared.binary(scenario.name)
         let dir = try newDirectory(scenario.name)
+        let binary = scenario.fromCopiedBinary ? dir + "/" + scenario.name : built
+        if scenario.fromCopiedBinary {
+            try FileManager.default.copyItem(atPath: built, toPath: binary)
+        }
         let pidfile = dir + "/pid", outfile = dir + "/verdict", log = dir + "/log"
         let command = [binary, "--pidfile", pidfile, "--outfile", outfile] + scenario.args
         if !scenario.setpriv.isEmpty {
