@@ -1,5 +1,6 @@
 import AmberImage
 import CLinux
+import Dispatch
 import FoundationEssentials
 import Glibc
 import LinuxKit
@@ -166,26 +167,42 @@ public enum Checkpoint {
 /// Refusals about each process on its own, made before the tree is stopped (so it keeps
 /// running untouched) and again once it is frozen.
 enum Preflight {
+    /// Each process is checked on every CPU at once (only /proc is read); the first refusal in
+    /// tree order is the one thrown, as if they had been checked one by one.
     static func check(_ pids: [Int32], root: Int32) throws {
         let tree = ProcessName(pid: root)
-        var sharedMemory: [UInt64: ProcessName] = [:]
-        for pid in pids {
-            guard let status = try? ProcFS.status(pid: pid) else { continue }
-            let name = ProcessName(pid: pid)
-            if status.state == "Z" {
-                if pid == root { throw AmberError.unsupported(name, "is a zombie", tree: tree) }
-                continue
-            }
-            try SeccompState.check(pid: pid, status: status, process: name, tree: tree)
-            try TimerState.check(pid: pid, process: name, tree: tree)
-            try CredentialState.check(pid: pid, process: name, tree: tree)
-            try SchedulingState.check(pid: pid, process: name, tree: tree)
-            try FlagState.check(pid: pid, process: name, tree: tree)
-            try FileState.check(pid: pid, process: name, tree: tree)
-            let maps = try ProcFS.maps(pid: pid)
-            try MemoryState.check(maps, process: name, tree: tree)
-            try MemoryState.checkNotShared(maps, process: name, tree: tree, seen: &sharedMemory)
+        // Each iteration writes its own slot only.
+        nonisolated(unsafe) let results = UnsafeMutableBufferPointer<Result<[MemoryMapping]?, any Error>>.allocate(capacity: pids.count)
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: pids.count) { index in
+            (results.baseAddress! + index).initialize(to: Result { try check(pids[index], root: root, tree: tree) })
         }
+        defer { _ = results.baseAddress!.deinitialize(count: pids.count) }
+        var sharedMemory: [UInt64: ProcessName] = [:]
+        for (index, pid) in pids.enumerated() {
+            guard let maps = try results[index].get() else { continue }
+            try MemoryState.checkNotShared(maps, process: ProcessName(pid: pid), tree: tree, seen: &sharedMemory)
+        }
+    }
+
+    /// One process's refusals; returns its areas for the check across processes, nil for a
+    /// zombie or a process that is gone.
+    private static func check(_ pid: Int32, root: Int32, tree: ProcessName) throws -> [MemoryMapping]? {
+        guard let status = try? ProcFS.status(pid: pid) else { return nil }
+        let name = ProcessName(pid: pid)
+        if status.state == "Z" {
+            if pid == root { throw AmberError.unsupported(name, "is a zombie", tree: tree) }
+            return nil
+        }
+        try SeccompState.check(pid: pid, status: status, process: name, tree: tree)
+        try TimerState.check(pid: pid, process: name, tree: tree)
+        try CredentialState.check(pid: pid, process: name, tree: tree)
+        try SchedulingState.check(pid: pid, process: name, tree: tree)
+        try FlagState.check(pid: pid, process: name, tree: tree)
+        try FileState.check(pid: pid, process: name, tree: tree)
+        let maps = try ProcFS.maps(pid: pid)
+        try MemoryState.check(maps, process: name, tree: tree)
+        return maps
     }
 }
 
