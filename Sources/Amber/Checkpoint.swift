@@ -115,8 +115,8 @@ public enum Checkpoint {
         // Before the session maps its scratch page into the process.
         let vmFlags = try areaFlags.flags(of: process.pid)
         logger.trace("process \(process.pid): area flags read")
-        try SeccompState.suspend(process)
-        let session = try DumpSession(process, interruption: interruption, logger: logger)
+        let threadStatuses = try SeccompState.suspend(process)
+        let session = try DumpSession(process, threadStatuses: threadStatuses, interruption: interruption, logger: logger)
         logger.trace("process \(process.pid): session open")
         try? CPUAffinity(cpu: session.stat.processor).apply(to: 0)
         do {

@@ -22,8 +22,12 @@ final class DumpSession {
     let scratch: UInt64
     static let scratchSize = 4096
 
-    init(_ process: FrozenProcess, interruption: DumpInterruption, logger: Logger) throws(LinuxError) {
+    /// Each thread's /proc status, read once the process was frozen.
+    private var threadStatuses: [Int32: ProcessStatus]
+
+    init(_ process: FrozenProcess, threadStatuses: [Int32: ProcessStatus], interruption: DumpInterruption, logger: Logger) throws(LinuxError) {
         pid = process.pid
+        self.threadStatuses = threadStatuses
         self.interruption = interruption
         name = process.name
         threads = process.threads
@@ -42,6 +46,14 @@ final class DumpSession {
             try? injector.finish()
             throw error
         }
+    }
+
+    /// A thread's /proc status as the frozen process has it (read at most once).
+    func threadStatus(_ tid: Int32) throws(LinuxError) -> ProcessStatus {
+        if let status = threadStatuses[tid] { return status }
+        let status = try ProcFS.threadStatus(pid: pid, tid: tid)
+        threadStatuses[tid] = status
+        return status
     }
 
     /// Reads `count` bytes of the scratch page, where an injected call left its result.

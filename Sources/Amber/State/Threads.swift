@@ -43,7 +43,7 @@ enum ThreadState {
         record.pending = try SignalState.pending(of: injector.tracee, shared: false)
         record.alternateStack = try SignalState.alternateStack(injector, session)
         record.threadControl = try ThreadControlState.dump(injector, session)
-        let status = try ProcFS.threadStatus(pid: session.pid, tid: tid)
+        let status = try session.threadStatus(tid)
         record.namespaceTids = status.namespacePIDs.count > 1 ? status.namespacePIDs : []
         record.scheduling = try SchedulingState.dump(injector)
         record.threadFlags = try FlagState.dump(injector, session)
