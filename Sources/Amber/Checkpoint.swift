@@ -1,6 +1,5 @@
 import AmberImage
 import CLinux
-import Dispatch
 import FoundationEssentials
 import Glibc
 import LinuxKit
@@ -171,16 +170,10 @@ enum Preflight {
     /// tree order is the one thrown, as if they had been checked one by one.
     static func check(_ pids: [Int32], root: Int32) throws {
         let tree = ProcessName(pid: root)
-        // Each iteration writes its own slot only.
-        nonisolated(unsafe) let results = UnsafeMutableBufferPointer<Result<[MemoryMapping]?, any Error>>.allocate(capacity: pids.count)
-        defer { results.deallocate() }
-        DispatchQueue.concurrentPerform(iterations: pids.count) { index in
-            (results.baseAddress! + index).initialize(to: Result { try check(pids[index], root: root, tree: tree) })
-        }
-        defer { _ = results.baseAddress!.deinitialize(count: pids.count) }
+        let results = pids.concurrentMap { pid in Result { try check(pid, root: root, tree: tree) } }
         var sharedMemory: [UInt64: ProcessName] = [:]
-        for (index, pid) in pids.enumerated() {
-            guard let maps = try results[index].get() else { continue }
+        for (pid, result) in zip(pids, results) {
+            guard let maps = try result.get() else { continue }
             try MemoryState.checkNotShared(maps, process: ProcessName(pid: pid), tree: tree, seen: &sharedMemory)
         }
     }

@@ -294,7 +294,7 @@ final class TreeFiles {
     static func keys(of task: Amber_Task) -> Set<Key> {
         var keys: Set<Key> = [Key(path: task.memory.mm.exePath, flags: O_RDONLY), Key(path: task.environment.cwd, flags: O_RDONLY | O_DIRECTORY)]
         for area in task.memory.areas where area.kind == .areaFile {
-            keys.insert(Key(path: area.path, flags: area.shared && area.protection & UInt32(PROT_WRITE) != 0 ? O_RDWR : O_RDONLY))
+            keys.insert(Key(path: area.path, flags: MemoryState.openFlags(of: area)))
         }
         return keys
     }

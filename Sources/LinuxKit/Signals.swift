@@ -26,12 +26,16 @@ public enum ProcessControl {
         UInt64(try kernelResult(amber_prctl(option.rawValue, 0, 0, 0, 0), "prctl(\(option))").get())
     }
 
-    /// PR_GET_* options whose value is the call's result.
+    /// PR_GET_* options whose value is the call's result, here and injected into a task.
     public enum GetOption: Int32, Sendable {
         case dumpable = 3
+        case securebits = 27
         case timerSlack = 30
         case machineCheckKill = 34
         case thpDisable = 42
+
+        /// The option as a syscall argument.
+        public var argument: UInt64 { UInt64(rawValue) }
     }
 
     /// This thread's execution domain and flags (personality(0xffffffff) changes nothing).
@@ -48,6 +52,6 @@ public enum ProcessControl {
 
     /// This thread's securebits (PR_GET_SECUREBITS): SECBIT_* flags and their locks.
     public static func securebits() throws(LinuxError) -> UInt32 {
-        UInt32(try kernelResult(amber_prctl(27 /* PR_GET_SECUREBITS */, 0, 0, 0, 0), "prctl(PR_GET_SECUREBITS)").get())
+        UInt32(try value(of: .securebits))
     }
 }

@@ -7,7 +7,7 @@ import LinuxKit
 /// no_new_privs is a thread flag (`FlagState`), set after these.
 enum CredentialState {
     private static let prCapbsetDrop: UInt64 = 24
-    private static let prGetSecurebits: UInt64 = 27, prSetSecurebits: UInt64 = 28
+    private static let prSetSecurebits: UInt64 = 28
     private static let prSetKeepCaps: UInt64 = 8
     private static let prCapAmbient: UInt64 = 47, ambientRaise: UInt64 = 2, ambientClearAll: UInt64 = 4
     private static let setgroups = 116, setresuid = 117, setresgid = 119, setfsuid = 122, setfsgid = 123, capset = 126
@@ -27,7 +27,7 @@ enum CredentialState {
     static func dump(_ injector: SyscallInjector, status: ProcessStatus, _ session: DumpSession) throws -> Amber_Credentials {
         let tid = injector.tracee.pid
         var record = try credentials(status, what: "/proc/\(session.pid)/task/\(tid)/status")
-        record.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, prGetSecurebits))
+        record.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, ProcessControl.GetOption.securebits.argument))
         record.loginUid = try loginUID(pid: session.pid, tid: tid)
         return record
     }
@@ -209,7 +209,7 @@ enum CredentialState {
         let tid = injector.tracee.pid
         func current() throws -> Amber_Credentials {
             var now = try credentials(ProcFS.threadStatus(pid: session.pid, tid: tid), what: "/proc/\(session.pid)/task/\(tid)/status")
-            now.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, prGetSecurebits))
+            now.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, ProcessControl.GetOption.securebits.argument))
             now.loginUid = try loginUID(pid: session.pid, tid: tid)
             return now
         }

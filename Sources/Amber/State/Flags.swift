@@ -7,11 +7,11 @@ import LinuxKit
 /// signal, machine-check kill policy, no_new_privs).
 enum FlagState {
     private static let setPdeathsig: UInt64 = 1, getPdeathsig: UInt64 = 2
-    private static let getDumpable: UInt64 = 3, setDumpable: UInt64 = 4
+    private static let setDumpable: UInt64 = 4
     private static let setChildSubreaper: UInt64 = 36, getChildSubreaper: UInt64 = 37
     private static let setNoNewPrivs: UInt64 = 38, getNoNewPrivs: UInt64 = 39
-    private static let setTHPDisable: UInt64 = 41, getTHPDisable: UInt64 = 42
-    private static let machineCheckKill: UInt64 = 33, getMachineCheckKill: UInt64 = 34
+    private static let setTHPDisable: UInt64 = 41
+    private static let machineCheckKill: UInt64 = 33
     private static let machineCheckKillClear: UInt64 = 0, machineCheckKillSet: UInt64 = 1, machineCheckKillDefault: UInt32 = 2
     private static let setMDWE: UInt64 = 65, getMDWE: UInt64 = 66
     /// PR_THP_DISABLE_EXCEPT_ADVISED, as PR_GET_THP_DISABLE reports it and PR_SET_THP_DISABLE takes it.
@@ -22,13 +22,13 @@ enum FlagState {
     static func dump(_ session: DumpSession) throws -> Amber_ProcessFlags {
         var record = Amber_ProcessFlags()
         let injector = session.injector
-        record.dumpable = UInt32(try injector.call("prctl(PR_GET_DUMPABLE)", SyscallNumber.prctl, getDumpable))
+        record.dumpable = UInt32(try injector.call("prctl(PR_GET_DUMPABLE)", SyscallNumber.prctl, ProcessControl.GetOption.dumpable.argument))
         if record.dumpable > 1 {
             throw AmberError.unsupported(session.name, "is dumpable only by root (PR_GET_DUMPABLE \(record.dumpable), as after a set-user-ID exec): prctl cannot set that back")
         }
         try injector.call("prctl(PR_GET_CHILD_SUBREAPER)", SyscallNumber.prctl, getChildSubreaper, session.scratch)
         record.childSubreaper = try session.readScratch(4).withUnsafeBytes { $0.loadUnaligned(as: Int32.self) } != 0
-        record.thpDisable = UInt32(try injector.call("prctl(PR_GET_THP_DISABLE)", SyscallNumber.prctl, getTHPDisable))
+        record.thpDisable = UInt32(try injector.call("prctl(PR_GET_THP_DISABLE)", SyscallNumber.prctl, ProcessControl.GetOption.thpDisable.argument))
         record.memoryDenyWriteExecute = UInt32(try injector.call("prctl(PR_GET_MDWE)", SyscallNumber.prctl, getMDWE, 0, 0, 0, 0))
         record.personality = try ProcFS.number("/proc/\(session.pid)/personality") { UInt32($0, radix: 16) }
         record.oomScoreAdj = try ProcFS.number("/proc/\(session.pid)/oom_score_adj") { Int32($0) }
@@ -41,7 +41,7 @@ enum FlagState {
         try injector.call("prctl(PR_GET_PDEATHSIG)", SyscallNumber.prctl, getPdeathsig, session.scratch)
         record.parentDeathSignal = try session.readScratch(4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
         record.noNewPrivs = try injector.call("prctl(PR_GET_NO_NEW_PRIVS)", SyscallNumber.prctl, getNoNewPrivs) != 0
-        record.machineCheckKill = UInt32(try injector.call("prctl(PR_MCE_KILL_GET)", SyscallNumber.prctl, getMachineCheckKill, 0, 0, 0, 0))
+        record.machineCheckKill = UInt32(try injector.call("prctl(PR_MCE_KILL_GET)", SyscallNumber.prctl, ProcessControl.GetOption.machineCheckKill.argument, 0, 0, 0, 0))
         return record
     }
 
@@ -77,11 +77,9 @@ enum FlagState {
             if record.parentDeathSignal != 0 {
                 try injector.call("prctl(PR_SET_PDEATHSIG, \(record.parentDeathSignal))", SyscallNumber.prctl, setPdeathsig, UInt64(record.parentDeathSignal))
             }
-            if record.machineCheckKill == baseline.machineCheckKill {
-                continue
-            } else if record.machineCheckKill == machineCheckKillDefault {
+            if record.machineCheckKill == machineCheckKillDefault, record.machineCheckKill != baseline.machineCheckKill {
                 try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_CLEAR)", SyscallNumber.prctl, machineCheckKill, machineCheckKillClear, 0, 0, 0)
-            } else {
+            } else if record.machineCheckKill != baseline.machineCheckKill {
                 try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_SET, \(record.machineCheckKill))", SyscallNumber.prctl, machineCheckKill, machineCheckKillSet, UInt64(record.machineCheckKill), 0, 0)
             }
         }

@@ -197,7 +197,7 @@ enum MemoryState {
     static func restoreAreas(_ session: RestoreSession) throws {
         let record = session.task.memory
         let injector = session.injector
-        var opened: [String: TaskFile] = [:]
+        var opened: [TreeFiles.Key: TaskFile] = [:]
         defer {
             for file in opened.values { try? session.closeInTask(file) }
         }
@@ -218,9 +218,8 @@ enum MemoryState {
             case .areaStack:
                 flags |= MAP_ANONYMOUS | MAP_GROWSDOWN
             case .areaFile:
-                let writable = area.shared && area.protection & UInt32(PROT_WRITE) != 0
-                let key = "\(writable ? "w" : "r"):\(area.path)"
-                let file = try opened[key] ?? session.openInTask(area.path, flags: writable ? O_RDWR : O_RDONLY, what: "the file mapped at 0x\(String(area.start, radix: 16))")
+                let key = TreeFiles.Key(path: area.path, flags: openFlags(of: area))
+                let file = try opened[key] ?? session.openInTask(key.path, flags: key.flags, what: "the file mapped at 0x\(String(area.start, radix: 16))")
                 opened[key] = file
                 if area.fileSize != 0, file.status.size != area.fileSize {
                     throw AmberError(.restoreFailed, "\(area.path) changed since the dump (size \(file.status.size), was \(area.fileSize)): the mapping at 0x\(String(area.start, radix: 16)) cannot be restored")
@@ -248,6 +247,12 @@ enum MemoryState {
         }
     }
 
+    /// How the file of a file-backed area is opened to map it: for writing only if the mapping
+    /// is shared and writable.
+    static func openFlags(of area: Amber_MemoryArea) -> Int32 {
+        area.shared && area.protection & UInt32(PROT_WRITE) != 0 ? O_RDWR : O_RDONLY
+    }
+
     /// The protection an area is first mapped with: writable if it was accounted, as VM_ACCOUNT
     /// stays once set; the final protection follows by mprotect after the pages are in.
     private static func mappingProtection(_ area: Amber_MemoryArea) -> UInt32 {
@@ -264,7 +269,7 @@ enum MemoryState {
 
     /// Writes the saved pages: process_vm_writev where the area is writable, /proc/PID/mem elsewhere.
     /// Runs that lie back to back in the page file (as the dump writes them) go in one
-    /// process_vm_writev, however many areas they span; a run it could not write is written alone.
+    /// process_vm_writev, however many areas they span; a run it could not write goes through /proc/PID/mem.
     private static func fillPages(_ session: RestoreSession) throws {
         let record = session.task.memory
         guard record.areas.contains(where: { !$0.pages.isEmpty }) else { return }
@@ -274,12 +279,9 @@ enum MemoryState {
         func bytes(_ offset: Int, _ length: Int) -> UnsafeRawBufferPointer {
             UnsafeRawBufferPointer(rebasing: pageFile.bytes[offset..<(offset + length)])
         }
-        func writeAlone(_ run: Amber_PageRun, writable: Bool) throws {
-            let length = Int(run.count * pageSize)
-            let source = bytes(Int(run.offset), length)
-            if writable, try memory.write(source, to: [(run.address, length)]) == length { return }
+        func writeThroughMemFile(_ run: Amber_PageRun) throws {
             if memFile == nil { memFile = try ProcessMemoryFile(pid: session.pid, writable: true) }
-            try memFile!.write(source, at: run.address)
+            try memFile!.write(bytes(Int(run.offset), Int(run.count * pageSize)), at: run.address)
         }
         var batch: [Amber_PageRun] = []
         func flush() throws {
@@ -287,7 +289,7 @@ enum MemoryState {
             let length = Int(last.offset - first.offset + last.count * pageSize)
             let written = try memory.write(bytes(Int(first.offset), length), to: batch.map { ($0.address, Int($0.count * pageSize)) })
             for run in batch where run.offset + run.count * pageSize > first.offset + UInt64(written) {
-                try writeAlone(run, writable: false)
+                try writeThroughMemFile(run)
             }
             batch.removeAll(keepingCapacity: true)
         }
@@ -295,7 +297,7 @@ enum MemoryState {
             let writable = area.protection & UInt32(PROT_WRITE) != 0 || area.accounted
             for run in area.pages {
                 guard writable else {
-                    try writeAlone(run, writable: false)
+                    try writeThroughMemFile(run)
                     continue
                 }
                 if let last = batch.last, last.offset + last.count * pageSize != run.offset {

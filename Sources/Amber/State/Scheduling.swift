@@ -18,7 +18,7 @@ enum SchedulingState {
         record.rtPriority = UInt32(try TaskScheduling.realtimePriority(of: tid))
         record.nice = try TaskScheduling.nice(of: tid)
         record.affinity = try CPUAffinity.of(tid).words
-        record.timerSlackNs = try injector.call("prctl(PR_GET_TIMERSLACK)", SyscallNumber.prctl, 30 /* PR_GET_TIMERSLACK */)
+        record.timerSlackNs = try injector.call("prctl(PR_GET_TIMERSLACK)", SyscallNumber.prctl, ProcessControl.GetOption.timerSlack.argument)
         record.ioPriority = UInt32(try TaskScheduling.ioPriority(of: tid))
         return record
     }

@@ -1,6 +1,5 @@
 import AmberImage
 import CLinux
-import Dispatch
 import FoundationEssentials
 import Glibc
 import LinuxKit
@@ -130,21 +129,16 @@ enum TreeState {
 
     /// Refuses trees whose shape Amber cannot rebuild yet; run on the frozen tree.
     static func check(_ processes: [FrozenProcess]) throws {
-        // Read on every CPU at once; each iteration writes its own slot only.
         typealias Identity = (stat: ProcessStat, status: ProcessStatus, namespace: String)
-        nonisolated(unsafe) let read = UnsafeMutableBufferPointer<Result<Identity, LinuxError>>.allocate(capacity: processes.count)
-        defer { read.deallocate() }
         let pids = processes.map(\.pid)
-        DispatchQueue.concurrentPerform(iterations: pids.count) { index in
-            let pid = pids[index]
-            (read.baseAddress! + index).initialize(to: Result { () throws(LinuxError) in
+        let read = pids.concurrentMap { pid in
+            Result { () throws(LinuxError) -> Identity in
                 (try ProcFS.stat(pid: pid), try ProcFS.status(pid: pid), (try? ProcFS.link("/proc/\(pid)/ns/pid")) ?? "?")
-            })
+            }
         }
-        defer { _ = read.baseAddress!.deinitialize(count: pids.count) }
         var byPID: [Int32: Identity] = [:]
-        for (index, pid) in pids.enumerated() {
-            byPID[pid] = try read[index].get()
+        for (pid, identity) in zip(pids, read) {
+            byPID[pid] = try identity.get()
         }
         try checkNothingShared(processes)
         let root = processes[0]
