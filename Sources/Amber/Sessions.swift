@@ -4,19 +4,32 @@ import Glibc
 import LinuxKit
 import Logging
 
-/// A stopped process being dumped: what every kind of state reads from.
-final class DumpSession {
+/// What the dump reads of a frozen process from outside it, without ptrace (/proc, its memory
+/// by process_vm_readv, its files by pidfd): the kinds of state read only through it run beside
+/// the tracer, on another thread (see `OutsideReads`).
+struct DumpTarget: Sendable {
     let pid: Int32
     let name: ProcessName
+    let status: ProcessStatus
+    let stat: ProcessStat
+    /// Read before the session mapped its scratch page.
+    let maps: [MemoryMapping]
+    let interruption: DumpInterruption
+}
+
+/// A stopped process being dumped: what every kind of state reads from.
+final class DumpSession {
+    let target: DumpTarget
+    var pid: Int32 { target.pid }
+    var name: ProcessName { target.name }
+    var status: ProcessStatus { target.status }
+    var stat: ProcessStat { target.stat }
+    var interruption: DumpInterruption { target.interruption }
     /// The leader, into which syscalls for the whole process are injected.
     let tracee: Tracee
     /// Every thread, leader first.
     let threads: [Tracee]
-    let status: ProcessStatus
-    let stat: ProcessStat
-    let maps: [MemoryMapping]
     let logger: Logger
-    let interruption: DumpInterruption
     let injector: SyscallInjector
     /// A private page mapped in the target for the results of injected calls; unmapped by `finish()`.
     let scratch: UInt64
@@ -26,17 +39,14 @@ final class DumpSession {
     private var threadStatuses: [Int32: ProcessStatus]
 
     init(_ process: FrozenProcess, threadStatuses: [Int32: ProcessStatus], interruption: DumpInterruption, logger: Logger) throws(LinuxError) {
-        pid = process.pid
+        let pid = process.pid
+        target = DumpTarget(pid: pid, name: process.name, status: try ProcFS.status(pid: pid), stat: try ProcFS.stat(pid: pid),
+                            maps: try ProcFS.maps(pid: pid), interruption: interruption)
         self.threadStatuses = threadStatuses
-        self.interruption = interruption
-        name = process.name
         threads = process.threads
         tracee = process.threads[0]
         self.logger = logger
-        status = try ProcFS.status(pid: pid)
-        stat = try ProcFS.stat(pid: pid)
-        maps = try ProcFS.maps(pid: pid)
-        guard let vdso = maps.first(where: { $0.path == "[vdso]" }) else {
+        guard let vdso = target.maps.first(where: { $0.path == "[vdso]" }) else {
             throw LinuxError(.noSuchFileOrDirectory, "find the [vdso] of process \(pid)")
         }
         injector = try SyscallInjector(tracee: tracee, instruction: SyscallInjector.findSyscallInstruction(pid: pid, vdso: vdso.start..<vdso.end))

@@ -4,12 +4,12 @@ import LinuxKit
 
 /// What surrounds the process: working directory, umask, resource limits.
 enum EnvironmentState {
-    static func dump(_ session: DumpSession) throws -> Amber_Environment {
+    static func dump(_ target: DumpTarget) throws -> Amber_Environment {
         var record = Amber_Environment()
-        record.cwd = try ProcFS.cwd(pid: session.pid)
-        record.umask = session.status.umask ?? 0o022
+        record.cwd = try ProcFS.cwd(pid: target.pid)
+        record.umask = target.status.umask ?? 0o022
         // /proc/PID/limits, not prlimit: prlimit on another task needs CAP_SYS_RESOURCE over it.
-        for limit in try ProcFS.limits(pid: session.pid) {
+        for limit in try ProcFS.limits(pid: target.pid) {
             var entry = Amber_ResourceLimit()
             entry.resource = UInt32(limit.resource)
             entry.soft = limit.soft

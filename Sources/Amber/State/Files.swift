@@ -39,17 +39,17 @@ enum FileState {
         fileprivate var owners: [(pid: Int32, fd: Int32, device: UInt64, inode: UInt64, description: Amber_OpenFileDescription)] = []
     }
 
-    static func dump(_ session: DumpSession, table: inout DescriptionTable) throws -> Amber_Files {
+    static func dump(_ target: DumpTarget, table: inout DescriptionTable) throws -> Amber_Files {
         var record = Amber_Files()
-        let pidfd = try Pidfd(pid: session.pid)
-        for fd in try ProcFS.fileDescriptors(pid: session.pid) {
-            let (kind, path, status) = try classify(pid: session.pid, fd: fd, process: session.name)
-            let info = try ProcFS.fileDescriptorInfo(pid: session.pid, fd: fd)
+        let pidfd = try Pidfd(pid: target.pid)
+        for fd in try ProcFS.fileDescriptors(pid: target.pid) {
+            let (kind, path, status) = try classify(pid: target.pid, fd: fd, process: target.name)
+            let info = try ProcFS.fileDescriptorInfo(pid: target.pid, fd: fd)
             var descriptor = Amber_FileDescriptor()
             descriptor.fd = fd
             descriptor.closeOnExec = info.flags & closeOnExec != 0
             if let shared = try table.owners.first(where: {
-                try $0.device == status.device && $0.inode == status.inode && (sameOpenFile(pid1: $0.pid, fd1: $0.fd, pid2: session.pid, fd2: fd))
+                try $0.device == status.device && $0.inode == status.inode && (sameOpenFile(pid1: $0.pid, fd1: $0.fd, pid2: target.pid, fd2: fd))
             }) {
                 descriptor.description_p = shared.description.id
                 record.descriptors.append(descriptor)
@@ -64,7 +64,7 @@ enum FileState {
                 let result = ioctl(copy, UInt(FIONREAD), &queued)
                 Glibc.close(copy)
                 if result == 0 && queued > 0 {
-                    throw AmberError.unsupported(session.name, "has fd \(fd) on the named pipe \(path) holding \(queued) unread bytes: pipe contents are not supported yet")
+                    throw AmberError.unsupported(target.name, "has fd \(fd) on the named pipe \(path) holding \(queued) unread bytes: pipe contents are not supported yet")
                 }
             }
             var description = Amber_OpenFileDescription()
@@ -79,7 +79,7 @@ enum FileState {
             description.size = status.size
             description.changeTimeNs = status.changeTimeNs
             record.descriptions.append(description)
-            table.owners.append((session.pid, fd, status.device, status.inode, description))
+            table.owners.append((target.pid, fd, status.device, status.inode, description))
             descriptor.description_p = description.id
             record.descriptors.append(descriptor)
         }

@@ -54,19 +54,20 @@ enum MemoryState {
         }
     }
 
-    /// `vmFlags`: the process's smaps VmFlags by area start (see `AreaFlagsPrefetch`).
-    static func dump(_ session: DumpSession, vmFlags: [UInt64: MemoryAreaFlags], pages: PageFileWriter, pagesName: String) throws -> Amber_Memory {
+    /// Reads only from outside the process. `vmFlags`: the process's smaps VmFlags by area start
+    /// (see `AreaFlagsPrefetch`); `brk`: its current break, which only the process can tell (`currentBreak`).
+    static func dump(_ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, pages: PageFileWriter, pagesName: String) throws -> Amber_Memory {
         var memory = Amber_Memory()
         memory.pagesFile = pagesName
-        let pageMap = try PageMap(pid: session.pid)
-        let reader = AreaReader(pid: session.pid, interruption: session.interruption)
-        for mapping in session.maps {
+        let pageMap = try PageMap(pid: target.pid)
+        let reader = AreaReader(pid: target.pid, interruption: target.interruption)
+        for mapping in target.maps {
             var area = Amber_MemoryArea()
             area.start = mapping.start
             area.end = mapping.end
             area.protection = UInt32(mapping.protection)
             area.shared = mapping.shared
-            area.kind = try kind(of: mapping, process: session.name)
+            area.kind = try kind(of: mapping, process: target.name)
             area.accounted = vmFlags[mapping.start]?.contains(.accounted) ?? false
             if area.kind == .areaFile {
                 area.path = mapping.path
@@ -81,8 +82,13 @@ enum MemoryState {
             }
             memory.areas.append(area)
         }
-        memory.mm = try mmFields(session)
+        memory.mm = try mmFields(target, brk: brk)
         return memory
+    }
+
+    /// /proc does not show the current brk; brk(0) in the process returns it.
+    static func currentBreak(_ session: DumpSession) throws -> UInt64 {
+        try session.injector.call("brk(0)", SyscallNumber.brk, 0)
     }
 
     /// The kinds of present page of an area whose data is found elsewhere (the zero page, the file),
@@ -100,9 +106,9 @@ enum MemoryState {
         }
     }
 
-    private static func mmFields(_ session: DumpSession) throws -> Amber_MmFields {
+    private static func mmFields(_ target: DumpTarget, brk: UInt64) throws -> Amber_MmFields {
         var mm = Amber_MmFields()
-        let stat = session.stat
+        let stat = target.stat
         mm.startCode = stat.startCode
         mm.endCode = stat.endCode
         mm.startData = stat.startData
@@ -113,12 +119,11 @@ enum MemoryState {
         mm.argEnd = stat.argEnd
         mm.envStart = stat.envStart
         mm.envEnd = stat.envEnd
-        // /proc does not show the current brk; brk(0) returns it.
-        mm.brk = try session.injector.call("brk(0)", SyscallNumber.brk, 0)
-        mm.auxv = Data(try ProcFS.auxv(pid: session.pid))
-        let exe = try ProcFS.executable(pid: session.pid)
+        mm.brk = brk
+        mm.auxv = Data(try ProcFS.auxv(pid: target.pid))
+        let exe = try ProcFS.executable(pid: target.pid)
         mm.exePath = exe
-        if let status = try? FileStatus.stat(path: "/proc/\(session.pid)/exe") {
+        if let status = try? FileStatus.stat(path: "/proc/\(target.pid)/exe") {
             mm.exeDevice = status.device
             mm.exeInode = status.inode
         }
