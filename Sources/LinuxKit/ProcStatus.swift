@@ -67,16 +67,42 @@ public struct ProcessStatus: Sendable, Equatable {
 }
 
 /// The lines of /proc/PID/status a dump reads.
-enum StatusKey: String {
-    case name = "Name", state = "State", tgid = "Tgid", pid = "Pid", ppid = "PPid", tracerPid = "TracerPid"
-    case threads = "Threads", umask = "Umask"
-    case sigBlk = "SigBlk", sigIgn = "SigIgn", sigCgt = "SigCgt", sigPnd = "SigPnd", shdPnd = "ShdPnd"
-    case nsPid = "NSpid", nsTgid = "NStgid", nsSid = "NSsid", nsPgid = "NSpgid"
-    case seccomp = "Seccomp", uid = "Uid", gid = "Gid", groups = "Groups"
-    case capInh = "CapInh", capPrm = "CapPrm", capEff = "CapEff", capBnd = "CapBnd", capAmb = "CapAmb"
-    case noNewPrivs = "NoNewPrivs"
+enum StatusKey: Int, CaseIterable {
+    case name, state, tgid, pid, ppid, tracerPid, threads, umask
+    case sigBlk, sigIgn, sigCgt, sigPnd, shdPnd
+    case nsPid, nsTgid, nsSid, nsPgid
+    case seccomp, uid, gid, groups
+    case capInh, capPrm, capEff, capBnd, capAmb
+    case noNewPrivs
 
-    static let longest = 10
+    /// Each key's label, in case order.
+    private static let labels = [
+        "Name", "State", "Tgid", "Pid", "PPid", "TracerPid", "Threads", "Umask",
+        "SigBlk", "SigIgn", "SigCgt", "SigPnd", "ShdPnd",
+        "NSpid", "NStgid", "NSsid", "NSpgid",
+        "Seccomp", "Uid", "Gid", "Groups",
+        "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+        "NoNewPrivs",
+    ]
+
+    var label: String { Self.labels[rawValue] }
+    static let count = labels.count
+
+    /// The keys by the length of their label, so that a line's key is matched byte by byte:
+    /// a dump parses several status files per process, and making a String of every key of
+    /// their 60 lines to compare was most of the parse.
+    private static let byLength: [[(label: [UInt8], key: StatusKey)]] = {
+        var table = [[(label: [UInt8], key: StatusKey)]](repeating: [], count: labels.map(\.utf8.count).max()! + 1)
+        for key in allCases {
+            table[key.label.utf8.count].append((Array(key.label.utf8), key))
+        }
+        return table
+    }()
+
+    init?(label: ArraySlice<UInt8>) {
+        guard label.count < Self.byLength.count, let entry = Self.byLength[label.count].first(where: { $0.label.elementsEqual(label) }) else { return nil }
+        self = entry.key
+    }
 }
 
 /// A Uid or Gid line of /proc/PID/status.
@@ -123,21 +149,20 @@ extension ProcFS {
     static func parseStatus(bytes: ArraySlice<UInt8>) throws(LinuxError) -> ProcessStatus {
         // One pass, keeping the value of each needed key (the first line with it wins); the
         // other lines stay in the text, for `fields`. A process's dump reads several of these.
-        var raw: [StatusKey: ArraySlice<UInt8>] = [:]
+        var raw = [ArraySlice<UInt8>?](repeating: nil, count: StatusKey.count)
         for line in ProcText.lines(bytes) {
-            guard let (keyBytes, valueBytes) = ProcText.keyValue(line), keyBytes.count <= StatusKey.longest,
-                  let key = StatusKey(rawValue: ProcText.string(keyBytes)), raw[key] == nil else { continue }
-            raw[key] = key == .name ? ProcessStatus.nameValue(valueBytes) : ProcText.trimmed(valueBytes)
+            guard let (keyBytes, valueBytes) = ProcText.keyValue(line), let key = StatusKey(label: keyBytes), raw[key.rawValue] == nil else { continue }
+            raw[key.rawValue] = key == .name ? ProcessStatus.nameValue(valueBytes) : ProcText.trimmed(valueBytes)
         }
 
         func required<T>(_ key: StatusKey, _ parse: (ArraySlice<UInt8>) -> T?) throws(LinuxError) -> T {
-            guard let text = raw[key], let value = parse(text) else {
-                throw ProcText.malformed("status field \(key.rawValue)")
+            guard let text = raw[key.rawValue], let value = parse(text) else {
+                throw ProcText.malformed("status field \(key.label)")
             }
             return value
         }
         func optional<T>(_ key: StatusKey, _ parse: (ArraySlice<UInt8>) -> T?) throws(LinuxError) -> T? {
-            guard raw[key] != nil else { return nil }
+            guard raw[key.rawValue] != nil else { return nil }
             return try required(key, parse)
         }
         func hex(_ text: ArraySlice<UInt8>) -> UInt64? { ProcText.unsigned(text, radix: 16) }
