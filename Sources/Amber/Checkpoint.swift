@@ -38,12 +38,14 @@ public enum Checkpoint {
             throw AmberError(.permissionDenied, "may not ptrace process \(ProcessName(pid: pid)): \(LinuxError.current("open /proc/\(pid)/mem").errno.name) (dumping needs the rights to ptrace it)")
         }
         let running = TreeState.walk(root: pid)
+        logger.trace("found \(running.count) running processes")
         for amber in [getpid(), interruption.supervisor].compactMap(\.self) where running.contains(amber) {
             throw AmberError(.unsupported, "amber (PID \(amber)) is inside the tree of process \(pid): it cannot dump itself")
         }
         do {
             // Refusals first, while the tree runs untouched; again once it is frozen, as it may have changed.
             try Preflight.check(running, root: pid)
+            logger.trace("checked each running process")
         } catch {
             throw wrap(error, pid: pid)
         }
@@ -55,7 +57,7 @@ public enum Checkpoint {
         do {
             processes = try TreeState.freeze(root: pid, interruption: interruption, logger: logger)
             try interruption.check(.preflight)
-            try Preflight.check(processes.map(\.pid), root: pid)
+            try Preflight.check(processes, root: pid)
             logger.trace("checked each frozen process")
             try TreeState.check(processes)
             logger.trace("checked the frozen tree")
@@ -124,8 +126,8 @@ public enum Checkpoint {
     /// Reads what needs the tracer; returns what `OutsideReads` needs, and sets the `syscall`
     /// instruction the dump injected with.
     private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger, instruction: inout UInt64?) throws -> (DumpTarget, UInt64) {
-        let threadStatuses = try SeccompState.suspend(process)
-        let session = try DumpSession(process, threadStatuses: threadStatuses, interruption: interruption, logger: logger)
+        try SeccompState.suspend(process)
+        let session = try DumpSession(process, interruption: interruption, logger: logger)
         logger.trace("process \(process.pid): session open")
         if followsTarget { try? CPUAffinity(cpu: session.stat.processor).apply(to: 0) }
         let brk: UInt64
@@ -174,11 +176,31 @@ public enum Checkpoint {
 /// Refusals about each process on its own, made before the tree is stopped (so it keeps
 /// running untouched) and again once it is frozen.
 enum Preflight {
-    /// Each process is checked on every CPU at once (only /proc is read); the first refusal in
-    /// tree order is the one thrown, as if they had been checked one by one.
+    /// Before the tree is frozen: each process's status and areas are read here.
     static func check(_ pids: [Int32], root: Int32) throws {
+        try check(pids, root: root) { pid throws(LinuxError) in
+            guard let status = try? ProcFS.status(pid: pid) else { return nil }
+            return (status, status.state == "Z" ? [] : try ProcFS.maps(pid: pid))
+        }
+    }
+
+    /// Once it is frozen: from each process's snapshot.
+    static func check(_ processes: [FrozenProcess], root: Int32) throws {
+        let snapshots = Dictionary(processes.map { ($0.pid, $0.snapshot) }, uniquingKeysWith: { first, _ in first })
+        try check(processes.map(\.pid), root: root) { pid in snapshots[pid].map { ($0.status, $0.maps) } }
+    }
+
+    /// Each process is checked on every CPU at once (only /proc is read); the first refusal in
+    /// tree order is the one thrown, as if they had been checked one by one. `read` gives a
+    /// process's status and areas, nil when it is gone.
+    private static func check(_ pids: [Int32], root: Int32, read: @Sendable (Int32) throws(LinuxError) -> (ProcessStatus, [MemoryMapping])?) throws {
         let tree = ProcessName(pid: root)
-        let results = pids.concurrentMap { pid in Result { try check(pid, root: root, tree: tree) } }
+        let results = pids.concurrentMap { pid in
+            Result { () throws -> [MemoryMapping]? in
+                guard let (status, maps) = try read(pid) else { return nil }
+                return try check(pid, status: status, maps: maps, root: root, tree: tree)
+            }
+        }
         var sharedMemory: [UInt64: ProcessName] = [:]
         for (pid, result) in zip(pids, results) {
             guard let maps = try result.get() else { continue }
@@ -186,10 +208,8 @@ enum Preflight {
         }
     }
 
-    /// One process's refusals; returns its areas for the check across processes, nil for a
-    /// zombie or a process that is gone.
-    private static func check(_ pid: Int32, root: Int32, tree: ProcessName) throws -> [MemoryMapping]? {
-        guard let status = try? ProcFS.status(pid: pid) else { return nil }
+    /// One process's refusals; returns its areas for the check across processes, nil for a zombie.
+    private static func check(_ pid: Int32, status: ProcessStatus, maps: [MemoryMapping], root: Int32, tree: ProcessName) throws -> [MemoryMapping]? {
         let name = ProcessName(pid: pid)
         if status.state == "Z" {
             if pid == root { throw AmberError.unsupported(name, "is a zombie", tree: tree) }
@@ -201,7 +221,6 @@ enum Preflight {
         try SchedulingState.check(pid: pid, process: name, tree: tree)
         try FlagState.check(pid: pid, process: name, tree: tree)
         try FileState.check(pid: pid, process: name, tree: tree)
-        let maps = try ProcFS.maps(pid: pid)
         try MemoryState.check(maps, process: name, tree: tree)
         return maps
     }

@@ -12,7 +12,7 @@ struct DumpTarget: Sendable {
     let name: ProcessName
     let status: ProcessStatus
     let stat: ProcessStat
-    /// Read before the session mapped its scratch page.
+    /// Read when the process was frozen, before the session mapped its scratch page.
     let maps: [MemoryMapping]
     let interruption: DumpInterruption
 }
@@ -36,13 +36,13 @@ final class DumpSession {
     static let scratchSize = 4096
 
     /// Each thread's /proc status, read once the process was frozen.
-    private var threadStatuses: [Int32: ProcessStatus]
+    private let threadStatuses: [Int32: ProcessStatus]
 
-    init(_ process: FrozenProcess, threadStatuses: [Int32: ProcessStatus], interruption: DumpInterruption, logger: Logger) throws(LinuxError) {
+    init(_ process: FrozenProcess, interruption: DumpInterruption, logger: Logger) throws(LinuxError) {
         let pid = process.pid
-        target = DumpTarget(pid: pid, name: process.name, status: try ProcFS.status(pid: pid), stat: try ProcFS.stat(pid: pid),
-                            maps: try ProcFS.maps(pid: pid), interruption: interruption)
-        self.threadStatuses = threadStatuses
+        let snapshot = process.snapshot
+        target = DumpTarget(pid: pid, name: process.name, status: snapshot.status, stat: snapshot.stat, maps: snapshot.maps, interruption: interruption)
+        threadStatuses = snapshot.threadStatuses
         threads = process.threads
         tracee = process.threads[0]
         self.logger = logger
@@ -58,11 +58,9 @@ final class DumpSession {
         }
     }
 
-    /// A thread's /proc status as the frozen process has it (read at most once).
+    /// A thread's /proc status as the frozen process has it.
     func threadStatus(_ tid: Int32) throws(LinuxError) -> ProcessStatus {
-        if let status = threadStatuses[tid] { return status }
-        let status = try ProcFS.threadStatus(pid: pid, tid: tid)
-        threadStatuses[tid] = status
+        guard let status = threadStatuses[tid] else { throw LinuxError(.noSuchProcess, "find thread \(tid) among the frozen threads of process \(pid)") }
         return status
     }
 

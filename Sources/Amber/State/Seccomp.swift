@@ -47,16 +47,9 @@ enum SeccompState {
     /// Suspends seccomp in every thread of a frozen process that has any, before anything is
     /// injected into it: an injected call would otherwise be filtered (or kill the process).
     /// The dump seizes without options, so this is the only one; detaching clears it.
-    /// Returns the status of each thread it read, by TID: while the process is frozen its
-    /// seccomp mode, credentials and namespace IDs cannot change, so the dump reads no other.
-    static func suspend(_ process: FrozenProcess) throws -> [Int32: ProcessStatus] {
-        var statuses: [Int32: ProcessStatus] = [:]
-        for tracee in process.threads {
-            statuses[tracee.pid] = try ProcFS.threadStatus(pid: process.pid, tid: tracee.pid)
-        }
-        guard statuses.values.contains(where: { ($0.seccompMode ?? 0) != 0 }) else { return statuses }
+    static func suspend(_ process: FrozenProcess) throws {
+        guard process.snapshot.threadStatuses.values.contains(where: { ($0.seccompMode ?? 0) != 0 }) else { return }
         for tracee in process.threads { try tracee.setOptions(.suspendSeccomp) }
-        return statuses
     }
 
     /// Every thread's mode and chain; nothing is recorded for a process without seccomp.

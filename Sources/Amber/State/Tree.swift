@@ -10,10 +10,37 @@ import Logging
 struct FrozenProcess {
     let pid: Int32
     let name: ProcessName
-    var threads: [Tracee]
+    let threads: [Tracee]
+    /// What /proc says of it, read once it was frozen: the checks and the dump all use this.
+    let snapshot: ProcessSnapshot
     var zombie: Bool { threads.isEmpty }
     /// A `syscall` instruction in its vDSO, once the dump found one: killing the tree injects with it.
     var syscallInstruction: UInt64?
+}
+
+/// A frozen process's /proc stat, status (and each thread's), areas and PID namespace. Frozen,
+/// it can change none of these, so each is read once rather than by every check and kind of state.
+struct ProcessSnapshot: Sendable {
+    let stat: ProcessStat
+    let status: ProcessStatus
+    /// Each thread's status by TID, the leader's too (the same as `status`).
+    let threadStatuses: [Int32: ProcessStatus]
+    /// Empty for a zombie.
+    let maps: [MemoryMapping]
+    /// The /proc/PID/ns/pid link, "?" when it cannot be read.
+    let pidNamespace: String
+
+    init(pid: Int32, threads: [Tracee]) throws(LinuxError) {
+        stat = try ProcFS.stat(pid: pid)
+        status = try ProcFS.status(pid: pid)
+        var threadStatuses = [pid: status]
+        for tracee in threads where tracee.pid != pid {
+            threadStatuses[tracee.pid] = try ProcFS.threadStatus(pid: pid, tid: tracee.pid)
+        }
+        self.threadStatuses = threadStatuses
+        maps = threads.isEmpty ? [] : try ProcFS.maps(pid: pid)
+        pidNamespace = (try? ProcFS.link("/proc/\(pid)/ns/pid")) ?? "?"
+    }
 }
 
 /// The process tree: which processes, their parents, sessions and process groups, zombies and
@@ -39,29 +66,41 @@ enum TreeState {
     /// thread or child appears: a stopped process can neither fork nor start a thread.
     /// On failure every thread seized so far is let go.
     static func freeze(root: Int32, interruption: DumpInterruption, logger: Logger) throws -> [FrozenProcess] {
-        var frozen: [FrozenProcess] = []
+        var seized: [SeizedProcess] = []
         var queue = [root]
         var known: Set<Int32> = [root]
+        let frozen: [FrozenProcess]
         do {
             while !queue.isEmpty {
                 let pid = queue.removeFirst()
                 try interruption.check(.seize)
-                guard let process = try freezeProcess(pid, isRoot: pid == root, frozen: &frozen) else { continue }
+                guard let process = try freezeProcess(pid, isRoot: pid == root, seized: &seized) else { continue }
                 for child in try ProcFS.children(pid: process.pid) where known.insert(child).inserted {
                     queue.append(child)
                 }
             }
+            let snapshots = seized.concurrentMap { process in Result { () throws(LinuxError) in try ProcessSnapshot(pid: process.pid, threads: process.threads) } }
+            frozen = try zip(seized, snapshots).map { process, snapshot in
+                FrozenProcess(pid: process.pid, name: process.name, threads: process.threads, snapshot: try snapshot.get())
+            }
         } catch {
-            release(frozen)
+            release(seized.flatMap(\.threads))
             throw error
         }
         logger.debug("froze \(frozen.count) processes, \(frozen.reduce(0) { $0 + $1.threads.count }) threads")
         return frozen
     }
 
-    /// Freezes one process and appends it to `frozen` (so that a failure half-way lets its
+    /// A process being frozen: every thread seized so far, leader first once it is done.
+    private struct SeizedProcess: Sendable {
+        let pid: Int32
+        let name: ProcessName
+        var threads: [Tracee]
+    }
+
+    /// Freezes one process and appends it to `seized` (so that a failure half-way lets its
     /// seized threads go too); nil if it vanished (reaped by an ancestor not yet stopped).
-    private static func freezeProcess(_ pid: Int32, isRoot: Bool, frozen: inout [FrozenProcess]) throws -> FrozenProcess? {
+    private static func freezeProcess(_ pid: Int32, isRoot: Bool, seized: inout [SeizedProcess]) throws -> SeizedProcess? {
         let name = ProcessName(pid: pid)
         guard let status = try? ProcFS.status(pid: pid) else {
             if isRoot { throw AmberError(.noSuchProcess, "no process with PID \(pid)") }
@@ -72,23 +111,23 @@ enum TreeState {
             if status.threads > 1 {
                 throw AmberError.unsupported(name, "has exited while \(status.threads - 1) of its threads run on: not supported yet")
             }
-            frozen.append(FrozenProcess(pid: pid, name: name, threads: []))
-            return frozen.last
+            seized.append(SeizedProcess(pid: pid, name: name, threads: []))
+            return seized.last
         }
-        frozen.append(FrozenProcess(pid: pid, name: name, threads: []))
-        let slot = frozen.count - 1
+        seized.append(SeizedProcess(pid: pid, name: name, threads: []))
+        let slot = seized.count - 1
         var seen: Set<Int32> = []
         while true {
             let fresh = try ProcFS.threads(pid: pid).filter { !seen.contains($0) }
             if fresh.isEmpty { break }
-            var seized: [Tracee] = []
+            var interrupted: [Tracee] = []
             for tid in fresh {
                 seen.insert(tid)
                 do {
                     let tracee = try Tracee.seize(tid)
-                    frozen[slot].threads.append(tracee)
+                    seized[slot].threads.append(tracee)
                     try tracee.interrupt()
-                    seized.append(tracee)
+                    interrupted.append(tracee)
                 } catch where error.errno == .noSuchProcess && tid != pid {
                     continue // the thread exited meanwhile
                 } catch {
@@ -96,16 +135,16 @@ enum TreeState {
                     throw AmberError(.permissionDenied, "may not ptrace process \(name)\(tid == pid ? "" : ", thread \(tid)"): \(error.errno.name) (dumping needs the rights to ptrace it)")
                 }
             }
-            for tracee in seized {
+            for tracee in interrupted {
                 try stop(tracee)
             }
         }
         // The leader first: it is the one syscalls are injected into for the whole process.
-        frozen[slot].threads.sort { ($0.pid == pid ? 0 : 1, $0.pid) < ($1.pid == pid ? 0 : 1, $1.pid) }
-        guard frozen[slot].threads.first?.pid == pid else {
+        seized[slot].threads.sort { ($0.pid == pid ? 0 : 1, $0.pid) < ($1.pid == pid ? 0 : 1, $1.pid) }
+        guard seized[slot].threads.first?.pid == pid else {
             throw AmberError.unsupported(name, "has no leader thread left: not supported yet")
         }
-        return frozen[slot]
+        return seized[slot]
     }
 
     /// Interrupts a seized thread; a signal that arrives meanwhile is delivered, not lost.
@@ -119,40 +158,32 @@ enum TreeState {
 
     /// Lets every frozen thread run on, untraced.
     static func release(_ processes: [FrozenProcess]) {
-        for process in processes {
-            for tracee in process.threads where (try? tracee.detach()) == nil {
-                // Seized but not yet in a stop: PTRACE_DETACH needs one.
-                if (try? tracee.interrupt()) != nil, (try? stop(tracee)) != nil { try? tracee.detach() }
-            }
+        release(processes.flatMap(\.threads))
+    }
+
+    private static func release(_ threads: [Tracee]) {
+        for tracee in threads where (try? tracee.detach()) == nil {
+            // Seized but not yet in a stop: PTRACE_DETACH needs one.
+            if (try? tracee.interrupt()) != nil, (try? stop(tracee)) != nil { try? tracee.detach() }
         }
     }
 
     /// Refuses trees whose shape Amber cannot rebuild yet; run on the frozen tree.
     static func check(_ processes: [FrozenProcess]) throws {
-        typealias Identity = (stat: ProcessStat, status: ProcessStatus, namespace: String)
-        let pids = processes.map(\.pid)
-        let read = pids.concurrentMap { pid in
-            Result { () throws(LinuxError) -> Identity in
-                (try ProcFS.stat(pid: pid), try ProcFS.status(pid: pid), (try? ProcFS.link("/proc/\(pid)/ns/pid")) ?? "?")
-            }
-        }
-        var byPID: [Int32: Identity] = [:]
-        for (pid, identity) in zip(pids, read) {
-            byPID[pid] = try identity.get()
-        }
+        let byPID = Dictionary(processes.map { ($0.pid, $0.snapshot) }, uniquingKeysWith: { first, _ in first })
         try checkNothingShared(processes)
         let root = processes[0]
-        let rootInfo = byPID[root.pid]!
+        let rootInfo = root.snapshot
         let ownNamespace = try ProcFS.link("/proc/self/ns/pid")
-        if rootInfo.namespace != ownNamespace && !isNamespaceInit(rootInfo.status, parentLevels: 1) {
+        if rootInfo.pidNamespace != ownNamespace && !isNamespaceInit(rootInfo.status, parentLevels: 1) {
             throw AmberError.unsupported(root.name, "is in another PID namespace without being its init: dump that namespace's init instead")
         }
         for process in processes.dropFirst() {
-            let info = byPID[process.pid]!
+            let info = process.snapshot
             guard let parent = byPID[info.stat.ppid] else {
                 throw AmberError.unsupported(process.name, "has the parent \(info.stat.ppid), which is not in the tree", tree: root.name)
             }
-            if info.namespace != parent.namespace && !isNamespaceInit(info.status, parentLevels: parent.status.namespacePIDs.count) && !process.zombie {
+            if info.pidNamespace != parent.pidNamespace && !isNamespaceInit(info.status, parentLevels: parent.status.namespacePIDs.count) && !process.zombie {
                 throw AmberError.unsupported(process.name, "is in a PID namespace that is not inside its parent's (it entered it with setns): not supported", tree: root.name)
             }
             let sid = info.stat.session
@@ -188,8 +219,8 @@ enum TreeState {
 
     /// Identity of one process: parent, session, group, and its PID at every namespace level.
     static func dump(_ process: FrozenProcess, into task: inout Amber_Task) throws {
-        let stat = try ProcFS.stat(pid: process.pid)
-        let status = try ProcFS.status(pid: process.pid)
+        let stat = process.snapshot.stat
+        let status = process.snapshot.status
         task.pid = process.pid
         task.ppid = stat.ppid
         task.pgid = stat.pgrp
