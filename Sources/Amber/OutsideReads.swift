@@ -18,6 +18,8 @@ final class OutsideReads: @unchecked Sendable {
     private let failed = Atomic<Bool>(false)
     // Touched only on `queue`.
     private var descriptions = FileState.DescriptionTable()
+    private let pageBuffer = PageReadBuffer()
+    private var fileSizes = MemoryState.FileSizes()
     private var tasks: [Amber_Task] = []
     private var failure: (any Error)?
 
@@ -38,7 +40,8 @@ final class OutsideReads: @unchecked Sendable {
                     task.environment = try step(pid, "environment", interruption) { try EnvironmentState.dump(reading.target) }
                     task.memory = try step(pid, "memory", interruption) {
                         let pagesName = ImageFormat.pageFileName(pid: pid)
-                        return try MemoryState.dump(reading.target, vmFlags: reading.vmFlags, brk: reading.brk, pages: writer.makePageFile(name: pagesName), pagesName: pagesName)
+                        return try MemoryState.dump(reading.target, vmFlags: reading.vmFlags, brk: reading.brk, pages: writer.makePageFile(name: pagesName), pagesName: pagesName,
+                                                   buffer: pageBuffer, fileSizes: &fileSizes)
                     }
                 }
                 try interruption.check(.write)

@@ -31,7 +31,8 @@ enum MemoryState {
     }
 
     static func kind(of mapping: MemoryMapping, process: ProcessName, tree: ProcessName? = nil) throws(AmberError) -> Amber_AreaKind {
-        let range = "0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16))"
+        // Only for messages: most processes have none, and a dump classifies every area twice.
+        var range: String { "0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16))" }
         switch mapping.path {
         case "[vdso]": return .areaVdso
         case "[vvar]": return .areaVvar
@@ -56,11 +57,11 @@ enum MemoryState {
 
     /// Reads only from outside the process. `vmFlags`: the process's smaps VmFlags by area start
     /// (see `AreaFlagsPrefetch`); `brk`: its current break, which only the process can tell (`currentBreak`).
-    static func dump(_ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, pages: PageFileWriter, pagesName: String) throws -> Amber_Memory {
+    static func dump(_ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, pages: PageFileWriter, pagesName: String, buffer: PageReadBuffer, fileSizes: inout FileSizes) throws -> Amber_Memory {
         var memory = Amber_Memory()
         memory.pagesFile = pagesName
         let pageMap = try PageMap(pid: target.pid)
-        let reader = AreaReader(pid: target.pid, interruption: target.interruption)
+        var wanted: [AreaReader.Wanted] = []
         for mapping in target.maps {
             var area = Amber_MemoryArea()
             area.start = mapping.start
@@ -74,16 +75,41 @@ enum MemoryState {
                 area.device = mapping.device
                 area.inode = mapping.inode
                 area.fileOffset = mapping.offset
-                area.fileSize = (try? FileStatus.stat(path: mapping.path).size) ?? 0
+                area.fileSize = fileSizes.size(of: mapping)
             }
             if let excluded = pagesFoundElsewhere(in: area) {
                 let ranges = try pageMap.scan(start: area.start, end: area.end, excluded: excluded, anyOf: [.present, .swapped])
-                area.pages = try reader.save(ranges, readable: mapping.readable, into: pages)
+                wanted.append(AreaReader.Wanted(area: memory.areas.count, ranges: ranges, readable: mapping.readable))
             }
             memory.areas.append(area)
         }
+        let reader = AreaReader(pid: target.pid, interruption: target.interruption, buffer: buffer)
+        for (index, runs) in try reader.save(wanted, into: pages) {
+            memory.areas[index].pages = runs
+        }
         memory.mm = try mmFields(target, brk: brk)
         return memory
+    }
+
+    /// The sizes of the files the tree maps, each looked up once: every process of a tree maps
+    /// the same executable and libraries, several times each.
+    struct FileSizes {
+        private var sizes: [FileKey: UInt64] = [:]
+
+        private struct FileKey: Hashable {
+            let path: String
+            let device: UInt64
+            let inode: UInt64
+        }
+
+        /// 0 when the file cannot be looked up.
+        mutating func size(of mapping: MemoryMapping) -> UInt64 {
+            let key = FileKey(path: mapping.path, device: mapping.device, inode: mapping.inode)
+            if let size = sizes[key] { return size }
+            let size = (try? FileStatus.stat(path: mapping.path).size) ?? 0
+            sizes[key] = size
+            return size
+        }
     }
 
     /// /proc does not show the current brk; brk(0) in the process returns it.
@@ -375,73 +401,148 @@ final class AreaFlagsPrefetch: @unchecked Sendable {
     }
 }
 
+/// The buffer a dump reads pages into, one for every process of the tree: it stays faulted in.
+final class PageReadBuffer {
+    /// Read, filtered, hashed and written 1 MiB at a time: the chunk is still in the CPU cache for
+    /// each pass, and the buffer costs 256 first-touch page faults instead of 8192 (docs/design-notes.md).
+    static let size = 1 << 20
+    let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 4096)
+
+    deinit { bytes.deallocate() }
+}
+
 /// Reads present pages of the target and appends the non-zero ones to the page file.
 private final class AreaReader {
+    /// The ranges of present pages of one area (`area` its index), to be saved.
+    struct Wanted {
+        let area: Int
+        let ranges: [Range<UInt64>]
+        let readable: Bool
+    }
+
+    private struct Piece {
+        let area: Int
+        let address: UInt64
+        let length: Int
+        let readable: Bool
+    }
+
     let pid: Int32
     let interruption: DumpInterruption
     let memory: ProcessMemory
     var memFile: ProcessMemoryFile?
-    var buffer: UnsafeMutableRawBufferPointer
-    /// Read, filtered, hashed and written 1 MiB at a time: the chunk is still in the CPU cache for
-    /// each pass, and the buffer costs 256 first-touch page faults instead of 8192 (docs/design-notes.md).
-    static let chunk = 1 << 20
+    let buffer: UnsafeMutableRawBufferPointer
 
-    init(pid: Int32, interruption: DumpInterruption) {
+    init(pid: Int32, interruption: DumpInterruption, buffer: PageReadBuffer) {
         self.pid = pid
         self.interruption = interruption
         memory = ProcessMemory(pid: pid)
-        buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunk, alignment: 4096)
+        self.buffer = buffer.bytes
     }
 
-    deinit { buffer.deallocate() }
-
-    func save(_ ranges: [Range<UInt64>], readable: Bool, into pages: PageFileWriter) throws -> [Amber_PageRun] {
-        var runs: [Amber_PageRun] = []
-        for range in ranges {
-            var cursor = range.lowerBound
-            while cursor < range.upperBound {
-                try interruption.check(.memory)
-                let length = Int(min(UInt64(Self.chunk), range.upperBound - cursor))
-                let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
-                var read = readable ? try memory.read(into: chunk, from: [(cursor, length)]) : 0
-                if read < length {
-                    if memFile == nil { memFile = try ProcessMemoryFile(pid: pid, writable: false) }
-                    read += try memFile!.read(into: UnsafeMutableRawBufferPointer(rebasing: chunk[read...]), at: cursor + UInt64(read))
+    /// Returns the page runs of each area by index. A small process's pages come as many short
+    /// ranges over many areas: as many as fit in the buffer are read by one process_vm_readv, and
+    /// their non-zero pages are moved together and written by one append.
+    func save(_ wanted: [Wanted], into pages: PageFileWriter) throws -> [Int: [Amber_PageRun]] {
+        var runs: [Int: [Amber_PageRun]] = [:]
+        var batch: [Piece] = []
+        var batched = 0
+        for area in wanted {
+            for range in area.ranges {
+                var cursor = range.lowerBound
+                while cursor < range.upperBound {
+                    try interruption.check(.memory)
+                    let length = Int(min(UInt64(buffer.count), range.upperBound - cursor))
+                    if batched + length > buffer.count || batch.count == ProcessMemory.maxSegments {
+                        try save(batch, length: batched, into: pages, runs: &runs)
+                        batch.removeAll(keepingCapacity: true)
+                        batched = 0
+                    }
+                    batch.append(Piece(area: area.area, address: cursor, length: length, readable: area.readable))
+                    batched += length
+                    cursor += UInt64(length)
                 }
-                guard read == length else {
-                    throw LinuxError(.badAddress, "read memory of process \(pid) at 0x\(String(cursor + UInt64(read), radix: 16))")
-                }
-                try appendNonZeroPages(UnsafeRawBufferPointer(chunk), at: cursor, into: pages, runs: &runs)
-                cursor += UInt64(length)
             }
         }
+        try save(batch, length: batched, into: pages, runs: &runs)
         return runs
     }
 
-    /// Zero pages read back as zeros from a fresh mapping: they are not stored.
-    private func appendNonZeroPages(_ chunk: UnsafeRawBufferPointer, at address: UInt64, into pages: PageFileWriter, runs: inout [Amber_PageRun]) throws {
+    private func save(_ batch: [Piece], length: Int, into pages: PageFileWriter, runs: inout [Int: [Amber_PageRun]]) throws {
+        guard !batch.isEmpty else { return }
+        try read(batch, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
+        // Non-zero pages move down over the zero ones, a stretch at a time; each lands at the
+        // offset `kept` from where the append starts.
         let pageSize = Int(MemoryState.pageSize)
-        let pageCount = chunk.count / pageSize
-        var index = 0
-        while index < pageCount {
-            while index < pageCount && isZeroPage(chunk, index * pageSize) { index += 1 }
-            let first = index
-            while index < pageCount && !isZeroPage(chunk, index * pageSize) { index += 1 }
-            guard index > first else { continue }
-            let bytes = UnsafeRawBufferPointer(rebasing: chunk[(first * pageSize)..<(index * pageSize)])
-            let offset = try pages.append(bytes)
-            let runAddress = address + UInt64(first * pageSize)
-            if var last = runs.last, last.address + last.count * MemoryState.pageSize == runAddress,
-               last.offset + last.count * MemoryState.pageSize == offset {
-                last.count += UInt64(index - first)
-                runs[runs.count - 1] = last
-            } else {
-                var run = Amber_PageRun()
-                run.address = runAddress
-                run.count = UInt64(index - first)
-                run.offset = offset
-                runs.append(run)
+        let base = pages.size
+        var kept = 0
+        var position = 0
+        for piece in batch {
+            let end = position + piece.length
+            while position < end {
+                while position < end && isZeroPage(UnsafeRawBufferPointer(buffer), position) { position += pageSize }
+                let first = position
+                while position < end && !isZeroPage(UnsafeRawBufferPointer(buffer), position) { position += pageSize }
+                guard position > first else { continue }
+                if kept != first {
+                    (buffer.baseAddress! + kept).copyMemory(from: buffer.baseAddress! + first, byteCount: position - first)
+                }
+                let address = piece.address + UInt64(first - (end - piece.length))
+                let offset = base + UInt64(kept)
+                let count = UInt64((position - first) / pageSize)
+                kept += position - first
+                var areaRuns = runs.removeValue(forKey: piece.area) ?? []
+                if let last = areaRuns.last, last.address + last.count * MemoryState.pageSize == address,
+                   last.offset + last.count * MemoryState.pageSize == offset {
+                    areaRuns[areaRuns.count - 1].count += count
+                } else {
+                    var run = Amber_PageRun()
+                    run.address = address
+                    run.count = count
+                    run.offset = offset
+                    areaRuns.append(run)
+                }
+                runs[piece.area] = areaRuns
             }
+        }
+        if kept > 0 {
+            _ = try pages.append(UnsafeRawBufferPointer(rebasing: buffer[0..<kept]))
+        }
+    }
+
+    /// Reads each piece into its place in `data`: the readable ones by process_vm_readv, a
+    /// stretch at a time; the rest (and whatever it could not read) through /proc/PID/mem,
+    /// which may force the read.
+    private func read(_ batch: [Piece], into data: UnsafeMutableRawBufferPointer) throws {
+        var start = 0
+        var offset = 0
+        while start < batch.count {
+            var end = start
+            var length = 0
+            while end < batch.count && batch[end].readable == batch[start].readable {
+                length += batch[end].length
+                end += 1
+            }
+            let stretch = batch[start..<end]
+            let read = batch[start].readable
+                ? try memory.read(into: UnsafeMutableRawBufferPointer(rebasing: data[offset..<(offset + length)]), from: stretch.map { ($0.address, $0.length) })
+                : 0
+            var pieceOffset = offset
+            for piece in stretch {
+                let pieceEnd = pieceOffset + piece.length
+                if pieceEnd > offset + read {
+                    if memFile == nil { memFile = try ProcessMemoryFile(pid: pid, writable: false) }
+                    let from = max(offset + read, pieceOffset)
+                    let address = piece.address + UInt64(from - pieceOffset)
+                    let got = try memFile!.read(into: UnsafeMutableRawBufferPointer(rebasing: data[from..<pieceEnd]), at: address)
+                    guard got == pieceEnd - from else {
+                        throw LinuxError(.badAddress, "read memory of process \(pid) at 0x\(String(address + UInt64(got), radix: 16))")
+                    }
+                }
+                pieceOffset = pieceEnd
+            }
+            offset += length
+            start = end
         }
     }
 
