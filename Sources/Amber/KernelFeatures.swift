@@ -30,7 +30,7 @@ public enum KernelFeatures {
             return (true, nil)
         }
         add("kcmp", "finding descriptors that share one open file (CONFIG_CHECKPOINT_RESTORE)") {
-            ((try? sameOpenFile(pid1: getpid(), fd1: 0, pid2: getpid(), fd2: 0)) == true, nil)
+            ((try? openFileOrder(pid1: getpid(), fd1: 0, pid2: getpid(), fd2: 0)) == 0, nil)
         }
         add("PAGEMAP_SCAN", "skipping absent and zero pages while dumping (Linux 6.7)") {
             guard let pageMap = try? PageMap(pid: getpid()) else { return (false, "cannot open /proc/self/pagemap") }

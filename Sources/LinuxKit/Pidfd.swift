@@ -19,10 +19,10 @@ public struct Pidfd: ~Copyable {
     }
 }
 
-/// Whether two descriptors of two processes refer to one open file description (kcmp KCMP_FILE).
-public func sameOpenFile(pid1: Int32, fd1: Int32, pid2: Int32, fd2: Int32) throws(LinuxError) -> Bool {
-    let result = try kernelResult(amber_kcmp_file(pid1, pid2, fd1, fd2), "kcmp of fds \(fd1) and \(fd2)").get()
-    return result == 0
+/// How the kernel orders the open file descriptions two descriptors of two processes refer to
+/// (kcmp KCMP_FILE): 0 the same one, 1 the first's sorts before the second's, 2 after.
+public func openFileOrder(pid1: Int32, fd1: Int32, pid2: Int32, fd2: Int32) throws(LinuxError) -> Int {
+    try kernelResult(amber_kcmp_file(pid1, pid2, fd1, fd2), "kcmp of fds \(fd1) and \(fd2)").get()
 }
 
 /// What two tasks may share that kcmp(2) compares.

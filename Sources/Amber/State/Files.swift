@@ -36,7 +36,32 @@ enum FileState {
     /// The open file descriptions seen so far in the tree: ids are unique across the image, so
     /// that descriptors of several processes sharing one description share it again at restore.
     struct DescriptionTable {
-        fileprivate var owners: [(pid: Int32, fd: Int32, device: UInt64, inode: UInt64, description: Amber_OpenFileDescription)] = []
+        private typealias Owner = (pid: Int32, fd: Int32, description: Amber_OpenFileDescription)
+        private struct FileKey: Hashable {
+            let device: UInt64
+            let inode: UInt64
+        }
+
+        /// The first descriptor seen of each description, by file: every process of a tree may
+        /// have its own description of /dev/null.
+        private var owners: [FileKey: KernelOrderedList<Owner>] = [:]
+        private var count = 0
+
+        /// The description `fd` of `pid` refers to if seen before; otherwise `make` makes it from
+        /// its id, and it is added. Returns it and whether it is new.
+        fileprivate mutating func description(pid: Int32, fd: Int32, status: FileStatus, make: (UInt32) throws -> Amber_OpenFileDescription) throws -> (Amber_OpenFileDescription, isNew: Bool) {
+            let key = FileKey(device: status.device, inode: status.inode)
+            var seen = owners.removeValue(forKey: key) ?? KernelOrderedList()
+            defer { owners[key] = seen }
+            var made: Amber_OpenFileDescription?
+            let owner = try seen.match(order: { try openFileOrder(pid1: $0.pid, fd1: $0.fd, pid2: pid, fd2: fd) }) {
+                made = try make(UInt32(count + 1))
+                return (pid, fd, made!)
+            }
+            if let owner { return (owner.description, false) }
+            count += 1
+            return (made!, true)
+        }
     }
 
     static func dump(_ target: DumpTarget, table: inout DescriptionTable) throws -> Amber_Files {
@@ -48,40 +73,34 @@ enum FileState {
             var descriptor = Amber_FileDescriptor()
             descriptor.fd = fd
             descriptor.closeOnExec = info.flags & closeOnExec != 0
-            if let shared = try table.owners.first(where: {
-                try $0.device == status.device && $0.inode == status.inode && (sameOpenFile(pid1: $0.pid, fd1: $0.fd, pid2: target.pid, fd2: fd))
-            }) {
-                descriptor.description_p = shared.description.id
-                record.descriptors.append(descriptor)
-                if !record.descriptions.contains(where: { $0.id == shared.description.id }) {
-                    record.descriptions.append(shared.description)
+            let (description, isNew) = try table.description(pid: target.pid, fd: fd, status: status) { id in
+                if kind == .fileFifo {
+                    let copy = try pidfd.duplicate(fd)
+                    var queued: Int32 = 0
+                    let result = ioctl(copy, UInt(FIONREAD), &queued)
+                    Glibc.close(copy)
+                    if result == 0 && queued > 0 {
+                        throw AmberError.unsupported(target.name, "has fd \(fd) on the named pipe \(path) holding \(queued) unread bytes: pipe contents are not supported yet")
+                    }
                 }
-                continue
+                var description = Amber_OpenFileDescription()
+                description.id = id
+                description.kind = kind
+                description.path = path
+                description.flags = info.flags & ~closeOnExec
+                description.offset = info.position
+                description.device = status.device
+                description.inode = status.inode
+                description.rdev = status.rdev
+                description.size = status.size
+                description.changeTimeNs = status.changeTimeNs
+                return description
             }
-            if kind == .fileFifo {
-                let copy = try pidfd.duplicate(fd)
-                var queued: Int32 = 0
-                let result = ioctl(copy, UInt(FIONREAD), &queued)
-                Glibc.close(copy)
-                if result == 0 && queued > 0 {
-                    throw AmberError.unsupported(target.name, "has fd \(fd) on the named pipe \(path) holding \(queued) unread bytes: pipe contents are not supported yet")
-                }
-            }
-            var description = Amber_OpenFileDescription()
-            description.id = UInt32(table.owners.count + 1)
-            description.kind = kind
-            description.path = path
-            description.flags = info.flags & ~closeOnExec
-            description.offset = info.position
-            description.device = status.device
-            description.inode = status.inode
-            description.rdev = status.rdev
-            description.size = status.size
-            description.changeTimeNs = status.changeTimeNs
-            record.descriptions.append(description)
-            table.owners.append((target.pid, fd, status.device, status.inode, description))
             descriptor.description_p = description.id
             record.descriptors.append(descriptor)
+            if isNew || !record.descriptions.contains(where: { $0.id == description.id }) {
+                record.descriptions.append(description)
+            }
         }
         return record
     }

@@ -79,6 +79,7 @@ enum TreeState {
                     queue.append(child)
                 }
             }
+            logger.trace("seized \(seized.count) processes")
             let snapshots = seized.concurrentMap { process in Result { () throws(LinuxError) in try ProcessSnapshot(pid: process.pid, threads: process.threads) } }
             frozen = try zip(seized, snapshots).map { process, snapshot in
                 FrozenProcess(pid: process.pid, name: process.name, threads: process.threads, snapshot: try snapshot.get())
@@ -201,13 +202,14 @@ enum TreeState {
 
     /// Refuses processes of the tree that share what clone3 without CLONE_THREAD does not share
     /// again: an address space, a descriptor table, or working directory and umask.
-    /// Sorted by the kernel's order of each resource, sharers are neighbours: n log n kcmp calls, not n².
     static func checkNothingShared(_ processes: [FrozenProcess]) throws {
         let live = processes.filter { !$0.zombie }
         for resource in [SharedResource.memory, .fileTable, .filesystem] {
-            let sorted = try live.sorted { a, b throws(LinuxError) in try kernelOrder(of: resource, a.pid, b.pid) == 1 }
-            for (first, second) in zip(sorted, sorted.dropFirst()) where try kernelOrder(of: resource, first.pid, second.pid) == 0 {
-                throw AmberError.unsupported(second.name, "shares its \(resource) with process \(first.name): not supported yet", tree: processes[0].name)
+            var seen = KernelOrderedList<FrozenProcess>()
+            for process in live {
+                if let sharer = try seen.match(order: { try kernelOrder(of: resource, $0.pid, process.pid) }, orInsert: { process }) {
+                    throw AmberError.unsupported(process.name, "shares its \(resource) with process \(sharer.name): not supported yet", tree: processes[0].name)
+                }
             }
         }
     }
