@@ -176,41 +176,41 @@ public enum Checkpoint {
 /// Refusals about each process on its own, made before the tree is stopped (so it keeps
 /// running untouched) and again once it is frozen.
 enum Preflight {
-    /// Before the tree is frozen: each process's status and areas are read here.
+    /// Before the tree is frozen: each process's name, status and areas are read here.
     static func check(_ pids: [Int32], root: Int32) throws {
         try check(pids, root: root) { pid throws(LinuxError) in
             guard let status = try? ProcFS.status(pid: pid) else { return nil }
-            return (status, status.state == "Z" ? [] : try ProcFS.maps(pid: pid))
+            return (ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.maps(pid: pid))
         }
     }
 
     /// Once it is frozen: from each process's snapshot.
     static func check(_ processes: [FrozenProcess], root: Int32) throws {
-        let snapshots = Dictionary(processes.map { ($0.pid, $0.snapshot) }, uniquingKeysWith: { first, _ in first })
-        try check(processes.map(\.pid), root: root) { pid in snapshots[pid].map { ($0.status, $0.maps) } }
+        let byPID = Dictionary(processes.map { ($0.pid, ($0.name, $0.snapshot)) }, uniquingKeysWith: { first, _ in first })
+        try check(processes.map(\.pid), root: root) { pid in byPID[pid].map { ($0.0, $0.1.status, $0.1.maps) } }
     }
 
     /// Each process is checked on every CPU at once (only /proc is read); the first refusal in
     /// tree order is the one thrown, as if they had been checked one by one. `read` gives a
-    /// process's status and areas, nil when it is gone.
-    private static func check(_ pids: [Int32], root: Int32, read: @Sendable (Int32) throws(LinuxError) -> (ProcessStatus, [MemoryMapping])?) throws {
+    /// process's name, status and areas, nil when it is gone.
+    private static func check(_ pids: [Int32], root: Int32, read: @Sendable (Int32) throws(LinuxError) -> (ProcessName, ProcessStatus, [MemoryMapping])?) throws {
         let tree = ProcessName(pid: root)
         let results = pids.concurrentMap { pid in
-            Result { () throws -> [MemoryMapping]? in
-                guard let (status, maps) = try read(pid) else { return nil }
-                return try check(pid, status: status, maps: maps, root: root, tree: tree)
+            Result { () throws -> (ProcessName, [MemoryMapping])? in
+                guard let (name, status, maps) = try read(pid) else { return nil }
+                return try check(name, status: status, maps: maps, root: root, tree: tree).map { (name, $0) }
             }
         }
         var sharedMemory: [UInt64: ProcessName] = [:]
-        for (pid, result) in zip(pids, results) {
-            guard let maps = try result.get() else { continue }
-            try MemoryState.checkNotShared(maps, process: ProcessName(pid: pid), tree: tree, seen: &sharedMemory)
+        for result in results {
+            guard let (name, maps) = try result.get() else { continue }
+            try MemoryState.checkNotShared(maps, process: name, tree: tree, seen: &sharedMemory)
         }
     }
 
     /// One process's refusals; returns its areas for the check across processes, nil for a zombie.
-    private static func check(_ pid: Int32, status: ProcessStatus, maps: [MemoryMapping], root: Int32, tree: ProcessName) throws -> [MemoryMapping]? {
-        let name = ProcessName(pid: pid)
+    private static func check(_ name: ProcessName, status: ProcessStatus, maps: [MemoryMapping], root: Int32, tree: ProcessName) throws -> [MemoryMapping]? {
+        let pid = name.pid
         if status.state == "Z" {
             if pid == root { throw AmberError.unsupported(name, "is a zombie", tree: tree) }
             return nil

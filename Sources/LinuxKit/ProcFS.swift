@@ -42,12 +42,22 @@ public enum ProcFS {
         ProcText.string(try read(path))
     }
 
+    /// Whether KSM merges all of the process's memory (PR_SET_MEMORY_MERGE): the ksm_merge_any
+    /// line of /proc/PID/ksm_stat. Nil when the file cannot be read (a kernel without KSM).
+    public static func mergesAllMemory(pid: Int32) -> Bool? {
+        guard let bytes = try? read("/proc/\(pid)/ksm_stat") else { return nil }
+        return ProcText.lines(bytes[...]).contains { line in
+            guard let (key, value) = ProcText.keyValue(line) else { return false }
+            return key.elementsEqual("ksm_merge_any".utf8) && ProcText.trimmed(value).elementsEqual("yes".utf8)
+        }
+    }
+
     /// The one value of a file that holds a number (oom_score_adj, loginuid, cap_last_cap...),
     /// its first word as `parse` reads it.
     public static func number<T>(_ path: String, _ parse: (Substring) -> T?) throws(LinuxError) -> T {
-        let text = try readText(path)
-        guard let word = text.split(whereSeparator: \.isWhitespace).first, let value = parse(word) else {
-            throw LinuxError(.invalidArgument, "parse \(path) \"\(text)\"")
+        let bytes = try read(path)
+        guard let line = ProcText.lines(bytes[...]).first, let word = ProcText.words(line).first, let value = parse(ProcText.string(word)[...]) else {
+            throw LinuxError(.invalidArgument, "parse \(path) \"\(ProcText.string(bytes))\"")
         }
         return value
     }

@@ -60,12 +60,15 @@ enum CredentialState {
     /// Refuses a task in another user namespace than amber's: its IDs and capabilities mean
     /// something else there, and restoring them here would grant them over this namespace.
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        let own = try ProcFS.link("/proc/self/ns/user")
+        let own = try ownUserNamespace.get()
         guard let namespace = try? ProcFS.link("/proc/\(pid)/ns/user") else { return }
         if namespace != own {
             throw AmberError.unsupported(process, "is in another user namespace (\(namespace), amber's is \(own)): not supported", tree: tree)
         }
     }
+
+    /// amber's own, which it never leaves.
+    private static let ownUserNamespace = Result { () throws(LinuxError) in try ProcFS.link("/proc/self/ns/user") }
 
     // MARK: Checks before restore
 

@@ -94,8 +94,7 @@ enum FlagState {
     /// Refuses what cannot be set back without CAP_SYS_RESOURCE: KSM merging of the whole
     /// process (PR_SET_MEMORY_MERGE, which /proc/PID/ksm_stat shows as ksm_merge_any).
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        guard let text = try? ProcFS.readText("/proc/\(pid)/ksm_stat") else { return }
-        if text.split(separator: "\n").contains(where: { $0.split(whereSeparator: \.isWhitespace) == ["ksm_merge_any:", "yes"] }) {
+        if ProcFS.mergesAllMemory(pid: pid) == true {
             throw AmberError.unsupported(process, "has KSM merging on for all its memory (PR_SET_MEMORY_MERGE): setting it back needs CAP_SYS_RESOURCE", tree: tree)
         }
     }
