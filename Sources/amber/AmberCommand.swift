@@ -52,10 +52,13 @@ struct AmberCommand: ParsableCommand {
         subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self]
     )
 
-    /// A dump worker (started by `amber dump`) reads its fixed arguments itself; everything
-    /// else goes through ArgumentParser.
+    /// A dump worker (started by `amber dump`) reads its arguments itself, from `amber dump`,
+    /// which starts it before its own command line is parsed; everything else goes through
+    /// ArgumentParser.
     static func main() {
-        if let worker = DumpWorker(arguments: CommandLine.arguments) { worker.run() }
+        let arguments = CommandLine.arguments
+        DumpWorker.runIfWorker(arguments)
+        if arguments.count > 1 && arguments[1] == DumpCommand.configuration.commandName { DumpWorker.startEarly() }
         main(nil)
     }
 }

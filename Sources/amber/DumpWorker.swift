@@ -7,9 +7,11 @@ import Glibc
 /// (its tracees run on with whatever registers it had set): the worker sees that it was
 /// orphaned and undoes what it did (see `DumpInterruption`).
 ///
-/// The worker's command line is `amber --dump-worker SUPERVISOR PID DIR LEAVE_RUNNING SYNC
-/// VERBOSITY` (flags 0 or 1), read without ArgumentParser: its parse is about 3 ms of a
-/// start, and the worker's start is on every dump's critical path.
+/// The worker starts first thing, before ArgumentParser reads `amber dump`'s command line: a
+/// parse is about 3 ms, the worker's own start about 4, and they overlap. Its command line is
+/// `amber --dump-worker SUPERVISOR FD`; the parsed arguments follow on the pipe FD, fields
+/// ended by NUL: PID DIR LEAVE_RUNNING SYNC VERBOSITY (flags 0 or 1). A command line that does
+/// not parse, or asks for help, closes the pipe empty, and the worker exits saying nothing.
 struct DumpWorker {
     static let flag = "--dump-worker"
 
@@ -29,46 +31,106 @@ struct DumpWorker {
         self.verbosity = verbosity
     }
 
-    /// The worker's arguments, nil unless this process is a dump worker.
-    init?(arguments: [String]) {
-        guard arguments.count == 8, arguments[1] == Self.flag, let supervisor = pid_t(arguments[2]), let pid = Int32(arguments[3]),
-              let verbosity = Int(arguments[7])
-        else { return nil }
-        self.init(supervisor: supervisor, pid: pid, directory: arguments[4], leaveRunning: arguments[5] == "1", sync: arguments[6] == "1", verbosity: verbosity)
+    /// The worker started, waiting for its arguments on the pipe `arguments` writes to.
+    private struct Started {
+        let pid: pid_t
+        let arguments: Int32
     }
 
-    private var arguments: [String] {
-        [Self.flag, "\(supervisor)", "\(pid)", directory, leaveRunning ? "1" : "0", sync ? "1" : "0", "\(verbosity)"]
+    // Set and taken on the main thread only, before and after the parse.
+    nonisolated(unsafe) private static var started: Started?
+
+    /// In `amber dump`, before its command line is parsed: starts the worker. If amber exits
+    /// without handing it arguments, it closes the pipe and waits for the worker to be gone.
+    static func startEarly() {
+        started = try? spawn()
+        atexit {
+            guard let worker = DumpWorker.started else { return }
+            DumpWorker.started = nil
+            close(worker.arguments)
+            var status: Int32 = 0
+            while waitpid(worker.pid, &status, 0) < 0 && errno == EINTR {}
+        }
     }
 
-    /// In `amber dump`: runs the worker and exits as it did (128+N if signal N killed it).
+    /// In `amber dump`: hands the worker its arguments, waits for it and exits as it did
+    /// (128+N if signal N killed it).
     func start() -> Never {
+        let worker: Started
+        if let started = Self.started {
+            worker = started
+        } else {
+            do { worker = try Self.spawn() } catch { fail(error) }
+        }
+        Self.started = nil
+        var fields = [UInt8]()
+        for field in ["\(pid)", directory, leaveRunning ? "1" : "0", sync ? "1" : "0", "\(verbosity)"] {
+            fields += Array(field.utf8) + [0]
+        }
+        var written = 0
+        while written < fields.count {
+            let count = fields.withUnsafeBytes { write(worker.arguments, $0.baseAddress! + written, $0.count - written) }
+            guard count > 0 || errno == EINTR else { break }
+            written += max(count, 0)
+        }
+        close(worker.arguments)
+        var status: Int32 = 0
+        while waitpid(worker.pid, &status, 0) < 0 {
+            guard errno == EINTR else { fail(AmberError(.failure, "waiting for the dump worker \(worker.pid): errno \(errno)")) }
+        }
+        let signal = status & 0x7f
+        Glibc.exit(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
+    }
+
+    private static func spawn() throws(AmberError) -> Started {
         var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
         let length = readlink("/proc/self/exe", &buffer, buffer.count)
         guard length > 0 else {
-            fail(AmberError(.failure, "cannot find amber's own binary (/proc/self/exe): errno \(errno)"))
+            throw AmberError(.failure, "cannot find amber's own binary (/proc/self/exe): errno \(errno)")
         }
         // By its own path rather than /proc/self/exe, so that its name (comm) is amber's.
         let binary = String(decoding: buffer[..<length], as: UTF8.self)
+        // The worker inherits the reading end only: it sees the end of the arguments when we close ours.
+        var ends: [Int32] = [-1, -1]
+        guard Glibc.pipe(&ends) == 0, fcntl(ends[1], F_SETFD, FD_CLOEXEC) == 0 else {
+            throw AmberError(.failure, "cannot make a pipe for the dump worker: errno \(errno)")
+        }
+        defer { close(ends[0]) }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         // Its own process group: a signal to ours (^C, a kill of the job) does not reach it.
         posix_spawnattr_setpgroup(&attributes, 0)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
-        var argv = ([binary] + arguments).map { strdup($0) } + [nil]
+        let words: [String] = [binary, flag, "\(getpid())", "\(ends[0])"]
+        var argv = words.map { strdup($0) } + [nil]
         defer { for argument in argv { free(argument) } }
         var worker: pid_t = 0
         let result = posix_spawn(&worker, binary, nil, &attributes, &argv, environ)
         posix_spawnattr_destroy(&attributes)
         guard result == 0 else {
-            fail(AmberError(.failure, "cannot start the dump worker (\(binary)): \(String(cString: strerror(result)))"))
+            close(ends[1])
+            throw AmberError(.failure, "cannot start the dump worker (\(binary)): \(String(cString: strerror(result)))")
         }
-        var status: Int32 = 0
-        while waitpid(worker, &status, 0) < 0 {
-            guard errno == EINTR else { fail(AmberError(.failure, "waiting for the dump worker \(worker): errno \(errno)")) }
+        return Started(pid: worker, arguments: ends[1])
+    }
+
+    /// In the worker (`amber --dump-worker SUPERVISOR FD`): waits for its arguments, then does
+    /// the dump; exits at once when `amber dump` sent none. Returns when this is no worker.
+    static func runIfWorker(_ arguments: [String]) {
+        guard arguments.count == 4, arguments[1] == flag, let supervisor = pid_t(arguments[2]) else { return }
+        guard let input = Int32(arguments[3]) else { Glibc.exit(1) }
+        var bytes = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: Int(PATH_MAX) + 64)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            bytes += chunk[..<count]
         }
-        let signal = status & 0x7f
-        Glibc.exit(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
+        close(input)
+        let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        guard fields.count == 6, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
+        DumpWorker(supervisor: supervisor, pid: pid, directory: fields[1], leaveRunning: fields[2] == "1", sync: fields[3] == "1", verbosity: verbosity).run()
     }
 
     /// In the worker: does the dump. No signal meant for the user's `amber dump` stops it
