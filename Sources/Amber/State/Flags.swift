@@ -40,7 +40,12 @@ enum FlagState {
         var record = Amber_ThreadFlags()
         try injector.call("prctl(PR_GET_PDEATHSIG)", SyscallNumber.prctl, getPdeathsig, session.scratch)
         record.parentDeathSignal = try session.readScratch(4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
-        record.noNewPrivs = try injector.call("prctl(PR_GET_NO_NEW_PRIVS)", SyscallNumber.prctl, getNoNewPrivs) != 0
+        // The thread's status shows it (since 4.10): one injected call fewer per thread.
+        if let noNewPrivileges = try session.threadStatus(injector.tracee.pid).noNewPrivileges {
+            record.noNewPrivs = noNewPrivileges
+        } else {
+            record.noNewPrivs = try injector.call("prctl(PR_GET_NO_NEW_PRIVS)", SyscallNumber.prctl, getNoNewPrivs) != 0
+        }
         record.machineCheckKill = UInt32(try injector.call("prctl(PR_MCE_KILL_GET)", SyscallNumber.prctl, ProcessControl.GetOption.machineCheckKill.argument, 0, 0, 0, 0))
         return record
     }
