@@ -279,11 +279,12 @@ struct TaskFile {
 }
 
 /// Files that several processes of the tree need by path (mapped files, executables, working
-/// directories), opened once and installed in the root's helper before any process is cloned
-/// from it: every process inherits them at the same numbers, above every descriptor of the
-/// image, and closes them at its clean-up. That saves each process an open and two injected
-/// calls per file. Only when every process opens files with the same identity (filesystem IDs
-/// and groups): then a file one may open is one each of the others may open.
+/// directories) or share an open file description of (a terminal or log inherited across
+/// fork), opened once and installed in the root's helper before any process is cloned from it:
+/// every process inherits them at the same numbers, above every descriptor of the image, and
+/// closes them at its clean-up. That saves each process an open and two injected calls per
+/// file. Only when every process opens files with the same identity (filesystem IDs and
+/// groups): then a file one may open is one each of the others may open.
 final class TreeFiles {
     struct Key: Hashable {
         let path: String
@@ -291,11 +292,30 @@ final class TreeFiles {
     }
 
     let files: [Key: (fd: Int32, status: FileStatus)]
+    /// The open file descriptions of the image (by id) that two or more processes share.
+    let descriptions: [UInt32: Int32]
     let descriptors: ClosedRange<Int32>
 
-    private init(files: [Key: (fd: Int32, status: FileStatus)], descriptors: ClosedRange<Int32>) {
+    private init(files: [Key: (fd: Int32, status: FileStatus)], descriptions: [UInt32: Int32], descriptors: ClosedRange<Int32>) {
         self.files = files
+        self.descriptions = descriptions
         self.descriptors = descriptors
+    }
+
+    /// The descriptions two or more of `tasks` list, each described alike by all of them (one
+    /// described differently is left to `OpenFileTable`, which refuses it).
+    private static func sharedDescriptions(of tasks: [Amber_Task]) -> [Amber_OpenFileDescription] {
+        var byID: [UInt32: (description: Amber_OpenFileDescription, tasks: Int, alike: Bool)] = [:]
+        for task in tasks {
+            for description in task.files.descriptions {
+                if let seen = byID[description.id] {
+                    byID[description.id] = (seen.description, seen.tasks + 1, seen.alike && seen.description == description)
+                } else {
+                    byID[description.id] = (description, 1, true)
+                }
+            }
+        }
+        return byID.values.filter { $0.tasks > 1 && $0.alike }.map(\.description).sorted { $0.id < $1.id }
     }
 
     /// What a process opens by path while it is restored.
@@ -320,20 +340,33 @@ final class TreeFiles {
             for key in keys(of: task) { uses[key, default: 0] += 1 }
         }
         let shared = uses.filter { $0.value > 1 }.keys.sorted { ($0.path, $0.flags) < ($1.path, $1.flags) }
+        let sharedDescriptions = sharedDescriptions(of: live)
+        let count = shared.count + sharedDescriptions.count
         let base = max(live.flatMap { $0.files.descriptors.map(\.fd) }.max() ?? 2, restorerPidfd) + 1
         var limit = rlimit()
-        guard !shared.isEmpty, getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, UInt64(base) + UInt64(shared.count) < UInt64(limit.rlim_cur) else { return nil }
-        var files: [Key: (fd: Int32, status: FileStatus)] = [:]
-        for (index, key) in shared.enumerated() {
-            let fd = try RestoreSession.openAsTask(key.path, flags: key.flags, what: "the file (needed by several processes of the tree)", task: root.record, dumped: nil)
+        guard count > 0, getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, UInt64(base) + UInt64(count) < UInt64(limit.rlim_cur) else { return nil }
+        var next = base
+        /// Installs our `fd` at the next number in the root's helper, and closes ours.
+        func install(_ fd: Int32) throws -> Int32 {
             defer { Glibc.close(fd) }
-            let status = try FileStatus.fstat(fd: fd)
-            let target = base + Int32(index)
+            let target = next
+            next += 1
             let installed = try root.injector.call("pidfd_getfd(\(fd))", SyscallNumber.pidfdGetfd, UInt64(restorerPidfd), UInt64(fd), 0)
             try root.injector.call("dup3 to fd \(target)", SyscallNumber.dup3, installed, UInt64(target), UInt64(O_CLOEXEC))
             try root.injector.call("close", SyscallNumber.close, installed)
-            files[key] = (target, status)
+            return target
         }
-        return TreeFiles(files: files, descriptors: base...(base + Int32(shared.count) - 1))
+        var files: [Key: (fd: Int32, status: FileStatus)] = [:]
+        for key in shared {
+            let fd = try RestoreSession.openAsTask(key.path, flags: key.flags, what: "the file (needed by several processes of the tree)", task: root.record, dumped: nil)
+            let status: FileStatus
+            do { status = try FileStatus.fstat(fd: fd) } catch { Glibc.close(fd); throw error }
+            files[key] = (try install(fd), status)
+        }
+        var descriptions: [UInt32: Int32] = [:]
+        for description in sharedDescriptions {
+            descriptions[description.id] = try install(try FileState.open(description, as: root.record))
+        }
+        return TreeFiles(files: files, descriptions: descriptions, descriptors: base...(next - 1))
     }
 }

@@ -22,12 +22,14 @@
  * /proc/PID/stat against the ready file (except the root's own parent, the runner or amber), that node 16's PID is still free (ESRCH) while its
  * group exists; then every process (told by its parent with SIGUSR1, top down) runs
  * sc_check_common() and checks getpid(), getppid(), getpgid(0), getsid(0) and /proc/self/stat
- * against what it recorded, then SIGUSR1s its children, reaps each (PID and exit 0 expected,
+ * against what it recorded, and that its stdout and stderr are still the open file descriptions
+ * its parent's are (kcmp), then SIGUSR1s its children, reaps each (PID and exit 0 expected,
  * and no other child), writes "res-N" and exits. The root gathers every res-N.
  * A node that sees getppid() change while it waits exits at once with 4 (so a tree whose
  * setup failed halfway does not linger); its parent reports that.
  */
 #include "scenario.h"
+#include <linux/kcmp.h>
 
 enum { INHERIT, NEWPG, SETSID, JOINPG, LEADER_EXITS };
 
@@ -249,9 +251,13 @@ static void check_self(void)
     struct ids now = current_ids();
     sc_check(now.pid == rec.pid, "node %d: getpid() %d, was %d", me, (int)now.pid, (int)rec.pid);
     /* the root's parent is whoever runs it (after a restore: the runner or amber) */
-    if (me != 0)
+    if (me != 0) {
         sc_check(now.ppid == rec.ppid, "node %d: getppid() %d, was %d", me, (int)now.ppid, (int)rec.ppid);
-    else
+        /* inherited across fork: one open file description for the whole tree, as before the dump */
+        for (int fd = 1; fd <= 2; fd++)
+            sc_check(syscall(SYS_kcmp, now.pid, now.ppid, KCMP_FILE, fd, fd) == 0,
+                     "node %d: fd %d is not the open file description its parent's fd %d is", me, fd, fd);
+    } else
         rec.ppid = now.ppid;
     sc_check(now.pgid == rec.pgid, "node %d: getpgid(0) %d, was %d", me, (int)now.pgid, (int)rec.pgid);
     sc_check(now.sid == rec.sid, "node %d: getsid(0) %d, was %d", me, (int)now.sid, (int)rec.sid);

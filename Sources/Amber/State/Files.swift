@@ -117,6 +117,8 @@ enum FileState {
             var temporary = false
             if let existing = installed[description.id] {
                 source = existing
+            } else if let inherited = session.treeFiles?.descriptions[description.id] {
+                source = inherited
             } else {
                 source = try session.install(try session.openFiles.descriptor(for: description, in: session))
                 temporary = source != descriptor.fd
@@ -133,14 +135,14 @@ enum FileState {
         }
     }
 
-    /// Reopens a file as the image describes it, as the task could have (`RestoreSession.openAsTask`).
-    fileprivate static func open(_ description: Amber_OpenFileDescription, _ session: RestoreSession) throws -> Int32 {
+    /// Reopens a file as the image describes it, as `task` could have (`RestoreSession.openAsTask`).
+    static func open(_ description: Amber_OpenFileDescription, as task: Amber_Task) throws -> Int32 {
         var flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
         if description.kind == .fileFifo {
             // Opening one end of a FIFO would wait for the other: open without waiting, then restore the flag.
             flags |= O_NONBLOCK
         }
-        let fd = try session.openAsTask(description.path, flags: flags | O_NOCTTY, what: "the file", dumped: description.changeTimeNs == 0 ? nil : FileStatus(device: description.device, inode: description.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: description.changeTimeNs))
+        let fd = try RestoreSession.openAsTask(description.path, flags: flags | O_NOCTTY, what: "the file", task: task, dumped: description.changeTimeNs == 0 ? nil : FileStatus(device: description.device, inode: description.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: description.changeTimeNs))
         if description.kind == .fileFifo && Int32(bitPattern: description.flags) & O_NONBLOCK == 0 {
             _ = fcntl(fd, F_SETFL, Int32(bitPattern: description.flags) & ~O_NONBLOCK)
         }
@@ -173,7 +175,7 @@ final class OpenFileTable {
             }
             return entry.fd
         }
-        let fd = try FileState.open(description, session)
+        let fd = try FileState.open(description, as: session.task)
         opened[description.id] = (description, fd)
         return fd
     }
