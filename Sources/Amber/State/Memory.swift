@@ -207,6 +207,15 @@ enum MemoryState {
                 try move(&injector, moves)
             }
         }
+        // A process cloned from the emptied root's helper has one page left to unmap (where its
+        // parent wrote the clone3 arguments): one munmap of it, not two of everything around the vDSO.
+        let leftovers = helperMaps.filter { !kernelAreas.values.contains($0.path) && $0.end <= ImageFormat.userAddressLimit }
+        if leftovers.count < 2 {
+            for area in leftovers {
+                try injector.call("munmap helper memory at 0x\(String(area.start, radix: 16))", SyscallNumber.munmap, area.start, area.end - area.start)
+            }
+            return
+        }
         if targetStart > 0 {
             try injector.call("munmap helper memory below the vDSO", SyscallNumber.munmap, 0, targetStart)
         }
