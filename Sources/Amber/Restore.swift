@@ -32,6 +32,7 @@ public enum Restore {
         } catch {
             throw AmberError(.badImage, "\(error)")
         }
+        logger.trace("image read and checked: \(tasks.count) processes")
         try CredentialState.checkRestorable(tasks)
         for task in tasks where !newPIDNamespace {
             for pid in [task.pid] + task.threads.map(\.tid) where Signals.processExists(pid) {
@@ -51,6 +52,7 @@ public enum Restore {
             let instruction = try syscallInstruction()
             let restorerPidfd = try Pidfd(pid: getpid())
             let namespaceInit = try newPIDNamespace ? NamespaceInit(root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
+            logger.trace("helper ready")
             var treeFiles: TreeFiles?
             let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, logger: logger)
             let openFiles = OpenFileTable()

@@ -568,7 +568,10 @@ struct TaskValidator {
         guard path.utf8.count <= Self.pathLimit else {
             throw invalid(field, "\(path.utf8.count) bytes; a path has at most \(Self.pathLimit)")
         }
-        guard path.hasPrefix("/"), !path.utf8.contains(0), !path.split(separator: "/").contains("..") else {
+        // Bytes, not Characters: an image has a path for every mapped area of every process.
+        let bytes = path.utf8
+        guard bytes.first == UInt8(ascii: "/"), !bytes.contains(0),
+              !bytes.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) }) else {
             throw invalid(field, "\"\(path)\" is not an absolute path without NUL and \"..\"")
         }
     }
