@@ -10,11 +10,12 @@ import Logging
 struct DumpTarget: Sendable {
     let pid: Int32
     let name: ProcessName
-    let status: ProcessStatus
-    let stat: ProcessStat
-    /// Read when the process was frozen, before the session mapped its scratch page.
-    let maps: [MemoryMapping]
+    /// Read when the process was frozen (its maps before the session mapped its scratch page).
+    let snapshot: ProcessSnapshot
     let interruption: DumpInterruption
+    var status: ProcessStatus { snapshot.status }
+    var stat: ProcessStat { snapshot.stat }
+    var maps: [MemoryMapping] { snapshot.maps }
 }
 
 /// A stopped process being dumped: what every kind of state reads from.
@@ -35,14 +36,10 @@ final class DumpSession {
     let scratch: UInt64
     static let scratchSize = 4096
 
-    /// Each thread's /proc status, read once the process was frozen.
-    private let threadStatuses: [Int32: ProcessStatus]
 
     init(_ process: FrozenProcess, interruption: DumpInterruption, logger: Logger) throws(LinuxError) {
         let pid = process.pid
-        let snapshot = process.snapshot
-        target = DumpTarget(pid: pid, name: process.name, status: snapshot.status, stat: snapshot.stat, maps: snapshot.maps, interruption: interruption)
-        threadStatuses = snapshot.threadStatuses
+        target = DumpTarget(pid: pid, name: process.name, snapshot: process.snapshot, interruption: interruption)
         threads = process.threads
         tracee = process.threads[0]
         self.logger = logger
@@ -60,7 +57,7 @@ final class DumpSession {
 
     /// A thread's /proc status as the frozen process has it.
     func threadStatus(_ tid: Int32) throws(LinuxError) -> ProcessStatus {
-        guard let status = threadStatuses[tid] else { throw LinuxError(.noSuchProcess, "find thread \(tid) among the frozen threads of process \(pid)") }
+        guard let status = target.snapshot.threadStatuses[tid] else { throw LinuxError(.noSuchProcess, "find thread \(tid) among the frozen threads of process \(pid)") }
         return status
     }
 

@@ -43,7 +43,7 @@ enum TimerState {
                 guard session.threads.contains(where: { $0.pid == entry.target }) else {
                     throw AmberError.unsupported(session.name, "has POSIX timer \(entry.id) aimed at task \(entry.target), not one of its threads")
                 }
-                timer.thread = try TreeState.namespaceIDs(pid: session.pid, tid: entry.target).last ?? entry.target
+                timer.thread = try session.threadStatus(entry.target).namespacePIDs.last ?? entry.target
             }
             try session.injector.call("timer_gettime(\(entry.id))", SyscallNumber.timerGettime, UInt64(entry.id), session.scratch)
             // struct itimerspec: the interval, then the time left, each as seconds and nanoseconds.

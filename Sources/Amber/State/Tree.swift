@@ -237,12 +237,6 @@ enum TreeState {
         }
     }
 
-    /// A thread's PID at every namespace level, or nothing when it has only the one.
-    static func namespaceIDs(pid: Int32, tid: Int32) throws -> [Int32] {
-        let levels = try ProcFS.threadStatus(pid: pid, tid: tid).namespacePIDs
-        return levels.count > 1 ? levels : []
-    }
-
     /// Kills the dumped tree and waits until every one of its PIDs can be used again. Children
     /// go first, each reaped at once by its parent (stopped, and made to call wait4), so that no
     /// PID waits for a slow init to reap an orphan; the root is left to its own parent.
