@@ -1,13 +1,16 @@
 /// Checks a file's bytes, fed in order in any slicing, against its inventory checksums:
 /// each chunk as soon as it is complete, so a mismatch is reported with the bytes it is in.
+/// Chunks are independent, so several checks can each take a run of them.
 struct ChecksumCheck {
     private let entry: Amber_ImageFile
     /// Bytes fed so far.
     private var offset: UInt64 = 0
     private var hash = XXH64()
 
-    init(_ entry: Amber_ImageFile) {
+    /// Checks the file from byte `offset` on, which must start a chunk (or be 0).
+    init(_ entry: Amber_ImageFile, from offset: UInt64 = 0) {
         self.entry = entry
+        self.offset = offset
     }
 
     /// Checks that an entry's checksum fields fit its size; `field` names the entry in errors.

@@ -18,6 +18,9 @@ protocol ImageStoreFile: AnyObject {
     var size: UInt64 { get }
     /// Fills `buffer` from the current position; returns fewer bytes only at end of file.
     func read(into buffer: UnsafeMutableRawBufferPointer) throws(ImageError) -> Int
+    /// Fills `buffer` from byte `offset`, leaving the position alone; returns fewer bytes only
+    /// at end of file. Safe to call from several threads at once.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(ImageError) -> Int
     /// Its first `size` bytes, read-only, for as long as the result lives (`size` > 0).
     func map(size: Int) throws(ImageError) -> MappedPageFile
 }
@@ -80,6 +83,10 @@ private final class DirectoryFile: ImageStoreFile {
         try readFully(fd, into: buffer, file: name)
     }
 
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(ImageError) -> Int {
+        try readFully(fd, into: buffer, at: offset, file: name)
+    }
+
     func map(size: Int) throws(ImageError) -> MappedPageFile {
         guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
             throw .system("mmap", file: name)
@@ -115,6 +122,15 @@ private final class MemoryFile: ImageStoreFile {
             buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[position..<(position + count)]))
         }
         position += count
+        return count
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) -> Int {
+        let start = Int(min(offset, UInt64(bytes.count)))
+        let count = min(buffer.count, bytes.count - start)
+        bytes.withUnsafeBytes { source in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[start..<(start + count)]))
+        }
         return count
     }
 

@@ -151,6 +151,44 @@ final class ImageTests: ImageTestCase {
         }
     }
 
+    /// A page file from `ImageReader.twoThreadVerifySize` on is checked in two halves at once:
+    /// a mismatch in either is found, the first half's is the one reported, and the last,
+    /// shorter chunk is checked too.
+    func testLargePageFileCheckedInHalves() throws {
+        let directory = path("image")
+        let writer = try ImageWriter(directory: directory)
+        let pageFile = try writer.makePageFile(name: ImageFormat.pageFileName(pid: Fixture.pid))
+        let chunk = Int(ImageFormat.pageFileChunkSize)
+        let size = Int(ImageReader.twoThreadVerifySize) + chunk + 4096
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        let pages = (0..<size / 8).flatMap { _ -> [UInt8] in
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            return withUnsafeBytes(of: state) { Array($0) }
+        }
+        _ = try pages.withUnsafeBytes { try pageFile.append($0) }
+        try writer.writeRecord(Fixture.task(), name: ImageFormat.taskRecordName(pid: Fixture.pid))
+        try writer.finish(inventory: Fixture.inventory())
+        XCTAssertNoThrow(try ImageReader(directory: directory))
+
+        let url = URL(fileURLWithPath: directory + "/" + pageFile.name)
+        let chunks = (size + chunk - 1) / chunk
+        func mismatch(flipping offsets: [Int]) throws -> ImageError? {
+            var contents = pages
+            for offset in offsets { contents[offset] ^= 0x01 }
+            try Data(contents).write(to: url)
+            return imageError { _ = try ImageReader(directory: directory) }
+        }
+        let secondHalf = try mismatch(flipping: [(chunks - 3) * chunk + 7])
+        XCTAssertEqual(secondHalf?.kind, .checksumMismatch)
+        XCTAssertEqual(secondHalf?.byteRange, UInt64((chunks - 3) * chunk)..<UInt64((chunks - 2) * chunk))
+        let both = try mismatch(flipping: [2 * chunk + 5, (chunks - 2) * chunk])
+        XCTAssertEqual(both?.byteRange, UInt64(2 * chunk)..<UInt64(3 * chunk))
+        let lastChunk = try mismatch(flipping: [size - 1])
+        XCTAssertEqual(lastChunk?.byteRange, UInt64((chunks - 1) * chunk)..<UInt64(size))
+        try Data(pages).write(to: url)
+        XCTAssertNoThrow(try ImageReader(directory: directory))
+    }
+
     func testMissingListedFile() throws {
         try Fixture.writeImage(at: path("image"))
         try FileManager.default.removeItem(atPath: path("image/pages-4242.img"))
