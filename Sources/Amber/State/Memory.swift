@@ -316,20 +316,31 @@ enum MemoryState {
         let pageFile = try session.image.pageFile(named: record.pagesFile)
         let memory = ProcessMemory(pid: session.pid)
         var memFile: ProcessMemoryFile?
-        func bytes(_ offset: Int, _ length: Int) -> UnsafeRawBufferPointer {
+        @Sendable func bytes(_ offset: Int, _ length: Int) -> UnsafeRawBufferPointer {
             UnsafeRawBufferPointer(rebasing: pageFile.bytes[offset..<(offset + length)])
         }
         func writeThroughMemFile(_ run: Amber_PageRun) throws {
             if memFile == nil { memFile = try ProcessMemoryFile(pid: session.pid, writable: true) }
             try memFile!.write(bytes(Int(run.offset), Int(run.count * pageSize)), at: run.address)
         }
+        /// Writes runs that lie back to back in the page file with process_vm_writev; returns
+        /// the runs it could not write whole (a page the call may not write).
+        @Sendable func write(_ runs: [Amber_PageRun]) -> Result<[Amber_PageRun], LinuxError> {
+            let first = runs[0], last = runs[runs.count - 1]
+            let length = Int(last.offset - first.offset + last.count * pageSize)
+            return Result { () throws(LinuxError) in
+                let written = try memory.write(bytes(Int(first.offset), length), to: runs.map { ($0.address, Int($0.count * pageSize)) })
+                return runs.filter { $0.offset + $0.count * pageSize > first.offset + UInt64(written) }
+            }
+        }
         var batch: [Amber_PageRun] = []
         func flush() throws {
             guard let first = batch.first, let last = batch.last else { return }
-            let length = Int(last.offset - first.offset + last.count * pageSize)
-            let written = try memory.write(bytes(Int(first.offset), length), to: batch.map { ($0.address, Int($0.count * pageSize)) })
-            for run in batch where run.offset + run.count * pageSize > first.offset + UInt64(written) {
-                try writeThroughMemFile(run)
+            // Writing faults in every page of the task: a large batch goes in two halves at
+            // once, so that both CPUs take the faults.
+            let halves = last.offset + last.count * pageSize - first.offset >= twoThreadFillSize ? split(batch) : [batch]
+            for result in halves.concurrentMap(write) {
+                for run in try result.get() { try writeThroughMemFile(run) }
             }
             batch.removeAll(keepingCapacity: true)
         }
@@ -347,6 +358,35 @@ enum MemoryState {
             }
         }
         try flush()
+    }
+
+    /// Page runs from this many bytes on are written by two threads.
+    static let twoThreadFillSize: UInt64 = 64 << 20
+
+    /// Splits runs that lie back to back in the page file into two halves of about the same
+    /// size, cutting the run that straddles the middle at a page.
+    private static func split(_ runs: [Amber_PageRun]) -> [[Amber_PageRun]] {
+        let start = runs[0].offset
+        let middle = start + (runs[runs.count - 1].offset + runs[runs.count - 1].count * pageSize - start) / 2 / pageSize * pageSize
+        var halves: [[Amber_PageRun]] = [[], []]
+        for run in runs {
+            let end = run.offset + run.count * pageSize
+            if end <= middle {
+                halves[0].append(run)
+            } else if run.offset >= middle {
+                halves[1].append(run)
+            } else {
+                let lowerCount = (middle - run.offset) / pageSize
+                var lower = run, upper = run
+                lower.count = lowerCount
+                upper.address = run.address + lowerCount * pageSize
+                upper.offset = middle
+                upper.count = run.count - lowerCount
+                halves[0].append(lower)
+                halves[1].append(upper)
+            }
+        }
+        return halves.filter { !$0.isEmpty }
     }
 
     /// Sets brk, the arg/env area, auxv and the exe link in one PR_SET_MM_MAP.
