@@ -1,4 +1,3 @@
-import Dispatch
 import Glibc
 import SwiftProtobuf
 
@@ -164,23 +163,15 @@ public final class ImageReader: Sendable {
             return
         }
         let middle = chunks / 2 * entry.chunkSize
-        let halves = [0..<middle, middle..<entry.size]
-        var failures: [ImageError?] = [nil, nil]
-        // Each half reads with pread into its own buffer and writes only its own slot.
+        // Each half reads with pread into its own buffer.
         nonisolated(unsafe) let shared = file
-        nonisolated(unsafe) let buffers = [buffer, UnsafeMutableRawBufferPointer.allocate(byteCount: buffer.count, alignment: Int(ImageFormat.pageSize))]
-        defer { buffers[1].deallocate() }
-        failures.withUnsafeMutableBufferPointer { slots in
-            nonisolated(unsafe) let slots = slots
-            DispatchQueue.concurrentPerform(iterations: 2) { half in
-                do throws(ImageError) {
-                    try check(shared, entry, bytes: halves[half], buffer: buffers[half])
-                } catch {
-                    slots[half] = error
-                }
-            }
+        let bufferSize = buffer.count
+        let halves = [0..<middle, middle..<entry.size].concurrentMap { bytes in
+            let own = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: Int(ImageFormat.pageSize))
+            defer { own.deallocate() }
+            return Result { () throws(ImageError) in try check(shared, entry, bytes: bytes, buffer: own) }
         }
-        if let failure = failures.lazy.compactMap({ $0 }).first { throw failure }
+        for half in halves { try half.get() }
     }
 
     /// Hashes the listed file's `bytes`, which start a chunk, and checks them against the inventory.

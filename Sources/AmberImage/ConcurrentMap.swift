@@ -2,8 +2,8 @@ import Dispatch
 
 extension Array where Element: Sendable {
     /// `transform` of every element, computed on every CPU at once, in the array's order: for
-    /// reads of /proc that do not depend on one another.
-    func concurrentMap<T>(_ transform: @Sendable (Element) -> T) -> [T] {
+    /// work that does not depend on one another, such as reads of /proc or halves of a file.
+    public func concurrentMap<T>(_ transform: @Sendable (Element) -> T) -> [T] {
         guard !isEmpty else { return [] }
         let elements = self
         return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
