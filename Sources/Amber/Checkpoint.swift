@@ -49,10 +49,6 @@ public enum Checkpoint {
         } catch {
             throw wrap(error, pid: pid)
         }
-        // Injected syscalls cost several times more across CPUs: amber may run where the process
-        // it injects into last ran (see `collect`), and gets its own affinity back at the end.
-        let ownAffinity = try? CPUAffinity.of(0)
-        defer { try? ownAffinity?.apply(to: 0) }
         var processes: [FrozenProcess] = []
         do {
             processes = try TreeState.freeze(root: pid, interruption: interruption, logger: logger)
@@ -129,7 +125,12 @@ public enum Checkpoint {
         try SeccompState.suspend(process)
         let session = try DumpSession(process, interruption: interruption, logger: logger)
         logger.trace("process \(process.pid): session open")
+        // Injected syscalls cost several times more across CPUs. The tracer takes its own CPUs
+        // back before the outside reads start: a thread it starts inherits its affinity, and the
+        // threads that read a large process's memory must run on every CPU.
+        let ownAffinity = followsTarget ? try? CPUAffinity.of(0) : nil
         if followsTarget { try? CPUAffinity(cpu: session.stat.processor).apply(to: 0) }
+        defer { try? ownAffinity?.apply(to: 0) }
         let brk: UInt64
         do {
             // Each kind of state is one step at which an interrupted dump stops.
