@@ -18,7 +18,8 @@ final class OutsideReads: @unchecked Sendable {
     private let failed = Atomic<Bool>(false)
     // Touched only on `queue`.
     private var descriptions = FileState.DescriptionTable()
-    private let pageBuffer = PageReadBuffer()
+    /// Two: a large process's pages are read by two threads (`MemoryState.twoThreadDumpSize`).
+    private let pageBuffers = [PageReadBuffer(), PageReadBuffer()]
     private var fileSizes = MemoryState.FileSizes()
     private var tasks: [Amber_Task] = []
     private var failure: (any Error)?
@@ -39,9 +40,7 @@ final class OutsideReads: @unchecked Sendable {
                     task.files = try step(pid, "files", interruption) { try FileState.dump(reading.target, table: &descriptions) }
                     task.environment = try step(pid, "environment", interruption) { try EnvironmentState.dump(reading.target) }
                     task.memory = try step(pid, "memory", interruption) {
-                        let pagesName = ImageFormat.pageFileName(pid: pid)
-                        return try MemoryState.dump(reading.target, vmFlags: reading.vmFlags, brk: reading.brk, pages: writer.makePageFile(name: pagesName), pagesName: pagesName,
-                                                   buffer: pageBuffer, fileSizes: &fileSizes)
+                        try MemoryState.dump(reading.target, vmFlags: reading.vmFlags, brk: reading.brk, image: writer, buffers: pageBuffers, fileSizes: &fileSizes)
                     }
                 }
                 try interruption.check(.write)

@@ -2,7 +2,7 @@
 public enum ImageFormat {
     /// The format this build writes and the only one it reads; bumped on any
     /// change that a reader of the previous version would misread.
-    public static let version: UInt32 = 2
+    public static let version: UInt32 = 3
 
     /// The inventory is written last, so its presence marks a complete image.
     public static let inventoryName = "inventory.pb"
@@ -24,8 +24,11 @@ public enum ImageFormat {
     /// The record file of one task, e.g. "task-123.pb".
     public static func taskRecordName(pid: Int32) -> String { "task-\(pid).pb" }
 
-    /// The conventional page file of one task, e.g. "pages-123.img".
-    public static func pageFileName(pid: Int32) -> String { "pages-\(pid).img" }
+    /// The conventional page files of one task: "pages-123.img", and "pages-123-1.img" for the
+    /// second part of a process whose pages are split over two.
+    public static func pageFileName(pid: Int32, part: Int = 0) -> String {
+        part == 0 ? "pages-\(pid).img" : "pages-\(pid)-\(part).img"
+    }
 
     /// Largest record file (inventory or task) the reader loads into memory.
     static let maximumRecordSize: UInt64 = 64 << 20

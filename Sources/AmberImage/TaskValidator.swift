@@ -166,15 +166,16 @@ struct TaskValidator {
 
     private func validateMemory(_ memory: Amber_Memory) throws(ImageError) {
         let pageSize = ImageFormat.pageSize
-        var pagesFileSize: UInt64?
-        if !memory.pagesFile.isEmpty {
-            guard let size = files[memory.pagesFile]?.size else {
-                throw invalid("memory.pages_file", "\(memory.pagesFile) is not listed in the inventory")
+        var pageFiles: [(name: String, size: UInt64)] = []
+        for (index, name) in memory.pageFiles.enumerated() {
+            let field = "memory.page_files[\(index)]"
+            guard let size = files[name]?.size else {
+                throw invalid(field, "\(name) is not listed in the inventory")
             }
-            pagesFileSize = size
-        }
-        if let pagesFileSize, pagesFileSize % pageSize != 0 {
-            throw invalid("memory.pages_file", "\(memory.pagesFile) has \(pagesFileSize) bytes, not a whole number of pages")
+            guard size % pageSize == 0 else {
+                throw invalid(field, "\(name) has \(size) bytes, not a whole number of pages")
+            }
+            pageFiles.append((name, size))
         }
         var previousEnd: UInt64 = 0
         var kernelAreas: Set<Amber_AreaKind> = []
@@ -217,12 +218,12 @@ struct TaskValidator {
                     throw invalid("\(field).file_offset", "\(hex(area.fileOffset)) is not a page-aligned offset that a file can have for \(area.end - area.start) bytes")
                 }
             }
-            try validatePageRuns(of: area, field: field, pagesFileSize: pagesFileSize)
+            try validatePageRuns(of: area, field: field, pageFiles: pageFiles)
         }
         try validateMm(memory.mm)
     }
 
-    private func validatePageRuns(of area: Amber_MemoryArea, field: String, pagesFileSize: UInt64?) throws(ImageError) {
+    private func validatePageRuns(of area: Amber_MemoryArea, field: String, pageFiles: [(name: String, size: UInt64)]) throws(ImageError) {
         guard !area.pages.isEmpty else { return }
         let pageSize = ImageFormat.pageSize
         // Kernel areas are recreated by the kernel, and shared file pages live in the file itself.
@@ -231,8 +232,8 @@ struct TaskValidator {
         case .areaFile where !area.shared: break
         default: throw invalid("\(field).pages", "a \(area.shared ? "shared " : "")\(area.kind) area cannot have saved pages")
         }
-        guard let pagesFileSize else {
-            throw invalid("\(field).pages", "page runs need memory.pages_file")
+        guard !pageFiles.isEmpty else {
+            throw invalid("\(field).pages", "page runs need memory.page_files")
         }
         var previousEnd = area.start
         for (index, run) in area.pages.enumerated() {
@@ -251,8 +252,12 @@ struct TaskValidator {
             guard run.offset % pageSize == 0 else {
                 throw invalid("\(runField).offset", "\(run.offset) is not page-aligned")
             }
-            guard run.offset <= pagesFileSize, run.count <= (pagesFileSize - run.offset) / pageSize else {
-                throw invalid("\(runField).offset", "\(run.count) pages at offset \(run.offset) go past the end of the \(pagesFileSize)-byte page file")
+            guard run.file < pageFiles.count else {
+                throw invalid("\(runField).file", "\(run.file) is not an index into memory.page_files (\(pageFiles.count) files)")
+            }
+            let file = pageFiles[Int(run.file)]
+            guard run.offset <= file.size, run.count <= (file.size - run.offset) / pageSize else {
+                throw invalid("\(runField).offset", "\(run.count) pages at offset \(run.offset) go past the end of the \(file.size)-byte page file \(file.name)")
             }
         }
     }

@@ -104,19 +104,14 @@ func exercise(_ files: [String: [UInt8]]) -> ImageError? {
     return firstError
 }
 
-/// A validated task's page runs lie inside its page file: fetching every run,
+/// A validated task's page runs lie inside their page files: fetching every run,
 /// as a restore does, must work and give the run's length.
 private func checkPages(of task: Amber_Task, in reader: ImageReader) {
-    let runs = task.memory.areas.flatMap(\.pages)
-    guard !runs.isEmpty else { return }
-    let pageFile: MappedPageFile
-    do {
-        pageFile = try reader.pageFile(named: task.memory.pagesFile)
-    } catch {
-        fatalError("task \(task.pid) validated but its page file does not map: \(error)")
-    }
-    for run in runs {
+    var pageFiles: [UInt32: MappedPageFile] = [:]
+    for run in task.memory.areas.flatMap(\.pages) {
         do {
+            let pageFile = try pageFiles[run.file] ?? reader.pageFile(named: task.memory.pageFiles[Int(run.file)])
+            pageFiles[run.file] = pageFile
             let pages = try pageFile.pages(offset: run.offset, count: run.count)
             precondition(UInt64(pages.count) == run.count * ImageFormat.pageSize, "a run of \(run.count) pages gave \(pages.count) bytes")
         } catch {

@@ -15,28 +15,26 @@ func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
     var pagesKept: [String: [UInt8]] = [:]
     for pid in reader.taskPIDs {
         var task = try reader.task(pid: pid)
-        let name = task.memory.pagesFile
-        guard !name.isEmpty else {
-            files[ImageFormat.taskRecordName(pid: pid)] = try task.serializedBytes()
-            continue
-        }
-        let source = try reader.pageFile(named: name)
-        var kept = pagesKept[name] ?? []
+        var sources: [UInt32: MappedPageFile] = [:]
+        // A page file no kept run refers to is kept empty, not whole.
+        for name in task.memory.pageFiles where pagesKept[name] == nil { pagesKept[name] = [] }
         for areaIndex in task.memory.areas.indices {
             var runs: [Amber_PageRun] = []
             for var run in task.memory.areas[areaIndex].pages {
+                let name = task.memory.pageFiles[Int(run.file)]
+                var kept = pagesKept[name] ?? []
                 let count = min(run.count, UInt64(pageLimit - kept.count / Int(ImageFormat.pageSize)))
                 guard count > 0 else { continue }
-                let pages = try source.pages(offset: run.offset, count: count)
-                run.offset = UInt64(kept.count)
+                let source = try sources[run.file] ?? reader.pageFile(named: name)
+                sources[run.file] = source
+                kept += try source.pages(offset: run.offset, count: count)
+                run.offset = UInt64(kept.count) - count * ImageFormat.pageSize
                 run.count = count
-                kept += pages
+                pagesKept[name] = kept
                 runs.append(run)
             }
             task.memory.areas[areaIndex].pages = runs
         }
-        withExtendedLifetime(source) {}
-        pagesKept[name] = kept
         files[ImageFormat.taskRecordName(pid: pid)] = try task.serializedBytes()
     }
     files.merge(pagesKept) { _, kept in kept }

@@ -103,7 +103,7 @@ enum Fixture {
             area(0x7ffd_0010_4000, 0x7ffd_0010_6000, 5, .areaVdso),
             area(0xffff_ffff_ff60_0000, 0xffff_ffff_ff60_1000, 4, .areaVsyscall),
         ]
-        task.memory.pagesFile = ImageFormat.pageFileName(pid: pid)
+        task.memory.pageFiles = [ImageFormat.pageFileName(pid: pid)]
         task.memory.mm.startCode = 0x40_0000
         task.memory.mm.endCode = 0x40_1000
         task.memory.mm.startBrk = 0x100_0000

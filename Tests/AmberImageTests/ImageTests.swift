@@ -24,7 +24,7 @@ final class ImageTests: ImageTestCase {
         }
         for task in tasks {
             XCTAssertEqual(try reader.task(pid: task.pid), task)
-            let pageFile = try reader.pageFile(named: task.memory.pagesFile)
+            let pageFile = try reader.pageFile(named: task.memory.pageFiles[0])
             XCTAssertEqual(Array(pageFile.bytes), Fixture.pages(pid: task.pid))
             XCTAssertEqual(Array(try pageFile.pages(offset: 8192, count: 1)), Array(Fixture.pages(pid: task.pid)[8192..<12288]))
             XCTAssertEqual(imageError { _ = try pageFile.pages(offset: 16384, count: 2) }?.kind, .invalid)
@@ -261,7 +261,7 @@ final class ImageTests: ImageTestCase {
         try Fixture.writeImage(at: path("image"), tasks: [Fixture.task(), Fixture.task(pid: 4243)])
         let json = try imageJSON(directory: path("image"))
         for key in ["\"inventory\": {", "\"tasks\": [", "\"format_version\": \(ImageFormat.version)", "\"files\": [", "\"xxh64\": \"",
-                    "\"root_pid\": 4242", "\"pid\": 4243", "\"memory\": {", "\"areas\": [", "\"pages_file\": \"pages-4242.img\"",
+                    "\"root_pid\": 4242", "\"pid\": 4243", "\"memory\": {", "\"areas\": [", "\"page_files\": [", "\"pages-4242.img\"",
                     "\"kind\": \"AREA_VSYSCALL\"", "\"signals\": {", "\"files\": {", "\"environment\": {", "\"thread_control\": {"] {
             XCTAssert(json.contains(key), "missing \(key)")
         }

@@ -32,7 +32,7 @@ final class MemoryImageTests: ImageTestCase {
         for pid in fromMemory.taskPIDs {
             let task = try fromMemory.task(pid: pid)
             XCTAssertEqual(task, try fromDirectory.task(pid: pid))
-            let pages = try fromMemory.pageFile(named: task.memory.pagesFile)
+            let pages = try fromMemory.pageFile(named: task.memory.pageFiles[0])
             XCTAssertEqual(Array(pages.bytes), Fixture.pages(pid: pid))
             XCTAssertEqual(Int(bitPattern: pages.bytes.baseAddress) % 4096, 0)
             XCTAssertEqual(Array(try pages.pages(offset: 4096, count: 2)), Array(Fixture.pages(pid: pid)[4096..<12288]))

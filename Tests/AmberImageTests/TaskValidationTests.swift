@@ -229,9 +229,16 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("memory.areas[1].pages[0].offset") { $0.memory.areas[1].pages[0].offset = 100 }
         try assertRejected("memory.areas[1].pages[1].offset") { $0.memory.areas[1].pages[1].offset = 5 * 4096 }
         try assertRejected("memory.areas[1].pages[1].offset") { $0.memory.areas[1].pages[1].offset = UInt64.max - 4095 }
-        try assertRejected("memory.pages_file") { $0.memory.pagesFile = "pages-1.img" }
-        try assertRejected("memory.areas[1].pages") { $0.memory.pagesFile = "" }
-        try assertRejected("memory.pages_file") { $0.memory.pagesFile = "task-4242.pb" }
+        try assertRejected("memory.page_files[0]") { $0.memory.pageFiles = ["pages-1.img"] }
+        try assertRejected("memory.areas[1].pages") { $0.memory.pageFiles = [] }
+        try assertRejected("memory.page_files[0]") { $0.memory.pageFiles = ["task-4242.pb"] }
+        try assertRejected("memory.page_files[1]") { $0.memory.pageFiles.append("pages-4243.img") }
+        try assertRejected("memory.areas[1].pages[1].file") { $0.memory.areas[1].pages[1].file = 1 }
+        try assertRejected("memory.areas[2].pages[0].file") { $0.memory.areas[2].pages[0].file = UInt32.max }
+        try assertAccepted {
+            $0.memory.pageFiles.append($0.memory.pageFiles[0])
+            $0.memory.areas[3].pages[0].file = 1
+        }
     }
 
     func testMmFields() throws {

@@ -254,13 +254,13 @@ final class RestoreErrorTests: ScenarioTestCase {
 
     // MARK: helpers
 
-    /// The page file of the task: named in its task record, else "pages-<pid>.img", else the
+    /// The (first) page file of the task: named in its task record, else "pages-<pid>.img", else the
     /// largest file that is not a record.
     private func pageFile(_ image: String, pid: pid_t) throws -> String {
         if let bytes = Sys.readFile("\(image)/task-\(pid).pb"),
-            let task = try? Amber_Task(serializedBytes: Data(bytes)), !task.memory.pagesFile.isEmpty
+            let task = try? Amber_Task(serializedBytes: Data(bytes)), let name = task.memory.pageFiles.first
         {
-            return task.memory.pagesFile
+            return name
         }
         if Sys.fileExists("\(image)/pages-\(pid).img") { return "pages-\(pid).img" }
         let candidates = listing(image).filter { !$0.hasSuffix(".pb") }

@@ -24,11 +24,13 @@ final class VerifyTests: ScenarioTestCase {
 
     func testVerifyNamesFileAndChunkOfFlippedByte() throws {
         _ = try requireAmber()
-        // The memory scenario holds over 256 MiB: its page file has many chunks.
+        // The memory scenario holds over 256 MiB: its pages are split over two page files of
+        // many chunks each. The byte is flipped in the second, which the dump wrote on a thread of its own.
         let p = try start(.memory)
         let image = try dumpExpectingSuccess(p)
         let record = try Amber_Task(serializedBytes: Data(try XCTUnwrap(Sys.readFile("\(image)/task-\(p.pid).pb"))))
-        let pages = record.memory.pagesFile
+        XCTAssertEqual(record.memory.pageFiles.count, 2, "the memory scenario's pages were not split over two page files")
+        let pages = try XCTUnwrap(record.memory.pageFiles.last)
         let path = image + "/" + pages
         var st = stat()
         XCTAssertEqual(stat(path, &st), 0)

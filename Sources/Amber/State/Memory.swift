@@ -57,9 +57,9 @@ enum MemoryState {
 
     /// Reads only from outside the process. `vmFlags`: the process's smaps VmFlags by area start
     /// (see `AreaFlagsPrefetch`); `brk`: its current break, which only the process can tell (`currentBreak`).
-    static func dump(_ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, pages: PageFileWriter, pagesName: String, buffer: PageReadBuffer, fileSizes: inout FileSizes) throws -> Amber_Memory {
+    /// The pages go into page files of `image`; `buffers`: one per thread that reads them.
+    static func dump(_ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, image: ImageWriter, buffers: [PageReadBuffer], fileSizes: inout FileSizes) throws -> Amber_Memory {
         var memory = Amber_Memory()
-        memory.pagesFile = pagesName
         let pageMap = try PageMap(pid: target.pid)
         var wanted: [AreaReader.Wanted] = []
         for mapping in target.maps {
@@ -83,12 +83,60 @@ enum MemoryState {
             }
             memory.areas.append(area)
         }
-        let reader = AreaReader(pid: target.pid, interruption: target.interruption, buffer: buffer)
-        for (index, runs) in try reader.save(wanted, into: pages) {
-            memory.areas[index].pages = runs
+        let total = wanted.reduce(0) { sum, area in area.ranges.reduce(sum) { $0 + ($1.upperBound - $1.lowerBound) } }
+        let parts = total >= twoThreadDumpSize && buffers.count >= 2 ? split(wanted, at: total / 2 / pageSize * pageSize) : [wanted]
+        let jobs = try parts.enumerated().map { part, wanted in
+            PageDumpJob(wanted: wanted, pages: try image.makePageFile(name: ImageFormat.pageFileName(pid: target.pid, part: part)), buffer: buffers[part])
+        }
+        memory.pageFiles = jobs.map(\.pages.name)
+        let (pid, interruption) = (target.pid, target.interruption)
+        let results = jobs.concurrentMap { job in
+            Result { try AreaReader(pid: pid, interruption: interruption, buffer: job.buffer).save(job.wanted, into: job.pages) }
+        }
+        // The first part holds the lower addresses: each area's runs stay in ascending order.
+        for (part, result) in results.enumerated() {
+            for (index, runs) in try result.get() {
+                memory.areas[index].pages += runs.map { run in
+                    var run = run
+                    run.file = UInt32(part)
+                    return run
+                }
+            }
         }
         memory.mm = try mmFields(target, brk: brk)
         return memory
+    }
+
+    /// A process with this many bytes of pages to save or more has them read, hashed and written
+    /// by two threads, half each, into a page file each: on this VM one thread cannot copy into
+    /// the page cache much faster than 1 GB/s, and ext4 serialises writers of one file on its
+    /// inode lock (docs/design-notes.md).
+    static let twoThreadDumpSize: UInt64 = 64 << 20
+
+    /// The pages one thread of a dump saves into a page file of its own, with its own buffer;
+    /// none of it is touched by another thread while the job runs.
+    private struct PageDumpJob: @unchecked Sendable {
+        let wanted: [AreaReader.Wanted]
+        let pages: PageFileWriter
+        let buffer: PageReadBuffer
+    }
+
+    /// Splits the ranges to save into the first `bytes` (page-aligned) and the rest, in address order.
+    private static func split(_ wanted: [AreaReader.Wanted], at bytes: UInt64) -> [[AreaReader.Wanted]] {
+        var lower: [AreaReader.Wanted] = [], upper: [AreaReader.Wanted] = []
+        var remaining = bytes
+        for area in wanted {
+            var below: [Range<UInt64>] = [], above: [Range<UInt64>] = []
+            for range in area.ranges {
+                let cut = range.lowerBound + min(remaining, range.upperBound - range.lowerBound)
+                if cut > range.lowerBound { below.append(range.lowerBound..<cut) }
+                if cut < range.upperBound { above.append(cut..<range.upperBound) }
+                remaining -= cut - range.lowerBound
+            }
+            if !below.isEmpty { lower.append(AreaReader.Wanted(area: area.area, ranges: below, readable: area.readable)) }
+            if !above.isEmpty { upper.append(AreaReader.Wanted(area: area.area, ranges: above, readable: area.readable)) }
+        }
+        return [lower, upper]
     }
 
     /// The sizes of the files the tree maps, each looked up once: every process of a tree maps
@@ -308,28 +356,29 @@ enum MemoryState {
     }
 
     /// Writes the saved pages: process_vm_writev where the area is writable, /proc/PID/mem elsewhere.
-    /// Runs that lie back to back in the page file (as the dump writes them) go in one
+    /// Runs that lie back to back in one page file (as the dump writes them) go in one
     /// process_vm_writev, however many areas they span; a run it could not write goes through /proc/PID/mem.
     private static func fillPages(_ session: RestoreSession) throws {
         let record = session.task.memory
         guard record.areas.contains(where: { !$0.pages.isEmpty }) else { return }
-        let pageFile = try session.image.pageFile(named: record.pagesFile)
+        let pageFiles = try record.pageFiles.map { name throws(ImageError) in try session.image.pageFile(named: name) }
         let memory = ProcessMemory(pid: session.pid)
         var memFile: ProcessMemoryFile?
-        @Sendable func bytes(_ offset: Int, _ length: Int) -> UnsafeRawBufferPointer {
-            UnsafeRawBufferPointer(rebasing: pageFile.bytes[offset..<(offset + length)])
+        @Sendable func bytes(_ run: Amber_PageRun, length: Int) -> UnsafeRawBufferPointer {
+            let offset = Int(run.offset)
+            return UnsafeRawBufferPointer(rebasing: pageFiles[Int(run.file)].bytes[offset..<(offset + length)])
         }
         func writeThroughMemFile(_ run: Amber_PageRun) throws {
             if memFile == nil { memFile = try ProcessMemoryFile(pid: session.pid, writable: true) }
-            try memFile!.write(bytes(Int(run.offset), Int(run.count * pageSize)), at: run.address)
+            try memFile!.write(bytes(run, length: Int(run.count * pageSize)), at: run.address)
         }
-        /// Writes runs that lie back to back in the page file with process_vm_writev; returns
+        /// Writes runs that lie back to back in one page file with process_vm_writev; returns
         /// the runs it could not write whole (a page the call may not write).
         @Sendable func write(_ runs: [Amber_PageRun]) -> Result<[Amber_PageRun], LinuxError> {
             let first = runs[0], last = runs[runs.count - 1]
             let length = Int(last.offset - first.offset + last.count * pageSize)
             return Result { () throws(LinuxError) in
-                let written = try memory.write(bytes(Int(first.offset), length), to: runs.map { ($0.address, Int($0.count * pageSize)) })
+                let written = try memory.write(bytes(first, length: length), to: runs.map { ($0.address, Int($0.count * pageSize)) })
                 return runs.filter { $0.offset + $0.count * pageSize > first.offset + UInt64(written) }
             }
         }
@@ -351,7 +400,7 @@ enum MemoryState {
                     try writeThroughMemFile(run)
                     continue
                 }
-                if let last = batch.last, last.offset + last.count * pageSize != run.offset {
+                if let last = batch.last, last.file != run.file || last.offset + last.count * pageSize != run.offset {
                     try flush()
                 }
                 batch.append(run)
@@ -450,7 +499,8 @@ final class AreaFlagsPrefetch: @unchecked Sendable {
     }
 }
 
-/// The buffer a dump reads pages into, one for every process of the tree: it stays faulted in.
+/// A buffer a dump reads pages into, one per reading thread for every process of the tree: it
+/// stays faulted in.
 final class PageReadBuffer {
     /// Read, filtered, hashed and written 1 MiB at a time: the chunk is still in the CPU cache for
     /// each pass, and the buffer costs 256 first-touch page faults instead of 8192 (docs/design-notes.md).

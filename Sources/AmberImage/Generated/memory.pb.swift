@@ -104,10 +104,11 @@ public nonisolated struct Amber_Memory: @unchecked Sendable {
   /// Clears the value of `mm`. Subsequent reads from it will return its default value.
   public mutating func clearMm() {_uniqueStorage()._mm = nil}
 
-  /// Name of the page file (inside the image) that PageRun offsets refer to.
-  public var pagesFile: String {
-    get {_storage._pagesFile}
-    set {_uniqueStorage()._pagesFile = newValue}
+  /// Names of the page files (inside the image) that PageRun.file indexes. A large process's
+  /// pages are split over two, written at once by two threads; a small one has one.
+  public var pageFiles: [String] {
+    get {_storage._pageFiles}
+    set {_uniqueStorage()._pageFiles = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -168,6 +169,9 @@ public nonisolated struct Amber_PageRun: Sendable {
   /// Byte offset in the page file; a multiple of the page size.
   public var offset: UInt64 = 0
 
+  /// The page file: an index into Memory.page_files.
+  public var file: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -225,12 +229,12 @@ nonisolated extension Amber_AreaKind: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Memory"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}areas\0\u{1}mm\0\u{3}pages_file\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}areas\0\u{1}mm\0\u{3}page_files\0")
 
   fileprivate class _StorageClass {
     var _areas: [Amber_MemoryArea] = []
     var _mm: Amber_MmFields? = nil
-    var _pagesFile: String = String()
+    var _pageFiles: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -243,7 +247,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
     init(copying source: _StorageClass) {
       _areas = source._areas
       _mm = source._mm
-      _pagesFile = source._pagesFile
+      _pageFiles = source._pageFiles
     }
   }
 
@@ -264,7 +268,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
         switch fieldNumber {
         case 1: try { try decoder.decodeRepeatedMessageField(value: &_storage._areas) }()
         case 2: try { try decoder.decodeSingularMessageField(value: &_storage._mm) }()
-        case 3: try { try decoder.decodeSingularStringField(value: &_storage._pagesFile) }()
+        case 3: try { try decoder.decodeRepeatedStringField(value: &_storage._pageFiles) }()
         default: break
         }
       }
@@ -283,8 +287,8 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
       try { if let v = _storage._mm {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
       } }()
-      if !_storage._pagesFile.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._pagesFile, fieldNumber: 3)
+      if !_storage._pageFiles.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._pageFiles, fieldNumber: 3)
       }
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -297,7 +301,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
         let rhs_storage = _args.1
         if _storage._areas != rhs_storage._areas {return false}
         if _storage._mm != rhs_storage._mm {return false}
-        if _storage._pagesFile != rhs_storage._pagesFile {return false}
+        if _storage._pageFiles != rhs_storage._pageFiles {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -394,7 +398,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Amber_PageRun: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PageRun"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{1}count\0\u{1}offset\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}address\0\u{1}count\0\u{1}offset\0\u{1}file\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -405,6 +409,7 @@ nonisolated extension Amber_PageRun: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.address) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.count) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.file) }()
       default: break
       }
     }
@@ -420,6 +425,9 @@ nonisolated extension Amber_PageRun: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if self.offset != 0 {
       try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 3)
     }
+    if self.file != 0 {
+      try visitor.visitSingularUInt32Field(value: self.file, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -427,6 +435,7 @@ nonisolated extension Amber_PageRun: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.address != rhs.address {return false}
     if lhs.count != rhs.count {return false}
     if lhs.offset != rhs.offset {return false}
+    if lhs.file != rhs.file {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
