@@ -108,9 +108,8 @@ enum MemoryState {
     }
 
     /// A process with this many bytes of pages to save or more has them read, hashed and written
-    /// by two threads, half each, into a page file each: on this VM one thread cannot copy into
-    /// the page cache much faster than 1 GB/s, and ext4 serialises writers of one file on its
-    /// inode lock (docs/design-notes.md).
+    /// by two threads, half each, into a page file each: one thread doing all three keeps one CPU
+    /// busy, and ext4 serialises writers of one file on its inode lock (docs/design-notes.md).
     static let twoThreadDumpSize: UInt64 = 64 << 20
 
     /// The pages one thread of a dump saves into a page file of its own, with its own buffer;
