@@ -86,22 +86,16 @@ enum MemoryState {
         let total = wanted.reduce(0) { sum, area in area.ranges.reduce(sum) { $0 + ($1.upperBound - $1.lowerBound) } }
         let parts = total >= twoThreadDumpSize && buffers.count >= 2 ? split(wanted, at: total / 2 / pageSize * pageSize) : [wanted]
         let jobs = try parts.enumerated().map { part, wanted in
-            PageDumpJob(wanted: wanted, pages: try image.makePageFile(name: ImageFormat.pageFileName(pid: target.pid, part: part)), buffer: buffers[part])
+            PageDumpJob(wanted: wanted, file: UInt32(part), pages: try image.makePageFile(name: ImageFormat.pageFileName(pid: target.pid, part: part)), buffer: buffers[part])
         }
         memory.pageFiles = jobs.map(\.pages.name)
         let (pid, interruption) = (target.pid, target.interruption)
         let results = jobs.concurrentMap { job in
-            Result { try AreaReader(pid: pid, interruption: interruption, buffer: job.buffer).save(job.wanted, into: job.pages) }
+            Result { try AreaReader(pid: pid, interruption: interruption, buffer: job.buffer).save(job.wanted, into: job.pages, file: job.file) }
         }
         // The first part holds the lower addresses: each area's runs stay in ascending order.
-        for (part, result) in results.enumerated() {
-            for (index, runs) in try result.get() {
-                memory.areas[index].pages += runs.map { run in
-                    var run = run
-                    run.file = UInt32(part)
-                    return run
-                }
-            }
+        for result in results {
+            for (index, runs) in try result.get() { memory.areas[index].pages += runs }
         }
         memory.mm = try mmFields(target, brk: brk)
         return memory
@@ -116,6 +110,8 @@ enum MemoryState {
     /// none of it is touched by another thread while the job runs.
     private struct PageDumpJob: @unchecked Sendable {
         let wanted: [AreaReader.Wanted]
+        /// The page file's index in `Memory.page_files`.
+        let file: UInt32
         let pages: PageFileWriter
         let buffer: PageReadBuffer
     }
@@ -538,10 +534,10 @@ private final class AreaReader {
         self.buffer = buffer.bytes
     }
 
-    /// Returns the page runs of each area by index. A small process's pages come as many short
+    /// Returns the page runs of each area by index, each naming page file `file`. A small process's pages come as many short
     /// ranges over many areas: as many as fit in the buffer are read by one process_vm_readv, and
     /// their non-zero pages are moved together and written by one append.
-    func save(_ wanted: [Wanted], into pages: PageFileWriter) throws -> [Int: [Amber_PageRun]] {
+    func save(_ wanted: [Wanted], into pages: PageFileWriter, file: UInt32) throws -> [Int: [Amber_PageRun]] {
         var runs: [Int: [Amber_PageRun]] = [:]
         var batch: [Piece] = []
         var batched = 0
@@ -552,7 +548,7 @@ private final class AreaReader {
                     try interruption.check(.memory)
                     let length = Int(min(UInt64(buffer.count), range.upperBound - cursor))
                     if batched + length > buffer.count || batch.count == ProcessMemory.maxSegments {
-                        try save(batch, length: batched, into: pages, runs: &runs)
+                        try save(batch, length: batched, into: pages, file: file, runs: &runs)
                         batch.removeAll(keepingCapacity: true)
                         batched = 0
                     }
@@ -562,11 +558,11 @@ private final class AreaReader {
                 }
             }
         }
-        try save(batch, length: batched, into: pages, runs: &runs)
+        try save(batch, length: batched, into: pages, file: file, runs: &runs)
         return runs
     }
 
-    private func save(_ batch: [Piece], length: Int, into pages: PageFileWriter, runs: inout [Int: [Amber_PageRun]]) throws {
+    private func save(_ batch: [Piece], length: Int, into pages: PageFileWriter, file: UInt32, runs: inout [Int: [Amber_PageRun]]) throws {
         guard !batch.isEmpty else { return }
         try read(batch, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
         // Non-zero pages move down over the zero ones, a stretch at a time; each lands at the
@@ -598,6 +594,7 @@ private final class AreaReader {
                     run.address = address
                     run.count = count
                     run.offset = offset
+                    run.file = file
                     areaRuns.append(run)
                 }
                 runs[piece.area] = areaRuns
