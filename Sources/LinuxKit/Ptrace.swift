@@ -8,7 +8,7 @@ enum PtraceRequest {
     static let peekData = 2
     static let cont = 7
     static let kill = 8
-    static let singleStep = 9
+    static let syscall = 24
     static let getRegs = 12
     static let setRegs = 13
     static let attach = 16
@@ -40,6 +40,7 @@ public enum RegisterSet: Int {
 public struct PtraceOptions: OptionSet, Sendable {
     public let rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// Syscall stops report SIGTRAP | 0x80, so that they cannot be taken for a signal.
     public static let traceSysGood = PtraceOptions(rawValue: 1)
     public static let traceFork = PtraceOptions(rawValue: 2)
     public static let traceVFork = PtraceOptions(rawValue: 4)
@@ -144,8 +145,9 @@ public struct Tracee: Sendable {
         _ = try request(PtraceRequest.cont, 0, UInt64(signal), "PTRACE_CONT")
     }
 
-    public func singleStep() throws(LinuxError) {
-        _ = try request(PtraceRequest.singleStep, 0, 0, "PTRACE_SINGLESTEP")
+    /// Resumes the task until it enters or leaves its next system call (PTRACE_SYSCALL).
+    public func resumeToSyscall() throws(LinuxError) {
+        _ = try request(PtraceRequest.syscall, 0, 0, "PTRACE_SYSCALL")
     }
 
     public func detach(signal: Int32 = 0) throws(LinuxError) {

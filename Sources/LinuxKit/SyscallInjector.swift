@@ -48,7 +48,7 @@ public enum SyscallNumber {
 }
 
 /// Runs single system calls inside a stopped tracee: its registers are pointed at a `syscall`
-/// instruction already in its memory (in the vDSO), the task is single-stepped over it, and its
+/// instruction already in its memory (in the vDSO), the task is stopped as it enters and leaves the call, and its
 /// registers are put back. Nothing is written into the task's memory.
 public struct SyscallInjector {
     public let tracee: Tracee
@@ -116,17 +116,29 @@ public struct SyscallInjector {
         return regs
     }
 
+    /// What a syscall stop reports with PTRACE_O_TRACESYSGOOD.
+    public static let syscallStopSignal = SIGTRAP | 0x80
+
+    /// Runs one syscall by stopping the task as it enters and as it leaves it (PTRACE_SYSCALL).
+    /// Not by single-stepping: the trap a single step raises is a forced SIGTRAP, and forcing a
+    /// signal the task blocks (as it does while injected into) resets the task's SIGTRAP handler
+    /// to SIG_DFL. A syscall stop raises no signal at all.
     private func step(_ number: Int, _ args: [UInt64], expectingNewTask: Bool) throws(LinuxError) -> (result: Int64, created: Int32?) {
         try tracee.setRegisters(registers(for: number, args))
-        try tracee.singleStep()
+        try tracee.resumeToSyscall()
         var stop = try tracee.waitForStop()
+        guard stop.signal == Self.syscallStopSignal else {
+            throw LinuxError(.interrupted, "injected syscall \(number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event) before it")
+        }
+        try tracee.resumeToSyscall()
+        stop = try tracee.waitForStop()
         var created: Int32?
         if expectingNewTask, stop.signal == SIGTRAP, [WaitStatus.eventFork, WaitStatus.eventVFork, WaitStatus.eventClone].contains(stop.event) {
             created = Int32(truncatingIfNeeded: try tracee.eventMessage())
-            try tracee.singleStep()
+            try tracee.resumeToSyscall()
             stop = try tracee.waitForStop()
         }
-        guard stop.signal == SIGTRAP, stop.event == 0 else {
+        guard stop.signal == Self.syscallStopSignal, stop.event == 0 else {
             throw LinuxError(.interrupted, "injected syscall \(number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event)")
         }
         let after = try tracee.registers()
@@ -166,7 +178,10 @@ import SystemPackage
 
 /// ptrace options of every restored task: killed if the restorer dies, and every process or
 /// thread it is made to create is traced from its first instruction.
-public let helperOptions: PtraceOptions = [.exitKill, .traceFork, .traceClone]
+public let helperOptions: PtraceOptions = [.exitKill, .traceFork, .traceClone, .traceSysGood]
+
+/// ptrace options of every task a dump seizes: syscall stops are told apart from signals.
+public let dumpOptions: PtraceOptions = [.traceSysGood]
 
 /// Creates a helper task with chosen PIDs (innermost namespace first), traced by the caller and
 /// stopped, with no descriptor but `keptDescriptor`; resumed as it was, it reaps children and

@@ -46,10 +46,10 @@ enum SeccompState {
 
     /// Suspends seccomp in every thread of a frozen process that has any, before anything is
     /// injected into it: an injected call would otherwise be filtered (or kill the process).
-    /// The dump seizes without options, so this is the only one; detaching clears it.
+    /// Added to the options the dump seized with; detaching clears them.
     static func suspend(_ process: FrozenProcess) throws {
         guard process.snapshot.threadStatuses.values.contains(where: { ($0.seccompMode ?? 0) != 0 }) else { return }
-        for tracee in process.threads { try tracee.setOptions(.suspendSeccomp) }
+        for tracee in process.threads { try tracee.setOptions(dumpOptions.union(.suspendSeccomp)) }
     }
 
     /// Every thread's mode and chain; nothing is recorded for a process without seccomp.

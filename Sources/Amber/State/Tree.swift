@@ -125,7 +125,7 @@ enum TreeState {
             for tid in fresh {
                 seen.insert(tid)
                 do {
-                    let tracee = try Tracee.seize(tid)
+                    let tracee = try Tracee.seize(tid, options: dumpOptions)
                     seized[slot].threads.append(tracee)
                     try tracee.interrupt()
                     interrupted.append(tracee)
