@@ -98,10 +98,12 @@ public enum Checkpoint {
         let followsTarget = processes.count == 1
         do {
             let areaFlags = AreaFlagsPrefetch(processes.filter { !$0.zombie }.map(\.pid))
+            let stoppedChildren = Dictionary(grouping: processes.dropFirst().filter { $0.stopSignal != 0 }, by: \.snapshot.stat.ppid)
+            var collectedStops: [Int32: Bool] = [:]
             for index in processes.indices {
                 let process = processes[index]
                 var task = Amber_Task()
-                try TreeState.dump(process, into: &task)
+                try TreeState.dump(process, into: &task, stopCollected: collectedStops[process.pid] ?? false)
                 guard !process.zombie else {
                     outside.complete(task, name: process.name, interruption: interruption)
                     continue
@@ -109,7 +111,7 @@ public enum Checkpoint {
                 // Before the session maps its scratch page into the process.
                 let vmFlags = try areaFlags.flags(of: process.pid)
                 logger.trace("process \(process.pid): area flags read")
-                let (target, brk) = try collect(process, into: &task, outside: outside, followsTarget: followsTarget, interruption: interruption, logger: logger, instruction: &processes[index].syscallInstruction)
+                let (target, brk) = try collect(process, into: &task, stoppedChildren: stoppedChildren[process.pid] ?? [], collectedStops: &collectedStops, outside: outside, followsTarget: followsTarget, interruption: interruption, logger: logger, instruction: &processes[index].syscallInstruction)
                 outside.complete(task, name: process.name, interruption: interruption, reading: (target, vmFlags, brk))
             }
             return try outside.finish()
@@ -121,7 +123,9 @@ public enum Checkpoint {
 
     /// Reads what needs the tracer; returns what `OutsideReads` needs, and sets the `syscall`
     /// instruction the dump injected with.
-    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger, instruction: inout UInt64?) throws -> (DumpTarget, UInt64) {
+    /// `stoppedChildren`: its children in a group stop, whose stop it may have collected already
+    /// (into `collectedStops`, by PID).
+    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, stoppedChildren: [FrozenProcess], collectedStops: inout [Int32: Bool], outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger, instruction: inout UInt64?) throws -> (DumpTarget, UInt64) {
         try SeccompState.suspend(process)
         let session = try DumpSession(process, interruption: interruption, logger: logger)
         logger.trace("process \(process.pid): session open")
@@ -147,6 +151,9 @@ public enum Checkpoint {
             task.processFlags = try step("flags") { try FlagState.dump(session) }
             task.timers = try step("timers") { try TimerState.dump(session) }
             brk = try step("break") { try MemoryState.currentBreak(session) }
+            if !stoppedChildren.isEmpty {
+                collectedStops.merge(try step("stops of its children") { try TreeState.collectedStops(of: stoppedChildren, session) }) { $1 }
+            }
         } catch {
             try? session.finish()
             throw error
@@ -215,6 +222,9 @@ enum Preflight {
         if status.state == "Z" {
             if pid == root { throw AmberError.unsupported(name, "is a zombie", tree: tree) }
             return nil
+        }
+        if status.tracerPID != 0 && status.tracerPID != getpid() {
+            throw AmberError.unsupported(name, "is traced by process \(ProcessName(pid: status.tracerPID)) (a debugger or tracer outside amber): a task has one tracer, and the tracing cannot be restored", tree: tree)
         }
         try SeccompState.check(pid: pid, status: status, process: name, tree: tree)
         try TimerState.check(pid: pid, process: name, tree: tree)

@@ -68,7 +68,8 @@ public enum Restore {
             try ownAffinity?.apply(to: child)
             for session in sessions { try SchedulingState.restoreAffinity(session.task, session) }
             try RestoreStep.detach.reached()
-            for session in sessions {
+            let stopped = try TreeState.letGoStopped(sessions)
+            for session in sessions where !stopped.contains(where: { $0 === session }) {
                 for thread in session.threads { try thread.detach() }
             }
             try namespaceInit?.tracee.detach()

@@ -53,6 +53,9 @@ struct TaskValidator {
     /// SECCOMP_FILTER_FLAG_LOG, the one flag a filter is recorded with.
     private static let seccompFilterFlags: UInt64 = 2
 
+    /// SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU.
+    private static let stopSignals: ClosedRange<UInt32> = 19...22
+
     func validate(_ task: Amber_Task) throws(ImageError) {
         try validateIdentity(task)
         try validateNamespacePIDs(task.namespacePids, of: task.pid, field: "namespace_pids")
@@ -60,10 +63,16 @@ struct TaskValidator {
               task.namespacePgids.allSatisfy({ $0 == 0 || ImageFormat.pidRange.contains($0) }) else {
             throw invalid("namespace_pgids", "\(task.namespacePgids) is not a group ID (or 0) at each level of namespace_pids")
         }
+        guard task.stopSignal == 0 || Self.stopSignals.contains(task.stopSignal) else {
+            throw invalid("stop_signal", "\(task.stopSignal) is not a signal that stops a process (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU)")
+        }
+        guard task.stopSignal != 0 || !task.stopReported else {
+            throw invalid("stop_reported", "set on a process that is not stopped")
+        }
         if task.zombie {
             // A zombie keeps nothing but its identity and exit status.
-            guard !task.hasRegisters, !task.hasMemory, task.threads.isEmpty, task.files.descriptors.isEmpty, !task.hasSeccomp else {
-                throw invalid("zombie", "a zombie cannot have registers, memory, threads, files or seccomp")
+            guard !task.hasRegisters, !task.hasMemory, task.threads.isEmpty, task.files.descriptors.isEmpty, !task.hasSeccomp, task.stopSignal == 0 else {
+                throw invalid("zombie", "a zombie cannot have registers, memory, threads, files, seccomp or a stop")
             }
             guard task.exitStatus <= 0xffff, task.exitStatus & 0x7f != 0x7f else {
                 throw invalid("exit_status", "\(hex(UInt64(task.exitStatus))) is not a wait status of a process that ended")

@@ -21,6 +21,7 @@ public enum SyscallNumber {
     public static let getsid = 124
     public static let kill = 62
     public static let wait4 = 61
+    public static let waitid = 247
     public static let exitGroup = 231
     public static let rtSigtimedwait = 128
     public static let rtSigqueueinfo = 129
@@ -45,6 +46,15 @@ public enum SyscallNumber {
     public static let closeRange = 436
     public static let clone3 = 435
     public static let pidfdGetfd = 438
+}
+
+/// waitid(2)'s idtype and options, for calls injected into a task.
+public enum WaitOption {
+    /// P_PID: wait for the child with the given PID.
+    public static let pidType: UInt64 = 1
+    public static let noHang: UInt64 = 1
+    public static let stopped: UInt64 = 2
+    public static let noWait: UInt64 = 0x0100_0000
 }
 
 /// Runs single system calls inside a stopped tracee: its registers are pointed at a `syscall`

@@ -63,6 +63,20 @@ final class TaskValidationTests: ImageTestCase {
         }
     }
 
+    func testStop() throws {
+        try assertAccepted { $0.stopSignal = 19 }
+        try assertAccepted { $0.stopSignal = 20; $0.stopReported = true }
+        try assertRejected("stop_signal") { $0.stopSignal = 9 }
+        try assertRejected("stop_signal") { $0.stopSignal = 23 }
+        try assertRejected("stop_reported") { $0.stopReported = true }
+        try assertRejected("zombie") { task in
+            task = Amber_Task()
+            task.pid = Fixture.pid
+            task.zombie = true
+            task.stopSignal = 19
+        }
+    }
+
     func testThreads() throws {
         func thread(_ tid: Int32) -> Amber_Thread {
             var thread = Amber_Thread()

@@ -96,6 +96,21 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedUserNamespace, object: "another user namespace")
     }
 
+    /// Named: the traced child and its tracer (the root); the child stays in its tracer's ptrace
+    /// stop, and the root runs on untraced.
+    func testDumpRefusesTracedTask() throws {
+        _ = try requireAmber()
+        let p = try start(.unsupportedTraced)
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        let child = try XCTUnwrap(Proc.children(p.pid).first, "the traced child is gone")
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(child)", "traced by process \(p.pid)"])
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+        assertRunningUntraced(p.pid, "after the refused dump")
+        XCTAssertEqual(Proc.status(child)?.tracerPid, p.pid, "the child's tracer changed")
+        try terminateAndExpectPass(p, "after the refused dump")
+    }
+
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
     private func checkUnsupported(_ scenario: Scenario, object: String, file: StaticString = #filePath,

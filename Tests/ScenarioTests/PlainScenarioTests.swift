@@ -20,6 +20,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedSharedFDTable() throws { try runPlain(.unsupportedSharedFDTable) }
     func testSecondThread() throws { try runPlain(.secondThread) }
     func testChildPause() throws { try runPlain(.childPause) }
+    func testStopped() throws { try runPlain(.stopped) }
     func testTree() throws { try runPlain(.tree) }
     func testZombies() throws { try runPlain(.zombies) }
     func testForker() throws { try runPlain(.forker) }
@@ -32,6 +33,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTimers() throws { try runPlain(.timers) }
     func testUnsupportedCPUClockTimer() throws { try runPlain(.unsupportedCPUClockTimer) }
     func testUnsupportedDeadline() throws { try runPlain(.unsupportedDeadline) }
+    func testUnsupportedTraced() throws { try runPlain(.unsupportedTraced) }
     func testSeccomp() throws { try runPlain(.seccomp) }
     func testSeccompStrict() throws { try runPlain(.seccompStrict) }
     func testUnsupportedSeccompListener() throws { try runPlain(.unsupportedSeccompListener) }

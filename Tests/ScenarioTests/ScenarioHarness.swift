@@ -56,6 +56,8 @@ struct Scenario: Sendable {
     static let unsupportedSetns = Scenario(name: "unsupported_setns")
     static let secondThread = Scenario(name: "second_thread")
     static let childPause = Scenario(name: "child_pause")
+    /// Three stopped children, one stop collected by the parent, one by SIGTSTP with two threads.
+    static let stopped = Scenario(name: "stopped")
     /// 50 processes in 3 sessions and 6 process groups, one group without its leader.
     static let tree = Scenario(name: "tree")
     /// Unreaped children with distinct exit statuses.
@@ -78,6 +80,8 @@ struct Scenario: Sendable {
     static let timers = Scenario(name: "timers")
     /// A POSIX timer on the CPU clock of a child process.
     static let unsupportedCPUClockTimer = Scenario(name: "unsupported_cpu_clock_timer")
+    /// A child the root traces, in a ptrace stop.
+    static let unsupportedTraced = Scenario(name: "unsupported_traced")
     /// A thread under SCHED_DEADLINE.
     static let unsupportedDeadline = Scenario(name: "unsupported_deadline")
     /// Seccomp filter chains: two shared by both threads, one of the second thread's own.
@@ -97,8 +101,8 @@ struct Scenario: Sendable {
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
-        unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
-        scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline,
+        unsupportedSetns, secondThread, childPause, stopped, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
+        scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced,
         seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
         unsupportedUserNamespace,
     ]

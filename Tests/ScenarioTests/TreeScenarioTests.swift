@@ -8,6 +8,8 @@ final class TreeScenarioTests: ScenarioTestCase {
     func testTree() throws { try runDumped(.tree) }
     func testZombies() throws { try runDumped(.zombies) }
     func testForker() throws { try runDumped(.forker) }
+    func testStopped() throws { try runDumped(.stopped) }
+    func testLeaveRunningStopped() throws { try runLeaveRunning(.stopped) }
     func testThreads() throws { try runDumped(.threads) }
     func testFutexWait() throws { try runDumped(.futexWait) }
     func testPidNamespaces() throws { try runDumped(.pidns) }

@@ -14,6 +14,8 @@ struct FrozenProcess {
     /// What /proc says of it, read once it was frozen: the checks and the dump all use this.
     let snapshot: ProcessSnapshot
     var zombie: Bool { threads.isEmpty }
+    /// The signal of the group stop it was in when frozen, 0 if it was running.
+    let stopSignal: Int32
     /// A `syscall` instruction in its vDSO, once the dump found one: killing the tree injects with it.
     var syscallInstruction: UInt64?
 }
@@ -82,7 +84,7 @@ enum TreeState {
             logger.trace("seized \(seized.count) processes")
             let snapshots = seized.concurrentMap { process in Result { () throws(LinuxError) in try ProcessSnapshot(pid: process.pid, threads: process.threads) } }
             frozen = try zip(seized, snapshots).map { process, snapshot in
-                FrozenProcess(pid: process.pid, name: process.name, threads: process.threads, snapshot: try snapshot.get())
+                FrozenProcess(pid: process.pid, name: process.name, threads: process.threads, snapshot: try snapshot.get(), stopSignal: process.stopSignal)
             }
         } catch {
             release(seized.flatMap(\.threads))
@@ -97,6 +99,8 @@ enum TreeState {
         let pid: Int32
         let name: ProcessName
         var threads: [Tracee]
+        /// The signal of the group stop it is in (stopped by SIGSTOP, SIGTSTP, ...), 0 if running.
+        var stopSignal: Int32 = 0
     }
 
     /// Freezes one process and appends it to `seized` (so that a failure half-way lets its
@@ -131,13 +135,19 @@ enum TreeState {
                     interrupted.append(tracee)
                 } catch where error.errno == .noSuchProcess && tid != pid {
                     continue // the thread exited meanwhile
+                } catch where tid == pid && seized[slot].threads.isEmpty && !isRoot && (try? ProcFS.status(pid: pid))?.state ?? "Z" == "Z" {
+                    // It exited between the status read and the seize (ptrace refuses a zombie
+                    // with EPERM): dumped as the zombie it now is, or left out once reaped.
+                    seized.removeLast()
+                    return try freezeProcess(pid, isRoot: isRoot, seized: &seized)
                 } catch {
                     if error.errno == .noSuchProcess { throw AmberError(.noSuchProcess, "process \(name) went away while it was being frozen") }
                     throw AmberError(.permissionDenied, "may not ptrace process \(name)\(tid == pid ? "" : ", thread \(tid)"): \(error.errno.name) (dumping needs the rights to ptrace it)")
                 }
             }
             for tracee in interrupted {
-                try stop(tracee)
+                let stopSignal = try stop(tracee)
+                if tracee.pid == pid { seized[slot].stopSignal = stopSignal }
             }
         }
         // The leader first: it is the one syscalls are injected into for the whole process.
@@ -149,10 +159,24 @@ enum TreeState {
     }
 
     /// Interrupts a seized thread; a signal that arrives meanwhile is delivered, not lost.
-    private static func stop(_ tracee: Tracee) throws {
+    /// Returns the signal of the group stop (SIGSTOP, SIGTSTP, ...) the thread is in, 0 if none.
+    /// A thread in a group stop reports it when seized and again for the interrupt, and until
+    /// it has taken that second trap every resume (an injected call's too) ends in it; past it,
+    /// injected calls run, and detaching puts the thread back into the group stop.
+    private static func stop(_ tracee: Tracee) throws -> Int32 {
         while true {
             let stop = try tracee.waitForStop()
-            if stop.event == WaitStatus.eventStop { return }
+            if stop.event == WaitStatus.eventStop {
+                guard stop.signal != SIGTRAP else { return 0 }
+                // Interrupting again only makes sure the second trap is pending.
+                try tracee.interrupt()
+                try tracee.cont()
+                while true {
+                    let trap = try tracee.waitForStop()
+                    if trap.event == WaitStatus.eventStop { return stop.signal }
+                    try tracee.cont(signal: trap.signal)
+                }
+            }
             try tracee.cont(signal: stop.signal)
         }
     }
@@ -219,8 +243,9 @@ enum TreeState {
         status.namespacePIDs.last == 1 && status.namespacePIDs.count == parentLevels + 1
     }
 
-    /// Identity of one process: parent, session, group, and its PID at every namespace level.
-    static func dump(_ process: FrozenProcess, into task: inout Amber_Task) throws {
+    /// Identity of one process: parent, session, group, its PID at every namespace level, and
+    /// its group stop (`stopCollected`: whether its parent has collected that stop already).
+    static func dump(_ process: FrozenProcess, into task: inout Amber_Task, stopCollected: Bool) throws {
         let stat = process.snapshot.stat
         let status = process.snapshot.status
         task.pid = process.pid
@@ -231,10 +256,33 @@ enum TreeState {
         task.namespacePids = status.namespacePIDs.count > 1 ? status.namespacePIDs : []
         task.namespaceInit = status.namespacePIDs.count > 1 && status.namespacePIDs.last == 1
         task.namespacePgids = status.namespacePIDs.count > 1 ? status.namespacePGIDs : []
+        task.stopSignal = UInt32(process.stopSignal)
+        task.stopReported = process.stopSignal != 0 && stopCollected
         if process.zombie {
             task.zombie = true
             task.exitStatus = UInt32(bitPattern: stat.exitCode)
         }
+    }
+
+    /// Whether the process `session` dumps has collected the stop of each of its stopped
+    /// `children` with wait(WUNTRACED) already, by child PID. Asked of the process itself by
+    /// waitid(WSTOPPED | WNOWAIT | WNOHANG), which reports a stop not yet collected without
+    /// collecting it (a child traced by amber still reports its group stop to its parent).
+    static func collectedStops(of children: [FrozenProcess], _ session: DumpSession) throws -> [Int32: Bool] {
+        var collected: [Int32: Bool] = [:]
+        for child in children {
+            let pid = pid(of: child.snapshot.status.namespacePIDs, inNamespaceOf: session.status.namespacePIDs) ?? child.pid
+            try session.injector.call("waitid(P_PID, \(pid), WSTOPPED | WNOWAIT | WNOHANG)", SyscallNumber.waitid, WaitOption.pidType, UInt64(pid), session.scratch, WaitOption.stopped | WaitOption.noWait | WaitOption.noHang, 0)
+            // siginfo_t's si_pid, at byte 16: 0 when there is nothing to collect.
+            collected[child.pid] = try session.readScratch(4, offset: 16).withUnsafeBytes { $0.loadUnaligned(as: Int32.self) } == 0
+        }
+        return collected
+    }
+
+    /// A process's PID as a process with the namespace PIDs `observer` sees it (both outermost first).
+    static func pid(of levels: [Int32], inNamespaceOf observer: [Int32]) -> Int32? {
+        let depth = max(observer.count, 1)
+        return levels.count >= depth ? levels[depth - 1] : nil
     }
 
     /// Kills the dumped tree and waits until every one of its PIDs can be used again. Children
@@ -364,6 +412,80 @@ enum TreeState {
         }
         logger.debug("created \(built.count) processes")
         return built.filter { !$0.record.zombie }
+    }
+
+    /// Lets the processes go that were in a group stop at the dump, each back in it, before any
+    /// other task runs: its stop signal is queued and every thread detached, and it stops before
+    /// it runs an instruction. Its parent, still traced, then has what it had at the dump: the
+    /// stop to collect with wait(WUNTRACED), or not if it had collected it (`stop_reported`),
+    /// and no SIGCHLD it did not have pending. Returns the processes let go.
+    static func letGoStopped(_ sessions: [RestoreSession]) throws -> [RestoreSession] {
+        let stopped = sessions.filter { $0.task.stopSignal != 0 }
+        for session in stopped {
+            let task = session.task
+            try Signals.send(stopSignal(of: task), to: session.pid)
+            for thread in session.threads { try thread.detach() }
+            guard let parent = sessions.first(where: { $0.task.pid == task.ppid }) else { continue }
+            let injector = try SyscallInjector(tracee: parent.tracee, instruction: parent.injector.instruction)
+            let pid = pid(of: task.namespacePids.isEmpty ? [task.pid] : task.namespacePids, inNamespaceOf: parent.task.namespacePids) ?? task.pid
+            // The stop is there to collect once the last thread has stopped.
+            try waitUntil("process \(task.pid) stops again") {
+                try injector.raw(SyscallNumber.waitid, WaitOption.pidType, UInt64(pid), 0, WaitOption.stopped | WaitOption.noWait | WaitOption.noHang, 0) == 0
+                    && ProcFS.stat(pid: session.pid).state == "T"
+            }
+            if task.stopReported {
+                try injector.call("waitid(P_PID, \(pid), WSTOPPED | WNOHANG)", SyscallNumber.waitid, WaitOption.pidType, UInt64(pid), 0, WaitOption.stopped | WaitOption.noHang, 0)
+            }
+            if sendsChildStopSignal(parent.task), !parent.task.signals.pending.contains(where: { $0.signal == UInt32(SIGCHLD) }) {
+                try waitUntil("the SIGCHLD of the stop of process \(task.pid)") {
+                    try ProcFS.status(pid: parent.pid).pendingShared & 1 << UInt64(SIGCHLD - 1) != 0
+                }
+                try discardChildSignal(injector, parent)
+            }
+            try injector.finish()
+        }
+        return stopped
+    }
+
+    /// The signal that stops `task` again: its own where it would stop the process (its default
+    /// disposition, not blocked), else SIGSTOP.
+    private static func stopSignal(of task: Amber_Task) -> Int32 {
+        let signal = task.stopSignal
+        let handled = task.signals.actions.contains { $0.signal == signal && $0.handler != 0 }
+        let blocked = task.signals.blocked & 1 << UInt64(signal - 1) != 0
+        return handled || blocked ? SIGSTOP : Int32(signal)
+    }
+
+    /// Whether a child's stop sends its parent a SIGCHLD: not when SIGCHLD is ignored or its
+    /// action has SA_NOCLDSTOP.
+    private static func sendsChildStopSignal(_ parent: Amber_Task) -> Bool {
+        guard let action = parent.signals.actions.first(where: { $0.signal == UInt32(SIGCHLD) }) else { return true }
+        return action.handler != 1 && action.flags & UInt64(SA_NOCLDSTOP) == 0
+    }
+
+    /// Polls `done` every 100 µs for up to 10 s.
+    private static func waitUntil(_ what: String, _ done: () throws -> Bool) throws {
+        for _ in 0..<100_000 {
+            if try done() { return }
+            usleep(100)
+        }
+        throw AmberError(.restoreFailed, "gave up waiting for \(what)")
+    }
+
+    /// Takes a SIGCHLD off the queue of `parent`, whose memory holds nothing of amber's any
+    /// more: the signal set and the zero timeout go below its stack pointer's red zone, which
+    /// the ABI leaves free (a signal frame may land there any time), and its bytes are put back.
+    private static func discardChildSignal(_ injector: SyscallInjector, _ parent: RestoreSession) throws {
+        let address = injector.savedRegisters.rsp - 128 - 32
+        let memory = ProcessMemory(pid: parent.pid)
+        var saved = [UInt8](repeating: 0, count: 32)
+        _ = try saved.withUnsafeMutableBytes { bytes throws(LinuxError) in try memory.read(into: bytes, from: [(address, 32)]) }
+        // The set (8 bytes), then a zero struct timespec (16 bytes).
+        var arguments = [UInt8](repeating: 0, count: 32)
+        arguments.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(1) << UInt64(SIGCHLD - 1), as: UInt64.self) }
+        _ = try arguments.withUnsafeBytes { bytes throws(LinuxError) in try memory.write(bytes, to: [(address, 32)]) }
+        _ = try injector.raw(SyscallNumber.rtSigtimedwait, address, 0, address + 8, 8)
+        _ = try saved.withUnsafeBytes { bytes throws(LinuxError) in try memory.write(bytes, to: [(address, 32)]) }
     }
 
     static func pidTaken(_ pid: Int32) -> AmberError {

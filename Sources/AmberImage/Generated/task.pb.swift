@@ -209,6 +209,20 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   /// Clears the value of `credentials`. Subsequent reads from it will return its default value.
   public mutating func clearCredentials() {_uniqueStorage()._credentials = nil}
 
+  /// Stopped by a signal (a group stop): SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU; 0 when running.
+  /// Restored stopped, by that signal where it would stop the process, else by SIGSTOP.
+  public var stopSignal: UInt32 {
+    get {_storage._stopSignal}
+    set {_uniqueStorage()._stopSignal = newValue}
+  }
+
+  /// The parent had already collected the stop with wait(WUNTRACED): after restore it must not
+  /// see it again. false: it can still collect it.
+  public var stopReported: Bool {
+    get {_storage._stopReported}
+    set {_uniqueStorage()._stopReported = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -682,7 +696,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{1}scheduling\0\u{3}thread_flags\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{1}credentials\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{1}scheduling\0\u{3}thread_flags\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{1}credentials\0\u{3}stop_signal\0\u{3}stop_reported\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -708,6 +722,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _timers: Amber_Timers? = nil
     var _seccomp: Amber_Seccomp? = nil
     var _credentials: Amber_Credentials? = nil
+    var _stopSignal: UInt32 = 0
+    var _stopReported: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -741,6 +757,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _timers = source._timers
       _seccomp = source._seccomp
       _credentials = source._credentials
+      _stopSignal = source._stopSignal
+      _stopReported = source._stopReported
     }
   }
 
@@ -782,6 +800,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 21: try { try decoder.decodeSingularMessageField(value: &_storage._timers) }()
         case 22: try { try decoder.decodeSingularMessageField(value: &_storage._seccomp) }()
         case 23: try { try decoder.decodeSingularMessageField(value: &_storage._credentials) }()
+        case 24: try { try decoder.decodeSingularUInt32Field(value: &_storage._stopSignal) }()
+        case 25: try { try decoder.decodeSingularBoolField(value: &_storage._stopReported) }()
         default: break
         }
       }
@@ -863,6 +883,12 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       try { if let v = _storage._credentials {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
       } }()
+      if _storage._stopSignal != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._stopSignal, fieldNumber: 24)
+      }
+      if _storage._stopReported != false {
+        try visitor.visitSingularBoolField(value: _storage._stopReported, fieldNumber: 25)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -895,6 +921,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._timers != rhs_storage._timers {return false}
         if _storage._seccomp != rhs_storage._seccomp {return false}
         if _storage._credentials != rhs_storage._credentials {return false}
+        if _storage._stopSignal != rhs_storage._stopSignal {return false}
+        if _storage._stopReported != rhs_storage._stopReported {return false}
         return true
       }
       if !storagesAreEqual {return false}
