@@ -32,10 +32,12 @@ final class DumpSession {
     let threads: [Tracee]
     let logger: Logger
     let injector: SyscallInjector
-    /// A private page mapped in the target for the results of injected calls; unmapped by `finish()`.
+    /// Memory in the target for the results of injected calls: below the leader's stack
+    /// pointer, its bytes put back by `finish()`, or else a private page mapped for the dump.
     let scratch: UInt64
-    static let scratchSize = 4096
-
+    static let scratchSize = 256
+    /// The bytes the scratch area held in the target's stack; nil for a mapped page.
+    private let savedStackBytes: [UInt8]?
 
     init(_ process: FrozenProcess, interruption: DumpInterruption, logger: Logger) throws(LinuxError) {
         let pid = process.pid
@@ -43,16 +45,46 @@ final class DumpSession {
         threads = process.threads
         tracee = process.threads[0]
         self.logger = logger
-        guard let vdso = target.maps.first(where: { $0.path == "[vdso]" }) else {
-            throw LinuxError(.noSuchFileOrDirectory, "find the [vdso] of process \(pid)")
+        let registers = try tracee.registers()
+        var instruction = SyscallInjector.syscallInstruction(before: registers.rip, pid: pid)
+        if instruction == nil {
+            guard let vdso = target.maps.first(where: { $0.path == "[vdso]" }) else {
+                throw LinuxError(.noSuchFileOrDirectory, "find the [vdso] of process \(pid)")
+            }
+            instruction = try SyscallInjector.findSyscallInstruction(pid: pid, vdso: vdso.start..<vdso.end)
         }
-        injector = try SyscallInjector(tracee: tracee, instruction: SyscallInjector.findSyscallInstruction(pid: pid, vdso: vdso.start..<vdso.end))
+        injector = try SyscallInjector(tracee: tracee, instruction: instruction!)
+        if let (address, bytes) = Self.stackScratch(pid: pid, stackPointer: registers.rsp, maps: target.maps) {
+            scratch = address
+            savedStackBytes = bytes
+            return
+        }
+        savedStackBytes = nil
         do {
-            scratch = try injector.call("mmap scratch page", SyscallNumber.mmap, 0, UInt64(Self.scratchSize), UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+            scratch = try injector.call("mmap scratch page", SyscallNumber.mmap, 0, 4096, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
         } catch {
             try? injector.finish()
             throw error
         }
+    }
+
+    /// Scratch space a dump needs (a few results of at most 128 bytes) taken from below the
+    /// leader's stack pointer and its 128-byte red zone, which the ABI leaves free (a signal
+    /// frame may land there at any time): mapping a page instead would show in the target's
+    /// VmPeak. Only where that is a writable private area whose page is present and not
+    /// shared with another process, so that no fault and no copy-on-write is caused; returns
+    /// the address and the bytes there to put back.
+    private static func stackScratch(pid: Int32, stackPointer: UInt64, maps: [MemoryMapping]) -> (UInt64, [UInt8])? {
+        guard stackPointer > 4096 + 128 + UInt64(scratchSize) else { return nil }
+        let address = (stackPointer - 128 - UInt64(scratchSize)) & ~15
+        let end = address + UInt64(scratchSize)
+        guard let area = maps.first(where: { $0.start <= address && end <= $0.end }), area.writable, area.readable, !area.shared,
+              let pageMap = try? PageMap(pid: pid),
+              (try? pageMap.isPresentAndExclusive(address)) == true, (try? pageMap.isPresentAndExclusive(end - 1)) == true
+        else { return nil }
+        var bytes = [UInt8](repeating: 0, count: scratchSize)
+        let read = bytes.withUnsafeMutableBytes { buffer in try? ProcessMemory(pid: pid).read(into: buffer, from: [(address, scratchSize)]) }
+        return read == scratchSize ? (address, bytes) : nil
     }
 
     /// A thread's /proc status as the frozen process has it.
@@ -72,9 +104,16 @@ final class DumpSession {
         return bytes
     }
 
-    /// Unmaps the scratch page and puts the target's registers and signal mask back.
+    /// Puts back the scratch area's bytes (or unmaps its page), the target's registers and signal mask.
     func finish() throws(LinuxError) {
-        try injector.call("munmap scratch page", SyscallNumber.munmap, scratch, UInt64(Self.scratchSize))
+        if let savedStackBytes {
+            let memory = ProcessMemory(pid: pid)
+            _ = try savedStackBytes.withUnsafeBytes { bytes in
+                Result { () throws(LinuxError) in try memory.write(bytes, to: [(scratch, bytes.count)]) }
+            }.get()
+        } else {
+            try injector.call("munmap scratch page", SyscallNumber.munmap, scratch, 4096)
+        }
         try injector.finish()
     }
 }

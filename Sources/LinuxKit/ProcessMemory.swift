@@ -114,6 +114,15 @@ public struct PageMap: ~Copyable {
 
     deinit { Glibc.close(fd) }
 
+    /// Whether the page at `address` is present and mapped by this process alone (pagemap's
+    /// bits 63 and 56): writing to it faults nothing in and breaks no sharing.
+    public func isPresentAndExclusive(_ address: UInt64) throws(LinuxError) -> Bool {
+        var entry: UInt64 = 0
+        let offset = off_t(address / 4096 * 8)
+        let count = try libcResult("read pagemap entry of 0x\(String(address, radix: 16))") { pread(fd, &entry, 8, offset) }.get()
+        return count == 8 && entry & (1 << 63) != 0 && entry & (1 << 56) != 0
+    }
+
     /// Ranges of [start, end) whose pages have every category in `required`, none in `excluded`,
     /// and (if `anyOf` is not empty) at least one of `anyOf`.
     public func scan(start: UInt64, end: UInt64, required: PageCategories = [], excluded: PageCategories = [], anyOf: PageCategories = []) throws(LinuxError) -> [Range<UInt64>] {

@@ -170,6 +170,17 @@ public struct SyscallInjector {
         return UInt64(bitPattern: result)
     }
 
+    /// The `syscall` instruction a thread stopped in a system call entered it by (its registers'
+    /// rip is just past it), so that injecting runs only code already in a page it has present:
+    /// executing one in a page of the vDSO it never touched would fault that page in. Nil when
+    /// the bytes before rip are not `syscall`.
+    public static func syscallInstruction(before rip: UInt64, pid: Int32) -> UInt64? {
+        guard rip >= 2 else { return nil }
+        var bytes: (UInt8, UInt8) = (0, 0)
+        let read = withUnsafeMutableBytes(of: &bytes) { buffer in try? ProcessMemory(pid: pid).read(into: buffer, from: [(rip - 2, 2)]) }
+        return read == 2 && bytes == (0x0f, 0x05) ? rip - 2 : nil
+    }
+
     /// Finds a `syscall` instruction in the task's [vdso].
     public static func findSyscallInstruction(pid: Int32, vdso: Range<UInt64>) throws(LinuxError) -> UInt64 {
         var bytes = [UInt8](repeating: 0, count: Int(vdso.upperBound - vdso.lowerBound))

@@ -24,6 +24,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testTimers() throws { try runDumped(.timers) }
     func testSeccomp() throws { try runDumped(.seccomp) }
     func testSeccompStrict() throws { try runDumped(.seccompStrict) }
+    func testUnchanged() throws { try runDumped(.unchanged) }
 
     /// The same image restores twice in a row (restore does not consume or alter it).
     func testImageRestoresTwice() throws {

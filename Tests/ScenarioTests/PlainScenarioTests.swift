@@ -34,6 +34,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedCPUClockTimer() throws { try runPlain(.unsupportedCPUClockTimer) }
     func testUnsupportedDeadline() throws { try runPlain(.unsupportedDeadline) }
     func testUnsupportedTraced() throws { try runPlain(.unsupportedTraced) }
+    func testUnchanged() throws { try runPlain(.unchanged) }
     func testSeccomp() throws { try runPlain(.seccomp) }
     func testSeccompStrict() throws { try runPlain(.seccompStrict) }
     func testUnsupportedSeccompListener() throws { try runPlain(.unsupportedSeccompListener) }

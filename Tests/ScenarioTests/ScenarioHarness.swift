@@ -80,6 +80,9 @@ struct Scenario: Sendable {
     static let timers = Scenario(name: "timers")
     /// A POSIX timer on the CPU clock of a child process.
     static let unsupportedCPUClockTimer = Scenario(name: "unsupported_cpu_clock_timer")
+    /// Handlers for every signal, masks, pending signals, timers, a thread, files and areas,
+    /// for a dump --leave-running to leave as they were.
+    static let unchanged = Scenario(name: "unchanged")
     /// A child the root traces, in a ptrace stop.
     static let unsupportedTraced = Scenario(name: "unsupported_traced")
     /// A thread under SCHED_DEADLINE.
@@ -102,7 +105,7 @@ struct Scenario: Sendable {
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
         unsupportedSetns, secondThread, childPause, stopped, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
-        scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced,
+        scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced, unchanged,
         seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
         unsupportedUserNamespace,
     ]
