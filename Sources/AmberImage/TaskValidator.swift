@@ -66,6 +66,9 @@ struct TaskValidator {
         guard task.stopSignal == 0 || Self.stopSignals.contains(task.stopSignal) else {
             throw invalid("stop_signal", "\(task.stopSignal) is not a signal that stops a process (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU)")
         }
+        guard task.exitSignal <= 64 else {
+            throw invalid("exit_signal", "\(task.exitSignal) is not a signal")
+        }
         guard task.stopSignal != 0 || !task.stopReported else {
             throw invalid("stop_reported", "set on a process that is not stopped")
         }

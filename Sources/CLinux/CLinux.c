@@ -153,10 +153,10 @@ static inline long raw_syscall4(long n, long a, long b, long c, long d) {
     return r;
 }
 
-long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd, pid_t awaited_child) {
+long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int exit_signal, int kept_fd, pid_t awaited_child) {
     struct amber_clone_args args = {0};
     args.flags = flags;
-    args.exit_signal = SIGCHLD;
+    args.exit_signal = (uint64_t)exit_signal;
     args.set_tid = (uint64_t)set_tid;
     args.set_tid_size = set_tid_count;
     long r = raw_syscall4(SYS_clone3, (long)&args, sizeof(args), 0, 0);

@@ -208,8 +208,8 @@ public let dumpOptions: PtraceOptions = [.traceSysGood]
 /// stopped, with no descriptor but `keptDescriptor`; resumed as it was, it reaps children and
 /// exits with the status of `awaitedChild` (see amber_clone3_stopped_helper).
 /// Returns its PID as seen by the caller.
-public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0, keptDescriptor: Int32, awaitedChild: Int32 = 0) throws(LinuxError) -> Tracee {
-    let result = pids.withUnsafeBufferPointer { amber_clone3_stopped_helper($0.baseAddress, $0.count, flags, keptDescriptor, awaitedChild) }
+public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0, exitSignal: Int32 = SIGCHLD, keptDescriptor: Int32, awaitedChild: Int32 = 0) throws(LinuxError) -> Tracee {
+    let result = pids.withUnsafeBufferPointer { amber_clone3_stopped_helper($0.baseAddress, $0.count, flags, exitSignal, keptDescriptor, awaitedChild) }
     let pid = Int32(try kernelResult(result, "clone3 with set_tid \(pids)").get())
     let tracee = Tracee(pid: pid)
     while true {

@@ -122,7 +122,8 @@ struct RestoreCommand: ParsableCommand {
         let pid = restored.childPID
         if detach { return }
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
+        // __WALL: a root cloned with another exit signal than SIGCHLD is a "clone" child.
+        while waitpid(pid, &status, __WALL) < 0 {
             guard errno == EINTR else { fail(AmberError(.failure, "waiting for process \(pid): errno \(errno)")) }
         }
         let low = status & 0x7f

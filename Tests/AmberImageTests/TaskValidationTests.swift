@@ -69,6 +69,9 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("stop_signal") { $0.stopSignal = 9 }
         try assertRejected("stop_signal") { $0.stopSignal = 23 }
         try assertRejected("stop_reported") { $0.stopReported = true }
+        try assertAccepted { $0.exitSignal = 0 }
+        try assertAccepted { $0.exitSignal = 10 }
+        try assertRejected("exit_signal") { $0.exitSignal = 65 }
         try assertRejected("zombie") { task in
             task = Amber_Task()
             task.pid = Fixture.pid

@@ -21,6 +21,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testSecondThread() throws { try runPlain(.secondThread) }
     func testChildPause() throws { try runPlain(.childPause) }
     func testStopped() throws { try runPlain(.stopped) }
+    func testExitSignal() throws { try runPlain(.exitSignal) }
     func testTree() throws { try runPlain(.tree) }
     func testZombies() throws { try runPlain(.zombies) }
     func testForker() throws { try runPlain(.forker) }

@@ -58,6 +58,8 @@ struct Scenario: Sendable {
     static let childPause = Scenario(name: "child_pause")
     /// Three stopped children, one stop collected by the parent, one by SIGTSTP with two threads.
     static let stopped = Scenario(name: "stopped")
+    /// Children cloned with exit signal SIGUSR1 and with none.
+    static let exitSignal = Scenario(name: "exit_signal")
     /// 50 processes in 3 sessions and 6 process groups, one group without its leader.
     static let tree = Scenario(name: "tree")
     /// Unreaped children with distinct exit statuses.
@@ -104,7 +106,7 @@ struct Scenario: Sendable {
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
-        unsupportedSetns, secondThread, childPause, stopped, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
+        unsupportedSetns, secondThread, childPause, stopped, exitSignal, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
         scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced, unchanged,
         seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
         unsupportedUserNamespace,

@@ -9,6 +9,7 @@ final class TreeScenarioTests: ScenarioTestCase {
     func testZombies() throws { try runDumped(.zombies) }
     func testForker() throws { try runDumped(.forker) }
     func testStopped() throws { try runDumped(.stopped) }
+    func testExitSignal() throws { try runDumped(.exitSignal) }
     func testLeaveRunningStopped() throws { try runLeaveRunning(.stopped) }
     func testThreads() throws { try runDumped(.threads) }
     func testFutexWait() throws { try runDumped(.futexWait) }

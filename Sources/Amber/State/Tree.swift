@@ -256,6 +256,7 @@ enum TreeState {
         task.namespacePids = status.namespacePIDs.count > 1 ? status.namespacePIDs : []
         task.namespaceInit = status.namespacePIDs.count > 1 && status.namespacePIDs.last == 1
         task.namespacePgids = status.namespacePIDs.count > 1 ? status.namespacePGIDs : []
+        task.exitSignal = UInt32(stat.exitSignal)
         task.stopSignal = UInt32(process.stopSignal)
         task.stopReported = process.stopSignal != 0 && stopCollected
         if process.zombie {
@@ -371,10 +372,10 @@ enum TreeState {
         do {
             let flags = root.namespaceInit ? newPIDNamespace : 0
             if let namespaceInit {
-                rootTracee = try clone(in: namespaceInit.injector, session: namespaceInit, flags: flags, exitSignal: SIGCHLD, pids: requestedPIDs(root), what: "process \(root.pid)")
+                rootTracee = try clone(in: namespaceInit.injector, session: namespaceInit, flags: flags, exitSignal: Int32(root.exitSignal), pids: requestedPIDs(root), what: "process \(root.pid)")
                 try namespaceInit.injector.finish()
             } else {
-                rootTracee = try createStoppedHelper(pids: requestedPIDs(root), flags: flags, keptDescriptor: restorerPidfd)
+                rootTracee = try createStoppedHelper(pids: requestedPIDs(root), flags: flags, exitSignal: Int32(root.exitSignal), keptDescriptor: restorerPidfd)
             }
         } catch let error as LinuxError {
             if error.errno == .fileExists { throw pidTaken(root.pid) }
@@ -397,7 +398,7 @@ enum TreeState {
             for child in (children[parent.record.pid] ?? []).sorted(by: { $0.pid < $1.pid }) {
                 let tracee: Tracee
                 do {
-                    tracee = try clone(in: parent.injector, session: parent, flags: child.namespaceInit ? newPIDNamespace : 0, exitSignal: SIGCHLD, pids: requestedPIDs(child), what: "process \(child.pid)")
+                    tracee = try clone(in: parent.injector, session: parent, flags: child.namespaceInit ? newPIDNamespace : 0, exitSignal: Int32(child.exitSignal), pids: requestedPIDs(child), what: "process \(child.pid)")
                 } catch let error as LinuxError where error.errno == .fileExists {
                     throw pidTaken(child.pid)
                 }
@@ -523,7 +524,7 @@ enum TreeState {
             try exit(standIn.tracee, injector: standIn.injector, status: 0)
             // Its parent reaps it at once, so no stray child is left behind in the restored process.
             try standIn.parent.injector.call("wait4(\(standIn.pidInParent))", SyscallNumber.wait4, UInt64(standIn.pidInParent), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
-            try discardChildSignal(standIn.parent)
+            try discardChildSignal(SIGCHLD, standIn.parent)
         }
     }
 
@@ -536,7 +537,7 @@ enum TreeState {
             try task.injector.call("prlimit64(RLIMIT_CORE)", SyscallNumber.prlimit64, 0, UInt64(RLIMIT_CORE.rawValue), noCore, 0)
         }
         try exit(task.tracee, injector: task.injector, status: task.record.exitStatus)
-        try discardChildSignal(parent)
+        try discardChildSignal(Int32(task.record.exitSignal), parent)
     }
 
     /// Ends a stopped helper with a wait status: exit_group for an exit code, the signal for a death by signal.
@@ -558,9 +559,11 @@ enum TreeState {
         }
     }
 
-    /// The restorer made a child exit: take the SIGCHLD this queued off the parent.
-    private static func discardChildSignal(_ parent: TreeTask) throws {
-        var set: UInt64 = 1 << (UInt64(SIGCHLD) - 1)
+    /// The restorer made a child exit: take the exit signal this queued (SIGCHLD, or the one
+    /// the child was cloned with) off the parent.
+    private static func discardChildSignal(_ signal: Int32, _ parent: TreeTask) throws {
+        guard signal != 0 else { return }
+        var set: UInt64 = 1 << (UInt64(signal) - 1)
         var timeout = timespec(tv_sec: 0, tv_nsec: 0)
         let setAddress = try withUnsafeBytes(of: &set) { try parent.writeScratch($0, offset: 1024) }
         let timeoutAddress = try withUnsafeBytes(of: &timeout) { try parent.writeScratch($0, offset: 1040) }
