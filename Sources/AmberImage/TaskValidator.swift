@@ -501,6 +501,12 @@ struct TaskValidator {
         guard [0, 1, 3].contains(flags.memoryDenyWriteExecute) else {
             throw invalid("process_flags.memory_deny_write_execute", "\(flags.memoryDenyWriteExecute) is not 0, 1 or 3")
         }
+        guard flags.coredumpFilter < 1 << 9 else {
+            throw invalid("process_flags.coredump_filter", "0x\(String(flags.coredumpFilter, radix: 16)) has bits above the nine kinds of memory")
+        }
+        guard flags.futexHashSlots == 0 || (flags.futexHashSlots <= 1 << 20 && flags.futexHashSlots & (flags.futexHashSlots - 1) == 0) else {
+            throw invalid("process_flags.futex_hash_slots", "\(flags.futexHashSlots) is not 0 or a power of two up to 2^20")
+        }
     }
 
     private func validateTimers(_ timers: Amber_Timers) throws(ImageError) {

@@ -62,6 +62,15 @@ public enum ProcFS {
         return value
     }
 
+    /// Writes `text` to a /proc file (oom_score_adj, coredump_filter...) in one write.
+    public static func write(_ text: String, to path: String) throws(LinuxError) {
+        let fd = try libcResult("open \(path)") { Glibc.open(path, O_WRONLY | O_CLOEXEC) }.get()
+        defer { Glibc.close(fd) }
+        let bytes = Array(text.utf8)
+        let written = try libcResult("write \(text.debugDescription) to \(path)") { Glibc.write(fd, bytes, bytes.count) }.get()
+        guard written == bytes.count else { throw LinuxError(.ioError, "write \(text.debugDescription) to \(path): \(written) of \(bytes.count) bytes") }
+    }
+
     /// The target of a symbolic link, however long it is.
     ///
     /// readlink(2) truncates silently, so the buffer grows until the answer fits.

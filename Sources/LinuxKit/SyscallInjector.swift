@@ -30,6 +30,8 @@ public enum SyscallNumber {
     public static let fchdir = 81
     public static let umask = 95
     public static let prctl = 157
+    public static let archPrctl = 158
+    public static let keyctl = 250
     public static let setTidAddress = 218
     public static let timerCreate = 222
     public static let timerSettime = 223

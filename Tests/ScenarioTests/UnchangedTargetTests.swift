@@ -1,6 +1,8 @@
 // A dump with --leave-running only reads: everything /proc shows of the target is the same
 // after it as before, but for what running costs (CPU time, context switches, the CPU it last
-// ran on), which the injected calls spend as the target's own.
+// ran on), which the injected calls spend as the target's own, and what other processes
+// change: the user's queued signals (SigQ) and how pages are shared (smaps' Pss, Shared_* and
+// Private_*) or aged (Referenced, which any read of a page sets, amber's too).
 
 import XCTest
 
@@ -35,14 +37,18 @@ final class UnchangedTargetTests: ScenarioTestCase {
 struct ProcView {
     private(set) var entries: [String: String] = [:]
 
-    /// Lines of status files that count what running costs.
-    static let runningCosts: Set<String> = ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"]
+    /// Lines of status files that count what running costs, or what other processes change.
+    static let runningCosts: Set<String> = ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches", "SigQ"]
+    /// Lines of smaps that other processes change.
+    static let sharing = ["Pss", "Shared_", "Private_", "Referenced", "SwapPss"]
     /// Fields of stat files (1-based) that do: utime, stime, and the CPU it last ran on.
     static let runningCostFields: Set<Int> = [14, 15, 39]
 
     init(pid: pid_t) {
         let base = "/proc/\(pid)"
-        for file in ["maps", "smaps", "limits", "timers", "personality", "oom_score_adj", "oom_score", "timerslack_ns",
+        entries["smaps"] = (Sys.readText("\(base)/smaps") ?? "").split(separator: "\n")
+            .filter { line in !Self.sharing.contains { line.hasPrefix($0) } }.joined(separator: "\n")
+        for file in ["maps", "limits", "timers", "personality", "oom_score_adj", "oom_score", "timerslack_ns",
                      "cgroup", "environ", "cmdline", "comm", "wchan", "syscall", "loginuid", "sessionid", "auxv",
                      "mountinfo", "statm", "mem_flags_unused"] {
             if let text = Sys.readText("\(base)/\(file)") { entries[file] = text }

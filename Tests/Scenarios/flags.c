@@ -5,6 +5,9 @@
  * late machine-check kill policy and no_new_privs, a named second thread has parent-death
  * signal SIGURG, the early machine-check policy and no no_new_privs (both signals are
  * ignored by default: after a detached restore the restorer, the new parent, exits).
+ * The main thread also has cpuid faulting on (ARCH_SET_CPUID 0), the worker rdtsc faulting
+ * (PR_SET_TSC PR_TSC_SIGSEGV: it only sleeps by nanosleep, never reads the vDSO clock); the
+ * process has coredump_filter 0x3b and a private futex hash of 64 slots.
  * After SIGTERM each thread checks its own flags.
  */
 #include "scenario.h"
@@ -20,6 +23,14 @@
 #define PR_MDWE_REFUSE_EXEC_GAIN (1UL << 0)
 #endif
 #define PERSONALITY (ADDR_NO_RANDOMIZE | STICKY_TIMEOUTS)
+#define ARCH_GET_CPUID 0x1011
+#define ARCH_SET_CPUID 0x1012
+#ifndef PR_FUTEX_HASH
+#define PR_FUTEX_HASH 78
+#define PR_FUTEX_HASH_SET_SLOTS 1
+#define PR_FUTEX_HASH_GET_SLOTS 2
+#endif
+#define COREDUMP_FILTER "0x3b"
 
 static char worker_result[512];
 static volatile int stop;
@@ -29,7 +40,7 @@ static void *worker(void *arg)
 {
     (void)arg;
     if (prctl(PR_SET_NAME, "flags-worker", 0, 0, 0) < 0 || prctl(PR_SET_PDEATHSIG, SIGURG, 0, 0, 0) < 0 ||
-        prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0) < 0)
+        prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0) < 0 || prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) < 0)
         sc_die("worker prctl");
     pthread_barrier_wait(&ready);
     while (!stop)
@@ -52,6 +63,12 @@ static void *worker(void *arg)
     int persona = personality(0xffffffff);
     if (persona != PERSONALITY)
         NOTE("worker: personality %#x, expected %#x; ", persona, PERSONALITY);
+    int tsc = -1;
+    prctl(PR_GET_TSC, &tsc, 0, 0, 0);
+    if (tsc != PR_TSC_SIGSEGV)
+        NOTE("worker: PR_GET_TSC %d, expected PR_TSC_SIGSEGV; ", tsc);
+    if (syscall(SYS_arch_prctl, ARCH_GET_CPUID, 0) != 1)
+        NOTE("worker: cpuid faults, it did not; ");
 #undef NOTE
     return NULL;
 }
@@ -68,6 +85,14 @@ int main(int argc, char **argv)
         prctl(PR_SET_THP_DISABLE, 1, PR_THP_DISABLE_EXCEPT_ADVISED, 0, 0) < 0 ||
         prctl(PR_SET_PDEATHSIG, SIGWINCH, 0, 0, 0) < 0 || prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_LATE, 0, 0) < 0)
         sc_die("prctl");
+    if (syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0) != 0)
+        sc_die("ARCH_SET_CPUID 0");
+    if (prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_SET_SLOTS, 64, 0, 0) != 0)
+        sc_die("PR_FUTEX_HASH_SET_SLOTS 64");
+    int filter = open("/proc/self/coredump_filter", O_WRONLY | O_CLOEXEC);
+    if (filter < 0 || write(filter, COREDUMP_FILTER, strlen(COREDUMP_FILTER)) < 0)
+        sc_die("coredump_filter");
+    close(filter);
     /* Last: they cannot be undone. */
     if (prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         sc_die("PR_SET_MDWE or PR_SET_NO_NEW_PRIVS");
@@ -91,6 +116,15 @@ int main(int argc, char **argv)
     sc_check(mce == PR_MCE_KILL_LATE, "machine-check kill policy %d, expected late (%d)", mce, PR_MCE_KILL_LATE);
     int persona = personality(0xffffffff);
     sc_check(persona == PERSONALITY, "personality %#x, expected %#x", persona, PERSONALITY);
+    sc_check(syscall(SYS_arch_prctl, ARCH_GET_CPUID, 0) == 0, "cpuid does not fault");
+    int tsc = -1;
+    prctl(PR_GET_TSC, &tsc, 0, 0, 0);
+    sc_check(tsc == PR_TSC_ENABLE, "PR_GET_TSC %d in the main thread, expected PR_TSC_ENABLE", tsc);
+    int slots = prctl(PR_FUTEX_HASH, PR_FUTEX_HASH_GET_SLOTS, 0, 0, 0);
+    sc_check(slots == 64, "the futex hash has %d slots, expected 64", slots);
+    char text[32] = {0};
+    sc_read_file("/proc/self/coredump_filter", text, sizeof text - 1);
+    sc_check(strtoul(text, NULL, 16) == strtoul(COREDUMP_FILTER, NULL, 16), "coredump_filter %s, expected %s", text, COREDUMP_FILTER);
     stop = 1;
     pthread_join(thread, NULL);
     sc_check(worker_result[0] == 0, "%s", worker_result);

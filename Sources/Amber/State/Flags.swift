@@ -3,8 +3,11 @@ import Glibc
 import LinuxKit
 
 /// prctl flags and /proc settings: of the process (dumpable, child subreaper, THP-disable,
-/// memory-deny-write-execute, personality, oom_score_adj) and of each thread (parent-death
-/// signal, machine-check kill policy, no_new_privs).
+/// memory-deny-write-execute, personality, oom_score_adj, coredump_filter, the private futex
+/// hash's size) and of each thread (parent-death signal, machine-check kill policy,
+/// no_new_privs, rdtsc and cpuid faulting). Per-thread controls amber cannot set again
+/// (speculation control, linear address masking, shadow stacks, syscall user dispatch, the
+/// I/O flusher flag) and AMX permission are refused by name.
 enum FlagState {
     private static let setPdeathsig: UInt64 = 1, getPdeathsig: UInt64 = 2
     private static let setDumpable: UInt64 = 4
@@ -32,7 +35,41 @@ enum FlagState {
         record.memoryDenyWriteExecute = UInt32(try injector.call("prctl(PR_GET_MDWE)", SyscallNumber.prctl, getMDWE, 0, 0, 0, 0))
         record.personality = try ProcFS.number("/proc/\(session.pid)/personality") { UInt32($0, radix: 16) }
         record.oomScoreAdj = try ProcFS.number("/proc/\(session.pid)/oom_score_adj") { Int32($0) }
+        record.coredumpFilter = try coredumpFilter(pid: session.pid)
+        // EINVAL on kernels before 6.16, which have one global futex hash.
+        let slots = try injector.raw(SyscallNumber.prctl, TaskControl.futexHash, TaskControl.futexHashGetSlots)
+        record.futexHashSlots = slots > 0 ? UInt32(clamping: slots) : 0
+        // EINVAL on CPUs without dynamically enabled features.
+        let permissions = try injector.raw(SyscallNumber.archPrctl, TaskControl.archGetXCompPermissions, session.scratch) == 0
+            ? try session.readScratch(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } : 0
+        if permissions & TaskControl.amxTileData != 0 {
+            throw AmberError.unsupported(session.name, "has permission to use AMX tiles (arch_prctl ARCH_REQ_XCOMP_PERM): not supported yet")
+        }
         return record
+    }
+
+    private static func coredumpFilter(pid: Int32) throws -> UInt32 {
+        try ProcFS.number("/proc/\(pid)/coredump_filter") { UInt32($0, radix: 16) }
+    }
+
+    /// What a thread's status shows of per-thread controls a restore cannot set again, or nil:
+    /// speculation control set by PR_SET_SPECULATION_CTRL ("thread ..." and "conditional ...
+    /// disabled" states), linear address masking (an untag mask) and shadow stacks.
+    static func unrestorableControl(in status: ProcessStatus) -> String? {
+        let fields = status.fields
+        if let value = fields["Speculation_Store_Bypass"], value.hasPrefix("thread ") && value != "thread vulnerable" {
+            return "speculative store bypass control \"\(value)\" (PR_SET_SPECULATION_CTRL)"
+        }
+        if let value = fields["SpeculationIndirectBranch"], value.hasPrefix("conditional") && value.hasSuffix("disabled") {
+            return "indirect branch speculation control \"\(value)\" (PR_SET_SPECULATION_CTRL)"
+        }
+        if let value = fields["untag_mask"], value != "0xffffffffffffffff" {
+            return "linear address masking (untag mask \(value), ARCH_ENABLE_TAGGED_ADDR)"
+        }
+        if let value = fields["x86_Thread_features"], !value.isEmpty {
+            return "x86 thread features \"\(value)\" (shadow stack, ARCH_SHSTK_ENABLE)"
+        }
+        return nil
     }
 
     /// One thread's, read by `injector` running in that thread.
@@ -47,6 +84,23 @@ enum FlagState {
             record.noNewPrivs = try injector.call("prctl(PR_GET_NO_NEW_PRIVS)", SyscallNumber.prctl, getNoNewPrivs) != 0
         }
         record.machineCheckKill = UInt32(try injector.call("prctl(PR_MCE_KILL_GET)", SyscallNumber.prctl, ProcessControl.GetOption.machineCheckKill.argument, 0, 0, 0, 0))
+        let tid = injector.tracee.pid
+        let status = try session.threadStatus(tid)
+        if let control = unrestorableControl(in: status) {
+            throw AmberError.unsupported(session.name, "has thread \(tid) with \(control): not supported yet")
+        }
+        if try injector.tracee.syscallUserDispatchOn() {
+            throw AmberError.unsupported(session.name, "has thread \(tid) with syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH): not supported yet")
+        }
+        // Only readable with CAP_SYS_RESOURCE, which setting it needs too.
+        let mayReadIOFlusher = (status.capabilities?.effective ?? 0) & 1 << 24 != 0
+        if mayReadIOFlusher, try injector.raw(SyscallNumber.prctl, TaskControl.getIOFlusher) == 1 {
+            throw AmberError.unsupported(session.name, "has thread \(tid) marked as an I/O flusher (PR_SET_IO_FLUSHER): not supported yet")
+        }
+        try injector.call("prctl(PR_GET_TSC)", SyscallNumber.prctl, TaskControl.getTSC, session.scratch)
+        record.tscSigsegv = try session.readScratch(4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) } == TaskControl.tscSigsegv
+        // 1: cpuid runs; 0: it faults (ARCH_SET_CPUID 0).
+        record.cpuidFaulting = try injector.raw(SyscallNumber.archPrctl, TaskControl.archGetCPUID) == 0
         return record
     }
 
@@ -71,6 +125,13 @@ enum FlagState {
             try leader.call("prctl(PR_SET_THP_DISABLE, \(flags.thpDisable))", SyscallNumber.prctl, setTHPDisable, UInt64(flags.thpDisable & 1), UInt64(flags.thpDisable & thpExceptAdvised))
         }
         try writeOOMScoreAdjustment(flags.oomScoreAdj, pid: session.pid)
+        if try coredumpFilter(pid: session.pid) != flags.coredumpFilter {
+            try ProcFS.write("0x\(String(flags.coredumpFilter, radix: 16))\n", to: "/proc/\(session.pid)/coredump_filter")
+        }
+        // Its threads exist by now, which may have made the hash private at a size of the kernel's choosing.
+        if flags.futexHashSlots != 0, try leader.raw(SyscallNumber.prctl, TaskControl.futexHash, TaskControl.futexHashGetSlots) != Int64(flags.futexHashSlots) {
+            try leader.call("prctl(PR_FUTEX_HASH_SET_SLOTS, \(flags.futexHashSlots))", SyscallNumber.prctl, TaskControl.futexHash, TaskControl.futexHashSetSlots, UInt64(flags.futexHashSlots))
+        }
         let records = [task.threadFlags] + task.threads.map(\.threadFlags)
         let injectors = try session.threads.map { tracee throws(LinuxError) in
             tracee.pid == session.pid ? leader : try SyscallInjector(tracee: tracee, instruction: leader.instruction)
@@ -86,6 +147,12 @@ enum FlagState {
                 try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_CLEAR)", SyscallNumber.prctl, machineCheckKill, machineCheckKillClear, 0, 0, 0)
             } else if record.machineCheckKill != baseline.machineCheckKill {
                 try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_SET, \(record.machineCheckKill))", SyscallNumber.prctl, machineCheckKill, machineCheckKillSet, UInt64(record.machineCheckKill), 0, 0)
+            }
+            if record.tscSigsegv {
+                try injector.call("prctl(PR_SET_TSC, PR_TSC_SIGSEGV)", SyscallNumber.prctl, TaskControl.setTSC, TaskControl.tscSigsegv)
+            }
+            if record.cpuidFaulting {
+                try injector.call("arch_prctl(ARCH_SET_CPUID, 0)", SyscallNumber.archPrctl, TaskControl.archSetCPUID, 0)
             }
         }
         if flags.memoryDenyWriteExecute != 0 {
@@ -108,16 +175,11 @@ enum FlagState {
     /// without CAP_SYS_RESOURCE, and neither may we.
     private static func writeOOMScoreAdjustment(_ value: Int32, pid: Int32) throws {
         let path = "/proc/\(pid)/oom_score_adj"
-        let fd = Glibc.open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw LinuxError.current("open \(path)") }
-        defer { Glibc.close(fd) }
-        let text = Array("\(value)\n".utf8)
-        if Glibc.write(fd, text, text.count) != text.count {
-            let error = LinuxError.current("write \(value) to \(path)")
-            if error.errno == .permissionDenied {
-                throw AmberError(.restoreFailed, "cannot set oom_score_adj \(value) of process \(pid): lowering it below what the restorer started with needs CAP_SYS_RESOURCE (\(error))")
-            }
-            throw error
+        do {
+            try ProcFS.write("\(value)\n", to: path)
+        } catch {
+            guard error.errno == .permissionDenied else { throw error }
+            throw AmberError(.restoreFailed, "cannot set oom_score_adj \(value) of process \(pid): lowering it below what the restorer started with needs CAP_SYS_RESOURCE (\(error))")
         }
     }
 }

@@ -600,6 +600,12 @@ public nonisolated struct Amber_ThreadFlags: Sendable {
   /// PR_MCE_KILL_GET: late 0, early 1, the system's default 2.
   public var machineCheckKill: UInt32 = 0
 
+  /// PR_GET_TSC is PR_TSC_SIGSEGV: reading the time-stamp counter raises SIGSEGV.
+  public var tscSigsegv: Bool = false
+
+  /// ARCH_GET_CPUID is 0: the cpuid instruction raises SIGSEGV (CPUID faulting).
+  public var cpuidFaulting: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -627,6 +633,13 @@ public nonisolated struct Amber_ProcessFlags: Sendable {
 
   /// PR_GET_MDWE: PR_MDWE_REFUSE_EXEC_GAIN 1, PR_MDWE_NO_INHERIT 2; cannot be cleared once set.
   public var memoryDenyWriteExecute: UInt32 = 0
+
+  /// /proc/PID/coredump_filter: which kinds of memory a core dump holds (bits 0 to 8).
+  public var coredumpFilter: UInt32 = 0
+
+  /// PR_FUTEX_HASH_GET_SLOTS: buckets of the process's private futex hash; 0 while it uses
+  /// the global one.
+  public var futexHashSlots: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1544,7 +1557,7 @@ nonisolated extension Amber_Scheduling: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Amber_ThreadFlags: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ThreadFlags"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}parent_death_signal\0\u{3}no_new_privs\0\u{3}machine_check_kill\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}parent_death_signal\0\u{3}no_new_privs\0\u{3}machine_check_kill\0\u{3}tsc_sigsegv\0\u{3}cpuid_faulting\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1555,6 +1568,8 @@ nonisolated extension Amber_ThreadFlags: SwiftProtobuf.Message, SwiftProtobuf._M
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.parentDeathSignal) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.noNewPrivs) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.machineCheckKill) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.tscSigsegv) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.cpuidFaulting) }()
       default: break
       }
     }
@@ -1570,6 +1585,12 @@ nonisolated extension Amber_ThreadFlags: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.machineCheckKill != 0 {
       try visitor.visitSingularUInt32Field(value: self.machineCheckKill, fieldNumber: 3)
     }
+    if self.tscSigsegv != false {
+      try visitor.visitSingularBoolField(value: self.tscSigsegv, fieldNumber: 4)
+    }
+    if self.cpuidFaulting != false {
+      try visitor.visitSingularBoolField(value: self.cpuidFaulting, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1577,6 +1598,8 @@ nonisolated extension Amber_ThreadFlags: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.parentDeathSignal != rhs.parentDeathSignal {return false}
     if lhs.noNewPrivs != rhs.noNewPrivs {return false}
     if lhs.machineCheckKill != rhs.machineCheckKill {return false}
+    if lhs.tscSigsegv != rhs.tscSigsegv {return false}
+    if lhs.cpuidFaulting != rhs.cpuidFaulting {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1584,7 +1607,7 @@ nonisolated extension Amber_ThreadFlags: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Amber_ProcessFlags: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProcessFlags"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dumpable\0\u{3}child_subreaper\0\u{3}thp_disable\0\u{1}personality\0\u{3}oom_score_adj\0\u{3}memory_deny_write_execute\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}dumpable\0\u{3}child_subreaper\0\u{3}thp_disable\0\u{1}personality\0\u{3}oom_score_adj\0\u{3}memory_deny_write_execute\0\u{3}coredump_filter\0\u{3}futex_hash_slots\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1598,6 +1621,8 @@ nonisolated extension Amber_ProcessFlags: SwiftProtobuf.Message, SwiftProtobuf._
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.personality) }()
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.oomScoreAdj) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self.memoryDenyWriteExecute) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.coredumpFilter) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.futexHashSlots) }()
       default: break
       }
     }
@@ -1622,6 +1647,12 @@ nonisolated extension Amber_ProcessFlags: SwiftProtobuf.Message, SwiftProtobuf._
     if self.memoryDenyWriteExecute != 0 {
       try visitor.visitSingularUInt32Field(value: self.memoryDenyWriteExecute, fieldNumber: 6)
     }
+    if self.coredumpFilter != 0 {
+      try visitor.visitSingularUInt32Field(value: self.coredumpFilter, fieldNumber: 7)
+    }
+    if self.futexHashSlots != 0 {
+      try visitor.visitSingularUInt32Field(value: self.futexHashSlots, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1632,6 +1663,8 @@ nonisolated extension Amber_ProcessFlags: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.personality != rhs.personality {return false}
     if lhs.oomScoreAdj != rhs.oomScoreAdj {return false}
     if lhs.memoryDenyWriteExecute != rhs.memoryDenyWriteExecute {return false}
+    if lhs.coredumpFilter != rhs.coredumpFilter {return false}
+    if lhs.futexHashSlots != rhs.futexHashSlots {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
