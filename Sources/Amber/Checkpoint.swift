@@ -100,6 +100,8 @@ public enum Checkpoint {
             let areaFlags = AreaFlagsPrefetch(processes.filter { !$0.zombie }.map(\.pid))
             let stoppedChildren = Dictionary(grouping: processes.dropFirst().filter { $0.stopSignal != 0 }, by: \.snapshot.stat.ppid)
             var collectedStops: [Int32: Bool] = [:]
+            var sessionKeyrings: [Int32: Int64] = [:]
+            let dumperKeyring = try Keyrings.ownSessionKeyring()
             for index in processes.indices {
                 let process = processes[index]
                 var task = Amber_Task()
@@ -111,7 +113,9 @@ public enum Checkpoint {
                 // Before the session maps its scratch page into the process.
                 let vmFlags = try areaFlags.flags(of: process.pid)
                 logger.trace("process \(process.pid): area flags read")
-                let (target, brk) = try collect(process, into: &task, stoppedChildren: stoppedChildren[process.pid] ?? [], collectedStops: &collectedStops, outside: outside, followsTarget: followsTarget, interruption: interruption, logger: logger, instruction: &processes[index].syscallInstruction)
+                let parentKeyring = index == 0 ? dumperKeyring : sessionKeyrings[task.ppid] ?? dumperKeyring
+                let (target, brk, sessionKeyring) = try collect(process, into: &task, parentKeyring: parentKeyring, stoppedChildren: stoppedChildren[process.pid] ?? [], collectedStops: &collectedStops, outside: outside, followsTarget: followsTarget, interruption: interruption, logger: logger, instruction: &processes[index].syscallInstruction)
+                sessionKeyrings[process.pid] = sessionKeyring
                 outside.complete(task, name: process.name, interruption: interruption, reading: (target, vmFlags, brk))
             }
             return try outside.finish()
@@ -125,7 +129,8 @@ public enum Checkpoint {
     /// instruction the dump injected with.
     /// `stoppedChildren`: its children in a group stop, whose stop it may have collected already
     /// (into `collectedStops`, by PID).
-    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, stoppedChildren: [FrozenProcess], collectedStops: inout [Int32: Bool], outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger, instruction: inout UInt64?) throws -> (DumpTarget, UInt64) {
+    /// Returns also the serial number of its session keyring (`parentKeyring`: its parent's).
+    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, parentKeyring: Int64, stoppedChildren: [FrozenProcess], collectedStops: inout [Int32: Bool], outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger, instruction: inout UInt64?) throws -> (DumpTarget, UInt64, Int64) {
         try SeccompState.suspend(process)
         let session = try DumpSession(process, interruption: interruption, logger: logger)
         logger.trace("process \(process.pid): session open")
@@ -136,6 +141,7 @@ public enum Checkpoint {
         if followsTarget { try? CPUAffinity(cpu: session.stat.processor).apply(to: 0) }
         defer { try? ownAffinity?.apply(to: 0) }
         let brk: UInt64
+        let sessionKeyring: Int64
         do {
             // Each kind of state is one step at which an interrupted dump stops.
             func step<State>(_ kind: String, _ read: () throws -> State) throws -> State {
@@ -151,6 +157,7 @@ public enum Checkpoint {
             task.processFlags = try step("flags") { try FlagState.dump(session) }
             task.timers = try step("timers") { try TimerState.dump(session) }
             brk = try step("break") { try MemoryState.currentBreak(session) }
+            (sessionKeyring, task.ownSessionKeyring) = try step("keyrings") { try KeyringState.dump(session, parentKeyring: parentKeyring) }
             if !stoppedChildren.isEmpty {
                 collectedStops.merge(try step("stops of its children") { try TreeState.collectedStops(of: stoppedChildren, session) }) { $1 }
             }
@@ -160,7 +167,7 @@ public enum Checkpoint {
         }
         try session.finish()
         instruction = session.injector.instruction
-        return (session.target, brk)
+        return (session.target, brk, sessionKeyring)
     }
 
     private static func inventory(for tasks: [Amber_Task]) -> Amber_Inventory {
@@ -232,7 +239,9 @@ enum Preflight {
         try SchedulingState.check(pid: pid, process: name, tree: tree)
         try FlagState.check(pid: pid, process: name, tree: tree)
         try FileState.check(pid: pid, process: name, tree: tree)
+        try EnvironmentState.check(pid: pid, process: name, tree: tree)
         try MemoryState.check(maps, process: name, tree: tree)
+        try MemoryPolicyState.check(pid: pid, process: name, tree: tree)
         return maps
     }
 }

@@ -99,6 +99,14 @@ long amber_sched_setaffinity(pid_t pid, size_t size, const uint64_t *mask) {
     return result(syscall(SYS_sched_setaffinity, (long)pid, (long)size, mask));
 }
 
+long amber_sched_getattr(pid_t tid, void *attr, unsigned size) {
+    return result(syscall(SYS_sched_getattr, (long)tid, attr, (long)size, 0L));
+}
+
+long amber_keyctl(int operation, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5) {
+    return result(syscall(SYS_keyctl, (long)operation, arg2, arg3, arg4, arg5));
+}
+
 long amber_ioprio_get(pid_t tid) {
     return result(syscall(SYS_ioprio_get, 1L /* IOPRIO_WHO_PROCESS */, (long)tid));
 }

@@ -35,6 +35,24 @@ public enum TaskScheduling {
         _ = try libcResult("setpriority(PRIO_PROCESS, \(tid), \(nice))") { setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), nice) }.get()
     }
 
+    /// The utilization clamps a task asked for (sched_getattr's sched_util_min and _max): 0 and
+    /// 1024 unless set by sched_setattr, both 0 on kernels without CONFIG_UCLAMP_TASK.
+    public static func utilizationClamp(of tid: Int32) throws(LinuxError) -> (minimum: UInt32, maximum: UInt32) {
+        // struct sched_attr up to sched_util_max: 56 bytes, the clamps its last two words.
+        var attributes = [UInt32](repeating: 0, count: 14)
+        let result = attributes.withUnsafeMutableBytes { amber_sched_getattr(tid, $0.baseAddress, UInt32($0.count)) }
+        _ = try kernelResult(result, "sched_getattr(\(tid))").get()
+        return (attributes[12], attributes[13])
+    }
+
+    /// The core-scheduling cookie of a task (PR_SCHED_CORE_GET), nil on kernels without
+    /// CONFIG_SCHED_CORE; 0 when it has none.
+    public static func coreSchedulingCookie(of tid: Int32) -> UInt64? {
+        var cookie: UInt64 = 0
+        let result = withUnsafeMutablePointer(to: &cookie) { amber_prctl(62 /* PR_SCHED_CORE */, 0 /* PR_SCHED_CORE_GET */, UInt64(tid), 0 /* PIDTYPE_PID */, UInt64(UInt(bitPattern: $0))) }
+        return result < 0 ? nil : cookie
+    }
+
     /// ioprio: class << 13 | level.
     public static func ioPriority(of tid: Int32) throws(LinuxError) -> Int32 {
         Int32(try kernelResult(amber_ioprio_get(tid), "ioprio_get(IOPRIO_WHO_PROCESS, \(tid))").get())

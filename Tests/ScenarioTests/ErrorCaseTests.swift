@@ -96,6 +96,16 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedUserNamespace, object: "another user namespace")
     }
 
+    /// Named, each with what it is: state not restored yet (unsupported_state.c).
+    func testDumpRefusesChroot() throws { try checkUnsupported(.unsupportedChroot, object: "chroot") }
+    func testDumpRefusesAutogroup() throws { try checkUnsupported(.unsupportedAutogroup, object: "autogroup") }
+    func testDumpRefusesMemoryPolicy() throws { try checkUnsupported(.unsupportedMemoryPolicy, object: "set_mempolicy or mbind") }
+    func testDumpRefusesAreaPolicy() throws { try checkUnsupported(.unsupportedAreaPolicy, object: "set_mempolicy or mbind") }
+    func testDumpRefusesSyscallUserDispatch() throws { try checkUnsupported(.unsupportedSyscallUserDispatch, object: "PR_SET_SYSCALL_USER_DISPATCH") }
+    func testDumpRefusesThreadKeyring() throws { try checkUnsupported(.unsupportedThreadKeyring, object: "thread keyring") }
+    func testDumpRefusesProcessKeyring() throws { try checkUnsupported(.unsupportedProcessKeyring, object: "process keyring") }
+    func testDumpRefusesSessionKeys() throws { try checkUnsupported(.unsupportedSessionKeys, object: "session keyring of its own") }
+
     /// Named: the traced child and its tracer (the root); the child stays in its tracer's ptrace
     /// stop, and the root runs on untraced.
     func testDumpRefusesTracedTask() throws {

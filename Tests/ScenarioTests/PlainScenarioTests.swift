@@ -36,6 +36,15 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedDeadline() throws { try runPlain(.unsupportedDeadline) }
     func testUnsupportedTraced() throws { try runPlain(.unsupportedTraced) }
     func testUnchanged() throws { try runPlain(.unchanged) }
+    func testSessionKeyring() throws { try runPlain(.sessionKeyring) }
+    func testUnsupportedChroot() throws { try runPlain(.unsupportedChroot) }
+    func testUnsupportedAutogroup() throws { try runPlain(.unsupportedAutogroup) }
+    func testUnsupportedMemoryPolicy() throws { try runPlain(.unsupportedMemoryPolicy) }
+    func testUnsupportedAreaPolicy() throws { try runPlain(.unsupportedAreaPolicy) }
+    func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
+    func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
+    func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }
+    func testUnsupportedSessionKeys() throws { try runPlain(.unsupportedSessionKeys) }
     func testSeccomp() throws { try runPlain(.seccomp) }
     func testSeccompStrict() throws { try runPlain(.seccompStrict) }
     func testUnsupportedSeccompListener() throws { try runPlain(.unsupportedSeccompListener) }

@@ -42,6 +42,27 @@ final class PrivilegeTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "restored by its user")
     }
 
+    /// A root restore of a uid-1000 process does not hand it root's session keyring: the
+    /// restorer's holds a key, and the restored process, which had no session keyring of its
+    /// own, must not possess it (it joins a new, empty one).
+    func testRestoredProcessDoesNotPossessTheRestorersKeys() throws {
+        _ = try requireAmber()
+        guard Sys.fileExists("/usr/bin/setpriv") else { throw XCTSkip("needs /usr/bin/setpriv") }
+        let p = try start(Scenario(name: "session_keyring", setpriv: Self.asUser, owner: Self.user))
+        let image = try dumpExpectingSuccess(p)
+        // Runs amber with a session keyring of its own that holds a key.
+        let withKey = """
+            import ctypes, os, sys
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.syscall.restype = ctypes.c_long
+            assert libc.syscall(250, 1, None) > 0
+            assert libc.syscall(248, b"user", b"amber-restorer-secret", b"secret", 6, -3) > 0
+            os.execv(sys.argv[1], sys.argv[1:])
+            """
+        try restoreDetachedExpectingSuccess(p, from: image, setpriv: ["python3", "-c", withKey])
+        try terminateAndExpectPass(p, "restored by root with a key in its session keyring")
+    }
+
     /// The restorer opens a file of the image as the task itself could (its filesystem IDs and
     /// groups), or, if the task may not, only the very file it had open: the log of a uid-1000
     /// process, replaced after the dump by a new root-only file (0600), is not opened for it,

@@ -85,6 +85,17 @@ struct Scenario: Sendable {
     /// Handlers for every signal, masks, pending signals, timers, a thread, files and areas,
     /// for a dump --leave-running to leave as they were.
     static let unchanged = Scenario(name: "unchanged")
+    /// Looks for a key of the restorer's in its session keyring after restore.
+    static let sessionKeyring = Scenario(name: "session_keyring")
+    /// One kind of state not restored yet (unsupported_state.c), by its flag.
+    static let unsupportedChroot = Scenario(name: "unsupported_state", args: ["--chroot"])
+    static let unsupportedAutogroup = Scenario(name: "unsupported_state", args: ["--autogroup"])
+    static let unsupportedMemoryPolicy = Scenario(name: "unsupported_state", args: ["--mempolicy"])
+    static let unsupportedAreaPolicy = Scenario(name: "unsupported_state", args: ["--mbind"])
+    static let unsupportedSyscallUserDispatch = Scenario(name: "unsupported_state", args: ["--user-dispatch"])
+    static let unsupportedThreadKeyring = Scenario(name: "unsupported_state", args: ["--thread-keyring"])
+    static let unsupportedProcessKeyring = Scenario(name: "unsupported_state", args: ["--process-keyring"])
+    static let unsupportedSessionKeys = Scenario(name: "unsupported_state", args: ["--session-keys"])
     /// A child the root traces, in a ptrace stop.
     static let unsupportedTraced = Scenario(name: "unsupported_traced")
     /// A thread under SCHED_DEADLINE.
@@ -107,7 +118,8 @@ struct Scenario: Sendable {
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
         unsupportedSetns, secondThread, childPause, stopped, exitSignal, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
-        scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced, unchanged,
+        scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced, unchanged, sessionKeyring,
+        unsupportedChroot, unsupportedAutogroup, unsupportedMemoryPolicy, unsupportedAreaPolicy, unsupportedSyscallUserDispatch, unsupportedThreadKeyring, unsupportedProcessKeyring, unsupportedSessionKeys,
         seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
         unsupportedUserNamespace,
     ]

@@ -19,6 +19,16 @@ enum EnvironmentState {
         return record
     }
 
+    /// Refuses a process whose root directory (chroot) is not amber's: a restored process
+    /// gets the restorer's.
+    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
+        guard let root = try? FileStatus.stat(path: "/proc/\(pid)/root"), let own = try? FileStatus.stat(path: "/proc/self/root") else { return }
+        if root.device != own.device || root.inode != own.inode {
+            let path = (try? ProcFS.link("/proc/\(pid)/root")) ?? "?"
+            throw AmberError.unsupported(process, "has its own root directory \(path) (chroot): not supported yet", tree: tree)
+        }
+    }
+
     static func restore(_ record: Amber_Environment, _ session: RestoreSession) throws {
         let directory = try session.openInTask(record.cwd, flags: O_RDONLY | O_DIRECTORY, what: "the working directory")
         try session.injector.call("fchdir", SyscallNumber.fchdir, UInt64(directory.fd))

@@ -53,13 +53,24 @@ enum SchedulingState {
         }
     }
 
-    /// Refuses a scheduling policy that is not restored.
+    /// Refuses scheduling that is not restored: SCHED_DEADLINE, utilization clamps, a
+    /// core-scheduling cookie, and a nice value of its autogroup (a restored session leader
+    /// starts a new autogroup at nice 0).
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
         for tid in (try? ProcFS.threads(pid: pid)) ?? [pid] {
-            guard let policy = try? TaskScheduling.policy(of: tid) else { continue }
-            if policy & ~TaskScheduling.resetOnFork == deadlinePolicy {
+            if let policy = try? TaskScheduling.policy(of: tid), policy & ~TaskScheduling.resetOnFork == deadlinePolicy {
                 throw AmberError.unsupported(process, "has thread \(tid) under SCHED_DEADLINE: its runtime, deadline and period are not restored yet", tree: tree)
             }
+            if let clamp = try? TaskScheduling.utilizationClamp(of: tid), clamp != (0, 0), clamp != (0, 1024) {
+                throw AmberError.unsupported(process, "has thread \(tid) with utilization clamps \(clamp.minimum)...\(clamp.maximum) (sched_setattr SCHED_FLAG_UTIL_CLAMP): not restored yet", tree: tree)
+            }
+            if let cookie = TaskScheduling.coreSchedulingCookie(of: tid), cookie != 0 {
+                throw AmberError.unsupported(process, "has thread \(tid) in a core-scheduling group (PR_SCHED_CORE cookie 0x\(String(cookie, radix: 16))): not restored yet", tree: tree)
+            }
+        }
+        // "/autogroup-N nice K"; absent without CONFIG_SCHED_AUTOGROUP.
+        if let text = try? ProcFS.readText("/proc/\(pid)/autogroup"), let nice = text.split(whereSeparator: \.isWhitespace).last.flatMap({ Int($0) }), nice != 0 {
+            throw AmberError.unsupported(process, "is in an autogroup with nice \(nice) (/proc/\(pid)/autogroup): not restored yet", tree: tree)
         }
     }
 }

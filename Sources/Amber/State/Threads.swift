@@ -35,6 +35,7 @@ enum ThreadState {
     /// Reads the thread `injector` has taken over; the caller finishes the injector.
     private static func dump(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_Thread {
         let tid = injector.tracee.pid
+        try KeyringState.checkThread(injector, session)
         var record = Amber_Thread()
         record.tid = tid
         record.comm = try ProcFS.comm(pid: session.pid, tid: tid)

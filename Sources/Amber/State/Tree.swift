@@ -395,6 +395,9 @@ enum TreeState {
             if parent.record.sid == parent.record.pid {
                 try parent.injector.call("setsid", SyscallNumber.setsid)
             }
+            if KeyringState.needsNewSessionKeyring(parent.record, isRoot: index == 1) {
+                try KeyringState.joinNewSessionKeyring(parent.injector, for: parent.record)
+            }
             for child in (children[parent.record.pid] ?? []).sorted(by: { $0.pid < $1.pid }) {
                 let tracee: Tracee
                 do {

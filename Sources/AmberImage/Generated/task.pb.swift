@@ -229,6 +229,13 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
     set {_uniqueStorage()._exitSignal = newValue}
   }
 
+  /// Its session keyring was not its parent's (the root's: not the dumper's), and empty: it
+  /// joins a new, empty one when it is made. Such a keyring that holds keys is refused at dump.
+  public var ownSessionKeyring: Bool {
+    get {_storage._ownSessionKeyring}
+    set {_uniqueStorage()._ownSessionKeyring = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -715,7 +722,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{1}scheduling\0\u{3}thread_flags\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{1}credentials\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{1}scheduling\0\u{3}thread_flags\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{1}credentials\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -744,6 +751,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _stopSignal: UInt32 = 0
     var _stopReported: Bool = false
     var _exitSignal: UInt32 = 0
+    var _ownSessionKeyring: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -780,6 +788,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _stopSignal = source._stopSignal
       _stopReported = source._stopReported
       _exitSignal = source._exitSignal
+      _ownSessionKeyring = source._ownSessionKeyring
     }
   }
 
@@ -824,6 +833,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 24: try { try decoder.decodeSingularUInt32Field(value: &_storage._stopSignal) }()
         case 25: try { try decoder.decodeSingularBoolField(value: &_storage._stopReported) }()
         case 26: try { try decoder.decodeSingularUInt32Field(value: &_storage._exitSignal) }()
+        case 27: try { try decoder.decodeSingularBoolField(value: &_storage._ownSessionKeyring) }()
         default: break
         }
       }
@@ -914,6 +924,9 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       if _storage._exitSignal != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._exitSignal, fieldNumber: 26)
       }
+      if _storage._ownSessionKeyring != false {
+        try visitor.visitSingularBoolField(value: _storage._ownSessionKeyring, fieldNumber: 27)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -949,6 +962,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._stopSignal != rhs_storage._stopSignal {return false}
         if _storage._stopReported != rhs_storage._stopReported {return false}
         if _storage._exitSignal != rhs_storage._exitSignal {return false}
+        if _storage._ownSessionKeyring != rhs_storage._ownSessionKeyring {return false}
         return true
       }
       if !storagesAreEqual {return false}

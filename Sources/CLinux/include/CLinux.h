@@ -110,6 +110,9 @@ long amber_sched_setaffinity(pid_t pid, size_t size, const uint64_t *mask);
 long amber_getcpu(void);
 /// ioprio_get/ioprio_set with IOPRIO_WHO_PROCESS: one task (thread) by its TID.
 long amber_ioprio_get(pid_t tid);
+long amber_keyctl(int operation, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5);
+/// sched_getattr(tid, attr, size, 0): the kernel's struct sched_attr, `size` bytes of it.
+long amber_sched_getattr(pid_t tid, void *attr, unsigned size);
 long amber_ioprio_set(pid_t tid, int ioprio);
 long amber_prctl(int option, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5);
 long amber_personality(unsigned long persona);

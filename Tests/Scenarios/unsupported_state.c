@@ -1,0 +1,139 @@
+/*
+ * unsupported_state: one kind of state amber does not restore yet, chosen by a flag, which
+ * `amber dump` must refuse by name, leaving the process running untouched:
+ *   --chroot            a child with its own root directory
+ *   --autogroup         a child leading a session whose autogroup has nice 5
+ *   --mempolicy         the process's NUMA policy is MPOL_PREFERRED (set_mempolicy)
+ *   --mbind             one area has the NUMA policy MPOL_BIND (mbind)
+ *   --user-dispatch     syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH)
+ *   --thread-keyring    a thread keyring
+ *   --process-keyring   a process keyring
+ *   --session-keys      a session keyring of its own holding a key
+ * After SIGTERM the process checks the state is still there.
+ */
+#include "scenario.h"
+#include <sys/mman.h>
+
+#define KEYCTL_GET_KEYRING_ID 0
+#define KEYCTL_JOIN_SESSION_KEYRING 1
+#define KEYCTL_READ 11
+#define KEY_SPEC_THREAD_KEYRING -1
+#define KEY_SPEC_PROCESS_KEYRING -2
+#define KEY_SPEC_SESSION_KEYRING -3
+#define MPOL_PREFERRED 1
+#define MPOL_BIND 2
+#ifndef PR_SET_SYSCALL_USER_DISPATCH
+#define PR_SET_SYSCALL_USER_DISPATCH 59
+#endif
+#define PR_SYS_DISPATCH_ON 1
+
+static pid_t child = -1;
+static char selector; /* SYSCALL_DISPATCH_FILTER_ALLOW */
+
+static void child_pauses(void (*setup)(void))
+{
+    pid_t parent = getpid();
+    child = fork();
+    if (child < 0)
+        sc_die("fork");
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (getppid() != parent)
+            _exit(1);
+        signal(SIGTERM, SIG_DFL);
+        setup();
+        for (;;)
+            pause();
+    }
+}
+
+static void enter_chroot(void)
+{
+    if (chroot(sc_dir) != 0)
+        _exit(3);
+}
+
+static void lower_autogroup(void)
+{
+    setsid();
+    int fd = open("/proc/self/autogroup", O_WRONLY);
+    if (fd < 0 || write(fd, "5", 1) != 1)
+        _exit(3);
+    close(fd);
+}
+
+static long keyctl(long operation, long a, long b, long c)
+{
+    return syscall(SYS_keyctl, operation, a, b, c, 0L);
+}
+
+/* The child must be set up (and sleeping) before the process is ready. */
+static void wait_for_child(void)
+{
+    char path[64], text[512];
+    snprintf(path, sizeof path, "/proc/%d/syscall", (int)child);
+    for (;;) {
+        ssize_t n = sc_read_file(path, text, sizeof text - 1);
+        if (n > 3 && strncmp(text, "34 ", 3) == 0)
+            return;
+        sc_sleep_ms(1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    sc_init(argc, argv, "unsupported_state");
+    sc_install_sigterm(0);
+    static char area[8192] __attribute__((aligned(4096)));
+    unsigned long node0 = 1;
+    long key = -1;
+    if (sc_has_flag("--chroot")) {
+        child_pauses(enter_chroot);
+        wait_for_child();
+    } else if (sc_has_flag("--autogroup")) {
+        child_pauses(lower_autogroup);
+        wait_for_child();
+    } else if (sc_has_flag("--mempolicy")) {
+        if (syscall(SYS_set_mempolicy, MPOL_PREFERRED, &node0, 64) != 0)
+            sc_die("set_mempolicy");
+    } else if (sc_has_flag("--mbind")) {
+        if (syscall(SYS_mbind, area, sizeof area, MPOL_BIND, &node0, 64, 0) != 0)
+            sc_die("mbind");
+    } else if (sc_has_flag("--user-dispatch")) {
+        if (prctl(PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, 0, 0, &selector) != 0)
+            sc_die("PR_SET_SYSCALL_USER_DISPATCH");
+    } else if (sc_has_flag("--thread-keyring")) {
+        if ((key = keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_THREAD_KEYRING, 1, 0)) < 0)
+            sc_die("thread keyring");
+    } else if (sc_has_flag("--process-keyring")) {
+        if ((key = keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_PROCESS_KEYRING, 1, 0)) < 0)
+            sc_die("process keyring");
+    } else if (sc_has_flag("--session-keys")) {
+        if (keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0, 0, 0) < 0 || syscall(SYS_add_key, "user", "amber-test", "value", 5, KEY_SPEC_SESSION_KEYRING) < 0)
+            sc_die("session keyring with a key");
+    } else {
+        sc_die("no state chosen");
+    }
+    sc_ready();
+    sc_wait_for_term();
+    sc_check_common();
+    if (child > 0) {
+        sc_check(kill(child, 0) == 0, "the child is gone");
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+    }
+    if (sc_has_flag("--mempolicy")) {
+        int mode = -1;
+        syscall(SYS_get_mempolicy, &mode, NULL, 0, NULL, 0);
+        sc_check(mode == MPOL_PREFERRED, "the memory policy is %d", mode);
+    }
+    if (sc_has_flag("--thread-keyring"))
+        sc_check(keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_THREAD_KEYRING, 0, 0) == key, "the thread keyring changed");
+    if (sc_has_flag("--process-keyring"))
+        sc_check(keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_PROCESS_KEYRING, 0, 0) == key, "the process keyring changed");
+    if (sc_has_flag("--session-keys")) {
+        long id = keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0, 0);
+        sc_check(keyctl(KEYCTL_READ, id, 0, 0) == 4, "the session keyring lost its key");
+    }
+    sc_finish();
+}
