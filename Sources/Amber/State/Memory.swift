@@ -62,6 +62,9 @@ enum MemoryState {
         var memory = Amber_Memory()
         let pageMap = try PageMap(pid: target.pid)
         var wanted: [AreaReader.Wanted] = []
+        // Built apart and stored once: a message's repeated field is copied whole when changed in place.
+        var areas: [Amber_MemoryArea] = []
+        areas.reserveCapacity(target.maps.count)
         for mapping in target.maps {
             var area = Amber_MemoryArea()
             area.start = mapping.start
@@ -79,9 +82,9 @@ enum MemoryState {
             }
             if let excluded = pagesFoundElsewhere(in: area) {
                 let ranges = try pageMap.scan(start: area.start, end: area.end, excluded: excluded, anyOf: [.present, .swapped])
-                wanted.append(AreaReader.Wanted(area: memory.areas.count, ranges: ranges, readable: mapping.readable))
+                wanted.append(AreaReader.Wanted(area: areas.count, ranges: ranges, readable: mapping.readable))
             }
-            memory.areas.append(area)
+            areas.append(area)
         }
         let total = wanted.reduce(0) { sum, area in area.ranges.reduce(sum) { $0 + ($1.upperBound - $1.lowerBound) } }
         let parts = total >= twoThreadDumpSize && buffers.count >= 2 ? split(wanted, at: total / 2 / pageSize * pageSize) : [wanted]
@@ -95,8 +98,9 @@ enum MemoryState {
         }
         // The first part holds the lower addresses: each area's runs stay in ascending order.
         for result in results {
-            for (index, runs) in try result.get() { memory.areas[index].pages += runs }
+            for (index, runs) in try result.get() { areas[index].pages += runs }
         }
+        memory.areas = areas
         memory.mm = try mmFields(target, brk: brk)
         return memory
     }
