@@ -54,6 +54,41 @@ final class DumpErrorTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after the refused dump")
     }
 
+    /// amber runs as root: a symbolic link anywhere on -D (a user's link to a directory of
+    /// root's, say) is not followed, and nothing is written where it points.
+    func testDumpThroughSymbolicLinkIsRefused() throws {
+        _ = try requireAmber()
+        let p = try start(.counter)
+        let base = try directory()
+        let pointedAt = try newDirectory("pointed-at")
+        XCTAssertEqual(symlink(pointedAt, base + "/link"), 0, "symlink: \(Sys.errnoString())")
+        for image in [base + "/link", base + "/link/image"] {
+            let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+            assertRefusal(r, exitCode: 1, mentions: [base + "/link", "symbolic link"])
+            XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)")
+            XCTAssertEqual(listing(pointedAt), [], "the dump through \(image) wrote where the link points")
+            assertRunningUntraced(p.pid, "after the refused dump into \(image)")
+        }
+        try terminateAndExpectPass(p, "after the refused dumps")
+    }
+
+    /// A refused dump leaves no directory it made itself, and keeps an empty one that was there.
+    func testRefusedDumpLeavesTheDirectoryAsItFoundIt() throws {
+        _ = try requireAmber()
+        let p = try start(.unsupportedSocket)
+        let made = try directory() + "/new/image"
+        let existing = try newDirectory("image")
+        for image in [made, existing] {
+            let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+            assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"])
+        }
+        XCTAssertFalse(Sys.fileExists(made), "the refused dump left the directory it made")
+        XCTAssertTrue(Sys.fileExists(existing), "the refused dump removed the empty directory that was there")
+        XCTAssertEqual(listing(existing), [])
+        assertRunningUntraced(p.pid, "after the refused dumps")
+        try terminateAndExpectPass(p, "after the refused dumps")
+    }
+
     func testDumpRefusesSocket() throws {
         try checkUnsupported(.unsupportedSocket, object: "socket")
     }
