@@ -190,7 +190,7 @@ enum Preflight {
     static func check(_ pids: [Int32], root: Int32) throws {
         try check(pids, root: root) { pid throws(LinuxError) in
             guard let status = try? ProcFS.status(pid: pid) else { return nil }
-            return (ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.maps(pid: pid))
+            return (ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.mapsWithFiles(pid: pid))
         }
     }
 

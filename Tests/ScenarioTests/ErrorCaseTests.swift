@@ -93,6 +93,46 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedSocket, object: "socket")
     }
 
+    /// Each socket is named with its address family.
+    func testDumpRefusesSocketNamingItsFamily() throws {
+        for family in ["unix", "inet", "inet6", "netlink", "packet"] {
+            try checkUnsupported(.unsupportedKind("--\(family)"), object: "a\(family == "unix" || family == "netlink" || family == "packet" ? "" : "n") \(family) socket")
+        }
+    }
+
+    /// Named as what it is, not as the deleted file "/anon_hugepage" the kernel calls it.
+    func testDumpRefusesHugetlbMemory() throws {
+        let free = "/proc/sys/vm/nr_hugepages"
+        guard let text = Sys.readText(free), let reserved = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw XCTSkip("no \(free)")
+        }
+        // One huge page for the scenario, given back afterwards.
+        XCTAssertNoThrow(try Data("\(reserved + 1)\n".utf8).write(to: URL(fileURLWithPath: free)))
+        defer { try? Data("\(reserved)\n".utf8).write(to: URL(fileURLWithPath: free)) }
+        try checkUnsupported(.unsupportedKind("--hugetlb"), object: "hugetlb memory")
+    }
+
+    /// Named as an AIO ring, not as the deleted file "/[aio]".
+    func testDumpRefusesAIORing() throws {
+        try checkUnsupported(.unsupportedKind("--aio"), object: "AIO ring")
+    }
+
+    /// An fd on shared anonymous memory (shows as "/dev/zero (deleted)").
+    func testDumpRefusesSharedMemoryFile() throws {
+        try checkUnsupported(.unsupportedKind("--shmem"), object: "SysV/shmem shared memory")
+    }
+
+    /// A pty slave whose master is closed (shows as "/dev/pts/N (deleted)").
+    func testDumpRefusesPtyWithoutMaster() throws {
+        try checkUnsupported(.unsupportedKind("--pty"), object: "the pty /dev/pts/")
+    }
+
+    /// A file really deleted, open or mapped, is still refused, by its name.
+    func testDumpRefusesDeletedFile() throws {
+        try checkUnsupported(.unsupportedKind("--deleted-fd"), object: "the deleted file /", mentions: ["/gone:"])
+        try checkUnsupported(.unsupportedKind("--deleted-map"), object: "maps the deleted file /", mentions: ["/gone at"])
+    }
+
     func testDumpRefusesMemorySharedBetweenProcesses() throws {
         try checkUnsupported(.unsupportedSharedMemory, object: "shares anonymous memory")
     }
@@ -133,14 +173,14 @@ final class DumpErrorTests: ScenarioTestCase {
 
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
-    private func checkUnsupported(_ scenario: Scenario, object: String, file: StaticString = #filePath,
+    private func checkUnsupported(_ scenario: Scenario, object: String, mentions: [String] = [], file: StaticString = #filePath,
         line: UInt = #line) throws
     {
         _ = try requireAmber()
         let p = try start(scenario, file: file, line: line)
         let image = try newDirectory("image")
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
-        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"], mentionsAnyOf: [object],
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"] + mentions, mentionsAnyOf: [object],
             file: file, line: line)
         XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)", file: file, line: line)
         XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "a refused dump wrote an inventory", file: file, line: line)

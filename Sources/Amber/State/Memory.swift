@@ -30,9 +30,13 @@ enum MemoryState {
         }
     }
 
+    /// What an area is. A file's kind comes from its file system and its deletion from its link
+    /// count (`ProcFS.mapsWithFiles`); the names the kernel gives its own files tell them apart,
+    /// and are what is left to go by when map_files could not be read.
     static func kind(of mapping: MemoryMapping, process: ProcessName, tree: ProcessName? = nil) throws(AmberError) -> Amber_AreaKind {
         // Only for messages: most processes have none, and a dump classifies every area twice.
         var range: String { "0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16))" }
+        func refuse(_ what: String) -> AmberError { .unsupported(process, "\(what) at \(range): not supported yet", tree: tree) }
         switch mapping.path {
         case "[vdso]": return .areaVdso
         case "[vvar]": return .areaVvar
@@ -42,16 +46,29 @@ enum MemoryState {
         case "[stack]": return .areaStack
         case "": return .areaAnonymous
         case _ where mapping.path.hasPrefix("[anon:"): return .areaAnonymous
-        case "/dev/zero" where mapping.deleted && mapping.shared: return .areaAnonymous
-        case _ where mapping.path.hasPrefix("/memfd:"):
-            throw .unsupported(process, "maps a memfd at \(range) (\(mapping.path)): not supported yet", tree: tree)
-        case _ where mapping.path.hasPrefix("/SYSV"):
-            throw .unsupported(process, "maps System V shared memory at \(range): not supported yet", tree: tree)
+        default: break
+        }
+        let unknownFileSystem = mapping.fileSystem == nil
+        if mapping.fileSystem == .hugetlbfs || unknownFileSystem && mapping.deleted && mapping.path == "/anon_hugepage" {
+            throw refuse("maps hugetlb memory (\(mapping.path))")
+        }
+        if mapping.fileSystem == .aioRing || unknownFileSystem && mapping.deleted && mapping.path == "/[aio]" {
+            throw refuse("has an AIO ring (io_setup)")
+        }
+        let kernelShmem = mapping.deleted && (mapping.fileSystem == .shmem || unknownFileSystem)
+        switch mapping.path {
+        case "/dev/zero" where kernelShmem && mapping.shared: return .areaAnonymous
+        case "/dev/zero" where kernelShmem:
+            throw refuse("maps SysV/shmem shared memory (shared anonymous memory mapped again privately)")
+        case _ where kernelShmem && mapping.path.hasPrefix("/memfd:"):
+            throw refuse("maps a memfd (\(mapping.path))")
+        case _ where kernelShmem && mapping.path.hasPrefix("/SYSV"):
+            throw refuse("maps SysV/shmem shared memory (System V, \(mapping.path))")
         case _ where mapping.deleted:
-            throw .unsupported(process, "maps the deleted file \(mapping.path) at \(range): not supported yet", tree: tree)
+            throw refuse("maps the deleted file \(mapping.path)")
         case _ where mapping.path.hasPrefix("/"): return .areaFile
         default:
-            throw .unsupported(process, "has the special mapping \(mapping.path) at \(range): not supported yet", tree: tree)
+            throw refuse("has the special mapping \(mapping.path)")
         }
     }
 
