@@ -3,10 +3,10 @@ import FoundationEssentials
 import Glibc
 import LinuxKit
 
-/// Open files: regular files, directories, a few character devices and named pipes, reopened by
-/// path at restore with their flags and offset; descriptors sharing one open file stay shared.
+/// Open files: regular files, directories, the character devices of
+/// `ImageFormat.reopenableDevices` and named pipes, reopened by path at restore with their flags
+/// and offset; descriptors sharing one open file stay shared.
 enum FileState {
-    static let reopenableDevices: Set<String> = ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full"]
     private static let closeOnExec: UInt32 = 0o2000000
     /// O_PATH, which Glibc's module does not export.
     private static let pathOnly: Int32 = 0o10000000
@@ -42,7 +42,7 @@ enum FileState {
         if status.isRegular { return (.fileRegular, link, status) }
         if status.isDirectory { return (.fileDirectory, link, status) }
         if status.isFIFO { return (.fileFifo, link, status) }
-        if status.isCharacterDevice && reopenableDevices.contains(link) { return (.fileCharacterDevice, link, status) }
+        if status.isCharacterDevice && ImageFormat.reopenableDevices[link] == status.rdev { return (.fileCharacterDevice, link, status) }
         if status.isCharacterDevice { throw refuse("the device \(link)") }
         throw refuse(link)
     }
@@ -176,6 +176,12 @@ enum FileState {
             flags |= O_NOCTTY
         }
         let fd = try RestoreSession.openAsTask(description.path, flags: flags, what: "the file", task: task, dumped: description.changeTimeNs == 0 ? nil : FileStatus(device: description.device, inode: description.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: description.changeTimeNs))
+        // The path must still lead to a file of the kind dumped: an image naming /dev/kmsg as a
+        // regular file reopens nothing.
+        guard let status = try? FileStatus.fstat(fd: fd), isKind(description.kind, status, path: description.path) else {
+            Glibc.close(fd)
+            throw AmberError(.restoreFailed, "cannot reopen \(description.path) for process \(task.pid): it is no longer \(description.kind == .fileCharacterDevice ? "the device" : "a file of the kind") it was at the dump")
+        }
         if description.kind == .fileFifo && Int32(bitPattern: description.flags) & (O_NONBLOCK | pathOnly) == 0 {
             _ = fcntl(fd, F_SETFL, Int32(bitPattern: description.flags) & ~O_NONBLOCK)
         }
@@ -187,6 +193,16 @@ enum FileState {
             }
         }
         return fd
+    }
+
+    private static func isKind(_ kind: Amber_FileKind, _ status: FileStatus, path: String) -> Bool {
+        switch kind {
+        case .fileRegular: status.isRegular
+        case .fileDirectory: status.isDirectory
+        case .fileFifo: status.isFIFO
+        case .fileCharacterDevice: status.isCharacterDevice && ImageFormat.reopenableDevices[path] == status.rdev
+        case .UNRECOGNIZED: false
+        }
     }
 }
 
