@@ -30,6 +30,15 @@ public enum Checkpoint {
         } catch {
             throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
         }
+        do {
+            return try run(pid: pid, writer: writer, leaveRunning: leaveRunning, interruption: interruption, logger: logger)
+        } catch {
+            writer.removeIfUnused()
+            throw error
+        }
+    }
+
+    private static func run(pid: Int32, writer: ImageWriter, leaveRunning: Bool, interruption: DumpInterruption, logger: Logger) throws(AmberError) -> Summary {
         // Opening its memory needs the same rights as ptrace: refuse before anything else is looked at.
         let memory = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
         if memory >= 0 {
@@ -195,7 +204,7 @@ enum Preflight {
     static func check(_ pids: [Int32], root: Int32) throws {
         try check(pids, root: root) { pid throws(LinuxError) in
             guard let status = try? ProcFS.status(pid: pid) else { return nil }
-            return (ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.maps(pid: pid))
+            return (ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.mapsWithFiles(pid: pid))
         }
     }
 

@@ -21,6 +21,13 @@ public enum ImageFormat {
     /// Largest checksum chunk the reader accepts: it hashes a chunk before it can name a mismatch.
     public static let maximumChunkSize: UInt64 = 64 << 20
 
+    /// The character devices an open file may be on, by path, with their device numbers (as
+    /// glibc's makedev encodes them): they are the same device on every host, and reopened by
+    /// path at restore. The one list the dump, the image validator and the restore go by.
+    public static let reopenableDevices: [String: UInt64] = [
+        "/dev/null": 0x103, "/dev/zero": 0x105, "/dev/full": 0x107, "/dev/random": 0x108, "/dev/urandom": 0x109,
+    ]
+
     /// The record file of one task, e.g. "task-123.pb".
     public static func taskRecordName(pid: Int32) -> String { "task-\(pid).pb" }
 

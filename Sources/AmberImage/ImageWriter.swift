@@ -9,6 +9,9 @@ import SwiftProtobuf
 public final class ImageWriter {
     public let directory: String
     private let directoryFD: CInt
+    /// The directories this writer created (the image directory and parents it lacked), each as
+    /// its parent and name, outermost first.
+    private let created: [(parentFD: CInt, name: String)]
     /// Every name handed out so far, records and page files alike.
     private var names: Set<String> = []
     private var records: [Amber_ImageFile] = []
@@ -18,23 +21,42 @@ public final class ImageWriter {
     /// page cache (the fast case); a crash before writeback is still caught, by the checksums.
     public let durable: Bool
 
-    /// Creates the directory (with parents) or takes an existing empty one; a non-empty one is refused (.directoryNotEmpty).
+    /// Creates the directory (with parents) or takes an existing empty one; a non-empty one is refused
+    /// (.directoryNotEmpty). No component of `directory` may be a symbolic link (.invalid): amber
+    /// runs as root, and a link a user planted would point root's writes at a directory of its choosing.
     public init(directory: String, durable: Bool = false) throws(ImageError) {
         self.directory = directory
         self.durable = durable
-        if try Self.makeDirectories(directory), durable {
-            // Make the new directory's entry durable, like the files that will go in it.
-            try Self.syncDirectory(Self.parent(of: directory))
-        } else {
-            try Self.checkEmpty(directory)
+        let (fd, created) = try Self.openDirectories(directory)
+        do {
+            if let made = created.last {
+                // Make the new directory's entry durable, like the files that will go in it.
+                if durable { try syncFile(made.parentFD, file: Self.parent(of: directory)) }
+            } else {
+                try Self.checkEmpty(fd, path: directory)
+            }
+        } catch {
+            close(fd)
+            for made in created { close(made.parentFD) }
+            throw error
         }
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw .system("open", file: directory) }
         directoryFD = fd
+        self.created = created
     }
 
     deinit {
         close(directoryFD)
+        for made in created { close(made.parentFD) }
+    }
+
+    /// Removes the image directory if this writer created it and nothing was written into it,
+    /// so that a dump refused before writing leaves the file system as it found it; a directory
+    /// that existed before is left alone.
+    public func removeIfUnused() {
+        guard names.isEmpty, !finished else { return }
+        for made in created.reversed() {
+            guard unlinkat(made.parentFD, made.name, AT_REMOVEDIR) == 0 else { return }
+        }
     }
 
     /// Writes `message` to the file `name` (e.g. `ImageFormat.taskRecordName(pid:)`) and syncs it.
@@ -129,23 +151,55 @@ public final class ImageWriter {
         return file
     }
 
-    /// `mkdir -p`, the image directory itself 0700; returns whether the last component was
-    /// created (and so is known to be empty).
-    private static func makeDirectories(_ path: String) throws(ImageError) -> Bool {
+    /// `mkdir -p`, the image directory itself 0700, each component opened relative to the one
+    /// before with O_NOFOLLOW, so that no symbolic link is followed anywhere on the path. Returns
+    /// the image directory and the directories created, outermost first, each with its parent
+    /// kept open (the last one, if any, is the image directory, known to be empty).
+    private static func openDirectories(_ path: String) throws(ImageError) -> (fd: CInt, created: [(parentFD: CInt, name: String)]) {
+        var components = path.split(separator: "/").map(String.init)
+        if components.isEmpty { components = ["."] }
         var prefix = path.hasPrefix("/") ? "/" : ""
-        var created = false
-        let components = path.split(separator: "/")
+        var fd = openFile(in: AT_FDCWD, prefix.isEmpty ? "." : prefix, O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else { throw .system("open", file: prefix.isEmpty ? "." : prefix) }
+        var created: [(parentFD: CInt, name: String)] = []
         for (index, component) in components.enumerated() {
             prefix += component
-            created = mkdir(prefix, index == components.count - 1 ? 0o700 : 0o755) == 0
-            guard created || errno == EEXIST else { throw .system("mkdir", file: prefix) }
+            func undo(_ error: ImageError) -> ImageError {
+                close(fd)
+                for made in created.reversed() {
+                    unlinkat(made.parentFD, made.name, AT_REMOVEDIR)
+                    close(made.parentFD)
+                }
+                return error
+            }
+            let made = mkdirat(fd, component, index == components.count - 1 ? 0o700 : 0o755) == 0
+            guard made || errno == EEXIST else { throw undo(.system("mkdir", file: prefix)) }
+            let next = openFile(in: fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            guard next >= 0 else {
+                // O_DIRECTORY | O_NOFOLLOW fails on a symbolic link with ENOTDIR.
+                throw undo(errno == ENOTDIR && isSymbolicLink(in: fd, component)
+                    ? ImageError(.invalid, file: path, detail: "\(prefix) is a symbolic link, which amber does not follow for an image directory")
+                    : .system("open", file: prefix))
+            }
+            if made { created.append((fd, component)) } else { close(fd) }
+            fd = next
             prefix += "/"
         }
-        return created
+        return (fd, created)
     }
 
-    private static func checkEmpty(_ path: String) throws(ImageError) {
-        guard let stream = opendir(path) else { throw .system("open", file: path) }
+    private static func isSymbolicLink(in directoryFD: CInt, _ name: String) -> Bool {
+        var status = stat()
+        return fstatat(directoryFD, name, &status, AT_SYMLINK_NOFOLLOW) == 0 && status.st_mode & S_IFMT == S_IFLNK
+    }
+
+    private static func checkEmpty(_ fd: CInt, path: String) throws(ImageError) {
+        let copy = dup(fd)
+        guard copy >= 0, let stream = fdopendir(copy) else {
+            let error = ImageError.system("open", file: path)
+            if copy >= 0 { close(copy) }
+            throw error
+        }
         defer { closedir(stream) }
         while let entry = readdir(stream) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
@@ -161,12 +215,6 @@ public final class ImageWriter {
         return path.hasPrefix("/") ? "/" + joined : (joined.isEmpty ? "." : joined)
     }
 
-    private static func syncDirectory(_ path: String) throws(ImageError) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw .system("open", file: path) }
-        defer { close(fd) }
-        try syncFile(fd, file: path)
-    }
 }
 
 /// One page file being written: whole pages appended at the end, hashed on the way in chunks

@@ -371,6 +371,9 @@ struct TaskValidator {
                 throw invalid("\(field).kind", "\(kind) is not a known file kind")
             }
             try validatePath(description.path, field: "\(field).path")
+            if description.kind == .fileCharacterDevice, ImageFormat.reopenableDevices[description.path] == nil {
+                throw invalid("\(field).path", "\(description.path) is not a device amber reopens (\(ImageFormat.reopenableDevices.keys.sorted().joined(separator: ", ")))")
+            }
             guard description.offset <= UInt64(Int64.max) else {
                 throw invalid("\(field).offset", "\(description.offset) is above the largest file offset \(Int64.max)")
             }

@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <elf.h>
@@ -85,6 +86,13 @@ long amber_pagemap_scan(int pagemap_fd, struct amber_pm_scan_arg *arg) {
 
 long amber_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
     return result(syscall(SYS_kcmp, (long)pid1, (long)pid2, 0L /* KCMP_FILE */, (long)fd1, (long)fd2));
+}
+
+long amber_statfs_type(const char *path, uint64_t *type) {
+    struct statfs status;
+    if (statfs(path, &status) != 0) return -errno;
+    *type = (uint64_t)status.f_type;
+    return 0;
 }
 
 long amber_kcmp(pid_t pid1, pid_t pid2, int type) {

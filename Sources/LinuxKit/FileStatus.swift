@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 import SystemPackage
 
@@ -15,21 +16,26 @@ public struct FileStatus: Sendable, Equatable {
     public var rdev: UInt64
     /// st_ctim in nanoseconds: when the inode last changed (contents, owner, mode, links).
     public var changeTimeNs: UInt64
+    /// st_nlink: 0 for a file unlinked from every directory (or never linked, as memfd and
+    /// shared anonymous memory are).
+    public var linkCount: UInt64
 
-    public init(device: UInt64, inode: UInt64, mode: UInt32, size: UInt64, rdev: UInt64, changeTimeNs: UInt64 = 0) {
+    public init(device: UInt64, inode: UInt64, mode: UInt32, size: UInt64, rdev: UInt64, changeTimeNs: UInt64 = 0, linkCount: UInt64 = 1) {
         self.device = device
         self.inode = inode
         self.mode = mode
         self.size = size
         self.rdev = rdev
         self.changeTimeNs = changeTimeNs
+        self.linkCount = linkCount
     }
 
     init(_ status: Glibc.stat) {
         self.init(
             device: UInt64(status.st_dev), inode: UInt64(status.st_ino), mode: UInt32(status.st_mode),
             size: UInt64(clamping: status.st_size), rdev: UInt64(status.st_rdev),
-            changeTimeNs: UInt64(clamping: status.st_ctim.tv_sec) &* 1_000_000_000 &+ UInt64(clamping: status.st_ctim.tv_nsec)
+            changeTimeNs: UInt64(clamping: status.st_ctim.tv_sec) &* 1_000_000_000 &+ UInt64(clamping: status.st_ctim.tv_nsec),
+            linkCount: UInt64(status.st_nlink)
         )
     }
 
@@ -43,6 +49,8 @@ public struct FileStatus: Sendable, Equatable {
     public var isSymbolicLink: Bool { type == 0o120000 }
     /// The permission bits, including set-user-ID, set-group-ID and sticky.
     public var permissions: UInt32 { mode & 0o7777 }
+    /// Unlinked: its name, as /proc shows it, ends in " (deleted)" added by the kernel.
+    public var isDeleted: Bool { linkCount == 0 }
 
     /// The status of the file at `path`, following symbolic links.
     public static func stat(path: String) throws(LinuxError) -> FileStatus {
@@ -70,6 +78,35 @@ public struct FileStatus: Sendable, Equatable {
     /// this works for deleted files, pipes and sockets, which no path names.
     public static func stat(procFD pid: Int32, fd: Int32) throws(LinuxError) -> FileStatus {
         try stat(path: "/proc/\(pid)/fd/\(fd)")
+    }
+}
+
+/// The file systems Amber tells apart, from statfs's f_type: they hold files that are no files
+/// of a directory (shared memory, hugetlb memory, AIO rings, ptys).
+public enum FileSystemKind: Sendable, Equatable {
+    /// tmpfs, and the kernel's own shmem mount: memfd, System V and shared anonymous memory.
+    case shmem
+    case hugetlbfs
+    /// The kernel's mount for AIO rings (io_setup).
+    case aioRing
+    case devpts
+    case other
+
+    init(magic: UInt64) {
+        switch magic {
+        case 0x0102_1994: self = .shmem
+        case 0x9584_58f6: self = .hugetlbfs
+        case 0xa10a_10a1: self = .aioRing
+        case 0x1cd1: self = .devpts
+        default: self = .other
+        }
+    }
+
+    /// The file system of the file at `path`, following symbolic links (so /proc's links reach the open file).
+    public static func of(path: String) throws(LinuxError) -> FileSystemKind {
+        var magic: UInt64 = 0
+        _ = try kernelResult(amber_statfs_type(path, &magic), "statfs \(path)").get()
+        return FileSystemKind(magic: magic)
     }
 }
 

@@ -17,6 +17,17 @@ public struct Pidfd: ~Copyable {
     public func duplicate(_ targetFD: Int32) throws(LinuxError) -> Int32 {
         Int32(try kernelResult(amber_pidfd_getfd(fd, targetFD), "pidfd_getfd of fd \(targetFD) in process \(pid)").get())
     }
+
+    /// The address family (AF_UNIX, AF_INET...) of the socket the process has open as
+    /// `targetFD`: SO_DOMAIN of a copy.
+    public func socketFamily(_ targetFD: Int32) throws(LinuxError) -> Int32 {
+        let copy = try duplicate(targetFD)
+        defer { Glibc.close(copy) }
+        var family: Int32 = 0
+        var size = socklen_t(MemoryLayout<Int32>.size)
+        _ = try libcResult("getsockopt SO_DOMAIN of fd \(targetFD) in process \(pid)") { getsockopt(copy, SOL_SOCKET, SO_DOMAIN, &family, &size) }.get()
+        return family
+    }
 }
 
 /// How the kernel orders the open file descriptions two descriptors of two processes refer to

@@ -18,18 +18,22 @@ public struct MemoryMapping: Sendable, Equatable {
     public var inode: UInt64
     /// "" for an anonymous area; "[heap]", "[stack]", "[vdso]", "[vvar]",
     /// "[vvar_vclock]", "[vsyscall]", "[anon:name]"; or the file's path
-    /// without the " (deleted)" suffix. A newline in a path appears as the
-    /// kernel escapes it, "\012".
+    /// without the " (deleted)" suffix. From the maps text, a newline in a path
+    /// appears as the kernel escapes it, "\012"; `ProcFS.mapsWithFiles` has the
+    /// kernel's own name.
     public var path: String
-    /// The path ended in " (deleted)": the file was unlinked (also the case for
-    /// memfd, shared anonymous and SysV shared memory areas).
+    /// The file was unlinked (also the case for memfd, shared anonymous and SysV shared
+    /// memory areas). From the maps text: the path ended in " (deleted)", as it also does for
+    /// a file named so; `ProcFS.mapsWithFiles` asks the file's link count.
     public var deleted: Bool
+    /// The mapped file's file system, when `ProcFS.mapsWithFiles` could look it up.
+    public var fileSystem: FileSystemKind?
 
     public init(
         start: UInt64, end: UInt64,
         readable: Bool, writable: Bool, executable: Bool, shared: Bool,
         offset: UInt64 = 0, device: UInt64 = 0, inode: UInt64 = 0,
-        path: String = "", deleted: Bool = false
+        path: String = "", deleted: Bool = false, fileSystem: FileSystemKind? = nil
     ) {
         self.start = start
         self.end = end
@@ -42,6 +46,7 @@ public struct MemoryMapping: Sendable, Equatable {
         self.inode = inode
         self.path = path
         self.deleted = deleted
+        self.fileSystem = fileSystem
     }
 
     /// The area's length in bytes.
@@ -82,6 +87,45 @@ extension ProcFS {
     }
 
     private static let deletedSuffix = Array(" (deleted)".utf8)
+
+    /// The memory areas of a process, each mapped file named, classified and found deleted or
+    /// not by the kernel: through /proc/PID/map_files/START-END, its link (the name unescaped)
+    /// and its status (a link count of 0 for a deleted file; "x (deleted)" may be a file's
+    /// name). Looked up once per file. Reading map_files needs CAP_CHECKPOINT_RESTORE or
+    /// CAP_SYS_ADMIN: without, the maps text is all there is (EPERM).
+    public static func mapsWithFiles(pid: Int32) throws(LinuxError) -> [MemoryMapping] {
+        var maps = try maps(pid: pid)
+        struct FileKey: Hashable {
+            let device: UInt64
+            let inode: UInt64
+            let path: String
+            let deleted: Bool
+        }
+        var seen: [FileKey: (path: String, deleted: Bool, fileSystem: FileSystemKind)] = [:]
+        for index in maps.indices where maps[index].inode != 0 || maps[index].path.hasPrefix("/") {
+            let mapping = maps[index]
+            let key = FileKey(device: mapping.device, inode: mapping.inode, path: mapping.path, deleted: mapping.deleted)
+            if seen[key] == nil {
+                let entry = "/proc/\(pid)/map_files/\(String(mapping.start, radix: 16))-\(String(mapping.end, radix: 16))"
+                do {
+                    var name = try link(entry)
+                    let status = try FileStatus.stat(path: entry)
+                    if status.isDeleted, name.hasSuffix(" (deleted)") { name.removeLast(deletedSuffix.count) }
+                    seen[key] = (name, status.isDeleted, try FileSystemKind.of(path: entry))
+                } catch where error.errno == .notPermitted {
+                    return maps
+                } catch where error.errno == .noSuchFileOrDirectory {
+                    // A running process unmapped the area meanwhile: a frozen one is read again.
+                    continue
+                }
+            }
+            let file = seen[key]!
+            maps[index].path = file.path
+            maps[index].deleted = file.deleted
+            maps[index].fileSystem = file.fileSystem
+        }
+        return maps
+    }
 
     /// "start-end perms offset major:minor inode   path"
     private static func parseMapsLine(_ line: ArraySlice<UInt8>) -> MemoryMapping? {

@@ -312,6 +312,10 @@ final class TaskValidationTests: ImageTestCase {
     func testFiles() throws {
         try assertRejected("files.descriptions[1].id") { $0.files.descriptions[1].id = 1 }
         try assertRejected("files.descriptions[0].kind") { $0.files.descriptions[0].kind = .UNRECOGNIZED(9) }
+        // Only the devices of ImageFormat.reopenableDevices are reopened; O_PATH is a flag like the others.
+        try assertRejected("files.descriptions[0].path") { $0.files.descriptions[0].path = "/dev/kmsg" }
+        try assertAccepted { $0.files.descriptions[0].path = "/dev/urandom" }
+        try assertAccepted { $0.files.descriptions[1].flags = 0o10000000 }
         try assertRejected("files.descriptions[1].path") { $0.files.descriptions[1].path = "tmp/sleeper.log" }
         try assertRejected("files.descriptions[1].path") { $0.files.descriptions[1].path = "/tmp/../etc/shadow" }
         try assertRejected("files.descriptions[1].flags") { $0.files.descriptions[1].flags |= 0o100 }

@@ -560,6 +560,39 @@ import Testing
         #expect(status == (try FileStatus.fstat(fd: fd)))
         #expect(status.isRegular && status.size == 4096)
         #expect(mapping.device == status.device && mapping.inode == status.inode)
+        #expect(status.isDeleted)
+    }
+
+    /// The kernel's names: "x (deleted)" is a name, not a deletion; a newline is no "\\012";
+    /// a deleted file loses one " (deleted)" only. (Run as root: map_files needs CAP_CHECKPOINT_RESTORE.)
+    @Test func mapsWithFilesNamesFromTheKernel() throws {
+        try #require(geteuid() == 0)
+        let directory = "/tmp/amber procfs names \(pid)"
+        try #require(mkdir(directory, 0o700) == 0)
+        defer { rmdir(directory) }
+        var areas: [(path: String, start: UInt64)] = []
+        defer { for area in areas { munmap(UnsafeMutableRawPointer(bitPattern: UInt(area.start)), 4096) } }
+        for name in ["x (deleted)", "new\nline", "gone (deleted)"] {
+            let path = directory + "/" + name
+            let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            try #require(fd >= 0)
+            defer { close(fd) }
+            try #require(ftruncate(fd, 4096) == 0)
+            let area = try #require(mmap(nil, 4096, PROT_READ, MAP_SHARED, fd, 0))
+            try #require(area != MAP_FAILED)
+            areas.append((path, UInt64(UInt(bitPattern: area))))
+        }
+        unlink(areas[2].path)
+        defer { unlink(areas[0].path); unlink(areas[1].path) }
+        let maps = try ProcFS.mapsWithFiles(pid: pid)
+        for (index, area) in areas.enumerated() {
+            let mapping = try #require(maps.first { $0.start == area.start })
+            #expect(mapping.path == area.path)
+            #expect(mapping.deleted == (index == 2))
+            #expect(mapping.fileSystem != nil)
+        }
+        let anonymous = try #require(maps.first { $0.path == "[stack]" })
+        #expect(anonymous.fileSystem == nil)
     }
 
     @Test func status() throws {

@@ -25,6 +25,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testSeccomp() throws { try runDumped(.seccomp) }
     func testSeccompStrict() throws { try runDumped(.seccompStrict) }
     func testUnchanged() throws { try runDumped(.unchanged) }
+    /// Names come from the kernel: "x (deleted)" is no deleted file, "new\nline" is no "new\\012line".
+    func testOddNames() throws { try runDumped(.oddNames) }
+    func testPathFDs() throws { try runDumped(.pathFDs) }
 
     /// The same image restores twice in a row (restore does not consume or alter it).
     func testImageRestoresTwice() throws {

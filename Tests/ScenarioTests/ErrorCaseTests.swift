@@ -54,8 +54,83 @@ final class DumpErrorTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after the refused dump")
     }
 
+    /// amber runs as root: a symbolic link anywhere on -D (a user's link to a directory of
+    /// root's, say) is not followed, and nothing is written where it points.
+    func testDumpThroughSymbolicLinkIsRefused() throws {
+        _ = try requireAmber()
+        let p = try start(.counter)
+        let base = try directory()
+        let pointedAt = try newDirectory("pointed-at")
+        XCTAssertEqual(symlink(pointedAt, base + "/link"), 0, "symlink: \(Sys.errnoString())")
+        for image in [base + "/link", base + "/link/image"] {
+            let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+            assertRefusal(r, exitCode: 1, mentions: [base + "/link", "symbolic link"])
+            XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)")
+            XCTAssertEqual(listing(pointedAt), [], "the dump through \(image) wrote where the link points")
+            assertRunningUntraced(p.pid, "after the refused dump into \(image)")
+        }
+        try terminateAndExpectPass(p, "after the refused dumps")
+    }
+
+    /// A refused dump leaves no directory it made itself, and keeps an empty one that was there.
+    func testRefusedDumpLeavesTheDirectoryAsItFoundIt() throws {
+        _ = try requireAmber()
+        let p = try start(.unsupportedSocket)
+        let made = try directory() + "/new/image"
+        let existing = try newDirectory("image")
+        for image in [made, existing] {
+            let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+            assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"])
+        }
+        XCTAssertFalse(Sys.fileExists(made), "the refused dump left the directory it made")
+        XCTAssertTrue(Sys.fileExists(existing), "the refused dump removed the empty directory that was there")
+        XCTAssertEqual(listing(existing), [])
+        assertRunningUntraced(p.pid, "after the refused dumps")
+        try terminateAndExpectPass(p, "after the refused dumps")
+    }
+
     func testDumpRefusesSocket() throws {
         try checkUnsupported(.unsupportedSocket, object: "socket")
+    }
+
+    /// Each socket is named with its address family.
+    func testDumpRefusesSocketNamingItsFamily() throws {
+        for family in ["unix", "inet", "inet6", "netlink", "packet"] {
+            try checkUnsupported(.unsupportedKind("--\(family)"), object: "a\(family == "unix" || family == "netlink" || family == "packet" ? "" : "n") \(family) socket")
+        }
+    }
+
+    /// Named as what it is, not as the deleted file "/anon_hugepage" the kernel calls it.
+    func testDumpRefusesHugetlbMemory() throws {
+        let pool = "/proc/sys/vm/nr_hugepages"
+        func pages() -> Int? { Sys.readText(pool).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
+        guard let reserved = pages() else { throw XCTSkip("no \(pool)") }
+        // One more huge page for the scenario, given back afterwards.
+        try? Data("\(reserved + 1)\n".utf8).write(to: URL(fileURLWithPath: pool))
+        defer { try? Data("\(reserved)\n".utf8).write(to: URL(fileURLWithPath: pool)) }
+        guard pages() == reserved + 1 else { throw XCTSkip("the kernel could not reserve a huge page") }
+        try checkUnsupported(.unsupportedKind("--hugetlb"), object: "hugetlb memory")
+    }
+
+    /// Named as an AIO ring, not as the deleted file "/[aio]".
+    func testDumpRefusesAIORing() throws {
+        try checkUnsupported(.unsupportedKind("--aio"), object: "AIO ring")
+    }
+
+    /// An fd on shared anonymous memory (shows as "/dev/zero (deleted)").
+    func testDumpRefusesSharedMemoryFile() throws {
+        try checkUnsupported(.unsupportedKind("--shmem"), object: "SysV/shmem shared memory")
+    }
+
+    /// A pty slave whose master is closed (shows as "/dev/pts/N (deleted)").
+    func testDumpRefusesPtyWithoutMaster() throws {
+        try checkUnsupported(.unsupportedKind("--pty"), object: "the pty /dev/pts/")
+    }
+
+    /// A file really deleted, open or mapped, is still refused, by its name.
+    func testDumpRefusesDeletedFile() throws {
+        try checkUnsupported(.unsupportedKind("--deleted-fd"), object: "the deleted file /", mentions: ["/gone:"])
+        try checkUnsupported(.unsupportedKind("--deleted-map"), object: "maps the deleted file /", mentions: ["/gone at"])
     }
 
     func testDumpRefusesMemorySharedBetweenProcesses() throws {
@@ -123,14 +198,14 @@ final class DumpErrorTests: ScenarioTestCase {
 
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
-    private func checkUnsupported(_ scenario: Scenario, object: String, file: StaticString = #filePath,
+    private func checkUnsupported(_ scenario: Scenario, object: String, mentions: [String] = [], file: StaticString = #filePath,
         line: UInt = #line) throws
     {
         _ = try requireAmber()
         let p = try start(scenario, file: file, line: line)
         let image = try newDirectory("image")
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
-        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"], mentionsAnyOf: [object],
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"] + mentions, mentionsAnyOf: [object],
             file: file, line: line)
         XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)", file: file, line: line)
         XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "a refused dump wrote an inventory", file: file, line: line)

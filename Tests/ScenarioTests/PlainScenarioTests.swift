@@ -51,6 +51,14 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testCredentialsTree() throws { try runPlain(.credentialsTree) }
     func testCredentialsThread() throws { try runPlain(.credentialsThread) }
     func testUnsupportedUserNamespace() throws { try runPlain(.unsupportedUserNamespace) }
+    func testOddNames() throws { try runPlain(.oddNames) }
+    func testPathFDs() throws { try runPlain(.pathFDs) }
+    /// All but --hugetlb, which needs a huge page reserved (DumpErrorTests reserves one).
+    func testUnsupportedKinds() throws {
+        for flag in ["--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map"] {
+            try runPlain(.unsupportedKind(flag))
+        }
+    }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
     /// kills all of them, whatever session or group they are in.

@@ -113,6 +113,12 @@ struct Scenario: Sendable {
     static let credentialsThread = Scenario(name: "credentials_thread")
     /// A child in a user namespace of its own.
     static let unsupportedUserNamespace = Scenario(name: "unsupported_userns")
+    /// Files named "x (deleted)" and "new\nline", each open and mapped.
+    static let oddNames = Scenario(name: "odd_names")
+    /// O_PATH descriptors on a file and on a directory.
+    static let pathFDs = Scenario(name: "path_fds")
+    /// One object Amber cannot restore, by kind (see unsupported_kind.c).
+    static func unsupportedKind(_ flag: String) -> Scenario { Scenario(name: "unsupported_kind", args: [flag]) }
 
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
@@ -121,8 +127,8 @@ struct Scenario: Sendable {
         scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced, unchanged, sessionKeyring,
         unsupportedChroot, unsupportedAutogroup, unsupportedMemoryPolicy, unsupportedAreaPolicy, unsupportedSyscallUserDispatch, unsupportedThreadKeyring, unsupportedProcessKeyring, unsupportedSessionKeys,
         seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
-        unsupportedUserNamespace,
-    ]
+        unsupportedUserNamespace, oddNames, pathFDs,
+    ] + ["--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map"].map(unsupportedKind)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

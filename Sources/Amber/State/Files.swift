@@ -3,11 +3,13 @@ import FoundationEssentials
 import Glibc
 import LinuxKit
 
-/// Open files: regular files, directories, a few character devices and named pipes, reopened by
-/// path at restore with their flags and offset; descriptors sharing one open file stay shared.
+/// Open files: regular files, directories, the character devices of
+/// `ImageFormat.reopenableDevices` and named pipes, reopened by path at restore with their flags
+/// and offset; descriptors sharing one open file stay shared.
 enum FileState {
-    static let reopenableDevices: Set<String> = ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full"]
     private static let closeOnExec: UInt32 = 0o2000000
+    /// O_PATH, which Glibc's module does not export.
+    private static let pathOnly: Int32 = 0o10000000
 
     /// Refuses descriptors Amber cannot reopen, before the target is stopped.
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
@@ -16,21 +18,46 @@ enum FileState {
         }
     }
 
+    /// The kind of file `fd` is, its name and status, from the kernel: the /proc/PID/fd link
+    /// names it (unescaped), and its link count, not the " (deleted)" the link then ends in, tells
+    /// a deleted file from one named so.
     private static func classify(pid: Int32, fd: Int32, process: ProcessName, tree: ProcessName? = nil) throws -> (kind: Amber_FileKind, path: String, status: FileStatus) {
-        let path = try ProcFS.fileDescriptorPath(pid: pid, fd: fd)
+        let link = try ProcFS.fileDescriptorPath(pid: pid, fd: fd)
         func refuse(_ what: String) -> AmberError { .unsupported(process, "has fd \(fd) open on \(what): not supported yet", tree: tree) }
-        if path.hasPrefix("socket:") { throw refuse("a socket (\(path))") }
-        if path.hasPrefix("pipe:") { throw refuse("a pipe (\(path))") }
-        if path.hasPrefix("anon_inode:") { throw refuse("\(path.dropFirst("anon_inode:".count))") }
-        guard path.hasPrefix("/") else { throw refuse(path) }
-        if path.hasSuffix(" (deleted)") { throw refuse("the deleted file \(path)") }
+        if link.hasPrefix("socket:") { throw refuse("\(try socketFamily(pid: pid, fd: fd)) socket (\(link))") }
+        if link.hasPrefix("pipe:") { throw refuse("a pipe (\(link))") }
+        if link.hasPrefix("anon_inode:") { throw refuse("\(link.dropFirst("anon_inode:".count))") }
+        guard link.hasPrefix("/") else { throw refuse(link) }
         let status = try FileStatus.stat(procFD: pid, fd: fd)
-        if status.isRegular { return (.fileRegular, path, status) }
-        if status.isDirectory { return (.fileDirectory, path, status) }
-        if status.isFIFO { return (.fileFifo, path, status) }
-        if status.isCharacterDevice && reopenableDevices.contains(path) { return (.fileCharacterDevice, path, status) }
-        if status.isCharacterDevice { throw refuse("the device \(path)") }
-        throw refuse(path)
+        if status.isDeleted {
+            let path = link.hasSuffix(" (deleted)") ? String(link.dropLast(" (deleted)".count)) : link
+            switch try FileSystemKind.of(path: "/proc/\(pid)/fd/\(fd)") {
+            case .devpts: throw refuse("the pty \(path), whose entry in /dev/pts is gone (its master was closed)")
+            case .hugetlbfs: throw refuse("hugetlb memory (\(path))")
+            case .shmem where path.hasPrefix("/memfd:"): throw refuse("a memfd (\(path))")
+            case .shmem where path == "/dev/zero" || path.hasPrefix("/SYSV"): throw refuse("SysV/shmem shared memory (\(path))")
+            default: throw refuse("the deleted file \(path)")
+            }
+        }
+        if status.isRegular { return (.fileRegular, link, status) }
+        if status.isDirectory { return (.fileDirectory, link, status) }
+        if status.isFIFO { return (.fileFifo, link, status) }
+        if status.isCharacterDevice && ImageFormat.reopenableDevices[link] == status.rdev { return (.fileCharacterDevice, link, status) }
+        if status.isCharacterDevice { throw refuse("the device \(link)") }
+        throw refuse(link)
+    }
+
+    /// "a unix", "an inet6"...: the socket's address family as `ss` names it.
+    private static func socketFamily(pid: Int32, fd: Int32) throws -> String {
+        let family = try Pidfd(pid: pid).socketFamily(fd)
+        switch family {
+        case AF_UNIX: return "a unix"
+        case AF_INET: return "an inet"
+        case AF_INET6: return "an inet6"
+        case AF_NETLINK: return "a netlink"
+        case AF_PACKET: return "a packet"
+        default: return "an address family \(family)"
+        }
     }
 
     /// The open file descriptions seen so far in the tree: ids are unique across the image, so
@@ -138,12 +165,24 @@ enum FileState {
     /// Reopens a file as the image describes it, as `task` could have (`RestoreSession.openAsTask`).
     static func open(_ description: Amber_OpenFileDescription, as task: Amber_Task) throws -> Int32 {
         var flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
-        if description.kind == .fileFifo {
+        if flags & pathOnly != 0 {
+            // open(2) ignores other flags with O_PATH, but openat2 refuses them (EINVAL): keep
+            // only those it takes, and those F_GETFL then shows (fdinfo adds O_LARGEFILE).
+            flags &= pathOnly | O_DIRECTORY | O_NOFOLLOW
+        } else if description.kind == .fileFifo {
             // Opening one end of a FIFO would wait for the other: open without waiting, then restore the flag.
-            flags |= O_NONBLOCK
+            flags |= O_NONBLOCK | O_NOCTTY
+        } else {
+            flags |= O_NOCTTY
         }
-        let fd = try RestoreSession.openAsTask(description.path, flags: flags | O_NOCTTY, what: "the file", task: task, dumped: description.changeTimeNs == 0 ? nil : FileStatus(device: description.device, inode: description.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: description.changeTimeNs))
-        if description.kind == .fileFifo && Int32(bitPattern: description.flags) & O_NONBLOCK == 0 {
+        let fd = try RestoreSession.openAsTask(description.path, flags: flags, what: "the file", task: task, dumped: description.changeTimeNs == 0 ? nil : FileStatus(device: description.device, inode: description.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: description.changeTimeNs))
+        // The path must still lead to a file of the kind dumped: an image naming /dev/kmsg as a
+        // regular file reopens nothing.
+        guard let status = try? FileStatus.fstat(fd: fd), isKind(description.kind, status, path: description.path) else {
+            Glibc.close(fd)
+            throw AmberError(.restoreFailed, "cannot reopen \(description.path) for process \(task.pid): it is no longer \(description.kind == .fileCharacterDevice ? "the device" : "a file of the kind") it was at the dump")
+        }
+        if description.kind == .fileFifo && Int32(bitPattern: description.flags) & (O_NONBLOCK | pathOnly) == 0 {
             _ = fcntl(fd, F_SETFL, Int32(bitPattern: description.flags) & ~O_NONBLOCK)
         }
         if description.kind == .fileRegular || description.kind == .fileDirectory, description.offset != 0 {
@@ -154,6 +193,16 @@ enum FileState {
             }
         }
         return fd
+    }
+
+    private static func isKind(_ kind: Amber_FileKind, _ status: FileStatus, path: String) -> Bool {
+        switch kind {
+        case .fileRegular: status.isRegular
+        case .fileDirectory: status.isDirectory
+        case .fileFifo: status.isFIFO
+        case .fileCharacterDevice: status.isCharacterDevice && ImageFormat.reopenableDevices[path] == status.rdev
+        case .UNRECOGNIZED: false
+        }
     }
 }
 

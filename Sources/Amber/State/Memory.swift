@@ -30,9 +30,13 @@ enum MemoryState {
         }
     }
 
+    /// What an area is. A file's kind comes from its file system and its deletion from its link
+    /// count (`ProcFS.mapsWithFiles`); the names the kernel gives its own files tell them apart,
+    /// and are what is left to go by when map_files could not be read.
     static func kind(of mapping: MemoryMapping, process: ProcessName, tree: ProcessName? = nil) throws(AmberError) -> Amber_AreaKind {
         // Only for messages: most processes have none, and a dump classifies every area twice.
         var range: String { "0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16))" }
+        func refuse(_ what: String) -> AmberError { .unsupported(process, "\(what) at \(range): not supported yet", tree: tree) }
         switch mapping.path {
         case "[vdso]": return .areaVdso
         case "[vvar]": return .areaVvar
@@ -42,16 +46,29 @@ enum MemoryState {
         case "[stack]": return .areaStack
         case "": return .areaAnonymous
         case _ where mapping.path.hasPrefix("[anon:"): return .areaAnonymous
-        case "/dev/zero" where mapping.deleted && mapping.shared: return .areaAnonymous
-        case _ where mapping.path.hasPrefix("/memfd:"):
-            throw .unsupported(process, "maps a memfd at \(range) (\(mapping.path)): not supported yet", tree: tree)
-        case _ where mapping.path.hasPrefix("/SYSV"):
-            throw .unsupported(process, "maps System V shared memory at \(range): not supported yet", tree: tree)
+        default: break
+        }
+        let unknownFileSystem = mapping.fileSystem == nil
+        if mapping.fileSystem == .hugetlbfs || unknownFileSystem && mapping.deleted && mapping.path == "/anon_hugepage" {
+            throw refuse("maps hugetlb memory (\(mapping.path))")
+        }
+        if mapping.fileSystem == .aioRing || unknownFileSystem && mapping.deleted && mapping.path == "/[aio]" {
+            throw refuse("has an AIO ring (io_setup)")
+        }
+        let kernelShmem = mapping.deleted && (mapping.fileSystem == .shmem || unknownFileSystem)
+        switch mapping.path {
+        case "/dev/zero" where kernelShmem && mapping.shared: return .areaAnonymous
+        case "/dev/zero" where kernelShmem:
+            throw refuse("maps SysV/shmem shared memory (shared anonymous memory mapped again privately)")
+        case _ where kernelShmem && mapping.path.hasPrefix("/memfd:"):
+            throw refuse("maps a memfd (\(mapping.path))")
+        case _ where kernelShmem && mapping.path.hasPrefix("/SYSV"):
+            throw refuse("maps SysV/shmem shared memory (System V, \(mapping.path))")
         case _ where mapping.deleted:
-            throw .unsupported(process, "maps the deleted file \(mapping.path) at \(range): not supported yet", tree: tree)
+            throw refuse("maps the deleted file \(mapping.path)")
         case _ where mapping.path.hasPrefix("/"): return .areaFile
         default:
-            throw .unsupported(process, "has the special mapping \(mapping.path) at \(range): not supported yet", tree: tree)
+            throw refuse("has the special mapping \(mapping.path)")
         }
     }
 
@@ -62,6 +79,9 @@ enum MemoryState {
         var memory = Amber_Memory()
         let pageMap = try PageMap(pid: target.pid)
         var wanted: [AreaReader.Wanted] = []
+        // Built apart and stored once: a message's repeated field is copied whole when changed in place.
+        var areas: [Amber_MemoryArea] = []
+        areas.reserveCapacity(target.maps.count)
         for mapping in target.maps {
             var area = Amber_MemoryArea()
             area.start = mapping.start
@@ -79,9 +99,9 @@ enum MemoryState {
             }
             if let excluded = pagesFoundElsewhere(in: area) {
                 let ranges = try pageMap.scan(start: area.start, end: area.end, excluded: excluded, anyOf: [.present, .swapped])
-                wanted.append(AreaReader.Wanted(area: memory.areas.count, ranges: ranges, readable: mapping.readable))
+                wanted.append(AreaReader.Wanted(area: areas.count, ranges: ranges, readable: mapping.readable))
             }
-            memory.areas.append(area)
+            areas.append(area)
         }
         let total = wanted.reduce(0) { sum, area in area.ranges.reduce(sum) { $0 + ($1.upperBound - $1.lowerBound) } }
         let parts = total >= twoThreadDumpSize && buffers.count >= 2 ? split(wanted, at: total / 2 / pageSize * pageSize) : [wanted]
@@ -95,8 +115,9 @@ enum MemoryState {
         }
         // The first part holds the lower addresses: each area's runs stay in ascending order.
         for result in results {
-            for (index, runs) in try result.get() { memory.areas[index].pages += runs }
+            for (index, runs) in try result.get() { areas[index].pages += runs }
         }
+        memory.areas = areas
         memory.mm = try mmFields(target, brk: brk)
         return memory
     }

@@ -40,7 +40,7 @@ struct ProcessSnapshot: Sendable {
             threadStatuses[tracee.pid] = try ProcFS.threadStatus(pid: pid, tid: tracee.pid)
         }
         self.threadStatuses = threadStatuses
-        maps = threads.isEmpty ? [] : try ProcFS.maps(pid: pid)
+        maps = threads.isEmpty ? [] : try ProcFS.mapsWithFiles(pid: pid)
         pidNamespace = (try? ProcFS.link("/proc/\(pid)/ns/pid")) ?? "?"
     }
 }

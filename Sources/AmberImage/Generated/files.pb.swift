@@ -24,7 +24,7 @@ public nonisolated enum Amber_FileKind: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
   case fileRegular // = 0
 
-  /// Character devices reopened by path: /dev/null, /dev/zero, /dev/urandom, /dev/random, /dev/full.
+  /// Character devices reopened by path: those of ImageFormat.reopenableDevices alone.
   case fileCharacterDevice // = 1
   case fileDirectory // = 2
 

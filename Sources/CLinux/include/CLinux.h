@@ -103,6 +103,8 @@ long amber_get_robust_list(pid_t pid, uint64_t *head, uint64_t *length);
 long amber_pagemap_scan(int pagemap_fd, struct amber_pm_scan_arg *arg);
 long amber_xgetbv0(uint64_t *value);
 long amber_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2);
+/// statfs(2)'s f_type, the file system's magic number (sys/vfs.h is not in Glibc's module).
+long amber_statfs_type(const char *path, uint64_t *type);
 /// kcmp of a resource without an index (KCMP_VM, KCMP_FILES, KCMP_FS, KCMP_SIGHAND, KCMP_IO, KCMP_SYSVSEM).
 long amber_kcmp(pid_t pid1, pid_t pid2, int type);
 long amber_sched_getaffinity(pid_t pid, size_t size, uint64_t *mask);

@@ -1,0 +1,114 @@
+/*
+ * unsupported_kind: holds one object Amber cannot restore yet, chosen by a flag, so that a
+ * refused dump can be checked to name what the object is:
+ *   --hugetlb     a MAP_HUGETLB area (needs a free huge page)
+ *   --aio         an AIO ring (io_setup)
+ *   --shmem       an fd on shared anonymous memory, opened through /proc/self/map_files
+ *   --pty         a pty slave whose master is closed (its /dev/pts entry is gone)
+ *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family
+ *   --deleted-fd  an fd on a deleted file named "gone"
+ *   --deleted-map a mapping of a deleted file named "gone"
+ * After SIGTERM it checks the object is still there and works.
+ */
+#include "scenario.h"
+#include <linux/aio_abi.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
+#include <pty.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+static char *area;
+static size_t area_size;
+static aio_context_t aio;
+static int fd = -1;
+static char gone_path[PATH_MAX];
+
+static void make_gone(void)
+{
+    sc_path(gone_path, sizeof gone_path, "gone");
+    fd = open(gone_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || sc_write_all(fd, "still here", 10) < 0 || unlink(gone_path) < 0)
+        sc_die("creating and removing %s", gone_path);
+}
+
+int main(int argc, char **argv)
+{
+    sc_init(argc, argv, "unsupported_kind");
+    sc_install_sigterm(0);
+    if (sc_has_flag("--hugetlb")) {
+        area_size = 2 << 20;
+        area = mmap(0, area_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+        if (area == MAP_FAILED)
+            sc_die("mmap MAP_HUGETLB");
+        area[0] = 'h';
+    } else if (sc_has_flag("--aio")) {
+        if (syscall(SYS_io_setup, 8, &aio) < 0)
+            sc_die("io_setup");
+    } else if (sc_has_flag("--shmem")) {
+        area_size = 4096;
+        area = mmap(0, area_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (area == MAP_FAILED)
+            sc_die("mmap");
+        area[0] = 's';
+        char path[128];
+        sc_fmt(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)area, (unsigned long)area + area_size);
+        if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+            sc_die("open %s", path);
+    } else if (sc_has_flag("--pty")) {
+        int master;
+        if (openpty(&master, &fd, 0, 0, 0) < 0)
+            sc_die("openpty");
+        close(master);
+    } else if (sc_has_flag("--unix")) {
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    } else if (sc_has_flag("--inet")) {
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    } else if (sc_has_flag("--inet6")) {
+        fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    } else if (sc_has_flag("--netlink")) {
+        fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    } else if (sc_has_flag("--packet")) {
+        fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    } else if (sc_has_flag("--deleted-fd")) {
+        make_gone();
+    } else if (sc_has_flag("--deleted-map")) {
+        make_gone();
+        area_size = 4096;
+        if (ftruncate(fd, (off_t)area_size) < 0)
+            sc_die("ftruncate");
+        area = mmap(0, area_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (area == MAP_FAILED)
+            sc_die("mmap");
+        close(fd);
+        fd = -1;
+    } else {
+        sc_die("no object chosen");
+    }
+    if (fd < 0 && !area && !aio)
+        sc_die("socket");
+    sc_ready();
+    sc_wait_for_term();
+    sc_check_common();
+
+    if (sc_has_flag("--hugetlb"))
+        sc_check(area[0] == 'h', "the hugetlb area changed");
+    if (sc_has_flag("--aio"))
+        sc_check(syscall(SYS_io_destroy, aio) == 0, "io_destroy: %s", strerror(errno));
+    if (sc_has_flag("--shmem")) {
+        char byte = 0;
+        sc_check(pread(fd, &byte, 1, 0) == 1 && byte == 's', "the shmem fd does not read the shared area");
+    }
+    if (sc_has_flag("--deleted-fd")) {
+        char buf[10];
+        sc_check(pread(fd, buf, sizeof buf, 0) == 10 && memcmp(buf, "still here", 10) == 0, "the deleted file changed");
+    }
+    if (sc_has_flag("--deleted-map"))
+        sc_check(memcmp(area, "still here", 10) == 0, "the deleted file's mapping changed");
+    if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--deleted-fd")) {
+        int family = 0;
+        socklen_t size = sizeof family;
+        sc_check(getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &size) == 0, "the socket is gone");
+    }
+    sc_finish();
+}
