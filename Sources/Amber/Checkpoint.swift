@@ -222,6 +222,9 @@ enum Preflight {
         try SchedulingState.check(pid: pid, process: name, tree: tree)
         try FlagState.check(pid: pid, process: name, tree: tree)
         try FileState.check(pid: pid, process: name, tree: tree)
+        try LockState.check(pid: pid, process: name, tree: tree)
+        try EnvironmentState.check(pid: pid, process: name, tree: tree)
+        try NamespaceState.check(pid: pid, process: name, tree: tree)
         try MemoryState.check(maps, process: name, tree: tree)
         return maps
     }

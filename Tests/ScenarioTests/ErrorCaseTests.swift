@@ -96,16 +96,41 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedUserNamespace, object: "another user namespace")
     }
 
+    /// Named: the child and its removed working directory.
+    func testDumpRefusesDeletedWorkingDirectory() throws {
+        try checkUnsupported(.unsupportedCwdDeleted, object: "deleted directory", also: ["removed-directory"])
+    }
+
+    /// Named: the child and the /proc directory of the process that has gone.
+    func testDumpRefusesWorkingDirectoryOfGoneProcess() throws {
+        try checkUnsupported(.unsupportedCwdGoneProc, object: "no longer reaches", also: ["/proc/"])
+    }
+
+    /// Named: the child and the kind of namespace (or its cgroup).
+    func testDumpRefusesUTSNamespace() throws { try checkUnsupported(.unsupportedUTSNamespace, object: "UTS namespace") }
+    func testDumpRefusesMountNamespace() throws { try checkUnsupported(.unsupportedMountNamespace, object: "mount namespace") }
+    func testDumpRefusesIPCNamespace() throws { try checkUnsupported(.unsupportedIPCNamespace, object: "IPC namespace") }
+    func testDumpRefusesNetworkNamespace() throws { try checkUnsupported(.unsupportedNetworkNamespace, object: "network namespace") }
+    func testDumpRefusesCgroupNamespace() throws { try checkUnsupported(.unsupportedCgroupNamespace, object: "cgroup namespace") }
+    func testDumpRefusesTimeNamespace() throws { try checkUnsupported(.unsupportedTimeNamespace, object: "time namespace") }
+    func testDumpRefusesAnotherCgroup() throws { try checkUnsupported(.unsupportedCgroup, object: "cgroup", also: ["memory:", "amber-scenario-"]) }
+
+    /// Named: the process, the kind of lock and the file.
+    func testDumpRefusesFlock() throws { try checkUnsupported(.unsupportedFlock, object: "flock", also: ["locked-file"]) }
+    func testDumpRefusesPOSIXLock() throws { try checkUnsupported(.unsupportedPOSIXLock, object: "POSIX", also: ["locked-file"]) }
+    func testDumpRefusesOFDLock() throws { try checkUnsupported(.unsupportedOFDLock, object: "OFD", also: ["locked-file"]) }
+    func testDumpRefusesLease() throws { try checkUnsupported(.unsupportedLease, object: "lease", also: ["locked-file"]) }
+
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
-    private func checkUnsupported(_ scenario: Scenario, object: String, file: StaticString = #filePath,
+    private func checkUnsupported(_ scenario: Scenario, object: String, also: [String] = [], file: StaticString = #filePath,
         line: UInt = #line) throws
     {
         _ = try requireAmber()
         let p = try start(scenario, file: file, line: line)
         let image = try newDirectory("image")
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
-        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"], mentionsAnyOf: [object],
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"] + also, mentionsAnyOf: [object],
             file: file, line: line)
         XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)", file: file, line: line)
         XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "a refused dump wrote an inventory", file: file, line: line)

@@ -38,6 +38,19 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testCredentialsTree() throws { try runPlain(.credentialsTree) }
     func testCredentialsThread() throws { try runPlain(.credentialsThread) }
     func testUnsupportedUserNamespace() throws { try runPlain(.unsupportedUserNamespace) }
+    func testUnsupportedCwdDeleted() throws { try runPlain(.unsupportedCwdDeleted) }
+    func testUnsupportedCwdGoneProc() throws { try runPlain(.unsupportedCwdGoneProc) }
+    func testUnsupportedUTSNamespace() throws { try runPlain(.unsupportedUTSNamespace) }
+    func testUnsupportedMountNamespace() throws { try runPlain(.unsupportedMountNamespace) }
+    func testUnsupportedIPCNamespace() throws { try runPlain(.unsupportedIPCNamespace) }
+    func testUnsupportedNetworkNamespace() throws { try runPlain(.unsupportedNetworkNamespace) }
+    func testUnsupportedCgroupNamespace() throws { try runPlain(.unsupportedCgroupNamespace) }
+    func testUnsupportedTimeNamespace() throws { try runPlain(.unsupportedTimeNamespace) }
+    func testUnsupportedCgroup() throws { try runPlain(.unsupportedCgroup) }
+    func testUnsupportedFlock() throws { try runPlain(.unsupportedFlock) }
+    func testUnsupportedPOSIXLock() throws { try runPlain(.unsupportedPOSIXLock) }
+    func testUnsupportedOFDLock() throws { try runPlain(.unsupportedOFDLock) }
+    func testUnsupportedLease() throws { try runPlain(.unsupportedLease) }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
     /// kills all of them, whatever session or group they are in.

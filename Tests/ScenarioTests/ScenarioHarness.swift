@@ -94,13 +94,34 @@ struct Scenario: Sendable {
     /// A child in a user namespace of its own.
     static let unsupportedUserNamespace = Scenario(name: "unsupported_userns")
 
+    /// A child whose working directory was removed.
+    static let unsupportedCwdDeleted = Scenario(name: "unsupported_cwd", args: ["--deleted"])
+    /// A child whose working directory is /proc/PID of a process that has gone.
+    static let unsupportedCwdGoneProc = Scenario(name: "unsupported_cwd", args: ["--gone-proc"])
+    /// A child in a namespace of its own of one kind, or in another cgroup.
+    static let unsupportedUTSNamespace = Scenario(name: "unsupported_namespace", args: ["--uts"])
+    static let unsupportedMountNamespace = Scenario(name: "unsupported_namespace", args: ["--mnt"])
+    static let unsupportedIPCNamespace = Scenario(name: "unsupported_namespace", args: ["--ipc"])
+    static let unsupportedNetworkNamespace = Scenario(name: "unsupported_namespace", args: ["--net"])
+    static let unsupportedCgroupNamespace = Scenario(name: "unsupported_namespace", args: ["--cgroupns"])
+    static let unsupportedTimeNamespace = Scenario(name: "unsupported_namespace", args: ["--time"])
+    static let unsupportedCgroup = Scenario(name: "unsupported_namespace", args: ["--cgroup"])
+    /// A process holding a file lock of one kind.
+    static let unsupportedFlock = Scenario(name: "unsupported_lock", args: ["--flock"])
+    static let unsupportedPOSIXLock = Scenario(name: "unsupported_lock", args: ["--posix"])
+    static let unsupportedOFDLock = Scenario(name: "unsupported_lock", args: ["--ofd"])
+    static let unsupportedLease = Scenario(name: "unsupported_lock", args: ["--lease"])
+
     static let all: [Scenario] = [
         counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
         unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
         scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline,
         seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
-        unsupportedUserNamespace,
+        unsupportedUserNamespace, unsupportedCwdDeleted, unsupportedCwdGoneProc, unsupportedUTSNamespace,
+        unsupportedMountNamespace, unsupportedIPCNamespace, unsupportedNetworkNamespace, unsupportedCgroupNamespace,
+        unsupportedTimeNamespace, unsupportedCgroup, unsupportedFlock, unsupportedPOSIXLock, unsupportedOFDLock,
+        unsupportedLease,
     ]
 }
 
