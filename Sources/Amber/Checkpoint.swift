@@ -109,8 +109,9 @@ public enum Checkpoint {
                 // Before the session maps its scratch page into the process.
                 let vmFlags = try areaFlags.flags(of: process.pid)
                 logger.trace("process \(process.pid): area flags read")
-                let (target, brk) = try collect(process, into: &task, outside: outside, followsTarget: followsTarget, interruption: interruption, logger: logger, instruction: &processes[index].syscallInstruction)
-                outside.complete(task, name: process.name, interruption: interruption, reading: (target, vmFlags, brk))
+                try MemoryState.check(vmFlags, maps: process.snapshot.maps, process: process.name, tree: processes[0].name)
+                let (target, brk, futureLocking) = try collect(process, into: &task, vmFlags: vmFlags, outside: outside, followsTarget: followsTarget, interruption: interruption, logger: logger, instruction: &processes[index].syscallInstruction)
+                outside.complete(task, name: process.name, interruption: interruption, reading: (target, vmFlags, brk, futureLocking))
             }
             return try outside.finish()
         } catch {
@@ -121,7 +122,7 @@ public enum Checkpoint {
 
     /// Reads what needs the tracer; returns what `OutsideReads` needs, and sets the `syscall`
     /// instruction the dump injected with.
-    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger, instruction: inout UInt64?) throws -> (DumpTarget, UInt64) {
+    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, vmFlags: [UInt64: MemoryAreaFlags], outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger, instruction: inout UInt64?) throws -> (DumpTarget, UInt64, MemoryState.FutureLocking) {
         try SeccompState.suspend(process)
         let session = try DumpSession(process, interruption: interruption, logger: logger)
         logger.trace("process \(process.pid): session open")
@@ -132,6 +133,7 @@ public enum Checkpoint {
         if followsTarget { try? CPUAffinity(cpu: session.stat.processor).apply(to: 0) }
         defer { try? ownAffinity?.apply(to: 0) }
         let brk: UInt64
+        let futureLocking: MemoryState.FutureLocking
         do {
             // Each kind of state is one step at which an interrupted dump stops.
             func step<State>(_ kind: String, _ read: () throws -> State) throws -> State {
@@ -147,13 +149,14 @@ public enum Checkpoint {
             task.processFlags = try step("flags") { try FlagState.dump(session) }
             task.timers = try step("timers") { try TimerState.dump(session) }
             brk = try step("break") { try MemoryState.currentBreak(session) }
+            futureLocking = try step("future locking") { try MemoryState.futureLocking(session, vmFlags: vmFlags) }
         } catch {
             try? session.finish()
             throw error
         }
         try session.finish()
         instruction = session.injector.instruction
-        return (session.target, brk)
+        return (session.target, brk, futureLocking)
     }
 
     private static func inventory(for tasks: [Amber_Task]) -> Amber_Inventory {

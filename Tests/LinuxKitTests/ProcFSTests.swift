@@ -866,8 +866,22 @@ extension String {
         VmFlags: mr mw me 
         """
         let flags = try ProcFS.parseMemoryFlags(text)
-        #expect(flags[0x7f00000000] == [.readable, .writable, .accounted])
-        #expect(flags[0x7f00001000] == [])
+        #expect(flags[0x7f00000000] == [.readable, .writable, .mayWrite, .accounted])
+        #expect(flags[0x7f00001000] == [.mayWrite])
+    }
+
+    @Test func adviceLocksAndFlagsToRefuse() throws {
+        let text = """
+        7f00000000-7f00001000 rw-p 00000000 00:00 0 
+        VmFlags: rd wr mr mw me lo lf dc wf dd sr nr dp sl hg mg gd 
+        7f00001000-7f00002000 rw-p 00000000 00:00 0 
+        VmFlags: rd wr mr me rr nh io pf mm ht sf um uw ui ss xx 
+        """
+        let flags = try ProcFS.parseMemoryFlags(text)
+        #expect(flags[0x7f00000000] == [.readable, .writable, .mayWrite, .locked, .lockOnFault, .doNotCopy, .wipeOnFork, .doNotDump,
+                                        .sequentialRead, .noReserve, .droppable, .sealed, .hugePage, .mergeable, .growsDown])
+        #expect(flags[0x7f00001000] == [.readable, .writable, .randomRead, .noHugePage, .io, .pfnMap, .mixedMap, .hugeTLB, .synchronous,
+                                        .userfaultMissing, .userfaultWriteProtect, .userfaultMinor, .shadowStack])
     }
 
 }

@@ -6,6 +6,8 @@ import XCTest
 final class PlainScenarioTests: ScenarioTestCase {
     func testCounter() throws { try runPlain(.counter) }
     func testMemory() throws { try runPlain(.memory) }
+    func testMemoryFlags() throws { try runPlain(.memoryFlags) }
+    func testMemoryFlagsLockFuture() throws { try runPlain(.memoryFlagsLockFuture) }
     func testFPU() throws { try runPlain(.fpu) }
     func testSignals() throws { try runPlain(.signals) }
     func testRestartSleep() throws { try runPlain(.restartSleep) }

@@ -112,8 +112,13 @@ struct Scenario: Sendable {
     static let unsupportedOFDLock = Scenario(name: "unsupported_lock", args: ["--ofd"])
     static let unsupportedLease = Scenario(name: "unsupported_lock", args: ["--lease"])
 
+    /// Areas that differ only by madvise advice, locks or mmap flags, and a shared file mapping
+    /// that may become writable; with --lock-future, mlockall(MCL_FUTURE | MCL_ONFAULT).
+    static let memoryFlags = Scenario(name: "memory_flags")
+    static let memoryFlagsLockFuture = Scenario(name: "memory_flags", args: ["--lock-future"])
+
     static let all: [Scenario] = [
-        counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
+        counter, memory, memoryFlags, memoryFlagsLockFuture, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
         unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
         scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline,
