@@ -148,6 +148,7 @@ public enum Checkpoint {
             try step("seccomp") { try SeccompState.dump(session, into: &task) }
             task.processFlags = try step("flags") { try FlagState.dump(session) }
             task.timers = try step("timers") { try TimerState.dump(session) }
+            task.membarrier = try step("membarrier") { try MembarrierState.dump(session) }
             brk = try step("break") { try MemoryState.currentBreak(session) }
             futureLocking = try step("future locking") { try MemoryState.futureLocking(session, vmFlags: vmFlags) }
         } catch {

@@ -8,6 +8,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testMemory() throws { try runPlain(.memory) }
     func testMemoryFlags() throws { try runPlain(.memoryFlags) }
     func testMemoryFlagsLockFuture() throws { try runPlain(.memoryFlagsLockFuture) }
+    func testMembarrier() throws { try runPlain(.membarrier) }
     func testFPU() throws { try runPlain(.fpu) }
     func testSignals() throws { try runPlain(.signals) }
     func testRestartSleep() throws { try runPlain(.restartSleep) }

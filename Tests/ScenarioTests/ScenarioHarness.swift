@@ -117,8 +117,11 @@ struct Scenario: Sendable {
     static let memoryFlags = Scenario(name: "memory_flags")
     static let memoryFlagsLockFuture = Scenario(name: "memory_flags", args: ["--lock-future"])
 
+    /// Registered for the private expedited membarrier commands.
+    static let membarrier = Scenario(name: "membarrier")
+
     static let all: [Scenario] = [
-        counter, memory, memoryFlags, memoryFlagsLockFuture, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
+        counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
         unsupportedSetns, secondThread, childPause, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
         scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline,
