@@ -227,8 +227,9 @@ enum Preflight {
         try FlagState.check(pid: pid, process: name, tree: tree)
         try FileState.check(pid: pid, process: name, tree: tree)
         try LockState.check(pid: pid, process: name, tree: tree)
-        try EnvironmentState.check(pid: pid, process: name, tree: tree)
+        // Before the working directory: in another mount namespace its path means something else.
         try NamespaceState.check(pid: pid, process: name, tree: tree)
+        try EnvironmentState.check(pid: pid, process: name, tree: tree)
         try MemoryState.check(maps, process: name, tree: tree)
         return maps
     }

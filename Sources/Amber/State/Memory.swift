@@ -405,9 +405,10 @@ enum MemoryState {
     }
 
     /// Gives each area its madvise advice and locks, once its pages are in; seals last, as a
-    /// sealed area takes no more changes. The helper still has CAP_IPC_LOCK here (credentials
-    /// come later), so mlock is not held to RLIMIT_MEMLOCK: the task locked these pages once
-    /// under its own limit (or with the capability), and may hold them as before.
+    /// sealed area takes no more changes. A root restorer's helper still has CAP_IPC_LOCK here
+    /// (credentials come later), so mlock is not held to RLIMIT_MEMLOCK: the task locked these
+    /// pages once, under its own limit or with the capability. Without it the helper has the
+    /// restorer's limit (the task's own comes later, with its environment).
     private static func restoreAdvice(_ areas: [Amber_MemoryArea], _ injector: SyscallInjector) throws {
         for area in areas where !kernelAreaKinds.contains(area.kind) {
             let length = area.end - area.start
@@ -426,7 +427,12 @@ enum MemoryState {
                 try injector.call("madvise(0x\(String(area.start, radix: 16)), \(name))", SyscallNumber.madvise, area.start, length, value)
             }
             if area.locked {
-                try injector.call("mlock2 0x\(String(area.start, radix: 16))", SyscallNumber.mlock2, area.start, length, area.lockOnFault ? MemoryAdvice.lockOnFault : 0)
+                let result = try injector.raw(SyscallNumber.mlock2, area.start, length, area.lockOnFault ? MemoryAdvice.lockOnFault : 0)
+                if result == -Int64(ENOMEM) || result == -Int64(EPERM) {
+                    throw AmberError(.restoreFailed, "cannot lock the \(length / 1024) KiB area at 0x\(String(area.start, radix: 16)) again (mlock): the restorer's RLIMIT_MEMLOCK is too low, and going past it needs CAP_IPC_LOCK")
+                } else if result < 0 {
+                    throw LinuxError(negated: Int(result), "mlock2 0x\(String(area.start, radix: 16)) in task \(injector.tracee.pid)")
+                }
             }
         }
         for area in areas where area.sealed && !kernelAreaKinds.contains(area.kind) {
