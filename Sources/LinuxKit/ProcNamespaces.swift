@@ -1,5 +1,3 @@
-import Glibc
-
 /// The namespaces and control groups a process lives in.
 extension ProcFS {
     /// The namespace kinds under /proc/PID/ns that are not PID or user namespaces;
@@ -16,14 +14,3 @@ extension ProcFS {
         ProcText.lines(try read("/proc/\(pid)/cgroup")[...]).map { ProcText.string($0) }
     }
 }
-
-extension FileStatus {
-    /// st_nlink of the file at `path` (following links): 0 for a directory that was removed.
-    public static func linkCount(path: String) throws(LinuxError) -> UInt64 {
-        var status = Glibc.stat()
-        _ = try libcResult("stat \(path)") { systemStatForLinks(path, &status) }.get()
-        return UInt64(status.st_nlink)
-    }
-}
-
-private func systemStatForLinks(_ path: String, _ status: UnsafeMutablePointer<stat>) -> Int32 { stat(path, status) }

@@ -9,11 +9,10 @@ enum EnvironmentState {
     /// /proc/PID of a process that has gone.
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
         let cwd = try ProcFS.cwd(pid: pid)
-        let held = "/proc/\(pid)/cwd"
-        if try FileStatus.linkCount(path: held) == 0 {
+        let (status, links) = try FileStatus.statWithLinkCount(path: "/proc/\(pid)/cwd")
+        if links == 0 {
             throw AmberError.unsupported(process, "has the deleted directory \(cwd) as its working directory: restore could not reopen it", tree: tree)
         }
-        let status = try FileStatus.stat(path: held)
         guard let atPath = try? FileStatus.stat(path: cwd), atPath.device == status.device, atPath.inode == status.inode else {
             throw AmberError.unsupported(process, "has the working directory \(cwd), which that path no longer reaches\(cwd.hasPrefix("/proc/") ? " (the /proc directory of a process that has gone)" : ""): restore could not reopen it", tree: tree)
         }

@@ -74,9 +74,12 @@ enum MemoryState {
             vmFlags[mapping.start]?.contains(.locked) == true ? sum + (mapping.end - mapping.start) : sum
         }
         guard try ProcFS.status(pid: session.pid).lockedMemoryBytes == locked + UInt64(DumpSession.scratchSize) else { return FutureLocking() }
-        // Rare: only then is smaps read again, for MCL_ONFAULT.
-        let scratchFlags = try ProcFS.memoryFlags(pid: session.pid)[session.scratch] ?? []
-        return FutureLocking(locked: true, onFault: scratchFlags.contains(.lockOnFault))
+        // Rare: only then is smaps read again, for MCL_ONFAULT. The scratch page may have merged
+        // with the area below it: its area is the last to start at or below it.
+        let flags = try ProcFS.memoryFlags(pid: session.pid)
+        let scratchArea = flags.keys.filter { $0 <= session.scratch }.max()
+        let onFault = scratchArea.flatMap { flags[$0] }?.contains(.lockOnFault) ?? false
+        return FutureLocking(locked: true, onFault: onFault)
     }
 
     static func kind(of mapping: MemoryMapping, process: ProcessName, tree: ProcessName? = nil) throws(AmberError) -> Amber_AreaKind {
