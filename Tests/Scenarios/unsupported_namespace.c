@@ -2,7 +2,8 @@
  * unsupported_namespace: a child in a namespace or cgroup other than its parent's (and
  * amber's). One option picks which: --uts (hostname "inner"), --mnt, --ipc, --net, --cgroupns,
  * --time (the child unshares CLONE_NEWTIME and forks a grandchild, which is in the new time
- * namespace), --cgroup (the child is moved into a new memory cgroup under the root's). `amber
+ * namespace), --cgroup (the child is moved into a new cgroup under the root's, in the memory
+ * hierarchy of cgroup v1 if there is one, else in cgroup v2). `amber
  * dump` of the root must refuse, naming the child and the namespace or cgroup, and leave them
  * running. After SIGTERM the root checks the child is still there and still apart, kills and
  * reaps it, and removes the cgroup it made.
@@ -58,19 +59,28 @@ static void child(const struct kind *kind)
         pause();
 }
 
-/* The memory cgroup line of /proc/self/cgroup ("N:memory:/path"): its path, or NULL. */
-static const char *memory_cgroup(char *text, size_t size)
+/* A new cgroup directory under ours, in `out`: in the cgroup v1 memory hierarchy if there is
+ * one, else in the v2 hierarchy (mounted at /sys/fs/cgroup/unified or /sys/fs/cgroup). */
+static void new_cgroup(char *out, size_t size)
 {
-    ssize_t n = sc_read_file("/proc/self/cgroup", text, size - 1);
+    char text[4096];
+    ssize_t n = sc_read_file("/proc/self/cgroup", text, sizeof text - 1);
     if (n < 0)
-        return NULL;
+        sc_die("reading /proc/self/cgroup");
     text[n] = 0;
+    const char *memory = NULL, *unified = NULL;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         char *controllers = strchr(line, ':');
         if (controllers && strncmp(controllers + 1, "memory:", 7) == 0)
-            return controllers + 8;
+            memory = controllers + 8;
+        else if (strncmp(line, "0::", 3) == 0)
+            unified = line + 3;
     }
-    return NULL;
+    const char *path = memory ? memory : unified;
+    const char *mount = memory ? "/sys/fs/cgroup/memory" : access("/sys/fs/cgroup/unified/cgroup.procs", F_OK) == 0 ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup";
+    if (!path)
+        sc_die("no memory or cgroup v2 line in /proc/self/cgroup");
+    sc_fmt(out, size, "%s%s/amber-scenario-%d", mount, strcmp(path, "/") == 0 ? "" : path, (int)getpid());
 }
 
 static int same_namespace(pid_t pid, const char *ns)
@@ -105,11 +115,7 @@ int main(int argc, char **argv)
     if (sc_wait_for_file(ready_file, 10000) != 0)
         sc_die("the child did not set up");
     if (!kind->ns) {
-        char text[4096];
-        const char *path = memory_cgroup(text, sizeof text);
-        if (!path)
-            sc_die("no memory cgroup in /proc/self/cgroup");
-        sc_fmt(cgroup_dir, sizeof cgroup_dir, "/sys/fs/cgroup/memory%s/amber-scenario-%d", strcmp(path, "/") == 0 ? "" : path, (int)getpid());
+        new_cgroup(cgroup_dir, sizeof cgroup_dir);
         char procs[PATH_MAX + 16], number[32];
         sc_fmt(procs, sizeof procs, "%s/cgroup.procs", cgroup_dir);
         snprintf(number, sizeof number, "%d\n", (int)c);
