@@ -933,6 +933,7 @@ extension String {
         #expect(FileLock.parse("lock:\t2: FLOCK  ADVISORY  WRITE 99 00:1a:42 0 EOF") == FileLock(kind: .flock, mode: "WRITE", pid: 99, inode: 42))
         #expect(FileLock.parse("lock:\t3: OFDLCK ADVISORY  READ  -1 fd:00:7 0 99") == FileLock(kind: .openFileDescription, mode: "READ", pid: -1, inode: 7))
         #expect(FileLock.parse("4: LEASE  ACTIVE    READ 55 00:1a:42 0 EOF") == FileLock(kind: .lease, mode: "READ", pid: 55, inode: 42))
+        #expect(FileLock.parse("5: DELEG  ACTIVE    READ 56 00:1a:43 0 EOF") == FileLock(kind: .other("DELEG"), mode: "READ", pid: 56, inode: 43))
     }
 
     @Test func waitersAndOthersAreNotLocks() {

@@ -19,6 +19,7 @@ enum LockState {
         case .posix: return "a POSIX (fcntl F_SETLK) \(mode) lock"
         case .openFileDescription: return "an OFD (fcntl F_OFD_SETLK) \(mode) lock"
         case .lease: return "a \(mode) lease (fcntl F_SETLEASE)"
+        case .other(let name): return "a \(name) \(mode) lock"
         }
     }
 }
