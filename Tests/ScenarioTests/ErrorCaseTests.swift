@@ -121,6 +121,12 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesOFDLock() throws { try checkUnsupported(.unsupportedOFDLock, object: "OFD", also: ["locked-file"]) }
     func testDumpRefusesLease() throws { try checkUnsupported(.unsupportedLease, object: "lease", also: ["locked-file"]) }
 
+    /// Named: the process, the area's flag and its file.
+    func testDumpRefusesHugeTLBMapping() throws {
+        try requireHugeTLBFS()
+        try checkUnsupported(.unsupportedHugeTLB, object: "hugetlb", also: ["VmFlags ht", "hugetlbfs/area"])
+    }
+
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
     private func checkUnsupported(_ scenario: Scenario, object: String, also: [String] = [], file: StaticString = #filePath,

@@ -54,6 +54,10 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedPOSIXLock() throws { try runPlain(.unsupportedPOSIXLock) }
     func testUnsupportedOFDLock() throws { try runPlain(.unsupportedOFDLock) }
     func testUnsupportedLease() throws { try runPlain(.unsupportedLease) }
+    func testUnsupportedHugeTLB() throws {
+        try requireHugeTLBFS()
+        try runPlain(.unsupportedHugeTLB)
+    }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup
     /// kills all of them, whatever session or group they are in.

@@ -111,6 +111,8 @@ struct Scenario: Sendable {
     static let unsupportedPOSIXLock = Scenario(name: "unsupported_lock", args: ["--posix"])
     static let unsupportedOFDLock = Scenario(name: "unsupported_lock", args: ["--ofd"])
     static let unsupportedLease = Scenario(name: "unsupported_lock", args: ["--lease"])
+    /// A shared mapping of a file on a hugetlbfs the process mounted.
+    static let unsupportedHugeTLB = Scenario(name: "unsupported_hugetlb")
 
     /// Areas that differ only by madvise advice, locks or mmap flags, and a shared file mapping
     /// that may become writable; with --lock-future, mlockall(MCL_FUTURE | MCL_ONFAULT).
@@ -129,7 +131,7 @@ struct Scenario: Sendable {
         unsupportedUserNamespace, unsupportedCwdDeleted, unsupportedCwdGoneProc, unsupportedUTSNamespace,
         unsupportedMountNamespace, unsupportedIPCNamespace, unsupportedNetworkNamespace, unsupportedCgroupNamespace,
         unsupportedTimeNamespace, unsupportedCgroup, unsupportedFlock, unsupportedPOSIXLock, unsupportedOFDLock,
-        unsupportedLease,
+        unsupportedLease, unsupportedHugeTLB,
     ]
 }
 
@@ -257,6 +259,11 @@ class ScenarioTestCase: XCTestCase {
     }
 
     // MARK: helpers for tests
+
+    /// Skips a test whose scenario mounts a hugetlbfs on a kernel without one.
+    func requireHugeTLBFS() throws {
+        guard Sys.readText("/proc/filesystems")?.contains("hugetlbfs") == true else { throw XCTSkip("this kernel has no hugetlbfs") }
+    }
 
     func requireAmber() throws -> String {
         guard let amber = Locations.amberBinary() else { throw XCTSkip(Locations.amberSkipMessage) }
