@@ -1,6 +1,5 @@
 /// membarrier(2) commands.
 public enum MembarrierCommand {
-    public static let query: UInt64 = 0
     public static let privateExpedited: UInt64 = 1 << 3
     public static let registerPrivateExpedited: UInt64 = 1 << 4
     public static let privateExpeditedSyncCore: UInt64 = 1 << 5
