@@ -122,10 +122,11 @@ public enum Checkpoint {
                 // Before the session maps its scratch page into the process.
                 let vmFlags = try areaFlags.flags(of: process.pid)
                 logger.trace("process \(process.pid): area flags read")
+                try MemoryState.check(vmFlags, maps: process.snapshot.maps, process: process.name, tree: processes[0].name)
                 let parentKeyring = index == 0 ? dumperKeyring : sessionKeyrings[task.ppid] ?? dumperKeyring
-                let (target, brk, sessionKeyring) = try collect(process, into: &task, parentKeyring: parentKeyring, stoppedChildren: stoppedChildren[process.pid] ?? [], collectedStops: &collectedStops, outside: outside, followsTarget: followsTarget, interruption: interruption, logger: logger, instruction: &processes[index].syscallInstruction)
+                let (target, brk, sessionKeyring, futureLocking) = try collect(process, into: &task, vmFlags: vmFlags, parentKeyring: parentKeyring, stoppedChildren: stoppedChildren[process.pid] ?? [], collectedStops: &collectedStops, outside: outside, followsTarget: followsTarget, interruption: interruption, logger: logger, instruction: &processes[index].syscallInstruction)
                 sessionKeyrings[process.pid] = sessionKeyring
-                outside.complete(task, name: process.name, interruption: interruption, reading: (target, vmFlags, brk))
+                outside.complete(task, name: process.name, interruption: interruption, reading: (target, vmFlags, brk, futureLocking))
             }
             return try outside.finish()
         } catch {
@@ -138,8 +139,9 @@ public enum Checkpoint {
     /// instruction the dump injected with.
     /// `stoppedChildren`: its children in a group stop, whose stop it may have collected already
     /// (into `collectedStops`, by PID).
-    /// Returns also the serial number of its session keyring (`parentKeyring`: its parent's).
-    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, parentKeyring: Int64, stoppedChildren: [FrozenProcess], collectedStops: inout [Int32: Bool], outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger, instruction: inout UInt64?) throws -> (DumpTarget, UInt64, Int64) {
+    /// Returns also the serial number of its session keyring (`parentKeyring`: its parent's)
+    /// and whether it has mlockall(MCL_FUTURE) on.
+    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, vmFlags: [UInt64: MemoryAreaFlags], parentKeyring: Int64, stoppedChildren: [FrozenProcess], collectedStops: inout [Int32: Bool], outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger, instruction: inout UInt64?) throws -> (DumpTarget, UInt64, Int64, MemoryState.FutureLocking) {
         try SeccompState.suspend(process)
         let session = try DumpSession(process, interruption: interruption, logger: logger)
         logger.trace("process \(process.pid): session open")
@@ -151,6 +153,7 @@ public enum Checkpoint {
         defer { try? ownAffinity?.apply(to: 0) }
         let brk: UInt64
         let sessionKeyring: Int64
+        let futureLocking: MemoryState.FutureLocking
         do {
             // Each kind of state is one step at which an interrupted dump stops.
             func step<State>(_ kind: String, _ read: () throws -> State) throws -> State {
@@ -165,18 +168,20 @@ public enum Checkpoint {
             try step("seccomp") { try SeccompState.dump(session, into: &task) }
             task.processFlags = try step("flags") { try FlagState.dump(session) }
             task.timers = try step("timers") { try TimerState.dump(session) }
+            task.membarrier = try step("membarrier") { try MembarrierState.dump(session) }
             brk = try step("break") { try MemoryState.currentBreak(session) }
             (sessionKeyring, task.ownSessionKeyring) = try step("keyrings") { try KeyringState.dump(session, parentKeyring: parentKeyring) }
             if !stoppedChildren.isEmpty {
                 collectedStops.merge(try step("stops of its children") { try TreeState.collectedStops(of: stoppedChildren, session) }) { $1 }
             }
+            futureLocking = try step("future locking") { try MemoryState.futureLocking(session, vmFlags: vmFlags) }
         } catch {
             try? session.finish()
             throw error
         }
         try session.finish()
         instruction = session.injector.instruction
-        return (session.target, brk, sessionKeyring)
+        return (session.target, brk, sessionKeyring, futureLocking)
     }
 
     private static func inventory(for tasks: [Amber_Task]) -> Amber_Inventory {
@@ -248,6 +253,9 @@ enum Preflight {
         try SchedulingState.check(pid: pid, process: name, tree: tree)
         try FlagState.check(pid: pid, process: name, tree: tree)
         try FileState.check(pid: pid, process: name, tree: tree)
+        try LockState.check(pid: pid, process: name, tree: tree)
+        // Before the working directory: in another mount namespace its path means something else.
+        try NamespaceState.check(pid: pid, process: name, tree: tree)
         try EnvironmentState.check(pid: pid, process: name, tree: tree)
         try MemoryState.check(maps, process: name, tree: tree)
         try MemoryPolicyState.check(pid: pid, process: name, tree: tree)

@@ -10,7 +10,7 @@ import Synchronization
 /// beside it, one process behind, so that a tree's dump keeps both CPUs busy. The queue keeps
 /// tree order, which the table of open files shared between processes depends on.
 final class OutsideReads: @unchecked Sendable {
-    typealias Reading = (target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64)
+    typealias Reading = (target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, futureLocking: MemoryState.FutureLocking)
 
     private let queue = DispatchQueue(label: "amber.dump.outside-reads")
     private let writer: ImageWriter
@@ -40,7 +40,7 @@ final class OutsideReads: @unchecked Sendable {
                     task.files = try step(pid, "files", interruption) { try FileState.dump(reading.target, table: &descriptions) }
                     task.environment = try step(pid, "environment", interruption) { try EnvironmentState.dump(reading.target) }
                     task.memory = try step(pid, "memory", interruption) {
-                        try MemoryState.dump(reading.target, vmFlags: reading.vmFlags, brk: reading.brk, image: writer, buffers: pageBuffers, fileSizes: &fileSizes)
+                        try MemoryState.dump(reading.target, vmFlags: reading.vmFlags, brk: reading.brk, futureLocking: reading.futureLocking, image: writer, buffers: pageBuffers, fileSizes: &fileSizes)
                     }
                 }
                 try interruption.check(.write)

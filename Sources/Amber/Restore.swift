@@ -153,7 +153,10 @@ public enum Restore {
             (.files, { try FileState.restore(task.files, session) }),
             (.environment, { try EnvironmentState.restore(task.environment, session) }),
             (.handlers, { try SignalState.restoreHandlers(task.signals, session) }),
-            (.mmFields, { try MemoryState.restoreMmFields(session) }),
+            (.mmFields, {
+                try MemoryState.restoreMmFields(session)
+                try MembarrierState.restore(task.membarrier, session)
+            }),
             (.threads, { try ThreadState.restore(task, session) }),
             (.pending, { try SignalState.restorePending(task.signals.pending.filter(\.shared), tid: task.namespacePids.last ?? task.pid, session.injector, session) }),
             (.scheduling, { try SchedulingState.restore(task, session) }),

@@ -230,9 +230,33 @@ struct TaskValidator {
                     throw invalid("\(field).file_offset", "\(hex(area.fileOffset)) is not a page-aligned offset that a file can have for \(area.end - area.start) bytes")
                 }
             }
+            try validateAreaFlags(area, field: field)
             try validatePageRuns(of: area, field: field, pageFiles: pageFiles)
         }
+        if memory.lockFutureOnFault && !memory.lockFuture {
+            throw invalid("memory.lock_future_on_fault", "is set without lock_future (MCL_ONFAULT needs MCL_FUTURE)")
+        }
         try validateMm(memory.mm)
+    }
+
+    /// The flag pairs the kernel keeps exclusive, and flags only some kinds of area can have.
+    private func validateAreaFlags(_ area: Amber_MemoryArea, field: String) throws(ImageError) {
+        if area.sequentialRead && area.randomRead {
+            throw invalid("\(field).random_read", "is set with sequential_read: an area has one access pattern")
+        }
+        if area.hugePage && area.noHugePage {
+            throw invalid("\(field).no_huge_page", "is set with huge_page")
+        }
+        if area.lockOnFault && !area.locked {
+            throw invalid("\(field).lock_on_fault", "is set on an area that is not locked")
+        }
+        let privateAnonymous = !area.shared && (area.kind == .areaAnonymous || area.kind == .areaHeap || area.kind == .areaStack)
+        if area.droppable && !privateAnonymous {
+            throw invalid("\(field).droppable", "is set on a \(area.shared ? "shared " : "")\(area.kind) area: only private anonymous memory is droppable")
+        }
+        if area.wipeOnFork && !privateAnonymous {
+            throw invalid("\(field).wipe_on_fork", "is set on a \(area.shared ? "shared " : "")\(area.kind) area: only private anonymous memory is wiped on fork")
+        }
     }
 
     private func validatePageRuns(of area: Amber_MemoryArea, field: String, pageFiles: [(name: String, size: UInt64)]) throws(ImageError) {

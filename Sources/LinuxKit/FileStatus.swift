@@ -59,6 +59,14 @@ public struct FileStatus: Sendable, Equatable {
         return FileStatus(status)
     }
 
+    /// The status of the file at `path` (following links) and its st_nlink, which is 0 for a
+    /// directory that was removed.
+    public static func statWithLinkCount(path: String) throws(LinuxError) -> (status: FileStatus, links: UInt64) {
+        var status = Glibc.stat()
+        _ = try libcResult("stat \(path)") { systemStat(path, &status) }.get()
+        return (FileStatus(status), UInt64(status.st_nlink))
+    }
+
     /// The status of the file at `path` itself, not following a final symbolic link.
     public static func lstat(path: String) throws(LinuxError) -> FileStatus {
         var status = Glibc.stat()

@@ -1,8 +1,8 @@
 /// The kernel's flags of one memory area, from the VmFlags line of /proc/PID/smaps; only the
 /// ones a dump asks about are named, the others are not kept.
 public struct MemoryAreaFlags: OptionSet, Sendable, Hashable {
-    public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
 
     public static let readable = MemoryAreaFlags(rawValue: 1 << 0)        // rd
     public static let writable = MemoryAreaFlags(rawValue: 1 << 1)        // wr
@@ -20,6 +20,22 @@ public struct MemoryAreaFlags: OptionSet, Sendable, Hashable {
     public static let mergeable = MemoryAreaFlags(rawValue: 1 << 12)      // mg
     public static let hugePage = MemoryAreaFlags(rawValue: 1 << 13)       // hg
     public static let noHugePage = MemoryAreaFlags(rawValue: 1 << 14)     // nh
+    /// VM_MAYWRITE: mprotect may make the area writable.
+    public static let mayWrite = MemoryAreaFlags(rawValue: 1 << 15)       // mw
+    public static let sequentialRead = MemoryAreaFlags(rawValue: 1 << 16) // sr
+    public static let randomRead = MemoryAreaFlags(rawValue: 1 << 17)     // rr
+    public static let lockOnFault = MemoryAreaFlags(rawValue: 1 << 18)    // lf
+    public static let droppable = MemoryAreaFlags(rawValue: 1 << 19)      // dp
+    public static let sealed = MemoryAreaFlags(rawValue: 1 << 20)         // sl
+    public static let io = MemoryAreaFlags(rawValue: 1 << 21)             // io
+    public static let pfnMap = MemoryAreaFlags(rawValue: 1 << 22)         // pf
+    public static let mixedMap = MemoryAreaFlags(rawValue: 1 << 23)       // mm
+    public static let hugeTLB = MemoryAreaFlags(rawValue: 1 << 24)        // ht
+    public static let synchronous = MemoryAreaFlags(rawValue: 1 << 25)    // sf (MAP_SYNC)
+    public static let userfaultMissing = MemoryAreaFlags(rawValue: 1 << 26)      // um
+    public static let userfaultWriteProtect = MemoryAreaFlags(rawValue: 1 << 27) // uw
+    public static let userfaultMinor = MemoryAreaFlags(rawValue: 1 << 28)        // ui
+    public static let shadowStack = MemoryAreaFlags(rawValue: 1 << 29)    // ss
 
     /// The flag of a two-letter VmFlags mnemonic, or nil for one not named here.
     init?(mnemonic first: UInt8, _ second: UInt8) {
@@ -39,6 +55,21 @@ public struct MemoryAreaFlags: OptionSet, Sendable, Hashable {
         case (0x6D, 0x67): self = .mergeable     // mg
         case (0x68, 0x67): self = .hugePage      // hg
         case (0x6E, 0x68): self = .noHugePage    // nh
+        case (0x6D, 0x77): self = .mayWrite      // mw
+        case (0x73, 0x72): self = .sequentialRead // sr
+        case (0x72, 0x72): self = .randomRead    // rr
+        case (0x6C, 0x66): self = .lockOnFault   // lf
+        case (0x64, 0x70): self = .droppable     // dp
+        case (0x73, 0x6C): self = .sealed        // sl
+        case (0x69, 0x6F): self = .io            // io
+        case (0x70, 0x66): self = .pfnMap        // pf
+        case (0x6D, 0x6D): self = .mixedMap      // mm
+        case (0x68, 0x74): self = .hugeTLB       // ht
+        case (0x73, 0x66): self = .synchronous   // sf
+        case (0x75, 0x6D): self = .userfaultMissing // um
+        case (0x75, 0x77): self = .userfaultWriteProtect // uw
+        case (0x75, 0x69): self = .userfaultMinor // ui
+        case (0x73, 0x73): self = .shadowStack   // ss
         default: return nil
         }
     }
@@ -73,5 +104,13 @@ extension ProcFS {
             }
         }
         return flags
+    }
+}
+
+extension ProcessStatus {
+    /// VmLck: the bytes of the process's locked areas (mm->locked_vm).
+    public var lockedMemoryBytes: UInt64? {
+        guard let value = fields["VmLck"], let kilobytes = UInt64(value.split(separator: " ").first ?? "") else { return nil }
+        return kilobytes * 1024
     }
 }

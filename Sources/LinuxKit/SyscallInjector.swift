@@ -12,6 +12,10 @@ public enum SyscallNumber {
     public static let rtSigaction = 13
     public static let mremap = 25
     public static let madvise = 28
+    public static let mlockall = 151
+    public static let membarrier = 324
+    public static let mlock2 = 325
+    public static let mseal = 462
     public static let getitimer = 36
     public static let setitimer = 38
     public static let getpgid = 121

@@ -224,6 +224,29 @@ final class TaskValidationTests: ImageTestCase {
         try assertAccepted { $0.memory.areas[0].fileOffset = 0x7000 }
     }
 
+    func testMemoryAreaFlags() throws {
+        try assertRejected("memory.areas[1].random_read") {
+            $0.memory.areas[1].sequentialRead = true
+            $0.memory.areas[1].randomRead = true
+        }
+        try assertRejected("memory.areas[1].no_huge_page") {
+            $0.memory.areas[1].hugePage = true
+            $0.memory.areas[1].noHugePage = true
+        }
+        try assertRejected("memory.areas[1].lock_on_fault") { $0.memory.areas[1].lockOnFault = true }
+        try assertRejected("memory.areas[0].droppable") { $0.memory.areas[0].droppable = true }
+        try assertRejected("memory.areas[0].wipe_on_fork") { $0.memory.areas[0].wipeOnFork = true }
+        try assertRejected("memory.lock_future_on_fault") { $0.memory.lockFutureOnFault = true }
+        try assertAccepted {
+            $0.memory.areas[0].locked = true
+            $0.memory.areas[0].lockOnFault = true
+            $0.memory.areas[0].mayWrite = true
+            $0.memory.areas[0].sealed = true
+            $0.memory.lockFuture = true
+            $0.memory.lockFutureOnFault = true
+        }
+    }
+
     func testPageRuns() throws {
         func run(_ address: UInt64, _ count: UInt64, _ offset: UInt64) -> Amber_PageRun {
             var run = Amber_PageRun()

@@ -899,8 +899,22 @@ extension String {
         VmFlags: mr mw me 
         """
         let flags = try ProcFS.parseMemoryFlags(text)
-        #expect(flags[0x7f00000000] == [.readable, .writable, .accounted])
-        #expect(flags[0x7f00001000] == [])
+        #expect(flags[0x7f00000000] == [.readable, .writable, .mayWrite, .accounted])
+        #expect(flags[0x7f00001000] == [.mayWrite])
+    }
+
+    @Test func adviceLocksAndFlagsToRefuse() throws {
+        let text = """
+        7f00000000-7f00001000 rw-p 00000000 00:00 0 
+        VmFlags: rd wr mr mw me lo lf dc wf dd sr nr dp sl hg mg gd 
+        7f00001000-7f00002000 rw-p 00000000 00:00 0 
+        VmFlags: rd wr mr me rr nh io pf mm ht sf um uw ui ss xx 
+        """
+        let flags = try ProcFS.parseMemoryFlags(text)
+        #expect(flags[0x7f00000000] == [.readable, .writable, .mayWrite, .locked, .lockOnFault, .doNotCopy, .wipeOnFork, .doNotDump,
+                                        .sequentialRead, .noReserve, .droppable, .sealed, .hugePage, .mergeable, .growsDown])
+        #expect(flags[0x7f00001000] == [.readable, .writable, .randomRead, .noHugePage, .io, .pfnMap, .mixedMap, .hugeTLB, .synchronous,
+                                        .userfaultMissing, .userfaultWriteProtect, .userfaultMinor, .shadowStack])
     }
 
 }
@@ -943,5 +957,21 @@ extension String {
     ])
     func malformed(_ text: String) {
         #expect(throws: LinuxError.self) { try ProcFS.parsePosixTimers(text) }
+    }
+}
+
+@Suite struct ParseFileLockTests {
+    @Test func everyKind() {
+        #expect(FileLock.parse("1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF") == FileLock(kind: .posix, mode: "WRITE", pid: 1234, inode: 5678))
+        #expect(FileLock.parse("lock:\t2: FLOCK  ADVISORY  WRITE 99 00:1a:42 0 EOF") == FileLock(kind: .flock, mode: "WRITE", pid: 99, inode: 42))
+        #expect(FileLock.parse("lock:\t3: OFDLCK ADVISORY  READ  -1 fd:00:7 0 99") == FileLock(kind: .openFileDescription, mode: "READ", pid: -1, inode: 7))
+        #expect(FileLock.parse("4: LEASE  ACTIVE    READ 55 00:1a:42 0 EOF") == FileLock(kind: .lease, mode: "READ", pid: 55, inode: 42))
+        #expect(FileLock.parse("5: DELEG  ACTIVE    READ 56 00:1a:43 0 EOF") == FileLock(kind: .other("DELEG"), mode: "READ", pid: 56, inode: 43))
+    }
+
+    @Test func waitersAndOthersAreNotLocks() {
+        #expect(FileLock.parse("1: -> POSIX  ADVISORY  WRITE 1235 08:01:5678 0 EOF") == nil)
+        #expect(FileLock.parse("pos:\t0") == nil)
+        #expect(FileLock.parse("") == nil)
     }
 }

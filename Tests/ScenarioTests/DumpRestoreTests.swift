@@ -10,6 +10,9 @@ import Glibc
 final class DumpRestoreTests: ScenarioTestCase {
     func testCounter() throws { try runDumped(.counter) }
     func testMemory() throws { try runDumped(.memory) }
+    func testMemoryFlags() throws { try runDumped(.memoryFlags) }
+    func testMemoryFlagsLockFuture() throws { try runDumped(.memoryFlagsLockFuture) }
+    func testMembarrier() throws { try runDumped(.membarrier) }
     func testFPU() throws { try runDumped(.fpu) }
     func testSignals() throws { try runDumped(.signals) }
     func testRestartSleep() throws { try runDumped(.restartSleep) }

@@ -196,6 +196,37 @@ final class DumpErrorTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after the refused dump")
     }
 
+    /// Named: the child and its removed working directory.
+    func testDumpRefusesDeletedWorkingDirectory() throws {
+        try checkUnsupported(.unsupportedCwdDeleted, object: "deleted directory", mentions: ["removed-directory"])
+    }
+
+    /// Named: the child and the /proc directory of the process that has gone.
+    func testDumpRefusesWorkingDirectoryOfGoneProcess() throws {
+        try checkUnsupported(.unsupportedCwdGoneProc, object: "no longer reaches", mentions: ["/proc/"])
+    }
+
+    /// Named: the child and the kind of namespace (or its cgroup).
+    func testDumpRefusesUTSNamespace() throws { try checkUnsupported(.unsupportedUTSNamespace, object: "UTS namespace") }
+    func testDumpRefusesMountNamespace() throws { try checkUnsupported(.unsupportedMountNamespace, object: "mount namespace") }
+    func testDumpRefusesIPCNamespace() throws { try checkUnsupported(.unsupportedIPCNamespace, object: "IPC namespace") }
+    func testDumpRefusesNetworkNamespace() throws { try checkUnsupported(.unsupportedNetworkNamespace, object: "network namespace") }
+    func testDumpRefusesCgroupNamespace() throws { try checkUnsupported(.unsupportedCgroupNamespace, object: "cgroup namespace") }
+    func testDumpRefusesTimeNamespace() throws { try checkUnsupported(.unsupportedTimeNamespace, object: "time namespace") }
+    func testDumpRefusesAnotherCgroup() throws { try checkUnsupported(.unsupportedCgroup, object: "cgroup", mentions: ["amber-scenario-"]) }
+
+    /// Named: the process, the kind of lock and the file.
+    func testDumpRefusesFlock() throws { try checkUnsupported(.unsupportedFlock, object: "flock", mentions: ["locked-file"]) }
+    func testDumpRefusesPOSIXLock() throws { try checkUnsupported(.unsupportedPOSIXLock, object: "POSIX", mentions: ["locked-file"]) }
+    func testDumpRefusesOFDLock() throws { try checkUnsupported(.unsupportedOFDLock, object: "OFD", mentions: ["locked-file"]) }
+    func testDumpRefusesLease() throws { try checkUnsupported(.unsupportedLease, object: "lease", mentions: ["locked-file"]) }
+
+    /// Named: the process, the area's flag and its file.
+    func testDumpRefusesHugeTLBMapping() throws {
+        try requireHugeTLBFS()
+        try checkUnsupported(.unsupportedHugeTLB, object: "hugetlb", mentions: ["VmFlags ht", "hugetlbfs/area"])
+    }
+
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
     private func checkUnsupported(_ scenario: Scenario, object: String, mentions: [String] = [], file: StaticString = #filePath,

@@ -6,6 +6,9 @@ import XCTest
 final class PlainScenarioTests: ScenarioTestCase {
     func testCounter() throws { try runPlain(.counter) }
     func testMemory() throws { try runPlain(.memory) }
+    func testMemoryFlags() throws { try runPlain(.memoryFlags) }
+    func testMemoryFlagsLockFuture() throws { try runPlain(.memoryFlagsLockFuture) }
+    func testMembarrier() throws { try runPlain(.membarrier) }
     func testFPU() throws { try runPlain(.fpu) }
     func testSignals() throws { try runPlain(.signals) }
     func testRestartSleep() throws { try runPlain(.restartSleep) }
@@ -58,6 +61,23 @@ final class PlainScenarioTests: ScenarioTestCase {
         for flag in ["--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map"] {
             try runPlain(.unsupportedKind(flag))
         }
+    }
+    func testUnsupportedCwdDeleted() throws { try runPlain(.unsupportedCwdDeleted) }
+    func testUnsupportedCwdGoneProc() throws { try runPlain(.unsupportedCwdGoneProc) }
+    func testUnsupportedUTSNamespace() throws { try runPlain(.unsupportedUTSNamespace) }
+    func testUnsupportedMountNamespace() throws { try runPlain(.unsupportedMountNamespace) }
+    func testUnsupportedIPCNamespace() throws { try runPlain(.unsupportedIPCNamespace) }
+    func testUnsupportedNetworkNamespace() throws { try runPlain(.unsupportedNetworkNamespace) }
+    func testUnsupportedCgroupNamespace() throws { try runPlain(.unsupportedCgroupNamespace) }
+    func testUnsupportedTimeNamespace() throws { try runPlain(.unsupportedTimeNamespace) }
+    func testUnsupportedCgroup() throws { try runPlain(.unsupportedCgroup) }
+    func testUnsupportedFlock() throws { try runPlain(.unsupportedFlock) }
+    func testUnsupportedPOSIXLock() throws { try runPlain(.unsupportedPOSIXLock) }
+    func testUnsupportedOFDLock() throws { try runPlain(.unsupportedOFDLock) }
+    func testUnsupportedLease() throws { try runPlain(.unsupportedLease) }
+    func testUnsupportedHugeTLB() throws {
+        try requireHugeTLBFS()
+        try runPlain(.unsupportedHugeTLB)
     }
 
     /// Every process of a tree scenario is there when it is ready, and the runner's cleanup

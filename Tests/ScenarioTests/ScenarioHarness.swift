@@ -120,14 +120,45 @@ struct Scenario: Sendable {
     /// One object Amber cannot restore, by kind (see unsupported_kind.c).
     static func unsupportedKind(_ flag: String) -> Scenario { Scenario(name: "unsupported_kind", args: [flag]) }
 
+    /// A child whose working directory was removed.
+    static let unsupportedCwdDeleted = Scenario(name: "unsupported_cwd", args: ["--deleted"])
+    /// A child whose working directory is /proc/PID of a process that has gone.
+    static let unsupportedCwdGoneProc = Scenario(name: "unsupported_cwd", args: ["--gone-proc"])
+    /// A child in a namespace of its own of one kind, or in another cgroup.
+    static let unsupportedUTSNamespace = Scenario(name: "unsupported_namespace", args: ["--uts"])
+    static let unsupportedMountNamespace = Scenario(name: "unsupported_namespace", args: ["--mnt"])
+    static let unsupportedIPCNamespace = Scenario(name: "unsupported_namespace", args: ["--ipc"])
+    static let unsupportedNetworkNamespace = Scenario(name: "unsupported_namespace", args: ["--net"])
+    static let unsupportedCgroupNamespace = Scenario(name: "unsupported_namespace", args: ["--cgroupns"])
+    static let unsupportedTimeNamespace = Scenario(name: "unsupported_namespace", args: ["--time"])
+    static let unsupportedCgroup = Scenario(name: "unsupported_namespace", args: ["--cgroup"])
+    /// A process holding a file lock of one kind.
+    static let unsupportedFlock = Scenario(name: "unsupported_lock", args: ["--flock"])
+    static let unsupportedPOSIXLock = Scenario(name: "unsupported_lock", args: ["--posix"])
+    static let unsupportedOFDLock = Scenario(name: "unsupported_lock", args: ["--ofd"])
+    static let unsupportedLease = Scenario(name: "unsupported_lock", args: ["--lease"])
+    /// A shared mapping of a file on a hugetlbfs the process mounted.
+    static let unsupportedHugeTLB = Scenario(name: "unsupported_hugetlb")
+
+    /// Areas that differ only by madvise advice, locks or mmap flags, and a shared file mapping
+    /// that may become writable; with --lock-future, mlockall(MCL_FUTURE | MCL_ONFAULT).
+    static let memoryFlags = Scenario(name: "memory_flags")
+    static let memoryFlagsLockFuture = Scenario(name: "memory_flags", args: ["--lock-future"])
+
+    /// Registered for the private expedited membarrier commands.
+    static let membarrier = Scenario(name: "membarrier")
+
     static let all: [Scenario] = [
-        counter, memory, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
+        counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
         unsupportedSetns, secondThread, childPause, stopped, exitSignal, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
         scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced, unchanged, sessionKeyring,
         unsupportedChroot, unsupportedAutogroup, unsupportedMemoryPolicy, unsupportedAreaPolicy, unsupportedSyscallUserDispatch, unsupportedThreadKeyring, unsupportedProcessKeyring, unsupportedSessionKeys,
         seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
-        unsupportedUserNamespace, oddNames, pathFDs,
+        unsupportedUserNamespace, oddNames, pathFDs, unsupportedCwdDeleted, unsupportedCwdGoneProc, unsupportedUTSNamespace,
+        unsupportedMountNamespace, unsupportedIPCNamespace, unsupportedNetworkNamespace, unsupportedCgroupNamespace,
+        unsupportedTimeNamespace, unsupportedCgroup, unsupportedFlock, unsupportedPOSIXLock, unsupportedOFDLock,
+        unsupportedLease, unsupportedHugeTLB,
     ] + ["--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map"].map(unsupportedKind)
 }
 
@@ -255,6 +286,11 @@ class ScenarioTestCase: XCTestCase {
     }
 
     // MARK: helpers for tests
+
+    /// Skips a test whose scenario mounts a hugetlbfs on a kernel without one.
+    func requireHugeTLBFS() throws {
+        guard Sys.readText("/proc/filesystems")?.contains("hugetlbfs") == true else { throw XCTSkip("this kernel has no hugetlbfs") }
+    }
 
     func requireAmber() throws -> String {
         guard let amber = Locations.amberBinary() else { throw XCTSkip(Locations.amberSkipMessage) }

@@ -4,6 +4,26 @@ import LinuxKit
 
 /// What surrounds the process: working directory, umask, resource limits.
 enum EnvironmentState {
+    /// Refuses a root directory (chroot) other than amber's, which a restored process would
+    /// get instead, and a working directory that restore cannot reopen by its path: one that
+    /// was removed (the kernel keeps it with no links), or one its path no longer reaches,
+    /// such as /proc/PID of a process that has gone.
+    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
+        if let root = try? FileStatus.stat(path: "/proc/\(pid)/root"), let own = try? FileStatus.stat(path: "/proc/self/root"),
+           root.device != own.device || root.inode != own.inode {
+            let path = (try? ProcFS.link("/proc/\(pid)/root")) ?? "?"
+            throw AmberError.unsupported(process, "has its own root directory \(path) (chroot): not supported yet", tree: tree)
+        }
+        let cwd = try ProcFS.cwd(pid: pid)
+        let (status, links) = try FileStatus.statWithLinkCount(path: "/proc/\(pid)/cwd")
+        if links == 0 {
+            throw AmberError.unsupported(process, "has the deleted directory \(cwd) as its working directory: restore could not reopen it", tree: tree)
+        }
+        guard let atPath = try? FileStatus.stat(path: cwd), atPath.device == status.device, atPath.inode == status.inode else {
+            throw AmberError.unsupported(process, "has the working directory \(cwd), which that path no longer reaches\(cwd.hasPrefix("/proc/") ? " (the /proc directory of a process that has gone)" : ""): restore could not reopen it", tree: tree)
+        }
+    }
+
     static func dump(_ target: DumpTarget) throws -> Amber_Environment {
         var record = Amber_Environment()
         record.cwd = try ProcFS.cwd(pid: target.pid)
@@ -17,16 +37,6 @@ enum EnvironmentState {
             record.limits.append(entry)
         }
         return record
-    }
-
-    /// Refuses a process whose root directory (chroot) is not amber's: a restored process
-    /// gets the restorer's.
-    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        guard let root = try? FileStatus.stat(path: "/proc/\(pid)/root"), let own = try? FileStatus.stat(path: "/proc/self/root") else { return }
-        if root.device != own.device || root.inode != own.inode {
-            let path = (try? ProcFS.link("/proc/\(pid)/root")) ?? "?"
-            throw AmberError.unsupported(process, "has its own root directory \(path) (chroot): not supported yet", tree: tree)
-        }
     }
 
     static func restore(_ record: Amber_Environment, _ session: RestoreSession) throws {

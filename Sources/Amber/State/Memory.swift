@@ -30,6 +30,63 @@ enum MemoryState {
         }
     }
 
+    /// VmFlags that change what the process sees and that restore cannot set again, with what they mean.
+    private static let unrestorableFlags: [(flag: MemoryAreaFlags, what: String)] = [
+        (.userfaultMissing, "a userfaultfd registration (VmFlags um)"),
+        (.userfaultWriteProtect, "a userfaultfd write-protect registration (VmFlags uw)"),
+        (.userfaultMinor, "a userfaultfd minor-fault registration (VmFlags ui)"),
+        (.shadowStack, "a shadow stack (VmFlags ss)"),
+        (.hugeTLB, "hugetlb pages (VmFlags ht)"),
+        (.synchronous, "a MAP_SYNC mapping (VmFlags sf)"),
+        (.io, "a driver's I/O memory (VmFlags io)"),
+        (.pfnMap, "a driver's raw page frames (VmFlags pf)"),
+        (.mixedMap, "a driver's mixed mapping (VmFlags mm)"),
+        (.doNotExpand, "a driver's fixed-size mapping (VmFlags de)"),
+    ]
+
+    /// The paths of the areas the kernel makes, whose flags are its own.
+    private static let kernelAreaPaths: Set<String> = ["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"]
+
+    /// Refuses areas with VmFlags restore cannot set again. Needs smaps, read once the process
+    /// is frozen (`AreaFlagsPrefetch`): reading it for every process before would cost a page
+    /// table walk each.
+    static func check(_ vmFlags: [UInt64: MemoryAreaFlags], maps: [MemoryMapping], process: ProcessName, tree: ProcessName) throws(AmberError) {
+        for mapping in maps where !kernelAreaPaths.contains(mapping.path) {
+            guard let flags = vmFlags[mapping.start] else { continue }
+            for (flag, what) in unrestorableFlags where flags.contains(flag) {
+                let path = mapping.path.isEmpty ? "" : " (\(mapping.path))"
+                throw .unsupported(process, "has \(what) at 0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16))\(path): not supported yet", tree: tree)
+            }
+        }
+    }
+
+    /// mlockall(MCL_FUTURE) sets the mm's default flags, which /proc does not show; the area
+    /// the dump session just mapped has them, and shows in VmLck if they lock it.
+    struct FutureLocking {
+        var locked = false
+        var onFault = false
+    }
+
+    /// Whether the process has mlockall(MCL_FUTURE) on, which /proc does not show: a page it
+    /// maps then comes out locked. Asked only of a process with locked memory (mlockall with
+    /// MCL_CURRENT too, as is usual, locked it all): a probe page is mapped and unmapped, which
+    /// shows in VmLck, and in VmPeak when that was the current size.
+    static func futureLocking(_ session: DumpSession, vmFlags: [UInt64: MemoryAreaFlags]) throws -> FutureLocking {
+        let locked = session.target.maps.reduce(UInt64(0)) { sum, mapping in
+            vmFlags[mapping.start]?.contains(.locked) == true ? sum + (mapping.end - mapping.start) : sum
+        }
+        guard locked > 0 else { return FutureLocking() }
+        let probe = try session.injector.call("mmap probe page", SyscallNumber.mmap, 0, pageSize, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+        defer { _ = try? session.injector.call("munmap probe page", SyscallNumber.munmap, probe, pageSize) }
+        guard try ProcFS.status(pid: session.pid).lockedMemoryBytes == locked + pageSize else { return FutureLocking() }
+        // Only then is smaps read again, for MCL_ONFAULT. The probe page may have merged with
+        // the area below it: its area is the last to start at or below it.
+        let flags = try ProcFS.memoryFlags(pid: session.pid)
+        let probeArea = flags.keys.filter { $0 <= probe }.max()
+        let onFault = probeArea.flatMap { flags[$0] }?.contains(.lockOnFault) ?? false
+        return FutureLocking(locked: true, onFault: onFault)
+    }
+
     /// What an area is. A file's kind comes from its file system and its deletion from its link
     /// count (`ProcFS.mapsWithFiles`); the names the kernel gives its own files tell them apart,
     /// and are what is left to go by when map_files could not be read.
@@ -75,8 +132,10 @@ enum MemoryState {
     /// Reads only from outside the process. `vmFlags`: the process's smaps VmFlags by area start
     /// (see `AreaFlagsPrefetch`); `brk`: its current break, which only the process can tell (`currentBreak`).
     /// The pages go into page files of `image`; `buffers`: one per thread that reads them.
-    static func dump(_ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, image: ImageWriter, buffers: [PageReadBuffer], fileSizes: inout FileSizes) throws -> Amber_Memory {
+    static func dump(_ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, futureLocking: FutureLocking, image: ImageWriter, buffers: [PageReadBuffer], fileSizes: inout FileSizes) throws -> Amber_Memory {
         var memory = Amber_Memory()
+        memory.lockFuture = futureLocking.locked
+        memory.lockFutureOnFault = futureLocking.onFault
         let pageMap = try PageMap(pid: target.pid)
         var wanted: [AreaReader.Wanted] = []
         // Built apart and stored once: a message's repeated field is copied whole when changed in place.
@@ -89,7 +148,7 @@ enum MemoryState {
             area.protection = UInt32(mapping.protection)
             area.shared = mapping.shared
             area.kind = try kind(of: mapping, process: target.name)
-            area.accounted = vmFlags[mapping.start]?.contains(.accounted) ?? false
+            if let flags = vmFlags[mapping.start] { record(flags, in: &area) }
             if area.kind == .areaFile {
                 area.path = mapping.path
                 area.device = mapping.device
@@ -153,6 +212,26 @@ enum MemoryState {
             if !above.isEmpty { upper.append(AreaReader.Wanted(area: area.area, ranges: above, readable: area.readable)) }
         }
         return [lower, upper]
+    }
+
+    /// Keeps the VmFlags restore sets again.
+    private static func record(_ flags: MemoryAreaFlags, in area: inout Amber_MemoryArea) {
+        area.accounted = flags.contains(.accounted)
+        area.noReserve = flags.contains(.noReserve)
+        area.growsDown = flags.contains(.growsDown)
+        area.droppable = flags.contains(.droppable)
+        area.mayWrite = flags.contains(.mayWrite)
+        area.dontFork = flags.contains(.doNotCopy)
+        area.wipeOnFork = flags.contains(.wipeOnFork)
+        area.dontDump = flags.contains(.doNotDump)
+        area.sequentialRead = flags.contains(.sequentialRead)
+        area.randomRead = flags.contains(.randomRead)
+        area.hugePage = flags.contains(.hugePage)
+        area.noHugePage = flags.contains(.noHugePage)
+        area.mergeable = flags.contains(.mergeable)
+        area.locked = flags.contains(.locked)
+        area.lockOnFault = flags.contains(.lockOnFault)
+        area.sealed = flags.contains(.sealed)
     }
 
     /// The sizes of the files the tree maps, each looked up once: every process of a tree maps
@@ -312,7 +391,9 @@ enum MemoryState {
             let separate = continuesIdenticalArea(area, previous)
             previous = area
             if protection != area.protection { temporary.append(area) }
-            var flags = MAP_FIXED | (area.shared ? MAP_SHARED : MAP_PRIVATE)
+            var flags = MAP_FIXED | (area.droppable ? MemoryAdvice.mapDroppable : area.shared ? MAP_SHARED : MAP_PRIVATE)
+            if area.noReserve { flags |= MAP_NORESERVE }
+            if area.growsDown { flags |= MAP_GROWSDOWN }
             var fd: Int32 = -1
             switch area.kind {
             case .areaVdso, .areaVvar, .areaVvarVclock, .areaVsyscall:
@@ -349,12 +430,52 @@ enum MemoryState {
         for area in temporary {
             try injector.call("mprotect 0x\(String(area.start, radix: 16))", SyscallNumber.mprotect, area.start, area.end - area.start, UInt64(area.protection))
         }
+        try restoreAdvice(record.areas, injector)
     }
 
+    /// Gives each area its madvise advice and locks, once its pages are in; seals last, as a
+    /// sealed area takes no more changes. A root restorer's helper still has CAP_IPC_LOCK here
+    /// (credentials come later), so mlock is not held to RLIMIT_MEMLOCK: the task locked these
+    /// pages once, under its own limit or with the capability. Without it the helper has the
+    /// restorer's limit (the task's own comes later, with its environment).
+    private static func restoreAdvice(_ areas: [Amber_MemoryArea], _ injector: SyscallInjector) throws {
+        for area in areas where !kernelAreaKinds.contains(area.kind) {
+            let length = area.end - area.start
+            let advice: [(Bool, UInt64, String)] = [
+                (area.dontFork, MemoryAdvice.dontFork, "MADV_DONTFORK"),
+                // A droppable area has these from its mmap.
+                (area.wipeOnFork && !area.droppable, MemoryAdvice.wipeOnFork, "MADV_WIPEONFORK"),
+                (area.dontDump && !area.droppable, MemoryAdvice.dontDump, "MADV_DONTDUMP"),
+                (area.sequentialRead, MemoryAdvice.sequential, "MADV_SEQUENTIAL"),
+                (area.randomRead, MemoryAdvice.random, "MADV_RANDOM"),
+                (area.hugePage, MemoryAdvice.hugePage, "MADV_HUGEPAGE"),
+                (area.noHugePage, MemoryAdvice.noHugePage, "MADV_NOHUGEPAGE"),
+                (area.mergeable, MemoryAdvice.mergeable, "MADV_MERGEABLE"),
+            ]
+            for (wanted, value, name) in advice where wanted {
+                try injector.call("madvise(0x\(String(area.start, radix: 16)), \(name))", SyscallNumber.madvise, area.start, length, value)
+            }
+            if area.locked {
+                let result = try injector.raw(SyscallNumber.mlock2, area.start, length, area.lockOnFault ? MemoryAdvice.lockOnFault : 0)
+                if result == -Int64(ENOMEM) || result == -Int64(EPERM) {
+                    throw AmberError(.restoreFailed, "cannot lock the \(length / 1024) KiB area at 0x\(String(area.start, radix: 16)) again (mlock): the restorer's RLIMIT_MEMLOCK is too low, and going past it needs CAP_IPC_LOCK")
+                } else if result < 0 {
+                    throw LinuxError(negated: Int(result), "mlock2 0x\(String(area.start, radix: 16)) in task \(injector.tracee.pid)")
+                }
+            }
+        }
+        for area in areas where area.sealed && !kernelAreaKinds.contains(area.kind) {
+            try injector.call("mseal 0x\(String(area.start, radix: 16))", SyscallNumber.mseal, area.start, area.end - area.start, 0)
+        }
+    }
+
+    private static let kernelAreaKinds: Set<Amber_AreaKind> = [.areaVdso, .areaVvar, .areaVvarVclock, .areaVsyscall]
+
     /// How the file of a file-backed area is opened to map it: for writing only if the mapping
-    /// is shared and writable.
+    /// is shared and writable, or may be made writable (VM_MAYWRITE: its file was open for
+    /// writing, and mprotect can make it writable).
     static func openFlags(of area: Amber_MemoryArea) -> Int32 {
-        area.shared && area.protection & UInt32(PROT_WRITE) != 0 ? O_RDWR : O_RDONLY
+        area.shared && (area.mayWrite || area.protection & UInt32(PROT_WRITE) != 0) ? O_RDWR : O_RDONLY
     }
 
     /// The protection an area is first mapped with: writable if it was accounted, as VM_ACCOUNT
@@ -368,7 +489,15 @@ enum MemoryState {
     /// mmap at that address would merge them into one area.
     private static func continuesIdenticalArea(_ area: Amber_MemoryArea, _ previous: Amber_MemoryArea?) -> Bool {
         guard let previous, area.kind == .areaAnonymous, previous.kind == .areaAnonymous, !area.shared, !previous.shared else { return false }
-        return previous.end == area.start && previous.protection == area.protection && previous.accounted == area.accounted
+        // Alike in everything but place and pages: areas that differ in a flag are kept apart by it.
+        func behaviour(_ area: Amber_MemoryArea) -> Amber_MemoryArea {
+            var copy = area
+            copy.start = 0
+            copy.end = 0
+            copy.pages = []
+            return copy
+        }
+        return previous.end == area.start && behaviour(previous) == behaviour(area)
     }
 
     /// Writes the saved pages: process_vm_writev where the area is writable, /proc/PID/mem elsewhere.
@@ -472,6 +601,11 @@ enum MemoryState {
         let mapAddress = try session.writeScratch(value: map)
         try session.injector.call("prctl(PR_SET_MM, PR_SET_MM_MAP)", SyscallNumber.prctl, 35 /* PR_SET_MM */, 14 /* PR_SET_MM_MAP */, mapAddress, UInt64(MemoryLayout<amber_prctl_mm_map>.size))
         try session.closeInTask(exe)
+        // After every area is made: MCL_FUTURE alone locks only what is mapped from now on.
+        if session.task.memory.lockFuture {
+            let flags = MemoryAdvice.lockFuture | (session.task.memory.lockFutureOnFault ? MemoryAdvice.lockOnFaultAll : 0)
+            try session.injector.call("mlockall(MCL_FUTURE)", SyscallNumber.mlockall, flags)
+        }
     }
 }
 

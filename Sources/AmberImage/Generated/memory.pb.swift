@@ -111,6 +111,18 @@ public nonisolated struct Amber_Memory: @unchecked Sendable {
     set {_uniqueStorage()._pageFiles = newValue}
   }
 
+  /// mlockall(MCL_FUTURE) (the mm's default VM_LOCKED): every area mapped later is locked; with
+  /// lock_future_on_fault, MCL_ONFAULT too.
+  public var lockFuture: Bool {
+    get {_storage._lockFuture}
+    set {_uniqueStorage()._lockFuture = newValue}
+  }
+
+  public var lockFutureOnFault: Bool {
+    get {_storage._lockFutureOnFault}
+    set {_uniqueStorage()._lockFutureOnFault = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -118,43 +130,167 @@ public nonisolated struct Amber_Memory: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct Amber_MemoryArea: Sendable {
+public nonisolated struct Amber_MemoryArea: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var start: UInt64 = 0
+  public var start: UInt64 {
+    get {_storage._start}
+    set {_uniqueStorage()._start = newValue}
+  }
 
-  public var end: UInt64 = 0
+  public var end: UInt64 {
+    get {_storage._end}
+    set {_uniqueStorage()._end = newValue}
+  }
 
   /// PROT_READ=1, PROT_WRITE=2, PROT_EXEC=4.
-  public var protection: UInt32 = 0
+  public var protection: UInt32 {
+    get {_storage._protection}
+    set {_uniqueStorage()._protection = newValue}
+  }
 
-  public var shared: Bool = false
+  public var shared: Bool {
+    get {_storage._shared}
+    set {_uniqueStorage()._shared = newValue}
+  }
 
-  public var kind: Amber_AreaKind = .areaAnonymous
+  public var kind: Amber_AreaKind {
+    get {_storage._kind}
+    set {_uniqueStorage()._kind = newValue}
+  }
 
   /// File-backed areas: the file, its identity at dump time, and the offset mapped at start.
-  public var path: String = String()
+  public var path: String {
+    get {_storage._path}
+    set {_uniqueStorage()._path = newValue}
+  }
 
-  public var device: UInt64 = 0
+  public var device: UInt64 {
+    get {_storage._device}
+    set {_uniqueStorage()._device = newValue}
+  }
 
-  public var inode: UInt64 = 0
+  public var inode: UInt64 {
+    get {_storage._inode}
+    set {_uniqueStorage()._inode = newValue}
+  }
 
-  public var fileOffset: UInt64 = 0
+  public var fileOffset: UInt64 {
+    get {_storage._fileOffset}
+    set {_uniqueStorage()._fileOffset = newValue}
+  }
 
-  public var fileSize: UInt64 = 0
+  public var fileSize: UInt64 {
+    get {_storage._fileSize}
+    set {_uniqueStorage()._fileSize = newValue}
+  }
 
   /// Pages stored in the page file, ascending, inside [start, end).
-  public var pages: [Amber_PageRun] = []
+  public var pages: [Amber_PageRun] {
+    get {_storage._pages}
+    set {_uniqueStorage()._pages = newValue}
+  }
 
   /// VM_ACCOUNT ("ac" in smaps): a private area that was writable once stays accounted; it decides
   /// whether neighbouring areas merge, so restore reproduces it.
-  public var accounted: Bool = false
+  public var accounted: Bool {
+    get {_storage._accounted}
+    set {_uniqueStorage()._accounted = newValue}
+  }
+
+  /// The area's other VmFlags (smaps) that change what the process sees, each set again at restore.
+  /// How it was mapped: MAP_NORESERVE ("nr"), MAP_GROWSDOWN ("gd", also on a stack area),
+  /// MAP_DROPPABLE ("dp": private anonymous memory the kernel may free under pressure; its present
+  /// pages are saved like any other's).
+  public var noReserve: Bool {
+    get {_storage._noReserve}
+    set {_uniqueStorage()._noReserve = newValue}
+  }
+
+  public var growsDown: Bool {
+    get {_storage._growsDown}
+    set {_uniqueStorage()._growsDown = newValue}
+  }
+
+  public var droppable: Bool {
+    get {_storage._droppable}
+    set {_uniqueStorage()._droppable = newValue}
+  }
+
+  /// VM_MAYWRITE ("mw"): a shared file mapping may be mprotect'ed writable (its file was open for
+  /// writing), so restore opens the file read-write.
+  public var mayWrite: Bool {
+    get {_storage._mayWrite}
+    set {_uniqueStorage()._mayWrite = newValue}
+  }
+
+  /// madvise advice: MADV_DONTFORK ("dc"), MADV_WIPEONFORK ("wf"), MADV_DONTDUMP ("dd"),
+  /// MADV_SEQUENTIAL ("sr") or MADV_RANDOM ("rr"), MADV_HUGEPAGE ("hg") or MADV_NOHUGEPAGE ("nh"),
+  /// MADV_MERGEABLE ("mg").
+  public var dontFork: Bool {
+    get {_storage._dontFork}
+    set {_uniqueStorage()._dontFork = newValue}
+  }
+
+  public var wipeOnFork: Bool {
+    get {_storage._wipeOnFork}
+    set {_uniqueStorage()._wipeOnFork = newValue}
+  }
+
+  public var dontDump: Bool {
+    get {_storage._dontDump}
+    set {_uniqueStorage()._dontDump = newValue}
+  }
+
+  public var sequentialRead: Bool {
+    get {_storage._sequentialRead}
+    set {_uniqueStorage()._sequentialRead = newValue}
+  }
+
+  public var randomRead: Bool {
+    get {_storage._randomRead}
+    set {_uniqueStorage()._randomRead = newValue}
+  }
+
+  public var hugePage: Bool {
+    get {_storage._hugePage}
+    set {_uniqueStorage()._hugePage = newValue}
+  }
+
+  public var noHugePage: Bool {
+    get {_storage._noHugePage}
+    set {_uniqueStorage()._noHugePage = newValue}
+  }
+
+  public var mergeable: Bool {
+    get {_storage._mergeable}
+    set {_uniqueStorage()._mergeable = newValue}
+  }
+
+  /// mlock ("lo"); with lock_on_fault, mlock2(MLOCK_ONFAULT) ("lf").
+  public var locked: Bool {
+    get {_storage._locked}
+    set {_uniqueStorage()._locked = newValue}
+  }
+
+  public var lockOnFault: Bool {
+    get {_storage._lockOnFault}
+    set {_uniqueStorage()._lockOnFault = newValue}
+  }
+
+  /// mseal ("sl"): applied last.
+  public var sealed: Bool {
+    get {_storage._sealed}
+    set {_uniqueStorage()._sealed = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Amber_PageRun: Sendable {
@@ -229,12 +365,14 @@ nonisolated extension Amber_AreaKind: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Memory"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}areas\0\u{1}mm\0\u{3}page_files\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}areas\0\u{1}mm\0\u{3}page_files\0\u{3}lock_future\0\u{3}lock_future_on_fault\0")
 
   fileprivate class _StorageClass {
     var _areas: [Amber_MemoryArea] = []
     var _mm: Amber_MmFields? = nil
     var _pageFiles: [String] = []
+    var _lockFuture: Bool = false
+    var _lockFutureOnFault: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -248,6 +386,8 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
       _areas = source._areas
       _mm = source._mm
       _pageFiles = source._pageFiles
+      _lockFuture = source._lockFuture
+      _lockFutureOnFault = source._lockFutureOnFault
     }
   }
 
@@ -269,6 +409,8 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
         case 1: try { try decoder.decodeRepeatedMessageField(value: &_storage._areas) }()
         case 2: try { try decoder.decodeSingularMessageField(value: &_storage._mm) }()
         case 3: try { try decoder.decodeRepeatedStringField(value: &_storage._pageFiles) }()
+        case 4: try { try decoder.decodeSingularBoolField(value: &_storage._lockFuture) }()
+        case 5: try { try decoder.decodeSingularBoolField(value: &_storage._lockFutureOnFault) }()
         default: break
         }
       }
@@ -290,6 +432,12 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
       if !_storage._pageFiles.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._pageFiles, fieldNumber: 3)
       }
+      if _storage._lockFuture != false {
+        try visitor.visitSingularBoolField(value: _storage._lockFuture, fieldNumber: 4)
+      }
+      if _storage._lockFutureOnFault != false {
+        try visitor.visitSingularBoolField(value: _storage._lockFutureOnFault, fieldNumber: 5)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -302,6 +450,8 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
         if _storage._areas != rhs_storage._areas {return false}
         if _storage._mm != rhs_storage._mm {return false}
         if _storage._pageFiles != rhs_storage._pageFiles {return false}
+        if _storage._lockFuture != rhs_storage._lockFuture {return false}
+        if _storage._lockFutureOnFault != rhs_storage._lockFutureOnFault {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -313,84 +463,247 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MemoryArea"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0\u{1}accounted\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0\u{1}accounted\0\u{3}no_reserve\0\u{3}grows_down\0\u{1}droppable\0\u{3}may_write\0\u{3}dont_fork\0\u{3}wipe_on_fork\0\u{3}dont_dump\0\u{3}sequential_read\0\u{3}random_read\0\u{3}huge_page\0\u{3}no_huge_page\0\u{1}mergeable\0\u{1}locked\0\u{3}lock_on_fault\0\u{1}sealed\0")
+
+  fileprivate class _StorageClass {
+    var _start: UInt64 = 0
+    var _end: UInt64 = 0
+    var _protection: UInt32 = 0
+    var _shared: Bool = false
+    var _kind: Amber_AreaKind = .areaAnonymous
+    var _path: String = String()
+    var _device: UInt64 = 0
+    var _inode: UInt64 = 0
+    var _fileOffset: UInt64 = 0
+    var _fileSize: UInt64 = 0
+    var _pages: [Amber_PageRun] = []
+    var _accounted: Bool = false
+    var _noReserve: Bool = false
+    var _growsDown: Bool = false
+    var _droppable: Bool = false
+    var _mayWrite: Bool = false
+    var _dontFork: Bool = false
+    var _wipeOnFork: Bool = false
+    var _dontDump: Bool = false
+    var _sequentialRead: Bool = false
+    var _randomRead: Bool = false
+    var _hugePage: Bool = false
+    var _noHugePage: Bool = false
+    var _mergeable: Bool = false
+    var _locked: Bool = false
+    var _lockOnFault: Bool = false
+    var _sealed: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _start = source._start
+      _end = source._end
+      _protection = source._protection
+      _shared = source._shared
+      _kind = source._kind
+      _path = source._path
+      _device = source._device
+      _inode = source._inode
+      _fileOffset = source._fileOffset
+      _fileSize = source._fileSize
+      _pages = source._pages
+      _accounted = source._accounted
+      _noReserve = source._noReserve
+      _growsDown = source._growsDown
+      _droppable = source._droppable
+      _mayWrite = source._mayWrite
+      _dontFork = source._dontFork
+      _wipeOnFork = source._wipeOnFork
+      _dontDump = source._dontDump
+      _sequentialRead = source._sequentialRead
+      _randomRead = source._randomRead
+      _hugePage = source._hugePage
+      _noHugePage = source._noHugePage
+      _mergeable = source._mergeable
+      _locked = source._locked
+      _lockOnFault = source._lockOnFault
+      _sealed = source._sealed
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.start) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.end) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.protection) }()
-      case 4: try { try decoder.decodeSingularBoolField(value: &self.shared) }()
-      case 5: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.path) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.device) }()
-      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.inode) }()
-      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.fileOffset) }()
-      case 10: try { try decoder.decodeRepeatedMessageField(value: &self.pages) }()
-      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.fileSize) }()
-      case 12: try { try decoder.decodeSingularBoolField(value: &self.accounted) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._start) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._end) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._protection) }()
+        case 4: try { try decoder.decodeSingularBoolField(value: &_storage._shared) }()
+        case 5: try { try decoder.decodeSingularEnumField(value: &_storage._kind) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._path) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._device) }()
+        case 8: try { try decoder.decodeSingularUInt64Field(value: &_storage._inode) }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._fileOffset) }()
+        case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._pages) }()
+        case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._fileSize) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._accounted) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._noReserve) }()
+        case 14: try { try decoder.decodeSingularBoolField(value: &_storage._growsDown) }()
+        case 15: try { try decoder.decodeSingularBoolField(value: &_storage._droppable) }()
+        case 16: try { try decoder.decodeSingularBoolField(value: &_storage._mayWrite) }()
+        case 17: try { try decoder.decodeSingularBoolField(value: &_storage._dontFork) }()
+        case 18: try { try decoder.decodeSingularBoolField(value: &_storage._wipeOnFork) }()
+        case 19: try { try decoder.decodeSingularBoolField(value: &_storage._dontDump) }()
+        case 20: try { try decoder.decodeSingularBoolField(value: &_storage._sequentialRead) }()
+        case 21: try { try decoder.decodeSingularBoolField(value: &_storage._randomRead) }()
+        case 22: try { try decoder.decodeSingularBoolField(value: &_storage._hugePage) }()
+        case 23: try { try decoder.decodeSingularBoolField(value: &_storage._noHugePage) }()
+        case 24: try { try decoder.decodeSingularBoolField(value: &_storage._mergeable) }()
+        case 25: try { try decoder.decodeSingularBoolField(value: &_storage._locked) }()
+        case 26: try { try decoder.decodeSingularBoolField(value: &_storage._lockOnFault) }()
+        case 27: try { try decoder.decodeSingularBoolField(value: &_storage._sealed) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.start != 0 {
-      try visitor.visitSingularUInt64Field(value: self.start, fieldNumber: 1)
-    }
-    if self.end != 0 {
-      try visitor.visitSingularUInt64Field(value: self.end, fieldNumber: 2)
-    }
-    if self.protection != 0 {
-      try visitor.visitSingularUInt32Field(value: self.protection, fieldNumber: 3)
-    }
-    if self.shared != false {
-      try visitor.visitSingularBoolField(value: self.shared, fieldNumber: 4)
-    }
-    if self.kind != .areaAnonymous {
-      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 5)
-    }
-    if !self.path.isEmpty {
-      try visitor.visitSingularStringField(value: self.path, fieldNumber: 6)
-    }
-    if self.device != 0 {
-      try visitor.visitSingularUInt64Field(value: self.device, fieldNumber: 7)
-    }
-    if self.inode != 0 {
-      try visitor.visitSingularUInt64Field(value: self.inode, fieldNumber: 8)
-    }
-    if self.fileOffset != 0 {
-      try visitor.visitSingularUInt64Field(value: self.fileOffset, fieldNumber: 9)
-    }
-    if !self.pages.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.pages, fieldNumber: 10)
-    }
-    if self.fileSize != 0 {
-      try visitor.visitSingularUInt64Field(value: self.fileSize, fieldNumber: 11)
-    }
-    if self.accounted != false {
-      try visitor.visitSingularBoolField(value: self.accounted, fieldNumber: 12)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._start != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._start, fieldNumber: 1)
+      }
+      if _storage._end != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._end, fieldNumber: 2)
+      }
+      if _storage._protection != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._protection, fieldNumber: 3)
+      }
+      if _storage._shared != false {
+        try visitor.visitSingularBoolField(value: _storage._shared, fieldNumber: 4)
+      }
+      if _storage._kind != .areaAnonymous {
+        try visitor.visitSingularEnumField(value: _storage._kind, fieldNumber: 5)
+      }
+      if !_storage._path.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._path, fieldNumber: 6)
+      }
+      if _storage._device != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._device, fieldNumber: 7)
+      }
+      if _storage._inode != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._inode, fieldNumber: 8)
+      }
+      if _storage._fileOffset != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._fileOffset, fieldNumber: 9)
+      }
+      if !_storage._pages.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._pages, fieldNumber: 10)
+      }
+      if _storage._fileSize != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._fileSize, fieldNumber: 11)
+      }
+      if _storage._accounted != false {
+        try visitor.visitSingularBoolField(value: _storage._accounted, fieldNumber: 12)
+      }
+      if _storage._noReserve != false {
+        try visitor.visitSingularBoolField(value: _storage._noReserve, fieldNumber: 13)
+      }
+      if _storage._growsDown != false {
+        try visitor.visitSingularBoolField(value: _storage._growsDown, fieldNumber: 14)
+      }
+      if _storage._droppable != false {
+        try visitor.visitSingularBoolField(value: _storage._droppable, fieldNumber: 15)
+      }
+      if _storage._mayWrite != false {
+        try visitor.visitSingularBoolField(value: _storage._mayWrite, fieldNumber: 16)
+      }
+      if _storage._dontFork != false {
+        try visitor.visitSingularBoolField(value: _storage._dontFork, fieldNumber: 17)
+      }
+      if _storage._wipeOnFork != false {
+        try visitor.visitSingularBoolField(value: _storage._wipeOnFork, fieldNumber: 18)
+      }
+      if _storage._dontDump != false {
+        try visitor.visitSingularBoolField(value: _storage._dontDump, fieldNumber: 19)
+      }
+      if _storage._sequentialRead != false {
+        try visitor.visitSingularBoolField(value: _storage._sequentialRead, fieldNumber: 20)
+      }
+      if _storage._randomRead != false {
+        try visitor.visitSingularBoolField(value: _storage._randomRead, fieldNumber: 21)
+      }
+      if _storage._hugePage != false {
+        try visitor.visitSingularBoolField(value: _storage._hugePage, fieldNumber: 22)
+      }
+      if _storage._noHugePage != false {
+        try visitor.visitSingularBoolField(value: _storage._noHugePage, fieldNumber: 23)
+      }
+      if _storage._mergeable != false {
+        try visitor.visitSingularBoolField(value: _storage._mergeable, fieldNumber: 24)
+      }
+      if _storage._locked != false {
+        try visitor.visitSingularBoolField(value: _storage._locked, fieldNumber: 25)
+      }
+      if _storage._lockOnFault != false {
+        try visitor.visitSingularBoolField(value: _storage._lockOnFault, fieldNumber: 26)
+      }
+      if _storage._sealed != false {
+        try visitor.visitSingularBoolField(value: _storage._sealed, fieldNumber: 27)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_MemoryArea, rhs: Amber_MemoryArea) -> Bool {
-    if lhs.start != rhs.start {return false}
-    if lhs.end != rhs.end {return false}
-    if lhs.protection != rhs.protection {return false}
-    if lhs.shared != rhs.shared {return false}
-    if lhs.kind != rhs.kind {return false}
-    if lhs.path != rhs.path {return false}
-    if lhs.device != rhs.device {return false}
-    if lhs.inode != rhs.inode {return false}
-    if lhs.fileOffset != rhs.fileOffset {return false}
-    if lhs.fileSize != rhs.fileSize {return false}
-    if lhs.pages != rhs.pages {return false}
-    if lhs.accounted != rhs.accounted {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._start != rhs_storage._start {return false}
+        if _storage._end != rhs_storage._end {return false}
+        if _storage._protection != rhs_storage._protection {return false}
+        if _storage._shared != rhs_storage._shared {return false}
+        if _storage._kind != rhs_storage._kind {return false}
+        if _storage._path != rhs_storage._path {return false}
+        if _storage._device != rhs_storage._device {return false}
+        if _storage._inode != rhs_storage._inode {return false}
+        if _storage._fileOffset != rhs_storage._fileOffset {return false}
+        if _storage._fileSize != rhs_storage._fileSize {return false}
+        if _storage._pages != rhs_storage._pages {return false}
+        if _storage._accounted != rhs_storage._accounted {return false}
+        if _storage._noReserve != rhs_storage._noReserve {return false}
+        if _storage._growsDown != rhs_storage._growsDown {return false}
+        if _storage._droppable != rhs_storage._droppable {return false}
+        if _storage._mayWrite != rhs_storage._mayWrite {return false}
+        if _storage._dontFork != rhs_storage._dontFork {return false}
+        if _storage._wipeOnFork != rhs_storage._wipeOnFork {return false}
+        if _storage._dontDump != rhs_storage._dontDump {return false}
+        if _storage._sequentialRead != rhs_storage._sequentialRead {return false}
+        if _storage._randomRead != rhs_storage._randomRead {return false}
+        if _storage._hugePage != rhs_storage._hugePage {return false}
+        if _storage._noHugePage != rhs_storage._noHugePage {return false}
+        if _storage._mergeable != rhs_storage._mergeable {return false}
+        if _storage._locked != rhs_storage._locked {return false}
+        if _storage._lockOnFault != rhs_storage._lockOnFault {return false}
+        if _storage._sealed != rhs_storage._sealed {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

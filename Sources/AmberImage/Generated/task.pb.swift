@@ -236,11 +236,42 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
     set {_uniqueStorage()._ownSessionKeyring = newValue}
   }
 
+  /// The process's registrations for private expedited membarrier commands.
+  public var membarrier: Amber_Membarrier {
+    get {_storage._membarrier ?? Amber_Membarrier()}
+    set {_uniqueStorage()._membarrier = newValue}
+  }
+  /// Returns true if `membarrier` has been explicitly set.
+  public var hasMembarrier: Bool {_storage._membarrier != nil}
+  /// Clears the value of `membarrier`. Subsequent reads from it will return its default value.
+  public mutating func clearMembarrier() {_uniqueStorage()._membarrier = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// membarrier(2) registrations of the process (its mm). A registration for
+/// MEMBARRIER_CMD_GLOBAL_EXPEDITED cannot be queried, so it is not recorded.
+public nonisolated struct Amber_Membarrier: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED.
+  public var privateExpedited: Bool = false
+
+  /// MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE.
+  public var privateExpeditedSyncCore: Bool = false
+
+  /// MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ.
+  public var privateExpeditedRseq: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A thread other than the leader: what each thread has of its own.
@@ -722,7 +753,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{1}scheduling\0\u{3}thread_flags\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{1}credentials\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{1}scheduling\0\u{3}thread_flags\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{1}credentials\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0\u{1}membarrier\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -752,6 +783,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _stopReported: Bool = false
     var _exitSignal: UInt32 = 0
     var _ownSessionKeyring: Bool = false
+    var _membarrier: Amber_Membarrier? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -789,6 +821,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _stopReported = source._stopReported
       _exitSignal = source._exitSignal
       _ownSessionKeyring = source._ownSessionKeyring
+      _membarrier = source._membarrier
     }
   }
 
@@ -834,6 +867,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 25: try { try decoder.decodeSingularBoolField(value: &_storage._stopReported) }()
         case 26: try { try decoder.decodeSingularUInt32Field(value: &_storage._exitSignal) }()
         case 27: try { try decoder.decodeSingularBoolField(value: &_storage._ownSessionKeyring) }()
+        case 28: try { try decoder.decodeSingularMessageField(value: &_storage._membarrier) }()
         default: break
         }
       }
@@ -927,6 +961,9 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       if _storage._ownSessionKeyring != false {
         try visitor.visitSingularBoolField(value: _storage._ownSessionKeyring, fieldNumber: 27)
       }
+      try { if let v = _storage._membarrier {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -963,10 +1000,51 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._stopReported != rhs_storage._stopReported {return false}
         if _storage._exitSignal != rhs_storage._exitSignal {return false}
         if _storage._ownSessionKeyring != rhs_storage._ownSessionKeyring {return false}
+        if _storage._membarrier != rhs_storage._membarrier {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_Membarrier: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Membarrier"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}private_expedited\0\u{3}private_expedited_sync_core\0\u{3}private_expedited_rseq\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.privateExpedited) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.privateExpeditedSyncCore) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.privateExpeditedRseq) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.privateExpedited != false {
+      try visitor.visitSingularBoolField(value: self.privateExpedited, fieldNumber: 1)
+    }
+    if self.privateExpeditedSyncCore != false {
+      try visitor.visitSingularBoolField(value: self.privateExpeditedSyncCore, fieldNumber: 2)
+    }
+    if self.privateExpeditedRseq != false {
+      try visitor.visitSingularBoolField(value: self.privateExpeditedRseq, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_Membarrier, rhs: Amber_Membarrier) -> Bool {
+    if lhs.privateExpedited != rhs.privateExpedited {return false}
+    if lhs.privateExpeditedSyncCore != rhs.privateExpeditedSyncCore {return false}
+    if lhs.privateExpeditedRseq != rhs.privateExpeditedRseq {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

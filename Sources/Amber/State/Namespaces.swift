@@ -1,0 +1,47 @@
+import Glibc
+import LinuxKit
+
+/// Namespaces (but PID and user namespaces, see `TreeState` and `CredentialState`) and control
+/// groups: a restored task is made in amber's own, so a task in others is refused until they
+/// can be recreated.
+enum NamespaceState {
+    /// Amber's own namespaces and cgroup lines, read once.
+    private static let own: (namespaces: [String: String], cgroups: [String])? = {
+        let pid = getpid()
+        var namespaces: [String: String] = [:]
+        for kind in ProcFS.otherNamespaceKinds {
+            guard let namespace = try? ProcFS.namespace(pid: pid, kind: kind) else { continue }
+            namespaces[kind] = namespace
+        }
+        guard let cgroups = try? ProcFS.cgroups(pid: pid) else { return nil }
+        return (namespaces, cgroups)
+    }()
+
+    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
+        guard let own else { throw AmberError(.failure, "cannot read amber's own namespaces and cgroups under /proc/self") }
+        for kind in ProcFS.otherNamespaceKinds {
+            // A kernel without this kind of namespace has no such file for amber either.
+            guard let ours = own.namespaces[kind] else { continue }
+            let theirs = try ProcFS.namespace(pid: pid, kind: kind)
+            if theirs != ours {
+                let what = kind == "time_for_children" ? "makes its children in the time namespace \(theirs) (unshare(CLONE_NEWTIME))" : "is in the \(name(of: kind)) namespace \(theirs)"
+                throw AmberError.unsupported(process, "\(what), not amber's \(ours): namespaces are not supported yet", tree: tree)
+            }
+        }
+        let cgroups = try ProcFS.cgroups(pid: pid)
+        if cgroups != own.cgroups {
+            let differing = cgroups.first { !own.cgroups.contains($0) } ?? cgroups.joined(separator: ", ")
+            throw AmberError.unsupported(process, "is in the cgroup \(differing), not amber's: a restored process would come back in amber's cgroup", tree: tree)
+        }
+    }
+
+    private static func name(of kind: String) -> String {
+        switch kind {
+        case "mnt": "mount"
+        case "net": "network"
+        case "uts": "UTS"
+        case "ipc": "IPC"
+        default: kind
+        }
+    }
+}

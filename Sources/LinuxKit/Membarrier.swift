@@ -1,0 +1,9 @@
+/// membarrier(2) commands.
+public enum MembarrierCommand {
+    public static let privateExpedited: UInt64 = 1 << 3
+    public static let registerPrivateExpedited: UInt64 = 1 << 4
+    public static let privateExpeditedSyncCore: UInt64 = 1 << 5
+    public static let registerPrivateExpeditedSyncCore: UInt64 = 1 << 6
+    public static let privateExpeditedRseq: UInt64 = 1 << 7
+    public static let registerPrivateExpeditedRseq: UInt64 = 1 << 8
+}
