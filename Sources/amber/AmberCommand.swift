@@ -105,13 +105,16 @@ struct RestoreCommand: ParsableCommand {
     @Flag(name: .customLong("new-pidns"), help: "Restore into a new PID namespace, under an init made by amber: every task keeps its PID inside, and none can clash with a PID of this host.")
     var newPIDNamespace = false
 
+    @Flag(name: .customLong("trust-image"), help: "Treat the image as authenticated although it is not (e.g. root's dump on another host): let amber open files the tasks opened before giving up privilege, and grant privileged settings (seccomp without no_new_privs, limits, scheduling) with its own rights. Only for an image you trust; see `amber verify --needs`.")
+    var trustImage = false
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         let logger = logging.makeLogger()
         let restored: Restore.Restored
         do {
-            restored = try Restore.run(directory: directory, newPIDNamespace: newPIDNamespace, logger: logger)
+            restored = try Restore.run(directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage, logger: logger)
         } catch {
             fail(error)
         }

@@ -136,13 +136,13 @@ enum FileState {
     }
 
     /// Reopens a file as the image describes it, as `task` could have (`RestoreSession.openAsTask`).
-    static func open(_ description: Amber_OpenFileDescription, as task: Amber_Task) throws -> Int32 {
+    static func open(_ description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool) throws -> Int32 {
         var flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
         if description.kind == .fileFifo {
             // Opening one end of a FIFO would wait for the other: open without waiting, then restore the flag.
             flags |= O_NONBLOCK
         }
-        let fd = try RestoreSession.openAsTask(description.path, flags: flags | O_NOCTTY, what: "the file", task: task, dumped: description.changeTimeNs == 0 ? nil : FileStatus(device: description.device, inode: description.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: description.changeTimeNs))
+        let fd = try RestoreSession.openAsTask(description.path, flags: flags | O_NOCTTY, what: "the file", task: task, dumped: description.changeTimeNs == 0 ? nil : FileStatus(device: description.device, inode: description.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: description.changeTimeNs), trusted: imageTrusted)
         if description.kind == .fileFifo && Int32(bitPattern: description.flags) & O_NONBLOCK == 0 {
             _ = fcntl(fd, F_SETFL, Int32(bitPattern: description.flags) & ~O_NONBLOCK)
         }
@@ -175,7 +175,7 @@ final class OpenFileTable {
             }
             return entry.fd
         }
-        let fd = try FileState.open(description, as: session.task)
+        let fd = try FileState.open(description, as: session.task, imageTrusted: session.imageTrusted)
         opened[description.id] = (description, fd)
         return fd
     }
