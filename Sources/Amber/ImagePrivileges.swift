@@ -132,3 +132,81 @@ public enum ImagePrivileges {
 
     static func limitText(_ value: UInt64) -> String { value == UInt64.max ? "unlimited" : "\(value)" }
 }
+
+/// What an image asks for that needs privilege, for an administrator about to restore it as
+/// root (`amber verify --needs`).
+public struct ImageNeeds: Sendable {
+    public let authenticity: ImageAuthenticity
+    public let processes: Int
+    public let threads: Int
+    /// Threads whose credentials are not an ordinary user's: an ID 0, a capability, or none
+    /// recorded (the restorer's own are kept).
+    public let credentials: [String]
+    /// Open files the recorded credentials may not open now: only an authenticated or trusted
+    /// image has them opened with the restorer's rights. nil when the caller is not root and
+    /// so cannot open files as another user to tell.
+    public let files: [String]?
+    public let requests: [PrivilegedRequest]
+
+    /// Reads and checks the image as a restore would, and lists its asks.
+    public static func of(directory: String) throws(AmberError) -> ImageNeeds {
+        let key = try HostImageKey.forCheck()
+        let image: ImageReader
+        let tasks: [Amber_Task]
+        do {
+            image = try ImageReader(directory: directory, key: key)
+            tasks = try image.taskPIDs.map { pid throws(ImageError) in try image.task(pid: pid) }
+        } catch {
+            throw AmberError(.badImage, error.description)
+        }
+        let live = tasks.filter { !$0.zombie }
+        return ImageNeeds(
+            authenticity: image.authenticity,
+            processes: tasks.count,
+            threads: live.reduce(0) { $0 + 1 + $1.threads.count },
+            credentials: live.flatMap(privilegedCredentials),
+            files: geteuid() == 0 ? live.flatMap(filesNeedingRestorerRights) : nil,
+            requests: try ImagePrivileges.requests(live))
+    }
+
+    private static func privilegedCredentials(of task: Amber_Task) -> [String] {
+        ([task.leaderThread] + task.threads).compactMap { thread -> String? in
+            let who = thread.tid == task.pid ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
+            guard thread.hasCredentials else { return "\(who): no credentials recorded: it keeps the restorer's own" }
+            let c = thread.credentials
+            let ids = [c.uid, c.euid, c.suid, c.fsuid], gids = [c.gid, c.egid, c.sgid, c.fsgid]
+            let capabilities = c.capPermitted | c.capEffective | c.capInheritable | c.capAmbient
+            guard ids.contains(0) || gids.contains(0) || c.groups.contains(0) || capabilities != 0 else { return nil }
+            var parts = ["uids \(ids.map(String.init).joined(separator: ",")), gids \(gids.map(String.init).joined(separator: ","))"]
+            if c.groups.contains(0) { parts.append("group 0 among its groups") }
+            if c.capPermitted != 0 {
+                parts.append(c.capPermitted == c.capBounding ? "permitted: every capability of its bounding set (\(c.capPermitted.nonzeroBitCount))" : "permitted \(CredentialState.names(c.capPermitted))")
+            }
+            if c.capAmbient != 0 { parts.append("ambient \(CredentialState.names(c.capAmbient))") }
+            if c.capInheritable != 0 { parts.append("inheritable \(CredentialState.names(c.capInheritable))") }
+            return "\(who): \(parts.joined(separator: "; "))"
+        }
+    }
+
+    /// Tries to open each open file as the task would be made to (its filesystem IDs and
+    /// groups, no symbolic link), and closes it at once.
+    private static func filesNeedingRestorerRights(of task: Amber_Task) -> [String] {
+        guard task.hasCredentials else { return [] }
+        let identity = FileAccessIdentity(uid: task.credentials.fsuid, gid: task.credentials.fsgid, groups: task.credentials.groups)
+        let descriptions = Dictionary(task.files.descriptions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        return task.files.descriptors.compactMap { descriptor -> String? in
+            guard let description = descriptions[descriptor.description_p] else { return nil }
+            let flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL) | O_NONBLOCK | O_NOCTTY
+            switch Result(catching: { () throws(LinuxError) in try PathOpening.open(description.path, flags: flags, as: identity) }) {
+            case .success(let fd):
+                close(fd)
+                return nil
+            case .failure(let error) where error.errno == .permissionDenied || error.errno == .notPermitted:
+                let mode = switch description.flags & 3 { case 0: "read-only"; case 1: "write-only"; default: "read-write" }
+                return "process \(task.pid) (\(task.comm)): fd \(descriptor.fd), \(description.path) (\(mode)): uid \(identity.uid), gid \(identity.gid) may not open it (\(error.errno.name))"
+            case .failure:
+                return nil
+            }
+        }
+    }
+}

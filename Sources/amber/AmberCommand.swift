@@ -156,26 +156,58 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check every file of an image against its checksums, and every record.",
-        discussion: "On the first problem, prints one line naming the file (and for a checksum mismatch the byte range of the bad chunk) and exits with 7."
+        discussion: "On the first problem, prints one line naming the file (and for a checksum mismatch the byte range of the bad chunk) and exits with 7. Says whether the image is authenticated (written by root's dump on this host, unchanged: only root can tell). With --needs, lists everything the image asks for that needs privilege, to read before restoring it as root."
     )
 
     @Argument(help: "Directory holding the image.")
     var directory: String
 
+    @Flag(name: .long, help: "List what the image asks for that needs privilege: credentials, files the tasks could not open themselves, seccomp without no_new_privs, limits, scheduling.")
+    var needs = false
+
     func run() throws {
         Self.verify(directory)
+        if needs { Self.printNeeds(directory) }
     }
 
     static func verify(_ directory: String) {
         do {
-            let reader = try ImageReader(directory: directory)
+            let reader = try ImageReader(directory: directory, key: HostImageKey.forCheck())
             for pid in reader.taskPIDs {
                 _ = try reader.task(pid: pid)
             }
             let bytes = reader.inventory.files.reduce(0) { $0 + $1.size }
             print("image \(directory) is intact: \(reader.inventory.files.count) files, \(bytes) bytes checked")
+            print("image \(directory) is \(reader.authenticity)")
+        } catch let error as AmberError {
+            fail(error)
         } catch {
-            fail(AmberError(.badImage, error.description))
+            fail(AmberError(.badImage, "\(error)"))
         }
+    }
+
+    /// One section per kind of ask, each line naming the process or thread.
+    static func printNeeds(_ directory: String) {
+        let needs: ImageNeeds
+        do {
+            needs = try ImageNeeds.of(directory: directory)
+        } catch {
+            fail(error)
+        }
+        func section(_ title: String, _ lines: [String]) {
+            print("\n\(title):" + (lines.isEmpty ? " none" : ""))
+            for line in lines { print("  \(line)") }
+        }
+        print("\nwhat the image asks for that needs privilege (\(needs.processes) processes, \(needs.threads) threads)")
+        print(needs.authenticity.isAuthenticated
+            ? "authenticated: restore grants all of it, within the restorer's own rights"
+            : "not authenticated: restore refuses what the tasks' own credentials lack (\"lack\" below), unless --trust-image")
+        section("credentials other than an ordinary user's (the tasks run as these)", needs.credentials)
+        if let files = needs.files {
+            section("open files the tasks' credentials may not open now (opened with the restorer's rights only if authenticated or trusted)", files)
+        } else {
+            print("\nopen files the tasks' credentials may not open now: not checked (only root can open files as another user)")
+        }
+        section("privileged settings", needs.requests.map(\.description))
     }
 }
