@@ -72,6 +72,7 @@ let package = Package(
         ),
         .testTarget(name: "LinuxKitTests", dependencies: ["LinuxKit"]),
         .testTarget(name: "AmberImageTests", dependencies: ["AmberImage"]),
-        .testTarget(name: "ScenarioTests", dependencies: ["AmberImage"]),
+        // CChecksum: the tests edit images as an attacker would, recomputing their checksums.
+        .testTarget(name: "ScenarioTests", dependencies: ["AmberImage", "CChecksum"]),
     ]
 )
