@@ -14,9 +14,13 @@ public enum HostImageKey {
     /// only name a key that root alone can read.
     public static let pathVariable = "AMBER_IMAGE_KEY"
 
-    /// The key file in force for this caller, or nil when it is not root.
+    /// The initial user namespace has a fixed inode (PROC_USER_INIT_INO).
+    private static let initialUserNamespace = "user:[4026531837]"
+
+    /// The key file in force for this caller, or nil when it is not root of this host (root
+    /// of a user namespace of its own is a user here).
     public static var path: String? {
-        guard getuid() == 0, geteuid() == 0 else { return nil }
+        guard getuid() == 0, geteuid() == 0, (try? ProcFS.link("/proc/self/ns/user")) == initialUserNamespace else { return nil }
         if let named = amber_secure_getenv(pathVariable), named.pointee != 0 { return String(cString: named) }
         return defaultPath
     }
