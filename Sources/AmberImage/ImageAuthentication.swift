@@ -72,3 +72,18 @@ enum ImageMAC {
         return zip(code, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }
+
+extension ImageKey {
+    /// The `inventory.mac` that an image of `files` (name to contents) would carry under this
+    /// key, or nil when its inventory does not decode or a record it lists is missing: how
+    /// the fuzz target seals mutated images so that they reach the authenticated path.
+    public func authenticationCode(forImage files: [String: [UInt8]]) -> [UInt8]? {
+        guard let bytes = files[ImageFormat.inventoryName], let inventory = try? Amber_Inventory(serializedBytes: bytes) else { return nil }
+        var digests: [String: [UInt8]] = [:]
+        for entry in inventory.files where ImageMAC.isRecord(entry) {
+            guard let record = files[entry.name] else { return nil }
+            digests[entry.name] = ImageMAC.digest(record)
+        }
+        return ImageMAC.code(key: self, inventory: bytes, entries: inventory.files, recordDigests: digests)
+    }
+}

@@ -43,7 +43,8 @@ struct AmberCommand: ParsableCommand {
         and signal state.
 
         Exit status: 0 success; 1 other failure; 3 no such process; 4 permission denied (may not \
-        ptrace); 5 state amber cannot restore yet (refused at dump, target left running); 6 image \
+        ptrace; restore: credentials the caller lacks, or an unauthenticated image asking for what its \
+        tasks' credentials do not allow); 5 state amber cannot restore yet (refused at dump, target left running); 6 image \
         directory not empty; 7 bad image (missing, truncated, corrupt or another format version); \
         8 this host cannot run the image (CPU features, kernel layout); 9 PID taken at restore; \
         10 restore failed; 11 dump interrupted (the worker of a killed `amber dump` let the tree go; the image has no inventory); 64 usage. `restore` without --detach exits with the restored process's \
