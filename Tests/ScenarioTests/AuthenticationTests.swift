@@ -66,7 +66,7 @@ final class AuthenticationTests: ScenarioTestCase {
     }
 
     /// Every other privileged setting, each alone in the user's image: refused before any
-    /// task is made, naming the process and what it asks.
+    /// task is made, naming the process and what it asks. Unedited, root restores it.
     func testUserImageAskingForPrivilegedSettingsIsRefused() throws {
         let (p, image) = try userDumpedCounter()
         let original = contents(of: image)
@@ -92,6 +92,10 @@ final class AuthenticationTests: ScenarioTestCase {
                 mentions: ["process \(p.pid) (counter)", asked, "not authenticated", "--trust-image"])
         }
         try restore(image, to: original)
+        // A restorer with an audit login uid of its own would write the task's unset one.
+        let withLoginUID = ["/bin/sh", "-c", "echo 1234 > /proc/self/loginuid && exec \"$0\" \"$@\""]
+        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+            mentions: ["process \(p.pid) (counter)", "audit login uid 4294967295", "CAP_AUDIT_CONTROL", "--trust-image"], setpriv: withLoginUID)
         try restoreDetachedExpectingSuccess(p, from: image)
         try terminateAndExpectPass(p, "the user's unedited image, restored by root")
     }
