@@ -111,8 +111,10 @@ final class AuthenticationTests: ScenarioTestCase {
         XCTAssertEqual(stat(try Self.imageKeyPath(), &key), 0)
         XCTAssertEqual(key.st_uid, 0)
         XCTAssertEqual(key.st_mode & 0o777, 0o600)
-        let verify = try amber(["verify", image])
+        let verify = try amber(["verify", "--needs", image])
         XCTAssertTrue(verify.stdout.contains("is authenticated"), verify.summary)
+        XCTAssertTrue(verify.stdout.contains("process \(p.pid) (credentials_tre): uids 0,0,0,0"), "root's credentials are listed: \(verify.stdout)")
+        XCTAssertTrue(verify.stdout.contains("child-result (write-only)"), "the file opened before the drop is listed: \(verify.stdout)")
         try restoreDetachedExpectingSuccess(p, from: image)
         try terminateAndExpectPass(p, "authenticated, restored by root")
     }
@@ -148,6 +150,45 @@ final class AuthenticationTests: ScenarioTestCase {
         XCTAssertTrue(try amber(["verify", image]).stdout.contains("is authenticated"))
         try restoreDetachedExpectingSuccess(p, from: image)
         try terminateAndExpectPass(p, "authenticated seccomp image")
+    }
+
+    /// Two dumps making the host key at once agree on one: both images are authenticated
+    /// under the key left in place, which is root's, 0600. A key file others could read, or a
+    /// directory others could write, is refused by name.
+    func testHostKeyIsMadeOnceAndKeptRootsAlone() throws {
+        _ = try requireAmber()
+        let keyDirectory = try newDirectory("key")
+        let key = keyDirectory + "/image-key"
+        let env = ["AMBER_IMAGE_KEY": key]
+        let first = try start(.counter), second = try start(.counter)
+        let images = [try newDirectory("image"), try newDirectory("image")]
+        let runs = try zip([first, second], images).map { p, image in
+            try startAmber(["dump", "-t", "\(p.pid)", "-D", image], env: env)
+        }
+        for (run, p) in zip(runs, [first, second]) {
+            let r = try finish(run, reaping: [p])
+            XCTAssertEqual(r.status, .exited(0), r.summary)
+        }
+        var status = stat()
+        XCTAssertEqual(stat(key, &status), 0)
+        XCTAssertEqual(status.st_uid, 0)
+        XCTAssertEqual(status.st_mode & 0o777, 0o600)
+        XCTAssertEqual(status.st_size, 32)
+        XCTAssertEqual(listing(keyDirectory), ["image-key"], "a temporary key was left behind")
+        for image in images {
+            let verify = try amber(["verify", image], env: env)
+            XCTAssertTrue(verify.stdout.contains("is authenticated"), verify.summary)
+        }
+        XCTAssertEqual(chmod(key, 0o644), 0)
+        let readable = try amber(["verify", images[0]], env: env)
+        assertRefusal(readable, exitCode: AmberExit.otherFailure, mentions: [key, "0600"])
+        XCTAssertEqual(chmod(key, 0o600), 0)
+        XCTAssertEqual(chmod(keyDirectory, 0o777), 0)
+        let third = try start(.counter)
+        let refused = try amber(["dump", "-t", "\(third.pid)", "-D", try newDirectory("image")], reaping: [third], env: env)
+        assertRefusal(refused, exitCode: AmberExit.otherFailure, mentions: [keyDirectory, "root's"])
+        XCTAssertNil(third.exitStatus, "the target exited: \(third.diagnostics)")
+        try terminateAndExpectPass(third, "after the refused dump")
     }
 
     // MARK: the user's side
