@@ -188,25 +188,51 @@ public struct ImageNeeds: Sendable {
         }
     }
 
-    /// Tries to open each open file as the task would be made to (its filesystem IDs and
-    /// groups, no symbolic link), and closes it at once.
     private static func filesNeedingRestorerRights(of task: Amber_Task) -> [String] {
-        guard task.hasCredentials else { return [] }
+        task.files.descriptors.compactMap { descriptor -> String? in
+            guard let description = task.files.descriptions.first(where: { $0.id == descriptor.description_p }),
+                  let denied = ImagePrivileges.openDenied(description, as: task) else { return nil }
+            return "process \(task.pid) (\(task.comm)): fd \(descriptor.fd), \(denied)"
+        }
+    }
+}
+
+extension ImagePrivileges {
+    /// Why the task may not open the file itself: "PATH (read-write): uid 1000, gid 1000 may
+    /// not open it (EACCES)", or nil when it may (or fails for another reason, which the
+    /// restore reports when it opens it). Tried as the task would be made to open it (its
+    /// filesystem IDs and groups, no symbolic link, nothing created), and closed at once.
+    static func openDenied(_ description: Amber_OpenFileDescription, as task: Amber_Task) -> String? {
+        guard task.hasCredentials else { return nil }
         let identity = FileAccessIdentity(uid: task.credentials.fsuid, gid: task.credentials.fsgid, groups: task.credentials.groups)
-        let descriptions = Dictionary(task.files.descriptions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        return task.files.descriptors.compactMap { descriptor -> String? in
-            guard let description = descriptions[descriptor.description_p] else { return nil }
-            let flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL) | O_NONBLOCK | O_NOCTTY
-            switch Result(catching: { () throws(LinuxError) in try PathOpening.open(description.path, flags: flags, as: identity) }) {
-            case .success(let fd):
-                close(fd)
-                return nil
-            case .failure(let error) where error.errno == .permissionDenied || error.errno == .notPermitted:
-                let mode = switch description.flags & 3 { case 0: "read-only"; case 1: "write-only"; default: "read-write" }
-                return "process \(task.pid) (\(task.comm)): fd \(descriptor.fd), \(description.path) (\(mode)): uid \(identity.uid), gid \(identity.gid) may not open it (\(error.errno.name))"
-            case .failure:
-                return nil
-            }
+        let flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL) | O_NONBLOCK | O_NOCTTY
+        switch Result(catching: { () throws(LinuxError) in try PathOpening.open(description.path, flags: flags, as: identity) }) {
+        case .success(let fd):
+            close(fd)
+            return nil
+        case .failure(let error) where error.errno == .permissionDenied || error.errno == .notPermitted:
+            let mode = switch description.flags & 3 { case 0: "read-only"; case 1: "write-only"; default: "read-write" }
+            return "\(description.path) (\(mode)): uid \(identity.uid), gid \(identity.gid) may not open it (\(error.errno.name))"
+        case .failure:
+            return nil
+        }
+    }
+
+    /// Refuses, before any task is made, an open file that no task listing it may open
+    /// itself: only the restorer's rights could reopen it, which an image that is not
+    /// authenticated does not get. (`RestoreSession.openAsTask` refuses it again when the
+    /// file is reopened, should it have changed meanwhile.)
+    static func refuseUnopenableFiles(_ tasks: [Amber_Task], authenticity: ImageAuthenticity) throws(AmberError) {
+        var listing: [UInt32: [(task: Amber_Task, description: Amber_OpenFileDescription)]] = [:]
+        for task in tasks where !task.zombie {
+            for description in task.files.descriptions { listing[description.id, default: []].append((task, description)) }
+        }
+        for id in listing.keys.sorted() {
+            guard let users = listing[id] else { continue }
+            let denials = users.map { openDenied($0.description, as: $0.task) }
+            guard let denied = denials.first ?? nil, denials.allSatisfy({ $0 != nil }) else { continue }
+            let task = users[0].task
+            throw AmberError(.permissionDenied, "process \(task.pid) (\(task.comm)) has open \(denied), and the image is \(authenticity): amber does not open it with its own rights (restore with --trust-image only an image you trust)")
         }
     }
 }

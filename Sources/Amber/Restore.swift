@@ -39,7 +39,10 @@ public enum Restore {
         try CredentialState.checkRestorable(tasks)
         let imageTrusted = trustImage || image.authenticity.isAuthenticated
         logger.debug("image \(image.authenticity)\(trustImage ? "; trusted with --trust-image" : "")")
-        if !imageTrusted { try ImagePrivileges.refuseUnheld(tasks, authenticity: image.authenticity) }
+        if !imageTrusted {
+            try ImagePrivileges.refuseUnheld(tasks, authenticity: image.authenticity)
+            try ImagePrivileges.refuseUnopenableFiles(tasks, authenticity: image.authenticity)
+        }
         for task in tasks where !newPIDNamespace {
             for pid in [task.pid] + task.threads.map(\.tid) where Signals.processExists(pid) {
                 throw TreeState.pidTaken(pid)
