@@ -27,7 +27,9 @@ public struct PrivilegedRequest: Sendable, CustomStringConvertible {
 /// each one the task's credentials do not allow is refused before any task is made. The open
 /// files a task may not open itself are the other such act: `RestoreSession.openAsTask`.
 public enum ImagePrivileges {
-    static let capSysAdmin = 21, capSysNice = 23, capSysResource = 24, capAuditControl = 30
+    static let capSysAdmin = 21, capSysNice = 23, capSysResource = 24, capAuditControl = 30, capWakeAlarm = 35
+    /// CLOCK_REALTIME_ALARM and CLOCK_BOOTTIME_ALARM: their timers wake the system from suspend.
+    private static let alarmClocks: [Int32: String] = [8: "CLOCK_REALTIME_ALARM", 9: "CLOCK_BOOTTIME_ALARM"]
     private static let schedFIFO: UInt32 = 1, schedRR: UInt32 = 2
     private static let rlimitNice: UInt32 = 13, rlimitRTPriority: UInt32 = 14
     /// IOPRIO_CLASS_RT in the class bits (13 and up) of an I/O priority.
@@ -102,6 +104,10 @@ public enum ImagePrivileges {
             guard let own = baseline.limits[limit.resource], limit.hard > own.hard else { continue }
             let name = limit.resource < resourceNames.count ? resourceNames[Int(limit.resource)] : "resource \(limit.resource)"
             found.append(request(leader, "a hard \(name) of \(limitText(limit.hard)), above the restorer's \(limitText(own.hard))", [capSysResource]))
+        }
+        for timer in task.timers.posixTimers {
+            guard let clock = alarmClocks[timer.clock] else { continue }
+            found.append(request(leader, "POSIX timer \(timer.id) on \(clock)", [capWakeAlarm]))
         }
         if task.processFlags.oomScoreAdj < baseline.oomScoreAdj {
             found.append(request(leader, "oom_score_adj \(task.processFlags.oomScoreAdj), below the restorer's \(baseline.oomScoreAdj)", [capSysResource]))

@@ -77,6 +77,13 @@ final class AuthenticationTests: ScenarioTestCase {
             ("nice -10", { $0.scheduling.nice = -10 }),
             ("oom_score_adj -500", { $0.processFlags.oomScoreAdj = -500 }),
             ("IOPRIO_CLASS_RT", { $0.scheduling.ioPriority = 1 << 13 | 4 }),
+            ("POSIX timer 7 on CLOCK_BOOTTIME_ALARM", { task in
+                var timer = Amber_PosixTimer()
+                timer.id = 7
+                timer.clock = 9
+                timer.notify = 1
+                task.timers.posixTimers = [timer]
+            }),
         ]
         if UInt64(files.rlim_max) != UInt64.max {
             cases.append(("RLIMIT_NOFILE of \(files.rlim_max + 1)", { task in
