@@ -14,6 +14,8 @@ let package = Package(
         // Without its default trait BinaryDelimitedStreams, which imports all of Foundation (and ICU)
         // for its stream API: amber then links only FoundationEssentials and starts faster.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
+        // HMAC-SHA256 and SHA-256 for authenticated images (docs/security.md).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // Kernel structs and raw syscall wrappers that Glibc's overlay lacks; nothing else.
@@ -33,6 +35,7 @@ let package = Package(
             dependencies: [
                 "CChecksum",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             exclude: ["Schema"]
         ),
@@ -69,6 +72,7 @@ let package = Package(
         ),
         .testTarget(name: "LinuxKitTests", dependencies: ["LinuxKit"]),
         .testTarget(name: "AmberImageTests", dependencies: ["AmberImage"]),
-        .testTarget(name: "ScenarioTests", dependencies: ["AmberImage"]),
+        // CChecksum: the tests edit images as an attacker would, recomputing their checksums.
+        .testTarget(name: "ScenarioTests", dependencies: ["AmberImage", "CChecksum"]),
     ]
 )

@@ -24,9 +24,11 @@ public enum Checkpoint {
             throw AmberError(.noSuchProcess, "no process with PID \(pid)")
         }
         guard pid != getpid() else { throw AmberError(.unsupported, "amber cannot dump itself") }
+        // Root's dumps are authenticated with this host's key; a user cannot read it.
+        let key = try HostImageKey.forDump()
         let writer: ImageWriter
         do {
-            writer = try ImageWriter(directory: directory, durable: durable)
+            writer = try ImageWriter(directory: directory, durable: durable, key: key)
         } catch {
             throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
         }

@@ -14,12 +14,15 @@ public enum Restore {
 
     /// Checks the whole image, recreates the tree with its PIDs and lets it run: the root is our
     /// child, or with `newPIDNamespace` the child of an init of a new PID namespace that is our
-    /// child. On failure no task is left behind and the image is untouched.
-    public static func run(directory: String, newPIDNamespace: Bool = false, logger: Logger) throws(AmberError) -> Restored {
+    /// child. On failure no task is left behind and the image is untouched. An image that is
+    /// not authenticated with this host's key, unless `trustImage`, gets nothing from the
+    /// restorer's privileges that the credentials it names do not hold (docs/security.md).
+    public static func run(directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false, logger: Logger) throws(AmberError) -> Restored {
+        let key = try HostImageKey.forCheck()
         let image: ImageReader
         let tasks: [Amber_Task]
         do {
-            image = try ImageReader(directory: directory)
+            image = try ImageReader(directory: directory, key: key)
             try checkHost(image.inventory)
             let root = try image.task(pid: image.inventory.rootPid)
             tasks = try [root] + image.taskPIDs.filter { $0 != root.pid }.map { pid throws(ImageError) in try image.task(pid: pid) }
@@ -34,6 +37,12 @@ public enum Restore {
         }
         logger.trace("image read and checked: \(tasks.count) processes")
         try CredentialState.checkRestorable(tasks)
+        let imageTrusted = trustImage || image.authenticity.isAuthenticated
+        logger.debug("image \(image.authenticity)\(trustImage ? "; trusted with --trust-image" : "")")
+        if !imageTrusted {
+            try ImagePrivileges.refuseUnheld(tasks, authenticity: image.authenticity)
+            try ImagePrivileges.refuseUnopenableFiles(tasks, authenticity: image.authenticity)
+        }
         for task in tasks where !newPIDNamespace {
             for pid in [task.pid] + task.threads.map(\.tid) where Signals.processExists(pid) {
                 throw TreeState.pidTaken(pid)
@@ -54,12 +63,12 @@ public enum Restore {
             let namespaceInit = try newPIDNamespace ? NamespaceInit(root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
             logger.trace("helper ready")
             var treeFiles: TreeFiles?
-            let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, logger: logger)
+            let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted, namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, logger: logger)
             let openFiles = OpenFileTable()
             let baseline = try HelperBaseline.ofRestorer()
             var sessions: [RestoreSession] = []
             for task in built {
-                let session = RestoreSession(task: task.record, image: image, tracee: task.tracee, injector: task.injector, baseline: baseline, treeFiles: treeFiles, openFiles: openFiles, inheritedPidfd: restorerPidfd.fd, logger: logger)
+                let session = RestoreSession(task: task.record, image: image, imageTrusted: imageTrusted, tracee: task.tracee, injector: task.injector, baseline: baseline, treeFiles: treeFiles, openFiles: openFiles, inheritedPidfd: restorerPidfd.fd, logger: logger)
                 try restore(session)
                 sessions.append(session)
             }

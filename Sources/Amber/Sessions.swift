@@ -203,8 +203,12 @@ final class RestoreSession: ScratchSpace {
     let inheritedPidfd: Int32
     /// First descriptor above every descriptor of the image: temporaries live from here up.
     let firstFreeDescriptor: Int32
+    /// Whether the image is authenticated or trusted with --trust-image: only then may the
+    /// restorer open with its own rights a file the task may not open itself.
+    let imageTrusted: Bool
 
-    init(task: Amber_Task, image: ImageReader, tracee: Tracee, injector: SyscallInjector, baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
+    init(task: Amber_Task, image: ImageReader, imageTrusted: Bool, tracee: Tracee, injector: SyscallInjector, baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
+        self.imageTrusted = imageTrusted
         self.inheritedPidfd = inheritedPidfd
         self.baseline = baseline
         self.treeFiles = treeFiles
@@ -241,12 +245,14 @@ final class RestoreSession: ScratchSpace {
     /// the task may not open is opened with the restorer's rights only if it is the very file
     /// the task had open at the dump (`dumped`: its device and inode then): one it opened before
     /// it gave up privilege, unchanged since (same device, inode and change time; an inode
-    /// number alone is soon reused). See docs/security.md.
+    /// number alone is soon reused), and only for a `trusted` image: the device, inode and
+    /// change time come from the image, so a user who wrote them could name any file.
+    /// See docs/security.md.
     func openAsTask(_ path: String, flags: Int32, what: String, dumped: FileStatus?) throws(AmberError) -> Int32 {
-        try Self.openAsTask(path, flags: flags, what: what, task: task, dumped: dumped)
+        try Self.openAsTask(path, flags: flags, what: what, task: task, dumped: dumped, trusted: imageTrusted)
     }
 
-    static func openAsTask(_ path: String, flags: Int32, what: String, task: Amber_Task, dumped: FileStatus?) throws(AmberError) -> Int32 {
+    static func openAsTask(_ path: String, flags: Int32, what: String, task: Amber_Task, dumped: FileStatus?, trusted: Bool) throws(AmberError) -> Int32 {
         let credentials = task.hasCredentials ? task.credentials : nil
         let identity = credentials.map { FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups) }
         let who = identity.map { " as uid \($0.uid), gid \($0.gid)" } ?? ""
@@ -256,6 +262,9 @@ final class RestoreSession: ScratchSpace {
             throw AmberError(.restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid): a symbolic link is on its path now (there was none when it was dumped)")
         } catch where (error.errno == .permissionDenied || error.errno == .notPermitted) && identity != nil && dumped != nil {
             let denied = error
+            guard trusted else {
+                throw AmberError(.permissionDenied, "cannot reopen \(what) \(path) for process \(task.pid) (\(task.comm)): it may not open it itself (\(denied.errno.name)\(who)), and the image is not authenticated, so amber does not open it with its own rights (restore with --trust-image only an image you trust)")
+            }
             guard let fd = try? PathOpening.open(path, flags: flags, as: nil) else {
                 throw AmberError(.restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid)\(who): \(denied)")
             }
@@ -365,7 +374,7 @@ final class TreeFiles {
 
     /// Opens and installs in `root` the files two or more of `tasks` need; nil when there is
     /// nothing to share or the processes open files as different users.
-    static func install(for tasks: [Amber_Task], in root: TreeTask, restorerPidfd: Int32) throws -> TreeFiles? {
+    static func install(for tasks: [Amber_Task], in root: TreeTask, restorerPidfd: Int32, imageTrusted: Bool) throws -> TreeFiles? {
         let live = tasks.filter { !$0.zombie }
         func identity(_ task: Amber_Task) -> FileAccessIdentity? {
             task.hasCredentials ? FileAccessIdentity(uid: task.credentials.fsuid, gid: task.credentials.fsgid, groups: task.credentials.groups) : nil
@@ -394,14 +403,14 @@ final class TreeFiles {
         }
         var files: [Key: (fd: Int32, status: FileStatus)] = [:]
         for key in shared {
-            let fd = try RestoreSession.openAsTask(key.path, flags: key.flags, what: "the file (needed by several processes of the tree)", task: root.record, dumped: nil)
+            let fd = try RestoreSession.openAsTask(key.path, flags: key.flags, what: "the file (needed by several processes of the tree)", task: root.record, dumped: nil, trusted: imageTrusted)
             let status: FileStatus
             do { status = try FileStatus.fstat(fd: fd) } catch { Glibc.close(fd); throw error }
             files[key] = (try install(fd), status)
         }
         var descriptions: [UInt32: Int32] = [:]
         for description in sharedDescriptions {
-            descriptions[description.id] = try install(try FileState.open(description, as: root.record))
+            descriptions[description.id] = try install(try FileState.open(description, as: root.record, imageTrusted: imageTrusted))
         }
         return TreeFiles(files: files, descriptions: descriptions, descriptors: base...(next - 1))
     }

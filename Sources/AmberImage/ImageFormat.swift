@@ -7,6 +7,10 @@ public enum ImageFormat {
     /// The inventory is written last, so its presence marks a complete image.
     public static let inventoryName = "inventory.pb"
 
+    /// Beside the inventory in an image root's dump authenticated: its HMAC (`ImageMAC`),
+    /// written before the inventory is renamed into place; never listed in the inventory.
+    public static let macName = "inventory.mac"
+
     /// Page runs, page file offsets and memory areas are aligned to this.
     public static let pageSize: UInt64 = 4096
 

@@ -16,28 +16,53 @@ public final class ImageReader: Sendable {
     /// The PIDs of the task records (files named task-<pid>.pb), ascending.
     public let taskPIDs: [Int32]
     private let store: any ImageStore
+    /// Whether the image was written by a dump holding `key` (the one given when it was opened).
+    public let authenticity: ImageAuthenticity
     /// The inventory's entries by file name.
     private let files: [String: Amber_ImageFile]
+    /// For an authenticated image, the SHA-256 of each record the MAC covers: `task(pid:)`
+    /// decodes only those very bytes.
+    private let authenticatedDigests: [String: [UInt8]]
 
     /// Reads and checks the inventory, then checks that every file it lists
-    /// exists with the listed size and checksum.
-    public convenience init(directory: String) throws(ImageError) {
-        try self.init(store: DirectoryStore(directory: directory), directory: directory)
+    /// exists with the listed size and checksum; with `key`, whether the image is authenticated.
+    public convenience init(directory: String, key: ImageKey? = nil) throws(ImageError) {
+        try self.init(store: DirectoryStore(directory: directory), directory: directory, key: key)
     }
 
     /// The image whose files are `files` (name to contents), checked exactly as
     /// one in a directory; a name the inventory lists but `files` lacks is missing.
-    public convenience init(files: [String: [UInt8]]) throws(ImageError) {
-        try self.init(store: MemoryStore(files: files), directory: "(memory)")
+    public convenience init(files: [String: [UInt8]], key: ImageKey? = nil) throws(ImageError) {
+        try self.init(store: MemoryStore(files: files), directory: "(memory)", key: key)
     }
 
-    private init(store: any ImageStore, directory: String) throws(ImageError) {
-        inventory = try Self.readInventory(from: store, directory: directory)
+    private init(store: any ImageStore, directory: String, key: ImageKey?) throws(ImageError) {
+        let inventoryBytes: [UInt8]
+        (inventory, inventoryBytes) = try Self.readInventory(from: store, directory: directory)
         files = try Self.checkEntries(of: inventory)
         try Self.verifyFiles(of: inventory, in: store)
+        (authenticity, authenticatedDigests) = try Self.authenticate(inventory, bytes: inventoryBytes, files: files, in: store, key: key)
         self.directory = directory
         self.store = store
         taskPIDs = inventory.files.compactMap { ImageFormat.taskPID(recordName: $0.name) }.sorted()
+    }
+
+    /// Checks `inventory.mac` against the inventory and the SHA-256 of every record, which
+    /// are returned when it matches. A missing or wrong code is no error: the image is then
+    /// restored as unauthenticated.
+    private static func authenticate(_ inventory: Amber_Inventory, bytes: [UInt8], files: [String: Amber_ImageFile], in store: any ImageStore, key: ImageKey?) throws(ImageError) -> (ImageAuthenticity, [String: [UInt8]]) {
+        guard let file = try? store.open(ImageFormat.macName) else { return (.noCode, [:]) }
+        guard let key else { return (.noKey, [:]) }
+        guard file.size == UInt64(ImageMAC.size), let code = try? readAll(file, size: ImageMAC.size) else { return (.mismatch, [:]) }
+        var digests: [String: [UInt8]] = [:]
+        for entry in inventory.files where ImageMAC.isRecord(entry) {
+            // No writer makes a record this large: the MAC cannot cover it.
+            guard entry.size <= ImageFormat.maximumRecordSize else { return (.mismatch, [:]) }
+            digests[entry.name] = ImageMAC.digest(try readRecord(entry, in: store))
+        }
+        guard let expected = ImageMAC.code(key: key, inventory: bytes, entries: inventory.files, recordDigests: digests),
+              ImageMAC.matches(code, expected) else { return (.mismatch, [:]) }
+        return (.authenticated, digests)
     }
 
     /// Decodes and validates the record of task `pid`; errors name its file.
@@ -50,6 +75,9 @@ public final class ImageReader: Sendable {
             throw ImageError(.missing, file: name, detail: "the inventory lists no record for PID \(pid)")
         }
         let bytes = try Self.readRecord(entry, in: store)
+        if let digest = authenticatedDigests[name], !ImageMAC.matches(ImageMAC.digest(bytes), digest) {
+            throw ImageError(.checksumMismatch, file: name, detail: "it changed after the image was authenticated")
+        }
         let task: Amber_Task
         do {
             task = try Amber_Task(serializedBytes: bytes)
@@ -75,7 +103,7 @@ public final class ImageReader: Sendable {
         return try file.map(size: Int(entry.size))
     }
 
-    private static func readInventory(from store: any ImageStore, directory: String) throws(ImageError) -> Amber_Inventory {
+    private static func readInventory(from store: any ImageStore, directory: String) throws(ImageError) -> (Amber_Inventory, [UInt8]) {
         let name = ImageFormat.inventoryName
         guard let file = try store.open(name) else {
             throw ImageError(.missing, file: name, detail: "\(directory) has no inventory: it is not an image, or the dump that wrote it did not finish")
@@ -96,7 +124,7 @@ public final class ImageReader: Sendable {
         guard inventory.xstateSize == 0 || ImageFormat.xstateSizes.contains(inventory.xstateSize) else {
             throw ImageError(.invalid, file: name, detail: "xstate_size: \(inventory.xstateSize) is neither 0 nor in \(ImageFormat.xstateSizes)")
         }
-        return inventory
+        return (inventory, bytes)
     }
 
     /// Checks the names the inventory lists, and that the root task has a
@@ -108,7 +136,7 @@ public final class ImageReader: Sendable {
             guard ImageFormat.isPlainFileName(file.name) else {
                 throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): name \"\(file.name)\" is empty, or contains \"/\", \"..\" or NUL")
             }
-            guard file.name != ImageFormat.inventoryName, file.name != ImageFormat.inventoryTemporaryName else {
+            guard file.name != ImageFormat.inventoryName, file.name != ImageFormat.inventoryTemporaryName, file.name != ImageFormat.macName else {
                 throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): the inventory cannot list itself")
             }
             // One spelling per PID, so that no task can hide behind a second record name.

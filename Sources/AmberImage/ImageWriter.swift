@@ -20,13 +20,19 @@ public final class ImageWriter {
     /// Whether every file is fsynced before the inventory names it. Without it the image sits in the
     /// page cache (the fast case); a crash before writeback is still caught, by the checksums.
     public let durable: Bool
+    /// The host key that authenticates the image (`ImageFormat.macName`), if the dumper holds it.
+    private let key: ImageKey?
+    /// The SHA-256 of every record written, by name, for the MAC.
+    private var recordDigests: [String: [UInt8]] = [:]
 
     /// Creates the directory (with parents) or takes an existing empty one; a non-empty one is refused
     /// (.directoryNotEmpty). No component of `directory` may be a symbolic link (.invalid): amber
     /// runs as root, and a link a user planted would point root's writes at a directory of its choosing.
-    public init(directory: String, durable: Bool = false) throws(ImageError) {
+    /// With `key`, `finish(inventory:)` also writes the image's MAC.
+    public init(directory: String, durable: Bool = false, key: ImageKey? = nil) throws(ImageError) {
         self.directory = directory
         self.durable = durable
+        self.key = key
         let (fd, created) = try Self.openDirectories(directory)
         do {
             if let made = created.last {
@@ -64,6 +70,7 @@ public final class ImageWriter {
         try claim(name)
         let bytes = try Self.serialize(message, file: name)
         try writeFile(name, bytes, flags: O_EXCL)
+        if key != nil { recordDigests[name] = ImageMAC.digest(bytes) }
         records.append(Self.entry(name: name, size: UInt64(bytes.count), xxh64: bytes.withUnsafeBytes { XXH64.hash($0) }))
     }
 
@@ -79,7 +86,8 @@ public final class ImageWriter {
 
     /// Fills inventory.files with every file written (name, size, checksums), sets
     /// format_version, then writes inventory.pb via a temporary file, fsync and
-    /// rename, and fsyncs the directory: only then is the image complete.
+    /// rename, and fsyncs the directory: only then is the image complete. With a key,
+    /// `inventory.mac` is written before the rename, so a complete image always has it.
     ///
     /// Whatever `inventory.files` and `format_version` held is replaced. The
     /// root task's record must have been written: a reader refuses an image
@@ -101,6 +109,12 @@ public final class ImageWriter {
         let bytes = try Self.serialize(inventory, file: ImageFormat.inventoryName)
         let temporary = ImageFormat.inventoryTemporaryName
         try writeFile(temporary, bytes, flags: O_TRUNC)
+        if let key {
+            guard let code = ImageMAC.code(key: key, inventory: bytes, entries: inventory.files, recordDigests: recordDigests) else {
+                throw ImageError(.invalid, file: ImageFormat.macName, detail: "a record the inventory lists was not written by this writer")
+            }
+            try writeFile(ImageFormat.macName, code, flags: O_EXCL)
+        }
         guard renameat(directoryFD, temporary, directoryFD, ImageFormat.inventoryName) == 0 else {
             throw .system("rename \(temporary) to", file: ImageFormat.inventoryName)
         }
@@ -113,8 +127,8 @@ public final class ImageWriter {
         guard ImageFormat.isPlainFileName(name) else {
             throw ImageError(.invalid, file: name, detail: "an image file name must not be empty or contain \"/\", \"..\" or NUL")
         }
-        guard name != ImageFormat.inventoryName, name != ImageFormat.inventoryTemporaryName else {
-            throw ImageError(.invalid, file: name, detail: "the name is reserved for the inventory")
+        guard name != ImageFormat.inventoryName, name != ImageFormat.inventoryTemporaryName, name != ImageFormat.macName else {
+            throw ImageError(.invalid, file: name, detail: "the name is reserved for the inventory and its MAC")
         }
         guard names.insert(name).inserted else {
             throw ImageError(.invalid, file: name, detail: "the image already has a file of this name")

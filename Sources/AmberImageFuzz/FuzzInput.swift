@@ -2,8 +2,12 @@ import AmberImage
 import CChecksum
 import SwiftProtobuf
 
-/// One fuzz input: the files of an image, and whether the inventory's sizes and
-/// checksums are recomputed for them before the image is read.
+/// The key every fuzz input is authenticated with: images get past the MAC check only when
+/// the input seals them with it.
+let fuzzImageKey = ImageKey(bytes: Array(0..<UInt8(ImageKey.size)))!
+
+/// One fuzz input: the files of an image, whether the inventory's sizes and checksums are
+/// recomputed for them before the image is read, and whether its MAC is then sealed too.
 ///
 /// Bytes: a mode byte, then entries up to the end of the input, each a name
 /// length (1 byte), the name (UTF-8), a contents length (4 bytes, little-endian)
@@ -15,16 +19,22 @@ struct FuzzInput: Equatable {
     /// file gets past them to the decoders and validators. Set: keep them, so
     /// that the checksum and size checks themselves are fuzzed.
     var resealsChecksums: Bool
+    /// Mode bit 1 clear (and resealing): write `inventory.mac` for the resealed image under
+    /// `fuzzImageKey`, so that mutated records are read as authenticated. Set: keep the
+    /// input's own `inventory.mac`, if any, to fuzz the MAC check itself.
+    var sealsCode: Bool
     /// File names to contents.
     var files: [String: [UInt8]]
 
-    init(resealsChecksums: Bool, files: [String: [UInt8]]) {
+    init(resealsChecksums: Bool, sealsCode: Bool, files: [String: [UInt8]]) {
         self.resealsChecksums = resealsChecksums
+        self.sealsCode = sealsCode
         self.files = files
     }
 
     init(decoding bytes: UnsafeRawBufferPointer) {
         resealsChecksums = bytes.first.map { $0 & 1 == 0 } ?? true
+        sealsCode = bytes.first.map { $0 & 2 == 0 } ?? true
         files = [:]
         var cursor = 1
         func take(_ count: Int) -> UnsafeRawBufferPointer {
@@ -42,7 +52,7 @@ struct FuzzInput: Equatable {
 
     /// The bytes that decode to this input, files in name order.
     var encoded: [UInt8] {
-        var bytes: [UInt8] = [resealsChecksums ? 0 : 1]
+        var bytes: [UInt8] = [(resealsChecksums ? 0 : 1) | (sealsCode ? 0 : 2)]
         for (name, contents) in files.sorted(by: { $0.key < $1.key }) {
             let nameBytes = Array(name.utf8.prefix(255))
             bytes.append(UInt8(nameBytes.count))
@@ -55,8 +65,8 @@ struct FuzzInput: Equatable {
     }
 
     /// The files as the reader gets them: in reseal mode, with every inventory
-    /// entry naming a file that is present set to that file's size and XXH64.
-    /// An inventory that does not decode is left as it is.
+    /// entry naming a file that is present set to that file's size and XXH64, and
+    /// with `sealsCode` a MAC for that. An inventory that does not decode is left as it is.
     var image: [String: [UInt8]] {
         guard resealsChecksums, let bytes = files[ImageFormat.inventoryName],
               var inventory = try? Amber_Inventory(serializedBytes: bytes) else { return files }
@@ -66,6 +76,7 @@ struct FuzzInput: Equatable {
         }
         var image = files
         image[ImageFormat.inventoryName] = try? inventory.serializedBytes()
+        if sealsCode { image[ImageFormat.macName] = fuzzImageKey.authenticationCode(forImage: image) }
         return image
     }
 }
@@ -83,15 +94,19 @@ func exercise(_ files: [String: [UInt8]]) -> ImageError? {
     }
     let reader: ImageReader
     do {
-        reader = try ImageReader(files: files)
+        reader = try ImageReader(files: files, key: fuzzImageKey)
     } catch {
         return checked(error)
     }
+    let authenticated = reader.authenticity.isAuthenticated
+    precondition(!authenticated || files[ImageFormat.macName] != nil, "an image without \(ImageFormat.macName) is authenticated")
     var firstError: ImageError?
     for pid in reader.taskPIDs {
         do {
             checkPages(of: try reader.task(pid: pid), in: reader)
         } catch {
+            // The files in memory never change: a record the MAC covered reads back the same.
+            precondition(!authenticated || error.kind != .checksumMismatch, "an authenticated record no longer matches: \(error)")
             firstError = firstError ?? checked(error)
         }
     }

@@ -8,7 +8,8 @@ import SwiftProtobuf
 /// Each page file keeps at most `pageLimit` pages, those of the first runs in
 /// address order; the runs are cut to match and moved to their new offsets.
 /// Every other file is taken as it is, and the inventory lists the new sizes
-/// and checksums, so the input is a valid image in either mode.
+/// and checksums, so the input is a valid image in either mode. Its own MAC is left out:
+/// the input seals one with the fuzz key when its mode says so.
 func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
     let reader = try ImageReader(directory: directory)
     var files: [String: [UInt8]] = [:]
@@ -46,7 +47,7 @@ func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
         inventory.files[index].seal(contents)
     }
     files[ImageFormat.inventoryName] = try inventory.serializedBytes()
-    return FuzzInput(resealsChecksums: false, files: files)
+    return FuzzInput(resealsChecksums: false, sealsCode: false, files: files)
 }
 
 struct FileError: Error, CustomStringConvertible {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -121,6 +122,10 @@ long amber_ioprio_get(pid_t tid) {
 
 long amber_ioprio_set(pid_t tid, int ioprio) {
     return result(syscall(SYS_ioprio_set, 1L /* IOPRIO_WHO_PROCESS */, (long)tid, (long)ioprio));
+}
+
+const char *amber_secure_getenv(const char *name) {
+    return secure_getenv(name);
 }
 
 long amber_getcpu(void) {

@@ -43,7 +43,8 @@ struct AmberCommand: ParsableCommand {
         and signal state.
 
         Exit status: 0 success; 1 other failure; 3 no such process; 4 permission denied (may not \
-        ptrace); 5 state amber cannot restore yet (refused at dump, target left running); 6 image \
+        ptrace; restore: credentials the caller lacks, or an unauthenticated image asking for what its \
+        tasks' credentials do not allow); 5 state amber cannot restore yet (refused at dump, target left running); 6 image \
         directory not empty; 7 bad image (missing, truncated, corrupt or another format version); \
         8 this host cannot run the image (CPU features, kernel layout); 9 PID taken at restore; \
         10 restore failed; 11 dump interrupted (the worker of a killed `amber dump` let the tree go; the image has no inventory); 64 usage. `restore` without --detach exits with the restored process's \
@@ -93,7 +94,7 @@ struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Restore a process from an image directory.",
-        discussion: "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. The image is checked completely before anything is created, and never modified."
+        discussion: "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. The image is checked completely before anything is created, and never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image."
     )
 
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory holding the image.")
@@ -105,13 +106,16 @@ struct RestoreCommand: ParsableCommand {
     @Flag(name: .customLong("new-pidns"), help: "Restore into a new PID namespace, under an init made by amber: every task keeps its PID inside, and none can clash with a PID of this host.")
     var newPIDNamespace = false
 
+    @Flag(name: .customLong("trust-image"), help: "Treat the image as authenticated although it is not (e.g. root's dump on another host): let amber open files the tasks opened before giving up privilege, and grant privileged settings (seccomp without no_new_privs, limits, scheduling) with its own rights. Only for an image you trust; see `amber verify --needs`.")
+    var trustImage = false
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         let logger = logging.makeLogger()
         let restored: Restore.Restored
         do {
-            restored = try Restore.run(directory: directory, newPIDNamespace: newPIDNamespace, logger: logger)
+            restored = try Restore.run(directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage, logger: logger)
         } catch {
             fail(error)
         }
@@ -154,26 +158,58 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check every file of an image against its checksums, and every record.",
-        discussion: "On the first problem, prints one line naming the file (and for a checksum mismatch the byte range of the bad chunk) and exits with 7."
+        discussion: "On the first problem, prints one line naming the file (and for a checksum mismatch the byte range of the bad chunk) and exits with 7. Says whether the image is authenticated (written by root's dump on this host, unchanged: only root can tell). With --needs, lists everything the image asks for that needs privilege, to read before restoring it as root."
     )
 
     @Argument(help: "Directory holding the image.")
     var directory: String
 
+    @Flag(name: .long, help: "List what the image asks for that needs privilege: credentials, files the tasks could not open themselves, seccomp without no_new_privs, limits, scheduling.")
+    var needs = false
+
     func run() throws {
         Self.verify(directory)
+        if needs { Self.printNeeds(directory) }
     }
 
     static func verify(_ directory: String) {
         do {
-            let reader = try ImageReader(directory: directory)
+            let reader = try ImageReader(directory: directory, key: HostImageKey.forCheck())
             for pid in reader.taskPIDs {
                 _ = try reader.task(pid: pid)
             }
             let bytes = reader.inventory.files.reduce(0) { $0 + $1.size }
             print("image \(directory) is intact: \(reader.inventory.files.count) files, \(bytes) bytes checked")
+            print("image \(directory) is \(reader.authenticity)")
+        } catch let error as AmberError {
+            fail(error)
         } catch {
-            fail(AmberError(.badImage, error.description))
+            fail(AmberError(.badImage, "\(error)"))
         }
+    }
+
+    /// One section per kind of ask, each line naming the process or thread.
+    static func printNeeds(_ directory: String) {
+        let needs: ImageNeeds
+        do {
+            needs = try ImageNeeds.of(directory: directory)
+        } catch {
+            fail(error)
+        }
+        func section(_ title: String, _ lines: [String]) {
+            print("\n\(title):" + (lines.isEmpty ? " none" : ""))
+            for line in lines { print("  \(line)") }
+        }
+        print("\nwhat the image asks for that needs privilege (\(needs.processes) processes, \(needs.threads) threads)")
+        print(needs.authenticity.isAuthenticated
+            ? "authenticated: restore grants all of it, within the restorer's own rights"
+            : "not authenticated: restore refuses what the tasks' own credentials lack (\"lack\" below), unless --trust-image")
+        section("credentials other than an ordinary user's (the tasks run as these)", needs.credentials)
+        if let files = needs.files {
+            section("open files the tasks' credentials may not open now (opened with the restorer's rights only if authenticated or trusted)", files)
+        } else {
+            print("\nopen files the tasks' credentials may not open now: not checked (only root can open files as another user)")
+        }
+        section("privileged settings", needs.requests.map(\.description))
     }
 }

@@ -156,8 +156,8 @@ enum Fixture {
 
     /// Writes an image of `tasks` (each with its page file) into `directory`.
     /// Files are named after each task's PID, or after `pid` if given.
-    static func writeImage(at directory: String, tasks: [Amber_Task] = [task()], pid: Int32? = nil, inventory: Amber_Inventory = inventory()) throws {
-        let writer = try ImageWriter(directory: directory)
+    static func writeImage(at directory: String, tasks: [Amber_Task] = [task()], pid: Int32? = nil, inventory: Amber_Inventory = inventory(), key: ImageKey? = nil) throws {
+        let writer = try ImageWriter(directory: directory, key: key)
         for task in tasks {
             let pid = pid ?? task.pid
             let pageFile = try writer.makePageFile(name: ImageFormat.pageFileName(pid: pid))

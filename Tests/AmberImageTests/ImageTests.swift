@@ -78,7 +78,7 @@ final class ImageTests: ImageTestCase {
     func testWriterRefusesBadNames() throws {
         let writer = try ImageWriter(directory: path("image"))
         try writer.writeRecord(Fixture.task(), name: "task-4242.pb")
-        for name in ["", "../escape.pb", "sub/dir.pb", "/abs.pb", "..", ".", "inventory.pb", "inventory.pb.tmp", "task-4242.pb"] {
+        for name in ["", "../escape.pb", "sub/dir.pb", "/abs.pb", "..", ".", "inventory.pb", "inventory.pb.tmp", "inventory.mac", "task-4242.pb"] {
             XCTAssertEqual(imageError { try writer.writeRecord(Fixture.task(), name: name) }?.kind, .invalid, name)
             XCTAssertEqual(imageError { _ = try writer.makePageFile(name: name) }?.kind, .invalid, name)
         }
@@ -225,6 +225,7 @@ final class ImageTests: ImageTestCase {
             ("dot-dot", { $0.files[0].name = ".." }),
             ("empty", { $0.files[0].name = "" }),
             ("self", { $0.files[0].name = "inventory.pb" }),
+            ("MAC", { $0.files[0].name = "inventory.mac" }),
             ("duplicate", { $0.files.append($0.files[0]) }),
             ("non-canonical task name", { $0.files[1].name = "task-04242.pb" }),
             ("root without record", { $0.rootPid = 99 }),

@@ -341,7 +341,10 @@ final class TaskValidationTests: ImageTestCase {
         try assertAccepted { $0.files.descriptions[1].flags = 0o10000000 }
         try assertRejected("files.descriptions[1].path") { $0.files.descriptions[1].path = "tmp/sleeper.log" }
         try assertRejected("files.descriptions[1].path") { $0.files.descriptions[1].path = "/tmp/../etc/shadow" }
-        try assertRejected("files.descriptions[1].flags") { $0.files.descriptions[1].flags |= 0o100 }
+        // O_CREAT, O_EXCL, O_TRUNC: reopening must never create or truncate a file.
+        for flag: UInt32 in [0o100, 0o200, 0o1000] {
+            try assertRejected("files.descriptions[1].flags") { $0.files.descriptions[1].flags |= flag }
+        }
         try assertRejected("files.descriptors[0].fd") { $0.files.descriptors[0].fd = -1 }
         try assertRejected("files.descriptors[0].fd") { $0.files.descriptors[0].fd = 1 << 20 }
         try assertRejected("files.descriptors[2].fd") { $0.files.descriptors[2].fd = 0 }

@@ -510,11 +510,17 @@ class ScenarioTestCase: XCTestCase {
 
     // MARK: running amber
 
+    /// This test process's image key (`AMBER_IMAGE_KEY`), made by the first dump as root:
+    /// the tests never touch the host's key in /var/lib/amber.
+    static func imageKeyPath() throws -> String { try Scratch.root() + "/image-key" }
+
     /// `setpriv` runs amber with other credentials: `asNobody` as uid and gid 65534, else
-    /// with the `setpriv` options given; `env` is added to its environment.
+    /// with the `setpriv` options given; `env` is added to its environment, after the test
+    /// image key.
     func startAmber(_ arguments: [String], asNobody: Bool = false, setpriv: [String] = [], env: [String: String] = [:]) throws -> RunningAmber {
         let amber = try requireAmber()
         amberRuns += 1
+        let env = ["AMBER_IMAGE_KEY": try Self.imageKeyPath()].merging(env) { _, given in given }
         let base = try directory()
         let out = "\(base)/amber-\(amberRuns).stdout", err = "\(base)/amber-\(amberRuns).stderr"
         var argv = [amber] + arguments
@@ -613,12 +619,12 @@ class ScenarioTestCase: XCTestCase {
 
     /// `amber restore -D DIR --detach`: exit 0, and the process runs with the same PID,
     /// neither stopped nor traced, as the scenario binary.
-    func restoreDetachedExpectingSuccess(_ p: ScenarioProcess, from image: String, setpriv: [String] = [],
+    func restoreDetachedExpectingSuccess(_ p: ScenarioProcess, from image: String, options: [String] = [], setpriv: [String] = [],
         file: StaticString = #filePath, line: UInt = #line) throws
     {
         p.exitStatus = nil
         p.gone = false
-        let r = try amber(["restore", "-D", image, "--detach"], setpriv: setpriv)
+        let r = try amber(["restore", "-D", image, "--detach"] + options, setpriv: setpriv)
         tracked.insert(p.pid)
         guard r.status == .exited(0) else {
             XCTFail("restore failed: \(r.summary); \(p.diagnostics)", file: file, line: line)

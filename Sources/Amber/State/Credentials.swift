@@ -183,10 +183,12 @@ enum CredentialState {
     ]
 
     /// "CAP_NET_ADMIN, CAP_SYS_BOOT" for a mask.
-    private static func names(_ mask: UInt64) -> String {
-        (0..<64).filter { mask & (1 << UInt64($0)) != 0 }
-            .map { $0 < capabilityNames.count ? capabilityNames[$0] : "capability \($0)" }
-            .joined(separator: ", ")
+    static func names(_ mask: UInt64) -> String {
+        (0..<64).filter { mask & (1 << UInt64($0)) != 0 }.map(name(of:)).joined(separator: ", ")
+    }
+
+    static func name(of capability: Int) -> String {
+        capability < capabilityNames.count ? capabilityNames[capability] : "capability \(capability)"
     }
 
     // MARK: Restore

@@ -163,7 +163,7 @@ enum FileState {
     }
 
     /// Reopens a file as the image describes it, as `task` could have (`RestoreSession.openAsTask`).
-    static func open(_ description: Amber_OpenFileDescription, as task: Amber_Task) throws -> Int32 {
+    static func open(_ description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool) throws -> Int32 {
         var flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
         if flags & pathOnly != 0 {
             // open(2) ignores other flags with O_PATH, but openat2 refuses them (EINVAL): keep
@@ -175,7 +175,7 @@ enum FileState {
         } else {
             flags |= O_NOCTTY
         }
-        let fd = try RestoreSession.openAsTask(description.path, flags: flags, what: "the file", task: task, dumped: description.changeTimeNs == 0 ? nil : FileStatus(device: description.device, inode: description.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: description.changeTimeNs))
+        let fd = try RestoreSession.openAsTask(description.path, flags: flags, what: "the file", task: task, dumped: description.changeTimeNs == 0 ? nil : FileStatus(device: description.device, inode: description.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: description.changeTimeNs), trusted: imageTrusted)
         // The path must still lead to a file of the kind dumped: an image naming /dev/kmsg as a
         // regular file reopens nothing.
         guard let status = try? FileStatus.fstat(fd: fd), isKind(description.kind, status, path: description.path) else {
@@ -224,7 +224,7 @@ final class OpenFileTable {
             }
             return entry.fd
         }
-        let fd = try FileState.open(description, as: session.task)
+        let fd = try FileState.open(description, as: session.task, imageTrusted: session.imageTrusted)
         opened[description.id] = (description, fd)
         return fd
     }

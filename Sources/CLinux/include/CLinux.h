@@ -119,6 +119,10 @@ long amber_ioprio_set(pid_t tid, int ioprio);
 long amber_prctl(int option, uint64_t arg2, uint64_t arg3, uint64_t arg4, uint64_t arg5);
 long amber_personality(unsigned long persona);
 
+/// glibc's secure_getenv, which Swift's Glibc module does not declare: NULL in a set-user-ID,
+/// set-group-ID or file-capability program (AT_SECURE).
+const char *amber_secure_getenv(const char *name);
+
 /// openat2(AT_FDCWD, path, {flags, mode, resolve}).
 long amber_openat2(const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 /// setfsuid, setfsgid and setgroups of the calling thread alone (raw syscalls; glibc's
