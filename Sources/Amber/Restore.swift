@@ -158,6 +158,7 @@ public enum Restore {
                 try MemoryState.prepareAddressSpace(session)
                 try MemoryState.restoreAreas(session)
                 try session.mapScratch()
+                try MemoryState.nameAndSealAreas(session)
             }),
             (.files, { try FileState.restore(task.files, session) }),
             (.environment, { try EnvironmentState.restore(task.environment, session) }),

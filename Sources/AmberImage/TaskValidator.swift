@@ -254,6 +254,12 @@ struct TaskValidator {
         if area.droppable && !privateAnonymous {
             throw invalid("\(field).droppable", "is set on a \(area.shared ? "shared " : "")\(area.kind) area: only private anonymous memory is droppable")
         }
+        if !area.anonymousName.isEmpty {
+            guard privateAnonymous, area.anonymousName.utf8.count <= 80,
+                  area.anonymousName.utf8.allSatisfy({ (0x20...0x7e).contains($0) && !"[]\\$`".utf8.contains($0) }) else {
+                throw invalid("\(field).anonymous_name", "\"\(area.anonymousName)\" is not a name PR_SET_VMA_ANON_NAME gives a private anonymous area (at most 80 printable bytes but [ ] \\ $ `)")
+            }
+        }
         if area.wipeOnFork && !privateAnonymous {
             throw invalid("\(field).wipe_on_fork", "is set on a \(area.shared ? "shared " : "")\(area.kind) area: only private anonymous memory is wiped on fork")
         }

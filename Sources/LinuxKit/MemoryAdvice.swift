@@ -1,5 +1,7 @@
 /// Constants of madvise, mlock and mmap that glibc 2.36 lacks or that the area flags map to.
 public enum MemoryAdvice {
+    /// prctl PR_SET_VMA and its PR_SET_VMA_ANON_NAME: names a range of anonymous memory.
+    public static let setVMA: UInt64 = 0x5356_4d41, setVMAAnonymousName: UInt64 = 0
     /// madvise(2) advice values.
     public static let random: UInt64 = 1
     public static let sequential: UInt64 = 2

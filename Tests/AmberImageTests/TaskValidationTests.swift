@@ -224,6 +224,15 @@ final class TaskValidationTests: ImageTestCase {
         try assertAccepted { $0.memory.areas[0].fileOffset = 0x7000 }
     }
 
+    func testAnonymousAreaName() throws {
+        let anonymous = try XCTUnwrap(Fixture.task().memory.areas.firstIndex { $0.kind == .areaAnonymous && !$0.shared })
+        try assertAccepted { $0.memory.areas[anonymous].anonymousName = "arena 1" }
+        try assertRejected("memory.areas[\(anonymous)].anonymous_name") { $0.memory.areas[anonymous].anonymousName = "bad]name" }
+        try assertRejected("memory.areas[\(anonymous)].anonymous_name") { $0.memory.areas[anonymous].anonymousName = String(repeating: "x", count: 81) }
+        let file = try XCTUnwrap(Fixture.task().memory.areas.firstIndex { $0.kind == .areaFile })
+        try assertRejected("memory.areas[\(file)].anonymous_name") { $0.memory.areas[file].anonymousName = "name" }
+    }
+
     func testMemoryAreaFlags() throws {
         try assertRejected("memory.areas[1].random_read") {
             $0.memory.areas[1].sequentialRead = true

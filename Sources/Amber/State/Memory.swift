@@ -148,6 +148,9 @@ enum MemoryState {
             area.protection = UInt32(mapping.protection)
             area.shared = mapping.shared
             area.kind = try kind(of: mapping, process: target.name)
+            if area.kind == .areaAnonymous, mapping.path.hasPrefix("[anon:"), mapping.path.hasSuffix("]") {
+                area.anonymousName = String(mapping.path.dropFirst("[anon:".count).dropLast())
+            }
             if let flags = vmFlags[mapping.start] { record(flags, in: &area) }
             if area.kind == .areaFile {
                 area.path = mapping.path
@@ -433,8 +436,8 @@ enum MemoryState {
         try restoreAdvice(record.areas, injector)
     }
 
-    /// Gives each area its madvise advice and locks, once its pages are in; seals last, as a
-    /// sealed area takes no more changes. A root restorer's helper still has CAP_IPC_LOCK here
+    /// Gives each area its madvise advice and locks, once its pages are in (names and seals
+    /// follow in `nameAndSealAreas`). A root restorer's helper still has CAP_IPC_LOCK here
     /// (credentials come later), so mlock is not held to RLIMIT_MEMLOCK: the task locked these
     /// pages once, under its own limit or with the capability. Without it the helper has the
     /// restorer's limit (the task's own comes later, with its environment).
@@ -464,8 +467,17 @@ enum MemoryState {
                 }
             }
         }
-        for area in areas where area.sealed && !kernelAreaKinds.contains(area.kind) {
-            try injector.call("mseal 0x\(String(area.start, radix: 16))", SyscallNumber.mseal, area.start, area.end - area.start, 0)
+    }
+
+    /// Names anonymous areas (PR_SET_VMA_ANON_NAME), which needs the scratch area for the
+    /// names, then seals the sealed areas, which take no more changes.
+    static func nameAndSealAreas(_ session: RestoreSession) throws {
+        for area in session.task.memory.areas where !area.anonymousName.isEmpty {
+            let address = try Array((area.anonymousName + "\0").utf8).withUnsafeBytes { try session.writeScratch($0) }
+            try session.injector.call("prctl(PR_SET_VMA_ANON_NAME, 0x\(String(area.start, radix: 16)), \(area.anonymousName))", SyscallNumber.prctl, MemoryAdvice.setVMA, MemoryAdvice.setVMAAnonymousName, area.start, area.end - area.start, address)
+        }
+        for area in session.task.memory.areas where area.sealed && !kernelAreaKinds.contains(area.kind) {
+            try session.injector.call("mseal 0x\(String(area.start, radix: 16))", SyscallNumber.mseal, area.start, area.end - area.start, 0)
         }
     }
 

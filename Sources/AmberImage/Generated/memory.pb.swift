@@ -286,6 +286,13 @@ public nonisolated struct Amber_MemoryArea: @unchecked Sendable {
     set {_uniqueStorage()._sealed = newValue}
   }
 
+  /// PR_SET_VMA_ANON_NAME of a private anonymous area ("[anon:NAME]" in maps): at most 80 bytes
+  /// of printable ASCII but [ ] \ $ and `; empty for none.
+  public var anonymousName: String {
+    get {_storage._anonymousName}
+    set {_uniqueStorage()._anonymousName = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -463,7 +470,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MemoryArea"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0\u{1}accounted\0\u{3}no_reserve\0\u{3}grows_down\0\u{1}droppable\0\u{3}may_write\0\u{3}dont_fork\0\u{3}wipe_on_fork\0\u{3}dont_dump\0\u{3}sequential_read\0\u{3}random_read\0\u{3}huge_page\0\u{3}no_huge_page\0\u{1}mergeable\0\u{1}locked\0\u{3}lock_on_fault\0\u{1}sealed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0\u{1}accounted\0\u{3}no_reserve\0\u{3}grows_down\0\u{1}droppable\0\u{3}may_write\0\u{3}dont_fork\0\u{3}wipe_on_fork\0\u{3}dont_dump\0\u{3}sequential_read\0\u{3}random_read\0\u{3}huge_page\0\u{3}no_huge_page\0\u{1}mergeable\0\u{1}locked\0\u{3}lock_on_fault\0\u{1}sealed\0\u{3}anonymous_name\0")
 
   fileprivate class _StorageClass {
     var _start: UInt64 = 0
@@ -493,6 +500,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _locked: Bool = false
     var _lockOnFault: Bool = false
     var _sealed: Bool = false
+    var _anonymousName: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -530,6 +538,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
       _locked = source._locked
       _lockOnFault = source._lockOnFault
       _sealed = source._sealed
+      _anonymousName = source._anonymousName
     }
   }
 
@@ -575,6 +584,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 25: try { try decoder.decodeSingularBoolField(value: &_storage._locked) }()
         case 26: try { try decoder.decodeSingularBoolField(value: &_storage._lockOnFault) }()
         case 27: try { try decoder.decodeSingularBoolField(value: &_storage._sealed) }()
+        case 28: try { try decoder.decodeSingularStringField(value: &_storage._anonymousName) }()
         default: break
         }
       }
@@ -664,6 +674,9 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
       if _storage._sealed != false {
         try visitor.visitSingularBoolField(value: _storage._sealed, fieldNumber: 27)
       }
+      if !_storage._anonymousName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._anonymousName, fieldNumber: 28)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -700,6 +713,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._locked != rhs_storage._locked {return false}
         if _storage._lockOnFault != rhs_storage._lockOnFault {return false}
         if _storage._sealed != rhs_storage._sealed {return false}
+        if _storage._anonymousName != rhs_storage._anonymousName {return false}
         return true
       }
       if !storagesAreEqual {return false}
