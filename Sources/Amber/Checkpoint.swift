@@ -249,6 +249,7 @@ enum Preflight {
         if status.tracerPID != 0 && status.tracerPID != getpid() {
             throw AmberError.unsupported(name, "is traced by process \(ProcessName(pid: status.tracerPID)) (a debugger or tracer outside amber): a task has one tracer, and the tracing cannot be restored", tree: tree)
         }
+        try TreeState.checkTerminal(pid: pid, process: name, tree: tree)
         try SeccompState.check(pid: pid, status: status, process: name, tree: tree)
         try TimerState.check(pid: pid, process: name, tree: tree)
         try CredentialState.check(pid: pid, process: name, tree: tree)

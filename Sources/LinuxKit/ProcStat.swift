@@ -36,6 +36,8 @@ public struct ProcessStat: Sendable, Equatable {
     public var startTime: UInt64
     /// (39) processor: the CPU the task last ran on.
     public var processor: Int32
+    /// (7) tty_nr: the controlling terminal's device number, 0 for none.
+    public var terminal: Int32
     /// (38) exit_signal: the signal its parent gets when it ends (SIGCHLD unless clone chose another; 0 none).
     public var exitSignal: Int32
 }
@@ -90,6 +92,7 @@ extension ProcFS {
             numThreads: try field(20, ProcText.int),
             startTime: try address(22),
             processor: try field(39, ProcText.int32),
+            terminal: try field(7, ProcText.int32),
             exitSignal: try field(38, ProcText.int32)
         )
     }

@@ -173,6 +173,7 @@ final class DumpErrorTests: ScenarioTestCase {
 
     /// Named, each with what it is: state not restored yet (unsupported_state.c).
     func testDumpRefusesChroot() throws { try checkUnsupported(.unsupportedChroot, object: "chroot") }
+    func testDumpRefusesControllingTerminal() throws { try checkUnsupported(.unsupportedControllingTerminal, object: "controlling terminal") }
     func testDumpRefusesAutogroup() throws { try checkUnsupported(.unsupportedAutogroup, object: "autogroup") }
     func testDumpRefusesMemoryPolicy() throws { try checkUnsupported(.unsupportedMemoryPolicy, object: "set_mempolicy or mbind") }
     func testDumpRefusesAreaPolicy() throws { try checkUnsupported(.unsupportedAreaPolicy, object: "set_mempolicy or mbind") }

@@ -41,6 +41,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnchanged() throws { try runPlain(.unchanged) }
     func testSessionKeyring() throws { try runPlain(.sessionKeyring) }
     func testUnsupportedChroot() throws { try runPlain(.unsupportedChroot) }
+    func testUnsupportedControllingTerminal() throws { try runPlain(.unsupportedControllingTerminal) }
     func testUnsupportedAutogroup() throws { try runPlain(.unsupportedAutogroup) }
     func testUnsupportedMemoryPolicy() throws { try runPlain(.unsupportedMemoryPolicy) }
     func testUnsupportedAreaPolicy() throws { try runPlain(.unsupportedAreaPolicy) }

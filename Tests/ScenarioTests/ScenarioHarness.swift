@@ -89,6 +89,7 @@ struct Scenario: Sendable {
     static let sessionKeyring = Scenario(name: "session_keyring")
     /// One kind of state not restored yet (unsupported_state.c), by its flag.
     static let unsupportedChroot = Scenario(name: "unsupported_state", args: ["--chroot"])
+    static let unsupportedControllingTerminal = Scenario(name: "unsupported_state", args: ["--ctty"])
     static let unsupportedAutogroup = Scenario(name: "unsupported_state", args: ["--autogroup"])
     static let unsupportedMemoryPolicy = Scenario(name: "unsupported_state", args: ["--mempolicy"])
     static let unsupportedAreaPolicy = Scenario(name: "unsupported_state", args: ["--mbind"])
@@ -153,7 +154,7 @@ struct Scenario: Sendable {
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
         unsupportedSetns, secondThread, childPause, stopped, exitSignal, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
         scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced, unchanged, sessionKeyring,
-        unsupportedChroot, unsupportedAutogroup, unsupportedMemoryPolicy, unsupportedAreaPolicy, unsupportedSyscallUserDispatch, unsupportedThreadKeyring, unsupportedProcessKeyring, unsupportedSessionKeys,
+        unsupportedChroot, unsupportedControllingTerminal, unsupportedAutogroup, unsupportedMemoryPolicy, unsupportedAreaPolicy, unsupportedSyscallUserDispatch, unsupportedThreadKeyring, unsupportedProcessKeyring, unsupportedSessionKeys,
         seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
         unsupportedUserNamespace, oddNames, pathFDs, unsupportedCwdDeleted, unsupportedCwdGoneProc, unsupportedUTSNamespace,
         unsupportedMountNamespace, unsupportedIPCNamespace, unsupportedNetworkNamespace, unsupportedCgroupNamespace,

@@ -9,6 +9,8 @@
  *   --thread-keyring    a thread keyring
  *   --process-keyring   a process keyring
  *   --session-keys      a session keyring of its own holding a key
+ *   --ctty              a child leading a session whose controlling terminal is a pty
+ *                       (the child keeps no fd on it; the root keeps the master)
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
@@ -45,6 +47,17 @@ static void child_pauses(void (*setup)(void))
         for (;;)
             pause();
     }
+}
+
+static int pty_master = -1;
+
+static void take_terminal(void)
+{
+    setsid();
+    int slave = open(ptsname(pty_master), O_RDWR);
+    if (slave < 0)
+        _exit(3);
+    close(slave);
 }
 
 static void enter_chroot(void)
@@ -90,6 +103,13 @@ int main(int argc, char **argv)
     if (sc_has_flag("--chroot")) {
         child_pauses(enter_chroot);
         wait_for_child();
+    } else if (sc_has_flag("--ctty")) {
+        pty_master = posix_openpt(O_RDWR | O_NOCTTY);
+        if (pty_master < 0 || grantpt(pty_master) != 0 || unlockpt(pty_master) != 0)
+            sc_die("posix_openpt");
+        child_pauses(take_terminal);
+        wait_for_child();
+        close(pty_master);
     } else if (sc_has_flag("--autogroup")) {
         child_pauses(lower_autogroup);
         wait_for_child();

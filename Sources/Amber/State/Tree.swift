@@ -193,6 +193,16 @@ enum TreeState {
         }
     }
 
+    /// Refuses a controlling terminal other than amber's own, and any for a session leader: a
+    /// restored process gets amber's session's, or none as a session leader. Terminals are not
+    /// restored yet.
+    static func checkTerminal(pid: Int32, process: ProcessName, tree: ProcessName) throws {
+        guard let stat = try? ProcFS.stat(pid: pid), stat.terminal != 0,
+              stat.session == pid || stat.terminal != (try? ProcFS.stat(pid: getpid()).terminal) else { return }
+        let terminal = stat.terminal
+        throw AmberError.unsupported(process, "has the controlling terminal \(terminal >> 8 & 0xfff):\(terminal & 0xff | terminal >> 12 & 0xfff00) (major:minor), not amber's: terminals are not restored yet", tree: tree)
+    }
+
     /// Refuses trees whose shape Amber cannot rebuild yet; run on the frozen tree.
     static func check(_ processes: [FrozenProcess]) throws {
         let byPID = Dictionary(processes.map { ($0.pid, $0.snapshot) }, uniquingKeysWith: { first, _ in first })
