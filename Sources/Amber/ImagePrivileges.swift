@@ -27,11 +27,11 @@ public struct PrivilegedRequest: Sendable, CustomStringConvertible {
 /// each one the task's credentials do not allow is refused before any task is made. The open
 /// files a task may not open itself are the other such act: `RestoreSession.openAsTask`.
 public enum ImagePrivileges {
-    static let capSysAdmin = 21, capSysNice = 23, capSysResource = 24, capAuditControl = 30, capWakeAlarm = 35
+    static let capIPCLock = 14, capSysAdmin = 21, capSysNice = 23, capSysResource = 24, capAuditControl = 30, capWakeAlarm = 35
     /// CLOCK_REALTIME_ALARM and CLOCK_BOOTTIME_ALARM: their timers wake the system from suspend.
     private static let alarmClocks: [Int32: String] = [8: "CLOCK_REALTIME_ALARM", 9: "CLOCK_BOOTTIME_ALARM"]
     private static let schedFIFO: UInt32 = 1, schedRR: UInt32 = 2
-    private static let rlimitNice: UInt32 = 13, rlimitRTPriority: UInt32 = 14
+    private static let rlimitMemoryLock: UInt32 = 8, rlimitNice: UInt32 = 13, rlimitRTPriority: UInt32 = 14
     /// IOPRIO_CLASS_RT in the class bits (13 and up) of an I/O priority.
     private static let ioPriorityClassShift = 13, ioPriorityClassRealtime: UInt32 = 1
     private static let unsetLoginUID = UInt32.max
@@ -108,6 +108,11 @@ public enum ImagePrivileges {
         for timer in task.timers.posixTimers {
             guard let clock = alarmClocks[timer.clock] else { continue }
             found.append(request(leader, "POSIX timer \(timer.id) on \(clock)", [capWakeAlarm]))
+        }
+        // The restorer locks the areas while it holds its own CAP_IPC_LOCK, past the task's limit.
+        let locked = task.memory.areas.filter(\.locked).reduce(UInt64(0)) { $0 + ($1.end - $1.start) }
+        if locked > soft(rlimitMemoryLock) {
+            found.append(request(leader, "\(locked / 1024) KiB of locked memory, above its RLIMIT_MEMLOCK \(limitText(soft(rlimitMemoryLock)))", [capIPCLock]))
         }
         if task.processFlags.oomScoreAdj < baseline.oomScoreAdj {
             found.append(request(leader, "oom_score_adj \(task.processFlags.oomScoreAdj), below the restorer's \(baseline.oomScoreAdj)", [capSysResource]))

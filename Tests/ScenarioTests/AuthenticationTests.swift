@@ -77,6 +77,14 @@ final class AuthenticationTests: ScenarioTestCase {
             ("nice -10", { $0.scheduling.nice = -10 }),
             ("oom_score_adj -500", { $0.processFlags.oomScoreAdj = -500 }),
             ("IOPRIO_CLASS_RT", { $0.scheduling.ioPriority = 1 << 13 | 4 }),
+            ("of locked memory, above its RLIMIT_MEMLOCK", { task in
+                for index in task.memory.areas.indices where task.memory.areas[index].kind == .areaStack {
+                    task.memory.areas[index].locked = true
+                }
+                for index in task.environment.limits.indices where task.environment.limits[index].resource == 8 {
+                    task.environment.limits[index].soft = 0
+                }
+            }),
             ("POSIX timer 7 on CLOCK_BOOTTIME_ALARM", { task in
                 var timer = Amber_PosixTimer()
                 timer.id = 7
