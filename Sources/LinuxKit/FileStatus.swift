@@ -98,6 +98,8 @@ public enum FileSystemKind: Sendable, Equatable {
     /// The kernel's mount for AIO rings (io_setup).
     case aioRing
     case devpts
+    /// POSIX message queues (mq_open): their descriptors name a queue, not a path.
+    case mqueue
     case other
 
     init(magic: UInt64) {
@@ -106,6 +108,7 @@ public enum FileSystemKind: Sendable, Equatable {
         case 0x9584_58f6: self = .hugetlbfs
         case 0xa10a_10a1: self = .aioRing
         case 0x1cd1: self = .devpts
+        case 0x1980_0202: self = .mqueue
         default: self = .other
         }
     }

@@ -112,6 +112,11 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--hugetlb"), object: "hugetlb memory")
     }
 
+    /// Named as a message queue, not as the file at the queue's name.
+    func testDumpRefusesMessageQueue() throws {
+        try checkUnsupported(.unsupportedKind("--mqueue"), object: "POSIX message queue")
+    }
+
     /// Named as an AIO ring, not as the deleted file "/[aio]".
     func testDumpRefusesAIORing() throws {
         try checkUnsupported(.unsupportedKind("--aio"), object: "AIO ring")

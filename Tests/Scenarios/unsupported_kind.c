@@ -8,9 +8,11 @@
  *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family
  *   --deleted-fd  an fd on a deleted file named "gone"
  *   --deleted-map a mapping of a deleted file named "gone"
+ *   --mqueue      a POSIX message queue (its fd shows the queue's name, no path)
  * After SIGTERM it checks the object is still there and works.
  */
 #include "scenario.h"
+#include <mqueue.h>
 #include <linux/aio_abi.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
@@ -23,6 +25,7 @@ static size_t area_size;
 static aio_context_t aio;
 static int fd = -1;
 static char gone_path[PATH_MAX];
+static char queue_name[64];
 
 static void make_gone(void)
 {
@@ -70,6 +73,11 @@ int main(int argc, char **argv)
         fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     } else if (sc_has_flag("--packet")) {
         fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    } else if (sc_has_flag("--mqueue")) {
+        snprintf(queue_name, sizeof queue_name, "/amber-scenario-%d", (int)getpid());
+        fd = mq_open(queue_name, O_CREAT | O_RDWR | O_CLOEXEC, 0600, NULL);
+        if (fd < 0)
+            sc_die("mq_open");
     } else if (sc_has_flag("--deleted-fd")) {
         make_gone();
     } else if (sc_has_flag("--deleted-map")) {
@@ -105,7 +113,12 @@ int main(int argc, char **argv)
     }
     if (sc_has_flag("--deleted-map"))
         sc_check(memcmp(area, "still here", 10) == 0, "the deleted file's mapping changed");
-    if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--deleted-fd")) {
+    if (sc_has_flag("--mqueue")) {
+        struct mq_attr attributes;
+        sc_check(mq_getattr(fd, &attributes) == 0, "mq_getattr: %s", strerror(errno));
+        mq_unlink(queue_name);
+    }
+    if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--deleted-fd") && !sc_has_flag("--mqueue")) {
         int family = 0;
         socklen_t size = sizeof family;
         sc_check(getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &size) == 0, "the socket is gone");

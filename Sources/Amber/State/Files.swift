@@ -39,6 +39,15 @@ enum FileState {
             default: throw refuse("the deleted file \(path)")
             }
         }
+        // Reopened by its path at restore: the path must lead to this very file. A message
+        // queue's descriptor shows the queue's name, and a file of another mount namespace a
+        // path of that namespace.
+        if (try? FileSystemKind.of(path: "/proc/\(pid)/fd/\(fd)")) == .mqueue {
+            throw refuse("the POSIX message queue \(link)")
+        }
+        guard let atPath = try? FileStatus.stat(path: link), atPath.device == status.device, atPath.inode == status.inode else {
+            throw refuse("\(link), a file its path does not lead to")
+        }
         if status.isRegular { return (.fileRegular, link, status) }
         if status.isDirectory { return (.fileDirectory, link, status) }
         if status.isFIFO { return (.fileFifo, link, status) }
