@@ -35,7 +35,7 @@ public enum Checkpoint {
         do {
             return try run(pid: pid, writer: writer, leaveRunning: leaveRunning, interruption: interruption, logger: logger)
         } catch {
-            writer.removeIfUnused()
+            writer.discard()
             throw error
         }
     }

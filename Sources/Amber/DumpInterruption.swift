@@ -20,7 +20,8 @@ public enum DumpStep: String, Sendable, CaseIterable {
 /// own (the tracer), so that SIGKILL to `amber dump` cannot leave a target in the middle of an
 /// injected call: the worker sees that it was orphaned the next time it asks (between the steps
 /// above, milliseconds apart), puts back every register and signal mask, unmaps what it mapped,
-/// lets the tree go and writes no inventory. Once the inventory is written the image is complete
+/// lets the tree go and writes no inventory (the files written are then removed, with every
+/// failed dump's). Once the inventory is written the image is complete
 /// and the worker finishes the job on its own.
 public struct DumpInterruption: Sendable {
     /// The `amber dump` process the worker serves, nil when the dump runs in that process itself.
@@ -44,7 +45,7 @@ public struct DumpInterruption: Sendable {
         }
         guard let supervisor else { return }
         if getppid() != supervisor {
-            throw AmberError(.interrupted, "amber dump (PID \(supervisor)) was killed during the dump (at step \(step.rawValue)): the process tree was let go as it was and the image has no inventory")
+            throw AmberError(.interrupted, "amber dump (PID \(supervisor)) was killed during the dump (at step \(step.rawValue)): the process tree was let go as it was and the files written were removed")
         }
     }
 }

@@ -17,6 +17,8 @@ public final class ImageWriter {
     private var records: [Amber_ImageFile] = []
     private var pageFiles: [PageFileWriter] = []
     private var finished = false
+    /// Set once the inventory is in place: the image is whole, and `discard` leaves it.
+    private var complete = false
     /// Whether every file is fsynced before the inventory names it. Without it the image sits in the
     /// page cache (the fast case); a crash before writeback is still caught, by the checksums.
     public let durable: Bool
@@ -55,11 +57,14 @@ public final class ImageWriter {
         for made in created { close(made.parentFD) }
     }
 
-    /// Removes the image directory if this writer created it and nothing was written into it,
-    /// so that a dump refused before writing leaves the file system as it found it; a directory
-    /// that existed before is left alone.
-    public func removeIfUnused() {
-        guard names.isEmpty, !finished else { return }
+    /// Removes every file this writer wrote and the directories it created, so that a dump
+    /// that was refused, failed or was interrupted leaves the file system as it found it (a
+    /// directory that existed before stays); nothing once the image is complete.
+    public func discard() {
+        guard !complete else { return }
+        for name in names.union([ImageFormat.inventoryTemporaryName, ImageFormat.macName]) {
+            unlinkat(directoryFD, name, 0)
+        }
         for made in created.reversed() {
             guard unlinkat(made.parentFD, made.name, AT_REMOVEDIR) == 0 else { return }
         }
@@ -118,6 +123,7 @@ public final class ImageWriter {
         guard renameat(directoryFD, temporary, directoryFD, ImageFormat.inventoryName) == 0 else {
             throw .system("rename \(temporary) to", file: ImageFormat.inventoryName)
         }
+        complete = true
         if durable { try syncFile(directoryFD, file: directory) }
     }
 

@@ -47,7 +47,7 @@ struct AmberCommand: ParsableCommand {
         tasks' credentials do not allow); 5 state amber cannot restore yet (refused at dump, target left running); 6 image \
         directory not empty; 7 bad image (missing, truncated, corrupt or another format version); \
         8 this host cannot run the image (CPU features, kernel layout); 9 PID taken at restore; \
-        10 restore failed; 11 dump interrupted (the worker of a killed `amber dump` let the tree go; the image has no inventory); 64 usage. `restore` without --detach exits with the restored process's \
+        10 restore failed; 11 dump interrupted (the worker of a killed `amber dump` let the tree go and removed what it wrote); 64 usage. `restore` without --detach exits with the restored process's \
         own status (128+N if a signal N killed it).
         """,
         subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self]

@@ -59,7 +59,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testPathFDs() throws { try runPlain(.pathFDs) }
     /// All but --hugetlb, which needs a huge page reserved (DumpErrorTests reserves one).
     func testUnsupportedKinds() throws {
-        for flag in ["--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue"] {
+        for flag in ["--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue", "--fifo-capacity", "--async"] {
             try runPlain(.unsupportedKind(flag))
         }
     }

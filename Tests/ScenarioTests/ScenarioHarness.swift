@@ -160,7 +160,7 @@ struct Scenario: Sendable {
         unsupportedMountNamespace, unsupportedIPCNamespace, unsupportedNetworkNamespace, unsupportedCgroupNamespace,
         unsupportedTimeNamespace, unsupportedCgroup, unsupportedFlock, unsupportedPOSIXLock, unsupportedOFDLock,
         unsupportedLease, unsupportedHugeTLB,
-    ] + ["--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue"].map(unsupportedKind)
+    ] + ["--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue", "--fifo-capacity", "--async"].map(unsupportedKind)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -8,6 +8,10 @@ import LinuxKit
 /// and offset; descriptors sharing one open file stay shared.
 enum FileState {
     private static let closeOnExec: UInt32 = 0o2000000
+    /// O_ASYNC (FASYNC).
+    private static let asynchronous: UInt32 = 0o20000
+    /// Sixteen pages: what a pipe holds unless F_SETPIPE_SZ changed it.
+    private static let defaultPipeCapacity: Int32 = 65536
     /// O_PATH, which Glibc's module does not export.
     private static let pathOnly: Int32 = 0o10000000
 
@@ -114,10 +118,19 @@ enum FileState {
                     let copy = try pidfd.duplicate(fd)
                     var queued: Int32 = 0
                     let result = ioctl(copy, UInt(FIONREAD), &queued)
+                    let capacity = fcntl(copy, 1032 /* F_GETPIPE_SZ */)
                     Glibc.close(copy)
                     if result == 0 && queued > 0 {
                         throw AmberError.unsupported(target.name, "has fd \(fd) on the named pipe \(path) holding \(queued) unread bytes: pipe contents are not supported yet")
                     }
+                    // A named pipe no other process holds open gets the default capacity when reopened.
+                    if capacity > 0 && capacity != defaultPipeCapacity {
+                        throw AmberError.unsupported(target.name, "has fd \(fd) on the named pipe \(path) with a capacity of \(capacity) bytes (F_SETPIPE_SZ): not restored yet")
+                    }
+                }
+                // open(2) does not start signal-driven I/O, and the owner (F_SETOWN) cannot be read from outside.
+                if info.flags & asynchronous != 0 {
+                    throw AmberError.unsupported(target.name, "has fd \(fd) on \(path) with signal-driven I/O (O_ASYNC, F_SETOWN): not restored yet")
                 }
                 var description = Amber_OpenFileDescription()
                 description.id = id
