@@ -18,7 +18,14 @@ final class UnchangedTargetTests: ScenarioTestCase {
         let image = try newDirectory("image")
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--leave-running"], reaping: [p])
         XCTAssertEqual(r.status, .exited(0), r.summary)
-        let after = ProcView(pid: p.pid)
+        // Let go, each thread goes back into the call it sleeps in: until then its state,
+        // syscall and wchan show it running. A real change stays; wait until all is back.
+        var after = ProcView(pid: p.pid)
+        let deadline = Sys.now() + Self.verdictTimeout
+        while after.entries != before.entries && Sys.now() < deadline {
+            Sys.sleep(milliseconds: 10)
+            after = ProcView(pid: p.pid)
+        }
         for (key, value) in before.entries.sorted(by: { $0.key < $1.key }) where after.entries[key] != value {
             let old = value.split(separator: "\n", omittingEmptySubsequences: false)
             let new = (after.entries[key] ?? "(gone)").split(separator: "\n", omittingEmptySubsequences: false)
