@@ -65,9 +65,18 @@ enum CredentialState {
         if namespace != own {
             throw AmberError.unsupported(process, "is in another user namespace (\(namespace), amber's is \(own)): not supported", tree: tree)
         }
+        // The security module's contexts (SELinux, AppArmor, Smack): a restored task gets amber's.
+        for attribute in ["current", "exec", "fscreate", "keycreate", "sockcreate"] {
+            guard let context = try? ProcFS.readText("/proc/\(pid)/attr/\(attribute)") else { continue }
+            let amber = (try? ProcFS.readText("/proc/self/attr/\(attribute)")) ?? ""
+            if context != amber {
+                throw AmberError.unsupported(process, "has the security context \"\(context.trimmingSuffixNewline)\" (/proc/\(pid)/attr/\(attribute)), amber \"\(amber.trimmingSuffixNewline)\": not restored yet", tree: tree)
+            }
+        }
     }
 
     /// amber's own, which it never leaves.
+
     private static let ownUserNamespace = Result { () throws(LinuxError) in try ProcFS.link("/proc/self/ns/user") }
 
     // MARK: Checks before restore
@@ -318,4 +327,8 @@ enum CredentialState {
         _ = try groups.withUnsafeBytes { bytes throws(LinuxError) in try ProcessMemory(pid: session.pid).write(bytes, to: [(area, size)]) }
         try injector.call("setgroups(\(groups.count) groups)", setgroups, UInt64(groups.count), area)
     }
+}
+
+private extension String {
+    var trimmingSuffixNewline: Substring { self.last == "\n" ? self.dropLast() : self[...] }
 }
