@@ -31,6 +31,7 @@ public struct DumpInterruption: Sendable {
     }
 
     func check(_ step: DumpStep) throws(AmberError) {
+        #if DEBUG
         switch TestFault.reached("dump.\(step.rawValue)") {
         case .fail:
             throw AmberError(.failure, "test fault at dump step \(step.rawValue)")
@@ -42,6 +43,7 @@ public struct DumpInterruption: Sendable {
         case .kill, nil:
             break
         }
+        #endif
         guard let supervisor else { return }
         if getppid() != supervisor {
             throw AmberError(.interrupted, "amber dump (PID \(supervisor)) was killed during the dump (at step \(step.rawValue)): the process tree was let go as it was and the image has no inventory")
