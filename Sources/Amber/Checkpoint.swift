@@ -265,6 +265,7 @@ enum Preflight {
     }
 }
 
+/// The version of amber (`amber --version`), recorded in every image's inventory.
 public enum AmberVersion {
     public static let current = "0.1.0"
 }

@@ -50,6 +50,7 @@ struct AmberCommand: ParsableCommand {
         10 restore failed; 11 dump interrupted (the worker of a killed `amber dump` let the tree go; the image has no inventory); 64 usage. `restore` without --detach exits with the restored process's \
         own status (128+N if a signal N killed it).
         """,
+        version: AmberVersion.current,
         subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self]
     )
 
