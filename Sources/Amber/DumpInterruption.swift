@@ -26,6 +26,7 @@ public struct DumpInterruption: Sendable {
     /// The `amber dump` process the worker serves, nil when the dump runs in that process itself.
     public let supervisor: pid_t?
 
+    /// `supervisor` nil: no one to watch for (a dump in the calling process itself).
     public init(supervisor: pid_t?) {
         self.supervisor = supervisor
     }

@@ -174,19 +174,14 @@ struct VerifyCommand: ParsableCommand {
     }
 
     static func verify(_ directory: String) {
+        let report: Verification.Report
         do {
-            let reader = try ImageReader(directory: directory, key: HostImageKey.forCheck())
-            for pid in reader.taskPIDs {
-                _ = try reader.task(pid: pid)
-            }
-            let bytes = reader.inventory.files.reduce(0) { $0 + $1.size }
-            print("image \(directory) is intact: \(reader.inventory.files.count) files, \(bytes) bytes checked")
-            print("image \(directory) is \(reader.authenticity)")
-        } catch let error as AmberError {
-            fail(error)
+            report = try Verification.run(directory: directory)
         } catch {
-            fail(AmberError(.badImage, "\(error)"))
+            fail(error)
         }
+        print("image \(directory) is intact: \(report.files) files, \(report.bytes) bytes checked")
+        print("image \(directory) is \(report.authenticity)")
     }
 
     /// One section per kind of ask, each line naming the process or thread.
