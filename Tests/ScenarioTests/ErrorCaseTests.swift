@@ -1,4 +1,4 @@
-// Bad input (issue 2, item 5): each case gets a one-line message on stderr that starts
+// Bad input: each case gets a one-line message on stderr that starts
 // with "amber: " and names the object, a distinct exit code, and does no harm: the target
 // keeps running untouched and still passes its own checks, a refused dump leaves the image
 // directory as it was, and a refused restore leaves no process behind and the PID free.
@@ -427,7 +427,7 @@ final class CLITests: ScenarioTestCase {
         XCTAssertTrue(r.stdout.contains("\(pid)"), "amber show does not mention the root PID \(pid)")
     }
 
-    /// This machine has everything Amber needs (DESIGN.md measured it): `amber check` exits 0.
+    /// This machine has everything Amber needs: `amber check` exits 0.
     func testCheckPassesOnThisHost() throws {
         let r = try amber(["check"])
         XCTAssertEqual(r.status, .exited(0), r.summary)
