@@ -226,7 +226,8 @@ public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0, exitSignal: In
         case .stopped?:
             try tracee.cont()
         case .exited(Int32(AMBER_HELPER_UNTRACEABLE))?:
-            throw LinuxError(.notPermitted, "helper task \(pid) could not become traced: PTRACE_TRACEME refused (Yama ptrace_scope 3, or another security module?)")
+            // ESRCH, the helper being gone: callers read EPERM as clone3 refusing set_tid.
+            throw LinuxError(.noSuchProcess, "helper task \(pid) exited as it could not become traced (PTRACE_TRACEME refused: Yama ptrace_scope 3, or a seccomp filter or security module?)")
         case .exited(let code)?:
             throw LinuxError(.noSuchProcess, "helper task \(pid) exited with status \(code) before it stopped")
         case .signaled(let signal)?:
