@@ -287,6 +287,21 @@ final class RestoreErrorTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "the original after the refused restore")
     }
 
+    /// A helper that cannot become traced (PTRACE_TRACEME refused, here by a seccomp filter amber
+    /// inherits) exits at once: the restore reports it instead of waiting for a stop forever,
+    /// with and without a new PID namespace, and leaves nothing behind.
+    func testRestoreWhenHelpersCannotBeTraced() throws {
+        _ = try requireAmber()
+        let p = try start(.counter)
+        let image = try dumpExpectingSuccess(p)
+        let wrapper = [try ScenarioBuilder.shared.binary("without_traceme")]
+        for options in [[], ["--new-pidns"]] {
+            try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["PTRACE_TRACEME"], options: options, wrapper: wrapper)
+        }
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "restored after the helpers could not be traced")
+    }
+
     /// A file the image reopens was removed after the dump: the restore names it, and leaves no
     /// task behind and the image as it was.
     func testRestoreWhenAnOpenFileIsGone() throws {
