@@ -23,7 +23,8 @@ public enum PathOpening {
     /// calling thread's filesystem IDs and groups switched to `identity` meanwhile, so that the
     /// kernel grants what it would grant that identity: leaving fsuid 0 also drops the
     /// filesystem capabilities (CAP_DAC_OVERRIDE, ...) from the effective set, and going back
-    /// raises them again. Only the calling thread is affected, and only during the call.
+    /// raises them again. Only the calling thread is affected, and only during the call: if its
+    /// own IDs and groups cannot be put back, the process aborts (`putBack`).
     public static func open(_ path: String, flags: Int32, as identity: FileAccessIdentity?) throws(LinuxError) -> Int32 {
         guard let identity else { return try openWithoutLinks(path, flags: flags) }
         let ownUID = UInt32(truncatingIfNeeded: amber_thread_setfsuid(UInt32.max))
