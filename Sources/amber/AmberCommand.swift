@@ -95,7 +95,7 @@ struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Restore a process from an image directory.",
-        discussion: "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. The image is checked completely before anything is created, and never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image."
+        discussion: "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. Every file and record of the image is checked before anything is created, and the image is never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image."
     )
 
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory holding the image.")
