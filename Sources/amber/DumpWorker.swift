@@ -97,34 +97,29 @@ struct DumpWorker {
         }
         defer { close(ends[0]) }
         var attributes = posix_spawnattr_t()
-        var result = posix_spawnattr_init(&attributes)
-        guard result == 0 else {
-            close(ends[1])
-            throw spawnError("posix_spawnattr_init", result)
-        }
-        defer { posix_spawnattr_destroy(&attributes) }
-        // Its own process group: a signal to ours (^C, a kill of the job) does not reach it.
-        result = posix_spawnattr_setpgroup(&attributes, 0)
-        if result == 0 { result = posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP)) }
-        guard result == 0 else {
-            close(ends[1])
-            throw spawnError("posix_spawnattr_setpgroup and posix_spawnattr_setflags", result)
-        }
-        let words: [String] = [binary, flag, "\(getpid())", "\(ends[0])"]
-        var argv = words.map { strdup($0) } + [nil]
-        defer { for argument in argv { free(argument) } }
         var worker: pid_t = 0
-        result = posix_spawn(&worker, binary, nil, &attributes, &argv, environ)
-        guard result == 0 else {
+        do throws(AmberError) {
+            try check("posix_spawnattr_init", posix_spawnattr_init(&attributes))
+            defer { posix_spawnattr_destroy(&attributes) }
+            // Its own process group: a signal to ours (^C, a kill of the job) does not reach it.
+            try check("posix_spawnattr_setpgroup", posix_spawnattr_setpgroup(&attributes, 0))
+            try check("posix_spawnattr_setflags", posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP)))
+            let words: [String] = [binary, flag, "\(getpid())", "\(ends[0])"]
+            var argv = words.map { strdup($0) } + [nil]
+            defer { for argument in argv { free(argument) } }
+            try check("posix_spawn \(binary)", posix_spawn(&worker, binary, nil, &attributes, &argv, environ))
+        } catch {
             close(ends[1])
-            throw spawnError("posix_spawn \(binary)", result)
+            throw error
         }
         return Started(pid: worker, arguments: ends[1])
     }
 
-    /// posix_spawn and its attribute calls return the error number rather than setting errno.
-    private static func spawnError(_ call: String, _ number: Int32) -> AmberError {
-        AmberError(.failure, "cannot start the dump worker: \(call): \(String(cString: strerror(number)))")
+    /// posix_spawn and its attribute calls return an error number rather than setting errno.
+    private static func check(_ call: String, _ result: Int32) throws(AmberError) {
+        guard result == 0 else {
+            throw AmberError(.failure, "cannot start the dump worker: \(call): \(String(cString: strerror(result)))")
+        }
     }
 
     /// In the worker (`amber --dump-worker SUPERVISOR FD`): waits for its arguments, then does
