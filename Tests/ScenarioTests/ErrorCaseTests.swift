@@ -448,4 +448,15 @@ final class CLITests: ScenarioTestCase {
         XCTAssertEqual(r.status, .exited(0), r.summary)
         XCTAssertFalse(r.stdout.isEmpty, "amber check printed nothing")
     }
+
+    /// `amber --version` prints the version alone, as it is recorded in an image's inventory.
+    func testVersion() throws {
+        let r = try amber(["--version"])
+        XCTAssertEqual(r.status, .exited(0), r.summary)
+        let version = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertNotNil(version.wholeMatch(of: /[0-9]+\.[0-9]+\.[0-9]+/), "not a version: \(r.stdout)")
+        let (image, _) = try dumpedImage()
+        let show = try amber(["show", image])
+        XCTAssertTrue(show.stdout.contains("\"\(version)\""), "the image's inventory does not name version \(version)")
+    }
 }
