@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "amber", targets: ["amber"]),
+        // The engine, for programs that dump and restore without the CLI (examples/library).
+        .library(name: "Amber", targets: ["Amber"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -56,6 +58,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // The README's library example, built by CI so that it keeps compiling.
+        .executableTarget(
+            name: "LibraryExample",
+            dependencies: [
+                "Amber",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "examples/library"
         ),
         // libFuzzer's driver entry point, for the fuzz target; -sanitize=fuzzer links libFuzzer in.
         .systemLibrary(name: "CLibFuzzer"),

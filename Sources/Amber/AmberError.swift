@@ -3,6 +3,7 @@ import LinuxKit
 /// The one error type of the engine: a code that tells the kind of failure (and becomes the
 /// CLI's exit status) and a one-line message naming the process, object or file concerned.
 public struct AmberError: Error, CustomStringConvertible, Sendable {
+    /// The kind of failure; its raw value is amber's exit status for it.
     public enum Code: Int32, Sendable {
         case failure = 1
         case noSuchProcess = 3

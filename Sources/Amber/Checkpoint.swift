@@ -7,18 +7,25 @@ import Logging
 
 /// Dumps a process tree into an image directory.
 public enum Checkpoint {
+    /// What a dump wrote.
     public struct Summary: Sendable {
+        /// The root of the dumped tree, and its command name.
         public let pid: Int32
         public let comm: String
+        /// Processes (zombies included) and threads (each live process's leader included).
         public let processes: Int
         public let threads: Int
+        /// Memory areas of the live processes, and the bytes of the pages written for them.
         public let areas: Int
         public let pageBytes: UInt64
     }
 
     /// Freezes the tree rooted at `pid`, writes its image, then kills it (waiting until its
     /// PIDs are free) or, with `leaveRunning`, lets it go on. `durable` fsyncs the image before
-    /// the tree is killed. On any failure the tree is left running, untraced.
+    /// the tree is killed. On any failure the tree is left running, untraced. `interruption`
+    /// names the `amber dump` process a worker serves; a library caller keeps the default.
+    /// Needs the rights to ptrace every process of the tree; as root, the image is
+    /// authenticated with this host's key (docs/security.md).
     public static func run(pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil), logger: Logger) throws(AmberError) -> Summary {
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
             throw AmberError(.noSuchProcess, "no process with PID \(pid)")
@@ -266,6 +273,7 @@ enum Preflight {
     }
 }
 
+/// The version of amber (`amber --version`), recorded in every image's inventory.
 public enum AmberVersion {
     public static let current = "0.1.0"
 }

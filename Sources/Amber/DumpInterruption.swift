@@ -27,11 +27,13 @@ public struct DumpInterruption: Sendable {
     /// The `amber dump` process the worker serves, nil when the dump runs in that process itself.
     public let supervisor: pid_t?
 
+    /// `supervisor` nil: no one to watch for (a dump in the calling process itself).
     public init(supervisor: pid_t?) {
         self.supervisor = supervisor
     }
 
     func check(_ step: DumpStep) throws(AmberError) {
+        #if DEBUG
         switch TestFault.reached("dump.\(step.rawValue)") {
         case .fail:
             throw AmberError(.failure, "test fault at dump step \(step.rawValue)")
@@ -43,6 +45,7 @@ public struct DumpInterruption: Sendable {
         case .kill, nil:
             break
         }
+        #endif
         guard let supervisor else { return }
         if getppid() != supervisor {
             throw AmberError(.interrupted, "amber dump (PID \(supervisor)) was killed during the dump (at step \(step.rawValue)): the process tree was let go as it was and the files written were removed")

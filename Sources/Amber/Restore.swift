@@ -5,6 +5,7 @@ import Logging
 
 /// Brings a process tree back from an image directory.
 public enum Restore {
+    /// The restored tree, running: the caller is the parent of `childPID` and reaps it.
     public struct Restored: Sendable {
         /// The root's PID here (in a new PID namespace, its PID inside is the old one).
         public let rootPID: Int32

@@ -1,4 +1,6 @@
 import Glibc
+
+#if DEBUG
 import Synchronization
 
 /// Test-only fault injection, so that the tests can make a dump or a restore fail, or be
@@ -7,6 +9,7 @@ import Synchronization
 /// "restore.<step>" (`DumpStep`, `RestoreStep`); actions are `fail` (throw, as a real error
 /// there would), `kill` (SIGKILL amber itself) and `kill-supervisor` (SIGKILL the `amber dump`
 /// process a dump worker serves, as a user would). Unset, it costs one comparison per point.
+/// Debug builds only: a release amber has no such switch, whatever its environment says.
 enum TestFault {
     enum Action: String, Sendable {
         case fail
@@ -41,7 +44,9 @@ enum TestFault {
     }
 }
 
-/// The points of a restore at which `AMBER_TEST_FAULT` can make it fail or kill it.
+#endif
+
+/// The steps of a restore; in a debug build, `AMBER_TEST_FAULT` can make one fail or kill amber there.
 public enum RestoreStep: String, Sendable, CaseIterable {
     /// The image is read and checked.
     case read
@@ -51,9 +56,12 @@ public enum RestoreStep: String, Sendable, CaseIterable {
     /// The tree is about to be let go.
     case detach
 
+    /// In a debug build, fails here if `AMBER_TEST_FAULT` asks for it; in a release build, nothing.
     func reached() throws(AmberError) {
+        #if DEBUG
         if TestFault.reached("restore.\(rawValue)") == .fail {
             throw AmberError(.restoreFailed, "test fault at restore step \(rawValue)")
         }
+        #endif
     }
 }

@@ -70,7 +70,7 @@ public final class ImageWriter {
         }
     }
 
-    /// Writes `message` to the file `name` (e.g. `ImageFormat.taskRecordName(pid:)`) and syncs it.
+    /// Writes `message` to the file `name` (e.g. `ImageFormat.taskRecordName(pid:)`), and syncs it if `durable`.
     public func writeRecord(_ message: some SwiftProtobuf.Message, name: String) throws(ImageError) {
         try claim(name)
         let bytes = try Self.serialize(message, file: name)
@@ -79,7 +79,7 @@ public final class ImageWriter {
         records.append(Self.entry(name: name, size: UInt64(bytes.count), xxh64: bytes.withUnsafeBytes { XXH64.hash($0) }))
     }
 
-    /// Creates the page file `name` (e.g. `ImageFormat.pageFileName(pid:)`); `finish(inventory:)` syncs, closes and lists it.
+    /// Creates the page file `name` (e.g. `ImageFormat.pageFileName(pid:)`); `finish(inventory:)` closes and lists it (syncs it first if `durable`).
     public func makePageFile(name: String) throws(ImageError) -> PageFileWriter {
         try claim(name)
         let fd = openFile(in: directoryFD, name, O_WRONLY | O_CREAT | O_EXCL)
@@ -90,8 +90,9 @@ public final class ImageWriter {
     }
 
     /// Fills inventory.files with every file written (name, size, checksums), sets
-    /// format_version, then writes inventory.pb via a temporary file, fsync and
-    /// rename, and fsyncs the directory: only then is the image complete. With a key,
+    /// format_version, then writes inventory.pb via a temporary file and a rename:
+    /// only then is the image complete. If `durable`, the temporary file is synced
+    /// before the rename and the directory after it. With a key,
     /// `inventory.mac` is written before the rename, so a complete image always has it.
     ///
     /// Whatever `inventory.files` and `format_version` held is replaced. The
@@ -312,7 +313,7 @@ public final class PageFileWriter {
         chunkHash = XXH64()
     }
 
-    /// Syncs and closes the file; returns its inventory entry.
+    /// Closes the file, synced first if `durable`; returns its inventory entry.
     func seal(durable: Bool) throws(ImageError) -> Amber_ImageFile {
         guard !failed else { throw ImageError(.invalid, file: name, detail: "an earlier append failed") }
         defer {

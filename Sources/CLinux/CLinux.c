@@ -194,7 +194,9 @@ long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uin
     raw_syscall4(SYS_close_range, kept_fd + 1, ~0U, 0, 0);
     // Become traced by the caller and stop: the caller sees a SIGSTOP signal-delivery stop
     // and takes over from there, so no job-control stop is ever left behind.
-    raw_syscall4(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0);
+    // Untraced, its SIGSTOP would be a job-control stop that the caller, waiting for a
+    // ptrace stop, never sees: exit instead, so that the caller reports it.
+    if (raw_syscall4(SYS_ptrace, PTRACE_TRACEME, 0, 0, 0) < 0) raw_syscall4(SYS_exit_group, AMBER_HELPER_UNTRACEABLE, 0, 0, 0);
     long self = raw_syscall4(SYS_getpid, 0, 0, 0, 0);
     raw_syscall4(SYS_kill, self, SIGSTOP, 0, 0);
     for (;;) {

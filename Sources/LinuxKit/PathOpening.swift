@@ -23,7 +23,8 @@ public enum PathOpening {
     /// calling thread's filesystem IDs and groups switched to `identity` meanwhile, so that the
     /// kernel grants what it would grant that identity: leaving fsuid 0 also drops the
     /// filesystem capabilities (CAP_DAC_OVERRIDE, ...) from the effective set, and going back
-    /// raises them again. Only the calling thread is affected, and only during the call.
+    /// raises them again. Only the calling thread is affected, and only during the call: if its
+    /// own IDs and groups cannot be put back, the process aborts (`putBack`).
     public static func open(_ path: String, flags: Int32, as identity: FileAccessIdentity?) throws(LinuxError) -> Int32 {
         guard let identity else { return try openWithoutLinks(path, flags: flags) }
         let ownUID = UInt32(truncatingIfNeeded: amber_thread_setfsuid(UInt32.max))
@@ -35,18 +36,33 @@ public enum PathOpening {
         if groupsChange {
             _ = try kernelResult(amber_thread_setgroups(identity.groups.count, identity.groups), "setgroups(\(identity.groups)) to open \(path)").get()
         }
-        defer {
-            _ = amber_thread_setfsuid(ownUID)
-            _ = amber_thread_setfsgid(ownGID)
-            if groupsChange { _ = amber_thread_setgroups(ownGroups.count, ownGroups) }
+        let opened = Result { () throws(LinuxError) -> Int32 in
+            // setfs[ug]id report no error: read the IDs back.
+            _ = amber_thread_setfsgid(identity.gid)
+            _ = amber_thread_setfsuid(identity.uid)
+            guard amber_thread_setfsuid(UInt32.max) == Int(identity.uid), amber_thread_setfsgid(UInt32.max) == Int(identity.gid) else {
+                throw LinuxError(.notPermitted, "setfsuid(\(identity.uid)) and setfsgid(\(identity.gid)) to open \(path)")
+            }
+            return try openWithoutLinks(path, flags: flags)
         }
-        // setfs[ug]id report no error: read the IDs back.
-        _ = amber_thread_setfsgid(identity.gid)
-        _ = amber_thread_setfsuid(identity.uid)
-        guard amber_thread_setfsuid(UInt32.max) == Int(identity.uid), amber_thread_setfsgid(UInt32.max) == Int(identity.gid) else {
-            throw LinuxError(.notPermitted, "setfsuid(\(identity.uid)) and setfsgid(\(identity.gid)) to open \(path)")
+        putBack(uid: ownUID, gid: ownGID, groups: groupsChange ? ownGroups : nil, after: path)
+        return try opened.get()
+    }
+
+    /// Gives the calling thread its own filesystem IDs and groups again, or ends the process.
+    /// A thread left with the image's identity would go on opening, writing and checking files
+    /// with the wrong rights, and the caller may not be amber's CLI but a program using the
+    /// library: an error could be caught and the thread used on. So there is no error to throw:
+    /// the process aborts. Every task being restored dies with it (PTRACE_O_EXITKILL).
+    private static func putBack(uid: UInt32, gid: UInt32, groups: [gid_t]?, after path: String) {
+        // fsuid first: going back to 0 raises the filesystem capabilities the rest needs.
+        _ = amber_thread_setfsuid(uid)
+        _ = amber_thread_setfsgid(gid)
+        let idsBack = amber_thread_setfsuid(UInt32.max) == Int(uid) && amber_thread_setfsgid(UInt32.max) == Int(gid)
+        let groupsBack = groups.map { amber_thread_setgroups($0.count, $0) == 0 } ?? true
+        guard idsBack, groupsBack else {
+            fatalError("cannot give this thread its own filesystem IDs (\(uid), \(gid))\(groups.map { " and groups \($0)" } ?? "") back after opening \(path) as another user: stopping rather than going on with that identity")
         }
-        return try openWithoutLinks(path, flags: flags)
     }
 
     private static func openWithoutLinks(_ path: String, flags: Int32) throws(LinuxError) -> Int32 {

@@ -219,10 +219,21 @@ public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0, exitSignal: In
     let pid = Int32(try kernelResult(result, "clone3 with set_tid \(pids)").get())
     let tracee = Tracee(pid: pid)
     while true {
-        let stop = try tracee.waitForStop()
-        if stop.signal == SIGSTOP { break }
-        try tracee.cont()
+        switch try waitForTask(pid) {
+        case .stopped(SIGSTOP, _)?:
+            try tracee.setOptions(helperOptions)
+            return tracee
+        case .stopped?:
+            try tracee.cont()
+        case .exited(Int32(AMBER_HELPER_UNTRACEABLE))?:
+            // ESRCH, the helper being gone: callers read EPERM as clone3 refusing set_tid.
+            throw LinuxError(.noSuchProcess, "helper task \(pid) exited as it could not become traced (PTRACE_TRACEME refused: Yama ptrace_scope 3, or a seccomp filter or security module?)")
+        case .exited(let code)?:
+            throw LinuxError(.noSuchProcess, "helper task \(pid) exited with status \(code) before it stopped")
+        case .signaled(let signal)?:
+            throw LinuxError(.noSuchProcess, "helper task \(pid) was killed by signal \(signal) before it stopped")
+        case .continued?, nil:
+            continue
+        }
     }
-    try tracee.setOptions(helperOptions)
-    return tracee
 }

@@ -50,6 +50,7 @@ struct AmberCommand: ParsableCommand {
         10 restore failed; 11 dump interrupted (the worker of a killed `amber dump` let the tree go and removed what it wrote); 64 usage. `restore` without --detach exits with the restored process's \
         own status (128+N if a signal N killed it).
         """,
+        version: AmberVersion.current,
         subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self]
     )
 
@@ -94,7 +95,7 @@ struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Restore a process from an image directory.",
-        discussion: "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. The image is checked completely before anything is created, and never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image."
+        discussion: "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. Every file and record of the image is checked before anything is created, and the image is never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image."
     )
 
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory holding the image.")
@@ -173,19 +174,14 @@ struct VerifyCommand: ParsableCommand {
     }
 
     static func verify(_ directory: String) {
+        let report: Verification.Report
         do {
-            let reader = try ImageReader(directory: directory, key: HostImageKey.forCheck())
-            for pid in reader.taskPIDs {
-                _ = try reader.task(pid: pid)
-            }
-            let bytes = reader.inventory.files.reduce(0) { $0 + $1.size }
-            print("image \(directory) is intact: \(reader.inventory.files.count) files, \(bytes) bytes checked")
-            print("image \(directory) is \(reader.authenticity)")
-        } catch let error as AmberError {
-            fail(error)
+            report = try Verification.run(directory: directory)
         } catch {
-            fail(AmberError(.badImage, "\(error)"))
+            fail(error)
         }
+        print("image \(directory) is intact: \(report.files) files, \(report.bytes) bytes checked")
+        print("image \(directory) is \(report.authenticity)")
     }
 
     /// One section per kind of ask, each line naming the process or thread.

@@ -97,21 +97,29 @@ struct DumpWorker {
         }
         defer { close(ends[0]) }
         var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        // Its own process group: a signal to ours (^C, a kill of the job) does not reach it.
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
-        let words: [String] = [binary, flag, "\(getpid())", "\(ends[0])"]
-        var argv = words.map { strdup($0) } + [nil]
-        defer { for argument in argv { free(argument) } }
         var worker: pid_t = 0
-        let result = posix_spawn(&worker, binary, nil, &attributes, &argv, environ)
-        posix_spawnattr_destroy(&attributes)
-        guard result == 0 else {
+        do throws(AmberError) {
+            try check("posix_spawnattr_init", posix_spawnattr_init(&attributes))
+            defer { posix_spawnattr_destroy(&attributes) }
+            // Its own process group: a signal to ours (^C, a kill of the job) does not reach it.
+            try check("posix_spawnattr_setpgroup", posix_spawnattr_setpgroup(&attributes, 0))
+            try check("posix_spawnattr_setflags", posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP)))
+            let words: [String] = [binary, flag, "\(getpid())", "\(ends[0])"]
+            var argv = words.map { strdup($0) } + [nil]
+            defer { for argument in argv { free(argument) } }
+            try check("posix_spawn \(binary)", posix_spawn(&worker, binary, nil, &attributes, &argv, environ))
+        } catch {
             close(ends[1])
-            throw AmberError(.failure, "cannot start the dump worker (\(binary)): \(String(cString: strerror(result)))")
+            throw error
         }
         return Started(pid: worker, arguments: ends[1])
+    }
+
+    /// posix_spawn and its attribute calls return an error number rather than setting errno.
+    private static func check(_ call: String, _ result: Int32) throws(AmberError) {
+        guard result == 0 else {
+            throw AmberError(.failure, "cannot start the dump worker: \(call): \(String(cString: strerror(result)))")
+        }
     }
 
     /// In the worker (`amber --dump-worker SUPERVISOR FD`): waits for its arguments, then does

@@ -2,7 +2,7 @@
 import Foundation
 import XCTest
 
-/// Page files are checksummed per chunk (issue 4, item 1): a flipped byte is reported with
+/// Page files are checksummed per chunk: a flipped byte is reported with
 /// the byte range of the chunk that holds it.
 final class ChunkChecksumTests: ImageTestCase {
     private let chunk = Int(ImageFormat.pageFileChunkSize)

@@ -1,4 +1,4 @@
-// Authenticated images (issue 24): a root restore of a user's image grants that user nothing.
+// Authenticated images: a root restore of a user's image grants that user nothing.
 // The attacks are built as a user would: she dumps her own process (her dump cannot read the
 // host key, so it has no inventory.mac), edits a task record with the generated types, and
 // recomputes the inventory's size and XXH64 of it; then root restores it.

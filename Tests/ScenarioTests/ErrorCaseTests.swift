@@ -1,4 +1,4 @@
-// Bad input (issue 2, item 5): each case gets a one-line message on stderr that starts
+// Bad input: each case gets a one-line message on stderr that starts
 // with "amber: " and names the object, a distinct exit code, and does no harm: the target
 // keeps running untouched and still passes its own checks, a refused dump leaves the image
 // directory as it was, and a refused restore leaves no process behind and the PID free.
@@ -302,6 +302,21 @@ final class RestoreErrorTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "the original after the refused restore")
     }
 
+    /// A helper that cannot become traced (PTRACE_TRACEME refused, here by a seccomp filter amber
+    /// inherits) exits at once: the restore reports it instead of waiting for a stop forever,
+    /// with and without a new PID namespace, and leaves nothing behind.
+    func testRestoreWhenHelpersCannotBeTraced() throws {
+        _ = try requireAmber()
+        let p = try start(.counter)
+        let image = try dumpExpectingSuccess(p)
+        let wrapper = [try ScenarioBuilder.shared.binary("without_traceme")]
+        for options in [[], ["--new-pidns"]] {
+            try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["PTRACE_TRACEME"], options: options, wrapper: wrapper)
+        }
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "restored after the helpers could not be traced")
+    }
+
     /// A file the image reopens was removed after the dump: the restore names it, and leaves no
     /// task behind and the image as it was.
     func testRestoreWhenAnOpenFileIsGone() throws {
@@ -442,10 +457,21 @@ final class CLITests: ScenarioTestCase {
         XCTAssertTrue(r.stdout.contains("\(pid)"), "amber show does not mention the root PID \(pid)")
     }
 
-    /// This machine has everything Amber needs (DESIGN.md measured it): `amber check` exits 0.
+    /// This machine has everything Amber needs: `amber check` exits 0.
     func testCheckPassesOnThisHost() throws {
         let r = try amber(["check"])
         XCTAssertEqual(r.status, .exited(0), r.summary)
         XCTAssertFalse(r.stdout.isEmpty, "amber check printed nothing")
+    }
+
+    /// `amber --version` prints the version alone, as it is recorded in an image's inventory.
+    func testVersion() throws {
+        let r = try amber(["--version"])
+        XCTAssertEqual(r.status, .exited(0), r.summary)
+        let version = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertNotNil(version.wholeMatch(of: /[0-9]+\.[0-9]+\.[0-9]+/), "not a version: \(r.stdout)")
+        let (image, _) = try dumpedImage()
+        let show = try amber(["show", image])
+        XCTAssertTrue(show.stdout.contains("\"\(version)\""), "the image's inventory does not name version \(version)")
     }
 }

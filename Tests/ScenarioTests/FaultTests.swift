@@ -1,5 +1,6 @@
-// Interrupted and failed work does no harm (issue 4, items 3 and 4). The points are armed with
-// amber's test-only switch AMBER_TEST_FAULT=<point>[@<n>]=<action> (Sources/Amber/TestFault.swift).
+// Interrupted and failed work does no harm. The points are armed with
+// amber's test-only switch AMBER_TEST_FAULT=<point>[@<n>]=<action> (Sources/Amber/TestFault.swift),
+// which only a debug build of amber has: the tests run .build/debug/amber unless AMBER_BIN says otherwise.
 
 import Foundation
 import XCTest

@@ -1,4 +1,4 @@
-// What a user without root may do (issue 4, item 5): dump and restore their own processes,
+// What a user without root may do: dump and restore their own processes,
 // with CAP_CHECKPOINT_RESTORE for the restore, and nothing more.
 
 import Foundation

@@ -517,14 +517,14 @@ class ScenarioTestCase: XCTestCase {
 
     /// `setpriv` runs amber with other credentials: `asNobody` as uid and gid 65534, else
     /// with the `setpriv` options given; `env` is added to its environment, after the test
-    /// image key.
-    func startAmber(_ arguments: [String], asNobody: Bool = false, setpriv: [String] = [], env: [String: String] = [:]) throws -> RunningAmber {
+    /// image key. `wrapper`, a command line, runs amber as its last arguments.
+    func startAmber(_ arguments: [String], asNobody: Bool = false, setpriv: [String] = [], env: [String: String] = [:], wrapper: [String] = []) throws -> RunningAmber {
         let amber = try requireAmber()
         amberRuns += 1
         let env = ["AMBER_IMAGE_KEY": try Self.imageKeyPath()].merging(env) { _, given in given }
         let base = try directory()
         let out = "\(base)/amber-\(amberRuns).stdout", err = "\(base)/amber-\(amberRuns).stderr"
-        var argv = [amber] + arguments
+        var argv = wrapper + [amber] + arguments
         if asNobody {
             argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + argv
         } else if !setpriv.isEmpty {
@@ -578,8 +578,8 @@ class ScenarioTestCase: XCTestCase {
             stderr: Sys.readText(run.stderrPath) ?? "")
     }
 
-    func amber(_ arguments: [String], reaping: [ScenarioProcess] = [], asNobody: Bool = false, setpriv: [String] = [], env: [String: String] = [:]) throws -> AmberResult {
-        try finish(try startAmber(arguments, asNobody: asNobody, setpriv: setpriv, env: env), reaping: reaping)
+    func amber(_ arguments: [String], reaping: [ScenarioProcess] = [], asNobody: Bool = false, setpriv: [String] = [], env: [String: String] = [:], wrapper: [String] = []) throws -> AmberResult {
+        try finish(try startAmber(arguments, asNobody: asNobody, setpriv: setpriv, env: env, wrapper: wrapper), reaping: reaping)
     }
 
     /// `amber dump -t PID -D DIR`: exit 0, the process gone and its PID free when amber
@@ -699,11 +699,11 @@ class ScenarioTestCase: XCTestCase {
     /// Restore must fail with `exitCode` and a message naming the file, and leave nothing
     /// behind: no process, the PID free, the image unchanged.
     func expectRestoreRefused(_ image: String, pid: pid_t, exitCode: Int32, mentions: [String],
-        mentionsAnyOf: [String] = [], options: [String] = [], setpriv: [String] = [], file: StaticString = #filePath,
-        line: UInt = #line) throws
+        mentionsAnyOf: [String] = [], options: [String] = [], setpriv: [String] = [], wrapper: [String] = [],
+        file: StaticString = #filePath, line: UInt = #line) throws
     {
         let before = contents(of: image)
-        let r = try amber(["restore", "-D", image, "--detach"] + options, setpriv: setpriv)
+        let r = try amber(["restore", "-D", image, "--detach"] + options, setpriv: setpriv, wrapper: wrapper)
         track(pid)
         assertRefusal(r, exitCode: exitCode, mentions: mentions, mentionsAnyOf: mentionsAnyOf, file: file, line: line)
         XCTAssertFalse(Proc.pidInUse(pid), "after a refused restore PID \(pid) is in use: \(Proc.describe(pid))",

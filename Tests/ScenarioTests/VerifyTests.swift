@@ -1,4 +1,4 @@
-// Integrity (issue 4, item 1): `amber verify DIR` (also `amber show --verify DIR`) checks every
+// Integrity: `amber verify DIR` (also `amber show --verify DIR`) checks every
 // file against its checksums and every record; a flipped byte in a page file is reported in
 // one line naming the file and the byte range of the 1 MiB chunk that holds it, exit 7.
 

@@ -1,5 +1,5 @@
 /*
- * Shared code for Amber's scenario programs (see DESIGN.md, "Scenario convention").
+ * Shared code for Amber's scenario programs.
  *
  * A scenario sets up its state, calls sc_ready() (which writes its PID to the
  * --pidfile), waits for SIGTERM, then checks its state and calls sc_finish(),

@@ -205,7 +205,11 @@ enum FileState {
             throw AmberError(.restoreFailed, "cannot reopen \(description.path) for process \(task.pid): it is no longer \(description.kind == .fileCharacterDevice ? "the device" : "a file of the kind") it was at the dump")
         }
         if description.kind == .fileFifo && Int32(bitPattern: description.flags) & (O_NONBLOCK | pathOnly) == 0 {
-            _ = fcntl(fd, F_SETFL, Int32(bitPattern: description.flags) & ~O_NONBLOCK)
+            guard fcntl(fd, F_SETFL, Int32(bitPattern: description.flags) & ~O_NONBLOCK) == 0 else {
+                let error = LinuxError.current("fcntl(F_SETFL)")
+                Glibc.close(fd)
+                throw AmberError(.restoreFailed, "cannot make \(description.path) blocking again for process \(task.pid): \(error)")
+            }
         }
         if description.kind == .fileRegular || description.kind == .fileDirectory, description.offset != 0 {
             guard lseek(fd, off_t(Int64(bitPattern: description.offset)), SEEK_SET) >= 0 else {

@@ -131,6 +131,10 @@ long amber_thread_setfsuid(uint32_t uid);
 long amber_thread_setfsgid(uint32_t gid);
 long amber_thread_setgroups(size_t count, const uint32_t *groups);
 
+/// The exit status of a helper whose PTRACE_TRACEME failed; nothing else ends a helper before
+/// it first stops.
+enum { AMBER_HELPER_UNTRACEABLE = 237 };
+
 /// Creates a helper task with the given PIDs (innermost namespace first) by a raw clone3; its
 /// parent gets `exit_signal` when it ends.
 /// The child runs only raw syscalls: it resets every signal disposition to default,
@@ -138,7 +142,8 @@ long amber_thread_setgroups(size_t count, const uint32_t *groups);
 /// (PTRACE_TRACEME) and stops itself with SIGSTOP. Resumed as it was, it reaps children until
 /// `awaited_child` (a PID in its own namespace) ends, then exits with that child's status as
 /// a shell reports it (code, or 128 + signal): a PID namespace's init. Returns the child's
-/// PID in the caller's namespace.
+/// PID in the caller's namespace. A child that cannot become traced exits at once with
+/// AMBER_HELPER_UNTRACEABLE instead of stopping where the caller would never see it.
 long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int exit_signal, int kept_fd, pid_t awaited_child);
 
 #endif
