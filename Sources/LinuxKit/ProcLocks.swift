@@ -50,10 +50,4 @@ extension ProcFS {
     public static func fileLocks(pid: Int32, fd: Int32) throws(LinuxError) -> [FileLock] {
         try fileDescriptorInfo(pid: pid, fd: fd).lines.compactMap { $0.hasPrefix("lock:") ? FileLock.parse($0) : nil }
     }
-
-    /// Whether any file lock or lease is held on this host (/proc/locks is empty otherwise): the
-    /// cheap test before each descriptor is looked at.
-    public static func anyFileLocks() throws(LinuxError) -> Bool {
-        try !read("/proc/locks").isEmpty
-    }
 }

@@ -3,8 +3,9 @@ import LinuxKit
 /// File locks and leases: not restored yet, so a process holding one is refused rather than
 /// coming back without it (a database mid-transaction would lose its locks).
 enum LockState {
+    /// Each descriptor's fdinfo, not /proc/locks: reading /proc/locks takes the kernel's file
+    /// lock semaphore for writing, which waits for an RCU grace period (8 ms here, per read).
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        guard try ProcFS.anyFileLocks() else { return }
         for fd in try ProcFS.fileDescriptors(pid: pid) {
             guard let lock = try ProcFS.fileLocks(pid: pid, fd: fd).first else { continue }
             let path = (try? ProcFS.fileDescriptorPath(pid: pid, fd: fd)) ?? "fd \(fd)"
