@@ -2,12 +2,12 @@ import AmberImage
 import Glibc
 import LinuxKit
 
-/// The process's membarrier(2) registrations for private expedited commands. None can be read
-/// from /proc: the dump issues each command in the process, which succeeds only once it is
-/// registered (a barrier over a frozen process costs nothing). MEMBARRIER_CMD_GLOBAL_EXPEDITED
-/// succeeds whether or not the process registered for it, so that registration cannot be
-/// told and is not kept: a process relying on being a target of global expedited barriers
-/// loses that at restore.
+/// The process's membarrier(2) registrations: for the private expedited commands (plain,
+/// SYNC_CORE, RSEQ) and as a target of global expedited barriers. None can be read from /proc:
+/// the dump asks the process itself with MEMBARRIER_CMD_GET_REGISTRATIONS (one call). On a
+/// kernel before 6.3 it issues each private command instead, which succeeds only once it is
+/// registered (a barrier over a frozen process costs nothing); the global registration cannot
+/// be told there, so an older kernel loses it.
 enum MembarrierState {
     private struct Registration {
         let command: UInt64
@@ -23,11 +23,21 @@ enum MembarrierState {
                      field: \.privateExpeditedSyncCore, name: "PRIVATE_EXPEDITED_SYNC_CORE"),
         Registration(command: MembarrierCommand.privateExpeditedRseq, register: MembarrierCommand.registerPrivateExpeditedRseq,
                      field: \.privateExpeditedRseq, name: "PRIVATE_EXPEDITED_RSEQ"),
+        Registration(command: 0, register: MembarrierCommand.registerGlobalExpedited,
+                     field: \.globalExpedited, name: "GLOBAL_EXPEDITED"),
     ] }
 
     static func dump(_ session: DumpSession) throws -> Amber_Membarrier {
         var record = Amber_Membarrier()
-        for registration in registrations {
+        let mask = try session.injector.raw(SyscallNumber.membarrier, MembarrierCommand.getRegistrations, 0, 0)
+        if mask >= 0 {
+            for registration in registrations where UInt64(mask) & registration.register != 0 {
+                record[keyPath: registration.field] = true
+            }
+            return record
+        }
+        guard mask == -Int64(EINVAL) else { throw LinuxError(negated: Int(mask), "membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS) in process \(session.pid)") }
+        for registration in registrations where registration.command != 0 {
             let result = try session.injector.raw(SyscallNumber.membarrier, registration.command, 0, 0)
             switch result {
             case 0: record[keyPath: registration.field] = true

@@ -253,8 +253,8 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-/// membarrier(2) registrations of the process (its mm). A registration for
-/// MEMBARRIER_CMD_GLOBAL_EXPEDITED cannot be queried, so it is not recorded.
+/// membarrier(2) registrations of the process (its mm), as MEMBARRIER_CMD_GET_REGISTRATIONS
+/// reports them (Linux 6.3; before, the global one cannot be told and is not recorded).
 public nonisolated struct Amber_Membarrier: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -268,6 +268,9 @@ public nonisolated struct Amber_Membarrier: Sendable {
 
   /// MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ.
   public var privateExpeditedRseq: Bool = false
+
+  /// MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: a target of others' global expedited barriers.
+  public var globalExpedited: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1012,7 +1015,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
 
 nonisolated extension Amber_Membarrier: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Membarrier"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}private_expedited\0\u{3}private_expedited_sync_core\0\u{3}private_expedited_rseq\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}private_expedited\0\u{3}private_expedited_sync_core\0\u{3}private_expedited_rseq\0\u{3}global_expedited\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1023,6 +1026,7 @@ nonisolated extension Amber_Membarrier: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 1: try { try decoder.decodeSingularBoolField(value: &self.privateExpedited) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.privateExpeditedSyncCore) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.privateExpeditedRseq) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.globalExpedited) }()
       default: break
       }
     }
@@ -1038,6 +1042,9 @@ nonisolated extension Amber_Membarrier: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.privateExpeditedRseq != false {
       try visitor.visitSingularBoolField(value: self.privateExpeditedRseq, fieldNumber: 3)
     }
+    if self.globalExpedited != false {
+      try visitor.visitSingularBoolField(value: self.globalExpedited, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1045,6 +1052,7 @@ nonisolated extension Amber_Membarrier: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.privateExpedited != rhs.privateExpedited {return false}
     if lhs.privateExpeditedSyncCore != rhs.privateExpeditedSyncCore {return false}
     if lhs.privateExpeditedRseq != rhs.privateExpeditedRseq {return false}
+    if lhs.globalExpedited != rhs.globalExpedited {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
