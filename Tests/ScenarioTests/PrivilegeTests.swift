@@ -42,6 +42,23 @@ final class PrivilegeTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "restored by its user")
     }
 
+    /// Without CAP_CHECKPOINT_RESTORE a user's dump cannot read map_files, and names mapped
+    /// files from /proc/PID/maps' text, which escapes a newline and marks " (deleted)": such a
+    /// file is refused, not dumped under a name that leads nowhere (its restore would fail,
+    /// and the process be lost).
+    func testUserDumpRefusesMappedFilesItCannotName() throws {
+        _ = try requireAmber()
+        guard Sys.fileExists("/usr/bin/setpriv") else { throw XCTSkip("needs /usr/bin/setpriv") }
+        let p = try start(Scenario(name: "odd_names", setpriv: Self.asUser, owner: Self.user))
+        let image = try newDirectory("image")
+        XCTAssertEqual(chown(image, Self.user, Self.user), 0)
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], setpriv: Self.asUser)
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"])
+        XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)")
+        // Its own checks read map_files, which a user may not: only that it runs on is checked.
+        assertRunningUntraced(p.pid, "after the refused dump")
+    }
+
     /// A root restore of a uid-1000 process does not hand it root's session keyring: the
     /// restorer's holds a key, and the restored process, which had no session keyring of its
     /// own, must not possess it (it joins a new, empty one).

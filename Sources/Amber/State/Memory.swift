@@ -13,9 +13,19 @@ enum MemoryState {
     // MARK: Dump
 
     /// Refuses areas Amber cannot recreate, before the target is stopped.
+    /// A mapped file is mapped again by its path, which must lead to that very file: a name
+    /// read from maps' text (without map_files) may be escaped, or lead elsewhere.
     static func check(_ maps: [MemoryMapping], process: ProcessName, tree: ProcessName) throws(AmberError) {
-        for mapping in maps {
-            _ = try kind(of: mapping, process: process, tree: tree)
+        var reached: [String: Bool] = [:]
+        for mapping in maps where try kind(of: mapping, process: process, tree: tree) == .areaFile {
+            let leads = reached[mapping.path] ?? {
+                guard let status = try? FileStatus.stat(path: mapping.path) else { return false }
+                return status.device == mapping.device && status.inode == mapping.inode
+            }()
+            reached[mapping.path] = leads
+            if !leads {
+                throw .unsupported(process, "maps \(mapping.path) at 0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16)), a file its path does not lead to (a name /proc/PID/maps escapes is read back from map_files, which needs CAP_CHECKPOINT_RESTORE or root): not supported yet", tree: tree)
+            }
         }
     }
 
