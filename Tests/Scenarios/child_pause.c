@@ -9,38 +9,13 @@
 
 static pid_t child;
 
-/* Waits until the child sleeps in pause() (system call 34). */
-static void wait_in_pause(pid_t pid)
-{
-    char path[64], text[256];
-    snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
-    for (;;) {
-        ssize_t n = sc_read_file(path, text, sizeof text - 1);
-        if (n > 3 && strncmp(text, "34 ", 3) == 0)
-            return;
-        struct timespec ts = {0, 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-}
-
 int main(int argc, char **argv)
 {
     sc_init(argc, argv, "child_pause");
     sc_install_sigterm(0);
-    pid_t parent = getpid();
-    child = fork();
-    if (child < 0)
-        sc_die("fork");
-    if (child == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-        if (getppid() != parent)
-            _exit(1);
-        signal(SIGTERM, SIG_DFL);
-        for (;;)
-            pause();
-    }
+    child = sc_fork_paused_child(NULL);
     /* ready once the child sleeps in pause() */
-    wait_in_pause(child);
+    sc_wait_in_pause(child);
     sc_ready();
     sc_wait_for_term();
     sc_check_common();
@@ -50,7 +25,7 @@ int main(int argc, char **argv)
     sc_check(r == 0, "the child %d is gone (waitpid returned %d)", (int)child, (int)r);
     if (r == 0) {
         /* a dump stops it for a moment: it must be back in pause() (no time limit of our own) */
-        wait_in_pause(child);
+        sc_wait_in_pause(child);
         char path[64], stat[512];
         snprintf(path, sizeof path, "/proc/%d/stat", (int)child);
         ssize_t n = sc_read_file(path, stat, sizeof stat - 1);

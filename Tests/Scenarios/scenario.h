@@ -499,6 +499,41 @@ SC_FN void sc_publish_pid(void)
     sc_publish_pid_value(getpid());
 }
 
+/* Forks a child that dies with its parent (PR_SET_PDEATHSIG), takes SIGTERM's default action,
+ * runs `setup` (if any) and then sleeps in pause() for good. Returns its PID. */
+SC_FN pid_t sc_fork_paused_child(void (*setup)(void))
+{
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child < 0)
+        sc_die("fork");
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (getppid() != parent)
+            _exit(1);
+        signal(SIGTERM, SIG_DFL);
+        if (setup)
+            setup();
+        for (;;)
+            pause();
+    }
+    return child;
+}
+
+/* Waits until process `pid` sleeps in pause() (system call 34). */
+SC_FN void sc_wait_in_pause(pid_t pid)
+{
+    char path[64], text[256];
+    snprintf(path, sizeof path, "/proc/%d/syscall", (int)pid);
+    for (;;) {
+        ssize_t n = sc_read_file(path, text, sizeof text - 1);
+        if (n > 3 && strncmp(text, "34 ", 3) == 0)
+            return;
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 SC_FN void sc_ready(void)
 {
     sc_snapshot();

@@ -32,22 +32,6 @@
 static pid_t child = -1;
 static char selector; /* SYSCALL_DISPATCH_FILTER_ALLOW */
 
-static void child_pauses(void (*setup)(void))
-{
-    pid_t parent = getpid();
-    child = fork();
-    if (child < 0)
-        sc_die("fork");
-    if (child == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-        if (getppid() != parent)
-            _exit(1);
-        signal(SIGTERM, SIG_DFL);
-        setup();
-        for (;;)
-            pause();
-    }
-}
 
 static int pty_master = -1;
 
@@ -80,19 +64,6 @@ static long keyctl(long operation, long a, long b, long c)
     return syscall(SYS_keyctl, operation, a, b, c, 0L);
 }
 
-/* The child must be set up (and sleeping) before the process is ready. */
-static void wait_for_child(void)
-{
-    char path[64], text[512];
-    snprintf(path, sizeof path, "/proc/%d/syscall", (int)child);
-    for (;;) {
-        ssize_t n = sc_read_file(path, text, sizeof text - 1);
-        if (n > 3 && strncmp(text, "34 ", 3) == 0)
-            return;
-        sc_sleep_ms(1);
-    }
-}
-
 int main(int argc, char **argv)
 {
     sc_init(argc, argv, "unsupported_state");
@@ -101,18 +72,18 @@ int main(int argc, char **argv)
     unsigned long node0 = 1;
     long key = -1;
     if (sc_has_flag("--chroot")) {
-        child_pauses(enter_chroot);
-        wait_for_child();
+        child = sc_fork_paused_child(enter_chroot);
+        sc_wait_in_pause(child);
     } else if (sc_has_flag("--ctty")) {
         pty_master = posix_openpt(O_RDWR | O_NOCTTY);
         if (pty_master < 0 || grantpt(pty_master) != 0 || unlockpt(pty_master) != 0)
             sc_die("posix_openpt");
-        child_pauses(take_terminal);
-        wait_for_child();
+        child = sc_fork_paused_child(take_terminal);
+        sc_wait_in_pause(child);
         close(pty_master);
     } else if (sc_has_flag("--autogroup")) {
-        child_pauses(lower_autogroup);
-        wait_for_child();
+        child = sc_fork_paused_child(lower_autogroup);
+        sc_wait_in_pause(child);
     } else if (sc_has_flag("--mempolicy")) {
         if (syscall(SYS_set_mempolicy, MPOL_PREFERRED, &node0, 64) != 0)
             sc_die("set_mempolicy");

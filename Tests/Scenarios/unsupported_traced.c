@@ -13,18 +13,7 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "unsupported_traced");
     sc_install_sigterm(0);
-    pid_t parent = getpid();
-    pid_t child = fork();
-    if (child < 0)
-        sc_die("fork");
-    if (child == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-        if (getppid() != parent)
-            _exit(1);
-        signal(SIGTERM, SIG_DFL);
-        for (;;)
-            pause();
-    }
+    pid_t child = sc_fork_paused_child(NULL);
     if (ptrace(PTRACE_SEIZE, child, NULL, NULL) != 0)
         sc_die("PTRACE_SEIZE");
     if (ptrace(PTRACE_INTERRUPT, child, NULL, NULL) != 0)
