@@ -84,6 +84,7 @@ let package = Package(
         .testTarget(name: "LinuxKitTests", dependencies: ["LinuxKit"]),
         .testTarget(name: "AmberImageTests", dependencies: ["AmberImage"]),
         // CChecksum: the tests edit images as an attacker would, recomputing their checksums.
-        .testTarget(name: "ScenarioTests", dependencies: ["AmberImage", "CChecksum"]),
+        // Amber: the fault tests take their points from the registry of state kinds.
+        .testTarget(name: "ScenarioTests", dependencies: ["Amber", "AmberImage", "CChecksum"]),
     ]
 )

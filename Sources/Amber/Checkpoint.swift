@@ -70,13 +70,13 @@ public enum Checkpoint {
         var processes: [FrozenProcess] = []
         do {
             processes = try TreeState.freeze(root: pid, interruption: interruption, logger: logger)
-            try interruption.check(.preflight)
+            try interruption.check(FaultPoints.preflight)
             try Preflight.check(processes, root: pid)
             logger.trace("checked each frozen process")
             try TreeState.check(processes)
             logger.trace("checked the frozen tree")
             let tasks = try collect(&processes, writer: writer, interruption: interruption, logger: logger)
-            try interruption.check(.inventory)
+            try interruption.check(FaultPoints.inventory)
             try writer.finish(inventory: inventory(for: tasks))
             logger.trace("image written")
             let live = tasks.filter { !$0.zombie }
@@ -105,9 +105,9 @@ public enum Checkpoint {
         return AmberError(.failure, "dump of process \(name) failed: \(error)")
     }
 
-    /// Writes one record (and page file) per process, parents first. This thread, the tracer,
-    /// reads what needs ptrace or an injected call; what can be read from outside the process
-    /// goes to `OutsideReads`, which reads it on another CPU while the tracer goes on to the next.
+    /// Writes one record (and page file) per process, parents first, each kind of state
+    /// (`StateKinds`) by its steps: frozen and traced ones on this thread, the tracer; outside
+    /// ones on `OutsideReads`, which runs them on another CPU while the tracer goes on to the next.
     private static func collect(_ processes: inout [FrozenProcess], writer: ImageWriter, interruption: DumpInterruption, logger: Logger) throws -> [Amber_Task] {
         let outside = OutsideReads(writer: writer, logger: logger)
         // Injected calls cost less when amber runs where the process last ran. Following each
@@ -115,27 +115,22 @@ public enum Checkpoint {
         // reads use, and a 51-process dump took 20% longer (bench tree, A/B runs).
         let followsTarget = processes.count == 1
         do {
-            let areaFlags = AreaFlagsPrefetch(processes.filter { !$0.zombie }.map(\.pid))
-            let stoppedChildren = Dictionary(grouping: processes.dropFirst().filter { $0.stopSignal != 0 }, by: \.snapshot.stat.ppid)
-            var collectedStops: [Int32: Bool] = [:]
-            var sessionKeyrings: [Int32: Int64] = [:]
-            let dumperKeyring = try Keyrings.ownSessionKeyring()
+            let steps = try StateKinds.all.flatMap { try $0.prepareDump(TreeDump(processes: processes, writer: writer, logger: logger)) }
+            let frozenSteps = steps.filter { $0.phase == .frozen }
+            let tracedSteps = steps.filter { $0.phase == .traced }
+            let outsideSteps = steps.filter { $0.phase == .outside }
             for index in processes.indices {
                 let process = processes[index]
-                var task = Amber_Task()
-                try TreeState.dump(process, into: &task, stopCollected: collectedStops[process.pid] ?? false)
+                let dump = ProcessDump(process, target: DumpTarget(pid: process.pid, name: process.name, snapshot: process.snapshot, interruption: interruption), tree: processes[0].name)
+                for step in frozenSteps where step.zombies || !process.zombie {
+                    try run(step, dump, interruption: interruption, outside: outside, logger: logger)
+                }
                 guard !process.zombie else {
-                    outside.complete(task, name: process.name, interruption: interruption)
+                    outside.complete(dump, steps: [], interruption: interruption)
                     continue
                 }
-                // Before the session maps its scratch page into the process.
-                let vmFlags = try areaFlags.flags(of: process.pid)
-                logger.trace("process \(process.pid): area flags read")
-                try MemoryState.check(vmFlags, maps: process.snapshot.maps, process: process.name, tree: processes[0].name)
-                let parentKeyring = index == 0 ? dumperKeyring : sessionKeyrings[task.ppid] ?? dumperKeyring
-                let (target, brk, sessionKeyring, futureLocking) = try collect(process, into: &task, vmFlags: vmFlags, parentKeyring: parentKeyring, stoppedChildren: stoppedChildren[process.pid] ?? [], collectedStops: &collectedStops, outside: outside, followsTarget: followsTarget, interruption: interruption, logger: logger, instruction: &processes[index].syscallInstruction)
-                sessionKeyrings[process.pid] = sessionKeyring
-                outside.complete(task, name: process.name, interruption: interruption, reading: (target, vmFlags, brk, futureLocking))
+                processes[index].syscallInstruction = try collect(dump, steps: tracedSteps, outside: outside, followsTarget: followsTarget, interruption: interruption, logger: logger)
+                outside.complete(dump, steps: outsideSteps, interruption: interruption)
             }
             return try outside.finish()
         } catch {
@@ -144,53 +139,37 @@ public enum Checkpoint {
         }
     }
 
-    /// Reads what needs the tracer; returns what `OutsideReads` needs, and sets the `syscall`
+    /// Each step is a point at which an interrupted dump stops.
+    static func run(_ step: PreparedDumpStep, _ dump: ProcessDump, interruption: DumpInterruption, outside: OutsideReads?, logger: Logger) throws {
+        try interruption.check(step.name)
+        try outside?.check()
+        try step.run(dump)
+        logger.trace("process \(dump.pid): \(step.name) read")
+    }
+
+    /// Runs the traced steps through a session opened for them; returns the `syscall`
     /// instruction the dump injected with.
-    /// `stoppedChildren`: its children in a group stop, whose stop it may have collected already
-    /// (into `collectedStops`, by PID).
-    /// Returns also the serial number of its session keyring (`parentKeyring`: its parent's)
-    /// and whether it has mlockall(MCL_FUTURE) on.
-    private static func collect(_ process: FrozenProcess, into task: inout Amber_Task, vmFlags: [UInt64: MemoryAreaFlags], parentKeyring: Int64, stoppedChildren: [FrozenProcess], collectedStops: inout [Int32: Bool], outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger, instruction: inout UInt64?) throws -> (DumpTarget, UInt64, Int64, MemoryState.FutureLocking) {
-        try SeccompState.suspend(process)
-        let session = try DumpSession(process, interruption: interruption, logger: logger)
-        logger.trace("process \(process.pid): session open")
+    private static func collect(_ dump: ProcessDump, steps: [PreparedDumpStep], outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger) throws -> UInt64 {
+        let session = try DumpSession(dump.process, interruption: interruption, logger: logger)
+        logger.trace("process \(dump.pid): session open")
         // Injected syscalls cost several times more across CPUs. The tracer takes its own CPUs
         // back before the outside reads start: a thread it starts inherits its affinity, and the
         // threads that read a large process's memory must run on every CPU.
         let ownAffinity = followsTarget ? try? CPUAffinity.of(0) : nil
         if followsTarget { try? CPUAffinity(cpu: session.stat.processor).apply(to: 0) }
         defer { try? ownAffinity?.apply(to: 0) }
-        let brk: UInt64
-        let sessionKeyring: Int64
-        let futureLocking: MemoryState.FutureLocking
+        dump.openSession = session
+        defer { dump.openSession = nil }
         do {
-            // Each kind of state is one step at which an interrupted dump stops.
-            func step<State>(_ kind: String, _ read: () throws -> State) throws -> State {
-                try interruption.check(.collect)
-                try outside.check()
-                let state = try read()
-                logger.trace("process \(process.pid): \(kind) read")
-                return state
+            for step in steps {
+                try run(step, dump, interruption: interruption, outside: outside, logger: logger)
             }
-            task.signals = try step("signals") { try SignalState.dump(session) }
-            try step("threads") { try ThreadState.dump(session, into: &task) }
-            try step("seccomp") { try SeccompState.dump(session, into: &task) }
-            task.processFlags = try step("flags") { try FlagState.dump(session) }
-            task.timers = try step("timers") { try TimerState.dump(session) }
-            task.membarrier = try step("membarrier") { try MembarrierState.dump(session) }
-            brk = try step("break") { try MemoryState.currentBreak(session) }
-            (sessionKeyring, task.ownSessionKeyring) = try step("keyrings") { try KeyringState.dump(session, parentKeyring: parentKeyring) }
-            if !stoppedChildren.isEmpty {
-                collectedStops.merge(try step("stops of its children") { try TreeState.collectedStops(of: stoppedChildren, session) }) { $1 }
-            }
-            futureLocking = try step("future locking") { try MemoryState.futureLocking(session, vmFlags: vmFlags) }
         } catch {
             try? session.finish()
             throw error
         }
         try session.finish()
-        instruction = session.injector.instruction
-        return (session.target, brk, sessionKeyring, futureLocking)
+        return session.injector.instruction
     }
 
     private static func inventory(for tasks: [Amber_Task]) -> Amber_Inventory {
@@ -229,25 +208,24 @@ enum Preflight {
     }
 
     /// Each process is checked on every CPU at once (only /proc is read); the first refusal in
-    /// tree order is the one thrown, as if they had been checked one by one. `read` gives a
-    /// process's name, status and areas, nil when it is gone.
+    /// tree order is the one thrown, as if they had been checked one by one, then the refusals
+    /// across processes. `read` gives a process's name, status and areas, nil when it is gone.
     private static func check(_ pids: [Int32], root: Int32, read: @Sendable (Int32) throws(LinuxError) -> (ProcessName, ProcessStatus, [MemoryMapping])?) throws {
         let tree = ProcessName(pid: root)
         let results = pids.concurrentMap { pid in
-            Result { () throws -> (ProcessName, [MemoryMapping])? in
+            Result { () throws -> CheckedProcess? in
                 guard let (name, status, maps) = try read(pid) else { return nil }
-                return try check(name, status: status, maps: maps, root: root, tree: tree).map { (name, $0) }
+                return try check(name, status: status, maps: maps, root: root, tree: tree)
             }
         }
-        var sharedMemory: [UInt64: ProcessName] = [:]
-        for result in results {
-            guard let (name, maps) = try result.get() else { continue }
-            try MemoryState.checkNotShared(maps, process: name, tree: tree, seen: &sharedMemory)
+        let checked = try results.compactMap { try $0.get() }
+        for kind in StateKinds.all {
+            try kind.check(tree: checked)
         }
     }
 
-    /// One process's refusals; returns its areas for the check across processes, nil for a zombie.
-    private static func check(_ name: ProcessName, status: ProcessStatus, maps: [MemoryMapping], root: Int32, tree: ProcessName) throws -> [MemoryMapping]? {
+    /// One process's refusals; returns it for the checks across processes, nil for a zombie.
+    private static func check(_ name: ProcessName, status: ProcessStatus, maps: [MemoryMapping], root: Int32, tree: ProcessName) throws -> CheckedProcess? {
         let pid = name.pid
         if status.state == "Z" {
             if pid == root { throw AmberError.unsupported(name, "is a zombie", tree: tree) }
@@ -256,20 +234,11 @@ enum Preflight {
         if status.tracerPID != 0 && status.tracerPID != getpid() {
             throw AmberError.unsupported(name, "is traced by process \(ProcessName(pid: status.tracerPID)) (a debugger or tracer outside amber): a task has one tracer, and the tracing cannot be restored", tree: tree)
         }
-        try TreeState.checkTerminal(pid: pid, process: name, tree: tree)
-        try SeccompState.check(pid: pid, status: status, process: name, tree: tree)
-        try TimerState.check(pid: pid, process: name, tree: tree)
-        try CredentialState.check(pid: pid, process: name, tree: tree)
-        try SchedulingState.check(pid: pid, process: name, tree: tree)
-        try FlagState.check(pid: pid, process: name, tree: tree)
-        try FileState.check(pid: pid, process: name, tree: tree)
-        try LockState.check(pid: pid, process: name, tree: tree)
-        // Before the working directory: in another mount namespace its path means something else.
-        try NamespaceState.check(pid: pid, process: name, tree: tree)
-        try EnvironmentState.check(pid: pid, process: name, tree: tree)
-        try MemoryState.check(maps, process: name, tree: tree)
-        try MemoryPolicyState.check(pid: pid, process: name, tree: tree)
-        return maps
+        let process = CheckedProcess(name: name, status: status, maps: maps, tree: tree)
+        for kind in StateKinds.all {
+            try kind.check(process)
+        }
+        return process
     }
 }
 

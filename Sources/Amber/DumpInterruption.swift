@@ -1,25 +1,9 @@
 import Glibc
 
-/// The points at which a dump asks whether it was interrupted.
-public enum DumpStep: String, Sendable, CaseIterable {
-    /// Each process seized.
-    case seize
-    /// The refusals, run again on the frozen tree.
-    case preflight
-    /// Each kind of state of each process.
-    case collect
-    /// Each chunk of memory read.
-    case memory
-    /// Each process's record written.
-    case write
-    /// Just before the inventory makes the image complete.
-    case inventory
-}
-
 /// How a dump learns that it must stop. `amber dump` runs the dump in a worker process of its
 /// own (the tracer), so that SIGKILL to `amber dump` cannot leave a target in the middle of an
-/// injected call: the worker sees that it was orphaned the next time it asks (between the steps
-/// above, milliseconds apart), puts back every register and signal mask, unmaps what it mapped,
+/// injected call: the worker sees that it was orphaned the next time it asks (at each of
+/// `FaultPoints.dump`, milliseconds apart), puts back every register and signal mask, unmaps what it mapped,
 /// lets the tree go and writes no inventory (the files written are then removed, with every
 /// failed dump's). Once the inventory is written the image is complete
 /// and the worker finishes the job on its own.
@@ -32,11 +16,12 @@ public struct DumpInterruption: Sendable {
         self.supervisor = supervisor
     }
 
-    func check(_ step: DumpStep) throws(AmberError) {
+    /// Throws if the dump must stop at `point`, one of `FaultPoints.dump`.
+    func check(_ point: String) throws(AmberError) {
         #if DEBUG
-        switch TestFault.reached("dump.\(step.rawValue)") {
+        switch TestFault.reached("dump.\(point)") {
         case .fail:
-            throw AmberError(.failure, "test fault at dump step \(step.rawValue)")
+            throw AmberError(.failure, "test fault at dump step \(point)")
         case .killSupervisor:
             guard let supervisor else { break }
             _ = kill(supervisor, SIGKILL)
@@ -48,7 +33,7 @@ public struct DumpInterruption: Sendable {
         #endif
         guard let supervisor else { return }
         if getppid() != supervisor {
-            throw AmberError(.interrupted, "amber dump (PID \(supervisor)) was killed during the dump (at step \(step.rawValue)): the process tree was let go as it was and the files written were removed")
+            throw AmberError(.interrupted, "amber dump (PID \(supervisor)) was killed during the dump (at step \(point)): the process tree was let go as it was and the files written were removed")
         }
     }
 }

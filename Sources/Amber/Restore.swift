@@ -28,7 +28,7 @@ public enum Restore {
             let root = try image.task(pid: image.inventory.rootPid)
             tasks = try [root] + image.taskPIDs.filter { $0 != root.pid }.map { pid throws(ImageError) in try image.task(pid: pid) }
             try checkTree(tasks)
-            try RestoreStep.read.reached()
+            try FaultPoints.reached(restore: FaultPoints.read)
         } catch let error as ImageError {
             throw AmberError(.badImage, error.description)
         } catch let error as AmberError {
@@ -76,8 +76,11 @@ public enum Restore {
             try? ProcessControl.setChildSubreaper(false)
             let child = namespaceInit?.pid ?? built[0].pid
             try ownAffinity?.apply(to: child)
-            for session in sessions { try SchedulingState.restoreAffinity(session.task, session) }
-            try RestoreStep.detach.reached()
+            for step in StateKinds.restoreSteps(.tree) {
+                try step.reached()
+                for session in sessions { try step.run(session) }
+            }
+            try FaultPoints.reached(restore: FaultPoints.detach)
             let stopped = try TreeState.letGoStopped(sessions)
             for session in sessions where !stopped.contains(where: { $0 === session }) {
                 for thread in session.threads { try thread.detach() }
@@ -148,45 +151,21 @@ public enum Restore {
         }
     }
 
-    /// Turns one stopped helper into its old self; every thread is left stopped.
+    /// Turns one stopped helper into its old self, each kind of state by its steps in their
+    /// order (`StateKinds`); every thread is left stopped.
     private static func restore(_ session: RestoreSession) throws {
         let task = session.task
-        // In this order: memory first (everything else points into it); timers, seccomp,
-        // credentials and flags last but for the restorer's own cleanup, so that no timer fires
-        // early and nothing the restorer does needs a privilege the task has given up.
-        let steps: [(RestoreStep, () throws -> Void)] = [
-            (.memory, {
-                try MemoryState.prepareAddressSpace(session)
-                try MemoryState.restoreAreas(session)
-                try session.mapScratch()
-                try MemoryState.nameAndSealAreas(session)
-            }),
-            (.files, { try FileState.restore(task.files, session) }),
-            (.environment, { try EnvironmentState.restore(task.environment, session) }),
-            (.handlers, { try SignalState.restoreHandlers(task.signals, session) }),
-            (.mmFields, {
-                try MemoryState.restoreMmFields(session)
-                try MembarrierState.restore(task.membarrier, session)
-            }),
-            (.threads, { try ThreadState.restore(task, session) }),
-            (.pending, { try SignalState.restorePending(task.signals.pending.filter(\.shared), tid: task.namespacePids.last ?? task.pid, session.injector, session) }),
-            (.scheduling, { try SchedulingState.restore(task, session) }),
-            (.timers, { try TimerState.restore(task.timers, session) }),
-            (.seccomp, { try SeccompState.restore(task, session) }),
-            (.credentials, { try CredentialState.restore(task, session) }),
-            // After credentials: a change of effective or filesystem ID clears the parent-death
-            // signal and resets dumpable.
-            (.flags, { try FlagState.restore(task, session) }),
-            (.cleanup, {
-                try session.cleanUp()
-                try ThreadState.finish(task, session)
-            }),
-        ]
-        for (step, restoreState) in steps {
-            try step.reached()
-            try restoreState()
-            session.logger.trace("process \(task.pid): \(step.rawValue) restored")
+        func run(_ steps: [RestoreStep]) throws {
+            for step in steps {
+                try step.reached()
+                try step.run(session)
+                session.logger.trace("process \(task.pid): \(step.name) restored")
+            }
         }
+        try run(StateKinds.restoreSteps(.process))
+        try FaultPoints.reached(restore: FaultPoints.cleanup)
+        try session.cleanUp()
+        try run(StateKinds.restoreSteps(.afterCleanUp))
         session.logger.debug("process \(task.pid): \(session.threads.count) threads, registers set")
     }
 }

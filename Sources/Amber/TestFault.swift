@@ -5,8 +5,8 @@ import Synchronization
 
 /// Test-only fault injection, so that the tests can make a dump or a restore fail, or be
 /// killed, at a named point: `AMBER_TEST_FAULT=<point>[@<n>]=<action>` arms one point (the
-/// n-th time it is reached, the first by default). Points are "dump.<step>" and
-/// "restore.<step>" (`DumpStep`, `RestoreStep`); actions are `fail` (throw, as a real error
+/// n-th time it is reached, the first by default). Points are "dump.<point>" and
+/// "restore.<point>" (`FaultPoints`); actions are `fail` (throw, as a real error
 /// there would), `kill` (SIGKILL amber itself) and `kill-supervisor` (SIGKILL the `amber dump`
 /// process a dump worker serves, as a user would). Unset, it costs one comparison per point.
 /// Debug builds only: a release amber has no such switch, whatever its environment says.
@@ -45,23 +45,3 @@ enum TestFault {
 }
 
 #endif
-
-/// The steps of a restore; in a debug build, `AMBER_TEST_FAULT` can make one fail or kill amber there.
-public enum RestoreStep: String, Sendable, CaseIterable {
-    /// The image is read and checked.
-    case read
-    /// Each process created (zombies and group-leader stand-ins included).
-    case create
-    case memory, files, environment, handlers, mmFields, threads, pending, scheduling, timers, seccomp, credentials, flags, cleanup
-    /// The tree is about to be let go.
-    case detach
-
-    /// In a debug build, fails here if `AMBER_TEST_FAULT` asks for it; in a release build, nothing.
-    func reached() throws(AmberError) {
-        #if DEBUG
-        if TestFault.reached("restore.\(rawValue)") == .fail {
-            throw AmberError(.restoreFailed, "test fault at restore step \(rawValue)")
-        }
-        #endif
-    }
-}

@@ -2,6 +2,7 @@
 // amber's test-only switch AMBER_TEST_FAULT=<point>[@<n>]=<action> (Sources/Amber/TestFault.swift),
 // which only a debug build of amber has: the tests run .build/debug/amber unless AMBER_BIN says otherwise.
 
+import Amber
 import Foundation
 import XCTest
 
@@ -12,8 +13,9 @@ import Glibc
 /// SIGKILL to `amber dump` at any step leaves every target running, neither stopped nor traced,
 /// with its state as it was (it still passes its own checks), and the image without inventory.
 final class InterruptedDumpTests: ScenarioTestCase {
-    /// Where the supervisor is killed: the n-th pass of a dump step (Sources/Amber/DumpInterruption.swift).
-    static let points = ["seize", "preflight", "collect", "collect@3", "collect@6", "memory", "memory@4", "write", "inventory"]
+    /// Where the supervisor is killed: every point of a dump (Sources/Amber/StateKinds.swift), and
+    /// a few chunks of memory into it.
+    static let points = FaultPoints.dump + ["pages@4"]
     /// Kills after a random delay, with --leave-running: a dump that completes first leaves the target running too.
     static let randomKills = 4
 
@@ -90,11 +92,8 @@ final class InterruptedDumpTests: ScenarioTestCase {
 /// A restore that fails at any step, or whose `amber restore` is killed there, leaves no task
 /// behind (every PID of the image free again) and the image as it was; the image still restores.
 final class FailedRestoreTests: ScenarioTestCase {
-    /// Every restore step (Sources/Amber/TestFault.swift, RestoreStep), some also part-way through the tree.
-    static let steps = [
-        "read", "create", "create@25", "memory", "memory@30", "files", "environment", "handlers", "mmFields", "threads",
-        "pending", "scheduling", "timers", "seccomp", "credentials", "flags", "cleanup", "cleanup@50", "detach",
-    ]
+    /// Every point of a restore (Sources/Amber/StateKinds.swift), some also part-way through the tree.
+    static let steps = FaultPoints.restore + ["create@25", "memory@30", "cleanup@50"]
 
     func testRestoreFailingOrKilledAtEachStepLeavesNothingBehind() throws {
         _ = try requireAmber()

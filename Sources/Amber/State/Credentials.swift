@@ -332,3 +332,13 @@ enum CredentialState {
 private extension String {
     var trimmingSuffixNewline: Substring { self.last == "\n" ? self.dropLast() : self[...] }
 }
+
+/// Each thread's credentials are dumped with the thread (`ThreadState`).
+extension CredentialState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try check(pid: process.pid, process: process.name, tree: process.tree)
+    }
+
+    /// Last but for the flags: nothing the restorer does after needs a privilege the task has given up.
+    static var restoreSteps: [RestoreStep] { [RestoreStep("credentials", order: 1100) { try restore($0.task, $0) }] }
+}

@@ -60,3 +60,15 @@ enum EnvironmentState {
         }
     }
 }
+
+extension EnvironmentState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try check(pid: process.pid, process: process.name, tree: process.tree)
+    }
+
+    static var dumpSteps: [DumpStep<Void>] { [
+        DumpStep("environment", .outside) { process, _ in process.task.environment = try dump(process.target) },
+    ] }
+
+    static var restoreSteps: [RestoreStep] { [RestoreStep("environment", order: 300) { try restore($0.task.environment, $0) }] }
+}

@@ -255,3 +255,23 @@ final class OpenFileTable {
         return fd
     }
 }
+
+extension FileState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try check(pid: process.pid, process: process.name, tree: process.tree)
+    }
+
+    /// The open file descriptions seen so far in the tree.
+    final class DumpState {
+        var descriptions = DescriptionTable()
+    }
+
+    static func makeDumpState(_ dump: TreeDump) -> DumpState { DumpState() }
+
+    static var dumpSteps: [DumpStep<DumpState>] { [
+        DumpStep("files", .outside) { process, state in process.task.files = try dump(process.target, table: &state.descriptions) },
+    ] }
+
+    /// Right after memory: the steps after it may need a file by descriptor.
+    static var restoreSteps: [RestoreStep] { [RestoreStep("files", order: 200) { try restore($0.task.files, $0) }] }
+}

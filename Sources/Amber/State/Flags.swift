@@ -183,3 +183,17 @@ enum FlagState {
         }
     }
 }
+
+/// Each thread's own flags are dumped with the thread (`ThreadState`).
+extension FlagState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try check(pid: process.pid, process: process.name, tree: process.tree)
+    }
+
+    static var dumpSteps: [DumpStep<Void>] { [
+        DumpStep("flags", .traced) { process, _ in process.task.processFlags = try dump(process.session) },
+    ] }
+
+    /// After credentials: a change of effective or filesystem ID clears the parent-death signal and resets dumpable.
+    static var restoreSteps: [RestoreStep] { [RestoreStep("flags", order: 1200) { try restore($0.task, $0) }] }
+}

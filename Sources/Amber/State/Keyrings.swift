@@ -53,3 +53,31 @@ enum KeyringState {
         try injector.call("keyctl(KEYCTL_CHOWN, \(task.credentials.fsuid), \(task.credentials.fsgid))", SyscallNumber.keyctl, Keyrings.chown, serial, UInt64(task.credentials.fsuid), UInt64(task.credentials.fsgid))
     }
 }
+
+extension KeyringState: StateKind {
+    /// The session keyring of each process dumped so far, by PID, and the dumper's: a process's
+    /// own keyring is one that is not its parent's (the root's: not the dumper's).
+    final class DumpState {
+        let root: Int32
+        let dumperKeyring: Int64
+        var sessionKeyrings: [Int32: Int64] = [:]
+
+        init(root: Int32, dumperKeyring: Int64) {
+            self.root = root
+            self.dumperKeyring = dumperKeyring
+        }
+    }
+
+    static func makeDumpState(_ dump: TreeDump) throws -> DumpState {
+        DumpState(root: dump.processes.first?.pid ?? 0, dumperKeyring: try Keyrings.ownSessionKeyring())
+    }
+
+    static var dumpSteps: [DumpStep<DumpState>] { [
+        DumpStep("keyrings", .traced) { process, state in
+            let parentKeyring = process.pid == state.root ? state.dumperKeyring : state.sessionKeyrings[process.task.ppid] ?? state.dumperKeyring
+            let (serial, own) = try dump(process.session, parentKeyring: parentKeyring)
+            state.sessionKeyrings[process.pid] = serial
+            process.task.ownSessionKeyring = own
+        },
+    ] }
+}

@@ -24,3 +24,9 @@ enum LockState {
         }
     }
 }
+
+extension LockState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try check(pid: process.pid, process: process.name, tree: process.tree)
+    }
+}

@@ -55,3 +55,12 @@ enum MembarrierState {
         }
     }
 }
+
+extension MembarrierState: StateKind {
+    static var dumpSteps: [DumpStep<Void>] { [
+        DumpStep("membarrier", .traced) { process, _ in process.task.membarrier = try dump(process.session) },
+    ] }
+
+    /// With the mm fields: a registration belongs to the address space.
+    static var restoreSteps: [RestoreStep] { [RestoreStep("membarrier", order: 510) { try restore($0.task.membarrier, $0) }] }
+}

@@ -4,6 +4,7 @@ import Dispatch
 import FoundationEssentials
 import Glibc
 import LinuxKit
+import Synchronization
 
 /// Memory: every area of the address space, the pages that cannot be had from elsewhere,
 /// the vDSO's place, and the mm fields (brk, arg/env area, auxv, exe).
@@ -722,7 +723,7 @@ private final class AreaReader {
             for range in area.ranges {
                 var cursor = range.lowerBound
                 while cursor < range.upperBound {
-                    try interruption.check(.memory)
+                    try interruption.check(FaultPoints.pages)
                     let length = Int(min(UInt64(buffer.count), range.upperBound - cursor))
                     if batched + length > buffer.count || batch.count == ProcessMemory.maxSegments {
                         try save(batch, length: batched, into: pages, file: file, runs: &runs)
@@ -826,4 +827,88 @@ private final class AreaReader {
         for index in 0..<(Int(MemoryState.pageSize) / 8) { accumulated |= words[index] }
         return accumulated == 0
     }
+}
+
+extension MemoryState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try check(process.maps, process: process.name, tree: process.tree)
+    }
+
+    static func check(tree processes: [CheckedProcess]) throws {
+        var sharedMemory: [UInt64: ProcessName] = [:]
+        for process in processes {
+            try checkNotShared(process.maps, process: process.name, tree: process.tree, seen: &sharedMemory)
+        }
+    }
+
+    /// What the memory steps of one dump share: the areas' flags, read ahead on another CPU;
+    /// what the traced steps learn of each process for the outside one; the page buffers.
+    final class DumpState: @unchecked Sendable {
+        struct Learned {
+            var vmFlags: [UInt64: MemoryAreaFlags] = [:]
+            var brk: UInt64 = 0
+            var futureLocking = FutureLocking()
+        }
+
+        let areaFlags: AreaFlagsPrefetch
+        let writer: ImageWriter
+        /// Two: a large process's pages are read by two threads (`twoThreadDumpSize`).
+        let buffers = [PageReadBuffer(), PageReadBuffer()]
+        /// Touched by the outside step only.
+        var fileSizes = FileSizes()
+        /// Written by the tracer, read by the outside step one process behind.
+        private var learned: [Int32: Learned] = [:]
+        private let lock = Mutex(())
+
+        init(_ dump: TreeDump) {
+            areaFlags = AreaFlagsPrefetch(dump.processes.filter { !$0.zombie }.map(\.pid))
+            writer = dump.writer
+        }
+
+        func update(_ pid: Int32, _ change: (inout Learned) -> Void) {
+            lock.withLock { _ in change(&learned[pid, default: Learned()]) }
+        }
+
+        func take(_ pid: Int32) -> Learned {
+            lock.withLock { _ in learned.removeValue(forKey: pid) ?? Learned() }
+        }
+
+        func vmFlags(_ pid: Int32) -> [UInt64: MemoryAreaFlags] {
+            lock.withLock { _ in learned[pid]?.vmFlags ?? [:] }
+        }
+    }
+
+    static func makeDumpState(_ dump: TreeDump) -> DumpState { DumpState(dump) }
+
+    static var dumpSteps: [DumpStep<DumpState>] { [
+        // Before the session maps its scratch page into the process.
+        DumpStep("area-flags", .frozen) { process, state in
+            let vmFlags = try state.areaFlags.flags(of: process.pid)
+            try check(vmFlags, maps: process.target.maps, process: process.name, tree: process.tree)
+            state.update(process.pid) { $0.vmFlags = vmFlags }
+        },
+        DumpStep("break", .traced) { process, state in
+            let brk = try currentBreak(process.session)
+            state.update(process.pid) { $0.brk = brk }
+        },
+        DumpStep("future-locking", .traced) { process, state in
+            let locking = try futureLocking(process.session, vmFlags: state.vmFlags(process.pid))
+            state.update(process.pid) { $0.futureLocking = locking }
+        },
+        DumpStep("memory", .outside) { process, state in
+            let learned = state.take(process.pid)
+            process.task.memory = try dump(process.target, vmFlags: learned.vmFlags, brk: learned.brk, futureLocking: learned.futureLocking, image: state.writer, buffers: state.buffers, fileSizes: &state.fileSizes)
+        },
+    ] }
+
+    static var restoreSteps: [RestoreStep] { [
+        // First: everything else points into it. The restorer's scratch area comes with it.
+        RestoreStep("memory", order: 100) { session in
+            try prepareAddressSpace(session)
+            try restoreAreas(session)
+            try session.mapScratch()
+            try nameAndSealAreas(session)
+        },
+        RestoreStep("mm-fields", order: 500) { try restoreMmFields($0) },
+    ] }
 }

@@ -15,3 +15,9 @@ enum MemoryPolicyState {
         }
     }
 }
+
+extension MemoryPolicyState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try check(pid: process.pid, process: process.name, tree: process.tree)
+    }
+}

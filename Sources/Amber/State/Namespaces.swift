@@ -45,3 +45,9 @@ enum NamespaceState {
         }
     }
 }
+
+extension NamespaceState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try check(pid: process.pid, process: process.name, tree: process.tree)
+    }
+}

@@ -74,3 +74,16 @@ enum SchedulingState {
         }
     }
 }
+
+/// Each thread's scheduling is dumped with the thread (`ThreadState`).
+extension SchedulingState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try check(pid: process.pid, process: process.name, tree: process.tree)
+    }
+
+    static var restoreSteps: [RestoreStep] { [
+        RestoreStep("scheduling", order: 800) { try restore($0.task, $0) },
+        // Once the whole tree is made: the restorer and its helpers share one CPU until then.
+        RestoreStep("affinity", order: 100, phase: .tree) { try restoreAffinity($0.task, $0) },
+    ] }
+}

@@ -196,3 +196,18 @@ enum SeccompState {
         }
     }
 }
+
+extension SeccompState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try check(pid: process.pid, status: process.status, process: process.name, tree: process.tree)
+    }
+
+    static var dumpSteps: [DumpStep<Void>] { [
+        // Before any call is injected: a filter could refuse the injected calls.
+        DumpStep("seccomp-suspend", .frozen) { process, _ in try suspend(process.process) },
+        DumpStep("seccomp", .traced) { process, _ in try dump(process.session, into: &process.task) },
+    ] }
+
+    /// After everything the restorer injects but credentials and flags: a filter could refuse those calls.
+    static var restoreSteps: [RestoreStep] { [RestoreStep("seccomp", order: 1000) { try restore($0.task, $0) }] }
+}

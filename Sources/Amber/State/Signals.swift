@@ -95,3 +95,19 @@ enum SignalState {
         }
     }
 }
+
+extension SignalState: StateKind {
+    static var dumpSteps: [DumpStep<Void>] { [
+        DumpStep("signals", .traced) { process, _ in process.task.signals = try dump(process.session) },
+    ] }
+
+    static var restoreSteps: [RestoreStep] { [
+        // Before the threads: each new thread starts with the handlers it shares.
+        RestoreStep("handlers", order: 400) { try restoreHandlers($0.task.signals, $0) },
+        // Once every thread exists, whose own pending signals came with it.
+        RestoreStep("pending", order: 700) { session in
+            let task = session.task
+            try restorePending(task.signals.pending.filter(\.shared), tid: task.namespacePids.last ?? task.pid, session.injector, session)
+        },
+    ] }
+}

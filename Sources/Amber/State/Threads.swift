@@ -112,3 +112,16 @@ extension Amber_Task {
         return thread
     }
 }
+
+extension ThreadState: StateKind {
+    static var dumpSteps: [DumpStep<Void>] { [
+        DumpStep("threads", .traced) { process, _ in try dump(process.session, into: &process.task) },
+    ] }
+
+    static var restoreSteps: [RestoreStep] { [
+        // Once memory, files and handlers are there: a thread starts with what its process has.
+        RestoreStep("threads", order: 600) { try restore($0.task, $0) },
+        // The very last, once the restorer has taken back what it put in the process.
+        RestoreStep("registers", order: 100, phase: .afterCleanUp) { try finish($0.task, $0) },
+    ] }
+}

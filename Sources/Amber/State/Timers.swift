@@ -118,3 +118,16 @@ enum TimerState {
         (interval / 1_000_000_000, interval % 1_000_000_000 / unit, remaining / 1_000_000_000, remaining % 1_000_000_000 / unit)
     }
 }
+
+extension TimerState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try check(pid: process.pid, process: process.name, tree: process.tree)
+    }
+
+    static var dumpSteps: [DumpStep<Void>] { [
+        DumpStep("timers", .traced) { process, _ in process.task.timers = try dump(process.session) },
+    ] }
+
+    /// Late, so that no timer fires while the process is still being made.
+    static var restoreSteps: [RestoreStep] { [RestoreStep("timers", order: 900) { try restore($0.task.timers, $0) }] }
+}

@@ -75,7 +75,7 @@ enum TreeState {
         do {
             while !queue.isEmpty {
                 let pid = queue.removeFirst()
-                try interruption.check(.seize)
+                try interruption.check(FaultPoints.seize)
                 guard let process = try freezeProcess(pid, isRoot: pid == root, seized: &seized) else { continue }
                 for child in try ProcFS.children(pid: process.pid) where known.insert(child).inserted {
                     queue.append(child)
@@ -395,7 +395,7 @@ enum TreeState {
             throw AmberError(.restoreFailed, "cannot create process \(root.pid): \(error)")
         }
         created.append(rootTracee)
-        try RestoreStep.create.reached()
+        try FaultPoints.reached(restore: FaultPoints.create)
         var built: [TreeTask] = [try TreeTask(record: root, tracee: rootTracee, instruction: instruction)]
         treeFiles = try TreeFiles.install(for: tasks, in: built[0], restorerPidfd: restorerPidfd, imageTrusted: imageTrusted)
         var index = 0
@@ -416,7 +416,7 @@ enum TreeState {
                     throw pidTaken(child.pid)
                 }
                 created.append(tracee)
-                try RestoreStep.create.reached()
+                try FaultPoints.reached(restore: FaultPoints.create)
                 built.append(try TreeTask(record: child, tracee: tracee, instruction: parent.injector.instruction, scratch: parent.scratch))
             }
         }
@@ -637,4 +637,33 @@ final class TreeTask: ScratchSpace {
     }
 
     static let scratchSize = 4096
+}
+
+extension TreeState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try checkTerminal(pid: process.pid, process: process.name, tree: process.tree)
+    }
+
+    /// The group stops of the tree: a parent's traced step finds which of its stopped children's
+    /// stops it collected already, and each child's identity, dumped after it, records that.
+    final class DumpState {
+        let stoppedChildren: [Int32: [FrozenProcess]]
+        var collectedStops: [Int32: Bool] = [:]
+
+        init(_ processes: [FrozenProcess]) {
+            stoppedChildren = Dictionary(grouping: processes.dropFirst().filter { $0.stopSignal != 0 }, by: \.snapshot.stat.ppid)
+        }
+    }
+
+    static func makeDumpState(_ dump: TreeDump) -> DumpState { DumpState(dump.processes) }
+
+    static var dumpSteps: [DumpStep<DumpState>] { [
+        DumpStep("identity", .frozen, zombies: true) { process, state in
+            try dump(process.process, into: &process.task, stopCollected: state.collectedStops[process.pid] ?? false)
+        },
+        DumpStep("child-stops", .traced) { process, state in
+            guard let children = state.stoppedChildren[process.pid] else { return }
+            state.collectedStops.merge(try collectedStops(of: children, process.session)) { $1 }
+        },
+    ] }
 }
