@@ -1,4 +1,4 @@
-import CLinux
+internal import CLinux
 import Glibc
 
 /// How the scheduler treats one task (thread), read and set from outside by its TID.
@@ -49,7 +49,7 @@ public enum TaskScheduling {
     /// CONFIG_SCHED_CORE; 0 when it has none.
     public static func coreSchedulingCookie(of tid: Int32) -> UInt64? {
         var cookie: UInt64 = 0
-        let result = withUnsafeMutablePointer(to: &cookie) { amber_prctl(62 /* PR_SCHED_CORE */, 0 /* PR_SCHED_CORE_GET */, UInt64(tid), 0 /* PIDTYPE_PID */, UInt64(UInt(bitPattern: $0))) }
+        let result = withUnsafeMutablePointer(to: &cookie) { amber_prctl(Int32(TaskControl.schedulingCore), TaskControl.schedulingCoreGet, UInt64(tid), TaskControl.schedulingCoreOfTask, UInt64(UInt(bitPattern: $0))) }
         return result < 0 ? nil : cookie
     }
 
