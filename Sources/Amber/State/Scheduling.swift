@@ -31,7 +31,7 @@ enum SchedulingState {
             let injector = tracee.pid == session.pid ? session.injector : try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
             // Before the policy: a real-time thread's slack is the kernel's (0) whatever is set.
             if record.timerSlackNs != session.baseline.timerSlackNs {
-                try injector.call("prctl(PR_SET_TIMERSLACK, \(record.timerSlackNs))", SyscallNumber.prctl, 29 /* PR_SET_TIMERSLACK */, record.timerSlackNs)
+                try injector.call("prctl(PR_SET_TIMERSLACK, \(record.timerSlackNs))", SyscallNumber.prctl, TaskControl.setTimerSlack, record.timerSlackNs)
             }
             try TaskScheduling.setIOPriority(Int32(record.ioPriority), of: tracee.pid)
             try TaskScheduling.setNice(record.nice, of: tracee.pid)
