@@ -1,7 +1,9 @@
 /// Capability numbers (CAP_*): bit positions in a capability set.
 public enum Capability {
     public static let setgid = 6, setuid = 7, setpcap = 8
-    public static let sysAdmin = 21, sysResource = 24
+    public static let ipcLock = 14
+    public static let sysAdmin = 21, sysNice = 23, sysResource = 24
+    public static let auditControl = 30, wakeAlarm = 35
     public static let checkpointRestore = 40
 }
 

@@ -5,6 +5,12 @@ import Glibc
 public enum TaskScheduling {
     /// SCHED_RESET_ON_FORK, or-ed into the policy by sched_getscheduler and sched_setscheduler.
     public static let resetOnFork: Int32 = 0x4000_0000
+    /// SCHED_FIFO and SCHED_RR, the real-time policies.
+    public static let fifoPolicy: Int32 = 1, roundRobinPolicy: Int32 = 2
+    /// SCHED_DEADLINE, which glibc 2.36 does not name.
+    public static let deadlinePolicy: Int32 = 6
+    /// IOPRIO_CLASS_RT in the class bits (13 and up) of an I/O priority.
+    public static let ioPriorityClassShift = 13, ioPriorityClassRealtime: Int32 = 1
 
     /// The policy, with SCHED_RESET_ON_FORK when set.
     public static func policy(of tid: Int32) throws(LinuxError) -> Int32 {
