@@ -54,9 +54,6 @@ public struct KernelSignalAction: Sendable, Equatable {
 
     public static let byteCount = MemoryLayout<amber_kernel_sigaction>.size
 
-    /// The size of the kernel's sigset_t (64 signals), which rt_sig* calls take as an argument.
-    public static let signalSetSize: UInt64 = 8
-
     public init(bytes: [UInt8]) {
         precondition(bytes.count >= Self.byteCount)
         let raw = bytes.withUnsafeBytes { $0.loadUnaligned(as: amber_kernel_sigaction.self) }

@@ -3,6 +3,9 @@ import Glibc
 
 /// Sending signals and checking for processes.
 public enum Signals {
+    /// The size of the kernel's sigset_t (64 signals), which rt_sig* calls take as an argument.
+    public static let setSize: UInt64 = 8
+
     public static func send(_ signal: Int32, to pid: Int32) throws(LinuxError) {
         _ = try libcResult("send signal \(signal) to \(pid)") { Glibc.kill(pid, signal) }.get()
     }

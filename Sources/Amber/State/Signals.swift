@@ -16,7 +16,7 @@ enum SignalState {
         for signal in 1...64 where signal != SIGKILL && signal != SIGSTOP && nonDefault & (1 << UInt64(signal - 1)) != 0 {
             var arguments = session.arguments()
             let old = try arguments.reserve(KernelSignalAction.byteCount)
-            try session.injector.call("rt_sigaction(\(signal))", SyscallNumber.rtSigaction, UInt64(signal), 0, old, KernelSignalAction.signalSetSize)
+            try session.injector.call("rt_sigaction(\(signal))", SyscallNumber.rtSigaction, UInt64(signal), 0, old, Signals.setSize)
             let action = KernelSignalAction(bytes: try arguments.read(old, count: KernelSignalAction.byteCount))
             guard action.handler != 0 || action.flags != 0 || action.mask != 0 else { continue }
             var entry = Amber_SignalAction()
@@ -61,7 +61,7 @@ enum SignalState {
             let action = KernelSignalAction(handler: entry.handler, flags: entry.flags, restorer: entry.restorer, mask: entry.mask)
             var arguments = session.arguments()
             let address = try arguments.place(action.bytes)
-            try session.injector.call("rt_sigaction(\(entry.signal))", SyscallNumber.rtSigaction, UInt64(entry.signal), address, 0, KernelSignalAction.signalSetSize)
+            try session.injector.call("rt_sigaction(\(entry.signal))", SyscallNumber.rtSigaction, UInt64(entry.signal), address, 0, Signals.setSize)
         }
     }
 

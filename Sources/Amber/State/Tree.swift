@@ -562,7 +562,7 @@ enum TreeState {
         guard signal != 0 else { return }
         let set = try arguments.place(UInt64(1) << (UInt64(signal) - 1))
         let timeout = try arguments.place(timespec(tv_sec: 0, tv_nsec: 0))
-        _ = try injector.raw(SyscallNumber.rtSigtimedwait, set, 0, timeout, KernelSignalAction.signalSetSize)
+        _ = try injector.raw(SyscallNumber.rtSigtimedwait, set, 0, timeout, Signals.setSize)
     }
 }
 
