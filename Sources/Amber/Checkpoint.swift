@@ -1,5 +1,4 @@
 import AmberImage
-import CLinux
 import FoundationEssentials
 import Glibc
 import LinuxKit
@@ -250,8 +249,6 @@ public enum AmberVersion {
 /// This CPU's XSAVE features (XCR0).
 public enum HostCPU {
     public static var xstateFeatures: UInt64 {
-        var value: UInt64 = 0
-        _ = amber_xgetbv0(&value)
-        return value
+        XState.enabledFeatures
     }
 }

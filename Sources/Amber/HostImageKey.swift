@@ -1,5 +1,4 @@
 import AmberImage
-import CLinux
 import Glibc
 import LinuxKit
 
@@ -21,7 +20,7 @@ public enum HostImageKey {
     /// of a user namespace of its own is a user here).
     public static var path: String? {
         guard getuid() == 0, geteuid() == 0, (try? ProcFS.link("/proc/self/ns/user")) == initialUserNamespace else { return nil }
-        if let named = amber_secure_getenv(pathVariable), named.pointee != 0 { return String(cString: named) }
+        if let named = SecureEnvironment.value(of: pathVariable), !named.isEmpty { return named }
         return defaultPath
     }
 

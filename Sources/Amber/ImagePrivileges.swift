@@ -27,13 +27,8 @@ public struct PrivilegedRequest: Sendable, CustomStringConvertible {
 /// each one the task's credentials do not allow is refused before any task is made. The open
 /// files a task may not open itself are the other such act: `RestoreSession.openAsTask`.
 public enum ImagePrivileges {
-    static let capIPCLock = 14, capSysAdmin = 21, capSysNice = 23, capSysResource = 24, capAuditControl = 30, capWakeAlarm = 35
     /// CLOCK_REALTIME_ALARM and CLOCK_BOOTTIME_ALARM: their timers wake the system from suspend.
-    private static let alarmClocks: [Int32: String] = [8: "CLOCK_REALTIME_ALARM", 9: "CLOCK_BOOTTIME_ALARM"]
-    private static let schedFIFO: UInt32 = 1, schedRR: UInt32 = 2
-    private static let rlimitMemoryLock: UInt32 = 8, rlimitNice: UInt32 = 13, rlimitRTPriority: UInt32 = 14
-    /// IOPRIO_CLASS_RT in the class bits (13 and up) of an I/O priority.
-    private static let ioPriorityClassShift = 13, ioPriorityClassRealtime: UInt32 = 1
+    private static let alarmClocks: [Int32: String] = [CLOCK_REALTIME_ALARM: "CLOCK_REALTIME_ALARM", CLOCK_BOOTTIME_ALARM: "CLOCK_BOOTTIME_ALARM"]
     private static let unsetLoginUID = UInt32.max
 
     static let resourceNames = [
@@ -103,39 +98,39 @@ public enum ImagePrivileges {
         for limit in task.environment.limits {
             guard let own = baseline.limits[limit.resource], limit.hard > own.hard else { continue }
             let name = limit.resource < resourceNames.count ? resourceNames[Int(limit.resource)] : "resource \(limit.resource)"
-            found.append(request(leader, "a hard \(name) of \(limitText(limit.hard)), above the restorer's \(limitText(own.hard))", [capSysResource]))
+            found.append(request(leader, "a hard \(name) of \(limitText(limit.hard)), above the restorer's \(limitText(own.hard))", [Capability.sysResource]))
         }
         for timer in task.timers.posixTimers {
             guard let clock = alarmClocks[timer.clock] else { continue }
-            found.append(request(leader, "POSIX timer \(timer.id) on \(clock)", [capWakeAlarm]))
+            found.append(request(leader, "POSIX timer \(timer.id) on \(clock)", [Capability.wakeAlarm]))
         }
         // The restorer locks the areas while it holds its own CAP_IPC_LOCK, past the task's limit.
         let locked = task.memory.areas.filter(\.locked).reduce(UInt64(0)) { $0 + ($1.end - $1.start) }
-        if locked > soft(rlimitMemoryLock) {
-            found.append(request(leader, "\(locked / 1024) KiB of locked memory, above its RLIMIT_MEMLOCK \(limitText(soft(rlimitMemoryLock)))", [capIPCLock]))
+        if locked > soft(ResourceLimit.memoryLock) {
+            found.append(request(leader, "\(locked / 1024) KiB of locked memory, above its RLIMIT_MEMLOCK \(limitText(soft(ResourceLimit.memoryLock)))", [Capability.ipcLock]))
         }
         if task.processFlags.oomScoreAdj < baseline.oomScoreAdj {
-            found.append(request(leader, "oom_score_adj \(task.processFlags.oomScoreAdj), below the restorer's \(baseline.oomScoreAdj)", [capSysResource]))
+            found.append(request(leader, "oom_score_adj \(task.processFlags.oomScoreAdj), below the restorer's \(baseline.oomScoreAdj)", [Capability.sysResource]))
         }
         for (thread, seccomp) in zip(threads, seccomp) {
             let scheduling = thread.scheduling
-            if scheduling.policy == schedFIFO || scheduling.policy == schedRR, UInt64(scheduling.rtPriority) > soft(rlimitRTPriority) {
-                let policy = scheduling.policy == schedFIFO ? "SCHED_FIFO" : "SCHED_RR"
-                found.append(request(thread, "\(policy) priority \(scheduling.rtPriority), above its RLIMIT_RTPRIO \(limitText(soft(rlimitRTPriority)))", [capSysNice]))
+            if scheduling.policy == UInt32(TaskScheduling.fifoPolicy) || scheduling.policy == UInt32(TaskScheduling.roundRobinPolicy), UInt64(scheduling.rtPriority) > soft(ResourceLimit.realtimePriority) {
+                let policy = scheduling.policy == UInt32(TaskScheduling.fifoPolicy) ? "SCHED_FIFO" : "SCHED_RR"
+                found.append(request(thread, "\(policy) priority \(scheduling.rtPriority), above its RLIMIT_RTPRIO \(limitText(soft(ResourceLimit.realtimePriority)))", [Capability.sysNice]))
             }
             // A nice below the inherited one is allowed up to 20 - RLIMIT_NICE.
-            if scheduling.nice < baseline.nice, Int64(20 - scheduling.nice) > Int64(clamping: soft(rlimitNice)) {
-                found.append(request(thread, "nice \(scheduling.nice), below the restorer's \(baseline.nice) and what its RLIMIT_NICE \(limitText(soft(rlimitNice))) allows", [capSysNice]))
+            if scheduling.nice < baseline.nice, Int64(20 - scheduling.nice) > Int64(clamping: soft(ResourceLimit.nice)) {
+                found.append(request(thread, "nice \(scheduling.nice), below the restorer's \(baseline.nice) and what its RLIMIT_NICE \(limitText(soft(ResourceLimit.nice))) allows", [Capability.sysNice]))
             }
-            if scheduling.ioPriority >> ioPriorityClassShift == ioPriorityClassRealtime {
-                found.append(request(thread, "real-time I/O priority (IOPRIO_CLASS_RT, level \(scheduling.ioPriority & 7))", [capSysNice, capSysAdmin]))
+            if scheduling.ioPriority >> TaskScheduling.ioPriorityClassShift == UInt32(TaskScheduling.ioPriorityClassRealtime) {
+                found.append(request(thread, "real-time I/O priority (IOPRIO_CLASS_RT, level \(scheduling.ioPriority & 7))", [Capability.sysNice, Capability.sysAdmin]))
             }
             if seccomp.mode == .filter, !thread.threadFlags.noNewPrivs {
-                found.append(request(thread, "seccomp filters without no_new_privs (a set-user-ID program it runs would run under them)", [capSysAdmin]))
+                found.append(request(thread, "seccomp filters without no_new_privs (a set-user-ID program it runs would run under them)", [Capability.sysAdmin]))
             }
             let loginUID = credentials(thread).loginUid
             if loginUID != baseline.credentials.loginUid, baseline.credentials.loginUid != unsetLoginUID {
-                found.append(request(thread, "audit login uid \(loginUID), the restorer's being \(baseline.credentials.loginUid)", [capAuditControl]))
+                found.append(request(thread, "audit login uid \(loginUID), the restorer's being \(baseline.credentials.loginUid)", [Capability.auditControl]))
             }
         }
         return found

@@ -1,4 +1,3 @@
-import CLinux
 import Glibc
 import LinuxKit
 
@@ -20,7 +19,7 @@ public enum KernelFeatures {
         }
         add("clone3 with set_tid", "restoring a process with its PID (Linux 5.5, CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE)") {
             let capabilities = (try? ProcFS.status(pid: getpid()))?.capabilities?.effective ?? 0
-            let allowed = capabilities & (1 << 21) != 0 || capabilities & (1 << 40) != 0
+            let allowed = capabilities & (1 << Capability.sysAdmin) != 0 || capabilities & (1 << Capability.checkpointRestore) != 0
             return (allowed && kernelAtLeast(5, 5), allowed ? nil : "amber lacks CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE")
         }
         add("pidfd_getfd", "copying open files between processes (Linux 5.6)") {

@@ -1,5 +1,4 @@
 import AmberImage
-import CLinux
 import Glibc
 import LinuxKit
 import Logging
@@ -19,7 +18,7 @@ struct DumpTarget: Sendable {
 }
 
 /// A stopped process being dumped: what every kind of state reads from.
-final class DumpSession {
+final class DumpSession: ScratchSpace {
     let target: DumpTarget
     var pid: Int32 { target.pid }
     var name: ProcessName { target.name }
@@ -93,17 +92,6 @@ final class DumpSession {
         return status
     }
 
-    /// Reads `count` bytes of the scratch page, where an injected call left its result.
-    func readScratch(_ count: Int, offset: Int = 0) throws(LinuxError) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: count)
-        let memory = ProcessMemory(pid: pid)
-        let address = scratch + UInt64(offset)
-        _ = try bytes.withUnsafeMutableBytes { buffer in
-            Result { () throws(LinuxError) in try memory.read(into: buffer, from: [(address, count)]) }
-        }.get()
-        return bytes
-    }
-
     /// Puts back the scratch area's bytes (or unmaps its page), the target's registers and signal mask.
     func finish() throws(LinuxError) {
         if let savedStackBytes {
@@ -118,7 +106,7 @@ final class DumpSession {
     }
 }
 
-/// Scratch memory in a task for the arguments of injected calls.
+/// Scratch memory in a task for the arguments and results of injected calls.
 protocol ScratchSpace {
     var pid: Int32 { get }
     var scratch: UInt64 { get }
@@ -126,19 +114,9 @@ protocol ScratchSpace {
 }
 
 extension ScratchSpace {
-    /// Writes bytes into the scratch area at `offset` and returns their address in the task.
-    func writeScratch(_ bytes: UnsafeRawBufferPointer, offset: Int = 0) throws(LinuxError) -> UInt64 {
-        precondition(offset + bytes.count <= Self.scratchSize)
-        let address = scratch + UInt64(offset)
-        _ = try ProcessMemory(pid: pid).write(bytes, to: [(address, bytes.count)])
-        return address
-    }
-
-    func writeScratch<T>(value: T, offset: Int = 0) throws(LinuxError) -> UInt64 {
-        var copy = value
-        return try withUnsafeBytes(of: &copy) { bytes in
-            Result { () throws(LinuxError) in try writeScratch(bytes, offset: offset) }
-        }.get()
+    /// The whole scratch area, empty, for the arguments of one injected call.
+    func arguments() -> ScratchArena {
+        ScratchArena(pid: pid, base: scratch, size: Self.scratchSize)
     }
 }
 
@@ -159,9 +137,9 @@ struct HelperBaseline {
     static func ofRestorer() throws -> HelperBaseline {
         let stack = try ProcessControl.alternateStack()
         var alternateStack = Amber_SignalStack()
-        alternateStack.base = UInt64(UInt(bitPattern: stack.ss_sp))
-        alternateStack.flags = UInt32(bitPattern: stack.ss_flags)
-        alternateStack.size = UInt64(stack.ss_size)
+        alternateStack.base = stack.base
+        alternateStack.flags = UInt32(bitPattern: stack.flags)
+        alternateStack.size = stack.size
         guard let umask = try ProcFS.status(pid: getpid()).umask else {
             throw LinuxError(.invalidArgument, "read the Umask line of /proc/self/status")
         }

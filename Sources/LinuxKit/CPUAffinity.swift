@@ -1,4 +1,4 @@
-import CLinux
+internal import CLinux
 import Glibc
 
 /// A task's CPU affinity mask (sched_getaffinity/sched_setaffinity), as raw 64-bit words.

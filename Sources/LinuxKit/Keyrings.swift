@@ -1,4 +1,4 @@
-import CLinux
+internal import CLinux
 
 /// keyctl(2) operations and special keyring IDs, for the calling process and for calls
 /// injected into a task.

@@ -16,6 +16,8 @@ public enum MemoryAdvice {
     public static let mapDroppable: Int32 = 0x08
     /// mlock2 flag: lock pages as they are faulted in.
     public static let lockOnFault: UInt64 = 1
+    /// mremap flags: the area may move, to the address given.
+    public static let remapMayMove: UInt64 = 1, remapFixed: UInt64 = 2
     /// mlockall flags.
     public static let lockFuture: UInt64 = 2
     public static let lockOnFaultAll: UInt64 = 4

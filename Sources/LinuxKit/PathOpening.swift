@@ -1,4 +1,4 @@
-import CLinux
+internal import CLinux
 import Glibc
 
 /// What the kernel checks a thread's file access against: its filesystem IDs and groups.

@@ -1,4 +1,4 @@
-import CLinux
+internal import CLinux
 import Glibc
 
 /// A pidfd: a stable handle to a process that cannot be confused with a later one reusing its PID.

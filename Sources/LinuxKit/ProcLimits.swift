@@ -15,6 +15,11 @@ public struct ResourceLimitEntry: Sendable, Equatable {
     }
 }
 
+/// RLIMIT_* numbers that Glibc's overlay does not name.
+public enum ResourceLimit {
+    public static let memoryLock: UInt32 = 8, nice: UInt32 = 13, realtimePriority: UInt32 = 14
+}
+
 extension ProcFS {
     /// The row names of /proc/PID/limits, indexed by RLIMIT_* number.
     static let limitNames: [[UInt8]] = [

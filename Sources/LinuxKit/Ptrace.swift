@@ -1,4 +1,4 @@
-import CLinux
+internal import CLinux
 import Glibc
 import SystemPackage
 
@@ -27,6 +27,7 @@ enum PtraceRequest {
     static let seccompGetFilter = 0x420c
     static let seccompGetMetadata = 0x420d
     static let getRseqConfiguration = 0x420f
+    static let getSyscallUserDispatchConfig = 0x4211
 }
 
 /// Register sets for PTRACE_GETREGSET/SETREGSET.
@@ -154,15 +155,15 @@ public struct Tracee: Sendable {
         _ = try request(PtraceRequest.detach, 0, UInt64(signal), "PTRACE_DETACH")
     }
 
-    public func registers() throws(LinuxError) -> amber_user_regs {
+    public func registers() throws(LinuxError) -> UserRegisters {
         var regs = amber_user_regs()
         var length = MemoryLayout<amber_user_regs>.size
         try kernelResult(amber_ptrace_getregset(pid, RegisterSet.general.rawValue, &regs, &length), "PTRACE_GETREGSET NT_PRSTATUS of task \(pid)").map { _ in }.get()
-        return regs
+        return UserRegisters(regs)
     }
 
-    public func setRegisters(_ regs: amber_user_regs) throws(LinuxError) {
-        var copy = regs
+    public func setRegisters(_ regs: UserRegisters) throws(LinuxError) {
+        var copy = regs.raw
         _ = try kernelResult(amber_ptrace_setregset(pid, RegisterSet.general.rawValue, &copy, MemoryLayout<amber_user_regs>.size), "PTRACE_SETREGSET NT_PRSTATUS of task \(pid)").get()
     }
 
@@ -214,12 +215,12 @@ public struct Tracee: Sendable {
     }
 
     /// The task's rseq registration (kernel 5.13).
-    public func rseqConfiguration() throws(LinuxError) -> amber_rseq_configuration {
+    public func rseqConfiguration() throws(LinuxError) -> RseqConfiguration {
         var configuration = amber_rseq_configuration()
         _ = try withUnsafeMutablePointer(to: &configuration) { pointer throws(LinuxError) in
             try request(PtraceRequest.getRseqConfiguration, UInt64(MemoryLayout<amber_rseq_configuration>.size), UInt64(UInt(bitPattern: pointer)), "PTRACE_GET_RSEQ_CONFIGURATION")
         }
-        return configuration
+        return RseqConfiguration(configuration)
     }
 
     /// The classic BPF program of the task's `index`-th seccomp filter, counting from the oldest

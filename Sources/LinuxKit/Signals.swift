@@ -1,8 +1,11 @@
-import CLinux
+internal import CLinux
 import Glibc
 
 /// Sending signals and checking for processes.
 public enum Signals {
+    /// The size of the kernel's sigset_t (64 signals), which rt_sig* calls take as an argument.
+    public static let setSize: UInt64 = 8
+
     public static func send(_ signal: Int32, to pid: Int32) throws(LinuxError) {
         _ = try libcResult("send signal \(signal) to \(pid)") { Glibc.kill(pid, signal) }.get()
     }
@@ -18,7 +21,7 @@ public enum ProcessControl {
     /// Makes this process a child subreaper (PR_SET_CHILD_SUBREAPER): orphaned descendants are
     /// reparented to it instead of init.
     public static func setChildSubreaper(_ enabled: Bool) throws(LinuxError) {
-        _ = try kernelResult(amber_prctl(36 /* PR_SET_CHILD_SUBREAPER */, enabled ? 1 : 0, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER, \(enabled ? 1 : 0))").get()
+        _ = try kernelResult(amber_prctl(Int32(TaskControl.setChildSubreaper), enabled ? 1 : 0, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER, \(enabled ? 1 : 0))").get()
     }
 
     /// One of this thread's prctl settings that PR_GET_* returns as the call's result.
@@ -44,10 +47,10 @@ public enum ProcessControl {
     }
 
     /// This thread's alternate signal stack.
-    public static func alternateStack() throws(LinuxError) -> stack_t {
+    public static func alternateStack() throws(LinuxError) -> SignalStack {
         var current = stack_t()
         _ = try libcResult("sigaltstack") { Glibc.sigaltstack(nil, &current) }.get()
-        return current
+        return SignalStack(base: UInt64(UInt(bitPattern: current.ss_sp)), flags: current.ss_flags, size: UInt64(current.ss_size))
     }
 
     /// This thread's securebits (PR_GET_SECUREBITS): SECBIT_* flags and their locks.

@@ -1,4 +1,4 @@
-import CLinux
+internal import CLinux
 import Glibc
 
 /// x86_64 system call numbers used by injection.
@@ -18,6 +18,12 @@ public enum SyscallNumber {
     public static let mseal = 462
     public static let getitimer = 36
     public static let setitimer = 38
+    public static let setgroups = 116
+    public static let setresuid = 117
+    public static let setresgid = 119
+    public static let setfsuid = 122
+    public static let setfsgid = 123
+    public static let capset = 126
     public static let getpgid = 121
     public static let personality = 135
     public static let setpgid = 109
@@ -71,7 +77,7 @@ public struct SyscallInjector {
     /// Address of a `syscall` instruction (0f 05) in the task.
     public var instruction: UInt64
     /// The registers the task had when injection began; restored by `finish()`.
-    public let savedRegisters: amber_user_regs
+    public let savedRegisters: UserRegisters
     public let savedSignalMask: UInt64
 
     /// Takes over a stopped tracee. Blocks every signal while injecting, so that no signal can
@@ -119,7 +125,7 @@ public struct SyscallInjector {
         try tracee.cont()
     }
 
-    private func registers(for number: Int, _ args: [UInt64]) -> amber_user_regs {
+    private func registers(for number: Int, _ args: [UInt64]) -> UserRegisters {
         var regs = savedRegisters
         regs.rax = UInt64(number)
         // orig_rax = -1: otherwise the kernel's syscall-restart logic rewrites rip/rax when the
@@ -214,7 +220,7 @@ public let dumpOptions: PtraceOptions = [.traceSysGood]
 /// stopped, with no descriptor but `keptDescriptor`; resumed as it was, it reaps children and
 /// exits with the status of `awaitedChild` (see amber_clone3_stopped_helper).
 /// Returns its PID as seen by the caller.
-public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0, exitSignal: Int32 = SIGCHLD, keptDescriptor: Int32, awaitedChild: Int32 = 0) throws(LinuxError) -> Tracee {
+public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0, exitSignal: Int32 = Glibc.SIGCHLD, keptDescriptor: Int32, awaitedChild: Int32 = 0) throws(LinuxError) -> Tracee {
     let result = pids.withUnsafeBufferPointer { amber_clone3_stopped_helper($0.baseAddress, $0.count, flags, exitSignal, keptDescriptor, awaitedChild) }
     let pid = Int32(try kernelResult(result, "clone3 with set_tid \(pids)").get())
     let tracee = Tracee(pid: pid)

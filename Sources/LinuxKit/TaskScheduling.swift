@@ -1,10 +1,16 @@
-import CLinux
+internal import CLinux
 import Glibc
 
 /// How the scheduler treats one task (thread), read and set from outside by its TID.
 public enum TaskScheduling {
     /// SCHED_RESET_ON_FORK, or-ed into the policy by sched_getscheduler and sched_setscheduler.
     public static let resetOnFork: Int32 = 0x4000_0000
+    /// SCHED_FIFO and SCHED_RR, the real-time policies.
+    public static let fifoPolicy: Int32 = 1, roundRobinPolicy: Int32 = 2
+    /// SCHED_DEADLINE, which glibc 2.36 does not name.
+    public static let deadlinePolicy: Int32 = 6
+    /// IOPRIO_CLASS_RT in the class bits (13 and up) of an I/O priority.
+    public static let ioPriorityClassShift = 13, ioPriorityClassRealtime: Int32 = 1
 
     /// The policy, with SCHED_RESET_ON_FORK when set.
     public static func policy(of tid: Int32) throws(LinuxError) -> Int32 {
@@ -49,7 +55,7 @@ public enum TaskScheduling {
     /// CONFIG_SCHED_CORE; 0 when it has none.
     public static func coreSchedulingCookie(of tid: Int32) -> UInt64? {
         var cookie: UInt64 = 0
-        let result = withUnsafeMutablePointer(to: &cookie) { amber_prctl(62 /* PR_SCHED_CORE */, 0 /* PR_SCHED_CORE_GET */, UInt64(tid), 0 /* PIDTYPE_PID */, UInt64(UInt(bitPattern: $0))) }
+        let result = withUnsafeMutablePointer(to: &cookie) { amber_prctl(Int32(TaskControl.schedulingCore), TaskControl.schedulingCoreGet, UInt64(tid), TaskControl.schedulingCoreOfTask, UInt64(UInt(bitPattern: $0))) }
         return result < 0 ? nil : cookie
     }
 

@@ -6,21 +6,6 @@ import LinuxKit
 /// supplementary groups, the five capability sets and securebits (keep-caps among them).
 /// no_new_privs is a thread flag (`FlagState`), set after these.
 enum CredentialState {
-    private static let prCapbsetDrop: UInt64 = 24
-    private static let prSetSecurebits: UInt64 = 28
-    private static let prSetKeepCaps: UInt64 = 8
-    private static let prCapAmbient: UInt64 = 47, ambientRaise: UInt64 = 2, ambientClearAll: UInt64 = 4
-    private static let setgroups = 116, setresuid = 117, setresgid = 119, setfsuid = 122, setfsgid = 123, capset = 126
-    /// _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set.
-    private static let capabilityVersion3: UInt32 = 0x2008_0522
-
-    private static let capSetuid = 7, capSetgid = 6, capSetpcap = 8
-    /// SECBIT_KEEP_CAPS and SECBIT_KEEP_CAPS_LOCKED.
-    private static let keepCaps: UInt32 = 1 << 4, keepCapsLocked: UInt32 = 1 << 5
-    private static let noCapAmbientRaise: UInt32 = 1 << 6
-    /// Every SECBIT_*_LOCKED bit: the odd ones.
-    private static let securebitLocks: UInt32 = 0xaaa
-
     // MARK: Dump
 
     /// The credentials of the thread `injector` runs in: its /proc status for all but securebits.
@@ -139,13 +124,13 @@ enum CredentialState {
         }
         let uids = [image.uid, image.euid, image.suid], gids = [image.gid, image.egid, image.sgid]
         let ownUIDs = [own.uid, own.euid, own.suid], ownGIDs = [own.gid, own.egid, own.sgid]
-        if !has(capSetuid), !allowed(uids, fs: image.fsuid, own: ownUIDs, ownFS: own.fsuid) {
+        if !has(Capability.setuid), !allowed(uids, fs: image.fsuid, own: ownUIDs, ownFS: own.fsuid) {
             return "has user IDs \(list(uids + [image.fsuid])) (real, effective, saved, filesystem) and the restorer, with \(list(ownUIDs + [own.fsuid])), lacks CAP_SETUID"
         }
-        if !has(capSetgid), !allowed(gids, fs: image.fsgid, own: ownGIDs, ownFS: own.fsgid) {
+        if !has(Capability.setgid), !allowed(gids, fs: image.fsgid, own: ownGIDs, ownFS: own.fsgid) {
             return "has group IDs \(list(gids + [image.fsgid])) (real, effective, saved, filesystem) and the restorer, with \(list(ownGIDs + [own.fsgid])), lacks CAP_SETGID"
         }
-        if !has(capSetgid), Set(image.groups) != Set(own.groups) {
+        if !has(Capability.setgid), Set(image.groups) != Set(own.groups) {
             return "has supplementary groups \(list(image.groups)), the restorer \(list(own.groups)) and lacks CAP_SETGID"
         }
         if image.capPermitted & ~own.capPermitted != 0 {
@@ -154,25 +139,25 @@ enum CredentialState {
         if image.capBounding & ~own.capBounding != 0 {
             return "has capabilities \(names(image.capBounding & ~own.capBounding)) in its bounding set that the restorer's lacks"
         }
-        if image.capBounding != own.capBounding, !has(capSetpcap) {
+        if image.capBounding != own.capBounding, !has(Capability.setpcap) {
             return "has a smaller bounding set than the restorer, which lacks CAP_SETPCAP to drop \(names(own.capBounding & ~image.capBounding))"
         }
-        let inheritableBeyond = image.capInheritable & ~own.capInheritable & ~(has(capSetpcap) ? .max : own.capPermitted)
+        let inheritableBeyond = image.capInheritable & ~own.capInheritable & ~(has(Capability.setpcap) ? .max : own.capPermitted)
         if inheritableBeyond != 0 || image.capInheritable & ~(own.capInheritable | own.capBounding) != 0 {
             return "has inheritable capabilities \(names(image.capInheritable & ~own.capInheritable)) the restorer may not raise"
         }
-        if image.capAmbient != 0, own.securebits & noCapAmbientRaise != 0 {
+        if image.capAmbient != 0, own.securebits & Securebits.noCapAmbientRaise != 0 {
             return "has ambient capabilities \(names(image.capAmbient)) and the restorer has SECBIT_NO_CAP_AMBIENT_RAISE"
         }
         let changed = image.securebits ^ own.securebits
-        if changed & keepCaps != 0, own.securebits & keepCapsLocked != 0 {
-            return "has keep-caps \(image.securebits & keepCaps != 0 ? "on" : "off"), locked otherwise in the restorer"
+        if changed & Securebits.keepCaps != 0, own.securebits & Securebits.keepCapsLocked != 0 {
+            return "has keep-caps \(image.securebits & Securebits.keepCaps != 0 ? "on" : "off"), locked otherwise in the restorer"
         }
-        if changed & ~keepCaps != 0 {
-            if !has(capSetpcap) {
+        if changed & ~Securebits.keepCaps != 0 {
+            if !has(Capability.setpcap) {
                 return "has securebits 0x\(String(image.securebits, radix: 16)), the restorer 0x\(String(own.securebits, radix: 16)) and lacks CAP_SETPCAP"
             }
-            if changed & (own.securebits & securebitLocks) >> 1 != 0 || own.securebits & securebitLocks & ~image.securebits != 0 {
+            if changed & (own.securebits & Securebits.locks) >> 1 != 0 || own.securebits & Securebits.locks & ~image.securebits != 0 {
                 return "has securebits 0x\(String(image.securebits, radix: 16)) that the restorer's locked securebits 0x\(String(own.securebits, radix: 16)) forbid"
             }
         }
@@ -234,42 +219,42 @@ enum CredentialState {
         }
         let idsChange = [image.uid, image.euid, image.suid] != [now.uid, now.euid, now.suid]
         // Keeps the permitted set through a change away from uid 0 (unless locked off).
-        if idsChange, now.securebits & (keepCaps | keepCapsLocked) == 0 {
-            try injector.call("prctl(PR_SET_KEEPCAPS, 1)", SyscallNumber.prctl, prSetKeepCaps, 1)
+        if idsChange, now.securebits & (Securebits.keepCaps | Securebits.keepCapsLocked) == 0 {
+            try injector.call("prctl(PR_SET_KEEPCAPS, 1)", SyscallNumber.prctl, TaskControl.setKeepCapabilities, 1)
         }
         if image.capInheritable != now.capInheritable {
             try setCapabilities(effective: now.capEffective, permitted: now.capPermitted, inheritable: image.capInheritable, injector, session)
         }
         for cap in 0..<64 where now.capBounding & ~image.capBounding & (1 << UInt64(cap)) != 0 {
-            try injector.call("prctl(PR_CAPBSET_DROP, \(names(1 << UInt64(cap))))", SyscallNumber.prctl, prCapbsetDrop, UInt64(cap))
+            try injector.call("prctl(PR_CAPBSET_DROP, \(names(1 << UInt64(cap))))", SyscallNumber.prctl, TaskControl.capabilityBoundingSetDrop, UInt64(cap))
         }
         if image.groups.sorted() != now.groups.sorted() {
             try setGroups(image.groups, injector, session)
         }
         if [image.gid, image.egid, image.sgid] != [now.gid, now.egid, now.sgid] {
-            try injector.call("setresgid(\(image.gid), \(image.egid), \(image.sgid))", setresgid, UInt64(image.gid), UInt64(image.egid), UInt64(image.sgid))
+            try injector.call("setresgid(\(image.gid), \(image.egid), \(image.sgid))", SyscallNumber.setresgid, UInt64(image.gid), UInt64(image.egid), UInt64(image.sgid))
         }
         if idsChange {
-            try injector.call("setresuid(\(image.uid), \(image.euid), \(image.suid))", setresuid, UInt64(image.uid), UInt64(image.euid), UInt64(image.suid))
+            try injector.call("setresuid(\(image.uid), \(image.euid), \(image.suid))", SyscallNumber.setresuid, UInt64(image.uid), UInt64(image.euid), UInt64(image.suid))
         }
         now = try current()
         if now.capEffective != now.capPermitted {
             try setCapabilities(effective: now.capPermitted, permitted: now.capPermitted, inheritable: image.capInheritable, injector, session)
         }
         // setfs[ug]id returns the old ID, never an error: the check at the end reads the result.
-        try injector.call("setfsgid(\(image.fsgid))", setfsgid, UInt64(image.fsgid))
-        try injector.call("setfsuid(\(image.fsuid))", setfsuid, UInt64(image.fsuid))
+        try injector.call("setfsgid(\(image.fsgid))", SyscallNumber.setfsgid, UInt64(image.fsgid))
+        try injector.call("setfsuid(\(image.fsuid))", SyscallNumber.setfsuid, UInt64(image.fsuid))
         if image.capAmbient != now.capAmbient {
-            try injector.call("prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)", SyscallNumber.prctl, prCapAmbient, ambientClearAll, 0, 0, 0)
+            try injector.call("prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)", SyscallNumber.prctl, TaskControl.capabilityAmbient, TaskControl.ambientClearAll, 0, 0, 0)
             for cap in 0..<64 where image.capAmbient & (1 << UInt64(cap)) != 0 {
-                try injector.call("prctl(PR_CAP_AMBIENT_RAISE, \(names(1 << UInt64(cap))))", SyscallNumber.prctl, prCapAmbient, ambientRaise, UInt64(cap), 0, 0)
+                try injector.call("prctl(PR_CAP_AMBIENT_RAISE, \(names(1 << UInt64(cap))))", SyscallNumber.prctl, TaskControl.capabilityAmbient, TaskControl.ambientRaise, UInt64(cap), 0, 0)
             }
         }
         now = try current()
-        if (image.securebits ^ now.securebits) & ~keepCaps != 0 {
-            try injector.call("prctl(PR_SET_SECUREBITS, 0x\(String(image.securebits, radix: 16)))", SyscallNumber.prctl, prSetSecurebits, UInt64(image.securebits))
+        if (image.securebits ^ now.securebits) & ~Securebits.keepCaps != 0 {
+            try injector.call("prctl(PR_SET_SECUREBITS, 0x\(String(image.securebits, radix: 16)))", SyscallNumber.prctl, TaskControl.setSecurebits, UInt64(image.securebits))
         } else if image.securebits != now.securebits {
-            try injector.call("prctl(PR_SET_KEEPCAPS, \(image.securebits & keepCaps != 0 ? 1 : 0))", SyscallNumber.prctl, prSetKeepCaps, image.securebits & keepCaps != 0 ? 1 : 0)
+            try injector.call("prctl(PR_SET_KEEPCAPS, \(image.securebits & Securebits.keepCaps != 0 ? 1 : 0))", SyscallNumber.prctl, TaskControl.setKeepCapabilities, image.securebits & Securebits.keepCaps != 0 ? 1 : 0)
         }
         try setCapabilities(effective: image.capEffective, permitted: image.capPermitted, inheritable: image.capInheritable, injector, session)
         let result = try current()
@@ -286,8 +271,9 @@ enum CredentialState {
     /// before the IDs change.
     private static func setLoginUID(_ value: UInt32, _ injector: SyscallInjector, _ session: RestoreSession) throws {
         let path = Array("/proc/thread-self/loginuid".utf8) + [0], text = Array(String(value).utf8)
-        let pathAddress = try path.withUnsafeBytes { try session.writeScratch($0) }
-        let textAddress = try text.withUnsafeBytes { try session.writeScratch($0, offset: 64) }
+        var arguments = session.arguments()
+        let pathAddress = try arguments.place(path)
+        let textAddress = try arguments.place(text)
         let fd = try injector.call("open /proc/thread-self/loginuid", SyscallNumber.openat, UInt64(bitPattern: Int64(AT_FDCWD)), pathAddress, UInt64(O_WRONLY | O_CLOEXEC))
         defer { _ = try? injector.call("close", SyscallNumber.close, fd) }
         try injector.call("write loginuid \(value)", SyscallNumber.write, fd, textAddress, UInt64(text.count))
@@ -302,14 +288,11 @@ enum CredentialState {
     /// capset(2), version 3, for the calling thread: the header and both words of each set go
     /// through the scratch area.
     private static func setCapabilities(effective: UInt64, permitted: UInt64, inheritable: UInt64, _ injector: SyscallInjector, _ session: RestoreSession) throws {
-        let words: [UInt32] = [
-            capabilityVersion3, 0,
-            UInt32(truncatingIfNeeded: effective), UInt32(truncatingIfNeeded: permitted), UInt32(truncatingIfNeeded: inheritable),
-            UInt32(truncatingIfNeeded: effective >> 32), UInt32(truncatingIfNeeded: permitted >> 32), UInt32(truncatingIfNeeded: inheritable >> 32),
-        ]
-        let header = try words.withUnsafeBytes { try session.writeScratch($0) }
+        var arguments = session.arguments()
+        let header = try arguments.place(CapsetArguments.header)
+        let data = try arguments.place(CapsetArguments(effective: effective, permitted: permitted, inheritable: inheritable).data)
         try injector.call("capset(effective \(String(effective, radix: 16)), permitted \(String(permitted, radix: 16)), inheritable \(String(inheritable, radix: 16)))",
-                          capset, header, header + 8)
+                          SyscallNumber.capset, header, data)
     }
 
     /// setgroups(2): the list goes through the scratch area, or a temporary mapping when it is
@@ -317,15 +300,16 @@ enum CredentialState {
     private static func setGroups(_ groups: [UInt32], _ injector: SyscallInjector, _ session: RestoreSession) throws {
         let size = groups.count * 4
         guard size > RestoreSession.scratchSize else {
-            let address = try groups.withUnsafeBytes { try session.writeScratch($0) }
-            try injector.call("setgroups(\(groups.count) groups)", setgroups, UInt64(groups.count), address)
+            var arguments = session.arguments()
+            let address = try arguments.place(groups.withUnsafeBytes { Array($0) })
+            try injector.call("setgroups(\(groups.count) groups)", SyscallNumber.setgroups, UInt64(groups.count), address)
             return
         }
         let length = UInt64((size + 4095) & ~4095)
         let area = try injector.call("mmap groups", SyscallNumber.mmap, 0, length, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
         defer { _ = try? injector.call("munmap groups", SyscallNumber.munmap, area, length) }
         _ = try groups.withUnsafeBytes { bytes throws(LinuxError) in try ProcessMemory(pid: session.pid).write(bytes, to: [(area, size)]) }
-        try injector.call("setgroups(\(groups.count) groups)", setgroups, UInt64(groups.count), area)
+        try injector.call("setgroups(\(groups.count) groups)", SyscallNumber.setgroups, UInt64(groups.count), area)
     }
 }
 

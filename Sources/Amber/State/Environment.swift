@@ -50,7 +50,8 @@ enum EnvironmentState {
             // The helper inherited our limits: only set those that differ.
             var current = rlimit()
             if getrlimit(__rlimit_resource_t(limit.resource), &current) == 0, UInt64(current.rlim_cur) == limit.soft, UInt64(current.rlim_max) == limit.hard { continue }
-            let address = try session.writeScratch(value: rlimit(rlim_cur: rlim_t(limit.soft), rlim_max: rlim_t(limit.hard)))
+            var arguments = session.arguments()
+            let address = try arguments.place(rlimit(rlim_cur: rlim_t(limit.soft), rlim_max: rlim_t(limit.hard)))
             let result = try session.injector.raw(SyscallNumber.prlimit64, 0, UInt64(limit.resource), address, 0)
             if result == -Int64(EPERM) {
                 throw AmberError(.restoreFailed, "cannot raise resource limit \(limit.resource) to soft \(limit.soft), hard \(limit.hard): the restorer's hard limit is lower and raising it needs CAP_SYS_RESOURCE")

@@ -9,17 +9,6 @@ import LinuxKit
 /// (speculation control, linear address masking, shadow stacks, syscall user dispatch, the
 /// I/O flusher flag) and AMX permission are refused by name.
 enum FlagState {
-    private static let setPdeathsig: UInt64 = 1, getPdeathsig: UInt64 = 2
-    private static let setDumpable: UInt64 = 4
-    private static let setChildSubreaper: UInt64 = 36, getChildSubreaper: UInt64 = 37
-    private static let setNoNewPrivs: UInt64 = 38, getNoNewPrivs: UInt64 = 39
-    private static let setTHPDisable: UInt64 = 41
-    private static let machineCheckKill: UInt64 = 33
-    private static let machineCheckKillClear: UInt64 = 0, machineCheckKillSet: UInt64 = 1, machineCheckKillDefault: UInt32 = 2
-    private static let setMDWE: UInt64 = 65, getMDWE: UInt64 = 66
-    /// PR_THP_DISABLE_EXCEPT_ADVISED, as PR_GET_THP_DISABLE reports it and PR_SET_THP_DISABLE takes it.
-    private static let thpExceptAdvised: UInt32 = 2
-
     // MARK: Dump
 
     static func dump(_ session: DumpSession) throws -> Amber_ProcessFlags {
@@ -29,10 +18,12 @@ enum FlagState {
         if record.dumpable > 1 {
             throw AmberError.unsupported(session.name, "is dumpable only by root (PR_GET_DUMPABLE \(record.dumpable), as after a set-user-ID exec): prctl cannot set that back")
         }
-        try injector.call("prctl(PR_GET_CHILD_SUBREAPER)", SyscallNumber.prctl, getChildSubreaper, session.scratch)
-        record.childSubreaper = try session.readScratch(4).withUnsafeBytes { $0.loadUnaligned(as: Int32.self) } != 0
+        var arguments = session.arguments()
+        let subreaper = try arguments.reserve(4)
+        try injector.call("prctl(PR_GET_CHILD_SUBREAPER)", SyscallNumber.prctl, TaskControl.getChildSubreaper, subreaper)
+        record.childSubreaper = try arguments.read(subreaper, as: Int32.self) != 0
         record.thpDisable = UInt32(try injector.call("prctl(PR_GET_THP_DISABLE)", SyscallNumber.prctl, ProcessControl.GetOption.thpDisable.argument))
-        record.memoryDenyWriteExecute = UInt32(try injector.call("prctl(PR_GET_MDWE)", SyscallNumber.prctl, getMDWE, 0, 0, 0, 0))
+        record.memoryDenyWriteExecute = UInt32(try injector.call("prctl(PR_GET_MDWE)", SyscallNumber.prctl, TaskControl.getMDWE, 0, 0, 0, 0))
         record.personality = try ProcFS.number("/proc/\(session.pid)/personality") { UInt32($0, radix: 16) }
         record.oomScoreAdj = try ProcFS.number("/proc/\(session.pid)/oom_score_adj") { Int32($0) }
         record.coredumpFilter = try coredumpFilter(pid: session.pid)
@@ -40,8 +31,9 @@ enum FlagState {
         let slots = try injector.raw(SyscallNumber.prctl, TaskControl.futexHash, TaskControl.futexHashGetSlots)
         record.futexHashSlots = slots > 0 ? UInt32(clamping: slots) : 0
         // EINVAL on CPUs without dynamically enabled features.
-        let permissions = try injector.raw(SyscallNumber.archPrctl, TaskControl.archGetXCompPermissions, session.scratch) == 0
-            ? try session.readScratch(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } : 0
+        let permissionsAddress = try arguments.reserve(8)
+        let permissions = try injector.raw(SyscallNumber.archPrctl, TaskControl.archGetXCompPermissions, permissionsAddress) == 0
+            ? try arguments.read(permissionsAddress, as: UInt64.self) : 0
         if permissions & TaskControl.amxTileData != 0 {
             throw AmberError.unsupported(session.name, "has permission to use AMX tiles (arch_prctl ARCH_REQ_XCOMP_PERM): not supported yet")
         }
@@ -75,13 +67,15 @@ enum FlagState {
     /// One thread's, read by `injector` running in that thread.
     static func dump(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_ThreadFlags {
         var record = Amber_ThreadFlags()
-        try injector.call("prctl(PR_GET_PDEATHSIG)", SyscallNumber.prctl, getPdeathsig, session.scratch)
-        record.parentDeathSignal = try session.readScratch(4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+        var arguments = session.arguments()
+        let parentDeathSignal = try arguments.reserve(4)
+        try injector.call("prctl(PR_GET_PDEATHSIG)", SyscallNumber.prctl, TaskControl.getParentDeathSignal, parentDeathSignal)
+        record.parentDeathSignal = try arguments.read(parentDeathSignal, as: UInt32.self)
         // The thread's status shows it (since 4.10): one injected call fewer per thread.
         if let noNewPrivileges = try session.threadStatus(injector.tracee.pid).noNewPrivileges {
             record.noNewPrivs = noNewPrivileges
         } else {
-            record.noNewPrivs = try injector.call("prctl(PR_GET_NO_NEW_PRIVS)", SyscallNumber.prctl, getNoNewPrivs) != 0
+            record.noNewPrivs = try injector.call("prctl(PR_GET_NO_NEW_PRIVS)", SyscallNumber.prctl, TaskControl.getNoNewPrivileges) != 0
         }
         record.machineCheckKill = UInt32(try injector.call("prctl(PR_MCE_KILL_GET)", SyscallNumber.prctl, ProcessControl.GetOption.machineCheckKill.argument, 0, 0, 0, 0))
         let tid = injector.tracee.pid
@@ -93,12 +87,13 @@ enum FlagState {
             throw AmberError.unsupported(session.name, "has thread \(tid) with syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH): not supported yet")
         }
         // Only readable with CAP_SYS_RESOURCE, which setting it needs too.
-        let mayReadIOFlusher = (status.capabilities?.effective ?? 0) & 1 << 24 != 0
+        let mayReadIOFlusher = (status.capabilities?.effective ?? 0) & 1 << Capability.sysResource != 0
         if mayReadIOFlusher, try injector.raw(SyscallNumber.prctl, TaskControl.getIOFlusher) == 1 {
             throw AmberError.unsupported(session.name, "has thread \(tid) marked as an I/O flusher (PR_SET_IO_FLUSHER): not supported yet")
         }
-        try injector.call("prctl(PR_GET_TSC)", SyscallNumber.prctl, TaskControl.getTSC, session.scratch)
-        record.tscSigsegv = try session.readScratch(4).withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) } == TaskControl.tscSigsegv
+        let tsc = try arguments.reserve(4)
+        try injector.call("prctl(PR_GET_TSC)", SyscallNumber.prctl, TaskControl.getTSC, tsc)
+        record.tscSigsegv = try arguments.read(tsc, as: UInt32.self) == TaskControl.tscSigsegv
         // 1: cpuid runs; 0: it faults (ARCH_SET_CPUID 0).
         record.cpuidFaulting = try injector.raw(SyscallNumber.archPrctl, TaskControl.archGetCPUID) == 0
         return record
@@ -116,13 +111,13 @@ enum FlagState {
         // (fork clears both); a change of credentials resets dumpable and that signal.
         let baseline = session.baseline
         if flags.dumpable != baseline.dumpable || session.credentialsChanged {
-            try leader.call("prctl(PR_SET_DUMPABLE, \(flags.dumpable))", SyscallNumber.prctl, setDumpable, UInt64(flags.dumpable))
+            try leader.call("prctl(PR_SET_DUMPABLE, \(flags.dumpable))", SyscallNumber.prctl, TaskControl.setDumpable, UInt64(flags.dumpable))
         }
         if flags.childSubreaper {
-            try leader.call("prctl(PR_SET_CHILD_SUBREAPER)", SyscallNumber.prctl, setChildSubreaper, 1)
+            try leader.call("prctl(PR_SET_CHILD_SUBREAPER)", SyscallNumber.prctl, TaskControl.setChildSubreaper, 1)
         }
         if flags.thpDisable != baseline.thpDisable {
-            try leader.call("prctl(PR_SET_THP_DISABLE, \(flags.thpDisable))", SyscallNumber.prctl, setTHPDisable, UInt64(flags.thpDisable & 1), UInt64(flags.thpDisable & thpExceptAdvised))
+            try leader.call("prctl(PR_SET_THP_DISABLE, \(flags.thpDisable))", SyscallNumber.prctl, TaskControl.setTHPDisable, UInt64(flags.thpDisable & 1), UInt64(flags.thpDisable & TaskControl.thpDisableExceptAdvised))
         }
         try writeOOMScoreAdjustment(flags.oomScoreAdj, pid: session.pid)
         if try coredumpFilter(pid: session.pid) != flags.coredumpFilter {
@@ -141,12 +136,12 @@ enum FlagState {
                 try injector.call("personality(0x\(String(flags.personality, radix: 16)))", SyscallNumber.personality, UInt64(flags.personality))
             }
             if record.parentDeathSignal != 0 {
-                try injector.call("prctl(PR_SET_PDEATHSIG, \(record.parentDeathSignal))", SyscallNumber.prctl, setPdeathsig, UInt64(record.parentDeathSignal))
+                try injector.call("prctl(PR_SET_PDEATHSIG, \(record.parentDeathSignal))", SyscallNumber.prctl, TaskControl.setParentDeathSignal, UInt64(record.parentDeathSignal))
             }
-            if record.machineCheckKill == machineCheckKillDefault, record.machineCheckKill != baseline.machineCheckKill {
-                try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_CLEAR)", SyscallNumber.prctl, machineCheckKill, machineCheckKillClear, 0, 0, 0)
+            if record.machineCheckKill == TaskControl.machineCheckKillDefault, record.machineCheckKill != baseline.machineCheckKill {
+                try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_CLEAR)", SyscallNumber.prctl, TaskControl.machineCheckKill, TaskControl.machineCheckKillClear, 0, 0, 0)
             } else if record.machineCheckKill != baseline.machineCheckKill {
-                try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_SET, \(record.machineCheckKill))", SyscallNumber.prctl, machineCheckKill, machineCheckKillSet, UInt64(record.machineCheckKill), 0, 0)
+                try injector.call("prctl(PR_MCE_KILL, PR_MCE_KILL_SET, \(record.machineCheckKill))", SyscallNumber.prctl, TaskControl.machineCheckKill, TaskControl.machineCheckKillSet, UInt64(record.machineCheckKill), 0, 0)
             }
             if record.tscSigsegv {
                 try injector.call("prctl(PR_SET_TSC, PR_TSC_SIGSEGV)", SyscallNumber.prctl, TaskControl.setTSC, TaskControl.tscSigsegv)
@@ -156,10 +151,10 @@ enum FlagState {
             }
         }
         if flags.memoryDenyWriteExecute != 0 {
-            try leader.call("prctl(PR_SET_MDWE, \(flags.memoryDenyWriteExecute))", SyscallNumber.prctl, setMDWE, UInt64(flags.memoryDenyWriteExecute), 0, 0, 0)
+            try leader.call("prctl(PR_SET_MDWE, \(flags.memoryDenyWriteExecute))", SyscallNumber.prctl, TaskControl.setMDWE, UInt64(flags.memoryDenyWriteExecute), 0, 0, 0)
         }
         for (record, injector) in zip(records, injectors) where record.noNewPrivs {
-            try injector.call("prctl(PR_SET_NO_NEW_PRIVS)", SyscallNumber.prctl, setNoNewPrivs, 1)
+            try injector.call("prctl(PR_SET_NO_NEW_PRIVS)", SyscallNumber.prctl, TaskControl.setNoNewPrivileges, 1)
         }
     }
 

@@ -25,8 +25,10 @@ enum KeyringState {
             throw AmberError.unsupported(session.name, "has a process keyring (keyctl): keys are not restored yet")
         }
         var serial = Int64(try injector.call("keyctl(KEYCTL_GET_KEYRING_ID, session)", SyscallNumber.keyctl, Keyrings.getKeyringID, Keyrings.sessionKeyring, 0))
-        try injector.call("keyctl(KEYCTL_DESCRIBE, \(serial))", SyscallNumber.keyctl, Keyrings.describe, UInt64(serial), session.scratch, UInt64(DumpSession.scratchSize))
-        if Keyrings.isUserSessionKeyring(description: try session.readScratch(DumpSession.scratchSize)) { serial = 0 }
+        var arguments = session.arguments()
+        let description = try arguments.reserve(DumpSession.scratchSize)
+        try injector.call("keyctl(KEYCTL_DESCRIBE, \(serial))", SyscallNumber.keyctl, Keyrings.describe, UInt64(serial), description, UInt64(DumpSession.scratchSize))
+        if Keyrings.isUserSessionKeyring(description: try arguments.read(description, count: DumpSession.scratchSize)) { serial = 0 }
         guard serial != 0, serial != parentKeyring else { return (serial, false) }
         // The size of its list of keys, 4 bytes a key.
         let size = try injector.raw(SyscallNumber.keyctl, Keyrings.read, UInt64(serial), 0, 0)

@@ -1,5 +1,4 @@
 import AmberImage
-import CLinux
 import Dispatch
 import FoundationEssentials
 import Glibc
@@ -383,7 +382,7 @@ enum MemoryState {
     private static func move(_ injector: inout SyscallInjector, _ moves: [(from: UInt64, to: UInt64, size: UInt64, name: String)]) throws {
         let ordered = moves.filter { $0.name != "[vdso]" } + moves.filter { $0.name == "[vdso]" }
         for move in ordered {
-            try injector.call("mremap \(move.name)", SyscallNumber.mremap, move.from, move.size, move.size, 3 /* MREMAP_MAYMOVE | MREMAP_FIXED */, move.to)
+            try injector.call("mremap \(move.name)", SyscallNumber.mremap, move.from, move.size, move.size, MemoryAdvice.remapMayMove | MemoryAdvice.remapFixed, move.to)
             if move.name == "[vdso]" {
                 injector.instruction = injector.instruction - move.from + move.to
             }
@@ -435,7 +434,7 @@ enum MemoryState {
                 // mremap resets the page offset of an area that never faulted: fault one page (with zeros) first.
                 let memFile = try ProcessMemoryFile(pid: session.pid, writable: true)
                 try [UInt8](repeating: 0, count: 8).withUnsafeBytes { zeros throws in try memFile.write(zeros, at: elsewhere) }
-                try injector.call("mremap into place", SyscallNumber.mremap, elsewhere, length, length, 3 /* MREMAP_MAYMOVE | MREMAP_FIXED */, area.start)
+                try injector.call("mremap into place", SyscallNumber.mremap, elsewhere, length, length, MemoryAdvice.remapMayMove | MemoryAdvice.remapFixed, area.start)
             } else {
                 try injector.call(name, SyscallNumber.mmap, area.start, length, UInt64(protection), UInt64(flags), UInt64(bitPattern: Int64(fd)), area.fileOffset)
             }
@@ -484,7 +483,8 @@ enum MemoryState {
     /// names, then seals the sealed areas, which take no more changes.
     static func nameAndSealAreas(_ session: RestoreSession) throws {
         for area in session.task.memory.areas where !area.anonymousName.isEmpty {
-            let address = try Array((area.anonymousName + "\0").utf8).withUnsafeBytes { try session.writeScratch($0) }
+            var arguments = session.arguments()
+            let address = try arguments.place(Array((area.anonymousName + "\0").utf8))
             try session.injector.call("prctl(PR_SET_VMA_ANON_NAME, 0x\(String(area.start, radix: 16)), \(area.anonymousName))", SyscallNumber.prctl, MemoryAdvice.setVMA, MemoryAdvice.setVMAAnonymousName, area.start, area.end - area.start, address)
         }
         for area in session.task.memory.areas where area.sealed && !kernelAreaKinds.contains(area.kind) {
@@ -610,19 +610,20 @@ enum MemoryState {
     static func restoreMmFields(_ session: RestoreSession) throws {
         let mm = session.task.memory.mm
         let exe = try session.openInTask(mm.exePath, flags: O_RDONLY, what: "the executable")
-        let auxvAddress = try mm.auxv.withUnsafeBytes { bytes in try session.writeScratch(bytes, offset: 1024) }
-        var map = amber_prctl_mm_map()
-        map.start_code = mm.startCode; map.end_code = mm.endCode
-        map.start_data = mm.startData; map.end_data = mm.endData
-        map.start_brk = mm.startBrk; map.brk = mm.brk
-        map.start_stack = mm.startStack
-        map.arg_start = mm.argStart; map.arg_end = mm.argEnd
-        map.env_start = mm.envStart; map.env_end = mm.envEnd
+        var arguments = session.arguments()
+        let auxvAddress = try arguments.place([UInt8](mm.auxv))
+        var map = PrctlMemoryMap()
+        map.startCode = mm.startCode; map.endCode = mm.endCode
+        map.startData = mm.startData; map.endData = mm.endData
+        map.startBrk = mm.startBrk; map.brk = mm.brk
+        map.startStack = mm.startStack
+        map.argStart = mm.argStart; map.argEnd = mm.argEnd
+        map.envStart = mm.envStart; map.envEnd = mm.envEnd
         map.auxv = auxvAddress
-        map.auxv_size = UInt32(mm.auxv.count)
-        map.exe_fd = UInt32(exe.fd)
-        let mapAddress = try session.writeScratch(value: map)
-        try session.injector.call("prctl(PR_SET_MM, PR_SET_MM_MAP)", SyscallNumber.prctl, 35 /* PR_SET_MM */, 14 /* PR_SET_MM_MAP */, mapAddress, UInt64(MemoryLayout<amber_prctl_mm_map>.size))
+        map.auxvSize = UInt32(mm.auxv.count)
+        map.exeFD = UInt32(exe.fd)
+        let mapAddress = try arguments.place(map.bytes)
+        try session.injector.call("prctl(PR_SET_MM, PR_SET_MM_MAP)", SyscallNumber.prctl, TaskControl.setMM, TaskControl.setMMMap, mapAddress, UInt64(PrctlMemoryMap.byteCount))
         try session.closeInTask(exe)
         // After every area is made: MCL_FUTURE alone locks only what is mapped from now on.
         if session.task.memory.lockFuture {

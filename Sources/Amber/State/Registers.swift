@@ -1,5 +1,4 @@
 import AmberImage
-import CLinux
 import FoundationEssentials
 import Glibc
 import LinuxKit
@@ -29,12 +28,9 @@ enum RegisterState {
         return record
     }
 
-    /// Kernel codes a syscall interrupted by the stop may leave in rax.
-    private static let restartSys: Int64 = -512, restartNoIntr: Int64 = -513, restartNoHand: Int64 = -514, restartRestartBlock: Int64 = -516
-
     /// Sets the registers last, after every injected call; an interrupted syscall is set up to restart.
     static func restore(_ record: Amber_Registers, _ tracee: Tracee) throws {
-        var regs = amber_user_regs()
+        var regs = UserRegisters()
         regs.r15 = record.r15; regs.r14 = record.r14; regs.r13 = record.r13; regs.r12 = record.r12
         regs.rbp = record.rbp; regs.rbx = record.rbx; regs.r11 = record.r11; regs.r10 = record.r10
         regs.r9 = record.r9; regs.r8 = record.r8; regs.rax = record.rax; regs.rcx = record.rcx
@@ -45,10 +41,10 @@ enum RegisterState {
         if Int64(bitPattern: regs.orig_rax) >= 0 {
             // The helper is stopped outside any syscall, so the kernel will not restart one for us.
             switch Int64(bitPattern: regs.rax) {
-            case restartSys, restartNoIntr, restartNoHand:
+            case UserRegisters.restartSys, UserRegisters.restartNoIntr, UserRegisters.restartNoHand:
                 regs.rax = regs.orig_rax
                 regs.rip &-= 2
-            case restartRestartBlock:
+            case UserRegisters.restartRestartBlock:
                 regs.rax = UInt64(bitPattern: -Int64(EINTR))
             default:
                 break

@@ -5,9 +5,6 @@ import LinuxKit
 /// Scheduling, per thread: policy and real-time priority, nice, CPU affinity, timer slack and
 /// I/O priority. All but the timer slack are read and set from outside by TID.
 enum SchedulingState {
-    /// SCHED_DEADLINE: its runtime, deadline and period are not kept.
-    static let deadlinePolicy: Int32 = 6
-
     /// One thread's, read by `injector` running in that thread.
     static func dump(_ injector: SyscallInjector) throws -> Amber_Scheduling {
         let tid = injector.tracee.pid
@@ -31,7 +28,7 @@ enum SchedulingState {
             let injector = tracee.pid == session.pid ? session.injector : try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
             // Before the policy: a real-time thread's slack is the kernel's (0) whatever is set.
             if record.timerSlackNs != session.baseline.timerSlackNs {
-                try injector.call("prctl(PR_SET_TIMERSLACK, \(record.timerSlackNs))", SyscallNumber.prctl, 29 /* PR_SET_TIMERSLACK */, record.timerSlackNs)
+                try injector.call("prctl(PR_SET_TIMERSLACK, \(record.timerSlackNs))", SyscallNumber.prctl, TaskControl.setTimerSlack, record.timerSlackNs)
             }
             try TaskScheduling.setIOPriority(Int32(record.ioPriority), of: tracee.pid)
             try TaskScheduling.setNice(record.nice, of: tracee.pid)
@@ -58,7 +55,7 @@ enum SchedulingState {
     /// starts a new autogroup at nice 0).
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
         for tid in (try? ProcFS.threads(pid: pid)) ?? [pid] {
-            if let policy = try? TaskScheduling.policy(of: tid), policy & ~TaskScheduling.resetOnFork == deadlinePolicy {
+            if let policy = try? TaskScheduling.policy(of: tid), policy & ~TaskScheduling.resetOnFork == TaskScheduling.deadlinePolicy {
                 throw AmberError.unsupported(process, "has thread \(tid) under SCHED_DEADLINE: its runtime, deadline and period are not restored yet", tree: tree)
             }
             if let clamp = try? TaskScheduling.utilizationClamp(of: tid), clamp != (0, 0), clamp != (0, 1024) {

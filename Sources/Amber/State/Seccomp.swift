@@ -8,14 +8,6 @@ import LinuxKit
 /// else the restorer injects. PTRACE_O_SUSPEND_SECCOMP keeps the calls injected by dump and
 /// restore out of the filters' reach.
 enum SeccompState {
-    private static let setModeStrict: UInt64 = 0, setModeFilter: UInt64 = 1
-    private static let flagTSYNC: UInt64 = 1
-    /// SECCOMP_FILTER_FLAG_LOG: the one flag PTRACE_SECCOMP_GET_METADATA reports.
-    static let flagLog: UInt64 = 2
-    /// `ret k` (BPF_RET | BPF_K) returning SECCOMP_RET_USER_NOTIF (the action in the top 16 bits).
-    private static let returnConstant: UInt16 = 0x06
-    private static let userNotification: UInt32 = 0x7fc0_0000, actionMask: UInt32 = 0xffff_0000
-    private static let capSysAdmin: UInt64 = 1 << 21
     /// The initial user namespace has a fixed inode (PROC_USER_INIT_INO); PID 1's link may be unreadable.
     private static let initialUserNamespace = "user:[4026531837]"
 
@@ -35,7 +27,7 @@ enum SeccompState {
         guard let own = try? ProcFS.status(pid: getpid()) else { return "cannot read its own status" }
         if let mode = own.seccompMode, mode != 0 { return "runs under seccomp itself (mode \(mode))" }
         let effective = own.capabilities?.effective ?? 0
-        if effective & capSysAdmin == 0 { return "lacks CAP_SYS_ADMIN" }
+        if effective & 1 << Capability.sysAdmin == 0 { return "lacks CAP_SYS_ADMIN" }
         if (try? ProcFS.link("/proc/self/ns/user")) != initialUserNamespace {
             return "is not in the initial user namespace"
         }
@@ -98,13 +90,13 @@ enum SeccompState {
     /// a filter that hands calls to a user-space supervisor, whose listener (an fd, possibly in
     /// another process) amber cannot recreate.
     private static func checkRestorable(_ program: [UInt8], flags: UInt64, what: String, _ session: DumpSession) throws(AmberError) {
-        if flags & ~flagLog != 0 {
+        if flags & ~Seccomp.filterFlagLog != 0 {
             throw AmberError.unsupported(session.name, "has seccomp \(what) with flags 0x\(String(flags, radix: 16)), which amber cannot install again")
         }
         let hasUserNotification = program.withUnsafeBytes { bytes in
             stride(from: 0, to: bytes.count, by: 8).contains { offset in
-                bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self) == returnConstant
-                    && bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) & actionMask == userNotification
+                bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self) == Seccomp.returnConstant
+                    && bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) & Seccomp.returnActionMask == Seccomp.returnUserNotification
             }
         }
         if hasUserNotification {
@@ -167,7 +159,7 @@ enum SeccompState {
             // TSYNC gives the caller's no_new_privs to every thread: call it from one without, if any.
             let flags = [task.threadFlags] + task.threads.map(\.threadFlags)
             let caller = injectors[flags.firstIndex { !$0.noNewPrivs } ?? 0]
-            let sync = injectors.count > 1 ? flagTSYNC : 0
+            let sync = injectors.count > 1 ? Seccomp.filterFlagTSync : 0
             for index in shared {
                 try install(task.seccomp.filters[Int(index)], index: index, extraFlags: sync, caller, session)
             }
@@ -178,18 +170,18 @@ enum SeccompState {
             }
         }
         for (record, injector) in zip(records, injectors) where record.mode == .strict {
-            try injector.call("seccomp(SECCOMP_SET_MODE_STRICT)", SyscallNumber.seccomp, setModeStrict, 0, 0)
+            try injector.call("seccomp(SECCOMP_SET_MODE_STRICT)", SyscallNumber.seccomp, Seccomp.setModeStrict, 0, 0)
         }
     }
 
     /// seccomp(SECCOMP_SET_MODE_FILTER) with the program and its struct sock_fprog in the scratch area.
     private static func install(_ filter: Amber_SeccompFilter, index: UInt32, extraFlags: UInt64, _ injector: SyscallInjector, _ session: RestoreSession) throws {
-        let programOffset = 64
-        let program = try filter.program.withUnsafeBytes { try session.writeScratch($0, offset: programOffset) }
-        // struct sock_fprog: unsigned short len (instructions), then the pointer at offset 8.
-        let fprog = try session.writeScratch(value: (UInt64(filter.program.count / 8), program))
+        var arguments = session.arguments()
+        let instructions = try arguments.place([UInt8](filter.program))
+        let program = Seccomp.Program(instructionCount: UInt16(filter.program.count / Seccomp.Program.instructionSize), filter: instructions)
+        let fprog = try arguments.place(program.bytes)
         let flags = filter.flags | extraFlags
-        let result = try injector.call("seccomp(SECCOMP_SET_MODE_FILTER, 0x\(String(flags, radix: 16))) of filter \(index)", SyscallNumber.seccomp, setModeFilter, flags, fprog)
+        let result = try injector.call("seccomp(SECCOMP_SET_MODE_FILTER, 0x\(String(flags, radix: 16))) of filter \(index)", SyscallNumber.seccomp, Seccomp.setModeFilter, flags, fprog)
         // With TSYNC, a thread that could not be synced is named by its TID.
         if result != 0 {
             throw AmberError(.restoreFailed, "seccomp filter \(index) of process \(session.task.pid) could not be synced to thread \(result)")

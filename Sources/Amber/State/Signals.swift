@@ -1,5 +1,4 @@
 import AmberImage
-import CLinux
 import FoundationEssentials
 import Glibc
 import LinuxKit
@@ -15,8 +14,10 @@ enum SignalState {
         // Flags and masks of other default dispositions change no behaviour and are not kept.
         let nonDefault = session.status.caughtSignals | session.status.ignoredSignals | 1 << UInt64(SIGCHLD - 1)
         for signal in 1...64 where signal != SIGKILL && signal != SIGSTOP && nonDefault & (1 << UInt64(signal - 1)) != 0 {
-            try session.injector.call("rt_sigaction(\(signal))", SyscallNumber.rtSigaction, UInt64(signal), 0, session.scratch, 8)
-            let action = try session.readScratch(MemoryLayout<amber_kernel_sigaction>.size).withUnsafeBytes { $0.loadUnaligned(as: amber_kernel_sigaction.self) }
+            var arguments = session.arguments()
+            let old = try arguments.reserve(KernelSignalAction.byteCount)
+            try session.injector.call("rt_sigaction(\(signal))", SyscallNumber.rtSigaction, UInt64(signal), 0, old, Signals.setSize)
+            let action = KernelSignalAction(bytes: try arguments.read(old, count: KernelSignalAction.byteCount))
             guard action.handler != 0 || action.flags != 0 || action.mask != 0 else { continue }
             var entry = Amber_SignalAction()
             entry.signal = UInt32(signal)
@@ -43,21 +44,24 @@ enum SignalState {
 
     /// One thread's alternate signal stack, read by `injector` running in that thread.
     static func alternateStack(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_SignalStack {
-        try injector.call("sigaltstack", SyscallNumber.sigaltstack, 0, session.scratch)
-        let stack = try session.readScratch(24).withUnsafeBytes { (base: $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), flags: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self), size: $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self)) }
+        var arguments = session.arguments()
+        let old = try arguments.reserve(SignalStack.byteCount)
+        try injector.call("sigaltstack", SyscallNumber.sigaltstack, 0, old)
+        let stack = SignalStack(bytes: try arguments.read(old, count: SignalStack.byteCount))
         var record = Amber_SignalStack()
         record.base = stack.base
         record.size = stack.size
-        record.flags = stack.flags
+        record.flags = UInt32(bitPattern: stack.flags)
         return record
     }
 
     /// Handlers; the helper starts with every disposition at default.
     static func restoreHandlers(_ record: Amber_Signals, _ session: RestoreSession) throws {
         for entry in record.actions {
-            let action = amber_kernel_sigaction(handler: entry.handler, flags: entry.flags, restorer: entry.restorer, mask: entry.mask)
-            let address = try session.writeScratch(value: action)
-            try session.injector.call("rt_sigaction(\(entry.signal))", SyscallNumber.rtSigaction, UInt64(entry.signal), address, 0, 8)
+            let action = KernelSignalAction(handler: entry.handler, flags: entry.flags, restorer: entry.restorer, mask: entry.mask)
+            var arguments = session.arguments()
+            let address = try arguments.place(action.bytes)
+            try session.injector.call("rt_sigaction(\(entry.signal))", SyscallNumber.rtSigaction, UInt64(entry.signal), address, 0, Signals.setSize)
         }
     }
 
@@ -68,14 +72,9 @@ enum SignalState {
         none.flags = UInt32(SS_DISABLE)
         let current = injector.tracee.pid == session.pid ? session.baseline.alternateStack : none
         if stack.base == current.base, stack.size == current.size, stack.flags & ~UInt32(SS_ONSTACK) == current.flags & ~UInt32(SS_ONSTACK) { return }
-        var bytes = [UInt8](repeating: 0, count: 24)
-        bytes.withUnsafeMutableBytes {
-            $0.storeBytes(of: stack.base, toByteOffset: 0, as: UInt64.self)
-            // SS_ONSTACK is a state, not a flag one can set.
-            $0.storeBytes(of: stack.flags & ~UInt32(SS_ONSTACK), toByteOffset: 8, as: UInt32.self)
-            $0.storeBytes(of: stack.size, toByteOffset: 16, as: UInt64.self)
-        }
-        let address = try bytes.withUnsafeBytes { try session.writeScratch($0) }
+        let wanted = SignalStack(base: stack.base, flags: Int32(bitPattern: stack.flags) & ~SignalStack.onStack, size: stack.size)
+        var arguments = session.arguments()
+        let address = try arguments.place(wanted.bytes)
         try injector.call("sigaltstack", SyscallNumber.sigaltstack, address, 0)
     }
 
@@ -86,7 +85,8 @@ enum SignalState {
     static func restorePending(_ pending: [Amber_PendingSignal], tid: Int32, _ injector: SyscallInjector, _ session: RestoreSession) throws {
         let tgid = session.task.namespacePids.last ?? session.task.pid
         for signal in pending {
-            let address = try signal.siginfo.withUnsafeBytes { try session.writeScratch($0) }
+            var arguments = session.arguments()
+            let address = try arguments.place([UInt8](signal.siginfo))
             if signal.shared {
                 try injector.call("rt_sigqueueinfo(\(signal.signal))", SyscallNumber.rtSigqueueinfo, UInt64(tgid), UInt64(signal.signal), address)
             } else {

@@ -1,5 +1,4 @@
 import AmberImage
-import CLinux
 import Glibc
 import LinuxKit
 
@@ -55,7 +54,7 @@ enum ThreadState {
     // MARK: Restore
 
     /// clone3 flags of a thread as pthread_create makes it (TLS, TID words and stack come back with its state).
-    private static let threadFlags: UInt64 = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000 // VM FS FILES SIGHAND THREAD SYSVSEM
+    private static let threadFlags = CloneFlags.vm | CloneFlags.fs | CloneFlags.files | CloneFlags.signalHandlers | CloneFlags.thread | CloneFlags.systemVSemaphores
 
     /// Recreates every other thread with its TID and sets each thread's own state but for its
     /// registers and mask, which `finish` sets last. Needs the memory and the scratch area.
@@ -79,9 +78,9 @@ enum ThreadState {
 
     /// Names the thread `injector` runs in (PR_SET_NAME keeps at most 15 bytes).
     static func setName(_ name: String, _ injector: SyscallInjector, _ scratch: some ScratchSpace) throws {
-        let bytes = Array(name.utf8.prefix(15)) + [0]
-        let address = try bytes.withUnsafeBytes { try scratch.writeScratch($0) }
-        try injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, 15 /* PR_SET_NAME */, address)
+        var arguments = scratch.arguments()
+        let address = try arguments.place(Array(name.utf8.prefix(15)) + [0])
+        try injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, TaskControl.setName, address)
     }
 
     /// Sets every thread's registers and signal mask: the last thing before the tasks are let go.

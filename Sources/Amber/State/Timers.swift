@@ -5,20 +5,17 @@ import LinuxKit
 /// Timers: the interval timers (ITIMER_REAL, which alarm uses, ITIMER_VIRTUAL, ITIMER_PROF) and
 /// POSIX timers with their IDs, clocks, notification, time left and interval.
 enum TimerState {
-    private static let timerCreateRestoreIDs: UInt64 = 77
-    private static let sigevThreadID: UInt32 = 4
-    /// struct sigevent is 64 bytes; an ID and an itimerspec follow it in the scratch area.
-    private static let sigeventSize = 64, idOffset = 64, timeOffset = 128
-
     // MARK: Dump
 
     /// Only the task can report its timers' time left: one injected call per timer.
     static func dump(_ session: DumpSession) throws -> Amber_Timers {
         var record = Amber_Timers()
         for which in 0...2 {
-            try session.injector.call("getitimer(\(which))", SyscallNumber.getitimer, UInt64(which), session.scratch)
+            var arguments = session.arguments()
+            let value = try arguments.reserve(32)
+            try session.injector.call("getitimer(\(which))", SyscallNumber.getitimer, UInt64(which), value)
             // struct itimerval: the interval, then the time left, each as seconds and microseconds.
-            let words = try scratchWords(session, 4)
+            let words = try words(at: value, arguments)
             let interval = words[0] * 1_000_000_000 + words[1] * 1000
             var remaining = words[2] * 1_000_000_000 + words[3] * 1000
             // An expired ITIMER_REAL is rearmed only when its SIGALRM is dequeued, which a stopped
@@ -39,15 +36,17 @@ enum TimerState {
             timer.notify = UInt32(entry.notify)
             timer.signal = UInt32(entry.signal)
             timer.value = entry.value
-            if timer.notify & sigevThreadID != 0 {
+            if timer.notify & UInt32(SignalEvent.notifyThreadID) != 0 {
                 guard session.threads.contains(where: { $0.pid == entry.target }) else {
                     throw AmberError.unsupported(session.name, "has POSIX timer \(entry.id) aimed at task \(entry.target), not one of its threads")
                 }
                 timer.thread = try session.threadStatus(entry.target).namespacePIDs.last ?? entry.target
             }
-            try session.injector.call("timer_gettime(\(entry.id))", SyscallNumber.timerGettime, UInt64(entry.id), session.scratch)
+            var arguments = session.arguments()
+            let value = try arguments.reserve(32)
+            try session.injector.call("timer_gettime(\(entry.id))", SyscallNumber.timerGettime, UInt64(entry.id), value)
             // struct itimerspec: the interval, then the time left, each as seconds and nanoseconds.
-            let words = try scratchWords(session, 4)
+            let words = try words(at: value, arguments)
             timer.intervalNs = words[0] * 1_000_000_000 + words[1]
             timer.remainingNs = words[2] * 1_000_000_000 + words[3]
             record.posixTimers.append(timer)
@@ -55,9 +54,10 @@ enum TimerState {
         return record
     }
 
-    private static func scratchWords(_ session: DumpSession, _ count: Int) throws -> [UInt64] {
-        try session.readScratch(count * 8).withUnsafeBytes { bytes in
-            (0..<count).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) }
+    /// The four words of a struct itimerval or itimerspec an injected call left at `address`.
+    private static func words(at address: UInt64, _ arguments: ScratchArena) throws -> [UInt64] {
+        try arguments.read(address, count: 32).withUnsafeBytes { bytes in
+            (0..<4).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) }
         }
     }
 
@@ -83,32 +83,28 @@ enum TimerState {
     static func restore(_ record: Amber_Timers, _ session: RestoreSession) throws {
         let injector = session.injector
         if !record.posixTimers.isEmpty {
-            // While it is on, timer_create takes the ID to use from where it would store the new one.
-            let result = try injector.raw(SyscallNumber.prctl, timerCreateRestoreIDs, 1, 0, 0, 0)
+            let result = try injector.raw(SyscallNumber.prctl, TaskControl.timerCreateRestoreIDs, 1, 0, 0, 0)
             if result == -Int64(EINVAL) {
                 throw AmberError(.incompatibleHost, "process \(session.task.pid) has POSIX timers \(record.posixTimers.map(\.id)), and this kernel cannot create a timer with a given ID (prctl PR_TIMER_CREATE_RESTORE_IDS: EINVAL)")
             } else if result < 0 {
                 throw LinuxError(negated: Int(result), "prctl(PR_TIMER_CREATE_RESTORE_IDS, ON) in task \(session.pid)")
             }
             for timer in record.posixTimers {
-                var event = [UInt8](repeating: 0, count: sigeventSize)
-                event.withUnsafeMutableBytes {
-                    $0.storeBytes(of: timer.value, toByteOffset: 0, as: UInt64.self)
-                    $0.storeBytes(of: timer.signal, toByteOffset: 8, as: UInt32.self)
-                    $0.storeBytes(of: timer.notify, toByteOffset: 12, as: UInt32.self)
-                    $0.storeBytes(of: timer.thread, toByteOffset: 16, as: Int32.self)
-                }
-                let eventAddress = try event.withUnsafeBytes { try session.writeScratch($0) }
-                let idAddress = try session.writeScratch(value: timer.id, offset: idOffset)
+                let event = SignalEvent(value: timer.value, signal: Int32(bitPattern: timer.signal), notify: Int32(bitPattern: timer.notify), threadID: timer.thread)
+                var arguments = session.arguments()
+                let eventAddress = try arguments.place(event.bytes)
+                let idAddress = try arguments.place(timer.id)
                 try injector.call("timer_create(\(timer.id), clock \(timer.clock))", SyscallNumber.timerCreate, UInt64(bitPattern: Int64(timer.clock)), eventAddress, idAddress)
                 guard timer.remainingNs != 0 else { continue }
-                let time = try session.writeScratch(value: timespecPair(interval: timer.intervalNs, remaining: timer.remainingNs, unit: 1), offset: timeOffset)
+                arguments = session.arguments()
+                let time = try arguments.place(timespecPair(interval: timer.intervalNs, remaining: timer.remainingNs, unit: 1))
                 try injector.call("timer_settime(\(timer.id))", SyscallNumber.timerSettime, UInt64(timer.id), 0, time, 0)
             }
-            try injector.call("prctl(PR_TIMER_CREATE_RESTORE_IDS, OFF)", SyscallNumber.prctl, timerCreateRestoreIDs, 0, 0, 0, 0)
+            try injector.call("prctl(PR_TIMER_CREATE_RESTORE_IDS, OFF)", SyscallNumber.prctl, TaskControl.timerCreateRestoreIDs, 0, 0, 0, 0)
         }
         for timer in record.intervalTimers {
-            let time = try session.writeScratch(value: timespecPair(interval: timer.intervalNs, remaining: timer.remainingNs, unit: 1000), offset: timeOffset)
+            var arguments = session.arguments()
+            let time = try arguments.place(timespecPair(interval: timer.intervalNs, remaining: timer.remainingNs, unit: 1000))
             try injector.call("setitimer(\(timer.which))", SyscallNumber.setitimer, UInt64(timer.which), time, 0)
         }
     }

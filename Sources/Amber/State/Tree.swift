@@ -1,5 +1,4 @@
 import AmberImage
-import CLinux
 import FoundationEssentials
 import Glibc
 import LinuxKit
@@ -283,9 +282,11 @@ enum TreeState {
         var collected: [Int32: Bool] = [:]
         for child in children {
             let pid = pid(of: child.snapshot.status.namespacePIDs, inNamespaceOf: session.status.namespacePIDs) ?? child.pid
-            try session.injector.call("waitid(P_PID, \(pid), WSTOPPED | WNOWAIT | WNOHANG)", SyscallNumber.waitid, WaitOption.pidType, UInt64(pid), session.scratch, WaitOption.stopped | WaitOption.noWait | WaitOption.noHang, 0)
+            var arguments = session.arguments()
+            let info = try arguments.reserve(128)
+            try session.injector.call("waitid(P_PID, \(pid), WSTOPPED | WNOWAIT | WNOHANG)", SyscallNumber.waitid, WaitOption.pidType, UInt64(pid), info, WaitOption.stopped | WaitOption.noWait | WaitOption.noHang, 0)
             // siginfo_t's si_pid, at byte 16: 0 when there is nothing to collect.
-            collected[child.pid] = try session.readScratch(4, offset: 16).withUnsafeBytes { $0.loadUnaligned(as: Int32.self) } == 0
+            collected[child.pid] = try arguments.read(info, offset: 16, as: Int32.self) == 0
         }
         return collected
     }
@@ -347,9 +348,6 @@ enum TreeState {
 
     // MARK: Restore
 
-    /// clone3 flags.
-    static let newPIDNamespace: UInt64 = 0x2000_0000
-
     /// The PIDs to ask clone3 for, innermost namespace first.
     static func requestedPIDs(_ task: Amber_Task) -> [Int32] {
         task.namespacePids.isEmpty ? [task.pid] : Array(task.namespacePids.reversed())
@@ -358,14 +356,11 @@ enum TreeState {
     /// Injects a clone3 into the task `injector` runs in, with the clone_args written at the
     /// scratch area of `session`; returns the new task, traced and stopped.
     static func clone(in injector: SyscallInjector, session: some ScratchSpace, flags: UInt64, exitSignal: Int32, pids: [Int32], what: String) throws -> Tracee {
-        let pidsAddress = try pids.withUnsafeBytes { try session.writeScratch($0, offset: 512) }
-        var arguments = amber_clone_args()
-        arguments.flags = flags
-        arguments.exit_signal = UInt64(exitSignal)
-        arguments.set_tid = pidsAddress
-        arguments.set_tid_size = UInt64(pids.count)
-        let address = try session.writeScratch(value: arguments, offset: 0)
-        return try injector.createTask("clone3 for \(what) with set_tid \(pids)", cloneArguments: address, size: UInt64(MemoryLayout<amber_clone_args>.size))
+        var arguments = session.arguments()
+        let pidsAddress = try arguments.place(pids.withUnsafeBytes { Array($0) })
+        let cloneArguments = CloneArguments(flags: flags, exitSignal: UInt64(exitSignal), setTID: pidsAddress, setTIDCount: UInt64(pids.count))
+        let address = try arguments.place(cloneArguments.bytes)
+        return try injector.createTask("clone3 for \(what) with set_tid \(pids)", cloneArguments: address, size: UInt64(CloneArguments.byteCount))
     }
 
     /// Creates every process of the image, parents first, each by its parent, in its session
@@ -380,7 +375,7 @@ enum TreeState {
         let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
         let rootTracee: Tracee
         do {
-            let flags = root.namespaceInit ? newPIDNamespace : 0
+            let flags = root.namespaceInit ? CloneFlags.newPIDNamespace : 0
             if let namespaceInit {
                 rootTracee = try clone(in: namespaceInit.injector, session: namespaceInit, flags: flags, exitSignal: Int32(root.exitSignal), pids: requestedPIDs(root), what: "process \(root.pid)")
                 try namespaceInit.injector.finish()
@@ -411,7 +406,7 @@ enum TreeState {
             for child in (children[parent.record.pid] ?? []).sorted(by: { $0.pid < $1.pid }) {
                 let tracee: Tracee
                 do {
-                    tracee = try clone(in: parent.injector, session: parent, flags: child.namespaceInit ? newPIDNamespace : 0, exitSignal: Int32(child.exitSignal), pids: requestedPIDs(child), what: "process \(child.pid)")
+                    tracee = try clone(in: parent.injector, session: parent, flags: child.namespaceInit ? CloneFlags.newPIDNamespace : 0, exitSignal: Int32(child.exitSignal), pids: requestedPIDs(child), what: "process \(child.pid)")
                 } catch let error as LinuxError where error.errno == .fileExists {
                     throw pidTaken(child.pid)
                 }
@@ -454,7 +449,7 @@ enum TreeState {
                 try waitUntil("the SIGCHLD of the stop of process \(task.pid)") {
                     try ProcFS.status(pid: parent.pid).pendingShared & 1 << UInt64(SIGCHLD - 1) != 0
                 }
-                try discardChildSignal(injector, parent)
+                try ScratchArena.belowRedZone(of: injector, size: 32) { try discardChildSignal(SIGCHLD, injector, &$0) }
             }
             try injector.finish()
         }
@@ -484,22 +479,6 @@ enum TreeState {
             usleep(100)
         }
         throw AmberError(.restoreFailed, "gave up waiting for \(what)")
-    }
-
-    /// Takes a SIGCHLD off the queue of `parent`, whose memory holds nothing of amber's any
-    /// more: the signal set and the zero timeout go below its stack pointer's red zone, which
-    /// the ABI leaves free (a signal frame may land there any time), and its bytes are put back.
-    private static func discardChildSignal(_ injector: SyscallInjector, _ parent: RestoreSession) throws {
-        let address = injector.savedRegisters.rsp - 128 - 32
-        let memory = ProcessMemory(pid: parent.pid)
-        var saved = [UInt8](repeating: 0, count: 32)
-        _ = try saved.withUnsafeMutableBytes { bytes throws(LinuxError) in try memory.read(into: bytes, from: [(address, 32)]) }
-        // The set (8 bytes), then a zero struct timespec (16 bytes).
-        var arguments = [UInt8](repeating: 0, count: 32)
-        arguments.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(1) << UInt64(SIGCHLD - 1), as: UInt64.self) }
-        _ = try arguments.withUnsafeBytes { bytes throws(LinuxError) in try memory.write(bytes, to: [(address, 32)]) }
-        _ = try injector.raw(SyscallNumber.rtSigtimedwait, address, 0, address + 8, 8)
-        _ = try saved.withUnsafeBytes { bytes throws(LinuxError) in try memory.write(bytes, to: [(address, 32)]) }
     }
 
     static func pidTaken(_ pid: Int32) -> AmberError {
@@ -537,7 +516,8 @@ enum TreeState {
             try exit(standIn.tracee, injector: standIn.injector, status: 0)
             // Its parent reaps it at once, so no stray child is left behind in the restored process.
             try standIn.parent.injector.call("wait4(\(standIn.pidInParent))", SyscallNumber.wait4, UInt64(standIn.pidInParent), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
-            try discardChildSignal(SIGCHLD, standIn.parent)
+            var arguments = standIn.parent.arguments()
+            try discardChildSignal(SIGCHLD, standIn.parent.injector, &arguments)
         }
     }
 
@@ -546,11 +526,13 @@ enum TreeState {
         try ThreadState.setName(task.record.comm, task.injector, task)
         if task.record.exitStatus & 0x7f != 0 {
             // No core file: the original wrote its own, if any.
-            let noCore = try task.writeScratch(value: rlimit(rlim_cur: 0, rlim_max: 0), offset: 64)
+            var arguments = task.arguments()
+            let noCore = try arguments.place(rlimit(rlim_cur: 0, rlim_max: 0))
             try task.injector.call("prlimit64(RLIMIT_CORE)", SyscallNumber.prlimit64, 0, UInt64(RLIMIT_CORE.rawValue), noCore, 0)
         }
         try exit(task.tracee, injector: task.injector, status: task.record.exitStatus)
-        try discardChildSignal(Int32(task.record.exitSignal), parent)
+        var arguments = parent.arguments()
+        try discardChildSignal(Int32(task.record.exitSignal), parent.injector, &arguments)
     }
 
     /// Ends a stopped helper with a wait status: exit_group for an exit code, the signal for a death by signal.
@@ -572,15 +554,15 @@ enum TreeState {
         }
     }
 
-    /// The restorer made a child exit: take the exit signal this queued (SIGCHLD, or the one
-    /// the child was cloned with) off the parent.
-    private static func discardChildSignal(_ signal: Int32, _ parent: TreeTask) throws {
+    /// The restorer made a child exit or stop: take the signal this queued its parent (SIGCHLD,
+    /// or the one the child was cloned with) off the parent `injector` runs in, with the signal
+    /// set and a zero timeout in `arguments`: its scratch page while the tree is built, below its
+    /// stack's red zone once that page is gone.
+    private static func discardChildSignal(_ signal: Int32, _ injector: SyscallInjector, _ arguments: inout ScratchArena) throws {
         guard signal != 0 else { return }
-        var set: UInt64 = 1 << (UInt64(signal) - 1)
-        var timeout = timespec(tv_sec: 0, tv_nsec: 0)
-        let setAddress = try withUnsafeBytes(of: &set) { try parent.writeScratch($0, offset: 1024) }
-        let timeoutAddress = try withUnsafeBytes(of: &timeout) { try parent.writeScratch($0, offset: 1040) }
-        _ = try parent.injector.raw(SyscallNumber.rtSigtimedwait, setAddress, 0, timeoutAddress, 8)
+        let set = try arguments.place(UInt64(1) << (UInt64(signal) - 1))
+        let timeout = try arguments.place(timespec(tv_sec: 0, tv_nsec: 0))
+        _ = try injector.raw(SyscallNumber.rtSigtimedwait, set, 0, timeout, Signals.setSize)
     }
 }
 
@@ -596,7 +578,7 @@ final class NamespaceInit: ScratchSpace {
 
     init(root: Amber_Task, instruction: UInt64, restorerPidfd: Int32, created: inout [Tracee]) throws {
         do {
-            tracee = try createStoppedHelper(pids: [1], flags: TreeState.newPIDNamespace, keptDescriptor: restorerPidfd, awaitedChild: root.namespacePids.first ?? root.pid)
+            tracee = try createStoppedHelper(pids: [1], flags: CloneFlags.newPIDNamespace, keptDescriptor: restorerPidfd, awaitedChild: root.namespacePids.first ?? root.pid)
         } catch {
             throw AmberError(.restoreFailed, "cannot create the init of a new PID namespace: \(error)")
         }
