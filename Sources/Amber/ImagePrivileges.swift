@@ -196,7 +196,7 @@ public struct ImageNeeds: Sendable {
 
     private static func filesNeedingRestorerRights(of task: Amber_Task) -> [String] {
         task.files.descriptors.compactMap { descriptor -> String? in
-            guard let description = task.files.descriptions.first(where: { $0.id == descriptor.description_p }),
+            guard let description = task.files.descriptions.first(where: { $0.id == descriptor.descriptionID }),
                   let denied = ImagePrivileges.openDenied(description, as: task) else { return nil }
             return "process \(task.pid) (\(task.comm)): fd \(descriptor.fd), \(denied)"
         }
@@ -206,19 +206,20 @@ public struct ImageNeeds: Sendable {
 extension ImagePrivileges {
     /// Why the task may not open the file itself: "PATH (read-write): uid 1000, gid 1000 may
     /// not open it (EACCES)", or nil when it may (or fails for another reason, which the
-    /// restore reports when it opens it). Tried as the task would be made to open it (its
-    /// filesystem IDs and groups, no symbolic link, nothing created), and closed at once.
+    /// restore reports when it opens it, or is not opened by path). Tried as the task would be
+    /// made to open it (its filesystem IDs and groups, no symbolic link, nothing created), and
+    /// closed at once.
     static func openDenied(_ description: Amber_OpenFileDescription, as task: Amber_Task) -> String? {
-        guard task.hasCredentials else { return nil }
+        guard task.hasCredentials, let path = OpenFileKinds.reopenedPath(of: description) else { return nil }
         let identity = FileAccessIdentity(uid: task.credentials.fsuid, gid: task.credentials.fsgid, groups: task.credentials.groups)
         let flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL) | O_NONBLOCK | O_NOCTTY
-        switch Result(catching: { () throws(LinuxError) in try PathOpening.open(description.path, flags: flags, as: identity) }) {
+        switch Result(catching: { () throws(LinuxError) in try PathOpening.open(path, flags: flags, as: identity) }) {
         case .success(let fd):
             close(fd)
             return nil
         case .failure(let error) where error.errno == .permissionDenied || error.errno == .notPermitted:
             let mode = switch description.flags & 3 { case 0: "read-only"; case 1: "write-only"; default: "read-write" }
-            return "\(description.path) (\(mode)): uid \(identity.uid), gid \(identity.gid) may not open it (\(error.errno.name))"
+            return "\(path) (\(mode)): uid \(identity.uid), gid \(identity.gid) may not open it (\(error.errno.name))"
         case .failure:
             return nil
         }

@@ -325,22 +325,6 @@ final class TreeFiles {
         self.descriptors = descriptors
     }
 
-    /// The descriptions two or more of `tasks` list, each described alike by all of them (one
-    /// described differently is left to `OpenFileTable`, which refuses it).
-    private static func sharedDescriptions(of tasks: [Amber_Task]) -> [Amber_OpenFileDescription] {
-        var byID: [UInt32: (description: Amber_OpenFileDescription, tasks: Int, alike: Bool)] = [:]
-        for task in tasks {
-            for description in task.files.descriptions {
-                if let seen = byID[description.id] {
-                    byID[description.id] = (seen.description, seen.tasks + 1, seen.alike && seen.description == description)
-                } else {
-                    byID[description.id] = (description, 1, true)
-                }
-            }
-        }
-        return byID.values.filter { $0.tasks > 1 && $0.alike }.map(\.description).sorted { $0.id < $1.id }
-    }
-
     /// What a process opens by path while it is restored.
     static func keys(of task: Amber_Task) -> Set<Key> {
         var keys: Set<Key> = [Key(path: task.memory.mm.exePath, flags: O_RDONLY), Key(path: task.environment.cwd, flags: O_RDONLY | O_DIRECTORY)]
@@ -363,7 +347,7 @@ final class TreeFiles {
             for key in keys(of: task) { uses[key, default: 0] += 1 }
         }
         let shared = uses.filter { $0.value > 1 }.keys.sorted { ($0.path, $0.flags) < ($1.path, $1.flags) }
-        let sharedDescriptions = sharedDescriptions(of: live)
+        let sharedDescriptions = OpenFileTable.sharedDescriptions(of: live)
         let count = shared.count + sharedDescriptions.count
         let base = max(live.flatMap { $0.files.descriptors.map(\.fd) }.max() ?? 2, restorerPidfd) + 1
         var limit = rlimit()
@@ -388,7 +372,7 @@ final class TreeFiles {
         }
         var descriptions: [UInt32: Int32] = [:]
         for description in sharedDescriptions {
-            descriptions[description.id] = try install(try FileState.open(description, as: root.record, imageTrusted: imageTrusted))
+            descriptions[description.id] = try install(try OpenFileKinds.make(description, as: root.record, imageTrusted: imageTrusted))
         }
         return TreeFiles(files: files, descriptions: descriptions, descriptors: base...(next - 1))
     }

@@ -397,12 +397,13 @@ struct TaskValidator {
             guard descriptions.insert(description.id).inserted else {
                 throw invalid("\(field).id", "\(description.id) is used twice")
             }
-            if case .UNRECOGNIZED(let kind) = description.kind {
-                throw invalid("\(field).kind", "\(kind) is not a known file kind")
-            }
-            try validatePath(description.path, field: "\(field).path")
-            if description.kind == .fileCharacterDevice, ImageFormat.reopenableDevices[description.path] == nil {
-                throw invalid("\(field).path", "\(description.path) is not a device amber reopens (\(ImageFormat.reopenableDevices.keys.sorted().joined(separator: ", ")))")
+            // Each kind's record by its own validator.
+            switch description.file {
+            case .regularFile(let file): try validateRegularFile(file, field: "\(field).regular_file")
+            case .directory(let directory): try validateDirectory(directory, field: "\(field).directory")
+            case .characterDevice(let device): try validateCharacterDevice(device, field: "\(field).character_device")
+            case .fifo(let fifo): try validateFifo(fifo, field: "\(field).fifo")
+            case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
                 throw invalid("\(field).offset", "\(description.offset) is above the largest file offset \(Int64.max)")
@@ -420,10 +421,29 @@ struct TaskValidator {
             guard fds.insert(descriptor.fd).inserted else {
                 throw invalid("\(field).fd", "\(descriptor.fd) is used twice")
             }
-            guard descriptions.contains(descriptor.description_p) else {
-                throw invalid("\(field).description", "\(descriptor.description_p) names no entry of files.descriptions")
+            guard descriptions.contains(descriptor.descriptionID) else {
+                throw invalid("\(field).description_id", "\(descriptor.descriptionID) names no entry of files.descriptions")
             }
         }
+    }
+
+    private func validateRegularFile(_ file: Amber_RegularFile, field: String) throws(ImageError) {
+        try validatePath(file.path, field: "\(field).path")
+    }
+
+    private func validateDirectory(_ directory: Amber_Directory, field: String) throws(ImageError) {
+        try validatePath(directory.path, field: "\(field).path")
+    }
+
+    private func validateCharacterDevice(_ device: Amber_CharacterDevice, field: String) throws(ImageError) {
+        try validatePath(device.path, field: "\(field).path")
+        guard ImageFormat.reopenableDevices[device.path] != nil else {
+            throw invalid("\(field).path", "\(device.path) is not a device amber reopens (\(ImageFormat.reopenableDevices.keys.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    private func validateFifo(_ fifo: Amber_Fifo, field: String) throws(ImageError) {
+        try validatePath(fifo.path, field: "\(field).path")
     }
 
     private func validateEnvironment(_ environment: Amber_Environment) throws(ImageError) {

@@ -124,19 +124,19 @@ enum Fixture {
 
         var null = Amber_OpenFileDescription()
         null.id = 1
-        null.kind = .fileCharacterDevice
-        null.path = "/dev/null"
+        null.characterDevice.path = "/dev/null"
+        null.characterDevice.rdev = 0x103
         null.flags = 0o2
         var log = Amber_OpenFileDescription()
         log.id = 2
-        log.path = "/tmp/sleeper.log"
+        log.regularFile.path = "/tmp/sleeper.log"
         log.flags = 0o1 | 0o2000 | 0o100000
         log.offset = 100
         task.files.descriptions = [null, log]
         task.files.descriptors = [(0, 1), (1, 1), (2, 2)].map { (fd: Int32, description: UInt32) in
             var descriptor = Amber_FileDescriptor()
             descriptor.fd = fd
-            descriptor.description_p = description
+            descriptor.descriptionID = description
             return descriptor
         }
 

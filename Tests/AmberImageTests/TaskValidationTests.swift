@@ -343,13 +343,13 @@ final class TaskValidationTests: ImageTestCase {
 
     func testFiles() throws {
         try assertRejected("files.descriptions[1].id") { $0.files.descriptions[1].id = 1 }
-        try assertRejected("files.descriptions[0].kind") { $0.files.descriptions[0].kind = .UNRECOGNIZED(9) }
+        try assertRejected("files.descriptions[0].file") { $0.files.descriptions[0].file = nil }
         // Only the devices of ImageFormat.reopenableDevices are reopened; O_PATH is a flag like the others.
-        try assertRejected("files.descriptions[0].path") { $0.files.descriptions[0].path = "/dev/kmsg" }
-        try assertAccepted { $0.files.descriptions[0].path = "/dev/urandom" }
+        try assertRejected("files.descriptions[0].character_device.path") { $0.files.descriptions[0].characterDevice.path = "/dev/kmsg" }
+        try assertAccepted { $0.files.descriptions[0].characterDevice.path = "/dev/urandom" }
         try assertAccepted { $0.files.descriptions[1].flags = 0o10000000 }
-        try assertRejected("files.descriptions[1].path") { $0.files.descriptions[1].path = "tmp/sleeper.log" }
-        try assertRejected("files.descriptions[1].path") { $0.files.descriptions[1].path = "/tmp/../etc/shadow" }
+        try assertRejected("files.descriptions[1].regular_file.path") { $0.files.descriptions[1].regularFile.path = "tmp/sleeper.log" }
+        try assertRejected("files.descriptions[1].regular_file.path") { $0.files.descriptions[1].regularFile.path = "/tmp/../etc/shadow" }
         // O_CREAT, O_EXCL, O_TRUNC: reopening must never create or truncate a file.
         for flag: UInt32 in [0o100, 0o200, 0o1000] {
             try assertRejected("files.descriptions[1].flags") { $0.files.descriptions[1].flags |= flag }
@@ -357,10 +357,19 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("files.descriptors[0].fd") { $0.files.descriptors[0].fd = -1 }
         try assertRejected("files.descriptors[0].fd") { $0.files.descriptors[0].fd = 1 << 20 }
         try assertRejected("files.descriptors[2].fd") { $0.files.descriptors[2].fd = 0 }
-        try assertRejected("files.descriptors[2].description") { $0.files.descriptors[2].description_p = 3 }
+        try assertRejected("files.descriptors[2].description_id") { $0.files.descriptors[2].descriptionID = 3 }
         try assertRejected("files.descriptions[1].offset") { $0.files.descriptions[1].offset = UInt64(Int64.max) + 1 }
-        try assertRejected("files.descriptions[1].path") { $0.files.descriptions[1].path = "/tmp/" + String(repeating: "x", count: 4091) }
-        try assertAccepted { $0.files.descriptions[1].path = "/tmp/" + String(repeating: "x", count: 4090) }
+        try assertRejected("files.descriptions[1].regular_file.path") { $0.files.descriptions[1].regularFile.path = "/tmp/" + String(repeating: "x", count: 4091) }
+        try assertAccepted { $0.files.descriptions[1].regularFile.path = "/tmp/" + String(repeating: "x", count: 4090) }
+    }
+
+    /// Each kind of open file has its own record and validator, reached through the oneof.
+    func testFileKinds() throws {
+        try assertAccepted { $0.files.descriptions[1].directory.path = "/tmp" }
+        try assertRejected("files.descriptions[1].directory.path") { $0.files.descriptions[1].directory.path = "tmp" }
+        try assertAccepted { $0.files.descriptions[1].fifo.path = "/tmp/sleeper.fifo" }
+        try assertRejected("files.descriptions[1].fifo.path") { $0.files.descriptions[1].fifo.path = "/tmp/../sleeper.fifo" }
+        try assertRejected("files.descriptions[1].character_device.path") { $0.files.descriptions[1].characterDevice.path = "/tmp/sleeper.log" }
     }
 
     func testEnvironment() throws {

@@ -24,14 +24,14 @@ final class AuthenticationTests: ScenarioTestCase {
         var status = stat()
         XCTAssertEqual(stat(secret, &status), 0)
         try edit(image, pid: p.pid) { task in
-            let index = try XCTUnwrap(task.files.descriptions.firstIndex { $0.path == p.directory + "/log" }, "the counter's log is open")
-            task.files.descriptions[index].path = secret
+            let index = try XCTUnwrap(task.files.descriptions.firstIndex { $0.regularFile.path == p.directory + "/log" }, "the counter's log is open")
+            task.files.descriptions[index].regularFile.path = secret
             task.files.descriptions[index].flags = UInt32(O_RDWR)
             task.files.descriptions[index].offset = 0
-            task.files.descriptions[index].device = UInt64(status.st_dev)
-            task.files.descriptions[index].inode = UInt64(status.st_ino)
-            task.files.descriptions[index].size = UInt64(status.st_size)
-            task.files.descriptions[index].changeTimeNs = UInt64(status.st_ctim.tv_sec) * 1_000_000_000 + UInt64(status.st_ctim.tv_nsec)
+            task.files.descriptions[index].regularFile.device = UInt64(status.st_dev)
+            task.files.descriptions[index].regularFile.inode = UInt64(status.st_ino)
+            task.files.descriptions[index].regularFile.size = UInt64(status.st_size)
+            task.files.descriptions[index].regularFile.changeTimeNs = UInt64(status.st_ctim.tv_sec) * 1_000_000_000 + UInt64(status.st_ctim.tv_nsec)
         }
         let needs = try amber(["verify", "--needs", image])
         XCTAssertEqual(needs.status, .exited(0), needs.summary)

@@ -20,52 +20,6 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-public nonisolated enum Amber_FileKind: SwiftProtobuf.Enum, Swift.CaseIterable {
-  public typealias RawValue = Int
-  case fileRegular // = 0
-
-  /// Character devices reopened by path: those of ImageFormat.reopenableDevices alone.
-  case fileCharacterDevice // = 1
-  case fileDirectory // = 2
-
-  /// A named pipe, reopened by path; refused at dump while it holds data.
-  case fileFifo // = 3
-  case UNRECOGNIZED(Int)
-
-  public init() {
-    self = .fileRegular
-  }
-
-  public init?(rawValue: Int) {
-    switch rawValue {
-    case 0: self = .fileRegular
-    case 1: self = .fileCharacterDevice
-    case 2: self = .fileDirectory
-    case 3: self = .fileFifo
-    default: self = .UNRECOGNIZED(rawValue)
-    }
-  }
-
-  public var rawValue: Int {
-    switch self {
-    case .fileRegular: return 0
-    case .fileCharacterDevice: return 1
-    case .fileDirectory: return 2
-    case .fileFifo: return 3
-    case .UNRECOGNIZED(let i): return i
-    }
-  }
-
-  // The compiler won't synthesize support with the UNRECOGNIZED case.
-  public static let allCases: [Amber_FileKind] = [
-    .fileRegular,
-    .fileCharacterDevice,
-    .fileDirectory,
-    .fileFifo,
-  ]
-
-}
-
 /// A task's fd table: open file descriptions, and the fd numbers referring to them
 /// (fds made by dup() share one description, and so its offset and status flags).
 public nonisolated struct Amber_Files: Sendable {
@@ -82,34 +36,144 @@ public nonisolated struct Amber_Files: Sendable {
   public init() {}
 }
 
+/// What every kind of open file has, and the kind's own record. Each kind is restored by its
+/// own file of Sources/Amber/Files and checked by its own validator (docs/files-seam.md).
 public nonisolated struct Amber_OpenFileDescription: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Unique inside the task; FileDescriptor.description refers to it.
+  /// Unique across the image; FileDescriptor.description_id refers to it.
   public var id: UInt32 = 0
-
-  public var kind: Amber_FileKind = .fileRegular
-
-  public var path: String = String()
 
   /// open(2) flags as /proc/PID/fdinfo shows them (access mode, O_APPEND, O_NONBLOCK, ...), without O_CLOEXEC.
   public var flags: UInt32 = 0
 
   public var offset: UInt64 = 0
 
-  /// Identity at dump time, for diagnostics and for checking the file is still the same size.
+  public var file: Amber_OpenFileDescription.OneOf_File? = nil
+
+  public var regularFile: Amber_RegularFile {
+    get {
+      if case .regularFile(let v)? = file {return v}
+      return Amber_RegularFile()
+    }
+    set {file = .regularFile(newValue)}
+  }
+
+  public var directory: Amber_Directory {
+    get {
+      if case .directory(let v)? = file {return v}
+      return Amber_Directory()
+    }
+    set {file = .directory(newValue)}
+  }
+
+  public var characterDevice: Amber_CharacterDevice {
+    get {
+      if case .characterDevice(let v)? = file {return v}
+      return Amber_CharacterDevice()
+    }
+    set {file = .characterDevice(newValue)}
+  }
+
+  public var fifo: Amber_Fifo {
+    get {
+      if case .fifo(let v)? = file {return v}
+      return Amber_Fifo()
+    }
+    set {file = .fifo(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_File: Equatable, Sendable {
+    case regularFile(Amber_RegularFile)
+    case directory(Amber_Directory)
+    case characterDevice(Amber_CharacterDevice)
+    case fifo(Amber_Fifo)
+
+  }
+
+  public init() {}
+}
+
+/// A regular file, reopened by path and seeked to the description's offset.
+public nonisolated struct Amber_RegularFile: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var path: String = String()
+
   public var device: UInt64 = 0
 
   public var inode: UInt64 = 0
 
-  public var rdev: UInt64 = 0
-
+  /// For diagnostics.
   public var size: UInt64 = 0
 
-  /// st_ctim in nanoseconds, for regular files and directories: a file the task may no longer
-  /// open itself is reopened only if it has not changed since (docs/security.md).
+  public var changeTimeNs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A directory, reopened by path and seeked to the description's offset.
+public nonisolated struct Amber_Directory: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var path: String = String()
+
+  public var device: UInt64 = 0
+
+  public var inode: UInt64 = 0
+
+  public var changeTimeNs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A character device reopened by path: those of ImageFormat.reopenableDevices alone.
+public nonisolated struct Amber_CharacterDevice: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var path: String = String()
+
+  /// The device it stands for (as glibc's makedev encodes it), for diagnostics: at restore the
+  /// device at `path` must be the one ImageFormat.reopenableDevices names.
+  public var rdev: UInt64 = 0
+
+  public var device: UInt64 = 0
+
+  public var inode: UInt64 = 0
+
+  public var changeTimeNs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A named pipe, reopened by path; refused at dump while it holds data.
+public nonisolated struct Amber_Fifo: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var path: String = String()
+
+  public var device: UInt64 = 0
+
+  public var inode: UInt64 = 0
+
   public var changeTimeNs: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -124,7 +188,8 @@ public nonisolated struct Amber_FileDescriptor: Sendable {
 
   public var fd: Int32 = 0
 
-  public var description_p: UInt32 = 0
+  /// The id of the OpenFileDescription it refers to.
+  public var descriptionID: UInt32 = 0
 
   public var closeOnExec: Bool = false
 
@@ -136,10 +201,6 @@ public nonisolated struct Amber_FileDescriptor: Sendable {
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "amber"
-
-nonisolated extension Amber_FileKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FILE_REGULAR\0\u{1}FILE_CHARACTER_DEVICE\0\u{1}FILE_DIRECTORY\0\u{1}FILE_FIFO\0")
-}
 
 nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Files"
@@ -178,7 +239,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}path\0\u{1}flags\0\u{1}offset\0\u{1}device\0\u{1}inode\0\u{1}rdev\0\u{1}size\0\u{3}change_time_ns\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -187,29 +248,72 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.id) }()
-      case 2: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.path) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.flags) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.device) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.inode) }()
-      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.rdev) }()
-      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
-      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.changeTimeNs) }()
+      case 11: try {
+        var v: Amber_RegularFile?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .regularFile(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .regularFile(v)
+        }
+      }()
+      case 12: try {
+        var v: Amber_Directory?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .directory(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .directory(v)
+        }
+      }()
+      case 13: try {
+        var v: Amber_CharacterDevice?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .characterDevice(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .characterDevice(v)
+        }
+      }()
+      case 14: try {
+        var v: Amber_Fifo?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .fifo(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .fifo(v)
+        }
+      }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.id != 0 {
       try visitor.visitSingularUInt32Field(value: self.id, fieldNumber: 1)
-    }
-    if self.kind != .fileRegular {
-      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 2)
-    }
-    if !self.path.isEmpty {
-      try visitor.visitSingularStringField(value: self.path, fieldNumber: 3)
     }
     if self.flags != 0 {
       try visitor.visitSingularUInt32Field(value: self.flags, fieldNumber: 4)
@@ -217,34 +321,222 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     if self.offset != 0 {
       try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 5)
     }
-    if self.device != 0 {
-      try visitor.visitSingularUInt64Field(value: self.device, fieldNumber: 6)
-    }
-    if self.inode != 0 {
-      try visitor.visitSingularUInt64Field(value: self.inode, fieldNumber: 7)
-    }
-    if self.rdev != 0 {
-      try visitor.visitSingularUInt64Field(value: self.rdev, fieldNumber: 8)
-    }
-    if self.size != 0 {
-      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 9)
-    }
-    if self.changeTimeNs != 0 {
-      try visitor.visitSingularUInt64Field(value: self.changeTimeNs, fieldNumber: 10)
+    switch self.file {
+    case .regularFile?: try {
+      guard case .regularFile(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
+    case .directory?: try {
+      guard case .directory(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .characterDevice?: try {
+      guard case .characterDevice(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .fifo?: try {
+      guard case .fifo(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_OpenFileDescription, rhs: Amber_OpenFileDescription) -> Bool {
     if lhs.id != rhs.id {return false}
-    if lhs.kind != rhs.kind {return false}
-    if lhs.path != rhs.path {return false}
     if lhs.flags != rhs.flags {return false}
     if lhs.offset != rhs.offset {return false}
+    if lhs.file != rhs.file {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_RegularFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RegularFile"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{1}size\0\u{3}change_time_ns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.device) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.inode) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.changeTimeNs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if self.device != 0 {
+      try visitor.visitSingularUInt64Field(value: self.device, fieldNumber: 2)
+    }
+    if self.inode != 0 {
+      try visitor.visitSingularUInt64Field(value: self.inode, fieldNumber: 3)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 4)
+    }
+    if self.changeTimeNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.changeTimeNs, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_RegularFile, rhs: Amber_RegularFile) -> Bool {
+    if lhs.path != rhs.path {return false}
     if lhs.device != rhs.device {return false}
     if lhs.inode != rhs.inode {return false}
-    if lhs.rdev != rhs.rdev {return false}
     if lhs.size != rhs.size {return false}
+    if lhs.changeTimeNs != rhs.changeTimeNs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_Directory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Directory"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}change_time_ns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.device) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.inode) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.changeTimeNs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if self.device != 0 {
+      try visitor.visitSingularUInt64Field(value: self.device, fieldNumber: 2)
+    }
+    if self.inode != 0 {
+      try visitor.visitSingularUInt64Field(value: self.inode, fieldNumber: 3)
+    }
+    if self.changeTimeNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.changeTimeNs, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_Directory, rhs: Amber_Directory) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.device != rhs.device {return false}
+    if lhs.inode != rhs.inode {return false}
+    if lhs.changeTimeNs != rhs.changeTimeNs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_CharacterDevice: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CharacterDevice"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}rdev\0\u{1}device\0\u{1}inode\0\u{3}change_time_ns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.rdev) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.device) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.inode) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.changeTimeNs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if self.rdev != 0 {
+      try visitor.visitSingularUInt64Field(value: self.rdev, fieldNumber: 2)
+    }
+    if self.device != 0 {
+      try visitor.visitSingularUInt64Field(value: self.device, fieldNumber: 3)
+    }
+    if self.inode != 0 {
+      try visitor.visitSingularUInt64Field(value: self.inode, fieldNumber: 4)
+    }
+    if self.changeTimeNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.changeTimeNs, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_CharacterDevice, rhs: Amber_CharacterDevice) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.rdev != rhs.rdev {return false}
+    if lhs.device != rhs.device {return false}
+    if lhs.inode != rhs.inode {return false}
+    if lhs.changeTimeNs != rhs.changeTimeNs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_Fifo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Fifo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}change_time_ns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.device) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.inode) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.changeTimeNs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if self.device != 0 {
+      try visitor.visitSingularUInt64Field(value: self.device, fieldNumber: 2)
+    }
+    if self.inode != 0 {
+      try visitor.visitSingularUInt64Field(value: self.inode, fieldNumber: 3)
+    }
+    if self.changeTimeNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.changeTimeNs, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_Fifo, rhs: Amber_Fifo) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.device != rhs.device {return false}
+    if lhs.inode != rhs.inode {return false}
     if lhs.changeTimeNs != rhs.changeTimeNs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -253,7 +545,7 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Amber_FileDescriptor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileDescriptor"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fd\0\u{1}description\0\u{3}close_on_exec\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fd\0\u{3}description_id\0\u{3}close_on_exec\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -262,7 +554,7 @@ nonisolated extension Amber_FileDescriptor: SwiftProtobuf.Message, SwiftProtobuf
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularInt32Field(value: &self.fd) }()
-      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.description_p) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.descriptionID) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.closeOnExec) }()
       default: break
       }
@@ -273,8 +565,8 @@ nonisolated extension Amber_FileDescriptor: SwiftProtobuf.Message, SwiftProtobuf
     if self.fd != 0 {
       try visitor.visitSingularInt32Field(value: self.fd, fieldNumber: 1)
     }
-    if self.description_p != 0 {
-      try visitor.visitSingularUInt32Field(value: self.description_p, fieldNumber: 2)
+    if self.descriptionID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.descriptionID, fieldNumber: 2)
     }
     if self.closeOnExec != false {
       try visitor.visitSingularBoolField(value: self.closeOnExec, fieldNumber: 3)
@@ -284,7 +576,7 @@ nonisolated extension Amber_FileDescriptor: SwiftProtobuf.Message, SwiftProtobuf
 
   public static func ==(lhs: Amber_FileDescriptor, rhs: Amber_FileDescriptor) -> Bool {
     if lhs.fd != rhs.fd {return false}
-    if lhs.description_p != rhs.description_p {return false}
+    if lhs.descriptionID != rhs.descriptionID {return false}
     if lhs.closeOnExec != rhs.closeOnExec {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

@@ -1,0 +1,95 @@
+import LinuxKit
+
+/// One descriptor of a process, as the kinds of open file are asked about it
+/// (`OpenFileKinds.classify`): its /proc link, and its status and fdinfo, each read once when
+/// first asked for.
+final class DescriptorProbe {
+    let pid: Int32
+    let fd: Int32
+    let process: ProcessName
+    /// The root of the tree, named in refusals before the tree is frozen.
+    let tree: ProcessName?
+    /// The /proc/PID/fd link: the file's path (unescaped), or "socket:[INODE]", "pipe:[INODE]",
+    /// "anon_inode:NAME"...
+    let link: String
+
+    private var statusRead: FileStatus?
+    private var infoRead: FileDescriptorInfo?
+    private var linkPathRead: LinkPath?
+
+    init(pid: Int32, fd: Int32, process: ProcessName, tree: ProcessName? = nil) throws(LinuxError) {
+        self.pid = pid
+        self.fd = fd
+        self.process = process
+        self.tree = tree
+        link = try ProcFS.fileDescriptorPath(pid: pid, fd: fd)
+    }
+
+    /// The status of the open file itself, through /proc/PID/fd/FD.
+    func status() throws(LinuxError) -> FileStatus {
+        if let statusRead { return statusRead }
+        let status = try FileStatus.stat(procFD: pid, fd: fd)
+        statusRead = status
+        return status
+    }
+
+    /// /proc/PID/fdinfo/FD: the description's flags and offset, and what its kind adds.
+    func info() throws(LinuxError) -> FileDescriptorInfo {
+        if let infoRead { return infoRead }
+        let info = try ProcFS.fileDescriptorInfo(pid: pid, fd: fd)
+        infoRead = info
+        return info
+    }
+
+    /// A descriptor of ours on the same open file description (pidfd_getfd), for the caller to close.
+    func duplicate() throws(LinuxError) -> Int32 {
+        try Pidfd(pid: pid).duplicate(fd)
+    }
+
+    /// The refusal of this descriptor, open on `what`.
+    func refusal(_ what: String) -> AmberError {
+        .unsupported(process, "has fd \(fd) open on \(what): not supported yet", tree: tree)
+    }
+
+    /// What the link says of the file's path.
+    enum LinkPath: Equatable {
+        /// A path that leads to this very file, which a restore reopens.
+        case reopenable(String)
+        /// No path: "socket:[INODE]", "anon_inode:NAME"...
+        case notAPath
+        /// The file was unlinked; `path` is the link without the " (deleted)" it then ends in.
+        case deleted(path: String)
+        /// A POSIX message queue: its descriptor shows the queue's name.
+        case messageQueue
+        /// A path that leads elsewhere now, or nowhere; or a path of another mount namespace.
+        case elsewhere
+    }
+
+    /// The path that reopens this very file, or nil when none does (`linkPath` says why).
+    func reopenablePath() throws -> String? {
+        if case .reopenable(let path) = try linkPath() { return path }
+        return nil
+    }
+
+    /// The link names a path; the file's link count, not the " (deleted)" the link then ends
+    /// in, tells a deleted file from one named so.
+    func linkPath() throws -> LinkPath {
+        if let linkPathRead { return linkPathRead }
+        let linkPath = try readLinkPath()
+        linkPathRead = linkPath
+        return linkPath
+    }
+
+    private func readLinkPath() throws -> LinkPath {
+        guard link.hasPrefix("/") else { return .notAPath }
+        let status = try status()
+        if status.isDeleted {
+            return .deleted(path: link.hasSuffix(" (deleted)") ? String(link.dropLast(" (deleted)".count)) : link)
+        }
+        if (try? FileSystemKind.of(path: "/proc/\(pid)/fd/\(fd)")) == .mqueue { return .messageQueue }
+        guard let atPath = try? FileStatus.stat(path: link), atPath.device == status.device, atPath.inode == status.inode else {
+            return .elsewhere
+        }
+        return .reopenable(link)
+    }
+}

@@ -1,0 +1,86 @@
+import AmberImage
+import LinuxKit
+
+/// A kind of open file (a regular file, a directory, a pipe, a socket...): how a descriptor is
+/// told to be of it and dumped, and how its open file description is made again at restore,
+/// as CRIU's `struct file_desc_ops` for each of its file types. Each kind is a type in a file
+/// of its own here, with its own message in the `file` oneof of `OpenFileDescription`
+/// (files.proto), and is listed once, in `OpenFileKinds.all`; the fd table around it (numbers,
+/// close-on-exec, flags, offset) and the sharing of descriptions are the same for every kind
+/// (`FileState`, `FileState.DescriptionTable`, `OpenFileTable`). An instance is one descriptor
+/// of the kind, as the dump found it.
+protocol OpenFileKind: Sendable {
+    /// The kind's message in the image: its case of `Amber_OpenFileDescription.file`.
+    associatedtype Record
+
+    /// The descriptor as this kind sees it, or nil when it is of another kind; throws the
+    /// refusal when it is of this kind but in a state amber does not restore.
+    static func classify(_ descriptor: DescriptorProbe) throws -> Self?
+
+    /// The file the descriptor's open file description is on: the dump asks the kernel
+    /// whether two descriptors share one description only when their files are the same.
+    var identity: OpenFileIdentity { get }
+
+    /// The kind's record of the descriptor's open file description, seen for the first time in
+    /// the tree; throws the refusal of what it cannot restore of it.
+    func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File
+
+    /// The kind's record in `description`, or nil when it is of another kind.
+    static func record(of description: Amber_OpenFileDescription) -> Record?
+
+    /// The path the restore opens the file by, if any: whether the task may open it itself is
+    /// asked before any task is made (`ImagePrivileges`).
+    static func reopenedPath(of record: Record) -> String?
+
+    /// Makes the open file description again, in the restorer, as `task` could have made it
+    /// (`RestoreSession.openAsTask`); returns our descriptor of it. A description is made
+    /// once for the whole tree and handed to every task that has it (`OpenFileTable`).
+    static func make(_ record: Record, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool) throws -> Int32
+}
+
+/// What an open file is, for the sharing of descriptions: its device and inode number (a
+/// pipe's or socket's inode is on the kernel's pipefs or sockfs).
+struct OpenFileIdentity: Hashable {
+    let device: UInt64
+    let inode: UInt64
+}
+
+/// The kinds of open file amber restores.
+enum OpenFileKinds {
+    /// Every kind, the one list of them: a descriptor is of the first that takes it, and one
+    /// none takes is refused (`DescriptorProbe.unsupported`).
+    static let all: [any OpenFileKind.Type] = [RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self]
+
+    /// The kind of open file `descriptor` is, or its refusal.
+    static func classify(_ descriptor: DescriptorProbe) throws -> any OpenFileKind {
+        for kind in all {
+            if let file = try kind.classify(descriptor) { return file }
+        }
+        throw try descriptor.unsupported()
+    }
+
+    /// Makes `description` again as `task` could have, by its kind; returns our descriptor of it.
+    static func make(_ description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool) throws -> Int32 {
+        for kind in all {
+            if let fd = try make(description, of: kind, as: task, imageTrusted: imageTrusted) { return fd }
+        }
+        throw AmberError(.badImage, "open file \(description.id) of the image is of no kind this amber restores")
+    }
+
+    /// The path a restore opens `description` by, if any.
+    static func reopenedPath(of description: Amber_OpenFileDescription) -> String? {
+        for kind in all {
+            if let path = reopenedPath(of: description, kind: kind) { return path }
+        }
+        return nil
+    }
+
+    private static func make<Kind: OpenFileKind>(_ description: Amber_OpenFileDescription, of kind: Kind.Type, as task: Amber_Task, imageTrusted: Bool) throws -> Int32? {
+        guard let record = Kind.record(of: description) else { return nil }
+        return try Kind.make(record, description: description, as: task, imageTrusted: imageTrusted)
+    }
+
+    private static func reopenedPath<Kind: OpenFileKind>(of description: Amber_OpenFileDescription, kind: Kind.Type) -> String? {
+        Kind.record(of: description).flatMap(Kind.reopenedPath)
+    }
+}

@@ -1,0 +1,77 @@
+import AmberImage
+import Glibc
+import LinuxKit
+
+// One open file description held by several descriptors, of one process or of several, is
+// one description again after the restore: the dump gives it one id across the image, and
+// the restore makes it once and hands it to each. The same for every kind of open file; a
+// kind only says what file a description is on (`OpenFileKind.identity`).
+
+extension FileState {
+    /// The open file descriptions seen so far in the tree: ids are unique across the image, so
+    /// that descriptors of several processes sharing one description share it again at restore.
+    struct DescriptionTable {
+        private typealias Owner = (pid: Int32, fd: Int32, description: Amber_OpenFileDescription)
+
+        /// The first descriptor seen of each description, by file: every process of a tree may
+        /// have its own description of /dev/null.
+        private var owners: [OpenFileIdentity: KernelOrderedList<Owner>] = [:]
+        private var count = 0
+
+        /// The description `fd` of `pid` refers to if seen before; otherwise `make` makes it from
+        /// its id, and it is added. Returns it and whether it is new.
+        mutating func description(pid: Int32, fd: Int32, identity: OpenFileIdentity, make: (UInt32) throws -> Amber_OpenFileDescription) throws -> (Amber_OpenFileDescription, isNew: Bool) {
+            var seen = owners.removeValue(forKey: identity) ?? KernelOrderedList()
+            defer { owners[identity] = seen }
+            var made: Amber_OpenFileDescription?
+            let owner = try seen.match(order: { try openFileOrder(pid1: $0.pid, fd1: $0.fd, pid2: pid, fd2: fd) }) {
+                made = try make(UInt32(count + 1))
+                return (pid, fd, made!)
+            }
+            if let owner { return (owner.description, false) }
+            count += 1
+            return (made!, true)
+        }
+    }
+}
+
+/// The files the restorer opened for the tree, one per open file description of the image,
+/// kept open until every task has its copy.
+final class OpenFileTable {
+    private var opened: [UInt32: (description: Amber_OpenFileDescription, fd: Int32)] = [:]
+
+    deinit {
+        for entry in opened.values { Glibc.close(entry.fd) }
+    }
+
+    /// Our descriptor of `description`, made the first time a task asks for it. Every task
+    /// record that lists the description must describe it alike.
+    func descriptor(for description: Amber_OpenFileDescription, in session: RestoreSession) throws -> Int32 {
+        if let entry = opened[description.id] {
+            guard entry.description == description else {
+                throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)): open file \(description.id) differs from the one other task records describe")
+            }
+            return entry.fd
+        }
+        let fd = try OpenFileKinds.make(description, as: session.task, imageTrusted: session.imageTrusted)
+        opened[description.id] = (description, fd)
+        return fd
+    }
+
+    /// The descriptions two or more of `tasks` list, each described alike by all of them (one
+    /// described differently is left to `descriptor(for:in:)`, which refuses it): those the
+    /// root's helper gets before the tree is made, for every process to inherit (`TreeFiles`).
+    static func sharedDescriptions(of tasks: [Amber_Task]) -> [Amber_OpenFileDescription] {
+        var byID: [UInt32: (description: Amber_OpenFileDescription, tasks: Int, alike: Bool)] = [:]
+        for task in tasks {
+            for description in task.files.descriptions {
+                if let seen = byID[description.id] {
+                    byID[description.id] = (seen.description, seen.tasks + 1, seen.alike && seen.description == description)
+                } else {
+                    byID[description.id] = (description, 1, true)
+                }
+            }
+        }
+        return byID.values.filter { $0.tasks > 1 && $0.alike }.map(\.description).sorted { $0.id < $1.id }
+    }
+}

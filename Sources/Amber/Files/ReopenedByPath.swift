@@ -1,0 +1,75 @@
+import AmberImage
+import Glibc
+import LinuxKit
+
+/// A kind of file reopened by its path at restore, as CRIU's files-reg.c does: the dump takes
+/// a descriptor only when its path leads to this very file (`DescriptorProbe.reopenablePath`),
+/// and the restore opens the path as the task could have (`RestoreSession.openAsTask`) and
+/// checks it is still a file of the kind.
+protocol ReopenedByPath: OpenFileKind where Record: ReopenedByPathRecord {
+    var path: String { get }
+    var status: FileStatus { get }
+    init(path: String, status: FileStatus)
+
+    /// Whether a file at `path` with `status` is of this kind.
+    static func isKind(_ status: FileStatus, path: String) -> Bool
+
+    /// What a restore no longer finds at the path: "a file of the kind", "the device".
+    static var dumpedFile: String { get }
+}
+
+/// The record of a file reopened by path: its path, and its identity at the dump (device,
+/// inode, change time), by which a file the task may no longer open itself is still reopened
+/// for a trusted image (docs/security.md).
+protocol ReopenedByPathRecord {
+    var path: String { get }
+    var device: UInt64 { get }
+    var inode: UInt64 { get }
+    var changeTimeNs: UInt64 { get }
+}
+
+extension ReopenedByPath {
+    static var dumpedFile: String { "a file of the kind" }
+
+    static func classify(_ descriptor: DescriptorProbe) throws -> Self? {
+        guard let path = try descriptor.reopenablePath() else { return nil }
+        let status = try descriptor.status()
+        return isKind(status, path: path) ? Self(path: path, status: status) : nil
+    }
+
+    var identity: OpenFileIdentity { OpenFileIdentity(device: status.device, inode: status.inode) }
+
+    static func reopenedPath(of record: Record) -> String? { record.path }
+
+    /// Opens the record's file with the description's `flags`, adding `extraFlags` unless it is
+    /// O_PATH, as `task` could have, and checks it is still of this kind.
+    static func reopen(_ record: Record, flags: UInt32, adding extraFlags: Int32, as task: Amber_Task, imageTrusted: Bool) throws -> Int32 {
+        var openFlags = Int32(bitPattern: flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
+        if openFlags & OpenFileFlags.pathOnly.openFlags != 0 {
+            // open(2) ignores other flags with O_PATH, but openat2 refuses them (EINVAL): keep
+            // only those it takes, and those F_GETFL then shows (fdinfo adds O_LARGEFILE).
+            openFlags &= OpenFileFlags.pathOnly.openFlags | O_DIRECTORY | O_NOFOLLOW
+        } else {
+            openFlags |= extraFlags
+        }
+        let dumped = record.changeTimeNs == 0 ? nil : FileStatus(device: record.device, inode: record.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: record.changeTimeNs)
+        let fd = try RestoreSession.openAsTask(record.path, flags: openFlags, what: "the file", task: task, dumped: dumped, trusted: imageTrusted)
+        // The path must still lead to a file of the kind dumped: an image naming /dev/kmsg as a
+        // regular file reopens nothing.
+        guard let status = try? FileStatus.fstat(fd: fd), isKind(status, path: record.path) else {
+            Glibc.close(fd)
+            throw AmberError(.restoreFailed, "cannot reopen \(record.path) for process \(task.pid): it is no longer \(dumpedFile) it was at the dump")
+        }
+        return fd
+    }
+
+    /// Puts our reopened `fd` of the record's file at the description's offset.
+    static func seek(_ fd: Int32, _ record: Record, to offset: UInt64) throws {
+        guard offset != 0 else { return }
+        guard lseek(fd, off_t(Int64(bitPattern: offset)), SEEK_SET) >= 0 else {
+            let error = LinuxError.current("lseek")
+            Glibc.close(fd)
+            throw AmberError(.restoreFailed, "cannot seek \(record.path) to \(offset): \(error)")
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import Glibc
+import LinuxKit
+
+extension DescriptorProbe {
+    /// The refusal of a descriptor that no kind of `OpenFileKinds.all` takes, naming what it
+    /// is open on. A kind added for one of these takes it before it gets here, and its refusal goes.
+    func unsupported() throws -> AmberError {
+        if link.hasPrefix("socket:") { return refusal("\(try socketFamily()) socket (\(link))") }
+        if link.hasPrefix("pipe:") { return refusal("a pipe (\(link))") }
+        if link.hasPrefix("anon_inode:") { return refusal("\(link.dropFirst("anon_inode:".count))") }
+        switch try linkPath() {
+        case .notAPath:
+            return refusal(link)
+        case .deleted(let path):
+            switch try FileSystemKind.of(path: "/proc/\(pid)/fd/\(fd)") {
+            case .devpts: return refusal("the pty \(path), whose entry in /dev/pts is gone (its master was closed)")
+            case .hugetlbfs: return refusal("hugetlb memory (\(path))")
+            case .shmem where path.hasPrefix("/memfd:"): return refusal("a memfd (\(path))")
+            case .shmem where path == "/dev/zero" || path.hasPrefix("/SYSV"): return refusal("SysV/shmem shared memory (\(path))")
+            default: return refusal("the deleted file \(path)")
+            }
+        case .messageQueue:
+            return refusal("the POSIX message queue \(link)")
+        case .elsewhere:
+            return refusal("\(link), a file its path does not lead to")
+        case .reopenable:
+            if try status().isCharacterDevice { return refusal("the device \(link)") }
+            return refusal(link)
+        }
+    }
+
+    /// "a unix", "an inet6"...: the socket's address family as `ss` names it.
+    private func socketFamily() throws -> String {
+        let family = try Pidfd(pid: pid).socketFamily(fd)
+        switch family {
+        case AF_UNIX: return "a unix"
+        case AF_INET: return "an inet"
+        case AF_INET6: return "an inet6"
+        case AF_NETLINK: return "a netlink"
+        case AF_PACKET: return "a packet"
+        default: return "an address family \(family)"
+        }
+    }
+}

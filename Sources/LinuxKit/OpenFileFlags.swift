@@ -1,0 +1,20 @@
+/// Flags of an open file as open(2) takes them and /proc/PID/fdinfo shows them, those the
+/// engine names and Glibc's module does not (or not with this type).
+public struct OpenFileFlags: OptionSet, Sendable {
+    public let rawValue: UInt32
+
+    public init(rawValue: UInt32) {
+        self.rawValue = rawValue
+    }
+
+    /// O_CLOEXEC: a flag of the descriptor, not of the open file description, although
+    /// fdinfo shows it among the description's flags.
+    public static let closeOnExec = OpenFileFlags(rawValue: 0o2000000)
+    /// O_ASYNC (FASYNC): signal-driven I/O.
+    public static let asynchronous = OpenFileFlags(rawValue: 0o20000)
+    /// O_PATH: a descriptor that only names the file.
+    public static let pathOnly = OpenFileFlags(rawValue: 0o10000000)
+
+    /// As open(2) and fcntl(F_SETFL) take them.
+    public var openFlags: Int32 { Int32(bitPattern: rawValue) }
+}
