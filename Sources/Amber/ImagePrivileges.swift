@@ -83,8 +83,7 @@ public enum ImagePrivileges {
     }
 
     private static func requests(of task: Amber_Task, _ baseline: Baseline) -> [PrivilegedRequest] {
-        let threads = [task.leaderThread] + task.threads
-        let seccomp = [task.seccomp.leader] + task.threads.map(\.seccomp)
+        guard let leader = task.threads.first else { return [] }
         func who(_ thread: Amber_Thread) -> String {
             thread.tid == task.pid ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
         }
@@ -99,7 +98,6 @@ public enum ImagePrivileges {
         func soft(_ resource: UInt32) -> UInt64 { imageLimits[resource]?.soft ?? baseline.limits[resource]?.soft ?? 0 }
 
         var found: [PrivilegedRequest] = []
-        let leader = threads[0]
         for limit in task.environment.limits {
             guard let own = baseline.limits[limit.resource], limit.hard > own.hard else { continue }
             let name = limit.resource < resourceNames.count ? resourceNames[Int(limit.resource)] : "resource \(limit.resource)"
@@ -117,7 +115,7 @@ public enum ImagePrivileges {
         if task.processFlags.oomScoreAdj < baseline.oomScoreAdj {
             found.append(request(leader, "oom_score_adj \(task.processFlags.oomScoreAdj), below the restorer's \(baseline.oomScoreAdj)", [capSysResource]))
         }
-        for (thread, seccomp) in zip(threads, seccomp) {
+        for thread in task.threads {
             let scheduling = thread.scheduling
             if scheduling.policy == schedFIFO || scheduling.policy == schedRR, UInt64(scheduling.rtPriority) > soft(rlimitRTPriority) {
                 let policy = scheduling.policy == schedFIFO ? "SCHED_FIFO" : "SCHED_RR"
@@ -130,7 +128,7 @@ public enum ImagePrivileges {
             if scheduling.ioPriority >> ioPriorityClassShift == ioPriorityClassRealtime {
                 found.append(request(thread, "real-time I/O priority (IOPRIO_CLASS_RT, level \(scheduling.ioPriority & 7))", [capSysNice, capSysAdmin]))
             }
-            if seccomp.mode == .filter, !thread.threadFlags.noNewPrivs {
+            if thread.seccomp.mode == .filter, !thread.threadFlags.noNewPrivs {
                 found.append(request(thread, "seccomp filters without no_new_privs (a set-user-ID program it runs would run under them)", [capSysAdmin]))
             }
             let loginUID = credentials(thread).loginUid
@@ -174,14 +172,14 @@ public struct ImageNeeds: Sendable {
         return ImageNeeds(
             authenticity: image.authenticity,
             processes: tasks.count,
-            threads: live.reduce(0) { $0 + 1 + $1.threads.count },
+            threads: live.reduce(0) { $0 + $1.threads.count },
             credentials: live.flatMap(privilegedCredentials),
             files: geteuid() == 0 ? live.flatMap(filesNeedingRestorerRights) : nil,
             requests: try ImagePrivileges.requests(live))
     }
 
     private static func privilegedCredentials(of task: Amber_Task) -> [String] {
-        ([task.leaderThread] + task.threads).compactMap { thread -> String? in
+        task.threads.compactMap { thread -> String? in
             let who = thread.tid == task.pid ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
             guard thread.hasCredentials else { return "\(who): no credentials recorded: it keeps the restorer's own" }
             let c = thread.credentials
@@ -214,8 +212,8 @@ extension ImagePrivileges {
     /// restore reports when it opens it). Tried as the task would be made to open it (its
     /// filesystem IDs and groups, no symbolic link, nothing created), and closed at once.
     static func openDenied(_ description: Amber_OpenFileDescription, as task: Amber_Task) -> String? {
-        guard task.hasCredentials else { return nil }
-        let identity = FileAccessIdentity(uid: task.credentials.fsuid, gid: task.credentials.fsgid, groups: task.credentials.groups)
+        guard let credentials = task.processCredentials else { return nil }
+        let identity = FileAccessIdentity(uid: credentials.fsuid, gid: credentials.fsgid, groups: credentials.groups)
         let flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL) | O_NONBLOCK | O_NOCTTY
         switch Result(catching: { () throws(LinuxError) in try PathOpening.open(description.path, flags: flags, as: identity) }) {
         case .success(let fd):

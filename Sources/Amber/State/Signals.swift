@@ -6,8 +6,8 @@ import LinuxKit
 
 /// Signal state: dispositions, the blocked mask, pending signals with their siginfo, sigaltstack.
 enum SignalState {
-    /// What the process shares: dispositions and the process-directed queue. The leader's own
-    /// mask, queue and alternate stack are added by `ThreadState`.
+    /// What the process shares: dispositions and the process-directed queue. Each thread's own
+    /// mask, queue and alternate stack are read by `ThreadState`.
     static func dump(_ session: DumpSession) throws -> Amber_Signals {
         var record = Amber_Signals()
         // Only the task itself can report handlers: one injected rt_sigaction per signal that
@@ -35,7 +35,6 @@ enum SignalState {
         try tracee.pendingSignals(shared: shared).map { info in
             var pending = Amber_PendingSignal()
             pending.signal = UInt32(info.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) })
-            pending.shared = shared
             pending.siginfo = Data(info)
             return pending
         }
@@ -80,17 +79,17 @@ enum SignalState {
     }
 
     /// Pending signals go back into the queues while every thread blocks everything: to the
-    /// process when `shared`, else to the thread `injector` runs in, which must send them itself
-    /// (the kernel lets only a thread queue a kill-like siginfo to itself). Masks are set with the
-    /// registers, last. `tid` is the thread's ID in its own PID namespace.
-    static func restorePending(_ pending: [Amber_PendingSignal], tid: Int32, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    /// thread `injector` runs in when `tid` (its ID in its own PID namespace) is given, which must
+    /// send them itself (the kernel lets only a thread queue a kill-like siginfo to itself), else
+    /// to the process. Masks are set with the registers, last.
+    static func restorePending(_ pending: [Amber_PendingSignal], toThread tid: Int32?, _ injector: SyscallInjector, _ session: RestoreSession) throws {
         let tgid = session.task.namespacePids.last ?? session.task.pid
         for signal in pending {
             let address = try signal.siginfo.withUnsafeBytes { try session.writeScratch($0) }
-            if signal.shared {
-                try injector.call("rt_sigqueueinfo(\(signal.signal))", SyscallNumber.rtSigqueueinfo, UInt64(tgid), UInt64(signal.signal), address)
-            } else {
+            if let tid {
                 try injector.call("rt_tgsigqueueinfo(\(signal.signal))", SyscallNumber.rtTgsigqueueinfo, UInt64(tgid), UInt64(tid), UInt64(signal.signal), address)
+            } else {
+                try injector.call("rt_sigqueueinfo(\(signal.signal))", SyscallNumber.rtSigqueueinfo, UInt64(tgid), UInt64(signal.signal), address)
             }
         }
     }
