@@ -80,7 +80,7 @@ public enum Checkpoint {
             logger.trace("image written")
             let live = tasks.filter { !$0.zombie }
             let summary = Summary(
-                pid: pid, comm: tasks[0].comm, processes: tasks.count, threads: live.reduce(0) { $0 + 1 + $1.threads.count },
+                pid: pid, comm: tasks[0].comm, processes: tasks.count, threads: live.reduce(0) { $0 + $1.threads.count },
                 areas: live.reduce(0) { $0 + $1.memory.areas.count },
                 pageBytes: live.reduce(0) { total, task in total + task.memory.areas.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.count } } } * 4096)
             if leaveRunning {
@@ -182,7 +182,7 @@ public enum Checkpoint {
         inventory.kernelRelease = field(names.release)
         inventory.machine = field(names.machine)
         inventory.xstateFeatures = HostCPU.xstateFeatures
-        inventory.xstateSize = UInt32(tasks.first { !$0.zombie }?.registers.xstate.count ?? 0)
+        inventory.xstateSize = UInt32(tasks.first { !$0.zombie }?.threads.first?.registers.xstate.count ?? 0)
         inventory.createdUnixMs = Int64(Date().timeIntervalSince1970 * 1000)
         inventory.rootPid = tasks[0].pid
         return inventory

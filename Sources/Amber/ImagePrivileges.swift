@@ -78,8 +78,7 @@ public enum ImagePrivileges {
     }
 
     private static func requests(of task: Amber_Task, _ baseline: Baseline) -> [PrivilegedRequest] {
-        let threads = [task.leaderThread] + task.threads
-        let seccomp = [task.seccomp.leader] + task.threads.map(\.seccomp)
+        guard let leader = task.threads.first else { return [] }
         func who(_ thread: Amber_Thread) -> String {
             thread.tid == task.pid ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
         }
@@ -94,7 +93,6 @@ public enum ImagePrivileges {
         func soft(_ resource: UInt32) -> UInt64 { imageLimits[resource]?.soft ?? baseline.limits[resource]?.soft ?? 0 }
 
         var found: [PrivilegedRequest] = []
-        let leader = threads[0]
         for limit in task.environment.limits {
             guard let own = baseline.limits[limit.resource], limit.hard > own.hard else { continue }
             let name = limit.resource < resourceNames.count ? resourceNames[Int(limit.resource)] : "resource \(limit.resource)"
@@ -112,7 +110,7 @@ public enum ImagePrivileges {
         if task.processFlags.oomScoreAdj < baseline.oomScoreAdj {
             found.append(request(leader, "oom_score_adj \(task.processFlags.oomScoreAdj), below the restorer's \(baseline.oomScoreAdj)", [Capability.sysResource]))
         }
-        for (thread, seccomp) in zip(threads, seccomp) {
+        for thread in task.threads {
             let scheduling = thread.scheduling
             if scheduling.policy == UInt32(TaskScheduling.fifoPolicy) || scheduling.policy == UInt32(TaskScheduling.roundRobinPolicy), UInt64(scheduling.rtPriority) > soft(ResourceLimit.realtimePriority) {
                 let policy = scheduling.policy == UInt32(TaskScheduling.fifoPolicy) ? "SCHED_FIFO" : "SCHED_RR"
@@ -125,7 +123,7 @@ public enum ImagePrivileges {
             if scheduling.ioPriority >> TaskScheduling.ioPriorityClassShift == UInt32(TaskScheduling.ioPriorityClassRealtime) {
                 found.append(request(thread, "real-time I/O priority (IOPRIO_CLASS_RT, level \(scheduling.ioPriority & 7))", [Capability.sysNice, Capability.sysAdmin]))
             }
-            if seccomp.mode == .filter, !thread.threadFlags.noNewPrivs {
+            if thread.seccomp.mode == .filter, !thread.threadFlags.noNewPrivs {
                 found.append(request(thread, "seccomp filters without no_new_privs (a set-user-ID program it runs would run under them)", [Capability.sysAdmin]))
             }
             let loginUID = credentials(thread).loginUid
@@ -169,14 +167,14 @@ public struct ImageNeeds: Sendable {
         return ImageNeeds(
             authenticity: image.authenticity,
             processes: tasks.count,
-            threads: live.reduce(0) { $0 + 1 + $1.threads.count },
+            threads: live.reduce(0) { $0 + $1.threads.count },
             credentials: live.flatMap(privilegedCredentials),
             files: geteuid() == 0 ? live.flatMap(filesNeedingRestorerRights) : nil,
             requests: try ImagePrivileges.requests(live))
     }
 
     private static func privilegedCredentials(of task: Amber_Task) -> [String] {
-        ([task.leaderThread] + task.threads).compactMap { thread -> String? in
+        task.threads.compactMap { thread -> String? in
             let who = thread.tid == task.pid ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
             guard thread.hasCredentials else { return "\(who): no credentials recorded: it keeps the restorer's own" }
             let c = thread.credentials
@@ -210,8 +208,8 @@ extension ImagePrivileges {
     /// made to open it (its filesystem IDs and groups, no symbolic link, nothing created), and
     /// closed at once.
     static func openDenied(_ description: Amber_OpenFileDescription, as task: Amber_Task) -> String? {
-        guard task.hasCredentials, let path = OpenFileKinds.reopenedPath(of: description) else { return nil }
-        let identity = FileAccessIdentity(uid: task.credentials.fsuid, gid: task.credentials.fsgid, groups: task.credentials.groups)
+        guard let credentials = task.processCredentials, let path = OpenFileKinds.reopenedPath(of: description) else { return nil }
+        let identity = FileAccessIdentity(uid: credentials.fsuid, gid: credentials.fsgid, groups: credentials.groups)
         let flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL) | O_NONBLOCK | O_NOCTTY
         switch Result(catching: { () throws(LinuxError) in try PathOpening.open(path, flags: flags, as: identity) }) {
         case .success(let fd):

@@ -45,7 +45,7 @@ public enum Restore {
             try ImagePrivileges.refuseUnopenableFiles(tasks, authenticity: image.authenticity)
         }
         for task in tasks where !newPIDNamespace {
-            for pid in [task.pid] + task.threads.map(\.tid) where Signals.processExists(pid) {
+            for pid in task.zombie ? [task.pid] : task.threads.map(\.tid) where Signals.processExists(pid) {
                 throw TreeState.pidTaken(pid)
             }
         }
@@ -108,7 +108,7 @@ public enum Restore {
         var tids: Set<Int32> = []
         for task in tasks {
             let file = ImageFormat.taskRecordName(pid: task.pid)
-            for tid in [task.pid] + task.threads.map(\.tid) where !tids.insert(tid).inserted {
+            for tid in task.zombie ? [task.pid] : task.threads.map(\.tid) where !tids.insert(tid).inserted {
                 throw ImageError(.invalid, file: file, detail: "TID \(tid) belongs to two tasks")
             }
             if task.pid != tasks[0].pid, !pids.contains(task.ppid) {

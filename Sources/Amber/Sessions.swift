@@ -231,8 +231,7 @@ final class RestoreSession: ScratchSpace {
     }
 
     static func openAsTask(_ path: String, flags: Int32, what: String, task: Amber_Task, dumped: FileStatus?, trusted: Bool) throws(AmberError) -> Int32 {
-        let credentials = task.hasCredentials ? task.credentials : nil
-        let identity = credentials.map { FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups) }
+        let identity = task.processCredentials.map { FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups) }
         let who = identity.map { " as uid \($0.uid), gid \($0.gid)" } ?? ""
         do {
             return try PathOpening.open(path, flags: flags, as: identity)
@@ -339,7 +338,7 @@ final class TreeFiles {
     static func install(for tasks: [Amber_Task], in root: TreeTask, restorerPidfd: Int32, imageTrusted: Bool) throws -> TreeFiles? {
         let live = tasks.filter { !$0.zombie }
         func identity(_ task: Amber_Task) -> FileAccessIdentity? {
-            task.hasCredentials ? FileAccessIdentity(uid: task.credentials.fsuid, gid: task.credentials.fsgid, groups: task.credentials.groups) : nil
+            task.processCredentials.map { FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups) }
         }
         guard live.count > 1, live.allSatisfy({ identity($0) == identity(live[0]) }) else { return nil }
         var uses: [Key: Int] = [:]

@@ -74,24 +74,19 @@ struct TaskValidator {
         }
         if task.zombie {
             // A zombie keeps nothing but its identity and exit status.
-            guard !task.hasRegisters, !task.hasMemory, task.threads.isEmpty, task.files.descriptors.isEmpty, !task.hasSeccomp, task.stopSignal == 0 else {
-                throw invalid("zombie", "a zombie cannot have registers, memory, threads, files, seccomp or a stop")
+            guard task.threads.isEmpty, !task.hasMemory, task.files.descriptors.isEmpty, !task.hasSeccomp, task.stopSignal == 0 else {
+                throw invalid("zombie", "a zombie cannot have threads, memory, files, seccomp or a stop")
             }
             guard task.exitStatus <= 0xffff, task.exitStatus & 0x7f != 0x7f else {
                 throw invalid("exit_status", "\(hex(UInt64(task.exitStatus))) is not a wait status of a process that ended")
             }
             return
         }
-        try validateRegisters(task.hasRegisters ? task.registers : nil, field: "registers")
         try validateThreads(task)
         try validateMemory(task.memory)
         try validateSignals(task.signals)
         try validateFiles(task.files)
         if task.hasEnvironment { try validateEnvironment(task.environment) }
-        try validateThreadControl(task.threadControl, field: "thread_control")
-        try validateScheduling(task.scheduling, field: "scheduling")
-        try validateThreadFlags(task.threadFlags, field: "thread_flags")
-        if task.hasCredentials { try validateCredentials(task.credentials, field: "credentials") }
         try validateProcessFlags(task.processFlags)
         try validateTimers(task.timers)
         try validateSeccomp(task)
@@ -118,8 +113,21 @@ struct TaskValidator {
         }
     }
 
+    /// Every thread alike, the leader first: it has the process's PID, name and namespace PIDs.
     private func validateThreads(_ task: Amber_Task) throws(ImageError) {
-        var tids: Set<Int32> = [task.pid]
+        guard let leader = task.threads.first else {
+            throw invalid("threads", "empty; a process that has not exited has at least its leader")
+        }
+        guard leader.tid == task.pid else {
+            throw invalid("threads[0].tid", "\(leader.tid) is not the process's PID \(task.pid): the leader comes first")
+        }
+        guard leader.comm == task.comm else {
+            throw invalid("threads[0].comm", "\"\(leader.comm)\" is not the process's name \"\(task.comm)\"")
+        }
+        guard leader.namespaceTids == task.namespacePids else {
+            throw invalid("threads[0].namespace_tids", "\(leader.namespaceTids) is not the process's namespace_pids \(task.namespacePids)")
+        }
+        var tids: Set<Int32> = []
         for (index, thread) in task.threads.enumerated() {
             let field = "threads[\(index)]"
             guard ImageFormat.pidRange.contains(thread.tid), tids.insert(thread.tid).inserted else {
@@ -130,9 +138,6 @@ struct TaskValidator {
             }
             try validateRegisters(thread.hasRegisters ? thread.registers : nil, field: "\(field).registers")
             try validatePending(thread.pending, field: "\(field).pending")
-            guard thread.pending.allSatisfy({ !$0.shared }) else {
-                throw invalid("\(field).pending", "a thread's own queue cannot hold process-directed signals")
-            }
             try validateAlternateStack(thread.alternateStack, field: "\(field).alternate_stack")
             try validateThreadControl(thread.threadControl, field: "\(field).thread_control")
             try validateScheduling(thread.scheduling, field: "\(field).scheduling")
@@ -355,11 +360,11 @@ struct TaskValidator {
             }
         }
         try validatePending(signals.pending, field: "signals.pending")
-        try validateAlternateStack(signals.alternateStack, field: "signals.alternate_stack")
     }
 
+    /// One queue: the process's or a thread's.
     private func validatePending(_ pending: [Amber_PendingSignal], field list: String) throws(ImageError) {
-        var pendingOnce: Set<[UInt32]> = []
+        var pendingOnce: Set<UInt32> = []
         for (index, pending) in pending.enumerated() {
             let field = "\(list)[\(index)]"
             guard (1...64).contains(pending.signal) else {
@@ -372,8 +377,8 @@ struct TaskValidator {
             guard number == pending.signal else {
                 throw invalid("\(field).siginfo", "its si_signo is \(number), not the signal \(pending.signal)")
             }
-            guard Self.realTimeSignals.contains(pending.signal) || pendingOnce.insert([pending.signal, pending.shared ? 1 : 0]).inserted else {
-                throw invalid("\(field).signal", "\(pending.signal) is pending twice on the \(pending.shared ? "process" : "thread") queue; only real-time signals queue up")
+            guard Self.realTimeSignals.contains(pending.signal) || pendingOnce.insert(pending.signal).inserted else {
+                throw invalid("\(field).signal", "\(pending.signal) is pending twice on one queue; only real-time signals queue up")
             }
         }
     }
@@ -614,7 +619,7 @@ struct TaskValidator {
             }
         }
         var referenced: Set<UInt32> = []
-        let threads = [("seccomp.leader", task.seccomp.leader)] + task.threads.enumerated().map { ("threads[\($0.offset)].seccomp", $0.element.seccomp) }
+        let threads = task.threads.enumerated().map { ("threads[\($0.offset)].seccomp", $0.element.seccomp) }
         for (field, thread) in threads {
             if case .UNRECOGNIZED(let mode) = thread.mode {
                 throw invalid("\(field).mode", "\(mode) is not a seccomp mode")

@@ -71,9 +71,7 @@ enum Fixture {
         task.pgid = pid
         task.sid = pid
         task.comm = "sleeper"
-        task.registers.rip = 0x401000
-        task.registers.rsp = 0x7ffd_0002_0f00
-        task.registers.xstate = xstate
+        task.threads = [thread(tid: pid, comm: task.comm)]
 
         func area(_ start: UInt64, _ end: UInt64, _ protection: UInt32, _ kind: Amber_AreaKind, pages: [(UInt64, UInt64, UInt64)] = []) -> Amber_MemoryArea {
             var area = Amber_MemoryArea()
@@ -120,7 +118,6 @@ enum Fixture {
         pending.signal = 2
         pending.siginfo = Data([2, 0, 0, 0] + [UInt8](repeating: 0, count: 124))
         task.signals.pending = [pending]
-        task.signals.alternateStack.flags = 2
 
         var null = Amber_OpenFileDescription()
         null.id = 1
@@ -147,11 +144,23 @@ enum Fixture {
         limit.soft = 1024
         limit.hard = 4096
         task.environment.limits = [limit]
-
-        task.threadControl.rseqAddress = 0x7ffd_0000_1020
-        task.threadControl.rseqSize = 32
-        task.threadControl.rseqSignature = 0x5305_3053
         return task
+    }
+
+    /// A thread with registers, an rseq area and no alternate stack: the fixture task's leader
+    /// with its PID and name, or another thread.
+    static func thread(tid: Int32, comm: String = "") -> Amber_Thread {
+        var thread = Amber_Thread()
+        thread.tid = tid
+        thread.comm = comm
+        thread.registers.rip = 0x401000
+        thread.registers.rsp = 0x7ffd_0002_0f00
+        thread.registers.xstate = xstate
+        thread.alternateStack.flags = 2
+        thread.threadControl.rseqAddress = 0x7ffd_0000_1020
+        thread.threadControl.rseqSize = 32
+        thread.threadControl.rseqSignature = 0x5305_3053
+        return thread
     }
 
     /// Writes an image of `tasks` (each with its page file) into `directory`.

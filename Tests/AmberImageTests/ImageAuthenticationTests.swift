@@ -24,6 +24,7 @@ final class ImageAuthenticationTests: ImageTestCase {
         let record = URL(fileURLWithPath: directory + "/task-4243.pb")
         var changed = Fixture.task(pid: 4243)
         changed.comm = "changed"
+        changed.threads[0].comm = "changed"
         let bytes: [UInt8] = try changed.serializedBytes()
         try Data(bytes).write(to: record)
         try Fixture.rewriteInventory(at: directory) { inventory in

@@ -126,6 +126,16 @@ final class ImageTests: ImageTestCase {
         }
     }
 
+    /// An image of the previous format, whose records a reader of this one would misread, is
+    /// refused with both versions named.
+    func testPreviousVersion() throws {
+        try Fixture.writeImage(at: path("image"))
+        try Fixture.rewriteInventory(at: path("image")) { $0.formatVersion = ImageFormat.version - 1 }
+        let error = imageError { _ = try ImageReader(directory: path("image")) }
+        XCTAssertEqual(error?.kind, .unsupportedVersion)
+        XCTAssertEqual(error?.description, "image file inventory.pb has an unsupported format version: the image has format version \(ImageFormat.version - 1), this amber reads version \(ImageFormat.version)")
+    }
+
     func testTruncatedFile() throws {
         try Fixture.writeImage(at: path("image"))
         XCTAssertEqual(truncate(path("image/pages-4242.img"), 4096), 0)

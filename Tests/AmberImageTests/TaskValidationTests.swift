@@ -61,6 +61,13 @@ final class TaskValidationTests: ImageTestCase {
             task.zombie = true
             task.exitStatus = 9
         }
+        try assertRejected("zombie") { task in
+            task = Amber_Task()
+            task.pid = Fixture.pid
+            task.zombie = true
+            task.exitStatus = 9
+            task.threads = [Fixture.thread(tid: Fixture.pid)]
+        }
     }
 
     func testStop() throws {
@@ -81,25 +88,18 @@ final class TaskValidationTests: ImageTestCase {
     }
 
     func testThreads() throws {
-        func thread(_ tid: Int32) -> Amber_Thread {
-            var thread = Amber_Thread()
-            thread.tid = tid
-            thread.registers = Fixture.task().registers
-            return thread
-        }
-        try assertAccepted { $0.threads = [thread(4243), thread(4244)] }
-        try assertRejected("threads[1].tid") { $0.threads = [thread(4243), thread(4243)] }
-        try assertRejected("threads[0].tid") { $0.threads = [thread(Fixture.pid)] }
-        try assertRejected("threads[0].registers") { $0.threads = [thread(4243)]; $0.threads[0].clearRegisters() }
-        try assertRejected("threads[0].comm") { $0.threads = [thread(4243)]; $0.threads[0].comm = "sixteen-bytes-xx" }
-        try assertRejected("threads[0].pending") { task in
-            var pending = Amber_PendingSignal()
-            pending.signal = 10
-            pending.shared = true
-            pending.siginfo = siginfo(10)
-            task.threads = [thread(4243)]
-            task.threads[0].pending = [pending]
-        }
+        let other = Fixture.thread(tid: 4243)
+        try assertAccepted { $0.threads += [other, Fixture.thread(tid: 4244)] }
+        try assertRejected("threads") { $0.threads = [] }
+        try assertRejected("threads[0].tid") { $0.threads = [other] }
+        try assertRejected("threads[0].tid") { $0.threads.insert(other, at: 0) }
+        try assertRejected("threads[0].comm") { $0.threads[0].comm = "other" }
+        try assertRejected("threads[1].tid") { $0.threads.append($0.threads[0]) }
+        try assertRejected("threads[2].tid") { $0.threads += [other, other] }
+        try assertRejected("threads[0].registers") { $0.threads[0].clearRegisters() }
+        try assertRejected("threads[1].registers") { $0.threads.append(other); $0.threads[1].clearRegisters() }
+        try assertRejected("threads[1].comm") { $0.threads.append(other); $0.threads[1].comm = "sixteen-bytes-xx" }
+        try assertRejected("threads[1].alternate_stack.flags") { $0.threads.append(other); $0.threads[1].alternateStack.flags = 4 }
     }
 
     func testSeccomp() throws {
@@ -118,57 +118,62 @@ final class TaskValidationTests: ImageTestCase {
             return thread
         }
         func withThread(_ task: inout Amber_Task, _ seccomp: Amber_SeccompThread) {
-            var other = Amber_Thread()
-            other.tid = 4243
-            other.registers = Fixture.task().registers
+            var other = Fixture.thread(tid: 4243)
             other.seccomp = seccomp
-            task.threads = [other]
+            task.threads.append(other)
         }
         try assertAccepted { task in
             task.seccomp.filters = [filter(), filter(flags: 2), filter()]
-            task.seccomp.leader = thread(.filter, [0, 1])
+            task.threads[0].seccomp = thread(.filter, [0, 1])
             withThread(&task, thread(.filter, [0, 1, 2]))
         }
         try assertAccepted { withThread(&$0, thread(.strict, [])) }
-        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(Data())]; $0.seccomp.leader = thread(.filter, [0]) }
-        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(program.prefix(7))]; $0.seccomp.leader = thread(.filter, [0]) }
-        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(Data(count: 4097 * 8))]; $0.seccomp.leader = thread(.filter, [0]) }
-        try assertRejected("seccomp.filters[0].flags") { $0.seccomp.filters = [filter(flags: 1)]; $0.seccomp.leader = thread(.filter, [0]) }
-        try assertRejected("seccomp.leader.mode") { $0.seccomp.leader.mode = .UNRECOGNIZED(3) }
-        try assertRejected("seccomp.leader.chain") { $0.seccomp.filters = [filter()]; $0.seccomp.leader = thread(.strict, [0]) }
-        try assertRejected("seccomp.leader.chain") { $0.seccomp.leader = thread(.filter, []) }
-        try assertRejected("seccomp.leader.chain[0]") { $0.seccomp.filters = [filter()]; $0.seccomp.leader = thread(.filter, [1]) }
-        try assertRejected("seccomp.leader.chain[1]") { $0.seccomp.filters = [filter()]; $0.seccomp.leader = thread(.filter, [0, 0]) }
-        try assertRejected("threads[0].seccomp.chain[0]") { task in
+        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(Data())]; $0.threads[0].seccomp = thread(.filter, [0]) }
+        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(program.prefix(7))]; $0.threads[0].seccomp = thread(.filter, [0]) }
+        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(Data(count: 4097 * 8))]; $0.threads[0].seccomp = thread(.filter, [0]) }
+        try assertRejected("seccomp.filters[0].flags") { $0.seccomp.filters = [filter(flags: 1)]; $0.threads[0].seccomp = thread(.filter, [0]) }
+        try assertRejected("threads[0].seccomp.mode") { $0.threads[0].seccomp.mode = .UNRECOGNIZED(3) }
+        try assertRejected("threads[0].seccomp.chain") { $0.seccomp.filters = [filter()]; $0.threads[0].seccomp = thread(.strict, [0]) }
+        try assertRejected("threads[0].seccomp.chain") { $0.threads[0].seccomp = thread(.filter, []) }
+        try assertRejected("threads[0].seccomp.chain[0]") { $0.seccomp.filters = [filter()]; $0.threads[0].seccomp = thread(.filter, [1]) }
+        try assertRejected("threads[0].seccomp.chain[1]") { $0.seccomp.filters = [filter()]; $0.threads[0].seccomp = thread(.filter, [0, 0]) }
+        try assertRejected("threads[1].seccomp.chain[0]") { task in
             task.seccomp.filters = [filter()]
-            task.seccomp.leader = thread(.filter, [0])
+            task.threads[0].seccomp = thread(.filter, [0])
             withThread(&task, thread(.filter, [5]))
         }
-        try assertRejected("seccomp.leader.chain") { task in
+        try assertRejected("threads[0].seccomp.chain") { task in
             task.seccomp.filters = (0..<9).map { _ in filter(Data(count: 4096 * 8)) }
-            task.seccomp.leader = thread(.filter, Array(0..<9))
+            task.threads[0].seccomp = thread(.filter, Array(0..<9))
         }
-        try assertRejected("seccomp.filters") { $0.seccomp.filters = [filter(), filter()]; $0.seccomp.leader = thread(.filter, [0]) }
+        try assertRejected("seccomp.filters") { $0.seccomp.filters = [filter(), filter()]; $0.threads[0].seccomp = thread(.filter, [0]) }
         try assertRejected("zombie") { task in
             task = Amber_Task()
             task.pid = Fixture.pid
             task.zombie = true
             task.exitStatus = 9
-            task.seccomp.leader = thread(.strict, [])
+            task.seccomp.filters = [filter()]
         }
     }
 
     func testNamespacePIDs() throws {
-        try assertAccepted { $0.namespacePids = [Fixture.pid, 1]; $0.namespacePgids = [Fixture.pid, 1] }
+        try assertAccepted {
+            $0.namespacePids = [Fixture.pid, 1]
+            $0.namespacePgids = [Fixture.pid, 1]
+            $0.threads[0].namespaceTids = [Fixture.pid, 1]
+        }
         try assertRejected("namespace_pids") { $0.namespacePids = [7, 1] }
         try assertRejected("namespace_pids") { $0.namespacePids = [Fixture.pid] }
         try assertRejected("namespace_pgids") { $0.namespacePids = [Fixture.pid, 1]; $0.namespacePgids = [Fixture.pid] }
-        try assertRejected("threads[0].namespace_tids") { task in
-            var thread = Amber_Thread()
-            thread.tid = 4243
-            thread.registers = task.registers
+        try assertRejected("threads[0].namespace_tids") { $0.namespacePids = [Fixture.pid, 1] }
+        try assertRejected("threads[0].namespace_tids") {
+            $0.namespacePids = [Fixture.pid, 1]
+            $0.threads[0].namespaceTids = [Fixture.pid, 2]
+        }
+        try assertRejected("threads[1].namespace_tids") { task in
+            var thread = Fixture.thread(tid: 4243)
             thread.namespaceTids = [4243, 2]
-            task.threads = [thread]
+            task.threads.append(thread)
         }
     }
 
@@ -186,17 +191,17 @@ final class TaskValidationTests: ImageTestCase {
     }
 
     func testRegisters() throws {
-        try assertRejected("registers") { $0.clearRegisters() }
-        try assertRejected("registers.xstate") { $0.registers.xstate = Data(count: 100) }
-        try assertRejected("registers.xstate") { $0.registers.xstate = Data(count: 70000) }
+        try assertRejected("threads[0].registers") { $0.threads[0].clearRegisters() }
+        try assertRejected("threads[0].registers.xstate") { $0.threads[0].registers.xstate = Data(count: 100) }
+        try assertRejected("threads[0].registers.xstate") { $0.threads[0].registers.xstate = Data(count: 70000) }
         var inventory = Fixture.inventory()
         inventory.xstateSize = 1024
-        try assertRejected("registers.xstate", inventory: inventory) { _ in }
-        try assertRejected("registers.xstate") { $0.registers.xstate[512] |= 0x8 }
-        try assertRejected("registers.xstate") { $0.registers.xstate[520] = 1 }
-        try assertRejected("registers.fs_base") { $0.registers.fsBase = ImageFormat.userAddressLimit }
-        try assertRejected("registers.gs_base") { $0.registers.gsBase = UInt64.max }
-        try assertAccepted { $0.registers.xstate[512] = 0x3 }
+        try assertRejected("threads[0].registers.xstate", inventory: inventory) { _ in }
+        try assertRejected("threads[0].registers.xstate") { $0.threads[0].registers.xstate[512] |= 0x8 }
+        try assertRejected("threads[0].registers.xstate") { $0.threads[0].registers.xstate[520] = 1 }
+        try assertRejected("threads[0].registers.fs_base") { $0.threads[0].registers.fsBase = ImageFormat.userAddressLimit }
+        try assertRejected("threads[0].registers.gs_base") { $0.threads[0].registers.gsBase = UInt64.max }
+        try assertAccepted { $0.threads[0].registers.xstate[512] = 0x3 }
     }
 
     func testMemoryAreas() throws {
@@ -313,31 +318,33 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("signals.actions[1].signal") { $0.signals.actions.append($0.signals.actions[0]) }
         try assertRejected("signals.pending[0].signal") { $0.signals.pending[0].signal = 65 }
         try assertRejected("signals.pending[0].siginfo") { $0.signals.pending[0].siginfo = Data(count: 127) }
-        try assertRejected("signals.alternate_stack.flags") { $0.signals.alternateStack.flags = 4 }
+        try assertRejected("threads[0].alternate_stack.flags") { $0.threads[0].alternateStack.flags = 4 }
         try assertRejected("signals.actions[0].handler") { $0.signals.actions[0].handler = ImageFormat.userAddressLimit + 1 }
         try assertRejected("signals.actions[0].restorer") { $0.signals.actions[0].restorer = UInt64.max }
         try assertRejected("signals.actions[0].flags") { $0.signals.actions[0].flags = 0x100 }
         try assertRejected("signals.actions[0].flags") { $0.signals.actions[0].flags = 1 << 32 }
         try assertRejected("signals.pending[0].siginfo") { $0.signals.pending[0].signal = 3 }
         try assertRejected("signals.pending[1].signal") { $0.signals.pending.append($0.signals.pending[0]) }
-        try assertRejected("signals.alternate_stack") {
-            $0.signals.alternateStack = Amber_SignalStack()
-            $0.signals.alternateStack.base = ImageFormat.userAddressLimit - 0x1000
-            $0.signals.alternateStack.size = 0x2000
+        try assertRejected("threads[0].pending[1].signal") { $0.threads[0].pending = [$0.signals.pending[0], $0.signals.pending[0]] }
+        try assertRejected("threads[0].pending[0].siginfo") { $0.threads[0].pending = [$0.signals.pending[0]]; $0.threads[0].pending[0].signal = 3 }
+        try assertRejected("threads[0].alternate_stack") {
+            $0.threads[0].alternateStack = Amber_SignalStack()
+            $0.threads[0].alternateStack.base = ImageFormat.userAddressLimit - 0x1000
+            $0.threads[0].alternateStack.size = 0x2000
         }
         try assertAccepted {
             $0.signals.actions[0].flags = 0x1400_0004
-            $0.signals.alternateStack.flags = 0
-            $0.signals.alternateStack.base = 0x7ffd_0000_0000
-            $0.signals.alternateStack.size = 0x2000
+            $0.threads[0].alternateStack.flags = 0
+            $0.threads[0].alternateStack.base = 0x7ffd_0000_0000
+            $0.threads[0].alternateStack.size = 0x2000
         }
         try assertAccepted {
             var realTime = Amber_PendingSignal()
             realTime.signal = 40
             realTime.siginfo = self.siginfo(40)
-            var shared = $0.signals.pending[0]
-            shared.shared = true
-            $0.signals.pending += [realTime, realTime, shared]
+            $0.signals.pending += [realTime, realTime]
+            // A standard signal may be pending once on each queue.
+            $0.threads[0].pending = [$0.signals.pending[0]]
         }
     }
 
@@ -382,19 +389,19 @@ final class TaskValidationTests: ImageTestCase {
     }
 
     func testThreadControl() throws {
-        try assertRejected("thread_control.rseq_size") { $0.threadControl.rseqSize = 16 }
-        try assertRejected("thread_control.rseq_size") { $0.threadControl.rseqSize = 8192 }
-        try assertRejected("thread_control.rseq_size") { $0.threadControl.rseqAddress += 0x10 }
-        try assertRejected("thread_control.rseq_address") { $0.threadControl.rseqAddress = ImageFormat.userAddressLimit }
-        try assertRejected("thread_control.child_tid_address") { $0.threadControl.childTidAddress = UInt64.max }
-        try assertRejected("thread_control.robust_list_head") { $0.threadControl.robustListHead = ImageFormat.userAddressLimit + 8 }
-        try assertRejected("thread_control.robust_list_length") {
-            $0.threadControl.robustListHead = 0x7ffd_0000_2000
-            $0.threadControl.robustListLength = 16
+        try assertRejected("threads[0].thread_control.rseq_size") { $0.threads[0].threadControl.rseqSize = 16 }
+        try assertRejected("threads[0].thread_control.rseq_size") { $0.threads[0].threadControl.rseqSize = 8192 }
+        try assertRejected("threads[0].thread_control.rseq_size") { $0.threads[0].threadControl.rseqAddress += 0x10 }
+        try assertRejected("threads[0].thread_control.rseq_address") { $0.threads[0].threadControl.rseqAddress = ImageFormat.userAddressLimit }
+        try assertRejected("threads[0].thread_control.child_tid_address") { $0.threads[0].threadControl.childTidAddress = UInt64.max }
+        try assertRejected("threads[0].thread_control.robust_list_head") { $0.threads[0].threadControl.robustListHead = ImageFormat.userAddressLimit + 8 }
+        try assertRejected("threads[0].thread_control.robust_list_length") {
+            $0.threads[0].threadControl.robustListHead = 0x7ffd_0000_2000
+            $0.threads[0].threadControl.robustListLength = 16
         }
         try assertAccepted {
-            $0.threadControl.robustListHead = 0x7ffd_0000_2000
-            $0.threadControl.robustListLength = 24
+            $0.threads[0].threadControl.robustListHead = 0x7ffd_0000_2000
+            $0.threads[0].threadControl.robustListLength = 24
         }
     }
 
@@ -406,23 +413,21 @@ final class TaskValidationTests: ImageTestCase {
         (credentials.capInheritable, credentials.capPermitted, credentials.capEffective) = (0x400, 0x400, 0x400)
         (credentials.capBounding, credentials.capAmbient) = (0x1fffebfffff, 0x400)
         credentials.securebits = 0x13
-        var thread = Amber_Thread()
-        thread.tid = 4243
-        thread.registers = Fixture.task().registers
+        var thread = Fixture.thread(tid: 4243)
         thread.credentials = credentials
-        try assertAccepted { $0.credentials = credentials; $0.threads = [thread] }
-        try assertAccepted { $0.credentials = credentials; $0.credentials.groups = Array(0..<65536) }
-        try assertRejected("credentials.suid") { $0.credentials = credentials; $0.credentials.suid = UInt32.max }
-        try assertRejected("credentials.fsgid") { $0.credentials = credentials; $0.credentials.fsgid = UInt32.max }
-        try assertRejected("credentials.groups") { $0.credentials = credentials; $0.credentials.groups = Array(0...65536) }
-        try assertRejected("credentials.groups[1]") { $0.credentials = credentials; $0.credentials.groups[1] = UInt32.max }
-        try assertRejected("credentials.cap_effective") { $0.credentials = credentials; $0.credentials.capEffective = 0x401 }
-        try assertRejected("credentials.cap_ambient") { $0.credentials = credentials; $0.credentials.capInheritable = 0 }
-        try assertRejected("credentials.securebits") { $0.credentials = credentials; $0.credentials.securebits = 0x1000 }
-        try assertRejected("threads[0].credentials.cap_ambient") {
-            $0.threads = [thread]
-            $0.threads[0].credentials.capPermitted = 0
-            $0.threads[0].credentials.capEffective = 0
+        try assertAccepted { $0.threads[0].credentials = credentials; $0.threads.append(thread) }
+        try assertAccepted { $0.threads[0].credentials = credentials; $0.threads[0].credentials.groups = Array(0..<65536) }
+        try assertRejected("threads[0].credentials.suid") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.suid = UInt32.max }
+        try assertRejected("threads[0].credentials.fsgid") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.fsgid = UInt32.max }
+        try assertRejected("threads[0].credentials.groups") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.groups = Array(0...65536) }
+        try assertRejected("threads[0].credentials.groups[1]") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.groups[1] = UInt32.max }
+        try assertRejected("threads[0].credentials.cap_effective") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.capEffective = 0x401 }
+        try assertRejected("threads[0].credentials.cap_ambient") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.capInheritable = 0 }
+        try assertRejected("threads[0].credentials.securebits") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.securebits = 0x1000 }
+        try assertRejected("threads[1].credentials.cap_ambient") {
+            $0.threads.append(thread)
+            $0.threads[1].credentials.capPermitted = 0
+            $0.threads[1].credentials.capEffective = 0
         }
     }
 
@@ -430,7 +435,10 @@ final class TaskValidationTests: ImageTestCase {
     func testMinimalTask() throws {
         var task = Amber_Task()
         task.pid = Fixture.pid
-        task.registers = Amber_Registers()
+        var leader = Amber_Thread()
+        leader.tid = Fixture.pid
+        leader.registers = Amber_Registers()
+        task.threads = [leader]
         let writer = try ImageWriter(directory: path("image"))
         try writer.writeRecord(task, name: ImageFormat.taskRecordName(pid: Fixture.pid))
         try writer.finish(inventory: Fixture.inventory())

@@ -51,9 +51,9 @@ final class AuthenticationTests: ScenarioTestCase {
             // ret SECCOMP_RET_ALLOW (BPF_RET | BPF_K, k 0x7fff0000)
             allow.program = Data([0x06, 0, 0, 0, 0, 0, 0xff, 0x7f])
             task.seccomp.filters = [allow]
-            task.seccomp.leader.mode = .filter
-            task.seccomp.leader.chain = [0]
-            task.threadFlags.noNewPrivs = false
+            task.threads[0].seccomp.mode = .filter
+            task.threads[0].seccomp.chain = [0]
+            task.threads[0].threadFlags.noNewPrivs = false
         }
         let needs = try amber(["verify", "--needs", image])
         XCTAssertTrue(needs.stdout.contains("process \(p.pid) (counter): seccomp filters without no_new_privs"), needs.stdout)
@@ -73,10 +73,10 @@ final class AuthenticationTests: ScenarioTestCase {
         var files = rlimit()
         XCTAssertEqual(getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files), 0)
         var cases: [(String, (inout Amber_Task) -> Void)] = [
-            ("SCHED_FIFO priority 10", { $0.scheduling.policy = 1; $0.scheduling.rtPriority = 10 }),
-            ("nice -10", { $0.scheduling.nice = -10 }),
+            ("SCHED_FIFO priority 10", { $0.threads[0].scheduling.policy = 1; $0.threads[0].scheduling.rtPriority = 10 }),
+            ("nice -10", { $0.threads[0].scheduling.nice = -10 }),
             ("oom_score_adj -500", { $0.processFlags.oomScoreAdj = -500 }),
-            ("IOPRIO_CLASS_RT", { $0.scheduling.ioPriority = 1 << 13 | 4 }),
+            ("IOPRIO_CLASS_RT", { $0.threads[0].scheduling.ioPriority = 1 << 13 | 4 }),
             ("of locked memory, above its RLIMIT_MEMLOCK", { task in
                 for index in task.memory.areas.indices where task.memory.areas[index].kind == .areaStack {
                     task.memory.areas[index].locked = true

@@ -375,10 +375,15 @@ final class RestoreErrorTests: ScenarioTestCase {
         try expectRestoreRefused(image, pid: pid, exitCode: AmberExit.badImage, mentions: [record])
     }
 
+    /// An image of an older format (before version 5 every thread but the leader had a record of
+    /// its own) or a newer one is refused, naming both versions.
     func testRestoreOfOtherFormatVersion() throws {
         let (image, pid) = try dumpedImage()
-        try editInventory(image) { $0.formatVersion += 1 }
-        try expectRestoreRefused(image, pid: pid, exitCode: AmberExit.badImage, mentions: ["inventory.pb"])
+        for version in [ImageFormat.version - 1, ImageFormat.version + 1] {
+            try editInventory(image) { $0.formatVersion = version }
+            try expectRestoreRefused(image, pid: pid, exitCode: AmberExit.badImage,
+                mentions: ["inventory.pb", "format version \(version)", "reads version \(ImageFormat.version)"])
+        }
     }
 
     /// The image claims an xstate feature (bit 62) no CPU has: this host cannot restore it.

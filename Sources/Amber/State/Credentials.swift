@@ -84,7 +84,7 @@ enum CredentialState {
         }
         let known: UInt64 = lastCapability >= 63 ? .max : (1 << UInt64(lastCapability + 1)) - 1
         for task in tasks where !task.zombie {
-            for thread in [task.leaderThread] + task.threads where thread.hasCredentials {
+            for thread in task.threads where thread.hasCredentials {
                 let who = thread.tid == task.pid ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
                 let image = thread.credentials
                 let all = image.capInheritable | image.capPermitted | image.capEffective | image.capBounding | image.capAmbient
@@ -191,9 +191,8 @@ enum CredentialState {
     /// the caller). After everything that needs the helper's privilege, before `FlagState`:
     /// a change of effective or filesystem ID clears the parent-death signal and resets dumpable.
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
-        let records = [task.leaderThread] + task.threads
         // Every helper thread still has the restorer's credentials: only others need setting.
-        for (record, tracee) in zip(records, session.threads) where record.hasCredentials && record.credentials != session.baseline.credentials {
+        for (record, tracee) in zip(task.threads, session.threads) where record.hasCredentials && record.credentials != session.baseline.credentials {
             session.credentialsChanged = true
             let injector = tracee.pid == session.pid ? session.injector : try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
             try restore(record.credentials, injector, session)
@@ -310,6 +309,15 @@ enum CredentialState {
         defer { _ = try? injector.call("munmap groups", SyscallNumber.munmap, area, length) }
         _ = try groups.withUnsafeBytes { bytes throws(LinuxError) in try ProcessMemory(pid: session.pid).write(bytes, to: [(area, size)]) }
         try injector.call("setgroups(\(groups.count) groups)", SyscallNumber.setgroups, UInt64(groups.count), area)
+    }
+}
+
+extension Amber_Task {
+    /// The credentials the process acts with as a whole (opening its files, owning its session
+    /// keyring): its leader's; nil for a zombie, or when none are recorded.
+    var processCredentials: Amber_Credentials? {
+        guard let leader = threads.first, leader.hasCredentials else { return nil }
+        return leader.credentials
     }
 }
 

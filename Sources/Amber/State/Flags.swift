@@ -127,7 +127,7 @@ enum FlagState {
         if flags.futexHashSlots != 0, try leader.raw(SyscallNumber.prctl, TaskControl.futexHash, TaskControl.futexHashGetSlots) != Int64(flags.futexHashSlots) {
             try leader.call("prctl(PR_FUTEX_HASH_SET_SLOTS, \(flags.futexHashSlots))", SyscallNumber.prctl, TaskControl.futexHash, TaskControl.futexHashSetSlots, UInt64(flags.futexHashSlots))
         }
-        let records = [task.threadFlags] + task.threads.map(\.threadFlags)
+        let records = task.threads.map(\.threadFlags)
         let injectors = try session.threads.map { tracee throws(LinuxError) in
             tracee.pid == session.pid ? leader : try SyscallInjector(tracee: tracee, instruction: leader.instruction)
         }

@@ -44,15 +44,16 @@ enum KeyringState {
     static func needsNewSessionKeyring(_ task: Amber_Task, isRoot: Bool) -> Bool {
         guard !task.ownSessionKeyring else { return true }
         // The root inherits the restorer's: only a task of the restorer's own user may keep it.
-        return isRoot && task.hasCredentials && (task.credentials.uid != getuid() || task.credentials.euid != geteuid())
+        guard isRoot, let credentials = task.processCredentials else { return false }
+        return credentials.uid != getuid() || credentials.euid != geteuid()
     }
 
     /// The process `injector` runs in joins a new, empty session keyring (KEYCTL_JOIN_SESSION_KEYRING
     /// with no name) owned by `task`'s filesystem IDs: it was made with the restorer's.
     static func joinNewSessionKeyring(_ injector: SyscallInjector, for task: Amber_Task) throws {
         let serial = try injector.call("keyctl(KEYCTL_JOIN_SESSION_KEYRING)", SyscallNumber.keyctl, Keyrings.joinSessionKeyring, 0)
-        guard task.hasCredentials, task.credentials.fsuid != geteuid() || task.credentials.fsgid != getegid() else { return }
-        try injector.call("keyctl(KEYCTL_CHOWN, \(task.credentials.fsuid), \(task.credentials.fsgid))", SyscallNumber.keyctl, Keyrings.chown, serial, UInt64(task.credentials.fsuid), UInt64(task.credentials.fsgid))
+        guard let credentials = task.processCredentials, credentials.fsuid != geteuid() || credentials.fsgid != getegid() else { return }
+        try injector.call("keyctl(KEYCTL_CHOWN, \(credentials.fsuid), \(credentials.fsgid))", SyscallNumber.keyctl, Keyrings.chown, serial, UInt64(credentials.fsuid), UInt64(credentials.fsgid))
     }
 }
 

@@ -23,7 +23,7 @@ enum SchedulingState {
     /// Sets every thread's scheduling but its affinity, which `restoreAffinity` sets just before
     /// the tasks are let go (the restorer keeps them on its own CPU until then).
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
-        let records = [task.scheduling] + task.threads.map(\.scheduling)
+        let records = task.threads.map(\.scheduling)
         for (record, tracee) in zip(records, session.threads) {
             let injector = tracee.pid == session.pid ? session.injector : try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
             // Before the policy: a real-time thread's slack is the kernel's (0) whatever is set.
@@ -38,7 +38,7 @@ enum SchedulingState {
     }
 
     static func restoreAffinity(_ task: Amber_Task, _ session: RestoreSession) throws {
-        let records = [task.scheduling] + task.threads.map(\.scheduling)
+        let records = task.threads.map(\.scheduling)
         for (record, tracee) in zip(records, session.threads) where !record.affinity.isEmpty {
             do {
                 try CPUAffinity(words: record.affinity).apply(to: tracee.pid)

@@ -53,7 +53,6 @@ enum SeccompState {
         }
         guard byTID.values.contains(where: { $0.mode != .disabled }) else { return }
         task.seccomp.filters = table.filters
-        task.seccomp.leader = byTID[session.pid] ?? Amber_SeccompThread()
         for index in task.threads.indices {
             task.threads[index].seccomp = byTID[task.threads[index].tid] ?? Amber_SeccompThread()
         }
@@ -137,7 +136,7 @@ enum SeccompState {
     /// (a later TSYNC by the program needs that); each thread's own filters follow. Runs while
     /// the helper is still root: without no_new_privs, a filter needs CAP_SYS_ADMIN.
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
-        let records = [task.seccomp.leader] + task.threads.map(\.seccomp)
+        let records = task.threads.map(\.seccomp)
         guard records.contains(where: { $0.mode != .disabled }) else { return }
         for tracee in session.threads {
             do {
@@ -157,7 +156,7 @@ enum SeccompState {
         }
         if !shared.isEmpty {
             // TSYNC gives the caller's no_new_privs to every thread: call it from one without, if any.
-            let flags = [task.threadFlags] + task.threads.map(\.threadFlags)
+            let flags = task.threads.map(\.threadFlags)
             let caller = injectors[flags.firstIndex { !$0.noNewPrivs } ?? 0]
             let sync = injectors.count > 1 ? Seccomp.filterFlagTSync : 0
             for index in shared {

@@ -5,8 +5,8 @@ import LinuxKit
 
 /// Signal state: dispositions, the blocked mask, pending signals with their siginfo, sigaltstack.
 enum SignalState {
-    /// What the process shares: dispositions and the process-directed queue. The leader's own
-    /// mask, queue and alternate stack are added by `ThreadState`.
+    /// What the process shares: dispositions and the process-directed queue. Each thread's own
+    /// mask, queue and alternate stack are read by `ThreadState`.
     static func dump(_ session: DumpSession) throws -> Amber_Signals {
         var record = Amber_Signals()
         // Only the task itself can report handlers: one injected rt_sigaction per signal that
@@ -36,7 +36,6 @@ enum SignalState {
         try tracee.pendingSignals(shared: shared).map { info in
             var pending = Amber_PendingSignal()
             pending.signal = UInt32(info.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) })
-            pending.shared = shared
             pending.siginfo = Data(info)
             return pending
         }
@@ -79,18 +78,18 @@ enum SignalState {
     }
 
     /// Pending signals go back into the queues while every thread blocks everything: to the
-    /// process when `shared`, else to the thread `injector` runs in, which must send them itself
-    /// (the kernel lets only a thread queue a kill-like siginfo to itself). Masks are set with the
-    /// registers, last. `tid` is the thread's ID in its own PID namespace.
-    static func restorePending(_ pending: [Amber_PendingSignal], tid: Int32, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    /// thread `injector` runs in when `tid` (its ID in its own PID namespace) is given, which must
+    /// send them itself (the kernel lets only a thread queue a kill-like siginfo to itself), else
+    /// to the process. Masks are set with the registers, last.
+    static func restorePending(_ pending: [Amber_PendingSignal], toThread tid: Int32?, _ injector: SyscallInjector, _ session: RestoreSession) throws {
         let tgid = session.task.namespacePids.last ?? session.task.pid
         for signal in pending {
             var arguments = session.arguments()
             let address = try arguments.place([UInt8](signal.siginfo))
-            if signal.shared {
-                try injector.call("rt_sigqueueinfo(\(signal.signal))", SyscallNumber.rtSigqueueinfo, UInt64(tgid), UInt64(signal.signal), address)
-            } else {
+            if let tid {
                 try injector.call("rt_tgsigqueueinfo(\(signal.signal))", SyscallNumber.rtTgsigqueueinfo, UInt64(tgid), UInt64(tid), UInt64(signal.signal), address)
+            } else {
+                try injector.call("rt_sigqueueinfo(\(signal.signal))", SyscallNumber.rtSigqueueinfo, UInt64(tgid), UInt64(signal.signal), address)
             }
         }
     }
@@ -105,9 +104,6 @@ extension SignalState: StateKind {
         // Before the threads: each new thread starts with the handlers it shares.
         RestoreStep("handlers", order: 400) { try restoreHandlers($0.task.signals, $0) },
         // Once every thread exists, whose own pending signals came with it.
-        RestoreStep("pending", order: 700) { session in
-            let task = session.task
-            try restorePending(task.signals.pending.filter(\.shared), tid: task.namespacePids.last ?? task.pid, session.injector, session)
-        },
+        RestoreStep("pending", order: 700) { try restorePending($0.task.signals.pending, toThread: nil, $0.injector, $0) },
     ] }
 }

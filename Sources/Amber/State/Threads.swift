@@ -3,22 +3,15 @@ import Glibc
 import LinuxKit
 
 /// Threads: what each thread has of its own — TID, name, registers, signal mask, thread-directed
-/// signals, alternate stack, clear_child_tid, robust list, rseq, credentials. The leader's record
-/// lives in the task's own fields; every other thread is recreated by a clone3 injected into the leader.
+/// signals, alternate stack, clear_child_tid, robust list, rseq, credentials. Every thread, the
+/// leader first, has its record in `task.threads`; every other thread is recreated by a clone3
+/// injected into the leader.
 enum ThreadState {
     // MARK: Dump
 
-    /// Every thread of the process: the leader's state into the task's fields, the others into `task.threads`.
+    /// Every thread of the process into `task.threads`, the leader first.
     static func dump(_ session: DumpSession, into task: inout Amber_Task) throws {
-        let leader = try dump(session.injector, session)
-        task.registers = leader.registers
-        task.signals.blocked = leader.blocked
-        task.signals.pending = leader.pending + task.signals.pending
-        task.signals.alternateStack = leader.alternateStack
-        task.threadControl = leader.threadControl
-        task.scheduling = leader.scheduling
-        task.threadFlags = leader.threadFlags
-        task.credentials = leader.credentials
+        task.threads = [try dump(session.injector, session)]
         for tracee in session.threads where tracee.pid != session.pid {
             let injector = try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
             do {
@@ -56,15 +49,20 @@ enum ThreadState {
     /// clone3 flags of a thread as pthread_create makes it (TLS, TID words and stack come back with its state).
     private static let threadFlags = CloneFlags.vm | CloneFlags.fs | CloneFlags.files | CloneFlags.signalHandlers | CloneFlags.thread | CloneFlags.systemVSemaphores
 
-    /// Recreates every other thread with its TID and sets each thread's own state but for its
-    /// registers and mask, which `finish` sets last. Needs the memory and the scratch area.
+    /// Recreates every thread but the leader with its TID and sets each thread's own state but
+    /// for its registers and mask, which `finish` sets last. Needs the memory and the scratch area.
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
-        try restoreOwnState(task.leaderThread, session.injector, session)
         for record in task.threads {
-            let tids = record.namespaceTids.isEmpty ? [record.tid] : Array(record.namespaceTids.reversed())
-            let tracee = try TreeState.clone(in: session.injector, session: session, flags: threadFlags, exitSignal: 0, pids: tids, what: "thread \(record.tid)")
-            session.threads.append(tracee)
-            let injector = try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            let injector: SyscallInjector
+            if record.tid == task.pid {
+                // The leader is the helper itself, made with the process (clone3 without CLONE_THREAD).
+                injector = session.injector
+            } else {
+                let tids = record.namespaceTids.isEmpty ? [record.tid] : Array(record.namespaceTids.reversed())
+                let tracee = try TreeState.clone(in: session.injector, session: session, flags: threadFlags, exitSignal: 0, pids: tids, what: "thread \(record.tid)")
+                session.threads.append(tracee)
+                injector = try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            }
             try restoreOwnState(record, injector, session)
         }
     }
@@ -73,7 +71,7 @@ enum ThreadState {
         try ThreadControlState.restore(record.threadControl, injector)
         try SignalState.restoreAlternateStack(record.alternateStack, injector, session)
         try setName(record.comm, injector, session)
-        try SignalState.restorePending(record.pending, tid: record.namespaceTids.last ?? record.tid, injector, session)
+        try SignalState.restorePending(record.pending, toThread: record.namespaceTids.last ?? record.tid, injector, session)
     }
 
     /// Names the thread `injector` runs in (PR_SET_NAME keeps at most 15 bytes).
@@ -85,33 +83,12 @@ enum ThreadState {
 
     /// Sets every thread's registers and signal mask: the last thing before the tasks are let go.
     static func finish(_ task: Amber_Task, _ session: RestoreSession) throws {
-        let records = [task.leaderThread] + task.threads
-        for (record, tracee) in zip(records, session.threads) {
+        for (record, tracee) in zip(task.threads, session.threads) {
             try RegisterState.restore(record.registers, tracee)
             try tracee.setSignalMask(record.blocked)
         }
     }
 }
-
-extension Amber_Task {
-    /// The leader's own state, as the record of any other thread.
-    var leaderThread: Amber_Thread {
-        var thread = Amber_Thread()
-        thread.tid = pid
-        thread.comm = comm
-        thread.registers = registers
-        thread.blocked = signals.blocked
-        thread.pending = signals.pending.filter { !$0.shared }
-        thread.alternateStack = signals.alternateStack
-        thread.threadControl = threadControl
-        thread.namespaceTids = namespacePids
-        thread.scheduling = scheduling
-        thread.threadFlags = threadFlags
-        if hasCredentials { thread.credentials = credentials }
-        return thread
-    }
-}
-
 extension ThreadState: StateKind {
     static var dumpSteps: [DumpStep<Void>] { [
         DumpStep("threads", .traced) { process, _ in try dump(process.session, into: &process.task) },

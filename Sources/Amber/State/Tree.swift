@@ -457,11 +457,11 @@ enum TreeState {
     }
 
     /// The signal that stops `task` again: its own where it would stop the process (its default
-    /// disposition, not blocked), else SIGSTOP.
+    /// disposition, not blocked by the leader), else SIGSTOP.
     private static func stopSignal(of task: Amber_Task) -> Int32 {
         let signal = task.stopSignal
         let handled = task.signals.actions.contains { $0.signal == signal && $0.handler != 0 }
-        let blocked = task.signals.blocked & 1 << UInt64(signal - 1) != 0
+        let blocked = task.threads.first.map { $0.blocked & 1 << UInt64(signal - 1) != 0 } ?? false
         return handled || blocked ? SIGSTOP : Int32(signal)
     }
 

@@ -66,7 +66,7 @@ public nonisolated enum Amber_SeccompMode: SwiftProtobuf.Enum, Swift.CaseIterabl
 
 }
 
-/// The process's filters, and the leader thread's seccomp state.
+/// The process's filters; each thread's mode and chain are its Thread.seccomp.
 public nonisolated struct Amber_Seccomp: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -77,20 +77,9 @@ public nonisolated struct Amber_Seccomp: Sendable {
   /// kernel's filter when they inherited it or it was installed with SECCOMP_FILTER_FLAG_TSYNC.
   public var filters: [Amber_SeccompFilter] = []
 
-  public var leader: Amber_SeccompThread {
-    get {_leader ?? Amber_SeccompThread()}
-    set {_leader = newValue}
-  }
-  /// Returns true if `leader` has been explicitly set.
-  public var hasLeader: Bool {self._leader != nil}
-  /// Clears the value of `leader`. Subsequent reads from it will return its default value.
-  public mutating func clearLeader() {self._leader = nil}
-
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
-
-  fileprivate var _leader: Amber_SeccompThread? = nil
 }
 
 /// One classic BPF program as PTRACE_SECCOMP_GET_FILTER returns it.
@@ -138,7 +127,7 @@ nonisolated extension Amber_SeccompMode: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Amber_Seccomp: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Seccomp"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}filters\0\u{1}leader\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}filters\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -147,29 +136,20 @@ nonisolated extension Amber_Seccomp: SwiftProtobuf.Message, SwiftProtobuf._Messa
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.filters) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._leader) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.filters.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.filters, fieldNumber: 1)
     }
-    try { if let v = self._leader {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_Seccomp, rhs: Amber_Seccomp) -> Bool {
     if lhs.filters != rhs.filters {return false}
-    if lhs._leader != rhs._leader {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -25,6 +25,8 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// What the threads of a process share: each thread's mask, queue and alternate stack are in
+/// its Thread.
 public nonisolated struct Amber_Signals: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -33,24 +35,12 @@ public nonisolated struct Amber_Signals: Sendable {
   /// Only signals whose disposition is not SIG_DFL with no flags.
   public var actions: [Amber_SignalAction] = []
 
-  public var blocked: UInt64 = 0
-
+  /// Signals queued to the process (shared), not to one thread.
   public var pending: [Amber_PendingSignal] = []
-
-  public var alternateStack: Amber_SignalStack {
-    get {_alternateStack ?? Amber_SignalStack()}
-    set {_alternateStack = newValue}
-  }
-  /// Returns true if `alternateStack` has been explicitly set.
-  public var hasAlternateStack: Bool {self._alternateStack != nil}
-  /// Clears the value of `alternateStack`. Subsequent reads from it will return its default value.
-  public mutating func clearAlternateStack() {self._alternateStack = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
-
-  fileprivate var _alternateStack: Amber_SignalStack? = nil
 }
 
 public nonisolated struct Amber_SignalAction: Sendable {
@@ -74,15 +64,13 @@ public nonisolated struct Amber_SignalAction: Sendable {
   public init() {}
 }
 
+/// One queued signal; the list it is in tells the queue (Signals.pending or Thread.pending).
 public nonisolated struct Amber_PendingSignal: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var signal: UInt32 = 0
-
-  /// true: queued to the process (shared); false: to this thread.
-  public var shared: Bool = false
 
   /// The kernel's 128-byte siginfo_t as PTRACE_PEEKSIGINFO returned it.
   public var siginfo: Data = Data()
@@ -115,7 +103,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Signals: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Signals"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}actions\0\u{1}blocked\0\u{1}pending\0\u{3}alternate_stack\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}actions\0\u{1}pending\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -124,39 +112,25 @@ nonisolated extension Amber_Signals: SwiftProtobuf.Message, SwiftProtobuf._Messa
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.actions) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.blocked) }()
-      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.pending) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._alternateStack) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.pending) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.actions.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.actions, fieldNumber: 1)
     }
-    if self.blocked != 0 {
-      try visitor.visitSingularUInt64Field(value: self.blocked, fieldNumber: 2)
-    }
     if !self.pending.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.pending, fieldNumber: 3)
+      try visitor.visitRepeatedMessageField(value: self.pending, fieldNumber: 2)
     }
-    try { if let v = self._alternateStack {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_Signals, rhs: Amber_Signals) -> Bool {
     if lhs.actions != rhs.actions {return false}
-    if lhs.blocked != rhs.blocked {return false}
     if lhs.pending != rhs.pending {return false}
-    if lhs._alternateStack != rhs._alternateStack {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -214,7 +188,7 @@ nonisolated extension Amber_SignalAction: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Amber_PendingSignal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PendingSignal"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}signal\0\u{1}shared\0\u{1}siginfo\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}signal\0\u{1}siginfo\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -223,8 +197,7 @@ nonisolated extension Amber_PendingSignal: SwiftProtobuf.Message, SwiftProtobuf.
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.signal) }()
-      case 2: try { try decoder.decodeSingularBoolField(value: &self.shared) }()
-      case 3: try { try decoder.decodeSingularBytesField(value: &self.siginfo) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.siginfo) }()
       default: break
       }
     }
@@ -234,18 +207,14 @@ nonisolated extension Amber_PendingSignal: SwiftProtobuf.Message, SwiftProtobuf.
     if self.signal != 0 {
       try visitor.visitSingularUInt32Field(value: self.signal, fieldNumber: 1)
     }
-    if self.shared != false {
-      try visitor.visitSingularBoolField(value: self.shared, fieldNumber: 2)
-    }
     if !self.siginfo.isEmpty {
-      try visitor.visitSingularBytesField(value: self.siginfo, fieldNumber: 3)
+      try visitor.visitSingularBytesField(value: self.siginfo, fieldNumber: 2)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_PendingSignal, rhs: Amber_PendingSignal) -> Bool {
     if lhs.signal != rhs.signal {return false}
-    if lhs.shared != rhs.shared {return false}
     if lhs.siginfo != rhs.siginfo {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

@@ -9,8 +9,8 @@
 //   https://github.com/apple/swift-protobuf/
 
 /// One task (process) of the image: task-<pid>.pb. Each kind of state has its own message.
-/// The fields outside `threads` describe the process and its leader thread (TID = PID); a zombie
-/// has only its identity and exit status.
+/// The fields outside `threads` describe the whole process; what each thread has of its own, the
+/// leader's too, is in `threads`. A zombie has only its identity and exit status.
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -54,19 +54,18 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
     set {_uniqueStorage()._sid = newValue}
   }
 
+  /// The process's name: its leader's, also a zombie's.
   public var comm: String {
     get {_storage._comm}
     set {_uniqueStorage()._comm = newValue}
   }
 
-  public var registers: Amber_Registers {
-    get {_storage._registers ?? Amber_Registers()}
-    set {_uniqueStorage()._registers = newValue}
+  /// Every thread, the leader (TID = PID) first, then the others by ascending TID; none for a
+  /// zombie.
+  public var threads: [Amber_Thread] {
+    get {_storage._threads}
+    set {_uniqueStorage()._threads = newValue}
   }
-  /// Returns true if `registers` has been explicitly set.
-  public var hasRegisters: Bool {_storage._registers != nil}
-  /// Clears the value of `registers`. Subsequent reads from it will return its default value.
-  public mutating func clearRegisters() {_uniqueStorage()._registers = nil}
 
   public var memory: Amber_Memory {
     get {_storage._memory ?? Amber_Memory()}
@@ -77,6 +76,7 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   /// Clears the value of `memory`. Subsequent reads from it will return its default value.
   public mutating func clearMemory() {_uniqueStorage()._memory = nil}
 
+  /// Dispositions and the signals queued to the process.
   public var signals: Amber_Signals {
     get {_storage._signals ?? Amber_Signals()}
     set {_uniqueStorage()._signals = newValue}
@@ -103,21 +103,6 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   public var hasEnvironment: Bool {_storage._environment != nil}
   /// Clears the value of `environment`. Subsequent reads from it will return its default value.
   public mutating func clearEnvironment() {_uniqueStorage()._environment = nil}
-
-  public var threadControl: Amber_ThreadControl {
-    get {_storage._threadControl ?? Amber_ThreadControl()}
-    set {_uniqueStorage()._threadControl = newValue}
-  }
-  /// Returns true if `threadControl` has been explicitly set.
-  public var hasThreadControl: Bool {_storage._threadControl != nil}
-  /// Clears the value of `threadControl`. Subsequent reads from it will return its default value.
-  public mutating func clearThreadControl() {_uniqueStorage()._threadControl = nil}
-
-  /// Every thread but the leader, by ascending TID.
-  public var threads: [Amber_Thread] {
-    get {_storage._threads}
-    set {_uniqueStorage()._threads = newValue}
-  }
 
   /// Exited but not yet reaped by its parent: restored as a zombie with this wait status.
   public var zombie: Bool {
@@ -151,25 +136,6 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
     set {_uniqueStorage()._namespacePgids = newValue}
   }
 
-  /// The leader's own; every other thread has its own in Thread.
-  public var scheduling: Amber_Scheduling {
-    get {_storage._scheduling ?? Amber_Scheduling()}
-    set {_uniqueStorage()._scheduling = newValue}
-  }
-  /// Returns true if `scheduling` has been explicitly set.
-  public var hasScheduling: Bool {_storage._scheduling != nil}
-  /// Clears the value of `scheduling`. Subsequent reads from it will return its default value.
-  public mutating func clearScheduling() {_uniqueStorage()._scheduling = nil}
-
-  public var threadFlags: Amber_ThreadFlags {
-    get {_storage._threadFlags ?? Amber_ThreadFlags()}
-    set {_uniqueStorage()._threadFlags = newValue}
-  }
-  /// Returns true if `threadFlags` has been explicitly set.
-  public var hasThreadFlags: Bool {_storage._threadFlags != nil}
-  /// Clears the value of `threadFlags`. Subsequent reads from it will return its default value.
-  public mutating func clearThreadFlags() {_uniqueStorage()._threadFlags = nil}
-
   public var processFlags: Amber_ProcessFlags {
     get {_storage._processFlags ?? Amber_ProcessFlags()}
     set {_uniqueStorage()._processFlags = newValue}
@@ -188,7 +154,8 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   /// Clears the value of `timers`. Subsequent reads from it will return its default value.
   public mutating func clearTimers() {_uniqueStorage()._timers = nil}
 
-  /// Filters of every thread, the leader's mode and chain; applied last at restore.
+  /// The filters of every thread (each thread's mode and chain are in its Thread.seccomp);
+  /// applied last at restore.
   public var seccomp: Amber_Seccomp {
     get {_storage._seccomp ?? Amber_Seccomp()}
     set {_uniqueStorage()._seccomp = newValue}
@@ -197,17 +164,6 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   public var hasSeccomp: Bool {_storage._seccomp != nil}
   /// Clears the value of `seccomp`. Subsequent reads from it will return its default value.
   public mutating func clearSeccomp() {_uniqueStorage()._seccomp = nil}
-
-  /// The leader's; absent in images of amber before credentials were dumped: the restored
-  /// task keeps the restorer's.
-  public var credentials: Amber_Credentials {
-    get {_storage._credentials ?? Amber_Credentials()}
-    set {_uniqueStorage()._credentials = newValue}
-  }
-  /// Returns true if `credentials` has been explicitly set.
-  public var hasCredentials: Bool {_storage._credentials != nil}
-  /// Clears the value of `credentials`. Subsequent reads from it will return its default value.
-  public mutating func clearCredentials() {_uniqueStorage()._credentials = nil}
 
   /// Stopped by a signal (a group stop): SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU; 0 when running.
   /// Restored stopped, by that signal where it would stop the process, else by SIGSTOP.
@@ -277,7 +233,7 @@ public nonisolated struct Amber_Membarrier: Sendable {
   public init() {}
 }
 
-/// A thread other than the leader: what each thread has of its own.
+/// One thread, the leader or another: what each thread has of its own.
 public nonisolated struct Amber_Thread: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -288,6 +244,7 @@ public nonisolated struct Amber_Thread: @unchecked Sendable {
     set {_uniqueStorage()._tid = newValue}
   }
 
+  /// Its name (PR_SET_NAME); the leader's is Task.comm.
   public var comm: String {
     get {_storage._comm}
     set {_uniqueStorage()._comm = newValue}
@@ -302,12 +259,13 @@ public nonisolated struct Amber_Thread: @unchecked Sendable {
   /// Clears the value of `registers`. Subsequent reads from it will return its default value.
   public mutating func clearRegisters() {_uniqueStorage()._registers = nil}
 
+  /// The blocked signal mask.
   public var blocked: UInt64 {
     get {_storage._blocked}
     set {_uniqueStorage()._blocked = newValue}
   }
 
-  /// Signals queued to this thread (PendingSignal.shared is false).
+  /// Signals queued to this thread.
   public var pending: [Amber_PendingSignal] {
     get {_storage._pending}
     set {_uniqueStorage()._pending = newValue}
@@ -331,7 +289,7 @@ public nonisolated struct Amber_Thread: @unchecked Sendable {
   /// Clears the value of `threadControl`. Subsequent reads from it will return its default value.
   public mutating func clearThreadControl() {_uniqueStorage()._threadControl = nil}
 
-  /// As Task.namespace_pids.
+  /// Its TID at the levels of Task.namespace_pids; the leader's are Task.namespace_pids.
   public var namespaceTids: [Int32] {
     get {_storage._namespaceTids}
     set {_uniqueStorage()._namespaceTids = newValue}
@@ -365,7 +323,7 @@ public nonisolated struct Amber_Thread: @unchecked Sendable {
   /// Clears the value of `seccomp`. Subsequent reads from it will return its default value.
   public mutating func clearSeccomp() {_uniqueStorage()._seccomp = nil}
 
-  /// As Task.credentials.
+  /// Absent: the restored thread keeps the restorer's.
   public var credentials: Amber_Credentials {
     get {_storage._credentials ?? Amber_Credentials()}
     set {_uniqueStorage()._credentials = newValue}
@@ -756,7 +714,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}registers\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{3}thread_control\0\u{1}threads\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{1}scheduling\0\u{3}thread_flags\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{1}credentials\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0\u{1}membarrier\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}threads\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0\u{1}membarrier\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -764,24 +722,19 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _pgid: Int32 = 0
     var _sid: Int32 = 0
     var _comm: String = String()
-    var _registers: Amber_Registers? = nil
+    var _threads: [Amber_Thread] = []
     var _memory: Amber_Memory? = nil
     var _signals: Amber_Signals? = nil
     var _files: Amber_Files? = nil
     var _environment: Amber_Environment? = nil
-    var _threadControl: Amber_ThreadControl? = nil
-    var _threads: [Amber_Thread] = []
     var _zombie: Bool = false
     var _exitStatus: UInt32 = 0
     var _namespacePids: [Int32] = []
     var _namespaceInit: Bool = false
     var _namespacePgids: [Int32] = []
-    var _scheduling: Amber_Scheduling? = nil
-    var _threadFlags: Amber_ThreadFlags? = nil
     var _processFlags: Amber_ProcessFlags? = nil
     var _timers: Amber_Timers? = nil
     var _seccomp: Amber_Seccomp? = nil
-    var _credentials: Amber_Credentials? = nil
     var _stopSignal: UInt32 = 0
     var _stopReported: Bool = false
     var _exitSignal: UInt32 = 0
@@ -802,24 +755,19 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _pgid = source._pgid
       _sid = source._sid
       _comm = source._comm
-      _registers = source._registers
+      _threads = source._threads
       _memory = source._memory
       _signals = source._signals
       _files = source._files
       _environment = source._environment
-      _threadControl = source._threadControl
-      _threads = source._threads
       _zombie = source._zombie
       _exitStatus = source._exitStatus
       _namespacePids = source._namespacePids
       _namespaceInit = source._namespaceInit
       _namespacePgids = source._namespacePgids
-      _scheduling = source._scheduling
-      _threadFlags = source._threadFlags
       _processFlags = source._processFlags
       _timers = source._timers
       _seccomp = source._seccomp
-      _credentials = source._credentials
       _stopSignal = source._stopSignal
       _stopReported = source._stopReported
       _exitSignal = source._exitSignal
@@ -848,29 +796,24 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 3: try { try decoder.decodeSingularInt32Field(value: &_storage._pgid) }()
         case 4: try { try decoder.decodeSingularInt32Field(value: &_storage._sid) }()
         case 5: try { try decoder.decodeSingularStringField(value: &_storage._comm) }()
-        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._registers) }()
+        case 6: try { try decoder.decodeRepeatedMessageField(value: &_storage._threads) }()
         case 7: try { try decoder.decodeSingularMessageField(value: &_storage._memory) }()
         case 8: try { try decoder.decodeSingularMessageField(value: &_storage._signals) }()
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._files) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._environment) }()
-        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._threadControl) }()
-        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._threads) }()
-        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._zombie) }()
-        case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._exitStatus) }()
-        case 15: try { try decoder.decodeRepeatedInt32Field(value: &_storage._namespacePids) }()
-        case 16: try { try decoder.decodeSingularBoolField(value: &_storage._namespaceInit) }()
-        case 17: try { try decoder.decodeRepeatedInt32Field(value: &_storage._namespacePgids) }()
-        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._scheduling) }()
-        case 19: try { try decoder.decodeSingularMessageField(value: &_storage._threadFlags) }()
-        case 20: try { try decoder.decodeSingularMessageField(value: &_storage._processFlags) }()
-        case 21: try { try decoder.decodeSingularMessageField(value: &_storage._timers) }()
-        case 22: try { try decoder.decodeSingularMessageField(value: &_storage._seccomp) }()
-        case 23: try { try decoder.decodeSingularMessageField(value: &_storage._credentials) }()
-        case 24: try { try decoder.decodeSingularUInt32Field(value: &_storage._stopSignal) }()
-        case 25: try { try decoder.decodeSingularBoolField(value: &_storage._stopReported) }()
-        case 26: try { try decoder.decodeSingularUInt32Field(value: &_storage._exitSignal) }()
-        case 27: try { try decoder.decodeSingularBoolField(value: &_storage._ownSessionKeyring) }()
-        case 28: try { try decoder.decodeSingularMessageField(value: &_storage._membarrier) }()
+        case 11: try { try decoder.decodeSingularBoolField(value: &_storage._zombie) }()
+        case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._exitStatus) }()
+        case 13: try { try decoder.decodeRepeatedInt32Field(value: &_storage._namespacePids) }()
+        case 14: try { try decoder.decodeSingularBoolField(value: &_storage._namespaceInit) }()
+        case 15: try { try decoder.decodeRepeatedInt32Field(value: &_storage._namespacePgids) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._processFlags) }()
+        case 17: try { try decoder.decodeSingularMessageField(value: &_storage._timers) }()
+        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._seccomp) }()
+        case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._stopSignal) }()
+        case 20: try { try decoder.decodeSingularBoolField(value: &_storage._stopReported) }()
+        case 21: try { try decoder.decodeSingularUInt32Field(value: &_storage._exitSignal) }()
+        case 22: try { try decoder.decodeSingularBoolField(value: &_storage._ownSessionKeyring) }()
+        case 23: try { try decoder.decodeSingularMessageField(value: &_storage._membarrier) }()
         default: break
         }
       }
@@ -898,9 +841,9 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       if !_storage._comm.isEmpty {
         try visitor.visitSingularStringField(value: _storage._comm, fieldNumber: 5)
       }
-      try { if let v = _storage._registers {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-      } }()
+      if !_storage._threads.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._threads, fieldNumber: 6)
+      }
       try { if let v = _storage._memory {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
       } }()
@@ -913,59 +856,44 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       try { if let v = _storage._environment {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
       } }()
-      try { if let v = _storage._threadControl {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-      } }()
-      if !_storage._threads.isEmpty {
-        try visitor.visitRepeatedMessageField(value: _storage._threads, fieldNumber: 12)
-      }
       if _storage._zombie != false {
-        try visitor.visitSingularBoolField(value: _storage._zombie, fieldNumber: 13)
+        try visitor.visitSingularBoolField(value: _storage._zombie, fieldNumber: 11)
       }
       if _storage._exitStatus != 0 {
-        try visitor.visitSingularUInt32Field(value: _storage._exitStatus, fieldNumber: 14)
+        try visitor.visitSingularUInt32Field(value: _storage._exitStatus, fieldNumber: 12)
       }
       if !_storage._namespacePids.isEmpty {
-        try visitor.visitPackedInt32Field(value: _storage._namespacePids, fieldNumber: 15)
+        try visitor.visitPackedInt32Field(value: _storage._namespacePids, fieldNumber: 13)
       }
       if _storage._namespaceInit != false {
-        try visitor.visitSingularBoolField(value: _storage._namespaceInit, fieldNumber: 16)
+        try visitor.visitSingularBoolField(value: _storage._namespaceInit, fieldNumber: 14)
       }
       if !_storage._namespacePgids.isEmpty {
-        try visitor.visitPackedInt32Field(value: _storage._namespacePgids, fieldNumber: 17)
+        try visitor.visitPackedInt32Field(value: _storage._namespacePgids, fieldNumber: 15)
       }
-      try { if let v = _storage._scheduling {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
-      } }()
-      try { if let v = _storage._threadFlags {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
-      } }()
       try { if let v = _storage._processFlags {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
       } }()
       try { if let v = _storage._timers {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
       } }()
       try { if let v = _storage._seccomp {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
-      } }()
-      try { if let v = _storage._credentials {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
       } }()
       if _storage._stopSignal != 0 {
-        try visitor.visitSingularUInt32Field(value: _storage._stopSignal, fieldNumber: 24)
+        try visitor.visitSingularUInt32Field(value: _storage._stopSignal, fieldNumber: 19)
       }
       if _storage._stopReported != false {
-        try visitor.visitSingularBoolField(value: _storage._stopReported, fieldNumber: 25)
+        try visitor.visitSingularBoolField(value: _storage._stopReported, fieldNumber: 20)
       }
       if _storage._exitSignal != 0 {
-        try visitor.visitSingularUInt32Field(value: _storage._exitSignal, fieldNumber: 26)
+        try visitor.visitSingularUInt32Field(value: _storage._exitSignal, fieldNumber: 21)
       }
       if _storage._ownSessionKeyring != false {
-        try visitor.visitSingularBoolField(value: _storage._ownSessionKeyring, fieldNumber: 27)
+        try visitor.visitSingularBoolField(value: _storage._ownSessionKeyring, fieldNumber: 22)
       }
       try { if let v = _storage._membarrier {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
       } }()
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -981,24 +909,19 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._pgid != rhs_storage._pgid {return false}
         if _storage._sid != rhs_storage._sid {return false}
         if _storage._comm != rhs_storage._comm {return false}
-        if _storage._registers != rhs_storage._registers {return false}
+        if _storage._threads != rhs_storage._threads {return false}
         if _storage._memory != rhs_storage._memory {return false}
         if _storage._signals != rhs_storage._signals {return false}
         if _storage._files != rhs_storage._files {return false}
         if _storage._environment != rhs_storage._environment {return false}
-        if _storage._threadControl != rhs_storage._threadControl {return false}
-        if _storage._threads != rhs_storage._threads {return false}
         if _storage._zombie != rhs_storage._zombie {return false}
         if _storage._exitStatus != rhs_storage._exitStatus {return false}
         if _storage._namespacePids != rhs_storage._namespacePids {return false}
         if _storage._namespaceInit != rhs_storage._namespaceInit {return false}
         if _storage._namespacePgids != rhs_storage._namespacePgids {return false}
-        if _storage._scheduling != rhs_storage._scheduling {return false}
-        if _storage._threadFlags != rhs_storage._threadFlags {return false}
         if _storage._processFlags != rhs_storage._processFlags {return false}
         if _storage._timers != rhs_storage._timers {return false}
         if _storage._seccomp != rhs_storage._seccomp {return false}
-        if _storage._credentials != rhs_storage._credentials {return false}
         if _storage._stopSignal != rhs_storage._stopSignal {return false}
         if _storage._stopReported != rhs_storage._stopReported {return false}
         if _storage._exitSignal != rhs_storage._exitSignal {return false}
