@@ -253,7 +253,7 @@ public final class PageFileWriter {
 
     /// Hash and write in slices of this size: each slice is still in the CPU cache when
     /// `write` copies it after hashing read it, and the page cache takes 256 KiB writes
-    /// faster than larger ones on the development VM (docs/design-notes.md).
+    /// faster than larger ones on the development VM (docs/measurements.md).
     private static let sliceSize = 256 << 10
     private static let chunkSize = ImageFormat.pageFileChunkSize
 

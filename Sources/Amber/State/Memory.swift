@@ -196,7 +196,7 @@ enum MemoryState {
 
     /// A process with this many bytes of pages to save or more has them read, hashed and written
     /// by two threads, half each, into a page file each: one thread doing all three keeps one CPU
-    /// busy, and ext4 serialises writers of one file on its inode lock (docs/design-notes.md).
+    /// busy, and ext4 serialises writers of one file on its inode lock (docs/measurements.md).
     static let twoThreadDumpSize: UInt64 = 64 << 20
 
     /// The pages one thread of a dump saves into a page file of its own, with its own buffer;
@@ -677,7 +677,7 @@ final class AreaFlagsPrefetch: @unchecked Sendable {
 /// stays faulted in.
 final class PageReadBuffer {
     /// Read, filtered, hashed and written 1 MiB at a time: the chunk is still in the CPU cache for
-    /// each pass, and the buffer costs 256 first-touch page faults instead of 8192 (docs/design-notes.md).
+    /// each pass, and the buffer costs 256 first-touch page faults instead of 8192 (docs/measurements.md).
     static let size = 1 << 20
     let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 4096)
 

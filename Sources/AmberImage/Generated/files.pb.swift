@@ -37,7 +37,7 @@ public nonisolated struct Amber_Files: Sendable {
 }
 
 /// What every kind of open file has, and the kind's own record. Each kind is restored by its
-/// own file of Sources/Amber/Files and checked by its own validator (docs/files-seam.md).
+/// own file of Sources/Amber/Files and checked by its own validator (docs/architecture.md, "Adding a kind of open file").
 public nonisolated struct Amber_OpenFileDescription: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
