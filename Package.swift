@@ -47,6 +47,7 @@ let package = Package(
                 "LinuxKit",
                 "AmberImage",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ],
         ),
         .executableTarget(

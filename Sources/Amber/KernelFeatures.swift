@@ -1,5 +1,6 @@
 import Glibc
 import LinuxKit
+import SystemPackage
 
 /// The kernel interfaces amber relies on, probed on the running kernel.
 public struct KernelFeature: Sendable {
@@ -25,7 +26,7 @@ public enum KernelFeatures {
         add("pidfd_getfd", "copying open files between processes (Linux 5.6)") {
             guard let pidfd = try? Pidfd(pid: getpid()) else { return (false, "pidfd_open failed") }
             guard let copy = try? pidfd.duplicate(0) else { return (false, "pidfd_getfd failed") }
-            close(copy)
+            try? copy.close()
             return (true, nil)
         }
         add("kcmp", "finding descriptors that share one open file (CONFIG_CHECKPOINT_RESTORE)") {

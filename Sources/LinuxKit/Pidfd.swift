@@ -1,5 +1,6 @@
 internal import CLinux
 import Glibc
+import SystemPackage
 
 /// A pidfd: a stable handle to a process that cannot be confused with a later one reusing its PID.
 public struct Pidfd: ~Copyable {
@@ -13,19 +14,20 @@ public struct Pidfd: ~Copyable {
 
     deinit { Glibc.close(fd) }
 
-    /// Duplicates the process's descriptor `targetFD` into ours (pidfd_getfd); needs ptrace access to it.
-    public func duplicate(_ targetFD: Int32) throws(LinuxError) -> Int32 {
-        Int32(try kernelResult(amber_pidfd_getfd(fd, targetFD), "pidfd_getfd of fd \(targetFD) in process \(pid)").get())
+    /// Duplicates the process's descriptor `targetFD` into ours (pidfd_getfd), for the caller to
+    /// close; needs ptrace access to it.
+    public func duplicate(_ targetFD: Int32) throws(LinuxError) -> FileDescriptor {
+        FileDescriptor(rawValue: Int32(try kernelResult(amber_pidfd_getfd(fd, targetFD), "pidfd_getfd of fd \(targetFD) in process \(pid)").get()))
     }
 
     /// The address family (AF_UNIX, AF_INET...) of the socket the process has open as
     /// `targetFD`: SO_DOMAIN of a copy.
     public func socketFamily(_ targetFD: Int32) throws(LinuxError) -> Int32 {
         let copy = try duplicate(targetFD)
-        defer { Glibc.close(copy) }
+        defer { try? copy.close() }
         var family: Int32 = 0
         var size = socklen_t(MemoryLayout<Int32>.size)
-        _ = try libcResult("getsockopt SO_DOMAIN of fd \(targetFD) in process \(pid)") { getsockopt(copy, SOL_SOCKET, SO_DOMAIN, &family, &size) }.get()
+        _ = try libcResult("getsockopt SO_DOMAIN of fd \(targetFD) in process \(pid)") { getsockopt(copy.rawValue, SOL_SOCKET, SO_DOMAIN, &family, &size) }.get()
         return family
     }
 }

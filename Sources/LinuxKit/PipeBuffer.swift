@@ -1,4 +1,5 @@
 import Glibc
+import SystemPackage
 
 /// The buffer of a pipe or named pipe, through a descriptor of ours on it.
 public enum PipeBuffer {
@@ -8,14 +9,14 @@ public enum PipeBuffer {
     private static let getCapacity: Int32 = 1032
 
     /// The bytes written to it and not read yet (FIONREAD).
-    public static func queuedBytes(_ fd: Int32) throws(LinuxError) -> Int32 {
+    public static func queuedBytes(_ fd: FileDescriptor) throws(LinuxError) -> Int32 {
         var queued: Int32 = 0
-        _ = try libcResult("ioctl FIONREAD of fd \(fd)") { ioctl(fd, UInt(FIONREAD), &queued) }.get()
+        _ = try libcResult("ioctl FIONREAD of fd \(fd.rawValue)") { ioctl(fd.rawValue, UInt(FIONREAD), &queued) }.get()
         return queued
     }
 
     /// The most bytes it holds (F_GETPIPE_SZ).
-    public static func capacity(_ fd: Int32) throws(LinuxError) -> Int32 {
-        try libcResult("fcntl F_GETPIPE_SZ of fd \(fd)") { fcntl(fd, getCapacity) }.get()
+    public static func capacity(_ fd: FileDescriptor) throws(LinuxError) -> Int32 {
+        try libcResult("fcntl F_GETPIPE_SZ of fd \(fd.rawValue)") { fcntl(fd.rawValue, getCapacity) }.get()
     }
 }

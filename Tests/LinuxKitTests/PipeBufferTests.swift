@@ -1,4 +1,5 @@
 import Glibc
+import SystemPackage
 import Testing
 
 @testable import LinuxKit
@@ -8,10 +9,10 @@ import Testing
         var ends: [Int32] = [0, 0]
         #expect(pipe(&ends) == 0)
         defer { close(ends[0]); close(ends[1]) }
-        #expect(try PipeBuffer.queuedBytes(ends[0]) == 0)
+        #expect(try PipeBuffer.queuedBytes(FileDescriptor(rawValue: ends[0])) == 0)
         #expect(write(ends[1], "abc", 3) == 3)
-        #expect(try PipeBuffer.queuedBytes(ends[0]) == 3)
-        #expect(try PipeBuffer.capacity(ends[0]) == PipeBuffer.defaultCapacity)
+        #expect(try PipeBuffer.queuedBytes(FileDescriptor(rawValue: ends[0])) == 3)
+        #expect(try PipeBuffer.capacity(FileDescriptor(rawValue: ends[0])) == PipeBuffer.defaultCapacity)
     }
 
     @Test func flagsAsFdinfoShowsThem() throws {

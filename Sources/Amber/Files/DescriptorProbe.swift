@@ -1,4 +1,5 @@
 import LinuxKit
+import SystemPackage
 
 /// One descriptor of a process, as the kinds of open file are asked about it
 /// (`OpenFileKinds.classify`): its /proc link, and its status and fdinfo, each read once when
@@ -42,7 +43,7 @@ final class DescriptorProbe {
     }
 
     /// A descriptor of ours on the same open file description (pidfd_getfd), for the caller to close.
-    func duplicate() throws(LinuxError) -> Int32 {
+    func duplicate() throws(LinuxError) -> FileDescriptor {
         try Pidfd(pid: pid).duplicate(fd)
     }
 

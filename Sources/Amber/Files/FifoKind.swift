@@ -1,6 +1,7 @@
 import AmberImage
 import Glibc
 import LinuxKit
+import SystemPackage
 
 /// A named pipe, reopened by its path. Its contents are not dumped: one holding unread bytes
 /// is refused, and so is one whose capacity was changed, which reopening would not give back.
@@ -12,9 +13,9 @@ struct FifoKind: ReopenedByPath {
 
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
         let copy = try descriptor.duplicate()
+        defer { try? copy.close() }
         let queued = try? PipeBuffer.queuedBytes(copy)
         let capacity = try? PipeBuffer.capacity(copy)
-        Glibc.close(copy)
         if let queued, queued > 0 {
             throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on the named pipe \(path) holding \(queued) unread bytes: pipe contents are not supported yet")
         }
