@@ -5,8 +5,8 @@ import SwiftProtobuf
 ///
 /// Opening checks the inventory and every file it lists (name, size, XXH64 of the whole
 /// file or of each chunk);
-/// `task(pid:)` then decodes and validates one task record, and `pageFile(named:)`
-/// maps one page file. Nothing is read that the inventory does not list. An
+/// `task(pid:)` then decodes and validates one task record, `tasks()` every one and
+/// checks them against one another, and `pageFile(named:)` maps one page file. Nothing is read that the inventory does not list. An
 /// image in a directory and one given as bytes (`init(files:)`) go through
 /// the same checks; only the opening and reading of files differ (`ImageStore`).
 public final class ImageReader: Sendable {
@@ -87,6 +87,15 @@ public final class ImageReader: Sendable {
         let validator = TaskValidator(file: name, pid: pid, xstateSize: inventory.xstateSize, xstateFeatures: inventory.xstateFeatures, files: files)
         try validator.validate(task)
         return task
+    }
+
+    /// Decodes and validates every task record, the root's first and then by ascending PID, and
+    /// checks them against one another (`CrossRecordCheck`): the whole image, as a restore reads it.
+    public func tasks() throws(ImageError) -> [Amber_Task] {
+        let rootPID = inventory.rootPid
+        let tasks = try ([rootPID] + taskPIDs.filter { $0 != rootPID }).map { pid throws(ImageError) in try task(pid: pid) }
+        try CrossRecordCheck.check(tasks)
+        return tasks
     }
 
     /// Maps the page file `name` read-only; it must be listed in the inventory
