@@ -263,9 +263,9 @@ public final class ImageReader: Sendable {
 /// afterwards, touching the lost pages raises SIGBUS, as with any mapped file.
 public final class MappedPageFile: @unchecked Sendable {
     public let name: String
-    /// The whole file. Valid only while this object is alive: keep a reference
-    /// (or use `withExtendedLifetime`) for as long as the pointer is used.
-    public let bytes: UnsafeRawBufferPointer
+    /// The whole file. Valid only while this object is alive. Read only through
+    /// `pages(offset:count:)`, which checks the bounds.
+    let bytes: UnsafeRawBufferPointer
     private let backing: Backing
 
     enum Backing {
@@ -289,8 +289,9 @@ public final class MappedPageFile: @unchecked Sendable {
         }
     }
 
-    /// The `count` pages at byte `offset`, checked to lie inside the file; valid
-    /// as long as `bytes` is.
+    /// The `count` pages at byte `offset`, checked to lie inside the file. Valid only while
+    /// this object is alive: keep a reference (or use `withExtendedLifetime`) for as long
+    /// as the pointer is used.
     public func pages(offset: UInt64, count: UInt64) throws(ImageError) -> UnsafeRawBufferPointer {
         let size = UInt64(bytes.count)
         guard offset % ImageFormat.pageSize == 0, offset <= size, count <= (size - offset) / ImageFormat.pageSize else {
