@@ -6,9 +6,10 @@ import SwiftProtobuf
 /// Opening checks the inventory and every file it lists (name, size, XXH64 of the whole
 /// file or of each chunk);
 /// `task(pid:)` then decodes and validates one task record, `tasks()` every one and
-/// checks them against one another, and `pageFile(named:)` maps one page file. Nothing is read that the inventory does not list. An
-/// image in a directory and one given as bytes (`init(files:)`) go through
-/// the same checks; only the opening and reading of files differ (`ImageStore`).
+/// checks them against one another, and `pageFile(named:)` maps one page file.
+/// Nothing is read that the inventory does not list. An image in a directory and one
+/// given as bytes (`init(files:)`) go through the same checks; only the opening and
+/// reading of files differ (`ImageStore`).
 public final class ImageReader: Sendable {
     /// The image directory, or "(memory)" for an image given as bytes.
     public let directory: String
