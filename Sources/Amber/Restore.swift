@@ -25,9 +25,7 @@ public enum Restore {
         do {
             image = try ImageReader(directory: directory, key: key)
             try checkHost(image.inventory)
-            let root = try image.task(pid: image.inventory.rootPid)
-            tasks = try [root] + image.taskPIDs.filter { $0 != root.pid }.map { pid throws(ImageError) in try image.task(pid: pid) }
-            try checkTree(tasks)
+            tasks = try image.tasks()
             try FaultPoints.reached(restore: FaultPoints.read)
         } catch let error as ImageError {
             throw AmberError(.badImage, error.description)
@@ -100,34 +98,6 @@ public enum Restore {
             throw AmberError(.incompatibleHost, "this kernel gives processes no vDSO")
         }
         return try SyscallInjector.findSyscallInstruction(pid: getpid(), vdso: vdso.start..<vdso.end)
-    }
-
-    /// Checks that the records form one tree under the root, every parent before its children.
-    private static func checkTree(_ tasks: [Amber_Task]) throws(ImageError) {
-        let pids = Set(tasks.map(\.pid))
-        var tids: Set<Int32> = []
-        for task in tasks {
-            let file = ImageFormat.taskRecordName(pid: task.pid)
-            for tid in task.zombie ? [task.pid] : task.threads.map(\.tid) where !tids.insert(tid).inserted {
-                throw ImageError(.invalid, file: file, detail: "TID \(tid) belongs to two tasks")
-            }
-            if task.pid != tasks[0].pid, !pids.contains(task.ppid) {
-                throw ImageError(.invalid, file: file, detail: "ppid \(task.ppid) has no task record: the tasks do not form one tree")
-            }
-        }
-        // Every task must be reachable from the root (no cycle of parents).
-        var reached: Set<Int32> = [tasks[0].pid]
-        var frontier = [tasks[0].pid]
-        let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
-        while let pid = frontier.popLast() {
-            for child in children[pid] ?? [] where reached.insert(child.pid).inserted { frontier.append(child.pid) }
-        }
-        if let stray = tasks.first(where: { !reached.contains($0.pid) }) {
-            throw ImageError(.invalid, file: ImageFormat.taskRecordName(pid: stray.pid), detail: "not reachable from the root \(tasks[0].pid) through parents")
-        }
-        if tasks[0].zombie {
-            throw ImageError(.invalid, file: ImageFormat.taskRecordName(pid: tasks[0].pid), detail: "the root cannot be a zombie")
-        }
     }
 
     /// Kills every task made so far and reaps it: as their tracer and (for orphans) their subreaper.

@@ -18,15 +18,13 @@ public enum Verification {
     }
 
     /// Checks the inventory, every file it lists against its checksums, and every task record
-    /// field by field (docs/image-format.md). Throws `.badImage` naming the first file that
-    /// fails (for a page file, the byte range of the bad chunk).
+    /// field by field and against the others (docs/image-format.md). Throws `.badImage` naming
+    /// the first file that fails (for a page file, the byte range of the bad chunk).
     public static func run(directory: String) throws(AmberError) -> Report {
         let key = try HostImageKey.forCheck()
         do {
             let reader = try ImageReader(directory: directory, key: key)
-            for pid in reader.taskPIDs {
-                _ = try reader.task(pid: pid)
-            }
+            _ = try reader.tasks()
             return Report(
                 rootPID: reader.inventory.rootPid, processes: reader.taskPIDs.count,
                 files: reader.inventory.files.count, bytes: reader.inventory.files.reduce(0) { $0 + $1.size },

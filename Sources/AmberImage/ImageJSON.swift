@@ -13,15 +13,15 @@ public func imageJSON(directory: String) throws(ImageError) -> String {
     try imageJSON(ImageReader(directory: directory))
 }
 
-/// The JSON of an image already opened (and so checked) by `reader`; each task
-/// is validated as it is read.
+/// The JSON of an image already opened (and so checked) by `reader`; the tasks are
+/// validated and checked against one another as they are read, and shown by ascending PID.
 public func imageJSON(_ reader: ImageReader) throws(ImageError) -> String {
     var options = JSONEncodingOptions()
     options.preserveProtoFieldNames = true
     let inventory = try jsonString(reader.inventory, options: options, file: ImageFormat.inventoryName)
     var tasks: [String] = []
-    for pid in reader.taskPIDs {
-        tasks.append(try jsonString(reader.task(pid: pid), options: options, file: ImageFormat.taskRecordName(pid: pid)))
+    for task in try reader.tasks().sorted(by: { $0.pid < $1.pid }) {
+        tasks.append(try jsonString(task, options: options, file: ImageFormat.taskRecordName(pid: task.pid)))
     }
     return indentedJSON("{\"inventory\":\(inventory),\"tasks\":[\(tasks.joined(separator: ","))]}")
 }

@@ -5,10 +5,11 @@ import SwiftProtobuf
 ///
 /// Opening checks the inventory and every file it lists (name, size, XXH64 of the whole
 /// file or of each chunk);
-/// `task(pid:)` then decodes and validates one task record, and `pageFile(named:)`
-/// maps one page file. Nothing is read that the inventory does not list. An
-/// image in a directory and one given as bytes (`init(files:)`) go through
-/// the same checks; only the opening and reading of files differ (`ImageStore`).
+/// `task(pid:)` then decodes and validates one task record, `tasks()` every one and
+/// checks them against one another, and `pageFile(named:)` maps one page file.
+/// Nothing is read that the inventory does not list. An image in a directory and one
+/// given as bytes (`init(files:)`) go through the same checks; only the opening and
+/// reading of files differ (`ImageStore`).
 public final class ImageReader: Sendable {
     /// The image directory, or "(memory)" for an image given as bytes.
     public let directory: String
@@ -87,6 +88,15 @@ public final class ImageReader: Sendable {
         let validator = TaskValidator(file: name, pid: pid, xstateSize: inventory.xstateSize, xstateFeatures: inventory.xstateFeatures, files: files)
         try validator.validate(task)
         return task
+    }
+
+    /// Decodes and validates every task record, the root's first and then by ascending PID, and
+    /// checks them against one another (`CrossRecordCheck`): the whole image, as a restore reads it.
+    public func tasks() throws(ImageError) -> [Amber_Task] {
+        let rootPID = inventory.rootPid
+        let tasks = try ([rootPID] + taskPIDs.filter { $0 != rootPID }).map { pid throws(ImageError) in try task(pid: pid) }
+        try CrossRecordCheck.check(tasks)
+        return tasks
     }
 
     /// Maps the page file `name` read-only; it must be listed in the inventory
@@ -254,9 +264,9 @@ public final class ImageReader: Sendable {
 /// afterwards, touching the lost pages raises SIGBUS, as with any mapped file.
 public final class MappedPageFile: @unchecked Sendable {
     public let name: String
-    /// The whole file. Valid only while this object is alive: keep a reference
-    /// (or use `withExtendedLifetime`) for as long as the pointer is used.
-    public let bytes: UnsafeRawBufferPointer
+    /// The whole file. Valid only while this object is alive. Read only through
+    /// `pages(offset:count:)`, which checks the bounds.
+    let bytes: UnsafeRawBufferPointer
     private let backing: Backing
 
     enum Backing {
@@ -280,8 +290,9 @@ public final class MappedPageFile: @unchecked Sendable {
         }
     }
 
-    /// The `count` pages at byte `offset`, checked to lie inside the file; valid
-    /// as long as `bytes` is.
+    /// The `count` pages at byte `offset`, checked to lie inside the file. Valid only while
+    /// this object is alive: keep a reference (or use `withExtendedLifetime`) for as long
+    /// as the pointer is used.
     public func pages(offset: UInt64, count: UInt64) throws(ImageError) -> UnsafeRawBufferPointer {
         let size = UInt64(bytes.count)
         guard offset % ImageFormat.pageSize == 0, offset <= size, count <= (size - offset) / ImageFormat.pageSize else {

@@ -81,8 +81,8 @@ struct FuzzInput: Equatable {
     }
 }
 
-/// Reads an image the way a restore and `amber show` do, and traps when the
-/// reader accepts something that breaks a promise it makes, names a file in an
+/// Reads an image the way a restore and `amber show` do, task by task and whole, and traps when
+/// the reader accepts something that breaks a promise it makes, names a file in an
 /// error that is not the inventory or listed in it, or prints invalid JSON;
 /// libFuzzer reports the trap as a crash. Returns the first error the reader gave, if any.
 @discardableResult
@@ -111,10 +111,17 @@ func exercise(_ files: [String: [UInt8]]) -> ImageError? {
         }
     }
     do {
+        let tasks = try reader.tasks()
+        precondition(firstError == nil, "tasks() accepted an image with a task that does not validate: \(String(describing: firstError))")
+        precondition(tasks.map(\.pid).sorted() == reader.taskPIDs && tasks.first?.pid == reader.inventory.rootPid, "tasks() gave the records of \(tasks.map(\.pid)), not every one with the root's first")
+    } catch {
+        firstError = firstError ?? checked(error)
+    }
+    do {
         let json = try imageJSON(reader)
         precondition((try? Google_Protobuf_Value(jsonString: json)) != nil, "imageJSON printed what does not parse as JSON: \(json)")
     } catch {
-        if firstError == nil { fatalError("every task validated but imageJSON failed: \(error)") }
+        if firstError == nil { fatalError("the whole image read but imageJSON failed: \(error)") }
     }
     return firstError
 }

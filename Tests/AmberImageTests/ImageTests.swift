@@ -272,7 +272,9 @@ final class ImageTests: ImageTestCase {
     }
 
     func testJSON() throws {
-        try Fixture.writeImage(at: path("image"), tasks: [Fixture.task(), Fixture.task(pid: 4243)])
+        var child = Fixture.task(pid: 4243)
+        child.ppid = Fixture.pid
+        try Fixture.writeImage(at: path("image"), tasks: [Fixture.task(), child])
         let json = try imageJSON(directory: path("image"))
         for key in ["\"inventory\": {", "\"tasks\": [", "\"format_version\": \(ImageFormat.version)", "\"files\": [", "\"xxh64\": \"",
                     "\"root_pid\": 4242", "\"pid\": 4243", "\"memory\": {", "\"areas\": [", "\"page_files\": [", "\"pages-4242.img\"",

@@ -23,7 +23,9 @@ final class MemoryImageTests: ImageTestCase {
 
     func testSameImageAsFromTheDirectory() throws {
         let directory = path("image")
-        try Fixture.writeImage(at: directory, tasks: [Fixture.task(), Fixture.task(pid: 4243)])
+        var child = Fixture.task(pid: 4243)
+        child.ppid = Fixture.pid
+        try Fixture.writeImage(at: directory, tasks: [Fixture.task(), child])
         let fromDirectory = try ImageReader(directory: directory)
         let fromMemory = try ImageReader(files: files(of: directory))
         XCTAssertEqual(fromMemory.directory, "(memory)")

@@ -4,6 +4,7 @@
 // directory as it was, and a refused restore leaves no process behind and the PID free.
 
 import AmberImage
+import CChecksum
 import Foundation
 import XCTest
 
@@ -394,6 +395,34 @@ final class RestoreErrorTests: ScenarioTestCase {
             mentionsAnyOf: ["xstate", "feature", "xcr0", "cpu"])
     }
 
+    /// An open file description child_pause's parent and child share (the child inherited its
+    /// stdin, stdout and stderr) is described differently in the child's record: the image is
+    /// refused when it is read, before any task is made, by `verify` as by `restore`, naming
+    /// the child's record.
+    func testRestoreRefusesOpenFileTheRecordsDescribeDifferently() throws {
+        _ = try requireAmber()
+        let p = try start(.childPause)
+        let image = try dumpExpectingSuccess(p)
+        let rootRecord = "task-\(p.pid).pb"
+        let records = listing(image).filter { $0.hasPrefix("task-") && $0.hasSuffix(".pb") }
+        XCTAssertEqual(records.count, 2, "child_pause's image holds no record of the child: \(records)")
+        let childRecord = try XCTUnwrap(records.first { $0 != rootRecord })
+        let root = try Amber_Task(serializedBytes: Data(try XCTUnwrap(Sys.readFile(image + "/" + rootRecord))))
+        var sharedID: UInt32 = 0
+        try editTask(image, record: childRecord) { task in
+            let shared = try XCTUnwrap(task.files.descriptions.firstIndex { description in root.files.descriptions.contains { $0.id == description.id } },
+                "the child shares no open file with its parent")
+            sharedID = task.files.descriptions[shared].id
+            // Another of the parent's descriptions (/dev/null or the log) under the shared one's id.
+            var other = try XCTUnwrap(root.files.descriptions.first { $0.id != sharedID }, "the parent has one open file description only")
+            other.id = sharedID
+            task.files.descriptions[shared] = other
+        }
+        let mentions = [childRecord, "open file \(sharedID) differs from the one \(rootRecord) describes"]
+        assertRefusal(try amber(["verify", image]), exitCode: AmberExit.badImage, mentions: mentions)
+        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.badImage, mentions: mentions)
+    }
+
     /// Restore never gives a task credentials the caller does not hold: an image of
     /// credentials_tree (a root parent, a child under uids 1000-1002 with CAP_NET_BIND_SERVICE)
     /// is refused before any task is made by amber under uid 1000 without capabilities (the
@@ -438,6 +467,22 @@ final class RestoreErrorTests: ScenarioTestCase {
             throw RunnerError("no page file in \(image): \(listing(image))")
         }
         return largest.0
+    }
+
+    /// Changes the task record `name` through the generated type and reseals the inventory's
+    /// size and XXH64 of it.
+    private func editTask(_ image: String, record name: String, _ change: (inout Amber_Task) throws -> Void) throws {
+        let path = image + "/" + name
+        var task = try Amber_Task(serializedBytes: Data(try XCTUnwrap(Sys.readFile(path), "no \(name) in \(image)")))
+        try change(&task)
+        let bytes: [UInt8] = try task.serializedBytes()
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try editInventory(image) { inventory in
+            for index in inventory.files.indices where inventory.files[index].name == name {
+                inventory.files[index].size = UInt64(bytes.count)
+                inventory.files[index].xxh64 = bytes.withUnsafeBytes { amber_xxh64($0.baseAddress, $0.count) }
+            }
+        }
     }
 
     /// Rewrite inventory.pb (not itself checksummed) through the generated type.

@@ -44,34 +44,25 @@ final class OpenFileTable {
         for entry in opened.values { Glibc.close(entry.fd) }
     }
 
-    /// Our descriptor of `description`, made the first time a task asks for it. Every task
-    /// record that lists the description must describe it alike.
+    /// Our descriptor of `description`, made the first time a task asks for it (the image
+    /// reader checked that every record listing it describes it alike).
     func descriptor(for description: Amber_OpenFileDescription, in session: RestoreSession) throws -> Int32 {
-        if let entry = opened[description.id] {
-            guard entry.description == description else {
-                throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)): open file \(description.id) differs from the one other task records describe")
-            }
-            return entry.fd
-        }
+        if let entry = opened[description.id] { return entry.fd }
         let fd = try OpenFileKinds.make(description, as: session.task, imageTrusted: session.imageTrusted)
         opened[description.id] = (description, fd)
         return fd
     }
 
-    /// The descriptions two or more of `tasks` list, each described alike by all of them (one
-    /// described differently is left to `descriptor(for:in:)`, which refuses it): those the
-    /// root's helper gets before the tree is made, for every process to inherit (`TreeFiles`).
+    /// The descriptions two or more of `tasks` list (the image reader checked that they
+    /// describe each alike): those the root's helper gets before the tree is made, for every
+    /// process to inherit (`TreeFiles`).
     static func sharedDescriptions(of tasks: [Amber_Task]) -> [Amber_OpenFileDescription] {
-        var byID: [UInt32: (description: Amber_OpenFileDescription, tasks: Int, alike: Bool)] = [:]
+        var byID: [UInt32: (description: Amber_OpenFileDescription, tasks: Int)] = [:]
         for task in tasks {
             for description in task.files.descriptions {
-                if let seen = byID[description.id] {
-                    byID[description.id] = (seen.description, seen.tasks + 1, seen.alike && seen.description == description)
-                } else {
-                    byID[description.id] = (description, 1, true)
-                }
+                byID[description.id] = (description, (byID[description.id]?.tasks ?? 0) + 1)
             }
         }
-        return byID.values.filter { $0.tasks > 1 && $0.alike }.map(\.description).sorted { $0.id < $1.id }
+        return byID.values.filter { $0.tasks > 1 }.map(\.description).sorted { $0.id < $1.id }
     }
 }

@@ -530,23 +530,25 @@ enum MemoryState {
         let record = session.task.memory
         guard record.areas.contains(where: { !$0.pages.isEmpty }) else { return }
         let pageFiles = try record.pageFiles.map { name throws(ImageError) in try session.image.pageFile(named: name) }
+        // The pages handed out are valid only while their page files are alive.
+        defer { withExtendedLifetime(pageFiles) {} }
         let memory = ProcessMemory(pid: session.pid)
         var memFile: ProcessMemoryFile?
-        @Sendable func bytes(_ run: Amber_PageRun, length: Int) -> UnsafeRawBufferPointer {
-            let offset = Int(run.offset)
-            return UnsafeRawBufferPointer(rebasing: pageFiles[Int(run.file)].bytes[offset..<(offset + length)])
+        /// The `count` pages from `run`'s on, through the page file's bounds check.
+        @Sendable func pages(from run: Amber_PageRun, count: UInt64) throws(ImageError) -> UnsafeRawBufferPointer {
+            try pageFiles[Int(run.file)].pages(offset: run.offset, count: count)
         }
         func writeThroughMemFile(_ run: Amber_PageRun) throws {
             if memFile == nil { memFile = try ProcessMemoryFile(pid: session.pid, writable: true) }
-            try memFile!.write(bytes(run, length: Int(run.count * pageSize)), at: run.address)
+            try memFile!.write(pages(from: run, count: run.count), at: run.address)
         }
         /// Writes runs that lie back to back in one page file with process_vm_writev; returns
         /// the runs it could not write whole (a page the call may not write).
-        @Sendable func write(_ runs: [Amber_PageRun]) -> Result<[Amber_PageRun], LinuxError> {
+        @Sendable func write(_ runs: [Amber_PageRun]) -> Result<[Amber_PageRun], any Error> {
             let first = runs[0], last = runs[runs.count - 1]
-            let length = Int(last.offset - first.offset + last.count * pageSize)
-            return Result { () throws(LinuxError) in
-                let written = try memory.write(bytes(first, length: length), to: runs.map { ($0.address, Int($0.count * pageSize)) })
+            return Result {
+                let bytes = try pages(from: first, count: (last.offset - first.offset) / pageSize + last.count)
+                let written = try memory.write(bytes, to: runs.map { ($0.address, Int($0.count * pageSize)) })
                 return runs.filter { $0.offset + $0.count * pageSize > first.offset + UInt64(written) }
             }
         }

@@ -1,0 +1,60 @@
+/// The checks no single task record can pass alone: that the records form one tree under the
+/// root, and that records sharing an open file description describe it alike.
+enum CrossRecordCheck {
+    /// Checks every task record of an image, each already validated, the root's first.
+    static func check(_ tasks: [Amber_Task]) throws(ImageError) {
+        try checkTree(tasks)
+        try checkOpenFiles(tasks)
+    }
+
+    /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).
+    static func threadIDs(of task: Amber_Task) -> [Int32] {
+        task.zombie ? [task.pid] : task.threads.map(\.tid)
+    }
+
+    /// One tree under the root: no TID in two tasks, every task but the root with its parent's
+    /// record, every task reachable from the root (no cycle of parents), the root no zombie.
+    private static func checkTree(_ tasks: [Amber_Task]) throws(ImageError) {
+        let pids = Set(tasks.map(\.pid))
+        var tids: Set<Int32> = []
+        for task in tasks {
+            let file = ImageFormat.taskRecordName(pid: task.pid)
+            for tid in threadIDs(of: task) where !tids.insert(tid).inserted {
+                throw ImageError(.invalid, file: file, detail: "TID \(tid) belongs to two tasks")
+            }
+            if task.pid != tasks[0].pid, !pids.contains(task.ppid) {
+                throw ImageError(.invalid, file: file, detail: "ppid \(task.ppid) has no task record: the tasks do not form one tree")
+            }
+        }
+        var reached: Set<Int32> = [tasks[0].pid]
+        var frontier = [tasks[0].pid]
+        let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
+        while let pid = frontier.popLast() {
+            for child in children[pid] ?? [] where reached.insert(child.pid).inserted { frontier.append(child.pid) }
+        }
+        if let stray = tasks.first(where: { !reached.contains($0.pid) }) {
+            throw ImageError(.invalid, file: ImageFormat.taskRecordName(pid: stray.pid), detail: "not reachable from the root \(tasks[0].pid) through parents")
+        }
+        if tasks[0].zombie {
+            throw ImageError(.invalid, file: ImageFormat.taskRecordName(pid: tasks[0].pid), detail: "the root cannot be a zombie")
+        }
+    }
+
+    /// Every record that lists an open file description describes it identically, whatever its
+    /// fields: a restore opens it once, as the first record describes it, for every task.
+    private static func checkOpenFiles(_ tasks: [Amber_Task]) throws(ImageError) {
+        var described: [UInt32: (description: Amber_OpenFileDescription, pid: Int32)] = [:]
+        for task in tasks {
+            for description in task.files.descriptions {
+                guard let first = described[description.id] else {
+                    described[description.id] = (description, task.pid)
+                    continue
+                }
+                guard first.description == description else {
+                    throw ImageError(.invalid, file: ImageFormat.taskRecordName(pid: task.pid),
+                        detail: "open file \(description.id) differs from the one \(ImageFormat.taskRecordName(pid: first.pid)) describes")
+                }
+            }
+        }
+    }
+}

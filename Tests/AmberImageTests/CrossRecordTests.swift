@@ -1,0 +1,92 @@
+import AmberImage
+import Foundation
+import XCTest
+
+/// `ImageReader.tasks()`: every record, each valid alone, must also agree with the others:
+/// one tree under the root, and open file descriptions described alike wherever they are shared.
+final class CrossRecordTests: ImageTestCase {
+    private var imageCount = 0
+
+    /// The fixture task `pid` whose parent is `ppid`.
+    private func task(_ pid: Int32, parent ppid: Int32) -> Amber_Task {
+        var task = Fixture.task(pid: pid)
+        task.ppid = ppid
+        return task
+    }
+
+    /// A thread besides the leader.
+    private func thread(_ tid: Int32) -> Amber_Thread {
+        Fixture.thread(tid: tid, comm: "worker")
+    }
+
+    /// A reader of an image of `tasks`, rooted at `root`.
+    private func reader(_ tasks: [Amber_Task], root: Int32 = Fixture.pid) throws -> ImageReader {
+        imageCount += 1
+        let directory = path("image-\(imageCount)")
+        try Fixture.writeImage(at: directory, tasks: tasks, inventory: Fixture.inventory(rootPID: root))
+        return try ImageReader(directory: directory)
+    }
+
+    /// Asserts that every task of `tasks` reads alone, but the whole image is refused as
+    /// `.invalid` naming `file`, with a detail that contains `detail`; `amber show` refuses it too.
+    private func assertRefused(_ tasks: [Amber_Task], root: Int32 = Fixture.pid, file: String, detail: String,
+        sourceFile: StaticString = #filePath, line: UInt = #line) throws
+    {
+        let reader = try reader(tasks, root: root)
+        for pid in reader.taskPIDs { XCTAssertNoThrow(try reader.task(pid: pid), file: sourceFile, line: line) }
+        for read in [{ _ = try reader.tasks() }, { _ = try imageJSON(reader) }] {
+            guard let error = imageError(file: sourceFile, line: line, read) else { continue }
+            XCTAssertEqual(error.kind, .invalid, "\(error)", file: sourceFile, line: line)
+            XCTAssertEqual(error.file, file, "\(error)", file: sourceFile, line: line)
+            XCTAssert(error.detail.contains(detail), "\"\(error.detail)\" does not say \"\(detail)\"", file: sourceFile, line: line)
+        }
+    }
+
+    func testTreeIsReadRootFirst() throws {
+        let tasks = [task(4242, parent: 4243), Fixture.task(pid: 4243), task(4244, parent: 4242)]
+        let whole = try reader(tasks, root: 4243).tasks()
+        XCTAssertEqual(whole.map(\.pid), [4243, 4242, 4244])
+        XCTAssertEqual(whole, [tasks[1], tasks[0], tasks[2]])
+    }
+
+    func testMissingParentIsRefused() throws {
+        try assertRefused([Fixture.task(), task(4243, parent: 4999)], file: "task-4243.pb", detail: "ppid 4999 has no task record")
+    }
+
+    func testCycleOfParentsIsRefused() throws {
+        let tasks = [Fixture.task(), task(4243, parent: 4244), task(4244, parent: 4243)]
+        try assertRefused(tasks, file: "task-4243.pb", detail: "not reachable from the root 4242")
+    }
+
+    func testTIDOfTwoTasksIsRefused() throws {
+        var root = Fixture.task()
+        root.threads.append(thread(4300))
+        var child = task(4243, parent: 4242)
+        child.threads.append(thread(4300))
+        try assertRefused([root, child], file: "task-4243.pb", detail: "TID 4300 belongs to two tasks")
+        child = task(4243, parent: 4242)
+        child.threads.append(thread(4242))
+        try assertRefused([Fixture.task(), child], file: "task-4243.pb", detail: "TID 4242 belongs to two tasks")
+    }
+
+    func testZombieRootIsRefused() throws {
+        var root = Amber_Task()
+        root.pid = Fixture.pid
+        root.comm = "gone"
+        root.zombie = true
+        root.exitStatus = 9
+        try assertRefused([root], file: "task-4242.pb", detail: "the root cannot be a zombie")
+        try assertRefused([root, task(4243, parent: 4242)], file: "task-4242.pb", detail: "the root cannot be a zombie")
+    }
+
+    func testSharedOpenFileMustBeDescribedAlike() throws {
+        let root = Fixture.task()
+        XCTAssertEqual(try reader([root, task(4243, parent: 4242)]).tasks().count, 2)
+        var child = task(4243, parent: 4242)
+        child.files.descriptions[1].offset += 1
+        try assertRefused([root, child], file: "task-4243.pb", detail: "open file 2 differs from the one task-4242.pb describes")
+        child = task(4243, parent: 4242)
+        child.files.descriptions[0].characterDevice.path = "/dev/zero"
+        try assertRefused([root, child], file: "task-4243.pb", detail: "open file 1 differs from the one task-4242.pb describes")
+    }
+}
