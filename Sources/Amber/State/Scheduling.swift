@@ -6,7 +6,7 @@ import LinuxKit
 /// I/O priority. All but the timer slack are read and set from outside by TID.
 enum SchedulingState {
     /// One thread's, read by `injector` running in that thread.
-    static func dump(_ injector: SyscallInjector) throws -> Amber_Scheduling {
+    static func dump(_ injector: any SyscallInjecting) throws -> Amber_Scheduling {
         let tid = injector.tracee.pid
         var record = Amber_Scheduling()
         let policy = try TaskScheduling.policy(of: tid)
@@ -25,7 +25,7 @@ enum SchedulingState {
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
         let records = [task.scheduling] + task.threads.map(\.scheduling)
         for (record, tracee) in zip(records, session.threads) {
-            let injector = tracee.pid == session.pid ? session.injector : try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            let injector = try session.injector(for: tracee)
             // Before the policy: a real-time thread's slack is the kernel's (0) whatever is set.
             if record.timerSlackNs != session.baseline.timerSlackNs {
                 try injector.call("prctl(PR_SET_TIMERSLACK, \(record.timerSlackNs))", SyscallNumber.prctl, TaskControl.setTimerSlack, record.timerSlackNs)

@@ -20,7 +20,7 @@ enum ThreadState {
         task.threadFlags = leader.threadFlags
         task.credentials = leader.credentials
         for tracee in session.threads where tracee.pid != session.pid {
-            let injector = try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            let injector = try session.injector(for: tracee)
             do {
                 task.threads.append(try dump(injector, session))
             } catch {
@@ -32,7 +32,7 @@ enum ThreadState {
     }
 
     /// Reads the thread `injector` has taken over; the caller finishes the injector.
-    private static func dump(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_Thread {
+    private static func dump(_ injector: any SyscallInjecting, _ session: DumpSession) throws -> Amber_Thread {
         let tid = injector.tracee.pid
         try KeyringState.checkThread(injector, session)
         var record = Amber_Thread()
@@ -64,12 +64,12 @@ enum ThreadState {
             let tids = record.namespaceTids.isEmpty ? [record.tid] : Array(record.namespaceTids.reversed())
             let tracee = try TreeState.clone(in: session.injector, session: session, flags: threadFlags, exitSignal: 0, pids: tids, what: "thread \(record.tid)")
             session.threads.append(tracee)
-            let injector = try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            let injector = try session.injector(for: tracee)
             try restoreOwnState(record, injector, session)
         }
     }
 
-    private static func restoreOwnState(_ record: Amber_Thread, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    private static func restoreOwnState(_ record: Amber_Thread, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
         try ThreadControlState.restore(record.threadControl, injector)
         try SignalState.restoreAlternateStack(record.alternateStack, injector, session)
         try setName(record.comm, injector, session)
@@ -77,7 +77,7 @@ enum ThreadState {
     }
 
     /// Names the thread `injector` runs in (PR_SET_NAME keeps at most 15 bytes).
-    static func setName(_ name: String, _ injector: SyscallInjector, _ scratch: some ScratchSpace) throws {
+    static func setName(_ name: String, _ injector: any SyscallInjecting, _ scratch: some ScratchSpace) throws {
         var arguments = scratch.arguments()
         let address = try arguments.place(Array(name.utf8.prefix(15)) + [0])
         try injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, TaskControl.setName, address)
