@@ -3,6 +3,7 @@ import Glibc
 import LinuxKit
 import Logging
 import Synchronization
+import SystemPackage
 
 @testable import Amber
 
@@ -168,6 +169,7 @@ final class FakeProc: ProcReading {
         var files: [String: [UInt8]] = [:]
         var links: [String: String] = [:]
         var writes: [(path: String, text: String)] = []
+        var writeErrors: [String: Errno] = [:]
     }
 
     private let contents = Mutex(Contents())
@@ -184,6 +186,11 @@ final class FakeProc: ProcReading {
 
     var writes: [(path: String, text: String)] { contents.withLock { $0.writes } }
 
+    /// Makes a write to `path` fail with `errno`.
+    func failWrites(to path: String, with errno: Errno) {
+        contents.withLock { $0.writeErrors[path] = errno }
+    }
+
     func read(_ path: String) throws(LinuxError) -> [UInt8] {
         guard let bytes = contents.withLock({ $0.files[path] }) else { throw LinuxError(.noSuchFileOrDirectory, "open \(path) (not in the fake /proc)") }
         return bytes
@@ -197,6 +204,7 @@ final class FakeProc: ProcReading {
     func write(_ text: String, to path: String) throws(LinuxError) {
         try contents.withLock { contents throws(LinuxError) in
             guard contents.files[path] != nil else { throw LinuxError(.noSuchFileOrDirectory, "open \(path) (not in the fake /proc)") }
+            if let errno = contents.writeErrors[path] { throw LinuxError(errno, "write \(path)") }
             contents.writes.append((path, text))
             contents.files[path] = Array(text.utf8)
         }
