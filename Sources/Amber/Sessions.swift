@@ -14,6 +14,8 @@ struct DumpTarget: Sendable {
     let interruption: DumpInterruption
     /// Its /proc: the real one, or a fake in the engine's unit tests.
     var proc: any ProcReading = LiveProcFS()
+    /// Its threads' scheduling: the kernel's, or a fake in the engine's unit tests.
+    var scheduling: any ThreadScheduling = LiveThreadScheduling()
     var status: ProcessStatus { snapshot.status }
     var stat: ProcessStat { snapshot.stat }
     var maps: [MemoryMapping] { snapshot.maps }
@@ -28,6 +30,7 @@ final class DumpSession: ScratchSpace {
     var stat: ProcessStat { target.stat }
     var interruption: DumpInterruption { target.interruption }
     var proc: any ProcReading { target.proc }
+    var scheduling: any ThreadScheduling { target.scheduling }
     /// The leader, into which syscalls for the whole process are injected.
     let tracee: Tracee
     /// Every thread, leader first.
@@ -202,6 +205,8 @@ final class RestoreSession: ScratchSpace {
     let memory: any RemoteMemory
     /// Its /proc: the real one, or a fake in the engine's unit tests.
     let proc: any ProcReading
+    /// Its threads' scheduling: the kernel's, or a fake in the engine's unit tests.
+    let scheduling: any ThreadScheduling
     /// Makes the injector into another of its threads.
     private let makeInjector: InjectorFactory
     let baseline: HelperBaseline
@@ -224,15 +229,16 @@ final class RestoreSession: ScratchSpace {
     let imageTrusted: Bool
 
     convenience init(task: Amber_Task, image: ImageReader, imageTrusted: Bool, tracee: Tracee, injector: SyscallInjector, baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
-        self.init(task: task, image: image, imageTrusted: imageTrusted, tracee: tracee, injector: injector, memory: ProcessMemory(pid: tracee.pid), proc: LiveProcFS(), makeInjector: SyscallInjector.init(tracee:instruction:),
+        self.init(task: task, image: image, imageTrusted: imageTrusted, tracee: tracee, injector: injector, memory: ProcessMemory(pid: tracee.pid), proc: LiveProcFS(), scheduling: LiveThreadScheduling(), makeInjector: SyscallInjector.init(tracee:instruction:),
                   baseline: baseline, treeFiles: treeFiles, openFiles: openFiles, inheritedPidfd: inheritedPidfd, logger: logger)
     }
 
     /// A session over what it is given; the engine's unit tests give it fakes, no image and no process.
-    init(task: Amber_Task, image: ImageReader?, imageTrusted: Bool, tracee: Tracee, injector: any SyscallInjecting, memory: any RemoteMemory, proc: any ProcReading, makeInjector: @escaping InjectorFactory,
+    init(task: Amber_Task, image: ImageReader?, imageTrusted: Bool, tracee: Tracee, injector: any SyscallInjecting, memory: any RemoteMemory, proc: any ProcReading, scheduling: any ThreadScheduling, makeInjector: @escaping InjectorFactory,
          baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
         self.memory = memory
         self.proc = proc
+        self.scheduling = scheduling
         self.makeInjector = makeInjector
         self.imageTrusted = imageTrusted
         self.inheritedPidfd = inheritedPidfd

@@ -45,7 +45,7 @@ enum ThreadState {
         record.threadControl = try ThreadControlState.dump(injector, session)
         let status = try session.threadStatus(tid)
         record.namespaceTids = status.namespacePIDs.count > 1 ? status.namespacePIDs : []
-        record.scheduling = try SchedulingState.dump(injector)
+        record.scheduling = try SchedulingState.dump(injector, session)
         record.threadFlags = try FlagState.dump(injector, session)
         record.credentials = try CredentialState.dump(injector, status: status, session)
         return record
