@@ -211,11 +211,91 @@ final class FakeProc: ProcReading {
     }
 }
 
+/// Threads' scheduling as a table by TID, of what was stored or set; a thread not in it is
+/// gone (ESRCH). Records every change, in order.
+final class FakeScheduling: ThreadScheduling {
+    struct Settings: Equatable {
+        var policy: Int32 = 0
+        var realtimePriority: Int32 = 0
+        var nice: Int32 = 0
+        var ioPriority: Int32 = 0
+        var affinity = CPUAffinity(words: [1])
+    }
+
+    enum Change: Equatable {
+        case policy(tid: Int32, policy: Int32, realtimePriority: Int32)
+        case nice(tid: Int32, Int32)
+        case ioPriority(tid: Int32, Int32)
+        case affinity(tid: Int32, [UInt64])
+    }
+
+    private struct Contents {
+        var threads: [Int32: Settings] = [:]
+        var changes: [Change] = []
+        /// What setting the affinity fails with, if it does.
+        var affinityError: Errno?
+    }
+
+    private let contents = Mutex(Contents())
+
+    subscript(tid: Int32) -> Settings? {
+        get { contents.withLock { $0.threads[tid] } }
+        set { contents.withLock { $0.threads[tid] = newValue } }
+    }
+
+    var changes: [Change] { contents.withLock { $0.changes } }
+
+    func failAffinity(with errno: Errno) {
+        contents.withLock { $0.affinityError = errno }
+    }
+
+    private func settings(_ tid: Int32) throws(LinuxError) -> Settings {
+        guard let settings = self[tid] else { throw LinuxError(.noSuchProcess, "thread \(tid) (not in the fake)") }
+        return settings
+    }
+
+    private func change(_ tid: Int32, _ change: Change, _ apply: (inout Settings) -> Void) throws(LinuxError) {
+        try contents.withLock { contents throws(LinuxError) in
+            guard var settings = contents.threads[tid] else { throw LinuxError(.noSuchProcess, "thread \(tid) (not in the fake)") }
+            if case .affinity = change, let errno = contents.affinityError { throw LinuxError(errno, "sched_setaffinity(\(tid))") }
+            apply(&settings)
+            contents.threads[tid] = settings
+            contents.changes.append(change)
+        }
+    }
+
+    func policy(of tid: Int32) throws(LinuxError) -> Int32 { try settings(tid).policy }
+    func realtimePriority(of tid: Int32) throws(LinuxError) -> Int32 { try settings(tid).realtimePriority }
+    func nice(of tid: Int32) throws(LinuxError) -> Int32 { try settings(tid).nice }
+    func ioPriority(of tid: Int32) throws(LinuxError) -> Int32 { try settings(tid).ioPriority }
+    func affinity(of tid: Int32) throws(LinuxError) -> CPUAffinity { try settings(tid).affinity }
+
+    func setPolicy(_ policy: Int32, realtimePriority: Int32, of tid: Int32) throws(LinuxError) {
+        try change(tid, .policy(tid: tid, policy: policy, realtimePriority: realtimePriority)) {
+            $0.policy = policy
+            $0.realtimePriority = realtimePriority
+        }
+    }
+
+    func setNice(_ nice: Int32, of tid: Int32) throws(LinuxError) {
+        try change(tid, .nice(tid: tid, nice)) { $0.nice = nice }
+    }
+
+    func setIOPriority(_ priority: Int32, of tid: Int32) throws(LinuxError) {
+        try change(tid, .ioPriority(tid: tid, priority)) { $0.ioPriority = priority }
+    }
+
+    func setAffinity(_ affinity: CPUAffinity, of tid: Int32) throws(LinuxError) {
+        try change(tid, .affinity(tid: tid, affinity.words)) { $0.affinity = affinity }
+    }
+}
+
 /// A fake task: its injectors' calls, its memory and its /proc, and sessions over them.
 final class FakeTask {
     let memory = FakeTaskMemory()
     let log: CallLog
     let proc = FakeProc()
+    let scheduling = FakeScheduling()
     /// The injector into the leader; injectors into other threads are made as the engine asks.
     let injector: RecordingInjector
     /// Every injector the sessions made for another thread, by TID.
@@ -261,6 +341,7 @@ final class FakeTask {
         var target = DumpTarget(pid: fakePID, name: ProcessName(pid: fakePID, comm: "fake"),
                                 snapshot: ProcessSnapshot(stat: stat, status: leaderStatus, threadStatuses: statuses), interruption: DumpInterruption(supervisor: nil))
         target.proc = proc
+        target.scheduling = scheduling
         return DumpSession(target: target, threads: [Tracee(pid: fakePID)] + threads.map { Tracee(pid: $0.tid) }, injector: injector, memory: memory,
                            makeInjector: makeInjector, scratch: fakeScratch, savedStackBytes: nil, logger: logger)
     }
@@ -278,7 +359,7 @@ final class FakeTask {
     func restoreSession(_ task: Amber_Task, baseline: HelperBaseline = FakeTask.baseline(), threads: [Int32] = []) -> RestoreSession {
         var record = task
         record.pid = fakePID
-        let session = RestoreSession(task: record, image: nil, imageTrusted: false, tracee: Tracee(pid: fakePID), injector: injector, memory: memory, proc: proc,
+        let session = RestoreSession(task: record, image: nil, imageTrusted: false, tracee: Tracee(pid: fakePID), injector: injector, memory: memory, proc: proc, scheduling: scheduling,
                                      makeInjector: makeInjector, baseline: baseline, treeFiles: nil, openFiles: OpenFileTable(), inheritedPidfd: 3, logger: logger)
         session.threads += threads.map { Tracee(pid: $0) }
         session.scratch = fakeScratch
