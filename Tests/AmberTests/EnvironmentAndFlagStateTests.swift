@@ -141,20 +141,20 @@ import Testing
         let task = FakeTask()
         procFiles(task)
         let thread = fakePID + 1
-        var record = Amber_Task()
+        var leaderThread = Amber_Thread()
+        leaderThread.threadFlags.parentDeathSignal = UInt32(SIGKILL)
+        leaderThread.threadFlags.tscSigsegv = true
+        var other = Amber_Thread()
+        other.threadFlags.machineCheckKill = TaskControl.machineCheckKillDefault
+        other.threadFlags.cpuidFaulting = true
+        other.threadFlags.noNewPrivs = true
+        var record = taskRecord(threads: [leaderThread, other])
         record.processFlags.dumpable = 0
         record.processFlags.childSubreaper = true
         record.processFlags.oomScoreAdj = 200
         record.processFlags.coredumpFilter = 0x23
         record.processFlags.personality = 0x40_0000
         record.processFlags.memoryDenyWriteExecute = 1
-        record.threadFlags.parentDeathSignal = UInt32(SIGKILL)
-        record.threadFlags.tscSigsegv = true
-        var other = Amber_Thread()
-        other.threadFlags.machineCheckKill = TaskControl.machineCheckKillDefault
-        other.threadFlags.cpuidFaulting = true
-        other.threadFlags.noNewPrivs = true
-        record.threads = [other]
         try FlagState.restore(record, task.restoreSession(record, threads: [thread]))
 
         let leader = fakePID

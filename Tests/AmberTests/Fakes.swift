@@ -379,3 +379,20 @@ func amberError(_ code: AmberError.Code, _ body: () throws -> Void) -> AmberErro
     }
     return nil
 }
+
+/// A task record with `threads`, the leader first: the one place in these tests that knows
+/// how a record holds its threads (the leader's own state in the task's fields).
+func taskRecord(threads: [Amber_Thread]) -> Amber_Task {
+    var task = Amber_Task()
+    task.pid = fakePID
+    let leader = threads[0]
+    task.comm = leader.comm
+    task.namespacePids = leader.namespaceTids
+    task.signals.pending = leader.pending
+    task.signals.alternateStack = leader.alternateStack
+    task.threadControl = leader.threadControl
+    task.scheduling = leader.scheduling
+    task.threadFlags = leader.threadFlags
+    task.threads = Array(threads.dropFirst())
+    return task
+}

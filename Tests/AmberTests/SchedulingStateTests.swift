@@ -36,11 +36,11 @@ import Testing
         let thread = fakePID + 1
         task.scheduling[fakePID] = .init()
         task.scheduling[thread] = .init()
-        var record = Amber_Task()
-        record.scheduling = scheduling(nice: 5, timerSlackNs: 1000, affinity: [1])
+        var leaderThread = Amber_Thread()
+        leaderThread.scheduling = scheduling(nice: 5, timerSlackNs: 1000, affinity: [1])
         var other = Amber_Thread()
         other.scheduling = scheduling(policy: TaskScheduling.fifoPolicy, resetOnFork: true, rtPriority: 20, ioPriority: 7, affinity: [2])
-        record.threads = [other]
+        let record = taskRecord(threads: [leaderThread, other])
         try SchedulingState.restore(record, task.restoreSession(record, baseline: FakeTask.baseline(timerSlackNs: 50_000), threads: [thread]))
 
         // The slack only where it differs from the helper's, before the policy.
@@ -56,11 +56,11 @@ import Testing
         let thread = fakePID + 1
         task.scheduling[fakePID] = .init()
         task.scheduling[thread] = .init()
-        var record = Amber_Task()
-        record.scheduling = scheduling(affinity: [0b1100])
+        var leaderThread = Amber_Thread()
+        leaderThread.scheduling = scheduling(affinity: [0b1100])
         var other = Amber_Thread()
         other.scheduling = scheduling()
-        record.threads = [other]
+        let record = taskRecord(threads: [leaderThread, other])
         try SchedulingState.restoreAffinity(record, task.restoreSession(record, threads: [thread]))
         // A thread with no affinity recorded keeps the one it has.
         #expect(task.scheduling.changes == [.affinity(tid: fakePID, [0b1100])])
@@ -71,8 +71,9 @@ import Testing
         let task = FakeTask()
         task.scheduling[fakePID] = .init()
         task.scheduling.failAffinity(with: .invalidArgument)
-        var record = Amber_Task()
-        record.scheduling = scheduling(affinity: [1 << 40])
+        var leaderThread = Amber_Thread()
+        leaderThread.scheduling = scheduling(affinity: [1 << 40])
+        let record = taskRecord(threads: [leaderThread])
         let error = amberError(.restoreFailed) { try SchedulingState.restoreAffinity(record, task.restoreSession(record)) }
         #expect(error?.message.contains("none of its CPUs is online") == true)
     }
