@@ -316,6 +316,7 @@ enum MemoryState {
 
     /// Empties the helper's address space but for its vDSO, which is moved to the image's place.
     static func prepareAddressSpace(_ session: RestoreSession) throws {
+        // Through a local: an existential property of a class cannot be passed inout to a generic.
         var injector = session.injector
         try prepareAddressSpace(for: session.task, &injector)
         session.injector = injector
