@@ -330,8 +330,9 @@ final class FakeTask {
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
 
-    /// A dump session of the task, stopped with `threads` (leader first), each with its status.
-    func dumpSession(status: ProcessStatus? = nil, threads: [(tid: Int32, status: ProcessStatus)] = []) throws -> DumpSession {
+    /// A dump session of the task, stopped with `threads` (other than the leader), each with its
+    /// status, its scratch area borrowed from its stack (`savedStackBytes`) or else mapped.
+    func dumpSession(status: ProcessStatus? = nil, threads: [(tid: Int32, status: ProcessStatus)] = [], savedStackBytes: [UInt8]? = nil) throws -> DumpSession {
         let leaderStatus = try status ?? Self.status()
         // Fields (3) to (52): the state, then zeros.
         let stat = try ProcFS.parseStat("\(fakePID) (fake) t " + Array(repeating: "0", count: 49).joined(separator: " "))
@@ -342,7 +343,7 @@ final class FakeTask {
         target.proc = proc
         target.scheduling = scheduling
         return DumpSession(target: target, threads: [Tracee(pid: fakePID)] + threads.map { Tracee(pid: $0.tid) }, injector: injector, memory: memory,
-                           makeInjector: makeInjector, scratch: fakeScratch, savedStackBytes: nil, logger: logger)
+                           makeInjector: makeInjector, scratch: fakeScratch, savedStackBytes: savedStackBytes, logger: logger)
     }
 
     /// What a helper starts with, as a copy of a restorer with these settings.
