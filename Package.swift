@@ -84,6 +84,8 @@ let package = Package(
         ),
         .testTarget(name: "LinuxKitTests", dependencies: ["LinuxKit"]),
         .testTarget(name: "AmberImageTests", dependencies: ["AmberImage"]),
+        // The engine's kinds of state against fakes of the injector, the task's memory and /proc: no process, no root.
+        .testTarget(name: "AmberTests", dependencies: ["Amber", "AmberImage", "LinuxKit"]),
         // CChecksum: the tests edit images as an attacker would, recomputing their checksums.
         // Amber: the fault tests take their points from the registry of state kinds.
         .testTarget(name: "ScenarioTests", dependencies: ["Amber", "AmberImage", "CChecksum"]),

@@ -5,6 +5,8 @@ import LinuxKit
 /// would run past its end. Made afresh for each call, so that no call's slots outlive it.
 struct ScratchArena {
     let pid: Int32
+    /// The task's memory, where the slots are written and read.
+    let memory: any RemoteMemory
     /// Where the room starts in the task.
     let base: UInt64
     let size: Int
@@ -13,8 +15,9 @@ struct ScratchArena {
     /// Every slot starts on a 16-byte boundary: enough for any struct a call takes.
     private static let alignment = 16
 
-    init(pid: Int32, base: UInt64, size: Int) {
+    init(pid: Int32, memory: any RemoteMemory, base: UInt64, size: Int) {
         self.pid = pid
+        self.memory = memory
         self.base = base
         self.size = size
     }
@@ -32,7 +35,6 @@ struct ScratchArena {
     /// A slot holding `bytes`; returns its address in the task.
     mutating func place(_ bytes: [UInt8]) throws(LinuxError) -> UInt64 {
         let address = try reserve(bytes.count)
-        let memory = ProcessMemory(pid: pid)
         _ = try bytes.withUnsafeBytes { buffer in
             Result { () throws(LinuxError) in try memory.write(buffer, to: [(address, buffer.count)]) }
         }.get()
@@ -50,7 +52,6 @@ struct ScratchArena {
             throw LinuxError(.invalidArgument, "read \(count) bytes at 0x\(String(address, radix: 16)) of task \(pid): not in a slot of its scratch area")
         }
         var bytes = [UInt8](repeating: 0, count: count)
-        let memory = ProcessMemory(pid: pid)
         _ = try bytes.withUnsafeMutableBytes { buffer in
             Result { () throws(LinuxError) in try memory.read(into: buffer, from: [(address, count)]) }
         }.get()
@@ -67,8 +68,8 @@ struct ScratchArena {
     /// memory holds nothing of amber's: the bytes there are put back once `body` returns.
     static func belowRedZone<Value>(of injector: SyscallInjector, size: Int, _ body: (inout ScratchArena) throws -> Value) throws -> Value {
         let pid = injector.tracee.pid
-        var arena = ScratchArena(pid: pid, base: (injector.savedRegisters.rsp - 128 - UInt64(size)) & ~UInt64(alignment - 1), size: size)
         let memory = ProcessMemory(pid: pid)
+        var arena = ScratchArena(pid: pid, memory: memory, base: (injector.savedRegisters.rsp - 128 - UInt64(size)) & ~UInt64(alignment - 1), size: size)
         var saved = [UInt8](repeating: 0, count: size)
         _ = try saved.withUnsafeMutableBytes { bytes throws(LinuxError) in try memory.read(into: bytes, from: [(arena.base, size)]) }
         let outcome = Result { try body(&arena) }

@@ -12,6 +12,10 @@ struct DumpTarget: Sendable {
     /// Read when the process was frozen (its maps before the session mapped its scratch page).
     let snapshot: ProcessSnapshot
     let interruption: DumpInterruption
+    /// Its /proc: the real one, or a fake in the engine's unit tests.
+    var proc: any ProcReading = LiveProcFS()
+    /// Its threads' scheduling: the kernel's, or a fake in the engine's unit tests.
+    var scheduling: any ThreadScheduling = LiveThreadScheduling()
     var status: ProcessStatus { snapshot.status }
     var stat: ProcessStat { snapshot.stat }
     var maps: [MemoryMapping] { snapshot.maps }
@@ -25,12 +29,18 @@ final class DumpSession: ScratchSpace {
     var status: ProcessStatus { target.status }
     var stat: ProcessStat { target.stat }
     var interruption: DumpInterruption { target.interruption }
+    var proc: any ProcReading { target.proc }
+    var scheduling: any ThreadScheduling { target.scheduling }
     /// The leader, into which syscalls for the whole process are injected.
     let tracee: Tracee
     /// Every thread, leader first.
     let threads: [Tracee]
     let logger: Logger
-    let injector: SyscallInjector
+    let injector: any SyscallInjecting
+    /// The target's memory, where the arguments of injected calls are written and their results read.
+    let memory: any RemoteMemory
+    /// Makes the injector into another of its threads.
+    private let makeInjector: InjectorFactory
     /// Memory in the target for the results of injected calls: below the leader's stack
     /// pointer, its bytes put back by `finish()`, or else a private page mapped for the dump.
     let scratch: UInt64
@@ -38,12 +48,10 @@ final class DumpSession: ScratchSpace {
     /// The bytes the scratch area held in the target's stack; nil for a mapped page.
     private let savedStackBytes: [UInt8]?
 
-    init(_ process: FrozenProcess, interruption: DumpInterruption, logger: Logger) throws(LinuxError) {
+    convenience init(_ process: FrozenProcess, interruption: DumpInterruption, logger: Logger) throws(LinuxError) {
         let pid = process.pid
-        target = DumpTarget(pid: pid, name: process.name, snapshot: process.snapshot, interruption: interruption)
-        threads = process.threads
-        tracee = process.threads[0]
-        self.logger = logger
+        let target = DumpTarget(pid: pid, name: process.name, snapshot: process.snapshot, interruption: interruption)
+        let tracee = process.threads[0]
         let registers = try tracee.registers()
         var instruction = SyscallInjector.syscallInstruction(before: registers.rip, pid: pid)
         if instruction == nil {
@@ -52,19 +60,38 @@ final class DumpSession: ScratchSpace {
             }
             instruction = try SyscallInjector.findSyscallInstruction(pid: pid, vdso: vdso.start..<vdso.end)
         }
-        injector = try SyscallInjector(tracee: tracee, instruction: instruction!)
-        if let (address, bytes) = Self.stackScratch(pid: pid, stackPointer: registers.rsp, maps: target.maps) {
-            scratch = address
-            savedStackBytes = bytes
+        let injector = try SyscallInjector(tracee: tracee, instruction: instruction!)
+        let memory = ProcessMemory(pid: pid)
+        if let (address, bytes) = DumpSession.stackScratch(pid: pid, stackPointer: registers.rsp, maps: target.maps) {
+            self.init(target: target, threads: process.threads, injector: injector, memory: memory, makeInjector: SyscallInjector.init(tracee:instruction:), scratch: address, savedStackBytes: bytes, logger: logger)
             return
         }
-        savedStackBytes = nil
+        let scratch: UInt64
         do {
             scratch = try injector.call("mmap scratch page", SyscallNumber.mmap, 0, 4096, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
         } catch {
             try? injector.finish()
             throw error
         }
+        self.init(target: target, threads: process.threads, injector: injector, memory: memory, makeInjector: SyscallInjector.init(tracee:instruction:), scratch: scratch, savedStackBytes: nil, logger: logger)
+    }
+
+    /// A session over what it is given; the engine's unit tests give it fakes and no process.
+    init(target: DumpTarget, threads: [Tracee], injector: any SyscallInjecting, memory: any RemoteMemory, makeInjector: @escaping InjectorFactory, scratch: UInt64, savedStackBytes: [UInt8]?, logger: Logger) {
+        self.target = target
+        self.threads = threads
+        tracee = threads[0]
+        self.injector = injector
+        self.memory = memory
+        self.makeInjector = makeInjector
+        self.scratch = scratch
+        self.savedStackBytes = savedStackBytes
+        self.logger = logger
+    }
+
+    /// The session's injector for the leader, a new one for another of its threads.
+    func injector(for tracee: Tracee) throws(LinuxError) -> any SyscallInjecting {
+        tracee.pid == pid ? injector : try makeInjector(tracee, injector.instruction)
     }
 
     /// Scratch space a dump needs (a few results of at most 128 bytes) taken from below the
@@ -95,7 +122,6 @@ final class DumpSession: ScratchSpace {
     /// Puts back the scratch area's bytes (or unmaps its page), the target's registers and signal mask.
     func finish() throws(LinuxError) {
         if let savedStackBytes {
-            let memory = ProcessMemory(pid: pid)
             _ = try savedStackBytes.withUnsafeBytes { bytes in
                 Result { () throws(LinuxError) in try memory.write(bytes, to: [(scratch, bytes.count)]) }
             }.get()
@@ -109,16 +135,24 @@ final class DumpSession: ScratchSpace {
 /// Scratch memory in a task for the arguments and results of injected calls.
 protocol ScratchSpace {
     var pid: Int32 { get }
+    /// The task's memory, where the scratch area is.
+    var memory: any RemoteMemory { get }
     var scratch: UInt64 { get }
     static var scratchSize: Int { get }
 }
 
 extension ScratchSpace {
+    /// The live task's, for the tree's helpers; the sessions hold theirs, a fake in unit tests.
+    var memory: any RemoteMemory { ProcessMemory(pid: pid) }
+
     /// The whole scratch area, empty, for the arguments of one injected call.
     func arguments() -> ScratchArena {
-        ScratchArena(pid: pid, base: scratch, size: Self.scratchSize)
+        ScratchArena(pid: pid, memory: memory, base: scratch, size: Self.scratchSize)
     }
 }
+
+/// Makes an injector into a thread (the tracee) with the `syscall` instruction its process's injector uses.
+typealias InjectorFactory = (Tracee, UInt64) throws(LinuxError) -> any SyscallInjecting
 
 /// What every helper starts with, being a copy of the restorer (or of a helper whose state is
 /// not restored yet): a restore step injects a call only for what differs from it.
@@ -158,14 +192,23 @@ struct HelperBaseline {
 /// A helper task becoming the restored process: what every kind of state writes to.
 final class RestoreSession: ScratchSpace {
     let task: Amber_Task
-    let image: ImageReader
+    /// Nil only in the engine's unit tests, whose sessions restore no memory.
+    let image: ImageReader!
     let tracee: Tracee
     /// Every thread, leader first, as they are recreated.
     var threads: [Tracee]
     /// Open files made once for the whole tree, so that tasks sharing one share it again.
     let openFiles: OpenFileTable
     let logger: Logger
-    var injector: SyscallInjector
+    var injector: any SyscallInjecting
+    /// The task's memory, where the arguments of injected calls are written and their results read.
+    let memory: any RemoteMemory
+    /// Its /proc: the real one, or a fake in the engine's unit tests.
+    let proc: any ProcReading
+    /// Its threads' scheduling: the kernel's, or a fake in the engine's unit tests.
+    let scheduling: any ThreadScheduling
+    /// Makes the injector into another of its threads.
+    private let makeInjector: InjectorFactory
     let baseline: HelperBaseline
     /// The files every process of the tree inherited from the root's helper, if any.
     let treeFiles: TreeFiles?
@@ -185,7 +228,18 @@ final class RestoreSession: ScratchSpace {
     /// restorer open with its own rights a file the task may not open itself.
     let imageTrusted: Bool
 
-    init(task: Amber_Task, image: ImageReader, imageTrusted: Bool, tracee: Tracee, injector: SyscallInjector, baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
+    convenience init(task: Amber_Task, image: ImageReader, imageTrusted: Bool, tracee: Tracee, injector: SyscallInjector, baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
+        self.init(task: task, image: image, imageTrusted: imageTrusted, tracee: tracee, injector: injector, memory: ProcessMemory(pid: tracee.pid), proc: LiveProcFS(), scheduling: LiveThreadScheduling(), makeInjector: SyscallInjector.init(tracee:instruction:),
+                  baseline: baseline, treeFiles: treeFiles, openFiles: openFiles, inheritedPidfd: inheritedPidfd, logger: logger)
+    }
+
+    /// A session over what it is given; the engine's unit tests give it fakes, no image and no process.
+    init(task: Amber_Task, image: ImageReader?, imageTrusted: Bool, tracee: Tracee, injector: any SyscallInjecting, memory: any RemoteMemory, proc: any ProcReading, scheduling: any ThreadScheduling, makeInjector: @escaping InjectorFactory,
+         baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
+        self.memory = memory
+        self.proc = proc
+        self.scheduling = scheduling
+        self.makeInjector = makeInjector
         self.imageTrusted = imageTrusted
         self.inheritedPidfd = inheritedPidfd
         self.baseline = baseline
@@ -201,6 +255,11 @@ final class RestoreSession: ScratchSpace {
     }
 
     var pid: Int32 { tracee.pid }
+
+    /// The session's injector for the leader, a new one for another of its threads.
+    func injector(for tracee: Tracee) throws(LinuxError) -> any SyscallInjecting {
+        tracee.pid == pid ? injector : try makeInjector(tracee, injector.instruction)
+    }
 
     /// Copies one of our descriptors into the task; returns its number there (close-on-exec set).
     func install(_ descriptor: Int32) throws(LinuxError) -> Int32 {

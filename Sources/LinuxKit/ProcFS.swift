@@ -62,11 +62,7 @@ public enum ProcFS {
     /// The one value of a file that holds a number (oom_score_adj, loginuid, cap_last_cap...),
     /// its first word as `parse` reads it.
     public static func number<T>(_ path: String, _ parse: (Substring) -> T?) throws(LinuxError) -> T {
-        let bytes = try read(path)
-        guard let line = ProcText.lines(bytes[...]).first, let word = ProcText.words(line).first, let value = parse(ProcText.string(word)[...]) else {
-            throw LinuxError(.invalidArgument, "parse \(path) \"\(ProcText.string(bytes))\"")
-        }
-        return value
+        try LiveProcFS().number(path, parse)
     }
 
     /// Writes `text` to a /proc file (oom_score_adj, coredump_filter...) in one write.

@@ -72,7 +72,7 @@ public enum WaitOption {
 /// Runs single system calls inside a stopped tracee: its registers are pointed at a `syscall`
 /// instruction already in its memory (in the vDSO), the task is stopped as it enters and leaves the call, and its
 /// registers are put back. Nothing is written into the task's memory.
-public struct SyscallInjector {
+public struct SyscallInjector: SyscallInjecting {
     public let tracee: Tracee
     /// Address of a `syscall` instruction (0f 05) in the task.
     public var instruction: UInt64
@@ -97,8 +97,8 @@ public struct SyscallInjector {
     }
 
     /// Performs the syscall and returns the kernel's raw result (negative is -errno).
-    public func raw(_ number: Int, _ args: UInt64...) throws(LinuxError) -> Int64 {
-        try step(number, args, expectingNewTask: false).result
+    public func raw(_ number: Int, arguments: [UInt64]) throws(LinuxError) -> Int64 {
+        try step(number, arguments, expectingNewTask: false).result
     }
 
     /// Performs a clone3 whose new task the tracer is attached to by PTRACE_O_TRACEFORK or
@@ -120,8 +120,8 @@ public struct SyscallInjector {
     }
 
     /// Starts a syscall that does not return (exit_group) and lets the task run into it.
-    public func start(_ number: Int, _ args: UInt64...) throws(LinuxError) {
-        try tracee.setRegisters(registers(for: number, args))
+    public func start(_ number: Int, arguments: [UInt64]) throws(LinuxError) {
+        try tracee.setRegisters(registers(for: number, arguments))
         try tracee.cont()
     }
 
@@ -168,18 +168,6 @@ public struct SyscallInjector {
             throw LinuxError(.interrupted, "injected syscall \(number) in task \(tracee.pid): stopped at 0x\(String(after.rip, radix: 16)), not after the syscall instruction")
         }
         return (Int64(bitPattern: after.rax), created)
-    }
-
-    /// Performs the syscall and throws, naming it, if the kernel returns an error.
-    @discardableResult
-    public func call(_ name: @autoclosure () -> String, _ number: Int, _ args: UInt64...) throws(LinuxError) -> UInt64 {
-        var regsArgs = args
-        while regsArgs.count < 6 { regsArgs.append(0) }
-        let result = try raw(number, regsArgs[0], regsArgs[1], regsArgs[2], regsArgs[3], regsArgs[4], regsArgs[5])
-        if result < 0 && result > -4096 {
-            throw LinuxError(Errno(rawValue: CInt(-result)), "\(name()) in task \(tracee.pid)")
-        }
-        return UInt64(bitPattern: result)
     }
 
     /// The `syscall` instruction a thread stopped in a system call entered it by (its registers'

@@ -9,7 +9,7 @@ enum CredentialState {
     // MARK: Dump
 
     /// The credentials of the thread `injector` runs in: its /proc status for all but securebits.
-    static func dump(_ injector: SyscallInjector, status: ProcessStatus, _ session: DumpSession) throws -> Amber_Credentials {
+    static func dump(_ injector: any SyscallInjecting, status: ProcessStatus, _ session: DumpSession) throws -> Amber_Credentials {
         let tid = injector.tracee.pid
         var record = try credentials(status, what: "/proc/\(session.pid)/task/\(tid)/status")
         record.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, ProcessControl.GetOption.securebits.argument))
@@ -194,7 +194,7 @@ enum CredentialState {
         // Every helper thread still has the restorer's credentials: only others need setting.
         for (record, tracee) in zip(task.threads, session.threads) where record.hasCredentials && record.credentials != session.baseline.credentials {
             session.credentialsChanged = true
-            let injector = tracee.pid == session.pid ? session.injector : try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            let injector = try session.injector(for: tracee)
             try restore(record.credentials, injector, session)
         }
     }
@@ -203,7 +203,7 @@ enum CredentialState {
     /// bounding drops; groups and IDs; effective raised again to the kept permitted set (a
     /// change from euid 0 cleared it) for the filesystem IDs, ambient raises and securebits;
     /// last the image's permitted, effective and inheritable sets.
-    private static func restore(_ image: Amber_Credentials, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    private static func restore(_ image: Amber_Credentials, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
         let tid = injector.tracee.pid
         func current() throws -> Amber_Credentials {
             var now = try credentials(ProcFS.threadStatus(pid: session.pid, tid: tid), what: "/proc/\(session.pid)/task/\(tid)/status")
@@ -268,7 +268,7 @@ enum CredentialState {
 
     /// Only the task itself may write its loginuid, and only while it holds CAP_AUDIT_CONTROL:
     /// before the IDs change.
-    private static func setLoginUID(_ value: UInt32, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    private static func setLoginUID(_ value: UInt32, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
         let path = Array("/proc/thread-self/loginuid".utf8) + [0], text = Array(String(value).utf8)
         var arguments = session.arguments()
         let pathAddress = try arguments.place(path)
@@ -286,7 +286,7 @@ enum CredentialState {
 
     /// capset(2), version 3, for the calling thread: the header and both words of each set go
     /// through the scratch area.
-    private static func setCapabilities(effective: UInt64, permitted: UInt64, inheritable: UInt64, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    private static func setCapabilities(effective: UInt64, permitted: UInt64, inheritable: UInt64, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
         var arguments = session.arguments()
         let header = try arguments.place(CapsetArguments.header)
         let data = try arguments.place(CapsetArguments(effective: effective, permitted: permitted, inheritable: inheritable).data)
@@ -296,7 +296,7 @@ enum CredentialState {
 
     /// setgroups(2): the list goes through the scratch area, or a temporary mapping when it is
     /// longer (up to NGROUPS_MAX, 256 KiB).
-    private static func setGroups(_ groups: [UInt32], _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    private static func setGroups(_ groups: [UInt32], _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
         let size = groups.count * 4
         guard size > RestoreSession.scratchSize else {
             var arguments = session.arguments()
@@ -307,7 +307,7 @@ enum CredentialState {
         let length = UInt64((size + 4095) & ~4095)
         let area = try injector.call("mmap groups", SyscallNumber.mmap, 0, length, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
         defer { _ = try? injector.call("munmap groups", SyscallNumber.munmap, area, length) }
-        _ = try groups.withUnsafeBytes { bytes throws(LinuxError) in try ProcessMemory(pid: session.pid).write(bytes, to: [(area, size)]) }
+        _ = try groups.withUnsafeBytes { bytes throws(LinuxError) in try session.memory.write(bytes, to: [(area, size)]) }
         try injector.call("setgroups(\(groups.count) groups)", SyscallNumber.setgroups, UInt64(groups.count), area)
     }
 }

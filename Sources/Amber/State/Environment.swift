@@ -26,10 +26,10 @@ enum EnvironmentState {
 
     static func dump(_ target: DumpTarget) throws -> Amber_Environment {
         var record = Amber_Environment()
-        record.cwd = try ProcFS.cwd(pid: target.pid)
+        record.cwd = try target.proc.cwd(pid: target.pid)
         record.umask = target.status.umask ?? 0o022
         // /proc/PID/limits, not prlimit: prlimit on another task needs CAP_SYS_RESOURCE over it.
-        for limit in try ProcFS.limits(pid: target.pid) {
+        for limit in try target.proc.limits(pid: target.pid) {
             var entry = Amber_ResourceLimit()
             entry.resource = UInt32(limit.resource)
             entry.soft = limit.soft

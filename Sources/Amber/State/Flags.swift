@@ -24,9 +24,9 @@ enum FlagState {
         record.childSubreaper = try arguments.read(subreaper, as: Int32.self) != 0
         record.thpDisable = UInt32(try injector.call("prctl(PR_GET_THP_DISABLE)", SyscallNumber.prctl, ProcessControl.GetOption.thpDisable.argument))
         record.memoryDenyWriteExecute = UInt32(try injector.call("prctl(PR_GET_MDWE)", SyscallNumber.prctl, TaskControl.getMDWE, 0, 0, 0, 0))
-        record.personality = try ProcFS.number("/proc/\(session.pid)/personality") { UInt32($0, radix: 16) }
-        record.oomScoreAdj = try ProcFS.number("/proc/\(session.pid)/oom_score_adj") { Int32($0) }
-        record.coredumpFilter = try coredumpFilter(pid: session.pid)
+        record.personality = try session.proc.number("/proc/\(session.pid)/personality") { UInt32($0, radix: 16) }
+        record.oomScoreAdj = try session.proc.number("/proc/\(session.pid)/oom_score_adj") { Int32($0) }
+        record.coredumpFilter = try coredumpFilter(pid: session.pid, session.proc)
         // EINVAL on kernels before 6.16, which have one global futex hash.
         let slots = try injector.raw(SyscallNumber.prctl, TaskControl.futexHash, TaskControl.futexHashGetSlots)
         record.futexHashSlots = slots > 0 ? UInt32(clamping: slots) : 0
@@ -40,8 +40,8 @@ enum FlagState {
         return record
     }
 
-    private static func coredumpFilter(pid: Int32) throws -> UInt32 {
-        try ProcFS.number("/proc/\(pid)/coredump_filter") { UInt32($0, radix: 16) }
+    private static func coredumpFilter(pid: Int32, _ proc: any ProcReading) throws -> UInt32 {
+        try proc.number("/proc/\(pid)/coredump_filter") { UInt32($0, radix: 16) }
     }
 
     /// What a thread's status shows of per-thread controls a restore cannot set again, or nil:
@@ -65,7 +65,7 @@ enum FlagState {
     }
 
     /// One thread's, read by `injector` running in that thread.
-    static func dump(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_ThreadFlags {
+    static func dump(_ injector: any SyscallInjecting, _ session: DumpSession) throws -> Amber_ThreadFlags {
         var record = Amber_ThreadFlags()
         var arguments = session.arguments()
         let parentDeathSignal = try arguments.reserve(4)
@@ -119,9 +119,9 @@ enum FlagState {
         if flags.thpDisable != baseline.thpDisable {
             try leader.call("prctl(PR_SET_THP_DISABLE, \(flags.thpDisable))", SyscallNumber.prctl, TaskControl.setTHPDisable, UInt64(flags.thpDisable & 1), UInt64(flags.thpDisable & TaskControl.thpDisableExceptAdvised))
         }
-        try writeOOMScoreAdjustment(flags.oomScoreAdj, pid: session.pid)
-        if try coredumpFilter(pid: session.pid) != flags.coredumpFilter {
-            try ProcFS.write("0x\(String(flags.coredumpFilter, radix: 16))\n", to: "/proc/\(session.pid)/coredump_filter")
+        try writeOOMScoreAdjustment(flags.oomScoreAdj, pid: session.pid, session.proc)
+        if try coredumpFilter(pid: session.pid, session.proc) != flags.coredumpFilter {
+            try session.proc.write("0x\(String(flags.coredumpFilter, radix: 16))\n", to: "/proc/\(session.pid)/coredump_filter")
         }
         // Its threads exist by now, which may have made the hash private at a size of the kernel's choosing.
         if flags.futexHashSlots != 0, try leader.raw(SyscallNumber.prctl, TaskControl.futexHash, TaskControl.futexHashGetSlots) != Int64(flags.futexHashSlots) {
@@ -129,7 +129,7 @@ enum FlagState {
         }
         let records = task.threads.map(\.threadFlags)
         let injectors = try session.threads.map { tracee throws(LinuxError) in
-            tracee.pid == session.pid ? leader : try SyscallInjector(tracee: tracee, instruction: leader.instruction)
+            try session.injector(for: tracee)
         }
         for (record, injector) in zip(records, injectors) {
             if flags.personality != baseline.personality {
@@ -168,10 +168,10 @@ enum FlagState {
 
     /// Written from the restorer: a task may not lower its own score below what it had
     /// without CAP_SYS_RESOURCE, and neither may we.
-    private static func writeOOMScoreAdjustment(_ value: Int32, pid: Int32) throws {
+    private static func writeOOMScoreAdjustment(_ value: Int32, pid: Int32, _ proc: any ProcReading) throws {
         let path = "/proc/\(pid)/oom_score_adj"
         do {
-            try ProcFS.write("\(value)\n", to: path)
+            try proc.write("\(value)\n", to: path)
         } catch {
             guard error.errno == .permissionDenied else { throw error }
             throw AmberError(.restoreFailed, "cannot set oom_score_adj \(value) of process \(pid): lowering it below what the restorer started with needs CAP_SYS_RESOURCE (\(error))")

@@ -10,7 +10,7 @@ import LinuxKit
 /// session keyring of its own that holds keys, is refused.
 enum KeyringState {
     /// Refuses a thread keyring of the thread `injector` runs in.
-    static func checkThread(_ injector: SyscallInjector, _ session: DumpSession) throws {
+    static func checkThread(_ injector: any SyscallInjecting, _ session: DumpSession) throws {
         if try injector.raw(SyscallNumber.keyctl, Keyrings.getKeyringID, Keyrings.threadKeyring, 0) >= 0 {
             throw AmberError.unsupported(session.name, "has a thread keyring in thread \(injector.tracee.pid) (keyctl): keys are not restored yet")
         }
@@ -50,7 +50,7 @@ enum KeyringState {
 
     /// The process `injector` runs in joins a new, empty session keyring (KEYCTL_JOIN_SESSION_KEYRING
     /// with no name) owned by `task`'s filesystem IDs: it was made with the restorer's.
-    static func joinNewSessionKeyring(_ injector: SyscallInjector, for task: Amber_Task) throws {
+    static func joinNewSessionKeyring(_ injector: any SyscallInjecting, for task: Amber_Task) throws {
         let serial = try injector.call("keyctl(KEYCTL_JOIN_SESSION_KEYRING)", SyscallNumber.keyctl, Keyrings.joinSessionKeyring, 0)
         guard let credentials = task.processCredentials, credentials.fsuid != geteuid() || credentials.fsgid != getegid() else { return }
         try injector.call("keyctl(KEYCTL_CHOWN, \(credentials.fsuid), \(credentials.fsgid))", SyscallNumber.keyctl, Keyrings.chown, serial, UInt64(credentials.fsuid), UInt64(credentials.fsgid))

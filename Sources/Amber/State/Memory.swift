@@ -316,14 +316,17 @@ enum MemoryState {
 
     /// Empties the helper's address space but for its vDSO, which is moved to the image's place.
     static func prepareAddressSpace(_ session: RestoreSession) throws {
-        try prepareAddressSpace(for: session.task, &session.injector)
+        // Through a local: an existential property of a class cannot be passed inout to a generic.
+        var injector = session.injector
+        try prepareAddressSpace(for: session.task, &injector)
+        session.injector = injector
     }
 
     /// Empties the address space of the helper `injector` runs in but for its vDSO, moved to
     /// where `task` had it. Done to the root's helper (a copy of amber) before any process is
     /// cloned from it too: a clone then copies no page tables of amber's, and each process
     /// finds its vDSO in place (a forked child has its parent's) and next to nothing to unmap.
-    static func prepareAddressSpace(for task: Amber_Task, _ injector: inout SyscallInjector) throws {
+    static func prepareAddressSpace(for task: Amber_Task, _ injector: inout some SyscallInjecting) throws {
         let record = task.memory
         let helperMaps = try ProcFS.maps(pid: injector.tracee.pid)
         let kernelAreas: [Amber_AreaKind: String] = [.areaVvar: "[vvar]", .areaVvarVclock: "[vvar_vclock]", .areaVdso: "[vdso]"]
@@ -379,7 +382,7 @@ enum MemoryState {
     }
 
     /// mremaps kernel areas; the vDSO (holding the syscall instruction in use) goes last.
-    private static func move(_ injector: inout SyscallInjector, _ moves: [(from: UInt64, to: UInt64, size: UInt64, name: String)]) throws {
+    private static func move(_ injector: inout some SyscallInjecting, _ moves: [(from: UInt64, to: UInt64, size: UInt64, name: String)]) throws {
         let ordered = moves.filter { $0.name != "[vdso]" } + moves.filter { $0.name == "[vdso]" }
         for move in ordered {
             try injector.call("mremap \(move.name)", SyscallNumber.mremap, move.from, move.size, move.size, MemoryAdvice.remapMayMove | MemoryAdvice.remapFixed, move.to)
@@ -451,7 +454,7 @@ enum MemoryState {
     /// (credentials come later), so mlock is not held to RLIMIT_MEMLOCK: the task locked these
     /// pages once, under its own limit or with the capability. Without it the helper has the
     /// restorer's limit (the task's own comes later, with its environment).
-    private static func restoreAdvice(_ areas: [Amber_MemoryArea], _ injector: SyscallInjector) throws {
+    private static func restoreAdvice(_ areas: [Amber_MemoryArea], _ injector: any SyscallInjecting) throws {
         for area in areas where !kernelAreaKinds.contains(area.kind) {
             let length = area.end - area.start
             let advice: [(Bool, UInt64, String)] = [

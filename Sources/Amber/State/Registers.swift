@@ -14,7 +14,7 @@ enum RegisterState {
     }
 
     /// The registers a stopped thread had before `injector` took it over.
-    static func dump(_ injector: SyscallInjector) throws -> Amber_Registers {
+    static func dump(_ injector: any SyscallInjecting) throws -> Amber_Registers {
         let regs = injector.savedRegisters
         var record = Amber_Registers()
         record.r15 = regs.r15; record.r14 = regs.r14; record.r13 = regs.r13; record.r12 = regs.r12

@@ -6,17 +6,18 @@ import LinuxKit
 /// I/O priority. All but the timer slack are read and set from outside by TID.
 enum SchedulingState {
     /// One thread's, read by `injector` running in that thread.
-    static func dump(_ injector: SyscallInjector) throws -> Amber_Scheduling {
+    static func dump(_ injector: any SyscallInjecting, _ session: DumpSession) throws -> Amber_Scheduling {
         let tid = injector.tracee.pid
+        let scheduling = session.scheduling
         var record = Amber_Scheduling()
-        let policy = try TaskScheduling.policy(of: tid)
+        let policy = try scheduling.policy(of: tid)
         record.policy = UInt32(policy & ~TaskScheduling.resetOnFork)
         record.resetOnFork = policy & TaskScheduling.resetOnFork != 0
-        record.rtPriority = UInt32(try TaskScheduling.realtimePriority(of: tid))
-        record.nice = try TaskScheduling.nice(of: tid)
-        record.affinity = try CPUAffinity.of(tid).words
+        record.rtPriority = UInt32(try scheduling.realtimePriority(of: tid))
+        record.nice = try scheduling.nice(of: tid)
+        record.affinity = try scheduling.affinity(of: tid).words
         record.timerSlackNs = try injector.call("prctl(PR_GET_TIMERSLACK)", SyscallNumber.prctl, ProcessControl.GetOption.timerSlack.argument)
-        record.ioPriority = UInt32(try TaskScheduling.ioPriority(of: tid))
+        record.ioPriority = UInt32(try scheduling.ioPriority(of: tid))
         return record
     }
 
@@ -25,15 +26,15 @@ enum SchedulingState {
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
         let records = task.threads.map(\.scheduling)
         for (record, tracee) in zip(records, session.threads) {
-            let injector = tracee.pid == session.pid ? session.injector : try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            let injector = try session.injector(for: tracee)
             // Before the policy: a real-time thread's slack is the kernel's (0) whatever is set.
             if record.timerSlackNs != session.baseline.timerSlackNs {
                 try injector.call("prctl(PR_SET_TIMERSLACK, \(record.timerSlackNs))", SyscallNumber.prctl, TaskControl.setTimerSlack, record.timerSlackNs)
             }
-            try TaskScheduling.setIOPriority(Int32(record.ioPriority), of: tracee.pid)
-            try TaskScheduling.setNice(record.nice, of: tracee.pid)
+            try session.scheduling.setIOPriority(Int32(record.ioPriority), of: tracee.pid)
+            try session.scheduling.setNice(record.nice, of: tracee.pid)
             let policy = Int32(record.policy) | (record.resetOnFork ? TaskScheduling.resetOnFork : 0)
-            try TaskScheduling.setPolicy(policy, realtimePriority: Int32(record.rtPriority), of: tracee.pid)
+            try session.scheduling.setPolicy(policy, realtimePriority: Int32(record.rtPriority), of: tracee.pid)
         }
     }
 
@@ -41,7 +42,7 @@ enum SchedulingState {
         let records = task.threads.map(\.scheduling)
         for (record, tracee) in zip(records, session.threads) where !record.affinity.isEmpty {
             do {
-                try CPUAffinity(words: record.affinity).apply(to: tracee.pid)
+                try session.scheduling.setAffinity(CPUAffinity(words: record.affinity), of: tracee.pid)
             } catch {
                 guard error.errno == .invalidArgument else { throw error }
                 let mask = record.affinity.map { String($0, radix: 16) }

@@ -148,7 +148,7 @@ enum SeccompState {
         }
         let leader = session.injector
         let injectors = try session.threads.map { tracee throws(LinuxError) in
-            tracee.pid == session.pid ? leader : try SyscallInjector(tracee: tracee, instruction: leader.instruction)
+            try session.injector(for: tracee)
         }
         let chains = records.map(\.chain)
         let shared = chains.dropFirst().reduce(chains[0]) { common, chain in
@@ -174,7 +174,7 @@ enum SeccompState {
     }
 
     /// seccomp(SECCOMP_SET_MODE_FILTER) with the program and its struct sock_fprog in the scratch area.
-    private static func install(_ filter: Amber_SeccompFilter, index: UInt32, extraFlags: UInt64, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    private static func install(_ filter: Amber_SeccompFilter, index: UInt32, extraFlags: UInt64, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
         var arguments = session.arguments()
         let instructions = try arguments.place([UInt8](filter.program))
         let program = Seccomp.Program(instructionCount: UInt16(filter.program.count / Seccomp.Program.instructionSize), filter: instructions)

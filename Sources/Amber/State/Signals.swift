@@ -42,7 +42,7 @@ enum SignalState {
     }
 
     /// One thread's alternate signal stack, read by `injector` running in that thread.
-    static func alternateStack(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_SignalStack {
+    static func alternateStack(_ injector: any SyscallInjecting, _ session: DumpSession) throws -> Amber_SignalStack {
         var arguments = session.arguments()
         let old = try arguments.reserve(SignalStack.byteCount)
         try injector.call("sigaltstack", SyscallNumber.sigaltstack, 0, old)
@@ -66,7 +66,7 @@ enum SignalState {
 
     /// One thread's alternate stack, set by `injector` running in that thread, unless it has
     /// it already: the leader inherited the restorer's own, another thread starts with none.
-    static func restoreAlternateStack(_ stack: Amber_SignalStack, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    static func restoreAlternateStack(_ stack: Amber_SignalStack, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
         var none = Amber_SignalStack()
         none.flags = UInt32(SS_DISABLE)
         let current = injector.tracee.pid == session.pid ? session.baseline.alternateStack : none
@@ -81,7 +81,7 @@ enum SignalState {
     /// thread `injector` runs in when `tid` (its ID in its own PID namespace) is given, which must
     /// send them itself (the kernel lets only a thread queue a kill-like siginfo to itself), else
     /// to the process. Masks are set with the registers, last.
-    static func restorePending(_ pending: [Amber_PendingSignal], toThread tid: Int32?, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    static func restorePending(_ pending: [Amber_PendingSignal], toThread tid: Int32?, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
         let tgid = session.task.namespacePids.last ?? session.task.pid
         for signal in pending {
             var arguments = session.arguments()

@@ -5,7 +5,7 @@ import LinuxKit
 /// Per-thread links between the kernel and user memory: clear_child_tid, the robust futex list, rseq.
 enum ThreadControlState {
     /// One thread's links, read by `injector` running in that thread.
-    static func dump(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_ThreadControl {
+    static func dump(_ injector: any SyscallInjecting, _ session: DumpSession) throws -> Amber_ThreadControl {
         var record = Amber_ThreadControl()
         let tid = injector.tracee.pid
         var arguments = session.arguments()
@@ -24,14 +24,14 @@ enum ThreadControlState {
 
     /// The helper inherited our rseq registration, pointing into memory about to be unmapped:
     /// the kernel would kill the task at its next return to user space unless it is dropped first.
-    static func unregisterHelperRseq(_ injector: SyscallInjector) throws {
+    static func unregisterHelperRseq(_ injector: any SyscallInjecting) throws {
         let rseq = try injector.tracee.rseqConfiguration()
         guard rseq.size != 0 else { return }
         try injector.call("rseq unregister", SyscallNumber.rseq, rseq.address, UInt64(rseq.size), RseqConfiguration.flagUnregister, UInt64(rseq.signature))
     }
 
     /// Sets one thread's links, by `injector` running in that thread.
-    static func restore(_ record: Amber_ThreadControl, _ injector: SyscallInjector) throws {
+    static func restore(_ record: Amber_ThreadControl, _ injector: any SyscallInjecting) throws {
         try injector.call("set_tid_address", SyscallNumber.setTidAddress, record.childTidAddress)
         if record.robustListHead != 0 {
             try injector.call("set_robust_list", SyscallNumber.setRobustList, record.robustListHead, record.robustListLength)

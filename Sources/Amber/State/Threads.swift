@@ -13,7 +13,7 @@ enum ThreadState {
     static func dump(_ session: DumpSession, into task: inout Amber_Task) throws {
         task.threads = [try dump(session.injector, session)]
         for tracee in session.threads where tracee.pid != session.pid {
-            let injector = try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+            let injector = try session.injector(for: tracee)
             do {
                 task.threads.append(try dump(injector, session))
             } catch {
@@ -25,7 +25,7 @@ enum ThreadState {
     }
 
     /// Reads the thread `injector` has taken over; the caller finishes the injector.
-    private static func dump(_ injector: SyscallInjector, _ session: DumpSession) throws -> Amber_Thread {
+    private static func dump(_ injector: any SyscallInjecting, _ session: DumpSession) throws -> Amber_Thread {
         let tid = injector.tracee.pid
         try KeyringState.checkThread(injector, session)
         var record = Amber_Thread()
@@ -38,7 +38,7 @@ enum ThreadState {
         record.threadControl = try ThreadControlState.dump(injector, session)
         let status = try session.threadStatus(tid)
         record.namespaceTids = status.namespacePIDs.count > 1 ? status.namespacePIDs : []
-        record.scheduling = try SchedulingState.dump(injector)
+        record.scheduling = try SchedulingState.dump(injector, session)
         record.threadFlags = try FlagState.dump(injector, session)
         record.credentials = try CredentialState.dump(injector, status: status, session)
         return record
@@ -53,7 +53,7 @@ enum ThreadState {
     /// for its registers and mask, which `finish` sets last. Needs the memory and the scratch area.
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
         for record in task.threads {
-            let injector: SyscallInjector
+            let injector: any SyscallInjecting
             if record.tid == task.pid {
                 // The leader is the helper itself, made with the process (clone3 without CLONE_THREAD).
                 injector = session.injector
@@ -61,13 +61,13 @@ enum ThreadState {
                 let tids = record.namespaceTids.isEmpty ? [record.tid] : Array(record.namespaceTids.reversed())
                 let tracee = try TreeState.clone(in: session.injector, session: session, flags: threadFlags, exitSignal: 0, pids: tids, what: "thread \(record.tid)")
                 session.threads.append(tracee)
-                injector = try SyscallInjector(tracee: tracee, instruction: session.injector.instruction)
+                injector = try session.injector(for: tracee)
             }
             try restoreOwnState(record, injector, session)
         }
     }
 
-    private static func restoreOwnState(_ record: Amber_Thread, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    private static func restoreOwnState(_ record: Amber_Thread, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
         try ThreadControlState.restore(record.threadControl, injector)
         try SignalState.restoreAlternateStack(record.alternateStack, injector, session)
         try setName(record.comm, injector, session)
@@ -75,7 +75,7 @@ enum ThreadState {
     }
 
     /// Names the thread `injector` runs in (PR_SET_NAME keeps at most 15 bytes).
-    static func setName(_ name: String, _ injector: SyscallInjector, _ scratch: some ScratchSpace) throws {
+    static func setName(_ name: String, _ injector: any SyscallInjecting, _ scratch: some ScratchSpace) throws {
         var arguments = scratch.arguments()
         let address = try arguments.place(Array(name.utf8.prefix(15)) + [0])
         try injector.call("prctl(PR_SET_NAME)", SyscallNumber.prctl, TaskControl.setName, address)

@@ -29,7 +29,7 @@ enum TimerState {
             timer.intervalNs = interval
             record.intervalTimers.append(timer)
         }
-        for entry in try ProcFS.posixTimers(pid: session.pid) {
+        for entry in try session.proc.posixTimers(pid: session.pid) {
             var timer = Amber_PosixTimer()
             timer.id = entry.id
             timer.clock = entry.clock

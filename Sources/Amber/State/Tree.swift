@@ -355,7 +355,7 @@ enum TreeState {
 
     /// Injects a clone3 into the task `injector` runs in, with the clone_args written at the
     /// scratch area of `session`; returns the new task, traced and stopped.
-    static func clone(in injector: SyscallInjector, session: some ScratchSpace, flags: UInt64, exitSignal: Int32, pids: [Int32], what: String) throws -> Tracee {
+    static func clone(in injector: any SyscallInjecting, session: some ScratchSpace, flags: UInt64, exitSignal: Int32, pids: [Int32], what: String) throws -> Tracee {
         var arguments = session.arguments()
         let pidsAddress = try arguments.place(pids.withUnsafeBytes { Array($0) })
         let cloneArguments = CloneArguments(flags: flags, exitSignal: UInt64(exitSignal), setTID: pidsAddress, setTIDCount: UInt64(pids.count))

@@ -1,0 +1,45 @@
+import SystemPackage
+
+/// What the engine injects system calls through: a `SyscallInjector` in a live task, or a
+/// fake that records the calls and answers them, in the engine's unit tests.
+public protocol SyscallInjecting {
+    /// The thread the calls run in.
+    var tracee: Tracee { get }
+    /// Address of a `syscall` instruction (0f 05) in the task, which injectors into its other threads use too.
+    var instruction: UInt64 { get set }
+    /// The registers the thread had when injection began.
+    var savedRegisters: UserRegisters { get }
+    /// The signal mask the thread had when injection began.
+    var savedSignalMask: UInt64 { get }
+
+    /// Performs the syscall with up to six arguments and returns the kernel's raw result (negative is -errno).
+    func raw(_ number: Int, arguments: [UInt64]) throws(LinuxError) -> Int64
+    /// Performs a clone3 with the clone_args at `cloneArguments`; returns the new task, traced and stopped.
+    func createTask(_ name: @autoclosure () -> String, cloneArguments: UInt64, size: UInt64) throws(LinuxError) -> Tracee
+    /// Starts a syscall that does not return (exit_group) and lets the task run into it.
+    func start(_ number: Int, arguments: [UInt64]) throws(LinuxError)
+    /// Puts back the registers and signal mask the thread had before injection.
+    func finish() throws(LinuxError)
+}
+
+extension SyscallInjecting {
+    /// Performs the syscall and returns the kernel's raw result (negative is -errno).
+    public func raw(_ number: Int, _ args: UInt64...) throws(LinuxError) -> Int64 {
+        try raw(number, arguments: args)
+    }
+
+    /// Starts a syscall that does not return (exit_group) and lets the task run into it.
+    public func start(_ number: Int, _ args: UInt64...) throws(LinuxError) {
+        try start(number, arguments: args)
+    }
+
+    /// Performs the syscall and throws, naming it, if the kernel returns an error.
+    @discardableResult
+    public func call(_ name: @autoclosure () -> String, _ number: Int, _ args: UInt64...) throws(LinuxError) -> UInt64 {
+        let result = try raw(number, arguments: args)
+        if result < 0 && result > -4096 {
+            throw LinuxError(Errno(rawValue: CInt(-result)), "\(name()) in task \(tracee.pid)")
+        }
+        return UInt64(bitPattern: result)
+    }
+}
