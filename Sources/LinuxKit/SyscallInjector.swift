@@ -130,7 +130,7 @@ public struct SyscallInjector: SyscallInjecting {
         regs.rax = UInt64(number)
         // orig_rax = -1: otherwise the kernel's syscall-restart logic rewrites rip/rax when the
         // task was stopped inside an interrupted system call.
-        regs.orig_rax = UInt64.max
+        regs.origRax = UInt64.max
         regs.rip = instruction
         let values = args + Array(repeating: 0, count: max(0, 6 - args.count))
         regs.rdi = values[0]; regs.rsi = values[1]; regs.rdx = values[2]

@@ -22,15 +22,6 @@ struct DumpWorker {
     let sync: Bool
     let verbosity: Int
 
-    init(supervisor: pid_t, pid: Int32, directory: String, leaveRunning: Bool, sync: Bool, verbosity: Int) {
-        self.supervisor = supervisor
-        self.pid = pid
-        self.directory = directory
-        self.leaveRunning = leaveRunning
-        self.sync = sync
-        self.verbosity = verbosity
-    }
-
     /// The worker started, waiting for its arguments on the pipe `arguments` writes to.
     private struct Started {
         let pid: pid_t

@@ -700,7 +700,7 @@ import Testing
     @Test func children() throws {
         var child: pid_t = 0
         var argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("30"), nil]
-        defer { argv.forEach { free($0) } }
+        defer { for argument in argv { free(argument) } }
         try #require(posix_spawn(&child, "/bin/sleep", nil, nil, &argv, environ) == 0)
         defer {
             kill(child, SIGKILL)
@@ -715,7 +715,7 @@ import Testing
     @Test func zombieChild() throws {
         var child: pid_t = 0
         var argv: [UnsafeMutablePointer<CChar>?] = [strdup("true"), nil]
-        defer { argv.forEach { free($0) } }
+        defer { for argument in argv { free(argument) } }
         try #require(posix_spawn(&child, "/bin/true", nil, nil, &argv, environ) == 0)
         defer {
             var status: Int32 = 0
@@ -765,7 +765,7 @@ import Testing
         posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
         for fd in toChild + fromChild { posix_spawn_file_actions_addclose(&actions, fd) }
         var argv: [UnsafeMutablePointer<CChar>?] = [strdup("python3"), strdup("-c"), strdup(script), nil]
-        defer { argv.forEach { free($0) } }
+        defer { for argument in argv { free(argument) } }
         var child: pid_t = 0
         try #require(posix_spawn(&child, "/usr/bin/python3", &actions, nil, &argv, environ) == 0)
         close(toChild[0])

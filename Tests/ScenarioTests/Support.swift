@@ -148,8 +148,8 @@ enum Sys {
         subreaperLock.lock()
         defer { subreaperLock.unlock() }
         if isSubreaper { return }
-        let PR_SET_CHILD_SUBREAPER: Int32 = 36
-        guard prctl(PR_SET_CHILD_SUBREAPER, 1) == 0 else {
+        let setChildSubreaper: Int32 = 36  // PR_SET_CHILD_SUBREAPER
+        guard prctl(setChildSubreaper, 1) == 0 else {
             throw RunnerError("prctl(PR_SET_CHILD_SUBREAPER): \(errnoString())")
         }
         isSubreaper = true
@@ -356,8 +356,8 @@ enum Spawn {
         let cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         let cEnv: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
-            cArgs.forEach { free($0) }
-            cEnv.forEach { free($0) }
+            for argument in cArgs { free(argument) }
+            for variable in cEnv { free(variable) }
         }
         var pid: pid_t = 0
         let rc = posix_spawnp(&pid, argv[0], &actions, &attr, cArgs, cEnv)

@@ -24,10 +24,12 @@ extension FileState {
             var seen = owners.removeValue(forKey: identity) ?? KernelOrderedList()
             defer { owners[identity] = seen }
             var made: Amber_OpenFileDescription?
-            let owner = try seen.match(order: { try openFileOrder(pid1: $0.pid, fd1: $0.fd, pid2: pid, fd2: fd) }) {
-                made = try make(UInt32(count + 1))
-                return (pid, fd, made!)
-            }
+            let owner = try seen.match(
+                order: { try openFileOrder(pid1: $0.pid, fd1: $0.fd, pid2: pid, fd2: fd) },
+                orInsert: {
+                    made = try make(UInt32(count + 1))
+                    return (pid, fd, made!)
+                })
             if let owner { return (owner.description, false) }
             count += 1
             return (made!, true)

@@ -20,9 +20,9 @@ enum RegisterState {
         record.r15 = regs.r15; record.r14 = regs.r14; record.r13 = regs.r13; record.r12 = regs.r12
         record.rbp = regs.rbp; record.rbx = regs.rbx; record.r11 = regs.r11; record.r10 = regs.r10
         record.r9 = regs.r9; record.r8 = regs.r8; record.rax = regs.rax; record.rcx = regs.rcx
-        record.rdx = regs.rdx; record.rsi = regs.rsi; record.rdi = regs.rdi; record.origRax = regs.orig_rax
+        record.rdx = regs.rdx; record.rsi = regs.rsi; record.rdi = regs.rdi; record.origRax = regs.origRax
         record.rip = regs.rip; record.cs = regs.cs; record.eflags = regs.eflags; record.rsp = regs.rsp
-        record.ss = regs.ss; record.fsBase = regs.fs_base; record.gsBase = regs.gs_base; record.ds = regs.ds
+        record.ss = regs.ss; record.fsBase = regs.fsBase; record.gsBase = regs.gsBase; record.ds = regs.ds
         record.es = regs.es; record.fs = regs.fs; record.gs = regs.gs
         record.xstate = Data(try injector.tracee.xstate())
         return record
@@ -34,22 +34,22 @@ enum RegisterState {
         regs.r15 = record.r15; regs.r14 = record.r14; regs.r13 = record.r13; regs.r12 = record.r12
         regs.rbp = record.rbp; regs.rbx = record.rbx; regs.r11 = record.r11; regs.r10 = record.r10
         regs.r9 = record.r9; regs.r8 = record.r8; regs.rax = record.rax; regs.rcx = record.rcx
-        regs.rdx = record.rdx; regs.rsi = record.rsi; regs.rdi = record.rdi; regs.orig_rax = record.origRax
+        regs.rdx = record.rdx; regs.rsi = record.rsi; regs.rdi = record.rdi; regs.origRax = record.origRax
         regs.rip = record.rip; regs.cs = record.cs; regs.eflags = record.eflags; regs.rsp = record.rsp
-        regs.ss = record.ss; regs.fs_base = record.fsBase; regs.gs_base = record.gsBase; regs.ds = record.ds
+        regs.ss = record.ss; regs.fsBase = record.fsBase; regs.gsBase = record.gsBase; regs.ds = record.ds
         regs.es = record.es; regs.fs = record.fs; regs.gs = record.gs
-        if Int64(bitPattern: regs.orig_rax) >= 0 {
+        if Int64(bitPattern: regs.origRax) >= 0 {
             // The helper is stopped outside any syscall, so the kernel will not restart one for us.
             switch Int64(bitPattern: regs.rax) {
             case UserRegisters.restartSys, UserRegisters.restartNoIntr, UserRegisters.restartNoHand:
-                regs.rax = regs.orig_rax
+                regs.rax = regs.origRax
                 regs.rip &-= 2
             case UserRegisters.restartRestartBlock:
                 regs.rax = UInt64(bitPattern: -Int64(EINTR))
             default:
                 break
             }
-            regs.orig_rax = UInt64.max
+            regs.origRax = UInt64.max
         }
         if !record.xstate.isEmpty {
             try tracee.setXState([UInt8](record.xstate))
