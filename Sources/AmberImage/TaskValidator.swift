@@ -408,6 +408,7 @@ struct TaskValidator {
             case .directory(let directory): try validateDirectory(directory, field: "\(field).directory")
             case .characterDevice(let device): try validateCharacterDevice(device, field: "\(field).character_device")
             case .fifo(let fifo): try validateFifo(fifo, field: "\(field).fifo")
+            case .pipeEnd(let end): try validatePipeEnd(end, flags: description.flags, field: "\(field).pipe_end")
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
@@ -449,6 +450,35 @@ struct TaskValidator {
 
     private func validateFifo(_ fifo: Amber_Fifo, field: String) throws(ImageError) {
         try validatePath(fifo.path, field: "\(field).path")
+    }
+
+    /// A pipe's capacity is a power of two pages up to `ImageFormat.maximumPipeCapacity`, and
+    /// what it holds (on its read end alone) fits in it, each packet at most a page.
+    private func validatePipeEnd(_ end: Amber_PipeEnd, flags: UInt32, field: String) throws(ImageError) {
+        guard end.pipeID != 0 else { throw invalid("\(field).pipe_id", "is 0") }
+        let accessMode = flags & 3
+        guard accessMode == (end.writeEnd ? 1 : 0) else {
+            throw invalid("\(field).write_end", "\(end.writeEnd) disagrees with the access mode \(accessMode) of the description's flags")
+        }
+        let capacity = UInt64(end.capacity)
+        guard capacity >= ImageFormat.pageSize, capacity <= ImageFormat.maximumPipeCapacity, capacity & (capacity - 1) == 0 else {
+            throw invalid("\(field).capacity", "\(end.capacity) is not a power of two from a page to \(ImageFormat.maximumPipeCapacity) bytes")
+        }
+        guard !end.writeEnd || (end.packets.isEmpty && end.data.isEmpty) else {
+            throw invalid("\(field).data", "a write end holds no data: a pipe's is on its read end")
+        }
+        var held = UInt64(end.data.count)
+        for (index, packet) in end.packets.enumerated() {
+            guard (1...Int(ImageFormat.pageSize)).contains(packet.count) else {
+                throw invalid("\(field).packets[\(index)]", "\(packet.count) bytes: a packet is 1 to \(ImageFormat.pageSize) bytes")
+            }
+            held += UInt64(packet.count)
+        }
+        // Each packet takes a page of the pipe's ring, the plain bytes the pages they fill.
+        let pages = UInt64(end.packets.count) + (UInt64(end.data.count) + ImageFormat.pageSize - 1) / ImageFormat.pageSize
+        guard held <= capacity, pages <= capacity / ImageFormat.pageSize else {
+            throw invalid("\(field).data", "\(held) bytes in \(end.packets.count) packets and plain bytes do not fit the pipe's capacity of \(end.capacity) bytes")
+        }
     }
 
     private func validateEnvironment(_ environment: Amber_Environment) throws(ImageError) {

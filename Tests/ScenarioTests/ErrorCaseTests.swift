@@ -122,6 +122,16 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--async"), object: "O_ASYNC")
     }
 
+    /// A pipe whose read end a process outside the tree holds, named with its PID.
+    func testDumpRefusesPipeWithEndOutsideTree() throws {
+        try checkUnsupported(.unsupportedPipeOutsideReader, object: "whose read end is held by process", mentions: ["pipe:[", "outside the tree"])
+    }
+
+    /// A pipe holding bytes no process can read any more.
+    func testDumpRefusesUnreadablePipeData() throws {
+        try checkUnsupported(.unsupportedPipeUnread, object: "holding 6 bytes that no process can read")
+    }
+
     /// Named as a message queue, not as the file at the queue's name.
     func testDumpRefusesMessageQueue() throws {
         try checkUnsupported(.unsupportedKind("--mqueue"), object: "POSIX message queue")

@@ -119,4 +119,12 @@ final class PlainScenarioTests: ScenarioTestCase {
         XCTAssertEqual(p.exitStatus, .exited(1))
         XCTAssertTrue(p.verdict?.hasPrefix("FAIL: ") ?? false, "verdict: \(p.verdict ?? "none")")
     }
+
+    func testPipeFull() throws { try runPlain(.pipeFull) }
+    func testPipeLarge() throws { try runPlain(.pipeLarge) }
+    func testPipeBlockedWriter() throws { try runPlain(.pipeBlockedWriter) }
+    func testPipePackets() throws { try runPlain(.pipePackets) }
+    func testPipeClosedEnds() throws { try runPlain(.pipeClosedEnds) }
+    func testUnsupportedPipeOutsideReader() throws { try runPlain(.unsupportedPipeOutsideReader) }
+    func testUnsupportedPipeUnread() throws { try runPlain(.unsupportedPipeUnread) }
 }

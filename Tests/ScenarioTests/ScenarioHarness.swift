@@ -149,6 +149,16 @@ struct Scenario: Sendable {
     /// Registered for the private expedited membarrier commands.
     static let membarrier = Scenario(name: "membarrier")
 
+    /// Anonymous pipes holding data, by flag (see pipes.c).
+    static let pipeFull = Scenario(name: "pipes", args: ["--full"])
+    static let pipeLarge = Scenario(name: "pipes", args: ["--large"])
+    static let pipeBlockedWriter = Scenario(name: "pipes", args: ["--blocked-writer"])
+    static let pipePackets = Scenario(name: "pipes", args: ["--packets"])
+    static let pipeClosedEnds = Scenario(name: "pipes", args: ["--closed-ends"])
+    /// A pipe amber refuses (see unsupported_pipe.c).
+    static let unsupportedPipeOutsideReader = Scenario(name: "unsupported_pipe", args: ["--outside-reader"])
+    static let unsupportedPipeUnread = Scenario(name: "unsupported_pipe", args: ["--unread"])
+
     static let all: [Scenario] = [
         counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
@@ -160,6 +170,7 @@ struct Scenario: Sendable {
         unsupportedMountNamespace, unsupportedIPCNamespace, unsupportedNetworkNamespace, unsupportedCgroupNamespace,
         unsupportedTimeNamespace, unsupportedCgroup, unsupportedFlock, unsupportedPOSIXLock, unsupportedOFDLock,
         unsupportedLease, unsupportedHugeTLB,
+        pipeFull, pipeLarge, pipeBlockedWriter, pipePackets, pipeClosedEnds, unsupportedPipeOutsideReader, unsupportedPipeUnread,
     ] + ["--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue", "--fifo-capacity", "--async"].map(unsupportedKind)
 }
 

@@ -36,7 +36,7 @@ struct FifoKind: ReopenedByPath {
         return fifo
     }
 
-    static func make(_ fifo: Amber_Fifo, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool) throws -> Int32 {
+    static func make(_ fifo: Amber_Fifo, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
         // Opening one end of a FIFO would wait for the other: open without waiting, then restore the flag.
         let fd = try reopen(fifo, flags: description.flags, adding: O_NONBLOCK | O_NOCTTY, as: task, imageTrusted: imageTrusted)
         let flags = Int32(bitPattern: description.flags)

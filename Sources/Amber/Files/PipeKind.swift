@@ -1,0 +1,233 @@
+import AmberImage
+import FoundationEssentials
+import Glibc
+import LinuxKit
+import SystemPackage
+
+/// One end of an anonymous pipe ("pipe:[INODE]"), as CRIU's pipes.c: each end is one open
+/// file description, and both are on one pipe, made once at restore (`RestoredPipe`). What the
+/// pipe holds is copied at the dump without being consumed (tee(2), `PipeBuffer.contents`) and
+/// written back; its capacity, its owner, and each end's O_NONBLOCK and packet mode (O_DIRECT)
+/// come back too. Every end of the pipe must be in the tree, or held by no process at all
+/// (`check(tree:)`).
+struct PipeKind: OpenFileKind {
+    let status: FileStatus
+    let isWriteEnd: Bool
+
+    static func classify(_ descriptor: DescriptorProbe) throws -> PipeKind? {
+        guard descriptor.link.hasPrefix("pipe:") else { return nil }
+        let status = try descriptor.status()
+        switch Int32(bitPattern: try descriptor.info().flags) & O_ACCMODE {
+        case O_RDONLY: return PipeKind(status: status, isWriteEnd: false)
+        case O_WRONLY: return PipeKind(status: status, isWriteEnd: true)
+        default: throw descriptor.refusal("\(descriptor.link) for reading and writing (reopened through /proc/PID/fd)")
+        }
+    }
+
+    var identity: OpenFileIdentity { OpenFileIdentity(device: status.device, inode: status.inode) }
+
+    func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
+        let copy = try descriptor.duplicate()
+        defer { try? copy.close() }
+        var end = Amber_PipeEnd()
+        end.pipeID = status.inode
+        end.writeEnd = isWriteEnd
+        end.ownerUid = status.uid
+        end.ownerGid = status.gid
+        let capacity = try PipeBuffer.capacity(copy)
+        guard capacity > 0, UInt64(capacity) <= ImageFormat.maximumPipeCapacity else {
+            throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(descriptor.link) with a capacity of \(capacity) bytes, above the \(ImageFormat.maximumPipeCapacity >> 20) MiB amber keeps of a pipe")
+        }
+        end.capacity = UInt32(capacity)
+        guard status.mode & 0o7777 == 0o600 else {
+            throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(descriptor.link) with mode 0o\(String(status.mode & 0o7777, radix: 8)) (changed by fchmod): not restored yet")
+        }
+        // What the pipe holds is kept with its read end, which the tree has whenever the pipe
+        // holds anything (`check(tree:)`).
+        if !isWriteEnd {
+            let contents = try PipeBuffer.contents(copy)
+            for (index, read) in contents.reads.enumerated() {
+                let endsWithPacket = index < contents.reads.count - 1 || contents.lastEndsWithPacket
+                guard endsWithPacket else {
+                    end.data = Data(read)
+                    break
+                }
+                // A packet is at most a page; a longer read is plain bytes before a packet.
+                guard read.count <= Int(ImageFormat.pageSize) else {
+                    throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(descriptor.link) holding plain bytes before packets (written before and after packet mode, O_DIRECT, was set): not restored")
+                }
+                end.packets.append(Data(read))
+            }
+        }
+        return .pipeEnd(end)
+    }
+
+    static func record(of description: Amber_OpenFileDescription) -> Amber_PipeEnd? {
+        guard case .pipeEnd(let end) = description.file else { return nil }
+        return end
+    }
+
+    static func reopenedPath(of record: Amber_PipeEnd) -> String? { nil }
+
+    static func make(_ end: Amber_PipeEnd, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
+        let pipe = try objects.object(end.pipeID) { try RestoredPipe(end, task: task, imageTrusted: imageTrusted) }
+        if !end.writeEnd { try pipe.fill(end, task: task) }
+        let fd = try pipe.takeEnd(write: end.writeEnd, task: task)
+        let flags = Int32(bitPattern: description.flags) & (O_NONBLOCK | O_APPEND | PipeBuffer.packetMode)
+        guard flags == 0 || fcntl(fd.rawValue, F_SETFL, flags) == 0 else {
+            let error = LinuxError.current("fcntl(F_SETFL)")
+            try? fd.close()
+            throw AmberError(.restoreFailed, "cannot set the flags 0o\(String(flags, radix: 8)) of pipe \(end.pipeID)'s end for process \(task.pid): \(error)")
+        }
+        return fd.rawValue
+    }
+}
+
+/// A pipe made again for the tree: both ends are the restorer's until every task has its
+/// copies; an end that no description of the image is on is closed with them.
+final class RestoredPipe: SharedOpenFileObject {
+    let id: UInt64
+    let readEnd: FileDescriptor
+    let writeEnd: FileDescriptor
+    private var filled = false
+    private var readEndTaken = false
+    private var writeEndTaken = false
+
+    /// Makes the pipe of `end` with its capacity and owner, as `task` could have made it.
+    init(_ end: Amber_PipeEnd, task: Amber_Task, imageTrusted: Bool) throws {
+        id = end.pipeID
+        let credentials = task.processCredentials
+        if !imageTrusted, let credentials, end.ownerUid != credentials.fsuid || end.ownerGid != credentials.fsgid {
+            throw AmberError(.permissionDenied, "cannot make pipe \(end.pipeID) of process \(task.pid) (\(task.comm)) owned by uid \(end.ownerUid), gid \(end.ownerGid): the process runs as uid \(credentials.fsuid), gid \(credentials.fsgid), and the image is not authenticated (restore with --trust-image only an image you trust)")
+        }
+        if !imageTrusted, let credentials, credentials.capEffective & (1 << UInt64(Capability.sysResource)) == 0, Int64(end.capacity) > (try PipeBuffer.maximumCapacity()) {
+            throw AmberError(.permissionDenied, "cannot give pipe \(end.pipeID) of process \(task.pid) (\(task.comm)) a capacity of \(end.capacity) bytes: above /proc/sys/fs/pipe-max-size, and the process lacks CAP_SYS_RESOURCE")
+        }
+        let ends = try PipeBuffer.make()
+        readEnd = ends.read
+        writeEnd = ends.write
+        do {
+            if end.capacity != UInt32(PipeBuffer.defaultCapacity) {
+                try PipeBuffer.setCapacity(writeEnd, Int32(end.capacity))
+                let capacity = try PipeBuffer.capacity(writeEnd)
+                guard capacity == Int32(end.capacity) else {
+                    throw AmberError(.restoreFailed, "pipe \(end.pipeID) of process \(task.pid) got a capacity of \(capacity) bytes instead of \(end.capacity)")
+                }
+            }
+            guard fchown(writeEnd.rawValue, end.ownerUid, end.ownerGid) == 0 else {
+                throw AmberError(.restoreFailed, "cannot give pipe \(end.pipeID) of process \(task.pid) its owner uid \(end.ownerUid), gid \(end.ownerGid): \(LinuxError.current("fchown"))")
+            }
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    /// Writes back what the pipe held, the first time one of its read ends is made: through a
+    /// description of our own, packets in packet mode then the plain bytes, never waiting (what
+    /// does not fit is an image that lies about the capacity).
+    func fill(_ end: Amber_PipeEnd, task: Amber_Task) throws {
+        guard !filled else { return }
+        filled = true
+        guard !end.packets.isEmpty || !end.data.isEmpty else { return }
+        let writer = try reopen(writeEnd, flags: O_WRONLY | O_NONBLOCK, task: task)
+        defer { try? writer.close() }
+        do {
+            if !end.packets.isEmpty {
+                _ = try libcCall("fcntl(F_SETFL, O_DIRECT)") { fcntl(writer.rawValue, F_SETFL, O_NONBLOCK | PipeBuffer.packetMode) }
+                for packet in end.packets { try PipeBuffer.write(writer, [UInt8](packet)) }
+                _ = try libcCall("fcntl(F_SETFL)") { fcntl(writer.rawValue, F_SETFL, O_NONBLOCK) }
+            }
+            if !end.data.isEmpty { try PipeBuffer.write(writer, [UInt8](end.data)) }
+        } catch {
+            throw AmberError(.restoreFailed, "cannot write back the \(end.packets.reduce(0) { $0 + $1.count } + end.data.count) bytes pipe \(end.pipeID) of process \(task.pid) held: \(error)")
+        }
+    }
+
+    /// Our descriptor of a new description of one end, for the caller to close: the pipe's own
+    /// end the first time, then others opened on it (a pipe end reopened through /proc/PID/fd
+    /// is a description of its own).
+    func takeEnd(write: Bool, task: Amber_Task) throws -> FileDescriptor {
+        let end = write ? writeEnd : readEnd
+        let taken = write ? writeEndTaken : readEndTaken
+        if write { writeEndTaken = true } else { readEndTaken = true }
+        if taken { return try reopen(end, flags: write ? O_WRONLY : O_RDONLY, task: task) }
+        do {
+            return FileDescriptor(rawValue: try libcCall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(end.rawValue, F_DUPFD_CLOEXEC, 0) })
+        } catch {
+            throw AmberError(.restoreFailed, "cannot copy an end of pipe \(id) for process \(task.pid): \(error)")
+        }
+    }
+
+    private func reopen(_ end: FileDescriptor, flags: Int32, task: Amber_Task) throws -> FileDescriptor {
+        do {
+            return FileDescriptor(rawValue: try libcCall("open /proc/self/fd/\(end.rawValue)") { open("/proc/self/fd/\(end.rawValue)", flags | O_CLOEXEC) })
+        } catch {
+            throw AmberError(.restoreFailed, "cannot open another description of pipe \(id) for process \(task.pid): \(error)")
+        }
+    }
+
+    func close() {
+        try? readEnd.close()
+        try? writeEnd.close()
+    }
+}
+
+/// Runs a libc call that returns -1 and sets errno on failure.
+private func libcCall(_ operation: String, _ body: () -> Int32) throws(LinuxError) -> Int32 {
+    let result = body()
+    guard result >= 0 else { throw LinuxError.current(operation) }
+    return result
+}
+
+extension PipeKind {
+    /// Where the tree holds a pipe: the first descriptor seen of each of its ends.
+    private struct HeldEnds {
+        var read: (process: CheckedProcess, fd: Int32)?
+        var write: (process: CheckedProcess, fd: Int32)?
+    }
+
+    /// Refuses a pipe of the tree of which a process outside the tree holds an end: its half
+    /// would be cut off at restore (scanning every process's descriptors, only when the tree
+    /// has a pipe). A pipe whose other end no process holds is restored so, but not one
+    /// holding bytes that no process can read any more (its read end closed).
+    static func check(tree processes: [CheckedProcess]) throws {
+        var pipes: [UInt64: HeldEnds] = [:]
+        for process in processes {
+            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
+                guard let (inode, isWriteEnd) = pipeEnd(pid: process.pid, fd: fd) else { continue }
+                var ends = pipes[inode] ?? HeldEnds()
+                if isWriteEnd, ends.write == nil { ends.write = (process, fd) }
+                if !isWriteEnd, ends.read == nil { ends.read = (process, fd) }
+                pipes[inode] = ends
+            }
+        }
+        guard !pipes.isEmpty else { return }
+        let tree = Set(processes.map(\.pid))
+        for pid in try ProcFS.processIDs() where !tree.contains(pid) && pid != getpid() {
+            for fd in (try? ProcFS.fileDescriptors(pid: pid)) ?? [] {
+                guard let (inode, isWriteEnd) = pipeEnd(pid: pid, fd: fd), let ends = pipes[inode] else { continue }
+                // Named by the tree's other end if it has it: "whose read end is held by".
+                let (holder, also) = isWriteEnd ? (ends.read ?? ends.write!, ends.write != nil) : (ends.write ?? ends.read!, ends.read != nil)
+                throw AmberError.unsupported(holder.process.name, "has fd \(holder.fd) on pipe:[\(inode)], whose \(isWriteEnd ? "write" : "read") end is \(also ? "also " : "")held by process \(ProcessName(pid: pid)) outside the tree: a pipe is restored only when no process outside the tree holds an end of it", tree: holder.process.tree)
+            }
+        }
+        for (inode, ends) in pipes.sorted(by: { $0.key < $1.key }) where ends.read == nil {
+            let writer = ends.write!
+            let copy = try Pidfd(pid: writer.process.pid).duplicate(writer.fd)
+            defer { try? copy.close() }
+            let queued = try PipeBuffer.queuedBytes(copy)
+            if queued > 0 {
+                throw AmberError.unsupported(writer.process.name, "has fd \(writer.fd) on pipe:[\(inode)] holding \(queued) bytes that no process can read (its read end is closed): not restored", tree: writer.process.tree)
+            }
+        }
+    }
+
+    /// The pipe `fd` of `pid` is on and whether it is its write end; nil when it is no pipe.
+    private static func pipeEnd(pid: Int32, fd: Int32) -> (inode: UInt64, isWriteEnd: Bool)? {
+        guard let link = try? ProcFS.fileDescriptorPath(pid: pid, fd: fd), link.hasPrefix("pipe:["), link.hasSuffix("]"),
+              let inode = UInt64(link.dropFirst("pipe:[".count).dropLast()),
+              let info = try? ProcFS.fileDescriptorInfo(pid: pid, fd: fd) else { return nil }
+        return (inode, Int32(bitPattern: info.flags) & O_ACCMODE == O_WRONLY)
+    }
+}
