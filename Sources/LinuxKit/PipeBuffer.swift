@@ -107,7 +107,12 @@ public enum PipeBuffer {
         try libcResult("read of a pipe copy") { buffer.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, count) } }.get()
     }
 
-    /// Writes `bytes` to the pipe by one write(2) (a packet, when `fd` is in packet mode).
+    /// Sets the status flags of our description (F_SETFL): O_NONBLOCK, packet mode.
+    public static func setStatusFlags(_ fd: FileDescriptor, _ flags: Int32) throws(LinuxError) {
+        _ = try libcResult("fcntl F_SETFL 0o\(String(flags, radix: 8)) of fd \(fd.rawValue)") { fcntl(fd.rawValue, F_SETFL, flags) }.get()
+    }
+
+    /// Writes `bytes` to the pipe, by one write(2) when they fit (one packet, when `fd` is in packet mode).
     public static func write(_ fd: FileDescriptor, _ bytes: [UInt8]) throws(LinuxError) {
         var offset = 0
         while offset < bytes.count {

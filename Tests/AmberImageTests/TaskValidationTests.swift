@@ -402,6 +402,16 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(field).data") { readEnd(&$0) { $0.packets = Array(repeating: Data([1]), count: 17) } }
         try assertRejected("\(field).packets[0]") { readEnd(&$0) { $0.packets = [Data(repeating: 1, count: 4097)] } }
         try assertRejected("\(field).packets[0]") { readEnd(&$0) { $0.packets = [Data()] } }
+        let fifo = "files.descriptions[1].fifo"
+        func fifoReader(_ task: inout Amber_Task, capacity: UInt32, writeOnly: Bool = false) {
+            var record = Amber_Fifo()
+            (record.path, record.capacity, record.data) = ("/tmp/sleeper.fifo", capacity, Data([1, 2]))
+            task.files.descriptions[1].flags = writeOnly ? 1 : 0
+            task.files.descriptions[1].fifo = record
+        }
+        try assertAccepted { fifoReader(&$0, capacity: 1 << 20) }
+        try assertRejected("\(fifo).capacity") { fifoReader(&$0, capacity: 0) }
+        try assertRejected("\(fifo).data") { fifoReader(&$0, capacity: 65536, writeOnly: true) }
     }
 
     func testEnvironment() throws {

@@ -137,8 +137,11 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testPipeBlockedWriter() throws { try runDumped(.pipeBlockedWriter) }
     func testPipePackets() throws { try runDumped(.pipePackets) }
     func testPipeClosedEnds() throws { try runDumped(.pipeClosedEnds) }
+    /// A named pipe's capacity and what it holds, written back once for its three descriptions.
+    func testPipeFifo() throws { try runDumped(.pipeFifo) }
     /// The copy of what a pipe holds (tee) leaves it there: the original reads it all after.
     func testLeaveRunningPipeFull() throws { try runLeaveRunning(.pipeFull) }
     func testLeaveRunningPipeLarge() throws { try runLeaveRunning(.pipeLarge) }
     func testLeaveRunningPipePackets() throws { try runLeaveRunning(.pipePackets) }
+    func testLeaveRunningPipeFifo() throws { try runLeaveRunning(.pipeFifo) }
 }

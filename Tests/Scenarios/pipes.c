@@ -11,6 +11,8 @@
  *                     a read, the last read short (the rest of that packet is dropped)
  *   --closed-ends     a pipe whose read end is closed (writes fail with EPIPE) and one whose
  *                     write end is closed, holding bytes (read, then end of file)
+ *   --fifo            a named pipe of 256 KiB (F_SETPIPE_SZ) holding 100 KiB, open for
+ *                     reading twice (O_NONBLOCK) and for writing once
  * Byte i of a stream is i % 251, so a lost, repeated or reordered byte shows.
  */
 #include "scenario.h"
@@ -256,6 +258,34 @@ static void closed_ends_check(void)
     sc_check(n == 3000, "read %zd bytes, expected 3000, then end of file", n);
 }
 
+/* --fifo: ends[0] and other[0] read the FIFO, ends[1] writes it. */
+#define FIFO_HELD (100 * 1024)
+
+static void fifo(void)
+{
+    char path[PATH_MAX];
+    sc_path(path, sizeof path, "pipes.fifo");
+    unlink(path);
+    if (mkfifo(path, 0600) < 0)
+        sc_die("mkfifo");
+    if ((ends[0] = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 || (ends[1] = open(path, O_WRONLY | O_CLOEXEC)) < 0
+        || (other[0] = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0)
+        sc_die("opening the FIFO");
+    if (fcntl(ends[1], F_SETPIPE_SZ, 256 * 1024) < 0 || write_pattern(ends[1], 0, FIFO_HELD) < 0)
+        sc_die("filling the FIFO");
+}
+
+static void fifo_check(void)
+{
+    sc_check(fcntl(ends[0], F_GETPIPE_SZ) == 256 * 1024, "capacity %d, expected 256 KiB", fcntl(ends[0], F_GETPIPE_SZ));
+    sc_check(queued(other[0]) == FIFO_HELD, "the FIFO holds %d bytes, expected %d", queued(other[0]), FIFO_HELD);
+    ssize_t n = read_pattern(ends[0], 1, "FIFO reader");
+    sc_check(n == FIFO_HELD, "read %zd bytes, expected %d", n, FIFO_HELD);
+    close(ends[1]);
+    char byte;
+    sc_check(read(other[0], &byte, 1) == 0, "no end of file once the writer is closed");
+}
+
 int main(int argc, char **argv)
 {
     sc_init(argc, argv, "pipes");
@@ -270,6 +300,8 @@ int main(int argc, char **argv)
         packets();
     else if (sc_has_flag("--closed-ends"))
         closed_ends();
+    else if (sc_has_flag("--fifo"))
+        fifo();
     else
         sc_die("no pipe chosen");
     sc_ready();
@@ -283,7 +315,9 @@ int main(int argc, char **argv)
         blocked_writer_check();
     else if (sc_has_flag("--packets"))
         packets_check();
-    else
+    else if (sc_has_flag("--closed-ends"))
         closed_ends_check();
+    else
+        fifo_check();
     sc_finish();
 }

@@ -1,5 +1,4 @@
 import AmberImage
-import FoundationEssentials
 import Glibc
 import LinuxKit
 import SystemPackage
@@ -34,31 +33,13 @@ struct PipeKind: OpenFileKind {
         end.writeEnd = isWriteEnd
         end.ownerUid = status.uid
         end.ownerGid = status.gid
-        let capacity = try PipeBuffer.capacity(copy)
-        guard capacity > 0, UInt64(capacity) <= ImageFormat.maximumPipeCapacity else {
-            throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(descriptor.link) with a capacity of \(capacity) bytes, above the \(ImageFormat.maximumPipeCapacity >> 20) MiB amber keeps of a pipe")
-        }
-        end.capacity = UInt32(capacity)
+        try end.readCapacity(copy, of: descriptor)
         guard status.mode & 0o7777 == 0o600 else {
             throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(descriptor.link) with mode 0o\(String(status.mode & 0o7777, radix: 8)) (changed by fchmod): not restored yet")
         }
         // What the pipe holds is kept with its read end, which the tree has whenever the pipe
         // holds anything (`check(tree:)`).
-        if !isWriteEnd {
-            let contents = try PipeBuffer.contents(copy)
-            for (index, read) in contents.reads.enumerated() {
-                let endsWithPacket = index < contents.reads.count - 1 || contents.lastEndsWithPacket
-                guard endsWithPacket else {
-                    end.data = Data(read)
-                    break
-                }
-                // A packet is at most a page; a longer read is plain bytes before a packet.
-                guard read.count <= Int(ImageFormat.pageSize) else {
-                    throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(descriptor.link) holding plain bytes before packets (written before and after packet mode, O_DIRECT, was set): not restored")
-                }
-                end.packets.append(Data(read))
-            }
-        }
+        if !isWriteEnd { try end.readContents(copy, of: descriptor) }
         return .pipeEnd(end)
     }
 
@@ -100,20 +81,12 @@ final class RestoredPipe: SharedOpenFileObject {
         if !imageTrusted, let credentials, end.ownerUid != credentials.fsuid || end.ownerGid != credentials.fsgid {
             throw AmberError(.permissionDenied, "cannot make pipe \(end.pipeID) of process \(task.pid) (\(task.comm)) owned by uid \(end.ownerUid), gid \(end.ownerGid): the process runs as uid \(credentials.fsuid), gid \(credentials.fsgid), and the image is not authenticated (restore with --trust-image only an image you trust)")
         }
-        if !imageTrusted, let credentials, credentials.capEffective & (1 << UInt64(Capability.sysResource)) == 0, Int64(end.capacity) > (try PipeBuffer.maximumCapacity()) {
-            throw AmberError(.permissionDenied, "cannot give pipe \(end.pipeID) of process \(task.pid) (\(task.comm)) a capacity of \(end.capacity) bytes: above /proc/sys/fs/pipe-max-size, and the process lacks CAP_SYS_RESOURCE")
-        }
+        try end.refuseUnheldCapacity(of: "pipe \(end.pipeID)", task: task, imageTrusted: imageTrusted)
         let ends = try PipeBuffer.make()
         readEnd = ends.read
         writeEnd = ends.write
         do {
-            if end.capacity != UInt32(PipeBuffer.defaultCapacity) {
-                try PipeBuffer.setCapacity(writeEnd, Int32(end.capacity))
-                let capacity = try PipeBuffer.capacity(writeEnd)
-                guard capacity == Int32(end.capacity) else {
-                    throw AmberError(.restoreFailed, "pipe \(end.pipeID) of process \(task.pid) got a capacity of \(capacity) bytes instead of \(end.capacity)")
-                }
-            }
+            if end.capacity != UInt32(PipeBuffer.defaultCapacity) { try end.setCapacity(writeEnd, of: "pipe \(end.pipeID)", task: task) }
             guard fchown(writeEnd.rawValue, end.ownerUid, end.ownerGid) == 0 else {
                 throw AmberError(.restoreFailed, "cannot give pipe \(end.pipeID) of process \(task.pid) its owner uid \(end.ownerUid), gid \(end.ownerGid): \(LinuxError.current("fchown"))")
             }
@@ -123,25 +96,15 @@ final class RestoredPipe: SharedOpenFileObject {
         }
     }
 
-    /// Writes back what the pipe held, the first time one of its read ends is made: through a
-    /// description of our own, packets in packet mode then the plain bytes, never waiting (what
-    /// does not fit is an image that lies about the capacity).
+    /// Writes back what the pipe held, the first time one of its read ends is made, through a
+    /// write description of our own.
     func fill(_ end: Amber_PipeEnd, task: Amber_Task) throws {
         guard !filled else { return }
         filled = true
-        guard !end.packets.isEmpty || !end.data.isEmpty else { return }
+        guard end.heldBytes > 0 else { return }
         let writer = try reopen(writeEnd, flags: O_WRONLY | O_NONBLOCK, task: task)
         defer { try? writer.close() }
-        do {
-            if !end.packets.isEmpty {
-                _ = try libcCall("fcntl(F_SETFL, O_DIRECT)") { fcntl(writer.rawValue, F_SETFL, O_NONBLOCK | PipeBuffer.packetMode) }
-                for packet in end.packets { try PipeBuffer.write(writer, [UInt8](packet)) }
-                _ = try libcCall("fcntl(F_SETFL)") { fcntl(writer.rawValue, F_SETFL, O_NONBLOCK) }
-            }
-            if !end.data.isEmpty { try PipeBuffer.write(writer, [UInt8](end.data)) }
-        } catch {
-            throw AmberError(.restoreFailed, "cannot write back the \(end.packets.reduce(0) { $0 + $1.count } + end.data.count) bytes pipe \(end.pipeID) of process \(task.pid) held: \(error)")
-        }
+        try end.writeContents(writer, of: "pipe \(end.pipeID)", task: task)
     }
 
     /// Our descriptor of a new description of one end, for the caller to close: the pipe's own
@@ -195,7 +158,8 @@ extension PipeKind {
         var pipes: [UInt64: HeldEnds] = [:]
         for process in processes {
             for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
-                guard let (inode, isWriteEnd) = pipeEnd(pid: process.pid, fd: fd) else { continue }
+                guard let link = try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd),
+                      let (inode, isWriteEnd) = pipeEnd(pid: process.pid, fd: fd, link: link) else { continue }
                 var ends = pipes[inode] ?? HeldEnds()
                 if isWriteEnd, ends.write == nil { ends.write = (process, fd) }
                 if !isWriteEnd, ends.read == nil { ends.read = (process, fd) }
@@ -203,14 +167,11 @@ extension PipeKind {
             }
         }
         guard !pipes.isEmpty else { return }
-        let tree = Set(processes.map(\.pid))
-        for pid in try ProcFS.processIDs() where !tree.contains(pid) && pid != getpid() {
-            for fd in (try? ProcFS.fileDescriptors(pid: pid)) ?? [] {
-                guard let (inode, isWriteEnd) = pipeEnd(pid: pid, fd: fd), let ends = pipes[inode] else { continue }
-                // Named by the tree's other end if it has it: "whose read end is held by".
-                let (holder, also) = isWriteEnd ? (ends.read ?? ends.write!, ends.write != nil) : (ends.write ?? ends.read!, ends.read != nil)
-                throw AmberError.unsupported(holder.process.name, "has fd \(holder.fd) on pipe:[\(inode)], whose \(isWriteEnd ? "write" : "read") end is \(also ? "also " : "")held by process \(ProcessName(pid: pid)) outside the tree: a pipe is restored only when no process outside the tree holds an end of it", tree: holder.process.tree)
-            }
+        try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
+            guard let (inode, isWriteEnd) = pipeEnd(pid: pid, fd: fd, link: link), let ends = pipes[inode] else { return }
+            // Named by the tree's other end if it has it: "whose read end is held by".
+            let (holder, also) = isWriteEnd ? (ends.read ?? ends.write!, ends.write != nil) : (ends.write ?? ends.read!, ends.read != nil)
+            throw AmberError.unsupported(holder.process.name, "has fd \(holder.fd) on pipe:[\(inode)], whose \(isWriteEnd ? "write" : "read") end is \(also ? "also " : "")held by process \(ProcessName(pid: pid)) outside the tree: a pipe is restored only when no process outside the tree holds an end of it", tree: holder.process.tree)
         }
         for (inode, ends) in pipes.sorted(by: { $0.key < $1.key }) where ends.read == nil {
             let writer = ends.write!
@@ -223,9 +184,10 @@ extension PipeKind {
         }
     }
 
-    /// The pipe `fd` of `pid` is on and whether it is its write end; nil when it is no pipe.
-    private static func pipeEnd(pid: Int32, fd: Int32) -> (inode: UInt64, isWriteEnd: Bool)? {
-        guard let link = try? ProcFS.fileDescriptorPath(pid: pid, fd: fd), link.hasPrefix("pipe:["), link.hasSuffix("]"),
+    /// The pipe `fd` of `pid` (with /proc `link`) is on and whether it is its write end; nil
+    /// when it is no pipe.
+    private static func pipeEnd(pid: Int32, fd: Int32, link: String) -> (inode: UInt64, isWriteEnd: Bool)? {
+        guard link.hasPrefix("pipe:["), link.hasSuffix("]"),
               let inode = UInt64(link.dropFirst("pipe:[".count).dropLast()),
               let info = try? ProcFS.fileDescriptorInfo(pid: pid, fd: fd) else { return nil }
         return (inode, Int32(bitPattern: info.flags) & O_ACCMODE == O_WRONLY)

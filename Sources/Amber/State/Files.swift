@@ -88,6 +88,7 @@ extension FileState: StateKind {
 
     static func check(tree processes: [CheckedProcess]) throws {
         try PipeKind.check(tree: processes)
+        try FifoKind.check(tree: processes)
     }
 
     /// The open file descriptions seen so far in the tree.

@@ -176,7 +176,8 @@ public nonisolated struct Amber_CharacterDevice: Sendable {
   public init() {}
 }
 
-/// A named pipe, reopened by path; refused at dump while it holds data.
+/// A named pipe, reopened by path. What it holds and its capacity are the FIFO's, whichever of
+/// its descriptions records them; they are set and written back once per FIFO (by `inode`).
 public nonisolated struct Amber_Fifo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -189,6 +190,14 @@ public nonisolated struct Amber_Fifo: Sendable {
   public var inode: UInt64 = 0
 
   public var changeTimeNs: UInt64 = 0
+
+  /// F_GETPIPE_SZ, as PipeEnd.capacity; 0 when not known (O_PATH): left as reopening makes it.
+  public var capacity: UInt32 = 0
+
+  /// On a description open for reading: what the FIFO holds, as PipeEnd's.
+  public var packets: [Data] = []
+
+  public var data: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -564,7 +573,7 @@ nonisolated extension Amber_CharacterDevice: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Amber_Fifo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Fifo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}change_time_ns\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}change_time_ns\0\u{2}\u{10}capacity\0\u{1}packets\0\u{1}data\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -576,6 +585,9 @@ nonisolated extension Amber_Fifo: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.device) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.inode) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.changeTimeNs) }()
+      case 20: try { try decoder.decodeSingularUInt32Field(value: &self.capacity) }()
+      case 21: try { try decoder.decodeRepeatedBytesField(value: &self.packets) }()
+      case 22: try { try decoder.decodeSingularBytesField(value: &self.data) }()
       default: break
       }
     }
@@ -594,6 +606,15 @@ nonisolated extension Amber_Fifo: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     if self.changeTimeNs != 0 {
       try visitor.visitSingularUInt64Field(value: self.changeTimeNs, fieldNumber: 4)
     }
+    if self.capacity != 0 {
+      try visitor.visitSingularUInt32Field(value: self.capacity, fieldNumber: 20)
+    }
+    if !self.packets.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.packets, fieldNumber: 21)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 22)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -602,6 +623,9 @@ nonisolated extension Amber_Fifo: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     if lhs.device != rhs.device {return false}
     if lhs.inode != rhs.inode {return false}
     if lhs.changeTimeNs != rhs.changeTimeNs {return false}
+    if lhs.capacity != rhs.capacity {return false}
+    if lhs.packets != rhs.packets {return false}
+    if lhs.data != rhs.data {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
