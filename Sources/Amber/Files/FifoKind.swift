@@ -44,7 +44,7 @@ struct FifoKind: ReopenedByPath {
         do {
             if flags & OpenFileFlags.pathOnly.openFlags == 0 {
                 let restored = try objects.object(fifo.inode) { RestoredFifo() }
-                try restored.restore(fifo, through: FileDescriptor(rawValue: fd), readable: flags & O_ACCMODE != O_WRONLY, task: task, imageTrusted: imageTrusted)
+                try restored.restore(fifo, through: FileDescriptor(rawValue: fd), readable: flags & O_ACCMODE != O_WRONLY, task: task)
             }
             if flags & (O_NONBLOCK | OpenFileFlags.pathOnly.openFlags) == 0 {
                 guard fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 else {
@@ -69,11 +69,10 @@ final class RestoredFifo: SharedOpenFileObject {
 
     /// Sets the FIFO's capacity through our reopened `fd`, and writes back what it held through
     /// a write description of our own once a description open for reading holds it open.
-    func restore(_ fifo: Amber_Fifo, through fd: FileDescriptor, readable: Bool, task: Amber_Task, imageTrusted: Bool) throws {
+    func restore(_ fifo: Amber_Fifo, through fd: FileDescriptor, readable: Bool, task: Amber_Task) throws {
         if !capacitySet, fifo.capacity != 0 {
             capacitySet = true
             if try PipeBuffer.capacity(fd) != Int32(fifo.capacity) {
-                try fifo.refuseUnheldCapacity(of: "the named pipe \(fifo.path)", task: task, imageTrusted: imageTrusted)
                 try fifo.setCapacity(fd, of: "the named pipe \(fifo.path)", task: task)
             }
         }

@@ -46,14 +46,6 @@ extension PipeContentsRecord {
 
     var heldBytes: Int { packets.reduce(0) { $0 + $1.count } + data.count }
 
-    /// Refuses a capacity above /proc/sys/fs/pipe-max-size that `task` could not have set
-    /// itself (without CAP_SYS_RESOURCE), unless the image is trusted.
-    func refuseUnheldCapacity(of what: String, task: Amber_Task, imageTrusted: Bool) throws {
-        guard !imageTrusted, let credentials = task.processCredentials, credentials.capEffective & (1 << UInt64(Capability.sysResource)) == 0,
-              Int64(capacity) > (try PipeBuffer.maximumCapacity()) else { return }
-        throw AmberError(.permissionDenied, "cannot give \(what) of process \(task.pid) (\(task.comm)) a capacity of \(capacity) bytes: above /proc/sys/fs/pipe-max-size, and the process lacks CAP_SYS_RESOURCE")
-    }
-
     /// Sets the capacity of the pipe `fd` is on to the record's, and reads it back.
     func setCapacity(_ fd: FileDescriptor, of what: String, task: Amber_Task) throws {
         do {

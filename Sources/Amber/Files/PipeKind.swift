@@ -51,7 +51,7 @@ struct PipeKind: OpenFileKind {
     static func reopenedPath(of record: Amber_PipeEnd) -> String? { nil }
 
     static func make(_ end: Amber_PipeEnd, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
-        let pipe = try objects.object(end.pipeID) { try RestoredPipe(end, task: task, imageTrusted: imageTrusted) }
+        let pipe = try objects.object(end.pipeID) { try RestoredPipe(end, task: task) }
         if !end.writeEnd { try pipe.fill(end, task: task) }
         let fd = try pipe.takeEnd(write: end.writeEnd, task: task)
         let flags = Int32(bitPattern: description.flags) & (O_NONBLOCK | O_APPEND | PipeBuffer.packetMode)
@@ -74,14 +74,9 @@ final class RestoredPipe: SharedOpenFileObject {
     private var readEndTaken = false
     private var writeEndTaken = false
 
-    /// Makes the pipe of `end` with its capacity and owner, as `task` could have made it.
-    init(_ end: Amber_PipeEnd, task: Amber_Task, imageTrusted: Bool) throws {
+    /// Makes the pipe of `end` with its capacity and owner (which `ImagePrivileges` allowed).
+    init(_ end: Amber_PipeEnd, task: Amber_Task) throws {
         id = end.pipeID
-        let credentials = task.processCredentials
-        if !imageTrusted, let credentials, end.ownerUid != credentials.fsuid || end.ownerGid != credentials.fsgid {
-            throw AmberError(.permissionDenied, "cannot make pipe \(end.pipeID) of process \(task.pid) (\(task.comm)) owned by uid \(end.ownerUid), gid \(end.ownerGid): the process runs as uid \(credentials.fsuid), gid \(credentials.fsgid), and the image is not authenticated (restore with --trust-image only an image you trust)")
-        }
-        try end.refuseUnheldCapacity(of: "pipe \(end.pipeID)", task: task, imageTrusted: imageTrusted)
         let ends = try PipeBuffer.make()
         readEnd = ends.read
         writeEnd = ends.write
