@@ -44,6 +44,8 @@ public enum ImagePrivileges {
         let limits: [UInt32: (soft: UInt64, hard: UInt64)]
         let nice: Int32
         let oomScoreAdj: Int32
+        /// /proc/sys/fs/pipe-max-size: the largest pipe capacity a task may set without CAP_SYS_RESOURCE.
+        let pipeMaximumCapacity: Int64
 
         static func ofRestorer() throws -> Baseline {
             var limits: [UInt32: (soft: UInt64, hard: UInt64)] = [:]
@@ -56,7 +58,8 @@ public enum ImagePrivileges {
                 credentials: try CredentialState.restorerCredentials(),
                 limits: limits,
                 nice: try TaskScheduling.nice(of: 0),
-                oomScoreAdj: try ProcFS.number("/proc/self/oom_score_adj") { Int32($0) })
+                oomScoreAdj: try ProcFS.number("/proc/self/oom_score_adj") { Int32($0) },
+                pipeMaximumCapacity: try PipeBuffer.maximumCapacity())
         }
     }
 
@@ -109,6 +112,23 @@ public enum ImagePrivileges {
         }
         if task.processFlags.oomScoreAdj < baseline.oomScoreAdj {
             found.append(request(leader, "oom_score_adj \(task.processFlags.oomScoreAdj), below the restorer's \(baseline.oomScoreAdj)", [Capability.sysResource]))
+        }
+        for description in task.files.descriptions {
+            let capacity: UInt32
+            switch description.file {
+            case .pipeEnd(let end):
+                capacity = end.capacity
+                // The restorer makes the pipe and gives it its owner (fchown).
+                let own = credentials(leader)
+                if end.ownerUid != own.fsuid || end.ownerGid != own.fsgid {
+                    found.append(request(leader, "pipe \(end.pipeID) owned by uid \(end.ownerUid), gid \(end.ownerGid), other than its own \(own.fsuid), \(own.fsgid)", [Capability.chown]))
+                }
+            case .fifo(let fifo): capacity = fifo.capacity
+            default: continue
+            }
+            if Int64(capacity) > baseline.pipeMaximumCapacity {
+                found.append(request(leader, "a pipe capacity of \(capacity) bytes, above /proc/sys/fs/pipe-max-size \(baseline.pipeMaximumCapacity)", [Capability.sysResource]))
+            }
         }
         for thread in task.threads {
             let scheduling = thread.scheduling

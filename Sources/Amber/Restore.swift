@@ -62,8 +62,8 @@ public enum Restore {
             let namespaceInit = try newPIDNamespace ? NamespaceInit(root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
             logger.trace("helper ready")
             var treeFiles: TreeFiles?
-            let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted, namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, logger: logger)
             let openFiles = OpenFileTable()
+            let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted, namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles, logger: logger)
             let baseline = try HelperBaseline.ofRestorer()
             var sessions: [RestoreSession] = []
             for task in built {
@@ -71,6 +71,7 @@ public enum Restore {
                 try restore(session)
                 sessions.append(session)
             }
+            openFiles.close()
             try? ProcessControl.setChildSubreaper(false)
             let child = namespaceInit?.pid ?? built[0].pid
             try ownAffinity?.apply(to: child)

@@ -263,17 +263,19 @@ final class RestoreSession: ScratchSpace {
 
     /// Copies one of our descriptors into the task; returns its number there (close-on-exec set).
     func install(_ descriptor: Int32) throws(LinuxError) -> Int32 {
-        let pidfd: Int32
-        if let existing = restorerPidfd {
-            pidfd = existing
-        } else {
-            let low = UInt64(inheritedPidfd)
-            let high = try injector.call("fcntl F_DUPFD_CLOEXEC", SyscallNumber.fcntl, low, UInt64(F_DUPFD_CLOEXEC), UInt64(firstFreeDescriptor))
-            try injector.call("close", SyscallNumber.close, low)
-            pidfd = Int32(high)
-            restorerPidfd = pidfd
-        }
+        let pidfd = try movedRestorerPidfd()
         return Int32(try injector.call("pidfd_getfd(\(descriptor))", SyscallNumber.pidfdGetfd, UInt64(pidfd), UInt64(descriptor), 0))
+    }
+
+    /// The task's descriptor of the restorer's pidfd, moved above every descriptor of the image
+    /// the first time: before a descriptor of the image is placed at its number.
+    func movedRestorerPidfd() throws(LinuxError) -> Int32 {
+        if let existing = restorerPidfd { return existing }
+        let low = UInt64(inheritedPidfd)
+        let high = try injector.call("fcntl F_DUPFD_CLOEXEC", SyscallNumber.fcntl, low, UInt64(F_DUPFD_CLOEXEC), UInt64(firstFreeDescriptor))
+        try injector.call("close", SyscallNumber.close, low)
+        restorerPidfd = Int32(high)
+        return Int32(high)
     }
 
     /// Opens a file of the image as the task could have opened it itself: with its filesystem
@@ -394,7 +396,7 @@ final class TreeFiles {
 
     /// Opens and installs in `root` the files two or more of `tasks` need; nil when there is
     /// nothing to share or the processes open files as different users.
-    static func install(for tasks: [Amber_Task], in root: TreeTask, restorerPidfd: Int32, imageTrusted: Bool) throws -> TreeFiles? {
+    static func install(for tasks: [Amber_Task], in root: TreeTask, restorerPidfd: Int32, imageTrusted: Bool, openFiles: OpenFileTable) throws -> TreeFiles? {
         let live = tasks.filter { !$0.zombie }
         func identity(_ task: Amber_Task) -> FileAccessIdentity? {
             task.processCredentials.map { FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups) }
@@ -430,7 +432,7 @@ final class TreeFiles {
         }
         var descriptions: [UInt32: Int32] = [:]
         for description in sharedDescriptions {
-            descriptions[description.id] = try install(try OpenFileKinds.make(description, as: root.record, imageTrusted: imageTrusted))
+            descriptions[description.id] = try install(try openFiles.make(description, as: root.record, imageTrusted: imageTrusted))
         }
         return TreeFiles(files: files, descriptions: descriptions, descriptors: base...(next - 1))
     }

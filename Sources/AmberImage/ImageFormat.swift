@@ -44,6 +44,11 @@ public enum ImageFormat {
     /// Largest record file (inventory or task) the reader loads into memory.
     static let maximumRecordSize: UInt64 = 64 << 20
 
+    /// Largest pipe capacity an image holds (F_SETPIPE_SZ; /proc/sys/fs/pipe-max-size is 1 MiB
+    /// by default): what a pipe holds is kept in its read end's record, which the reader loads
+    /// whole, so four such pipes full fill a record.
+    public static let maximumPipeCapacity: UInt64 = 16 << 20
+
     /// Written first by `ImageWriter.finish(inventory:)`, then renamed to `inventoryName`.
     static let inventoryTemporaryName = "inventory.pb.tmp"
 

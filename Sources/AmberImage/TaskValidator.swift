@@ -407,7 +407,8 @@ struct TaskValidator {
             case .regularFile(let file): try validateRegularFile(file, field: "\(field).regular_file")
             case .directory(let directory): try validateDirectory(directory, field: "\(field).directory")
             case .characterDevice(let device): try validateCharacterDevice(device, field: "\(field).character_device")
-            case .fifo(let fifo): try validateFifo(fifo, field: "\(field).fifo")
+            case .fifo(let fifo): try validateFifo(fifo, flags: description.flags, field: "\(field).fifo")
+            case .pipeEnd(let end): try validatePipeEnd(end, flags: description.flags, field: "\(field).pipe_end")
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
@@ -447,8 +448,51 @@ struct TaskValidator {
         }
     }
 
-    private func validateFifo(_ fifo: Amber_Fifo, field: String) throws(ImageError) {
+    /// What a FIFO holds is on a description open for reading, and needs its capacity (0 for
+    /// one not known, left as reopening makes it).
+    private func validateFifo(_ fifo: Amber_Fifo, flags: UInt32, field: String) throws(ImageError) {
         try validatePath(fifo.path, field: "\(field).path")
+        let holds = !fifo.packets.isEmpty || !fifo.data.isEmpty
+        guard fifo.capacity != 0 || holds else { return }
+        guard !holds || flags & 3 != 1 else {
+            throw invalid("\(field).data", "a description open for writing only holds no data: a FIFO's is on a reader's")
+        }
+        try validatePipeContents(capacity: fifo.capacity, packetSizes: fifo.packets.map(\.count), dataSize: fifo.data.count, field: field)
+    }
+
+    /// A pipe's capacity is a power of two pages up to `ImageFormat.maximumPipeCapacity`, and
+    /// what it holds (on its read end alone) fits in it, each packet at most a page.
+    private func validatePipeEnd(_ end: Amber_PipeEnd, flags: UInt32, field: String) throws(ImageError) {
+        guard end.pipeID != 0 else { throw invalid("\(field).pipe_id", "is 0") }
+        let accessMode = flags & 3
+        guard accessMode == (end.writeEnd ? 1 : 0) else {
+            throw invalid("\(field).write_end", "\(end.writeEnd) disagrees with the access mode \(accessMode) of the description's flags")
+        }
+        guard !end.writeEnd || (end.packets.isEmpty && end.data.isEmpty) else {
+            throw invalid("\(field).data", "a write end holds no data: a pipe's is on its read end")
+        }
+        try validatePipeContents(capacity: end.capacity, packetSizes: end.packets.map(\.count), dataSize: end.data.count, field: field)
+    }
+
+    /// A capacity of a power of two pages up to `ImageFormat.maximumPipeCapacity`, and contents
+    /// that fit in it, each packet at most a page.
+    private func validatePipeContents(capacity: UInt32, packetSizes: [Int], dataSize: Int, field: String) throws(ImageError) {
+        let bytes = UInt64(capacity)
+        guard bytes >= ImageFormat.pageSize, bytes <= ImageFormat.maximumPipeCapacity, bytes & (bytes - 1) == 0 else {
+            throw invalid("\(field).capacity", "\(capacity) is not a power of two from a page to \(ImageFormat.maximumPipeCapacity) bytes")
+        }
+        var held = UInt64(dataSize)
+        for (index, size) in packetSizes.enumerated() {
+            guard (1...Int(ImageFormat.pageSize)).contains(size) else {
+                throw invalid("\(field).packets[\(index)]", "\(size) bytes: a packet is 1 to \(ImageFormat.pageSize) bytes")
+            }
+            held += UInt64(size)
+        }
+        // Each packet takes a page of the pipe's ring, the plain bytes the pages they fill.
+        let pages = UInt64(packetSizes.count) + (UInt64(dataSize) + ImageFormat.pageSize - 1) / ImageFormat.pageSize
+        guard held <= bytes, pages <= bytes / ImageFormat.pageSize else {
+            throw invalid("\(field).data", "\(held) bytes in \(packetSizes.count) packets and plain bytes do not fit the pipe's capacity of \(capacity) bytes")
+        }
     }
 
     private func validateEnvironment(_ environment: Amber_Environment) throws(ImageError) {

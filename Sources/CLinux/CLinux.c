@@ -208,3 +208,11 @@ long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uin
         raw_syscall4(SYS_exit_group, code, 0, 0, 0);
     }
 }
+
+long amber_pipe2(int ends[2], int flags) {
+    return result(syscall(SYS_pipe2, ends, (long)flags));
+}
+
+long amber_tee(int from, int to, size_t length, unsigned flags) {
+    return result(syscall(SYS_tee, (long)from, (long)to, length, (long)flags));
+}

@@ -1,5 +1,6 @@
 /// Capability numbers (CAP_*): bit positions in a capability set.
 public enum Capability {
+    public static let chown = 0
     public static let setgid = 6, setuid = 7, setpcap = 8
     public static let ipcLock = 14
     public static let sysAdmin = 21, sysNice = 23, sysResource = 24

@@ -19,8 +19,11 @@ public struct FileStatus: Sendable, Equatable {
     /// st_nlink: 0 for a file unlinked from every directory (or never linked, as memfd and
     /// shared anonymous memory are).
     public var linkCount: UInt64
+    /// st_uid and st_gid: the file's owner.
+    public var uid: UInt32
+    public var gid: UInt32
 
-    public init(device: UInt64, inode: UInt64, mode: UInt32, size: UInt64, rdev: UInt64, changeTimeNs: UInt64 = 0, linkCount: UInt64 = 1) {
+    public init(device: UInt64, inode: UInt64, mode: UInt32, size: UInt64, rdev: UInt64, changeTimeNs: UInt64 = 0, linkCount: UInt64 = 1, uid: UInt32 = 0, gid: UInt32 = 0) {
         self.device = device
         self.inode = inode
         self.mode = mode
@@ -28,6 +31,8 @@ public struct FileStatus: Sendable, Equatable {
         self.rdev = rdev
         self.changeTimeNs = changeTimeNs
         self.linkCount = linkCount
+        self.uid = uid
+        self.gid = gid
     }
 
     init(_ status: Glibc.stat) {
@@ -35,7 +40,7 @@ public struct FileStatus: Sendable, Equatable {
             device: UInt64(status.st_dev), inode: UInt64(status.st_ino), mode: UInt32(status.st_mode),
             size: UInt64(clamping: status.st_size), rdev: UInt64(status.st_rdev),
             changeTimeNs: UInt64(clamping: status.st_ctim.tv_sec) &* 1_000_000_000 &+ UInt64(clamping: status.st_ctim.tv_nsec),
-            linkCount: UInt64(status.st_nlink)
+            linkCount: UInt64(status.st_nlink), uid: status.st_uid, gid: status.st_gid
         )
     }
 

@@ -379,6 +379,41 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("files.descriptions[1].character_device.path") { $0.files.descriptions[1].characterDevice.path = "/tmp/sleeper.log" }
     }
 
+    /// A pipe end: its access mode, a capacity of a power of two pages within the bound, and what
+    /// it holds on its read end only, fitting the capacity, packets at most a page.
+    func testPipeEnds() throws {
+        func readEnd(_ task: inout Amber_Task, _ change: (inout Amber_PipeEnd) -> Void = { _ in }) {
+            var end = Amber_PipeEnd()
+            (end.pipeID, end.capacity) = (4242, 65536)
+            change(&end)
+            task.files.descriptions[1].flags = end.writeEnd ? 1 : 0
+            task.files.descriptions[1].pipeEnd = end
+        }
+        let field = "files.descriptions[1].pipe_end"
+        try assertAccepted { readEnd(&$0) { $0.packets = [Data(repeating: 1, count: 4096)]; $0.data = Data(repeating: 2, count: 61440) } }
+        try assertAccepted { readEnd(&$0) { $0.capacity = UInt32(ImageFormat.maximumPipeCapacity); $0.data = Data(repeating: 2, count: 1 << 20) } }
+        try assertRejected("\(field).pipe_id") { readEnd(&$0) { $0.pipeID = 0 } }
+        try assertRejected("\(field).write_end") { readEnd(&$0); $0.files.descriptions[1].flags = 1 }
+        try assertRejected("\(field).capacity") { readEnd(&$0) { $0.capacity = 65535 } }
+        try assertRejected("\(field).capacity") { readEnd(&$0) { $0.capacity = 2048 } }
+        try assertRejected("\(field).capacity") { readEnd(&$0) { $0.capacity = UInt32(ImageFormat.maximumPipeCapacity) * 2 } }
+        try assertRejected("\(field).data") { readEnd(&$0) { $0.writeEnd = true; $0.data = Data([1]) } }
+        try assertRejected("\(field).data") { readEnd(&$0) { $0.data = Data(repeating: 2, count: 65537) } }
+        try assertRejected("\(field).data") { readEnd(&$0) { $0.packets = Array(repeating: Data([1]), count: 17) } }
+        try assertRejected("\(field).packets[0]") { readEnd(&$0) { $0.packets = [Data(repeating: 1, count: 4097)] } }
+        try assertRejected("\(field).packets[0]") { readEnd(&$0) { $0.packets = [Data()] } }
+        let fifo = "files.descriptions[1].fifo"
+        func fifoReader(_ task: inout Amber_Task, capacity: UInt32, writeOnly: Bool = false) {
+            var record = Amber_Fifo()
+            (record.path, record.capacity, record.data) = ("/tmp/sleeper.fifo", capacity, Data([1, 2]))
+            task.files.descriptions[1].flags = writeOnly ? 1 : 0
+            task.files.descriptions[1].fifo = record
+        }
+        try assertAccepted { fifoReader(&$0, capacity: 1 << 20) }
+        try assertRejected("\(fifo).capacity") { fifoReader(&$0, capacity: 0) }
+        try assertRejected("\(fifo).data") { fifoReader(&$0, capacity: 65536, writeOnly: true) }
+    }
+
     func testEnvironment() throws {
         try assertRejected("environment.cwd") { $0.environment.cwd = "home" }
         try assertRejected("environment.cwd") { $0.environment.cwd = "" }

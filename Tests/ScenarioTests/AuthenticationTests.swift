@@ -93,6 +93,21 @@ final class AuthenticationTests: ScenarioTestCase {
                 task.timers.posixTimers = [timer]
             }),
         ]
+        /// A pipe end the image adds, with its capacity and owner.
+        func pipe(capacity: UInt32, owner: UInt32?) -> (inout Amber_Task) -> Void {
+            { task in
+                var end = Amber_PipeEnd()
+                (end.pipeID, end.capacity) = (1, capacity)
+                end.ownerUid = owner ?? task.threads[0].credentials.fsuid
+                end.ownerGid = owner ?? task.threads[0].credentials.fsgid
+                var description = Amber_OpenFileDescription()
+                description.id = 9999
+                description.pipeEnd = end
+                task.files.descriptions.append(description)
+            }
+        }
+        cases.append(("a pipe capacity of \(2 << 20) bytes", pipe(capacity: 2 << 20, owner: nil)))
+        cases.append(("pipe 1 owned by uid 0, gid 0", pipe(capacity: 65536, owner: 0)))
         if UInt64(files.rlim_max) != UInt64.max {
             cases.append(("RLIMIT_NOFILE of \(files.rlim_max + 1)", { task in
                 for index in task.environment.limits.indices where task.environment.limits[index].resource == UInt32(RLIMIT_NOFILE.rawValue) {

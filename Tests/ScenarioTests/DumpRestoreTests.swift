@@ -128,4 +128,20 @@ final class DumpRestoreTests: ScenarioTestCase {
         try restoreDetachedExpectingSuccess(p, from: image)
         try terminateAndExpectPass(p, "restored from a --leave-running image")
     }
+
+    // MARK: pipes
+
+    func testPipeFull() throws { try runDumped(.pipeFull) }
+    func testPipeLarge() throws { try runDumped(.pipeLarge) }
+    /// Dumped while the child is blocked in write(2) on the full pipe.
+    func testPipeBlockedWriter() throws { try runDumped(.pipeBlockedWriter) }
+    func testPipePackets() throws { try runDumped(.pipePackets) }
+    func testPipeClosedEnds() throws { try runDumped(.pipeClosedEnds) }
+    /// A named pipe's capacity and what it holds, written back once for its three descriptions.
+    func testPipeFifo() throws { try runDumped(.pipeFifo) }
+    /// The copy of what a pipe holds (tee) leaves it there: the original reads it all after.
+    func testLeaveRunningPipeFull() throws { try runLeaveRunning(.pipeFull) }
+    func testLeaveRunningPipeLarge() throws { try runLeaveRunning(.pipeLarge) }
+    func testLeaveRunningPipePackets() throws { try runLeaveRunning(.pipePackets) }
+    func testLeaveRunningPipeFifo() throws { try runLeaveRunning(.pipeFifo) }
 }

@@ -113,13 +113,24 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--hugetlb"), object: "hugetlb memory")
     }
 
-    /// A named pipe's raised capacity and signal-driven I/O on an fd: not restored yet.
-    func testDumpRefusesPipeCapacity() throws {
-        try checkUnsupported(.unsupportedKind("--fifo-capacity"), object: "F_SETPIPE_SZ")
-    }
-
+    /// Signal-driven I/O on an fd: not restored yet.
     func testDumpRefusesSignalDrivenIO() throws {
         try checkUnsupported(.unsupportedKind("--async"), object: "O_ASYNC")
+    }
+
+    /// A pipe whose read end a process outside the tree holds, named with its PID.
+    func testDumpRefusesPipeWithEndOutsideTree() throws {
+        try checkUnsupported(.unsupportedPipeOutsideReader, object: "whose read end is held by process", mentions: ["pipe:[", "outside the tree"])
+    }
+
+    /// A pipe holding bytes no process can read any more.
+    func testDumpRefusesUnreadablePipeData() throws {
+        try checkUnsupported(.unsupportedPipeUnread, object: "holding 6 bytes that no process can read")
+    }
+
+    /// A named pipe holding bytes that a process outside the tree has open too.
+    func testDumpRefusesFifoDataSharedOutsideTree() throws {
+        try checkUnsupported(.unsupportedFifoOutside, object: "outside the tree has open too", mentions: ["outside.fifo", "holding 4 bytes"])
     }
 
     /// Named as a message queue, not as the file at the queue's name.

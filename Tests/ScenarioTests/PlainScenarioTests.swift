@@ -59,7 +59,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testPathFDs() throws { try runPlain(.pathFDs) }
     /// All but --hugetlb, which needs a huge page reserved (DumpErrorTests reserves one).
     func testUnsupportedKinds() throws {
-        for flag in ["--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue", "--fifo-capacity", "--async"] {
+        for flag in ["--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue", "--async"] {
             try runPlain(.unsupportedKind(flag))
         }
     }
@@ -119,4 +119,14 @@ final class PlainScenarioTests: ScenarioTestCase {
         XCTAssertEqual(p.exitStatus, .exited(1))
         XCTAssertTrue(p.verdict?.hasPrefix("FAIL: ") ?? false, "verdict: \(p.verdict ?? "none")")
     }
+
+    func testPipeFull() throws { try runPlain(.pipeFull) }
+    func testPipeLarge() throws { try runPlain(.pipeLarge) }
+    func testPipeBlockedWriter() throws { try runPlain(.pipeBlockedWriter) }
+    func testPipePackets() throws { try runPlain(.pipePackets) }
+    func testPipeClosedEnds() throws { try runPlain(.pipeClosedEnds) }
+    func testPipeFifo() throws { try runPlain(.pipeFifo) }
+    func testUnsupportedPipeOutsideReader() throws { try runPlain(.unsupportedPipeOutsideReader) }
+    func testUnsupportedPipeUnread() throws { try runPlain(.unsupportedPipeUnread) }
+    func testUnsupportedFifoOutside() throws { try runPlain(.unsupportedFifoOutside) }
 }

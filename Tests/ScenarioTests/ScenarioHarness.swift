@@ -149,6 +149,18 @@ struct Scenario: Sendable {
     /// Registered for the private expedited membarrier commands.
     static let membarrier = Scenario(name: "membarrier")
 
+    /// Anonymous pipes holding data, by flag (see pipes.c).
+    static let pipeFull = Scenario(name: "pipes", args: ["--full"])
+    static let pipeLarge = Scenario(name: "pipes", args: ["--large"])
+    static let pipeBlockedWriter = Scenario(name: "pipes", args: ["--blocked-writer"])
+    static let pipePackets = Scenario(name: "pipes", args: ["--packets"])
+    static let pipeClosedEnds = Scenario(name: "pipes", args: ["--closed-ends"])
+    static let pipeFifo = Scenario(name: "pipes", args: ["--fifo"])
+    /// A pipe amber refuses (see unsupported_pipe.c).
+    static let unsupportedPipeOutsideReader = Scenario(name: "unsupported_pipe", args: ["--outside-reader"])
+    static let unsupportedPipeUnread = Scenario(name: "unsupported_pipe", args: ["--unread"])
+    static let unsupportedFifoOutside = Scenario(name: "unsupported_pipe", args: ["--fifo-outside"])
+
     static let all: [Scenario] = [
         counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
         unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
@@ -160,7 +172,8 @@ struct Scenario: Sendable {
         unsupportedMountNamespace, unsupportedIPCNamespace, unsupportedNetworkNamespace, unsupportedCgroupNamespace,
         unsupportedTimeNamespace, unsupportedCgroup, unsupportedFlock, unsupportedPOSIXLock, unsupportedOFDLock,
         unsupportedLease, unsupportedHugeTLB,
-    ] + ["--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue", "--fifo-capacity", "--async"].map(unsupportedKind)
+        pipeFull, pipeLarge, pipeBlockedWriter, pipePackets, pipeClosedEnds, pipeFifo, unsupportedPipeOutsideReader, unsupportedPipeUnread, unsupportedFifoOutside,
+    ] + ["--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue", "--async"].map(unsupportedKind)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -9,7 +9,6 @@
  *   --deleted-fd  an fd on a deleted file named "gone"
  *   --deleted-map a mapping of a deleted file named "gone"
  *   --mqueue      a POSIX message queue (its fd shows the queue's name, no path)
- *   --fifo-capacity  a named pipe whose capacity was raised (F_SETPIPE_SZ)
  *   --async       a named pipe with signal-driven I/O (O_ASYNC, F_SETOWN)
  * After SIGTERM it checks the object is still there and works.
  */
@@ -80,14 +79,12 @@ int main(int argc, char **argv)
         fd = mq_open(queue_name, O_CREAT | O_RDWR | O_CLOEXEC, 0600, NULL);
         if (fd < 0)
             sc_die("mq_open");
-    } else if (sc_has_flag("--fifo-capacity") || sc_has_flag("--async")) {
+    } else if (sc_has_flag("--async")) {
         char path[PATH_MAX];
         sc_path(path, sizeof path, "fifo");
         if (mkfifo(path, 0600) != 0 || (fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
             sc_die("fifo");
-        if (sc_has_flag("--fifo-capacity") && fcntl(fd, F_SETPIPE_SZ, 1 << 20) < 0)
-            sc_die("F_SETPIPE_SZ");
-        if (sc_has_flag("--async") && (fcntl(fd, F_SETOWN, getpid()) != 0 || fcntl(fd, F_SETFL, O_ASYNC) != 0))
+        if (fcntl(fd, F_SETOWN, getpid()) != 0 || fcntl(fd, F_SETFL, O_ASYNC) != 0)
             sc_die("O_ASYNC");
     } else if (sc_has_flag("--deleted-fd")) {
         make_gone();
@@ -129,12 +126,10 @@ int main(int argc, char **argv)
         sc_check(mq_getattr(fd, &attributes) == 0, "mq_getattr: %s", strerror(errno));
         mq_unlink(queue_name);
     }
-    if (sc_has_flag("--fifo-capacity"))
-        sc_check(fcntl(fd, F_GETPIPE_SZ) == 1 << 20, "the pipe's capacity changed");
     if (sc_has_flag("--async"))
         sc_check(fcntl(fd, F_GETFL) & O_ASYNC && fcntl(fd, F_GETOWN) == getpid(), "signal-driven I/O is off");
     if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--deleted-fd") && !sc_has_flag("--mqueue")
-        && !sc_has_flag("--fifo-capacity") && !sc_has_flag("--async")) {
+        && !sc_has_flag("--async")) {
         int family = 0;
         socklen_t size = sizeof family;
         sc_check(getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &size) == 0, "the socket is gone");

@@ -41,16 +41,30 @@ extension FileState {
 /// kept open until every task has its copy.
 final class OpenFileTable {
     private var opened: [UInt32: (description: Amber_OpenFileDescription, fd: Int32)] = [:]
+    /// The kernel objects several descriptions are on (a pipe and its two ends).
+    private let objects = OpenFileObjects()
 
-    deinit {
+    deinit { close() }
+
+    /// Closes the restorer's descriptors once every task has its copies: an end of a pipe that
+    /// no task has is closed with them, before the tree runs.
+    func close() {
         for entry in opened.values { Glibc.close(entry.fd) }
+        opened = [:]
+        objects.close()
+    }
+
+    /// Makes `description` again as `task` could have; returns our descriptor of it, for the
+    /// caller to close.
+    func make(_ description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool) throws -> Int32 {
+        try OpenFileKinds.make(description, as: task, imageTrusted: imageTrusted, objects: objects)
     }
 
     /// Our descriptor of `description`, made the first time a task asks for it (the image
     /// reader checked that every record listing it describes it alike).
     func descriptor(for description: Amber_OpenFileDescription, in session: RestoreSession) throws -> Int32 {
         if let entry = opened[description.id] { return entry.fd }
-        let fd = try OpenFileKinds.make(description, as: session.task, imageTrusted: session.imageTrusted)
+        let fd = try make(description, as: session.task, imageTrusted: session.imageTrusted)
         opened[description.id] = (description, fd)
         return fd
     }

@@ -6,7 +6,6 @@ extension DescriptorProbe {
     /// is open on. A kind added for one of these takes it before it gets here, and its refusal goes.
     func unsupported() throws -> AmberError {
         if link.hasPrefix("socket:") { return refusal("\(try socketFamily()) socket (\(link))") }
-        if link.hasPrefix("pipe:") { return refusal("a pipe (\(link))") }
         if link.hasPrefix("anon_inode:") { return refusal("\(link.dropFirst("anon_inode:".count))") }
         switch try linkPath() {
         case .notAPath:

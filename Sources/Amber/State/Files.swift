@@ -49,6 +49,11 @@ enum FileState {
     static func restore(_ record: Amber_Files, _ session: RestoreSession) throws {
         let descriptions = Dictionary(record.descriptions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         var installed: [UInt32: Int32] = [:]
+        // A process whose descriptions all come from the root's helper installs nothing, which
+        // would leave the restorer's pidfd where one of them goes (and its clean-up close it).
+        if record.descriptors.contains(where: { $0.fd == session.inheritedPidfd }) {
+            _ = try session.movedRestorerPidfd()
+        }
         for descriptor in record.descriptors.sorted(by: { $0.fd < $1.fd }) {
             guard let description = descriptions[descriptor.descriptionID] else {
                 throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)): fd \(descriptor.fd) refers to a missing open file")
@@ -79,6 +84,11 @@ enum FileState {
 extension FileState: StateKind {
     static func check(_ process: CheckedProcess) throws {
         try check(pid: process.pid, process: process.name, tree: process.tree)
+    }
+
+    static func check(tree processes: [CheckedProcess]) throws {
+        try PipeKind.check(tree: processes)
+        try FifoKind.check(tree: processes)
     }
 
     /// The open file descriptions seen so far in the tree.

@@ -370,7 +370,7 @@ enum TreeState {
     /// Every helper inherits `restorerPidfd` at the same number. With `namespaceInit`, the root
     /// is made by that init instead of by us.
     /// The files several processes need by path go into the root's helper first (`treeFiles`).
-    static func build(_ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, imageTrusted: Bool, namespaceInit: NamespaceInit?, created: inout [Tracee], treeFiles: inout TreeFiles?, logger: Logger) throws -> [TreeTask] {
+    static func build(_ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, imageTrusted: Bool, namespaceInit: NamespaceInit?, created: inout [Tracee], treeFiles: inout TreeFiles?, openFiles: OpenFileTable, logger: Logger) throws -> [TreeTask] {
         let root = tasks[0]
         let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
         let rootTracee: Tracee
@@ -392,7 +392,7 @@ enum TreeState {
         created.append(rootTracee)
         try FaultPoints.reached(restore: FaultPoints.create)
         var built: [TreeTask] = [try TreeTask(record: root, tracee: rootTracee, instruction: instruction)]
-        treeFiles = try TreeFiles.install(for: tasks, in: built[0], restorerPidfd: restorerPidfd, imageTrusted: imageTrusted)
+        treeFiles = try TreeFiles.install(for: tasks, in: built[0], restorerPidfd: restorerPidfd, imageTrusted: imageTrusted, openFiles: openFiles)
         var index = 0
         while index < built.count {
             let parent = built[index]

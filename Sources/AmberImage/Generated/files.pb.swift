@@ -8,6 +8,11 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -85,6 +90,14 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .fifo(newValue)}
   }
 
+  public var pipeEnd: Amber_PipeEnd {
+    get {
+      if case .pipeEnd(let v)? = file {return v}
+      return Amber_PipeEnd()
+    }
+    set {file = .pipeEnd(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_File: Equatable, Sendable {
@@ -92,6 +105,7 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case directory(Amber_Directory)
     case characterDevice(Amber_CharacterDevice)
     case fifo(Amber_Fifo)
+    case pipeEnd(Amber_PipeEnd)
 
   }
 
@@ -162,7 +176,8 @@ public nonisolated struct Amber_CharacterDevice: Sendable {
   public init() {}
 }
 
-/// A named pipe, reopened by path; refused at dump while it holds data.
+/// A named pipe, reopened by path. What it holds and its capacity are the FIFO's, whichever of
+/// its descriptions records them; they are set and written back once per FIFO (by `inode`).
 public nonisolated struct Amber_Fifo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -175,6 +190,47 @@ public nonisolated struct Amber_Fifo: Sendable {
   public var inode: UInt64 = 0
 
   public var changeTimeNs: UInt64 = 0
+
+  /// F_GETPIPE_SZ, as PipeEnd.capacity; 0 when not known (O_PATH): left as reopening makes it.
+  public var capacity: UInt32 = 0
+
+  /// On a description open for reading: what the FIFO holds, as PipeEnd's.
+  public var packets: [Data] = []
+
+  public var data: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One end of an anonymous pipe. The two ends' descriptions name one pipe by `pipe_id`, made
+/// once at restore; an end no description names is closed (a pipe whose reader is gone).
+public nonisolated struct Amber_PipeEnd: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The pipe's inode on pipefs at the dump: the same for both of its ends, unique in the image.
+  public var pipeID: UInt64 = 0
+
+  /// The write end, else the read end (its access mode in the description's flags says the same).
+  public var writeEnd: Bool = false
+
+  /// F_GETPIPE_SZ: a power of two pages, up to ImageFormat.maximumPipeCapacity.
+  public var capacity: UInt32 = 0
+
+  /// On a read end only: what the pipe holds, in order. Each of `packets` is one packet
+  /// (written in packet mode, O_DIRECT, at most a page) and is written back as one; `data`,
+  /// plain bytes, follows them. Together at most `capacity` bytes.
+  public var packets: [Data] = []
+
+  public var data: Data = Data()
+
+  /// The pipe's owner (st_uid, st_gid of the pipe): who made it.
+  public var ownerUid: UInt32 = 0
+
+  public var ownerGid: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -239,7 +295,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -302,6 +358,19 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
           self.file = .fifo(v)
         }
       }()
+      case 20: try {
+        var v: Amber_PipeEnd?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .pipeEnd(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .pipeEnd(v)
+        }
+      }()
       default: break
       }
     }
@@ -337,6 +406,10 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     case .fifo?: try {
       guard case .fifo(let v)? = self.file else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case .pipeEnd?: try {
+      guard case .pipeEnd(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
     }()
     case nil: break
     }
@@ -500,7 +573,7 @@ nonisolated extension Amber_CharacterDevice: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Amber_Fifo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Fifo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}change_time_ns\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}change_time_ns\0\u{2}\u{10}capacity\0\u{1}packets\0\u{1}data\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -512,6 +585,9 @@ nonisolated extension Amber_Fifo: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.device) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.inode) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.changeTimeNs) }()
+      case 20: try { try decoder.decodeSingularUInt32Field(value: &self.capacity) }()
+      case 21: try { try decoder.decodeRepeatedBytesField(value: &self.packets) }()
+      case 22: try { try decoder.decodeSingularBytesField(value: &self.data) }()
       default: break
       }
     }
@@ -530,6 +606,15 @@ nonisolated extension Amber_Fifo: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     if self.changeTimeNs != 0 {
       try visitor.visitSingularUInt64Field(value: self.changeTimeNs, fieldNumber: 4)
     }
+    if self.capacity != 0 {
+      try visitor.visitSingularUInt32Field(value: self.capacity, fieldNumber: 20)
+    }
+    if !self.packets.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.packets, fieldNumber: 21)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 22)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -538,6 +623,69 @@ nonisolated extension Amber_Fifo: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     if lhs.device != rhs.device {return false}
     if lhs.inode != rhs.inode {return false}
     if lhs.changeTimeNs != rhs.changeTimeNs {return false}
+    if lhs.capacity != rhs.capacity {return false}
+    if lhs.packets != rhs.packets {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_PipeEnd: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PipeEnd"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}pipe_id\0\u{3}write_end\0\u{1}capacity\0\u{1}packets\0\u{1}data\0\u{3}owner_uid\0\u{3}owner_gid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.pipeID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.writeEnd) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.capacity) }()
+      case 4: try { try decoder.decodeRepeatedBytesField(value: &self.packets) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.pipeID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.pipeID, fieldNumber: 1)
+    }
+    if self.writeEnd != false {
+      try visitor.visitSingularBoolField(value: self.writeEnd, fieldNumber: 2)
+    }
+    if self.capacity != 0 {
+      try visitor.visitSingularUInt32Field(value: self.capacity, fieldNumber: 3)
+    }
+    if !self.packets.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.packets, fieldNumber: 4)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 5)
+    }
+    if self.ownerUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerUid, fieldNumber: 6)
+    }
+    if self.ownerGid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_PipeEnd, rhs: Amber_PipeEnd) -> Bool {
+    if lhs.pipeID != rhs.pipeID {return false}
+    if lhs.writeEnd != rhs.writeEnd {return false}
+    if lhs.capacity != rhs.capacity {return false}
+    if lhs.packets != rhs.packets {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.ownerUid != rhs.ownerUid {return false}
+    if lhs.ownerGid != rhs.ownerGid {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -146,4 +146,8 @@ enum { AMBER_HELPER_UNTRACEABLE = 237 };
 /// AMBER_HELPER_UNTRACEABLE instead of stopping where the caller would never see it.
 long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int exit_signal, int kept_fd, pid_t awaited_child);
 
+/// pipe2(2) and tee(2), which Glibc's module does not export (they need _GNU_SOURCE).
+long amber_pipe2(int ends[2], int flags);
+long amber_tee(int from, int to, size_t length, unsigned flags);
+
 #endif

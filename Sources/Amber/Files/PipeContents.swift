@@ -1,0 +1,92 @@
+import AmberImage
+import FoundationEssentials
+import Glibc
+import LinuxKit
+import SystemPackage
+
+/// The record of a pipe or named pipe that keeps what it holds and its capacity
+/// (`Amber_PipeEnd`, `Amber_Fifo`).
+protocol PipeContentsRecord {
+    var capacity: UInt32 { get set }
+    var packets: [Data] { get set }
+    var data: Data { get set }
+}
+
+extension Amber_PipeEnd: PipeContentsRecord {}
+extension Amber_Fifo: PipeContentsRecord {}
+
+extension PipeContentsRecord {
+    /// Reads the capacity of the pipe our `copy` is on into the record; refuses one above
+    /// what an image keeps.
+    mutating func readCapacity(_ copy: FileDescriptor, of descriptor: DescriptorProbe) throws {
+        let capacity = try PipeBuffer.capacity(copy)
+        guard capacity > 0, UInt64(capacity) <= ImageFormat.maximumPipeCapacity else {
+            throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(descriptor.link) with a capacity of \(capacity) bytes, above the \(ImageFormat.maximumPipeCapacity >> 20) MiB amber keeps of a pipe")
+        }
+        self.capacity = UInt32(capacity)
+    }
+
+    /// Copies what the pipe holds into the record, leaving it there (`PipeBuffer.contents`),
+    /// through our `copy` of a description open for reading.
+    mutating func readContents(_ copy: FileDescriptor, of descriptor: DescriptorProbe) throws {
+        let contents = try PipeBuffer.contents(copy)
+        for (index, read) in contents.reads.enumerated() {
+            let endsWithPacket = index < contents.reads.count - 1 || contents.lastEndsWithPacket
+            guard endsWithPacket else {
+                data = Data(read)
+                break
+            }
+            // A packet is at most a page; a longer read is plain bytes before a packet.
+            guard read.count <= Int(ImageFormat.pageSize) else {
+                throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(descriptor.link) holding plain bytes before packets (written before and after packet mode, O_DIRECT, was set): not restored")
+            }
+            packets.append(Data(read))
+        }
+    }
+
+    var heldBytes: Int { packets.reduce(0) { $0 + $1.count } + data.count }
+
+    /// Sets the capacity of the pipe `fd` is on to the record's, and reads it back.
+    func setCapacity(_ fd: FileDescriptor, of what: String, task: Amber_Task) throws {
+        do {
+            try PipeBuffer.setCapacity(fd, Int32(capacity))
+            let set = try PipeBuffer.capacity(fd)
+            guard set == Int32(capacity) else {
+                throw AmberError(.restoreFailed, "\(what) of process \(task.pid) got a capacity of \(set) bytes instead of \(capacity)")
+            }
+        } catch let error as LinuxError {
+            throw AmberError(.restoreFailed, "cannot give \(what) of process \(task.pid) a capacity of \(capacity) bytes: \(error)")
+        }
+    }
+
+    /// Writes back what the pipe held through `writer`, a description of our own open for
+    /// writing without waiting (what does not fit is an image that lies about the capacity):
+    /// the packets in packet mode, then the plain bytes.
+    func writeContents(_ writer: FileDescriptor, of what: String, task: Amber_Task) throws {
+        do {
+            if !packets.isEmpty {
+                try PipeBuffer.setStatusFlags(writer, O_NONBLOCK | PipeBuffer.packetMode)
+                for packet in packets { try PipeBuffer.write(writer, [UInt8](packet)) }
+                try PipeBuffer.setStatusFlags(writer, O_NONBLOCK)
+            }
+            if !data.isEmpty { try PipeBuffer.write(writer, [UInt8](data)) }
+        } catch {
+            throw AmberError(.restoreFailed, "cannot write back the \(heldBytes) bytes \(what) of process \(task.pid) held: \(error)")
+        }
+    }
+}
+
+/// The descriptors of every process outside a tree, for refusals of what the tree shares with
+/// them (a pipe's end, a FIFO holding data).
+enum OutsideDescriptors {
+    /// Calls `visit` with each descriptor's process, number and /proc link, skipping amber.
+    static func forEach(outside processes: [CheckedProcess], _ visit: (Int32, Int32, String) throws -> Void) throws {
+        let tree = Set(processes.map(\.pid))
+        for pid in try ProcFS.processIDs() where !tree.contains(pid) && pid != getpid() {
+            for fd in (try? ProcFS.fileDescriptors(pid: pid)) ?? [] {
+                guard let link = try? ProcFS.fileDescriptorPath(pid: pid, fd: fd) else { continue }
+                try visit(pid, fd, link)
+            }
+        }
+    }
+}
