@@ -49,6 +49,7 @@ enum FileState {
     static func restore(_ record: Amber_Files, _ session: RestoreSession) throws {
         let descriptions = Dictionary(record.descriptions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         var installed: [UInt32: Int32] = [:]
+        if !record.descriptors.isEmpty { _ = try session.restorerPidfdInTask() }
         for descriptor in record.descriptors.sorted(by: { $0.fd < $1.fd }) {
             guard let description = descriptions[descriptor.descriptionID] else {
                 throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)): fd \(descriptor.fd) refers to a missing open file")
