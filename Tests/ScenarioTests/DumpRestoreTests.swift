@@ -128,4 +128,10 @@ final class DumpRestoreTests: ScenarioTestCase {
         try restoreDetachedExpectingSuccess(p, from: image)
         try terminateAndExpectPass(p, "restored from a --leave-running image")
     }
+
+    func testEventFDs() throws { try runDumped(.eventFDs) }
+    func testSignalFDs() throws { try runDumped(.signalFDs) }
+    func testTimerFDs() throws { try runDumped(.timerFDs) }
+    func testLeaveRunningEventFDs() throws { try runLeaveRunning(.eventFDs) }
+    func testLeaveRunningTimerFDs() throws { try runLeaveRunning(.timerFDs) }
 }

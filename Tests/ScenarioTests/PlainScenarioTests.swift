@@ -119,4 +119,8 @@ final class PlainScenarioTests: ScenarioTestCase {
         XCTAssertEqual(p.exitStatus, .exited(1))
         XCTAssertTrue(p.verdict?.hasPrefix("FAIL: ") ?? false, "verdict: \(p.verdict ?? "none")")
     }
+
+    func testEventFDs() throws { try runPlain(.eventFDs) }
+    func testSignalFDs() throws { try runPlain(.signalFDs) }
+    func testTimerFDs() throws { try runPlain(.timerFDs) }
 }
