@@ -409,6 +409,9 @@ struct TaskValidator {
             case .characterDevice(let device): try validateCharacterDevice(device, field: "\(field).character_device")
             case .fifo(let fifo): try validateFifo(fifo, flags: description.flags, field: "\(field).fifo")
             case .pipeEnd(let end): try validatePipeEnd(end, flags: description.flags, field: "\(field).pipe_end")
+            case .eventFd(let eventFD): try validateEventFD(eventFD, description: description, field: field)
+            case .signalFd(let signalFD): try validateSignalFD(signalFD, description: description, field: field)
+            case .timerFd(let timerFD): try validateTimerFD(timerFD, description: description, field: field)
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
@@ -492,6 +495,59 @@ struct TaskValidator {
         let pages = UInt64(packetSizes.count) + (UInt64(dataSize) + ImageFormat.pageSize - 1) / ImageFormat.pageSize
         guard held <= bytes, pages <= bytes / ImageFormat.pageSize else {
             throw invalid("\(field).data", "\(held) bytes in \(packetSizes.count) packets and plain bytes do not fit the pipe's capacity of \(capacity) bytes")
+        }
+    }
+
+    /// O_RDWR and O_NONBLOCK: what an eventfd, signalfd or timerfd is made with.
+    private static let eventFileFlags: UInt32 = 0o2 | 0o4000
+    /// The largest eventfd counter.
+    private static let largestEventFDCount: UInt64 = 0xffff_ffff_ffff_fffe
+    /// CLOCK_REALTIME, CLOCK_MONOTONIC and CLOCK_BOOTTIME: the clocks a timerfd is made again on.
+    private static let timerFDClocks: Set<Int32> = [0, 1, 7]
+    /// TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET.
+    private static let timerFDSettimeFlags: UInt32 = 1 | 2
+
+    private func validateEventFileFlags(_ description: Amber_OpenFileDescription, field: String) throws(ImageError) {
+        guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
+            throw invalid("\(field).flags", "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as an eventfd, signalfd or timerfd is made")
+        }
+        guard description.offset == 0 else {
+            throw invalid("\(field).offset", "\(description.offset): an eventfd, signalfd or timerfd has no offset")
+        }
+    }
+
+    private func validateEventFD(_ eventFD: Amber_EventFD, description: Amber_OpenFileDescription, field: String) throws(ImageError) {
+        try validateEventFileFlags(description, field: field)
+        guard eventFD.count <= Self.largestEventFDCount else {
+            throw invalid("\(field).event_fd.count", "\(eventFD.count) is above the largest eventfd counter \(Self.largestEventFDCount)")
+        }
+    }
+
+    private func validateSignalFD(_ signalFD: Amber_SignalFD, description: Amber_OpenFileDescription, field: String) throws(ImageError) {
+        try validateEventFileFlags(description, field: field)
+        // SIGKILL (9) and SIGSTOP (19): signalfd4 drops them, so no dump shows them.
+        guard signalFD.mask & (1 << 8 | 1 << 18) == 0 else {
+            throw invalid("\(field).signal_fd.mask", "\(hex(signalFD.mask)) has SIGKILL or SIGSTOP, which a signalfd never reads")
+        }
+    }
+
+    private func validateTimerFD(_ timerFD: Amber_TimerFD, description: Amber_OpenFileDescription, field: String) throws(ImageError) {
+        try validateEventFileFlags(description, field: field)
+        let timerField = "\(field).timer_fd"
+        guard Self.timerFDClocks.contains(timerFD.clock) else {
+            throw invalid("\(timerField).clock", "\(timerFD.clock) is not CLOCK_REALTIME (0), CLOCK_MONOTONIC (1) or CLOCK_BOOTTIME (7)")
+        }
+        guard timerFD.settimeFlags & ~Self.timerFDSettimeFlags == 0 else {
+            throw invalid("\(timerField).settime_flags", "\(timerFD.settimeFlags) has bits other than TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET")
+        }
+        for (name, value) in [("remaining_ns", timerFD.remainingNs), ("interval_ns", timerFD.intervalNs), ("realtime_expiry_ns", timerFD.realtimeExpiryNs)] {
+            guard value <= UInt64(Int64.max) else {
+                throw invalid("\(timerField).\(name)", "\(value) is above the largest kernel time \(Int64.max) ns")
+            }
+        }
+        let realtimeAbsolute = timerFD.clock == 0 && timerFD.settimeFlags & 1 != 0 && timerFD.remainingNs > 0
+        guard realtimeAbsolute == (timerFD.realtimeExpiryNs != 0) else {
+            throw invalid("\(timerField).realtime_expiry_ns", realtimeAbsolute ? "is 0 for an armed absolute CLOCK_REALTIME timer" : "is set for a timer that is not an armed absolute CLOCK_REALTIME one")
         }
     }
 

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <elf.h>
 
@@ -215,4 +216,33 @@ long amber_pipe2(int ends[2], int flags) {
 
 long amber_tee(int from, int to, size_t length, unsigned flags) {
     return result(syscall(SYS_tee, (long)from, (long)to, length, (long)flags));
+}
+
+long amber_eventfd2(unsigned int count, int flags) { return result(syscall(SYS_eventfd2, count, flags)); }
+
+long amber_signalfd4(uint64_t mask, int flags) {
+    return result(syscall(SYS_signalfd4, -1L, &mask, sizeof mask, (long)flags));
+}
+
+long amber_timerfd_create(int clock, int flags) { return result(syscall(SYS_timerfd_create, (long)clock, (long)flags)); }
+
+long amber_timerfd_settime(int fd, int flags, int64_t interval_ns, int64_t value_ns) {
+    struct itimerspec time = {
+        {interval_ns / 1000000000, interval_ns % 1000000000},
+        {value_ns / 1000000000, value_ns % 1000000000},
+    };
+    return result(syscall(SYS_timerfd_settime, (long)fd, (long)flags, &time, NULL));
+}
+
+long amber_timerfd_gettime(int fd, int64_t *interval_ns, int64_t *value_ns) {
+    struct itimerspec time;
+    long ret = result(syscall(SYS_timerfd_gettime, (long)fd, &time));
+    if (ret < 0) return ret;
+    *interval_ns = (int64_t)time.it_interval.tv_sec * 1000000000 + time.it_interval.tv_nsec;
+    *value_ns = (int64_t)time.it_value.tv_sec * 1000000000 + time.it_value.tv_nsec;
+    return 0;
+}
+
+long amber_timerfd_set_ticks(int fd, uint64_t ticks) {
+    return result(ioctl(fd, _IOW('T', 0, uint64_t), &ticks));
 }

@@ -414,6 +414,54 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(fifo).data") { fifoReader(&$0, capacity: 65536, writeOnly: true) }
     }
 
+    /// eventfds, signalfds and timerfds: O_RDWR with or without O_NONBLOCK, no offset, and each
+    /// record within what the kernel takes.
+    func testEventFileKinds() throws {
+        func eventFile(_ task: inout Amber_Task, flags: UInt32 = 0o4002, _ file: Amber_OpenFileDescription.OneOf_File) {
+            task.files.descriptions[1].flags = flags
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].file = file
+        }
+        var eventFD = Amber_EventFD()
+        eventFD.count = 0xffff_ffff_ffff_fffe
+        eventFD.semaphore = true
+        try assertAccepted { eventFile(&$0, .eventFd(eventFD)) }
+        try assertRejected("files.descriptions[1].flags") { eventFile(&$0, flags: 0o2002, .eventFd(eventFD)) }
+        try assertRejected("files.descriptions[1].flags") { eventFile(&$0, flags: 0o4000, .eventFd(eventFD)) }
+        try assertRejected("files.descriptions[1].offset") {
+            eventFile(&$0, .eventFd(eventFD))
+            $0.files.descriptions[1].offset = 8
+        }
+        eventFD.count = UInt64.max
+        try assertRejected("files.descriptions[1].event_fd.count") { eventFile(&$0, .eventFd(eventFD)) }
+
+        var signalFD = Amber_SignalFD()
+        signalFD.mask = 1 << 9 | 1 << 33
+        try assertAccepted { eventFile(&$0, flags: 0o2, .signalFd(signalFD)) }
+        signalFD.mask |= 1 << 8
+        try assertRejected("files.descriptions[1].signal_fd.mask") { eventFile(&$0, .signalFd(signalFD)) }
+
+        var timerFD = Amber_TimerFD()
+        timerFD.clock = 0
+        timerFD.settimeFlags = 3
+        timerFD.remainingNs = 600_000_000_000
+        timerFD.realtimeExpiryNs = 1_800_000_000_000_000_000
+        timerFD.ticks = UInt64.max
+        try assertAccepted { eventFile(&$0, .timerFd(timerFD)) }
+        for (field, change) in [
+            ("clock", { (timer: inout Amber_TimerFD) in timer.clock = 8 }),
+            ("settime_flags", { $0.settimeFlags = 4 }),
+            ("remaining_ns", { $0.remainingNs = UInt64(Int64.max) + 1 }),
+            ("interval_ns", { $0.intervalNs = UInt64.max }),
+            ("realtime_expiry_ns", { $0.realtimeExpiryNs = 0 }),
+            ("realtime_expiry_ns", { $0.clock = 1 }),
+        ] as [(String, (inout Amber_TimerFD) -> Void)] {
+            var wrong = timerFD
+            change(&wrong)
+            try assertRejected("files.descriptions[1].timer_fd.\(field)") { eventFile(&$0, .timerFd(wrong)) }
+        }
+    }
+
     func testEnvironment() throws {
         try assertRejected("environment.cwd") { $0.environment.cwd = "home" }
         try assertRejected("environment.cwd") { $0.environment.cwd = "" }

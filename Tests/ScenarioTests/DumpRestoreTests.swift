@@ -144,4 +144,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningPipeLarge() throws { try runLeaveRunning(.pipeLarge) }
     func testLeaveRunningPipePackets() throws { try runLeaveRunning(.pipePackets) }
     func testLeaveRunningPipeFifo() throws { try runLeaveRunning(.pipeFifo) }
+    func testEventFDs() throws { try runDumped(.eventFDs) }
+    func testSignalFDs() throws { try runDumped(.signalFDs) }
+    func testTimerFDs() throws { try runDumped(.timerFDs) }
+    func testLeaveRunningEventFDs() throws { try runLeaveRunning(.eventFDs) }
+    func testLeaveRunningTimerFDs() throws { try runLeaveRunning(.timerFDs) }
 }

@@ -290,6 +290,19 @@ final class DumpErrorTests: ScenarioTestCase {
         XCTAssertEqual(badPid.status, .exited(AmberExit.usage), "dump -t not-a-pid: \(badPid.summary)")
         XCTAssertEqual(listing(image), [])
     }
+
+    /// Anonymous-inode files amber does not restore, named as what they are.
+    func testDumpRefusesEpollAndInotify() throws {
+        try checkUnsupported(.unsupportedEventFile("--epoll"), object: "an epoll instance ([eventpoll])")
+        try checkUnsupported(.unsupportedEventFile("--inotify"), object: "an inotify instance (inotify)")
+    }
+
+    /// A timerfd on an alarm clock needs CAP_WAKE_ALARM to make again; an eventfd with O_APPEND
+    /// would come back without it.
+    func testDumpRefusesAlarmTimerFDAndEventFDFlags() throws {
+        try checkUnsupported(.unsupportedEventFile("--timerfd-alarm"), object: "CLOCK_BOOTTIME_ALARM")
+        try checkUnsupported(.unsupportedEventFile("--eventfd-append"), object: "an eventfd with the status flags 0o2002")
+    }
 }
 
 final class RestoreErrorTests: ScenarioTestCase {

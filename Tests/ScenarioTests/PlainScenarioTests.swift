@@ -129,4 +129,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedPipeOutsideReader() throws { try runPlain(.unsupportedPipeOutsideReader) }
     func testUnsupportedPipeUnread() throws { try runPlain(.unsupportedPipeUnread) }
     func testUnsupportedFifoOutside() throws { try runPlain(.unsupportedFifoOutside) }
+    func testEventFDs() throws { try runPlain(.eventFDs) }
+    func testSignalFDs() throws { try runPlain(.signalFDs) }
+    func testTimerFDs() throws { try runPlain(.timerFDs) }
 }

@@ -160,6 +160,14 @@ struct Scenario: Sendable {
     static let unsupportedPipeOutsideReader = Scenario(name: "unsupported_pipe", args: ["--outside-reader"])
     static let unsupportedPipeUnread = Scenario(name: "unsupported_pipe", args: ["--unread"])
     static let unsupportedFifoOutside = Scenario(name: "unsupported_pipe", args: ["--fifo-outside"])
+    /// eventfds with small, large and the largest counters, in semaphore mode, one shared with a child.
+    static let eventFDs = Scenario(name: "event_fds")
+    /// signalfds on blocked signals, pending at the dump.
+    static let signalFDs = Scenario(name: "signal_fds")
+    /// timerfds: periodic, one-shot far away, expired unread, absolute on the realtime and monotonic clocks.
+    static let timerFDs = Scenario(name: "timer_fds")
+    /// An epoll or inotify instance, an alarm-clock timerfd or an eventfd with O_APPEND: refused.
+    static func unsupportedEventFile(_ flag: String) -> Scenario { Scenario(name: "unsupported_event_files", args: [flag]) }
 
     static let all: [Scenario] = [
         counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
@@ -174,6 +182,7 @@ struct Scenario: Sendable {
         unsupportedLease, unsupportedHugeTLB,
         pipeFull, pipeLarge, pipeBlockedWriter, pipePackets, pipeClosedEnds, pipeFifo, unsupportedPipeOutsideReader, unsupportedPipeUnread, unsupportedFifoOutside,
     ] + ["--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue", "--async"].map(unsupportedKind)
+        + [eventFDs, signalFDs, timerFDs] + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append"].map(unsupportedEventFile)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -51,7 +51,10 @@ struct OpenFileIdentity: Hashable {
 enum OpenFileKinds {
     /// Every kind, the one list of them: a descriptor is of the first that takes it, and one
     /// none takes is refused (`DescriptorProbe.unsupported`).
-    static let all: [any OpenFileKind.Type] = [RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self, PipeKind.self]
+    static let all: [any OpenFileKind.Type] = [
+        RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self, PipeKind.self, EventFDKind.self, SignalFDKind.self,
+        TimerFDKind.self,
+    ]
 
     /// The kind of open file `descriptor` is, or its refusal.
     static func classify(_ descriptor: DescriptorProbe) throws -> any OpenFileKind {

@@ -6,7 +6,7 @@ extension DescriptorProbe {
     /// is open on. A kind added for one of these takes it before it gets here, and its refusal goes.
     func unsupported() throws -> AmberError {
         if link.hasPrefix("socket:") { return refusal("\(try socketFamily()) socket (\(link))") }
-        if link.hasPrefix("anon_inode:") { return refusal("\(link.dropFirst("anon_inode:".count))") }
+        if link.hasPrefix("anon_inode:") { return refusal(anonymousFile(String(link.dropFirst("anon_inode:".count)))) }
         switch try linkPath() {
         case .notAPath:
             return refusal(link)
@@ -26,6 +26,20 @@ extension DescriptorProbe {
             if try status().isCharacterDevice { return refusal("the device \(link)") }
             return refusal(link)
         }
+    }
+
+    /// What an anonymous-inode file is, by the name its link shows ("[eventpoll]", "inotify"...):
+    /// the name alone for one not known here.
+    private func anonymousFile(_ name: String) -> String {
+        let known: [String: String] = [
+            "[eventpoll]": "an epoll instance", "inotify": "an inotify instance", "[fanotify]": "a fanotify group",
+            "[pidfd]": "a pidfd", "[userfaultfd]": "a userfaultfd", "[io_uring]": "an io_uring",
+            "[perf_event]": "a perf event", "seccomp notify": "a seccomp listener", "[signalfd]": "a signalfd",
+            "[eventfd]": "an eventfd", "[timerfd]": "a timerfd", "bpf-map": "a BPF map", "bpf-prog": "a BPF program",
+            "bpf_link": "a BPF link", "kvm-vm": "a KVM virtual machine",
+        ]
+        guard let what = known[name] ?? (name.hasPrefix("kvm-vcpu") ? "a KVM virtual CPU" : nil) else { return name }
+        return "\(what) (\(name))"
     }
 
     /// "a unix", "an inet6"...: the socket's address family as `ss` names it.

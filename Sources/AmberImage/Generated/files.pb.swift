@@ -98,6 +98,30 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .pipeEnd(newValue)}
   }
 
+  public var eventFd: Amber_EventFD {
+    get {
+      if case .eventFd(let v)? = file {return v}
+      return Amber_EventFD()
+    }
+    set {file = .eventFd(newValue)}
+  }
+
+  public var signalFd: Amber_SignalFD {
+    get {
+      if case .signalFd(let v)? = file {return v}
+      return Amber_SignalFD()
+    }
+    set {file = .signalFd(newValue)}
+  }
+
+  public var timerFd: Amber_TimerFD {
+    get {
+      if case .timerFd(let v)? = file {return v}
+      return Amber_TimerFD()
+    }
+    set {file = .timerFd(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_File: Equatable, Sendable {
@@ -106,6 +130,9 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case characterDevice(Amber_CharacterDevice)
     case fifo(Amber_Fifo)
     case pipeEnd(Amber_PipeEnd)
+    case eventFd(Amber_EventFD)
+    case signalFd(Amber_SignalFD)
+    case timerFd(Amber_TimerFD)
 
   }
 
@@ -237,6 +264,70 @@ public nonisolated struct Amber_PipeEnd: Sendable {
   public init() {}
 }
 
+/// An eventfd, made again by eventfd2 with its counter (the part above 2^32 - 1 written to it).
+/// O_NONBLOCK is the description's flags. The eventfd-id fdinfo shows is not kept: nothing sets it.
+public nonisolated struct Amber_EventFD: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// At most 2^64 - 2.
+  public var count: UInt64 = 0
+
+  /// EFD_SEMAPHORE: a read takes 1 from the counter.
+  public var semaphore: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A signalfd, made again by signalfd4 with its mask. It reads the signals of the process that
+/// reads it, so it is made in the restorer; the signals themselves are the task's pending signals.
+public nonisolated struct Amber_SignalFD: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Bit n - 1 for signal n, as fdinfo's sigmask (never SIGKILL or SIGSTOP).
+  public var mask: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A timerfd, made again by timerfd_create on its clock and set with timerfd_settime, then given
+/// its unread expirations with TFD_IOC_SET_TICKS.
+public nonisolated struct Amber_TimerFD: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// CLOCK_REALTIME 0, CLOCK_MONOTONIC 1, CLOCK_BOOTTIME 7 (alarm clocks are refused at dump).
+  public var clock: Int32 = 0
+
+  /// TFD_TIMER_ABSTIME 1, TFD_TIMER_CANCEL_ON_SET 2: the flags of its last timerfd_settime.
+  public var settimeFlags: UInt32 = 0
+
+  /// Expirations not yet read.
+  public var ticks: UInt64 = 0
+
+  /// Time left until it fires next, at the dump; 0: disarmed. The time between dump and restore
+  /// is not counted, as for POSIX timers, except for an absolute CLOCK_REALTIME timer.
+  public var remainingNs: UInt64 = 0
+
+  public var intervalNs: UInt64 = 0
+
+  /// An absolute CLOCK_REALTIME timer: the wall-clock time it fires at (the dump's clock plus
+  /// the time left), at which it is set again. 0 otherwise.
+  public var realtimeExpiryNs: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Amber_FileDescriptor: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -295,7 +386,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -371,6 +462,45 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
           self.file = .pipeEnd(v)
         }
       }()
+      case 30: try {
+        var v: Amber_EventFD?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .eventFd(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .eventFd(v)
+        }
+      }()
+      case 31: try {
+        var v: Amber_SignalFD?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .signalFd(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .signalFd(v)
+        }
+      }()
+      case 32: try {
+        var v: Amber_TimerFD?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .timerFd(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .timerFd(v)
+        }
+      }()
       default: break
       }
     }
@@ -410,6 +540,18 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     case .pipeEnd?: try {
       guard case .pipeEnd(let v)? = self.file else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
+    case .eventFd?: try {
+      guard case .eventFd(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+    }()
+    case .signalFd?: try {
+      guard case .signalFd(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+    }()
+    case .timerFd?: try {
+      guard case .timerFd(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
     }()
     case nil: break
     }
@@ -686,6 +828,126 @@ nonisolated extension Amber_PipeEnd: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.data != rhs.data {return false}
     if lhs.ownerUid != rhs.ownerUid {return false}
     if lhs.ownerGid != rhs.ownerGid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_EventFD: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EventFD"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}count\0\u{1}semaphore\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.count) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.semaphore) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.count != 0 {
+      try visitor.visitSingularUInt64Field(value: self.count, fieldNumber: 1)
+    }
+    if self.semaphore != false {
+      try visitor.visitSingularBoolField(value: self.semaphore, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_EventFD, rhs: Amber_EventFD) -> Bool {
+    if lhs.count != rhs.count {return false}
+    if lhs.semaphore != rhs.semaphore {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_SignalFD: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SignalFD"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mask\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.mask) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.mask != 0 {
+      try visitor.visitSingularUInt64Field(value: self.mask, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_SignalFD, rhs: Amber_SignalFD) -> Bool {
+    if lhs.mask != rhs.mask {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_TimerFD: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TimerFD"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}clock\0\u{3}settime_flags\0\u{1}ticks\0\u{3}remaining_ns\0\u{3}interval_ns\0\u{3}realtime_expiry_ns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.clock) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.settimeFlags) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.ticks) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.remainingNs) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.intervalNs) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.realtimeExpiryNs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.clock != 0 {
+      try visitor.visitSingularInt32Field(value: self.clock, fieldNumber: 1)
+    }
+    if self.settimeFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.settimeFlags, fieldNumber: 2)
+    }
+    if self.ticks != 0 {
+      try visitor.visitSingularUInt64Field(value: self.ticks, fieldNumber: 3)
+    }
+    if self.remainingNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.remainingNs, fieldNumber: 4)
+    }
+    if self.intervalNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.intervalNs, fieldNumber: 5)
+    }
+    if self.realtimeExpiryNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.realtimeExpiryNs, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_TimerFD, rhs: Amber_TimerFD) -> Bool {
+    if lhs.clock != rhs.clock {return false}
+    if lhs.settimeFlags != rhs.settimeFlags {return false}
+    if lhs.ticks != rhs.ticks {return false}
+    if lhs.remainingNs != rhs.remainingNs {return false}
+    if lhs.intervalNs != rhs.intervalNs {return false}
+    if lhs.realtimeExpiryNs != rhs.realtimeExpiryNs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

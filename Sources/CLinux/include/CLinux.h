@@ -149,5 +149,14 @@ long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uin
 /// pipe2(2) and tee(2), which Glibc's module does not export (they need _GNU_SOURCE).
 long amber_pipe2(int ends[2], int flags);
 long amber_tee(int from, int to, size_t length, unsigned flags);
+// eventfd2, signalfd4 (with a 64-bit mask, no fd: always a new one) and the timerfd calls,
+// their struct itimerspec as its interval and value in nanoseconds.
+long amber_eventfd2(unsigned int count, int flags);
+long amber_signalfd4(uint64_t mask, int flags);
+long amber_timerfd_create(int clock, int flags);
+long amber_timerfd_settime(int fd, int flags, int64_t interval_ns, int64_t value_ns);
+long amber_timerfd_gettime(int fd, int64_t *interval_ns, int64_t *value_ns);
+// TFD_IOC_SET_TICKS (CONFIG_CHECKPOINT_RESTORE): sets the expirations a read returns.
+long amber_timerfd_set_ticks(int fd, uint64_t ticks);
 
 #endif

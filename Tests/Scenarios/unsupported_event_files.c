@@ -1,0 +1,49 @@
+/*
+ * unsupported_event_files: one descriptor amber refuses, by the flag given:
+ *   --epoll           an epoll instance
+ *   --inotify         an inotify instance
+ *   --timerfd-alarm   a timerfd on CLOCK_BOOTTIME_ALARM (armed 1000 s away)
+ *   --eventfd-append  an eventfd given O_APPEND by F_SETFL
+ * After SIGTERM it checks the object is still there and works.
+ */
+#include "scenario.h"
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/timerfd.h>
+
+int main(int argc, char **argv)
+{
+    sc_init(argc, argv, "unsupported_event_files");
+    sc_install_sigterm(0);
+    int fd = -1;
+    if (sc_has_flag("--epoll")) {
+        fd = epoll_create1(EPOLL_CLOEXEC);
+    } else if (sc_has_flag("--inotify")) {
+        fd = inotify_init1(IN_CLOEXEC);
+    } else if (sc_has_flag("--timerfd-alarm")) {
+        fd = timerfd_create(CLOCK_BOOTTIME_ALARM, 0);
+        struct itimerspec time = {{0, 0}, {1000, 0}};
+        if (fd >= 0 && timerfd_settime(fd, 0, &time, NULL) != 0)
+            sc_die("timerfd_settime");
+    } else if (sc_has_flag("--eventfd-append")) {
+        fd = eventfd(7, 0);
+        if (fd >= 0 && fcntl(fd, F_SETFL, O_APPEND) != 0)
+            sc_die("F_SETFL O_APPEND");
+    }
+    if (fd < 0)
+        sc_die("making the object");
+    sc_ready();
+    sc_wait_for_term();
+    sc_check_common();
+    if (sc_has_flag("--timerfd-alarm")) {
+        struct itimerspec time;
+        sc_check(timerfd_gettime(fd, &time) == 0 && time.it_value.tv_sec > 900, "the alarm timerfd is no longer armed");
+    } else if (sc_has_flag("--eventfd-append")) {
+        uint64_t value = 0;
+        sc_check(read(fd, &value, sizeof value) == sizeof value && value == 7 && (fcntl(fd, F_GETFL) & O_APPEND), "the eventfd changed");
+    } else {
+        sc_check(fcntl(fd, F_GETFD) == FD_CLOEXEC, "the descriptor is gone");
+    }
+    sc_finish();
+}
