@@ -204,17 +204,20 @@ final class RestoreSession: ScratchSpace {
 
     /// Copies one of our descriptors into the task; returns its number there (close-on-exec set).
     func install(_ descriptor: Int32) throws(LinuxError) -> Int32 {
-        let pidfd: Int32
-        if let existing = restorerPidfd {
-            pidfd = existing
-        } else {
-            let low = UInt64(inheritedPidfd)
-            let high = try injector.call("fcntl F_DUPFD_CLOEXEC", SyscallNumber.fcntl, low, UInt64(F_DUPFD_CLOEXEC), UInt64(firstFreeDescriptor))
-            try injector.call("close", SyscallNumber.close, low)
-            pidfd = Int32(high)
-            restorerPidfd = pidfd
-        }
+        let pidfd = try movePidfdAboveImage()
         return Int32(try injector.call("pidfd_getfd(\(descriptor))", SyscallNumber.pidfdGetfd, UInt64(pidfd), UInt64(descriptor), 0))
+    }
+
+    /// The task's descriptor of the restorer's pidfd, moved above the image's descriptors on
+    /// first use: a descriptor of the image placed at its inherited number would close it.
+    @discardableResult
+    func movePidfdAboveImage() throws(LinuxError) -> Int32 {
+        if let existing = restorerPidfd { return existing }
+        let low = UInt64(inheritedPidfd)
+        let high = try injector.call("fcntl F_DUPFD_CLOEXEC", SyscallNumber.fcntl, low, UInt64(F_DUPFD_CLOEXEC), UInt64(firstFreeDescriptor))
+        try injector.call("close", SyscallNumber.close, low)
+        restorerPidfd = Int32(high)
+        return Int32(high)
     }
 
     /// Opens a file of the image as the task could have opened it itself: with its filesystem

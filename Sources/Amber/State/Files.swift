@@ -48,6 +48,9 @@ enum FileState {
     /// Makes every description here, hands it to the task and places it at each of its numbers.
     static func restore(_ record: Amber_Files, _ session: RestoreSession) throws {
         let descriptions = Dictionary(record.descriptions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        // A descriptor placed at the number of the restorer's pidfd would close it, and the
+        // clean-up would then close that descriptor.
+        if record.descriptors.contains(where: { $0.fd == session.inheritedPidfd }) { try session.movePidfdAboveImage() }
         var installed: [UInt32: Int32] = [:]
         for descriptor in record.descriptors.sorted(by: { $0.fd < $1.fd }) {
             guard let description = descriptions[descriptor.descriptionID] else {
