@@ -58,7 +58,7 @@ static int reports(int fd, int command, short type, off_t start, off_t length, s
         && probe.l_pid == expect_pid;
 }
 
-/* Runs in a new process: returns a bit per failed check. */
+/* Runs in a new process: returns a bit per failed check (the process exits with the first one's number + 1). */
 static int probe_locks(pid_t root, pid_t child)
 {
     int failed = 0;
@@ -143,8 +143,9 @@ int main(int argc, char **argv)
         _exit(failed ? 1 + __builtin_ctz(failed) : 0);
     }
     int status = 0;
-    sc_check(probe > 0 && waitpid(probe, &status, 0) == probe && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-        "a lock is not as it was: probe check %d (bit + 1) failed", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    int reaped = probe > 0 && waitpid(probe, &status, 0) == probe;
+    sc_check(reaped && WIFEXITED(status) && WEXITSTATUS(status) == 0, "a lock is not as it was: the probe's check %d failed (status 0x%x)",
+        WIFEXITED(status) ? WEXITSTATUS(status) - 1 : -1, status);
     sc_check(shared[0] == 1, "the shared mapping of %s lost its byte", shm);
     sc_check(kill(child, 0) == 0, "the child %d is gone", (int)child);
     kill(child, SIGKILL);
