@@ -420,6 +420,7 @@ struct TaskValidator {
             guard description.flags & ~Self.fileFlags == 0 else {
                 throw invalid("\(field).flags", "0o\(String(description.flags, radix: 8)) has flags outside 0o\(String(Self.fileFlags, radix: 8))")
             }
+            try validateDescriptionLocks(description.locks, field: "\(field).locks")
         }
         var fds: Set<Int32> = []
         for (index, descriptor) in files.descriptors.enumerated() {
@@ -433,6 +434,51 @@ struct TaskValidator {
             guard descriptions.contains(descriptor.descriptionID) else {
                 throw invalid("\(field).description_id", "\(descriptor.descriptionID) names no entry of files.descriptions")
             }
+        }
+        try validatePOSIXLocks(files.posixLocks, descriptions: descriptions)
+    }
+
+    /// Locks of one list: the kernel merges a process's adjacent locks of one type, and each
+    /// takes an injected call at restore.
+    private static let lockLimit = 4096
+
+    /// A description's flock (at most one, on the whole file) and OFD locks.
+    private func validateDescriptionLocks(_ locks: [Amber_FileLock], field: String) throws(ImageError) {
+        guard locks.count <= Self.lockLimit else { throw invalid(field, "\(locks.count) locks, more than \(Self.lockLimit)") }
+        for (index, lock) in locks.enumerated() {
+            let field = "\(field)[\(index)]"
+            switch lock.kind {
+            case .flock:
+                guard lock.start == 0, lock.length == 0 else { throw invalid(field, "a flock lock is on the whole file, not from \(lock.start) for \(lock.length) bytes") }
+                guard index == locks.firstIndex(where: { $0.kind == .flock }) else { throw invalid(field, "a second flock lock on one open file") }
+            case .ofd:
+                try validateLockRange(lock, field: field)
+            default:
+                throw invalid("\(field).kind", "\(lock.kind) is not a lock of an open file description (FLOCK or OFD)")
+            }
+            guard lock.descriptionID == 0 else { throw invalid("\(field).description_id", "only a POSIX lock names a description") }
+        }
+    }
+
+    /// The process's POSIX locks, each through a description of its fd table.
+    private func validatePOSIXLocks(_ locks: [Amber_FileLock], descriptions: Set<UInt32>) throws(ImageError) {
+        guard locks.count <= Self.lockLimit else { throw invalid("files.posix_locks", "\(locks.count) locks, more than \(Self.lockLimit)") }
+        for (index, lock) in locks.enumerated() {
+            let field = "files.posix_locks[\(index)]"
+            guard lock.kind == .posix else { throw invalid("\(field).kind", "\(lock.kind) is not POSIX") }
+            guard descriptions.contains(lock.descriptionID) else {
+                throw invalid("\(field).description_id", "\(lock.descriptionID) names no entry of files.descriptions")
+            }
+            try validateLockRange(lock, field: field)
+        }
+    }
+
+    /// A record lock's bytes are within the largest file offset.
+    private func validateLockRange(_ lock: Amber_FileLock, field: String) throws(ImageError) {
+        let largest = UInt64(Int64.max)
+        guard lock.start <= largest else { throw invalid("\(field).start", "\(lock.start) is above the largest file offset \(largest)") }
+        guard lock.length <= largest - lock.start + 1 else {
+            throw invalid("\(field).length", "\(lock.length) bytes from \(lock.start) run past the largest file offset \(largest)")
         }
     }
 

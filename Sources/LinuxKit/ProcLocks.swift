@@ -30,17 +30,45 @@ public struct FileLock: Sendable, Equatable {
     /// The owner's PID; -1 for an OFD lock.
     public var pid: Int32
     public var inode: UInt64
+    /// The device of the file, "major:minor" in hexadecimal as the kernel shows it.
+    public var device: String = ""
+    /// ADVISORY, or what else the kernel calls it (MANDATORY on kernels before 5.15, ACTIVE,
+    /// BREAKING... for a lease).
+    public var advice: String = "ADVISORY"
+    /// The first byte locked.
+    public var start: UInt64 = 0
+    /// The last byte locked (inclusive); nil for "EOF": to the end of the file, however far it grows.
+    public var end: UInt64? = nil
+
+    public init(kind: Kind, mode: String, pid: Int32, inode: UInt64, device: String = "", advice: String = "ADVISORY", start: UInt64 = 0, end: UInt64? = nil) {
+        self.device = device
+        self.kind = kind
+        self.mode = mode
+        self.pid = pid
+        self.inode = inode
+        self.advice = advice
+        self.start = start
+        self.end = end
+    }
 
     /// Parses one line, with or without the "lock:" key; nil for a waiter ("->").
     public static func parse(_ line: String) -> FileLock? {
         var words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
         if words.first == "lock:" { words.removeFirst() }
-        // "N:" then kind, type, mode, pid, maj:min:inode, start, end; a waiter has "->" after "N:".
+        // "N:" then kind, type, mode, pid, maj:min:inode, start, end (inclusive, or EOF); a waiter
+        // has "->" after "N:".
         guard words.count >= 6, words[0].hasSuffix(":"), words[1] != "->" else { return nil }
         let kind = Kind(name: words[1])
         let identity = words[5].split(separator: ":")
         guard let pid = Int32(words[4]), identity.count == 3, let inode = UInt64(identity[2]) else { return nil }
-        return FileLock(kind: kind, mode: String(words[3]), pid: pid, inode: inode)
+        var lock = FileLock(kind: kind, mode: String(words[3]), pid: pid, inode: inode, device: "\(identity[0]):\(identity[1])", advice: String(words[2]))
+        guard words.count >= 8, let start = UInt64(words[6]) else { return nil }
+        lock.start = start
+        if words[7] != "EOF" {
+            guard let end = UInt64(words[7]) else { return nil }
+            lock.end = end
+        }
+        return lock
     }
 }
 

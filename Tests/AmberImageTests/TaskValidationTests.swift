@@ -462,6 +462,36 @@ final class TaskValidationTests: ImageTestCase {
         }
     }
 
+    /// flock and OFD locks on a description, POSIX locks per process through one of its descriptions.
+    func testFileLocks() throws {
+        func lock(_ kind: Amber_FileLock.Kind, start: UInt64 = 0, length: UInt64 = 0, description: UInt32 = 0) -> Amber_FileLock {
+            var lock = Amber_FileLock()
+            lock.kind = kind
+            lock.write = true
+            lock.start = start
+            lock.length = length
+            lock.descriptionID = description
+            return lock
+        }
+        let largest = UInt64(Int64.max)
+        try assertAccepted { task in
+            task.files.descriptions[1].locks = [lock(.flock), lock(.ofd, start: 10, length: 5), lock(.ofd, start: largest, length: 1)]
+            task.files.posixLocks = [lock(.posix, start: 0, length: largest + 1, description: task.files.descriptions[1].id), lock(.posix, start: 7, description: task.files.descriptions[0].id)]
+        }
+        try assertRejected("files.descriptions[1].locks[1]") { $0.files.descriptions[1].locks = [lock(.flock), lock(.flock)] }
+        try assertRejected("files.descriptions[1].locks[0]") { $0.files.descriptions[1].locks = [lock(.flock, start: 1)] }
+        try assertRejected("files.descriptions[1].locks[0].kind") { $0.files.descriptions[1].locks = [lock(.posix)] }
+        try assertRejected("files.descriptions[1].locks[0].kind") { $0.files.descriptions[1].locks = [lock(.unspecified)] }
+        try assertRejected("files.descriptions[1].locks[0].description_id") { $0.files.descriptions[1].locks = [lock(.ofd, description: 1)] }
+        try assertRejected("files.descriptions[1].locks[0].start") { $0.files.descriptions[1].locks = [lock(.ofd, start: largest + 1)] }
+        try assertRejected("files.descriptions[1].locks[0].length") { $0.files.descriptions[1].locks = [lock(.ofd, start: largest, length: 2)] }
+        try assertRejected("files.descriptions[1].locks") { $0.files.descriptions[1].locks = Array(repeating: lock(.ofd), count: 4097) }
+        try assertRejected("files.posix_locks[0].kind") { $0.files.posixLocks = [lock(.ofd, description: $0.files.descriptions[1].id)] }
+        try assertRejected("files.posix_locks[0].description_id") { $0.files.posixLocks = [lock(.posix, description: 99)] }
+        try assertRejected("files.posix_locks[0].length") { $0.files.posixLocks = [lock(.posix, start: 1, length: largest + 1, description: $0.files.descriptions[1].id)] }
+        try assertRejected("files.posix_locks") { task in task.files.posixLocks = Array(repeating: lock(.posix, description: task.files.descriptions[1].id), count: 4097) }
+    }
+
     func testEnvironment() throws {
         try assertRejected("environment.cwd") { $0.environment.cwd = "home" }
         try assertRejected("environment.cwd") { $0.environment.cwd = "" }

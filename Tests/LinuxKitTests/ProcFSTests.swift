@@ -962,16 +962,18 @@ extension String {
 
 @Suite struct ParseFileLockTests {
     @Test func everyKind() {
-        #expect(FileLock.parse("1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF") == FileLock(kind: .posix, mode: "WRITE", pid: 1234, inode: 5678))
-        #expect(FileLock.parse("lock:\t2: FLOCK  ADVISORY  WRITE 99 00:1a:42 0 EOF") == FileLock(kind: .flock, mode: "WRITE", pid: 99, inode: 42))
-        #expect(FileLock.parse("lock:\t3: OFDLCK ADVISORY  READ  -1 fd:00:7 0 99") == FileLock(kind: .openFileDescription, mode: "READ", pid: -1, inode: 7))
-        #expect(FileLock.parse("4: LEASE  ACTIVE    READ 55 00:1a:42 0 EOF") == FileLock(kind: .lease, mode: "READ", pid: 55, inode: 42))
-        #expect(FileLock.parse("5: DELEG  ACTIVE    READ 56 00:1a:43 0 EOF") == FileLock(kind: .other("DELEG"), mode: "READ", pid: 56, inode: 43))
+        #expect(FileLock.parse("1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF") == FileLock(kind: .posix, mode: "WRITE", pid: 1234, inode: 5678, device: "08:01"))
+        #expect(FileLock.parse("lock:\t2: FLOCK  ADVISORY  WRITE 99 00:1a:42 0 EOF") == FileLock(kind: .flock, mode: "WRITE", pid: 99, inode: 42, device: "00:1a"))
+        #expect(FileLock.parse("lock:\t3: OFDLCK ADVISORY  READ  -1 fd:00:7 10 99") == FileLock(kind: .openFileDescription, mode: "READ", pid: -1, inode: 7, device: "fd:00", start: 10, end: 99))
+        #expect(FileLock.parse("4: LEASE  ACTIVE    READ 55 00:1a:42 0 EOF") == FileLock(kind: .lease, mode: "READ", pid: 55, inode: 42, device: "00:1a", advice: "ACTIVE"))
+        #expect(FileLock.parse("5: DELEG  ACTIVE    READ 56 00:1a:43 0 EOF") == FileLock(kind: .other("DELEG"), mode: "READ", pid: 56, inode: 43, device: "00:1a", advice: "ACTIVE"))
+        #expect(FileLock.parse("6: POSIX  MANDATORY WRITE 7 08:01:5 100 EOF") == FileLock(kind: .posix, mode: "WRITE", pid: 7, inode: 5, device: "08:01", advice: "MANDATORY", start: 100))
     }
 
     @Test func waitersAndOthersAreNotLocks() {
         #expect(FileLock.parse("1: -> POSIX  ADVISORY  WRITE 1235 08:01:5678 0 EOF") == nil)
         #expect(FileLock.parse("pos:\t0") == nil)
+        #expect(FileLock.parse("1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 end") == nil)
         #expect(FileLock.parse("") == nil)
     }
 }

@@ -31,6 +31,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// Names come from the kernel: "x (deleted)" is no deleted file, "new\nline" is no "new\\012line".
     func testOddNames() throws { try runDumped(.oddNames) }
     func testPathFDs() throws { try runDumped(.pathFDs) }
+    /// Every lock set again after the last close in each task, one on a file the tree maps shared.
+    func testFileLocks() throws { try runDumped(.fileLocks) }
 
     /// The same image restores twice in a row (restore does not consume or alter it).
     func testImageRestoresTwice() throws {
@@ -113,6 +115,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningTimers() throws { try runLeaveRunning(.timers) }
     func testLeaveRunningSeccomp() throws { try runLeaveRunning(.seccomp) }
     func testLeaveRunningSeccompStrict() throws { try runLeaveRunning(.seccompStrict) }
+    func testLeaveRunningFileLocks() throws { try runLeaveRunning(.fileLocks) }
 
     /// An image taken with --leave-running restores once the original is gone.
     func testLeaveRunningImageRestores() throws {

@@ -243,9 +243,6 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesAnotherCgroup() throws { try checkUnsupported(.unsupportedCgroup, object: "cgroup", mentions: ["amber-scenario-"]) }
 
     /// Named: the process, the kind of lock and the file.
-    func testDumpRefusesFlock() throws { try checkUnsupported(.unsupportedFlock, object: "flock", mentions: ["locked-file"]) }
-    func testDumpRefusesPOSIXLock() throws { try checkUnsupported(.unsupportedPOSIXLock, object: "POSIX", mentions: ["locked-file"]) }
-    func testDumpRefusesOFDLock() throws { try checkUnsupported(.unsupportedOFDLock, object: "OFD", mentions: ["locked-file"]) }
     func testDumpRefusesLease() throws { try checkUnsupported(.unsupportedLease, object: "lease", mentions: ["locked-file"]) }
 
     /// Named: the process, the area's flag and its file.
@@ -361,6 +358,19 @@ final class RestoreErrorTests: ScenarioTestCase {
         let image = try dumpExpectingSuccess(p)
         XCTAssertEqual(unlink(p.binary), 0, "remove \(p.binary): \(Sys.errnoString())")
         try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [p.binary])
+    }
+
+    /// Another process took a lock after the dump that conflicts with one of the tree's: the
+    /// restore names the process, the file and the lock, and leaves no task behind.
+    func testRestoreWhenAFileLockIsTakenMeanwhile() throws {
+        _ = try requireAmber()
+        let p = try start(.fileLocks)
+        let image = try dumpExpectingSuccess(p)
+        let fd = open(p.directory + "/flock-ex", O_RDONLY | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(fd, 0, "open flock-ex: \(Sys.errnoString())")
+        defer { close(fd) }
+        XCTAssertEqual(flock(fd, LOCK_SH | LOCK_NB), 0, "flock flock-ex: \(Sys.errnoString())")
+        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["flock-ex", "flock exclusive lock", "EAGAIN"])
     }
 
     func testRestoreWithoutInventory() throws {

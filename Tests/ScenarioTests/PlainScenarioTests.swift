@@ -72,9 +72,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedCgroupNamespace() throws { try runPlain(.unsupportedCgroupNamespace) }
     func testUnsupportedTimeNamespace() throws { try runPlain(.unsupportedTimeNamespace) }
     func testUnsupportedCgroup() throws { try runPlain(.unsupportedCgroup) }
-    func testUnsupportedFlock() throws { try runPlain(.unsupportedFlock) }
-    func testUnsupportedPOSIXLock() throws { try runPlain(.unsupportedPOSIXLock) }
-    func testUnsupportedOFDLock() throws { try runPlain(.unsupportedOFDLock) }
+    func testFileLocks() throws { try runPlain(.fileLocks) }
     func testUnsupportedLease() throws { try runPlain(.unsupportedLease) }
     func testUnsupportedHugeTLB() throws {
         try requireHugeTLBFS()

@@ -133,11 +133,10 @@ struct Scenario: Sendable {
     static let unsupportedCgroupNamespace = Scenario(name: "unsupported_namespace", args: ["--cgroupns"])
     static let unsupportedTimeNamespace = Scenario(name: "unsupported_namespace", args: ["--time"])
     static let unsupportedCgroup = Scenario(name: "unsupported_namespace", args: ["--cgroup"])
-    /// A process holding a file lock of one kind.
-    static let unsupportedFlock = Scenario(name: "unsupported_lock", args: ["--flock"])
-    static let unsupportedPOSIXLock = Scenario(name: "unsupported_lock", args: ["--posix"])
-    static let unsupportedOFDLock = Scenario(name: "unsupported_lock", args: ["--ofd"])
-    static let unsupportedLease = Scenario(name: "unsupported_lock", args: ["--lease"])
+    /// A process holding a read lease.
+    static let unsupportedLease = Scenario(name: "unsupported_lock")
+    /// flock, POSIX and OFD locks of a root and its child, one on a file both map shared.
+    static let fileLocks = Scenario(name: "file_locks")
     /// A shared mapping of a file on a hugetlbfs the process mounted.
     static let unsupportedHugeTLB = Scenario(name: "unsupported_hugetlb")
 
@@ -178,8 +177,8 @@ struct Scenario: Sendable {
         seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
         unsupportedUserNamespace, oddNames, pathFDs, unsupportedCwdDeleted, unsupportedCwdGoneProc, unsupportedUTSNamespace,
         unsupportedMountNamespace, unsupportedIPCNamespace, unsupportedNetworkNamespace, unsupportedCgroupNamespace,
-        unsupportedTimeNamespace, unsupportedCgroup, unsupportedFlock, unsupportedPOSIXLock, unsupportedOFDLock,
-        unsupportedLease, unsupportedHugeTLB,
+        unsupportedTimeNamespace, unsupportedCgroup,
+        unsupportedLease, unsupportedHugeTLB, fileLocks,
         pipeFull, pipeLarge, pipeBlockedWriter, pipePackets, pipeClosedEnds, pipeFifo, unsupportedPipeOutsideReader, unsupportedPipeUnread, unsupportedFifoOutside,
     ] + ["--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue", "--async"].map(unsupportedKind)
         + [eventFDs, signalFDs, timerFDs] + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append"].map(unsupportedEventFile)

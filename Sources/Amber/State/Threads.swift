@@ -97,7 +97,7 @@ extension ThreadState: StateKind {
     static var restoreSteps: [RestoreStep] { [
         // Once memory, files and handlers are there: a thread starts with what its process has.
         RestoreStep("threads", order: 600) { try restore($0.task, $0) },
-        // The very last, once the restorer has taken back what it put in the process.
+        // Once the restorer has taken back what it put in the process; only the file locks follow.
         RestoreStep("registers", order: 100, phase: .afterCleanUp) { try finish($0.task, $0) },
     ] }
 }

@@ -36,6 +36,11 @@ public nonisolated struct Amber_Files: Sendable {
 
   public var descriptors: [Amber_FileDescriptor] = []
 
+  /// The process's POSIX (fcntl F_SETLK) record locks: they belong to the process and the file,
+  /// and are set again, once nothing of the restorer's is closed in the task any more, through
+  /// one of its fds on the description each names.
+  public var posixLocks: [Amber_FileLock] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -122,6 +127,9 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .timerFd(newValue)}
   }
 
+  /// Its flock and OFD (fcntl F_OFD_SETLK) locks: they belong to the description.
+  public var locks: [Amber_FileLock] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_File: Equatable, Sendable {
@@ -133,6 +141,79 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case eventFd(Amber_EventFD)
     case signalFd(Amber_SignalFD)
     case timerFd(Amber_TimerFD)
+
+  }
+
+  public init() {}
+}
+
+/// A file lock, with the range and type the kernel shows for it (/proc/PID/fdinfo "lock:").
+public nonisolated struct Amber_FileLock: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Amber_FileLock.Kind = .unspecified
+
+  /// A write (exclusive) lock; else a read (shared) one.
+  public var write: Bool = false
+
+  /// The first byte locked; 0 for flock.
+  public var start: UInt64 = 0
+
+  /// Bytes locked from `start`; 0: to the end of the file, however far it grows (always, for flock).
+  public var length: UInt64 = 0
+
+  /// POSIX only: the OpenFileDescription (of one of the process's fds) it is set through.
+  public var descriptionID: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Kind: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case unspecified // = 0
+
+    /// flock(2): the whole file, set by flock(fd, LOCK_SH or LOCK_EX).
+    case flock // = 1
+
+    /// fcntl F_SETLK: the process's; only in Files.posix_locks.
+    case posix // = 2
+
+    /// fcntl F_OFD_SETLK: the description's.
+    case ofd // = 3
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .flock
+      case 2: self = .posix
+      case 3: self = .ofd
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .flock: return 1
+      case .posix: return 2
+      case .ofd: return 3
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Amber_FileLock.Kind] = [
+      .unspecified,
+      .flock,
+      .posix,
+      .ofd,
+    ]
 
   }
 
@@ -351,7 +432,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Files"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}descriptions\0\u{1}descriptors\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}descriptions\0\u{1}descriptors\0\u{4}&posix_locks\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -361,6 +442,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.descriptions) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.descriptors) }()
+      case 40: try { try decoder.decodeRepeatedMessageField(value: &self.posixLocks) }()
       default: break
       }
     }
@@ -373,12 +455,16 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
     if !self.descriptors.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.descriptors, fieldNumber: 2)
     }
+    if !self.posixLocks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.posixLocks, fieldNumber: 40)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_Files, rhs: Amber_Files) -> Bool {
     if lhs.descriptions != rhs.descriptions {return false}
     if lhs.descriptors != rhs.descriptors {return false}
+    if lhs.posixLocks != rhs.posixLocks {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -386,7 +472,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -501,6 +587,7 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
           self.file = .timerFd(v)
         }
       }()
+      case 41: try { try decoder.decodeRepeatedMessageField(value: &self.locks) }()
       default: break
       }
     }
@@ -555,6 +642,9 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     }()
     case nil: break
     }
+    if !self.locks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.locks, fieldNumber: 41)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -563,9 +653,64 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     if lhs.flags != rhs.flags {return false}
     if lhs.offset != rhs.offset {return false}
     if lhs.file != rhs.file {return false}
+    if lhs.locks != rhs.locks {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Amber_FileLock: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FileLock"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}write\0\u{1}start\0\u{1}length\0\u{3}description_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.write) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.start) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.length) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.descriptionID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 1)
+    }
+    if self.write != false {
+      try visitor.visitSingularBoolField(value: self.write, fieldNumber: 2)
+    }
+    if self.start != 0 {
+      try visitor.visitSingularUInt64Field(value: self.start, fieldNumber: 3)
+    }
+    if self.length != 0 {
+      try visitor.visitSingularUInt64Field(value: self.length, fieldNumber: 4)
+    }
+    if self.descriptionID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.descriptionID, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_FileLock, rhs: Amber_FileLock) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.write != rhs.write {return false}
+    if lhs.start != rhs.start {return false}
+    if lhs.length != rhs.length {return false}
+    if lhs.descriptionID != rhs.descriptionID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_FileLock.Kind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KIND_UNSPECIFIED\0\u{1}FLOCK\0\u{1}POSIX\0\u{1}OFD\0")
 }
 
 nonisolated extension Amber_RegularFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

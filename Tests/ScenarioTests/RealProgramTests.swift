@@ -1,0 +1,92 @@
+// Real programs dumped and restored mid-work, checked from outside with their own tools.
+
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A python3 sqlite3 program dumped in the middle of a write transaction (`BEGIN IMMEDIATE`
+/// and an insert, not committed), restored, and checked with the `sqlite3` command-line tool:
+/// its locks came back (a write from outside gets "database is locked"), and once told to, the
+/// program commits and the database is whole with the row in it.
+final class SqliteTests: ScenarioTestCase {
+    private static let python = "/usr/bin/python3"
+    private static let sqlite = "/usr/bin/sqlite3"
+
+    /// Waits for the file `commit`, then commits; writes `committed` once it has.
+    private static let program = """
+        import os, sqlite3, sys, time
+        directory, mode = sys.argv[1], sys.argv[2]
+        def path(name): return os.path.join(directory, name)
+        con = sqlite3.connect(path("test.db"), isolation_level=None)
+        assert con.execute(f"PRAGMA journal_mode={mode}").fetchone()[0] == mode
+        con.execute("CREATE TABLE t(x TEXT)")
+        con.execute("INSERT INTO t VALUES ('before')")
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("INSERT INTO t VALUES ('mid-transaction')")
+        with open(path("pid.tmp"), "w") as f: f.write(str(os.getpid()))
+        os.rename(path("pid.tmp"), path("pid"))
+        while not os.path.exists(path("commit")): time.sleep(0.02)
+        con.execute("COMMIT")
+        con.close()
+        with open(path("committed.tmp"), "w") as f: f.write("committed")
+        os.rename(path("committed.tmp"), path("committed"))
+        """
+
+    /// Rollback journal: the transaction holds the database's RESERVED lock (a POSIX write lock
+    /// on one byte) and a read lock on its shared range, with test.db-journal open.
+    func testTransactionInRollbackJournalMode() throws { try runTransaction(mode: "delete") }
+
+    /// WAL: POSIX locks on bytes of test.db-shm, which the program maps MAP_SHARED, and on test.db.
+    func testTransactionInWALMode() throws { try runTransaction(mode: "wal") }
+
+    private func runTransaction(mode: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        _ = try requireAmber()
+        for tool in [Self.python, Self.sqlite] where !Sys.fileExists(tool) {
+            throw XCTSkip("\(tool) is not installed (.ci/run installs it)")
+        }
+        let directory = try newDirectory("sqlite-\(mode)")
+        let script = directory + "/program.py"
+        try Self.program.write(toFile: script, atomically: true, encoding: .utf8)
+        let pid = try Spawn.start([Self.python, script, directory, mode], stdout: directory + "/log")
+        track(pid)
+        let deadline = Sys.now() + Self.pidfileTimeout
+        while !Sys.fileExists(directory + "/pid") {
+            guard Sys.now() < deadline, case .running = Spawn.poll(pid) else {
+                XCTFail("the program did not start its transaction; log:\n\(Sys.readText(directory + "/log") ?? "")", file: file, line: line)
+                return
+            }
+            Sys.sleep(milliseconds: 10)
+        }
+        let database = directory + "/test.db"
+        let (heldBefore, heldOutput) = try Spawn.run([Self.sqlite, database, "INSERT INTO t VALUES ('intruder');"], in: directory)
+        XCTAssertNotEqual(heldBefore, .exited(0), "a write from outside succeeded during the transaction: \(heldOutput)", file: file, line: line)
+
+        let image = try newDirectory("image")
+        // The dump waits for the program's parent, this test, to reap it.
+        let program = ScenarioProcess(scenario: Scenario(name: "sqlite"), binary: Self.python, directory: directory, pid: pid)
+        let dump = try amber(["dump", "-t", "\(pid)", "-D", image], reaping: [program])
+        XCTAssertEqual(dump.status, .exited(0), "dump: \(dump.summary)", file: file, line: line)
+        guard dump.status == .exited(0) else { return }
+        let restore = try amber(["restore", "-D", image, "--detach"])
+        XCTAssertEqual(restore.status, .exited(0), "restore: \(restore.summary)", file: file, line: line)
+        guard restore.status == .exited(0) else { return }
+
+        let (held, output) = try Spawn.run([Self.sqlite, database, "INSERT INTO t VALUES ('intruder');"], in: directory)
+        XCTAssertNotEqual(held, .exited(0), "a write from outside succeeded: the restored transaction lost its locks", file: file, line: line)
+        XCTAssertTrue(output.contains("database is locked"), "sqlite3: \(output)", file: file, line: line)
+
+        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/commit", contents: nil), file: file, line: line)
+        let exited = Spawn.wait(pid, timeout: Self.verdictTimeout)
+        XCTAssertTrue(exited == .exited(0) || exited == nil, "the restored program ended with \(String(describing: exited))", file: file, line: line)
+        let committedBy = Sys.now() + Self.verdictTimeout
+        while !Sys.fileExists(directory + "/committed") && Sys.now() < committedBy { Sys.sleep(milliseconds: 10) }
+        XCTAssertEqual(Sys.readText(directory + "/committed"), "committed", "the restored program did not commit; log:\n\(Sys.readText(directory + "/log") ?? "")", file: file, line: line)
+
+        let (checked, rows) = try Spawn.run([Self.sqlite, database, "PRAGMA integrity_check; SELECT x FROM t ORDER BY rowid;"], in: directory)
+        XCTAssertEqual(checked, .exited(0), rows, file: file, line: line)
+        XCTAssertEqual(rows.split(separator: "\n"), ["ok", "before", "mid-transaction"], file: file, line: line)
+    }
+}
