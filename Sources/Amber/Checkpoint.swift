@@ -25,7 +25,10 @@ public enum Checkpoint {
     /// names the `amber dump` process a worker serves; a library caller keeps the default.
     /// Needs the rights to ptrace every process of the tree; as root, the image is
     /// authenticated with this host's key (docs/security.md).
-    public static func run(pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil), logger: Logger) throws(AmberError) -> Summary {
+    public static func run(
+        pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false,
+        interruption: DumpInterruption = DumpInterruption(supervisor: nil), logger: Logger
+    ) throws(AmberError) -> Summary {
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
             throw AmberError(.noSuchProcess, "no process with PID \(pid)")
         }
@@ -39,25 +42,32 @@ public enum Checkpoint {
             throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
         }
         do {
-            return try run(pid: pid, writer: writer, leaveRunning: leaveRunning, interruption: interruption, logger: logger)
+            return try run(
+                pid: pid, writer: writer, leaveRunning: leaveRunning, interruption: interruption, logger: logger)
         } catch {
             writer.discard()
             throw error
         }
     }
 
-    private static func run(pid: Int32, writer: ImageWriter, leaveRunning: Bool, interruption: DumpInterruption, logger: Logger) throws(AmberError) -> Summary {
+    private static func run(
+        pid: Int32, writer: ImageWriter, leaveRunning: Bool, interruption: DumpInterruption, logger: Logger
+    ) throws(AmberError) -> Summary {
         // Opening its memory needs the same rights as ptrace: refuse before anything else is looked at.
         let memory = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
         if memory >= 0 {
             close(memory)
         } else if errno == EACCES || errno == EPERM {
-            throw AmberError(.permissionDenied, "may not ptrace process \(ProcessName(pid: pid)): \(LinuxError.current("open /proc/\(pid)/mem").errno.name) (dumping needs the rights to ptrace it)")
+            throw AmberError(
+                .permissionDenied,
+                "may not ptrace process \(ProcessName(pid: pid)): \(LinuxError.current("open /proc/\(pid)/mem").errno.name) (dumping needs the rights to ptrace it)"
+            )
         }
         let running = TreeState.walk(root: pid)
         logger.trace("found \(running.count) running processes")
         for amber in [getpid(), interruption.supervisor].compactMap(\.self) where running.contains(amber) {
-            throw AmberError(.unsupported, "amber (PID \(amber)) is inside the tree of process \(pid): it cannot dump itself")
+            throw AmberError(
+                .unsupported, "amber (PID \(amber)) is inside the tree of process \(pid): it cannot dump itself")
         }
         do {
             // Refusals first, while the tree runs untouched; again once it is frozen, as it may have changed.
@@ -80,9 +90,12 @@ public enum Checkpoint {
             logger.trace("image written")
             let live = tasks.filter { !$0.zombie }
             let summary = Summary(
-                pid: pid, comm: tasks[0].comm, processes: tasks.count, threads: live.reduce(0) { $0 + $1.threads.count },
+                pid: pid, comm: tasks[0].comm, processes: tasks.count,
+                threads: live.reduce(0) { $0 + $1.threads.count },
                 areas: live.reduce(0) { $0 + $1.memory.areas.count },
-                pageBytes: live.reduce(0) { total, task in total + task.memory.areas.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.count } } } * 4096)
+                pageBytes: live.reduce(0) { total, task in
+                    total + task.memory.areas.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.count } }
+                } * 4096)
             if leaveRunning {
                 TreeState.release(processes)
             } else {
@@ -107,20 +120,28 @@ public enum Checkpoint {
     /// Writes one record (and page file) per process, parents first, each kind of state
     /// (`StateKinds`) by its steps: frozen and traced ones on this thread, the tracer; outside
     /// ones on `OutsideReads`, which runs them on another CPU while the tracer goes on to the next.
-    private static func collect(_ processes: inout [FrozenProcess], writer: ImageWriter, interruption: DumpInterruption, logger: Logger) throws -> [Amber_Task] {
+    private static func collect(
+        _ processes: inout [FrozenProcess], writer: ImageWriter, interruption: DumpInterruption, logger: Logger
+    ) throws -> [Amber_Task] {
         let outside = OutsideReads(writer: writer, logger: logger)
         // Injected calls cost less when amber runs where the process last ran. Following each
         // process of a tree from CPU to CPU, though, the tracer lands on the CPU the outside
         // reads use, and a 51-process dump took 20% longer (bench tree, A/B runs).
         let followsTarget = processes.count == 1
         do {
-            let steps = try StateKinds.all.flatMap { try $0.prepareDump(TreeDump(processes: processes, writer: writer, logger: logger)) }
+            let steps = try StateKinds.all.flatMap {
+                try $0.prepareDump(TreeDump(processes: processes, writer: writer, logger: logger))
+            }
             let frozenSteps = steps.filter { $0.phase == .frozen }
             let tracedSteps = steps.filter { $0.phase == .traced }
             let outsideSteps = steps.filter { $0.phase == .outside }
             for index in processes.indices {
                 let process = processes[index]
-                let dump = ProcessDump(process, target: DumpTarget(pid: process.pid, name: process.name, snapshot: process.snapshot, interruption: interruption), tree: processes[0].name)
+                let dump = ProcessDump(
+                    process,
+                    target: DumpTarget(
+                        pid: process.pid, name: process.name, snapshot: process.snapshot, interruption: interruption),
+                    tree: processes[0].name)
                 for step in frozenSteps where step.zombies || !process.zombie {
                     try run(step, dump, interruption: interruption, outside: outside, logger: logger)
                 }
@@ -128,7 +149,9 @@ public enum Checkpoint {
                     outside.complete(dump, steps: [], interruption: interruption)
                     continue
                 }
-                processes[index].syscallInstruction = try collect(dump, steps: tracedSteps, outside: outside, followsTarget: followsTarget, interruption: interruption, logger: logger)
+                processes[index].syscallInstruction = try collect(
+                    dump, steps: tracedSteps, outside: outside, followsTarget: followsTarget,
+                    interruption: interruption, logger: logger)
                 outside.complete(dump, steps: outsideSteps, interruption: interruption)
             }
             return try outside.finish()
@@ -139,7 +162,10 @@ public enum Checkpoint {
     }
 
     /// Each step is a point at which an interrupted dump stops.
-    static func run(_ step: PreparedDumpStep, _ dump: ProcessDump, interruption: DumpInterruption, outside: OutsideReads?, logger: Logger) throws {
+    static func run(
+        _ step: PreparedDumpStep, _ dump: ProcessDump, interruption: DumpInterruption, outside: OutsideReads?,
+        logger: Logger
+    ) throws {
         try interruption.check(step.name)
         try outside?.check()
         try step.run(dump)
@@ -148,7 +174,10 @@ public enum Checkpoint {
 
     /// Runs the traced steps through a session opened for them; returns the `syscall`
     /// instruction the dump injected with.
-    private static func collect(_ dump: ProcessDump, steps: [PreparedDumpStep], outside: OutsideReads, followsTarget: Bool, interruption: DumpInterruption, logger: Logger) throws -> UInt64 {
+    private static func collect(
+        _ dump: ProcessDump, steps: [PreparedDumpStep], outside: OutsideReads, followsTarget: Bool,
+        interruption: DumpInterruption, logger: Logger
+    ) throws -> UInt64 {
         let session = try DumpSession(dump.process, interruption: interruption, logger: logger)
         logger.trace("process \(dump.pid): session open")
         // Injected syscalls cost several times more across CPUs. The tracer takes its own CPUs
@@ -202,14 +231,18 @@ enum Preflight {
 
     /// Once it is frozen: from each process's snapshot.
     static func check(_ processes: [FrozenProcess], root: Int32) throws {
-        let byPID = Dictionary(processes.map { ($0.pid, ($0.name, $0.snapshot)) }, uniquingKeysWith: { first, _ in first })
+        let byPID = Dictionary(
+            processes.map { ($0.pid, ($0.name, $0.snapshot)) }, uniquingKeysWith: { first, _ in first })
         try check(processes.map(\.pid), root: root) { pid in byPID[pid].map { ($0.0, $0.1.status, $0.1.maps) } }
     }
 
     /// Each process is checked on every CPU at once (only /proc is read); the first refusal in
     /// tree order is the one thrown, as if they had been checked one by one, then the refusals
     /// across processes. `read` gives a process's name, status and areas, nil when it is gone.
-    private static func check(_ pids: [Int32], root: Int32, read: @Sendable (Int32) throws(LinuxError) -> (ProcessName, ProcessStatus, [MemoryMapping])?) throws {
+    private static func check(
+        _ pids: [Int32], root: Int32,
+        read: @Sendable (Int32) throws(LinuxError) -> (ProcessName, ProcessStatus, [MemoryMapping])?
+    ) throws {
         let tree = ProcessName(pid: root)
         let results = pids.concurrentMap { pid in
             Result { () throws -> CheckedProcess? in
@@ -224,14 +257,19 @@ enum Preflight {
     }
 
     /// One process's refusals; returns it for the checks across processes, nil for a zombie.
-    private static func check(_ name: ProcessName, status: ProcessStatus, maps: [MemoryMapping], root: Int32, tree: ProcessName) throws -> CheckedProcess? {
+    private static func check(
+        _ name: ProcessName, status: ProcessStatus, maps: [MemoryMapping], root: Int32, tree: ProcessName
+    ) throws -> CheckedProcess? {
         let pid = name.pid
         if status.state == "Z" {
             if pid == root { throw AmberError.unsupported(name, "is a zombie", tree: tree) }
             return nil
         }
         if status.tracerPID != 0 && status.tracerPID != getpid() {
-            throw AmberError.unsupported(name, "is traced by process \(ProcessName(pid: status.tracerPID)) (a debugger or tracer outside amber): a task has one tracer, and the tracing cannot be restored", tree: tree)
+            throw AmberError.unsupported(
+                name,
+                "is traced by process \(ProcessName(pid: status.tracerPID)) (a debugger or tracer outside amber): a task has one tracer, and the tracing cannot be restored",
+                tree: tree)
         }
         let process = CheckedProcess(name: name, status: status, maps: maps, tree: tree)
         for kind in StateKinds.all {

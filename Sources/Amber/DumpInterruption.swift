@@ -33,7 +33,10 @@ public struct DumpInterruption: Sendable {
         #endif
         guard let supervisor else { return }
         if getppid() != supervisor {
-            throw AmberError(.interrupted, "amber dump (PID \(supervisor)) was killed during the dump (at step \(point)): the process tree was let go as it was and the files written were removed")
+            throw AmberError(
+                .interrupted,
+                "amber dump (PID \(supervisor)) was killed during the dump (at step \(point)): the process tree was let go as it was and the files written were removed"
+            )
         }
     }
 }

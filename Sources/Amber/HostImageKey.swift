@@ -19,7 +19,9 @@ public enum HostImageKey {
     /// The key file in force for this caller, or nil when it is not root of this host (root
     /// of a user namespace of its own is a user here).
     public static var path: String? {
-        guard getuid() == 0, geteuid() == 0, (try? ProcFS.link("/proc/self/ns/user")) == initialUserNamespace else { return nil }
+        guard getuid() == 0, geteuid() == 0, (try? ProcFS.link("/proc/self/ns/user")) == initialUserNamespace else {
+            return nil
+        }
         if let named = SecureEnvironment.value(of: pathVariable), !named.isEmpty { return named }
         return defaultPath
     }
@@ -67,11 +69,16 @@ public enum HostImageKey {
     /// Opens the key's directory, which must be root's and writable by root alone.
     private static func openDirectory(_ path: String) throws(AmberError) -> Int32 {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { throw AmberError(.failure, "cannot open the image key's directory \(path): \(LinuxError.current("open"))") }
+        guard fd >= 0 else {
+            throw AmberError(.failure, "cannot open the image key's directory \(path): \(LinuxError.current("open"))")
+        }
         var status = stat()
         guard fstat(fd, &status) == 0, status.st_uid == 0, status.st_mode & 0o022 == 0 else {
             close(fd)
-            throw AmberError(.failure, "the image key's directory \(path) must be root's and writable by root alone (chown root \(path); chmod go-w \(path))")
+            throw AmberError(
+                .failure,
+                "the image key's directory \(path) must be root's and writable by root alone (chown root \(path); chmod go-w \(path))"
+            )
         }
         return fd
     }
@@ -86,7 +93,9 @@ public enum HostImageKey {
         }
         defer { close(fd) }
         var status = stat()
-        guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG, status.st_uid == 0, status.st_mode & 0o077 == 0 else {
+        guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG, status.st_uid == 0,
+            status.st_mode & 0o077 == 0
+        else {
             throw AmberError(.failure, "the image key \(path) must be a regular file of root's, mode 0600")
         }
         var bytes = [UInt8](repeating: 0, count: ImageKey.size + 1)
@@ -104,7 +113,9 @@ public enum HostImageKey {
         let temporary = "\(name).\(getpid()).tmp"
         unlinkat(directoryFD, temporary, 0)
         let fd = openat(directoryFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw AmberError(.failure, "cannot create the image key \(path): \(LinuxError.current("open"))") }
+        guard fd >= 0 else {
+            throw AmberError(.failure, "cannot create the image key \(path): \(LinuxError.current("open"))")
+        }
         defer { unlinkat(directoryFD, temporary, 0) }
         let bytes = ImageKey.random()
         let written = Glibc.write(fd, bytes, bytes.count)

@@ -28,7 +28,9 @@ public struct PrivilegedRequest: Sendable, CustomStringConvertible {
 /// files a task may not open itself are the other such act: `RestoreSession.openAsTask`.
 public enum ImagePrivileges {
     /// CLOCK_REALTIME_ALARM and CLOCK_BOOTTIME_ALARM: their timers wake the system from suspend.
-    private static let alarmClocks: [Int32: String] = [CLOCK_REALTIME_ALARM: "CLOCK_REALTIME_ALARM", CLOCK_BOOTTIME_ALARM: "CLOCK_BOOTTIME_ALARM"]
+    private static let alarmClocks: [Int32: String] = [
+        CLOCK_REALTIME_ALARM: "CLOCK_REALTIME_ALARM", CLOCK_BOOTTIME_ALARM: "CLOCK_BOOTTIME_ALARM",
+    ]
     private static let unsetLoginUID = UInt32.max
 
     static let resourceNames = [
@@ -51,7 +53,9 @@ public enum ImagePrivileges {
             var limits: [UInt32: (soft: UInt64, hard: UInt64)] = [:]
             for resource in 0..<UInt32(resourceNames.count) {
                 var limit = rlimit()
-                guard getrlimit(__rlimit_resource_t(resource), &limit) == 0 else { throw LinuxError.current("getrlimit(\(resource))") }
+                guard getrlimit(__rlimit_resource_t(resource), &limit) == 0 else {
+                    throw LinuxError.current("getrlimit(\(resource))")
+                }
                 limits[resource] = (UInt64(limit.rlim_cur), UInt64(limit.rlim_max))
             }
             return Baseline(
@@ -77,29 +81,41 @@ public enum ImagePrivileges {
     /// Refuses, with exit code 4, the first ask that the task's own credentials do not allow.
     static func refuseUnheld(_ tasks: [Amber_Task], authenticity: ImageAuthenticity) throws(AmberError) {
         guard let request = try requests(tasks).first(where: { !$0.heldByTask }) else { return }
-        throw AmberError(.permissionDenied, "\(request.who) asks for \(request.what), which needs \(request.privilege); its credentials in the image lack it, and the image is \(authenticity): amber does not grant it with its own rights (restore with --trust-image only an image you trust)")
+        throw AmberError(
+            .permissionDenied,
+            "\(request.who) asks for \(request.what), which needs \(request.privilege); its credentials in the image lack it, and the image is \(authenticity): amber does not grant it with its own rights (restore with --trust-image only an image you trust)"
+        )
     }
 
     private static func requests(of task: Amber_Task, _ baseline: Baseline) -> [PrivilegedRequest] {
         guard let leader = task.threads.first else { return [] }
         func who(_ thread: Amber_Thread) -> String {
-            thread.tid == task.pid ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
+            thread.tid == task.pid
+                ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
         }
-        func credentials(_ thread: Amber_Thread) -> Amber_Credentials { thread.hasCredentials ? thread.credentials : baseline.credentials }
+        func credentials(_ thread: Amber_Thread) -> Amber_Credentials {
+            thread.hasCredentials ? thread.credentials : baseline.credentials
+        }
         func request(_ thread: Amber_Thread, _ what: String, _ capabilities: [Int]) -> PrivilegedRequest {
             let permitted = credentials(thread).capPermitted
-            return PrivilegedRequest(who: who(thread), what: what, capabilities: capabilities,
-                                     heldByTask: capabilities.contains { permitted & (1 << UInt64($0)) != 0 })
+            return PrivilegedRequest(
+                who: who(thread), what: what, capabilities: capabilities,
+                heldByTask: capabilities.contains { permitted & (1 << UInt64($0)) != 0 })
         }
         // The image's limits are in force when scheduling is restored; the restorer's otherwise.
-        let imageLimits = Dictionary(task.environment.limits.map { ($0.resource, $0) }, uniquingKeysWith: { first, _ in first })
+        let imageLimits = Dictionary(
+            task.environment.limits.map { ($0.resource, $0) }, uniquingKeysWith: { first, _ in first })
         func soft(_ resource: UInt32) -> UInt64 { imageLimits[resource]?.soft ?? baseline.limits[resource]?.soft ?? 0 }
 
         var found: [PrivilegedRequest] = []
         for limit in task.environment.limits {
             guard let own = baseline.limits[limit.resource], limit.hard > own.hard else { continue }
-            let name = limit.resource < resourceNames.count ? resourceNames[Int(limit.resource)] : "resource \(limit.resource)"
-            found.append(request(leader, "a hard \(name) of \(limitText(limit.hard)), above the restorer's \(limitText(own.hard))", [Capability.sysResource]))
+            let name =
+                limit.resource < resourceNames.count ? resourceNames[Int(limit.resource)] : "resource \(limit.resource)"
+            found.append(
+                request(
+                    leader, "a hard \(name) of \(limitText(limit.hard)), above the restorer's \(limitText(own.hard))",
+                    [Capability.sysResource]))
         }
         for timer in task.timers.posixTimers {
             guard let clock = alarmClocks[timer.clock] else { continue }
@@ -108,10 +124,18 @@ public enum ImagePrivileges {
         // The restorer locks the areas while it holds its own CAP_IPC_LOCK, past the task's limit.
         let locked = task.memory.areas.filter(\.locked).reduce(UInt64(0)) { $0 + ($1.end - $1.start) }
         if locked > soft(ResourceLimit.memoryLock) {
-            found.append(request(leader, "\(locked / 1024) KiB of locked memory, above its RLIMIT_MEMLOCK \(limitText(soft(ResourceLimit.memoryLock)))", [Capability.ipcLock]))
+            found.append(
+                request(
+                    leader,
+                    "\(locked / 1024) KiB of locked memory, above its RLIMIT_MEMLOCK \(limitText(soft(ResourceLimit.memoryLock)))",
+                    [Capability.ipcLock]))
         }
         if task.processFlags.oomScoreAdj < baseline.oomScoreAdj {
-            found.append(request(leader, "oom_score_adj \(task.processFlags.oomScoreAdj), below the restorer's \(baseline.oomScoreAdj)", [Capability.sysResource]))
+            found.append(
+                request(
+                    leader,
+                    "oom_score_adj \(task.processFlags.oomScoreAdj), below the restorer's \(baseline.oomScoreAdj)",
+                    [Capability.sysResource]))
         }
         for description in task.files.descriptions {
             let capacity: UInt32
@@ -121,34 +145,66 @@ public enum ImagePrivileges {
                 // The restorer makes the pipe and gives it its owner (fchown).
                 let own = credentials(leader)
                 if end.ownerUid != own.fsuid || end.ownerGid != own.fsgid {
-                    found.append(request(leader, "pipe \(end.pipeID) owned by uid \(end.ownerUid), gid \(end.ownerGid), other than its own \(own.fsuid), \(own.fsgid)", [Capability.chown]))
+                    found.append(
+                        request(
+                            leader,
+                            "pipe \(end.pipeID) owned by uid \(end.ownerUid), gid \(end.ownerGid), other than its own \(own.fsuid), \(own.fsgid)",
+                            [Capability.chown]))
                 }
             case .fifo(let fifo): capacity = fifo.capacity
             default: continue
             }
             if Int64(capacity) > baseline.pipeMaximumCapacity {
-                found.append(request(leader, "a pipe capacity of \(capacity) bytes, above /proc/sys/fs/pipe-max-size \(baseline.pipeMaximumCapacity)", [Capability.sysResource]))
+                found.append(
+                    request(
+                        leader,
+                        "a pipe capacity of \(capacity) bytes, above /proc/sys/fs/pipe-max-size \(baseline.pipeMaximumCapacity)",
+                        [Capability.sysResource]))
             }
         }
         for thread in task.threads {
             let scheduling = thread.scheduling
-            if scheduling.policy == UInt32(TaskScheduling.fifoPolicy) || scheduling.policy == UInt32(TaskScheduling.roundRobinPolicy), UInt64(scheduling.rtPriority) > soft(ResourceLimit.realtimePriority) {
+            if scheduling.policy == UInt32(TaskScheduling.fifoPolicy)
+                || scheduling.policy == UInt32(TaskScheduling.roundRobinPolicy),
+                UInt64(scheduling.rtPriority) > soft(ResourceLimit.realtimePriority)
+            {
                 let policy = scheduling.policy == UInt32(TaskScheduling.fifoPolicy) ? "SCHED_FIFO" : "SCHED_RR"
-                found.append(request(thread, "\(policy) priority \(scheduling.rtPriority), above its RLIMIT_RTPRIO \(limitText(soft(ResourceLimit.realtimePriority)))", [Capability.sysNice]))
+                found.append(
+                    request(
+                        thread,
+                        "\(policy) priority \(scheduling.rtPriority), above its RLIMIT_RTPRIO \(limitText(soft(ResourceLimit.realtimePriority)))",
+                        [Capability.sysNice]))
             }
             // A nice below the inherited one is allowed up to 20 - RLIMIT_NICE.
-            if scheduling.nice < baseline.nice, Int64(20 - scheduling.nice) > Int64(clamping: soft(ResourceLimit.nice)) {
-                found.append(request(thread, "nice \(scheduling.nice), below the restorer's \(baseline.nice) and what its RLIMIT_NICE \(limitText(soft(ResourceLimit.nice))) allows", [Capability.sysNice]))
+            if scheduling.nice < baseline.nice, Int64(20 - scheduling.nice) > Int64(clamping: soft(ResourceLimit.nice))
+            {
+                found.append(
+                    request(
+                        thread,
+                        "nice \(scheduling.nice), below the restorer's \(baseline.nice) and what its RLIMIT_NICE \(limitText(soft(ResourceLimit.nice))) allows",
+                        [Capability.sysNice]))
             }
-            if scheduling.ioPriority >> TaskScheduling.ioPriorityClassShift == UInt32(TaskScheduling.ioPriorityClassRealtime) {
-                found.append(request(thread, "real-time I/O priority (IOPRIO_CLASS_RT, level \(scheduling.ioPriority & 7))", [Capability.sysNice, Capability.sysAdmin]))
+            if scheduling.ioPriority >> TaskScheduling.ioPriorityClassShift
+                == UInt32(TaskScheduling.ioPriorityClassRealtime)
+            {
+                found.append(
+                    request(
+                        thread, "real-time I/O priority (IOPRIO_CLASS_RT, level \(scheduling.ioPriority & 7))",
+                        [Capability.sysNice, Capability.sysAdmin]))
             }
             if thread.seccomp.mode == .filter, !thread.threadFlags.noNewPrivs {
-                found.append(request(thread, "seccomp filters without no_new_privs (a set-user-ID program it runs would run under them)", [Capability.sysAdmin]))
+                found.append(
+                    request(
+                        thread,
+                        "seccomp filters without no_new_privs (a set-user-ID program it runs would run under them)",
+                        [Capability.sysAdmin]))
             }
             let loginUID = credentials(thread).loginUid
             if loginUID != baseline.credentials.loginUid, baseline.credentials.loginUid != unsetLoginUID {
-                found.append(request(thread, "audit login uid \(loginUID), the restorer's being \(baseline.credentials.loginUid)", [Capability.auditControl]))
+                found.append(
+                    request(
+                        thread, "audit login uid \(loginUID), the restorer's being \(baseline.credentials.loginUid)",
+                        [Capability.auditControl]))
             }
         }
         return found
@@ -195,16 +251,24 @@ public struct ImageNeeds: Sendable {
 
     private static func privilegedCredentials(of task: Amber_Task) -> [String] {
         task.threads.compactMap { thread -> String? in
-            let who = thread.tid == task.pid ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
+            let who =
+                thread.tid == task.pid
+                ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
             guard thread.hasCredentials else { return "\(who): no credentials recorded: it keeps the restorer's own" }
             let c = thread.credentials
-            let ids = [c.uid, c.euid, c.suid, c.fsuid], gids = [c.gid, c.egid, c.sgid, c.fsgid]
+            let ids = [c.uid, c.euid, c.suid, c.fsuid]
+            let gids = [c.gid, c.egid, c.sgid, c.fsgid]
             let capabilities = c.capPermitted | c.capEffective | c.capInheritable | c.capAmbient
             guard ids.contains(0) || gids.contains(0) || c.groups.contains(0) || capabilities != 0 else { return nil }
-            var parts = ["uids \(ids.map(String.init).joined(separator: ",")), gids \(gids.map(String.init).joined(separator: ","))"]
+            var parts = [
+                "uids \(ids.map(String.init).joined(separator: ",")), gids \(gids.map(String.init).joined(separator: ","))"
+            ]
             if c.groups.contains(0) { parts.append("group 0 among its groups") }
             if c.capPermitted != 0 {
-                parts.append(c.capPermitted == c.capBounding ? "permitted: every capability of its bounding set (\(c.capPermitted.nonzeroBitCount))" : "permitted \(CredentialState.names(c.capPermitted))")
+                parts.append(
+                    c.capPermitted == c.capBounding
+                        ? "permitted: every capability of its bounding set (\(c.capPermitted.nonzeroBitCount))"
+                        : "permitted \(CredentialState.names(c.capPermitted))")
             }
             if c.capAmbient != 0 { parts.append("ambient \(CredentialState.names(c.capAmbient))") }
             if c.capInheritable != 0 { parts.append("inheritable \(CredentialState.names(c.capInheritable))") }
@@ -215,7 +279,8 @@ public struct ImageNeeds: Sendable {
     private static func filesNeedingRestorerRights(of task: Amber_Task) -> [String] {
         task.files.descriptors.compactMap { descriptor -> String? in
             guard let description = task.files.descriptions.first(where: { $0.id == descriptor.descriptionID }),
-                  let denied = ImagePrivileges.openDenied(description, as: task) else { return nil }
+                let denied = ImagePrivileges.openDenied(description, as: task)
+            else { return nil }
             return "process \(task.pid) (\(task.comm)): fd \(descriptor.fd), \(denied)"
         }
     }
@@ -228,7 +293,9 @@ extension ImagePrivileges {
     /// made to open it (its filesystem IDs and groups, no symbolic link, nothing created), and
     /// closed at once.
     static func openDenied(_ description: Amber_OpenFileDescription, as task: Amber_Task) -> String? {
-        guard let credentials = task.processCredentials, let path = OpenFileKinds.reopenedPath(of: description) else { return nil }
+        guard let credentials = task.processCredentials, let path = OpenFileKinds.reopenedPath(of: description) else {
+            return nil
+        }
         let identity = FileAccessIdentity(uid: credentials.fsuid, gid: credentials.fsgid, groups: credentials.groups)
         let flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_TRUNC | O_EXCL) | O_NONBLOCK | O_NOCTTY
         switch Result(catching: { () throws(LinuxError) in try PathOpening.open(path, flags: flags, as: identity) }) {
@@ -236,7 +303,12 @@ extension ImagePrivileges {
             close(fd)
             return nil
         case .failure(let error) where error.errno == .permissionDenied || error.errno == .notPermitted:
-            let mode = switch description.flags & 3 { case 0: "read-only"; case 1: "write-only"; default: "read-write" }
+            let mode =
+                switch description.flags & 3 {
+                case 0: "read-only"
+                case 1: "write-only"
+                default: "read-write"
+                }
             return "\(path) (\(mode)): uid \(identity.uid), gid \(identity.gid) may not open it (\(error.errno.name))"
         case .failure:
             return nil
@@ -250,14 +322,19 @@ extension ImagePrivileges {
     static func refuseUnopenableFiles(_ tasks: [Amber_Task], authenticity: ImageAuthenticity) throws(AmberError) {
         var listing: [UInt32: [(task: Amber_Task, description: Amber_OpenFileDescription)]] = [:]
         for task in tasks where !task.zombie {
-            for description in task.files.descriptions { listing[description.id, default: []].append((task, description)) }
+            for description in task.files.descriptions {
+                listing[description.id, default: []].append((task, description))
+            }
         }
         for id in listing.keys.sorted() {
             guard let users = listing[id] else { continue }
             let denials = users.map { openDenied($0.description, as: $0.task) }
             guard let denied = denials.first ?? nil, denials.allSatisfy({ $0 != nil }) else { continue }
             let task = users[0].task
-            throw AmberError(.permissionDenied, "process \(task.pid) (\(task.comm)) has open \(denied), and the image is \(authenticity): amber does not open it with its own rights (restore with --trust-image only an image you trust)")
+            throw AmberError(
+                .permissionDenied,
+                "process \(task.pid) (\(task.comm)) has open \(denied), and the image is \(authenticity): amber does not open it with its own rights (restore with --trust-image only an image you trust)"
+            )
         }
     }
 }

@@ -16,12 +16,20 @@ public enum KernelFeatures {
         var features: [KernelFeature] = []
         func add(_ name: String, _ enables: String, required: Bool = true, _ test: () -> (Bool, String?)) {
             let (present, detail) = test()
-            features.append(KernelFeature(name: name, enables: enables, required: required, present: present, detail: detail))
+            features.append(
+                KernelFeature(name: name, enables: enables, required: required, present: present, detail: detail))
         }
-        add("clone3 with set_tid", "restoring a process with its PID (Linux 5.5, CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE)") {
+        add(
+            "clone3 with set_tid",
+            "restoring a process with its PID (Linux 5.5, CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE)"
+        ) {
             let capabilities = (try? ProcFS.status(pid: getpid()))?.capabilities?.effective ?? 0
-            let allowed = capabilities & (1 << Capability.sysAdmin) != 0 || capabilities & (1 << Capability.checkpointRestore) != 0
-            return (allowed && kernelAtLeast(5, 5), allowed ? nil : "amber lacks CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE")
+            let allowed =
+                capabilities & (1 << Capability.sysAdmin) != 0
+                || capabilities & (1 << Capability.checkpointRestore) != 0
+            return (
+                allowed && kernelAtLeast(5, 5), allowed ? nil : "amber lacks CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE"
+            )
         }
         add("pidfd_getfd", "copying open files between processes (Linux 5.6)") {
             guard let pidfd = try? Pidfd(pid: getpid()) else { return (false, "pidfd_open failed") }
@@ -42,9 +50,12 @@ public enum KernelFeatures {
             (kernelAtLeast(5, 13), nil)
         }
         add("process_vm_readv", "reading and writing process memory") {
-            var value: UInt64 = 42, copy: UInt64 = 0
+            var value: UInt64 = 42
+            var copy: UInt64 = 0
             let address = withUnsafeMutablePointer(to: &value) { UInt64(UInt(bitPattern: $0)) }
-            let read = withUnsafeMutableBytes(of: &copy) { try? ProcessMemory(pid: getpid()).read(into: $0, from: [(address, 8)]) }
+            let read = withUnsafeMutableBytes(of: &copy) {
+                try? ProcessMemory(pid: getpid()).read(into: $0, from: [(address, 8)])
+            }
             return (read == 8 && copy == 42, nil)
         }
         add("soft-dirty tracking", "incremental dumps (not used yet)", required: false) {
@@ -59,7 +70,9 @@ public enum KernelFeatures {
     static func kernelAtLeast(_ major: Int, _ minor: Int) -> Bool {
         var names = utsname()
         uname(&names)
-        let release = withUnsafeBytes(of: names.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        let release = withUnsafeBytes(of: names.release) {
+            String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
         let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
         guard parts.count == 2 else { return false }
         return (parts[0], parts[1]) >= (major, minor)

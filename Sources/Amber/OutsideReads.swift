@@ -34,7 +34,9 @@ final class OutsideReads: @unchecked Sendable {
                 let task = dump.task
                 try interruption.check(FaultPoints.write)
                 try writer.writeRecord(task, name: ImageFormat.taskRecordName(pid: task.pid))
-                logger.debug("collected process \(dump.name): \(task.threads.count) threads, \(task.memory.areas.count) areas, \(task.files.descriptors.count) fds")
+                logger.debug(
+                    "collected process \(dump.name): \(task.threads.count) threads, \(task.memory.areas.count) areas, \(task.files.descriptors.count) fds"
+                )
                 tasks.append(task)
             } catch {
                 failure = error

@@ -18,7 +18,9 @@ public enum Restore {
     /// child. On failure no task is left behind and the image is untouched. An image that is
     /// not authenticated with this host's key, unless `trustImage`, gets nothing from the
     /// restorer's privileges that the credentials it names do not hold (docs/security.md).
-    public static func run(directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false, logger: Logger) throws(AmberError) -> Restored {
+    public static func run(directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false, logger: Logger)
+        throws(AmberError) -> Restored
+    {
         let key = try HostImageKey.forCheck()
         let image: ImageReader
         let tasks: [Amber_Task]
@@ -59,15 +61,24 @@ public enum Restore {
         do {
             let instruction = try syscallInstruction()
             let restorerPidfd = try Pidfd(pid: getpid())
-            let namespaceInit = try newPIDNamespace ? NamespaceInit(root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
+            let namespaceInit =
+                try newPIDNamespace
+                ? NamespaceInit(
+                    root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
             logger.trace("helper ready")
             var treeFiles: TreeFiles?
             let openFiles = OpenFileTable()
-            let built = try TreeState.build(tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted, namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles, logger: logger)
+            let built = try TreeState.build(
+                tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted,
+                namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles,
+                logger: logger)
             let baseline = try HelperBaseline.ofRestorer()
             var sessions: [RestoreSession] = []
             for task in built {
-                let session = RestoreSession(task: task.record, image: image, imageTrusted: imageTrusted, tracee: task.tracee, injector: task.injector, baseline: baseline, treeFiles: treeFiles, openFiles: openFiles, inheritedPidfd: restorerPidfd.fd, logger: logger)
+                let session = RestoreSession(
+                    task: task.record, image: image, imageTrusted: imageTrusted, tracee: task.tracee,
+                    injector: task.injector, baseline: baseline, treeFiles: treeFiles, openFiles: openFiles,
+                    inheritedPidfd: restorerPidfd.fd, logger: logger)
                 try restore(session)
                 sessions.append(session)
             }
@@ -112,13 +123,18 @@ public enum Restore {
     static func checkHost(_ inventory: Amber_Inventory) throws(AmberError) {
         var names = utsname()
         uname(&names)
-        let machine = withUnsafeBytes(of: names.machine) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        let machine = withUnsafeBytes(of: names.machine) {
+            String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
         guard inventory.machine == machine else {
             throw AmberError(.incompatibleHost, "the image was taken on \(inventory.machine), this host is \(machine)")
         }
         let missing = inventory.xstateFeatures & ~HostCPU.xstateFeatures
         guard missing == 0 else {
-            throw AmberError(.incompatibleHost, "this CPU lacks xstate features the image uses (XCR0 bits 0x\(String(missing, radix: 16)); image 0x\(String(inventory.xstateFeatures, radix: 16)), here 0x\(String(HostCPU.xstateFeatures, radix: 16)))")
+            throw AmberError(
+                .incompatibleHost,
+                "this CPU lacks xstate features the image uses (XCR0 bits 0x\(String(missing, radix: 16)); image 0x\(String(inventory.xstateFeatures, radix: 16)), here 0x\(String(HostCPU.xstateFeatures, radix: 16)))"
+            )
         }
     }
 

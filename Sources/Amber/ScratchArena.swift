@@ -26,7 +26,10 @@ struct ScratchArena {
     mutating func reserve(_ count: Int) throws(LinuxError) -> UInt64 {
         let start = (used + Self.alignment - 1) & ~(Self.alignment - 1)
         guard count >= 0, start + count <= size else {
-            throw LinuxError(.noSpace, "find \(count) bytes for the arguments of a call injected into task \(pid) (its scratch area has \(size) bytes, \(used) of them taken)")
+            throw LinuxError(
+                .noSpace,
+                "find \(count) bytes for the arguments of a call injected into task \(pid) (its scratch area has \(size) bytes, \(used) of them taken)"
+            )
         }
         used = start + count
         return base + UInt64(start)
@@ -49,7 +52,10 @@ struct ScratchArena {
     /// `count` bytes of a slot, as the call left them.
     func read(_ address: UInt64, count: Int) throws(LinuxError) -> [UInt8] {
         guard address >= base, count >= 0, address - base + UInt64(count) <= UInt64(used) else {
-            throw LinuxError(.invalidArgument, "read \(count) bytes at 0x\(String(address, radix: 16)) of task \(pid): not in a slot of its scratch area")
+            throw LinuxError(
+                .invalidArgument,
+                "read \(count) bytes at 0x\(String(address, radix: 16)) of task \(pid): not in a slot of its scratch area"
+            )
         }
         var bytes = [UInt8](repeating: 0, count: count)
         _ = try bytes.withUnsafeMutableBytes { buffer in
@@ -59,19 +65,29 @@ struct ScratchArena {
     }
 
     /// A plain value at the start of a slot (or `offset` bytes into it), as the call left it.
-    func read<Value: BitwiseCopyable>(_ address: UInt64, offset: Int = 0, as type: Value.Type) throws(LinuxError) -> Value {
-        try read(address + UInt64(offset), count: MemoryLayout<Value>.size).withUnsafeBytes { $0.loadUnaligned(as: Value.self) }
+    func read<Value: BitwiseCopyable>(_ address: UInt64, offset: Int = 0, as type: Value.Type) throws(LinuxError)
+        -> Value
+    {
+        try read(address + UInt64(offset), count: MemoryLayout<Value>.size).withUnsafeBytes {
+            $0.loadUnaligned(as: Value.self)
+        }
     }
 
     /// An arena below the 128-byte red zone of the stack of the stopped task `injector` runs in,
     /// which the ABI leaves free (a signal frame may land there at any time), for a task whose
     /// memory holds nothing of amber's: the bytes there are put back once `body` returns.
-    static func belowRedZone<Value>(of injector: SyscallInjector, size: Int, _ body: (inout ScratchArena) throws -> Value) throws -> Value {
+    static func belowRedZone<Value>(
+        of injector: SyscallInjector, size: Int, _ body: (inout ScratchArena) throws -> Value
+    ) throws -> Value {
         let pid = injector.tracee.pid
         let memory = ProcessMemory(pid: pid)
-        var arena = ScratchArena(pid: pid, memory: memory, base: (injector.savedRegisters.rsp - 128 - UInt64(size)) & ~UInt64(alignment - 1), size: size)
+        var arena = ScratchArena(
+            pid: pid, memory: memory, base: (injector.savedRegisters.rsp - 128 - UInt64(size)) & ~UInt64(alignment - 1),
+            size: size)
         var saved = [UInt8](repeating: 0, count: size)
-        _ = try saved.withUnsafeMutableBytes { bytes throws(LinuxError) in try memory.read(into: bytes, from: [(arena.base, size)]) }
+        _ = try saved.withUnsafeMutableBytes { bytes throws(LinuxError) in
+            try memory.read(into: bytes, from: [(arena.base, size)])
+        }
         let outcome = Result { try body(&arena) }
         _ = try saved.withUnsafeBytes { bytes throws(LinuxError) in try memory.write(bytes, to: [(arena.base, size)]) }
         return try outcome.get()

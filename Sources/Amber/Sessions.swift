@@ -63,21 +63,32 @@ final class DumpSession: ScratchSpace {
         let injector = try SyscallInjector(tracee: tracee, instruction: instruction!)
         let memory = ProcessMemory(pid: pid)
         if let (address, bytes) = DumpSession.stackScratch(pid: pid, stackPointer: registers.rsp, maps: target.maps) {
-            self.init(target: target, threads: process.threads, injector: injector, memory: memory, makeInjector: SyscallInjector.init(tracee:instruction:), scratch: address, savedStackBytes: bytes, logger: logger)
+            self.init(
+                target: target, threads: process.threads, injector: injector, memory: memory,
+                makeInjector: SyscallInjector.init(tracee:instruction:), scratch: address, savedStackBytes: bytes,
+                logger: logger)
             return
         }
         let scratch: UInt64
         do {
-            scratch = try injector.call("mmap scratch page", SyscallNumber.mmap, 0, 4096, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+            scratch = try injector.call(
+                "mmap scratch page", SyscallNumber.mmap, 0, 4096, UInt64(PROT_READ | PROT_WRITE),
+                UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
         } catch {
             try? injector.finish()
             throw error
         }
-        self.init(target: target, threads: process.threads, injector: injector, memory: memory, makeInjector: SyscallInjector.init(tracee:instruction:), scratch: scratch, savedStackBytes: nil, logger: logger)
+        self.init(
+            target: target, threads: process.threads, injector: injector, memory: memory,
+            makeInjector: SyscallInjector.init(tracee:instruction:), scratch: scratch, savedStackBytes: nil,
+            logger: logger)
     }
 
     /// A session over what it is given; the engine's unit tests give it fakes and no process.
-    init(target: DumpTarget, threads: [Tracee], injector: any SyscallInjecting, memory: any RemoteMemory, makeInjector: @escaping InjectorFactory, scratch: UInt64, savedStackBytes: [UInt8]?, logger: Logger) {
+    init(
+        target: DumpTarget, threads: [Tracee], injector: any SyscallInjecting, memory: any RemoteMemory,
+        makeInjector: @escaping InjectorFactory, scratch: UInt64, savedStackBytes: [UInt8]?, logger: Logger
+    ) {
         self.target = target
         self.threads = threads
         tracee = threads[0]
@@ -104,18 +115,23 @@ final class DumpSession: ScratchSpace {
         guard stackPointer > 4096 + 128 + UInt64(scratchSize) else { return nil }
         let address = (stackPointer - 128 - UInt64(scratchSize)) & ~15
         let end = address + UInt64(scratchSize)
-        guard let area = maps.first(where: { $0.start <= address && end <= $0.end }), area.writable, area.readable, !area.shared,
-              let pageMap = try? PageMap(pid: pid),
-              (try? pageMap.isPresentAndExclusive(address)) == true, (try? pageMap.isPresentAndExclusive(end - 1)) == true
+        guard let area = maps.first(where: { $0.start <= address && end <= $0.end }), area.writable, area.readable,
+            !area.shared,
+            let pageMap = try? PageMap(pid: pid),
+            (try? pageMap.isPresentAndExclusive(address)) == true, (try? pageMap.isPresentAndExclusive(end - 1)) == true
         else { return nil }
         var bytes = [UInt8](repeating: 0, count: scratchSize)
-        let read = bytes.withUnsafeMutableBytes { buffer in try? ProcessMemory(pid: pid).read(into: buffer, from: [(address, scratchSize)]) }
+        let read = bytes.withUnsafeMutableBytes { buffer in
+            try? ProcessMemory(pid: pid).read(into: buffer, from: [(address, scratchSize)])
+        }
         return read == scratchSize ? (address, bytes) : nil
     }
 
     /// A thread's /proc status as the frozen process has it.
     func threadStatus(_ tid: Int32) throws(LinuxError) -> ProcessStatus {
-        guard let status = target.snapshot.threadStatuses[tid] else { throw LinuxError(.noSuchProcess, "find thread \(tid) among the frozen threads of process \(pid)") }
+        guard let status = target.snapshot.threadStatuses[tid] else {
+            throw LinuxError(.noSuchProcess, "find thread \(tid) among the frozen threads of process \(pid)")
+        }
         return status
     }
 
@@ -228,14 +244,25 @@ final class RestoreSession: ScratchSpace {
     /// restorer open with its own rights a file the task may not open itself.
     let imageTrusted: Bool
 
-    convenience init(task: Amber_Task, image: ImageReader, imageTrusted: Bool, tracee: Tracee, injector: SyscallInjector, baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
-        self.init(task: task, image: image, imageTrusted: imageTrusted, tracee: tracee, injector: injector, memory: ProcessMemory(pid: tracee.pid), proc: LiveProcFS(), scheduling: LiveThreadScheduling(), makeInjector: SyscallInjector.init(tracee:instruction:),
-                  baseline: baseline, treeFiles: treeFiles, openFiles: openFiles, inheritedPidfd: inheritedPidfd, logger: logger)
+    convenience init(
+        task: Amber_Task, image: ImageReader, imageTrusted: Bool, tracee: Tracee, injector: SyscallInjector,
+        baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger
+    ) {
+        self.init(
+            task: task, image: image, imageTrusted: imageTrusted, tracee: tracee, injector: injector,
+            memory: ProcessMemory(pid: tracee.pid), proc: LiveProcFS(), scheduling: LiveThreadScheduling(),
+            makeInjector: SyscallInjector.init(tracee:instruction:),
+            baseline: baseline, treeFiles: treeFiles, openFiles: openFiles, inheritedPidfd: inheritedPidfd,
+            logger: logger)
     }
 
     /// A session over what it is given; the engine's unit tests give it fakes, no image and no process.
-    init(task: Amber_Task, image: ImageReader?, imageTrusted: Bool, tracee: Tracee, injector: any SyscallInjecting, memory: any RemoteMemory, proc: any ProcReading, scheduling: any ThreadScheduling, makeInjector: @escaping InjectorFactory,
-         baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger) {
+    init(
+        task: Amber_Task, image: ImageReader?, imageTrusted: Bool, tracee: Tracee, injector: any SyscallInjecting,
+        memory: any RemoteMemory, proc: any ProcReading, scheduling: any ThreadScheduling,
+        makeInjector: @escaping InjectorFactory,
+        baseline: HelperBaseline, treeFiles: TreeFiles?, openFiles: OpenFileTable, inheritedPidfd: Int32, logger: Logger
+    ) {
         self.memory = memory
         self.proc = proc
         self.scheduling = scheduling
@@ -264,7 +291,9 @@ final class RestoreSession: ScratchSpace {
     /// Copies one of our descriptors into the task; returns its number there (close-on-exec set).
     func install(_ descriptor: Int32) throws(LinuxError) -> Int32 {
         let pidfd = try movedRestorerPidfd()
-        return Int32(try injector.call("pidfd_getfd(\(descriptor))", SyscallNumber.pidfdGetfd, UInt64(pidfd), UInt64(descriptor), 0))
+        return Int32(
+            try injector.call(
+                "pidfd_getfd(\(descriptor))", SyscallNumber.pidfdGetfd, UInt64(pidfd), UInt64(descriptor), 0))
     }
 
     /// The task's descriptor of the restorer's pidfd, moved above every descriptor of the image
@@ -272,7 +301,8 @@ final class RestoreSession: ScratchSpace {
     func movedRestorerPidfd() throws(LinuxError) -> Int32 {
         if let existing = restorerPidfd { return existing }
         let low = UInt64(inheritedPidfd)
-        let high = try injector.call("fcntl F_DUPFD_CLOEXEC", SyscallNumber.fcntl, low, UInt64(F_DUPFD_CLOEXEC), UInt64(firstFreeDescriptor))
+        let high = try injector.call(
+            "fcntl F_DUPFD_CLOEXEC", SyscallNumber.fcntl, low, UInt64(F_DUPFD_CLOEXEC), UInt64(firstFreeDescriptor))
         try injector.call("close", SyscallNumber.close, low)
         restorerPidfd = Int32(high)
         return Int32(high)
@@ -291,26 +321,44 @@ final class RestoreSession: ScratchSpace {
         try Self.openAsTask(path, flags: flags, what: what, task: task, dumped: dumped, trusted: imageTrusted)
     }
 
-    static func openAsTask(_ path: String, flags: Int32, what: String, task: Amber_Task, dumped: FileStatus?, trusted: Bool) throws(AmberError) -> Int32 {
-        let identity = task.processCredentials.map { FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups) }
+    static func openAsTask(
+        _ path: String, flags: Int32, what: String, task: Amber_Task, dumped: FileStatus?, trusted: Bool
+    ) throws(AmberError) -> Int32 {
+        let identity = task.processCredentials.map {
+            FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups)
+        }
         let who = identity.map { " as uid \($0.uid), gid \($0.gid)" } ?? ""
         do {
             return try PathOpening.open(path, flags: flags, as: identity)
-        } catch where error.errno == .tooManySymbolicLinkLevels {
-            throw AmberError(.restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid): a symbolic link is on its path now (there was none when it was dumped)")
-        } catch where (error.errno == .permissionDenied || error.errno == .notPermitted) && identity != nil && dumped != nil {
+        } catch  where error.errno == .tooManySymbolicLinkLevels {
+            throw AmberError(
+                .restoreFailed,
+                "cannot reopen \(what) \(path) for process \(task.pid): a symbolic link is on its path now (there was none when it was dumped)"
+            )
+        } catch
+            where (error.errno == .permissionDenied || error.errno == .notPermitted) && identity != nil && dumped != nil
+        {
             let denied = error
             guard trusted else {
-                throw AmberError(.permissionDenied, "cannot reopen \(what) \(path) for process \(task.pid) (\(task.comm)): it may not open it itself (\(denied.errno.name)\(who)), and the image is not authenticated, so amber does not open it with its own rights (restore with --trust-image only an image you trust)")
+                throw AmberError(
+                    .permissionDenied,
+                    "cannot reopen \(what) \(path) for process \(task.pid) (\(task.comm)): it may not open it itself (\(denied.errno.name)\(who)), and the image is not authenticated, so amber does not open it with its own rights (restore with --trust-image only an image you trust)"
+                )
             }
             guard let fd = try? PathOpening.open(path, flags: flags, as: nil) else {
-                throw AmberError(.restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid)\(who): \(denied)")
+                throw AmberError(
+                    .restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid)\(who): \(denied)")
             }
-            if let status = try? FileStatus.fstat(fd: fd), let dumped, status.device == dumped.device, status.inode == dumped.inode, status.changeTimeNs == dumped.changeTimeNs {
+            if let status = try? FileStatus.fstat(fd: fd), let dumped, status.device == dumped.device,
+                status.inode == dumped.inode, status.changeTimeNs == dumped.changeTimeNs
+            {
                 return fd
             }
             close(fd)
-            throw AmberError(.restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid): it may not open it itself (\(denied.errno.name)\(who)), and it is not the file the process had open when it was dumped, unchanged")
+            throw AmberError(
+                .restoreFailed,
+                "cannot reopen \(what) \(path) for process \(task.pid): it may not open it itself (\(denied.errno.name)\(who)), and it is not the file the process had open when it was dumped, unchanged"
+            )
         } catch {
             throw AmberError(.restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid)\(who): \(error)")
         }
@@ -334,7 +382,9 @@ final class RestoreSession: ScratchSpace {
     }
 
     func mapScratch() throws(LinuxError) {
-        scratch = try injector.call("mmap scratch", SyscallNumber.mmap, 0, UInt64(Self.scratchSize), UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+        scratch = try injector.call(
+            "mmap scratch", SyscallNumber.mmap, 0, UInt64(Self.scratchSize), UInt64(PROT_READ | PROT_WRITE),
+            UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
     }
 
     /// Removes what the restorer put into the task: its pidfd, the files the tree inherited
@@ -343,7 +393,9 @@ final class RestoreSession: ScratchSpace {
         try injector.call("close restorer pidfd", SyscallNumber.close, UInt64(restorerPidfd ?? inheritedPidfd))
         restorerPidfd = nil
         if let range = treeFiles?.descriptors {
-            try injector.call("close_range the tree's files", SyscallNumber.closeRange, UInt64(range.lowerBound), UInt64(range.upperBound), 0)
+            try injector.call(
+                "close_range the tree's files", SyscallNumber.closeRange, UInt64(range.lowerBound),
+                UInt64(range.upperBound), 0)
         }
         if scratch != 0 {
             try injector.call("munmap scratch", SyscallNumber.munmap, scratch, UInt64(Self.scratchSize))
@@ -379,7 +431,9 @@ final class TreeFiles {
     let descriptions: [UInt32: Int32]
     let descriptors: ClosedRange<Int32>
 
-    private init(files: [Key: (fd: Int32, status: FileStatus)], descriptions: [UInt32: Int32], descriptors: ClosedRange<Int32>) {
+    private init(
+        files: [Key: (fd: Int32, status: FileStatus)], descriptions: [UInt32: Int32], descriptors: ClosedRange<Int32>
+    ) {
         self.files = files
         self.descriptions = descriptions
         self.descriptors = descriptors
@@ -387,7 +441,10 @@ final class TreeFiles {
 
     /// What a process opens by path while it is restored.
     static func keys(of task: Amber_Task) -> Set<Key> {
-        var keys: Set<Key> = [Key(path: task.memory.mm.exePath, flags: O_RDONLY), Key(path: task.environment.cwd, flags: O_RDONLY | O_DIRECTORY)]
+        var keys: Set<Key> = [
+            Key(path: task.memory.mm.exePath, flags: O_RDONLY),
+            Key(path: task.environment.cwd, flags: O_RDONLY | O_DIRECTORY),
+        ]
         for area in task.memory.areas where area.kind == .areaFile {
             keys.insert(Key(path: area.path, flags: MemoryState.openFlags(of: area)))
         }
@@ -396,7 +453,9 @@ final class TreeFiles {
 
     /// Opens and installs in `root` the files two or more of `tasks` need; nil when there is
     /// nothing to share or the processes open files as different users.
-    static func install(for tasks: [Amber_Task], in root: TreeTask, restorerPidfd: Int32, imageTrusted: Bool, openFiles: OpenFileTable) throws -> TreeFiles? {
+    static func install(
+        for tasks: [Amber_Task], in root: TreeTask, restorerPidfd: Int32, imageTrusted: Bool, openFiles: OpenFileTable
+    ) throws -> TreeFiles? {
         let live = tasks.filter { !$0.zombie }
         func identity(_ task: Amber_Task) -> FileAccessIdentity? {
             task.processCredentials.map { FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups) }
@@ -411,28 +470,38 @@ final class TreeFiles {
         let count = shared.count + sharedDescriptions.count
         let base = max(live.flatMap { $0.files.descriptors.map(\.fd) }.max() ?? 2, restorerPidfd) + 1
         var limit = rlimit()
-        guard count > 0, getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, UInt64(base) + UInt64(count) < UInt64(limit.rlim_cur) else { return nil }
+        guard count > 0, getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0,
+            UInt64(base) + UInt64(count) < UInt64(limit.rlim_cur)
+        else { return nil }
         var next = base
         /// Installs our `fd` at the next number in the root's helper, and closes ours.
         func install(_ fd: Int32) throws -> Int32 {
             defer { Glibc.close(fd) }
             let target = next
             next += 1
-            let installed = try root.injector.call("pidfd_getfd(\(fd))", SyscallNumber.pidfdGetfd, UInt64(restorerPidfd), UInt64(fd), 0)
-            try root.injector.call("dup3 to fd \(target)", SyscallNumber.dup3, installed, UInt64(target), UInt64(O_CLOEXEC))
+            let installed = try root.injector.call(
+                "pidfd_getfd(\(fd))", SyscallNumber.pidfdGetfd, UInt64(restorerPidfd), UInt64(fd), 0)
+            try root.injector.call(
+                "dup3 to fd \(target)", SyscallNumber.dup3, installed, UInt64(target), UInt64(O_CLOEXEC))
             try root.injector.call("close", SyscallNumber.close, installed)
             return target
         }
         var files: [Key: (fd: Int32, status: FileStatus)] = [:]
         for key in shared {
-            let fd = try RestoreSession.openAsTask(key.path, flags: key.flags, what: "the file (needed by several processes of the tree)", task: root.record, dumped: nil, trusted: imageTrusted)
+            let fd = try RestoreSession.openAsTask(
+                key.path, flags: key.flags, what: "the file (needed by several processes of the tree)",
+                task: root.record, dumped: nil, trusted: imageTrusted)
             let status: FileStatus
-            do { status = try FileStatus.fstat(fd: fd) } catch { Glibc.close(fd); throw error }
+            do { status = try FileStatus.fstat(fd: fd) } catch {
+                Glibc.close(fd)
+                throw error
+            }
             files[key] = (try install(fd), status)
         }
         var descriptions: [UInt32: Int32] = [:]
         for description in sharedDescriptions {
-            descriptions[description.id] = try install(try openFiles.make(description, as: root.record, imageTrusted: imageTrusted))
+            descriptions[description.id] = try install(
+                try openFiles.make(description, as: root.record, imageTrusted: imageTrusted))
         }
         return TreeFiles(files: files, descriptions: descriptions, descriptors: base...(next - 1))
     }

@@ -37,7 +37,9 @@ extension StateKind {
     /// Its dump steps bound to a new state of its own, for one dump.
     static func prepareDump(_ dump: TreeDump) throws -> [PreparedDumpStep] {
         let state = try makeDumpState(dump)
-        return dumpSteps.map { step in PreparedDumpStep(name: step.name, phase: step.phase, zombies: step.zombies) { try step.run($0, state) } }
+        return dumpSteps.map { step in
+            PreparedDumpStep(name: step.name, phase: step.phase, zombies: step.zombies) { try step.run($0, state) }
+        }
     }
 
     static var dumpStepNames: [(name: String, phase: DumpPhase)] { dumpSteps.map { ($0.name, $0.phase) } }
@@ -89,7 +91,9 @@ final class ProcessDump: @unchecked Sendable {
 
     /// The session its traced steps inject calls through; only they may ask for it.
     var session: DumpSession {
-        guard let openSession else { preconditionFailure("a dump step that is not traced asked for the session of process \(pid)") }
+        guard let openSession else {
+            preconditionFailure("a dump step that is not traced asked for the session of process \(pid)")
+        }
         return openSession
     }
 }
@@ -116,7 +120,9 @@ struct DumpStep<State> {
     let zombies: Bool
     let run: (ProcessDump, State) throws -> Void
 
-    init(_ name: String, _ phase: DumpPhase, zombies: Bool = false, _ run: @escaping (ProcessDump, State) throws -> Void) {
+    init(
+        _ name: String, _ phase: DumpPhase, zombies: Bool = false, _ run: @escaping (ProcessDump, State) throws -> Void
+    ) {
         precondition(!zombies || phase == .frozen, "only frozen steps read zombies")
         self.name = name
         self.phase = phase

@@ -42,13 +42,17 @@ public enum FaultPoints {
     /// memory read); each record written; the inventory that makes the image complete.
     public static var dump: [String] {
         let steps = StateKinds.all.flatMap { $0.dumpStepNames }
-        return [seize, preflight] + DumpPhase.allCases.flatMap { phase in steps.filter { $0.phase == phase }.map(\.name) } + [pages, write, inventory]
+        return [seize, preflight]
+            + DumpPhase.allCases.flatMap { phase in steps.filter { $0.phase == phase }.map(\.name) } + [
+                pages, write, inventory,
+            ]
     }
 
     /// Every point of a restore, in order: the image read and checked; each process created;
     /// each kind's steps; the restorer's clean-up in each process; the tree about to be let go.
     public static var restore: [String] {
-        [read, create] + StateKinds.restoreSteps(.process).map(\.name) + [cleanup] + StateKinds.restoreSteps(.afterCleanUp).map(\.name)
+        [read, create] + StateKinds.restoreSteps(.process).map(\.name) + [cleanup]
+            + StateKinds.restoreSteps(.afterCleanUp).map(\.name)
             + StateKinds.restoreSteps(.tree).map(\.name) + [detach]
     }
 

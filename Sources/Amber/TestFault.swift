@@ -25,7 +25,8 @@ enum TestFault {
 
     private static let armed: Armed? = {
         guard let value = getenv("AMBER_TEST_FAULT").map({ String(cString: $0) }),
-              let equals = value.lastIndex(of: "="), let action = Action(rawValue: String(value[value.index(after: equals)...]))
+            let equals = value.lastIndex(of: "="),
+            let action = Action(rawValue: String(value[value.index(after: equals)...]))
         else { return nil }
         let target = value[..<equals].split(separator: "@", maxSplits: 1)
         let occurrence = target.count == 2 ? Int(target[1]) ?? 1 : 1

@@ -11,7 +11,10 @@ extension ProcessName {
 }
 
 extension ProcessSnapshot {
-    init(stat: ProcessStat, status: ProcessStatus, threadStatuses: [Int32: ProcessStatus], maps: [MemoryMapping] = [], pidNamespace: String = "?") {
+    init(
+        stat: ProcessStat, status: ProcessStatus, threadStatuses: [Int32: ProcessStatus], maps: [MemoryMapping] = [],
+        pidNamespace: String = "?"
+    ) {
         self.stat = stat
         self.status = status
         self.threadStatuses = threadStatuses

@@ -23,12 +23,16 @@ struct ChecksumCheck {
             return
         }
         guard entry.chunkSize % ImageFormat.pageSize == 0, entry.chunkSize <= ImageFormat.maximumChunkSize else {
-            throw invalid("chunk_size \(entry.chunkSize) is not a whole number of pages up to \(ImageFormat.maximumChunkSize >> 20) MiB")
+            throw invalid(
+                "chunk_size \(entry.chunkSize) is not a whole number of pages up to \(ImageFormat.maximumChunkSize >> 20) MiB"
+            )
         }
         guard entry.xxh64 == 0 else { throw invalid("a file checksummed in chunks has a whole-file xxh64 too") }
         let chunks = entry.size / entry.chunkSize + (entry.size % entry.chunkSize == 0 ? 0 : 1)
         guard UInt64(entry.chunkXxh64.count) == chunks else {
-            throw invalid("\(entry.chunkXxh64.count) chunk checksums for \(entry.size) bytes in chunks of \(entry.chunkSize): expected \(chunks)")
+            throw invalid(
+                "\(entry.chunkXxh64.count) chunk checksums for \(entry.size) bytes in chunks of \(entry.chunkSize): expected \(chunks)"
+            )
         }
     }
 
@@ -54,8 +58,10 @@ struct ChecksumCheck {
     mutating func finish() throws(ImageError) {
         if entry.chunkSize == 0 {
             guard hash.digest == entry.xxh64 else {
-                throw ImageError(.checksumMismatch, file: entry.name,
-                    detail: "its XXH64 is \(hex(hash.digest)), the inventory lists \(hex(entry.xxh64))", byteRange: 0..<offset)
+                throw ImageError(
+                    .checksumMismatch, file: entry.name,
+                    detail: "its XXH64 is \(hex(hash.digest)), the inventory lists \(hex(entry.xxh64))",
+                    byteRange: 0..<offset)
             }
         } else if offset % entry.chunkSize != 0 {
             try checkChunk()
@@ -69,8 +75,10 @@ struct ChecksumCheck {
         hash = XXH64()
         guard index < entry.chunkXxh64.count, digest == entry.chunkXxh64[index] else {
             let listed = index < entry.chunkXxh64.count ? hex(entry.chunkXxh64[index]) : "none"
-            throw ImageError(.checksumMismatch, file: entry.name,
-                detail: "bytes \(start)..<\(offset) (\(hex(start))..<\(hex(offset)), chunk \(index) of \(entry.chunkXxh64.count)) have XXH64 \(hex(digest)), the inventory lists \(listed)",
+            throw ImageError(
+                .checksumMismatch, file: entry.name,
+                detail:
+                    "bytes \(start)..<\(offset) (\(hex(start))..<\(hex(offset)), chunk \(index) of \(entry.chunkXxh64.count)) have XXH64 \(hex(digest)), the inventory lists \(listed)",
                 byteRange: start..<offset)
         }
     }

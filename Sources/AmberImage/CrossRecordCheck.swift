@@ -23,7 +23,9 @@ enum CrossRecordCheck {
                 throw ImageError(.invalid, file: file, detail: "TID \(tid) belongs to two tasks")
             }
             if task.pid != tasks[0].pid, !pids.contains(task.ppid) {
-                throw ImageError(.invalid, file: file, detail: "ppid \(task.ppid) has no task record: the tasks do not form one tree")
+                throw ImageError(
+                    .invalid, file: file, detail: "ppid \(task.ppid) has no task record: the tasks do not form one tree"
+                )
             }
         }
         var reached: Set<Int32> = [tasks[0].pid]
@@ -33,10 +35,13 @@ enum CrossRecordCheck {
             for child in children[pid] ?? [] where reached.insert(child.pid).inserted { frontier.append(child.pid) }
         }
         if let stray = tasks.first(where: { !reached.contains($0.pid) }) {
-            throw ImageError(.invalid, file: ImageFormat.taskRecordName(pid: stray.pid), detail: "not reachable from the root \(tasks[0].pid) through parents")
+            throw ImageError(
+                .invalid, file: ImageFormat.taskRecordName(pid: stray.pid),
+                detail: "not reachable from the root \(tasks[0].pid) through parents")
         }
         if tasks[0].zombie {
-            throw ImageError(.invalid, file: ImageFormat.taskRecordName(pid: tasks[0].pid), detail: "the root cannot be a zombie")
+            throw ImageError(
+                .invalid, file: ImageFormat.taskRecordName(pid: tasks[0].pid), detail: "the root cannot be a zombie")
         }
     }
 
@@ -51,8 +56,11 @@ enum CrossRecordCheck {
                     continue
                 }
                 guard first.description == description else {
-                    throw ImageError(.invalid, file: ImageFormat.taskRecordName(pid: task.pid),
-                        detail: "open file \(description.id) differs from the one \(ImageFormat.taskRecordName(pid: first.pid)) describes")
+                    throw ImageError(
+                        .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
+                        detail:
+                            "open file \(description.id) differs from the one \(ImageFormat.taskRecordName(pid: first.pid)) describes"
+                    )
                 }
             }
         }

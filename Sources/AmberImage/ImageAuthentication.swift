@@ -34,9 +34,12 @@ public enum ImageAuthenticity: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .authenticated: "authenticated: written by root's amber dump on this host, unchanged since"
-        case .noCode: "not authenticated: it has no \(ImageFormat.macName) (a user's dump, or not made by amber dump as root)"
-        case .mismatch: "not authenticated: its \(ImageFormat.macName) does not match (changed since the dump, or dumped on another host)"
-        case .noKey: "not authenticated: this host's image key cannot be read (only root reads it), or this host has none"
+        case .noCode:
+            "not authenticated: it has no \(ImageFormat.macName) (a user's dump, or not made by amber dump as root)"
+        case .mismatch:
+            "not authenticated: its \(ImageFormat.macName) does not match (changed since the dump, or dumped on another host)"
+        case .noKey:
+            "not authenticated: this host's image key cannot be read (only root reads it), or this host has none"
         }
     }
 }
@@ -54,7 +57,9 @@ enum ImageMAC {
     static func digest(_ bytes: [UInt8]) -> [UInt8] { Array(SHA256.hash(data: bytes)) }
 
     /// `recordDigests`: the SHA-256 of each record the inventory lists, by name.
-    static func code(key: ImageKey, inventory bytes: [UInt8], entries: [Amber_ImageFile], recordDigests: [String: [UInt8]]) -> [UInt8]? {
+    static func code(
+        key: ImageKey, inventory bytes: [UInt8], entries: [Amber_ImageFile], recordDigests: [String: [UInt8]]
+    ) -> [UInt8]? {
         var mac = HMAC<SHA256>(key: key.key)
         mac.update(data: domain)
         mac.update(data: withUnsafeBytes(of: UInt64(bytes.count).littleEndian) { Array($0) })
@@ -78,7 +83,8 @@ extension ImageKey {
     /// key, or nil when its inventory does not decode or a record it lists is missing: how
     /// the fuzz target seals mutated images so that they reach the authenticated path.
     public func authenticationCode(forImage files: [String: [UInt8]]) -> [UInt8]? {
-        guard let bytes = files[ImageFormat.inventoryName], let inventory = try? Amber_Inventory(serializedBytes: bytes) else { return nil }
+        guard let bytes = files[ImageFormat.inventoryName], let inventory = try? Amber_Inventory(serializedBytes: bytes)
+        else { return nil }
         var digests: [String: [UInt8]] = [:]
         for entry in inventory.files where ImageMAC.isRecord(entry) {
             guard let record = files[entry.name] else { return nil }

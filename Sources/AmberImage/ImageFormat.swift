@@ -64,7 +64,8 @@ public enum ImageFormat {
     /// Only the canonical spelling counts ("task-12.pb", not "task-012.pb" or
     /// "task-+12.pb"), so that one PID can never have two record files.
     static func taskPID(recordName name: String) -> Int32? {
-        let prefix = "task-", suffix = ".pb"
+        let prefix = "task-"
+        let suffix = ".pb"
         guard name.hasPrefix(prefix), name.hasSuffix(suffix) else { return nil }
         let digits = name.dropFirst(prefix.count).dropLast(suffix.count)
         guard let pid = Int32(digits), pidRange.contains(pid), taskRecordName(pid: pid) == name else { return nil }

@@ -26,7 +26,9 @@ public func imageJSON(_ reader: ImageReader) throws(ImageError) -> String {
     return indentedJSON("{\"inventory\":\(inventory),\"tasks\":[\(tasks.joined(separator: ","))]}")
 }
 
-private func jsonString(_ message: some SwiftProtobuf.Message, options: JSONEncodingOptions, file: String) throws(ImageError) -> String {
+private func jsonString(_ message: some SwiftProtobuf.Message, options: JSONEncodingOptions, file: String)
+    throws(ImageError) -> String
+{
     do {
         return try message.jsonString(options: options)
     } catch {

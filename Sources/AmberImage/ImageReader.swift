@@ -42,7 +42,8 @@ public final class ImageReader: Sendable {
         (inventory, inventoryBytes) = try Self.readInventory(from: store, directory: directory)
         files = try Self.checkEntries(of: inventory)
         try Self.verifyFiles(of: inventory, in: store)
-        (authenticity, authenticatedDigests) = try Self.authenticate(inventory, bytes: inventoryBytes, files: files, in: store, key: key)
+        (authenticity, authenticatedDigests) = try Self.authenticate(
+            inventory, bytes: inventoryBytes, files: files, in: store, key: key)
         self.directory = directory
         self.store = store
         taskPIDs = inventory.files.compactMap { ImageFormat.taskPID(recordName: $0.name) }.sorted()
@@ -51,18 +52,25 @@ public final class ImageReader: Sendable {
     /// Checks `inventory.mac` against the inventory and the SHA-256 of every record, which
     /// are returned when it matches. A missing or wrong code is no error: the image is then
     /// restored as unauthenticated.
-    private static func authenticate(_ inventory: Amber_Inventory, bytes: [UInt8], files: [String: Amber_ImageFile], in store: any ImageStore, key: ImageKey?) throws(ImageError) -> (ImageAuthenticity, [String: [UInt8]]) {
+    private static func authenticate(
+        _ inventory: Amber_Inventory, bytes: [UInt8], files: [String: Amber_ImageFile], in store: any ImageStore,
+        key: ImageKey?
+    ) throws(ImageError) -> (ImageAuthenticity, [String: [UInt8]]) {
         guard let file = try? store.open(ImageFormat.macName) else { return (.noCode, [:]) }
         guard let key else { return (.noKey, [:]) }
-        guard file.size == UInt64(ImageMAC.size), let code = try? readAll(file, size: ImageMAC.size) else { return (.mismatch, [:]) }
+        guard file.size == UInt64(ImageMAC.size), let code = try? readAll(file, size: ImageMAC.size) else {
+            return (.mismatch, [:])
+        }
         var digests: [String: [UInt8]] = [:]
         for entry in inventory.files where ImageMAC.isRecord(entry) {
             // No writer makes a record this large: the MAC cannot cover it.
             guard entry.size <= ImageFormat.maximumRecordSize else { return (.mismatch, [:]) }
             digests[entry.name] = ImageMAC.digest(try readRecord(entry, in: store))
         }
-        guard let expected = ImageMAC.code(key: key, inventory: bytes, entries: inventory.files, recordDigests: digests),
-              ImageMAC.matches(code, expected) else { return (.mismatch, [:]) }
+        guard
+            let expected = ImageMAC.code(key: key, inventory: bytes, entries: inventory.files, recordDigests: digests),
+            ImageMAC.matches(code, expected)
+        else { return (.mismatch, [:]) }
         return (.authenticated, digests)
     }
 
@@ -85,7 +93,9 @@ public final class ImageReader: Sendable {
         } catch {
             throw ImageError(.corrupt, file: name, detail: "cannot decode the task record: \(error)")
         }
-        let validator = TaskValidator(file: name, pid: pid, xstateSize: inventory.xstateSize, xstateFeatures: inventory.xstateFeatures, files: files)
+        let validator = TaskValidator(
+            file: name, pid: pid, xstateSize: inventory.xstateSize, xstateFeatures: inventory.xstateFeatures,
+            files: files)
         try validator.validate(task)
         return task
     }
@@ -94,7 +104,9 @@ public final class ImageReader: Sendable {
     /// checks them against one another (`CrossRecordCheck`): the whole image, as a restore reads it.
     public func tasks() throws(ImageError) -> [Amber_Task] {
         let rootPID = inventory.rootPid
-        let tasks = try ([rootPID] + taskPIDs.filter { $0 != rootPID }).map { pid throws(ImageError) in try task(pid: pid) }
+        let tasks = try ([rootPID] + taskPIDs.filter { $0 != rootPID }).map { pid throws(ImageError) in
+            try task(pid: pid)
+        }
         try CrossRecordCheck.check(tasks)
         return tasks
     }
@@ -109,17 +121,26 @@ public final class ImageReader: Sendable {
             throw ImageError(.corrupt, file: name, detail: "its size \(entry.size) is not a whole number of pages")
         }
         let file = try Self.openListed(entry, in: store)
-        guard entry.size > 0 else { return MappedPageFile(name: name, bytes: UnsafeRawBufferPointer(start: nil, count: 0), backing: .mapping) }
+        guard entry.size > 0 else {
+            return MappedPageFile(name: name, bytes: UnsafeRawBufferPointer(start: nil, count: 0), backing: .mapping)
+        }
         return try file.map(size: Int(entry.size))
     }
 
-    private static func readInventory(from store: any ImageStore, directory: String) throws(ImageError) -> (Amber_Inventory, [UInt8]) {
+    private static func readInventory(from store: any ImageStore, directory: String) throws(ImageError) -> (
+        Amber_Inventory, [UInt8]
+    ) {
         let name = ImageFormat.inventoryName
         guard let file = try store.open(name) else {
-            throw ImageError(.missing, file: name, detail: "\(directory) has no inventory: it is not an image, or the dump that wrote it did not finish")
+            throw ImageError(
+                .missing, file: name,
+                detail: "\(directory) has no inventory: it is not an image, or the dump that wrote it did not finish")
         }
         guard file.size <= ImageFormat.maximumRecordSize else {
-            throw ImageError(.corrupt, file: name, detail: "its \(file.size) bytes exceed the \(ImageFormat.maximumRecordSize >> 20) MiB limit for records")
+            throw ImageError(
+                .corrupt, file: name,
+                detail: "its \(file.size) bytes exceed the \(ImageFormat.maximumRecordSize >> 20) MiB limit for records"
+            )
         }
         let bytes = try readAll(file, size: Int(file.size))
         let inventory: Amber_Inventory
@@ -129,10 +150,16 @@ public final class ImageReader: Sendable {
             throw ImageError(.corrupt, file: name, detail: "cannot decode the inventory: \(error)")
         }
         guard inventory.formatVersion == ImageFormat.version else {
-            throw ImageError(.unsupportedVersion, file: name, detail: "the image has format version \(inventory.formatVersion), this amber reads version \(ImageFormat.version)")
+            throw ImageError(
+                .unsupportedVersion, file: name,
+                detail:
+                    "the image has format version \(inventory.formatVersion), this amber reads version \(ImageFormat.version)"
+            )
         }
         guard inventory.xstateSize == 0 || ImageFormat.xstateSizes.contains(inventory.xstateSize) else {
-            throw ImageError(.invalid, file: name, detail: "xstate_size: \(inventory.xstateSize) is neither 0 nor in \(ImageFormat.xstateSizes)")
+            throw ImageError(
+                .invalid, file: name,
+                detail: "xstate_size: \(inventory.xstateSize) is neither 0 nor in \(ImageFormat.xstateSizes)")
         }
         return (inventory, bytes)
     }
@@ -144,22 +171,34 @@ public final class ImageReader: Sendable {
         for (index, file) in inventory.files.enumerated() {
             let field = "files[\(index)]"
             guard ImageFormat.isPlainFileName(file.name) else {
-                throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): name \"\(file.name)\" is empty, or contains \"/\", \"..\" or NUL")
+                throw ImageError(
+                    .invalid, file: ImageFormat.inventoryName,
+                    detail: "\(field): name \"\(file.name)\" is empty, or contains \"/\", \"..\" or NUL")
             }
-            guard file.name != ImageFormat.inventoryName, file.name != ImageFormat.inventoryTemporaryName, file.name != ImageFormat.macName else {
-                throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): the inventory cannot list itself")
+            guard file.name != ImageFormat.inventoryName, file.name != ImageFormat.inventoryTemporaryName,
+                file.name != ImageFormat.macName
+            else {
+                throw ImageError(
+                    .invalid, file: ImageFormat.inventoryName, detail: "\(field): the inventory cannot list itself")
             }
             // One spelling per PID, so that no task can hide behind a second record name.
-            if file.name.hasPrefix("task-") && file.name.hasSuffix(".pb") && ImageFormat.taskPID(recordName: file.name) == nil {
-                throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): \(file.name) is not task-<pid>.pb with a PID in \(ImageFormat.pidRange)")
+            if file.name.hasPrefix("task-") && file.name.hasSuffix(".pb")
+                && ImageFormat.taskPID(recordName: file.name) == nil
+            {
+                throw ImageError(
+                    .invalid, file: ImageFormat.inventoryName,
+                    detail: "\(field): \(file.name) is not task-<pid>.pb with a PID in \(ImageFormat.pidRange)")
             }
             try ChecksumCheck.checkFields(of: file, field: field)
             guard files.updateValue(file, forKey: file.name) == nil else {
-                throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "\(field): \(file.name) is listed twice")
+                throw ImageError(
+                    .invalid, file: ImageFormat.inventoryName, detail: "\(field): \(file.name) is listed twice")
             }
         }
         guard files[ImageFormat.taskRecordName(pid: inventory.rootPid)] != nil else {
-            throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "root_pid \(inventory.rootPid) has no task record in the image")
+            throw ImageError(
+                .invalid, file: ImageFormat.inventoryName,
+                detail: "root_pid \(inventory.rootPid) has no task record in the image")
         }
         return files
     }
@@ -174,15 +213,19 @@ public final class ImageReader: Sendable {
     }
 
     /// Opens a listed file and checks that it is a regular file of the listed size.
-    private static func openListed(_ entry: Amber_ImageFile, in store: any ImageStore) throws(ImageError) -> any ImageStoreFile {
+    private static func openListed(_ entry: Amber_ImageFile, in store: any ImageStore) throws(ImageError)
+        -> any ImageStoreFile
+    {
         guard let file = try store.open(entry.name) else {
             throw ImageError(.missing, file: entry.name, detail: "the inventory lists it but it does not exist")
         }
         guard file.size >= entry.size else {
-            throw ImageError(.truncated, file: entry.name, detail: "it has \(file.size) bytes, the inventory lists \(entry.size)")
+            throw ImageError(
+                .truncated, file: entry.name, detail: "it has \(file.size) bytes, the inventory lists \(entry.size)")
         }
         guard file.size == entry.size else {
-            throw ImageError(.corrupt, file: entry.name, detail: "it has \(file.size) bytes, the inventory lists \(entry.size)")
+            throw ImageError(
+                .corrupt, file: entry.name, detail: "it has \(file.size) bytes, the inventory lists \(entry.size)")
         }
         return file
     }
@@ -193,7 +236,9 @@ public final class ImageReader: Sendable {
 
     /// Checks a listed file's size and hashes all of it, through `buffer` or, when it is large,
     /// in two runs of chunks at once. A mismatch in the first half is the one reported.
-    private static func verify(_ entry: Amber_ImageFile, in store: any ImageStore, buffer: UnsafeMutableRawBufferPointer) throws(ImageError) {
+    private static func verify(
+        _ entry: Amber_ImageFile, in store: any ImageStore, buffer: UnsafeMutableRawBufferPointer
+    ) throws(ImageError) {
         let file = try openListed(entry, in: store)
         let chunks = entry.chunkSize == 0 ? 0 : (entry.size + entry.chunkSize - 1) / entry.chunkSize
         guard entry.size >= twoThreadVerifySize, chunks >= 2 else {
@@ -205,7 +250,8 @@ public final class ImageReader: Sendable {
         nonisolated(unsafe) let shared = file
         let bufferSize = buffer.count
         let halves = [0..<middle, middle..<entry.size].concurrentMap { bytes in
-            let own = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: Int(ImageFormat.pageSize))
+            let own = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: bufferSize, alignment: Int(ImageFormat.pageSize))
             defer { own.deallocate() }
             return Result { () throws(ImageError) in try check(shared, entry, bytes: bytes, buffer: own) }
         }
@@ -213,14 +259,19 @@ public final class ImageReader: Sendable {
     }
 
     /// Hashes the listed file's `bytes`, which start a chunk, and checks them against the inventory.
-    private static func check(_ file: any ImageStoreFile, _ entry: Amber_ImageFile, bytes: Range<UInt64>, buffer: UnsafeMutableRawBufferPointer) throws(ImageError) {
+    private static func check(
+        _ file: any ImageStoreFile, _ entry: Amber_ImageFile, bytes: Range<UInt64>,
+        buffer: UnsafeMutableRawBufferPointer
+    ) throws(ImageError) {
         var check = ChecksumCheck(entry, from: bytes.lowerBound)
         var offset = bytes.lowerBound
         while offset < bytes.upperBound {
             let wanted = Int(min(bytes.upperBound - offset, UInt64(buffer.count)))
             let count = try file.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<wanted]), at: offset)
             guard count == wanted else {
-                throw ImageError(.truncated, file: entry.name, detail: "it ended \(entry.size - offset - UInt64(count)) bytes early while it was being read")
+                throw ImageError(
+                    .truncated, file: entry.name,
+                    detail: "it ended \(entry.size - offset - UInt64(count)) bytes early while it was being read")
             }
             try check.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
             offset += UInt64(count)
@@ -231,7 +282,10 @@ public final class ImageReader: Sendable {
     /// Reads a whole record file and checks its checksum again.
     private static func readRecord(_ entry: Amber_ImageFile, in store: any ImageStore) throws(ImageError) -> [UInt8] {
         guard entry.size <= ImageFormat.maximumRecordSize else {
-            throw ImageError(.corrupt, file: entry.name, detail: "its \(entry.size) bytes exceed the \(ImageFormat.maximumRecordSize >> 20) MiB limit for records")
+            throw ImageError(
+                .corrupt, file: entry.name,
+                detail:
+                    "its \(entry.size) bytes exceed the \(ImageFormat.maximumRecordSize >> 20) MiB limit for records")
         }
         let file = try openListed(entry, in: store)
         let bytes = try readAll(file, size: Int(entry.size))
@@ -250,7 +304,8 @@ public final class ImageReader: Sendable {
         }
         let count = try result.get()
         guard count == size else {
-            throw ImageError(.truncated, file: file.name, detail: "it ended after \(count) of \(size) bytes while it was being read")
+            throw ImageError(
+                .truncated, file: file.name, detail: "it ended after \(count) of \(size) bytes while it was being read")
         }
         return bytes
     }
@@ -296,7 +351,8 @@ public final class MappedPageFile: @unchecked Sendable {
     public func pages(offset: UInt64, count: UInt64) throws(ImageError) -> UnsafeRawBufferPointer {
         let size = UInt64(bytes.count)
         guard offset % ImageFormat.pageSize == 0, offset <= size, count <= (size - offset) / ImageFormat.pageSize else {
-            throw ImageError(.invalid, file: name, detail: "\(count) pages at offset \(offset) are not inside its \(size) bytes")
+            throw ImageError(
+                .invalid, file: name, detail: "\(count) pages at offset \(offset) are not inside its \(size) bytes")
         }
         return UnsafeRawBufferPointer(rebasing: bytes[Int(offset)..<Int(offset + count * ImageFormat.pageSize)])
     }

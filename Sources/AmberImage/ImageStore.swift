@@ -33,7 +33,8 @@ final class DirectoryStore: ImageStore {
         let fd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == ENOENT || errno == ENOTDIR {
-                throw ImageError(.missing, file: ImageFormat.inventoryName, detail: "there is no image directory at \(directory)")
+                throw ImageError(
+                    .missing, file: ImageFormat.inventoryName, detail: "there is no image directory at \(directory)")
             }
             throw .system("open", file: directory)
         }

@@ -76,7 +76,8 @@ public final class ImageWriter {
         let bytes = try Self.serialize(message, file: name)
         try writeFile(name, bytes, flags: O_EXCL)
         if key != nil { recordDigests[name] = ImageMAC.digest(bytes) }
-        records.append(Self.entry(name: name, size: UInt64(bytes.count), xxh64: bytes.withUnsafeBytes { XXH64.hash($0) }))
+        records.append(
+            Self.entry(name: name, size: UInt64(bytes.count), xxh64: bytes.withUnsafeBytes { XXH64.hash($0) }))
     }
 
     /// Creates the page file `name` (e.g. `ImageFormat.pageFileName(pid:)`); `finish(inventory:)` closes and lists it (syncs it first if `durable`).
@@ -102,7 +103,11 @@ public final class ImageWriter {
     public func finish(inventory: Amber_Inventory) throws(ImageError) {
         try checkOpen(ImageFormat.inventoryName)
         guard names.contains(ImageFormat.taskRecordName(pid: inventory.rootPid)) else {
-            throw ImageError(.invalid, file: ImageFormat.inventoryName, detail: "root_pid \(inventory.rootPid) has no task record; write \(ImageFormat.taskRecordName(pid: inventory.rootPid)) first")
+            throw ImageError(
+                .invalid, file: ImageFormat.inventoryName,
+                detail:
+                    "root_pid \(inventory.rootPid) has no task record; write \(ImageFormat.taskRecordName(pid: inventory.rootPid)) first"
+            )
         }
         finished = true
         var files = records
@@ -116,8 +121,13 @@ public final class ImageWriter {
         let temporary = ImageFormat.inventoryTemporaryName
         try writeFile(temporary, bytes, flags: O_TRUNC)
         if let key {
-            guard let code = ImageMAC.code(key: key, inventory: bytes, entries: inventory.files, recordDigests: recordDigests) else {
-                throw ImageError(.invalid, file: ImageFormat.macName, detail: "a record the inventory lists was not written by this writer")
+            guard
+                let code = ImageMAC.code(
+                    key: key, inventory: bytes, entries: inventory.files, recordDigests: recordDigests)
+            else {
+                throw ImageError(
+                    .invalid, file: ImageFormat.macName,
+                    detail: "a record the inventory lists was not written by this writer")
             }
             try writeFile(ImageFormat.macName, code, flags: O_EXCL)
         }
@@ -132,9 +142,11 @@ public final class ImageWriter {
     private func claim(_ name: String) throws(ImageError) {
         try checkOpen(name)
         guard ImageFormat.isPlainFileName(name) else {
-            throw ImageError(.invalid, file: name, detail: "an image file name must not be empty or contain \"/\", \"..\" or NUL")
+            throw ImageError(
+                .invalid, file: name, detail: "an image file name must not be empty or contain \"/\", \"..\" or NUL")
         }
-        guard name != ImageFormat.inventoryName, name != ImageFormat.inventoryTemporaryName, name != ImageFormat.macName else {
+        guard name != ImageFormat.inventoryName, name != ImageFormat.inventoryTemporaryName, name != ImageFormat.macName
+        else {
             throw ImageError(.invalid, file: name, detail: "the name is reserved for the inventory and its MAC")
         }
         guard names.insert(name).inserted else {
@@ -152,7 +164,8 @@ public final class ImageWriter {
         let fd = openFile(in: directoryFD, name, O_WRONLY | O_CREAT | flags)
         guard fd >= 0 else { throw .system("create", file: name) }
         defer { close(fd) }
-        try bytes.withUnsafeBytes { buffer in Result { () throws(ImageError) in try writeAll(fd, buffer, file: name) } }.get()
+        try bytes.withUnsafeBytes { buffer in Result { () throws(ImageError) in try writeAll(fd, buffer, file: name) } }
+            .get()
         if durable { try syncFile(fd, file: name) }
     }
 
@@ -160,7 +173,8 @@ public final class ImageWriter {
         do {
             return try message.serializedBytes()
         } catch {
-            throw ImageError(.invalid, file: file, detail: "cannot encode \(type(of: message).protoMessageName): \(error)")
+            throw ImageError(
+                .invalid, file: file, detail: "cannot encode \(type(of: message).protoMessageName): \(error)")
         }
     }
 
@@ -176,7 +190,9 @@ public final class ImageWriter {
     /// before with O_NOFOLLOW, so that no symbolic link is followed anywhere on the path. Returns
     /// the image directory and the directories created, outermost first, each with its parent
     /// kept open (the last one, if any, is the image directory, known to be empty).
-    private static func openDirectories(_ path: String) throws(ImageError) -> (fd: CInt, created: [(parentFD: CInt, name: String)]) {
+    private static func openDirectories(_ path: String) throws(ImageError) -> (
+        fd: CInt, created: [(parentFD: CInt, name: String)]
+    ) {
         var components = path.split(separator: "/").map(String.init)
         if components.isEmpty { components = ["."] }
         var prefix = path.hasPrefix("/") ? "/" : ""
@@ -198,9 +214,12 @@ public final class ImageWriter {
             let next = openFile(in: fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
             guard next >= 0 else {
                 // O_DIRECTORY | O_NOFOLLOW fails on a symbolic link with ENOTDIR.
-                throw undo(errno == ENOTDIR && isSymbolicLink(in: fd, component)
-                    ? ImageError(.invalid, file: path, detail: "\(prefix) is a symbolic link, which amber does not follow for an image directory")
-                    : .system("open", file: prefix))
+                throw undo(
+                    errno == ENOTDIR && isSymbolicLink(in: fd, component)
+                        ? ImageError(
+                            .invalid, file: path,
+                            detail: "\(prefix) is a symbolic link, which amber does not follow for an image directory")
+                        : .system("open", file: prefix))
             }
             if made { created.append((fd, component)) } else { close(fd) }
             fd = next
@@ -223,9 +242,13 @@ public final class ImageWriter {
         }
         defer { closedir(stream) }
         while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             if name != "." && name != ".." {
-                throw ImageError(.directoryNotEmpty, file: path, detail: "it holds \(name); an image is written only into a new or empty directory")
+                throw ImageError(
+                    .directoryNotEmpty, file: path,
+                    detail: "it holds \(name); an image is written only into a new or empty directory")
             }
         }
     }
@@ -273,10 +296,13 @@ public final class PageFileWriter {
     /// failed append the page file, and so the image, cannot be finished.
     public func append(_ bytes: UnsafeRawBufferPointer) throws(ImageError) -> UInt64 {
         guard fd >= 0, !failed else {
-            throw ImageError(.invalid, file: name, detail: failed ? "an earlier append failed" : "the image was already finished")
+            throw ImageError(
+                .invalid, file: name, detail: failed ? "an earlier append failed" : "the image was already finished")
         }
         guard UInt64(bytes.count) % ImageFormat.pageSize == 0 else {
-            throw ImageError(.invalid, file: name, detail: "an append of \(bytes.count) bytes is not a whole number of \(ImageFormat.pageSize)-byte pages")
+            throw ImageError(
+                .invalid, file: name,
+                detail: "an append of \(bytes.count) bytes is not a whole number of \(ImageFormat.pageSize)-byte pages")
         }
         let offset = size
         var start = 0

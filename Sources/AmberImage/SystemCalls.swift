@@ -30,15 +30,18 @@ func writeAll(_ fd: CInt, _ buffer: UnsafeRawBufferPointer, file: String) throws
 
 /// Fills `buffer` from the file's current position, or from `offset` without moving it;
 /// returns fewer bytes only at end of file.
-func readFully(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64? = nil, file: String) throws(ImageError) -> Int {
+func readFully(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64? = nil, file: String)
+    throws(ImageError) -> Int
+{
     guard let base = buffer.baseAddress else { return 0 }
     var total = 0
     while total < buffer.count {
-        let count = if let offset {
-            pread(fd, base + total, buffer.count - total, off_t(offset) + off_t(total))
-        } else {
-            read(fd, base + total, buffer.count - total)
-        }
+        let count =
+            if let offset {
+                pread(fd, base + total, buffer.count - total, off_t(offset) + off_t(total))
+            } else {
+                read(fd, base + total, buffer.count - total)
+            }
         if count < 0 {
             if errno == EINTR { continue }
             throw .system(offset == nil ? "read" : "pread", file: file)

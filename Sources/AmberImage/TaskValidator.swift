@@ -22,7 +22,8 @@ struct TaskValidator {
     /// O_NOATIME, O_PATH, O_DIRECTORY, O_NOFOLLOW and FASYNC: the status flags
     /// fdinfo shows that reopening a file can reproduce.
     private static let fileFlags: UInt32 =
-        0o3 | 0o2000 | 0o4000 | 0o10000 | 0o4010000 | 0o40000 | 0o100000 | 0o1000000 | 0o10000000 | 0o200000 | 0o400000 | 0o20000
+        0o3 | 0o2000 | 0o4000 | 0o10000 | 0o4010000 | 0o40000 | 0o100000 | 0o1000000 | 0o10000000 | 0o200000 | 0o400000
+        | 0o20000
     /// SS_ONSTACK, SS_DISABLE and SS_AUTODISARM.
     private static let alternateStackFlags: UInt32 = 1 | 2 | 1 << 31
     /// The kernel's siginfo_t is always 128 bytes.
@@ -31,7 +32,8 @@ struct TaskValidator {
     /// SA_NOCLDSTOP, SA_NOCLDWAIT, SA_SIGINFO, SA_UNSUPPORTED, SA_EXPOSE_TAGBITS,
     /// SA_X32_ABI, SA_IA32_ABI, SA_RESTORER, SA_ONSTACK, SA_RESTART, SA_NODEFER, SA_RESETHAND.
     private static let actionFlags: UInt64 =
-        0x1 | 0x2 | 0x4 | 0x400 | 0x800 | 0x0100_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x4000_0000 | 0x8000_0000
+        0x1 | 0x2 | 0x4 | 0x400 | 0x800 | 0x0100_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000
+        | 0x4000_0000 | 0x8000_0000
     /// Signals below SIGRTMIN (32) are pending at most once per queue; real-time ones queue up.
     private static let realTimeSignals: ClosedRange<UInt32> = 32...64
     /// sizeof(struct robust_list_head): set_robust_list takes no other length.
@@ -60,11 +62,15 @@ struct TaskValidator {
         try validateIdentity(task)
         try validateNamespacePIDs(task.namespacePids, of: task.pid, field: "namespace_pids")
         guard task.namespacePgids.count == task.namespacePids.count || task.namespacePgids.isEmpty,
-              task.namespacePgids.allSatisfy({ $0 == 0 || ImageFormat.pidRange.contains($0) }) else {
-            throw invalid("namespace_pgids", "\(task.namespacePgids) is not a group ID (or 0) at each level of namespace_pids")
+            task.namespacePgids.allSatisfy({ $0 == 0 || ImageFormat.pidRange.contains($0) })
+        else {
+            throw invalid(
+                "namespace_pgids", "\(task.namespacePgids) is not a group ID (or 0) at each level of namespace_pids")
         }
         guard task.stopSignal == 0 || Self.stopSignals.contains(task.stopSignal) else {
-            throw invalid("stop_signal", "\(task.stopSignal) is not a signal that stops a process (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU)")
+            throw invalid(
+                "stop_signal",
+                "\(task.stopSignal) is not a signal that stops a process (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU)")
         }
         guard task.exitSignal <= 64 else {
             throw invalid("exit_signal", "\(task.exitSignal) is not a signal")
@@ -74,11 +80,14 @@ struct TaskValidator {
         }
         if task.zombie {
             // A zombie keeps nothing but its identity and exit status.
-            guard task.threads.isEmpty, !task.hasMemory, task.files.descriptors.isEmpty, !task.hasSeccomp, task.stopSignal == 0 else {
+            guard task.threads.isEmpty, !task.hasMemory, task.files.descriptors.isEmpty, !task.hasSeccomp,
+                task.stopSignal == 0
+            else {
                 throw invalid("zombie", "a zombie cannot have threads, memory, files, seccomp or a stop")
             }
             guard task.exitStatus <= 0xffff, task.exitStatus & 0x7f != 0x7f else {
-                throw invalid("exit_status", "\(hex(UInt64(task.exitStatus))) is not a wait status of a process that ended")
+                throw invalid(
+                    "exit_status", "\(hex(UInt64(task.exitStatus))) is not a wait status of a process that ended")
             }
             return
         }
@@ -104,7 +113,8 @@ struct TaskValidator {
             throw invalid("pid", "\(task.pid) does not match the file name")
         }
         // 0: a parent, group or session outside the task's PID namespace.
-        for (field, value) in [("ppid", task.ppid), ("pgid", task.pgid), ("sid", task.sid)] where value != 0 && !ImageFormat.pidRange.contains(value) {
+        for (field, value) in [("ppid", task.ppid), ("pgid", task.pgid), ("sid", task.sid)]
+        where value != 0 && !ImageFormat.pidRange.contains(value) {
             throw invalid(field, "\(value) is neither 0 nor in \(ImageFormat.pidRange)")
         }
         // TASK_COMM_LEN is 16 bytes with the terminating NUL.
@@ -119,13 +129,16 @@ struct TaskValidator {
             throw invalid("threads", "empty; a process that has not exited has at least its leader")
         }
         guard leader.tid == task.pid else {
-            throw invalid("threads[0].tid", "\(leader.tid) is not the process's PID \(task.pid): the leader comes first")
+            throw invalid(
+                "threads[0].tid", "\(leader.tid) is not the process's PID \(task.pid): the leader comes first")
         }
         guard leader.comm == task.comm else {
             throw invalid("threads[0].comm", "\"\(leader.comm)\" is not the process's name \"\(task.comm)\"")
         }
         guard leader.namespaceTids == task.namespacePids else {
-            throw invalid("threads[0].namespace_tids", "\(leader.namespaceTids) is not the process's namespace_pids \(task.namespacePids)")
+            throw invalid(
+                "threads[0].namespace_tids",
+                "\(leader.namespaceTids) is not the process's namespace_pids \(task.namespacePids)")
         }
         var tids: Set<Int32> = []
         for (index, thread) in task.threads.enumerated() {
@@ -145,7 +158,9 @@ struct TaskValidator {
             if thread.hasCredentials { try validateCredentials(thread.credentials, field: "\(field).credentials") }
             try validateNamespacePIDs(thread.namespaceTids, of: thread.tid, field: "\(field).namespace_tids")
             guard thread.namespaceTids.count == task.namespacePids.count else {
-                throw invalid("\(field).namespace_tids", "has \(thread.namespaceTids.count) levels, the process \(task.namespacePids.count)")
+                throw invalid(
+                    "\(field).namespace_tids",
+                    "has \(thread.namespaceTids.count) levels, the process \(task.namespacePids.count)")
             }
         }
     }
@@ -153,28 +168,41 @@ struct TaskValidator {
     /// NSpid: empty, or the task's PID at 2 to 32 levels (MAX_PID_NS_LEVEL), the outermost being its PID.
     private func validateNamespacePIDs(_ pids: [Int32], of pid: Int32, field: String) throws(ImageError) {
         guard !pids.isEmpty else { return }
-        guard (2...32).contains(pids.count), pids.first == pid, pids.allSatisfy({ ImageFormat.pidRange.contains($0) }) else {
+        guard (2...32).contains(pids.count), pids.first == pid, pids.allSatisfy({ ImageFormat.pidRange.contains($0) })
+        else {
             throw invalid(field, "\(pids) is not 2 to 32 PIDs in \(ImageFormat.pidRange) starting with \(pid)")
         }
     }
 
     private func validateRegisters(_ registers: Amber_Registers?, field: String) throws(ImageError) {
         guard let registers else { throw invalid(field, "missing") }
-        for (name, value) in [("fs_base", registers.fsBase), ("gs_base", registers.gsBase)] where value >= ImageFormat.userAddressLimit {
-            throw invalid("\(field).\(name)", "\(hex(value)) is not below the user address limit \(hex(ImageFormat.userAddressLimit))")
+        for (name, value) in [("fs_base", registers.fsBase), ("gs_base", registers.gsBase)]
+        where value >= ImageFormat.userAddressLimit {
+            throw invalid(
+                "\(field).\(name)",
+                "\(hex(value)) is not below the user address limit \(hex(ImageFormat.userAddressLimit))")
         }
         let xstate = registers.xstate
         guard !xstate.isEmpty else { return }
         guard ImageFormat.xstateSizes.contains(UInt32(clamping: xstate.count)), xstate.count == Int(xstateSize) else {
-            throw invalid("\(field).xstate", "\(xstate.count) bytes; expected \(ImageFormat.xstateSizes) bytes and equal to the inventory's xstate_size \(xstateSize)")
+            throw invalid(
+                "\(field).xstate",
+                "\(xstate.count) bytes; expected \(ImageFormat.xstateSizes) bytes and equal to the inventory's xstate_size \(xstateSize)"
+            )
         }
         // The XSAVE header after the 512-byte legacy area: xstate_bv, then xcomp_bv, which
         // is 0 in the standard format that ptrace uses; the kernel refuses other headers.
         let (features, compaction) = xstate.withUnsafeBytes {
-            ($0.loadUnaligned(fromByteOffset: 512, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 520, as: UInt64.self))
+            (
+                $0.loadUnaligned(fromByteOffset: 512, as: UInt64.self),
+                $0.loadUnaligned(fromByteOffset: 520, as: UInt64.self)
+            )
         }
         guard features & ~xstateFeatures == 0 else {
-            throw invalid("\(field).xstate", "its header names features \(hex(features)) outside the inventory's xstate_features \(hex(xstateFeatures))")
+            throw invalid(
+                "\(field).xstate",
+                "its header names features \(hex(features)) outside the inventory's xstate_features \(hex(xstateFeatures))"
+            )
         }
         guard compaction == 0 else {
             throw invalid("\(field).xstate", "its header's xcomp_bv is \(hex(compaction)), not 0 (the standard format)")
@@ -209,11 +237,16 @@ struct TaskValidator {
             }
             if area.kind == .areaVsyscall {
                 guard area.start == Self.vsyscallArea.start, area.end == Self.vsyscallArea.end else {
-                    throw invalid(field, "a vsyscall area is \(hex(Self.vsyscallArea.start))-\(hex(Self.vsyscallArea.end)), not \(hex(area.start))-\(hex(area.end))")
+                    throw invalid(
+                        field,
+                        "a vsyscall area is \(hex(Self.vsyscallArea.start))-\(hex(Self.vsyscallArea.end)), not \(hex(area.start))-\(hex(area.end))"
+                    )
                 }
             } else {
                 guard area.end <= ImageFormat.userAddressLimit else {
-                    throw invalid("\(field).end", "\(hex(area.end)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
+                    throw invalid(
+                        "\(field).end",
+                        "\(hex(area.end)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
                 }
             }
             if Self.kernelAreaKinds.contains(area.kind) {
@@ -222,17 +255,24 @@ struct TaskValidator {
                 }
             }
             guard index == 0 || area.start >= previousEnd else {
-                throw invalid(field, "starts at \(hex(area.start)), before memory.areas[\(index - 1)] ends at \(hex(previousEnd))")
+                throw invalid(
+                    field, "starts at \(hex(area.start)), before memory.areas[\(index - 1)] ends at \(hex(previousEnd))"
+                )
             }
             previousEnd = area.end
             guard area.protection & ~7 == 0 else {
-                throw invalid("\(field).protection", "\(area.protection) has bits other than PROT_READ, PROT_WRITE and PROT_EXEC")
+                throw invalid(
+                    "\(field).protection", "\(area.protection) has bits other than PROT_READ, PROT_WRITE and PROT_EXEC")
             }
             if area.kind == .areaFile {
                 try validatePath(area.path, field: "\(field).path")
                 // mmap's offset: page-aligned, and the mapped range inside the largest file size (MAX_LFS_FILESIZE).
-                guard area.fileOffset % pageSize == 0, area.fileOffset <= UInt64(Int64.max) - (area.end - area.start) else {
-                    throw invalid("\(field).file_offset", "\(hex(area.fileOffset)) is not a page-aligned offset that a file can have for \(area.end - area.start) bytes")
+                guard area.fileOffset % pageSize == 0, area.fileOffset <= UInt64(Int64.max) - (area.end - area.start)
+                else {
+                    throw invalid(
+                        "\(field).file_offset",
+                        "\(hex(area.fileOffset)) is not a page-aligned offset that a file can have for \(area.end - area.start) bytes"
+                    )
                 }
             }
             try validateAreaFlags(area, field: field)
@@ -255,29 +295,44 @@ struct TaskValidator {
         if area.lockOnFault && !area.locked {
             throw invalid("\(field).lock_on_fault", "is set on an area that is not locked")
         }
-        let privateAnonymous = !area.shared && (area.kind == .areaAnonymous || area.kind == .areaHeap || area.kind == .areaStack)
+        let privateAnonymous =
+            !area.shared && (area.kind == .areaAnonymous || area.kind == .areaHeap || area.kind == .areaStack)
         if area.droppable && !privateAnonymous {
-            throw invalid("\(field).droppable", "is set on a \(area.shared ? "shared " : "")\(area.kind) area: only private anonymous memory is droppable")
+            throw invalid(
+                "\(field).droppable",
+                "is set on a \(area.shared ? "shared " : "")\(area.kind) area: only private anonymous memory is droppable"
+            )
         }
         if !area.anonymousName.isEmpty {
             guard privateAnonymous, area.anonymousName.utf8.count <= 80,
-                  area.anonymousName.utf8.allSatisfy({ (0x20...0x7e).contains($0) && !"[]\\$`".utf8.contains($0) }) else {
-                throw invalid("\(field).anonymous_name", "\"\(area.anonymousName)\" is not a name PR_SET_VMA_ANON_NAME gives a private anonymous area (at most 80 printable bytes but [ ] \\ $ `)")
+                area.anonymousName.utf8.allSatisfy({ (0x20...0x7e).contains($0) && !"[]\\$`".utf8.contains($0) })
+            else {
+                throw invalid(
+                    "\(field).anonymous_name",
+                    "\"\(area.anonymousName)\" is not a name PR_SET_VMA_ANON_NAME gives a private anonymous area (at most 80 printable bytes but [ ] \\ $ `)"
+                )
             }
         }
         if area.wipeOnFork && !privateAnonymous {
-            throw invalid("\(field).wipe_on_fork", "is set on a \(area.shared ? "shared " : "")\(area.kind) area: only private anonymous memory is wiped on fork")
+            throw invalid(
+                "\(field).wipe_on_fork",
+                "is set on a \(area.shared ? "shared " : "")\(area.kind) area: only private anonymous memory is wiped on fork"
+            )
         }
     }
 
-    private func validatePageRuns(of area: Amber_MemoryArea, field: String, pageFiles: [(name: String, size: UInt64)]) throws(ImageError) {
+    private func validatePageRuns(of area: Amber_MemoryArea, field: String, pageFiles: [(name: String, size: UInt64)])
+        throws(ImageError)
+    {
         guard !area.pages.isEmpty else { return }
         let pageSize = ImageFormat.pageSize
         // Kernel areas are recreated by the kernel, and shared file pages live in the file itself.
         switch area.kind {
         case .areaAnonymous, .areaHeap, .areaStack: break
         case .areaFile where !area.shared: break
-        default: throw invalid("\(field).pages", "a \(area.shared ? "shared " : "")\(area.kind) area cannot have saved pages")
+        default:
+            throw invalid(
+                "\(field).pages", "a \(area.shared ? "shared " : "")\(area.kind) area cannot have saved pages")
         }
         guard !pageFiles.isEmpty else {
             throw invalid("\(field).pages", "page runs need memory.page_files")
@@ -287,36 +342,49 @@ struct TaskValidator {
             let runField = "\(field).pages[\(index)]"
             guard run.count >= 1 else { throw invalid("\(runField).count", "is 0") }
             guard run.address % pageSize == 0, run.address >= area.start, run.address < area.end else {
-                throw invalid("\(runField).address", "\(hex(run.address)) is not a page address inside the area \(hex(area.start))-\(hex(area.end))")
+                throw invalid(
+                    "\(runField).address",
+                    "\(hex(run.address)) is not a page address inside the area \(hex(area.start))-\(hex(area.end))")
             }
             guard run.count <= (area.end - run.address) / pageSize else {
-                throw invalid("\(runField).count", "\(run.count) pages from \(hex(run.address)) go past the area end \(hex(area.end))")
+                throw invalid(
+                    "\(runField).count",
+                    "\(run.count) pages from \(hex(run.address)) go past the area end \(hex(area.end))")
             }
             guard run.address >= previousEnd else {
-                throw invalid("\(runField).address", "\(hex(run.address)) is before the end \(hex(previousEnd)) of the previous run")
+                throw invalid(
+                    "\(runField).address",
+                    "\(hex(run.address)) is before the end \(hex(previousEnd)) of the previous run")
             }
             previousEnd = run.address + run.count * pageSize
             guard run.offset % pageSize == 0 else {
                 throw invalid("\(runField).offset", "\(run.offset) is not page-aligned")
             }
             guard run.file < pageFiles.count else {
-                throw invalid("\(runField).file", "\(run.file) is not an index into memory.page_files (\(pageFiles.count) files)")
+                throw invalid(
+                    "\(runField).file", "\(run.file) is not an index into memory.page_files (\(pageFiles.count) files)")
             }
             let file = pageFiles[Int(run.file)]
             guard run.offset <= file.size, run.count <= (file.size - run.offset) / pageSize else {
-                throw invalid("\(runField).offset", "\(run.count) pages at offset \(run.offset) go past the end of the \(file.size)-byte page file \(file.name)")
+                throw invalid(
+                    "\(runField).offset",
+                    "\(run.count) pages at offset \(run.offset) go past the end of the \(file.size)-byte page file \(file.name)"
+                )
             }
         }
     }
 
     private func validateMm(_ mm: Amber_MmFields) throws(ImageError) {
         let addresses: [(String, UInt64)] = [
-            ("start_code", mm.startCode), ("end_code", mm.endCode), ("start_data", mm.startData), ("end_data", mm.endData),
+            ("start_code", mm.startCode), ("end_code", mm.endCode), ("start_data", mm.startData),
+            ("end_data", mm.endData),
             ("start_brk", mm.startBrk), ("brk", mm.brk), ("start_stack", mm.startStack), ("arg_start", mm.argStart),
             ("arg_end", mm.argEnd), ("env_start", mm.envStart), ("env_end", mm.envEnd),
         ]
         for (name, address) in addresses where address > ImageFormat.userAddressLimit {
-            throw invalid("memory.mm.\(name)", "\(hex(address)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
+            throw invalid(
+                "memory.mm.\(name)",
+                "\(hex(address)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
         }
         let ranges: [(String, UInt64, String, UInt64)] = [
             ("start_code", mm.startCode, "end_code", mm.endCode), ("start_data", mm.startData, "end_data", mm.endData),
@@ -352,8 +420,11 @@ struct TaskValidator {
                 throw invalid(field, "\(action.signal) has more than one action")
             }
             let actionField = "signals.actions[\(index)]"
-            for (name, address) in [("handler", action.handler), ("restorer", action.restorer)] where address > ImageFormat.userAddressLimit {
-                throw invalid("\(actionField).\(name)", "\(hex(address)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
+            for (name, address) in [("handler", action.handler), ("restorer", action.restorer)]
+            where address > ImageFormat.userAddressLimit {
+                throw invalid(
+                    "\(actionField).\(name)",
+                    "\(hex(address)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
             }
             guard action.flags & ~Self.actionFlags == 0 else {
                 throw invalid("\(actionField).flags", "\(hex(action.flags)) has bits that are no SA_* flag")
@@ -378,7 +449,9 @@ struct TaskValidator {
                 throw invalid("\(field).siginfo", "its si_signo is \(number), not the signal \(pending.signal)")
             }
             guard Self.realTimeSignals.contains(pending.signal) || pendingOnce.insert(pending.signal).inserted else {
-                throw invalid("\(field).signal", "\(pending.signal) is pending twice on one queue; only real-time signals queue up")
+                throw invalid(
+                    "\(field).signal",
+                    "\(pending.signal) is pending twice on one queue; only real-time signals queue up")
             }
         }
     }
@@ -386,11 +459,16 @@ struct TaskValidator {
     private func validateAlternateStack(_ stack: Amber_SignalStack, field: String) throws(ImageError) {
         let flags = stack.flags
         guard flags & ~Self.alternateStackFlags == 0 else {
-            throw invalid("\(field).flags", "\(hex(UInt64(flags))) has bits other than SS_ONSTACK, SS_DISABLE and SS_AUTODISARM")
+            throw invalid(
+                "\(field).flags", "\(hex(UInt64(flags))) has bits other than SS_ONSTACK, SS_DISABLE and SS_AUTODISARM")
         }
         if flags & 2 == 0 {
-            guard stack.base <= ImageFormat.userAddressLimit, stack.size <= ImageFormat.userAddressLimit - stack.base else {
-                throw invalid(field, "\(stack.size) bytes at \(hex(stack.base)) go past the user address limit \(hex(ImageFormat.userAddressLimit))")
+            guard stack.base <= ImageFormat.userAddressLimit, stack.size <= ImageFormat.userAddressLimit - stack.base
+            else {
+                throw invalid(
+                    field,
+                    "\(stack.size) bytes at \(hex(stack.base)) go past the user address limit \(hex(ImageFormat.userAddressLimit))"
+                )
             }
         }
     }
@@ -418,7 +496,9 @@ struct TaskValidator {
                 throw invalid("\(field).offset", "\(description.offset) is above the largest file offset \(Int64.max)")
             }
             guard description.flags & ~Self.fileFlags == 0 else {
-                throw invalid("\(field).flags", "0o\(String(description.flags, radix: 8)) has flags outside 0o\(String(Self.fileFlags, radix: 8))")
+                throw invalid(
+                    "\(field).flags",
+                    "0o\(String(description.flags, radix: 8)) has flags outside 0o\(String(Self.fileFlags, radix: 8))")
             }
             try validateDescriptionLocks(description.locks, field: "\(field).locks")
         }
@@ -432,7 +512,8 @@ struct TaskValidator {
                 throw invalid("\(field).fd", "\(descriptor.fd) is used twice")
             }
             guard descriptions.contains(descriptor.descriptionID) else {
-                throw invalid("\(field).description_id", "\(descriptor.descriptionID) names no entry of files.descriptions")
+                throw invalid(
+                    "\(field).description_id", "\(descriptor.descriptionID) names no entry of files.descriptions")
             }
         }
         try validatePOSIXLocks(files.posixLocks, descriptions: descriptions)
@@ -444,25 +525,36 @@ struct TaskValidator {
 
     /// A description's flock (at most one, on the whole file) and OFD locks.
     private func validateDescriptionLocks(_ locks: [Amber_FileLock], field: String) throws(ImageError) {
-        guard locks.count <= Self.lockLimit else { throw invalid(field, "\(locks.count) locks, more than \(Self.lockLimit)") }
+        guard locks.count <= Self.lockLimit else {
+            throw invalid(field, "\(locks.count) locks, more than \(Self.lockLimit)")
+        }
         for (index, lock) in locks.enumerated() {
             let field = "\(field)[\(index)]"
             switch lock.kind {
             case .flock:
-                guard lock.start == 0, lock.length == 0 else { throw invalid(field, "a flock lock is on the whole file, not from \(lock.start) for \(lock.length) bytes") }
-                guard index == locks.firstIndex(where: { $0.kind == .flock }) else { throw invalid(field, "a second flock lock on one open file") }
+                guard lock.start == 0, lock.length == 0 else {
+                    throw invalid(
+                        field, "a flock lock is on the whole file, not from \(lock.start) for \(lock.length) bytes")
+                }
+                guard index == locks.firstIndex(where: { $0.kind == .flock }) else {
+                    throw invalid(field, "a second flock lock on one open file")
+                }
             case .ofd:
                 try validateLockRange(lock, field: field)
             default:
                 throw invalid("\(field).kind", "\(lock.kind) is not a lock of an open file description (FLOCK or OFD)")
             }
-            guard lock.descriptionID == 0 else { throw invalid("\(field).description_id", "only a POSIX lock names a description") }
+            guard lock.descriptionID == 0 else {
+                throw invalid("\(field).description_id", "only a POSIX lock names a description")
+            }
         }
     }
 
     /// The process's POSIX locks, each through a description of its fd table.
     private func validatePOSIXLocks(_ locks: [Amber_FileLock], descriptions: Set<UInt32>) throws(ImageError) {
-        guard locks.count <= Self.lockLimit else { throw invalid("files.posix_locks", "\(locks.count) locks, more than \(Self.lockLimit)") }
+        guard locks.count <= Self.lockLimit else {
+            throw invalid("files.posix_locks", "\(locks.count) locks, more than \(Self.lockLimit)")
+        }
         for (index, lock) in locks.enumerated() {
             let field = "files.posix_locks[\(index)]"
             guard lock.kind == .posix else { throw invalid("\(field).kind", "\(lock.kind) is not POSIX") }
@@ -476,9 +568,13 @@ struct TaskValidator {
     /// A record lock's bytes are within the largest file offset.
     private func validateLockRange(_ lock: Amber_FileLock, field: String) throws(ImageError) {
         let largest = UInt64(Int64.max)
-        guard lock.start <= largest else { throw invalid("\(field).start", "\(lock.start) is above the largest file offset \(largest)") }
+        guard lock.start <= largest else {
+            throw invalid("\(field).start", "\(lock.start) is above the largest file offset \(largest)")
+        }
         guard lock.length <= largest - lock.start + 1 else {
-            throw invalid("\(field).length", "\(lock.length) bytes from \(lock.start) run past the largest file offset \(largest)")
+            throw invalid(
+                "\(field).length", "\(lock.length) bytes from \(lock.start) run past the largest file offset \(largest)"
+            )
         }
     }
 
@@ -493,7 +589,10 @@ struct TaskValidator {
     private func validateCharacterDevice(_ device: Amber_CharacterDevice, field: String) throws(ImageError) {
         try validatePath(device.path, field: "\(field).path")
         guard ImageFormat.reopenableDevices[device.path] != nil else {
-            throw invalid("\(field).path", "\(device.path) is not a device amber reopens (\(ImageFormat.reopenableDevices.keys.sorted().joined(separator: ", ")))")
+            throw invalid(
+                "\(field).path",
+                "\(device.path) is not a device amber reopens (\(ImageFormat.reopenableDevices.keys.sorted().joined(separator: ", ")))"
+            )
         }
     }
 
@@ -504,9 +603,11 @@ struct TaskValidator {
         let holds = !fifo.packets.isEmpty || !fifo.data.isEmpty
         guard fifo.capacity != 0 || holds else { return }
         guard !holds || flags & 3 != 1 else {
-            throw invalid("\(field).data", "a description open for writing only holds no data: a FIFO's is on a reader's")
+            throw invalid(
+                "\(field).data", "a description open for writing only holds no data: a FIFO's is on a reader's")
         }
-        try validatePipeContents(capacity: fifo.capacity, packetSizes: fifo.packets.map(\.count), dataSize: fifo.data.count, field: field)
+        try validatePipeContents(
+            capacity: fifo.capacity, packetSizes: fifo.packets.map(\.count), dataSize: fifo.data.count, field: field)
     }
 
     /// A pipe's capacity is a power of two pages up to `ImageFormat.maximumPipeCapacity`, and
@@ -515,32 +616,43 @@ struct TaskValidator {
         guard end.pipeID != 0 else { throw invalid("\(field).pipe_id", "is 0") }
         let accessMode = flags & 3
         guard accessMode == (end.writeEnd ? 1 : 0) else {
-            throw invalid("\(field).write_end", "\(end.writeEnd) disagrees with the access mode \(accessMode) of the description's flags")
+            throw invalid(
+                "\(field).write_end",
+                "\(end.writeEnd) disagrees with the access mode \(accessMode) of the description's flags")
         }
         guard !end.writeEnd || (end.packets.isEmpty && end.data.isEmpty) else {
             throw invalid("\(field).data", "a write end holds no data: a pipe's is on its read end")
         }
-        try validatePipeContents(capacity: end.capacity, packetSizes: end.packets.map(\.count), dataSize: end.data.count, field: field)
+        try validatePipeContents(
+            capacity: end.capacity, packetSizes: end.packets.map(\.count), dataSize: end.data.count, field: field)
     }
 
     /// A capacity of a power of two pages up to `ImageFormat.maximumPipeCapacity`, and contents
     /// that fit in it, each packet at most a page.
-    private func validatePipeContents(capacity: UInt32, packetSizes: [Int], dataSize: Int, field: String) throws(ImageError) {
+    private func validatePipeContents(capacity: UInt32, packetSizes: [Int], dataSize: Int, field: String)
+        throws(ImageError)
+    {
         let bytes = UInt64(capacity)
         guard bytes >= ImageFormat.pageSize, bytes <= ImageFormat.maximumPipeCapacity, bytes & (bytes - 1) == 0 else {
-            throw invalid("\(field).capacity", "\(capacity) is not a power of two from a page to \(ImageFormat.maximumPipeCapacity) bytes")
+            throw invalid(
+                "\(field).capacity",
+                "\(capacity) is not a power of two from a page to \(ImageFormat.maximumPipeCapacity) bytes")
         }
         var held = UInt64(dataSize)
         for (index, size) in packetSizes.enumerated() {
             guard (1...Int(ImageFormat.pageSize)).contains(size) else {
-                throw invalid("\(field).packets[\(index)]", "\(size) bytes: a packet is 1 to \(ImageFormat.pageSize) bytes")
+                throw invalid(
+                    "\(field).packets[\(index)]", "\(size) bytes: a packet is 1 to \(ImageFormat.pageSize) bytes")
             }
             held += UInt64(size)
         }
         // Each packet takes a page of the pipe's ring, the plain bytes the pages they fill.
         let pages = UInt64(packetSizes.count) + (UInt64(dataSize) + ImageFormat.pageSize - 1) / ImageFormat.pageSize
         guard held <= bytes, pages <= bytes / ImageFormat.pageSize else {
-            throw invalid("\(field).data", "\(held) bytes in \(packetSizes.count) packets and plain bytes do not fit the pipe's capacity of \(capacity) bytes")
+            throw invalid(
+                "\(field).data",
+                "\(held) bytes in \(packetSizes.count) packets and plain bytes do not fit the pipe's capacity of \(capacity) bytes"
+            )
         }
     }
 
@@ -555,45 +667,68 @@ struct TaskValidator {
 
     private func validateEventFileFlags(_ description: Amber_OpenFileDescription, field: String) throws(ImageError) {
         guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
-            throw invalid("\(field).flags", "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as an eventfd, signalfd or timerfd is made")
+            throw invalid(
+                "\(field).flags",
+                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as an eventfd, signalfd or timerfd is made"
+            )
         }
         guard description.offset == 0 else {
             throw invalid("\(field).offset", "\(description.offset): an eventfd, signalfd or timerfd has no offset")
         }
     }
 
-    private func validateEventFD(_ eventFD: Amber_EventFD, description: Amber_OpenFileDescription, field: String) throws(ImageError) {
+    private func validateEventFD(_ eventFD: Amber_EventFD, description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
         try validateEventFileFlags(description, field: field)
         guard eventFD.count <= Self.largestEventFDCount else {
-            throw invalid("\(field).event_fd.count", "\(eventFD.count) is above the largest eventfd counter \(Self.largestEventFDCount)")
+            throw invalid(
+                "\(field).event_fd.count",
+                "\(eventFD.count) is above the largest eventfd counter \(Self.largestEventFDCount)")
         }
     }
 
-    private func validateSignalFD(_ signalFD: Amber_SignalFD, description: Amber_OpenFileDescription, field: String) throws(ImageError) {
+    private func validateSignalFD(_ signalFD: Amber_SignalFD, description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
         try validateEventFileFlags(description, field: field)
         // SIGKILL (9) and SIGSTOP (19): signalfd4 drops them, so no dump shows them.
         guard signalFD.mask & (1 << 8 | 1 << 18) == 0 else {
-            throw invalid("\(field).signal_fd.mask", "\(hex(signalFD.mask)) has SIGKILL or SIGSTOP, which a signalfd never reads")
+            throw invalid(
+                "\(field).signal_fd.mask", "\(hex(signalFD.mask)) has SIGKILL or SIGSTOP, which a signalfd never reads")
         }
     }
 
-    private func validateTimerFD(_ timerFD: Amber_TimerFD, description: Amber_OpenFileDescription, field: String) throws(ImageError) {
+    private func validateTimerFD(_ timerFD: Amber_TimerFD, description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
         try validateEventFileFlags(description, field: field)
         let timerField = "\(field).timer_fd"
         guard Self.timerFDClocks.contains(timerFD.clock) else {
-            throw invalid("\(timerField).clock", "\(timerFD.clock) is not CLOCK_REALTIME (0), CLOCK_MONOTONIC (1) or CLOCK_BOOTTIME (7)")
+            throw invalid(
+                "\(timerField).clock",
+                "\(timerFD.clock) is not CLOCK_REALTIME (0), CLOCK_MONOTONIC (1) or CLOCK_BOOTTIME (7)")
         }
         guard timerFD.settimeFlags & ~Self.timerFDSettimeFlags == 0 else {
-            throw invalid("\(timerField).settime_flags", "\(timerFD.settimeFlags) has bits other than TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET")
+            throw invalid(
+                "\(timerField).settime_flags",
+                "\(timerFD.settimeFlags) has bits other than TFD_TIMER_ABSTIME and TFD_TIMER_CANCEL_ON_SET")
         }
-        for (name, value) in [("remaining_ns", timerFD.remainingNs), ("interval_ns", timerFD.intervalNs), ("realtime_expiry_ns", timerFD.realtimeExpiryNs)] {
+        for (name, value) in [
+            ("remaining_ns", timerFD.remainingNs), ("interval_ns", timerFD.intervalNs),
+            ("realtime_expiry_ns", timerFD.realtimeExpiryNs),
+        ] {
             guard value <= UInt64(Int64.max) else {
                 throw invalid("\(timerField).\(name)", "\(value) is above the largest kernel time \(Int64.max) ns")
             }
         }
         let realtimeAbsolute = timerFD.clock == 0 && timerFD.settimeFlags & 1 != 0 && timerFD.remainingNs > 0
         guard realtimeAbsolute == (timerFD.realtimeExpiryNs != 0) else {
-            throw invalid("\(timerField).realtime_expiry_ns", realtimeAbsolute ? "is 0 for an armed absolute CLOCK_REALTIME timer" : "is set for a timer that is not an armed absolute CLOCK_REALTIME one")
+            throw invalid(
+                "\(timerField).realtime_expiry_ns",
+                realtimeAbsolute
+                    ? "is 0 for an armed absolute CLOCK_REALTIME timer"
+                    : "is set for a timer that is not an armed absolute CLOCK_REALTIME one")
         }
     }
 
@@ -618,18 +753,31 @@ struct TaskValidator {
     }
 
     private func validateThreadControl(_ control: Amber_ThreadControl, field: String) throws(ImageError) {
-        for (name, address) in [("child_tid_address", control.childTidAddress), ("robust_list_head", control.robustListHead)] where address > ImageFormat.userAddressLimit {
-            throw invalid("\(field).\(name)", "\(hex(address)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
+        for (name, address) in [
+            ("child_tid_address", control.childTidAddress), ("robust_list_head", control.robustListHead),
+        ] where address > ImageFormat.userAddressLimit {
+            throw invalid(
+                "\(field).\(name)",
+                "\(hex(address)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
         }
         guard control.robustListHead == 0 || control.robustListLength == Self.robustListHeadSize else {
-            throw invalid("\(field).robust_list_length", "\(control.robustListLength); set_robust_list takes only \(Self.robustListHeadSize)")
+            throw invalid(
+                "\(field).robust_list_length",
+                "\(control.robustListLength); set_robust_list takes only \(Self.robustListHeadSize)")
         }
         // The kernel accepts an rseq area of at least 32 bytes, aligned to 32.
         guard control.rseqSize == 0 || ((32...4096).contains(control.rseqSize) && control.rseqAddress % 32 == 0) else {
-            throw invalid("\(field).rseq_size", "\(control.rseqSize) bytes at \(hex(control.rseqAddress)); expected 0, or 32 to 4096 bytes at a 32-byte-aligned address")
+            throw invalid(
+                "\(field).rseq_size",
+                "\(control.rseqSize) bytes at \(hex(control.rseqAddress)); expected 0, or 32 to 4096 bytes at a 32-byte-aligned address"
+            )
         }
-        guard control.rseqSize == 0 || control.rseqAddress <= ImageFormat.userAddressLimit - UInt64(control.rseqSize) else {
-            throw invalid("\(field).rseq_address", "\(control.rseqSize) bytes at \(hex(control.rseqAddress)) go past the user address limit \(hex(ImageFormat.userAddressLimit))")
+        guard control.rseqSize == 0 || control.rseqAddress <= ImageFormat.userAddressLimit - UInt64(control.rseqSize)
+        else {
+            throw invalid(
+                "\(field).rseq_address",
+                "\(control.rseqSize) bytes at \(hex(control.rseqAddress)) go past the user address limit \(hex(ImageFormat.userAddressLimit))"
+            )
         }
     }
 
@@ -642,9 +790,12 @@ struct TaskValidator {
         }
         let realtime = scheduling.policy == 1 || scheduling.policy == 2
         guard realtime ? (1...99).contains(scheduling.rtPriority) : scheduling.rtPriority == 0 else {
-            throw invalid("\(field).rt_priority", "\(scheduling.rtPriority) is not a priority of policy \(scheduling.policy)")
+            throw invalid(
+                "\(field).rt_priority", "\(scheduling.rtPriority) is not a priority of policy \(scheduling.policy)")
         }
-        guard (-20...19).contains(scheduling.nice) else { throw invalid("\(field).nice", "\(scheduling.nice) is not in -20...19") }
+        guard (-20...19).contains(scheduling.nice) else {
+            throw invalid("\(field).nice", "\(scheduling.nice) is not in -20...19")
+        }
         // The kernel's CPU masks stop at 8192 CPUs.
         guard scheduling.affinity.count <= 128 else {
             throw invalid("\(field).affinity", "\(scheduling.affinity.count) words; at most 128")
@@ -660,7 +811,8 @@ struct TaskValidator {
             throw invalid("\(field).parent_death_signal", "\(flags.parentDeathSignal) is not a signal")
         }
         guard flags.machineCheckKill <= 2 else {
-            throw invalid("\(field).machine_check_kill", "\(flags.machineCheckKill) is not late (0), early (1) or default (2)")
+            throw invalid(
+                "\(field).machine_check_kill", "\(flags.machineCheckKill) is not late (0), early (1) or default (2)")
         }
     }
 
@@ -672,25 +824,36 @@ struct TaskValidator {
     /// The kernel's own invariants: (uid_t)-1 means "unchanged" to setresuid and is no ID;
     /// effective within permitted; ambient within permitted and inheritable.
     private func validateCredentials(_ credentials: Amber_Credentials, field: String) throws(ImageError) {
-        let ids = [("uid", credentials.uid), ("euid", credentials.euid), ("suid", credentials.suid), ("fsuid", credentials.fsuid),
-                   ("gid", credentials.gid), ("egid", credentials.egid), ("sgid", credentials.sgid), ("fsgid", credentials.fsgid)]
+        let ids = [
+            ("uid", credentials.uid), ("euid", credentials.euid), ("suid", credentials.suid),
+            ("fsuid", credentials.fsuid),
+            ("gid", credentials.gid), ("egid", credentials.egid), ("sgid", credentials.sgid),
+            ("fsgid", credentials.fsgid),
+        ]
         for (name, id) in ids where id == UInt32.max {
             throw invalid("\(field).\(name)", "\(id) is (uid_t)-1, not an ID")
         }
         guard credentials.groups.count <= Self.groupLimit else {
-            throw invalid("\(field).groups", "\(credentials.groups.count) groups; at most \(Self.groupLimit) (NGROUPS_MAX)")
+            throw invalid(
+                "\(field).groups", "\(credentials.groups.count) groups; at most \(Self.groupLimit) (NGROUPS_MAX)")
         }
         if let index = credentials.groups.firstIndex(of: UInt32.max) {
             throw invalid("\(field).groups[\(index)]", "\(UInt32.max) is (gid_t)-1, not a group")
         }
         guard credentials.capEffective & ~credentials.capPermitted == 0 else {
-            throw invalid("\(field).cap_effective", "\(hex(credentials.capEffective)) is not within cap_permitted \(hex(credentials.capPermitted))")
+            throw invalid(
+                "\(field).cap_effective",
+                "\(hex(credentials.capEffective)) is not within cap_permitted \(hex(credentials.capPermitted))")
         }
         guard credentials.capAmbient & ~(credentials.capPermitted & credentials.capInheritable) == 0 else {
-            throw invalid("\(field).cap_ambient", "\(hex(credentials.capAmbient)) is not within both cap_permitted and cap_inheritable")
+            throw invalid(
+                "\(field).cap_ambient",
+                "\(hex(credentials.capAmbient)) is not within both cap_permitted and cap_inheritable")
         }
         guard credentials.securebits & ~Self.securebits == 0 else {
-            throw invalid("\(field).securebits", "\(hex(UInt64(credentials.securebits))) has bits beyond \(hex(UInt64(Self.securebits)))")
+            throw invalid(
+                "\(field).securebits",
+                "\(hex(UInt64(credentials.securebits))) has bits beyond \(hex(UInt64(Self.securebits)))")
         }
     }
 
@@ -706,10 +869,16 @@ struct TaskValidator {
             throw invalid("process_flags.memory_deny_write_execute", "\(flags.memoryDenyWriteExecute) is not 0, 1 or 3")
         }
         guard flags.coredumpFilter < 1 << 9 else {
-            throw invalid("process_flags.coredump_filter", "0x\(String(flags.coredumpFilter, radix: 16)) has bits above the nine kinds of memory")
+            throw invalid(
+                "process_flags.coredump_filter",
+                "0x\(String(flags.coredumpFilter, radix: 16)) has bits above the nine kinds of memory")
         }
-        guard flags.futexHashSlots == 0 || (flags.futexHashSlots <= 1 << 20 && flags.futexHashSlots & (flags.futexHashSlots - 1) == 0) else {
-            throw invalid("process_flags.futex_hash_slots", "\(flags.futexHashSlots) is not 0 or a power of two up to 2^20")
+        guard
+            flags.futexHashSlots == 0
+                || (flags.futexHashSlots <= 1 << 20 && flags.futexHashSlots & (flags.futexHashSlots - 1) == 0)
+        else {
+            throw invalid(
+                "process_flags.futex_hash_slots", "\(flags.futexHashSlots) is not 0 or a power of two up to 2^20")
         }
     }
 
@@ -757,11 +926,17 @@ struct TaskValidator {
         for (index, filter) in filters.enumerated() {
             let field = "seccomp.filters[\(index)]"
             let count = filter.program.count / Self.seccompInstructionSize
-            guard filter.program.count % Self.seccompInstructionSize == 0, (1...Self.seccompProgramLimit).contains(count) else {
-                throw invalid("\(field).program", "\(filter.program.count) bytes; a program is 1 to \(Self.seccompProgramLimit) instructions of \(Self.seccompInstructionSize) bytes")
+            guard filter.program.count % Self.seccompInstructionSize == 0,
+                (1...Self.seccompProgramLimit).contains(count)
+            else {
+                throw invalid(
+                    "\(field).program",
+                    "\(filter.program.count) bytes; a program is 1 to \(Self.seccompProgramLimit) instructions of \(Self.seccompInstructionSize) bytes"
+                )
             }
             guard filter.flags & ~Self.seccompFilterFlags == 0 else {
-                throw invalid("\(field).flags", "\(hex(filter.flags)) has flags other than SECCOMP_FILTER_FLAG_LOG (0x2)")
+                throw invalid(
+                    "\(field).flags", "\(hex(filter.flags)) has flags other than SECCOMP_FILTER_FLAG_LOG (0x2)")
             }
         }
         var referenced: Set<UInt32> = []
@@ -771,21 +946,34 @@ struct TaskValidator {
                 throw invalid("\(field).mode", "\(mode) is not a seccomp mode")
             }
             guard thread.chain.isEmpty == (thread.mode != .filter) else {
-                throw invalid("\(field).chain", "\(thread.chain.count) filters in mode \(thread.mode); a thread has filters exactly in SECCOMP_MODE_FILTER")
+                throw invalid(
+                    "\(field).chain",
+                    "\(thread.chain.count) filters in mode \(thread.mode); a thread has filters exactly in SECCOMP_MODE_FILTER"
+                )
             }
             var instructions = 0
             for (position, index) in thread.chain.enumerated() {
-                guard index < filters.count, referenced.insert(index).inserted || !thread.chain[..<position].contains(index) else {
-                    throw invalid("\(field).chain[\(position)]", "\(index) is not an index of seccomp.filters (\(filters.count)) or is in the chain twice")
+                guard index < filters.count,
+                    referenced.insert(index).inserted || !thread.chain[..<position].contains(index)
+                else {
+                    throw invalid(
+                        "\(field).chain[\(position)]",
+                        "\(index) is not an index of seccomp.filters (\(filters.count)) or is in the chain twice")
                 }
-                instructions += filters[Int(index)].program.count / Self.seccompInstructionSize + (position == 0 ? 0 : 4)
+                instructions +=
+                    filters[Int(index)].program.count / Self.seccompInstructionSize + (position == 0 ? 0 : 4)
             }
             guard instructions <= Self.seccompChainLimit else {
-                throw invalid("\(field).chain", "\(instructions) instructions with the kernel's 4 per filter, more than the \(Self.seccompChainLimit) a chain may have")
+                throw invalid(
+                    "\(field).chain",
+                    "\(instructions) instructions with the kernel's 4 per filter, more than the \(Self.seccompChainLimit) a chain may have"
+                )
             }
         }
         guard referenced.count == filters.count else {
-            throw invalid("seccomp.filters", "\(filters.count - referenced.count) of \(filters.count) filters are in no thread's chain")
+            throw invalid(
+                "seccomp.filters",
+                "\(filters.count - referenced.count) of \(filters.count) filters are in no thread's chain")
         }
     }
 
@@ -798,7 +986,8 @@ struct TaskValidator {
         // Bytes, not Characters: an image has a path for every mapped area of every process.
         let bytes = path.utf8
         guard bytes.first == UInt8(ascii: "/"), !bytes.contains(0),
-              !bytes.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) }) else {
+            !bytes.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) })
+        else {
             throw invalid(field, "\"\(path)\" is not an absolute path without NUL and \"..\"")
         }
     }

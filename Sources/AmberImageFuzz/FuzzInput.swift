@@ -69,7 +69,8 @@ struct FuzzInput: Equatable {
     /// with `sealsCode` a MAC for that. An inventory that does not decode is left as it is.
     var image: [String: [UInt8]] {
         guard resealsChecksums, let bytes = files[ImageFormat.inventoryName],
-              var inventory = try? Amber_Inventory(serializedBytes: bytes) else { return files }
+            var inventory = try? Amber_Inventory(serializedBytes: bytes)
+        else { return files }
         for index in inventory.files.indices {
             guard let contents = files[inventory.files[index].name] else { continue }
             inventory.files[index].seal(contents)
@@ -87,9 +88,12 @@ struct FuzzInput: Equatable {
 /// libFuzzer reports the trap as a crash. Returns the first error the reader gave, if any.
 @discardableResult
 func exercise(_ files: [String: [UInt8]]) -> ImageError? {
-    let listed = Set(files[ImageFormat.inventoryName].flatMap { try? Amber_Inventory(serializedBytes: $0) }?.files.map(\.name) ?? [])
+    let listed = Set(
+        files[ImageFormat.inventoryName].flatMap { try? Amber_Inventory(serializedBytes: $0) }?.files.map(\.name) ?? [])
     func checked(_ error: ImageError) -> ImageError {
-        precondition(error.file == ImageFormat.inventoryName || listed.contains(error.file), "an error names \(error.file), which the inventory does not list: \(error)")
+        precondition(
+            error.file == ImageFormat.inventoryName || listed.contains(error.file),
+            "an error names \(error.file), which the inventory does not list: \(error)")
         return error
     }
     let reader: ImageReader
@@ -99,27 +103,36 @@ func exercise(_ files: [String: [UInt8]]) -> ImageError? {
         return checked(error)
     }
     let authenticated = reader.authenticity.isAuthenticated
-    precondition(!authenticated || files[ImageFormat.macName] != nil, "an image without \(ImageFormat.macName) is authenticated")
+    precondition(
+        !authenticated || files[ImageFormat.macName] != nil, "an image without \(ImageFormat.macName) is authenticated")
     var firstError: ImageError?
     for pid in reader.taskPIDs {
         do {
             checkPages(of: try reader.task(pid: pid), in: reader)
         } catch {
             // The files in memory never change: a record the MAC covered reads back the same.
-            precondition(!authenticated || error.kind != .checksumMismatch, "an authenticated record no longer matches: \(error)")
+            precondition(
+                !authenticated || error.kind != .checksumMismatch, "an authenticated record no longer matches: \(error)"
+            )
             firstError = firstError ?? checked(error)
         }
     }
     do {
         let tasks = try reader.tasks()
-        precondition(firstError == nil, "tasks() accepted an image with a task that does not validate: \(String(describing: firstError))")
-        precondition(tasks.map(\.pid).sorted() == reader.taskPIDs && tasks.first?.pid == reader.inventory.rootPid, "tasks() gave the records of \(tasks.map(\.pid)), not every one with the root's first")
+        precondition(
+            firstError == nil,
+            "tasks() accepted an image with a task that does not validate: \(String(describing: firstError))")
+        precondition(
+            tasks.map(\.pid).sorted() == reader.taskPIDs && tasks.first?.pid == reader.inventory.rootPid,
+            "tasks() gave the records of \(tasks.map(\.pid)), not every one with the root's first")
     } catch {
         firstError = firstError ?? checked(error)
     }
     do {
         let json = try imageJSON(reader)
-        precondition((try? Google_Protobuf_Value(jsonString: json)) != nil, "imageJSON printed what does not parse as JSON: \(json)")
+        precondition(
+            (try? Google_Protobuf_Value(jsonString: json)) != nil,
+            "imageJSON printed what does not parse as JSON: \(json)")
     } catch {
         if firstError == nil { fatalError("the whole image read but imageJSON failed: \(error)") }
     }
@@ -135,7 +148,9 @@ private func checkPages(of task: Amber_Task, in reader: ImageReader) {
             let pageFile = try pageFiles[run.file] ?? reader.pageFile(named: task.memory.pageFiles[Int(run.file)])
             pageFiles[run.file] = pageFile
             let pages = try pageFile.pages(offset: run.offset, count: run.count)
-            precondition(UInt64(pages.count) == run.count * ImageFormat.pageSize, "a run of \(run.count) pages gave \(pages.count) bytes")
+            precondition(
+                UInt64(pages.count) == run.count * ImageFormat.pageSize,
+                "a run of \(run.count) pages gave \(pages.count) bytes")
         } catch {
             fatalError("task \(task.pid) validated but its run at \(run.address) is not in its page file: \(error)")
         }
@@ -153,7 +168,9 @@ extension Amber_ImageFile {
         }
         let step = Int(chunkSize)
         chunkXxh64 = stride(from: 0, to: contents.count, by: step).map { start in
-            contents[start..<min(start + step, contents.count)].withUnsafeBytes { amber_xxh64($0.baseAddress, $0.count) }
+            contents[start..<min(start + step, contents.count)].withUnsafeBytes {
+                amber_xxh64($0.baseAddress, $0.count)
+            }
         }
     }
 }

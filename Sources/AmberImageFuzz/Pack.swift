@@ -75,5 +75,7 @@ func readFile(_ path: String) throws -> [UInt8] {
 func writeFile(_ path: String, _ bytes: [UInt8]) throws {
     guard let file = fopen(path, "wb") else { throw FileError("cannot create", path) }
     defer { fclose(file) }
-    guard fwrite(bytes, 1, bytes.count, file) == bytes.count, fflush(file) == 0 else { throw FileError("cannot write", path) }
+    guard fwrite(bytes, 1, bytes.count, file) == bytes.count, fflush(file) == 0 else {
+        throw FileError("cannot write", path)
+    }
 }

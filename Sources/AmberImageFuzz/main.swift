@@ -31,7 +31,9 @@ func fuzzMutate(_ data: UnsafeMutablePointer<UInt8>?, _ size: Int, _ maxSize: In
     guard next(4) != 0, !records.isEmpty || !others.isEmpty else {
         return LLVMFuzzerMutate(data, size, maxSize)
     }
-    let name = (others.isEmpty || (!records.isEmpty && next(8) != 0)) ? records[next(records.count)] : others[next(others.count)]
+    let name =
+        (others.isEmpty || (!records.isEmpty && next(8) != 0))
+        ? records[next(records.count)] : others[next(others.count)]
     var contents = input.files[name]!
     let count = contents.count
     // Room to grow into; at least one byte, as libFuzzer's mutators need a buffer to write to.

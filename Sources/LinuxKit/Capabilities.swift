@@ -34,8 +34,10 @@ public struct CapsetArguments: Sendable {
     /// Two struct __user_cap_data_struct: the low 32 bits of each set, then the high ones.
     public var data: [UInt8] {
         let words: [UInt32] = [
-            UInt32(truncatingIfNeeded: effective), UInt32(truncatingIfNeeded: permitted), UInt32(truncatingIfNeeded: inheritable),
-            UInt32(truncatingIfNeeded: effective >> 32), UInt32(truncatingIfNeeded: permitted >> 32), UInt32(truncatingIfNeeded: inheritable >> 32),
+            UInt32(truncatingIfNeeded: effective), UInt32(truncatingIfNeeded: permitted),
+            UInt32(truncatingIfNeeded: inheritable),
+            UInt32(truncatingIfNeeded: effective >> 32), UInt32(truncatingIfNeeded: permitted >> 32),
+            UInt32(truncatingIfNeeded: inheritable >> 32),
         ]
         return words.withUnsafeBytes { Array($0) }
     }

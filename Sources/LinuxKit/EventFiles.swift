@@ -51,7 +51,8 @@ public struct EventFDState: Sendable, Equatable {
         guard rest > 0 else { return fd }
         let written = withUnsafeBytes(of: &rest) { Glibc.write(fd.rawValue, $0.baseAddress, $0.count) }
         guard written == MemoryLayout<UInt64>.size else {
-            let error = LinuxError(Errno(rawValue: written < 0 ? Glibc.errno : EIO), "write of \(rest) to a new eventfd")
+            let error = LinuxError(
+                Errno(rawValue: written < 0 ? Glibc.errno : EIO), "write of \(rest) to a new eventfd")
             try? fd.close()
             throw error
         }
@@ -77,7 +78,8 @@ public struct SignalFDState: Sendable, Equatable {
 
     /// A new signalfd on this mask: it reads the signals of whichever process reads it.
     public func make(nonBlocking: Bool) throws(LinuxError) -> FileDescriptor {
-        FileDescriptor(rawValue: Int32(try kernelResult(amber_signalfd4(mask, nonBlocking ? O_NONBLOCK : 0), "signalfd4").get()))
+        FileDescriptor(
+            rawValue: Int32(try kernelResult(amber_signalfd4(mask, nonBlocking ? O_NONBLOCK : 0), "signalfd4").get()))
     }
 }
 
@@ -117,7 +119,9 @@ public struct TimerFDState: Sendable, Equatable {
 
     public init(_ info: FileDescriptorInfo) throws(LinuxError) {
         func field<T>(_ key: String, _ parse: (String) -> T?) throws(LinuxError) -> T {
-            guard let text = info.fields[key], let value = parse(text) else { throw ProcText.malformed("fdinfo field \(key)") }
+            guard let text = info.fields[key], let value = parse(text) else {
+                throw ProcText.malformed("fdinfo field \(key)")
+            }
             return value
         }
         self.init(
@@ -132,7 +136,9 @@ public struct TimerFDState: Sendable, Equatable {
     static func nanoseconds(_ text: String) -> Int64? {
         guard text.hasPrefix("("), text.hasSuffix(")") else { return nil }
         let parts = text.dropFirst().dropLast().split(separator: ",").map { String($0.filter { $0 != " " }) }
-        guard parts.count == 2, let seconds = Int64(parts[0]), let nanoseconds = Int64(parts[1]), seconds >= 0, (0..<1_000_000_000).contains(nanoseconds) else { return nil }
+        guard parts.count == 2, let seconds = Int64(parts[0]), let nanoseconds = Int64(parts[1]), seconds >= 0,
+            (0..<1_000_000_000).contains(nanoseconds)
+        else { return nil }
         let (total, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         guard !overflow, total <= Int64.max - nanoseconds else { return nil }
         return total + nanoseconds
@@ -148,7 +154,10 @@ public struct TimerFDState: Sendable, Equatable {
     public static func read(_ fd: FileDescriptor, ownerPID: Int32, ownerFD: Int32) throws(LinuxError) -> TimerFDState {
         var interval: Int64 = 0
         var value: Int64 = 0
-        _ = try kernelResult(amber_timerfd_gettime(fd.rawValue, &interval, &value), "timerfd_gettime of fd \(ownerFD) of process \(ownerPID)").get()
+        _ = try kernelResult(
+            amber_timerfd_gettime(fd.rawValue, &interval, &value),
+            "timerfd_gettime of fd \(ownerFD) of process \(ownerPID)"
+        ).get()
         var state = try TimerFDState(ProcFS.fileDescriptorInfo(pid: ownerPID, fd: ownerFD))
         if state.remainingNs == 0 && value > 0 && state.intervalNs > 0 { state.remainingNs = state.intervalNs }
         return state
@@ -156,13 +165,19 @@ public struct TimerFDState: Sendable, Equatable {
 
     /// A new timerfd on `clock`, with O_NONBLOCK if `nonBlocking`, disarmed.
     public static func create(clock: Int32, nonBlocking: Bool) throws(LinuxError) -> FileDescriptor {
-        FileDescriptor(rawValue: Int32(try kernelResult(amber_timerfd_create(clock, nonBlocking ? O_NONBLOCK : 0), "timerfd_create on clock \(clock)").get()))
+        FileDescriptor(
+            rawValue: Int32(
+                try kernelResult(
+                    amber_timerfd_create(clock, nonBlocking ? O_NONBLOCK : 0), "timerfd_create on clock \(clock)"
+                ).get()))
     }
 
     /// timerfd_settime: fires at `valueNs` (absolute with `absoluteTime` in `flags`, else
     /// from now; 0 disarms), then every `intervalNs`. Sets the ticks to 0.
     public static func set(_ fd: FileDescriptor, flags: UInt32, valueNs: Int64, intervalNs: Int64) throws(LinuxError) {
-        _ = try kernelResult(amber_timerfd_settime(fd.rawValue, Int32(bitPattern: flags), intervalNs, valueNs), "timerfd_settime").get()
+        _ = try kernelResult(
+            amber_timerfd_settime(fd.rawValue, Int32(bitPattern: flags), intervalNs, valueNs), "timerfd_settime"
+        ).get()
     }
 
     /// Adds `ticks` to the expirations a read of our timerfd `fd` returns: TFD_IOC_SET_TICKS
@@ -172,7 +187,9 @@ public struct TimerFDState: Sendable, Equatable {
         guard ticks > 0 else { return }
         let counted = try TimerFDState(ProcFS.fileDescriptorInfo(pid: getpid(), fd: fd.rawValue)).ticks
         let (total, overflow) = ticks.addingReportingOverflow(counted)
-        _ = try kernelResult(amber_timerfd_set_ticks(fd.rawValue, overflow ? UInt64.max : total), "ioctl TFD_IOC_SET_TICKS").get()
+        _ = try kernelResult(
+            amber_timerfd_set_ticks(fd.rawValue, overflow ? UInt64.max : total), "ioctl TFD_IOC_SET_TICKS"
+        ).get()
     }
 
     /// The clock's time now, in nanoseconds.

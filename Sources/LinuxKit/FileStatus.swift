@@ -23,7 +23,10 @@ public struct FileStatus: Sendable, Equatable {
     public var uid: UInt32
     public var gid: UInt32
 
-    public init(device: UInt64, inode: UInt64, mode: UInt32, size: UInt64, rdev: UInt64, changeTimeNs: UInt64 = 0, linkCount: UInt64 = 1, uid: UInt32 = 0, gid: UInt32 = 0) {
+    public init(
+        device: UInt64, inode: UInt64, mode: UInt32, size: UInt64, rdev: UInt64, changeTimeNs: UInt64 = 0,
+        linkCount: UInt64 = 1, uid: UInt32 = 0, gid: UInt32 = 0
+    ) {
         self.device = device
         self.inode = inode
         self.mode = mode
@@ -39,7 +42,8 @@ public struct FileStatus: Sendable, Equatable {
         self.init(
             device: UInt64(status.st_dev), inode: UInt64(status.st_ino), mode: UInt32(status.st_mode),
             size: UInt64(clamping: status.st_size), rdev: UInt64(status.st_rdev),
-            changeTimeNs: UInt64(clamping: status.st_ctim.tv_sec) &* 1_000_000_000 &+ UInt64(clamping: status.st_ctim.tv_nsec),
+            changeTimeNs: UInt64(clamping: status.st_ctim.tv_sec) &* 1_000_000_000
+                &+ UInt64(clamping: status.st_ctim.tv_nsec),
             linkCount: UInt64(status.st_nlink), uid: status.st_uid, gid: status.st_gid
         )
     }

@@ -1,3 +1,4 @@
+import Glibc
 import SystemPackage
 
 /// A failed kernel call: the errno the kernel gave and what was being attempted.
@@ -49,7 +50,8 @@ func kernelResult(_ value: Int, _ operation: @autoclosure () -> String) -> Resul
 
 /// Retries a libc call on EINTR and turns -1/errno into a Result.
 @inline(__always)
-func libcResult<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) -> Result<T, LinuxError> {
+func libcResult<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ body: () -> T) -> Result<T, LinuxError>
+{
     while true {
         let value = body()
         if value != -1 { return .success(value) }
@@ -58,8 +60,6 @@ func libcResult<T: FixedWidthInteger>(_ operation: @autoclosure () -> String, _ 
         return .failure(LinuxError(err, operation()))
     }
 }
-
-import Glibc
 
 extension LinuxError {
     /// The error libc just left in errno.

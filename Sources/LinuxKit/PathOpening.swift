@@ -25,7 +25,8 @@ public enum PathOpening {
     /// filesystem capabilities (CAP_DAC_OVERRIDE, ...) from the effective set, and going back
     /// raises them again. Only the calling thread is affected, and only during the call: if its
     /// own IDs and groups cannot be put back, the process aborts (`putBack`).
-    public static func open(_ path: String, flags: Int32, as identity: FileAccessIdentity?) throws(LinuxError) -> Int32 {
+    public static func open(_ path: String, flags: Int32, as identity: FileAccessIdentity?) throws(LinuxError) -> Int32
+    {
         guard let identity else { return try openWithoutLinks(path, flags: flags) }
         let ownUID = UInt32(truncatingIfNeeded: amber_thread_setfsuid(UInt32.max))
         let ownGID = UInt32(truncatingIfNeeded: amber_thread_setfsgid(UInt32.max))
@@ -34,14 +35,20 @@ public enum PathOpening {
         guard count >= 0, getgroups(count, &ownGroups) == count else { throw LinuxError.current("getgroups") }
         let groupsChange = identity.groups.sorted() != ownGroups.sorted()
         if groupsChange {
-            _ = try kernelResult(amber_thread_setgroups(identity.groups.count, identity.groups), "setgroups(\(identity.groups)) to open \(path)").get()
+            _ = try kernelResult(
+                amber_thread_setgroups(identity.groups.count, identity.groups),
+                "setgroups(\(identity.groups)) to open \(path)"
+            ).get()
         }
         let opened = Result { () throws(LinuxError) -> Int32 in
             // setfs[ug]id report no error: read the IDs back.
             _ = amber_thread_setfsgid(identity.gid)
             _ = amber_thread_setfsuid(identity.uid)
-            guard amber_thread_setfsuid(UInt32.max) == Int(identity.uid), amber_thread_setfsgid(UInt32.max) == Int(identity.gid) else {
-                throw LinuxError(.notPermitted, "setfsuid(\(identity.uid)) and setfsgid(\(identity.gid)) to open \(path)")
+            guard amber_thread_setfsuid(UInt32.max) == Int(identity.uid),
+                amber_thread_setfsgid(UInt32.max) == Int(identity.gid)
+            else {
+                throw LinuxError(
+                    .notPermitted, "setfsuid(\(identity.uid)) and setfsgid(\(identity.gid)) to open \(path)")
             }
             return try openWithoutLinks(path, flags: flags)
         }
@@ -61,11 +68,16 @@ public enum PathOpening {
         let idsBack = amber_thread_setfsuid(UInt32.max) == Int(uid) && amber_thread_setfsgid(UInt32.max) == Int(gid)
         let groupsBack = groups.map { amber_thread_setgroups($0.count, $0) == 0 } ?? true
         guard idsBack, groupsBack else {
-            fatalError("cannot give this thread its own filesystem IDs (\(uid), \(gid))\(groups.map { " and groups \($0)" } ?? "") back after opening \(path) as another user: stopping rather than going on with that identity")
+            fatalError(
+                "cannot give this thread its own filesystem IDs (\(uid), \(gid))\(groups.map { " and groups \($0)" } ?? "") back after opening \(path) as another user: stopping rather than going on with that identity"
+            )
         }
     }
 
     private static func openWithoutLinks(_ path: String, flags: Int32) throws(LinuxError) -> Int32 {
-        Int32(try kernelResult(amber_openat2(path, UInt64(UInt32(bitPattern: flags | O_CLOEXEC)), 0, noLinks), "open \(path)").get())
+        Int32(
+            try kernelResult(
+                amber_openat2(path, UInt64(UInt32(bitPattern: flags | O_CLOEXEC)), 0, noLinks), "open \(path)"
+            ).get())
     }
 }

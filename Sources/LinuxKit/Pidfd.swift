@@ -17,7 +17,10 @@ public struct Pidfd: ~Copyable {
     /// Duplicates the process's descriptor `targetFD` into ours (pidfd_getfd), for the caller to
     /// close; needs ptrace access to it.
     public func duplicate(_ targetFD: Int32) throws(LinuxError) -> FileDescriptor {
-        FileDescriptor(rawValue: Int32(try kernelResult(amber_pidfd_getfd(fd, targetFD), "pidfd_getfd of fd \(targetFD) in process \(pid)").get()))
+        FileDescriptor(
+            rawValue: Int32(
+                try kernelResult(amber_pidfd_getfd(fd, targetFD), "pidfd_getfd of fd \(targetFD) in process \(pid)")
+                    .get()))
     }
 
     /// The address family (AF_UNIX, AF_INET...) of the socket the process has open as
@@ -27,7 +30,9 @@ public struct Pidfd: ~Copyable {
         defer { try? copy.close() }
         var family: Int32 = 0
         var size = socklen_t(MemoryLayout<Int32>.size)
-        _ = try libcResult("getsockopt SO_DOMAIN of fd \(targetFD) in process \(pid)") { getsockopt(copy.rawValue, SOL_SOCKET, SO_DOMAIN, &family, &size) }.get()
+        _ = try libcResult("getsockopt SO_DOMAIN of fd \(targetFD) in process \(pid)") {
+            getsockopt(copy.rawValue, SOL_SOCKET, SO_DOMAIN, &family, &size)
+        }.get()
         return family
     }
 }
@@ -40,9 +45,9 @@ public func openFileOrder(pid1: Int32, fd1: Int32, pid2: Int32, fd2: Int32) thro
 
 /// What two tasks may share that kcmp(2) compares.
 public enum SharedResource: Int32, Sendable, CustomStringConvertible {
-    case memory = 1        // KCMP_VM: CLONE_VM
-    case fileTable = 2     // KCMP_FILES: CLONE_FILES
-    case filesystem = 3    // KCMP_FS: CLONE_FS (cwd, root, umask)
+    case memory = 1  // KCMP_VM: CLONE_VM
+    case fileTable = 2  // KCMP_FILES: CLONE_FILES
+    case filesystem = 3  // KCMP_FS: CLONE_FS (cwd, root, umask)
 
     public var description: String {
         switch self {
@@ -56,5 +61,6 @@ public enum SharedResource: Int32, Sendable, CustomStringConvertible {
 /// How the kernel orders the `resource` of two tasks (kcmp's result): 0 the same one, 1 the
 /// first's sorts before the second's, 2 after. Sorting by it puts tasks that share next to each other.
 public func kernelOrder(of resource: SharedResource, _ pid1: Int32, _ pid2: Int32) throws(LinuxError) -> Int {
-    try kernelResult(amber_kcmp(pid1, pid2, resource.rawValue), "kcmp of the \(resource) of tasks \(pid1) and \(pid2)").get()
+    try kernelResult(amber_kcmp(pid1, pid2, resource.rawValue), "kcmp of the \(resource) of tasks \(pid1) and \(pid2)")
+        .get()
 }

@@ -30,7 +30,9 @@ public enum PipeBuffer {
 
     /// Sets the most bytes it holds (F_SETPIPE_SZ, rounded up by the kernel to a power of two pages).
     public static func setCapacity(_ fd: FileDescriptor, _ bytes: Int32) throws(LinuxError) {
-        _ = try libcResult("fcntl F_SETPIPE_SZ \(bytes) of fd \(fd.rawValue)") { fcntl(fd.rawValue, setCapacityCommand, bytes) }.get()
+        _ = try libcResult("fcntl F_SETPIPE_SZ \(bytes) of fd \(fd.rawValue)") {
+            fcntl(fd.rawValue, setCapacityCommand, bytes)
+        }.get()
     }
 
     /// The largest capacity an unprivileged process may set (/proc/sys/fs/pipe-max-size).
@@ -71,7 +73,9 @@ public enum PipeBuffer {
             while remaining > 0 {
                 var chunk = [UInt8](repeating: 0, count: remaining)
                 let count = try readOnce(copy, into: &chunk, count: remaining)
-                guard count > 0 else { throw LinuxError(.ioError, "read of a copy of fd \(readEnd.rawValue): \(remaining) bytes missing") }
+                guard count > 0 else {
+                    throw LinuxError(.ioError, "read of a copy of fd \(readEnd.rawValue): \(remaining) bytes missing")
+                }
                 reads.append(Array(chunk.prefix(count)))
                 remaining -= count
             }
@@ -89,34 +93,46 @@ public enum PipeBuffer {
     }
 
     /// Runs `body` on the read end of a scratch pipe holding a copy of the `queued` bytes of `readEnd`.
-    private static func withCopy(of readEnd: FileDescriptor, queued: Int, _ body: (FileDescriptor) throws(LinuxError) -> Void) throws(LinuxError) {
+    private static func withCopy(
+        of readEnd: FileDescriptor, queued: Int, _ body: (FileDescriptor) throws(LinuxError) -> Void
+    ) throws(LinuxError) {
         let scratch = try make(flags: O_NONBLOCK)
         defer {
             try? scratch.read.close()
             try? scratch.write.close()
         }
         try setCapacity(scratch.write, try capacity(readEnd))
-        let copied = try kernelResult(amber_tee(readEnd.rawValue, scratch.write.rawValue, queued, spliceNonblocking), "tee from fd \(readEnd.rawValue)").get()
+        let copied = try kernelResult(
+            amber_tee(readEnd.rawValue, scratch.write.rawValue, queued, spliceNonblocking),
+            "tee from fd \(readEnd.rawValue)"
+        ).get()
         guard copied == queued else {
             throw LinuxError(.ioError, "tee from fd \(readEnd.rawValue): \(copied) of \(queued) bytes copied")
         }
         try body(scratch.read)
     }
 
-    private static func readOnce(_ fd: FileDescriptor, into buffer: inout [UInt8], count: Int) throws(LinuxError) -> Int {
-        try libcResult("read of a pipe copy") { buffer.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, count) } }.get()
+    private static func readOnce(_ fd: FileDescriptor, into buffer: inout [UInt8], count: Int) throws(LinuxError) -> Int
+    {
+        try libcResult("read of a pipe copy") {
+            buffer.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress, count) }
+        }.get()
     }
 
     /// Sets the status flags of our description (F_SETFL): O_NONBLOCK, packet mode.
     public static func setStatusFlags(_ fd: FileDescriptor, _ flags: Int32) throws(LinuxError) {
-        _ = try libcResult("fcntl F_SETFL 0o\(String(flags, radix: 8)) of fd \(fd.rawValue)") { fcntl(fd.rawValue, F_SETFL, flags) }.get()
+        _ = try libcResult("fcntl F_SETFL 0o\(String(flags, radix: 8)) of fd \(fd.rawValue)") {
+            fcntl(fd.rawValue, F_SETFL, flags)
+        }.get()
     }
 
     /// Writes `bytes` to the pipe, by one write(2) when they fit (one packet, when `fd` is in packet mode).
     public static func write(_ fd: FileDescriptor, _ bytes: [UInt8]) throws(LinuxError) {
         var offset = 0
         while offset < bytes.count {
-            let written = try libcResult("write to a pipe") { bytes.withUnsafeBytes { Glibc.write(fd.rawValue, $0.baseAddress! + offset, bytes.count - offset) } }.get()
+            let written = try libcResult("write to a pipe") {
+                bytes.withUnsafeBytes { Glibc.write(fd.rawValue, $0.baseAddress! + offset, bytes.count - offset) }
+            }.get()
             offset += written
         }
     }

@@ -70,8 +70,12 @@ public enum ProcFS {
         let fd = try libcResult("open \(path)") { Glibc.open(path, O_WRONLY | O_CLOEXEC) }.get()
         defer { Glibc.close(fd) }
         let bytes = Array(text.utf8)
-        let written = try libcResult("write \(text.debugDescription) to \(path)") { Glibc.write(fd, bytes, bytes.count) }.get()
-        guard written == bytes.count else { throw LinuxError(.ioError, "write \(text.debugDescription) to \(path): \(written) of \(bytes.count) bytes") }
+        let written = try libcResult("write \(text.debugDescription) to \(path)") {
+            Glibc.write(fd, bytes, bytes.count)
+        }.get()
+        guard written == bytes.count else {
+            throw LinuxError(.ioError, "write \(text.debugDescription) to \(path): \(written) of \(bytes.count) bytes")
+        }
     }
 
     /// The target of a symbolic link, however long it is.
@@ -122,7 +126,8 @@ public enum ProcFS {
     }
 
     /// Reads `path` and parses it, naming the path in a parse error.
-    static func parse<T>(_ path: String, _ parser: (ArraySlice<UInt8>) throws(LinuxError) -> T) throws(LinuxError) -> T {
+    static func parse<T>(_ path: String, _ parser: (ArraySlice<UInt8>) throws(LinuxError) -> T) throws(LinuxError) -> T
+    {
         let bytes = try read(path)
         do {
             return try parser(bytes[...])
@@ -211,8 +216,10 @@ public enum ProcFS {
             let bytes: [UInt8]
             do {
                 bytes = try read(path)
-            } catch where (error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess)
-                && tid != pid && access("/proc/\(pid)/task/\(tid)", F_OK) != 0 {
+            } catch
+                where (error.errno == .noSuchFileOrDirectory || error.errno == .noSuchProcess)
+                && tid != pid && access("/proc/\(pid)/task/\(tid)", F_OK) != 0
+            {
                 continue
             }
             for word in ProcText.words(bytes[...]) {

@@ -43,10 +43,12 @@ extension ProcFS {
     static func parseLimits(bytes: ArraySlice<UInt8>) throws(LinuxError) -> [ResourceLimitEntry] {
         var result: [ResourceLimitEntry] = []
         for (index, line) in ProcText.lines(bytes).enumerated() {
-            guard let resource = limitNames.firstIndex(where: { name in
-                line.count > name.count && line.starts(with: name)
-                    && ProcText.isBlank(line[line.startIndex + name.count])
-            }) else { continue }
+            guard
+                let resource = limitNames.firstIndex(where: { name in
+                    line.count > name.count && line.starts(with: name)
+                        && ProcText.isBlank(line[line.startIndex + name.count])
+                })
+            else { continue }
             let values = ProcText.words(line.dropFirst(limitNames[resource].count))
             guard values.count >= 2, let soft = limitValue(values[0]), let hard = limitValue(values[1]) else {
                 throw ProcText.malformed("limits line \(index + 1)")

@@ -40,7 +40,10 @@ public struct FileLock: Sendable, Equatable {
     /// The last byte locked (inclusive); nil for "EOF": to the end of the file, however far it grows.
     public var end: UInt64? = nil
 
-    public init(kind: Kind, mode: String, pid: Int32, inode: UInt64, device: String = "", advice: String = "ADVISORY", start: UInt64 = 0, end: UInt64? = nil) {
+    public init(
+        kind: Kind, mode: String, pid: Int32, inode: UInt64, device: String = "", advice: String = "ADVISORY",
+        start: UInt64 = 0, end: UInt64? = nil
+    ) {
         self.device = device
         self.kind = kind
         self.mode = mode
@@ -61,7 +64,9 @@ public struct FileLock: Sendable, Equatable {
         let kind = Kind(name: words[1])
         let identity = words[5].split(separator: ":")
         guard let pid = Int32(words[4]), identity.count == 3, let inode = UInt64(identity[2]) else { return nil }
-        var lock = FileLock(kind: kind, mode: String(words[3]), pid: pid, inode: inode, device: "\(identity[0]):\(identity[1])", advice: String(words[2]))
+        var lock = FileLock(
+            kind: kind, mode: String(words[3]), pid: pid, inode: inode, device: "\(identity[0]):\(identity[1])",
+            advice: String(words[2]))
         guard words.count >= 8, let start = UInt64(words[6]) else { return nil }
         lock.start = start
         if words[7] != "EOF" {

@@ -104,17 +104,19 @@ extension ProcFS {
         var seen: [FileKey: (path: String, deleted: Bool, fileSystem: FileSystemKind)] = [:]
         for index in maps.indices where maps[index].inode != 0 || maps[index].path.hasPrefix("/") {
             let mapping = maps[index]
-            let key = FileKey(device: mapping.device, inode: mapping.inode, path: mapping.path, deleted: mapping.deleted)
+            let key = FileKey(
+                device: mapping.device, inode: mapping.inode, path: mapping.path, deleted: mapping.deleted)
             if seen[key] == nil {
-                let entry = "/proc/\(pid)/map_files/\(String(mapping.start, radix: 16))-\(String(mapping.end, radix: 16))"
+                let entry =
+                    "/proc/\(pid)/map_files/\(String(mapping.start, radix: 16))-\(String(mapping.end, radix: 16))"
                 do {
                     var name = try link(entry)
                     let status = try FileStatus.stat(path: entry)
                     if status.isDeleted, name.hasSuffix(" (deleted)") { name.removeLast(deletedSuffix.count) }
                     seen[key] = (name, status.isDeleted, try FileSystemKind.of(path: entry))
-                } catch where error.errno == .notPermitted {
+                } catch  where error.errno == .notPermitted {
                     return maps
-                } catch where error.errno == .noSuchFileOrDirectory {
+                } catch  where error.errno == .noSuchFileOrDirectory {
                     // A running process unmapped the area meanwhile: a frozen one is read again.
                     continue
                 }
@@ -137,14 +139,14 @@ extension ProcFS {
             return rest[start..<end]
         }
         guard let range = word(), let dash = range.firstIndex(of: 0x2D),
-              let start = ProcText.unsigned(range[..<dash], radix: 16),
-              let end = ProcText.unsigned(range[(dash + 1)...], radix: 16), start <= end,
-              let perms = word(), perms.count == 4,
-              let offsetText = word(), let offset = ProcText.unsigned(offsetText, radix: 16),
-              let deviceText = word(), let colon = deviceText.firstIndex(of: 0x3A),
-              let major = ProcText.unsigned(deviceText[..<colon], radix: 16), major <= UInt32.max,
-              let minor = ProcText.unsigned(deviceText[(colon + 1)...], radix: 16), minor <= UInt32.max,
-              let inodeText = word(), let inode = ProcText.unsigned(inodeText)
+            let start = ProcText.unsigned(range[..<dash], radix: 16),
+            let end = ProcText.unsigned(range[(dash + 1)...], radix: 16), start <= end,
+            let perms = word(), perms.count == 4,
+            let offsetText = word(), let offset = ProcText.unsigned(offsetText, radix: 16),
+            let deviceText = word(), let colon = deviceText.firstIndex(of: 0x3A),
+            let major = ProcText.unsigned(deviceText[..<colon], radix: 16), major <= UInt32.max,
+            let minor = ProcText.unsigned(deviceText[(colon + 1)...], radix: 16), minor <= UInt32.max,
+            let inodeText = word(), let inode = ProcText.unsigned(inodeText)
         else { return nil }
 
         func flag(_ at: Int, _ set: UInt8) -> Bool? {
@@ -156,8 +158,8 @@ extension ProcFS {
         }
         let shared: Bool
         switch perms[perms.startIndex + 3] {
-        case 0x73: shared = true // s
-        case 0x70: shared = false // p
+        case 0x73: shared = true  // s
+        case 0x70: shared = false  // p
         default: return nil
         }
 

@@ -30,14 +30,17 @@ extension ProcReading {
     /// The one value of a file that holds a number, its first word as `parse` reads it.
     public func number<T>(_ path: String, _ parse: (Substring) -> T?) throws(LinuxError) -> T {
         let bytes = try read(path)
-        guard let line = ProcText.lines(bytes[...]).first, let word = ProcText.words(line).first, let value = parse(ProcText.string(word)[...]) else {
+        guard let line = ProcText.lines(bytes[...]).first, let word = ProcText.words(line).first,
+            let value = parse(ProcText.string(word)[...])
+        else {
             throw LinuxError(.invalidArgument, "parse \(path) \"\(ProcText.string(bytes))\"")
         }
         return value
     }
 
     /// Reads `path` and parses it, naming the path in a parse error.
-    private func parse<T>(_ path: String, _ parser: (ArraySlice<UInt8>) throws(LinuxError) -> T) throws(LinuxError) -> T {
+    private func parse<T>(_ path: String, _ parser: (ArraySlice<UInt8>) throws(LinuxError) -> T) throws(LinuxError) -> T
+    {
         let bytes = try read(path)
         do {
             return try parser(bytes[...])

@@ -55,7 +55,7 @@ extension ProcFS {
 
     static func parseStat(bytes: ArraySlice<UInt8>) throws(LinuxError) -> ProcessStat {
         guard let open = bytes.firstIndex(of: 0x28), let close = bytes.lastIndex(of: 0x29), open < close,
-              let pid = ProcText.int32(ProcText.trimmed(bytes[..<open]))
+            let pid = ProcText.int32(ProcText.trimmed(bytes[..<open]))
         else { throw ProcText.malformed("stat") }
         let comm = ProcText.string(bytes[(open + 1)..<close])
         // The words after the comm, so that fields[n - 3] is field (n).

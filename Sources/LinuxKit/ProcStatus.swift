@@ -100,7 +100,9 @@ enum StatusKey: Int, CaseIterable {
     }()
 
     init?(label: ArraySlice<UInt8>) {
-        guard label.count < Self.byLength.count, let entry = Self.byLength[label.count].first(where: { $0.label.elementsEqual(label) }) else { return nil }
+        guard label.count < Self.byLength.count,
+            let entry = Self.byLength[label.count].first(where: { $0.label.elementsEqual(label) })
+        else { return nil }
         self = entry.key
     }
 }
@@ -151,7 +153,9 @@ extension ProcFS {
         // other lines stay in the text, for `fields`. A process's dump reads several of these.
         var raw = [ArraySlice<UInt8>?](repeating: nil, count: StatusKey.count)
         for line in ProcText.lines(bytes) {
-            guard let (keyBytes, valueBytes) = ProcText.keyValue(line), let key = StatusKey(label: keyBytes), raw[key.rawValue] == nil else { continue }
+            guard let (keyBytes, valueBytes) = ProcText.keyValue(line), let key = StatusKey(label: keyBytes),
+                raw[key.rawValue] == nil
+            else { continue }
             raw[key.rawValue] = key == .name ? ProcessStatus.nameValue(valueBytes) : ProcText.trimmed(valueBytes)
         }
 
@@ -176,7 +180,9 @@ extension ProcFS {
         }
         func ids(_ text: ArraySlice<UInt8>) -> CredentialIDs? {
             let values = ProcText.words(text).map { ProcText.unsigned($0).flatMap { UInt32(exactly: $0) } }
-            guard values.count == 4, let real = values[0], let effective = values[1], let saved = values[2], let filesystem = values[3] else { return nil }
+            guard values.count == 4, let real = values[0], let effective = values[1], let saved = values[2],
+                let filesystem = values[3]
+            else { return nil }
             return CredentialIDs(real: real, effective: effective, saved: saved, filesystem: filesystem)
         }
         func groups(_ text: ArraySlice<UInt8>) -> [UInt32]? {
@@ -187,10 +193,14 @@ extension ProcFS {
             }
             return result
         }
-        let capabilityLines = try [StatusKey.capInh, .capPrm, .capEff, .capBnd, .capAmb].map { key throws(LinuxError) in try optional(key, hex) }
-        let capabilities = capabilityLines.allSatisfy { $0 != nil } ? CapabilitySets(
-            inheritable: capabilityLines[0]!, permitted: capabilityLines[1]!, effective: capabilityLines[2]!,
-            bounding: capabilityLines[3]!, ambient: capabilityLines[4]!) : nil
+        let capabilityLines = try [StatusKey.capInh, .capPrm, .capEff, .capBnd, .capAmb].map { key throws(LinuxError) in
+            try optional(key, hex)
+        }
+        let capabilities =
+            capabilityLines.allSatisfy { $0 != nil }
+            ? CapabilitySets(
+                inheritable: capabilityLines[0]!, permitted: capabilityLines[1]!, effective: capabilityLines[2]!,
+                bounding: capabilityLines[3]!, ambient: capabilityLines[4]!) : nil
 
         return ProcessStatus(
             name: try required(.name) { ProcText.string(ProcText.unescape($0)) },
@@ -217,7 +227,9 @@ extension ProcFS {
             groupIDs: try optional(.gid, ids),
             supplementaryGroups: try optional(.groups, groups),
             capabilities: capabilities,
-            noNewPrivileges: try optional(.noNewPrivs) { text in ProcText.int(text).flatMap { $0 == 0 || $0 == 1 ? $0 == 1 : nil } },
+            noNewPrivileges: try optional(.noNewPrivs) { text in
+                ProcText.int(text).flatMap { $0 == 0 || $0 == 1 ? $0 == 1 : nil }
+            },
             text: bytes
         )
     }

@@ -121,23 +121,25 @@ enum ProcText {
                 continue
             }
             let next = text[index]
-            let simple: UInt8? = switch next {
-            case 0x6E: 0x0A // \n
-            case 0x74: 0x09 // \t
-            case 0x72: 0x0D // \r
-            case 0x66: 0x0C // \f
-            case 0x76: 0x0B // \v
-            case 0x61: 0x07 // \a
-            case 0x65: 0x1B // \e
-            case 0x5C: 0x5C // \\
-            case 0x22: 0x22 // \"
-            default: nil
-            }
+            let simple: UInt8? =
+                switch next {
+                case 0x6E: 0x0A  // \n
+                case 0x74: 0x09  // \t
+                case 0x72: 0x0D  // \r
+                case 0x66: 0x0C  // \f
+                case 0x76: 0x0B  // \v
+                case 0x61: 0x07  // \a
+                case 0x65: 0x1B  // \e
+                case 0x5C: 0x5C  // \\
+                case 0x22: 0x22  // \"
+                default: nil
+                }
             if let simple {
                 result.append(simple)
                 index += 1
             } else if index + 3 <= text.endIndex,
-                      let octal = unsigned(text[index..<(index + 3)], radix: 8), octal <= 0xFF {
+                let octal = unsigned(text[index..<(index + 3)], radix: 8), octal <= 0xFF
+            {
                 result.append(UInt8(octal))
                 index += 3
             } else {

@@ -47,7 +47,8 @@ extension ProcFS {
             case "notify":
                 let target = parts.count == 2 ? parts[1].split(separator: ".", maxSplits: 1) : []
                 guard parts.count == 2, let kind = notifyKinds[String(parts[0])], target.count == 2,
-                      target[0] == "pid" || target[0] == "tid", let id = Int32(target[1]) else {
+                    target[0] == "pid" || target[0] == "tid", let id = Int32(target[1])
+                else {
                     throw ProcText.malformed("timers notify \"\(value)\"")
                 }
                 timers[timers.count - 1].notify = kind | (target[0] == "tid" ? 4 : 0)

@@ -12,16 +12,22 @@ public struct ProcessMemory: Sendable {
 
     /// Reads the remote ranges into `local`, which must be as long as their sum; returns the bytes read.
     /// A short count means the range after it is not readable.
-    public func read(into local: UnsafeMutableRawBufferPointer, from remote: [(address: UInt64, length: Int)]) throws(LinuxError) -> Int {
+    public func read(into local: UnsafeMutableRawBufferPointer, from remote: [(address: UInt64, length: Int)])
+        throws(LinuxError) -> Int
+    {
         try transfer(local: local, remote: remote, write: false)
     }
 
     /// Writes `local` to the remote ranges; returns the bytes written.
-    public func write(_ local: UnsafeRawBufferPointer, to remote: [(address: UInt64, length: Int)]) throws(LinuxError) -> Int {
+    public func write(_ local: UnsafeRawBufferPointer, to remote: [(address: UInt64, length: Int)]) throws(LinuxError)
+        -> Int
+    {
         try transfer(local: UnsafeMutableRawBufferPointer(mutating: local), remote: remote, write: true)
     }
 
-    private func transfer(local: UnsafeMutableRawBufferPointer, remote: [(address: UInt64, length: Int)], write: Bool) throws(LinuxError) -> Int {
+    private func transfer(local: UnsafeMutableRawBufferPointer, remote: [(address: UInt64, length: Int)], write: Bool)
+        throws(LinuxError) -> Int
+    {
         var done = 0
         var segment = 0
         var skipInSegment = 0
@@ -41,10 +47,13 @@ public struct ProcessMemory: Sendable {
             var localVector = iovec(iov_base: local.baseAddress! + done, iov_len: total)
             let result = iovecs.withUnsafeBufferPointer { remoteVectors in
                 write
-                    ? amber_process_vm_writev(pid, &localVector, 1, remoteVectors.baseAddress, UInt(remoteVectors.count))
+                    ? amber_process_vm_writev(
+                        pid, &localVector, 1, remoteVectors.baseAddress, UInt(remoteVectors.count))
                     : amber_process_vm_readv(pid, &localVector, 1, remoteVectors.baseAddress, UInt(remoteVectors.count))
             }
-            let moved = try kernelResult(result, "\(write ? "process_vm_writev to" : "process_vm_readv from") process \(pid)").get()
+            let moved = try kernelResult(
+                result, "\(write ? "process_vm_writev to" : "process_vm_readv from") process \(pid)"
+            ).get()
             done += moved
             if moved < total {
                 // Stopped at an inaccessible page: report how far we got.
@@ -62,7 +71,9 @@ public struct ProcessMemoryFile: ~Copyable {
     public let fd: Int32
 
     public init(pid: Int32, writable: Bool) throws(LinuxError) {
-        fd = try libcResult("open /proc/\(pid)/mem") { Glibc.open("/proc/\(pid)/mem", (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC) }.get()
+        fd = try libcResult("open /proc/\(pid)/mem") {
+            Glibc.open("/proc/\(pid)/mem", (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+        }.get()
     }
 
     deinit { Glibc.close(fd) }
@@ -71,7 +82,9 @@ public struct ProcessMemoryFile: ~Copyable {
         var done = 0
         while done < buffer.count {
             let count = try libcResult("read /proc/PID/mem at 0x\(String(address, radix: 16))") {
-                Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(Int64(bitPattern: address &+ UInt64(done))))
+                Glibc.pread(
+                    fd, buffer.baseAddress! + done, buffer.count - done,
+                    off_t(Int64(bitPattern: address &+ UInt64(done))))
             }.get()
             if count == 0 { break }
             done += count
@@ -83,9 +96,13 @@ public struct ProcessMemoryFile: ~Copyable {
         var done = 0
         while done < buffer.count {
             let count = try libcResult("write /proc/PID/mem at 0x\(String(address + UInt64(done), radix: 16))") {
-                Glibc.pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(Int64(bitPattern: address &+ UInt64(done))))
+                Glibc.pwrite(
+                    fd, buffer.baseAddress! + done, buffer.count - done,
+                    off_t(Int64(bitPattern: address &+ UInt64(done))))
             }.get()
-            if count == 0 { throw LinuxError(.ioError, "write /proc/PID/mem at 0x\(String(address, radix: 16)): no progress") }
+            if count == 0 {
+                throw LinuxError(.ioError, "write /proc/PID/mem at 0x\(String(address, radix: 16)): no progress")
+            }
             done += count
         }
     }
@@ -109,7 +126,8 @@ public struct PageMap: ~Copyable {
     public let fd: Int32
 
     public init(pid: Int32) throws(LinuxError) {
-        fd = try libcResult("open /proc/\(pid)/pagemap") { Glibc.open("/proc/\(pid)/pagemap", O_RDONLY | O_CLOEXEC) }.get()
+        fd = try libcResult("open /proc/\(pid)/pagemap") { Glibc.open("/proc/\(pid)/pagemap", O_RDONLY | O_CLOEXEC) }
+            .get()
     }
 
     deinit { Glibc.close(fd) }
@@ -119,13 +137,18 @@ public struct PageMap: ~Copyable {
     public func isPresentAndExclusive(_ address: UInt64) throws(LinuxError) -> Bool {
         var entry: UInt64 = 0
         let offset = off_t(address / 4096 * 8)
-        let count = try libcResult("read pagemap entry of 0x\(String(address, radix: 16))") { pread(fd, &entry, 8, offset) }.get()
+        let count = try libcResult("read pagemap entry of 0x\(String(address, radix: 16))") {
+            pread(fd, &entry, 8, offset)
+        }.get()
         return count == 8 && entry & (1 << 63) != 0 && entry & (1 << 56) != 0
     }
 
     /// Ranges of [start, end) whose pages have every category in `required`, none in `excluded`,
     /// and (if `anyOf` is not empty) at least one of `anyOf`.
-    public func scan(start: UInt64, end: UInt64, required: PageCategories = [], excluded: PageCategories = [], anyOf: PageCategories = []) throws(LinuxError) -> [Range<UInt64>] {
+    public func scan(
+        start: UInt64, end: UInt64, required: PageCategories = [], excluded: PageCategories = [],
+        anyOf: PageCategories = []
+    ) throws(LinuxError) -> [Range<UInt64>] {
         var ranges: [Range<UInt64>] = []
         var regions = [amber_page_region](repeating: amber_page_region(), count: 512)
         var cursor = start
@@ -143,7 +166,9 @@ public struct PageMap: ~Copyable {
                 argument.vec_len = UInt64(buffer.count)
                 return amber_pagemap_scan(fd, &argument)
             }
-            let found = try kernelResult(count, "PAGEMAP_SCAN 0x\(String(cursor, radix: 16))-0x\(String(end, radix: 16))").get()
+            let found = try kernelResult(
+                count, "PAGEMAP_SCAN 0x\(String(cursor, radix: 16))-0x\(String(end, radix: 16))"
+            ).get()
             for region in regions.prefix(found) {
                 if let last = ranges.last, last.upperBound == region.start {
                     ranges[ranges.count - 1] = last.lowerBound..<region.end

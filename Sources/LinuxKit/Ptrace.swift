@@ -32,9 +32,9 @@ enum PtraceRequest {
 
 /// Register sets for PTRACE_GETREGSET/SETREGSET.
 public enum RegisterSet: Int {
-    case general = 1        // NT_PRSTATUS
+    case general = 1  // NT_PRSTATUS
     case floatingPoint = 2  // NT_PRFPREG
-    case xstate = 0x202     // NT_X86_XSTATE
+    case xstate = 0x202  // NT_X86_XSTATE
 }
 
 /// ptrace options (PTRACE_O_*).
@@ -100,7 +100,9 @@ public struct Tracee: Sendable {
     public init(pid: Int32) { self.pid = pid }
 
     @inline(__always)
-    private func request(_ request: Int, _ addr: UInt64 = 0, _ data: UInt64 = 0, _ what: @autoclosure () -> String) throws(LinuxError) -> Int {
+    private func request(_ request: Int, _ addr: UInt64 = 0, _ data: UInt64 = 0, _ what: @autoclosure () -> String)
+        throws(LinuxError) -> Int
+    {
         try kernelResult(amber_ptrace(request, pid, addr, data), "\(what()) of task \(pid)").get()
     }
 
@@ -126,8 +128,10 @@ public struct Tracee: Sendable {
             guard let status = try waitForTask(pid) else { continue }
             switch status {
             case .stopped(let signal, let event): return (signal, event)
-            case .exited(let code): throw LinuxError(.noSuchProcess, "task \(pid) exited with status \(code) while being traced")
-            case .signaled(let signal): throw LinuxError(.noSuchProcess, "task \(pid) was killed by signal \(signal) while being traced")
+            case .exited(let code):
+                throw LinuxError(.noSuchProcess, "task \(pid) exited with status \(code) while being traced")
+            case .signaled(let signal):
+                throw LinuxError(.noSuchProcess, "task \(pid) was killed by signal \(signal) while being traced")
             case .continued: continue
             }
         }
@@ -158,26 +162,36 @@ public struct Tracee: Sendable {
     public func registers() throws(LinuxError) -> UserRegisters {
         var regs = amber_user_regs()
         var length = MemoryLayout<amber_user_regs>.size
-        try kernelResult(amber_ptrace_getregset(pid, RegisterSet.general.rawValue, &regs, &length), "PTRACE_GETREGSET NT_PRSTATUS of task \(pid)").map { _ in }.get()
+        try kernelResult(
+            amber_ptrace_getregset(pid, RegisterSet.general.rawValue, &regs, &length),
+            "PTRACE_GETREGSET NT_PRSTATUS of task \(pid)"
+        ).map { _ in }.get()
         return UserRegisters(regs)
     }
 
     public func setRegisters(_ regs: UserRegisters) throws(LinuxError) {
         var copy = regs.raw
-        _ = try kernelResult(amber_ptrace_setregset(pid, RegisterSet.general.rawValue, &copy, MemoryLayout<amber_user_regs>.size), "PTRACE_SETREGSET NT_PRSTATUS of task \(pid)").get()
+        _ = try kernelResult(
+            amber_ptrace_setregset(pid, RegisterSet.general.rawValue, &copy, MemoryLayout<amber_user_regs>.size),
+            "PTRACE_SETREGSET NT_PRSTATUS of task \(pid)"
+        ).get()
     }
 
     /// The task's full XSAVE area, as long as the kernel makes it.
     public func xstate() throws(LinuxError) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         var length = buffer.count
-        let result = buffer.withUnsafeMutableBytes { amber_ptrace_getregset(pid, RegisterSet.xstate.rawValue, $0.baseAddress, &length) }
+        let result = buffer.withUnsafeMutableBytes {
+            amber_ptrace_getregset(pid, RegisterSet.xstate.rawValue, $0.baseAddress, &length)
+        }
         _ = try kernelResult(result, "PTRACE_GETREGSET NT_X86_XSTATE of task \(pid)").get()
         return Array(buffer.prefix(length))
     }
 
     public func setXState(_ xstate: [UInt8]) throws(LinuxError) {
-        let result = xstate.withUnsafeBytes { amber_ptrace_setregset(pid, RegisterSet.xstate.rawValue, $0.baseAddress, $0.count) }
+        let result = xstate.withUnsafeBytes {
+            amber_ptrace_setregset(pid, RegisterSet.xstate.rawValue, $0.baseAddress, $0.count)
+        }
         _ = try kernelResult(result, "PTRACE_SETREGSET NT_X86_XSTATE of task \(pid)").get()
     }
 
@@ -205,7 +219,9 @@ public struct Tracee: Sendable {
             var args = amber_peeksiginfo_args(off: UInt64(result.count), flags: shared ? 1 : 0, nr: Int32(batch))
             let raw = buffer.withUnsafeMutableBytes { bytes in
                 withUnsafeMutablePointer(to: &args) { argsPointer in
-                    amber_ptrace(PtraceRequest.peekSigInfo, pid, UInt64(UInt(bitPattern: argsPointer)), UInt64(UInt(bitPattern: bytes.baseAddress!)))
+                    amber_ptrace(
+                        PtraceRequest.peekSigInfo, pid, UInt64(UInt(bitPattern: argsPointer)),
+                        UInt64(UInt(bitPattern: bytes.baseAddress!)))
                 }
             }
             let count = try kernelResult(raw, "PTRACE_PEEKSIGINFO of task \(pid)").get()
@@ -218,7 +234,9 @@ public struct Tracee: Sendable {
     public func rseqConfiguration() throws(LinuxError) -> RseqConfiguration {
         var configuration = amber_rseq_configuration()
         _ = try withUnsafeMutablePointer(to: &configuration) { pointer throws(LinuxError) in
-            try request(PtraceRequest.getRseqConfiguration, UInt64(MemoryLayout<amber_rseq_configuration>.size), UInt64(UInt(bitPattern: pointer)), "PTRACE_GET_RSEQ_CONFIGURATION")
+            try request(
+                PtraceRequest.getRseqConfiguration, UInt64(MemoryLayout<amber_rseq_configuration>.size),
+                UInt64(UInt(bitPattern: pointer)), "PTRACE_GET_RSEQ_CONFIGURATION")
         }
         return RseqConfiguration(configuration)
     }
@@ -245,7 +263,9 @@ public struct Tracee: Sendable {
         // struct seccomp_metadata: filter_off in, flags out.
         var metadata: (filterOffset: UInt64, flags: UInt64) = (index, 0)
         _ = try withUnsafeMutablePointer(to: &metadata) { pointer throws(LinuxError) in
-            try request(PtraceRequest.seccompGetMetadata, 16, UInt64(UInt(bitPattern: pointer)), "PTRACE_SECCOMP_GET_METADATA \(index)")
+            try request(
+                PtraceRequest.seccompGetMetadata, 16, UInt64(UInt(bitPattern: pointer)),
+                "PTRACE_SECCOMP_GET_METADATA \(index)")
         }
         return metadata.flags
     }

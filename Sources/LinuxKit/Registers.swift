@@ -13,23 +13,47 @@ public struct UserRegisters: Sendable, Equatable {
     public init() {}
 
     init(_ raw: amber_user_regs) {
-        r15 = raw.r15; r14 = raw.r14; r13 = raw.r13; r12 = raw.r12; rbp = raw.rbp; rbx = raw.rbx
-        r11 = raw.r11; r10 = raw.r10; r9 = raw.r9; r8 = raw.r8
-        rax = raw.rax; rcx = raw.rcx; rdx = raw.rdx; rsi = raw.rsi; rdi = raw.rdi
-        origRax = raw.orig_rax; rip = raw.rip; cs = raw.cs; eflags = raw.eflags; rsp = raw.rsp; ss = raw.ss
-        fsBase = raw.fs_base; gsBase = raw.gs_base; ds = raw.ds; es = raw.es; fs = raw.fs; gs = raw.gs
+        r15 = raw.r15
+        r14 = raw.r14
+        r13 = raw.r13
+        r12 = raw.r12
+        rbp = raw.rbp
+        rbx = raw.rbx
+        r11 = raw.r11
+        r10 = raw.r10
+        r9 = raw.r9
+        r8 = raw.r8
+        rax = raw.rax
+        rcx = raw.rcx
+        rdx = raw.rdx
+        rsi = raw.rsi
+        rdi = raw.rdi
+        origRax = raw.orig_rax
+        rip = raw.rip
+        cs = raw.cs
+        eflags = raw.eflags
+        rsp = raw.rsp
+        ss = raw.ss
+        fsBase = raw.fs_base
+        gsBase = raw.gs_base
+        ds = raw.ds
+        es = raw.es
+        fs = raw.fs
+        gs = raw.gs
     }
 
     var raw: amber_user_regs {
         amber_user_regs(
             r15: r15, r14: r14, r13: r13, r12: r12, rbp: rbp, rbx: rbx, r11: r11, r10: r10, r9: r9, r8: r8,
-            rax: rax, rcx: rcx, rdx: rdx, rsi: rsi, rdi: rdi, orig_rax: origRax, rip: rip, cs: cs, eflags: eflags, rsp: rsp, ss: ss,
+            rax: rax, rcx: rcx, rdx: rdx, rsi: rsi, rdi: rdi, orig_rax: origRax, rip: rip, cs: cs, eflags: eflags,
+            rsp: rsp, ss: ss,
             fs_base: fsBase, gs_base: gsBase, ds: ds, es: es, fs: fs, gs: gs)
     }
 
     /// What a syscall interrupted by a stop may leave in rax for the kernel's restart logic
     /// (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK).
-    public static let restartSys: Int64 = -512, restartNoIntr: Int64 = -513, restartNoHand: Int64 = -514, restartRestartBlock: Int64 = -516
+    public static let restartSys: Int64 = -512, restartNoIntr: Int64 = -513, restartNoHand: Int64 = -514,
+        restartRestartBlock: Int64 = -516
 }
 
 /// The XSAVE state components this CPU and kernel have enabled.

@@ -22,7 +22,11 @@ public struct SignalStack: Sendable, Equatable {
     public init(bytes: [UInt8]) {
         precondition(bytes.count >= Self.byteCount)
         (base, flags, size) = bytes.withUnsafeBytes {
-            ($0.loadUnaligned(fromByteOffset: 0, as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: Int32.self), $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+            (
+                $0.loadUnaligned(fromByteOffset: 0, as: UInt64.self),
+                $0.loadUnaligned(fromByteOffset: 8, as: Int32.self),
+                $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self)
+            )
         }
     }
 
@@ -61,7 +65,9 @@ public struct KernelSignalAction: Sendable, Equatable {
     }
 
     public var bytes: [UInt8] {
-        withUnsafeBytes(of: amber_kernel_sigaction(handler: handler, flags: flags, restorer: restorer, mask: mask)) { Array($0) }
+        withUnsafeBytes(of: amber_kernel_sigaction(handler: handler, flags: flags, restorer: restorer, mask: mask)) {
+            Array($0)
+        }
     }
 }
 

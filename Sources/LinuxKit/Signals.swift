@@ -21,7 +21,10 @@ public enum ProcessControl {
     /// Makes this process a child subreaper (PR_SET_CHILD_SUBREAPER): orphaned descendants are
     /// reparented to it instead of init.
     public static func setChildSubreaper(_ enabled: Bool) throws(LinuxError) {
-        _ = try kernelResult(amber_prctl(Int32(TaskControl.setChildSubreaper), enabled ? 1 : 0, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER, \(enabled ? 1 : 0))").get()
+        _ = try kernelResult(
+            amber_prctl(Int32(TaskControl.setChildSubreaper), enabled ? 1 : 0, 0, 0, 0),
+            "prctl(PR_SET_CHILD_SUBREAPER, \(enabled ? 1 : 0))"
+        ).get()
     }
 
     /// One of this thread's prctl settings that PR_GET_* returns as the call's result.
@@ -50,7 +53,8 @@ public enum ProcessControl {
     public static func alternateStack() throws(LinuxError) -> SignalStack {
         var current = stack_t()
         _ = try libcResult("sigaltstack") { Glibc.sigaltstack(nil, &current) }.get()
-        return SignalStack(base: UInt64(UInt(bitPattern: current.ss_sp)), flags: current.ss_flags, size: UInt64(current.ss_size))
+        return SignalStack(
+            base: UInt64(UInt(bitPattern: current.ss_sp)), flags: current.ss_flags, size: UInt64(current.ss_size))
     }
 
     /// This thread's securebits (PR_GET_SECUREBITS): SECBIT_* flags and their locks.

@@ -15,7 +15,8 @@ public protocol SyscallInjecting {
     /// Performs the syscall with up to six arguments and returns the kernel's raw result (negative is -errno).
     func raw(_ number: Int, arguments: [UInt64]) throws(LinuxError) -> Int64
     /// Performs a clone3 with the clone_args at `cloneArguments`; returns the new task, traced and stopped.
-    func createTask(_ name: @autoclosure () -> String, cloneArguments: UInt64, size: UInt64) throws(LinuxError) -> Tracee
+    func createTask(_ name: @autoclosure () -> String, cloneArguments: UInt64, size: UInt64) throws(LinuxError)
+        -> Tracee
     /// Starts a syscall that does not return (exit_group) and lets the task run into it.
     func start(_ number: Int, arguments: [UInt64]) throws(LinuxError)
     /// Puts back the registers and signal mask the thread had before injection.

@@ -1,5 +1,6 @@
 internal import CLinux
 import Glibc
+import SystemPackage
 
 /// x86_64 system call numbers used by injection.
 public enum SyscallNumber {
@@ -103,13 +104,16 @@ public struct SyscallInjector: SyscallInjecting {
 
     /// Performs a clone3 whose new task the tracer is attached to by PTRACE_O_TRACEFORK or
     /// PTRACE_O_TRACECLONE; returns the new task, stopped by the SIGSTOP the kernel sends it.
-    public func createTask(_ name: @autoclosure () -> String, cloneArguments: UInt64, size: UInt64) throws(LinuxError) -> Tracee {
+    public func createTask(_ name: @autoclosure () -> String, cloneArguments: UInt64, size: UInt64) throws(LinuxError)
+        -> Tracee
+    {
         let (result, created) = try step(SyscallNumber.clone3, [cloneArguments, size], expectingNewTask: true)
         if result < 0 && result > -4096 {
             throw LinuxError(Errno(rawValue: CInt(-result)), "\(name()) in task \(tracee.pid)")
         }
         guard let created else {
-            throw LinuxError(.interrupted, "\(name()) in task \(tracee.pid): no fork or clone event for the new task \(result)")
+            throw LinuxError(
+                .interrupted, "\(name()) in task \(tracee.pid): no fork or clone event for the new task \(result)")
         }
         let child = Tracee(pid: created)
         while true {
@@ -133,8 +137,12 @@ public struct SyscallInjector: SyscallInjecting {
         regs.origRax = UInt64.max
         regs.rip = instruction
         let values = args + Array(repeating: 0, count: max(0, 6 - args.count))
-        regs.rdi = values[0]; regs.rsi = values[1]; regs.rdx = values[2]
-        regs.r10 = values[3]; regs.r8 = values[4]; regs.r9 = values[5]
+        regs.rdi = values[0]
+        regs.rsi = values[1]
+        regs.rdx = values[2]
+        regs.r10 = values[3]
+        regs.r8 = values[4]
+        regs.r9 = values[5]
         return regs
     }
 
@@ -145,27 +153,40 @@ public struct SyscallInjector: SyscallInjecting {
     /// Not by single-stepping: the trap a single step raises is a forced SIGTRAP, and forcing a
     /// signal the task blocks (as it does while injected into) resets the task's SIGTRAP handler
     /// to SIG_DFL. A syscall stop raises no signal at all.
-    private func step(_ number: Int, _ args: [UInt64], expectingNewTask: Bool) throws(LinuxError) -> (result: Int64, created: Int32?) {
+    private func step(_ number: Int, _ args: [UInt64], expectingNewTask: Bool) throws(LinuxError) -> (
+        result: Int64, created: Int32?
+    ) {
         try tracee.setRegisters(registers(for: number, args))
         try tracee.resumeToSyscall()
         var stop = try tracee.waitForStop()
         guard stop.signal == Self.syscallStopSignal else {
-            throw LinuxError(.interrupted, "injected syscall \(number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event) before it")
+            throw LinuxError(
+                .interrupted,
+                "injected syscall \(number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event) before it"
+            )
         }
         try tracee.resumeToSyscall()
         stop = try tracee.waitForStop()
         var created: Int32?
-        if expectingNewTask, stop.signal == SIGTRAP, [WaitStatus.eventFork, WaitStatus.eventVFork, WaitStatus.eventClone].contains(stop.event) {
+        if expectingNewTask, stop.signal == SIGTRAP,
+            [WaitStatus.eventFork, WaitStatus.eventVFork, WaitStatus.eventClone].contains(stop.event)
+        {
             created = Int32(truncatingIfNeeded: try tracee.eventMessage())
             try tracee.resumeToSyscall()
             stop = try tracee.waitForStop()
         }
         guard stop.signal == Self.syscallStopSignal, stop.event == 0 else {
-            throw LinuxError(.interrupted, "injected syscall \(number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event)")
+            throw LinuxError(
+                .interrupted,
+                "injected syscall \(number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event)"
+            )
         }
         let after = try tracee.registers()
         guard after.rip == instruction + 2 else {
-            throw LinuxError(.interrupted, "injected syscall \(number) in task \(tracee.pid): stopped at 0x\(String(after.rip, radix: 16)), not after the syscall instruction")
+            throw LinuxError(
+                .interrupted,
+                "injected syscall \(number) in task \(tracee.pid): stopped at 0x\(String(after.rip, radix: 16)), not after the syscall instruction"
+            )
         }
         return (Int64(bitPattern: after.rax), created)
     }
@@ -177,7 +198,9 @@ public struct SyscallInjector: SyscallInjecting {
     public static func syscallInstruction(before rip: UInt64, pid: Int32) -> UInt64? {
         guard rip >= 2 else { return nil }
         var bytes: (UInt8, UInt8) = (0, 0)
-        let read = withUnsafeMutableBytes(of: &bytes) { buffer in try? ProcessMemory(pid: pid).read(into: buffer, from: [(rip - 2, 2)]) }
+        let read = withUnsafeMutableBytes(of: &bytes) { buffer in
+            try? ProcessMemory(pid: pid).read(into: buffer, from: [(rip - 2, 2)])
+        }
         return read == 2 && bytes == (0x0f, 0x05) ? rip - 2 : nil
     }
 
@@ -195,8 +218,6 @@ public struct SyscallInjector: SyscallInjecting {
     }
 }
 
-import SystemPackage
-
 /// ptrace options of every restored task: killed if the restorer dies, and every process or
 /// thread it is made to create is traced from its first instruction.
 public let helperOptions: PtraceOptions = [.exitKill, .traceFork, .traceClone, .traceSysGood]
@@ -208,8 +229,12 @@ public let dumpOptions: PtraceOptions = [.traceSysGood]
 /// stopped, with no descriptor but `keptDescriptor`; resumed as it was, it reaps children and
 /// exits with the status of `awaitedChild` (see amber_clone3_stopped_helper).
 /// Returns its PID as seen by the caller.
-public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0, exitSignal: Int32 = Glibc.SIGCHLD, keptDescriptor: Int32, awaitedChild: Int32 = 0) throws(LinuxError) -> Tracee {
-    let result = pids.withUnsafeBufferPointer { amber_clone3_stopped_helper($0.baseAddress, $0.count, flags, exitSignal, keptDescriptor, awaitedChild) }
+public func createStoppedHelper(
+    pids: [Int32], flags: UInt64 = 0, exitSignal: Int32 = Glibc.SIGCHLD, keptDescriptor: Int32, awaitedChild: Int32 = 0
+) throws(LinuxError) -> Tracee {
+    let result = pids.withUnsafeBufferPointer {
+        amber_clone3_stopped_helper($0.baseAddress, $0.count, flags, exitSignal, keptDescriptor, awaitedChild)
+    }
     let pid = Int32(try kernelResult(result, "clone3 with set_tid \(pids)").get())
     let tracee = Tracee(pid: pid)
     while true {
@@ -221,7 +246,10 @@ public func createStoppedHelper(pids: [Int32], flags: UInt64 = 0, exitSignal: In
             try tracee.cont()
         case .exited(Int32(AMBER_HELPER_UNTRACEABLE))?:
             // ESRCH, the helper being gone: callers read EPERM as clone3 refusing set_tid.
-            throw LinuxError(.noSuchProcess, "helper task \(pid) exited as it could not become traced (PTRACE_TRACEME refused: Yama ptrace_scope 3, or a seccomp filter or security module?)")
+            throw LinuxError(
+                .noSuchProcess,
+                "helper task \(pid) exited as it could not become traced (PTRACE_TRACEME refused: Yama ptrace_scope 3, or a seccomp filter or security module?)"
+            )
         case .exited(let code)?:
             throw LinuxError(.noSuchProcess, "helper task \(pid) exited with status \(code) before it stopped")
         case .signaled(let signal)?:

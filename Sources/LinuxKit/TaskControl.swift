@@ -16,7 +16,8 @@ public enum TaskControl {
     /// PR_MCE_KILL with PR_MCE_KILL_CLEAR or _SET; PR_MCE_KILL_DEFAULT, the policy a thread
     /// has until it sets one.
     public static let machineCheckKill: UInt64 = 33
-    public static let machineCheckKillClear: UInt64 = 0, machineCheckKillSet: UInt64 = 1, machineCheckKillDefault: UInt32 = 2
+    public static let machineCheckKillClear: UInt64 = 0, machineCheckKillSet: UInt64 = 1,
+        machineCheckKillDefault: UInt32 = 2
     /// PR_SET_MM with PR_SET_MM_MAP (a struct prctl_mm_map, `PrctlMemoryMap`).
     public static let setMM: UInt64 = 35, setMMMap: UInt64 = 14
     public static let setChildSubreaper: UInt64 = 36, getChildSubreaper: UInt64 = 37

@@ -26,7 +26,9 @@ public enum TaskScheduling {
 
     public static func setPolicy(_ policy: Int32, realtimePriority: Int32, of tid: Int32) throws(LinuxError) {
         var parameters = sched_param(sched_priority: realtimePriority)
-        _ = try libcResult("sched_setscheduler(\(tid), policy \(policy), priority \(realtimePriority))") { sched_setscheduler(tid, policy, &parameters) }.get()
+        _ = try libcResult("sched_setscheduler(\(tid), policy \(policy), priority \(realtimePriority))") {
+            sched_setscheduler(tid, policy, &parameters)
+        }.get()
     }
 
     public static func nice(of tid: Int32) throws(LinuxError) -> Int32 {
@@ -38,7 +40,9 @@ public enum TaskScheduling {
     }
 
     public static func setNice(_ nice: Int32, of tid: Int32) throws(LinuxError) {
-        _ = try libcResult("setpriority(PRIO_PROCESS, \(tid), \(nice))") { setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), nice) }.get()
+        _ = try libcResult("setpriority(PRIO_PROCESS, \(tid), \(nice))") {
+            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), nice)
+        }.get()
     }
 
     /// The utilization clamps a task asked for (sched_getattr's sched_util_min and _max): 0 and
@@ -55,7 +59,11 @@ public enum TaskScheduling {
     /// CONFIG_SCHED_CORE; 0 when it has none.
     public static func coreSchedulingCookie(of tid: Int32) -> UInt64? {
         var cookie: UInt64 = 0
-        let result = withUnsafeMutablePointer(to: &cookie) { amber_prctl(Int32(TaskControl.schedulingCore), TaskControl.schedulingCoreGet, UInt64(tid), TaskControl.schedulingCoreOfTask, UInt64(UInt(bitPattern: $0))) }
+        let result = withUnsafeMutablePointer(to: &cookie) {
+            amber_prctl(
+                Int32(TaskControl.schedulingCore), TaskControl.schedulingCoreGet, UInt64(tid),
+                TaskControl.schedulingCoreOfTask, UInt64(UInt(bitPattern: $0)))
+        }
         return result < 0 ? nil : cookie
     }
 
@@ -65,6 +73,7 @@ public enum TaskScheduling {
     }
 
     public static func setIOPriority(_ priority: Int32, of tid: Int32) throws(LinuxError) {
-        _ = try kernelResult(amber_ioprio_set(tid, priority), "ioprio_set(IOPRIO_WHO_PROCESS, \(tid), \(priority))").get()
+        _ = try kernelResult(amber_ioprio_set(tid, priority), "ioprio_set(IOPRIO_WHO_PROCESS, \(tid), \(priority))")
+            .get()
     }
 }

@@ -26,7 +26,8 @@ public struct RobustList: Sendable, Equatable {
 
     /// The list of the task `tid`.
     public static func of(_ tid: Int32) throws(LinuxError) -> RobustList {
-        var head: UInt64 = 0, length: UInt64 = 0
+        var head: UInt64 = 0
+        var length: UInt64 = 0
         _ = try kernelResult(amber_get_robust_list(tid, &head, &length), "get_robust_list(\(tid))").get()
         return RobustList(head: head, length: length)
     }

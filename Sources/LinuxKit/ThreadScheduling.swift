@@ -18,7 +18,9 @@ public struct LiveThreadScheduling: ThreadScheduling {
     public init() {}
 
     public func policy(of tid: Int32) throws(LinuxError) -> Int32 { try TaskScheduling.policy(of: tid) }
-    public func realtimePriority(of tid: Int32) throws(LinuxError) -> Int32 { try TaskScheduling.realtimePriority(of: tid) }
+    public func realtimePriority(of tid: Int32) throws(LinuxError) -> Int32 {
+        try TaskScheduling.realtimePriority(of: tid)
+    }
     public func nice(of tid: Int32) throws(LinuxError) -> Int32 { try TaskScheduling.nice(of: tid) }
     public func ioPriority(of tid: Int32) throws(LinuxError) -> Int32 { try TaskScheduling.ioPriority(of: tid) }
     public func affinity(of tid: Int32) throws(LinuxError) -> CPUAffinity { try CPUAffinity.of(tid) }
@@ -28,6 +30,8 @@ public struct LiveThreadScheduling: ThreadScheduling {
     }
 
     public func setNice(_ nice: Int32, of tid: Int32) throws(LinuxError) { try TaskScheduling.setNice(nice, of: tid) }
-    public func setIOPriority(_ priority: Int32, of tid: Int32) throws(LinuxError) { try TaskScheduling.setIOPriority(priority, of: tid) }
+    public func setIOPriority(_ priority: Int32, of tid: Int32) throws(LinuxError) {
+        try TaskScheduling.setIOPriority(priority, of: tid)
+    }
     public func setAffinity(_ affinity: CPUAffinity, of tid: Int32) throws(LinuxError) { try affinity.apply(to: tid) }
 }

@@ -38,18 +38,18 @@ struct AmberCommand: ParsableCommand {
         commandName: "amber",
         abstract: "Checkpoint and restore Linux processes.",
         discussion: """
-        amber freezes a running process, writes everything it needs into an image directory, and \
-        later brings the same process back to life with the same PID, memory, registers, open files \
-        and signal state.
+            amber freezes a running process, writes everything it needs into an image directory, and \
+            later brings the same process back to life with the same PID, memory, registers, open files \
+            and signal state.
 
-        Exit status: 0 success; 1 other failure; 3 no such process; 4 permission denied (may not \
-        ptrace; restore: credentials the caller lacks, or an unauthenticated image asking for what its \
-        tasks' credentials do not allow); 5 state amber cannot restore yet (refused at dump, target left running); 6 image \
-        directory not empty; 7 bad image (missing, truncated, corrupt or another format version); \
-        8 this host cannot run the image (CPU features, kernel layout); 9 PID taken at restore; \
-        10 restore failed; 11 dump interrupted (the worker of a killed `amber dump` let the tree go and removed what it wrote); 64 usage. `restore` without --detach exits with the restored process's \
-        own status (128+N if a signal N killed it).
-        """,
+            Exit status: 0 success; 1 other failure; 3 no such process; 4 permission denied (may not \
+            ptrace; restore: credentials the caller lacks, or an unauthenticated image asking for what its \
+            tasks' credentials do not allow); 5 state amber cannot restore yet (refused at dump, target left running); 6 image \
+            directory not empty; 7 bad image (missing, truncated, corrupt or another format version); \
+            8 this host cannot run the image (CPU features, kernel layout); 9 PID taken at restore; \
+            10 restore failed; 11 dump interrupted (the worker of a killed `amber dump` let the tree go and removed what it wrote); 64 usage. `restore` without --detach exits with the restored process's \
+            own status (128+N if a signal N killed it).
+            """,
         version: AmberVersion.current,
         subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self]
     )
@@ -69,13 +69,16 @@ struct DumpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dump",
         abstract: "Dump a process and all its descendants into an image directory.",
-        discussion: "Every process and thread of the tree is frozen at one instant. The tree is killed once the image is complete (its PIDs are free when the command returns), unless --leave-running is given. State amber cannot restore is refused before the tree is touched."
+        discussion:
+            "Every process and thread of the tree is frozen at one instant. The tree is killed once the image is complete (its PIDs are free when the command returns), unless --leave-running is given. State amber cannot restore is refused before the tree is touched."
     )
 
     @Option(name: [.customShort("t"), .customLong("tree")], help: "PID of the root of the process tree to dump.")
     var pid: Int32
 
-    @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory for the image; created if missing, must be empty.")
+    @Option(
+        name: [.customShort("D"), .customLong("images-dir")],
+        help: "Directory for the image; created if missing, must be empty.")
     var directory: String
 
     @Flag(name: [.customShort("R"), .long], help: "Let the process run on after the dump.")
@@ -87,7 +90,10 @@ struct DumpCommand: ParsableCommand {
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
-        DumpWorker(supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync, verbosity: logging.verbose).start()
+        DumpWorker(
+            supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync,
+            verbosity: logging.verbose
+        ).start()
     }
 }
 
@@ -95,7 +101,8 @@ struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Restore a process from an image directory.",
-        discussion: "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. Every file and record of the image is checked before anything is created, and the image is never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image."
+        discussion:
+            "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. Every file and record of the image is checked before anything is created, and the image is never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image."
     )
 
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory holding the image.")
@@ -104,10 +111,18 @@ struct RestoreCommand: ParsableCommand {
     @Flag(name: [.customShort("d"), .long], help: "Return as soon as the process runs.")
     var detach = false
 
-    @Flag(name: .customLong("new-pidns"), help: "Restore into a new PID namespace, under an init made by amber: every task keeps its PID inside, and none can clash with a PID of this host.")
+    @Flag(
+        name: .customLong("new-pidns"),
+        help:
+            "Restore into a new PID namespace, under an init made by amber: every task keeps its PID inside, and none can clash with a PID of this host."
+    )
     var newPIDNamespace = false
 
-    @Flag(name: .customLong("trust-image"), help: "Treat the image as authenticated although it is not (e.g. root's dump on another host): let amber open files the tasks opened before giving up privilege, and grant privileged settings (seccomp without no_new_privs, limits, scheduling) with its own rights. Only for an image you trust; see `amber verify --needs`.")
+    @Flag(
+        name: .customLong("trust-image"),
+        help:
+            "Treat the image as authenticated although it is not (e.g. root's dump on another host): let amber open files the tasks opened before giving up privilege, and grant privileged settings (seccomp without no_new_privs, limits, scheduling) with its own rights. Only for an image you trust; see `amber verify --needs`."
+    )
     var trustImage = false
 
     @OptionGroup var logging: LoggingOptions
@@ -116,12 +131,15 @@ struct RestoreCommand: ParsableCommand {
         let logger = logging.makeLogger()
         let restored: Restore.Restored
         do {
-            restored = try Restore.run(directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage, logger: logger)
+            restored = try Restore.run(
+                directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage, logger: logger)
         } catch {
             fail(error)
         }
         if restored.childPID != restored.rootPID {
-            logger.notice("restored process tree in a new PID namespace: its root is PID \(restored.rootPID) here, its init \(restored.childPID)")
+            logger.notice(
+                "restored process tree in a new PID namespace: its root is PID \(restored.rootPID) here, its init \(restored.childPID)"
+            )
         }
         logger.info("restored process \(restored.rootPID)")
         let pid = restored.childPID
@@ -137,7 +155,8 @@ struct RestoreCommand: ParsableCommand {
 }
 
 struct ShowCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print an image as JSON, after checking it.")
+    static let configuration = CommandConfiguration(
+        commandName: "show", abstract: "Print an image as JSON, after checking it.")
 
     @Argument(help: "Directory holding the image.")
     var directory: String
@@ -159,13 +178,18 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check every file of an image against its checksums, and every record.",
-        discussion: "On the first problem, prints one line naming the file (and for a checksum mismatch the byte range of the bad chunk) and exits with 7. Says whether the image is authenticated (written by root's dump on this host, unchanged: only root can tell). With --needs, lists everything the image asks for that needs privilege, to read before restoring it as root."
+        discussion:
+            "On the first problem, prints one line naming the file (and for a checksum mismatch the byte range of the bad chunk) and exits with 7. Says whether the image is authenticated (written by root's dump on this host, unchanged: only root can tell). With --needs, lists everything the image asks for that needs privilege, to read before restoring it as root."
     )
 
     @Argument(help: "Directory holding the image.")
     var directory: String
 
-    @Flag(name: .long, help: "List what the image asks for that needs privilege: credentials, files the tasks could not open themselves, seccomp without no_new_privs, limits, scheduling.")
+    @Flag(
+        name: .long,
+        help:
+            "List what the image asks for that needs privilege: credentials, files the tasks could not open themselves, seccomp without no_new_privs, limits, scheduling."
+    )
     var needs = false
 
     func run() throws {
@@ -197,14 +221,20 @@ struct VerifyCommand: ParsableCommand {
             for line in lines { print("  \(line)") }
         }
         print("\nwhat the image asks for that needs privilege (\(needs.processes) processes, \(needs.threads) threads)")
-        print(needs.authenticity.isAuthenticated
-            ? "authenticated: restore grants all of it, within the restorer's own rights"
-            : "not authenticated: restore refuses what the tasks' own credentials lack (\"lack\" below), unless --trust-image")
+        print(
+            needs.authenticity.isAuthenticated
+                ? "authenticated: restore grants all of it, within the restorer's own rights"
+                : "not authenticated: restore refuses what the tasks' own credentials lack (\"lack\" below), unless --trust-image"
+        )
         section("credentials other than an ordinary user's (the tasks run as these)", needs.credentials)
         if let files = needs.files {
-            section("open files the tasks' credentials may not open now (opened with the restorer's rights only if authenticated or trusted)", files)
+            section(
+                "open files the tasks' credentials may not open now (opened with the restorer's rights only if authenticated or trusted)",
+                files)
         } else {
-            print("\nopen files the tasks' credentials may not open now: not checked (only root can open files as another user)")
+            print(
+                "\nopen files the tasks' credentials may not open now: not checked (only root can open files as another user)"
+            )
         }
         section("privileged settings", needs.requests.map(\.description))
     }

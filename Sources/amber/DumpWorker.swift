@@ -60,14 +60,18 @@ struct DumpWorker {
         }
         var written = 0
         while written < fields.count {
-            let count = fields.withUnsafeBytes { write(worker.arguments, $0.baseAddress! + written, $0.count - written) }
+            let count = fields.withUnsafeBytes {
+                write(worker.arguments, $0.baseAddress! + written, $0.count - written)
+            }
             guard count > 0 || errno == EINTR else { break }
             written += max(count, 0)
         }
         close(worker.arguments)
         var status: Int32 = 0
         while waitpid(worker.pid, &status, 0) < 0 {
-            guard errno == EINTR else { fail(AmberError(.failure, "waiting for the dump worker \(worker.pid): errno \(errno)")) }
+            guard errno == EINTR else {
+                fail(AmberError(.failure, "waiting for the dump worker \(worker.pid): errno \(errno)"))
+            }
         }
         let signal = status & 0x7f
         Glibc.exit(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
@@ -127,9 +131,14 @@ struct DumpWorker {
             bytes += chunk[..<count]
         }
         close(input)
-        let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map {
+            String(decoding: $0, as: UTF8.self)
+        }
         guard fields.count == 6, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
-        DumpWorker(supervisor: supervisor, pid: pid, directory: fields[1], leaveRunning: fields[2] == "1", sync: fields[3] == "1", verbosity: verbosity).run()
+        DumpWorker(
+            supervisor: supervisor, pid: pid, directory: fields[1], leaveRunning: fields[2] == "1",
+            sync: fields[3] == "1", verbosity: verbosity
+        ).run()
     }
 
     /// In the worker: does the dump. No signal meant for the user's `amber dump` stops it
@@ -143,8 +152,12 @@ struct DumpWorker {
         let clock = ContinuousClock()
         let start = clock.now
         do {
-            let summary = try Checkpoint.run(pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync, interruption: DumpInterruption(supervisor: supervisor), logger: logger)
-            logger.info("dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(clock.now - start)")
+            let summary = try Checkpoint.run(
+                pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync,
+                interruption: DumpInterruption(supervisor: supervisor), logger: logger)
+            logger.info(
+                "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(clock.now - start)"
+            )
         } catch {
             fail(error)
         }

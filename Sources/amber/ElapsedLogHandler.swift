@@ -27,7 +27,10 @@ struct ElapsedLogHandler: LogHandler {
     func log(event: LogEvent) {
         let tenths = (Self.monotonicNanoseconds() - Self.start) / 100_000
         let extra = metadata.merging(event.metadata ?? [:]) { _, new in new }
-        let details = extra.isEmpty ? "" : " " + extra.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        FileHandleOutput.standardError("amber +\(tenths / 10).\(tenths % 10) ms \(event.level): \(event.message)\(details)\n")
+        let details =
+            extra.isEmpty
+            ? "" : " " + extra.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        FileHandleOutput.standardError(
+            "amber +\(tenths / 10).\(tenths % 10) ms \(event.level): \(event.message)\(details)\n")
     }
 }

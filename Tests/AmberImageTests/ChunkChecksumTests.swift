@@ -1,6 +1,7 @@
-@testable import AmberImage
 import Foundation
 import XCTest
+
+@testable import AmberImage
 
 /// Page files are checksummed per chunk: a flipped byte is reported with
 /// the byte range of the chunk that holds it.
@@ -19,7 +20,9 @@ final class ChunkChecksumTests: ImageTestCase {
         var start = 0
         for pages in [3, 300, 1, 17, 319] {
             let end = start + pages * 4096
-            let offset = try bytes.withUnsafeBytes { try pageFile.append(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+            let offset = try bytes.withUnsafeBytes {
+                try pageFile.append(UnsafeRawBufferPointer(rebasing: $0[start..<end]))
+            }
             XCTAssertEqual(offset, UInt64(start))
             start = end
         }
@@ -42,10 +45,13 @@ final class ChunkChecksumTests: ImageTestCase {
         XCTAssertEqual(entry.chunkSize, ImageFormat.pageFileChunkSize)
         XCTAssertEqual(entry.xxh64, 0)
         let expected = stride(from: 0, to: bytes.count, by: chunk).map { start in
-            bytes.withUnsafeBytes { XXH64.hash(UnsafeRawBufferPointer(rebasing: $0[start..<min(start + chunk, bytes.count)])) }
+            bytes.withUnsafeBytes {
+                XXH64.hash(UnsafeRawBufferPointer(rebasing: $0[start..<min(start + chunk, bytes.count)]))
+            }
         }
         XCTAssertEqual(entry.chunkXxh64, expected)
-        let record = try XCTUnwrap(try ImageReader(directory: directory).inventory.files.first { $0.name.hasSuffix(".pb") })
+        let record = try XCTUnwrap(
+            try ImageReader(directory: directory).inventory.files.first { $0.name.hasSuffix(".pb") })
         XCTAssertEqual(record.chunkSize, 0)
         XCTAssertTrue(record.chunkXxh64.isEmpty)
     }
@@ -110,7 +116,8 @@ final class ChunkChecksumTests: ImageTestCase {
         _ = try writer.makePageFile(name: "empty.img")
         try writer.writeRecord(Fixture.task(), name: ImageFormat.taskRecordName(pid: Fixture.pid))
         try writer.finish(inventory: Fixture.inventory())
-        let entry = try XCTUnwrap(try ImageReader(directory: directory).inventory.files.first { $0.name == "empty.img" })
+        let entry = try XCTUnwrap(
+            try ImageReader(directory: directory).inventory.files.first { $0.name == "empty.img" })
         XCTAssertEqual(entry.chunkSize, ImageFormat.pageFileChunkSize)
         XCTAssertEqual(entry.chunkXxh64, [])
     }

@@ -29,16 +29,19 @@ final class CrossRecordTests: ImageTestCase {
 
     /// Asserts that every task of `tasks` reads alone, but the whole image is refused as
     /// `.invalid` naming `file`, with a detail that contains `detail`; `amber show` refuses it too.
-    private func assertRefused(_ tasks: [Amber_Task], root: Int32 = Fixture.pid, file: String, detail: String,
-        sourceFile: StaticString = #filePath, line: UInt = #line) throws
-    {
+    private func assertRefused(
+        _ tasks: [Amber_Task], root: Int32 = Fixture.pid, file: String, detail: String,
+        sourceFile: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let reader = try reader(tasks, root: root)
         for pid in reader.taskPIDs { XCTAssertNoThrow(try reader.task(pid: pid), file: sourceFile, line: line) }
         for read in [{ _ = try reader.tasks() }, { _ = try imageJSON(reader) }] {
             guard let error = imageError(file: sourceFile, line: line, read) else { continue }
             XCTAssertEqual(error.kind, .invalid, "\(error)", file: sourceFile, line: line)
             XCTAssertEqual(error.file, file, "\(error)", file: sourceFile, line: line)
-            XCTAssert(error.detail.contains(detail), "\"\(error.detail)\" does not say \"\(detail)\"", file: sourceFile, line: line)
+            XCTAssert(
+                error.detail.contains(detail), "\"\(error.detail)\" does not say \"\(detail)\"", file: sourceFile,
+                line: line)
         }
     }
 
@@ -50,7 +53,8 @@ final class CrossRecordTests: ImageTestCase {
     }
 
     func testMissingParentIsRefused() throws {
-        try assertRefused([Fixture.task(), task(4243, parent: 4999)], file: "task-4243.pb", detail: "ppid 4999 has no task record")
+        try assertRefused(
+            [Fixture.task(), task(4243, parent: 4999)], file: "task-4243.pb", detail: "ppid 4999 has no task record")
     }
 
     func testCycleOfParentsIsRefused() throws {
@@ -76,7 +80,8 @@ final class CrossRecordTests: ImageTestCase {
         root.zombie = true
         root.exitStatus = 9
         try assertRefused([root], file: "task-4242.pb", detail: "the root cannot be a zombie")
-        try assertRefused([root, task(4243, parent: 4242)], file: "task-4242.pb", detail: "the root cannot be a zombie")
+        try assertRefused(
+            [root, task(4243, parent: 4242)], file: "task-4242.pb", detail: "the root cannot be a zombie")
     }
 
     func testSharedOpenFileMustBeDescribedAlike() throws {
@@ -84,9 +89,11 @@ final class CrossRecordTests: ImageTestCase {
         XCTAssertEqual(try reader([root, task(4243, parent: 4242)]).tasks().count, 2)
         var child = task(4243, parent: 4242)
         child.files.descriptions[1].offset += 1
-        try assertRefused([root, child], file: "task-4243.pb", detail: "open file 2 differs from the one task-4242.pb describes")
+        try assertRefused(
+            [root, child], file: "task-4243.pb", detail: "open file 2 differs from the one task-4242.pb describes")
         child = task(4243, parent: 4242)
         child.files.descriptions[0].characterDevice.path = "/dev/zero"
-        try assertRefused([root, child], file: "task-4243.pb", detail: "open file 1 differs from the one task-4242.pb describes")
+        try assertRefused(
+            [root, child], file: "task-4243.pb", detail: "open file 1 differs from the one task-4242.pb describes")
     }
 }

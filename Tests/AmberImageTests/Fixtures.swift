@@ -42,7 +42,8 @@ enum Fixture {
 
     /// The bytes of page `index` of task `pid`: every byte tells which page it is.
     static func pages(pid: Int32) -> [UInt8] {
-        (0..<pageCount).flatMap { index in [UInt8](repeating: UInt8(truncatingIfNeeded: Int(pid) + index), count: 4096) }
+        (0..<pageCount).flatMap { index in [UInt8](repeating: UInt8(truncatingIfNeeded: Int(pid) + index), count: 4096)
+        }
     }
 
     /// An XSAVE buffer in the standard format: legacy area, then a header naming x87, SSE and AVX.
@@ -73,7 +74,10 @@ enum Fixture {
         task.comm = "sleeper"
         task.threads = [thread(tid: pid, comm: task.comm)]
 
-        func area(_ start: UInt64, _ end: UInt64, _ protection: UInt32, _ kind: Amber_AreaKind, pages: [(UInt64, UInt64, UInt64)] = []) -> Amber_MemoryArea {
+        func area(
+            _ start: UInt64, _ end: UInt64, _ protection: UInt32, _ kind: Amber_AreaKind,
+            pages: [(UInt64, UInt64, UInt64)] = []
+        ) -> Amber_MemoryArea {
             var area = Amber_MemoryArea()
             area.start = start
             area.end = end
@@ -165,7 +169,10 @@ enum Fixture {
 
     /// Writes an image of `tasks` (each with its page file) into `directory`.
     /// Files are named after each task's PID, or after `pid` if given.
-    static func writeImage(at directory: String, tasks: [Amber_Task] = [task()], pid: Int32? = nil, inventory: Amber_Inventory = inventory(), key: ImageKey? = nil) throws {
+    static func writeImage(
+        at directory: String, tasks: [Amber_Task] = [task()], pid: Int32? = nil,
+        inventory: Amber_Inventory = inventory(), key: ImageKey? = nil
+    ) throws {
         let writer = try ImageWriter(directory: directory, key: key)
         for task in tasks {
             let pid = pid ?? task.pid

@@ -1,6 +1,7 @@
-@testable import AmberImage
 import Foundation
 import XCTest
+
+@testable import AmberImage
 
 /// `inventory.mac`: written with a key, and an image is authenticated only under that key,
 /// with the MAC present and every record and the inventory unchanged.
@@ -15,7 +16,9 @@ final class ImageAuthenticationTests: ImageTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: directory + "/" + ImageFormat.macName)).count, 32)
         let reader = try ImageReader(directory: directory, key: key)
         XCTAssertEqual(reader.authenticity, .authenticated)
-        XCTAssertEqual(reader.inventory.files.map(\.name), ["pages-4242.img", "pages-4243.img", "task-4242.pb", "task-4243.pb"], "the MAC is not listed")
+        XCTAssertEqual(
+            reader.inventory.files.map(\.name), ["pages-4242.img", "pages-4243.img", "task-4242.pb", "task-4243.pb"],
+            "the MAC is not listed")
         for task in tasks { XCTAssertEqual(try reader.task(pid: task.pid), task) }
         XCTAssertEqual(try ImageReader(directory: directory, key: otherKey).authenticity, .mismatch)
         XCTAssertEqual(try ImageReader(directory: directory).authenticity, .noKey)

@@ -1,6 +1,7 @@
-@testable import AmberImage
 import Foundation
 import XCTest
+
+@testable import AmberImage
 
 final class ImageTests: ImageTestCase {
     func testRoundTrip() throws {
@@ -12,7 +13,8 @@ final class ImageTests: ImageTestCase {
         XCTAssertEqual(reader.inventory.formatVersion, ImageFormat.version)
         XCTAssertEqual(reader.inventory.rootPid, Fixture.pid)
         XCTAssertEqual(reader.taskPIDs, [4242, 4243])
-        XCTAssertEqual(reader.inventory.files.map(\.name), ["pages-4242.img", "pages-4243.img", "task-4242.pb", "task-4243.pb"])
+        XCTAssertEqual(
+            reader.inventory.files.map(\.name), ["pages-4242.img", "pages-4243.img", "task-4242.pb", "task-4243.pb"])
         for file in reader.inventory.files {
             let contents = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + file.name))
             XCTAssertEqual(file.size, UInt64(contents.count), file.name)
@@ -26,7 +28,8 @@ final class ImageTests: ImageTestCase {
             XCTAssertEqual(try reader.task(pid: task.pid), task)
             let pageFile = try reader.pageFile(named: task.memory.pageFiles[0])
             XCTAssertEqual(Array(pageFile.bytes), Fixture.pages(pid: task.pid))
-            XCTAssertEqual(Array(try pageFile.pages(offset: 8192, count: 1)), Array(Fixture.pages(pid: task.pid)[8192..<12288]))
+            XCTAssertEqual(
+                Array(try pageFile.pages(offset: 8192, count: 1)), Array(Fixture.pages(pid: task.pid)[8192..<12288]))
             XCTAssertEqual(imageError { _ = try pageFile.pages(offset: 16384, count: 2) }?.kind, .invalid)
             XCTAssertEqual(imageError { _ = try pageFile.pages(offset: 100, count: 1) }?.kind, .invalid)
         }
@@ -41,9 +44,12 @@ final class ImageTests: ImageTestCase {
         let empty = try writer.makePageFile(name: "empty.img")
         let pages = Fixture.pages(pid: 1)
         XCTAssertEqual(try pages.withUnsafeBytes { try pageFile.append($0) }, 0)
-        XCTAssertEqual(try pages.withUnsafeBytes { try pageFile.append(UnsafeRawBufferPointer(rebasing: $0[..<4096])) }, 20480)
+        XCTAssertEqual(
+            try pages.withUnsafeBytes { try pageFile.append(UnsafeRawBufferPointer(rebasing: $0[..<4096])) }, 20480)
         XCTAssertEqual(pageFile.size, 24576)
-        let partial = imageError { _ = try pages.withUnsafeBytes { try pageFile.append(UnsafeRawBufferPointer(rebasing: $0[..<100])) } }
+        let partial = imageError {
+            _ = try pages.withUnsafeBytes { try pageFile.append(UnsafeRawBufferPointer(rebasing: $0[..<100])) }
+        }
         XCTAssertEqual(partial?.kind, .invalid)
         XCTAssertEqual(pageFile.size, 24576)
         try writer.writeRecord(Fixture.task(), name: ImageFormat.taskRecordName(pid: Fixture.pid))
@@ -78,7 +84,10 @@ final class ImageTests: ImageTestCase {
     func testWriterRefusesBadNames() throws {
         let writer = try ImageWriter(directory: path("image"))
         try writer.writeRecord(Fixture.task(), name: "task-4242.pb")
-        for name in ["", "../escape.pb", "sub/dir.pb", "/abs.pb", "..", ".", "inventory.pb", "inventory.pb.tmp", "inventory.mac", "task-4242.pb"] {
+        for name in [
+            "", "../escape.pb", "sub/dir.pb", "/abs.pb", "..", ".", "inventory.pb", "inventory.pb.tmp", "inventory.mac",
+            "task-4242.pb",
+        ] {
             XCTAssertEqual(imageError { try writer.writeRecord(Fixture.task(), name: name) }?.kind, .invalid, name)
             XCTAssertEqual(imageError { _ = try writer.makePageFile(name: name) }?.kind, .invalid, name)
         }
@@ -122,7 +131,9 @@ final class ImageTests: ImageTestCase {
             let error = imageError { _ = try ImageReader(directory: path("image")) }
             XCTAssertEqual(error?.kind, .unsupportedVersion)
             XCTAssertEqual(error?.file, "inventory.pb")
-            XCTAssertEqual(error?.detail, "the image has format version \(version), this amber reads version \(ImageFormat.version)")
+            XCTAssertEqual(
+                error?.detail,
+                "the image has format version \(version), this amber reads version \(ImageFormat.version)")
         }
     }
 
@@ -133,7 +144,10 @@ final class ImageTests: ImageTestCase {
         try Fixture.rewriteInventory(at: path("image")) { $0.formatVersion = ImageFormat.version - 1 }
         let error = imageError { _ = try ImageReader(directory: path("image")) }
         XCTAssertEqual(error?.kind, .unsupportedVersion)
-        XCTAssertEqual(error?.description, "image file inventory.pb has an unsupported format version: the image has format version \(ImageFormat.version - 1), this amber reads version \(ImageFormat.version)")
+        XCTAssertEqual(
+            error?.description,
+            "image file inventory.pb has an unsupported format version: the image has format version \(ImageFormat.version - 1), this amber reads version \(ImageFormat.version)"
+        )
     }
 
     func testTruncatedFile() throws {
@@ -175,7 +189,9 @@ final class ImageTests: ImageTestCase {
         let size = Int(ImageReader.twoThreadVerifySize) + chunk + 4096
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
         let pages = (0..<size / 8).flatMap { _ -> [UInt8] in
-            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
             return withUnsafeBytes(of: state) { Array($0) }
         }
         _ = try pages.withUnsafeBytes { try pageFile.append($0) }
@@ -213,14 +229,17 @@ final class ImageTests: ImageTestCase {
     func testSymbolicLinkIsRefused() throws {
         try Fixture.writeImage(at: path("image"))
         try FileManager.default.moveItem(atPath: path("image/pages-4242.img"), toPath: path("pages"))
-        try FileManager.default.createSymbolicLink(atPath: path("image/pages-4242.img"), withDestinationPath: path("pages"))
+        try FileManager.default.createSymbolicLink(
+            atPath: path("image/pages-4242.img"), withDestinationPath: path("pages"))
         XCTAssertEqual(imageError { _ = try ImageReader(directory: path("image")) }?.kind, .invalid)
     }
 
     /// A FIFO in place of a file is refused at once: opening it must not wait for a writer.
     func testNonRegularFileIsRefused() throws {
-        for (label, make) in [("fifo", { (path: String) in XCTAssertEqual(mkfifo(path, 0o600), 0) }),
-                              ("directory", { (path: String) in XCTAssertEqual(mkdir(path, 0o700), 0) })] {
+        for (label, make) in [
+            ("fifo", { (path: String) in XCTAssertEqual(mkfifo(path, 0o600), 0) }),
+            ("directory", { (path: String) in XCTAssertEqual(mkdir(path, 0o700), 0) }),
+        ] {
             let directory = path(label)
             try Fixture.writeImage(at: directory)
             try FileManager.default.removeItem(atPath: directory + "/pages-4242.img")
@@ -276,9 +295,14 @@ final class ImageTests: ImageTestCase {
         child.ppid = Fixture.pid
         try Fixture.writeImage(at: path("image"), tasks: [Fixture.task(), child])
         let json = try imageJSON(directory: path("image"))
-        for key in ["\"inventory\": {", "\"tasks\": [", "\"format_version\": \(ImageFormat.version)", "\"files\": [", "\"xxh64\": \"",
-                    "\"root_pid\": 4242", "\"pid\": 4243", "\"memory\": {", "\"areas\": [", "\"page_files\": [", "\"pages-4242.img\"",
-                    "\"kind\": \"AREA_VSYSCALL\"", "\"signals\": {", "\"files\": {", "\"environment\": {", "\"thread_control\": {"] {
+        for key in [
+            "\"inventory\": {", "\"tasks\": [", "\"format_version\": \(ImageFormat.version)", "\"files\": [",
+            "\"xxh64\": \"",
+            "\"root_pid\": 4242", "\"pid\": 4243", "\"memory\": {", "\"areas\": [", "\"page_files\": [",
+            "\"pages-4242.img\"",
+            "\"kind\": \"AREA_VSYSCALL\"", "\"signals\": {", "\"files\": {", "\"environment\": {",
+            "\"thread_control\": {",
+        ] {
             XCTAssert(json.contains(key), "missing \(key)")
         }
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
@@ -289,7 +313,9 @@ final class ImageTests: ImageTestCase {
     func testIndentationLeavesStringsAlone() throws {
         let compact = #"{"a":"{[,:]} \"q\" \\","b":[],"c":{},"d":[1,{"e":null}]}"#
         let indented = indentedJSON(compact)
-        XCTAssertEqual(indented, """
+        XCTAssertEqual(
+            indented,
+            """
             {
               "a": "{[,:]} \\"q\\" \\\\",
               "b": [],

@@ -1,6 +1,7 @@
-@testable import AmberImage
 import Foundation
 import XCTest
+
+@testable import AmberImage
 
 /// `ImageReader(files:)` reads an image given as bytes with the same checks as
 /// one in a directory.
@@ -14,7 +15,9 @@ final class MemoryImageTests: ImageTestCase {
         return files
     }
 
-    private func memoryError(_ files: [String: [UInt8]], file: StaticString = #filePath, line: UInt = #line) -> ImageError? {
+    private func memoryError(_ files: [String: [UInt8]], file: StaticString = #filePath, line: UInt = #line)
+        -> ImageError?
+    {
         imageError(file: file, line: line) {
             let reader = try ImageReader(files: files)
             for pid in reader.taskPIDs { _ = try reader.task(pid: pid) }

@@ -24,11 +24,14 @@ final class TaskValidationTests: ImageTestCase {
         guard let error = imageError(file: file, line: line, { _ = try reader.task(pid: Fixture.pid) }) else { return }
         XCTAssertEqual(error.kind, .invalid, "\(error)", file: file, line: line)
         XCTAssertEqual(error.file, "task-4242.pb", file: file, line: line)
-        XCTAssert(error.detail.hasPrefix(field), "\"\(error.detail)\" does not start with \(field)", file: file, line: line)
+        XCTAssert(
+            error.detail.hasPrefix(field), "\"\(error.detail)\" does not start with \(field)", file: file, line: line)
     }
 
     /// Writes the fixture task changed by `change` and asserts that it reads back unchanged.
-    private func assertAccepted(file: StaticString = #filePath, line: UInt = #line, _ change: (inout Amber_Task) -> Void) throws {
+    private func assertAccepted(
+        file: StaticString = #filePath, line: UInt = #line, _ change: (inout Amber_Task) -> Void
+    ) throws {
         var task = Fixture.task()
         change(&task)
         imageCount += 1
@@ -47,7 +50,10 @@ final class TaskValidationTests: ImageTestCase {
     }
 
     func testZombie() throws {
-        try assertRejected("zombie") { $0.zombie = true; $0.exitStatus = 42 << 8 }
+        try assertRejected("zombie") {
+            $0.zombie = true
+            $0.exitStatus = 42 << 8
+        }
         try assertRejected("exit_status") { task in
             task = Amber_Task()
             task.pid = Fixture.pid
@@ -72,7 +78,10 @@ final class TaskValidationTests: ImageTestCase {
 
     func testStop() throws {
         try assertAccepted { $0.stopSignal = 19 }
-        try assertAccepted { $0.stopSignal = 20; $0.stopReported = true }
+        try assertAccepted {
+            $0.stopSignal = 20
+            $0.stopReported = true
+        }
         try assertRejected("stop_signal") { $0.stopSignal = 9 }
         try assertRejected("stop_signal") { $0.stopSignal = 23 }
         try assertRejected("stop_reported") { $0.stopReported = true }
@@ -97,14 +106,26 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("threads[1].tid") { $0.threads.append($0.threads[0]) }
         try assertRejected("threads[2].tid") { $0.threads += [other, other] }
         try assertRejected("threads[0].registers") { $0.threads[0].clearRegisters() }
-        try assertRejected("threads[1].registers") { $0.threads.append(other); $0.threads[1].clearRegisters() }
-        try assertRejected("threads[1].comm") { $0.threads.append(other); $0.threads[1].comm = "sixteen-bytes-xx" }
-        try assertRejected("threads[1].alternate_stack.flags") { $0.threads.append(other); $0.threads[1].alternateStack.flags = 4 }
+        try assertRejected("threads[1].registers") {
+            $0.threads.append(other)
+            $0.threads[1].clearRegisters()
+        }
+        try assertRejected("threads[1].comm") {
+            $0.threads.append(other)
+            $0.threads[1].comm = "sixteen-bytes-xx"
+        }
+        try assertRejected("threads[1].alternate_stack.flags") {
+            $0.threads.append(other)
+            $0.threads[1].alternateStack.flags = 4
+        }
     }
 
     func testSeccomp() throws {
         // Kill on getpriority (141), allow the rest: 4 instructions.
-        let program = Data([0x20, 0, 0, 0, 0, 0, 0, 0, 0x15, 0, 0, 1, 141, 0, 0, 0, 0x06, 0, 0, 0, 0, 0, 0, 0x80, 0x06, 0, 0, 0, 0, 0, 0xff, 0x7f])
+        let program = Data([
+            0x20, 0, 0, 0, 0, 0, 0, 0, 0x15, 0, 0, 1, 141, 0, 0, 0, 0x06, 0, 0, 0, 0, 0, 0, 0x80, 0x06, 0, 0, 0, 0, 0,
+            0xff, 0x7f,
+        ])
         func filter(_ bytes: Data = program, flags: UInt64 = 0) -> Amber_SeccompFilter {
             var filter = Amber_SeccompFilter()
             filter.program = bytes
@@ -128,15 +149,36 @@ final class TaskValidationTests: ImageTestCase {
             withThread(&task, thread(.filter, [0, 1, 2]))
         }
         try assertAccepted { withThread(&$0, thread(.strict, [])) }
-        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(Data())]; $0.threads[0].seccomp = thread(.filter, [0]) }
-        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(program.prefix(7))]; $0.threads[0].seccomp = thread(.filter, [0]) }
-        try assertRejected("seccomp.filters[0].program") { $0.seccomp.filters = [filter(Data(count: 4097 * 8))]; $0.threads[0].seccomp = thread(.filter, [0]) }
-        try assertRejected("seccomp.filters[0].flags") { $0.seccomp.filters = [filter(flags: 1)]; $0.threads[0].seccomp = thread(.filter, [0]) }
+        try assertRejected("seccomp.filters[0].program") {
+            $0.seccomp.filters = [filter(Data())]
+            $0.threads[0].seccomp = thread(.filter, [0])
+        }
+        try assertRejected("seccomp.filters[0].program") {
+            $0.seccomp.filters = [filter(program.prefix(7))]
+            $0.threads[0].seccomp = thread(.filter, [0])
+        }
+        try assertRejected("seccomp.filters[0].program") {
+            $0.seccomp.filters = [filter(Data(count: 4097 * 8))]
+            $0.threads[0].seccomp = thread(.filter, [0])
+        }
+        try assertRejected("seccomp.filters[0].flags") {
+            $0.seccomp.filters = [filter(flags: 1)]
+            $0.threads[0].seccomp = thread(.filter, [0])
+        }
         try assertRejected("threads[0].seccomp.mode") { $0.threads[0].seccomp.mode = .UNRECOGNIZED(3) }
-        try assertRejected("threads[0].seccomp.chain") { $0.seccomp.filters = [filter()]; $0.threads[0].seccomp = thread(.strict, [0]) }
+        try assertRejected("threads[0].seccomp.chain") {
+            $0.seccomp.filters = [filter()]
+            $0.threads[0].seccomp = thread(.strict, [0])
+        }
         try assertRejected("threads[0].seccomp.chain") { $0.threads[0].seccomp = thread(.filter, []) }
-        try assertRejected("threads[0].seccomp.chain[0]") { $0.seccomp.filters = [filter()]; $0.threads[0].seccomp = thread(.filter, [1]) }
-        try assertRejected("threads[0].seccomp.chain[1]") { $0.seccomp.filters = [filter()]; $0.threads[0].seccomp = thread(.filter, [0, 0]) }
+        try assertRejected("threads[0].seccomp.chain[0]") {
+            $0.seccomp.filters = [filter()]
+            $0.threads[0].seccomp = thread(.filter, [1])
+        }
+        try assertRejected("threads[0].seccomp.chain[1]") {
+            $0.seccomp.filters = [filter()]
+            $0.threads[0].seccomp = thread(.filter, [0, 0])
+        }
         try assertRejected("threads[1].seccomp.chain[0]") { task in
             task.seccomp.filters = [filter()]
             task.threads[0].seccomp = thread(.filter, [0])
@@ -146,7 +188,10 @@ final class TaskValidationTests: ImageTestCase {
             task.seccomp.filters = (0..<9).map { _ in filter(Data(count: 4096 * 8)) }
             task.threads[0].seccomp = thread(.filter, Array(0..<9))
         }
-        try assertRejected("seccomp.filters") { $0.seccomp.filters = [filter(), filter()]; $0.threads[0].seccomp = thread(.filter, [0]) }
+        try assertRejected("seccomp.filters") {
+            $0.seccomp.filters = [filter(), filter()]
+            $0.threads[0].seccomp = thread(.filter, [0])
+        }
         try assertRejected("zombie") { task in
             task = Amber_Task()
             task.pid = Fixture.pid
@@ -164,7 +209,10 @@ final class TaskValidationTests: ImageTestCase {
         }
         try assertRejected("namespace_pids") { $0.namespacePids = [7, 1] }
         try assertRejected("namespace_pids") { $0.namespacePids = [Fixture.pid] }
-        try assertRejected("namespace_pgids") { $0.namespacePids = [Fixture.pid, 1]; $0.namespacePgids = [Fixture.pid] }
+        try assertRejected("namespace_pgids") {
+            $0.namespacePids = [Fixture.pid, 1]
+            $0.namespacePgids = [Fixture.pid]
+        }
         try assertRejected("threads[0].namespace_tids") { $0.namespacePids = [Fixture.pid, 1] }
         try assertRejected("threads[0].namespace_tids") {
             $0.namespacePids = [Fixture.pid, 1]
@@ -199,7 +247,9 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("threads[0].registers.xstate", inventory: inventory) { _ in }
         try assertRejected("threads[0].registers.xstate") { $0.threads[0].registers.xstate[512] |= 0x8 }
         try assertRejected("threads[0].registers.xstate") { $0.threads[0].registers.xstate[520] = 1 }
-        try assertRejected("threads[0].registers.fs_base") { $0.threads[0].registers.fsBase = ImageFormat.userAddressLimit }
+        try assertRejected("threads[0].registers.fs_base") {
+            $0.threads[0].registers.fsBase = ImageFormat.userAddressLimit
+        }
         try assertRejected("threads[0].registers.gs_base") { $0.threads[0].registers.gsBase = UInt64.max }
         try assertAccepted { $0.threads[0].registers.xstate[512] = 0x3 }
     }
@@ -217,7 +267,9 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("memory.areas[0].path") { $0.memory.areas[0].path = "/usr/../bin/sleeper" }
         try assertRejected("memory.areas[0].path") { $0.memory.areas[0].path = "/usr/bin/\u{0}" }
         try assertRejected("memory.areas[0].path") { $0.memory.areas[0].path = "" }
-        try assertRejected("memory.areas[0].path") { $0.memory.areas[0].path = "/" + String(repeating: "a", count: 4095) }
+        try assertRejected("memory.areas[0].path") {
+            $0.memory.areas[0].path = "/" + String(repeating: "a", count: 4095)
+        }
         try assertRejected("memory.areas[0].file_offset") { $0.memory.areas[0].fileOffset = 100 }
         try assertRejected("memory.areas[0].file_offset") { $0.memory.areas[0].fileOffset = UInt64(Int64.max) & ~0xfff }
         try assertRejected("memory.areas[5].kind") { $0.memory.areas[4].kind = .areaVdso }
@@ -230,10 +282,15 @@ final class TaskValidationTests: ImageTestCase {
     }
 
     func testAnonymousAreaName() throws {
-        let anonymous = try XCTUnwrap(Fixture.task().memory.areas.firstIndex { $0.kind == .areaAnonymous && !$0.shared })
+        let anonymous = try XCTUnwrap(
+            Fixture.task().memory.areas.firstIndex { $0.kind == .areaAnonymous && !$0.shared })
         try assertAccepted { $0.memory.areas[anonymous].anonymousName = "arena 1" }
-        try assertRejected("memory.areas[\(anonymous)].anonymous_name") { $0.memory.areas[anonymous].anonymousName = "bad]name" }
-        try assertRejected("memory.areas[\(anonymous)].anonymous_name") { $0.memory.areas[anonymous].anonymousName = String(repeating: "x", count: 81) }
+        try assertRejected("memory.areas[\(anonymous)].anonymous_name") {
+            $0.memory.areas[anonymous].anonymousName = "bad]name"
+        }
+        try assertRejected("memory.areas[\(anonymous)].anonymous_name") {
+            $0.memory.areas[anonymous].anonymousName = String(repeating: "x", count: 81)
+        }
         let file = try XCTUnwrap(Fixture.task().memory.areas.firstIndex { $0.kind == .areaFile })
         try assertRejected("memory.areas[\(file)].anonymous_name") { $0.memory.areas[file].anonymousName = "name" }
     }
@@ -319,14 +376,21 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("signals.pending[0].signal") { $0.signals.pending[0].signal = 65 }
         try assertRejected("signals.pending[0].siginfo") { $0.signals.pending[0].siginfo = Data(count: 127) }
         try assertRejected("threads[0].alternate_stack.flags") { $0.threads[0].alternateStack.flags = 4 }
-        try assertRejected("signals.actions[0].handler") { $0.signals.actions[0].handler = ImageFormat.userAddressLimit + 1 }
+        try assertRejected("signals.actions[0].handler") {
+            $0.signals.actions[0].handler = ImageFormat.userAddressLimit + 1
+        }
         try assertRejected("signals.actions[0].restorer") { $0.signals.actions[0].restorer = UInt64.max }
         try assertRejected("signals.actions[0].flags") { $0.signals.actions[0].flags = 0x100 }
         try assertRejected("signals.actions[0].flags") { $0.signals.actions[0].flags = 1 << 32 }
         try assertRejected("signals.pending[0].siginfo") { $0.signals.pending[0].signal = 3 }
         try assertRejected("signals.pending[1].signal") { $0.signals.pending.append($0.signals.pending[0]) }
-        try assertRejected("threads[0].pending[1].signal") { $0.threads[0].pending = [$0.signals.pending[0], $0.signals.pending[0]] }
-        try assertRejected("threads[0].pending[0].siginfo") { $0.threads[0].pending = [$0.signals.pending[0]]; $0.threads[0].pending[0].signal = 3 }
+        try assertRejected("threads[0].pending[1].signal") {
+            $0.threads[0].pending = [$0.signals.pending[0], $0.signals.pending[0]]
+        }
+        try assertRejected("threads[0].pending[0].siginfo") {
+            $0.threads[0].pending = [$0.signals.pending[0]]
+            $0.threads[0].pending[0].signal = 3
+        }
         try assertRejected("threads[0].alternate_stack") {
             $0.threads[0].alternateStack = Amber_SignalStack()
             $0.threads[0].alternateStack.base = ImageFormat.userAddressLimit - 0x1000
@@ -352,11 +416,17 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("files.descriptions[1].id") { $0.files.descriptions[1].id = 1 }
         try assertRejected("files.descriptions[0].file") { $0.files.descriptions[0].file = nil }
         // Only the devices of ImageFormat.reopenableDevices are reopened; O_PATH is a flag like the others.
-        try assertRejected("files.descriptions[0].character_device.path") { $0.files.descriptions[0].characterDevice.path = "/dev/kmsg" }
+        try assertRejected("files.descriptions[0].character_device.path") {
+            $0.files.descriptions[0].characterDevice.path = "/dev/kmsg"
+        }
         try assertAccepted { $0.files.descriptions[0].characterDevice.path = "/dev/urandom" }
         try assertAccepted { $0.files.descriptions[1].flags = 0o10000000 }
-        try assertRejected("files.descriptions[1].regular_file.path") { $0.files.descriptions[1].regularFile.path = "tmp/sleeper.log" }
-        try assertRejected("files.descriptions[1].regular_file.path") { $0.files.descriptions[1].regularFile.path = "/tmp/../etc/shadow" }
+        try assertRejected("files.descriptions[1].regular_file.path") {
+            $0.files.descriptions[1].regularFile.path = "tmp/sleeper.log"
+        }
+        try assertRejected("files.descriptions[1].regular_file.path") {
+            $0.files.descriptions[1].regularFile.path = "/tmp/../etc/shadow"
+        }
         // O_CREAT, O_EXCL, O_TRUNC: reopening must never create or truncate a file.
         for flag: UInt32 in [0o100, 0o200, 0o1000] {
             try assertRejected("files.descriptions[1].flags") { $0.files.descriptions[1].flags |= flag }
@@ -366,7 +436,9 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("files.descriptors[2].fd") { $0.files.descriptors[2].fd = 0 }
         try assertRejected("files.descriptors[2].description_id") { $0.files.descriptors[2].descriptionID = 3 }
         try assertRejected("files.descriptions[1].offset") { $0.files.descriptions[1].offset = UInt64(Int64.max) + 1 }
-        try assertRejected("files.descriptions[1].regular_file.path") { $0.files.descriptions[1].regularFile.path = "/tmp/" + String(repeating: "x", count: 4091) }
+        try assertRejected("files.descriptions[1].regular_file.path") {
+            $0.files.descriptions[1].regularFile.path = "/tmp/" + String(repeating: "x", count: 4091)
+        }
         try assertAccepted { $0.files.descriptions[1].regularFile.path = "/tmp/" + String(repeating: "x", count: 4090) }
     }
 
@@ -375,8 +447,12 @@ final class TaskValidationTests: ImageTestCase {
         try assertAccepted { $0.files.descriptions[1].directory.path = "/tmp" }
         try assertRejected("files.descriptions[1].directory.path") { $0.files.descriptions[1].directory.path = "tmp" }
         try assertAccepted { $0.files.descriptions[1].fifo.path = "/tmp/sleeper.fifo" }
-        try assertRejected("files.descriptions[1].fifo.path") { $0.files.descriptions[1].fifo.path = "/tmp/../sleeper.fifo" }
-        try assertRejected("files.descriptions[1].character_device.path") { $0.files.descriptions[1].characterDevice.path = "/tmp/sleeper.log" }
+        try assertRejected("files.descriptions[1].fifo.path") {
+            $0.files.descriptions[1].fifo.path = "/tmp/../sleeper.fifo"
+        }
+        try assertRejected("files.descriptions[1].character_device.path") {
+            $0.files.descriptions[1].characterDevice.path = "/tmp/sleeper.log"
+        }
     }
 
     /// A pipe end: its access mode, a capacity of a power of two pages within the bound, and what
@@ -390,14 +466,34 @@ final class TaskValidationTests: ImageTestCase {
             task.files.descriptions[1].pipeEnd = end
         }
         let field = "files.descriptions[1].pipe_end"
-        try assertAccepted { readEnd(&$0) { $0.packets = [Data(repeating: 1, count: 4096)]; $0.data = Data(repeating: 2, count: 61440) } }
-        try assertAccepted { readEnd(&$0) { $0.capacity = UInt32(ImageFormat.maximumPipeCapacity); $0.data = Data(repeating: 2, count: 1 << 20) } }
+        try assertAccepted {
+            readEnd(&$0) {
+                $0.packets = [Data(repeating: 1, count: 4096)]
+                $0.data = Data(repeating: 2, count: 61440)
+            }
+        }
+        try assertAccepted {
+            readEnd(&$0) {
+                $0.capacity = UInt32(ImageFormat.maximumPipeCapacity)
+                $0.data = Data(repeating: 2, count: 1 << 20)
+            }
+        }
         try assertRejected("\(field).pipe_id") { readEnd(&$0) { $0.pipeID = 0 } }
-        try assertRejected("\(field).write_end") { readEnd(&$0); $0.files.descriptions[1].flags = 1 }
+        try assertRejected("\(field).write_end") {
+            readEnd(&$0)
+            $0.files.descriptions[1].flags = 1
+        }
         try assertRejected("\(field).capacity") { readEnd(&$0) { $0.capacity = 65535 } }
         try assertRejected("\(field).capacity") { readEnd(&$0) { $0.capacity = 2048 } }
-        try assertRejected("\(field).capacity") { readEnd(&$0) { $0.capacity = UInt32(ImageFormat.maximumPipeCapacity) * 2 } }
-        try assertRejected("\(field).data") { readEnd(&$0) { $0.writeEnd = true; $0.data = Data([1]) } }
+        try assertRejected("\(field).capacity") {
+            readEnd(&$0) { $0.capacity = UInt32(ImageFormat.maximumPipeCapacity) * 2 }
+        }
+        try assertRejected("\(field).data") {
+            readEnd(&$0) {
+                $0.writeEnd = true
+                $0.data = Data([1])
+            }
+        }
         try assertRejected("\(field).data") { readEnd(&$0) { $0.data = Data(repeating: 2, count: 65537) } }
         try assertRejected("\(field).data") { readEnd(&$0) { $0.packets = Array(repeating: Data([1]), count: 17) } }
         try assertRejected("\(field).packets[0]") { readEnd(&$0) { $0.packets = [Data(repeating: 1, count: 4097)] } }
@@ -464,7 +560,9 @@ final class TaskValidationTests: ImageTestCase {
 
     /// flock and OFD locks on a description, POSIX locks per process through one of its descriptions.
     func testFileLocks() throws {
-        func lock(_ kind: Amber_FileLock.Kind, start: UInt64 = 0, length: UInt64 = 0, description: UInt32 = 0) -> Amber_FileLock {
+        func lock(_ kind: Amber_FileLock.Kind, start: UInt64 = 0, length: UInt64 = 0, description: UInt32 = 0)
+            -> Amber_FileLock
+        {
             var lock = Amber_FileLock()
             lock.kind = kind
             lock.write = true
@@ -475,21 +573,51 @@ final class TaskValidationTests: ImageTestCase {
         }
         let largest = UInt64(Int64.max)
         try assertAccepted { task in
-            task.files.descriptions[1].locks = [lock(.flock), lock(.ofd, start: 10, length: 5), lock(.ofd, start: largest, length: 1)]
-            task.files.posixLocks = [lock(.posix, start: 0, length: largest + 1, description: task.files.descriptions[1].id), lock(.posix, start: 7, description: task.files.descriptions[0].id)]
+            task.files.descriptions[1].locks = [
+                lock(.flock), lock(.ofd, start: 10, length: 5), lock(.ofd, start: largest, length: 1),
+            ]
+            task.files.posixLocks = [
+                lock(.posix, start: 0, length: largest + 1, description: task.files.descriptions[1].id),
+                lock(.posix, start: 7, description: task.files.descriptions[0].id),
+            ]
         }
-        try assertRejected("files.descriptions[1].locks[1]") { $0.files.descriptions[1].locks = [lock(.flock), lock(.flock)] }
-        try assertRejected("files.descriptions[1].locks[0]") { $0.files.descriptions[1].locks = [lock(.flock, start: 1)] }
+        try assertRejected("files.descriptions[1].locks[1]") {
+            $0.files.descriptions[1].locks = [lock(.flock), lock(.flock)]
+        }
+        try assertRejected("files.descriptions[1].locks[0]") {
+            $0.files.descriptions[1].locks = [lock(.flock, start: 1)]
+        }
         try assertRejected("files.descriptions[1].locks[0].kind") { $0.files.descriptions[1].locks = [lock(.posix)] }
-        try assertRejected("files.descriptions[1].locks[0].kind") { $0.files.descriptions[1].locks = [lock(.unspecified)] }
-        try assertRejected("files.descriptions[1].locks[0].description_id") { $0.files.descriptions[1].locks = [lock(.ofd, description: 1)] }
-        try assertRejected("files.descriptions[1].locks[0].start") { $0.files.descriptions[1].locks = [lock(.ofd, start: largest + 1)] }
-        try assertRejected("files.descriptions[1].locks[0].length") { $0.files.descriptions[1].locks = [lock(.ofd, start: largest, length: 2)] }
-        try assertRejected("files.descriptions[1].locks") { $0.files.descriptions[1].locks = Array(repeating: lock(.ofd), count: 4097) }
-        try assertRejected("files.posix_locks[0].kind") { $0.files.posixLocks = [lock(.ofd, description: $0.files.descriptions[1].id)] }
-        try assertRejected("files.posix_locks[0].description_id") { $0.files.posixLocks = [lock(.posix, description: 99)] }
-        try assertRejected("files.posix_locks[0].length") { $0.files.posixLocks = [lock(.posix, start: 1, length: largest + 1, description: $0.files.descriptions[1].id)] }
-        try assertRejected("files.posix_locks") { task in task.files.posixLocks = Array(repeating: lock(.posix, description: task.files.descriptions[1].id), count: 4097) }
+        try assertRejected("files.descriptions[1].locks[0].kind") {
+            $0.files.descriptions[1].locks = [lock(.unspecified)]
+        }
+        try assertRejected("files.descriptions[1].locks[0].description_id") {
+            $0.files.descriptions[1].locks = [lock(.ofd, description: 1)]
+        }
+        try assertRejected("files.descriptions[1].locks[0].start") {
+            $0.files.descriptions[1].locks = [lock(.ofd, start: largest + 1)]
+        }
+        try assertRejected("files.descriptions[1].locks[0].length") {
+            $0.files.descriptions[1].locks = [lock(.ofd, start: largest, length: 2)]
+        }
+        try assertRejected("files.descriptions[1].locks") {
+            $0.files.descriptions[1].locks = Array(repeating: lock(.ofd), count: 4097)
+        }
+        try assertRejected("files.posix_locks[0].kind") {
+            $0.files.posixLocks = [lock(.ofd, description: $0.files.descriptions[1].id)]
+        }
+        try assertRejected("files.posix_locks[0].description_id") {
+            $0.files.posixLocks = [lock(.posix, description: 99)]
+        }
+        try assertRejected("files.posix_locks[0].length") {
+            $0.files.posixLocks = [
+                lock(.posix, start: 1, length: largest + 1, description: $0.files.descriptions[1].id)
+            ]
+        }
+        try assertRejected("files.posix_locks") { task in
+            task.files.posixLocks = Array(
+                repeating: lock(.posix, description: task.files.descriptions[1].id), count: 4097)
+        }
     }
 
     func testEnvironment() throws {
@@ -505,9 +633,15 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("threads[0].thread_control.rseq_size") { $0.threads[0].threadControl.rseqSize = 16 }
         try assertRejected("threads[0].thread_control.rseq_size") { $0.threads[0].threadControl.rseqSize = 8192 }
         try assertRejected("threads[0].thread_control.rseq_size") { $0.threads[0].threadControl.rseqAddress += 0x10 }
-        try assertRejected("threads[0].thread_control.rseq_address") { $0.threads[0].threadControl.rseqAddress = ImageFormat.userAddressLimit }
-        try assertRejected("threads[0].thread_control.child_tid_address") { $0.threads[0].threadControl.childTidAddress = UInt64.max }
-        try assertRejected("threads[0].thread_control.robust_list_head") { $0.threads[0].threadControl.robustListHead = ImageFormat.userAddressLimit + 8 }
+        try assertRejected("threads[0].thread_control.rseq_address") {
+            $0.threads[0].threadControl.rseqAddress = ImageFormat.userAddressLimit
+        }
+        try assertRejected("threads[0].thread_control.child_tid_address") {
+            $0.threads[0].threadControl.childTidAddress = UInt64.max
+        }
+        try assertRejected("threads[0].thread_control.robust_list_head") {
+            $0.threads[0].threadControl.robustListHead = ImageFormat.userAddressLimit + 8
+        }
         try assertRejected("threads[0].thread_control.robust_list_length") {
             $0.threads[0].threadControl.robustListHead = 0x7ffd_0000_2000
             $0.threads[0].threadControl.robustListLength = 16
@@ -524,19 +658,46 @@ final class TaskValidationTests: ImageTestCase {
         (credentials.gid, credentials.egid, credentials.sgid, credentials.fsgid) = (1000, 1001, 1002, 1000)
         credentials.groups = [1000, 1001]
         (credentials.capInheritable, credentials.capPermitted, credentials.capEffective) = (0x400, 0x400, 0x400)
-        (credentials.capBounding, credentials.capAmbient) = (0x1fffebfffff, 0x400)
+        (credentials.capBounding, credentials.capAmbient) = (0x1ff_febf_ffff, 0x400)
         credentials.securebits = 0x13
         var thread = Fixture.thread(tid: 4243)
         thread.credentials = credentials
-        try assertAccepted { $0.threads[0].credentials = credentials; $0.threads.append(thread) }
-        try assertAccepted { $0.threads[0].credentials = credentials; $0.threads[0].credentials.groups = Array(0..<65536) }
-        try assertRejected("threads[0].credentials.suid") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.suid = UInt32.max }
-        try assertRejected("threads[0].credentials.fsgid") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.fsgid = UInt32.max }
-        try assertRejected("threads[0].credentials.groups") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.groups = Array(0...65536) }
-        try assertRejected("threads[0].credentials.groups[1]") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.groups[1] = UInt32.max }
-        try assertRejected("threads[0].credentials.cap_effective") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.capEffective = 0x401 }
-        try assertRejected("threads[0].credentials.cap_ambient") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.capInheritable = 0 }
-        try assertRejected("threads[0].credentials.securebits") { $0.threads[0].credentials = credentials; $0.threads[0].credentials.securebits = 0x1000 }
+        try assertAccepted {
+            $0.threads[0].credentials = credentials
+            $0.threads.append(thread)
+        }
+        try assertAccepted {
+            $0.threads[0].credentials = credentials
+            $0.threads[0].credentials.groups = Array(0..<65536)
+        }
+        try assertRejected("threads[0].credentials.suid") {
+            $0.threads[0].credentials = credentials
+            $0.threads[0].credentials.suid = UInt32.max
+        }
+        try assertRejected("threads[0].credentials.fsgid") {
+            $0.threads[0].credentials = credentials
+            $0.threads[0].credentials.fsgid = UInt32.max
+        }
+        try assertRejected("threads[0].credentials.groups") {
+            $0.threads[0].credentials = credentials
+            $0.threads[0].credentials.groups = Array(0...65536)
+        }
+        try assertRejected("threads[0].credentials.groups[1]") {
+            $0.threads[0].credentials = credentials
+            $0.threads[0].credentials.groups[1] = UInt32.max
+        }
+        try assertRejected("threads[0].credentials.cap_effective") {
+            $0.threads[0].credentials = credentials
+            $0.threads[0].credentials.capEffective = 0x401
+        }
+        try assertRejected("threads[0].credentials.cap_ambient") {
+            $0.threads[0].credentials = credentials
+            $0.threads[0].credentials.capInheritable = 0
+        }
+        try assertRejected("threads[0].credentials.securebits") {
+            $0.threads[0].credentials = credentials
+            $0.threads[0].credentials.securebits = 0x1000
+        }
         try assertRejected("threads[1].credentials.cap_ambient") {
             $0.threads.append(thread)
             $0.threads[1].credentials.capPermitted = 0

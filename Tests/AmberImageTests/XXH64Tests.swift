@@ -11,7 +11,7 @@ final class XXH64Tests: XCTestCase {
     private func lcgBytes(count: Int) -> [UInt8] {
         var state: UInt64 = 0x12345
         return (0..<count).map { _ in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             return UInt8(state >> 56)
         }
     }

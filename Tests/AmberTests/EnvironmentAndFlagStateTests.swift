@@ -57,11 +57,14 @@ import Testing
         try #require(calls.count == 7)
         #expect(calls[0] == InjectedCall(SyscallNumber.fcntl, 3, UInt64(F_DUPFD_CLOEXEC), 3))
         #expect(calls[1] == InjectedCall(SyscallNumber.close, 3))
-        #expect(calls[2].number == SyscallNumber.pidfdGetfd && calls[2].arguments[0] == 20 && calls[2].arguments[2] == 0)
+        #expect(
+            calls[2].number == SyscallNumber.pidfdGetfd && calls[2].arguments[0] == 20 && calls[2].arguments[2] == 0)
         #expect(calls[3] == InjectedCall(SyscallNumber.fchdir, 21))
         #expect(calls[4] == InjectedCall(SyscallNumber.close, 21))
         #expect(calls[5] == InjectedCall(SyscallNumber.umask, 0o077))
-        #expect(calls[6].number == SyscallNumber.prlimit64 && calls[6].arguments[0] == 0 && calls[6].arguments[1] == UInt64(RLIMIT_NOFILE.rawValue) && calls[6].arguments[3] == 0)
+        #expect(
+            calls[6].number == SyscallNumber.prlimit64 && calls[6].arguments[0] == 0
+                && calls[6].arguments[1] == UInt64(RLIMIT_NOFILE.rawValue) && calls[6].arguments[3] == 0)
         #expect(calls[6].load(calls[6].arguments[2], as: UInt64.self) == lowered.soft)
         #expect(calls[6].load(calls[6].arguments[2] + 8, as: UInt64.self) == lowered.hard)
     }
@@ -77,7 +80,9 @@ import Testing
         raised.hard = raised.soft
         record.limits = [raised]
         task.log.script = [20, 0, 21, 0, 0, -Int64(EPERM)]
-        let error = amberError(.restoreFailed) { try EnvironmentState.restore(record, task.restoreSession(Amber_Task())) }
+        let error = amberError(.restoreFailed) {
+            try EnvironmentState.restore(record, task.restoreSession(Amber_Task()))
+        }
         #expect(error?.message.contains("CAP_SYS_RESOURCE") == true)
         #expect(task.log.numbers.last == SyscallNumber.prlimit64)
     }
@@ -116,12 +121,18 @@ import Testing
         respond(task)
         procFiles(task)
         let record = try FlagState.dump(task.dumpSession())
-        #expect(record.dumpable == 1 && record.childSubreaper && record.thpDisable == 0 && record.memoryDenyWriteExecute == 1)
-        #expect(record.personality == 0x40_0000 && record.oomScoreAdj == -500 && record.coredumpFilter == 0x33 && record.futexHashSlots == 16)
-        #expect(task.calls.filter { $0.number == SyscallNumber.prctl }.map { $0.arguments[0] } == [
-            ProcessControl.GetOption.dumpable.argument, TaskControl.getChildSubreaper, ProcessControl.GetOption.thpDisable.argument,
-            TaskControl.getMDWE, TaskControl.futexHash,
-        ])
+        #expect(
+            record.dumpable == 1 && record.childSubreaper && record.thpDisable == 0
+                && record.memoryDenyWriteExecute == 1)
+        #expect(
+            record.personality == 0x40_0000 && record.oomScoreAdj == -500 && record.coredumpFilter == 0x33
+                && record.futexHashSlots == 16)
+        #expect(
+            task.calls.filter { $0.number == SyscallNumber.prctl }.map { $0.arguments[0] } == [
+                ProcessControl.GetOption.dumpable.argument, TaskControl.getChildSubreaper,
+                ProcessControl.GetOption.thpDisable.argument,
+                TaskControl.getMDWE, TaskControl.futexHash,
+            ])
     }
 
     @Test func dumpRefusesWhatItCannotSetBack() throws {
@@ -158,18 +169,20 @@ import Testing
         try FlagState.restore(record, task.restoreSession(record, threads: [thread]))
 
         let leader = fakePID
-        #expect(task.calls == [
-            InjectedCall(tid: leader, SyscallNumber.prctl, TaskControl.setDumpable, 0),
-            InjectedCall(tid: leader, SyscallNumber.prctl, TaskControl.setChildSubreaper, 1),
-            InjectedCall(tid: leader, SyscallNumber.personality, 0x40_0000),
-            InjectedCall(tid: leader, SyscallNumber.prctl, TaskControl.setParentDeathSignal, UInt64(SIGKILL)),
-            InjectedCall(tid: leader, SyscallNumber.prctl, TaskControl.setTSC, TaskControl.tscSigsegv),
-            InjectedCall(tid: thread, SyscallNumber.personality, 0x40_0000),
-            InjectedCall(tid: thread, SyscallNumber.prctl, TaskControl.machineCheckKill, TaskControl.machineCheckKillClear),
-            InjectedCall(tid: thread, SyscallNumber.archPrctl, TaskControl.archSetCPUID, 0),
-            InjectedCall(tid: leader, SyscallNumber.prctl, TaskControl.setMDWE, 1),
-            InjectedCall(tid: thread, SyscallNumber.prctl, TaskControl.setNoNewPrivileges, 1),
-        ])
+        #expect(
+            task.calls == [
+                InjectedCall(tid: leader, SyscallNumber.prctl, TaskControl.setDumpable, 0),
+                InjectedCall(tid: leader, SyscallNumber.prctl, TaskControl.setChildSubreaper, 1),
+                InjectedCall(tid: leader, SyscallNumber.personality, 0x40_0000),
+                InjectedCall(tid: leader, SyscallNumber.prctl, TaskControl.setParentDeathSignal, UInt64(SIGKILL)),
+                InjectedCall(tid: leader, SyscallNumber.prctl, TaskControl.setTSC, TaskControl.tscSigsegv),
+                InjectedCall(tid: thread, SyscallNumber.personality, 0x40_0000),
+                InjectedCall(
+                    tid: thread, SyscallNumber.prctl, TaskControl.machineCheckKill, TaskControl.machineCheckKillClear),
+                InjectedCall(tid: thread, SyscallNumber.archPrctl, TaskControl.archSetCPUID, 0),
+                InjectedCall(tid: leader, SyscallNumber.prctl, TaskControl.setMDWE, 1),
+                InjectedCall(tid: thread, SyscallNumber.prctl, TaskControl.setNoNewPrivileges, 1),
+            ])
         #expect(task.proc.writes.map(\.path) == ["/proc/\(fakePID)/oom_score_adj", "/proc/\(fakePID)/coredump_filter"])
         #expect(task.proc.writes.map(\.text) == ["200\n", "0x23\n"])
     }

@@ -33,7 +33,9 @@ struct InjectedCall: Equatable, CustomStringConvertible {
         self.arguments = arguments + Array(repeating: 0, count: max(0, 6 - arguments.count))
     }
 
-    var description: String { "\(tid): \(number)(\(arguments.map { "0x" + String($0, radix: 16) }.joined(separator: ", ")))" }
+    var description: String {
+        "\(tid): \(number)(\(arguments.map { "0x" + String($0, radix: 16) }.joined(separator: ", ")))"
+    }
 
     static func == (left: InjectedCall, right: InjectedCall) -> Bool {
         (left.tid, left.number, left.arguments) == (right.tid, right.number, right.arguments)
@@ -42,7 +44,9 @@ struct InjectedCall: Equatable, CustomStringConvertible {
     /// The bytes at `address` when the call was made.
     func load(_ address: UInt64, count: Int) -> [UInt8] { memory.load(address, count: count) }
 
-    func load<Value: BitwiseCopyable>(_ address: UInt64, as type: Value.Type) -> Value { memory.load(address, as: type) }
+    func load<Value: BitwiseCopyable>(_ address: UInt64, as type: Value.Type) -> Value {
+        memory.load(address, as: type)
+    }
 }
 
 /// Bytes of a task's memory by address; bytes never written read as 0.
@@ -108,9 +112,13 @@ final class RecordingInjector: SyscallInjecting {
         log.answer(InjectedCall(tid: tracee.pid, number: number, arguments: arguments))
     }
 
-    func createTask(_ name: @autoclosure () -> String, cloneArguments: UInt64, size: UInt64) throws(LinuxError) -> Tracee {
+    func createTask(_ name: @autoclosure () -> String, cloneArguments: UInt64, size: UInt64) throws(LinuxError)
+        -> Tracee
+    {
         _ = log.answer(InjectedCall(tid: tracee.pid, number: SyscallNumber.clone3, arguments: [cloneArguments, size]))
-        guard !createdTasks.isEmpty else { throw LinuxError(.noSuchProcess, "\(name()): the fake has no task left to create") }
+        guard !createdTasks.isEmpty else {
+            throw LinuxError(.noSuchProcess, "\(name()): the fake has no task left to create")
+        }
         return Tracee(pid: createdTasks.removeFirst())
     }
 
@@ -138,12 +146,18 @@ final class FakeTaskMemory: RemoteMemory {
 
     func load(_ address: UInt64, count: Int) -> [UInt8] { contents.load(address, count: count) }
 
-    func load<Value: BitwiseCopyable>(_ address: UInt64, as type: Value.Type) -> Value { contents.load(address, as: type) }
+    func load<Value: BitwiseCopyable>(_ address: UInt64, as type: Value.Type) -> Value {
+        contents.load(address, as: type)
+    }
 
-    func read(into local: UnsafeMutableRawBufferPointer, from remote: [(address: UInt64, length: Int)]) throws(LinuxError) -> Int {
+    func read(into local: UnsafeMutableRawBufferPointer, from remote: [(address: UInt64, length: Int)])
+        throws(LinuxError) -> Int
+    {
         var done = 0
         for range in remote {
-            for (offset, value) in load(range.address, count: range.length).enumerated() { local[done + offset] = value }
+            for (offset, value) in load(range.address, count: range.length).enumerated() {
+                local[done + offset] = value
+            }
             done += range.length
         }
         return done
@@ -191,18 +205,24 @@ final class FakeProc: ProcReading {
     }
 
     func read(_ path: String) throws(LinuxError) -> [UInt8] {
-        guard let bytes = contents.withLock({ $0.files[path] }) else { throw LinuxError(.noSuchFileOrDirectory, "open \(path) (not in the fake /proc)") }
+        guard let bytes = contents.withLock({ $0.files[path] }) else {
+            throw LinuxError(.noSuchFileOrDirectory, "open \(path) (not in the fake /proc)")
+        }
         return bytes
     }
 
     func link(_ path: String) throws(LinuxError) -> String {
-        guard let target = contents.withLock({ $0.links[path] }) else { throw LinuxError(.noSuchFileOrDirectory, "readlink \(path) (not in the fake /proc)") }
+        guard let target = contents.withLock({ $0.links[path] }) else {
+            throw LinuxError(.noSuchFileOrDirectory, "readlink \(path) (not in the fake /proc)")
+        }
         return target
     }
 
     func write(_ text: String, to path: String) throws(LinuxError) {
         try contents.withLock { contents throws(LinuxError) in
-            guard contents.files[path] != nil else { throw LinuxError(.noSuchFileOrDirectory, "open \(path) (not in the fake /proc)") }
+            guard contents.files[path] != nil else {
+                throw LinuxError(.noSuchFileOrDirectory, "open \(path) (not in the fake /proc)")
+            }
             if let errno = contents.writeErrors[path] { throw LinuxError(errno, "write \(path)") }
             contents.writes.append((path, text))
             contents.files[path] = Array(text.utf8)
@@ -255,8 +275,12 @@ final class FakeScheduling: ThreadScheduling {
 
     private func change(_ tid: Int32, _ change: Change, _ apply: (inout Settings) -> Void) throws(LinuxError) {
         try contents.withLock { contents throws(LinuxError) in
-            guard var settings = contents.threads[tid] else { throw LinuxError(.noSuchProcess, "thread \(tid) (not in the fake)") }
-            if case .affinity = change, let errno = contents.affinityError { throw LinuxError(errno, "sched_setaffinity(\(tid))") }
+            guard var settings = contents.threads[tid] else {
+                throw LinuxError(.noSuchProcess, "thread \(tid) (not in the fake)")
+            }
+            if case .affinity = change, let errno = contents.affinityError {
+                throw LinuxError(errno, "sched_setaffinity(\(tid))")
+            }
             apply(&settings)
             contents.threads[tid] = settings
             contents.changes.append(change)
@@ -316,11 +340,17 @@ final class FakeTask {
     }
 
     /// A /proc/PID/status with what its parser needs; `extra` lines are added.
-    static func status(pid: Int32 = fakePID, tid: Int32? = nil, caught: UInt64 = 0, ignored: UInt64 = 0, umask: UInt32? = nil, extra: [String] = []) throws -> ProcessStatus {
+    static func status(
+        pid: Int32 = fakePID, tid: Int32? = nil, caught: UInt64 = 0, ignored: UInt64 = 0, umask: UInt32? = nil,
+        extra: [String] = []
+    ) throws -> ProcessStatus {
         let own = tid ?? pid
-        var lines = ["Name:\tfake", "State:\tt (tracing stop)", "Tgid:\t\(pid)", "Pid:\t\(own)", "PPid:\t1", "TracerPid:\t1", "Threads:\t1",
-                     "SigPnd:\t0000000000000000", "ShdPnd:\t0000000000000000", "SigBlk:\t0000000000000000",
-                     "SigIgn:\t\(hex(ignored))", "SigCgt:\t\(hex(caught))"]
+        var lines = [
+            "Name:\tfake", "State:\tt (tracing stop)", "Tgid:\t\(pid)", "Pid:\t\(own)", "PPid:\t1", "TracerPid:\t1",
+            "Threads:\t1",
+            "SigPnd:\t0000000000000000", "ShdPnd:\t0000000000000000", "SigBlk:\t0000000000000000",
+            "SigIgn:\t\(hex(ignored))", "SigCgt:\t\(hex(caught))",
+        ]
         if let umask { lines.append("Umask:\t" + String(umask, radix: 8)) }
         return try ProcFS.parseStatus((lines + extra).joined(separator: "\n") + "\n")
     }
@@ -332,35 +362,52 @@ final class FakeTask {
 
     /// A dump session of the task, stopped with `threads` (other than the leader), each with its
     /// status, its scratch area borrowed from its stack (`savedStackBytes`) or else mapped.
-    func dumpSession(status: ProcessStatus? = nil, threads: [(tid: Int32, status: ProcessStatus)] = [], savedStackBytes: [UInt8]? = nil) throws -> DumpSession {
+    func dumpSession(
+        status: ProcessStatus? = nil, threads: [(tid: Int32, status: ProcessStatus)] = [],
+        savedStackBytes: [UInt8]? = nil
+    ) throws -> DumpSession {
         let leaderStatus = try status ?? Self.status()
         // Fields (3) to (52): the state, then zeros.
-        let stat = try ProcFS.parseStat("\(fakePID) (fake) t " + Array(repeating: "0", count: 49).joined(separator: " "))
+        let stat = try ProcFS.parseStat(
+            "\(fakePID) (fake) t " + Array(repeating: "0", count: 49).joined(separator: " "))
         var statuses = [fakePID: leaderStatus]
         for thread in threads { statuses[thread.tid] = thread.status }
-        var target = DumpTarget(pid: fakePID, name: ProcessName(pid: fakePID, comm: "fake"),
-                                snapshot: ProcessSnapshot(stat: stat, status: leaderStatus, threadStatuses: statuses), interruption: DumpInterruption(supervisor: nil))
+        var target = DumpTarget(
+            pid: fakePID, name: ProcessName(pid: fakePID, comm: "fake"),
+            snapshot: ProcessSnapshot(stat: stat, status: leaderStatus, threadStatuses: statuses),
+            interruption: DumpInterruption(supervisor: nil))
         target.proc = proc
         target.scheduling = scheduling
-        return DumpSession(target: target, threads: [Tracee(pid: fakePID)] + threads.map { Tracee(pid: $0.tid) }, injector: injector, memory: memory,
-                           makeInjector: makeInjector, scratch: fakeScratch, savedStackBytes: savedStackBytes, logger: logger)
+        return DumpSession(
+            target: target, threads: [Tracee(pid: fakePID)] + threads.map { Tracee(pid: $0.tid) }, injector: injector,
+            memory: memory,
+            makeInjector: makeInjector, scratch: fakeScratch, savedStackBytes: savedStackBytes, logger: logger)
     }
 
     /// What a helper starts with, as a copy of a restorer with these settings.
-    static func baseline(umask: UInt32 = 0o022, dumpable: UInt32 = 1, personality: UInt32 = 0, timerSlackNs: UInt64 = 50_000) -> HelperBaseline {
+    static func baseline(
+        umask: UInt32 = 0o022, dumpable: UInt32 = 1, personality: UInt32 = 0, timerSlackNs: UInt64 = 50_000
+    ) -> HelperBaseline {
         var stack = Amber_SignalStack()
         stack.flags = UInt32(SS_DISABLE)
-        return HelperBaseline(personality: personality, umask: umask, timerSlackNs: timerSlackNs, thpDisable: 0, machineCheckKill: 0, dumpable: dumpable,
-                              alternateStack: stack, credentials: Amber_Credentials())
+        return HelperBaseline(
+            personality: personality, umask: umask, timerSlackNs: timerSlackNs, thpDisable: 0, machineCheckKill: 0,
+            dumpable: dumpable,
+            alternateStack: stack, credentials: Amber_Credentials())
     }
 
     /// A restore session that makes `task` of the fake helper, with `threads` (other than the
     /// leader) already recreated.
-    func restoreSession(_ task: Amber_Task, baseline: HelperBaseline = FakeTask.baseline(), threads: [Int32] = []) -> RestoreSession {
+    func restoreSession(_ task: Amber_Task, baseline: HelperBaseline = FakeTask.baseline(), threads: [Int32] = [])
+        -> RestoreSession
+    {
         var record = task
         record.pid = fakePID
-        let session = RestoreSession(task: record, image: nil, imageTrusted: false, tracee: Tracee(pid: fakePID), injector: injector, memory: memory, proc: proc, scheduling: scheduling,
-                                     makeInjector: makeInjector, baseline: baseline, treeFiles: nil, openFiles: OpenFileTable(), inheritedPidfd: 3, logger: logger)
+        let session = RestoreSession(
+            task: record, image: nil, imageTrusted: false, tracee: Tracee(pid: fakePID), injector: injector,
+            memory: memory, proc: proc, scheduling: scheduling,
+            makeInjector: makeInjector, baseline: baseline, treeFiles: nil, openFiles: OpenFileTable(),
+            inheritedPidfd: 3, logger: logger)
         session.threads += threads.map { Tracee(pid: $0) }
         session.scratch = fakeScratch
         return session

@@ -50,14 +50,23 @@ import Testing
         let restoreSteps = Set(StateKinds.all.flatMap { $0.restoreSteps }.map(\.name))
         #expect(restoreSteps.isSubset(of: Set(FaultPoints.restore)))
         // A restore's own points are not names of steps.
-        #expect(restoreSteps.isDisjoint(with: [FaultPoints.read, FaultPoints.create, FaultPoints.cleanup, FaultPoints.detach]))
-        #expect(dumpSteps.isDisjoint(with: [FaultPoints.seize, FaultPoints.preflight, FaultPoints.pages, FaultPoints.write, FaultPoints.inventory]))
+        #expect(
+            restoreSteps.isDisjoint(with: [
+                FaultPoints.read, FaultPoints.create, FaultPoints.cleanup, FaultPoints.detach,
+            ]))
+        #expect(
+            dumpSteps.isDisjoint(with: [
+                FaultPoints.seize, FaultPoints.preflight, FaultPoints.pages, FaultPoints.write, FaultPoints.inventory,
+            ]))
     }
 
     @Test func timersAreArmedLateAndFlagsComeAfterCredentials() throws {
         let steps = Dictionary(uniqueKeysWithValues: StateKinds.restoreSteps(.process).map { ($0.name, $0.order) })
-        let timers = try #require(steps["timers"]), handlers = try #require(steps["handlers"]), threads = try #require(steps["threads"])
-        let credentials = try #require(steps["credentials"]), flags = try #require(steps["flags"])
+        let timers = try #require(steps["timers"])
+        let handlers = try #require(steps["handlers"])
+        let threads = try #require(steps["threads"])
+        let credentials = try #require(steps["credentials"])
+        let flags = try #require(steps["flags"])
         #expect(handlers < threads && threads < timers)
         #expect(credentials < flags)
     }

@@ -16,18 +16,20 @@ import Testing
         task.log.script = [12, 0, 13, 14]
         #expect(try session.install(40) == 13)
         #expect(try session.install(41) == 14)
-        #expect(task.calls == [
-            InjectedCall(SyscallNumber.fcntl, 3, UInt64(F_DUPFD_CLOEXEC), 10),
-            InjectedCall(SyscallNumber.close, 3),
-            InjectedCall(SyscallNumber.pidfdGetfd, 12, 40, 0),
-            InjectedCall(SyscallNumber.pidfdGetfd, 12, 41, 0),
-        ])
+        #expect(
+            task.calls == [
+                InjectedCall(SyscallNumber.fcntl, 3, UInt64(F_DUPFD_CLOEXEC), 10),
+                InjectedCall(SyscallNumber.close, 3),
+                InjectedCall(SyscallNumber.pidfdGetfd, 12, 40, 0),
+                InjectedCall(SyscallNumber.pidfdGetfd, 12, 41, 0),
+            ])
 
         try session.cleanUp()
-        #expect(Array(task.calls.dropFirst(4)) == [
-            InjectedCall(SyscallNumber.close, 12),
-            InjectedCall(SyscallNumber.munmap, fakeScratch, UInt64(RestoreSession.scratchSize)),
-        ])
+        #expect(
+            Array(task.calls.dropFirst(4)) == [
+                InjectedCall(SyscallNumber.close, 12),
+                InjectedCall(SyscallNumber.munmap, fakeScratch, UInt64(RestoreSession.scratchSize)),
+            ])
         #expect(session.scratch == 0)
     }
 

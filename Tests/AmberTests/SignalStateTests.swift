@@ -7,7 +7,9 @@ import Testing
 @testable import Amber
 
 @Suite struct SignalStateTests {
-    private func action(_ signal: Int32, handler: UInt64, flags: UInt64 = 0, restorer: UInt64 = 0, mask: UInt64 = 0) -> Amber_SignalAction {
+    private func action(_ signal: Int32, handler: UInt64, flags: UInt64 = 0, restorer: UInt64 = 0, mask: UInt64 = 0)
+        -> Amber_SignalAction
+    {
         var action = Amber_SignalAction()
         action.signal = UInt32(signal)
         action.handler = handler
@@ -31,7 +33,9 @@ import Testing
         try #require(calls.count == 2)
         for (call, expected) in zip(calls, record.actions) {
             #expect(call.number == SyscallNumber.rtSigaction)
-            #expect(call.arguments[0] == UInt64(expected.signal) && call.arguments[2] == 0 && call.arguments[3] == Signals.setSize)
+            #expect(
+                call.arguments[0] == UInt64(expected.signal) && call.arguments[2] == 0
+                    && call.arguments[3] == Signals.setSize)
             // struct sigaction as the kernel takes it: handler, flags, restorer, mask.
             let address = call.arguments[1]
             #expect(call.load(address, as: UInt64.self) == expected.handler)
@@ -58,9 +62,13 @@ import Testing
         let calls = task.calls
         try #require(calls.count == 2)
         // The process as its own namespace numbers it.
-        #expect(calls[0].number == SyscallNumber.rtSigqueueinfo && calls[0].arguments[0] == 40 && calls[0].arguments[1] == UInt64(SIGTERM))
+        #expect(
+            calls[0].number == SyscallNumber.rtSigqueueinfo && calls[0].arguments[0] == 40
+                && calls[0].arguments[1] == UInt64(SIGTERM))
         #expect(calls[0].load(calls[0].arguments[2], count: 128) == [UInt8](shared.siginfo))
-        #expect(calls[1].number == SyscallNumber.rtTgsigqueueinfo && calls[1].arguments[0] == 40 && calls[1].arguments[1] == 41 && calls[1].arguments[2] == UInt64(SIGUSR2))
+        #expect(
+            calls[1].number == SyscallNumber.rtTgsigqueueinfo && calls[1].arguments[0] == 40
+                && calls[1].arguments[1] == 41 && calls[1].arguments[2] == UInt64(SIGUSR2))
         #expect(calls[1].load(calls[1].arguments[3], count: 128) == [UInt8](own.siginfo))
     }
 
@@ -90,7 +98,8 @@ import Testing
         let task = FakeTask()
         let memory = task.memory
         task.log.respond = { call in
-            memory.store(SignalStack(base: 0x1234_0000, flags: SignalStack.onStack, size: 0x8000).bytes, at: call.arguments[1])
+            memory.store(
+                SignalStack(base: 0x1234_0000, flags: SignalStack.onStack, size: 0x8000).bytes, at: call.arguments[1])
             return 0
         }
         let record = try SignalState.alternateStack(task.injector, task.dumpSession())
@@ -102,10 +111,14 @@ import Testing
 @Suite struct MembarrierStateTests {
     @Test func dumpReadsTheRegistrationsInOneCall() throws {
         let task = FakeTask()
-        task.log.script = [Int64(MembarrierCommand.registerPrivateExpedited | MembarrierCommand.registerGlobalExpedited)]
+        task.log.script = [
+            Int64(MembarrierCommand.registerPrivateExpedited | MembarrierCommand.registerGlobalExpedited)
+        ]
         let record = try MembarrierState.dump(task.dumpSession())
         #expect(task.calls == [InjectedCall(SyscallNumber.membarrier, MembarrierCommand.getRegistrations, 0, 0)])
-        #expect(record.privateExpedited && record.globalExpedited && !record.privateExpeditedSyncCore && !record.privateExpeditedRseq)
+        #expect(
+            record.privateExpedited && record.globalExpedited && !record.privateExpeditedSyncCore
+                && !record.privateExpeditedRseq)
     }
 
     @Test func dumpOnAnOlderKernelIssuesEachPrivateCommand() throws {
@@ -113,9 +126,14 @@ import Testing
         // No GET_REGISTRATIONS; registered for SYNC_CORE only; RSEQ unknown.
         task.log.script = [-Int64(EINVAL), -Int64(EPERM), 0, -Int64(EINVAL)]
         let record = try MembarrierState.dump(task.dumpSession())
-        #expect(task.calls.map { $0.arguments[0] } == [MembarrierCommand.getRegistrations, MembarrierCommand.privateExpedited,
-                                                       MembarrierCommand.privateExpeditedSyncCore, MembarrierCommand.privateExpeditedRseq])
-        #expect(!record.privateExpedited && record.privateExpeditedSyncCore && !record.privateExpeditedRseq && !record.globalExpedited)
+        #expect(
+            task.calls.map { $0.arguments[0] } == [
+                MembarrierCommand.getRegistrations, MembarrierCommand.privateExpedited,
+                MembarrierCommand.privateExpeditedSyncCore, MembarrierCommand.privateExpeditedRseq,
+            ])
+        #expect(
+            !record.privateExpedited && record.privateExpeditedSyncCore && !record.privateExpeditedRseq
+                && !record.globalExpedited)
     }
 
     @Test func dumpFailsOnAnUnexpectedError() throws {
@@ -130,10 +148,11 @@ import Testing
         record.privateExpeditedRseq = true
         record.globalExpedited = true
         try MembarrierState.restore(record, task.restoreSession(Amber_Task()))
-        #expect(task.calls == [
-            InjectedCall(SyscallNumber.membarrier, MembarrierCommand.registerPrivateExpeditedRseq, 0, 0),
-            InjectedCall(SyscallNumber.membarrier, MembarrierCommand.registerGlobalExpedited, 0, 0),
-        ])
+        #expect(
+            task.calls == [
+                InjectedCall(SyscallNumber.membarrier, MembarrierCommand.registerPrivateExpeditedRseq, 0, 0),
+                InjectedCall(SyscallNumber.membarrier, MembarrierCommand.registerGlobalExpedited, 0, 0),
+            ])
     }
 }
 
@@ -159,7 +178,8 @@ import Testing
         respond(task, keyrings: [Keyrings.sessionKeyring: 55], description: "keyring;1000;1000;3f030000;_uid_ses.1000")
         let (serial, own) = try KeyringState.dump(task.dumpSession(), parentKeyring: 0)
         #expect(serial == 0 && !own)
-        #expect(task.calls.map { $0.arguments[0] } == [Keyrings.getKeyringID, Keyrings.getKeyringID, Keyrings.describe])
+        #expect(
+            task.calls.map { $0.arguments[0] } == [Keyrings.getKeyringID, Keyrings.getKeyringID, Keyrings.describe])
         #expect(task.calls[2].arguments[1] == 55 && task.calls[2].arguments[3] == UInt64(DumpSession.scratchSize))
     }
 
@@ -185,13 +205,23 @@ import Testing
         #expect(error?.message.contains("holds 2 keys") == true)
 
         let processKeyring = FakeTask()
-        respond(processKeyring, keyrings: [Keyrings.processKeyring: 12, Keyrings.sessionKeyring: 77], description: "keyring;0;0;3f1b0000;_ses")
-        #expect(amberError(.unsupported) { _ = try KeyringState.dump(processKeyring.dumpSession(), parentKeyring: 55) } != nil)
+        respond(
+            processKeyring, keyrings: [Keyrings.processKeyring: 12, Keyrings.sessionKeyring: 77],
+            description: "keyring;0;0;3f1b0000;_ses")
+        #expect(
+            amberError(.unsupported) { _ = try KeyringState.dump(processKeyring.dumpSession(), parentKeyring: 55) }
+                != nil)
 
         let threadKeyring = FakeTask()
         respond(threadKeyring, keyrings: [Keyrings.threadKeyring: 13], description: "")
-        #expect(amberError(.unsupported) { try KeyringState.checkThread(threadKeyring.injector, threadKeyring.dumpSession()) } != nil)
-        #expect(threadKeyring.calls == [InjectedCall(SyscallNumber.keyctl, Keyrings.getKeyringID, Keyrings.threadKeyring, 0)])
+        #expect(
+            amberError(.unsupported) {
+                try KeyringState.checkThread(threadKeyring.injector, threadKeyring.dumpSession())
+            } != nil)
+        #expect(
+            threadKeyring.calls == [
+                InjectedCall(SyscallNumber.keyctl, Keyrings.getKeyringID, Keyrings.threadKeyring, 0)
+            ])
     }
 
     @Test func aNewSessionKeyringIsOwnedByTheTasksFilesystemIDs() throws {
@@ -202,10 +232,11 @@ import Testing
         leader.credentials.fsgid = 1234
         let record = taskRecord(threads: [leader])
         try KeyringState.joinNewSessionKeyring(task.injector, for: record)
-        #expect(task.calls == [
-            InjectedCall(SyscallNumber.keyctl, Keyrings.joinSessionKeyring, 0),
-            InjectedCall(SyscallNumber.keyctl, Keyrings.chown, 91, UInt64(leader.credentials.fsuid), 1234),
-        ])
+        #expect(
+            task.calls == [
+                InjectedCall(SyscallNumber.keyctl, Keyrings.joinSessionKeyring, 0),
+                InjectedCall(SyscallNumber.keyctl, Keyrings.chown, 91, UInt64(leader.credentials.fsuid), 1234),
+            ])
     }
 
     @Test func whoNeedsANewSessionKeyring() {

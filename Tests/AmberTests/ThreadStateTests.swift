@@ -21,11 +21,12 @@ import Testing
         record.rseqSignature = 0x5305_3053
         let all = FakeTask()
         try ThreadControlState.restore(record, all.injector)
-        #expect(all.calls == [
-            InjectedCall(SyscallNumber.setTidAddress, 0x7f00_0000_1000),
-            InjectedCall(SyscallNumber.setRobustList, 0x7f00_0000_2000, 24),
-            InjectedCall(SyscallNumber.rseq, 0x7f00_0000_3000, 32, 0, 0x5305_3053),
-        ])
+        #expect(
+            all.calls == [
+                InjectedCall(SyscallNumber.setTidAddress, 0x7f00_0000_1000),
+                InjectedCall(SyscallNumber.setRobustList, 0x7f00_0000_2000, 24),
+                InjectedCall(SyscallNumber.rseq, 0x7f00_0000_3000, 32, 0, 0x5305_3053),
+            ])
     }
 
     @Test func setNameKeepsFifteenBytesAndANul() throws {
@@ -65,8 +66,11 @@ import Testing
         #expect(session.threads.map(\.pid) == [fakePID, thread])
         let calls = task.calls
         #expect(calls.map(\.tid) == [fakePID, fakePID, fakePID, thread, thread, thread])
-        #expect(calls.map(\.number) == [SyscallNumber.setTidAddress, SyscallNumber.prctl, SyscallNumber.clone3,
-                                        SyscallNumber.setTidAddress, SyscallNumber.prctl, SyscallNumber.rtTgsigqueueinfo])
+        #expect(
+            calls.map(\.number) == [
+                SyscallNumber.setTidAddress, SyscallNumber.prctl, SyscallNumber.clone3,
+                SyscallNumber.setTidAddress, SyscallNumber.prctl, SyscallNumber.rtTgsigqueueinfo,
+            ])
         // struct clone_args: flags first, exit_signal at 32, set_tid and its size at 64 and 72.
         let clone = calls[2]
         let arguments = clone.arguments[0]

@@ -11,7 +11,10 @@ import Testing
         (0..<4).map { call.load(call.arguments[index] + UInt64($0 * 8), as: UInt64.self) }
     }
 
-    private func posixTimer(id: Int32, clock: Int32, signal: UInt32, notify: UInt32 = 0, thread: Int32 = 0, value: UInt64, remainingNs: UInt64, intervalNs: UInt64) -> Amber_PosixTimer {
+    private func posixTimer(
+        id: Int32, clock: Int32, signal: UInt32, notify: UInt32 = 0, thread: Int32 = 0, value: UInt64,
+        remainingNs: UInt64, intervalNs: UInt64
+    ) -> Amber_PosixTimer {
         var timer = Amber_PosixTimer()
         timer.id = id
         timer.clock = clock
@@ -28,8 +31,12 @@ import Testing
         let task = FakeTask()
         var record = Amber_Timers()
         record.posixTimers = [
-            posixTimer(id: 3, clock: CLOCK_MONOTONIC, signal: UInt32(SIGUSR1), value: 0xabc, remainingNs: 1_500_000_000, intervalNs: 250_000_000),
-            posixTimer(id: 7, clock: CLOCK_REALTIME, signal: 34, notify: 4, thread: 12, value: 0, remainingNs: 0, intervalNs: 0),
+            posixTimer(
+                id: 3, clock: CLOCK_MONOTONIC, signal: UInt32(SIGUSR1), value: 0xabc, remainingNs: 1_500_000_000,
+                intervalNs: 250_000_000),
+            posixTimer(
+                id: 7, clock: CLOCK_REALTIME, signal: 34, notify: 4, thread: 12, value: 0, remainingNs: 0, intervalNs: 0
+            ),
         ]
         var alarm = Amber_IntervalTimer()
         alarm.which = 0
@@ -48,7 +55,9 @@ import Testing
         #expect(calls[1].load(event + 8, as: Int32.self) == SIGUSR1)
         #expect(calls[1].load(event + 12, as: Int32.self) == 0)
         #expect(calls[1].load(calls[1].arguments[2], as: Int32.self) == 3)
-        #expect(calls[2].number == SyscallNumber.timerSettime && calls[2].arguments[0] == 3 && calls[2].arguments[1] == 0 && calls[2].arguments[3] == 0)
+        #expect(
+            calls[2].number == SyscallNumber.timerSettime && calls[2].arguments[0] == 3 && calls[2].arguments[1] == 0
+                && calls[2].arguments[3] == 0)
         #expect(words(calls[2], argument: 2) == [0, 250_000_000, 1, 500_000_000])
         // A disarmed timer is created, not set.
         #expect(calls[3].number == SyscallNumber.timerCreate && calls[3].arguments[0] == UInt64(CLOCK_REALTIME))
@@ -77,7 +86,9 @@ import Testing
     @Test func restoreRefusesAKernelThatCannotCreateATimerWithAGivenID() throws {
         let task = FakeTask()
         var record = Amber_Timers()
-        record.posixTimers = [posixTimer(id: 1, clock: CLOCK_MONOTONIC, signal: UInt32(SIGALRM), value: 0, remainingNs: 0, intervalNs: 0)]
+        record.posixTimers = [
+            posixTimer(id: 1, clock: CLOCK_MONOTONIC, signal: UInt32(SIGALRM), value: 0, remainingNs: 0, intervalNs: 0)
+        ]
         task.log.script = [-Int64(EINVAL)]
         let error = amberError(.incompatibleHost) { try TimerState.restore(record, task.restoreSession(Amber_Task())) }
         #expect(error != nil)
@@ -113,16 +124,26 @@ import Testing
             for (index, value) in values.enumerated() { memory.store(value, at: address + UInt64(index * 8)) }
             return 0
         }
-        let session = try task.dumpSession(threads: [(thread, FakeTask.status(tid: thread, extra: ["NSpid:\t\(thread)\t2"]))])
+        let session = try task.dumpSession(threads: [
+            (thread, FakeTask.status(tid: thread, extra: ["NSpid:\t\(thread)\t2"]))
+        ])
         let record = try TimerState.dump(session)
 
-        #expect(task.log.numbers == [SyscallNumber.getitimer, SyscallNumber.getitimer, SyscallNumber.getitimer, SyscallNumber.timerGettime, SyscallNumber.timerGettime])
+        #expect(
+            task.log.numbers == [
+                SyscallNumber.getitimer, SyscallNumber.getitimer, SyscallNumber.getitimer, SyscallNumber.timerGettime,
+                SyscallNumber.timerGettime,
+            ])
         #expect(record.intervalTimers.map(\.which) == [0, 2])
-        #expect(record.intervalTimers[0].remainingNs == 1_000_000_000 && record.intervalTimers[0].intervalNs == 1_000_000_000)
+        #expect(
+            record.intervalTimers[0].remainingNs == 1_000_000_000
+                && record.intervalTimers[0].intervalNs == 1_000_000_000)
         #expect(record.intervalTimers[1].remainingNs == 500_000 && record.intervalTimers[1].intervalNs == 0)
         try #require(record.posixTimers.count == 2)
         let first = record.posixTimers[0]
-        #expect(first.id == 3 && first.clock == 1 && first.signal == 14 && first.value == 0xabc && first.notify == 0 && first.thread == 0)
+        #expect(
+            first.id == 3 && first.clock == 1 && first.signal == 14 && first.value == 0xabc && first.notify == 0
+                && first.thread == 0)
         #expect(first.intervalNs == 100 && first.remainingNs == 2_000_000_005)
         // Aimed at a thread: named as its own PID namespace numbers it.
         let second = record.posixTimers[1]

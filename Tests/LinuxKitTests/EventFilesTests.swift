@@ -8,21 +8,28 @@ import Testing
 /// from what it says, read back.
 @Suite struct EventFilesTests {
     @Test func eventFDInfo() throws {
-        let info = try ProcFS.parseFileDescriptorInfo("pos:\t0\nflags:\t04002\nmnt_id:\t17\nino:\t1038\neventfd-count:      10000000005\neventfd-id: 18\neventfd-semaphore: 1\n")
+        let info = try ProcFS.parseFileDescriptorInfo(
+            "pos:\t0\nflags:\t04002\nmnt_id:\t17\nino:\t1038\neventfd-count:      10000000005\neventfd-id: 18\neventfd-semaphore: 1\n"
+        )
         #expect(try EventFDState(info) == EventFDState(count: 0x100_0000_0005, semaphore: true))
         let older = try ProcFS.parseFileDescriptorInfo("pos:\t0\nflags:\t02\nmnt_id:\t17\neventfd-count:\t3\n")
         #expect(throws: LinuxError.self) { try EventFDState(older) }
     }
 
     @Test func signalFDInfo() throws {
-        let info = try ProcFS.parseFileDescriptorInfo("pos:\t0\nflags:\t04002\nmnt_id:\t17\nino:\t1038\nsigmask:\t0000000000000a00\n")
+        let info = try ProcFS.parseFileDescriptorInfo(
+            "pos:\t0\nflags:\t04002\nmnt_id:\t17\nino:\t1038\nsigmask:\t0000000000000a00\n")
         #expect(try SignalFDState(info).mask == 0xa00)
     }
 
     @Test func timerFDInfo() throws {
         let info = try ProcFS.parseFileDescriptorInfo(
-            "pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t1038\nclockid: 0\nticks: 5\nsettime flags: 03\nit_value: (99, 143649161)\nit_interval: (0, 50000000)\n")
-        #expect(try TimerFDState(info) == TimerFDState(clock: 0, ticks: 5, settimeFlags: 3, remainingNs: 99_143_649_161, intervalNs: 50_000_000))
+            "pos:\t0\nflags:\t02\nmnt_id:\t17\nino:\t1038\nclockid: 0\nticks: 5\nsettime flags: 03\nit_value: (99, 143649161)\nit_interval: (0, 50000000)\n"
+        )
+        #expect(
+            try TimerFDState(info)
+                == TimerFDState(
+                    clock: 0, ticks: 5, settimeFlags: 3, remainingNs: 99_143_649_161, intervalNs: 50_000_000))
         #expect(TimerFDState.nanoseconds("(1, 1000000000)") == nil)
         #expect(TimerFDState.nanoseconds("(-1, 0)") == nil)
         #expect(TimerFDState.nanoseconds("(9223372037, 0)") == nil)
@@ -45,7 +52,9 @@ import Testing
         try TimerFDState.set(fd, flags: 0, valueNs: 1_000_000, intervalNs: 10_000_000)
         usleep(55_000)
         let state = try TimerFDState.read(fd, ownerPID: getpid(), ownerFD: fd.rawValue)
-        #expect(state.ticks >= 5 && state.remainingNs > 0 && state.remainingNs <= 10_000_000 && state.intervalNs == 10_000_000)
+        #expect(
+            state.ticks >= 5 && state.remainingNs > 0 && state.remainingNs <= 10_000_000
+                && state.intervalNs == 10_000_000)
         let copy = try TimerFDState.create(clock: TimerFDState.monotonicClock, nonBlocking: true)
         defer { try? copy.close() }
         try TimerFDState.set(copy, flags: 0, valueNs: 0, intervalNs: 0)

@@ -12,11 +12,14 @@ import Testing
         #expect(SignalStack(bytes: stack.bytes) == stack)
         var raw = stack_t()
         withUnsafeMutableBytes(of: &raw) { $0.copyBytes(from: stack.bytes) }
-        #expect(UInt64(UInt(bitPattern: raw.ss_sp)) == stack.base && raw.ss_flags == stack.flags && UInt64(raw.ss_size) == stack.size)
+        #expect(
+            UInt64(UInt(bitPattern: raw.ss_sp)) == stack.base && raw.ss_flags == stack.flags
+                && UInt64(raw.ss_size) == stack.size)
     }
 
     @Test func signalEventLayout() {
-        let event = SignalEvent(value: 0x1122_3344_5566_7788, signal: 34, notify: SignalEvent.notifyThreadID, threadID: 4321)
+        let event = SignalEvent(
+            value: 0x1122_3344_5566_7788, signal: 34, notify: SignalEvent.notifyThreadID, threadID: 4321)
         let bytes = event.bytes
         #expect(bytes.count == MemoryLayout<sigevent>.size)
         bytes.withUnsafeBytes {
@@ -34,11 +37,16 @@ import Testing
     }
 
     @Test func cloneArgumentsLayout() {
-        let arguments = CloneArguments(flags: CloneFlags.newPIDNamespace, exitSignal: UInt64(SIGCHLD), setTID: 0x1000, setTIDCount: 2)
-        let words = arguments.bytes.withUnsafeBytes { bytes in (0..<(bytes.count / 8)).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) } }
+        let arguments = CloneArguments(
+            flags: CloneFlags.newPIDNamespace, exitSignal: UInt64(SIGCHLD), setTID: 0x1000, setTIDCount: 2)
+        let words = arguments.bytes.withUnsafeBytes { bytes in
+            (0..<(bytes.count / 8)).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) }
+        }
         // CLONE_ARGS_SIZE_VER2: flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup.
         #expect(words.count == 11)
-        #expect(words[0] == CloneFlags.newPIDNamespace && words[4] == UInt64(SIGCHLD) && words[8] == 0x1000 && words[9] == 2)
+        #expect(
+            words[0] == CloneFlags.newPIDNamespace && words[4] == UInt64(SIGCHLD) && words[8] == 0x1000 && words[9] == 2
+        )
     }
 
     @Test func ownAlternateStackAndXState() throws {

@@ -8,7 +8,10 @@ import Testing
     @Test func queuedBytesAndCapacity() throws {
         var ends: [Int32] = [0, 0]
         #expect(pipe(&ends) == 0)
-        defer { close(ends[0]); close(ends[1]) }
+        defer {
+            close(ends[0])
+            close(ends[1])
+        }
         #expect(try PipeBuffer.queuedBytes(FileDescriptor(rawValue: ends[0])) == 0)
         #expect(write(ends[1], "abc", 3) == 3)
         #expect(try PipeBuffer.queuedBytes(FileDescriptor(rawValue: ends[0])) == 3)

@@ -22,10 +22,12 @@ import Testing
             """
         let maps = try ProcFS.parseMaps(text)
         #expect(maps.count == 9)
-        #expect(maps[0] == MemoryMapping(
-            start: 0x55784d2f8000, end: 0x55784d2fa000,
-            readable: true, writable: false, executable: false, shared: false,
-            offset: 0, device: makeDevice(major: 0xfe, minor: 0), inode: 253911, path: "/usr/bin/cat"))
+        #expect(
+            maps[0]
+                == MemoryMapping(
+                    start: 0x5578_4d2f_8000, end: 0x5578_4d2f_a000,
+                    readable: true, writable: false, executable: false, shared: false,
+                    offset: 0, device: makeDevice(major: 0xfe, minor: 0), inode: 253911, path: "/usr/bin/cat"))
         #expect(maps[0].protection == PROT_READ)
         #expect(maps[1].offset == 0x2000)
         #expect(maps[1].protection == PROT_READ | PROT_EXEC)
@@ -37,7 +39,7 @@ import Testing
         #expect(maps[5].path == "[vvar]")
         #expect(maps[6].path == "[vvar_vclock]")
         #expect(maps[7].path == "[stack]")
-        #expect(maps[8].start == 0xffffffffff600000 && maps[8].end == 0xffffffffff601000)
+        #expect(maps[8].start == 0xffff_ffff_ff60_0000 && maps[8].end == 0xffff_ffff_ff60_1000)
         #expect(maps[8].protection == PROT_EXEC)
         #expect(maps[8].size == 0x1000)
     }
@@ -75,8 +77,8 @@ import Testing
             """
         let maps = try ProcFS.parseMaps(text)
         #expect(maps[0].device == 0x1103ab)
-        #expect(maps[1].device == 0xffffffff)
-        #expect(maps[2].device == 0x1206789a345bc)
+        #expect(maps[1].device == 0xffff_ffff)
+        #expect(maps[2].device == 0x1_2067_89a3_45bc)
     }
 
     @Test func emptyText() throws {
@@ -85,17 +87,17 @@ import Testing
     }
 
     @Test(arguments: [
-        "1000-2000 rwzp 00000000 00:00 0",        // bad permission letter
-        "1000-2000 rw-x 00000000 00:00 0",        // neither private nor shared
-        "1000-2000 rw-p 00000000 00:00",          // no inode
-        "1000 rw-p 00000000 00:00 0",             // no end
-        "2000-1000 rw-p 00000000 00:00 0",        // end before start
-        "1000-2000 rw-p 0000g000 00:00 0",        // bad offset
-        "1000-2000 rw-p 00000000 0000 0",         // device without colon
-        "1000-2000 rw-p 00000000 00:00 -1",       // negative inode
-        "1000-2000 rw-p 00000000 00:00 1x",       // junk inode
-        "10000000000000000-10000000000000001 rw-p 00000000 00:00 0", // over 64 bits
-        "1000-2000 rw-pp 00000000 00:00 0",       // five permission letters
+        "1000-2000 rwzp 00000000 00:00 0",  // bad permission letter
+        "1000-2000 rw-x 00000000 00:00 0",  // neither private nor shared
+        "1000-2000 rw-p 00000000 00:00",  // no inode
+        "1000 rw-p 00000000 00:00 0",  // no end
+        "2000-1000 rw-p 00000000 00:00 0",  // end before start
+        "1000-2000 rw-p 0000g000 00:00 0",  // bad offset
+        "1000-2000 rw-p 00000000 0000 0",  // device without colon
+        "1000-2000 rw-p 00000000 00:00 -1",  // negative inode
+        "1000-2000 rw-p 00000000 00:00 1x",  // junk inode
+        "10000000000000000-10000000000000001 rw-p 00000000 00:00 0",  // over 64 bits
+        "1000-2000 rw-pp 00000000 00:00 0",  // five permission letters
     ])
     func malformedLineNamesItsNumber(_ bad: String) {
         let text = "1000-2000 r--p 00000000 00:00 0\n2000-3000 r--p 00000000 00:00 0\n\(bad)\n"
@@ -118,17 +120,18 @@ import Testing
     }
 
     @Test func realLine() throws {
-        let text = "6884 (cat) R 6881 6881 4077 0 -1 4194304 100 0 0 0 0 0 0 0 20 0 1 0 90642 3133440 362 18446744073709551615 94182679433216 94182679453097 140721243864096 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 94182679469104 94182679470720 94183211487232 140721243871951 140721243871971 140721243871971 140721243873259 0\n"
+        let text =
+            "6884 (cat) R 6881 6881 4077 0 -1 4194304 100 0 0 0 0 0 0 0 20 0 1 0 90642 3133440 362 18446744073709551615 94182679433216 94182679453097 140721243864096 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 94182679469104 94182679470720 94183211487232 140721243871951 140721243871971 140721243871971 140721243873259 0\n"
         let stat = try ProcFS.parseStat(text)
         #expect(stat.pid == 6884 && stat.comm == "cat" && stat.state == "R")
         #expect(stat.ppid == 6881 && stat.pgrp == 6881 && stat.session == 4077)
         #expect(stat.numThreads == 1 && stat.startTime == 90642)
-        #expect(stat.startCode == 94182679433216 && stat.endCode == 94182679453097)
-        #expect(stat.startStack == 140721243864096)
-        #expect(stat.startData == 94182679469104 && stat.endData == 94182679470720)
-        #expect(stat.startBrk == 94183211487232)
-        #expect(stat.argStart == 140721243871951 && stat.argEnd == 140721243871971)
-        #expect(stat.envStart == 140721243871971 && stat.envEnd == 140721243873259)
+        #expect(stat.startCode == 94_182_679_433_216 && stat.endCode == 94_182_679_453_097)
+        #expect(stat.startStack == 140_721_243_864_096)
+        #expect(stat.startData == 94_182_679_469_104 && stat.endData == 94_182_679_470_720)
+        #expect(stat.startBrk == 94_183_211_487_232)
+        #expect(stat.argStart == 140_721_243_871_951 && stat.argEnd == 140_721_243_871_971)
+        #expect(stat.envStart == 140_721_243_871_971 && stat.envEnd == 140_721_243_873_259)
         #expect(stat.exitCode == 0)
     }
 
@@ -157,13 +160,13 @@ import Testing
 
     @Test(arguments: [
         "",
-        "4242 cat S 1 2 3",                                       // no parentheses
-        "4242 (cat) S 1 2 3 4 5\n",                               // too few fields
-        line(comm: "x").replacingFirst("4242", with: "42x2"),     // bad pid
-        line(comm: "x").replacingFirst(" 4000 ", with: " 4a00 "), // bad ppid
-        line(comm: "x").replacingFirst(" 26000 ", with: " -26000 "), // negative address
-        line(comm: "x", state: "SS"),                             // state not one letter
-        line(comm: "x", tail: "99999999999"),                     // exit code out of range
+        "4242 cat S 1 2 3",  // no parentheses
+        "4242 (cat) S 1 2 3 4 5\n",  // too few fields
+        line(comm: "x").replacingFirst("4242", with: "42x2"),  // bad pid
+        line(comm: "x").replacingFirst(" 4000 ", with: " 4a00 "),  // bad ppid
+        line(comm: "x").replacingFirst(" 26000 ", with: " -26000 "),  // negative address
+        line(comm: "x", state: "SS"),  // state not one letter
+        line(comm: "x", tail: "99999999999"),  // exit code out of range
     ])
     func malformed(_ text: String) {
         #expect(throws: LinuxError.self) { try ProcFS.parseStat(text) }
@@ -210,7 +213,7 @@ import Testing
         #expect(status.umask == 0o022)
         #expect(status.pendingThread == 0x100 && status.pendingShared == 0x4000)
         #expect(status.blockedSignals == 0x10000 && status.ignoredSignals == 0x1000)
-        #expect(status.caughtSignals == 0xfffffffe00014002)
+        #expect(status.caughtSignals == 0xffff_fffe_0001_4002)
         #expect(status.namespacePIDs == [6883, 1] && status.namespaceTGIDs == [6883, 1])
         #expect(status.namespacePGIDs == [6881, 0] && status.namespaceSIDs == [4077, 0])
         #expect(status.seccompMode == 2)
@@ -240,7 +243,10 @@ import Testing
         #expect(status.userIDs == CredentialIDs(real: 1000, effective: 1001, saved: 1002, filesystem: 1002))
         #expect(status.groupIDs == CredentialIDs(real: 1000, effective: 1001, saved: 1002, filesystem: 1000))
         #expect(status.supplementaryGroups == [1000, 1001, 4_294_967_294])
-        #expect(status.capabilities == CapabilitySets(inheritable: 0x400, permitted: 0x400, effective: 0x400, bounding: 0x1fffebfffff, ambient: 0x400))
+        #expect(
+            status.capabilities
+                == CapabilitySets(
+                    inheritable: 0x400, permitted: 0x400, effective: 0x400, bounding: 0x1ff_febf_ffff, ambient: 0x400))
         #expect(status.noNewPrivileges == true)
     }
 
@@ -254,8 +260,8 @@ import Testing
     }
 
     @Test(arguments: [
-        ("Uid:\t1000\t1001\t1002\t1002", "Uid:\t1000\t1001\t1002"),       // three IDs
-        ("Gid:\t1000\t1001\t1002\t1000", "Gid:\t1000\t1001\t1002\t4294967296"), // beyond 32 bits
+        ("Uid:\t1000\t1001\t1002\t1002", "Uid:\t1000\t1001\t1002"),  // three IDs
+        ("Gid:\t1000\t1001\t1002\t1000", "Gid:\t1000\t1001\t1002\t4294967296"),  // beyond 32 bits
         ("Groups:\t1000 1001 4294967294", "Groups:\t1000 staff"),
         ("CapBnd:\t000001fffebfffff", "CapBnd:\txyz"),
         ("NoNewPrivs:\t1", "NoNewPrivs:\t2"),
@@ -316,12 +322,12 @@ import Testing
     }
 
     @Test(arguments: [
-        ("Tgid:\t6883\n", ""),                          // missing required line
+        ("Tgid:\t6883\n", ""),  // missing required line
         ("Tgid:\t6883", "Tgid:\tx"),
-        ("PPid:\t6881", "PPid:\t99999999999"),          // beyond Int32
-        ("SigBlk:\t0000000000010000", "SigBlk:\t10000000000000000"), // beyond 64 bits
+        ("PPid:\t6881", "PPid:\t99999999999"),  // beyond Int32
+        ("SigBlk:\t0000000000010000", "SigBlk:\t10000000000000000"),  // beyond 64 bits
         ("SigCgt:\tfffffffe00014002", "SigCgt:\tzz"),
-        ("Umask:\t0022", "Umask:\t0089"),               // not octal
+        ("Umask:\t0022", "Umask:\t0089"),  // not octal
         ("NSpid:\t6883\t1", "NSpid:\t6883\tone"),
         ("State:\tR (running)", "State:\t"),
         ("Seccomp:\t2", "Seccomp:\ttwo"),
@@ -363,7 +369,7 @@ import Testing
         let limits = try ProcFS.parseLimits(Self.sample)
         #expect(limits.map(\.resource) == Array(0...15))
         #expect(limits[0] == ResourceLimitEntry(resource: 0, soft: .max, hard: .max))
-        #expect(limits[3] == ResourceLimitEntry(resource: Int32(RLIMIT_STACK.rawValue), soft: 8388608, hard: .max))
+        #expect(limits[3] == ResourceLimitEntry(resource: Int32(RLIMIT_STACK.rawValue), soft: 8_388_608, hard: .max))
         #expect(limits[4] == ResourceLimitEntry(resource: Int32(RLIMIT_CORE.rawValue), soft: 0, hard: .max))
         #expect(limits[7] == ResourceLimitEntry(resource: Int32(RLIMIT_NOFILE.rawValue), soft: 20000, hard: 20000))
         #expect(limits[13] == ResourceLimitEntry(resource: 13, soft: 0, hard: 0))
@@ -377,9 +383,12 @@ import Testing
             ("Max core file size", Int32(RLIMIT_CORE.rawValue)), ("Max resident set", Int32(__RLIMIT_RSS.rawValue)),
             ("Max processes", Int32(__RLIMIT_NPROC.rawValue)), ("Max open files", Int32(RLIMIT_NOFILE.rawValue)),
             ("Max locked memory", Int32(__RLIMIT_MEMLOCK.rawValue)), ("Max address space", Int32(RLIMIT_AS.rawValue)),
-            ("Max file locks", Int32(__RLIMIT_LOCKS.rawValue)), ("Max pending signals", Int32(__RLIMIT_SIGPENDING.rawValue)),
-            ("Max msgqueue size", Int32(__RLIMIT_MSGQUEUE.rawValue)), ("Max nice priority", Int32(__RLIMIT_NICE.rawValue)),
-            ("Max realtime priority", Int32(__RLIMIT_RTPRIO.rawValue)), ("Max realtime timeout", Int32(__RLIMIT_RTTIME.rawValue)),
+            ("Max file locks", Int32(__RLIMIT_LOCKS.rawValue)),
+            ("Max pending signals", Int32(__RLIMIT_SIGPENDING.rawValue)),
+            ("Max msgqueue size", Int32(__RLIMIT_MSGQUEUE.rawValue)),
+            ("Max nice priority", Int32(__RLIMIT_NICE.rawValue)),
+            ("Max realtime priority", Int32(__RLIMIT_RTPRIO.rawValue)),
+            ("Max realtime timeout", Int32(__RLIMIT_RTTIME.rawValue)),
         ]
         for (name, number) in numbers {
             #expect(ProcFS.limitNames[Int(number)] == Array(name.utf8))
@@ -387,7 +396,9 @@ import Testing
     }
 
     @Test func unknownRowsAreIgnored() throws {
-        let text = Self.sample + "Max brand new thing       5                    6                    widgets\nMax cpu timer 1 2\n"
+        let text =
+            Self.sample
+            + "Max brand new thing       5                    6                    widgets\nMax cpu timer 1 2\n"
         #expect(try ProcFS.parseLimits(text).count == 16)
     }
 
@@ -488,7 +499,8 @@ import Testing
     /// Every parser either parses or throws, never traps, on every truncation
     /// and on single-byte corruptions of real text.
     @Test func truncatedAndCorruptedTextNeverTraps() {
-        let maps = "55784d2f8000-55784d2fa000 r--p 00000000 fe:00 253911   /usr/bin/a b (deleted)\n7f00-7f01 rw-s 0 00:00 0\n"
+        let maps =
+            "55784d2f8000-55784d2fa000 r--p 00000000 fe:00 253911   /usr/bin/a b (deleted)\n7f00-7f01 rw-s 0 00:00 0\n"
         let stat = ParseStatTests.line(comm: "a) (b")
         let fdinfo = "pos:\t1\nflags:\t02\nmnt_id:\t3\nino:\t4\ntfd: 5 events: 1c\n"
         let samples: [(String, (ArraySlice<UInt8>) throws(LinuxError) -> Void)] = [
@@ -583,7 +595,10 @@ import Testing
             areas.append((path, UInt64(UInt(bitPattern: area))))
         }
         unlink(areas[2].path)
-        defer { unlink(areas[0].path); unlink(areas[1].path) }
+        defer {
+            unlink(areas[0].path)
+            unlink(areas[1].path)
+        }
         let maps = try ProcFS.mapsWithFiles(pid: pid)
         for (index, area) in areas.enumerated() {
             let mapping = try #require(maps.first { $0.start == area.start })
@@ -612,7 +627,8 @@ import Testing
         // "/proc/thread-self" links to "PID/task/TID".
         let tid = try #require(Int32(try ProcFS.link("/proc/thread-self").split(separator: "/").last ?? ""))
         #expect(try ProcFS.threads(pid: pid).contains(tid))
-        var set = sigset_t(), old = sigset_t()
+        var set = sigset_t()
+        var old = sigset_t()
         sigemptyset(&set)
         sigaddset(&set, SIGUSR2)
         try #require(pthread_sigmask(SIG_BLOCK, &set, &old) == 0)
@@ -648,7 +664,10 @@ import Testing
         let path = "/tmp/amber-procfs-fd-\(pid)"
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         try #require(fd >= 0)
-        defer { close(fd); unlink(path) }
+        defer {
+            close(fd)
+            unlink(path)
+        }
         try #require(write(fd, "hello", 5) == 5)
 
         let fds = try ProcFS.fileDescriptors(pid: pid)
@@ -669,7 +688,10 @@ import Testing
     @Test func fileTypes() throws {
         var pipeFDs: [Int32] = [0, 0]
         try #require(pipe(&pipeFDs) == 0)
-        defer { close(pipeFDs[0]); close(pipeFDs[1]) }
+        defer {
+            close(pipeFDs[0])
+            close(pipeFDs[1])
+        }
         #expect(try FileStatus.fstat(fd: pipeFDs[0]).isFIFO)
         #expect(try ProcFS.fileDescriptorPath(pid: pid, fd: pipeFDs[0]).hasPrefix("pipe:["))
         let socketFD = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -677,14 +699,16 @@ import Testing
         defer { close(socketFD) }
         #expect(try FileStatus.stat(procFD: pid, fd: socketFD).isSocket)
         #expect(try FileStatus.stat(path: "/dev/null").isCharacterDevice)
-        #expect(try FileStatus.stat(path: "/dev/null").rdev == 0x103) // makedev(1, 3)
+        #expect(try FileStatus.stat(path: "/dev/null").rdev == 0x103)  // makedev(1, 3)
         #expect(try FileStatus.stat(path: "/tmp").isDirectory)
     }
 
     @Test func cwdExecutableAuxv() throws {
         var buffer = [CChar](repeating: 0, count: 4096)
         try #require(getcwd(&buffer, buffer.count) != nil)
-        #expect(try ProcFS.cwd(pid: pid) == String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        #expect(
+            try ProcFS.cwd(pid: pid)
+                == String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         #expect(try ProcFS.executable(pid: pid).hasPrefix("/"))
 
         let auxv = try ProcFS.auxv(pid: pid)
@@ -756,7 +780,8 @@ import Testing
             print(ep.fileno(), ev, mem, ino, tfd, sfd, flush=True)
             sys.stdin.read()
             """
-        var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
+        var toChild: [Int32] = [0, 0]
+        var fromChild: [Int32] = [0, 0]
         try #require(pipe(&toChild) == 0 && pipe(&fromChild) == 0)
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -771,7 +796,7 @@ import Testing
         close(toChild[0])
         close(fromChild[1])
         defer {
-            close(toChild[1]) // EOF on its stdin ends it
+            close(toChild[1])  // EOF on its stdin ends it
             var status: Int32 = 0
             waitpid(child, &status, 0)
         }
@@ -789,9 +814,14 @@ import Testing
         #expect(try ProcFS.fileDescriptorPath(pid: child, fd: fds[2]) == "/memfd:amber procfs test (deleted)")
         #expect(try ProcFS.fileDescriptorInfo(pid: child, fd: fds[2]).position == 5)
         #expect(try FileStatus.stat(procFD: child, fd: fds[2]).size == 5)
-        if fds[3] >= 0 { #expect(try ProcFS.fileDescriptorInfo(pid: child, fd: fds[3]).lines.contains { $0.hasPrefix("inotify wd:") }) }
+        if fds[3] >= 0 {
+            #expect(
+                try ProcFS.fileDescriptorInfo(pid: child, fd: fds[3]).lines.contains { $0.hasPrefix("inotify wd:") })
+        }
         if fds[4] >= 0 { #expect(try ProcFS.fileDescriptorInfo(pid: child, fd: fds[4]).fields["clockid"] == "1") }
-        if fds[5] >= 0 { #expect(try ProcFS.fileDescriptorInfo(pid: child, fd: fds[5]).fields["sigmask"] == "0000000000000200") }
+        if fds[5] >= 0 {
+            #expect(try ProcFS.fileDescriptorInfo(pid: child, fd: fds[5]).fields["sigmask"] == "0000000000000200")
+        }
         #expect(try ProcFS.status(pid: child).ppid == pid)
         #expect(try ProcFS.children(pid: pid).contains(child))
     }
@@ -831,7 +861,7 @@ import Testing
     }
 
     @Test func goneProcess() {
-        let gone = Int32.max - 1 // above any pid_max
+        let gone = Int32.max - 1  // above any pid_max
         #expect {
             try ProcFS.status(pid: gone)
         } throws: { error in
@@ -863,7 +893,7 @@ import Testing
         try #require(symlink(target, link) == 0)
         defer { unlink(link) }
         #expect(try ProcFS.link(link) == target)
-        #expect(throws: LinuxError.self) { try ProcFS.link(path) } // not a link: EINVAL
+        #expect(throws: LinuxError.self) { try ProcFS.link(path) }  // not a link: EINVAL
     }
 }
 
@@ -891,30 +921,36 @@ extension String {
 @Suite struct ParseMemoryFlagsTests {
     @Test func flagsByAreaStart() throws {
         let text = """
-        7f00000000-7f00001000 rw-p 00000000 00:00 0 
-        Size:                  4 kB
-        VmFlags: rd wr mr mw me ac 
-        7f00001000-7f00002000 ---p 00000000 00:00 0 
-        Size:                  4 kB
-        VmFlags: mr mw me 
-        """
+            7f00000000-7f00001000 rw-p 00000000 00:00 0 
+            Size:                  4 kB
+            VmFlags: rd wr mr mw me ac 
+            7f00001000-7f00002000 ---p 00000000 00:00 0 
+            Size:                  4 kB
+            VmFlags: mr mw me 
+            """
         let flags = try ProcFS.parseMemoryFlags(text)
-        #expect(flags[0x7f00000000] == [.readable, .writable, .mayWrite, .accounted])
-        #expect(flags[0x7f00001000] == [.mayWrite])
+        #expect(flags[0x7f_0000_0000] == [.readable, .writable, .mayWrite, .accounted])
+        #expect(flags[0x7f_0000_1000] == [.mayWrite])
     }
 
     @Test func adviceLocksAndFlagsToRefuse() throws {
         let text = """
-        7f00000000-7f00001000 rw-p 00000000 00:00 0 
-        VmFlags: rd wr mr mw me lo lf dc wf dd sr nr dp sl hg mg gd 
-        7f00001000-7f00002000 rw-p 00000000 00:00 0 
-        VmFlags: rd wr mr me rr nh io pf mm ht sf um uw ui ss xx 
-        """
+            7f00000000-7f00001000 rw-p 00000000 00:00 0 
+            VmFlags: rd wr mr mw me lo lf dc wf dd sr nr dp sl hg mg gd 
+            7f00001000-7f00002000 rw-p 00000000 00:00 0 
+            VmFlags: rd wr mr me rr nh io pf mm ht sf um uw ui ss xx 
+            """
         let flags = try ProcFS.parseMemoryFlags(text)
-        #expect(flags[0x7f00000000] == [.readable, .writable, .mayWrite, .locked, .lockOnFault, .doNotCopy, .wipeOnFork, .doNotDump,
-                                        .sequentialRead, .noReserve, .droppable, .sealed, .hugePage, .mergeable, .growsDown])
-        #expect(flags[0x7f00001000] == [.readable, .writable, .randomRead, .noHugePage, .io, .pfnMap, .mixedMap, .hugeTLB, .synchronous,
-                                        .userfaultMissing, .userfaultWriteProtect, .userfaultMinor, .shadowStack])
+        #expect(
+            flags[0x7f_0000_0000] == [
+                .readable, .writable, .mayWrite, .locked, .lockOnFault, .doNotCopy, .wipeOnFork, .doNotDump,
+                .sequentialRead, .noReserve, .droppable, .sealed, .hugePage, .mergeable, .growsDown,
+            ])
+        #expect(
+            flags[0x7f_0000_1000] == [
+                .readable, .writable, .randomRead, .noHugePage, .io, .pfnMap, .mixedMap, .hugeTLB, .synchronous,
+                .userfaultMissing, .userfaultWriteProtect, .userfaultMinor, .shadowStack,
+            ])
     }
 
 }
@@ -936,11 +972,12 @@ extension String {
             ClockID: -221350
 
             """
-        #expect(try ProcFS.parsePosixTimers(text) == [
-            PosixTimerEntry(id: 4, signal: 12, value: 0xc3, notify: 0, target: 25358, clock: 1),
-            PosixTimerEntry(id: 3, signal: 10, value: 0xb2, notify: 4, target: 25359, clock: 0),
-            PosixTimerEntry(id: 0, signal: 0, value: 0, notify: 1, target: 27666, clock: -221350),
-        ])
+        #expect(
+            try ProcFS.parsePosixTimers(text) == [
+                PosixTimerEntry(id: 4, signal: 12, value: 0xc3, notify: 0, target: 25358, clock: 1),
+                PosixTimerEntry(id: 3, signal: 10, value: 0xb2, notify: 4, target: 25359, clock: 0),
+                PosixTimerEntry(id: 0, signal: 0, value: 0, notify: 1, target: 27666, clock: -221350),
+            ])
     }
 
     @Test func noTimers() throws {
@@ -962,12 +999,26 @@ extension String {
 
 @Suite struct ParseFileLockTests {
     @Test func everyKind() {
-        #expect(FileLock.parse("1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF") == FileLock(kind: .posix, mode: "WRITE", pid: 1234, inode: 5678, device: "08:01"))
-        #expect(FileLock.parse("lock:\t2: FLOCK  ADVISORY  WRITE 99 00:1a:42 0 EOF") == FileLock(kind: .flock, mode: "WRITE", pid: 99, inode: 42, device: "00:1a"))
-        #expect(FileLock.parse("lock:\t3: OFDLCK ADVISORY  READ  -1 fd:00:7 10 99") == FileLock(kind: .openFileDescription, mode: "READ", pid: -1, inode: 7, device: "fd:00", start: 10, end: 99))
-        #expect(FileLock.parse("4: LEASE  ACTIVE    READ 55 00:1a:42 0 EOF") == FileLock(kind: .lease, mode: "READ", pid: 55, inode: 42, device: "00:1a", advice: "ACTIVE"))
-        #expect(FileLock.parse("5: DELEG  ACTIVE    READ 56 00:1a:43 0 EOF") == FileLock(kind: .other("DELEG"), mode: "READ", pid: 56, inode: 43, device: "00:1a", advice: "ACTIVE"))
-        #expect(FileLock.parse("6: POSIX  MANDATORY WRITE 7 08:01:5 100 EOF") == FileLock(kind: .posix, mode: "WRITE", pid: 7, inode: 5, device: "08:01", advice: "MANDATORY", start: 100))
+        #expect(
+            FileLock.parse("1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF")
+                == FileLock(kind: .posix, mode: "WRITE", pid: 1234, inode: 5678, device: "08:01"))
+        #expect(
+            FileLock.parse("lock:\t2: FLOCK  ADVISORY  WRITE 99 00:1a:42 0 EOF")
+                == FileLock(kind: .flock, mode: "WRITE", pid: 99, inode: 42, device: "00:1a"))
+        #expect(
+            FileLock.parse("lock:\t3: OFDLCK ADVISORY  READ  -1 fd:00:7 10 99")
+                == FileLock(
+                    kind: .openFileDescription, mode: "READ", pid: -1, inode: 7, device: "fd:00", start: 10, end: 99))
+        #expect(
+            FileLock.parse("4: LEASE  ACTIVE    READ 55 00:1a:42 0 EOF")
+                == FileLock(kind: .lease, mode: "READ", pid: 55, inode: 42, device: "00:1a", advice: "ACTIVE"))
+        #expect(
+            FileLock.parse("5: DELEG  ACTIVE    READ 56 00:1a:43 0 EOF")
+                == FileLock(kind: .other("DELEG"), mode: "READ", pid: 56, inode: 43, device: "00:1a", advice: "ACTIVE"))
+        #expect(
+            FileLock.parse("6: POSIX  MANDATORY WRITE 7 08:01:5 100 EOF")
+                == FileLock(
+                    kind: .posix, mode: "WRITE", pid: 7, inode: 5, device: "08:01", advice: "MANDATORY", start: 100))
     }
 
     @Test func waitersAndOthersAreNotLocks() {

@@ -20,24 +20,30 @@ final class AuthenticationTests: ScenarioTestCase {
     func testUserImageNamingARootOnlyFileIsRefused() throws {
         let (p, image) = try userDumpedCounter()
         let secret = try directory() + "/secret"
-        XCTAssertTrue(FileManager.default.createFile(atPath: secret, contents: Data("secret\n".utf8), attributes: [.posixPermissions: 0o600]))
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: secret, contents: Data("secret\n".utf8), attributes: [.posixPermissions: 0o600]))
         var status = stat()
         XCTAssertEqual(stat(secret, &status), 0)
         try edit(image, pid: p.pid) { task in
-            let index = try XCTUnwrap(task.files.descriptions.firstIndex { $0.regularFile.path == p.directory + "/log" }, "the counter's log is open")
+            let index = try XCTUnwrap(
+                task.files.descriptions.firstIndex { $0.regularFile.path == p.directory + "/log" },
+                "the counter's log is open")
             task.files.descriptions[index].regularFile.path = secret
             task.files.descriptions[index].flags = UInt32(O_RDWR)
             task.files.descriptions[index].offset = 0
             task.files.descriptions[index].regularFile.device = UInt64(status.st_dev)
             task.files.descriptions[index].regularFile.inode = UInt64(status.st_ino)
             task.files.descriptions[index].regularFile.size = UInt64(status.st_size)
-            task.files.descriptions[index].regularFile.changeTimeNs = UInt64(status.st_ctim.tv_sec) * 1_000_000_000 + UInt64(status.st_ctim.tv_nsec)
+            task.files.descriptions[index].regularFile.changeTimeNs =
+                UInt64(status.st_ctim.tv_sec) * 1_000_000_000 + UInt64(status.st_ctim.tv_nsec)
         }
         let needs = try amber(["verify", "--needs", image])
         XCTAssertEqual(needs.status, .exited(0), needs.summary)
         XCTAssertTrue(needs.stdout.contains("not authenticated"), needs.stdout)
         XCTAssertTrue(needs.stdout.contains("\(secret) (read-write): uid \(PrivilegeTests.user)"), needs.stdout)
-        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.permissionDenied,
             mentions: [secret, "process \(p.pid)", "not authenticated", "--trust-image"])
         XCTAssertEqual(Sys.readText(secret), "secret\n")
     }
@@ -56,12 +62,18 @@ final class AuthenticationTests: ScenarioTestCase {
             task.threads[0].threadFlags.noNewPrivs = false
         }
         let needs = try amber(["verify", "--needs", image])
-        XCTAssertTrue(needs.stdout.contains("process \(p.pid) (counter): seccomp filters without no_new_privs"), needs.stdout)
-        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
-            mentions: ["process \(p.pid)", "seccomp", "no_new_privs", "CAP_SYS_ADMIN", "not authenticated", "--trust-image"])
+        XCTAssertTrue(
+            needs.stdout.contains("process \(p.pid) (counter): seccomp filters without no_new_privs"), needs.stdout)
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+            mentions: [
+                "process \(p.pid)", "seccomp", "no_new_privs", "CAP_SYS_ADMIN", "not authenticated", "--trust-image",
+            ])
         try restoreDetachedExpectingSuccess(p, from: image, options: ["--trust-image"])
         let restored = Proc.status(p.pid)?.raw ?? ""
-        XCTAssertTrue(restored.contains("Seccomp:\t2") && restored.contains("NoNewPrivs:\t0"), "trusted, the filter is given as the image asks: \(restored)")
+        XCTAssertTrue(
+            restored.contains("Seccomp:\t2") && restored.contains("NoNewPrivs:\t0"),
+            "trusted, the filter is given as the image asks: \(restored)")
         try terminateAndExpectPass(p, "restored with --trust-image")
     }
 
@@ -73,25 +85,37 @@ final class AuthenticationTests: ScenarioTestCase {
         var files = rlimit()
         XCTAssertEqual(getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &files), 0)
         var cases: [(String, (inout Amber_Task) -> Void)] = [
-            ("SCHED_FIFO priority 10", { $0.threads[0].scheduling.policy = 1; $0.threads[0].scheduling.rtPriority = 10 }),
+            (
+                "SCHED_FIFO priority 10",
+                {
+                    $0.threads[0].scheduling.policy = 1
+                    $0.threads[0].scheduling.rtPriority = 10
+                }
+            ),
             ("nice -10", { $0.threads[0].scheduling.nice = -10 }),
             ("oom_score_adj -500", { $0.processFlags.oomScoreAdj = -500 }),
             ("IOPRIO_CLASS_RT", { $0.threads[0].scheduling.ioPriority = 1 << 13 | 4 }),
-            ("of locked memory, above its RLIMIT_MEMLOCK", { task in
-                for index in task.memory.areas.indices where task.memory.areas[index].kind == .areaStack {
-                    task.memory.areas[index].locked = true
+            (
+                "of locked memory, above its RLIMIT_MEMLOCK",
+                { task in
+                    for index in task.memory.areas.indices where task.memory.areas[index].kind == .areaStack {
+                        task.memory.areas[index].locked = true
+                    }
+                    for index in task.environment.limits.indices where task.environment.limits[index].resource == 8 {
+                        task.environment.limits[index].soft = 0
+                    }
                 }
-                for index in task.environment.limits.indices where task.environment.limits[index].resource == 8 {
-                    task.environment.limits[index].soft = 0
+            ),
+            (
+                "POSIX timer 7 on CLOCK_BOOTTIME_ALARM",
+                { task in
+                    var timer = Amber_PosixTimer()
+                    timer.id = 7
+                    timer.clock = 9
+                    timer.notify = 1
+                    task.timers.posixTimers = [timer]
                 }
-            }),
-            ("POSIX timer 7 on CLOCK_BOOTTIME_ALARM", { task in
-                var timer = Amber_PosixTimer()
-                timer.id = 7
-                timer.clock = 9
-                timer.notify = 1
-                task.timers.posixTimers = [timer]
-            }),
+            ),
         ]
         /// A pipe end the image adds, with its capacity and owner.
         func pipe(capacity: UInt32, owner: UInt32?) -> (inout Amber_Task) -> Void {
@@ -109,23 +133,32 @@ final class AuthenticationTests: ScenarioTestCase {
         cases.append(("a pipe capacity of \(2 << 20) bytes", pipe(capacity: 2 << 20, owner: nil)))
         cases.append(("pipe 1 owned by uid 0, gid 0", pipe(capacity: 65536, owner: 0)))
         if UInt64(files.rlim_max) != UInt64.max {
-            cases.append(("RLIMIT_NOFILE of \(files.rlim_max + 1)", { task in
-                for index in task.environment.limits.indices where task.environment.limits[index].resource == UInt32(RLIMIT_NOFILE.rawValue) {
-                    task.environment.limits[index].hard = UInt64(files.rlim_max) + 1
-                }
-            }))
+            cases.append(
+                (
+                    "RLIMIT_NOFILE of \(files.rlim_max + 1)",
+                    { task in
+                        for index in task.environment.limits.indices
+                        where task.environment.limits[index].resource == UInt32(RLIMIT_NOFILE.rawValue) {
+                            task.environment.limits[index].hard = UInt64(files.rlim_max) + 1
+                        }
+                    }
+                ))
         }
         for (asked, change) in cases {
             try restore(image, to: original)
             try edit(image, pid: p.pid, change)
-            try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+            try expectRestoreRefused(
+                image, pid: p.pid, exitCode: AmberExit.permissionDenied,
                 mentions: ["process \(p.pid) (counter)", asked, "not authenticated", "--trust-image"])
         }
         try restore(image, to: original)
         // A restorer with an audit login uid of its own would write the task's unset one.
         let withLoginUID = ["/bin/sh", "-c", "echo 1234 > /proc/self/loginuid && exec \"$0\" \"$@\""]
-        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
-            mentions: ["process \(p.pid) (counter)", "audit login uid 4294967295", "CAP_AUDIT_CONTROL", "--trust-image"], setpriv: withLoginUID)
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+            mentions: [
+                "process \(p.pid) (counter)", "audit login uid 4294967295", "CAP_AUDIT_CONTROL", "--trust-image",
+            ], setpriv: withLoginUID)
         try restoreDetachedExpectingSuccess(p, from: image)
         try terminateAndExpectPass(p, "the user's unedited image, restored by root")
     }
@@ -143,8 +176,12 @@ final class AuthenticationTests: ScenarioTestCase {
         XCTAssertEqual(key.st_mode & 0o777, 0o600)
         let verify = try amber(["verify", "--needs", image])
         XCTAssertTrue(verify.stdout.contains("is authenticated"), verify.summary)
-        XCTAssertTrue(verify.stdout.contains("process \(p.pid) (credentials_tre): uids 0,0,0,0"), "root's credentials are listed: \(verify.stdout)")
-        XCTAssertTrue(verify.stdout.contains("child-result (write-only)"), "the file opened before the drop is listed: \(verify.stdout)")
+        XCTAssertTrue(
+            verify.stdout.contains("process \(p.pid) (credentials_tre): uids 0,0,0,0"),
+            "root's credentials are listed: \(verify.stdout)")
+        XCTAssertTrue(
+            verify.stdout.contains("child-result (write-only)"),
+            "the file opened before the drop is listed: \(verify.stdout)")
         try restoreDetachedExpectingSuccess(p, from: image)
         try terminateAndExpectPass(p, "authenticated, restored by root")
     }
@@ -166,7 +203,8 @@ final class AuthenticationTests: ScenarioTestCase {
         }
         let verify = try amber(["verify", image])
         XCTAssertTrue(verify.stdout.contains("does not match"), verify.summary)
-        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.permissionDenied,
             mentions: ["not authenticated", "--trust-image"])
         try restoreDetachedExpectingSuccess(p, from: image, options: ["--trust-image"])
         try terminateAndExpectPass(p, "tampered, restored with --trust-image")
@@ -190,7 +228,8 @@ final class AuthenticationTests: ScenarioTestCase {
         let keyDirectory = try newDirectory("key")
         let key = keyDirectory + "/image-key"
         let env = ["AMBER_IMAGE_KEY": key]
-        let first = try start(.counter), second = try start(.counter)
+        let first = try start(.counter)
+        let second = try start(.counter)
         let images = [try newDirectory("image"), try newDirectory("image")]
         let runs = try zip([first, second], images).map { p, image in
             try startAmber(["dump", "-t", "\(p.pid)", "-D", image], env: env)
@@ -215,7 +254,8 @@ final class AuthenticationTests: ScenarioTestCase {
         XCTAssertEqual(chmod(key, 0o600), 0)
         XCTAssertEqual(chmod(keyDirectory, 0o777), 0)
         let third = try start(.counter)
-        let refused = try amber(["dump", "-t", "\(third.pid)", "-D", try newDirectory("image")], reaping: [third], env: env)
+        let refused = try amber(
+            ["dump", "-t", "\(third.pid)", "-D", try newDirectory("image")], reaping: [third], env: env)
         assertRefusal(refused, exitCode: AmberExit.otherFailure, mentions: [keyDirectory, "root's"])
         XCTAssertNil(third.exitStatus, "the target exited: \(third.diagnostics)")
         try terminateAndExpectPass(third, "after the refused dump")
@@ -224,15 +264,20 @@ final class AuthenticationTests: ScenarioTestCase {
     // MARK: the user's side
 
     /// The user's counter, dumped by the user into a directory of hers: no MAC.
-    private func userDumpedCounter(file: StaticString = #filePath, line: UInt = #line) throws -> (ScenarioProcess, String) {
+    private func userDumpedCounter(file: StaticString = #filePath, line: UInt = #line) throws -> (
+        ScenarioProcess, String
+    ) {
         _ = try requireAmber()
         guard Sys.fileExists("/usr/bin/setpriv") else { throw XCTSkip("needs /usr/bin/setpriv") }
-        let p = try start(Scenario(name: "counter", setpriv: PrivilegeTests.asUser, owner: PrivilegeTests.user), file: file, line: line)
+        let p = try start(
+            Scenario(name: "counter", setpriv: PrivilegeTests.asUser, owner: PrivilegeTests.user), file: file,
+            line: line)
         let image = try newDirectory("image")
         XCTAssertEqual(chown(image, PrivilegeTests.user, PrivilegeTests.user), 0)
         let dump = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], setpriv: PrivilegeTests.asUser)
         XCTAssertEqual(dump.status, .exited(0), "the user's dump: \(dump.summary)", file: file, line: line)
-        XCTAssertFalse(Sys.fileExists(image + "/" + ImageFormat.macName), "a user's dump wrote a MAC", file: file, line: line)
+        XCTAssertFalse(
+            Sys.fileExists(image + "/" + ImageFormat.macName), "a user's dump wrote a MAC", file: file, line: line)
         return (p, image)
     }
 

@@ -83,7 +83,9 @@ final class DumpRestoreTests: ScenarioTestCase {
         let deadline = Sys.now() + Self.amberTimeout
         while true {
             if case .exited(let s) = Spawn.poll(run.pid) {
-                XCTFail("amber restore (without --detach) exited (\(s)) before SIGTERM; stderr: \(Sys.readText(run.stderrPath) ?? "")")
+                XCTFail(
+                    "amber restore (without --detach) exited (\(s)) before SIGTERM; stderr: \(Sys.readText(run.stderrPath) ?? "")"
+                )
                 throw RunnerError("amber restore ended early")
             }
             if let st = Proc.status(p.pid), !st.isGone, !st.isStoppedOrTraced, st.tracerPid == 0,

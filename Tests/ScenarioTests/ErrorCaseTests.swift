@@ -97,7 +97,9 @@ final class DumpErrorTests: ScenarioTestCase {
     /// Each socket is named with its address family.
     func testDumpRefusesSocketNamingItsFamily() throws {
         for family in ["unix", "inet", "inet6", "netlink", "packet"] {
-            try checkUnsupported(.unsupportedKind("--\(family)"), object: "a\(family == "unix" || family == "netlink" || family == "packet" ? "" : "n") \(family) socket")
+            try checkUnsupported(
+                .unsupportedKind("--\(family)"),
+                object: "a\(family == "unix" || family == "netlink" || family == "packet" ? "" : "n") \(family) socket")
         }
     }
 
@@ -120,7 +122,9 @@ final class DumpErrorTests: ScenarioTestCase {
 
     /// A pipe whose read end a process outside the tree holds, named with its PID.
     func testDumpRefusesPipeWithEndOutsideTree() throws {
-        try checkUnsupported(.unsupportedPipeOutsideReader, object: "whose read end is held by process", mentions: ["pipe:[", "outside the tree"])
+        try checkUnsupported(
+            .unsupportedPipeOutsideReader, object: "whose read end is held by process",
+            mentions: ["pipe:[", "outside the tree"])
     }
 
     /// A pipe holding bytes no process can read any more.
@@ -130,7 +134,9 @@ final class DumpErrorTests: ScenarioTestCase {
 
     /// A named pipe holding bytes that a process outside the tree has open too.
     func testDumpRefusesFifoDataSharedOutsideTree() throws {
-        try checkUnsupported(.unsupportedFifoOutside, object: "outside the tree has open too", mentions: ["outside.fifo", "holding 4 bytes"])
+        try checkUnsupported(
+            .unsupportedFifoOutside, object: "outside the tree has open too",
+            mentions: ["outside.fifo", "holding 4 bytes"])
     }
 
     /// Named as a message queue, not as the file at the queue's name.
@@ -156,7 +162,8 @@ final class DumpErrorTests: ScenarioTestCase {
     /// A file really deleted, open or mapped, is still refused, by its name.
     func testDumpRefusesDeletedFile() throws {
         try checkUnsupported(.unsupportedKind("--deleted-fd"), object: "the deleted file /", mentions: ["/gone:"])
-        try checkUnsupported(.unsupportedKind("--deleted-map"), object: "maps the deleted file /", mentions: ["/gone at"])
+        try checkUnsupported(
+            .unsupportedKind("--deleted-map"), object: "maps the deleted file /", mentions: ["/gone at"])
     }
 
     func testDumpRefusesMemorySharedBetweenProcesses() throws {
@@ -199,14 +206,28 @@ final class DumpErrorTests: ScenarioTestCase {
 
     /// Named, each with what it is: state not restored yet (unsupported_state.c).
     func testDumpRefusesChroot() throws { try checkUnsupported(.unsupportedChroot, object: "chroot") }
-    func testDumpRefusesControllingTerminal() throws { try checkUnsupported(.unsupportedControllingTerminal, object: "controlling terminal") }
+    func testDumpRefusesControllingTerminal() throws {
+        try checkUnsupported(.unsupportedControllingTerminal, object: "controlling terminal")
+    }
     func testDumpRefusesAutogroup() throws { try checkUnsupported(.unsupportedAutogroup, object: "autogroup") }
-    func testDumpRefusesMemoryPolicy() throws { try checkUnsupported(.unsupportedMemoryPolicy, object: "set_mempolicy or mbind") }
-    func testDumpRefusesAreaPolicy() throws { try checkUnsupported(.unsupportedAreaPolicy, object: "set_mempolicy or mbind") }
-    func testDumpRefusesSyscallUserDispatch() throws { try checkUnsupported(.unsupportedSyscallUserDispatch, object: "PR_SET_SYSCALL_USER_DISPATCH") }
-    func testDumpRefusesThreadKeyring() throws { try checkUnsupported(.unsupportedThreadKeyring, object: "thread keyring") }
-    func testDumpRefusesProcessKeyring() throws { try checkUnsupported(.unsupportedProcessKeyring, object: "process keyring") }
-    func testDumpRefusesSessionKeys() throws { try checkUnsupported(.unsupportedSessionKeys, object: "session keyring of its own") }
+    func testDumpRefusesMemoryPolicy() throws {
+        try checkUnsupported(.unsupportedMemoryPolicy, object: "set_mempolicy or mbind")
+    }
+    func testDumpRefusesAreaPolicy() throws {
+        try checkUnsupported(.unsupportedAreaPolicy, object: "set_mempolicy or mbind")
+    }
+    func testDumpRefusesSyscallUserDispatch() throws {
+        try checkUnsupported(.unsupportedSyscallUserDispatch, object: "PR_SET_SYSCALL_USER_DISPATCH")
+    }
+    func testDumpRefusesThreadKeyring() throws {
+        try checkUnsupported(.unsupportedThreadKeyring, object: "thread keyring")
+    }
+    func testDumpRefusesProcessKeyring() throws {
+        try checkUnsupported(.unsupportedProcessKeyring, object: "process keyring")
+    }
+    func testDumpRefusesSessionKeys() throws {
+        try checkUnsupported(.unsupportedSessionKeys, object: "session keyring of its own")
+    }
 
     /// Named: the traced child and its tracer (the root); the child stays in its tracer's ptrace
     /// stop, and the root runs on untraced.
@@ -234,16 +255,32 @@ final class DumpErrorTests: ScenarioTestCase {
     }
 
     /// Named: the child and the kind of namespace (or its cgroup).
-    func testDumpRefusesUTSNamespace() throws { try checkUnsupported(.unsupportedUTSNamespace, object: "UTS namespace") }
-    func testDumpRefusesMountNamespace() throws { try checkUnsupported(.unsupportedMountNamespace, object: "mount namespace") }
-    func testDumpRefusesIPCNamespace() throws { try checkUnsupported(.unsupportedIPCNamespace, object: "IPC namespace") }
-    func testDumpRefusesNetworkNamespace() throws { try checkUnsupported(.unsupportedNetworkNamespace, object: "network namespace") }
-    func testDumpRefusesCgroupNamespace() throws { try checkUnsupported(.unsupportedCgroupNamespace, object: "cgroup namespace") }
-    func testDumpRefusesTimeNamespace() throws { try checkUnsupported(.unsupportedTimeNamespace, object: "time namespace") }
-    func testDumpRefusesAnotherCgroup() throws { try checkUnsupported(.unsupportedCgroup, object: "cgroup", mentions: ["amber-scenario-"]) }
+    func testDumpRefusesUTSNamespace() throws {
+        try checkUnsupported(.unsupportedUTSNamespace, object: "UTS namespace")
+    }
+    func testDumpRefusesMountNamespace() throws {
+        try checkUnsupported(.unsupportedMountNamespace, object: "mount namespace")
+    }
+    func testDumpRefusesIPCNamespace() throws {
+        try checkUnsupported(.unsupportedIPCNamespace, object: "IPC namespace")
+    }
+    func testDumpRefusesNetworkNamespace() throws {
+        try checkUnsupported(.unsupportedNetworkNamespace, object: "network namespace")
+    }
+    func testDumpRefusesCgroupNamespace() throws {
+        try checkUnsupported(.unsupportedCgroupNamespace, object: "cgroup namespace")
+    }
+    func testDumpRefusesTimeNamespace() throws {
+        try checkUnsupported(.unsupportedTimeNamespace, object: "time namespace")
+    }
+    func testDumpRefusesAnotherCgroup() throws {
+        try checkUnsupported(.unsupportedCgroup, object: "cgroup", mentions: ["amber-scenario-"])
+    }
 
     /// Named: the process, the kind of lock and the file.
-    func testDumpRefusesLease() throws { try checkUnsupported(.unsupportedLease, object: "lease", mentions: ["locked-file"]) }
+    func testDumpRefusesLease() throws {
+        try checkUnsupported(.unsupportedLease, object: "lease", mentions: ["locked-file"])
+    }
 
     /// Named: the process, the area's flag and its file.
     func testDumpRefusesHugeTLBMapping() throws {
@@ -253,24 +290,28 @@ final class DumpErrorTests: ScenarioTestCase {
 
     /// Refused at dump with exit 5, naming the process (its PID) and the object; the
     /// target keeps running, not stopped, not traced, and passes its checks afterwards.
-    private func checkUnsupported(_ scenario: Scenario, object: String, mentions: [String] = [], file: StaticString = #filePath,
-        line: UInt = #line) throws
-    {
+    private func checkUnsupported(
+        _ scenario: Scenario, object: String, mentions: [String] = [], file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws {
         _ = try requireAmber()
         let p = try start(scenario, file: file, line: line)
         let image = try newDirectory("image")
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
-        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"] + mentions, mentionsAnyOf: [object],
+        assertRefusal(
+            r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"] + mentions, mentionsAnyOf: [object],
             file: file, line: line)
         XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)", file: file, line: line)
-        XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "a refused dump wrote an inventory", file: file, line: line)
+        XCTAssertFalse(
+            Sys.fileExists(image + "/inventory.pb"), "a refused dump wrote an inventory", file: file, line: line)
         XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory", file: file, line: line)
         assertRunningUntraced(p.pid, "after the refused dump", file: file, line: line)
         // every thread of the target and of its children, too
         for pid in [p.pid] + Proc.children(p.pid) {
             for t in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
                 guard let tid = pid_t(t) else { continue }
-                assertRunningUntraced(tid, "thread \(tid) of process \(pid) after the refused dump", file: file, line: line)
+                assertRunningUntraced(
+                    tid, "thread \(tid) of process \(pid) after the refused dump", file: file, line: line)
             }
         }
         try terminateAndExpectPass(p, "after the refused dump", file: file, line: line)
@@ -298,7 +339,8 @@ final class DumpErrorTests: ScenarioTestCase {
     /// would come back without it.
     func testDumpRefusesAlarmTimerFDAndEventFDFlags() throws {
         try checkUnsupported(.unsupportedEventFile("--timerfd-alarm"), object: "CLOCK_BOOTTIME_ALARM")
-        try checkUnsupported(.unsupportedEventFile("--eventfd-append"), object: "an eventfd with the status flags 0o2002")
+        try checkUnsupported(
+            .unsupportedEventFile("--eventfd-append"), object: "an eventfd with the status flags 0o2002")
     }
 }
 
@@ -333,7 +375,9 @@ final class RestoreErrorTests: ScenarioTestCase {
         let image = try dumpExpectingSuccess(p)
         let wrapper = [try ScenarioBuilder.shared.binary("without_traceme")]
         for options in [[], ["--new-pidns"]] {
-            try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["PTRACE_TRACEME"], options: options, wrapper: wrapper)
+            try expectRestoreRefused(
+                image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["PTRACE_TRACEME"], options: options,
+                wrapper: wrapper)
         }
         try restoreDetachedExpectingSuccess(p, from: image)
         try terminateAndExpectPass(p, "restored after the helpers could not be traced")
@@ -370,7 +414,9 @@ final class RestoreErrorTests: ScenarioTestCase {
         XCTAssertGreaterThanOrEqual(fd, 0, "open flock-ex: \(Sys.errnoString())")
         defer { close(fd) }
         XCTAssertEqual(flock(fd, LOCK_SH | LOCK_NB), 0, "flock flock-ex: \(Sys.errnoString())")
-        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["flock-ex", "flock exclusive lock", "EAGAIN"])
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed,
+            mentions: ["flock-ex", "flock exclusive lock", "EAGAIN"])
     }
 
     func testRestoreWithoutInventory() throws {
@@ -416,7 +462,8 @@ final class RestoreErrorTests: ScenarioTestCase {
         let (image, pid) = try dumpedImage()
         for version in [ImageFormat.version - 1, ImageFormat.version + 1] {
             try editInventory(image) { $0.formatVersion = version }
-            try expectRestoreRefused(image, pid: pid, exitCode: AmberExit.badImage,
+            try expectRestoreRefused(
+                image, pid: pid, exitCode: AmberExit.badImage,
                 mentions: ["inventory.pb", "format version \(version)", "reads version \(ImageFormat.version)"])
         }
     }
@@ -425,7 +472,8 @@ final class RestoreErrorTests: ScenarioTestCase {
     func testRestoreNeedingMissingXstateFeature() throws {
         let (image, pid) = try dumpedImage()
         try editInventory(image) { $0.xstateFeatures |= 1 << 62 }
-        try expectRestoreRefused(image, pid: pid, exitCode: AmberExit.hostCannotRestore, mentions: [],
+        try expectRestoreRefused(
+            image, pid: pid, exitCode: AmberExit.hostCannotRestore, mentions: [],
             mentionsAnyOf: ["xstate", "feature", "xcr0", "cpu"])
     }
 
@@ -444,11 +492,15 @@ final class RestoreErrorTests: ScenarioTestCase {
         let root = try Amber_Task(serializedBytes: Data(try XCTUnwrap(Sys.readFile(image + "/" + rootRecord))))
         var sharedID: UInt32 = 0
         try editTask(image, record: childRecord) { task in
-            let shared = try XCTUnwrap(task.files.descriptions.firstIndex { description in root.files.descriptions.contains { $0.id == description.id } },
+            let shared = try XCTUnwrap(
+                task.files.descriptions.firstIndex { description in
+                    root.files.descriptions.contains { $0.id == description.id }
+                },
                 "the child shares no open file with its parent")
             sharedID = task.files.descriptions[shared].id
             // Another of the parent's descriptions (/dev/null or the log) under the shared one's id.
-            var other = try XCTUnwrap(root.files.descriptions.first { $0.id != sharedID }, "the parent has one open file description only")
+            var other = try XCTUnwrap(
+                root.files.descriptions.first { $0.id != sharedID }, "the parent has one open file description only")
             other.id = sharedID
             task.files.descriptions[shared] = other
         }
@@ -471,10 +523,12 @@ final class RestoreErrorTests: ScenarioTestCase {
         let image = try dumpExpectingSuccess(p)
         // amber writes images for their owner alone (0600): hand this one to uid 1000 to read.
         for name in listing(image) { XCTAssertEqual(chmod(image + "/" + name, 0o644), 0) }
-        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.permissionDenied,
             mentions: ["process \(p.pid)", "user IDs (0, 0, 0, 0)", "CAP_SETUID"],
             setpriv: ["--reuid=1000", "--regid=1000", "--clear-groups", "--inh-caps=-all"])
-        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.permissionDenied,
             mentions: ["process \(p.pid)", "CAP_NET_BIND_SERVICE", "permitted set"],
             setpriv: ["--bounding-set=-net_bind_service"])
         try restoreDetachedExpectingSuccess(p, from: image)

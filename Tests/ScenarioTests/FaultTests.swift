@@ -27,9 +27,11 @@ final class InterruptedDumpTests: ScenarioTestCase {
             let p = try start(scenario)
             let tree = [p.pid] + Proc.descendants(of: p.pid)
             for point in Self.points {
-                let run = try startAmber(["dump", "-t", "\(p.pid)", "-D", try newDirectory("image")],
+                let run = try startAmber(
+                    ["dump", "-t", "\(p.pid)", "-D", try newDirectory("image")],
                     env: ["AMBER_TEST_FAULT": "dump.\(point)=kill-supervisor"])
-                try checkInterrupted(run, p, tree: tree, context: "\(scenario.name), amber dump killed at \(point)", complete: false)
+                try checkInterrupted(
+                    run, p, tree: tree, context: "\(scenario.name), amber dump killed at \(point)", complete: false)
                 runs += 1
             }
             for _ in 0..<Self.randomKills {
@@ -37,16 +39,20 @@ final class InterruptedDumpTests: ScenarioTestCase {
                 let run = try startAmber(["dump", "-t", "\(p.pid)", "-D", try newDirectory("image"), "--leave-running"])
                 Sys.sleep(milliseconds: delay)
                 kill(run.pid, SIGKILL)
-                try checkInterrupted(run, p, tree: tree, context: "\(scenario.name), amber dump killed after \(delay) ms", complete: nil)
+                try checkInterrupted(
+                    run, p, tree: tree, context: "\(scenario.name), amber dump killed after \(delay) ms", complete: nil)
                 runs += 1
             }
-            try terminateAndExpectPass(p, "\(scenario.name) after \(Self.points.count + Self.randomKills) interrupted dumps")
+            try terminateAndExpectPass(
+                p, "\(scenario.name) after \(Self.points.count + Self.randomKills) interrupted dumps")
         }
         XCTAssertGreaterThanOrEqual(runs, 50)
     }
 
     /// `complete`: whether the image must have its inventory (nil: either, as long as a complete one verifies).
-    private func checkInterrupted(_ run: RunningAmber, _ p: ScenarioProcess, tree: [pid_t], context: String, complete: Bool?) throws {
+    private func checkInterrupted(
+        _ run: RunningAmber, _ p: ScenarioProcess, tree: [pid_t], context: String, complete: Bool?
+    ) throws {
         let r = try finish(run, reaping: [p])
         if complete == false {
             XCTAssertEqual(r.status, .signaled(SIGKILL), "\(context): \(r.summary)")
@@ -57,10 +63,13 @@ final class InterruptedDumpTests: ScenarioTestCase {
         if complete == false {
             XCTAssertFalse(hasInventory, "\(context): the interrupted dump wrote an inventory")
             let stderr = Sys.readText(run.stderrPath) ?? ""
-            XCTAssertTrue(stderr.contains("was killed during the dump"), "\(context): the worker did not say why it stopped: \(stderr)")
+            XCTAssertTrue(
+                stderr.contains("was killed during the dump"),
+                "\(context): the worker did not say why it stopped: \(stderr)")
         } else if hasInventory {
             let v = try amber(["verify", image])
-            XCTAssertEqual(v.status, .exited(0), "\(context): the dump completed but its image does not verify: \(v.summary)")
+            XCTAssertEqual(
+                v.status, .exited(0), "\(context): the dump completed but its image does not verify: \(v.summary)")
         }
         XCTAssertNil(p.exitStatus, "\(context): the target exited: \(p.diagnostics)")
         for pid in tree {
@@ -104,9 +113,12 @@ final class FailedRestoreTests: ScenarioTestCase {
         for step in Self.steps {
             for action in ["fail", "kill"] {
                 let context = "restore with \(step)=\(action)"
-                let r = try amber(["restore", "-D", image, "--detach"], env: ["AMBER_TEST_FAULT": "restore.\(step)=\(action)"])
+                let r = try amber(
+                    ["restore", "-D", image, "--detach"], env: ["AMBER_TEST_FAULT": "restore.\(step)=\(action)"])
                 if action == "fail" {
-                    assertRefusal(r, exitCode: AmberExit.restoreFailed, mentions: ["test fault", step.split(separator: "@")[0].description])
+                    assertRefusal(
+                        r, exitCode: AmberExit.restoreFailed,
+                        mentions: ["test fault", step.split(separator: "@")[0].description])
                 } else {
                     XCTAssertEqual(r.status, .signaled(SIGKILL), "\(context): \(r.summary)")
                 }
@@ -127,7 +139,9 @@ final class FailedRestoreTests: ScenarioTestCase {
             let taken = pids.filter(Proc.pidInUse)
             if taken.isEmpty { return }
             if Sys.now() > deadline {
-                XCTFail("\(context): these PIDs of the image are still in use: " + taken.map { Proc.describe($0) }.joined(separator: "; "))
+                XCTFail(
+                    "\(context): these PIDs of the image are still in use: "
+                        + taken.map { Proc.describe($0) }.joined(separator: "; "))
                 throw RunnerError("tasks left behind")
             }
             Sys.sleep(milliseconds: 1)

@@ -59,7 +59,10 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testPathFDs() throws { try runPlain(.pathFDs) }
     /// All but --hugetlb, which needs a huge page reserved (DumpErrorTests reserves one).
     func testUnsupportedKinds() throws {
-        for flag in ["--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue", "--async"] {
+        for flag in [
+            "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd",
+            "--deleted-map", "--mqueue", "--async",
+        ] {
             try runPlain(.unsupportedKind(flag))
         }
     }
@@ -101,7 +104,8 @@ final class PlainScenarioTests: ScenarioTestCase {
         XCTAssertEqual(tree.count, count, "descendants of \(scenario.name)'s root: \(tree)")
         cleanUpProcesses()
         for pid in [p.pid] + tree {
-            XCTAssertFalse(Proc.pidInUse(pid) && Proc.exe(pid) == p.binary, "\(Proc.describe(pid)) outlived the cleanup")
+            XCTAssertFalse(
+                Proc.pidInUse(pid) && Proc.exe(pid) == p.binary, "\(Proc.describe(pid)) outlived the cleanup")
         }
         XCTAssertNil(p.verdict, "a killed scenario wrote a verdict")
     }

@@ -25,19 +25,24 @@ final class PrivilegeTests: ScenarioTestCase {
         let dump = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], setpriv: Self.asUser)
         XCTAssertEqual(dump.status, .exited(0), "the user's dump of its own process: \(dump.summary)")
         XCTAssertNotNil(p.exitStatus, "the dumped process still runs")
-        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.permissionDenied,
             mentions: ["\(p.pid)", "CAP_CHECKPOINT_RESTORE"], setpriv: Self.asUser)
         // In a user namespace of its own the user holds every capability, but over IDs that
         // namespace maps (here only its own, as 0): the image's uid 1000 is refused by name.
-        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.permissionDenied,
             mentions: ["\(p.pid)", "uids (1000", "does not map"], options: ["--new-pidns"],
             setpriv: Self.asUser + ["/usr/bin/unshare", "--user", "--map-root-user", "--fork"])
-        try restoreDetachedExpectingSuccess(p, from: image,
+        try restoreDetachedExpectingSuccess(
+            p, from: image,
             setpriv: Self.asUser + ["--inh-caps=+checkpoint_restore", "--ambient-caps=+checkpoint_restore"])
         let status = Proc.status(p.pid)?.raw ?? ""
         XCTAssertTrue(status.contains("Uid:\t1000\t1000\t1000\t1000"), "restored under other uids: \(status)")
         for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
-            XCTAssertTrue(status.contains("\(set):\t0000000000000000"), "the restored process holds capabilities (\(set)): \(status)")
+            XCTAssertTrue(
+                status.contains("\(set):\t0000000000000000"),
+                "the restored process holds capabilities (\(set)): \(status)")
         }
         try terminateAndExpectPass(p, "restored by its user")
     }
@@ -92,8 +97,10 @@ final class PrivilegeTests: ScenarioTestCase {
         let image = try dumpExpectingSuccess(p)
         let log = p.directory + "/log"
         XCTAssertEqual(unlink(log), 0)
-        XCTAssertTrue(FileManager.default.createFile(atPath: log, contents: nil, attributes: [.posixPermissions: 0o600]))
-        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed,
+        XCTAssertTrue(
+            FileManager.default.createFile(atPath: log, contents: nil, attributes: [.posixPermissions: 0o600]))
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed,
             mentions: [log, "uid 1000", "EACCES", "not the file"])
         XCTAssertEqual(chown(log, Self.user, Self.user), 0)
         try restoreDetachedExpectingSuccess(p, from: image)
@@ -107,10 +114,13 @@ final class PrivilegeTests: ScenarioTestCase {
         let p = try start(.files)
         let image = try dumpExpectingSuccess(p)
         let secret = try directory() + "/secret"
-        XCTAssertTrue(FileManager.default.createFile(atPath: secret, contents: Data("secret".utf8), attributes: [.posixPermissions: 0o600]))
+        XCTAssertTrue(
+            FileManager.default.createFile(
+                atPath: secret, contents: Data("secret".utf8), attributes: [.posixPermissions: 0o600]))
         let file = p.directory + "/ro.dat"
         XCTAssertEqual(unlink(file), 0)
         XCTAssertEqual(symlink(secret, file), 0)
-        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [file, "symbolic link"])
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [file, "symbolic link"])
     }
 }

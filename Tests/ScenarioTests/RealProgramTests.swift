@@ -55,18 +55,24 @@ final class SqliteTests: ScenarioTestCase {
         let deadline = Sys.now() + Self.pidfileTimeout
         while !Sys.fileExists(directory + "/pid") {
             guard Sys.now() < deadline, case .running = Spawn.poll(pid) else {
-                XCTFail("the program did not start its transaction; log:\n\(Sys.readText(directory + "/log") ?? "")", file: file, line: line)
+                XCTFail(
+                    "the program did not start its transaction; log:\n\(Sys.readText(directory + "/log") ?? "")",
+                    file: file, line: line)
                 return
             }
             Sys.sleep(milliseconds: 10)
         }
         let database = directory + "/test.db"
-        let (heldBefore, heldOutput) = try Spawn.run([Self.sqlite, database, "INSERT INTO t VALUES ('intruder');"], in: directory)
-        XCTAssertNotEqual(heldBefore, .exited(0), "a write from outside succeeded during the transaction: \(heldOutput)", file: file, line: line)
+        let (heldBefore, heldOutput) = try Spawn.run(
+            [Self.sqlite, database, "INSERT INTO t VALUES ('intruder');"], in: directory)
+        XCTAssertNotEqual(
+            heldBefore, .exited(0), "a write from outside succeeded during the transaction: \(heldOutput)", file: file,
+            line: line)
 
         let image = try newDirectory("image")
         // The dump waits for the program's parent, this test, to reap it.
-        let program = ScenarioProcess(scenario: Scenario(name: "sqlite"), binary: Self.python, directory: directory, pid: pid)
+        let program = ScenarioProcess(
+            scenario: Scenario(name: "sqlite"), binary: Self.python, directory: directory, pid: pid)
         let dump = try amber(["dump", "-t", "\(pid)", "-D", image], reaping: [program])
         XCTAssertEqual(dump.status, .exited(0), "dump: \(dump.summary)", file: file, line: line)
         guard dump.status == .exited(0) else { return }
@@ -74,18 +80,28 @@ final class SqliteTests: ScenarioTestCase {
         XCTAssertEqual(restore.status, .exited(0), "restore: \(restore.summary)", file: file, line: line)
         guard restore.status == .exited(0) else { return }
 
-        let (held, output) = try Spawn.run([Self.sqlite, database, "INSERT INTO t VALUES ('intruder');"], in: directory)
-        XCTAssertNotEqual(held, .exited(0), "a write from outside succeeded: the restored transaction lost its locks", file: file, line: line)
+        let (held, output) = try Spawn.run(
+            [Self.sqlite, database, "INSERT INTO t VALUES ('intruder');"], in: directory)
+        XCTAssertNotEqual(
+            held, .exited(0), "a write from outside succeeded: the restored transaction lost its locks", file: file,
+            line: line)
         XCTAssertTrue(output.contains("database is locked"), "sqlite3: \(output)", file: file, line: line)
 
-        XCTAssertTrue(FileManager.default.createFile(atPath: directory + "/commit", contents: nil), file: file, line: line)
+        XCTAssertTrue(
+            FileManager.default.createFile(atPath: directory + "/commit", contents: nil), file: file, line: line)
         let exited = Spawn.wait(pid, timeout: Self.verdictTimeout)
-        XCTAssertTrue(exited == .exited(0) || exited == nil, "the restored program ended with \(String(describing: exited))", file: file, line: line)
+        XCTAssertTrue(
+            exited == .exited(0) || exited == nil, "the restored program ended with \(String(describing: exited))",
+            file: file, line: line)
         let committedBy = Sys.now() + Self.verdictTimeout
         while !Sys.fileExists(directory + "/committed") && Sys.now() < committedBy { Sys.sleep(milliseconds: 10) }
-        XCTAssertEqual(Sys.readText(directory + "/committed"), "committed", "the restored program did not commit; log:\n\(Sys.readText(directory + "/log") ?? "")", file: file, line: line)
+        XCTAssertEqual(
+            Sys.readText(directory + "/committed"), "committed",
+            "the restored program did not commit; log:\n\(Sys.readText(directory + "/log") ?? "")", file: file,
+            line: line)
 
-        let (checked, rows) = try Spawn.run([Self.sqlite, database, "PRAGMA integrity_check; SELECT x FROM t ORDER BY rowid;"], in: directory)
+        let (checked, rows) = try Spawn.run(
+            [Self.sqlite, database, "PRAGMA integrity_check; SELECT x FROM t ORDER BY rowid;"], in: directory)
         XCTAssertEqual(checked, .exited(0), rows, file: file, line: line)
         XCTAssertEqual(rows.split(separator: "\n"), ["ok", "before", "mid-transaction"], file: file, line: line)
     }

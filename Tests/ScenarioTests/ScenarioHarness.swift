@@ -166,22 +166,37 @@ struct Scenario: Sendable {
     /// timerfds: periodic, one-shot far away, expired unread, absolute on the realtime and monotonic clocks.
     static let timerFDs = Scenario(name: "timer_fds")
     /// An epoll or inotify instance, an alarm-clock timerfd or an eventfd with O_APPEND: refused.
-    static func unsupportedEventFile(_ flag: String) -> Scenario { Scenario(name: "unsupported_event_files", args: [flag]) }
+    static func unsupportedEventFile(_ flag: String) -> Scenario {
+        Scenario(name: "unsupported_event_files", args: [flag])
+    }
 
-    static let all: [Scenario] = [
-        counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep, restartSleepAbsoluteFirst, restartRead, files, environment,
-        unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
-        unsupportedSetns, secondThread, childPause, stopped, exitSignal, tree, zombies, forker, threads, futexWait, pidns, pidnsReaper,
-        scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced, unchanged, sessionKeyring,
-        unsupportedChroot, unsupportedControllingTerminal, unsupportedAutogroup, unsupportedMemoryPolicy, unsupportedAreaPolicy, unsupportedSyscallUserDispatch, unsupportedThreadKeyring, unsupportedProcessKeyring, unsupportedSessionKeys,
-        seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
-        unsupportedUserNamespace, oddNames, pathFDs, unsupportedCwdDeleted, unsupportedCwdGoneProc, unsupportedUTSNamespace,
-        unsupportedMountNamespace, unsupportedIPCNamespace, unsupportedNetworkNamespace, unsupportedCgroupNamespace,
-        unsupportedTimeNamespace, unsupportedCgroup,
-        unsupportedLease, unsupportedHugeTLB, fileLocks,
-        pipeFull, pipeLarge, pipeBlockedWriter, pipePackets, pipeClosedEnds, pipeFifo, unsupportedPipeOutsideReader, unsupportedPipeUnread, unsupportedFifoOutside,
-    ] + ["--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd", "--deleted-map", "--mqueue", "--async"].map(unsupportedKind)
-        + [eventFDs, signalFDs, timerFDs] + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append"].map(unsupportedEventFile)
+    static let all: [Scenario] =
+        [
+            counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep,
+            restartSleepAbsoluteFirst, restartRead, files, environment,
+            unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
+            unsupportedSetns, secondThread, childPause, stopped, exitSignal, tree, zombies, forker, threads, futexWait,
+            pidns, pidnsReaper,
+            scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced, unchanged,
+            sessionKeyring,
+            unsupportedChroot, unsupportedControllingTerminal, unsupportedAutogroup, unsupportedMemoryPolicy,
+            unsupportedAreaPolicy, unsupportedSyscallUserDispatch, unsupportedThreadKeyring, unsupportedProcessKeyring,
+            unsupportedSessionKeys,
+            seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
+            unsupportedUserNamespace, oddNames, pathFDs, unsupportedCwdDeleted, unsupportedCwdGoneProc,
+            unsupportedUTSNamespace,
+            unsupportedMountNamespace, unsupportedIPCNamespace, unsupportedNetworkNamespace, unsupportedCgroupNamespace,
+            unsupportedTimeNamespace, unsupportedCgroup,
+            unsupportedLease, unsupportedHugeTLB, fileLocks,
+            pipeFull, pipeLarge, pipeBlockedWriter, pipePackets, pipeClosedEnds, pipeFifo, unsupportedPipeOutsideReader,
+            unsupportedPipeUnread, unsupportedFifoOutside,
+        ]
+        + [
+            "--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet",
+            "--deleted-fd", "--deleted-map", "--mqueue", "--async",
+        ].map(unsupportedKind)
+        + [eventFDs, signalFDs, timerFDs]
+        + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append"].map(unsupportedEventFile)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored
@@ -311,7 +326,9 @@ class ScenarioTestCase: XCTestCase {
 
     /// Skips a test whose scenario mounts a hugetlbfs on a kernel without one.
     func requireHugeTLBFS() throws {
-        guard Sys.readText("/proc/filesystems")?.contains("hugetlbfs") == true else { throw XCTSkip("this kernel has no hugetlbfs") }
+        guard Sys.readText("/proc/filesystems")?.contains("hugetlbfs") == true else {
+            throw XCTSkip("this kernel has no hugetlbfs")
+        }
     }
 
     func requireAmber() throws -> String {
@@ -345,18 +362,23 @@ class ScenarioTestCase: XCTestCase {
         if scenario.fromCopiedBinary {
             try FileManager.default.copyItem(atPath: built, toPath: binary)
         }
-        let pidfile = dir + "/pid", outfile = dir + "/verdict", log = dir + "/log"
+        let pidfile = dir + "/pid"
+        let outfile = dir + "/verdict"
+        let log = dir + "/log"
         let command = [binary, "--pidfile", pidfile, "--outfile", outfile] + scenario.args
         if !scenario.setpriv.isEmpty {
             // the log is created by the runner; a restore by the owner reopens it
             let fd = open(log, O_CREAT | O_WRONLY, 0o644)
             if fd >= 0 { close(fd) }
-            guard fd >= 0, chown(dir, scenario.owner, scenario.owner) == 0, chown(log, scenario.owner, scenario.owner) == 0 else {
+            guard fd >= 0, chown(dir, scenario.owner, scenario.owner) == 0,
+                chown(log, scenario.owner, scenario.owner) == 0
+            else {
                 throw RunnerError("give \(dir) to uid \(scenario.owner): \(Sys.errnoString())")
             }
         }
         let pid = try Spawn.start(
-            scenario.setpriv.isEmpty ? command : ["/usr/bin/setpriv"] + scenario.setpriv + command, stdout: log, env: scenario.env)
+            scenario.setpriv.isEmpty ? command : ["/usr/bin/setpriv"] + scenario.setpriv + command, stdout: log,
+            env: scenario.env)
         tracked.insert(pid)
         let p = ScenarioProcess(scenario: scenario, binary: binary, directory: dir, pid: pid)
         let deadline = Sys.now() + Self.pidfileTimeout
@@ -373,12 +395,14 @@ class ScenarioTestCase: XCTestCase {
                 if case .exited(let s) = launcherState {
                     p.launcherStatus = s
                     tracked.remove(pid)
-                    XCTFail("\(scenario.name)'s launcher exited (\(s)) without writing a pidfile; log:\n\(p.logText)",
+                    XCTFail(
+                        "\(scenario.name)'s launcher exited (\(s)) without writing a pidfile; log:\n\(p.logText)",
                         file: file, line: line)
                     throw RunnerError("launcher died during setup")
                 }
                 if Sys.now() > deadline {
-                    XCTFail("\(scenario.name) wrote no pidfile within \(Int(Self.pidfileTimeout)) s; \(p.diagnostics)",
+                    XCTFail(
+                        "\(scenario.name) wrote no pidfile within \(Int(Self.pidfileTimeout)) s; \(p.diagnostics)",
                         file: file, line: line)
                     throw RunnerError("no pidfile")
                 }
@@ -387,7 +411,9 @@ class ScenarioTestCase: XCTestCase {
             }
             if let written = writtenPid() {
                 guard written == pid else {
-                    XCTFail("\(scenario.name) wrote PID \(written) to its pidfile, but it is \(pid)", file: file, line: line)
+                    XCTFail(
+                        "\(scenario.name) wrote PID \(written) to its pidfile, but it is \(pid)", file: file, line: line
+                    )
                     throw RunnerError("bad pidfile")
                 }
                 return p
@@ -395,11 +421,14 @@ class ScenarioTestCase: XCTestCase {
             if case .exited(let s) = Spawn.poll(pid) {
                 p.exitStatus = s
                 tracked.remove(pid)
-                XCTFail("\(scenario.name) exited (\(s)) before writing its pidfile; log:\n\(p.logText)", file: file, line: line)
+                XCTFail(
+                    "\(scenario.name) exited (\(s)) before writing its pidfile; log:\n\(p.logText)", file: file,
+                    line: line)
                 throw RunnerError("scenario died during setup")
             }
             if Sys.now() > deadline {
-                XCTFail("\(scenario.name) wrote no pidfile within \(Int(Self.pidfileTimeout)) s; \(p.diagnostics)",
+                XCTFail(
+                    "\(scenario.name) wrote no pidfile within \(Int(Self.pidfileTimeout)) s; \(p.diagnostics)",
                     file: file, line: line)
                 throw RunnerError("no pidfile")
             }
@@ -409,18 +438,22 @@ class ScenarioTestCase: XCTestCase {
 
     /// `rootFromPidfile`: the launcher `p.pid` wrote `root` to the pidfile. Reap the launcher
     /// (it must exit 0), check the root is now our child, and make it the scenario process.
-    private func adoptRoot(_ p: ScenarioProcess, root: pid_t, launcherState: Spawn.ChildState, file: StaticString,
-        line: UInt) throws -> ScenarioProcess
-    {
+    private func adoptRoot(
+        _ p: ScenarioProcess, root: pid_t, launcherState: Spawn.ChildState, file: StaticString,
+        line: UInt
+    ) throws -> ScenarioProcess {
         let launcher = p.pid
         p.launcher = launcher
         if root > 0, root != launcher, root != getpid() { tracked.insert(root) }
         var status: ExitStatus?
-        if case .exited(let s) = launcherState { status = s } else {
+        if case .exited(let s) = launcherState {
+            status = s
+        } else {
             status = Spawn.wait(launcher, timeout: Self.pidfileTimeout)
         }
         guard let status else {
-            XCTFail("\(p.scenario.name)'s launcher \(launcher) wrote the pidfile but did not exit; \(p.diagnostics)",
+            XCTFail(
+                "\(p.scenario.name)'s launcher \(launcher) wrote the pidfile but did not exit; \(p.diagnostics)",
                 file: file, line: line)
             throw RunnerError("launcher did not exit")
         }
@@ -431,13 +464,15 @@ class ScenarioTestCase: XCTestCase {
             throw RunnerError("launcher failed")
         }
         guard root > 0, root != launcher else {
-            XCTFail("\(p.scenario.name)'s launcher \(launcher) wrote PID \(root) to its pidfile", file: file, line: line)
+            XCTFail(
+                "\(p.scenario.name)'s launcher \(launcher) wrote PID \(root) to its pidfile", file: file, line: line)
             throw RunnerError("bad pidfile")
         }
         p.pid = root
         guard case .running = Spawn.poll(root) else {
-            XCTFail("\(p.scenario.name)'s root \(root) is not a running child of the runner after its launcher exited; "
-                + p.diagnostics, file: file, line: line)
+            XCTFail(
+                "\(p.scenario.name)'s root \(root) is not a running child of the runner after its launcher exited; "
+                    + p.diagnostics, file: file, line: line)
             throw RunnerError("root not adopted")
         }
         return p
@@ -455,13 +490,15 @@ class ScenarioTestCase: XCTestCase {
             Sys.sleep(milliseconds: 2)
         }
         let states = Proc.threads(p.pid).map { "\($0): \(Proc.syscall(p.pid, thread: $0) ?? "?")" }
-        XCTFail("\(p.scenario.name): its threads never all blocked in system call \(number) (\(states)); \(p.diagnostics)",
+        XCTFail(
+            "\(p.scenario.name): its threads never all blocked in system call \(number) (\(states)); \(p.diagnostics)",
             file: file, line: line)
         throw RunnerError("threads not in the expected system call")
     }
 
     /// Wait until the process is blocked in system call `number` (per /proc/PID/syscall).
-    func waitForSyscall(_ p: ScenarioProcess, _ number: Int, file: StaticString = #filePath, line: UInt = #line) throws {
+    func waitForSyscall(_ p: ScenarioProcess, _ number: Int, file: StaticString = #filePath, line: UInt = #line) throws
+    {
         let deadline = Sys.now() + Self.pidfileTimeout
         while Sys.now() < deadline {
             if Proc.syscall(p.pid) == String(number) { return }
@@ -496,11 +533,14 @@ class ScenarioTestCase: XCTestCase {
     }
 
     /// SIGTERM the scenario, wait for it to end (up to 30 s), and expect PASS and exit 0.
-    func terminateAndExpectPass(_ p: ScenarioProcess, _ context: String, file: StaticString = #filePath, line: UInt = #line)
+    func terminateAndExpectPass(
+        _ p: ScenarioProcess, _ context: String, file: StaticString = #filePath, line: UInt = #line
+    )
         throws
     {
         guard kill(p.pid, SIGTERM) == 0 else {
-            XCTFail("\(context): cannot signal \(p.scenario.name) \(p.pid): \(Sys.errnoString()); \(p.diagnostics)",
+            XCTFail(
+                "\(context): cannot signal \(p.scenario.name) \(p.pid): \(Sys.errnoString()); \(p.diagnostics)",
                 file: file, line: line)
             throw RunnerError("kill failed")
         }
@@ -508,11 +548,13 @@ class ScenarioTestCase: XCTestCase {
             let diag = p.diagnostics
             kill(p.pid, SIGKILL)
             _ = waitForEnd(p, timeout: 10)
-            XCTFail("\(context): \(p.scenario.name) did not finish within \(Int(Self.verdictTimeout)) s of SIGTERM; \(diag)",
+            XCTFail(
+                "\(context): \(p.scenario.name) did not finish within \(Int(Self.verdictTimeout)) s of SIGTERM; \(diag)",
                 file: file, line: line)
             throw RunnerError("no verdict")
         }
-        XCTAssertEqual(p.verdict, "PASS", "\(context): \(p.scenario.name) verdict; log:\n\(p.logText)", file: file, line: line)
+        XCTAssertEqual(
+            p.verdict, "PASS", "\(context): \(p.scenario.name) verdict; log:\n\(p.logText)", file: file, line: line)
         if let s = p.exitStatus {
             XCTAssertEqual(s, .exited(0), "\(context): \(p.scenario.name) exit status", file: file, line: line)
         }
@@ -525,9 +567,11 @@ class ScenarioTestCase: XCTestCase {
             return
         }
         XCTAssertFalse(s.isGone, "\(context): PID \(pid) is a zombie", file: file, line: line)
-        XCTAssertFalse(s.isStoppedOrTraced, "\(context): PID \(pid) is stopped or traced: \(Proc.describe(pid))",
+        XCTAssertFalse(
+            s.isStoppedOrTraced, "\(context): PID \(pid) is stopped or traced: \(Proc.describe(pid))",
             file: file, line: line)
-        XCTAssertEqual(s.tracerPid, 0, "\(context): PID \(pid) is traced: \(Proc.describe(pid))", file: file, line: line)
+        XCTAssertEqual(
+            s.tracerPid, 0, "\(context): PID \(pid) is traced: \(Proc.describe(pid))", file: file, line: line)
     }
 
     // MARK: running amber
@@ -539,12 +583,16 @@ class ScenarioTestCase: XCTestCase {
     /// `setpriv` runs amber with other credentials: `asNobody` as uid and gid 65534, else
     /// with the `setpriv` options given; `env` is added to its environment, after the test
     /// image key. `wrapper`, a command line, runs amber as its last arguments.
-    func startAmber(_ arguments: [String], asNobody: Bool = false, setpriv: [String] = [], env: [String: String] = [:], wrapper: [String] = []) throws -> RunningAmber {
+    func startAmber(
+        _ arguments: [String], asNobody: Bool = false, setpriv: [String] = [], env: [String: String] = [:],
+        wrapper: [String] = []
+    ) throws -> RunningAmber {
         let amber = try requireAmber()
         amberRuns += 1
         let env = ["AMBER_IMAGE_KEY": try Self.imageKeyPath()].merging(env) { _, given in given }
         let base = try directory()
-        let out = "\(base)/amber-\(amberRuns).stdout", err = "\(base)/amber-\(amberRuns).stderr"
+        let out = "\(base)/amber-\(amberRuns).stdout"
+        let err = "\(base)/amber-\(amberRuns).stderr"
         var argv = wrapper + [amber] + arguments
         if asNobody {
             argv = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + argv
@@ -582,7 +630,9 @@ class ScenarioTestCase: XCTestCase {
                     _ = Spawn.wait(run.pid, timeout: 10)
                     tracked.remove(run.pid)
                     let err = Sys.readText(run.stderrPath) ?? ""
-                    XCTFail("`amber \(run.arguments.joined(separator: " "))` did not finish in \(Int(timeout)) s; stderr: \(err)")
+                    XCTFail(
+                        "`amber \(run.arguments.joined(separator: " "))` did not finish in \(Int(timeout)) s; stderr: \(err)"
+                    )
                     throw RunnerError("amber hung")
                 }
                 Sys.sleep(milliseconds: 1)
@@ -599,14 +649,20 @@ class ScenarioTestCase: XCTestCase {
             stderr: Sys.readText(run.stderrPath) ?? "")
     }
 
-    func amber(_ arguments: [String], reaping: [ScenarioProcess] = [], asNobody: Bool = false, setpriv: [String] = [], env: [String: String] = [:], wrapper: [String] = []) throws -> AmberResult {
-        try finish(try startAmber(arguments, asNobody: asNobody, setpriv: setpriv, env: env, wrapper: wrapper), reaping: reaping)
+    func amber(
+        _ arguments: [String], reaping: [ScenarioProcess] = [], asNobody: Bool = false, setpriv: [String] = [],
+        env: [String: String] = [:], wrapper: [String] = []
+    ) throws -> AmberResult {
+        try finish(
+            try startAmber(arguments, asNobody: asNobody, setpriv: setpriv, env: env, wrapper: wrapper),
+            reaping: reaping)
     }
 
     /// `amber dump -t PID -D DIR`: exit 0, the process gone and its PID free when amber
     /// returns, an inventory in the image. Returns the image directory.
     @discardableResult
-    func dumpExpectingSuccess(_ p: ScenarioProcess, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    func dumpExpectingSuccess(_ p: ScenarioProcess, file: StaticString = #filePath, line: UInt = #line) throws -> String
+    {
         let image = try newDirectory("image")
         let tree = Proc.descendants(of: p.pid)
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
@@ -619,13 +675,18 @@ class ScenarioTestCase: XCTestCase {
             guard let s = Proc.status(pid), !s.isGone else { return false }
             return Proc.exe(pid) == p.binary
         }
-        XCTAssertEqual(survivors, [], "amber dump returned but these processes of the dumped tree still run: "
-            + survivors.map { Proc.describe($0) }.joined(separator: "; "), file: file, line: line)
-        XCTAssertNotNil(p.exitStatus, "amber dump returned but the dumped process \(p.pid) had not exited",
+        XCTAssertEqual(
+            survivors, [],
+            "amber dump returned but these processes of the dumped tree still run: "
+                + survivors.map { Proc.describe($0) }.joined(separator: "; "), file: file, line: line)
+        XCTAssertNotNil(
+            p.exitStatus, "amber dump returned but the dumped process \(p.pid) had not exited",
             file: file, line: line)
-        XCTAssertFalse(Proc.pidInUse(p.pid),
+        XCTAssertFalse(
+            Proc.pidInUse(p.pid),
             "amber dump returned but PID \(p.pid) is still in use: \(Proc.describe(p.pid))", file: file, line: line)
-        XCTAssertNil(p.verdict, "the dumped process wrote a verdict: it saw SIGTERM or ran its checks", file: file, line: line)
+        XCTAssertNil(
+            p.verdict, "the dumped process wrote a verdict: it saw SIGTERM or ran its checks", file: file, line: line)
         XCTAssertTrue(Sys.fileExists(image + "/inventory.pb"), "no inventory.pb in the image", file: file, line: line)
         if Proc.pidInUse(p.pid) { throw RunnerError("PID not free after dump") }
         return image
@@ -641,9 +702,10 @@ class ScenarioTestCase: XCTestCase {
 
     /// `amber restore -D DIR --detach`: exit 0, and the process runs with the same PID,
     /// neither stopped nor traced, as the scenario binary.
-    func restoreDetachedExpectingSuccess(_ p: ScenarioProcess, from image: String, options: [String] = [], setpriv: [String] = [],
-        file: StaticString = #filePath, line: UInt = #line) throws
-    {
+    func restoreDetachedExpectingSuccess(
+        _ p: ScenarioProcess, from image: String, options: [String] = [], setpriv: [String] = [],
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         p.exitStatus = nil
         p.gone = false
         let r = try amber(["restore", "-D", image, "--detach"] + options, setpriv: setpriv)
@@ -654,11 +716,14 @@ class ScenarioTestCase: XCTestCase {
         }
         if p.scenario.rootFromPidfile { try findRestoredRoot(p, file: file, line: line) }
         guard let s = Proc.status(p.pid), !s.isGone else {
-            XCTFail("amber restore --detach returned 0 but PID \(p.pid) is not running; \(p.diagnostics)", file: file, line: line)
+            XCTFail(
+                "amber restore --detach returned 0 but PID \(p.pid) is not running; \(p.diagnostics)", file: file,
+                line: line)
             throw RunnerError("not restored")
         }
         assertRunningUntraced(p.pid, "after amber restore --detach", file: file, line: line)
-        XCTAssertEqual(Proc.exe(p.pid), p.binary, "the restored PID \(p.pid) is not the scenario binary", file: file, line: line)
+        XCTAssertEqual(
+            Proc.exe(p.pid), p.binary, "the restored PID \(p.pid) is not the scenario binary", file: file, line: line)
     }
 
     /// `rootFromPidfile`: the restored root keeps the PIDs inside its namespaces but its PID
@@ -672,8 +737,9 @@ class ScenarioTestCase: XCTestCase {
         if runsScenario(p.pid) { return }
         let candidates = Proc.childrenOfSelf().filter(runsScenario)
         guard candidates.count == 1 else {
-            XCTFail("after amber restore --detach, \(candidates.count) children of the runner run \(p.binary) "
-                + "(expected the restored root alone): \(candidates)", file: file, line: line)
+            XCTFail(
+                "after amber restore --detach, \(candidates.count) children of the runner run \(p.binary) "
+                    + "(expected the restored root alone): \(candidates)", file: file, line: line)
             throw RunnerError("restored root not found")
         }
         p.pid = candidates[0]
@@ -707,7 +773,9 @@ class ScenarioTestCase: XCTestCase {
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--leave-running"], reaping: [p])
         XCTAssertEqual(r.status, .exited(0), "dump --leave-running: \(r.summary)", file: file, line: line)
         guard p.exitStatus == nil else {
-            XCTFail("the original exited (\(p.exitStatus!)) during dump --leave-running; \(p.diagnostics)", file: file, line: line)
+            XCTFail(
+                "the original exited (\(p.exitStatus!)) during dump --leave-running; \(p.diagnostics)", file: file,
+                line: line)
             throw RunnerError("original died")
         }
         XCTAssertTrue(Sys.fileExists(image + "/inventory.pb"), "no inventory.pb in the image", file: file, line: line)
@@ -719,37 +787,43 @@ class ScenarioTestCase: XCTestCase {
 
     /// Restore must fail with `exitCode` and a message naming the file, and leave nothing
     /// behind: no process, the PID free, the image unchanged.
-    func expectRestoreRefused(_ image: String, pid: pid_t, exitCode: Int32, mentions: [String],
+    func expectRestoreRefused(
+        _ image: String, pid: pid_t, exitCode: Int32, mentions: [String],
         mentionsAnyOf: [String] = [], options: [String] = [], setpriv: [String] = [], wrapper: [String] = [],
-        file: StaticString = #filePath, line: UInt = #line) throws
-    {
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let before = contents(of: image)
         let r = try amber(["restore", "-D", image, "--detach"] + options, setpriv: setpriv, wrapper: wrapper)
         track(pid)
         assertRefusal(r, exitCode: exitCode, mentions: mentions, mentionsAnyOf: mentionsAnyOf, file: file, line: line)
-        XCTAssertFalse(Proc.pidInUse(pid), "after a refused restore PID \(pid) is in use: \(Proc.describe(pid))",
+        XCTAssertFalse(
+            Proc.pidInUse(pid), "after a refused restore PID \(pid) is in use: \(Proc.describe(pid))",
             file: file, line: line)
         XCTAssertEqual(Proc.childrenOfSelf(), [], "the refused restore left processes behind", file: file, line: line)
-        XCTAssertTrue(contents(of: image) == before, "the refused restore changed the image",
+        XCTAssertTrue(
+            contents(of: image) == before, "the refused restore changed the image",
             file: file, line: line)
     }
 
     /// Exit code `code` and exactly one line on stderr, starting "amber: " and containing
     /// every string in `mentions` (and at least one of `mentionsAnyOf`, case-insensitive).
-    func assertRefusal(_ r: AmberResult, exitCode code: Int32, mentions: [String], mentionsAnyOf: [String] = [],
-        file: StaticString = #filePath, line: UInt = #line)
-    {
+    func assertRefusal(
+        _ r: AmberResult, exitCode code: Int32, mentions: [String], mentionsAnyOf: [String] = [],
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         XCTAssertEqual(r.status, .exited(code), "exit status: \(r.summary)", file: file, line: line)
         let lines = r.stderr.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
         XCTAssertEqual(lines.count, 1, "stderr must be one line: \(r.summary)", file: file, line: line)
         guard let message = lines.first else { return }
-        XCTAssertTrue(message.hasPrefix("amber: "), "message must start with \"amber: \": \(message)", file: file, line: line)
+        XCTAssertTrue(
+            message.hasPrefix("amber: "), "message must start with \"amber: \": \(message)", file: file, line: line)
         for m in mentions {
             XCTAssertTrue(message.contains(m), "message does not name \"\(m)\": \(message)", file: file, line: line)
         }
         if !mentionsAnyOf.isEmpty {
             let lower = message.lowercased()
-            XCTAssertTrue(mentionsAnyOf.contains { lower.contains($0.lowercased()) },
+            XCTAssertTrue(
+                mentionsAnyOf.contains { lower.contains($0.lowercased()) },
                 "message names none of \(mentionsAnyOf): \(message)", file: file, line: line)
         }
     }

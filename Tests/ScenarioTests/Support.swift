@@ -185,7 +185,9 @@ enum Sys {
 
     static func readlink(_ path: String) -> String? {
         var buf = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = buf.withUnsafeMutableBytes { Glibc.readlink(path, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count - 1) }
+        let n = buf.withUnsafeMutableBytes {
+            Glibc.readlink(path, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count - 1)
+        }
         guard n >= 0 else { return nil }
         return String(decoding: buf[0..<n], as: UTF8.self)
     }
@@ -232,7 +234,8 @@ enum Proc {
             case "PPid": s.ppid = pid_t(value) ?? -1
             case "TracerPid": s.tracerPid = pid_t(value) ?? -1
             case "Threads": s.threads = Int(value) ?? 0
-            case "NSpid": s.namespacePIDs = value.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { pid_t($0) }
+            case "NSpid":
+                s.namespacePIDs = value.split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { pid_t($0) }
             default: break
             }
         }
@@ -257,7 +260,8 @@ enum Proc {
 
     /// The TIDs of a process's threads (empty if it is gone).
     static func threads(_ pid: pid_t) -> [pid_t] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).compactMap { pid_t($0) }.sorted()
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).compactMap { pid_t($0) }
+            .sorted()
     }
 
     /// Every process's parent, from /proc/*/stat (this kernel has no /proc/PID/task/TID/children).
@@ -314,7 +318,8 @@ enum Proc {
     /// A short description of a process for failure messages.
     static func describe(_ pid: pid_t) -> String {
         guard let s = status(pid) else { return "PID \(pid): no such process" }
-        return "PID \(pid) (\(s.name)): state \(s.state), PPid \(s.ppid), TracerPid \(s.tracerPid), threads \(s.threads)"
+        return
+            "PID \(pid) (\(s.name)): state \(s.state), PPid \(s.ppid), TracerPid \(s.tracerPid), threads \(s.threads)"
             + ", syscall \(syscall(pid) ?? "?")"
     }
 }
@@ -373,7 +378,9 @@ enum Spawn {
         if let handle = dlopen(nil, RTLD_NOW), let sym = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np") {
             if unsafeBitCast(sym, to: CloseFrom.self)(&actions, 3) == 0 { return }
         }
-        let fds = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
+        let fds = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap {
+            Int32($0)
+        }
         for fd in fds where fd > 2 {
             posix_spawn_file_actions_addclose(&actions, fd)
         }

@@ -33,12 +33,16 @@ final class TreeScenarioTests: ScenarioTestCase {
         while root == nil {
             for namespaceInit in Proc.children(run.pid) {
                 root = Proc.children(namespaceInit).first { pid in
-                    guard let s = Proc.status(pid), !s.isGone, !s.isStoppedOrTraced, s.tracerPid == 0 else { return false }
+                    guard let s = Proc.status(pid), !s.isGone, !s.isStoppedOrTraced, s.tracerPid == 0 else {
+                        return false
+                    }
                     return Proc.exe(pid) == p.binary && s.namespacePIDs.count == 2 && s.namespacePIDs.last == oldPID
                 }
             }
             if case .exited(let s) = Spawn.poll(run.pid) {
-                XCTFail("amber restore --new-pidns exited (\(s)) before the root ran; stderr: \(Sys.readText(run.stderrPath) ?? "")")
+                XCTFail(
+                    "amber restore --new-pidns exited (\(s)) before the root ran; stderr: \(Sys.readText(run.stderrPath) ?? "")"
+                )
                 throw RunnerError("restore failed")
             }
             if Sys.now() > deadline {

@@ -31,7 +31,9 @@ final class UnchangedTargetTests: ScenarioTestCase {
             let new = (after.entries[key] ?? "(gone)").split(separator: "\n", omittingEmptySubsequences: false)
             let line = (0..<min(old.count, new.count)).first { old[$0] != new[$0] } ?? min(old.count, new.count)
             let area = old[..<min(line, old.count)].last { $0.contains("-") && $0.first?.isHexDigit == true } ?? ""
-            XCTFail("\(key) changed at line \(line + 1) \(area):\n  before: \(line < old.count ? old[line] : "(none)")\n  after:  \(line < new.count ? new[line] : "(none)")")
+            XCTFail(
+                "\(key) changed at line \(line + 1) \(area):\n  before: \(line < old.count ? old[line] : "(none)")\n  after:  \(line < new.count ? new[line] : "(none)")"
+            )
         }
         for key in after.entries.keys.sorted() where before.entries[key] == nil {
             XCTFail("\(key) appeared: \(after.entries[key]!)")
@@ -55,12 +57,16 @@ struct ProcView {
         let base = "/proc/\(pid)"
         entries["smaps"] = (Sys.readText("\(base)/smaps") ?? "").split(separator: "\n")
             .filter { line in !Self.sharing.contains { line.hasPrefix($0) } }.joined(separator: "\n")
-        for file in ["maps", "limits", "timers", "personality", "oom_score_adj", "oom_score", "timerslack_ns",
-                     "cgroup", "environ", "cmdline", "comm", "wchan", "syscall", "loginuid", "sessionid", "auxv",
-                     "mountinfo", "statm", "mem_flags_unused"] {
+        for file in [
+            "maps", "limits", "timers", "personality", "oom_score_adj", "oom_score", "timerslack_ns",
+            "cgroup", "environ", "cmdline", "comm", "wchan", "syscall", "loginuid", "sessionid", "auxv",
+            "mountinfo", "statm", "mem_flags_unused",
+        ] {
             if let text = Sys.readText("\(base)/\(file)") { entries[file] = text }
         }
-        for link in ["cwd", "exe", "root"] + ((try? FileManager.default.contentsOfDirectory(atPath: "\(base)/ns")) ?? []).map({ "ns/\($0)" }) {
+        for link in ["cwd", "exe", "root"]
+            + ((try? FileManager.default.contentsOfDirectory(atPath: "\(base)/ns")) ?? []).map({ "ns/\($0)" })
+        {
             entries[link] = Sys.readlink("\(base)/\(link)")
         }
         for fd in (try? FileManager.default.contentsOfDirectory(atPath: "\(base)/fd")) ?? [] {

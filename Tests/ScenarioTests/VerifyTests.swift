@@ -29,7 +29,8 @@ final class VerifyTests: ScenarioTestCase {
         let p = try start(.memory)
         let image = try dumpExpectingSuccess(p)
         let record = try Amber_Task(serializedBytes: Data(try XCTUnwrap(Sys.readFile("\(image)/task-\(p.pid).pb"))))
-        XCTAssertEqual(record.memory.pageFiles.count, 2, "the memory scenario's pages were not split over two page files")
+        XCTAssertEqual(
+            record.memory.pageFiles.count, 2, "the memory scenario's pages were not split over two page files")
         let pages = try XCTUnwrap(record.memory.pageFiles.last)
         let path = image + "/" + pages
         var st = stat()
@@ -38,7 +39,8 @@ final class VerifyTests: ScenarioTestCase {
         XCTAssertGreaterThan(Int(st.st_size), 6 * chunk, "the page file \(pages) is too small for this test")
         try flipByte(path, at: offset)
 
-        let start = 5 * chunk, end = 6 * chunk
+        let start = 5 * chunk
+        let end = 6 * chunk
         for arguments in [["verify", image], ["show", "--verify", image]] {
             let r = try amber(arguments)
             assertRefusal(r, exitCode: AmberExit.badImage, mentions: [pages, "bytes \(start)..<\(end)"])

@@ -29,7 +29,10 @@ struct CharacterDeviceKind: ReopenedByPath {
         return device
     }
 
-    static func make(_ device: Amber_CharacterDevice, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
+    static func make(
+        _ device: Amber_CharacterDevice, description: Amber_OpenFileDescription, as task: Amber_Task,
+        imageTrusted: Bool, objects: OpenFileObjects
+    ) throws -> Int32 {
         try reopen(device, flags: description.flags, adding: O_NOCTTY, as: task, imageTrusted: imageTrusted)
     }
 }

@@ -88,7 +88,9 @@ final class DescriptorProbe {
             return .deleted(path: link.hasSuffix(" (deleted)") ? String(link.dropLast(" (deleted)".count)) : link)
         }
         if (try? FileSystemKind.of(path: "/proc/\(pid)/fd/\(fd)")) == .mqueue { return .messageQueue }
-        guard let atPath = try? FileStatus.stat(path: link), atPath.device == status.device, atPath.inode == status.inode else {
+        guard let atPath = try? FileStatus.stat(path: link), atPath.device == status.device,
+            atPath.inode == status.inode
+        else {
             return .elsewhere
         }
         return .reopenable(link)

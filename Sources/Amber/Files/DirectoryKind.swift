@@ -23,7 +23,10 @@ struct DirectoryKind: ReopenedByPath {
         return directory
     }
 
-    static func make(_ directory: Amber_Directory, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
+    static func make(
+        _ directory: Amber_Directory, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32 {
         let fd = try reopen(directory, flags: description.flags, adding: O_NOCTTY, as: task, imageTrusted: imageTrusted)
         try seek(fd, directory, to: description.offset)
         return fd

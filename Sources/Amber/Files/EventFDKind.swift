@@ -36,12 +36,17 @@ struct EventFDKind: OpenFileKind {
 
     static func reopenedPath(of record: Amber_EventFD) -> String? { nil }
 
-    static func make(_ record: Amber_EventFD, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
+    static func make(
+        _ record: Amber_EventFD, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32 {
         do {
             let state = EventFDState(count: record.count, semaphore: record.semaphore)
             return try state.make(nonBlocking: description.isNonBlocking).rawValue
         } catch {
-            throw AmberError(.restoreFailed, "cannot make the eventfd of open file \(description.id) for process \(task.pid): \(error)")
+            throw AmberError(
+                .restoreFailed,
+                "cannot make the eventfd of open file \(description.id) for process \(task.pid): \(error)")
         }
     }
 }
@@ -52,7 +57,8 @@ extension DescriptorProbe {
     func checkEventFileFlags(_ what: String) throws {
         let flags = try info().flags & ~OpenFileFlags.closeOnExec.rawValue
         guard flags & ~EventFiles.statusFlags == 0 else {
-            throw refusal("\(what) with the status flags 0o\(String(flags, radix: 8)), more than O_RDWR and O_NONBLOCK (F_SETFL)")
+            throw refusal(
+                "\(what) with the status flags 0o\(String(flags, radix: 8)), more than O_RDWR and O_NONBLOCK (F_SETFL)")
         }
     }
 }

@@ -37,18 +37,26 @@ struct FifoKind: ReopenedByPath {
         return fifo
     }
 
-    static func make(_ fifo: Amber_Fifo, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
+    static func make(
+        _ fifo: Amber_Fifo, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32 {
         // Opening one end of a FIFO would wait for the other: open without waiting, then restore the flag.
-        let fd = try reopen(fifo, flags: description.flags, adding: O_NONBLOCK | O_NOCTTY, as: task, imageTrusted: imageTrusted)
+        let fd = try reopen(
+            fifo, flags: description.flags, adding: O_NONBLOCK | O_NOCTTY, as: task, imageTrusted: imageTrusted)
         let flags = Int32(bitPattern: description.flags)
         do {
             if flags & OpenFileFlags.pathOnly.openFlags == 0 {
                 let restored = try objects.object(fifo.inode) { RestoredFifo() }
-                try restored.restore(fifo, through: FileDescriptor(rawValue: fd), readable: flags & O_ACCMODE != O_WRONLY, task: task)
+                try restored.restore(
+                    fifo, through: FileDescriptor(rawValue: fd), readable: flags & O_ACCMODE != O_WRONLY, task: task)
             }
             if flags & (O_NONBLOCK | OpenFileFlags.pathOnly.openFlags) == 0 {
                 guard fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == 0 else {
-                    throw AmberError(.restoreFailed, "cannot make \(fifo.path) blocking again for process \(task.pid): \(LinuxError.current("fcntl(F_SETFL)"))")
+                    throw AmberError(
+                        .restoreFailed,
+                        "cannot make \(fifo.path) blocking again for process \(task.pid): \(LinuxError.current("fcntl(F_SETFL)"))"
+                    )
                 }
             }
         } catch {
@@ -80,13 +88,18 @@ final class RestoredFifo: SharedOpenFileObject {
         filled = true
         let queued = try PipeBuffer.queuedBytes(fd)
         guard queued == 0 else {
-            throw AmberError(.restoreFailed, "cannot write back what the named pipe \(fifo.path) of process \(task.pid) held: it holds \(queued) bytes already (another process has it open)")
+            throw AmberError(
+                .restoreFailed,
+                "cannot write back what the named pipe \(fifo.path) of process \(task.pid) held: it holds \(queued) bytes already (another process has it open)"
+            )
         }
         let writer: FileDescriptor
         do {
-            writer = try FileDescriptor.open("/proc/self/fd/\(fd.rawValue)", .writeOnly, options: [.nonBlocking, .closeOnExec])
+            writer = try FileDescriptor.open(
+                "/proc/self/fd/\(fd.rawValue)", .writeOnly, options: [.nonBlocking, .closeOnExec])
         } catch {
-            throw AmberError(.restoreFailed, "cannot open the named pipe \(fifo.path) for writing back what it held: \(error)")
+            throw AmberError(
+                .restoreFailed, "cannot open the named pipe \(fifo.path) for writing back what it held: \(error)")
         }
         defer { try? writer.close() }
         try fifo.writeContents(writer, of: "the named pipe \(fifo.path)", task: task)
@@ -109,9 +122,10 @@ extension FifoKind {
         for process in processes {
             for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
                 guard let link = try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd), link.hasPrefix("/"),
-                      let status = try? FileStatus.stat(procFD: process.pid, fd: fd), status.isFIFO,
-                      let flags = try? ProcFS.fileDescriptorInfo(pid: process.pid, fd: fd).flags,
-                      !OpenFileFlags(rawValue: flags).contains(.pathOnly) else { continue }
+                    let status = try? FileStatus.stat(procFD: process.pid, fd: fd), status.isFIFO,
+                    let flags = try? ProcFS.fileDescriptorInfo(pid: process.pid, fd: fd).flags,
+                    !OpenFileFlags(rawValue: flags).contains(.pathOnly)
+                else { continue }
                 let identity = OpenFileIdentity(device: status.device, inode: status.inode)
                 var held = fifos[identity] ?? Held(process: process, fd: fd, path: link, readable: false)
                 held.readable = held.readable || Int32(bitPattern: flags) & O_ACCMODE != O_WRONLY
@@ -125,7 +139,10 @@ extension FifoKind {
             let queued = try PipeBuffer.queuedBytes(copy)
             guard queued > 0 else { continue }
             guard held.readable else {
-                throw AmberError.unsupported(held.process.name, "has fd \(held.fd) on the named pipe \(held.path) holding \(queued) bytes, which the tree has open for writing only: not restored", tree: held.process.tree)
+                throw AmberError.unsupported(
+                    held.process.name,
+                    "has fd \(held.fd) on the named pipe \(held.path) holding \(queued) bytes, which the tree has open for writing only: not restored",
+                    tree: held.process.tree)
             }
             holding[identity] = (held, queued)
         }
@@ -133,8 +150,12 @@ extension FifoKind {
         let paths = Set(holding.values.map(\.held.path))
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
             guard paths.contains(link), let status = try? FileStatus.stat(procFD: pid, fd: fd),
-                  let (held, queued) = holding[OpenFileIdentity(device: status.device, inode: status.inode)] else { return }
-            throw AmberError.unsupported(held.process.name, "has fd \(held.fd) on the named pipe \(held.path) holding \(queued) bytes, which process \(ProcessName(pid: pid)) outside the tree has open too: not restored", tree: held.process.tree)
+                let (held, queued) = holding[OpenFileIdentity(device: status.device, inode: status.inode)]
+            else { return }
+            throw AmberError.unsupported(
+                held.process.name,
+                "has fd \(held.fd) on the named pipe \(held.path) holding \(queued) bytes, which process \(ProcessName(pid: pid)) outside the tree has open too: not restored",
+                tree: held.process.tree)
         }
     }
 }

@@ -37,7 +37,10 @@ protocol OpenFileKind: Sendable {
     /// once for the whole tree and handed to every task that has it (`OpenFileTable`); a kernel
     /// object several descriptions are on (a pipe's two ends) is made once, by the first of
     /// them, in `objects`.
-    static func make(_ record: Record, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32
+    static func make(
+        _ record: Record, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32
 }
 
 /// What an open file is, for the sharing of descriptions: its device and inode number (a
@@ -52,7 +55,8 @@ enum OpenFileKinds {
     /// Every kind, the one list of them: a descriptor is of the first that takes it, and one
     /// none takes is refused (`DescriptorProbe.unsupported`).
     static let all: [any OpenFileKind.Type] = [
-        RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self, PipeKind.self, EventFDKind.self, SignalFDKind.self,
+        RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self, PipeKind.self,
+        EventFDKind.self, SignalFDKind.self,
         TimerFDKind.self,
     ]
 
@@ -65,9 +69,13 @@ enum OpenFileKinds {
     }
 
     /// Makes `description` again as `task` could have, by its kind; returns our descriptor of it.
-    static func make(_ description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
+    static func make(
+        _ description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects
+    ) throws -> Int32 {
         for kind in all {
-            if let fd = try make(description, of: kind, as: task, imageTrusted: imageTrusted, objects: objects) { return fd }
+            if let fd = try make(description, of: kind, as: task, imageTrusted: imageTrusted, objects: objects) {
+                return fd
+            }
         }
         throw AmberError(.badImage, "open file \(description.id) of the image is of no kind this amber restores")
     }
@@ -80,12 +88,17 @@ enum OpenFileKinds {
         return nil
     }
 
-    private static func make<Kind: OpenFileKind>(_ description: Amber_OpenFileDescription, of kind: Kind.Type, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32? {
+    private static func make<Kind: OpenFileKind>(
+        _ description: Amber_OpenFileDescription, of kind: Kind.Type, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32? {
         guard let record = Kind.record(of: description) else { return nil }
         return try Kind.make(record, description: description, as: task, imageTrusted: imageTrusted, objects: objects)
     }
 
-    private static func reopenedPath<Kind: OpenFileKind>(of description: Amber_OpenFileDescription, kind: Kind.Type) -> String? {
+    private static func reopenedPath<Kind: OpenFileKind>(of description: Amber_OpenFileDescription, kind: Kind.Type)
+        -> String?
+    {
         Kind.record(of: description).flatMap(Kind.reopenedPath)
     }
 }

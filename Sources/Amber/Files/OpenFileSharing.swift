@@ -20,7 +20,9 @@ extension FileState {
 
         /// The description `fd` of `pid` refers to if seen before; otherwise `make` makes it from
         /// its id, and it is added. Returns it and whether it is new.
-        mutating func description(pid: Int32, fd: Int32, identity: OpenFileIdentity, make: (UInt32) throws -> Amber_OpenFileDescription) throws -> (Amber_OpenFileDescription, isNew: Bool) {
+        mutating func description(
+            pid: Int32, fd: Int32, identity: OpenFileIdentity, make: (UInt32) throws -> Amber_OpenFileDescription
+        ) throws -> (Amber_OpenFileDescription, isNew: Bool) {
             var seen = owners.removeValue(forKey: identity) ?? KernelOrderedList()
             defer { owners[identity] = seen }
             var made: Amber_OpenFileDescription?

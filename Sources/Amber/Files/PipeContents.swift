@@ -21,7 +21,10 @@ extension PipeContentsRecord {
     mutating func readCapacity(_ copy: FileDescriptor, of descriptor: DescriptorProbe) throws {
         let capacity = try PipeBuffer.capacity(copy)
         guard capacity > 0, UInt64(capacity) <= ImageFormat.maximumPipeCapacity else {
-            throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(descriptor.link) with a capacity of \(capacity) bytes, above the \(ImageFormat.maximumPipeCapacity >> 20) MiB amber keeps of a pipe")
+            throw AmberError.unsupported(
+                descriptor.process,
+                "has fd \(descriptor.fd) on \(descriptor.link) with a capacity of \(capacity) bytes, above the \(ImageFormat.maximumPipeCapacity >> 20) MiB amber keeps of a pipe"
+            )
         }
         self.capacity = UInt32(capacity)
     }
@@ -38,7 +41,10 @@ extension PipeContentsRecord {
             }
             // A packet is at most a page; a longer read is plain bytes before a packet.
             guard read.count <= Int(ImageFormat.pageSize) else {
-                throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(descriptor.link) holding plain bytes before packets (written before and after packet mode, O_DIRECT, was set): not restored")
+                throw AmberError.unsupported(
+                    descriptor.process,
+                    "has fd \(descriptor.fd) on \(descriptor.link) holding plain bytes before packets (written before and after packet mode, O_DIRECT, was set): not restored"
+                )
             }
             packets.append(Data(read))
         }
@@ -52,10 +58,13 @@ extension PipeContentsRecord {
             try PipeBuffer.setCapacity(fd, Int32(capacity))
             let set = try PipeBuffer.capacity(fd)
             guard set == Int32(capacity) else {
-                throw AmberError(.restoreFailed, "\(what) of process \(task.pid) got a capacity of \(set) bytes instead of \(capacity)")
+                throw AmberError(
+                    .restoreFailed,
+                    "\(what) of process \(task.pid) got a capacity of \(set) bytes instead of \(capacity)")
             }
         } catch let error as LinuxError {
-            throw AmberError(.restoreFailed, "cannot give \(what) of process \(task.pid) a capacity of \(capacity) bytes: \(error)")
+            throw AmberError(
+                .restoreFailed, "cannot give \(what) of process \(task.pid) a capacity of \(capacity) bytes: \(error)")
         }
     }
 
@@ -71,7 +80,9 @@ extension PipeContentsRecord {
             }
             if !data.isEmpty { try PipeBuffer.write(writer, [UInt8](data)) }
         } catch {
-            throw AmberError(.restoreFailed, "cannot write back the \(heldBytes) bytes \(what) of process \(task.pid) held: \(error)")
+            throw AmberError(
+                .restoreFailed, "cannot write back the \(heldBytes) bytes \(what) of process \(task.pid) held: \(error)"
+            )
         }
     }
 }

@@ -35,7 +35,10 @@ struct PipeKind: OpenFileKind {
         end.ownerGid = status.gid
         try end.readCapacity(copy, of: descriptor)
         guard status.mode & 0o7777 == 0o600 else {
-            throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(descriptor.link) with mode 0o\(String(status.mode & 0o7777, radix: 8)) (changed by fchmod): not restored yet")
+            throw AmberError.unsupported(
+                descriptor.process,
+                "has fd \(descriptor.fd) on \(descriptor.link) with mode 0o\(String(status.mode & 0o7777, radix: 8)) (changed by fchmod): not restored yet"
+            )
         }
         // What the pipe holds is kept with its read end, which the tree has whenever the pipe
         // holds anything (`check(tree:)`).
@@ -50,7 +53,10 @@ struct PipeKind: OpenFileKind {
 
     static func reopenedPath(of record: Amber_PipeEnd) -> String? { nil }
 
-    static func make(_ end: Amber_PipeEnd, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
+    static func make(
+        _ end: Amber_PipeEnd, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32 {
         let pipe = try objects.object(end.pipeID) { try RestoredPipe(end, task: task) }
         if !end.writeEnd { try pipe.fill(end, task: task) }
         let fd = try pipe.takeEnd(write: end.writeEnd, task: task)
@@ -58,7 +64,10 @@ struct PipeKind: OpenFileKind {
         guard flags == 0 || fcntl(fd.rawValue, F_SETFL, flags) == 0 else {
             let error = LinuxError.current("fcntl(F_SETFL)")
             try? fd.close()
-            throw AmberError(.restoreFailed, "cannot set the flags 0o\(String(flags, radix: 8)) of pipe \(end.pipeID)'s end for process \(task.pid): \(error)")
+            throw AmberError(
+                .restoreFailed,
+                "cannot set the flags 0o\(String(flags, radix: 8)) of pipe \(end.pipeID)'s end for process \(task.pid): \(error)"
+            )
         }
         return fd.rawValue
     }
@@ -81,9 +90,14 @@ final class RestoredPipe: SharedOpenFileObject {
         readEnd = ends.read
         writeEnd = ends.write
         do {
-            if end.capacity != UInt32(PipeBuffer.defaultCapacity) { try end.setCapacity(writeEnd, of: "pipe \(end.pipeID)", task: task) }
+            if end.capacity != UInt32(PipeBuffer.defaultCapacity) {
+                try end.setCapacity(writeEnd, of: "pipe \(end.pipeID)", task: task)
+            }
             guard fchown(writeEnd.rawValue, end.ownerUid, end.ownerGid) == 0 else {
-                throw AmberError(.restoreFailed, "cannot give pipe \(end.pipeID) of process \(task.pid) its owner uid \(end.ownerUid), gid \(end.ownerGid): \(LinuxError.current("fchown"))")
+                throw AmberError(
+                    .restoreFailed,
+                    "cannot give pipe \(end.pipeID) of process \(task.pid) its owner uid \(end.ownerUid), gid \(end.ownerGid): \(LinuxError.current("fchown"))"
+                )
             }
         } catch {
             close()
@@ -111,7 +125,8 @@ final class RestoredPipe: SharedOpenFileObject {
         if write { writeEndTaken = true } else { readEndTaken = true }
         if taken { return try reopen(end, flags: write ? O_WRONLY : O_RDONLY, task: task) }
         do {
-            return FileDescriptor(rawValue: try libcCall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(end.rawValue, F_DUPFD_CLOEXEC, 0) })
+            return FileDescriptor(
+                rawValue: try libcCall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(end.rawValue, F_DUPFD_CLOEXEC, 0) })
         } catch {
             throw AmberError(.restoreFailed, "cannot copy an end of pipe \(id) for process \(task.pid): \(error)")
         }
@@ -119,9 +134,13 @@ final class RestoredPipe: SharedOpenFileObject {
 
     private func reopen(_ end: FileDescriptor, flags: Int32, task: Amber_Task) throws -> FileDescriptor {
         do {
-            return FileDescriptor(rawValue: try libcCall("open /proc/self/fd/\(end.rawValue)") { open("/proc/self/fd/\(end.rawValue)", flags | O_CLOEXEC) })
+            return FileDescriptor(
+                rawValue: try libcCall("open /proc/self/fd/\(end.rawValue)") {
+                    open("/proc/self/fd/\(end.rawValue)", flags | O_CLOEXEC)
+                })
         } catch {
-            throw AmberError(.restoreFailed, "cannot open another description of pipe \(id) for process \(task.pid): \(error)")
+            throw AmberError(
+                .restoreFailed, "cannot open another description of pipe \(id) for process \(task.pid): \(error)")
         }
     }
 
@@ -154,7 +173,8 @@ extension PipeKind {
         for process in processes {
             for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
                 guard let link = try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd),
-                      let (inode, isWriteEnd) = pipeEnd(pid: process.pid, fd: fd, link: link) else { continue }
+                    let (inode, isWriteEnd) = pipeEnd(pid: process.pid, fd: fd, link: link)
+                else { continue }
                 var ends = pipes[inode] ?? HeldEnds()
                 if isWriteEnd, ends.write == nil { ends.write = (process, fd) }
                 if !isWriteEnd, ends.read == nil { ends.read = (process, fd) }
@@ -163,10 +183,17 @@ extension PipeKind {
         }
         guard !pipes.isEmpty else { return }
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
-            guard let (inode, isWriteEnd) = pipeEnd(pid: pid, fd: fd, link: link), let ends = pipes[inode] else { return }
+            guard let (inode, isWriteEnd) = pipeEnd(pid: pid, fd: fd, link: link), let ends = pipes[inode] else {
+                return
+            }
             // Named by the tree's other end if it has it: "whose read end is held by".
-            let (holder, also) = isWriteEnd ? (ends.read ?? ends.write!, ends.write != nil) : (ends.write ?? ends.read!, ends.read != nil)
-            throw AmberError.unsupported(holder.process.name, "has fd \(holder.fd) on pipe:[\(inode)], whose \(isWriteEnd ? "write" : "read") end is \(also ? "also " : "")held by process \(ProcessName(pid: pid)) outside the tree: a pipe is restored only when no process outside the tree holds an end of it", tree: holder.process.tree)
+            let (holder, also) =
+                isWriteEnd
+                ? (ends.read ?? ends.write!, ends.write != nil) : (ends.write ?? ends.read!, ends.read != nil)
+            throw AmberError.unsupported(
+                holder.process.name,
+                "has fd \(holder.fd) on pipe:[\(inode)], whose \(isWriteEnd ? "write" : "read") end is \(also ? "also " : "")held by process \(ProcessName(pid: pid)) outside the tree: a pipe is restored only when no process outside the tree holds an end of it",
+                tree: holder.process.tree)
         }
         for (inode, ends) in pipes.sorted(by: { $0.key < $1.key }) where ends.read == nil {
             let writer = ends.write!
@@ -174,7 +201,10 @@ extension PipeKind {
             defer { try? copy.close() }
             let queued = try PipeBuffer.queuedBytes(copy)
             if queued > 0 {
-                throw AmberError.unsupported(writer.process.name, "has fd \(writer.fd) on pipe:[\(inode)] holding \(queued) bytes that no process can read (its read end is closed): not restored", tree: writer.process.tree)
+                throw AmberError.unsupported(
+                    writer.process.name,
+                    "has fd \(writer.fd) on pipe:[\(inode)] holding \(queued) bytes that no process can read (its read end is closed): not restored",
+                    tree: writer.process.tree)
             }
         }
     }
@@ -183,8 +213,9 @@ extension PipeKind {
     /// when it is no pipe.
     private static func pipeEnd(pid: Int32, fd: Int32, link: String) -> (inode: UInt64, isWriteEnd: Bool)? {
         guard link.hasPrefix("pipe:["), link.hasSuffix("]"),
-              let inode = UInt64(link.dropFirst("pipe:[".count).dropLast()),
-              let info = try? ProcFS.fileDescriptorInfo(pid: pid, fd: fd) else { return nil }
+            let inode = UInt64(link.dropFirst("pipe:[".count).dropLast()),
+            let info = try? ProcFS.fileDescriptorInfo(pid: pid, fd: fd)
+        else { return nil }
         return (inode, Int32(bitPattern: info.flags) & O_ACCMODE == O_WRONLY)
     }
 }

@@ -24,7 +24,10 @@ struct RegularFileKind: ReopenedByPath {
         return file
     }
 
-    static func make(_ file: Amber_RegularFile, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
+    static func make(
+        _ file: Amber_RegularFile, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32 {
         let fd = try reopen(file, flags: description.flags, adding: O_NOCTTY, as: task, imageTrusted: imageTrusted)
         try seek(fd, file, to: description.offset)
         return fd

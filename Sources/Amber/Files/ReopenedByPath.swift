@@ -43,7 +43,9 @@ extension ReopenedByPath {
 
     /// Opens the record's file with the description's `flags`, adding `extraFlags` unless it is
     /// O_PATH, as `task` could have, and checks it is still of this kind.
-    static func reopen(_ record: Record, flags: UInt32, adding extraFlags: Int32, as task: Amber_Task, imageTrusted: Bool) throws -> Int32 {
+    static func reopen(
+        _ record: Record, flags: UInt32, adding extraFlags: Int32, as task: Amber_Task, imageTrusted: Bool
+    ) throws -> Int32 {
         var openFlags = Int32(bitPattern: flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
         if openFlags & OpenFileFlags.pathOnly.openFlags != 0 {
             // open(2) ignores other flags with O_PATH, but openat2 refuses them (EINVAL): keep
@@ -52,13 +54,22 @@ extension ReopenedByPath {
         } else {
             openFlags |= extraFlags
         }
-        let dumped = record.changeTimeNs == 0 ? nil : FileStatus(device: record.device, inode: record.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: record.changeTimeNs)
-        let fd = try RestoreSession.openAsTask(record.path, flags: openFlags, what: "the file", task: task, dumped: dumped, trusted: imageTrusted)
+        let dumped =
+            record.changeTimeNs == 0
+            ? nil
+            : FileStatus(
+                device: record.device, inode: record.inode, mode: 0, size: 0, rdev: 0, changeTimeNs: record.changeTimeNs
+            )
+        let fd = try RestoreSession.openAsTask(
+            record.path, flags: openFlags, what: "the file", task: task, dumped: dumped, trusted: imageTrusted)
         // The path must still lead to a file of the kind dumped: an image naming /dev/kmsg as a
         // regular file reopens nothing.
         guard let status = try? FileStatus.fstat(fd: fd), isKind(status, path: record.path) else {
             Glibc.close(fd)
-            throw AmberError(.restoreFailed, "cannot reopen \(record.path) for process \(task.pid): it is no longer \(dumpedFile) it was at the dump")
+            throw AmberError(
+                .restoreFailed,
+                "cannot reopen \(record.path) for process \(task.pid): it is no longer \(dumpedFile) it was at the dump"
+            )
         }
         return fd
     }

@@ -35,11 +35,16 @@ struct SignalFDKind: OpenFileKind {
 
     static func reopenedPath(of record: Amber_SignalFD) -> String? { nil }
 
-    static func make(_ record: Amber_SignalFD, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
+    static func make(
+        _ record: Amber_SignalFD, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32 {
         do {
             return try SignalFDState(mask: record.mask).make(nonBlocking: description.isNonBlocking).rawValue
         } catch {
-            throw AmberError(.restoreFailed, "cannot make the signalfd of open file \(description.id) for process \(task.pid): \(error)")
+            throw AmberError(
+                .restoreFailed,
+                "cannot make the signalfd of open file \(description.id) for process \(task.pid): \(error)")
         }
     }
 }

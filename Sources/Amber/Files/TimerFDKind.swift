@@ -45,7 +45,9 @@ struct TimerFDKind: OpenFileKind {
         record.ticks = state.ticks
         record.remainingNs = UInt64(state.remainingNs)
         record.intervalNs = UInt64(state.intervalNs)
-        if state.clock == TimerFDState.realtimeClock && state.settimeFlags & TimerFDState.absoluteTime != 0 && state.remainingNs > 0 {
+        if state.clock == TimerFDState.realtimeClock && state.settimeFlags & TimerFDState.absoluteTime != 0
+            && state.remainingNs > 0
+        {
             let (expiry, overflow) = TimerFDState.now(clock: state.clock).addingReportingOverflow(state.remainingNs)
             record.realtimeExpiryNs = UInt64(overflow ? Int64.max : max(expiry, 1))
         }
@@ -59,7 +61,10 @@ struct TimerFDKind: OpenFileKind {
 
     static func reopenedPath(of record: Amber_TimerFD) -> String? { nil }
 
-    static func make(_ record: Amber_TimerFD, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool, objects: OpenFileObjects) throws -> Int32 {
+    static func make(
+        _ record: Amber_TimerFD, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32 {
         do {
             let fd = try TimerFDState.create(clock: record.clock, nonBlocking: description.isNonBlocking)
             do {
@@ -73,7 +78,8 @@ struct TimerFDKind: OpenFileKind {
                         value = overflow ? Int64.max : sum
                     }
                 }
-                try TimerFDState.set(fd, flags: record.settimeFlags, valueNs: value, intervalNs: Int64(clamping: record.intervalNs))
+                try TimerFDState.set(
+                    fd, flags: record.settimeFlags, valueNs: value, intervalNs: Int64(clamping: record.intervalNs))
                 try TimerFDState.addTicks(fd, record.ticks)
                 return fd.rawValue
             } catch {
@@ -81,7 +87,9 @@ struct TimerFDKind: OpenFileKind {
                 throw error
             }
         } catch {
-            throw AmberError(.restoreFailed, "cannot make the timerfd of open file \(description.id) for process \(task.pid): \(error)")
+            throw AmberError(
+                .restoreFailed,
+                "cannot make the timerfd of open file \(description.id) for process \(task.pid): \(error)")
         }
     }
 }

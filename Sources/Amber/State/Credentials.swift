@@ -9,10 +9,14 @@ enum CredentialState {
     // MARK: Dump
 
     /// The credentials of the thread `injector` runs in: its /proc status for all but securebits.
-    static func dump(_ injector: any SyscallInjecting, status: ProcessStatus, _ session: DumpSession) throws -> Amber_Credentials {
+    static func dump(_ injector: any SyscallInjecting, status: ProcessStatus, _ session: DumpSession) throws
+        -> Amber_Credentials
+    {
         let tid = injector.tracee.pid
         var record = try credentials(status, what: "/proc/\(session.pid)/task/\(tid)/status")
-        record.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, ProcessControl.GetOption.securebits.argument))
+        record.securebits = UInt32(
+            try injector.call(
+                "prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, ProcessControl.GetOption.securebits.argument))
         record.loginUid = try loginUID(pid: session.pid, tid: tid)
         return record
     }
@@ -27,7 +31,9 @@ enum CredentialState {
 
     /// Everything but securebits, from a status file.
     private static func credentials(_ status: ProcessStatus, what: String) throws(LinuxError) -> Amber_Credentials {
-        guard let uids = status.userIDs, let gids = status.groupIDs, let groups = status.supplementaryGroups, let caps = status.capabilities else {
+        guard let uids = status.userIDs, let gids = status.groupIDs, let groups = status.supplementaryGroups,
+            let caps = status.capabilities
+        else {
             throw LinuxError(.invalidArgument, "read Uid, Gid, Groups and Cap* lines of \(what)")
         }
         var record = Amber_Credentials()
@@ -48,14 +54,18 @@ enum CredentialState {
         let own = try ownUserNamespace.get()
         guard let namespace = try? ProcFS.link("/proc/\(pid)/ns/user") else { return }
         if namespace != own {
-            throw AmberError.unsupported(process, "is in another user namespace (\(namespace), amber's is \(own)): not supported", tree: tree)
+            throw AmberError.unsupported(
+                process, "is in another user namespace (\(namespace), amber's is \(own)): not supported", tree: tree)
         }
         // The security module's contexts (SELinux, AppArmor, Smack): a restored task gets amber's.
         for attribute in ["current", "exec", "fscreate", "keycreate", "sockcreate"] {
             guard let context = try? ProcFS.readText("/proc/\(pid)/attr/\(attribute)") else { continue }
             let amber = (try? ProcFS.readText("/proc/self/attr/\(attribute)")) ?? ""
             if context != amber {
-                throw AmberError.unsupported(process, "has the security context \"\(context.trimmingSuffixNewline)\" (/proc/\(pid)/attr/\(attribute)), amber \"\(amber.trimmingSuffixNewline)\": not restored yet", tree: tree)
+                throw AmberError.unsupported(
+                    process,
+                    "has the security context \"\(context.trimmingSuffixNewline)\" (/proc/\(pid)/attr/\(attribute)), amber \"\(amber.trimmingSuffixNewline)\": not restored yet",
+                    tree: tree)
             }
         }
     }
@@ -73,7 +83,8 @@ enum CredentialState {
     static func checkRestorable(_ tasks: [Amber_Task]) throws(AmberError) {
         let restorer: Amber_Credentials
         let lastCapability: Int
-        let uidMap: [ClosedRange<UInt32>], gidMap: [ClosedRange<UInt32>]
+        let uidMap: [ClosedRange<UInt32>]
+        let gidMap: [ClosedRange<UInt32>]
         do {
             uidMap = try idMap("/proc/self/uid_map")
             gidMap = try idMap("/proc/self/gid_map")
@@ -85,20 +96,40 @@ enum CredentialState {
         let known: UInt64 = lastCapability >= 63 ? .max : (1 << UInt64(lastCapability + 1)) - 1
         for task in tasks where !task.zombie {
             for thread in task.threads where thread.hasCredentials {
-                let who = thread.tid == task.pid ? "process \(task.pid) (\(task.comm))" : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
+                let who =
+                    thread.tid == task.pid
+                    ? "process \(task.pid) (\(task.comm))"
+                    : "thread \(thread.tid) of process \(task.pid) (\(task.comm))"
                 let image = thread.credentials
-                let all = image.capInheritable | image.capPermitted | image.capEffective | image.capBounding | image.capAmbient
+                let all =
+                    image.capInheritable | image.capPermitted | image.capEffective | image.capBounding
+                    | image.capAmbient
                 if all & ~known != 0 {
-                    throw AmberError(.incompatibleHost, "\(who) holds capabilities \(names(all & ~known)) this kernel does not know (its last is \(lastCapability))")
+                    throw AmberError(
+                        .incompatibleHost,
+                        "\(who) holds capabilities \(names(all & ~known)) this kernel does not know (its last is \(lastCapability))"
+                    )
                 }
-                let unmappedUIDs = [image.uid, image.euid, image.suid, image.fsuid].filter { id in !uidMap.contains { $0.contains(id) } }
-                let unmappedGIDs = ([image.gid, image.egid, image.sgid, image.fsgid] + image.groups).filter { id in !gidMap.contains { $0.contains(id) } }
-                let unmapped = [unmappedUIDs.isEmpty ? nil : "uids \(list(unmappedUIDs))", unmappedGIDs.isEmpty ? nil : "gids \(list(unmappedGIDs))"].compactMap(\.self)
+                let unmappedUIDs = [image.uid, image.euid, image.suid, image.fsuid].filter { id in
+                    !uidMap.contains { $0.contains(id) }
+                }
+                let unmappedGIDs = ([image.gid, image.egid, image.sgid, image.fsgid] + image.groups).filter { id in
+                    !gidMap.contains { $0.contains(id) }
+                }
+                let unmapped = [
+                    unmappedUIDs.isEmpty ? nil : "uids \(list(unmappedUIDs))",
+                    unmappedGIDs.isEmpty ? nil : "gids \(list(unmappedGIDs))",
+                ].compactMap(\.self)
                 if !unmapped.isEmpty {
-                    throw AmberError(.permissionDenied, "\(who) runs under \(unmapped.joined(separator: " and ")), which amber's user namespace does not map (/proc/self/uid_map, gid_map): restore it in a namespace that maps them")
+                    throw AmberError(
+                        .permissionDenied,
+                        "\(who) runs under \(unmapped.joined(separator: " and ")), which amber's user namespace does not map (/proc/self/uid_map, gid_map): restore it in a namespace that maps them"
+                    )
                 }
                 if let problem = excess(image, over: restorer) {
-                    throw AmberError(.permissionDenied, "\(who) \(problem): amber gives a restored task no credentials the restorer does not hold")
+                    throw AmberError(
+                        .permissionDenied,
+                        "\(who) \(problem): amber gives a restored task no credentials the restorer does not hold")
                 }
             }
         }
@@ -122,43 +153,59 @@ enum CredentialState {
         func allowed(_ ids: [UInt32], fs: UInt32, own: [UInt32], ownFS: UInt32) -> Bool {
             ids.allSatisfy(own.contains) && (ids.contains(fs) || (ids == own && fs == ownFS))
         }
-        let uids = [image.uid, image.euid, image.suid], gids = [image.gid, image.egid, image.sgid]
-        let ownUIDs = [own.uid, own.euid, own.suid], ownGIDs = [own.gid, own.egid, own.sgid]
+        let uids = [image.uid, image.euid, image.suid]
+        let gids = [image.gid, image.egid, image.sgid]
+        let ownUIDs = [own.uid, own.euid, own.suid]
+        let ownGIDs = [own.gid, own.egid, own.sgid]
         if !has(Capability.setuid), !allowed(uids, fs: image.fsuid, own: ownUIDs, ownFS: own.fsuid) {
-            return "has user IDs \(list(uids + [image.fsuid])) (real, effective, saved, filesystem) and the restorer, with \(list(ownUIDs + [own.fsuid])), lacks CAP_SETUID"
+            return
+                "has user IDs \(list(uids + [image.fsuid])) (real, effective, saved, filesystem) and the restorer, with \(list(ownUIDs + [own.fsuid])), lacks CAP_SETUID"
         }
         if !has(Capability.setgid), !allowed(gids, fs: image.fsgid, own: ownGIDs, ownFS: own.fsgid) {
-            return "has group IDs \(list(gids + [image.fsgid])) (real, effective, saved, filesystem) and the restorer, with \(list(ownGIDs + [own.fsgid])), lacks CAP_SETGID"
+            return
+                "has group IDs \(list(gids + [image.fsgid])) (real, effective, saved, filesystem) and the restorer, with \(list(ownGIDs + [own.fsgid])), lacks CAP_SETGID"
         }
         if !has(Capability.setgid), Set(image.groups) != Set(own.groups) {
-            return "has supplementary groups \(list(image.groups)), the restorer \(list(own.groups)) and lacks CAP_SETGID"
+            return
+                "has supplementary groups \(list(image.groups)), the restorer \(list(own.groups)) and lacks CAP_SETGID"
         }
         if image.capPermitted & ~own.capPermitted != 0 {
-            return "holds capabilities \(names(image.capPermitted & ~own.capPermitted)) outside the restorer's permitted set"
+            return
+                "holds capabilities \(names(image.capPermitted & ~own.capPermitted)) outside the restorer's permitted set"
         }
         if image.capBounding & ~own.capBounding != 0 {
-            return "has capabilities \(names(image.capBounding & ~own.capBounding)) in its bounding set that the restorer's lacks"
+            return
+                "has capabilities \(names(image.capBounding & ~own.capBounding)) in its bounding set that the restorer's lacks"
         }
         if image.capBounding != own.capBounding, !has(Capability.setpcap) {
-            return "has a smaller bounding set than the restorer, which lacks CAP_SETPCAP to drop \(names(own.capBounding & ~image.capBounding))"
+            return
+                "has a smaller bounding set than the restorer, which lacks CAP_SETPCAP to drop \(names(own.capBounding & ~image.capBounding))"
         }
-        let inheritableBeyond = image.capInheritable & ~own.capInheritable & ~(has(Capability.setpcap) ? .max : own.capPermitted)
+        let inheritableBeyond =
+            image.capInheritable & ~own.capInheritable & ~(has(Capability.setpcap) ? .max : own.capPermitted)
         if inheritableBeyond != 0 || image.capInheritable & ~(own.capInheritable | own.capBounding) != 0 {
-            return "has inheritable capabilities \(names(image.capInheritable & ~own.capInheritable)) the restorer may not raise"
+            return
+                "has inheritable capabilities \(names(image.capInheritable & ~own.capInheritable)) the restorer may not raise"
         }
         if image.capAmbient != 0, own.securebits & Securebits.noCapAmbientRaise != 0 {
-            return "has ambient capabilities \(names(image.capAmbient)) and the restorer has SECBIT_NO_CAP_AMBIENT_RAISE"
+            return
+                "has ambient capabilities \(names(image.capAmbient)) and the restorer has SECBIT_NO_CAP_AMBIENT_RAISE"
         }
         let changed = image.securebits ^ own.securebits
         if changed & Securebits.keepCaps != 0, own.securebits & Securebits.keepCapsLocked != 0 {
-            return "has keep-caps \(image.securebits & Securebits.keepCaps != 0 ? "on" : "off"), locked otherwise in the restorer"
+            return
+                "has keep-caps \(image.securebits & Securebits.keepCaps != 0 ? "on" : "off"), locked otherwise in the restorer"
         }
         if changed & ~Securebits.keepCaps != 0 {
             if !has(Capability.setpcap) {
-                return "has securebits 0x\(String(image.securebits, radix: 16)), the restorer 0x\(String(own.securebits, radix: 16)) and lacks CAP_SETPCAP"
+                return
+                    "has securebits 0x\(String(image.securebits, radix: 16)), the restorer 0x\(String(own.securebits, radix: 16)) and lacks CAP_SETPCAP"
             }
-            if changed & (own.securebits & Securebits.locks) >> 1 != 0 || own.securebits & Securebits.locks & ~image.securebits != 0 {
-                return "has securebits 0x\(String(image.securebits, radix: 16)) that the restorer's locked securebits 0x\(String(own.securebits, radix: 16)) forbid"
+            if changed & (own.securebits & Securebits.locks) >> 1 != 0
+                || own.securebits & Securebits.locks & ~image.securebits != 0
+            {
+                return
+                    "has securebits 0x\(String(image.securebits, radix: 16)) that the restorer's locked securebits 0x\(String(own.securebits, radix: 16)) forbid"
             }
         }
         return nil
@@ -168,8 +215,10 @@ enum CredentialState {
 
     private static let capabilityNames = [
         "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
-        "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
-        "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+        "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
         "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
         "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
         "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
@@ -192,7 +241,8 @@ enum CredentialState {
     /// a change of effective or filesystem ID clears the parent-death signal and resets dumpable.
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
         // Every helper thread still has the restorer's credentials: only others need setting.
-        for (record, tracee) in zip(task.threads, session.threads) where record.hasCredentials && record.credentials != session.baseline.credentials {
+        for (record, tracee) in zip(task.threads, session.threads)
+        where record.hasCredentials && record.credentials != session.baseline.credentials {
             session.credentialsChanged = true
             let injector = try session.injector(for: tracee)
             try restore(record.credentials, injector, session)
@@ -203,11 +253,16 @@ enum CredentialState {
     /// bounding drops; groups and IDs; effective raised again to the kept permitted set (a
     /// change from euid 0 cleared it) for the filesystem IDs, ambient raises and securebits;
     /// last the image's permitted, effective and inheritable sets.
-    private static func restore(_ image: Amber_Credentials, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
+    private static func restore(_ image: Amber_Credentials, _ injector: any SyscallInjecting, _ session: RestoreSession)
+        throws
+    {
         let tid = injector.tracee.pid
         func current() throws -> Amber_Credentials {
-            var now = try credentials(ProcFS.threadStatus(pid: session.pid, tid: tid), what: "/proc/\(session.pid)/task/\(tid)/status")
-            now.securebits = UInt32(try injector.call("prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, ProcessControl.GetOption.securebits.argument))
+            var now = try credentials(
+                ProcFS.threadStatus(pid: session.pid, tid: tid), what: "/proc/\(session.pid)/task/\(tid)/status")
+            now.securebits = UInt32(
+                try injector.call(
+                    "prctl(PR_GET_SECUREBITS)", SyscallNumber.prctl, ProcessControl.GetOption.securebits.argument))
             now.loginUid = try loginUID(pid: session.pid, tid: tid)
             return now
         }
@@ -222,43 +277,66 @@ enum CredentialState {
             try injector.call("prctl(PR_SET_KEEPCAPS, 1)", SyscallNumber.prctl, TaskControl.setKeepCapabilities, 1)
         }
         if image.capInheritable != now.capInheritable {
-            try setCapabilities(effective: now.capEffective, permitted: now.capPermitted, inheritable: image.capInheritable, injector, session)
+            try setCapabilities(
+                effective: now.capEffective, permitted: now.capPermitted, inheritable: image.capInheritable, injector,
+                session)
         }
         for cap in 0..<64 where now.capBounding & ~image.capBounding & (1 << UInt64(cap)) != 0 {
-            try injector.call("prctl(PR_CAPBSET_DROP, \(names(1 << UInt64(cap))))", SyscallNumber.prctl, TaskControl.capabilityBoundingSetDrop, UInt64(cap))
+            try injector.call(
+                "prctl(PR_CAPBSET_DROP, \(names(1 << UInt64(cap))))", SyscallNumber.prctl,
+                TaskControl.capabilityBoundingSetDrop, UInt64(cap))
         }
         if image.groups.sorted() != now.groups.sorted() {
             try setGroups(image.groups, injector, session)
         }
         if [image.gid, image.egid, image.sgid] != [now.gid, now.egid, now.sgid] {
-            try injector.call("setresgid(\(image.gid), \(image.egid), \(image.sgid))", SyscallNumber.setresgid, UInt64(image.gid), UInt64(image.egid), UInt64(image.sgid))
+            try injector.call(
+                "setresgid(\(image.gid), \(image.egid), \(image.sgid))", SyscallNumber.setresgid, UInt64(image.gid),
+                UInt64(image.egid), UInt64(image.sgid))
         }
         if idsChange {
-            try injector.call("setresuid(\(image.uid), \(image.euid), \(image.suid))", SyscallNumber.setresuid, UInt64(image.uid), UInt64(image.euid), UInt64(image.suid))
+            try injector.call(
+                "setresuid(\(image.uid), \(image.euid), \(image.suid))", SyscallNumber.setresuid, UInt64(image.uid),
+                UInt64(image.euid), UInt64(image.suid))
         }
         now = try current()
         if now.capEffective != now.capPermitted {
-            try setCapabilities(effective: now.capPermitted, permitted: now.capPermitted, inheritable: image.capInheritable, injector, session)
+            try setCapabilities(
+                effective: now.capPermitted, permitted: now.capPermitted, inheritable: image.capInheritable, injector,
+                session)
         }
         // setfs[ug]id returns the old ID, never an error: the check at the end reads the result.
         try injector.call("setfsgid(\(image.fsgid))", SyscallNumber.setfsgid, UInt64(image.fsgid))
         try injector.call("setfsuid(\(image.fsuid))", SyscallNumber.setfsuid, UInt64(image.fsuid))
         if image.capAmbient != now.capAmbient {
-            try injector.call("prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)", SyscallNumber.prctl, TaskControl.capabilityAmbient, TaskControl.ambientClearAll, 0, 0, 0)
+            try injector.call(
+                "prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)", SyscallNumber.prctl, TaskControl.capabilityAmbient,
+                TaskControl.ambientClearAll, 0, 0, 0)
             for cap in 0..<64 where image.capAmbient & (1 << UInt64(cap)) != 0 {
-                try injector.call("prctl(PR_CAP_AMBIENT_RAISE, \(names(1 << UInt64(cap))))", SyscallNumber.prctl, TaskControl.capabilityAmbient, TaskControl.ambientRaise, UInt64(cap), 0, 0)
+                try injector.call(
+                    "prctl(PR_CAP_AMBIENT_RAISE, \(names(1 << UInt64(cap))))", SyscallNumber.prctl,
+                    TaskControl.capabilityAmbient, TaskControl.ambientRaise, UInt64(cap), 0, 0)
             }
         }
         now = try current()
         if (image.securebits ^ now.securebits) & ~Securebits.keepCaps != 0 {
-            try injector.call("prctl(PR_SET_SECUREBITS, 0x\(String(image.securebits, radix: 16)))", SyscallNumber.prctl, TaskControl.setSecurebits, UInt64(image.securebits))
+            try injector.call(
+                "prctl(PR_SET_SECUREBITS, 0x\(String(image.securebits, radix: 16)))", SyscallNumber.prctl,
+                TaskControl.setSecurebits, UInt64(image.securebits))
         } else if image.securebits != now.securebits {
-            try injector.call("prctl(PR_SET_KEEPCAPS, \(image.securebits & Securebits.keepCaps != 0 ? 1 : 0))", SyscallNumber.prctl, TaskControl.setKeepCapabilities, image.securebits & Securebits.keepCaps != 0 ? 1 : 0)
+            try injector.call(
+                "prctl(PR_SET_KEEPCAPS, \(image.securebits & Securebits.keepCaps != 0 ? 1 : 0))", SyscallNumber.prctl,
+                TaskControl.setKeepCapabilities, image.securebits & Securebits.keepCaps != 0 ? 1 : 0)
         }
-        try setCapabilities(effective: image.capEffective, permitted: image.capPermitted, inheritable: image.capInheritable, injector, session)
+        try setCapabilities(
+            effective: image.capEffective, permitted: image.capPermitted, inheritable: image.capInheritable, injector,
+            session)
         let result = try current()
         guard result == image else {
-            throw AmberError(.restoreFailed, "thread \(tid) of process \(session.pid) came out with credentials \(describe(result)), not the image's \(describe(image))")
+            throw AmberError(
+                .restoreFailed,
+                "thread \(tid) of process \(session.pid) came out with credentials \(describe(result)), not the image's \(describe(image))"
+            )
         }
     }
 
@@ -268,46 +346,62 @@ enum CredentialState {
 
     /// Only the task itself may write its loginuid, and only while it holds CAP_AUDIT_CONTROL:
     /// before the IDs change.
-    private static func setLoginUID(_ value: UInt32, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
-        let path = Array("/proc/thread-self/loginuid".utf8) + [0], text = Array(String(value).utf8)
+    private static func setLoginUID(_ value: UInt32, _ injector: any SyscallInjecting, _ session: RestoreSession) throws
+    {
+        let path = Array("/proc/thread-self/loginuid".utf8) + [0]
+        let text = Array(String(value).utf8)
         var arguments = session.arguments()
         let pathAddress = try arguments.place(path)
         let textAddress = try arguments.place(text)
-        let fd = try injector.call("open /proc/thread-self/loginuid", SyscallNumber.openat, UInt64(bitPattern: Int64(AT_FDCWD)), pathAddress, UInt64(O_WRONLY | O_CLOEXEC))
+        let fd = try injector.call(
+            "open /proc/thread-self/loginuid", SyscallNumber.openat, UInt64(bitPattern: Int64(AT_FDCWD)), pathAddress,
+            UInt64(O_WRONLY | O_CLOEXEC))
         defer { _ = try? injector.call("close", SyscallNumber.close, fd) }
         try injector.call("write loginuid \(value)", SyscallNumber.write, fd, textAddress, UInt64(text.count))
     }
 
     private static func describe(_ c: Amber_Credentials) -> String {
         func hex(_ value: UInt64) -> String { String(value, radix: 16) }
-        return "uids \(list([c.uid, c.euid, c.suid, c.fsuid])) gids \(list([c.gid, c.egid, c.sgid, c.fsgid])) groups \(list(c.groups)) "
+        return
+            "uids \(list([c.uid, c.euid, c.suid, c.fsuid])) gids \(list([c.gid, c.egid, c.sgid, c.fsgid])) groups \(list(c.groups)) "
             + "caps inh \(hex(c.capInheritable)) prm \(hex(c.capPermitted)) eff \(hex(c.capEffective)) bnd \(hex(c.capBounding)) amb \(hex(c.capAmbient)) securebits \(hex(UInt64(c.securebits))) loginuid \(c.loginUid)"
     }
 
     /// capset(2), version 3, for the calling thread: the header and both words of each set go
     /// through the scratch area.
-    private static func setCapabilities(effective: UInt64, permitted: UInt64, inheritable: UInt64, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
+    private static func setCapabilities(
+        effective: UInt64, permitted: UInt64, inheritable: UInt64, _ injector: any SyscallInjecting,
+        _ session: RestoreSession
+    ) throws {
         var arguments = session.arguments()
         let header = try arguments.place(CapsetArguments.header)
-        let data = try arguments.place(CapsetArguments(effective: effective, permitted: permitted, inheritable: inheritable).data)
-        try injector.call("capset(effective \(String(effective, radix: 16)), permitted \(String(permitted, radix: 16)), inheritable \(String(inheritable, radix: 16)))",
-                          SyscallNumber.capset, header, data)
+        let data = try arguments.place(
+            CapsetArguments(effective: effective, permitted: permitted, inheritable: inheritable).data)
+        try injector.call(
+            "capset(effective \(String(effective, radix: 16)), permitted \(String(permitted, radix: 16)), inheritable \(String(inheritable, radix: 16)))",
+            SyscallNumber.capset, header, data)
     }
 
     /// setgroups(2): the list goes through the scratch area, or a temporary mapping when it is
     /// longer (up to NGROUPS_MAX, 256 KiB).
-    private static func setGroups(_ groups: [UInt32], _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
+    private static func setGroups(_ groups: [UInt32], _ injector: any SyscallInjecting, _ session: RestoreSession)
+        throws
+    {
         let size = groups.count * 4
         guard size > RestoreSession.scratchSize else {
             var arguments = session.arguments()
             let address = try arguments.place(groups.withUnsafeBytes { Array($0) })
-            try injector.call("setgroups(\(groups.count) groups)", SyscallNumber.setgroups, UInt64(groups.count), address)
+            try injector.call(
+                "setgroups(\(groups.count) groups)", SyscallNumber.setgroups, UInt64(groups.count), address)
             return
         }
         let length = UInt64((size + 4095) & ~4095)
-        let area = try injector.call("mmap groups", SyscallNumber.mmap, 0, length, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+        let area = try injector.call(
+            "mmap groups", SyscallNumber.mmap, 0, length, UInt64(PROT_READ | PROT_WRITE),
+            UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
         defer { _ = try? injector.call("munmap groups", SyscallNumber.munmap, area, length) }
-        _ = try groups.withUnsafeBytes { bytes throws(LinuxError) in try session.memory.write(bytes, to: [(area, size)]) }
+        _ = try groups.withUnsafeBytes { bytes throws(LinuxError) in try session.memory.write(bytes, to: [(area, size)])
+        }
         try injector.call("setgroups(\(groups.count) groups)", SyscallNumber.setgroups, UInt64(groups.count), area)
     }
 }
@@ -321,8 +415,8 @@ extension Amber_Task {
     }
 }
 
-private extension String {
-    var trimmingSuffixNewline: Substring { self.last == "\n" ? self.dropLast() : self[...] }
+extension String {
+    fileprivate var trimmingSuffixNewline: Substring { self.last == "\n" ? self.dropLast() : self[...] }
 }
 
 /// Each thread's credentials are dumped with the thread (`ThreadState`).

@@ -9,18 +9,27 @@ enum EnvironmentState {
     /// was removed (the kernel keeps it with no links), or one its path no longer reaches,
     /// such as /proc/PID of a process that has gone.
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        if let root = try? FileStatus.stat(path: "/proc/\(pid)/root"), let own = try? FileStatus.stat(path: "/proc/self/root"),
-           root.device != own.device || root.inode != own.inode {
+        if let root = try? FileStatus.stat(path: "/proc/\(pid)/root"),
+            let own = try? FileStatus.stat(path: "/proc/self/root"),
+            root.device != own.device || root.inode != own.inode
+        {
             let path = (try? ProcFS.link("/proc/\(pid)/root")) ?? "?"
-            throw AmberError.unsupported(process, "has its own root directory \(path) (chroot): not supported yet", tree: tree)
+            throw AmberError.unsupported(
+                process, "has its own root directory \(path) (chroot): not supported yet", tree: tree)
         }
         let cwd = try ProcFS.cwd(pid: pid)
         let (status, links) = try FileStatus.statWithLinkCount(path: "/proc/\(pid)/cwd")
         if links == 0 {
-            throw AmberError.unsupported(process, "has the deleted directory \(cwd) as its working directory: restore could not reopen it", tree: tree)
+            throw AmberError.unsupported(
+                process, "has the deleted directory \(cwd) as its working directory: restore could not reopen it",
+                tree: tree)
         }
-        guard let atPath = try? FileStatus.stat(path: cwd), atPath.device == status.device, atPath.inode == status.inode else {
-            throw AmberError.unsupported(process, "has the working directory \(cwd), which that path no longer reaches\(cwd.hasPrefix("/proc/") ? " (the /proc directory of a process that has gone)" : ""): restore could not reopen it", tree: tree)
+        guard let atPath = try? FileStatus.stat(path: cwd), atPath.device == status.device, atPath.inode == status.inode
+        else {
+            throw AmberError.unsupported(
+                process,
+                "has the working directory \(cwd), which that path no longer reaches\(cwd.hasPrefix("/proc/") ? " (the /proc directory of a process that has gone)" : ""): restore could not reopen it",
+                tree: tree)
         }
     }
 
@@ -49,12 +58,19 @@ enum EnvironmentState {
         for limit in record.limits {
             // The helper inherited our limits: only set those that differ.
             var current = rlimit()
-            if getrlimit(__rlimit_resource_t(limit.resource), &current) == 0, UInt64(current.rlim_cur) == limit.soft, UInt64(current.rlim_max) == limit.hard { continue }
+            if getrlimit(__rlimit_resource_t(limit.resource), &current) == 0, UInt64(current.rlim_cur) == limit.soft,
+                UInt64(current.rlim_max) == limit.hard
+            {
+                continue
+            }
             var arguments = session.arguments()
             let address = try arguments.place(rlimit(rlim_cur: rlim_t(limit.soft), rlim_max: rlim_t(limit.hard)))
             let result = try session.injector.raw(SyscallNumber.prlimit64, 0, UInt64(limit.resource), address, 0)
             if result == -Int64(EPERM) {
-                throw AmberError(.restoreFailed, "cannot raise resource limit \(limit.resource) to soft \(limit.soft), hard \(limit.hard): the restorer's hard limit is lower and raising it needs CAP_SYS_RESOURCE")
+                throw AmberError(
+                    .restoreFailed,
+                    "cannot raise resource limit \(limit.resource) to soft \(limit.soft), hard \(limit.hard): the restorer's hard limit is lower and raising it needs CAP_SYS_RESOURCE"
+                )
             } else if result < 0 {
                 throw LinuxError(negated: Int(result), "prlimit64(\(limit.resource)) in task \(session.pid)")
             }
@@ -67,9 +83,13 @@ extension EnvironmentState: StateKind {
         try check(pid: process.pid, process: process.name, tree: process.tree)
     }
 
-    static var dumpSteps: [DumpStep<Void>] { [
-        DumpStep("environment", .outside) { process, _ in process.task.environment = try dump(process.target) },
-    ] }
+    static var dumpSteps: [DumpStep<Void>] {
+        [
+            DumpStep("environment", .outside) { process, _ in process.task.environment = try dump(process.target) }
+        ]
+    }
 
-    static var restoreSteps: [RestoreStep] { [RestoreStep("environment", order: 300) { try restore($0.task.environment, $0) }] }
+    static var restoreSteps: [RestoreStep] {
+        [RestoreStep("environment", order: 300) { try restore($0.task.environment, $0) }]
+    }
 }

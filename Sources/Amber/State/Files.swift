@@ -27,7 +27,9 @@ enum FileState {
                 let kindRecord = try file.dump(probe)
                 // open(2) does not start signal-driven I/O, and the owner (F_SETOWN) cannot be read from outside.
                 if flags.contains(.asynchronous) {
-                    throw AmberError.unsupported(target.name, "has fd \(fd) on \(probe.link) with signal-driven I/O (O_ASYNC, F_SETOWN): not restored yet")
+                    throw AmberError.unsupported(
+                        target.name,
+                        "has fd \(fd) on \(probe.link) with signal-driven I/O (O_ASYNC, F_SETOWN): not restored yet")
                 }
                 var description = Amber_OpenFileDescription()
                 description.id = id
@@ -56,7 +58,10 @@ enum FileState {
         }
         for descriptor in record.descriptors.sorted(by: { $0.fd < $1.fd }) {
             guard let description = descriptions[descriptor.descriptionID] else {
-                throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)): fd \(descriptor.fd) refers to a missing open file")
+                throw AmberError(
+                    .badImage,
+                    "image file \(ImageFormat.taskRecordName(pid: session.task.pid)): fd \(descriptor.fd) refers to a missing open file"
+                )
             }
             let source: Int32
             var temporary = false
@@ -69,9 +74,13 @@ enum FileState {
                 temporary = source != descriptor.fd
             }
             if source == descriptor.fd {
-                try session.injector.call("fcntl F_SETFD", SyscallNumber.fcntl, UInt64(source), UInt64(F_SETFD), descriptor.closeOnExec ? UInt64(FD_CLOEXEC) : 0)
+                try session.injector.call(
+                    "fcntl F_SETFD", SyscallNumber.fcntl, UInt64(source), UInt64(F_SETFD),
+                    descriptor.closeOnExec ? UInt64(FD_CLOEXEC) : 0)
             } else {
-                try session.injector.call("dup3 to fd \(descriptor.fd)", SyscallNumber.dup3, UInt64(source), UInt64(descriptor.fd), descriptor.closeOnExec ? UInt64(O_CLOEXEC) : 0)
+                try session.injector.call(
+                    "dup3 to fd \(descriptor.fd)", SyscallNumber.dup3, UInt64(source), UInt64(descriptor.fd),
+                    descriptor.closeOnExec ? UInt64(O_CLOEXEC) : 0)
                 if temporary {
                     try session.injector.call("close", SyscallNumber.close, UInt64(source))
                 }
@@ -98,9 +107,13 @@ extension FileState: StateKind {
 
     static func makeDumpState(_ dump: TreeDump) -> DumpState { DumpState() }
 
-    static var dumpSteps: [DumpStep<DumpState>] { [
-        DumpStep("files", .outside) { process, state in process.task.files = try dump(process.target, table: &state.descriptions) },
-    ] }
+    static var dumpSteps: [DumpStep<DumpState>] {
+        [
+            DumpStep("files", .outside) { process, state in
+                process.task.files = try dump(process.target, table: &state.descriptions)
+            }
+        ]
+    }
 
     /// Right after memory: the steps after it may need a file by descriptor.
     static var restoreSteps: [RestoreStep] { [RestoreStep("files", order: 200) { try restore($0.task.files, $0) }] }

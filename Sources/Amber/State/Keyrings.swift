@@ -12,7 +12,9 @@ enum KeyringState {
     /// Refuses a thread keyring of the thread `injector` runs in.
     static func checkThread(_ injector: any SyscallInjecting, _ session: DumpSession) throws {
         if try injector.raw(SyscallNumber.keyctl, Keyrings.getKeyringID, Keyrings.threadKeyring, 0) >= 0 {
-            throw AmberError.unsupported(session.name, "has a thread keyring in thread \(injector.tracee.pid) (keyctl): keys are not restored yet")
+            throw AmberError.unsupported(
+                session.name,
+                "has a thread keyring in thread \(injector.tracee.pid) (keyctl): keys are not restored yet")
         }
     }
 
@@ -24,17 +26,28 @@ enum KeyringState {
         if try injector.raw(SyscallNumber.keyctl, Keyrings.getKeyringID, Keyrings.processKeyring, 0) >= 0 {
             throw AmberError.unsupported(session.name, "has a process keyring (keyctl): keys are not restored yet")
         }
-        var serial = Int64(try injector.call("keyctl(KEYCTL_GET_KEYRING_ID, session)", SyscallNumber.keyctl, Keyrings.getKeyringID, Keyrings.sessionKeyring, 0))
+        var serial = Int64(
+            try injector.call(
+                "keyctl(KEYCTL_GET_KEYRING_ID, session)", SyscallNumber.keyctl, Keyrings.getKeyringID,
+                Keyrings.sessionKeyring, 0))
         var arguments = session.arguments()
         let description = try arguments.reserve(DumpSession.scratchSize)
-        try injector.call("keyctl(KEYCTL_DESCRIBE, \(serial))", SyscallNumber.keyctl, Keyrings.describe, UInt64(serial), description, UInt64(DumpSession.scratchSize))
-        if Keyrings.isUserSessionKeyring(description: try arguments.read(description, count: DumpSession.scratchSize)) { serial = 0 }
+        try injector.call(
+            "keyctl(KEYCTL_DESCRIBE, \(serial))", SyscallNumber.keyctl, Keyrings.describe, UInt64(serial), description,
+            UInt64(DumpSession.scratchSize))
+        if Keyrings.isUserSessionKeyring(description: try arguments.read(description, count: DumpSession.scratchSize)) {
+            serial = 0
+        }
         guard serial != 0, serial != parentKeyring else { return (serial, false) }
         // The size of its list of keys, 4 bytes a key.
         let size = try injector.raw(SyscallNumber.keyctl, Keyrings.read, UInt64(serial), 0, 0)
         if size != 0 {
-            let what = size > 0 ? "holds \(size / 4) keys" : "cannot be read (\(LinuxError(negated: Int(size), "keyctl(KEYCTL_READ)").errno.name))"
-            throw AmberError.unsupported(session.name, "has a session keyring of its own that \(what) (keyctl): keys are not restored yet")
+            let what =
+                size > 0
+                ? "holds \(size / 4) keys"
+                : "cannot be read (\(LinuxError(negated: Int(size), "keyctl(KEYCTL_READ)").errno.name))"
+            throw AmberError.unsupported(
+                session.name, "has a session keyring of its own that \(what) (keyctl): keys are not restored yet")
         }
         return (serial, true)
     }
@@ -51,9 +64,14 @@ enum KeyringState {
     /// The process `injector` runs in joins a new, empty session keyring (KEYCTL_JOIN_SESSION_KEYRING
     /// with no name) owned by `task`'s filesystem IDs: it was made with the restorer's.
     static func joinNewSessionKeyring(_ injector: any SyscallInjecting, for task: Amber_Task) throws {
-        let serial = try injector.call("keyctl(KEYCTL_JOIN_SESSION_KEYRING)", SyscallNumber.keyctl, Keyrings.joinSessionKeyring, 0)
-        guard let credentials = task.processCredentials, credentials.fsuid != geteuid() || credentials.fsgid != getegid() else { return }
-        try injector.call("keyctl(KEYCTL_CHOWN, \(credentials.fsuid), \(credentials.fsgid))", SyscallNumber.keyctl, Keyrings.chown, serial, UInt64(credentials.fsuid), UInt64(credentials.fsgid))
+        let serial = try injector.call(
+            "keyctl(KEYCTL_JOIN_SESSION_KEYRING)", SyscallNumber.keyctl, Keyrings.joinSessionKeyring, 0)
+        guard let credentials = task.processCredentials,
+            credentials.fsuid != geteuid() || credentials.fsgid != getegid()
+        else { return }
+        try injector.call(
+            "keyctl(KEYCTL_CHOWN, \(credentials.fsuid), \(credentials.fsgid))", SyscallNumber.keyctl, Keyrings.chown,
+            serial, UInt64(credentials.fsuid), UInt64(credentials.fsgid))
     }
 }
 
@@ -75,12 +93,16 @@ extension KeyringState: StateKind {
         DumpState(root: dump.processes.first?.pid ?? 0, dumperKeyring: try Keyrings.ownSessionKeyring())
     }
 
-    static var dumpSteps: [DumpStep<DumpState>] { [
-        DumpStep("keyrings", .traced) { process, state in
-            let parentKeyring = process.pid == state.root ? state.dumperKeyring : state.sessionKeyrings[process.task.ppid] ?? state.dumperKeyring
-            let (serial, own) = try dump(process.session, parentKeyring: parentKeyring)
-            state.sessionKeyrings[process.pid] = serial
-            process.task.ownSessionKeyring = own
-        },
-    ] }
+    static var dumpSteps: [DumpStep<DumpState>] {
+        [
+            DumpStep("keyrings", .traced) { process, state in
+                let parentKeyring =
+                    process.pid == state.root
+                    ? state.dumperKeyring : state.sessionKeyrings[process.task.ppid] ?? state.dumperKeyring
+                let (serial, own) = try dump(process.session, parentKeyring: parentKeyring)
+                state.sessionKeyrings[process.pid] = serial
+                process.task.ownSessionKeyring = own
+            }
+        ]
+    }
 }

@@ -19,7 +19,8 @@ enum LockState {
             for lock in try ProcFS.fileLocks(pid: pid, fd: fd) {
                 if let reason = refusal(of: lock, pid: pid) {
                     let path = (try? ProcFS.fileDescriptorPath(pid: pid, fd: fd)) ?? "fd \(fd)"
-                    throw AmberError.unsupported(process, "holds \(description(of: lock)) on \(path) (fd \(fd)): \(reason)", tree: tree)
+                    throw AmberError.unsupported(
+                        process, "holds \(description(of: lock)) on \(path) (fd \(fd)): \(reason)", tree: tree)
                 }
             }
         }
@@ -33,7 +34,9 @@ enum LockState {
         case .flock, .posix, .openFileDescription: break
         }
         guard lock.advice == "ADVISORY" else { return "only advisory locks are restored, this one is \(lock.advice)" }
-        guard lock.mode == "READ" || lock.mode == "WRITE" else { return "its type \(lock.mode) is neither a read nor a write lock" }
+        guard lock.mode == "READ" || lock.mode == "WRITE" else {
+            return "its type \(lock.mode) is neither a read nor a write lock"
+        }
         if lock.kind == .posix && lock.pid != pid {
             return "it is owned by process \(lock.pid), which shares the fd table"
         }
@@ -82,16 +85,24 @@ enum LockState {
         for descriptor in files.descriptors {
             let locks = try ProcFS.fileLocks(pid: target.pid, fd: descriptor.fd)
             if let reason = locks.lazy.compactMap({ refusal(of: $0, pid: target.pid) }).first {
-                throw AmberError.unsupported(target.name, "holds a file lock on fd \(descriptor.fd) that cannot be restored: \(reason)")
+                throw AmberError.unsupported(
+                    target.name, "holds a file lock on fd \(descriptor.fd) that cannot be restored: \(reason)")
             }
             for lock in locks where lock.kind == .posix {
-                guard posix.insert(Key(device: lock.device, inode: lock.inode, start: lock.start, end: lock.end, write: lock.mode == "WRITE")).inserted else { continue }
+                guard
+                    posix.insert(
+                        Key(
+                            device: lock.device, inode: lock.inode, start: lock.start, end: lock.end,
+                            write: lock.mode == "WRITE")
+                    ).inserted
+                else { continue }
                 var record = record(of: lock)
                 record.descriptionID = descriptor.descriptionID
                 files.posixLocks.append(record)
             }
             if descriptionLocks[descriptor.descriptionID] == nil {
-                descriptionLocks[descriptor.descriptionID] = seen[descriptor.descriptionID] ?? locks.filter { $0.kind != .posix }.map(record(of:))
+                descriptionLocks[descriptor.descriptionID] =
+                    seen[descriptor.descriptionID] ?? locks.filter { $0.kind != .posix }.map(record(of:))
                 seen[descriptor.descriptionID] = descriptionLocks[descriptor.descriptionID]
             }
         }
@@ -114,13 +125,20 @@ enum LockState {
         guard !locks.isEmpty, !session.task.zombie else { return }
         let descriptions = Dictionary(files.descriptions.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         var fds: [UInt32: Int32] = [:]
-        for descriptor in files.descriptors where fds[descriptor.descriptionID] == nil { fds[descriptor.descriptionID] = descriptor.fd }
+        for descriptor in files.descriptors where fds[descriptor.descriptionID] == nil {
+            fds[descriptor.descriptionID] = descriptor.fd
+        }
         let injector = try SyscallInjector(tracee: session.tracee, instruction: session.injector.instruction)
         do {
             for description in files.descriptions {
-                for lock in description.locks { try set(lock, description: description, fd: fds[description.id], injector, session) }
+                for lock in description.locks {
+                    try set(lock, description: description, fd: fds[description.id], injector, session)
+                }
             }
-            for lock in files.posixLocks { try set(lock, description: descriptions[lock.descriptionID], fd: fds[lock.descriptionID], injector, session) }
+            for lock in files.posixLocks {
+                try set(
+                    lock, description: descriptions[lock.descriptionID], fd: fds[lock.descriptionID], injector, session)
+            }
         } catch {
             try? injector.finish()
             throw error
@@ -128,10 +146,16 @@ enum LockState {
         try injector.finish()
     }
 
-    private static func set(_ lock: Amber_FileLock, description: Amber_OpenFileDescription?, fd: Int32?, _ injector: SyscallInjector, _ session: RestoreSession) throws {
+    private static func set(
+        _ lock: Amber_FileLock, description: Amber_OpenFileDescription?, fd: Int32?, _ injector: SyscallInjector,
+        _ session: RestoreSession
+    ) throws {
         let task = session.task
         guard let description, let fd else {
-            throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: task.pid)): a file lock is on an open file no fd of the process refers to")
+            throw AmberError(
+                .badImage,
+                "image file \(ImageFormat.taskRecordName(pid: task.pid)): a file lock is on an open file no fd of the process refers to"
+            )
         }
         let what = "\(lockDescription(lock)) on \(path(of: description)) (fd \(fd))"
         let result: Int64
@@ -140,7 +164,8 @@ enum LockState {
             result = try injector.raw(SyscallNumber.flock, UInt64(fd), operation)
         } else {
             let command = lock.kind == .posix ? FileLocking.setLock : FileLocking.setOpenFileDescriptionLock
-            let bytes = FileLocking.recordLock(type: lock.write ? FileLocking.writeLock : FileLocking.readLock, start: lock.start, length: lock.length)
+            let bytes = FileLocking.recordLock(
+                type: lock.write ? FileLocking.writeLock : FileLocking.readLock, start: lock.start, length: lock.length)
             result = try ScratchArena.belowRedZone(of: injector, size: FileLocking.recordLockSize) { arena in
                 try injector.raw(SyscallNumber.fcntl, UInt64(fd), command, try arena.place(bytes))
             }
@@ -148,9 +173,13 @@ enum LockState {
         guard result < 0 else { return }
         let errno = Errno(rawValue: CInt(-result))
         if errno == .wouldBlock || errno == .permissionDenied {
-            throw AmberError(.restoreFailed, "cannot take again \(what) for process \(task.pid) (\(task.comm)): another process holds a conflicting lock on the file now (\(errno.name))")
+            throw AmberError(
+                .restoreFailed,
+                "cannot take again \(what) for process \(task.pid) (\(task.comm)): another process holds a conflicting lock on the file now (\(errno.name))"
+            )
         }
-        throw AmberError(.restoreFailed, "cannot take again \(what) for process \(task.pid) (\(task.comm)): \(errno.name)")
+        throw AmberError(
+            .restoreFailed, "cannot take again \(what) for process \(task.pid) (\(task.comm)): \(errno.name)")
     }
 
     private static func lockDescription(_ lock: Amber_FileLock) -> String {
@@ -188,13 +217,19 @@ extension LockState: StateKind {
     static func makeDumpState(_ dump: TreeDump) -> DumpState { DumpState() }
 
     /// After the files step (FileState comes first in `StateKinds.all`), which made the records.
-    static var dumpSteps: [DumpStep<DumpState>] { [
-        DumpStep("locks", .outside) { process, state in try dump(process.target, files: &process.task.files, seen: &state.descriptionLocks) },
-    ] }
+    static var dumpSteps: [DumpStep<DumpState>] {
+        [
+            DumpStep("locks", .outside) { process, state in
+                try dump(process.target, files: &process.task.files, seen: &state.descriptionLocks)
+            }
+        ]
+    }
 
     /// After the clean-up and the registers: the clean-up closes the files the tree shared,
     /// which would drop every POSIX lock of the process on them, and the restorer's pidfd;
     /// before that, files, memory, the working directory and the executable are opened in the
     /// task and closed again.
-    static var restoreSteps: [RestoreStep] { [RestoreStep("locks", order: 200, phase: .afterCleanUp) { try restore($0) }] }
+    static var restoreSteps: [RestoreStep] {
+        [RestoreStep("locks", order: 200, phase: .afterCleanUp) { try restore($0) }]
+    }
 }

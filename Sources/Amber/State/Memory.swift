@@ -18,23 +18,33 @@ enum MemoryState {
     static func check(_ maps: [MemoryMapping], process: ProcessName, tree: ProcessName) throws(AmberError) {
         var reached: [String: Bool] = [:]
         for mapping in maps where try kind(of: mapping, process: process, tree: tree) == .areaFile {
-            let leads = reached[mapping.path] ?? {
-                guard let status = try? FileStatus.stat(path: mapping.path) else { return false }
-                return status.device == mapping.device && status.inode == mapping.inode
-            }()
+            let leads =
+                reached[mapping.path]
+                ?? {
+                    guard let status = try? FileStatus.stat(path: mapping.path) else { return false }
+                    return status.device == mapping.device && status.inode == mapping.inode
+                }()
             reached[mapping.path] = leads
             if !leads {
-                throw .unsupported(process, "maps \(mapping.path) at 0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16)), a file its path does not lead to (a name /proc/PID/maps escapes is read back from map_files, which needs CAP_CHECKPOINT_RESTORE or root): not supported yet", tree: tree)
+                throw .unsupported(
+                    process,
+                    "maps \(mapping.path) at 0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16)), a file its path does not lead to (a name /proc/PID/maps escapes is read back from map_files, which needs CAP_CHECKPOINT_RESTORE or root): not supported yet",
+                    tree: tree)
             }
         }
     }
 
     /// Refuses shared anonymous memory that another process of the tree maps too: each process's
     /// pages are saved and restored on their own, so the sharing would be lost.
-    static func checkNotShared(_ maps: [MemoryMapping], process: ProcessName, tree: ProcessName, seen: inout [UInt64: ProcessName]) throws(AmberError) {
+    static func checkNotShared(
+        _ maps: [MemoryMapping], process: ProcessName, tree: ProcessName, seen: inout [UInt64: ProcessName]
+    ) throws(AmberError) {
         for mapping in maps where mapping.shared && mapping.deleted && mapping.path == "/dev/zero" {
             if let other = seen[mapping.inode], other.pid != process.pid {
-                throw .unsupported(process, "shares anonymous memory at 0x\(String(mapping.start, radix: 16)) with process \(other) (MAP_SHARED|MAP_ANONYMOUS inherited across fork): not supported yet", tree: tree)
+                throw .unsupported(
+                    process,
+                    "shares anonymous memory at 0x\(String(mapping.start, radix: 16)) with process \(other) (MAP_SHARED|MAP_ANONYMOUS inherited across fork): not supported yet",
+                    tree: tree)
             }
             seen[mapping.inode] = process
         }
@@ -60,12 +70,17 @@ enum MemoryState {
     /// Refuses areas with VmFlags restore cannot set again. Needs smaps, read once the process
     /// is frozen (`AreaFlagsPrefetch`): reading it for every process before would cost a page
     /// table walk each.
-    static func check(_ vmFlags: [UInt64: MemoryAreaFlags], maps: [MemoryMapping], process: ProcessName, tree: ProcessName) throws(AmberError) {
+    static func check(
+        _ vmFlags: [UInt64: MemoryAreaFlags], maps: [MemoryMapping], process: ProcessName, tree: ProcessName
+    ) throws(AmberError) {
         for mapping in maps where !kernelAreaPaths.contains(mapping.path) {
             guard let flags = vmFlags[mapping.start] else { continue }
             for (flag, what) in unrestorableFlags where flags.contains(flag) {
                 let path = mapping.path.isEmpty ? "" : " (\(mapping.path))"
-                throw .unsupported(process, "has \(what) at 0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16))\(path): not supported yet", tree: tree)
+                throw .unsupported(
+                    process,
+                    "has \(what) at 0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16))\(path): not supported yet",
+                    tree: tree)
             }
         }
     }
@@ -86,7 +101,9 @@ enum MemoryState {
             vmFlags[mapping.start]?.contains(.locked) == true ? sum + (mapping.end - mapping.start) : sum
         }
         guard locked > 0 else { return FutureLocking() }
-        let probe = try session.injector.call("mmap probe page", SyscallNumber.mmap, 0, pageSize, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+        let probe = try session.injector.call(
+            "mmap probe page", SyscallNumber.mmap, 0, pageSize, UInt64(PROT_READ | PROT_WRITE),
+            UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
         defer { _ = try? session.injector.call("munmap probe page", SyscallNumber.munmap, probe, pageSize) }
         guard try ProcFS.status(pid: session.pid).lockedMemoryBytes == locked + pageSize else { return FutureLocking() }
         // Only then is smaps read again, for MCL_ONFAULT. The probe page may have merged with
@@ -100,10 +117,14 @@ enum MemoryState {
     /// What an area is. A file's kind comes from its file system and its deletion from its link
     /// count (`ProcFS.mapsWithFiles`); the names the kernel gives its own files tell them apart,
     /// and are what is left to go by when map_files could not be read.
-    static func kind(of mapping: MemoryMapping, process: ProcessName, tree: ProcessName? = nil) throws(AmberError) -> Amber_AreaKind {
+    static func kind(of mapping: MemoryMapping, process: ProcessName, tree: ProcessName? = nil) throws(AmberError)
+        -> Amber_AreaKind
+    {
         // Only for messages: most processes have none, and a dump classifies every area twice.
         var range: String { "0x\(String(mapping.start, radix: 16))-0x\(String(mapping.end, radix: 16))" }
-        func refuse(_ what: String) -> AmberError { .unsupported(process, "\(what) at \(range): not supported yet", tree: tree) }
+        func refuse(_ what: String) -> AmberError {
+            .unsupported(process, "\(what) at \(range): not supported yet", tree: tree)
+        }
         switch mapping.path {
         case "[vdso]": return .areaVdso
         case "[vvar]": return .areaVvar
@@ -116,7 +137,8 @@ enum MemoryState {
         default: break
         }
         let unknownFileSystem = mapping.fileSystem == nil
-        if mapping.fileSystem == .hugetlbfs || unknownFileSystem && mapping.deleted && mapping.path == "/anon_hugepage" {
+        if mapping.fileSystem == .hugetlbfs || unknownFileSystem && mapping.deleted && mapping.path == "/anon_hugepage"
+        {
             throw refuse("maps hugetlb memory (\(mapping.path))")
         }
         if mapping.fileSystem == .aioRing || unknownFileSystem && mapping.deleted && mapping.path == "/[aio]" {
@@ -142,7 +164,10 @@ enum MemoryState {
     /// Reads only from outside the process. `vmFlags`: the process's smaps VmFlags by area start
     /// (see `AreaFlagsPrefetch`); `brk`: its current break, which only the process can tell (`currentBreak`).
     /// The pages go into page files of `image`; `buffers`: one per thread that reads them.
-    static func dump(_ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, futureLocking: FutureLocking, image: ImageWriter, buffers: [PageReadBuffer], fileSizes: inout FileSizes) throws -> Amber_Memory {
+    static func dump(
+        _ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, futureLocking: FutureLocking,
+        image: ImageWriter, buffers: [PageReadBuffer], fileSizes: inout FileSizes
+    ) throws -> Amber_Memory {
         var memory = Amber_Memory()
         memory.lockFuture = futureLocking.locked
         memory.lockFutureOnFault = futureLocking.onFault
@@ -170,20 +195,29 @@ enum MemoryState {
                 area.fileSize = fileSizes.size(of: mapping)
             }
             if let excluded = pagesFoundElsewhere(in: area) {
-                let ranges = try pageMap.scan(start: area.start, end: area.end, excluded: excluded, anyOf: [.present, .swapped])
+                let ranges = try pageMap.scan(
+                    start: area.start, end: area.end, excluded: excluded, anyOf: [.present, .swapped])
                 wanted.append(AreaReader.Wanted(area: areas.count, ranges: ranges, readable: mapping.readable))
             }
             areas.append(area)
         }
         let total = wanted.reduce(0) { sum, area in area.ranges.reduce(sum) { $0 + ($1.upperBound - $1.lowerBound) } }
-        let parts = total >= twoThreadDumpSize && buffers.count >= 2 ? split(wanted, at: total / 2 / pageSize * pageSize) : [wanted]
+        let parts =
+            total >= twoThreadDumpSize && buffers.count >= 2
+            ? split(wanted, at: total / 2 / pageSize * pageSize) : [wanted]
         let jobs = try parts.enumerated().map { part, wanted in
-            PageDumpJob(wanted: wanted, file: UInt32(part), pages: try image.makePageFile(name: ImageFormat.pageFileName(pid: target.pid, part: part)), buffer: buffers[part])
+            PageDumpJob(
+                wanted: wanted, file: UInt32(part),
+                pages: try image.makePageFile(name: ImageFormat.pageFileName(pid: target.pid, part: part)),
+                buffer: buffers[part])
         }
         memory.pageFiles = jobs.map(\.pages.name)
         let (pid, interruption) = (target.pid, target.interruption)
         let results = jobs.concurrentMap { job in
-            Result { try AreaReader(pid: pid, interruption: interruption, buffer: job.buffer).save(job.wanted, into: job.pages, file: job.file) }
+            Result {
+                try AreaReader(pid: pid, interruption: interruption, buffer: job.buffer).save(
+                    job.wanted, into: job.pages, file: job.file)
+            }
         }
         // The first part holds the lower addresses: each area's runs stay in ascending order.
         for result in results {
@@ -211,18 +245,24 @@ enum MemoryState {
 
     /// Splits the ranges to save into the first `bytes` (page-aligned) and the rest, in address order.
     private static func split(_ wanted: [AreaReader.Wanted], at bytes: UInt64) -> [[AreaReader.Wanted]] {
-        var lower: [AreaReader.Wanted] = [], upper: [AreaReader.Wanted] = []
+        var lower: [AreaReader.Wanted] = []
+        var upper: [AreaReader.Wanted] = []
         var remaining = bytes
         for area in wanted {
-            var below: [Range<UInt64>] = [], above: [Range<UInt64>] = []
+            var below: [Range<UInt64>] = []
+            var above: [Range<UInt64>] = []
             for range in area.ranges {
                 let cut = range.lowerBound + min(remaining, range.upperBound - range.lowerBound)
                 if cut > range.lowerBound { below.append(range.lowerBound..<cut) }
                 if cut < range.upperBound { above.append(cut..<range.upperBound) }
                 remaining -= cut - range.lowerBound
             }
-            if !below.isEmpty { lower.append(AreaReader.Wanted(area: area.area, ranges: below, readable: area.readable)) }
-            if !above.isEmpty { upper.append(AreaReader.Wanted(area: area.area, ranges: above, readable: area.readable)) }
+            if !below.isEmpty {
+                lower.append(AreaReader.Wanted(area: area.area, ranges: below, readable: area.readable))
+            }
+            if !above.isEmpty {
+                upper.append(AreaReader.Wanted(area: area.area, ranges: above, readable: area.readable))
+            }
         }
         return [lower, upper]
     }
@@ -329,21 +369,35 @@ enum MemoryState {
     static func prepareAddressSpace(for task: Amber_Task, _ injector: inout some SyscallInjecting) throws {
         let record = task.memory
         let helperMaps = try ProcFS.maps(pid: injector.tracee.pid)
-        let kernelAreas: [Amber_AreaKind: String] = [.areaVvar: "[vvar]", .areaVvarVclock: "[vvar_vclock]", .areaVdso: "[vdso]"]
+        let kernelAreas: [Amber_AreaKind: String] = [
+            .areaVvar: "[vvar]", .areaVvarVclock: "[vvar_vclock]", .areaVdso: "[vdso]",
+        ]
         var moves: [(from: UInt64, to: UInt64, size: UInt64, name: String)] = []
         for area in record.areas {
             guard let name = kernelAreas[area.kind] else { continue }
-            guard let current = helperMaps.first(where: { $0.path == name }), current.end - current.start == area.end - area.start else {
-                let here = helperMaps.filter { kernelAreas.values.contains($0.path) }.map { "\($0.path) \(($0.end - $0.start) / 1024) KiB" }
-                throw AmberError(.incompatibleHost, "this kernel lays out the vDSO differently from the image's (image \(name) \((area.end - area.start) / 1024) KiB; here: \(here.joined(separator: ", "))): restore on a host with the same kernel")
+            guard let current = helperMaps.first(where: { $0.path == name }),
+                current.end - current.start == area.end - area.start
+            else {
+                let here = helperMaps.filter { kernelAreas.values.contains($0.path) }.map {
+                    "\($0.path) \(($0.end - $0.start) / 1024) KiB"
+                }
+                throw AmberError(
+                    .incompatibleHost,
+                    "this kernel lays out the vDSO differently from the image's (image \(name) \((area.end - area.start) / 1024) KiB; here: \(here.joined(separator: ", "))): restore on a host with the same kernel"
+                )
             }
             moves.append((current.start, area.start, area.end - area.start, name))
         }
         let imageNames = Set(moves.map(\.name))
-        if let extra = helperMaps.first(where: { kernelAreas.values.contains($0.path) && !imageNames.contains($0.path) }) {
-            throw AmberError(.incompatibleHost, "this kernel has a \(extra.path) area the image does not: restore on a host with the same kernel")
+        if let extra = helperMaps.first(where: { kernelAreas.values.contains($0.path) && !imageNames.contains($0.path) }
+        ) {
+            throw AmberError(
+                .incompatibleHost,
+                "this kernel has a \(extra.path) area the image does not: restore on a host with the same kernel")
         }
-        guard !moves.isEmpty else { throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: task.pid)) has no [vdso] area") }
+        guard !moves.isEmpty else {
+            throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: task.pid)) has no [vdso] area")
+        }
 
         try ThreadControlState.unregisterHelperRseq(injector)
 
@@ -359,33 +413,45 @@ enum MemoryState {
                     (move.from, parking + (move.from - currentStart), move.size, move.name)
                 }
                 try move(&injector, parked)
-                try move(&injector, zip(parked, moves).map { (parked, move) -> (from: UInt64, to: UInt64, size: UInt64, name: String) in
-                    (parked.to, move.to, move.size, move.name)
-                })
+                try move(
+                    &injector,
+                    zip(parked, moves).map { (parked, move) -> (from: UInt64, to: UInt64, size: UInt64, name: String) in
+                        (parked.to, move.to, move.size, move.name)
+                    })
             } else {
                 try move(&injector, moves)
             }
         }
         // A process cloned from the emptied root's helper has one page left to unmap (where its
         // parent wrote the clone3 arguments): one munmap of it, not two of everything around the vDSO.
-        let leftovers = helperMaps.filter { !kernelAreas.values.contains($0.path) && $0.end <= ImageFormat.userAddressLimit }
+        let leftovers = helperMaps.filter {
+            !kernelAreas.values.contains($0.path) && $0.end <= ImageFormat.userAddressLimit
+        }
         if leftovers.count < 2 {
             for area in leftovers {
-                try injector.call("munmap helper memory at 0x\(String(area.start, radix: 16))", SyscallNumber.munmap, area.start, area.end - area.start)
+                try injector.call(
+                    "munmap helper memory at 0x\(String(area.start, radix: 16))", SyscallNumber.munmap, area.start,
+                    area.end - area.start)
             }
             return
         }
         if targetStart > 0 {
             try injector.call("munmap helper memory below the vDSO", SyscallNumber.munmap, 0, targetStart)
         }
-        try injector.call("munmap helper memory above the vDSO", SyscallNumber.munmap, targetEnd, ImageFormat.userAddressLimit - targetEnd)
+        try injector.call(
+            "munmap helper memory above the vDSO", SyscallNumber.munmap, targetEnd,
+            ImageFormat.userAddressLimit - targetEnd)
     }
 
     /// mremaps kernel areas; the vDSO (holding the syscall instruction in use) goes last.
-    private static func move(_ injector: inout some SyscallInjecting, _ moves: [(from: UInt64, to: UInt64, size: UInt64, name: String)]) throws {
+    private static func move(
+        _ injector: inout some SyscallInjecting, _ moves: [(from: UInt64, to: UInt64, size: UInt64, name: String)]
+    ) throws {
         let ordered = moves.filter { $0.name != "[vdso]" } + moves.filter { $0.name == "[vdso]" }
         for move in ordered {
-            try injector.call("mremap \(move.name)", SyscallNumber.mremap, move.from, move.size, move.size, MemoryAdvice.remapMayMove | MemoryAdvice.remapFixed, move.to)
+            try injector.call(
+                "mremap \(move.name)", SyscallNumber.mremap, move.from, move.size, move.size,
+                MemoryAdvice.remapMayMove | MemoryAdvice.remapFixed, move.to)
             if move.name == "[vdso]" {
                 injector.instruction = injector.instruction - move.from + move.to
             }
@@ -407,7 +473,8 @@ enum MemoryState {
             let separate = continuesIdenticalArea(area, previous)
             previous = area
             if protection != area.protection { temporary.append(area) }
-            var flags = MAP_FIXED | (area.droppable ? MemoryAdvice.mapDroppable : area.shared ? MAP_SHARED : MAP_PRIVATE)
+            var flags =
+                MAP_FIXED | (area.droppable ? MemoryAdvice.mapDroppable : area.shared ? MAP_SHARED : MAP_PRIVATE)
             if area.noReserve { flags |= MAP_NORESERVE }
             if area.growsDown { flags |= MAP_GROWSDOWN }
             var fd: Int32 = -1
@@ -420,31 +487,48 @@ enum MemoryState {
                 flags |= MAP_ANONYMOUS | MAP_GROWSDOWN
             case .areaFile:
                 let key = TreeFiles.Key(path: area.path, flags: openFlags(of: area))
-                let file = try opened[key] ?? session.openInTask(key.path, flags: key.flags, what: "the file mapped at 0x\(String(area.start, radix: 16))")
+                let file =
+                    try opened[key]
+                    ?? session.openInTask(
+                        key.path, flags: key.flags, what: "the file mapped at 0x\(String(area.start, radix: 16))")
                 opened[key] = file
                 if area.fileSize != 0, file.status.size != area.fileSize {
-                    throw AmberError(.restoreFailed, "\(area.path) changed since the dump (size \(file.status.size), was \(area.fileSize)): the mapping at 0x\(String(area.start, radix: 16)) cannot be restored")
+                    throw AmberError(
+                        .restoreFailed,
+                        "\(area.path) changed since the dump (size \(file.status.size), was \(area.fileSize)): the mapping at 0x\(String(area.start, radix: 16)) cannot be restored"
+                    )
                 }
                 fd = file.fd
             case .UNRECOGNIZED:
-                throw AmberError(.badImage, "image file \(ImageFormat.taskRecordName(pid: session.task.pid)) has an area of unknown kind")
+                throw AmberError(
+                    .badImage,
+                    "image file \(ImageFormat.taskRecordName(pid: session.task.pid)) has an area of unknown kind")
             }
             let length = area.end - area.start
             let name = "mmap 0x\(String(area.start, radix: 16))-0x\(String(area.end, radix: 16))"
             if separate {
                 // Mapped elsewhere and moved into place: its page offset then does not continue its neighbour's.
-                let elsewhere = try injector.call(name, SyscallNumber.mmap, 0, length, UInt64(protection), UInt64(flags & ~MAP_FIXED), UInt64.max, 0)
+                let elsewhere = try injector.call(
+                    name, SyscallNumber.mmap, 0, length, UInt64(protection), UInt64(flags & ~MAP_FIXED), UInt64.max, 0)
                 // mremap resets the page offset of an area that never faulted: fault one page (with zeros) first.
                 let memFile = try ProcessMemoryFile(pid: session.pid, writable: true)
-                try [UInt8](repeating: 0, count: 8).withUnsafeBytes { zeros throws in try memFile.write(zeros, at: elsewhere) }
-                try injector.call("mremap into place", SyscallNumber.mremap, elsewhere, length, length, MemoryAdvice.remapMayMove | MemoryAdvice.remapFixed, area.start)
+                try [UInt8](repeating: 0, count: 8).withUnsafeBytes { zeros throws in
+                    try memFile.write(zeros, at: elsewhere)
+                }
+                try injector.call(
+                    "mremap into place", SyscallNumber.mremap, elsewhere, length, length,
+                    MemoryAdvice.remapMayMove | MemoryAdvice.remapFixed, area.start)
             } else {
-                try injector.call(name, SyscallNumber.mmap, area.start, length, UInt64(protection), UInt64(flags), UInt64(bitPattern: Int64(fd)), area.fileOffset)
+                try injector.call(
+                    name, SyscallNumber.mmap, area.start, length, UInt64(protection), UInt64(flags),
+                    UInt64(bitPattern: Int64(fd)), area.fileOffset)
             }
         }
         try fillPages(session)
         for area in temporary {
-            try injector.call("mprotect 0x\(String(area.start, radix: 16))", SyscallNumber.mprotect, area.start, area.end - area.start, UInt64(area.protection))
+            try injector.call(
+                "mprotect 0x\(String(area.start, radix: 16))", SyscallNumber.mprotect, area.start,
+                area.end - area.start, UInt64(area.protection))
         }
         try restoreAdvice(record.areas, injector)
     }
@@ -469,14 +553,22 @@ enum MemoryState {
                 (area.mergeable, MemoryAdvice.mergeable, "MADV_MERGEABLE"),
             ]
             for (wanted, value, name) in advice where wanted {
-                try injector.call("madvise(0x\(String(area.start, radix: 16)), \(name))", SyscallNumber.madvise, area.start, length, value)
+                try injector.call(
+                    "madvise(0x\(String(area.start, radix: 16)), \(name))", SyscallNumber.madvise, area.start, length,
+                    value)
             }
             if area.locked {
-                let result = try injector.raw(SyscallNumber.mlock2, area.start, length, area.lockOnFault ? MemoryAdvice.lockOnFault : 0)
+                let result = try injector.raw(
+                    SyscallNumber.mlock2, area.start, length, area.lockOnFault ? MemoryAdvice.lockOnFault : 0)
                 if result == -Int64(ENOMEM) || result == -Int64(EPERM) {
-                    throw AmberError(.restoreFailed, "cannot lock the \(length / 1024) KiB area at 0x\(String(area.start, radix: 16)) again (mlock): the restorer's RLIMIT_MEMLOCK is too low, and going past it needs CAP_IPC_LOCK")
+                    throw AmberError(
+                        .restoreFailed,
+                        "cannot lock the \(length / 1024) KiB area at 0x\(String(area.start, radix: 16)) again (mlock): the restorer's RLIMIT_MEMLOCK is too low, and going past it needs CAP_IPC_LOCK"
+                    )
                 } else if result < 0 {
-                    throw LinuxError(negated: Int(result), "mlock2 0x\(String(area.start, radix: 16)) in task \(injector.tracee.pid)")
+                    throw LinuxError(
+                        negated: Int(result), "mlock2 0x\(String(area.start, radix: 16)) in task \(injector.tracee.pid)"
+                    )
                 }
             }
         }
@@ -488,10 +580,14 @@ enum MemoryState {
         for area in session.task.memory.areas where !area.anonymousName.isEmpty {
             var arguments = session.arguments()
             let address = try arguments.place(Array((area.anonymousName + "\0").utf8))
-            try session.injector.call("prctl(PR_SET_VMA_ANON_NAME, 0x\(String(area.start, radix: 16)), \(area.anonymousName))", SyscallNumber.prctl, MemoryAdvice.setVMA, MemoryAdvice.setVMAAnonymousName, area.start, area.end - area.start, address)
+            try session.injector.call(
+                "prctl(PR_SET_VMA_ANON_NAME, 0x\(String(area.start, radix: 16)), \(area.anonymousName))",
+                SyscallNumber.prctl, MemoryAdvice.setVMA, MemoryAdvice.setVMAAnonymousName, area.start,
+                area.end - area.start, address)
         }
         for area in session.task.memory.areas where area.sealed && !kernelAreaKinds.contains(area.kind) {
-            try session.injector.call("mseal 0x\(String(area.start, radix: 16))", SyscallNumber.mseal, area.start, area.end - area.start, 0)
+            try session.injector.call(
+                "mseal 0x\(String(area.start, radix: 16))", SyscallNumber.mseal, area.start, area.end - area.start, 0)
         }
     }
 
@@ -514,7 +610,8 @@ enum MemoryState {
     /// apart (an mremap gave one a page offset that does not continue the other's), and a plain
     /// mmap at that address would merge them into one area.
     private static func continuesIdenticalArea(_ area: Amber_MemoryArea, _ previous: Amber_MemoryArea?) -> Bool {
-        guard let previous, area.kind == .areaAnonymous, previous.kind == .areaAnonymous, !area.shared, !previous.shared else { return false }
+        guard let previous, area.kind == .areaAnonymous, previous.kind == .areaAnonymous, !area.shared, !previous.shared
+        else { return false }
         // Alike in everything but place and pages: areas that differ in a flag are kept apart by it.
         func behaviour(_ area: Amber_MemoryArea) -> Amber_MemoryArea {
             var copy = area
@@ -548,7 +645,8 @@ enum MemoryState {
         /// Writes runs that lie back to back in one page file with process_vm_writev; returns
         /// the runs it could not write whole (a page the call may not write).
         @Sendable func write(_ runs: [Amber_PageRun]) -> Result<[Amber_PageRun], any Error> {
-            let first = runs[0], last = runs[runs.count - 1]
+            let first = runs[0]
+            let last = runs[runs.count - 1]
             return Result {
                 let bytes = try pages(from: first, count: (last.offset - first.offset) / pageSize + last.count)
                 let written = try memory.write(bytes, to: runs.map { ($0.address, Int($0.count * pageSize)) })
@@ -560,7 +658,8 @@ enum MemoryState {
             guard let first = batch.first, let last = batch.last else { return }
             // Writing faults in every page of the task: a large batch goes in two halves at
             // once, so that both CPUs take the faults.
-            let halves = last.offset + last.count * pageSize - first.offset >= twoThreadFillSize ? split(batch) : [batch]
+            let halves =
+                last.offset + last.count * pageSize - first.offset >= twoThreadFillSize ? split(batch) : [batch]
             for result in halves.concurrentMap(write) {
                 for run in try result.get() { try writeThroughMemFile(run) }
             }
@@ -589,7 +688,9 @@ enum MemoryState {
     /// size, cutting the run that straddles the middle at a page.
     private static func split(_ runs: [Amber_PageRun]) -> [[Amber_PageRun]] {
         let start = runs[0].offset
-        let middle = start + (runs[runs.count - 1].offset + runs[runs.count - 1].count * pageSize - start) / 2 / pageSize * pageSize
+        let middle =
+            start + (runs[runs.count - 1].offset + runs[runs.count - 1].count * pageSize - start) / 2 / pageSize
+            * pageSize
         var halves: [[Amber_PageRun]] = [[], []]
         for run in runs {
             let end = run.offset + run.count * pageSize
@@ -599,7 +700,8 @@ enum MemoryState {
                 halves[1].append(run)
             } else {
                 let lowerCount = (middle - run.offset) / pageSize
-                var lower = run, upper = run
+                var lower = run
+                var upper = run
                 lower.count = lowerCount
                 upper.address = run.address + lowerCount * pageSize
                 upper.offset = middle
@@ -618,21 +720,29 @@ enum MemoryState {
         var arguments = session.arguments()
         let auxvAddress = try arguments.place([UInt8](mm.auxv))
         var map = PrctlMemoryMap()
-        map.startCode = mm.startCode; map.endCode = mm.endCode
-        map.startData = mm.startData; map.endData = mm.endData
-        map.startBrk = mm.startBrk; map.brk = mm.brk
+        map.startCode = mm.startCode
+        map.endCode = mm.endCode
+        map.startData = mm.startData
+        map.endData = mm.endData
+        map.startBrk = mm.startBrk
+        map.brk = mm.brk
         map.startStack = mm.startStack
-        map.argStart = mm.argStart; map.argEnd = mm.argEnd
-        map.envStart = mm.envStart; map.envEnd = mm.envEnd
+        map.argStart = mm.argStart
+        map.argEnd = mm.argEnd
+        map.envStart = mm.envStart
+        map.envEnd = mm.envEnd
         map.auxv = auxvAddress
         map.auxvSize = UInt32(mm.auxv.count)
         map.exeFD = UInt32(exe.fd)
         let mapAddress = try arguments.place(map.bytes)
-        try session.injector.call("prctl(PR_SET_MM, PR_SET_MM_MAP)", SyscallNumber.prctl, TaskControl.setMM, TaskControl.setMMMap, mapAddress, UInt64(PrctlMemoryMap.byteCount))
+        try session.injector.call(
+            "prctl(PR_SET_MM, PR_SET_MM_MAP)", SyscallNumber.prctl, TaskControl.setMM, TaskControl.setMMMap, mapAddress,
+            UInt64(PrctlMemoryMap.byteCount))
         try session.closeInTask(exe)
         // After every area is made: MCL_FUTURE alone locks only what is mapped from now on.
         if session.task.memory.lockFuture {
-            let flags = MemoryAdvice.lockFuture | (session.task.memory.lockFutureOnFault ? MemoryAdvice.lockOnFaultAll : 0)
+            let flags =
+                MemoryAdvice.lockFuture | (session.task.memory.lockFutureOnFault ? MemoryAdvice.lockOnFaultAll : 0)
             try session.injector.call("mlockall(MCL_FUTURE)", SyscallNumber.mlockall, flags)
         }
     }
@@ -746,7 +856,9 @@ private final class AreaReader {
         return runs
     }
 
-    private func save(_ batch: [Piece], length: Int, into pages: PageFileWriter, file: UInt32, runs: inout [Int: [Amber_PageRun]]) throws {
+    private func save(
+        _ batch: [Piece], length: Int, into pages: PageFileWriter, file: UInt32, runs: inout [Int: [Amber_PageRun]]
+    ) throws {
         guard !batch.isEmpty else { return }
         try read(batch, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
         // Non-zero pages move down over the zero ones, a stretch at a time; each lands at the
@@ -763,7 +875,8 @@ private final class AreaReader {
                 while position < end && !isZeroPage(UnsafeRawBufferPointer(buffer), position) { position += pageSize }
                 guard position > first else { continue }
                 if kept != first {
-                    (buffer.baseAddress! + kept).copyMemory(from: buffer.baseAddress! + first, byteCount: position - first)
+                    (buffer.baseAddress! + kept).copyMemory(
+                        from: buffer.baseAddress! + first, byteCount: position - first)
                 }
                 let address = piece.address + UInt64(first - (end - piece.length))
                 let offset = base + UInt64(kept)
@@ -771,7 +884,8 @@ private final class AreaReader {
                 kept += position - first
                 var areaRuns = runs.removeValue(forKey: piece.area) ?? []
                 if let last = areaRuns.last, last.address + last.count * MemoryState.pageSize == address,
-                   last.offset + last.count * MemoryState.pageSize == offset {
+                    last.offset + last.count * MemoryState.pageSize == offset
+                {
                     areaRuns[areaRuns.count - 1].count += count
                 } else {
                     var run = Amber_PageRun()
@@ -803,8 +917,11 @@ private final class AreaReader {
                 end += 1
             }
             let stretch = batch[start..<end]
-            let read = batch[start].readable
-                ? try memory.read(into: UnsafeMutableRawBufferPointer(rebasing: data[offset..<(offset + length)]), from: stretch.map { ($0.address, $0.length) })
+            let read =
+                batch[start].readable
+                ? try memory.read(
+                    into: UnsafeMutableRawBufferPointer(rebasing: data[offset..<(offset + length)]),
+                    from: stretch.map { ($0.address, $0.length) })
                 : 0
             var pieceOffset = offset
             for piece in stretch {
@@ -813,9 +930,12 @@ private final class AreaReader {
                     if memFile == nil { memFile = try ProcessMemoryFile(pid: pid, writable: false) }
                     let from = max(offset + read, pieceOffset)
                     let address = piece.address + UInt64(from - pieceOffset)
-                    let got = try memFile!.read(into: UnsafeMutableRawBufferPointer(rebasing: data[from..<pieceEnd]), at: address)
+                    let got = try memFile!.read(
+                        into: UnsafeMutableRawBufferPointer(rebasing: data[from..<pieceEnd]), at: address)
                     guard got == pieceEnd - from else {
-                        throw LinuxError(.badAddress, "read memory of process \(pid) at 0x\(String(address + UInt64(got), radix: 16))")
+                        throw LinuxError(
+                            .badAddress,
+                            "read memory of process \(pid) at 0x\(String(address + UInt64(got), radix: 16))")
                     }
                 }
                 pieceOffset = pieceEnd
@@ -886,35 +1006,41 @@ extension MemoryState: StateKind {
 
     static func makeDumpState(_ dump: TreeDump) -> DumpState { DumpState(dump) }
 
-    static var dumpSteps: [DumpStep<DumpState>] { [
-        // Before the session maps its scratch page into the process.
-        DumpStep("area-flags", .frozen) { process, state in
-            let vmFlags = try state.areaFlags.flags(of: process.pid)
-            try check(vmFlags, maps: process.target.maps, process: process.name, tree: process.tree)
-            state.update(process.pid) { $0.vmFlags = vmFlags }
-        },
-        DumpStep("break", .traced) { process, state in
-            let brk = try currentBreak(process.session)
-            state.update(process.pid) { $0.brk = brk }
-        },
-        DumpStep("future-locking", .traced) { process, state in
-            let locking = try futureLocking(process.session, vmFlags: state.vmFlags(process.pid))
-            state.update(process.pid) { $0.futureLocking = locking }
-        },
-        DumpStep("memory", .outside) { process, state in
-            let learned = state.take(process.pid)
-            process.task.memory = try dump(process.target, vmFlags: learned.vmFlags, brk: learned.brk, futureLocking: learned.futureLocking, image: state.writer, buffers: state.buffers, fileSizes: &state.fileSizes)
-        },
-    ] }
+    static var dumpSteps: [DumpStep<DumpState>] {
+        [
+            // Before the session maps its scratch page into the process.
+            DumpStep("area-flags", .frozen) { process, state in
+                let vmFlags = try state.areaFlags.flags(of: process.pid)
+                try check(vmFlags, maps: process.target.maps, process: process.name, tree: process.tree)
+                state.update(process.pid) { $0.vmFlags = vmFlags }
+            },
+            DumpStep("break", .traced) { process, state in
+                let brk = try currentBreak(process.session)
+                state.update(process.pid) { $0.brk = brk }
+            },
+            DumpStep("future-locking", .traced) { process, state in
+                let locking = try futureLocking(process.session, vmFlags: state.vmFlags(process.pid))
+                state.update(process.pid) { $0.futureLocking = locking }
+            },
+            DumpStep("memory", .outside) { process, state in
+                let learned = state.take(process.pid)
+                process.task.memory = try dump(
+                    process.target, vmFlags: learned.vmFlags, brk: learned.brk, futureLocking: learned.futureLocking,
+                    image: state.writer, buffers: state.buffers, fileSizes: &state.fileSizes)
+            },
+        ]
+    }
 
-    static var restoreSteps: [RestoreStep] { [
-        // First: everything else points into it. The restorer's scratch area comes with it.
-        RestoreStep("memory", order: 100) { session in
-            try prepareAddressSpace(session)
-            try restoreAreas(session)
-            try session.mapScratch()
-            try nameAndSealAreas(session)
-        },
-        RestoreStep("mm-fields", order: 500) { try restoreMmFields($0) },
-    ] }
+    static var restoreSteps: [RestoreStep] {
+        [
+            // First: everything else points into it. The restorer's scratch area comes with it.
+            RestoreStep("memory", order: 100) { session in
+                try prepareAddressSpace(session)
+                try restoreAreas(session)
+                try session.mapScratch()
+                try nameAndSealAreas(session)
+            },
+            RestoreStep("mm-fields", order: 500) { try restoreMmFields($0) },
+        ]
+    }
 }

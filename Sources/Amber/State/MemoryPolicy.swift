@@ -11,7 +11,10 @@ enum MemoryPolicyState {
         for line in text.split(separator: "\n") {
             let words = line.split(separator: " ", maxSplits: 2)
             guard words.count >= 2, words[1] != "default" else { continue }
-            throw AmberError.unsupported(process, "has the NUMA memory policy \(words[1]) at 0x\(words[0]) (set_mempolicy or mbind): not restored yet", tree: tree)
+            throw AmberError.unsupported(
+                process,
+                "has the NUMA memory policy \(words[1]) at 0x\(words[0]) (set_mempolicy or mbind): not restored yet",
+                tree: tree)
         }
     }
 }

@@ -18,20 +18,29 @@ enum NamespaceState {
     }()
 
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        guard let own else { throw AmberError(.failure, "cannot read amber's own namespaces and cgroups under /proc/self") }
+        guard let own else {
+            throw AmberError(.failure, "cannot read amber's own namespaces and cgroups under /proc/self")
+        }
         for kind in ProcFS.otherNamespaceKinds {
             // A kernel without this kind of namespace has no such file for amber either.
             guard let ours = own.namespaces[kind] else { continue }
             let theirs = try ProcFS.namespace(pid: pid, kind: kind)
             if theirs != ours {
-                let what = kind == "time_for_children" ? "makes its children in the time namespace \(theirs) (unshare(CLONE_NEWTIME))" : "is in the \(name(of: kind)) namespace \(theirs)"
-                throw AmberError.unsupported(process, "\(what), not amber's \(ours): namespaces are not supported yet", tree: tree)
+                let what =
+                    kind == "time_for_children"
+                    ? "makes its children in the time namespace \(theirs) (unshare(CLONE_NEWTIME))"
+                    : "is in the \(name(of: kind)) namespace \(theirs)"
+                throw AmberError.unsupported(
+                    process, "\(what), not amber's \(ours): namespaces are not supported yet", tree: tree)
             }
         }
         let cgroups = try ProcFS.cgroups(pid: pid)
         if cgroups != own.cgroups {
             let differing = cgroups.first { !own.cgroups.contains($0) } ?? cgroups.joined(separator: ", ")
-            throw AmberError.unsupported(process, "is in the cgroup \(differing), not amber's: a restored process would come back in amber's cgroup", tree: tree)
+            throw AmberError.unsupported(
+                process,
+                "is in the cgroup \(differing), not amber's: a restored process would come back in amber's cgroup",
+                tree: tree)
         }
     }
 

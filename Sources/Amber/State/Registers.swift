@@ -17,13 +17,33 @@ enum RegisterState {
     static func dump(_ injector: any SyscallInjecting) throws -> Amber_Registers {
         let regs = injector.savedRegisters
         var record = Amber_Registers()
-        record.r15 = regs.r15; record.r14 = regs.r14; record.r13 = regs.r13; record.r12 = regs.r12
-        record.rbp = regs.rbp; record.rbx = regs.rbx; record.r11 = regs.r11; record.r10 = regs.r10
-        record.r9 = regs.r9; record.r8 = regs.r8; record.rax = regs.rax; record.rcx = regs.rcx
-        record.rdx = regs.rdx; record.rsi = regs.rsi; record.rdi = regs.rdi; record.origRax = regs.origRax
-        record.rip = regs.rip; record.cs = regs.cs; record.eflags = regs.eflags; record.rsp = regs.rsp
-        record.ss = regs.ss; record.fsBase = regs.fsBase; record.gsBase = regs.gsBase; record.ds = regs.ds
-        record.es = regs.es; record.fs = regs.fs; record.gs = regs.gs
+        record.r15 = regs.r15
+        record.r14 = regs.r14
+        record.r13 = regs.r13
+        record.r12 = regs.r12
+        record.rbp = regs.rbp
+        record.rbx = regs.rbx
+        record.r11 = regs.r11
+        record.r10 = regs.r10
+        record.r9 = regs.r9
+        record.r8 = regs.r8
+        record.rax = regs.rax
+        record.rcx = regs.rcx
+        record.rdx = regs.rdx
+        record.rsi = regs.rsi
+        record.rdi = regs.rdi
+        record.origRax = regs.origRax
+        record.rip = regs.rip
+        record.cs = regs.cs
+        record.eflags = regs.eflags
+        record.rsp = regs.rsp
+        record.ss = regs.ss
+        record.fsBase = regs.fsBase
+        record.gsBase = regs.gsBase
+        record.ds = regs.ds
+        record.es = regs.es
+        record.fs = regs.fs
+        record.gs = regs.gs
         record.xstate = Data(try injector.tracee.xstate())
         return record
     }
@@ -31,13 +51,33 @@ enum RegisterState {
     /// Sets the registers last, after every injected call; an interrupted syscall is set up to restart.
     static func restore(_ record: Amber_Registers, _ tracee: Tracee) throws {
         var regs = UserRegisters()
-        regs.r15 = record.r15; regs.r14 = record.r14; regs.r13 = record.r13; regs.r12 = record.r12
-        regs.rbp = record.rbp; regs.rbx = record.rbx; regs.r11 = record.r11; regs.r10 = record.r10
-        regs.r9 = record.r9; regs.r8 = record.r8; regs.rax = record.rax; regs.rcx = record.rcx
-        regs.rdx = record.rdx; regs.rsi = record.rsi; regs.rdi = record.rdi; regs.origRax = record.origRax
-        regs.rip = record.rip; regs.cs = record.cs; regs.eflags = record.eflags; regs.rsp = record.rsp
-        regs.ss = record.ss; regs.fsBase = record.fsBase; regs.gsBase = record.gsBase; regs.ds = record.ds
-        regs.es = record.es; regs.fs = record.fs; regs.gs = record.gs
+        regs.r15 = record.r15
+        regs.r14 = record.r14
+        regs.r13 = record.r13
+        regs.r12 = record.r12
+        regs.rbp = record.rbp
+        regs.rbx = record.rbx
+        regs.r11 = record.r11
+        regs.r10 = record.r10
+        regs.r9 = record.r9
+        regs.r8 = record.r8
+        regs.rax = record.rax
+        regs.rcx = record.rcx
+        regs.rdx = record.rdx
+        regs.rsi = record.rsi
+        regs.rdi = record.rdi
+        regs.origRax = record.origRax
+        regs.rip = record.rip
+        regs.cs = record.cs
+        regs.eflags = record.eflags
+        regs.rsp = record.rsp
+        regs.ss = record.ss
+        regs.fsBase = record.fsBase
+        regs.gsBase = record.gsBase
+        regs.ds = record.ds
+        regs.es = record.es
+        regs.fs = record.fs
+        regs.gs = record.gs
         if Int64(bitPattern: regs.origRax) >= 0 {
             // The helper is stopped outside any syscall, so the kernel will not restart one for us.
             switch Int64(bitPattern: regs.rax) {

@@ -16,7 +16,8 @@ enum SchedulingState {
         record.rtPriority = UInt32(try scheduling.realtimePriority(of: tid))
         record.nice = try scheduling.nice(of: tid)
         record.affinity = try scheduling.affinity(of: tid).words
-        record.timerSlackNs = try injector.call("prctl(PR_GET_TIMERSLACK)", SyscallNumber.prctl, ProcessControl.GetOption.timerSlack.argument)
+        record.timerSlackNs = try injector.call(
+            "prctl(PR_GET_TIMERSLACK)", SyscallNumber.prctl, ProcessControl.GetOption.timerSlack.argument)
         record.ioPriority = UInt32(try scheduling.ioPriority(of: tid))
         return record
     }
@@ -29,7 +30,9 @@ enum SchedulingState {
             let injector = try session.injector(for: tracee)
             // Before the policy: a real-time thread's slack is the kernel's (0) whatever is set.
             if record.timerSlackNs != session.baseline.timerSlackNs {
-                try injector.call("prctl(PR_SET_TIMERSLACK, \(record.timerSlackNs))", SyscallNumber.prctl, TaskControl.setTimerSlack, record.timerSlackNs)
+                try injector.call(
+                    "prctl(PR_SET_TIMERSLACK, \(record.timerSlackNs))", SyscallNumber.prctl, TaskControl.setTimerSlack,
+                    record.timerSlackNs)
             }
             try session.scheduling.setIOPriority(Int32(record.ioPriority), of: tracee.pid)
             try session.scheduling.setNice(record.nice, of: tracee.pid)
@@ -46,7 +49,10 @@ enum SchedulingState {
             } catch {
                 guard error.errno == .invalidArgument else { throw error }
                 let mask = record.affinity.map { String($0, radix: 16) }
-                throw AmberError(.restoreFailed, "cannot give thread \(tracee.pid) its CPU affinity \(mask): none of its CPUs is online here (\(error))")
+                throw AmberError(
+                    .restoreFailed,
+                    "cannot give thread \(tracee.pid) its CPU affinity \(mask): none of its CPUs is online here (\(error))"
+                )
             }
         }
     }
@@ -56,19 +62,33 @@ enum SchedulingState {
     /// starts a new autogroup at nice 0).
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
         for tid in (try? ProcFS.threads(pid: pid)) ?? [pid] {
-            if let policy = try? TaskScheduling.policy(of: tid), policy & ~TaskScheduling.resetOnFork == TaskScheduling.deadlinePolicy {
-                throw AmberError.unsupported(process, "has thread \(tid) under SCHED_DEADLINE: its runtime, deadline and period are not restored yet", tree: tree)
+            if let policy = try? TaskScheduling.policy(of: tid),
+                policy & ~TaskScheduling.resetOnFork == TaskScheduling.deadlinePolicy
+            {
+                throw AmberError.unsupported(
+                    process,
+                    "has thread \(tid) under SCHED_DEADLINE: its runtime, deadline and period are not restored yet",
+                    tree: tree)
             }
             if let clamp = try? TaskScheduling.utilizationClamp(of: tid), clamp != (0, 0), clamp != (0, 1024) {
-                throw AmberError.unsupported(process, "has thread \(tid) with utilization clamps \(clamp.minimum)...\(clamp.maximum) (sched_setattr SCHED_FLAG_UTIL_CLAMP): not restored yet", tree: tree)
+                throw AmberError.unsupported(
+                    process,
+                    "has thread \(tid) with utilization clamps \(clamp.minimum)...\(clamp.maximum) (sched_setattr SCHED_FLAG_UTIL_CLAMP): not restored yet",
+                    tree: tree)
             }
             if let cookie = TaskScheduling.coreSchedulingCookie(of: tid), cookie != 0 {
-                throw AmberError.unsupported(process, "has thread \(tid) in a core-scheduling group (PR_SCHED_CORE cookie 0x\(String(cookie, radix: 16))): not restored yet", tree: tree)
+                throw AmberError.unsupported(
+                    process,
+                    "has thread \(tid) in a core-scheduling group (PR_SCHED_CORE cookie 0x\(String(cookie, radix: 16))): not restored yet",
+                    tree: tree)
             }
         }
         // "/autogroup-N nice K"; absent without CONFIG_SCHED_AUTOGROUP.
-        if let text = try? ProcFS.readText("/proc/\(pid)/autogroup"), let nice = text.split(whereSeparator: \.isWhitespace).last.flatMap({ Int($0) }), nice != 0 {
-            throw AmberError.unsupported(process, "is in an autogroup with nice \(nice) (/proc/\(pid)/autogroup): not restored yet", tree: tree)
+        if let text = try? ProcFS.readText("/proc/\(pid)/autogroup"),
+            let nice = text.split(whereSeparator: \.isWhitespace).last.flatMap({ Int($0) }), nice != 0
+        {
+            throw AmberError.unsupported(
+                process, "is in an autogroup with nice \(nice) (/proc/\(pid)/autogroup): not restored yet", tree: tree)
         }
     }
 }
@@ -79,9 +99,11 @@ extension SchedulingState: StateKind {
         try check(pid: process.pid, process: process.name, tree: process.tree)
     }
 
-    static var restoreSteps: [RestoreStep] { [
-        RestoreStep("scheduling", order: 800) { try restore($0.task, $0) },
-        // Once the whole tree is made: the restorer and its helpers share one CPU until then.
-        RestoreStep("affinity", order: 100, phase: .tree) { try restoreAffinity($0.task, $0) },
-    ] }
+    static var restoreSteps: [RestoreStep] {
+        [
+            RestoreStep("scheduling", order: 800) { try restore($0.task, $0) },
+            // Once the whole tree is made: the restorer and its helpers share one CPU until then.
+            RestoreStep("affinity", order: 100, phase: .tree) { try restoreAffinity($0.task, $0) },
+        ]
+    }
 }

@@ -17,9 +17,14 @@ enum SeccompState {
     /// `status` is the process's: it shows the leader's mode, so only other threads' are read.
     static func check(pid: Int32, status: ProcessStatus, process: ProcessName, tree: ProcessName) throws {
         let others = status.threads > 1 ? ((try? ProcFS.threads(pid: pid)) ?? []).filter { $0 != pid } : []
-        let modes = [status.seccompMode].compactMap(\.self) + others.compactMap { try? ProcFS.threadStatus(pid: pid, tid: $0).seccompMode }
+        let modes =
+            [status.seccompMode].compactMap(\.self)
+            + others.compactMap { try? ProcFS.threadStatus(pid: pid, tid: $0).seccompMode }
         guard let mode = modes.first(where: { $0 != 0 }), let missing = missingPrivilege() else { return }
-        throw AmberError.unsupported(process, "runs under seccomp (mode \(mode)), and amber \(missing): reading its filters (PTRACE_SECCOMP_GET_FILTER) and suspending them while injecting (PTRACE_O_SUSPEND_SECCOMP) need CAP_SYS_ADMIN in the initial user namespace and a tracer not under seccomp itself", tree: tree)
+        throw AmberError.unsupported(
+            process,
+            "runs under seccomp (mode \(mode)), and amber \(missing): reading its filters (PTRACE_SECCOMP_GET_FILTER) and suspending them while injecting (PTRACE_O_SUSPEND_SECCOMP) need CAP_SYS_ADMIN in the initial user namespace and a tracer not under seccomp itself",
+            tree: tree)
     }
 
     /// What amber lacks to dump or restore seccomp, or nil.
@@ -58,14 +63,20 @@ enum SeccompState {
         }
     }
 
-    private static func dump(_ tracee: Tracee, _ session: DumpSession, _ table: inout FilterTable) throws -> Amber_SeccompThread {
+    private static func dump(_ tracee: Tracee, _ session: DumpSession, _ table: inout FilterTable) throws
+        -> Amber_SeccompThread
+    {
         let status = try session.threadStatus(tracee.pid)
         var record = Amber_SeccompThread()
         switch status.seccompMode ?? 0 {
         case 0: return record
-        case 1: record.mode = .strict; return record
+        case 1:
+            record.mode = .strict
+            return record
         case 2: record.mode = .filter
-        case let mode: throw AmberError.unsupported(session.name, "has thread \(tracee.pid) in seccomp mode \(mode), which amber does not know")
+        case let mode:
+            throw AmberError.unsupported(
+                session.name, "has thread \(tracee.pid) in seccomp mode \(mode), which amber does not know")
         }
         var parent: Int?
         var index: UInt64 = 0
@@ -80,7 +91,10 @@ enum SeccompState {
         }
         // A filter PTRACE_SECCOMP_GET_FILTER cannot return (not classic BPF) fails above with EMEDIUMTYPE.
         if let shown = status.fields["Seccomp_filters"].flatMap({ Int($0) }), shown != record.chain.count {
-            throw AmberError(.failure, "thread \(tracee.pid) of process \(session.name) has \(shown) seccomp filters by /proc, but ptrace returned \(record.chain.count)")
+            throw AmberError(
+                .failure,
+                "thread \(tracee.pid) of process \(session.name) has \(shown) seccomp filters by /proc, but ptrace returned \(record.chain.count)"
+            )
         }
         return record
     }
@@ -88,18 +102,26 @@ enum SeccompState {
     /// Refuses what installing the program again would not reproduce: flags other than LOG, and
     /// a filter that hands calls to a user-space supervisor, whose listener (an fd, possibly in
     /// another process) amber cannot recreate.
-    private static func checkRestorable(_ program: [UInt8], flags: UInt64, what: String, _ session: DumpSession) throws(AmberError) {
+    private static func checkRestorable(_ program: [UInt8], flags: UInt64, what: String, _ session: DumpSession)
+        throws(AmberError)
+    {
         if flags & ~Seccomp.filterFlagLog != 0 {
-            throw AmberError.unsupported(session.name, "has seccomp \(what) with flags 0x\(String(flags, radix: 16)), which amber cannot install again")
+            throw AmberError.unsupported(
+                session.name,
+                "has seccomp \(what) with flags 0x\(String(flags, radix: 16)), which amber cannot install again")
         }
         let hasUserNotification = program.withUnsafeBytes { bytes in
             stride(from: 0, to: bytes.count, by: 8).contains { offset in
                 bytes.loadUnaligned(fromByteOffset: offset, as: UInt16.self) == Seccomp.returnConstant
-                    && bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) & Seccomp.returnActionMask == Seccomp.returnUserNotification
+                    && bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self) & Seccomp.returnActionMask
+                        == Seccomp.returnUserNotification
             }
         }
         if hasUserNotification {
-            throw AmberError.unsupported(session.name, "has seccomp \(what), which hands system calls to a user-space supervisor (SECCOMP_RET_USER_NOTIF): its listener cannot be restored")
+            throw AmberError.unsupported(
+                session.name,
+                "has seccomp \(what), which hands system calls to a user-space supervisor (SECCOMP_RET_USER_NOTIF): its listener cannot be restored"
+            )
         }
     }
 
@@ -114,7 +136,9 @@ enum SeccompState {
         private var entries: [Key: Int] = [:]
         private(set) var filters: [Amber_SeccompFilter] = []
 
-        mutating func entry(parent: Int?, program: [UInt8], flags: UInt64, checkNew: () throws(AmberError) -> Void) throws(AmberError) -> Int {
+        mutating func entry(parent: Int?, program: [UInt8], flags: UInt64, checkNew: () throws(AmberError) -> Void)
+            throws(AmberError) -> Int
+        {
             let key = Key(parent: parent, program: program, flags: flags)
             if let existing = entries[key] { return existing }
             try checkNew()
@@ -143,7 +167,10 @@ enum SeccompState {
                 try tracee.setOptions(helperOptions.union(.suspendSeccomp))
             } catch {
                 guard error.errno == .notPermitted else { throw error }
-                throw AmberError(.restoreFailed, "process \(task.pid) runs under seccomp, and suspending it while amber injects into it (PTRACE_O_SUSPEND_SECCOMP) needs CAP_SYS_ADMIN in the initial user namespace: \(error)")
+                throw AmberError(
+                    .restoreFailed,
+                    "process \(task.pid) runs under seccomp, and suspending it while amber injects into it (PTRACE_O_SUSPEND_SECCOMP) needs CAP_SYS_ADMIN in the initial user namespace: \(error)"
+                )
             }
         }
         let leader = session.injector
@@ -174,16 +201,24 @@ enum SeccompState {
     }
 
     /// seccomp(SECCOMP_SET_MODE_FILTER) with the program and its struct sock_fprog in the scratch area.
-    private static func install(_ filter: Amber_SeccompFilter, index: UInt32, extraFlags: UInt64, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
+    private static func install(
+        _ filter: Amber_SeccompFilter, index: UInt32, extraFlags: UInt64, _ injector: any SyscallInjecting,
+        _ session: RestoreSession
+    ) throws {
         var arguments = session.arguments()
         let instructions = try arguments.place([UInt8](filter.program))
-        let program = Seccomp.Program(instructionCount: UInt16(filter.program.count / Seccomp.Program.instructionSize), filter: instructions)
+        let program = Seccomp.Program(
+            instructionCount: UInt16(filter.program.count / Seccomp.Program.instructionSize), filter: instructions)
         let fprog = try arguments.place(program.bytes)
         let flags = filter.flags | extraFlags
-        let result = try injector.call("seccomp(SECCOMP_SET_MODE_FILTER, 0x\(String(flags, radix: 16))) of filter \(index)", SyscallNumber.seccomp, Seccomp.setModeFilter, flags, fprog)
+        let result = try injector.call(
+            "seccomp(SECCOMP_SET_MODE_FILTER, 0x\(String(flags, radix: 16))) of filter \(index)", SyscallNumber.seccomp,
+            Seccomp.setModeFilter, flags, fprog)
         // With TSYNC, a thread that could not be synced is named by its TID.
         if result != 0 {
-            throw AmberError(.restoreFailed, "seccomp filter \(index) of process \(session.task.pid) could not be synced to thread \(result)")
+            throw AmberError(
+                .restoreFailed,
+                "seccomp filter \(index) of process \(session.task.pid) could not be synced to thread \(result)")
         }
     }
 }
@@ -193,11 +228,13 @@ extension SeccompState: StateKind {
         try check(pid: process.pid, status: process.status, process: process.name, tree: process.tree)
     }
 
-    static var dumpSteps: [DumpStep<Void>] { [
-        // Before any call is injected: a filter could refuse the injected calls.
-        DumpStep("seccomp-suspend", .frozen) { process, _ in try suspend(process.process) },
-        DumpStep("seccomp", .traced) { process, _ in try dump(process.session, into: &process.task) },
-    ] }
+    static var dumpSteps: [DumpStep<Void>] {
+        [
+            // Before any call is injected: a filter could refuse the injected calls.
+            DumpStep("seccomp-suspend", .frozen) { process, _ in try suspend(process.process) },
+            DumpStep("seccomp", .traced) { process, _ in try dump(process.session, into: &process.task) },
+        ]
+    }
 
     /// After everything the restorer injects but credentials and flags: a filter could refuse those calls.
     static var restoreSteps: [RestoreStep] { [RestoreStep("seccomp", order: 1000) { try restore($0.task, $0) }] }

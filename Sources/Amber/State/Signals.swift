@@ -13,10 +13,12 @@ enum SignalState {
         // /proc shows caught or ignored, and SIGCHLD, whose SA_NOCLDWAIT acts with SIG_DFL too.
         // Flags and masks of other default dispositions change no behaviour and are not kept.
         let nonDefault = session.status.caughtSignals | session.status.ignoredSignals | 1 << UInt64(SIGCHLD - 1)
-        for signal in 1...64 where signal != SIGKILL && signal != SIGSTOP && nonDefault & (1 << UInt64(signal - 1)) != 0 {
+        for signal in 1...64 where signal != SIGKILL && signal != SIGSTOP && nonDefault & (1 << UInt64(signal - 1)) != 0
+        {
             var arguments = session.arguments()
             let old = try arguments.reserve(KernelSignalAction.byteCount)
-            try session.injector.call("rt_sigaction(\(signal))", SyscallNumber.rtSigaction, UInt64(signal), 0, old, Signals.setSize)
+            try session.injector.call(
+                "rt_sigaction(\(signal))", SyscallNumber.rtSigaction, UInt64(signal), 0, old, Signals.setSize)
             let action = KernelSignalAction(bytes: try arguments.read(old, count: KernelSignalAction.byteCount))
             guard action.handler != 0 || action.flags != 0 || action.mask != 0 else { continue }
             var entry = Amber_SignalAction()
@@ -57,21 +59,31 @@ enum SignalState {
     /// Handlers; the helper starts with every disposition at default.
     static func restoreHandlers(_ record: Amber_Signals, _ session: RestoreSession) throws {
         for entry in record.actions {
-            let action = KernelSignalAction(handler: entry.handler, flags: entry.flags, restorer: entry.restorer, mask: entry.mask)
+            let action = KernelSignalAction(
+                handler: entry.handler, flags: entry.flags, restorer: entry.restorer, mask: entry.mask)
             var arguments = session.arguments()
             let address = try arguments.place(action.bytes)
-            try session.injector.call("rt_sigaction(\(entry.signal))", SyscallNumber.rtSigaction, UInt64(entry.signal), address, 0, Signals.setSize)
+            try session.injector.call(
+                "rt_sigaction(\(entry.signal))", SyscallNumber.rtSigaction, UInt64(entry.signal), address, 0,
+                Signals.setSize)
         }
     }
 
     /// One thread's alternate stack, set by `injector` running in that thread, unless it has
     /// it already: the leader inherited the restorer's own, another thread starts with none.
-    static func restoreAlternateStack(_ stack: Amber_SignalStack, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
+    static func restoreAlternateStack(
+        _ stack: Amber_SignalStack, _ injector: any SyscallInjecting, _ session: RestoreSession
+    ) throws {
         var none = Amber_SignalStack()
         none.flags = UInt32(SS_DISABLE)
         let current = injector.tracee.pid == session.pid ? session.baseline.alternateStack : none
-        if stack.base == current.base, stack.size == current.size, stack.flags & ~UInt32(SS_ONSTACK) == current.flags & ~UInt32(SS_ONSTACK) { return }
-        let wanted = SignalStack(base: stack.base, flags: Int32(bitPattern: stack.flags) & ~SignalStack.onStack, size: stack.size)
+        if stack.base == current.base, stack.size == current.size,
+            stack.flags & ~UInt32(SS_ONSTACK) == current.flags & ~UInt32(SS_ONSTACK)
+        {
+            return
+        }
+        let wanted = SignalStack(
+            base: stack.base, flags: Int32(bitPattern: stack.flags) & ~SignalStack.onStack, size: stack.size)
         var arguments = session.arguments()
         let address = try arguments.place(wanted.bytes)
         try injector.call("sigaltstack", SyscallNumber.sigaltstack, address, 0)
@@ -81,29 +93,42 @@ enum SignalState {
     /// thread `injector` runs in when `tid` (its ID in its own PID namespace) is given, which must
     /// send them itself (the kernel lets only a thread queue a kill-like siginfo to itself), else
     /// to the process. Masks are set with the registers, last.
-    static func restorePending(_ pending: [Amber_PendingSignal], toThread tid: Int32?, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
+    static func restorePending(
+        _ pending: [Amber_PendingSignal], toThread tid: Int32?, _ injector: any SyscallInjecting,
+        _ session: RestoreSession
+    ) throws {
         let tgid = session.task.namespacePids.last ?? session.task.pid
         for signal in pending {
             var arguments = session.arguments()
             let address = try arguments.place([UInt8](signal.siginfo))
             if let tid {
-                try injector.call("rt_tgsigqueueinfo(\(signal.signal))", SyscallNumber.rtTgsigqueueinfo, UInt64(tgid), UInt64(tid), UInt64(signal.signal), address)
+                try injector.call(
+                    "rt_tgsigqueueinfo(\(signal.signal))", SyscallNumber.rtTgsigqueueinfo, UInt64(tgid), UInt64(tid),
+                    UInt64(signal.signal), address)
             } else {
-                try injector.call("rt_sigqueueinfo(\(signal.signal))", SyscallNumber.rtSigqueueinfo, UInt64(tgid), UInt64(signal.signal), address)
+                try injector.call(
+                    "rt_sigqueueinfo(\(signal.signal))", SyscallNumber.rtSigqueueinfo, UInt64(tgid),
+                    UInt64(signal.signal), address)
             }
         }
     }
 }
 
 extension SignalState: StateKind {
-    static var dumpSteps: [DumpStep<Void>] { [
-        DumpStep("signals", .traced) { process, _ in process.task.signals = try dump(process.session) },
-    ] }
+    static var dumpSteps: [DumpStep<Void>] {
+        [
+            DumpStep("signals", .traced) { process, _ in process.task.signals = try dump(process.session) }
+        ]
+    }
 
-    static var restoreSteps: [RestoreStep] { [
-        // Before the threads: each new thread starts with the handlers it shares.
-        RestoreStep("handlers", order: 400) { try restoreHandlers($0.task.signals, $0) },
-        // Once every thread exists, whose own pending signals came with it.
-        RestoreStep("pending", order: 700) { try restorePending($0.task.signals.pending, toThread: nil, $0.injector, $0) },
-    ] }
+    static var restoreSteps: [RestoreStep] {
+        [
+            // Before the threads: each new thread starts with the handlers it shares.
+            RestoreStep("handlers", order: 400) { try restoreHandlers($0.task.signals, $0) },
+            // Once every thread exists, whose own pending signals came with it.
+            RestoreStep("pending", order: 700) {
+                try restorePending($0.task.signals.pending, toThread: nil, $0.injector, $0)
+            },
+        ]
+    }
 }

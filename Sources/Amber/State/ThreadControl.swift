@@ -27,17 +27,22 @@ enum ThreadControlState {
     static func unregisterHelperRseq(_ injector: any SyscallInjecting) throws {
         let rseq = try injector.tracee.rseqConfiguration()
         guard rseq.size != 0 else { return }
-        try injector.call("rseq unregister", SyscallNumber.rseq, rseq.address, UInt64(rseq.size), RseqConfiguration.flagUnregister, UInt64(rseq.signature))
+        try injector.call(
+            "rseq unregister", SyscallNumber.rseq, rseq.address, UInt64(rseq.size), RseqConfiguration.flagUnregister,
+            UInt64(rseq.signature))
     }
 
     /// Sets one thread's links, by `injector` running in that thread.
     static func restore(_ record: Amber_ThreadControl, _ injector: any SyscallInjecting) throws {
         try injector.call("set_tid_address", SyscallNumber.setTidAddress, record.childTidAddress)
         if record.robustListHead != 0 {
-            try injector.call("set_robust_list", SyscallNumber.setRobustList, record.robustListHead, record.robustListLength)
+            try injector.call(
+                "set_robust_list", SyscallNumber.setRobustList, record.robustListHead, record.robustListLength)
         }
         if record.rseqSize != 0 {
-            try injector.call("rseq register", SyscallNumber.rseq, record.rseqAddress, UInt64(record.rseqSize), 0, UInt64(record.rseqSignature))
+            try injector.call(
+                "rseq register", SyscallNumber.rseq, record.rseqAddress, UInt64(record.rseqSize), 0,
+                UInt64(record.rseqSignature))
         }
     }
 }

@@ -47,7 +47,9 @@ enum ThreadState {
     // MARK: Restore
 
     /// clone3 flags of a thread as pthread_create makes it (TLS, TID words and stack come back with its state).
-    private static let threadFlags = CloneFlags.vm | CloneFlags.fs | CloneFlags.files | CloneFlags.signalHandlers | CloneFlags.thread | CloneFlags.systemVSemaphores
+    private static let threadFlags =
+        CloneFlags.vm | CloneFlags.fs | CloneFlags.files | CloneFlags.signalHandlers | CloneFlags.thread
+        | CloneFlags.systemVSemaphores
 
     /// Recreates every thread but the leader with its TID and sets each thread's own state but
     /// for its registers and mask, which `finish` sets last. Needs the memory and the scratch area.
@@ -59,7 +61,9 @@ enum ThreadState {
                 injector = session.injector
             } else {
                 let tids = record.namespaceTids.isEmpty ? [record.tid] : Array(record.namespaceTids.reversed())
-                let tracee = try TreeState.clone(in: session.injector, session: session, flags: threadFlags, exitSignal: 0, pids: tids, what: "thread \(record.tid)")
+                let tracee = try TreeState.clone(
+                    in: session.injector, session: session, flags: threadFlags, exitSignal: 0, pids: tids,
+                    what: "thread \(record.tid)")
                 session.threads.append(tracee)
                 injector = try session.injector(for: tracee)
             }
@@ -67,11 +71,14 @@ enum ThreadState {
         }
     }
 
-    private static func restoreOwnState(_ record: Amber_Thread, _ injector: any SyscallInjecting, _ session: RestoreSession) throws {
+    private static func restoreOwnState(
+        _ record: Amber_Thread, _ injector: any SyscallInjecting, _ session: RestoreSession
+    ) throws {
         try ThreadControlState.restore(record.threadControl, injector)
         try SignalState.restoreAlternateStack(record.alternateStack, injector, session)
         try setName(record.comm, injector, session)
-        try SignalState.restorePending(record.pending, toThread: record.namespaceTids.last ?? record.tid, injector, session)
+        try SignalState.restorePending(
+            record.pending, toThread: record.namespaceTids.last ?? record.tid, injector, session)
     }
 
     /// Names the thread `injector` runs in (PR_SET_NAME keeps at most 15 bytes).
@@ -90,14 +97,18 @@ enum ThreadState {
     }
 }
 extension ThreadState: StateKind {
-    static var dumpSteps: [DumpStep<Void>] { [
-        DumpStep("threads", .traced) { process, _ in try dump(process.session, into: &process.task) },
-    ] }
+    static var dumpSteps: [DumpStep<Void>] {
+        [
+            DumpStep("threads", .traced) { process, _ in try dump(process.session, into: &process.task) }
+        ]
+    }
 
-    static var restoreSteps: [RestoreStep] { [
-        // Once memory, files and handlers are there: a thread starts with what its process has.
-        RestoreStep("threads", order: 600) { try restore($0.task, $0) },
-        // Once the restorer has taken back what it put in the process; only the file locks follow.
-        RestoreStep("registers", order: 100, phase: .afterCleanUp) { try finish($0.task, $0) },
-    ] }
+    static var restoreSteps: [RestoreStep] {
+        [
+            // Once memory, files and handlers are there: a thread starts with what its process has.
+            RestoreStep("threads", order: 600) { try restore($0.task, $0) },
+            // Once the restorer has taken back what it put in the process; only the file locks follow.
+            RestoreStep("registers", order: 100, phase: .afterCleanUp) { try finish($0.task, $0) },
+        ]
+    }
 }

@@ -38,7 +38,9 @@ enum TimerState {
             timer.value = entry.value
             if timer.notify & UInt32(SignalEvent.notifyThreadID) != 0 {
                 guard session.threads.contains(where: { $0.pid == entry.target }) else {
-                    throw AmberError.unsupported(session.name, "has POSIX timer \(entry.id) aimed at task \(entry.target), not one of its threads")
+                    throw AmberError.unsupported(
+                        session.name,
+                        "has POSIX timer \(entry.id) aimed at task \(entry.target), not one of its threads")
                 }
                 timer.thread = try session.threadStatus(entry.target).namespacePIDs.last ?? entry.target
             }
@@ -72,7 +74,10 @@ enum TimerState {
             own.insert(levels.last ?? tid)
         }
         for timer in timers where timer.clock < 0 && !own.contains(~(timer.clock >> 3)) {
-            throw AmberError.unsupported(process, "has POSIX timer \(timer.id) on the CPU clock of task \(~(timer.clock >> 3)), which is not one of its threads: not supported", tree: tree)
+            throw AmberError.unsupported(
+                process,
+                "has POSIX timer \(timer.id) on the CPU clock of task \(~(timer.clock >> 3)), which is not one of its threads: not supported",
+                tree: tree)
         }
     }
 
@@ -85,33 +90,50 @@ enum TimerState {
         if !record.posixTimers.isEmpty {
             let result = try injector.raw(SyscallNumber.prctl, TaskControl.timerCreateRestoreIDs, 1, 0, 0, 0)
             if result == -Int64(EINVAL) {
-                throw AmberError(.incompatibleHost, "process \(session.task.pid) has POSIX timers \(record.posixTimers.map(\.id)), and this kernel cannot create a timer with a given ID (prctl PR_TIMER_CREATE_RESTORE_IDS: EINVAL)")
+                throw AmberError(
+                    .incompatibleHost,
+                    "process \(session.task.pid) has POSIX timers \(record.posixTimers.map(\.id)), and this kernel cannot create a timer with a given ID (prctl PR_TIMER_CREATE_RESTORE_IDS: EINVAL)"
+                )
             } else if result < 0 {
                 throw LinuxError(negated: Int(result), "prctl(PR_TIMER_CREATE_RESTORE_IDS, ON) in task \(session.pid)")
             }
             for timer in record.posixTimers {
-                let event = SignalEvent(value: timer.value, signal: Int32(bitPattern: timer.signal), notify: Int32(bitPattern: timer.notify), threadID: timer.thread)
+                let event = SignalEvent(
+                    value: timer.value, signal: Int32(bitPattern: timer.signal),
+                    notify: Int32(bitPattern: timer.notify), threadID: timer.thread)
                 var arguments = session.arguments()
                 let eventAddress = try arguments.place(event.bytes)
                 let idAddress = try arguments.place(timer.id)
-                try injector.call("timer_create(\(timer.id), clock \(timer.clock))", SyscallNumber.timerCreate, UInt64(bitPattern: Int64(timer.clock)), eventAddress, idAddress)
+                try injector.call(
+                    "timer_create(\(timer.id), clock \(timer.clock))", SyscallNumber.timerCreate,
+                    UInt64(bitPattern: Int64(timer.clock)), eventAddress, idAddress)
                 guard timer.remainingNs != 0 else { continue }
                 arguments = session.arguments()
-                let time = try arguments.place(timespecPair(interval: timer.intervalNs, remaining: timer.remainingNs, unit: 1))
-                try injector.call("timer_settime(\(timer.id))", SyscallNumber.timerSettime, UInt64(timer.id), 0, time, 0)
+                let time = try arguments.place(
+                    timespecPair(interval: timer.intervalNs, remaining: timer.remainingNs, unit: 1))
+                try injector.call(
+                    "timer_settime(\(timer.id))", SyscallNumber.timerSettime, UInt64(timer.id), 0, time, 0)
             }
-            try injector.call("prctl(PR_TIMER_CREATE_RESTORE_IDS, OFF)", SyscallNumber.prctl, TaskControl.timerCreateRestoreIDs, 0, 0, 0, 0)
+            try injector.call(
+                "prctl(PR_TIMER_CREATE_RESTORE_IDS, OFF)", SyscallNumber.prctl, TaskControl.timerCreateRestoreIDs, 0, 0,
+                0, 0)
         }
         for timer in record.intervalTimers {
             var arguments = session.arguments()
-            let time = try arguments.place(timespecPair(interval: timer.intervalNs, remaining: timer.remainingNs, unit: 1000))
+            let time = try arguments.place(
+                timespecPair(interval: timer.intervalNs, remaining: timer.remainingNs, unit: 1000))
             try injector.call("setitimer(\(timer.which))", SyscallNumber.setitimer, UInt64(timer.which), time, 0)
         }
     }
 
     /// struct itimerspec (`unit` 1: nanoseconds) or struct itimerval (`unit` 1000: microseconds).
-    private static func timespecPair(interval: UInt64, remaining: UInt64, unit: UInt64) -> (UInt64, UInt64, UInt64, UInt64) {
-        (interval / 1_000_000_000, interval % 1_000_000_000 / unit, remaining / 1_000_000_000, remaining % 1_000_000_000 / unit)
+    private static func timespecPair(interval: UInt64, remaining: UInt64, unit: UInt64) -> (
+        UInt64, UInt64, UInt64, UInt64
+    ) {
+        (
+            interval / 1_000_000_000, interval % 1_000_000_000 / unit, remaining / 1_000_000_000,
+            remaining % 1_000_000_000 / unit
+        )
     }
 }
 
@@ -120,9 +142,11 @@ extension TimerState: StateKind {
         try check(pid: process.pid, process: process.name, tree: process.tree)
     }
 
-    static var dumpSteps: [DumpStep<Void>] { [
-        DumpStep("timers", .traced) { process, _ in process.task.timers = try dump(process.session) },
-    ] }
+    static var dumpSteps: [DumpStep<Void>] {
+        [
+            DumpStep("timers", .traced) { process, _ in process.task.timers = try dump(process.session) }
+        ]
+    }
 
     /// Late, so that no timer fires while the process is still being made.
     static var restoreSteps: [RestoreStep] { [RestoreStep("timers", order: 900) { try restore($0.task.timers, $0) }] }

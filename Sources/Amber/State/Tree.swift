@@ -81,9 +81,13 @@ enum TreeState {
                 }
             }
             logger.trace("seized \(seized.count) processes")
-            let snapshots = seized.concurrentMap { process in Result { () throws(LinuxError) in try ProcessSnapshot(pid: process.pid, threads: process.threads) } }
+            let snapshots = seized.concurrentMap { process in
+                Result { () throws(LinuxError) in try ProcessSnapshot(pid: process.pid, threads: process.threads) }
+            }
             frozen = try zip(seized, snapshots).map { process, snapshot in
-                FrozenProcess(pid: process.pid, name: process.name, threads: process.threads, snapshot: try snapshot.get(), stopSignal: process.stopSignal)
+                FrozenProcess(
+                    pid: process.pid, name: process.name, threads: process.threads, snapshot: try snapshot.get(),
+                    stopSignal: process.stopSignal)
             }
         } catch {
             release(seized.flatMap(\.threads))
@@ -104,7 +108,9 @@ enum TreeState {
 
     /// Freezes one process and appends it to `seized` (so that a failure half-way lets its
     /// seized threads go too); nil if it vanished (reaped by an ancestor not yet stopped).
-    private static func freezeProcess(_ pid: Int32, isRoot: Bool, seized: inout [SeizedProcess]) throws -> SeizedProcess? {
+    private static func freezeProcess(_ pid: Int32, isRoot: Bool, seized: inout [SeizedProcess]) throws
+        -> SeizedProcess?
+    {
         let name = ProcessName(pid: pid)
         guard let status = try? ProcFS.status(pid: pid) else {
             if isRoot { throw AmberError(.noSuchProcess, "no process with PID \(pid)") }
@@ -113,7 +119,8 @@ enum TreeState {
         if status.state == "Z" {
             if isRoot { throw AmberError.unsupported(name, "is a zombie") }
             if status.threads > 1 {
-                throw AmberError.unsupported(name, "has exited while \(status.threads - 1) of its threads run on: not supported yet")
+                throw AmberError.unsupported(
+                    name, "has exited while \(status.threads - 1) of its threads run on: not supported yet")
             }
             seized.append(SeizedProcess(pid: pid, name: name, threads: []))
             return seized.last
@@ -132,16 +139,24 @@ enum TreeState {
                     seized[slot].threads.append(tracee)
                     try tracee.interrupt()
                     interrupted.append(tracee)
-                } catch where error.errno == .noSuchProcess && tid != pid {
-                    continue // the thread exited meanwhile
-                } catch where tid == pid && seized[slot].threads.isEmpty && !isRoot && (try? ProcFS.status(pid: pid))?.state ?? "Z" == "Z" {
+                } catch  where error.errno == .noSuchProcess && tid != pid {
+                    continue  // the thread exited meanwhile
+                } catch
+                    where tid == pid && seized[slot].threads.isEmpty && !isRoot
+                    && (try? ProcFS.status(pid: pid))?.state ?? "Z" == "Z"
+                {
                     // It exited between the status read and the seize (ptrace refuses a zombie
                     // with EPERM): dumped as the zombie it now is, or left out once reaped.
                     seized.removeLast()
                     return try freezeProcess(pid, isRoot: isRoot, seized: &seized)
                 } catch {
-                    if error.errno == .noSuchProcess { throw AmberError(.noSuchProcess, "process \(name) went away while it was being frozen") }
-                    throw AmberError(.permissionDenied, "may not ptrace process \(name)\(tid == pid ? "" : ", thread \(tid)"): \(error.errno.name) (dumping needs the rights to ptrace it)")
+                    if error.errno == .noSuchProcess {
+                        throw AmberError(.noSuchProcess, "process \(name) went away while it was being frozen")
+                    }
+                    throw AmberError(
+                        .permissionDenied,
+                        "may not ptrace process \(name)\(tid == pid ? "" : ", thread \(tid)"): \(error.errno.name) (dumping needs the rights to ptrace it)"
+                    )
                 }
             }
             for tracee in interrupted {
@@ -197,9 +212,13 @@ enum TreeState {
     /// restored yet.
     static func checkTerminal(pid: Int32, process: ProcessName, tree: ProcessName) throws {
         guard let stat = try? ProcFS.stat(pid: pid), stat.terminal != 0,
-              stat.session == pid || stat.terminal != (try? ProcFS.stat(pid: getpid()).terminal) else { return }
+            stat.session == pid || stat.terminal != (try? ProcFS.stat(pid: getpid()).terminal)
+        else { return }
         let terminal = stat.terminal
-        throw AmberError.unsupported(process, "has the controlling terminal \(terminal >> 8 & 0xfff):\(terminal & 0xff | terminal >> 12 & 0xfff00) (major:minor), not amber's: terminals are not restored yet", tree: tree)
+        throw AmberError.unsupported(
+            process,
+            "has the controlling terminal \(terminal >> 8 & 0xfff):\(terminal & 0xff | terminal >> 12 & 0xfff00) (major:minor), not amber's: terminals are not restored yet",
+            tree: tree)
     }
 
     /// Refuses trees whose shape Amber cannot rebuild yet; run on the frozen tree.
@@ -210,25 +229,36 @@ enum TreeState {
         let rootInfo = root.snapshot
         let ownNamespace = try ProcFS.link("/proc/self/ns/pid")
         if rootInfo.pidNamespace != ownNamespace && !isNamespaceInit(rootInfo.status, parentLevels: 1) {
-            throw AmberError.unsupported(root.name, "is in another PID namespace without being its init: dump that namespace's init instead")
+            throw AmberError.unsupported(
+                root.name, "is in another PID namespace without being its init: dump that namespace's init instead")
         }
         for process in processes.dropFirst() {
             let info = process.snapshot
             guard let parent = byPID[info.stat.ppid] else {
-                throw AmberError.unsupported(process.name, "has the parent \(info.stat.ppid), which is not in the tree", tree: root.name)
+                throw AmberError.unsupported(
+                    process.name, "has the parent \(info.stat.ppid), which is not in the tree", tree: root.name)
             }
-            if info.pidNamespace != parent.pidNamespace && !isNamespaceInit(info.status, parentLevels: parent.status.namespacePIDs.count) && !process.zombie {
-                throw AmberError.unsupported(process.name, "is in a PID namespace that is not inside its parent's (it entered it with setns): not supported", tree: root.name)
+            if info.pidNamespace != parent.pidNamespace
+                && !isNamespaceInit(info.status, parentLevels: parent.status.namespacePIDs.count) && !process.zombie
+            {
+                throw AmberError.unsupported(
+                    process.name,
+                    "is in a PID namespace that is not inside its parent's (it entered it with setns): not supported",
+                    tree: root.name)
             }
             let sid = info.stat.session
             if sid != process.pid && sid != parent.stat.session {
-                throw AmberError.unsupported(process.name, "is in session \(sid), which is neither its own nor its parent's (its parent left that session later): not supported yet", tree: root.name)
+                throw AmberError.unsupported(
+                    process.name,
+                    "is in session \(sid), which is neither its own nor its parent's (its parent left that session later): not supported yet",
+                    tree: root.name)
             }
             let pgid = info.stat.pgrp
             let leaderAlive = byPID[pgid] != nil
             let inheritedFromOutside = pgid == rootInfo.stat.pgrp && pgid != root.pid
             if !leaderAlive && !inheritedFromOutside && sid == pgid {
-                throw AmberError.unsupported(process.name, "is in session \(sid), whose leader has exited: not supported yet", tree: root.name)
+                throw AmberError.unsupported(
+                    process.name, "is in session \(sid), whose leader has exited: not supported yet", tree: root.name)
             }
         }
     }
@@ -240,8 +270,12 @@ enum TreeState {
         for resource in [SharedResource.memory, .fileTable, .filesystem] {
             var seen = KernelOrderedList<FrozenProcess>()
             for process in live {
-                if let sharer = try seen.match(order: { try kernelOrder(of: resource, $0.pid, process.pid) }, orInsert: { process }) {
-                    throw AmberError.unsupported(process.name, "shares its \(resource) with process \(sharer.name): not supported yet", tree: processes[0].name)
+                if let sharer = try seen.match(
+                    order: { try kernelOrder(of: resource, $0.pid, process.pid) }, orInsert: { process })
+                {
+                    throw AmberError.unsupported(
+                        process.name, "shares its \(resource) with process \(sharer.name): not supported yet",
+                        tree: processes[0].name)
                 }
             }
         }
@@ -281,10 +315,13 @@ enum TreeState {
     static func collectedStops(of children: [FrozenProcess], _ session: DumpSession) throws -> [Int32: Bool] {
         var collected: [Int32: Bool] = [:]
         for child in children {
-            let pid = pid(of: child.snapshot.status.namespacePIDs, inNamespaceOf: session.status.namespacePIDs) ?? child.pid
+            let pid =
+                pid(of: child.snapshot.status.namespacePIDs, inNamespaceOf: session.status.namespacePIDs) ?? child.pid
             var arguments = session.arguments()
             let info = try arguments.reserve(128)
-            try session.injector.call("waitid(P_PID, \(pid), WSTOPPED | WNOWAIT | WNOHANG)", SyscallNumber.waitid, WaitOption.pidType, UInt64(pid), info, WaitOption.stopped | WaitOption.noWait | WaitOption.noHang, 0)
+            try session.injector.call(
+                "waitid(P_PID, \(pid), WSTOPPED | WNOWAIT | WNOHANG)", SyscallNumber.waitid, WaitOption.pidType,
+                UInt64(pid), info, WaitOption.stopped | WaitOption.noWait | WaitOption.noHang, 0)
             // siginfo_t's si_pid, at byte 16: 0 when there is nothing to collect.
             collected[child.pid] = try arguments.read(info, offset: 16, as: Int32.self) == 0
         }
@@ -302,7 +339,8 @@ enum TreeState {
     /// PID waits for a slow init to reap an orphan; the root is left to its own parent.
     /// `tasks` are the processes' records, in the same order: the tree cannot have changed.
     static func kill(_ processes: [FrozenProcess], tasks: [Amber_Task], logger: Logger) throws {
-        let byPID = Dictionary(zip(processes, tasks).map { ($0.pid, (process: $0, task: $1)) }, uniquingKeysWith: { first, _ in first })
+        let byPID = Dictionary(
+            zip(processes, tasks).map { ($0.pid, (process: $0, task: $1)) }, uniquingKeysWith: { first, _ in first })
         // Parents come before children in `processes`, so each parent's depth is known first.
         var depth: [Int32: Int] = [:]
         for task in tasks {
@@ -321,12 +359,16 @@ enum TreeState {
             }
             for process in level where process.pid != processes[0].pid {
                 guard let task = byPID[process.pid]?.task, let parent = byPID[task.ppid],
-                      let leader = parent.process.threads.first, let instruction = parent.process.syscallInstruction else { continue }
+                    let leader = parent.process.threads.first, let instruction = parent.process.syscallInstruction
+                else { continue }
                 // The parent names the child by its PID in the parent's own namespace.
                 let parentLevels = max(parent.task.namespacePids.count, 1)
-                let pidInParent = task.namespacePids.count >= parentLevels ? task.namespacePids[parentLevels - 1] : process.pid
+                let pidInParent =
+                    task.namespacePids.count >= parentLevels ? task.namespacePids[parentLevels - 1] : process.pid
                 let injector = try SyscallInjector(tracee: leader, instruction: instruction)
-                try injector.call("wait4(\(pidInParent)) in its parent", SyscallNumber.wait4, UInt64(pidInParent), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
+                try injector.call(
+                    "wait4(\(pidInParent)) in its parent", SyscallNumber.wait4, UInt64(pidInParent), 0,
+                    UInt64(UInt32(bitPattern: __WALL)), 0)
             }
         }
         let start = Date()
@@ -335,11 +377,16 @@ enum TreeState {
             while Signals.processExists(process.pid) {
                 let waited = Date().timeIntervalSince(start)
                 if !announced, waited > 2 {
-                    logger.notice("waiting for the parent of process \(process.name) to reap it, so that PID \(process.pid) is free")
+                    logger.notice(
+                        "waiting for the parent of process \(process.name) to reap it, so that PID \(process.pid) is free"
+                    )
                     announced = true
                 }
                 if waited > 120 {
-                    throw AmberError(.failure, "process \(process.name) was killed after the dump but its parent has not reaped it: PID \(process.pid) is still taken")
+                    throw AmberError(
+                        .failure,
+                        "process \(process.name) was killed after the dump but its parent has not reaped it: PID \(process.pid) is still taken"
+                    )
                 }
                 usleep(200)
             }
@@ -355,12 +402,17 @@ enum TreeState {
 
     /// Injects a clone3 into the task `injector` runs in, with the clone_args written at the
     /// scratch area of `session`; returns the new task, traced and stopped.
-    static func clone(in injector: any SyscallInjecting, session: some ScratchSpace, flags: UInt64, exitSignal: Int32, pids: [Int32], what: String) throws -> Tracee {
+    static func clone(
+        in injector: any SyscallInjecting, session: some ScratchSpace, flags: UInt64, exitSignal: Int32, pids: [Int32],
+        what: String
+    ) throws -> Tracee {
         var arguments = session.arguments()
         let pidsAddress = try arguments.place(pids.withUnsafeBytes { Array($0) })
-        let cloneArguments = CloneArguments(flags: flags, exitSignal: UInt64(exitSignal), setTID: pidsAddress, setTIDCount: UInt64(pids.count))
+        let cloneArguments = CloneArguments(
+            flags: flags, exitSignal: UInt64(exitSignal), setTID: pidsAddress, setTIDCount: UInt64(pids.count))
         let address = try arguments.place(cloneArguments.bytes)
-        return try injector.createTask("clone3 for \(what) with set_tid \(pids)", cloneArguments: address, size: UInt64(CloneArguments.byteCount))
+        return try injector.createTask(
+            "clone3 for \(what) with set_tid \(pids)", cloneArguments: address, size: UInt64(CloneArguments.byteCount))
     }
 
     /// Creates every process of the image, parents first, each by its parent, in its session
@@ -370,29 +422,41 @@ enum TreeState {
     /// Every helper inherits `restorerPidfd` at the same number. With `namespaceInit`, the root
     /// is made by that init instead of by us.
     /// The files several processes need by path go into the root's helper first (`treeFiles`).
-    static func build(_ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, imageTrusted: Bool, namespaceInit: NamespaceInit?, created: inout [Tracee], treeFiles: inout TreeFiles?, openFiles: OpenFileTable, logger: Logger) throws -> [TreeTask] {
+    static func build(
+        _ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, imageTrusted: Bool,
+        namespaceInit: NamespaceInit?, created: inout [Tracee], treeFiles: inout TreeFiles?, openFiles: OpenFileTable,
+        logger: Logger
+    ) throws -> [TreeTask] {
         let root = tasks[0]
         let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
         let rootTracee: Tracee
         do {
             let flags = root.namespaceInit ? CloneFlags.newPIDNamespace : 0
             if let namespaceInit {
-                rootTracee = try clone(in: namespaceInit.injector, session: namespaceInit, flags: flags, exitSignal: Int32(root.exitSignal), pids: requestedPIDs(root), what: "process \(root.pid)")
+                rootTracee = try clone(
+                    in: namespaceInit.injector, session: namespaceInit, flags: flags,
+                    exitSignal: Int32(root.exitSignal), pids: requestedPIDs(root), what: "process \(root.pid)")
                 try namespaceInit.injector.finish()
             } else {
-                rootTracee = try createStoppedHelper(pids: requestedPIDs(root), flags: flags, exitSignal: Int32(root.exitSignal), keptDescriptor: restorerPidfd)
+                rootTracee = try createStoppedHelper(
+                    pids: requestedPIDs(root), flags: flags, exitSignal: Int32(root.exitSignal),
+                    keptDescriptor: restorerPidfd)
             }
         } catch let error as LinuxError {
             if error.errno == .fileExists { throw pidTaken(root.pid) }
             if error.errno == .notPermitted {
-                throw AmberError(.permissionDenied, "may not create process \(root.pid) with its PID: clone3 with set_tid needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN over the PID namespace (run amber as root, or give it cap_checkpoint_restore)")
+                throw AmberError(
+                    .permissionDenied,
+                    "may not create process \(root.pid) with its PID: clone3 with set_tid needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN over the PID namespace (run amber as root, or give it cap_checkpoint_restore)"
+                )
             }
             throw AmberError(.restoreFailed, "cannot create process \(root.pid): \(error)")
         }
         created.append(rootTracee)
         try FaultPoints.reached(restore: FaultPoints.create)
         var built: [TreeTask] = [try TreeTask(record: root, tracee: rootTracee, instruction: instruction)]
-        treeFiles = try TreeFiles.install(for: tasks, in: built[0], restorerPidfd: restorerPidfd, imageTrusted: imageTrusted, openFiles: openFiles)
+        treeFiles = try TreeFiles.install(
+            for: tasks, in: built[0], restorerPidfd: restorerPidfd, imageTrusted: imageTrusted, openFiles: openFiles)
         var index = 0
         while index < built.count {
             let parent = built[index]
@@ -406,13 +470,19 @@ enum TreeState {
             for child in (children[parent.record.pid] ?? []).sorted(by: { $0.pid < $1.pid }) {
                 let tracee: Tracee
                 do {
-                    tracee = try clone(in: parent.injector, session: parent, flags: child.namespaceInit ? CloneFlags.newPIDNamespace : 0, exitSignal: Int32(child.exitSignal), pids: requestedPIDs(child), what: "process \(child.pid)")
+                    tracee = try clone(
+                        in: parent.injector, session: parent,
+                        flags: child.namespaceInit ? CloneFlags.newPIDNamespace : 0,
+                        exitSignal: Int32(child.exitSignal), pids: requestedPIDs(child), what: "process \(child.pid)")
                 } catch let error as LinuxError where error.errno == .fileExists {
                     throw pidTaken(child.pid)
                 }
                 created.append(tracee)
                 try FaultPoints.reached(restore: FaultPoints.create)
-                built.append(try TreeTask(record: child, tracee: tracee, instruction: parent.injector.instruction, scratch: parent.scratch))
+                built.append(
+                    try TreeTask(
+                        record: child, tracee: tracee, instruction: parent.injector.instruction, scratch: parent.scratch
+                    ))
             }
         }
         try joinGroups(built, created: &created)
@@ -436,16 +506,25 @@ enum TreeState {
             for thread in session.threads { try thread.detach() }
             guard let parent = sessions.first(where: { $0.task.pid == task.ppid }) else { continue }
             let injector = try SyscallInjector(tracee: parent.tracee, instruction: parent.injector.instruction)
-            let pid = pid(of: task.namespacePids.isEmpty ? [task.pid] : task.namespacePids, inNamespaceOf: parent.task.namespacePids) ?? task.pid
+            let pid =
+                pid(
+                    of: task.namespacePids.isEmpty ? [task.pid] : task.namespacePids,
+                    inNamespaceOf: parent.task.namespacePids) ?? task.pid
             // The stop is there to collect once the last thread has stopped.
             try waitUntil("process \(task.pid) stops again") {
-                try injector.raw(SyscallNumber.waitid, WaitOption.pidType, UInt64(pid), 0, WaitOption.stopped | WaitOption.noWait | WaitOption.noHang, 0) == 0
+                try injector.raw(
+                    SyscallNumber.waitid, WaitOption.pidType, UInt64(pid), 0,
+                    WaitOption.stopped | WaitOption.noWait | WaitOption.noHang, 0) == 0
                     && ProcFS.stat(pid: session.pid).state == "T"
             }
             if task.stopReported {
-                try injector.call("waitid(P_PID, \(pid), WSTOPPED | WNOHANG)", SyscallNumber.waitid, WaitOption.pidType, UInt64(pid), 0, WaitOption.stopped | WaitOption.noHang, 0)
+                try injector.call(
+                    "waitid(P_PID, \(pid), WSTOPPED | WNOHANG)", SyscallNumber.waitid, WaitOption.pidType, UInt64(pid),
+                    0, WaitOption.stopped | WaitOption.noHang, 0)
             }
-            if sendsChildStopSignal(parent.task), !parent.task.signals.pending.contains(where: { $0.signal == UInt32(SIGCHLD) }) {
+            if sendsChildStopSignal(parent.task),
+                !parent.task.signals.pending.contains(where: { $0.signal == UInt32(SIGCHLD) })
+            {
                 try waitUntil("the SIGCHLD of the stop of process \(task.pid)") {
                     try ProcFS.status(pid: parent.pid).pendingShared & 1 << UInt64(SIGCHLD - 1) != 0
                 }
@@ -482,7 +561,10 @@ enum TreeState {
     }
 
     static func pidTaken(_ pid: Int32) -> AmberError {
-        AmberError(.pidTaken, "PID \(pid) is taken by process \(ProcessName(pid: pid)); stop that process, or restore into a new PID namespace (--new-pidns), where no PID can clash with this host's")
+        AmberError(
+            .pidTaken,
+            "PID \(pid) is taken by process \(ProcessName(pid: pid)); stop that process, or restore into a new PID namespace (--new-pidns), where no PID can clash with this host's"
+        )
     }
 
     /// Puts every process into its group: leaders first, then the members. A group whose leader
@@ -504,7 +586,9 @@ enum TreeState {
             guard pgidInside != 0 else { continue }
             if !pids.contains(pgid), standIns[pgid] == nil {
                 let levels = task.record.namespacePgids.isEmpty ? [pgid] : Array(task.record.namespacePgids.reversed())
-                let tracee = try clone(in: task.injector, session: task, flags: 0, exitSignal: SIGCHLD, pids: levels.filter { $0 != 0 }, what: "the exited leader of process group \(pgid)")
+                let tracee = try clone(
+                    in: task.injector, session: task, flags: 0, exitSignal: SIGCHLD, pids: levels.filter { $0 != 0 },
+                    what: "the exited leader of process group \(pgid)")
                 created.append(tracee)
                 let injector = try SyscallInjector(tracee: tracee, instruction: task.injector.instruction)
                 try injector.call("setpgid(0, 0) in the stand-in leader", SyscallNumber.setpgid, 0, 0)
@@ -515,7 +599,9 @@ enum TreeState {
         for standIn in standIns.values {
             try exit(standIn.tracee, injector: standIn.injector, status: 0)
             // Its parent reaps it at once, so no stray child is left behind in the restored process.
-            try standIn.parent.injector.call("wait4(\(standIn.pidInParent))", SyscallNumber.wait4, UInt64(standIn.pidInParent), 0, UInt64(UInt32(bitPattern: __WALL)), 0)
+            try standIn.parent.injector.call(
+                "wait4(\(standIn.pidInParent))", SyscallNumber.wait4, UInt64(standIn.pidInParent), 0,
+                UInt64(UInt32(bitPattern: __WALL)), 0)
             var arguments = standIn.parent.arguments()
             try discardChildSignal(SIGCHLD, standIn.parent.injector, &arguments)
         }
@@ -528,7 +614,8 @@ enum TreeState {
             // No core file: the original wrote its own, if any.
             var arguments = task.arguments()
             let noCore = try arguments.place(rlimit(rlim_cur: 0, rlim_max: 0))
-            try task.injector.call("prlimit64(RLIMIT_CORE)", SyscallNumber.prlimit64, 0, UInt64(RLIMIT_CORE.rawValue), noCore, 0)
+            try task.injector.call(
+                "prlimit64(RLIMIT_CORE)", SyscallNumber.prlimit64, 0, UInt64(RLIMIT_CORE.rawValue), noCore, 0)
         }
         try exit(task.tracee, injector: task.injector, status: task.record.exitStatus)
         var arguments = parent.arguments()
@@ -558,7 +645,9 @@ enum TreeState {
     /// or the one the child was cloned with) off the parent `injector` runs in, with the signal
     /// set and a zero timeout in `arguments`: its scratch page while the tree is built, below its
     /// stack's red zone once that page is gone.
-    private static func discardChildSignal(_ signal: Int32, _ injector: SyscallInjector, _ arguments: inout ScratchArena) throws {
+    private static func discardChildSignal(
+        _ signal: Int32, _ injector: SyscallInjector, _ arguments: inout ScratchArena
+    ) throws {
         guard signal != 0 else { return }
         let set = try arguments.place(UInt64(1) << (UInt64(signal) - 1))
         let timeout = try arguments.place(timespec(tv_sec: 0, tv_nsec: 0))
@@ -578,7 +667,9 @@ final class NamespaceInit: ScratchSpace {
 
     init(root: Amber_Task, instruction: UInt64, restorerPidfd: Int32, created: inout [Tracee]) throws {
         do {
-            tracee = try createStoppedHelper(pids: [1], flags: CloneFlags.newPIDNamespace, keptDescriptor: restorerPidfd, awaitedChild: root.namespacePids.first ?? root.pid)
+            tracee = try createStoppedHelper(
+                pids: [1], flags: CloneFlags.newPIDNamespace, keptDescriptor: restorerPidfd,
+                awaitedChild: root.namespacePids.first ?? root.pid)
         } catch {
             throw AmberError(.restoreFailed, "cannot create the init of a new PID namespace: \(error)")
         }
@@ -615,7 +706,9 @@ final class TreeTask: ScratchSpace {
     }
 
     static func mapScratch(_ injector: SyscallInjector) throws -> UInt64 {
-        try injector.call("mmap scratch", SyscallNumber.mmap, 0, UInt64(scratchSize), UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+        try injector.call(
+            "mmap scratch", SyscallNumber.mmap, 0, UInt64(scratchSize), UInt64(PROT_READ | PROT_WRITE),
+            UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
     }
 
     static let scratchSize = 4096
@@ -633,19 +726,23 @@ extension TreeState: StateKind {
         var collectedStops: [Int32: Bool] = [:]
 
         init(_ processes: [FrozenProcess]) {
-            stoppedChildren = Dictionary(grouping: processes.dropFirst().filter { $0.stopSignal != 0 }, by: \.snapshot.stat.ppid)
+            stoppedChildren = Dictionary(
+                grouping: processes.dropFirst().filter { $0.stopSignal != 0 }, by: \.snapshot.stat.ppid)
         }
     }
 
     static func makeDumpState(_ dump: TreeDump) -> DumpState { DumpState(dump.processes) }
 
-    static var dumpSteps: [DumpStep<DumpState>] { [
-        DumpStep("identity", .frozen, zombies: true) { process, state in
-            try dump(process.process, into: &process.task, stopCollected: state.collectedStops[process.pid] ?? false)
-        },
-        DumpStep("child-stops", .traced) { process, state in
-            guard let children = state.stoppedChildren[process.pid] else { return }
-            state.collectedStops.merge(try collectedStops(of: children, process.session)) { $1 }
-        },
-    ] }
+    static var dumpSteps: [DumpStep<DumpState>] {
+        [
+            DumpStep("identity", .frozen, zombies: true) { process, state in
+                try dump(
+                    process.process, into: &process.task, stopCollected: state.collectedStops[process.pid] ?? false)
+            },
+            DumpStep("child-stops", .traced) { process, state in
+                guard let children = state.stoppedChildren[process.pid] else { return }
+                state.collectedStops.merge(try collectedStops(of: children, process.session)) { $1 }
+            },
+        ]
+    }
 }
