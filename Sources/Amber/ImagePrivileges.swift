@@ -138,28 +138,8 @@ public enum ImagePrivileges {
                     [Capability.sysResource]))
         }
         for description in task.files.descriptions {
-            let capacity: UInt32
-            switch description.file {
-            case .pipeEnd(let end):
-                capacity = end.capacity
-                // The restorer makes the pipe and gives it its owner (fchown).
-                let own = credentials(leader)
-                if end.ownerUid != own.fsuid || end.ownerGid != own.fsgid {
-                    found.append(
-                        request(
-                            leader,
-                            "pipe \(end.pipeID) owned by uid \(end.ownerUid), gid \(end.ownerGid), other than its own \(own.fsuid), \(own.fsgid)",
-                            [Capability.chown]))
-                }
-            case .fifo(let fifo): capacity = fifo.capacity
-            default: continue
-            }
-            if Int64(capacity) > baseline.pipeMaximumCapacity {
-                found.append(
-                    request(
-                        leader,
-                        "a pipe capacity of \(capacity) bytes, above /proc/sys/fs/pipe-max-size \(baseline.pipeMaximumCapacity)",
-                        [Capability.sysResource]))
+            for ask in OpenFileKinds.privilegedAsks(description, owner: credentials(leader), restorer: baseline) {
+                found.append(request(leader, ask.what, ask.capabilities))
             }
         }
         for thread in task.threads {

@@ -159,3 +159,11 @@ extension FifoKind {
         }
     }
 }
+
+extension FifoKind {
+    static func privilegedAsks(_ fifo: Amber_Fifo, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
+        -> [PrivilegedAsk]
+    {
+        fifo.capacityAsks(restorer: restorer)
+    }
+}

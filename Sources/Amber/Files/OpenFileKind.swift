@@ -41,6 +41,30 @@ protocol OpenFileKind: Sendable {
         _ record: Record, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
         objects: OpenFileObjects
     ) throws -> Int32
+
+    /// Refusals across the processes of the tree, before it is frozen and again once it is (a
+    /// pipe whose other end a process outside the tree holds).
+    static func check(tree processes: [CheckedProcess]) throws
+
+    /// What making `record` again asks of the restorer beyond what a task with `owner`'s
+    /// credentials could do itself (a pipe's owner, its capacity), each with the capabilities it
+    /// needs: `ImagePrivileges` refuses them for an image that is not authenticated.
+    static func privilegedAsks(_ record: Record, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
+        -> [PrivilegedAsk]
+}
+
+/// Something a restore asks of the restorer's privileges, and the capabilities that grant it.
+struct PrivilegedAsk {
+    let what: String
+    let capabilities: [Int]
+}
+
+extension OpenFileKind {
+    static func check(tree processes: [CheckedProcess]) throws {}
+
+    static func privilegedAsks(_ record: Record, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
+        -> [PrivilegedAsk]
+    { [] }
 }
 
 /// What an open file is, for the sharing of descriptions: its device and inode number (a
@@ -56,8 +80,7 @@ enum OpenFileKinds {
     /// none takes is refused (`DescriptorProbe.unsupported`).
     static let all: [any OpenFileKind.Type] = [
         RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self, PipeKind.self,
-        EventFDKind.self, SignalFDKind.self,
-        TimerFDKind.self,
+        EventFDKind.self, SignalFDKind.self, TimerFDKind.self,
     ]
 
     /// The kind of open file `descriptor` is, or its refusal.
@@ -78,6 +101,20 @@ enum OpenFileKinds {
             }
         }
         throw AmberError(.badImage, "open file \(description.id) of the image is of no kind this amber restores")
+    }
+
+    /// What making `description` again asks of the restorer's privileges, by its kind.
+    static func privilegedAsks(
+        _ description: Amber_OpenFileDescription, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline
+    ) -> [PrivilegedAsk] {
+        all.flatMap { privilegedAsks(description, of: $0, owner: owner, restorer: restorer) }
+    }
+
+    private static func privilegedAsks<Kind: OpenFileKind>(
+        _ description: Amber_OpenFileDescription, of kind: Kind.Type, owner: Amber_Credentials,
+        restorer: ImagePrivileges.Baseline
+    ) -> [PrivilegedAsk] {
+        Kind.record(of: description).map { Kind.privilegedAsks($0, owner: owner, restorer: restorer) } ?? []
     }
 
     /// The path a restore opens `description` by, if any.

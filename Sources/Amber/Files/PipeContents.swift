@@ -101,3 +101,16 @@ enum OutsideDescriptors {
         }
     }
 }
+
+extension PipeContentsRecord {
+    /// A capacity above /proc/sys/fs/pipe-max-size needs CAP_SYS_RESOURCE.
+    func capacityAsks(restorer: ImagePrivileges.Baseline) -> [PrivilegedAsk] {
+        guard Int64(capacity) > restorer.pipeMaximumCapacity else { return [] }
+        return [
+            PrivilegedAsk(
+                what:
+                    "a pipe capacity of \(capacity) bytes, above /proc/sys/fs/pipe-max-size \(restorer.pipeMaximumCapacity)",
+                capabilities: [Capability.sysResource])
+        ]
+    }
+}

@@ -219,3 +219,20 @@ extension PipeKind {
         return (inode, Int32(bitPattern: info.flags) & O_ACCMODE == O_WRONLY)
     }
 }
+
+extension PipeKind {
+    /// The restorer makes the pipe and gives it its owner (fchown) and capacity.
+    static func privilegedAsks(_ end: Amber_PipeEnd, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
+        -> [PrivilegedAsk]
+    {
+        var asks = end.capacityAsks(restorer: restorer)
+        if end.ownerUid != owner.fsuid || end.ownerGid != owner.fsgid {
+            asks.append(
+                PrivilegedAsk(
+                    what:
+                        "pipe \(end.pipeID) owned by uid \(end.ownerUid), gid \(end.ownerGid), other than its own \(owner.fsuid), \(owner.fsgid)",
+                    capabilities: [Capability.chown]))
+        }
+        return asks
+    }
+}

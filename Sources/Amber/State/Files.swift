@@ -96,8 +96,9 @@ extension FileState: StateKind {
     }
 
     static func check(tree processes: [CheckedProcess]) throws {
-        try PipeKind.check(tree: processes)
-        try FifoKind.check(tree: processes)
+        for kind in OpenFileKinds.all {
+            try kind.check(tree: processes)
+        }
     }
 
     /// The open file descriptions seen so far in the tree.

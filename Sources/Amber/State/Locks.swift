@@ -194,13 +194,7 @@ enum LockState {
 
     /// The path a description's file was opened by, for messages.
     private static func path(of description: Amber_OpenFileDescription) -> String {
-        switch description.file {
-        case .regularFile(let file): return file.path
-        case .directory(let directory): return directory.path
-        case .characterDevice(let device): return device.path
-        case .fifo(let fifo): return fifo.path
-        default: return "open file \(description.id)"
-        }
+        OpenFileKinds.reopenedPath(of: description) ?? "open file \(description.id)"
     }
 }
 
