@@ -147,7 +147,9 @@ struct RestoreStep {
         /// Into one process, the steps in their order, before the next process.
         case process
         /// Into the same process, once the restorer has taken back from it what it put there
-        /// (its scratch memory and descriptors): no call is injected any more.
+        /// (its scratch memory and descriptors): what must outlast the restorer's last close in
+        /// the task (locks), and the registers. A call injected here has no scratch area: its
+        /// arguments go below the task's restored stack (`ScratchArena.belowRedZone`).
         case afterCleanUp
         /// Into each process once every process is restored, just before the tree is let go.
         case tree

@@ -342,6 +342,17 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(
             .unsupportedEventFile("--eventfd-append"), object: "an eventfd with the status flags 0o2002")
     }
+
+    /// An eventfd or timerfd a process outside the tree holds too would come back as one of
+    /// the tree's own, no longer shared.
+    func testDumpRefusesEventFileSharedOutsideTree() throws {
+        try checkUnsupported(
+            .unsupportedEventFile("--eventfd-outside"), object: "an eventfd, which process",
+            mentions: ["outside the tree holds too"])
+        try checkUnsupported(
+            .unsupportedEventFile("--timerfd-outside"), object: "a timerfd, which process",
+            mentions: ["outside the tree holds too"])
+    }
 }
 
 final class RestoreErrorTests: ScenarioTestCase {

@@ -196,7 +196,8 @@ struct Scenario: Sendable {
             "--deleted-fd", "--deleted-map", "--mqueue", "--async",
         ].map(unsupportedKind)
         + [eventFDs, signalFDs, timerFDs]
-        + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append"].map(unsupportedEventFile)
+        + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
+            unsupportedEventFile)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

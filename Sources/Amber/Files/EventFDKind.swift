@@ -67,3 +67,9 @@ extension Amber_OpenFileDescription {
     /// O_NONBLOCK: an eventfd, signalfd or timerfd is made with it or without.
     var isNonBlocking: Bool { Int32(bitPattern: flags) & O_NONBLOCK != 0 }
 }
+
+extension EventFDKind {
+    static func check(tree processes: [CheckedProcess]) throws {
+        try OutsideDescriptors.refuseShared(EventFiles.eventFDLink, what: "an eventfd", processes: processes)
+    }
+}

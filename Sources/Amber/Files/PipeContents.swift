@@ -88,7 +88,7 @@ extension PipeContentsRecord {
 }
 
 /// The descriptors of every process outside a tree, for refusals of what the tree shares with
-/// them (a pipe's end, a FIFO holding data).
+/// them (a pipe's end, a FIFO holding data, an eventfd).
 enum OutsideDescriptors {
     /// Calls `visit` with each descriptor's process, number and /proc link, skipping amber.
     static func forEach(outside processes: [CheckedProcess], _ visit: (Int32, Int32, String) throws -> Void) throws {
@@ -97,6 +97,33 @@ enum OutsideDescriptors {
             for fd in (try? ProcFS.fileDescriptors(pid: pid)) ?? [] {
                 guard let link = try? ProcFS.fileDescriptorPath(pid: pid, fd: fd) else { continue }
                 try visit(pid, fd, link)
+            }
+        }
+    }
+}
+
+extension OutsideDescriptors {
+    /// Refuses a descriptor of the tree on `link` (an eventfd, a timerfd) whose open file
+    /// description a process outside the tree holds too: the tree's copy would come back as an
+    /// object of its own, and the two would no longer see each other's counts. Looks outside the
+    /// tree only when the tree holds one; kcmp tells the descriptions apart.
+    static func refuseShared(_ link: String, what: String, processes: [CheckedProcess]) throws {
+        var held: [(process: CheckedProcess, fd: Int32)] = []
+        for process in processes {
+            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? []
+            where (try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd)) == link {
+                held.append((process, fd))
+            }
+        }
+        guard !held.isEmpty else { return }
+        try forEach(outside: processes) { pid, fd, outsideLink in
+            guard outsideLink == link else { return }
+            for (process, treeFD) in held
+            where (try? openFileOrder(pid1: process.pid, fd1: treeFD, pid2: pid, fd2: fd)) == 0 {
+                throw AmberError.unsupported(
+                    process.name,
+                    "has fd \(treeFD) on \(what), which process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): it is restored only when no process outside the tree shares it",
+                    tree: process.tree)
             }
         }
     }

@@ -93,3 +93,10 @@ struct TimerFDKind: OpenFileKind {
         }
     }
 }
+
+extension TimerFDKind {
+    /// Reading a timerfd takes its expirations: one shared outside the tree is one timer for both.
+    static func check(tree processes: [CheckedProcess]) throws {
+        try OutsideDescriptors.refuseShared(EventFiles.timerFDLink, what: "a timerfd", processes: processes)
+    }
+}
