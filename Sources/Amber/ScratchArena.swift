@@ -77,7 +77,7 @@ struct ScratchArena {
     /// which the ABI leaves free (a signal frame may land there at any time), for a task whose
     /// memory holds nothing of amber's: the bytes there are put back once `body` returns.
     static func belowRedZone<Value>(
-        of injector: SyscallInjector, size: Int, _ body: (inout ScratchArena) throws -> Value
+        of injector: any SyscallInjecting, size: Int, _ body: (inout ScratchArena) throws -> Value
     ) throws -> Value {
         let pid = injector.tracee.pid
         let memory = ProcessMemory(pid: pid)

@@ -288,6 +288,12 @@ final class RestoreSession: ScratchSpace {
         tracee.pid == pid ? injector : try makeInjector(tracee, injector.instruction)
     }
 
+    /// A new injector into the leader that takes the registers it has now: for a step after the
+    /// registers were restored, which must put back those and not the helper's.
+    func injectorOnRestoredRegisters() throws(LinuxError) -> any SyscallInjecting {
+        try makeInjector(tracee, injector.instruction)
+    }
+
     /// Copies one of our descriptors into the task; returns its number there (close-on-exec set).
     func install(_ descriptor: Int32) throws(LinuxError) -> Int32 {
         let pidfd = try movedRestorerPidfd()

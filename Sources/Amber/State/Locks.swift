@@ -128,7 +128,7 @@ enum LockState {
         for descriptor in files.descriptors where fds[descriptor.descriptionID] == nil {
             fds[descriptor.descriptionID] = descriptor.fd
         }
-        let injector = try SyscallInjector(tracee: session.tracee, instruction: session.injector.instruction)
+        let injector = try session.injectorOnRestoredRegisters()
         do {
             for description in files.descriptions {
                 for lock in description.locks {
@@ -147,7 +147,7 @@ enum LockState {
     }
 
     private static func set(
-        _ lock: Amber_FileLock, description: Amber_OpenFileDescription?, fd: Int32?, _ injector: SyscallInjector,
+        _ lock: Amber_FileLock, description: Amber_OpenFileDescription?, fd: Int32?, _ injector: any SyscallInjecting,
         _ session: RestoreSession
     ) throws {
         let task = session.task
