@@ -5,6 +5,7 @@ enum CrossRecordCheck {
     static func check(_ tasks: [Amber_Task]) throws(ImageError) {
         try checkTree(tasks)
         try checkOpenFiles(tasks)
+        try checkExternalFiles(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).
@@ -62,6 +63,23 @@ enum CrossRecordCheck {
                             "open file \(description.id) differs from the one \(ImageFormat.taskRecordName(pid: first.pid)) describes"
                     )
                 }
+            }
+        }
+    }
+
+    /// Each object outside the tree is on one open file description: one `--inherit-fd`
+    /// descriptor takes its place, and two descriptions would become one.
+    private static func checkExternalFiles(_ tasks: [Amber_Task]) throws(ImageError) {
+        var descriptions: [String: UInt32] = [:]
+        for task in tasks {
+            for description in task.files.descriptions {
+                guard case .externalFile(let external) = description.file else { continue }
+                if let other = descriptions[external.name], other != description.id {
+                    throw ImageError(
+                        .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
+                        detail: "the object outside the tree \(external.name) is on open files \(other) and \(description.id)")
+                }
+                descriptions[external.name] = description.id
             }
         }
     }

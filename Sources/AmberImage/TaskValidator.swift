@@ -490,6 +490,8 @@ struct TaskValidator {
             case .eventFd(let eventFD): try validateEventFD(eventFD, description: description, field: field)
             case .signalFd(let signalFD): try validateSignalFD(signalFD, description: description, field: field)
             case .timerFd(let timerFD): try validateTimerFD(timerFD, description: description, field: field)
+            case .externalFile(let external):
+                try validateExternalFile(external, flags: description.flags, field: "\(field).external_file")
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
@@ -625,6 +627,20 @@ struct TaskValidator {
         }
         try validatePipeContents(
             capacity: end.capacity, packetSizes: end.packets.map(\.count), dataSize: end.data.count, field: field)
+    }
+
+    /// An object outside the tree: a name as `--inherit-fd` gives it, on a description open for
+    /// reading or writing (the access mode the caller's descriptor must allow).
+    private func validateExternalFile(_ external: Amber_ExternalFile, flags: UInt32, field: String)
+        throws(ImageError)
+    {
+        guard ExternalFileName.isValid(external.name) else {
+            throw invalid(
+                "\(field).name", "\"\(external.name.prefix(64))\" is not a name such as pipe:[INODE] or unix:[INODE]")
+        }
+        guard flags & 3 != 3 else {
+            throw invalid("\(field)", "the description's access mode 3 is none a descriptor has")
+        }
     }
 
     /// A capacity of a power of two pages up to `ImageFormat.maximumPipeCapacity`, and contents

@@ -96,4 +96,22 @@ final class CrossRecordTests: ImageTestCase {
         try assertRefused(
             [root, child], file: "task-4243.pb", detail: "open file 1 differs from the one task-4242.pb describes")
     }
+
+    /// One object outside the tree is on one description: one descriptor takes its place.
+    func testExternalObjectIsOnOneDescription() throws {
+        func external(_ id: UInt32) -> Amber_OpenFileDescription {
+            var description = Amber_OpenFileDescription()
+            description.id = id
+            description.flags = 1
+            description.externalFile.name = "pipe:[77]"
+            return description
+        }
+        var root = Fixture.task()
+        root.files.descriptions.append(external(10))
+        var child = task(4243, parent: 4242)
+        child.files.descriptions.append(external(10))
+        XCTAssertEqual(try reader([root, child]).tasks().count, 2)
+        child.files.descriptions.append(external(11))
+        try assertRefused([root, child], file: "task-4243.pb", detail: "pipe:[77] is on open files 10 and 11")
+    }
 }

@@ -455,6 +455,25 @@ final class TaskValidationTests: ImageTestCase {
         }
     }
 
+    /// An object outside the tree: a name KIND:[INODE], on a description with an access mode.
+    func testExternalFiles() throws {
+        func external(_ task: inout Amber_Task, name: String, flags: UInt32 = 1) {
+            task.files.descriptions[1].flags = flags
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].externalFile.name = name
+        }
+        try assertAccepted { external(&$0, name: "pipe:[4242]") }
+        try assertAccepted { external(&$0, name: "unix:[18446744073709551615]", flags: 2) }
+        let bad = [
+            "", "pipe:4242", "pipe:[]", "pipe:[-1]", "pipe:[+1]", "Pipe:[1]", ":[1]", "pipe:[18446744073709551616]",
+            "pipe:[1] ", "pipe:[\u{FF11}]", "abcdefghijklmnopq:[1]",
+        ]
+        for name in bad {
+            try assertRejected("files.descriptions[1].external_file.name") { external(&$0, name: name) }
+        }
+        try assertRejected("files.descriptions[1].external_file") { external(&$0, name: "pipe:[1]", flags: 3) }
+    }
+
     /// A pipe end: its access mode, a capacity of a power of two pages within the bound, and what
     /// it holds on its read end only, fitting the capacity, packets at most a page.
     func testPipeEnds() throws {

@@ -127,6 +127,14 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .timerFd(newValue)}
   }
 
+  public var externalFile: Amber_ExternalFile {
+    get {
+      if case .externalFile(let v)? = file {return v}
+      return Amber_ExternalFile()
+    }
+    set {file = .externalFile(newValue)}
+  }
+
   /// Its flock and OFD (fcntl F_OFD_SETLK) locks: they belong to the description.
   public var locks: [Amber_FileLock] = []
 
@@ -141,6 +149,7 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case eventFd(Amber_EventFD)
     case signalFd(Amber_SignalFD)
     case timerFd(Amber_TimerFD)
+    case externalFile(Amber_ExternalFile)
 
   }
 
@@ -409,6 +418,24 @@ public nonisolated struct Amber_TimerFD: Sendable {
   public init() {}
 }
 
+/// An object outside the tree that the dump was told to record as such (`--external NAME`): a
+/// pipe or socket whose other end a process outside the tree holds. Nothing of it is kept: the
+/// restore puts the caller's own descriptor in its place (`--inherit-fd fd[N]:NAME`), with its
+/// status flags as the caller's descriptor has them; the description's access mode is what the
+/// caller's descriptor must allow.
+public nonisolated struct Amber_ExternalFile: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// CRIU's name of the object: "pipe:[INODE]" (the pipe's inode on pipefs at the dump).
+  public var name: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Amber_FileDescriptor: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -472,7 +499,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}1external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -588,6 +615,19 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
         }
       }()
       case 41: try { try decoder.decodeRepeatedMessageField(value: &self.locks) }()
+      case 90: try {
+        var v: Amber_ExternalFile?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .externalFile(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .externalFile(v)
+        }
+      }()
       default: break
       }
     }
@@ -640,11 +680,14 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
       guard case .timerFd(let v)? = self.file else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
     }()
-    case nil: break
+    default: break
     }
     if !self.locks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.locks, fieldNumber: 41)
     }
+    try { if case .externalFile(let v)? = self.file {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1093,6 +1136,36 @@ nonisolated extension Amber_TimerFD: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.remainingNs != rhs.remainingNs {return false}
     if lhs.intervalNs != rhs.intervalNs {return false}
     if lhs.realtimeExpiryNs != rhs.realtimeExpiryNs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_ExternalFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExternalFile"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_ExternalFile, rhs: Amber_ExternalFile) -> Bool {
+    if lhs.name != rhs.name {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
