@@ -24,15 +24,18 @@ public enum Checkpoint {
     /// the tree is killed. On any failure the tree is left running, untraced. `interruption`
     /// names the `amber dump` process a worker serves; a library caller keeps the default.
     /// Needs the rights to ptrace every process of the tree; as root, the image is
-    /// authenticated with this host's key (docs/security.md).
+    /// authenticated with this host's key (docs/security.md). `externalFiles` names objects
+    /// outside the tree ("pipe:[INODE]") that the image records as such, for a restore to plug
+    /// in the caller's descriptors (`ExternalFiles`).
     public static func run(
-        pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false,
+        pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
         interruption: DumpInterruption = DumpInterruption(supervisor: nil), logger: Logger
     ) throws(AmberError) -> Summary {
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
             throw AmberError(.noSuchProcess, "no process with PID \(pid)")
         }
         guard pid != getpid() else { throw AmberError(.unsupported, "amber cannot dump itself") }
+        try ExternalFiles.checkNames(externalFiles)
         // Root's dumps are authenticated with this host's key; a user cannot read it.
         let key = try HostImageKey.forDump()
         let writer: ImageWriter
@@ -43,7 +46,8 @@ public enum Checkpoint {
         }
         do {
             return try run(
-                pid: pid, writer: writer, leaveRunning: leaveRunning, interruption: interruption, logger: logger)
+                pid: pid, writer: writer, leaveRunning: leaveRunning, externalFiles: externalFiles,
+                interruption: interruption, logger: logger)
         } catch {
             writer.discard()
             throw error
@@ -51,7 +55,8 @@ public enum Checkpoint {
     }
 
     private static func run(
-        pid: Int32, writer: ImageWriter, leaveRunning: Bool, interruption: DumpInterruption, logger: Logger
+        pid: Int32, writer: ImageWriter, leaveRunning: Bool, externalFiles: Set<String>,
+        interruption: DumpInterruption, logger: Logger
     ) throws(AmberError) -> Summary {
         // Opening its memory needs the same rights as ptrace: refuse before anything else is looked at.
         let memory = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
@@ -71,7 +76,7 @@ public enum Checkpoint {
         }
         do {
             // Refusals first, while the tree runs untouched; again once it is frozen, as it may have changed.
-            try Preflight.check(running, root: pid)
+            try Preflight.check(running, root: pid, externalFiles: externalFiles)
             logger.trace("checked each running process")
         } catch {
             throw wrap(error, pid: pid)
@@ -80,11 +85,12 @@ public enum Checkpoint {
         do {
             processes = try TreeState.freeze(root: pid, interruption: interruption, logger: logger)
             try interruption.check(FaultPoints.preflight)
-            try Preflight.check(processes, root: pid)
+            try Preflight.check(processes, root: pid, externalFiles: externalFiles)
             logger.trace("checked each frozen process")
             try TreeState.check(processes)
             logger.trace("checked the frozen tree")
-            let tasks = try collect(&processes, writer: writer, interruption: interruption, logger: logger)
+            let tasks = try collect(
+                &processes, writer: writer, externalFiles: externalFiles, interruption: interruption, logger: logger)
             try interruption.check(FaultPoints.inventory)
             try writer.finish(inventory: inventory(for: tasks))
             logger.trace("image written")
@@ -121,7 +127,8 @@ public enum Checkpoint {
     /// (`StateKinds`) by its steps: frozen and traced ones on this thread, the tracer; outside
     /// ones on `OutsideReads`, which runs them on another CPU while the tracer goes on to the next.
     private static func collect(
-        _ processes: inout [FrozenProcess], writer: ImageWriter, interruption: DumpInterruption, logger: Logger
+        _ processes: inout [FrozenProcess], writer: ImageWriter, externalFiles: Set<String>,
+        interruption: DumpInterruption, logger: Logger
     ) throws -> [Amber_Task] {
         let outside = OutsideReads(writer: writer, logger: logger)
         // Injected calls cost less when amber runs where the process last ran. Following each
@@ -130,7 +137,8 @@ public enum Checkpoint {
         let followsTarget = processes.count == 1
         do {
             let steps = try StateKinds.all.flatMap {
-                try $0.prepareDump(TreeDump(processes: processes, writer: writer, logger: logger))
+                try $0.prepareDump(
+                    TreeDump(processes: processes, writer: writer, logger: logger, externalFiles: externalFiles))
             }
             let frozenSteps = steps.filter { $0.phase == .frozen }
             let tracedSteps = steps.filter { $0.phase == .traced }
@@ -222,32 +230,33 @@ public enum Checkpoint {
 /// running untouched) and again once it is frozen.
 enum Preflight {
     /// Before the tree is frozen: each process's name, status and areas are read here.
-    static func check(_ pids: [Int32], root: Int32) throws {
-        try check(pids, root: root) { pid throws(LinuxError) in
+    static func check(_ pids: [Int32], root: Int32, externalFiles: Set<String>) throws {
+        try check(pids, root: root, externalFiles: externalFiles) { pid throws(LinuxError) in
             guard let status = try? ProcFS.status(pid: pid) else { return nil }
             return (ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.mapsWithFiles(pid: pid))
         }
     }
 
     /// Once it is frozen: from each process's snapshot.
-    static func check(_ processes: [FrozenProcess], root: Int32) throws {
+    static func check(_ processes: [FrozenProcess], root: Int32, externalFiles: Set<String>) throws {
         let byPID = Dictionary(
             processes.map { ($0.pid, ($0.name, $0.snapshot)) }, uniquingKeysWith: { first, _ in first })
-        try check(processes.map(\.pid), root: root) { pid in byPID[pid].map { ($0.0, $0.1.status, $0.1.maps) } }
+        try check(processes.map(\.pid), root: root, externalFiles: externalFiles) { pid in byPID[pid].map { ($0.0, $0.1.status, $0.1.maps) } }
     }
 
     /// Each process is checked on every CPU at once (only /proc is read); the first refusal in
     /// tree order is the one thrown, as if they had been checked one by one, then the refusals
     /// across processes. `read` gives a process's name, status and areas, nil when it is gone.
     private static func check(
-        _ pids: [Int32], root: Int32,
+        _ pids: [Int32], root: Int32, externalFiles: Set<String>,
         read: @Sendable (Int32) throws(LinuxError) -> (ProcessName, ProcessStatus, [MemoryMapping])?
     ) throws {
         let tree = ProcessName(pid: root)
         let results = pids.concurrentMap { pid in
             Result { () throws -> CheckedProcess? in
                 guard let (name, status, maps) = try read(pid) else { return nil }
-                return try check(name, status: status, maps: maps, root: root, tree: tree)
+                return try check(
+                    name, status: status, maps: maps, root: root, tree: tree, externalFiles: externalFiles)
             }
         }
         let checked = try results.compactMap { try $0.get() }
@@ -258,7 +267,8 @@ enum Preflight {
 
     /// One process's refusals; returns it for the checks across processes, nil for a zombie.
     private static func check(
-        _ name: ProcessName, status: ProcessStatus, maps: [MemoryMapping], root: Int32, tree: ProcessName
+        _ name: ProcessName, status: ProcessStatus, maps: [MemoryMapping], root: Int32, tree: ProcessName,
+        externalFiles: Set<String>
     ) throws -> CheckedProcess? {
         let pid = name.pid
         if status.state == "Z" {
@@ -271,7 +281,7 @@ enum Preflight {
                 "is traced by process \(ProcessName(pid: status.tracerPID)) (a debugger or tracer outside amber): a task has one tracer, and the tracing cannot be restored",
                 tree: tree)
         }
-        let process = CheckedProcess(name: name, status: status, maps: maps, tree: tree)
+        let process = CheckedProcess(name: name, status: status, maps: maps, tree: tree, externalFiles: externalFiles)
         for kind in StateKinds.all {
             try kind.check(process)
         }

@@ -207,6 +207,9 @@ public struct ImageNeeds: Sendable {
     /// so cannot open files as another user to tell.
     public let files: [String]?
     public let requests: [PrivilegedRequest]
+    /// The objects outside the tree, each for a descriptor of the caller's to take the place of
+    /// (`restore --inherit-fd`).
+    public let externalFiles: [String]
 
     /// Reads and checks the image as a restore would, and lists its asks.
     public static func of(directory: String) throws(AmberError) -> ImageNeeds {
@@ -226,7 +229,8 @@ public struct ImageNeeds: Sendable {
             threads: live.reduce(0) { $0 + $1.threads.count },
             credentials: live.flatMap(privilegedCredentials),
             files: geteuid() == 0 ? live.flatMap(filesNeedingRestorerRights) : nil,
-            requests: try ImagePrivileges.requests(live))
+            requests: try ImagePrivileges.requests(live),
+            externalFiles: ExternalFiles.needs(of: live))
     }
 
     private static func privilegedCredentials(of task: Amber_Task) -> [String] {

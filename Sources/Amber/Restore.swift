@@ -18,9 +18,12 @@ public enum Restore {
     /// child. On failure no task is left behind and the image is untouched. An image that is
     /// not authenticated with this host's key, unless `trustImage`, gets nothing from the
     /// restorer's privileges that the credentials it names do not hold (docs/security.md).
-    public static func run(directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false, logger: Logger)
-        throws(AmberError) -> Restored
-    {
+    /// `inheritedFiles` are our descriptors that take the place of the image's objects outside
+    /// the tree (`ExternalFiles`), one for each.
+    public static func run(
+        directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
+        inheritedFiles: [InheritedFile] = [], logger: Logger
+    ) throws(AmberError) -> Restored {
         let key = try HostImageKey.forCheck()
         let image: ImageReader
         let tasks: [Amber_Task]
@@ -38,6 +41,7 @@ public enum Restore {
         }
         logger.trace("image read and checked: \(tasks.count) processes")
         try CredentialState.checkRestorable(tasks)
+        let inherited = try ExternalFiles.descriptors(inheritedFiles, for: tasks)
         let imageTrusted = trustImage || image.authenticity.isAuthenticated
         logger.debug("image \(image.authenticity)\(trustImage ? "; trusted with --trust-image" : "")")
         if !imageTrusted {
@@ -67,7 +71,7 @@ public enum Restore {
                     root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
             logger.trace("helper ready")
             var treeFiles: TreeFiles?
-            let openFiles = OpenFileTable()
+            let openFiles = OpenFileTable(inherited: inherited)
             let built = try TreeState.build(
                 tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted,
                 namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles,

@@ -57,6 +57,8 @@ struct CheckedProcess: Sendable {
     let maps: [MemoryMapping]
     /// The root of the dumped tree, which refusals name.
     let tree: ProcessName
+    /// The objects outside the tree the dump records as such (`--external`), by name.
+    let externalFiles: Set<String>
     var pid: Int32 { name.pid }
 }
 
@@ -66,6 +68,8 @@ struct TreeDump {
     let processes: [FrozenProcess]
     let writer: ImageWriter
     let logger: Logger
+    /// The objects outside the tree the dump records as such (`--external`), by name.
+    let externalFiles: Set<String>
 }
 
 /// One process being dumped: its record, which each step fills in. The tracer hands it to the

@@ -87,12 +87,21 @@ struct DumpCommand: ParsableCommand {
     @Flag(name: .long, help: "fsync the image before the process is killed (slower: waits for the disk).")
     var sync = false
 
+    @Option(
+        name: .customLong("external"),
+        help: ArgumentHelp(
+            "Leave an object outside the tree: a pipe one of whose ends a process outside the tree holds (a shell's pipe, a logger). Repeatable.",
+            discussion:
+                "Without it such a pipe is refused, naming the outside process; INODE is in that message and in /proc/PID/fd. The image records only that the tree's fds were on it: restore it with --inherit-fd fd[N]:pipe:[INODE]. Refused when the tree holds both ends of it, or when it holds bytes the tree has not read.",
+            valueName: "pipe:[INODE]"))
+    var externalFiles: [String] = []
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         DumpWorker(
             supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync,
-            verbosity: logging.verbose
+            verbosity: logging.verbose, externalFiles: externalFiles
         ).start()
     }
 }
@@ -125,17 +134,37 @@ struct RestoreCommand: ParsableCommand {
     )
     var trustImage = false
 
+    @Option(
+        name: .customLong("inherit-fd"),
+        help: ArgumentHelp(
+            "Put amber's own fd N in the place of an object the dump left outside the tree (--external). Repeatable.",
+            discussion:
+                "Every process and fd of the image that had the object gets fd N's open file description, with the image's close-on-exec flags and fd N's status flags; fd N must allow the image's access mode (a pipe's write end: open for writing). Every object outside the tree needs one (see `amber verify --needs`). amber closes its own fd N once the tree is restored.",
+            valueName: "fd[N]:pipe:[INODE]"))
+    var inheritFDs: [String] = []
+
     @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        for argument in inheritFDs where InheritedFile(argument: argument) == nil {
+            throw ValidationError("--inherit-fd \(argument): expected fd[N]:pipe:[INODE]")
+        }
+    }
 
     func run() throws {
         let logger = logging.makeLogger()
         let restored: Restore.Restored
+        let inheritedFiles = inheritFDs.compactMap(InheritedFile.init(argument:))
         do {
             restored = try Restore.run(
-                directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage, logger: logger)
+                directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage,
+                inheritedFiles: inheritedFiles, logger: logger)
         } catch {
             fail(error)
         }
+        // The tree has its copies: ours would keep a pipe's end open while we wait (its reader
+        // would never see the end of the file).
+        for file in inheritedFiles { close(file.fd) }
         if restored.childPID != restored.rootPID {
             logger.notice(
                 "restored process tree in a new PID namespace: its root is PID \(restored.rootPID) here, its init \(restored.childPID)"
@@ -237,5 +266,8 @@ struct VerifyCommand: ParsableCommand {
             )
         }
         section("privileged settings", needs.requests.map(\.description))
+        section(
+            "objects outside the tree (each needs a descriptor of the caller in its place: restore --inherit-fd)",
+            needs.externalFiles)
     }
 }

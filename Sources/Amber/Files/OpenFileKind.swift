@@ -21,6 +21,11 @@ protocol OpenFileKind: Sendable {
     /// whether two descriptors share one description only when their files are the same.
     var identity: OpenFileIdentity { get }
 
+    /// The name `--external` and `--inherit-fd` give the object the descriptor's description is
+    /// on, as CRIU names it ("pipe:[INODE]"), or nil when the kind cannot leave it outside the
+    /// tree (`ExternalFiles`).
+    var externalName: String? { get }
+
     /// The kind's record of the descriptor's open file description, seen for the first time in
     /// the tree; throws the refusal of what it cannot restore of it.
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File
@@ -60,6 +65,8 @@ struct PrivilegedAsk {
 }
 
 extension OpenFileKind {
+    var externalName: String? { nil }
+
     static func check(tree processes: [CheckedProcess]) throws {}
 
     static func privilegedAsks(_ record: Record, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)

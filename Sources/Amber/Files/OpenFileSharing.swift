@@ -45,6 +45,10 @@ final class OpenFileTable {
     private var opened: [UInt32: (description: Amber_OpenFileDescription, fd: Int32)] = [:]
     /// The kernel objects several descriptions are on (a pipe and its two ends).
     private let objects = OpenFileObjects()
+    /// The caller's descriptors that take the place of objects outside the tree, by name.
+    private let inherited: [String: Int32]
+
+    init(inherited: [String: Int32] = [:]) { self.inherited = inherited }
 
     deinit { close() }
 
@@ -59,7 +63,10 @@ final class OpenFileTable {
     /// Makes `description` again as `task` could have; returns our descriptor of it, for the
     /// caller to close.
     func make(_ description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool) throws -> Int32 {
-        try OpenFileKinds.make(description, as: task, imageTrusted: imageTrusted, objects: objects)
+        if case .externalFile(let external) = description.file {
+            return try ExternalFiles.make(external, descriptors: inherited, task: task)
+        }
+        return try OpenFileKinds.make(description, as: task, imageTrusted: imageTrusted, objects: objects)
     }
 
     /// Our descriptor of `description`, made the first time a task asks for it (the image

@@ -8,7 +8,7 @@ import SystemPackage
 /// pipe holds is copied at the dump without being consumed (tee(2), `PipeBuffer.contents`) and
 /// written back; its capacity, its owner, and each end's O_NONBLOCK and packet mode (O_DIRECT)
 /// come back too. Every end of the pipe must be in the tree, or held by no process at all
-/// (`check(tree:)`).
+/// (`check(tree:)`), unless the dump leaves the pipe outside the tree (`ExternalFiles`).
 struct PipeKind: OpenFileKind {
     let status: FileStatus
     let isWriteEnd: Bool
@@ -24,6 +24,10 @@ struct PipeKind: OpenFileKind {
     }
 
     var identity: OpenFileIdentity { OpenFileIdentity(device: status.device, inode: status.inode) }
+
+    var externalName: String? { Self.externalName(inode: status.inode) }
+
+    private static func externalName(inode: UInt64) -> String { "pipe:[\(inode)]" }
 
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
         let copy = try descriptor.duplicate()
@@ -167,7 +171,9 @@ extension PipeKind {
     /// Refuses a pipe of the tree of which a process outside the tree holds an end: its half
     /// would be cut off at restore (scanning every process's descriptors, only when the tree
     /// has a pipe). A pipe whose other end no process holds is restored so, but not one
-    /// holding bytes that no process can read any more (its read end closed).
+    /// holding bytes that no process can read any more (its read end closed). A pipe the dump
+    /// leaves outside the tree (`--external`) may have ends outside, but not bytes the tree
+    /// has yet to read: they stay in that pipe, and the caller's pipe at restore would lack them.
     static func check(tree processes: [CheckedProcess]) throws {
         var pipes: [UInt64: HeldEnds] = [:]
         for process in processes {
@@ -182,8 +188,23 @@ extension PipeKind {
             }
         }
         guard !pipes.isEmpty else { return }
+        let externals = processes[0].externalFiles
+        for (inode, ends) in pipes.sorted(by: { $0.key < $1.key }) where externals.contains(externalName(inode: inode)) {
+            guard let reader = ends.read else { continue }
+            let copy = try Pidfd(pid: reader.process.pid).duplicate(reader.fd)
+            defer { try? copy.close() }
+            let queued = try PipeBuffer.queuedBytes(copy)
+            if queued > 0 {
+                throw AmberError.unsupported(
+                    reader.process.name,
+                    "has fd \(reader.fd) on pipe:[\(inode)], named by --external, holding \(queued) bytes the tree has not read: they stay in that pipe, and the descriptor that takes its place at restore would not have them",
+                    tree: reader.process.tree)
+            }
+        }
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
-            guard let (inode, isWriteEnd) = pipeEnd(pid: pid, fd: fd, link: link), let ends = pipes[inode] else {
+            guard let (inode, isWriteEnd) = pipeEnd(pid: pid, fd: fd, link: link), let ends = pipes[inode],
+                !externals.contains(externalName(inode: inode))
+            else {
                 return
             }
             // Named by the tree's other end if it has it: "whose read end is held by".
@@ -195,7 +216,8 @@ extension PipeKind {
                 "has fd \(holder.fd) on pipe:[\(inode)], whose \(isWriteEnd ? "write" : "read") end is \(also ? "also " : "")held by process \(ProcessName(pid: pid)) outside the tree: a pipe is restored only when no process outside the tree holds an end of it",
                 tree: holder.process.tree)
         }
-        for (inode, ends) in pipes.sorted(by: { $0.key < $1.key }) where ends.read == nil {
+        for (inode, ends) in pipes.sorted(by: { $0.key < $1.key })
+        where ends.read == nil && !externals.contains(externalName(inode: inode)) {
             let writer = ends.write!
             let copy = try Pidfd(pid: writer.process.pid).duplicate(writer.fd)
             defer { try? copy.close() }

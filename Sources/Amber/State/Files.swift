@@ -13,7 +13,9 @@ enum FileState {
         }
     }
 
-    static func dump(_ target: DumpTarget, table: inout DescriptionTable) throws -> Amber_Files {
+    static func dump(_ target: DumpTarget, table: inout DescriptionTable, externalFiles: Set<String>) throws
+        -> Amber_Files
+    {
         var record = Amber_Files()
         for fd in try ProcFS.fileDescriptors(pid: target.pid) {
             let probe = try DescriptorProbe(pid: target.pid, fd: fd, process: target.name)
@@ -24,7 +26,7 @@ enum FileState {
             descriptor.fd = fd
             descriptor.closeOnExec = flags.contains(.closeOnExec)
             let (description, isNew) = try table.description(pid: target.pid, fd: fd, identity: file.identity) { id in
-                let kindRecord = try file.dump(probe)
+                let kindRecord = try ExternalFiles.record(of: file, named: externalFiles) ?? file.dump(probe)
                 // open(2) does not start signal-driven I/O, and the owner (F_SETOWN) cannot be read from outside.
                 if flags.contains(.asynchronous) {
                     throw AmberError.unsupported(
@@ -96,6 +98,7 @@ extension FileState: StateKind {
     }
 
     static func check(tree processes: [CheckedProcess]) throws {
+        try ExternalFiles.check(tree: processes)
         for kind in OpenFileKinds.all {
             try kind.check(tree: processes)
         }
@@ -104,14 +107,18 @@ extension FileState: StateKind {
     /// The open file descriptions seen so far in the tree.
     final class DumpState {
         var descriptions = DescriptionTable()
+        let externalFiles: Set<String>
+
+        init(externalFiles: Set<String>) { self.externalFiles = externalFiles }
     }
 
-    static func makeDumpState(_ dump: TreeDump) -> DumpState { DumpState() }
+    static func makeDumpState(_ dump: TreeDump) -> DumpState { DumpState(externalFiles: dump.externalFiles) }
 
     static var dumpSteps: [DumpStep<DumpState>] {
         [
             DumpStep("files", .outside) { process, state in
-                process.task.files = try dump(process.target, table: &state.descriptions)
+                process.task.files = try dump(
+                    process.target, table: &state.descriptions, externalFiles: state.externalFiles)
             }
         ]
     }
