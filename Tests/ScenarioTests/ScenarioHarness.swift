@@ -156,6 +156,8 @@ struct Scenario: Sendable {
     static let pipeClosedEnds = Scenario(name: "pipes", args: ["--closed-ends"])
     static let pipeFifo = Scenario(name: "pipes", args: ["--fifo"])
     /// A pipe amber refuses (see unsupported_pipe.c).
+    /// stdin and stdout pipes of the test's, outside the tree (ExternalPipeTests starts it).
+    static let externalPipe = Scenario(name: "external_pipe")
     static let unsupportedPipeOutsideReader = Scenario(name: "unsupported_pipe", args: ["--outside-reader"])
     static let unsupportedPipeUnread = Scenario(name: "unsupported_pipe", args: ["--unread"])
     static let unsupportedFifoOutside = Scenario(name: "unsupported_pipe", args: ["--fifo-outside"])
@@ -198,6 +200,7 @@ struct Scenario: Sendable {
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
+        + [externalPipe]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored
