@@ -106,3 +106,99 @@ final class SqliteTests: ScenarioTestCase {
         XCTAssertEqual(rows.split(separator: "\n"), ["ok", "before", "mid-transaction"], file: file, line: line)
     }
 }
+
+/// bash pipelines dumped while a pipe between their programs is full and its writer blocked:
+/// once restored, the pipeline carries on with no line lost or repeated.
+final class BashPipelineTests: ScenarioTestCase {
+    private static let bash = "/bin/bash"
+    /// 588,895 bytes of lines: several times a pipe's 64 KiB.
+    private static let lines = 100_000
+    private static var expected: String { (1...lines).map { "\($0)\n" }.joined() }
+
+    /// Waits until a process of `root`'s tree named `comm` is blocked in write(2) (syscall 1).
+    private func waitForBlockedWriter(_ comm: String, in root: pid_t) throws {
+        let deadline = Sys.now() + Self.pidfileTimeout
+        while Sys.now() < deadline {
+            for pid in Proc.descendants(of: root) where Proc.comm(pid) == comm {
+                if Proc.syscall(pid) == "1" { return }
+            }
+            Sys.sleep(milliseconds: 10)
+        }
+        throw RunnerError("no \(comm) of the tree of \(root) blocked in write; tree: \(Proc.descendants(of: root))")
+    }
+
+    /// `seq | { wait for a file; cat; } > OUT`: dumped with seq blocked on the full pipe and
+    /// nothing read yet; restored, told to go on, and OUT has every line once, in order.
+    func testFullPipeBetweenPrograms() throws {
+        _ = try requireAmber()
+        guard Sys.fileExists(Self.bash) else { throw XCTSkip("\(Self.bash) is not installed") }
+        let directory = try newDirectory("bash-pipeline")
+        let go = directory + "/go"
+        let out = directory + "/out"
+        let script = "seq 1 \(Self.lines) | { while [ ! -e \(go) ]; do sleep 0.05; done; cat; } > \(out)"
+        let pid = try Spawn.start([Self.bash, "-c", script], stdout: directory + "/log")
+        track(pid)
+        try waitForBlockedWriter("seq", in: pid)
+        XCTAssertEqual(Sys.readText(out), "", "the reader read before it was told to")
+
+        let image = try newDirectory("image")
+        let shell = ScenarioProcess(scenario: Scenario(name: "bash"), binary: Self.bash, directory: directory, pid: pid)
+        let dump = try amber(["dump", "-t", "\(pid)", "-D", image], reaping: [shell])
+        XCTAssertEqual(dump.status, .exited(0), dump.summary)
+        guard dump.status == .exited(0) else { return }
+        let restore = try amber(["restore", "-D", image, "--detach"])
+        XCTAssertEqual(restore.status, .exited(0), restore.summary)
+        guard restore.status == .exited(0) else { return }
+        track(pid)
+
+        XCTAssertTrue(FileManager.default.createFile(atPath: go, contents: nil))
+        XCTAssertEqual(Spawn.wait(pid, timeout: Self.verdictTimeout), .exited(0), "the restored bash")
+        let written = Sys.readText(out) ?? ""
+        XCTAssertTrue(written == Self.expected, "OUT has \(written.split(separator: "\n").count) lines, not 1...\(Self.lines) once each")
+    }
+
+    /// `seq | cat` writing into a pipe of the test's: dumped with both pipes full, the test's
+    /// left outside (--external) and a new pipe of the test's plugged in at restore
+    /// (--inherit-fd). What the old pipe held and what comes through the new one are every
+    /// line once, in order.
+    func testOutputToPipeOutsideTree() throws {
+        let amberPath = try requireAmber()
+        guard Sys.fileExists(Self.bash) else { throw XCTSkip("\(Self.bash) is not installed") }
+        let directory = try newDirectory("bash-external")
+        let output = try TestPipe()
+        let name = output.name
+        let pid = try DescriptorSpawn.start(
+            [Self.bash, "-c", "seq 1 \(Self.lines) | cat"], descriptors: [1: output.write], log: directory + "/log")
+        track(pid)
+        output.closeWrite()
+        try waitForBlockedWriter("cat", in: pid)
+        try waitForBlockedWriter("seq", in: pid)
+
+        let image = try newDirectory("image")
+        let shell = ScenarioProcess(scenario: Scenario(name: "bash"), binary: Self.bash, directory: directory, pid: pid)
+        let dump = try amber(["dump", "-t", "\(pid)", "-D", image, "--external", name], reaping: [shell])
+        XCTAssertEqual(dump.status, .exited(0), dump.summary)
+        guard dump.status == .exited(0) else { return }
+        let before = output.receiveAll()
+        XCTAssertFalse(before.isEmpty, "the old pipe held nothing")
+
+        let newOutput = try TestPipe()
+        let restore = try DescriptorSpawn.start(
+            [amberPath, "restore", "-D", image, "--detach", "--inherit-fd", "fd[3]:\(name)"],
+            descriptors: [3: newOutput.write], log: directory + "/restore.log",
+            env: ["AMBER_IMAGE_KEY": try Self.imageKeyPath()])
+        track(restore)
+        newOutput.closeWrite()
+        XCTAssertEqual(
+            Spawn.wait(restore, timeout: Self.amberTimeout), .exited(0),
+            "restore: \(Sys.readText(directory + "/restore.log") ?? "")")
+        track(pid)
+        let after = newOutput.receiveAll()
+        XCTAssertEqual(Spawn.wait(pid, timeout: Self.verdictTimeout), .exited(0), "the restored bash")
+        let whole = before + after
+        XCTAssertTrue(
+            whole == Self.expected,
+            "\(before.utf8.count) bytes before the dump and \(after.utf8.count) after it are not 1...\(Self.lines) once each"
+        )
+    }
+}
