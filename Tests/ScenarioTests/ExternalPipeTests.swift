@@ -260,4 +260,30 @@ final class ExternalPipeTests: ScenarioTestCase {
         expectEnd(p, input: newInput, output: newOutput)
         XCTAssertEqual(output.receiveAll(timeout: 1), "", "the restored tree wrote into the old pipe")
     }
+
+    /// A pipe named by --external is refused, target left running, when the tree has bytes in
+    /// it not yet read (they would stay in the old pipe) or holds both of its ends (one
+    /// descriptor of the caller cannot take the place of both).
+    func testDumpRefusesExternalPipeNotExact() throws {
+        _ = try requireAmber()
+        let unread = try TestPipe()
+        try unread.send("unread\n")
+        let reader = try DescriptorSpawn.start(
+            ["/bin/sleep", "1000"], descriptors: [0: unread.read], log: try newDirectory("unread") + "/log")
+        track(reader)
+        let held = try amber(["dump", "-R", "-t", "\(reader)", "-D", try newDirectory("image"), "--external", unread.name])
+        XCTAssertEqual(held.status, .exited(AmberExit.unsupportedState), held.summary)
+        XCTAssertTrue(held.stderr.contains("holding 7 bytes the tree has not read"), held.stderr)
+        assertRunningUntraced(reader, "after the refused dump")
+        XCTAssertEqual(unread.receive(7, timeout: 1), "unread\n", "the refused dump consumed what the pipe held")
+
+        let both = try TestPipe()
+        let holder = try DescriptorSpawn.start(
+            ["/bin/sleep", "1000"], descriptors: [0: both.read, 1: both.write], log: try newDirectory("both") + "/log")
+        track(holder)
+        let twice = try amber(["dump", "-R", "-t", "\(holder)", "-D", try newDirectory("image"), "--external", both.name])
+        XCTAssertEqual(twice.status, .exited(AmberExit.unsupportedState), twice.summary)
+        XCTAssertTrue(twice.stderr.contains("another open file description of it"), twice.stderr)
+        assertRunningUntraced(holder, "after the refused dump")
+    }
 }
