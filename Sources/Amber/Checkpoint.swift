@@ -241,7 +241,9 @@ enum Preflight {
     static func check(_ processes: [FrozenProcess], root: Int32, externalFiles: Set<String>) throws {
         let byPID = Dictionary(
             processes.map { ($0.pid, ($0.name, $0.snapshot)) }, uniquingKeysWith: { first, _ in first })
-        try check(processes.map(\.pid), root: root, externalFiles: externalFiles) { pid in byPID[pid].map { ($0.0, $0.1.status, $0.1.maps) } }
+        try check(processes.map(\.pid), root: root, externalFiles: externalFiles) { pid in
+            byPID[pid].map { ($0.0, $0.1.status, $0.1.maps) }
+        }
     }
 
     /// Each process is checked on every CPU at once (only /proc is read); the first refusal in

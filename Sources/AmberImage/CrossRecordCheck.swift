@@ -77,7 +77,9 @@ enum CrossRecordCheck {
                 if let other = descriptions[external.name], other != description.id {
                     throw ImageError(
                         .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
-                        detail: "the object outside the tree \(external.name) is on open files \(other) and \(description.id)")
+                        detail:
+                            "the object outside the tree \(external.name) is on open files \(other) and \(description.id)"
+                    )
                 }
                 descriptions[external.name] = description.id
             }

@@ -156,7 +156,8 @@ struct DumpWorker {
         do {
             let summary = try Checkpoint.run(
                 pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync,
-                externalFiles: Set(externalFiles), interruption: DumpInterruption(supervisor: supervisor), logger: logger)
+                externalFiles: Set(externalFiles), interruption: DumpInterruption(supervisor: supervisor),
+                logger: logger)
             logger.info(
                 "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(clock.now - start)"
             )

@@ -41,7 +41,8 @@ enum DescriptorSpawn {
         }
         for (target, source) in moved { posix_spawn_file_actions_adddup2(&actions, source, target) }
         typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-        guard let handle = dlopen(nil, RTLD_NOW), let symbol = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np"),
+        guard let handle = dlopen(nil, RTLD_NOW),
+            let symbol = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np"),
             unsafeBitCast(symbol, to: CloseFrom.self)(&actions, highest + 1) == 0
         else { throw RunnerError("posix_spawn_file_actions_addclosefrom_np is missing") }
         var attributes = posix_spawnattr_t()
@@ -197,7 +198,8 @@ final class ExternalPipeTests: ScenarioTestCase {
         let refused = try amber(["dump", "-R", "-t", "\(p.pid)", "-D", try newDirectory("refused")])
         XCTAssertEqual(refused.status, .exited(AmberExit.unsupportedState), refused.summary)
         XCTAssertTrue(refused.stderr.contains("outside the tree"), refused.stderr)
-        XCTAssertTrue(refused.stderr.contains("process \(getpid()) "), "names the test as the holder: \(refused.stderr)")
+        XCTAssertTrue(
+            refused.stderr.contains("process \(getpid()) "), "names the test as the holder: \(refused.stderr)")
         assertRunningUntraced(p.pid, "after the refused dump")
 
         let unheld = try amber([
@@ -271,7 +273,9 @@ final class ExternalPipeTests: ScenarioTestCase {
         let reader = try DescriptorSpawn.start(
             ["/bin/sleep", "1000"], descriptors: [0: unread.read], log: try newDirectory("unread") + "/log")
         track(reader)
-        let held = try amber(["dump", "-R", "-t", "\(reader)", "-D", try newDirectory("image"), "--external", unread.name])
+        let held = try amber([
+            "dump", "-R", "-t", "\(reader)", "-D", try newDirectory("image"), "--external", unread.name,
+        ])
         XCTAssertEqual(held.status, .exited(AmberExit.unsupportedState), held.summary)
         XCTAssertTrue(held.stderr.contains("holding 7 bytes the tree has not read"), held.stderr)
         assertRunningUntraced(reader, "after the refused dump")
@@ -281,7 +285,9 @@ final class ExternalPipeTests: ScenarioTestCase {
         let holder = try DescriptorSpawn.start(
             ["/bin/sleep", "1000"], descriptors: [0: both.read, 1: both.write], log: try newDirectory("both") + "/log")
         track(holder)
-        let twice = try amber(["dump", "-R", "-t", "\(holder)", "-D", try newDirectory("image"), "--external", both.name])
+        let twice = try amber([
+            "dump", "-R", "-t", "\(holder)", "-D", try newDirectory("image"), "--external", both.name,
+        ])
         XCTAssertEqual(twice.status, .exited(AmberExit.unsupportedState), twice.summary)
         XCTAssertTrue(twice.stderr.contains("another open file description of it"), twice.stderr)
         assertRunningUntraced(holder, "after the refused dump")

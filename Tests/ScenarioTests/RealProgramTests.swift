@@ -127,18 +127,23 @@ final class BashPipelineTests: ScenarioTestCase {
         throw RunnerError("no \(comm) of the tree of \(root) blocked in write; tree: \(Proc.descendants(of: root))")
     }
 
-    /// `seq | { wait for a file; cat; } > OUT`: dumped with seq blocked on the full pipe and
-    /// nothing read yet; restored, told to go on, and OUT has every line once, in order.
+    /// `seq | { sleep; cat; } > OUT`: dumped with seq blocked on the full pipe and nothing read
+    /// yet; restored, its sleep ended, and OUT has every line once, in order. (The reader waits
+    /// in one sleep rather than polling for a file: a process forked while the dump looks at the
+    /// running tree would be outside it, holding the pipe.)
     func testFullPipeBetweenPrograms() throws {
         _ = try requireAmber()
         guard Sys.fileExists(Self.bash) else { throw XCTSkip("\(Self.bash) is not installed") }
         let directory = try newDirectory("bash-pipeline")
-        let go = directory + "/go"
         let out = directory + "/out"
-        let script = "seq 1 \(Self.lines) | { while [ ! -e \(go) ]; do sleep 0.05; done; cat; } > \(out)"
+        let script = "seq 1 \(Self.lines) | { sleep 1000; cat; } > \(out)"
         let pid = try Spawn.start([Self.bash, "-c", script], stdout: directory + "/log")
         track(pid)
         try waitForBlockedWriter("seq", in: pid)
+        let sleeping = Sys.now() + Self.pidfileTimeout
+        while Proc.descendants(of: pid).allSatisfy({ Proc.comm($0) != "sleep" }) && Sys.now() < sleeping {
+            Sys.sleep(milliseconds: 10)
+        }
         XCTAssertEqual(Sys.readText(out), "", "the reader read before it was told to")
 
         let image = try newDirectory("image")
@@ -151,10 +156,14 @@ final class BashPipelineTests: ScenarioTestCase {
         guard restore.status == .exited(0) else { return }
         track(pid)
 
-        XCTAssertTrue(FileManager.default.createFile(atPath: go, contents: nil))
+        let sleeps = Proc.descendants(of: pid).filter { Proc.comm($0) == "sleep" }
+        XCTAssertEqual(sleeps.count, 1, "the restored tree's sleep")
+        for sleep in sleeps { kill(sleep, SIGTERM) }
         XCTAssertEqual(Spawn.wait(pid, timeout: Self.verdictTimeout), .exited(0), "the restored bash")
         let written = Sys.readText(out) ?? ""
-        XCTAssertTrue(written == Self.expected, "OUT has \(written.split(separator: "\n").count) lines, not 1...\(Self.lines) once each")
+        XCTAssertTrue(
+            written == Self.expected,
+            "OUT has \(written.split(separator: "\n").count) lines, not 1...\(Self.lines) once each")
     }
 
     /// `seq | cat` writing into a pipe of the test's: dumped with both pipes full, the test's

@@ -177,7 +177,8 @@ extension ExternalFiles {
         guard let fd = descriptors[external.name] else {
             throw AmberError(
                 .restoreFailed,
-                "process \(task.pid) has \(external.name) outside the tree, and no --inherit-fd gives a descriptor for it")
+                "process \(task.pid) has \(external.name) outside the tree, and no --inherit-fd gives a descriptor for it"
+            )
         }
         let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
         guard copy >= 0 else {

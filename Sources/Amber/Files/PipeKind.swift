@@ -189,7 +189,8 @@ extension PipeKind {
         }
         guard !pipes.isEmpty else { return }
         let externals = processes[0].externalFiles
-        for (inode, ends) in pipes.sorted(by: { $0.key < $1.key }) where externals.contains(externalName(inode: inode)) {
+        for (inode, ends) in pipes.sorted(by: { $0.key < $1.key })
+        where externals.contains(externalName(inode: inode)) {
             guard let reader = ends.read else { continue }
             let copy = try Pidfd(pid: reader.process.pid).duplicate(reader.fd)
             defer { try? copy.close() }
