@@ -198,6 +198,8 @@ struct Scenario: Sendable {
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
+        + [inetSockets]
+        + ["--accept-queue", "--established", "--udp-queued", "--udp-connected", "--mark"].map(unsupportedInet)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored
