@@ -1007,7 +1007,8 @@ extension TaskValidator {
         guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
             throw invalid(
                 "\(field).flags",
-                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as a socket is made")
+                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as a socket is made"
+            )
         }
         guard description.offset == 0 else {
             throw invalid("\(field).offset", "\(description.offset): a socket has no offset")

@@ -24,7 +24,8 @@ public struct InetAddress: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         let shown = address.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &text, socklen_t(text.count)) }
-        let host = shown == nil ? "?" : String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let host =
+            shown == nil ? "?" : String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let scope = scopeID == 0 ? "" : "%\(scopeID)"
         return family == AF_INET6 ? "[\(host)\(scope)]:\(port)" : "\(host):\(port)"
     }
@@ -165,7 +166,9 @@ public enum InetSocket {
     public static func heldBytes(_ fd: Int32) throws(LinuxError) -> (received: UInt32, toSend: UInt32) {
         let info = try option(fd, level: SOL_SOCKET, name: memoryInfo, size: 9 * 4)
         guard info.count >= 3 * 4 else { throw LinuxError(.invalidArgument, "SO_MEMINFO gave \(info.count) bytes") }
-        return info.withUnsafeBytes { ($0.loadUnaligned(as: UInt32.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+        return info.withUnsafeBytes {
+            ($0.loadUnaligned(as: UInt32.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        }
     }
 
     /// POLLRDHUP, which Glibc's module lacks: the peer shut its side down.

@@ -125,11 +125,13 @@ final class HTTPServerTests: ScenarioTestCase {
 
     private func runServer(leaveRunning: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
         _ = try requireAmber()
-        guard Sys.fileExists(Self.python) else { throw XCTSkip("\(Self.python) is not installed (.ci/run installs it)") }
+        guard Sys.fileExists(Self.python) else {
+            throw XCTSkip("\(Self.python) is not installed (.ci/run installs it)")
+        }
         let directory = try newDirectory("http-server")
         let site = directory + "/site"
         try FileManager.default.createDirectory(atPath: site, withIntermediateDirectories: false)
-        let contents = "served by python3's http.server, pid of the test \(getpid()), \(UInt64.random(in: 0...UInt64.max))\n"
+        let contents = "served by python3's http.server to test \(getpid()), \(UInt64.random(in: 0...UInt64.max))\n"
         try contents.write(toFile: site + "/hello.txt", atomically: true, encoding: .utf8)
         let port = try freeLoopbackPort()
         let url = "http://127.0.0.1:\(port)/hello.txt"

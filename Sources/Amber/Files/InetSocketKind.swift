@@ -1,5 +1,5 @@
-import Foundation
 import AmberImage
+import Foundation
 import Glibc
 import LinuxKit
 import SystemPackage
@@ -27,7 +27,8 @@ struct InetSocketKind: OpenFileKind {
         let proto = try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_PROTOCOL)
         let isTCP = type == InetSocket.stream && proto == InetSocket.tcp
         guard isTCP || (type == InetSocket.datagram && proto == InetSocket.udp) else {
-            throw descriptor.refusal("\(what) of type \(type) and protocol \(proto): only TCP and UDP sockets are restored")
+            throw descriptor.refusal(
+                "\(what) of type \(type) and protocol \(proto) (only TCP and UDP sockets are restored)")
         }
         try descriptor.checkEventFileFlags(what)
         try checkNamespace(fd, descriptor: descriptor, what: what)
@@ -47,12 +48,12 @@ struct InetSocketKind: OpenFileKind {
             case InetSocket.listening:
                 guard tcp.acceptQueue == 0 else {
                     throw descriptor.refusal(
-                        "\(what), TCP listening on \(local), with \(tcp.acceptQueue) connection\(tcp.acceptQueue == 1 ? "" : "s") waiting in its accept queue: connections are not restored yet"
+                        "\(what), TCP listening on \(local), with \(tcp.acceptQueue) connection\(tcp.acceptQueue == 1 ? "" : "s") waiting in its accept queue"
                     )
                 }
                 guard !InetSocket.halfOpenPorts().contains(local.port) else {
                     throw descriptor.refusal(
-                        "\(what), TCP listening on \(local), with a half-open connection (SYN_RECV) to its port: connections are not restored yet"
+                        "\(what), TCP listening on \(local), with a half-open connection (SYN_RECV) to its port"
                     )
                 }
                 record.state = .listening
@@ -60,30 +61,30 @@ struct InetSocketKind: OpenFileKind {
             case InetSocket.closed:
                 guard readiness & (Int16(POLLERR | POLLIN | POLLPRI) | InetSocket.peerHangUp) == 0 else {
                     throw descriptor.refusal(
-                        "\(what), TCP \(local), whose connection has ended or failed (poll shows 0x\(String(UInt16(bitPattern: readiness), radix: 16))): not restored"
+                        "\(what), TCP \(local), whose connection has ended or failed (poll shows 0x\(String(UInt16(bitPattern: readiness), radix: 16)))"
                     )
                 }
                 record.state = local.isUnbound ? .fresh : .bound
             default:
                 let peer = (try? InetSocket.peerAddress(fd)).flatMap { $0.map { " to \($0)" } } ?? ""
                 throw descriptor.refusal(
-                    "\(what), a TCP connection from \(local)\(peer) in state \(tcp.name): TCP connections are not restored yet"
+                    "\(what), a TCP connection from \(local)\(peer) in state \(tcp.name)"
                 )
             }
         } else {
             if let peer = try InetSocket.peerAddress(fd) {
                 throw descriptor.refusal(
-                    "\(what), UDP \(local) connected to \(peer): connected UDP sockets are not restored yet")
+                    "\(what), UDP \(local) connected to \(peer)")
             }
             let held = try InetSocket.heldBytes(fd)
             guard held.received == 0, readiness & Int16(POLLIN | POLLERR | POLLPRI) == 0 else {
                 throw descriptor.refusal(
-                    "\(what), UDP \(local), with datagrams queued (\(held.received) bytes) or an error pending: not restored"
+                    "\(what), UDP \(local), with datagrams queued (\(held.received) bytes of its receive buffer in use) or an error pending"
                 )
             }
             guard held.toSend == 0 else {
                 throw descriptor.refusal(
-                    "\(what), UDP \(local), with \(held.toSend) bytes not sent yet (UDP_CORK): not restored")
+                    "\(what), UDP \(local), with \(held.toSend) bytes not sent yet (UDP_CORK)")
             }
             record.state = local.isUnbound ? .fresh : .bound
         }
@@ -122,7 +123,8 @@ struct InetSocketKind: OpenFileKind {
         .init(ImageFormat.socketLevel, 47, "SO_MAX_PACING_RATE", size: 8),
         .init(ImageFormat.socketLevel, 61, "SO_TXTIME", size: 8),
         .init(ImageFormat.socketLevel, 62, "SO_BINDTOIFINDEX (SO_BINDTODEVICE)"),
-        .init(ImageFormat.socketLevel, 63, "SO_TIMESTAMP_NEW"), .init(ImageFormat.socketLevel, 64, "SO_TIMESTAMPNS_NEW"),
+        .init(ImageFormat.socketLevel, 63, "SO_TIMESTAMP_NEW"),
+        .init(ImageFormat.socketLevel, 64, "SO_TIMESTAMPNS_NEW"),
         .init(ImageFormat.socketLevel, 69, "SO_PREFER_BUSY_POLL"),
         .init(ImageFormat.socketLevel, 70, "SO_BUSY_POLL_BUDGET"), .init(ImageFormat.socketLevel, 74, "SO_TXREHASH"),
         .init(ImageFormat.ipLevel, 4, "IP_OPTIONS", size: 40), .init(ImageFormat.ipLevel, 19, "IP_TRANSPARENT"),
@@ -145,10 +147,10 @@ struct InetSocketKind: OpenFileKind {
             try? InetSocket.option(socket, level: kind.level, name: kind.name, size: kind.size)
         }
         for kind in refusedOptions where value(fd, kind) != value(fresh.rawValue, kind) {
-            throw descriptor.refusal("\(what) with \(kind.label) set: not restored")
+            throw descriptor.refusal("\(what) with \(kind.label) set")
         }
         guard try InetSocket.filterLength(fd) == 0 else {
-            throw descriptor.refusal("\(what) with a socket filter (SO_ATTACH_FILTER or SO_ATTACH_BPF): not restored")
+            throw descriptor.refusal("\(what) with a socket filter (SO_ATTACH_FILTER or SO_ATTACH_BPF)")
         }
         var options: [Amber_InetSocketOption] = []
         var buffersSet = false
@@ -240,7 +242,7 @@ struct InetSocketKind: OpenFileKind {
             family: record.family, address: [UInt8](record.address), port: UInt16(record.port), scopeID: record.scopeID)
         do {
             try InetSocket.bind(fd, to: address)
-        } catch where error.errno == .addressInUse {
+        } catch  where error.errno == .addressInUse {
             throw AmberError(
                 .restoreFailed,
                 "cannot bind \(what) to \(address): the address is in use (by the dumped process itself if it was dumped with --leave-running and still runs)"
@@ -321,7 +323,8 @@ extension InetSocketKind {
             if priority > ImageFormat.unprivilegedSocketPriority || priority < 0 {
                 asks.append(
                     PrivilegedAsk(
-                        what: "a socket of SO_PRIORITY \(priority)", capabilities: [Capability.netAdmin, Capability.netRaw]
+                        what: "a socket of SO_PRIORITY \(priority)",
+                        capabilities: [Capability.netAdmin, Capability.netRaw]
                     ))
             }
         }
