@@ -363,6 +363,8 @@ final class DumpErrorTests: ScenarioTestCase {
         ] {
             try checkUnsupported(.unsupportedInet(flag), object: object, mentions: ["an inet socket (socket:["])
         }
+        try checkUnsupported(
+            .unsupportedInet("--outside"), object: "outside the tree holds too", mentions: ["the inet socket socket:["])
     }
 }
 

@@ -199,7 +199,8 @@ struct Scenario: Sendable {
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
         + [inetSockets]
-        + ["--accept-queue", "--established", "--udp-queued", "--udp-connected", "--mark"].map(unsupportedInet)
+        + ["--accept-queue", "--established", "--udp-queued", "--udp-connected", "--mark", "--outside"].map(
+            unsupportedInet)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -5,6 +5,8 @@
  *   --udp-queued    a bound UDP socket with a datagram queued
  *   --udp-connected a UDP socket connected to a peer
  *   --mark          a TCP socket with SO_MARK set (which the restore does not set again)
+ *   --outside       a bound UDP socket a process outside the tree holds too (a grandchild,
+ *                   orphaned at once, which exits when this process is gone)
  * `amber dump` must refuse it, naming the process, the socket and why, and leave it as it was:
  * after SIGTERM the waiting connection is accepted and carries its bytes, the connection and the
  * connected UDP socket carry bytes, the queued datagram is read whole.
@@ -14,6 +16,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 static int bound_socket(int type, struct sockaddr_in *address)
 {
@@ -66,6 +69,22 @@ int main(int argc, char **argv)
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
             sc_die("SO_MARK");
+    } else if (sc_has_flag("--outside")) {
+        fd = bound_socket(SOCK_DGRAM, &address);
+        pid_t parent = getpid();
+        pid_t child = fork();
+        if (child < 0)
+            sc_die("fork");
+        if (child == 0) {
+            if (fork() != 0)
+                _exit(0);
+            while (kill(parent, 0) == 0)
+                sleep(1);
+            _exit(0);
+        }
+        int status;
+        if (waitpid(child, &status, 0) != child)
+            sc_die("waitpid");
     } else {
         sc_die("no socket chosen");
     }
@@ -89,6 +108,11 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--udp-connected")) {
         sc_check(send(fd, "hello", 5, 0) == 5 && readable(peer) && recv(peer, buf, sizeof buf, 0) == 5,
                  "the connected UDP socket no longer reaches its peer");
+    } else if (sc_has_flag("--outside")) {
+        int sender = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sc_check(sendto(sender, "to the shared socket", 20, 0, (struct sockaddr *)&address, sizeof address) == 20 &&
+                     readable(fd) && recv(fd, buf, sizeof buf, 0) == 20,
+                 "the shared UDP socket no longer receives");
     } else {
         int mark = 0;
         socklen_t size = sizeof mark;
