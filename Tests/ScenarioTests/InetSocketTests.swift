@@ -64,4 +64,30 @@ final class InetSocketTests: ScenarioTestCase {
         try restoreDetachedExpectingSuccess(p, from: image)
         try terminateAndExpectPass(p, "after the restore on the freed port")
     }
+
+    /// A user dumps and restores their own server sockets: the dump may not ask a socket's
+    /// namespace (SIOCGSKNS needs CAP_NET_ADMIN) and goes by the process's; the sockets come
+    /// back owned by the user, made with the user's own rights.
+    func testUserDumpsAndRestoresOwnSockets() throws {
+        _ = try requireAmber()
+        guard Sys.fileExists("/usr/bin/setpriv") else { throw XCTSkip("needs /usr/bin/setpriv") }
+        let p = try start(Scenario(name: "inet_sockets", setpriv: PrivilegeTests.asUser, owner: PrivilegeTests.user))
+        let image = try newDirectory("image")
+        XCTAssertEqual(chown(image, PrivilegeTests.user, PrivilegeTests.user), 0)
+        let dump = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], setpriv: PrivilegeTests.asUser)
+        XCTAssertEqual(dump.status, .exited(0), "the user's dump of its own sockets: \(dump.summary)")
+        guard dump.status == .exited(0) else { return }
+        try restoreDetachedExpectingSuccess(
+            p, from: image,
+            setpriv: PrivilegeTests.asUser + ["--inh-caps=+checkpoint_restore", "--ambient-caps=+checkpoint_restore"])
+        for fd in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.pid)/fd")) ?? [] {
+            let path = "/proc/\(p.pid)/fd/\(fd)"
+            guard (try? FileManager.default.destinationOfSymbolicLink(atPath: path))?.hasPrefix("socket:") == true
+            else { continue }
+            var status = stat()
+            XCTAssertEqual(stat(path, &status), 0)
+            XCTAssertEqual(status.st_uid, PrivilegeTests.user, "socket fd \(fd) is not the user's")
+        }
+        try terminateAndExpectPass(p, "restored by its user")
+    }
 }
