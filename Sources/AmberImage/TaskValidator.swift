@@ -492,6 +492,7 @@ struct TaskValidator {
             case .timerFd(let timerFD): try validateTimerFD(timerFD, description: description, field: field)
             case .externalFile(let external):
                 try validateExternalFile(external, flags: description.flags, field: "\(field).external_file")
+            case .inetSocket(let socket): try validateInetSocket(socket, description: description, field: field)
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
@@ -1005,6 +1006,80 @@ struct TaskValidator {
             !bytes.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("..".utf8) })
         else {
             throw invalid(field, "\"\(path)\" is not an absolute path without NUL and \"..\"")
+        }
+    }
+}
+
+extension TaskValidator {
+    /// AF_INET and AF_INET6, with the size of their addresses.
+    private static let inetAddressSizes: [Int32: Int] = [2: 4, 10: 16]
+    /// SOCK_STREAM with IPPROTO_TCP, SOCK_DGRAM with IPPROTO_UDP.
+    private static let inetSocketProtocols: Set<[Int32]> = [[1, 6], [2, 17]]
+
+    fileprivate func validateInetSocket(
+        _ socket: Amber_InetSocket, description: Amber_OpenFileDescription, field: String
+    ) throws(ImageError) {
+        let socketField = "\(field).inet_socket"
+        guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
+            throw invalid(
+                "\(field).flags",
+                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as a socket is made"
+            )
+        }
+        guard description.offset == 0 else {
+            throw invalid("\(field).offset", "\(description.offset): a socket has no offset")
+        }
+        guard let addressSize = Self.inetAddressSizes[socket.family] else {
+            throw invalid("\(socketField).family", "\(socket.family) is not AF_INET (2) or AF_INET6 (10)")
+        }
+        guard Self.inetSocketProtocols.contains([socket.type, socket.protocol]) else {
+            throw invalid(
+                "\(socketField).type",
+                "type \(socket.type) with protocol \(socket.protocol) is not TCP (1, 6) or UDP (2, 17)")
+        }
+        switch socket.state {
+        case .fresh:
+            guard socket.address.isEmpty, socket.port == 0, socket.scopeID == 0 else {
+                throw invalid("\(socketField).address", "a fresh socket has no address, port or scope")
+            }
+        case .bound, .listening:
+            guard socket.address.count == addressSize else {
+                throw invalid(
+                    "\(socketField).address", "\(socket.address.count) bytes; expected \(addressSize) for its family")
+            }
+            guard socket.port <= UInt32(UInt16.max) else {
+                throw invalid("\(socketField).port", "\(socket.port) is above 65535")
+            }
+            guard socket.family == 10 || socket.scopeID == 0 else {
+                throw invalid("\(socketField).scope_id", "\(socket.scopeID) on an AF_INET address")
+            }
+        case .unspecified, .UNRECOGNIZED:
+            throw invalid("\(socketField).state", "\(socket.state.rawValue) is not FRESH, BOUND or LISTENING")
+        }
+        guard socket.state == .listening ? socket.type == 1 : socket.backlog == 0 else {
+            throw invalid(
+                "\(socketField).backlog", "only a TCP socket listens; a socket that does not has no backlog")
+        }
+        guard socket.backlog <= UInt32(Int32.max) else {
+            throw invalid("\(socketField).backlog", "\(socket.backlog) is above \(Int32.max)")
+        }
+        var seen: Set<[Int32]> = []
+        for (index, option) in socket.options.enumerated() {
+            let optionField = "\(socketField).options[\(index)]"
+            guard
+                let kind = ImageFormat.inetSocketOptions.first(where: {
+                    $0.level == option.level && $0.name == option.name
+                })
+            else {
+                throw invalid(optionField, "level \(option.level), name \(option.name) is no option amber sets again")
+            }
+            guard option.value.count == kind.size else {
+                throw invalid(
+                    "\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
+            }
+            guard seen.insert([option.level, option.name]).inserted else {
+                throw invalid(optionField, "\(kind.label) is set twice")
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ public enum Capability {
     public static let sysAdmin = 21, sysNice = 23, sysResource = 24
     public static let auditControl = 30, wakeAlarm = 35
     public static let checkpointRestore = 40
+    public static let netBindService = 10, netAdmin = 12, netRaw = 13
 }
 
 /// securebits (SECBIT_*), as PR_GET_SECUREBITS reports them and PR_SET_SECUREBITS takes them.

@@ -737,4 +737,46 @@ final class TaskValidationTests: ImageTestCase {
         try writer.finish(inventory: Fixture.inventory())
         XCTAssertEqual(try ImageReader(directory: path("image")).task(pid: Fixture.pid), task)
     }
+
+    /// Inet sockets: TCP or UDP over AF_INET or AF_INET6, an address of the family's size when
+    /// bound, a backlog only when listening, and only the options amber sets again, each once.
+    func testInetSocket() throws {
+        let field = "files.descriptions[1].inet_socket"
+        func socket(_ task: inout Amber_Task, flags: UInt32 = 0o4002, _ change: (inout Amber_InetSocket) -> Void) {
+            var record = Amber_InetSocket()
+            (record.family, record.type, record.protocol) = (2, 1, 6)
+            (record.state, record.address, record.port, record.backlog) = (.listening, Data([127, 0, 0, 1]), 8000, 5)
+            var option = Amber_InetSocketOption()
+            (option.level, option.name, option.value) = (1, 2, Data([1, 0, 0, 0]))
+            record.options = [option]
+            change(&record)
+            task.files.descriptions[1].flags = flags
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].inetSocket = record
+        }
+        try assertAccepted { socket(&$0) { _ in } }
+        try assertAccepted {
+            socket(&$0) {
+                ($0.family, $0.type, $0.protocol) = (10, 2, 17)
+                ($0.state, $0.address, $0.scopeID, $0.backlog) = (.bound, Data(count: 16), 2, 0)
+            }
+        }
+        try assertAccepted { socket(&$0) { ($0.state, $0.address, $0.port, $0.backlog) = (.fresh, Data(), 0, 0) } }
+        try assertRejected("files.descriptions[1].flags") { socket(&$0, flags: 0o2002) { _ in } }
+        try assertRejected("\(field).family") { socket(&$0) { $0.family = 1 } }
+        try assertRejected("\(field).type") { socket(&$0) { $0.protocol = 17 } }
+        try assertRejected("\(field).type") { socket(&$0) { $0.type = 3 } }
+        try assertRejected("\(field).state") { socket(&$0) { $0.state = .unspecified } }
+        try assertRejected("\(field).address") { socket(&$0) { $0.address = Data(count: 16) } }
+        try assertRejected("\(field).address") { socket(&$0) { $0.state = .fresh } }
+        try assertRejected("\(field).port") { socket(&$0) { $0.port = 65536 } }
+        try assertRejected("\(field).scope_id") { socket(&$0) { $0.scopeID = 1 } }
+        try assertRejected("\(field).backlog") {
+            socket(&$0) { ($0.type, $0.protocol) = (2, 17) }
+        }
+        try assertRejected("\(field).backlog") { socket(&$0) { ($0.state, $0.backlog) = (.bound, 5) } }
+        try assertRejected("\(field).options[1]") { socket(&$0) { $0.options.append($0.options[0]) } }
+        try assertRejected("\(field).options[0].value") { socket(&$0) { $0.options[0].value = Data([1]) } }
+        try assertRejected("\(field).options[0]") { socket(&$0) { $0.options[0].name = 36 } }
+    }
 }

@@ -309,4 +309,26 @@ final class AuthenticationTests: ScenarioTestCase {
     private func write(_ bytes: [UInt8], to path: String) throws {
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
+
+    /// An inet socket the image adds, bound to port 80 (below net.ipv4.ip_unprivileged_port_start)
+    /// in a user's image: the restorer binds with its own rights, so the task's own must allow it.
+    func testUserImageBindingAPrivilegedPortIsRefused() throws {
+        let (p, image) = try userDumpedCounter()
+        try edit(image, pid: p.pid) { task in
+            var socket = Amber_InetSocket()
+            (socket.family, socket.type, socket.protocol) = (2, 1, 6)
+            (socket.state, socket.address, socket.port) = (.bound, Data([127, 0, 0, 1]), 80)
+            (socket.ownerUid, socket.ownerGid) = (task.threads[0].credentials.fsuid, task.threads[0].credentials.fsgid)
+            var description = Amber_OpenFileDescription()
+            (description.id, description.flags) = (9999, 2)
+            description.inetSocket = socket
+            task.files.descriptions.append(description)
+        }
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+            mentions: [
+                "process \(p.pid) (counter)", "privileged port 80", "CAP_NET_BIND_SERVICE", "not authenticated",
+                "--trust-image",
+            ])
+    }
 }

@@ -154,4 +154,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testTimerFDs() throws { try runDumped(.timerFDs) }
     func testLeaveRunningEventFDs() throws { try runLeaveRunning(.eventFDs) }
     func testLeaveRunningTimerFDs() throws { try runLeaveRunning(.timerFDs) }
+    /// Listening, bound and fresh TCP and UDP sockets come back with their addresses, backlogs and options.
+    func testInetSockets() throws { try runDumped(.inetSockets) }
+    func testLeaveRunningInetSockets() throws { try runLeaveRunning(.inetSockets) }
 }

@@ -353,6 +353,19 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedEventFile("--timerfd-outside"), object: "a timerfd, which process",
             mentions: ["outside the tree holds too"])
     }
+
+    /// An inet socket with a connection, queued data or an option amber does not set again:
+    /// refused, naming it and why; the target keeps its connection and data.
+    func testDumpRefusesInetSocketsItDoesNotRestore() throws {
+        for (flag, object) in [
+            ("--accept-queue", "waiting in its accept queue"), ("--established", "in state ESTABLISHED"),
+            ("--udp-queued", "datagrams queued"), ("--udp-connected", "connected to 127.0.0.1:"), ("--mark", "SO_MARK"),
+        ] {
+            try checkUnsupported(.unsupportedInet(flag), object: object, mentions: ["an inet socket (socket:["])
+        }
+        try checkUnsupported(
+            .unsupportedInet("--outside"), object: "outside the tree holds too", mentions: ["the inet socket socket:["])
+    }
 }
 
 final class RestoreErrorTests: ScenarioTestCase {

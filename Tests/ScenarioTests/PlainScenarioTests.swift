@@ -134,4 +134,10 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testEventFDs() throws { try runPlain(.eventFDs) }
     func testSignalFDs() throws { try runPlain(.signalFDs) }
     func testTimerFDs() throws { try runPlain(.timerFDs) }
+    func testInetSockets() throws { try runPlain(.inetSockets) }
+    func testUnsupportedInet() throws {
+        for flag in ["--accept-queue", "--established", "--udp-queued", "--udp-connected", "--mark", "--outside"] {
+            try runPlain(.unsupportedInet(flag))
+        }
+    }
 }

@@ -209,5 +209,80 @@ final class BashPipelineTests: ScenarioTestCase {
             whole == Self.expected,
             "\(before.utf8.count) bytes before the dump and \(after.utf8.count) after it are not 1...\(Self.lines) once each"
         )
+/// python3's http.server (`python3 -u -m http.server --bind 127.0.0.1 PORT --directory DIR`),
+/// serving between requests: a listening TCP socket, polled by its main thread (socketserver's
+/// PollSelector: no epoll), with a thread per request. A file is fetched with python3's own
+/// client, urllib, before the dump and again from the restored server, with its contents checked.
+final class HTTPServerTests: ScenarioTestCase {
+    private static let python = "/usr/bin/python3"
+    /// Prints the body of the URL in argv[1].
+    private static let fetch =
+        "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+
+    /// Dumped (which kills it) and restored.
+    func testServerDumpedAndRestored() throws { try runServer(leaveRunning: false) }
+
+    /// Dumped with --leave-running, which it survives serving; then killed, and restored.
+    func testServerDumpedWithLeaveRunning() throws { try runServer(leaveRunning: true) }
+
+    private func runServer(leaveRunning: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
+        _ = try requireAmber()
+        guard Sys.fileExists(Self.python) else {
+            throw XCTSkip("\(Self.python) is not installed (.ci/run installs it)")
+        }
+        let directory = try newDirectory("http-server")
+        let site = directory + "/site"
+        try FileManager.default.createDirectory(atPath: site, withIntermediateDirectories: false)
+        let contents = "served by python3's http.server to test \(getpid()), \(UInt64.random(in: 0...UInt64.max))\n"
+        try contents.write(toFile: site + "/hello.txt", atomically: true, encoding: .utf8)
+        let port = try freeLoopbackPort()
+        let url = "http://127.0.0.1:\(port)/hello.txt"
+        let pid = try Spawn.start(
+            [Self.python, "-u", "-m", "http.server", "--bind", "127.0.0.1", "\(port)", "--directory", site],
+            stdout: directory + "/log")
+        track(pid)
+        func log() -> String { Sys.readText(directory + "/log") ?? "" }
+
+        let deadline = Sys.now() + Self.pidfileTimeout
+        var served = try Spawn.run([Self.python, "-c", Self.fetch, url], in: directory)
+        while served.0 != .exited(0), Sys.now() < deadline, case .running = Spawn.poll(pid) {
+            Sys.sleep(milliseconds: 50)
+            served = try Spawn.run([Self.python, "-c", Self.fetch, url], in: directory)
+        }
+        XCTAssertEqual(served.1, contents, "before the dump: \(served); log:\n\(log())", file: file, line: line)
+        guard served.0 == .exited(0) else { return }
+        // The request's thread gone: the server holds its listener alone again.
+        while (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task"))?.count != 1,
+            Sys.now() < deadline
+        {
+            Sys.sleep(milliseconds: 10)
+        }
+
+        let image = try newDirectory("image")
+        let server = ScenarioProcess(
+            scenario: Scenario(name: "http.server"), binary: Self.python, directory: directory, pid: pid)
+        let dump = try amber(
+            ["dump", "-t", "\(pid)", "-D", image] + (leaveRunning ? ["--leave-running"] : []), reaping: [server])
+        XCTAssertEqual(dump.status, .exited(0), "dump: \(dump.summary)", file: file, line: line)
+        guard dump.status == .exited(0) else { return }
+        if leaveRunning {
+            let after = try Spawn.run([Self.python, "-c", Self.fetch, url], in: directory)
+            XCTAssertEqual(after.1, contents, "the server left running: \(after)", file: file, line: line)
+            kill(pid, SIGKILL)
+            XCTAssertEqual(Spawn.wait(pid, timeout: Self.verdictTimeout), .signaled(SIGKILL), file: file, line: line)
+        }
+        XCTAssertFalse(Proc.pidInUse(pid), "the dumped server's PID \(pid) is still in use", file: file, line: line)
+
+        let restore = try amber(["restore", "-D", image, "--detach"])
+        XCTAssertEqual(restore.status, .exited(0), "restore: \(restore.summary)", file: file, line: line)
+        guard restore.status == .exited(0) else { return }
+        for round in 1...2 {
+            let again = try Spawn.run([Self.python, "-c", Self.fetch, url], in: directory)
+            XCTAssertEqual(
+                again.1, contents, "fetch \(round) from the restored server: \(again); log:\n\(log())", file: file,
+                line: line)
+        }
+        XCTAssertEqual(kill(pid, SIGTERM), 0, "the restored server is gone", file: file, line: line)
+        _ = Spawn.wait(pid, timeout: Self.verdictTimeout)
     }
 }

@@ -201,6 +201,9 @@ struct Scenario: Sendable {
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
         + [externalPipe]
+        + [inetSockets]
+        + ["--accept-queue", "--established", "--udp-queued", "--udp-connected", "--mark", "--outside"].map(
+            unsupportedInet)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -5,7 +5,7 @@
  *   --aio         an AIO ring (io_setup)
  *   --shmem       an fd on shared anonymous memory, opened through /proc/self/map_files
  *   --pty         a pty slave whose master is closed (its /dev/pts entry is gone)
- *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family
+ *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family (raw ICMP for inet)
  *   --deleted-fd  an fd on a deleted file named "gone"
  *   --deleted-map a mapping of a deleted file named "gone"
  *   --mqueue      a POSIX message queue (its fd shows the queue's name, no path)
@@ -67,9 +67,9 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--unix")) {
         fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     } else if (sc_has_flag("--inet")) {
-        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
     } else if (sc_has_flag("--inet6")) {
-        fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6);
     } else if (sc_has_flag("--netlink")) {
         fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     } else if (sc_has_flag("--packet")) {

@@ -127,6 +127,14 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .timerFd(newValue)}
   }
 
+  public var inetSocket: Amber_InetSocket {
+    get {
+      if case .inetSocket(let v)? = file {return v}
+      return Amber_InetSocket()
+    }
+    set {file = .inetSocket(newValue)}
+  }
+
   public var externalFile: Amber_ExternalFile {
     get {
       if case .externalFile(let v)? = file {return v}
@@ -149,6 +157,7 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case eventFd(Amber_EventFD)
     case signalFd(Amber_SignalFD)
     case timerFd(Amber_TimerFD)
+    case inetSocket(Amber_InetSocket)
     case externalFile(Amber_ExternalFile)
 
   }
@@ -453,6 +462,116 @@ public nonisolated struct Amber_FileDescriptor: Sendable {
   public init() {}
 }
 
+/// An AF_INET or AF_INET6 socket, TCP or UDP, that holds no connection and no data: fresh (made
+/// and neither bound nor listening), bound, or a TCP listener with an empty accept queue. Made
+/// again in the restorer by socket(2), given its owner, its options, bound to its address and
+/// made to listen with its backlog. O_NONBLOCK is the description's flags.
+public nonisolated struct Amber_InetSocket: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// AF_INET (2) or AF_INET6 (10).
+  public var family: Int32 = 0
+
+  /// SOCK_STREAM (1) with IPPROTO_TCP (6), or SOCK_DGRAM (2) with IPPROTO_UDP (17).
+  public var type: Int32 = 0
+
+  public var `protocol`: Int32 = 0
+
+  public var state: Amber_InetSocket.State = .unspecified
+
+  /// The bound address, 4 bytes (AF_INET) or 16 (AF_INET6) in network order, and port.
+  public var address: Data = Data()
+
+  public var port: UInt32 = 0
+
+  /// AF_INET6: sin6_scope_id of a link-local address.
+  public var scopeID: UInt32 = 0
+
+  /// LISTENING: the listen(2) backlog in force (sk_max_ack_backlog).
+  public var backlog: UInt32 = 0
+
+  /// The options whose value differs from a fresh socket's of the same family, type and
+  /// protocol, set again in this order; only those of ImageFormat.inetSocketOptions.
+  public var options: [Amber_InetSocketOption] = []
+
+  /// The socket's owner (st_uid, st_gid of its inode, the uid SO_REUSEPORT groups sockets by).
+  public var ownerUid: UInt32 = 0
+
+  public var ownerGid: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum State: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case unspecified // = 0
+
+    /// Neither bound nor listening: `address` and `port` are unset.
+    case fresh // = 1
+
+    /// Bound to `address` and `port` (TCP not listening, or UDP not connected).
+    case bound // = 2
+
+    /// TCP only: bound and listening with `backlog`.
+    case listening // = 3
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .fresh
+      case 2: self = .bound
+      case 3: self = .listening
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .fresh: return 1
+      case .bound: return 2
+      case .listening: return 3
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Amber_InetSocket.State] = [
+      .unspecified,
+      .fresh,
+      .bound,
+      .listening,
+    ]
+
+  }
+
+  public init() {}
+}
+
+/// One socket option as getsockopt(2) gave it and setsockopt(2) takes it.
+public nonisolated struct Amber_InetSocketOption: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var level: Int32 = 0
+
+  public var name: Int32 = 0
+
+  /// The option's bytes: its size in ImageFormat.inetSocketOptions.
+  public var value: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "amber"
@@ -499,7 +618,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}1external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{13}inet_socket\0\u{4}\u{1e}external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -615,6 +734,19 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
         }
       }()
       case 41: try { try decoder.decodeRepeatedMessageField(value: &self.locks) }()
+      case 60: try {
+        var v: Amber_InetSocket?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .inetSocket(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .inetSocket(v)
+        }
+      }()
       case 90: try {
         var v: Amber_ExternalFile?
         var hadOneofValue = false
@@ -685,9 +817,17 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     if !self.locks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.locks, fieldNumber: 41)
     }
-    try { if case .externalFile(let v)? = self.file {
+    switch self.file {
+    case .inetSocket?: try {
+      guard case .inetSocket(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
+    }()
+    case .externalFile?: try {
+      guard case .externalFile(let v)? = self.file else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
-    } }()
+    }()
+    default: break
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1206,6 +1346,130 @@ nonisolated extension Amber_FileDescriptor: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.fd != rhs.fd {return false}
     if lhs.descriptionID != rhs.descriptionID {return false}
     if lhs.closeOnExec != rhs.closeOnExec {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InetSocket"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}family\0\u{1}type\0\u{1}protocol\0\u{1}state\0\u{1}address\0\u{1}port\0\u{3}scope_id\0\u{1}backlog\0\u{1}options\0\u{3}owner_uid\0\u{3}owner_gid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.family) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.type) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.`protocol`) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.address) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.port) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.scopeID) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.backlog) }()
+      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.options) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.family != 0 {
+      try visitor.visitSingularInt32Field(value: self.family, fieldNumber: 1)
+    }
+    if self.type != 0 {
+      try visitor.visitSingularInt32Field(value: self.type, fieldNumber: 2)
+    }
+    if self.`protocol` != 0 {
+      try visitor.visitSingularInt32Field(value: self.`protocol`, fieldNumber: 3)
+    }
+    if self.state != .unspecified {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 4)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularBytesField(value: self.address, fieldNumber: 5)
+    }
+    if self.port != 0 {
+      try visitor.visitSingularUInt32Field(value: self.port, fieldNumber: 6)
+    }
+    if self.scopeID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.scopeID, fieldNumber: 7)
+    }
+    if self.backlog != 0 {
+      try visitor.visitSingularUInt32Field(value: self.backlog, fieldNumber: 8)
+    }
+    if !self.options.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.options, fieldNumber: 9)
+    }
+    if self.ownerUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerUid, fieldNumber: 10)
+    }
+    if self.ownerGid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_InetSocket, rhs: Amber_InetSocket) -> Bool {
+    if lhs.family != rhs.family {return false}
+    if lhs.type != rhs.type {return false}
+    if lhs.`protocol` != rhs.`protocol` {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.port != rhs.port {return false}
+    if lhs.scopeID != rhs.scopeID {return false}
+    if lhs.backlog != rhs.backlog {return false}
+    if lhs.options != rhs.options {return false}
+    if lhs.ownerUid != rhs.ownerUid {return false}
+    if lhs.ownerGid != rhs.ownerGid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_InetSocket.State: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STATE_UNSPECIFIED\0\u{1}FRESH\0\u{1}BOUND\0\u{1}LISTENING\0")
+}
+
+nonisolated extension Amber_InetSocketOption: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InetSocketOption"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}level\0\u{1}name\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.level) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.level != 0 {
+      try visitor.visitSingularInt32Field(value: self.level, fieldNumber: 1)
+    }
+    if self.name != 0 {
+      try visitor.visitSingularInt32Field(value: self.name, fieldNumber: 2)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularBytesField(value: self.value, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_InetSocketOption, rhs: Amber_InetSocketOption) -> Bool {
+    if lhs.level != rhs.level {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.value != rhs.value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,340 @@
+import AmberImage
+import Foundation
+import Glibc
+import LinuxKit
+import SystemPackage
+
+/// An AF_INET or AF_INET6 socket, TCP or UDP, that holds no connection and no data: fresh,
+/// bound, or a TCP listener whose accept queue is empty (a server between connections). Its
+/// address, backlog, owner and every option of `ImageFormat.inetSocketOptions` that differs
+/// from a fresh socket's are read through a copy of it, and it is made again in the restorer:
+/// socket(2), its owner, its options (each read back), bind(2), listen(2). A connection (TCP
+/// in any other state, connected UDP), queued data, a pending error and options amber does not
+/// set again are refused, naming the process, the fd, the address and why.
+struct InetSocketKind: OpenFileKind {
+    let identity: OpenFileIdentity
+    let record: Amber_InetSocket
+
+    static func classify(_ descriptor: DescriptorProbe) throws -> InetSocketKind? {
+        guard descriptor.link.hasPrefix("socket:") else { return nil }
+        let socket = try descriptor.duplicate()
+        defer { try? socket.close() }
+        let fd = socket.rawValue
+        let family = try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_DOMAIN)
+        guard family == AF_INET || family == AF_INET6 else { return nil }
+        let what = "\(family == AF_INET ? "an inet" : "an inet6") socket (\(descriptor.link))"
+        let type = try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_TYPE)
+        let proto = try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_PROTOCOL)
+        let isTCP = type == InetSocket.stream && proto == InetSocket.tcp
+        guard isTCP || (type == InetSocket.datagram && proto == InetSocket.udp) else {
+            throw descriptor.refusal(
+                "\(what) of type \(type) and protocol \(proto) (only TCP and UDP sockets are restored)")
+        }
+        try descriptor.checkEventFileFlags(what)
+        try checkNamespace(fd, descriptor: descriptor, what: what)
+
+        var record = Amber_InetSocket()
+        record.family = family
+        record.type = type
+        record.protocol = proto
+        guard let local = try InetSocket.localAddress(fd) else {
+            throw descriptor.refusal("\(what) whose address getsockname does not show")
+        }
+        let protocolName = isTCP ? "TCP" : "UDP"
+        let readiness = try InetSocket.readiness(fd)
+        if isTCP {
+            let tcp = try InetSocket.tcpState(fd)
+            switch tcp.state {
+            case InetSocket.listening:
+                guard tcp.acceptQueue == 0 else {
+                    throw descriptor.refusal(
+                        "\(what), TCP listening on \(local), with \(tcp.acceptQueue) connection\(tcp.acceptQueue == 1 ? "" : "s") waiting in its accept queue"
+                    )
+                }
+                guard !InetSocket.halfOpenPorts().contains(local.port) else {
+                    throw descriptor.refusal(
+                        "\(what), TCP listening on \(local), with a half-open connection (SYN_RECV) to its port"
+                    )
+                }
+                record.state = .listening
+                record.backlog = tcp.backlog
+            case InetSocket.closed:
+                guard readiness & (Int16(POLLERR | POLLIN | POLLPRI) | InetSocket.peerHangUp) == 0 else {
+                    throw descriptor.refusal(
+                        "\(what), TCP \(local), whose connection has ended or failed (poll shows 0x\(String(UInt16(bitPattern: readiness), radix: 16)))"
+                    )
+                }
+                record.state = local.isUnbound ? .fresh : .bound
+            default:
+                let peer = (try? InetSocket.peerAddress(fd)).flatMap { $0.map { " to \($0)" } } ?? ""
+                throw descriptor.refusal(
+                    "\(what), a TCP connection from \(local)\(peer) in state \(tcp.name)"
+                )
+            }
+        } else {
+            if let peer = try InetSocket.peerAddress(fd) {
+                throw descriptor.refusal(
+                    "\(what), UDP \(local) connected to \(peer)")
+            }
+            let held = try InetSocket.heldBytes(fd)
+            guard held.received == 0, readiness & Int16(POLLIN | POLLERR | POLLPRI) == 0 else {
+                throw descriptor.refusal(
+                    "\(what), UDP \(local), with datagrams queued (\(held.received) bytes of its receive buffer in use) or an error pending"
+                )
+            }
+            guard held.toSend == 0 else {
+                throw descriptor.refusal(
+                    "\(what), UDP \(local), with \(held.toSend) bytes not sent yet (UDP_CORK)")
+            }
+            record.state = local.isUnbound ? .fresh : .bound
+        }
+        if record.state != .fresh {
+            record.address = Data(local.address)
+            record.port = UInt32(local.port)
+            record.scopeID = local.scopeID
+        }
+        record.options = try options(fd, of: record, descriptor: descriptor, what: "\(what), \(protocolName) \(local),")
+        let status = try descriptor.status()
+        record.ownerUid = status.uid
+        record.ownerGid = status.gid
+        return InetSocketKind(identity: OpenFileIdentity(device: status.device, inode: status.inode), record: record)
+    }
+
+    /// Refuses a socket of another network namespace than ours: the restore makes it in ours.
+    /// Asking the socket's namespace needs CAP_NET_ADMIN over it; without that, the process's
+    /// namespace must be ours (a socket of another namespace in it came from a process with
+    /// that privilege, through SCM_RIGHTS or setns).
+    private static func checkNamespace(_ fd: Int32, descriptor: DescriptorProbe, what: String) throws {
+        let own = try InetSocket.ownNetworkNamespace()
+        let socketNamespace = try InetSocket.networkNamespace(fd)
+        let namespace = try socketNamespace ?? FileStatus.stat(path: "/proc/\(descriptor.pid)/ns/net").inode
+        guard namespace == own else {
+            throw descriptor.refusal(
+                "\(what) of the network namespace net:[\(namespace)], not amber's net:[\(own)], where a restore would make it"
+            )
+        }
+    }
+
+    /// What a socket of `record`'s family, type and protocol may have set that amber does not
+    /// set again: refused when it differs from a fresh socket's.
+    private static let refusedOptions: [InetSocketOptionKind] = [
+        .init(ImageFormat.socketLevel, 1, "SO_DEBUG"), .init(ImageFormat.socketLevel, 36, "SO_MARK"),
+        .init(ImageFormat.socketLevel, 44, "SO_LOCK_FILTER"), .init(ImageFormat.socketLevel, 46, "SO_BUSY_POLL"),
+        .init(ImageFormat.socketLevel, 47, "SO_MAX_PACING_RATE", size: 8),
+        .init(ImageFormat.socketLevel, 61, "SO_TXTIME", size: 8),
+        .init(ImageFormat.socketLevel, 62, "SO_BINDTOIFINDEX (SO_BINDTODEVICE)"),
+        .init(ImageFormat.socketLevel, 63, "SO_TIMESTAMP_NEW"),
+        .init(ImageFormat.socketLevel, 64, "SO_TIMESTAMPNS_NEW"),
+        .init(ImageFormat.socketLevel, 69, "SO_PREFER_BUSY_POLL"),
+        .init(ImageFormat.socketLevel, 70, "SO_BUSY_POLL_BUDGET"), .init(ImageFormat.socketLevel, 74, "SO_TXREHASH"),
+        .init(ImageFormat.ipLevel, 4, "IP_OPTIONS", size: 40), .init(ImageFormat.ipLevel, 19, "IP_TRANSPARENT"),
+        .init(ImageFormat.ipLevel, 32, "IP_MULTICAST_IF"), .init(ImageFormat.ipLevel, 50, "IP_UNICAST_IF"),
+        .init(ImageFormat.ipv6Level, 17, "IPV6_MULTICAST_IF"), .init(ImageFormat.ipv6Level, 75, "IPV6_TRANSPARENT"),
+        .init(ImageFormat.ipv6Level, 76, "IPV6_UNICAST_IF"),
+        .init(ImageFormat.tcpLevel, 13, "TCP_CONGESTION", size: 16), .init(ImageFormat.tcpLevel, 19, "TCP_REPAIR"),
+        .init(ImageFormat.tcpLevel, 31, "TCP_ULP", size: 16), .init(ImageFormat.udpLevel, 100, "UDP_ENCAP"),
+    ]
+
+    /// The options of `fd` that differ from those of a fresh socket like it, in the order
+    /// `ImageFormat.inetSocketOptions` sets them; refuses one amber does not set again.
+    private static func options(
+        _ fd: Int32, of record: Amber_InetSocket, descriptor: DescriptorProbe, what: String
+    ) throws -> [Amber_InetSocketOption] {
+        let fresh = try InetSocket.make(
+            family: record.family, type: record.type, protocol: record.protocol, nonBlocking: false)
+        defer { try? fresh.close() }
+        func value(_ socket: Int32, _ kind: InetSocketOptionKind) -> [UInt8]? {
+            try? InetSocket.option(socket, level: kind.level, name: kind.name, size: kind.size)
+        }
+        for kind in refusedOptions where value(fd, kind) != value(fresh.rawValue, kind) {
+            throw descriptor.refusal("\(what) with \(kind.label) set")
+        }
+        guard try InetSocket.filterLength(fd) == 0 else {
+            throw descriptor.refusal("\(what) with a socket filter (SO_ATTACH_FILTER or SO_ATTACH_BPF)")
+        }
+        var options: [Amber_InetSocketOption] = []
+        var buffersSet = false
+        for kind in ImageFormat.inetSocketOptions {
+            let current = value(fd, kind)
+            let isBufferLock = kind.level == ImageFormat.socketLevel && kind.name == ImageFormat.bufferLockOption
+            guard current != value(fresh.rawValue, kind) || (isBufferLock && buffersSet) else { continue }
+            guard let current, current.count == kind.size else {
+                throw descriptor.refusal("\(what) whose \(kind.label) getsockopt does not read as a fresh socket's")
+            }
+            if kind.level == ImageFormat.socketLevel
+                && (kind.name == ImageFormat.sendBufferOption || kind.name == ImageFormat.receiveBufferOption)
+            {
+                buffersSet = true
+            }
+            var option = Amber_InetSocketOption()
+            option.level = kind.level
+            option.name = kind.name
+            option.value = Data(current)
+            options.append(option)
+        }
+        return options
+    }
+
+    func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
+        .inetSocket(record)
+    }
+
+    static func record(of description: Amber_OpenFileDescription) -> Amber_InetSocket? {
+        guard case .inetSocket(let record) = description.file else { return nil }
+        return record
+    }
+
+    static func reopenedPath(of record: Amber_InetSocket) -> String? { nil }
+
+    static func make(
+        _ record: Amber_InetSocket, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32 {
+        let what =
+            "the \(record.family == AF_INET6 ? "inet6" : "inet") \(record.type == InetSocket.stream ? "TCP" : "UDP") socket of open file \(description.id) for process \(task.pid)"
+        let socket: FileDescriptor
+        do {
+            socket = try InetSocket.make(
+                family: record.family, type: record.type, protocol: record.protocol,
+                nonBlocking: description.isNonBlocking)
+        } catch {
+            throw AmberError(.restoreFailed, "cannot make \(what): \(error)")
+        }
+        do {
+            try configure(socket.rawValue, record, what: what)
+        } catch {
+            try? socket.close()
+            throw error
+        }
+        return socket.rawValue
+    }
+
+    /// Gives the new socket `fd` its owner (before binding: SO_REUSEPORT groups sockets of one
+    /// owner), its options, each read back, its address and its backlog.
+    private static func configure(_ fd: Int32, _ record: Amber_InetSocket, what: String) throws {
+        let status = try FileStatus.fstat(fd: fd)
+        if status.uid != record.ownerUid || status.gid != record.ownerGid {
+            guard fchown(fd, record.ownerUid, record.ownerGid) == 0 else {
+                throw AmberError(
+                    .restoreFailed,
+                    "cannot give \(what) its owner uid \(record.ownerUid), gid \(record.ownerGid): \(LinuxError.current("fchown"))"
+                )
+            }
+        }
+        for option in record.options {
+            let label =
+                ImageFormat.inetSocketOptions.first { $0.level == option.level && $0.name == option.name }?.label
+                ?? "option \(option.level).\(option.name)"
+            let value = [UInt8](option.value)
+            do {
+                try InetSocket.setOption(fd, level: option.level, name: option.name, value: setValue(option, value))
+                let readBack = try InetSocket.option(fd, level: option.level, name: option.name, size: value.count)
+                guard readBack == value else {
+                    throw AmberError(
+                        .restoreFailed, "cannot give \(what) its \(label) \(value): it reads back as \(readBack) here")
+                }
+            } catch let error as LinuxError {
+                throw AmberError(.restoreFailed, "cannot set the \(label) of \(what): \(error)")
+            }
+        }
+        guard record.state != .fresh else { return }
+        let address = InetAddress(
+            family: record.family, address: [UInt8](record.address), port: UInt16(record.port), scopeID: record.scopeID)
+        do {
+            try InetSocket.bind(fd, to: address)
+        } catch  where error.errno == .addressInUse {
+            throw AmberError(
+                .restoreFailed,
+                "cannot bind \(what) to \(address): the address is in use (by the dumped process itself if it was dumped with --leave-running and still runs)"
+            )
+        } catch {
+            throw AmberError(.restoreFailed, "cannot bind \(what) to \(address): \(error)")
+        }
+        guard record.state == .listening else { return }
+        do {
+            try InetSocket.listen(fd, backlog: Int32(record.backlog))
+            let backlog = try InetSocket.tcpState(fd).backlog
+            guard backlog == record.backlog else {
+                throw AmberError(
+                    .restoreFailed,
+                    "cannot give \(what) on \(address) its listen backlog \(record.backlog): it is \(backlog) here (net.core.somaxconn)"
+                )
+            }
+        } catch let error as LinuxError {
+            throw AmberError(.restoreFailed, "cannot make \(what) listen on \(address): \(error)")
+        }
+    }
+
+    /// What setsockopt takes for `value`: half the buffer size the kernel keeps (it doubles it).
+    private static func setValue(_ option: Amber_InetSocketOption, _ value: [UInt8]) -> [UInt8] {
+        guard option.level == ImageFormat.socketLevel,
+            option.name == ImageFormat.sendBufferOption || option.name == ImageFormat.receiveBufferOption
+        else { return value }
+        let kept = value.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) }
+        return withUnsafeBytes(of: kept / 2) { Array($0) }
+    }
+}
+
+extension InetSocketKind {
+    /// Refuses an inet socket of the tree that a process outside the tree holds too: the
+    /// tree's copy would be a socket of its own, and the two would no longer share connections
+    /// or datagrams. Looks outside the tree only when the tree holds one; kcmp tells the
+    /// descriptions apart.
+    static func check(tree processes: [CheckedProcess]) throws {
+        var held: [String: [(process: CheckedProcess, fd: Int32)]] = [:]
+        for process in processes {
+            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
+                guard let link = try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd), link.hasPrefix("socket:"),
+                    let family = try? Pidfd(pid: process.pid).socketFamily(fd), family == AF_INET || family == AF_INET6
+                else { continue }
+                held[link, default: []].append((process, fd))
+            }
+        }
+        guard !held.isEmpty else { return }
+        try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
+            for (process, treeFD) in held[link] ?? []
+            where (try? openFileOrder(pid1: process.pid, fd1: treeFD, pid2: pid, fd2: fd)) == 0 {
+                throw AmberError.unsupported(
+                    process.name,
+                    "has fd \(treeFD) on the inet socket \(link), which process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): it is restored only when no process outside the tree shares it",
+                    tree: process.tree)
+            }
+        }
+    }
+
+    /// Binding below net.ipv4.ip_unprivileged_port_start needs CAP_NET_BIND_SERVICE, SO_PRIORITY
+    /// above 6 CAP_NET_ADMIN, and an owner other than the task's own CAP_CHOWN: the restorer
+    /// binds and sets them with its own privilege.
+    static func privilegedAsks(_ record: Amber_InetSocket, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
+        -> [PrivilegedAsk]
+    {
+        var asks: [PrivilegedAsk] = []
+        if record.state != .fresh, record.port != 0, record.port < InetSocket.unprivilegedPortStart() {
+            asks.append(
+                PrivilegedAsk(
+                    what: "a socket bound to the privileged port \(record.port)",
+                    capabilities: [Capability.netBindService]))
+        }
+        for option in record.options
+        where option.level == ImageFormat.socketLevel && option.name == ImageFormat.socketPriorityOption
+            && option.value.count == 4
+        {
+            let priority = option.value.withUnsafeBytes { $0.loadUnaligned(as: Int32.self) }
+            if priority > ImageFormat.unprivilegedSocketPriority || priority < 0 {
+                asks.append(
+                    PrivilegedAsk(
+                        what: "a socket of SO_PRIORITY \(priority)",
+                        capabilities: [Capability.netAdmin, Capability.netRaw]
+                    ))
+            }
+        }
+        if record.ownerUid != owner.fsuid || record.ownerGid != owner.fsgid {
+            asks.append(
+                PrivilegedAsk(
+                    what:
+                        "a socket owned by uid \(record.ownerUid), gid \(record.ownerGid), other than its own \(owner.fsuid), \(owner.fsgid)",
+                    capabilities: [Capability.chown]))
+        }
+        return asks
+    }
+}
