@@ -5,6 +5,7 @@ enum CrossRecordCheck {
     static func check(_ tasks: [Amber_Task]) throws(ImageError) {
         try checkTree(tasks)
         try checkOpenFiles(tasks)
+        try checkSharedAnonymousMemory(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).

@@ -154,4 +154,6 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testTimerFDs() throws { try runDumped(.timerFDs) }
     func testLeaveRunningEventFDs() throws { try runLeaveRunning(.eventFDs) }
     func testLeaveRunningTimerFDs() throws { try runLeaveRunning(.timerFDs) }
+    func testSharedMemory() throws { try runDumped(.sharedMemory) }
+    func testLeaveRunningSharedMemory() throws { try runLeaveRunning(.sharedMemory) }
 }

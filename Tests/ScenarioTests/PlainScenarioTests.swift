@@ -134,4 +134,6 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testEventFDs() throws { try runPlain(.eventFDs) }
     func testSignalFDs() throws { try runPlain(.signalFDs) }
     func testTimerFDs() throws { try runPlain(.timerFDs) }
+    func testSharedMemory() throws { try runPlain(.sharedMemory) }
+    func testUnsupportedSysVSharedMemory() throws { try runPlain(.unsupportedSysVSharedMemory) }
 }
