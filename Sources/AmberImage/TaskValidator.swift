@@ -325,19 +325,20 @@ struct TaskValidator {
             }
             guard object.size > 0, object.size % pageSize == 0, object.size <= ImageFormat.userAddressLimit else {
                 throw invalid(
-                    "\(field).size", "\(object.size) is not a whole number of pages up to \(hex(ImageFormat.userAddressLimit))")
+                    "\(field).size",
+                    "\(object.size) is not a whole number of pages up to \(hex(ImageFormat.userAddressLimit))")
             }
-            guard object.pageFile == ImageFormat.sharedAnonymousFileName(id: object.id),
-                let fileSize = files[object.pageFile]?.size
-            else {
+            let expectedName = ImageFormat.sharedAnonymousFileName(id: object.id)
+            guard object.pageFile == expectedName, let fileSize = files[object.pageFile]?.size else {
                 throw invalid(
-                    "\(field).page_file",
-                    "\"\(object.pageFile)\" is not \(ImageFormat.sharedAnonymousFileName(id: object.id)) listed in the inventory")
+                    "\(field).page_file", "\"\(object.pageFile)\" is not \(expectedName) listed in the inventory")
             }
             var previousEnd: UInt64 = 0
             for (runIndex, run) in object.pages.enumerated() {
                 let runField = "\(field).pages[\(runIndex)]"
-                guard run.count >= 1, run.file == 0 else { throw invalid(runField, "has no pages, or a file other than 0") }
+                guard run.count >= 1, run.file == 0 else {
+                    throw invalid(runField, "has no pages, or a file other than 0")
+                }
                 guard run.address % pageSize == 0, run.address >= previousEnd, run.address < object.size,
                     run.count <= (object.size - run.address) / pageSize
                 else {
@@ -347,11 +348,13 @@ struct TaskValidator {
                     )
                 }
                 previousEnd = run.address + run.count * pageSize
-                guard run.offset % pageSize == 0, run.offset <= fileSize, run.count <= (fileSize - run.offset) / pageSize
+                guard run.offset % pageSize == 0, run.offset <= fileSize,
+                    run.count <= (fileSize - run.offset) / pageSize
                 else {
                     throw invalid(
                         "\(runField).offset",
-                        "\(run.count) pages at offset \(run.offset) are not inside \(object.pageFile)'s \(fileSize) bytes")
+                        "\(run.count) pages at offset \(run.offset) are not inside \(object.pageFile)'s \(fileSize) bytes"
+                    )
                 }
             }
         }

@@ -138,8 +138,8 @@ enum MemoryState {
         case _ where kernelShmem && mapping.path.hasPrefix("/SYSV"):
             // The segment lives outside the tree (any process may attach it by key or id), and
             // its id, key, owner and times could not all be made again: refused by name.
-            throw refuse(
-                "has System V shared memory attached (shmid \(mapping.inode), key 0x\(mapping.path.dropFirst("/SYSV".count)))")
+            let key = mapping.path.dropFirst("/SYSV".count)
+            throw refuse("has System V shared memory attached (shmid \(mapping.inode), key 0x\(key))")
         case _ where mapping.deleted:
             throw refuse("maps the deleted file \(mapping.path)")
         case _ where mapping.path.hasPrefix("/"): return .areaFile
