@@ -519,6 +519,8 @@ enum MemoryState {
                     UInt64(bitPattern: Int64(fd)), area.fileOffset)
             }
         }
+        // Its areas keep each object: the task's descriptors of them go before it runs.
+        try sharedAnonymous.close()
         try fillPages(session)
         for area in temporary {
             try injector.call(
