@@ -6,6 +6,7 @@ enum CrossRecordCheck {
         try checkTree(tasks)
         try checkOpenFiles(tasks)
         try checkExternalFiles(tasks)
+        try checkSharedAnonymousMemory(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).

@@ -2,7 +2,7 @@
 public enum ImageFormat {
     /// The format this build writes and the only one it reads; bumped on any
     /// change that a reader of the previous version would misread.
-    public static let version: UInt32 = 5
+    public static let version: UInt32 = 6
 
     /// The inventory is written last, so its presence marks a complete image.
     public static let inventoryName = "inventory.pb"
@@ -40,6 +40,10 @@ public enum ImageFormat {
     public static func pageFileName(pid: Int32, part: Int = 0) -> String {
         part == 0 ? "pages-\(pid).img" : "pages-\(pid)-\(part).img"
     }
+
+    /// The page file of an object of shared anonymous memory, by its id (its inode at the
+    /// dump), written once for every process that maps it: "shmem-4567.img".
+    public static func sharedAnonymousFileName(id: UInt64) -> String { "shmem-\(id).img" }
 
     /// Largest record file (inventory or task) the reader loads into memory.
     static let maximumRecordSize: UInt64 = 64 << 20

@@ -277,11 +277,87 @@ struct TaskValidator {
             }
             try validateAreaFlags(area, field: field)
             try validatePageRuns(of: area, field: field, pageFiles: pageFiles)
+            try validateSharedAnonymousArea(area, field: field, objects: memory.sharedAnonymous)
         }
+        try validateSharedAnonymousObjects(memory)
         if memory.lockFutureOnFault && !memory.lockFuture {
             throw invalid("memory.lock_future_on_fault", "is set without lock_future (MCL_ONFAULT needs MCL_FUTURE)")
         }
         try validateMm(memory.mm)
+    }
+
+    /// An area of shared anonymous memory names an object of the process's, at an offset mmap
+    /// takes; no other area names one.
+    private func validateSharedAnonymousArea(
+        _ area: Amber_MemoryArea, field: String, objects: [Amber_SharedAnonymousMemory]
+    ) throws(ImageError) {
+        let sharedAnonymous = area.kind == .areaAnonymous && area.shared
+        guard sharedAnonymous == (area.sharedAnonymousID != 0) else {
+            throw invalid(
+                "\(field).shared_anonymous_id",
+                sharedAnonymous
+                    ? "is 0: a shared anonymous area maps an object of memory.shared_anonymous"
+                    : "\(area.sharedAnonymousID) on an area that is not shared anonymous memory")
+        }
+        guard sharedAnonymous else { return }
+        guard objects.contains(where: { $0.id == area.sharedAnonymousID }) else {
+            throw invalid("\(field).shared_anonymous_id", "\(area.sharedAnonymousID) is not in memory.shared_anonymous")
+        }
+        guard area.fileOffset % ImageFormat.pageSize == 0, area.fileOffset <= ImageFormat.userAddressLimit else {
+            throw invalid(
+                "\(field).file_offset",
+                "\(hex(area.fileOffset)) is not a page-aligned offset below \(hex(ImageFormat.userAddressLimit))")
+        }
+    }
+
+    /// Each object of shared anonymous memory: its id once, a size of whole pages no larger than
+    /// an address space, its own page file, and its pages inside it and inside that file, ascending.
+    private func validateSharedAnonymousObjects(_ memory: Amber_Memory) throws(ImageError) {
+        let pageSize = ImageFormat.pageSize
+        var ids: Set<UInt64> = []
+        for (index, object) in memory.sharedAnonymous.enumerated() {
+            let field = "memory.shared_anonymous[\(index)]"
+            guard object.id != 0, ids.insert(object.id).inserted else {
+                throw invalid("\(field).id", "\(object.id) is 0 or a second object's")
+            }
+            guard memory.areas.contains(where: { $0.sharedAnonymousID == object.id }) else {
+                throw invalid("\(field).id", "\(object.id) is mapped by no area of the process")
+            }
+            guard object.size > 0, object.size % pageSize == 0, object.size <= ImageFormat.userAddressLimit else {
+                throw invalid(
+                    "\(field).size",
+                    "\(object.size) is not a whole number of pages up to \(hex(ImageFormat.userAddressLimit))")
+            }
+            let expectedName = ImageFormat.sharedAnonymousFileName(id: object.id)
+            guard object.pageFile == expectedName, let fileSize = files[object.pageFile]?.size else {
+                throw invalid(
+                    "\(field).page_file", "\"\(object.pageFile)\" is not \(expectedName) listed in the inventory")
+            }
+            var previousEnd: UInt64 = 0
+            for (runIndex, run) in object.pages.enumerated() {
+                let runField = "\(field).pages[\(runIndex)]"
+                guard run.count >= 1, run.file == 0 else {
+                    throw invalid(runField, "has no pages, or a file other than 0")
+                }
+                guard run.address % pageSize == 0, run.address >= previousEnd, run.address < object.size,
+                    run.count <= (object.size - run.address) / pageSize
+                else {
+                    throw invalid(
+                        "\(runField).address",
+                        "\(run.count) pages at \(hex(run.address)) are not page-aligned, ascending and inside the object's \(object.size) bytes"
+                    )
+                }
+                previousEnd = run.address + run.count * pageSize
+                guard run.offset % pageSize == 0, run.offset <= fileSize,
+                    run.count <= (fileSize - run.offset) / pageSize
+                else {
+                    throw invalid(
+                        "\(runField).offset",
+                        "\(run.count) pages at offset \(run.offset) are not inside \(object.pageFile)'s \(fileSize) bytes"
+                    )
+                }
+            }
+        }
     }
 
     /// The flag pairs the kernel keeps exclusive, and flags only some kinds of area can have.
@@ -328,7 +404,8 @@ struct TaskValidator {
         let pageSize = ImageFormat.pageSize
         // Kernel areas are recreated by the kernel, and shared file pages live in the file itself.
         switch area.kind {
-        case .areaAnonymous, .areaHeap, .areaStack: break
+        // Shared anonymous pages are their object's (Memory.shared_anonymous).
+        case .areaAnonymous where !area.shared, .areaHeap, .areaStack: break
         case .areaFile where !area.shared: break
         default:
             throw invalid(

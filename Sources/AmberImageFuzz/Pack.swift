@@ -6,7 +6,8 @@ import SwiftProtobuf
 /// A fuzz input holding the image in `directory`, which must read and validate.
 ///
 /// Each page file keeps at most `pageLimit` pages, those of the first runs in
-/// address order; the runs are cut to match and moved to their new offsets.
+/// address order; the runs are cut to match and moved to their new offsets. An object of
+/// shared anonymous memory is cut once, alike in every task that maps it.
 /// Every other file is taken as it is, and the inventory lists the new sizes
 /// and checksums, so the input is a valid image in either mode. Its own MAC is left out:
 /// the input seals one with the fuzz key when its mode says so.
@@ -14,6 +15,7 @@ func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
     let reader = try ImageReader(directory: directory)
     var files: [String: [UInt8]] = [:]
     var pagesKept: [String: [UInt8]] = [:]
+    var objectsKept: [UInt64: Amber_SharedAnonymousMemory] = [:]
     for pid in reader.taskPIDs {
         var task = try reader.task(pid: pid)
         var sources: [UInt32: MappedPageFile] = [:]
@@ -35,6 +37,26 @@ func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
                 runs.append(run)
             }
             task.memory.areas[areaIndex].pages = runs
+        }
+        for index in task.memory.sharedAnonymous.indices {
+            let object = task.memory.sharedAnonymous[index]
+            if objectsKept[object.id] == nil {
+                var cut = object
+                cut.pages = []
+                var kept: [UInt8] = []
+                let source = object.pages.isEmpty ? nil : try reader.pageFile(named: object.pageFile)
+                for var run in object.pages {
+                    let count = min(run.count, UInt64(pageLimit - kept.count / Int(ImageFormat.pageSize)))
+                    guard count > 0, let source else { break }
+                    kept += try source.pages(offset: run.offset, count: count)
+                    run.offset = UInt64(kept.count) - count * ImageFormat.pageSize
+                    run.count = count
+                    cut.pages.append(run)
+                }
+                pagesKept[object.pageFile] = kept
+                objectsKept[object.id] = cut
+            }
+            task.memory.sharedAnonymous[index] = objectsKept[object.id]!
         }
         files[ImageFormat.taskRecordName(pid: pid)] = try task.serializedBytes()
     }

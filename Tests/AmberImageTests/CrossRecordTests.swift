@@ -114,4 +114,23 @@ final class CrossRecordTests: ImageTestCase {
         child.files.descriptions.append(external(11))
         try assertRefused([root, child], file: "task-4243.pb", detail: "pipe:[77] is on open files 10 and 11")
     }
+
+    func testSharedAnonymousMemoryMustBeDescribedAlike() throws {
+        var root = Fixture.task()
+        root.memory.areas[1].shared = true
+        root.memory.areas[1].pages = []
+        root.memory.areas[1].sharedAnonymousID = 77
+        var object = Amber_SharedAnonymousMemory()
+        object.id = 77
+        object.size = 0x4000
+        object.pageFile = ImageFormat.sharedAnonymousFileName(id: 77)
+        root.memory.sharedAnonymous = [object]
+        var child = task(4243, parent: 4242)
+        child.memory = root.memory
+        XCTAssertEqual(try reader([root, child]).tasks().count, 2)
+        child.memory.sharedAnonymous[0].size = 0x8000
+        try assertRefused(
+            [root, child], file: "task-4243.pb",
+            detail: "object 77 differs from its description in task-4242.pb")
+    }
 }

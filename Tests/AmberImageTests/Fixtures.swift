@@ -168,18 +168,27 @@ enum Fixture {
     }
 
     /// Writes an image of `tasks` (each with its page file) into `directory`.
-    /// Files are named after each task's PID, or after `pid` if given.
+    /// Files are named after each task's PID, or after `pid` if given. Each object of shared
+    /// anonymous memory gets a page file of two pages under its own name.
     static func writeImage(
         at directory: String, tasks: [Amber_Task] = [task()], pid: Int32? = nil,
         inventory: Amber_Inventory = inventory(), key: ImageKey? = nil
     ) throws {
         let writer = try ImageWriter(directory: directory, key: key)
+        var sharedPageFiles: Set<String> = []
         for task in tasks {
             let pid = pid ?? task.pid
             let pageFile = try writer.makePageFile(name: ImageFormat.pageFileName(pid: pid))
             let offset = try pages(pid: pid).withUnsafeBytes { try pageFile.append($0) }
             XCTAssertEqual(offset, 0)
             try writer.writeRecord(task, name: ImageFormat.taskRecordName(pid: pid))
+            for object in task.memory.sharedAnonymous
+            where object.pageFile == ImageFormat.sharedAnonymousFileName(id: object.id)
+                && sharedPageFiles.insert(object.pageFile).inserted
+            {
+                let pageFile = try writer.makePageFile(name: object.pageFile)
+                _ = try [UInt8](repeating: 0x5a, count: 8192).withUnsafeBytes { try pageFile.append($0) }
+            }
         }
         try writer.finish(inventory: inventory)
     }

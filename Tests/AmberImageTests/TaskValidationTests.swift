@@ -779,4 +779,87 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(field).options[0].value") { socket(&$0) { $0.options[0].value = Data([1]) } }
         try assertRejected("\(field).options[0]") { socket(&$0) { $0.options[0].name = 36 } }
     }
+
+    /// The fixture's anonymous area 1 made shared anonymous memory: object 77 of 8 pages, mapped
+    /// from its second page, its fourth page saved in shmem-77.img.
+    private static func sharingAnonymousMemory(_ task: inout Amber_Task) {
+        task.memory.areas[1].shared = true
+        task.memory.areas[1].pages = []
+        task.memory.areas[1].sharedAnonymousID = 77
+        task.memory.areas[1].fileOffset = 0x1000
+        var run = Amber_PageRun()
+        run.address = 0x3000
+        run.count = 1
+        run.offset = 0x1000
+        var object = Amber_SharedAnonymousMemory()
+        object.id = 77
+        object.size = 0x8000
+        object.pageFile = ImageFormat.sharedAnonymousFileName(id: 77)
+        object.pages = [run]
+        task.memory.sharedAnonymous = [object]
+    }
+
+    func testSharedAnonymousMemory() throws {
+        let share = Self.sharingAnonymousMemory
+        try assertAccepted { share(&$0) }
+        try assertRejected("memory.areas[1].pages") {
+            share(&$0)
+            $0.memory.areas[1].pages = Fixture.task().memory.areas[1].pages
+        }
+        try assertRejected("memory.areas[1].shared_anonymous_id") {
+            share(&$0)
+            $0.memory.areas[1].sharedAnonymousID = 0
+        }
+        try assertRejected("memory.areas[1].shared_anonymous_id") {
+            share(&$0)
+            $0.memory.areas[1].sharedAnonymousID = 78
+        }
+        try assertRejected("memory.areas[2].shared_anonymous_id") {
+            share(&$0)
+            $0.memory.areas[2].sharedAnonymousID = 77
+        }
+        try assertRejected("memory.areas[1].file_offset") {
+            share(&$0)
+            $0.memory.areas[1].fileOffset = 0x1001
+        }
+        try assertRejected("memory.shared_anonymous[1].id") {
+            share(&$0)
+            $0.memory.sharedAnonymous.append($0.memory.sharedAnonymous[0])
+        }
+        try assertRejected("memory.shared_anonymous[0].id") {
+            share(&$0)
+            $0.memory.areas[1].shared = false
+            $0.memory.areas[1].sharedAnonymousID = 0
+        }
+        for size: UInt64 in [0, 0x8001, ImageFormat.userAddressLimit + 0x1000] {
+            try assertRejected("memory.shared_anonymous[0].size") {
+                share(&$0)
+                $0.memory.sharedAnonymous[0].size = size
+            }
+        }
+        try assertRejected("memory.shared_anonymous[0].page_file") {
+            share(&$0)
+            $0.memory.sharedAnonymous[0].pageFile = ImageFormat.pageFileName(pid: Fixture.pid)
+        }
+        try assertRejected("memory.shared_anonymous[0].pages[0]") {
+            share(&$0)
+            $0.memory.sharedAnonymous[0].pages[0].file = 1
+        }
+        try assertRejected("memory.shared_anonymous[0].pages[0].address") {
+            share(&$0)
+            $0.memory.sharedAnonymous[0].pages[0].address = 0x8000
+        }
+        try assertRejected("memory.shared_anonymous[0].pages[0].address") {
+            share(&$0)
+            $0.memory.sharedAnonymous[0].pages[0].count = UInt64.max
+        }
+        try assertRejected("memory.shared_anonymous[0].pages[1].address") {
+            share(&$0)
+            $0.memory.sharedAnonymous[0].pages.append($0.memory.sharedAnonymous[0].pages[0])
+        }
+        try assertRejected("memory.shared_anonymous[0].pages[0].offset") {
+            share(&$0)
+            $0.memory.sharedAnonymous[0].pages[0].offset = 0x2000
+        }
+    }
 }

@@ -157,4 +157,6 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// Listening, bound and fresh TCP and UDP sockets come back with their addresses, backlogs and options.
     func testInetSockets() throws { try runDumped(.inetSockets) }
     func testLeaveRunningInetSockets() throws { try runLeaveRunning(.inetSockets) }
+    func testSharedMemory() throws { try runDumped(.sharedMemory) }
+    func testLeaveRunningSharedMemory() throws { try runLeaveRunning(.sharedMemory) }
 }

@@ -166,8 +166,14 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedKind("--deleted-map"), object: "maps the deleted file /", mentions: ["/gone at"])
     }
 
-    func testDumpRefusesMemorySharedBetweenProcesses() throws {
-        try checkUnsupported(.unsupportedSharedMemory, object: "shares anonymous memory")
+    /// Named: the process, the memory and the process outside the tree that maps it too.
+    func testDumpRefusesMemorySharedOutsideTree() throws {
+        try checkUnsupported(.unsupportedSharedMemory, object: "outside the tree maps too")
+    }
+
+    /// Named: the process and the segment.
+    func testDumpRefusesSysVSharedMemory() throws {
+        try checkUnsupported(.unsupportedSysVSharedMemory, object: "System V shared memory attached (shmid")
     }
 
     func testDumpRefusesProcessesSharingADescriptorTable() throws {

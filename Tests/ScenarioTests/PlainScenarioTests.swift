@@ -140,4 +140,6 @@ final class PlainScenarioTests: ScenarioTestCase {
             try runPlain(.unsupportedInet(flag))
         }
     }
+    func testSharedMemory() throws { try runPlain(.sharedMemory) }
+    func testUnsupportedSysVSharedMemory() throws { try runPlain(.unsupportedSysVSharedMemory) }
 }

@@ -123,4 +123,26 @@ final class PrivilegeTests: ScenarioTestCase {
         try expectRestoreRefused(
             image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [file, "symbolic link"])
     }
+
+    /// Shared anonymous memory is read through map_files, which needs CAP_CHECKPOINT_RESTORE:
+    /// a user's dump without it refuses the memory by name, target left running; with it (as
+    /// the restore needs too) the user dumps and restores the tree, which shares it again.
+    func testUserDumpsSharedMemoryOnlyWithCheckpointRestore() throws {
+        _ = try requireAmber()
+        guard Sys.fileExists("/usr/bin/setpriv") else { throw XCTSkip("needs /usr/bin/setpriv") }
+        let withCapability = Self.asUser + ["--inh-caps=+checkpoint_restore", "--ambient-caps=+checkpoint_restore"]
+        let p = try start(Scenario(name: "shared_memory", setpriv: Self.asUser, owner: Self.user))
+        let image = try newDirectory("image")
+        XCTAssertEqual(chown(image, Self.user, Self.user), 0)
+        let refused = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], setpriv: Self.asUser)
+        assertRefusal(
+            refused, exitCode: AmberExit.unsupportedState,
+            mentions: ["\(p.pid)", "shared anonymous memory", "CAP_CHECKPOINT_RESTORE"])
+        XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)")
+        assertRunningUntraced(p.pid, "after the refused dump")
+        let dump = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], setpriv: withCapability)
+        XCTAssertEqual(dump.status, .exited(0), "the user's dump with CAP_CHECKPOINT_RESTORE: \(dump.summary)")
+        try restoreDetachedExpectingSuccess(p, from: image, setpriv: withCapability)
+        try terminateAndExpectPass(p, "restored by its user")
+    }
 }

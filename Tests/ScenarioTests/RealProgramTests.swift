@@ -209,6 +209,9 @@ final class BashPipelineTests: ScenarioTestCase {
             whole == Self.expected,
             "\(before.utf8.count) bytes before the dump and \(after.utf8.count) after it are not 1...\(Self.lines) once each"
         )
+    }
+}
+
 /// python3's http.server (`python3 -u -m http.server --bind 127.0.0.1 PORT --directory DIR`),
 /// serving between requests: a listening TCP socket, polled by its main thread (socketserver's
 /// PollSelector: no epoll), with a thread per request. A file is fetched with python3's own

@@ -47,7 +47,12 @@ struct Scenario: Sendable {
         name: "environment", args: ["--extra", "two words", "--utf8", "ü€"],
         env: ["AMBER_SCENARIO_VAR": "hello world"])
     static let unsupportedSocket = Scenario(name: "unsupported_socket")
-    static let unsupportedSharedMemory = Scenario(name: "unsupported_shared_memory")
+    /// Shared anonymous memory a process outside the tree maps too.
+    static let unsupportedSharedMemory = Scenario(name: "unsupported_shared_memory", args: ["--outside"])
+    /// A System V shared memory segment attached.
+    static let unsupportedSysVSharedMemory = Scenario(name: "unsupported_shared_memory", args: ["--sysv"])
+    /// Shared anonymous memory across fork (see shared_memory.c).
+    static let sharedMemory = Scenario(name: "shared_memory")
     /// A child sharing its parent's descriptor table (clone(CLONE_FILES)).
     static let unsupportedSharedFDTable = Scenario(name: "unsupported_shared_fd_table")
     /// An orphan adopted by the root (a subreaper) in a session whose leader has exited.
@@ -204,6 +209,7 @@ struct Scenario: Sendable {
         + [inetSockets]
         + ["--accept-queue", "--established", "--udp-queued", "--udp-connected", "--mark", "--outside"].map(
             unsupportedInet)
+        + [sharedMemory, unsupportedSysVSharedMemory]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

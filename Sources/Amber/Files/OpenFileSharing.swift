@@ -44,7 +44,7 @@ extension FileState {
 final class OpenFileTable {
     private var opened: [UInt32: (description: Amber_OpenFileDescription, fd: Int32)] = [:]
     /// The kernel objects several descriptions are on (a pipe and its two ends).
-    private let objects = OpenFileObjects()
+    let objects = OpenFileObjects()
     /// The caller's descriptors that take the place of objects outside the tree, by name.
     private let inherited: [String: Int32]
 

@@ -34,22 +34,6 @@ enum MemoryState {
         }
     }
 
-    /// Refuses shared anonymous memory that another process of the tree maps too: each process's
-    /// pages are saved and restored on their own, so the sharing would be lost.
-    static func checkNotShared(
-        _ maps: [MemoryMapping], process: ProcessName, tree: ProcessName, seen: inout [UInt64: ProcessName]
-    ) throws(AmberError) {
-        for mapping in maps where mapping.shared && mapping.deleted && mapping.path == "/dev/zero" {
-            if let other = seen[mapping.inode], other.pid != process.pid {
-                throw .unsupported(
-                    process,
-                    "shares anonymous memory at 0x\(String(mapping.start, radix: 16)) with process \(other) (MAP_SHARED|MAP_ANONYMOUS inherited across fork): not supported yet",
-                    tree: tree)
-            }
-            seen[mapping.inode] = process
-        }
-    }
-
     /// VmFlags that change what the process sees and that restore cannot set again, with what they mean.
     private static let unrestorableFlags: [(flag: MemoryAreaFlags, what: String)] = [
         (.userfaultMissing, "a userfaultfd registration (VmFlags um)"),
@@ -152,7 +136,10 @@ enum MemoryState {
         case _ where kernelShmem && mapping.path.hasPrefix("/memfd:"):
             throw refuse("maps a memfd (\(mapping.path))")
         case _ where kernelShmem && mapping.path.hasPrefix("/SYSV"):
-            throw refuse("maps SysV/shmem shared memory (System V, \(mapping.path))")
+            // The segment lives outside the tree (any process may attach it by key or id), and
+            // its id, key, owner and times could not all be made again: refused by name.
+            let key = mapping.path.dropFirst("/SYSV".count)
+            throw refuse("has System V shared memory attached (shmid \(mapping.inode), key 0x\(key))")
         case _ where mapping.deleted:
             throw refuse("maps the deleted file \(mapping.path)")
         case _ where mapping.path.hasPrefix("/"): return .areaFile
@@ -166,7 +153,8 @@ enum MemoryState {
     /// The pages go into page files of `image`; `buffers`: one per thread that reads them.
     static func dump(
         _ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, futureLocking: FutureLocking,
-        image: ImageWriter, buffers: [PageReadBuffer], fileSizes: inout FileSizes
+        image: ImageWriter, buffers: [PageReadBuffer], fileSizes: inout FileSizes,
+        sharedAnonymous: inout SharedAnonymousMemory.Objects
     ) throws -> Amber_Memory {
         var memory = Amber_Memory()
         memory.lockFuture = futureLocking.locked
@@ -194,6 +182,7 @@ enum MemoryState {
                 area.fileOffset = mapping.offset
                 area.fileSize = fileSizes.size(of: mapping)
             }
+            if area.kind == .areaAnonymous && area.shared { SharedAnonymousMemory.identify(mapping, in: &area) }
             if let excluded = pagesFoundElsewhere(in: area) {
                 let ranges = try pageMap.scan(
                     start: area.start, end: area.end, excluded: excluded, anyOf: [.present, .swapped])
@@ -223,6 +212,8 @@ enum MemoryState {
         for result in results {
             for (index, runs) in try result.get() { areas[index].pages += runs }
         }
+        memory.sharedAnonymous = try SharedAnonymousMemory.dump(
+            target, areas: areas, objects: &sharedAnonymous, image: image, buffer: buffers[0])
         memory.areas = areas
         memory.mm = try mmFields(target, brk: brk)
         return memory
@@ -318,8 +309,8 @@ enum MemoryState {
     private static func pagesFoundElsewhere(in area: Amber_MemoryArea) -> PageCategories? {
         switch area.kind {
         case .areaAnonymous, .areaHeap, .areaStack:
-            // Shared anonymous pages are shmem ("file") pages and must be saved.
-            return area.shared ? [.zeroPage] : [.zeroPage, .file]
+            // Shared anonymous pages are their object's, saved once with it (SharedAnonymousMemory).
+            return area.shared ? nil : [.zeroPage, .file]
         case .areaFile:
             // Private file mappings: only pages copied on write; shared ones live in the file.
             return area.shared ? nil : [.file, .zeroPage]
@@ -463,8 +454,10 @@ enum MemoryState {
         let record = session.task.memory
         let injector = session.injector
         var opened: [TreeFiles.Key: TaskFile] = [:]
+        let sharedAnonymous = SharedAnonymousMemory.TaskObjects(session)
         defer {
             for file in opened.values { try? session.closeInTask(file) }
+            try? sharedAnonymous.close()
         }
         var temporary: [Amber_MemoryArea] = []
         var previous: Amber_MemoryArea?
@@ -481,6 +474,8 @@ enum MemoryState {
             switch area.kind {
             case .areaVdso, .areaVvar, .areaVvarVclock, .areaVsyscall:
                 continue
+            case .areaAnonymous where area.sharedAnonymousID != 0:
+                fd = try sharedAnonymous.descriptor(of: area.sharedAnonymousID)
             case .areaAnonymous, .areaHeap:
                 flags |= MAP_ANONYMOUS
             case .areaStack:
@@ -524,6 +519,8 @@ enum MemoryState {
                     UInt64(bitPattern: Int64(fd)), area.fileOffset)
             }
         }
+        // Its areas keep each object: the task's descriptors of them go before it runs.
+        try sharedAnonymous.close()
         try fillPages(session)
         for area in temporary {
             try injector.call(
@@ -961,10 +958,7 @@ extension MemoryState: StateKind {
     }
 
     static func check(tree processes: [CheckedProcess]) throws {
-        var sharedMemory: [UInt64: ProcessName] = [:]
-        for process in processes {
-            try checkNotShared(process.maps, process: process.name, tree: process.tree, seen: &sharedMemory)
-        }
+        try SharedAnonymousMemory.check(tree: processes)
     }
 
     /// What the memory steps of one dump share: the areas' flags, read ahead on another CPU;
@@ -982,6 +976,8 @@ extension MemoryState: StateKind {
         let buffers = [PageReadBuffer(), PageReadBuffer()]
         /// Touched by the outside step only.
         var fileSizes = FileSizes()
+        /// Touched by the outside step only.
+        var sharedAnonymous = SharedAnonymousMemory.Objects()
         /// Written by the tracer, read by the outside step one process behind.
         private var learned: [Int32: Learned] = [:]
         private let lock = Mutex(())
@@ -1026,7 +1022,8 @@ extension MemoryState: StateKind {
                 let learned = state.take(process.pid)
                 process.task.memory = try dump(
                     process.target, vmFlags: learned.vmFlags, brk: learned.brk, futureLocking: learned.futureLocking,
-                    image: state.writer, buffers: state.buffers, fileSizes: &state.fileSizes)
+                    image: state.writer, buffers: state.buffers, fileSizes: &state.fileSizes,
+                    sharedAnonymous: &state.sharedAnonymous)
             },
         ]
     }

@@ -123,11 +123,44 @@ public nonisolated struct Amber_Memory: @unchecked Sendable {
     set {_uniqueStorage()._lockFutureOnFault = newValue}
   }
 
+  /// Every object of shared anonymous memory this process maps (SharedAnonymousMemory.id in
+  /// its areas), each described alike in every process that maps it.
+  public var sharedAnonymous: [Amber_SharedAnonymousMemory] {
+    get {_storage._sharedAnonymous}
+    set {_uniqueStorage()._sharedAnonymous = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, "/dev/zero (deleted)" in maps): one shmem
+/// object, mapped by one or several processes of the tree (inherited across fork), each area at
+/// its own offset in it. Restored once and mapped again by every area of every process.
+public nonisolated struct Amber_SharedAnonymousMemory: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The object's inode at the dump: its id across the image, never 0.
+  public var id: UInt64 = 0
+
+  /// The object's size in bytes (what it was first mapped with), a multiple of the page size.
+  public var size: UInt64 = 0
+
+  /// The page file holding its non-zero pages, written once for the whole tree.
+  public var pageFile: String = String()
+
+  /// Its non-zero pages, ascending: PageRun.address is the byte offset in the object,
+  /// PageRun.offset the one in page_file, PageRun.file 0.
+  public var pages: [Amber_PageRun] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Amber_MemoryArea: @unchecked Sendable {
@@ -293,6 +326,13 @@ public nonisolated struct Amber_MemoryArea: @unchecked Sendable {
     set {_uniqueStorage()._anonymousName = newValue}
   }
 
+  /// Shared anonymous memory: the id of its object in Memory.shared_anonymous (file_offset is
+  /// the offset of start in it); its pages are the object's, none in `pages`. 0 for other areas.
+  public var sharedAnonymousID: UInt64 {
+    get {_storage._sharedAnonymousID}
+    set {_uniqueStorage()._sharedAnonymousID = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -372,7 +412,7 @@ nonisolated extension Amber_AreaKind: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Memory"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}areas\0\u{1}mm\0\u{3}page_files\0\u{3}lock_future\0\u{3}lock_future_on_fault\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}areas\0\u{1}mm\0\u{3}page_files\0\u{3}lock_future\0\u{3}lock_future_on_fault\0\u{4}A\u{1}shared_anonymous\0")
 
   fileprivate class _StorageClass {
     var _areas: [Amber_MemoryArea] = []
@@ -380,6 +420,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
     var _pageFiles: [String] = []
     var _lockFuture: Bool = false
     var _lockFutureOnFault: Bool = false
+    var _sharedAnonymous: [Amber_SharedAnonymousMemory] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -395,6 +436,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
       _pageFiles = source._pageFiles
       _lockFuture = source._lockFuture
       _lockFutureOnFault = source._lockFutureOnFault
+      _sharedAnonymous = source._sharedAnonymous
     }
   }
 
@@ -418,6 +460,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
         case 3: try { try decoder.decodeRepeatedStringField(value: &_storage._pageFiles) }()
         case 4: try { try decoder.decodeSingularBoolField(value: &_storage._lockFuture) }()
         case 5: try { try decoder.decodeSingularBoolField(value: &_storage._lockFutureOnFault) }()
+        case 70: try { try decoder.decodeRepeatedMessageField(value: &_storage._sharedAnonymous) }()
         default: break
         }
       }
@@ -445,6 +488,9 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
       if _storage._lockFutureOnFault != false {
         try visitor.visitSingularBoolField(value: _storage._lockFutureOnFault, fieldNumber: 5)
       }
+      if !_storage._sharedAnonymous.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._sharedAnonymous, fieldNumber: 70)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -459,6 +505,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
         if _storage._pageFiles != rhs_storage._pageFiles {return false}
         if _storage._lockFuture != rhs_storage._lockFuture {return false}
         if _storage._lockFutureOnFault != rhs_storage._lockFutureOnFault {return false}
+        if _storage._sharedAnonymous != rhs_storage._sharedAnonymous {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -468,9 +515,54 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
   }
 }
 
+nonisolated extension Amber_SharedAnonymousMemory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SharedAnonymousMemory"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}size\0\u{3}page_file\0\u{1}pages\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.pageFile) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.pages) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.id != 0 {
+      try visitor.visitSingularUInt64Field(value: self.id, fieldNumber: 1)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 2)
+    }
+    if !self.pageFile.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageFile, fieldNumber: 3)
+    }
+    if !self.pages.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.pages, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_SharedAnonymousMemory, rhs: Amber_SharedAnonymousMemory) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.size != rhs.size {return false}
+    if lhs.pageFile != rhs.pageFile {return false}
+    if lhs.pages != rhs.pages {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MemoryArea"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0\u{1}accounted\0\u{3}no_reserve\0\u{3}grows_down\0\u{1}droppable\0\u{3}may_write\0\u{3}dont_fork\0\u{3}wipe_on_fork\0\u{3}dont_dump\0\u{3}sequential_read\0\u{3}random_read\0\u{3}huge_page\0\u{3}no_huge_page\0\u{1}mergeable\0\u{1}locked\0\u{3}lock_on_fault\0\u{1}sealed\0\u{3}anonymous_name\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0\u{1}accounted\0\u{3}no_reserve\0\u{3}grows_down\0\u{1}droppable\0\u{3}may_write\0\u{3}dont_fork\0\u{3}wipe_on_fork\0\u{3}dont_dump\0\u{3}sequential_read\0\u{3}random_read\0\u{3}huge_page\0\u{3}no_huge_page\0\u{1}mergeable\0\u{1}locked\0\u{3}lock_on_fault\0\u{1}sealed\0\u{3}anonymous_name\0\u{4}*shared_anonymous_id\0")
 
   fileprivate class _StorageClass {
     var _start: UInt64 = 0
@@ -501,6 +593,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _lockOnFault: Bool = false
     var _sealed: Bool = false
     var _anonymousName: String = String()
+    var _sharedAnonymousID: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -539,6 +632,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
       _lockOnFault = source._lockOnFault
       _sealed = source._sealed
       _anonymousName = source._anonymousName
+      _sharedAnonymousID = source._sharedAnonymousID
     }
   }
 
@@ -585,6 +679,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 26: try { try decoder.decodeSingularBoolField(value: &_storage._lockOnFault) }()
         case 27: try { try decoder.decodeSingularBoolField(value: &_storage._sealed) }()
         case 28: try { try decoder.decodeSingularStringField(value: &_storage._anonymousName) }()
+        case 70: try { try decoder.decodeSingularUInt64Field(value: &_storage._sharedAnonymousID) }()
         default: break
         }
       }
@@ -677,6 +772,9 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
       if !_storage._anonymousName.isEmpty {
         try visitor.visitSingularStringField(value: _storage._anonymousName, fieldNumber: 28)
       }
+      if _storage._sharedAnonymousID != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._sharedAnonymousID, fieldNumber: 70)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -714,6 +812,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._lockOnFault != rhs_storage._lockOnFault {return false}
         if _storage._sealed != rhs_storage._sealed {return false}
         if _storage._anonymousName != rhs_storage._anonymousName {return false}
+        if _storage._sharedAnonymousID != rhs_storage._sharedAnonymousID {return false}
         return true
       }
       if !storagesAreEqual {return false}
