@@ -490,6 +490,7 @@ struct TaskValidator {
             case .eventFd(let eventFD): try validateEventFD(eventFD, description: description, field: field)
             case .signalFd(let signalFD): try validateSignalFD(signalFD, description: description, field: field)
             case .timerFd(let timerFD): try validateTimerFD(timerFD, description: description, field: field)
+            case .unixSocket(let socket): try validateUnixSocket(socket, description: description, field: field)
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
@@ -675,6 +676,47 @@ struct TaskValidator {
         guard description.offset == 0 else {
             throw invalid("\(field).offset", "\(description.offset): an eventfd, signalfd or timerfd has no offset")
         }
+    }
+
+    /// The most bytes a unix socket's queue keeps in an image: more than net.core.wmem_max lets
+    /// a peer queue without CAP_NET_ADMIN, by far.
+    static let largestUnixSocketQueue = 1 << 28
+    static let largestUnixSocketMessages = 65536
+
+    private func validateUnixSocket(_ socket: Amber_UnixSocket, description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
+        let field = "\(field).unix_socket"
+        guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2, description.offset == 0
+        else {
+            throw invalid(
+                "\(field)", "flags 0o\(String(description.flags, radix: 8)) and offset \(description.offset): a socket is O_RDWR, with or without O_NONBLOCK, and has no offset")
+        }
+        guard socket.inode != 0 else { throw invalid("\(field).inode", "is 0") }
+        guard [1, 2, 5].contains(socket.type) else {
+            throw invalid("\(field).type", "\(socket.type) is not SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET")
+        }
+        let pairID = socket.peerInode == 0 ? socket.inode : min(socket.inode, socket.peerInode)
+        guard socket.pairID == 0 ? socket.peerInode == 0 : socket.pairID == pairID && socket.peerInode != socket.inode
+        else {
+            throw invalid(
+                "\(field).pair_id",
+                "\(socket.pairID) is not the smaller inode of the socket \(socket.inode) and its peer \(socket.peerInode)")
+        }
+        guard socket.shutdown & ~3 == 0 else { throw invalid("\(field).shutdown", "\(socket.shutdown) is not a mask of 1 and 2") }
+        guard socket.pairID != 0 || socket.messages.isEmpty else {
+            throw invalid("\(field).messages", "a socket connected to none holds no messages")
+        }
+        guard socket.type != 1 || socket.messages.count <= 1, socket.messages.count <= Self.largestUnixSocketMessages
+        else { throw invalid("\(field).messages", "\(socket.messages.count) messages are more than its queue holds") }
+        let bytes = socket.messages.reduce(0) { $0 + $1.count }
+        guard bytes <= Self.largestUnixSocketQueue else {
+            throw invalid("\(field).messages", "\(bytes) bytes are more than the \(Self.largestUnixSocketQueue) an image keeps")
+        }
+        guard socket.sendBuffer <= UInt32(Int32.max), socket.receiveBuffer <= UInt32(Int32.max) else {
+            throw invalid("\(field).send_buffer", "a buffer is at most \(Int32.max) bytes")
+        }
+        guard socket.peekOffset >= -1 else { throw invalid("\(field).peek_offset", "\(socket.peekOffset) is below -1") }
     }
 
     private func validateEventFD(_ eventFD: Amber_EventFD, description: Amber_OpenFileDescription, field: String)

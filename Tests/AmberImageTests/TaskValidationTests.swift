@@ -718,4 +718,37 @@ final class TaskValidationTests: ImageTestCase {
         try writer.finish(inventory: Fixture.inventory())
         XCTAssertEqual(try ImageReader(directory: path("image")).task(pid: Fixture.pid), task)
     }
+
+    /// A unix socket: O_RDWR, a known type, a pair id that is the smaller inode of the pair, and
+    /// messages only on a connected socket, one for a stream.
+    func testUnixSockets() throws {
+        func socket(_ task: inout Amber_Task, _ change: (inout Amber_UnixSocket) -> Void = { _ in }) {
+            var record = Amber_UnixSocket()
+            (record.inode, record.type, record.pairID, record.peerInode) = (12, 1, 11, 11)
+            record.messages = [Data("queued".utf8)]
+            record.peekOffset = -1
+            change(&record)
+            task.files.descriptions[1].flags = 2
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].unixSocket = record
+        }
+        let field = "files.descriptions[1].unix_socket"
+        try assertAccepted { socket(&$0) }
+        try assertAccepted { socket(&$0) { ($0.type, $0.messages) = (2, [Data(), Data([1])]) } }
+        try assertAccepted { socket(&$0) { ($0.pairID, $0.peerInode, $0.shutdown) = (12, 0, 3) } }
+        try assertAccepted { socket(&$0) { ($0.pairID, $0.peerInode, $0.messages) = (0, 0, []) } }
+        try assertRejected("\(field).inode") { socket(&$0) { $0.inode = 0 } }
+        try assertRejected("\(field).type") { socket(&$0) { $0.type = 3 } }
+        try assertRejected("\(field).pair_id") { socket(&$0) { $0.pairID = 12 } }
+        try assertRejected("\(field).pair_id") { socket(&$0) { ($0.pairID, $0.peerInode) = (12, 12) } }
+        try assertRejected("\(field).pair_id") { socket(&$0) { $0.pairID = 0 } }
+        try assertRejected("\(field).messages") { socket(&$0) { ($0.pairID, $0.peerInode) = (0, 0) } }
+        try assertRejected("\(field).messages") { socket(&$0) { $0.messages = [Data([1]), Data([2])] } }
+        try assertRejected("\(field).shutdown") { socket(&$0) { $0.shutdown = 4 } }
+        try assertRejected("\(field).peek_offset") { socket(&$0) { $0.peekOffset = -2 } }
+        try assertRejected(field) {
+            socket(&$0)
+            $0.files.descriptions[1].flags = 0
+        }
+    }
 }

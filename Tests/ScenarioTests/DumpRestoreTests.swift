@@ -154,4 +154,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testTimerFDs() throws { try runDumped(.timerFDs) }
     func testLeaveRunningEventFDs() throws { try runLeaveRunning(.eventFDs) }
     func testLeaveRunningTimerFDs() throws { try runLeaveRunning(.timerFDs) }
+    func testUnixSockets() throws { try runDumped(.unixSockets) }
+    /// The copy of every queue (peeked from offset 0, the peek offset put back) leaves it there.
+    func testLeaveRunningUnixSockets() throws { try runLeaveRunning(.unixSockets) }
 }

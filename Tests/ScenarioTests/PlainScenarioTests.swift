@@ -134,4 +134,5 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testEventFDs() throws { try runPlain(.eventFDs) }
     func testSignalFDs() throws { try runPlain(.signalFDs) }
     func testTimerFDs() throws { try runPlain(.timerFDs) }
+    func testUnixSockets() throws { try runPlain(.unixSockets) }
 }

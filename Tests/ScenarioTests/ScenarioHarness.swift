@@ -170,6 +170,10 @@ struct Scenario: Sendable {
         Scenario(name: "unsupported_event_files", args: [flag])
     }
 
+    /// Unix socket pairs of each type holding data both ways, with options, shutdowns, closed
+    /// peers, and one split with a child (unix_sockets.c).
+    static let unixSockets = Scenario(name: "unix_sockets")
+
     static let all: [Scenario] =
         [
             counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep,
@@ -198,6 +202,7 @@ struct Scenario: Sendable {
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
+        + [unixSockets]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

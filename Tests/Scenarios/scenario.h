@@ -369,19 +369,20 @@ SC_FN int sc_list_fds(struct sc_fd *out, int max)
             out[j] = out[j - 1];
             out[j - 1] = t;
         }
-    /* A restored pipe is another inode: name each pipe by its order of first appearance
-     * ("pipe:#0"), which keeps which fds are on one pipe. */
+    /* A restored pipe or socket is another inode: name each by its order of first appearance
+     * ("pipe:#0", "socket:#1"), which keeps which fds are on one pipe or socket. */
     char seen[SC_MAX_FDS][64];
     int pipes = 0;
     for (int i = 0; i < n; i++) {
-        if (strncmp(out[i].target, "pipe:[", 6) != 0)
+        int socket = strncmp(out[i].target, "socket:[", 8) == 0;
+        if (strncmp(out[i].target, "pipe:[", 6) != 0 && !socket)
             continue;
         int k = 0;
         while (k < pipes && strcmp(seen[k], out[i].target) != 0)
             k++;
         if (k == pipes)
             snprintf(seen[pipes++], sizeof seen[0], "%s", out[i].target);
-        snprintf(out[i].target, sizeof out[i].target, "pipe:#%d", k);
+        snprintf(out[i].target, sizeof out[i].target, "%s#%d", socket ? "socket:" : "pipe:", k);
     }
     return n;
 }

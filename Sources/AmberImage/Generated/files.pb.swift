@@ -127,6 +127,14 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .timerFd(newValue)}
   }
 
+  public var unixSocket: Amber_UnixSocket {
+    get {
+      if case .unixSocket(let v)? = file {return v}
+      return Amber_UnixSocket()
+    }
+    set {file = .unixSocket(newValue)}
+  }
+
   /// Its flock and OFD (fcntl F_OFD_SETLK) locks: they belong to the description.
   public var locks: [Amber_FileLock] = []
 
@@ -141,6 +149,7 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case eventFd(Amber_EventFD)
     case signalFd(Amber_SignalFD)
     case timerFd(Amber_TimerFD)
+    case unixSocket(Amber_UnixSocket)
 
   }
 
@@ -409,6 +418,51 @@ public nonisolated struct Amber_TimerFD: Sendable {
   public init() {}
 }
 
+/// A unix socket: unconnected, or one of a connected pair (a socketpair) made again together
+/// with its peer, once per `pair_id`. O_NONBLOCK is the description's flags.
+public nonisolated struct Amber_UnixSocket: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Its inode on sockfs at the dump: unique in the image.
+  public var inode: UInt64 = 0
+
+  /// SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5.
+  public var type: Int32 = 0
+
+  /// Connected: the pair it is one of, by the smaller inode of the two (its own when its peer is
+  /// gone); 0 when not connected.
+  public var pairID: UInt64 = 0
+
+  /// The inode of the socket it is connected to, whose description is in the image; 0 when
+  /// that one is gone (closed by every process: the pair's other end is closed at restore).
+  public var peerInode: UInt64 = 0
+
+  /// RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2, set once both sockets of the pair hold their data.
+  public var shutdown: UInt32 = 0
+
+  /// Its receive queue, in order, sent again through its peer: a stream socket's bytes as one
+  /// message, each datagram or record as one.
+  public var messages: [Data] = []
+
+  public var passCredentials: Bool = false
+
+  public var passSecurity: Bool = false
+
+  /// SO_SNDBUF and SO_RCVBUF as getsockopt reads them (twice what setsockopt was given).
+  public var sendBuffer: UInt32 = 0
+
+  public var receiveBuffer: UInt32 = 0
+
+  /// SO_PEEK_OFF: -1 when not enabled.
+  public var peekOffset: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Amber_FileDescriptor: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -472,7 +526,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -588,6 +642,19 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
         }
       }()
       case 41: try { try decoder.decodeRepeatedMessageField(value: &self.locks) }()
+      case 50: try {
+        var v: Amber_UnixSocket?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .unixSocket(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .unixSocket(v)
+        }
+      }()
       default: break
       }
     }
@@ -640,11 +707,14 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
       guard case .timerFd(let v)? = self.file else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
     }()
-    case nil: break
+    default: break
     }
     if !self.locks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.locks, fieldNumber: 41)
     }
+    try { if case .unixSocket(let v)? = self.file {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1093,6 +1163,86 @@ nonisolated extension Amber_TimerFD: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.remainingNs != rhs.remainingNs {return false}
     if lhs.intervalNs != rhs.intervalNs {return false}
     if lhs.realtimeExpiryNs != rhs.realtimeExpiryNs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnixSocket"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.inode) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.type) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.pairID) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.peerInode) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.shutdown) }()
+      case 6: try { try decoder.decodeRepeatedBytesField(value: &self.messages) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.passCredentials) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.passSecurity) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.sendBuffer) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.receiveBuffer) }()
+      case 11: try { try decoder.decodeSingularInt32Field(value: &self.peekOffset) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.inode != 0 {
+      try visitor.visitSingularUInt64Field(value: self.inode, fieldNumber: 1)
+    }
+    if self.type != 0 {
+      try visitor.visitSingularInt32Field(value: self.type, fieldNumber: 2)
+    }
+    if self.pairID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.pairID, fieldNumber: 3)
+    }
+    if self.peerInode != 0 {
+      try visitor.visitSingularUInt64Field(value: self.peerInode, fieldNumber: 4)
+    }
+    if self.shutdown != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shutdown, fieldNumber: 5)
+    }
+    if !self.messages.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.messages, fieldNumber: 6)
+    }
+    if self.passCredentials != false {
+      try visitor.visitSingularBoolField(value: self.passCredentials, fieldNumber: 7)
+    }
+    if self.passSecurity != false {
+      try visitor.visitSingularBoolField(value: self.passSecurity, fieldNumber: 8)
+    }
+    if self.sendBuffer != 0 {
+      try visitor.visitSingularUInt32Field(value: self.sendBuffer, fieldNumber: 9)
+    }
+    if self.receiveBuffer != 0 {
+      try visitor.visitSingularUInt32Field(value: self.receiveBuffer, fieldNumber: 10)
+    }
+    if self.peekOffset != 0 {
+      try visitor.visitSingularInt32Field(value: self.peekOffset, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_UnixSocket, rhs: Amber_UnixSocket) -> Bool {
+    if lhs.inode != rhs.inode {return false}
+    if lhs.type != rhs.type {return false}
+    if lhs.pairID != rhs.pairID {return false}
+    if lhs.peerInode != rhs.peerInode {return false}
+    if lhs.shutdown != rhs.shutdown {return false}
+    if lhs.messages != rhs.messages {return false}
+    if lhs.passCredentials != rhs.passCredentials {return false}
+    if lhs.passSecurity != rhs.passSecurity {return false}
+    if lhs.sendBuffer != rhs.sendBuffer {return false}
+    if lhs.receiveBuffer != rhs.receiveBuffer {return false}
+    if lhs.peekOffset != rhs.peekOffset {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
