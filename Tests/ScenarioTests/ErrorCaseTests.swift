@@ -353,6 +353,28 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedEventFile("--timerfd-outside"), object: "a timerfd, which process",
             mentions: ["outside the tree holds too"])
     }
+
+    /// A unix socket whose peer a process outside the tree holds, named with its PID and the
+    /// peer's inode.
+    func testDumpRefusesUnixSocketWithPeerOutsideTree() throws {
+        try checkUnsupported(
+            .unsupportedUnixPeerOutside, object: "is held by process", mentions: ["unix:[", "outside the tree"])
+    }
+
+    /// A unix socket whose peer no process holds (in flight in an SCM_RIGHTS message).
+    func testDumpRefusesUnixSocketWithPeerInFlight() throws {
+        try checkUnsupported(.unsupportedUnixPeerInFlight, object: "no process holds", mentions: ["unix:[", "SCM_RIGHTS"])
+    }
+
+    /// A unix socket whose queue holds a descriptor in flight (SCM_RIGHTS).
+    func testDumpRefusesUnixSocketHoldingDescriptorsInFlight() throws {
+        try checkUnsupported(.unsupportedKind("--unix"), object: "SCM_RIGHTS", mentions: ["a unix socket"])
+    }
+
+    /// Queued data its reader would read with the sender's credentials (SO_PASSCRED).
+    func testDumpRefusesUnixSocketQueueWithCredentials() throws {
+        try checkUnsupported(.unsupportedSocket, object: "SO_PASSCRED", mentions: ["a unix socket"])
+    }
 }
 
 final class RestoreErrorTests: ScenarioTestCase {
@@ -623,4 +645,5 @@ final class CLITests: ScenarioTestCase {
         let show = try amber(["show", image])
         XCTAssertTrue(show.stdout.contains("\"\(version)\""), "the image's inventory does not name version \(version)")
     }
+
 }

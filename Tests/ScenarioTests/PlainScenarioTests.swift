@@ -135,4 +135,6 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testSignalFDs() throws { try runPlain(.signalFDs) }
     func testTimerFDs() throws { try runPlain(.timerFDs) }
     func testUnixSockets() throws { try runPlain(.unixSockets) }
+    func testUnsupportedUnixPeerOutside() throws { try runPlain(.unsupportedUnixPeerOutside) }
+    func testUnsupportedUnixPeerInFlight() throws { try runPlain(.unsupportedUnixPeerInFlight) }
 }

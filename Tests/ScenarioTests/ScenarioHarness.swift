@@ -173,6 +173,9 @@ struct Scenario: Sendable {
     /// Unix socket pairs of each type holding data both ways, with options, shutdowns, closed
     /// peers, and one split with a child (unix_sockets.c).
     static let unixSockets = Scenario(name: "unix_sockets")
+    /// A unix socket pair whose other socket a process outside the tree holds, or none (in flight).
+    static let unsupportedUnixPeerOutside = Scenario(name: "unsupported_unix_socket", args: ["--peer-outside"])
+    static let unsupportedUnixPeerInFlight = Scenario(name: "unsupported_unix_socket", args: ["--peer-in-flight"])
 
     static let all: [Scenario] =
         [
@@ -202,7 +205,7 @@ struct Scenario: Sendable {
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
-        + [unixSockets]
+        + [unixSockets, unsupportedUnixPeerOutside, unsupportedUnixPeerInFlight]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored
