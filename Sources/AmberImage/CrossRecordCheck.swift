@@ -5,6 +5,7 @@ enum CrossRecordCheck {
     static func check(_ tasks: [Amber_Task]) throws(ImageError) {
         try checkTree(tasks)
         try checkOpenFiles(tasks)
+        try checkUnixSockets(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).
@@ -62,6 +63,48 @@ enum CrossRecordCheck {
                             "open file \(description.id) differs from the one \(ImageFormat.taskRecordName(pid: first.pid)) describes"
                     )
                 }
+            }
+        }
+    }
+
+    /// Unix sockets made together agree: each socket is one description; a pair's two sockets
+    /// name each other, with one type and pair id; a listener lists exactly the sockets that wait
+    /// on it.
+    private static func checkUnixSockets(_ tasks: [Amber_Task]) throws(ImageError) {
+        var sockets: [UInt64: (socket: Amber_UnixSocket, id: UInt32, pid: Int32)] = [:]
+        for task in tasks {
+            for description in task.files.descriptions {
+                guard case .unixSocket(let socket) = description.file else { continue }
+                if let seen = sockets[socket.inode], seen.id != description.id {
+                    throw ImageError(
+                        .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
+                        detail: "unix socket \(socket.inode) is open file \(seen.id) and \(description.id)")
+                }
+                sockets[socket.inode] = (socket, description.id, task.pid)
+            }
+        }
+        for (inode, (socket, _, pid)) in sockets {
+            let file = ImageFormat.taskRecordName(pid: pid)
+            if socket.peerInode != 0 {
+                guard let peer = sockets[socket.peerInode]?.socket, peer.peerInode == inode, peer.type == socket.type,
+                    peer.pairID == socket.pairID
+                else {
+                    throw ImageError(
+                        .invalid, file: file,
+                        detail: "unix socket \(inode)'s peer \(socket.peerInode) is not a socket of the image connected back to it")
+                }
+            }
+            for pending in socket.pendingConnections where sockets[pending]?.socket.listenerInode != inode {
+                throw ImageError(
+                    .invalid, file: file,
+                    detail: "unix socket \(pending), waiting on listener \(inode), is not a socket of the image that waits on it")
+            }
+            if socket.listenerInode != 0,
+                sockets[socket.listenerInode]?.socket.pendingConnections.contains(inode) != true
+            {
+                throw ImageError(
+                    .invalid, file: file,
+                    detail: "unix socket \(inode) waits on listener \(socket.listenerInode), which does not list it")
             }
         }
     }

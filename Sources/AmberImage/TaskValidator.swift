@@ -717,6 +717,60 @@ struct TaskValidator {
             throw invalid("\(field).send_buffer", "a buffer is at most \(Int32.max) bytes")
         }
         guard socket.peekOffset >= -1 else { throw invalid("\(field).peek_offset", "\(socket.peekOffset) is below -1") }
+        try validateUnixSocketAddress(socket, field: field)
+        let connectionType = socket.type == 1 || socket.type == 5
+        if socket.listening {
+            guard connectionType, !socket.address.isEmpty, socket.pairID == 0, socket.messages.isEmpty,
+                socket.backlog <= UInt32(Int32.max)
+            else {
+                throw invalid(
+                    "\(field).listening", "a listener is a bound stream or seqpacket socket, connected to none, holding no data, with a backlog up to \(Int32.max)")
+            }
+            guard socket.pendingConnections.count <= Self.largestUnixSocketMessages, !socket.pendingConnections.contains(0),
+                Set(socket.pendingConnections).count == socket.pendingConnections.count
+            else { throw invalid("\(field).pending_connections", "are not distinct inodes, up to \(Self.largestUnixSocketMessages)") }
+        } else {
+            guard socket.backlog == 0, socket.pendingConnections.isEmpty else {
+                throw invalid("\(field).pending_connections", "only a listener has a backlog and connections waiting")
+            }
+        }
+        if socket.listenerInode != 0 {
+            guard connectionType, socket.address.isEmpty, socket.pairID == 0, socket.messages.isEmpty,
+                socket.listenerInode != socket.inode
+            else {
+                throw invalid(
+                    "\(field).listener_inode", "a socket waiting on a listener is an unbound stream or seqpacket socket, connected to no other, holding no data")
+            }
+        }
+    }
+
+    /// An abstract name, or an absolute path without `.`, `..` or empty components: the path a
+    /// restore binds, in the directory it opens as the task.
+    private func validateUnixSocketAddress(_ socket: Amber_UnixSocket, field: String) throws(ImageError) {
+        guard socket.address.count <= 108 else {
+            throw invalid("\(field).address", "\(socket.address.count) bytes are more than sun_path's 108")
+        }
+        guard let first = socket.address.first, first != 0 else {
+            guard socket.fileDevice == 0, socket.fileInode == 0, socket.fileMode == 0, socket.fileUid == 0,
+                socket.fileGid == 0
+            else { throw invalid("\(field).file_inode", "a socket not bound to a path has no socket file") }
+            guard !socket.address.isEmpty || !socket.listening else {
+                throw invalid("\(field).listening", "a listener is bound")
+            }
+            guard socket.address.isEmpty || socket.pairID == 0 else {
+                throw invalid("\(field).address", "a bound socket of the image is connected to none")
+            }
+            return
+        }
+        let path = String(decoding: socket.address, as: UTF8.self)
+        let components = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard first == UInt8(ascii: "/"), !socket.address.contains(0), components.count >= 1,
+            !components.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }), Array(path.utf8) == Array(socket.address)
+        else { throw invalid("\(field).address", "\(path) is not an absolute path without ., .. or empty components") }
+        guard socket.fileInode != 0, socket.fileMode & ~0o7777 == 0 else {
+            throw invalid("\(field).file_mode", "a socket file has an inode and permission bits alone")
+        }
+        guard socket.pairID == 0 else { throw invalid("\(field).address", "a bound socket of the image is connected to none") }
     }
 
     private func validateEventFD(_ eventFD: Amber_EventFD, description: Amber_OpenFileDescription, field: String)

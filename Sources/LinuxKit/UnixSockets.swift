@@ -12,9 +12,10 @@ public struct UnixSocketDiagnosis: Sendable, Equatable {
     /// Its address (UNIX_DIAG_NAME) without the family: a path, or a NUL and an abstract name;
     /// nil when it is not bound.
     public var name: [UInt8]?
-    /// The socket file a path socket was bound to (UNIX_DIAG_VFS): its inode and device.
+    /// The socket file a path socket was bound to (UNIX_DIAG_VFS): its inode, and its device as
+    /// stat(2) shows it.
     public var fileInode: UInt32?
-    public var fileDevice: UInt32?
+    public var fileDevice: UInt64?
     /// The inode of the socket it is connected to (UNIX_DIAG_PEER); 0 when that one is gone.
     public var peer: UInt64?
     /// On a listener, the inodes of the sockets that connected and were not accepted yet
@@ -66,18 +67,30 @@ public enum UnixSockets {
 
     /// Every unix socket of our network namespace, by inode: one sock_diag dump.
     public static func diagnoseAll() throws(LinuxError) -> [UInt64: UnixSocketDiagnosis] {
+        try diagnose(inode: nil)
+    }
+
+    /// The unix socket `inode` alone.
+    public static func diagnose(_ inode: UInt64) throws(LinuxError) -> UnixSocketDiagnosis {
+        guard let socket = try diagnose(inode: UInt32(truncatingIfNeeded: inode))[inode] else {
+            throw LinuxError(.noSuchFileOrDirectory, "sock_diag of unix socket \(inode)")
+        }
+        return socket
+    }
+
+    private static func diagnose(inode: UInt32?) throws(LinuxError) -> [UInt64: UnixSocketDiagnosis] {
         let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), netlinkSockDiag)
         guard fd >= 0 else { throw LinuxError.current("socket(AF_NETLINK, NETLINK_SOCK_DIAG)") }
         defer { close(fd) }
         var request = [UInt8]()
         request.append(le: UInt32(16 + 24))
         request.append(le: sockDiagByFamily)
-        request.append(le: netlinkRequest | netlinkDump)
+        request.append(le: inode == nil ? netlinkRequest | netlinkDump : netlinkRequest)
         request.append(le: UInt32(1))
         request.append(le: UInt32(0))
         request += [UInt8(AF_UNIX), 0, 0, 0]
         request.append(le: UInt32.max)  // every state
-        request.append(le: UInt32(0))  // every inode
+        request.append(le: inode ?? 0)
         request.append(le: show)
         request.append(le: UInt32.max)
         request.append(le: UInt32.max)
@@ -105,6 +118,8 @@ public enum UnixSockets {
                 case sockDiagByFamily:
                     let socket = parse(buffer[(offset + 16)..<(offset + length)])
                     if let socket { sockets[socket.inode] = socket }
+                    // One socket asked for: one answer, no NLMSG_DONE.
+                    if inode != nil { return sockets }
                 default: break
                 }
                 offset += (length + 3) & ~3
@@ -129,7 +144,11 @@ public enum UnixSockets {
             case .name: socket.name = Array(payload)
             case .vfs where payload.count >= 8:
                 socket.fileInode = payload.le(UInt32.self, at: payload.startIndex)
-                socket.fileDevice = payload.le(UInt32.self, at: payload.startIndex + 4)
+                // The kernel's own encoding (major << 20 | minor), as glibc's makedev encodes it.
+                let device = UInt64(payload.le(UInt32.self, at: payload.startIndex + 4))
+                let (major, minor) = (device >> 20, device & 0xfffff)
+                socket.fileDevice =
+                    (major & 0xfffff000) << 32 | (major & 0xfff) << 8 | (minor & 0xffffff00) << 12 | minor & 0xff
             case .peer where payload.count >= 4: socket.peer = UInt64(payload.le(UInt32.self, at: payload.startIndex))
             case .icons:
                 socket.pendingConnections = stride(from: payload.startIndex, to: payload.endIndex - 3, by: 4).map {
@@ -343,11 +362,71 @@ public enum UnixSockets {
         } while sent < bytes.count
     }
 
+    /// The most bytes of sun_path.
+    public static let addressCapacity = 108
+
+    /// bind(2) or connect(2) (`connecting`) of our socket `fd` to `address` (sun_path's bytes: a
+    /// path, or a NUL and an abstract name).
+    public static func attach(_ fd: FileDescriptor, to address: [UInt8], connecting: Bool) throws(LinuxError) {
+        guard address.count <= addressCapacity else {
+            throw LinuxError(.fileNameTooLong, "an address of \(address.count) bytes for a unix socket")
+        }
+        var socketAddress = sockaddr_un()
+        socketAddress.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &socketAddress.sun_path) { $0.copyBytes(from: address) }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + address.count)
+        let call = connecting ? "connect" : "bind"
+        _ = try libcResult("\(call) of fd \(fd.rawValue)") {
+            withUnsafePointer(to: &socketAddress) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connecting ? Glibc.connect(fd.rawValue, $0, length) : Glibc.bind(fd.rawValue, $0, length)
+                }
+            }
+        }.get()
+    }
+
+    /// listen(2) with `backlog` connections not yet accepted.
+    public static func listen(_ fd: FileDescriptor, backlog: Int32) throws(LinuxError) {
+        _ = try libcResult("listen on fd \(fd.rawValue)") { Glibc.listen(fd.rawValue, backlog) }.get()
+    }
+
     /// shutdown(2) of the directions in `mask` (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2), if any.
     public static func shutdown(_ fd: FileDescriptor, mask: UInt8) throws(LinuxError) {
         guard mask & 3 != 0 else { return }
         let how: Int32 = mask & 3 == 3 ? Int32(SHUT_RDWR) : (mask & 1 != 0 ? Int32(SHUT_RD) : Int32(SHUT_WR))
         _ = try libcResult("shutdown of fd \(fd.rawValue)") { Glibc.shutdown(fd.rawValue, how) }.get()
+    }
+}
+
+/// A socket file in a directory we have open (O_PATH), reached with no symbolic link: what
+/// binding a unix socket to a path makes.
+public enum SocketFiles {
+    /// The file `name` in `directory`, not following a link: nil when there is none.
+    public static func status(in directory: Int32, _ name: String) throws(LinuxError) -> FileStatus? {
+        var status = stat()
+        guard fstatat(directory, name, &status, AT_SYMLINK_NOFOLLOW) == 0 else {
+            if errno == ENOENT { return nil }
+            throw LinuxError.current("fstatat \(name)")
+        }
+        return FileStatus(
+            device: UInt64(status.st_dev), inode: UInt64(status.st_ino), mode: status.st_mode,
+            size: UInt64(status.st_size), rdev: UInt64(status.st_rdev),
+            changeTimeNs: UInt64(status.st_ctim.tv_sec) * 1_000_000_000 + UInt64(status.st_ctim.tv_nsec),
+            linkCount: UInt64(status.st_nlink), uid: status.st_uid, gid: status.st_gid)
+    }
+
+    public static func unlink(in directory: Int32, _ name: String) throws(LinuxError) {
+        _ = try libcResult("unlink \(name)") { unlinkat(directory, name, 0) }.get()
+    }
+
+    /// Sets the permission bits of `name`, not following a link.
+    public static func setMode(in directory: Int32, _ name: String, _ mode: UInt32) throws(LinuxError) {
+        _ = try libcResult("chmod \(name)") { fchmodat(directory, name, mode_t(mode), AT_SYMLINK_NOFOLLOW) }.get()
+    }
+
+    /// Sets the owner of `name`, not following a link.
+    public static func setOwner(in directory: Int32, _ name: String, uid: UInt32, gid: UInt32) throws(LinuxError) {
+        _ = try libcResult("chown \(name)") { fchownat(directory, name, uid, gid, AT_SYMLINK_NOFOLLOW) }.get()
     }
 }
 

@@ -750,5 +750,27 @@ final class TaskValidationTests: ImageTestCase {
             socket(&$0)
             $0.files.descriptions[1].flags = 0
         }
+        func bound(_ task: inout Amber_Task, _ change: (inout Amber_UnixSocket) -> Void = { _ in }) {
+            socket(&task) {
+                ($0.pairID, $0.peerInode, $0.messages) = (0, 0, [])
+                ($0.address, $0.fileInode, $0.fileMode) = (Data("/tmp/a.sock".utf8), 7, 0o755)
+                ($0.listening, $0.backlog, $0.pendingConnections) = (true, 5, [20, 21])
+                change(&$0)
+            }
+        }
+        try assertAccepted { bound(&$0) }
+        try assertAccepted { bound(&$0) { ($0.address, $0.fileInode, $0.fileMode) = (Data([0, 65]), 0, 0) } }
+        try assertAccepted { bound(&$0) { ($0.type, $0.listening, $0.backlog, $0.pendingConnections) = (2, false, 0, []) } }
+        try assertRejected("\(field).address") { bound(&$0) { $0.address = Data("tmp/a.sock".utf8) } }
+        try assertRejected("\(field).address") { bound(&$0) { $0.address = Data("/tmp/../a.sock".utf8) } }
+        try assertRejected("\(field).address") { bound(&$0) { $0.address = Data("/tmp//a.sock".utf8) } }
+        try assertRejected("\(field).address") { bound(&$0) { $0.address = Data("/tmp/a\0b".utf8) } }
+        try assertRejected("\(field).address") { bound(&$0) { $0.address = Data(repeating: 65, count: 109) } }
+        try assertRejected("\(field).file_mode") { bound(&$0) { $0.fileMode = 0o10755 } }
+        try assertRejected("\(field).file_inode") { bound(&$0) { $0.address = Data([0, 65]) } }
+        try assertRejected("\(field).listening") { bound(&$0) { $0.type = 2 } }
+        try assertRejected("\(field).pending_connections") { bound(&$0) { $0.pendingConnections = [20, 20] } }
+        try assertRejected("\(field).pending_connections") { bound(&$0) { $0.listening = false } }
+        try assertRejected("\(field).listener_inode") { socket(&$0) { $0.listenerInode = 3 } }
     }
 }

@@ -157,4 +157,6 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testUnixSockets() throws { try runDumped(.unixSockets) }
     /// The copy of every queue (peeked from offset 0, the peek offset put back) leaves it there.
     func testLeaveRunningUnixSockets() throws { try runLeaveRunning(.unixSockets) }
+    func testUnixBound() throws { try runDumped(.unixBound) }
+    func testLeaveRunningUnixBound() throws { try runLeaveRunning(.unixBound) }
 }

@@ -375,6 +375,23 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesUnixSocketQueueWithCredentials() throws {
         try checkUnsupported(.unsupportedSocket, object: "SO_PASSCRED", mentions: ["a unix socket"])
     }
+
+    /// A socket bound to a path whose socket file was unlinked since: binding the path again
+    /// would make a file that was gone.
+    func testDumpRefusesUnixSocketWhoseFileIsGone() throws {
+        try checkUnsupported(.unsupportedUnixUnlinked, object: "unlinked or replaced", mentions: ["bound.sock"])
+    }
+
+    /// A socket connected to a path socket a process outside the tree holds (as /dev/log).
+    func testDumpRefusesUnixSocketConnectedOutside() throws {
+        try checkUnsupported(
+            .unsupportedUnixConnectedOutside, object: "is held by process", mentions: ["unix:[", "outside the tree"])
+    }
+
+    /// A connection accepted from a listener: not restored yet.
+    func testDumpRefusesAcceptedUnixConnection() throws {
+        try checkUnsupported(.unsupportedUnixAccepted, object: "accepted from a listener")
+    }
 }
 
 final class RestoreErrorTests: ScenarioTestCase {

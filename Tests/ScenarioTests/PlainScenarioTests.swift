@@ -137,4 +137,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnixSockets() throws { try runPlain(.unixSockets) }
     func testUnsupportedUnixPeerOutside() throws { try runPlain(.unsupportedUnixPeerOutside) }
     func testUnsupportedUnixPeerInFlight() throws { try runPlain(.unsupportedUnixPeerInFlight) }
+    func testUnixBound() throws { try runPlain(.unixBound) }
+    func testUnsupportedUnixUnlinked() throws { try runPlain(.unsupportedUnixUnlinked) }
+    func testUnsupportedUnixConnectedOutside() throws { try runPlain(.unsupportedUnixConnectedOutside) }
+    func testUnsupportedUnixAccepted() throws { try runPlain(.unsupportedUnixAccepted) }
 }

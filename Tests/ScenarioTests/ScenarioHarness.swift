@@ -176,6 +176,12 @@ struct Scenario: Sendable {
     /// A unix socket pair whose other socket a process outside the tree holds, or none (in flight).
     static let unsupportedUnixPeerOutside = Scenario(name: "unsupported_unix_socket", args: ["--peer-outside"])
     static let unsupportedUnixPeerInFlight = Scenario(name: "unsupported_unix_socket", args: ["--peer-in-flight"])
+    /// Unix sockets bound to paths and abstract names, listeners with connections not accepted yet.
+    static let unixBound = Scenario(name: "unix_bound")
+    static let unsupportedUnixUnlinked = Scenario(name: "unsupported_unix_socket", args: ["--unlinked"])
+    static let unsupportedUnixConnectedOutside = Scenario(
+        name: "unsupported_unix_socket", args: ["--connected-outside"])
+    static let unsupportedUnixAccepted = Scenario(name: "unsupported_unix_socket", args: ["--accepted"])
 
     static let all: [Scenario] =
         [
@@ -205,7 +211,10 @@ struct Scenario: Sendable {
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
-        + [unixSockets, unsupportedUnixPeerOutside, unsupportedUnixPeerInFlight]
+        + [
+            unixSockets, unsupportedUnixPeerOutside, unsupportedUnixPeerInFlight, unixBound, unsupportedUnixUnlinked,
+            unsupportedUnixConnectedOutside, unsupportedUnixAccepted,
+        ]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

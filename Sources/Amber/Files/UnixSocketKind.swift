@@ -35,21 +35,43 @@ struct UnixSocketKind: OpenFileKind {
 
     /// Why `socket` is not restored, from what sock_diag shows of it and of every other socket;
     /// nil when it is.
-    static func refusal(of socket: UnixSocketDiagnosis, in sockets: [UInt64: UnixSocketDiagnosis]) -> String? {
+    static func refusal(of socket: UnixSocketDiagnosis, in table: UnixSocketTable.Snapshot) -> String? {
         let stream = socket.type == Int32(SOCK_STREAM.rawValue)
-        guard stream || socket.type == Int32(SOCK_DGRAM.rawValue) || socket.type == Int32(SOCK_SEQPACKET.rawValue)
-        else { return "of socket type \(socket.type)" }
-        if socket.state == UnixSocketDiagnosis.listening { return "listening for connections: not restored yet" }
-        if let name = socket.name { return "bound to \(describe(name)): not restored yet" }
-        if !stream, socket.shutdown & UnixSocketDiagnosis.receiveShutdown != 0, socket.type == Int32(SOCK_DGRAM.rawValue)
-        {
+        let datagram = socket.type == Int32(SOCK_DGRAM.rawValue)
+        guard stream || datagram || socket.type == Int32(SOCK_SEQPACKET.rawValue) else {
+            return "of socket type \(socket.type)"
+        }
+        if datagram, socket.shutdown & UnixSocketDiagnosis.receiveShutdown != 0 {
             return "shut down for reading, a datagram socket whose queue cannot be told from its end: not restored"
         }
-        guard let peerInode = socket.peer, peerInode != 0, let peer = sockets[peerInode] else { return nil }
+        if let listener = table.listeners[socket.inode] {
+            if socket.shutdown != 0 || socket.sendQueue != 0 {
+                return "connected to the listener unix:[\(listener)] and not accepted yet, \(socket.sendQueue != 0 ? "with data sent that only the connection's other side holds" : "shut down"): not restored"
+            }
+            return nil
+        }
+        if let name = socket.name {
+            if socket.peer != nil {
+                return "bound to \(describe(name)) and connected (accepted from a listener, or connected once bound): not restored yet"
+            }
+            if name.first != 0 && name.first != UInt8(ascii: "/") {
+                return "bound to the relative path \(describe(name)): not restored"
+            }
+        }
+        return nil
+    }
+
+    /// Why `socket` is not restored with the socket it is connected to, which the tree holds.
+    static func peerRefusal(of socket: UnixSocketDiagnosis, in table: UnixSocketTable.Snapshot) -> String? {
+        guard table.listeners[socket.inode] == nil, let peerInode = socket.peer, peerInode != 0,
+            let peer = table.sockets[peerInode]
+        else { return nil }
         if peer.peer != socket.inode {
             return "connected to unix:[\(peerInode)]\(peer.name.map { " (\(describe($0)))" } ?? ""), which is not connected back to it: not restored yet"
         }
-        if let name = peer.name { return "connected to unix:[\(peerInode)], bound to \(describe(name)): not restored yet" }
+        if let name = peer.name {
+            return "connected to unix:[\(peerInode)], accepted from a listener at \(describe(name)): not restored yet"
+        }
         return nil
     }
 
@@ -62,15 +84,27 @@ struct UnixSocketKind: OpenFileKind {
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
         let copy = try descriptor.duplicate()
         defer { try? copy.close() }
-        let sockets = UnixSocketTable.shared.snapshot()
+        let table = UnixSocketTable.shared.snapshot()
         var record = Amber_UnixSocket()
         record.inode = socket.inode
         record.type = socket.type
         record.shutdown = UInt32(socket.shutdown)
-        if let peer = socket.peer {
-            let alive = peer != 0 && sockets[peer] != nil
+        if let listener = table.listeners[socket.inode] {
+            record.listenerInode = listener
+        } else if let peer = socket.peer {
+            let alive = peer != 0 && table.sockets[peer] != nil
             record.peerInode = alive ? peer : 0
             record.pairID = alive ? min(peer, socket.inode) : socket.inode
+        }
+        if let name = socket.name {
+            // A path without the NUL bind(2) keeps after it; an abstract name with every byte.
+            record.address = Data(name.first == 0 ? name : Array(name.prefix { $0 != 0 }))
+            if name.first != 0 { try recordSocketFile(&record, path: Self.describe(name), descriptor) }
+        }
+        if socket.state == UnixSocketDiagnosis.listening {
+            record.listening = true
+            record.backlog = socket.sendQueue
+            record.pendingConnections = socket.pendingConnections
         }
         record.passCredentials = try UnixSockets.option(copy, UnixSockets.passCredentials) != 0
         record.passSecurity = try UnixSockets.option(copy, UnixSockets.passSecurity) != 0
@@ -87,7 +121,7 @@ struct UnixSocketKind: OpenFileKind {
         where try UnixSockets.hasTimeout(copy, option) {
             throw descriptor.refusal("a unix socket (\(descriptor.link)) with a timeout (\(name)) set")
         }
-        if socket.type != Int32(SOCK_STREAM.rawValue) || socket.receiveQueue > 0 {
+        if !record.listening && (socket.type != Int32(SOCK_STREAM.rawValue) || socket.receiveQueue > 0) {
             let queue = try UnixSockets.peekQueue(
                 copy, type: socket.type, queued: socket.receiveQueue,
                 shutDown: socket.shutdown & UnixSocketDiagnosis.receiveShutdown != 0)
@@ -101,7 +135,7 @@ struct UnixSocketKind: OpenFileKind {
                         "a unix socket (\(descriptor.link)) holding \(queue.messages.count) messages but connected to no socket that could send them again"
                     )
                 }
-                let peerPasses = try record.peerInode != 0 && peerPassesCredentials(sockets: sockets)
+                let peerPasses = try record.peerInode != 0 && peerPassesCredentials()
                 if record.passCredentials || peerPasses {
                     throw descriptor.refusal(
                         "a unix socket (\(descriptor.link)) holding messages with their sender's credentials (SO_PASSCRED): they would come back with amber's"
@@ -115,11 +149,33 @@ struct UnixSocketKind: OpenFileKind {
 
     /// Whether the peer has SO_PASSCRED set: what it sent then carries its credentials. Read
     /// through the descriptor the table found it by.
-    private func peerPassesCredentials(sockets: [UInt64: UnixSocketDiagnosis]) throws -> Bool {
+    private func peerPassesCredentials() throws -> Bool {
         guard let peer = socket.peer, let holder = UnixSocketTable.shared.holder(of: peer) else { return false }
         let copy = try Pidfd(pid: holder.pid).duplicate(holder.fd)
         defer { try? copy.close() }
         return try UnixSockets.option(copy, UnixSockets.passCredentials) != 0
+    }
+
+    /// The socket file of a socket bound to `path`: it must still be the one it was bound to
+    /// (sock_diag's UNIX_DIAG_VFS), reached with no symbolic link, for a restore to make it again.
+    private func recordSocketFile(_ record: inout Amber_UnixSocket, path: String, _ descriptor: DescriptorProbe)
+        throws
+    {
+        guard let file = try? FileStatus.lstat(path: path), file.isSocket, file.inode == UInt64(socket.fileInode ?? 0),
+            file.device == socket.fileDevice
+        else {
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) bound to \(path), whose socket file was since unlinked or replaced")
+        }
+        guard (try? FileStatus.stat(path: path).inode) == file.inode else {
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) bound to \(path), a path through a symbolic link")
+        }
+        record.fileDevice = file.device
+        record.fileInode = file.inode
+        record.fileMode = file.mode & 0o7777
+        record.fileUid = file.uid
+        record.fileGid = file.gid
     }
 
     static func record(of description: Amber_OpenFileDescription) -> Amber_UnixSocket? {
@@ -136,11 +192,18 @@ struct UnixSocketKind: OpenFileKind {
         let what = "unix socket \(record.inode) of process \(task.pid)"
         let fd: FileDescriptor
         do {
-            if record.pairID == 0 {
+            if record.listenerInode != 0 {
+                let connection = try objects.object(record.inode) { try PendingConnection(type: record.type) }
+                fd = try connection.take(record)
+            } else if record.pairID == 0 {
                 fd = try UnixSockets.make(type: record.type)
                 do {
                     try RestoredSocketPair.setOptions(fd, record)
                     try RestoredSocketPair.setBuffer(fd, record.sendBuffer, UnixSockets.sendBuffer)
+                    if !record.address.isEmpty {
+                        try BoundAddress(record, task: task, imageTrusted: imageTrusted).bind(
+                            fd, record, objects: objects)
+                    }
                 } catch {
                     try? fd.close()
                     throw error
@@ -242,6 +305,124 @@ final class RestoredSocketPair: SharedOpenFileObject {
     }
 }
 
+/// A socket that connected to a listener of the tree and was not accepted yet: made by whichever
+/// comes first of its own description and its listener's, which connects it (`BoundAddress`).
+final class PendingConnection: SharedOpenFileObject {
+    let socket: FileDescriptor
+    private var taken = false
+
+    init(type: Int32) throws {
+        socket = try UnixSockets.make(type: type)
+    }
+
+    /// Our descriptor of it with the options of `record`, for the caller to close.
+    func take(_ record: Amber_UnixSocket) throws -> FileDescriptor {
+        guard !taken else {
+            throw AmberError(.badImage, "the image describes unix socket \(record.inode) twice")
+        }
+        taken = true
+        try RestoredSocketPair.setOptions(socket, record)
+        try RestoredSocketPair.setBuffer(socket, record.sendBuffer, UnixSockets.sendBuffer)
+        return FileDescriptor(
+            rawValue: try libcCall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(socket.rawValue, F_DUPFD_CLOEXEC, 0) })
+    }
+
+    /// Connects it to the listener at `address` without waiting, leaving its status flags as
+    /// they were (its description's own may be set already).
+    func connect(to address: [UInt8]) throws {
+        let flags = fcntl(socket.rawValue, F_GETFL)
+        guard flags >= 0, fcntl(socket.rawValue, F_SETFL, flags | O_NONBLOCK) == 0 else {
+            throw LinuxError.current("fcntl(F_SETFL)")
+        }
+        defer { _ = fcntl(socket.rawValue, F_SETFL, flags) }
+        try UnixSockets.attach(socket, to: address, connecting: true)
+    }
+
+    func close() { try? socket.close() }
+}
+
+/// The address a socket of the image was bound to, bound again: an abstract name as it is; a
+/// path as the task could have bound it, with its filesystem IDs, once its directory opens as
+/// the task with no symbolic link on the way (`RestoreSession.openAsTask`). The socket's address
+/// is the very string bind(2) is given, so it binds the image's path; the socket file must then
+/// be in that directory (a link swapped in meanwhile fails the restore). A socket file left there
+/// by the socket of the dump (the same device and inode) is replaced; any other file is left
+/// alone (bind never follows a link at the last component: it fails with EADDRINUSE).
+struct BoundAddress {
+    let task: Amber_Task
+    let imageTrusted: Bool
+    let path: String?
+
+    init(_ record: Amber_UnixSocket, task: Amber_Task, imageTrusted: Bool) {
+        self.task = task
+        self.imageTrusted = imageTrusted
+        path = record.address.first == 0 ? nil : String(decoding: record.address, as: UTF8.self)
+    }
+
+    /// Binds `fd` to the address of `record`, then listens if it listened.
+    func bind(_ fd: FileDescriptor, _ record: Amber_UnixSocket, objects: OpenFileObjects) throws {
+        guard let path else {
+            try UnixSockets.attach(fd, to: [UInt8](record.address), connecting: false)
+            try listen(fd, record, objects: objects)
+            return
+        }
+        let directoryPath = path.split(separator: "/").dropLast().joined(separator: "/")
+        let name = String(path.split(separator: "/").last ?? "")
+        let directory = try RestoreSession.openAsTask(
+            "/" + directoryPath, flags: Int32(bitPattern: OpenFileFlags.pathOnly.rawValue) | O_DIRECTORY,
+            what: "the directory of unix socket", task: task, dumped: nil, trusted: imageTrusted)
+        defer { Glibc.close(directory) }
+        let address = [UInt8](record.address)
+        let identity = task.processCredentials.map {
+            FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups)
+        }
+        func bindAsTask() throws(LinuxError) {
+            if let existing = try SocketFiles.status(in: directory, name) {
+                guard existing.isSocket, existing.device == record.fileDevice, existing.inode == record.fileInode else {
+                    throw LinuxError(.fileExists, "another file is at \(path)")
+                }
+                try SocketFiles.unlink(in: directory, name)
+            }
+            try UnixSockets.attach(fd, to: address, connecting: false)
+            let bound = try UnixSockets.diagnose(try FileStatus.fstat(fd: fd.rawValue).inode)
+            guard let file = try SocketFiles.status(in: directory, name), file.isSocket,
+                file.inode == UInt64(bound.fileInode ?? 0), file.device == bound.fileDevice
+            else {
+                throw LinuxError(.tooManySymbolicLinkLevels, "the socket file is not in the directory opened for it")
+            }
+            try SocketFiles.setMode(in: directory, name, record.fileMode)
+        }
+        do {
+            if let identity {
+                try PathOpening.perform(as: identity, what: "bind unix socket \(path)") { () throws(LinuxError) in
+                    try bindAsTask()
+                }
+            } else {
+                try bindAsTask()
+            }
+            if let file = try SocketFiles.status(in: directory, name),
+                file.uid != record.fileUid || file.gid != record.fileGid
+            {
+                try SocketFiles.setOwner(in: directory, name, uid: record.fileUid, gid: record.fileGid)
+            }
+        } catch {
+            throw AmberError(
+                .restoreFailed, "cannot bind unix socket \(record.inode) of process \(task.pid) to \(path): \(error)")
+        }
+        try listen(fd, record, objects: objects)
+    }
+
+    /// A listener listens again, and the sockets that waited on it connect again, oldest first.
+    private func listen(_ fd: FileDescriptor, _ record: Amber_UnixSocket, objects: OpenFileObjects) throws {
+        guard record.listening else { return }
+        try UnixSockets.listen(fd, backlog: Int32(bitPattern: record.backlog))
+        for inode in record.pendingConnections {
+            let connection = try objects.object(inode) { try PendingConnection(type: record.type) }
+            try connection.connect(to: [UInt8](record.address))
+        }
+    }
+}
+
 /// Runs a libc call that returns -1 and sets errno on failure.
 private func libcCall(_ operation: String, _ body: () -> Int32) throws(LinuxError) -> Int32 {
     let result = body()
@@ -255,8 +436,22 @@ private func libcCall(_ operation: String, _ body: () -> Int32) throws(LinuxErro
 final class UnixSocketTable: Sendable {
     static let shared = UnixSocketTable()
 
-    private struct State {
+    /// What one read of sock_diag showed.
+    struct Snapshot {
         var sockets: [UInt64: UnixSocketDiagnosis] = [:]
+        /// The listener each socket that connected and was not accepted yet waits on.
+        var listeners: [UInt64: UInt64] = [:]
+
+        init(_ sockets: [UInt64: UnixSocketDiagnosis] = [:]) {
+            self.sockets = sockets
+            for socket in sockets.values {
+                for pending in socket.pendingConnections { listeners[pending] = socket.inode }
+            }
+        }
+    }
+
+    private struct State {
+        var table = Snapshot()
         var holders: [UInt64: (pid: Int32, fd: Int32)] = [:]
     }
 
@@ -264,22 +459,22 @@ final class UnixSocketTable: Sendable {
 
     /// Reads every unix socket again.
     func refresh() throws {
-        let sockets = try UnixSockets.diagnoseAll()
-        state.withLock { $0.sockets = sockets }
+        let table = Snapshot(try UnixSockets.diagnoseAll())
+        state.withLock { $0.table = table }
     }
 
-    func snapshot() -> [UInt64: UnixSocketDiagnosis] { state.withLock { $0.sockets } }
+    func snapshot() -> Snapshot { state.withLock { $0.table } }
 
     func holder(of inode: UInt64) -> (pid: Int32, fd: Int32)? { state.withLock { $0.holders[inode] } }
 
     /// The unix socket `inode`, which `fd` of `pid` is on; nil when that is a socket of another
     /// family. A socket not read yet (made since) has the table read again.
     func socket(_ inode: UInt64, pid: Int32, fd: Int32) throws -> UnixSocketDiagnosis? {
-        var socket = state.withLock { $0.sockets[inode] }
+        var socket = state.withLock { $0.table.sockets[inode] }
         if socket == nil {
             guard try Pidfd(pid: pid).socketFamily(fd) == AF_UNIX else { return nil }
             try refresh()
-            socket = state.withLock { $0.sockets[inode] }
+            socket = state.withLock { $0.table.sockets[inode] }
         }
         guard let socket else { throw LinuxError(.noSuchFileOrDirectory, "sock_diag of unix socket \(inode)") }
         remember(inode, pid: pid, fd: fd)
@@ -310,19 +505,21 @@ extension UnixSocketKind {
         }
         guard !held.isEmpty else { return }
         try UnixSocketTable.shared.refresh()
-        let sockets = UnixSocketTable.shared.snapshot()
+        let table = UnixSocketTable.shared.snapshot()
         var missing: [UInt64: (socket: UInt64, process: CheckedProcess, fd: Int32)] = [:]
         for (inode, holder) in held.sorted(by: { $0.key < $1.key }) {
-            guard let socket = sockets[inode] else { continue }
+            guard let socket = table.sockets[inode] else { continue }
             UnixSocketTable.shared.remember(inode, pid: holder.process.pid, fd: holder.fd)
-            if let refusal = refusal(of: socket, in: sockets) {
+            // The other side it is restored with: its peer, or the listener it waits on.
+            let other = table.listeners[inode] ?? socket.peer.flatMap { table.sockets[$0] != nil ? $0 : nil }
+            let otherOutside = other.map { $0 != 0 && held[$0] == nil } ?? false
+            if let refusal = refusal(of: socket, in: table) ?? (otherOutside ? nil : peerRefusal(of: socket, in: table))
+            {
                 throw AmberError.unsupported(
                     holder.process.name, "has fd \(holder.fd) open on a unix socket (socket:[\(inode)]) \(refusal)",
                     tree: holder.process.tree)
             }
-            if let peer = socket.peer, peer != 0, sockets[peer] != nil, held[peer] == nil, missing[peer] == nil {
-                missing[peer] = (inode, holder.process, holder.fd)
-            }
+            if let other, otherOutside, missing[other] == nil { missing[other] = (inode, holder.process, holder.fd) }
         }
         guard let (firstPeer, first) = missing.min(by: { $0.key < $1.key }) else { return }
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
@@ -338,11 +535,21 @@ extension UnixSocketKind {
             tree: first.process.tree)
     }
 
-    /// A buffer above net.core's maximum is set with SO_SNDBUFFORCE or SO_RCVBUFFORCE.
+    /// A buffer above net.core's maximum is set with SO_SNDBUFFORCE or SO_RCVBUFFORCE; a socket
+    /// file owned by another than the task, with chown.
     static func privilegedAsks(_ record: Amber_UnixSocket, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
         -> [PrivilegedAsk]
     {
         var asks: [PrivilegedAsk] = []
+        if !record.address.isEmpty, record.address.first != 0,
+            record.fileUid != owner.fsuid || record.fileGid != owner.fsgid
+        {
+            asks.append(
+                PrivilegedAsk(
+                    what:
+                        "the socket file \(String(decoding: record.address, as: UTF8.self)) owned by uid \(record.fileUid), gid \(record.fileGid), other than its process's \(owner.fsuid), \(owner.fsgid)",
+                    capabilities: [Capability.chown]))
+        }
         for (size, name, maximum) in [
             (record.sendBuffer, "send", "wmem_max"), (record.receiveBuffer, "receive", "rmem_max"),
         ] {
