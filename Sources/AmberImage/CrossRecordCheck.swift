@@ -91,13 +91,17 @@ enum CrossRecordCheck {
                 else {
                     throw ImageError(
                         .invalid, file: file,
-                        detail: "unix socket \(inode)'s peer \(socket.peerInode) is not a socket of the image connected back to it")
+                        detail:
+                            "unix socket \(inode)'s peer \(socket.peerInode) is not a socket of the image connected back to it"
+                    )
                 }
             }
             for pending in socket.pendingConnections where sockets[pending]?.socket.listenerInode != inode {
                 throw ImageError(
                     .invalid, file: file,
-                    detail: "unix socket \(pending), waiting on listener \(inode), is not a socket of the image that waits on it")
+                    detail:
+                        "unix socket \(pending), waiting on listener \(inode), is not a socket of the image that waits on it"
+                )
             }
             if socket.listenerInode != 0,
                 sockets[socket.listenerInode]?.socket.pendingConnections.contains(inode) != true

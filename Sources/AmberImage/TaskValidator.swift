@@ -690,7 +690,9 @@ struct TaskValidator {
         guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2, description.offset == 0
         else {
             throw invalid(
-                "\(field)", "flags 0o\(String(description.flags, radix: 8)) and offset \(description.offset): a socket is O_RDWR, with or without O_NONBLOCK, and has no offset")
+                "\(field)",
+                "flags 0o\(String(description.flags, radix: 8)) and offset \(description.offset): a socket is O_RDWR, with or without O_NONBLOCK, and has no offset"
+            )
         }
         guard socket.inode != 0 else { throw invalid("\(field).inode", "is 0") }
         guard [1, 2, 5].contains(socket.type) else {
@@ -701,9 +703,12 @@ struct TaskValidator {
         else {
             throw invalid(
                 "\(field).pair_id",
-                "\(socket.pairID) is not the smaller inode of the socket \(socket.inode) and its peer \(socket.peerInode)")
+                "\(socket.pairID) is not the smaller inode of the socket \(socket.inode) and its peer \(socket.peerInode)"
+            )
         }
-        guard socket.shutdown & ~3 == 0 else { throw invalid("\(field).shutdown", "\(socket.shutdown) is not a mask of 1 and 2") }
+        guard socket.shutdown & ~3 == 0 else {
+            throw invalid("\(field).shutdown", "\(socket.shutdown) is not a mask of 1 and 2")
+        }
         guard socket.pairID != 0 || socket.messages.isEmpty else {
             throw invalid("\(field).messages", "a socket connected to none holds no messages")
         }
@@ -711,7 +716,8 @@ struct TaskValidator {
         else { throw invalid("\(field).messages", "\(socket.messages.count) messages are more than its queue holds") }
         let bytes = socket.messages.reduce(0) { $0 + $1.count }
         guard bytes <= Self.largestUnixSocketQueue else {
-            throw invalid("\(field).messages", "\(bytes) bytes are more than the \(Self.largestUnixSocketQueue) an image keeps")
+            throw invalid(
+                "\(field).messages", "\(bytes) bytes are more than the \(Self.largestUnixSocketQueue) an image keeps")
         }
         guard socket.sendBuffer <= UInt32(Int32.max), socket.receiveBuffer <= UInt32(Int32.max) else {
             throw invalid("\(field).send_buffer", "a buffer is at most \(Int32.max) bytes")
@@ -724,11 +730,17 @@ struct TaskValidator {
                 socket.backlog <= UInt32(Int32.max)
             else {
                 throw invalid(
-                    "\(field).listening", "a listener is a bound stream or seqpacket socket, connected to none, holding no data, with a backlog up to \(Int32.max)")
+                    "\(field).listening",
+                    "a listener is a bound stream or seqpacket socket, connected to none, holding no data, with a backlog up to \(Int32.max)"
+                )
             }
-            guard socket.pendingConnections.count <= Self.largestUnixSocketMessages, !socket.pendingConnections.contains(0),
+            guard socket.pendingConnections.count <= Self.largestUnixSocketMessages,
+                !socket.pendingConnections.contains(0),
                 Set(socket.pendingConnections).count == socket.pendingConnections.count
-            else { throw invalid("\(field).pending_connections", "are not distinct inodes, up to \(Self.largestUnixSocketMessages)") }
+            else {
+                throw invalid(
+                    "\(field).pending_connections", "are not distinct inodes, up to \(Self.largestUnixSocketMessages)")
+            }
         } else {
             guard socket.backlog == 0, socket.pendingConnections.isEmpty else {
                 throw invalid("\(field).pending_connections", "only a listener has a backlog and connections waiting")
@@ -739,7 +751,9 @@ struct TaskValidator {
                 socket.listenerInode != socket.inode
             else {
                 throw invalid(
-                    "\(field).listener_inode", "a socket waiting on a listener is an unbound stream or seqpacket socket, connected to no other, holding no data")
+                    "\(field).listener_inode",
+                    "a socket waiting on a listener is an unbound stream or seqpacket socket, connected to no other, holding no data"
+                )
             }
         }
     }
@@ -765,12 +779,15 @@ struct TaskValidator {
         let path = String(decoding: socket.address, as: UTF8.self)
         let components = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         guard first == UInt8(ascii: "/"), !socket.address.contains(0), components.count >= 1,
-            !components.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }), Array(path.utf8) == Array(socket.address)
+            !components.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
+            Array(path.utf8) == Array(socket.address)
         else { throw invalid("\(field).address", "\(path) is not an absolute path without ., .. or empty components") }
         guard socket.fileInode != 0, socket.fileMode & ~0o7777 == 0 else {
             throw invalid("\(field).file_mode", "a socket file has an inode and permission bits alone")
         }
-        guard socket.pairID == 0 else { throw invalid("\(field).address", "a bound socket of the image is connected to none") }
+        guard socket.pairID == 0 else {
+            throw invalid("\(field).address", "a bound socket of the image is connected to none")
+        }
     }
 
     private func validateEventFD(_ eventFD: Amber_EventFD, description: Amber_OpenFileDescription, field: String)

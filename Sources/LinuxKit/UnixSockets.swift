@@ -47,7 +47,12 @@ public enum UnixSockets {
     /// UDIAG_SHOW_NAME | VFS | PEER | ICONS | RQLEN.
     private static let show: UInt32 = 0x1 | 0x2 | 0x4 | 0x8 | 0x10
     private enum Attribute: UInt16 {
-        case name = 0, vfs = 1, peer = 2, icons = 3, queues = 4, shutdown = 6
+        case name = 0
+        case vfs = 1
+        case peer = 2
+        case icons = 3
+        case queues = 4
+        case shutdown = 6
     }
 
     /// SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF, SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE,
@@ -148,7 +153,7 @@ public enum UnixSockets {
                 let device = UInt64(payload.le(UInt32.self, at: payload.startIndex + 4))
                 let (major, minor) = (device >> 20, device & 0xfffff)
                 socket.fileDevice =
-                    (major & 0xfffff000) << 32 | (major & 0xfff) << 8 | (minor & 0xffffff00) << 12 | minor & 0xff
+                    (major & 0xffff_f000) << 32 | (major & 0xfff) << 8 | (minor & 0xffff_ff00) << 12 | minor & 0xff
             case .peer where payload.count >= 4: socket.peer = UInt64(payload.le(UInt32.self, at: payload.startIndex))
             case .icons:
                 socket.pendingConnections = stride(from: payload.startIndex, to: payload.endIndex - 3, by: 4).map {
@@ -225,7 +230,9 @@ public enum UnixSockets {
         if type == Int32(SOCK_STREAM.rawValue) {
             result = Result { () throws(LinuxError) -> Queue in try peekStream(fd, queued: Int(queued)) }
         } else {
-            result = Result { () throws(LinuxError) -> Queue in try peekDatagrams(fd, until: shutDown ? Int(queued) : nil) }
+            result = Result { () throws(LinuxError) -> Queue in
+                try peekDatagrams(fd, until: shutDown ? Int(queued) : nil)
+            }
         }
         do {
             try setOption(fd, peekOffset, previous)
@@ -235,7 +242,8 @@ public enum UnixSockets {
         return try result.get()
     }
 
-    private static let peekFlags = Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)
+    private static let peekFlags =
+        Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)
         | Int32(MSG_CMSG_CLOEXEC)
 
     private static func peekStream(_ fd: FileDescriptor, queued: Int) throws(LinuxError) -> Queue {
@@ -266,7 +274,7 @@ public enum UnixSockets {
             let rights: Bool
             do {
                 (length, rights) = try peek(fd, into: &buffer, at: 0, flags: peekFlags | Int32(MSG_TRUNC))
-            } catch where error.errno == Errno.wouldBlock && remaining == 0 {
+            } catch  where error.errno == Errno.wouldBlock && remaining == 0 {
                 return queue
             }
             queue.carriesDescriptors = queue.carriesDescriptors || rights

@@ -760,7 +760,9 @@ final class TaskValidationTests: ImageTestCase {
         }
         try assertAccepted { bound(&$0) }
         try assertAccepted { bound(&$0) { ($0.address, $0.fileInode, $0.fileMode) = (Data([0, 65]), 0, 0) } }
-        try assertAccepted { bound(&$0) { ($0.type, $0.listening, $0.backlog, $0.pendingConnections) = (2, false, 0, []) } }
+        try assertAccepted {
+            bound(&$0) { ($0.type, $0.listening, $0.backlog, $0.pendingConnections) = (2, false, 0, []) }
+        }
         try assertRejected("\(field).address") { bound(&$0) { $0.address = Data("tmp/a.sock".utf8) } }
         try assertRejected("\(field).address") { bound(&$0) { $0.address = Data("/tmp/../a.sock".utf8) } }
         try assertRejected("\(field).address") { bound(&$0) { $0.address = Data("/tmp//a.sock".utf8) } }

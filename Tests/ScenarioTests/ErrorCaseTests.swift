@@ -363,7 +363,8 @@ final class DumpErrorTests: ScenarioTestCase {
 
     /// A unix socket whose peer no process holds (in flight in an SCM_RIGHTS message).
     func testDumpRefusesUnixSocketWithPeerInFlight() throws {
-        try checkUnsupported(.unsupportedUnixPeerInFlight, object: "no process holds", mentions: ["unix:[", "SCM_RIGHTS"])
+        try checkUnsupported(
+            .unsupportedUnixPeerInFlight, object: "no process holds", mentions: ["unix:[", "SCM_RIGHTS"])
     }
 
     /// A unix socket whose queue holds a descriptor in flight (SCM_RIGHTS).

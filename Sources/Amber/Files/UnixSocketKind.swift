@@ -46,13 +46,15 @@ struct UnixSocketKind: OpenFileKind {
         }
         if let listener = table.listeners[socket.inode] {
             if socket.shutdown != 0 || socket.sendQueue != 0 {
-                return "connected to the listener unix:[\(listener)] and not accepted yet, \(socket.sendQueue != 0 ? "with data sent that only the connection's other side holds" : "shut down"): not restored"
+                return
+                    "connected to the listener unix:[\(listener)] and not accepted yet, \(socket.sendQueue != 0 ? "with data sent that only the connection's other side holds" : "shut down"): not restored"
             }
             return nil
         }
         if let name = socket.name {
             if socket.peer != nil {
-                return "bound to \(describe(name)) and connected (accepted from a listener, or connected once bound): not restored yet"
+                return
+                    "bound to \(describe(name)) and connected (accepted from a listener, or connected once bound): not restored yet"
             }
             if name.first != 0 && name.first != UInt8(ascii: "/") {
                 return "bound to the relative path \(describe(name)): not restored"
@@ -67,7 +69,8 @@ struct UnixSocketKind: OpenFileKind {
             let peer = table.sockets[peerInode]
         else { return nil }
         if peer.peer != socket.inode {
-            return "connected to unix:[\(peerInode)]\(peer.name.map { " (\(describe($0)))" } ?? ""), which is not connected back to it: not restored yet"
+            return
+                "connected to unix:[\(peerInode)]\(peer.name.map { " (\(describe($0)))" } ?? ""), which is not connected back to it: not restored yet"
         }
         if let name = peer.name {
             return "connected to unix:[\(peerInode)], accepted from a listener at \(describe(name)): not restored yet"
