@@ -72,6 +72,8 @@ enum CrossRecordCheck {
     /// on it.
     private static func checkUnixSockets(_ tasks: [Amber_Task]) throws(ImageError) {
         var sockets: [UInt64: (socket: Amber_UnixSocket, id: UInt32, pid: Int32)] = [:]
+        // Checked in the order of the records, so that the first disagreement is reported.
+        var order: [UInt64] = []
         for task in tasks {
             for description in task.files.descriptions {
                 guard case .unixSocket(let socket) = description.file else { continue }
@@ -80,10 +82,12 @@ enum CrossRecordCheck {
                         .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
                         detail: "unix socket \(socket.inode) is open file \(seen.id) and \(description.id)")
                 }
+                if sockets[socket.inode] == nil { order.append(socket.inode) }
                 sockets[socket.inode] = (socket, description.id, task.pid)
             }
         }
-        for (inode, (socket, _, pid)) in sockets {
+        for inode in order {
+            let (socket, _, pid) = sockets[inode]!
             let file = ImageFormat.taskRecordName(pid: pid)
             if socket.peerInode != 0 {
                 guard let peer = sockets[socket.peerInode]?.socket, peer.peerInode == inode, peer.type == socket.type,

@@ -129,6 +129,6 @@ final class CrossRecordTests: ImageTestCase {
         var tasks = image { $0.listenerInode = 20 }
         tasks[1].files.descriptions[2].unixSocket.peerInode = 13
         tasks[1].files.descriptions[2].unixSocket.pairID = 12
-        try assertRefused(tasks, file: "task-4243.pb", detail: "is not a socket of the image connected back to it")
+        try assertRefused(tasks, file: "task-4242.pb", detail: "unix socket 11's peer 12 is not a socket of the image")
     }
 }
