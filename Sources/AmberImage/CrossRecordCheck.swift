@@ -7,6 +7,7 @@ enum CrossRecordCheck {
         try checkOpenFiles(tasks)
         try checkExternalFiles(tasks)
         try checkSharedAnonymousMemory(tasks)
+        try checkUnixSockets(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).
@@ -83,6 +84,56 @@ enum CrossRecordCheck {
                     )
                 }
                 descriptions[external.name] = description.id
+            }
+        }
+    }
+
+    /// Unix sockets made together agree: each socket is one description; a pair's two sockets
+    /// name each other, with one type and pair id; a listener lists exactly the sockets that wait
+    /// on it.
+    private static func checkUnixSockets(_ tasks: [Amber_Task]) throws(ImageError) {
+        var sockets: [UInt64: (socket: Amber_UnixSocket, id: UInt32, pid: Int32)] = [:]
+        // Checked in the order of the records, so that the first disagreement is reported.
+        var order: [UInt64] = []
+        for task in tasks {
+            for description in task.files.descriptions {
+                guard case .unixSocket(let socket) = description.file else { continue }
+                if let seen = sockets[socket.inode], seen.id != description.id {
+                    throw ImageError(
+                        .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
+                        detail: "unix socket \(socket.inode) is open file \(seen.id) and \(description.id)")
+                }
+                if sockets[socket.inode] == nil { order.append(socket.inode) }
+                sockets[socket.inode] = (socket, description.id, task.pid)
+            }
+        }
+        for inode in order {
+            let (socket, _, pid) = sockets[inode]!
+            let file = ImageFormat.taskRecordName(pid: pid)
+            if socket.peerInode != 0 {
+                guard let peer = sockets[socket.peerInode]?.socket, peer.peerInode == inode, peer.type == socket.type,
+                    peer.pairID == socket.pairID
+                else {
+                    throw ImageError(
+                        .invalid, file: file,
+                        detail:
+                            "unix socket \(inode)'s peer \(socket.peerInode) is not a socket of the image connected back to it"
+                    )
+                }
+            }
+            for pending in socket.pendingConnections where sockets[pending]?.socket.listenerInode != inode {
+                throw ImageError(
+                    .invalid, file: file,
+                    detail:
+                        "unix socket \(pending), waiting on listener \(inode), is not a socket of the image that waits on it"
+                )
+            }
+            if socket.listenerInode != 0,
+                sockets[socket.listenerInode]?.socket.pendingConnections.contains(inode) != true
+            {
+                throw ImageError(
+                    .invalid, file: file,
+                    detail: "unix socket \(inode) waits on listener \(socket.listenerInode), which does not list it")
             }
         }
     }

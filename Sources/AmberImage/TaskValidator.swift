@@ -570,6 +570,7 @@ struct TaskValidator {
             case .externalFile(let external):
                 try validateExternalFile(external, flags: description.flags, field: "\(field).external_file")
             case .inetSocket(let socket): try validateInetSocket(socket, description: description, field: field)
+            case .unixSocket(let socket): try validateUnixSocket(socket, description: description, field: field)
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
@@ -768,6 +769,118 @@ struct TaskValidator {
         }
         guard description.offset == 0 else {
             throw invalid("\(field).offset", "\(description.offset): an eventfd, signalfd or timerfd has no offset")
+        }
+    }
+
+    /// The most bytes a unix socket's queue keeps in an image: more than net.core.wmem_max lets
+    /// a peer queue without CAP_NET_ADMIN, by far.
+    static let largestUnixSocketQueue = 1 << 28
+    static let largestUnixSocketMessages = 65536
+
+    private func validateUnixSocket(_ socket: Amber_UnixSocket, description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
+        let field = "\(field).unix_socket"
+        guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2, description.offset == 0
+        else {
+            throw invalid(
+                "\(field)",
+                "flags 0o\(String(description.flags, radix: 8)) and offset \(description.offset): a socket is O_RDWR, with or without O_NONBLOCK, and has no offset"
+            )
+        }
+        guard socket.inode != 0 else { throw invalid("\(field).inode", "is 0") }
+        guard [1, 2, 5].contains(socket.type) else {
+            throw invalid("\(field).type", "\(socket.type) is not SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET")
+        }
+        let pairID = socket.peerInode == 0 ? socket.inode : min(socket.inode, socket.peerInode)
+        guard socket.pairID == 0 ? socket.peerInode == 0 : socket.pairID == pairID && socket.peerInode != socket.inode
+        else {
+            throw invalid(
+                "\(field).pair_id",
+                "\(socket.pairID) is not the smaller inode of the socket \(socket.inode) and its peer \(socket.peerInode)"
+            )
+        }
+        guard socket.shutdown & ~3 == 0 else {
+            throw invalid("\(field).shutdown", "\(socket.shutdown) is not a mask of 1 and 2")
+        }
+        guard socket.pairID != 0 || socket.messages.isEmpty else {
+            throw invalid("\(field).messages", "a socket connected to none holds no messages")
+        }
+        guard socket.type != 1 || socket.messages.count <= 1, socket.messages.count <= Self.largestUnixSocketMessages
+        else { throw invalid("\(field).messages", "\(socket.messages.count) messages are more than its queue holds") }
+        let bytes = socket.messages.reduce(0) { $0 + $1.count }
+        guard bytes <= Self.largestUnixSocketQueue else {
+            throw invalid(
+                "\(field).messages", "\(bytes) bytes are more than the \(Self.largestUnixSocketQueue) an image keeps")
+        }
+        guard socket.sendBuffer <= UInt32(Int32.max), socket.receiveBuffer <= UInt32(Int32.max) else {
+            throw invalid("\(field).send_buffer", "a buffer is at most \(Int32.max) bytes")
+        }
+        guard socket.peekOffset >= -1 else { throw invalid("\(field).peek_offset", "\(socket.peekOffset) is below -1") }
+        try validateUnixSocketAddress(socket, field: field)
+        let connectionType = socket.type == 1 || socket.type == 5
+        if socket.listening {
+            guard connectionType, !socket.address.isEmpty, socket.pairID == 0, socket.messages.isEmpty,
+                socket.backlog <= UInt32(Int32.max)
+            else {
+                throw invalid(
+                    "\(field).listening",
+                    "a listener is a bound stream or seqpacket socket, connected to none, holding no data, with a backlog up to \(Int32.max)"
+                )
+            }
+            guard socket.pendingConnections.count <= Self.largestUnixSocketMessages,
+                !socket.pendingConnections.contains(0),
+                Set(socket.pendingConnections).count == socket.pendingConnections.count
+            else {
+                throw invalid(
+                    "\(field).pending_connections", "are not distinct inodes, up to \(Self.largestUnixSocketMessages)")
+            }
+        } else {
+            guard socket.backlog == 0, socket.pendingConnections.isEmpty else {
+                throw invalid("\(field).pending_connections", "only a listener has a backlog and connections waiting")
+            }
+        }
+        if socket.listenerInode != 0 {
+            guard connectionType, socket.address.isEmpty, socket.pairID == 0, socket.messages.isEmpty,
+                socket.listenerInode != socket.inode
+            else {
+                throw invalid(
+                    "\(field).listener_inode",
+                    "a socket waiting on a listener is an unbound stream or seqpacket socket, connected to no other, holding no data"
+                )
+            }
+        }
+    }
+
+    /// An abstract name, or an absolute path without `.`, `..` or empty components: the path a
+    /// restore binds, in the directory it opens as the task.
+    private func validateUnixSocketAddress(_ socket: Amber_UnixSocket, field: String) throws(ImageError) {
+        guard socket.address.count <= 108 else {
+            throw invalid("\(field).address", "\(socket.address.count) bytes are more than sun_path's 108")
+        }
+        guard let first = socket.address.first, first != 0 else {
+            guard socket.fileDevice == 0, socket.fileInode == 0, socket.fileMode == 0, socket.fileUid == 0,
+                socket.fileGid == 0
+            else { throw invalid("\(field).file_inode", "a socket not bound to a path has no socket file") }
+            guard !socket.address.isEmpty || !socket.listening else {
+                throw invalid("\(field).listening", "a listener is bound")
+            }
+            guard socket.address.isEmpty || socket.pairID == 0 else {
+                throw invalid("\(field).address", "a bound socket of the image is connected to none")
+            }
+            return
+        }
+        let path = String(decoding: socket.address, as: UTF8.self)
+        let components = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard first == UInt8(ascii: "/"), !socket.address.contains(0), components.count >= 1,
+            !components.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
+            Array(path.utf8) == Array(socket.address)
+        else { throw invalid("\(field).address", "\(path) is not an absolute path without ., .. or empty components") }
+        guard socket.fileInode != 0, socket.fileMode & ~0o7777 == 0 else {
+            throw invalid("\(field).file_mode", "a socket file has an inode and permission bits alone")
+        }
+        guard socket.pairID == 0 else {
+            throw invalid("\(field).address", "a bound socket of the image is connected to none")
         }
     }
 

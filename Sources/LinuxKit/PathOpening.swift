@@ -28,6 +28,16 @@ public enum PathOpening {
     public static func open(_ path: String, flags: Int32, as identity: FileAccessIdentity?) throws(LinuxError) -> Int32
     {
         guard let identity else { return try openWithoutLinks(path, flags: flags) }
+        return try perform(as: identity, what: "open \(path)") { () throws(LinuxError) in
+            try openWithoutLinks(path, flags: flags)
+        }
+    }
+
+    /// Runs `body` with the calling thread's filesystem IDs and groups switched to `identity`,
+    /// as `open` does (`what` names the work in errors).
+    public static func perform<T>(
+        as identity: FileAccessIdentity, what: String, _ body: () throws(LinuxError) -> T
+    ) throws(LinuxError) -> T {
         let ownUID = UInt32(truncatingIfNeeded: amber_thread_setfsuid(UInt32.max))
         let ownGID = UInt32(truncatingIfNeeded: amber_thread_setfsgid(UInt32.max))
         let count = getgroups(0, nil)
@@ -37,10 +47,10 @@ public enum PathOpening {
         if groupsChange {
             _ = try kernelResult(
                 amber_thread_setgroups(identity.groups.count, identity.groups),
-                "setgroups(\(identity.groups)) to open \(path)"
+                "setgroups(\(identity.groups)) to \(what)"
             ).get()
         }
-        let opened = Result { () throws(LinuxError) -> Int32 in
+        let done = Result { () throws(LinuxError) -> T in
             // setfs[ug]id report no error: read the IDs back.
             _ = amber_thread_setfsgid(identity.gid)
             _ = amber_thread_setfsuid(identity.uid)
@@ -48,12 +58,12 @@ public enum PathOpening {
                 amber_thread_setfsgid(UInt32.max) == Int(identity.gid)
             else {
                 throw LinuxError(
-                    .notPermitted, "setfsuid(\(identity.uid)) and setfsgid(\(identity.gid)) to open \(path)")
+                    .notPermitted, "setfsuid(\(identity.uid)) and setfsgid(\(identity.gid)) to \(what)")
             }
-            return try openWithoutLinks(path, flags: flags)
+            return try body()
         }
-        putBack(uid: ownUID, gid: ownGID, groups: groupsChange ? ownGroups : nil, after: path)
-        return try opened.get()
+        putBack(uid: ownUID, gid: ownGID, groups: groupsChange ? ownGroups : nil, after: what)
+        return try done.get()
     }
 
     /// Gives the calling thread its own filesystem IDs and groups again, or ends the process.
@@ -69,7 +79,7 @@ public enum PathOpening {
         let groupsBack = groups.map { amber_thread_setgroups($0.count, $0) == 0 } ?? true
         guard idsBack, groupsBack else {
             fatalError(
-                "cannot give this thread its own filesystem IDs (\(uid), \(gid))\(groups.map { " and groups \($0)" } ?? "") back after opening \(path) as another user: stopping rather than going on with that identity"
+                "cannot give this thread its own filesystem IDs (\(uid), \(gid))\(groups.map { " and groups \($0)" } ?? "") back after \(path) as another user: stopping rather than going on with that identity"
             )
         }
     }

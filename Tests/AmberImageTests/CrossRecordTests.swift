@@ -133,4 +133,39 @@ final class CrossRecordTests: ImageTestCase {
             [root, child], file: "task-4243.pb",
             detail: "object 77 differs from its description in task-4242.pb")
     }
+
+    /// A unix socket of the image with `inode`, in open file `id`.
+    private func unixSocket(
+        _ id: UInt32, inode: UInt64, _ change: (inout Amber_UnixSocket) -> Void
+    ) -> Amber_OpenFileDescription {
+        var socket = Amber_UnixSocket()
+        (socket.inode, socket.type, socket.peekOffset) = (inode, 1, -1)
+        change(&socket)
+        var description = Amber_OpenFileDescription()
+        (description.id, description.flags) = (id, 2)
+        description.unixSocket = socket
+        return description
+    }
+
+    /// A pair's sockets name each other; a listener and the sockets waiting on it agree.
+    func testUnixSocketsMustAgree() throws {
+        func image(_ other: (inout Amber_UnixSocket) -> Void) -> [Amber_Task] {
+            var root = Fixture.task()
+            var child = task(4243, parent: 4242)
+            root.files.descriptions.append(unixSocket(50, inode: 11) { ($0.pairID, $0.peerInode) = (11, 12) })
+            child.files.descriptions.append(unixSocket(51, inode: 12) { ($0.pairID, $0.peerInode) = (11, 11) })
+            root.files.descriptions.append(
+                unixSocket(52, inode: 20) {
+                    ($0.address, $0.fileInode, $0.listening, $0.pendingConnections) = (Data([0, 65]), 0, true, [21])
+                })
+            child.files.descriptions.append(unixSocket(53, inode: 21, other))
+            return [root, child]
+        }
+        XCTAssertEqual(try reader(image { $0.listenerInode = 20 }).tasks().count, 2)
+        try assertRefused(image { _ in }, file: "task-4242.pb", detail: "is not a socket of the image that waits on it")
+        var tasks = image { $0.listenerInode = 20 }
+        tasks[1].files.descriptions[2].unixSocket.peerInode = 13
+        tasks[1].files.descriptions[2].unixSocket.pairID = 12
+        try assertRefused(tasks, file: "task-4242.pb", detail: "unix socket 11's peer 12 is not a socket of the image")
+    }
 }

@@ -862,4 +862,61 @@ final class TaskValidationTests: ImageTestCase {
             $0.memory.sharedAnonymous[0].pages[0].offset = 0x2000
         }
     }
+
+    /// A unix socket: O_RDWR, a known type, a pair id that is the smaller inode of the pair, and
+    /// messages only on a connected socket, one for a stream.
+    func testUnixSockets() throws {
+        func socket(_ task: inout Amber_Task, _ change: (inout Amber_UnixSocket) -> Void = { _ in }) {
+            var record = Amber_UnixSocket()
+            (record.inode, record.type, record.pairID, record.peerInode) = (12, 1, 11, 11)
+            record.messages = [Data("queued".utf8)]
+            record.peekOffset = -1
+            change(&record)
+            task.files.descriptions[1].flags = 2
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].unixSocket = record
+        }
+        let field = "files.descriptions[1].unix_socket"
+        try assertAccepted { socket(&$0) }
+        try assertAccepted { socket(&$0) { ($0.type, $0.messages) = (2, [Data(), Data([1])]) } }
+        try assertAccepted { socket(&$0) { ($0.pairID, $0.peerInode, $0.shutdown) = (12, 0, 3) } }
+        try assertAccepted { socket(&$0) { ($0.pairID, $0.peerInode, $0.messages) = (0, 0, []) } }
+        try assertRejected("\(field).inode") { socket(&$0) { $0.inode = 0 } }
+        try assertRejected("\(field).type") { socket(&$0) { $0.type = 3 } }
+        try assertRejected("\(field).pair_id") { socket(&$0) { $0.pairID = 12 } }
+        try assertRejected("\(field).pair_id") { socket(&$0) { ($0.pairID, $0.peerInode) = (12, 12) } }
+        try assertRejected("\(field).pair_id") { socket(&$0) { $0.pairID = 0 } }
+        try assertRejected("\(field).messages") { socket(&$0) { ($0.pairID, $0.peerInode) = (0, 0) } }
+        try assertRejected("\(field).messages") { socket(&$0) { $0.messages = [Data([1]), Data([2])] } }
+        try assertRejected("\(field).shutdown") { socket(&$0) { $0.shutdown = 4 } }
+        try assertRejected("\(field).peek_offset") { socket(&$0) { $0.peekOffset = -2 } }
+        try assertRejected(field) {
+            socket(&$0)
+            $0.files.descriptions[1].flags = 0
+        }
+        func bound(_ task: inout Amber_Task, _ change: (inout Amber_UnixSocket) -> Void = { _ in }) {
+            socket(&task) {
+                ($0.pairID, $0.peerInode, $0.messages) = (0, 0, [])
+                ($0.address, $0.fileInode, $0.fileMode) = (Data("/tmp/a.sock".utf8), 7, 0o755)
+                ($0.listening, $0.backlog, $0.pendingConnections) = (true, 5, [20, 21])
+                change(&$0)
+            }
+        }
+        try assertAccepted { bound(&$0) }
+        try assertAccepted { bound(&$0) { ($0.address, $0.fileInode, $0.fileMode) = (Data([0, 65]), 0, 0) } }
+        try assertAccepted {
+            bound(&$0) { ($0.type, $0.listening, $0.backlog, $0.pendingConnections) = (2, false, 0, []) }
+        }
+        try assertRejected("\(field).address") { bound(&$0) { $0.address = Data("tmp/a.sock".utf8) } }
+        try assertRejected("\(field).address") { bound(&$0) { $0.address = Data("/tmp/../a.sock".utf8) } }
+        try assertRejected("\(field).address") { bound(&$0) { $0.address = Data("/tmp//a.sock".utf8) } }
+        try assertRejected("\(field).address") { bound(&$0) { $0.address = Data("/tmp/a\0b".utf8) } }
+        try assertRejected("\(field).address") { bound(&$0) { $0.address = Data(repeating: 65, count: 109) } }
+        try assertRejected("\(field).file_mode") { bound(&$0) { $0.fileMode = 0o10755 } }
+        try assertRejected("\(field).file_inode") { bound(&$0) { $0.address = Data([0, 65]) } }
+        try assertRejected("\(field).listening") { bound(&$0) { $0.type = 2 } }
+        try assertRejected("\(field).pending_connections") { bound(&$0) { $0.pendingConnections = [20, 20] } }
+        try assertRejected("\(field).pending_connections") { bound(&$0) { $0.listening = false } }
+        try assertRejected("\(field).listener_inode") { socket(&$0) { $0.listenerInode = 3 } }
+    }
 }

@@ -159,4 +159,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningInetSockets() throws { try runLeaveRunning(.inetSockets) }
     func testSharedMemory() throws { try runDumped(.sharedMemory) }
     func testLeaveRunningSharedMemory() throws { try runLeaveRunning(.sharedMemory) }
+    func testUnixSockets() throws { try runDumped(.unixSockets) }
+    /// The copy of every queue (peeked from offset 0, the peek offset put back) leaves it there.
+    func testLeaveRunningUnixSockets() throws { try runLeaveRunning(.unixSockets) }
+    func testUnixBound() throws { try runDumped(.unixBound) }
+    func testLeaveRunningUnixBound() throws { try runLeaveRunning(.unixBound) }
 }

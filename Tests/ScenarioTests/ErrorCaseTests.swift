@@ -372,6 +372,46 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(
             .unsupportedInet("--outside"), object: "outside the tree holds too", mentions: ["the inet socket socket:["])
     }
+
+    /// A unix socket whose peer a process outside the tree holds, named with its PID and the
+    /// peer's inode.
+    func testDumpRefusesUnixSocketWithPeerOutsideTree() throws {
+        try checkUnsupported(
+            .unsupportedUnixPeerOutside, object: "is held by process", mentions: ["unix:[", "outside the tree"])
+    }
+
+    /// A unix socket whose peer no process holds (in flight in an SCM_RIGHTS message).
+    func testDumpRefusesUnixSocketWithPeerInFlight() throws {
+        try checkUnsupported(
+            .unsupportedUnixPeerInFlight, object: "no process holds", mentions: ["unix:[", "SCM_RIGHTS"])
+    }
+
+    /// A unix socket whose queue holds a descriptor in flight (SCM_RIGHTS).
+    func testDumpRefusesUnixSocketHoldingDescriptorsInFlight() throws {
+        try checkUnsupported(.unsupportedKind("--unix"), object: "SCM_RIGHTS", mentions: ["a unix socket"])
+    }
+
+    /// Queued data its reader would read with the sender's credentials (SO_PASSCRED).
+    func testDumpRefusesUnixSocketQueueWithCredentials() throws {
+        try checkUnsupported(.unsupportedSocket, object: "SO_PASSCRED", mentions: ["a unix socket"])
+    }
+
+    /// A socket bound to a path whose socket file was unlinked since: binding the path again
+    /// would make a file that was gone.
+    func testDumpRefusesUnixSocketWhoseFileIsGone() throws {
+        try checkUnsupported(.unsupportedUnixUnlinked, object: "unlinked or replaced", mentions: ["bound.sock"])
+    }
+
+    /// A socket connected to a path socket a process outside the tree holds (as /dev/log).
+    func testDumpRefusesUnixSocketConnectedOutside() throws {
+        try checkUnsupported(
+            .unsupportedUnixConnectedOutside, object: "is held by process", mentions: ["unix:[", "outside the tree"])
+    }
+
+    /// A connection accepted from a listener: not restored yet.
+    func testDumpRefusesAcceptedUnixConnection() throws {
+        try checkUnsupported(.unsupportedUnixAccepted, object: "accepted from a listener")
+    }
 }
 
 final class RestoreErrorTests: ScenarioTestCase {
@@ -642,4 +682,5 @@ final class CLITests: ScenarioTestCase {
         let show = try amber(["show", image])
         XCTAssertTrue(show.stdout.contains("\"\(version)\""), "the image's inventory does not name version \(version)")
     }
+
 }

@@ -142,4 +142,11 @@ final class PlainScenarioTests: ScenarioTestCase {
     }
     func testSharedMemory() throws { try runPlain(.sharedMemory) }
     func testUnsupportedSysVSharedMemory() throws { try runPlain(.unsupportedSysVSharedMemory) }
+    func testUnixSockets() throws { try runPlain(.unixSockets) }
+    func testUnsupportedUnixPeerOutside() throws { try runPlain(.unsupportedUnixPeerOutside) }
+    func testUnsupportedUnixPeerInFlight() throws { try runPlain(.unsupportedUnixPeerInFlight) }
+    func testUnixBound() throws { try runPlain(.unixBound) }
+    func testUnsupportedUnixUnlinked() throws { try runPlain(.unsupportedUnixUnlinked) }
+    func testUnsupportedUnixConnectedOutside() throws { try runPlain(.unsupportedUnixConnectedOutside) }
+    func testUnsupportedUnixAccepted() throws { try runPlain(.unsupportedUnixAccepted) }
 }

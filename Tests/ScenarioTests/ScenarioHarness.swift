@@ -177,6 +177,19 @@ struct Scenario: Sendable {
         Scenario(name: "unsupported_event_files", args: [flag])
     }
 
+    /// Unix socket pairs of each type holding data both ways, with options, shutdowns, closed
+    /// peers, and one split with a child (unix_sockets.c).
+    static let unixSockets = Scenario(name: "unix_sockets")
+    /// A unix socket pair whose other socket a process outside the tree holds, or none (in flight).
+    static let unsupportedUnixPeerOutside = Scenario(name: "unsupported_unix_socket", args: ["--peer-outside"])
+    static let unsupportedUnixPeerInFlight = Scenario(name: "unsupported_unix_socket", args: ["--peer-in-flight"])
+    /// Unix sockets bound to paths and abstract names, listeners with connections not accepted yet.
+    static let unixBound = Scenario(name: "unix_bound")
+    static let unsupportedUnixUnlinked = Scenario(name: "unsupported_unix_socket", args: ["--unlinked"])
+    static let unsupportedUnixConnectedOutside = Scenario(
+        name: "unsupported_unix_socket", args: ["--connected-outside"])
+    static let unsupportedUnixAccepted = Scenario(name: "unsupported_unix_socket", args: ["--accepted"])
+
     static let all: [Scenario] =
         [
             counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep,
@@ -210,6 +223,10 @@ struct Scenario: Sendable {
         + ["--accept-queue", "--established", "--udp-queued", "--udp-connected", "--mark", "--outside"].map(
             unsupportedInet)
         + [sharedMemory, unsupportedSysVSharedMemory]
+        + [
+            unixSockets, unsupportedUnixPeerOutside, unsupportedUnixPeerInFlight, unixBound, unsupportedUnixUnlinked,
+            unsupportedUnixConnectedOutside, unsupportedUnixAccepted,
+        ]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

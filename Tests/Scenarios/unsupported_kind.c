@@ -5,7 +5,8 @@
  *   --aio         an AIO ring (io_setup)
  *   --shmem       an fd on shared anonymous memory, opened through /proc/self/map_files
  *   --pty         a pty slave whose master is closed (its /dev/pts entry is gone)
- *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family (raw ICMP for inet)
+ *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family (raw ICMP for inet; unix:
+ *                 with a descriptor in flight in its queue)
  *   --deleted-fd  an fd on a deleted file named "gone"
  *   --deleted-map a mapping of a deleted file named "gone"
  *   --mqueue      a POSIX message queue (its fd shows the queue's name, no path)
@@ -65,7 +66,25 @@ int main(int argc, char **argv)
             sc_die("openpty");
         close(master);
     } else if (sc_has_flag("--unix")) {
-        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        /* A datagram pair whose queue holds a descriptor in flight (SCM_RIGHTS). */
+        int pair[2], passed = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair) != 0 || passed < 0)
+            sc_die("socketpair");
+        union {
+            struct cmsghdr header;
+            char space[CMSG_SPACE(sizeof(int))];
+        } control = {0};
+        struct iovec data = {"fd", 2};
+        struct msghdr message = {.msg_iov = &data, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof control};
+        struct cmsghdr *rights = CMSG_FIRSTHDR(&message);
+        rights->cmsg_level = SOL_SOCKET;
+        rights->cmsg_type = SCM_RIGHTS;
+        rights->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(rights), &passed, sizeof(int));
+        if (sendmsg(pair[1], &message, 0) != 2)
+            sc_die("sendmsg");
+        close(passed);
+        fd = pair[0];
     } else if (sc_has_flag("--inet")) {
         fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
     } else if (sc_has_flag("--inet6")) {

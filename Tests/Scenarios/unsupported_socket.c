@@ -1,7 +1,7 @@
 /*
- * unsupported_socket: holds a connected UNIX socket pair with data queued in it.
- * Amber cannot restore sockets yet: `amber dump` must refuse this process, naming it and
- * the socket, and leave it running untouched. After SIGTERM it checks the queued bytes are
+ * unsupported_socket: holds a connected UNIX socket pair with data queued in it, its reader
+ * passing credentials (SO_PASSCRED), which the queued data would come back without: `amber
+ * dump` must refuse this process, naming it and the socket, and leave it running untouched. After SIGTERM it checks the queued bytes are
  * still there, in order, and that both ends still work.
  */
 #include "scenario.h"
@@ -18,6 +18,8 @@ int main(int argc, char **argv)
         sc_die("socketpair");
     if (sc_write_all(sv[0], msg, sizeof msg) < 0)
         sc_die("write");
+    if (setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &(int){1}, sizeof(int)) != 0)
+        sc_die("SO_PASSCRED");
     sc_ready();
     sc_wait_for_term();
     sc_check_common();

@@ -89,6 +89,7 @@ enum OpenFileKinds {
         RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self, PipeKind.self,
         EventFDKind.self, SignalFDKind.self, TimerFDKind.self,
         InetSocketKind.self,
+        UnixSocketKind.self,
     ]
 
     /// The kind of open file `descriptor` is, or its refusal.

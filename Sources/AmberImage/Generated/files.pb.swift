@@ -127,6 +127,14 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .timerFd(newValue)}
   }
 
+  public var unixSocket: Amber_UnixSocket {
+    get {
+      if case .unixSocket(let v)? = file {return v}
+      return Amber_UnixSocket()
+    }
+    set {file = .unixSocket(newValue)}
+  }
+
   public var inetSocket: Amber_InetSocket {
     get {
       if case .inetSocket(let v)? = file {return v}
@@ -157,6 +165,7 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case eventFd(Amber_EventFD)
     case signalFd(Amber_SignalFD)
     case timerFd(Amber_TimerFD)
+    case unixSocket(Amber_UnixSocket)
     case inetSocket(Amber_InetSocket)
     case externalFile(Amber_ExternalFile)
 
@@ -445,6 +454,146 @@ public nonisolated struct Amber_ExternalFile: Sendable {
   public init() {}
 }
 
+/// A unix socket: unconnected, bound (to a path or an abstract name) and maybe listening, with
+/// the sockets that connected to it and were not accepted yet; or one of a connected pair (a
+/// socketpair) made again together with its peer, once per `pair_id`. O_NONBLOCK is the
+/// description's flags.
+public nonisolated struct Amber_UnixSocket: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Its inode on sockfs at the dump: unique in the image.
+  public var inode: UInt64 {
+    get {_storage._inode}
+    set {_uniqueStorage()._inode = newValue}
+  }
+
+  /// SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5.
+  public var type: Int32 {
+    get {_storage._type}
+    set {_uniqueStorage()._type = newValue}
+  }
+
+  /// Connected: the pair it is one of, by the smaller inode of the two (its own when its peer is
+  /// gone); 0 when not connected.
+  public var pairID: UInt64 {
+    get {_storage._pairID}
+    set {_uniqueStorage()._pairID = newValue}
+  }
+
+  /// The inode of the socket it is connected to, whose description is in the image; 0 when
+  /// that one is gone (closed by every process: the pair's other end is closed at restore).
+  public var peerInode: UInt64 {
+    get {_storage._peerInode}
+    set {_uniqueStorage()._peerInode = newValue}
+  }
+
+  /// RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2, set once both sockets of the pair hold their data.
+  public var shutdown: UInt32 {
+    get {_storage._shutdown}
+    set {_uniqueStorage()._shutdown = newValue}
+  }
+
+  /// Its receive queue, in order, sent again through its peer: a stream socket's bytes as one
+  /// message, each datagram or record as one.
+  public var messages: [Data] {
+    get {_storage._messages}
+    set {_uniqueStorage()._messages = newValue}
+  }
+
+  public var passCredentials: Bool {
+    get {_storage._passCredentials}
+    set {_uniqueStorage()._passCredentials = newValue}
+  }
+
+  public var passSecurity: Bool {
+    get {_storage._passSecurity}
+    set {_uniqueStorage()._passSecurity = newValue}
+  }
+
+  /// SO_SNDBUF and SO_RCVBUF as getsockopt reads them (twice what setsockopt was given).
+  public var sendBuffer: UInt32 {
+    get {_storage._sendBuffer}
+    set {_uniqueStorage()._sendBuffer = newValue}
+  }
+
+  public var receiveBuffer: UInt32 {
+    get {_storage._receiveBuffer}
+    set {_uniqueStorage()._receiveBuffer = newValue}
+  }
+
+  /// SO_PEEK_OFF: -1 when not enabled.
+  public var peekOffset: Int32 {
+    get {_storage._peekOffset}
+    set {_uniqueStorage()._peekOffset = newValue}
+  }
+
+  /// Bound: its address as sun_path holds it, an absolute path, or a NUL and an abstract name;
+  /// empty when not bound.
+  public var address: Data {
+    get {_storage._address}
+    set {_uniqueStorage()._address = newValue}
+  }
+
+  /// Bound to a path: its socket file at the dump (st_dev, st_ino), the one a restore may
+  /// replace, and its permission bits and owner, which the new one gets.
+  public var fileDevice: UInt64 {
+    get {_storage._fileDevice}
+    set {_uniqueStorage()._fileDevice = newValue}
+  }
+
+  public var fileInode: UInt64 {
+    get {_storage._fileInode}
+    set {_uniqueStorage()._fileInode = newValue}
+  }
+
+  public var fileMode: UInt32 {
+    get {_storage._fileMode}
+    set {_uniqueStorage()._fileMode = newValue}
+  }
+
+  public var fileUid: UInt32 {
+    get {_storage._fileUid}
+    set {_uniqueStorage()._fileUid = newValue}
+  }
+
+  public var fileGid: UInt32 {
+    get {_storage._fileGid}
+    set {_uniqueStorage()._fileGid = newValue}
+  }
+
+  /// listen(2) was called, with this backlog.
+  public var listening: Bool {
+    get {_storage._listening}
+    set {_uniqueStorage()._listening = newValue}
+  }
+
+  public var backlog: UInt32 {
+    get {_storage._backlog}
+    set {_uniqueStorage()._backlog = newValue}
+  }
+
+  /// On a listener: the inodes of the sockets that connected to it and were not accepted yet,
+  /// oldest first, each a description of the image; they connect again at restore.
+  public var pendingConnections: [UInt64] {
+    get {_storage._pendingConnections}
+    set {_uniqueStorage()._pendingConnections = newValue}
+  }
+
+  /// On such a socket: the inode of the listener it waits on.
+  public var listenerInode: UInt64 {
+    get {_storage._listenerInode}
+    set {_uniqueStorage()._listenerInode = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
 public nonisolated struct Amber_FileDescriptor: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -618,7 +767,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{13}inet_socket\0\u{4}\u{1e}external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{4}\u{1e}external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -734,6 +883,19 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
         }
       }()
       case 41: try { try decoder.decodeRepeatedMessageField(value: &self.locks) }()
+      case 50: try {
+        var v: Amber_UnixSocket?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .unixSocket(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .unixSocket(v)
+        }
+      }()
       case 60: try {
         var v: Amber_InetSocket?
         var hadOneofValue = false
@@ -818,6 +980,10 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
       try visitor.visitRepeatedMessageField(value: self.locks, fieldNumber: 41)
     }
     switch self.file {
+    case .unixSocket?: try {
+      guard case .unixSocket(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
+    }()
     case .inetSocket?: try {
       guard case .inetSocket(let v)? = self.file else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
@@ -1306,6 +1472,212 @@ nonisolated extension Amber_ExternalFile: SwiftProtobuf.Message, SwiftProtobuf._
 
   public static func ==(lhs: Amber_ExternalFile, rhs: Amber_ExternalFile) -> Bool {
     if lhs.name != rhs.name {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnixSocket"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0\u{1}address\0\u{3}file_device\0\u{3}file_inode\0\u{3}file_mode\0\u{3}file_uid\0\u{3}file_gid\0\u{1}listening\0\u{1}backlog\0\u{3}pending_connections\0\u{3}listener_inode\0")
+
+  fileprivate class _StorageClass {
+    var _inode: UInt64 = 0
+    var _type: Int32 = 0
+    var _pairID: UInt64 = 0
+    var _peerInode: UInt64 = 0
+    var _shutdown: UInt32 = 0
+    var _messages: [Data] = []
+    var _passCredentials: Bool = false
+    var _passSecurity: Bool = false
+    var _sendBuffer: UInt32 = 0
+    var _receiveBuffer: UInt32 = 0
+    var _peekOffset: Int32 = 0
+    var _address: Data = Data()
+    var _fileDevice: UInt64 = 0
+    var _fileInode: UInt64 = 0
+    var _fileMode: UInt32 = 0
+    var _fileUid: UInt32 = 0
+    var _fileGid: UInt32 = 0
+    var _listening: Bool = false
+    var _backlog: UInt32 = 0
+    var _pendingConnections: [UInt64] = []
+    var _listenerInode: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _inode = source._inode
+      _type = source._type
+      _pairID = source._pairID
+      _peerInode = source._peerInode
+      _shutdown = source._shutdown
+      _messages = source._messages
+      _passCredentials = source._passCredentials
+      _passSecurity = source._passSecurity
+      _sendBuffer = source._sendBuffer
+      _receiveBuffer = source._receiveBuffer
+      _peekOffset = source._peekOffset
+      _address = source._address
+      _fileDevice = source._fileDevice
+      _fileInode = source._fileInode
+      _fileMode = source._fileMode
+      _fileUid = source._fileUid
+      _fileGid = source._fileGid
+      _listening = source._listening
+      _backlog = source._backlog
+      _pendingConnections = source._pendingConnections
+      _listenerInode = source._listenerInode
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._inode) }()
+        case 2: try { try decoder.decodeSingularInt32Field(value: &_storage._type) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._pairID) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._peerInode) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._shutdown) }()
+        case 6: try { try decoder.decodeRepeatedBytesField(value: &_storage._messages) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._passCredentials) }()
+        case 8: try { try decoder.decodeSingularBoolField(value: &_storage._passSecurity) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._sendBuffer) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._receiveBuffer) }()
+        case 11: try { try decoder.decodeSingularInt32Field(value: &_storage._peekOffset) }()
+        case 12: try { try decoder.decodeSingularBytesField(value: &_storage._address) }()
+        case 13: try { try decoder.decodeSingularUInt64Field(value: &_storage._fileDevice) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._fileInode) }()
+        case 15: try { try decoder.decodeSingularUInt32Field(value: &_storage._fileMode) }()
+        case 16: try { try decoder.decodeSingularUInt32Field(value: &_storage._fileUid) }()
+        case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._fileGid) }()
+        case 18: try { try decoder.decodeSingularBoolField(value: &_storage._listening) }()
+        case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._backlog) }()
+        case 20: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._pendingConnections) }()
+        case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._listenerInode) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._inode != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._inode, fieldNumber: 1)
+      }
+      if _storage._type != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._type, fieldNumber: 2)
+      }
+      if _storage._pairID != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._pairID, fieldNumber: 3)
+      }
+      if _storage._peerInode != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._peerInode, fieldNumber: 4)
+      }
+      if _storage._shutdown != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._shutdown, fieldNumber: 5)
+      }
+      if !_storage._messages.isEmpty {
+        try visitor.visitRepeatedBytesField(value: _storage._messages, fieldNumber: 6)
+      }
+      if _storage._passCredentials != false {
+        try visitor.visitSingularBoolField(value: _storage._passCredentials, fieldNumber: 7)
+      }
+      if _storage._passSecurity != false {
+        try visitor.visitSingularBoolField(value: _storage._passSecurity, fieldNumber: 8)
+      }
+      if _storage._sendBuffer != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sendBuffer, fieldNumber: 9)
+      }
+      if _storage._receiveBuffer != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._receiveBuffer, fieldNumber: 10)
+      }
+      if _storage._peekOffset != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._peekOffset, fieldNumber: 11)
+      }
+      if !_storage._address.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._address, fieldNumber: 12)
+      }
+      if _storage._fileDevice != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._fileDevice, fieldNumber: 13)
+      }
+      if _storage._fileInode != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._fileInode, fieldNumber: 14)
+      }
+      if _storage._fileMode != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._fileMode, fieldNumber: 15)
+      }
+      if _storage._fileUid != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._fileUid, fieldNumber: 16)
+      }
+      if _storage._fileGid != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._fileGid, fieldNumber: 17)
+      }
+      if _storage._listening != false {
+        try visitor.visitSingularBoolField(value: _storage._listening, fieldNumber: 18)
+      }
+      if _storage._backlog != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._backlog, fieldNumber: 19)
+      }
+      if !_storage._pendingConnections.isEmpty {
+        try visitor.visitPackedUInt64Field(value: _storage._pendingConnections, fieldNumber: 20)
+      }
+      if _storage._listenerInode != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._listenerInode, fieldNumber: 21)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_UnixSocket, rhs: Amber_UnixSocket) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._inode != rhs_storage._inode {return false}
+        if _storage._type != rhs_storage._type {return false}
+        if _storage._pairID != rhs_storage._pairID {return false}
+        if _storage._peerInode != rhs_storage._peerInode {return false}
+        if _storage._shutdown != rhs_storage._shutdown {return false}
+        if _storage._messages != rhs_storage._messages {return false}
+        if _storage._passCredentials != rhs_storage._passCredentials {return false}
+        if _storage._passSecurity != rhs_storage._passSecurity {return false}
+        if _storage._sendBuffer != rhs_storage._sendBuffer {return false}
+        if _storage._receiveBuffer != rhs_storage._receiveBuffer {return false}
+        if _storage._peekOffset != rhs_storage._peekOffset {return false}
+        if _storage._address != rhs_storage._address {return false}
+        if _storage._fileDevice != rhs_storage._fileDevice {return false}
+        if _storage._fileInode != rhs_storage._fileInode {return false}
+        if _storage._fileMode != rhs_storage._fileMode {return false}
+        if _storage._fileUid != rhs_storage._fileUid {return false}
+        if _storage._fileGid != rhs_storage._fileGid {return false}
+        if _storage._listening != rhs_storage._listening {return false}
+        if _storage._backlog != rhs_storage._backlog {return false}
+        if _storage._pendingConnections != rhs_storage._pendingConnections {return false}
+        if _storage._listenerInode != rhs_storage._listenerInode {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

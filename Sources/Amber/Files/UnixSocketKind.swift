@@ -1,0 +1,569 @@
+import AmberImage
+import FoundationEssentials
+import Glibc
+import LinuxKit
+import Synchronization
+import SystemPackage
+
+/// A unix socket ("socket:[INODE]" of family AF_UNIX), as CRIU's sk-unix.c: unconnected and
+/// unbound, or one of a connected pair whose other socket the tree holds too (a socketpair) or
+/// that is gone. What sock_diag shows of every socket (type, state, peer, queue lengths,
+/// shutdown) is read once per pass of the dump (`UnixSocketTable`); each socket's receive queue
+/// is copied without being consumed (`UnixSockets.peekQueue`) and sent again through its peer
+/// at restore, datagrams one by one. Its options that change behaviour come back or are refused.
+struct UnixSocketKind: OpenFileKind {
+    let identity: OpenFileIdentity
+    let socket: UnixSocketDiagnosis
+
+    static func classify(_ descriptor: DescriptorProbe) throws -> UnixSocketKind? {
+        guard let inode = socketInode(descriptor.link) else { return nil }
+        guard let socket = try UnixSocketTable.shared.socket(inode, pid: descriptor.pid, fd: descriptor.fd) else {
+            return nil
+        }
+        if let refusal = refusal(of: socket, in: UnixSocketTable.shared.snapshot()) {
+            throw descriptor.refusal("a unix socket (\(descriptor.link)) \(refusal)")
+        }
+        let status = try descriptor.status()
+        return UnixSocketKind(identity: OpenFileIdentity(device: status.device, inode: status.inode), socket: socket)
+    }
+
+    /// The inode of "socket:[INODE]".
+    static func socketInode(_ link: String) -> UInt64? {
+        guard link.hasPrefix("socket:["), link.hasSuffix("]") else { return nil }
+        return UInt64(link.dropFirst("socket:[".count).dropLast())
+    }
+
+    /// Why `socket` is not restored, from what sock_diag shows of it and of every other socket;
+    /// nil when it is.
+    static func refusal(of socket: UnixSocketDiagnosis, in table: UnixSocketTable.Snapshot) -> String? {
+        let stream = socket.type == Int32(SOCK_STREAM.rawValue)
+        let datagram = socket.type == Int32(SOCK_DGRAM.rawValue)
+        guard stream || datagram || socket.type == Int32(SOCK_SEQPACKET.rawValue) else {
+            return "of socket type \(socket.type)"
+        }
+        if datagram, socket.shutdown & UnixSocketDiagnosis.receiveShutdown != 0 {
+            return "shut down for reading, a datagram socket whose queue cannot be told from its end: not restored"
+        }
+        if let listener = table.listeners[socket.inode] {
+            if socket.shutdown != 0 || socket.sendQueue != 0 {
+                return
+                    "connected to the listener unix:[\(listener)] and not accepted yet, \(socket.sendQueue != 0 ? "with data sent that only the connection's other side holds" : "shut down"): not restored"
+            }
+            return nil
+        }
+        if let name = socket.name {
+            if socket.peer != nil {
+                return
+                    "bound to \(describe(name)) and connected (accepted from a listener, or connected once bound): not restored yet"
+            }
+            if name.first != 0 && name.first != UInt8(ascii: "/") {
+                return "bound to the relative path \(describe(name)): not restored"
+            }
+        }
+        return nil
+    }
+
+    /// Why `socket` is not restored with the socket it is connected to, which the tree holds.
+    static func peerRefusal(of socket: UnixSocketDiagnosis, in table: UnixSocketTable.Snapshot) -> String? {
+        guard table.listeners[socket.inode] == nil, let peerInode = socket.peer, peerInode != 0,
+            let peer = table.sockets[peerInode]
+        else { return nil }
+        if peer.peer != socket.inode {
+            return
+                "connected to unix:[\(peerInode)]\(peer.name.map { " (\(describe($0)))" } ?? ""), which is not connected back to it: not restored yet"
+        }
+        if let name = peer.name {
+            return "connected to unix:[\(peerInode)], accepted from a listener at \(describe(name)): not restored yet"
+        }
+        return nil
+    }
+
+    /// A unix address as messages show it: the path, or "@name" for an abstract one.
+    static func describe(_ name: [UInt8]) -> String {
+        if name.first == 0 { return "the abstract address @" + String(decoding: name.dropFirst(), as: UTF8.self) }
+        return String(decoding: name.prefix { $0 != 0 }, as: UTF8.self)
+    }
+
+    func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
+        let copy = try descriptor.duplicate()
+        defer { try? copy.close() }
+        let table = UnixSocketTable.shared.snapshot()
+        var record = Amber_UnixSocket()
+        record.inode = socket.inode
+        record.type = socket.type
+        record.shutdown = UInt32(socket.shutdown)
+        if let listener = table.listeners[socket.inode] {
+            record.listenerInode = listener
+        } else if let peer = socket.peer {
+            let alive = peer != 0 && table.sockets[peer] != nil
+            record.peerInode = alive ? peer : 0
+            record.pairID = alive ? min(peer, socket.inode) : socket.inode
+        }
+        if let name = socket.name {
+            // A path without the NUL bind(2) keeps after it; an abstract name with every byte.
+            record.address = Data(name.first == 0 ? name : Array(name.prefix { $0 != 0 }))
+            if name.first != 0 { try recordSocketFile(&record, path: Self.describe(name), descriptor) }
+        }
+        if socket.state == UnixSocketDiagnosis.listening {
+            record.listening = true
+            record.backlog = socket.sendQueue
+            record.pendingConnections = socket.pendingConnections
+        }
+        record.passCredentials = try UnixSockets.option(copy, UnixSockets.passCredentials) != 0
+        record.passSecurity = try UnixSockets.option(copy, UnixSockets.passSecurity) != 0
+        record.sendBuffer = UInt32(bitPattern: try UnixSockets.option(copy, UnixSockets.sendBuffer))
+        record.receiveBuffer = UInt32(bitPattern: try UnixSockets.option(copy, UnixSockets.receiveBuffer))
+        record.peekOffset = try UnixSockets.option(copy, UnixSockets.peekOffset)
+        if try UnixSockets.option(copy, UnixSockets.passPidfd) != 0 {
+            throw descriptor.refusal("a unix socket (\(descriptor.link)) with SO_PASSPIDFD set")
+        }
+        if try UnixSockets.option(copy, UnixSockets.receiveLowWater) != 1 {
+            throw descriptor.refusal("a unix socket (\(descriptor.link)) with SO_RCVLOWAT set")
+        }
+        for (option, name) in [(UnixSockets.receiveTimeout, "SO_RCVTIMEO"), (UnixSockets.sendTimeout, "SO_SNDTIMEO")]
+        where try UnixSockets.hasTimeout(copy, option) {
+            throw descriptor.refusal("a unix socket (\(descriptor.link)) with a timeout (\(name)) set")
+        }
+        if !record.listening && (socket.type != Int32(SOCK_STREAM.rawValue) || socket.receiveQueue > 0) {
+            let queue = try UnixSockets.peekQueue(
+                copy, type: socket.type, queued: socket.receiveQueue,
+                shutDown: socket.shutdown & UnixSocketDiagnosis.receiveShutdown != 0)
+            if queue.carriesDescriptors {
+                throw descriptor.refusal(
+                    "a unix socket (\(descriptor.link)) whose queue holds descriptors in flight (SCM_RIGHTS)")
+            }
+            if !queue.messages.isEmpty {
+                if record.pairID == 0 {
+                    throw descriptor.refusal(
+                        "a unix socket (\(descriptor.link)) holding \(queue.messages.count) messages but connected to no socket that could send them again"
+                    )
+                }
+                let peerPasses = try record.peerInode != 0 && peerPassesCredentials()
+                if record.passCredentials || peerPasses {
+                    throw descriptor.refusal(
+                        "a unix socket (\(descriptor.link)) holding messages with their sender's credentials (SO_PASSCRED): they would come back with amber's"
+                    )
+                }
+            }
+            record.messages = queue.messages.map { Data($0) }
+        }
+        return .unixSocket(record)
+    }
+
+    /// Whether the peer has SO_PASSCRED set: what it sent then carries its credentials. Read
+    /// through the descriptor the table found it by.
+    private func peerPassesCredentials() throws -> Bool {
+        guard let peer = socket.peer, let holder = UnixSocketTable.shared.holder(of: peer) else { return false }
+        let copy = try Pidfd(pid: holder.pid).duplicate(holder.fd)
+        defer { try? copy.close() }
+        return try UnixSockets.option(copy, UnixSockets.passCredentials) != 0
+    }
+
+    /// The socket file of a socket bound to `path`: it must still be the one it was bound to
+    /// (sock_diag's UNIX_DIAG_VFS), reached with no symbolic link, for a restore to make it again.
+    private func recordSocketFile(_ record: inout Amber_UnixSocket, path: String, _ descriptor: DescriptorProbe)
+        throws
+    {
+        guard let file = try? FileStatus.lstat(path: path), file.isSocket, file.inode == UInt64(socket.fileInode ?? 0),
+            file.device == socket.fileDevice
+        else {
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) bound to \(path), whose socket file was since unlinked or replaced")
+        }
+        guard (try? FileStatus.stat(path: path).inode) == file.inode else {
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) bound to \(path), a path through a symbolic link")
+        }
+        record.fileDevice = file.device
+        record.fileInode = file.inode
+        record.fileMode = file.mode & 0o7777
+        record.fileUid = file.uid
+        record.fileGid = file.gid
+    }
+
+    static func record(of description: Amber_OpenFileDescription) -> Amber_UnixSocket? {
+        guard case .unixSocket(let record) = description.file else { return nil }
+        return record
+    }
+
+    static func reopenedPath(of record: Amber_UnixSocket) -> String? { nil }
+
+    static func make(
+        _ record: Amber_UnixSocket, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32 {
+        let what = "unix socket \(record.inode) of process \(task.pid)"
+        let fd: FileDescriptor
+        do {
+            if record.listenerInode != 0 {
+                let connection = try objects.object(record.inode) { try PendingConnection(type: record.type) }
+                fd = try connection.take(record)
+            } else if record.pairID == 0 {
+                fd = try UnixSockets.make(type: record.type)
+                do {
+                    try RestoredSocketPair.setOptions(fd, record)
+                    try RestoredSocketPair.setBuffer(fd, record.sendBuffer, UnixSockets.sendBuffer)
+                    if !record.address.isEmpty {
+                        try BoundAddress(record, task: task, imageTrusted: imageTrusted).bind(
+                            fd, record, objects: objects)
+                    }
+                } catch {
+                    try? fd.close()
+                    throw error
+                }
+            } else {
+                let pair = try objects.object(record.pairID) { try RestoredSocketPair(record) }
+                fd = try pair.take(record, what: what)
+            }
+        } catch let error as AmberError {
+            throw error
+        } catch {
+            throw AmberError(.restoreFailed, "cannot make \(what): \(error)")
+        }
+        if description.isNonBlocking {
+            guard fcntl(fd.rawValue, F_SETFL, O_NONBLOCK) == 0 else {
+                let error = LinuxError.current("fcntl(F_SETFL)")
+                try? fd.close()
+                throw AmberError(.restoreFailed, "cannot make \(what) non-blocking: \(error)")
+            }
+        }
+        return fd.rawValue
+    }
+}
+
+/// A connected pair of unix sockets made again for the tree (socketpair): both are the
+/// restorer's until every task has its copies; one no description of the image is on (a peer
+/// that was gone) is closed with them.
+final class RestoredSocketPair: SharedOpenFileObject {
+    private let ends: [FileDescriptor]
+    private let type: Int32
+    /// The inodes at the dump each of `ends` was given to, and their records.
+    private var taken: [(inode: UInt64, record: Amber_UnixSocket)] = []
+
+    init(_ record: Amber_UnixSocket) throws {
+        type = record.type
+        let pair = try UnixSockets.makePair(type: record.type)
+        ends = [pair.0, pair.1]
+    }
+
+    /// Our descriptor of the socket of `record`, for the caller to close: its queue sent again
+    /// through the other end, its options set; once both sockets of the pair are made (or the
+    /// one whose peer was gone), their shutdowns and send buffers.
+    func take(_ record: Amber_UnixSocket, what: String) throws -> FileDescriptor {
+        guard record.type == type, taken.count < 2, !taken.contains(where: { $0.inode == record.inode }) else {
+            throw AmberError(
+                .badImage, "\(what): the image describes unix socket pair \(record.pairID) in ways that disagree")
+        }
+        let end = ends[taken.count]
+        let other = ends[1 - taken.count]
+        taken.append((record.inode, record))
+        do {
+            if !record.messages.isEmpty {
+                // The other end's send buffer bounds what it may queue: at its largest while
+                // filling, its own once the pair is complete.
+                try UnixSockets.setOption(other, UnixSockets.sendBuffer, Int32.max / 2)
+                for message in record.messages { try UnixSockets.send(other, [UInt8](message)) }
+            }
+            try Self.setOptions(end, record)
+            if record.peerInode == 0 || taken.count == 2 {
+                for (index, (_, taken)) in taken.enumerated() {
+                    try Self.setBuffer(ends[index], taken.sendBuffer, UnixSockets.sendBuffer)
+                    try UnixSockets.shutdown(ends[index], mask: UInt8(taken.shutdown))
+                }
+            }
+            return FileDescriptor(
+                rawValue: try libcCall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(end.rawValue, F_DUPFD_CLOEXEC, 0) })
+        } catch {
+            throw AmberError(.restoreFailed, "cannot make \(what): \(error)")
+        }
+    }
+
+    /// The options of `record` that are the socket's own: credentials and security passing,
+    /// the receive buffer, the peek offset.
+    static func setOptions(_ fd: FileDescriptor, _ record: Amber_UnixSocket) throws {
+        if record.passCredentials { try UnixSockets.setOption(fd, UnixSockets.passCredentials, 1) }
+        if record.passSecurity { try UnixSockets.setOption(fd, UnixSockets.passSecurity, 1) }
+        try setBuffer(fd, record.receiveBuffer, UnixSockets.receiveBuffer)
+        if record.peekOffset != -1 { try UnixSockets.setOption(fd, UnixSockets.peekOffset, record.peekOffset) }
+    }
+
+    /// Gives the buffer `option` (SO_SNDBUF, SO_RCVBUF) of `fd` the size getsockopt read at the
+    /// dump: half of it set, as setsockopt doubles it; forced (CAP_NET_ADMIN, which
+    /// `ImagePrivileges` asked for) above net.core's maximum.
+    static func setBuffer(_ fd: FileDescriptor, _ size: UInt32, _ option: Int32) throws {
+        guard try UnixSockets.option(fd, option) != Int32(bitPattern: size) else { return }
+        try UnixSockets.setOption(fd, option, Int32(bitPattern: size / 2))
+        if try UnixSockets.option(fd, option) != Int32(bitPattern: size) {
+            let force = option == UnixSockets.sendBuffer ? UnixSockets.sendBufferForce : UnixSockets.receiveBufferForce
+            try UnixSockets.setOption(fd, force, Int32(bitPattern: size / 2))
+        }
+        let set = try UnixSockets.option(fd, option)
+        guard set == Int32(bitPattern: size) else {
+            throw LinuxError(.invalidArgument, "buffer option \(option) came out \(set) bytes instead of \(size)")
+        }
+    }
+
+    func close() {
+        for end in ends { try? end.close() }
+    }
+}
+
+/// A socket that connected to a listener of the tree and was not accepted yet: made by whichever
+/// comes first of its own description and its listener's, which connects it (`BoundAddress`).
+final class PendingConnection: SharedOpenFileObject {
+    let socket: FileDescriptor
+    private var taken = false
+
+    init(type: Int32) throws {
+        socket = try UnixSockets.make(type: type)
+    }
+
+    /// Our descriptor of it with the options of `record`, for the caller to close.
+    func take(_ record: Amber_UnixSocket) throws -> FileDescriptor {
+        guard !taken else {
+            throw AmberError(.badImage, "the image describes unix socket \(record.inode) twice")
+        }
+        taken = true
+        try RestoredSocketPair.setOptions(socket, record)
+        try RestoredSocketPair.setBuffer(socket, record.sendBuffer, UnixSockets.sendBuffer)
+        return FileDescriptor(
+            rawValue: try libcCall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(socket.rawValue, F_DUPFD_CLOEXEC, 0) })
+    }
+
+    /// Connects it to the listener at `address` without waiting, leaving its status flags as
+    /// they were (its description's own may be set already).
+    func connect(to address: [UInt8]) throws {
+        let flags = fcntl(socket.rawValue, F_GETFL)
+        guard flags >= 0, fcntl(socket.rawValue, F_SETFL, flags | O_NONBLOCK) == 0 else {
+            throw LinuxError.current("fcntl(F_SETFL)")
+        }
+        defer { _ = fcntl(socket.rawValue, F_SETFL, flags) }
+        try UnixSockets.attach(socket, to: address, connecting: true)
+    }
+
+    func close() { try? socket.close() }
+}
+
+/// The address a socket of the image was bound to, bound again: an abstract name as it is; a
+/// path as the task could have bound it, with its filesystem IDs, once its directory opens as
+/// the task with no symbolic link on the way (`RestoreSession.openAsTask`). The socket's address
+/// is the very string bind(2) is given, so it binds the image's path; the socket file must then
+/// be in that directory (a link swapped in meanwhile fails the restore). A socket file left there
+/// by the socket of the dump (the same device and inode) is replaced; any other file is left
+/// alone (bind never follows a link at the last component: it fails with EADDRINUSE).
+struct BoundAddress {
+    let task: Amber_Task
+    let imageTrusted: Bool
+    let path: String?
+
+    init(_ record: Amber_UnixSocket, task: Amber_Task, imageTrusted: Bool) {
+        self.task = task
+        self.imageTrusted = imageTrusted
+        path = record.address.first == 0 ? nil : String(decoding: record.address, as: UTF8.self)
+    }
+
+    /// Binds `fd` to the address of `record`, then listens if it listened.
+    func bind(_ fd: FileDescriptor, _ record: Amber_UnixSocket, objects: OpenFileObjects) throws {
+        guard let path else {
+            try UnixSockets.attach(fd, to: [UInt8](record.address), connecting: false)
+            try listen(fd, record, objects: objects)
+            return
+        }
+        let directoryPath = path.split(separator: "/").dropLast().joined(separator: "/")
+        let name = String(path.split(separator: "/").last ?? "")
+        let directory = try RestoreSession.openAsTask(
+            "/" + directoryPath, flags: Int32(bitPattern: OpenFileFlags.pathOnly.rawValue) | O_DIRECTORY,
+            what: "the directory of unix socket", task: task, dumped: nil, trusted: imageTrusted)
+        defer { Glibc.close(directory) }
+        let address = [UInt8](record.address)
+        let identity = task.processCredentials.map {
+            FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups)
+        }
+        func bindAsTask() throws(LinuxError) {
+            if let existing = try SocketFiles.status(in: directory, name) {
+                guard existing.isSocket, existing.device == record.fileDevice, existing.inode == record.fileInode else {
+                    throw LinuxError(.fileExists, "another file is at \(path)")
+                }
+                try SocketFiles.unlink(in: directory, name)
+            }
+            try UnixSockets.attach(fd, to: address, connecting: false)
+            let bound = try UnixSockets.diagnose(try FileStatus.fstat(fd: fd.rawValue).inode)
+            guard let file = try SocketFiles.status(in: directory, name), file.isSocket,
+                file.inode == UInt64(bound.fileInode ?? 0), file.device == bound.fileDevice
+            else {
+                throw LinuxError(.tooManySymbolicLinkLevels, "the socket file is not in the directory opened for it")
+            }
+            try SocketFiles.setMode(in: directory, name, record.fileMode)
+        }
+        do {
+            if let identity {
+                try PathOpening.perform(as: identity, what: "bind unix socket \(path)") { () throws(LinuxError) in
+                    try bindAsTask()
+                }
+            } else {
+                try bindAsTask()
+            }
+            if let file = try SocketFiles.status(in: directory, name),
+                file.uid != record.fileUid || file.gid != record.fileGid
+            {
+                try SocketFiles.setOwner(in: directory, name, uid: record.fileUid, gid: record.fileGid)
+            }
+        } catch {
+            throw AmberError(
+                .restoreFailed, "cannot bind unix socket \(record.inode) of process \(task.pid) to \(path): \(error)")
+        }
+        try listen(fd, record, objects: objects)
+    }
+
+    /// A listener listens again, and the sockets that waited on it connect again, oldest first.
+    private func listen(_ fd: FileDescriptor, _ record: Amber_UnixSocket, objects: OpenFileObjects) throws {
+        guard record.listening else { return }
+        try UnixSockets.listen(fd, backlog: Int32(bitPattern: record.backlog))
+        for inode in record.pendingConnections {
+            let connection = try objects.object(inode) { try PendingConnection(type: record.type) }
+            try connection.connect(to: [UInt8](record.address))
+        }
+    }
+}
+
+/// Runs a libc call that returns -1 and sets errno on failure.
+private func libcCall(_ operation: String, _ body: () -> Int32) throws(LinuxError) -> Int32 {
+    let result = body()
+    guard result >= 0 else { throw LinuxError.current(operation) }
+    return result
+}
+
+/// What sock_diag showed of every unix socket, read once per pass of the dump (the preflight,
+/// the frozen tree's check) rather than once per socket, and which descriptor of the tree each
+/// socket was found by.
+final class UnixSocketTable: Sendable {
+    static let shared = UnixSocketTable()
+
+    /// What one read of sock_diag showed.
+    struct Snapshot {
+        var sockets: [UInt64: UnixSocketDiagnosis] = [:]
+        /// The listener each socket that connected and was not accepted yet waits on.
+        var listeners: [UInt64: UInt64] = [:]
+
+        init(_ sockets: [UInt64: UnixSocketDiagnosis] = [:]) {
+            self.sockets = sockets
+            for socket in sockets.values {
+                for pending in socket.pendingConnections { listeners[pending] = socket.inode }
+            }
+        }
+    }
+
+    private struct State {
+        var table = Snapshot()
+        var holders: [UInt64: (pid: Int32, fd: Int32)] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// Reads every unix socket again.
+    func refresh() throws {
+        let table = Snapshot(try UnixSockets.diagnoseAll())
+        state.withLock { $0.table = table }
+    }
+
+    func snapshot() -> Snapshot { state.withLock { $0.table } }
+
+    func holder(of inode: UInt64) -> (pid: Int32, fd: Int32)? { state.withLock { $0.holders[inode] } }
+
+    /// The unix socket `inode`, which `fd` of `pid` is on; nil when that is a socket of another
+    /// family. A socket not read yet (made since) has the table read again.
+    func socket(_ inode: UInt64, pid: Int32, fd: Int32) throws -> UnixSocketDiagnosis? {
+        var socket = state.withLock { $0.table.sockets[inode] }
+        if socket == nil {
+            guard try Pidfd(pid: pid).socketFamily(fd) == AF_UNIX else { return nil }
+            try refresh()
+            socket = state.withLock { $0.table.sockets[inode] }
+        }
+        guard let socket else { throw LinuxError(.noSuchFileOrDirectory, "sock_diag of unix socket \(inode)") }
+        remember(inode, pid: pid, fd: fd)
+        return socket
+    }
+
+    /// Keeps `fd` of `pid` as the descriptor the dump reads socket `inode` through when it is
+    /// another socket's peer.
+    func remember(_ inode: UInt64, pid: Int32, fd: Int32) {
+        state.withLock { $0.holders[inode] = (pid, fd) }
+    }
+}
+
+extension UnixSocketKind {
+    /// Reads every unix socket again (once per pass: the refusals before the freeze, then those
+    /// of the frozen tree, whose reading the dump uses), and refuses a socket of the tree whose
+    /// peer a process outside the tree holds, naming it, or no process holds (in flight in an
+    /// SCM_RIGHTS message).
+    static func check(tree processes: [CheckedProcess]) throws {
+        var held: [UInt64: (process: CheckedProcess, fd: Int32)] = [:]
+        for process in processes {
+            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
+                guard let link = try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd),
+                    let inode = socketInode(link), held[inode] == nil
+                else { continue }
+                held[inode] = (process, fd)
+            }
+        }
+        guard !held.isEmpty else { return }
+        try UnixSocketTable.shared.refresh()
+        let table = UnixSocketTable.shared.snapshot()
+        var missing: [UInt64: (socket: UInt64, process: CheckedProcess, fd: Int32)] = [:]
+        for (inode, holder) in held.sorted(by: { $0.key < $1.key }) {
+            guard let socket = table.sockets[inode] else { continue }
+            UnixSocketTable.shared.remember(inode, pid: holder.process.pid, fd: holder.fd)
+            // The other side it is restored with: its peer, or the listener it waits on.
+            let other = table.listeners[inode] ?? socket.peer.flatMap { table.sockets[$0] != nil ? $0 : nil }
+            let otherOutside = other.map { $0 != 0 && held[$0] == nil } ?? false
+            if let refusal = refusal(of: socket, in: table) ?? (otherOutside ? nil : peerRefusal(of: socket, in: table))
+            {
+                throw AmberError.unsupported(
+                    holder.process.name, "has fd \(holder.fd) open on a unix socket (socket:[\(inode)]) \(refusal)",
+                    tree: holder.process.tree)
+            }
+            if let other, otherOutside, missing[other] == nil { missing[other] = (inode, holder.process, holder.fd) }
+        }
+        guard let (firstPeer, first) = missing.min(by: { $0.key < $1.key }) else { return }
+        try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
+            guard let inode = socketInode(link), let socket = missing[inode] else { return }
+            throw AmberError.unsupported(
+                socket.process.name,
+                "has fd \(socket.fd) on unix socket socket:[\(socket.socket)], whose peer unix:[\(inode)] is held by process \(ProcessName(pid: pid)) outside the tree (its fd \(fd)): a unix socket is restored only with its peer",
+                tree: socket.process.tree)
+        }
+        throw AmberError.unsupported(
+            first.process.name,
+            "has fd \(first.fd) on unix socket socket:[\(first.socket)], whose peer unix:[\(firstPeer)] no process holds (it is in flight in an SCM_RIGHTS message): not restored",
+            tree: first.process.tree)
+    }
+
+    /// A buffer above net.core's maximum is set with SO_SNDBUFFORCE or SO_RCVBUFFORCE; a socket
+    /// file owned by another than the task, with chown.
+    static func privilegedAsks(_ record: Amber_UnixSocket, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
+        -> [PrivilegedAsk]
+    {
+        var asks: [PrivilegedAsk] = []
+        if !record.address.isEmpty, record.address.first != 0,
+            record.fileUid != owner.fsuid || record.fileGid != owner.fsgid
+        {
+            asks.append(
+                PrivilegedAsk(
+                    what:
+                        "the socket file \(String(decoding: record.address, as: UTF8.self)) owned by uid \(record.fileUid), gid \(record.fileGid), other than its process's \(owner.fsuid), \(owner.fsgid)",
+                    capabilities: [Capability.chown]))
+        }
+        for (size, name, maximum) in [
+            (record.sendBuffer, "send", "wmem_max"), (record.receiveBuffer, "receive", "rmem_max"),
+        ] {
+            let limit = (try? UnixSockets.bufferMaximum(maximum)) ?? 0
+            if UInt64(size / 2) > limit {
+                asks.append(
+                    PrivilegedAsk(
+                        what: "a unix socket \(name) buffer of \(size) bytes, above net.core.\(maximum) \(limit)",
+                        capabilities: [Capability.netAdmin]))
+            }
+        }
+        return asks
+    }
+}
