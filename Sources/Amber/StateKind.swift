@@ -57,7 +57,12 @@ struct CheckedProcess: Sendable {
     let maps: [MemoryMapping]
     /// The root of the dumped tree, which refusals name.
     let tree: ProcessName
+    /// Its descriptors, probed once for every check that asks.
+    let descriptors: ProcessDescriptors
     var pid: Int32 { name.pid }
+
+    /// A probe of each of its descriptors, in number order.
+    func probes() throws -> [DescriptorProbe] { try descriptors.probes(process: name, tree: tree) }
 }
 
 /// One dump of a tree, as its steps see it.

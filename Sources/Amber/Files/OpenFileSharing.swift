@@ -45,8 +45,18 @@ final class OpenFileTable {
     private var opened: [UInt32: (description: Amber_OpenFileDescription, fd: Int32)] = [:]
     /// The kernel objects several descriptions are on (a pipe and its two ends).
     private let objects = OpenFileObjects()
+    private var passing: DescriptorPassingEnds?
 
     deinit { close() }
+
+    /// The restorer's socket for passing descriptors to tasks (`DescriptorBatch`), made the
+    /// first time one is needed.
+    func descriptorPassing() throws -> DescriptorPassingEnds {
+        if let passing { return passing }
+        let made = try DescriptorPassingEnds()
+        passing = made
+        return made
+    }
 
     /// Closes the restorer's descriptors once every task has its copies: an end of a pipe that
     /// no task has is closed with them, before the tree runs.
@@ -54,6 +64,8 @@ final class OpenFileTable {
         for entry in opened.values { Glibc.close(entry.fd) }
         opened = [:]
         objects.close()
+        passing?.close()
+        passing = nil
     }
 
     /// Makes `description` again as `task` could have; returns our descriptor of it, for the
