@@ -233,7 +233,10 @@ enum Preflight {
     static func check(_ pids: [Int32], root: Int32, externalFiles: Set<String>) throws {
         try check(pids, root: root, externalFiles: externalFiles) { pid throws(LinuxError) in
             guard let status = try? ProcFS.status(pid: pid) else { return nil }
-            return (ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.mapsWithFiles(pid: pid))
+            return (
+                ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.mapsWithFiles(pid: pid),
+                ProcessDescriptors(pid: pid)
+            )
         }
     }
 
@@ -242,7 +245,7 @@ enum Preflight {
         let byPID = Dictionary(
             processes.map { ($0.pid, ($0.name, $0.snapshot)) }, uniquingKeysWith: { first, _ in first })
         try check(processes.map(\.pid), root: root, externalFiles: externalFiles) { pid in
-            byPID[pid].map { ($0.0, $0.1.status, $0.1.maps) }
+            byPID[pid].map { ($0.0, $0.1.status, $0.1.maps, $0.1.descriptors) }
         }
     }
 
@@ -251,14 +254,15 @@ enum Preflight {
     /// across processes. `read` gives a process's name, status and areas, nil when it is gone.
     private static func check(
         _ pids: [Int32], root: Int32, externalFiles: Set<String>,
-        read: @Sendable (Int32) throws(LinuxError) -> (ProcessName, ProcessStatus, [MemoryMapping])?
+        read: @Sendable (Int32) throws(LinuxError) -> (ProcessName, ProcessStatus, [MemoryMapping], ProcessDescriptors)?
     ) throws {
         let tree = ProcessName(pid: root)
         let results = pids.concurrentMap { pid in
             Result { () throws -> CheckedProcess? in
-                guard let (name, status, maps) = try read(pid) else { return nil }
+                guard let (name, status, maps, descriptors) = try read(pid) else { return nil }
                 return try check(
-                    name, status: status, maps: maps, root: root, tree: tree, externalFiles: externalFiles)
+                    name, status: status, maps: maps, descriptors: descriptors, root: root, tree: tree,
+                    externalFiles: externalFiles)
             }
         }
         let checked = try results.compactMap { try $0.get() }
@@ -269,8 +273,8 @@ enum Preflight {
 
     /// One process's refusals; returns it for the checks across processes, nil for a zombie.
     private static func check(
-        _ name: ProcessName, status: ProcessStatus, maps: [MemoryMapping], root: Int32, tree: ProcessName,
-        externalFiles: Set<String>
+        _ name: ProcessName, status: ProcessStatus, maps: [MemoryMapping], descriptors: ProcessDescriptors,
+        root: Int32, tree: ProcessName, externalFiles: Set<String>
     ) throws -> CheckedProcess? {
         let pid = name.pid
         if status.state == "Z" {
@@ -283,7 +287,8 @@ enum Preflight {
                 "is traced by process \(ProcessName(pid: status.tracerPID)) (a debugger or tracer outside amber): a task has one tracer, and the tracing cannot be restored",
                 tree: tree)
         }
-        let process = CheckedProcess(name: name, status: status, maps: maps, tree: tree, externalFiles: externalFiles)
+        let process = CheckedProcess(
+            name: name, status: status, maps: maps, tree: tree, externalFiles: externalFiles, descriptors: descriptors)
         for kind in StateKinds.all {
             try kind.check(process)
         }

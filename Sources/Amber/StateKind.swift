@@ -59,7 +59,12 @@ struct CheckedProcess: Sendable {
     let tree: ProcessName
     /// The objects outside the tree the dump records as such (`--external`), by name.
     let externalFiles: Set<String>
+    /// Its descriptors, probed once for every check that asks.
+    let descriptors: ProcessDescriptors
     var pid: Int32 { name.pid }
+
+    /// A probe of each of its descriptors, in number order.
+    func probes() throws -> [DescriptorProbe] { try descriptors.probes(process: name, tree: tree) }
 }
 
 /// One dump of a tree, as its steps see it.

@@ -20,5 +20,6 @@ extension ProcessSnapshot {
         self.threadStatuses = threadStatuses
         self.maps = maps
         self.pidNamespace = pidNamespace
+        descriptors = ProcessDescriptors(pid: stat.pid)
     }
 }

@@ -23,6 +23,23 @@ public struct Pidfd: ~Copyable {
                     .get()))
     }
 
+    /// A pidfd of process `pid` as a plain descriptor, for an owner that keeps it beside other
+    /// state and closes it itself.
+    public static func open(pid: Int32) throws(LinuxError) -> Int32 {
+        Int32(try kernelResult(amber_pidfd_open(pid), "pidfd_open(\(pid))").get())
+    }
+
+    /// Duplicates the descriptor `targetFD` of process `pid` through its pidfd `pidfd` (from
+    /// `open(pid:)`), for the caller to close.
+    public static func duplicate(_ targetFD: Int32, of pid: Int32, through pidfd: Int32) throws(LinuxError)
+        -> FileDescriptor
+    {
+        FileDescriptor(
+            rawValue: Int32(
+                try kernelResult(amber_pidfd_getfd(pidfd, targetFD), "pidfd_getfd of fd \(targetFD) in process \(pid)")
+                    .get()))
+    }
+
     /// The address family (AF_UNIX, AF_INET...) of the socket the process has open as
     /// `targetFD`: SO_DOMAIN of a copy.
     public func socketFamily(_ targetFD: Int32) throws(LinuxError) -> Int32 {

@@ -1,3 +1,4 @@
+import Glibc
 import SystemPackage
 
 /// What /proc/PID/fdinfo/FD says about one open file description.
@@ -57,5 +58,36 @@ extension ProcFS {
             fields: fields,
             lines: lines
         )
+    }
+}
+
+/// The kernel's internal mounts of anonymous pipes (pipefs) and sockets (sockfs), by the mount
+/// ID fdinfo shows, read once from a pipe and a socket of our own: a descriptor on one of them
+/// has the /proc link "pipe:[INODE]" or "socket:[INODE]", which its fdinfo alone then gives,
+/// without a readlink per descriptor.
+public enum AnonymousFileMounts {
+    public static let pipes: Int? = {
+        guard let ends = try? PipeBuffer.make() else { return nil }
+        defer {
+            try? ends.read.close()
+            try? ends.write.close()
+        }
+        return try? ProcFS.fileDescriptorInfo(pid: getpid(), fd: ends.read.rawValue).mountID
+    }()
+
+    public static let sockets: Int? = {
+        let socket = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard socket >= 0 else { return nil }
+        defer { close(socket) }
+        return try? ProcFS.fileDescriptorInfo(pid: getpid(), fd: socket).mountID
+    }()
+
+    /// The /proc/PID/fd link of the descriptor `info` describes, when it is an anonymous pipe
+    /// or a socket; nil otherwise.
+    public static func link(of info: FileDescriptorInfo) -> String? {
+        guard let inode = info.inode else { return nil }
+        if info.mountID == pipes { return "pipe:[\(inode)]" }
+        if info.mountID == sockets { return "socket:[\(inode)]" }
+        return nil
     }
 }

@@ -81,6 +81,11 @@ extension ProcFS {
     /// The locks held through one open file of a process: the "lock:" lines of /proc/PID/fdinfo/FD
     /// (the flock, OFD locks and leases of that open file, and the process's POSIX locks taken through it).
     public static func fileLocks(pid: Int32, fd: Int32) throws(LinuxError) -> [FileLock] {
-        try fileDescriptorInfo(pid: pid, fd: fd).lines.compactMap { $0.hasPrefix("lock:") ? FileLock.parse($0) : nil }
+        try fileDescriptorInfo(pid: pid, fd: fd).locks
     }
+}
+
+extension FileDescriptorInfo {
+    /// The locks its "lock:" lines show.
+    public var locks: [FileLock] { lines.compactMap { $0.hasPrefix("lock:") ? FileLock.parse($0) : nil } }
 }

@@ -37,6 +37,7 @@ public enum SyscallNumber {
     public static let rtSigtimedwait = 128
     public static let rtSigqueueinfo = 129
     public static let sigaltstack = 131
+    public static let recvmsg = 47
     public static let fcntl = 72
     public static let fchdir = 81
     public static let umask = 95

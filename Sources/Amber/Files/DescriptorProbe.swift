@@ -2,8 +2,10 @@ import LinuxKit
 import SystemPackage
 
 /// One descriptor of a process, as the kinds of open file are asked about it
-/// (`OpenFileKinds.classify`): its /proc link, and its status and fdinfo, each read once when
-/// first asked for.
+/// (`OpenFileKinds.classify`): its fdinfo and /proc link, read at once, and its status, read
+/// once when first asked for. The link of a pipe or socket comes from its fdinfo
+/// (`AnonymousFileMounts`), the status through a copy of the descriptor when it has an owner:
+/// no path under /proc is walked for them.
 final class DescriptorProbe {
     let pid: Int32
     let fd: Int32
@@ -14,22 +16,40 @@ final class DescriptorProbe {
     /// "anon_inode:NAME"...
     let link: String
 
+    /// The process's descriptors this probe is one of, whose pidfd duplicates it.
+    private let owner: ProcessDescriptors?
     private var statusRead: FileStatus?
     private var infoRead: FileDescriptorInfo?
     private var linkPathRead: LinkPath?
 
-    init(pid: Int32, fd: Int32, process: ProcessName, tree: ProcessName? = nil) throws(LinuxError) {
+    init(pid: Int32, fd: Int32, process: ProcessName, tree: ProcessName? = nil, owner: ProcessDescriptors? = nil)
+        throws(LinuxError)
+    {
         self.pid = pid
+        self.owner = owner
         self.fd = fd
         self.process = process
         self.tree = tree
-        link = try ProcFS.fileDescriptorPath(pid: pid, fd: fd)
+        let info = try ProcFS.fileDescriptorInfo(pid: pid, fd: fd)
+        infoRead = info
+        if let anonymous = AnonymousFileMounts.link(of: info) {
+            link = anonymous
+        } else {
+            link = try ProcFS.fileDescriptorPath(pid: pid, fd: fd)
+        }
     }
 
-    /// The status of the open file itself, through /proc/PID/fd/FD.
+    /// The status of the open file itself: of a copy of the descriptor, or through /proc/PID/fd/FD.
     func status() throws(LinuxError) -> FileStatus {
         if let statusRead { return statusRead }
-        let status = try FileStatus.stat(procFD: pid, fd: fd)
+        let status: FileStatus
+        if let owner {
+            let copy = try owner.duplicate(fd)
+            defer { try? copy.close() }
+            status = try FileStatus.fstat(fd: copy.rawValue)
+        } else {
+            status = try FileStatus.stat(procFD: pid, fd: fd)
+        }
         statusRead = status
         return status
     }
@@ -44,7 +64,8 @@ final class DescriptorProbe {
 
     /// A descriptor of ours on the same open file description (pidfd_getfd), for the caller to close.
     func duplicate() throws(LinuxError) -> FileDescriptor {
-        try Pidfd(pid: pid).duplicate(fd)
+        if let owner { return try owner.duplicate(fd) }
+        return try Pidfd(pid: pid).duplicate(fd)
     }
 
     /// The refusal of this descriptor, open on `what`.

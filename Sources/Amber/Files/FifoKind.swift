@@ -120,11 +120,10 @@ extension FifoKind {
         }
         var fifos: [OpenFileIdentity: Held] = [:]
         for process in processes {
-            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
-                guard let link = try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd), link.hasPrefix("/"),
-                    let status = try? FileStatus.stat(procFD: process.pid, fd: fd), status.isFIFO,
-                    let flags = try? ProcFS.fileDescriptorInfo(pid: process.pid, fd: fd).flags,
-                    !OpenFileFlags(rawValue: flags).contains(.pathOnly)
+            for probe in try process.probes() {
+                let (fd, link) = (probe.fd, probe.link)
+                guard link.hasPrefix("/"), let status = try? probe.status(), status.isFIFO,
+                    let flags = try? probe.info().flags, !OpenFileFlags(rawValue: flags).contains(.pathOnly)
                 else { continue }
                 let identity = OpenFileIdentity(device: status.device, inode: status.inode)
                 var held = fifos[identity] ?? Held(process: process, fd: fd, path: link, readable: false)
@@ -134,7 +133,7 @@ extension FifoKind {
         }
         var holding: [OpenFileIdentity: (held: Held, queued: Int32)] = [:]
         for (identity, held) in fifos {
-            let copy = try Pidfd(pid: held.process.pid).duplicate(held.fd)
+            let copy = try held.process.descriptors.duplicate(held.fd)
             defer { try? copy.close() }
             let queued = try PipeBuffer.queuedBytes(copy)
             guard queued > 0 else { continue }

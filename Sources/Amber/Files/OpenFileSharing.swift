@@ -49,8 +49,18 @@ final class OpenFileTable {
     private let inherited: [String: Int32]
 
     init(inherited: [String: Int32] = [:]) { self.inherited = inherited }
+    private var passing: DescriptorPassingEnds?
 
     deinit { close() }
+
+    /// The restorer's socket for passing descriptors to tasks (`DescriptorBatch`), made the
+    /// first time one is needed.
+    func descriptorPassing() throws -> DescriptorPassingEnds {
+        if let passing { return passing }
+        let made = try DescriptorPassingEnds()
+        passing = made
+        return made
+    }
 
     /// Closes the restorer's descriptors once every task has its copies: an end of a pipe that
     /// no task has is closed with them, before the tree runs.
@@ -58,6 +68,8 @@ final class OpenFileTable {
         for entry in opened.values { Glibc.close(entry.fd) }
         opened = [:]
         objects.close()
+        passing?.close()
+        passing = nil
     }
 
     /// Makes `description` again as `task` could have; returns our descriptor of it, for the

@@ -110,9 +110,8 @@ extension OutsideDescriptors {
     static func refuseShared(_ link: String, what: String, processes: [CheckedProcess]) throws {
         var held: [(process: CheckedProcess, fd: Int32)] = []
         for process in processes {
-            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? []
-            where (try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd)) == link {
-                held.append((process, fd))
+            for probe in try process.probes() where probe.link == link {
+                held.append((process, probe.fd))
             }
         }
         guard !held.isEmpty else { return }

@@ -177,10 +177,10 @@ extension PipeKind {
     static func check(tree processes: [CheckedProcess]) throws {
         var pipes: [UInt64: HeldEnds] = [:]
         for process in processes {
-            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
-                guard let link = try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd),
-                    let (inode, isWriteEnd) = pipeEnd(pid: process.pid, fd: fd, link: link)
-                else { continue }
+            for probe in try process.probes() {
+                guard let inode = pipeInode(probe.link), let info = try? probe.info() else { continue }
+                let fd = probe.fd
+                let isWriteEnd = Int32(bitPattern: info.flags) & O_ACCMODE == O_WRONLY
                 var ends = pipes[inode] ?? HeldEnds()
                 if isWriteEnd, ends.write == nil { ends.write = (process, fd) }
                 if !isWriteEnd, ends.read == nil { ends.read = (process, fd) }
@@ -192,7 +192,7 @@ extension PipeKind {
         for (inode, ends) in pipes.sorted(by: { $0.key < $1.key })
         where externals.contains(externalName(inode: inode)) {
             guard let reader = ends.read else { continue }
-            let copy = try Pidfd(pid: reader.process.pid).duplicate(reader.fd)
+            let copy = try reader.process.descriptors.duplicate(reader.fd)
             defer { try? copy.close() }
             let queued = try PipeBuffer.queuedBytes(copy)
             if queued > 0 {
@@ -203,11 +203,10 @@ extension PipeKind {
             }
         }
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
-            guard let (inode, isWriteEnd) = pipeEnd(pid: pid, fd: fd, link: link), let ends = pipes[inode],
-                !externals.contains(externalName(inode: inode))
-            else {
-                return
-            }
+            guard let inode = pipeInode(link), let ends = pipes[inode], !externals.contains(externalName(inode: inode)),
+                let info = try? ProcFS.fileDescriptorInfo(pid: pid, fd: fd)
+            else { return }
+            let isWriteEnd = Int32(bitPattern: info.flags) & O_ACCMODE == O_WRONLY
             // Named by the tree's other end if it has it: "whose read end is held by".
             let (holder, also) =
                 isWriteEnd
@@ -220,7 +219,7 @@ extension PipeKind {
         for (inode, ends) in pipes.sorted(by: { $0.key < $1.key })
         where ends.read == nil && !externals.contains(externalName(inode: inode)) {
             let writer = ends.write!
-            let copy = try Pidfd(pid: writer.process.pid).duplicate(writer.fd)
+            let copy = try writer.process.descriptors.duplicate(writer.fd)
             defer { try? copy.close() }
             let queued = try PipeBuffer.queuedBytes(copy)
             if queued > 0 {
@@ -232,14 +231,10 @@ extension PipeKind {
         }
     }
 
-    /// The pipe `fd` of `pid` (with /proc `link`) is on and whether it is its write end; nil
-    /// when it is no pipe.
-    private static func pipeEnd(pid: Int32, fd: Int32, link: String) -> (inode: UInt64, isWriteEnd: Bool)? {
-        guard link.hasPrefix("pipe:["), link.hasSuffix("]"),
-            let inode = UInt64(link.dropFirst("pipe:[".count).dropLast()),
-            let info = try? ProcFS.fileDescriptorInfo(pid: pid, fd: fd)
-        else { return nil }
-        return (inode, Int32(bitPattern: info.flags) & O_ACCMODE == O_WRONLY)
+    /// The pipe a descriptor with /proc `link` is on; nil when it is no pipe.
+    private static func pipeInode(_ link: String) -> UInt64? {
+        guard link.hasPrefix("pipe:["), link.hasSuffix("]") else { return nil }
+        return UInt64(link.dropFirst("pipe:[".count).dropLast())
     }
 }
 

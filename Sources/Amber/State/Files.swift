@@ -7,18 +7,19 @@ import LinuxKit
 /// with its flags and offset; descriptors sharing one open file description stay shared.
 enum FileState {
     /// Refuses descriptors Amber cannot reopen, before the target is stopped.
-    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        for fd in try ProcFS.fileDescriptors(pid: pid) {
-            _ = try OpenFileKinds.classify(DescriptorProbe(pid: pid, fd: fd, process: process, tree: tree))
+    static func check(_ process: CheckedProcess) throws {
+        for probe in try process.probes() {
+            _ = try OpenFileKinds.classify(probe)
         }
     }
 
+    /// From the probes the frozen checks made: the process cannot have changed its descriptors since.
     static func dump(_ target: DumpTarget, table: inout DescriptionTable, externalFiles: Set<String>) throws
         -> Amber_Files
     {
         var record = Amber_Files()
-        for fd in try ProcFS.fileDescriptors(pid: target.pid) {
-            let probe = try DescriptorProbe(pid: target.pid, fd: fd, process: target.name)
+        for probe in try target.snapshot.descriptors.probes(process: target.name, tree: nil) {
+            let fd = probe.fd
             let file = try OpenFileKinds.classify(probe)
             let info = try probe.info()
             let flags = OpenFileFlags(rawValue: info.flags)
@@ -58,13 +59,20 @@ enum FileState {
         if record.descriptors.contains(where: { $0.fd == session.inheritedPidfd }) {
             _ = try session.movedRestorerPidfd()
         }
-        for descriptor in record.descriptors.sorted(by: { $0.fd < $1.fd }) {
+        let placed = try record.descriptors.sorted(by: { $0.fd < $1.fd }).map { descriptor in
             guard let description = descriptions[descriptor.descriptionID] else {
                 throw AmberError(
                     .badImage,
                     "image file \(ImageFormat.taskRecordName(pid: session.task.pid)): fd \(descriptor.fd) refers to a missing open file"
                 )
             }
+            return (descriptor: descriptor, description: description)
+        }
+        if let batch = try DescriptorBatch.plan(placed, session) {
+            try batch.place(session)
+            return
+        }
+        for (descriptor, description) in placed {
             let source: Int32
             var temporary = false
             if let existing = installed[description.id] {
@@ -93,10 +101,6 @@ enum FileState {
 }
 
 extension FileState: StateKind {
-    static func check(_ process: CheckedProcess) throws {
-        try check(pid: process.pid, process: process.name, tree: process.tree)
-    }
-
     static func check(tree processes: [CheckedProcess]) throws {
         try ExternalFiles.check(tree: processes)
         for kind in OpenFileKinds.all {

@@ -14,13 +14,13 @@ import SystemPackage
 /// restorer's is closed in it any more: closing any fd of a file drops all of the process's
 /// POSIX locks on it.
 enum LockState {
-    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        for fd in try ProcFS.fileDescriptors(pid: pid) {
-            for lock in try ProcFS.fileLocks(pid: pid, fd: fd) {
-                if let reason = refusal(of: lock, pid: pid) {
-                    let path = (try? ProcFS.fileDescriptorPath(pid: pid, fd: fd)) ?? "fd \(fd)"
+    static func check(_ process: CheckedProcess) throws {
+        for probe in try process.probes() {
+            for lock in try probe.info().locks {
+                if let reason = refusal(of: lock, pid: process.pid) {
                     throw AmberError.unsupported(
-                        process, "holds \(description(of: lock)) on \(path) (fd \(fd)): \(reason)", tree: tree)
+                        process.name, "holds \(description(of: lock)) on \(probe.link) (fd \(probe.fd)): \(reason)",
+                        tree: process.tree)
                 }
             }
         }
@@ -73,7 +73,8 @@ enum LockState {
         return record
     }
 
-    /// Reads the locks of every descriptor of the process into its files record: a description's
+    /// Reads the locks of every descriptor of the process (from the fdinfo the files step read)
+    /// into its files record: a description's
     /// flock and OFD locks the first time the tree shows it (`seen`, so that every process
     /// records the same), the process's POSIX locks once each.
     static func dump(_ target: DumpTarget, files: inout Amber_Files, seen: inout [UInt32: [Amber_FileLock]]) throws {
@@ -82,8 +83,11 @@ enum LockState {
         }
         var posix: Set<Key> = []
         var descriptionLocks: [UInt32: [Amber_FileLock]] = [:]
+        let probes = Dictionary(
+            try target.snapshot.descriptors.probes(process: target.name, tree: nil).map { ($0.fd, $0) },
+            uniquingKeysWith: { first, _ in first })
         for descriptor in files.descriptors {
-            let locks = try ProcFS.fileLocks(pid: target.pid, fd: descriptor.fd)
+            let locks = try probes[descriptor.fd]?.info().locks ?? ProcFS.fileLocks(pid: target.pid, fd: descriptor.fd)
             if let reason = locks.lazy.compactMap({ refusal(of: $0, pid: target.pid) }).first {
                 throw AmberError.unsupported(
                     target.name, "holds a file lock on fd \(descriptor.fd) that cannot be restored: \(reason)")
@@ -199,10 +203,6 @@ enum LockState {
 }
 
 extension LockState: StateKind {
-    static func check(_ process: CheckedProcess) throws {
-        try check(pid: process.pid, process: process.name, tree: process.tree)
-    }
-
     /// The locks of each open file description, as the first process showing it had them.
     final class DumpState {
         var descriptionLocks: [UInt32: [Amber_FileLock]] = [:]

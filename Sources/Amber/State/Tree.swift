@@ -30,6 +30,8 @@ struct ProcessSnapshot: Sendable {
     let maps: [MemoryMapping]
     /// The /proc/PID/ns/pid link, "?" when it cannot be read.
     let pidNamespace: String
+    /// Its descriptors, probed once for the frozen checks and the dump.
+    let descriptors: ProcessDescriptors
 
     init(pid: Int32, threads: [Tracee]) throws(LinuxError) {
         stat = try ProcFS.stat(pid: pid)
@@ -41,6 +43,7 @@ struct ProcessSnapshot: Sendable {
         self.threadStatuses = threadStatuses
         maps = threads.isEmpty ? [] : try ProcFS.mapsWithFiles(pid: pid)
         pidNamespace = (try? ProcFS.link("/proc/\(pid)/ns/pid")) ?? "?"
+        descriptors = ProcessDescriptors(pid: pid)
     }
 }
 

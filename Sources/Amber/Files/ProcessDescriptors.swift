@@ -1,0 +1,62 @@
+import AmberImage
+import Glibc
+import LinuxKit
+import Synchronization
+import SystemPackage
+
+/// The descriptors of one process, each probed once for every check and kind that asks: the
+/// running checks share one set; once the tree is frozen the checks and the dump share
+/// another (`ProcessSnapshot.descriptors`), since a frozen process can open and close nothing.
+/// It also keeps one pidfd of the process, through which every descriptor is duplicated.
+/// Used by one thread at a time (a process's checks, then its dump steps), but made on one
+/// thread and used on another: its state is behind a lock.
+final class ProcessDescriptors: @unchecked Sendable {
+    let pid: Int32
+    private let lock = Mutex(())
+    private var probesRead: [DescriptorProbe]?
+    private var pidfd: Int32?
+
+    init(pid: Int32) {
+        self.pid = pid
+    }
+
+    deinit {
+        if let pidfd { Glibc.close(pidfd) }
+    }
+
+    /// Descriptors probed by one thread; a process with more is probed on every CPU at once.
+    private static let probesPerThread = 256
+
+    /// A probe of each descriptor, in number order, read the first time they are asked for;
+    /// `process` and `tree` name them in refusals.
+    func probes(process: ProcessName, tree: ProcessName?) throws -> [DescriptorProbe] {
+        try lock.withLock { _ in
+            if let probesRead { return probesRead }
+            let fds = try ProcFS.fileDescriptors(pid: pid)
+            let chunks = stride(from: 0, to: fds.count, by: Self.probesPerThread).map {
+                Array(fds[$0..<min($0 + Self.probesPerThread, fds.count)])
+            }
+            let probes = try chunks.concurrentMap { [pid] chunk in
+                Result { () throws(LinuxError) -> [DescriptorProbe] in
+                    try chunk.map { fd throws(LinuxError) in
+                        try DescriptorProbe(pid: pid, fd: fd, process: process, tree: tree, owner: self)
+                    }
+                }
+            }.flatMap { try $0.get() }
+            probesRead = probes
+            return probes
+        }
+    }
+
+    /// A descriptor of ours on the same open file description as the process's `fd`
+    /// (pidfd_getfd), for the caller to close.
+    func duplicate(_ fd: Int32) throws(LinuxError) -> FileDescriptor {
+        let through = try lock.withLock { _ throws(LinuxError) -> Int32 in
+            if let pidfd { return pidfd }
+            let opened = try Pidfd.open(pid: pid)
+            pidfd = opened
+            return opened
+        }
+        return try Pidfd.duplicate(fd, of: pid, through: through)
+    }
+}
