@@ -90,10 +90,10 @@ struct DumpCommand: ParsableCommand {
     @Option(
         name: .customLong("external"),
         help: ArgumentHelp(
-            "Leave an object outside the tree: a pipe one of whose ends a process outside the tree holds (a shell's pipe, a logger). Repeatable.",
+            "Leave an object outside the tree: a pipe one of whose ends a process outside the tree holds (a shell's pipe, a logger), or a unix socket whose peer it holds. Repeatable.",
             discussion:
-                "Without it such a pipe is refused, naming the outside process; INODE is in that message and in /proc/PID/fd. The image records only that the tree's fds were on it: restore it with --inherit-fd fd[N]:pipe:[INODE]. Refused when the tree holds both ends of it, or when it holds bytes the tree has not read.",
-            valueName: "pipe:[INODE]"))
+                "Without it such a pipe or socket is refused, naming the outside process; INODE is in that message and in /proc/PID/fd (pipe:[INODE]; a socket's socket:[INODE] is named unix:[INODE]). The image records only that the tree's fds were on it: restore it with --inherit-fd fd[N]:pipe:[INODE] or fd[N]:unix:[INODE]. Refused when the tree holds both ends of it, or when it holds bytes the tree has not read.",
+            valueName: "pipe:[INODE]|unix:[INODE]"))
     var externalFiles: [String] = []
 
     @OptionGroup var logging: LoggingOptions
@@ -139,7 +139,7 @@ struct RestoreCommand: ParsableCommand {
         help: ArgumentHelp(
             "Put amber's own fd N in the place of an object the dump left outside the tree (--external). Repeatable.",
             discussion:
-                "Every process and fd of the image that had the object gets fd N's open file description, with the image's close-on-exec flags and fd N's status flags; fd N must allow the image's access mode (a pipe's write end: open for writing). Every object outside the tree needs one (see `amber verify --needs`). amber closes its own fd N once the tree is restored.",
+                "Every process and fd of the image that had the object gets fd N's open file description, with the image's close-on-exec flags and fd N's status flags; fd N must allow the image's access mode (a pipe's write end: open for writing); for unix:[INODE], fd N is the caller's socket (one end of a socketpair, say). Every object outside the tree needs one (see `amber verify --needs`). amber closes its own fd N once the tree is restored.",
             valueName: "fd[N]:pipe:[INODE]"))
     var inheritFDs: [String] = []
 

@@ -39,10 +39,11 @@ enum ExternalFiles {
         guard let names = processes.first?.externalFiles, !names.isEmpty else { return }
         var held: [String: (process: CheckedProcess, fd: Int32)] = [:]
         for process in processes {
-            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
-                guard let probe = try? DescriptorProbe(pid: process.pid, fd: fd, process: process.name),
-                    let name = (try? OpenFileKinds.classify(probe))?.externalName, names.contains(name)
-                else { continue }
+            for probe in try process.probes() {
+                let fd = probe.fd
+                guard let name = (try? OpenFileKinds.classify(probe))?.externalName, names.contains(name) else {
+                    continue
+                }
                 guard let first = held[name] else {
                     held[name] = (process, fd)
                     continue

@@ -15,6 +15,12 @@ struct UnixSocketKind: OpenFileKind {
     let identity: OpenFileIdentity
     let socket: UnixSocketDiagnosis
 
+    /// CRIU's name of the socket the tree holds, as its /proc link shows it: `--external` leaves
+    /// it outside, and `--inherit-fd fd[N]:unix:[INODE]` puts the caller's socket in its place.
+    var externalName: String? { Self.externalName(inode: socket.inode) }
+
+    private static func externalName(inode: UInt64) -> String { "unix:[\(inode)]" }
+
     static func classify(_ descriptor: DescriptorProbe) throws -> UnixSocketKind? {
         guard let inode = socketInode(descriptor.link) else { return nil }
         guard let socket = try UnixSocketTable.shared.socket(inode, pid: descriptor.pid, fd: descriptor.fd) else {
@@ -499,20 +505,23 @@ extension UnixSocketKind {
     static func check(tree processes: [CheckedProcess]) throws {
         var held: [UInt64: (process: CheckedProcess, fd: Int32)] = [:]
         for process in processes {
-            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
-                guard let link = try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd),
-                    let inode = socketInode(link), held[inode] == nil
-                else { continue }
-                held[inode] = (process, fd)
+            for probe in try process.probes() {
+                guard let inode = socketInode(probe.link), held[inode] == nil else { continue }
+                held[inode] = (process, probe.fd)
             }
         }
         guard !held.isEmpty else { return }
         try UnixSocketTable.shared.refresh()
         let table = UnixSocketTable.shared.snapshot()
+        let externals = processes[0].externalFiles
         var missing: [UInt64: (socket: UInt64, process: CheckedProcess, fd: Int32)] = [:]
         for (inode, holder) in held.sorted(by: { $0.key < $1.key }) {
             guard let socket = table.sockets[inode] else { continue }
             UnixSocketTable.shared.remember(inode, pid: holder.process.pid, fd: holder.fd)
+            if externals.contains(externalName(inode: inode)) {
+                try checkExternal(socket, held: held, holder: holder)
+                continue
+            }
             // The other side it is restored with: its peer, or the listener it waits on.
             let other = table.listeners[inode] ?? socket.peer.flatMap { table.sockets[$0] != nil ? $0 : nil }
             let otherOutside = other.map { $0 != 0 && held[$0] == nil } ?? false
@@ -529,13 +538,34 @@ extension UnixSocketKind {
             guard let inode = socketInode(link), let socket = missing[inode] else { return }
             throw AmberError.unsupported(
                 socket.process.name,
-                "has fd \(socket.fd) on unix socket socket:[\(socket.socket)], whose peer unix:[\(inode)] is held by process \(ProcessName(pid: pid)) outside the tree (its fd \(fd)): a unix socket is restored only with its peer",
+                "has fd \(socket.fd) on unix socket socket:[\(socket.socket)], whose peer unix:[\(inode)] is held by process \(ProcessName(pid: pid)) outside the tree (its fd \(fd)): a unix socket is restored only with its peer, or left outside with --external unix:[\(socket.socket)] and given back with --inherit-fd",
                 tree: socket.process.tree)
         }
         throw AmberError.unsupported(
             first.process.name,
             "has fd \(first.fd) on unix socket socket:[\(first.socket)], whose peer unix:[\(firstPeer)] no process holds (it is in flight in an SCM_RIGHTS message): not restored",
             tree: first.process.tree)
+    }
+
+    /// A socket the dump leaves outside (`--external`) is replaced at restore by the caller's:
+    /// what it holds would stay in it, and a peer in the tree would lose its other end.
+    private static func checkExternal(
+        _ socket: UnixSocketDiagnosis, held: [UInt64: (process: CheckedProcess, fd: Int32)],
+        holder: (process: CheckedProcess, fd: Int32)
+    ) throws {
+        let name = externalName(inode: socket.inode)
+        if socket.receiveQueue > 0 {
+            throw AmberError.unsupported(
+                holder.process.name,
+                "has fd \(holder.fd) on \(name), named by --external, holding \(socket.receiveQueue) bytes the tree has not read: they stay in that socket, and the descriptor that takes its place at restore would not have them",
+                tree: holder.process.tree)
+        }
+        if let peer = socket.peer, let other = held[peer] {
+            throw AmberError.unsupported(
+                holder.process.name,
+                "has fd \(holder.fd) on \(name), named by --external, whose peer process \(other.process.name) fd \(other.fd) holds in the tree: a socket is left outside only when its peer is outside too",
+                tree: holder.process.tree)
+        }
     }
 
     /// A buffer above net.core's maximum is set with SO_SNDBUFFORCE or SO_RCVBUFFORCE; a socket
