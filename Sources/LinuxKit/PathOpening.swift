@@ -27,7 +27,36 @@ public enum PathOpening {
     /// own IDs and groups cannot be put back, the process aborts (`putBack`).
     public static func open(_ path: String, flags: Int32, as identity: FileAccessIdentity?) throws(LinuxError) -> Int32
     {
-        guard let identity else { return try openWithoutLinks(path, flags: flags) }
+        try perform(on: path, as: identity) { () throws(LinuxError) in try openWithoutLinks(path, flags: flags) }
+    }
+
+    /// Unlinks `path` (absolute) with the calling thread's filesystem IDs and groups switched to
+    /// `identity`, as `open` does, only while it is still the file `fd` is open on, and only
+    /// through a directory reached with no symbolic link on the way.
+    public static func unlink(_ path: String, openAs fd: Int32, as identity: FileAccessIdentity?) throws(LinuxError) {
+        let slash = path.utf8.lastIndex(of: UInt8(ascii: "/"))!
+        let directoryPath = slash == path.utf8.startIndex ? "/" : String(path[..<slash])
+        let name = String(path[path.utf8.index(after: slash)...])
+        try perform(on: path, as: identity) { () throws(LinuxError) in
+            let directory = try openWithoutLinks(directoryPath, flags: OpenFileFlags.pathOnly.openFlags | O_DIRECTORY)
+            defer { close(directory) }
+            var opened = stat()
+            var named = stat()
+            _ = try libcResult("fstat") { fstat(fd, &opened) }.get()
+            _ = try libcResult("fstatat \(path)") { fstatat(directory, name, &named, AT_SYMLINK_NOFOLLOW) }.get()
+            guard opened.st_dev == named.st_dev, opened.st_ino == named.st_ino else {
+                throw LinuxError(.fileExists, "unlink \(path): another file took its name")
+            }
+            _ = try libcResult("unlink \(path)") { unlinkat(directory, name, 0) }.get()
+        }
+    }
+
+    /// Runs `body` with the calling thread's filesystem IDs and groups switched to `identity`
+    /// (none: as they are), and puts them back.
+    private static func perform<Result>(
+        on path: String, as identity: FileAccessIdentity?, _ body: () throws(LinuxError) -> Result
+    ) throws(LinuxError) -> Result {
+        guard let identity else { return try body() }
         let ownUID = UInt32(truncatingIfNeeded: amber_thread_setfsuid(UInt32.max))
         let ownGID = UInt32(truncatingIfNeeded: amber_thread_setfsgid(UInt32.max))
         let count = getgroups(0, nil)
@@ -40,7 +69,7 @@ public enum PathOpening {
                 "setgroups(\(identity.groups)) to open \(path)"
             ).get()
         }
-        let opened = Result { () throws(LinuxError) -> Int32 in
+        let outcome = Swift.Result { () throws(LinuxError) -> Result in
             // setfs[ug]id report no error: read the IDs back.
             _ = amber_thread_setfsgid(identity.gid)
             _ = amber_thread_setfsuid(identity.uid)
@@ -50,10 +79,10 @@ public enum PathOpening {
                 throw LinuxError(
                     .notPermitted, "setfsuid(\(identity.uid)) and setfsgid(\(identity.gid)) to open \(path)")
             }
-            return try openWithoutLinks(path, flags: flags)
+            return try body()
         }
         putBack(uid: ownUID, gid: ownGID, groups: groupsChange ? ownGroups : nil, after: path)
-        return try opened.get()
+        return try outcome.get()
     }
 
     /// Gives the calling thread its own filesystem IDs and groups again, or ends the process.

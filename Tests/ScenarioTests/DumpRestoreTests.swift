@@ -154,4 +154,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testTimerFDs() throws { try runDumped(.timerFDs) }
     func testLeaveRunningEventFDs() throws { try runLeaveRunning(.eventFDs) }
     func testLeaveRunningTimerFDs() throws { try runLeaveRunning(.timerFDs) }
+    func testMemfd() throws { try runDumped(.memfd) }
+    func testDeletedFiles() throws { try runDumped(.deletedFiles) }
+    /// Read through descriptions of amber's own: the offsets and contents the tree sees are untouched.
+    func testLeaveRunningMemfd() throws { try runLeaveRunning(.memfd) }
+    func testLeaveRunningDeletedFiles() throws { try runLeaveRunning(.deletedFiles) }
 }

@@ -159,9 +159,9 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--pty"), object: "the pty /dev/pts/")
     }
 
-    /// A file really deleted, open or mapped, is still refused, by its name.
+    /// An O_TMPFILE file, and a deleted file mapped, are still refused, by their names.
     func testDumpRefusesDeletedFile() throws {
-        try checkUnsupported(.unsupportedKind("--deleted-fd"), object: "the deleted file /", mentions: ["/gone:"])
+        try checkUnsupported(.unsupportedKind("--tmpfile"), object: "the O_TMPFILE file /", mentions: ["/#"])
         try checkUnsupported(
             .unsupportedKind("--deleted-map"), object: "maps the deleted file /", mentions: ["/gone at"])
     }

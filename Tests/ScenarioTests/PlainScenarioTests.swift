@@ -60,7 +60,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     /// All but --hugetlb, which needs a huge page reserved (DumpErrorTests reserves one).
     func testUnsupportedKinds() throws {
         for flag in [
-            "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd",
+            "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--tmpfile",
             "--deleted-map", "--mqueue", "--async",
         ] {
             try runPlain(.unsupportedKind(flag))
@@ -134,4 +134,6 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testEventFDs() throws { try runPlain(.eventFDs) }
     func testSignalFDs() throws { try runPlain(.signalFDs) }
     func testTimerFDs() throws { try runPlain(.timerFDs) }
+    func testMemfd() throws { try runPlain(.memfd) }
+    func testDeletedFiles() throws { try runPlain(.deletedFiles) }
 }

@@ -170,6 +170,11 @@ struct Scenario: Sendable {
         Scenario(name: "unsupported_event_files", args: [flag])
     }
 
+    /// memfds with data, holes, a sparse tail, modes and seals, two descriptions of one, shared with a child.
+    static let memfd = Scenario(name: "memfd")
+    /// Deleted files with data, holes, a sparse tail and mode, two descriptions of one, shared with a child.
+    static let deletedFiles = Scenario(name: "deleted_files")
+
     static let all: [Scenario] =
         [
             counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep,
@@ -193,11 +198,12 @@ struct Scenario: Sendable {
         ]
         + [
             "--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet",
-            "--deleted-fd", "--deleted-map", "--mqueue", "--async",
+            "--tmpfile", "--deleted-map", "--mqueue", "--async",
         ].map(unsupportedKind)
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
+        + [memfd, deletedFiles]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -6,7 +6,7 @@
  *   --shmem       an fd on shared anonymous memory, opened through /proc/self/map_files
  *   --pty         a pty slave whose master is closed (its /dev/pts entry is gone)
  *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family
- *   --deleted-fd  an fd on a deleted file named "gone"
+ *   --tmpfile     an fd on an O_TMPFILE file
  *   --deleted-map a mapping of a deleted file named "gone"
  *   --mqueue      a POSIX message queue (its fd shows the queue's name, no path)
  *   --async       a named pipe with signal-driven I/O (O_ASYNC, F_SETOWN)
@@ -86,8 +86,10 @@ int main(int argc, char **argv)
             sc_die("fifo");
         if (fcntl(fd, F_SETOWN, getpid()) != 0 || fcntl(fd, F_SETFL, O_ASYNC) != 0)
             sc_die("O_ASYNC");
-    } else if (sc_has_flag("--deleted-fd")) {
-        make_gone();
+    } else if (sc_has_flag("--tmpfile")) {
+        fd = open(sc_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0 || sc_write_all(fd, "still here", 10) < 0)
+            sc_die("O_TMPFILE in %s", sc_dir);
     } else if (sc_has_flag("--deleted-map")) {
         make_gone();
         area_size = 4096;

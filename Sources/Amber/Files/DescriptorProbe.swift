@@ -14,6 +14,10 @@ final class DescriptorProbe {
     /// "anon_inode:NAME"...
     let link: String
 
+    /// Where the dump writes what files without a name hold (memfds, deleted files); nil
+    /// before the freeze, where only classifying is asked.
+    var contents: FileContentsDump?
+
     private var statusRead: FileStatus?
     private var infoRead: FileDescriptorInfo?
     private var linkPathRead: LinkPath?
@@ -45,6 +49,12 @@ final class DescriptorProbe {
     /// A descriptor of ours on the same open file description (pidfd_getfd), for the caller to close.
     func duplicate() throws(LinuxError) -> FileDescriptor {
         try Pidfd(pid: pid).duplicate(fd)
+    }
+
+    /// The dump's writer of what files without a name hold.
+    func contentsDump() throws -> FileContentsDump {
+        guard let contents else { preconditionFailure("fd \(fd) of process \(pid) was dumped outside a dump") }
+        return contents
     }
 
     /// The refusal of this descriptor, open on `what`.

@@ -80,7 +80,7 @@ enum OpenFileKinds {
     /// none takes is refused (`DescriptorProbe.unsupported`).
     static let all: [any OpenFileKind.Type] = [
         RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self, PipeKind.self,
-        EventFDKind.self, SignalFDKind.self, TimerFDKind.self,
+        EventFDKind.self, SignalFDKind.self, TimerFDKind.self, MemfdKind.self, DeletedFileKind.self,
     ]
 
     /// The kind of open file `descriptor` is, or its refusal.

@@ -44,7 +44,9 @@ extension FileState {
 final class OpenFileTable {
     private var opened: [UInt32: (description: Amber_OpenFileDescription, fd: Int32)] = [:]
     /// The kernel objects several descriptions are on (a pipe and its two ends).
-    private let objects = OpenFileObjects()
+    private let objects: OpenFileObjects
+
+    init(image: ImageReader? = nil) { objects = OpenFileObjects(image: image) }
 
     deinit { close() }
 

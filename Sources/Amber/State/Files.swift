@@ -13,10 +13,13 @@ enum FileState {
         }
     }
 
-    static func dump(_ target: DumpTarget, table: inout DescriptionTable) throws -> Amber_Files {
+    static func dump(_ target: DumpTarget, table: inout DescriptionTable, contents: FileContentsDump) throws
+        -> Amber_Files
+    {
         var record = Amber_Files()
         for fd in try ProcFS.fileDescriptors(pid: target.pid) {
             let probe = try DescriptorProbe(pid: target.pid, fd: fd, process: target.name)
+            probe.contents = contents
             let file = try OpenFileKinds.classify(probe)
             let info = try probe.info()
             let flags = OpenFileFlags(rawValue: info.flags)
@@ -104,14 +107,20 @@ extension FileState: StateKind {
     /// The open file descriptions seen so far in the tree.
     final class DumpState {
         var descriptions = DescriptionTable()
+        let contents: FileContentsDump
+
+        init(contents: FileContentsDump) { self.contents = contents }
     }
 
-    static func makeDumpState(_ dump: TreeDump) -> DumpState { DumpState() }
+    static func makeDumpState(_ dump: TreeDump) -> DumpState {
+        DumpState(contents: FileContentsDump(writer: dump.writer))
+    }
 
     static var dumpSteps: [DumpStep<DumpState>] {
         [
             DumpStep("files", .outside) { process, state in
-                process.task.files = try dump(process.target, table: &state.descriptions)
+                process.task.files = try dump(
+                    process.target, table: &state.descriptions, contents: state.contents)
             }
         ]
     }
