@@ -353,6 +353,20 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedEventFile("--timerfd-outside"), object: "a timerfd, which process",
             mentions: ["outside the tree holds too"])
     }
+
+    /// A memfd or deleted file a process outside the tree has open or maps would come back as
+    /// the tree's own, no longer shared; a memfd the tree maps is refused by name.
+    func testDumpRefusesUnnamedFileSharedOutsideTree() throws {
+        try checkUnsupported(
+            .unsupportedUnnamed("--memfd-outside"), object: "the memfd /memfd:held (deleted), which process",
+            mentions: ["outside the tree has open too"])
+        try checkUnsupported(
+            .unsupportedUnnamed("--memfd-mapped-outside"), object: "the memfd /memfd:held (deleted), which process",
+            mentions: ["outside the tree maps"])
+        try checkUnsupported(
+            .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /", mentions: ["gone (deleted), which process", "has open too"])
+        try checkUnsupported(.unsupportedUnnamed("--memfd-map"), object: "maps a memfd (/memfd:held)")
+    }
 }
 
 final class RestoreErrorTests: ScenarioTestCase {
@@ -402,6 +416,24 @@ final class RestoreErrorTests: ScenarioTestCase {
         let image = try dumpExpectingSuccess(p)
         XCTAssertEqual(unlink(p.directory + "/ro.dat"), 0, "remove ro.dat: \(Sys.errnoString())")
         try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["ro.dat"])
+    }
+
+    /// The name of a deleted file was taken after the dump: the restore names the file and
+    /// why, leaves no task behind, and leaves the other file and the image as they were.
+    func testRestoreWhenADeletedFilesNameIsTaken() throws {
+        _ = try requireAmber()
+        let p = try start(.deletedFiles)
+        let image = try dumpExpectingSuccess(p)
+        let taken = p.directory + "/gone"
+        let fd = open(taken, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0, "create \(taken): \(Sys.errnoString())")
+        close(fd)
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [taken, "another file has its name now"])
+        XCTAssertTrue(Sys.fileExists(taken), "the restore removed the file that took the name")
+        XCTAssertEqual(unlink(taken), 0)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "restored once the name was free")
     }
 
     /// The tree's processes all map their executable: it is opened once for the whole tree.

@@ -136,4 +136,9 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTimerFDs() throws { try runPlain(.timerFDs) }
     func testMemfd() throws { try runPlain(.memfd) }
     func testDeletedFiles() throws { try runPlain(.deletedFiles) }
+    func testUnsupportedUnnamed() throws {
+        for flag in ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map"] {
+            try runPlain(.unsupportedUnnamed(flag))
+        }
+    }
 }

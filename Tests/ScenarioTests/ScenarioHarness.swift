@@ -174,6 +174,8 @@ struct Scenario: Sendable {
     static let memfd = Scenario(name: "memfd")
     /// Deleted files with data, holes, a sparse tail and mode, two descriptions of one, shared with a child.
     static let deletedFiles = Scenario(name: "deleted_files")
+    /// A memfd or deleted file amber refuses (see unsupported_unnamed.c).
+    static func unsupportedUnnamed(_ flag: String) -> Scenario { Scenario(name: "unsupported_unnamed", args: [flag]) }
 
     static let all: [Scenario] =
         [
@@ -204,6 +206,7 @@ struct Scenario: Sendable {
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
         + [memfd, deletedFiles]
+        + ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map"].map(unsupportedUnnamed)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -117,9 +117,9 @@ int main(int argc, char **argv)
         char byte = 0;
         sc_check(pread(fd, &byte, 1, 0) == 1 && byte == 's', "the shmem fd does not read the shared area");
     }
-    if (sc_has_flag("--deleted-fd")) {
+    if (sc_has_flag("--tmpfile")) {
         char buf[10];
-        sc_check(pread(fd, buf, sizeof buf, 0) == 10 && memcmp(buf, "still here", 10) == 0, "the deleted file changed");
+        sc_check(pread(fd, buf, sizeof buf, 0) == 10 && memcmp(buf, "still here", 10) == 0, "the O_TMPFILE file changed");
     }
     if (sc_has_flag("--deleted-map"))
         sc_check(memcmp(area, "still here", 10) == 0, "the deleted file's mapping changed");
@@ -130,7 +130,7 @@ int main(int argc, char **argv)
     }
     if (sc_has_flag("--async"))
         sc_check(fcntl(fd, F_GETFL) & O_ASYNC && fcntl(fd, F_GETOWN) == getpid(), "signal-driven I/O is off");
-    if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--deleted-fd") && !sc_has_flag("--mqueue")
+    if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--tmpfile") && !sc_has_flag("--mqueue")
         && !sc_has_flag("--async")) {
         int family = 0;
         socklen_t size = sizeof family;

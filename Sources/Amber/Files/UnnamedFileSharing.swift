@@ -1,0 +1,57 @@
+import AmberImage
+import Glibc
+import LinuxKit
+
+/// Refusals shared by the files without a name (memfds, deleted files): one that a process
+/// outside the tree holds open or maps would come back as a file of the tree's own, and the
+/// two would silently stop seeing each other's writes.
+enum UnnamedFileSharing {
+    /// Refuses a file of the tree that `classify` takes (a memfd, a deleted file) which a
+    /// process outside the tree has open or mapped. Looks outside only when the tree has one.
+    static func refuseHeldOutside(
+        _ processes: [CheckedProcess], what: String,
+        classify: (DescriptorProbe) throws -> OpenFileIdentity?
+    ) throws {
+        var held: [OpenFileIdentity: (process: CheckedProcess, fd: Int32, link: String)] = [:]
+        for process in processes {
+            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
+                guard let probe = try? DescriptorProbe(pid: process.pid, fd: fd, process: process.name),
+                    probe.link.hasSuffix(" (deleted)"), let identity = try? classify(probe), held[identity] == nil
+                else { continue }
+                held[identity] = (process, fd, probe.link)
+            }
+        }
+        guard !held.isEmpty else { return }
+        func refuse(_ identity: OpenFileIdentity, pid: Int32, how: String) throws {
+            guard let holder = held[identity] else { return }
+            throw AmberError.unsupported(
+                holder.process.name,
+                "has fd \(holder.fd) on \(what) \(holder.link), which process \(ProcessName(pid: pid)) outside the tree \(how): it is restored only when no process outside the tree has it",
+                tree: holder.process.tree)
+        }
+        try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
+            guard link.hasSuffix(" (deleted)"), let status = try? FileStatus.stat(procFD: pid, fd: fd) else { return }
+            try refuse(OpenFileIdentity(device: status.device, inode: status.inode), pid: pid, how: "has open too (its fd \(fd))")
+        }
+        let tree = Set(processes.map(\.pid))
+        for pid in try ProcFS.processIDs() where !tree.contains(pid) && pid != getpid() {
+            for mapping in (try? ProcFS.maps(pid: pid)) ?? [] where mapping.deleted {
+                try refuse(
+                    OpenFileIdentity(device: mapping.device, inode: mapping.inode), pid: pid,
+                    how: "maps too (at 0x\(String(mapping.start, radix: 16)))")
+            }
+        }
+    }
+}
+
+extension MemfdKind {
+    static func check(tree processes: [CheckedProcess]) throws {
+        try UnnamedFileSharing.refuseHeldOutside(processes, what: "the memfd") { try classify($0)?.identity }
+    }
+}
+
+extension DeletedFileKind {
+    static func check(tree processes: [CheckedProcess]) throws {
+        try UnnamedFileSharing.refuseHeldOutside(processes, what: "the deleted file") { try classify($0)?.identity }
+    }
+}
