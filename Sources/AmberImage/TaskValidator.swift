@@ -736,6 +736,16 @@ struct TaskValidator {
 
     private func validateEnvironment(_ environment: Amber_Environment) throws(ImageError) {
         try validatePath(environment.cwd, field: "environment.cwd")
+        if environment.hasDeletedCwd {
+            guard environment.deletedCwd.directoryID != 0 else { throw invalid("environment.deleted_cwd.directory_id", "is 0") }
+            let path = environment.cwd.dropLast(" (deleted)".count)
+            guard environment.cwd.hasSuffix(" (deleted)"), let name = path.split(separator: "/").last, name != ".",
+                !path.hasSuffix("/")
+            else {
+                throw invalid("environment.cwd", "\"\(environment.cwd)\" does not end in a directory's name to make again")
+            }
+            try validateUnnamedMode(environment.deletedCwd.mode, field: "environment.deleted_cwd.mode")
+        }
         guard environment.umask <= 0o777 else {
             throw invalid("environment.umask", "0o\(String(environment.umask, radix: 8)) is above 0o777")
         }

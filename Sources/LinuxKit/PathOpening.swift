@@ -30,13 +30,14 @@ public enum PathOpening {
         try perform(on: path, as: identity) { () throws(LinuxError) in try openWithoutLinks(path, flags: flags) }
     }
 
-    /// Unlinks `path` (absolute) with the calling thread's filesystem IDs and groups switched to
-    /// `identity`, as `open` does, only while it is still the file `fd` is open on, and only
-    /// through a directory reached with no symbolic link on the way.
-    public static func unlink(_ path: String, openAs fd: Int32, as identity: FileAccessIdentity?) throws(LinuxError) {
-        let slash = path.utf8.lastIndex(of: UInt8(ascii: "/"))!
-        let directoryPath = slash == path.utf8.startIndex ? "/" : String(path[..<slash])
-        let name = String(path[path.utf8.index(after: slash)...])
+    /// Unlinks `path` (absolute; with `directory`, removes the directory) with the calling
+    /// thread's filesystem IDs and groups switched to `identity`, as `open` does, only while it is
+    /// still the file `fd` is open on, and only through a directory reached with no symbolic link
+    /// on the way.
+    public static func unlink(
+        _ path: String, openAs fd: Int32, directory removing: Bool = false, as identity: FileAccessIdentity?
+    ) throws(LinuxError) {
+        let (directoryPath, name) = split(path)
         try perform(on: path, as: identity) { () throws(LinuxError) in
             let directory = try openWithoutLinks(directoryPath, flags: OpenFileFlags.pathOnly.openFlags | O_DIRECTORY)
             defer { close(directory) }
@@ -47,8 +48,29 @@ public enum PathOpening {
             guard opened.st_dev == named.st_dev, opened.st_ino == named.st_ino else {
                 throw LinuxError(.fileExists, "unlink \(path): another file took its name")
             }
-            _ = try libcResult("unlink \(path)") { unlinkat(directory, name, 0) }.get()
+            _ = try libcResult("unlink \(path)") { unlinkat(directory, name, removing ? AT_REMOVEDIR : 0) }.get()
         }
+    }
+
+    /// Makes the directory `path` (absolute) with `mode`, as `identity`, in a directory reached
+    /// with no symbolic link on the way.
+    public static func makeDirectory(_ path: String, mode: UInt32, as identity: FileAccessIdentity?)
+        throws(LinuxError)
+    {
+        let (directoryPath, name) = split(path)
+        try perform(on: path, as: identity) { () throws(LinuxError) in
+            let directory = try openWithoutLinks(directoryPath, flags: OpenFileFlags.pathOnly.openFlags | O_DIRECTORY)
+            defer { close(directory) }
+            _ = try libcResult("mkdir \(path)") { mkdirat(directory, name, mode_t(mode)) }.get()
+        }
+    }
+
+    /// The directory of `path` (absolute) and the name in it.
+    private static func split(_ path: String) -> (directory: String, name: String) {
+        let slash = path.utf8.lastIndex(of: UInt8(ascii: "/"))!
+        return (
+            slash == path.utf8.startIndex ? "/" : String(path[..<slash]), String(path[path.utf8.index(after: slash)...])
+        )
     }
 
     /// Runs `body` with the calling thread's filesystem IDs and groups switched to `identity`

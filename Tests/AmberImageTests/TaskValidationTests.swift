@@ -757,5 +757,14 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(deletedField).path") { deleted(&$0) { $0.path = "/tmp/../gone" } }
         try assertRejected("\(deletedField).path") { deleted(&$0) { $0.path = "/tmp/" } }
         try assertRejected("\(deletedField).mode") { deleted(&$0) { $0.mode = 0o10000 } }
+        func deletedCwd(_ task: inout Amber_Task, _ path: String, id: UInt64 = 9) {
+            task.environment.cwd = path
+            task.environment.deletedCwd.directoryID = id
+            task.environment.deletedCwd.mode = 0o750
+        }
+        try assertAccepted { deletedCwd(&$0, "/tmp/removed (deleted)") }
+        try assertRejected("environment.deleted_cwd.directory_id") { deletedCwd(&$0, "/tmp/removed (deleted)", id: 0) }
+        try assertRejected("environment.cwd") { deletedCwd(&$0, "/tmp/removed") }
+        try assertRejected("environment.cwd") { deletedCwd(&$0, "/ (deleted)") }
     }
 }

@@ -156,6 +156,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningTimerFDs() throws { try runLeaveRunning(.timerFDs) }
     func testMemfd() throws { try runDumped(.memfd) }
     func testDeletedFiles() throws { try runDumped(.deletedFiles) }
+    func testDeletedCwd() throws { try runDumped(.deletedCwd) }
     /// Read through descriptions of amber's own: the offsets and contents the tree sees are untouched.
     func testLeaveRunningMemfd() throws { try runLeaveRunning(.memfd) }
     func testLeaveRunningDeletedFiles() throws { try runLeaveRunning(.deletedFiles) }

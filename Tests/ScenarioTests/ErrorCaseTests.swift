@@ -244,11 +244,6 @@ final class DumpErrorTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after the refused dump")
     }
 
-    /// Named: the child and its removed working directory.
-    func testDumpRefusesDeletedWorkingDirectory() throws {
-        try checkUnsupported(.unsupportedCwdDeleted, object: "deleted directory", mentions: ["removed-directory"])
-    }
-
     /// Named: the child and the /proc directory of the process that has gone.
     func testDumpRefusesWorkingDirectoryOfGoneProcess() throws {
         try checkUnsupported(.unsupportedCwdGoneProc, object: "no longer reaches", mentions: ["/proc/"])
@@ -432,6 +427,21 @@ final class RestoreErrorTests: ScenarioTestCase {
             image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [taken, "another file has its name now"])
         XCTAssertTrue(Sys.fileExists(taken), "the restore removed the file that took the name")
         XCTAssertEqual(unlink(taken), 0)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "restored once the name was free")
+    }
+
+    /// The name of a removed working directory was taken after the dump: the restore names it
+    /// and why, leaves no task behind, and leaves the other file as it was.
+    func testRestoreWhenADeletedWorkingDirectorysNameIsTaken() throws {
+        _ = try requireAmber()
+        let p = try start(.deletedCwd)
+        let image = try dumpExpectingSuccess(p)
+        let taken = p.directory + "/removed-directory"
+        XCTAssertEqual(mkdir(taken, 0o700), 0, "mkdir \(taken): \(Sys.errnoString())")
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [taken, "another file has its name now"])
+        XCTAssertEqual(rmdir(taken), 0, "the restore removed the directory that took the name")
         try restoreDetachedExpectingSuccess(p, from: image)
         try terminateAndExpectPass(p, "restored once the name was free")
     }

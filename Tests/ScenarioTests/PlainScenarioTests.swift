@@ -66,7 +66,6 @@ final class PlainScenarioTests: ScenarioTestCase {
             try runPlain(.unsupportedKind(flag))
         }
     }
-    func testUnsupportedCwdDeleted() throws { try runPlain(.unsupportedCwdDeleted) }
     func testUnsupportedCwdGoneProc() throws { try runPlain(.unsupportedCwdGoneProc) }
     func testUnsupportedUTSNamespace() throws { try runPlain(.unsupportedUTSNamespace) }
     func testUnsupportedMountNamespace() throws { try runPlain(.unsupportedMountNamespace) }
@@ -136,6 +135,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTimerFDs() throws { try runPlain(.timerFDs) }
     func testMemfd() throws { try runPlain(.memfd) }
     func testDeletedFiles() throws { try runPlain(.deletedFiles) }
+    func testDeletedCwd() throws { try runPlain(.deletedCwd) }
     func testUnsupportedUnnamed() throws {
         for flag in ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map"] {
             try runPlain(.unsupportedUnnamed(flag))

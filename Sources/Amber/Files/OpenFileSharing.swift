@@ -43,8 +43,9 @@ extension FileState {
 /// kept open until every task has its copy.
 final class OpenFileTable {
     private var opened: [UInt32: (description: Amber_OpenFileDescription, fd: Int32)] = [:]
-    /// The kernel objects several descriptions are on (a pipe and its two ends).
-    private let objects: OpenFileObjects
+    /// The kernel objects several descriptions are on (a pipe and its two ends), or several
+    /// processes (a deleted working directory).
+    let objects: OpenFileObjects
 
     init(image: ImageReader? = nil) { objects = OpenFileObjects(image: image) }
 
