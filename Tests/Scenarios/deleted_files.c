@@ -1,8 +1,9 @@
 /*
  * deleted_files: "gone", created, filled ("still here" at 0, "tail" at 64 KiB), made 1 MiB long
  * (a sparse tail), mode 0640, unlinked and left at offset 3, with a second description of it
- * (reopened through /proc/self/fd, read-only and non-blocking, at 7); and "empty", unlinked with
- * nothing in it. A child shares both. After SIGTERM each is still deleted (no link, its /proc
+ * (reopened through /proc/self/fd, read-only and non-blocking, at 7); "empty", unlinked with
+ * nothing in it; and "log", write-only, appending and O_NOFOLLOW (as sqlite opens its temp
+ * files), holding "abc". A child shares them all. After SIGTERM each is still deleted (no link, its /proc
  * link as before), holds what it held with its size and mode, its name is free, and the child,
  * signalled, writes through its copy what the parent then reads through both descriptions.
  */
@@ -10,8 +11,8 @@
 
 #define MIB (1 << 20)
 
-static int gone_fd, reader_fd, empty_fd;
-static char gone_path[PATH_MAX], empty_path[PATH_MAX];
+static int gone_fd, reader_fd, empty_fd, log_fd;
+static char gone_path[PATH_MAX], empty_path[PATH_MAX], log_path[PATH_MAX];
 
 static void on_usr1(int signal)
 {
@@ -49,6 +50,10 @@ int main(int argc, char **argv)
     sc_install_sigterm(0);
     sc_path(gone_path, sizeof gone_path, "gone");
     sc_path(empty_path, sizeof empty_path, "empty");
+    sc_path(log_path, sizeof log_path, "log-file");
+    log_fd = open(log_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CREAT | O_EXCL, 0600);
+    if (log_fd < 0 || write(log_fd, "abc", 3) != 3 || unlink(log_path) != 0)
+        sc_die("making %s", log_path);
     gone_fd = open(gone_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     empty_fd = open(empty_path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (gone_fd < 0 || empty_fd < 0)
@@ -77,6 +82,8 @@ int main(int argc, char **argv)
     check_file(empty_fd, 0, 0600, "the empty deleted file");
     sc_check(access(gone_path, F_OK) != 0 && errno == ENOENT, "%s has a name again", gone_path);
     sc_check(access(empty_path, F_OK) != 0 && errno == ENOENT, "%s has a name again", empty_path);
+    check_file(log_fd, 3, 0600, "the appending deleted file");
+    sc_check(write(log_fd, "d", 1) == 1 && lseek(log_fd, 0, SEEK_CUR) == 4, "the appending deleted file does not append");
 
     kill(child, SIGUSR1);
     int status;

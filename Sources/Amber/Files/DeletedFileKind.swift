@@ -63,21 +63,27 @@ struct DeletedFileKind: OpenFileKind {
     ) throws -> Int32 {
         let what = "the deleted file \(deleted.path)"
         let file = try objects.object(deleted.fileID) {
-            try create(deleted, image: objects.image, what: what, task: task)
+            try create(deleted, description: description, image: objects.image, what: what, task: task)
         }
         return try file.open(description, what: what, task: task)
     }
 
-    /// Creates the file at its path as the task, unlinks it, then fills it.
-    private static func create(_ deleted: Amber_DeletedFile, image: ImageReader?, what: String, task: Amber_Task)
-        throws -> RestoredUnnamedFile
-    {
+    /// Creates the file at its path as the task with the flags of `description` (the first of
+    /// it made), unlinks it, then fills it through a description of the restorer's own.
+    private static func create(
+        _ deleted: Amber_DeletedFile, description: Amber_OpenFileDescription, image: ImageReader?, what: String,
+        task: Amber_Task
+    ) throws -> RestoredUnnamedFile {
+        var flags = RestoredUnnamedFile.openFlags(description)
+        // An O_PATH description cannot make a file: it is opened on one made for reading and writing.
+        let pathOnly = flags & OpenFileFlags.pathOnly.openFlags != 0
+        if pathOnly { flags = O_RDWR }
         let identity = task.processCredentials.map {
             FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups)
         }
         let fd: Int32
         do {
-            fd = try PathOpening.open(deleted.path, flags: O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, as: identity)
+            fd = try PathOpening.open(deleted.path, flags: flags | O_CREAT | O_EXCL, as: identity)
         } catch {
             let why =
                 switch error.errno {
@@ -88,7 +94,7 @@ struct DeletedFileKind: OpenFileKind {
                 }
             throw AmberError(.restoreFailed, "cannot make \(what) again for process \(task.pid): \(why)")
         }
-        let file = RestoredUnnamedFile(fd: fd)
+        let file = RestoredUnnamedFile(fd: fd, flags: pathOnly ? nil : flags)
         do {
             try PathOpening.unlink(deleted.path, openAs: fd, as: identity)
         } catch {
@@ -96,7 +102,15 @@ struct DeletedFileKind: OpenFileKind {
             throw AmberError(.restoreFailed, "cannot unlink \(what) made again for process \(task.pid): \(error)")
         }
         do {
-            try deleted.contents.write(into: fd, image: image, what: what, task: task)
+            // Its own description may be read-only or appending: the data goes through another.
+            let filler = Glibc.open("/proc/self/fd/\(fd)", O_RDWR | O_CLOEXEC)
+            guard filler >= 0 else {
+                throw AmberError(
+                    .restoreFailed,
+                    "cannot open \(what) of process \(task.pid) to write back what it held: \(LinuxError.current("open"))")
+            }
+            defer { Glibc.close(filler) }
+            try deleted.contents.write(into: filler, image: image, what: what, task: task)
             try RestoredUnnamedFile.setOwnerAndMode(
                 fd, uid: deleted.ownerUid, gid: deleted.ownerGid, mode: deleted.mode, what: what, task: task)
         } catch {

@@ -94,16 +94,40 @@ extension Amber_FileContents {
 }
 
 /// A file without a name made again for the tree (a memfd, a deleted file): the restorer's
-/// descriptor of it, on which each description of the image is opened through /proc/self/fd.
+/// descriptor of it, on which each description of the image is opened through /proc/self/fd,
+/// but the one it was made with, if it is one of the image's (its flags kept: a description
+/// opened through /proc/self/fd cannot have O_NOFOLLOW, which the magic link refuses).
 final class RestoredUnnamedFile: SharedOpenFileObject {
     let fd: Int32
+    /// The flags of `fd`'s own description while no description of the image has taken it.
+    private var untakenFlags: Int32?
 
-    init(fd: Int32) { self.fd = fd }
+    init(fd: Int32, flags: Int32? = nil) {
+        self.fd = fd
+        untakenFlags = flags
+    }
+
+    /// The flags a description of the image is made with.
+    static func openFlags(_ description: Amber_OpenFileDescription) -> Int32 {
+        Int32(bitPattern: description.flags) & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)
+    }
 
     /// A new description of the file with the description's flags, at its offset, for the caller.
     func open(_ description: Amber_OpenFileDescription, what: String, task: Amber_Task) throws -> Int32 {
-        let flags = Int32(bitPattern: description.flags) & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)
-        let opened = Glibc.open("/proc/self/fd/\(fd)", flags | O_CLOEXEC)
+        let flags = Self.openFlags(description)
+        let opened: Int32
+        if let untakenFlags, untakenFlags == flags {
+            self.untakenFlags = nil
+            opened = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        } else {
+            guard flags & O_NOFOLLOW == 0 else {
+                throw AmberError(
+                    .restoreFailed,
+                    "cannot open a second description of \(what) with O_NOFOLLOW for process \(task.pid): only the one it is made with can have it"
+                )
+            }
+            opened = Glibc.open("/proc/self/fd/\(fd)", flags | O_CLOEXEC)
+        }
         guard opened >= 0 else {
             throw AmberError(
                 .restoreFailed,

@@ -39,8 +39,10 @@ enum EnvironmentState {
     static func dump(_ target: DumpTarget) throws -> Amber_Environment {
         var record = Amber_Environment()
         record.cwd = try target.proc.cwd(pid: target.pid)
-        let status = try FileStatus.stat(path: "/proc/\(target.pid)/cwd")
-        if status.isDeleted {
+        // The kernel ends a removed directory's link so; the link count tells one named so.
+        if record.cwd.hasSuffix(DeletedWorkingDirectory.suffix),
+            case let status = try FileStatus.stat(path: "/proc/\(target.pid)/cwd"), status.isDeleted
+        {
             record.deletedCwd.directoryID = status.inode
             record.deletedCwd.mode = status.permissions
             record.deletedCwd.ownerUid = status.uid
