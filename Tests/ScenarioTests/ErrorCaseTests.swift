@@ -361,6 +361,8 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(
             .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /", mentions: ["gone (deleted), which process", "has open too"])
         try checkUnsupported(.unsupportedUnnamed("--memfd-map"), object: "maps a memfd (/memfd:held)")
+        try checkUnsupported(
+            .unsupportedUnnamed("--deleted-in-removed"), object: "removed/gone, whose directory", mentions: ["is gone too"])
     }
 }
 

@@ -206,7 +206,8 @@ struct Scenario: Sendable {
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
         + [memfd, deletedFiles, deletedCwd]
-        + ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map"].map(unsupportedUnnamed)
+        + ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map", "--deleted-in-removed"].map(
+            unsupportedUnnamed)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -5,6 +5,7 @@
  *   --memfd-mapped-outside  a memfd such a process maps (its fd closed)
  *   --deleted-outside  a deleted file such a process holds open too
  *   --memfd-map        a memfd this process maps
+ *   --deleted-in-removed  a deleted file whose directory was removed too
  * After SIGTERM it checks the file still holds what it held.
  */
 #include "scenario.h"
@@ -39,7 +40,16 @@ int main(int argc, char **argv)
     sc_install_sigterm(0);
     int fd;
     char path[PATH_MAX];
-    if (sc_has_flag("--deleted-outside")) {
+    if (sc_has_flag("--deleted-in-removed")) {
+        char removed[PATH_MAX];
+        sc_path(removed, sizeof removed, "removed");
+        sc_fmt(path, sizeof path, "%s/gone", removed);
+        if (mkdir(removed, 0700) != 0)
+            sc_die("mkdir %s", removed);
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || unlink(path) != 0 || rmdir(removed) != 0)
+            sc_die("creating and removing %s", path);
+    } else if (sc_has_flag("--deleted-outside")) {
         sc_path(path, sizeof path, "gone");
         fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 || unlink(path) != 0)
@@ -56,7 +66,7 @@ int main(int argc, char **argv)
     else if (sc_has_flag("--memfd-map")) {
         if (mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
             sc_die("mmap");
-    } else
+    } else if (!sc_has_flag("--deleted-in-removed"))
         sc_die("no flag");
     sc_ready();
     sc_wait_for_term();

@@ -10,7 +10,7 @@ import LinuxKit
 /// it through /proc/self/fd, so the link reads as before. Refused: an O_TMPFILE file (its name,
 /// "#INODE", would come back as another inode's), and a file unlinked under the name it was
 /// opened by but still linked under another, which its link cannot lead to (refused as
-/// "a file its path does not lead to").
+/// "a file its path does not lead to"), and one whose directory is gone too.
 struct DeletedFileKind: OpenFileKind {
     let status: FileStatus
     let path: String
@@ -33,6 +33,12 @@ struct DeletedFileKind: OpenFileKind {
         if try descriptor.info().flags & temporaryFileFlag != 0 {
             throw descriptor.refusal(
                 "the O_TMPFILE file \(path), whose name would come back as another inode's: not restored")
+        }
+        let directory = String(path[..<path.utf8.lastIndex(of: UInt8(ascii: "/"))!])
+        guard (try? FileStatus.stat(path: directory.isEmpty ? "/" : directory))?.isDirectory == true else {
+            throw descriptor.refusal(
+                "the deleted file \(path), whose directory \(directory) is gone too (a restore makes it again in it): not restored"
+            )
         }
         return DeletedFileKind(status: status, path: path)
     }
