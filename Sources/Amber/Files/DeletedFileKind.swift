@@ -47,7 +47,7 @@ struct DeletedFileKind: OpenFileKind {
 
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
         var file = Amber_DeletedFile()
-        file.fileID = status.inode
+        file.fileID = try descriptor.contentsDump().id(of: identity)
         file.path = path
         file.mode = status.permissions
         file.ownerUid = status.uid
@@ -79,7 +79,7 @@ struct DeletedFileKind: OpenFileKind {
     private static func create(
         _ deleted: Amber_DeletedFile, description: Amber_OpenFileDescription, image: ImageReader?, what: String,
         task: Amber_Task
-    ) throws -> RestoredUnnamedFile {
+    ) throws -> RestoredDeletedFile {
         var flags = RestoredUnnamedFile.openFlags(description)
         // An O_PATH description cannot make a file: it is opened on one made for reading and writing.
         let pathOnly = flags & OpenFileFlags.pathOnly.openFlags != 0
@@ -100,7 +100,7 @@ struct DeletedFileKind: OpenFileKind {
                 }
             throw AmberError(.restoreFailed, "cannot make \(what) again for process \(task.pid): \(why)")
         }
-        let file = RestoredUnnamedFile(fd: fd, flags: pathOnly ? nil : flags)
+        let file = RestoredDeletedFile(fd: fd, flags: pathOnly ? nil : flags)
         do {
             try PathOpening.unlink(deleted.path, openAs: fd, as: identity)
         } catch {

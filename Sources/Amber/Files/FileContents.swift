@@ -11,8 +11,18 @@ final class FileContentsDump {
     private let writer: ImageWriter
     private var files = 0
     private var written: [OpenFileIdentity: Amber_FileContents] = [:]
+    private var ids: [OpenFileIdentity: UInt64] = [:]
 
     init(writer: ImageWriter) { self.writer = writer }
+
+    /// The id of the file `identity` in this image, from 1: inode numbers of files on different
+    /// devices (two deleted files, one on tmpfs and one on disk) may be equal.
+    func id(of identity: OpenFileIdentity) -> UInt64 {
+        if let id = ids[identity] { return id }
+        let id = UInt64(ids.count + 1)
+        ids[identity] = id
+        return id
+    }
 
     /// The contents of the file `descriptor` is on, read through a description of our own opened
     /// on it through /proc/PID/fd: the task's offset is never moved, and nothing is consumed.
@@ -97,7 +107,7 @@ extension Amber_FileContents {
 /// descriptor of it, on which each description of the image is opened through /proc/self/fd,
 /// but the one it was made with, if it is one of the image's (its flags kept: a description
 /// opened through /proc/self/fd cannot have O_NOFOLLOW, which the magic link refuses).
-final class RestoredUnnamedFile: SharedOpenFileObject {
+class RestoredUnnamedFile: SharedOpenFileObject {
     let fd: Int32
     /// The flags of `fd`'s own description while no description of the image has taken it.
     private var untakenFlags: Int32?
@@ -172,3 +182,10 @@ final class RestoredUnnamedFile: SharedOpenFileObject {
 
     func close() { Glibc.close(fd) }
 }
+
+/// A memfd made again: its own type, so that `OpenFileObjects` keeps memfds apart from deleted
+/// files whatever their ids.
+final class RestoredMemfd: RestoredUnnamedFile {}
+
+/// A deleted file made again.
+final class RestoredDeletedFile: RestoredUnnamedFile {}

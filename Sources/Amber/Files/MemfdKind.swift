@@ -62,7 +62,7 @@ struct MemfdKind: OpenFileKind {
     /// memfd_create with the name; executable unless it was sealed against it without an
     /// execute bit (MFD_NOEXEC_SEAL), whatever vm.memfd_noexec would give by default.
     private static func create(_ memfd: Amber_Memfd, image: ImageReader?, what: String, task: Amber_Task) throws
-        -> RestoredUnnamedFile
+        -> RestoredMemfd
     {
         let noExec = memfd.seals & MemoryFile.sealExec != 0 && memfd.mode & 0o111 == 0
         let flags = MemoryFile.allowSealing | (noExec ? MemoryFile.noExecSeal : MemoryFile.exec)
@@ -72,7 +72,7 @@ struct MemfdKind: OpenFileKind {
         } catch {
             throw AmberError(.restoreFailed, "cannot make \(what) for process \(task.pid): \(error)")
         }
-        let file = RestoredUnnamedFile(fd: fd)
+        let file = RestoredMemfd(fd: fd)
         do {
             try memfd.contents.write(into: fd, image: image, what: what, task: task)
             try RestoredUnnamedFile.setOwnerAndMode(

@@ -491,7 +491,8 @@ public nonisolated struct Amber_Memfd: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Its inode at the dump: the same in every description of it, unique in the image.
+  /// Its inode at the dump (every memfd is on the kernel's one shmem mount): the same in every
+  /// description of it, unique in the image.
   public var memfdID: UInt64 = 0
 
   /// The name given to memfd_create: the link "/memfd:NAME (deleted)" without its frame.
@@ -531,7 +532,8 @@ public nonisolated struct Amber_DeletedFile: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Its inode at the dump: the same in every description of it, unique in the image.
+  /// The dump's number for it, from 1: the same in every description of it, unique in the image
+  /// (its inode alone is not: files of two devices may have the same).
   public var fileID: UInt64 = 0
 
   /// Where it was: the link without " (deleted)"; an absolute path whose directory must exist.
