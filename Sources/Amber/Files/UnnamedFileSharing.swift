@@ -6,19 +6,26 @@ import LinuxKit
 /// outside the tree holds open or maps would come back as a file of the tree's own, and the
 /// two would silently stop seeing each other's writes.
 enum UnnamedFileSharing {
-    /// Refuses a file of the tree that `classify` takes (a memfd, a deleted file) which a
-    /// process outside the tree has open or mapped. Looks outside only when the tree has one.
-    static func refuseHeldOutside(
-        _ processes: [CheckedProcess], what: String,
-        classify: (DescriptorProbe) throws -> OpenFileIdentity?
-    ) throws {
-        var held: [OpenFileIdentity: (process: CheckedProcess, fd: Int32, link: String)] = [:]
+    /// Refuses a memfd or deleted file of the tree which a process outside the tree has open or
+    /// maps. Looks outside only when the tree has one; one scan of the tree's descriptors for
+    /// both kinds.
+    static func refuseHeldOutside(_ processes: [CheckedProcess]) throws {
+        var held: [OpenFileIdentity: (process: CheckedProcess, fd: Int32, what: String)] = [:]
         for process in processes {
             for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
                 guard let probe = try? DescriptorProbe(pid: process.pid, fd: fd, process: process.name),
-                    probe.link.hasSuffix(" (deleted)"), let identity = try? classify(probe), held[identity] == nil
+                    probe.link.hasSuffix(" (deleted)")
                 else { continue }
-                held[identity] = (process, fd, probe.link)
+                let identity: OpenFileIdentity
+                let what: String
+                if let memfd = try? MemfdKind.classify(probe) {
+                    (identity, what) = (memfd.identity, "the memfd \(probe.link)")
+                } else if let file = try? DeletedFileKind.classify(probe) {
+                    (identity, what) = (file.identity, "the deleted file \(probe.link)")
+                } else {
+                    continue
+                }
+                if held[identity] == nil { held[identity] = (process, fd, what) }
             }
         }
         guard !held.isEmpty else { return }
@@ -26,7 +33,7 @@ enum UnnamedFileSharing {
             guard let holder = held[identity] else { return }
             throw AmberError.unsupported(
                 holder.process.name,
-                "has fd \(holder.fd) on \(what) \(holder.link), which process \(ProcessName(pid: pid)) outside the tree \(how): it is restored only when no process outside the tree has it",
+                "has fd \(holder.fd) on \(holder.what), which process \(ProcessName(pid: pid)) outside the tree \(how): it is restored only when no process outside the tree has it",
                 tree: holder.process.tree)
         }
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
@@ -45,13 +52,8 @@ enum UnnamedFileSharing {
 }
 
 extension MemfdKind {
+    /// Both kinds' refusal, in one scan (`DeletedFileKind` has none of its own).
     static func check(tree processes: [CheckedProcess]) throws {
-        try UnnamedFileSharing.refuseHeldOutside(processes, what: "the memfd") { try classify($0)?.identity }
-    }
-}
-
-extension DeletedFileKind {
-    static func check(tree processes: [CheckedProcess]) throws {
-        try UnnamedFileSharing.refuseHeldOutside(processes, what: "the deleted file") { try classify($0)?.identity }
+        try UnnamedFileSharing.refuseHeldOutside(processes)
     }
 }
