@@ -71,7 +71,7 @@ public enum Restore {
                     root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
             logger.trace("helper ready")
             var treeFiles: TreeFiles?
-            let openFiles = OpenFileTable(inherited: inherited)
+            let openFiles = OpenFileTable(inherited: inherited, image: image)
             let built = try TreeState.build(
                 tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted,
                 namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles,

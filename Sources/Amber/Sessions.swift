@@ -447,10 +447,11 @@ final class TreeFiles {
 
     /// What a process opens by path while it is restored.
     static func keys(of task: Amber_Task) -> Set<Key> {
-        var keys: Set<Key> = [
-            Key(path: task.memory.mm.exePath, flags: O_RDONLY),
-            Key(path: task.environment.cwd, flags: O_RDONLY | O_DIRECTORY),
-        ]
+        var keys: Set<Key> = [Key(path: task.memory.mm.exePath, flags: O_RDONLY)]
+        // A deleted working directory is made again, not reopened.
+        if !task.environment.hasDeletedCwd {
+            keys.insert(Key(path: task.environment.cwd, flags: O_RDONLY | O_DIRECTORY))
+        }
         for area in task.memory.areas where area.kind == .areaFile {
             keys.insert(Key(path: area.path, flags: MemoryState.openFlags(of: area)))
         }

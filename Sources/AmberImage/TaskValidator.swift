@@ -571,6 +571,8 @@ struct TaskValidator {
                 try validateExternalFile(external, flags: description.flags, field: "\(field).external_file")
             case .inetSocket(let socket): try validateInetSocket(socket, description: description, field: field)
             case .unixSocket(let socket): try validateUnixSocket(socket, description: description, field: field)
+            case .memfd(let memfd): try validateMemfd(memfd, field: "\(field).memfd")
+            case .deletedFile(let file): try validateDeletedFile(file, field: "\(field).deleted_file")
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
@@ -941,6 +943,16 @@ struct TaskValidator {
 
     private func validateEnvironment(_ environment: Amber_Environment) throws(ImageError) {
         try validatePath(environment.cwd, field: "environment.cwd")
+        if environment.hasDeletedCwd {
+            guard environment.deletedCwd.directoryID != 0 else { throw invalid("environment.deleted_cwd.directory_id", "is 0") }
+            let path = environment.cwd.dropLast(" (deleted)".count)
+            guard environment.cwd.hasSuffix(" (deleted)"), let name = path.split(separator: "/").last, name != ".",
+                !path.hasSuffix("/")
+            else {
+                throw invalid("environment.cwd", "\"\(environment.cwd)\" does not end in a directory's name to make again")
+            }
+            try validateUnnamedMode(environment.deletedCwd.mode, field: "environment.deleted_cwd.mode")
+        }
         guard environment.umask <= 0o777 else {
             throw invalid("environment.umask", "0o\(String(environment.umask, radix: 8)) is above 0o777")
         }
@@ -1181,6 +1193,69 @@ struct TaskValidator {
             throw invalid(
                 "seccomp.filters",
                 "\(filters.count - referenced.count) of \(filters.count) filters are in no thread's chain")
+        }
+    }
+
+    /// A memfd's name fits memfd_create, its seals and mode are bits the kernel has.
+    private func validateMemfd(_ memfd: Amber_Memfd, field: String) throws(ImageError) {
+        guard memfd.memfdID != 0 else { throw invalid("\(field).memfd_id", "is 0") }
+        guard memfd.name.utf8.count <= 249, !memfd.name.utf8.contains(0) else {
+            throw invalid("\(field).name", "is longer than memfd_create's 249 bytes or holds a NUL")
+        }
+        guard memfd.seals & ~0x3f == 0 else {
+            throw invalid("\(field).seals", "0x\(String(memfd.seals, radix: 16)) has bits outside the seals 0x3f")
+        }
+        try validateUnnamedMode(memfd.mode, field: "\(field).mode")
+        try validateFileContents(memfd.contents, field: "\(field).contents")
+    }
+
+    /// A deleted file's path is an absolute path to a name in a directory (made again there).
+    private func validateDeletedFile(_ file: Amber_DeletedFile, field: String) throws(ImageError) {
+        guard file.fileID != 0 else { throw invalid("\(field).file_id", "is 0") }
+        try validatePath(file.path, field: "\(field).path")
+        guard let name = file.path.split(separator: "/").last, name != ".", !file.path.hasSuffix("/") else {
+            throw invalid("\(field).path", "\"\(file.path)\" does not end in a file's name")
+        }
+        try validateUnnamedMode(file.mode, field: "\(field).mode")
+        try validateFileContents(file.contents, field: "\(field).contents")
+    }
+
+    private func validateUnnamedMode(_ mode: UInt32, field: String) throws(ImageError) {
+        guard mode & ~0o7777 == 0 else {
+            throw invalid(field, "0o\(String(mode, radix: 8)) has bits outside the permission bits 0o7777")
+        }
+    }
+
+    /// A file's data lies in its image file, listed in the inventory: whole pages, in order, within
+    /// the file's size; what a restore writes is never more than the image carries (a sparse
+    /// size costs no space).
+    private func validateFileContents(_ contents: Amber_FileContents, field: String) throws(ImageError) {
+        let pageSize = ImageFormat.pageSize
+        guard contents.size <= UInt64(Int64.max) - pageSize else {
+            throw invalid("\(field).size", "\(contents.size) is above the largest file size")
+        }
+        guard !contents.extents.isEmpty else { return }
+        guard let imageSize = files[contents.imageFile]?.size, contents.imageFile.hasPrefix("contents-") else {
+            throw invalid("\(field).image_file", "\(contents.imageFile) is no contents file the inventory lists")
+        }
+        let end = (contents.size + pageSize - 1) / pageSize * pageSize
+        var previousEnd: UInt64 = 0
+        for (index, extent) in contents.extents.enumerated() {
+            let field = "\(field).extents[\(index)]"
+            guard extent.offset % pageSize == 0, extent.length % pageSize == 0, extent.length > 0,
+                extent.imageOffset % pageSize == 0
+            else {
+                throw invalid(field, "\(extent.length) bytes at \(extent.offset) (image \(extent.imageOffset)) are not whole pages")
+            }
+            guard extent.offset >= previousEnd, extent.length <= end, extent.offset <= end - extent.length else {
+                throw invalid(
+                    field, "\(extent.length) bytes at \(extent.offset) overlap the one before or pass the size \(contents.size)")
+            }
+            guard extent.imageOffset <= imageSize, extent.length <= imageSize - extent.imageOffset else {
+                throw invalid(
+                    field, "\(extent.length) bytes at \(extent.imageOffset) pass the end of \(contents.imageFile)")
+            }
+            previousEnd = extent.offset + extent.length
         }
     }
 

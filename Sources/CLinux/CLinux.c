@@ -90,6 +90,7 @@ long amber_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
     return result(syscall(SYS_kcmp, (long)pid1, (long)pid2, 0L /* KCMP_FILE */, (long)fd1, (long)fd2));
 }
 
+long amber_memfd_create(const char *name, unsigned int flags) { return result(syscall(SYS_memfd_create, name, flags)); }
 long amber_statfs_type(const char *path, uint64_t *type) {
     struct statfs status;
     if (statfs(path, &status) != 0) return -errno;

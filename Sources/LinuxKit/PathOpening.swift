@@ -33,6 +33,57 @@ public enum PathOpening {
         }
     }
 
+    /// Unlinks `path` (absolute; with `directory`, removes the directory) with the calling
+    /// thread's filesystem IDs and groups switched to `identity`, as `open` does, only while it is
+    /// still the file `fd` is open on, and only through a directory reached with no symbolic link
+    /// on the way.
+    public static func unlink(
+        _ path: String, openAs fd: Int32, directory removing: Bool = false, as identity: FileAccessIdentity?
+    ) throws(LinuxError) {
+        let (directoryPath, name) = split(path)
+        try perform(on: path, as: identity) { () throws(LinuxError) in
+            let directory = try openWithoutLinks(directoryPath, flags: OpenFileFlags.pathOnly.openFlags | O_DIRECTORY)
+            defer { close(directory) }
+            var opened = stat()
+            var named = stat()
+            _ = try libcResult("fstat") { fstat(fd, &opened) }.get()
+            _ = try libcResult("fstatat \(path)") { fstatat(directory, name, &named, AT_SYMLINK_NOFOLLOW) }.get()
+            guard opened.st_dev == named.st_dev, opened.st_ino == named.st_ino else {
+                throw LinuxError(.fileExists, "unlink \(path): another file took its name")
+            }
+            _ = try libcResult("unlink \(path)") { unlinkat(directory, name, removing ? AT_REMOVEDIR : 0) }.get()
+        }
+    }
+
+    /// Makes the directory `path` (absolute) with `mode`, as `identity`, in a directory reached
+    /// with no symbolic link on the way.
+    public static func makeDirectory(_ path: String, mode: UInt32, as identity: FileAccessIdentity?)
+        throws(LinuxError)
+    {
+        let (directoryPath, name) = split(path)
+        try perform(on: path, as: identity) { () throws(LinuxError) in
+            let directory = try openWithoutLinks(directoryPath, flags: OpenFileFlags.pathOnly.openFlags | O_DIRECTORY)
+            defer { close(directory) }
+            _ = try libcResult("mkdir \(path)") { mkdirat(directory, name, mode_t(mode)) }.get()
+        }
+    }
+
+    /// The directory of `path` (absolute) and the name in it.
+    private static func split(_ path: String) -> (directory: String, name: String) {
+        let slash = path.utf8.lastIndex(of: UInt8(ascii: "/"))!
+        return (
+            slash == path.utf8.startIndex ? "/" : String(path[..<slash]), String(path[path.utf8.index(after: slash)...])
+        )
+    }
+
+    /// Runs `body` as `identity` (none: as the thread is), naming `path` in errors.
+    private static func perform<T>(on path: String, as identity: FileAccessIdentity?, _ body: () throws(LinuxError) -> T)
+        throws(LinuxError) -> T
+    {
+        guard let identity else { return try body() }
+        return try perform(as: identity, what: path, body)
+    }
+
     /// Runs `body` with the calling thread's filesystem IDs and groups switched to `identity`,
     /// as `open` does (`what` names the work in errors).
     public static func perform<T>(

@@ -919,4 +919,53 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(field).pending_connections") { bound(&$0) { $0.listening = false } }
         try assertRejected("\(field).listener_inode") { socket(&$0) { $0.listenerInode = 3 } }
     }
+
+    /// A memfd and a deleted file: ids, a name memfd_create takes, seal and mode bits the kernel
+    /// has, a path ending in a name, and data only in a contents file the inventory lists.
+    func testUnnamedFiles() throws {
+        func memfd(_ task: inout Amber_Task, _ change: (inout Amber_Memfd) -> Void = { _ in }) {
+            var memfd = Amber_Memfd()
+            (memfd.memfdID, memfd.name, memfd.seals, memfd.mode) = (7, "amber memfd", 0x6, 0o640)
+            memfd.contents.size = 3 << 20
+            change(&memfd)
+            task.files.descriptions[1].memfd = memfd
+        }
+        func deleted(_ task: inout Amber_Task, _ change: (inout Amber_DeletedFile) -> Void = { _ in }) {
+            var file = Amber_DeletedFile()
+            (file.fileID, file.path, file.mode) = (8, "/tmp/gone", 0o600)
+            change(&file)
+            task.files.descriptions[1].deletedFile = file
+        }
+        let memfdField = "files.descriptions[1].memfd"
+        let deletedField = "files.descriptions[1].deleted_file"
+        try assertAccepted { memfd(&$0) }
+        try assertAccepted { deleted(&$0) }
+        try assertRejected("\(memfdField).memfd_id") { memfd(&$0) { $0.memfdID = 0 } }
+        try assertRejected("\(memfdField).name") { memfd(&$0) { $0.name = String(repeating: "n", count: 250) } }
+        try assertRejected("\(memfdField).seals") { memfd(&$0) { $0.seals = 0x40 } }
+        try assertRejected("\(memfdField).mode") { memfd(&$0) { $0.mode = 0o100640 } }
+        try assertRejected("\(memfdField).contents.size") { memfd(&$0) { $0.contents.size = UInt64.max } }
+        try assertRejected("\(memfdField).contents.image_file") {
+            memfd(&$0) {
+                var extent = Amber_FileExtent()
+                extent.length = 4096
+                $0.contents.extents = [extent]
+                $0.contents.imageFile = "contents-1.img"
+            }
+        }
+        try assertRejected("\(deletedField).file_id") { deleted(&$0) { $0.fileID = 0 } }
+        try assertRejected("\(deletedField).path") { deleted(&$0) { $0.path = "gone" } }
+        try assertRejected("\(deletedField).path") { deleted(&$0) { $0.path = "/tmp/../gone" } }
+        try assertRejected("\(deletedField).path") { deleted(&$0) { $0.path = "/tmp/" } }
+        try assertRejected("\(deletedField).mode") { deleted(&$0) { $0.mode = 0o10000 } }
+        func deletedCwd(_ task: inout Amber_Task, _ path: String, id: UInt64 = 9) {
+            task.environment.cwd = path
+            task.environment.deletedCwd.directoryID = id
+            task.environment.deletedCwd.mode = 0o750
+        }
+        try assertAccepted { deletedCwd(&$0, "/tmp/removed (deleted)") }
+        try assertRejected("environment.deleted_cwd.directory_id") { deletedCwd(&$0, "/tmp/removed (deleted)", id: 0) }
+        try assertRejected("environment.cwd") { deletedCwd(&$0, "/tmp/removed") }
+        try assertRejected("environment.cwd") { deletedCwd(&$0, "/ (deleted)") }
+    }
 }

@@ -164,4 +164,10 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningUnixSockets() throws { try runLeaveRunning(.unixSockets) }
     func testUnixBound() throws { try runDumped(.unixBound) }
     func testLeaveRunningUnixBound() throws { try runLeaveRunning(.unixBound) }
+    func testMemfd() throws { try runDumped(.memfd) }
+    func testDeletedFiles() throws { try runDumped(.deletedFiles) }
+    func testDeletedCwd() throws { try runDumped(.deletedCwd) }
+    /// Read through descriptions of amber's own: the offsets and contents the tree sees are untouched.
+    func testLeaveRunningMemfd() throws { try runLeaveRunning(.memfd) }
+    func testLeaveRunningDeletedFiles() throws { try runLeaveRunning(.deletedFiles) }
 }

@@ -159,9 +159,9 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--pty"), object: "the pty /dev/pts/")
     }
 
-    /// A file really deleted, open or mapped, is still refused, by its name.
+    /// An O_TMPFILE file, and a deleted file mapped, are still refused, by their names.
     func testDumpRefusesDeletedFile() throws {
-        try checkUnsupported(.unsupportedKind("--deleted-fd"), object: "the deleted file /", mentions: ["/gone:"])
+        try checkUnsupported(.unsupportedKind("--tmpfile"), object: "the O_TMPFILE file /", mentions: ["/#"])
         try checkUnsupported(
             .unsupportedKind("--deleted-map"), object: "maps the deleted file /", mentions: ["/gone at"])
     }
@@ -248,11 +248,6 @@ final class DumpErrorTests: ScenarioTestCase {
         assertRunningUntraced(p.pid, "after the refused dump")
         XCTAssertEqual(Proc.status(child)?.tracerPid, p.pid, "the child's tracer changed")
         try terminateAndExpectPass(p, "after the refused dump")
-    }
-
-    /// Named: the child and its removed working directory.
-    func testDumpRefusesDeletedWorkingDirectory() throws {
-        try checkUnsupported(.unsupportedCwdDeleted, object: "deleted directory", mentions: ["removed-directory"])
     }
 
     /// Named: the child and the /proc directory of the process that has gone.
@@ -412,6 +407,22 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesAcceptedUnixConnection() throws {
         try checkUnsupported(.unsupportedUnixAccepted, object: "accepted from a listener")
     }
+
+    /// A memfd or deleted file a process outside the tree has open or maps would come back as
+    /// the tree's own, no longer shared; a memfd the tree maps is refused by name.
+    func testDumpRefusesUnnamedFileSharedOutsideTree() throws {
+        try checkUnsupported(
+            .unsupportedUnnamed("--memfd-outside"), object: "the memfd /memfd:held (deleted), which process",
+            mentions: ["outside the tree has open too"])
+        try checkUnsupported(
+            .unsupportedUnnamed("--memfd-mapped-outside"), object: "the memfd /memfd:held (deleted), which process",
+            mentions: ["outside the tree maps"])
+        try checkUnsupported(
+            .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /", mentions: ["gone (deleted), which process", "has open too"])
+        try checkUnsupported(.unsupportedUnnamed("--memfd-map"), object: "maps a memfd (/memfd:held)")
+        try checkUnsupported(
+            .unsupportedUnnamed("--deleted-in-removed"), object: "removed/gone, whose directory", mentions: ["is gone too"])
+    }
 }
 
 final class RestoreErrorTests: ScenarioTestCase {
@@ -461,6 +472,39 @@ final class RestoreErrorTests: ScenarioTestCase {
         let image = try dumpExpectingSuccess(p)
         XCTAssertEqual(unlink(p.directory + "/ro.dat"), 0, "remove ro.dat: \(Sys.errnoString())")
         try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["ro.dat"])
+    }
+
+    /// The name of a deleted file was taken after the dump: the restore names the file and
+    /// why, leaves no task behind, and leaves the other file and the image as they were.
+    func testRestoreWhenADeletedFilesNameIsTaken() throws {
+        _ = try requireAmber()
+        let p = try start(.deletedFiles)
+        let image = try dumpExpectingSuccess(p)
+        let taken = p.directory + "/gone"
+        let fd = open(taken, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        XCTAssertGreaterThanOrEqual(fd, 0, "create \(taken): \(Sys.errnoString())")
+        close(fd)
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [taken, "another file has its name now"])
+        XCTAssertTrue(Sys.fileExists(taken), "the restore removed the file that took the name")
+        XCTAssertEqual(unlink(taken), 0)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "restored once the name was free")
+    }
+
+    /// The name of a removed working directory was taken after the dump: the restore names it
+    /// and why, leaves no task behind, and leaves the other file as it was.
+    func testRestoreWhenADeletedWorkingDirectorysNameIsTaken() throws {
+        _ = try requireAmber()
+        let p = try start(.deletedCwd)
+        let image = try dumpExpectingSuccess(p)
+        let taken = p.directory + "/removed-directory"
+        XCTAssertEqual(mkdir(taken, 0o700), 0, "mkdir \(taken): \(Sys.errnoString())")
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [taken, "another file has its name now"])
+        XCTAssertEqual(rmdir(taken), 0, "the restore removed the directory that took the name")
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "restored once the name was free")
     }
 
     /// The tree's processes all map their executable: it is opened once for the whole tree.

@@ -60,13 +60,12 @@ final class PlainScenarioTests: ScenarioTestCase {
     /// All but --hugetlb, which needs a huge page reserved (DumpErrorTests reserves one).
     func testUnsupportedKinds() throws {
         for flag in [
-            "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--deleted-fd",
+            "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--tmpfile",
             "--deleted-map", "--mqueue", "--async",
         ] {
             try runPlain(.unsupportedKind(flag))
         }
     }
-    func testUnsupportedCwdDeleted() throws { try runPlain(.unsupportedCwdDeleted) }
     func testUnsupportedCwdGoneProc() throws { try runPlain(.unsupportedCwdGoneProc) }
     func testUnsupportedUTSNamespace() throws { try runPlain(.unsupportedUTSNamespace) }
     func testUnsupportedMountNamespace() throws { try runPlain(.unsupportedMountNamespace) }
@@ -149,4 +148,12 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixUnlinked() throws { try runPlain(.unsupportedUnixUnlinked) }
     func testUnsupportedUnixConnectedOutside() throws { try runPlain(.unsupportedUnixConnectedOutside) }
     func testUnsupportedUnixAccepted() throws { try runPlain(.unsupportedUnixAccepted) }
+    func testMemfd() throws { try runPlain(.memfd) }
+    func testDeletedFiles() throws { try runPlain(.deletedFiles) }
+    func testDeletedCwd() throws { try runPlain(.deletedCwd) }
+    func testUnsupportedUnnamed() throws {
+        for flag in ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map", "--deleted-in-removed"] {
+            try runPlain(.unsupportedUnnamed(flag))
+        }
+    }
 }

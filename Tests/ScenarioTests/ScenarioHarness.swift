@@ -126,8 +126,6 @@ struct Scenario: Sendable {
     /// One object Amber cannot restore, by kind (see unsupported_kind.c).
     static func unsupportedKind(_ flag: String) -> Scenario { Scenario(name: "unsupported_kind", args: [flag]) }
 
-    /// A child whose working directory was removed.
-    static let unsupportedCwdDeleted = Scenario(name: "unsupported_cwd", args: ["--deleted"])
     /// A child whose working directory is /proc/PID of a process that has gone.
     static let unsupportedCwdGoneProc = Scenario(name: "unsupported_cwd", args: ["--gone-proc"])
     /// A child in a namespace of its own of one kind, or in another cgroup.
@@ -189,6 +187,14 @@ struct Scenario: Sendable {
     static let unsupportedUnixConnectedOutside = Scenario(
         name: "unsupported_unix_socket", args: ["--connected-outside"])
     static let unsupportedUnixAccepted = Scenario(name: "unsupported_unix_socket", args: ["--accepted"])
+    /// memfds with data, holes, a sparse tail, modes and seals, two descriptions of one, shared with a child.
+    static let memfd = Scenario(name: "memfd")
+    /// Deleted files with data, holes, a sparse tail and mode, two descriptions of one, shared with a child.
+    static let deletedFiles = Scenario(name: "deleted_files")
+    /// This process and a child in a directory that was removed.
+    static let deletedCwd = Scenario(name: "deleted_cwd")
+    /// A memfd or deleted file amber refuses (see unsupported_unnamed.c).
+    static func unsupportedUnnamed(_ flag: String) -> Scenario { Scenario(name: "unsupported_unnamed", args: [flag]) }
 
     static let all: [Scenario] =
         [
@@ -203,7 +209,7 @@ struct Scenario: Sendable {
             unsupportedAreaPolicy, unsupportedSyscallUserDispatch, unsupportedThreadKeyring, unsupportedProcessKeyring,
             unsupportedSessionKeys,
             seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
-            unsupportedUserNamespace, oddNames, pathFDs, unsupportedCwdDeleted, unsupportedCwdGoneProc,
+            unsupportedUserNamespace, oddNames, pathFDs, unsupportedCwdGoneProc,
             unsupportedUTSNamespace,
             unsupportedMountNamespace, unsupportedIPCNamespace, unsupportedNetworkNamespace, unsupportedCgroupNamespace,
             unsupportedTimeNamespace, unsupportedCgroup,
@@ -213,7 +219,7 @@ struct Scenario: Sendable {
         ]
         + [
             "--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet",
-            "--deleted-fd", "--deleted-map", "--mqueue", "--async",
+            "--tmpfile", "--deleted-map", "--mqueue", "--async",
         ].map(unsupportedKind)
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
@@ -227,6 +233,9 @@ struct Scenario: Sendable {
             unixSockets, unsupportedUnixPeerOutside, unsupportedUnixPeerInFlight, unixBound, unsupportedUnixUnlinked,
             unsupportedUnixConnectedOutside, unsupportedUnixAccepted,
         ]
+        + [memfd, deletedFiles, deletedCwd]
+        + ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map", "--deleted-in-removed"].map(
+            unsupportedUnnamed)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -388,6 +388,17 @@ SC_FN int sc_list_fds(struct sc_fd *out, int max)
     return n;
 }
 
+/* The working directory as /proc shows it: getcwd fails (ENOENT) in one that was removed,
+ * which the link still names, followed by " (deleted)".  0, or -1 with errno set. */
+SC_FN int sc_cwd(char *out, size_t size)
+{
+    ssize_t len = readlink("/proc/self/cwd", out, size - 1);
+    if (len < 0)
+        return -1;
+    out[len] = 0;
+    return 0;
+}
+
 SC_FN void sc_snapshot(void)
 {
     sc_snap.pid = getpid();
@@ -400,8 +411,8 @@ SC_FN void sc_snapshot(void)
     sc_snap.umask = umask(0);
     umask(sc_snap.umask);
     prctl(PR_GET_NAME, sc_snap.comm, 0, 0, 0);
-    if (!getcwd(sc_snap.cwd, sizeof sc_snap.cwd))
-        sc_die("getcwd");
+    if (sc_cwd(sc_snap.cwd, sizeof sc_snap.cwd) != 0)
+        sc_die("readlink /proc/self/cwd");
     ssize_t len = readlink("/proc/self/exe", sc_snap.exe, sizeof sc_snap.exe - 1);
     sc_snap.exe[len < 0 ? 0 : len] = 0;
     for (int r = 0; r < RLIM_NLIMITS; r++)
@@ -434,7 +445,7 @@ SC_FN void sc_check_common(void)
     sc_check(strcmp(comm, sc_snap.comm) == 0, "comm '%s', was '%s'", comm, sc_snap.comm);
 
     char cwd[PATH_MAX];
-    if (sc_check(getcwd(cwd, sizeof cwd) != NULL, "getcwd failed: %s", strerror(errno)))
+    if (sc_check(sc_cwd(cwd, sizeof cwd) == 0, "readlink /proc/self/cwd failed: %s", strerror(errno)))
         sc_check(strcmp(cwd, sc_snap.cwd) == 0, "cwd '%s', was '%s'", cwd, sc_snap.cwd);
 
     char exe[PATH_MAX];

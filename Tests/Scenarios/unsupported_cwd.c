@@ -1,8 +1,7 @@
 /*
  * unsupported_cwd: a child whose working directory restore could not reopen by its path.
- * --deleted: a directory it made, entered and removed. --gone-proc: /proc/PID of a
- * grandchild it killed and reaped. `amber dump` of the root must refuse, naming the child and
- * the directory, and leave both running. After SIGTERM the root checks the child still has
+ * --gone-proc: /proc/PID of a grandchild it killed and reaped. `amber dump` of the root must
+ * refuse, naming the child and the directory, and leave both running. After SIGTERM the root checks the child still has
  * that working directory, then kills and reaps it.
  */
 #include "scenario.h"
@@ -10,28 +9,23 @@
 static char ready_file[PATH_MAX];
 static char directory[PATH_MAX];
 
-static void child(int deleted)
+static void child(void)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     signal(SIGTERM, SIG_DFL);
-    if (deleted) {
-        if (mkdir(directory, 0755) != 0 || chdir(directory) != 0 || rmdir(directory) != 0)
-            _exit(3);
-    } else {
-        pid_t gone = fork();
-        if (gone < 0)
-            _exit(3);
-        if (gone == 0) {
-            for (;;)
-                pause();
-        }
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d", (int)gone);
-        int status;
-        if (chdir(path) != 0 || kill(gone, SIGKILL) != 0 || waitpid(gone, &status, 0) != gone)
-            _exit(4);
-        sc_fmt(directory, sizeof directory, "%s", path);
+    pid_t gone = fork();
+    if (gone < 0)
+        _exit(3);
+    if (gone == 0) {
+        for (;;)
+            pause();
     }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d", (int)gone);
+    int status;
+    if (chdir(path) != 0 || kill(gone, SIGKILL) != 0 || waitpid(gone, &status, 0) != gone)
+        _exit(4);
+    sc_fmt(directory, sizeof directory, "%s", path);
     int fd = open(ready_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || sc_write_all(fd, directory, strlen(directory)) != 0)
         _exit(5);
@@ -44,16 +38,14 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "unsupported_cwd");
     sc_install_sigterm(0);
-    int deleted = sc_has_flag("--deleted");
-    if (!deleted && !sc_has_flag("--gone-proc"))
-        sc_die("--deleted or --gone-proc");
+    if (!sc_has_flag("--gone-proc"))
+        sc_die("--gone-proc");
     sc_path(ready_file, sizeof ready_file, "child-ready");
-    sc_path(directory, sizeof directory, "removed-directory");
     pid_t c = fork();
     if (c < 0)
         sc_die("fork");
     if (c == 0)
-        child(deleted);
+        child();
     if (sc_wait_for_file(ready_file, 10000) != 0)
         sc_die("the child did not set up");
     char expected[PATH_MAX] = {0};

@@ -7,7 +7,7 @@
  *   --pty         a pty slave whose master is closed (its /dev/pts entry is gone)
  *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family (raw ICMP for inet; unix:
  *                 with a descriptor in flight in its queue)
- *   --deleted-fd  an fd on a deleted file named "gone"
+ *   --tmpfile     an fd on an O_TMPFILE file
  *   --deleted-map a mapping of a deleted file named "gone"
  *   --mqueue      a POSIX message queue (its fd shows the queue's name, no path)
  *   --async       a named pipe with signal-driven I/O (O_ASYNC, F_SETOWN)
@@ -105,8 +105,10 @@ int main(int argc, char **argv)
             sc_die("fifo");
         if (fcntl(fd, F_SETOWN, getpid()) != 0 || fcntl(fd, F_SETFL, O_ASYNC) != 0)
             sc_die("O_ASYNC");
-    } else if (sc_has_flag("--deleted-fd")) {
-        make_gone();
+    } else if (sc_has_flag("--tmpfile")) {
+        fd = open(sc_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0 || sc_write_all(fd, "still here", 10) < 0)
+            sc_die("O_TMPFILE in %s", sc_dir);
     } else if (sc_has_flag("--deleted-map")) {
         make_gone();
         area_size = 4096;
@@ -134,9 +136,9 @@ int main(int argc, char **argv)
         char byte = 0;
         sc_check(pread(fd, &byte, 1, 0) == 1 && byte == 's', "the shmem fd does not read the shared area");
     }
-    if (sc_has_flag("--deleted-fd")) {
+    if (sc_has_flag("--tmpfile")) {
         char buf[10];
-        sc_check(pread(fd, buf, sizeof buf, 0) == 10 && memcmp(buf, "still here", 10) == 0, "the deleted file changed");
+        sc_check(pread(fd, buf, sizeof buf, 0) == 10 && memcmp(buf, "still here", 10) == 0, "the O_TMPFILE file changed");
     }
     if (sc_has_flag("--deleted-map"))
         sc_check(memcmp(area, "still here", 10) == 0, "the deleted file's mapping changed");
@@ -147,7 +149,7 @@ int main(int argc, char **argv)
     }
     if (sc_has_flag("--async"))
         sc_check(fcntl(fd, F_GETFL) & O_ASYNC && fcntl(fd, F_GETOWN) == getpid(), "signal-driven I/O is off");
-    if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--deleted-fd") && !sc_has_flag("--mqueue")
+    if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--tmpfile") && !sc_has_flag("--mqueue")
         && !sc_has_flag("--async")) {
         int family = 0;
         socklen_t size = sizeof family;

@@ -18,6 +18,10 @@ final class DescriptorProbe {
 
     /// The process's descriptors this probe is one of, whose pidfd duplicates it.
     private let owner: ProcessDescriptors?
+    /// Where the dump writes what files without a name hold (memfds, deleted files); nil
+    /// before the freeze, where only classifying is asked.
+    var contents: FileContentsDump?
+
     private var statusRead: FileStatus?
     private var infoRead: FileDescriptorInfo?
     private var linkPathRead: LinkPath?
@@ -66,6 +70,12 @@ final class DescriptorProbe {
     func duplicate() throws(LinuxError) -> FileDescriptor {
         if let owner { return try owner.duplicate(fd) }
         return try Pidfd(pid: pid).duplicate(fd)
+    }
+
+    /// The dump's writer of what files without a name hold.
+    func contentsDump() throws -> FileContentsDump {
+        guard let contents else { preconditionFailure("fd \(fd) of process \(pid) was dumped outside a dump") }
+        return contents
     }
 
     /// The refusal of this descriptor, open on `what`.

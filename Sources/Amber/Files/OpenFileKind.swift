@@ -90,6 +90,7 @@ enum OpenFileKinds {
         EventFDKind.self, SignalFDKind.self, TimerFDKind.self,
         InetSocketKind.self,
         UnixSocketKind.self,
+        EventFDKind.self, SignalFDKind.self, TimerFDKind.self, MemfdKind.self, DeletedFileKind.self,
     ]
 
     /// The kind of open file `descriptor` is, or its refusal.

@@ -1,3 +1,5 @@
+import AmberImage
+
 /// A kernel object that several open file descriptions of the image are on, made once by a
 /// restore (a pipe, whose two ends are two descriptions; a socketpair; an epoll instance).
 protocol SharedOpenFileObject: AnyObject {
@@ -15,6 +17,10 @@ final class OpenFileObjects {
     }
 
     private var objects: [Key: any SharedOpenFileObject] = [:]
+    /// The image, from which an object's contents are written back (a memfd's data).
+    let image: ImageReader?
+
+    init(image: ImageReader? = nil) { self.image = image }
 
     /// The object of type `Object` with `id`, made by `make` when it is first asked for.
     func object<Object: SharedOpenFileObject>(_ id: UInt64, make: () throws -> Object) throws -> Object {

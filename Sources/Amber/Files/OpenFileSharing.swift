@@ -43,13 +43,17 @@ extension FileState {
 /// kept open until every task has its copy.
 final class OpenFileTable {
     private var opened: [UInt32: (description: Amber_OpenFileDescription, fd: Int32)] = [:]
-    /// The kernel objects several descriptions are on (a pipe and its two ends).
-    let objects = OpenFileObjects()
+    /// The kernel objects several descriptions are on (a pipe and its two ends), or several
+    /// processes (a deleted working directory).
+    let objects: OpenFileObjects
     /// The caller's descriptors that take the place of objects outside the tree, by name.
     private let inherited: [String: Int32]
-
-    init(inherited: [String: Int32] = [:]) { self.inherited = inherited }
     private var passing: DescriptorPassingEnds?
+
+    init(inherited: [String: Int32] = [:], image: ImageReader? = nil) {
+        self.inherited = inherited
+        objects = OpenFileObjects(image: image)
+    }
 
     deinit { close() }
 

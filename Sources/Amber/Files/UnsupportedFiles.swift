@@ -14,7 +14,6 @@ extension DescriptorProbe {
             switch try FileSystemKind.of(path: "/proc/\(pid)/fd/\(fd)") {
             case .devpts: return refusal("the pty \(path), whose entry in /dev/pts is gone (its master was closed)")
             case .hugetlbfs: return refusal("hugetlb memory (\(path))")
-            case .shmem where path.hasPrefix("/memfd:"): return refusal("a memfd (\(path))")
             case .shmem where path == "/dev/zero" || path.hasPrefix("/SYSV"):
                 return refusal("SysV/shmem shared memory (\(path))")
             default: return refusal("the deleted file \(path)")

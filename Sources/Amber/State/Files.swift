@@ -14,12 +14,13 @@ enum FileState {
     }
 
     /// From the probes the frozen checks made: the process cannot have changed its descriptors since.
-    static func dump(_ target: DumpTarget, table: inout DescriptionTable, externalFiles: Set<String>) throws
-        -> Amber_Files
-    {
+    static func dump(
+        _ target: DumpTarget, table: inout DescriptionTable, externalFiles: Set<String>, contents: FileContentsDump
+    ) throws -> Amber_Files {
         var record = Amber_Files()
         for probe in try target.snapshot.descriptors.probes(process: target.name, tree: nil) {
             let fd = probe.fd
+            probe.contents = contents
             let file = try OpenFileKinds.classify(probe)
             let info = try probe.info()
             let flags = OpenFileFlags(rawValue: info.flags)
@@ -112,17 +113,24 @@ extension FileState: StateKind {
     final class DumpState {
         var descriptions = DescriptionTable()
         let externalFiles: Set<String>
+        let contents: FileContentsDump
 
-        init(externalFiles: Set<String>) { self.externalFiles = externalFiles }
+        init(externalFiles: Set<String>, contents: FileContentsDump) {
+            self.externalFiles = externalFiles
+            self.contents = contents
+        }
     }
 
-    static func makeDumpState(_ dump: TreeDump) -> DumpState { DumpState(externalFiles: dump.externalFiles) }
+    static func makeDumpState(_ dump: TreeDump) -> DumpState {
+        DumpState(externalFiles: dump.externalFiles, contents: FileContentsDump(writer: dump.writer))
+    }
 
     static var dumpSteps: [DumpStep<DumpState>] {
         [
             DumpStep("files", .outside) { process, state in
                 process.task.files = try dump(
-                    process.target, table: &state.descriptions, externalFiles: state.externalFiles)
+                    process.target, table: &state.descriptions, externalFiles: state.externalFiles,
+                    contents: state.contents)
             }
         ]
     }

@@ -143,6 +143,22 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .inetSocket(newValue)}
   }
 
+  public var memfd: Amber_Memfd {
+    get {
+      if case .memfd(let v)? = file {return v}
+      return Amber_Memfd()
+    }
+    set {file = .memfd(newValue)}
+  }
+
+  public var deletedFile: Amber_DeletedFile {
+    get {
+      if case .deletedFile(let v)? = file {return v}
+      return Amber_DeletedFile()
+    }
+    set {file = .deletedFile(newValue)}
+  }
+
   public var externalFile: Amber_ExternalFile {
     get {
       if case .externalFile(let v)? = file {return v}
@@ -167,6 +183,8 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case timerFd(Amber_TimerFD)
     case unixSocket(Amber_UnixSocket)
     case inetSocket(Amber_InetSocket)
+    case memfd(Amber_Memfd)
+    case deletedFile(Amber_DeletedFile)
     case externalFile(Amber_ExternalFile)
 
   }
@@ -721,6 +739,123 @@ public nonisolated struct Amber_InetSocketOption: Sendable {
   public init() {}
 }
 
+/// What a file without a name (a memfd, a deleted file) holds: its size and the parts of it
+/// that hold data, whose bytes are in an image file of their own (as a page file: whole pages,
+/// listed in the inventory with their checksums); holes read back as zeros.
+public nonisolated struct Amber_FileContents: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The image file holding the data; empty when the file holds none.
+  public var imageFile: String = String()
+
+  /// st_size, which may run past the last data (a sparse tail).
+  public var size: UInt64 = 0
+
+  public var extents: [Amber_FileExtent] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Bytes [offset, offset + length) of a file, at image_offset in FileContents.image_file: whole
+/// pages, in order, not overlapping, within the file's size rounded up to a page.
+public nonisolated struct Amber_FileExtent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var offset: UInt64 = 0
+
+  public var length: UInt64 = 0
+
+  public var imageOffset: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A memfd, made again by memfd_create with its name, given its contents, mode and owner, then
+/// its seals. Its descriptions name it by `memfd_id`: it is made once, and each description is
+/// opened on it through /proc/self/fd, with its own flags and offset.
+public nonisolated struct Amber_Memfd: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Its inode at the dump (every memfd is on the kernel's one shmem mount): the same in every
+  /// description of it, unique in the image.
+  public var memfdID: UInt64 = 0
+
+  /// The name given to memfd_create: the link "/memfd:NAME (deleted)" without its frame.
+  public var name: String = String()
+
+  /// F_GET_SEALS (F_SEAL_SEAL alone for one made without MFD_ALLOW_SEALING).
+  public var seals: UInt32 = 0
+
+  /// The permission bits of st_mode.
+  public var mode: UInt32 = 0
+
+  public var ownerUid: UInt32 = 0
+
+  public var ownerGid: UInt32 = 0
+
+  public var contents: Amber_FileContents {
+    get {_contents ?? Amber_FileContents()}
+    set {_contents = newValue}
+  }
+  /// Returns true if `contents` has been explicitly set.
+  public var hasContents: Bool {self._contents != nil}
+  /// Clears the value of `contents`. Subsequent reads from it will return its default value.
+  public mutating func clearContents() {self._contents = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _contents: Amber_FileContents? = nil
+}
+
+/// A regular file unlinked while open: made again at its path (exclusively, as the task), given
+/// its contents, mode and owner, and unlinked; each description of it is opened on it through
+/// /proc/self/fd, with its own flags and offset. Its descriptions name it by `file_id`.
+public nonisolated struct Amber_DeletedFile: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The dump's number for it, from 1: the same in every description of it, unique in the image
+  /// (its inode alone is not: files of two devices may have the same).
+  public var fileID: UInt64 = 0
+
+  /// Where it was: the link without " (deleted)"; an absolute path whose directory must exist.
+  public var path: String = String()
+
+  public var mode: UInt32 = 0
+
+  public var ownerUid: UInt32 = 0
+
+  public var ownerGid: UInt32 = 0
+
+  public var contents: Amber_FileContents {
+    get {_contents ?? Amber_FileContents()}
+    set {_contents = newValue}
+  }
+  /// Returns true if `contents` has been explicitly set.
+  public var hasContents: Bool {self._contents != nil}
+  /// Clears the value of `contents`. Subsequent reads from it will return its default value.
+  public mutating func clearContents() {self._contents = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _contents: Amber_FileContents? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "amber"
@@ -767,7 +902,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{4}\u{1e}external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{14}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -909,6 +1044,32 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
           self.file = .inetSocket(v)
         }
       }()
+      case 80: try {
+        var v: Amber_Memfd?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .memfd(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .memfd(v)
+        }
+      }()
+      case 81: try {
+        var v: Amber_DeletedFile?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .deletedFile(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .deletedFile(v)
+        }
+      }()
       case 90: try {
         var v: Amber_ExternalFile?
         var hadOneofValue = false
@@ -987,6 +1148,14 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     case .inetSocket?: try {
       guard case .inetSocket(let v)? = self.file else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
+    }()
+    case .memfd?: try {
+      guard case .memfd(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 80)
+    }()
+    case .deletedFile?: try {
+      guard case .deletedFile(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 81)
     }()
     case .externalFile?: try {
       guard case .externalFile(let v)? = self.file else { preconditionFailure() }
@@ -1842,6 +2011,209 @@ nonisolated extension Amber_InetSocketOption: SwiftProtobuf.Message, SwiftProtob
     if lhs.level != rhs.level {return false}
     if lhs.name != rhs.name {return false}
     if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_FileContents: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FileContents"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}image_file\0\u{1}size\0\u{1}extents\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.imageFile) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.extents) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.imageFile.isEmpty {
+      try visitor.visitSingularStringField(value: self.imageFile, fieldNumber: 1)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 2)
+    }
+    if !self.extents.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.extents, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_FileContents, rhs: Amber_FileContents) -> Bool {
+    if lhs.imageFile != rhs.imageFile {return false}
+    if lhs.size != rhs.size {return false}
+    if lhs.extents != rhs.extents {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_FileExtent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FileExtent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}offset\0\u{1}length\0\u{3}image_offset\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.length) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.imageOffset) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.offset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 1)
+    }
+    if self.length != 0 {
+      try visitor.visitSingularUInt64Field(value: self.length, fieldNumber: 2)
+    }
+    if self.imageOffset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.imageOffset, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_FileExtent, rhs: Amber_FileExtent) -> Bool {
+    if lhs.offset != rhs.offset {return false}
+    if lhs.length != rhs.length {return false}
+    if lhs.imageOffset != rhs.imageOffset {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_Memfd: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Memfd"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}memfd_id\0\u{1}name\0\u{1}seals\0\u{1}mode\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}contents\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.memfdID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.seals) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.mode) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._contents) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.memfdID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memfdID, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if self.seals != 0 {
+      try visitor.visitSingularUInt32Field(value: self.seals, fieldNumber: 3)
+    }
+    if self.mode != 0 {
+      try visitor.visitSingularUInt32Field(value: self.mode, fieldNumber: 4)
+    }
+    if self.ownerUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerUid, fieldNumber: 5)
+    }
+    if self.ownerGid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 6)
+    }
+    try { if let v = self._contents {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_Memfd, rhs: Amber_Memfd) -> Bool {
+    if lhs.memfdID != rhs.memfdID {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.seals != rhs.seals {return false}
+    if lhs.mode != rhs.mode {return false}
+    if lhs.ownerUid != rhs.ownerUid {return false}
+    if lhs.ownerGid != rhs.ownerGid {return false}
+    if lhs._contents != rhs._contents {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeletedFile"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}file_id\0\u{1}path\0\u{1}mode\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}contents\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.fileID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.mode) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._contents) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.fileID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.fileID, fieldNumber: 1)
+    }
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 2)
+    }
+    if self.mode != 0 {
+      try visitor.visitSingularUInt32Field(value: self.mode, fieldNumber: 3)
+    }
+    if self.ownerUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerUid, fieldNumber: 4)
+    }
+    if self.ownerGid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 5)
+    }
+    try { if let v = self._contents {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_DeletedFile, rhs: Amber_DeletedFile) -> Bool {
+    if lhs.fileID != rhs.fileID {return false}
+    if lhs.path != rhs.path {return false}
+    if lhs.mode != rhs.mode {return false}
+    if lhs.ownerUid != rhs.ownerUid {return false}
+    if lhs.ownerGid != rhs.ownerGid {return false}
+    if lhs._contents != rhs._contents {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -531,6 +531,42 @@ public nonisolated struct Amber_Environment: Sendable {
 
   public var limits: [Amber_ResourceLimit] = []
 
+  /// Set when the working directory was removed while the process was in it: `cwd` is then its
+  /// path followed by " (deleted)", as the kernel shows it (an amber that does not know this
+  /// field finds no directory there); it is made again at the path as the task, entered and removed.
+  public var deletedCwd: Amber_DeletedDirectory {
+    get {_deletedCwd ?? Amber_DeletedDirectory()}
+    set {_deletedCwd = newValue}
+  }
+  /// Returns true if `deletedCwd` has been explicitly set.
+  public var hasDeletedCwd: Bool {self._deletedCwd != nil}
+  /// Clears the value of `deletedCwd`. Subsequent reads from it will return its default value.
+  public mutating func clearDeletedCwd() {self._deletedCwd = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _deletedCwd: Amber_DeletedDirectory? = nil
+}
+
+/// A directory removed (rmdir) while a process of the tree had it as its working directory.
+/// Processes whose working directory it was share one directory again (by `directory_id`).
+public nonisolated struct Amber_DeletedDirectory: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Its inode at the dump, not 0.
+  public var directoryID: UInt64 = 0
+
+  /// The permission bits of st_mode.
+  public var mode: UInt32 = 0
+
+  public var ownerUid: UInt32 = 0
+
+  public var ownerGid: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1440,7 +1476,7 @@ nonisolated extension Amber_ThreadControl: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Amber_Environment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Environment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cwd\0\u{1}umask\0\u{1}limits\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cwd\0\u{1}umask\0\u{1}limits\0\u{4}M\u{1}deleted_cwd\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1451,12 +1487,17 @@ nonisolated extension Amber_Environment: SwiftProtobuf.Message, SwiftProtobuf._M
       case 1: try { try decoder.decodeSingularStringField(value: &self.cwd) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.umask) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.limits) }()
+      case 80: try { try decoder.decodeSingularMessageField(value: &self._deletedCwd) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.cwd.isEmpty {
       try visitor.visitSingularStringField(value: self.cwd, fieldNumber: 1)
     }
@@ -1466,6 +1507,9 @@ nonisolated extension Amber_Environment: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.limits.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.limits, fieldNumber: 3)
     }
+    try { if let v = self._deletedCwd {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 80)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1473,6 +1517,52 @@ nonisolated extension Amber_Environment: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.cwd != rhs.cwd {return false}
     if lhs.umask != rhs.umask {return false}
     if lhs.limits != rhs.limits {return false}
+    if lhs._deletedCwd != rhs._deletedCwd {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_DeletedDirectory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeletedDirectory"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}directory_id\0\u{1}mode\0\u{3}owner_uid\0\u{3}owner_gid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.directoryID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.mode) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.directoryID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.directoryID, fieldNumber: 1)
+    }
+    if self.mode != 0 {
+      try visitor.visitSingularUInt32Field(value: self.mode, fieldNumber: 2)
+    }
+    if self.ownerUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerUid, fieldNumber: 3)
+    }
+    if self.ownerGid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_DeletedDirectory, rhs: Amber_DeletedDirectory) -> Bool {
+    if lhs.directoryID != rhs.directoryID {return false}
+    if lhs.mode != rhs.mode {return false}
+    if lhs.ownerUid != rhs.ownerUid {return false}
+    if lhs.ownerGid != rhs.ownerGid {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -105,6 +105,8 @@ long amber_xgetbv0(uint64_t *value);
 long amber_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2);
 /// statfs(2)'s f_type, the file system's magic number (sys/vfs.h is not in Glibc's module).
 long amber_statfs_type(const char *path, uint64_t *type);
+/* memfd_create(2): the file descriptor, or -errno. */
+long amber_memfd_create(const char *name, unsigned int flags);
 /// kcmp of a resource without an index (KCMP_VM, KCMP_FILES, KCMP_FS, KCMP_SIGHAND, KCMP_IO, KCMP_SYSVSEM).
 long amber_kcmp(pid_t pid1, pid_t pid2, int type);
 long amber_sched_getaffinity(pid_t pid, size_t size, uint64_t *mask);

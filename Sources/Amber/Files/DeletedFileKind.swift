@@ -1,0 +1,135 @@
+import AmberImage
+import Glibc
+import LinuxKit
+
+/// A regular file unlinked while open ("/path (deleted)" with no link left), as CRIU's
+/// files-reg.c does with a ghost file: at restore it is made again at its path, exclusively
+/// and as the task (no symbolic link on the way, in a directory that exists: a name taken since
+/// refuses the restore), unlinked at once, and given what it held (`FileContentsDump`), its size,
+/// owner and mode, once per file (`RestoredUnnamedFile`); each description of it is opened on
+/// it through /proc/self/fd, so the link reads as before. Refused: an O_TMPFILE file (its name,
+/// "#INODE", would come back as another inode's), and a file unlinked under the name it was
+/// opened by but still linked under another, which its link cannot lead to (refused as
+/// "a file its path does not lead to"), and one whose directory is gone too.
+struct DeletedFileKind: OpenFileKind {
+    let status: FileStatus
+    let path: String
+
+    /// __O_TMPFILE, which fdinfo shows in the flags of a description open(O_TMPFILE) made.
+    private static let temporaryFileFlag: UInt32 = 0o20000000
+
+    static func classify(_ descriptor: DescriptorProbe) throws -> DeletedFileKind? {
+        guard case .deleted(let path) = try descriptor.linkPath(), descriptor.link.hasSuffix(" (deleted)") else {
+            return nil
+        }
+        let status = try descriptor.status()
+        guard status.isRegular else { return nil }
+        switch try FileSystemKind.of(path: "/proc/\(descriptor.pid)/fd/\(descriptor.fd)") {
+        case .shmem where path.hasPrefix(MemoryFile.linkPrefix) || path.hasPrefix("/SYSV") || path == "/dev/zero":
+            return nil
+        case .hugetlbfs, .aioRing, .devpts, .mqueue: return nil
+        default: break
+        }
+        if try descriptor.info().flags & temporaryFileFlag != 0 {
+            throw descriptor.refusal(
+                "the O_TMPFILE file \(path), whose name would come back as another inode's: not restored")
+        }
+        let directory = String(path[..<path.utf8.lastIndex(of: UInt8(ascii: "/"))!])
+        guard (try? FileStatus.stat(path: directory.isEmpty ? "/" : directory))?.isDirectory == true else {
+            throw descriptor.refusal(
+                "the deleted file \(path), whose directory \(directory) is gone too (a restore makes it again in it): not restored"
+            )
+        }
+        return DeletedFileKind(status: status, path: path)
+    }
+
+    var identity: OpenFileIdentity { OpenFileIdentity(device: status.device, inode: status.inode) }
+
+    func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
+        var file = Amber_DeletedFile()
+        file.fileID = try descriptor.contentsDump().id(of: identity)
+        file.path = path
+        file.mode = status.permissions
+        file.ownerUid = status.uid
+        file.ownerGid = status.gid
+        file.contents = try descriptor.contentsDump().contents(of: descriptor, identity: identity)
+        return .deletedFile(file)
+    }
+
+    static func record(of description: Amber_OpenFileDescription) -> Amber_DeletedFile? {
+        guard case .deletedFile(let file) = description.file else { return nil }
+        return file
+    }
+
+    static func reopenedPath(of record: Amber_DeletedFile) -> String? { nil }
+
+    static func make(
+        _ deleted: Amber_DeletedFile, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
+        objects: OpenFileObjects
+    ) throws -> Int32 {
+        let what = "the deleted file \(deleted.path)"
+        let file = try objects.object(deleted.fileID) {
+            try create(deleted, description: description, image: objects.image, what: what, task: task)
+        }
+        return try file.open(description, what: what, task: task)
+    }
+
+    /// Creates the file at its path as the task with the flags of `description` (the first of
+    /// it made), unlinks it, then fills it through a description of the restorer's own.
+    private static func create(
+        _ deleted: Amber_DeletedFile, description: Amber_OpenFileDescription, image: ImageReader?, what: String,
+        task: Amber_Task
+    ) throws -> RestoredDeletedFile {
+        var flags = RestoredUnnamedFile.openFlags(description)
+        // An O_PATH description cannot make a file: it is opened on one made for reading and writing.
+        let pathOnly = flags & OpenFileFlags.pathOnly.openFlags != 0
+        if pathOnly { flags = O_RDWR }
+        let identity = task.processCredentials.map {
+            FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups)
+        }
+        let fd: Int32
+        do {
+            fd = try PathOpening.open(deleted.path, flags: flags | O_CREAT | O_EXCL, as: identity)
+        } catch {
+            let why =
+                switch error.errno {
+                case .fileExists: "another file has its name now"
+                case .noSuchFileOrDirectory: "its directory does not exist"
+                case .tooManySymbolicLinkLevels: "a symbolic link is on its path now"
+                default: "\(error)"
+                }
+            throw AmberError(.restoreFailed, "cannot make \(what) again for process \(task.pid): \(why)")
+        }
+        let file = RestoredDeletedFile(fd: fd, flags: pathOnly ? nil : flags)
+        do {
+            try PathOpening.unlink(deleted.path, openAs: fd, as: identity)
+        } catch {
+            file.close()
+            throw AmberError(.restoreFailed, "cannot unlink \(what) made again for process \(task.pid): \(error)")
+        }
+        do {
+            // Its own description may be read-only or appending: the data goes through another.
+            let filler = Glibc.open("/proc/self/fd/\(fd)", O_RDWR | O_CLOEXEC)
+            guard filler >= 0 else {
+                throw AmberError(
+                    .restoreFailed,
+                    "cannot open \(what) of process \(task.pid) to write back what it held: \(LinuxError.current("open"))")
+            }
+            defer { Glibc.close(filler) }
+            try deleted.contents.write(into: filler, image: image, what: what, task: task)
+            try RestoredUnnamedFile.setOwnerAndMode(
+                fd, uid: deleted.ownerUid, gid: deleted.ownerGid, mode: deleted.mode, what: what, task: task)
+        } catch {
+            file.close()
+            throw error
+        }
+        return file
+    }
+
+    static func privilegedAsks(_ deleted: Amber_DeletedFile, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
+        -> [PrivilegedAsk]
+    {
+        RestoredUnnamedFile.ownerAsks(
+            uid: deleted.ownerUid, gid: deleted.ownerGid, of: "the deleted file \(deleted.path)", owner: owner)
+    }
+}

@@ -1,0 +1,59 @@
+import AmberImage
+import Glibc
+import LinuxKit
+
+/// Refusals shared by the files without a name (memfds, deleted files): one that a process
+/// outside the tree holds open or maps would come back as a file of the tree's own, and the
+/// two would silently stop seeing each other's writes.
+enum UnnamedFileSharing {
+    /// Refuses a memfd or deleted file of the tree which a process outside the tree has open or
+    /// maps. Looks outside only when the tree has one; one scan of the tree's descriptors for
+    /// both kinds.
+    static func refuseHeldOutside(_ processes: [CheckedProcess]) throws {
+        var held: [OpenFileIdentity: (process: CheckedProcess, fd: Int32, what: String)] = [:]
+        for process in processes {
+            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
+                guard let probe = try? DescriptorProbe(pid: process.pid, fd: fd, process: process.name),
+                    probe.link.hasSuffix(" (deleted)")
+                else { continue }
+                let identity: OpenFileIdentity
+                let what: String
+                if let memfd = try? MemfdKind.classify(probe) {
+                    (identity, what) = (memfd.identity, "the memfd \(probe.link)")
+                } else if let file = try? DeletedFileKind.classify(probe) {
+                    (identity, what) = (file.identity, "the deleted file \(probe.link)")
+                } else {
+                    continue
+                }
+                if held[identity] == nil { held[identity] = (process, fd, what) }
+            }
+        }
+        guard !held.isEmpty else { return }
+        func refuse(_ identity: OpenFileIdentity, pid: Int32, how: String) throws {
+            guard let holder = held[identity] else { return }
+            throw AmberError.unsupported(
+                holder.process.name,
+                "has fd \(holder.fd) on \(holder.what), which process \(ProcessName(pid: pid)) outside the tree \(how): it is restored only when no process outside the tree has it",
+                tree: holder.process.tree)
+        }
+        try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
+            guard link.hasSuffix(" (deleted)"), let status = try? FileStatus.stat(procFD: pid, fd: fd) else { return }
+            try refuse(OpenFileIdentity(device: status.device, inode: status.inode), pid: pid, how: "has open too (its fd \(fd))")
+        }
+        let tree = Set(processes.map(\.pid))
+        for pid in try ProcFS.processIDs() where !tree.contains(pid) && pid != getpid() {
+            for mapping in (try? ProcFS.maps(pid: pid)) ?? [] where mapping.deleted {
+                try refuse(
+                    OpenFileIdentity(device: mapping.device, inode: mapping.inode), pid: pid,
+                    how: "maps too (at 0x\(String(mapping.start, radix: 16)))")
+            }
+        }
+    }
+}
+
+extension MemfdKind {
+    /// Both kinds' refusal, in one scan (`DeletedFileKind` has none of its own).
+    static func check(tree processes: [CheckedProcess]) throws {
+        try UnnamedFileSharing.refuseHeldOutside(processes)
+    }
+}

@@ -1,0 +1,77 @@
+/*
+ * unsupported_unnamed: a file without a name amber refuses, by the flag given:
+ *   --memfd-outside    a memfd a process outside the tree holds open too (a grandchild,
+ *                      orphaned at once, which exits when this process is gone)
+ *   --memfd-mapped-outside  a memfd such a process maps (its fd closed)
+ *   --deleted-outside  a deleted file such a process holds open too
+ *   --memfd-map        a memfd this process maps
+ *   --deleted-in-removed  a deleted file whose directory was removed too
+ * After SIGTERM it checks the file still holds what it held.
+ */
+#include "scenario.h"
+#include <sys/mman.h>
+
+static void outside_holder(int fd, int map)
+{
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child < 0)
+        sc_die("fork");
+    if (child == 0) {
+        if (fork() != 0)
+            _exit(0);
+        if (map) {
+            if (mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
+                _exit(1);
+            close(fd);
+        }
+        while (kill(parent, 0) == 0)
+            sleep(1);
+        _exit(0);
+    }
+    int status;
+    if (waitpid(child, &status, 0) != child)
+        sc_die("waitpid");
+}
+
+int main(int argc, char **argv)
+{
+    sc_init(argc, argv, "unsupported_unnamed");
+    sc_install_sigterm(0);
+    int fd;
+    char path[PATH_MAX];
+    if (sc_has_flag("--deleted-in-removed")) {
+        char removed[PATH_MAX];
+        sc_path(removed, sizeof removed, "removed");
+        sc_fmt(path, sizeof path, "%s/gone", removed);
+        if (mkdir(removed, 0700) != 0)
+            sc_die("mkdir %s", removed);
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || unlink(path) != 0 || rmdir(removed) != 0)
+            sc_die("creating and removing %s", path);
+    } else if (sc_has_flag("--deleted-outside")) {
+        sc_path(path, sizeof path, "gone");
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || unlink(path) != 0)
+            sc_die("creating and removing %s", path);
+    } else {
+        fd = memfd_create("held", MFD_CLOEXEC);
+    }
+    if (fd < 0 || pwrite(fd, "still here", 10, 0) != 10 || ftruncate(fd, 4096) != 0)
+        sc_die("making the file");
+    if (sc_has_flag("--memfd-outside") || sc_has_flag("--deleted-outside"))
+        outside_holder(fd, 0);
+    else if (sc_has_flag("--memfd-mapped-outside"))
+        outside_holder(fd, 1);
+    else if (sc_has_flag("--memfd-map")) {
+        if (mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
+            sc_die("mmap");
+    } else if (!sc_has_flag("--deleted-in-removed"))
+        sc_die("no flag");
+    sc_ready();
+    sc_wait_for_term();
+    sc_check_common();
+    char buffer[10];
+    sc_check(pread(fd, buffer, 10, 0) == 10 && memcmp(buffer, "still here", 10) == 0, "the file changed");
+    sc_finish();
+}
