@@ -490,15 +490,20 @@ struct TaskValidator {
             case .eventFd(let eventFD): try validateEventFD(eventFD, description: description, field: field)
             case .signalFd(let signalFD): try validateSignalFD(signalFD, description: description, field: field)
             case .timerFd(let timerFD): try validateTimerFD(timerFD, description: description, field: field)
+            case .epoll(let epoll): try validateEpoll(epoll, description: description, field: field)
+            case .pidfd(let pidfd): try validatePidfd(pidfd, description: description, field: field)
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
                 throw invalid("\(field).offset", "\(description.offset) is above the largest file offset \(Int64.max)")
             }
-            guard description.flags & ~Self.fileFlags == 0 else {
+            // PIDFD_THREAD is O_EXCL, which validatePidfd allows a pidfd.
+            var allowedFlags = Self.fileFlags
+            if case .pidfd = description.file { allowedFlags |= 0o200 }
+            guard description.flags & ~allowedFlags == 0 else {
                 throw invalid(
                     "\(field).flags",
-                    "0o\(String(description.flags, radix: 8)) has flags outside 0o\(String(Self.fileFlags, radix: 8))")
+                    "0o\(String(description.flags, radix: 8)) has flags outside 0o\(String(allowedFlags, radix: 8))")
             }
             try validateDescriptionLocks(description.locks, field: "\(field).locks")
         }
@@ -729,6 +734,52 @@ struct TaskValidator {
                 realtimeAbsolute
                     ? "is 0 for an armed absolute CLOCK_REALTIME timer"
                     : "is set for a timer that is not an armed absolute CLOCK_REALTIME one")
+        }
+    }
+
+    /// Watches of one epoll instance: each is an injected epoll_ctl at restore.
+    private static let epollWatchLimit = 1 << 16
+    /// EPOLLIN ... EPOLLRDHUP, EPOLLMSG, EPOLLERR, EPOLLHUP; EPOLLEXCLUSIVE, EPOLLONESHOT, EPOLLET
+    /// (EPOLLWAKEUP is refused at dump).
+    private static let epollWatchEvents: UInt32 = 0x3fff | 1 << 28 | 1 << 30 | 1 << 31
+
+    private func validateEpoll(_ epoll: Amber_Epoll, description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
+        try validateEventFileFlags(description, field: field)
+        guard ImageFormat.pidRange.contains(epoll.watcherPid) else {
+            throw invalid("\(field).epoll.watcher_pid", "\(epoll.watcherPid) is not a process ID")
+        }
+        guard epoll.watches.count <= Self.epollWatchLimit else {
+            throw invalid("\(field).epoll.watches", "\(epoll.watches.count) watches, more than \(Self.epollWatchLimit)")
+        }
+        var fds: Set<Int32> = []
+        for (index, watch) in epoll.watches.enumerated() {
+            let watchField = "\(field).epoll.watches[\(index)]"
+            guard (0..<Self.fdLimit).contains(watch.fd), fds.insert(watch.fd).inserted else {
+                throw invalid("\(watchField).fd", "\(watch.fd) is not in 0..<\(Self.fdLimit), or watched twice")
+            }
+            guard watch.events & ~Self.epollWatchEvents == 0, watch.events & 0x3fff != 0 else {
+                throw invalid(
+                    "\(watchField).events", "\(hex(UInt64(watch.events))) asks no event, or for what epoll_ctl does not take")
+            }
+            guard !watch.reported || watch.events & 1 << 31 != 0 else {
+                throw invalid("\(watchField).reported", "is set on a watch that is not edge-triggered")
+            }
+        }
+    }
+
+    private func validatePidfd(_ pidfd: Amber_Pidfd, description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
+        guard description.flags & ~(Self.eventFileFlags | 0o200) == 0, description.flags & 0o3 == 0o2 else {
+            throw invalid(
+                "\(field).flags",
+                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without PIDFD_NONBLOCK and PIDFD_THREAD")
+        }
+        guard description.offset == 0 else { throw invalid("\(field).offset", "\(description.offset): a pidfd has no offset") }
+        guard ImageFormat.pidRange.contains(pidfd.pid) else {
+            throw invalid("\(field).pidfd.pid", "\(pidfd.pid) is not a process ID")
         }
     }
 

@@ -246,3 +246,14 @@ long amber_timerfd_gettime(int fd, int64_t *interval_ns, int64_t *value_ns) {
 long amber_timerfd_set_ticks(int fd, uint64_t ticks) {
     return result(ioctl(fd, _IOW('T', 0, uint64_t), &ticks));
 }
+
+long amber_kcmp_epoll_target(pid_t pid, int fd, int epoll_fd, int target_fd) {
+    struct {
+        uint32_t efd, tfd, toff;
+    } slot = {(uint32_t)epoll_fd, (uint32_t)target_fd, 0};
+    return result(syscall(SYS_kcmp, (long)pid, (long)pid, 7L /* KCMP_EPOLL_TFD */, (long)fd, &slot));
+}
+
+long amber_pidfd_open_flags(pid_t pid, unsigned flags) { return result(syscall(SYS_pidfd_open, (long)pid, (long)flags)); }
+
+long amber_epoll_create1(int flags) { return result(syscall(SYS_epoll_create1, (long)flags)); }

@@ -154,4 +154,10 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testTimerFDs() throws { try runDumped(.timerFDs) }
     func testLeaveRunningEventFDs() throws { try runLeaveRunning(.eventFDs) }
     func testLeaveRunningTimerFDs() throws { try runLeaveRunning(.timerFDs) }
+    /// Each watch comes back with its events and data, keyed by the same fd; what was reported
+    /// already is not reported again.
+    func testEpoll() throws { try runDumped(.epoll) }
+    /// The dump only polls: nothing it does is seen by the instances.
+    func testLeaveRunningEpoll() throws { try runLeaveRunning(.epoll) }
+    func testPidfds() throws { try runDumped(.pidfds) }
 }

@@ -134,4 +134,6 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testEventFDs() throws { try runPlain(.eventFDs) }
     func testSignalFDs() throws { try runPlain(.signalFDs) }
     func testTimerFDs() throws { try runPlain(.timerFDs) }
+    func testEpoll() throws { try runPlain(.epoll) }
+    func testPidfds() throws { try runPlain(.pidfds) }
 }

@@ -170,6 +170,11 @@ struct Scenario: Sendable {
         Scenario(name: "unsupported_event_files", args: [flag])
     }
 
+    /// Two epoll instances, one watching the other, shared with a child (see epoll.c).
+    static let epoll = Scenario(name: "epoll")
+    /// pidfds of the tree's processes (see pidfds.c).
+    static let pidfds = Scenario(name: "pidfds")
+
     static let all: [Scenario] =
         [
             counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep,
@@ -198,6 +203,7 @@ struct Scenario: Sendable {
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
+        + [epoll, pidfds]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored
