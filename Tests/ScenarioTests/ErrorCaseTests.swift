@@ -330,9 +330,28 @@ final class DumpErrorTests: ScenarioTestCase {
     }
 
     /// Anonymous-inode files amber does not restore, named as what they are.
-    func testDumpRefusesEpollAndInotify() throws {
-        try checkUnsupported(.unsupportedEventFile("--epoll"), object: "an epoll instance ([eventpoll])")
+    func testDumpRefusesInotify() throws {
         try checkUnsupported(.unsupportedEventFile("--inotify"), object: "an inotify instance (inotify)")
+    }
+
+    /// Epoll watches that would not come back exactly: by an fd closed since, an edge that may
+    /// or may not have been reported, a one-shot watch that fired (disarmed).
+    func testDumpRefusesEpollWatches() throws {
+        try checkUnsupported(
+            .unsupportedEventFile("--epoll"), object: "an epoll instance watching a file by fd",
+            mentions: ["the fd was closed"])
+        try checkUnsupported(
+            .unsupportedEventFile("--epoll-edge"), object: "an edge-triggered watch of fd",
+            mentions: ["whose file is ready"])
+        try checkUnsupported(
+            .unsupportedEventFile("--epoll-fired"), object: "a one-shot watch of fd", mentions: ["fired"])
+    }
+
+    /// A pidfd of a process the restored tree would not have.
+    func testDumpRefusesPidfdsOfProcessesNotInTree() throws {
+        try checkUnsupported(.unsupportedEventFile("--pidfd-outside"), object: "a pidfd of process", mentions: ["outside the tree"])
+        try checkUnsupported(
+            .unsupportedEventFile("--pidfd-reaped"), object: "a pidfd of a process that has exited and was reaped")
     }
 
     /// A timerfd on an alarm clock needs CAP_WAKE_ALARM to make again; an eventfd with O_APPEND

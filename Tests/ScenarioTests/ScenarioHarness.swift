@@ -204,6 +204,7 @@ struct Scenario: Sendable {
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
         + [epoll, pidfds]
+        + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -1,6 +1,12 @@
 /*
  * unsupported_event_files: one descriptor amber refuses, by the flag given:
- *   --epoll           an epoll instance
+ *   --epoll           an epoll instance watching a pipe by an fd closed since (the pipe lives
+ *                     on in a dup)
+ *   --epoll-edge      an epoll instance with something to report (a pipe holding a byte) and an
+ *                     edge-triggered watch of a ready eventfd
+ *   --epoll-fired     an epoll instance with a one-shot watch that fired
+ *   --pidfd-outside   a pidfd of this process's parent, outside the tree
+ *   --pidfd-reaped    a pidfd of a child that exited and was reaped
  *   --inotify         an inotify instance
  *   --timerfd-alarm   a timerfd on CLOCK_BOOTTIME_ALARM (armed 1000 s away)
  *   --eventfd-append  an eventfd given O_APPEND by F_SETFL
@@ -13,6 +19,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 
 int main(int argc, char **argv)
@@ -20,8 +27,35 @@ int main(int argc, char **argv)
     sc_init(argc, argv, "unsupported_event_files");
     sc_install_sigterm(0);
     int fd = -1;
-    if (sc_has_flag("--epoll")) {
+    if (sc_has_flag("--epoll") || sc_has_flag("--epoll-edge") || sc_has_flag("--epoll-fired")) {
         fd = epoll_create1(EPOLL_CLOEXEC);
+        int files[2], ready = eventfd(1, EFD_CLOEXEC);
+        if (fd < 0 || ready < 0 || pipe2(files, O_CLOEXEC) != 0)
+            sc_die("making the files");
+        struct epoll_event event = {.events = EPOLLIN, .data.u64 = 1}, out;
+        if (sc_has_flag("--epoll")) {
+            if (epoll_ctl(fd, EPOLL_CTL_ADD, files[0], &event) != 0 || dup(files[0]) < 0 || close(files[0]) != 0)
+                sc_die("the watch of a closed fd");
+        } else if (sc_has_flag("--epoll-edge")) {
+            struct epoll_event edge = {.events = EPOLLIN | EPOLLET, .data.u64 = 2};
+            if (write(files[1], "x", 1) != 1 || epoll_ctl(fd, EPOLL_CTL_ADD, files[0], &event) != 0 ||
+                epoll_ctl(fd, EPOLL_CTL_ADD, ready, &edge) != 0)
+                sc_die("the edge-triggered watch");
+        } else {
+            event.events = EPOLLIN | EPOLLONESHOT;
+            if (epoll_ctl(fd, EPOLL_CTL_ADD, ready, &event) != 0 || epoll_wait(fd, &out, 1, 0) != 1)
+                sc_die("the one-shot watch");
+        }
+    } else if (sc_has_flag("--pidfd-outside")) {
+        fd = (int)syscall(SYS_pidfd_open, getppid(), 0);
+    } else if (sc_has_flag("--pidfd-reaped")) {
+        pid_t child = fork();
+        if (child == 0)
+            _exit(0);
+        fd = (int)syscall(SYS_pidfd_open, child, 0);
+        int status;
+        if (waitpid(child, &status, 0) != child)
+            sc_die("waitpid");
     } else if (sc_has_flag("--inotify")) {
         fd = inotify_init1(IN_CLOEXEC);
     } else if (sc_has_flag("--timerfd-alarm")) {
