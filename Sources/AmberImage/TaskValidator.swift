@@ -492,6 +492,7 @@ struct TaskValidator {
             case .timerFd(let timerFD): try validateTimerFD(timerFD, description: description, field: field)
             case .epoll(let epoll): try validateEpoll(epoll, description: description, field: field)
             case .pidfd(let pidfd): try validatePidfd(pidfd, description: description, field: field)
+            case .inotify(let inotify): try validateInotify(inotify, description: description, field: field)
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
@@ -766,6 +767,37 @@ struct TaskValidator {
             guard !watch.reported || watch.events & 1 << 31 != 0 else {
                 throw invalid("\(watchField).reported", "is set on a watch that is not edge-triggered")
             }
+        }
+    }
+
+    /// IN_ALL_EVENTS, IN_EXCL_UNLINK, IN_ONESHOT.
+    private static let inotifyMasks: UInt32 = 0xfff | 0x0400_0000 | 0x8000_0000
+
+    private func validateInotify(_ inotify: Amber_Inotify, description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
+        guard description.flags & ~0o4000 == 0 else {
+            throw invalid(
+                "\(field).flags", "0o\(String(description.flags, radix: 8)) is not O_RDONLY with or without O_NONBLOCK")
+        }
+        guard description.offset == 0 else {
+            throw invalid("\(field).offset", "\(description.offset): an inotify instance has no offset")
+        }
+        guard inotify.watches.count <= Self.epollWatchLimit else {
+            throw invalid("\(field).inotify.watches", "\(inotify.watches.count) watches, more than \(Self.epollWatchLimit)")
+        }
+        var previous: Int32 = 0
+        for (index, watch) in inotify.watches.enumerated() {
+            let watchField = "\(field).inotify.watches[\(index)]"
+            // The wds in between are used up one injected-free call pair each: keep them few.
+            guard watch.wd > previous, watch.wd <= previous + Int32(Self.epollWatchLimit) else {
+                throw invalid("\(watchField).wd", "\(watch.wd) does not follow \(previous) by 1 to \(Self.epollWatchLimit)")
+            }
+            previous = watch.wd
+            guard watch.mask & ~Self.inotifyMasks == 0, watch.mask & 0xfff != 0 else {
+                throw invalid("\(watchField).mask", "\(hex(UInt64(watch.mask))) asks no event, or for what amber does not know")
+            }
+            try validatePath(watch.path, field: "\(watchField).path")
         }
     }
 

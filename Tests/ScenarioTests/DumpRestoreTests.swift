@@ -160,4 +160,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// The dump only polls: nothing it does is seen by the instances.
     func testLeaveRunningEpoll() throws { try runLeaveRunning(.epoll) }
     func testPidfds() throws { try runDumped(.pidfds) }
+    /// Each watch on its file again, at its wd.
+    func testInotify() throws { try runDumped(.inotify) }
+    func testLeaveRunningInotify() throws { try runLeaveRunning(.inotify) }
 }

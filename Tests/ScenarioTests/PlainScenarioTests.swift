@@ -136,4 +136,5 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTimerFDs() throws { try runPlain(.timerFDs) }
     func testEpoll() throws { try runPlain(.epoll) }
     func testPidfds() throws { try runPlain(.pidfds) }
+    func testInotify() throws { try runPlain(.inotify) }
 }

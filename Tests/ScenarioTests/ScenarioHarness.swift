@@ -174,6 +174,8 @@ struct Scenario: Sendable {
     static let epoll = Scenario(name: "epoll")
     /// pidfds of the tree's processes (see pidfds.c).
     static let pidfds = Scenario(name: "pidfds")
+    /// Two inotify instances, a wd skipped (see inotify.c).
+    static let inotify = Scenario(name: "inotify")
 
     static let all: [Scenario] =
         [
@@ -203,7 +205,7 @@ struct Scenario: Sendable {
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
             unsupportedEventFile)
-        + [epoll, pidfds]
+        + [epoll, pidfds, inotify]
         + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)
 }
 

@@ -7,7 +7,7 @@
  *   --epoll-fired     an epoll instance with a one-shot watch that fired
  *   --pidfd-outside   a pidfd of this process's parent, outside the tree
  *   --pidfd-reaped    a pidfd of a child that exited and was reaped
- *   --inotify         an inotify instance
+ *   --inotify         an inotify instance with an event queued and not read
  *   --timerfd-alarm   a timerfd on CLOCK_BOOTTIME_ALARM (armed 1000 s away)
  *   --eventfd-append  an eventfd given O_APPEND by F_SETFL
  *   --eventfd-outside an eventfd a process outside the tree holds too (a grandchild, orphaned
@@ -58,6 +58,11 @@ int main(int argc, char **argv)
             sc_die("waitpid");
     } else if (sc_has_flag("--inotify")) {
         fd = inotify_init1(IN_CLOEXEC);
+        char path[PATH_MAX];
+        sc_path(path, sizeof path, "inotify-queued");
+        int file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || file < 0 || inotify_add_watch(fd, path, IN_MODIFY) < 0 || write(file, "x", 1) != 1)
+            sc_die("the queued event");
     } else if (sc_has_flag("--timerfd-alarm")) {
         fd = timerfd_create(CLOCK_BOOTTIME_ALARM, 0);
         struct itimerspec time = {{0, 0}, {1000, 0}};

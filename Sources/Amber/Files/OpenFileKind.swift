@@ -81,7 +81,7 @@ enum OpenFileKinds {
     static let all: [any OpenFileKind.Type] = [
         RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self, PipeKind.self,
         EventFDKind.self, SignalFDKind.self, TimerFDKind.self,
-        EpollKind.self, PidfdKind.self,
+        EpollKind.self, PidfdKind.self, InotifyKind.self,
     ]
 
     /// The kind of open file `descriptor` is, or its refusal.

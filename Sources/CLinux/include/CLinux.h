@@ -169,4 +169,11 @@ long amber_pidfd_open_flags(pid_t pid, unsigned flags);
 /// epoll_create1 (sys/epoll.h is not in Glibc's module).
 long amber_epoll_create1(int flags);
 
+/// inotify (sys/inotify.h is not in Glibc's module).
+long amber_inotify_init1(int flags);
+long amber_inotify_add_watch(int fd, const char *path, uint32_t mask);
+long amber_inotify_rm_watch(int fd, int wd);
+/// open_by_handle_at of the handle `bytes` (`size` of them) of `type`, on the mount of `mount_fd`.
+long amber_open_by_handle_at(int mount_fd, int type, const uint8_t *bytes, uint32_t size, int flags);
+
 #endif
