@@ -348,6 +348,17 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedEventFile("--epoll-fired"), object: "a one-shot watch of fd", mentions: ["fired"])
     }
 
+    /// Anonymous-inode files no kind takes, each named as what it is.
+    func testDumpRefusesOtherAnonymousInodeFiles() throws {
+        for (flag, object) in [
+            ("--userfaultfd", "a userfaultfd ([userfaultfd])"), ("--io-uring", "an io_uring ([io_uring])"),
+            ("--perf", "a perf event ([perf_event])"), ("--fanotify", "a fanotify group ([fanotify])"),
+            ("--bpf-map", "a BPF map (bpf-map)"), ("--kvm-vm", "a KVM virtual machine (kvm-vm)"),
+        ] {
+            try checkUnsupported(.unsupportedEventFile(flag), object: object)
+        }
+    }
+
     /// A pidfd of a process the restored tree would not have.
     func testDumpRefusesPidfdsOfProcessesNotInTree() throws {
         try checkUnsupported(.unsupportedEventFile("--pidfd-outside"), object: "a pidfd of process", mentions: ["outside the tree"])

@@ -207,6 +207,7 @@ struct Scenario: Sendable {
             unsupportedEventFile)
         + [epoll, pidfds, inotify]
         + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)
+        + ["--userfaultfd", "--io-uring", "--perf", "--fanotify", "--bpf-map", "--kvm-vm"].map(unsupportedEventFile)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

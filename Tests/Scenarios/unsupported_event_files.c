@@ -7,6 +7,9 @@
  *   --epoll-fired     an epoll instance with a one-shot watch that fired
  *   --pidfd-outside   a pidfd of this process's parent, outside the tree
  *   --pidfd-reaped    a pidfd of a child that exited and was reaped
+ *   --userfaultfd, --io-uring, --perf, --fanotify, --bpf-map, --kvm-vm
+ *                     a userfaultfd, an io_uring, a software perf event, a fanotify group, a
+ *                     BPF array map, a KVM virtual machine (/dev/kvm closed again)
  *   --inotify         an inotify instance with an event queued and not read
  *   --timerfd-alarm   a timerfd on CLOCK_BOOTTIME_ALARM (armed 1000 s away)
  *   --eventfd-append  an eventfd given O_APPEND by F_SETFL
@@ -20,6 +23,12 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/syscall.h>
+#include <sys/fanotify.h>
+#include <sys/ioctl.h>
+#include <linux/bpf.h>
+#include <linux/io_uring.h>
+#include <linux/kvm.h>
+#include <linux/perf_event.h>
 #include <sys/timerfd.h>
 
 int main(int argc, char **argv)
@@ -46,6 +55,25 @@ int main(int argc, char **argv)
             if (epoll_ctl(fd, EPOLL_CTL_ADD, ready, &event) != 0 || epoll_wait(fd, &out, 1, 0) != 1)
                 sc_die("the one-shot watch");
         }
+    } else if (sc_has_flag("--userfaultfd")) {
+        fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+    } else if (sc_has_flag("--io-uring")) {
+        struct io_uring_params params = {0};
+        fd = (int)syscall(SYS_io_uring_setup, 4, &params);
+    } else if (sc_has_flag("--perf")) {
+        struct perf_event_attr attr = {.type = PERF_TYPE_SOFTWARE, .size = sizeof attr,
+                                       .config = PERF_COUNT_SW_CPU_CLOCK, .disabled = 1};
+        fd = (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    } else if (sc_has_flag("--fanotify")) {
+        fd = fanotify_init(FAN_CLOEXEC | FAN_CLASS_NOTIF, O_RDONLY);
+    } else if (sc_has_flag("--bpf-map")) {
+        union bpf_attr attr = {.map_type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 4, .max_entries = 1};
+        fd = (int)syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr);
+    } else if (sc_has_flag("--kvm-vm")) {
+        int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        fd = kvm >= 0 ? ioctl(kvm, KVM_CREATE_VM, 0) : -1;
+        if (kvm >= 0)
+            close(kvm);
     } else if (sc_has_flag("--pidfd-outside")) {
         fd = (int)syscall(SYS_pidfd_open, getppid(), 0);
     } else if (sc_has_flag("--pidfd-reaped")) {
@@ -91,7 +119,7 @@ int main(int argc, char **argv)
         if (waitpid(child, &status, 0) != child)
             sc_die("waitpid");
     }
-    if (fd < 0)
+    if (fd < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
         sc_die("making the object");
     sc_ready();
     sc_wait_for_term();
