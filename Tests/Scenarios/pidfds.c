@@ -1,6 +1,7 @@
 /*
  * pidfds: pidfds of the tree's processes: of a child (blocking), of this process (PIDFD_NONBLOCK)
- * and of this process's leader thread (PIDFD_THREAD); the child holds one of its parent. After
+ * and of this process's leader thread (PIDFD_THREAD); the child holds one of its parent, and a
+ * second child, forked after them, inherits all three (one description in two processes). After
  * SIGTERM each names its process again: fdinfo's Pid, the flags, a signal sent through the
  * child's pidfd reaches it (it answers on a pipe), and once the child is killed through it, its
  * pidfd is readable and waitid(P_PIDFD) collects it.
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
     int of_thread = (int)syscall(SYS_pidfd_open, getpid(), PIDFD_THREAD);
     if (of_child < 0 || of_self < 0 || of_thread < 0)
         sc_die("pidfd_open");
+    pid_t second = sc_fork_paused_child(NULL);
+    sc_wait_in_pause(second);
     sc_ready();
     sc_wait_for_term();
     sc_check_common();
@@ -83,5 +86,7 @@ int main(int argc, char **argv)
     siginfo_t info = {0};
     sc_check(waitid(P_PIDFD, of_child, &info, WEXITED) == 0 && info.si_pid == child && info.si_status == SIGKILL,
              "waitid(P_PIDFD) gave pid %d, status %d", info.si_pid, info.si_status);
+    kill(second, SIGKILL);
+    waitpid(second, NULL, 0);
     sc_finish();
 }
