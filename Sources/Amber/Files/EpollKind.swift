@@ -130,14 +130,22 @@ enum EpollWatches: StateKind {
             }
             let reported = epoll.watches.filter(\.reported)
             for watch in reported { try add(watch, to: instance, session) }
-            if !reported.isEmpty {
-                var arguments = session.arguments()
-                let events = try arguments.reserve(Epoll.eventSize * reported.count)
-                try session.injector.call(
-                    "epoll_wait on fd \(instance)", SyscallNumber.epollWait, UInt64(instance), events,
-                    UInt64(reported.count), 0)
-            }
+            if !reported.isEmpty { try takeReady(instance, upTo: reported.count, session) }
             for watch in epoll.watches where !watch.reported { try add(watch, to: instance, session) }
+        }
+    }
+
+    /// Takes the ready watches off the ready list of `instance` by epoll_wait with no wait, as
+    /// many times as the scratch area needs to hold `count` events.
+    private static func takeReady(_ instance: Int32, upTo count: Int, _ session: RestoreSession) throws {
+        let batch = min(count, RestoreSession.scratchSize / Epoll.eventSize)
+        var arguments = session.arguments()
+        let events = try arguments.reserve(Epoll.eventSize * batch)
+        var taken = batch
+        while taken == batch {
+            taken = Int(
+                try session.injector.call(
+                    "epoll_wait on fd \(instance)", SyscallNumber.epollWait, UInt64(instance), events, UInt64(batch), 0))
         }
     }
 
