@@ -21,6 +21,7 @@ enum StateKinds {
         MemoryPolicyState.self,
         MembarrierState.self,
         KeyringState.self,
+        EpollWatches.self,
     ]
 
     /// Every kind's restore steps of `phase`, in their order.

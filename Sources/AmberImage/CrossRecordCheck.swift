@@ -8,6 +8,7 @@ enum CrossRecordCheck {
         try checkExternalFiles(tasks)
         try checkSharedAnonymousMemory(tasks)
         try checkUnixSockets(tasks)
+        try checkProcessesOfFiles(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).
@@ -134,6 +135,45 @@ enum CrossRecordCheck {
                 throw ImageError(
                     .invalid, file: file,
                     detail: "unix socket \(inode) waits on listener \(socket.listenerInode), which does not list it")
+            }
+        }
+    }
+
+    /// An epoll instance's watches are added by the process it names, which holds it and has
+    /// every fd they name; a pidfd is of a live process of the tree.
+    private static func checkProcessesOfFiles(_ tasks: [Amber_Task]) throws(ImageError) {
+        let byPID = Dictionary(tasks.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
+        for task in tasks {
+            for description in task.files.descriptions {
+                let file = ImageFormat.taskRecordName(pid: task.pid)
+                switch description.file {
+                case .epoll(let epoll):
+                    guard let watcher = byPID[epoll.watcherPid],
+                        watcher.files.descriptors.contains(where: { $0.descriptionID == description.id })
+                    else {
+                        throw ImageError(
+                            .invalid, file: file,
+                            detail:
+                                "the epoll instance of open file \(description.id) names process \(epoll.watcherPid), which does not hold it"
+                        )
+                    }
+                    let fds = Set(watcher.files.descriptors.map(\.fd))
+                    if let watch = epoll.watches.first(where: { !fds.contains($0.fd) }) {
+                        throw ImageError(
+                            .invalid, file: file,
+                            detail:
+                                "the epoll instance of open file \(description.id) watches fd \(watch.fd), which process \(epoll.watcherPid) does not have"
+                        )
+                    }
+                case .pidfd(let pidfd):
+                    guard let target = byPID[pidfd.pid], !target.zombie else {
+                        throw ImageError(
+                            .invalid, file: file,
+                            detail: "the pidfd of open file \(description.id) is of \(pidfd.pid), no live process of the image")
+                    }
+                default:
+                    continue
+                }
             }
         }
     }

@@ -573,15 +573,21 @@ struct TaskValidator {
             case .unixSocket(let socket): try validateUnixSocket(socket, description: description, field: field)
             case .memfd(let memfd): try validateMemfd(memfd, field: "\(field).memfd")
             case .deletedFile(let file): try validateDeletedFile(file, field: "\(field).deleted_file")
+            case .epoll(let epoll): try validateEpoll(epoll, description: description, field: field)
+            case .pidfd(let pidfd): try validatePidfd(pidfd, description: description, field: field)
+            case .inotify(let inotify): try validateInotify(inotify, description: description, field: field)
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
                 throw invalid("\(field).offset", "\(description.offset) is above the largest file offset \(Int64.max)")
             }
-            guard description.flags & ~Self.fileFlags == 0 else {
+            // PIDFD_THREAD is O_EXCL, which validatePidfd allows a pidfd.
+            var allowedFlags = Self.fileFlags
+            if case .pidfd = description.file { allowedFlags |= 0o200 }
+            guard description.flags & ~allowedFlags == 0 else {
                 throw invalid(
                     "\(field).flags",
-                    "0o\(String(description.flags, radix: 8)) has flags outside 0o\(String(Self.fileFlags, radix: 8))")
+                    "0o\(String(description.flags, radix: 8)) has flags outside 0o\(String(allowedFlags, radix: 8))")
             }
             try validateDescriptionLocks(description.locks, field: "\(field).locks")
         }
@@ -938,6 +944,83 @@ struct TaskValidator {
                 realtimeAbsolute
                     ? "is 0 for an armed absolute CLOCK_REALTIME timer"
                     : "is set for a timer that is not an armed absolute CLOCK_REALTIME one")
+        }
+    }
+
+    /// Watches of one epoll instance: each is an injected epoll_ctl at restore.
+    private static let epollWatchLimit = 1 << 16
+    /// EPOLLIN ... EPOLLRDHUP, EPOLLMSG, EPOLLERR, EPOLLHUP; EPOLLEXCLUSIVE, EPOLLONESHOT, EPOLLET
+    /// (EPOLLWAKEUP is refused at dump).
+    private static let epollWatchEvents: UInt32 = 0x3fff | 1 << 28 | 1 << 30 | 1 << 31
+
+    private func validateEpoll(_ epoll: Amber_Epoll, description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
+        try validateEventFileFlags(description, field: field)
+        guard ImageFormat.pidRange.contains(epoll.watcherPid) else {
+            throw invalid("\(field).epoll.watcher_pid", "\(epoll.watcherPid) is not a process ID")
+        }
+        guard epoll.watches.count <= Self.epollWatchLimit else {
+            throw invalid("\(field).epoll.watches", "\(epoll.watches.count) watches, more than \(Self.epollWatchLimit)")
+        }
+        var fds: Set<Int32> = []
+        for (index, watch) in epoll.watches.enumerated() {
+            let watchField = "\(field).epoll.watches[\(index)]"
+            guard (0..<Self.fdLimit).contains(watch.fd), fds.insert(watch.fd).inserted else {
+                throw invalid("\(watchField).fd", "\(watch.fd) is not in 0..<\(Self.fdLimit), or watched twice")
+            }
+            guard watch.events & ~Self.epollWatchEvents == 0, watch.events & 0x3fff != 0 else {
+                throw invalid(
+                    "\(watchField).events", "\(hex(UInt64(watch.events))) asks no event, or for what epoll_ctl does not take")
+            }
+            guard !watch.reported || watch.events & 1 << 31 != 0 else {
+                throw invalid("\(watchField).reported", "is set on a watch that is not edge-triggered")
+            }
+        }
+    }
+
+    /// IN_ALL_EVENTS, IN_EXCL_UNLINK, IN_ONESHOT.
+    private static let inotifyMasks: UInt32 = 0xfff | 0x0400_0000 | 0x8000_0000
+
+    private func validateInotify(_ inotify: Amber_Inotify, description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
+        guard description.flags & ~0o4000 == 0 else {
+            throw invalid(
+                "\(field).flags", "0o\(String(description.flags, radix: 8)) is not O_RDONLY with or without O_NONBLOCK")
+        }
+        guard description.offset == 0 else {
+            throw invalid("\(field).offset", "\(description.offset): an inotify instance has no offset")
+        }
+        guard inotify.watches.count <= Self.epollWatchLimit else {
+            throw invalid("\(field).inotify.watches", "\(inotify.watches.count) watches, more than \(Self.epollWatchLimit)")
+        }
+        var previous: Int32 = 0
+        for (index, watch) in inotify.watches.enumerated() {
+            let watchField = "\(field).inotify.watches[\(index)]"
+            // The wds in between are used up one injected-free call pair each: keep them few.
+            guard watch.wd > previous, watch.wd <= previous + Int32(Self.epollWatchLimit) else {
+                throw invalid("\(watchField).wd", "\(watch.wd) does not follow \(previous) by 1 to \(Self.epollWatchLimit)")
+            }
+            previous = watch.wd
+            guard watch.mask & ~Self.inotifyMasks == 0, watch.mask & 0xfff != 0 else {
+                throw invalid("\(watchField).mask", "\(hex(UInt64(watch.mask))) asks no event, or for what amber does not know")
+            }
+            try validatePath(watch.path, field: "\(watchField).path")
+        }
+    }
+
+    private func validatePidfd(_ pidfd: Amber_Pidfd, description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
+        guard description.flags & ~(Self.eventFileFlags | 0o200) == 0, description.flags & 0o3 == 0o2 else {
+            throw invalid(
+                "\(field).flags",
+                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without PIDFD_NONBLOCK and PIDFD_THREAD")
+        }
+        guard description.offset == 0 else { throw invalid("\(field).offset", "\(description.offset): a pidfd has no offset") }
+        guard ImageFormat.pidRange.contains(pidfd.pid) else {
+            throw invalid("\(field).pidfd.pid", "\(pidfd.pid) is not a process ID")
         }
     }
 

@@ -247,3 +247,33 @@ long amber_timerfd_gettime(int fd, int64_t *interval_ns, int64_t *value_ns) {
 long amber_timerfd_set_ticks(int fd, uint64_t ticks) {
     return result(ioctl(fd, _IOW('T', 0, uint64_t), &ticks));
 }
+
+long amber_kcmp_epoll_target(pid_t pid, int fd, int epoll_fd, int target_fd) {
+    struct {
+        uint32_t efd, tfd, toff;
+    } slot = {(uint32_t)epoll_fd, (uint32_t)target_fd, 0};
+    return result(syscall(SYS_kcmp, (long)pid, (long)pid, 7L /* KCMP_EPOLL_TFD */, (long)fd, &slot));
+}
+
+long amber_pidfd_open_flags(pid_t pid, unsigned flags) { return result(syscall(SYS_pidfd_open, (long)pid, (long)flags)); }
+
+long amber_epoll_create1(int flags) { return result(syscall(SYS_epoll_create1, (long)flags)); }
+
+long amber_inotify_init1(int flags) { return result(syscall(SYS_inotify_init1, (long)flags)); }
+
+long amber_inotify_add_watch(int fd, const char *path, uint32_t mask) {
+    return result(syscall(SYS_inotify_add_watch, (long)fd, path, (long)mask));
+}
+
+long amber_inotify_rm_watch(int fd, int wd) { return result(syscall(SYS_inotify_rm_watch, (long)fd, (long)wd)); }
+
+long amber_open_by_handle_at(int mount_fd, int type, const uint8_t *bytes, uint32_t size, int flags) {
+    struct {
+        uint32_t handle_bytes;
+        int32_t handle_type;
+        uint8_t f_handle[128];
+    } handle = {size, type, {0}};
+    if (size > sizeof handle.f_handle) return -EINVAL;
+    __builtin_memcpy(handle.f_handle, bytes, size);
+    return result(syscall(SYS_open_by_handle_at, (long)mount_fd, &handle, (long)flags));
+}

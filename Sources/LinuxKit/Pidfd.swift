@@ -81,3 +81,31 @@ public func kernelOrder(of resource: SharedResource, _ pid1: Int32, _ pid2: Int3
     try kernelResult(amber_kcmp(pid1, pid2, resource.rawValue), "kcmp of the \(resource) of tasks \(pid1) and \(pid2)")
         .get()
 }
+
+/// What a pidfd (pidfd_open(2)) is, as its link and fdinfo show it.
+public enum PidfdFile {
+    /// Its /proc/PID/fd link.
+    public static let link = "anon_inode:[pidfd]"
+    /// PIDFD_THREAD (O_EXCL): a pidfd of one thread rather than of its process.
+    public static let thread: UInt32 = 0o200
+    /// The status flags one is made with: O_RDWR, and PIDFD_NONBLOCK (O_NONBLOCK) and PIDFD_THREAD if asked.
+    public static let statusFlags: UInt32 = 0o2 | 0o4000 | thread
+
+    /// "Pid:": the process's PID in the PID namespace of the /proc it is read from; -1 once it
+    /// was reaped, 0 when it is not in that namespace.
+    public static func pid(_ info: FileDescriptorInfo) throws(LinuxError) -> Int32 {
+        guard let pid = info.fields["Pid"].flatMap({ Int32($0) }) else { throw ProcText.malformed("fdinfo field Pid") }
+        return pid
+    }
+
+    /// "NSpid:": its PIDs from the /proc's namespace down to its own.
+    public static func namespacePIDs(_ info: FileDescriptorInfo) -> [Int32] {
+        (info.fields["NSpid"] ?? "").split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int32($0) }
+    }
+
+    /// A new pidfd of `pid` with `flags` (PIDFD_NONBLOCK, PIDFD_THREAD), close-on-exec as every pidfd.
+    public static func open(_ pid: Int32, flags: UInt32) throws(LinuxError) -> FileDescriptor {
+        FileDescriptor(
+            rawValue: Int32(try kernelResult(amber_pidfd_open_flags(pid, flags), "pidfd_open(\(pid))").get()))
+    }
+}

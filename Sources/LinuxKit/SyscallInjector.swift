@@ -59,6 +59,9 @@ public enum SyscallNumber {
     public static let pidfdOpen = 434
     public static let closeRange = 436
     public static let clone3 = 435
+    public static let epollWait = 232
+    public static let poll = 7
+    public static let epollCtl = 233
     public static let pidfdGetfd = 438
 }
 

@@ -168,4 +168,36 @@ final class CrossRecordTests: ImageTestCase {
         tasks[1].files.descriptions[2].unixSocket.pairID = 12
         try assertRefused(tasks, file: "task-4242.pb", detail: "unix socket 11's peer 12 is not a socket of the image")
     }
+
+    /// An epoll instance's watches are added by the process it names, which holds it and has
+    /// each fd watched; a pidfd is of a live process of the image.
+    func testEpollWatcherAndPidfdTarget() throws {
+        func withEpoll(watcher: Int32, fd: Int32) -> Amber_Task {
+            var task = Fixture.task()
+            var record = Amber_Epoll()
+            record.watcherPid = watcher
+            var watch = Amber_EpollWatch()
+            (watch.fd, watch.events) = (fd, 0x19)
+            record.watches = [watch]
+            (task.files.descriptions[1].flags, task.files.descriptions[1].offset) = (2, 0)
+            task.files.descriptions[1].epoll = record
+            return task
+        }
+        XCTAssertEqual(try reader([withEpoll(watcher: 4242, fd: 1)]).tasks().count, 1)
+        try assertRefused(
+            [withEpoll(watcher: 4243, fd: 1)], file: "task-4242.pb", detail: "names process 4243, which does not hold it")
+        try assertRefused(
+            [withEpoll(watcher: 4242, fd: 9)], file: "task-4242.pb", detail: "watches fd 9, which process 4242 does not have")
+
+        func withPidfd(_ pid: Int32) -> Amber_Task {
+            var task = Fixture.task()
+            var record = Amber_Pidfd()
+            record.pid = pid
+            (task.files.descriptions[1].flags, task.files.descriptions[1].offset) = (2, 0)
+            task.files.descriptions[1].pidfd = record
+            return task
+        }
+        XCTAssertEqual(try reader([withPidfd(4242)]).tasks().count, 1)
+        try assertRefused([withPidfd(4243)], file: "task-4242.pb", detail: "is of 4243, no live process of the image")
+    }
 }

@@ -968,4 +968,70 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("environment.cwd") { deletedCwd(&$0, "/tmp/removed") }
         try assertRejected("environment.cwd") { deletedCwd(&$0, "/ (deleted)") }
     }
+
+    /// An epoll instance, an inotify instance and a pidfd: their flags, and what each record holds.
+    func testEpollInotifyAndPidfd() throws {
+        func epoll(_ task: inout Amber_Task, _ change: (inout Amber_Epoll) -> Void = { _ in }) {
+            var record = Amber_Epoll()
+            record.watcherPid = Fixture.pid
+            var watch = Amber_EpollWatch()
+            (watch.fd, watch.events, watch.data) = (0, 0x8000_0019, 7)
+            record.watches = [watch]
+            change(&record)
+            (task.files.descriptions[1].flags, task.files.descriptions[1].offset) = (2, 0)
+            task.files.descriptions[1].epoll = record
+        }
+        let field = "files.descriptions[1]"
+        try assertAccepted { epoll(&$0) }
+        try assertAccepted { epoll(&$0) { $0.watches[0].reported = true } }
+        try assertRejected("\(field).flags") {
+            epoll(&$0)
+            $0.files.descriptions[1].flags = 0o2002
+        }
+        try assertRejected("\(field).epoll.watcher_pid") { epoll(&$0) { $0.watcherPid = 0 } }
+        try assertRejected("\(field).epoll.watches[1].fd") { epoll(&$0) { $0.watches.append($0.watches[0]) } }
+        try assertRejected("\(field).epoll.watches[0].events") { epoll(&$0) { $0.watches[0].events = 1 << 29 | 1 } }
+        try assertRejected("\(field).epoll.watches[0].events") { epoll(&$0) { $0.watches[0].events = 1 << 30 } }
+        try assertRejected("\(field).epoll.watches[0].reported") {
+            epoll(&$0) {
+                $0.watches[0].events = 1
+                $0.watches[0].reported = true
+            }
+        }
+
+        func inotify(_ task: inout Amber_Task, _ change: (inout Amber_Inotify) -> Void = { _ in }) {
+            var record = Amber_Inotify()
+            record.watches = [(Int32(1), "/tmp", true), (Int32(3), "/tmp/sleeper.log", false)].map { wd, path, directory in
+                var watch = Amber_InotifyWatch()
+                (watch.wd, watch.path, watch.mask, watch.directory) = (wd, path, 0x100, directory)
+                return watch
+            }
+            change(&record)
+            (task.files.descriptions[1].flags, task.files.descriptions[1].offset) = (0o4000, 0)
+            task.files.descriptions[1].inotify = record
+        }
+        try assertAccepted { inotify(&$0) }
+        try assertRejected("\(field).flags") {
+            inotify(&$0)
+            $0.files.descriptions[1].flags = 2
+        }
+        try assertRejected("\(field).inotify.watches[1].wd") { inotify(&$0) { $0.watches[1].wd = 1 } }
+        try assertRejected("\(field).inotify.watches[0].wd") { inotify(&$0) { $0.watches[0].wd = 0 } }
+        try assertRejected("\(field).inotify.watches[0].mask") { inotify(&$0) { $0.watches[0].mask = 0x0400_0000 } }
+        try assertRejected("\(field).inotify.watches[1].path") { inotify(&$0) { $0.watches[1].path = "tmp/x" } }
+
+        func pidfd(_ task: inout Amber_Task, flags: UInt32 = 2, pid: Int32 = Fixture.pid) {
+            var record = Amber_Pidfd()
+            record.pid = pid
+            (task.files.descriptions[1].flags, task.files.descriptions[1].offset) = (flags, 0)
+            task.files.descriptions[1].pidfd = record
+        }
+        try assertAccepted { pidfd(&$0, flags: 0o4202) }
+        try assertRejected("\(field).flags") { pidfd(&$0, flags: 0) }
+        try assertRejected("\(field).flags") { pidfd(&$0, flags: 0o2002) }
+        try assertRejected("\(field).pidfd.pid") { pidfd(&$0, pid: -1) }
+        try assertRejected("\(field).flags") {
+            $0.files.descriptions[1].flags = 0o202
+        }
+    }
 }

@@ -170,4 +170,13 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// Read through descriptions of amber's own: the offsets and contents the tree sees are untouched.
     func testLeaveRunningMemfd() throws { try runLeaveRunning(.memfd) }
     func testLeaveRunningDeletedFiles() throws { try runLeaveRunning(.deletedFiles) }
+    /// Each watch comes back with its events and data, keyed by the same fd; what was reported
+    /// already is not reported again.
+    func testEpoll() throws { try runDumped(.epoll) }
+    /// The dump only polls: nothing it does is seen by the instances.
+    func testLeaveRunningEpoll() throws { try runLeaveRunning(.epoll) }
+    func testPidfds() throws { try runDumped(.pidfds) }
+    /// Each watch on its file again, at its wd.
+    func testInotify() throws { try runDumped(.inotify) }
+    func testLeaveRunningInotify() throws { try runLeaveRunning(.inotify) }
 }

@@ -330,10 +330,41 @@ final class DumpErrorTests: ScenarioTestCase {
         XCTAssertEqual(listing(image), [])
     }
 
-    /// Anonymous-inode files amber does not restore, named as what they are.
-    func testDumpRefusesEpollAndInotify() throws {
-        try checkUnsupported(.unsupportedEventFile("--epoll"), object: "an epoll instance ([eventpoll])")
-        try checkUnsupported(.unsupportedEventFile("--inotify"), object: "an inotify instance (inotify)")
+    /// An inotify instance with events not read: the dump would have to consume them.
+    func testDumpRefusesInotifyWithQueuedEvents() throws {
+        try checkUnsupported(
+            .unsupportedEventFile("--inotify"), object: "an inotify instance with", mentions: ["bytes of events not read"])
+    }
+
+    /// Epoll watches that would not come back exactly: by an fd closed since, an edge that may
+    /// or may not have been reported, a one-shot watch that fired (disarmed).
+    func testDumpRefusesEpollWatches() throws {
+        try checkUnsupported(
+            .unsupportedEventFile("--epoll"), object: "an epoll instance watching a file by fd",
+            mentions: ["the fd was closed"])
+        try checkUnsupported(
+            .unsupportedEventFile("--epoll-edge"), object: "an edge-triggered watch of fd",
+            mentions: ["whose file is ready"])
+        try checkUnsupported(
+            .unsupportedEventFile("--epoll-fired"), object: "a one-shot watch of fd", mentions: ["fired"])
+    }
+
+    /// Anonymous-inode files no kind takes, each named as what it is.
+    func testDumpRefusesOtherAnonymousInodeFiles() throws {
+        for (flag, object) in [
+            ("--userfaultfd", "a userfaultfd ([userfaultfd])"), ("--io-uring", "an io_uring ([io_uring])"),
+            ("--perf", "a perf event ([perf_event])"), ("--fanotify", "a fanotify group ([fanotify])"),
+            ("--bpf-map", "a BPF map (bpf-map)"), ("--kvm-vm", "a KVM virtual machine (kvm-vm)"),
+        ] {
+            try checkUnsupported(.unsupportedEventFile(flag), object: object)
+        }
+    }
+
+    /// A pidfd of a process the restored tree would not have.
+    func testDumpRefusesPidfdsOfProcessesNotInTree() throws {
+        try checkUnsupported(.unsupportedEventFile("--pidfd-outside"), object: "a pidfd of process", mentions: ["outside the tree"])
+        try checkUnsupported(
+            .unsupportedEventFile("--pidfd-reaped"), object: "a pidfd of a process that has exited and was reaped")
     }
 
     /// A timerfd on an alarm clock needs CAP_WAKE_ALARM to make again; an eventfd with O_APPEND

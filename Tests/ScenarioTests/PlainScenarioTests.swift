@@ -156,4 +156,7 @@ final class PlainScenarioTests: ScenarioTestCase {
             try runPlain(.unsupportedUnnamed(flag))
         }
     }
+    func testEpoll() throws { try runPlain(.epoll) }
+    func testPidfds() throws { try runPlain(.pidfds) }
+    func testInotify() throws { try runPlain(.inotify) }
 }

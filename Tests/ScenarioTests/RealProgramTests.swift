@@ -289,3 +289,71 @@ final class HTTPServerTests: ScenarioTestCase {
         _ = Spawn.wait(pid, timeout: Self.verdictTimeout)
     }
 }
+
+/// `tail -f` and `tail -F` (coreutils, which wait in poll on an inotify instance) dumped while
+/// following a file whose output goes to a file, and restored: the lines appended after the
+/// restore show up, none lost and none twice; `tail -F` also follows the file's name to a new
+/// file put in its place (its watch of the directory came back too).
+final class TailTests: ScenarioTestCase {
+    private static let tail = "/usr/bin/tail"
+
+    func testTailFollowingDescriptor() throws { try runTail(follow: "-f") }
+
+    func testTailFollowingName() throws { try runTail(follow: "-F") }
+
+    private func runTail(follow: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        _ = try requireAmber()
+        guard Sys.fileExists(Self.tail) else { throw XCTSkip("\(Self.tail) is not installed") }
+        let directory = try newDirectory("tail\(follow)")
+        let input = directory + "/input", output = directory + "/output"
+        try "line 1\nline 2\n".write(toFile: input, atomically: false, encoding: .utf8)
+        let pid = try Spawn.start(
+            [Self.tail, "-n", "+1", follow, input], stdout: output, stderr: directory + "/errors")
+        track(pid)
+        defer { kill(pid, SIGKILL) }
+        func lines(_ count: Int) -> [String] { (1...count).map { "line \($0)" } }
+        func waitForOutput(_ expected: [String], _ when: String) -> Bool {
+            let deadline = Sys.now() + Self.verdictTimeout
+            var seen: [String] = []
+            while Sys.now() < deadline {
+                seen = (Sys.readText(output) ?? "").split(separator: "\n").map(String.init)
+                if seen == expected { return true }
+                Sys.sleep(milliseconds: 20)
+            }
+            XCTFail(
+                "tail \(follow) \(when): wrote \(seen), expected \(expected); errors: \(Sys.readText(directory + "/errors") ?? "")",
+                file: file, line: line)
+            return false
+        }
+        func append(_ text: String, to path: String) throws {
+            let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path), file: file, line: line)
+            handle.seekToEndOfFile()
+            handle.write(Data(text.utf8))
+            handle.closeFile()
+        }
+        guard waitForOutput(lines(2), "at the start") else { return }
+        try append("line 3\n", to: input)
+        guard waitForOutput(lines(3), "before the dump") else { return }
+        // Let tail settle into its wait: the dump finds it in poll.
+        Sys.sleep(milliseconds: 200)
+
+        let image = try newDirectory("image")
+        let program = ScenarioProcess(
+            scenario: Scenario(name: "tail"), binary: Self.tail, directory: directory, pid: pid)
+        let dump = try amber(["dump", "-t", "\(pid)", "-D", image], reaping: [program])
+        XCTAssertEqual(dump.status, .exited(0), "dump: \(dump.summary)", file: file, line: line)
+        guard dump.status == .exited(0) else { return }
+        let restore = try amber(["restore", "-D", image, "--detach"])
+        XCTAssertEqual(restore.status, .exited(0), "restore: \(restore.summary)", file: file, line: line)
+        guard restore.status == .exited(0) else { return }
+
+        try append("line 4\n", to: input)
+        guard waitForOutput(lines(4), "after the restore") else { return }
+        try append("line 5\nline 6\n", to: input)
+        guard waitForOutput(lines(6), "after a second append") else { return }
+        guard follow == "-F" else { return }
+        XCTAssertEqual(rename(input, input + ".1"), 0, file: file, line: line)
+        try "line 7\n".write(toFile: input, atomically: false, encoding: .utf8)
+        _ = waitForOutput(lines(7), "after the file was replaced")
+    }
+}

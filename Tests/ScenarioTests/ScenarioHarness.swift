@@ -195,6 +195,12 @@ struct Scenario: Sendable {
     static let deletedCwd = Scenario(name: "deleted_cwd")
     /// A memfd or deleted file amber refuses (see unsupported_unnamed.c).
     static func unsupportedUnnamed(_ flag: String) -> Scenario { Scenario(name: "unsupported_unnamed", args: [flag]) }
+    /// Two epoll instances, one watching the other, shared with a child (see epoll.c).
+    static let epoll = Scenario(name: "epoll")
+    /// pidfds of the tree's processes (see pidfds.c).
+    static let pidfds = Scenario(name: "pidfds")
+    /// Two inotify instances, a wd skipped (see inotify.c).
+    static let inotify = Scenario(name: "inotify")
 
     static let all: [Scenario] =
         [
@@ -236,6 +242,9 @@ struct Scenario: Sendable {
         + [memfd, deletedFiles, deletedCwd]
         + ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map", "--deleted-in-removed"].map(
             unsupportedUnnamed)
+        + [epoll, pidfds, inotify]
+        + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)
+        + ["--userfaultfd", "--io-uring", "--perf", "--fanotify", "--bpf-map", "--kvm-vm"].map(unsupportedEventFile)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -88,9 +88,8 @@ enum OpenFileKinds {
     static let all: [any OpenFileKind.Type] = [
         RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self, PipeKind.self,
         EventFDKind.self, SignalFDKind.self, TimerFDKind.self,
-        InetSocketKind.self,
-        UnixSocketKind.self,
-        EventFDKind.self, SignalFDKind.self, TimerFDKind.self, MemfdKind.self, DeletedFileKind.self,
+        InetSocketKind.self, UnixSocketKind.self, MemfdKind.self, DeletedFileKind.self, EpollKind.self, PidfdKind.self,
+        InotifyKind.self,
     ]
 
     /// The kind of open file `descriptor` is, or its refusal.

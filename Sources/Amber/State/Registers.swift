@@ -84,6 +84,12 @@ enum RegisterState {
             case UserRegisters.restartSys, UserRegisters.restartNoIntr, UserRegisters.restartNoHand:
                 regs.rax = regs.origRax
                 regs.rip &-= 2
+            case UserRegisters.restartRestartBlock
+            where regs.origRax == UInt64(SyscallNumber.poll) && Int32(truncatingIfNeeded: regs.rdx) < 0:
+                // poll with no timeout: its restart block asks for the very same call again
+                // (what `tail -f` waits in).
+                regs.rax = regs.origRax
+                regs.rip &-= 2
             case UserRegisters.restartRestartBlock:
                 regs.rax = UInt64(bitPattern: -Int64(EINTR))
             default:

@@ -143,6 +143,30 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .inetSocket(newValue)}
   }
 
+  public var epoll: Amber_Epoll {
+    get {
+      if case .epoll(let v)? = file {return v}
+      return Amber_Epoll()
+    }
+    set {file = .epoll(newValue)}
+  }
+
+  public var inotify: Amber_Inotify {
+    get {
+      if case .inotify(let v)? = file {return v}
+      return Amber_Inotify()
+    }
+    set {file = .inotify(newValue)}
+  }
+
+  public var pidfd: Amber_Pidfd {
+    get {
+      if case .pidfd(let v)? = file {return v}
+      return Amber_Pidfd()
+    }
+    set {file = .pidfd(newValue)}
+  }
+
   public var memfd: Amber_Memfd {
     get {
       if case .memfd(let v)? = file {return v}
@@ -183,6 +207,9 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case timerFd(Amber_TimerFD)
     case unixSocket(Amber_UnixSocket)
     case inetSocket(Amber_InetSocket)
+    case epoll(Amber_Epoll)
+    case inotify(Amber_Inotify)
+    case pidfd(Amber_Pidfd)
     case memfd(Amber_Memfd)
     case deletedFile(Amber_DeletedFile)
     case externalFile(Amber_ExternalFile)
@@ -612,6 +639,102 @@ public nonisolated struct Amber_UnixSocket: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// An epoll instance, made again empty by epoll_create1 (O_NONBLOCK set by fcntl); its watches
+/// are added by epoll_ctl injected into the process whose fd numbers they name, once its fd table
+/// is back, so each is keyed again by the same file and fd number.
+public nonisolated struct Amber_Epoll: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The process whose descriptors the watches' fds are: the first of the tree that holds the instance.
+  public var watcherPid: Int32 = 0
+
+  public var watches: [Amber_EpollWatch] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One watch of an epoll instance, as fdinfo shows it.
+public nonisolated struct Amber_EpollWatch: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The fd it was added by, in Epoll.watcher_pid.
+  public var fd: Int32 = 0
+
+  /// Its events and flags (EPOLLET, EPOLLONESHOT, EPOLLEXCLUSIVE), with EPOLLERR and EPOLLHUP,
+  /// which epoll_ctl adds to every watch.
+  public var events: UInt32 = 0
+
+  public var data: UInt64 = 0
+
+  /// An edge-triggered watch whose file was ready and had reported it already (the instance had
+  /// nothing to report): the reported watches are added first, and an epoll_wait takes them off
+  /// the ready list epoll_ctl put them on, before the others are added.
+  public var reported: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// An inotify instance with no event queued, made again by inotify_init1; each watch is added
+/// again by the path of its file, opened as the task, in the order of its wd, and the wds in
+/// between are used up (a watch added and removed, its IN_IGNORED read off), so each watch has
+/// its wd again.
+public nonisolated struct Amber_Inotify: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// By increasing wd.
+  public var watches: [Amber_InotifyWatch] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Amber_InotifyWatch: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var wd: Int32 = 0
+
+  /// The watched file's path at the dump (from its file handle).
+  public var path: String = String()
+
+  /// Its events, with IN_EXCL_UNLINK and IN_ONESHOT.
+  public var mask: UInt32 = 0
+
+  /// A directory (else a regular file).
+  public var directory: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A pidfd of a process or thread of the tree, made again by pidfd_open of the restored one;
+/// PIDFD_NONBLOCK (O_NONBLOCK) and PIDFD_THREAD (O_EXCL) are the description's flags.
+public nonisolated struct Amber_Pidfd: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The process's PID (or the thread's TID) as the tree's task records name it.
+  public var pid: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Amber_FileDescriptor: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -902,7 +1025,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{14}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1044,6 +1167,45 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
           self.file = .inetSocket(v)
         }
       }()
+      case 70: try {
+        var v: Amber_Epoll?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .epoll(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .epoll(v)
+        }
+      }()
+      case 71: try {
+        var v: Amber_Inotify?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .inotify(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .inotify(v)
+        }
+      }()
+      case 72: try {
+        var v: Amber_Pidfd?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .pidfd(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .pidfd(v)
+        }
+      }()
       case 80: try {
         var v: Amber_Memfd?
         var hadOneofValue = false
@@ -1148,6 +1310,18 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     case .inetSocket?: try {
       guard case .inetSocket(let v)? = self.file else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
+    }()
+    case .epoll?: try {
+      guard case .epoll(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 70)
+    }()
+    case .inotify?: try {
+      guard case .inotify(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 71)
+    }()
+    case .pidfd?: try {
+      guard case .pidfd(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 72)
     }()
     case .memfd?: try {
       guard case .memfd(let v)? = self.file else { preconditionFailure() }
@@ -1847,6 +2021,191 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_Epoll: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Epoll"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}watcher_pid\0\u{1}watches\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.watcherPid) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.watches) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.watcherPid != 0 {
+      try visitor.visitSingularInt32Field(value: self.watcherPid, fieldNumber: 1)
+    }
+    if !self.watches.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.watches, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_Epoll, rhs: Amber_Epoll) -> Bool {
+    if lhs.watcherPid != rhs.watcherPid {return false}
+    if lhs.watches != rhs.watches {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_EpollWatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EpollWatch"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}fd\0\u{1}events\0\u{1}data\0\u{1}reported\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.fd) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.events) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.data) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.reported) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.fd != 0 {
+      try visitor.visitSingularInt32Field(value: self.fd, fieldNumber: 1)
+    }
+    if self.events != 0 {
+      try visitor.visitSingularUInt32Field(value: self.events, fieldNumber: 2)
+    }
+    if self.data != 0 {
+      try visitor.visitSingularUInt64Field(value: self.data, fieldNumber: 3)
+    }
+    if self.reported != false {
+      try visitor.visitSingularBoolField(value: self.reported, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_EpollWatch, rhs: Amber_EpollWatch) -> Bool {
+    if lhs.fd != rhs.fd {return false}
+    if lhs.events != rhs.events {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.reported != rhs.reported {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_Inotify: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Inotify"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}watches\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.watches) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.watches.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.watches, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_Inotify, rhs: Amber_Inotify) -> Bool {
+    if lhs.watches != rhs.watches {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_InotifyWatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InotifyWatch"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}wd\0\u{1}path\0\u{1}mask\0\u{1}directory\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.wd) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.mask) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.directory) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.wd != 0 {
+      try visitor.visitSingularInt32Field(value: self.wd, fieldNumber: 1)
+    }
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 2)
+    }
+    if self.mask != 0 {
+      try visitor.visitSingularUInt32Field(value: self.mask, fieldNumber: 3)
+    }
+    if self.directory != false {
+      try visitor.visitSingularBoolField(value: self.directory, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_InotifyWatch, rhs: Amber_InotifyWatch) -> Bool {
+    if lhs.wd != rhs.wd {return false}
+    if lhs.path != rhs.path {return false}
+    if lhs.mask != rhs.mask {return false}
+    if lhs.directory != rhs.directory {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_Pidfd: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Pidfd"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.pid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.pid != 0 {
+      try visitor.visitSingularInt32Field(value: self.pid, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_Pidfd, rhs: Amber_Pidfd) -> Bool {
+    if lhs.pid != rhs.pid {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

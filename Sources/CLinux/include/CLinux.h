@@ -161,4 +161,21 @@ long amber_timerfd_gettime(int fd, int64_t *interval_ns, int64_t *value_ns);
 // TFD_IOC_SET_TICKS (CONFIG_CHECKPOINT_RESTORE): sets the expirations a read returns.
 long amber_timerfd_set_ticks(int fd, uint64_t ticks);
 
+/// kcmp KCMP_EPOLL_TFD: 0 when fd `fd` of `pid` is the file that the first watch added by fd
+/// `target_fd` to the epoll instance at `epoll_fd` of `pid` is on.
+long amber_kcmp_epoll_target(pid_t pid, int fd, int epoll_fd, int target_fd);
+
+/// pidfd_open with its flags (PIDFD_NONBLOCK, PIDFD_THREAD).
+long amber_pidfd_open_flags(pid_t pid, unsigned flags);
+
+/// epoll_create1 (sys/epoll.h is not in Glibc's module).
+long amber_epoll_create1(int flags);
+
+/// inotify (sys/inotify.h is not in Glibc's module).
+long amber_inotify_init1(int flags);
+long amber_inotify_add_watch(int fd, const char *path, uint32_t mask);
+long amber_inotify_rm_watch(int fd, int wd);
+/// open_by_handle_at of the handle `bytes` (`size` of them) of `type`, on the mount of `mount_fd`.
+long amber_open_by_handle_at(int mount_fd, int type, const uint8_t *bytes, uint32_t size, int flags);
+
 #endif
