@@ -24,6 +24,10 @@ public final class ImageReader: Sendable {
     /// For an authenticated image, the SHA-256 of each record the MAC covers: `task(pid:)`
     /// decodes only those very bytes.
     private let authenticatedDigests: [String: [UInt8]]
+    /// Every record (a file checksummed whole), read once when the image is opened, its
+    /// checksum checked: the MAC is computed over these bytes and `task(pid:)` decodes them,
+    /// so what is decoded is what was verified, whatever happens to the files since.
+    private let records: [String: [UInt8]]
 
     /// Reads and checks the inventory, then checks that every file it lists
     /// exists with the listed size and checksum; with `key`, whether the image is authenticated.
@@ -41,9 +45,9 @@ public final class ImageReader: Sendable {
         let inventoryBytes: [UInt8]
         (inventory, inventoryBytes) = try Self.readInventory(from: store, directory: directory)
         files = try Self.checkEntries(of: inventory)
-        try Self.verifyFiles(of: inventory, in: store)
+        records = try Self.verifyFiles(of: inventory, in: store)
         (authenticity, authenticatedDigests) = try Self.authenticate(
-            inventory, bytes: inventoryBytes, files: files, in: store, key: key)
+            inventory, bytes: inventoryBytes, records: records, in: store, key: key)
         self.directory = directory
         self.store = store
         taskPIDs = inventory.files.compactMap { ImageFormat.taskPID(recordName: $0.name) }.sorted()
@@ -53,7 +57,7 @@ public final class ImageReader: Sendable {
     /// are returned when it matches. A missing or wrong code is no error: the image is then
     /// restored as unauthenticated.
     private static func authenticate(
-        _ inventory: Amber_Inventory, bytes: [UInt8], files: [String: Amber_ImageFile], in store: any ImageStore,
+        _ inventory: Amber_Inventory, bytes: [UInt8], records: [String: [UInt8]], in store: any ImageStore,
         key: ImageKey?
     ) throws(ImageError) -> (ImageAuthenticity, [String: [UInt8]]) {
         guard let file = try? store.open(ImageFormat.macName) else { return (.noCode, [:]) }
@@ -65,7 +69,9 @@ public final class ImageReader: Sendable {
         for entry in inventory.files where ImageMAC.isRecord(entry) {
             // No writer makes a record this large: the MAC cannot cover it.
             guard entry.size <= ImageFormat.maximumRecordSize else { return (.mismatch, [:]) }
-            digests[entry.name] = ImageMAC.digest(try readRecord(entry, in: store))
+            let record: [UInt8]
+            if let read = records[entry.name] { record = read } else { record = try readRecord(entry, in: store) }
+            digests[entry.name] = ImageMAC.digest(record)
         }
         guard
             let expected = ImageMAC.code(key: key, inventory: bytes, entries: inventory.files, recordDigests: digests),
@@ -76,16 +82,21 @@ public final class ImageReader: Sendable {
 
     /// Decodes and validates the record of task `pid`; errors name its file.
     ///
-    /// The record is read again and its checksum checked again, so what is
-    /// decoded is exactly what was verified, whatever happened to the file since.
+    /// It decodes the bytes read and checked when the image was opened (`records`), so what
+    /// is decoded is exactly what was verified, whatever happened to the file since.
     public func task(pid: Int32) throws(ImageError) -> Amber_Task {
         let name = ImageFormat.taskRecordName(pid: pid)
         guard let entry = files[name] else {
             throw ImageError(.missing, file: name, detail: "the inventory lists no record for PID \(pid)")
         }
-        let bytes = try Self.readRecord(entry, in: store)
-        if let digest = authenticatedDigests[name], !ImageMAC.matches(ImageMAC.digest(bytes), digest) {
-            throw ImageError(.checksumMismatch, file: name, detail: "it changed after the image was authenticated")
+        let bytes: [UInt8]
+        if let record = records[name] {
+            bytes = record
+        } else {
+            bytes = try Self.readRecord(entry, in: store)
+            if let digest = authenticatedDigests[name], !ImageMAC.matches(ImageMAC.digest(bytes), digest) {
+                throw ImageError(.checksumMismatch, file: name, detail: "it changed after the image was authenticated")
+            }
         }
         let task: Amber_Task
         do {
@@ -204,12 +215,21 @@ public final class ImageReader: Sendable {
     }
 
     /// Checks every listed file's size and checksum.
-    private static func verifyFiles(of inventory: Amber_Inventory, in store: any ImageStore) throws(ImageError) {
+    /// Returns the records, read whole; the other files are hashed through a buffer.
+    private static func verifyFiles(of inventory: Amber_Inventory, in store: any ImageStore) throws(ImageError)
+        -> [String: [UInt8]]
+    {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
         defer { buffer.deallocate() }
+        var records: [String: [UInt8]] = [:]
         for entry in inventory.files {
-            try verify(entry, in: store, buffer: buffer)
+            if ImageMAC.isRecord(entry), entry.size <= ImageFormat.maximumRecordSize {
+                records[entry.name] = try readRecord(entry, in: store)
+            } else {
+                try verify(entry, in: store, buffer: buffer)
+            }
         }
+        return records
     }
 
     /// Opens a listed file and checks that it is a regular file of the listed size.

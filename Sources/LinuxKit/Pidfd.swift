@@ -45,9 +45,14 @@ public struct Pidfd: ~Copyable {
     public func socketFamily(_ targetFD: Int32) throws(LinuxError) -> Int32 {
         let copy = try duplicate(targetFD)
         defer { try? copy.close() }
+        return try Self.socketFamily(of: copy)
+    }
+
+    /// The address family of the socket `copy` (a copy of a process's descriptor) is on: SO_DOMAIN.
+    public static func socketFamily(of copy: FileDescriptor) throws(LinuxError) -> Int32 {
         var family: Int32 = 0
         var size = socklen_t(MemoryLayout<Int32>.size)
-        _ = try libcResult("getsockopt SO_DOMAIN of fd \(targetFD) in process \(pid)") {
+        _ = try libcResult("getsockopt SO_DOMAIN") {
             getsockopt(copy.rawValue, SOL_SOCKET, SO_DOMAIN, &family, &size)
         }.get()
         return family

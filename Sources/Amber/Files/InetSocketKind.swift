@@ -283,11 +283,13 @@ extension InetSocketKind {
     static func check(tree processes: [CheckedProcess]) throws {
         var held: [String: [(process: CheckedProcess, fd: Int32)]] = [:]
         for process in processes {
-            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
-                guard let link = try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd), link.hasPrefix("socket:"),
-                    let family = try? Pidfd(pid: process.pid).socketFamily(fd), family == AF_INET || family == AF_INET6
-                else { continue }
-                held[link, default: []].append((process, fd))
+            for probe in try process.probes() where probe.link.hasPrefix("socket:") {
+                guard let copy = try? process.descriptors.duplicate(probe.fd) else { continue }
+                defer { try? copy.close() }
+                guard let family = try? Pidfd.socketFamily(of: copy), family == AF_INET || family == AF_INET6 else {
+                    continue
+                }
+                held[probe.link, default: []].append((process, probe.fd))
             }
         }
         guard !held.isEmpty else { return }

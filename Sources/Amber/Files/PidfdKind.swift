@@ -80,11 +80,9 @@ struct PidfdKind: OpenFileKind {
     static func check(tree processes: [CheckedProcess]) throws {
         let tree = Dictionary(processes.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
         for process in processes {
-            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? []
-            where (try? ProcFS.fileDescriptorPath(pid: process.pid, fd: fd)) == PidfdFile.link {
-                guard let info = try? ProcFS.fileDescriptorInfo(pid: process.pid, fd: fd),
-                    let pid = try? PidfdFile.pid(info), pid > 0
-                else { continue }
+            for probe in try process.probes() where probe.link == PidfdFile.link {
+                let fd = probe.fd
+                guard let info = try? probe.info(), let pid = try? PidfdFile.pid(info), pid > 0 else { continue }
                 let refusal: String
                 if let target = tree[pid] {
                     guard target.status.state == "Z" else { continue }

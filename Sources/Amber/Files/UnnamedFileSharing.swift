@@ -12,10 +12,8 @@ enum UnnamedFileSharing {
     static func refuseHeldOutside(_ processes: [CheckedProcess]) throws {
         var held: [OpenFileIdentity: (process: CheckedProcess, fd: Int32, what: String)] = [:]
         for process in processes {
-            for fd in (try? ProcFS.fileDescriptors(pid: process.pid)) ?? [] {
-                guard let probe = try? DescriptorProbe(pid: process.pid, fd: fd, process: process.name),
-                    probe.link.hasSuffix(" (deleted)")
-                else { continue }
+            for probe in try process.probes() where probe.link.hasSuffix(" (deleted)") {
+                let fd = probe.fd
                 let identity: OpenFileIdentity
                 let what: String
                 if let memfd = try? MemfdKind.classify(probe) {
