@@ -177,8 +177,9 @@ final class ExternalUnixSocketTests: ScenarioTestCase {
     }
 
     /// A socket named by --external is refused, target left running and the bytes left in it,
-    /// when the tree has not read what it holds (it would stay in the old socket).
-    func testDumpRefusesExternalSocketWithUnreadData() throws {
+    /// when the tree has not read what it holds (it would stay in the old socket), or when the
+    /// tree holds its peer too (which would lose its other end).
+    func testDumpRefusesExternalSocketNotExact() throws {
         _ = try requireAmber()
         let pair = try TestSocketPair()
         try pair.send("unread\n")
@@ -195,5 +196,16 @@ final class ExternalUnixSocketTests: ScenarioTestCase {
         XCTAssertEqual(
             String(decoding: left[..<max(count, 0)], as: UTF8.self), "unread\n",
             "the refused dump consumed what the socket held")
+
+        let both = try TestSocketPair()
+        let holder = try DescriptorSpawn.start(
+            ["/bin/sleep", "1000"], descriptors: [0: both.theirs, 1: both.mine], log: try newDirectory("both") + "/log")
+        track(holder)
+        let inTree = try amber([
+            "dump", "-R", "-t", "\(holder)", "-D", try newDirectory("image"), "--external", both.theirName,
+        ])
+        XCTAssertEqual(inTree.status, .exited(AmberExit.unsupportedState), inTree.summary)
+        XCTAssertTrue(inTree.stderr.contains("holds in the tree"), inTree.stderr)
+        assertRunningUntraced(holder, "after the refused dump")
     }
 }
