@@ -386,12 +386,16 @@ final class RedisTests: ScenarioTestCase {
                 "no", "--daemonize", "no", "--supervised", "no", "--logfile", directory + "/redis.log",
             ], stdout: directory + "/log")
         track(pid)
-        func log() -> String { (Sys.readText(directory + "/log") ?? "") + (Sys.readText(directory + "/redis.log") ?? "") }
+        func log() -> String {
+            (Sys.readText(directory + "/log") ?? "") + (Sys.readText(directory + "/redis.log") ?? "")
+        }
         func cli(_ arguments: String...) throws -> (ExitStatus, String) {
             try Spawn.run([Self.client, "-s", socket] + arguments, in: directory)
         }
         /// The fds of the server: one more while a client's connection is open.
-        func descriptors() -> Set<String> { Set((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []) }
+        func descriptors() -> Set<String> {
+            Set((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? [])
+        }
 
         let deadline = Sys.now() + Self.pidfileTimeout
         while !(Sys.readText(directory + "/redis.log") ?? "").contains("ready to accept connections") {
