@@ -357,3 +357,103 @@ final class TailTests: ScenarioTestCase {
         _ = waitForOutput(lines(7), "after the file was replaced")
     }
 }
+
+/// redis-server listening on a unix socket only (`--port 0 --unixsocket`), idle between
+/// clients: an epoll instance watching its listener and a pipe, its bio threads and jemalloc's
+/// background thread waiting on futexes. A string, a list and a hash are written with
+/// redis-cli before the dump and read back with it from the restored server, which takes
+/// writes again.
+final class RedisTests: ScenarioTestCase {
+    private static let server = "/usr/bin/redis-server"
+    private static let client = "/usr/bin/redis-cli"
+
+    /// Dumped (which kills it) and restored.
+    func testDumpRestore() throws { try runServer(leaveRunning: false) }
+
+    /// Dumped with --leave-running, which it survives serving; then killed, and restored.
+    func testLeaveRunning() throws { try runServer(leaveRunning: true) }
+
+    private func runServer(leaveRunning: Bool, file: StaticString = #filePath, line: UInt = #line) throws {
+        _ = try requireAmber()
+        for tool in [Self.server, Self.client] where !Sys.fileExists(tool) {
+            throw XCTSkip("\(tool) is not installed (.ci/run installs it)")
+        }
+        let directory = try newDirectory("redis")
+        let socket = directory + "/redis.sock"
+        let pid = try Spawn.start(
+            [
+                Self.server, "--port", "0", "--unixsocket", socket, "--dir", directory, "--save", "", "--appendonly",
+                "no", "--daemonize", "no", "--supervised", "no", "--logfile", directory + "/redis.log",
+            ], stdout: directory + "/log")
+        track(pid)
+        func log() -> String {
+            (Sys.readText(directory + "/log") ?? "") + (Sys.readText(directory + "/redis.log") ?? "")
+        }
+        func cli(_ arguments: String...) throws -> (ExitStatus, String) {
+            try Spawn.run([Self.client, "-s", socket] + arguments, in: directory)
+        }
+        /// The fds of the server: one more while a client's connection is open.
+        func descriptors() -> Set<String> {
+            Set((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? [])
+        }
+
+        let deadline = Sys.now() + Self.pidfileTimeout
+        while !(Sys.readText(directory + "/redis.log") ?? "").contains("ready to accept connections") {
+            guard Sys.now() < deadline, case .running = Spawn.poll(pid) else {
+                XCTFail("redis-server did not start; log:\n\(log())", file: file, line: line)
+                return
+            }
+            Sys.sleep(milliseconds: 10)
+        }
+        let idle = descriptors()
+        let writes = [
+            ["SET", "greeting", "hello from test \(getpid())"], ["RPUSH", "list", "a", "b", "c"],
+            ["HSET", "hash", "f1", "v1", "f2", "v2"],
+        ]
+        for command in writes {
+            let (status, output) = try Spawn.run([Self.client, "-s", socket] + command, in: directory)
+            XCTAssertEqual(status, .exited(0), "redis-cli \(command): \(output)", file: file, line: line)
+        }
+        func checkData(_ when: String) throws {
+            XCTAssertEqual(
+                try cli("GET", "greeting").1, "hello from test \(getpid())\n", when, file: file, line: line)
+            XCTAssertEqual(try cli("LRANGE", "list", "0", "-1").1, "a\nb\nc\n", when, file: file, line: line)
+            XCTAssertEqual(try cli("HGETALL", "hash").1, "f1\nv1\nf2\nv2\n", when, file: file, line: line)
+        }
+        try checkData("before the dump")
+        // The last client's connection closed by the server: it holds its listener alone again
+        // (an accepted connection is refused).
+        while descriptors() != idle, Sys.now() < deadline { Sys.sleep(milliseconds: 10) }
+        XCTAssertEqual(descriptors(), idle, "the server still holds a client's connection", file: file, line: line)
+
+        let image = try newDirectory("image")
+        let server = ScenarioProcess(
+            scenario: Scenario(name: "redis-server"), binary: Self.server, directory: directory, pid: pid)
+        let dump = try amber(
+            ["dump", "-t", "\(pid)", "-D", image] + (leaveRunning ? ["--leave-running"] : []), reaping: [server])
+        XCTAssertEqual(dump.status, .exited(0), "dump: \(dump.summary); log:\n\(log())", file: file, line: line)
+        guard dump.status == .exited(0) else { return }
+        if leaveRunning {
+            try checkData("the server left running")
+            kill(pid, SIGKILL)
+            XCTAssertEqual(Spawn.wait(pid, timeout: Self.verdictTimeout), .signaled(SIGKILL), file: file, line: line)
+        }
+        XCTAssertFalse(Proc.pidInUse(pid), "the dumped server's PID \(pid) is still in use", file: file, line: line)
+
+        let restore = try amber(["restore", "-D", image, "--detach"])
+        XCTAssertEqual(restore.status, .exited(0), "restore: \(restore.summary)", file: file, line: line)
+        guard restore.status == .exited(0) else { return }
+        try checkData("from the restored server; log:\n\(log())")
+        XCTAssertEqual(try cli("SET", "after", "restore").1, "OK\n", file: file, line: line)
+        XCTAssertEqual(try cli("GET", "after").1, "restore\n", file: file, line: line)
+        XCTAssertEqual(try cli("DBSIZE").1, "4\n", file: file, line: line)
+        XCTAssertEqual(kill(pid, SIGTERM), 0, "the restored server is gone", file: file, line: line)
+        let exited = Spawn.wait(pid, timeout: Self.verdictTimeout)
+        XCTAssertTrue(
+            exited == .exited(0) || exited == nil, "the restored server ended with \(String(describing: exited))",
+            file: file, line: line)
+        let byeBy = Sys.now() + Self.verdictTimeout
+        while !log().contains("ready to exit, bye bye") && Sys.now() < byeBy { Sys.sleep(milliseconds: 10) }
+        XCTAssertTrue(log().contains("ready to exit, bye bye"), "log:\n\(log())", file: file, line: line)
+    }
+}

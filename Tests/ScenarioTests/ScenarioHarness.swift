@@ -201,6 +201,8 @@ struct Scenario: Sendable {
     static let pidfds = Scenario(name: "pidfds")
     /// Two inotify instances, a wd skipped (see inotify.c).
     static let inotify = Scenario(name: "inotify")
+    /// stdin and stdout one unix socket whose peer the test holds (ExternalUnixSocketTests starts it).
+    static let externalSocket = Scenario(name: "external_pipe", args: ["--socket"])
 
     static let all: [Scenario] =
         [
@@ -245,6 +247,7 @@ struct Scenario: Sendable {
         + [epoll, pidfds, inotify]
         + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)
         + ["--userfaultfd", "--io-uring", "--perf", "--fanotify", "--bpf-map", "--kvm-vm"].map(unsupportedEventFile)
+        + [externalSocket]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

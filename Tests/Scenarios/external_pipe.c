@@ -9,6 +9,10 @@
  * the end of stdin it checks its state (the fd table, with fds 0, 1 and 9 on the pipes given
  * back), that it read exactly the lines given by --lines N, writes "done" and its verdict, and
  * exits. No SIGTERM: the test ends it by closing its stdin.
+ *
+ * --socket: fds 0 and 1 are one unix stream socket instead, whose peer the test holds
+ * (--external unix:[INODE], --inherit-fd fd[N]:unix:[INODE]); the test ends its input with
+ * shutdown(SHUT_WR).
  */
 #include "scenario.h"
 
@@ -63,13 +67,21 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "external_pipe");
     int expected = -1;
-    for (int i = 0; i + 1 < sc_argc_extra; i++)
-        if (strcmp(sc_argv_extra[i], "--lines") == 0)
+    int socket_given = 0;
+    for (int i = 0; i < sc_argc_extra; i++) {
+        if (strcmp(sc_argv_extra[i], "--lines") == 0 && i + 1 < sc_argc_extra)
             expected = atoi(sc_argv_extra[i + 1]);
+        if (strcmp(sc_argv_extra[i], "--socket") == 0)
+            socket_given = 1;
+    }
     if (expected < 0)
-        sc_die("usage: --lines N");
+        sc_die("usage: [--socket] --lines N");
     struct stat in, out;
-    if (fstat(0, &in) < 0 || fstat(1, &out) < 0 || !S_ISFIFO(in.st_mode) || !S_ISFIFO(out.st_mode))
+    if (fstat(0, &in) < 0 || fstat(1, &out) < 0)
+        sc_die("fstat of stdin or stdout");
+    if (socket_given && !(S_ISSOCK(in.st_mode) && in.st_ino == out.st_ino))
+        sc_die("stdin and stdout must be one socket");
+    if (!socket_given && !(S_ISFIFO(in.st_mode) && S_ISFIFO(out.st_mode)))
         sc_die("stdin and stdout must be pipes");
     if (dup3(1, 9, O_CLOEXEC) != 9)
         sc_die("dup3");
