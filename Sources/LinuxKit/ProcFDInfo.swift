@@ -1,7 +1,9 @@
 import Glibc
 import SystemPackage
 
-/// What /proc/PID/fdinfo/FD says about one open file description.
+/// What /proc/PID/fdinfo/FD says about one open file description. The four fields every
+/// descriptor has are parsed at once; the others are kept as the kernel wrote them and split
+/// only when asked for: a dump reads the fdinfo of every descriptor, twice.
 public struct FileDescriptorInfo: Sendable, Equatable {
     /// pos: the file offset.
     public var position: UInt64
@@ -13,12 +15,30 @@ public struct FileDescriptorInfo: Sendable, Equatable {
     public var mountID: Int
     /// ino: the inode number (Linux 5.12 and later).
     public var inode: UInt64?
+    /// The text as the kernel wrote it.
+    public var text: [UInt8]
+
     /// Every "key: value" line split at its first colon, value trimmed of
     /// surrounding blanks. For a key that repeats (epoll's "tfd", inotify's
     /// "inotify wd", …) this holds the first occurrence; `lines` holds them all.
-    public var fields: [String: String]
+    public var fields: [String: String] {
+        var fields: [String: String] = [:]
+        for line in ProcText.lines(text[...]) {
+            guard let (key, value) = ProcText.keyValue(line) else { continue }
+            let name = ProcText.string(ProcText.trimmed(key))
+            if fields[name] == nil { fields[name] = ProcText.string(ProcText.trimmed(value)) }
+        }
+        return fields
+    }
+
     /// Every line, in order, as the kernel wrote it.
-    public var lines: [String]
+    public var lines: [String] { ProcText.lines(text[...]).map { ProcText.string($0) } }
+
+    /// The lines that start with `prefix` ("lock:"), the others left unsplit.
+    public func lines(startingWith prefix: String) -> [String] {
+        let start = Array(prefix.utf8)
+        return ProcText.lines(text[...]).filter { $0.starts(with: start) }.map { ProcText.string($0) }
+    }
 }
 
 extension ProcFS {
@@ -31,32 +51,35 @@ extension ProcFS {
     }
 
     static func parseFileDescriptorInfo(bytes: ArraySlice<UInt8>) throws(LinuxError) -> FileDescriptorInfo {
-        var raw: [String: ArraySlice<UInt8>] = [:]
-        var fields: [String: String] = [:]
-        var lines: [String] = []
+        var position: ArraySlice<UInt8>?
+        var flags: ArraySlice<UInt8>?
+        var mountID: ArraySlice<UInt8>?
+        var inode: ArraySlice<UInt8>?
         for line in ProcText.lines(bytes) {
-            lines.append(ProcText.string(line))
             guard let (keyBytes, valueBytes) = ProcText.keyValue(line) else { continue }
-            let key = ProcText.string(ProcText.trimmed(keyBytes))
-            if raw[key] == nil {
-                let value = ProcText.trimmed(valueBytes)
-                raw[key] = value
-                fields[key] = ProcText.string(value)
+            let key = ProcText.trimmed(keyBytes)
+            if position == nil, key.elementsEqual("pos".utf8) {
+                position = ProcText.trimmed(valueBytes)
+            } else if flags == nil, key.elementsEqual("flags".utf8) {
+                flags = ProcText.trimmed(valueBytes)
+            } else if mountID == nil, key.elementsEqual("mnt_id".utf8) {
+                mountID = ProcText.trimmed(valueBytes)
+            } else if inode == nil, key.elementsEqual("ino".utf8) {
+                inode = ProcText.trimmed(valueBytes)
             }
         }
-        func required<T>(_ key: String, _ parse: (ArraySlice<UInt8>) -> T?) throws(LinuxError) -> T {
-            guard let text = raw[key], let value = parse(text) else {
-                throw ProcText.malformed("fdinfo field \(key)")
-            }
+        func required<T>(_ key: String, _ text: ArraySlice<UInt8>?, _ parse: (ArraySlice<UInt8>) -> T?)
+            throws(LinuxError) -> T
+        {
+            guard let text, let value = parse(text) else { throw ProcText.malformed("fdinfo field \(key)") }
             return value
         }
         return FileDescriptorInfo(
-            position: try required("pos") { ProcText.unsigned($0) },
-            flags: try required("flags") { ProcText.unsigned($0, radix: 8).flatMap { UInt32(exactly: $0) } },
-            mountID: try required("mnt_id", ProcText.int),
-            inode: raw["ino"] == nil ? nil : try required("ino") { ProcText.unsigned($0) },
-            fields: fields,
-            lines: lines
+            position: try required("pos", position) { ProcText.unsigned($0) },
+            flags: try required("flags", flags) { ProcText.unsigned($0, radix: 8).flatMap { UInt32(exactly: $0) } },
+            mountID: try required("mnt_id", mountID, ProcText.int),
+            inode: inode == nil ? nil : try required("ino", inode) { ProcText.unsigned($0) },
+            text: Array(bytes)
         )
     }
 }

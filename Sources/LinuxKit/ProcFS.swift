@@ -18,7 +18,14 @@ public enum ProcFS {
     /// /proc files report size 0, so the file is read with read(2) into a
     /// growing buffer rather than sized by stat. Interrupted calls are retried.
     public static func read(_ path: String) throws(LinuxError) -> [UInt8] {
-        let fd = try libcResult("open \(path)") { open(path, O_RDONLY | O_CLOEXEC) }.get()
+        try read(path, at: AT_FDCWD)
+    }
+
+    /// Reads the file `name` of the directory open as `directory` (AT_FDCWD: a path), which
+    /// walks one component where a path under /proc walks four.
+    public static func read(_ name: String, at directory: Int32) throws(LinuxError) -> [UInt8] {
+        let path = name
+        let fd = try libcResult("open \(path)") { openat(directory, path, O_RDONLY | O_CLOEXEC) }.get()
         defer { _ = close(fd) }
         var buffer = [UInt8](repeating: 0, count: 4096)
         var used = 0
@@ -175,6 +182,26 @@ public enum ProcFS {
     /// Position, flags and mount of one descriptor, from /proc/PID/fdinfo/FD.
     public static func fileDescriptorInfo(pid: Int32, fd: Int32) throws(LinuxError) -> FileDescriptorInfo {
         try parse("/proc/\(pid)/fdinfo/\(fd)", parseFileDescriptorInfo(bytes:))
+    }
+
+    /// The same, through the process's /proc/PID/fdinfo directory open as `directory`.
+    public static func fileDescriptorInfo(pid: Int32, fd: Int32, in directory: Int32) throws(LinuxError)
+        -> FileDescriptorInfo
+    {
+        let bytes = try read("\(fd)", at: directory)
+        do {
+            return try parseFileDescriptorInfo(bytes: bytes[...])
+        } catch {
+            throw LinuxError(error.errno, "/proc/\(pid)/fdinfo/\(fd): \(error.operation)")
+        }
+    }
+
+    /// The /proc/PID/fdinfo directory of a process, opened to read many of its descriptors'
+    /// fdinfo (`fileDescriptorInfo(pid:fd:in:)`), for the caller to close.
+    public static func openFileDescriptorInfoDirectory(pid: Int32) throws(LinuxError) -> Int32 {
+        try libcResult("open /proc/\(pid)/fdinfo") {
+            open("/proc/\(pid)/fdinfo", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        }.get()
     }
 
     /// What a descriptor refers to: a path (maybe ending in " (deleted)"),

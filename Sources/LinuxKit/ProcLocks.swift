@@ -87,5 +87,5 @@ extension ProcFS {
 
 extension FileDescriptorInfo {
     /// The locks its "lock:" lines show.
-    public var locks: [FileLock] { lines.compactMap { $0.hasPrefix("lock:") ? FileLock.parse($0) : nil } }
+    public var locks: [FileLock] { lines(startingWith: "lock:").compactMap { FileLock.parse($0) } }
 }

@@ -23,18 +23,26 @@ final class DescriptorProbe {
     var contents: FileContentsDump?
 
     private var statusRead: FileStatus?
+    private var socketFamilyRead: Int32?
     private var infoRead: FileDescriptorInfo?
     private var linkPathRead: LinkPath?
 
-    init(pid: Int32, fd: Int32, process: ProcessName, tree: ProcessName? = nil, owner: ProcessDescriptors? = nil)
-        throws(LinuxError)
-    {
+    /// `fdinfoDirectory`: the process's /proc/PID/fdinfo, open, to read this descriptor's through.
+    init(
+        pid: Int32, fd: Int32, process: ProcessName, tree: ProcessName? = nil, owner: ProcessDescriptors? = nil,
+        fdinfoDirectory: Int32? = nil
+    ) throws(LinuxError) {
         self.pid = pid
         self.owner = owner
         self.fd = fd
         self.process = process
         self.tree = tree
-        let info = try ProcFS.fileDescriptorInfo(pid: pid, fd: fd)
+        let info =
+            if let directory = fdinfoDirectory {
+                try ProcFS.fileDescriptorInfo(pid: pid, fd: fd, in: directory)
+            } else {
+                try ProcFS.fileDescriptorInfo(pid: pid, fd: fd)
+            }
         infoRead = info
         if let anonymous = AnonymousFileMounts.link(of: info) {
             link = anonymous
@@ -64,6 +72,16 @@ final class DescriptorProbe {
         let info = try ProcFS.fileDescriptorInfo(pid: pid, fd: fd)
         infoRead = info
         return info
+    }
+
+    /// The address family of the socket it is on (SO_DOMAIN of a copy), read once.
+    func socketFamily() throws(LinuxError) -> Int32 {
+        if let socketFamilyRead { return socketFamilyRead }
+        let copy = try duplicate()
+        defer { try? copy.close() }
+        let family = try Pidfd.socketFamily(of: copy)
+        socketFamilyRead = family
+        return family
     }
 
     /// A descriptor of ours on the same open file description (pidfd_getfd), for the caller to close.

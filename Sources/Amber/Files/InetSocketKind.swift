@@ -17,11 +17,11 @@ struct InetSocketKind: OpenFileKind {
 
     static func classify(_ descriptor: DescriptorProbe) throws -> InetSocketKind? {
         guard descriptor.link.hasPrefix("socket:") else { return nil }
+        let family = try descriptor.socketFamily()
+        guard family == AF_INET || family == AF_INET6 else { return nil }
         let socket = try descriptor.duplicate()
         defer { try? socket.close() }
         let fd = socket.rawValue
-        let family = try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_DOMAIN)
-        guard family == AF_INET || family == AF_INET6 else { return nil }
         let what = "\(family == AF_INET ? "an inet" : "an inet6") socket (\(descriptor.link))"
         let type = try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_TYPE)
         let proto = try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_PROTOCOL)
@@ -284,11 +284,7 @@ extension InetSocketKind {
         var held: [String: [(process: CheckedProcess, fd: Int32)]] = [:]
         for process in processes {
             for probe in try process.probes() where probe.link.hasPrefix("socket:") {
-                guard let copy = try? process.descriptors.duplicate(probe.fd) else { continue }
-                defer { try? copy.close() }
-                guard let family = try? Pidfd.socketFamily(of: copy), family == AF_INET || family == AF_INET6 else {
-                    continue
-                }
+                guard let family = try? probe.socketFamily(), family == AF_INET || family == AF_INET6 else { continue }
                 held[probe.link, default: []].append((process, probe.fd))
             }
         }

@@ -33,13 +33,16 @@ final class ProcessDescriptors: @unchecked Sendable {
         try lock.withLock { _ in
             if let probesRead { return probesRead }
             let fds = try ProcFS.fileDescriptors(pid: pid)
+            let fdinfo = try ProcFS.openFileDescriptorInfoDirectory(pid: pid)
+            defer { Glibc.close(fdinfo) }
             let chunks = stride(from: 0, to: fds.count, by: Self.probesPerThread).map {
                 Array(fds[$0..<min($0 + Self.probesPerThread, fds.count)])
             }
             let probes = try chunks.concurrentMap { [pid] chunk in
                 Result { () throws(LinuxError) -> [DescriptorProbe] in
                     try chunk.map { fd throws(LinuxError) in
-                        try DescriptorProbe(pid: pid, fd: fd, process: process, tree: tree, owner: self)
+                        try DescriptorProbe(
+                            pid: pid, fd: fd, process: process, tree: tree, owner: self, fdinfoDirectory: fdinfo)
                     }
                 }
             }.flatMap { try $0.get() }

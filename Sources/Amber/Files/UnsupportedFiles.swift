@@ -5,7 +5,7 @@ extension DescriptorProbe {
     /// The refusal of a descriptor that no kind of `OpenFileKinds.all` takes, naming what it
     /// is open on. A kind added for one of these takes it before it gets here, and its refusal goes.
     func unsupported() throws -> AmberError {
-        if link.hasPrefix("socket:") { return refusal("\(try socketFamily()) socket (\(link))") }
+        if link.hasPrefix("socket:") { return refusal("\(try socketFamilyName()) socket (\(link))") }
         if link.hasPrefix("anon_inode:") { return refusal(anonymousFile(String(link.dropFirst("anon_inode:".count)))) }
         switch try linkPath() {
         case .notAPath:
@@ -43,8 +43,8 @@ extension DescriptorProbe {
     }
 
     /// "a unix", "an inet6"...: the socket's address family as `ss` names it.
-    private func socketFamily() throws -> String {
-        let family = try Pidfd(pid: pid).socketFamily(fd)
+    private func socketFamilyName() throws -> String {
+        let family: Int32 = try socketFamily()
         switch family {
         case AF_UNIX: return "a unix"
         case AF_INET: return "an inet"
