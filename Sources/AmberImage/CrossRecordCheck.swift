@@ -169,7 +169,9 @@ enum CrossRecordCheck {
                     guard let target = byPID[pidfd.pid], !target.zombie else {
                         throw ImageError(
                             .invalid, file: file,
-                            detail: "the pidfd of open file \(description.id) is of \(pidfd.pid), no live process of the image")
+                            detail:
+                                "the pidfd of open file \(description.id) is of \(pidfd.pid), no live process of the image"
+                        )
                     }
                 default:
                     continue

@@ -971,7 +971,8 @@ struct TaskValidator {
             }
             guard watch.events & ~Self.epollWatchEvents == 0, watch.events & 0x3fff != 0 else {
                 throw invalid(
-                    "\(watchField).events", "\(hex(UInt64(watch.events))) asks no event, or for what epoll_ctl does not take")
+                    "\(watchField).events",
+                    "\(hex(UInt64(watch.events))) asks no event, or for what epoll_ctl does not take")
             }
             guard !watch.reported || watch.events & 1 << 31 != 0 else {
                 throw invalid("\(watchField).reported", "is set on a watch that is not edge-triggered")
@@ -993,18 +994,21 @@ struct TaskValidator {
             throw invalid("\(field).offset", "\(description.offset): an inotify instance has no offset")
         }
         guard inotify.watches.count <= Self.epollWatchLimit else {
-            throw invalid("\(field).inotify.watches", "\(inotify.watches.count) watches, more than \(Self.epollWatchLimit)")
+            throw invalid(
+                "\(field).inotify.watches", "\(inotify.watches.count) watches, more than \(Self.epollWatchLimit)")
         }
         var previous: Int32 = 0
         for (index, watch) in inotify.watches.enumerated() {
             let watchField = "\(field).inotify.watches[\(index)]"
             // The wds in between are used up one injected-free call pair each: keep them few.
             guard watch.wd > previous, watch.wd <= previous + Int32(Self.epollWatchLimit) else {
-                throw invalid("\(watchField).wd", "\(watch.wd) does not follow \(previous) by 1 to \(Self.epollWatchLimit)")
+                throw invalid(
+                    "\(watchField).wd", "\(watch.wd) does not follow \(previous) by 1 to \(Self.epollWatchLimit)")
             }
             previous = watch.wd
             guard watch.mask & ~Self.inotifyMasks == 0, watch.mask & 0xfff != 0 else {
-                throw invalid("\(watchField).mask", "\(hex(UInt64(watch.mask))) asks no event, or for what amber does not know")
+                throw invalid(
+                    "\(watchField).mask", "\(hex(UInt64(watch.mask))) asks no event, or for what amber does not know")
             }
             try validatePath(watch.path, field: "\(watchField).path")
         }
@@ -1016,9 +1020,12 @@ struct TaskValidator {
         guard description.flags & ~(Self.eventFileFlags | 0o200) == 0, description.flags & 0o3 == 0o2 else {
             throw invalid(
                 "\(field).flags",
-                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without PIDFD_NONBLOCK and PIDFD_THREAD")
+                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without PIDFD_NONBLOCK and PIDFD_THREAD"
+            )
         }
-        guard description.offset == 0 else { throw invalid("\(field).offset", "\(description.offset): a pidfd has no offset") }
+        guard description.offset == 0 else {
+            throw invalid("\(field).offset", "\(description.offset): a pidfd has no offset")
+        }
         guard ImageFormat.pidRange.contains(pidfd.pid) else {
             throw invalid("\(field).pidfd.pid", "\(pidfd.pid) is not a process ID")
         }
@@ -1027,12 +1034,15 @@ struct TaskValidator {
     private func validateEnvironment(_ environment: Amber_Environment) throws(ImageError) {
         try validatePath(environment.cwd, field: "environment.cwd")
         if environment.hasDeletedCwd {
-            guard environment.deletedCwd.directoryID != 0 else { throw invalid("environment.deleted_cwd.directory_id", "is 0") }
+            guard environment.deletedCwd.directoryID != 0 else {
+                throw invalid("environment.deleted_cwd.directory_id", "is 0")
+            }
             let path = environment.cwd.dropLast(" (deleted)".count)
             guard environment.cwd.hasSuffix(" (deleted)"), let name = path.split(separator: "/").last, name != ".",
                 !path.hasSuffix("/")
             else {
-                throw invalid("environment.cwd", "\"\(environment.cwd)\" does not end in a directory's name to make again")
+                throw invalid(
+                    "environment.cwd", "\"\(environment.cwd)\" does not end in a directory's name to make again")
             }
             try validateUnnamedMode(environment.deletedCwd.mode, field: "environment.deleted_cwd.mode")
         }
@@ -1328,11 +1338,15 @@ struct TaskValidator {
             guard extent.offset % pageSize == 0, extent.length % pageSize == 0, extent.length > 0,
                 extent.imageOffset % pageSize == 0
             else {
-                throw invalid(field, "\(extent.length) bytes at \(extent.offset) (image \(extent.imageOffset)) are not whole pages")
+                throw invalid(
+                    field,
+                    "\(extent.length) bytes at \(extent.offset) (image \(extent.imageOffset)) are not whole pages")
             }
             guard extent.offset >= previousEnd, extent.length <= end, extent.offset <= end - extent.length else {
                 throw invalid(
-                    field, "\(extent.length) bytes at \(extent.offset) overlap the one before or pass the size \(contents.size)")
+                    field,
+                    "\(extent.length) bytes at \(extent.offset) overlap the one before or pass the size \(contents.size)"
+                )
             }
             guard extent.imageOffset <= imageSize, extent.length <= imageSize - extent.imageOffset else {
                 throw invalid(

@@ -103,7 +103,8 @@ public struct EpollWatch: Sendable, Equatable {
                     throw ProcText.malformed("epoll fdinfo line \(line)")
                 }
             }
-            guard let fd = values["tfd"].flatMap({ Int32($0) }), let events = values["events"].flatMap({ UInt32($0, radix: 16) }),
+            guard let fd = values["tfd"].flatMap({ Int32($0) }),
+                let events = values["events"].flatMap({ UInt32($0, radix: 16) }),
                 let data = values["data"].flatMap({ UInt64($0, radix: 16) }),
                 let inode = values["ino"].flatMap({ UInt64($0, radix: 16) }),
                 let device = values["sdev"].flatMap({ UInt64($0, radix: 16) })

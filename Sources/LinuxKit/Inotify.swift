@@ -23,7 +23,9 @@ public enum Inotify {
 
     /// inotify_add_watch: the watch descriptor the kernel gave.
     public static func addWatch(_ instance: FileDescriptor, path: String, mask: UInt32) throws(LinuxError) -> Int32 {
-        Int32(try kernelResult(amber_inotify_add_watch(instance.rawValue, path, mask), "inotify_add_watch of \(path)").get())
+        Int32(
+            try kernelResult(amber_inotify_add_watch(instance.rawValue, path, mask), "inotify_add_watch of \(path)")
+                .get())
     }
 
     public static func removeWatch(_ instance: FileDescriptor, _ wd: Int32) throws(LinuxError) {
@@ -102,7 +104,8 @@ public struct InotifyWatch: Sendable, Equatable {
     /// The path of the watched file as process `pid` sees it: its handle opened (as root, which
     /// open_by_handle_at needs) on a mount of its file system, found in the process's mountinfo.
     public func path(pid: Int32) throws(LinuxError) -> String {
-        let major = device >> 20, minor = device & 0xfffff
+        let major = device >> 20
+        let minor = device & 0xfffff
         let mountinfo = try ProcFS.readText("/proc/\(pid)/mountinfo")
         var mountPoint: String?
         for line in mountinfo.split(separator: "\n") {
@@ -120,7 +123,8 @@ public struct InotifyWatch: Sendable, Equatable {
         defer { Glibc.close(mount) }
         let file = Int32(
             try kernelResult(
-                amber_open_by_handle_at(mount, handleType, handle, UInt32(handle.count), OpenFileFlags.pathOnly.openFlags | O_CLOEXEC),
+                amber_open_by_handle_at(
+                    mount, handleType, handle, UInt32(handle.count), OpenFileFlags.pathOnly.openFlags | O_CLOEXEC),
                 "open_by_handle_at of watch \(wd)"
             ).get())
         defer { Glibc.close(file) }

@@ -77,7 +77,9 @@ public enum PathOpening {
     }
 
     /// Runs `body` as `identity` (none: as the thread is), naming `path` in errors.
-    private static func perform<T>(on path: String, as identity: FileAccessIdentity?, _ body: () throws(LinuxError) -> T)
+    private static func perform<T>(
+        on path: String, as identity: FileAccessIdentity?, _ body: () throws(LinuxError) -> T
+    )
         throws(LinuxError) -> T
     {
         guard let identity else { return try body() }

@@ -451,4 +451,3 @@ extension Collection where Element == UInt8, Index == Int {
         return value
     }
 }
-

@@ -30,7 +30,8 @@ public enum MemoryFile {
     /// Makes a memfd named `name` with `flags` (closed on exec in any case), for the caller to close.
     public static func create(name: String, flags: UInt32) throws(LinuxError) -> FileDescriptor {
         FileDescriptor(
-            rawValue: Int32(try kernelResult(amber_memfd_create(name, flags | closeOnExec), "memfd_create \(name)").get()))
+            rawValue: Int32(
+                try kernelResult(amber_memfd_create(name, flags | closeOnExec), "memfd_create \(name)").get()))
     }
 
     /// The seals of the file `fd` is on (F_GET_SEALS).
@@ -57,8 +58,7 @@ public enum FileData {
 
     /// The byte ranges of the file `fd` is on, below `size`, that hold data, each widened to
     /// whole `unit`s; found with lseek, so `fd` must be a description of the caller's own.
-    public static func extents(_ fd: FileDescriptor, size: UInt64, unit: UInt64) throws(LinuxError) -> [Range<UInt64>]
-    {
+    public static func extents(_ fd: FileDescriptor, size: UInt64, unit: UInt64) throws(LinuxError) -> [Range<UInt64>] {
         var extents: [Range<UInt64>] = []
         var offset: UInt64 = 0
         while offset < size {

@@ -185,9 +185,11 @@ final class CrossRecordTests: ImageTestCase {
         }
         XCTAssertEqual(try reader([withEpoll(watcher: 4242, fd: 1)]).tasks().count, 1)
         try assertRefused(
-            [withEpoll(watcher: 4243, fd: 1)], file: "task-4242.pb", detail: "names process 4243, which does not hold it")
+            [withEpoll(watcher: 4243, fd: 1)], file: "task-4242.pb",
+            detail: "names process 4243, which does not hold it")
         try assertRefused(
-            [withEpoll(watcher: 4242, fd: 9)], file: "task-4242.pb", detail: "watches fd 9, which process 4242 does not have")
+            [withEpoll(watcher: 4242, fd: 9)], file: "task-4242.pb",
+            detail: "watches fd 9, which process 4242 does not have")
 
         func withPidfd(_ pid: Int32) -> Amber_Task {
             var task = Fixture.task()

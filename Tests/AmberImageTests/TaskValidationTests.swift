@@ -1001,7 +1001,8 @@ final class TaskValidationTests: ImageTestCase {
 
         func inotify(_ task: inout Amber_Task, _ change: (inout Amber_Inotify) -> Void = { _ in }) {
             var record = Amber_Inotify()
-            record.watches = [(Int32(1), "/tmp", true), (Int32(3), "/tmp/sleeper.log", false)].map { wd, path, directory in
+            record.watches = [(Int32(1), "/tmp", true), (Int32(3), "/tmp/sleeper.log", false)].map {
+                wd, path, directory in
                 var watch = Amber_InotifyWatch()
                 (watch.wd, watch.path, watch.mask, watch.directory) = (wd, path, 0x100, directory)
                 return watch

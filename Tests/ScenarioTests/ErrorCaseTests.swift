@@ -333,7 +333,8 @@ final class DumpErrorTests: ScenarioTestCase {
     /// An inotify instance with events not read: the dump would have to consume them.
     func testDumpRefusesInotifyWithQueuedEvents() throws {
         try checkUnsupported(
-            .unsupportedEventFile("--inotify"), object: "an inotify instance with", mentions: ["bytes of events not read"])
+            .unsupportedEventFile("--inotify"), object: "an inotify instance with",
+            mentions: ["bytes of events not read"])
     }
 
     /// Epoll watches that would not come back exactly: by an fd closed since, an edge that may
@@ -362,7 +363,8 @@ final class DumpErrorTests: ScenarioTestCase {
 
     /// A pidfd of a process the restored tree would not have.
     func testDumpRefusesPidfdsOfProcessesNotInTree() throws {
-        try checkUnsupported(.unsupportedEventFile("--pidfd-outside"), object: "a pidfd of process", mentions: ["outside the tree"])
+        try checkUnsupported(
+            .unsupportedEventFile("--pidfd-outside"), object: "a pidfd of process", mentions: ["outside the tree"])
         try checkUnsupported(
             .unsupportedEventFile("--pidfd-reaped"), object: "a pidfd of a process that has exited and was reaped")
     }
@@ -449,10 +451,12 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedUnnamed("--memfd-mapped-outside"), object: "the memfd /memfd:held (deleted), which process",
             mentions: ["outside the tree maps"])
         try checkUnsupported(
-            .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /", mentions: ["gone (deleted), which process", "has open too"])
+            .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /",
+            mentions: ["gone (deleted), which process", "has open too"])
         try checkUnsupported(.unsupportedUnnamed("--memfd-map"), object: "maps a memfd (/memfd:held)")
         try checkUnsupported(
-            .unsupportedUnnamed("--deleted-in-removed"), object: "removed/gone, whose directory", mentions: ["is gone too"])
+            .unsupportedUnnamed("--deleted-in-removed"), object: "removed/gone, whose directory",
+            mentions: ["is gone too"])
     }
 }
 

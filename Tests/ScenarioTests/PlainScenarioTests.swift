@@ -152,7 +152,9 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testDeletedFiles() throws { try runPlain(.deletedFiles) }
     func testDeletedCwd() throws { try runPlain(.deletedCwd) }
     func testUnsupportedUnnamed() throws {
-        for flag in ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map", "--deleted-in-removed"] {
+        for flag in [
+            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map", "--deleted-in-removed",
+        ] {
             try runPlain(.unsupportedUnnamed(flag))
         }
     }

@@ -305,7 +305,8 @@ final class TailTests: ScenarioTestCase {
         _ = try requireAmber()
         guard Sys.fileExists(Self.tail) else { throw XCTSkip("\(Self.tail) is not installed") }
         let directory = try newDirectory("tail\(follow)")
-        let input = directory + "/input", output = directory + "/output"
+        let input = directory + "/input"
+        let output = directory + "/output"
         try "line 1\nline 2\n".write(toFile: input, atomically: false, encoding: .utf8)
         let pid = try Spawn.start(
             [Self.tail, "-n", "+1", follow, input], stdout: output, stderr: directory + "/errors")

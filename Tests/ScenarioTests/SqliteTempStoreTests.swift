@@ -45,7 +45,9 @@ final class SqliteTempStoreTests: ScenarioTestCase {
 
     func testTempTableInADeletedFile() throws {
         _ = try requireAmber()
-        guard Sys.fileExists(Self.python) else { throw XCTSkip("\(Self.python) is not installed (.ci/run installs it)") }
+        guard Sys.fileExists(Self.python) else {
+            throw XCTSkip("\(Self.python) is not installed (.ci/run installs it)")
+        }
         let directory = try newDirectory("sqlite-temp")
         let script = directory + "/program.py"
         try Self.program.write(toFile: script, atomically: true, encoding: .utf8)

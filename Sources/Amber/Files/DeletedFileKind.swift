@@ -113,7 +113,8 @@ struct DeletedFileKind: OpenFileKind {
             guard filler >= 0 else {
                 throw AmberError(
                     .restoreFailed,
-                    "cannot open \(what) of process \(task.pid) to write back what it held: \(LinuxError.current("open"))")
+                    "cannot open \(what) of process \(task.pid) to write back what it held: \(LinuxError.current("open"))"
+                )
             }
             defer { Glibc.close(filler) }
             try deleted.contents.write(into: filler, image: image, what: what, task: task)
@@ -126,7 +127,9 @@ struct DeletedFileKind: OpenFileKind {
         return file
     }
 
-    static func privilegedAsks(_ deleted: Amber_DeletedFile, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
+    static func privilegedAsks(
+        _ deleted: Amber_DeletedFile, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline
+    )
         -> [PrivilegedAsk]
     {
         RestoredUnnamedFile.ownerAsks(

@@ -48,7 +48,8 @@ struct DescriptorBatch {
             if let inherited = session.treeFiles?.descriptions[description.id] {
                 slots.append((.inherited(inherited), descriptor.closeOnExec))
             } else {
-                slots.append((.sent(try session.openFiles.descriptor(for: description, in: session)), descriptor.closeOnExec))
+                slots.append(
+                    (.sent(try session.openFiles.descriptor(for: description, in: session)), descriptor.closeOnExec))
             }
         }
         return DescriptorBatch(slots: slots)
@@ -80,15 +81,18 @@ struct DescriptorBatch {
             try DescriptorPassing.send(descriptors, over: passing.ours)
             var arguments = session.arguments()
             let receive = DescriptorPassing.RemoteReceive(
-                count: descriptors.count, base: try arguments.reserve(DescriptorPassing.RemoteReceive.size(count: descriptors.count)))
+                count: descriptors.count,
+                base: try arguments.reserve(DescriptorPassing.RemoteReceive.size(count: descriptors.count)))
             _ = try receive.bytes.withUnsafeBytes { bytes throws(LinuxError) in
                 try session.memory.write(bytes, to: [(receive.base, bytes.count)])
             }
             try session.injector.call(
-                "recvmsg of \(descriptors.count) descriptors", SyscallNumber.recvmsg, taskSocket, receive.messageAddress,
+                "recvmsg of \(descriptors.count) descriptors", SyscallNumber.recvmsg, taskSocket,
+                receive.messageAddress,
                 closeOnExec ? DescriptorPassing.closeOnExecFlag : 0)
             let received = receive.received(
-                from: try arguments.read(receive.base, count: DescriptorPassing.RemoteReceive.size(count: descriptors.count)))
+                from: try arguments.read(
+                    receive.base, count: DescriptorPassing.RemoteReceive.size(count: descriptors.count)))
             guard received == (start..<end).map({ Int32($0) }) else {
                 throw AmberError(
                     .restoreFailed,

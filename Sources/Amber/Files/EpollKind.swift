@@ -58,9 +58,11 @@ struct EpollKind: OpenFileKind {
         for watch in watches {
             guard seen.insert(watch.fd).inserted else {
                 throw descriptor.refusal(
-                    "an epoll instance with two watches by fd \(watch.fd): the file of one of them was closed there since")
+                    "an epoll instance with two watches by fd \(watch.fd): the file of one of them was closed there since"
+                )
             }
-            guard try Epoll.watches(pid: descriptor.pid, fd: watch.fd, epollFD: descriptor.fd, watchedFD: watch.fd) else {
+            guard try Epoll.watches(pid: descriptor.pid, fd: watch.fd, epollFD: descriptor.fd, watchedFD: watch.fd)
+            else {
                 throw descriptor.refusal(
                     "an epoll instance watching a file by fd \(watch.fd), which that fd of the process is not (the fd was closed, or the watch added by another process)"
                 )
@@ -145,7 +147,8 @@ enum EpollWatches: StateKind {
         while taken == batch {
             taken = Int(
                 try session.injector.call(
-                    "epoll_wait on fd \(instance)", SyscallNumber.epollWait, UInt64(instance), events, UInt64(batch), 0))
+                    "epoll_wait on fd \(instance)", SyscallNumber.epollWait, UInt64(instance), events, UInt64(batch), 0)
+            )
         }
     }
 

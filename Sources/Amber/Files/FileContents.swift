@@ -46,7 +46,8 @@ final class FileContentsDump {
             files += 1
             let pages = try writer.makePageFile(name: "contents-\(files).img")
             contents.imageFile = pages.name
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
+            let buffer = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
             defer { buffer.deallocate() }
             for extent in extents {
                 var record = Amber_FileExtent()
@@ -77,10 +78,13 @@ extension Amber_FileContents {
         guard ftruncate(fd, off_t(size)) == 0 else {
             throw AmberError(
                 .restoreFailed,
-                "cannot give \(what) of process \(task.pid) its size of \(size) bytes: \(LinuxError.current("ftruncate"))")
+                "cannot give \(what) of process \(task.pid) its size of \(size) bytes: \(LinuxError.current("ftruncate"))"
+            )
         }
         guard !extents.isEmpty else { return }
-        guard let image else { throw AmberError(.badImage, "\(what) of process \(task.pid) holds data but no image was given") }
+        guard let image else {
+            throw AmberError(.badImage, "\(what) of process \(task.pid) holds data but no image was given")
+        }
         let pageFile = try image.pageFile(named: imageFile)
         try withExtendedLifetime(pageFile) {
             for extent in extents {
@@ -89,7 +93,8 @@ extension Amber_FileContents {
                 let count = Int(Swift.min(extent.length, size - extent.offset))
                 var done = 0
                 while done < count {
-                    let written = pwrite(fd, pages.baseAddress! + done, count - done, off_t(extent.offset) + off_t(done))
+                    let written = pwrite(
+                        fd, pages.baseAddress! + done, count - done, off_t(extent.offset) + off_t(done))
                     guard written > 0 else {
                         throw AmberError(
                             .restoreFailed,
@@ -147,7 +152,8 @@ class RestoredUnnamedFile: SharedOpenFileObject {
         else {
             let error = LinuxError.current("lseek")
             Glibc.close(opened)
-            throw AmberError(.restoreFailed, "cannot seek \(what) of process \(task.pid) to \(description.offset): \(error)")
+            throw AmberError(
+                .restoreFailed, "cannot seek \(what) of process \(task.pid) to \(description.offset): \(error)")
         }
         return opened
     }

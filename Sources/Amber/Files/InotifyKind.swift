@@ -29,7 +29,8 @@ struct InotifyKind: OpenFileKind {
         }
         for watch in watches where watch.mask & ~Inotify.masks != 0 || watch.ignoredMask != 0 {
             throw descriptor.refusal(
-                "an inotify instance with watch \(watch.wd) of the mask 0x\(String(watch.mask, radix: 16)), some unknown here")
+                "an inotify instance with watch \(watch.wd) of the mask 0x\(String(watch.mask, radix: 16)), some unknown here"
+            )
         }
         let status = try descriptor.status()
         return InotifyKind(identity: OpenFileIdentity(device: status.device, inode: status.inode), watches: watches)
@@ -55,7 +56,8 @@ struct InotifyKind: OpenFileKind {
                 status = try FileStatus.stat(path: path)
             } catch {
                 throw descriptor.refusal(
-                    "an inotify instance with watch \(watch.wd) on inode \(watch.inode), which no path leads to (\(error))")
+                    "an inotify instance with watch \(watch.wd) on inode \(watch.inode), which no path leads to (\(error))"
+                )
             }
             guard status.inode == watch.inode, status.device == Self.userDevice(kernel: watch.device) else {
                 throw descriptor.refusal(
@@ -78,7 +80,8 @@ struct InotifyKind: OpenFileKind {
 
     /// stat's st_dev (glibc's makedev) of the kernel's dev_t (major << 20 | minor) fdinfo shows.
     private static func userDevice(kernel device: UInt64) -> UInt64 {
-        let major = device >> 20, minor = device & 0xfffff
+        let major = device >> 20
+        let minor = device & 0xfffff
         return (major & 0xffff_f000) << 32 | (major & 0xfff) << 8 | (minor & 0xffff_ff00) << 12 | (minor & 0xff)
     }
 
@@ -114,7 +117,9 @@ struct InotifyKind: OpenFileKind {
 
     /// The watch at its wd, on its file opened as the task (inotify_add_watch needs read
     /// permission to it, and follows our /proc link to that very file).
-    private static func add(_ watch: Amber_InotifyWatch, to instance: FileDescriptor, as task: Amber_Task, imageTrusted: Bool)
+    private static func add(
+        _ watch: Amber_InotifyWatch, to instance: FileDescriptor, as task: Amber_Task, imageTrusted: Bool
+    )
         throws
     {
         let flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (watch.directory ? O_DIRECTORY : 0)
@@ -124,7 +129,9 @@ struct InotifyKind: OpenFileKind {
         defer { close(file) }
         guard try FileStatus.fstat(fd: file).isDirectory == watch.directory else {
             throw AmberError(
-                .restoreFailed, "\(watch.path), watched by inotify watch \(watch.wd), is no longer a \(watch.directory ? "directory" : "regular file")")
+                .restoreFailed,
+                "\(watch.path), watched by inotify watch \(watch.wd), is no longer a \(watch.directory ? "directory" : "regular file")"
+            )
         }
         var wd = try Inotify.addWatch(instance, path: "/proc/self/fd/\(file)", mask: watch.mask)
         while wd < watch.wd {

@@ -82,7 +82,9 @@ struct MemfdKind: OpenFileKind {
             let seals = try MemoryFile.seals(descriptor)
             guard seals == memfd.seals else {
                 throw AmberError(
-                    .restoreFailed, "\(what) of process \(task.pid) got the seals 0x\(String(seals, radix: 16)) instead of 0x\(String(memfd.seals, radix: 16))")
+                    .restoreFailed,
+                    "\(what) of process \(task.pid) got the seals 0x\(String(seals, radix: 16)) instead of 0x\(String(memfd.seals, radix: 16))"
+                )
             }
         } catch let error as LinuxError {
             file.close()
@@ -97,6 +99,7 @@ struct MemfdKind: OpenFileKind {
     static func privilegedAsks(_ memfd: Amber_Memfd, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
         -> [PrivilegedAsk]
     {
-        RestoredUnnamedFile.ownerAsks(uid: memfd.ownerUid, gid: memfd.ownerGid, of: "the memfd \(memfd.name)", owner: owner)
+        RestoredUnnamedFile.ownerAsks(
+            uid: memfd.ownerUid, gid: memfd.ownerGid, of: "the memfd \(memfd.name)", owner: owner)
     }
 }

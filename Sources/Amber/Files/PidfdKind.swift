@@ -29,7 +29,9 @@ struct PidfdKind: OpenFileKind {
         }
         guard pid > 0 else {
             throw descriptor.refusal(
-                pid < 0 ? "a pidfd of a process that has exited and was reaped" : "a pidfd of a process of another PID namespace")
+                pid < 0
+                    ? "a pidfd of a process that has exited and was reaped"
+                    : "a pidfd of a process of another PID namespace")
         }
         guard PidfdFile.namespacePIDs(info).count <= 1 else {
             throw descriptor.refusal("a pidfd of process \(pid), which is in a PID namespace of its own")

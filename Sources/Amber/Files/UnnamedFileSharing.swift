@@ -36,7 +36,9 @@ enum UnnamedFileSharing {
         }
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
             guard link.hasSuffix(" (deleted)"), let status = try? FileStatus.stat(procFD: pid, fd: fd) else { return }
-            try refuse(OpenFileIdentity(device: status.device, inode: status.inode), pid: pid, how: "has open too (its fd \(fd))")
+            try refuse(
+                OpenFileIdentity(device: status.device, inode: status.inode), pid: pid,
+                how: "has open too (its fd \(fd))")
         }
         let tree = Set(processes.map(\.pid))
         for pid in try ProcFS.processIDs() where !tree.contains(pid) && pid != getpid() {

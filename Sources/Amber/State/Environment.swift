@@ -22,7 +22,8 @@ enum EnvironmentState {
         if links == 0 {
             guard cwd.hasSuffix(DeletedWorkingDirectory.suffix), cwd != "/" + DeletedWorkingDirectory.suffix else {
                 throw AmberError.unsupported(
-                    process, "has the deleted directory \(cwd) as its working directory, which has no name to make again",
+                    process,
+                    "has the deleted directory \(cwd) as its working directory, which has no name to make again",
                     tree: tree)
             }
             return
