@@ -434,9 +434,9 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedUnixConnectedOutside, object: "is held by process", mentions: ["unix:[", "outside the tree"])
     }
 
-    /// A connection accepted from a listener: not restored yet.
+    /// A connection accepted from a listener closed since: no listener to connect it through.
     func testDumpRefusesAcceptedUnixConnection() throws {
-        try checkUnsupported(.unsupportedUnixAccepted, object: "accepted from a listener")
+        try checkUnsupported(.unsupportedUnixAccepted, object: "accepted from a listener closed since")
     }
 
     /// A memfd or deleted file a process outside the tree has open or maps would come back as

@@ -159,4 +159,5 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testEpoll() throws { try runPlain(.epoll) }
     func testPidfds() throws { try runPlain(.pidfds) }
     func testInotify() throws { try runPlain(.inotify) }
+    func testUnixAccepted() throws { try runPlain(.unixAccepted) }
 }

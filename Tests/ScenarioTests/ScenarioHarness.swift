@@ -186,6 +186,7 @@ struct Scenario: Sendable {
     static let unsupportedUnixUnlinked = Scenario(name: "unsupported_unix_socket", args: ["--unlinked"])
     static let unsupportedUnixConnectedOutside = Scenario(
         name: "unsupported_unix_socket", args: ["--connected-outside"])
+    /// A connection accepted from a listener closed since.
     static let unsupportedUnixAccepted = Scenario(name: "unsupported_unix_socket", args: ["--accepted"])
     /// memfds with data, holes, a sparse tail, modes and seals, two descriptions of one, shared with a child.
     static let memfd = Scenario(name: "memfd")
@@ -201,6 +202,8 @@ struct Scenario: Sendable {
     static let pidfds = Scenario(name: "pidfds")
     /// Two inotify instances, a wd skipped (see inotify.c).
     static let inotify = Scenario(name: "inotify")
+    /// Connections accepted from unix listeners, their clients in children (see unix_accepted.c).
+    static let unixAccepted = Scenario(name: "unix_accepted")
 
     static let all: [Scenario] =
         [
@@ -245,6 +248,7 @@ struct Scenario: Sendable {
         + [epoll, pidfds, inotify]
         + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)
         + ["--userfaultfd", "--io-uring", "--perf", "--fanotify", "--bpf-map", "--kvm-vm"].map(unsupportedEventFile)
+        + [unixAccepted]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

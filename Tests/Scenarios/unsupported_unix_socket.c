@@ -7,7 +7,7 @@
  *   --unlinked        a datagram socket bound to a path whose socket file was unlinked since
  *   --connected-outside  a datagram socket connected to one bound to a path that a process
  *                     outside the tree holds (as a logger's socket to /dev/log)
- *   --accepted        a connection accepted from a listener, with its client
+ *   --accepted        a connection accepted from a listener closed since, with its client
  * After SIGTERM it checks the sockets still work as they did.
  */
 #include "scenario.h"
@@ -101,6 +101,8 @@ int main(int argc, char **argv)
                 connect(pair[0], (struct sockaddr *)&address, sizeof address) != 0 ||
                 (pair[1] = accept4(bound, NULL, NULL, SOCK_CLOEXEC)) < 0)
                 sc_die("accept");
+            close(bound);
+            bound = -1;
         } else {
             /* The bound socket goes to a grandchild, orphaned at once, which exits once this
              * process is gone; this process keeps a socket connected to it. */
