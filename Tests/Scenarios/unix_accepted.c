@@ -4,12 +4,12 @@
  *     children: each client sent "c2s N" (queued at the accepted socket), each accepted socket
  *     sent "s2c N" (queued at the client); the second accepted socket is then shut down for
  *     writing; a third client, in this process, waits on the listener, not accepted;
- *   - a seqpacket listener on an abstract name with one accepted connection whose client is in
- *     this process, records queued both ways.
+ *   - a seqpacket listener on an abstract name, at an fd after its connection's, with one
+ *     accepted connection whose client is in this process, records queued both ways.
  * After SIGTERM the accepted sockets are named by their listener's address and their clients
  * see that address as their peer's (their own is empty); each side reads what was queued (the
  * second client then its end of file) and they keep talking; the listener then accepts the
- * pending client, and a new one.
+ * pending client, and a new one; the seqpacket listener a new one.
  */
 #include "scenario.h"
 #include <poll.h>
@@ -133,6 +133,15 @@ static void check_seqpacket(void)
     expect(seq_client, "the server's record", "srv", 3);
     sc_check(send(seq_client, "again", 5, 0) == 5, "the seqpacket client cannot send again");
     expect(seq_accepted, "the record sent after the restore", "again", 5);
+    int client = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    int fresh = -1;
+    sc_check(connect(client, (struct sockaddr *)&seq_address, seq_length) == 0 &&
+                 (fresh = accept(seq_listener, NULL, NULL)) >= 0 && send(client, "new", 3, 0) == 3,
+             "the seqpacket listener does not accept a new connection (errno %d)", errno);
+    if (fresh >= 0)
+        expect(fresh, "the new seqpacket connection", "new", 3);
+    close(fresh);
+    close(client);
 }
 
 int main(int argc, char **argv)
@@ -178,6 +187,12 @@ int main(int argc, char **argv)
         sc_die("seqpacket connection");
     if (send(seq_client, "r1", 2, 0) != 2 || send(seq_client, "r22", 3, 0) != 3 || send(seq_accepted, "srv", 3, 0) != 3)
         sc_die("seqpacket records");
+    /* The seqpacket listener's fd comes after its connection's: a restore that makes fds in order
+     * meets the connection before its listener. */
+    int moved = fcntl(seq_listener, F_DUPFD, 100);
+    if (moved < 0 || close(seq_listener) != 0)
+        sc_die("move the seqpacket listener");
+    seq_listener = moved;
 
     pid_t children[2];
     for (int i = 0; i < 2; i++) {
