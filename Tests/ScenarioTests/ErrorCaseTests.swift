@@ -439,6 +439,21 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedUnixAccepted, object: "accepted from a listener closed since")
     }
 
+    /// A client whose server (listener and accepted socket) a process outside the tree holds:
+    /// refused naming that process.
+    func testDumpRefusesUnixClientWhoseServerIsOutside() throws {
+        try checkUnsupported(
+            .unsupportedUnixAcceptedOutside, object: "is held by process", mentions: ["unix:[", "outside the tree"])
+    }
+
+    /// An accepted socket and its client whose listener a process outside the tree holds: the
+    /// connection is made again only through its listener.
+    func testDumpRefusesUnixConnectionWhoseListenerIsOutside() throws {
+        try checkUnsupported(
+            .unsupportedUnixListenerOutside, object: "which no process of the tree holds",
+            mentions: ["accepted from the listener unix:["])
+    }
+
     /// A memfd or deleted file a process outside the tree has open or maps would come back as
     /// the tree's own, no longer shared; a memfd the tree maps is refused by name.
     func testDumpRefusesUnnamedFileSharedOutsideTree() throws {

@@ -160,4 +160,6 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testPidfds() throws { try runPlain(.pidfds) }
     func testInotify() throws { try runPlain(.inotify) }
     func testUnixAccepted() throws { try runPlain(.unixAccepted) }
+    func testUnsupportedUnixAcceptedOutside() throws { try runPlain(.unsupportedUnixAcceptedOutside) }
+    func testUnsupportedUnixListenerOutside() throws { try runPlain(.unsupportedUnixListenerOutside) }
 }

@@ -204,6 +204,11 @@ struct Scenario: Sendable {
     static let inotify = Scenario(name: "inotify")
     /// Connections accepted from unix listeners, their clients in children (see unix_accepted.c).
     static let unixAccepted = Scenario(name: "unix_accepted")
+    /// A unix client whose listener and accepted socket a process outside the tree holds.
+    static let unsupportedUnixAcceptedOutside = Scenario(name: "unsupported_unix_socket", args: ["--accepted-outside"])
+    /// An accepted unix socket and its client whose listener a process outside the tree holds.
+    static let unsupportedUnixListenerOutside = Scenario(
+        name: "unsupported_unix_socket", args: ["--accepted-listener-outside"])
 
     static let all: [Scenario] =
         [
@@ -248,7 +253,7 @@ struct Scenario: Sendable {
         + [epoll, pidfds, inotify]
         + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)
         + ["--userfaultfd", "--io-uring", "--perf", "--fanotify", "--bpf-map", "--kvm-vm"].map(unsupportedEventFile)
-        + [unixAccepted]
+        + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored
