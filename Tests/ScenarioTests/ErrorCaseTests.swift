@@ -454,6 +454,11 @@ final class DumpErrorTests: ScenarioTestCase {
             mentions: ["accepted from the listener unix:["])
     }
 
+    /// An accepted socket whose client is closed: not restored.
+    func testDumpRefusesAcceptedUnixSocketWhoseClientIsClosed() throws {
+        try checkUnsupported(.unsupportedUnixClientClosed, object: "its client closed since", mentions: ["accepted from the listener at"])
+    }
+
     /// A memfd or deleted file a process outside the tree has open or maps would come back as
     /// the tree's own, no longer shared; a memfd the tree maps is refused by name.
     func testDumpRefusesUnnamedFileSharedOutsideTree() throws {

@@ -162,4 +162,5 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnixAccepted() throws { try runPlain(.unixAccepted) }
     func testUnsupportedUnixAcceptedOutside() throws { try runPlain(.unsupportedUnixAcceptedOutside) }
     func testUnsupportedUnixListenerOutside() throws { try runPlain(.unsupportedUnixListenerOutside) }
+    func testUnsupportedUnixClientClosed() throws { try runPlain(.unsupportedUnixClientClosed) }
 }

@@ -209,6 +209,8 @@ struct Scenario: Sendable {
     /// An accepted unix socket and its client whose listener a process outside the tree holds.
     static let unsupportedUnixListenerOutside = Scenario(
         name: "unsupported_unix_socket", args: ["--accepted-listener-outside"])
+    /// A connection accepted from a unix listener of the tree, its client closed since.
+    static let unsupportedUnixClientClosed = Scenario(name: "unsupported_unix_socket", args: ["--accepted-client-closed"])
 
     static let all: [Scenario] =
         [
@@ -253,7 +255,7 @@ struct Scenario: Sendable {
         + [epoll, pidfds, inotify]
         + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)
         + ["--userfaultfd", "--io-uring", "--perf", "--fanotify", "--bpf-map", "--kvm-vm"].map(unsupportedEventFile)
-        + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside]
+        + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

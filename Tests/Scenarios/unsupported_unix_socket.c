@@ -10,6 +10,7 @@
  *   --accepted        a connection accepted from a listener closed since, with its client
  *   --accepted-outside  a client whose listener and accepted socket a process outside the tree
  *                     holds
+ *   --accepted-client-closed  a connection accepted from a listener, its client closed since
  *   --accepted-listener-outside  an accepted socket and its client whose listener a process
  *                     outside the tree holds
  * After SIGTERM it checks the sockets still work as they did.
@@ -88,13 +89,15 @@ int main(int argc, char **argv)
         close(pair[1]);
         pair[1] = -1;
     } else if (sc_has_flag("--unlinked") || sc_has_flag("--connected-outside") || sc_has_flag("--accepted") ||
-               sc_has_flag("--accepted-outside") || sc_has_flag("--accepted-listener-outside")) {
+               sc_has_flag("--accepted-outside") || sc_has_flag("--accepted-listener-outside") ||
+               sc_has_flag("--accepted-client-closed")) {
         address.sun_family = AF_UNIX;
         /* The test's directory makes too long a path for sun_path. */
         snprintf(address.sun_path, sizeof address.sun_path, "/tmp/amber-unsupported-%d-bound.sock", (int)getpid());
         unlink(address.sun_path);
-        int accepted =
-            sc_has_flag("--accepted") || sc_has_flag("--accepted-outside") || sc_has_flag("--accepted-listener-outside");
+        int client_closed = sc_has_flag("--accepted-client-closed");
+        int accepted = sc_has_flag("--accepted") || sc_has_flag("--accepted-outside") ||
+                       sc_has_flag("--accepted-listener-outside") || client_closed;
         bound = socket(AF_UNIX, (accepted ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
         if (bound < 0 || bind(bound, (struct sockaddr *)&address, sizeof address) != 0)
             sc_die("bind");
@@ -134,8 +137,13 @@ int main(int argc, char **argv)
                     pair[1] = -1;
                 }
             }
-            close(bound);
-            bound = -1;
+            if (client_closed) {
+                close(pair[0]);
+                pair[0] = -1;
+            } else {
+                close(bound);
+                bound = -1;
+            }
         } else {
             /* The bound socket goes to a grandchild, orphaned at once, which exits once this
              * process is gone; this process keeps a socket connected to it. */
@@ -179,6 +187,9 @@ int main(int argc, char **argv)
 
     if (sc_has_flag("--peer-outside") || sc_has_flag("--connected-outside") || sc_has_flag("--accepted-outside")) {
         sc_check(send(pair[0], "still", 5, MSG_DONTWAIT) == 5, "the socket no longer sends to the outside reader");
+    } else if (sc_has_flag("--accepted-client-closed")) {
+        char buf[8];
+        sc_check(recv(pair[1], buf, sizeof buf, MSG_DONTWAIT) == 0, "the accepted socket does not read its end of file");
     } else if (sc_has_flag("--unlinked")) {
         struct sockaddr_un name;
         socklen_t size = sizeof name;

@@ -15,9 +15,16 @@ extension UnixSocketTable.Snapshot {
     /// unbound socket connected back to it, whose name (and socket file) is a listener's. The
     /// accepted socket shares its listener's address, which no other listening socket has.
     func listener(accepting socket: UnixSocketDiagnosis) -> UInt64? {
+        guard let peerInode = socket.peer, let peer = sockets[peerInode], peer.peer == socket.inode, peer.name == nil
+        else { return nil }
+        return listener(named: socket)
+    }
+
+    /// The listener whose address (and socket file) `socket`, a connected stream or seqpacket
+    /// socket, has: the one it was accepted from.
+    func listener(named socket: UnixSocketDiagnosis) -> UInt64? {
         guard socket.type == Int32(SOCK_STREAM.rawValue) || socket.type == Int32(SOCK_SEQPACKET.rawValue),
-            socket.state == UnixSocketDiagnosis.established, let name = socket.name, let peerInode = socket.peer,
-            let peer = sockets[peerInode], peer.peer == socket.inode, peer.name == nil
+            socket.state == UnixSocketDiagnosis.established, let name = socket.name
         else { return nil }
         return listening[name]?.first { candidate in
             guard let listener = sockets[candidate] else { return false }

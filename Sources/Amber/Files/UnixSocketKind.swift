@@ -59,6 +59,11 @@ struct UnixSocketKind: OpenFileKind {
         }
         if let name = socket.name {
             if socket.peer != nil && table.listener(accepting: socket) == nil {
+                if table.listener(named: socket) != nil {
+                    let peerGone = socket.peer.flatMap { table.sockets[$0] } == nil
+                    return
+                        "accepted from the listener at \(describe(name)), its client \(peerGone ? "closed since" : "bound to an address of its own"): not restored"
+                }
                 return
                     "bound to \(describe(name)) and connected (accepted from a listener closed since, or connected once bound): not restored"
             }
