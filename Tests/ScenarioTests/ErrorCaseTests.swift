@@ -456,7 +456,9 @@ final class DumpErrorTests: ScenarioTestCase {
 
     /// An accepted socket whose client is closed: not restored.
     func testDumpRefusesAcceptedUnixSocketWhoseClientIsClosed() throws {
-        try checkUnsupported(.unsupportedUnixClientClosed, object: "its client closed since", mentions: ["accepted from the listener at"])
+        try checkUnsupported(
+            .unsupportedUnixClientClosed, object: "its client closed since",
+            mentions: ["accepted from the listener at"])
     }
 
     /// A memfd or deleted file a process outside the tree has open or maps would come back as

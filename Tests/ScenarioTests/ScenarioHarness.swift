@@ -210,7 +210,8 @@ struct Scenario: Sendable {
     static let unsupportedUnixListenerOutside = Scenario(
         name: "unsupported_unix_socket", args: ["--accepted-listener-outside"])
     /// A connection accepted from a unix listener of the tree, its client closed since.
-    static let unsupportedUnixClientClosed = Scenario(name: "unsupported_unix_socket", args: ["--accepted-client-closed"])
+    static let unsupportedUnixClientClosed = Scenario(
+        name: "unsupported_unix_socket", args: ["--accepted-client-closed"])
 
     static let all: [Scenario] =
         [

@@ -94,11 +94,13 @@ final class AcceptedConnection: SharedOpenFileObject {
             // Into an empty queue, which no backlog fills: connect(2) does not wait.
             try UnixSockets.attach(client, to: [UInt8](record.address), connecting: true)
             let accepted = try UnixSockets.accept(listener)
-            pair = RestoredSocketPair(accepted: accepted, client: client, acceptedInode: acceptedInode, type: record.type)
+            pair = RestoredSocketPair(
+                accepted: accepted, client: client, acceptedInode: acceptedInode, type: record.type)
         } catch {
             try? client.close()
             throw AmberError(
-                .restoreFailed, "cannot connect again unix socket \(acceptedInode), accepted from listener \(record.inode): \(error)")
+                .restoreFailed,
+                "cannot connect again unix socket \(acceptedInode), accepted from listener \(record.inode): \(error)")
         }
     }
 

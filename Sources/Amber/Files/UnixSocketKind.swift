@@ -110,9 +110,8 @@ struct UnixSocketKind: OpenFileKind {
             let alive = peer != 0 && table.sockets[peer] != nil
             record.peerInode = alive ? peer : 0
             record.pairID = alive ? min(peer, socket.inode) : socket.inode
-            if let listener = table.listener(accepting: socket) ?? table.sockets[peer].flatMap(table.listener(accepting:)) {
-                record.acceptedFrom = listener
-            }
+            let accepting = table.listener(accepting: socket) ?? table.sockets[peer].flatMap(table.listener(accepting:))
+            if let listener = accepting { record.acceptedFrom = listener }
         }
         if let name = socket.name, record.acceptedFrom == 0 {
             // A path without the NUL bind(2) keeps after it; an abstract name with every byte.
@@ -286,7 +285,8 @@ final class RestoredSocketPair: SharedOpenFileObject {
     /// one whose peer was gone), their shutdowns and send buffers.
     func take(_ record: Amber_UnixSocket, what: String) throws -> FileDescriptor {
         let index = firstEndInode.map { record.inode == $0 ? 0 : 1 } ?? taken.count
-        guard record.type == type, taken.count < 2, !taken.contains(where: { $0.inode == record.inode || $0.index == index })
+        guard record.type == type, taken.count < 2,
+            !taken.contains(where: { $0.inode == record.inode || $0.index == index })
         else {
             throw AmberError(
                 .badImage, "\(what): the image describes unix socket pair \(record.pairID) in ways that disagree")
