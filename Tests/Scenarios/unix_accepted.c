@@ -4,8 +4,9 @@
  *     children: each client sent "c2s N" (queued at the accepted socket), each accepted socket
  *     sent "s2c N" (queued at the client); the second accepted socket is then shut down for
  *     writing; a third client, in this process, waits on the listener, not accepted;
- *   - a seqpacket listener on an abstract name, at an fd after its connection's, with one
- *     accepted connection whose client is in this process, records queued both ways.
+ *   - a seqpacket listener on an abstract name with SO_PASSCRED, at an fd after its
+ *     connection's, with one accepted connection (SO_PASSCRED turned off) whose client is in
+ *     this process, records queued both ways.
  * After SIGTERM the accepted sockets are named by their listener's address and their clients
  * see that address as their peer's (their own is empty); each side reads what was queued (the
  * second client then its end of file) and they keep talking; the listener then accepts the
@@ -128,6 +129,13 @@ static void check_seqpacket(void)
     sc_check(same_address(seq_client, 1, &seq_address, seq_length),
              "the seqpacket client's peer is not named by the listener's abstract address");
     sc_check(unnamed(seq_client), "the seqpacket client got a name");
+    int passes = -1;
+    socklen_t size = sizeof passes;
+    sc_check(getsockopt(seq_listener, SOL_SOCKET, SO_PASSCRED, &passes, &size) == 0 && passes == 1,
+             "the seqpacket listener lost SO_PASSCRED");
+    size = sizeof passes;
+    sc_check(getsockopt(seq_accepted, SOL_SOCKET, SO_PASSCRED, &passes, &size) == 0 && passes == 0,
+             "the accepted seqpacket socket got SO_PASSCRED, which it had turned off");
     expect(seq_accepted, "the first record", "r1", 2);
     expect(seq_accepted, "the second record", "r22", 3);
     expect(seq_client, "the server's record", "srv", 3);
@@ -181,9 +189,12 @@ int main(int argc, char **argv)
     seq_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
     seq_listener = socket(AF_UNIX, SOCK_SEQPACKET, 0);
     seq_client = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    int on = 1, off = 0;
     if (bind(seq_listener, (struct sockaddr *)&seq_address, seq_length) != 0 || listen(seq_listener, 2) != 0 ||
+        setsockopt(seq_listener, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0 ||
         connect(seq_client, (struct sockaddr *)&seq_address, seq_length) != 0 ||
-        (seq_accepted = accept(seq_listener, NULL, NULL)) < 0)
+        (seq_accepted = accept(seq_listener, NULL, NULL)) < 0 ||
+        setsockopt(seq_accepted, SOL_SOCKET, SO_PASSCRED, &off, sizeof off) != 0)
         sc_die("seqpacket connection");
     if (send(seq_client, "r1", 2, 0) != 2 || send(seq_client, "r22", 3, 0) != 3 || send(seq_accepted, "srv", 3, 0) != 3)
         sc_die("seqpacket records");

@@ -91,9 +91,23 @@ final class AcceptedConnection: SharedOpenFileObject {
     init(listener: FileDescriptor, record: Amber_UnixSocket, acceptedInode: UInt64) throws {
         let client = try UnixSockets.make(type: record.type)
         do {
-            // Into an empty queue, which no backlog fills: connect(2) does not wait.
+            // Into an empty queue: connect(2) does not wait, and would fail rather than wait.
+            let flags = fcntl(client.rawValue, F_GETFL)
+            guard flags >= 0, fcntl(client.rawValue, F_SETFL, flags | O_NONBLOCK) == 0 else {
+                throw LinuxError.current("fcntl(F_SETFL)")
+            }
             try UnixSockets.attach(client, to: [UInt8](record.address), connecting: true)
+            guard fcntl(client.rawValue, F_SETFL, flags) == 0 else { throw LinuxError.current("fcntl(F_SETFL)") }
             let accepted = try UnixSockets.accept(listener)
+            do {
+                // accept(2) gives it the listener's SO_PASSCRED and SO_PASSSEC: its own are its
+                // record's, set when it is taken.
+                try UnixSockets.setOption(accepted, UnixSockets.passCredentials, 0)
+                try UnixSockets.setOption(accepted, UnixSockets.passSecurity, 0)
+            } catch {
+                try? accepted.close()
+                throw error
+            }
             pair = RestoredSocketPair(
                 accepted: accepted, client: client, acceptedInode: acceptedInode, type: record.type)
         } catch {
