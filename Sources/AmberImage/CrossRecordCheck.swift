@@ -91,7 +91,7 @@ enum CrossRecordCheck {
 
     /// Unix sockets made together agree: each socket is one description; a pair's two sockets
     /// name each other, with one type and pair id; a listener lists exactly the sockets that wait
-    /// on it.
+    /// on it, and the accepted sockets of its connections.
     private static func checkUnixSockets(_ tasks: [Amber_Task]) throws(ImageError) {
         var sockets: [UInt64: (socket: Amber_UnixSocket, id: UInt32, pid: Int32)] = [:]
         // Checked in the order of the records, so that the first disagreement is reported.
@@ -135,6 +135,29 @@ enum CrossRecordCheck {
                 throw ImageError(
                     .invalid, file: file,
                     detail: "unix socket \(inode) waits on listener \(socket.listenerInode), which does not list it")
+            }
+            for accepted in socket.acceptedConnections
+            where sockets[accepted]?.socket.acceptedFrom != inode || socket.pendingConnections.contains(accepted) {
+                throw ImageError(
+                    .invalid, file: file,
+                    detail:
+                        "unix socket \(accepted), accepted from listener \(inode), is not a socket of the image accepted from it"
+                )
+            }
+            if socket.acceptedFrom != 0 {
+                let listener = sockets[socket.acceptedFrom]?.socket
+                let peer = sockets[socket.peerInode]?.socket
+                let listed = listener?.acceptedConnections.contains(inode) == true
+                guard let listener, listener.listening, listener.type == socket.type,
+                    peer?.acceptedFrom == socket.acceptedFrom,
+                    listed != listener.acceptedConnections.contains(socket.peerInode)
+                else {
+                    throw ImageError(
+                        .invalid, file: file,
+                        detail:
+                            "unix socket \(inode) was accepted from listener \(socket.acceptedFrom), which does not list exactly one of it and its peer"
+                    )
+                }
             }
         }
     }

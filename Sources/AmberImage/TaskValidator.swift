@@ -843,9 +843,27 @@ struct TaskValidator {
                 throw invalid(
                     "\(field).pending_connections", "are not distinct inodes, up to \(Self.largestUnixSocketMessages)")
             }
+            guard socket.acceptedConnections.count <= Self.largestUnixSocketMessages,
+                !socket.acceptedConnections.contains(0),
+                Set(socket.acceptedConnections).count == socket.acceptedConnections.count
+            else {
+                throw invalid(
+                    "\(field).accepted_connections", "are not distinct inodes, up to \(Self.largestUnixSocketMessages)")
+            }
         } else {
-            guard socket.backlog == 0, socket.pendingConnections.isEmpty else {
-                throw invalid("\(field).pending_connections", "only a listener has a backlog and connections waiting")
+            guard socket.backlog == 0, socket.pendingConnections.isEmpty, socket.acceptedConnections.isEmpty else {
+                throw invalid(
+                    "\(field).pending_connections", "only a listener has a backlog and connections waiting or accepted")
+            }
+        }
+        if socket.acceptedFrom != 0 {
+            guard connectionType, socket.address.isEmpty, socket.peerInode != 0, socket.listenerInode == 0,
+                !socket.listening, socket.acceptedFrom != socket.inode, socket.acceptedFrom != socket.peerInode
+            else {
+                throw invalid(
+                    "\(field).accepted_from",
+                    "a connection accepted from a listener is an unbound stream or seqpacket socket connected to another, not the listener"
+                )
             }
         }
         if socket.listenerInode != 0 {

@@ -277,3 +277,5 @@ long amber_open_by_handle_at(int mount_fd, int type, const uint8_t *bytes, uint3
     __builtin_memcpy(handle.f_handle, bytes, size);
     return result(syscall(SYS_open_by_handle_at, (long)mount_fd, &handle, (long)flags));
 }
+
+long amber_accept4(int fd, int flags) { return result(syscall(SYS_accept4, (long)fd, NULL, NULL, (long)flags)); }

@@ -202,4 +202,32 @@ final class CrossRecordTests: ImageTestCase {
         XCTAssertEqual(try reader([withPidfd(4242)]).tasks().count, 1)
         try assertRefused([withPidfd(4243)], file: "task-4242.pb", detail: "is of 4243, no live process of the image")
     }
+
+    /// A listener lists the accepted socket of each of its connections; the accepted socket and
+    /// its client name it, and it lists exactly one of them.
+    func testAcceptedUnixConnectionsMustAgree() throws {
+        func image(listed: [UInt64], clientFrom: UInt64 = 20) -> [Amber_Task] {
+            var root = Fixture.task()
+            var child = task(4243, parent: 4242)
+            root.files.descriptions.append(
+                unixSocket(60, inode: 20) {
+                    ($0.address, $0.listening, $0.acceptedConnections) = (Data([0, 65]), true, listed)
+                })
+            root.files.descriptions.append(
+                unixSocket(61, inode: 30) { ($0.pairID, $0.peerInode, $0.acceptedFrom) = (30, 31, 20) })
+            child.files.descriptions.append(
+                unixSocket(62, inode: 31) { ($0.pairID, $0.peerInode, $0.acceptedFrom) = (30, 30, clientFrom) })
+            return [root, child]
+        }
+        XCTAssertEqual(try reader(image(listed: [30])).tasks().count, 2)
+        try assertRefused(
+            image(listed: []), file: "task-4242.pb", detail: "which does not list exactly one of it and its peer")
+        try assertRefused(
+            image(listed: [30, 31]), file: "task-4242.pb", detail: "which does not list exactly one of it and its peer")
+        try assertRefused(
+            image(listed: [30, 32]), file: "task-4242.pb", detail: "is not a socket of the image accepted from it")
+        try assertRefused(
+            image(listed: [30], clientFrom: 99), file: "task-4242.pb",
+            detail: "which does not list exactly one of it and its peer")
+    }
 }

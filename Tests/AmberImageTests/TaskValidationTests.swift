@@ -1035,4 +1035,36 @@ final class TaskValidationTests: ImageTestCase {
             $0.files.descriptions[1].flags = 0o202
         }
     }
+
+    /// A connection accepted from a listener: an unbound stream or seqpacket socket of a pair,
+    /// not the listener; only a listener lists accepted connections, distinct.
+    func testAcceptedUnixSockets() throws {
+        func socket(_ task: inout Amber_Task, _ change: (inout Amber_UnixSocket) -> Void = { _ in }) {
+            var record = Amber_UnixSocket()
+            (record.inode, record.type, record.pairID, record.peerInode, record.acceptedFrom) = (12, 1, 11, 11, 20)
+            record.peekOffset = -1
+            change(&record)
+            (task.files.descriptions[1].flags, task.files.descriptions[1].offset) = (2, 0)
+            task.files.descriptions[1].unixSocket = record
+        }
+        let field = "files.descriptions[1].unix_socket"
+        try assertAccepted { socket(&$0) }
+        try assertAccepted { socket(&$0) { $0.type = 5 } }
+        try assertRejected("\(field).accepted_from") { socket(&$0) { $0.type = 2 } }
+        try assertRejected("\(field).accepted_from") { socket(&$0) { ($0.pairID, $0.peerInode) = (12, 0) } }
+        try assertRejected("\(field).accepted_from") { socket(&$0) { $0.acceptedFrom = 12 } }
+        try assertRejected("\(field).accepted_from") { socket(&$0) { $0.acceptedFrom = 11 } }
+        try assertRejected("\(field).address") { socket(&$0) { $0.address = Data([0, 65]) } }
+        func listener(_ task: inout Amber_Task, _ change: (inout Amber_UnixSocket) -> Void = { _ in }) {
+            socket(&task) {
+                ($0.pairID, $0.peerInode, $0.acceptedFrom) = (0, 0, 0)
+                ($0.address, $0.listening, $0.acceptedConnections) = (Data([0, 65]), true, [30, 31])
+                change(&$0)
+            }
+        }
+        try assertAccepted { listener(&$0) }
+        try assertRejected("\(field).accepted_connections") { listener(&$0) { $0.acceptedConnections = [30, 30] } }
+        try assertRejected("\(field).accepted_connections") { listener(&$0) { $0.acceptedConnections = [0] } }
+        try assertRejected("\(field).pending_connections") { listener(&$0) { $0.listening = false } }
+    }
 }

@@ -179,4 +179,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// Each watch on its file again, at its wd.
     func testInotify() throws { try runDumped(.inotify) }
     func testLeaveRunningInotify() throws { try runLeaveRunning(.inotify) }
+    /// Accepted connections come back connected through their listener, named by its address,
+    /// before its pending connection; their clients in children read and answer.
+    func testUnixAccepted() throws { try runDumped(.unixAccepted) }
+    func testLeaveRunningUnixAccepted() throws { try runLeaveRunning(.unixAccepted) }
 }

@@ -436,9 +436,31 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedUnixConnectedOutside, object: "is held by process", mentions: ["unix:[", "outside the tree"])
     }
 
-    /// A connection accepted from a listener: not restored yet.
+    /// A connection accepted from a listener closed since: no listener to connect it through.
     func testDumpRefusesAcceptedUnixConnection() throws {
-        try checkUnsupported(.unsupportedUnixAccepted, object: "accepted from a listener")
+        try checkUnsupported(.unsupportedUnixAccepted, object: "accepted from a listener closed since")
+    }
+
+    /// A client whose server (listener and accepted socket) a process outside the tree holds:
+    /// refused naming that process.
+    func testDumpRefusesUnixClientWhoseServerIsOutside() throws {
+        try checkUnsupported(
+            .unsupportedUnixAcceptedOutside, object: "is held by process", mentions: ["unix:[", "outside the tree"])
+    }
+
+    /// An accepted socket and its client whose listener a process outside the tree holds: the
+    /// connection is made again only through its listener.
+    func testDumpRefusesUnixConnectionWhoseListenerIsOutside() throws {
+        try checkUnsupported(
+            .unsupportedUnixListenerOutside, object: "which no process of the tree holds",
+            mentions: ["accepted from the listener unix:["])
+    }
+
+    /// An accepted socket whose client is closed: not restored.
+    func testDumpRefusesAcceptedUnixSocketWhoseClientIsClosed() throws {
+        try checkUnsupported(
+            .unsupportedUnixClientClosed, object: "its client closed since",
+            mentions: ["accepted from the listener at"])
     }
 
     /// A memfd or deleted file a process outside the tree has open or maps would come back as

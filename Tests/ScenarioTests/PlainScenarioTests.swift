@@ -161,4 +161,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testEpoll() throws { try runPlain(.epoll) }
     func testPidfds() throws { try runPlain(.pidfds) }
     func testInotify() throws { try runPlain(.inotify) }
+    func testUnixAccepted() throws { try runPlain(.unixAccepted) }
+    func testUnsupportedUnixAcceptedOutside() throws { try runPlain(.unsupportedUnixAcceptedOutside) }
+    func testUnsupportedUnixListenerOutside() throws { try runPlain(.unsupportedUnixListenerOutside) }
+    func testUnsupportedUnixClientClosed() throws { try runPlain(.unsupportedUnixClientClosed) }
 }

@@ -186,6 +186,7 @@ struct Scenario: Sendable {
     static let unsupportedUnixUnlinked = Scenario(name: "unsupported_unix_socket", args: ["--unlinked"])
     static let unsupportedUnixConnectedOutside = Scenario(
         name: "unsupported_unix_socket", args: ["--connected-outside"])
+    /// A connection accepted from a listener closed since.
     static let unsupportedUnixAccepted = Scenario(name: "unsupported_unix_socket", args: ["--accepted"])
     /// memfds with data, holes, a sparse tail, modes and seals, two descriptions of one, shared with a child.
     static let memfd = Scenario(name: "memfd")
@@ -203,6 +204,16 @@ struct Scenario: Sendable {
     static let inotify = Scenario(name: "inotify")
     /// stdin and stdout one unix socket whose peer the test holds (ExternalUnixSocketTests starts it).
     static let externalSocket = Scenario(name: "external_pipe", args: ["--socket"])
+    /// Connections accepted from unix listeners, their clients in children (see unix_accepted.c).
+    static let unixAccepted = Scenario(name: "unix_accepted")
+    /// A unix client whose listener and accepted socket a process outside the tree holds.
+    static let unsupportedUnixAcceptedOutside = Scenario(name: "unsupported_unix_socket", args: ["--accepted-outside"])
+    /// An accepted unix socket and its client whose listener a process outside the tree holds.
+    static let unsupportedUnixListenerOutside = Scenario(
+        name: "unsupported_unix_socket", args: ["--accepted-listener-outside"])
+    /// A connection accepted from a unix listener of the tree, its client closed since.
+    static let unsupportedUnixClientClosed = Scenario(
+        name: "unsupported_unix_socket", args: ["--accepted-client-closed"])
 
     static let all: [Scenario] =
         [
@@ -248,6 +259,7 @@ struct Scenario: Sendable {
         + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)
         + ["--userfaultfd", "--io-uring", "--perf", "--fanotify", "--bpf-map", "--kvm-vm"].map(unsupportedEventFile)
         + [externalSocket]
+        + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

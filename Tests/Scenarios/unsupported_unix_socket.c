@@ -7,7 +7,12 @@
  *   --unlinked        a datagram socket bound to a path whose socket file was unlinked since
  *   --connected-outside  a datagram socket connected to one bound to a path that a process
  *                     outside the tree holds (as a logger's socket to /dev/log)
- *   --accepted        a connection accepted from a listener, with its client
+ *   --accepted        a connection accepted from a listener closed since, with its client
+ *   --accepted-outside  a client whose listener and accepted socket a process outside the tree
+ *                     holds
+ *   --accepted-client-closed  a connection accepted from a listener, its client closed since
+ *   --accepted-listener-outside  an accepted socket and its client whose listener a process
+ *                     outside the tree holds
  * After SIGTERM it checks the sockets still work as they did.
  */
 #include "scenario.h"
@@ -83,12 +88,16 @@ int main(int argc, char **argv)
         send_descriptor(carrier[0], pair[1]);
         close(pair[1]);
         pair[1] = -1;
-    } else if (sc_has_flag("--unlinked") || sc_has_flag("--connected-outside") || sc_has_flag("--accepted")) {
+    } else if (sc_has_flag("--unlinked") || sc_has_flag("--connected-outside") || sc_has_flag("--accepted") ||
+               sc_has_flag("--accepted-outside") || sc_has_flag("--accepted-listener-outside") ||
+               sc_has_flag("--accepted-client-closed")) {
         address.sun_family = AF_UNIX;
         /* The test's directory makes too long a path for sun_path. */
         snprintf(address.sun_path, sizeof address.sun_path, "/tmp/amber-unsupported-%d-bound.sock", (int)getpid());
         unlink(address.sun_path);
-        int accepted = sc_has_flag("--accepted");
+        int client_closed = sc_has_flag("--accepted-client-closed");
+        int accepted = sc_has_flag("--accepted") || sc_has_flag("--accepted-outside") ||
+                       sc_has_flag("--accepted-listener-outside") || client_closed;
         bound = socket(AF_UNIX, (accepted ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
         if (bound < 0 || bind(bound, (struct sockaddr *)&address, sizeof address) != 0)
             sc_die("bind");
@@ -101,6 +110,40 @@ int main(int argc, char **argv)
                 connect(pair[0], (struct sockaddr *)&address, sizeof address) != 0 ||
                 (pair[1] = accept4(bound, NULL, NULL, SOCK_CLOEXEC)) < 0)
                 sc_die("accept");
+            int listener_outside = sc_has_flag("--accepted-listener-outside");
+            if (sc_has_flag("--accepted-outside") || listener_outside) {
+                /* The listener (and the accepted socket, unless the listener alone) go to a
+                 * grandchild, orphaned at once, which exits once this process is gone; this
+                 * process keeps the client (and the accepted socket). */
+                pid_t parent = getpid();
+                pid_t child = fork();
+                if (child < 0)
+                    sc_die("fork");
+                if (child == 0) {
+                    if (fork() != 0)
+                        _exit(0);
+                    close(pair[0]);
+                    if (listener_outside)
+                        close(pair[1]);
+                    while (kill(parent, 0) == 0)
+                        sc_sleep_ms(20);
+                    _exit(0);
+                }
+                int status;
+                if (waitpid(child, &status, 0) != child)
+                    sc_die("waitpid");
+                if (!listener_outside) {
+                    close(pair[1]);
+                    pair[1] = -1;
+                }
+            }
+            if (client_closed) {
+                close(pair[0]);
+                pair[0] = -1;
+            } else {
+                close(bound);
+                bound = -1;
+            }
         } else {
             /* The bound socket goes to a grandchild, orphaned at once, which exits once this
              * process is gone; this process keeps a socket connected to it. */
@@ -142,14 +185,17 @@ int main(int argc, char **argv)
     sc_wait_for_term();
     sc_check_common();
 
-    if (sc_has_flag("--peer-outside") || sc_has_flag("--connected-outside")) {
+    if (sc_has_flag("--peer-outside") || sc_has_flag("--connected-outside") || sc_has_flag("--accepted-outside")) {
         sc_check(send(pair[0], "still", 5, MSG_DONTWAIT) == 5, "the socket no longer sends to the outside reader");
+    } else if (sc_has_flag("--accepted-client-closed")) {
+        char buf[8];
+        sc_check(recv(pair[1], buf, sizeof buf, MSG_DONTWAIT) == 0, "the accepted socket does not read its end of file");
     } else if (sc_has_flag("--unlinked")) {
         struct sockaddr_un name;
         socklen_t size = sizeof name;
         sc_check(getsockname(bound, (struct sockaddr *)&name, &size) == 0 && strcmp(name.sun_path, address.sun_path) == 0,
                  "the socket lost its address");
-    } else if (sc_has_flag("--accepted")) {
+    } else if (sc_has_flag("--accepted") || sc_has_flag("--accepted-listener-outside")) {
         char buf[8];
         sc_check(send(pair[0], "ping", 4, MSG_DONTWAIT) == 4 && recv(pair[1], buf, sizeof buf, MSG_DONTWAIT) == 4,
                  "the accepted connection no longer works");

@@ -58,9 +58,14 @@ struct UnixSocketKind: OpenFileKind {
             return nil
         }
         if let name = socket.name {
-            if socket.peer != nil {
+            if socket.peer != nil && table.listener(accepting: socket) == nil {
+                if table.listener(named: socket) != nil {
+                    let peerGone = socket.peer.flatMap { table.sockets[$0] } == nil
+                    return
+                        "accepted from the listener at \(describe(name)), its client \(peerGone ? "closed since" : "bound to an address of its own"): not restored"
+                }
                 return
-                    "bound to \(describe(name)) and connected (accepted from a listener, or connected once bound): not restored yet"
+                    "bound to \(describe(name)) and connected (accepted from a listener closed since, or connected once bound): not restored"
             }
             if name.first != 0 && name.first != UInt8(ascii: "/") {
                 return "bound to the relative path \(describe(name)): not restored"
@@ -78,8 +83,9 @@ struct UnixSocketKind: OpenFileKind {
             return
                 "connected to unix:[\(peerInode)]\(peer.name.map { " (\(describe($0)))" } ?? ""), which is not connected back to it: not restored yet"
         }
-        if let name = peer.name {
-            return "connected to unix:[\(peerInode)], accepted from a listener at \(describe(name)): not restored yet"
+        if let name = peer.name, table.listener(accepting: peer) == nil {
+            return
+                "connected to unix:[\(peerInode)], bound to \(describe(name)) (accepted from a listener closed since, or connected once bound): not restored"
         }
         return nil
     }
@@ -104,8 +110,10 @@ struct UnixSocketKind: OpenFileKind {
             let alive = peer != 0 && table.sockets[peer] != nil
             record.peerInode = alive ? peer : 0
             record.pairID = alive ? min(peer, socket.inode) : socket.inode
+            let accepting = table.listener(accepting: socket) ?? table.sockets[peer].flatMap(table.listener(accepting:))
+            if let listener = accepting { record.acceptedFrom = listener }
         }
-        if let name = socket.name {
+        if let name = socket.name, record.acceptedFrom == 0 {
             // A path without the NUL bind(2) keeps after it; an abstract name with every byte.
             record.address = Data(name.first == 0 ? name : Array(name.prefix { $0 != 0 }))
             if name.first != 0 { try recordSocketFile(&record, path: Self.describe(name), descriptor) }
@@ -114,6 +122,7 @@ struct UnixSocketKind: OpenFileKind {
             record.listening = true
             record.backlog = socket.sendQueue
             record.pendingConnections = socket.pendingConnections
+            record.acceptedConnections = UnixSocketTable.shared.acceptedInTree(from: socket.inode)
         }
         record.passCredentials = try UnixSockets.option(copy, UnixSockets.passCredentials) != 0
         record.passSecurity = try UnixSockets.option(copy, UnixSockets.passSecurity) != 0
@@ -204,6 +213,13 @@ struct UnixSocketKind: OpenFileKind {
             if record.listenerInode != 0 {
                 let connection = try objects.object(record.inode) { try PendingConnection(type: record.type) }
                 fd = try connection.take(record)
+            } else if record.listening {
+                let listener = try objects.object(record.inode) {
+                    try RestoredListener(record, task: task, imageTrusted: imageTrusted, objects: objects)
+                }
+                fd = try listener.take(record)
+            } else if record.acceptedFrom != 0 {
+                fd = try AcceptedConnection.take(record, imageTrusted: imageTrusted, objects: objects, what: what)
             } else if record.pairID == 0 {
                 fd = try UnixSockets.make(type: record.type)
                 do {
@@ -243,26 +259,41 @@ struct UnixSocketKind: OpenFileKind {
 final class RestoredSocketPair: SharedOpenFileObject {
     private let ends: [FileDescriptor]
     private let type: Int32
-    /// The inodes at the dump each of `ends` was given to, and their records.
-    private var taken: [(inode: UInt64, record: Amber_UnixSocket)] = []
+    /// The socket of the dump `ends[0]` is for, when the ends are not alike (an accepted socket
+    /// and its client); nil when each end goes to whichever socket comes first.
+    private let firstEndInode: UInt64?
+    /// The index in `ends` each socket of the dump was given, its inode and its record.
+    private var taken: [(index: Int, inode: UInt64, record: Amber_UnixSocket)] = []
 
     init(_ record: Amber_UnixSocket) throws {
         type = record.type
         let pair = try UnixSockets.makePair(type: record.type)
         ends = [pair.0, pair.1]
+        firstEndInode = nil
+    }
+
+    /// The pair of a connection accepted from a listener: `accepted`, which accept(2) gave, for
+    /// the socket of `acceptedInode`, and `client`, which connected, for its peer.
+    init(accepted: FileDescriptor, client: FileDescriptor, acceptedInode: UInt64, type: Int32) {
+        self.type = type
+        ends = [accepted, client]
+        firstEndInode = acceptedInode
     }
 
     /// Our descriptor of the socket of `record`, for the caller to close: its queue sent again
     /// through the other end, its options set; once both sockets of the pair are made (or the
     /// one whose peer was gone), their shutdowns and send buffers.
     func take(_ record: Amber_UnixSocket, what: String) throws -> FileDescriptor {
-        guard record.type == type, taken.count < 2, !taken.contains(where: { $0.inode == record.inode }) else {
+        let index = firstEndInode.map { record.inode == $0 ? 0 : 1 } ?? taken.count
+        guard record.type == type, taken.count < 2,
+            !taken.contains(where: { $0.inode == record.inode || $0.index == index })
+        else {
             throw AmberError(
                 .badImage, "\(what): the image describes unix socket pair \(record.pairID) in ways that disagree")
         }
-        let end = ends[taken.count]
-        let other = ends[1 - taken.count]
-        taken.append((record.inode, record))
+        let end = ends[index]
+        let other = ends[1 - index]
+        taken.append((index, record.inode, record))
         do {
             if !record.messages.isEmpty {
                 // The other end's send buffer bounds what it may queue: at its largest while
@@ -272,7 +303,7 @@ final class RestoredSocketPair: SharedOpenFileObject {
             }
             try Self.setOptions(end, record)
             if record.peerInode == 0 || taken.count == 2 {
-                for (index, (_, taken)) in taken.enumerated() {
+                for (index, _, taken) in taken {
                     try Self.setBuffer(ends[index], taken.sendBuffer, UnixSockets.sendBuffer)
                     try UnixSockets.shutdown(ends[index], mask: UInt8(taken.shutdown))
                 }
@@ -421,10 +452,15 @@ struct BoundAddress {
         try listen(fd, record, objects: objects)
     }
 
-    /// A listener listens again, and the sockets that waited on it connect again, oldest first.
+    /// A listener listens again; its accepted connections connect again and are accepted at
+    /// once, so that the sockets that waited on it then connect again, oldest first, into an
+    /// empty queue.
     private func listen(_ fd: FileDescriptor, _ record: Amber_UnixSocket, objects: OpenFileObjects) throws {
         guard record.listening else { return }
         try UnixSockets.listen(fd, backlog: Int32(bitPattern: record.backlog))
+        for inode in record.acceptedConnections {
+            _ = try objects.object(inode) { try AcceptedConnection(listener: fd, record: record, acceptedInode: inode) }
+        }
         for inode in record.pendingConnections {
             let connection = try objects.object(inode) { try PendingConnection(type: record.type) }
             try connection.connect(to: [UInt8](record.address))
@@ -450,11 +486,16 @@ final class UnixSocketTable: Sendable {
         var sockets: [UInt64: UnixSocketDiagnosis] = [:]
         /// The listener each socket that connected and was not accepted yet waits on.
         var listeners: [UInt64: UInt64] = [:]
+        /// The listening sockets bound to each address.
+        var listening: [[UInt8]: [UInt64]] = [:]
 
         init(_ sockets: [UInt64: UnixSocketDiagnosis] = [:]) {
             self.sockets = sockets
             for socket in sockets.values {
                 for pending in socket.pendingConnections { listeners[pending] = socket.inode }
+                if socket.state == UnixSocketDiagnosis.listening, let name = socket.name {
+                    listening[name, default: []].append(socket.inode)
+                }
             }
         }
     }
@@ -462,6 +503,8 @@ final class UnixSocketTable: Sendable {
     private struct State {
         var table = Snapshot()
         var holders: [UInt64: (pid: Int32, fd: Int32)] = [:]
+        /// The sockets the tree held at its last check.
+        var heldInTree: Set<UInt64> = []
     }
 
     private let state = Mutex(State())
@@ -473,6 +516,17 @@ final class UnixSocketTable: Sendable {
     }
 
     func snapshot() -> Snapshot { state.withLock { $0.table } }
+
+    /// Keeps the sockets the tree holds at this check (`UnixSocketKind.check`).
+    func setHeldInTree(_ inodes: Set<UInt64>) {
+        state.withLock { $0.heldInTree = inodes }
+    }
+
+    /// The sockets accepted from `listener` that the tree holds, by inode.
+    func acceptedInTree(from listener: UInt64) -> [UInt64] {
+        let (table, held) = state.withLock { ($0.table, $0.heldInTree) }
+        return held.filter { inode in table.sockets[inode].flatMap(table.listener(accepting:)) == listener }.sorted()
+    }
 
     func holder(of inode: UInt64) -> (pid: Int32, fd: Int32)? { state.withLock { $0.holders[inode] } }
 
@@ -512,6 +566,7 @@ extension UnixSocketKind {
         }
         guard !held.isEmpty else { return }
         try UnixSocketTable.shared.refresh()
+        UnixSocketTable.shared.setHeldInTree(Set(held.keys))
         let table = UnixSocketTable.shared.snapshot()
         let externals = processes[0].externalFiles
         var missing: [UInt64: (socket: UInt64, process: CheckedProcess, fd: Int32)] = [:]
@@ -529,6 +584,12 @@ extension UnixSocketKind {
             {
                 throw AmberError.unsupported(
                     holder.process.name, "has fd \(holder.fd) open on a unix socket (socket:[\(inode)]) \(refusal)",
+                    tree: holder.process.tree)
+            }
+            if let listener = table.listener(accepting: socket), held[listener] == nil {
+                throw AmberError.unsupported(
+                    holder.process.name,
+                    "has fd \(holder.fd) open on a unix socket (socket:[\(inode)]) accepted from the listener unix:[\(listener)] at \(describe(socket.name ?? [])), which no process of the tree holds: its connection is made again only through that listener",
                     tree: holder.process.tree)
             }
             if let other, otherOutside, missing[other] == nil { missing[other] = (inode, holder.process, holder.fd) }

@@ -632,6 +632,22 @@ public nonisolated struct Amber_UnixSocket: @unchecked Sendable {
     set {_uniqueStorage()._listenerInode = newValue}
   }
 
+  /// A connection accepted from a listener of the image: on the accepted socket and on its peer,
+  /// the client that connected, the inode of that listener. The two connect again through it
+  /// (the accepted socket's name and the client's peer name are its address) once it listens,
+  /// before its pending_connections.
+  public var acceptedFrom: UInt64 {
+    get {_storage._acceptedFrom}
+    set {_uniqueStorage()._acceptedFrom = newValue}
+  }
+
+  /// On a listener: the inodes of the accepted sockets of the image (each with accepted_from),
+  /// connected again and accepted once it listens.
+  public var acceptedConnections: [UInt64] {
+    get {_storage._acceptedConnections}
+    set {_uniqueStorage()._acceptedConnections = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1822,7 +1838,7 @@ nonisolated extension Amber_ExternalFile: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnixSocket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0\u{1}address\0\u{3}file_device\0\u{3}file_inode\0\u{3}file_mode\0\u{3}file_uid\0\u{3}file_gid\0\u{1}listening\0\u{1}backlog\0\u{3}pending_connections\0\u{3}listener_inode\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0\u{1}address\0\u{3}file_device\0\u{3}file_inode\0\u{3}file_mode\0\u{3}file_uid\0\u{3}file_gid\0\u{1}listening\0\u{1}backlog\0\u{3}pending_connections\0\u{3}listener_inode\0\u{4}\u{1d}accepted_from\0\u{3}accepted_connections\0")
 
   fileprivate class _StorageClass {
     var _inode: UInt64 = 0
@@ -1846,6 +1862,8 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _backlog: UInt32 = 0
     var _pendingConnections: [UInt64] = []
     var _listenerInode: UInt64 = 0
+    var _acceptedFrom: UInt64 = 0
+    var _acceptedConnections: [UInt64] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1877,6 +1895,8 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       _backlog = source._backlog
       _pendingConnections = source._pendingConnections
       _listenerInode = source._listenerInode
+      _acceptedFrom = source._acceptedFrom
+      _acceptedConnections = source._acceptedConnections
     }
   }
 
@@ -1916,6 +1936,8 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._backlog) }()
         case 20: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._pendingConnections) }()
         case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._listenerInode) }()
+        case 50: try { try decoder.decodeSingularUInt64Field(value: &_storage._acceptedFrom) }()
+        case 51: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._acceptedConnections) }()
         default: break
         }
       }
@@ -1987,6 +2009,12 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       if _storage._listenerInode != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._listenerInode, fieldNumber: 21)
       }
+      if _storage._acceptedFrom != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._acceptedFrom, fieldNumber: 50)
+      }
+      if !_storage._acceptedConnections.isEmpty {
+        try visitor.visitPackedUInt64Field(value: _storage._acceptedConnections, fieldNumber: 51)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2017,6 +2045,8 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._backlog != rhs_storage._backlog {return false}
         if _storage._pendingConnections != rhs_storage._pendingConnections {return false}
         if _storage._listenerInode != rhs_storage._listenerInode {return false}
+        if _storage._acceptedFrom != rhs_storage._acceptedFrom {return false}
+        if _storage._acceptedConnections != rhs_storage._acceptedConnections {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -178,4 +178,8 @@ long amber_inotify_rm_watch(int fd, int wd);
 /// open_by_handle_at of the handle `bytes` (`size` of them) of `type`, on the mount of `mount_fd`.
 long amber_open_by_handle_at(int mount_fd, int type, const uint8_t *bytes, uint32_t size, int flags);
 
+/// accept4 of the oldest connection waiting on `fd`, with `flags` (SOCK_CLOEXEC), its peer's
+/// address not asked for (accept4 is a GNU extension Glibc's module leaves out).
+long amber_accept4(int fd, int flags);
+
 #endif
