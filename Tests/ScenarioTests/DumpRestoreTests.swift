@@ -179,4 +179,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// Each watch on its file again, at its wd.
     func testInotify() throws { try runDumped(.inotify) }
     func testLeaveRunningInotify() throws { try runLeaveRunning(.inotify) }
+    /// One memfd and one deleted file for the descriptor and every mapping of both processes;
+    /// the private copies are the process's own.
+    func testMappedUnnamed() throws { try runDumped(.mappedUnnamed) }
+    func testLeaveRunningMappedUnnamed() throws { try runLeaveRunning(.mappedUnnamed) }
 }

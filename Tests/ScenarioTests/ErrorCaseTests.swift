@@ -440,7 +440,7 @@ final class DumpErrorTests: ScenarioTestCase {
     }
 
     /// A memfd or deleted file a process outside the tree has open or maps would come back as
-    /// the tree's own, no longer shared; a memfd the tree maps is refused by name.
+    /// the tree's own, no longer shared; an O_TMPFILE file the tree maps is refused by name.
     func testDumpRefusesUnnamedFileSharedOutsideTree() throws {
         try checkUnsupported(
             .unsupportedUnnamed("--memfd-outside"), object: "the memfd /memfd:held (deleted), which process",
@@ -450,7 +450,9 @@ final class DumpErrorTests: ScenarioTestCase {
             mentions: ["outside the tree maps"])
         try checkUnsupported(
             .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /", mentions: ["gone (deleted), which process", "has open too"])
-        try checkUnsupported(.unsupportedUnnamed("--memfd-map"), object: "maps a memfd (/memfd:held)")
+        try checkUnsupported(
+            .unsupportedUnnamed("--tmpfile-map"), object: "maps the O_TMPFILE file /",
+            mentions: ["whose name would come back as another inode's"])
         try checkUnsupported(
             .unsupportedUnnamed("--deleted-in-removed"), object: "removed/gone, whose directory", mentions: ["is gone too"])
     }

@@ -152,11 +152,12 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testDeletedFiles() throws { try runPlain(.deletedFiles) }
     func testDeletedCwd() throws { try runPlain(.deletedCwd) }
     func testUnsupportedUnnamed() throws {
-        for flag in ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map", "--deleted-in-removed"] {
+        for flag in ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed"] {
             try runPlain(.unsupportedUnnamed(flag))
         }
     }
     func testEpoll() throws { try runPlain(.epoll) }
     func testPidfds() throws { try runPlain(.pidfds) }
     func testInotify() throws { try runPlain(.inotify) }
+    func testMappedUnnamed() throws { try runPlain(.mappedUnnamed) }
 }
