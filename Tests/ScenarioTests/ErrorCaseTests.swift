@@ -159,11 +159,9 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--pty"), object: "the pty /dev/pts/")
     }
 
-    /// An O_TMPFILE file, and a deleted file mapped, are still refused, by their names.
+    /// An O_TMPFILE file is still refused, by its name.
     func testDumpRefusesDeletedFile() throws {
         try checkUnsupported(.unsupportedKind("--tmpfile"), object: "the O_TMPFILE file /", mentions: ["/#"])
-        try checkUnsupported(
-            .unsupportedKind("--deleted-map"), object: "maps the deleted file /", mentions: ["/gone at"])
     }
 
     /// Named: the process, the memory and the process outside the tree that maps it too.
@@ -453,6 +451,9 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(
             .unsupportedUnnamed("--tmpfile-map"), object: "maps the O_TMPFILE file /",
             mentions: ["whose name would come back as another inode's"])
+        try checkUnsupported(
+            .unsupportedUnnamed("--future-write-map"), object: "maps the memfd /memfd:sealed at",
+            mentions: ["F_SEAL_FUTURE_WRITE"])
         try checkUnsupported(
             .unsupportedUnnamed("--deleted-in-removed"), object: "removed/gone, whose directory", mentions: ["is gone too"])
     }

@@ -227,7 +227,7 @@ struct Scenario: Sendable {
         ]
         + [
             "--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet",
-            "--tmpfile", "--deleted-map", "--mqueue", "--async",
+            "--tmpfile", "--mqueue", "--async",
         ].map(unsupportedKind)
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
@@ -242,7 +242,7 @@ struct Scenario: Sendable {
             unsupportedUnixConnectedOutside, unsupportedUnixAccepted,
         ]
         + [memfd, deletedFiles, deletedCwd]
-        + ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed"].map(
+        + ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed", "--future-write-map"].map(
             unsupportedUnnamed)
         + [epoll, pidfds, inotify]
         + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)

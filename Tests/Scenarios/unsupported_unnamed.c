@@ -5,6 +5,7 @@
  *   --memfd-mapped-outside  a memfd such a process maps (its fd closed)
  *   --deleted-outside  a deleted file such a process holds open too
  *   --tmpfile-map      an O_TMPFILE file this process maps (its fd closed)
+ *   --future-write-map  a memfd this process maps shared, then sealed with F_SEAL_FUTURE_WRITE
  *   --deleted-in-removed  a deleted file whose directory was removed too
  * After SIGTERM it checks the file still holds what it held.
  */
@@ -57,6 +58,8 @@ int main(int argc, char **argv)
             sc_die("creating and removing %s", path);
     } else if (sc_has_flag("--tmpfile-map")) {
         fd = open(sc_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    } else if (sc_has_flag("--future-write-map")) {
+        fd = memfd_create("sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     } else {
         fd = memfd_create("held", MFD_CLOEXEC);
     }
@@ -70,6 +73,10 @@ int main(int argc, char **argv)
         mapped = mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0);
         if (mapped == MAP_FAILED || close(fd) != 0)
             sc_die("mmap");
+    } else if (sc_has_flag("--future-write-map")) {
+        if (mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED ||
+            fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0)
+            sc_die("mmap and seal");
     } else if (!sc_has_flag("--deleted-in-removed"))
         sc_die("no flag");
     sc_ready();

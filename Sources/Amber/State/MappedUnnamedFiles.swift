@@ -198,7 +198,7 @@ enum MappedUnnamedFiles {
             let what = "the deleted file \(record.path)"
             let objects = session.openFiles.objects
             let file = try objects.object(id) {
-                try DeletedFileKind.create(record, flags: O_RDWR, image: objects.image, what: what, task: task)
+                try DeletedFileKind.create(record, flags: O_RDWR | O_CLOEXEC, image: objects.image, what: what, task: task)
             }
             return (file, what)
         }
