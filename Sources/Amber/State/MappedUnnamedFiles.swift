@@ -52,19 +52,29 @@ enum MappedUnnamedFiles {
                 .unsupported(process.name, "maps \(what) at \(range(mapping)), \(why)", tree: process.tree)
             }
             let path = mapFilesPath(pid: process.pid, mapping.start, mapping.end)
-            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
+            let status: FileStatus
+            do {
+                status = try FileStatus.stat(path: path)
+            } catch {
                 throw refuse(
-                    "whose contents amber reads through /proc/PID/map_files, which needs CAP_CHECKPOINT_RESTORE or root (\(LinuxError.current("open")))"
+                    "whose contents amber reads through /proc/PID/map_files, which needs CAP_CHECKPOINT_RESTORE or root (\(error))"
                 )
             }
-            let file = FileDescriptor(rawValue: fd)
-            defer { try? file.close() }
+            // Only a regular file is opened: opening a device may do something.
+            guard status.isRegular, status.inode == mapping.inode else {
+                throw refuse("which is not a regular file (a deleted device or special file): not supported yet")
+            }
             if isMemfd(mapping) {
                 let name = mapping.path.dropFirst(MemoryFile.linkPrefix.count)
                 guard name.utf8.count <= MemoryFile.nameLimit else {
                     throw refuse("whose name is longer than memfd_create takes: not supported yet")
                 }
+                let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else {
+                    throw refuse("which amber cannot open to read its seals (\(LinuxError.current("open")))")
+                }
+                let file = FileDescriptor(rawValue: fd)
+                defer { try? file.close() }
                 let seals = try MemoryFile.seals(file)
                 if mapping.shared, seals & MemoryFile.sealFutureWrite != 0 {
                     throw refuse(

@@ -143,7 +143,7 @@ enum MemoryState {
             throw refuse("has System V shared memory attached (shmid \(mapping.inode), key 0x\(key))")
         case _ where mapping.deleted && MappedUnnamedFiles.isTemporaryFile(mapping):
             throw refuse("maps the O_TMPFILE file \(mapping.path), whose name would come back as another inode's")
-        case _ where mapping.deleted: return .areaFile
+        case _ where mapping.deleted && mapping.path.hasPrefix("/"): return .areaFile
         case _ where mapping.path.hasPrefix("/"): return .areaFile
         default:
             throw refuse("has the special mapping \(mapping.path)")
