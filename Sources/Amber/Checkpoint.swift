@@ -136,10 +136,10 @@ public enum Checkpoint {
         // reads use, and a 51-process dump took 20% longer (bench tree, A/B runs).
         let followsTarget = processes.count == 1
         do {
-            let steps = try StateKinds.all.flatMap {
-                try $0.prepareDump(
-                    TreeDump(processes: processes, writer: writer, logger: logger, externalFiles: externalFiles))
-            }
+            let tree = TreeDump(
+                processes: processes, writer: writer, logger: logger, externalFiles: externalFiles,
+                fileContents: FileContentsDump(writer: writer))
+            let steps = try StateKinds.all.flatMap { try $0.prepareDump(tree) }
             let frozenSteps = steps.filter { $0.phase == .frozen }
             let tracedSteps = steps.filter { $0.phase == .traced }
             let outsideSteps = steps.filter { $0.phase == .outside }

@@ -142,6 +142,9 @@ public enum ImagePrivileges {
                 found.append(request(leader, ask.what, ask.capabilities))
             }
         }
+        for ask in MappedUnnamedFiles.privilegedAsks(task.memory, owner: credentials(leader)) {
+            found.append(request(leader, ask.what, ask.capabilities))
+        }
         for thread in task.threads {
             let scheduling = thread.scheduling
             if scheduling.policy == UInt32(TaskScheduling.fifoPolicy)

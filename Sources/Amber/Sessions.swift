@@ -452,7 +452,8 @@ final class TreeFiles {
         if !task.environment.hasDeletedCwd {
             keys.insert(Key(path: task.environment.cwd, flags: O_RDONLY | O_DIRECTORY))
         }
-        for area in task.memory.areas where area.kind == .areaFile {
+        // A file without a name is made again, not reopened.
+        for area in task.memory.areas where area.kind == .areaFile && area.memfdID == 0 && area.deletedFileID == 0 {
             keys.insert(Key(path: area.path, flags: MemoryState.openFlags(of: area)))
         }
         return keys

@@ -75,6 +75,8 @@ struct TreeDump {
     let logger: Logger
     /// The objects outside the tree the dump records as such (`--external`), by name.
     let externalFiles: Set<String>
+    /// What its files without a name hold, written once whether open or mapped.
+    let fileContents: FileContentsDump
 }
 
 /// One process being dumped: its record, which each step fills in. The tracer hands it to the

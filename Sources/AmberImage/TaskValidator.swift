@@ -278,8 +278,10 @@ struct TaskValidator {
             try validateAreaFlags(area, field: field)
             try validatePageRuns(of: area, field: field, pageFiles: pageFiles)
             try validateSharedAnonymousArea(area, field: field, objects: memory.sharedAnonymous)
+            try validateMappedUnnamedArea(area, field: field, memory: memory)
         }
         try validateSharedAnonymousObjects(memory)
+        try validateMappedUnnamedFiles(memory)
         if memory.lockFutureOnFault && !memory.lockFuture {
             throw invalid("memory.lock_future_on_fault", "is set without lock_future (MCL_ONFAULT needs MCL_FUTURE)")
         }
@@ -307,6 +309,46 @@ struct TaskValidator {
             throw invalid(
                 "\(field).file_offset",
                 "\(hex(area.fileOffset)) is not a page-aligned offset below \(hex(ImageFormat.userAddressLimit))")
+        }
+    }
+
+    /// An area of a memfd or deleted file is a file area naming one file the process describes.
+    private func validateMappedUnnamedArea(_ area: Amber_MemoryArea, field: String, memory: Amber_Memory)
+        throws(ImageError)
+    {
+        guard area.memfdID != 0 || area.deletedFileID != 0 else { return }
+        guard area.kind == .areaFile, area.memfdID == 0 || area.deletedFileID == 0 else {
+            throw invalid(field, "names a memfd or deleted file but is not a file area of one file")
+        }
+        if area.memfdID != 0, !memory.memfds.contains(where: { $0.memfdID == area.memfdID }) {
+            throw invalid("\(field).memfd_id", "\(area.memfdID) is not in memory.memfds")
+        }
+        if area.deletedFileID != 0, !memory.deletedFiles.contains(where: { $0.fileID == area.deletedFileID }) {
+            throw invalid("\(field).deleted_file_id", "\(area.deletedFileID) is not in memory.deleted_files")
+        }
+    }
+
+    /// Each mapped memfd and deleted file: valid as an open one's record, its id once, mapped
+    /// by an area of the process.
+    private func validateMappedUnnamedFiles(_ memory: Amber_Memory) throws(ImageError) {
+        var memfds: Set<UInt64> = []
+        for (index, memfd) in memory.memfds.enumerated() {
+            let field = "memory.memfds[\(index)]"
+            try validateMemfd(memfd, field: field)
+            guard memfds.insert(memfd.memfdID).inserted, memory.areas.contains(where: { $0.memfdID == memfd.memfdID })
+            else {
+                throw invalid("\(field).memfd_id", "\(memfd.memfdID) is a second memfd's or mapped by no area")
+            }
+        }
+        var deletedFiles: Set<UInt64> = []
+        for (index, file) in memory.deletedFiles.enumerated() {
+            let field = "memory.deleted_files[\(index)]"
+            try validateDeletedFile(file, field: field)
+            guard deletedFiles.insert(file.fileID).inserted,
+                memory.areas.contains(where: { $0.deletedFileID == file.fileID })
+            else {
+                throw invalid("\(field).file_id", "\(file.fileID) is a second file's or mapped by no area")
+            }
         }
     }
 

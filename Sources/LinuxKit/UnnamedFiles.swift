@@ -23,6 +23,8 @@ public enum MemoryFile {
     public static let sealSeal: UInt32 = 0x1
     public static let allSeals: UInt32 = 0x3f
     public static let sealExec: UInt32 = 0x20
+    /// F_SEAL_FUTURE_WRITE: no new writable shared mapping nor write; those made before stay.
+    public static let sealFutureWrite: UInt32 = 0x10
 
     private static let getSeals: Int32 = 1034
     private static let addSeals: Int32 = 1033

@@ -969,6 +969,45 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("environment.cwd") { deletedCwd(&$0, "/ (deleted)") }
     }
 
+    /// A mapped memfd and deleted file: a file area names one file of the process's, each
+    /// described once as an open one is, and mapped by an area.
+    func testMappedUnnamedFiles() throws {
+        func mapping(_ task: inout Amber_Task, memfd: Bool = true, _ change: (inout Amber_Memory) -> Void = { _ in }) {
+            task.memory.areas[1].kind = .areaFile
+            task.memory.areas[1].path = memfd ? "/memfd:mapped" : "/tmp/gone"
+            task.memory.areas[1].fileOffset = 0
+            if memfd {
+                var record = Amber_Memfd()
+                (record.memfdID, record.name, record.mode) = (7, "mapped", 0o600)
+                task.memory.areas[1].memfdID = 7
+                task.memory.memfds = [record]
+            } else {
+                var record = Amber_DeletedFile()
+                (record.fileID, record.path, record.mode) = (8, "/tmp/gone", 0o600)
+                task.memory.areas[1].deletedFileID = 8
+                task.memory.deletedFiles = [record]
+            }
+            change(&task.memory)
+        }
+        try assertAccepted { mapping(&$0) }
+        try assertAccepted { mapping(&$0, memfd: false) }
+        try assertRejected("memory.areas[1].memfd_id") { mapping(&$0) { $0.areas[1].memfdID = 9 } }
+        try assertRejected("memory.areas[1].deleted_file_id") {
+            mapping(&$0, memfd: false) { $0.areas[1].deletedFileID = 9 }
+        }
+        try assertRejected("memory.areas[1]") { mapping(&$0) { $0.areas[1].deletedFileID = 8 } }
+        try assertRejected("memory.areas[2]") { mapping(&$0) { $0.areas[2].memfdID = 7 } }
+        try assertRejected("memory.memfds[1].memfd_id") { mapping(&$0) { $0.memfds.append($0.memfds[0]) } }
+        try assertRejected("memory.memfds[0].memfd_id") { mapping(&$0) { $0.areas[1].memfdID = 0 } }
+        try assertRejected("memory.memfds[0].name") { mapping(&$0) { $0.memfds[0].name = "a\0b" } }
+        try assertRejected("memory.deleted_files[0].path") {
+            mapping(&$0, memfd: false) { $0.deletedFiles[0].path = "gone" }
+        }
+        try assertRejected("memory.deleted_files[0].file_id") {
+            mapping(&$0, memfd: false) { $0.areas[1].deletedFileID = 0 }
+        }
+    }
+
     /// An epoll instance, an inotify instance and a pidfd: their flags, and what each record holds.
     func testEpollInotifyAndPidfd() throws {
         func epoll(_ task: inout Amber_Task, _ change: (inout Amber_Epoll) -> Void = { _ in }) {

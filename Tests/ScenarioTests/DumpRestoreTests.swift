@@ -183,4 +183,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// before its pending connection; their clients in children read and answer.
     func testUnixAccepted() throws { try runDumped(.unixAccepted) }
     func testLeaveRunningUnixAccepted() throws { try runLeaveRunning(.unixAccepted) }
+    /// One memfd and one deleted file for the descriptor and every mapping of both processes;
+    /// the private copies are the process's own.
+    func testMappedUnnamed() throws { try runDumped(.mappedUnnamed) }
+    func testLeaveRunningMappedUnnamed() throws { try runLeaveRunning(.mappedUnnamed) }
 }

@@ -159,11 +159,9 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--pty"), object: "the pty /dev/pts/")
     }
 
-    /// An O_TMPFILE file, and a deleted file mapped, are still refused, by their names.
+    /// An O_TMPFILE file is still refused, by its name.
     func testDumpRefusesDeletedFile() throws {
         try checkUnsupported(.unsupportedKind("--tmpfile"), object: "the O_TMPFILE file /", mentions: ["/#"])
-        try checkUnsupported(
-            .unsupportedKind("--deleted-map"), object: "maps the deleted file /", mentions: ["/gone at"])
     }
 
     /// Named: the process, the memory and the process outside the tree that maps it too.
@@ -464,7 +462,7 @@ final class DumpErrorTests: ScenarioTestCase {
     }
 
     /// A memfd or deleted file a process outside the tree has open or maps would come back as
-    /// the tree's own, no longer shared; a memfd the tree maps is refused by name.
+    /// the tree's own, no longer shared; an O_TMPFILE file the tree maps is refused by name.
     func testDumpRefusesUnnamedFileSharedOutsideTree() throws {
         try checkUnsupported(
             .unsupportedUnnamed("--memfd-outside"), object: "the memfd /memfd:held (deleted), which process",
@@ -473,9 +471,13 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedUnnamed("--memfd-mapped-outside"), object: "the memfd /memfd:held (deleted), which process",
             mentions: ["outside the tree maps"])
         try checkUnsupported(
-            .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /",
-            mentions: ["gone (deleted), which process", "has open too"])
-        try checkUnsupported(.unsupportedUnnamed("--memfd-map"), object: "maps a memfd (/memfd:held)")
+            .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /", mentions: ["gone (deleted), which process", "has open too"])
+        try checkUnsupported(
+            .unsupportedUnnamed("--tmpfile-map"), object: "maps the O_TMPFILE file /",
+            mentions: ["whose name would come back as another inode's"])
+        try checkUnsupported(
+            .unsupportedUnnamed("--future-write-map"), object: "maps the memfd /memfd:sealed at",
+            mentions: ["F_SEAL_FUTURE_WRITE"])
         try checkUnsupported(
             .unsupportedUnnamed("--deleted-in-removed"), object: "removed/gone, whose directory",
             mentions: ["is gone too"])

@@ -61,7 +61,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedKinds() throws {
         for flag in [
             "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--tmpfile",
-            "--deleted-map", "--mqueue", "--async",
+            "--mqueue", "--async",
         ] {
             try runPlain(.unsupportedKind(flag))
         }
@@ -152,9 +152,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testDeletedFiles() throws { try runPlain(.deletedFiles) }
     func testDeletedCwd() throws { try runPlain(.deletedCwd) }
     func testUnsupportedUnnamed() throws {
-        for flag in [
-            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map", "--deleted-in-removed",
-        ] {
+        for flag in ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed", "--future-write-map"] {
             try runPlain(.unsupportedUnnamed(flag))
         }
     }
@@ -165,4 +163,5 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixAcceptedOutside() throws { try runPlain(.unsupportedUnixAcceptedOutside) }
     func testUnsupportedUnixListenerOutside() throws { try runPlain(.unsupportedUnixListenerOutside) }
     func testUnsupportedUnixClientClosed() throws { try runPlain(.unsupportedUnixClientClosed) }
+    func testMappedUnnamed() throws { try runPlain(.mappedUnnamed) }
 }

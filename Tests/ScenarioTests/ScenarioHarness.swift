@@ -194,6 +194,8 @@ struct Scenario: Sendable {
     static let deletedFiles = Scenario(name: "deleted_files")
     /// This process and a child in a directory that was removed.
     static let deletedCwd = Scenario(name: "deleted_cwd")
+    /// A memfd and a deleted file mapped shared and privately by a parent and a child (see mapped_unnamed.c).
+    static let mappedUnnamed = Scenario(name: "mapped_unnamed")
     /// A memfd or deleted file amber refuses (see unsupported_unnamed.c).
     static func unsupportedUnnamed(_ flag: String) -> Scenario { Scenario(name: "unsupported_unnamed", args: [flag]) }
     /// Two epoll instances, one watching the other, shared with a child (see epoll.c).
@@ -238,7 +240,7 @@ struct Scenario: Sendable {
         ]
         + [
             "--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet",
-            "--tmpfile", "--deleted-map", "--mqueue", "--async",
+            "--tmpfile", "--mqueue", "--async",
         ].map(unsupportedKind)
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
@@ -253,13 +255,14 @@ struct Scenario: Sendable {
             unsupportedUnixConnectedOutside, unsupportedUnixAccepted,
         ]
         + [memfd, deletedFiles, deletedCwd]
-        + ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--memfd-map", "--deleted-in-removed"].map(
+        + ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed", "--future-write-map"].map(
             unsupportedUnnamed)
         + [epoll, pidfds, inotify]
         + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)
         + ["--userfaultfd", "--io-uring", "--perf", "--fanotify", "--bpf-map", "--kvm-vm"].map(unsupportedEventFile)
         + [externalSocket]
         + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
+        + [mappedUnnamed]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -8,7 +8,6 @@
  *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family (raw ICMP for inet; unix:
  *                 with a descriptor in flight in its queue)
  *   --tmpfile     an fd on an O_TMPFILE file
- *   --deleted-map a mapping of a deleted file named "gone"
  *   --mqueue      a POSIX message queue (its fd shows the queue's name, no path)
  *   --async       a named pipe with signal-driven I/O (O_ASYNC, F_SETOWN)
  * After SIGTERM it checks the object is still there and works.
@@ -26,16 +25,7 @@ static char *area;
 static size_t area_size;
 static aio_context_t aio;
 static int fd = -1;
-static char gone_path[PATH_MAX];
 static char queue_name[64];
-
-static void make_gone(void)
-{
-    sc_path(gone_path, sizeof gone_path, "gone");
-    fd = open(gone_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || sc_write_all(fd, "still here", 10) < 0 || unlink(gone_path) < 0)
-        sc_die("creating and removing %s", gone_path);
-}
 
 int main(int argc, char **argv)
 {
@@ -109,16 +99,6 @@ int main(int argc, char **argv)
         fd = open(sc_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
         if (fd < 0 || sc_write_all(fd, "still here", 10) < 0)
             sc_die("O_TMPFILE in %s", sc_dir);
-    } else if (sc_has_flag("--deleted-map")) {
-        make_gone();
-        area_size = 4096;
-        if (ftruncate(fd, (off_t)area_size) < 0)
-            sc_die("ftruncate");
-        area = mmap(0, area_size, PROT_READ, MAP_SHARED, fd, 0);
-        if (area == MAP_FAILED)
-            sc_die("mmap");
-        close(fd);
-        fd = -1;
     } else {
         sc_die("no object chosen");
     }
@@ -140,8 +120,6 @@ int main(int argc, char **argv)
         char buf[10];
         sc_check(pread(fd, buf, sizeof buf, 0) == 10 && memcmp(buf, "still here", 10) == 0, "the O_TMPFILE file changed");
     }
-    if (sc_has_flag("--deleted-map"))
-        sc_check(memcmp(area, "still here", 10) == 0, "the deleted file's mapping changed");
     if (sc_has_flag("--mqueue")) {
         struct mq_attr attributes;
         sc_check(mq_getattr(fd, &attributes) == 0, "mq_getattr: %s", strerror(errno));

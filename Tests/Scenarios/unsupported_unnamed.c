@@ -4,7 +4,8 @@
  *                      orphaned at once, which exits when this process is gone)
  *   --memfd-mapped-outside  a memfd such a process maps (its fd closed)
  *   --deleted-outside  a deleted file such a process holds open too
- *   --memfd-map        a memfd this process maps
+ *   --tmpfile-map      an O_TMPFILE file this process maps (its fd closed)
+ *   --future-write-map  a memfd this process maps shared, then sealed with F_SEAL_FUTURE_WRITE
  *   --deleted-in-removed  a deleted file whose directory was removed too
  * After SIGTERM it checks the file still holds what it held.
  */
@@ -40,6 +41,7 @@ int main(int argc, char **argv)
     sc_install_sigterm(0);
     int fd;
     char path[PATH_MAX];
+    const char *mapped = NULL;
     if (sc_has_flag("--deleted-in-removed")) {
         char removed[PATH_MAX];
         sc_path(removed, sizeof removed, "removed");
@@ -54,6 +56,10 @@ int main(int argc, char **argv)
         fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 || unlink(path) != 0)
             sc_die("creating and removing %s", path);
+    } else if (sc_has_flag("--tmpfile-map")) {
+        fd = open(sc_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    } else if (sc_has_flag("--future-write-map")) {
+        fd = memfd_create("sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     } else {
         fd = memfd_create("held", MFD_CLOEXEC);
     }
@@ -63,15 +69,22 @@ int main(int argc, char **argv)
         outside_holder(fd, 0);
     else if (sc_has_flag("--memfd-mapped-outside"))
         outside_holder(fd, 1);
-    else if (sc_has_flag("--memfd-map")) {
-        if (mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
+    else if (sc_has_flag("--tmpfile-map")) {
+        mapped = mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0);
+        if (mapped == MAP_FAILED || close(fd) != 0)
             sc_die("mmap");
+    } else if (sc_has_flag("--future-write-map")) {
+        if (mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED ||
+            fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0)
+            sc_die("mmap and seal");
     } else if (!sc_has_flag("--deleted-in-removed"))
         sc_die("no flag");
     sc_ready();
     sc_wait_for_term();
     sc_check_common();
     char buffer[10];
-    sc_check(pread(fd, buffer, 10, 0) == 10 && memcmp(buffer, "still here", 10) == 0, "the file changed");
+    if (mapped)
+        memcpy(buffer, mapped, 10);
+    sc_check((mapped || pread(fd, buffer, 10, 0) == 10) && memcmp(buffer, "still here", 10) == 0, "the file changed");
     sc_finish();
 }

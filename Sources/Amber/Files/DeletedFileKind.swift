@@ -69,18 +69,19 @@ struct DeletedFileKind: OpenFileKind {
     ) throws -> Int32 {
         let what = "the deleted file \(deleted.path)"
         let file = try objects.object(deleted.fileID) {
-            try create(deleted, description: description, image: objects.image, what: what, task: task)
+            try create(
+                deleted, flags: RestoredUnnamedFile.openFlags(description), image: objects.image, what: what, task: task)
         }
         return try file.open(description, what: what, task: task)
     }
 
-    /// Creates the file at its path as the task with the flags of `description` (the first of
-    /// it made), unlinks it, then fills it through a description of the restorer's own.
-    private static func create(
-        _ deleted: Amber_DeletedFile, description: Amber_OpenFileDescription, image: ImageReader?, what: String,
-        task: Amber_Task
+    /// Creates the file at its path as the task with `flags` (those of the first description of
+    /// it made, or read-write for a mapping), unlinks it, then fills it through a description of
+    /// the restorer's own.
+    static func create(
+        _ deleted: Amber_DeletedFile, flags: Int32, image: ImageReader?, what: String, task: Amber_Task
     ) throws -> RestoredDeletedFile {
-        var flags = RestoredUnnamedFile.openFlags(description)
+        var flags = flags
         // An O_PATH description cannot make a file: it is opened on one made for reading and writing.
         let pathOnly = flags & OpenFileFlags.pathOnly.openFlags != 0
         if pathOnly { flags = O_RDWR }

@@ -27,16 +27,22 @@ final class FileContentsDump {
     /// The contents of the file `descriptor` is on, read through a description of our own opened
     /// on it through /proc/PID/fd: the task's offset is never moved, and nothing is consumed.
     func contents(of descriptor: DescriptorProbe, identity: OpenFileIdentity) throws -> Amber_FileContents {
+        try contents(at: "/proc/\(descriptor.pid)/fd/\(descriptor.fd)", identity: identity) { error in
+            AmberError.unsupported(
+                descriptor.process,
+                "has fd \(descriptor.fd) on \(descriptor.link), which amber cannot open to read what it holds: \(error)")
+        }
+    }
+
+    /// The contents of the file the magic link `path` leads to (/proc/PID/fd/FD or
+    /// /proc/PID/map_files/START-END); `refusal` words a failure to open it.
+    func contents(at path: String, identity: OpenFileIdentity, refusal: (LinuxError) -> AmberError) throws
+        -> Amber_FileContents
+    {
         if let contents = written[identity] { return contents }
-        let path = "/proc/\(descriptor.pid)/fd/\(descriptor.fd)"
         var reader = Glibc.open(path, O_RDONLY | FileData.noAccessTime | O_CLOEXEC)
         if reader < 0 && errno == EPERM { reader = Glibc.open(path, O_RDONLY | O_CLOEXEC) }
-        guard reader >= 0 else {
-            throw AmberError.unsupported(
-                descriptor.process,
-                "has fd \(descriptor.fd) on \(descriptor.link), which amber cannot open to read what it holds: \(LinuxError.current("open \(path)"))"
-            )
-        }
+        guard reader >= 0 else { throw refusal(LinuxError.current("open \(path)")) }
         let file = FileDescriptor(rawValue: reader)
         defer { try? file.close() }
         var contents = Amber_FileContents()

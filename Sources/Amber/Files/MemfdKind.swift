@@ -61,7 +61,7 @@ struct MemfdKind: OpenFileKind {
 
     /// memfd_create with the name; executable unless it was sealed against it without an
     /// execute bit (MFD_NOEXEC_SEAL), whatever vm.memfd_noexec would give by default.
-    private static func create(_ memfd: Amber_Memfd, image: ImageReader?, what: String, task: Amber_Task) throws
+    static func create(_ memfd: Amber_Memfd, image: ImageReader?, what: String, task: Amber_Task) throws
         -> RestoredMemfd
     {
         let noExec = memfd.seals & MemoryFile.sealExec != 0 && memfd.mode & 0o111 == 0

@@ -6,11 +6,11 @@ import LinuxKit
 /// outside the tree holds open or maps would come back as a file of the tree's own, and the
 /// two would silently stop seeing each other's writes.
 enum UnnamedFileSharing {
-    /// Refuses a memfd or deleted file of the tree which a process outside the tree has open or
-    /// maps. Looks outside only when the tree has one; one scan of the tree's descriptors for
-    /// both kinds.
+    /// Refuses a memfd or deleted file the tree has open or maps which a process outside the
+    /// tree has open or maps. Looks outside only when the tree has one; one scan of the tree's
+    /// descriptors for both kinds.
     static func refuseHeldOutside(_ processes: [CheckedProcess]) throws {
-        var held: [OpenFileIdentity: (process: CheckedProcess, fd: Int32, what: String)] = [:]
+        var held: [OpenFileIdentity: (process: CheckedProcess, how: String)] = [:]
         for process in processes {
             for probe in try process.probes() where probe.link.hasSuffix(" (deleted)") {
                 let fd = probe.fd
@@ -23,7 +23,17 @@ enum UnnamedFileSharing {
                 } else {
                     continue
                 }
-                if held[identity] == nil { held[identity] = (process, fd, what) }
+                if held[identity] == nil { held[identity] = (process, "has fd \(fd) on \(what)") }
+            }
+            for mapping in process.maps where mapping.deleted {
+                guard (try? MemoryState.kind(of: mapping, process: process.name)) == .areaFile else { continue }
+                let identity = OpenFileIdentity(device: mapping.device, inode: mapping.inode)
+                let what = MappedUnnamedFiles.isMemfd(mapping) ? "the memfd" : "the deleted file"
+                if held[identity] == nil {
+                    held[identity] = (
+                        process, "maps \(what) \(mapping.path) (deleted) at 0x\(String(mapping.start, radix: 16))"
+                    )
+                }
             }
         }
         guard !held.isEmpty else { return }
@@ -31,7 +41,7 @@ enum UnnamedFileSharing {
             guard let holder = held[identity] else { return }
             throw AmberError.unsupported(
                 holder.process.name,
-                "has fd \(holder.fd) on \(holder.what), which process \(ProcessName(pid: pid)) outside the tree \(how): it is restored only when no process outside the tree has it",
+                "\(holder.how), which process \(ProcessName(pid: pid)) outside the tree \(how): it is restored only when no process outside the tree has it",
                 tree: holder.process.tree)
         }
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in

@@ -122,7 +122,7 @@ extension FileState: StateKind {
     }
 
     static func makeDumpState(_ dump: TreeDump) -> DumpState {
-        DumpState(externalFiles: dump.externalFiles, contents: FileContentsDump(writer: dump.writer))
+        DumpState(externalFiles: dump.externalFiles, contents: dump.fileContents)
     }
 
     static var dumpSteps: [DumpStep<DumpState>] {

@@ -17,7 +17,8 @@ enum MemoryState {
     /// read from maps' text (without map_files) may be escaped, or lead elsewhere.
     static func check(_ maps: [MemoryMapping], process: ProcessName, tree: ProcessName) throws(AmberError) {
         var reached: [String: Bool] = [:]
-        for mapping in maps where try kind(of: mapping, process: process, tree: tree) == .areaFile {
+        for mapping in maps
+        where try kind(of: mapping, process: process, tree: tree) == .areaFile && !MappedUnnamedFiles.isUnnamed(mapping) {
             let leads =
                 reached[mapping.path]
                 ?? {
@@ -133,15 +134,16 @@ enum MemoryState {
         case "/dev/zero" where kernelShmem && mapping.shared: return .areaAnonymous
         case "/dev/zero" where kernelShmem:
             throw refuse("maps SysV/shmem shared memory (shared anonymous memory mapped again privately)")
-        case _ where kernelShmem && mapping.path.hasPrefix("/memfd:"):
-            throw refuse("maps a memfd (\(mapping.path))")
+        case _ where kernelShmem && mapping.path.hasPrefix(MemoryFile.linkPrefix):
+            return .areaFile
         case _ where kernelShmem && mapping.path.hasPrefix("/SYSV"):
             // The segment lives outside the tree (any process may attach it by key or id), and
             // its id, key, owner and times could not all be made again: refused by name.
             let key = mapping.path.dropFirst("/SYSV".count)
             throw refuse("has System V shared memory attached (shmid \(mapping.inode), key 0x\(key))")
-        case _ where mapping.deleted:
-            throw refuse("maps the deleted file \(mapping.path)")
+        case _ where mapping.deleted && MappedUnnamedFiles.isTemporaryFile(mapping):
+            throw refuse("maps the O_TMPFILE file \(mapping.path), whose name would come back as another inode's")
+        case _ where mapping.deleted && mapping.path.hasPrefix("/"): return .areaFile
         case _ where mapping.path.hasPrefix("/"): return .areaFile
         default:
             throw refuse("has the special mapping \(mapping.path)")
@@ -154,7 +156,7 @@ enum MemoryState {
     static func dump(
         _ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, futureLocking: FutureLocking,
         image: ImageWriter, buffers: [PageReadBuffer], fileSizes: inout FileSizes,
-        sharedAnonymous: inout SharedAnonymousMemory.Objects
+        sharedAnonymous: inout SharedAnonymousMemory.Objects, fileContents: FileContentsDump
     ) throws -> Amber_Memory {
         var memory = Amber_Memory()
         memory.lockFuture = futureLocking.locked
@@ -164,6 +166,7 @@ enum MemoryState {
         // Built apart and stored once: a message's repeated field is copied whole when changed in place.
         var areas: [Amber_MemoryArea] = []
         areas.reserveCapacity(target.maps.count)
+        var unnamedFiles = MappedUnnamedFiles.Records()
         for mapping in target.maps {
             var area = Amber_MemoryArea()
             area.start = mapping.start
@@ -180,7 +183,12 @@ enum MemoryState {
                 area.device = mapping.device
                 area.inode = mapping.inode
                 area.fileOffset = mapping.offset
-                area.fileSize = fileSizes.size(of: mapping)
+                if MappedUnnamedFiles.isUnnamed(mapping) {
+                    try MappedUnnamedFiles.identify(
+                        mapping, in: &area, target: target, records: &unnamedFiles, contents: fileContents)
+                } else {
+                    area.fileSize = fileSizes.size(of: mapping)
+                }
             }
             if area.kind == .areaAnonymous && area.shared { SharedAnonymousMemory.identify(mapping, in: &area) }
             if let excluded = pagesFoundElsewhere(in: area) {
@@ -214,6 +222,8 @@ enum MemoryState {
         }
         memory.sharedAnonymous = try SharedAnonymousMemory.dump(
             target, areas: areas, objects: &sharedAnonymous, image: image, buffer: buffers[0])
+        memory.memfds = unnamedFiles.memfds
+        memory.deletedFiles = unnamedFiles.deletedFiles
         memory.areas = areas
         memory.mm = try mmFields(target, brk: brk)
         return memory
@@ -455,9 +465,11 @@ enum MemoryState {
         let injector = session.injector
         var opened: [TreeFiles.Key: TaskFile] = [:]
         let sharedAnonymous = SharedAnonymousMemory.TaskObjects(session)
+        let unnamedFiles = MappedUnnamedFiles.TaskFiles(session)
         defer {
             for file in opened.values { try? session.closeInTask(file) }
             try? sharedAnonymous.close()
+            try? unnamedFiles.close()
         }
         var temporary: [Amber_MemoryArea] = []
         var previous: Amber_MemoryArea?
@@ -480,6 +492,8 @@ enum MemoryState {
                 flags |= MAP_ANONYMOUS
             case .areaStack:
                 flags |= MAP_ANONYMOUS | MAP_GROWSDOWN
+            case .areaFile where area.memfdID != 0 || area.deletedFileID != 0:
+                fd = try unnamedFiles.descriptor(for: area)
             case .areaFile:
                 let key = TreeFiles.Key(path: area.path, flags: openFlags(of: area))
                 let file =
@@ -521,6 +535,7 @@ enum MemoryState {
         }
         // Its areas keep each object: the task's descriptors of them go before it runs.
         try sharedAnonymous.close()
+        try unnamedFiles.close()
         try fillPages(session)
         for area in temporary {
             try injector.call(
@@ -955,6 +970,7 @@ private final class AreaReader {
 extension MemoryState: StateKind {
     static func check(_ process: CheckedProcess) throws {
         try check(process.maps, process: process.name, tree: process.tree)
+        try MappedUnnamedFiles.check(process)
     }
 
     static func check(tree processes: [CheckedProcess]) throws {
@@ -978,6 +994,8 @@ extension MemoryState: StateKind {
         var fileSizes = FileSizes()
         /// Touched by the outside step only.
         var sharedAnonymous = SharedAnonymousMemory.Objects()
+        /// What files without a name hold, shared with the files step (both outside).
+        let fileContents: FileContentsDump
         /// Written by the tracer, read by the outside step one process behind.
         private var learned: [Int32: Learned] = [:]
         private let lock = Mutex(())
@@ -985,6 +1003,7 @@ extension MemoryState: StateKind {
         init(_ dump: TreeDump) {
             areaFlags = AreaFlagsPrefetch(dump.processes.filter { !$0.zombie }.map(\.pid))
             writer = dump.writer
+            fileContents = dump.fileContents
         }
 
         func update(_ pid: Int32, _ change: (inout Learned) -> Void) {
@@ -1023,7 +1042,7 @@ extension MemoryState: StateKind {
                 process.task.memory = try dump(
                     process.target, vmFlags: learned.vmFlags, brk: learned.brk, futureLocking: learned.futureLocking,
                     image: state.writer, buffers: state.buffers, fileSizes: &state.fileSizes,
-                    sharedAnonymous: &state.sharedAnonymous)
+                    sharedAnonymous: &state.sharedAnonymous, fileContents: state.fileContents)
             },
         ]
     }

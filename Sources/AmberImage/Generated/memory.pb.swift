@@ -130,6 +130,19 @@ public nonisolated struct Amber_Memory: @unchecked Sendable {
     set {_uniqueStorage()._sharedAnonymous = newValue}
   }
 
+  /// Every memfd and every deleted file this process maps (MemoryArea.memfd_id and
+  /// deleted_file_id), each described as its open descriptions describe it, alike in every
+  /// process that maps it or has it open: restored once, for the mappings and the descriptors.
+  public var memfds: [Amber_Memfd] {
+    get {_storage._memfds}
+    set {_uniqueStorage()._memfds = newValue}
+  }
+
+  public var deletedFiles: [Amber_DeletedFile] {
+    get {_storage._deletedFiles}
+    set {_uniqueStorage()._deletedFiles = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -333,6 +346,20 @@ public nonisolated struct Amber_MemoryArea: @unchecked Sendable {
     set {_uniqueStorage()._sharedAnonymousID = newValue}
   }
 
+  /// A file area (AREA_FILE) of a memfd: its Memfd.memfd_id in Memory.memfds; of a deleted
+  /// file: its DeletedFile.file_id in Memory.deleted_files. `path` is then the name maps shows
+  /// (without " (deleted)"), not reopened; the area maps the restored file at file_offset, and
+  /// a private one's saved pages are its copies, as for any file. 0 for other areas.
+  public var memfdID: UInt64 {
+    get {_storage._memfdID}
+    set {_uniqueStorage()._memfdID = newValue}
+  }
+
+  public var deletedFileID: UInt64 {
+    get {_storage._deletedFileID}
+    set {_uniqueStorage()._deletedFileID = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -412,7 +439,7 @@ nonisolated extension Amber_AreaKind: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Memory"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}areas\0\u{1}mm\0\u{3}page_files\0\u{3}lock_future\0\u{3}lock_future_on_fault\0\u{4}A\u{1}shared_anonymous\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}areas\0\u{1}mm\0\u{3}page_files\0\u{3}lock_future\0\u{3}lock_future_on_fault\0\u{2}7memfds\0\u{3}deleted_files\0\u{4}\u{9}shared_anonymous\0")
 
   fileprivate class _StorageClass {
     var _areas: [Amber_MemoryArea] = []
@@ -421,6 +448,8 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
     var _lockFuture: Bool = false
     var _lockFutureOnFault: Bool = false
     var _sharedAnonymous: [Amber_SharedAnonymousMemory] = []
+    var _memfds: [Amber_Memfd] = []
+    var _deletedFiles: [Amber_DeletedFile] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -437,6 +466,8 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
       _lockFuture = source._lockFuture
       _lockFutureOnFault = source._lockFutureOnFault
       _sharedAnonymous = source._sharedAnonymous
+      _memfds = source._memfds
+      _deletedFiles = source._deletedFiles
     }
   }
 
@@ -460,6 +491,8 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
         case 3: try { try decoder.decodeRepeatedStringField(value: &_storage._pageFiles) }()
         case 4: try { try decoder.decodeSingularBoolField(value: &_storage._lockFuture) }()
         case 5: try { try decoder.decodeSingularBoolField(value: &_storage._lockFutureOnFault) }()
+        case 60: try { try decoder.decodeRepeatedMessageField(value: &_storage._memfds) }()
+        case 61: try { try decoder.decodeRepeatedMessageField(value: &_storage._deletedFiles) }()
         case 70: try { try decoder.decodeRepeatedMessageField(value: &_storage._sharedAnonymous) }()
         default: break
         }
@@ -488,6 +521,12 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
       if _storage._lockFutureOnFault != false {
         try visitor.visitSingularBoolField(value: _storage._lockFutureOnFault, fieldNumber: 5)
       }
+      if !_storage._memfds.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._memfds, fieldNumber: 60)
+      }
+      if !_storage._deletedFiles.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._deletedFiles, fieldNumber: 61)
+      }
       if !_storage._sharedAnonymous.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._sharedAnonymous, fieldNumber: 70)
       }
@@ -506,6 +545,8 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
         if _storage._lockFuture != rhs_storage._lockFuture {return false}
         if _storage._lockFutureOnFault != rhs_storage._lockFutureOnFault {return false}
         if _storage._sharedAnonymous != rhs_storage._sharedAnonymous {return false}
+        if _storage._memfds != rhs_storage._memfds {return false}
+        if _storage._deletedFiles != rhs_storage._deletedFiles {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -562,7 +603,7 @@ nonisolated extension Amber_SharedAnonymousMemory: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MemoryArea"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0\u{1}accounted\0\u{3}no_reserve\0\u{3}grows_down\0\u{1}droppable\0\u{3}may_write\0\u{3}dont_fork\0\u{3}wipe_on_fork\0\u{3}dont_dump\0\u{3}sequential_read\0\u{3}random_read\0\u{3}huge_page\0\u{3}no_huge_page\0\u{1}mergeable\0\u{1}locked\0\u{3}lock_on_fault\0\u{1}sealed\0\u{3}anonymous_name\0\u{4}*shared_anonymous_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0\u{1}accounted\0\u{3}no_reserve\0\u{3}grows_down\0\u{1}droppable\0\u{3}may_write\0\u{3}dont_fork\0\u{3}wipe_on_fork\0\u{3}dont_dump\0\u{3}sequential_read\0\u{3}random_read\0\u{3}huge_page\0\u{3}no_huge_page\0\u{1}mergeable\0\u{1}locked\0\u{3}lock_on_fault\0\u{1}sealed\0\u{3}anonymous_name\0\u{4} memfd_id\0\u{3}deleted_file_id\0\u{4}\u{9}shared_anonymous_id\0")
 
   fileprivate class _StorageClass {
     var _start: UInt64 = 0
@@ -594,6 +635,8 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _sealed: Bool = false
     var _anonymousName: String = String()
     var _sharedAnonymousID: UInt64 = 0
+    var _memfdID: UInt64 = 0
+    var _deletedFileID: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -633,6 +676,8 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
       _sealed = source._sealed
       _anonymousName = source._anonymousName
       _sharedAnonymousID = source._sharedAnonymousID
+      _memfdID = source._memfdID
+      _deletedFileID = source._deletedFileID
     }
   }
 
@@ -679,6 +724,8 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 26: try { try decoder.decodeSingularBoolField(value: &_storage._lockOnFault) }()
         case 27: try { try decoder.decodeSingularBoolField(value: &_storage._sealed) }()
         case 28: try { try decoder.decodeSingularStringField(value: &_storage._anonymousName) }()
+        case 60: try { try decoder.decodeSingularUInt64Field(value: &_storage._memfdID) }()
+        case 61: try { try decoder.decodeSingularUInt64Field(value: &_storage._deletedFileID) }()
         case 70: try { try decoder.decodeSingularUInt64Field(value: &_storage._sharedAnonymousID) }()
         default: break
         }
@@ -772,6 +819,12 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
       if !_storage._anonymousName.isEmpty {
         try visitor.visitSingularStringField(value: _storage._anonymousName, fieldNumber: 28)
       }
+      if _storage._memfdID != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._memfdID, fieldNumber: 60)
+      }
+      if _storage._deletedFileID != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._deletedFileID, fieldNumber: 61)
+      }
       if _storage._sharedAnonymousID != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._sharedAnonymousID, fieldNumber: 70)
       }
@@ -813,6 +866,8 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._sealed != rhs_storage._sealed {return false}
         if _storage._anonymousName != rhs_storage._anonymousName {return false}
         if _storage._sharedAnonymousID != rhs_storage._sharedAnonymousID {return false}
+        if _storage._memfdID != rhs_storage._memfdID {return false}
+        if _storage._deletedFileID != rhs_storage._deletedFileID {return false}
         return true
       }
       if !storagesAreEqual {return false}
