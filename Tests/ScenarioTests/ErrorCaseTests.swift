@@ -471,7 +471,8 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedUnnamed("--memfd-mapped-outside"), object: "the memfd /memfd:held (deleted), which process",
             mentions: ["outside the tree maps"])
         try checkUnsupported(
-            .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /", mentions: ["gone (deleted), which process", "has open too"])
+            .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /",
+            mentions: ["gone (deleted), which process", "has open too"])
         try checkUnsupported(
             .unsupportedUnnamed("--tmpfile-map"), object: "maps the O_TMPFILE file /",
             mentions: ["whose name would come back as another inode's"])

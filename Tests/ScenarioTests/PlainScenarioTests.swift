@@ -152,7 +152,10 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testDeletedFiles() throws { try runPlain(.deletedFiles) }
     func testDeletedCwd() throws { try runPlain(.deletedCwd) }
     func testUnsupportedUnnamed() throws {
-        for flag in ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed", "--future-write-map"] {
+        for flag in [
+            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed",
+            "--future-write-map",
+        ] {
             try runPlain(.unsupportedUnnamed(flag))
         }
     }

@@ -255,7 +255,10 @@ struct Scenario: Sendable {
             unsupportedUnixConnectedOutside, unsupportedUnixAccepted,
         ]
         + [memfd, deletedFiles, deletedCwd]
-        + ["--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed", "--future-write-map"].map(
+        + [
+            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed",
+            "--future-write-map",
+        ].map(
             unsupportedUnnamed)
         + [epoll, pidfds, inotify]
         + ["--epoll-edge", "--epoll-fired", "--pidfd-outside", "--pidfd-reaped"].map(unsupportedEventFile)

@@ -70,7 +70,8 @@ struct DeletedFileKind: OpenFileKind {
         let what = "the deleted file \(deleted.path)"
         let file = try objects.object(deleted.fileID) {
             try create(
-                deleted, flags: RestoredUnnamedFile.openFlags(description), image: objects.image, what: what, task: task)
+                deleted, flags: RestoredUnnamedFile.openFlags(description), image: objects.image, what: what, task: task
+            )
         }
         return try file.open(description, what: what, task: task)
     }

@@ -30,7 +30,8 @@ final class FileContentsDump {
         try contents(at: "/proc/\(descriptor.pid)/fd/\(descriptor.fd)", identity: identity) { error in
             AmberError.unsupported(
                 descriptor.process,
-                "has fd \(descriptor.fd) on \(descriptor.link), which amber cannot open to read what it holds: \(error)")
+                "has fd \(descriptor.fd) on \(descriptor.link), which amber cannot open to read what it holds: \(error)"
+            )
         }
     }
 

@@ -114,7 +114,8 @@ enum MappedUnnamedFiles {
         let identity = OpenFileIdentity(device: status.device, inode: status.inode)
         func refusal(_ error: LinuxError) -> AmberError {
             .unsupported(
-                target.name, "maps \(mapping.path) at \(range(mapping)), which amber cannot open to read what it holds: \(error)")
+                target.name,
+                "maps \(mapping.path) at \(range(mapping)), which amber cannot open to read what it holds: \(error)")
         }
         if isMemfd(mapping) {
             area.memfdID = status.inode
@@ -169,7 +170,8 @@ enum MappedUnnamedFiles {
         /// time any process maps it or has it open.
         func descriptor(for area: Amber_MemoryArea) throws -> Int32 {
             let flags = MemoryState.openFlags(of: area)
-            let key = Key(memfd: area.memfdID != 0, id: area.memfdID != 0 ? area.memfdID : area.deletedFileID, flags: flags)
+            let key = Key(
+                memfd: area.memfdID != 0, id: area.memfdID != 0 ? area.memfdID : area.deletedFileID, flags: flags)
             if let fd = installed[key] { return fd }
             let (object, what) = try key.memfd ? memfd(key.id) : deletedFile(key.id)
             // A description of its own: the one the file was made with may be read-only or appending.
@@ -190,11 +192,14 @@ enum MappedUnnamedFiles {
             let task = session.task
             guard let record = task.memory.memfds.first(where: { $0.memfdID == id }) else {
                 throw AmberError(
-                    .badImage, "image file \(ImageFormat.taskRecordName(pid: task.pid)) maps memfd \(id) it does not describe")
+                    .badImage,
+                    "image file \(ImageFormat.taskRecordName(pid: task.pid)) maps memfd \(id) it does not describe")
             }
             let what = "the memfd \(record.name)"
             let objects = session.openFiles.objects
-            let file = try objects.object(id) { try MemfdKind.create(record, image: objects.image, what: what, task: task) }
+            let file = try objects.object(id) {
+                try MemfdKind.create(record, image: objects.image, what: what, task: task)
+            }
             return (file, what)
         }
 
@@ -203,12 +208,14 @@ enum MappedUnnamedFiles {
             guard let record = task.memory.deletedFiles.first(where: { $0.fileID == id }) else {
                 throw AmberError(
                     .badImage,
-                    "image file \(ImageFormat.taskRecordName(pid: task.pid)) maps deleted file \(id) it does not describe")
+                    "image file \(ImageFormat.taskRecordName(pid: task.pid)) maps deleted file \(id) it does not describe"
+                )
             }
             let what = "the deleted file \(record.path)"
             let objects = session.openFiles.objects
             let file = try objects.object(id) {
-                try DeletedFileKind.create(record, flags: O_RDWR | O_CLOEXEC, image: objects.image, what: what, task: task)
+                try DeletedFileKind.create(
+                    record, flags: O_RDWR | O_CLOEXEC, image: objects.image, what: what, task: task)
             }
             return (file, what)
         }

@@ -18,7 +18,8 @@ enum MemoryState {
     static func check(_ maps: [MemoryMapping], process: ProcessName, tree: ProcessName) throws(AmberError) {
         var reached: [String: Bool] = [:]
         for mapping in maps
-        where try kind(of: mapping, process: process, tree: tree) == .areaFile && !MappedUnnamedFiles.isUnnamed(mapping) {
+        where try kind(of: mapping, process: process, tree: tree) == .areaFile && !MappedUnnamedFiles.isUnnamed(mapping)
+        {
             let leads =
                 reached[mapping.path]
                 ?? {
