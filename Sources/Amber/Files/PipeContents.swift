@@ -90,10 +90,26 @@ extension PipeContentsRecord {
 /// The descriptors of every process outside a tree, for refusals of what the tree shares with
 /// them (a pipe's end, a FIFO holding data, an eventfd).
 enum OutsideDescriptors {
-    /// Calls `visit` with each descriptor's process, number and /proc link, skipping amber.
+    /// Calls `visit` with each descriptor's process, number and /proc link, skipping amber and
+    /// the descendants of the tree: a child forked since the tree was walked is of the tree
+    /// (the freeze walks it again), not a process outside it holding the tree's files.
     static func forEach(outside processes: [CheckedProcess], _ visit: (Int32, Int32, String) throws -> Void) throws {
         let tree = Set(processes.map(\.pid))
-        for pid in try ProcFS.processIDs() where !tree.contains(pid) && pid != getpid() {
+        let all = try ProcFS.processIDs()
+        var parents: [Int32: Int32] = [:]
+        for pid in all where !tree.contains(pid) {
+            if let stat = try? ProcFS.stat(pid: pid) { parents[pid] = stat.ppid }
+        }
+        func descendsFromTree(_ pid: Int32) -> Bool {
+            var current = pid
+            for _ in 0..<all.count {
+                guard let parent = parents[current] else { return false }
+                if tree.contains(parent) { return true }
+                current = parent
+            }
+            return false
+        }
+        for pid in all where !tree.contains(pid) && pid != getpid() && !descendsFromTree(pid) {
             for fd in (try? ProcFS.fileDescriptors(pid: pid)) ?? [] {
                 guard let link = try? ProcFS.fileDescriptorPath(pid: pid, fd: fd) else { continue }
                 try visit(pid, fd, link)
