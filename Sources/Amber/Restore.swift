@@ -62,6 +62,7 @@ public enum Restore {
         try? ProcessControl.setChildSubreaper(true)
         defer { try? ProcessControl.setChildSubreaper(false) }
         var created: [Tracee] = []
+        let openFiles = OpenFileTable(inherited: inherited, image: image)
         do {
             let instruction = try syscallInstruction()
             let restorerPidfd = try Pidfd(pid: getpid())
@@ -71,7 +72,6 @@ public enum Restore {
                     root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
             logger.trace("helper ready")
             var treeFiles: TreeFiles?
-            let openFiles = OpenFileTable(inherited: inherited, image: image)
             let built = try TreeState.build(
                 tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted,
                 namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles,
@@ -103,6 +103,8 @@ public enum Restore {
             return Restored(rootPID: built[0].pid, childPID: child)
         } catch {
             killAll(created)
+            openFiles.close()
+            openFiles.removeMadeFiles()
             if let error = error as? AmberError { throw error }
             throw AmberError(.restoreFailed, "restore of process \(tasks[0].pid) (\(tasks[0].comm)) failed: \(error)")
         }

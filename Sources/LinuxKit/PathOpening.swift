@@ -55,6 +55,20 @@ public enum PathOpening {
         }
     }
 
+    /// Unlinks `path` (absolute) only while it is the file with `device` and `inode`, through a
+    /// directory reached with no symbolic link on the way, with the caller's own rights.
+    public static func unlinkIfSame(_ path: String, device: UInt64, inode: UInt64) throws(LinuxError) {
+        let (directoryPath, name) = split(path)
+        let directory = try openWithoutLinks(directoryPath, flags: OpenFileFlags.pathOnly.openFlags | O_DIRECTORY)
+        defer { close(directory) }
+        var named = stat()
+        _ = try libcResult("fstatat \(path)") { fstatat(directory, name, &named, AT_SYMLINK_NOFOLLOW) }.get()
+        guard UInt64(named.st_dev) == device, UInt64(named.st_ino) == inode else {
+            throw LinuxError(.fileExists, "unlink \(path): another file took its name")
+        }
+        _ = try libcResult("unlink \(path)") { unlinkat(directory, name, 0) }.get()
+    }
+
     /// Makes the directory `path` (absolute) with `mode`, as `identity`, in a directory reached
     /// with no symbolic link on the way.
     public static func makeDirectory(_ path: String, mode: UInt32, as identity: FileAccessIdentity?)

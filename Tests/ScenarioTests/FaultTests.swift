@@ -130,6 +130,22 @@ final class FailedRestoreTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after restores that failed at every step")
     }
 
+    /// A restore that fails after it bound a unix socket to its path removes the socket file it
+    /// made: the next restore finds the path free, binds it again, and the scenario passes.
+    func testUnbindsOnFailure() throws {
+        _ = try requireAmber()
+        let p = try start(.unixBound)
+        let image = try dumpExpectingSuccess(p)
+        let r = try amber(["restore", "-D", image, "--detach"], env: ["AMBER_TEST_FAULT": "restore.cleanup=fail"])
+        assertRefusal(r, exitCode: AmberExit.restoreFailed, mentions: ["test fault", "cleanup"])
+        try waitUntilFree([p.pid], "restore with cleanup=fail")
+        for name in ["dgram.sock", "listener.sock"] {
+            XCTAssertFalse(Sys.fileExists(p.directory + "/" + name), "the failed restore left \(name)")
+        }
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "after a restore that failed once it had bound its sockets")
+    }
+
     /// Reaps what comes to us (orphans of a killed restore) until no PID of the image is in use.
     private func waitUntilFree(_ pids: [pid_t], _ context: String) throws {
         let deadline = Sys.now() + 10

@@ -1,4 +1,5 @@
 import AmberImage
+import LinuxKit
 
 /// A kernel object that several open file descriptions of the image are on, made once by a
 /// restore (a pipe, whose two ends are two descriptions; a socketpair; an epoll instance).
@@ -19,6 +20,24 @@ final class OpenFileObjects {
     private var objects: [Key: any SharedOpenFileObject] = [:]
     /// The image, from which an object's contents are written back (a memfd's data).
     let image: ImageReader?
+    /// Files the restore made at a path of the image that outlive it (a unix socket's socket
+    /// file), each with its identity: a failed restore removes them (`removeMadeFiles`), so that
+    /// the next restore finds the path as the dump left it, not a file it may not replace.
+    private var madeFiles: [(path: String, device: UInt64, inode: UInt64)] = []
+
+    /// Remembers the file the restore made at `path`.
+    func made(_ path: String, device: UInt64, inode: UInt64) {
+        madeFiles.append((path, device, inode))
+    }
+
+    /// Removes every file `made` remembers that is still the one made (same device and inode),
+    /// reaching it with no symbolic link on the way.
+    func removeMadeFiles() {
+        for file in madeFiles.reversed() {
+            try? PathOpening.unlinkIfSame(file.path, device: file.device, inode: file.inode)
+        }
+        madeFiles = []
+    }
 
     init(image: ImageReader? = nil) { self.image = image }
 

@@ -66,6 +66,9 @@ final class OpenFileTable {
         return made
     }
 
+    /// After a failed restore: removes the files it made at the image's paths.
+    func removeMadeFiles() { objects.removeMadeFiles() }
+
     /// Closes the restorer's descriptors once every task has its copies: an end of a pipe that
     /// no task has is closed with them, before the tree runs.
     func close() {

@@ -431,6 +431,7 @@ struct BoundAddress {
                 throw LinuxError(.tooManySymbolicLinkLevels, "the socket file is not in the directory opened for it")
             }
             try SocketFiles.setMode(in: directory, name, record.fileMode)
+            objects.made(path, device: file.device, inode: file.inode)
         }
         do {
             if let identity {
