@@ -51,6 +51,11 @@ protocol OpenFileKind: Sendable {
     /// pipe whose other end a process outside the tree holds).
     static func check(tree processes: [CheckedProcess]) throws
 
+    /// Whether a description of the kind is made of the tree's processes (a pidfd), so only
+    /// once they all exist: it is then not among the descriptions the root's helper gets before
+    /// any other process is made (`TreeFiles`).
+    static var needsTheTree: Bool { get }
+
     /// What making `record` again asks of the restorer beyond what a task with `owner`'s
     /// credentials could do itself (a pipe's owner, its capacity), each with the capabilities it
     /// needs: `ImagePrivileges` refuses them for an image that is not authenticated.
@@ -68,6 +73,8 @@ extension OpenFileKind {
     var externalName: String? { nil }
 
     static func check(tree processes: [CheckedProcess]) throws {}
+
+    static var needsTheTree: Bool { false }
 
     static func privilegedAsks(_ record: Record, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
         -> [PrivilegedAsk]
@@ -124,6 +131,17 @@ enum OpenFileKinds {
         restorer: ImagePrivileges.Baseline
     ) -> [PrivilegedAsk] {
         Kind.record(of: description).map { Kind.privilegedAsks($0, owner: owner, restorer: restorer) } ?? []
+    }
+
+    /// Whether `description` is made of the tree's processes, by its kind.
+    static func needsTheTree(_ description: Amber_OpenFileDescription) -> Bool {
+        all.contains { needsTheTree(description, of: $0) }
+    }
+
+    private static func needsTheTree<Kind: OpenFileKind>(
+        _ description: Amber_OpenFileDescription, of kind: Kind.Type
+    ) -> Bool {
+        Kind.needsTheTree && Kind.record(of: description) != nil
     }
 
     /// The path a restore opens `description` by, if any.

@@ -107,8 +107,7 @@ final class OpenFileTable {
                 byID[description.id] = (description, (byID[description.id]?.tasks ?? 0) + 1)
             }
         }
-        // A pidfd is made of a process of the tree, which may not exist yet: each holder makes it.
-        return byID.values.filter { $0.tasks > 1 && PidfdKind.record(of: $0.description) == nil }.map(\.description)
+        return byID.values.filter { $0.tasks > 1 && !OpenFileKinds.needsTheTree($0.description) }.map(\.description)
             .sorted { $0.id < $1.id }
     }
 }

@@ -12,6 +12,9 @@ struct PidfdKind: OpenFileKind {
     let identity: OpenFileIdentity
     let pid: Int32
 
+    /// Made by pidfd_open of its process, which must exist first.
+    static var needsTheTree: Bool { true }
+
     static func classify(_ descriptor: DescriptorProbe) throws -> PidfdKind? {
         guard descriptor.link == PidfdFile.link else { return nil }
         let info = try descriptor.info()
