@@ -103,31 +103,11 @@ final class TestPipe {
         write = -1
     }
 
-    func send(_ text: String) throws {
-        let bytes = Array(text.utf8)
-        var sent = 0
-        while sent < bytes.count {
-            let count = bytes[sent...].withUnsafeBytes { Glibc.write(write, $0.baseAddress, $0.count) }
-            guard count > 0 || errno == EINTR else { throw RunnerError("write to the pipe: \(Sys.errnoString())") }
-            sent += max(count, 0)
-        }
-    }
+    func send(_ text: String) throws { try TestStream.send(text, to: write, what: "the pipe") }
 
     /// Reads until `count` bytes came, or the end of the pipe; gives up after `timeout` seconds.
     func receive(_ count: Int, timeout: Double = 30) -> String {
-        var bytes: [UInt8] = []
-        let deadline = Sys.now() + timeout
-        while bytes.count < count {
-            var ready = pollfd(fd: read, events: Int16(POLLIN), revents: 0)
-            let left = Int32(max(0, (deadline - Sys.now()) * 1000))
-            guard left > 0, poll(&ready, 1, left) > 0 else { break }
-            var chunk = [UInt8](repeating: 0, count: min(65536, count - bytes.count))
-            let got = chunk.withUnsafeMutableBytes { Glibc.read(read, $0.baseAddress, $0.count) }
-            if got < 0 && errno == EINTR { continue }
-            guard got > 0 else { break }
-            bytes += chunk[..<got]
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        TestStream.receive(count, from: read, timeout: timeout)
     }
 
     /// Everything until the end of the pipe (every write end closed).
@@ -291,5 +271,35 @@ final class ExternalPipeTests: ScenarioTestCase {
         XCTAssertEqual(twice.status, .exited(AmberExit.unsupportedState), twice.summary)
         XCTAssertTrue(twice.stderr.contains("another open file description of it"), twice.stderr)
         assertRunningUntraced(holder, "after the refused dump")
+    }
+}
+
+/// Writing to and reading from a descriptor of the test's (a pipe's end, a socket).
+enum TestStream {
+    static func send(_ text: String, to fd: Int32, what: String) throws {
+        let bytes = Array(text.utf8)
+        var sent = 0
+        while sent < bytes.count {
+            let count = bytes[sent...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            guard count > 0 || errno == EINTR else { throw RunnerError("write to \(what): \(Sys.errnoString())") }
+            sent += max(count, 0)
+        }
+    }
+
+    /// Reads until `count` bytes came, or the end of the stream; gives up after `timeout` seconds.
+    static func receive(_ count: Int, from fd: Int32, timeout: Double) -> String {
+        var bytes: [UInt8] = []
+        let deadline = Sys.now() + timeout
+        while bytes.count < count {
+            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let left = Int32(max(0, (deadline - Sys.now()) * 1000))
+            guard left > 0, poll(&ready, 1, left) > 0 else { break }
+            var chunk = [UInt8](repeating: 0, count: min(65536, count - bytes.count))
+            let got = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if got < 0 && errno == EINTR { continue }
+            guard got > 0 else { break }
+            bytes += chunk[..<got]
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

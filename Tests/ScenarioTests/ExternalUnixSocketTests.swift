@@ -47,31 +47,11 @@ final class TestSocketPair {
     /// The end of what the test sends: the target reads the end of its input.
     func shutdownWrite() { shutdown(mine, Int32(SHUT_WR)) }
 
-    func send(_ text: String) throws {
-        let bytes = Array(text.utf8)
-        var sent = 0
-        while sent < bytes.count {
-            let count = bytes[sent...].withUnsafeBytes { Glibc.write(mine, $0.baseAddress, $0.count) }
-            guard count > 0 || errno == EINTR else { throw RunnerError("write to the socket: \(Sys.errnoString())") }
-            sent += max(count, 0)
-        }
-    }
+    func send(_ text: String) throws { try TestStream.send(text, to: mine, what: "the socket") }
 
     /// Reads until `count` bytes came, or the end of the stream; gives up after `timeout` seconds.
     func receive(_ count: Int, timeout: Double = 30) -> String {
-        var bytes: [UInt8] = []
-        let deadline = Sys.now() + timeout
-        while bytes.count < count {
-            var ready = pollfd(fd: mine, events: Int16(POLLIN), revents: 0)
-            let left = Int32(max(0, (deadline - Sys.now()) * 1000))
-            guard left > 0, poll(&ready, 1, left) > 0 else { break }
-            var chunk = [UInt8](repeating: 0, count: min(65536, count - bytes.count))
-            let got = chunk.withUnsafeMutableBytes { Glibc.read(mine, $0.baseAddress, $0.count) }
-            if got < 0 && errno == EINTR { continue }
-            guard got > 0 else { break }
-            bytes += chunk[..<got]
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        TestStream.receive(count, from: mine, timeout: timeout)
     }
 
     /// Everything until the end of the stream (every holder of the other socket closed it).
