@@ -257,12 +257,13 @@ enum Preflight {
         read: @Sendable (Int32) throws(LinuxError) -> (ProcessName, ProcessStatus, [MemoryMapping], ProcessDescriptors)?
     ) throws {
         let tree = ProcessName(pid: root)
+        let outside = OutsideScan(tree: Set(pids))
         let results = pids.concurrentMap { pid in
             Result { () throws -> CheckedProcess? in
                 guard let (name, status, maps, descriptors) = try read(pid) else { return nil }
                 return try check(
-                    name, status: status, maps: maps, descriptors: descriptors, root: root, tree: tree,
-                    externalFiles: externalFiles)
+                    name, status: status, maps: maps, descriptors: descriptors, outside: outside, root: root,
+                    tree: tree, externalFiles: externalFiles)
             }
         }
         let checked = try results.compactMap { try $0.get() }
@@ -274,7 +275,7 @@ enum Preflight {
     /// One process's refusals; returns it for the checks across processes, nil for a zombie.
     private static func check(
         _ name: ProcessName, status: ProcessStatus, maps: [MemoryMapping], descriptors: ProcessDescriptors,
-        root: Int32, tree: ProcessName, externalFiles: Set<String>
+        outside: OutsideScan, root: Int32, tree: ProcessName, externalFiles: Set<String>
     ) throws -> CheckedProcess? {
         let pid = name.pid
         if status.state == "Z" {
@@ -288,7 +289,8 @@ enum Preflight {
                 tree: tree)
         }
         let process = CheckedProcess(
-            name: name, status: status, maps: maps, tree: tree, externalFiles: externalFiles, descriptors: descriptors)
+            name: name, status: status, maps: maps, tree: tree, externalFiles: externalFiles, descriptors: descriptors,
+            outside: outside)
         for kind in StateKinds.all {
             try kind.check(process)
         }

@@ -61,6 +61,8 @@ struct CheckedProcess: Sendable {
     let externalFiles: Set<String>
     /// Its descriptors, probed once for every check that asks.
     let descriptors: ProcessDescriptors
+    /// The descriptors of the processes outside the tree, read once per pass for every kind.
+    let outside: OutsideScan
     var pid: Int32 { name.pid }
 
     /// A probe of each of its descriptors, in number order.

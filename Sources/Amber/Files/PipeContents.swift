@@ -2,6 +2,7 @@ import AmberImage
 import FoundationEssentials
 import Glibc
 import LinuxKit
+import Synchronization
 import SystemPackage
 
 /// The record of a pipe or named pipe that keeps what it holds and its capacity
@@ -90,11 +91,40 @@ extension PipeContentsRecord {
 /// The descriptors of every process outside a tree, for refusals of what the tree shares with
 /// them (a pipe's end, a FIFO holding data, an eventfd).
 enum OutsideDescriptors {
-    /// Calls `visit` with each descriptor's process, number and /proc link, skipping amber and
-    /// the descendants of the tree: a child forked since the tree was walked is of the tree
-    /// (the freeze walks it again), not a process outside it holding the tree's files.
+    /// Calls `visit` with each descriptor's process, number and /proc link (`OutsideScan`:
+    /// read once per pass of checks, whichever kind asks first).
     static func forEach(outside processes: [CheckedProcess], _ visit: (Int32, Int32, String) throws -> Void) throws {
-        let tree = Set(processes.map(\.pid))
+        guard let scan = processes.first?.outside else { return }
+        for (pid, fd, link) in try scan.descriptors() {
+            try visit(pid, fd, link)
+        }
+    }
+}
+
+/// The descriptors of every process outside the tree, read once per pass of checks (before the
+/// freeze, then on the frozen tree) for every kind that looks for its objects outside.
+final class OutsideScan: @unchecked Sendable {
+    private let tree: Set<Int32>
+    private let lock = Mutex(())
+    private var read: [(pid: Int32, fd: Int32, link: String)]?
+
+    init(tree: Set<Int32>) {
+        self.tree = tree
+    }
+
+    /// Each descriptor's process, number and /proc link, skipping amber and the descendants of
+    /// the tree: a child forked since the tree was walked is of the tree (the freeze walks it
+    /// again), not a process outside it holding the tree's files.
+    func descriptors() throws -> [(pid: Int32, fd: Int32, link: String)] {
+        try lock.withLock { _ in
+            if let read { return read }
+            let scanned = try Self.scan(outside: tree)
+            read = scanned
+            return scanned
+        }
+    }
+
+    private static func scan(outside tree: Set<Int32>) throws -> [(pid: Int32, fd: Int32, link: String)] {
         let all = try ProcFS.processIDs()
         var parents: [Int32: Int32] = [:]
         for pid in all where !tree.contains(pid) {
@@ -109,12 +139,14 @@ enum OutsideDescriptors {
             }
             return false
         }
+        var descriptors: [(pid: Int32, fd: Int32, link: String)] = []
         for pid in all where !tree.contains(pid) && pid != getpid() && !descendsFromTree(pid) {
             for fd in (try? ProcFS.fileDescriptors(pid: pid)) ?? [] {
                 guard let link = try? ProcFS.fileDescriptorPath(pid: pid, fd: fd) else { continue }
-                try visit(pid, fd, link)
+                descriptors.append((pid, fd, link))
             }
         }
+        return descriptors
     }
 }
 
