@@ -213,6 +213,9 @@ public enum UnixSockets {
         public var messages: [[UInt8]] = []
         /// Some message carries descriptors (SCM_RIGHTS) or more control data than fits.
         public var carriesDescriptors = false
+        /// A stream holds an out-of-band byte (MSG_OOB), which a peek of its bytes reads as an
+        /// ordinary one.
+        public var holdsOutOfBand = false
     }
 
     /// Copies the receive queue of our socket `fd` (`type`, its queue `queued` bytes long as
@@ -249,6 +252,9 @@ public enum UnixSockets {
     private static func peekStream(_ fd: FileDescriptor, queued: Int) throws(LinuxError) -> Queue {
         var queue = Queue()
         guard queued > 0 else { return queue }
+        var urgent: UInt8 = 0
+        queue.holdsOutOfBand =
+            recv(fd.rawValue, &urgent, 1, Int32(MSG_OOB) | Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) == 1
         var bytes = [UInt8](repeating: 0, count: queued)
         var total = 0
         while total < queued {

@@ -412,6 +412,12 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedUnixPeerInFlight, object: "no process holds", mentions: ["unix:[", "SCM_RIGHTS"])
     }
 
+    /// A unix stream whose queue holds an out-of-band byte: a peek reads it as an ordinary one.
+    func testDumpRefusesUnixSocketHoldingOutOfBandData() throws {
+        try checkUnsupported(
+            .unsupportedUnixOutOfBand, object: "out-of-band byte (MSG_OOB)", mentions: ["a unix socket"])
+    }
+
     /// A unix socket whose queue holds a descriptor in flight (SCM_RIGHTS).
     func testDumpRefusesUnixSocketHoldingDescriptorsInFlight() throws {
         try checkUnsupported(.unsupportedKind("--unix"), object: "SCM_RIGHTS", mentions: ["a unix socket"])

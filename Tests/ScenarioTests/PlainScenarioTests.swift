@@ -144,6 +144,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnixSockets() throws { try runPlain(.unixSockets) }
     func testUnsupportedUnixPeerOutside() throws { try runPlain(.unsupportedUnixPeerOutside) }
     func testUnsupportedUnixPeerInFlight() throws { try runPlain(.unsupportedUnixPeerInFlight) }
+    func testUnsupportedUnixOutOfBand() throws { try runPlain(.unsupportedUnixOutOfBand) }
     func testUnixBound() throws { try runPlain(.unixBound) }
     func testUnsupportedUnixUnlinked() throws { try runPlain(.unsupportedUnixUnlinked) }
     func testUnsupportedUnixConnectedOutside() throws { try runPlain(.unsupportedUnixConnectedOutside) }

@@ -181,6 +181,8 @@ struct Scenario: Sendable {
     /// A unix socket pair whose other socket a process outside the tree holds, or none (in flight).
     static let unsupportedUnixPeerOutside = Scenario(name: "unsupported_unix_socket", args: ["--peer-outside"])
     static let unsupportedUnixPeerInFlight = Scenario(name: "unsupported_unix_socket", args: ["--peer-in-flight"])
+    /// A stream pair whose queue holds an out-of-band byte (MSG_OOB).
+    static let unsupportedUnixOutOfBand = Scenario(name: "unsupported_unix_socket", args: ["--oob"])
     /// Unix sockets bound to paths and abstract names, listeners with connections not accepted yet.
     static let unixBound = Scenario(name: "unix_bound")
     static let unsupportedUnixUnlinked = Scenario(name: "unsupported_unix_socket", args: ["--unlinked"])
@@ -266,6 +268,7 @@ struct Scenario: Sendable {
         + [externalSocket]
         + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
         + [mappedUnnamed]
+        + [unsupportedUnixOutOfBand]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -13,6 +13,7 @@
  *   --accepted-client-closed  a connection accepted from a listener, its client closed since
  *   --accepted-listener-outside  an accepted socket and its client whose listener a process
  *                     outside the tree holds
+ *   --oob             a stream pair whose queue holds "ab" and an out-of-band byte "c" (MSG_OOB)
  * After SIGTERM it checks the sockets still work as they did.
  */
 #include "scenario.h"
@@ -82,6 +83,9 @@ int main(int argc, char **argv)
             sc_die("waitpid");
         close(pair[1]);
         pair[1] = -1;
+    } else if (sc_has_flag("--oob")) {
+        if (send(pair[1], "ab", 2, 0) != 2 || send(pair[1], "c", 1, MSG_OOB) != 1)
+            sc_die("send MSG_OOB");
     } else if (sc_has_flag("--peer-in-flight")) {
         if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, carrier) < 0)
             sc_die("socketpair");
@@ -185,7 +189,13 @@ int main(int argc, char **argv)
     sc_wait_for_term();
     sc_check_common();
 
-    if (sc_has_flag("--peer-outside") || sc_has_flag("--connected-outside") || sc_has_flag("--accepted-outside")) {
+    if (sc_has_flag("--oob")) {
+        char urgent = 0, buf[8];
+        sc_check(recv(pair[0], &urgent, 1, MSG_OOB | MSG_DONTWAIT) == 1 && urgent == 'c',
+                 "the out-of-band byte is gone");
+        sc_check(recv(pair[0], buf, sizeof buf, MSG_DONTWAIT) == 2 && memcmp(buf, "ab", 2) == 0,
+                 "the bytes before the out-of-band one are gone");
+    } else if (sc_has_flag("--peer-outside") || sc_has_flag("--connected-outside") || sc_has_flag("--accepted-outside")) {
         sc_check(send(pair[0], "still", 5, MSG_DONTWAIT) == 5, "the socket no longer sends to the outside reader");
     } else if (sc_has_flag("--accepted-client-closed")) {
         char buf[8];

@@ -143,6 +143,10 @@ struct UnixSocketKind: OpenFileKind {
             let queue = try UnixSockets.peekQueue(
                 copy, type: socket.type, queued: socket.receiveQueue,
                 shutDown: socket.shutdown & UnixSocketDiagnosis.receiveShutdown != 0)
+            if queue.holdsOutOfBand {
+                throw descriptor.refusal(
+                    "a unix socket (\(descriptor.link)) whose queue holds an out-of-band byte (MSG_OOB): not restored")
+            }
             if queue.carriesDescriptors {
                 throw descriptor.refusal(
                     "a unix socket (\(descriptor.link)) whose queue holds descriptors in flight (SCM_RIGHTS)")
