@@ -623,9 +623,11 @@ struct TaskValidator {
             guard description.offset <= UInt64(Int64.max) else {
                 throw invalid("\(field).offset", "\(description.offset) is above the largest file offset \(Int64.max)")
             }
-            // PIDFD_THREAD is O_EXCL, which validatePidfd allows a pidfd.
+            // PIDFD_THREAD is O_EXCL, which validatePidfd allows a pidfd; O_TMPFILE stays in the
+            // flags of the description that made an O_TMPFILE file.
             var allowedFlags = Self.fileFlags
             if case .pidfd = description.file { allowedFlags |= 0o200 }
+            if case .deletedFile(let file) = description.file, file.temporary { allowedFlags |= 0o20200000 }
             guard description.flags & ~allowedFlags == 0 else {
                 throw invalid(
                     "\(field).flags",

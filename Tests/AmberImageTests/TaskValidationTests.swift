@@ -958,6 +958,16 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(deletedField).path") { deleted(&$0) { $0.path = "/tmp/../gone" } }
         try assertRejected("\(deletedField).path") { deleted(&$0) { $0.path = "/tmp/" } }
         try assertRejected("\(deletedField).mode") { deleted(&$0) { $0.mode = 0o10000 } }
+        // O_TMPFILE in the flags only of the description that made an O_TMPFILE file.
+        let temporaryFlags: UInt32 = 0o20300002
+        try assertAccepted {
+            deleted(&$0) { $0.temporary = true }
+            $0.files.descriptions[1].flags = temporaryFlags
+        }
+        try assertRejected("files.descriptions[1].flags") {
+            deleted(&$0)
+            $0.files.descriptions[1].flags = temporaryFlags
+        }
         func deletedCwd(_ task: inout Amber_Task, _ path: String, id: UInt64 = 9) {
             task.environment.cwd = path
             task.environment.deletedCwd.directoryID = id

@@ -167,6 +167,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testMemfd() throws { try runDumped(.memfd) }
     func testDeletedFiles() throws { try runDumped(.deletedFiles) }
     func testDeletedCwd() throws { try runDumped(.deletedCwd) }
+    /// Each comes back as it was: unnamed and linkable, mapped, linked, or deleted for good.
+    func testTemporaryFiles() throws { try runDumped(.temporaryFiles) }
+    func testLeaveRunningTemporaryFiles() throws { try runLeaveRunning(.temporaryFiles) }
     /// Read through descriptions of amber's own: the offsets and contents the tree sees are untouched.
     func testLeaveRunningMemfd() throws { try runLeaveRunning(.memfd) }
     func testLeaveRunningDeletedFiles() throws { try runLeaveRunning(.deletedFiles) }

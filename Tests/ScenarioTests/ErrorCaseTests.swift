@@ -159,11 +159,6 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--pty"), object: "the pty /dev/pts/")
     }
 
-    /// An O_TMPFILE file is still refused, by its name.
-    func testDumpRefusesDeletedFile() throws {
-        try checkUnsupported(.unsupportedKind("--tmpfile"), object: "the O_TMPFILE file /", mentions: ["/#"])
-    }
-
     /// Named: the process, the memory and the process outside the tree that maps it too.
     func testDumpRefusesMemorySharedOutsideTree() throws {
         try checkUnsupported(.unsupportedSharedMemory, object: "outside the tree maps too")
@@ -376,7 +371,8 @@ final class DumpErrorTests: ScenarioTestCase {
     }
 
     /// An eventfd or timerfd a process outside the tree holds too would come back as one of
-    /// the tree's own, no longer shared.
+    /// the tree's own, no longer shared; an O_TMPFILE file linked since cannot be reopened by the
+    /// name its link shows.
     func testDumpRefusesEventFileSharedOutsideTree() throws {
         try checkUnsupported(
             .unsupportedEventFile("--eventfd-outside"), object: "an eventfd, which process",
@@ -468,7 +464,8 @@ final class DumpErrorTests: ScenarioTestCase {
     }
 
     /// A memfd or deleted file a process outside the tree has open or maps would come back as
-    /// the tree's own, no longer shared; an O_TMPFILE file the tree maps is refused by name.
+    /// the tree's own, no longer shared; an O_TMPFILE file linked since cannot be reopened by the
+    /// name its link shows.
     func testDumpRefusesUnnamedFileSharedOutsideTree() throws {
         try checkUnsupported(
             .unsupportedUnnamed("--memfd-outside"), object: "the memfd /memfd:held (deleted), which process",
@@ -480,8 +477,8 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /",
             mentions: ["gone (deleted), which process", "has open too"])
         try checkUnsupported(
-            .unsupportedUnnamed("--tmpfile-map"), object: "maps the O_TMPFILE file /",
-            mentions: ["whose name would come back as another inode's"])
+            .unsupportedUnnamed("--tmpfile-linked"), object: "the O_TMPFILE file /",
+            mentions: ["linked since under a name its link does not show"])
         try checkUnsupported(
             .unsupportedUnnamed("--future-write-map"), object: "maps the memfd /memfd:sealed at",
             mentions: ["F_SEAL_FUTURE_WRITE"])

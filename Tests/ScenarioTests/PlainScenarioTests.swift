@@ -60,8 +60,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     /// All but --hugetlb, which needs a huge page reserved (DumpErrorTests reserves one).
     func testUnsupportedKinds() throws {
         for flag in [
-            "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--tmpfile",
-            "--mqueue", "--async",
+            "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--mqueue",
+            "--async",
         ] {
             try runPlain(.unsupportedKind(flag))
         }
@@ -152,9 +152,11 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testMemfd() throws { try runPlain(.memfd) }
     func testDeletedFiles() throws { try runPlain(.deletedFiles) }
     func testDeletedCwd() throws { try runPlain(.deletedCwd) }
+    func testTemporaryFiles() throws { try runPlain(.temporaryFiles) }
     func testUnsupportedUnnamed() throws {
         for flag in [
-            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed",
+            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--deleted-in-removed",
+            "--tmpfile-linked",
             "--future-write-map",
         ] {
             try runPlain(.unsupportedUnnamed(flag))

@@ -196,6 +196,8 @@ struct Scenario: Sendable {
     static let deletedFiles = Scenario(name: "deleted_files")
     /// This process and a child in a directory that was removed.
     static let deletedCwd = Scenario(name: "deleted_cwd")
+    /// O_TMPFILE files: open and shared with a child, mapped, linked, and linked and unlinked again.
+    static let temporaryFiles = Scenario(name: "tmpfile")
     /// A memfd and a deleted file mapped shared and privately by a parent and a child (see mapped_unnamed.c).
     static let mappedUnnamed = Scenario(name: "mapped_unnamed")
     /// A memfd or deleted file amber refuses (see unsupported_unnamed.c).
@@ -242,7 +244,7 @@ struct Scenario: Sendable {
         ]
         + [
             "--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet",
-            "--tmpfile", "--mqueue", "--async",
+            "--mqueue", "--async",
         ].map(unsupportedKind)
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
@@ -256,9 +258,10 @@ struct Scenario: Sendable {
             unixSockets, unsupportedUnixPeerOutside, unsupportedUnixPeerInFlight, unixBound, unsupportedUnixUnlinked,
             unsupportedUnixConnectedOutside, unsupportedUnixAccepted,
         ]
-        + [memfd, deletedFiles, deletedCwd]
+        + [memfd, deletedFiles, deletedCwd, temporaryFiles]
         + [
-            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed",
+            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--deleted-in-removed",
+            "--tmpfile-linked",
             "--future-write-map",
         ].map(
             unsupportedUnnamed)

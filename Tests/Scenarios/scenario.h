@@ -370,12 +370,18 @@ SC_FN int sc_list_fds(struct sc_fd *out, int max)
             out[j - 1] = t;
         }
     /* A restored pipe or socket is another inode: name each by its order of first appearance
-     * ("pipe:#0", "socket:#1"), which keeps which fds are on one pipe or socket. */
-    char seen[SC_MAX_FDS][64];
+     * ("pipe:#0", "socket:#1"), which keeps which fds are on one pipe or socket. So is an
+     * O_TMPFILE file, named "DIR/#INODE (deleted)" after its inode: "O_TMPFILE:#2". */
+    static char seen[SC_MAX_FDS][PATH_MAX];
     int pipes = 0;
     for (int i = 0; i < n; i++) {
+        const char *hash = strrchr(out[i].target, '/');
+        unsigned long inode;
+        char rest[16] = "";
+        int temporary = hash && sscanf(hash, "/#%lu%15[^\n]", &inode, rest) == 2 && strcmp(rest, " (deleted)") == 0;
         const char *kind = strncmp(out[i].target, "pipe:[", 6) == 0 ? "pipe"
-                           : strncmp(out[i].target, "socket:[", 8) == 0 ? "socket" : NULL;
+                           : strncmp(out[i].target, "socket:[", 8) == 0 ? "socket"
+                           : temporary ? "O_TMPFILE" : NULL;
         if (!kind)
             continue;
         int k = 0;

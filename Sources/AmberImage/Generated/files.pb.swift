@@ -988,6 +988,11 @@ public nonisolated struct Amber_DeletedFile: Sendable {
   /// Clears the value of `contents`. Subsequent reads from it will return its default value.
   public mutating func clearContents() {self._contents = nil}
 
+  /// An O_TMPFILE file never linked: made again by O_TMPFILE in the path's directory, so that it
+  /// can be linked, as a file O_TMPFILE made without O_EXCL can (O_EXCL leaves no trace to
+  /// read); its name, "#INODE", is then its new inode's.
+  public var temporary: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2551,7 +2556,7 @@ nonisolated extension Amber_Memfd: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeletedFile"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}file_id\0\u{1}path\0\u{1}mode\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}contents\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}file_id\0\u{1}path\0\u{1}mode\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}contents\0\u{1}temporary\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2565,6 +2570,7 @@ nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._M
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._contents) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.temporary) }()
       default: break
       }
     }
@@ -2593,6 +2599,9 @@ nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._M
     try { if let v = self._contents {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
+    if self.temporary != false {
+      try visitor.visitSingularBoolField(value: self.temporary, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2603,6 +2612,7 @@ nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.ownerUid != rhs.ownerUid {return false}
     if lhs.ownerGid != rhs.ownerGid {return false}
     if lhs._contents != rhs._contents {return false}
+    if lhs.temporary != rhs.temporary {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
