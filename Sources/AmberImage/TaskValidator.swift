@@ -869,6 +869,24 @@ struct TaskValidator {
             throw invalid("\(field).send_buffer", "a buffer is at most \(Int32.max) bytes")
         }
         guard socket.peekOffset >= -1 else { throw invalid("\(field).peek_offset", "\(socket.peekOffset) is below -1") }
+        var optionNames: Set<Int32> = []
+        for (index, option) in socket.options.enumerated() {
+            let field = "\(field).options[\(index)]"
+            guard ImageFormat.unixSocketOptions.contains(where: { $0.name == option.name }),
+                optionNames.insert(option.name).inserted
+            else { throw invalid("\(field).name", "\(option.name) is no option a restore sets, or is set twice") }
+            guard option.value.count == ImageFormat.unixSocketOptionSize(option.name) else {
+                throw invalid(
+                    "\(field).value",
+                    "\(option.value.count) bytes, not \(ImageFormat.unixSocketOptionSize(option.name))")
+            }
+            if option.name == ImageFormat.unixSocketPriority,
+                option.value.withUnsafeBytes({ $0.loadUnaligned(as: Int32.self) }) > ImageFormat.unixSocketPriorityLimit
+            {
+                throw invalid(
+                    "\(field).value", "a priority above \(ImageFormat.unixSocketPriorityLimit) needs CAP_NET_ADMIN")
+            }
+        }
         try validateUnixSocketAddress(socket, field: field)
         let connectionType = socket.type == 1 || socket.type == 5
         if socket.listening {

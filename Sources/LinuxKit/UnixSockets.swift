@@ -70,6 +70,38 @@ public enum UnixSockets {
     public static let receiveTimeout: Int32 = 20
     public static let sendTimeout: Int32 = 21
 
+    /// The bytes getsockopt reads for SOL_SOCKET `option` of our socket `fd` (up to a struct
+    /// linger's), or nil when this kernel has no such option (ENOPROTOOPT).
+    public static func optionBytes(_ fd: FileDescriptor, _ option: Int32) throws(LinuxError) -> [UInt8]? {
+        var value = linger()
+        var size = socklen_t(MemoryLayout<linger>.size)
+        guard getsockopt(fd.rawValue, SOL_SOCKET, option, &value, &size) == 0 else {
+            let error = LinuxError.current("getsockopt \(option) of fd \(fd.rawValue)")
+            if error.errno == .protocolNotAvailable { return nil }
+            throw error
+        }
+        return withUnsafeBytes(of: &value) { Array($0.prefix(Int(size))) }
+    }
+
+    /// Sets SOL_SOCKET `option` of our socket `fd` to the bytes getsockopt read.
+    public static func setOption(_ fd: FileDescriptor, _ option: Int32, bytes: [UInt8]) throws(LinuxError) {
+        _ = try libcResult("setsockopt \(option) of fd \(fd.rawValue)") {
+            bytes.withUnsafeBytes { setsockopt(fd.rawValue, SOL_SOCKET, option, $0.baseAddress, socklen_t($0.count)) }
+        }.get()
+    }
+
+    /// SO_GET_FILTER: the number of instructions of the classic BPF filter attached to our
+    /// socket `fd`, 0 for none, or nil for an eBPF program (SO_ATTACH_BPF), which it cannot read.
+    public static func filterLength(_ fd: FileDescriptor) throws(LinuxError) -> Int? {
+        var size: socklen_t = 0
+        guard getsockopt(fd.rawValue, SOL_SOCKET, 26, nil, &size) == 0 else {
+            let error = LinuxError.current("getsockopt SO_GET_FILTER of fd \(fd.rawValue)")
+            if error.errno == .permissionDenied { return nil }
+            throw error
+        }
+        return Int(size)
+    }
+
     /// Every unix socket of our network namespace, by inode: one sock_diag dump.
     public static func diagnoseAll() throws(LinuxError) -> [UInt64: UnixSocketDiagnosis] {
         try diagnose(inode: nil)

@@ -890,6 +890,21 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(field).messages") { socket(&$0) { $0.messages = [Data([1]), Data([2])] } }
         try assertRejected("\(field).shutdown") { socket(&$0) { $0.shutdown = 4 } }
         try assertRejected("\(field).peek_offset") { socket(&$0) { $0.peekOffset = -2 } }
+        func option(_ name: Int32, _ value: [UInt8]) -> Amber_SocketOption {
+            var option = Amber_SocketOption()
+            (option.name, option.value) = (name, Data(value))
+            return option
+        }
+        try assertAccepted {
+            socket(&$0) { $0.options = [option(9, [1, 0, 0, 0]), option(13, [1, 0, 0, 0, 5, 0, 0, 0])] }
+        }
+        // SO_MARK needs CAP_NET_ADMIN; SO_KEEPALIVE twice; an int of 3 bytes; SO_PRIORITY 7.
+        try assertRejected("\(field).options[0].name") { socket(&$0) { $0.options = [option(36, [1, 0, 0, 0])] } }
+        try assertRejected("\(field).options[1].name") {
+            socket(&$0) { $0.options = [option(9, [1, 0, 0, 0]), option(9, [0, 0, 0, 0])] }
+        }
+        try assertRejected("\(field).options[0].value") { socket(&$0) { $0.options = [option(9, [1, 0, 0])] } }
+        try assertRejected("\(field).options[0].value") { socket(&$0) { $0.options = [option(12, [7, 0, 0, 0])] } }
         try assertRejected(field) {
             socket(&$0)
             $0.files.descriptions[1].flags = 0

@@ -414,6 +414,13 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedUnixOutOfBand, object: "out-of-band byte (MSG_OOB)", mentions: ["a unix socket"])
     }
 
+    /// A unix socket given an option only CAP_NET_ADMIN sets, or a filter.
+    func testDumpRefusesUnixSocketWithUnrestoredOption() throws {
+        try checkUnsupported(.unsupportedUnixMark, object: "with SO_MARK set", mentions: ["CAP_NET_ADMIN"])
+        try checkUnsupported(
+            .unsupportedUnixFilter, object: "with a socket filter attached", mentions: ["a unix socket"])
+    }
+
     /// A unix socket whose queue holds a descriptor in flight (SCM_RIGHTS).
     func testDumpRefusesUnixSocketHoldingDescriptorsInFlight() throws {
         try checkUnsupported(.unsupportedKind("--unix"), object: "SCM_RIGHTS", mentions: ["a unix socket"])

@@ -145,6 +145,10 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixPeerOutside() throws { try runPlain(.unsupportedUnixPeerOutside) }
     func testUnsupportedUnixPeerInFlight() throws { try runPlain(.unsupportedUnixPeerInFlight) }
     func testUnsupportedUnixOutOfBand() throws { try runPlain(.unsupportedUnixOutOfBand) }
+    func testUnsupportedUnixOptions() throws {
+        try runPlain(.unsupportedUnixMark)
+        try runPlain(.unsupportedUnixFilter)
+    }
     func testUnixBound() throws { try runPlain(.unixBound) }
     func testUnsupportedUnixUnlinked() throws { try runPlain(.unsupportedUnixUnlinked) }
     func testUnsupportedUnixConnectedOutside() throws { try runPlain(.unsupportedUnixConnectedOutside) }

@@ -183,6 +183,10 @@ struct Scenario: Sendable {
     static let unsupportedUnixPeerInFlight = Scenario(name: "unsupported_unix_socket", args: ["--peer-in-flight"])
     /// A stream pair whose queue holds an out-of-band byte (MSG_OOB).
     static let unsupportedUnixOutOfBand = Scenario(name: "unsupported_unix_socket", args: ["--oob"])
+    /// A stream pair with SO_MARK set on one socket.
+    static let unsupportedUnixMark = Scenario(name: "unsupported_unix_socket", args: ["--mark"])
+    /// A stream pair with a classic BPF filter on one socket.
+    static let unsupportedUnixFilter = Scenario(name: "unsupported_unix_socket", args: ["--filter"])
     /// Unix sockets bound to paths and abstract names, listeners with connections not accepted yet.
     static let unixBound = Scenario(name: "unix_bound")
     static let unsupportedUnixUnlinked = Scenario(name: "unsupported_unix_socket", args: ["--unlinked"])
@@ -271,7 +275,7 @@ struct Scenario: Sendable {
         + [externalSocket]
         + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
         + [mappedUnnamed]
-        + [unsupportedUnixOutOfBand]
+        + [unsupportedUnixOutOfBand, unsupportedUnixMark, unsupportedUnixFilter]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

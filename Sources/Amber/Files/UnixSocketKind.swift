@@ -139,6 +139,7 @@ struct UnixSocketKind: OpenFileKind {
         where try UnixSockets.hasTimeout(copy, option) {
             throw descriptor.refusal("a unix socket (\(descriptor.link)) with a timeout (\(name)) set")
         }
+        record.options = try changedOptions(copy, descriptor)
         if !record.listening && (socket.type != Int32(SOCK_STREAM.rawValue) || socket.receiveQueue > 0) {
             let queue = try UnixSockets.peekQueue(
                 copy, type: socket.type, queued: socket.receiveQueue,
@@ -167,6 +168,55 @@ struct UnixSocketKind: OpenFileKind {
             record.messages = queue.messages.map { Data($0) }
         }
         return .unixSocket(record)
+    }
+
+    /// What a new unix socket of each type reads for the options `ImageFormat.unixSocketOptions`
+    /// and `unixSocketPrivilegedOptions` name.
+    private static let newSocketOptions: [Int32: [Int32: [UInt8]]] = {
+        var byType: [Int32: [Int32: [UInt8]]] = [:]
+        for type in [SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET].map({ Int32($0.rawValue) }) {
+            let fd = Glibc.socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { continue }
+            defer { Glibc.close(fd) }
+            for (option, _) in ImageFormat.unixSocketOptions + ImageFormat.unixSocketPrivilegedOptions {
+                if let bytes = try? UnixSockets.optionBytes(FileDescriptor(rawValue: fd), option) {
+                    byType[type, default: [:]][option] = bytes
+                }
+            }
+        }
+        return byType
+    }()
+
+    /// The options that read otherwise than on a new socket of its type, to be set again;
+    /// refused: one only CAP_NET_ADMIN sets, a priority above what any process may give,
+    /// and a filter (SO_ATTACH_FILTER, SO_ATTACH_BPF).
+    private func changedOptions(_ copy: FileDescriptor, _ descriptor: DescriptorProbe) throws -> [Amber_SocketOption] {
+        let defaults = Self.newSocketOptions[socket.type] ?? [:]
+        for (option, name) in ImageFormat.unixSocketPrivilegedOptions {
+            guard let bytes = try UnixSockets.optionBytes(copy, option), bytes != defaults[option] else { continue }
+            throw descriptor.refusal("a unix socket (\(descriptor.link)) with \(name) set, which needs CAP_NET_ADMIN")
+        }
+        if try UnixSockets.filterLength(copy) != 0 {
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) with a socket filter attached (SO_ATTACH_FILTER or SO_ATTACH_BPF): not restored"
+            )
+        }
+        var changed: [Amber_SocketOption] = []
+        for (option, name) in ImageFormat.unixSocketOptions {
+            guard let bytes = try UnixSockets.optionBytes(copy, option), bytes != defaults[option] else { continue }
+            if option == ImageFormat.unixSocketPriority,
+                bytes.withUnsafeBytes({ $0.loadUnaligned(as: Int32.self) }) > ImageFormat.unixSocketPriorityLimit
+            {
+                throw descriptor.refusal(
+                    "a unix socket (\(descriptor.link)) with \(name) above \(ImageFormat.unixSocketPriorityLimit), which needs CAP_NET_ADMIN"
+                )
+            }
+            var changedOption = Amber_SocketOption()
+            changedOption.name = option
+            changedOption.value = Data(bytes)
+            changed.append(changedOption)
+        }
+        return changed
     }
 
     /// Whether the peer has SO_PASSCRED set: what it sent then carries its credentials. Read
@@ -320,12 +370,13 @@ final class RestoredSocketPair: SharedOpenFileObject {
     }
 
     /// The options of `record` that are the socket's own: credentials and security passing,
-    /// the receive buffer, the peek offset.
+    /// the receive buffer, the peek offset, and the others it changed.
     static func setOptions(_ fd: FileDescriptor, _ record: Amber_UnixSocket) throws {
         if record.passCredentials { try UnixSockets.setOption(fd, UnixSockets.passCredentials, 1) }
         if record.passSecurity { try UnixSockets.setOption(fd, UnixSockets.passSecurity, 1) }
         try setBuffer(fd, record.receiveBuffer, UnixSockets.receiveBuffer)
         if record.peekOffset != -1 { try UnixSockets.setOption(fd, UnixSockets.peekOffset, record.peekOffset) }
+        for option in record.options { try UnixSockets.setOption(fd, option.name, bytes: [UInt8](option.value)) }
     }
 
     /// Gives the buffer `option` (SO_SNDBUF, SO_RCVBUF) of `fd` the size getsockopt read at the

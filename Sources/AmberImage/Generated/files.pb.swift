@@ -648,11 +648,35 @@ public nonisolated struct Amber_UnixSocket: @unchecked Sendable {
     set {_uniqueStorage()._acceptedConnections = newValue}
   }
 
+  /// The SOL_SOCKET options beside those above that read otherwise than on a new socket of its
+  /// type (SO_REUSEADDR, SO_KEEPALIVE, SO_TIMESTAMP...), set again as they were read.
+  public var options: [Amber_SocketOption] {
+    get {_storage._options}
+    set {_uniqueStorage()._options = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A socket option as getsockopt read it: set again by setsockopt with the same bytes.
+public nonisolated struct Amber_SocketOption: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Its number at SOL_SOCKET: one a process may set without privilege.
+  public var name: Int32 = 0
+
+  /// An int, or SO_LINGER's or SO_TIMESTAMPING's struct: 4 or 8 bytes.
+  public var value: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// An epoll instance, made again empty by epoll_create1 (O_NONBLOCK set by fcntl); its watches
@@ -1843,7 +1867,7 @@ nonisolated extension Amber_ExternalFile: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnixSocket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0\u{1}address\0\u{3}file_device\0\u{3}file_inode\0\u{3}file_mode\0\u{3}file_uid\0\u{3}file_gid\0\u{1}listening\0\u{1}backlog\0\u{3}pending_connections\0\u{3}listener_inode\0\u{4}\u{1d}accepted_from\0\u{3}accepted_connections\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0\u{1}address\0\u{3}file_device\0\u{3}file_inode\0\u{3}file_mode\0\u{3}file_uid\0\u{3}file_gid\0\u{1}listening\0\u{1}backlog\0\u{3}pending_connections\0\u{3}listener_inode\0\u{4}\u{1d}accepted_from\0\u{3}accepted_connections\0\u{1}options\0")
 
   fileprivate class _StorageClass {
     var _inode: UInt64 = 0
@@ -1869,6 +1893,7 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _listenerInode: UInt64 = 0
     var _acceptedFrom: UInt64 = 0
     var _acceptedConnections: [UInt64] = []
+    var _options: [Amber_SocketOption] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1902,6 +1927,7 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       _listenerInode = source._listenerInode
       _acceptedFrom = source._acceptedFrom
       _acceptedConnections = source._acceptedConnections
+      _options = source._options
     }
   }
 
@@ -1943,6 +1969,7 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._listenerInode) }()
         case 50: try { try decoder.decodeSingularUInt64Field(value: &_storage._acceptedFrom) }()
         case 51: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._acceptedConnections) }()
+        case 52: try { try decoder.decodeRepeatedMessageField(value: &_storage._options) }()
         default: break
         }
       }
@@ -2020,6 +2047,9 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       if !_storage._acceptedConnections.isEmpty {
         try visitor.visitPackedUInt64Field(value: _storage._acceptedConnections, fieldNumber: 51)
       }
+      if !_storage._options.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._options, fieldNumber: 52)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2052,10 +2082,46 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._listenerInode != rhs_storage._listenerInode {return false}
         if _storage._acceptedFrom != rhs_storage._acceptedFrom {return false}
         if _storage._acceptedConnections != rhs_storage._acceptedConnections {return false}
+        if _storage._options != rhs_storage._options {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_SocketOption: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SocketOption"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.name != 0 {
+      try visitor.visitSingularInt32Field(value: self.name, fieldNumber: 1)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularBytesField(value: self.value, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_SocketOption, rhs: Amber_SocketOption) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.value != rhs.value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
