@@ -414,11 +414,12 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedUnixOutOfBand, object: "out-of-band byte (MSG_OOB)", mentions: ["a unix socket"])
     }
 
-    /// A unix socket given an option only CAP_NET_ADMIN sets, or a filter.
+    /// A unix socket given an option only CAP_NET_ADMIN sets, a filter, or an owner.
     func testDumpRefusesUnixSocketWithUnrestoredOption() throws {
         try checkUnsupported(.unsupportedUnixMark, object: "with SO_MARK set", mentions: ["CAP_NET_ADMIN"])
         try checkUnsupported(
             .unsupportedUnixFilter, object: "with a socket filter attached", mentions: ["a unix socket"])
+        try checkUnsupported(.unsupportedUnixOwner, object: "with an owner for SIGURG (F_SETOWN)")
     }
 
     /// A unix socket whose queue holds a descriptor in flight (SCM_RIGHTS).

@@ -148,6 +148,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixOptions() throws {
         try runPlain(.unsupportedUnixMark)
         try runPlain(.unsupportedUnixFilter)
+        try runPlain(.unsupportedUnixOwner)
     }
     func testUnixBound() throws { try runPlain(.unixBound) }
     func testUnsupportedUnixUnlinked() throws { try runPlain(.unsupportedUnixUnlinked) }

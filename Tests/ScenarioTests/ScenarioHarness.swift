@@ -187,6 +187,8 @@ struct Scenario: Sendable {
     static let unsupportedUnixMark = Scenario(name: "unsupported_unix_socket", args: ["--mark"])
     /// A stream pair with a classic BPF filter on one socket.
     static let unsupportedUnixFilter = Scenario(name: "unsupported_unix_socket", args: ["--filter"])
+    /// A stream pair, one socket owned by its process for SIGURG (F_SETOWN).
+    static let unsupportedUnixOwner = Scenario(name: "unsupported_unix_socket", args: ["--owner"])
     /// Unix sockets bound to paths and abstract names, listeners with connections not accepted yet.
     static let unixBound = Scenario(name: "unix_bound")
     static let unsupportedUnixUnlinked = Scenario(name: "unsupported_unix_socket", args: ["--unlinked"])
@@ -275,7 +277,7 @@ struct Scenario: Sendable {
         + [externalSocket]
         + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
         + [mappedUnnamed]
-        + [unsupportedUnixOutOfBand, unsupportedUnixMark, unsupportedUnixFilter]
+        + [unsupportedUnixOutOfBand, unsupportedUnixMark, unsupportedUnixFilter, unsupportedUnixOwner]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -16,6 +16,7 @@
  *   --oob             a stream pair whose queue holds "ab" and an out-of-band byte "c" (MSG_OOB)
  *   --mark            a stream pair, one socket with SO_MARK set (which needs CAP_NET_ADMIN)
  *   --filter          a stream pair, one socket with a classic BPF filter that accepts all
+ *   --owner           a stream pair, one socket owned by this process for SIGURG (F_SETOWN)
  * After SIGTERM it checks the sockets still work as they did.
  */
 #include "scenario.h"
@@ -92,6 +93,9 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--mark")) {
         if (setsockopt(pair[0], SOL_SOCKET, SO_MARK, &(int){7}, sizeof(int)) != 0)
             sc_die("SO_MARK");
+    } else if (sc_has_flag("--owner")) {
+        if (fcntl(pair[0], F_SETOWN, getpid()) != 0)
+            sc_die("F_SETOWN");
     } else if (sc_has_flag("--filter")) {
         struct sock_filter accept_all = BPF_STMT(BPF_RET | BPF_K, 0xffff);
         struct sock_fprog program = {1, &accept_all};
@@ -204,6 +208,8 @@ int main(int argc, char **argv)
         int mark = 0;
         socklen_t size = sizeof mark;
         sc_check(getsockopt(pair[0], SOL_SOCKET, SO_MARK, &mark, &size) == 0 && mark == 7, "SO_MARK is gone");
+    } else if (sc_has_flag("--owner")) {
+        sc_check(fcntl(pair[0], F_GETOWN) == getpid(), "the socket's owner is gone");
     } else if (sc_has_flag("--filter")) {
         socklen_t blocks = 0;
         sc_check(getsockopt(pair[0], SOL_SOCKET, SO_GET_FILTER, NULL, &blocks) == 0 && blocks == 1,

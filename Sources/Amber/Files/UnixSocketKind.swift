@@ -188,13 +188,19 @@ struct UnixSocketKind: OpenFileKind {
     }()
 
     /// The options that read otherwise than on a new socket of its type, to be set again;
-    /// refused: one only CAP_NET_ADMIN sets, a priority above what any process may give,
-    /// and a filter (SO_ATTACH_FILTER, SO_ATTACH_BPF).
+    /// refused: one only CAP_NET_ADMIN sets, a priority above what any process may give, an
+    /// owner (F_SETOWN, whom an out-of-band byte signals) and a filter (SO_ATTACH_FILTER,
+    /// SO_ATTACH_BPF).
     private func changedOptions(_ copy: FileDescriptor, _ descriptor: DescriptorProbe) throws -> [Amber_SocketOption] {
         let defaults = Self.newSocketOptions[socket.type] ?? [:]
         for (option, name) in ImageFormat.unixSocketPrivilegedOptions {
             guard let bytes = try UnixSockets.optionBytes(copy, option), bytes != defaults[option] else { continue }
             throw descriptor.refusal("a unix socket (\(descriptor.link)) with \(name) set, which needs CAP_NET_ADMIN")
+        }
+        if try UnixSockets.owner(copy) != 0 {
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) with an owner for SIGURG (F_SETOWN), which a restore would not set again"
+            )
         }
         if try UnixSockets.filterLength(copy) != 0 {
             throw descriptor.refusal(
