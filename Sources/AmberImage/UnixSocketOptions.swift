@@ -4,11 +4,13 @@ extension ImageFormat {
     /// name (asm-generic/socket.h): each changes what the socket does or what getsockopt reads
     /// back. Any process may set these on its socket (SO_PRIORITY up to
     /// `unixSocketPriorityLimit`), so the restore sets them again with the bytes getsockopt
-    /// read: an int, or SO_LINGER's or SO_TIMESTAMPING's struct (`unixSocketOptionSize`). The
+    /// read: an int, SO_LINGER's or SO_TIMESTAMPING's struct, or a timeout's struct timeval
+    /// (`unixSocketOptionSize`). The
     /// one list the dump, the validator and the restore go by.
     public static let unixSocketOptions: [(name: Int32, label: String)] = [
         (2, "SO_REUSEADDR"), (5, "SO_DONTROUTE"), (6, "SO_BROADCAST"), (9, "SO_KEEPALIVE"), (10, "SO_OOBINLINE"),
         (11, "SO_NO_CHECK"), (unixSocketPriority, "SO_PRIORITY"), (13, "SO_LINGER"), (15, "SO_REUSEPORT"),
+        (18, "SO_RCVLOWAT"), (20, "SO_RCVTIMEO"), (21, "SO_SNDTIMEO"),
         (29, "SO_TIMESTAMP"), (35, "SO_TIMESTAMPNS"), (37, "SO_TIMESTAMPING"), (40, "SO_RXQ_OVFL"),
         (41, "SO_WIFI_STATUS"), (43, "SO_NOFCS"), (44, "SO_LOCK_FILTER"), (45, "SO_SELECT_ERR_QUEUE"),
         (47, "SO_MAX_PACING_RATE"), (49, "SO_INCOMING_CPU"), (63, "SO_TIMESTAMP_NEW"), (64, "SO_TIMESTAMPNS_NEW"),
@@ -24,6 +26,8 @@ extension ImageFormat {
     ]
 
     /// The bytes getsockopt reads for unix socket option `name`: SO_LINGER's and
-    /// SO_TIMESTAMPING's structs are 8.
-    public static func unixSocketOptionSize(_ name: Int32) -> Int { [13, 37, 65].contains(name) ? 8 : 4 }
+    /// SO_TIMESTAMPING's structs are 8, the timeouts' struct timeval 16.
+    public static func unixSocketOptionSize(_ name: Int32) -> Int {
+        [20, 21].contains(name) ? 16 : [13, 37, 65].contains(name) ? 8 : 4
+    }
 }

@@ -56,7 +56,7 @@ public enum UnixSockets {
     }
 
     /// SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF, SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE,
-    /// SO_RCVBUFFORCE, SO_RCVLOWAT, SO_PASSPIDFD (asm-generic/socket.h).
+    /// SO_RCVBUFFORCE, SO_PASSPIDFD (asm-generic/socket.h).
     public static let passCredentials: Int32 = 16
     public static let passSecurity: Int32 = 34
     public static let peekOffset: Int32 = 42
@@ -64,17 +64,13 @@ public enum UnixSockets {
     public static let receiveBuffer: Int32 = 8
     public static let sendBufferForce: Int32 = 32
     public static let receiveBufferForce: Int32 = 33
-    public static let receiveLowWater: Int32 = 18
     public static let passPidfd: Int32 = 76
-    /// SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD: a struct timeval on x86_64.
-    public static let receiveTimeout: Int32 = 20
-    public static let sendTimeout: Int32 = 21
 
     /// The bytes getsockopt reads for SOL_SOCKET `option` of our socket `fd` (up to a struct
-    /// linger's), or nil when this kernel has no such option (ENOPROTOOPT).
+    /// timeval's), or nil when this kernel has no such option (ENOPROTOOPT).
     public static func optionBytes(_ fd: FileDescriptor, _ option: Int32) throws(LinuxError) -> [UInt8]? {
-        var value = linger()
-        var size = socklen_t(MemoryLayout<linger>.size)
+        var value = timeval()
+        var size = socklen_t(MemoryLayout<timeval>.size)
         guard getsockopt(fd.rawValue, SOL_SOCKET, option, &value, &size) == 0 else {
             let error = LinuxError.current("getsockopt \(option) of fd \(fd.rawValue)")
             if error.errno == .protocolNotAvailable { return nil }
@@ -233,16 +229,6 @@ public enum UnixSockets {
         _ = try libcResult("setsockopt \(name) of fd \(fd.rawValue)") {
             setsockopt(fd.rawValue, SOL_SOCKET, name, &value, socklen_t(MemoryLayout<Int32>.size))
         }.get()
-    }
-
-    /// Whether a timeout (SO_RCVTIMEO, SO_SNDTIMEO) is set on our socket `fd`.
-    public static func hasTimeout(_ fd: FileDescriptor, _ name: Int32) throws(LinuxError) -> Bool {
-        var value = timeval()
-        var size = socklen_t(MemoryLayout<timeval>.size)
-        _ = try libcResult("getsockopt \(name) of fd \(fd.rawValue)") {
-            getsockopt(fd.rawValue, SOL_SOCKET, name, &value, &size)
-        }.get()
-        return value.tv_sec != 0 || value.tv_usec != 0
     }
 
     /// What a socket's receive queue holds, copied without consuming it.

@@ -8,8 +8,8 @@
  *   - a stream pair shut down for writing one way, with 6 bytes still queued;
  *   - a stream pair and a seqpacket pair whose other end is closed, holding data;
  *   - a datagram pair whose other end is closed, with SO_PASSCRED;
- *   - an unconnected stream socket, with SO_PASSCRED, SO_KEEPALIVE, SO_REUSEADDR, SO_PRIORITY 3
- *     and SO_LINGER (on, 5 s);
+ *   - an unconnected stream socket, with SO_PASSCRED, SO_KEEPALIVE, SO_REUSEADDR, SO_PRIORITY 3,
+ *     SO_LINGER (on, 5 s), SO_RCVLOWAT 10 and SO_RCVTIMEO 2.5 s;
  *   - SO_TIMESTAMP on the seqpacket reader (a record sent after the restore carries its
  *     SCM_TIMESTAMP), SO_PASSRIGHTS off on the datagram reader (an fd sent to it is refused).
  *   - a stream pair split with a child, which sent "from child" and has "to child" queued.
@@ -190,6 +190,12 @@ static void check_options(void)
     sc_check(getsockopt(unconnected, SOL_SOCKET, SO_LINGER, &linger, &size) == 0 && linger.l_onoff == 1 &&
                  linger.l_linger == 5,
              "the unconnected socket lost SO_LINGER");
+    struct timeval timeout = {0};
+    size = sizeof timeout;
+    sc_check(int_option(unconnected, SO_RCVLOWAT) == 10 &&
+                 getsockopt(unconnected, SOL_SOCKET, SO_RCVTIMEO, &timeout, &size) == 0 && timeout.tv_sec == 2 &&
+                 timeout.tv_usec == 500000,
+             "the unconnected socket lost SO_RCVLOWAT or SO_RCVTIMEO");
     sc_check(int_option(seqpacket_pair[1], SO_TIMESTAMP) == 1, "seqpacket reader: SO_TIMESTAMP is off");
     if (send(seqpacket_pair[0], "stamped", 7, 0) != 7)
         sc_fail("seqpacket send after the restore");
@@ -279,6 +285,8 @@ int main(int argc, char **argv)
     setsockopt(unconnected, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
     setsockopt(unconnected, SOL_SOCKET, SO_PRIORITY, &(int){3}, sizeof(int));
     setsockopt(unconnected, SOL_SOCKET, SO_LINGER, &(struct linger){1, 5}, sizeof(struct linger));
+    setsockopt(unconnected, SOL_SOCKET, SO_RCVLOWAT, &(int){10}, sizeof(int));
+    setsockopt(unconnected, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){2, 500000}, sizeof(struct timeval));
     setsockopt(seqpacket_pair[1], SOL_SOCKET, SO_TIMESTAMP, &(int){1}, sizeof(int));
     if (setsockopt(dgram_pair[1], SOL_SOCKET, SO_PASSRIGHTS, &(int){0}, sizeof(int)) != 0)
         sc_die("SO_PASSRIGHTS");

@@ -132,13 +132,6 @@ struct UnixSocketKind: OpenFileKind {
         if try UnixSockets.option(copy, UnixSockets.passPidfd) != 0 {
             throw descriptor.refusal("a unix socket (\(descriptor.link)) with SO_PASSPIDFD set")
         }
-        if try UnixSockets.option(copy, UnixSockets.receiveLowWater) != 1 {
-            throw descriptor.refusal("a unix socket (\(descriptor.link)) with SO_RCVLOWAT set")
-        }
-        for (option, name) in [(UnixSockets.receiveTimeout, "SO_RCVTIMEO"), (UnixSockets.sendTimeout, "SO_SNDTIMEO")]
-        where try UnixSockets.hasTimeout(copy, option) {
-            throw descriptor.refusal("a unix socket (\(descriptor.link)) with a timeout (\(name)) set")
-        }
         record.options = try changedOptions(copy, descriptor)
         if !record.listening && (socket.type != Int32(SOCK_STREAM.rawValue) || socket.receiveQueue > 0) {
             let queue = try UnixSockets.peekQueue(
