@@ -869,6 +869,11 @@ struct TaskValidator {
             throw invalid("\(field).send_buffer", "a buffer is at most \(Int32.max) bytes")
         }
         guard socket.peekOffset >= -1 else { throw invalid("\(field).peek_offset", "\(socket.peekOffset) is below -1") }
+        guard socket.peerCredentials.groups.count <= Self.groupLimit else {
+            throw invalid(
+                "\(field).peer_credentials.groups",
+                "\(socket.peerCredentials.groups.count) groups; at most \(Self.groupLimit) (NGROUPS_MAX)")
+        }
         var optionNames: Set<Int32> = []
         for (index, option) in socket.options.enumerated() {
             let field = "\(field).options[\(index)]"

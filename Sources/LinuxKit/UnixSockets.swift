@@ -214,6 +214,38 @@ public enum UnixSockets {
         return value
     }
 
+    /// SO_PEERCRED and SO_PEERGROUPS of our socket `fd`: the credentials the kernel recorded
+    /// for its peer side when the socket was made, listened or was connected to (a process ID
+    /// of 0 for none), as effective IDs and groups.
+    public static func peerCredentials(_ fd: FileDescriptor) throws(LinuxError) -> (pid: Int32, EffectiveIdentity) {
+        // struct ucred: pid_t pid, uid_t uid, gid_t gid.
+        var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
+        var size = socklen_t(MemoryLayout<(Int32, UInt32, UInt32)>.size)
+        _ = try libcResult("getsockopt SO_PEERCRED of fd \(fd.rawValue)") {
+            getsockopt(fd.rawValue, SOL_SOCKET, SO_PEERCRED, &credentials, &size)
+        }.get()
+        var groups = [gid_t](repeating: 0, count: 64)
+        while true {
+            var groupsSize = socklen_t(groups.count * MemoryLayout<gid_t>.size)
+            if getsockopt(fd.rawValue, SOL_SOCKET, SO_PEERGROUPS, &groups, &groupsSize) == 0 {
+                groups = Array(groups.prefix(Int(groupsSize) / MemoryLayout<gid_t>.size))
+                break
+            }
+            let error = LinuxError.current("getsockopt SO_PEERGROUPS of fd \(fd.rawValue)")
+            // ERANGE gives the size it needs; ENODATA: no credentials to give groups of.
+            if error.errno == .outOfRange, Int(groupsSize) > groups.count * MemoryLayout<gid_t>.size {
+                groups = [gid_t](repeating: 0, count: Int(groupsSize) / MemoryLayout<gid_t>.size)
+                continue
+            }
+            if error.errno == .noData {
+                groups = []
+                break
+            }
+            throw error
+        }
+        return (credentials.pid, EffectiveIdentity(uid: credentials.uid, gid: credentials.gid, groups: groups))
+    }
+
     /// An int socket option (SOL_SOCKET) of our socket `fd`.
     public static func option(_ fd: FileDescriptor, _ name: Int32) throws(LinuxError) -> Int32 {
         var value: Int32 = 0

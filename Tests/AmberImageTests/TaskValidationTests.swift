@@ -905,6 +905,10 @@ final class TaskValidationTests: ImageTestCase {
         }
         try assertRejected("\(field).options[0].value") { socket(&$0) { $0.options = [option(9, [1, 0, 0])] } }
         try assertRejected("\(field).options[0].value") { socket(&$0) { $0.options = [option(12, [7, 0, 0, 0])] } }
+        try assertAccepted { socket(&$0) { $0.peerCredentials.groups = [1000] } }
+        try assertRejected("\(field).peer_credentials.groups") {
+            socket(&$0) { $0.peerCredentials.groups = Array(repeating: 1, count: 65537) }
+        }
         try assertRejected(field) {
             socket(&$0)
             $0.files.descriptions[1].flags = 0

@@ -163,6 +163,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// The copy of every queue (peeked from offset 0, the peek offset put back) leaves it there.
     func testLeaveRunningUnixSockets() throws { try runLeaveRunning(.unixSockets) }
     func testUnixBound() throws { try runDumped(.unixBound) }
+    /// SO_PEERCRED and SO_PEERGROUPS show the child's uid 1000, or root's, as before: not the restorer's.
+    func testUnixPeerCredentials() throws { try runDumped(.unixPeerCredentials) }
     func testLeaveRunningUnixBound() throws { try runLeaveRunning(.unixBound) }
     func testMemfd() throws { try runDumped(.memfd) }
     func testDeletedFiles() throws { try runDumped(.deletedFiles) }

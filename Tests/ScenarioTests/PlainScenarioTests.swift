@@ -145,6 +145,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixPeerOutside() throws { try runPlain(.unsupportedUnixPeerOutside) }
     func testUnsupportedUnixPeerInFlight() throws { try runPlain(.unsupportedUnixPeerInFlight) }
     func testUnsupportedUnixOutOfBand() throws { try runPlain(.unsupportedUnixOutOfBand) }
+    func testUnixPeerCredentials() throws { try runPlain(.unixPeerCredentials) }
     func testUnsupportedUnixOptions() throws {
         try runPlain(.unsupportedUnixMark)
         try runPlain(.unsupportedUnixFilter)

@@ -189,6 +189,8 @@ struct Scenario: Sendable {
     static let unsupportedUnixFilter = Scenario(name: "unsupported_unix_socket", args: ["--filter"])
     /// A stream pair, one socket owned by its process for SIGURG (F_SETOWN).
     static let unsupportedUnixOwner = Scenario(name: "unsupported_unix_socket", args: ["--owner"])
+    /// Connections and a pair made by a child that became uid 1000, to a listener of root's.
+    static let unixPeerCredentials = Scenario(name: "unix_peer_credentials")
     /// Unix sockets bound to paths and abstract names, listeners with connections not accepted yet.
     static let unixBound = Scenario(name: "unix_bound")
     static let unsupportedUnixUnlinked = Scenario(name: "unsupported_unix_socket", args: ["--unlinked"])
@@ -277,7 +279,10 @@ struct Scenario: Sendable {
         + [externalSocket]
         + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
         + [mappedUnnamed]
-        + [unsupportedUnixOutOfBand, unsupportedUnixMark, unsupportedUnixFilter, unsupportedUnixOwner]
+        + [
+            unsupportedUnixOutOfBand, unsupportedUnixMark, unsupportedUnixFilter, unsupportedUnixOwner,
+            unixPeerCredentials,
+        ]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -133,6 +133,12 @@ struct UnixSocketKind: OpenFileKind {
             throw descriptor.refusal("a unix socket (\(descriptor.link)) with SO_PASSPIDFD set")
         }
         record.options = try changedOptions(copy, descriptor)
+        let (peerPID, peer) = try UnixSockets.peerCredentials(copy)
+        if peerPID != 0 {
+            record.peerCredentials.uid = peer.uid
+            record.peerCredentials.gid = peer.gid
+            record.peerCredentials.groups = peer.groups
+        }
         if !record.listening && (socket.type != Int32(SOCK_STREAM.rawValue) || socket.receiveQueue > 0) {
             let queue = try UnixSockets.peekQueue(
                 copy, type: socket.type, queued: socket.receiveQueue,
@@ -320,7 +326,9 @@ final class RestoredSocketPair: SharedOpenFileObject {
 
     init(_ record: Amber_UnixSocket) throws {
         type = record.type
-        let pair = try UnixSockets.makePair(type: record.type)
+        let pair = try record.asPeer(what: "make unix socket pair \(record.pairID)") { () throws(LinuxError) in
+            try UnixSockets.makePair(type: record.type)
+        }
         ends = [pair.0, pair.1]
         firstEndInode = nil
     }
@@ -423,7 +431,7 @@ final class PendingConnection: SharedOpenFileObject {
 
     /// Connects it to the listener at `address` without waiting, leaving its status flags as
     /// they were (its description's own may be set already).
-    func connect(to address: [UInt8]) throws {
+    func connect(to address: [UInt8]) throws(LinuxError) {
         let flags = fcntl(socket.rawValue, F_GETFL)
         guard flags >= 0, fcntl(socket.rawValue, F_SETFL, flags | O_NONBLOCK) == 0 else {
             throw LinuxError.current("fcntl(F_SETFL)")
@@ -512,13 +520,25 @@ struct BoundAddress {
     /// empty queue.
     private func listen(_ fd: FileDescriptor, _ record: Amber_UnixSocket, objects: OpenFileObjects) throws {
         guard record.listening else { return }
-        try UnixSockets.listen(fd, backlog: Int32(bitPattern: record.backlog))
+        try record.asPeer(what: "make unix socket \(record.inode) listen") { () throws(LinuxError) in
+            try UnixSockets.listen(fd, backlog: Int32(bitPattern: record.backlog))
+        }
         for inode in record.acceptedConnections {
-            _ = try objects.object(inode) { try AcceptedConnection(listener: fd, record: record, acceptedInode: inode) }
+            _ = try objects.object(inode) {
+                try AcceptedConnection(
+                    listener: fd, record: record, acceptedInode: inode, accepted: try objects.unixSocket(inode)?.record)
+            }
         }
         for inode in record.pendingConnections {
             let connection = try objects.object(inode) { try PendingConnection(type: record.type) }
-            try connection.connect(to: [UInt8](record.address))
+            // The connection's other side, which accept(2) will give, has the credentials of the
+            // process that connected: those of the task the image shows holding it.
+            let client = try objects.unixSocket(inode)?.task.processCredentials.map {
+                EffectiveIdentity(uid: $0.euid, gid: $0.egid, groups: $0.groups)
+            }
+            try UnixSockets.asIdentity(client, what: "connect unix socket \(inode) again") { () throws(LinuxError) in
+                try connection.connect(to: [UInt8](record.address))
+            }
         }
     }
 }
@@ -699,6 +719,24 @@ extension UnixSocketKind {
                         "the socket file \(String(decoding: record.address, as: UTF8.self)) owned by uid \(record.fileUid), gid \(record.fileGid), other than its process's \(owner.fsuid), \(owner.fsgid)",
                     capabilities: [Capability.chown]))
         }
+        if let peer = record.peerIdentity {
+            // The restore switches to them to make the socket: IDs of its process's own need no privilege.
+            if ![owner.uid, owner.euid, owner.suid].contains(peer.uid) {
+                asks.append(
+                    PrivilegedAsk(
+                        what:
+                            "unix socket \(record.inode) whose peer credentials are uid \(peer.uid), not its process's",
+                        capabilities: [Capability.setuid]))
+            }
+            if ![owner.gid, owner.egid, owner.sgid].contains(peer.gid) || peer.groups.sorted() != owner.groups.sorted()
+            {
+                asks.append(
+                    PrivilegedAsk(
+                        what:
+                            "unix socket \(record.inode) whose peer credentials are gid \(peer.gid), groups \(peer.groups), not its process's",
+                        capabilities: [Capability.setgid]))
+            }
+        }
         for (size, name, maximum) in [
             (record.sendBuffer, "send", "wmem_max"), (record.receiveBuffer, "receive", "rmem_max"),
         ] {
@@ -711,5 +749,41 @@ extension UnixSocketKind {
             }
         }
         return asks
+    }
+}
+
+extension Amber_UnixSocket {
+    /// The effective IDs and groups the kernel recorded for its peer side, if any.
+    var peerIdentity: EffectiveIdentity? {
+        guard hasPeerCredentials else { return nil }
+        return EffectiveIdentity(uid: peerCredentials.uid, gid: peerCredentials.gid, groups: peerCredentials.groups)
+    }
+
+    /// Runs `body`, which makes, listens or connects the socket, as its peer credentials show.
+    func asPeer<T>(what: String, _ body: () throws(LinuxError) -> T) throws(LinuxError) -> T {
+        try UnixSockets.asIdentity(peerIdentity, what: what, body)
+    }
+}
+
+extension UnixSockets {
+    /// Runs `body` with the calling thread's effective IDs and groups switched to `identity`
+    /// (as the thread is when nil): the kernel records them as a socket's peer credentials.
+    static func asIdentity<T>(_ identity: EffectiveIdentity?, what: String, _ body: () throws(LinuxError) -> T)
+        throws(LinuxError) -> T
+    {
+        guard let identity else { return try body() }
+        return try identity.perform(what: what, body)
+    }
+}
+
+extension OpenFileObjects {
+    /// The record of unix socket `inode` in the image, and a task the image shows holding it.
+    func unixSocket(_ inode: UInt64) throws -> (record: Amber_UnixSocket, task: Amber_Task)? {
+        for task in try image?.tasks() ?? [] {
+            for description in task.files.descriptions {
+                if case .unixSocket(let record) = description.file, record.inode == inode { return (record, task) }
+            }
+        }
+        return nil
     }
 }

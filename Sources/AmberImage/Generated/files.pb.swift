@@ -655,11 +655,41 @@ public nonisolated struct Amber_UnixSocket: @unchecked Sendable {
     set {_uniqueStorage()._options = newValue}
   }
 
+  /// The credentials the kernel recorded for its peer side (SO_PEERCRED, SO_PEERGROUPS): those
+  /// of the process that made the pair, made a listener listen, or connected (an accepted
+  /// socket's); unset for none. The restore makes, listens or connects with its thread's
+  /// effective IDs and groups switched to them. The peer's process ID is not kept.
+  public var peerCredentials: Amber_PeerCredentials {
+    get {_storage._peerCredentials ?? Amber_PeerCredentials()}
+    set {_uniqueStorage()._peerCredentials = newValue}
+  }
+  /// Returns true if `peerCredentials` has been explicitly set.
+  public var hasPeerCredentials: Bool {_storage._peerCredentials != nil}
+  /// Clears the value of `peerCredentials`. Subsequent reads from it will return its default value.
+  public mutating func clearPeerCredentials() {_uniqueStorage()._peerCredentials = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Effective IDs and supplementary groups, as SO_PEERCRED and SO_PEERGROUPS read them.
+public nonisolated struct Amber_PeerCredentials: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var uid: UInt32 = 0
+
+  public var gid: UInt32 = 0
+
+  public var groups: [UInt32] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A socket option as getsockopt read it: set again by setsockopt with the same bytes.
@@ -1867,7 +1897,7 @@ nonisolated extension Amber_ExternalFile: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnixSocket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0\u{1}address\0\u{3}file_device\0\u{3}file_inode\0\u{3}file_mode\0\u{3}file_uid\0\u{3}file_gid\0\u{1}listening\0\u{1}backlog\0\u{3}pending_connections\0\u{3}listener_inode\0\u{4}\u{1d}accepted_from\0\u{3}accepted_connections\0\u{1}options\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0\u{1}address\0\u{3}file_device\0\u{3}file_inode\0\u{3}file_mode\0\u{3}file_uid\0\u{3}file_gid\0\u{1}listening\0\u{1}backlog\0\u{3}pending_connections\0\u{3}listener_inode\0\u{4}\u{1d}accepted_from\0\u{3}accepted_connections\0\u{1}options\0\u{3}peer_credentials\0")
 
   fileprivate class _StorageClass {
     var _inode: UInt64 = 0
@@ -1894,6 +1924,7 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _acceptedFrom: UInt64 = 0
     var _acceptedConnections: [UInt64] = []
     var _options: [Amber_SocketOption] = []
+    var _peerCredentials: Amber_PeerCredentials? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1928,6 +1959,7 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       _acceptedFrom = source._acceptedFrom
       _acceptedConnections = source._acceptedConnections
       _options = source._options
+      _peerCredentials = source._peerCredentials
     }
   }
 
@@ -1970,6 +2002,7 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 50: try { try decoder.decodeSingularUInt64Field(value: &_storage._acceptedFrom) }()
         case 51: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._acceptedConnections) }()
         case 52: try { try decoder.decodeRepeatedMessageField(value: &_storage._options) }()
+        case 53: try { try decoder.decodeSingularMessageField(value: &_storage._peerCredentials) }()
         default: break
         }
       }
@@ -1978,6 +2011,10 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
       if _storage._inode != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._inode, fieldNumber: 1)
       }
@@ -2050,6 +2087,9 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       if !_storage._options.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._options, fieldNumber: 52)
       }
+      try { if let v = _storage._peerCredentials {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 53)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2083,10 +2123,51 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._acceptedFrom != rhs_storage._acceptedFrom {return false}
         if _storage._acceptedConnections != rhs_storage._acceptedConnections {return false}
         if _storage._options != rhs_storage._options {return false}
+        if _storage._peerCredentials != rhs_storage._peerCredentials {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_PeerCredentials: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PeerCredentials"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uid\0\u{1}gid\0\u{1}groups\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.uid) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.gid) }()
+      case 3: try { try decoder.decodeRepeatedUInt32Field(value: &self.groups) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.uid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.uid, fieldNumber: 1)
+    }
+    if self.gid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.gid, fieldNumber: 2)
+    }
+    if !self.groups.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.groups, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_PeerCredentials, rhs: Amber_PeerCredentials) -> Bool {
+    if lhs.uid != rhs.uid {return false}
+    if lhs.gid != rhs.gid {return false}
+    if lhs.groups != rhs.groups {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
