@@ -168,4 +168,6 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixListenerOutside() throws { try runPlain(.unsupportedUnixListenerOutside) }
     func testUnsupportedUnixClientClosed() throws { try runPlain(.unsupportedUnixClientClosed) }
     func testMappedUnnamed() throws { try runPlain(.mappedUnnamed) }
+    func testTcpConnections() throws { try runPlain(.tcpConnections) }
+    func testTcpHalfClosed() throws { try runPlain(.tcpHalfClosed) }
 }
