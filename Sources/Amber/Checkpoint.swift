@@ -111,7 +111,11 @@ public enum Checkpoint {
                 TreeState.release(processes)
             } else {
                 try TreeState.kill(processes, tasks: tasks, logger: logger)
-                try TcpConnectionDump.finish(keepLock: true)
+                if let table = try TcpConnectionDump.finish(keepLock: true) {
+                    logger.notice(
+                        "the TCP connections of the tree stay blocked by the nftables table inet \(table) until they are restored (nft delete table inet \(table) gives them up)"
+                    )
+                }
             }
             return summary
         } catch {

@@ -195,4 +195,86 @@ final class TcpConnectionTests: ScenarioTestCase {
         XCTAssertEqual(lockTables(), [], "a refused dump left the lock on")
         try terminateAndExpectPass(p, "after the refused dump")
     }
+
+    /// redis-server on 127.0.0.1 and a client of the test's own (RESP over a socket): dumped
+    /// with the client's connection open, restored in the same network namespace, the same
+    /// connection goes on: the same CLIENT ID, the data written before, and new writes.
+    func testRedisClientKeepsItsConnection() throws {
+        _ = try requireAmber()
+        try requireNft()
+        let server = "/usr/bin/redis-server"
+        guard Sys.fileExists(server) else { throw XCTSkip("\(server) is not installed (.ci/run installs it)") }
+        let port = try freeLoopbackPort()
+        let directory = try newDirectory("redis")
+        let pid = try Spawn.start(
+            [
+                server, "--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory, "--save", "", "--appendonly",
+                "no", "--daemonize", "no", "--supervised", "no", "--logfile", directory + "/redis.log",
+            ], stdout: directory + "/log")
+        track(pid)
+        func log() -> String { Sys.readText(directory + "/redis.log") ?? "" }
+        let deadline = Sys.now() + Self.pidfileTimeout
+        while !log().lowercased().contains("ready to accept connections") {
+            guard Sys.now() < deadline, case .running = Spawn.poll(pid) else {
+                return XCTFail("redis-server did not start; log:\n\(log())")
+            }
+            Sys.sleep(milliseconds: 10)
+        }
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(client) }
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(client, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        XCTAssertEqual(connected, 0, "connect to redis-server: errno \(errno)")
+        /// Sends one command (RESP array of bulk strings) and reads one reply line (with a bulk string's value).
+        func command(_ words: String...) -> String {
+            var request = "*\(words.count)\r\n"
+            for word in words { request += "$\(word.utf8.count)\r\n\(word)\r\n" }
+            let bytes = Array(request.utf8)
+            guard bytes.withUnsafeBytes({ send(client, $0.baseAddress, $0.count, 0) }) == bytes.count else {
+                return "send failed: errno \(errno)"
+            }
+            func line() -> String? {
+                var text = [UInt8]()
+                var byte: UInt8 = 0
+                while true {
+                    guard recv(client, &byte, 1, 0) == 1 else { return nil }
+                    if byte == 10, text.last == 13 { return String(decoding: text.dropLast(), as: UTF8.self) }
+                    text.append(byte)
+                }
+            }
+            guard let first = line() else { return "no reply: errno \(errno)" }
+            if first.hasPrefix("$"), let length = Int(first.dropFirst()), length >= 0 { return line() ?? "no value" }
+            return first
+        }
+        let id = command("CLIENT", "ID")
+        XCTAssertTrue(id.hasPrefix(":"), "CLIENT ID: \(id)")
+        XCTAssertEqual(command("SET", "greeting", "hello \(getpid())"), "+OK")
+
+        let image = try newDirectory("image")
+        let process = ScenarioProcess(
+            scenario: Scenario(name: "redis-server"), binary: server, directory: directory, pid: pid)
+        let dump = try amber(["dump", "-t", "\(pid)", "-D", image, "--tcp-established"], reaping: [process])
+        XCTAssertEqual(dump.status, .exited(0), "dump: \(dump.summary); log:\n\(log())")
+        guard dump.status == .exited(0) else { return }
+        XCTAssertFalse(Proc.pidInUse(pid), "the dumped server's PID \(pid) is still in use")
+        let restore = try amber(["restore", "-D", image, "--detach"])
+        XCTAssertEqual(restore.status, .exited(0), "restore: \(restore.summary)")
+        guard restore.status == .exited(0) else { return }
+        XCTAssertEqual(lockTables(), [], "the restore left the lock on")
+        XCTAssertEqual(command("CLIENT", "ID"), id, "the same connection, the same client")
+        XCTAssertEqual(command("GET", "greeting"), "hello \(getpid())")
+        XCTAssertEqual(command("SET", "after", "restore"), "+OK")
+        XCTAssertEqual(command("DBSIZE"), ":2")
+        XCTAssertEqual(kill(pid, SIGTERM), 0, "the restored server is gone")
+        _ = Spawn.wait(pid, timeout: Self.verdictTimeout)
+    }
 }

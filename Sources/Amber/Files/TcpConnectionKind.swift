@@ -357,8 +357,10 @@ enum TcpConnectionDump {
     /// The dump is over. With `keepLock` (the tree was killed) the connections stay blocked
     /// for the restore and ours are closed in repair mode, which sends nothing; otherwise (the
     /// tree goes on, or the dump failed) the lock goes and each connection leaves repair mode
-    /// with a window probe, which has the peer send again what the lock dropped.
-    static func finish(keepLock: Bool) throws(AmberError) {
+    /// with a window probe, which has the peer send again what the lock dropped. Returns the
+    /// table of the lock kept, if any.
+    @discardableResult
+    static func finish(keepLock: Bool) throws(AmberError) -> String? {
         let (lock, held) = state.withLock { state in
             defer { state = State() }
             return (state.lock, state.held)
@@ -380,5 +382,6 @@ enum TcpConnectionDump {
         }
         for connection in held { try? connection.socket.close() }
         if let failure { throw failure }
+        return keepLock ? lock?.table : nil
     }
 }
