@@ -170,4 +170,6 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testMappedUnnamed() throws { try runPlain(.mappedUnnamed) }
     func testTcpConnections() throws { try runPlain(.tcpConnections) }
     func testTcpHalfClosed() throws { try runPlain(.tcpHalfClosed) }
+    func testTcpConnectionsInet6() throws { try runPlain(.tcpConnectionsInet6) }
+    func testTcpReadShutDown() throws { try runPlain(.tcpReadShutDown) }
 }

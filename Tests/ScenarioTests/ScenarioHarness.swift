@@ -269,7 +269,7 @@ struct Scenario: Sendable {
         + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
         + [mappedUnnamed]
         + [unsupportedUnixOutOfBand]
-        + [tcpConnections, tcpHalfClosed]
+        + [tcpConnections, tcpHalfClosed, tcpConnectionsInet6, tcpReadShutDown]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

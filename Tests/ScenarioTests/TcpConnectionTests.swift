@@ -14,6 +14,10 @@ extension Scenario {
     static let tcpConnections = Scenario(name: "tcp_connections")
     /// A server on 127.0.0.1:`port` whose one connection the test makes.
     static func tcpServer(port: UInt16) -> Scenario { Scenario(name: "tcp_connections", args: ["--server", "\(port)"]) }
+    /// The same over ::1.
+    static let tcpConnectionsInet6 = Scenario(name: "tcp_connections", args: ["--inet6"])
+    /// A connection whose client shut its reading down (SHUT_RD), still ESTABLISHED.
+    static let tcpReadShutDown = Scenario(name: "tcp_connections", args: ["--read-shut-down"])
     /// A connection shut down one way: FIN_WAIT2 and CLOSE_WAIT.
     static let tcpHalfClosed = Scenario(name: "tcp_connections", args: ["--half-closed"])
 }
@@ -67,6 +71,28 @@ final class TcpConnectionTests: ScenarioTestCase {
         try restoreDetachedExpectingSuccess(p, from: image)
         XCTAssertEqual(lockTables(), [], "the restore left the lock on")
         try terminateAndExpectPass(p, "after dump --tcp-established and restore")
+    }
+
+    /// The same over IPv6 (::1): the lock's rules are ip6 ones.
+    func testConnectionOverIPv6() throws {
+        _ = try requireAmber()
+        try requireNft()
+        let p = try start(.tcpConnectionsInet6)
+        let image = try dumpConnections(p)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        XCTAssertEqual(lockTables(), [], "the restore left the lock on")
+        try terminateAndExpectPass(p, "over ::1 after dump --tcp-established and restore")
+    }
+
+    /// A connection whose client shut its reading down: restored shut down, its writing still
+    /// reaching the server.
+    func testReadShutDownConnection() throws {
+        _ = try requireAmber()
+        try requireNft()
+        let p = try start(.tcpReadShutDown)
+        let image = try dumpConnections(p)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "SHUT_RD after dump --tcp-established and restore")
     }
 
     /// --leave-running: the connections leave repair mode, the lock goes, and they carry on.

@@ -11,6 +11,9 @@
  *                 yet) and writes the count to OUTFILE.sent. After SIGTERM it reads what the
  *                 test sent (its size in OUTFILE.expect, written by the test), checks it and
  *                 answers "done".
+ *   --inet6       the same over ::1.
+ *   --read-shut-down a connection in this process whose client shut its reading down (SHUT_RD):
+ *                 after SIGTERM it still reads the end at once and its writing reaches the server.
  *   --half-closed a connection in this process whose one end shut its writing down: FIN_WAIT2
  *                 and CLOSE_WAIT, which amber refuses by name; both ends still carry data after.
  * Byte i of what a side sends is pattern(seed, i); the server's seed is 1, the client's 2 and the
@@ -145,28 +148,45 @@ static uint64_t exchange(const char *who, int fd, int seed, uint64_t sent, uint6
     return got;
 }
 
+/* AF_INET, or AF_INET6 with --inet6: 127.0.0.1 or ::1. */
+static int family = AF_INET;
+
 static int loopback_listener(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, small = 131072;
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, small = 131072;
+    struct sockaddr_storage address;
+    socklen_t size;
+    memset(&address, 0, sizeof address);
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&address;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        in6->sin6_addr = in6addr_loopback;
+        size = sizeof *in6;
+    } else {
+        struct sockaddr_in *in = (struct sockaddr_in *)&address;
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        size = sizeof *in;
+    }
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) != 0 ||
-        bind(fd, (struct sockaddr *)&address, sizeof address) != 0 || listen(fd, 4) != 0)
+        bind(fd, (struct sockaddr *)&address, size) != 0 || listen(fd, 4) != 0)
         sc_die("listen");
     return fd;
 }
 
 static void connected_pair(int *listener, int *server, int *client)
 {
-    struct sockaddr_in address;
+    struct sockaddr_storage address;
     socklen_t size = sizeof address;
     int small = 131072;
     *listener = loopback_listener(0);
-    *client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    *client = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (*client < 0 || getsockname(*listener, (struct sockaddr *)&address, &size) != 0 ||
         setsockopt(*client, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) != 0 ||
-        connect(*client, (struct sockaddr *)&address, sizeof address) != 0 ||
+        connect(*client, (struct sockaddr *)&address, size) != 0 ||
         (*server = accept4(*listener, NULL, NULL, SOCK_CLOEXEC)) < 0)
         sc_die("connect");
 }
@@ -270,6 +290,24 @@ static int run_server(int port)
     sc_finish();
 }
 
+static int run_read_shut_down(void)
+{
+    static int listener, server, client;
+    connected_pair(&listener, &server, &client);
+    if (shutdown(client, SHUT_RD) != 0)
+        sc_die("shutdown");
+    sc_ready();
+    sc_wait_for_term();
+    char buf[8] = {0};
+    struct pollfd entry = {client, POLLIN | POLLRDHUP, 0};
+    sc_check(poll(&entry, 1, 0) == 1 && (entry.revents & POLLRDHUP), "the client's reading is not shut down (0x%x)",
+             entry.revents);
+    sc_check(recv(client, buf, sizeof buf, MSG_DONTWAIT) == 0, "the client reads past its SHUT_RD");
+    sc_check(send(client, "still", 5, 0) == 5 && recv(server, buf, sizeof buf, 0) == 5 && memcmp(buf, "still", 5) == 0,
+             "the client's writing does not reach the server");
+    sc_finish();
+}
+
 static int run_half_closed(void)
 {
     static int listener, server, client;
@@ -290,8 +328,12 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "tcp_connections");
     sc_install_sigterm(0);
+    if (sc_has_flag("--inet6"))
+        family = AF_INET6;
     if (sc_has_flag("--half-closed"))
         return run_half_closed();
+    if (sc_has_flag("--read-shut-down"))
+        return run_read_shut_down();
     for (int i = 0; i + 1 < sc_argc_extra; i++)
         if (strcmp(sc_argv_extra[i], "--server") == 0)
             return run_server(atoi(sc_argv_extra[i + 1]));

@@ -138,7 +138,8 @@ struct InetSocketKind: OpenFileKind {
     /// The options of `fd` that differ from those of a fresh socket like it, in the order
     /// `ImageFormat.inetSocketOptions` sets them; refuses one amber does not set again.
     static func options(
-        _ fd: Int32, of record: Amber_InetSocket, descriptor: DescriptorProbe, what: String
+        _ fd: Int32, of record: Amber_InetSocket, descriptor: DescriptorProbe, what: String,
+        kernelSet: Set<[Int32]> = []
     ) throws -> [Amber_InetSocketOption] {
         let fresh = try InetSocket.make(
             family: record.family, type: record.type, protocol: record.protocol, nonBlocking: false)
@@ -146,7 +147,8 @@ struct InetSocketKind: OpenFileKind {
         func value(_ socket: Int32, _ kind: InetSocketOptionKind) -> [UInt8]? {
             try? InetSocket.option(socket, level: kind.level, name: kind.name, size: kind.size)
         }
-        for kind in refusedOptions where value(fd, kind) != value(fresh.rawValue, kind) {
+        for kind in refusedOptions
+        where !kernelSet.contains([kind.level, kind.name]) && value(fd, kind) != value(fresh.rawValue, kind) {
             throw descriptor.refusal("\(what) with \(kind.label) set")
         }
         guard try InetSocket.filterLength(fd) == 0 else {

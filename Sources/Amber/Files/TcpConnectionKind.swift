@@ -26,14 +26,17 @@ struct TcpConnectionKind: OpenFileKind {
 
     /// Options whose value on a connection is the kernel's, not the program's choice: the
     /// buffers and the MSS (TCP_MAXSEG) are recorded apart; TCP_WINDOW_CLAMP, TCP_QUICKACK and
-    /// SO_INCOMING_CPU follow from the traffic; an accepted connection's IP_MULTICAST_TTL is
-    /// the TTL of its SYN, which setsockopt refuses on a stream socket.
+    /// SO_INCOMING_CPU follow from the traffic; an accepted connection's IP_MULTICAST_TTL,
+    /// IPV6_MULTICAST_HOPS and IPV6_MULTICAST_IF are the hop limit and interface of its SYN,
+    /// which setsockopt refuses on a stream socket; IPV6_V6ONLY is set by binding to an IPv6
+    /// address that is not v4-mapped, as the restore does.
     private static let connectionOptions: Set<[Int32]> = [
         [ImageFormat.socketLevel, ImageFormat.sendBufferOption],
         [ImageFormat.socketLevel, ImageFormat.receiveBufferOption],
         [ImageFormat.socketLevel, ImageFormat.bufferLockOption], [ImageFormat.tcpLevel, 2],
         [ImageFormat.tcpLevel, 10], [ImageFormat.tcpLevel, 12], [ImageFormat.socketLevel, 49],
-        [ImageFormat.ipLevel, 33],
+        [ImageFormat.ipLevel, 33], [ImageFormat.ipv6Level, 18], [ImageFormat.ipv6Level, 17],
+        [ImageFormat.ipv6Level, 26],
     ]
     /// SO_REUSEADDR, which leaving repair mode clears.
     private static let reuseAddress: Int32 = 2
@@ -74,8 +77,9 @@ struct TcpConnectionKind: OpenFileKind {
         record.peerAddress = Data(peer.address)
         record.peerPort = UInt32(peer.port)
         record.scopeID = local.scopeID
-        record.options = try InetSocketKind.options(fd, of: socketRecord, descriptor: descriptor, what: "\(what),")
-            .filter { !connectionOptions.contains([$0.level, $0.name]) }
+        record.options = try InetSocketKind.options(
+            fd, of: socketRecord, descriptor: descriptor, what: "\(what),", kernelSet: connectionOptions
+        ).filter { !connectionOptions.contains([$0.level, $0.name]) }
         let status = try descriptor.status()
         record.ownerUid = status.uid
         record.ownerGid = status.gid
