@@ -2,6 +2,7 @@
 // server whose client is the test itself, --leave-running, the network lock's lifetime, and the
 // refusals (without the flag, and of the states amber does not restore).
 
+import AmberImage
 import Foundation
 import XCTest
 
@@ -302,5 +303,31 @@ final class TcpConnectionTests: ScenarioTestCase {
         XCTAssertEqual(command("DBSIZE"), ":2")
         XCTAssertEqual(kill(pid, SIGTERM), 0, "the restored server is gone")
         _ = Spawn.wait(pid, timeout: Self.verdictTimeout)
+    }
+}
+
+extension AuthenticationTests {
+    /// An image not authenticated here (the user's own) whose task lacks CAP_NET_ADMIN asks for
+    /// a TCP connection: refused before any task is made, even for root, who would otherwise
+    /// send packets from the addresses and sequence numbers it names.
+    func testUserImageWithATcpConnectionIsRefused() throws {
+        let (p, image) = try userDumpedCounter()
+        try edit(image, pid: p.pid) { task in
+            var connection = Amber_TcpConnection()
+            connection.family = 2
+            (connection.localAddress, connection.localPort) = (Data([127, 0, 0, 1]), 40000)
+            (connection.peerAddress, connection.peerPort) = (Data([127, 0, 0, 1]), 40001)
+            (connection.mss, connection.lockTable) = (65483, "amber-lock-1")
+            (connection.ownerUid, connection.ownerGid) = (
+                task.threads[0].credentials.fsuid, task.threads[0].credentials.fsgid
+            )
+            var description = Amber_OpenFileDescription()
+            (description.id, description.flags) = (9999, 2)
+            description.tcpConnection = connection
+            task.files.descriptions.append(description)
+        }
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.permissionDenied,
+            mentions: ["process \(p.pid) (counter)", "TCP_REPAIR", "CAP_NET_ADMIN", "not authenticated"])
     }
 }
