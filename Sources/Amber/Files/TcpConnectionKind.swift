@@ -17,7 +17,8 @@ import SystemPackage
 /// connect (no packet), options, queues, window; it leaves repair mode with a window probe,
 /// sends what had never been sent, and the lock goes once the tree is restored
 /// (`Restore.run`). A connection in another state (SYN_SENT, FIN_WAIT1/2, CLOSE_WAIT,
-/// LAST_ACK, CLOSING) is refused by `InetSocketKind`, naming it; so is urgent data.
+/// LAST_ACK, CLOSING) is refused by `InetSocketKind`, naming it; one with urgent data or an
+/// error pending is refused here.
 struct TcpConnectionKind: OpenFileKind {
     let identity: OpenFileIdentity
     let local: InetAddress
@@ -38,8 +39,6 @@ struct TcpConnectionKind: OpenFileKind {
         [ImageFormat.ipLevel, 33], [ImageFormat.ipv6Level, 18], [ImageFormat.ipv6Level, 17],
         [ImageFormat.ipv6Level, 26],
     ]
-    /// SO_REUSEADDR, which leaving repair mode clears.
-    private static let reuseAddress: Int32 = 2
 
     static func classify(_ descriptor: DescriptorProbe) throws -> TcpConnectionKind? {
         guard descriptor.link.hasPrefix("socket:") else { return nil }
@@ -94,7 +93,8 @@ struct TcpConnectionKind: OpenFileKind {
         let fd = socket.rawValue
         let what = "the TCP connection from \(local) to \(peer) (fd \(descriptor.fd) of process \(descriptor.process))"
         var record = record
-        let reuse = try InetSocket.intOption(fd, level: SOL_SOCKET, name: Self.reuseAddress)
+        // Leaving repair mode clears SO_REUSEADDR: `TcpConnectionDump` sets it back.
+        let reuse = try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR)
         record.lockTable = try TcpConnectionDump.hold(socket, reuseAddress: reuse, local: local, peer: peer, what: what)
         do {
             record.sendBuffer = UInt32(bitPattern: try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_SNDBUF))
