@@ -94,6 +94,7 @@ public enum Restore {
                 try step.reached()
                 for session in sessions { try step.run(session) }
             }
+            try TcpConnectionKind.unlock(tasks)
             try FaultPoints.reached(restore: FaultPoints.detach)
             let stopped = try TreeState.letGoStopped(sessions)
             for session in sessions where !stopped.contains(where: { $0 === session }) {

@@ -618,6 +618,8 @@ struct TaskValidator {
             case .epoll(let epoll): try validateEpoll(epoll, description: description, field: field)
             case .pidfd(let pidfd): try validatePidfd(pidfd, description: description, field: field)
             case .inotify(let inotify): try validateInotify(inotify, description: description, field: field)
+            case .tcpConnection(let connection):
+                try validateTcpConnection(connection, description: description, field: field)
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
@@ -1523,6 +1525,101 @@ extension TaskValidator {
             guard option.value.count == kind.size else {
                 throw invalid(
                     "\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
+            }
+            guard seen.insert([option.level, option.name]).inserted else {
+                throw invalid(optionField, "\(kind.label) is set twice")
+            }
+        }
+    }
+}
+
+extension TaskValidator {
+    /// The largest queue a connection's record may carry: more than any socket buffer holds
+    /// (net.core.wmem_max and rmem_max cap what the restore can force).
+    static let largestTcpQueue = 1 << 30
+
+    /// An established connection: addresses of its family, ports, queues no longer than the
+    /// sequence space allows, window scales TCP allows (RFC 7323: 14), an MSS, options as an
+    /// inet socket's, and a lock table of amber's own, which the restore deletes.
+    fileprivate func validateTcpConnection(
+        _ connection: Amber_TcpConnection, description: Amber_OpenFileDescription, field: String
+    ) throws(ImageError) {
+        let recordField = "\(field).tcp_connection"
+        guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
+            throw invalid(
+                "\(field).flags",
+                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as a socket is made"
+            )
+        }
+        guard description.offset == 0 else {
+            throw invalid("\(field).offset", "\(description.offset): a socket has no offset")
+        }
+        guard let addressSize = Self.inetAddressSizes[connection.family] else {
+            throw invalid("\(recordField).family", "\(connection.family) is not AF_INET (2) or AF_INET6 (10)")
+        }
+        for (name, address, port) in [
+            ("local", connection.localAddress, connection.localPort),
+            ("peer", connection.peerAddress, connection.peerPort),
+        ] {
+            guard address.count == addressSize else {
+                throw invalid(
+                    "\(recordField).\(name)_address", "\(address.count) bytes; expected \(addressSize) for its family")
+            }
+            guard port > 0, port <= UInt32(UInt16.max) else {
+                throw invalid("\(recordField).\(name)_port", "\(port) is not a port of a connection (1-65535)")
+            }
+        }
+        guard connection.family == 10 || connection.scopeID == 0 else {
+            throw invalid("\(recordField).scope_id", "\(connection.scopeID) on an AF_INET address")
+        }
+        guard connection.sendQueue.count <= Self.largestTcpQueue, connection.receiveQueue.count <= Self.largestTcpQueue
+        else {
+            throw invalid("\(recordField).send_queue", "a queue is above \(Self.largestTcpQueue) bytes")
+        }
+        guard connection.unsentLength <= UInt32(connection.sendQueue.count) else {
+            throw invalid(
+                "\(recordField).unsent_length",
+                "\(connection.unsentLength) is more than the \(connection.sendQueue.count) bytes of the send queue")
+        }
+        guard connection.sendWindowScale <= 14, connection.receiveWindowScale <= 14,
+            connection.windowScaling || (connection.sendWindowScale == 0 && connection.receiveWindowScale == 0)
+        else {
+            throw invalid(
+                "\(recordField).send_window_scale",
+                "\(connection.sendWindowScale), \(connection.receiveWindowScale): a window scale is at most 14, and 0 without window scaling"
+            )
+        }
+        guard connection.mss > 0, connection.mss <= UInt32(UInt16.max) else {
+            throw invalid("\(recordField).mss", "\(connection.mss) is not an MSS (1-65535)")
+        }
+        guard connection.timestamps || connection.timestamp == 0 else {
+            throw invalid("\(recordField).timestamp", "a timestamp on a connection without timestamps")
+        }
+        guard connection.sendBuffer <= UInt32(Int32.max), connection.receiveBuffer <= UInt32(Int32.max),
+            connection.bufferLock & ~3 == 0
+        else {
+            throw invalid("\(recordField).send_buffer", "buffer sizes above \(Int32.max) or a SO_BUF_LOCK other than 0-3")
+        }
+        let prefix = "amber-lock-"
+        let pid = connection.lockTable.dropFirst(prefix.count)
+        guard connection.lockTable.hasPrefix(prefix), !pid.isEmpty, pid.count <= 10,
+            pid.allSatisfy({ $0.isASCII && $0.isNumber })
+        else {
+            throw invalid(
+                "\(recordField).lock_table", "\"\(connection.lockTable)\" is not a table of amber's lock (amber-lock-PID)")
+        }
+        var seen: Set<[Int32]> = []
+        for (index, option) in connection.options.enumerated() {
+            let optionField = "\(recordField).options[\(index)]"
+            guard
+                let kind = ImageFormat.inetSocketOptions.first(where: {
+                    $0.level == option.level && $0.name == option.name
+                })
+            else {
+                throw invalid(optionField, "level \(option.level), name \(option.name) is no option amber sets again")
+            }
+            guard option.value.count == kind.size else {
+                throw invalid("\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
             }
             guard seen.insert([option.level, option.name]).inserted else {
                 throw invalid(optionField, "\(kind.label) is set twice")

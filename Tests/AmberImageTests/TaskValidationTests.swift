@@ -9,7 +9,7 @@ final class TaskValidationTests: ImageTestCase {
 
     /// Writes the fixture task changed by `change` and asserts that reading it
     /// fails with `.invalid`, naming task-4242.pb and `field`.
-    private func assertRejected(
+    func assertRejected(
         _ field: String,
         inventory: Amber_Inventory = Fixture.inventory(),
         file: StaticString = #filePath, line: UInt = #line,
@@ -29,7 +29,7 @@ final class TaskValidationTests: ImageTestCase {
     }
 
     /// Writes the fixture task changed by `change` and asserts that it reads back unchanged.
-    private func assertAccepted(
+    func assertAccepted(
         file: StaticString = #filePath, line: UInt = #line, _ change: (inout Amber_Task) -> Void
     ) throws {
         var task = Fixture.task()

@@ -176,4 +176,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixListenerOutside() throws { try runPlain(.unsupportedUnixListenerOutside) }
     func testUnsupportedUnixClientClosed() throws { try runPlain(.unsupportedUnixClientClosed) }
     func testMappedUnnamed() throws { try runPlain(.mappedUnnamed) }
+    func testTcpConnections() throws { try runPlain(.tcpConnections) }
+    func testTcpHalfClosed() throws { try runPlain(.tcpHalfClosed) }
+    func testTcpConnectionsInet6() throws { try runPlain(.tcpConnectionsInet6) }
+    func testTcpReadShutDown() throws { try runPlain(.tcpReadShutDown) }
 }

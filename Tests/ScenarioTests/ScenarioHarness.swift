@@ -283,6 +283,7 @@ struct Scenario: Sendable {
             unsupportedUnixOutOfBand, unsupportedUnixMark, unsupportedUnixFilter, unsupportedUnixOwner,
             unixPeerCredentials,
         ]
+        + [tcpConnections, tcpHalfClosed, tcpConnectionsInet6, tcpReadShutDown]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

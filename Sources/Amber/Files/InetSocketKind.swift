@@ -104,7 +104,7 @@ struct InetSocketKind: OpenFileKind {
     /// Asking the socket's namespace needs CAP_NET_ADMIN over it; without that, the process's
     /// namespace must be ours (a socket of another namespace in it came from a process with
     /// that privilege, through SCM_RIGHTS or setns).
-    private static func checkNamespace(_ fd: Int32, descriptor: DescriptorProbe, what: String) throws {
+    static func checkNamespace(_ fd: Int32, descriptor: DescriptorProbe, what: String) throws {
         let own = try InetSocket.ownNetworkNamespace()
         let socketNamespace = try InetSocket.networkNamespace(fd)
         let namespace = try socketNamespace ?? FileStatus.stat(path: "/proc/\(descriptor.pid)/ns/net").inode
@@ -137,8 +137,9 @@ struct InetSocketKind: OpenFileKind {
 
     /// The options of `fd` that differ from those of a fresh socket like it, in the order
     /// `ImageFormat.inetSocketOptions` sets them; refuses one amber does not set again.
-    private static func options(
-        _ fd: Int32, of record: Amber_InetSocket, descriptor: DescriptorProbe, what: String
+    static func options(
+        _ fd: Int32, of record: Amber_InetSocket, descriptor: DescriptorProbe, what: String,
+        kernelSet: Set<[Int32]> = []
     ) throws -> [Amber_InetSocketOption] {
         let fresh = try InetSocket.make(
             family: record.family, type: record.type, protocol: record.protocol, nonBlocking: false)
@@ -146,7 +147,8 @@ struct InetSocketKind: OpenFileKind {
         func value(_ socket: Int32, _ kind: InetSocketOptionKind) -> [UInt8]? {
             try? InetSocket.option(socket, level: kind.level, name: kind.name, size: kind.size)
         }
-        for kind in refusedOptions where value(fd, kind) != value(fresh.rawValue, kind) {
+        for kind in refusedOptions
+        where !kernelSet.contains([kind.level, kind.name]) && value(fd, kind) != value(fresh.rawValue, kind) {
             throw descriptor.refusal("\(what) with \(kind.label) set")
         }
         guard try InetSocket.filterLength(fd) == 0 else {
@@ -211,7 +213,7 @@ struct InetSocketKind: OpenFileKind {
 
     /// Gives the new socket `fd` its owner (before binding: SO_REUSEPORT groups sockets of one
     /// owner), its options, each read back, its address and its backlog.
-    private static func configure(_ fd: Int32, _ record: Amber_InetSocket, what: String) throws {
+    static func configure(_ fd: Int32, _ record: Amber_InetSocket, what: String) throws {
         let status = try FileStatus.fstat(fd: fd)
         if status.uid != record.ownerUid || status.gid != record.ownerGid {
             guard fchown(fd, record.ownerUid, record.ownerGid) == 0 else {

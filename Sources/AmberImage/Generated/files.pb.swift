@@ -191,6 +191,14 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .externalFile(newValue)}
   }
 
+  public var tcpConnection: Amber_TcpConnection {
+    get {
+      if case .tcpConnection(let v)? = file {return v}
+      return Amber_TcpConnection()
+    }
+    set {file = .tcpConnection(newValue)}
+  }
+
   /// Its flock and OFD (fcntl F_OFD_SETLK) locks: they belong to the description.
   public var locks: [Amber_FileLock] = []
 
@@ -213,6 +221,7 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case memfd(Amber_Memfd)
     case deletedFile(Amber_DeletedFile)
     case externalFile(Amber_ExternalFile)
+    case tcpConnection(Amber_TcpConnection)
 
   }
 
@@ -1054,6 +1063,195 @@ public nonisolated struct Amber_DeletedFile: Sendable {
   fileprivate var _contents: Amber_FileContents? = nil
 }
 
+/// An established TCP connection (AF_INET or AF_INET6), dumped with --tcp-established through
+/// TCP_REPAIR while an nftables table of amber's own (`lock_table`) drops its packets, and made
+/// again in repair mode: sequence numbers, both queues, MSS, window scale, SACK, timestamps and
+/// the window, then released. O_NONBLOCK is the description's flags.
+public nonisolated struct Amber_TcpConnection: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// AF_INET (2) or AF_INET6 (10).
+  public var family: Int32 {
+    get {_storage._family}
+    set {_uniqueStorage()._family = newValue}
+  }
+
+  /// Local and peer addresses, 4 bytes (AF_INET) or 16 (AF_INET6) in network order, and ports.
+  public var localAddress: Data {
+    get {_storage._localAddress}
+    set {_uniqueStorage()._localAddress = newValue}
+  }
+
+  public var localPort: UInt32 {
+    get {_storage._localPort}
+    set {_uniqueStorage()._localPort = newValue}
+  }
+
+  public var peerAddress: Data {
+    get {_storage._peerAddress}
+    set {_uniqueStorage()._peerAddress = newValue}
+  }
+
+  public var peerPort: UInt32 {
+    get {_storage._peerPort}
+    set {_uniqueStorage()._peerPort = newValue}
+  }
+
+  /// AF_INET6: sin6_scope_id of a link-local address.
+  public var scopeID: UInt32 {
+    get {_storage._scopeID}
+    set {_uniqueStorage()._scopeID = newValue}
+  }
+
+  /// The options whose value differs from a fresh TCP socket's, as InetSocket.options, set again
+  /// once the connection is out of repair mode; the buffer sizes are below.
+  public var options: [Amber_InetSocketOption] {
+    get {_storage._options}
+    set {_uniqueStorage()._options = newValue}
+  }
+
+  public var ownerUid: UInt32 {
+    get {_storage._ownerUid}
+    set {_uniqueStorage()._ownerUid = newValue}
+  }
+
+  public var ownerGid: UInt32 {
+    get {_storage._ownerGid}
+    set {_uniqueStorage()._ownerGid = newValue}
+  }
+
+  /// SO_SNDBUF and SO_RCVBUF as the kernel keeps them (set again with SO_SNDBUFFORCE and
+  /// SO_RCVBUFFORCE), and SO_BUF_LOCK: which of them the program set itself.
+  public var sendBuffer: UInt32 {
+    get {_storage._sendBuffer}
+    set {_uniqueStorage()._sendBuffer = newValue}
+  }
+
+  public var receiveBuffer: UInt32 {
+    get {_storage._receiveBuffer}
+    set {_uniqueStorage()._receiveBuffer = newValue}
+  }
+
+  public var bufferLock: UInt32 {
+    get {_storage._bufferLock}
+    set {_uniqueStorage()._bufferLock = newValue}
+  }
+
+  /// TCP_QUEUE_SEQ of the send queue (write_seq: the next byte written) and of the receive
+  /// queue (rcv_nxt: the next byte expected).
+  public var sendSequence: UInt32 {
+    get {_storage._sendSequence}
+    set {_uniqueStorage()._sendSequence = newValue}
+  }
+
+  public var receiveSequence: UInt32 {
+    get {_storage._receiveSequence}
+    set {_uniqueStorage()._receiveSequence = newValue}
+  }
+
+  /// The bytes of the send queue, oldest first: sent and not acknowledged, then the last
+  /// `unsent_length` never sent.
+  public var sendQueue: Data {
+    get {_storage._sendQueue}
+    set {_uniqueStorage()._sendQueue = newValue}
+  }
+
+  public var unsentLength: UInt32 {
+    get {_storage._unsentLength}
+    set {_uniqueStorage()._unsentLength = newValue}
+  }
+
+  /// The bytes received that the program has not read.
+  public var receiveQueue: Data {
+    get {_storage._receiveQueue}
+    set {_uniqueStorage()._receiveQueue = newValue}
+  }
+
+  /// TCP_MAXSEG (the MSS clamp), window scales, and which options the handshake agreed on.
+  public var mss: UInt32 {
+    get {_storage._mss}
+    set {_uniqueStorage()._mss = newValue}
+  }
+
+  public var sendWindowScale: UInt32 {
+    get {_storage._sendWindowScale}
+    set {_uniqueStorage()._sendWindowScale = newValue}
+  }
+
+  public var receiveWindowScale: UInt32 {
+    get {_storage._receiveWindowScale}
+    set {_uniqueStorage()._receiveWindowScale = newValue}
+  }
+
+  public var windowScaling: Bool {
+    get {_storage._windowScaling}
+    set {_uniqueStorage()._windowScaling = newValue}
+  }
+
+  public var sack: Bool {
+    get {_storage._sack}
+    set {_uniqueStorage()._sack = newValue}
+  }
+
+  public var timestamps: Bool {
+    get {_storage._timestamps}
+    set {_uniqueStorage()._timestamps = newValue}
+  }
+
+  /// TCP_TIMESTAMP: the connection's timestamp clock when dumped.
+  public var timestamp: UInt32 {
+    get {_storage._timestamp}
+    set {_uniqueStorage()._timestamp = newValue}
+  }
+
+  /// TCP_REPAIR_WINDOW.
+  public var sendWl1: UInt32 {
+    get {_storage._sendWl1}
+    set {_uniqueStorage()._sendWl1 = newValue}
+  }
+
+  public var sendWindow: UInt32 {
+    get {_storage._sendWindow}
+    set {_uniqueStorage()._sendWindow = newValue}
+  }
+
+  public var maxWindow: UInt32 {
+    get {_storage._maxWindow}
+    set {_uniqueStorage()._maxWindow = newValue}
+  }
+
+  public var receiveWindow: UInt32 {
+    get {_storage._receiveWindow}
+    set {_uniqueStorage()._receiveWindow = newValue}
+  }
+
+  public var receiveWup: UInt32 {
+    get {_storage._receiveWup}
+    set {_uniqueStorage()._receiveWup = newValue}
+  }
+
+  /// shutdown(SHUT_RD) by the program (the connection stays ESTABLISHED).
+  public var readShutDown: Bool {
+    get {_storage._readShutDown}
+    set {_uniqueStorage()._readShutDown = newValue}
+  }
+
+  /// The nftables table (family inet) that blocks the connection's packets from the dump until
+  /// the restore is done: "amber-lock-PID", PID that of the dump.
+  public var lockTable: String {
+    get {_storage._lockTable}
+    set {_uniqueStorage()._lockTable = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "amber"
@@ -1100,7 +1298,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{4}(tcp_connection\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1320,6 +1518,19 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
           self.file = .externalFile(v)
         }
       }()
+      case 130: try {
+        var v: Amber_TcpConnection?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .tcpConnection(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .tcpConnection(v)
+        }
+      }()
       default: break
       }
     }
@@ -1409,6 +1620,10 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     case .externalFile?: try {
       guard case .externalFile(let v)? = self.file else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
+    }()
+    case .tcpConnection?: try {
+      guard case .tcpConnection(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 130)
     }()
     default: break
     }
@@ -2760,6 +2975,282 @@ nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.ownerGid != rhs.ownerGid {return false}
     if lhs._contents != rhs._contents {return false}
     if lhs.temporary != rhs.temporary {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_TcpConnection: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TcpConnection"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}family\0\u{3}local_address\0\u{3}local_port\0\u{3}peer_address\0\u{3}peer_port\0\u{3}scope_id\0\u{1}options\0\u{3}owner_uid\0\u{3}owner_gid\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}buffer_lock\0\u{3}send_sequence\0\u{3}receive_sequence\0\u{3}send_queue\0\u{3}unsent_length\0\u{3}receive_queue\0\u{1}mss\0\u{3}send_window_scale\0\u{3}receive_window_scale\0\u{3}window_scaling\0\u{1}sack\0\u{1}timestamps\0\u{1}timestamp\0\u{3}send_wl1\0\u{3}send_window\0\u{3}max_window\0\u{3}receive_window\0\u{3}receive_wup\0\u{3}read_shut_down\0\u{3}lock_table\0")
+
+  fileprivate class _StorageClass {
+    var _family: Int32 = 0
+    var _localAddress: Data = Data()
+    var _localPort: UInt32 = 0
+    var _peerAddress: Data = Data()
+    var _peerPort: UInt32 = 0
+    var _scopeID: UInt32 = 0
+    var _options: [Amber_InetSocketOption] = []
+    var _ownerUid: UInt32 = 0
+    var _ownerGid: UInt32 = 0
+    var _sendBuffer: UInt32 = 0
+    var _receiveBuffer: UInt32 = 0
+    var _bufferLock: UInt32 = 0
+    var _sendSequence: UInt32 = 0
+    var _receiveSequence: UInt32 = 0
+    var _sendQueue: Data = Data()
+    var _unsentLength: UInt32 = 0
+    var _receiveQueue: Data = Data()
+    var _mss: UInt32 = 0
+    var _sendWindowScale: UInt32 = 0
+    var _receiveWindowScale: UInt32 = 0
+    var _windowScaling: Bool = false
+    var _sack: Bool = false
+    var _timestamps: Bool = false
+    var _timestamp: UInt32 = 0
+    var _sendWl1: UInt32 = 0
+    var _sendWindow: UInt32 = 0
+    var _maxWindow: UInt32 = 0
+    var _receiveWindow: UInt32 = 0
+    var _receiveWup: UInt32 = 0
+    var _readShutDown: Bool = false
+    var _lockTable: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _family = source._family
+      _localAddress = source._localAddress
+      _localPort = source._localPort
+      _peerAddress = source._peerAddress
+      _peerPort = source._peerPort
+      _scopeID = source._scopeID
+      _options = source._options
+      _ownerUid = source._ownerUid
+      _ownerGid = source._ownerGid
+      _sendBuffer = source._sendBuffer
+      _receiveBuffer = source._receiveBuffer
+      _bufferLock = source._bufferLock
+      _sendSequence = source._sendSequence
+      _receiveSequence = source._receiveSequence
+      _sendQueue = source._sendQueue
+      _unsentLength = source._unsentLength
+      _receiveQueue = source._receiveQueue
+      _mss = source._mss
+      _sendWindowScale = source._sendWindowScale
+      _receiveWindowScale = source._receiveWindowScale
+      _windowScaling = source._windowScaling
+      _sack = source._sack
+      _timestamps = source._timestamps
+      _timestamp = source._timestamp
+      _sendWl1 = source._sendWl1
+      _sendWindow = source._sendWindow
+      _maxWindow = source._maxWindow
+      _receiveWindow = source._receiveWindow
+      _receiveWup = source._receiveWup
+      _readShutDown = source._readShutDown
+      _lockTable = source._lockTable
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularInt32Field(value: &_storage._family) }()
+        case 2: try { try decoder.decodeSingularBytesField(value: &_storage._localAddress) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._localPort) }()
+        case 4: try { try decoder.decodeSingularBytesField(value: &_storage._peerAddress) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._peerPort) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._scopeID) }()
+        case 7: try { try decoder.decodeRepeatedMessageField(value: &_storage._options) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._ownerUid) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._ownerGid) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._sendBuffer) }()
+        case 11: try { try decoder.decodeSingularUInt32Field(value: &_storage._receiveBuffer) }()
+        case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._bufferLock) }()
+        case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._sendSequence) }()
+        case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._receiveSequence) }()
+        case 15: try { try decoder.decodeSingularBytesField(value: &_storage._sendQueue) }()
+        case 16: try { try decoder.decodeSingularUInt32Field(value: &_storage._unsentLength) }()
+        case 17: try { try decoder.decodeSingularBytesField(value: &_storage._receiveQueue) }()
+        case 18: try { try decoder.decodeSingularUInt32Field(value: &_storage._mss) }()
+        case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._sendWindowScale) }()
+        case 20: try { try decoder.decodeSingularUInt32Field(value: &_storage._receiveWindowScale) }()
+        case 21: try { try decoder.decodeSingularBoolField(value: &_storage._windowScaling) }()
+        case 22: try { try decoder.decodeSingularBoolField(value: &_storage._sack) }()
+        case 23: try { try decoder.decodeSingularBoolField(value: &_storage._timestamps) }()
+        case 24: try { try decoder.decodeSingularUInt32Field(value: &_storage._timestamp) }()
+        case 25: try { try decoder.decodeSingularUInt32Field(value: &_storage._sendWl1) }()
+        case 26: try { try decoder.decodeSingularUInt32Field(value: &_storage._sendWindow) }()
+        case 27: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxWindow) }()
+        case 28: try { try decoder.decodeSingularUInt32Field(value: &_storage._receiveWindow) }()
+        case 29: try { try decoder.decodeSingularUInt32Field(value: &_storage._receiveWup) }()
+        case 30: try { try decoder.decodeSingularBoolField(value: &_storage._readShutDown) }()
+        case 31: try { try decoder.decodeSingularStringField(value: &_storage._lockTable) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._family != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._family, fieldNumber: 1)
+      }
+      if !_storage._localAddress.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._localAddress, fieldNumber: 2)
+      }
+      if _storage._localPort != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._localPort, fieldNumber: 3)
+      }
+      if !_storage._peerAddress.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._peerAddress, fieldNumber: 4)
+      }
+      if _storage._peerPort != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._peerPort, fieldNumber: 5)
+      }
+      if _storage._scopeID != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._scopeID, fieldNumber: 6)
+      }
+      if !_storage._options.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._options, fieldNumber: 7)
+      }
+      if _storage._ownerUid != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._ownerUid, fieldNumber: 8)
+      }
+      if _storage._ownerGid != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._ownerGid, fieldNumber: 9)
+      }
+      if _storage._sendBuffer != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sendBuffer, fieldNumber: 10)
+      }
+      if _storage._receiveBuffer != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._receiveBuffer, fieldNumber: 11)
+      }
+      if _storage._bufferLock != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._bufferLock, fieldNumber: 12)
+      }
+      if _storage._sendSequence != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sendSequence, fieldNumber: 13)
+      }
+      if _storage._receiveSequence != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._receiveSequence, fieldNumber: 14)
+      }
+      if !_storage._sendQueue.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._sendQueue, fieldNumber: 15)
+      }
+      if _storage._unsentLength != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._unsentLength, fieldNumber: 16)
+      }
+      if !_storage._receiveQueue.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._receiveQueue, fieldNumber: 17)
+      }
+      if _storage._mss != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._mss, fieldNumber: 18)
+      }
+      if _storage._sendWindowScale != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sendWindowScale, fieldNumber: 19)
+      }
+      if _storage._receiveWindowScale != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._receiveWindowScale, fieldNumber: 20)
+      }
+      if _storage._windowScaling != false {
+        try visitor.visitSingularBoolField(value: _storage._windowScaling, fieldNumber: 21)
+      }
+      if _storage._sack != false {
+        try visitor.visitSingularBoolField(value: _storage._sack, fieldNumber: 22)
+      }
+      if _storage._timestamps != false {
+        try visitor.visitSingularBoolField(value: _storage._timestamps, fieldNumber: 23)
+      }
+      if _storage._timestamp != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._timestamp, fieldNumber: 24)
+      }
+      if _storage._sendWl1 != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sendWl1, fieldNumber: 25)
+      }
+      if _storage._sendWindow != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sendWindow, fieldNumber: 26)
+      }
+      if _storage._maxWindow != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._maxWindow, fieldNumber: 27)
+      }
+      if _storage._receiveWindow != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._receiveWindow, fieldNumber: 28)
+      }
+      if _storage._receiveWup != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._receiveWup, fieldNumber: 29)
+      }
+      if _storage._readShutDown != false {
+        try visitor.visitSingularBoolField(value: _storage._readShutDown, fieldNumber: 30)
+      }
+      if !_storage._lockTable.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lockTable, fieldNumber: 31)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_TcpConnection, rhs: Amber_TcpConnection) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._family != rhs_storage._family {return false}
+        if _storage._localAddress != rhs_storage._localAddress {return false}
+        if _storage._localPort != rhs_storage._localPort {return false}
+        if _storage._peerAddress != rhs_storage._peerAddress {return false}
+        if _storage._peerPort != rhs_storage._peerPort {return false}
+        if _storage._scopeID != rhs_storage._scopeID {return false}
+        if _storage._options != rhs_storage._options {return false}
+        if _storage._ownerUid != rhs_storage._ownerUid {return false}
+        if _storage._ownerGid != rhs_storage._ownerGid {return false}
+        if _storage._sendBuffer != rhs_storage._sendBuffer {return false}
+        if _storage._receiveBuffer != rhs_storage._receiveBuffer {return false}
+        if _storage._bufferLock != rhs_storage._bufferLock {return false}
+        if _storage._sendSequence != rhs_storage._sendSequence {return false}
+        if _storage._receiveSequence != rhs_storage._receiveSequence {return false}
+        if _storage._sendQueue != rhs_storage._sendQueue {return false}
+        if _storage._unsentLength != rhs_storage._unsentLength {return false}
+        if _storage._receiveQueue != rhs_storage._receiveQueue {return false}
+        if _storage._mss != rhs_storage._mss {return false}
+        if _storage._sendWindowScale != rhs_storage._sendWindowScale {return false}
+        if _storage._receiveWindowScale != rhs_storage._receiveWindowScale {return false}
+        if _storage._windowScaling != rhs_storage._windowScaling {return false}
+        if _storage._sack != rhs_storage._sack {return false}
+        if _storage._timestamps != rhs_storage._timestamps {return false}
+        if _storage._timestamp != rhs_storage._timestamp {return false}
+        if _storage._sendWl1 != rhs_storage._sendWl1 {return false}
+        if _storage._sendWindow != rhs_storage._sendWindow {return false}
+        if _storage._maxWindow != rhs_storage._maxWindow {return false}
+        if _storage._receiveWindow != rhs_storage._receiveWindow {return false}
+        if _storage._receiveWup != rhs_storage._receiveWup {return false}
+        if _storage._readShutDown != rhs_storage._readShutDown {return false}
+        if _storage._lockTable != rhs_storage._lockTable {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
