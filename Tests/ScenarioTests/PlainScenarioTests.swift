@@ -168,4 +168,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixListenerOutside() throws { try runPlain(.unsupportedUnixListenerOutside) }
     func testUnsupportedUnixClientClosed() throws { try runPlain(.unsupportedUnixClientClosed) }
     func testMappedUnnamed() throws { try runPlain(.mappedUnnamed) }
+    func testPtys() throws { try runPlain(.ptys) }
+    func testUnsupportedPty() throws {
+        for flag in ["--canonical", "--queued", "--typed", "--hangup"] { try runPlain(.unsupportedPty(flag)) }
+    }
 }

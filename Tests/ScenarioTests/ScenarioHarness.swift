@@ -183,6 +183,10 @@ struct Scenario: Sendable {
     static let unsupportedUnixPeerInFlight = Scenario(name: "unsupported_unix_socket", args: ["--peer-in-flight"])
     /// A stream pair whose queue holds an out-of-band byte (MSG_OOB).
     static let unsupportedUnixOutOfBand = Scenario(name: "unsupported_unix_socket", args: ["--oob"])
+    /// Two ptys with both ends in the tree, one a session's controlling terminal (see ptys.c).
+    static let ptys = Scenario(name: "ptys")
+    /// A pty amber refuses (see unsupported_pty.c).
+    static func unsupportedPty(_ flag: String) -> Scenario { Scenario(name: "unsupported_pty", args: [flag]) }
     /// Unix sockets bound to paths and abstract names, listeners with connections not accepted yet.
     static let unixBound = Scenario(name: "unix_bound")
     static let unsupportedUnixUnlinked = Scenario(name: "unsupported_unix_socket", args: ["--unlinked"])
@@ -269,6 +273,7 @@ struct Scenario: Sendable {
         + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
         + [mappedUnnamed]
         + [unsupportedUnixOutOfBand]
+        + [ptys] + ["--canonical", "--queued", "--typed", "--hangup"].map(unsupportedPty)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored
