@@ -230,4 +230,32 @@ final class CrossRecordTests: ImageTestCase {
             image(listed: [30], clientFrom: 99), file: "task-4242.pb",
             detail: "which does not list exactly one of it and its peer")
     }
+
+    /// A pty's slave names a master of the image; the session of a master's slave is led by a
+    /// task of the image, and its foreground group is a group of that session.
+    func testPtysAgree() throws {
+        func withPty(_ change: (inout Amber_PtyMaster) -> Void = { _ in }, slaveOf index: UInt32 = 3) -> [Amber_Task] {
+            var root = Fixture.task()
+            var master = Amber_OpenFileDescription()
+            master.id = 30
+            master.flags = 0o2
+            master.ptyMaster.index = 3
+            master.ptyMaster.path = "/dev/ptmx"
+            master.ptyMaster.settings.controlCharacters = Data(repeating: 0, count: 19)
+            change(&master.ptyMaster)
+            var slave = Amber_OpenFileDescription()
+            slave.id = 31
+            slave.flags = 0o2
+            slave.ptySlave.index = index
+            root.files.descriptions += [master, slave]
+            return [root]
+        }
+        XCTAssertNoThrow(try reader(withPty { $0.session = Fixture.pid }).tasks())
+        try assertRefused(withPty(slaveOf: 4), file: "task-4242.pb", detail: "which has no master")
+        try assertRefused(
+            withPty { $0.session = 4999 }, file: "task-4999.pb", detail: "which no live task of the image leads")
+        try assertRefused(
+            withPty { ($0.session, $0.foregroundGroup) = (Fixture.pid, 4999) }, file: "task-4242.pb",
+            detail: "has no task in session")
+    }
 }
