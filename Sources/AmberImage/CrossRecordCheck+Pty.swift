@@ -1,5 +1,6 @@
 extension CrossRecordCheck {
-    /// Each pty has one master description, and every slave names a master of the image; the
+    /// Each pty has one master description, and every slave names a master of the image (one
+    /// opened as /dev/tty, a master whose slave is a session's controlling terminal); the
     /// session a master's slave is the controlling terminal of is led by a live task of the
     /// image, and its foreground group is the group of a task of that session.
     static func checkPtys(_ tasks: [Amber_Task]) throws(ImageError) {
@@ -17,10 +18,18 @@ extension CrossRecordCheck {
         }
         for task in tasks {
             for description in task.files.descriptions {
-                guard case .ptySlave(let slave) = description.file, masters[slave.index] == nil else { continue }
-                throw ImageError(
-                    .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
-                    detail: "open file \(description.id) is the slave of the pty \(slave.index), which has no master")
+                guard case .ptySlave(let slave) = description.file else { continue }
+                guard let master = masters[slave.index] else {
+                    throw ImageError(
+                        .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
+                        detail: "open file \(description.id) is the slave of the pty \(slave.index), which has no master")
+                }
+                guard !slave.controllingTerminal || master.record.session != 0 else {
+                    throw ImageError(
+                        .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
+                        detail:
+                            "open file \(description.id) is /dev/tty on the pty \(slave.index), which is no session's controlling terminal")
+                }
             }
         }
         let byPID = Dictionary(tasks.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })

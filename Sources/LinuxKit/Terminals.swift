@@ -7,6 +7,8 @@ import SystemPackage
 public enum Terminals {
     /// The device number (as glibc's makedev encodes it) of /dev/ptmx and of devpts's ptmx.
     public static let multiplexerDevice: UInt64 = 5 << 8 | 2
+    /// The device number of /dev/tty, which opens the caller's controlling terminal.
+    public static let controllingTerminalDevice: UInt64 = 5 << 8 | 0
     /// The first major number of the slaves of Unix98 ptys (UNIX98_PTY_SLAVE_MAJOR); there are 8.
     public static let firstSlaveMajor: UInt64 = 136
     /// The kernel's NCCS: the control characters of its struct termios.
@@ -32,6 +34,7 @@ public enum Terminals {
     private static let getSession: UInt = 0x5429  // TIOCGSID
     private static let getForegroundGroup: UInt = 0x540F  // TIOCGPGRP
     private static let getLineDiscipline: UInt = 0x5424  // TIOCGETD
+    private static let getDevice: UInt = 0x8004_5432  // TIOCGDEV
     /// TIOCSCTTY: makes the terminal the caller's controlling terminal (a session leader's).
     public static let setControllingTerminal: UInt64 = 0x540E
     /// TIOCSPGRP: sets the foreground process group of the caller's controlling terminal.
@@ -135,6 +138,12 @@ public enum Terminals {
     /// The slave's foreground process group, through the master (TIOCGPGRP); 0 for none.
     public static func foregroundGroup(master: FileDescriptor) throws(LinuxError) -> Int32 {
         try getInteger(master, getForegroundGroup, "TIOCGPGRP")
+    }
+
+    /// The device number (as glibc's makedev encodes it, for a pty's) of the terminal `fd` is
+    /// on (TIOCGDEV): of a /dev/tty descriptor, the controlling terminal it was opened on.
+    public static func device(_ fd: FileDescriptor) throws(LinuxError) -> UInt64 {
+        UInt64(UInt32(bitPattern: try getInteger(fd, getDevice, "TIOCGDEV")))
     }
 
     /// The line discipline of the end `fd` is on (TIOCGETD).

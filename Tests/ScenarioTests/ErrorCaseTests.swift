@@ -440,6 +440,10 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesPtyWithoutSlave() throws {
         try checkUnsupported(.unsupportedPty("--hangup"), object: "whose slave no process holds open")
     }
+    func testDumpRefusesControllingTerminalFileOfNoSession() throws {
+        try checkUnsupported(
+            .unsupportedPty("--devtty"), object: "no session's controlling terminal any more", mentions: ["/dev/tty"])
+    }
 
     /// Queued data its reader would read with the sender's credentials (SO_PASSCRED).
     func testDumpRefusesUnixSocketQueueWithCredentials() throws {

@@ -170,6 +170,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testMappedUnnamed() throws { try runPlain(.mappedUnnamed) }
     func testPtys() throws { try runPlain(.ptys) }
     func testUnsupportedPty() throws {
-        for flag in ["--canonical", "--queued", "--typed", "--hangup"] { try runPlain(.unsupportedPty(flag)) }
+        for flag in ["--canonical", "--queued", "--typed", "--hangup", "--devtty"] {
+            try runPlain(.unsupportedPty(flag))
+        }
     }
 }

@@ -273,7 +273,7 @@ struct Scenario: Sendable {
         + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
         + [mappedUnnamed]
         + [unsupportedUnixOutOfBand]
-        + [ptys] + ["--canonical", "--queued", "--typed", "--hangup"].map(unsupportedPty)
+        + [ptys] + ["--canonical", "--queued", "--typed", "--hangup", "--devtty"].map(unsupportedPty)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -4,15 +4,15 @@
  * The first: the root holds its master, in packet mode, with the slave's termios changed
  * (non-canonical, no echo, VINTR ^E, VMIN 1) and a window of 33x101 (640x480 pixels). A child
  * leads a session whose controlling terminal is its slave (opened without O_NOCTTY), with the
- * slave in exclusive mode; its child, a grandchild in a process group of its own, is the
- * terminal's foreground group.
+ * slave in exclusive mode, and which holds /dev/tty open too; its child, a grandchild in a
+ * process group of its own, is the terminal's foreground group.
  * The second: master and slave both in the root, the slave non-blocking, chmod 0600 (as
  * `mesg n` does), and the pty locked (TIOCSPTLCK) once the slave was open.
  *
  * After SIGTERM the root checks what the master shows (packet mode, termios, window, session,
  * foreground group), then talks to its peers through the first pty: SIGUSR1 asks the child
- * to answer with what it sees of its terminal (its session's, its foreground group, exclusive
- * mode); SIGUSR2 asks the grandchild, in the foreground, to read the line the root wrote through
+ * to answer through its /dev/tty with what it sees of its terminal (its session's, its foreground
+ * group, exclusive mode, /dev/tty still /dev/tty); SIGUSR2 asks the grandchild, in the foreground, to read the line the root wrote through
  * /dev/tty, opened then, and answer through it.
  * Through the second: bytes each way, the lock (TIOCGPTPEER fails with EIO), the slave's mode.
  */
@@ -20,9 +20,10 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <termios.h>
 
-static int master1 = -1, slave1 = -1, master2 = -1, slave2 = -1;
+static int master1 = -1, slave1 = -1, master2 = -1, slave2 = -1, tty1 = -1;
 static pid_t child, grandchild;
 
 /* Both ends of the first pty are non-canonical without echo; the second's are raw. */
@@ -52,9 +53,14 @@ static void on_child_usr1(int signal)
     char reply[256];
     int exclusive = -1;
     ioctl(slave1, TIOCGEXCL, &exclusive);
-    snprintf(reply, sizeof reply, "child sid %d pgrp %d excl %d\n", (int)tcgetsid(slave1) == (int)getpid(),
-             (int)tcgetpgrp(slave1) == (int)grandchild, exclusive);
-    answer(slave1, reply);
+    struct stat status;
+    char link[64], target[64] = {0};
+    snprintf(link, sizeof link, "/proc/self/fd/%d", tty1);
+    int devtty = fstat(tty1, &status) == 0 && status.st_rdev == makedev(5, 0) &&
+                 readlink(link, target, sizeof target - 1) > 0 && strcmp(target, "/dev/tty") == 0;
+    snprintf(reply, sizeof reply, "child sid %d pgrp %d excl %d devtty %d\n", (int)tcgetsid(slave1) == (int)getpid(),
+             (int)tcgetpgrp(slave1) == (int)grandchild, exclusive, devtty);
+    answer(tty1, reply);
 }
 
 /* The grandchild, the foreground group: reads the line the root wrote through its controlling
@@ -104,6 +110,9 @@ static void child_setup(void)
     setpgid(grandchild, grandchild);
     if (tcsetpgrp(slave1, grandchild) != 0)
         _exit(2);
+    tty1 = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (tty1 < 0)
+        _exit(2);
 }
 
 /* Reads from the first master until `expected` arrived (each packet-mode read starts with a
@@ -145,7 +154,7 @@ static void check_first(void)
     sc_check(foreground == grandchild, "its foreground group is %d, expected %d", foreground, grandchild);
 
     kill(child, SIGUSR1);
-    expect_from_master("child sid 1 pgrp 1 excl 1\r\n", "the child's answer");
+    expect_from_master("child sid 1 pgrp 1 excl 1 devtty 1\r\n", "the child's answer");
     if (sc_check(write(master1, "ping", 4) == 4, "write to the first master")) {
         kill(grandchild, SIGUSR2);
         expect_from_master("grandchild read 'ping' foreground 1\r\n", "the grandchild's answer");

@@ -5,6 +5,8 @@
  *   --queued     "abc" written by the slave, not read by the master
  *   --typed      "xyz" written by the master, not read by the (non-canonical) slave
  *   --hangup     the slave opened and closed again: only the master is left
+ *   --devtty     a child holding /dev/tty (and the slave) of a pty that is no session's controlling
+ *                terminal any more (its leader, the child, gave it up with TIOCNOTTY)
  * After SIGTERM the process checks the pty still holds what it held: a refused dump takes nothing.
  */
 #include "scenario.h"
@@ -13,6 +15,18 @@
 #include <termios.h>
 
 static int master = -1, slave = -1;
+static pid_t child = -1;
+
+static void give_up_terminal(void)
+{
+    if (setsid() < 0)
+        _exit(2);
+    int own = open(ptsname(master), O_RDWR);
+    int tty = open("/dev/tty", O_RDWR);
+    signal(SIGHUP, SIG_IGN);
+    if (own < 0 || tty < 0 || ioctl(tty, TIOCNOTTY) != 0)
+        _exit(2);
+}
 
 static void raw_slave(void)
 {
@@ -63,6 +77,11 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--hangup")) {
         close(slave);
         slave = -1;
+    } else if (sc_has_flag("--devtty")) {
+        close(slave);
+        slave = -1;
+        child = sc_fork_paused_child(give_up_terminal);
+        sc_wait_in_pause(child);
     } else {
         sc_die("no mode given");
     }
@@ -77,6 +96,11 @@ int main(int argc, char **argv)
         expect(master, "abc", "the master");
     } else if (sc_has_flag("--typed")) {
         expect(slave, "xyz", "the slave");
+    } else if (sc_has_flag("--devtty")) {
+        int status;
+        sc_check(waitpid(child, &status, WNOHANG) == 0, "the child is gone");
+        kill(child, SIGKILL);
+        waitpid(child, &status, 0);
     } else {
         struct pollfd ready = {master, POLLIN, 0};
         sc_check(poll(&ready, 1, 0) == 1 && (ready.revents & POLLHUP), "the master shows no hang-up (%#x)", ready.revents);

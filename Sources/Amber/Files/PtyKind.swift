@@ -87,15 +87,20 @@ struct PtyMasterKind: OpenFileKind {
     }
 }
 
-/// A description of the slave of a pty (/dev/pts/N) whose master the tree holds, opened at
-/// restore through the new master (TIOCGPTPEER). A slave whose master no process of the tree
-/// holds is refused (`PtyMasterKind.check(tree:)`), and one whose master is closed shows as
+/// A description of the slave of a pty (/dev/pts/N, or /dev/tty opened on it as a controlling
+/// terminal) whose master the tree holds, opened at restore by the new pty's /dev/pts/N as the
+/// task, or as /dev/tty in the leader of the session whose terminal it is
+/// (`ControllingTerminals`). A slave whose master no process of the tree holds is refused
+/// (`ControllingTerminals.check(tree:)`), and one whose master is closed shows as
 /// "/dev/pts/N (deleted)", which no kind takes.
 struct PtySlaveKind: OpenFileKind {
     let status: FileStatus
     let index: UInt32
+    /// Opened as /dev/tty.
+    let isControllingTerminal: Bool
 
     static func classify(_ descriptor: DescriptorProbe) throws -> PtySlaveKind? {
+        if descriptor.link == "/dev/tty" { return try classifyControllingTerminal(descriptor) }
         guard let index = PtyDevices.slaveIndex(link: descriptor.link) else { return nil }
         let status = try descriptor.status()
         let devpts = try PtyDevices.slaveDirectory()
@@ -103,20 +108,41 @@ struct PtySlaveKind: OpenFileKind {
             status.device == devpts.device
         else { return nil }
         try descriptor.checkPtyFlags("the pty \(descriptor.link)")
-        return PtySlaveKind(status: status, index: index)
+        return PtySlaveKind(status: status, index: index, isControllingTerminal: false)
     }
+
+    /// /dev/tty on a pty: the pty its TIOCGDEV names.
+    private static func classifyControllingTerminal(_ descriptor: DescriptorProbe) throws -> PtySlaveKind? {
+        let status = try descriptor.status()
+        guard status.isCharacterDevice, status.rdev == Terminals.controllingTerminalDevice else { return nil }
+        let copy = try descriptor.duplicate()
+        defer { try? copy.close() }
+        guard let device = try? Terminals.device(copy), let index = Terminals.slaveNumber(rdev: device) else {
+            return nil
+        }
+        try descriptor.checkPtyFlags("/dev/tty (the pty /dev/pts/\(index))")
+        return PtySlaveKind(status: status, index: index, isControllingTerminal: true)
+    }
+
+    /// A /dev/tty description is opened in the session's leader once it has its terminal, which
+    /// is after the root's helper gets the tree's shared descriptions (`TreeFiles`).
+    static var needsTheTree: Bool { true }
 
     var identity: OpenFileIdentity { OpenFileIdentity(device: status.device, inode: status.inode) }
 
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
         let slave = try descriptor.duplicate()
         defer { try? slave.close() }
-        let name = "the pty \(descriptor.link)"
+        let name = isControllingTerminal ? "/dev/tty (the pty /dev/pts/\(index))" : "the pty \(descriptor.link)"
         var record = Amber_PtySlave()
         record.index = index
-        record.ownerUid = status.uid
-        record.ownerGid = status.gid
-        record.mode = status.mode & 0o7777
+        if isControllingTerminal {
+            record.controllingTerminal = true
+        } else {
+            record.ownerUid = status.uid
+            record.ownerGid = status.gid
+            record.mode = status.mode & 0o7777
+        }
         do {
             record.exclusive = try Terminals.isExclusive(slave)
             let discipline = try Terminals.lineDiscipline(slave)
@@ -166,6 +192,7 @@ struct PtySlaveKind: OpenFileKind {
         let pty = try objects.object(UInt64(record.index)) { () throws -> RestoredPty in
             throw AmberError(.badImage, "the pty \(record.index) of process \(task.pid) has no master in the image")
         }
+        if record.controllingTerminal { return try pty.takeControllingTerminal(description, task: task) }
         return try pty.openSlave(record, flags: description.flags, task: task).rawValue
     }
 
@@ -173,7 +200,8 @@ struct PtySlaveKind: OpenFileKind {
     static func privilegedAsks(_ record: Amber_PtySlave, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
         -> [PrivilegedAsk]
     {
-        guard record.ownerUid != owner.fsuid || (record.ownerGid != owner.fsgid && record.ownerGid != PtyDevices.ttyGroup)
+        guard !record.controllingTerminal,
+            record.ownerUid != owner.fsuid || (record.ownerGid != owner.fsgid && record.ownerGid != PtyDevices.ttyGroup)
         else { return [] }
         return [
             PrivilegedAsk(
@@ -262,6 +290,9 @@ final class RestoredPty: SharedOpenFileObject {
     /// The first slave the restorer opened: through it the slave's exclusive mode is lifted
     /// while another is opened.
     private var keptSlave: FileDescriptor?
+    /// The /dev/tty descriptions of the image on this pty, by description id, opened in the leader
+    /// of its session (`ControllingTerminals.take`) and handed to the tasks that have them.
+    var controllingTerminals: [UInt32: FileDescriptor] = [:]
     private let imageTrusted: Bool
 
     init(_ record: Amber_PtyMaster, flags: UInt32, task: Amber_Task, imageTrusted: Bool) throws {
@@ -346,6 +377,23 @@ final class RestoredPty: SharedOpenFileObject {
         return opened
     }
 
+    /// Our descriptor of the /dev/tty description `description`, opened in the session's leader.
+    func takeControllingTerminal(_ description: Amber_OpenFileDescription, task: Amber_Task) throws -> Int32 {
+        guard let opened = controllingTerminals.removeValue(forKey: description.id) else {
+            throw AmberError(
+                .restoreFailed,
+                "/dev/tty of open file \(description.id) of process \(task.pid) was not opened in the leader of the session of the pty \(record.index)"
+            )
+        }
+        do {
+            try setStatusFlags(opened.rawValue, description.flags)
+        } catch {
+            try? opened.close()
+            throw AmberError(.restoreFailed, "cannot set the flags of /dev/tty for process \(task.pid): \(error)")
+        }
+        return opened.rawValue
+    }
+
     /// A description of the slave of the restorer's own (TIOCGPTPEER), for the caller to close.
     func openSlave(accessMode: Int32) throws -> FileDescriptor {
         try whileOpenable { () throws(LinuxError) in try Terminals.openSlave(master: master, flags: accessMode) }
@@ -353,7 +401,7 @@ final class RestoredPty: SharedOpenFileObject {
 
     /// Runs `open` while the slave may be opened: the lock and the slave's exclusive mode are
     /// lifted meanwhile, the latter through a slave the restorer keeps.
-    private func whileOpenable<Result>(_ open: () throws -> Result) throws -> Result {
+    func whileOpenable<Result>(_ open: () throws -> Result) throws -> Result {
         if keptSlave == nil {
             keptSlave = try unlocked { () throws(LinuxError) in try Terminals.openSlave(master: master, flags: O_RDWR) }
         }
@@ -381,6 +429,8 @@ final class RestoredPty: SharedOpenFileObject {
         try? master.close()
         try? keptSlave?.close()
         keptSlave = nil
+        for opened in controllingTerminals.values { try? opened.close() }
+        controllingTerminals = [:]
     }
 }
 

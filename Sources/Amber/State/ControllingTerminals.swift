@@ -21,9 +21,10 @@ enum ControllingTerminals {
         try OutsideDescriptors.refuseShared("/dev/ptmx", what: "a pty master", processes: processes)
         for (index, holders) in held.slaves.sorted(by: { $0.key < $1.key }) where held.masters[index] == nil {
             let holder = holders[0]
+            let device = holder.controllingTerminal ? "/dev/tty (the pty /dev/pts/\(index))" : "/dev/pts/\(index)"
             throw AmberError.unsupported(
                 holder.process.name,
-                "has fd \(holder.fd) open on the device /dev/pts/\(index), a pty whose master (/dev/ptmx) no process of the tree holds: not supported yet",
+                "has fd \(holder.fd) open on the device \(device), a pty whose master (/dev/ptmx) no process of the tree holds: not supported yet",
                 tree: holder.process.tree)
         }
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
@@ -41,6 +42,12 @@ enum ControllingTerminals {
             let copy = try master.process.descriptors.duplicate(master.fd)
             defer { try? copy.close() }
             let session = try Terminals.session(master: copy)
+            if session == nil, let holder = held.slaves[index]?.first(where: \.controllingTerminal) {
+                throw AmberError.unsupported(
+                    holder.process.name,
+                    "has fd \(holder.fd) on /dev/tty, the pty /dev/pts/\(index), which is no session's controlling terminal any more: /dev/tty is opened again only on one",
+                    tree: holder.process.tree)
+            }
             guard held.slaves[index] != nil else {
                 let terminal = session.map { ", the controlling terminal of session \($0)," } ?? ""
                 throw AmberError.unsupported(
@@ -92,20 +99,24 @@ enum ControllingTerminals {
     }
 
     private typealias Holder = (process: CheckedProcess, fd: Int32)
+    /// A descriptor of a slave; `controllingTerminal`: opened as /dev/tty.
+    private typealias SlaveHolder = (process: CheckedProcess, fd: Int32, controllingTerminal: Bool)
 
     /// The first descriptor of each pty's master the tree holds, and every one of its slaves, by
     /// pty number.
     private static func heldPtys(_ processes: [CheckedProcess]) throws -> (
-        masters: [UInt32: Holder], slaves: [UInt32: [Holder]]
+        masters: [UInt32: Holder], slaves: [UInt32: [SlaveHolder]]
     ) {
         var masters: [UInt32: Holder] = [:]
-        var slaves: [UInt32: [Holder]] = [:]
+        var slaves: [UInt32: [SlaveHolder]] = [:]
         for process in processes {
             for probe in try process.probes() {
                 if PtyDevices.masterPaths.contains(probe.link), let master = try? PtyMasterKind.classify(probe) {
                     if masters[master.index] == nil { masters[master.index] = (process, probe.fd) }
-                } else if PtyDevices.slaveIndex(link: probe.link) != nil, let slave = try? PtySlaveKind.classify(probe) {
-                    slaves[slave.index, default: []].append((process, probe.fd))
+                } else if PtyDevices.slaveIndex(link: probe.link) != nil || probe.link == "/dev/tty",
+                    let slave = try? PtySlaveKind.classify(probe)
+                {
+                    slaves[slave.index, default: []].append((process, probe.fd, slave.isControllingTerminal))
                 }
             }
         }
@@ -152,6 +163,36 @@ enum ControllingTerminals {
             try leader.injector.call(
                 "ioctl TIOCSCTTY of the pty \(pty.record.index)", SyscallNumber.ioctl, UInt64(fd),
                 Terminals.setControllingTerminal, 0)
+        }
+        try openControllingTerminals(of: pty, in: leader, tasks: tasks)
+    }
+
+    /// Opens /dev/tty in `leader`, which has just taken its terminal, once for each /dev/tty
+    /// description of the image on `pty`, and keeps our copies in it for the tasks that have them.
+    private static func openControllingTerminals(of pty: RestoredPty, in leader: TreeTask, tasks: [Amber_Task]) throws
+    {
+        var descriptions: [UInt32: Amber_OpenFileDescription] = [:]
+        for task in tasks where !task.zombie {
+            for description in task.files.descriptions {
+                guard case .ptySlave(let slave) = description.file, slave.controllingTerminal,
+                    slave.index == pty.record.index
+                else { continue }
+                descriptions[description.id] = description
+            }
+        }
+        guard !descriptions.isEmpty else { return }
+        let leaderPidfd = try Pidfd(pid: leader.pid)
+        for (id, description) in descriptions.sorted(by: { $0.key < $1.key }) {
+            let flags = Int32(bitPattern: description.flags) & O_ACCMODE | O_NOCTTY | O_CLOEXEC
+            let opened = try pty.whileOpenable { () throws -> UInt64 in
+                var arguments = leader.arguments()
+                let path = try arguments.place(Array("/dev/tty".utf8) + [0])
+                return try leader.injector.call(
+                    "open /dev/tty", SyscallNumber.openat, UInt64(bitPattern: Int64(AT_FDCWD)), path,
+                    UInt64(flags), 0)
+            }
+            defer { _ = try? leader.injector.call("close", SyscallNumber.close, opened) }
+            pty.controllingTerminals[id] = try leaderPidfd.duplicate(Int32(opened))
         }
     }
 

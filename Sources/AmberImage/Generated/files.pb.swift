@@ -1133,6 +1133,10 @@ public nonisolated struct Amber_PtySlave: Sendable {
 
   public var mode: UInt32 = 0
 
+  /// Opened as /dev/tty by a process whose controlling terminal the slave was: made again by
+  /// opening /dev/tty in the leader of the session its master names, which must have one.
+  public var controllingTerminal: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2981,7 +2985,7 @@ nonisolated extension Amber_PtyTerminalSettings: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Amber_PtySlave: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PtySlave"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}exclusive\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}mode\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}exclusive\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}mode\0\u{3}controlling_terminal\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2994,6 +2998,7 @@ nonisolated extension Amber_PtySlave: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.mode) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.controllingTerminal) }()
       default: break
       }
     }
@@ -3015,6 +3020,9 @@ nonisolated extension Amber_PtySlave: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.mode != 0 {
       try visitor.visitSingularUInt32Field(value: self.mode, fieldNumber: 5)
     }
+    if self.controllingTerminal != false {
+      try visitor.visitSingularBoolField(value: self.controllingTerminal, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3024,6 +3032,7 @@ nonisolated extension Amber_PtySlave: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.ownerUid != rhs.ownerUid {return false}
     if lhs.ownerGid != rhs.ownerGid {return false}
     if lhs.mode != rhs.mode {return false}
+    if lhs.controllingTerminal != rhs.controllingTerminal {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
