@@ -11,7 +11,9 @@ extension CrossRecordCheck {
                 if let other = masters[master.index], other.description != description.id {
                     throw ImageError(
                         .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
-                        detail: "the pty \(master.index) has two master descriptions, \(other.description) and \(description.id)")
+                        detail:
+                            "the pty \(master.index) has two master descriptions, \(other.description) and \(description.id)"
+                    )
                 }
                 masters[master.index] = (master, description.id)
             }
@@ -22,13 +24,15 @@ extension CrossRecordCheck {
                 guard let master = masters[slave.index] else {
                     throw ImageError(
                         .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
-                        detail: "open file \(description.id) is the slave of the pty \(slave.index), which has no master")
+                        detail:
+                            "open file \(description.id) is the slave of the pty \(slave.index), which has no master")
                 }
                 guard !slave.controllingTerminal || master.record.session != 0 else {
                     throw ImageError(
                         .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
                         detail:
-                            "open file \(description.id) is /dev/tty on the pty \(slave.index), which is no session's controlling terminal")
+                            "open file \(description.id) is /dev/tty on the pty \(slave.index), which is no session's controlling terminal"
+                    )
                 }
             }
         }
@@ -42,7 +46,8 @@ extension CrossRecordCheck {
                 throw ImageError(
                     .invalid, file: ImageFormat.taskRecordName(pid: session),
                     detail:
-                        "the pty \(index) is the controlling terminal of session \(session), which no live task of the image leads, or which has another")
+                        "the pty \(index) is the controlling terminal of session \(session), which no live task of the image leads, or which has another"
+                )
             }
             let foreground = master.record.foregroundGroup
             guard foreground == 0 || tasks.contains(where: { $0.pgid == foreground && $0.sid == session }) else {

@@ -26,11 +26,13 @@ extension TaskValidator {
             throw invalid("\(field).pty_master.settings.\(name)", "\(value) is out of range")
         }
         guard master.session == 0 || ImageFormat.pidRange.contains(master.session),
-            master.foregroundGroup == 0 || (master.session != 0 && ImageFormat.pidRange.contains(master.foregroundGroup))
+            master.foregroundGroup == 0
+                || (master.session != 0 && ImageFormat.pidRange.contains(master.foregroundGroup))
         else {
             throw invalid(
                 "\(field).pty_master",
-                "session \(master.session) and foreground group \(master.foregroundGroup) are not process IDs of a session")
+                "session \(master.session) and foreground group \(master.foregroundGroup) are not process IDs of a session"
+            )
         }
     }
 
@@ -47,7 +49,8 @@ extension TaskValidator {
         guard description.flags & ~Self.ptyFlags == 0, description.flags & 0o3 != 0o3 else {
             throw invalid(
                 "\(field).flags",
-                "0o\(String(description.flags, radix: 8)) is not an access mode with O_NONBLOCK, O_APPEND or O_LARGEFILE")
+                "0o\(String(description.flags, radix: 8)) is not an access mode with O_NONBLOCK, O_APPEND or O_LARGEFILE"
+            )
         }
         guard description.offset == 0 else {
             throw invalid("\(field).offset", "\(description.offset): a pty has no offset")

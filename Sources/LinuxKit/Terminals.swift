@@ -71,14 +71,18 @@ public enum Terminals {
     /// The kernel's struct termios of the slave, through either end.
     public static func attributes(_ fd: FileDescriptor) throws(LinuxError) -> TerminalAttributes {
         var bytes = [UInt8](repeating: 0, count: TerminalAttributes.byteCount)
-        _ = try libcResult("ioctl TCGETS") { bytes.withUnsafeMutableBytes { ioctl(fd.rawValue, getAttributes, $0.baseAddress!) } }.get()
+        _ = try libcResult("ioctl TCGETS") {
+            bytes.withUnsafeMutableBytes { ioctl(fd.rawValue, getAttributes, $0.baseAddress!) }
+        }.get()
         return TerminalAttributes(bytes: bytes)
     }
 
     /// Sets the slave's termios at once (TCSETS), through either end.
     public static func setAttributes(_ fd: FileDescriptor, _ attributes: TerminalAttributes) throws(LinuxError) {
         var bytes = attributes.bytes
-        _ = try libcResult("ioctl TCSETS") { bytes.withUnsafeMutableBytes { ioctl(fd.rawValue, setAttributes, $0.baseAddress!) } }.get()
+        _ = try libcResult("ioctl TCSETS") {
+            bytes.withUnsafeMutableBytes { ioctl(fd.rawValue, setAttributes, $0.baseAddress!) }
+        }.get()
     }
 
     /// The slave's window size, through either end.

@@ -1131,8 +1131,14 @@ final class TaskValidationTests: ImageTestCase {
         }
         try assertRejected("\(field).pty_master.settings.rows") { master(&$0) { $0.settings.rows = 70000 } }
         try assertRejected("\(field).pty_master") { master(&$0) { $0.foregroundGroup = 7 } }
-        try assertRejected("\(field).offset") { master(&$0); $0.files.descriptions[1].offset = 5 }
-        try assertRejected("\(field).flags") { master(&$0); $0.files.descriptions[1].flags = 0o3 }
+        try assertRejected("\(field).offset") {
+            master(&$0)
+            $0.files.descriptions[1].offset = 5
+        }
+        try assertRejected("\(field).flags") {
+            master(&$0)
+            $0.files.descriptions[1].flags = 0o3
+        }
         func slave(_ task: inout Amber_Task, mode: UInt32) {
             task.files.descriptions[1].flags = 0o2
             task.files.descriptions[1].offset = 0

@@ -64,7 +64,8 @@ final class TmuxTests: ScenarioTestCase {
     /// Runs the tmux client on the server at `socket`; its output.
     @discardableResult
     private func tmux(_ socket: String, _ arguments: [String], in directory: String) throws -> String {
-        let (status, output) = try Spawn.run(["/usr/bin/env", "-u", "TMUX", Self.tmux, "-S", socket] + arguments, in: directory)
+        let (status, output) = try Spawn.run(
+            ["/usr/bin/env", "-u", "TMUX", Self.tmux, "-S", socket] + arguments, in: directory)
         guard status == .exited(0) else {
             throw RunnerError("tmux \(arguments.joined(separator: " ")) ended with \(status): \(output)")
         }

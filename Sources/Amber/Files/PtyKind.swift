@@ -64,7 +64,8 @@ struct PtyMasterKind: OpenFileKind {
                 )
             }
         } catch let error as LinuxError {
-            throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(name), which cannot be read: \(error)")
+            throw AmberError.unsupported(
+                descriptor.process, "has fd \(descriptor.fd) on \(name), which cannot be read: \(error)")
         }
         return .ptyMaster(record)
     }
@@ -172,7 +173,8 @@ struct PtySlaveKind: OpenFileKind {
                 )
             }
         } catch let error as LinuxError {
-            throw AmberError.unsupported(descriptor.process, "has fd \(descriptor.fd) on \(name), which cannot be read: \(error)")
+            throw AmberError.unsupported(
+                descriptor.process, "has fd \(descriptor.fd) on \(name), which cannot be read: \(error)")
         }
         return .ptySlave(record)
     }
@@ -337,7 +339,8 @@ final class RestoredPty: SharedOpenFileObject {
             try setStatusFlags(copy, description.flags)
             return copy
         } catch {
-            throw AmberError(.restoreFailed, "cannot hand the pty master \(record.index) to process \(task.pid): \(error)")
+            throw AmberError(
+                .restoreFailed, "cannot hand the pty master \(record.index) to process \(task.pid): \(error)")
         }
     }
 

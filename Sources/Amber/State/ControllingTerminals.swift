@@ -169,8 +169,7 @@ enum ControllingTerminals {
 
     /// Opens /dev/tty in `leader`, which has just taken its terminal, once for each /dev/tty
     /// description of the image on `pty`, and keeps our copies in it for the tasks that have them.
-    private static func openControllingTerminals(of pty: RestoredPty, in leader: TreeTask, tasks: [Amber_Task]) throws
-    {
+    private static func openControllingTerminals(of pty: RestoredPty, in leader: TreeTask, tasks: [Amber_Task]) throws {
         var descriptions: [UInt32: Amber_OpenFileDescription] = [:]
         for task in tasks where !task.zombie {
             for description in task.files.descriptions {
