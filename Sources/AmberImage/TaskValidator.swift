@@ -101,7 +101,7 @@ struct TaskValidator {
         try validateSeccomp(task)
     }
 
-    private func invalid(_ field: String, _ problem: String) -> ImageError {
+    func invalid(_ field: String, _ problem: String) -> ImageError {
         ImageError(.invalid, file: file, detail: "\(field): \(problem)")
     }
 
@@ -620,6 +620,8 @@ struct TaskValidator {
             case .inotify(let inotify): try validateInotify(inotify, description: description, field: field)
             case .tcpConnection(let connection):
                 try validateTcpConnection(connection, description: description, field: field)
+            case .ptyMaster(let master): try validatePtyMaster(master, description: description, field: field)
+            case .ptySlave(let slave): try validatePtySlave(slave, description: description, field: field)
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {

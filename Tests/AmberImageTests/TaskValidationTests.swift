@@ -1135,4 +1135,45 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(field).accepted_connections") { listener(&$0) { $0.acceptedConnections = [0] } }
         try assertRejected("\(field).pending_connections") { listener(&$0) { $0.listening = false } }
     }
+
+    /// A pty master: a path of ptmx, NCCS control characters, a window within 16 bits, a session
+    /// and foreground group that are process IDs; a pty end has an access mode and no offset.
+    func testPtys() throws {
+        let field = "files.descriptions[1]"
+        func master(_ task: inout Amber_Task, _ change: (inout Amber_PtyMaster) -> Void = { _ in }) {
+            var master = Amber_PtyMaster()
+            master.index = 3
+            master.path = "/dev/ptmx"
+            master.settings.controlCharacters = Data(repeating: 0, count: 19)
+            master.settings.rows = 24
+            master.settings.columns = 80
+            change(&master)
+            task.files.descriptions[1].flags = 0o2 | 0o100000
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].ptyMaster = master
+        }
+        try assertAccepted { master(&$0) }
+        try assertAccepted { master(&$0) { ($0.session, $0.foregroundGroup) = (Fixture.pid, Fixture.pid) } }
+        try assertRejected("\(field).pty_master.path") { master(&$0) { $0.path = "/dev/tty" } }
+        try assertRejected("\(field).pty_master.settings.control_characters") {
+            master(&$0) { $0.settings.controlCharacters = Data([3]) }
+        }
+        try assertRejected("\(field).pty_master.settings.rows") { master(&$0) { $0.settings.rows = 70000 } }
+        try assertRejected("\(field).pty_master") { master(&$0) { $0.foregroundGroup = 7 } }
+        try assertRejected("\(field).offset") {
+            master(&$0)
+            $0.files.descriptions[1].offset = 5
+        }
+        try assertRejected("\(field).flags") {
+            master(&$0)
+            $0.files.descriptions[1].flags = 0o3
+        }
+        func slave(_ task: inout Amber_Task, mode: UInt32) {
+            task.files.descriptions[1].flags = 0o2
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].ptySlave.index = 3
+            task.files.descriptions[1].ptySlave.mode = mode
+        }
+        try assertRejected("\(field).pty_slave.mode") { slave(&$0, mode: 0o20620) }
+    }
 }

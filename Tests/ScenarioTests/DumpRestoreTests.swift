@@ -192,4 +192,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// the private copies are the process's own.
     func testMappedUnnamed() throws { try runDumped(.mappedUnnamed) }
     func testLeaveRunningMappedUnnamed() throws { try runLeaveRunning(.mappedUnnamed) }
+    /// Both ptys with their settings; the session leader's controlling terminal and its
+    /// foreground group; the peers answer through them, the grandchild through /dev/tty.
+    func testPtys() throws { try runDumped(.ptys) }
+    func testLeaveRunningPtys() throws { try runLeaveRunning(.ptys) }
 }

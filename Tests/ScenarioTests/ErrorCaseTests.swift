@@ -427,6 +427,28 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--unix"), object: "SCM_RIGHTS", mentions: ["a unix socket"])
     }
 
+    /// Named, each with the pty and why; what the pty holds is still there after the refusal.
+    func testDumpRefusesPtyInCanonicalMode() throws {
+        try checkUnsupported(.unsupportedPty("--canonical"), object: "canonical mode (ICANON)", mentions: ["/dev/pts/"])
+    }
+    func testDumpRefusesPtyHoldingOutput() throws {
+        try checkUnsupported(
+            .unsupportedPty("--queued"), object: "3 bytes the slave wrote that the master has not read",
+            mentions: ["/dev/ptmx"])
+    }
+    func testDumpRefusesPtyHoldingInput() throws {
+        try checkUnsupported(
+            .unsupportedPty("--typed"), object: "3 bytes the master wrote that the slave has not read",
+            mentions: ["/dev/pts/"])
+    }
+    func testDumpRefusesPtyWithoutSlave() throws {
+        try checkUnsupported(.unsupportedPty("--hangup"), object: "whose slave no process holds open")
+    }
+    func testDumpRefusesControllingTerminalFileOfNoSession() throws {
+        try checkUnsupported(
+            .unsupportedPty("--devtty"), object: "no session's controlling terminal any more", mentions: ["/dev/tty"])
+    }
+
     /// Queued data its reader would read with the sender's credentials (SO_PASSCRED).
     func testDumpRefusesUnixSocketQueueWithCredentials() throws {
         try checkUnsupported(.unsupportedSocket, object: "SO_PASSCRED", mentions: ["a unix socket"])

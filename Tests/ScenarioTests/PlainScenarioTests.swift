@@ -180,4 +180,10 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTcpHalfClosed() throws { try runPlain(.tcpHalfClosed) }
     func testTcpConnectionsInet6() throws { try runPlain(.tcpConnectionsInet6) }
     func testTcpReadShutDown() throws { try runPlain(.tcpReadShutDown) }
+    func testPtys() throws { try runPlain(.ptys) }
+    func testUnsupportedPty() throws {
+        for flag in ["--canonical", "--queued", "--typed", "--hangup", "--devtty"] {
+            try runPlain(.unsupportedPty(flag))
+        }
+    }
 }

@@ -191,6 +191,10 @@ struct Scenario: Sendable {
     static let unsupportedUnixOwner = Scenario(name: "unsupported_unix_socket", args: ["--owner"])
     /// Connections and a pair made by a child that became uid 1000, to a listener of root's.
     static let unixPeerCredentials = Scenario(name: "unix_peer_credentials")
+    /// Two ptys with both ends in the tree, one a session's controlling terminal (see ptys.c).
+    static let ptys = Scenario(name: "ptys")
+    /// A pty amber refuses (see unsupported_pty.c).
+    static func unsupportedPty(_ flag: String) -> Scenario { Scenario(name: "unsupported_pty", args: [flag]) }
     /// Unix sockets bound to paths and abstract names, listeners with connections not accepted yet.
     static let unixBound = Scenario(name: "unix_bound")
     static let unsupportedUnixUnlinked = Scenario(name: "unsupported_unix_socket", args: ["--unlinked"])
@@ -284,6 +288,7 @@ struct Scenario: Sendable {
             unixPeerCredentials,
         ]
         + [tcpConnections, tcpHalfClosed, tcpConnectionsInet6, tcpReadShutDown]
+        + [ptys] + ["--canonical", "--queued", "--typed", "--hangup", "--devtty"].map(unsupportedPty)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -191,6 +191,22 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .externalFile(newValue)}
   }
 
+  public var ptyMaster: Amber_PtyMaster {
+    get {
+      if case .ptyMaster(let v)? = file {return v}
+      return Amber_PtyMaster()
+    }
+    set {file = .ptyMaster(newValue)}
+  }
+
+  public var ptySlave: Amber_PtySlave {
+    get {
+      if case .ptySlave(let v)? = file {return v}
+      return Amber_PtySlave()
+    }
+    set {file = .ptySlave(newValue)}
+  }
+
   public var tcpConnection: Amber_TcpConnection {
     get {
       if case .tcpConnection(let v)? = file {return v}
@@ -221,6 +237,8 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case memfd(Amber_Memfd)
     case deletedFile(Amber_DeletedFile)
     case externalFile(Amber_ExternalFile)
+    case ptyMaster(Amber_PtyMaster)
+    case ptySlave(Amber_PtySlave)
     case tcpConnection(Amber_TcpConnection)
 
   }
@@ -1252,6 +1270,135 @@ public nonisolated struct Amber_TcpConnection: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// The master of a pty (/dev/ptmx) whose slave the tree holds open too: made again by opening
+/// /dev/ptmx as the task, so the pty gets the number devpts gives it then (its slave's
+/// /dev/pts/N may differ). Its one description is the pty: a master cannot be opened again.
+public nonisolated struct Amber_PtyMaster: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The pty's number at the dump (/dev/pts/N): unique in the image, the id its slaves name.
+  public var index: UInt32 {
+    get {_storage._index}
+    set {_uniqueStorage()._index = newValue}
+  }
+
+  /// /dev/ptmx or /dev/pts/ptmx, the path it was opened by.
+  public var path: String {
+    get {_storage._path}
+    set {_uniqueStorage()._path = newValue}
+  }
+
+  public var settings: Amber_PtyTerminalSettings {
+    get {_storage._settings ?? Amber_PtyTerminalSettings()}
+    set {_uniqueStorage()._settings = newValue}
+  }
+  /// Returns true if `settings` has been explicitly set.
+  public var hasSettings: Bool {_storage._settings != nil}
+  /// Clears the value of `settings`. Subsequent reads from it will return its default value.
+  public mutating func clearSettings() {_uniqueStorage()._settings = nil}
+
+  /// TIOCPKT: packet mode of the master.
+  public var packetMode: Bool {
+    get {_storage._packetMode}
+    set {_uniqueStorage()._packetMode = newValue}
+  }
+
+  /// TIOCSPTLCK: the slave may not be opened.
+  public var locked: Bool {
+    get {_storage._locked}
+    set {_uniqueStorage()._locked = newValue}
+  }
+
+  /// TIOCEXCL on the master.
+  public var exclusive: Bool {
+    get {_storage._exclusive}
+    set {_uniqueStorage()._exclusive = newValue}
+  }
+
+  /// The session whose controlling terminal the slave is (the PID of its leader, a process of
+  /// the image), 0 for none; and that session's foreground process group (TIOCGPGRP).
+  public var session: Int32 {
+    get {_storage._session}
+    set {_uniqueStorage()._session = newValue}
+  }
+
+  public var foregroundGroup: Int32 {
+    get {_storage._foregroundGroup}
+    set {_uniqueStorage()._foregroundGroup = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// What the slave of a pty keeps however many descriptions are open on it: its termios and
+/// window size. Termios is the kernel's struct termios, not glibc's.
+public nonisolated struct Amber_PtyTerminalSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var inputFlags: UInt32 = 0
+
+  public var outputFlags: UInt32 = 0
+
+  public var controlFlags: UInt32 = 0
+
+  public var localFlags: UInt32 = 0
+
+  public var line: UInt32 = 0
+
+  /// c_cc, the kernel's NCCS (19) bytes.
+  public var controlCharacters: Data = Data()
+
+  /// TIOCGWINSZ.
+  public var rows: UInt32 = 0
+
+  public var columns: UInt32 = 0
+
+  public var xPixels: UInt32 = 0
+
+  public var yPixels: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A description of the slave of a pty (/dev/pts/N) whose master the tree holds: opened at
+/// restore through the new master (TIOCGPTPEER).
+public nonisolated struct Amber_PtySlave: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The pty's number at the dump: its master's `index`.
+  public var index: UInt32 = 0
+
+  /// TIOCEXCL on the slave (the same in every description of it).
+  public var exclusive: Bool = false
+
+  /// The /dev/pts/N node's owner and permission bits (chown, chmod, `mesg n`).
+  public var ownerUid: UInt32 = 0
+
+  public var ownerGid: UInt32 = 0
+
+  public var mode: UInt32 = 0
+
+  /// Opened as /dev/tty by a process whose controlling terminal the slave was: made again by
+  /// opening /dev/tty in the leader of the session its master names, which must have one.
+  public var controllingTerminal: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "amber"
@@ -1298,7 +1445,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{4}(tcp_connection\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{4}\u{a}pty_master\0\u{3}pty_slave\0\u{4}\u{1d}tcp_connection\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1518,6 +1665,32 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
           self.file = .externalFile(v)
         }
       }()
+      case 100: try {
+        var v: Amber_PtyMaster?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .ptyMaster(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .ptyMaster(v)
+        }
+      }()
+      case 101: try {
+        var v: Amber_PtySlave?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .ptySlave(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .ptySlave(v)
+        }
+      }()
       case 130: try {
         var v: Amber_TcpConnection?
         var hadOneofValue = false
@@ -1620,6 +1793,14 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     case .externalFile?: try {
       guard case .externalFile(let v)? = self.file else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
+    }()
+    case .ptyMaster?: try {
+      guard case .ptyMaster(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 100)
+    }()
+    case .ptySlave?: try {
+      guard case .ptySlave(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 101)
     }()
     case .tcpConnection?: try {
       guard case .tcpConnection(let v)? = self.file else { preconditionFailure() }
@@ -3251,6 +3432,255 @@ nonisolated extension Amber_TcpConnection: SwiftProtobuf.Message, SwiftProtobuf.
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_PtyMaster: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PtyMaster"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}path\0\u{1}settings\0\u{3}packet_mode\0\u{1}locked\0\u{1}exclusive\0\u{1}session\0\u{3}foreground_group\0")
+
+  fileprivate class _StorageClass {
+    var _index: UInt32 = 0
+    var _path: String = String()
+    var _settings: Amber_PtyTerminalSettings? = nil
+    var _packetMode: Bool = false
+    var _locked: Bool = false
+    var _exclusive: Bool = false
+    var _session: Int32 = 0
+    var _foregroundGroup: Int32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _index = source._index
+      _path = source._path
+      _settings = source._settings
+      _packetMode = source._packetMode
+      _locked = source._locked
+      _exclusive = source._exclusive
+      _session = source._session
+      _foregroundGroup = source._foregroundGroup
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._index) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._path) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._settings) }()
+        case 4: try { try decoder.decodeSingularBoolField(value: &_storage._packetMode) }()
+        case 5: try { try decoder.decodeSingularBoolField(value: &_storage._locked) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._exclusive) }()
+        case 7: try { try decoder.decodeSingularInt32Field(value: &_storage._session) }()
+        case 8: try { try decoder.decodeSingularInt32Field(value: &_storage._foregroundGroup) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._index != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._index, fieldNumber: 1)
+      }
+      if !_storage._path.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._path, fieldNumber: 2)
+      }
+      try { if let v = _storage._settings {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      if _storage._packetMode != false {
+        try visitor.visitSingularBoolField(value: _storage._packetMode, fieldNumber: 4)
+      }
+      if _storage._locked != false {
+        try visitor.visitSingularBoolField(value: _storage._locked, fieldNumber: 5)
+      }
+      if _storage._exclusive != false {
+        try visitor.visitSingularBoolField(value: _storage._exclusive, fieldNumber: 6)
+      }
+      if _storage._session != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._session, fieldNumber: 7)
+      }
+      if _storage._foregroundGroup != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._foregroundGroup, fieldNumber: 8)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_PtyMaster, rhs: Amber_PtyMaster) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._index != rhs_storage._index {return false}
+        if _storage._path != rhs_storage._path {return false}
+        if _storage._settings != rhs_storage._settings {return false}
+        if _storage._packetMode != rhs_storage._packetMode {return false}
+        if _storage._locked != rhs_storage._locked {return false}
+        if _storage._exclusive != rhs_storage._exclusive {return false}
+        if _storage._session != rhs_storage._session {return false}
+        if _storage._foregroundGroup != rhs_storage._foregroundGroup {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_PtyTerminalSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PtyTerminalSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}input_flags\0\u{3}output_flags\0\u{3}control_flags\0\u{3}local_flags\0\u{1}line\0\u{3}control_characters\0\u{1}rows\0\u{1}columns\0\u{3}x_pixels\0\u{3}y_pixels\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.inputFlags) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.outputFlags) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.controlFlags) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.localFlags) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.line) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.controlCharacters) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.rows) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.columns) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.xPixels) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.yPixels) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.inputFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.inputFlags, fieldNumber: 1)
+    }
+    if self.outputFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.outputFlags, fieldNumber: 2)
+    }
+    if self.controlFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.controlFlags, fieldNumber: 3)
+    }
+    if self.localFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.localFlags, fieldNumber: 4)
+    }
+    if self.line != 0 {
+      try visitor.visitSingularUInt32Field(value: self.line, fieldNumber: 5)
+    }
+    if !self.controlCharacters.isEmpty {
+      try visitor.visitSingularBytesField(value: self.controlCharacters, fieldNumber: 6)
+    }
+    if self.rows != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rows, fieldNumber: 7)
+    }
+    if self.columns != 0 {
+      try visitor.visitSingularUInt32Field(value: self.columns, fieldNumber: 8)
+    }
+    if self.xPixels != 0 {
+      try visitor.visitSingularUInt32Field(value: self.xPixels, fieldNumber: 9)
+    }
+    if self.yPixels != 0 {
+      try visitor.visitSingularUInt32Field(value: self.yPixels, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_PtyTerminalSettings, rhs: Amber_PtyTerminalSettings) -> Bool {
+    if lhs.inputFlags != rhs.inputFlags {return false}
+    if lhs.outputFlags != rhs.outputFlags {return false}
+    if lhs.controlFlags != rhs.controlFlags {return false}
+    if lhs.localFlags != rhs.localFlags {return false}
+    if lhs.line != rhs.line {return false}
+    if lhs.controlCharacters != rhs.controlCharacters {return false}
+    if lhs.rows != rhs.rows {return false}
+    if lhs.columns != rhs.columns {return false}
+    if lhs.xPixels != rhs.xPixels {return false}
+    if lhs.yPixels != rhs.yPixels {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_PtySlave: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PtySlave"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}exclusive\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}mode\0\u{3}controlling_terminal\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.exclusive) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.mode) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.controllingTerminal) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.index != 0 {
+      try visitor.visitSingularUInt32Field(value: self.index, fieldNumber: 1)
+    }
+    if self.exclusive != false {
+      try visitor.visitSingularBoolField(value: self.exclusive, fieldNumber: 2)
+    }
+    if self.ownerUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerUid, fieldNumber: 3)
+    }
+    if self.ownerGid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 4)
+    }
+    if self.mode != 0 {
+      try visitor.visitSingularUInt32Field(value: self.mode, fieldNumber: 5)
+    }
+    if self.controllingTerminal != false {
+      try visitor.visitSingularBoolField(value: self.controllingTerminal, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_PtySlave, rhs: Amber_PtySlave) -> Bool {
+    if lhs.index != rhs.index {return false}
+    if lhs.exclusive != rhs.exclusive {return false}
+    if lhs.ownerUid != rhs.ownerUid {return false}
+    if lhs.ownerGid != rhs.ownerGid {return false}
+    if lhs.mode != rhs.mode {return false}
+    if lhs.controllingTerminal != rhs.controllingTerminal {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
