@@ -1438,6 +1438,26 @@ extension TaskValidator {
     /// SOCK_STREAM with IPPROTO_TCP, SOCK_DGRAM with IPPROTO_UDP.
     private static let inetSocketProtocols: Set<[Int32]> = [[1, 6], [2, 17]]
 
+    /// A peer only a bound UDP socket has (connect binds it): an address of the socket's family
+    /// and a port, as getpeername gave them.
+    private func validateInetSocketPeer(_ socket: Amber_InetSocket, addressSize: Int, field: String)
+        throws(ImageError)
+    {
+        guard socket.type == 2, socket.state == .bound else {
+            throw invalid("\(field).peer_address", "only a bound UDP socket is restored connected")
+        }
+        guard socket.peerAddress.count == addressSize else {
+            throw invalid(
+                "\(field).peer_address", "\(socket.peerAddress.count) bytes; expected \(addressSize) for its family")
+        }
+        guard socket.peerPort > 0, socket.peerPort <= UInt32(UInt16.max) else {
+            throw invalid("\(field).peer_port", "\(socket.peerPort) is not a port from 1 to 65535")
+        }
+        guard socket.family == 10 || socket.peerScopeID == 0 else {
+            throw invalid("\(field).peer_scope_id", "\(socket.peerScopeID) on an AF_INET address")
+        }
+    }
+
     fileprivate func validateInetSocket(
         _ socket: Amber_InetSocket, description: Amber_OpenFileDescription, field: String
     ) throws(ImageError) {
@@ -1484,6 +1504,9 @@ extension TaskValidator {
         }
         guard socket.backlog <= UInt32(Int32.max) else {
             throw invalid("\(socketField).backlog", "\(socket.backlog) is above \(Int32.max)")
+        }
+        if !socket.peerAddress.isEmpty || socket.peerPort != 0 || socket.peerScopeID != 0 {
+            try validateInetSocketPeer(socket, addressSize: addressSize, field: socketField)
         }
         var seen: Set<[Int32]> = []
         for (index, option) in socket.options.enumerated() {

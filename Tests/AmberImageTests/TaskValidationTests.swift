@@ -780,6 +780,40 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(field).options[0]") { socket(&$0) { $0.options[0].name = 36 } }
     }
 
+    /// A connected UDP socket: bound, its peer an address of its family (v4-mapped in an
+    /// AF_INET6 one) and a port; no TCP socket, fresh socket or listener has a peer.
+    func testInetSocketPeer() throws {
+        let field = "files.descriptions[1].inet_socket"
+        func socket(_ task: inout Amber_Task, _ change: (inout Amber_InetSocket) -> Void) {
+            var record = Amber_InetSocket()
+            (record.family, record.type, record.protocol) = (2, 2, 17)
+            (record.state, record.address, record.port) = (.bound, Data([127, 0, 0, 1]), 5353)
+            (record.peerAddress, record.peerPort) = (Data([127, 0, 0, 1]), 53)
+            change(&record)
+            task.files.descriptions[1].flags = 0o2
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].inetSocket = record
+        }
+        try assertAccepted { socket(&$0) { _ in } }
+        try assertAccepted {
+            socket(&$0) {
+                $0.family = 10
+                $0.address = Data(count: 16)
+                $0.peerAddress = Data([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1])
+                $0.peerScopeID = 3
+            }
+        }
+        try assertRejected("\(field).peer_address") { socket(&$0) { ($0.type, $0.protocol) = (1, 6) } }
+        try assertRejected("\(field).peer_address") {
+            socket(&$0) { ($0.state, $0.address, $0.port) = (.fresh, Data(), 0) }
+        }
+        try assertRejected("\(field).peer_address") { socket(&$0) { $0.peerAddress = Data(count: 16) } }
+        try assertRejected("\(field).peer_address") { socket(&$0) { $0.peerAddress = Data() } }
+        try assertRejected("\(field).peer_port") { socket(&$0) { $0.peerPort = 0 } }
+        try assertRejected("\(field).peer_port") { socket(&$0) { $0.peerPort = 65536 } }
+        try assertRejected("\(field).peer_scope_id") { socket(&$0) { $0.peerScopeID = 1 } }
+    }
+
     /// The fixture's anonymous area 1 made shared anonymous memory: object 77 of 8 pages, mapped
     /// from its second page, its fourth page saved in shmem-77.img.
     private static func sharingAnonymousMemory(_ task: inout Amber_Task) {

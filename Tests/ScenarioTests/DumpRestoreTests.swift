@@ -187,4 +187,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// the private copies are the process's own.
     func testMappedUnnamed() throws { try runDumped(.mappedUnnamed) }
     func testLeaveRunningMappedUnnamed() throws { try runLeaveRunning(.mappedUnnamed) }
+    /// Wildcard and dual-stack listeners and UDP sockets with their options; connected UDP
+    /// sockets connected again, their peers answering, strangers still filtered out.
+    func testInetDualStack() throws { try runDumped(.inetDualStack) }
+    func testLeaveRunningInetDualStack() throws { try runLeaveRunning(.inetDualStack) }
 }

@@ -168,4 +168,5 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixListenerOutside() throws { try runPlain(.unsupportedUnixListenerOutside) }
     func testUnsupportedUnixClientClosed() throws { try runPlain(.unsupportedUnixClientClosed) }
     func testMappedUnnamed() throws { try runPlain(.mappedUnnamed) }
+    func testInetDualStack() throws { try runPlain(.inetDualStack) }
 }

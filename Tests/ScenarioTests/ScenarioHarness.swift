@@ -269,6 +269,7 @@ struct Scenario: Sendable {
         + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
         + [mappedUnnamed]
         + [unsupportedUnixOutOfBand]
+        + [inetDualStack]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored
