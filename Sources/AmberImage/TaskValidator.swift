@@ -612,6 +612,7 @@ struct TaskValidator {
             case .externalFile(let external):
                 try validateExternalFile(external, flags: description.flags, field: "\(field).external_file")
             case .inetSocket(let socket): try validateInetSocket(socket, description: description, field: field)
+            case .netlinkSocket(let socket): try validateNetlinkSocket(socket, description: description, field: field)
             case .unixSocket(let socket): try validateUnixSocket(socket, description: description, field: field)
             case .memfd(let memfd): try validateMemfd(memfd, field: "\(field).memfd")
             case .deletedFile(let file): try validateDeletedFile(file, field: "\(field).deleted_file")
@@ -1521,6 +1522,59 @@ extension TaskValidator {
             guard option.value.count == kind.size else {
                 throw invalid(
                     "\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
+            }
+            guard seen.insert([option.level, option.name]).inserted else {
+                throw invalid(optionField, "\(kind.label) is set twice")
+            }
+        }
+    }
+}
+
+extension TaskValidator {
+    /// The largest multicast group a netlink socket's record may name (NETLINK_ROUTE has about 40).
+    private static let maximumNetlinkGroup: UInt32 = 1024
+
+    fileprivate func validateNetlinkSocket(
+        _ socket: Amber_NetlinkSocket, description: Amber_OpenFileDescription, field: String
+    ) throws(ImageError) {
+        let socketField = "\(field).netlink_socket"
+        guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
+            throw invalid(
+                "\(field).flags",
+                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as a socket is made"
+            )
+        }
+        guard description.offset == 0 else {
+            throw invalid("\(field).offset", "\(description.offset): a socket has no offset")
+        }
+        guard socket.type == 2 || socket.type == 3 else {
+            throw invalid("\(socketField).type", "\(socket.type) is not SOCK_DGRAM (2) or SOCK_RAW (3)")
+        }
+        guard ImageFormat.netlinkProtocols.contains(socket.protocol) else {
+            throw invalid(
+                "\(socketField).protocol", "\(socket.protocol) is not NETLINK_ROUTE (0) or NETLINK_SOCK_DIAG (4)")
+        }
+        var previous: UInt32 = 0
+        for (index, group) in socket.groups.enumerated() {
+            guard group > previous, group <= Self.maximumNetlinkGroup else {
+                throw invalid(
+                    "\(socketField).groups[\(index)]",
+                    "\(group) is not a group from 1 to \(Self.maximumNetlinkGroup) above the one before")
+            }
+            previous = group
+        }
+        var seen: Set<[Int32]> = []
+        for (index, option) in socket.options.enumerated() {
+            let optionField = "\(socketField).options[\(index)]"
+            guard
+                let kind = ImageFormat.netlinkSocketOptions.first(where: {
+                    $0.level == option.level && $0.name == option.name
+                })
+            else {
+                throw invalid(optionField, "level \(option.level), name \(option.name) is no option amber sets again")
+            }
+            guard option.value.count == kind.size else {
+                throw invalid("\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
             }
             guard seen.insert([option.level, option.name]).inserted else {
                 throw invalid(optionField, "\(kind.label) is set twice")

@@ -392,6 +392,18 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--inet6"), object: "a raw socket (SOCK_RAW)", mentions: ["ICMPv6 (58)"])
     }
 
+    /// A netlink socket with messages queued, connected, or of a protocol other than
+    /// NETLINK_ROUTE and NETLINK_SOCK_DIAG: refused, naming it and why; the target keeps it.
+    func testDumpRefusesNetlinkSocketsItDoesNotRestore() throws {
+        for (flag, object) in [
+            ("--queued", "with messages queued"), ("--connected", "connected to port id"),
+            ("--uevent", "NETLINK_KOBJECT_UEVENT (15)"),
+        ] {
+            try checkUnsupported(.unsupportedNetlink(flag), object: object, mentions: ["a netlink socket (socket:["])
+        }
+        try checkUnsupported(.unsupportedKind("--netlink"), object: "NETLINK_GENERIC (16)")
+    }
+
     /// An inet socket with a connection, queued data or an option amber does not set again:
     /// refused, naming it and why; the target keeps its connection and data.
     func testDumpRefusesInetSocketsItDoesNotRestore() throws {

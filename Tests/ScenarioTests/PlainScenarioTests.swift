@@ -169,4 +169,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixClientClosed() throws { try runPlain(.unsupportedUnixClientClosed) }
     func testMappedUnnamed() throws { try runPlain(.mappedUnnamed) }
     func testInetDualStack() throws { try runPlain(.inetDualStack) }
+    func testNetlinkSockets() throws { try runPlain(.netlinkSockets) }
+    func testUnsupportedNetlink() throws {
+        for flag in ["--queued", "--connected", "--uevent"] { try runPlain(.unsupportedNetlink(flag)) }
+    }
 }

@@ -270,6 +270,7 @@ struct Scenario: Sendable {
         + [mappedUnnamed]
         + [unsupportedUnixOutOfBand]
         + [inetDualStack]
+        + [netlinkSockets] + ["--queued", "--connected", "--uevent"].map(unsupportedNetlink)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -111,7 +111,7 @@ struct InetSocketKind: OpenFileKind {
     /// Asking the socket's namespace needs CAP_NET_ADMIN over it; without that, the process's
     /// namespace must be ours (a socket of another namespace in it came from a process with
     /// that privilege, through SCM_RIGHTS or setns).
-    private static func checkNamespace(_ fd: Int32, descriptor: DescriptorProbe, what: String) throws {
+    static func checkNamespace(_ fd: Int32, descriptor: DescriptorProbe, what: String) throws {
         let own = try InetSocket.ownNetworkNamespace()
         let socketNamespace = try InetSocket.networkNamespace(fd)
         let namespace = try socketNamespace ?? FileStatus.stat(path: "/proc/\(descriptor.pid)/ns/net").inode

@@ -203,6 +203,14 @@ public nonisolated struct Amber_OpenFileDescription: @unchecked Sendable {
     set {_uniqueStorage()._file = .externalFile(newValue)}
   }
 
+  public var netlinkSocket: Amber_NetlinkSocket {
+    get {
+      if case .netlinkSocket(let v)? = _storage._file {return v}
+      return Amber_NetlinkSocket()
+    }
+    set {_uniqueStorage()._file = .netlinkSocket(newValue)}
+  }
+
   /// Its flock and OFD (fcntl F_OFD_SETLK) locks: they belong to the description.
   public var locks: [Amber_FileLock] {
     get {_storage._locks}
@@ -228,6 +236,7 @@ public nonisolated struct Amber_OpenFileDescription: @unchecked Sendable {
     case memfd(Amber_Memfd)
     case deletedFile(Amber_DeletedFile)
     case externalFile(Amber_ExternalFile)
+    case netlinkSocket(Amber_NetlinkSocket)
 
   }
 
@@ -886,6 +895,40 @@ public nonisolated struct Amber_InetSocket: Sendable {
   public init() {}
 }
 
+/// An AF_NETLINK socket of NETLINK_ROUTE or NETLINK_SOCK_DIAG holding no message and not
+/// connected: made again in the restorer by socket(2), given its owner and options, bound to its
+/// port id and joined to its multicast groups. O_NONBLOCK is the description's flags.
+public nonisolated struct Amber_NetlinkSocket: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// SOCK_RAW (3) or SOCK_DGRAM (2).
+  public var type: Int32 = 0
+
+  /// NETLINK_ROUTE (0) or NETLINK_SOCK_DIAG (4).
+  public var `protocol`: Int32 = 0
+
+  /// nl_pid as getsockname gives it: 0 for a socket not bound yet (it binds on its first send,
+  /// to its process's ID when that is free).
+  public var portID: UInt32 = 0
+
+  /// The multicast groups it is in (NETLINK_LIST_MEMBERSHIPS), numbered from 1, ascending.
+  public var groups: [UInt32] = []
+
+  /// The options whose value differs from a fresh socket's, set again in this order; only those
+  /// of ImageFormat.netlinkSocketOptions.
+  public var options: [Amber_InetSocketOption] = []
+
+  public var ownerUid: UInt32 = 0
+
+  public var ownerGid: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// One socket option as getsockopt(2) gave it and setsockopt(2) takes it.
 public nonisolated struct Amber_InetSocketOption: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -1067,7 +1110,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{4}\u{1e}netlink_socket\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   fileprivate class _StorageClass {
     var _id: UInt32 = 0
@@ -1320,6 +1363,19 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
             _storage._file = .externalFile(v)
           }
         }()
+        case 120: try {
+          var v: Amber_NetlinkSocket?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .netlinkSocket(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .netlinkSocket(v)
+          }
+        }()
         default: break
         }
       }
@@ -1411,6 +1467,10 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
       case .externalFile?: try {
         guard case .externalFile(let v)? = _storage._file else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
+      }()
+      case .netlinkSocket?: try {
+        guard case .netlinkSocket(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 120)
       }()
       default: break
       }
@@ -2448,6 +2508,66 @@ nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Amber_InetSocket.State: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STATE_UNSPECIFIED\0\u{1}FRESH\0\u{1}BOUND\0\u{1}LISTENING\0")
+}
+
+nonisolated extension Amber_NetlinkSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NetlinkSocket"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}protocol\0\u{3}port_id\0\u{1}groups\0\u{1}options\0\u{3}owner_uid\0\u{3}owner_gid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.type) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.`protocol`) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.portID) }()
+      case 4: try { try decoder.decodeRepeatedUInt32Field(value: &self.groups) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.options) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.type != 0 {
+      try visitor.visitSingularInt32Field(value: self.type, fieldNumber: 1)
+    }
+    if self.`protocol` != 0 {
+      try visitor.visitSingularInt32Field(value: self.`protocol`, fieldNumber: 2)
+    }
+    if self.portID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.portID, fieldNumber: 3)
+    }
+    if !self.groups.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.groups, fieldNumber: 4)
+    }
+    if !self.options.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.options, fieldNumber: 5)
+    }
+    if self.ownerUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerUid, fieldNumber: 6)
+    }
+    if self.ownerGid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_NetlinkSocket, rhs: Amber_NetlinkSocket) -> Bool {
+    if lhs.type != rhs.type {return false}
+    if lhs.`protocol` != rhs.`protocol` {return false}
+    if lhs.portID != rhs.portID {return false}
+    if lhs.groups != rhs.groups {return false}
+    if lhs.options != rhs.options {return false}
+    if lhs.ownerUid != rhs.ownerUid {return false}
+    if lhs.ownerGid != rhs.ownerGid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension Amber_InetSocketOption: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
