@@ -16,6 +16,10 @@ public enum NetlinkSocket {
     public static let listenAllNamespaces: Int32 = 8, capAck: Int32 = 10, extendedAck: Int32 = 11
     public static let strictCheck: Int32 = 12
 
+    /// RTNLGRP_IPV4_MROUTE_R and RTNLGRP_IPV6_MROUTE_R: the NETLINK_ROUTE groups a task joins
+    /// only with CAP_NET_ADMIN (rtnetlink_bind).
+    public static let privilegedRouteGroups: Set<UInt32> = [30, 31]
+
     /// "NETLINK_AUDIT (9)": a netlink protocol as linux/netlink.h names it, with its number.
     public static func protocolName(_ number: Int32) -> String {
         let names: [Int32: String] = [

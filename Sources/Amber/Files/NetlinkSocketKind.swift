@@ -242,9 +242,9 @@ extension NetlinkSocketKind {
     }
 
     /// A buffer above net.core.wmem_max or rmem_max needs CAP_NET_ADMIN, SO_PRIORITY above 6
-    /// CAP_NET_ADMIN or CAP_NET_RAW, multicast groups of NETLINK_SOCK_DIAG CAP_NET_ADMIN
-    /// (NETLINK_ROUTE's are open to every task), an owner other than the task's own CAP_CHOWN:
-    /// the restorer sets them with its own privilege.
+    /// CAP_NET_ADMIN or CAP_NET_RAW, multicast groups of NETLINK_SOCK_DIAG CAP_NET_ADMIN, as do
+    /// NETLINK_ROUTE's multicast-routing ones (every other is open to every task), an owner
+    /// other than the task's own CAP_CHOWN: the restorer sets them with its own privilege.
     static func privilegedAsks(
         _ record: Amber_NetlinkSocket, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline
     ) -> [PrivilegedAsk] {
@@ -270,10 +270,14 @@ extension NetlinkSocketKind {
                         capabilities: [Capability.netAdmin, Capability.netRaw]))
             }
         }
-        if record.protocol != NetlinkSocket.route, !record.groups.isEmpty {
+        let privilegedGroups =
+            record.protocol == NetlinkSocket.route
+            ? record.groups.filter { NetlinkSocket.privilegedRouteGroups.contains($0) } : record.groups
+        if !privilegedGroups.isEmpty {
             asks.append(
                 PrivilegedAsk(
-                    what: "a netlink socket of \(NetlinkSocket.protocolName(record.protocol)) in multicast groups",
+                    what:
+                        "a netlink socket of \(NetlinkSocket.protocolName(record.protocol)) in the multicast groups \(privilegedGroups)",
                     capabilities: [Capability.netAdmin]))
         }
         if record.ownerUid != owner.fsuid || record.ownerGid != owner.fsgid {
