@@ -131,6 +131,11 @@ public enum NetlinkSocket {
         let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), sockDiag)
         guard fd >= 0 else { throw LinuxError.current("socket(AF_NETLINK, NETLINK_SOCK_DIAG)") }
         defer { close(fd) }
+        // A request the kernel drops unanswered must not hold the frozen tree: give up after 5 s.
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        _ = try libcResult("setsockopt SO_RCVTIMEO") {
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }.get()
         // nlmsghdr (SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP), then netlink_diag_req:
         // family, protocol, pad, inode, what to show (NDIAG_SHOW_FLAGS), cookie.
         var request = [UInt8]()
