@@ -34,10 +34,10 @@ public enum NetlinkSocket {
 
     /// struct sockaddr_nl (linux/netlink.h), which Glibc's module lacks.
     private struct SocketAddress {
-        var nl_family = UInt16(AF_NETLINK)
-        var nl_pad: UInt16 = 0
-        var nl_pid: UInt32 = 0
-        var nl_groups: UInt32 = 0
+        var family = UInt16(AF_NETLINK)
+        var pad: UInt16 = 0
+        var portID: UInt32 = 0
+        var groups: UInt32 = 0
     }
 
     /// A netlink address: the port id and the first 32 multicast groups as a bit mask.
@@ -71,7 +71,7 @@ public enum NetlinkSocket {
                 }
             }
         }.get()
-        return Address(portID: address.nl_pid, groups: address.nl_groups)
+        return Address(portID: address.portID, groups: address.groups)
     }
 
     /// The multicast groups the socket is in (NETLINK_LIST_MEMBERSHIPS), numbered from 1.
@@ -112,7 +112,7 @@ public enum NetlinkSocket {
     /// bind(2) to `portID` with no groups: the port id the kernel would otherwise choose itself.
     public static func bind(_ fd: Int32, portID: UInt32) throws(LinuxError) {
         var address = SocketAddress()
-        address.nl_pid = portID
+        address.portID = portID
         _ = try libcResult("bind to netlink port id \(portID)") {
             withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {

@@ -76,7 +76,8 @@ struct NetlinkSocketKind: OpenFileKind {
         .init(ImageFormat.socketLevel, 37, "SO_TIMESTAMPING", size: 8),
         .init(ImageFormat.socketLevel, 44, "SO_LOCK_FILTER"), .init(ImageFormat.socketLevel, 46, "SO_BUSY_POLL"),
         .init(ImageFormat.socketLevel, 62, "SO_BINDTOIFINDEX (SO_BINDTODEVICE)"),
-        .init(ImageFormat.socketLevel, 63, "SO_TIMESTAMP_NEW"), .init(ImageFormat.socketLevel, 64, "SO_TIMESTAMPNS_NEW"),
+        .init(ImageFormat.socketLevel, 63, "SO_TIMESTAMP_NEW"),
+        .init(ImageFormat.socketLevel, 64, "SO_TIMESTAMPNS_NEW"),
         .init(ImageFormat.netlinkLevel, NetlinkSocket.listenAllNamespaces, "NETLINK_LISTEN_ALL_NSID"),
     ]
 
@@ -187,7 +188,7 @@ struct NetlinkSocketKind: OpenFileKind {
         if record.portID != 0 {
             do {
                 try NetlinkSocket.bind(fd, portID: record.portID)
-            } catch where error.errno == .addressInUse {
+            } catch  where error.errno == .addressInUse {
                 throw AmberError(
                     .restoreFailed,
                     "cannot bind \(what) to its port id \(record.portID): a netlink socket of this protocol has it (the dumped process itself if it was dumped with --leave-running and still runs)"
