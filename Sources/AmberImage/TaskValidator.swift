@@ -612,6 +612,7 @@ struct TaskValidator {
             case .externalFile(let external):
                 try validateExternalFile(external, flags: description.flags, field: "\(field).external_file")
             case .inetSocket(let socket): try validateInetSocket(socket, description: description, field: field)
+            case .netlinkSocket(let socket): try validateNetlinkSocket(socket, description: description, field: field)
             case .unixSocket(let socket): try validateUnixSocket(socket, description: description, field: field)
             case .memfd(let memfd): try validateMemfd(memfd, field: "\(field).memfd")
             case .deletedFile(let file): try validateDeletedFile(file, field: "\(field).deleted_file")
@@ -1467,6 +1468,26 @@ extension TaskValidator {
     /// SOCK_STREAM with IPPROTO_TCP, SOCK_DGRAM with IPPROTO_UDP.
     private static let inetSocketProtocols: Set<[Int32]> = [[1, 6], [2, 17]]
 
+    /// A peer only a bound UDP socket has (connect binds it): an address of the socket's family
+    /// and a port, as getpeername gave them.
+    private func validateInetSocketPeer(_ socket: Amber_InetSocket, addressSize: Int, field: String)
+        throws(ImageError)
+    {
+        guard socket.type == 2, socket.state == .bound else {
+            throw invalid("\(field).peer_address", "only a bound UDP socket is restored connected")
+        }
+        guard socket.peerAddress.count == addressSize else {
+            throw invalid(
+                "\(field).peer_address", "\(socket.peerAddress.count) bytes; expected \(addressSize) for its family")
+        }
+        guard socket.peerPort > 0, socket.peerPort <= UInt32(UInt16.max) else {
+            throw invalid("\(field).peer_port", "\(socket.peerPort) is not a port from 1 to 65535")
+        }
+        guard socket.family == 10 || socket.peerScopeID == 0 else {
+            throw invalid("\(field).peer_scope_id", "\(socket.peerScopeID) on an AF_INET address")
+        }
+    }
+
     fileprivate func validateInetSocket(
         _ socket: Amber_InetSocket, description: Amber_OpenFileDescription, field: String
     ) throws(ImageError) {
@@ -1513,6 +1534,9 @@ extension TaskValidator {
         }
         guard socket.backlog <= UInt32(Int32.max) else {
             throw invalid("\(socketField).backlog", "\(socket.backlog) is above \(Int32.max)")
+        }
+        if !socket.peerAddress.isEmpty || socket.peerPort != 0 || socket.peerScopeID != 0 {
+            try validateInetSocketPeer(socket, addressSize: addressSize, field: socketField)
         }
         var seen: Set<[Int32]> = []
         for (index, option) in socket.options.enumerated() {
@@ -1615,6 +1639,59 @@ extension TaskValidator {
             let optionField = "\(recordField).options[\(index)]"
             guard
                 let kind = ImageFormat.inetSocketOptions.first(where: {
+                    $0.level == option.level && $0.name == option.name
+                })
+            else {
+                throw invalid(optionField, "level \(option.level), name \(option.name) is no option amber sets again")
+            }
+            guard option.value.count == kind.size else {
+                throw invalid("\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
+            }
+            guard seen.insert([option.level, option.name]).inserted else {
+                throw invalid(optionField, "\(kind.label) is set twice")
+            }
+        }
+    }
+}
+
+extension TaskValidator {
+    /// The largest multicast group a netlink socket's record may name (NETLINK_ROUTE has about 40).
+    private static let maximumNetlinkGroup: UInt32 = 1024
+
+    fileprivate func validateNetlinkSocket(
+        _ socket: Amber_NetlinkSocket, description: Amber_OpenFileDescription, field: String
+    ) throws(ImageError) {
+        let socketField = "\(field).netlink_socket"
+        guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
+            throw invalid(
+                "\(field).flags",
+                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as a socket is made"
+            )
+        }
+        guard description.offset == 0 else {
+            throw invalid("\(field).offset", "\(description.offset): a socket has no offset")
+        }
+        guard socket.type == 2 || socket.type == 3 else {
+            throw invalid("\(socketField).type", "\(socket.type) is not SOCK_DGRAM (2) or SOCK_RAW (3)")
+        }
+        guard ImageFormat.netlinkProtocols.contains(socket.protocol) else {
+            throw invalid(
+                "\(socketField).protocol", "\(socket.protocol) is not NETLINK_ROUTE (0) or NETLINK_SOCK_DIAG (4)")
+        }
+        var previous: UInt32 = 0
+        for (index, group) in socket.groups.enumerated() {
+            guard group > previous, group <= Self.maximumNetlinkGroup else {
+                throw invalid(
+                    "\(socketField).groups[\(index)]",
+                    "\(group) is not a group from 1 to \(Self.maximumNetlinkGroup) above the one before")
+            }
+            previous = group
+        }
+        var seen: Set<[Int32]> = []
+        for (index, option) in socket.options.enumerated() {
+            let optionField = "\(socketField).options[\(index)]"
+            guard
+                let kind = ImageFormat.netlinkSocketOptions.first(where: {
                     $0.level == option.level && $0.name == option.name
                 })
             else {

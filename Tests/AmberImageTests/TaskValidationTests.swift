@@ -780,6 +780,68 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(field).options[0]") { socket(&$0) { $0.options[0].name = 36 } }
     }
 
+    /// A connected UDP socket: bound, its peer an address of its family (v4-mapped in an
+    /// AF_INET6 one) and a port; no TCP socket, fresh socket or listener has a peer.
+    func testInetSocketPeer() throws {
+        let field = "files.descriptions[1].inet_socket"
+        func socket(_ task: inout Amber_Task, _ change: (inout Amber_InetSocket) -> Void) {
+            var record = Amber_InetSocket()
+            (record.family, record.type, record.protocol) = (2, 2, 17)
+            (record.state, record.address, record.port) = (.bound, Data([127, 0, 0, 1]), 5353)
+            (record.peerAddress, record.peerPort) = (Data([127, 0, 0, 1]), 53)
+            change(&record)
+            task.files.descriptions[1].flags = 0o2
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].inetSocket = record
+        }
+        try assertAccepted { socket(&$0) { _ in } }
+        try assertAccepted {
+            socket(&$0) {
+                $0.family = 10
+                $0.address = Data(count: 16)
+                $0.peerAddress = Data([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1])
+                $0.peerScopeID = 3
+            }
+        }
+        try assertRejected("\(field).peer_address") { socket(&$0) { ($0.type, $0.protocol) = (1, 6) } }
+        try assertRejected("\(field).peer_address") {
+            socket(&$0) { ($0.state, $0.address, $0.port) = (.fresh, Data(), 0) }
+        }
+        try assertRejected("\(field).peer_address") { socket(&$0) { $0.peerAddress = Data(count: 16) } }
+        try assertRejected("\(field).peer_address") { socket(&$0) { $0.peerAddress = Data() } }
+        try assertRejected("\(field).peer_port") { socket(&$0) { $0.peerPort = 0 } }
+        try assertRejected("\(field).peer_port") { socket(&$0) { $0.peerPort = 65536 } }
+        try assertRejected("\(field).peer_scope_id") { socket(&$0) { $0.peerScopeID = 1 } }
+    }
+
+    /// Netlink sockets: NETLINK_ROUTE or NETLINK_SOCK_DIAG, raw or datagram, groups ascending
+    /// from 1, only the options amber sets again, each once.
+    func testNetlinkSocket() throws {
+        let field = "files.descriptions[1].netlink_socket"
+        func socket(_ task: inout Amber_Task, flags: UInt32 = 0o4002, _ change: (inout Amber_NetlinkSocket) -> Void) {
+            var record = Amber_NetlinkSocket()
+            (record.type, record.protocol, record.portID, record.groups) = (3, 0, 4242, [1, 5, 33])
+            var option = Amber_InetSocketOption()
+            (option.level, option.name, option.value) = (270, 11, Data([1, 0, 0, 0]))
+            record.options = [option]
+            change(&record)
+            task.files.descriptions[1].flags = flags
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].netlinkSocket = record
+        }
+        try assertAccepted { socket(&$0) { _ in } }
+        try assertAccepted { socket(&$0, flags: 0o2) { ($0.type, $0.protocol, $0.portID, $0.groups) = (2, 4, 0, []) } }
+        try assertRejected("files.descriptions[1].flags") { socket(&$0, flags: 0o2000) { _ in } }
+        try assertRejected("\(field).type") { socket(&$0) { $0.type = 1 } }
+        try assertRejected("\(field).protocol") { socket(&$0) { $0.protocol = 16 } }
+        try assertRejected("\(field).groups[0]") { socket(&$0) { $0.groups = [0] } }
+        try assertRejected("\(field).groups[1]") { socket(&$0) { $0.groups = [5, 5] } }
+        try assertRejected("\(field).groups[0]") { socket(&$0) { $0.groups = [1025] } }
+        try assertRejected("\(field).options[1]") { socket(&$0) { $0.options.append($0.options[0]) } }
+        try assertRejected("\(field).options[0].value") { socket(&$0) { $0.options[0].value = Data([1]) } }
+        try assertRejected("\(field).options[0]") { socket(&$0) { $0.options[0].name = 8 } }
+    }
+
     /// The fixture's anonymous area 1 made shared anonymous memory: object 77 of 8 pages, mapped
     /// from its second page, its fourth page saved in shmem-77.img.
     private static func sharingAnonymousMemory(_ task: inout Amber_Task) {

@@ -196,4 +196,12 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// foreground group; the peers answer through them, the grandchild through /dev/tty.
     func testPtys() throws { try runDumped(.ptys) }
     func testLeaveRunningPtys() throws { try runLeaveRunning(.ptys) }
+    /// Wildcard and dual-stack listeners and UDP sockets with their options; connected UDP
+    /// sockets connected again, their peers answering, strangers still filtered out.
+    func testInetDualStack() throws { try runDumped(.inetDualStack) }
+    func testLeaveRunningInetDualStack() throws { try runLeaveRunning(.inetDualStack) }
+    /// NETLINK_ROUTE and NETLINK_SOCK_DIAG sockets with their port ids, groups and options; the
+    /// kernel answers dumps on them and they reach each other by port id.
+    func testNetlinkSockets() throws { try runDumped(.netlinkSockets) }
+    func testLeaveRunningNetlinkSockets() throws { try runLeaveRunning(.netlinkSockets) }
 }

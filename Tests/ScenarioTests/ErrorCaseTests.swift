@@ -382,12 +382,30 @@ final class DumpErrorTests: ScenarioTestCase {
             mentions: ["outside the tree holds too"])
     }
 
+    /// A raw inet or inet6 socket is named raw, with its protocol.
+    func testDumpRefusesRawInetSocketsByName() throws {
+        try checkUnsupported(.unsupportedKind("--inet"), object: "a raw socket (SOCK_RAW)", mentions: ["ICMP (1)"])
+        try checkUnsupported(.unsupportedKind("--inet6"), object: "a raw socket (SOCK_RAW)", mentions: ["ICMPv6 (58)"])
+    }
+
+    /// A netlink socket with messages queued, connected, or of a protocol other than
+    /// NETLINK_ROUTE and NETLINK_SOCK_DIAG: refused, naming it and why; the target keeps it.
+    func testDumpRefusesNetlinkSocketsItDoesNotRestore() throws {
+        for (flag, object) in [
+            ("--queued", "with messages queued"), ("--connected", "connected to port id"),
+            ("--uevent", "NETLINK_KOBJECT_UEVENT (15)"),
+        ] {
+            try checkUnsupported(.unsupportedNetlink(flag), object: object, mentions: ["a netlink socket (socket:["])
+        }
+        try checkUnsupported(.unsupportedKind("--netlink"), object: "NETLINK_GENERIC (16)")
+    }
+
     /// An inet socket with a connection, queued data or an option amber does not set again:
     /// refused, naming it and why; the target keeps its connection and data.
     func testDumpRefusesInetSocketsItDoesNotRestore() throws {
         for (flag, object) in [
             ("--accept-queue", "waiting in its accept queue"), ("--established", "in state ESTABLISHED"),
-            ("--udp-queued", "datagrams queued"), ("--udp-connected", "connected to 127.0.0.1:"), ("--mark", "SO_MARK"),
+            ("--udp-queued", "datagrams queued"), ("--udp-connected", "an error pending"), ("--mark", "SO_MARK"),
         ] {
             try checkUnsupported(.unsupportedInet(flag), object: object, mentions: ["an inet socket (socket:["])
         }

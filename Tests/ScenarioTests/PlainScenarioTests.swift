@@ -186,4 +186,9 @@ final class PlainScenarioTests: ScenarioTestCase {
             try runPlain(.unsupportedPty(flag))
         }
     }
+    func testInetDualStack() throws { try runPlain(.inetDualStack) }
+    func testNetlinkSockets() throws { try runPlain(.netlinkSockets) }
+    func testUnsupportedNetlink() throws {
+        for flag in ["--queued", "--connected", "--uevent"] { try runPlain(.unsupportedNetlink(flag)) }
+    }
 }

@@ -289,6 +289,8 @@ struct Scenario: Sendable {
         ]
         + [tcpConnections, tcpHalfClosed, tcpConnectionsInet6, tcpReadShutDown]
         + [ptys] + ["--canonical", "--queued", "--typed", "--hangup", "--devtty"].map(unsupportedPty)
+        + [inetDualStack]
+        + [netlinkSockets] + ["--queued", "--connected", "--uevent"].map(unsupportedNetlink)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -5,8 +5,8 @@
  *   --aio         an AIO ring (io_setup)
  *   --shmem       an fd on shared anonymous memory, opened through /proc/self/map_files
  *   --pty         a pty slave whose master is closed (its /dev/pts entry is gone)
- *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family (raw ICMP for inet; unix:
- *                 with a descriptor in flight in its queue)
+ *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family (raw ICMP for inet;
+ *                 NETLINK_GENERIC for netlink; unix: with a descriptor in flight in its queue)
  *   --mqueue      a POSIX message queue (its fd shows the queue's name, no path)
  *   --async       a named pipe with signal-driven I/O (O_ASYNC, F_SETOWN)
  * After SIGTERM it checks the object is still there and works.
@@ -79,7 +79,7 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--inet6")) {
         fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6);
     } else if (sc_has_flag("--netlink")) {
-        fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+        fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
     } else if (sc_has_flag("--packet")) {
         fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     } else if (sc_has_flag("--mqueue")) {

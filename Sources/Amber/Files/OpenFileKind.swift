@@ -96,7 +96,7 @@ enum OpenFileKinds {
         RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self, PipeKind.self,
         EventFDKind.self, SignalFDKind.self, TimerFDKind.self,
         UnixSocketKind.self, TcpConnectionKind.self, InetSocketKind.self, MemfdKind.self, DeletedFileKind.self, EpollKind.self, PidfdKind.self,
-        InotifyKind.self, PtyMasterKind.self, PtySlaveKind.self,
+        InotifyKind.self, PtyMasterKind.self, PtySlaveKind.self, NetlinkSocketKind.self,
     ]
 
     /// The kind of open file `descriptor` is, or its refusal.

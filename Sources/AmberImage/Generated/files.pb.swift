@@ -48,175 +48,198 @@ public nonisolated struct Amber_Files: Sendable {
 
 /// What every kind of open file has, and the kind's own record. Each kind is restored by its
 /// own file of Sources/Amber/Files and checked by its own validator (docs/architecture.md, "Adding a kind of open file").
-public nonisolated struct Amber_OpenFileDescription: Sendable {
+public nonisolated struct Amber_OpenFileDescription: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Unique across the image; FileDescriptor.description_id refers to it.
-  public var id: UInt32 = 0
+  public var id: UInt32 {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
   /// open(2) flags as /proc/PID/fdinfo shows them (access mode, O_APPEND, O_NONBLOCK, ...), without O_CLOEXEC.
-  public var flags: UInt32 = 0
+  public var flags: UInt32 {
+    get {_storage._flags}
+    set {_uniqueStorage()._flags = newValue}
+  }
 
-  public var offset: UInt64 = 0
+  public var offset: UInt64 {
+    get {_storage._offset}
+    set {_uniqueStorage()._offset = newValue}
+  }
 
-  public var file: Amber_OpenFileDescription.OneOf_File? = nil
+  public var file: OneOf_File? {
+    get {return _storage._file}
+    set {_uniqueStorage()._file = newValue}
+  }
 
   public var regularFile: Amber_RegularFile {
     get {
-      if case .regularFile(let v)? = file {return v}
+      if case .regularFile(let v)? = _storage._file {return v}
       return Amber_RegularFile()
     }
-    set {file = .regularFile(newValue)}
+    set {_uniqueStorage()._file = .regularFile(newValue)}
   }
 
   public var directory: Amber_Directory {
     get {
-      if case .directory(let v)? = file {return v}
+      if case .directory(let v)? = _storage._file {return v}
       return Amber_Directory()
     }
-    set {file = .directory(newValue)}
+    set {_uniqueStorage()._file = .directory(newValue)}
   }
 
   public var characterDevice: Amber_CharacterDevice {
     get {
-      if case .characterDevice(let v)? = file {return v}
+      if case .characterDevice(let v)? = _storage._file {return v}
       return Amber_CharacterDevice()
     }
-    set {file = .characterDevice(newValue)}
+    set {_uniqueStorage()._file = .characterDevice(newValue)}
   }
 
   public var fifo: Amber_Fifo {
     get {
-      if case .fifo(let v)? = file {return v}
+      if case .fifo(let v)? = _storage._file {return v}
       return Amber_Fifo()
     }
-    set {file = .fifo(newValue)}
+    set {_uniqueStorage()._file = .fifo(newValue)}
   }
 
   public var pipeEnd: Amber_PipeEnd {
     get {
-      if case .pipeEnd(let v)? = file {return v}
+      if case .pipeEnd(let v)? = _storage._file {return v}
       return Amber_PipeEnd()
     }
-    set {file = .pipeEnd(newValue)}
+    set {_uniqueStorage()._file = .pipeEnd(newValue)}
   }
 
   public var eventFd: Amber_EventFD {
     get {
-      if case .eventFd(let v)? = file {return v}
+      if case .eventFd(let v)? = _storage._file {return v}
       return Amber_EventFD()
     }
-    set {file = .eventFd(newValue)}
+    set {_uniqueStorage()._file = .eventFd(newValue)}
   }
 
   public var signalFd: Amber_SignalFD {
     get {
-      if case .signalFd(let v)? = file {return v}
+      if case .signalFd(let v)? = _storage._file {return v}
       return Amber_SignalFD()
     }
-    set {file = .signalFd(newValue)}
+    set {_uniqueStorage()._file = .signalFd(newValue)}
   }
 
   public var timerFd: Amber_TimerFD {
     get {
-      if case .timerFd(let v)? = file {return v}
+      if case .timerFd(let v)? = _storage._file {return v}
       return Amber_TimerFD()
     }
-    set {file = .timerFd(newValue)}
+    set {_uniqueStorage()._file = .timerFd(newValue)}
   }
 
   public var unixSocket: Amber_UnixSocket {
     get {
-      if case .unixSocket(let v)? = file {return v}
+      if case .unixSocket(let v)? = _storage._file {return v}
       return Amber_UnixSocket()
     }
-    set {file = .unixSocket(newValue)}
+    set {_uniqueStorage()._file = .unixSocket(newValue)}
   }
 
   public var inetSocket: Amber_InetSocket {
     get {
-      if case .inetSocket(let v)? = file {return v}
+      if case .inetSocket(let v)? = _storage._file {return v}
       return Amber_InetSocket()
     }
-    set {file = .inetSocket(newValue)}
+    set {_uniqueStorage()._file = .inetSocket(newValue)}
   }
 
   public var epoll: Amber_Epoll {
     get {
-      if case .epoll(let v)? = file {return v}
+      if case .epoll(let v)? = _storage._file {return v}
       return Amber_Epoll()
     }
-    set {file = .epoll(newValue)}
+    set {_uniqueStorage()._file = .epoll(newValue)}
   }
 
   public var inotify: Amber_Inotify {
     get {
-      if case .inotify(let v)? = file {return v}
+      if case .inotify(let v)? = _storage._file {return v}
       return Amber_Inotify()
     }
-    set {file = .inotify(newValue)}
+    set {_uniqueStorage()._file = .inotify(newValue)}
   }
 
   public var pidfd: Amber_Pidfd {
     get {
-      if case .pidfd(let v)? = file {return v}
+      if case .pidfd(let v)? = _storage._file {return v}
       return Amber_Pidfd()
     }
-    set {file = .pidfd(newValue)}
+    set {_uniqueStorage()._file = .pidfd(newValue)}
   }
 
   public var memfd: Amber_Memfd {
     get {
-      if case .memfd(let v)? = file {return v}
+      if case .memfd(let v)? = _storage._file {return v}
       return Amber_Memfd()
     }
-    set {file = .memfd(newValue)}
+    set {_uniqueStorage()._file = .memfd(newValue)}
   }
 
   public var deletedFile: Amber_DeletedFile {
     get {
-      if case .deletedFile(let v)? = file {return v}
+      if case .deletedFile(let v)? = _storage._file {return v}
       return Amber_DeletedFile()
     }
-    set {file = .deletedFile(newValue)}
+    set {_uniqueStorage()._file = .deletedFile(newValue)}
   }
 
   public var externalFile: Amber_ExternalFile {
     get {
-      if case .externalFile(let v)? = file {return v}
+      if case .externalFile(let v)? = _storage._file {return v}
       return Amber_ExternalFile()
     }
-    set {file = .externalFile(newValue)}
+    set {_uniqueStorage()._file = .externalFile(newValue)}
   }
 
   public var ptyMaster: Amber_PtyMaster {
     get {
-      if case .ptyMaster(let v)? = file {return v}
+      if case .ptyMaster(let v)? = _storage._file {return v}
       return Amber_PtyMaster()
     }
-    set {file = .ptyMaster(newValue)}
+    set {_uniqueStorage()._file = .ptyMaster(newValue)}
   }
 
   public var ptySlave: Amber_PtySlave {
     get {
-      if case .ptySlave(let v)? = file {return v}
+      if case .ptySlave(let v)? = _storage._file {return v}
       return Amber_PtySlave()
     }
-    set {file = .ptySlave(newValue)}
+    set {_uniqueStorage()._file = .ptySlave(newValue)}
+  }
+
+  public var netlinkSocket: Amber_NetlinkSocket {
+    get {
+      if case .netlinkSocket(let v)? = _storage._file {return v}
+      return Amber_NetlinkSocket()
+    }
+    set {_uniqueStorage()._file = .netlinkSocket(newValue)}
   }
 
   public var tcpConnection: Amber_TcpConnection {
     get {
-      if case .tcpConnection(let v)? = file {return v}
+      if case .tcpConnection(let v)? = _storage._file {return v}
       return Amber_TcpConnection()
     }
-    set {file = .tcpConnection(newValue)}
+    set {_uniqueStorage()._file = .tcpConnection(newValue)}
   }
 
   /// Its flock and OFD (fcntl F_OFD_SETLK) locks: they belong to the description.
-  public var locks: [Amber_FileLock] = []
+  public var locks: [Amber_FileLock] {
+    get {_storage._locks}
+    set {_uniqueStorage()._locks = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -239,11 +262,14 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case externalFile(Amber_ExternalFile)
     case ptyMaster(Amber_PtyMaster)
     case ptySlave(Amber_PtySlave)
+    case netlinkSocket(Amber_NetlinkSocket)
     case tcpConnection(Amber_TcpConnection)
 
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// A file lock, with the range and type the kernel shows for it (/proc/PID/fdinfo "lock:").
@@ -888,6 +914,15 @@ public nonisolated struct Amber_InetSocket: Sendable {
 
   public var ownerGid: UInt32 = 0
 
+  /// UDP, BOUND only: the peer connect(2) gave it, connected to again after bind(2): an
+  /// address of the socket's family (an AF_INET6 socket's may be v4-mapped, ::ffff:a.b.c.d) in
+  /// network order, its port and (AF_INET6) its scope; no address for a socket not connected.
+  public var peerAddress: Data = Data()
+
+  public var peerPort: UInt32 = 0
+
+  public var peerScopeID: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum State: SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -937,6 +972,40 @@ public nonisolated struct Amber_InetSocket: Sendable {
     ]
 
   }
+
+  public init() {}
+}
+
+/// An AF_NETLINK socket of NETLINK_ROUTE or NETLINK_SOCK_DIAG holding no message and not
+/// connected: made again in the restorer by socket(2), given its owner and options, bound to its
+/// port id and joined to its multicast groups. O_NONBLOCK is the description's flags.
+public nonisolated struct Amber_NetlinkSocket: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// SOCK_RAW (3) or SOCK_DGRAM (2).
+  public var type: Int32 = 0
+
+  /// NETLINK_ROUTE (0) or NETLINK_SOCK_DIAG (4).
+  public var `protocol`: Int32 = 0
+
+  /// nl_pid as getsockname gives it: 0 for a socket not bound yet (it binds on its first send,
+  /// to its process's ID when that is free).
+  public var portID: UInt32 = 0
+
+  /// The multicast groups it is in (NETLINK_LIST_MEMBERSHIPS), numbered from 1, ascending.
+  public var groups: [UInt32] = []
+
+  /// The options whose value differs from a fresh socket's, set again in this order; only those
+  /// of ImageFormat.netlinkSocketOptions.
+  public var options: [Amber_InetSocketOption] = []
+
+  public var ownerUid: UInt32 = 0
+
+  public var ownerGid: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -1445,378 +1514,439 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{4}\u{a}pty_master\0\u{3}pty_slave\0\u{4}\u{1d}tcp_connection\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{4}\u{a}pty_master\0\u{3}pty_slave\0\u{4}\u{13}netlink_socket\0\u{4}\u{a}tcp_connection\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+
+  fileprivate class _StorageClass {
+    var _id: UInt32 = 0
+    var _flags: UInt32 = 0
+    var _offset: UInt64 = 0
+    var _file: Amber_OpenFileDescription.OneOf_File?
+    var _locks: [Amber_FileLock] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _flags = source._flags
+      _offset = source._offset
+      _file = source._file
+      _locks = source._locks
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.id) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.flags) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
-      case 11: try {
-        var v: Amber_RegularFile?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .regularFile(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._id) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._flags) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._offset) }()
+        case 11: try {
+          var v: Amber_RegularFile?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .regularFile(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .regularFile(v)
+          }
+        }()
+        case 12: try {
+          var v: Amber_Directory?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .directory(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .directory(v)
+          }
+        }()
+        case 13: try {
+          var v: Amber_CharacterDevice?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .characterDevice(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .characterDevice(v)
+          }
+        }()
+        case 14: try {
+          var v: Amber_Fifo?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .fifo(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .fifo(v)
+          }
+        }()
+        case 20: try {
+          var v: Amber_PipeEnd?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .pipeEnd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .pipeEnd(v)
+          }
+        }()
+        case 30: try {
+          var v: Amber_EventFD?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .eventFd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .eventFd(v)
+          }
+        }()
+        case 31: try {
+          var v: Amber_SignalFD?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .signalFd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .signalFd(v)
+          }
+        }()
+        case 32: try {
+          var v: Amber_TimerFD?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .timerFd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .timerFd(v)
+          }
+        }()
+        case 41: try { try decoder.decodeRepeatedMessageField(value: &_storage._locks) }()
+        case 50: try {
+          var v: Amber_UnixSocket?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .unixSocket(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .unixSocket(v)
+          }
+        }()
+        case 60: try {
+          var v: Amber_InetSocket?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .inetSocket(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .inetSocket(v)
+          }
+        }()
+        case 70: try {
+          var v: Amber_Epoll?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .epoll(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .epoll(v)
+          }
+        }()
+        case 71: try {
+          var v: Amber_Inotify?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .inotify(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .inotify(v)
+          }
+        }()
+        case 72: try {
+          var v: Amber_Pidfd?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .pidfd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .pidfd(v)
+          }
+        }()
+        case 80: try {
+          var v: Amber_Memfd?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .memfd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .memfd(v)
+          }
+        }()
+        case 81: try {
+          var v: Amber_DeletedFile?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .deletedFile(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .deletedFile(v)
+          }
+        }()
+        case 90: try {
+          var v: Amber_ExternalFile?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .externalFile(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .externalFile(v)
+          }
+        }()
+        case 100: try {
+          var v: Amber_PtyMaster?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .ptyMaster(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .ptyMaster(v)
+          }
+        }()
+        case 101: try {
+          var v: Amber_PtySlave?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .ptySlave(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .ptySlave(v)
+          }
+        }()
+        case 120: try {
+          var v: Amber_NetlinkSocket?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .netlinkSocket(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .netlinkSocket(v)
+          }
+        }()
+        case 130: try {
+          var v: Amber_TcpConnection?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .tcpConnection(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .tcpConnection(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .regularFile(v)
-        }
-      }()
-      case 12: try {
-        var v: Amber_Directory?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .directory(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .directory(v)
-        }
-      }()
-      case 13: try {
-        var v: Amber_CharacterDevice?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .characterDevice(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .characterDevice(v)
-        }
-      }()
-      case 14: try {
-        var v: Amber_Fifo?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .fifo(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .fifo(v)
-        }
-      }()
-      case 20: try {
-        var v: Amber_PipeEnd?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .pipeEnd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .pipeEnd(v)
-        }
-      }()
-      case 30: try {
-        var v: Amber_EventFD?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .eventFd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .eventFd(v)
-        }
-      }()
-      case 31: try {
-        var v: Amber_SignalFD?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .signalFd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .signalFd(v)
-        }
-      }()
-      case 32: try {
-        var v: Amber_TimerFD?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .timerFd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .timerFd(v)
-        }
-      }()
-      case 41: try { try decoder.decodeRepeatedMessageField(value: &self.locks) }()
-      case 50: try {
-        var v: Amber_UnixSocket?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .unixSocket(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .unixSocket(v)
-        }
-      }()
-      case 60: try {
-        var v: Amber_InetSocket?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .inetSocket(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .inetSocket(v)
-        }
-      }()
-      case 70: try {
-        var v: Amber_Epoll?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .epoll(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .epoll(v)
-        }
-      }()
-      case 71: try {
-        var v: Amber_Inotify?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .inotify(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .inotify(v)
-        }
-      }()
-      case 72: try {
-        var v: Amber_Pidfd?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .pidfd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .pidfd(v)
-        }
-      }()
-      case 80: try {
-        var v: Amber_Memfd?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .memfd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .memfd(v)
-        }
-      }()
-      case 81: try {
-        var v: Amber_DeletedFile?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .deletedFile(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .deletedFile(v)
-        }
-      }()
-      case 90: try {
-        var v: Amber_ExternalFile?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .externalFile(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .externalFile(v)
-        }
-      }()
-      case 100: try {
-        var v: Amber_PtyMaster?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .ptyMaster(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .ptyMaster(v)
-        }
-      }()
-      case 101: try {
-        var v: Amber_PtySlave?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .ptySlave(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .ptySlave(v)
-        }
-      }()
-      case 130: try {
-        var v: Amber_TcpConnection?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .tcpConnection(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .tcpConnection(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.id != 0 {
-      try visitor.visitSingularUInt32Field(value: self.id, fieldNumber: 1)
-    }
-    if self.flags != 0 {
-      try visitor.visitSingularUInt32Field(value: self.flags, fieldNumber: 4)
-    }
-    if self.offset != 0 {
-      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 5)
-    }
-    switch self.file {
-    case .regularFile?: try {
-      guard case .regularFile(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    }()
-    case .directory?: try {
-      guard case .directory(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-    }()
-    case .characterDevice?: try {
-      guard case .characterDevice(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    }()
-    case .fifo?: try {
-      guard case .fifo(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
-    }()
-    case .pipeEnd?: try {
-      guard case .pipeEnd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
-    }()
-    case .eventFd?: try {
-      guard case .eventFd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
-    }()
-    case .signalFd?: try {
-      guard case .signalFd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
-    }()
-    case .timerFd?: try {
-      guard case .timerFd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
-    }()
-    default: break
-    }
-    if !self.locks.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.locks, fieldNumber: 41)
-    }
-    switch self.file {
-    case .unixSocket?: try {
-      guard case .unixSocket(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
-    }()
-    case .inetSocket?: try {
-      guard case .inetSocket(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
-    }()
-    case .epoll?: try {
-      guard case .epoll(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 70)
-    }()
-    case .inotify?: try {
-      guard case .inotify(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 71)
-    }()
-    case .pidfd?: try {
-      guard case .pidfd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 72)
-    }()
-    case .memfd?: try {
-      guard case .memfd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 80)
-    }()
-    case .deletedFile?: try {
-      guard case .deletedFile(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 81)
-    }()
-    case .externalFile?: try {
-      guard case .externalFile(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
-    }()
-    case .ptyMaster?: try {
-      guard case .ptyMaster(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 100)
-    }()
-    case .ptySlave?: try {
-      guard case .ptySlave(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 101)
-    }()
-    case .tcpConnection?: try {
-      guard case .tcpConnection(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 130)
-    }()
-    default: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._id != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._id, fieldNumber: 1)
+      }
+      if _storage._flags != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._flags, fieldNumber: 4)
+      }
+      if _storage._offset != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._offset, fieldNumber: 5)
+      }
+      switch _storage._file {
+      case .regularFile?: try {
+        guard case .regularFile(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      }()
+      case .directory?: try {
+        guard case .directory(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      }()
+      case .characterDevice?: try {
+        guard case .characterDevice(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      }()
+      case .fifo?: try {
+        guard case .fifo(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      }()
+      case .pipeEnd?: try {
+        guard case .pipeEnd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      }()
+      case .eventFd?: try {
+        guard case .eventFd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+      }()
+      case .signalFd?: try {
+        guard case .signalFd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+      }()
+      case .timerFd?: try {
+        guard case .timerFd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+      }()
+      default: break
+      }
+      if !_storage._locks.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._locks, fieldNumber: 41)
+      }
+      switch _storage._file {
+      case .unixSocket?: try {
+        guard case .unixSocket(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
+      }()
+      case .inetSocket?: try {
+        guard case .inetSocket(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
+      }()
+      case .epoll?: try {
+        guard case .epoll(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 70)
+      }()
+      case .inotify?: try {
+        guard case .inotify(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 71)
+      }()
+      case .pidfd?: try {
+        guard case .pidfd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 72)
+      }()
+      case .memfd?: try {
+        guard case .memfd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 80)
+      }()
+      case .deletedFile?: try {
+        guard case .deletedFile(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 81)
+      }()
+      case .externalFile?: try {
+        guard case .externalFile(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
+      }()
+      case .ptyMaster?: try {
+        guard case .ptyMaster(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 100)
+      }()
+      case .ptySlave?: try {
+        guard case .ptySlave(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 101)
+      }()
+      case .netlinkSocket?: try {
+        guard case .netlinkSocket(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 120)
+      }()
+      case .tcpConnection?: try {
+        guard case .tcpConnection(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 130)
+      }()
+      default: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_OpenFileDescription, rhs: Amber_OpenFileDescription) -> Bool {
-    if lhs.id != rhs.id {return false}
-    if lhs.flags != rhs.flags {return false}
-    if lhs.offset != rhs.offset {return false}
-    if lhs.file != rhs.file {return false}
-    if lhs.locks != rhs.locks {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._flags != rhs_storage._flags {return false}
+        if _storage._offset != rhs_storage._offset {return false}
+        if _storage._file != rhs_storage._file {return false}
+        if _storage._locks != rhs_storage._locks {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2831,7 +2961,7 @@ nonisolated extension Amber_FileDescriptor: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".InetSocket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}family\0\u{1}type\0\u{1}protocol\0\u{1}state\0\u{1}address\0\u{1}port\0\u{3}scope_id\0\u{1}backlog\0\u{1}options\0\u{3}owner_uid\0\u{3}owner_gid\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}family\0\u{1}type\0\u{1}protocol\0\u{1}state\0\u{1}address\0\u{1}port\0\u{3}scope_id\0\u{1}backlog\0\u{1}options\0\u{3}owner_uid\0\u{3}owner_gid\0\u{4}m\u{1}peer_address\0\u{3}peer_port\0\u{3}peer_scope_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2850,6 +2980,9 @@ nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 9: try { try decoder.decodeRepeatedMessageField(value: &self.options) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
       case 11: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      case 120: try { try decoder.decodeSingularBytesField(value: &self.peerAddress) }()
+      case 121: try { try decoder.decodeSingularUInt32Field(value: &self.peerPort) }()
+      case 122: try { try decoder.decodeSingularUInt32Field(value: &self.peerScopeID) }()
       default: break
       }
     }
@@ -2889,6 +3022,15 @@ nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.ownerGid != 0 {
       try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 11)
     }
+    if !self.peerAddress.isEmpty {
+      try visitor.visitSingularBytesField(value: self.peerAddress, fieldNumber: 120)
+    }
+    if self.peerPort != 0 {
+      try visitor.visitSingularUInt32Field(value: self.peerPort, fieldNumber: 121)
+    }
+    if self.peerScopeID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.peerScopeID, fieldNumber: 122)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2904,6 +3046,9 @@ nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.options != rhs.options {return false}
     if lhs.ownerUid != rhs.ownerUid {return false}
     if lhs.ownerGid != rhs.ownerGid {return false}
+    if lhs.peerAddress != rhs.peerAddress {return false}
+    if lhs.peerPort != rhs.peerPort {return false}
+    if lhs.peerScopeID != rhs.peerScopeID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2911,6 +3056,66 @@ nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Amber_InetSocket.State: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STATE_UNSPECIFIED\0\u{1}FRESH\0\u{1}BOUND\0\u{1}LISTENING\0")
+}
+
+nonisolated extension Amber_NetlinkSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NetlinkSocket"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}protocol\0\u{3}port_id\0\u{1}groups\0\u{1}options\0\u{3}owner_uid\0\u{3}owner_gid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.type) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.`protocol`) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.portID) }()
+      case 4: try { try decoder.decodeRepeatedUInt32Field(value: &self.groups) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.options) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.type != 0 {
+      try visitor.visitSingularInt32Field(value: self.type, fieldNumber: 1)
+    }
+    if self.`protocol` != 0 {
+      try visitor.visitSingularInt32Field(value: self.`protocol`, fieldNumber: 2)
+    }
+    if self.portID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.portID, fieldNumber: 3)
+    }
+    if !self.groups.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.groups, fieldNumber: 4)
+    }
+    if !self.options.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.options, fieldNumber: 5)
+    }
+    if self.ownerUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerUid, fieldNumber: 6)
+    }
+    if self.ownerGid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_NetlinkSocket, rhs: Amber_NetlinkSocket) -> Bool {
+    if lhs.type != rhs.type {return false}
+    if lhs.`protocol` != rhs.`protocol` {return false}
+    if lhs.portID != rhs.portID {return false}
+    if lhs.groups != rhs.groups {return false}
+    if lhs.options != rhs.options {return false}
+    if lhs.ownerUid != rhs.ownerUid {return false}
+    if lhs.ownerGid != rhs.ownerGid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension Amber_InetSocketOption: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
