@@ -58,7 +58,8 @@ public struct NetworkLock: Sendable {
         let script = commands.joined(separator: "; ")
         guard access(nft, X_OK) == 0 else {
             throw AmberError(
-                .failure, "cannot lock the network of the TCP connections: \(nft) is missing (Debian's nftables package)")
+                .failure,
+                "cannot lock the network of the TCP connections: \(nft) is missing (Debian's nftables package)")
         }
         var errorPipe: [Int32] = [-1, -1]
         guard pipe(&errorPipe) == 0 else {

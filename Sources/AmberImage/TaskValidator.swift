@@ -1624,7 +1624,8 @@ extension TaskValidator {
         guard connection.sendBuffer <= UInt32(Int32.max), connection.receiveBuffer <= UInt32(Int32.max),
             connection.bufferLock & ~3 == 0
         else {
-            throw invalid("\(recordField).send_buffer", "buffer sizes above \(Int32.max) or a SO_BUF_LOCK other than 0-3")
+            throw invalid(
+                "\(recordField).send_buffer", "buffer sizes above \(Int32.max) or a SO_BUF_LOCK other than 0-3")
         }
         let prefix = "amber-lock-"
         let pid = connection.lockTable.dropFirst(prefix.count)
@@ -1632,7 +1633,8 @@ extension TaskValidator {
             pid.allSatisfy({ $0.isASCII && $0.isNumber })
         else {
             throw invalid(
-                "\(recordField).lock_table", "\"\(connection.lockTable)\" is not a table of amber's lock (amber-lock-PID)")
+                "\(recordField).lock_table",
+                "\"\(connection.lockTable)\" is not a table of amber's lock (amber-lock-PID)")
         }
         var seen: Set<[Int32]> = []
         for (index, option) in connection.options.enumerated() {

@@ -26,14 +26,14 @@ public enum TcpRepair {
 
     /// The queues of TCP_REPAIR_QUEUE.
     public enum Queue: Int32, Sendable {
-        case receive = 1, send = 2
+        case receive = 1
+        case send = 2
     }
 
     /// struct tcp_repair_window.
     public struct Window: Sendable, Equatable {
         public var sendWL1: UInt32, sendWindow: UInt32, maxWindow: UInt32, receiveWindow: UInt32, receiveWUP: UInt32
-        public init(sendWL1: UInt32, sendWindow: UInt32, maxWindow: UInt32, receiveWindow: UInt32, receiveWUP: UInt32)
-        {
+        public init(sendWL1: UInt32, sendWindow: UInt32, maxWindow: UInt32, receiveWindow: UInt32, receiveWUP: UInt32) {
             self.sendWL1 = sendWL1
             self.sendWindow = sendWindow
             self.maxWindow = maxWindow
@@ -148,10 +148,13 @@ public enum TcpRepair {
 
     public static func window(_ fd: Int32) throws(LinuxError) -> Window {
         let bytes = try InetSocket.option(fd, level: InetSocket.tcp, name: repairWindow, size: 20)
-        guard bytes.count == 20 else { throw LinuxError(.invalidArgument, "TCP_REPAIR_WINDOW gave \(bytes.count) bytes") }
+        guard bytes.count == 20 else {
+            throw LinuxError(.invalidArgument, "TCP_REPAIR_WINDOW gave \(bytes.count) bytes")
+        }
         return bytes.withUnsafeBytes {
             Window(
-                sendWL1: $0.loadUnaligned(as: UInt32.self), sendWindow: $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self),
+                sendWL1: $0.loadUnaligned(as: UInt32.self),
+                sendWindow: $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self),
                 maxWindow: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self),
                 receiveWindow: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self),
                 receiveWUP: $0.loadUnaligned(fromByteOffset: 16, as: UInt32.self))

@@ -14,7 +14,9 @@ extension Scenario {
     /// A server and its client (a child) over 127.0.0.1, every queue holding data.
     static let tcpConnections = Scenario(name: "tcp_connections")
     /// A server on 127.0.0.1:`port` whose one connection the test makes.
-    static func tcpServer(port: UInt16) -> Scenario { Scenario(name: "tcp_connections", args: ["--server", "\(port)"]) }
+    static func tcpServer(port: UInt16) -> Scenario {
+        Scenario(name: "tcp_connections", args: ["--server", "\(port)"])
+    }
     /// The same over ::1.
     static let tcpConnectionsInet6 = Scenario(name: "tcp_connections", args: ["--inet6"])
     /// A connection whose client shut its reading down (SHUT_RD), still ESTABLISHED.
@@ -102,7 +104,8 @@ final class TcpConnectionTests: ScenarioTestCase {
         try requireNft()
         let p = try start(.tcpConnections)
         let image = try newDirectory("image")
-        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--tcp-established", "--leave-running"], reaping: [p])
+        let r = try amber(
+            ["dump", "-t", "\(p.pid)", "-D", image, "--tcp-established", "--leave-running"], reaping: [p])
         XCTAssertEqual(r.status, .exited(0), "dump --tcp-established --leave-running: \(r.summary)")
         XCTAssertEqual(lockTables(), [], "dump --leave-running left the lock on")
         assertRunningUntraced(p.pid, "after dump --leave-running")
@@ -216,7 +219,8 @@ final class TcpConnectionTests: ScenarioTestCase {
         let p = try start(.tcpHalfClosed)
         let r = try amber(
             ["dump", "-t", "\(p.pid)", "-D", try newDirectory("image"), "--tcp-established"], reaping: [p])
-        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "a TCP connection from 127.0.0.1:"])
+        assertRefusal(
+            r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "a TCP connection from 127.0.0.1:"])
         XCTAssertTrue(
             r.stderr.contains("in state FIN_WAIT2") || r.stderr.contains("in state CLOSE_WAIT"), "stderr: \(r.stderr)")
         XCTAssertEqual(lockTables(), [], "a refused dump left the lock on")

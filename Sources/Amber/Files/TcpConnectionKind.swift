@@ -282,7 +282,8 @@ struct TcpConnectionKind: OpenFileKind {
     ) -> [PrivilegedAsk] {
         var asks = [
             PrivilegedAsk(
-                what: "a TCP connection made again with TCP_REPAIR from port \(record.localPort) to port \(record.peerPort)",
+                what:
+                    "a TCP connection made again with TCP_REPAIR from port \(record.localPort) to port \(record.peerPort)",
                 capabilities: [Capability.netAdmin])
         ]
         if record.localPort < InetSocket.unprivilegedPortStart() {
@@ -380,7 +381,8 @@ enum TcpConnectionDump {
                         fd, level: SOL_SOCKET, name: SO_REUSEADDR,
                         value: withUnsafeBytes(of: connection.reuseAddress) { Array($0) })
                 } catch {
-                    failure = failure ?? AmberError(.failure, "cannot take a TCP connection out of repair mode: \(error)")
+                    failure =
+                        failure ?? AmberError(.failure, "cannot take a TCP connection out of repair mode: \(error)")
                 }
             }
         }
