@@ -10,7 +10,7 @@ import Glibc
 /// The worker starts first thing, before ArgumentParser reads `amber dump`'s command line: a
 /// parse is about 3 ms, the worker's own start about 4, and they overlap. Its command line is
 /// `amber --dump-worker SUPERVISOR FD`; the parsed arguments follow on the pipe FD, fields
-/// ended by NUL: PID DIR LEAVE_RUNNING SYNC VERBOSITY (flags 0 or 1), then one field for each
+/// ended by NUL: PID DIR LEAVE_RUNNING SYNC VERBOSITY SHELL_JOB (flags 0 or 1), then one field for each
 /// `--external` name. A command line that does
 /// not parse, or asks for help, closes the pipe empty, and the worker exits saying nothing.
 struct DumpWorker {
@@ -22,6 +22,7 @@ struct DumpWorker {
     let leaveRunning: Bool
     let sync: Bool
     let verbosity: Int
+    let shellJob: Bool
     let externalFiles: [String]
 
     /// The worker started, waiting for its arguments on the pipe `arguments` writes to.
@@ -57,7 +58,8 @@ struct DumpWorker {
         }
         Self.started = nil
         var fields = [UInt8]()
-        for field in ["\(pid)", directory, leaveRunning ? "1" : "0", sync ? "1" : "0", "\(verbosity)"] + externalFiles {
+        let flags = [leaveRunning, sync].map { $0 ? "1" : "0" }
+        for field in ["\(pid)", directory] + flags + ["\(verbosity)", shellJob ? "1" : "0"] + externalFiles {
             fields += Array(field.utf8) + [0]
         }
         var written = 0
@@ -136,10 +138,11 @@ struct DumpWorker {
         let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map {
             String(decoding: $0, as: UTF8.self)
         }
-        guard fields.count >= 6, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
+        guard fields.count >= 7, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
         DumpWorker(
             supervisor: supervisor, pid: pid, directory: fields[1], leaveRunning: fields[2] == "1",
-            sync: fields[3] == "1", verbosity: verbosity, externalFiles: Array(fields[5..<(fields.count - 1)])
+            sync: fields[3] == "1", verbosity: verbosity, shellJob: fields[5] == "1",
+            externalFiles: Array(fields[6..<(fields.count - 1)])
         ).run()
     }
 
@@ -156,7 +159,7 @@ struct DumpWorker {
         do {
             let summary = try Checkpoint.run(
                 pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync,
-                externalFiles: Set(externalFiles), interruption: DumpInterruption(supervisor: supervisor),
+                externalFiles: Set(externalFiles), shellJob: shellJob, interruption: DumpInterruption(supervisor: supervisor),
                 logger: logger)
             logger.info(
                 "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(clock.now - start)"

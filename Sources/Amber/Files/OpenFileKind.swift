@@ -97,6 +97,7 @@ enum OpenFileKinds {
         EventFDKind.self, SignalFDKind.self, TimerFDKind.self,
         UnixSocketKind.self, InetSocketKind.self, MemfdKind.self, DeletedFileKind.self, EpollKind.self, PidfdKind.self,
         InotifyKind.self,
+        ShellJobTerminalKind.self,
     ]
 
     /// The kind of open file `descriptor` is, or its refusal.

@@ -210,13 +210,10 @@ enum TreeState {
         }
     }
 
-    /// Refuses a controlling terminal other than amber's own, and any for a session leader: a
-    /// restored process gets amber's session's, or none as a session leader. Terminals are not
-    /// restored yet.
+    /// Refuses a controlling terminal for a session leader: a restored session leader gets none.
+    /// Another process's, its session's outside the tree, is a shell job's (`ShellJobState`).
     static func checkTerminal(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        guard let stat = try? ProcFS.stat(pid: pid), stat.terminal != 0,
-            stat.session == pid || stat.terminal != (try? ProcFS.stat(pid: getpid()).terminal)
-        else { return }
+        guard let stat = try? ProcFS.stat(pid: pid), stat.terminal != 0, stat.session == pid else { return }
         let terminal = stat.terminal
         throw AmberError.unsupported(
             process,

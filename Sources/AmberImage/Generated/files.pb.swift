@@ -191,6 +191,14 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     set {file = .externalFile(newValue)}
   }
 
+  public var shellJobTerminal: Amber_ShellJobTerminal {
+    get {
+      if case .shellJobTerminal(let v)? = file {return v}
+      return Amber_ShellJobTerminal()
+    }
+    set {file = .shellJobTerminal(newValue)}
+  }
+
   /// Its flock and OFD (fcntl F_OFD_SETLK) locks: they belong to the description.
   public var locks: [Amber_FileLock] = []
 
@@ -213,6 +221,7 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case memfd(Amber_Memfd)
     case deletedFile(Amber_DeletedFile)
     case externalFile(Amber_ExternalFile)
+    case shellJobTerminal(Amber_ShellJobTerminal)
 
   }
 
@@ -995,6 +1004,26 @@ public nonisolated struct Amber_DeletedFile: Sendable {
   fileprivate var _contents: Amber_FileContents? = nil
 }
 
+/// A descriptor on the terminal of a shell job (`dump -j`): the controlling terminal of the
+/// tree's session, outside the tree (a pty whose master no process of the tree holds). The
+/// restore (`restore -j`) opens the terminal amber runs on in its place, with the description's
+/// flags; that terminal keeps its own settings (the image's are in Task.shell_job).
+public nonisolated struct Amber_ShellJobTerminal: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The terminal's path at the dump (/dev/pts/3), for diagnostics.
+  public var path: String = String()
+
+  /// Opened by the name /dev/tty (the caller's controlling terminal): reopened by that name.
+  public var controllingAlias: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "amber"
@@ -1041,7 +1070,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{4}\u{14}shell_job_terminal\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1261,6 +1290,19 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
           self.file = .externalFile(v)
         }
       }()
+      case 110: try {
+        var v: Amber_ShellJobTerminal?
+        var hadOneofValue = false
+        if let current = self.file {
+          hadOneofValue = true
+          if case .shellJobTerminal(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.file = .shellJobTerminal(v)
+        }
+      }()
       default: break
       }
     }
@@ -1350,6 +1392,10 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
     case .externalFile?: try {
       guard case .externalFile(let v)? = self.file else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
+    }()
+    case .shellJobTerminal?: try {
+      guard case .shellJobTerminal(let v)? = self.file else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 110)
     }()
     default: break
     }
@@ -2603,6 +2649,41 @@ nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.ownerUid != rhs.ownerUid {return false}
     if lhs.ownerGid != rhs.ownerGid {return false}
     if lhs._contents != rhs._contents {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_ShellJobTerminal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShellJobTerminal"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{3}controlling_alias\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.controllingAlias) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if self.controllingAlias != false {
+      try visitor.visitSingularBoolField(value: self.controllingAlias, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_ShellJobTerminal, rhs: Amber_ShellJobTerminal) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.controllingAlias != rhs.controllingAlias {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,211 @@
+// Shell jobs (`dump -j`, `restore -j`) driven through a real terminal: bash in tmux windows of
+// a tmux server of the test's own, typed into with send-keys and read with capture-pane.
+
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A tmux server on a socket of its own, with two windows running bash: one to start a
+/// program in and one to restore it in.
+final class TmuxTerminals {
+    static let tmux = "/usr/bin/tmux"
+    static let bash = "/bin/bash"
+    let socket: String
+    let directory: String
+    /// The window the program runs in before the dump, and the one it is restored in.
+    let original = "amber:0"
+    let restoring = "amber:1"
+
+    init(directory: String) throws {
+        self.directory = directory
+        socket = directory + "/tmux.socket"
+        let shell = ["env", "PS1=$ ", Self.bash, "--norc", "--noprofile"]
+        // Spawn closes every inherited fd and gives stdin /dev/null: the server (it daemonizes)
+        // and its shells get none of the test's.
+        try run(["-f", "/dev/null", "new-session", "-d", "-s", "amber", "-x", "100", "-y", "30"] + shell)
+        try run(["new-window", "-t", "amber"] + shell)
+    }
+
+    @discardableResult
+    func run(_ arguments: [String]) throws -> String {
+        let (status, output) = try Spawn.run([Self.tmux, "-S", socket] + arguments, in: directory)
+        guard status == .exited(0) else { throw RunnerError("tmux \(arguments.joined(separator: " ")): \(output)") }
+        return output
+    }
+
+    /// Types `text` and Enter into `window`.
+    func type(_ text: String, into window: String) throws {
+        try run(["send-keys", "-t", window, "-l", text])
+        try run(["send-keys", "-t", window, "Enter"])
+    }
+
+    /// Presses keys by tmux's names (C-z, Escape).
+    func press(_ keys: String..., in window: String) throws {
+        try run(["send-keys", "-t", window] + keys)
+    }
+
+    func screen(_ window: String) -> String {
+        (try? run(["capture-pane", "-p", "-t", window])) ?? ""
+    }
+
+    /// The bash of `window`.
+    func shell(_ window: String) throws -> pid_t {
+        let text = try run(["display-message", "-p", "-t", window, "#{pane_pid}"])
+        guard let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw RunnerError("tmux gave no pane PID: \(text)")
+        }
+        return pid
+    }
+
+    /// Waits up to 20 s for `window` to show `text`.
+    func waitForScreen(_ window: String, toShow text: String) throws {
+        let deadline = Sys.now() + 20
+        while !screen(window).contains(text) {
+            guard Sys.now() < deadline else {
+                throw RunnerError("the window \(window) does not show \"\(text)\":\n\(screen(window))")
+            }
+            Sys.sleep(milliseconds: 20)
+        }
+    }
+
+    func kill() { _ = try? run(["kill-server"]) }
+}
+
+final class ShellJobTests: ScenarioTestCase {
+    private func terminals() throws -> TmuxTerminals {
+        _ = try requireAmber()
+        for tool in [TmuxTerminals.tmux, TmuxTerminals.bash] where !Sys.fileExists(tool) {
+            throw XCTSkip("\(tool) is not installed (.ci/run installs it)")
+        }
+        return try TmuxTerminals(directory: try newDirectory("tmux"))
+    }
+
+    /// Waits up to 20 s for a process named `comm` under `shell`.
+    private func waitForProgram(_ comm: String, under shell: pid_t) throws -> pid_t {
+        let deadline = Sys.now() + 20
+        while Sys.now() < deadline {
+            if let pid = Proc.descendants(of: shell).first(where: { Proc.comm($0) == comm }) { return pid }
+            Sys.sleep(milliseconds: 20)
+        }
+        throw RunnerError("no \(comm) started under the shell \(shell)")
+    }
+
+    /// Waits up to 20 s for `pid` to be in `state` (S, T...).
+    private func waitForState(_ pid: pid_t, _ state: Character) throws {
+        let deadline = Sys.now() + 20
+        while Proc.status(pid)?.state != state {
+            guard Sys.now() < deadline else { throw RunnerError("not in state \(state): \(Proc.describe(pid))") }
+            Sys.sleep(milliseconds: 20)
+        }
+    }
+
+    /// The command that restores `image` as a shell job, typed into a window.
+    private func restoreCommand(_ image: String) throws -> String {
+        "AMBER_IMAGE_KEY=\(try Self.imageKeyPath()) \(try requireAmber()) restore -j -D \(image)"
+    }
+
+    /// `sleep 1000` run from the shell of the original window, dumped as a shell job.
+    private func dumpedSleep(_ tmux: TmuxTerminals) throws -> (image: String, pid: pid_t) {
+        try tmux.type("sleep 1000", into: tmux.original)
+        let sleep = try waitForProgram("sleep", under: try tmux.shell(tmux.original))
+        let image = try newDirectory("image")
+        let dump = try amber(["dump", "-j", "-t", "\(sleep)", "-D", image])
+        XCTAssertEqual(dump.status, .exited(0), dump.summary)
+        guard dump.status == .exited(0) else { throw RunnerError("dump failed") }
+        return (image, sleep)
+    }
+
+    /// vim edits a file, its change not written, and is dumped as a shell job; restored with -j
+    /// in another window, it draws itself there, `:wq` writes the change and the shell sees
+    /// vim end with 0.
+    func testVimRestoredInAnotherTerminal() throws {
+        guard Sys.fileExists("/usr/bin/vim") else { throw XCTSkip("vim is not installed (.ci/run installs it)") }
+        let tmux = try terminals()
+        defer { tmux.kill() }
+        let directory = try newDirectory("vim")
+        let file = directory + "/notes.txt"
+        try "first line\n".write(toFile: file, atomically: true, encoding: .utf8)
+        try tmux.type("vim -u NONE -i NONE -N \(file)", into: tmux.original)
+        let vim = try waitForProgram("vim", under: try tmux.shell(tmux.original))
+        try tmux.waitForScreen(tmux.original, toShow: "first line")
+        try tmux.press("G", "o", in: tmux.original)
+        try tmux.run(["send-keys", "-t", tmux.original, "-l", "added by the test"])
+        try tmux.press("Escape", in: tmux.original)
+        try tmux.waitForScreen(tmux.original, toShow: "added by the test")
+        Sys.sleep(milliseconds: 1500)  // vim takes Escape as a key once no more follows (timeoutlen)
+
+        let image = try newDirectory("image")
+        let dump = try amber(["dump", "-j", "-t", "\(vim)", "-D", image])
+        XCTAssertEqual(dump.status, .exited(0), dump.summary)
+        guard dump.status == .exited(0) else { return }
+        XCTAssertEqual(Sys.readText(file), "first line\n", "the dumped vim wrote the file")
+
+        try tmux.type("clear; \(try restoreCommand(image)); echo \"exit=$?\"", into: tmux.restoring)
+        try tmux.waitForScreen(tmux.restoring, toShow: "added by the test")
+        XCTAssertEqual(Proc.comm(vim), "vim", "the restored vim: \(Proc.describe(vim))")
+        try tmux.type(":wq", into: tmux.restoring)
+        // The typed command shows "exit=$?"; what the shell printed, "exit=0".
+        try tmux.waitForScreen(tmux.restoring, toShow: "exit=0")
+        XCTAssertEqual(Sys.readText(file), "first line\nadded by the test\n")
+    }
+
+    /// A shell job's `sleep 1000` restored with -j is its new shell's foreground job: ^Z stops
+    /// it (the shell reports amber's job stopped), `fg` continues it, ^C ends it and amber
+    /// reports its status.
+    func testJobControlOfRestoredSleep() throws {
+        let tmux = try terminals()
+        defer { tmux.kill() }
+        let (image, sleep) = try dumpedSleep(tmux)
+
+        try tmux.type("clear; \(try restoreCommand(image))", into: tmux.restoring)
+        try waitForState(sleep, "S")
+        let amberPID = Proc.status(sleep)?.ppid ?? -1
+        XCTAssertEqual(Proc.comm(amberPID), "amber", "the restored sleep's parent: \(Proc.describe(amberPID))")
+
+        try tmux.press("C-z", in: tmux.restoring)
+        try tmux.waitForScreen(tmux.restoring, toShow: "Stopped")
+        try waitForState(sleep, "T")
+        try waitForState(amberPID, "T")
+
+        try tmux.type("fg", into: tmux.restoring)
+        try waitForState(sleep, "S")
+        XCTAssertNotEqual(Proc.status(amberPID)?.state, "T", "amber: \(Proc.describe(amberPID))")
+
+        try tmux.press("C-c", in: tmux.restoring)
+        let deadline = Sys.now() + 20
+        while Proc.pidInUse(sleep) && Sys.now() < deadline { Sys.sleep(milliseconds: 20) }
+        XCTAssertFalse(Proc.pidInUse(sleep), "^C did not end the restored sleep: \(Proc.describe(sleep))")
+        try tmux.type("echo \"exit=$?\"", into: tmux.restoring)
+        try tmux.waitForScreen(tmux.restoring, toShow: "exit=130")
+    }
+
+    /// Without -j, a program whose terminal is outside the tree is refused, naming -j, and runs on.
+    func testDumpWithoutShellJobIsRefused() throws {
+        let tmux = try terminals()
+        defer { tmux.kill() }
+        try tmux.type("sleep 1000", into: tmux.original)
+        let sleep = try waitForProgram("sleep", under: try tmux.shell(tmux.original))
+        let image = try newDirectory("image")
+        let dump = try amber(["dump", "-t", "\(sleep)", "-D", image])
+        assertRefusal(dump, exitCode: AmberExit.unsupportedState, mentions: ["\(sleep) (sleep)", "-j", "/dev/pts/"])
+        XCTAssertEqual(Proc.status(sleep)?.state, "S", "the refused dump left sleep: \(Proc.describe(sleep))")
+        XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"))
+    }
+
+    /// An image of a shell job is restored only with -j, and -j only on a terminal amber runs on.
+    func testShellJobRestoredOnlyWithShellJobOnATerminal() throws {
+        let tmux = try terminals()
+        defer { tmux.kill() }
+        let (image, sleep) = try dumpedSleep(tmux)
+        let before = contents(of: image)
+        let plain = try amber(["restore", "-D", image])
+        assertRefusal(plain, exitCode: AmberExit.restoreFailed, mentions: ["shell job", "-j"])
+        let noTerminal = try amber(["restore", "-j", "-D", image])
+        assertRefusal(noTerminal, exitCode: AmberExit.restoreFailed, mentions: ["-j", "no controlling terminal"])
+        XCTAssertFalse(Proc.pidInUse(sleep), "a refused restore made \(Proc.describe(sleep))")
+        XCTAssertTrue(contents(of: image) == before, "a refused restore changed the image")
+    }
+}
