@@ -89,8 +89,10 @@ public struct ShellJobControl: Sendable {
         }
     }
 
-    /// Gives the terminal back to amber's own group.
+    /// Gives the terminal back to amber's own group, if the job's group has it: a job continued
+    /// in the background (`bg`) does not, and the shell's terminal is not amber's to take.
     func takeBack() {
+        guard tcgetpgrp(terminal) == group else { return }
         try? Terminals.setForegroundGroup(terminal, getpgrp())
     }
 
@@ -106,22 +108,40 @@ public struct ShellJobControl: Sendable {
         // They reach the foreground group, the restored one: amber only passes stops on.
         for signal in [SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU] { Glibc.signal(signal, SIG_IGN) }
         while true {
+            // Continued in the background (`bg`), the job runs without the terminal, and a shell's
+            // `fg` of a job that runs gives amber's group the terminal without a signal: amber
+            // looks, every 50 ms, until then.
+            let inBackground = group != getpgrp() && tcgetpgrp(terminal) != group
             var status: Int32 = 0
             // __WALL: a root cloned with another exit signal than SIGCHLD is a "clone" child.
-            guard waitpid(pid, &status, __WALL | WUNTRACED) >= 0 else {
+            let waited = waitpid(pid, &status, __WALL | WUNTRACED | (inBackground ? WNOHANG : 0))
+            guard waited >= 0 else {
                 guard errno == EINTR else { throw AmberError(.failure, "waiting for process \(pid): errno \(errno)") }
+                continue
+            }
+            if waited == 0 {
+                if tcgetpgrp(terminal) == getpgrp() { resume() } else { usleep(50_000) }
                 continue
             }
             guard status & 0xff == 0x7f else {
                 takeBack()
                 return status
             }
+            // Stopped reading or writing the terminal just after `fg` gave it to amber's group.
+            if tcgetpgrp(terminal) == getpgrp() && group != getpgrp() {
+                resume()
+                continue
+            }
             takeBack()
             stop(like: status >> 8 & 0xff)
-            // Continued: in the foreground (fg) the job gets the terminal again; in the background (bg) not.
-            if tcgetpgrp(terminal) == getpgrp() { try? Terminals.setForegroundGroup(terminal, group) }
-            _ = Glibc.kill(-group, SIGCONT)
+            resume()
         }
+    }
+
+    /// Continues the job, with the terminal if amber's group has it (`fg`), else without (`bg`).
+    private func resume() {
+        if tcgetpgrp(terminal) == getpgrp() { try? Terminals.setForegroundGroup(terminal, group) }
+        _ = Glibc.kill(-group, SIGCONT)
     }
 
     /// Stops amber by the signal that stopped the job (SIGTSTP for ^Z), so that the shell

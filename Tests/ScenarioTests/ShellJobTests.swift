@@ -21,7 +21,8 @@ final class TmuxTerminals {
 
     init(directory: String) throws {
         self.directory = directory
-        socket = directory + "/tmux.socket"
+        // Short: a unix socket's path has at most 107 bytes, and a test's directory can be longer.
+        socket = "/tmp/amber-tmux-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let shell = ["env", "PS1=$ ", Self.bash, "--norc", "--noprofile"]
         // Spawn closes every inherited fd and gives stdin /dev/null: the server (it daemonizes)
         // and its shells get none of the test's.
@@ -71,7 +72,10 @@ final class TmuxTerminals {
         }
     }
 
-    func kill() { _ = try? run(["kill-server"]) }
+    func kill() {
+        _ = try? run(["kill-server"])
+        unlink(socket)
+    }
 }
 
 final class ShellJobTests: ScenarioTestCase {
@@ -152,9 +156,27 @@ final class ShellJobTests: ScenarioTestCase {
         XCTAssertEqual(Sys.readText(file), "first line\nadded by the test\n")
     }
 
+    /// The foreground process group of `pid`'s terminal (/proc/PID/stat field 8, tpgid).
+    private func terminalForegroundGroup(_ pid: pid_t) -> pid_t? {
+        guard let stat = Sys.readText("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 5 ? pid_t(fields[5]) : nil
+    }
+
+    /// Waits up to 20 s for the foreground group of `pid`'s terminal to be `group`.
+    private func waitForForeground(_ group: pid_t, of pid: pid_t) throws {
+        let deadline = Sys.now() + 20
+        while terminalForegroundGroup(pid) != group {
+            guard Sys.now() < deadline else {
+                throw RunnerError("the terminal's foreground group is \(terminalForegroundGroup(pid) ?? -1), not \(group)")
+            }
+            Sys.sleep(milliseconds: 20)
+        }
+    }
+
     /// A shell job's `sleep 1000` restored with -j is its new shell's foreground job: ^Z stops
-    /// it (the shell reports amber's job stopped), `fg` continues it, ^C ends it and amber
-    /// reports its status.
+    /// it (the shell reports amber's job stopped), `bg` continues it in the background, `fg`
+    /// brings it back to the foreground, ^C ends it and amber reports its status.
     func testJobControlOfRestoredSleep() throws {
         let tmux = try terminals()
         defer { tmux.kill() }
@@ -164,15 +186,23 @@ final class ShellJobTests: ScenarioTestCase {
         try waitForState(sleep, "S")
         let amberPID = Proc.status(sleep)?.ppid ?? -1
         XCTAssertEqual(Proc.comm(amberPID), "amber", "the restored sleep's parent: \(Proc.describe(amberPID))")
+        let shell = try tmux.shell(tmux.restoring)
+        try waitForForeground(sleep, of: sleep)
 
         try tmux.press("C-z", in: tmux.restoring)
         try tmux.waitForScreen(tmux.restoring, toShow: "Stopped")
         try waitForState(sleep, "T")
         try waitForState(amberPID, "T")
+        try waitForForeground(shell, of: sleep)
+
+        try tmux.type("bg", into: tmux.restoring)
+        try waitForState(sleep, "S")
+        try waitForState(amberPID, "S")
+        XCTAssertEqual(terminalForegroundGroup(sleep), shell, "bg gave the terminal away")
 
         try tmux.type("fg", into: tmux.restoring)
-        try waitForState(sleep, "S")
-        XCTAssertNotEqual(Proc.status(amberPID)?.state, "T", "amber: \(Proc.describe(amberPID))")
+        try waitForForeground(sleep, of: sleep)
+        XCTAssertEqual(Proc.status(sleep)?.state, "S", "after fg: \(Proc.describe(sleep))")
 
         try tmux.press("C-c", in: tmux.restoring)
         let deadline = Sys.now() + 20
