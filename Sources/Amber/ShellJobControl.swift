@@ -23,7 +23,9 @@ public struct ShellJobControl: Sendable {
         -> ShellJobTerminal?
     {
         let root = tasks[0]
-        let onTerminal = tasks.contains { $0.files.descriptions.contains { ShellJobTerminalKind.record(of: $0) != nil } }
+        let onTerminal = tasks.contains {
+            $0.files.descriptions.contains { ShellJobTerminalKind.record(of: $0) != nil }
+        }
         guard root.hasShellJob || onTerminal else {
             guard !requested else {
                 throw AmberError(

@@ -159,8 +159,8 @@ struct DumpWorker {
         do {
             let summary = try Checkpoint.run(
                 pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync,
-                externalFiles: Set(externalFiles), shellJob: shellJob, interruption: DumpInterruption(supervisor: supervisor),
-                logger: logger)
+                externalFiles: Set(externalFiles), shellJob: shellJob,
+                interruption: DumpInterruption(supervisor: supervisor), logger: logger)
             logger.info(
                 "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(clock.now - start)"
             )

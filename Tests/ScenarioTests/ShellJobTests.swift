@@ -168,7 +168,8 @@ final class ShellJobTests: ScenarioTestCase {
         let deadline = Sys.now() + 20
         while terminalForegroundGroup(pid) != group {
             guard Sys.now() < deadline else {
-                throw RunnerError("the terminal's foreground group is \(terminalForegroundGroup(pid) ?? -1), not \(group)")
+                throw RunnerError(
+                    "the terminal's foreground group is \(terminalForegroundGroup(pid) ?? -1), not \(group)")
             }
             Sys.sleep(milliseconds: 20)
         }
