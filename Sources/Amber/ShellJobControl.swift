@@ -67,6 +67,14 @@ public struct ShellJobControl: Sendable {
         return ShellJobTerminal(descriptor: descriptor, device: controlling)
     }
 
+    /// The job's terminal, for `amber verify --needs`: the caller's terminal takes its place.
+    static func needs(of tasks: [Amber_Task]) -> [String] {
+        guard let root = tasks.first, root.hasShellJob else { return [] }
+        return [
+            "the terminal \(root.shellJob.terminal) of the shell job of process \(root.pid) (\(root.comm)): restore with -j from a shell on a terminal, which takes its place"
+        ]
+    }
+
     private static func describe(_ settings: Amber_ShellJobTerminalSettings, if present: Bool) -> String {
         guard present else { return "" }
         let characters = settings.controlCharacters.map { String($0, radix: 16) }.joined(separator: " ")

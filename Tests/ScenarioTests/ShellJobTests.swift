@@ -107,8 +107,8 @@ final class ShellJobTests: ScenarioTestCase {
     }
 
     /// The command that restores `image` as a shell job, typed into a window.
-    private func restoreCommand(_ image: String) throws -> String {
-        "AMBER_IMAGE_KEY=\(try Self.imageKeyPath()) \(try requireAmber()) restore -j -D \(image)"
+    private func restoreCommand(_ image: String, options: String = "") throws -> String {
+        "AMBER_IMAGE_KEY=\(try Self.imageKeyPath()) \(try requireAmber()) restore -j -D \(image)\(options)"
     }
 
     /// `sleep 1000` run from the shell of the original window, dumped as a shell job.
@@ -183,7 +183,10 @@ final class ShellJobTests: ScenarioTestCase {
         defer { tmux.kill() }
         let (image, sleep) = try dumpedSleep(tmux)
 
-        try tmux.type("clear; \(try restoreCommand(image))", into: tmux.restoring)
+        try tmux.type("clear; \(try restoreCommand(image, options: " -v"))", into: tmux.restoring)
+        // -v shows the terminal the job had and its settings (the window it ran in had 30 rows).
+        try tmux.waitForScreen(tmux.restoring, toShow: "shell job: on /dev/pts/")
+        try tmux.waitForScreen(tmux.restoring, toShow: "at the dump, 30 rows and 100 columns")
         try waitForState(sleep, "S")
         let amberPID = Proc.status(sleep)?.ppid ?? -1
         XCTAssertEqual(Proc.comm(amberPID), "amber", "the restored sleep's parent: \(Proc.describe(amberPID))")
@@ -232,6 +235,8 @@ final class ShellJobTests: ScenarioTestCase {
         defer { tmux.kill() }
         let (image, sleep) = try dumpedSleep(tmux)
         let before = contents(of: image)
+        let needs = try amber(["verify", "--needs", image])
+        XCTAssertTrue(needs.stdout.contains("of the shell job of process \(sleep) (sleep): restore with -j"), needs.stdout)
         let plain = try amber(["restore", "-D", image])
         assertRefusal(plain, exitCode: AmberExit.restoreFailed, mentions: ["shell job", "-j"])
         let noTerminal = try amber(["restore", "-j", "-D", image])
