@@ -236,7 +236,8 @@ final class ShellJobTests: ScenarioTestCase {
         let (image, sleep) = try dumpedSleep(tmux)
         let before = contents(of: image)
         let needs = try amber(["verify", "--needs", image])
-        XCTAssertTrue(needs.stdout.contains("of the shell job of process \(sleep) (sleep): restore with -j"), needs.stdout)
+        XCTAssertTrue(
+            needs.stdout.contains("of the shell job of process \(sleep) (sleep): restore with -j"), needs.stdout)
         let plain = try amber(["restore", "-D", image])
         assertRefusal(plain, exitCode: AmberExit.restoreFailed, mentions: ["shell job", "-j"])
         let noTerminal = try amber(["restore", "-j", "-D", image])
