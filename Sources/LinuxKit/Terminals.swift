@@ -75,10 +75,34 @@ public enum Terminals {
 
     /// The terminal's path for a device number: /dev/pts/N for a pty's, else "the terminal MAJOR:MINOR".
     public static func name(ofDevice device: UInt64) -> String {
-        let major = device >> 8 & 0xfff
-        let minor = device & 0xff | device >> 12 & 0xfff00
-        // Unix98 ptys: majors 136 to 143, each 256 minors.
-        if (136...143).contains(major) { return "/dev/pts/\((major - 136) << 8 | minor)" }
-        return "the terminal \(major):\(minor)"
+        let (major, minor) = split(device)
+        // Unix98 pty slaves: major 136, the pty's index the minor.
+        return major == 136 ? "/dev/pts/\(minor)" : "the terminal \(major):\(minor)"
+    }
+
+    /// Whether a character device is a terminal other than a pty master or the ptmx, by the tty
+    /// drivers the kernel lists (/proc/tty/drivers): asked before any ioctl is sent to a device,
+    /// which another driver could take for a request of its own.
+    public static func isTerminal(device: UInt64) -> Bool {
+        let (major, minor) = split(device)
+        return drivers.contains { $0.major == major && $0.minors.contains(minor) }
+    }
+
+    /// The tty drivers' majors and minors, but pty masters' ("pty:master") and the ptmx's ("system").
+    private static let drivers: [(major: UInt64, minors: ClosedRange<UInt64>)] = {
+        guard let text = try? ProcFS.readText("/proc/tty/drivers") else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 5, fields[4] != "pty:master", fields[4] != "system", let major = UInt64(fields[2])
+            else { return nil }
+            let bounds = fields[3].split(separator: "-").compactMap { UInt64($0) }
+            guard let first = bounds.first, let last = bounds.last, first <= last else { return nil }
+            return (major, first...last)
+        }
+    }()
+
+    /// Major and minor of a device number as glibc's makedev encodes it.
+    private static func split(_ device: UInt64) -> (major: UInt64, minor: UInt64) {
+        (device >> 8 & 0xfff, device & 0xff | device >> 12 & 0xfff00)
     }
 }

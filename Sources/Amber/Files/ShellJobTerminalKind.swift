@@ -7,21 +7,20 @@ import LinuxKit
 /// dump of a shell job (`dump -j`, CRIU's `--shell-job`) takes it, as the job's terminal: its
 /// description is recorded by path alone, and a restore with -j opens the terminal
 /// `amber restore` runs on in its place (`ShellJobTerminal`). Without -j it is refused, naming -j.
-/// A pty master is not one (its link is the ptmx).
+/// A pty master is not one (its device is the ptmx).
 struct ShellJobTerminalKind: OpenFileKind {
     let path: String
     let status: FileStatus
     /// The terminal it is on (TIOCGDEV): for /dev/tty, the controlling terminal it stands for.
     let device: UInt64
 
-    /// /dev/tty (5:0), /dev/ptmx and /dev/pts/ptmx (5:2), as glibc's makedev encodes them.
+    /// /dev/tty (5:0), as glibc's makedev encodes it.
     private static let controllingAlias: UInt64 = 5 << 8
-    private static let ptyMultiplexer: UInt64 = 5 << 8 | 2
 
     static func classify(_ descriptor: DescriptorProbe) throws -> Self? {
         guard case .reopenable(let path) = try descriptor.linkPath() else { return nil }
         let status = try descriptor.status()
-        guard status.isCharacterDevice, status.rdev != ptyMultiplexer else { return nil }
+        guard status.isCharacterDevice, Terminals.isTerminal(device: status.rdev) else { return nil }
         let copy = try descriptor.duplicate()
         defer { try? copy.close() }
         guard let device = try Terminals.device(of: copy.rawValue) else { return nil }
