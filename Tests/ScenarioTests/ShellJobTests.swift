@@ -245,4 +245,61 @@ final class ShellJobTests: ScenarioTestCase {
         XCTAssertFalse(Proc.pidInUse(sleep), "a refused restore made \(Proc.describe(sleep))")
         XCTAssertTrue(contents(of: image) == before, "a refused restore changed the image")
     }
+
+    /// The shell_job scenario, typed into the shell of the original window; its pidfile read.
+    private func startShellJobScenario(_ tmux: TmuxTerminals) throws -> ScenarioProcess {
+        let binary = try ScenarioBuilder.shared.binary(Scenario.shellJob.name)
+        let process = ScenarioProcess(
+            scenario: .shellJob, binary: binary, directory: try newDirectory(Scenario.shellJob.name), pid: 0)
+        try tmux.type("\(binary) --pidfile \(process.pidfile) --outfile \(process.outfile)", into: tmux.original)
+        let deadline = Sys.now() + Self.pidfileTimeout
+        while Sys.now() < deadline {
+            if let text = Sys.readText(process.pidfile),
+                let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
+            {
+                process.pid = pid
+                return process
+            }
+            Sys.sleep(milliseconds: 20)
+        }
+        throw RunnerError("shell_job wrote no pidfile:\n\(tmux.screen(tmux.original))")
+    }
+
+    /// SIGTERM, then its verdict.
+    private func assertPasses(
+        _ process: ScenarioProcess, _ tmux: TmuxTerminals, file: StaticString = #filePath,
+        line: UInt = #line
+    ) {
+        kill(process.pid, SIGTERM)
+        let deadline = Sys.now() + Self.verdictTimeout
+        while process.verdict == nil && Sys.now() < deadline { Sys.sleep(milliseconds: 20) }
+        XCTAssertEqual(
+            process.verdict, "PASS",
+            "screens:\n\(tmux.screen(tmux.original))\n\(tmux.screen(tmux.restoring))", file: file, line: line)
+    }
+
+    /// Run from a shell and not dumped, the scenario passes its checks of its terminal.
+    func testShellJobScenarioPlain() throws {
+        let tmux = try terminals()
+        defer { tmux.kill() }
+        assertPasses(try startShellJobScenario(tmux), tmux)
+    }
+
+    /// Dumped with -j and restored with -j in another window: every fd on the new terminal
+    /// with its flags and sharing, /dev/tty still /dev/tty, the job the foreground group of
+    /// its new session, its child with it; amber exits with its status, 0.
+    func testShellJobScenarioDumpedAndRestored() throws {
+        let tmux = try terminals()
+        defer { tmux.kill() }
+        let process = try startShellJobScenario(tmux)
+        let image = try newDirectory("image")
+        let dump = try amber(["dump", "-j", "-t", "\(process.pid)", "-D", image])
+        XCTAssertEqual(dump.status, .exited(0), dump.summary)
+        guard dump.status == .exited(0) else { return }
+        XCTAssertNil(process.verdict, "the dumped scenario wrote a verdict")
+        try tmux.type("clear; \(try restoreCommand(image)); echo \"exit=$?\"", into: tmux.restoring)
+        try waitForState(process.pid, "S")
+        assertPasses(process, tmux)
+        try tmux.waitForScreen(tmux.restoring, toShow: "exit=0")
+    }
 }

@@ -94,10 +94,13 @@ struct ShellJobTerminalKind: OpenFileKind {
     }
 }
 
-/// The terminal `amber restore -j` runs on, which takes the place of the job's terminal: every
-/// description of the image on it is opened again on this terminal, through amber's own
-/// descriptor of it (a new open file description with the image's flags, so that the shell's
-/// own description is not shared), or as /dev/tty where the image had that.
+/// The terminal `amber restore -j` runs on, which takes the place of the job's terminal. A
+/// description of the image on it with the flags of amber's own descriptor is that one, the
+/// description amber's shell opened, as the job had its own shell's (inherited, the usual
+/// standard streams); any other is opened anew on this terminal through amber's descriptor,
+/// with the image's flags, or as /dev/tty where the image had that. A new description gets
+/// O_LARGEFILE, which open(2) always sets on x86_64 and which changes nothing there; a shell's
+/// (a pty slave from TIOCGPTPEER) may lack it.
 final class ShellJobTerminal: SharedOpenFileObject {
     /// Its id among the restore's `OpenFileObjects`: there is one.
     static let objectID: UInt64 = 0
@@ -114,8 +117,18 @@ final class ShellJobTerminal: SharedOpenFileObject {
     /// Nothing of its own to close: `descriptor` is amber's.
     func close() {}
 
-    /// A new open file description on the terminal with the description's `flags`.
+    /// An open file description on the terminal with the description's `flags`: amber's own, or new.
     func open(_ record: Amber_ShellJobTerminal, flags: UInt32, for task: Amber_Task) throws -> Int32 {
+        if !record.controllingAlias && fcntl(descriptor, F_GETFL) == Int32(bitPattern: flags) {
+            let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+            guard copy >= 0 else {
+                throw AmberError(
+                    .restoreFailed,
+                    "cannot copy amber's fd \(descriptor) on its terminal for process \(task.pid): \(LinuxError.current("fcntl(F_DUPFD_CLOEXEC)"))"
+                )
+            }
+            return copy
+        }
         let openFlags = Int32(bitPattern: flags) & ~(O_CREAT | O_TRUNC | O_EXCL) | O_NOCTTY | O_CLOEXEC
         let path = record.controllingAlias ? "/dev/tty" : "/proc/self/fd/\(descriptor)"
         let fd = Glibc.open(path, openFlags)

@@ -1006,8 +1006,9 @@ public nonisolated struct Amber_DeletedFile: Sendable {
 
 /// A descriptor on the terminal of a shell job (`dump -j`): the controlling terminal of the
 /// tree's session, outside the tree (a pty whose master no process of the tree holds). The
-/// restore (`restore -j`) opens the terminal amber runs on in its place, with the description's
-/// flags; that terminal keeps its own settings (the image's are in Task.shell_job).
+/// restore (`restore -j`) puts the terminal amber runs on in its place: amber's own description of
+/// it where the description's flags are that one's (the job had its shell's), else a new one with
+/// those flags; that terminal keeps its own settings (the image's are in Task.shell_job).
 public nonisolated struct Amber_ShellJobTerminal: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
