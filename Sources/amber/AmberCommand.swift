@@ -157,7 +157,7 @@ struct RestoreCommand: ParsableCommand {
         help: ArgumentHelp(
             "Restore a shell job (dumped with -j) on the terminal amber runs on, as its foreground job.",
             discussion:
-                "The tree is made in amber's session with amber's terminal as its controlling terminal, in place of the job's terminal, whose settings it keeps (-v logs the image's). Amber stays its parent: ^Z stops the job and amber with it, `fg` continues both, ^C reaches the job."
+                "The tree is made in amber's session, with the terminal amber runs on as its controlling terminal in place of the job's; that terminal keeps its own settings (-v logs the image's). Amber stays the root's parent and exits with its status: ^Z stops the job and amber with it, `fg` and `bg` continue both, ^C reaches the job. Not with --detach or --new-pidns."
         ))
     var shellJob = false
 
