@@ -247,11 +247,12 @@ final class ShellJobTests: ScenarioTestCase {
     }
 
     /// The shell_job scenario, typed into the shell of the original window; its pidfile read.
-    private func startShellJobScenario(_ tmux: TmuxTerminals) throws -> ScenarioProcess {
+    private func startShellJobScenario(_ tmux: TmuxTerminals, options: String = "") throws -> ScenarioProcess {
         let binary = try ScenarioBuilder.shared.binary(Scenario.shellJob.name)
         let process = ScenarioProcess(
             scenario: .shellJob, binary: binary, directory: try newDirectory(Scenario.shellJob.name), pid: 0)
-        try tmux.type("\(binary) --pidfile \(process.pidfile) --outfile \(process.outfile)", into: tmux.original)
+        try tmux.type(
+            "\(binary) --pidfile \(process.pidfile) --outfile \(process.outfile)\(options)", into: tmux.original)
         let deadline = Sys.now() + Self.pidfileTimeout
         while Sys.now() < deadline {
             if let text = Sys.readText(process.pidfile),
@@ -301,5 +302,31 @@ final class ShellJobTests: ScenarioTestCase {
         try waitForState(process.pid, "S")
         assertPasses(process, tmux)
         try tmux.waitForScreen(tmux.restoring, toShow: "exit=0")
+    }
+
+    /// `dump -j --leave-running` leaves the job as it was: it passes its checks on its terminal.
+    func testShellJobScenarioLeftRunning() throws {
+        let tmux = try terminals()
+        defer { tmux.kill() }
+        let process = try startShellJobScenario(tmux)
+        let dump = try amber(["dump", "-j", "-R", "-t", "\(process.pid)", "-D", try newDirectory("image")])
+        XCTAssertEqual(dump.status, .exited(0), dump.summary)
+        assertRunningUntraced(process.pid, "after dump -j --leave-running")
+        assertPasses(process, tmux)
+    }
+
+    /// With -j, a descriptor on another terminal than the job's is refused, naming both: the
+    /// restore has one terminal to give, amber's.
+    func testShellJobOnTwoTerminalsIsRefused() throws {
+        let tmux = try terminals()
+        defer { tmux.kill() }
+        let other = try tmux.run(["display-message", "-p", "-t", tmux.restoring, "#{pane_tty}"])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let process = try startShellJobScenario(tmux, options: " --open \(other)")
+        let dump = try amber(["dump", "-j", "-t", "\(process.pid)", "-D", try newDirectory("image")])
+        assertRefusal(
+            dump, exitCode: AmberExit.unsupportedState,
+            mentions: ["\(process.pid) (shell_job)", "fd 5 open on the terminal \(other)", "-j"])
+        assertRunningUntraced(process.pid, "after the refused dump")
     }
 }

@@ -12,6 +12,8 @@
  * are still one description and fds 3 and 4 descriptions of their own; fd 3 is /dev/tty;
  * it leads its process group, is not a session leader, and its group is the terminal's
  * foreground group in its session; the child has the same terminal, group and session.
+ *
+ * --open TTY: fd 5 is TTY too, another terminal than its own (which `dump -j` refuses).
  */
 #include "scenario.h"
 
@@ -74,6 +76,9 @@ int main(int argc, char **argv)
         if (terminal_of(fd) != terminal)
             sc_die("fd %d is not on the controlling terminal", fd);
     }
+    const char *other = sc_argc_extra == 2 && strcmp(sc_argv_extra[0], "--open") == 0 ? sc_argv_extra[1] : NULL;
+    if (other && open(other, O_WRONLY | O_NOCTTY) != 5)
+        sc_die("open %s as fd 5", other);
     child = fork();
     if (child < 0)
         sc_die("fork");
