@@ -28,10 +28,15 @@ public enum Checkpoint {
     /// outside the tree ("pipe:[INODE]") that the image records as such, for a restore to plug
     /// in the caller's descriptors (`ExternalFiles`). `shellJob` (`-j`) dumps a program run from
     /// a shell, whose terminal is outside the tree, as a shell job (`ShellJobState`).
+    /// `tcpEstablished` dumps established TCP connections under a network lock
+    /// (`TcpConnectionKind`, `NetworkLock`), which stays on after a dump that kills the tree,
+    /// until the restore.
     public static func run(
         pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
-        shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil), logger: Logger
+        shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil),
+        tcpEstablished: Bool = false, logger: Logger
     ) throws(AmberError) -> Summary {
+        TcpConnectionDump.begin(asked: tcpEstablished)
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
             throw AmberError(.noSuchProcess, "no process with PID \(pid)")
         }
@@ -105,12 +110,19 @@ public enum Checkpoint {
                     total + task.memory.areas.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.count } }
                 } * 4096)
             if leaveRunning {
+                try TcpConnectionDump.finish(keepLock: false)
                 TreeState.release(processes)
             } else {
                 try TreeState.kill(processes, tasks: tasks, logger: logger)
+                if let table = try TcpConnectionDump.finish(keepLock: true) {
+                    logger.notice(
+                        "the TCP connections of the tree stay blocked by the nftables table inet \(table) until they are restored (nft delete table inet \(table) gives them up)"
+                    )
+                }
             }
             return summary
         } catch {
+            try? TcpConnectionDump.finish(keepLock: false)
             TreeState.release(processes)
             throw wrap(error, pid: pid)
         }

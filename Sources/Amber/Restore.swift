@@ -100,6 +100,7 @@ public enum Restore {
                 try step.reached()
                 for session in sessions { try step.run(session) }
             }
+            try TcpConnectionKind.unlock(tasks)
             try FaultPoints.reached(restore: FaultPoints.detach)
             if let terminal { jobControl = try ShellJobControl(terminal: terminal, group: getpgid(built[0].pid)) }
             let stopped = try TreeState.letGoStopped(sessions)

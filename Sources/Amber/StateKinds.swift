@@ -22,6 +22,7 @@ enum StateKinds {
         MembarrierState.self,
         KeyringState.self,
         EpollWatches.self,
+        ControllingTerminals.self,
         ShellJobState.self,
     ]
 

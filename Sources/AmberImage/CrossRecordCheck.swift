@@ -9,6 +9,7 @@ enum CrossRecordCheck {
         try checkSharedAnonymousMemory(tasks)
         try checkUnixSockets(tasks)
         try checkProcessesOfFiles(tasks)
+        try checkPtys(tasks)
         try checkShellJob(tasks)
     }
 

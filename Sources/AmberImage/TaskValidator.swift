@@ -102,7 +102,7 @@ struct TaskValidator {
         if task.hasShellJob { try validateShellJob(task.shellJob) }
     }
 
-    private func invalid(_ field: String, _ problem: String) -> ImageError {
+    func invalid(_ field: String, _ problem: String) -> ImageError {
         ImageError(.invalid, file: file, detail: "\(field): \(problem)")
     }
 
@@ -613,12 +613,17 @@ struct TaskValidator {
             case .externalFile(let external):
                 try validateExternalFile(external, flags: description.flags, field: "\(field).external_file")
             case .inetSocket(let socket): try validateInetSocket(socket, description: description, field: field)
+            case .netlinkSocket(let socket): try validateNetlinkSocket(socket, description: description, field: field)
             case .unixSocket(let socket): try validateUnixSocket(socket, description: description, field: field)
             case .memfd(let memfd): try validateMemfd(memfd, field: "\(field).memfd")
             case .deletedFile(let file): try validateDeletedFile(file, field: "\(field).deleted_file")
             case .epoll(let epoll): try validateEpoll(epoll, description: description, field: field)
             case .pidfd(let pidfd): try validatePidfd(pidfd, description: description, field: field)
             case .inotify(let inotify): try validateInotify(inotify, description: description, field: field)
+            case .tcpConnection(let connection):
+                try validateTcpConnection(connection, description: description, field: field)
+            case .ptyMaster(let master): try validatePtyMaster(master, description: description, field: field)
+            case .ptySlave(let slave): try validatePtySlave(slave, description: description, field: field)
             case .shellJobTerminal(let terminal):
                 try validateShellJobTerminal(terminal, flags: description.flags, field: "\(field).shell_job_terminal")
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
@@ -626,9 +631,11 @@ struct TaskValidator {
             guard description.offset <= UInt64(Int64.max) else {
                 throw invalid("\(field).offset", "\(description.offset) is above the largest file offset \(Int64.max)")
             }
-            // PIDFD_THREAD is O_EXCL, which validatePidfd allows a pidfd.
+            // PIDFD_THREAD is O_EXCL, which validatePidfd allows a pidfd; O_TMPFILE stays in the
+            // flags of the description that made an O_TMPFILE file.
             var allowedFlags = Self.fileFlags
             if case .pidfd = description.file { allowedFlags |= 0o200 }
+            if case .deletedFile(let file) = description.file, file.temporary { allowedFlags |= 0o20200000 }
             guard description.flags & ~allowedFlags == 0 else {
                 throw invalid(
                     "\(field).flags",
@@ -870,6 +877,29 @@ struct TaskValidator {
             throw invalid("\(field).send_buffer", "a buffer is at most \(Int32.max) bytes")
         }
         guard socket.peekOffset >= -1 else { throw invalid("\(field).peek_offset", "\(socket.peekOffset) is below -1") }
+        guard socket.peerCredentials.groups.count <= Self.groupLimit else {
+            throw invalid(
+                "\(field).peer_credentials.groups",
+                "\(socket.peerCredentials.groups.count) groups; at most \(Self.groupLimit) (NGROUPS_MAX)")
+        }
+        var optionNames: Set<Int32> = []
+        for (index, option) in socket.options.enumerated() {
+            let field = "\(field).options[\(index)]"
+            guard ImageFormat.unixSocketOptions.contains(where: { $0.name == option.name }),
+                optionNames.insert(option.name).inserted
+            else { throw invalid("\(field).name", "\(option.name) is no option a restore sets, or is set twice") }
+            guard option.value.count == ImageFormat.unixSocketOptionSize(option.name) else {
+                throw invalid(
+                    "\(field).value",
+                    "\(option.value.count) bytes, not \(ImageFormat.unixSocketOptionSize(option.name))")
+            }
+            if option.name == ImageFormat.unixSocketPriority,
+                option.value.withUnsafeBytes({ $0.loadUnaligned(as: Int32.self) }) > ImageFormat.unixSocketPriorityLimit
+            {
+                throw invalid(
+                    "\(field).value", "a priority above \(ImageFormat.unixSocketPriorityLimit) needs CAP_NET_ADMIN")
+            }
+        }
         try validateUnixSocketAddress(socket, field: field)
         let connectionType = socket.type == 1 || socket.type == 5
         if socket.listening {
@@ -1441,6 +1471,26 @@ extension TaskValidator {
     /// SOCK_STREAM with IPPROTO_TCP, SOCK_DGRAM with IPPROTO_UDP.
     private static let inetSocketProtocols: Set<[Int32]> = [[1, 6], [2, 17]]
 
+    /// A peer only a bound UDP socket has (connect binds it): an address of the socket's family
+    /// and a port, as getpeername gave them.
+    private func validateInetSocketPeer(_ socket: Amber_InetSocket, addressSize: Int, field: String)
+        throws(ImageError)
+    {
+        guard socket.type == 2, socket.state == .bound else {
+            throw invalid("\(field).peer_address", "only a bound UDP socket is restored connected")
+        }
+        guard socket.peerAddress.count == addressSize else {
+            throw invalid(
+                "\(field).peer_address", "\(socket.peerAddress.count) bytes; expected \(addressSize) for its family")
+        }
+        guard socket.peerPort > 0, socket.peerPort <= UInt32(UInt16.max) else {
+            throw invalid("\(field).peer_port", "\(socket.peerPort) is not a port from 1 to 65535")
+        }
+        guard socket.family == 10 || socket.peerScopeID == 0 else {
+            throw invalid("\(field).peer_scope_id", "\(socket.peerScopeID) on an AF_INET address")
+        }
+    }
+
     fileprivate func validateInetSocket(
         _ socket: Amber_InetSocket, description: Amber_OpenFileDescription, field: String
     ) throws(ImageError) {
@@ -1488,6 +1538,9 @@ extension TaskValidator {
         guard socket.backlog <= UInt32(Int32.max) else {
             throw invalid("\(socketField).backlog", "\(socket.backlog) is above \(Int32.max)")
         }
+        if !socket.peerAddress.isEmpty || socket.peerPort != 0 || socket.peerScopeID != 0 {
+            try validateInetSocketPeer(socket, addressSize: addressSize, field: socketField)
+        }
         var seen: Set<[Int32]> = []
         for (index, option) in socket.options.enumerated() {
             let optionField = "\(socketField).options[\(index)]"
@@ -1533,6 +1586,156 @@ extension TaskValidator {
         try validatePath(terminal.path, field: "\(field).path")
         guard flags & 3 != 3 else {
             throw invalid(field, "the description's access mode 3 is none a descriptor has")
+        }
+    }
+}
+
+extension TaskValidator {
+    /// The largest queue a connection's record may carry: more than any socket buffer holds
+    /// (net.core.wmem_max and rmem_max cap what the restore can force).
+    static let largestTcpQueue = 1 << 30
+
+    /// An established connection: addresses of its family, ports, queues no longer than the
+    /// sequence space allows, window scales TCP allows (RFC 7323: 14), an MSS, options as an
+    /// inet socket's, and a lock table of amber's own, which the restore deletes.
+    fileprivate func validateTcpConnection(
+        _ connection: Amber_TcpConnection, description: Amber_OpenFileDescription, field: String
+    ) throws(ImageError) {
+        let recordField = "\(field).tcp_connection"
+        guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
+            throw invalid(
+                "\(field).flags",
+                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as a socket is made"
+            )
+        }
+        guard description.offset == 0 else {
+            throw invalid("\(field).offset", "\(description.offset): a socket has no offset")
+        }
+        guard let addressSize = Self.inetAddressSizes[connection.family] else {
+            throw invalid("\(recordField).family", "\(connection.family) is not AF_INET (2) or AF_INET6 (10)")
+        }
+        for (name, address, port) in [
+            ("local", connection.localAddress, connection.localPort),
+            ("peer", connection.peerAddress, connection.peerPort),
+        ] {
+            guard address.count == addressSize else {
+                throw invalid(
+                    "\(recordField).\(name)_address", "\(address.count) bytes; expected \(addressSize) for its family")
+            }
+            guard port > 0, port <= UInt32(UInt16.max) else {
+                throw invalid("\(recordField).\(name)_port", "\(port) is not a port of a connection (1-65535)")
+            }
+        }
+        guard connection.family == 10 || connection.scopeID == 0 else {
+            throw invalid("\(recordField).scope_id", "\(connection.scopeID) on an AF_INET address")
+        }
+        guard connection.sendQueue.count <= Self.largestTcpQueue, connection.receiveQueue.count <= Self.largestTcpQueue
+        else {
+            throw invalid("\(recordField).send_queue", "a queue is above \(Self.largestTcpQueue) bytes")
+        }
+        guard connection.unsentLength <= UInt32(connection.sendQueue.count) else {
+            throw invalid(
+                "\(recordField).unsent_length",
+                "\(connection.unsentLength) is more than the \(connection.sendQueue.count) bytes of the send queue")
+        }
+        guard connection.sendWindowScale <= 14, connection.receiveWindowScale <= 14,
+            connection.windowScaling || (connection.sendWindowScale == 0 && connection.receiveWindowScale == 0)
+        else {
+            throw invalid(
+                "\(recordField).send_window_scale",
+                "\(connection.sendWindowScale), \(connection.receiveWindowScale): a window scale is at most 14, and 0 without window scaling"
+            )
+        }
+        guard connection.mss > 0, connection.mss <= UInt32(UInt16.max) else {
+            throw invalid("\(recordField).mss", "\(connection.mss) is not an MSS (1-65535)")
+        }
+        guard connection.timestamps || connection.timestamp == 0 else {
+            throw invalid("\(recordField).timestamp", "a timestamp on a connection without timestamps")
+        }
+        guard connection.sendBuffer <= UInt32(Int32.max), connection.receiveBuffer <= UInt32(Int32.max),
+            connection.bufferLock & ~3 == 0
+        else {
+            throw invalid(
+                "\(recordField).send_buffer", "buffer sizes above \(Int32.max) or a SO_BUF_LOCK other than 0-3")
+        }
+        let prefix = "amber-lock-"
+        let pid = connection.lockTable.dropFirst(prefix.count)
+        guard connection.lockTable.hasPrefix(prefix), !pid.isEmpty, pid.count <= 10,
+            pid.allSatisfy({ $0.isASCII && $0.isNumber })
+        else {
+            throw invalid(
+                "\(recordField).lock_table",
+                "\"\(connection.lockTable)\" is not a table of amber's lock (amber-lock-PID)")
+        }
+        var seen: Set<[Int32]> = []
+        for (index, option) in connection.options.enumerated() {
+            let optionField = "\(recordField).options[\(index)]"
+            guard
+                let kind = ImageFormat.inetSocketOptions.first(where: {
+                    $0.level == option.level && $0.name == option.name
+                })
+            else {
+                throw invalid(optionField, "level \(option.level), name \(option.name) is no option amber sets again")
+            }
+            guard option.value.count == kind.size else {
+                throw invalid("\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
+            }
+            guard seen.insert([option.level, option.name]).inserted else {
+                throw invalid(optionField, "\(kind.label) is set twice")
+            }
+        }
+    }
+}
+
+extension TaskValidator {
+    /// The largest multicast group a netlink socket's record may name (NETLINK_ROUTE has about 40).
+    private static let maximumNetlinkGroup: UInt32 = 1024
+
+    fileprivate func validateNetlinkSocket(
+        _ socket: Amber_NetlinkSocket, description: Amber_OpenFileDescription, field: String
+    ) throws(ImageError) {
+        let socketField = "\(field).netlink_socket"
+        guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
+            throw invalid(
+                "\(field).flags",
+                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as a socket is made"
+            )
+        }
+        guard description.offset == 0 else {
+            throw invalid("\(field).offset", "\(description.offset): a socket has no offset")
+        }
+        guard socket.type == 2 || socket.type == 3 else {
+            throw invalid("\(socketField).type", "\(socket.type) is not SOCK_DGRAM (2) or SOCK_RAW (3)")
+        }
+        guard ImageFormat.netlinkProtocols.contains(socket.protocol) else {
+            throw invalid(
+                "\(socketField).protocol", "\(socket.protocol) is not NETLINK_ROUTE (0) or NETLINK_SOCK_DIAG (4)")
+        }
+        var previous: UInt32 = 0
+        for (index, group) in socket.groups.enumerated() {
+            guard group > previous, group <= Self.maximumNetlinkGroup else {
+                throw invalid(
+                    "\(socketField).groups[\(index)]",
+                    "\(group) is not a group from 1 to \(Self.maximumNetlinkGroup) above the one before")
+            }
+            previous = group
+        }
+        var seen: Set<[Int32]> = []
+        for (index, option) in socket.options.enumerated() {
+            let optionField = "\(socketField).options[\(index)]"
+            guard
+                let kind = ImageFormat.netlinkSocketOptions.first(where: {
+                    $0.level == option.level && $0.name == option.name
+                })
+            else {
+                throw invalid(optionField, "level \(option.level), name \(option.name) is no option amber sets again")
+            }
+            guard option.value.count == kind.size else {
+                throw invalid("\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
+            }
+            guard seen.insert([option.level, option.name]).inserted else {
+                throw invalid(optionField, "\(kind.label) is set twice")
+            }
         }
     }
 }

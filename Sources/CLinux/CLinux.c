@@ -161,6 +161,14 @@ long amber_thread_setgroups(size_t count, const uint32_t *groups) {
     return result(syscall(SYS_setgroups, count, groups));
 }
 
+long amber_thread_seteuid(uint32_t uid) {
+    return result(syscall(SYS_setresuid, -1, uid, -1));
+}
+
+long amber_thread_setegid(uint32_t gid) {
+    return result(syscall(SYS_setresgid, -1, gid, -1));
+}
+
 long amber_xgetbv0(uint64_t *value) {
     uint32_t lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));

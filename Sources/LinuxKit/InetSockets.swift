@@ -85,6 +85,26 @@ public enum InetSocket {
         1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT", 7: "CLOSE",
         8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING", 12: "NEW_SYN_RECV",
     ]
+    /// "a raw socket (SOCK_RAW)", "a datagram socket"...: what a socket of `type` is.
+    public static func typeName(_ type: Int32) -> String {
+        switch type {
+        case Int32(SOCK_RAW.rawValue): return "a raw socket (SOCK_RAW)"
+        case stream: return "a stream socket"
+        case datagram: return "a datagram socket"
+        case Int32(SOCK_SEQPACKET.rawValue): return "a seqpacket socket"
+        default: return "a socket of type \(type)"
+        }
+    }
+
+    /// "ICMP (1)", "SCTP (132)"...: an IP protocol as /etc/protocols names it, with its number.
+    public static func protocolName(_ number: Int32) -> String {
+        let names: [Int32: String] = [
+            0: "IP", 1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 58: "ICMPv6", 132: "SCTP",
+            136: "UDP-Lite", 255: "raw IP", 262: "MPTCP",
+        ]
+        return names[number].map { "\($0) (\(number))" } ?? "\(number)"
+    }
+
     /// SO_GET_FILTER (SO_ATTACH_FILTER), SO_MEMINFO.
     private static let getFilter: Int32 = 26, memoryInfo: Int32 = 55
     /// SIOCGSKNS: a descriptor of the socket's network namespace.
@@ -206,6 +226,11 @@ public enum InetSocket {
 
     public static func bind(_ fd: Int32, to address: InetAddress) throws(LinuxError) {
         _ = try libcResult("bind \(address)") { address.withSocketAddress { Glibc.bind(fd, $0, $1) } }.get()
+    }
+
+    /// connect(2) of a UDP socket: it sends nothing, it only names the peer.
+    public static func connect(_ fd: Int32, to address: InetAddress) throws(LinuxError) {
+        _ = try libcResult("connect \(address)") { address.withSocketAddress { Glibc.connect(fd, $0, $1) } }.get()
     }
 
     public static func listen(_ fd: Int32, backlog: Int32) throws(LinuxError) {

@@ -14,6 +14,17 @@ public struct OpenFileFlags: OptionSet, Sendable {
     public static let asynchronous = OpenFileFlags(rawValue: 0o20000)
     /// O_PATH: a descriptor that only names the file.
     public static let pathOnly = OpenFileFlags(rawValue: 0o10000000)
+    /// O_TMPFILE (__O_TMPFILE | O_DIRECTORY): a file made without a name in a directory;
+    /// fdinfo keeps showing both bits in the flags of the description it made.
+    public static let temporaryFile = OpenFileFlags(rawValue: 0o20200000)
+    /// __O_TMPFILE alone, the bit that tells O_TMPFILE from O_DIRECTORY.
+    private static let temporaryFileBit: UInt32 = 0o20000000
+
+    /// `flags` as open(2) takes them to open again the file a description open(O_TMPFILE)
+    /// made: without O_TMPFILE, which would make another file.
+    public static func reopening(_ flags: Int32) -> Int32 {
+        UInt32(bitPattern: flags) & temporaryFileBit == 0 ? flags : flags & ~temporaryFile.openFlags
+    }
 
     /// As open(2) and fcntl(F_SETFL) take them.
     public var openFlags: Int32 { Int32(bitPattern: rawValue) }

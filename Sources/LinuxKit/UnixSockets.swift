@@ -56,7 +56,7 @@ public enum UnixSockets {
     }
 
     /// SO_PASSCRED, SO_PASSSEC, SO_PEEK_OFF, SO_SNDBUF, SO_RCVBUF, SO_SNDBUFFORCE,
-    /// SO_RCVBUFFORCE, SO_RCVLOWAT, SO_PASSPIDFD (asm-generic/socket.h).
+    /// SO_RCVBUFFORCE, SO_PASSPIDFD (asm-generic/socket.h).
     public static let passCredentials: Int32 = 16
     public static let passSecurity: Int32 = 34
     public static let peekOffset: Int32 = 42
@@ -64,11 +64,45 @@ public enum UnixSockets {
     public static let receiveBuffer: Int32 = 8
     public static let sendBufferForce: Int32 = 32
     public static let receiveBufferForce: Int32 = 33
-    public static let receiveLowWater: Int32 = 18
     public static let passPidfd: Int32 = 76
-    /// SO_RCVTIMEO_OLD, SO_SNDTIMEO_OLD: a struct timeval on x86_64.
-    public static let receiveTimeout: Int32 = 20
-    public static let sendTimeout: Int32 = 21
+
+    /// The bytes getsockopt reads for SOL_SOCKET `option` of our socket `fd` (up to a struct
+    /// timeval's), or nil when this kernel has no such option (ENOPROTOOPT).
+    public static func optionBytes(_ fd: FileDescriptor, _ option: Int32) throws(LinuxError) -> [UInt8]? {
+        var value = timeval()
+        var size = socklen_t(MemoryLayout<timeval>.size)
+        guard getsockopt(fd.rawValue, SOL_SOCKET, option, &value, &size) == 0 else {
+            let error = LinuxError.current("getsockopt \(option) of fd \(fd.rawValue)")
+            if error.errno == .protocolNotAvailable { return nil }
+            throw error
+        }
+        return withUnsafeBytes(of: &value) { Array($0.prefix(Int(size))) }
+    }
+
+    /// Sets SOL_SOCKET `option` of our socket `fd` to the bytes getsockopt read.
+    public static func setOption(_ fd: FileDescriptor, _ option: Int32, bytes: [UInt8]) throws(LinuxError) {
+        _ = try libcResult("setsockopt \(option) of fd \(fd.rawValue)") {
+            bytes.withUnsafeBytes { setsockopt(fd.rawValue, SOL_SOCKET, option, $0.baseAddress, socklen_t($0.count)) }
+        }.get()
+    }
+
+    /// The process or process group (negative) that gets SIGURG when out-of-band data comes
+    /// in, as F_SETOWN set it on the open file description our `fd` shares: 0 for none.
+    public static func owner(_ fd: FileDescriptor) throws(LinuxError) -> Int32 {
+        try libcResult("fcntl F_GETOWN of fd \(fd.rawValue)") { fcntl(fd.rawValue, F_GETOWN) }.get()
+    }
+
+    /// SO_GET_FILTER: the number of instructions of the classic BPF filter attached to our
+    /// socket `fd`, 0 for none, or nil for an eBPF program (SO_ATTACH_BPF), which it cannot read.
+    public static func filterLength(_ fd: FileDescriptor) throws(LinuxError) -> Int? {
+        var size: socklen_t = 0
+        guard getsockopt(fd.rawValue, SOL_SOCKET, 26, nil, &size) == 0 else {
+            let error = LinuxError.current("getsockopt SO_GET_FILTER of fd \(fd.rawValue)")
+            if error.errno == .permissionDenied { return nil }
+            throw error
+        }
+        return Int(size)
+    }
 
     /// Every unix socket of our network namespace, by inode: one sock_diag dump.
     public static func diagnoseAll() throws(LinuxError) -> [UInt64: UnixSocketDiagnosis] {
@@ -180,6 +214,38 @@ public enum UnixSockets {
         return value
     }
 
+    /// SO_PEERCRED and SO_PEERGROUPS of our socket `fd`: the credentials the kernel recorded
+    /// for its peer side when the socket was made, listened or was connected to (a process ID
+    /// of 0 for none), as effective IDs and groups.
+    public static func peerCredentials(_ fd: FileDescriptor) throws(LinuxError) -> (pid: Int32, EffectiveIdentity) {
+        // struct ucred: pid_t pid, uid_t uid, gid_t gid.
+        var credentials: (pid: Int32, uid: UInt32, gid: UInt32) = (0, 0, 0)
+        var size = socklen_t(MemoryLayout<(Int32, UInt32, UInt32)>.size)
+        _ = try libcResult("getsockopt SO_PEERCRED of fd \(fd.rawValue)") {
+            getsockopt(fd.rawValue, SOL_SOCKET, SO_PEERCRED, &credentials, &size)
+        }.get()
+        var groups = [gid_t](repeating: 0, count: 64)
+        while true {
+            var groupsSize = socklen_t(groups.count * MemoryLayout<gid_t>.size)
+            if getsockopt(fd.rawValue, SOL_SOCKET, SO_PEERGROUPS, &groups, &groupsSize) == 0 {
+                groups = Array(groups.prefix(Int(groupsSize) / MemoryLayout<gid_t>.size))
+                break
+            }
+            let error = LinuxError.current("getsockopt SO_PEERGROUPS of fd \(fd.rawValue)")
+            // ERANGE gives the size it needs; ENODATA: no credentials to give groups of.
+            if error.errno == .outOfRange, Int(groupsSize) > groups.count * MemoryLayout<gid_t>.size {
+                groups = [gid_t](repeating: 0, count: Int(groupsSize) / MemoryLayout<gid_t>.size)
+                continue
+            }
+            if error.errno == .noData {
+                groups = []
+                break
+            }
+            throw error
+        }
+        return (credentials.pid, EffectiveIdentity(uid: credentials.uid, gid: credentials.gid, groups: groups))
+    }
+
     /// An int socket option (SOL_SOCKET) of our socket `fd`.
     public static func option(_ fd: FileDescriptor, _ name: Int32) throws(LinuxError) -> Int32 {
         var value: Int32 = 0
@@ -195,16 +261,6 @@ public enum UnixSockets {
         _ = try libcResult("setsockopt \(name) of fd \(fd.rawValue)") {
             setsockopt(fd.rawValue, SOL_SOCKET, name, &value, socklen_t(MemoryLayout<Int32>.size))
         }.get()
-    }
-
-    /// Whether a timeout (SO_RCVTIMEO, SO_SNDTIMEO) is set on our socket `fd`.
-    public static func hasTimeout(_ fd: FileDescriptor, _ name: Int32) throws(LinuxError) -> Bool {
-        var value = timeval()
-        var size = socklen_t(MemoryLayout<timeval>.size)
-        _ = try libcResult("getsockopt \(name) of fd \(fd.rawValue)") {
-            getsockopt(fd.rawValue, SOL_SOCKET, name, &value, &size)
-        }.get()
-        return value.tv_sec != 0 || value.tv_usec != 0
     }
 
     /// What a socket's receive queue holds, copied without consuming it.

@@ -105,12 +105,21 @@ struct DumpCommand: ParsableCommand {
         ))
     var shellJob = false
 
+    @Flag(
+        name: .customLong("tcp-established"),
+        help: ArgumentHelp(
+            "Dump established TCP connections (TCP_REPAIR, as root), their packets blocked by an nftables table until the restore.",
+            discussion:
+                "Without it a tree holding an established TCP connection is refused. The table, inet amber-lock-PID, drops the connections' packets from before their queues are read; with --leave-running or a failed dump it goes when the tree is let go; otherwise it stays until `amber restore` has made the connections again (the restore needs no flag: it reads them from the image). To give the connections up instead: nft delete table inet amber-lock-PID."
+        ))
+    var tcpEstablished = false
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         DumpWorker(
             supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync,
-            verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles
+            verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles, tcpEstablished: tcpEstablished
         ).start()
     }
 }

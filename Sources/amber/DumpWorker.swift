@@ -10,8 +10,8 @@ import Glibc
 /// The worker starts first thing, before ArgumentParser reads `amber dump`'s command line: a
 /// parse is about 3 ms, the worker's own start about 4, and they overlap. Its command line is
 /// `amber --dump-worker SUPERVISOR FD`; the parsed arguments follow on the pipe FD, fields
-/// ended by NUL: PID DIR LEAVE_RUNNING SYNC VERBOSITY SHELL_JOB (flags 0 or 1), then one field for each
-/// `--external` name. A command line that does
+/// ended by NUL: PID DIR LEAVE_RUNNING SYNC VERBOSITY TCP_ESTABLISHED SHELL_JOB (flags 0 or 1), then
+/// one field for each `--external` name. A command line that does
 /// not parse, or asks for help, closes the pipe empty, and the worker exits saying nothing.
 struct DumpWorker {
     static let flag = "--dump-worker"
@@ -24,6 +24,7 @@ struct DumpWorker {
     let verbosity: Int
     let shellJob: Bool
     let externalFiles: [String]
+    let tcpEstablished: Bool
 
     /// The worker started, waiting for its arguments on the pipe `arguments` writes to.
     private struct Started {
@@ -58,8 +59,10 @@ struct DumpWorker {
         }
         Self.started = nil
         var fields = [UInt8]()
-        let flags = [leaveRunning, sync].map { $0 ? "1" : "0" }
-        for field in ["\(pid)", directory] + flags + ["\(verbosity)", shellJob ? "1" : "0"] + externalFiles {
+        for field in [
+            "\(pid)", directory, leaveRunning ? "1" : "0", sync ? "1" : "0", "\(verbosity)", tcpEstablished ? "1" : "0",
+            shellJob ? "1" : "0",
+        ] + externalFiles {
             fields += Array(field.utf8) + [0]
         }
         var written = 0
@@ -78,6 +81,8 @@ struct DumpWorker {
             }
         }
         let signal = status & 0x7f
+        // A worker killed by a signal could not take its network lock off: its supervisor does.
+        if signal != 0 && tcpEstablished { NetworkLock.removeLock(ofDump: worker.pid) }
         Glibc.exit(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
     }
 
@@ -138,11 +143,11 @@ struct DumpWorker {
         let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map {
             String(decoding: $0, as: UTF8.self)
         }
-        guard fields.count >= 7, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
+        guard fields.count >= 8, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
         DumpWorker(
             supervisor: supervisor, pid: pid, directory: fields[1], leaveRunning: fields[2] == "1",
-            sync: fields[3] == "1", verbosity: verbosity, shellJob: fields[5] == "1",
-            externalFiles: Array(fields[6..<(fields.count - 1)])
+            sync: fields[3] == "1", verbosity: verbosity, shellJob: fields[6] == "1",
+            externalFiles: Array(fields[7..<(fields.count - 1)]), tcpEstablished: fields[5] == "1"
         ).run()
     }
 
@@ -160,7 +165,7 @@ struct DumpWorker {
             let summary = try Checkpoint.run(
                 pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync,
                 externalFiles: Set(externalFiles), shellJob: shellJob,
-                interruption: DumpInterruption(supervisor: supervisor), logger: logger)
+                interruption: DumpInterruption(supervisor: supervisor), tcpEstablished: tcpEstablished, logger: logger)
             logger.info(
                 "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(clock.now - start)"
             )

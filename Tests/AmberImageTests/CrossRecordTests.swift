@@ -250,4 +250,39 @@ final class CrossRecordTests: ImageTestCase {
         root.shellJob.terminal = "/dev/pts/3"
         XCTAssertEqual(try reader([root, child]).tasks().count, 2)
     }
+
+    /// A pty's slave names a master of the image (/dev/tty, one that is a session's controlling
+    /// terminal); the session of a master's slave is led by a task of the image, and its
+    /// foreground group is a group of that session.
+    func testPtysAgree() throws {
+        func withPty(
+            _ change: (inout Amber_PtyMaster) -> Void = { _ in }, slaveOf index: UInt32 = 3, devTty: Bool = false
+        ) -> [Amber_Task] {
+            var root = Fixture.task()
+            var master = Amber_OpenFileDescription()
+            master.id = 30
+            master.flags = 0o2
+            master.ptyMaster.index = 3
+            master.ptyMaster.path = "/dev/ptmx"
+            master.ptyMaster.settings.controlCharacters = Data(repeating: 0, count: 19)
+            change(&master.ptyMaster)
+            var slave = Amber_OpenFileDescription()
+            slave.id = 31
+            slave.flags = 0o2
+            slave.ptySlave.index = index
+            slave.ptySlave.controllingTerminal = devTty
+            root.files.descriptions += [master, slave]
+            return [root]
+        }
+        XCTAssertNoThrow(try reader(withPty { $0.session = Fixture.pid }).tasks())
+        try assertRefused(withPty(slaveOf: 4), file: "task-4242.pb", detail: "which has no master")
+        XCTAssertNoThrow(try reader(withPty({ $0.session = Fixture.pid }, devTty: true)).tasks())
+        try assertRefused(
+            withPty(devTty: true), file: "task-4242.pb", detail: "which is no session's controlling terminal")
+        try assertRefused(
+            withPty { $0.session = 4999 }, file: "task-4999.pb", detail: "which no live task of the image leads")
+        try assertRefused(
+            withPty { ($0.session, $0.foregroundGroup) = (Fixture.pid, 4999) }, file: "task-4242.pb",
+            detail: "has no task in session")
+    }
 }

@@ -9,7 +9,7 @@ final class TaskValidationTests: ImageTestCase {
 
     /// Writes the fixture task changed by `change` and asserts that reading it
     /// fails with `.invalid`, naming task-4242.pb and `field`.
-    private func assertRejected(
+    func assertRejected(
         _ field: String,
         inventory: Amber_Inventory = Fixture.inventory(),
         file: StaticString = #filePath, line: UInt = #line,
@@ -29,7 +29,7 @@ final class TaskValidationTests: ImageTestCase {
     }
 
     /// Writes the fixture task changed by `change` and asserts that it reads back unchanged.
-    private func assertAccepted(
+    func assertAccepted(
         file: StaticString = #filePath, line: UInt = #line, _ change: (inout Amber_Task) -> Void
     ) throws {
         var task = Fixture.task()
@@ -780,6 +780,68 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(field).options[0]") { socket(&$0) { $0.options[0].name = 36 } }
     }
 
+    /// A connected UDP socket: bound, its peer an address of its family (v4-mapped in an
+    /// AF_INET6 one) and a port; no TCP socket, fresh socket or listener has a peer.
+    func testInetSocketPeer() throws {
+        let field = "files.descriptions[1].inet_socket"
+        func socket(_ task: inout Amber_Task, _ change: (inout Amber_InetSocket) -> Void) {
+            var record = Amber_InetSocket()
+            (record.family, record.type, record.protocol) = (2, 2, 17)
+            (record.state, record.address, record.port) = (.bound, Data([127, 0, 0, 1]), 5353)
+            (record.peerAddress, record.peerPort) = (Data([127, 0, 0, 1]), 53)
+            change(&record)
+            task.files.descriptions[1].flags = 0o2
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].inetSocket = record
+        }
+        try assertAccepted { socket(&$0) { _ in } }
+        try assertAccepted {
+            socket(&$0) {
+                $0.family = 10
+                $0.address = Data(count: 16)
+                $0.peerAddress = Data([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1])
+                $0.peerScopeID = 3
+            }
+        }
+        try assertRejected("\(field).peer_address") { socket(&$0) { ($0.type, $0.protocol) = (1, 6) } }
+        try assertRejected("\(field).peer_address") {
+            socket(&$0) { ($0.state, $0.address, $0.port) = (.fresh, Data(), 0) }
+        }
+        try assertRejected("\(field).peer_address") { socket(&$0) { $0.peerAddress = Data(count: 16) } }
+        try assertRejected("\(field).peer_address") { socket(&$0) { $0.peerAddress = Data() } }
+        try assertRejected("\(field).peer_port") { socket(&$0) { $0.peerPort = 0 } }
+        try assertRejected("\(field).peer_port") { socket(&$0) { $0.peerPort = 65536 } }
+        try assertRejected("\(field).peer_scope_id") { socket(&$0) { $0.peerScopeID = 1 } }
+    }
+
+    /// Netlink sockets: NETLINK_ROUTE or NETLINK_SOCK_DIAG, raw or datagram, groups ascending
+    /// from 1, only the options amber sets again, each once.
+    func testNetlinkSocket() throws {
+        let field = "files.descriptions[1].netlink_socket"
+        func socket(_ task: inout Amber_Task, flags: UInt32 = 0o4002, _ change: (inout Amber_NetlinkSocket) -> Void) {
+            var record = Amber_NetlinkSocket()
+            (record.type, record.protocol, record.portID, record.groups) = (3, 0, 4242, [1, 5, 33])
+            var option = Amber_InetSocketOption()
+            (option.level, option.name, option.value) = (270, 11, Data([1, 0, 0, 0]))
+            record.options = [option]
+            change(&record)
+            task.files.descriptions[1].flags = flags
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].netlinkSocket = record
+        }
+        try assertAccepted { socket(&$0) { _ in } }
+        try assertAccepted { socket(&$0, flags: 0o2) { ($0.type, $0.protocol, $0.portID, $0.groups) = (2, 4, 0, []) } }
+        try assertRejected("files.descriptions[1].flags") { socket(&$0, flags: 0o2000) { _ in } }
+        try assertRejected("\(field).type") { socket(&$0) { $0.type = 1 } }
+        try assertRejected("\(field).protocol") { socket(&$0) { $0.protocol = 16 } }
+        try assertRejected("\(field).groups[0]") { socket(&$0) { $0.groups = [0] } }
+        try assertRejected("\(field).groups[1]") { socket(&$0) { $0.groups = [5, 5] } }
+        try assertRejected("\(field).groups[0]") { socket(&$0) { $0.groups = [1025] } }
+        try assertRejected("\(field).options[1]") { socket(&$0) { $0.options.append($0.options[0]) } }
+        try assertRejected("\(field).options[0].value") { socket(&$0) { $0.options[0].value = Data([1]) } }
+        try assertRejected("\(field).options[0]") { socket(&$0) { $0.options[0].name = 8 } }
+    }
+
     /// The fixture's anonymous area 1 made shared anonymous memory: object 77 of 8 pages, mapped
     /// from its second page, its fourth page saved in shmem-77.img.
     private static func sharingAnonymousMemory(_ task: inout Amber_Task) {
@@ -890,6 +952,25 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(field).messages") { socket(&$0) { $0.messages = [Data([1]), Data([2])] } }
         try assertRejected("\(field).shutdown") { socket(&$0) { $0.shutdown = 4 } }
         try assertRejected("\(field).peek_offset") { socket(&$0) { $0.peekOffset = -2 } }
+        func option(_ name: Int32, _ value: [UInt8]) -> Amber_SocketOption {
+            var option = Amber_SocketOption()
+            (option.name, option.value) = (name, Data(value))
+            return option
+        }
+        try assertAccepted {
+            socket(&$0) { $0.options = [option(9, [1, 0, 0, 0]), option(13, [1, 0, 0, 0, 5, 0, 0, 0])] }
+        }
+        // SO_MARK needs CAP_NET_ADMIN; SO_KEEPALIVE twice; an int of 3 bytes; SO_PRIORITY 7.
+        try assertRejected("\(field).options[0].name") { socket(&$0) { $0.options = [option(36, [1, 0, 0, 0])] } }
+        try assertRejected("\(field).options[1].name") {
+            socket(&$0) { $0.options = [option(9, [1, 0, 0, 0]), option(9, [0, 0, 0, 0])] }
+        }
+        try assertRejected("\(field).options[0].value") { socket(&$0) { $0.options = [option(9, [1, 0, 0])] } }
+        try assertRejected("\(field).options[0].value") { socket(&$0) { $0.options = [option(12, [7, 0, 0, 0])] } }
+        try assertAccepted { socket(&$0) { $0.peerCredentials.groups = [1000] } }
+        try assertRejected("\(field).peer_credentials.groups") {
+            socket(&$0) { $0.peerCredentials.groups = Array(repeating: 1, count: 65537) }
+        }
         try assertRejected(field) {
             socket(&$0)
             $0.files.descriptions[1].flags = 0
@@ -958,6 +1039,16 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(deletedField).path") { deleted(&$0) { $0.path = "/tmp/../gone" } }
         try assertRejected("\(deletedField).path") { deleted(&$0) { $0.path = "/tmp/" } }
         try assertRejected("\(deletedField).mode") { deleted(&$0) { $0.mode = 0o10000 } }
+        // O_TMPFILE in the flags only of the description that made an O_TMPFILE file.
+        let temporaryFlags: UInt32 = 0o20300002
+        try assertAccepted {
+            deleted(&$0) { $0.temporary = true }
+            $0.files.descriptions[1].flags = temporaryFlags
+        }
+        try assertRejected("files.descriptions[1].flags") {
+            deleted(&$0)
+            $0.files.descriptions[1].flags = temporaryFlags
+        }
         func deletedCwd(_ task: inout Amber_Task, _ path: String, id: UInt64 = 9) {
             task.environment.cwd = path
             task.environment.deletedCwd.directoryID = id
@@ -1132,5 +1223,46 @@ final class TaskValidationTests: ImageTestCase {
         try assertAccepted { terminal(&$0, path: "/dev/pts/3") }
         try assertRejected("files.descriptions[1].shell_job_terminal.path") { terminal(&$0, path: "pts/3") }
         try assertRejected("files.descriptions[1].shell_job_terminal") { terminal(&$0, path: "/dev/pts/3", flags: 3) }
+    }
+
+    /// A pty master: a path of ptmx, NCCS control characters, a window within 16 bits, a session
+    /// and foreground group that are process IDs; a pty end has an access mode and no offset.
+    func testPtys() throws {
+        let field = "files.descriptions[1]"
+        func master(_ task: inout Amber_Task, _ change: (inout Amber_PtyMaster) -> Void = { _ in }) {
+            var master = Amber_PtyMaster()
+            master.index = 3
+            master.path = "/dev/ptmx"
+            master.settings.controlCharacters = Data(repeating: 0, count: 19)
+            master.settings.rows = 24
+            master.settings.columns = 80
+            change(&master)
+            task.files.descriptions[1].flags = 0o2 | 0o100000
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].ptyMaster = master
+        }
+        try assertAccepted { master(&$0) }
+        try assertAccepted { master(&$0) { ($0.session, $0.foregroundGroup) = (Fixture.pid, Fixture.pid) } }
+        try assertRejected("\(field).pty_master.path") { master(&$0) { $0.path = "/dev/tty" } }
+        try assertRejected("\(field).pty_master.settings.control_characters") {
+            master(&$0) { $0.settings.controlCharacters = Data([3]) }
+        }
+        try assertRejected("\(field).pty_master.settings.rows") { master(&$0) { $0.settings.rows = 70000 } }
+        try assertRejected("\(field).pty_master") { master(&$0) { $0.foregroundGroup = 7 } }
+        try assertRejected("\(field).offset") {
+            master(&$0)
+            $0.files.descriptions[1].offset = 5
+        }
+        try assertRejected("\(field).flags") {
+            master(&$0)
+            $0.files.descriptions[1].flags = 0o3
+        }
+        func slave(_ task: inout Amber_Task, mode: UInt32) {
+            task.files.descriptions[1].flags = 0o2
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].ptySlave.index = 3
+            task.files.descriptions[1].ptySlave.mode = mode
+        }
+        try assertRejected("\(field).pty_slave.mode") { slave(&$0, mode: 0o20620) }
     }
 }

@@ -264,7 +264,7 @@ final class AuthenticationTests: ScenarioTestCase {
     // MARK: the user's side
 
     /// The user's counter, dumped by the user into a directory of hers: no MAC.
-    private func userDumpedCounter(file: StaticString = #filePath, line: UInt = #line) throws -> (
+    func userDumpedCounter(file: StaticString = #filePath, line: UInt = #line) throws -> (
         ScenarioProcess, String
     ) {
         _ = try requireAmber()
@@ -282,7 +282,7 @@ final class AuthenticationTests: ScenarioTestCase {
     }
 
     /// Changes the task record of `pid` and reseals the inventory, as the image's owner can.
-    private func edit(_ image: String, pid: pid_t, _ change: (inout Amber_Task) throws -> Void) throws {
+    func edit(_ image: String, pid: pid_t, _ change: (inout Amber_Task) throws -> Void) throws {
         try editBytes(image, pid: pid) { bytes in
             var task = try Amber_Task(serializedBytes: bytes)
             try change(&task)

@@ -163,10 +163,15 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// The copy of every queue (peeked from offset 0, the peek offset put back) leaves it there.
     func testLeaveRunningUnixSockets() throws { try runLeaveRunning(.unixSockets) }
     func testUnixBound() throws { try runDumped(.unixBound) }
+    /// SO_PEERCRED and SO_PEERGROUPS show the child's uid 1000, or root's, as before: not the restorer's.
+    func testUnixPeerCredentials() throws { try runDumped(.unixPeerCredentials) }
     func testLeaveRunningUnixBound() throws { try runLeaveRunning(.unixBound) }
     func testMemfd() throws { try runDumped(.memfd) }
     func testDeletedFiles() throws { try runDumped(.deletedFiles) }
     func testDeletedCwd() throws { try runDumped(.deletedCwd) }
+    /// Each comes back as it was: unnamed and linkable, mapped, linked, or deleted for good.
+    func testTemporaryFiles() throws { try runDumped(.temporaryFiles) }
+    func testLeaveRunningTemporaryFiles() throws { try runLeaveRunning(.temporaryFiles) }
     /// Read through descriptions of amber's own: the offsets and contents the tree sees are untouched.
     func testLeaveRunningMemfd() throws { try runLeaveRunning(.memfd) }
     func testLeaveRunningDeletedFiles() throws { try runLeaveRunning(.deletedFiles) }
@@ -187,4 +192,16 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// the private copies are the process's own.
     func testMappedUnnamed() throws { try runDumped(.mappedUnnamed) }
     func testLeaveRunningMappedUnnamed() throws { try runLeaveRunning(.mappedUnnamed) }
+    /// Both ptys with their settings; the session leader's controlling terminal and its
+    /// foreground group; the peers answer through them, the grandchild through /dev/tty.
+    func testPtys() throws { try runDumped(.ptys) }
+    func testLeaveRunningPtys() throws { try runLeaveRunning(.ptys) }
+    /// Wildcard and dual-stack listeners and UDP sockets with their options; connected UDP
+    /// sockets connected again, their peers answering, strangers still filtered out.
+    func testInetDualStack() throws { try runDumped(.inetDualStack) }
+    func testLeaveRunningInetDualStack() throws { try runLeaveRunning(.inetDualStack) }
+    /// NETLINK_ROUTE and NETLINK_SOCK_DIAG sockets with their port ids, groups and options; the
+    /// kernel answers dumps on them and they reach each other by port id.
+    func testNetlinkSockets() throws { try runDumped(.netlinkSockets) }
+    func testLeaveRunningNetlinkSockets() throws { try runLeaveRunning(.netlinkSockets) }
 }

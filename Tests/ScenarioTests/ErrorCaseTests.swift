@@ -159,11 +159,6 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--pty"), object: "the pty /dev/pts/")
     }
 
-    /// An O_TMPFILE file is still refused, by its name.
-    func testDumpRefusesDeletedFile() throws {
-        try checkUnsupported(.unsupportedKind("--tmpfile"), object: "the O_TMPFILE file /", mentions: ["/#"])
-    }
-
     /// Named: the process, the memory and the process outside the tree that maps it too.
     func testDumpRefusesMemorySharedOutsideTree() throws {
         try checkUnsupported(.unsupportedSharedMemory, object: "outside the tree maps too")
@@ -376,7 +371,8 @@ final class DumpErrorTests: ScenarioTestCase {
     }
 
     /// An eventfd or timerfd a process outside the tree holds too would come back as one of
-    /// the tree's own, no longer shared.
+    /// the tree's own, no longer shared; an O_TMPFILE file linked since cannot be reopened by the
+    /// name its link shows.
     func testDumpRefusesEventFileSharedOutsideTree() throws {
         try checkUnsupported(
             .unsupportedEventFile("--eventfd-outside"), object: "an eventfd, which process",
@@ -386,12 +382,30 @@ final class DumpErrorTests: ScenarioTestCase {
             mentions: ["outside the tree holds too"])
     }
 
+    /// A raw inet or inet6 socket is named raw, with its protocol.
+    func testDumpRefusesRawInetSocketsByName() throws {
+        try checkUnsupported(.unsupportedKind("--inet"), object: "a raw socket (SOCK_RAW)", mentions: ["ICMP (1)"])
+        try checkUnsupported(.unsupportedKind("--inet6"), object: "a raw socket (SOCK_RAW)", mentions: ["ICMPv6 (58)"])
+    }
+
+    /// A netlink socket with messages queued, connected, or of a protocol other than
+    /// NETLINK_ROUTE and NETLINK_SOCK_DIAG: refused, naming it and why; the target keeps it.
+    func testDumpRefusesNetlinkSocketsItDoesNotRestore() throws {
+        for (flag, object) in [
+            ("--queued", "with messages queued"), ("--connected", "connected to port id"),
+            ("--uevent", "NETLINK_KOBJECT_UEVENT (15)"),
+        ] {
+            try checkUnsupported(.unsupportedNetlink(flag), object: object, mentions: ["a netlink socket (socket:["])
+        }
+        try checkUnsupported(.unsupportedKind("--netlink"), object: "NETLINK_GENERIC (16)")
+    }
+
     /// An inet socket with a connection, queued data or an option amber does not set again:
     /// refused, naming it and why; the target keeps its connection and data.
     func testDumpRefusesInetSocketsItDoesNotRestore() throws {
         for (flag, object) in [
             ("--accept-queue", "waiting in its accept queue"), ("--established", "in state ESTABLISHED"),
-            ("--udp-queued", "datagrams queued"), ("--udp-connected", "connected to 127.0.0.1:"), ("--mark", "SO_MARK"),
+            ("--udp-queued", "datagrams queued"), ("--udp-connected", "an error pending"), ("--mark", "SO_MARK"),
         ] {
             try checkUnsupported(.unsupportedInet(flag), object: object, mentions: ["an inet socket (socket:["])
         }
@@ -418,9 +432,39 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedUnixOutOfBand, object: "out-of-band byte (MSG_OOB)", mentions: ["a unix socket"])
     }
 
+    /// A unix socket given an option only CAP_NET_ADMIN sets, a filter, or an owner.
+    func testDumpRefusesUnixSocketWithUnrestoredOption() throws {
+        try checkUnsupported(.unsupportedUnixMark, object: "with SO_MARK set", mentions: ["CAP_NET_ADMIN"])
+        try checkUnsupported(
+            .unsupportedUnixFilter, object: "with a socket filter attached", mentions: ["a unix socket"])
+        try checkUnsupported(.unsupportedUnixOwner, object: "with an owner for SIGURG (F_SETOWN)")
+    }
+
     /// A unix socket whose queue holds a descriptor in flight (SCM_RIGHTS).
     func testDumpRefusesUnixSocketHoldingDescriptorsInFlight() throws {
         try checkUnsupported(.unsupportedKind("--unix"), object: "SCM_RIGHTS", mentions: ["a unix socket"])
+    }
+
+    /// Named, each with the pty and why; what the pty holds is still there after the refusal.
+    func testDumpRefusesPtyInCanonicalMode() throws {
+        try checkUnsupported(.unsupportedPty("--canonical"), object: "canonical mode (ICANON)", mentions: ["/dev/pts/"])
+    }
+    func testDumpRefusesPtyHoldingOutput() throws {
+        try checkUnsupported(
+            .unsupportedPty("--queued"), object: "3 bytes the slave wrote that the master has not read",
+            mentions: ["/dev/ptmx"])
+    }
+    func testDumpRefusesPtyHoldingInput() throws {
+        try checkUnsupported(
+            .unsupportedPty("--typed"), object: "3 bytes the master wrote that the slave has not read",
+            mentions: ["/dev/pts/"])
+    }
+    func testDumpRefusesPtyWithoutSlave() throws {
+        try checkUnsupported(.unsupportedPty("--hangup"), object: "whose slave no process holds open")
+    }
+    func testDumpRefusesControllingTerminalFileOfNoSession() throws {
+        try checkUnsupported(
+            .unsupportedPty("--devtty"), object: "no session's controlling terminal any more", mentions: ["/dev/tty"])
     }
 
     /// Queued data its reader would read with the sender's credentials (SO_PASSCRED).
@@ -468,7 +512,8 @@ final class DumpErrorTests: ScenarioTestCase {
     }
 
     /// A memfd or deleted file a process outside the tree has open or maps would come back as
-    /// the tree's own, no longer shared; an O_TMPFILE file the tree maps is refused by name.
+    /// the tree's own, no longer shared; an O_TMPFILE file linked since cannot be reopened by the
+    /// name its link shows.
     func testDumpRefusesUnnamedFileSharedOutsideTree() throws {
         try checkUnsupported(
             .unsupportedUnnamed("--memfd-outside"), object: "the memfd /memfd:held (deleted), which process",
@@ -480,8 +525,8 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedUnnamed("--deleted-outside"), object: "the deleted file /",
             mentions: ["gone (deleted), which process", "has open too"])
         try checkUnsupported(
-            .unsupportedUnnamed("--tmpfile-map"), object: "maps the O_TMPFILE file /",
-            mentions: ["whose name would come back as another inode's"])
+            .unsupportedUnnamed("--tmpfile-linked"), object: "the O_TMPFILE file /",
+            mentions: ["linked since under a name its link does not show"])
         try checkUnsupported(
             .unsupportedUnnamed("--future-write-map"), object: "maps the memfd /memfd:sealed at",
             mentions: ["F_SEAL_FUTURE_WRITE"])

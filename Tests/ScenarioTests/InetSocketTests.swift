@@ -16,6 +16,9 @@ extension Scenario {
     /// An inet socket amber does not restore: a waiting connection, a connection, queued or
     /// connected UDP, SO_MARK, one a process outside the tree holds too.
     static func unsupportedInet(_ flag: String) -> Scenario { Scenario(name: "unsupported_inet", args: [flag]) }
+    /// Listeners and UDP sockets on 0.0.0.0 and [::] (dual-stack), with behaviour-changing
+    /// options, and connected UDP sockets (IPv4, IPv6, v4-mapped) with their peers.
+    static let inetDualStack = Scenario(name: "inet_dual_stack")
 }
 
 /// A TCP socket listening on 127.0.0.1, for the caller to close.

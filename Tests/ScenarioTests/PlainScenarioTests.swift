@@ -60,8 +60,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     /// All but --hugetlb, which needs a huge page reserved (DumpErrorTests reserves one).
     func testUnsupportedKinds() throws {
         for flag in [
-            "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--tmpfile",
-            "--mqueue", "--async",
+            "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--mqueue",
+            "--async",
         ] {
             try runPlain(.unsupportedKind(flag))
         }
@@ -145,6 +145,12 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixPeerOutside() throws { try runPlain(.unsupportedUnixPeerOutside) }
     func testUnsupportedUnixPeerInFlight() throws { try runPlain(.unsupportedUnixPeerInFlight) }
     func testUnsupportedUnixOutOfBand() throws { try runPlain(.unsupportedUnixOutOfBand) }
+    func testUnixPeerCredentials() throws { try runPlain(.unixPeerCredentials) }
+    func testUnsupportedUnixOptions() throws {
+        try runPlain(.unsupportedUnixMark)
+        try runPlain(.unsupportedUnixFilter)
+        try runPlain(.unsupportedUnixOwner)
+    }
     func testUnixBound() throws { try runPlain(.unixBound) }
     func testUnsupportedUnixUnlinked() throws { try runPlain(.unsupportedUnixUnlinked) }
     func testUnsupportedUnixConnectedOutside() throws { try runPlain(.unsupportedUnixConnectedOutside) }
@@ -152,9 +158,11 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testMemfd() throws { try runPlain(.memfd) }
     func testDeletedFiles() throws { try runPlain(.deletedFiles) }
     func testDeletedCwd() throws { try runPlain(.deletedCwd) }
+    func testTemporaryFiles() throws { try runPlain(.temporaryFiles) }
     func testUnsupportedUnnamed() throws {
         for flag in [
-            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed",
+            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--deleted-in-removed",
+            "--tmpfile-linked",
             "--future-write-map",
         ] {
             try runPlain(.unsupportedUnnamed(flag))
@@ -168,4 +176,19 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixListenerOutside() throws { try runPlain(.unsupportedUnixListenerOutside) }
     func testUnsupportedUnixClientClosed() throws { try runPlain(.unsupportedUnixClientClosed) }
     func testMappedUnnamed() throws { try runPlain(.mappedUnnamed) }
+    func testTcpConnections() throws { try runPlain(.tcpConnections) }
+    func testTcpHalfClosed() throws { try runPlain(.tcpHalfClosed) }
+    func testTcpConnectionsInet6() throws { try runPlain(.tcpConnectionsInet6) }
+    func testTcpReadShutDown() throws { try runPlain(.tcpReadShutDown) }
+    func testPtys() throws { try runPlain(.ptys) }
+    func testUnsupportedPty() throws {
+        for flag in ["--canonical", "--queued", "--typed", "--hangup", "--devtty"] {
+            try runPlain(.unsupportedPty(flag))
+        }
+    }
+    func testInetDualStack() throws { try runPlain(.inetDualStack) }
+    func testNetlinkSockets() throws { try runPlain(.netlinkSockets) }
+    func testUnsupportedNetlink() throws {
+        for flag in ["--queued", "--connected", "--uevent"] { try runPlain(.unsupportedNetlink(flag)) }
+    }
 }

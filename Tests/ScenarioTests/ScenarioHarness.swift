@@ -183,6 +183,18 @@ struct Scenario: Sendable {
     static let unsupportedUnixPeerInFlight = Scenario(name: "unsupported_unix_socket", args: ["--peer-in-flight"])
     /// A stream pair whose queue holds an out-of-band byte (MSG_OOB).
     static let unsupportedUnixOutOfBand = Scenario(name: "unsupported_unix_socket", args: ["--oob"])
+    /// A stream pair with SO_MARK set on one socket.
+    static let unsupportedUnixMark = Scenario(name: "unsupported_unix_socket", args: ["--mark"])
+    /// A stream pair with a classic BPF filter on one socket.
+    static let unsupportedUnixFilter = Scenario(name: "unsupported_unix_socket", args: ["--filter"])
+    /// A stream pair, one socket owned by its process for SIGURG (F_SETOWN).
+    static let unsupportedUnixOwner = Scenario(name: "unsupported_unix_socket", args: ["--owner"])
+    /// Connections and a pair made by a child that became uid 1000, to a listener of root's.
+    static let unixPeerCredentials = Scenario(name: "unix_peer_credentials")
+    /// Two ptys with both ends in the tree, one a session's controlling terminal (see ptys.c).
+    static let ptys = Scenario(name: "ptys")
+    /// A pty amber refuses (see unsupported_pty.c).
+    static func unsupportedPty(_ flag: String) -> Scenario { Scenario(name: "unsupported_pty", args: [flag]) }
     /// Unix sockets bound to paths and abstract names, listeners with connections not accepted yet.
     static let unixBound = Scenario(name: "unix_bound")
     static let unsupportedUnixUnlinked = Scenario(name: "unsupported_unix_socket", args: ["--unlinked"])
@@ -196,6 +208,8 @@ struct Scenario: Sendable {
     static let deletedFiles = Scenario(name: "deleted_files")
     /// This process and a child in a directory that was removed.
     static let deletedCwd = Scenario(name: "deleted_cwd")
+    /// O_TMPFILE files: open and shared with a child, mapped, linked, and linked and unlinked again.
+    static let temporaryFiles = Scenario(name: "tmpfile")
     /// A memfd and a deleted file mapped shared and privately by a parent and a child (see mapped_unnamed.c).
     static let mappedUnnamed = Scenario(name: "mapped_unnamed")
     /// A memfd or deleted file amber refuses (see unsupported_unnamed.c).
@@ -244,7 +258,7 @@ struct Scenario: Sendable {
         ]
         + [
             "--hugetlb", "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet",
-            "--tmpfile", "--mqueue", "--async",
+            "--mqueue", "--async",
         ].map(unsupportedKind)
         + [eventFDs, signalFDs, timerFDs]
         + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
@@ -258,9 +272,10 @@ struct Scenario: Sendable {
             unixSockets, unsupportedUnixPeerOutside, unsupportedUnixPeerInFlight, unixBound, unsupportedUnixUnlinked,
             unsupportedUnixConnectedOutside, unsupportedUnixAccepted,
         ]
-        + [memfd, deletedFiles, deletedCwd]
+        + [memfd, deletedFiles, deletedCwd, temporaryFiles]
         + [
-            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--tmpfile-map", "--deleted-in-removed",
+            "--memfd-outside", "--memfd-mapped-outside", "--deleted-outside", "--deleted-in-removed",
+            "--tmpfile-linked",
             "--future-write-map",
         ].map(
             unsupportedUnnamed)
@@ -270,7 +285,14 @@ struct Scenario: Sendable {
         + [externalSocket]
         + [unixAccepted, unsupportedUnixAcceptedOutside, unsupportedUnixListenerOutside, unsupportedUnixClientClosed]
         + [mappedUnnamed]
-        + [unsupportedUnixOutOfBand]
+        + [
+            unsupportedUnixOutOfBand, unsupportedUnixMark, unsupportedUnixFilter, unsupportedUnixOwner,
+            unixPeerCredentials,
+        ]
+        + [tcpConnections, tcpHalfClosed, tcpConnectionsInet6, tcpReadShutDown]
+        + [ptys] + ["--canonical", "--queued", "--typed", "--hangup", "--devtty"].map(unsupportedPty)
+        + [inetDualStack]
+        + [netlinkSockets] + ["--queued", "--connected", "--uevent"].map(unsupportedNetlink)
         + [shellJob]
 }
 

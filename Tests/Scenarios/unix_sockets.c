@@ -8,7 +8,10 @@
  *   - a stream pair shut down for writing one way, with 6 bytes still queued;
  *   - a stream pair and a seqpacket pair whose other end is closed, holding data;
  *   - a datagram pair whose other end is closed, with SO_PASSCRED;
- *   - an unconnected stream socket, with SO_PASSCRED;
+ *   - an unconnected stream socket, with SO_PASSCRED, SO_KEEPALIVE, SO_REUSEADDR, SO_PRIORITY 3,
+ *     SO_LINGER (on, 5 s), SO_RCVLOWAT 10 and SO_RCVTIMEO 2.5 s;
+ *   - SO_TIMESTAMP on the seqpacket reader (a record sent after the restore carries its
+ *     SCM_TIMESTAMP), SO_PASSRIGHTS off on the datagram reader (an fd sent to it is refused).
  *   - a stream pair split with a child, which sent "from child" and has "to child" queued.
  * After SIGTERM each socket reads exactly what was queued, with its boundaries, then nothing;
  * its options, flags and shutdowns are as set; every pair still works both ways; the child,
@@ -18,6 +21,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS 83
+#endif
 
 #define BIG 100000
 
@@ -173,6 +180,50 @@ static void check_halves(void)
              "the unconnected socket sends (errno %d)", errno);
 }
 
+static void check_options(void)
+{
+    struct linger linger = {0};
+    socklen_t size = sizeof linger;
+    sc_check(int_option(unconnected, SO_KEEPALIVE) == 1 && int_option(unconnected, SO_REUSEADDR) == 1 &&
+                 int_option(unconnected, SO_PRIORITY) == 3,
+             "the unconnected socket lost SO_KEEPALIVE, SO_REUSEADDR or SO_PRIORITY");
+    sc_check(getsockopt(unconnected, SOL_SOCKET, SO_LINGER, &linger, &size) == 0 && linger.l_onoff == 1 &&
+                 linger.l_linger == 5,
+             "the unconnected socket lost SO_LINGER");
+    struct timeval timeout = {0};
+    size = sizeof timeout;
+    sc_check(int_option(unconnected, SO_RCVLOWAT) == 10 &&
+                 getsockopt(unconnected, SOL_SOCKET, SO_RCVTIMEO, &timeout, &size) == 0 && timeout.tv_sec == 2 &&
+                 timeout.tv_usec == 500000,
+             "the unconnected socket lost SO_RCVLOWAT or SO_RCVTIMEO");
+    sc_check(int_option(seqpacket_pair[1], SO_TIMESTAMP) == 1, "seqpacket reader: SO_TIMESTAMP is off");
+    if (send(seqpacket_pair[0], "stamped", 7, 0) != 7)
+        sc_fail("seqpacket send after the restore");
+    char data[16];
+    union {
+        struct cmsghdr header;
+        char space[CMSG_SPACE(sizeof(struct timeval))];
+    } control;
+    struct iovec vector = {data, sizeof data};
+    struct msghdr message = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof control};
+    struct cmsghdr *header = recvmsg(seqpacket_pair[1], &message, MSG_DONTWAIT) == 7 ? CMSG_FIRSTHDR(&message) : NULL;
+    sc_check(header && header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_TIMESTAMP,
+             "seqpacket reader: no SCM_TIMESTAMP with a record");
+    sc_check(int_option(dgram_pair[1], SO_PASSRIGHTS) == 0, "datagram reader: SO_PASSRIGHTS is on");
+    union {
+        struct cmsghdr header;
+        char space[CMSG_SPACE(sizeof(int))];
+    } rights = {0};
+    struct msghdr passing = {.msg_iov = &vector, .msg_iovlen = 1, .msg_control = &rights, .msg_controllen = sizeof rights};
+    struct cmsghdr *passed = CMSG_FIRSTHDR(&passing);
+    passed->cmsg_level = SOL_SOCKET;
+    passed->cmsg_type = SCM_RIGHTS;
+    passed->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(passed), &unconnected, sizeof(int));
+    sc_check(sendmsg(dgram_pair[0], &passing, MSG_DONTWAIT) < 0 && errno == EPERM,
+             "an fd was sent to the datagram reader with SO_PASSRIGHTS off (errno %d)", errno);
+}
+
 static void check_child(pid_t child)
 {
     expect_message(child_pair[0], "the child's message", "from child", 10);
@@ -230,6 +281,15 @@ int main(int argc, char **argv)
     half_dgram = closed3[0];
     setsockopt(half_dgram, SOL_SOCKET, SO_PASSCRED, &(int){1}, sizeof(int));
     setsockopt(unconnected, SOL_SOCKET, SO_PASSCRED, &(int){1}, sizeof(int));
+    setsockopt(unconnected, SOL_SOCKET, SO_KEEPALIVE, &(int){1}, sizeof(int));
+    setsockopt(unconnected, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
+    setsockopt(unconnected, SOL_SOCKET, SO_PRIORITY, &(int){3}, sizeof(int));
+    setsockopt(unconnected, SOL_SOCKET, SO_LINGER, &(struct linger){1, 5}, sizeof(struct linger));
+    setsockopt(unconnected, SOL_SOCKET, SO_RCVLOWAT, &(int){10}, sizeof(int));
+    setsockopt(unconnected, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){2, 500000}, sizeof(struct timeval));
+    setsockopt(seqpacket_pair[1], SOL_SOCKET, SO_TIMESTAMP, &(int){1}, sizeof(int));
+    if (setsockopt(dgram_pair[1], SOL_SOCKET, SO_PASSRIGHTS, &(int){0}, sizeof(int)) != 0)
+        sc_die("SO_PASSRIGHTS");
 
     pid_t child = sc_fork_paused_child(child_setup);
     close(child_pair[1]);
@@ -245,6 +305,7 @@ int main(int argc, char **argv)
     check_seqpacket();
     check_shutdown();
     check_halves();
+    check_options();
     check_child(child);
     int status;
     sc_check(waitpid(child, &status, WNOHANG) == 0, "the child is gone");

@@ -3,13 +3,14 @@
  *   --accept-queue  a TCP listener with a connection waiting to be accepted
  *   --established   a TCP connection on loopback (both ends in this process)
  *   --udp-queued    a bound UDP socket with a datagram queued
- *   --udp-connected a UDP socket connected to a peer
+ *   --udp-connected a UDP socket connected to a port nothing takes datagrams on, the ICMP error
+ *                   its datagram brought back pending (ECONNREFUSED)
  *   --mark          a TCP socket with SO_MARK set (which the restore does not set again)
  *   --outside       a bound UDP socket a process outside the tree holds too (a grandchild,
  *                   orphaned at once, which exits when this process is gone)
  * `amber dump` must refuse it, naming the process, the socket and why, and leave it as it was:
- * after SIGTERM the waiting connection is accepted and carries its bytes, the connection and the
- * connected UDP socket carry bytes, the queued datagram is read whole.
+ * after SIGTERM the waiting connection is accepted and carries its bytes, the connection carries
+ * bytes, the queued datagram is read whole, the connected UDP socket reports its error.
  */
 #include "scenario.h"
 #include <arpa/inet.h>
@@ -59,8 +60,14 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--udp-queued") || sc_has_flag("--udp-connected")) {
         fd = bound_socket(SOCK_DGRAM, &address);
         peer = bound_socket(SOCK_DGRAM, &peer_address);
-        if (sc_has_flag("--udp-connected") && connect(fd, (struct sockaddr *)&peer_address, sizeof peer_address) != 0)
-            sc_die("connect");
+        if (sc_has_flag("--udp-connected")) {
+            /* The peer goes, so the datagram sent to its port comes back as an ICMP error. */
+            close(peer);
+            struct pollfd entry = {fd, POLLERR, 0};
+            if (connect(fd, (struct sockaddr *)&peer_address, sizeof peer_address) != 0 || send(fd, "lost", 4, 0) != 4 ||
+                poll(&entry, 1, 5000) != 1 || !(entry.revents & POLLERR))
+                sc_die("no error pending");
+        }
         if (sc_has_flag("--udp-queued") &&
             sendto(peer, "queued datagram", 15, 0, (struct sockaddr *)&address, sizeof address) != 15)
             sc_die("sendto");
@@ -106,8 +113,8 @@ int main(int argc, char **argv)
                  "the queued datagram changed");
         sc_check(recv(fd, buf, sizeof buf, MSG_DONTWAIT) < 0 && errno == EAGAIN, "more datagrams than were sent");
     } else if (sc_has_flag("--udp-connected")) {
-        sc_check(send(fd, "hello", 5, 0) == 5 && readable(peer) && recv(peer, buf, sizeof buf, 0) == 5,
-                 "the connected UDP socket no longer reaches its peer");
+        sc_check(recv(fd, buf, sizeof buf, MSG_DONTWAIT) < 0 && errno == ECONNREFUSED,
+                 "the connected UDP socket's pending error is gone");
     } else if (sc_has_flag("--outside")) {
         int sender = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         sc_check(sendto(sender, "to the shared socket", 20, 0, (struct sockaddr *)&address, sizeof address) == 20 &&

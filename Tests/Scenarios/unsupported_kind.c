@@ -5,9 +5,8 @@
  *   --aio         an AIO ring (io_setup)
  *   --shmem       an fd on shared anonymous memory, opened through /proc/self/map_files
  *   --pty         a pty slave whose master is closed (its /dev/pts entry is gone)
- *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family (raw ICMP for inet; unix:
- *                 with a descriptor in flight in its queue)
- *   --tmpfile     an fd on an O_TMPFILE file
+ *   --unix, --inet, --inet6, --netlink, --packet   a socket of that family (raw ICMP for inet;
+ *                 NETLINK_GENERIC for netlink; unix: with a descriptor in flight in its queue)
  *   --mqueue      a POSIX message queue (its fd shows the queue's name, no path)
  *   --async       a named pipe with signal-driven I/O (O_ASYNC, F_SETOWN)
  * After SIGTERM it checks the object is still there and works.
@@ -80,7 +79,7 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--inet6")) {
         fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6);
     } else if (sc_has_flag("--netlink")) {
-        fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+        fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
     } else if (sc_has_flag("--packet")) {
         fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     } else if (sc_has_flag("--mqueue")) {
@@ -95,10 +94,6 @@ int main(int argc, char **argv)
             sc_die("fifo");
         if (fcntl(fd, F_SETOWN, getpid()) != 0 || fcntl(fd, F_SETFL, O_ASYNC) != 0)
             sc_die("O_ASYNC");
-    } else if (sc_has_flag("--tmpfile")) {
-        fd = open(sc_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (fd < 0 || sc_write_all(fd, "still here", 10) < 0)
-            sc_die("O_TMPFILE in %s", sc_dir);
     } else {
         sc_die("no object chosen");
     }
@@ -116,10 +111,6 @@ int main(int argc, char **argv)
         char byte = 0;
         sc_check(pread(fd, &byte, 1, 0) == 1 && byte == 's', "the shmem fd does not read the shared area");
     }
-    if (sc_has_flag("--tmpfile")) {
-        char buf[10];
-        sc_check(pread(fd, buf, sizeof buf, 0) == 10 && memcmp(buf, "still here", 10) == 0, "the O_TMPFILE file changed");
-    }
     if (sc_has_flag("--mqueue")) {
         struct mq_attr attributes;
         sc_check(mq_getattr(fd, &attributes) == 0, "mq_getattr: %s", strerror(errno));
@@ -127,7 +118,7 @@ int main(int argc, char **argv)
     }
     if (sc_has_flag("--async"))
         sc_check(fcntl(fd, F_GETFL) & O_ASYNC && fcntl(fd, F_GETOWN) == getpid(), "signal-driven I/O is off");
-    if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--tmpfile") && !sc_has_flag("--mqueue")
+    if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--mqueue")
         && !sc_has_flag("--async")) {
         int family = 0;
         socklen_t size = sizeof family;

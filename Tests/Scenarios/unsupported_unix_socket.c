@@ -14,11 +14,15 @@
  *   --accepted-listener-outside  an accepted socket and its client whose listener a process
  *                     outside the tree holds
  *   --oob             a stream pair whose queue holds "ab" and an out-of-band byte "c" (MSG_OOB)
+ *   --mark            a stream pair, one socket with SO_MARK set (which needs CAP_NET_ADMIN)
+ *   --filter          a stream pair, one socket with a classic BPF filter that accepts all
+ *   --owner           a stream pair, one socket owned by this process for SIGURG (F_SETOWN)
  * After SIGTERM it checks the sockets still work as they did.
  */
 #include "scenario.h"
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <linux/filter.h>
 
 static int pair[2] = {-1, -1}, carrier[2] = {-1, -1}, bound = -1;
 static struct sockaddr_un address;
@@ -86,6 +90,17 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--oob")) {
         if (send(pair[1], "ab", 2, 0) != 2 || send(pair[1], "c", 1, MSG_OOB) != 1)
             sc_die("send MSG_OOB");
+    } else if (sc_has_flag("--mark")) {
+        if (setsockopt(pair[0], SOL_SOCKET, SO_MARK, &(int){7}, sizeof(int)) != 0)
+            sc_die("SO_MARK");
+    } else if (sc_has_flag("--owner")) {
+        if (fcntl(pair[0], F_SETOWN, getpid()) != 0)
+            sc_die("F_SETOWN");
+    } else if (sc_has_flag("--filter")) {
+        struct sock_filter accept_all = BPF_STMT(BPF_RET | BPF_K, 0xffff);
+        struct sock_fprog program = {1, &accept_all};
+        if (setsockopt(pair[0], SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) != 0)
+            sc_die("SO_ATTACH_FILTER");
     } else if (sc_has_flag("--peer-in-flight")) {
         if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, carrier) < 0)
             sc_die("socketpair");
@@ -189,7 +204,17 @@ int main(int argc, char **argv)
     sc_wait_for_term();
     sc_check_common();
 
-    if (sc_has_flag("--oob")) {
+    if (sc_has_flag("--mark")) {
+        int mark = 0;
+        socklen_t size = sizeof mark;
+        sc_check(getsockopt(pair[0], SOL_SOCKET, SO_MARK, &mark, &size) == 0 && mark == 7, "SO_MARK is gone");
+    } else if (sc_has_flag("--owner")) {
+        sc_check(fcntl(pair[0], F_GETOWN) == getpid(), "the socket's owner is gone");
+    } else if (sc_has_flag("--filter")) {
+        socklen_t blocks = 0;
+        sc_check(getsockopt(pair[0], SOL_SOCKET, SO_GET_FILTER, NULL, &blocks) == 0 && blocks == 1,
+                 "the filter is gone");
+    } else if (sc_has_flag("--oob")) {
         char urgent = 0, buf[8];
         sc_check(recv(pair[0], &urgent, 1, MSG_OOB | MSG_DONTWAIT) == 1 && urgent == 'c',
                  "the out-of-band byte is gone");

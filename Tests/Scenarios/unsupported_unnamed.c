@@ -4,9 +4,9 @@
  *                      orphaned at once, which exits when this process is gone)
  *   --memfd-mapped-outside  a memfd such a process maps (its fd closed)
  *   --deleted-outside  a deleted file such a process holds open too
- *   --tmpfile-map      an O_TMPFILE file this process maps (its fd closed)
  *   --future-write-map  a memfd this process maps shared, then sealed with F_SEAL_FUTURE_WRITE
  *   --deleted-in-removed  a deleted file whose directory was removed too
+ *   --tmpfile-linked   an O_TMPFILE file linked since as "linked" (its link still shows "#INODE")
  * After SIGTERM it checks the file still holds what it held.
  */
 #include "scenario.h"
@@ -41,7 +41,6 @@ int main(int argc, char **argv)
     sc_install_sigterm(0);
     int fd;
     char path[PATH_MAX];
-    const char *mapped = NULL;
     if (sc_has_flag("--deleted-in-removed")) {
         char removed[PATH_MAX];
         sc_path(removed, sizeof removed, "removed");
@@ -56,8 +55,13 @@ int main(int argc, char **argv)
         fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 || unlink(path) != 0)
             sc_die("creating and removing %s", path);
-    } else if (sc_has_flag("--tmpfile-map")) {
+    } else if (sc_has_flag("--tmpfile-linked")) {
+        char from[64];
         fd = open(sc_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        sc_fmt(from, sizeof from, "/proc/self/fd/%d", fd);
+        sc_path(path, sizeof path, "linked");
+        if (fd < 0 || linkat(AT_FDCWD, from, AT_FDCWD, path, AT_SYMLINK_FOLLOW) != 0)
+            sc_die("linking an O_TMPFILE file as %s", path);
     } else if (sc_has_flag("--future-write-map")) {
         fd = memfd_create("sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     } else {
@@ -69,22 +73,16 @@ int main(int argc, char **argv)
         outside_holder(fd, 0);
     else if (sc_has_flag("--memfd-mapped-outside"))
         outside_holder(fd, 1);
-    else if (sc_has_flag("--tmpfile-map")) {
-        mapped = mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0);
-        if (mapped == MAP_FAILED || close(fd) != 0)
-            sc_die("mmap");
-    } else if (sc_has_flag("--future-write-map")) {
+    else if (sc_has_flag("--future-write-map")) {
         if (mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED ||
             fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) != 0)
             sc_die("mmap and seal");
-    } else if (!sc_has_flag("--deleted-in-removed"))
+    } else if (!sc_has_flag("--deleted-in-removed") && !sc_has_flag("--tmpfile-linked"))
         sc_die("no flag");
     sc_ready();
     sc_wait_for_term();
     sc_check_common();
     char buffer[10];
-    if (mapped)
-        memcpy(buffer, mapped, 10);
-    sc_check((mapped || pread(fd, buffer, 10, 0) == 10) && memcmp(buffer, "still here", 10) == 0, "the file changed");
+    sc_check(pread(fd, buffer, 10, 0) == 10 && memcmp(buffer, "still here", 10) == 0, "the file changed");
     sc_finish();
 }

@@ -7,16 +7,15 @@ import LinuxKit
 /// and as the task (no symbolic link on the way, in a directory that exists: a name taken since
 /// refuses the restore), unlinked at once, and given what it held (`FileContentsDump`), its size,
 /// owner and mode, once per file (`RestoredUnnamedFile`); each description of it is opened on
-/// it through /proc/self/fd, so the link reads as before. Refused: an O_TMPFILE file (its name,
-/// "#INODE", would come back as another inode's), and a file unlinked under the name it was
-/// opened by but still linked under another, which its link cannot lead to (refused as
-/// "a file its path does not lead to"), and one whose directory is gone too.
+/// it through /proc/self/fd, so the link reads as before. An O_TMPFILE file never linked (its
+/// name is "#INODE" of its own inode) is made again by O_TMPFILE in its directory instead, so
+/// that it can still be linked; its name is then its new inode's, as a new inode is what every
+/// restored deleted file is. Refused: a file unlinked under the name it was opened by but still
+/// linked under another, which its link cannot lead to (refused as "a file its path does not
+/// lead to"), and one whose directory is gone too.
 struct DeletedFileKind: OpenFileKind {
     let status: FileStatus
     let path: String
-
-    /// __O_TMPFILE, which fdinfo shows in the flags of a description open(O_TMPFILE) made.
-    private static let temporaryFileFlag: UInt32 = 0o20000000
 
     static func classify(_ descriptor: DescriptorProbe) throws -> DeletedFileKind? {
         guard case .deleted(let path) = try descriptor.linkPath(), descriptor.link.hasSuffix(" (deleted)") else {
@@ -30,12 +29,8 @@ struct DeletedFileKind: OpenFileKind {
         case .hugetlbfs, .aioRing, .devpts, .mqueue: return nil
         default: break
         }
-        if try descriptor.info().flags & temporaryFileFlag != 0 {
-            throw descriptor.refusal(
-                "the O_TMPFILE file \(path), whose name would come back as another inode's: not restored")
-        }
-        let directory = String(path[..<path.utf8.lastIndex(of: UInt8(ascii: "/"))!])
-        guard (try? FileStatus.stat(path: directory.isEmpty ? "/" : directory))?.isDirectory == true else {
+        let directory = directory(of: path)
+        guard (try? FileStatus.stat(path: directory))?.isDirectory == true else {
             throw descriptor.refusal(
                 "the deleted file \(path), whose directory \(directory) is gone too (a restore makes it again in it): not restored"
             )
@@ -45,6 +40,14 @@ struct DeletedFileKind: OpenFileKind {
 
     var identity: OpenFileIdentity { OpenFileIdentity(device: status.device, inode: status.inode) }
 
+    /// Whether the deleted file at `path` is an O_TMPFILE file never linked: the kernel names
+    /// such a file "#INODE" after its own inode. (Linked once, it has the name it was linked by,
+    /// and, unlinked again, it can no more be linked than any deleted file.)
+    static func isTemporaryFile(path: String, inode: UInt64) -> Bool {
+        guard let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return false }
+        return path[path.index(after: slash)...] == "#\(inode)"
+    }
+
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
         var file = Amber_DeletedFile()
         file.fileID = try descriptor.contentsDump().id(of: identity)
@@ -52,6 +55,7 @@ struct DeletedFileKind: OpenFileKind {
         file.mode = status.permissions
         file.ownerUid = status.uid
         file.ownerGid = status.gid
+        file.temporary = Self.isTemporaryFile(path: path, inode: status.inode)
         file.contents = try descriptor.contentsDump().contents(of: descriptor, identity: identity)
         return .deletedFile(file)
     }
@@ -78,16 +82,35 @@ struct DeletedFileKind: OpenFileKind {
 
     /// Creates the file at its path as the task with `flags` (those of the first description of
     /// it made, or read-write for a mapping), unlinks it, then fills it through a description of
-    /// the restorer's own.
+    /// the restorer's own. An O_TMPFILE file is made by O_TMPFILE in its directory instead.
     static func create(
         _ deleted: Amber_DeletedFile, flags: Int32, image: ImageReader?, what: String, task: Amber_Task
     ) throws -> RestoredDeletedFile {
-        var flags = flags
-        // An O_PATH description cannot make a file: it is opened on one made for reading and writing.
+        var flags = OpenFileFlags.reopening(flags)
+        // An O_PATH description cannot make a file, nor can a read-only one make an O_TMPFILE
+        // file: either is opened on one made for reading and writing.
         let pathOnly = flags & OpenFileFlags.pathOnly.openFlags != 0
-        if pathOnly { flags = O_RDWR }
+        if pathOnly {
+            flags = O_RDWR
+        } else if deleted.temporary && flags & O_ACCMODE == O_RDONLY {
+            flags = flags & ~O_ACCMODE | O_RDWR
+        }
         let identity = task.processCredentials.map {
             FileAccessIdentity(uid: $0.fsuid, gid: $0.fsgid, groups: $0.groups)
+        }
+        if deleted.temporary {
+            flags |= OpenFileFlags.temporaryFile.openFlags
+            let fd: Int32
+            do {
+                fd = try PathOpening.open(directory(of: deleted.path), flags: flags, as: identity)
+            } catch {
+                throw AmberError(
+                    .restoreFailed,
+                    "cannot make \(what) again by O_TMPFILE for process \(task.pid): \(error)")
+            }
+            let file = RestoredDeletedFile(fd: fd, flags: pathOnly ? nil : flags)
+            try fill(file, deleted, image: image, what: what, task: task)
+            return file
         }
         let fd: Int32
         do {
@@ -109,6 +132,20 @@ struct DeletedFileKind: OpenFileKind {
             file.close()
             throw AmberError(.restoreFailed, "cannot unlink \(what) made again for process \(task.pid): \(error)")
         }
+        try fill(file, deleted, image: image, what: what, task: task)
+        return file
+    }
+
+    private static func directory(of path: String) -> String {
+        let directory = String(path[..<path.utf8.lastIndex(of: UInt8(ascii: "/"))!])
+        return directory.isEmpty ? "/" : directory
+    }
+
+    /// Writes back what the file held, its owner and its mode; closes it on failure.
+    private static func fill(
+        _ file: RestoredDeletedFile, _ deleted: Amber_DeletedFile, image: ImageReader?, what: String, task: Amber_Task
+    ) throws {
+        let fd = file.fd
         do {
             // Its own description may be read-only or appending: the data goes through another.
             let filler = Glibc.open("/proc/self/fd/\(fd)", O_RDWR | O_CLOEXEC)
@@ -126,7 +163,6 @@ struct DeletedFileKind: OpenFileKind {
             file.close()
             throw error
         }
-        return file
     }
 
     static func privilegedAsks(

@@ -51,7 +51,8 @@ final class DescriptorProbe {
         }
     }
 
-    /// The status of the open file itself: of a copy of the descriptor, or through /proc/PID/fd/FD.
+    /// The status of the open file itself: of a copy of the descriptor (a socket's family read
+    /// through the same copy), or through /proc/PID/fd/FD.
     func status() throws(LinuxError) -> FileStatus {
         if let statusRead { return statusRead }
         let status: FileStatus
@@ -59,6 +60,7 @@ final class DescriptorProbe {
             let copy = try owner.duplicate(fd)
             defer { try? copy.close() }
             status = try FileStatus.fstat(fd: copy.rawValue)
+            if status.isSocket, socketFamilyRead == nil { socketFamilyRead = try Pidfd.socketFamily(of: copy) }
         } else {
             status = try FileStatus.stat(procFD: pid, fd: fd)
         }

@@ -148,7 +148,7 @@ class RestoredUnnamedFile: SharedOpenFileObject {
                     "cannot open a second description of \(what) with O_NOFOLLOW for process \(task.pid): only the one it is made with can have it"
                 )
             }
-            opened = Glibc.open("/proc/self/fd/\(fd)", flags | O_CLOEXEC)
+            opened = Glibc.open("/proc/self/fd/\(fd)", OpenFileFlags.reopening(flags) | O_CLOEXEC)
         }
         guard opened >= 0 else {
             throw AmberError(

@@ -5,12 +5,13 @@ import LinuxKit
 import SystemPackage
 
 /// An AF_INET or AF_INET6 socket, TCP or UDP, that holds no connection and no data: fresh,
-/// bound, or a TCP listener whose accept queue is empty (a server between connections). Its
-/// address, backlog, owner and every option of `ImageFormat.inetSocketOptions` that differs
-/// from a fresh socket's are read through a copy of it, and it is made again in the restorer:
-/// socket(2), its owner, its options (each read back), bind(2), listen(2). A connection (TCP
-/// in any other state, connected UDP), queued data, a pending error and options amber does not
-/// set again are refused, naming the process, the fd, the address and why.
+/// bound, a UDP socket connected to a peer, or a TCP listener whose accept queue is empty (a
+/// server between connections). Its address, peer, backlog, owner and every option of
+/// `ImageFormat.inetSocketOptions` that differs from a fresh socket's are read through a copy
+/// of it, and it is made again in the restorer: socket(2), its owner, its options (each read
+/// back), bind(2), connect(2) (UDP), listen(2). A TCP connection (any other state), queued
+/// data, a pending error and options amber does not set again are refused, naming the
+/// process, the fd, the address and why.
 struct InetSocketKind: OpenFileKind {
     let identity: OpenFileIdentity
     let record: Amber_InetSocket
@@ -28,7 +29,8 @@ struct InetSocketKind: OpenFileKind {
         let isTCP = type == InetSocket.stream && proto == InetSocket.tcp
         guard isTCP || (type == InetSocket.datagram && proto == InetSocket.udp) else {
             throw descriptor.refusal(
-                "\(what) of type \(type) and protocol \(proto) (only TCP and UDP sockets are restored)")
+                "\(what), \(InetSocket.typeName(type)) of protocol \(InetSocket.protocolName(proto)) (only TCP and UDP sockets are restored)"
+            )
         }
         try descriptor.checkEventFileFlags(what)
         try checkNamespace(fd, descriptor: descriptor, what: what)
@@ -72,19 +74,24 @@ struct InetSocketKind: OpenFileKind {
                 )
             }
         } else {
-            if let peer = try InetSocket.peerAddress(fd) {
-                throw descriptor.refusal(
-                    "\(what), UDP \(local) connected to \(peer)")
+            let peer = try InetSocket.peerAddress(fd)
+            if let peer {
+                record.peerAddress = Data(peer.address)
+                record.peerPort = UInt32(peer.port)
+                record.peerScopeID = peer.scopeID
             }
+            let udp = "\(what), UDP \(local)\(peer.map { " connected to \($0)" } ?? "")"
             let held = try InetSocket.heldBytes(fd)
-            guard held.received == 0, readiness & Int16(POLLIN | POLLERR | POLLPRI) == 0 else {
+            guard held.received == 0, readiness & Int16(POLLIN | POLLPRI) == 0 else {
                 throw descriptor.refusal(
-                    "\(what), UDP \(local), with datagrams queued (\(held.received) bytes of its receive buffer in use) or an error pending"
+                    "\(udp), with datagrams queued (\(held.received) bytes of its receive buffer in use): each would have to come again from its sender's address"
                 )
             }
+            guard readiness & Int16(POLLERR) == 0 else {
+                throw descriptor.refusal("\(udp), with an error pending (an ICMP error its next call would report)")
+            }
             guard held.toSend == 0 else {
-                throw descriptor.refusal(
-                    "\(what), UDP \(local), with \(held.toSend) bytes not sent yet (UDP_CORK)")
+                throw descriptor.refusal("\(udp), with \(held.toSend) bytes not sent yet (UDP_CORK)")
             }
             record.state = local.isUnbound ? .fresh : .bound
         }
@@ -104,7 +111,7 @@ struct InetSocketKind: OpenFileKind {
     /// Asking the socket's namespace needs CAP_NET_ADMIN over it; without that, the process's
     /// namespace must be ours (a socket of another namespace in it came from a process with
     /// that privilege, through SCM_RIGHTS or setns).
-    private static func checkNamespace(_ fd: Int32, descriptor: DescriptorProbe, what: String) throws {
+    static func checkNamespace(_ fd: Int32, descriptor: DescriptorProbe, what: String) throws {
         let own = try InetSocket.ownNetworkNamespace()
         let socketNamespace = try InetSocket.networkNamespace(fd)
         let namespace = try socketNamespace ?? FileStatus.stat(path: "/proc/\(descriptor.pid)/ns/net").inode
@@ -137,8 +144,9 @@ struct InetSocketKind: OpenFileKind {
 
     /// The options of `fd` that differ from those of a fresh socket like it, in the order
     /// `ImageFormat.inetSocketOptions` sets them; refuses one amber does not set again.
-    private static func options(
-        _ fd: Int32, of record: Amber_InetSocket, descriptor: DescriptorProbe, what: String
+    static func options(
+        _ fd: Int32, of record: Amber_InetSocket, descriptor: DescriptorProbe, what: String,
+        kernelSet: Set<[Int32]> = []
     ) throws -> [Amber_InetSocketOption] {
         let fresh = try InetSocket.make(
             family: record.family, type: record.type, protocol: record.protocol, nonBlocking: false)
@@ -146,7 +154,8 @@ struct InetSocketKind: OpenFileKind {
         func value(_ socket: Int32, _ kind: InetSocketOptionKind) -> [UInt8]? {
             try? InetSocket.option(socket, level: kind.level, name: kind.name, size: kind.size)
         }
-        for kind in refusedOptions where value(fd, kind) != value(fresh.rawValue, kind) {
+        for kind in refusedOptions
+        where !kernelSet.contains([kind.level, kind.name]) && value(fd, kind) != value(fresh.rawValue, kind) {
             throw descriptor.refusal("\(what) with \(kind.label) set")
         }
         guard try InetSocket.filterLength(fd) == 0 else {
@@ -211,7 +220,7 @@ struct InetSocketKind: OpenFileKind {
 
     /// Gives the new socket `fd` its owner (before binding: SO_REUSEPORT groups sockets of one
     /// owner), its options, each read back, its address and its backlog.
-    private static func configure(_ fd: Int32, _ record: Amber_InetSocket, what: String) throws {
+    static func configure(_ fd: Int32, _ record: Amber_InetSocket, what: String) throws {
         let status = try FileStatus.fstat(fd: fd)
         if status.uid != record.ownerUid || status.gid != record.ownerGid {
             guard fchown(fd, record.ownerUid, record.ownerGid) == 0 else {
@@ -249,6 +258,16 @@ struct InetSocketKind: OpenFileKind {
             )
         } catch {
             throw AmberError(.restoreFailed, "cannot bind \(what) to \(address): \(error)")
+        }
+        if !record.peerAddress.isEmpty {
+            let peer = InetAddress(
+                family: record.family, address: [UInt8](record.peerAddress), port: UInt16(record.peerPort),
+                scopeID: record.peerScopeID)
+            do {
+                try InetSocket.connect(fd, to: peer)
+            } catch {
+                throw AmberError(.restoreFailed, "cannot connect \(what) on \(address) to its peer \(peer): \(error)")
+            }
         }
         guard record.state == .listening else { return }
         do {

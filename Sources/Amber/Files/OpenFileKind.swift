@@ -95,8 +95,9 @@ enum OpenFileKinds {
     static let all: [any OpenFileKind.Type] = [
         RegularFileKind.self, DirectoryKind.self, CharacterDeviceKind.self, FifoKind.self, PipeKind.self,
         EventFDKind.self, SignalFDKind.self, TimerFDKind.self,
-        UnixSocketKind.self, InetSocketKind.self, MemfdKind.self, DeletedFileKind.self, EpollKind.self, PidfdKind.self,
-        InotifyKind.self,
+        UnixSocketKind.self, TcpConnectionKind.self, InetSocketKind.self, MemfdKind.self, DeletedFileKind.self,
+        EpollKind.self, PidfdKind.self,
+        InotifyKind.self, PtyMasterKind.self, PtySlaveKind.self, NetlinkSocketKind.self,
         ShellJobTerminalKind.self,
     ]
 

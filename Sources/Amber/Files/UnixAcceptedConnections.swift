@@ -88,7 +88,14 @@ final class AcceptedConnection: SharedOpenFileObject {
 
     /// Connects a new client to `listener`, which listens at the address of `record` with no
     /// connection waiting, and accepts it, for the accepted socket `acceptedInode`.
-    init(listener: FileDescriptor, record: Amber_UnixSocket, acceptedInode: UInt64) throws {
+    /// The client connects with the credentials the accepted socket (`accepted`, its record)
+    /// showed for its peer.
+    init(
+        listener: FileDescriptor, record: Amber_UnixSocket, acceptedInode: UInt64,
+        accepted acceptedRecord: Amber_UnixSocket?
+    )
+        throws
+    {
         let client = try UnixSockets.make(type: record.type)
         do {
             // Into an empty queue: connect(2) does not wait, and would fail rather than wait.
@@ -96,7 +103,10 @@ final class AcceptedConnection: SharedOpenFileObject {
             guard flags >= 0, fcntl(client.rawValue, F_SETFL, flags | O_NONBLOCK) == 0 else {
                 throw LinuxError.current("fcntl(F_SETFL)")
             }
-            try UnixSockets.attach(client, to: [UInt8](record.address), connecting: true)
+            try UnixSockets.asIdentity(acceptedRecord?.peerIdentity, what: "connect to listener \(record.inode)") {
+                () throws(LinuxError) in
+                try UnixSockets.attach(client, to: [UInt8](record.address), connecting: true)
+            }
             guard fcntl(client.rawValue, F_SETFL, flags) == 0 else { throw LinuxError.current("fcntl(F_SETFL)") }
             let accepted = try UnixSockets.accept(listener)
             do {

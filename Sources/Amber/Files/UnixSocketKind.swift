@@ -132,12 +132,12 @@ struct UnixSocketKind: OpenFileKind {
         if try UnixSockets.option(copy, UnixSockets.passPidfd) != 0 {
             throw descriptor.refusal("a unix socket (\(descriptor.link)) with SO_PASSPIDFD set")
         }
-        if try UnixSockets.option(copy, UnixSockets.receiveLowWater) != 1 {
-            throw descriptor.refusal("a unix socket (\(descriptor.link)) with SO_RCVLOWAT set")
-        }
-        for (option, name) in [(UnixSockets.receiveTimeout, "SO_RCVTIMEO"), (UnixSockets.sendTimeout, "SO_SNDTIMEO")]
-        where try UnixSockets.hasTimeout(copy, option) {
-            throw descriptor.refusal("a unix socket (\(descriptor.link)) with a timeout (\(name)) set")
+        record.options = try changedOptions(copy, descriptor)
+        let (peerPID, peer) = try UnixSockets.peerCredentials(copy)
+        if peerPID != 0 {
+            record.peerCredentials.uid = peer.uid
+            record.peerCredentials.gid = peer.gid
+            record.peerCredentials.groups = peer.groups
         }
         if !record.listening && (socket.type != Int32(SOCK_STREAM.rawValue) || socket.receiveQueue > 0) {
             let queue = try UnixSockets.peekQueue(
@@ -167,6 +167,61 @@ struct UnixSocketKind: OpenFileKind {
             record.messages = queue.messages.map { Data($0) }
         }
         return .unixSocket(record)
+    }
+
+    /// What a new unix socket of each type reads for the options `ImageFormat.unixSocketOptions`
+    /// and `unixSocketPrivilegedOptions` name.
+    private static let newSocketOptions: [Int32: [Int32: [UInt8]]] = {
+        var byType: [Int32: [Int32: [UInt8]]] = [:]
+        for type in [SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET].map({ Int32($0.rawValue) }) {
+            let fd = Glibc.socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { continue }
+            defer { Glibc.close(fd) }
+            for (option, _) in ImageFormat.unixSocketOptions + ImageFormat.unixSocketPrivilegedOptions {
+                if let bytes = try? UnixSockets.optionBytes(FileDescriptor(rawValue: fd), option) {
+                    byType[type, default: [:]][option] = bytes
+                }
+            }
+        }
+        return byType
+    }()
+
+    /// The options that read otherwise than on a new socket of its type, to be set again;
+    /// refused: one only CAP_NET_ADMIN sets, a priority above what any process may give, an
+    /// owner (F_SETOWN, whom an out-of-band byte signals) and a filter (SO_ATTACH_FILTER,
+    /// SO_ATTACH_BPF).
+    private func changedOptions(_ copy: FileDescriptor, _ descriptor: DescriptorProbe) throws -> [Amber_SocketOption] {
+        let defaults = Self.newSocketOptions[socket.type] ?? [:]
+        for (option, name) in ImageFormat.unixSocketPrivilegedOptions {
+            guard let bytes = try UnixSockets.optionBytes(copy, option), bytes != defaults[option] else { continue }
+            throw descriptor.refusal("a unix socket (\(descriptor.link)) with \(name) set, which needs CAP_NET_ADMIN")
+        }
+        if try UnixSockets.owner(copy) != 0 {
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) with an owner for SIGURG (F_SETOWN), which a restore would not set again"
+            )
+        }
+        if try UnixSockets.filterLength(copy) != 0 {
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) with a socket filter attached (SO_ATTACH_FILTER or SO_ATTACH_BPF): not restored"
+            )
+        }
+        var changed: [Amber_SocketOption] = []
+        for (option, name) in ImageFormat.unixSocketOptions {
+            guard let bytes = try UnixSockets.optionBytes(copy, option), bytes != defaults[option] else { continue }
+            if option == ImageFormat.unixSocketPriority,
+                bytes.withUnsafeBytes({ $0.loadUnaligned(as: Int32.self) }) > ImageFormat.unixSocketPriorityLimit
+            {
+                throw descriptor.refusal(
+                    "a unix socket (\(descriptor.link)) with \(name) above \(ImageFormat.unixSocketPriorityLimit), which needs CAP_NET_ADMIN"
+                )
+            }
+            var changedOption = Amber_SocketOption()
+            changedOption.name = option
+            changedOption.value = Data(bytes)
+            changed.append(changedOption)
+        }
+        return changed
     }
 
     /// Whether the peer has SO_PASSCRED set: what it sent then carries its credentials. Read
@@ -271,7 +326,9 @@ final class RestoredSocketPair: SharedOpenFileObject {
 
     init(_ record: Amber_UnixSocket) throws {
         type = record.type
-        let pair = try UnixSockets.makePair(type: record.type)
+        let pair = try record.asPeer(what: "make unix socket pair \(record.pairID)") { () throws(LinuxError) in
+            try UnixSockets.makePair(type: record.type)
+        }
         ends = [pair.0, pair.1]
         firstEndInode = nil
     }
@@ -320,12 +377,13 @@ final class RestoredSocketPair: SharedOpenFileObject {
     }
 
     /// The options of `record` that are the socket's own: credentials and security passing,
-    /// the receive buffer, the peek offset.
+    /// the receive buffer, the peek offset, and the others it changed.
     static func setOptions(_ fd: FileDescriptor, _ record: Amber_UnixSocket) throws {
         if record.passCredentials { try UnixSockets.setOption(fd, UnixSockets.passCredentials, 1) }
         if record.passSecurity { try UnixSockets.setOption(fd, UnixSockets.passSecurity, 1) }
         try setBuffer(fd, record.receiveBuffer, UnixSockets.receiveBuffer)
         if record.peekOffset != -1 { try UnixSockets.setOption(fd, UnixSockets.peekOffset, record.peekOffset) }
+        for option in record.options { try UnixSockets.setOption(fd, option.name, bytes: [UInt8](option.value)) }
     }
 
     /// Gives the buffer `option` (SO_SNDBUF, SO_RCVBUF) of `fd` the size getsockopt read at the
@@ -373,7 +431,7 @@ final class PendingConnection: SharedOpenFileObject {
 
     /// Connects it to the listener at `address` without waiting, leaving its status flags as
     /// they were (its description's own may be set already).
-    func connect(to address: [UInt8]) throws {
+    func connect(to address: [UInt8]) throws(LinuxError) {
         let flags = fcntl(socket.rawValue, F_GETFL)
         guard flags >= 0, fcntl(socket.rawValue, F_SETFL, flags | O_NONBLOCK) == 0 else {
             throw LinuxError.current("fcntl(F_SETFL)")
@@ -462,13 +520,25 @@ struct BoundAddress {
     /// empty queue.
     private func listen(_ fd: FileDescriptor, _ record: Amber_UnixSocket, objects: OpenFileObjects) throws {
         guard record.listening else { return }
-        try UnixSockets.listen(fd, backlog: Int32(bitPattern: record.backlog))
+        try record.asPeer(what: "make unix socket \(record.inode) listen") { () throws(LinuxError) in
+            try UnixSockets.listen(fd, backlog: Int32(bitPattern: record.backlog))
+        }
         for inode in record.acceptedConnections {
-            _ = try objects.object(inode) { try AcceptedConnection(listener: fd, record: record, acceptedInode: inode) }
+            _ = try objects.object(inode) {
+                try AcceptedConnection(
+                    listener: fd, record: record, acceptedInode: inode, accepted: try objects.unixSocket(inode)?.record)
+            }
         }
         for inode in record.pendingConnections {
             let connection = try objects.object(inode) { try PendingConnection(type: record.type) }
-            try connection.connect(to: [UInt8](record.address))
+            // The connection's other side, which accept(2) will give, has the credentials of the
+            // process that connected: those of the task the image shows holding it.
+            let client = try objects.unixSocket(inode)?.task.processCredentials.map {
+                EffectiveIdentity(uid: $0.euid, gid: $0.egid, groups: $0.groups)
+            }
+            try UnixSockets.asIdentity(client, what: "connect unix socket \(inode) again") { () throws(LinuxError) in
+                try connection.connect(to: [UInt8](record.address))
+            }
         }
     }
 }
@@ -649,6 +719,24 @@ extension UnixSocketKind {
                         "the socket file \(String(decoding: record.address, as: UTF8.self)) owned by uid \(record.fileUid), gid \(record.fileGid), other than its process's \(owner.fsuid), \(owner.fsgid)",
                     capabilities: [Capability.chown]))
         }
+        if let peer = record.peerIdentity {
+            // The restore switches to them to make the socket: IDs of its process's own need no privilege.
+            if ![owner.uid, owner.euid, owner.suid].contains(peer.uid) {
+                asks.append(
+                    PrivilegedAsk(
+                        what:
+                            "unix socket \(record.inode) whose peer credentials are uid \(peer.uid), not its process's",
+                        capabilities: [Capability.setuid]))
+            }
+            if ![owner.gid, owner.egid, owner.sgid].contains(peer.gid) || peer.groups.sorted() != owner.groups.sorted()
+            {
+                asks.append(
+                    PrivilegedAsk(
+                        what:
+                            "unix socket \(record.inode) whose peer credentials are gid \(peer.gid), groups \(peer.groups), not its process's",
+                        capabilities: [Capability.setgid]))
+            }
+        }
         for (size, name, maximum) in [
             (record.sendBuffer, "send", "wmem_max"), (record.receiveBuffer, "receive", "rmem_max"),
         ] {
@@ -661,5 +749,41 @@ extension UnixSocketKind {
             }
         }
         return asks
+    }
+}
+
+extension Amber_UnixSocket {
+    /// The effective IDs and groups the kernel recorded for its peer side, if any.
+    var peerIdentity: EffectiveIdentity? {
+        guard hasPeerCredentials else { return nil }
+        return EffectiveIdentity(uid: peerCredentials.uid, gid: peerCredentials.gid, groups: peerCredentials.groups)
+    }
+
+    /// Runs `body`, which makes, listens or connects the socket, as its peer credentials show.
+    func asPeer<T>(what: String, _ body: () throws(LinuxError) -> T) throws(LinuxError) -> T {
+        try UnixSockets.asIdentity(peerIdentity, what: what, body)
+    }
+}
+
+extension UnixSockets {
+    /// Runs `body` with the calling thread's effective IDs and groups switched to `identity`
+    /// (as the thread is when nil): the kernel records them as a socket's peer credentials.
+    static func asIdentity<T>(_ identity: EffectiveIdentity?, what: String, _ body: () throws(LinuxError) -> T)
+        throws(LinuxError) -> T
+    {
+        guard let identity else { return try body() }
+        return try identity.perform(what: what, body)
+    }
+}
+
+extension OpenFileObjects {
+    /// The record of unix socket `inode` in the image, and a task the image shows holding it.
+    func unixSocket(_ inode: UInt64) throws -> (record: Amber_UnixSocket, task: Amber_Task)? {
+        for task in try image?.tasks() ?? [] {
+            for description in task.files.descriptions {
+                if case .unixSocket(let record) = description.file, record.inode == inode { return (record, task) }
+            }
+        }
+        return nil
     }
 }

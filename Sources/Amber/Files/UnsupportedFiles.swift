@@ -20,6 +20,13 @@ extension DescriptorProbe {
             }
         case .messageQueue:
             return refusal("the POSIX message queue \(link)")
+        case .elsewhere
+        where try status().isRegular && link.hasSuffix(" (deleted)")
+            && DeletedFileKind.isTemporaryFile(
+                path: String(link.dropLast(" (deleted)".count)), inode: try status().inode):
+            return refusal(
+                "the O_TMPFILE file \(link), linked since under a name its link does not show (it cannot be reopened by it)"
+            )
         case .elsewhere:
             return refusal("\(link), a file its path does not lead to")
         case .reopenable:

@@ -21,13 +21,6 @@ enum MappedUnnamedFiles {
         mapping.path.hasPrefix(MemoryFile.linkPrefix) && (mapping.fileSystem == .shmem || mapping.fileSystem == nil)
     }
 
-    /// Whether a deleted file area is an O_TMPFILE file's: its name is "#INODE" of its own inode.
-    /// A restore would make another inode, which that name would not be.
-    static func isTemporaryFile(_ mapping: MemoryMapping) -> Bool {
-        guard let slash = mapping.path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return false }
-        return mapping.path[mapping.path.index(after: slash)...] == "#\(mapping.inode)"
-    }
-
     private static func mapFilesPath(pid: Int32, _ start: UInt64, _ end: UInt64) -> String {
         "/proc/\(pid)/map_files/\(String(start, radix: 16))-\(String(end, radix: 16))"
     }
@@ -82,6 +75,11 @@ enum MappedUnnamedFiles {
                     )
                 }
             } else {
+                // Unlinked under the name maps shows but linked under another (an O_TMPFILE file
+                // linked since, say): a copy made again would no longer be that file.
+                guard status.linkCount == 0 else {
+                    throw refuse("which is still linked under a name maps does not show: not supported yet")
+                }
                 let directory = String(mapping.path[..<mapping.path.utf8.lastIndex(of: UInt8(ascii: "/"))!])
                 guard (try? FileStatus.stat(path: directory.isEmpty ? "/" : directory))?.isDirectory == true else {
                     throw refuse(
@@ -143,6 +141,7 @@ enum MappedUnnamedFiles {
             deleted.mode = status.permissions
             deleted.ownerUid = status.uid
             deleted.ownerGid = status.gid
+            deleted.temporary = DeletedFileKind.isTemporaryFile(path: mapping.path, inode: status.inode)
             deleted.contents = try contents.contents(at: path, identity: identity, refusal: refusal)
             records.deletedFiles.append(deleted)
         }

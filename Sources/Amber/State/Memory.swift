@@ -142,8 +142,6 @@ enum MemoryState {
             // its id, key, owner and times could not all be made again: refused by name.
             let key = mapping.path.dropFirst("/SYSV".count)
             throw refuse("has System V shared memory attached (shmid \(mapping.inode), key 0x\(key))")
-        case _ where mapping.deleted && MappedUnnamedFiles.isTemporaryFile(mapping):
-            throw refuse("maps the O_TMPFILE file \(mapping.path), whose name would come back as another inode's")
         case _ where mapping.deleted && mapping.path.hasPrefix("/"): return .areaFile
         case _ where mapping.path.hasPrefix("/"): return .areaFile
         default:

@@ -9,17 +9,21 @@ import LinuxKit
 /// (`ShellJobTerminalKind`); a restore with -j makes the tree in amber's session, on the
 /// terminal amber runs on, and the foreground job there (`ShellJobControl`). Without -j, a
 /// process whose controlling terminal is outside the tree is refused, naming -j. A session
-/// leader with a controlling terminal is `TreeState`'s refusal.
+/// leader with a controlling terminal is `TreeState`'s refusal, and a pty whose master the
+/// tree holds is no shell job's terminal (`ControllingTerminals`).
 enum ShellJobState: StateKind {
-    static func check(_ process: CheckedProcess) throws {
-        guard !process.shellJob, let stat = try? ProcFS.stat(pid: process.pid), stat.terminal != 0,
-            stat.session != process.pid
-        else { return }
-        let terminal = Terminals.name(ofDevice: UInt64(UInt32(bitPattern: stat.terminal)))
-        throw AmberError.unsupported(
-            process.name,
-            "has the controlling terminal \(terminal) of session \(stat.session), outside the tree: dump a program run from a shell as a shell job, with -j (`amber dump -j`), and restore it with -j on a terminal",
-            tree: process.tree)
+    static func check(tree processes: [CheckedProcess]) throws {
+        let terminalsOfTree = try ControllingTerminals.terminalsOfTree(processes)
+        for process in processes where !process.shellJob {
+            guard let stat = try? ProcFS.stat(pid: process.pid), stat.terminal != 0, stat.session != process.pid,
+                !terminalsOfTree.contains(stat.terminal)
+            else { continue }
+            let terminal = Terminals.name(ofDevice: UInt64(UInt32(bitPattern: stat.terminal)))
+            throw AmberError.unsupported(
+                process.name,
+                "has the controlling terminal \(terminal) of session \(stat.session), outside the tree: dump a program run from a shell as a shell job, with -j (`amber dump -j`), and restore it with -j on a terminal",
+                tree: process.tree)
+        }
     }
 
     /// The root's record of the job, made once for the dump: nil without -j, or when the tree

@@ -217,7 +217,7 @@ enum TreeState {
         let terminal = stat.terminal
         throw AmberError.unsupported(
             process,
-            "has the controlling terminal \(terminal >> 8 & 0xfff):\(terminal & 0xff | terminal >> 12 & 0xfff00) (major:minor), not amber's: terminals are not restored yet",
+            "has the controlling terminal \(terminal >> 8 & 0xfff):\(terminal & 0xff | terminal >> 12 & 0xfff00) (major:minor) of the session it leads, not a pty whose master the tree holds: not restored",
             tree: tree)
     }
 
@@ -455,6 +455,7 @@ enum TreeState {
         created.append(rootTracee)
         try FaultPoints.reached(restore: FaultPoints.create)
         var built: [TreeTask] = [try TreeTask(record: root, tracee: rootTracee, instruction: instruction)]
+        try ControllingTerminals.makePtys(tasks, openFiles: openFiles, imageTrusted: imageTrusted)
         treeFiles = try TreeFiles.install(
             for: tasks, in: built[0], restorerPidfd: restorerPidfd, imageTrusted: imageTrusted, openFiles: openFiles)
         var index = 0
@@ -463,6 +464,7 @@ enum TreeState {
             index += 1
             if parent.record.sid == parent.record.pid {
                 try parent.injector.call("setsid", SyscallNumber.setsid)
+                try ControllingTerminals.take(parent, tasks: tasks, openFiles: openFiles, restorerPidfd: restorerPidfd)
             }
             if KeyringState.needsNewSessionKeyring(parent.record, isRoot: index == 1) {
                 try KeyringState.joinNewSessionKeyring(parent.injector, for: parent.record)
@@ -486,6 +488,8 @@ enum TreeState {
             }
         }
         try joinGroups(built, created: &created)
+        try ControllingTerminals.setForegroundGroups(
+            built, tasks: tasks, openFiles: openFiles, restorerPidfd: restorerPidfd)
         for task in built where task.record.zombie {
             try exitAsZombie(task, parent: built.first { $0.record.pid == task.record.ppid }!)
         }
@@ -715,8 +719,14 @@ final class TreeTask: ScratchSpace {
 }
 
 extension TreeState: StateKind {
-    static func check(_ process: CheckedProcess) throws {
-        try checkTerminal(pid: process.pid, process: process.name, tree: process.tree)
+    /// A controlling terminal that is a pty whose master the tree holds is restored
+    /// (`ControllingTerminals`); any other is refused for a session leader (`checkTerminal`).
+    static func check(tree processes: [CheckedProcess]) throws {
+        let terminalsOfTree = try ControllingTerminals.terminalsOfTree(processes)
+        for process in processes {
+            if let stat = try? ProcFS.stat(pid: process.pid), terminalsOfTree.contains(stat.terminal) { continue }
+            try checkTerminal(pid: process.pid, process: process.name, tree: process.tree)
+        }
     }
 
     /// The group stops of the tree: a parent's traced step finds which of its stopped children's

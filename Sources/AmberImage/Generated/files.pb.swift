@@ -48,159 +48,206 @@ public nonisolated struct Amber_Files: Sendable {
 
 /// What every kind of open file has, and the kind's own record. Each kind is restored by its
 /// own file of Sources/Amber/Files and checked by its own validator (docs/architecture.md, "Adding a kind of open file").
-public nonisolated struct Amber_OpenFileDescription: Sendable {
+public nonisolated struct Amber_OpenFileDescription: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Unique across the image; FileDescriptor.description_id refers to it.
-  public var id: UInt32 = 0
+  public var id: UInt32 {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
 
   /// open(2) flags as /proc/PID/fdinfo shows them (access mode, O_APPEND, O_NONBLOCK, ...), without O_CLOEXEC.
-  public var flags: UInt32 = 0
+  public var flags: UInt32 {
+    get {_storage._flags}
+    set {_uniqueStorage()._flags = newValue}
+  }
 
-  public var offset: UInt64 = 0
+  public var offset: UInt64 {
+    get {_storage._offset}
+    set {_uniqueStorage()._offset = newValue}
+  }
 
-  public var file: Amber_OpenFileDescription.OneOf_File? = nil
+  public var file: OneOf_File? {
+    get {return _storage._file}
+    set {_uniqueStorage()._file = newValue}
+  }
 
   public var regularFile: Amber_RegularFile {
     get {
-      if case .regularFile(let v)? = file {return v}
+      if case .regularFile(let v)? = _storage._file {return v}
       return Amber_RegularFile()
     }
-    set {file = .regularFile(newValue)}
+    set {_uniqueStorage()._file = .regularFile(newValue)}
   }
 
   public var directory: Amber_Directory {
     get {
-      if case .directory(let v)? = file {return v}
+      if case .directory(let v)? = _storage._file {return v}
       return Amber_Directory()
     }
-    set {file = .directory(newValue)}
+    set {_uniqueStorage()._file = .directory(newValue)}
   }
 
   public var characterDevice: Amber_CharacterDevice {
     get {
-      if case .characterDevice(let v)? = file {return v}
+      if case .characterDevice(let v)? = _storage._file {return v}
       return Amber_CharacterDevice()
     }
-    set {file = .characterDevice(newValue)}
+    set {_uniqueStorage()._file = .characterDevice(newValue)}
   }
 
   public var fifo: Amber_Fifo {
     get {
-      if case .fifo(let v)? = file {return v}
+      if case .fifo(let v)? = _storage._file {return v}
       return Amber_Fifo()
     }
-    set {file = .fifo(newValue)}
+    set {_uniqueStorage()._file = .fifo(newValue)}
   }
 
   public var pipeEnd: Amber_PipeEnd {
     get {
-      if case .pipeEnd(let v)? = file {return v}
+      if case .pipeEnd(let v)? = _storage._file {return v}
       return Amber_PipeEnd()
     }
-    set {file = .pipeEnd(newValue)}
+    set {_uniqueStorage()._file = .pipeEnd(newValue)}
   }
 
   public var eventFd: Amber_EventFD {
     get {
-      if case .eventFd(let v)? = file {return v}
+      if case .eventFd(let v)? = _storage._file {return v}
       return Amber_EventFD()
     }
-    set {file = .eventFd(newValue)}
+    set {_uniqueStorage()._file = .eventFd(newValue)}
   }
 
   public var signalFd: Amber_SignalFD {
     get {
-      if case .signalFd(let v)? = file {return v}
+      if case .signalFd(let v)? = _storage._file {return v}
       return Amber_SignalFD()
     }
-    set {file = .signalFd(newValue)}
+    set {_uniqueStorage()._file = .signalFd(newValue)}
   }
 
   public var timerFd: Amber_TimerFD {
     get {
-      if case .timerFd(let v)? = file {return v}
+      if case .timerFd(let v)? = _storage._file {return v}
       return Amber_TimerFD()
     }
-    set {file = .timerFd(newValue)}
+    set {_uniqueStorage()._file = .timerFd(newValue)}
   }
 
   public var unixSocket: Amber_UnixSocket {
     get {
-      if case .unixSocket(let v)? = file {return v}
+      if case .unixSocket(let v)? = _storage._file {return v}
       return Amber_UnixSocket()
     }
-    set {file = .unixSocket(newValue)}
+    set {_uniqueStorage()._file = .unixSocket(newValue)}
   }
 
   public var inetSocket: Amber_InetSocket {
     get {
-      if case .inetSocket(let v)? = file {return v}
+      if case .inetSocket(let v)? = _storage._file {return v}
       return Amber_InetSocket()
     }
-    set {file = .inetSocket(newValue)}
+    set {_uniqueStorage()._file = .inetSocket(newValue)}
   }
 
   public var epoll: Amber_Epoll {
     get {
-      if case .epoll(let v)? = file {return v}
+      if case .epoll(let v)? = _storage._file {return v}
       return Amber_Epoll()
     }
-    set {file = .epoll(newValue)}
+    set {_uniqueStorage()._file = .epoll(newValue)}
   }
 
   public var inotify: Amber_Inotify {
     get {
-      if case .inotify(let v)? = file {return v}
+      if case .inotify(let v)? = _storage._file {return v}
       return Amber_Inotify()
     }
-    set {file = .inotify(newValue)}
+    set {_uniqueStorage()._file = .inotify(newValue)}
   }
 
   public var pidfd: Amber_Pidfd {
     get {
-      if case .pidfd(let v)? = file {return v}
+      if case .pidfd(let v)? = _storage._file {return v}
       return Amber_Pidfd()
     }
-    set {file = .pidfd(newValue)}
+    set {_uniqueStorage()._file = .pidfd(newValue)}
   }
 
   public var memfd: Amber_Memfd {
     get {
-      if case .memfd(let v)? = file {return v}
+      if case .memfd(let v)? = _storage._file {return v}
       return Amber_Memfd()
     }
-    set {file = .memfd(newValue)}
+    set {_uniqueStorage()._file = .memfd(newValue)}
   }
 
   public var deletedFile: Amber_DeletedFile {
     get {
-      if case .deletedFile(let v)? = file {return v}
+      if case .deletedFile(let v)? = _storage._file {return v}
       return Amber_DeletedFile()
     }
-    set {file = .deletedFile(newValue)}
+    set {_uniqueStorage()._file = .deletedFile(newValue)}
   }
 
   public var externalFile: Amber_ExternalFile {
     get {
-      if case .externalFile(let v)? = file {return v}
+      if case .externalFile(let v)? = _storage._file {return v}
       return Amber_ExternalFile()
     }
-    set {file = .externalFile(newValue)}
+    set {_uniqueStorage()._file = .externalFile(newValue)}
+  }
+
+  public var ptyMaster: Amber_PtyMaster {
+    get {
+      if case .ptyMaster(let v)? = _storage._file {return v}
+      return Amber_PtyMaster()
+    }
+    set {_uniqueStorage()._file = .ptyMaster(newValue)}
+  }
+
+  public var ptySlave: Amber_PtySlave {
+    get {
+      if case .ptySlave(let v)? = _storage._file {return v}
+      return Amber_PtySlave()
+    }
+    set {_uniqueStorage()._file = .ptySlave(newValue)}
+  }
+
+  public var netlinkSocket: Amber_NetlinkSocket {
+    get {
+      if case .netlinkSocket(let v)? = _storage._file {return v}
+      return Amber_NetlinkSocket()
+    }
+    set {_uniqueStorage()._file = .netlinkSocket(newValue)}
+  }
+
+  public var tcpConnection: Amber_TcpConnection {
+    get {
+      if case .tcpConnection(let v)? = _storage._file {return v}
+      return Amber_TcpConnection()
+    }
+    set {_uniqueStorage()._file = .tcpConnection(newValue)}
   }
 
   public var shellJobTerminal: Amber_ShellJobTerminal {
     get {
-      if case .shellJobTerminal(let v)? = file {return v}
+      if case .shellJobTerminal(let v)? = _storage._file {return v}
       return Amber_ShellJobTerminal()
     }
-    set {file = .shellJobTerminal(newValue)}
+    set {_uniqueStorage()._file = .shellJobTerminal(newValue)}
   }
 
   /// Its flock and OFD (fcntl F_OFD_SETLK) locks: they belong to the description.
-  public var locks: [Amber_FileLock] = []
+  public var locks: [Amber_FileLock] {
+    get {_storage._locks}
+    set {_uniqueStorage()._locks = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -221,11 +268,17 @@ public nonisolated struct Amber_OpenFileDescription: Sendable {
     case memfd(Amber_Memfd)
     case deletedFile(Amber_DeletedFile)
     case externalFile(Amber_ExternalFile)
+    case ptyMaster(Amber_PtyMaster)
+    case ptySlave(Amber_PtySlave)
+    case netlinkSocket(Amber_NetlinkSocket)
+    case tcpConnection(Amber_TcpConnection)
     case shellJobTerminal(Amber_ShellJobTerminal)
 
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// A file lock, with the range and type the kernel shows for it (/proc/PID/fdinfo "lock:").
@@ -657,11 +710,65 @@ public nonisolated struct Amber_UnixSocket: @unchecked Sendable {
     set {_uniqueStorage()._acceptedConnections = newValue}
   }
 
+  /// The SOL_SOCKET options beside those above that read otherwise than on a new socket of its
+  /// type (SO_REUSEADDR, SO_KEEPALIVE, SO_TIMESTAMP...), set again as they were read.
+  public var options: [Amber_SocketOption] {
+    get {_storage._options}
+    set {_uniqueStorage()._options = newValue}
+  }
+
+  /// The credentials the kernel recorded for its peer side (SO_PEERCRED, SO_PEERGROUPS): those
+  /// of the process that made the pair, made a listener listen, or connected (an accepted
+  /// socket's); unset for none. The restore makes, listens or connects with its thread's
+  /// effective IDs and groups switched to them. The peer's process ID is not kept.
+  public var peerCredentials: Amber_PeerCredentials {
+    get {_storage._peerCredentials ?? Amber_PeerCredentials()}
+    set {_uniqueStorage()._peerCredentials = newValue}
+  }
+  /// Returns true if `peerCredentials` has been explicitly set.
+  public var hasPeerCredentials: Bool {_storage._peerCredentials != nil}
+  /// Clears the value of `peerCredentials`. Subsequent reads from it will return its default value.
+  public mutating func clearPeerCredentials() {_uniqueStorage()._peerCredentials = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Effective IDs and supplementary groups, as SO_PEERCRED and SO_PEERGROUPS read them.
+public nonisolated struct Amber_PeerCredentials: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var uid: UInt32 = 0
+
+  public var gid: UInt32 = 0
+
+  public var groups: [UInt32] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A socket option as getsockopt read it: set again by setsockopt with the same bytes.
+public nonisolated struct Amber_SocketOption: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Its number at SOL_SOCKET: one a process may set without privilege.
+  public var name: Int32 = 0
+
+  /// An int, or SO_LINGER's or SO_TIMESTAMPING's struct: 4 or 8 bytes.
+  public var value: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// An epoll instance, made again empty by epoll_create1 (O_NONBLOCK set by fcntl); its watches
@@ -816,6 +923,15 @@ public nonisolated struct Amber_InetSocket: Sendable {
 
   public var ownerGid: UInt32 = 0
 
+  /// UDP, BOUND only: the peer connect(2) gave it, connected to again after bind(2): an
+  /// address of the socket's family (an AF_INET6 socket's may be v4-mapped, ::ffff:a.b.c.d) in
+  /// network order, its port and (AF_INET6) its scope; no address for a socket not connected.
+  public var peerAddress: Data = Data()
+
+  public var peerPort: UInt32 = 0
+
+  public var peerScopeID: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum State: SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -865,6 +981,40 @@ public nonisolated struct Amber_InetSocket: Sendable {
     ]
 
   }
+
+  public init() {}
+}
+
+/// An AF_NETLINK socket of NETLINK_ROUTE or NETLINK_SOCK_DIAG holding no message and not
+/// connected: made again in the restorer by socket(2), given its owner and options, bound to its
+/// port id and joined to its multicast groups. O_NONBLOCK is the description's flags.
+public nonisolated struct Amber_NetlinkSocket: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// SOCK_RAW (3) or SOCK_DGRAM (2).
+  public var type: Int32 = 0
+
+  /// NETLINK_ROUTE (0) or NETLINK_SOCK_DIAG (4).
+  public var `protocol`: Int32 = 0
+
+  /// nl_pid as getsockname gives it: 0 for a socket not bound yet (it binds on its first send,
+  /// to its process's ID when that is free).
+  public var portID: UInt32 = 0
+
+  /// The multicast groups it is in (NETLINK_LIST_MEMBERSHIPS), numbered from 1, ascending.
+  public var groups: [UInt32] = []
+
+  /// The options whose value differs from a fresh socket's, set again in this order; only those
+  /// of ImageFormat.netlinkSocketOptions.
+  public var options: [Amber_InetSocketOption] = []
+
+  public var ownerUid: UInt32 = 0
+
+  public var ownerGid: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -997,11 +1147,334 @@ public nonisolated struct Amber_DeletedFile: Sendable {
   /// Clears the value of `contents`. Subsequent reads from it will return its default value.
   public mutating func clearContents() {self._contents = nil}
 
+  /// An O_TMPFILE file never linked: made again by O_TMPFILE in the path's directory, so that it
+  /// can be linked, as a file O_TMPFILE made without O_EXCL can (O_EXCL leaves no trace to
+  /// read); its name, "#INODE", is then its new inode's.
+  public var temporary: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _contents: Amber_FileContents? = nil
+}
+
+/// An established TCP connection (AF_INET or AF_INET6), dumped with --tcp-established through
+/// TCP_REPAIR while an nftables table of amber's own (`lock_table`) drops its packets, and made
+/// again in repair mode: sequence numbers, both queues, MSS, window scale, SACK, timestamps and
+/// the window, then released. O_NONBLOCK is the description's flags.
+public nonisolated struct Amber_TcpConnection: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// AF_INET (2) or AF_INET6 (10).
+  public var family: Int32 {
+    get {_storage._family}
+    set {_uniqueStorage()._family = newValue}
+  }
+
+  /// Local and peer addresses, 4 bytes (AF_INET) or 16 (AF_INET6) in network order, and ports.
+  public var localAddress: Data {
+    get {_storage._localAddress}
+    set {_uniqueStorage()._localAddress = newValue}
+  }
+
+  public var localPort: UInt32 {
+    get {_storage._localPort}
+    set {_uniqueStorage()._localPort = newValue}
+  }
+
+  public var peerAddress: Data {
+    get {_storage._peerAddress}
+    set {_uniqueStorage()._peerAddress = newValue}
+  }
+
+  public var peerPort: UInt32 {
+    get {_storage._peerPort}
+    set {_uniqueStorage()._peerPort = newValue}
+  }
+
+  /// AF_INET6: sin6_scope_id of a link-local address.
+  public var scopeID: UInt32 {
+    get {_storage._scopeID}
+    set {_uniqueStorage()._scopeID = newValue}
+  }
+
+  /// The options whose value differs from a fresh TCP socket's, as InetSocket.options, set again
+  /// once the connection is out of repair mode; the buffer sizes are below.
+  public var options: [Amber_InetSocketOption] {
+    get {_storage._options}
+    set {_uniqueStorage()._options = newValue}
+  }
+
+  public var ownerUid: UInt32 {
+    get {_storage._ownerUid}
+    set {_uniqueStorage()._ownerUid = newValue}
+  }
+
+  public var ownerGid: UInt32 {
+    get {_storage._ownerGid}
+    set {_uniqueStorage()._ownerGid = newValue}
+  }
+
+  /// SO_SNDBUF and SO_RCVBUF as the kernel keeps them (set again with SO_SNDBUFFORCE and
+  /// SO_RCVBUFFORCE), and SO_BUF_LOCK: which of them the program set itself.
+  public var sendBuffer: UInt32 {
+    get {_storage._sendBuffer}
+    set {_uniqueStorage()._sendBuffer = newValue}
+  }
+
+  public var receiveBuffer: UInt32 {
+    get {_storage._receiveBuffer}
+    set {_uniqueStorage()._receiveBuffer = newValue}
+  }
+
+  public var bufferLock: UInt32 {
+    get {_storage._bufferLock}
+    set {_uniqueStorage()._bufferLock = newValue}
+  }
+
+  /// TCP_QUEUE_SEQ of the send queue (write_seq: the next byte written) and of the receive
+  /// queue (rcv_nxt: the next byte expected).
+  public var sendSequence: UInt32 {
+    get {_storage._sendSequence}
+    set {_uniqueStorage()._sendSequence = newValue}
+  }
+
+  public var receiveSequence: UInt32 {
+    get {_storage._receiveSequence}
+    set {_uniqueStorage()._receiveSequence = newValue}
+  }
+
+  /// The bytes of the send queue, oldest first: sent and not acknowledged, then the last
+  /// `unsent_length` never sent.
+  public var sendQueue: Data {
+    get {_storage._sendQueue}
+    set {_uniqueStorage()._sendQueue = newValue}
+  }
+
+  public var unsentLength: UInt32 {
+    get {_storage._unsentLength}
+    set {_uniqueStorage()._unsentLength = newValue}
+  }
+
+  /// The bytes received that the program has not read.
+  public var receiveQueue: Data {
+    get {_storage._receiveQueue}
+    set {_uniqueStorage()._receiveQueue = newValue}
+  }
+
+  /// TCP_MAXSEG (the MSS clamp), window scales, and which options the handshake agreed on.
+  public var mss: UInt32 {
+    get {_storage._mss}
+    set {_uniqueStorage()._mss = newValue}
+  }
+
+  public var sendWindowScale: UInt32 {
+    get {_storage._sendWindowScale}
+    set {_uniqueStorage()._sendWindowScale = newValue}
+  }
+
+  public var receiveWindowScale: UInt32 {
+    get {_storage._receiveWindowScale}
+    set {_uniqueStorage()._receiveWindowScale = newValue}
+  }
+
+  public var windowScaling: Bool {
+    get {_storage._windowScaling}
+    set {_uniqueStorage()._windowScaling = newValue}
+  }
+
+  public var sack: Bool {
+    get {_storage._sack}
+    set {_uniqueStorage()._sack = newValue}
+  }
+
+  public var timestamps: Bool {
+    get {_storage._timestamps}
+    set {_uniqueStorage()._timestamps = newValue}
+  }
+
+  /// TCP_TIMESTAMP: the connection's timestamp clock when dumped.
+  public var timestamp: UInt32 {
+    get {_storage._timestamp}
+    set {_uniqueStorage()._timestamp = newValue}
+  }
+
+  /// TCP_REPAIR_WINDOW.
+  public var sendWl1: UInt32 {
+    get {_storage._sendWl1}
+    set {_uniqueStorage()._sendWl1 = newValue}
+  }
+
+  public var sendWindow: UInt32 {
+    get {_storage._sendWindow}
+    set {_uniqueStorage()._sendWindow = newValue}
+  }
+
+  public var maxWindow: UInt32 {
+    get {_storage._maxWindow}
+    set {_uniqueStorage()._maxWindow = newValue}
+  }
+
+  public var receiveWindow: UInt32 {
+    get {_storage._receiveWindow}
+    set {_uniqueStorage()._receiveWindow = newValue}
+  }
+
+  public var receiveWup: UInt32 {
+    get {_storage._receiveWup}
+    set {_uniqueStorage()._receiveWup = newValue}
+  }
+
+  /// shutdown(SHUT_RD) by the program (the connection stays ESTABLISHED).
+  public var readShutDown: Bool {
+    get {_storage._readShutDown}
+    set {_uniqueStorage()._readShutDown = newValue}
+  }
+
+  /// The nftables table (family inet) that blocks the connection's packets from the dump until
+  /// the restore is done: "amber-lock-PID", PID that of the dump.
+  public var lockTable: String {
+    get {_storage._lockTable}
+    set {_uniqueStorage()._lockTable = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// The master of a pty (/dev/ptmx) whose slave the tree holds open too: made again by opening
+/// /dev/ptmx as the task, so the pty gets the number devpts gives it then (its slave's
+/// /dev/pts/N may differ). Its one description is the pty: a master cannot be opened again.
+public nonisolated struct Amber_PtyMaster: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The pty's number at the dump (/dev/pts/N): unique in the image, the id its slaves name.
+  public var index: UInt32 {
+    get {_storage._index}
+    set {_uniqueStorage()._index = newValue}
+  }
+
+  /// /dev/ptmx or /dev/pts/ptmx, the path it was opened by.
+  public var path: String {
+    get {_storage._path}
+    set {_uniqueStorage()._path = newValue}
+  }
+
+  public var settings: Amber_PtyTerminalSettings {
+    get {_storage._settings ?? Amber_PtyTerminalSettings()}
+    set {_uniqueStorage()._settings = newValue}
+  }
+  /// Returns true if `settings` has been explicitly set.
+  public var hasSettings: Bool {_storage._settings != nil}
+  /// Clears the value of `settings`. Subsequent reads from it will return its default value.
+  public mutating func clearSettings() {_uniqueStorage()._settings = nil}
+
+  /// TIOCPKT: packet mode of the master.
+  public var packetMode: Bool {
+    get {_storage._packetMode}
+    set {_uniqueStorage()._packetMode = newValue}
+  }
+
+  /// TIOCSPTLCK: the slave may not be opened.
+  public var locked: Bool {
+    get {_storage._locked}
+    set {_uniqueStorage()._locked = newValue}
+  }
+
+  /// TIOCEXCL on the master.
+  public var exclusive: Bool {
+    get {_storage._exclusive}
+    set {_uniqueStorage()._exclusive = newValue}
+  }
+
+  /// The session whose controlling terminal the slave is (the PID of its leader, a process of
+  /// the image), 0 for none; and that session's foreground process group (TIOCGPGRP).
+  public var session: Int32 {
+    get {_storage._session}
+    set {_uniqueStorage()._session = newValue}
+  }
+
+  public var foregroundGroup: Int32 {
+    get {_storage._foregroundGroup}
+    set {_uniqueStorage()._foregroundGroup = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// What the slave of a pty keeps however many descriptions are open on it: its termios and
+/// window size. Termios is the kernel's struct termios, not glibc's.
+public nonisolated struct Amber_PtyTerminalSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var inputFlags: UInt32 = 0
+
+  public var outputFlags: UInt32 = 0
+
+  public var controlFlags: UInt32 = 0
+
+  public var localFlags: UInt32 = 0
+
+  public var line: UInt32 = 0
+
+  /// c_cc, the kernel's NCCS (19) bytes.
+  public var controlCharacters: Data = Data()
+
+  /// TIOCGWINSZ.
+  public var rows: UInt32 = 0
+
+  public var columns: UInt32 = 0
+
+  public var xPixels: UInt32 = 0
+
+  public var yPixels: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A description of the slave of a pty (/dev/pts/N) whose master the tree holds: opened at
+/// restore through the new master (TIOCGPTPEER).
+public nonisolated struct Amber_PtySlave: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The pty's number at the dump: its master's `index`.
+  public var index: UInt32 = 0
+
+  /// TIOCEXCL on the slave (the same in every description of it).
+  public var exclusive: Bool = false
+
+  /// The /dev/pts/N node's owner and permission bits (chown, chmod, `mesg n`).
+  public var ownerUid: UInt32 = 0
+
+  public var ownerGid: UInt32 = 0
+
+  public var mode: UInt32 = 0
+
+  /// Opened as /dev/tty by a process whose controlling terminal the slave was: made again by
+  /// opening /dev/tty in the leader of the session its master names, which must have one.
+  public var controllingTerminal: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A descriptor on the terminal of a shell job (`dump -j`): the controlling terminal of the
@@ -1071,344 +1544,456 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{4}\u{14}shell_job_terminal\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{4}\u{a}pty_master\0\u{3}pty_slave\0\u{4}\u{9}shell_job_terminal\0\u{4}\u{a}netlink_socket\0\u{4}\u{a}tcp_connection\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+
+  fileprivate class _StorageClass {
+    var _id: UInt32 = 0
+    var _flags: UInt32 = 0
+    var _offset: UInt64 = 0
+    var _file: Amber_OpenFileDescription.OneOf_File?
+    var _locks: [Amber_FileLock] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _flags = source._flags
+      _offset = source._offset
+      _file = source._file
+      _locks = source._locks
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.id) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.flags) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
-      case 11: try {
-        var v: Amber_RegularFile?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .regularFile(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._id) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._flags) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._offset) }()
+        case 11: try {
+          var v: Amber_RegularFile?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .regularFile(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .regularFile(v)
+          }
+        }()
+        case 12: try {
+          var v: Amber_Directory?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .directory(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .directory(v)
+          }
+        }()
+        case 13: try {
+          var v: Amber_CharacterDevice?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .characterDevice(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .characterDevice(v)
+          }
+        }()
+        case 14: try {
+          var v: Amber_Fifo?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .fifo(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .fifo(v)
+          }
+        }()
+        case 20: try {
+          var v: Amber_PipeEnd?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .pipeEnd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .pipeEnd(v)
+          }
+        }()
+        case 30: try {
+          var v: Amber_EventFD?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .eventFd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .eventFd(v)
+          }
+        }()
+        case 31: try {
+          var v: Amber_SignalFD?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .signalFd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .signalFd(v)
+          }
+        }()
+        case 32: try {
+          var v: Amber_TimerFD?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .timerFd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .timerFd(v)
+          }
+        }()
+        case 41: try { try decoder.decodeRepeatedMessageField(value: &_storage._locks) }()
+        case 50: try {
+          var v: Amber_UnixSocket?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .unixSocket(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .unixSocket(v)
+          }
+        }()
+        case 60: try {
+          var v: Amber_InetSocket?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .inetSocket(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .inetSocket(v)
+          }
+        }()
+        case 70: try {
+          var v: Amber_Epoll?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .epoll(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .epoll(v)
+          }
+        }()
+        case 71: try {
+          var v: Amber_Inotify?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .inotify(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .inotify(v)
+          }
+        }()
+        case 72: try {
+          var v: Amber_Pidfd?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .pidfd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .pidfd(v)
+          }
+        }()
+        case 80: try {
+          var v: Amber_Memfd?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .memfd(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .memfd(v)
+          }
+        }()
+        case 81: try {
+          var v: Amber_DeletedFile?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .deletedFile(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .deletedFile(v)
+          }
+        }()
+        case 90: try {
+          var v: Amber_ExternalFile?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .externalFile(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .externalFile(v)
+          }
+        }()
+        case 100: try {
+          var v: Amber_PtyMaster?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .ptyMaster(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .ptyMaster(v)
+          }
+        }()
+        case 101: try {
+          var v: Amber_PtySlave?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .ptySlave(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .ptySlave(v)
+          }
+        }()
+        case 110: try {
+          var v: Amber_ShellJobTerminal?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .shellJobTerminal(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .shellJobTerminal(v)
+          }
+        }()
+        case 120: try {
+          var v: Amber_NetlinkSocket?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .netlinkSocket(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .netlinkSocket(v)
+          }
+        }()
+        case 130: try {
+          var v: Amber_TcpConnection?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .tcpConnection(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .tcpConnection(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .regularFile(v)
-        }
-      }()
-      case 12: try {
-        var v: Amber_Directory?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .directory(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .directory(v)
-        }
-      }()
-      case 13: try {
-        var v: Amber_CharacterDevice?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .characterDevice(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .characterDevice(v)
-        }
-      }()
-      case 14: try {
-        var v: Amber_Fifo?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .fifo(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .fifo(v)
-        }
-      }()
-      case 20: try {
-        var v: Amber_PipeEnd?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .pipeEnd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .pipeEnd(v)
-        }
-      }()
-      case 30: try {
-        var v: Amber_EventFD?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .eventFd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .eventFd(v)
-        }
-      }()
-      case 31: try {
-        var v: Amber_SignalFD?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .signalFd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .signalFd(v)
-        }
-      }()
-      case 32: try {
-        var v: Amber_TimerFD?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .timerFd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .timerFd(v)
-        }
-      }()
-      case 41: try { try decoder.decodeRepeatedMessageField(value: &self.locks) }()
-      case 50: try {
-        var v: Amber_UnixSocket?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .unixSocket(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .unixSocket(v)
-        }
-      }()
-      case 60: try {
-        var v: Amber_InetSocket?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .inetSocket(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .inetSocket(v)
-        }
-      }()
-      case 70: try {
-        var v: Amber_Epoll?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .epoll(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .epoll(v)
-        }
-      }()
-      case 71: try {
-        var v: Amber_Inotify?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .inotify(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .inotify(v)
-        }
-      }()
-      case 72: try {
-        var v: Amber_Pidfd?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .pidfd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .pidfd(v)
-        }
-      }()
-      case 80: try {
-        var v: Amber_Memfd?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .memfd(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .memfd(v)
-        }
-      }()
-      case 81: try {
-        var v: Amber_DeletedFile?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .deletedFile(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .deletedFile(v)
-        }
-      }()
-      case 90: try {
-        var v: Amber_ExternalFile?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .externalFile(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .externalFile(v)
-        }
-      }()
-      case 110: try {
-        var v: Amber_ShellJobTerminal?
-        var hadOneofValue = false
-        if let current = self.file {
-          hadOneofValue = true
-          if case .shellJobTerminal(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.file = .shellJobTerminal(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.id != 0 {
-      try visitor.visitSingularUInt32Field(value: self.id, fieldNumber: 1)
-    }
-    if self.flags != 0 {
-      try visitor.visitSingularUInt32Field(value: self.flags, fieldNumber: 4)
-    }
-    if self.offset != 0 {
-      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 5)
-    }
-    switch self.file {
-    case .regularFile?: try {
-      guard case .regularFile(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    }()
-    case .directory?: try {
-      guard case .directory(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-    }()
-    case .characterDevice?: try {
-      guard case .characterDevice(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    }()
-    case .fifo?: try {
-      guard case .fifo(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
-    }()
-    case .pipeEnd?: try {
-      guard case .pipeEnd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
-    }()
-    case .eventFd?: try {
-      guard case .eventFd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
-    }()
-    case .signalFd?: try {
-      guard case .signalFd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
-    }()
-    case .timerFd?: try {
-      guard case .timerFd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
-    }()
-    default: break
-    }
-    if !self.locks.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.locks, fieldNumber: 41)
-    }
-    switch self.file {
-    case .unixSocket?: try {
-      guard case .unixSocket(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
-    }()
-    case .inetSocket?: try {
-      guard case .inetSocket(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
-    }()
-    case .epoll?: try {
-      guard case .epoll(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 70)
-    }()
-    case .inotify?: try {
-      guard case .inotify(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 71)
-    }()
-    case .pidfd?: try {
-      guard case .pidfd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 72)
-    }()
-    case .memfd?: try {
-      guard case .memfd(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 80)
-    }()
-    case .deletedFile?: try {
-      guard case .deletedFile(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 81)
-    }()
-    case .externalFile?: try {
-      guard case .externalFile(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
-    }()
-    case .shellJobTerminal?: try {
-      guard case .shellJobTerminal(let v)? = self.file else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 110)
-    }()
-    default: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._id != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._id, fieldNumber: 1)
+      }
+      if _storage._flags != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._flags, fieldNumber: 4)
+      }
+      if _storage._offset != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._offset, fieldNumber: 5)
+      }
+      switch _storage._file {
+      case .regularFile?: try {
+        guard case .regularFile(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      }()
+      case .directory?: try {
+        guard case .directory(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      }()
+      case .characterDevice?: try {
+        guard case .characterDevice(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      }()
+      case .fifo?: try {
+        guard case .fifo(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      }()
+      case .pipeEnd?: try {
+        guard case .pipeEnd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      }()
+      case .eventFd?: try {
+        guard case .eventFd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+      }()
+      case .signalFd?: try {
+        guard case .signalFd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+      }()
+      case .timerFd?: try {
+        guard case .timerFd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+      }()
+      default: break
+      }
+      if !_storage._locks.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._locks, fieldNumber: 41)
+      }
+      switch _storage._file {
+      case .unixSocket?: try {
+        guard case .unixSocket(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 50)
+      }()
+      case .inetSocket?: try {
+        guard case .inetSocket(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 60)
+      }()
+      case .epoll?: try {
+        guard case .epoll(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 70)
+      }()
+      case .inotify?: try {
+        guard case .inotify(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 71)
+      }()
+      case .pidfd?: try {
+        guard case .pidfd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 72)
+      }()
+      case .memfd?: try {
+        guard case .memfd(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 80)
+      }()
+      case .deletedFile?: try {
+        guard case .deletedFile(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 81)
+      }()
+      case .externalFile?: try {
+        guard case .externalFile(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
+      }()
+      case .ptyMaster?: try {
+        guard case .ptyMaster(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 100)
+      }()
+      case .ptySlave?: try {
+        guard case .ptySlave(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 101)
+      }()
+      case .shellJobTerminal?: try {
+        guard case .shellJobTerminal(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 110)
+      }()
+      case .netlinkSocket?: try {
+        guard case .netlinkSocket(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 120)
+      }()
+      case .tcpConnection?: try {
+        guard case .tcpConnection(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 130)
+      }()
+      default: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_OpenFileDescription, rhs: Amber_OpenFileDescription) -> Bool {
-    if lhs.id != rhs.id {return false}
-    if lhs.flags != rhs.flags {return false}
-    if lhs.offset != rhs.offset {return false}
-    if lhs.file != rhs.file {return false}
-    if lhs.locks != rhs.locks {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._flags != rhs_storage._flags {return false}
+        if _storage._offset != rhs_storage._offset {return false}
+        if _storage._file != rhs_storage._file {return false}
+        if _storage._locks != rhs_storage._locks {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1885,7 +2470,7 @@ nonisolated extension Amber_ExternalFile: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnixSocket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0\u{1}address\0\u{3}file_device\0\u{3}file_inode\0\u{3}file_mode\0\u{3}file_uid\0\u{3}file_gid\0\u{1}listening\0\u{1}backlog\0\u{3}pending_connections\0\u{3}listener_inode\0\u{4}\u{1d}accepted_from\0\u{3}accepted_connections\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0\u{1}address\0\u{3}file_device\0\u{3}file_inode\0\u{3}file_mode\0\u{3}file_uid\0\u{3}file_gid\0\u{1}listening\0\u{1}backlog\0\u{3}pending_connections\0\u{3}listener_inode\0\u{4}\u{1d}accepted_from\0\u{3}accepted_connections\0\u{1}options\0\u{3}peer_credentials\0")
 
   fileprivate class _StorageClass {
     var _inode: UInt64 = 0
@@ -1911,6 +2496,8 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _listenerInode: UInt64 = 0
     var _acceptedFrom: UInt64 = 0
     var _acceptedConnections: [UInt64] = []
+    var _options: [Amber_SocketOption] = []
+    var _peerCredentials: Amber_PeerCredentials? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1944,6 +2531,8 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       _listenerInode = source._listenerInode
       _acceptedFrom = source._acceptedFrom
       _acceptedConnections = source._acceptedConnections
+      _options = source._options
+      _peerCredentials = source._peerCredentials
     }
   }
 
@@ -1985,6 +2574,8 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 21: try { try decoder.decodeSingularUInt64Field(value: &_storage._listenerInode) }()
         case 50: try { try decoder.decodeSingularUInt64Field(value: &_storage._acceptedFrom) }()
         case 51: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._acceptedConnections) }()
+        case 52: try { try decoder.decodeRepeatedMessageField(value: &_storage._options) }()
+        case 53: try { try decoder.decodeSingularMessageField(value: &_storage._peerCredentials) }()
         default: break
         }
       }
@@ -1993,6 +2584,10 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
       if _storage._inode != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._inode, fieldNumber: 1)
       }
@@ -2062,6 +2657,12 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       if !_storage._acceptedConnections.isEmpty {
         try visitor.visitPackedUInt64Field(value: _storage._acceptedConnections, fieldNumber: 51)
       }
+      if !_storage._options.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._options, fieldNumber: 52)
+      }
+      try { if let v = _storage._peerCredentials {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 53)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2094,10 +2695,87 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._listenerInode != rhs_storage._listenerInode {return false}
         if _storage._acceptedFrom != rhs_storage._acceptedFrom {return false}
         if _storage._acceptedConnections != rhs_storage._acceptedConnections {return false}
+        if _storage._options != rhs_storage._options {return false}
+        if _storage._peerCredentials != rhs_storage._peerCredentials {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_PeerCredentials: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PeerCredentials"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uid\0\u{1}gid\0\u{1}groups\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.uid) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.gid) }()
+      case 3: try { try decoder.decodeRepeatedUInt32Field(value: &self.groups) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.uid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.uid, fieldNumber: 1)
+    }
+    if self.gid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.gid, fieldNumber: 2)
+    }
+    if !self.groups.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.groups, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_PeerCredentials, rhs: Amber_PeerCredentials) -> Bool {
+    if lhs.uid != rhs.uid {return false}
+    if lhs.gid != rhs.gid {return false}
+    if lhs.groups != rhs.groups {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_SocketOption: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SocketOption"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.name != 0 {
+      try visitor.visitSingularInt32Field(value: self.name, fieldNumber: 1)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularBytesField(value: self.value, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_SocketOption, rhs: Amber_SocketOption) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.value != rhs.value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2330,7 +3008,7 @@ nonisolated extension Amber_FileDescriptor: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".InetSocket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}family\0\u{1}type\0\u{1}protocol\0\u{1}state\0\u{1}address\0\u{1}port\0\u{3}scope_id\0\u{1}backlog\0\u{1}options\0\u{3}owner_uid\0\u{3}owner_gid\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}family\0\u{1}type\0\u{1}protocol\0\u{1}state\0\u{1}address\0\u{1}port\0\u{3}scope_id\0\u{1}backlog\0\u{1}options\0\u{3}owner_uid\0\u{3}owner_gid\0\u{4}m\u{1}peer_address\0\u{3}peer_port\0\u{3}peer_scope_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2349,6 +3027,9 @@ nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 9: try { try decoder.decodeRepeatedMessageField(value: &self.options) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
       case 11: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      case 120: try { try decoder.decodeSingularBytesField(value: &self.peerAddress) }()
+      case 121: try { try decoder.decodeSingularUInt32Field(value: &self.peerPort) }()
+      case 122: try { try decoder.decodeSingularUInt32Field(value: &self.peerScopeID) }()
       default: break
       }
     }
@@ -2388,6 +3069,15 @@ nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
     if self.ownerGid != 0 {
       try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 11)
     }
+    if !self.peerAddress.isEmpty {
+      try visitor.visitSingularBytesField(value: self.peerAddress, fieldNumber: 120)
+    }
+    if self.peerPort != 0 {
+      try visitor.visitSingularUInt32Field(value: self.peerPort, fieldNumber: 121)
+    }
+    if self.peerScopeID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.peerScopeID, fieldNumber: 122)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2403,6 +3093,9 @@ nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.options != rhs.options {return false}
     if lhs.ownerUid != rhs.ownerUid {return false}
     if lhs.ownerGid != rhs.ownerGid {return false}
+    if lhs.peerAddress != rhs.peerAddress {return false}
+    if lhs.peerPort != rhs.peerPort {return false}
+    if lhs.peerScopeID != rhs.peerScopeID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2410,6 +3103,66 @@ nonisolated extension Amber_InetSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Amber_InetSocket.State: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STATE_UNSPECIFIED\0\u{1}FRESH\0\u{1}BOUND\0\u{1}LISTENING\0")
+}
+
+nonisolated extension Amber_NetlinkSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NetlinkSocket"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}protocol\0\u{3}port_id\0\u{1}groups\0\u{1}options\0\u{3}owner_uid\0\u{3}owner_gid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.type) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.`protocol`) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.portID) }()
+      case 4: try { try decoder.decodeRepeatedUInt32Field(value: &self.groups) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.options) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.type != 0 {
+      try visitor.visitSingularInt32Field(value: self.type, fieldNumber: 1)
+    }
+    if self.`protocol` != 0 {
+      try visitor.visitSingularInt32Field(value: self.`protocol`, fieldNumber: 2)
+    }
+    if self.portID != 0 {
+      try visitor.visitSingularUInt32Field(value: self.portID, fieldNumber: 3)
+    }
+    if !self.groups.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.groups, fieldNumber: 4)
+    }
+    if !self.options.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.options, fieldNumber: 5)
+    }
+    if self.ownerUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerUid, fieldNumber: 6)
+    }
+    if self.ownerGid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_NetlinkSocket, rhs: Amber_NetlinkSocket) -> Bool {
+    if lhs.type != rhs.type {return false}
+    if lhs.`protocol` != rhs.`protocol` {return false}
+    if lhs.portID != rhs.portID {return false}
+    if lhs.groups != rhs.groups {return false}
+    if lhs.options != rhs.options {return false}
+    if lhs.ownerUid != rhs.ownerUid {return false}
+    if lhs.ownerGid != rhs.ownerGid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension Amber_InetSocketOption: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -2598,7 +3351,7 @@ nonisolated extension Amber_Memfd: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeletedFile"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}file_id\0\u{1}path\0\u{1}mode\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}contents\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}file_id\0\u{1}path\0\u{1}mode\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}contents\0\u{1}temporary\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2612,6 +3365,7 @@ nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._M
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._contents) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.temporary) }()
       default: break
       }
     }
@@ -2640,6 +3394,9 @@ nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._M
     try { if let v = self._contents {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
+    if self.temporary != false {
+      try visitor.visitSingularBoolField(value: self.temporary, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2650,6 +3407,532 @@ nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.ownerUid != rhs.ownerUid {return false}
     if lhs.ownerGid != rhs.ownerGid {return false}
     if lhs._contents != rhs._contents {return false}
+    if lhs.temporary != rhs.temporary {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_TcpConnection: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TcpConnection"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}family\0\u{3}local_address\0\u{3}local_port\0\u{3}peer_address\0\u{3}peer_port\0\u{3}scope_id\0\u{1}options\0\u{3}owner_uid\0\u{3}owner_gid\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}buffer_lock\0\u{3}send_sequence\0\u{3}receive_sequence\0\u{3}send_queue\0\u{3}unsent_length\0\u{3}receive_queue\0\u{1}mss\0\u{3}send_window_scale\0\u{3}receive_window_scale\0\u{3}window_scaling\0\u{1}sack\0\u{1}timestamps\0\u{1}timestamp\0\u{3}send_wl1\0\u{3}send_window\0\u{3}max_window\0\u{3}receive_window\0\u{3}receive_wup\0\u{3}read_shut_down\0\u{3}lock_table\0")
+
+  fileprivate class _StorageClass {
+    var _family: Int32 = 0
+    var _localAddress: Data = Data()
+    var _localPort: UInt32 = 0
+    var _peerAddress: Data = Data()
+    var _peerPort: UInt32 = 0
+    var _scopeID: UInt32 = 0
+    var _options: [Amber_InetSocketOption] = []
+    var _ownerUid: UInt32 = 0
+    var _ownerGid: UInt32 = 0
+    var _sendBuffer: UInt32 = 0
+    var _receiveBuffer: UInt32 = 0
+    var _bufferLock: UInt32 = 0
+    var _sendSequence: UInt32 = 0
+    var _receiveSequence: UInt32 = 0
+    var _sendQueue: Data = Data()
+    var _unsentLength: UInt32 = 0
+    var _receiveQueue: Data = Data()
+    var _mss: UInt32 = 0
+    var _sendWindowScale: UInt32 = 0
+    var _receiveWindowScale: UInt32 = 0
+    var _windowScaling: Bool = false
+    var _sack: Bool = false
+    var _timestamps: Bool = false
+    var _timestamp: UInt32 = 0
+    var _sendWl1: UInt32 = 0
+    var _sendWindow: UInt32 = 0
+    var _maxWindow: UInt32 = 0
+    var _receiveWindow: UInt32 = 0
+    var _receiveWup: UInt32 = 0
+    var _readShutDown: Bool = false
+    var _lockTable: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _family = source._family
+      _localAddress = source._localAddress
+      _localPort = source._localPort
+      _peerAddress = source._peerAddress
+      _peerPort = source._peerPort
+      _scopeID = source._scopeID
+      _options = source._options
+      _ownerUid = source._ownerUid
+      _ownerGid = source._ownerGid
+      _sendBuffer = source._sendBuffer
+      _receiveBuffer = source._receiveBuffer
+      _bufferLock = source._bufferLock
+      _sendSequence = source._sendSequence
+      _receiveSequence = source._receiveSequence
+      _sendQueue = source._sendQueue
+      _unsentLength = source._unsentLength
+      _receiveQueue = source._receiveQueue
+      _mss = source._mss
+      _sendWindowScale = source._sendWindowScale
+      _receiveWindowScale = source._receiveWindowScale
+      _windowScaling = source._windowScaling
+      _sack = source._sack
+      _timestamps = source._timestamps
+      _timestamp = source._timestamp
+      _sendWl1 = source._sendWl1
+      _sendWindow = source._sendWindow
+      _maxWindow = source._maxWindow
+      _receiveWindow = source._receiveWindow
+      _receiveWup = source._receiveWup
+      _readShutDown = source._readShutDown
+      _lockTable = source._lockTable
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularInt32Field(value: &_storage._family) }()
+        case 2: try { try decoder.decodeSingularBytesField(value: &_storage._localAddress) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._localPort) }()
+        case 4: try { try decoder.decodeSingularBytesField(value: &_storage._peerAddress) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._peerPort) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._scopeID) }()
+        case 7: try { try decoder.decodeRepeatedMessageField(value: &_storage._options) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._ownerUid) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._ownerGid) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._sendBuffer) }()
+        case 11: try { try decoder.decodeSingularUInt32Field(value: &_storage._receiveBuffer) }()
+        case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._bufferLock) }()
+        case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._sendSequence) }()
+        case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._receiveSequence) }()
+        case 15: try { try decoder.decodeSingularBytesField(value: &_storage._sendQueue) }()
+        case 16: try { try decoder.decodeSingularUInt32Field(value: &_storage._unsentLength) }()
+        case 17: try { try decoder.decodeSingularBytesField(value: &_storage._receiveQueue) }()
+        case 18: try { try decoder.decodeSingularUInt32Field(value: &_storage._mss) }()
+        case 19: try { try decoder.decodeSingularUInt32Field(value: &_storage._sendWindowScale) }()
+        case 20: try { try decoder.decodeSingularUInt32Field(value: &_storage._receiveWindowScale) }()
+        case 21: try { try decoder.decodeSingularBoolField(value: &_storage._windowScaling) }()
+        case 22: try { try decoder.decodeSingularBoolField(value: &_storage._sack) }()
+        case 23: try { try decoder.decodeSingularBoolField(value: &_storage._timestamps) }()
+        case 24: try { try decoder.decodeSingularUInt32Field(value: &_storage._timestamp) }()
+        case 25: try { try decoder.decodeSingularUInt32Field(value: &_storage._sendWl1) }()
+        case 26: try { try decoder.decodeSingularUInt32Field(value: &_storage._sendWindow) }()
+        case 27: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxWindow) }()
+        case 28: try { try decoder.decodeSingularUInt32Field(value: &_storage._receiveWindow) }()
+        case 29: try { try decoder.decodeSingularUInt32Field(value: &_storage._receiveWup) }()
+        case 30: try { try decoder.decodeSingularBoolField(value: &_storage._readShutDown) }()
+        case 31: try { try decoder.decodeSingularStringField(value: &_storage._lockTable) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._family != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._family, fieldNumber: 1)
+      }
+      if !_storage._localAddress.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._localAddress, fieldNumber: 2)
+      }
+      if _storage._localPort != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._localPort, fieldNumber: 3)
+      }
+      if !_storage._peerAddress.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._peerAddress, fieldNumber: 4)
+      }
+      if _storage._peerPort != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._peerPort, fieldNumber: 5)
+      }
+      if _storage._scopeID != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._scopeID, fieldNumber: 6)
+      }
+      if !_storage._options.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._options, fieldNumber: 7)
+      }
+      if _storage._ownerUid != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._ownerUid, fieldNumber: 8)
+      }
+      if _storage._ownerGid != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._ownerGid, fieldNumber: 9)
+      }
+      if _storage._sendBuffer != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sendBuffer, fieldNumber: 10)
+      }
+      if _storage._receiveBuffer != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._receiveBuffer, fieldNumber: 11)
+      }
+      if _storage._bufferLock != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._bufferLock, fieldNumber: 12)
+      }
+      if _storage._sendSequence != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sendSequence, fieldNumber: 13)
+      }
+      if _storage._receiveSequence != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._receiveSequence, fieldNumber: 14)
+      }
+      if !_storage._sendQueue.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._sendQueue, fieldNumber: 15)
+      }
+      if _storage._unsentLength != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._unsentLength, fieldNumber: 16)
+      }
+      if !_storage._receiveQueue.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._receiveQueue, fieldNumber: 17)
+      }
+      if _storage._mss != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._mss, fieldNumber: 18)
+      }
+      if _storage._sendWindowScale != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sendWindowScale, fieldNumber: 19)
+      }
+      if _storage._receiveWindowScale != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._receiveWindowScale, fieldNumber: 20)
+      }
+      if _storage._windowScaling != false {
+        try visitor.visitSingularBoolField(value: _storage._windowScaling, fieldNumber: 21)
+      }
+      if _storage._sack != false {
+        try visitor.visitSingularBoolField(value: _storage._sack, fieldNumber: 22)
+      }
+      if _storage._timestamps != false {
+        try visitor.visitSingularBoolField(value: _storage._timestamps, fieldNumber: 23)
+      }
+      if _storage._timestamp != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._timestamp, fieldNumber: 24)
+      }
+      if _storage._sendWl1 != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sendWl1, fieldNumber: 25)
+      }
+      if _storage._sendWindow != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._sendWindow, fieldNumber: 26)
+      }
+      if _storage._maxWindow != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._maxWindow, fieldNumber: 27)
+      }
+      if _storage._receiveWindow != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._receiveWindow, fieldNumber: 28)
+      }
+      if _storage._receiveWup != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._receiveWup, fieldNumber: 29)
+      }
+      if _storage._readShutDown != false {
+        try visitor.visitSingularBoolField(value: _storage._readShutDown, fieldNumber: 30)
+      }
+      if !_storage._lockTable.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._lockTable, fieldNumber: 31)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_TcpConnection, rhs: Amber_TcpConnection) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._family != rhs_storage._family {return false}
+        if _storage._localAddress != rhs_storage._localAddress {return false}
+        if _storage._localPort != rhs_storage._localPort {return false}
+        if _storage._peerAddress != rhs_storage._peerAddress {return false}
+        if _storage._peerPort != rhs_storage._peerPort {return false}
+        if _storage._scopeID != rhs_storage._scopeID {return false}
+        if _storage._options != rhs_storage._options {return false}
+        if _storage._ownerUid != rhs_storage._ownerUid {return false}
+        if _storage._ownerGid != rhs_storage._ownerGid {return false}
+        if _storage._sendBuffer != rhs_storage._sendBuffer {return false}
+        if _storage._receiveBuffer != rhs_storage._receiveBuffer {return false}
+        if _storage._bufferLock != rhs_storage._bufferLock {return false}
+        if _storage._sendSequence != rhs_storage._sendSequence {return false}
+        if _storage._receiveSequence != rhs_storage._receiveSequence {return false}
+        if _storage._sendQueue != rhs_storage._sendQueue {return false}
+        if _storage._unsentLength != rhs_storage._unsentLength {return false}
+        if _storage._receiveQueue != rhs_storage._receiveQueue {return false}
+        if _storage._mss != rhs_storage._mss {return false}
+        if _storage._sendWindowScale != rhs_storage._sendWindowScale {return false}
+        if _storage._receiveWindowScale != rhs_storage._receiveWindowScale {return false}
+        if _storage._windowScaling != rhs_storage._windowScaling {return false}
+        if _storage._sack != rhs_storage._sack {return false}
+        if _storage._timestamps != rhs_storage._timestamps {return false}
+        if _storage._timestamp != rhs_storage._timestamp {return false}
+        if _storage._sendWl1 != rhs_storage._sendWl1 {return false}
+        if _storage._sendWindow != rhs_storage._sendWindow {return false}
+        if _storage._maxWindow != rhs_storage._maxWindow {return false}
+        if _storage._receiveWindow != rhs_storage._receiveWindow {return false}
+        if _storage._receiveWup != rhs_storage._receiveWup {return false}
+        if _storage._readShutDown != rhs_storage._readShutDown {return false}
+        if _storage._lockTable != rhs_storage._lockTable {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_PtyMaster: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PtyMaster"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}path\0\u{1}settings\0\u{3}packet_mode\0\u{1}locked\0\u{1}exclusive\0\u{1}session\0\u{3}foreground_group\0")
+
+  fileprivate class _StorageClass {
+    var _index: UInt32 = 0
+    var _path: String = String()
+    var _settings: Amber_PtyTerminalSettings? = nil
+    var _packetMode: Bool = false
+    var _locked: Bool = false
+    var _exclusive: Bool = false
+    var _session: Int32 = 0
+    var _foregroundGroup: Int32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _index = source._index
+      _path = source._path
+      _settings = source._settings
+      _packetMode = source._packetMode
+      _locked = source._locked
+      _exclusive = source._exclusive
+      _session = source._session
+      _foregroundGroup = source._foregroundGroup
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._index) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._path) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._settings) }()
+        case 4: try { try decoder.decodeSingularBoolField(value: &_storage._packetMode) }()
+        case 5: try { try decoder.decodeSingularBoolField(value: &_storage._locked) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._exclusive) }()
+        case 7: try { try decoder.decodeSingularInt32Field(value: &_storage._session) }()
+        case 8: try { try decoder.decodeSingularInt32Field(value: &_storage._foregroundGroup) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._index != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._index, fieldNumber: 1)
+      }
+      if !_storage._path.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._path, fieldNumber: 2)
+      }
+      try { if let v = _storage._settings {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      if _storage._packetMode != false {
+        try visitor.visitSingularBoolField(value: _storage._packetMode, fieldNumber: 4)
+      }
+      if _storage._locked != false {
+        try visitor.visitSingularBoolField(value: _storage._locked, fieldNumber: 5)
+      }
+      if _storage._exclusive != false {
+        try visitor.visitSingularBoolField(value: _storage._exclusive, fieldNumber: 6)
+      }
+      if _storage._session != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._session, fieldNumber: 7)
+      }
+      if _storage._foregroundGroup != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._foregroundGroup, fieldNumber: 8)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_PtyMaster, rhs: Amber_PtyMaster) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._index != rhs_storage._index {return false}
+        if _storage._path != rhs_storage._path {return false}
+        if _storage._settings != rhs_storage._settings {return false}
+        if _storage._packetMode != rhs_storage._packetMode {return false}
+        if _storage._locked != rhs_storage._locked {return false}
+        if _storage._exclusive != rhs_storage._exclusive {return false}
+        if _storage._session != rhs_storage._session {return false}
+        if _storage._foregroundGroup != rhs_storage._foregroundGroup {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_PtyTerminalSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PtyTerminalSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}input_flags\0\u{3}output_flags\0\u{3}control_flags\0\u{3}local_flags\0\u{1}line\0\u{3}control_characters\0\u{1}rows\0\u{1}columns\0\u{3}x_pixels\0\u{3}y_pixels\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.inputFlags) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.outputFlags) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.controlFlags) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.localFlags) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.line) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.controlCharacters) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.rows) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.columns) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.xPixels) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.yPixels) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.inputFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.inputFlags, fieldNumber: 1)
+    }
+    if self.outputFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.outputFlags, fieldNumber: 2)
+    }
+    if self.controlFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.controlFlags, fieldNumber: 3)
+    }
+    if self.localFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.localFlags, fieldNumber: 4)
+    }
+    if self.line != 0 {
+      try visitor.visitSingularUInt32Field(value: self.line, fieldNumber: 5)
+    }
+    if !self.controlCharacters.isEmpty {
+      try visitor.visitSingularBytesField(value: self.controlCharacters, fieldNumber: 6)
+    }
+    if self.rows != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rows, fieldNumber: 7)
+    }
+    if self.columns != 0 {
+      try visitor.visitSingularUInt32Field(value: self.columns, fieldNumber: 8)
+    }
+    if self.xPixels != 0 {
+      try visitor.visitSingularUInt32Field(value: self.xPixels, fieldNumber: 9)
+    }
+    if self.yPixels != 0 {
+      try visitor.visitSingularUInt32Field(value: self.yPixels, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_PtyTerminalSettings, rhs: Amber_PtyTerminalSettings) -> Bool {
+    if lhs.inputFlags != rhs.inputFlags {return false}
+    if lhs.outputFlags != rhs.outputFlags {return false}
+    if lhs.controlFlags != rhs.controlFlags {return false}
+    if lhs.localFlags != rhs.localFlags {return false}
+    if lhs.line != rhs.line {return false}
+    if lhs.controlCharacters != rhs.controlCharacters {return false}
+    if lhs.rows != rhs.rows {return false}
+    if lhs.columns != rhs.columns {return false}
+    if lhs.xPixels != rhs.xPixels {return false}
+    if lhs.yPixels != rhs.yPixels {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_PtySlave: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PtySlave"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}exclusive\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}mode\0\u{3}controlling_terminal\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.exclusive) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.ownerUid) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.mode) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.controllingTerminal) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.index != 0 {
+      try visitor.visitSingularUInt32Field(value: self.index, fieldNumber: 1)
+    }
+    if self.exclusive != false {
+      try visitor.visitSingularBoolField(value: self.exclusive, fieldNumber: 2)
+    }
+    if self.ownerUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerUid, fieldNumber: 3)
+    }
+    if self.ownerGid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ownerGid, fieldNumber: 4)
+    }
+    if self.mode != 0 {
+      try visitor.visitSingularUInt32Field(value: self.mode, fieldNumber: 5)
+    }
+    if self.controllingTerminal != false {
+      try visitor.visitSingularBoolField(value: self.controllingTerminal, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_PtySlave, rhs: Amber_PtySlave) -> Bool {
+    if lhs.index != rhs.index {return false}
+    if lhs.exclusive != rhs.exclusive {return false}
+    if lhs.ownerUid != rhs.ownerUid {return false}
+    if lhs.ownerGid != rhs.ownerGid {return false}
+    if lhs.mode != rhs.mode {return false}
+    if lhs.controllingTerminal != rhs.controllingTerminal {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

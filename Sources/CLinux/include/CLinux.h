@@ -132,6 +132,10 @@ long amber_openat2(const char *path, uint64_t flags, uint64_t mode, uint64_t res
 long amber_thread_setfsuid(uint32_t uid);
 long amber_thread_setfsgid(uint32_t gid);
 long amber_thread_setgroups(size_t count, const uint32_t *groups);
+/// setresuid(-1, uid, -1) and setresgid(-1, gid, -1) of the calling thread alone (raw
+/// syscalls): its effective IDs, the saved ones kept to go back with.
+long amber_thread_seteuid(uint32_t uid);
+long amber_thread_setegid(uint32_t gid);
 
 /// The exit status of a helper whose PTRACE_TRACEME failed; nothing else ends a helper before
 /// it first stops.

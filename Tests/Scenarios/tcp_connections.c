@@ -1,0 +1,341 @@
+/*
+ * tcp_connections: established TCP connections over loopback, for `amber dump --tcp-established`.
+ *   (default)     a server (this process, with its listener) and a client (a child) connected over
+ *                 127.0.0.1; each sent until its send queue was full and read nothing, so both
+ *                 receive queues and both send queues hold data (the send queues what was never
+ *                 sent: the peer's window is closed). After SIGTERM both read everything the other sent, byte for byte,
+ *                 send a trailer with their count and shut their writing down, and each checks
+ *                 the other's count, its MSS, window scaling, SACK and timestamps as before.
+ *   --server PORT a server listening on 127.0.0.1:PORT for the test's one connection: once it
+ *                 accepted it, it sends until its send queue is full (the test reads nothing
+ *                 yet) and writes the count to OUTFILE.sent. After SIGTERM it reads what the
+ *                 test sent (its size in OUTFILE.expect, written by the test), checks it and
+ *                 answers "done".
+ *   --inet6       the same over ::1.
+ *   --read-shut-down a connection in this process whose client shut its reading down (SHUT_RD):
+ *                 after SIGTERM it still reads the end at once and its writing reaches the server.
+ *   --half-closed a connection in this process whose one end shut its writing down: FIN_WAIT2
+ *                 and CLOSE_WAIT, which amber refuses by name; both ends still carry data after.
+ * Byte i of what a side sends is pattern(seed, i); the server's seed is 1, the client's 2 and the
+ * test's 3.
+ */
+#include "scenario.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+static unsigned char pattern(int seed, uint64_t i)
+{
+    return (unsigned char)((i * 7 + (uint64_t)seed * 31 + i / 251) & 0xff);
+}
+
+/* Sends the pattern from *sent on until the send queue is full; returns the bytes sent in all. */
+static uint64_t fill(int fd, int seed, uint64_t sent)
+{
+    unsigned char chunk[4096];
+    for (;;) {
+        for (size_t i = 0; i < sizeof chunk; i++)
+            chunk[i] = pattern(seed, sent + i);
+        ssize_t n = send(fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN)
+                return sent;
+            sc_die("send");
+        }
+        sent += (uint64_t)n;
+    }
+}
+
+struct tcp_shape {
+    int mss;
+    unsigned char options, wscale;
+};
+
+static struct tcp_shape shape(int fd)
+{
+    struct tcp_info info;
+    socklen_t size = sizeof info;
+    struct tcp_shape s = {0, 0, 0};
+    socklen_t int_size = sizeof s.mss;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &size) == 0) {
+        s.options = info.tcpi_options;
+        s.wscale = (unsigned char)(info.tcpi_snd_wscale | info.tcpi_rcv_wscale << 4);
+    }
+    getsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &s.mss, &int_size);
+    return s;
+}
+
+static void check_shape(const char *who, int fd, struct tcp_shape before)
+{
+    struct tcp_shape now = shape(fd);
+    /* Above 32767 (loopback's 65483) the restored connection sends with what TCP_MAXSEG takes. */
+    int largest = 32767 - ((now.options & TCPI_OPT_TIMESTAMPS) ? 12 : 0);
+    sc_check(now.mss == before.mss || (before.mss > largest && now.mss == largest), "%s: MSS %d, was %d", who, now.mss,
+             before.mss);
+    sc_check(now.options == before.options, "%s: TCP options 0x%x, were 0x%x", who, now.options, before.options);
+    sc_check(now.wscale == before.wscale, "%s: window scales 0x%x, were 0x%x", who, now.wscale, before.wscale);
+}
+
+/* Both ways at once, without blocking: sends the rest of its pattern (from `sent` to `total`) and
+ * then the 8-byte count `total`, shuts its writing down, and reads the other side's pattern and
+ * count to the end. Returns the bytes read before the count; checks every byte. */
+static uint64_t exchange(const char *who, int fd, int seed, uint64_t sent, uint64_t total, int peer_seed)
+{
+    unsigned char out[4096], in[4096];
+    unsigned char trailer[8];
+    uint64_t got = 0, trailer_at = 0;
+    unsigned char tail[8];
+    size_t tail_len = 0;
+    int writing = 1, reading = 1, wrong = 0;
+    memcpy(trailer, &total, 8);
+    uint64_t to_send = total + 8;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int64_t deadline = sc_now_ns(CLOCK_MONOTONIC) + 20 * 1000000000LL;
+    while ((writing || reading) && sc_now_ns(CLOCK_MONOTONIC) < deadline) {
+        struct pollfd entry = {fd, (short)((writing ? POLLOUT : 0) | (reading ? POLLIN : 0)), 0};
+        if (poll(&entry, 1, 1000) < 0 && errno != EINTR)
+            sc_die("poll");
+        if (writing && (entry.revents & POLLOUT)) {
+            size_t n = 0;
+            for (; n < sizeof out && sent + n < to_send; n++)
+                out[n] = sent + n < total ? pattern(seed, sent + n) : trailer[sent + n - total];
+            ssize_t w = send(fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w > 0)
+                sent += (uint64_t)w;
+            else if (w < 0 && errno != EAGAIN) {
+                sc_fail("%s: send: %s", who, strerror(errno));
+                writing = 0;
+            }
+            if (sent == to_send) {
+                shutdown(fd, SHUT_WR);
+                writing = 0;
+            }
+        }
+        if (reading && (entry.revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t r = recv(fd, in, sizeof in, MSG_DONTWAIT);
+            if (r == 0) {
+                reading = 0;
+            } else if (r < 0) {
+                if (errno != EAGAIN) {
+                    sc_fail("%s: recv: %s", who, strerror(errno));
+                    reading = 0;
+                }
+            } else {
+                /* The last 8 bytes are the count: keep them aside until the end. */
+                for (ssize_t i = 0; i < r; i++) {
+                    if (tail_len == 8) {
+                        if (tail[0] != pattern(peer_seed, got) && !wrong) {
+                            sc_fail("%s: byte %llu is 0x%x, expected 0x%x", who, (unsigned long long)got, tail[0],
+                                    pattern(peer_seed, got));
+                            wrong = 1;
+                        }
+                        got++;
+                        memmove(tail, tail + 1, 7);
+                        tail_len = 7;
+                    }
+                    tail[tail_len++] = in[i];
+                }
+            }
+        }
+    }
+    sc_check(!writing && !reading, "%s: the exchange did not end in 20 s (sent %llu of %llu, read %llu)", who,
+             (unsigned long long)sent, (unsigned long long)to_send, (unsigned long long)got);
+    memcpy(&trailer_at, tail, 8);
+    sc_check(tail_len == 8 && trailer_at == got, "%s: read %llu bytes, the peer says it sent %llu", who,
+             (unsigned long long)got, (unsigned long long)trailer_at);
+    return got;
+}
+
+/* AF_INET, or AF_INET6 with --inet6: 127.0.0.1 or ::1. */
+static int family = AF_INET;
+
+static int loopback_listener(int port)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, small = 131072;
+    struct sockaddr_storage address;
+    socklen_t size;
+    memset(&address, 0, sizeof address);
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&address;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        in6->sin6_addr = in6addr_loopback;
+        size = sizeof *in6;
+    } else {
+        struct sockaddr_in *in = (struct sockaddr_in *)&address;
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        size = sizeof *in;
+    }
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) != 0 ||
+        bind(fd, (struct sockaddr *)&address, size) != 0 || listen(fd, 4) != 0)
+        sc_die("listen");
+    return fd;
+}
+
+static void connected_pair(int *listener, int *server, int *client)
+{
+    struct sockaddr_storage address;
+    socklen_t size = sizeof address;
+    int small = 131072;
+    *listener = loopback_listener(0);
+    *client = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (*client < 0 || getsockname(*listener, (struct sockaddr *)&address, &size) != 0 ||
+        setsockopt(*client, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) != 0 ||
+        connect(*client, (struct sockaddr *)&address, size) != 0 ||
+        (*server = accept4(*listener, NULL, NULL, SOCK_CLOEXEC)) < 0)
+        sc_die("connect");
+}
+
+static int run_pair(void)
+{
+    static int listener, server, client, go[2];
+    static uint64_t server_sent, client_sent;
+    static struct tcp_shape server_shape, client_shape;
+    connected_pair(&listener, &server, &client);
+    server_sent = fill(server, 1, 0);
+    client_sent = fill(client, 2, 0);
+    server_shape = shape(server);
+    client_shape = shape(client);
+    if (pipe2(go, O_CLOEXEC) != 0)
+        sc_die("pipe");
+    pid_t child = fork();
+    if (child < 0)
+        sc_die("fork");
+    if (child == 0) {
+        char byte;
+        close(server);
+        close(listener);
+        close(go[1]);
+        while (read(go[0], &byte, 1) < 0 && errno == EINTR) {
+        }
+        check_shape("client", client, client_shape);
+        uint64_t got = exchange("client", client, 2, client_sent, client_sent + 100000, 1);
+        sc_check(got == server_sent + 1000, "client read %llu bytes of the server's %llu", (unsigned long long)got,
+                 (unsigned long long)(server_sent + 1000));
+        if (sc_nfail > 0 && write(2, sc_failures, strlen(sc_failures)) < 0)
+            _exit(3);
+        _exit(sc_nfail == 0 ? 0 : 1);
+    }
+    close(client);
+    close(go[0]);
+    sc_ready();
+    sc_wait_for_term();
+    sc_check_common();
+    check_shape("server", server, server_shape);
+    if (write(go[1], "g", 1) != 1)
+        sc_fail("cannot start the client");
+    uint64_t got = exchange("server", server, 1, server_sent, server_sent + 1000, 2);
+    sc_check(got == client_sent + 100000, "server read %llu bytes of the client's %llu", (unsigned long long)got,
+             (unsigned long long)(client_sent + 100000));
+    int status = 0;
+    pid_t waited;
+    while ((waited = waitpid(child, &status, 0)) < 0 && errno == EINTR) {
+    }
+    sc_check(waited == child && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the client failed (status 0x%x%s%s)",
+             status, waited < 0 ? ": " : "", waited < 0 ? strerror(errno) : "");
+    sc_finish();
+}
+
+static int run_server(int port)
+{
+    static int listener, connection;
+    static uint64_t sent;
+    static char path[PATH_MAX + 16];
+    listener = loopback_listener(port);
+    sc_ready();
+    while ((connection = accept4(listener, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+        if (errno != EINTR)
+            sc_die("accept");
+    }
+    sent = fill(connection, 1, 0);
+    char text[32];
+    sc_fmt(path, sizeof path, "%s.sent", sc_outfile);
+    snprintf(text, sizeof text, "%llu", (unsigned long long)sent);
+    if (sc_write_file_atomic(path, text) != 0)
+        sc_die("write %s", path);
+    sc_wait_for_term();
+    sc_fmt(path, sizeof path, "%s.expect", sc_outfile);
+    FILE *expect = fopen(path, "r");
+    unsigned long long expected = 0;
+    sc_check(expect && fscanf(expect, "%llu", &expected) == 1, "no %s", path);
+    if (expect)
+        fclose(expect);
+    int flags = fcntl(connection, F_GETFL);
+    fcntl(connection, F_SETFL, flags & ~O_NONBLOCK);
+    struct timeval timeout = {10, 0};
+    setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    unsigned char in[4096];
+    uint64_t got = 0;
+    int wrong = 0;
+    while (got < expected) {
+        ssize_t r = recv(connection, in, sizeof in, 0);
+        if (r <= 0) {
+            sc_fail("recv after %llu of %llu bytes: %s", (unsigned long long)got, expected,
+                    r == 0 ? "end of stream" : strerror(errno));
+            break;
+        }
+        for (ssize_t i = 0; i < r; i++, got++)
+            if (in[i] != pattern(3, got) && !wrong) {
+                sc_fail("byte %llu from the test is 0x%x, expected 0x%x", (unsigned long long)got, in[i],
+                        pattern(3, got));
+                wrong = 1;
+            }
+    }
+    sc_check(send(connection, "done", 4, 0) == 4, "send done: %s", strerror(errno));
+    sc_finish();
+}
+
+static int run_read_shut_down(void)
+{
+    static int listener, server, client;
+    connected_pair(&listener, &server, &client);
+    if (shutdown(client, SHUT_RD) != 0)
+        sc_die("shutdown");
+    sc_ready();
+    sc_wait_for_term();
+    char buf[8] = {0};
+    struct pollfd entry = {client, POLLIN | POLLRDHUP, 0};
+    sc_check(poll(&entry, 1, 0) == 1 && (entry.revents & POLLRDHUP), "the client's reading is not shut down (0x%x)",
+             entry.revents);
+    sc_check(recv(client, buf, sizeof buf, MSG_DONTWAIT) == 0, "the client reads past its SHUT_RD");
+    sc_check(send(client, "still", 5, 0) == 5 && recv(server, buf, sizeof buf, 0) == 5 && memcmp(buf, "still", 5) == 0,
+             "the client's writing does not reach the server");
+    sc_finish();
+}
+
+static int run_half_closed(void)
+{
+    static int listener, server, client;
+    connected_pair(&listener, &server, &client);
+    if (shutdown(client, SHUT_WR) != 0)
+        sc_die("shutdown");
+    sc_sleep_ms(50);
+    sc_ready();
+    sc_wait_for_term();
+    char buf[8] = {0};
+    sc_check(recv(server, buf, sizeof buf, 0) == 0, "the server does not see the client's end");
+    sc_check(send(server, "late", 4, 0) == 4 && recv(client, buf, sizeof buf, 0) == 4 && memcmp(buf, "late", 4) == 0,
+             "the half-closed connection does not carry the server's bytes");
+    sc_finish();
+}
+
+int main(int argc, char **argv)
+{
+    sc_init(argc, argv, "tcp_connections");
+    sc_install_sigterm(0);
+    if (sc_has_flag("--inet6"))
+        family = AF_INET6;
+    if (sc_has_flag("--half-closed"))
+        return run_half_closed();
+    if (sc_has_flag("--read-shut-down"))
+        return run_read_shut_down();
+    for (int i = 0; i + 1 < sc_argc_extra; i++)
+        if (strcmp(sc_argv_extra[i], "--server") == 0)
+            return run_server(atoi(sc_argv_extra[i + 1]));
+    return run_pair();
+}
