@@ -246,11 +246,13 @@ final class ShellJobTests: ScenarioTestCase {
         XCTAssertTrue(contents(of: image) == before, "a refused restore changed the image")
     }
 
-    /// The shell_job scenario, typed into the shell of the original window; its pidfile read.
-    private func startShellJobScenario(_ tmux: TmuxTerminals, options: String = "") throws -> ScenarioProcess {
-        let binary = try ScenarioBuilder.shared.binary(Scenario.shellJob.name)
+    /// A scenario, shell_job unless told, typed into the shell of the original window; its pidfile read.
+    private func startShellJobScenario(
+        _ tmux: TmuxTerminals, _ scenario: Scenario = .shellJob, options: String = ""
+    ) throws -> ScenarioProcess {
+        let binary = try ScenarioBuilder.shared.binary(scenario.name)
         let process = ScenarioProcess(
-            scenario: .shellJob, binary: binary, directory: try newDirectory(Scenario.shellJob.name), pid: 0)
+            scenario: scenario, binary: binary, directory: try newDirectory(scenario.name), pid: 0)
         try tmux.type(
             "\(binary) --pidfile \(process.pidfile) --outfile \(process.outfile)\(options)", into: tmux.original)
         let deadline = Sys.now() + Self.pidfileTimeout
@@ -263,7 +265,7 @@ final class ShellJobTests: ScenarioTestCase {
             }
             Sys.sleep(milliseconds: 20)
         }
-        throw RunnerError("shell_job wrote no pidfile:\n\(tmux.screen(tmux.original))")
+        throw RunnerError("\(scenario.name) wrote no pidfile:\n\(tmux.screen(tmux.original))")
     }
 
     /// SIGTERM, then its verdict.
@@ -328,5 +330,23 @@ final class ShellJobTests: ScenarioTestCase {
             dump, exitCode: AmberExit.unsupportedState,
             mentions: ["\(process.pid) (shell_job)", "fd 5 open on the terminal \(other)", "-j"])
         assertRunningUntraced(process.pid, "after the refused dump")
+    }
+
+    /// A shell job whose tree holds ptys of its own, both ends (the ptys scenario run from the
+    /// shell): the shell's terminal is the job's, the ptys the tree's, one a child's session's
+    /// controlling terminal. Dumped with -j and restored with -j in another window, the root,
+    /// its child and grandchild answer through their pty as before.
+    func testShellJobHoldingPtysOfItsOwn() throws {
+        let tmux = try terminals()
+        defer { tmux.kill() }
+        let process = try startShellJobScenario(tmux, .ptys, options: " --shell-job")
+        let image = try newDirectory("image")
+        let dump = try amber(["dump", "-j", "-t", "\(process.pid)", "-D", image])
+        XCTAssertEqual(dump.status, .exited(0), dump.summary)
+        guard dump.status == .exited(0) else { return }
+        try tmux.type("clear; \(try restoreCommand(image)); echo \"exit=$?\"", into: tmux.restoring)
+        try waitForState(process.pid, "S")
+        assertPasses(process, tmux)
+        try tmux.waitForScreen(tmux.restoring, toShow: "exit=0")
     }
 }
