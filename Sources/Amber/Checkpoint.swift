@@ -26,13 +26,15 @@ public enum Checkpoint {
     /// Needs the rights to ptrace every process of the tree; as root, the image is
     /// authenticated with this host's key (docs/security.md). `externalFiles` names objects
     /// outside the tree ("pipe:[INODE]") that the image records as such, for a restore to plug
-    /// in the caller's descriptors (`ExternalFiles`). `tcpEstablished` dumps established TCP
-    /// connections under a network lock (`TcpConnectionKind`, `NetworkLock`), which stays on
-    /// after a dump that kills the tree, until the restore.
+    /// in the caller's descriptors (`ExternalFiles`). `shellJob` (`-j`) dumps a program run from
+    /// a shell, whose terminal is outside the tree, as a shell job (`ShellJobState`).
+    /// `tcpEstablished` dumps established TCP connections under a network lock
+    /// (`TcpConnectionKind`, `NetworkLock`), which stays on after a dump that kills the tree,
+    /// until the restore.
     public static func run(
         pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
-        interruption: DumpInterruption = DumpInterruption(supervisor: nil), tcpEstablished: Bool = false,
-        logger: Logger
+        shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil),
+        tcpEstablished: Bool = false, logger: Logger
     ) throws(AmberError) -> Summary {
         TcpConnectionDump.begin(asked: tcpEstablished)
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
@@ -51,7 +53,7 @@ public enum Checkpoint {
         do {
             return try run(
                 pid: pid, writer: writer, leaveRunning: leaveRunning, externalFiles: externalFiles,
-                interruption: interruption, logger: logger)
+                shellJob: shellJob, interruption: interruption, logger: logger)
         } catch {
             writer.discard()
             throw error
@@ -59,7 +61,7 @@ public enum Checkpoint {
     }
 
     private static func run(
-        pid: Int32, writer: ImageWriter, leaveRunning: Bool, externalFiles: Set<String>,
+        pid: Int32, writer: ImageWriter, leaveRunning: Bool, externalFiles: Set<String>, shellJob: Bool,
         interruption: DumpInterruption, logger: Logger
     ) throws(AmberError) -> Summary {
         // Opening its memory needs the same rights as ptrace: refuse before anything else is looked at.
@@ -80,7 +82,7 @@ public enum Checkpoint {
         }
         do {
             // Refusals first, while the tree runs untouched; again once it is frozen, as it may have changed.
-            try Preflight.check(running, root: pid, externalFiles: externalFiles)
+            try Preflight.check(running, root: pid, externalFiles: externalFiles, shellJob: shellJob)
             logger.trace("checked each running process")
         } catch {
             throw wrap(error, pid: pid)
@@ -89,12 +91,13 @@ public enum Checkpoint {
         do {
             processes = try TreeState.freeze(root: pid, interruption: interruption, logger: logger)
             try interruption.check(FaultPoints.preflight)
-            try Preflight.check(processes, root: pid, externalFiles: externalFiles)
+            try Preflight.check(processes, root: pid, externalFiles: externalFiles, shellJob: shellJob)
             logger.trace("checked each frozen process")
             try TreeState.check(processes)
             logger.trace("checked the frozen tree")
             let tasks = try collect(
-                &processes, writer: writer, externalFiles: externalFiles, interruption: interruption, logger: logger)
+                &processes, writer: writer, externalFiles: externalFiles, shellJob: shellJob,
+                interruption: interruption, logger: logger)
             try interruption.check(FaultPoints.inventory)
             try writer.finish(inventory: inventory(for: tasks))
             logger.trace("image written")
@@ -138,7 +141,7 @@ public enum Checkpoint {
     /// (`StateKinds`) by its steps: frozen and traced ones on this thread, the tracer; outside
     /// ones on `OutsideReads`, which runs them on another CPU while the tracer goes on to the next.
     private static func collect(
-        _ processes: inout [FrozenProcess], writer: ImageWriter, externalFiles: Set<String>,
+        _ processes: inout [FrozenProcess], writer: ImageWriter, externalFiles: Set<String>, shellJob: Bool,
         interruption: DumpInterruption, logger: Logger
     ) throws -> [Amber_Task] {
         let outside = OutsideReads(writer: writer, logger: logger)
@@ -149,7 +152,7 @@ public enum Checkpoint {
         do {
             let tree = TreeDump(
                 processes: processes, writer: writer, logger: logger, externalFiles: externalFiles,
-                fileContents: FileContentsDump(writer: writer))
+                fileContents: FileContentsDump(writer: writer), shellJob: shellJob)
             let steps = try StateKinds.all.flatMap { try $0.prepareDump(tree) }
             let frozenSteps = steps.filter { $0.phase == .frozen }
             let tracedSteps = steps.filter { $0.phase == .traced }
@@ -241,8 +244,8 @@ public enum Checkpoint {
 /// running untouched) and again once it is frozen.
 enum Preflight {
     /// Before the tree is frozen: each process's name, status and areas are read here.
-    static func check(_ pids: [Int32], root: Int32, externalFiles: Set<String>) throws {
-        try check(pids, root: root, externalFiles: externalFiles) { pid throws(LinuxError) in
+    static func check(_ pids: [Int32], root: Int32, externalFiles: Set<String>, shellJob: Bool = false) throws {
+        try check(pids, root: root, externalFiles: externalFiles, shellJob: shellJob) { pid throws(LinuxError) in
             guard let status = try? ProcFS.status(pid: pid) else { return nil }
             return (
                 ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.mapsWithFiles(pid: pid),
@@ -252,10 +255,12 @@ enum Preflight {
     }
 
     /// Once it is frozen: from each process's snapshot.
-    static func check(_ processes: [FrozenProcess], root: Int32, externalFiles: Set<String>) throws {
+    static func check(_ processes: [FrozenProcess], root: Int32, externalFiles: Set<String>, shellJob: Bool = false)
+        throws
+    {
         let byPID = Dictionary(
             processes.map { ($0.pid, ($0.name, $0.snapshot)) }, uniquingKeysWith: { first, _ in first })
-        try check(processes.map(\.pid), root: root, externalFiles: externalFiles) { pid in
+        try check(processes.map(\.pid), root: root, externalFiles: externalFiles, shellJob: shellJob) { pid in
             byPID[pid].map { ($0.0, $0.1.status, $0.1.maps, $0.1.descriptors) }
         }
     }
@@ -264,7 +269,7 @@ enum Preflight {
     /// tree order is the one thrown, as if they had been checked one by one, then the refusals
     /// across processes. `read` gives a process's name, status and areas, nil when it is gone.
     private static func check(
-        _ pids: [Int32], root: Int32, externalFiles: Set<String>,
+        _ pids: [Int32], root: Int32, externalFiles: Set<String>, shellJob: Bool,
         read: @Sendable (Int32) throws(LinuxError) -> (ProcessName, ProcessStatus, [MemoryMapping], ProcessDescriptors)?
     ) throws {
         let tree = ProcessName(pid: root)
@@ -274,7 +279,7 @@ enum Preflight {
                 guard let (name, status, maps, descriptors) = try read(pid) else { return nil }
                 return try check(
                     name, status: status, maps: maps, descriptors: descriptors, outside: outside, root: root,
-                    tree: tree, externalFiles: externalFiles)
+                    tree: tree, externalFiles: externalFiles, shellJob: shellJob)
             }
         }
         let checked = try results.compactMap { try $0.get() }
@@ -286,7 +291,7 @@ enum Preflight {
     /// One process's refusals; returns it for the checks across processes, nil for a zombie.
     private static func check(
         _ name: ProcessName, status: ProcessStatus, maps: [MemoryMapping], descriptors: ProcessDescriptors,
-        outside: OutsideScan, root: Int32, tree: ProcessName, externalFiles: Set<String>
+        outside: OutsideScan, root: Int32, tree: ProcessName, externalFiles: Set<String>, shellJob: Bool
     ) throws -> CheckedProcess? {
         let pid = name.pid
         if status.state == "Z" {
@@ -301,7 +306,7 @@ enum Preflight {
         }
         let process = CheckedProcess(
             name: name, status: status, maps: maps, tree: tree, externalFiles: externalFiles, descriptors: descriptors,
-            outside: outside)
+            outside: outside, shellJob: shellJob)
         for kind in StateKinds.all {
             try kind.check(process)
         }

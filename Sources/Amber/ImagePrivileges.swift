@@ -233,7 +233,7 @@ public struct ImageNeeds: Sendable {
             credentials: live.flatMap(privilegedCredentials),
             files: geteuid() == 0 ? live.flatMap(filesNeedingRestorerRights) : nil,
             requests: try ImagePrivileges.requests(live),
-            externalFiles: ExternalFiles.needs(of: live))
+            externalFiles: ExternalFiles.needs(of: live) + ShellJobControl.needs(of: tasks))
     }
 
     private static func privilegedCredentials(of task: Amber_Task) -> [String] {

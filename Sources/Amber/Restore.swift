@@ -11,6 +11,8 @@ public enum Restore {
         public let rootPID: Int32
         /// Our child: the root, or the init of the new PID namespace, which exits with the root's status.
         public let childPID: Int32
+        /// For a shell job restored with -j: the job control the caller waits for the root with.
+        public let shellJob: ShellJobControl?
     }
 
     /// Checks the whole image, recreates the tree with its PIDs and lets it run: the root is our
@@ -19,10 +21,11 @@ public enum Restore {
     /// not authenticated with this host's key, unless `trustImage`, gets nothing from the
     /// restorer's privileges that the credentials it names do not hold (docs/security.md).
     /// `inheritedFiles` are our descriptors that take the place of the image's objects outside
-    /// the tree (`ExternalFiles`), one for each.
+    /// the tree (`ExternalFiles`), one for each. `shellJob` (-j) restores an image of a shell
+    /// job on the terminal amber runs on, as its foreground job (`ShellJobControl`).
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
-        inheritedFiles: [InheritedFile] = [], logger: Logger
+        inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, logger: Logger
     ) throws(AmberError) -> Restored {
         let key = try HostImageKey.forCheck()
         let image: ImageReader
@@ -41,6 +44,7 @@ public enum Restore {
         }
         logger.trace("image read and checked: \(tasks.count) processes")
         try CredentialState.checkRestorable(tasks)
+        let terminal = try ShellJobControl.terminal(for: tasks, requested: shellJob, logger: logger)
         let inherited = try ExternalFiles.descriptors(inheritedFiles, for: tasks)
         let imageTrusted = trustImage || image.authenticity.isAuthenticated
         logger.debug("image \(image.authenticity)\(trustImage ? "; trusted with --trust-image" : "")")
@@ -63,7 +67,9 @@ public enum Restore {
         defer { try? ProcessControl.setChildSubreaper(false) }
         var created: [Tracee] = []
         let openFiles = OpenFileTable(inherited: inherited, image: image)
+        var jobControl: ShellJobControl?
         do {
+            if let terminal { _ = try openFiles.objects.object(ShellJobTerminal.objectID) { terminal } }
             let instruction = try syscallInstruction()
             let restorerPidfd = try Pidfd(pid: getpid())
             let namespaceInit =
@@ -96,13 +102,16 @@ public enum Restore {
             }
             try TcpConnectionKind.unlock(tasks)
             try FaultPoints.reached(restore: FaultPoints.detach)
+            if let terminal { jobControl = try ShellJobControl(terminal: terminal, group: getpgid(built[0].pid)) }
             let stopped = try TreeState.letGoStopped(sessions)
             for session in sessions where !stopped.contains(where: { $0 === session }) {
                 for thread in session.threads { try thread.detach() }
             }
             try namespaceInit?.tracee.detach()
-            return Restored(rootPID: built[0].pid, childPID: child)
+            jobControl?.announceWindowSize()
+            return Restored(rootPID: built[0].pid, childPID: child, shellJob: jobControl)
         } catch {
+            jobControl?.takeBack()
             killAll(created)
             openFiles.close()
             openFiles.removeMadeFiles()

@@ -63,6 +63,8 @@ struct CheckedProcess: Sendable {
     let descriptors: ProcessDescriptors
     /// The descriptors of the processes outside the tree, read once per pass for every kind.
     let outside: OutsideScan
+    /// Dumped as a shell job (`-j`): its terminal outside the tree is the job's (`ShellJobState`).
+    var shellJob = false
     var pid: Int32 { name.pid }
 
     /// A probe of each of its descriptors, in number order.
@@ -79,6 +81,8 @@ struct TreeDump {
     let externalFiles: Set<String>
     /// What its files without a name hold, written once whether open or mapped.
     let fileContents: FileContentsDump
+    /// Dumped as a shell job (`-j`): its terminal outside the tree is the job's (`ShellJobState`).
+    var shellJob = false
 }
 
 /// One process being dumped: its record, which each step fills in. The tracer hands it to the

@@ -23,6 +23,7 @@ enum StateKinds {
         KeyringState.self,
         EpollWatches.self,
         ControllingTerminals.self,
+        ShellJobState.self,
     ]
 
     /// Every kind's restore steps of `phase`, in their order.

@@ -10,6 +10,7 @@ enum CrossRecordCheck {
         try checkUnixSockets(tasks)
         try checkProcessesOfFiles(tasks)
         try checkPtys(tasks)
+        try checkShellJob(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).

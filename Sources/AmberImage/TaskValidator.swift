@@ -99,6 +99,7 @@ struct TaskValidator {
         try validateProcessFlags(task.processFlags)
         try validateTimers(task.timers)
         try validateSeccomp(task)
+        if task.hasShellJob { try validateShellJob(task.shellJob) }
     }
 
     func invalid(_ field: String, _ problem: String) -> ImageError {
@@ -623,6 +624,8 @@ struct TaskValidator {
                 try validateTcpConnection(connection, description: description, field: field)
             case .ptyMaster(let master): try validatePtyMaster(master, description: description, field: field)
             case .ptySlave(let slave): try validatePtySlave(slave, description: description, field: field)
+            case .shellJobTerminal(let terminal):
+                try validateShellJobTerminal(terminal, flags: description.flags, field: "\(field).shell_job_terminal")
             case nil: throw invalid("\(field).file", "holds no kind of open file this amber knows")
             }
             guard description.offset <= UInt64(Int64.max) else {
@@ -1555,6 +1558,34 @@ extension TaskValidator {
             guard seen.insert([option.level, option.name]).inserted else {
                 throw invalid(optionField, "\(kind.label) is set twice")
             }
+        }
+    }
+
+    /// A shell job's terminal is shown, never opened (the restore gives the job amber's own):
+    /// its name and settings need only be of sane sizes.
+    private func validateShellJob(_ job: Amber_ShellJob) throws(ImageError) {
+        guard job.terminal.utf8.count <= Self.pathLimit, !job.terminal.utf8.contains(0) else {
+            throw invalid("shell_job.terminal", "not a terminal's name of at most \(Self.pathLimit) bytes without NUL")
+        }
+        let settings = job.settings
+        guard settings.controlCharacters.count <= 32, settings.lineDiscipline <= 0xff, settings.rows <= 0xffff,
+            settings.columns <= 0xffff
+        else {
+            throw invalid(
+                "shell_job.settings",
+                "not a termios and window size (at most 32 control characters, a line discipline below 256, rows and columns below 65536)"
+            )
+        }
+    }
+
+    /// A descriptor on a shell job's terminal: the restore opens amber's terminal with the
+    /// description's access mode, by no path of the image.
+    private func validateShellJobTerminal(_ terminal: Amber_ShellJobTerminal, flags: UInt32, field: String)
+        throws(ImageError)
+    {
+        try validatePath(terminal.path, field: "\(field).path")
+        guard flags & 3 != 3 else {
+            throw invalid(field, "the description's access mode 3 is none a descriptor has")
         }
     }
 }

@@ -97,6 +97,15 @@ struct DumpCommand: ParsableCommand {
     var externalFiles: [String] = []
 
     @Flag(
+        name: [.customShort("j"), .customLong("shell-job")],
+        help: ArgumentHelp(
+            "Dump a program run from a shell, whose terminal is outside the tree, as a shell job.",
+            discussion:
+                "Without it a process whose controlling terminal, or a descriptor on a terminal, is outside the tree is refused. The image records the terminal as the job's; restore it with `amber restore -j` from a shell on a terminal."
+        ))
+    var shellJob = false
+
+    @Flag(
         name: .customLong("tcp-established"),
         help: ArgumentHelp(
             "Dump established TCP connections (TCP_REPAIR, as root), their packets blocked by an nftables table until the restore.",
@@ -110,7 +119,7 @@ struct DumpCommand: ParsableCommand {
     func run() throws {
         DumpWorker(
             supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync,
-            verbosity: logging.verbose, externalFiles: externalFiles, tcpEstablished: tcpEstablished
+            verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles, tcpEstablished: tcpEstablished
         ).start()
     }
 }
@@ -152,11 +161,30 @@ struct RestoreCommand: ParsableCommand {
             valueName: "fd[N]:pipe:[INODE]"))
     var inheritFDs: [String] = []
 
+    @Flag(
+        name: [.customShort("j"), .customLong("shell-job")],
+        help: ArgumentHelp(
+            "Restore a shell job (dumped with -j) on the terminal amber runs on, as its foreground job.",
+            discussion:
+                "The tree is made in amber's session, with the terminal amber runs on as its controlling terminal in place of the job's; that terminal keeps its own settings (-v logs the image's). Amber stays the root's parent and exits with its status: ^Z stops the job and amber with it, `fg` and `bg` continue both, ^C reaches the job. Not with --detach or --new-pidns."
+        ))
+    var shellJob = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         for argument in inheritFDs where InheritedFile(argument: argument) == nil {
             throw ValidationError("--inherit-fd \(argument): expected fd[N]:pipe:[INODE]")
+        }
+        if shellJob && detach {
+            throw ValidationError(
+                "--shell-job runs the job in the foreground of amber's terminal, as long as amber waits for it: not with --detach"
+            )
+        }
+        if shellJob && newPIDNamespace {
+            throw ValidationError(
+                "--shell-job: amber passes job control on to the root, its child, which the init of --new-pidns would be instead"
+            )
         }
     }
 
@@ -167,7 +195,7 @@ struct RestoreCommand: ParsableCommand {
         do {
             restored = try Restore.run(
                 directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage,
-                inheritedFiles: inheritedFiles, logger: logger)
+                inheritedFiles: inheritedFiles, shellJob: shellJob, logger: logger)
         } catch {
             fail(error)
         }
@@ -183,9 +211,13 @@ struct RestoreCommand: ParsableCommand {
         let pid = restored.childPID
         if detach { return }
         var status: Int32 = 0
-        // __WALL: a root cloned with another exit signal than SIGCHLD is a "clone" child.
-        while waitpid(pid, &status, __WALL) < 0 {
-            guard errno == EINTR else { fail(AmberError(.failure, "waiting for process \(pid): errno \(errno)")) }
+        if let job = restored.shellJob {
+            do { status = try job.wait(for: pid) } catch { fail(error) }
+        } else {
+            // __WALL: a root cloned with another exit signal than SIGCHLD is a "clone" child.
+            while waitpid(pid, &status, __WALL) < 0 {
+                guard errno == EINTR else { fail(AmberError(.failure, "waiting for process \(pid): errno \(errno)")) }
+            }
         }
         let low = status & 0x7f
         Glibc.exit(low == 0 ? (status >> 8) & 0xff : 128 + low)

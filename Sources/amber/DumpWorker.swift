@@ -10,8 +10,8 @@ import Glibc
 /// The worker starts first thing, before ArgumentParser reads `amber dump`'s command line: a
 /// parse is about 3 ms, the worker's own start about 4, and they overlap. Its command line is
 /// `amber --dump-worker SUPERVISOR FD`; the parsed arguments follow on the pipe FD, fields
-/// ended by NUL: PID DIR LEAVE_RUNNING SYNC VERBOSITY TCP_ESTABLISHED (flags 0 or 1), then one field for each
-/// `--external` name. A command line that does
+/// ended by NUL: PID DIR LEAVE_RUNNING SYNC VERBOSITY TCP_ESTABLISHED SHELL_JOB (flags 0 or 1), then
+/// one field for each `--external` name. A command line that does
 /// not parse, or asks for help, closes the pipe empty, and the worker exits saying nothing.
 struct DumpWorker {
     static let flag = "--dump-worker"
@@ -22,6 +22,7 @@ struct DumpWorker {
     let leaveRunning: Bool
     let sync: Bool
     let verbosity: Int
+    let shellJob: Bool
     let externalFiles: [String]
     let tcpEstablished: Bool
 
@@ -60,6 +61,7 @@ struct DumpWorker {
         var fields = [UInt8]()
         for field in [
             "\(pid)", directory, leaveRunning ? "1" : "0", sync ? "1" : "0", "\(verbosity)", tcpEstablished ? "1" : "0",
+            shellJob ? "1" : "0",
         ] + externalFiles {
             fields += Array(field.utf8) + [0]
         }
@@ -141,11 +143,11 @@ struct DumpWorker {
         let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map {
             String(decoding: $0, as: UTF8.self)
         }
-        guard fields.count >= 7, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
+        guard fields.count >= 8, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
         DumpWorker(
             supervisor: supervisor, pid: pid, directory: fields[1], leaveRunning: fields[2] == "1",
-            sync: fields[3] == "1", verbosity: verbosity, externalFiles: Array(fields[6..<(fields.count - 1)]),
-            tcpEstablished: fields[5] == "1"
+            sync: fields[3] == "1", verbosity: verbosity, shellJob: fields[6] == "1",
+            externalFiles: Array(fields[7..<(fields.count - 1)]), tcpEstablished: fields[5] == "1"
         ).run()
     }
 
@@ -162,8 +164,8 @@ struct DumpWorker {
         do {
             let summary = try Checkpoint.run(
                 pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync,
-                externalFiles: Set(externalFiles), interruption: DumpInterruption(supervisor: supervisor),
-                tcpEstablished: tcpEstablished, logger: logger)
+                externalFiles: Set(externalFiles), shellJob: shellJob,
+                interruption: DumpInterruption(supervisor: supervisor), tcpEstablished: tcpEstablished, logger: logger)
             logger.info(
                 "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(clock.now - start)"
             )

@@ -231,6 +231,26 @@ final class CrossRecordTests: ImageTestCase {
             detail: "which does not list exactly one of it and its peer")
     }
 
+    /// Only the root records a shell job, and descriptors on its terminal need that record.
+    func testShellJobIsTheRoots() throws {
+        var root = Fixture.task()
+        var child = task(4243, parent: Fixture.pid)
+        child.shellJob.terminal = "/dev/pts/3"
+        try assertRefused([root, child], file: "task-4243.pb", detail: "only the root's record has it")
+        child.clearShellJob()
+        // The fixture's tasks share their descriptions: both are on the terminal.
+        func onTerminal(_ task: inout Amber_Task) {
+            task.files.descriptions[1].flags = 2
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].shellJobTerminal.path = "/dev/pts/3"
+        }
+        onTerminal(&root)
+        onTerminal(&child)
+        try assertRefused([root, child], file: "task-4242.pb", detail: "the root's record has no shell_job")
+        root.shellJob.terminal = "/dev/pts/3"
+        XCTAssertEqual(try reader([root, child]).tasks().count, 2)
+    }
+
     /// A pty's slave names a master of the image (/dev/tty, one that is a session's controlling
     /// terminal); the session of a master's slave is led by a task of the image, and its
     /// foreground group is a group of that session.

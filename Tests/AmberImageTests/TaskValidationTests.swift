@@ -1198,6 +1198,33 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(field).pending_connections") { listener(&$0) { $0.listening = false } }
     }
 
+    /// A shell job's terminal: shown, never opened by the image's path, so only sizes and a
+    /// descriptor's access mode are checked.
+    func testShellJob() throws {
+        func job(_ task: inout Amber_Task, _ change: (inout Amber_ShellJob) -> Void = { _ in }) {
+            var record = Amber_ShellJob()
+            (record.terminal, record.rdev) = ("/dev/pts/3", 136 << 8 | 3)
+            (record.settings.rows, record.settings.columns) = (30, 100)
+            record.settings.controlCharacters = Data(repeating: 3, count: 32)
+            change(&record)
+            task.shellJob = record
+        }
+        try assertAccepted { job(&$0) }
+        try assertRejected("shell_job.terminal") { job(&$0) { $0.terminal = "/dev/pts/\u{0}" } }
+        try assertRejected("shell_job.settings") { job(&$0) { $0.settings.controlCharacters = Data(count: 33) } }
+        try assertRejected("shell_job.settings") { job(&$0) { $0.settings.rows = 1 << 16 } }
+        func terminal(_ task: inout Amber_Task, path: String, flags: UInt32 = 2) {
+            var record = Amber_ShellJobTerminal()
+            record.path = path
+            task.files.descriptions[1].flags = flags
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].shellJobTerminal = record
+        }
+        try assertAccepted { terminal(&$0, path: "/dev/pts/3") }
+        try assertRejected("files.descriptions[1].shell_job_terminal.path") { terminal(&$0, path: "pts/3") }
+        try assertRejected("files.descriptions[1].shell_job_terminal") { terminal(&$0, path: "/dev/pts/3", flags: 3) }
+    }
+
     /// A pty master: a path of ptmx, NCCS control characters, a window within 16 bits, a session
     /// and foreground group that are process IDs; a pty end has an access mode and no offset.
     func testPtys() throws {

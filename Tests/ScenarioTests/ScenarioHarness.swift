@@ -232,6 +232,8 @@ struct Scenario: Sendable {
     /// A connection accepted from a unix listener of the tree, its client closed since.
     static let unsupportedUnixClientClosed = Scenario(
         name: "unsupported_unix_socket", args: ["--accepted-client-closed"])
+    /// A program run from a shell on a terminal, a shell job (ShellJobTests types it into tmux).
+    static let shellJob = Scenario(name: "shell_job")
 
     static let all: [Scenario] =
         [
@@ -291,6 +293,7 @@ struct Scenario: Sendable {
         + [ptys] + ["--canonical", "--queued", "--typed", "--hangup", "--devtty"].map(unsupportedPty)
         + [inetDualStack]
         + [netlinkSockets] + ["--queued", "--connected", "--uevent"].map(unsupportedNetlink)
+        + [shellJob]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -15,6 +15,9 @@
  * group, exclusive mode, /dev/tty still /dev/tty); SIGUSR2 asks the grandchild, in the foreground, to read the line the root wrote through
  * /dev/tty, opened then, and answer through it.
  * Through the second: bytes each way, the lock (TIOCGPTPEER fails with EIO), the slave's mode.
+ *
+ * --shell-job: run from a shell on a terminal and restored as a shell job (`restore -j`): its
+ * session is then amber restore's, taken as it is.
  */
 #include "scenario.h"
 #include <poll.h>
@@ -226,6 +229,8 @@ int main(int argc, char **argv)
     sc_wait_in_pause(grandchild);
     sc_ready();
     sc_wait_for_term();
+    if (sc_has_flag("--shell-job"))
+        sc_snap.sid = getsid(0);
     sc_check_common();
 
     check_first();

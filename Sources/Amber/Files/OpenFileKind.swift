@@ -98,6 +98,7 @@ enum OpenFileKinds {
         UnixSocketKind.self, TcpConnectionKind.self, InetSocketKind.self, MemfdKind.self, DeletedFileKind.self,
         EpollKind.self, PidfdKind.self,
         InotifyKind.self, PtyMasterKind.self, PtySlaveKind.self, NetlinkSocketKind.self,
+        ShellJobTerminalKind.self,
     ]
 
     /// The kind of open file `descriptor` is, or its refusal.

@@ -91,7 +91,9 @@ struct PtyMasterKind: OpenFileKind {
 /// A description of the slave of a pty (/dev/pts/N, or /dev/tty opened on it as a controlling
 /// terminal) whose master the tree holds, opened at restore by the new pty's /dev/pts/N as the
 /// task, or as /dev/tty in the leader of the session whose terminal it is
-/// (`ControllingTerminals`). A slave whose master no process of the tree holds is refused
+/// (`ControllingTerminals`). The controlling terminal of the root's session when its leader
+/// is outside the tree, whose master the tree cannot hold either, is a shell job's
+/// (`ShellJobTerminalKind`); another slave whose master no process of the tree holds is refused
 /// (`ControllingTerminals.check(tree:)`), and one whose master is closed shows as
 /// "/dev/pts/N (deleted)", which no kind takes.
 struct PtySlaveKind: OpenFileKind {
@@ -106,7 +108,7 @@ struct PtySlaveKind: OpenFileKind {
         let status = try descriptor.status()
         let devpts = try PtyDevices.slaveDirectory()
         guard status.isCharacterDevice, Terminals.slaveNumber(rdev: status.rdev) == index,
-            status.device == devpts.device
+            status.device == devpts.device, !isShellJobTerminal(index, of: descriptor)
         else { return nil }
         try descriptor.checkPtyFlags("the pty \(descriptor.link)")
         return PtySlaveKind(status: status, index: index, isControllingTerminal: false)
@@ -118,11 +120,21 @@ struct PtySlaveKind: OpenFileKind {
         guard status.isCharacterDevice, status.rdev == Terminals.controllingTerminalDevice else { return nil }
         let copy = try descriptor.duplicate()
         defer { try? copy.close() }
-        guard let device = try? Terminals.device(copy), let index = Terminals.slaveNumber(rdev: device) else {
+        guard let device = try? Terminals.device(copy), let index = Terminals.slaveNumber(rdev: device),
+            !isShellJobTerminal(index, of: descriptor)
+        else {
             return nil
         }
         try descriptor.checkPtyFlags("/dev/tty (the pty /dev/pts/\(index))")
         return PtySlaveKind(status: status, index: index, isControllingTerminal: true)
+    }
+
+    /// Whether pty `index` is the controlling terminal of the root's session, led by a process
+    /// outside the tree (no process of the tree can be the leader of the root's session but the
+    /// root): a shell job's terminal.
+    private static func isShellJobTerminal(_ index: UInt32, of descriptor: DescriptorProbe) -> Bool {
+        guard let root = descriptor.tree?.pid, let stat = try? ProcFS.stat(pid: root) else { return false }
+        return stat.session != root && stat.terminal == Terminals.terminalNumber(ofSlave: index)
     }
 
     /// A /dev/tty description is opened in the session's leader once it has its terminal, which

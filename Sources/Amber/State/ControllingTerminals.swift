@@ -24,7 +24,7 @@ enum ControllingTerminals {
             let device = holder.controllingTerminal ? "/dev/tty (the pty /dev/pts/\(index))" : "/dev/pts/\(index)"
             throw AmberError.unsupported(
                 holder.process.name,
-                "has fd \(holder.fd) open on the device \(device), a pty whose master (/dev/ptmx) no process of the tree holds: not supported yet",
+                "has fd \(holder.fd) open on the terminal \(device), a pty whose master (/dev/ptmx) no process of the tree holds and not the controlling terminal of its session outside the tree, which a shell job (-j) is restored on: not supported yet",
                 tree: holder.process.tree)
         }
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in

@@ -210,17 +210,14 @@ enum TreeState {
         }
     }
 
-    /// Refuses a controlling terminal other than amber's own, and any for a session leader: a
-    /// restored process gets amber's session's, or none as a session leader. Terminals are not
-    /// restored yet.
+    /// Refuses a controlling terminal for a session leader: a restored session leader gets none.
+    /// Another process's, its session's outside the tree, is a shell job's (`ShellJobState`).
     static func checkTerminal(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        guard let stat = try? ProcFS.stat(pid: pid), stat.terminal != 0,
-            stat.session == pid || stat.terminal != (try? ProcFS.stat(pid: getpid()).terminal)
-        else { return }
+        guard let stat = try? ProcFS.stat(pid: pid), stat.terminal != 0, stat.session == pid else { return }
         let terminal = stat.terminal
         throw AmberError.unsupported(
             process,
-            "has the controlling terminal \(terminal >> 8 & 0xfff):\(terminal & 0xff | terminal >> 12 & 0xfff00) (major:minor), not amber's: terminals are not restored yet",
+            "has the controlling terminal \(terminal >> 8 & 0xfff):\(terminal & 0xff | terminal >> 12 & 0xfff00) (major:minor) of the session it leads, not a pty whose master the tree holds: not restored",
             tree: tree)
     }
 
@@ -723,7 +720,7 @@ final class TreeTask: ScratchSpace {
 
 extension TreeState: StateKind {
     /// A controlling terminal that is a pty whose master the tree holds is restored
-    /// (`ControllingTerminals`); any other is refused.
+    /// (`ControllingTerminals`); any other is refused for a session leader (`checkTerminal`).
     static func check(tree processes: [CheckedProcess]) throws {
         let terminalsOfTree = try ControllingTerminals.terminalsOfTree(processes)
         for process in processes {

@@ -235,6 +235,14 @@ public nonisolated struct Amber_OpenFileDescription: @unchecked Sendable {
     set {_uniqueStorage()._file = .tcpConnection(newValue)}
   }
 
+  public var shellJobTerminal: Amber_ShellJobTerminal {
+    get {
+      if case .shellJobTerminal(let v)? = _storage._file {return v}
+      return Amber_ShellJobTerminal()
+    }
+    set {_uniqueStorage()._file = .shellJobTerminal(newValue)}
+  }
+
   /// Its flock and OFD (fcntl F_OFD_SETLK) locks: they belong to the description.
   public var locks: [Amber_FileLock] {
     get {_storage._locks}
@@ -264,6 +272,7 @@ public nonisolated struct Amber_OpenFileDescription: @unchecked Sendable {
     case ptySlave(Amber_PtySlave)
     case netlinkSocket(Amber_NetlinkSocket)
     case tcpConnection(Amber_TcpConnection)
+    case shellJobTerminal(Amber_ShellJobTerminal)
 
   }
 
@@ -1468,6 +1477,27 @@ public nonisolated struct Amber_PtySlave: Sendable {
   public init() {}
 }
 
+/// A descriptor on the terminal of a shell job (`dump -j`): the controlling terminal of the
+/// tree's session, outside the tree (a pty whose master no process of the tree holds). The
+/// restore (`restore -j`) puts the terminal amber runs on in its place: amber's own description of
+/// it where the description's flags are that one's (the job had its shell's), else a new one with
+/// those flags; that terminal keeps its own settings (the image's are in Task.shell_job).
+public nonisolated struct Amber_ShellJobTerminal: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The terminal's path at the dump (/dev/pts/3), for diagnostics.
+  public var path: String = String()
+
+  /// Opened by the name /dev/tty (the caller's controlling terminal): reopened by that name.
+  public var controllingAlias: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "amber"
@@ -1514,7 +1544,7 @@ nonisolated extension Amber_Files: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OpenFileDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{4}\u{a}pty_master\0\u{3}pty_slave\0\u{4}\u{13}netlink_socket\0\u{4}\u{a}tcp_connection\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{3}flags\0\u{1}offset\0\u{4}\u{6}regular_file\0\u{1}directory\0\u{3}character_device\0\u{1}fifo\0\u{4}\u{6}pipe_end\0\u{4}\u{a}event_fd\0\u{3}signal_fd\0\u{3}timer_fd\0\u{2}\u{9}locks\0\u{4}\u{9}unix_socket\0\u{4}\u{a}inet_socket\0\u{2}\u{a}epoll\0\u{1}inotify\0\u{1}pidfd\0\u{2}\u{8}memfd\0\u{3}deleted_file\0\u{4}\u{9}external_file\0\u{4}\u{a}pty_master\0\u{3}pty_slave\0\u{4}\u{9}shell_job_terminal\0\u{4}\u{a}netlink_socket\0\u{4}\u{a}tcp_connection\0\u{c}\u{2}\u{1}\u{c}\u{3}\u{1}\u{c}\u{6}\u{1}\u{c}\u{7}\u{1}\u{c}\u{8}\u{1}\u{c}\u{9}\u{1}\u{c}\u{a}\u{1}")
 
   fileprivate class _StorageClass {
     var _id: UInt32 = 0
@@ -1793,6 +1823,19 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
             _storage._file = .ptySlave(v)
           }
         }()
+        case 110: try {
+          var v: Amber_ShellJobTerminal?
+          var hadOneofValue = false
+          if let current = _storage._file {
+            hadOneofValue = true
+            if case .shellJobTerminal(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._file = .shellJobTerminal(v)
+          }
+        }()
         case 120: try {
           var v: Amber_NetlinkSocket?
           var hadOneofValue = false
@@ -1918,6 +1961,10 @@ nonisolated extension Amber_OpenFileDescription: SwiftProtobuf.Message, SwiftPro
       case .ptySlave?: try {
         guard case .ptySlave(let v)? = _storage._file else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 101)
+      }()
+      case .shellJobTerminal?: try {
+        guard case .shellJobTerminal(let v)? = _storage._file else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 110)
       }()
       case .netlinkSocket?: try {
         guard case .netlinkSocket(let v)? = _storage._file else { preconditionFailure() }
@@ -3886,6 +3933,41 @@ nonisolated extension Amber_PtySlave: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.ownerGid != rhs.ownerGid {return false}
     if lhs.mode != rhs.mode {return false}
     if lhs.controllingTerminal != rhs.controllingTerminal {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_ShellJobTerminal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShellJobTerminal"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{3}controlling_alias\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.controllingAlias) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if self.controllingAlias != false {
+      try visitor.visitSingularBoolField(value: self.controllingAlias, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_ShellJobTerminal, rhs: Amber_ShellJobTerminal) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.controllingAlias != rhs.controllingAlias {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -202,11 +202,82 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   /// Clears the value of `membarrier`. Subsequent reads from it will return its default value.
   public mutating func clearMembarrier() {_uniqueStorage()._membarrier = nil}
 
+  /// On the root alone, dumped as a shell job (`dump -j`): its session and controlling terminal
+  /// were outside the tree. Restored only with `restore -j`, on the terminal amber runs on.
+  public var shellJob: Amber_ShellJob {
+    get {_storage._shellJob ?? Amber_ShellJob()}
+    set {_uniqueStorage()._shellJob = newValue}
+  }
+  /// Returns true if `shellJob` has been explicitly set.
+  public var hasShellJob: Bool {_storage._shellJob != nil}
+  /// Clears the value of `shellJob`. Subsequent reads from it will return its default value.
+  public mutating func clearShellJob() {_uniqueStorage()._shellJob = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// The terminal of a shell job at the dump. The restore gives the tree the terminal amber runs on
+/// instead, with that terminal's settings; these are for diagnostics (`restore -j -v` logs them).
+public nonisolated struct Amber_ShellJob: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The controlling terminal's path (/dev/pts/3) and device number (as glibc's makedev encodes it).
+  public var terminal: String = String()
+
+  public var rdev: UInt64 = 0
+
+  /// The root's process group was the terminal's foreground group.
+  public var foreground: Bool = false
+
+  /// The terminal's settings, when a descriptor of the tree was on it to read them from.
+  public var settings: Amber_ShellJobTerminalSettings {
+    get {_settings ?? Amber_ShellJobTerminalSettings()}
+    set {_settings = newValue}
+  }
+  /// Returns true if `settings` has been explicitly set.
+  public var hasSettings: Bool {self._settings != nil}
+  /// Clears the value of `settings`. Subsequent reads from it will return its default value.
+  public mutating func clearSettings() {self._settings = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _settings: Amber_ShellJobTerminalSettings? = nil
+}
+
+/// A terminal's termios (TCGETS) and window size (TIOCGWINSZ).
+public nonisolated struct Amber_ShellJobTerminalSettings: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var inputFlags: UInt32 = 0
+
+  public var outputFlags: UInt32 = 0
+
+  public var controlFlags: UInt32 = 0
+
+  public var localFlags: UInt32 = 0
+
+  public var lineDiscipline: UInt32 = 0
+
+  /// c_cc: at most NCCS (32) bytes.
+  public var controlCharacters: Data = Data()
+
+  public var rows: UInt32 = 0
+
+  public var columns: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// membarrier(2) registrations of the process (its mm), as MEMBARRIER_CMD_GET_REGISTRATIONS
@@ -750,7 +821,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}threads\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0\u{1}membarrier\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}threads\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0\u{1}membarrier\0\u{4}W\u{1}shell_job\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -776,6 +847,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _exitSignal: UInt32 = 0
     var _ownSessionKeyring: Bool = false
     var _membarrier: Amber_Membarrier? = nil
+    var _shellJob: Amber_ShellJob? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -809,6 +881,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _exitSignal = source._exitSignal
       _ownSessionKeyring = source._ownSessionKeyring
       _membarrier = source._membarrier
+      _shellJob = source._shellJob
     }
   }
 
@@ -850,6 +923,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 21: try { try decoder.decodeSingularUInt32Field(value: &_storage._exitSignal) }()
         case 22: try { try decoder.decodeSingularBoolField(value: &_storage._ownSessionKeyring) }()
         case 23: try { try decoder.decodeSingularMessageField(value: &_storage._membarrier) }()
+        case 110: try { try decoder.decodeSingularMessageField(value: &_storage._shellJob) }()
         default: break
         }
       }
@@ -931,6 +1005,9 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       try { if let v = _storage._membarrier {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
       } }()
+      try { if let v = _storage._shellJob {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 110)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -963,10 +1040,125 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._exitSignal != rhs_storage._exitSignal {return false}
         if _storage._ownSessionKeyring != rhs_storage._ownSessionKeyring {return false}
         if _storage._membarrier != rhs_storage._membarrier {return false}
+        if _storage._shellJob != rhs_storage._shellJob {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_ShellJob: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShellJob"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}terminal\0\u{1}rdev\0\u{1}foreground\0\u{1}settings\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.terminal) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.rdev) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.foreground) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._settings) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.terminal.isEmpty {
+      try visitor.visitSingularStringField(value: self.terminal, fieldNumber: 1)
+    }
+    if self.rdev != 0 {
+      try visitor.visitSingularUInt64Field(value: self.rdev, fieldNumber: 2)
+    }
+    if self.foreground != false {
+      try visitor.visitSingularBoolField(value: self.foreground, fieldNumber: 3)
+    }
+    try { if let v = self._settings {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_ShellJob, rhs: Amber_ShellJob) -> Bool {
+    if lhs.terminal != rhs.terminal {return false}
+    if lhs.rdev != rhs.rdev {return false}
+    if lhs.foreground != rhs.foreground {return false}
+    if lhs._settings != rhs._settings {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_ShellJobTerminalSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShellJobTerminalSettings"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}input_flags\0\u{3}output_flags\0\u{3}control_flags\0\u{3}local_flags\0\u{3}line_discipline\0\u{3}control_characters\0\u{1}rows\0\u{1}columns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.inputFlags) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.outputFlags) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.controlFlags) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.localFlags) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.lineDiscipline) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.controlCharacters) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.rows) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.columns) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.inputFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.inputFlags, fieldNumber: 1)
+    }
+    if self.outputFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.outputFlags, fieldNumber: 2)
+    }
+    if self.controlFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.controlFlags, fieldNumber: 3)
+    }
+    if self.localFlags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.localFlags, fieldNumber: 4)
+    }
+    if self.lineDiscipline != 0 {
+      try visitor.visitSingularUInt32Field(value: self.lineDiscipline, fieldNumber: 5)
+    }
+    if !self.controlCharacters.isEmpty {
+      try visitor.visitSingularBytesField(value: self.controlCharacters, fieldNumber: 6)
+    }
+    if self.rows != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rows, fieldNumber: 7)
+    }
+    if self.columns != 0 {
+      try visitor.visitSingularUInt32Field(value: self.columns, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_ShellJobTerminalSettings, rhs: Amber_ShellJobTerminalSettings) -> Bool {
+    if lhs.inputFlags != rhs.inputFlags {return false}
+    if lhs.outputFlags != rhs.outputFlags {return false}
+    if lhs.controlFlags != rhs.controlFlags {return false}
+    if lhs.localFlags != rhs.localFlags {return false}
+    if lhs.lineDiscipline != rhs.lineDiscipline {return false}
+    if lhs.controlCharacters != rhs.controlCharacters {return false}
+    if lhs.rows != rhs.rows {return false}
+    if lhs.columns != rhs.columns {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
