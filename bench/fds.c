@@ -1,5 +1,5 @@
 /* bench target (f): one process holding 500 pipes and 500 unix stream socketpairs, with
-   4 KiB queued in each pipe and in each direction of each socketpair: 2,000 fds, 4 MiB
+   4 KiB queued in each pipe and in each direction of each socketpair: 2,000 fds, 6 MiB
    queued. What a dump and a restore cost per open file and per byte in flight. Creates the
    file argv[1] once everything is queued. */
 #include <fcntl.h>
