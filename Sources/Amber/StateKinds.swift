@@ -22,6 +22,7 @@ enum StateKinds {
         MembarrierState.self,
         KeyringState.self,
         EpollWatches.self,
+        NetworkNamespaceState.self,
     ]
 
     /// Every kind's restore steps of `phase`, in their order.

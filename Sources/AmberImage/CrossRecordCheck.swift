@@ -9,6 +9,7 @@ enum CrossRecordCheck {
         try checkSharedAnonymousMemory(tasks)
         try checkUnixSockets(tasks)
         try checkProcessesOfFiles(tasks)
+        try checkNetworkNamespace(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).

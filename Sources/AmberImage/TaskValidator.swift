@@ -99,6 +99,7 @@ struct TaskValidator {
         try validateProcessFlags(task.processFlags)
         try validateTimers(task.timers)
         try validateSeccomp(task)
+        if task.hasNetworkNamespace { try validateNetworkNamespace(task.networkNamespace) }
     }
 
     private func invalid(_ field: String, _ problem: String) -> ImageError {

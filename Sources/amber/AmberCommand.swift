@@ -152,11 +152,26 @@ struct RestoreCommand: ParsableCommand {
             valueName: "fd[N]:pipe:[INODE]"))
     var inheritFDs: [String] = []
 
+    @Option(
+        name: .customLong("join-ns"),
+        help: ArgumentHelp(
+            "Restore the tree into the existing network namespace at PATH (/run/netns/NAME, /proc/PID/ns/net), as it is.",
+            discussion:
+                "Every process of the tree and every socket made for it is in that namespace; its links, addresses, routes and sysctls are the namespace's own, none of the image's. Without it, a tree dumped in a network namespace other than amber's comes back in a new one made with the recorded configuration, which must then be a loopback link alone.",
+            valueName: "net:PATH"))
+    var joinNamespaces: [String] = []
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         for argument in inheritFDs where InheritedFile(argument: argument) == nil {
             throw ValidationError("--inherit-fd \(argument): expected fd[N]:pipe:[INODE]")
+        }
+        for argument in joinNamespaces where !argument.hasPrefix("net:") || argument.count == 4 {
+            throw ValidationError("--join-ns \(argument): expected net:PATH (only network namespaces are joined)")
+        }
+        guard joinNamespaces.count <= 1 else {
+            throw ValidationError("--join-ns: one network namespace only, not \(joinNamespaces.count)")
         }
     }
 
@@ -167,7 +182,8 @@ struct RestoreCommand: ParsableCommand {
         do {
             restored = try Restore.run(
                 directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage,
-                inheritedFiles: inheritedFiles, logger: logger)
+                inheritedFiles: inheritedFiles, joinNetwork: joinNamespaces.first.map { String($0.dropFirst(4)) },
+                logger: logger)
         } catch {
             fail(error)
         }
