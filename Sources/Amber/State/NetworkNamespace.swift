@@ -1,7 +1,9 @@
 import AmberImage
+import Dispatch
 import FoundationEssentials
 import Glibc
 import LinuxKit
+import Synchronization
 
 /// The network namespace of a tree, when it is not amber's: every process of the tree must be
 /// in its root's. The dump records the namespace's configuration on the root's record (links,
@@ -84,11 +86,20 @@ extension NetworkNamespaceState: StateKind {
         }
     }
 
+    /// The configuration is the namespace's, not the tree's: processes outside the tree may
+    /// change it at any time, frozen tree or not. So it is read beside the dump from the first
+    /// preflight on (`ip` and `nft` runs and a new namespace to compare with, tens of
+    /// milliseconds), and the tree is not kept frozen for it.
+    static func check(tree processes: [CheckedProcess]) throws {
+        guard let root = processes.first?.tree, try !isOwnNamespace(of: root.pid) else { return }
+        NetworkConfiguration.startReading(of: root)
+    }
+
     static var dumpSteps: [DumpStep<Void>] {
         [
             DumpStep("network-namespace", .outside) { dump, _ in
                 guard dump.pid == dump.tree.pid, try !isOwnNamespace(of: dump.pid) else { return }
-                dump.task.networkNamespace = try NetworkConfiguration.read(of: dump.pid, tree: dump.tree)
+                dump.task.networkNamespace = try NetworkConfiguration.take(of: dump.tree)
             }
         ]
     }
@@ -123,8 +134,48 @@ enum NetworkConfiguration {
         "6 0:\tfrom all lookup local", "6 32766:\tfrom all lookup main",
     ]
 
+    /// A read of the configuration of a tree's namespace, on a thread of its own.
+    private final class Reading: Sendable {
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<Amber_NetworkNamespace, AmberError>?>(nil)
+    }
+
+    /// The reads started, by the PID of the tree's root.
+    private static let readings = Mutex<[Int32: Reading]>([:])
+
+    /// Starts reading the configuration of the namespace of the tree of `root`, once per dump.
+    static func startReading(of root: ProcessName) {
+        let reading = Reading()
+        let started = readings.withLock { readings in
+            guard readings[root.pid] == nil else { return false }
+            readings[root.pid] = reading
+            return true
+        }
+        guard started else { return }
+        DispatchQueue.global().async {
+            let result: Result<Amber_NetworkNamespace, AmberError>
+            do {
+                result = .success(try read(of: root.pid, tree: root))
+            } catch let error as AmberError {
+                result = .failure(error)
+            } catch {
+                result = .failure(AmberError(.failure, "\(error)"))
+            }
+            reading.result.withLock { $0 = result }
+            reading.done.signal()
+        }
+    }
+
+    /// The configuration of the namespace of the tree of `root`, read beside the dump.
+    static func take(of root: ProcessName) throws -> Amber_NetworkNamespace {
+        startReading(of: root)
+        let reading = readings.withLock { $0.removeValue(forKey: root.pid) }!
+        reading.done.wait()
+        return try reading.result.withLock { $0! }.get()
+    }
+
     /// The configuration of the namespace of `pid`, the tree's root.
-    static func read(of pid: Int32, tree: ProcessName) throws -> Amber_NetworkNamespace {
+    private static func read(of pid: Int32, tree: ProcessName) throws -> Amber_NetworkNamespace {
         let namespace = try NetworkNamespace.of(pid: pid)
         var record = Amber_NetworkNamespace()
         record.inode = namespace.inode
