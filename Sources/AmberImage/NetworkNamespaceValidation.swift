@@ -4,8 +4,8 @@
 extension TaskValidator {
     /// IFNAMSIZ counts the terminating NUL.
     private static let linkNameLimit = 15
-    /// The largest MTU a link takes (IP_MAX_MTU).
-    private static let mtuLimit: UInt32 = 0xffff_ffff >> 1
+    /// The largest MTU the kernel's int holds, and `ip` takes.
+    private static let mtuLimit = UInt32(Int32.max)
     private static let sysctlValueLimit = 4096
 
     func validateNetworkNamespace(_ namespace: Amber_NetworkNamespace) throws(ImageError) {
@@ -50,7 +50,9 @@ extension TaskValidator {
             guard sysctl.value.utf8.count <= Self.sysctlValueLimit,
                 sysctl.value.utf8.allSatisfy({ $0 == UInt8(ascii: "\t") || (0x20..<0x7f).contains($0) })
             else {
-                throw invalid("sysctls[\(index)].value", "not one line of printable text of at most \(Self.sysctlValueLimit) bytes")
+                throw invalid(
+                    "sysctls[\(index)].value",
+                    "not one line of printable text of at most \(Self.sysctlValueLimit) bytes")
             }
         }
         for (index, text) in namespace.unrestorable.enumerated()

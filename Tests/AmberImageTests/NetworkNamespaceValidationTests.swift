@@ -37,9 +37,15 @@ extension TaskValidationTests {
         try assertRejected("\(field).links[1].kind") { namespace(&$0) { $0.links[1].kind = "veth peer" } }
         try assertRejected("\(field).links[0].mtu") { namespace(&$0) { $0.links[0].mtu = UInt32.max } }
         try assertRejected("\(field).addresses[0].link") { namespace(&$0) { $0.addresses[0].link = "eth1" } }
-        try assertRejected("\(field).addresses[0].address") { namespace(&$0) { $0.addresses[0].address = Data(count: 5) } }
-        try assertRejected("\(field).addresses[0].prefix_length") { namespace(&$0) { $0.addresses[0].prefixLength = 33 } }
-        try assertRejected("\(field).addresses[1].prefix_length") { namespace(&$0) { $0.addresses[1].prefixLength = 129 } }
+        try assertRejected("\(field).addresses[0].address") {
+            namespace(&$0) { $0.addresses[0].address = Data(count: 5) }
+        }
+        try assertRejected("\(field).addresses[0].prefix_length") {
+            namespace(&$0) { $0.addresses[0].prefixLength = 33 }
+        }
+        try assertRejected("\(field).addresses[1].prefix_length") {
+            namespace(&$0) { $0.addresses[1].prefixLength = 129 }
+        }
         try assertRejected("\(field).sysctls[0].path") { namespace(&$0) { $0.sysctls[0].path = "core/somaxconn" } }
         try assertRejected("\(field).sysctls[0].path") { namespace(&$0) { $0.sysctls[0].path = "ipv4/../../kernel/x" } }
         try assertRejected("\(field).sysctls[0].path") { namespace(&$0) { $0.sysctls[0].path = "ipv4" } }

@@ -18,7 +18,9 @@ final class MigrationTests: ScenarioTestCase {
     private static let redis = "/usr/bin/redis-server"
     private static let curl = "/usr/bin/curl"
     /// The subnet of the test's hosts, behind its own bridge.
-    private static let server = "10.77.0.10", client = "10.77.0.20", hostBAddress = "10.77.0.12"
+    private static let server = "10.77.0.10"
+    private static let client = "10.77.0.20"
+    private static let hostBAddress = "10.77.0.12"
 
     /// Short names of the test's own, unique to this process (link names have 15 bytes at most).
     private let tag = "\(getpid() % 100_000)"
@@ -127,7 +129,9 @@ final class MigrationTests: ScenarioTestCase {
     /// refused, naming host A's veth.
     func testRedisMovesToAnotherHostWithItsClient() throws {
         try requireTools([Self.python, Self.redis, "/usr/sbin/nft"])
-        let hostA = try namespace("a"), hostB = try namespace("b"), clientHost = try namespace("c")
+        let hostA = try namespace("a")
+        let hostB = try namespace("b")
+        let clientHost = try namespace("c")
         let bridge = try bridge()
         let (linkA, linkB, linkC) = ("ama\(tag)", "amb\(tag)x", "amc\(tag)")
         try veth(linkA, in: hostA, bridge: bridge, address: Self.server)
@@ -209,7 +213,8 @@ final class MigrationTests: ScenarioTestCase {
         guard let after = lines(of: directory + "/after") else {
             return XCTFail("the client did not go on: \(Sys.readText(directory + "/client.log") ?? "")")
         }
-        XCTAssertEqual(after, [before[0], "hello \(directory)", "+OK", ":200002", before[3]], "the client after the move")
+        XCTAssertEqual(
+            after, [before[0], "hello \(directory)", "+OK", ":200002", before[3]], "the client after the move")
         XCTAssertEqual(Spawn.wait(clientPID, timeout: Self.verdictTimeout), .exited(0))
         XCTAssertEqual(kill(pid, SIGTERM), 0, "the restored server is gone")
         _ = Spawn.wait(pid, timeout: Self.verdictTimeout)
@@ -236,7 +241,10 @@ final class MigrationTests: ScenarioTestCase {
         addTeardownBlock { if Proc.exe(pid) == Self.python { kill(pid, SIGKILL) } }
         func fetch(in namespace: String) throws -> (ExitStatus, String) {
             try Spawn.run(
-                [Self.nsenter, "--net=\(namespace)", Self.curl, "-sS", "--max-time", "10", "http://10.78.0.1:8000/hello.txt"],
+                [
+                    Self.nsenter, "--net=\(namespace)", Self.curl, "-sS", "--max-time", "10",
+                    "http://10.78.0.1:8000/hello.txt",
+                ],
                 in: directory)
         }
         let deadline = Sys.now() + Self.pidfileTimeout
@@ -272,9 +280,11 @@ final class MigrationTests: ScenarioTestCase {
             XCTAssertEqual(again.1, contents, "fetch \(round) from the restored server: \(again)")
         }
         let keepalive = try Spawn.run(
-            [Self.nsenter, "--net=\(namespace)", "/usr/sbin/sysctl", "-n", "net.ipv4.tcp_keepalive_time"], in: directory)
+            [Self.nsenter, "--net=\(namespace)", "/usr/sbin/sysctl", "-n", "net.ipv4.tcp_keepalive_time"], in: directory
+        )
         XCTAssertEqual(keepalive.1.trimmingCharacters(in: .whitespacesAndNewlines), "4321")
-        let addresses = try Spawn.run([Self.nsenter, "--net=\(namespace)", Self.ip, "-o", "address", "show"], in: directory)
+        let addresses = try Spawn.run(
+            [Self.nsenter, "--net=\(namespace)", Self.ip, "-o", "address", "show"], in: directory)
         XCTAssertTrue(addresses.1.contains("10.78.0.1/32"), addresses.1)
         XCTAssertTrue(addresses.1.contains("127.0.0.1/8"), addresses.1)
         XCTAssertEqual(kill(pid, SIGTERM), 0, "the restored server is gone")

@@ -52,7 +52,8 @@ enum NetworkNamespaceState {
             } catch {
                 let why = error.errno == .invalidArgument ? "it is not a network namespace" : "\(error)"
                 throw AmberError(
-                    error.errno == .notPermitted ? .permissionDenied : .failure, "cannot join --join-ns net:\(path): \(why)")
+                    error.errno == .notPermitted ? .permissionDenied : .failure,
+                    "cannot join --join-ns net:\(path): \(why)")
             }
             return own
         }
@@ -107,17 +108,24 @@ extension NetworkNamespaceState: StateKind {
 
 /// Reading and making a namespace's configuration.
 enum NetworkConfiguration {
+    /// A link as `ip -json -details link show` lists it.
     private struct Link: Decodable {
         struct Info: Decodable {
-            let info_kind: String?
+            let kind: String?
+            enum CodingKeys: String, CodingKey { case kind = "info_kind" }
         }
         let ifname: String
         let flags: [String]
         let mtu: UInt32
-        let link_type: String
+        let type: String
         let linkinfo: Info?
+        enum CodingKeys: String, CodingKey {
+            case ifname, flags, mtu, linkinfo
+            case type = "link_type"
+        }
     }
 
+    /// A link's addresses as `ip -json address show` lists them.
     private struct Addresses: Decodable {
         struct Address: Decodable {
             let family: String
@@ -125,7 +133,11 @@ enum NetworkConfiguration {
             let prefixlen: UInt32
         }
         let ifname: String
-        let addr_info: [Address]
+        let addresses: [Address]
+        enum CodingKeys: String, CodingKey {
+            case ifname
+            case addresses = "addr_info"
+        }
     }
 
     /// What a new namespace shows of policy routing, `ip rule show` and `ip -6 rule show`.
@@ -194,18 +206,23 @@ enum NetworkConfiguration {
 
     private static func readLinks(into record: inout Amber_NetworkNamespace) throws {
         let decoder = JSONDecoder()
-        for link in try decoder.decode([Link].self, from: Data(try run(NetworkNamespaceState.ip, ["-json", "-details", "link", "show"]).utf8)) {
+        for link in try decoder.decode(
+            [Link].self, from: Data(try run(NetworkNamespaceState.ip, ["-json", "-details", "link", "show"]).utf8))
+        {
             var recorded = Amber_NetworkLink()
             recorded.name = link.ifname
-            recorded.kind = link.link_type == "loopback" ? "loopback" : link.linkinfo?.info_kind ?? link.link_type
+            recorded.kind = link.type == "loopback" ? "loopback" : link.linkinfo?.kind ?? link.type
             recorded.mtu = link.mtu
             recorded.up = link.flags.contains("UP")
             record.links.append(recorded)
         }
-        for link in try decoder.decode([Addresses].self, from: Data(try run(NetworkNamespaceState.ip, ["-json", "address", "show"]).utf8)) {
-            for address in link.addr_info where address.family == "inet" || address.family == "inet6" {
+        for link in try decoder.decode(
+            [Addresses].self, from: Data(try run(NetworkNamespaceState.ip, ["-json", "address", "show"]).utf8))
+        {
+            for address in link.addresses where address.family == "inet" || address.family == "inet6" {
                 guard let bytes = InetAddress.bytes(address.local) else {
-                    throw AmberError(.failure, "ip shows the address \(address.local) of \(link.ifname), which does not parse")
+                    throw AmberError(
+                        .failure, "ip shows the address \(address.local) of \(link.ifname), which does not parse")
                 }
                 var recorded = Amber_NetworkAddress()
                 recorded.link = link.ifname
@@ -228,25 +245,30 @@ enum NetworkConfiguration {
             }
             let rules = try lines(run(ip, ["-\(family)", "rule", "show"])).map { "\(family) \($0)" }
             for rule in rules where !defaultRules.contains(rule) {
-                record.unrestorable.append("the IPv\(family) routing rule \(rule.dropFirst(2).replacing("\t", with: " "))")
+                record.unrestorable.append(
+                    "the IPv\(family) routing rule \(rule.dropFirst(2).replacing("\t", with: " "))")
             }
             for rule in defaultRules.subtracting(rules).sorted() where rule.hasPrefix(family) {
                 record.unrestorable.append(
-                    "no IPv\(family) routing rule \(rule.dropFirst(2).replacing("\t", with: " ")), which a new namespace has")
+                    "no IPv\(family) routing rule \(rule.dropFirst(2).replacing("\t", with: " ")), which a new namespace has"
+                )
             }
         }
         for line in try lines(run(ip, ["neighbour", "show", "nud", "permanent"])) {
             record.unrestorable.append("the permanent neighbour \(line)")
         }
         guard access(NetworkNamespaceState.nft, X_OK) == 0 else {
-            record.unrestorable.append("its nftables rules, not read: \(NetworkNamespaceState.nft) is missing (Debian's nftables)")
+            record.unrestorable.append(
+                "its nftables rules, not read: \(NetworkNamespaceState.nft) is missing (Debian's nftables)")
             return
         }
         for line in try lines(run(NetworkNamespaceState.nft, ["list", "tables"]))
         where !(line.split(separator: " ").last?.hasPrefix(NetworkLock.prefix) ?? false) {
             record.unrestorable.append("the nftables \(line)")
         }
-        let legacy = (try? ProcFS.read("/proc/thread-self/net/ip_tables_names")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let legacy =
+            (try? ProcFS.read("/proc/thread-self/net/ip_tables_names")).map { String(decoding: $0, as: UTF8.self) }
+            ?? ""
         for table in legacy.split(separator: "\n") {
             record.unrestorable.append("the iptables table \(table)")
         }
@@ -374,7 +396,7 @@ enum NetworkConfiguration {
         try JSONDecoder().decode(
             [Addresses].self, from: Data(try run(NetworkNamespaceState.ip, ["-json", "address", "show"]).utf8)
         ).flatMap { link in
-            try link.addr_info.filter { $0.family == "inet" || $0.family == "inet6" }.map { address in
+            try link.addresses.filter { $0.family == "inet" || $0.family == "inet6" }.map { address in
                 guard let bytes = InetAddress.bytes(address.local) else {
                     throw AmberError(.failure, "ip shows the address \(address.local), which does not parse")
                 }
@@ -392,7 +414,8 @@ enum NetworkConfiguration {
     @discardableResult
     static func run(_ tool: String, _ arguments: [String]) throws -> String {
         guard access(tool, X_OK) == 0 else {
-            throw AmberError(.failure, "\(tool) is missing (Debian's \(tool.hasSuffix("nft") ? "nftables" : "iproute2"))")
+            throw AmberError(
+                .failure, "\(tool) is missing (Debian's \(tool.hasSuffix("nft") ? "nftables" : "iproute2"))")
         }
         var output: [Int32] = [-1, -1]
         guard pipe(&output) == 0 else { throw LinuxError.current("pipe") }
