@@ -12,16 +12,23 @@ import LinuxKit
 public struct NetworkLock: Sendable {
     /// The table's name.
     let table: String
+    /// The file of the network namespace the table is in (the dumped tree's), nil for the
+    /// calling thread's.
+    var namespace: String? = nil
 
     static let prefix = "amber-lock-"
     static let nft = "/usr/sbin/nft"
 
-    /// The lock a dump by this process takes.
-    static func ofThisProcess() -> NetworkLock { NetworkLock(table: "\(prefix)\(getpid())") }
+    /// The lock a dump by this process takes, in the network namespace of the tree of `root`.
+    static func ofThisProcess(tree root: Int32) -> NetworkLock {
+        NetworkLock(table: "\(prefix)\(getpid())", namespace: "/proc/\(root)/ns/net")
+    }
 
-    /// In `amber dump`, whose worker (`pid`) died by a signal: its lock, if it took one, goes.
-    public static func removeLock(ofDump pid: Int32) {
-        try? NetworkLock(table: "\(prefix)\(pid)").remove()
+    /// In `amber dump`, whose worker (`pid`) died by a signal: its lock, if it took one, goes
+    /// (in the namespace of the tree of `root`, or ours once that is gone).
+    public static func removeLock(ofDump pid: Int32, tree root: Int32) {
+        let namespace = "/proc/\(root)/ns/net"
+        try? NetworkLock(table: "\(prefix)\(pid)", namespace: access(namespace, F_OK) == 0 ? namespace : nil).remove()
     }
 
     /// Drops every packet between `local` and `peer`, both ways; makes the table first if it is not there.
@@ -30,7 +37,7 @@ public struct NetworkLock: Sendable {
         let (l, p) = (Self.host(local), Self.host(peer))
         let outgoing = "\(ip) saddr \(l) \(ip) daddr \(p) tcp sport \(local.port) tcp dport \(peer.port) drop"
         let incoming = "\(ip) saddr \(p) \(ip) daddr \(l) tcp sport \(peer.port) tcp dport \(local.port) drop"
-        try Self.run([
+        try run([
             "add table inet \(table)",
             "add chain inet \(table) output { type filter hook output priority -300; policy accept; }",
             "add chain inet \(table) input { type filter hook input priority -300; policy accept; }",
@@ -42,7 +49,19 @@ public struct NetworkLock: Sendable {
     /// Deletes the table, if it is there (adding a table that exists changes nothing; nft 1.0.6
     /// has no `destroy`).
     func remove() throws(AmberError) {
-        try Self.run(["add table inet \(table)", "delete table inet \(table)"])
+        try run(["add table inet \(table)", "delete table inet \(table)"])
+    }
+
+    /// Runs `nft` in the table's namespace.
+    private func run(_ commands: [String]) throws(AmberError) {
+        guard let namespace else { return try Self.run(commands) }
+        do {
+            try NetworkNamespace(path: namespace).inside { try Self.run(commands) }
+        } catch let error as AmberError {
+            throw error
+        } catch {
+            throw AmberError(.failure, "cannot enter the network namespace of the TCP connections' lock: \(error)")
+        }
     }
 
     private static func host(_ address: InetAddress) -> String {

@@ -22,10 +22,11 @@ public enum Restore {
     /// restorer's privileges that the credentials it names do not hold (docs/security.md).
     /// `inheritedFiles` are our descriptors that take the place of the image's objects outside
     /// the tree (`ExternalFiles`), one for each. `shellJob` (-j) restores an image of a shell
-    /// job on the terminal amber runs on, as its foreground job (`ShellJobControl`).
+    /// job on the terminal amber runs on, as its foreground job (`ShellJobControl`). The tree is
+    /// made in the network namespace at `joinNetwork` when given, as it is (`NetworkNamespaceState`).
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
-        inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, logger: Logger
+        inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil, logger: Logger
     ) throws(AmberError) -> Restored {
         let key = try HostImageKey.forCheck()
         let image: ImageReader
@@ -65,6 +66,10 @@ public enum Restore {
         // Orphans of a failed restore come to us, so that we can reap them and free their PIDs.
         try? ProcessControl.setChildSubreaper(true)
         defer { try? ProcessControl.setChildSubreaper(false) }
+        // The tree's processes and the sockets made for them are in the restoring thread's
+        // network namespace: it enters the tree's until the tree runs.
+        let ownNetwork = try NetworkNamespaceState.enter(for: tasks[0], joining: joinNetwork)
+        defer { ownNetwork?.enterOrAbort() }
         var created: [Tracee] = []
         let openFiles = OpenFileTable(inherited: inherited, image: image)
         var jobControl: ShellJobControl?

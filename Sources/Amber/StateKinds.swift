@@ -24,6 +24,7 @@ enum StateKinds {
         EpollWatches.self,
         ControllingTerminals.self,
         ShellJobState.self,
+        NetworkNamespaceState.self,
     ]
 
     /// Every kind's restore steps of `phase`, in their order.

@@ -11,6 +11,7 @@ enum CrossRecordCheck {
         try checkProcessesOfFiles(tasks)
         try checkPtys(tasks)
         try checkShellJob(tasks)
+        try checkNetworkNamespace(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).

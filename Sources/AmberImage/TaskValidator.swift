@@ -100,6 +100,7 @@ struct TaskValidator {
         try validateTimers(task.timers)
         try validateSeccomp(task)
         if task.hasShellJob { try validateShellJob(task.shellJob) }
+        if task.hasNetworkNamespace { try validateNetworkNamespace(task.networkNamespace) }
     }
 
     func invalid(_ field: String, _ problem: String) -> ImageError {

@@ -287,3 +287,7 @@ long amber_open_by_handle_at(int mount_fd, int type, const uint8_t *bytes, uint3
 }
 
 long amber_accept4(int fd, int flags) { return result(syscall(SYS_accept4, (long)fd, NULL, NULL, (long)flags)); }
+
+long amber_setns(int fd, int type) { return result(syscall(SYS_setns, (long)fd, (long)type)); }
+
+long amber_unshare(int flags) { return result(syscall(SYS_unshare, (long)flags)); }

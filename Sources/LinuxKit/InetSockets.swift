@@ -259,9 +259,4 @@ public enum InetSocket {
         (try? ProcFS.readText("/proc/sys/net/ipv4/ip_unprivileged_port_start"))
             .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { UInt32($0) } } ?? 1024
     }
-
-    /// Our network namespace's inode.
-    public static func ownNetworkNamespace() throws(LinuxError) -> UInt64 {
-        try FileStatus.stat(path: "/proc/self/ns/net").inode
-    }
 }

@@ -170,6 +170,15 @@ struct RestoreCommand: ParsableCommand {
         ))
     var shellJob = false
 
+    @Option(
+        name: .customLong("join-ns"),
+        help: ArgumentHelp(
+            "Restore the tree into the existing network namespace at PATH (/run/netns/NAME, /proc/PID/ns/net), as it is.",
+            discussion:
+                "Every process of the tree and every socket made for it is in that namespace; its links, addresses, routes and sysctls are the namespace's own, none of the image's. Without it, a tree dumped in a network namespace other than amber's comes back in a new one made with the recorded configuration, which must then be a loopback link alone.",
+            valueName: "net:PATH"))
+    var joinNamespaces: [String] = []
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -186,6 +195,12 @@ struct RestoreCommand: ParsableCommand {
                 "--shell-job: amber passes job control on to the root, its child, which the init of --new-pidns would be instead"
             )
         }
+        for argument in joinNamespaces where !argument.hasPrefix("net:") || argument.count == 4 {
+            throw ValidationError("--join-ns \(argument): expected net:PATH (only network namespaces are joined)")
+        }
+        guard joinNamespaces.count <= 1 else {
+            throw ValidationError("--join-ns: one network namespace only, not \(joinNamespaces.count)")
+        }
     }
 
     func run() throws {
@@ -195,7 +210,8 @@ struct RestoreCommand: ParsableCommand {
         do {
             restored = try Restore.run(
                 directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage,
-                inheritedFiles: inheritedFiles, shellJob: shellJob, logger: logger)
+                inheritedFiles: inheritedFiles, shellJob: shellJob,
+                joinNetwork: joinNamespaces.first.map { String($0.dropFirst(4)) }, logger: logger)
         } catch {
             fail(error)
         }

@@ -82,7 +82,7 @@ struct DumpWorker {
         }
         let signal = status & 0x7f
         // A worker killed by a signal could not take its network lock off: its supervisor does.
-        if signal != 0 && tcpEstablished { NetworkLock.removeLock(ofDump: worker.pid) }
+        if signal != 0 && tcpEstablished { NetworkLock.removeLock(ofDump: worker.pid, tree: pid) }
         Glibc.exit(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
     }
 

@@ -107,17 +107,18 @@ struct InetSocketKind: OpenFileKind {
         return InetSocketKind(identity: OpenFileIdentity(device: status.device, inode: status.inode), record: record)
     }
 
-    /// Refuses a socket of another network namespace than ours: the restore makes it in ours.
-    /// Asking the socket's namespace needs CAP_NET_ADMIN over it; without that, the process's
-    /// namespace must be ours (a socket of another namespace in it came from a process with
-    /// that privilege, through SCM_RIGHTS or setns).
+    /// Refuses a socket of another network namespace than its tree's root: the restore makes
+    /// every socket of the tree in one namespace. Asking the socket's namespace needs
+    /// CAP_NET_ADMIN over it; without that, the process's namespace must be the root's (a socket
+    /// of another namespace in it came from a process with that privilege, through SCM_RIGHTS or
+    /// setns).
     static func checkNamespace(_ fd: Int32, descriptor: DescriptorProbe, what: String) throws {
-        let own = try InetSocket.ownNetworkNamespace()
+        let own = try FileStatus.stat(path: "/proc/\(descriptor.tree?.pid ?? descriptor.pid)/ns/net").inode
         let socketNamespace = try InetSocket.networkNamespace(fd)
         let namespace = try socketNamespace ?? FileStatus.stat(path: "/proc/\(descriptor.pid)/ns/net").inode
         guard namespace == own else {
             throw descriptor.refusal(
-                "\(what) of the network namespace net:[\(namespace)], not amber's net:[\(own)], where a restore would make it"
+                "\(what) of the network namespace net:[\(namespace)], not its tree's net:[\(own)], where a restore would make it"
             )
         }
     }

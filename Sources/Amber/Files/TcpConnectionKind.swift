@@ -95,7 +95,9 @@ struct TcpConnectionKind: OpenFileKind {
         var record = record
         // Leaving repair mode clears SO_REUSEADDR: `TcpConnectionDump` sets it back.
         let reuse = try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR)
-        record.lockTable = try TcpConnectionDump.hold(socket, reuseAddress: reuse, local: local, peer: peer, what: what)
+        record.lockTable = try TcpConnectionDump.hold(
+            socket, reuseAddress: reuse, local: local, peer: peer, tree: descriptor.tree?.pid ?? descriptor.pid,
+            what: what)
         do {
             record.sendBuffer = UInt32(bitPattern: try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_SNDBUF))
             record.receiveBuffer = UInt32(bitPattern: try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_RCVBUF))
@@ -337,12 +339,13 @@ enum TcpConnectionDump {
         state.withLock { $0 = State(asked: asked) }
     }
 
-    /// Blocks the connection of `socket` (ours, which this keeps) and puts it in repair mode;
-    /// returns the lock's table.
+    /// Blocks the connection of `socket` (ours, which this keeps) and puts it in repair mode,
+    /// in the network namespace of the tree of `root`; returns the lock's table.
     static func hold(
-        _ socket: FileDescriptor, reuseAddress: Int32, local: InetAddress, peer: InetAddress, what: String
+        _ socket: FileDescriptor, reuseAddress: Int32, local: InetAddress, peer: InetAddress, tree root: Int32,
+        what: String
     ) throws -> String {
-        let lock = NetworkLock.ofThisProcess()
+        let lock = NetworkLock.ofThisProcess(tree: root)
         state.withLock {
             $0.lock = lock
             $0.held.append(Held(socket: socket, reuseAddress: reuseAddress))

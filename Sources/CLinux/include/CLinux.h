@@ -186,4 +186,8 @@ long amber_open_by_handle_at(int mount_fd, int type, const uint8_t *bytes, uint3
 /// address not asked for (accept4 is a GNU extension Glibc's module leaves out).
 long amber_accept4(int fd, int flags);
 
+/// setns and unshare of the calling thread (sched.h's are not in Glibc's module).
+long amber_setns(int fd, int type);
+long amber_unshare(int flags);
+
 #endif
