@@ -61,9 +61,12 @@ final class MigrationTests: ScenarioTestCase {
         return name
     }
 
-    /// A veth from `namespace` (named `name` there, up, with `address`) to `bridge`; it goes
-    /// with the namespace.
+    /// A veth from `namespace` (named `name` there, up, with `address`) to `bridge`. It is
+    /// deleted after the test by its end in amber's namespace, at once: a namespace's own
+    /// links go later, in the kernel's cleanup, whose notifications would reach the netlink
+    /// sockets of the tests that come next.
     private func veth(_ name: String, in namespace: String, bridge: String, address: String?) throws {
+        addTeardownBlock { _ = try? Spawn.run([Self.ip, "link", "delete", "\(name)p"], in: "/") }
         try run([Self.ip, "link", "add", name, "type", "veth", "peer", "name", "\(name)p"])
         try run([Self.ip, "link", "set", "\(name)p", "master", bridge, "up"])
         try run([Self.ip, "link", "set", name, "netns", namespace])
