@@ -1492,10 +1492,10 @@ extension TaskValidator {
         }
     }
 
-    fileprivate func validateInetSocket(
-        _ socket: Amber_InetSocket, description: Amber_OpenFileDescription, field: String
-    ) throws(ImageError) {
-        let socketField = "\(field).inet_socket"
+    /// A socket made again by the restorer: O_RDWR, with or without O_NONBLOCK, and no offset.
+    fileprivate func validateSocketDescription(_ description: Amber_OpenFileDescription, field: String)
+        throws(ImageError)
+    {
         guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
             throw invalid(
                 "\(field).flags",
@@ -1505,6 +1505,13 @@ extension TaskValidator {
         guard description.offset == 0 else {
             throw invalid("\(field).offset", "\(description.offset): a socket has no offset")
         }
+    }
+
+    fileprivate func validateInetSocket(
+        _ socket: Amber_InetSocket, description: Amber_OpenFileDescription, field: String
+    ) throws(ImageError) {
+        let socketField = "\(field).inet_socket"
+        try validateSocketDescription(description, field: field)
         guard let addressSize = Self.inetAddressSizes[socket.family] else {
             throw invalid("\(socketField).family", "\(socket.family) is not AF_INET (2) or AF_INET6 (10)")
         }
@@ -1603,15 +1610,7 @@ extension TaskValidator {
         _ connection: Amber_TcpConnection, description: Amber_OpenFileDescription, field: String
     ) throws(ImageError) {
         let recordField = "\(field).tcp_connection"
-        guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
-            throw invalid(
-                "\(field).flags",
-                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as a socket is made"
-            )
-        }
-        guard description.offset == 0 else {
-            throw invalid("\(field).offset", "\(description.offset): a socket has no offset")
-        }
+        try validateSocketDescription(description, field: field)
         guard let addressSize = Self.inetAddressSizes[connection.family] else {
             throw invalid("\(recordField).family", "\(connection.family) is not AF_INET (2) or AF_INET6 (10)")
         }
@@ -1696,15 +1695,7 @@ extension TaskValidator {
         _ socket: Amber_NetlinkSocket, description: Amber_OpenFileDescription, field: String
     ) throws(ImageError) {
         let socketField = "\(field).netlink_socket"
-        guard description.flags & ~Self.eventFileFlags == 0, description.flags & 0o3 == 0o2 else {
-            throw invalid(
-                "\(field).flags",
-                "0o\(String(description.flags, radix: 8)) is not O_RDWR with or without O_NONBLOCK, as a socket is made"
-            )
-        }
-        guard description.offset == 0 else {
-            throw invalid("\(field).offset", "\(description.offset): a socket has no offset")
-        }
+        try validateSocketDescription(description, field: field)
         guard socket.type == 2 || socket.type == 3 else {
             throw invalid("\(socketField).type", "\(socket.type) is not SOCK_DGRAM (2) or SOCK_RAW (3)")
         }

@@ -222,15 +222,7 @@ struct InetSocketKind: OpenFileKind {
     /// Gives the new socket `fd` its owner (before binding: SO_REUSEPORT groups sockets of one
     /// owner), its options, each read back, its address and its backlog.
     static func configure(_ fd: Int32, _ record: Amber_InetSocket, what: String) throws {
-        let status = try FileStatus.fstat(fd: fd)
-        if status.uid != record.ownerUid || status.gid != record.ownerGid {
-            guard fchown(fd, record.ownerUid, record.ownerGid) == 0 else {
-                throw AmberError(
-                    .restoreFailed,
-                    "cannot give \(what) its owner uid \(record.ownerUid), gid \(record.ownerGid): \(LinuxError.current("fchown"))"
-                )
-            }
-        }
+        try SocketOwnership.give(fd, uid: record.ownerUid, gid: record.ownerGid, what: what)
         for option in record.options {
             let label =
                 ImageFormat.inetSocketOptions.first { $0.level == option.level && $0.name == option.name }?.label

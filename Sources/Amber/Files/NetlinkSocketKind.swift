@@ -156,15 +156,7 @@ struct NetlinkSocketKind: OpenFileKind {
 
     /// Gives the new socket `fd` its owner, its options, each read back, its port id and groups.
     private static func configure(_ fd: Int32, _ record: Amber_NetlinkSocket, what: String) throws {
-        let status = try FileStatus.fstat(fd: fd)
-        if status.uid != record.ownerUid || status.gid != record.ownerGid {
-            guard fchown(fd, record.ownerUid, record.ownerGid) == 0 else {
-                throw AmberError(
-                    .restoreFailed,
-                    "cannot give \(what) its owner uid \(record.ownerUid), gid \(record.ownerGid): \(LinuxError.current("fchown"))"
-                )
-            }
-        }
+        try SocketOwnership.give(fd, uid: record.ownerUid, gid: record.ownerGid, what: what)
         for option in record.options {
             let label =
                 ImageFormat.netlinkSocketOptions.first { $0.level == option.level && $0.name == option.name }?.label
