@@ -86,6 +86,38 @@ long amber_pagemap_scan(int pagemap_fd, struct amber_pm_scan_arg *arg) {
     return result(ioctl(pagemap_fd, AMBER_PAGEMAP_SCAN, arg));
 }
 
+long amber_userfaultfd(uint64_t flags) {
+    return result(syscall(323, flags));
+}
+
+long amber_uffdio_api(int fd, struct amber_uffdio_api *api) {
+    return result(ioctl(fd, _IOWR(0xAA, 0x3F, struct amber_uffdio_api), api));
+}
+
+long amber_uffdio_register(int fd, struct amber_uffdio_register *reg) {
+    return result(ioctl(fd, _IOWR(0xAA, 0x00, struct amber_uffdio_register), reg));
+}
+
+long amber_uffdio_unregister(int fd, struct amber_uffdio_range *range) {
+    return result(ioctl(fd, _IOR(0xAA, 0x01, struct amber_uffdio_range), range));
+}
+
+long amber_uffdio_wake(int fd, struct amber_uffdio_range *range) {
+    return result(ioctl(fd, _IOR(0xAA, 0x02, struct amber_uffdio_range), range));
+}
+
+long amber_uffdio_copy(int fd, struct amber_uffdio_copy *copy) {
+    return result(ioctl(fd, _IOWR(0xAA, 0x03, struct amber_uffdio_copy), copy));
+}
+
+long amber_uffdio_zeropage(int fd, struct amber_uffdio_zeropage *zeropage) {
+    return result(ioctl(fd, _IOWR(0xAA, 0x04, struct amber_uffdio_zeropage), zeropage));
+}
+
+long amber_uffdio_writeprotect(int fd, struct amber_uffdio_writeprotect *wp) {
+    return result(ioctl(fd, _IOWR(0xAA, 0x06, struct amber_uffdio_writeprotect), wp));
+}
+
 long amber_kcmp_file(pid_t pid1, pid_t pid2, int fd1, int fd2) {
     return result(syscall(SYS_kcmp, (long)pid1, (long)pid2, 0L /* KCMP_FILE */, (long)fd1, (long)fd2));
 }

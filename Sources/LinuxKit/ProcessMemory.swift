@@ -120,6 +120,19 @@ public struct PageCategories: OptionSet, Sendable {
     /// The shared zero page: reads as zeros, nothing to save.
     public static let zeroPage = PageCategories(rawValue: 1 << 5)
     public static let huge = PageCategories(rawValue: 1 << 6)
+    /// The area is registered for asynchronous write protection (userfaultfd WP_ASYNC).
+    public static let writeProtectAllowed = PageCategories(rawValue: 1 << 0)
+}
+
+/// PAGEMAP_SCAN flags.
+public struct PageScanFlags: OptionSet, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// Write-protects the pages found, atomically with finding them (userfaultfd WP_ASYNC areas).
+    public static let writeProtectMatching = PageScanFlags(rawValue: 1 << 0)
+    /// Fails with EPERM on an area not registered for asynchronous write protection, rather
+    /// than reporting its pages as written.
+    public static let checkWriteProtectAsync = PageScanFlags(rawValue: 1 << 1)
 }
 
 public struct PageMap: ~Copyable {
@@ -144,10 +157,11 @@ public struct PageMap: ~Copyable {
     }
 
     /// Ranges of [start, end) whose pages have every category in `required`, none in `excluded`,
-    /// and (if `anyOf` is not empty) at least one of `anyOf`.
+    /// and (if `anyOf` is not empty) at least one of `anyOf`; `flags` may write-protect them as
+    /// they are found.
     public func scan(
         start: UInt64, end: UInt64, required: PageCategories = [], excluded: PageCategories = [],
-        anyOf: PageCategories = []
+        anyOf: PageCategories = [], flags: PageScanFlags = []
     ) throws(LinuxError) -> [Range<UInt64>] {
         var ranges: [Range<UInt64>] = []
         var regions = [amber_page_region](repeating: amber_page_region(), count: 512)
@@ -155,6 +169,7 @@ public struct PageMap: ~Copyable {
         while cursor < end {
             var argument = amber_pm_scan_arg()
             argument.size = UInt64(MemoryLayout<amber_pm_scan_arg>.size)
+            argument.flags = flags.rawValue
             argument.start = cursor
             argument.end = end
             argument.category_inverted = excluded.rawValue

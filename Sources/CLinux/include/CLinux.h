@@ -81,6 +81,55 @@ struct amber_pm_scan_arg {
 #define AMBER_PAGE_IS_PFNZERO (1UL << 5)
 #define AMBER_PAGE_IS_HUGE (1UL << 6)
 
+// userfaultfd (linux/userfaultfd.h; Debian 12's headers predate WP_ASYNC): the kernel's structs.
+struct amber_uffdio_range {
+    uint64_t start;
+    uint64_t len;
+};
+struct amber_uffdio_api {
+    uint64_t api;
+    uint64_t features;
+    uint64_t ioctls;
+};
+struct amber_uffdio_register {
+    struct amber_uffdio_range range;
+    uint64_t mode;
+    uint64_t ioctls;
+};
+struct amber_uffdio_copy {
+    uint64_t dst;
+    uint64_t src;
+    uint64_t len;
+    uint64_t mode;
+    int64_t copy;
+};
+struct amber_uffdio_zeropage {
+    struct amber_uffdio_range range;
+    uint64_t mode;
+    int64_t zeropage;
+};
+struct amber_uffdio_writeprotect {
+    struct amber_uffdio_range range;
+    uint64_t mode;
+};
+// struct uffd_msg (32 bytes, packed): the event, then its arguments.
+struct amber_uffd_msg {
+    uint8_t event;
+    uint8_t reserved1;
+    uint16_t reserved2;
+    uint32_t reserved3;
+    uint64_t arg[3];
+} __attribute__((packed));
+
+long amber_userfaultfd(uint64_t flags);
+long amber_uffdio_api(int fd, struct amber_uffdio_api *api);
+long amber_uffdio_register(int fd, struct amber_uffdio_register *reg);
+long amber_uffdio_unregister(int fd, struct amber_uffdio_range *range);
+long amber_uffdio_wake(int fd, struct amber_uffdio_range *range);
+long amber_uffdio_copy(int fd, struct amber_uffdio_copy *copy);
+long amber_uffdio_zeropage(int fd, struct amber_uffdio_zeropage *zeropage);
+long amber_uffdio_writeprotect(int fd, struct amber_uffdio_writeprotect *wp);
+
 // Kernel's struct clone_args (clone3, CLONE_ARGS_SIZE_VER2).
 struct amber_clone_args {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
