@@ -8,7 +8,7 @@ import LinuxKit
 /// queues; it deletes the table when it lets the tree go on (`--leave-running`) or fails, and
 /// keeps it when it kills the tree: then the restore deletes it once the connections are back,
 /// or the user does (`nft delete table inet amber-lock-PID`) to give them up. Driven through
-/// Debian's `nft` (docs/security.md, "The network lock").
+/// Debian's libnftables, loaded by amber (docs/security.md, "The network lock").
 public struct NetworkLock: Sendable {
     /// The table's name.
     let table: String
@@ -17,7 +17,6 @@ public struct NetworkLock: Sendable {
     var namespace: String? = nil
 
     static let prefix = "amber-lock-"
-    static let nft = "/usr/sbin/nft"
 
     /// The lock a dump by this process takes, in the network namespace of the tree of `root`.
     static func ofThisProcess(tree root: Int32) -> NetworkLock {
@@ -52,7 +51,7 @@ public struct NetworkLock: Sendable {
         try run(["add table inet \(table)", "delete table inet \(table)"])
     }
 
-    /// Runs `nft` in the table's namespace.
+    /// Runs nftables commands in the table's namespace.
     private func run(_ commands: [String]) throws(AmberError) {
         guard let namespace else { return try Self.run(commands) }
         do {
@@ -72,49 +71,20 @@ public struct NetworkLock: Sendable {
         return address.family == AF_INET6 ? String(text.dropFirst().prefix { $0 != "]" }) : String(text.dropLast(2))
     }
 
-    /// Runs `nft` with `commands` as one transaction, its standard error kept for the message.
+    /// Runs `commands` as one nftables transaction (libnftables, in this process).
     private static func run(_ commands: [String]) throws(AmberError) {
         let script = commands.joined(separator: "; ")
-        guard access(nft, X_OK) == 0 else {
-            throw AmberError(
-                .failure,
-                "cannot lock the network of the TCP connections: \(nft) is missing (Debian's nftables package)")
-        }
-        var errorPipe: [Int32] = [-1, -1]
-        guard pipe(&errorPipe) == 0 else {
-            throw AmberError(.failure, "cannot run nft: \(LinuxError.current("pipe"))")
-        }
-        for end in errorPipe where fcntl(end, F_SETFD, FD_CLOEXEC) != 0 {
-            throw AmberError(.failure, "cannot run nft: \(LinuxError.current("fcntl"))")
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, errorPipe[1], 2)
-        var argv: [UnsafeMutablePointer<CChar>?] = [strdup(nft), strdup(script), nil]
-        defer { for argument in argv { free(argument) } }
-        var child: pid_t = 0
-        let spawned = posix_spawn(&child, nft, &actions, nil, &argv, [nil])
-        close(errorPipe[1])
-        defer { close(errorPipe[0]) }
-        guard spawned == 0 else {
-            throw AmberError(.failure, "cannot run \(nft): \(String(cString: strerror(spawned)))")
-        }
-        var message = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 1024)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(errorPipe[0], $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            message += chunk[..<count]
-        }
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-        guard status == 0 else {
-            let text = String(decoding: message, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
-            throw AmberError(.failure, "nft '\(script)' failed (status 0x\(String(status, radix: 16))): \(text)")
+        do {
+            try Nftables.run(script)
+        } catch {
+            switch error {
+            case .libraryMissing:
+                throw AmberError(
+                    .failure,
+                    "cannot lock the network of the TCP connections: libnftables.so.1 is missing (Debian's libnftables1)")
+            case .refused(let message):
+                throw AmberError(.failure, "nft '\(script)' failed: \(message)")
+            }
         }
     }
 }

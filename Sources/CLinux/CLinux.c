@@ -15,6 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <elf.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <string.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -84,6 +87,49 @@ long amber_get_robust_list(pid_t pid, uint64_t *head, uint64_t *length) {
 
 long amber_pagemap_scan(int pagemap_fd, struct amber_pm_scan_arg *arg) {
     return result(ioctl(pagemap_fd, AMBER_PAGEMAP_SCAN, arg));
+}
+
+// The libnftables calls amber uses (libnftables.h, stable since 0.9).
+static struct {
+    void *(*ctx_new)(uint32_t flags);
+    void (*ctx_free)(void *ctx);
+    int (*buffer_output)(void *ctx);
+    int (*buffer_error)(void *ctx);
+    const char *(*get_error_buffer)(void *ctx);
+    int (*run_cmd_from_buffer)(void *ctx, const char *buf);
+} nftables;
+static pthread_once_t nftables_once = PTHREAD_ONCE_INIT;
+
+static void load_nftables(void) {
+    void *library = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (library == NULL) return;
+    nftables.ctx_free = dlsym(library, "nft_ctx_free");
+    nftables.buffer_output = dlsym(library, "nft_ctx_buffer_output");
+    nftables.buffer_error = dlsym(library, "nft_ctx_buffer_error");
+    nftables.get_error_buffer = dlsym(library, "nft_ctx_get_error_buffer");
+    nftables.run_cmd_from_buffer = dlsym(library, "nft_run_cmd_from_buffer");
+    if (nftables.ctx_free && nftables.buffer_output && nftables.buffer_error && nftables.get_error_buffer &&
+        nftables.run_cmd_from_buffer)
+        nftables.ctx_new = dlsym(library, "nft_ctx_new");
+}
+
+long amber_nft_run(const char *commands, char *error, size_t error_size) {
+    pthread_once(&nftables_once, load_nftables);
+    if (nftables.ctx_new == NULL) return -ENOENT;
+    void *ctx = nftables.ctx_new(0);
+    if (ctx == NULL) return -ENOMEM;
+    nftables.buffer_output(ctx);
+    nftables.buffer_error(ctx);
+    long status = nftables.run_cmd_from_buffer(ctx, commands) == 0 ? 0 : 1;
+    if (status != 0 && error_size > 0) {
+        const char *text = nftables.get_error_buffer(ctx);
+        size_t length = text ? strcspn(text, "\n") : 0;
+        if (length >= error_size) length = error_size - 1;
+        if (length > 0) memcpy(error, text, length);
+        error[length] = 0;
+    }
+    nftables.ctx_free(ctx);
+    return status;
 }
 
 long amber_userfaultfd(uint64_t flags) {

@@ -121,6 +121,11 @@ struct amber_uffd_msg {
     uint64_t arg[3];
 } __attribute__((packed));
 
+// libnftables (Debian's libnftables1), loaded on first use: runs `commands` as one nft
+// transaction in the calling thread's network namespace. 0 on success; -ENOENT when the
+// library cannot be loaded; 1 when nft refused the commands, its first error line in `error`.
+long amber_nft_run(const char *commands, char *error, size_t error_size);
+
 long amber_userfaultfd(uint64_t flags);
 long amber_uffdio_api(int fd, struct amber_uffdio_api *api);
 long amber_uffdio_register(int fd, struct amber_uffdio_register *reg);
