@@ -37,6 +37,7 @@ public enum Checkpoint {
         tcpEstablished: Bool = false, logger: Logger
     ) throws(AmberError) -> Summary {
         TcpConnectionDump.begin(asked: tcpEstablished)
+        PendingConnections.begin()
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
             throw AmberError(.noSuchProcess, "no process with PID \(pid)")
         }
@@ -112,8 +113,10 @@ public enum Checkpoint {
             if leaveRunning {
                 try TcpConnectionDump.finish(keepLock: false)
                 TreeState.release(processes)
+                PendingConnections.report(leftRunning: true, logger: logger)
             } else {
                 try TreeState.kill(processes, tasks: tasks, logger: logger)
+                PendingConnections.report(leftRunning: false, logger: logger)
                 if let table = try TcpConnectionDump.finish(keepLock: true) {
                     logger.notice(
                         "the TCP connections of the tree stay blocked by the nftables table inet \(table) until they are restored (nft delete table inet \(table) gives them up)"

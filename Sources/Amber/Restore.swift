@@ -23,10 +23,13 @@ public enum Restore {
     /// `inheritedFiles` are our descriptors that take the place of the image's objects outside
     /// the tree (`ExternalFiles`), one for each. `shellJob` (-j) restores an image of a shell
     /// job on the terminal amber runs on, as its foreground job (`ShellJobControl`). The tree is
-    /// made in the network namespace at `joinNetwork` when given, as it is (`NetworkNamespaceState`).
+    /// made in the network namespace at `joinNetwork` when given, as it is (`NetworkNamespaceState`);
+    /// else in a new one made as the image says, with the other end of each of its veths as
+    /// `externalVeths` name them.
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
-        inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil, logger: Logger
+        inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
+        externalVeths: [ExternalVeth] = [], logger: Logger
     ) throws(AmberError) -> Restored {
         let key = try HostImageKey.forCheck()
         let image: ImageReader
@@ -68,7 +71,8 @@ public enum Restore {
         defer { try? ProcessControl.setChildSubreaper(false) }
         // The tree's processes and the sockets made for them are in the restoring thread's
         // network namespace: it enters the tree's until the tree runs.
-        let ownNetwork = try NetworkNamespaceState.enter(for: tasks[0], joining: joinNetwork)
+        let ownNetwork = try NetworkNamespaceState.enter(
+            for: tasks[0], joining: joinNetwork, veths: externalVeths)
         defer { ownNetwork?.enterOrAbort() }
         var created: [Tracee] = []
         let openFiles = OpenFileTable(inherited: inherited, image: image)

@@ -237,21 +237,22 @@ public enum InetSocket {
         _ = try libcResult("listen") { Glibc.listen(fd, backlog) }.get()
     }
 
-    /// The local ports of the half-open TCP connections (SYN_RECV) of our network namespace,
-    /// from /proc/self/net/tcp and tcp6: a listener's requests not yet in its accept queue.
-    public static func halfOpenPorts() -> Set<UInt16> {
-        var ports: Set<UInt16> = []
-        for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+    /// How many half-open TCP connections (SYN_RECV: requests to a listener, not yet in its
+    /// accept queue) of the network namespace of process `pid` are to the local port `port`,
+    /// from /proc/PID/net/tcp and tcp6.
+    public static func halfOpenConnections(pid: Int32, port: UInt16) -> Int {
+        var count = 0
+        for table in ["/proc/\(pid)/net/tcp", "/proc/\(pid)/net/tcp6"] {
             guard let text = try? ProcFS.readText(table) else { continue }
             for line in text.split(separator: "\n").dropFirst() {
                 let fields = line.split(separator: " ")
                 guard fields.count > 3, fields[3] == "03", let colon = fields[1].lastIndex(of: ":"),
-                    let port = UInt16(fields[1][fields[1].index(after: colon)...], radix: 16)
+                    UInt16(fields[1][fields[1].index(after: colon)...], radix: 16) == port
                 else { continue }
-                ports.insert(port)
+                count += 1
             }
         }
-        return ports
+        return count
     }
 
     /// The first port binding needs no CAP_NET_BIND_SERVICE for (net.ipv4.ip_unprivileged_port_start).

@@ -175,9 +175,18 @@ struct RestoreCommand: ParsableCommand {
         help: ArgumentHelp(
             "Restore the tree into the existing network namespace at PATH (/run/netns/NAME, /proc/PID/ns/net), as it is.",
             discussion:
-                "Every process of the tree and every socket made for it is in that namespace; its links, addresses, routes and sysctls are the namespace's own, none of the image's. Without it, a tree dumped in a network namespace other than amber's comes back in a new one made with the recorded configuration, which must then be a loopback link alone.",
+                "Every process of the tree and every socket made for it is in that namespace; its links, addresses, routes and sysctls are the namespace's own, none of the image's. Without it, a tree dumped in a network namespace other than amber's comes back in a new one made with the recorded configuration: a loopback link and veth ends (see --external), their addresses, routes and sysctls.",
             valueName: "net:PATH"))
     var joinNamespaces: [String] = []
+
+    @Option(
+        name: .customLong("external"),
+        help: ArgumentHelp(
+            "Make the image's veth end INSIDE in the tree's new network namespace, its other end OUTSIDE in amber's, attached to the bridge BRIDGE when given, and up. Repeatable.",
+            discussion:
+                "A tree dumped in a network namespace of its own is restored into a new one made as it was: its loopback link, its veth ends (MAC, MTU, up or down), their addresses and routes, and the sysctls amber restores. The other end of a veth was outside the namespace, so the image does not say where it goes: each veth of the image needs this flag (CRIU's syntax). OUTSIDE must be free in amber's namespace; BRIDGE must be a bridge there. Not with --join-ns.",
+            valueName: "veth[INSIDE]:OUTSIDE[@BRIDGE]"))
+    var externals: [String] = []
 
     @OptionGroup var logging: LoggingOptions
 
@@ -201,6 +210,17 @@ struct RestoreCommand: ParsableCommand {
         guard joinNamespaces.count <= 1 else {
             throw ValidationError("--join-ns: one network namespace only, not \(joinNamespaces.count)")
         }
+        for argument in externals where ExternalVeth(argument: argument) == nil {
+            throw ValidationError("--external \(argument): expected veth[INSIDE]:OUTSIDE[@BRIDGE], each a link name")
+        }
+        if !externals.isEmpty && !joinNamespaces.isEmpty {
+            throw ValidationError(
+                "--external veth[...] makes veths for a new network namespace: not with --join-ns, whose namespace is used as it is")
+        }
+        let insides = externals.compactMap(ExternalVeth.init(argument:)).map(\.inside)
+        guard Set(insides).count == insides.count else {
+            throw ValidationError("--external: a veth of the image is named twice")
+        }
     }
 
     func run() throws {
@@ -211,7 +231,8 @@ struct RestoreCommand: ParsableCommand {
             restored = try Restore.run(
                 directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage,
                 inheritedFiles: inheritedFiles, shellJob: shellJob,
-                joinNetwork: joinNamespaces.first.map { String($0.dropFirst(4)) }, logger: logger)
+                joinNetwork: joinNamespaces.first.map { String($0.dropFirst(4)) },
+                externalVeths: externals.compactMap(ExternalVeth.init(argument:)), logger: logger)
         } catch {
             fail(error)
         }

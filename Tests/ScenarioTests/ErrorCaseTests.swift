@@ -404,7 +404,7 @@ final class DumpErrorTests: ScenarioTestCase {
     /// refused, naming it and why; the target keeps its connection and data.
     func testDumpRefusesInetSocketsItDoesNotRestore() throws {
         for (flag, object) in [
-            ("--accept-queue", "waiting in its accept queue"), ("--established", "in state ESTABLISHED"),
+            ("--established", "in state ESTABLISHED"),
             ("--udp-queued", "datagrams queued"), ("--udp-connected", "an error pending"), ("--mark", "SO_MARK"),
         ] {
             try checkUnsupported(.unsupportedInet(flag), object: object, mentions: ["an inet socket (socket:["])

@@ -13,7 +13,7 @@ extension Scenario {
     static let inetSockets = Scenario(name: "inet_sockets")
     /// The same, its IPv4 listener on `port`.
     static func inetSockets(port: UInt16) -> Scenario { Scenario(name: "inet_sockets", args: ["--port", "\(port)"]) }
-    /// An inet socket amber does not restore: a waiting connection, a connection, queued or
+    /// An inet socket amber does not restore: a connection, queued or
     /// connected UDP, SO_MARK, one a process outside the tree holds too.
     static func unsupportedInet(_ flag: String) -> Scenario { Scenario(name: "unsupported_inet", args: [flag]) }
     /// Listeners and UDP sockets on 0.0.0.0 and [::] (dual-stack), with behaviour-changing

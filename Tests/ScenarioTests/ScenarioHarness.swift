@@ -265,7 +265,7 @@ struct Scenario: Sendable {
             unsupportedEventFile)
         + [externalPipe]
         + [inetSockets]
-        + ["--accept-queue", "--established", "--udp-queued", "--udp-connected", "--mark", "--outside"].map(
+        + ["--established", "--udp-queued", "--udp-connected", "--mark", "--outside"].map(
             unsupportedInet)
         + [sharedMemory, unsupportedSysVSharedMemory]
         + [
@@ -294,6 +294,7 @@ struct Scenario: Sendable {
         + [inetDualStack]
         + [netlinkSockets] + ["--queued", "--connected", "--uevent"].map(unsupportedNetlink)
         + [shellJob]
+        + [tcpAcceptQueue(port: 1, clients: 1, dropped: false)]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -1,6 +1,5 @@
 /*
  * unsupported_inet: holds an inet socket amber does not restore, chosen by a flag:
- *   --accept-queue  a TCP listener with a connection waiting to be accepted
  *   --established   a TCP connection on loopback (both ends in this process)
  *   --udp-queued    a bound UDP socket with a datagram queued
  *   --udp-connected a UDP socket connected to a port nothing takes datagrams on, the ICMP error
@@ -9,7 +8,7 @@
  *   --outside       a bound UDP socket a process outside the tree holds too (a grandchild,
  *                   orphaned at once, which exits when this process is gone)
  * `amber dump` must refuse it, naming the process, the socket and why, and leave it as it was:
- * after SIGTERM the waiting connection is accepted and carries its bytes, the connection carries
+ * after SIGTERM the connection carries
  * bytes, the queued datagram is read whole, the connected UDP socket reports its error.
  */
 #include "scenario.h"
@@ -45,18 +44,15 @@ int main(int argc, char **argv)
     struct sockaddr_in address, peer_address;
     int fd = -1, peer = -1;
     char buf[32] = {0};
-    if (sc_has_flag("--accept-queue") || sc_has_flag("--established")) {
-        fd = bound_socket(SOCK_STREAM, &address);
+    if (sc_has_flag("--established")) {
+        int listener = bound_socket(SOCK_STREAM, &address);
         peer = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (listen(fd, 4) != 0 || connect(peer, (struct sockaddr *)&address, sizeof address) != 0 ||
+        if (listen(listener, 4) != 0 || connect(peer, (struct sockaddr *)&address, sizeof address) != 0 ||
             send(peer, "waiting", 7, 0) != 7)
             sc_die("connect");
-        if (sc_has_flag("--established")) {
-            int listener = fd;
-            if (!readable(listener) || (fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC)) < 0)
-                sc_die("accept");
-            close(listener);
-        }
+        if (!readable(listener) || (fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC)) < 0)
+            sc_die("accept");
+        close(listener);
     } else if (sc_has_flag("--udp-queued") || sc_has_flag("--udp-connected")) {
         fd = bound_socket(SOCK_DGRAM, &address);
         peer = bound_socket(SOCK_DGRAM, &peer_address);
@@ -99,12 +95,7 @@ int main(int argc, char **argv)
     sc_wait_for_term();
     sc_check_common();
 
-    if (sc_has_flag("--accept-queue")) {
-        int server = readable(fd) ? accept4(fd, NULL, NULL, SOCK_CLOEXEC) : -1;
-        sc_check(server >= 0 && readable(server) && recv(server, buf, sizeof buf, 0) == 7 &&
-                     memcmp(buf, "waiting", 7) == 0,
-                 "the waiting connection or its bytes are gone");
-    } else if (sc_has_flag("--established")) {
+    if (sc_has_flag("--established")) {
         sc_check(readable(fd) && recv(fd, buf, sizeof buf, 0) == 7 && memcmp(buf, "waiting", 7) == 0 &&
                      send(fd, "back", 4, 0) == 4 && readable(peer) && recv(peer, buf, sizeof buf, 0) == 4,
                  "the connection no longer carries its bytes");

@@ -5,8 +5,8 @@ import LinuxKit
 import SystemPackage
 
 /// An AF_INET or AF_INET6 socket, TCP or UDP, that holds no connection and no data: fresh,
-/// bound, a UDP socket connected to a peer, or a TCP listener whose accept queue is empty (a
-/// server between connections). Its address, peer, backlog, owner and every option of
+/// bound, a UDP socket connected to a peer, or a TCP listener (the connections it has not
+/// accepted yet are left out, `PendingConnections`). Its address, peer, backlog, owner and every option of
 /// `ImageFormat.inetSocketOptions` that differs from a fresh socket's are read through a copy
 /// of it, and it is made again in the restorer: socket(2), its owner, its options (each read
 /// back), bind(2), connect(2) (UDP), listen(2). A TCP connection (any other state), queued
@@ -15,6 +15,8 @@ import SystemPackage
 struct InetSocketKind: OpenFileKind {
     let identity: OpenFileIdentity
     let record: Amber_InetSocket
+    /// A listener's connections not accepted yet, left out of the image (`PendingConnections`).
+    let pending: PendingConnections.Listener?
 
     static func classify(_ descriptor: DescriptorProbe) throws -> InetSocketKind? {
         guard descriptor.link.hasPrefix("socket:") else { return nil }
@@ -36,6 +38,7 @@ struct InetSocketKind: OpenFileKind {
         try checkNamespace(fd, descriptor: descriptor, what: what)
 
         var record = Amber_InetSocket()
+        var pending: PendingConnections.Listener?
         record.family = family
         record.type = type
         record.protocol = proto
@@ -48,15 +51,11 @@ struct InetSocketKind: OpenFileKind {
             let tcp = try InetSocket.tcpState(fd)
             switch tcp.state {
             case InetSocket.listening:
-                guard tcp.acceptQueue == 0 else {
-                    throw descriptor.refusal(
-                        "\(what), TCP listening on \(local), with \(tcp.acceptQueue) connection\(tcp.acceptQueue == 1 ? "" : "s") waiting in its accept queue"
-                    )
-                }
-                guard !InetSocket.halfOpenPorts().contains(local.port) else {
-                    throw descriptor.refusal(
-                        "\(what), TCP listening on \(local), with a half-open connection (SYN_RECV) to its port"
-                    )
+                let halfOpen = InetSocket.halfOpenConnections(pid: descriptor.pid, port: local.port)
+                if tcp.acceptQueue > 0 || halfOpen > 0 {
+                    pending = PendingConnections.Listener(
+                        process: descriptor.process, fd: descriptor.fd, address: local, queued: tcp.acceptQueue,
+                        halfOpen: halfOpen)
                 }
                 record.state = .listening
                 record.backlog = tcp.backlog
@@ -104,7 +103,8 @@ struct InetSocketKind: OpenFileKind {
         let status = try descriptor.status()
         record.ownerUid = status.uid
         record.ownerGid = status.gid
-        return InetSocketKind(identity: OpenFileIdentity(device: status.device, inode: status.inode), record: record)
+        return InetSocketKind(
+            identity: OpenFileIdentity(device: status.device, inode: status.inode), record: record, pending: pending)
     }
 
     /// Refuses a socket of another network namespace than its tree's root: the restore makes
@@ -186,7 +186,8 @@ struct InetSocketKind: OpenFileKind {
     }
 
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
-        .inetSocket(record)
+        if let pending { PendingConnections.note(pending) }
+        return .inetSocket(record)
     }
 
     static func record(of description: Amber_OpenFileDescription) -> Amber_InetSocket? {

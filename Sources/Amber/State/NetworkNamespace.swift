@@ -13,9 +13,11 @@ import Synchronization
 /// the first process is cloned (a thread's namespace is what its sockets and children get) and
 /// leaves it once the tree runs. That namespace is the one `--join-ns net:PATH` names, as it
 /// is; without it, a new one made with the recorded configuration, which must then be a
-/// loopback device alone with nothing unrestorable, else the restore is refused naming what.
-/// The configuration is read and made through Debian's iproute2 (`ip`) and `nft`, run in the
-/// namespace (docs/security.md, "Network namespaces").
+/// loopback device and veth ends (each other end named by `--external veth[...]`) with nothing
+/// unrestorable, else the restore is refused naming what. Links, addresses and routes are
+/// read and made over rtnetlink; policy routing rules, permanent neighbours and firewall
+/// tables are only read, through Debian's iproute2 (`ip`) and `nft` run in the namespace, to
+/// be refused (docs/security.md, "Network namespaces").
 enum NetworkNamespaceState {
     static let ip = "/bin/ip"
     static let nft = "/usr/sbin/nft"
@@ -35,9 +37,12 @@ enum NetworkNamespaceState {
 
     /// Before the first task is made: moves the restoring thread into the namespace the tree of
     /// `root` is restored in, the one at `joining` (--join-ns net:PATH) or, for a tree dumped
-    /// in a namespace other than the dumper's, a new one made as the image says. Returns the
-    /// thread's own namespace, to go back into once the tree runs; nil when it stays there.
-    static func enter(for root: Amber_Task, joining path: String?) throws(AmberError) -> NetworkNamespace? {
+    /// in a namespace other than the dumper's, a new one made as the image says, its veth ends'
+    /// other ends made as `veths` say. Returns the thread's own namespace, to go back into once
+    /// the tree runs; nil when it stays there.
+    static func enter(for root: Amber_Task, joining path: String?, veths: [ExternalVeth]) throws(AmberError)
+        -> NetworkNamespace?
+    {
         let own: NetworkNamespace
         do {
             own = try NetworkNamespace.ofThisThread()
@@ -57,7 +62,14 @@ enum NetworkNamespaceState {
             }
             return own
         }
-        guard root.hasNetworkNamespace else { return nil }
+        guard root.hasNetworkNamespace else {
+            if let veth = veths.first {
+                throw AmberError(
+                    .failure,
+                    "--external \(veth.argument): the image's tree was in the dumper's own network namespace, with no veth of its own")
+            }
+            return nil
+        }
         do throws(LinuxError) {
             try NetworkNamespace.enterNew()
         } catch {
@@ -66,7 +78,7 @@ enum NetworkNamespaceState {
                 "cannot make a new network namespace for the image's tree: \(error)")
         }
         do {
-            try NetworkConfiguration.make(root.networkNamespace)
+            try NetworkConfiguration.make(root.networkNamespace, veths: veths, own: own)
         } catch {
             own.enterOrAbort()
             throw error
@@ -106,39 +118,30 @@ extension NetworkNamespaceState: StateKind {
     }
 }
 
-/// Reading and making a namespace's configuration.
+/// Reading and making a namespace's configuration: links, addresses and routes over rtnetlink
+/// (`RouteNetlink`), sysctls under /proc/sys/net, and what is only read to be refused (policy
+/// routing rules, permanent neighbours, firewall tables) through `ip` and `nft`.
 enum NetworkConfiguration {
-    /// A link as `ip -json -details link show` lists it.
-    private struct Link: Decodable {
-        struct Info: Decodable {
-            let kind: String?
-            enum CodingKeys: String, CodingKey { case kind = "info_kind" }
-        }
-        let ifname: String
-        let flags: [String]
-        let mtu: UInt32
-        let type: String
-        let linkinfo: Info?
-        enum CodingKeys: String, CodingKey {
-            case ifname, flags, mtu, linkinfo
-            case type = "link_type"
+    /// The kind a link's record names: "loopback", its IFLA_INFO_KIND ("veth", "bridge"...) or
+    /// its device type ("ether", "none", "arphrd-N").
+    private static func kind(of link: RouteNetlink.Link) -> String {
+        if link.type == RouteNetlink.loopbackType { return "loopback" }
+        if let kind = link.kind, !kind.isEmpty { return kind }
+        switch link.type {
+        case 1: return "ether"
+        case 65534: return "none"
+        default: return "arphrd-\(link.type)"
         }
     }
 
-    /// A link's addresses as `ip -json address show` lists them.
-    private struct Addresses: Decodable {
-        struct Address: Decodable {
-            let family: String
-            let local: String
-            let prefixlen: UInt32
-        }
-        let ifname: String
-        let addresses: [Address]
-        enum CodingKeys: String, CodingKey {
-            case ifname
-            case addresses = "addr_info"
-        }
-    }
+    /// The address flags a restore makes again: IFA_F_SECONDARY (by the order of the
+    /// addresses), IFA_F_NODAD, IFA_F_TENTATIVE (gone at once, as IFA_F_NODAD adds them) and
+    /// IFA_F_PERMANENT.
+    private static let restoredAddressFlags: UInt32 = 0x01 | 0x02 | 0x40 | RouteNetlink.permanentAddress
+
+    /// RTNH_F_ONLINK, the one flag of a route the restore sets again (the others the kernel
+    /// shows are the state of its next hop: RTNH_F_LINKDOWN, RTNH_F_DEAD...).
+    private static let onLinkRouteFlag: UInt32 = 4
 
     /// What a new namespace shows of policy routing, `ip rule show` and `ip -6 rule show`.
     private static let defaultRules: Set<String> = [
@@ -193,9 +196,14 @@ enum NetworkConfiguration {
         record.inode = namespace.inode
         do {
             try namespace.inside {
-                try readLinks(into: &record)
+                let netlink = try RouteNetlink()
+                let links = try netlink.links()
+                let names = Dictionary(links.map { ($0.index, $0.name) }, uniquingKeysWith: { first, _ in first })
+                readLinks(links, names: names, into: &record)
+                try readAddresses(netlink, names: names, into: &record)
+                try readRoutes(netlink, names: names, into: &record)
                 try readUnrestorable(into: &record)
-                record.sysctls = try differingSysctls()
+                try readSysctls(into: &record)
             }
         } catch {
             throw AmberError(
@@ -204,45 +212,101 @@ enum NetworkConfiguration {
         return record
     }
 
-    private static func readLinks(into record: inout Amber_NetworkNamespace) throws {
-        let decoder = JSONDecoder()
-        for link in try decoder.decode(
-            [Link].self, from: Data(try run(NetworkNamespaceState.ip, ["-json", "-details", "link", "show"]).utf8))
-        {
+    private static func readLinks(
+        _ links: [RouteNetlink.Link], names: [Int32: String], into record: inout Amber_NetworkNamespace
+    ) {
+        for link in links {
             var recorded = Amber_NetworkLink()
-            recorded.name = link.ifname
-            recorded.kind = link.type == "loopback" ? "loopback" : link.linkinfo?.kind ?? link.type
+            recorded.name = link.name
+            recorded.kind = kind(of: link)
             recorded.mtu = link.mtu
-            recorded.up = link.flags.contains("UP")
+            recorded.up = link.flags & RouteNetlink.up != 0
+            if recorded.kind == "veth" { recorded.hardwareAddress = Data(link.hardwareAddress) }
             record.links.append(recorded)
-        }
-        for link in try decoder.decode(
-            [Addresses].self, from: Data(try run(NetworkNamespaceState.ip, ["-json", "address", "show"]).utf8))
-        {
-            for address in link.addresses where address.family == "inet" || address.family == "inet6" {
-                guard let bytes = InetAddress.bytes(address.local) else {
-                    throw AmberError(
-                        .failure, "ip shows the address \(address.local) of \(link.ifname), which does not parse")
-                }
-                var recorded = Amber_NetworkAddress()
-                recorded.link = link.ifname
-                recorded.address = Data(bytes)
-                recorded.prefixLength = address.prefixlen
-                record.addresses.append(recorded)
+            if link.master != 0 {
+                record.unrestorable.append("the link \(link.name) attached to \(names[link.master] ?? "link \(link.master)")")
             }
         }
     }
 
-    /// Routes, rules, neighbours and firewall tables that a new namespace is not made with.
+    private static func readAddresses(
+        _ netlink: RouteNetlink, names: [Int32: String], into record: inout Amber_NetworkNamespace
+    ) throws {
+        for address in try netlink.addresses() {
+            let link = names[address.link] ?? "link \(address.link)"
+            let text = "\(InetAddress.text(address.address))/\(address.prefixLength) on \(link)"
+            guard address.flags & ~restoredAddressFlags == 0 else {
+                record.unrestorable.append(
+                    "the address \(text) with flags 0x\(String(address.flags, radix: 16)) (autoconfigured, deprecated, without prefix route...)"
+                )
+                continue
+            }
+            if let label = address.label, label != link {
+                record.unrestorable.append("the address \(text) labelled \(label)")
+                continue
+            }
+            var recorded = Amber_NetworkAddress()
+            recorded.link = link
+            recorded.address = Data(address.address)
+            recorded.prefixLength = UInt32(address.prefixLength)
+            recorded.scope = UInt32(address.scope)
+            recorded.broadcast = Data(address.broadcast)
+            record.addresses.append(recorded)
+        }
+    }
+
+    /// The routes of the main table the kernel did not make itself are recorded; the kernel's
+    /// own (RTPROT_KERNEL in the main and local tables) come back with the addresses and links,
+    /// and any other is unrestorable.
+    private static func readRoutes(
+        _ netlink: RouteNetlink, names: [Int32: String], into record: inout Amber_NetworkNamespace
+    ) throws {
+        for route in try netlink.routes() {
+            let ownTable = route.table == RouteNetlink.mainTable || route.table == 255
+            if ownTable && route.protocol == RouteNetlink.kernelProtocol { continue }
+            let link = route.outputLink == 0 ? nil : names[route.outputLink]
+            guard route.table == RouteNetlink.mainTable, route.type == RouteNetlink.unicast, route.sourceLength == 0,
+                route.otherAttributes.isEmpty, route.outputLink == 0 || link != nil
+            else {
+                record.unrestorable.append("the route \(describe(route, link: link))")
+                continue
+            }
+            var recorded = Amber_NetworkRoute()
+            recorded.family = UInt32(route.family)
+            recorded.destination = Data(route.destination)
+            recorded.destinationLength = UInt32(route.destinationLength)
+            recorded.gateway = Data(route.gateway)
+            recorded.link = link ?? ""
+            if let priority = route.priority { recorded.priority = priority }
+            recorded.preferredSource = Data(route.preferredSource)
+            recorded.protocol = UInt32(route.protocol)
+            recorded.scope = UInt32(route.scope)
+            recorded.tos = UInt32(route.tos)
+            recorded.flags = route.flags & onLinkRouteFlag
+            record.routes.append(recorded)
+        }
+    }
+
+    /// A route as `ip route` would show it, near enough to be recognised.
+    private static func describe(_ route: RouteNetlink.Route, link: String?) -> String {
+        var words = [
+            route.destination.isEmpty
+                ? "default" : "\(InetAddress.text(route.destination))/\(route.destinationLength)"
+        ]
+        if !route.gateway.isEmpty { words.append("via \(InetAddress.text(route.gateway))") }
+        if route.outputLink != 0 { words.append("dev \(link ?? "link \(route.outputLink)")") }
+        words.append("table \(route.table) proto \(route.protocol) type \(route.type)")
+        if route.sourceLength != 0 { words.append("from a source prefix of \(route.sourceLength) bits") }
+        if !route.otherAttributes.isEmpty {
+            words.append("with attributes \(route.otherAttributes.map(String.init).joined(separator: ","))")
+        }
+        return "IPv\(route.family == UInt8(AF_INET) ? 4 : 6) " + words.joined(separator: " ")
+    }
+
+    /// Rules, neighbours and firewall tables that a new namespace is not made with.
     private static func readUnrestorable(into record: inout Amber_NetworkNamespace) throws {
         let ip = NetworkNamespaceState.ip
         for family in ["4", "6"] {
-            for line in try lines(run(ip, ["-\(family)", "route", "show", "table", "all"])) {
-                // Routes the kernel makes for an address or a link, in the main or local table.
-                let ownTable = !line.contains(" table ") || line.contains(" table local ")
-                if ownTable && line.contains(" proto kernel ") { continue }
-                record.unrestorable.append("the IPv\(family) route \(line)")
-            }
             let rules = try lines(run(ip, ["-\(family)", "rule", "show"])).map { "\(family) \($0)" }
             for rule in rules where !defaultRules.contains(rule) {
                 record.unrestorable.append(
@@ -279,20 +343,37 @@ enum NetworkConfiguration {
     }
 
     /// The writable sysctls under /proc/sys/net/ipv4 and ipv6 of the calling thread's namespace
-    /// whose value differs from a new namespace's, or that a new namespace lacks (those of a
-    /// link of its own).
-    private static func differingSysctls() throws -> [Amber_NetworkSysctl] {
+    /// whose value differs from what a restore would find: a new namespace's, or for a link of
+    /// the namespace's own (net.ipv4.conf.LINK...), what the namespace's "default" gives a
+    /// link made there. Those of `NetworkSysctls` are recorded, the others unrestorable.
+    private static func readSysctls(into record: inout Amber_NetworkNamespace) throws {
         let current = sysctls()
         let own = try NetworkNamespace.ofThisThread()
         try NetworkNamespace.enterNew()
-        defer { own.enterOrAbort() }
-        let fresh = sysctls()
-        return current.keys.sorted().compactMap { path in
-            guard let fresh = fresh[path], fresh != current[path] else { return nil }
+        let fresh: [String: String]
+        do {
+            defer { own.enterOrAbort() }
+            fresh = sysctls()
+        }
+        let links = Set(record.links.map(\.name))
+        for path in current.keys.sorted() {
+            let baseline: String?
+            if fresh[path] == nil, let link = NetworkSysctls.link(of: path) {
+                baseline = current[path.replacing("/\(link)/", with: "/default/")]
+            } else {
+                baseline = fresh[path]
+            }
+            guard let baseline, let value = current[path], value != baseline else { continue }
+            guard NetworkSysctls.isRestored(path, links: links) else {
+                record.unrestorable.append(
+                    "the sysctl net.\(path.replacing("/", with: ".")) = \(value) (\(baseline) in a new namespace), which amber does not set"
+                )
+                continue
+            }
             var sysctl = Amber_NetworkSysctl()
             sysctl.path = path
-            sysctl.value = current[path] ?? ""
-            return sysctl
+            sysctl.value = value
+            record.sysctls.append(sysctl)
         }
     }
 
@@ -325,86 +406,181 @@ enum NetworkConfiguration {
         return values
     }
 
+    private static func readSysctl(_ path: String) -> String? {
+        guard let bytes = try? ProcFS.read("/proc/sys/net/\(path)") else { return nil }
+        var value = String(decoding: bytes, as: UTF8.self)
+        if value.hasSuffix("\n") { value.removeLast() }
+        return value
+    }
+
+    private static func writeSysctl(_ sysctl: Amber_NetworkSysctl) throws {
+        let path = "/proc/sys/net/\(sysctl.path)"
+        let fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw LinuxError.current("open \(path)") }
+        defer { close(fd) }
+        let bytes = Array("\(sysctl.value)\n".utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count else {
+            throw LinuxError.current("write \(sysctl.value) to \(path)")
+        }
+    }
+
     /// Makes the calling thread's namespace, a new one, into `record`'s, or refuses, naming
-    /// what it cannot make. Called before any task is made.
-    static func make(_ record: Amber_NetworkNamespace) throws(AmberError) {
+    /// what it cannot make. Each veth end is made with its other end in `own` (amber's
+    /// namespace) as `veths` name it, attached to its bridge and up. Called before any task is
+    /// made; on failure the other ends made are deleted.
+    static func make(_ record: Amber_NetworkNamespace, veths: [ExternalVeth], own: NetworkNamespace) throws(AmberError)
+    {
         let refusal = "the image's tree was in the network namespace net:[\(record.inode)]"
-        let others = record.links.filter { $0.name != NetworkNamespaceState.loopback || $0.kind != "loopback" }
+        let loopback = NetworkNamespaceState.loopback
+        let vethLinks = record.links.filter { $0.kind == "veth" }
+        let others = record.links.filter { ($0.name != loopback || $0.kind != "loopback") && $0.kind != "veth" }
         var unrestorable = others.map { "the \($0.kind) link \($0.name)" } + record.unrestorable
-        if !record.links.contains(where: { $0.name == NetworkNamespaceState.loopback }) {
-            unrestorable.append("no loopback link \(NetworkNamespaceState.loopback)")
+        if !record.links.contains(where: { $0.name == loopback }) {
+            unrestorable.append("no loopback link \(loopback)")
         }
         guard unrestorable.isEmpty else {
             throw AmberError(
                 .unsupported,
-                "\(refusal), with \(unrestorable.joined(separator: ", ")): a new namespace is made with a loopback link alone; restore it into a namespace made for it with --join-ns net:PATH"
+                "\(refusal), with \(unrestorable.joined(separator: ", ")): a new namespace is made with a loopback link and veth ends alone; restore it into a namespace made for it with --join-ns net:PATH"
             )
         }
-        let loopback = record.links.first { $0.name == NetworkNamespaceState.loopback }!
-        let ip = NetworkNamespaceState.ip
+        let external = Dictionary(veths.map { ($0.inside, $0) }, uniquingKeysWith: { first, _ in first })
+        let missing = vethLinks.filter { external[$0.name] == nil }
+        guard missing.isEmpty else {
+            throw AmberError(
+                .unsupported,
+                "\(refusal), with \(missing.map { "the veth link \($0.name)" }.joined(separator: ", ")), whose other end was outside it: name where each goes with --external veth[NAME]:OUTSIDE_NAME[@BRIDGE] (or restore into a namespace made for it with --join-ns net:PATH)"
+            )
+        }
+        for veth in veths where !vethLinks.contains(where: { $0.name == veth.inside }) {
+            throw AmberError(
+                .failure, "--external \(veth.argument): the image's namespace has no veth link \(veth.inside)")
+        }
+        var madeOutside: [String] = []
+        let outside: RouteNetlink
         do {
-            try run(ip, ["link", "set", "dev", loopback.name, "mtu", "\(loopback.mtu)", "up"])
-            let wanted = Set(record.addresses.map { AddressText($0) })
-            var present = Set(try readAddresses())
-            for address in present.subtracting(wanted) {
-                try run(ip, ["address", "delete", address.text, "dev", address.link])
+            outside = try own.inside { try RouteNetlink() }
+        } catch {
+            throw AmberError(.failure, "cannot open rtnetlink in amber's network namespace: \(error)")
+        }
+        do {
+            try checkOutside(veths, outside)
+            try makeInside(record, veths: veths, vethLinks: vethLinks, outside: outside, own: own) {
+                madeOutside.append($0)
             }
-            for address in wanted.subtracting(present).sorted(by: { $0.text < $1.text }) {
-                try run(ip, ["address", "add", address.text, "dev", address.link])
+        } catch {
+            if let links = try? outside.links() {
+                for link in links where madeOutside.contains(link.name) { try? outside.deleteLink(link.index) }
             }
-            if !loopback.up { try run(ip, ["link", "set", "dev", loopback.name, "down"]) }
-            present = Set(try readAddresses())
-            guard present == wanted else {
+            if let error = error as? AmberError {
+                throw AmberError(error.code, "cannot make the new network namespace of \(refusal): \(error.message)")
+            }
+            let code: AmberError.Code =
+                (error as? LinuxError)?.errno == .notPermitted ? .permissionDenied : .restoreFailed
+            throw AmberError(code, "cannot make the new network namespace of \(refusal): \(error)")
+        }
+    }
+
+    /// The other ends' names are free in amber's namespace and each bridge named is a bridge.
+    private static func checkOutside(_ veths: [ExternalVeth], _ outside: RouteNetlink) throws {
+        let links = try outside.links()
+        for veth in veths {
+            if links.contains(where: { $0.name == veth.outside }) {
+                throw AmberError(
+                    .restoreFailed, "--external \(veth.argument): a link \(veth.outside) is already in amber's namespace")
+            }
+            if let bridge = veth.bridge, !links.contains(where: { $0.name == bridge && $0.kind == "bridge" }) {
+                throw AmberError(
+                    .restoreFailed, "--external \(veth.argument): amber's namespace has no bridge \(bridge)")
+            }
+        }
+    }
+
+    /// The steps of `make`, in the new namespace: the namespace-wide sysctls (so that the links
+    /// made next get its "default" settings), the veth pairs, each link's MAC and MTU, the
+    /// links' own sysctls, the other ends attached and up, the links up, the addresses, the
+    /// links recorded down set down, the routes; then what was made is read back.
+    private static func makeInside(
+        _ record: Amber_NetworkNamespace, veths: [ExternalVeth], vethLinks: [Amber_NetworkLink], outside: RouteNetlink,
+        own: NetworkNamespace, madeOutside: (String) -> Void
+    ) throws {
+        let inside = try RouteNetlink()
+        let vethNames = Set(vethLinks.map(\.name))
+        let (linkSysctls, namespaceSysctls) = (
+            record.sysctls.filter { NetworkSysctls.link(of: $0.path).map(vethNames.contains) ?? false },
+            record.sysctls.filter { !(NetworkSysctls.link(of: $0.path).map(vethNames.contains) ?? false) }
+        )
+        for sysctl in namespaceSysctls { try writeSysctl(sysctl) }
+        for veth in veths {
+            try inside.makeVeth(veth.inside, peer: veth.outside, peerNamespace: own.fd)
+            madeOutside(veth.outside)
+        }
+        var indices = Dictionary(
+            try inside.links().map { ($0.name, $0.index) }, uniquingKeysWith: { first, _ in first })
+        for link in record.links {
+            guard let index = indices[link.name] else { throw AmberError(.restoreFailed, "no link \(link.name) was made") }
+            try inside.setLink(
+                index, mtu: link.mtu, hardwareAddress: link.kind == "veth" ? [UInt8](link.hardwareAddress) : nil)
+        }
+        for sysctl in linkSysctls { try writeSysctl(sysctl) }
+        let outsideIndices = Dictionary(
+            try outside.links().map { ($0.name, $0.index) }, uniquingKeysWith: { first, _ in first })
+        for veth in veths {
+            guard let index = outsideIndices[veth.outside] else {
+                throw AmberError(.restoreFailed, "the other end \(veth.outside) was not made")
+            }
+            try outside.setLink(index, master: veth.bridge.flatMap { outsideIndices[$0] }, up: true)
+        }
+        for link in record.links { try inside.setLink(indices[link.name]!, up: true) }
+        indices = Dictionary(try inside.links().map { ($0.name, $0.index) }, uniquingKeysWith: { first, _ in first })
+        let wanted = record.addresses.map { address in
+            RouteNetlink.Address(
+                family: address.address.count == 4 ? UInt8(AF_INET) : UInt8(AF_INET6), link: indices[address.link]!,
+                address: [UInt8](address.address), prefixLength: UInt8(address.prefixLength),
+                scope: UInt8(address.scope), broadcast: [UInt8](address.broadcast))
+        }
+        func same(_ one: RouteNetlink.Address, _ other: RouteNetlink.Address) -> Bool {
+            one.link == other.link && one.address == other.address && one.prefixLength == other.prefixLength
+        }
+        var present = try inside.addresses()
+        for address in wanted where !present.contains(where: { same($0, address) }) {
+            try inside.addAddress(address)
+        }
+        for address in present where !wanted.contains(where: { same($0, address) }) {
+            try inside.deleteAddress(address)
+        }
+        for link in record.links where !link.up { try inside.setLink(indices[link.name]!, up: false) }
+        present = try inside.addresses()
+        let names = Dictionary(indices.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
+        func text(_ addresses: [RouteNetlink.Address]) -> [String] {
+            addresses.map { "\(InetAddress.text($0.address))/\($0.prefixLength) on \(names[$0.link] ?? "?")" }.sorted()
+        }
+        guard present.count == wanted.count, wanted.allSatisfy({ address in present.contains { same($0, address) } })
+        else {
+            throw AmberError(
+                .restoreFailed, "its addresses came out as \(text(present)), not \(text(wanted))")
+        }
+        for route in record.routes {
+            var made = RouteNetlink.Route(
+                family: UInt8(route.family), destinationLength: UInt8(route.destinationLength),
+                table: RouteNetlink.mainTable, protocol: UInt8(route.protocol), scope: UInt8(route.scope),
+                type: RouteNetlink.unicast)
+            made.tos = UInt8(route.tos)
+            made.flags = route.flags
+            made.destination = [UInt8](route.destination)
+            made.gateway = [UInt8](route.gateway)
+            made.outputLink = route.link.isEmpty ? 0 : indices[route.link]!
+            made.priority = route.hasPriority ? route.priority : nil
+            made.preferredSource = [UInt8](route.preferredSource)
+            try inside.addRoute(made)
+        }
+        for sysctl in record.sysctls {
+            let value = readSysctl(sysctl.path)
+            guard value == sysctl.value else {
                 throw AmberError(
                     .restoreFailed,
-                    "its addresses came out as \(present.map(\.text).sorted()), not \(wanted.map(\.text).sorted())")
-            }
-            for sysctl in record.sysctls {
-                let path = "/proc/sys/net/\(sysctl.path)"
-                let fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)
-                guard fd >= 0 else { throw LinuxError.current("open \(path)") }
-                defer { close(fd) }
-                let bytes = Array("\(sysctl.value)\n".utf8)
-                guard write(fd, bytes, bytes.count) == bytes.count else {
-                    throw LinuxError.current("write \(sysctl.value) to \(path)")
-                }
-            }
-        } catch let error as AmberError {
-            throw AmberError(error.code, "cannot make the new network namespace of \(refusal): \(error.message)")
-        } catch {
-            throw AmberError(.restoreFailed, "cannot make the new network namespace of \(refusal): \(error)")
-        }
-    }
-
-    /// An address as `ip` takes it, "ADDRESS/PREFIX", on its link.
-    private struct AddressText: Hashable {
-        let link: String
-        let text: String
-
-        init(_ record: Amber_NetworkAddress) {
-            link = record.link
-            text = "\(InetAddress.text([UInt8](record.address)))/\(record.prefixLength)"
-        }
-
-        init(link: String, text: String) {
-            self.link = link
-            self.text = text
-        }
-    }
-
-    private static func readAddresses() throws -> [AddressText] {
-        try JSONDecoder().decode(
-            [Addresses].self, from: Data(try run(NetworkNamespaceState.ip, ["-json", "address", "show"]).utf8)
-        ).flatMap { link in
-            try link.addresses.filter { $0.family == "inet" || $0.family == "inet6" }.map { address in
-                guard let bytes = InetAddress.bytes(address.local) else {
-                    throw AmberError(.failure, "ip shows the address \(address.local), which does not parse")
-                }
-                var record = Amber_NetworkAddress()
-                record.link = link.ifname
-                record.address = Data(bytes)
-                record.prefixLength = address.prefixlen
-                return AddressText(record)
+                    "its sysctl net.\(sysctl.path.replacing("/", with: ".")) reads \(value ?? "nothing") after it was set to \(sysctl.value)"
+                )
             }
         }
     }

@@ -29,7 +29,8 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
 /// in it), on the root's record only. `restore --join-ns net:PATH` restores the tree into an
 /// existing namespace as that namespace is, and uses none of this; without it the tree comes
 /// back in a new namespace with this configuration, which must then be one amber makes exactly:
-/// a loopback device and nothing in `unrestorable`.
+/// a loopback device, veth ends (each with its other end named by `restore --external
+/// veth[NAME]:OUTSIDE[@BRIDGE]`), and nothing in `unrestorable`.
 public nonisolated struct Amber_NetworkNamespace: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -46,11 +47,15 @@ public nonisolated struct Amber_NetworkNamespace: Sendable {
   /// The sysctls under net.ipv4 and net.ipv6 that differed from a new namespace's.
   public var sysctls: [Amber_NetworkSysctl] = []
 
-  /// What the namespace held that a new namespace is not made with (a route of the main table
-  /// not made by the kernel for an address, another routing table's route, a policy routing
-  /// rule, a permanent neighbour, an nftables table), as `ip`/`nft` show it: a restore without
-  /// --join-ns is refused, naming them.
+  /// What the namespace held that a new namespace is not made with (a route amber does not
+  /// make again, a policy routing rule, a permanent neighbour, an nftables table, a sysctl
+  /// that differs and is not one of `NetworkSysctls`, a link other than the loopback and veth
+  /// ends...), as it reads: a restore without --join-ns is refused, naming them.
   public var unrestorable: [String] = []
+
+  /// The routes of the main table the kernel did not make itself for an address or a link
+  /// (those come back with the addresses), in the order the kernel listed them.
+  public var routes: [Amber_NetworkRoute] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -73,6 +78,9 @@ public nonisolated struct Amber_NetworkLink: Sendable {
   /// IFF_UP.
   public var up: Bool = false
 
+  /// A veth end's hardware (MAC) address, 6 bytes; empty for the loopback.
+  public var hardwareAddress: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -90,6 +98,12 @@ public nonisolated struct Amber_NetworkAddress: Sendable {
   public var address: Data = Data()
 
   public var prefixLength: UInt32 = 0
+
+  /// ifa_scope: 0 universe, 200 site, 253 link, 254 host.
+  public var scope: UInt32 = 0
+
+  /// An IPv4 address's broadcast address (IFA_BROADCAST), 4 bytes; empty when it has none.
+  public var broadcast: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -112,13 +126,62 @@ public nonisolated struct Amber_NetworkSysctl: Sendable {
   public init() {}
 }
 
+/// A unicast route of the main table, made again with RTM_NEWROUTE.
+public nonisolated struct Amber_NetworkRoute: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// AF_INET (2) or AF_INET6 (10).
+  public var family: UInt32 = 0
+
+  /// 4 or 16 bytes; empty for a default route.
+  public var destination: Data = Data()
+
+  public var destinationLength: UInt32 = 0
+
+  /// The next hop, 4 or 16 bytes; empty for a route to a link.
+  public var gateway: Data = Data()
+
+  /// The output link's name (a link of the namespace); empty for none.
+  public var link: String = String()
+
+  /// RTA_PRIORITY (the metric), when the route had one.
+  public var priority: UInt32 {
+    get {_priority ?? 0}
+    set {_priority = newValue}
+  }
+  /// Returns true if `priority` has been explicitly set.
+  public var hasPriority: Bool {self._priority != nil}
+  /// Clears the value of `priority`. Subsequent reads from it will return its default value.
+  public mutating func clearPriority() {self._priority = nil}
+
+  /// RTA_PREFSRC, 4 or 16 bytes; empty for none.
+  public var preferredSource: Data = Data()
+
+  /// rtm_protocol (never 2, the kernel's own), rtm_scope, rtm_tos and rtm_flags.
+  public var `protocol`: UInt32 = 0
+
+  public var scope: UInt32 = 0
+
+  public var tos: UInt32 = 0
+
+  public var flags: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _priority: UInt32? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_NetworkNamespace: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NetworkNamespace"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}links\0\u{1}addresses\0\u{1}sysctls\0\u{1}unrestorable\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}links\0\u{1}addresses\0\u{1}sysctls\0\u{1}unrestorable\0\u{2}Q\u{2}routes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -131,6 +194,7 @@ nonisolated extension Amber_NetworkNamespace: SwiftProtobuf.Message, SwiftProtob
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.addresses) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.sysctls) }()
       case 5: try { try decoder.decodeRepeatedStringField(value: &self.unrestorable) }()
+      case 150: try { try decoder.decodeRepeatedMessageField(value: &self.routes) }()
       default: break
       }
     }
@@ -152,6 +216,9 @@ nonisolated extension Amber_NetworkNamespace: SwiftProtobuf.Message, SwiftProtob
     if !self.unrestorable.isEmpty {
       try visitor.visitRepeatedStringField(value: self.unrestorable, fieldNumber: 5)
     }
+    if !self.routes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.routes, fieldNumber: 150)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -161,6 +228,7 @@ nonisolated extension Amber_NetworkNamespace: SwiftProtobuf.Message, SwiftProtob
     if lhs.addresses != rhs.addresses {return false}
     if lhs.sysctls != rhs.sysctls {return false}
     if lhs.unrestorable != rhs.unrestorable {return false}
+    if lhs.routes != rhs.routes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -168,7 +236,7 @@ nonisolated extension Amber_NetworkNamespace: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Amber_NetworkLink: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NetworkLink"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}mtu\0\u{1}up\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}mtu\0\u{1}up\0\u{4}R\u{2}hardware_address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -180,6 +248,7 @@ nonisolated extension Amber_NetworkLink: SwiftProtobuf.Message, SwiftProtobuf._M
       case 2: try { try decoder.decodeSingularStringField(value: &self.kind) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.mtu) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.up) }()
+      case 150: try { try decoder.decodeSingularBytesField(value: &self.hardwareAddress) }()
       default: break
       }
     }
@@ -198,6 +267,9 @@ nonisolated extension Amber_NetworkLink: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.up != false {
       try visitor.visitSingularBoolField(value: self.up, fieldNumber: 4)
     }
+    if !self.hardwareAddress.isEmpty {
+      try visitor.visitSingularBytesField(value: self.hardwareAddress, fieldNumber: 150)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -206,6 +278,7 @@ nonisolated extension Amber_NetworkLink: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.kind != rhs.kind {return false}
     if lhs.mtu != rhs.mtu {return false}
     if lhs.up != rhs.up {return false}
+    if lhs.hardwareAddress != rhs.hardwareAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -213,7 +286,7 @@ nonisolated extension Amber_NetworkLink: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Amber_NetworkAddress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NetworkAddress"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}link\0\u{1}address\0\u{3}prefix_length\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}link\0\u{1}address\0\u{3}prefix_length\0\u{2}S\u{2}scope\0\u{1}broadcast\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -224,6 +297,8 @@ nonisolated extension Amber_NetworkAddress: SwiftProtobuf.Message, SwiftProtobuf
       case 1: try { try decoder.decodeSingularStringField(value: &self.link) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.address) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.prefixLength) }()
+      case 150: try { try decoder.decodeSingularUInt32Field(value: &self.scope) }()
+      case 151: try { try decoder.decodeSingularBytesField(value: &self.broadcast) }()
       default: break
       }
     }
@@ -239,6 +314,12 @@ nonisolated extension Amber_NetworkAddress: SwiftProtobuf.Message, SwiftProtobuf
     if self.prefixLength != 0 {
       try visitor.visitSingularUInt32Field(value: self.prefixLength, fieldNumber: 3)
     }
+    if self.scope != 0 {
+      try visitor.visitSingularUInt32Field(value: self.scope, fieldNumber: 150)
+    }
+    if !self.broadcast.isEmpty {
+      try visitor.visitSingularBytesField(value: self.broadcast, fieldNumber: 151)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -246,6 +327,8 @@ nonisolated extension Amber_NetworkAddress: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.link != rhs.link {return false}
     if lhs.address != rhs.address {return false}
     if lhs.prefixLength != rhs.prefixLength {return false}
+    if lhs.scope != rhs.scope {return false}
+    if lhs.broadcast != rhs.broadcast {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -281,6 +364,90 @@ nonisolated extension Amber_NetworkSysctl: SwiftProtobuf.Message, SwiftProtobuf.
   public static func ==(lhs: Amber_NetworkSysctl, rhs: Amber_NetworkSysctl) -> Bool {
     if lhs.path != rhs.path {return false}
     if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Amber_NetworkRoute: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NetworkRoute"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}family\0\u{1}destination\0\u{3}destination_length\0\u{1}gateway\0\u{1}link\0\u{1}priority\0\u{3}preferred_source\0\u{1}protocol\0\u{1}scope\0\u{1}tos\0\u{1}flags\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.family) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.destination) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.destinationLength) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.gateway) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.link) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self._priority) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.preferredSource) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.`protocol`) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self.scope) }()
+      case 10: try { try decoder.decodeSingularUInt32Field(value: &self.tos) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.flags) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.family != 0 {
+      try visitor.visitSingularUInt32Field(value: self.family, fieldNumber: 1)
+    }
+    if !self.destination.isEmpty {
+      try visitor.visitSingularBytesField(value: self.destination, fieldNumber: 2)
+    }
+    if self.destinationLength != 0 {
+      try visitor.visitSingularUInt32Field(value: self.destinationLength, fieldNumber: 3)
+    }
+    if !self.gateway.isEmpty {
+      try visitor.visitSingularBytesField(value: self.gateway, fieldNumber: 4)
+    }
+    if !self.link.isEmpty {
+      try visitor.visitSingularStringField(value: self.link, fieldNumber: 5)
+    }
+    try { if let v = self._priority {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+    } }()
+    if !self.preferredSource.isEmpty {
+      try visitor.visitSingularBytesField(value: self.preferredSource, fieldNumber: 7)
+    }
+    if self.`protocol` != 0 {
+      try visitor.visitSingularUInt32Field(value: self.`protocol`, fieldNumber: 8)
+    }
+    if self.scope != 0 {
+      try visitor.visitSingularUInt32Field(value: self.scope, fieldNumber: 9)
+    }
+    if self.tos != 0 {
+      try visitor.visitSingularUInt32Field(value: self.tos, fieldNumber: 10)
+    }
+    if self.flags != 0 {
+      try visitor.visitSingularUInt32Field(value: self.flags, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Amber_NetworkRoute, rhs: Amber_NetworkRoute) -> Bool {
+    if lhs.family != rhs.family {return false}
+    if lhs.destination != rhs.destination {return false}
+    if lhs.destinationLength != rhs.destinationLength {return false}
+    if lhs.gateway != rhs.gateway {return false}
+    if lhs.link != rhs.link {return false}
+    if lhs._priority != rhs._priority {return false}
+    if lhs.preferredSource != rhs.preferredSource {return false}
+    if lhs.`protocol` != rhs.`protocol` {return false}
+    if lhs.scope != rhs.scope {return false}
+    if lhs.tos != rhs.tos {return false}
+    if lhs.flags != rhs.flags {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
