@@ -1,7 +1,8 @@
-/* bench target (d): a process of 8 threads (main and 7 pthreads) that sleep in a loop.
-   Creates the file argv[1] once every thread runs. */
+/* bench target (d): a process of 8 threads (main and 7 pthreads) that sleep in a loop, or of
+   argv[2] threads. Creates the file argv[1] once every thread runs. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 static void *sleeper(void *arg) {
@@ -11,8 +12,11 @@ static void *sleeper(void *arg) {
     return 0;
 }
 int main(int argc, char **argv) {
-    pthread_t threads[7];
-    for (int i = 0; i < 7; i++) if (pthread_create(&threads[i], 0, sleeper, 0) != 0) return 1;
+    int count = argc > 2 ? atoi(argv[2]) : 8;
+    for (int i = 1; i < count; i++) {
+        pthread_t thread;
+        if (pthread_create(&thread, 0, sleeper, 0) != 0) return 1;
+    }
     if (argc > 1) { int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644); if (fd >= 0) close(fd); }
     sleeper(0);
 }

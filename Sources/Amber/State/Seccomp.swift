@@ -15,12 +15,13 @@ enum SeccompState {
 
     /// Refuses a process under seccomp when amber may not read its filters or suspend them.
     /// `status` is the process's: it shows the leader's mode, so only other threads' are read.
+    /// The privileges are looked at first: with them, nothing needs each thread's status.
     static func check(pid: Int32, status: ProcessStatus, process: ProcessName, tree: ProcessName) throws {
+        let leaderMode = status.seccompMode ?? 0
+        guard leaderMode != 0 || status.threads > 1, let missing = missingPrivilege() else { return }
         let others = status.threads > 1 ? ((try? ProcFS.threads(pid: pid)) ?? []).filter { $0 != pid } : []
-        let modes =
-            [status.seccompMode].compactMap(\.self)
-            + others.compactMap { try? ProcFS.threadStatus(pid: pid, tid: $0).seccompMode }
-        guard let mode = modes.first(where: { $0 != 0 }), let missing = missingPrivilege() else { return }
+        let modes = [leaderMode] + others.compactMap { try? ProcFS.threadStatus(pid: pid, tid: $0).seccompMode }
+        guard let mode = modes.first(where: { $0 != 0 }) else { return }
         throw AmberError.unsupported(
             process,
             "runs under seccomp (mode \(mode)), and amber \(missing): reading its filters (PTRACE_SECCOMP_GET_FILTER) and suspending them while injecting (PTRACE_O_SUSPEND_SECCOMP) need CAP_SYS_ADMIN in the initial user namespace and a tracer not under seccomp itself",

@@ -11,17 +11,20 @@ enum ThreadState {
 
     /// Every thread of the process into `task.threads`, the leader first.
     static func dump(_ session: DumpSession, into task: inout Amber_Task) throws {
-        task.threads = [try dump(session.injector, session)]
+        // Set once: appending to `task.threads` one by one copies the whole array each time.
+        var threads = [try dump(session.injector, session)]
+        threads.reserveCapacity(session.threads.count)
         for tracee in session.threads where tracee.pid != session.pid {
             let injector = try session.injector(for: tracee)
             do {
-                task.threads.append(try dump(injector, session))
+                threads.append(try dump(injector, session))
             } catch {
                 try? injector.finish()
                 throw error
             }
             try injector.finish()
         }
+        task.threads = threads
     }
 
     /// Reads the thread `injector` has taken over; the caller finishes the injector.

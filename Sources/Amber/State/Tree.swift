@@ -37,8 +37,13 @@ struct ProcessSnapshot: Sendable {
         stat = try ProcFS.stat(pid: pid)
         status = try ProcFS.status(pid: pid)
         var threadStatuses = [pid: status]
-        for tracee in threads where tracee.pid != pid {
-            threadStatuses[tracee.pid] = try ProcFS.threadStatus(pid: pid, tid: tracee.pid)
+        // On every CPU: a process of a thousand threads has a thousand files to read.
+        let others = threads.filter { $0.pid != pid }
+        let statuses = others.concurrentMap { tracee in
+            Result { () throws(LinuxError) in try ProcFS.threadStatus(pid: pid, tid: tracee.pid) }
+        }
+        for (tracee, status) in zip(others, statuses) {
+            threadStatuses[tracee.pid] = try status.get()
         }
         self.threadStatuses = threadStatuses
         maps = threads.isEmpty ? [] : try ProcFS.mapsWithFiles(pid: pid)
