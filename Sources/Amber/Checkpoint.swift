@@ -312,10 +312,28 @@ enum Preflight {
                     tree: tree, externalFiles: externalFiles, shellJob: shellJob)
             }
         }
-        let checked = try results.compactMap { try $0.get() }
+        let checked = try zip(pids, results).compactMap { pid, result in
+            do {
+                return try result.get()
+            } catch where hasExited(pid) {
+                // It exited while the running tree was checked (a child that came and went):
+                // the freeze finds the tree as it is then.
+                return nil
+            }
+        }
         for kind in StateKinds.all {
             try kind.check(tree: checked)
         }
+    }
+
+    /// Gone, or a zombie within a few milliseconds (an exiting process loses its files and
+    /// namespaces before it is a zombie).
+    private static func hasExited(_ pid: Int32) -> Bool {
+        for _ in 0..<10 {
+            guard let status = try? ProcFS.status(pid: pid), status.state != "Z" else { return true }
+            usleep(1000)
+        }
+        return false
     }
 
     /// One process's refusals; returns it for the checks across processes, nil for a zombie.

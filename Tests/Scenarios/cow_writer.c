@@ -11,7 +11,10 @@
  *
  * Options: --threads N (writer threads, default 1); --tree (a child does the same, and
  * reports through its exit status); --kernel-write (one more writer fills its pages by read()
- * from a pipe, so the kernel writes them for it).
+ * from a pipe, so the kernel writes them for it); --fork (a thread forks a child every 20 ms
+ * for 800 ms, each unmapping its copy of the area); --unmap (a thread unmaps a
+ * 64 MiB area above the others a millisecond after filling it, and maps and fills it again:
+ * a dump --cow then fails, naming the process, and the process runs on unharmed).
  *
  * Checks after SIGTERM: every writer ran passes since ready; each stops at the end of a pass,
  * then every page of every slice holds its last pass's pattern; the child passed.
@@ -37,6 +40,8 @@ struct writer {
 static struct writer writers[MAX_WRITERS];
 static int nwriters;
 static volatile int stop;
+static unsigned char *churned; /* --unmap: the area unmapped and mapped again */
+static volatile uint64_t forks;
 
 static uint64_t word(uint64_t generation, uint64_t page, uint64_t index)
 {
@@ -100,8 +105,58 @@ static void *run_writer(void *argument)
     return NULL;
 }
 
+static void *churn(void *argument)
+{
+    (void)argument;
+    while (!stop) {
+        memset(churned, 0x5a, AREA_SIZE);
+        usleep(1000);
+        if (munmap(churned, AREA_SIZE) ||
+            mmap(churned, AREA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+                 0) != churned) {
+            snprintf(writers[0].failure, sizeof writers[0].failure, "remap: %s", strerror(errno));
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static pid_t children[40];
+static volatile int nchildren;
+
+/* --fork: a child every 20 ms for 800 ms, around the dump. Each gives up its copy of the
+   writers' area and waits for its parent's SIGKILL, so that none exits during a dump (a
+   process of the tree that exits during a dump --cow takes pages not yet copied with it). */
+static void *fork_often(void *argument)
+{
+    struct writer *w = argument;
+    while (!stop && nchildren < (int)(sizeof children / sizeof children[0])) {
+        pid_t child = fork();
+        if (child == 0) {
+            syscall(SYS_munmap, w->base, AREA_SIZE);
+            for (;;)
+                syscall(SYS_pause);
+        }
+        if (child < 0) {
+            snprintf(w->failure, sizeof w->failure, "fork: %s", strerror(errno));
+            return NULL;
+        }
+        children[nchildren] = child;
+        nchildren = nchildren + 1;
+        forks = forks + 1;
+        usleep(20000);
+    }
+    return NULL;
+}
+
 static int run(int threads, int kernel_write, int tree)
 {
+    if (sc_has_flag("--unmap")) {
+        /* Mapped first, so above the others: a dump copies it last. */
+        churned = mmap(NULL, AREA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (churned == MAP_FAILED)
+            sc_die("mmap");
+    }
     unsigned char *area = mmap(NULL, AREA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (area == MAP_FAILED)
         sc_die("mmap");
@@ -158,10 +213,13 @@ static int run(int threads, int kernel_write, int tree)
             _exit(0);
         }
     }
-    pthread_t own;
+    pthread_t own, helper;
     if (pthread_create(&own, NULL, run_writer, &writers[0]))
         sc_die("pthread_create");
     ids[0] = own;
+    int helping = churned || sc_has_flag("--fork");
+    if (helping && pthread_create(&helper, NULL, churned ? churn : fork_often, &writers[0]))
+        sc_die("pthread_create");
     /* Every writer has written a pass before the dump may start. */
     for (int t = 0; t < nwriters; t++)
         while (writers[t].passes == 0 && !writers[t].failure[0])
@@ -178,6 +236,17 @@ static int run(int threads, int kernel_write, int tree)
     stop = 1;
     for (int t = 0; t < nwriters; t++)
         pthread_join(ids[t], NULL);
+    if (helping)
+        pthread_join(helper, NULL);
+    if (sc_has_flag("--fork")) {
+        sc_check(forks > 0, "no child was forked");
+        for (int c = 0; c < nchildren; c++) {
+            int status;
+            kill(children[c], SIGKILL);
+            if (waitpid(children[c], &status, 0) != children[c] || !WIFSIGNALED(status))
+                sc_fail("child %d did not end by SIGKILL", (int)children[c]);
+        }
+    }
     for (int t = 0; t < nwriters; t++) {
         struct writer *w = &writers[t];
         if (w->failure[0]) {

@@ -143,6 +143,12 @@ final class CopyOnWriteDump: @unchecked Sendable {
             let runs: [Int: [Amber_PageRun]]
             do {
                 runs = try pages.save(process.overlays)
+            } catch let error as LinuxError where error.errno == .noSuchProcess {
+                throw process.lost
+                    ?? AmberError.unsupported(
+                        process.name,
+                        "exited during a dump --cow before its memory was copied: the dump is given up (the rest of the tree runs on); dump it without --cow"
+                    )
             } catch {
                 throw process.lost ?? error
             }
