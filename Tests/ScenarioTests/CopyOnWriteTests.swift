@@ -45,18 +45,68 @@ final class CopyOnWriteTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after dump --cow --leave-running and restore")
     }
 
-    /// Memory unmapped before amber copied it: the dump fails naming the process and the range,
-    /// writes no image, and the process runs on unharmed.
-    func testUnmappedBeforeCopiedFailsTheDump() throws {
+    /// A process that does not write: its page files from --cow are byte for byte a plain dump's.
+    func testPageFilesAreAPlainDumps() throws {
         _ = try requireAmber()
-        let p = try start(.cowWriterUnmaps)
+        let p = try start(.memory)
+        var images: [String] = []
+        for flags in [[], ["--cow"]] {
+            let image = try newDirectory("image")
+            let r = try amber(["dump", "--leave-running", "-t", "\(p.pid)", "-D", image] + flags, reaping: [p])
+            XCTAssertEqual(r.status, .exited(0), "dump \(flags): \(r.summary)")
+            images.append(image)
+        }
+        let pageFiles = try FileManager.default.contentsOfDirectory(atPath: images[0]).filter { $0.hasPrefix("pages-") }
+        XCTAssertFalse(pageFiles.isEmpty, "the plain dump wrote no page file")
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: images[1]).filter { $0.hasPrefix("pages-") }.sorted(),
+            pageFiles.sorted())
+        for name in pageFiles {
+            XCTAssertEqual(
+                FileManager.default.contents(atPath: images[0] + "/" + name),
+                FileManager.default.contents(atPath: images[1] + "/" + name), "\(name) differs")
+        }
+        try terminateAndExpectPass(p, "original after two dumps --leave-running")
+    }
+
+    /// Memory moved (mremap) before amber copied it: the dump fails naming the process and the
+    /// range, writes no image, and the process runs on unharmed.
+    func testMovedBeforeCopiedFailsTheDump() throws {
+        _ = try requireAmber()
+        let p = try start(.cowWriterMoves)
         let image = try newDirectory("image")
         let r = try amber(["dump", "--cow", "-t", "\(p.pid)", "-D", image], reaping: [p])
-        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "unmapped memory", "--cow"])
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "moved (mremap) memory", "--cow"])
         XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "a failed dump wrote an inventory")
         XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)")
         assertRunningUntraced(p.pid, "after a failed dump --cow")
         try terminateAndExpectPass(p, "after a failed dump --cow")
+    }
+
+    /// `amber dump --cow` killed while the pages are copied (a few MiB in): the worker stops, lifts
+    /// every protection, writes no inventory, and the tree runs on unharmed.
+    func testInterruptedDuringTheCopyLeavesTheTreeRunning() throws {
+        _ = try requireAmber()
+        let p = try start(.cowWriterThreads)
+        let image = try newDirectory("image")
+        let run = try startAmber(
+            ["dump", "--cow", "-t", "\(p.pid)", "-D", image], env: ["AMBER_TEST_FAULT": "dump.pages@8=kill-supervisor"])
+        let r = try finish(run, reaping: [p])
+        XCTAssertEqual(r.status, .signaled(SIGKILL), "amber dump --cow killed during the copy: \(r.summary)")
+        let deadline = Sys.now() + Self.amberTimeout
+        while Proc.childrenOfSelf().contains(where: { Proc.comm($0) == "amber" }) && Sys.now() < deadline {
+            for worker in Proc.childrenOfSelf() where Proc.comm(worker) == "amber" {
+                var status: Int32 = 0
+                _ = waitpid(worker, &status, WNOHANG)
+            }
+            Sys.sleep(milliseconds: 1)
+        }
+        XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "the interrupted dump wrote an inventory")
+        XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)")
+        assertRunningUntraced(p.pid, "after an interrupted dump --cow")
+        let smaps = try String(contentsOfFile: "/proc/\(p.pid)/smaps", encoding: .utf8)
+        XCTAssertFalse(smaps.contains(" uw"), "an area is still write-protect registered")
+        try terminateAndExpectPass(p, "after an interrupted dump --cow")
     }
 
     /// Dumped with --cow (and killed once the copy is complete), restored, checked.

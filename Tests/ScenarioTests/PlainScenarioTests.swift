@@ -192,7 +192,7 @@ final class PlainScenarioTests: ScenarioTestCase {
         for flag in ["--queued", "--connected", "--uevent"] { try runPlain(.unsupportedNetlink(flag)) }
     }
     func testCowWriter() throws {
-        for scenario in [Scenario.cowWriter, .cowWriterThreads, .cowWriterTree, .cowWriterForks, .cowWriterUnmaps] {
+        for scenario in [Scenario.cowWriter, .cowWriterThreads, .cowWriterTree, .cowWriterForks, .cowWriterMoves] {
             try runPlain(scenario)
         }
     }

@@ -242,8 +242,8 @@ struct Scenario: Sendable {
     static let cowWriterTree = Scenario(name: "cow_writer", args: ["--tree", "--threads", "2"])
     /// A thread forks a child every few milliseconds.
     static let cowWriterForks = Scenario(name: "cow_writer", args: ["--fork", "--threads", "2"])
-    /// A thread unmaps a filled area a millisecond later, again and again.
-    static let cowWriterUnmaps = Scenario(name: "cow_writer", args: ["--unmap"])
+    /// A thread moves a filled area by mremap every millisecond.
+    static let cowWriterMoves = Scenario(name: "cow_writer", args: ["--move"])
     /// Run as nobody, without CAP_SYS_PTRACE: it may not make a userfaultfd.
     static let cowWriterUnprivileged = Scenario(
         name: "cow_writer", setpriv: ["--reuid=65534", "--regid=65534", "--clear-groups"], owner: 65534)
@@ -307,7 +307,7 @@ struct Scenario: Sendable {
         + [inetDualStack]
         + [netlinkSockets] + ["--queued", "--connected", "--uevent"].map(unsupportedNetlink)
         + [shellJob]
-        + [cowWriter, cowWriterThreads, cowWriterTree, cowWriterForks, cowWriterUnmaps, cowWriterUnprivileged]
+        + [cowWriter, cowWriterThreads, cowWriterTree, cowWriterForks, cowWriterMoves, cowWriterUnprivileged]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

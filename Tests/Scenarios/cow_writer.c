@@ -12,9 +12,9 @@
  * Options: --threads N (writer threads, default 1); --tree (a child does the same, and
  * reports through its exit status); --kernel-write (one more writer fills its pages by read()
  * from a pipe, so the kernel writes them for it); --fork (a thread forks a child every 20 ms
- * for 800 ms, each unmapping its copy of the area); --unmap (a thread unmaps a
- * 64 MiB area above the others a millisecond after filling it, and maps and fills it again:
- * a dump --cow then fails, naming the process, and the process runs on unharmed).
+ * for 800 ms, each unmapping its copy of the area); --move (a thread moves a filled 64 MiB
+ * area above the others by mremap every millisecond, back and forth: a dump --cow then fails,
+ * naming the process, and the process runs on unharmed).
  *
  * Checks after SIGTERM: every writer ran passes since ready; each stops at the end of a pass,
  * then every page of every slice holds its last pass's pattern; the child passed.
@@ -40,7 +40,8 @@ struct writer {
 static struct writer writers[MAX_WRITERS];
 static int nwriters;
 static volatile int stop;
-static unsigned char *churned; /* --unmap: the area unmapped and mapped again */
+static unsigned char *churned; /* --move: where the moving area is, and the other place */
+static unsigned char *elsewhere;
 static volatile uint64_t forks;
 
 static uint64_t word(uint64_t generation, uint64_t page, uint64_t index)
@@ -109,14 +110,15 @@ static void *churn(void *argument)
 {
     (void)argument;
     while (!stop) {
-        memset(churned, 0x5a, AREA_SIZE);
         usleep(1000);
-        if (munmap(churned, AREA_SIZE) ||
-            mmap(churned, AREA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
-                 0) != churned) {
-            snprintf(writers[0].failure, sizeof writers[0].failure, "remap: %s", strerror(errno));
+        if (mremap(churned, AREA_SIZE, AREA_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, elsewhere) != elsewhere ||
+            mmap(churned, AREA_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != churned) {
+            snprintf(writers[0].failure, sizeof writers[0].failure, "mremap: %s", strerror(errno));
             return NULL;
         }
+        unsigned char *was = churned;
+        churned = elsewhere;
+        elsewhere = was;
     }
     return NULL;
 }
@@ -151,11 +153,16 @@ static void *fork_often(void *argument)
 
 static int run(int threads, int kernel_write, int tree)
 {
-    if (sc_has_flag("--unmap")) {
-        /* Mapped first, so above the others: a dump copies it last. */
-        churned = mmap(NULL, AREA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (sc_has_flag("--move")) {
+        /* Mapped first, so above the others: a dump copies it last. The other place is kept
+           mapped PROT_NONE, so that nothing else lands there. */
+        churned = mmap(NULL, 2 * AREA_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (churned == MAP_FAILED)
             sc_die("mmap");
+        elsewhere = churned + AREA_SIZE;
+        if (mprotect(churned, AREA_SIZE, PROT_READ | PROT_WRITE))
+            sc_die("mprotect");
+        memset(churned, 0x5a, AREA_SIZE);
     }
     unsigned char *area = mmap(NULL, AREA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (area == MAP_FAILED)
