@@ -17,6 +17,8 @@ public enum Checkpoint {
         /// Memory areas of the live processes, and the bytes of the pages written for them.
         public let areas: Int
         public let pageBytes: UInt64
+        /// From the freeze until the tree was let go (`--cow`, `--leave-running`) or killed.
+        public let frozenNanoseconds: UInt64
     }
 
     /// Freezes the tree rooted at `pid`, writes its image, then kills it (waiting until its
@@ -30,12 +32,19 @@ public enum Checkpoint {
     /// a shell, whose terminal is outside the tree, as a shell job (`ShellJobState`).
     /// `tcpEstablished` dumps established TCP connections under a network lock
     /// (`TcpConnectionKind`, `NetworkLock`), which stays on after a dump that kills the tree,
-    /// until the restore.
+    /// until the restore. `copyOnWrite` (`--cow`) lets the tree run on while its pages are
+    /// copied (`CopyOnWriteMemoryState`), then kills it unless `leaveRunning`.
     public static func run(
         pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
         shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil),
-        tcpEstablished: Bool = false, logger: Logger
+        tcpEstablished: Bool = false, copyOnWrite: Bool = false, logger: Logger
     ) throws(AmberError) -> Summary {
+        if copyOnWrite && tcpEstablished {
+            throw AmberError(
+                .unsupported,
+                "--cow cannot be combined with --tcp-established: the connections would stay blocked by the network lock while the tree runs on, and what they carried after their queues were read would be lost to the restored copy"
+            )
+        }
         TcpConnectionDump.begin(asked: tcpEstablished)
         PendingConnections.begin()
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
@@ -54,7 +63,7 @@ public enum Checkpoint {
         do {
             return try run(
                 pid: pid, writer: writer, leaveRunning: leaveRunning, externalFiles: externalFiles,
-                shellJob: shellJob, interruption: interruption, logger: logger)
+                shellJob: shellJob, interruption: interruption, copyOnWrite: copyOnWrite, logger: logger)
         } catch {
             writer.discard()
             throw error
@@ -63,7 +72,7 @@ public enum Checkpoint {
 
     private static func run(
         pid: Int32, writer: ImageWriter, leaveRunning: Bool, externalFiles: Set<String>, shellJob: Bool,
-        interruption: DumpInterruption, logger: Logger
+        interruption: DumpInterruption, copyOnWrite: Bool, logger: Logger
     ) throws(AmberError) -> Summary {
         // Opening its memory needs the same rights as ptrace: refuse before anything else is looked at.
         let memory = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
@@ -89,6 +98,10 @@ public enum Checkpoint {
             throw wrap(error, pid: pid)
         }
         var processes: [FrozenProcess] = []
+        let cow = copyOnWrite ? CopyOnWriteDump(logger: logger) : nil
+        defer { cow?.close() }
+        let freezing = ContinuousClock.now
+        var frozenFor: Duration?
         do {
             processes = try TreeState.freeze(root: pid, interruption: interruption, logger: logger)
             try interruption.check(FaultPoints.preflight)
@@ -96,21 +109,27 @@ public enum Checkpoint {
             logger.trace("checked each frozen process")
             try TreeState.check(processes)
             logger.trace("checked the frozen tree")
-            let tasks = try collect(
+            var tasks = try collect(
                 &processes, writer: writer, externalFiles: externalFiles, shellJob: shellJob,
-                interruption: interruption, logger: logger)
+                interruption: interruption, copyOnWrite: cow, logger: logger)
+            if let cow {
+                try cow.startHandling()
+                TreeState.release(processes)
+                processes = []
+                frozenFor = ContinuousClock.now - freezing
+                logger.trace("tree let go, its pages write-protected")
+                try cow.copy(into: &tasks)
+                for task in tasks {
+                    try interruption.check(FaultPoints.write)
+                    try writer.writeRecord(task, name: ImageFormat.taskRecordName(pid: task.pid))
+                }
+            }
             try interruption.check(FaultPoints.inventory)
             try writer.finish(inventory: inventory(for: tasks))
             logger.trace("image written")
-            let live = tasks.filter { !$0.zombie }
-            let summary = Summary(
-                pid: pid, comm: tasks[0].comm, processes: tasks.count,
-                threads: live.reduce(0) { $0 + $1.threads.count },
-                areas: live.reduce(0) { $0 + $1.memory.areas.count },
-                pageBytes: live.reduce(0) { total, task in
-                    total + task.memory.areas.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.count } }
-                } * 4096)
-            if leaveRunning {
+            if copyOnWrite {
+                if !leaveRunning { try CopyOnWriteDump.kill(root: pid, interruption: interruption, logger: logger) }
+            } else if leaveRunning {
                 try TcpConnectionDump.finish(keepLock: false)
                 TreeState.release(processes)
                 PendingConnections.report(leftRunning: true, logger: logger)
@@ -123,8 +142,19 @@ public enum Checkpoint {
                     )
                 }
             }
-            return summary
+            let frozen = (frozenFor ?? ContinuousClock.now - freezing).components
+            let live = tasks.filter { !$0.zombie }
+            return Summary(
+                pid: pid, comm: tasks[0].comm, processes: tasks.count,
+                threads: live.reduce(0) { $0 + $1.threads.count },
+                areas: live.reduce(0) { $0 + $1.memory.areas.count },
+                pageBytes: live.reduce(0) { total, task in
+                    total + task.memory.areas.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.count } }
+                } * 4096,
+                frozenNanoseconds: UInt64(frozen.seconds) * 1_000_000_000 + UInt64(frozen.attoseconds / 1_000_000_000))
         } catch {
+            // Its protection lifted before the tree runs again without a handler.
+            cow?.close()
             try? TcpConnectionDump.finish(keepLock: false)
             TreeState.release(processes)
             throw wrap(error, pid: pid)
@@ -145,9 +175,9 @@ public enum Checkpoint {
     /// ones on `OutsideReads`, which runs them on another CPU while the tracer goes on to the next.
     private static func collect(
         _ processes: inout [FrozenProcess], writer: ImageWriter, externalFiles: Set<String>, shellJob: Bool,
-        interruption: DumpInterruption, logger: Logger
+        interruption: DumpInterruption, copyOnWrite: CopyOnWriteDump?, logger: Logger
     ) throws -> [Amber_Task] {
-        let outside = OutsideReads(writer: writer, logger: logger)
+        let outside = OutsideReads(writer: writer, logger: logger, deferRecords: copyOnWrite != nil)
         // Injected calls cost less when amber runs where the process last ran. Following each
         // process of a tree from CPU to CPU, though, the tracer lands on the CPU the outside
         // reads use, and a 51-process dump took 20% longer (bench tree, A/B runs).
@@ -155,7 +185,7 @@ public enum Checkpoint {
         do {
             let tree = TreeDump(
                 processes: processes, writer: writer, logger: logger, externalFiles: externalFiles,
-                fileContents: FileContentsDump(writer: writer), shellJob: shellJob)
+                fileContents: FileContentsDump(writer: writer), shellJob: shellJob, copyOnWrite: copyOnWrite)
             let steps = try StateKinds.all.flatMap { try $0.prepareDump(tree) }
             let frozenSteps = steps.filter { $0.phase == .frozen }
             let tracedSteps = steps.filter { $0.phase == .traced }
@@ -285,10 +315,28 @@ enum Preflight {
                     tree: tree, externalFiles: externalFiles, shellJob: shellJob)
             }
         }
-        let checked = try results.compactMap { try $0.get() }
+        let checked = try zip(pids, results).compactMap { pid, result in
+            do {
+                return try result.get()
+            } catch where hasExited(pid) {
+                // It exited while the running tree was checked (a child that came and went):
+                // the freeze finds the tree as it is then.
+                return nil
+            }
+        }
         for kind in StateKinds.all {
             try kind.check(tree: checked)
         }
+    }
+
+    /// Gone, or a zombie within a few milliseconds (an exiting process loses its files and
+    /// namespaces before it is a zombie).
+    private static func hasExited(_ pid: Int32) -> Bool {
+        for _ in 0..<10 {
+            guard let status = try? ProcFS.status(pid: pid), status.state != "Z" else { return true }
+            usleep(1000)
+        }
+        return false
     }
 
     /// One process's refusals; returns it for the checks across processes, nil for a zombie.

@@ -17,10 +17,13 @@ final class OutsideReads: @unchecked Sendable {
     // Touched only on `queue`.
     private var tasks: [Amber_Task] = []
     private var failure: (any Error)?
+    /// `dump --cow`: the records are written once the pages are copied, by the caller.
+    private let deferRecords: Bool
 
-    init(writer: ImageWriter, logger: Logger) {
+    init(writer: ImageWriter, logger: Logger, deferRecords: Bool = false) {
         self.writer = writer
         self.logger = logger
+        self.deferRecords = deferRecords
     }
 
     /// Runs the outside `steps` for a process (none for a zombie), then writes its record.
@@ -32,8 +35,10 @@ final class OutsideReads: @unchecked Sendable {
                     try Checkpoint.run(step, dump, interruption: interruption, outside: nil, logger: logger)
                 }
                 let task = dump.task
-                try interruption.check(FaultPoints.write)
-                try writer.writeRecord(task, name: ImageFormat.taskRecordName(pid: task.pid))
+                if !deferRecords {
+                    try interruption.check(FaultPoints.write)
+                    try writer.writeRecord(task, name: ImageFormat.taskRecordName(pid: task.pid))
+                }
                 logger.debug(
                     "collected process \(dump.name): \(task.threads.count) threads, \(task.memory.areas.count) areas, \(task.files.descriptors.count) fds"
                 )

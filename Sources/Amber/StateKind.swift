@@ -83,6 +83,8 @@ struct TreeDump {
     let fileContents: FileContentsDump
     /// Dumped as a shell job (`-j`): its terminal outside the tree is the job's (`ShellJobState`).
     var shellJob = false
+    /// `dump --cow`: the pages are copied once the tree runs again (`CopyOnWriteMemoryState`).
+    var copyOnWrite: CopyOnWriteDump? = nil
 }
 
 /// One process being dumped: its record, which each step fills in. The tracer hands it to the

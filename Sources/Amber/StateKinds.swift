@@ -25,6 +25,8 @@ enum StateKinds {
         ControllingTerminals.self,
         ShellJobState.self,
         NetworkNamespaceState.self,
+        // After the memory: protects the pages its step left to copy once the tree runs.
+        CopyOnWriteMemoryState.self,
     ]
 
     /// Every kind's restore steps of `phase`, in their order.

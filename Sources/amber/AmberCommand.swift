@@ -114,12 +114,22 @@ struct DumpCommand: ParsableCommand {
         ))
     var tcpEstablished = false
 
+    @Flag(
+        name: .customLong("cow"),
+        help: ArgumentHelp(
+            "Copy-on-write dump: the tree is frozen only while everything but its memory's contents is read and its memory write-protected; it runs on while the pages are copied.",
+            discussion:
+                "A page the tree writes before amber copied it is saved first (userfaultfd write protection: the writing thread waits a moment), so the image is the tree at the freeze. Without --leave-running the tree is killed once the copy is complete: what it did in between to anything outside itself (files, pipes and sockets to other processes) is not undone, and the restored copy starts from the freeze. Needs CAP_SYS_PTRACE in each process or vm.unprivileged_userfaultfd=1. Refused with --tcp-established. A process that unmaps, drops (MADV_DONTNEED) or moves memory not yet copied makes the dump fail, leaving it running unharmed. Shared memory and the pages of private file mappings are copied while the tree is frozen."
+        ))
+    var copyOnWrite = false
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         DumpWorker(
             supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync,
-            verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles, tcpEstablished: tcpEstablished
+            verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles, tcpEstablished: tcpEstablished,
+            copyOnWrite: copyOnWrite
         ).start()
     }
 }

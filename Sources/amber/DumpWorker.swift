@@ -25,6 +25,7 @@ struct DumpWorker {
     let shellJob: Bool
     let externalFiles: [String]
     let tcpEstablished: Bool
+    let copyOnWrite: Bool
 
     /// The worker started, waiting for its arguments on the pipe `arguments` writes to.
     private struct Started {
@@ -61,7 +62,7 @@ struct DumpWorker {
         var fields = [UInt8]()
         for field in [
             "\(pid)", directory, leaveRunning ? "1" : "0", sync ? "1" : "0", "\(verbosity)", tcpEstablished ? "1" : "0",
-            shellJob ? "1" : "0",
+            shellJob ? "1" : "0", copyOnWrite ? "1" : "0",
         ] + externalFiles {
             fields += Array(field.utf8) + [0]
         }
@@ -143,11 +144,12 @@ struct DumpWorker {
         let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map {
             String(decoding: $0, as: UTF8.self)
         }
-        guard fields.count >= 8, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
+        guard fields.count >= 9, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
         DumpWorker(
             supervisor: supervisor, pid: pid, directory: fields[1], leaveRunning: fields[2] == "1",
             sync: fields[3] == "1", verbosity: verbosity, shellJob: fields[6] == "1",
-            externalFiles: Array(fields[7..<(fields.count - 1)]), tcpEstablished: fields[5] == "1"
+            externalFiles: Array(fields[8..<(fields.count - 1)]), tcpEstablished: fields[5] == "1",
+            copyOnWrite: fields[7] == "1"
         ).run()
     }
 
@@ -165,9 +167,11 @@ struct DumpWorker {
             let summary = try Checkpoint.run(
                 pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync,
                 externalFiles: Set(externalFiles), shellJob: shellJob,
-                interruption: DumpInterruption(supervisor: supervisor), tcpEstablished: tcpEstablished, logger: logger)
+                interruption: DumpInterruption(supervisor: supervisor), tcpEstablished: tcpEstablished,
+                copyOnWrite: copyOnWrite, logger: logger)
+            let frozenTenths = summary.frozenNanoseconds / 100_000
             logger.info(
-                "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(clock.now - start)"
+                "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(clock.now - start), frozen for \(frozenTenths / 10).\(frozenTenths % 10) ms"
             )
         } catch {
             fail(error)

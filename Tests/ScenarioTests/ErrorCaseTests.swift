@@ -839,3 +839,37 @@ final class CLITests: ScenarioTestCase {
     }
 
 }
+
+/// `dump --cow` refusals: the target runs on untouched and passes, no image is written.
+extension DumpErrorTests {
+    /// Its connections would stay blocked while the tree runs on, and lose what they carried since.
+    func testCopyOnWriteWithTcpEstablished() throws {
+        _ = try requireAmber()
+        let p = try start(.counter)
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "--cow", "--tcp-established", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["--cow", "--tcp-established"])
+        XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "a refused dump wrote an inventory")
+        assertRunningUntraced(p.pid, "after a refused dump --cow")
+        try terminateAndExpectPass(p, "after a refused dump --cow")
+    }
+
+    /// A process without CAP_SYS_PTRACE may not make a userfaultfd that serves the kernel's own
+    /// writes too (vm.unprivileged_userfaultfd is 0 here): refused by name.
+    func testCopyOnWriteWithoutUserfaultfd() throws {
+        _ = try requireAmber()
+        XCTAssertEqual(
+            try String(contentsOfFile: "/proc/sys/vm/unprivileged_userfaultfd", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines), "0",
+            "this test needs vm.unprivileged_userfaultfd=0")
+        let p = try start(.cowWriterUnprivileged)
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "--cow", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        assertRefusal(
+            r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "userfaultfd", "CAP_SYS_PTRACE"])
+        XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "a refused dump wrote an inventory")
+        XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)")
+        assertRunningUntraced(p.pid, "after a refused dump --cow")
+        try terminateAndExpectPass(p, "after a refused dump --cow")
+    }
+}

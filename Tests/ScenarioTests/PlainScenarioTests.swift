@@ -191,4 +191,9 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedNetlink() throws {
         for flag in ["--queued", "--connected", "--uevent"] { try runPlain(.unsupportedNetlink(flag)) }
     }
+    func testCowWriter() throws {
+        for scenario in [Scenario.cowWriter, .cowWriterThreads, .cowWriterTree, .cowWriterForks, .cowWriterMoves] {
+            try runPlain(scenario)
+        }
+    }
 }

@@ -234,6 +234,19 @@ struct Scenario: Sendable {
         name: "unsupported_unix_socket", args: ["--accepted-client-closed"])
     /// A program run from a shell on a terminal, a shell job (ShellJobTests types it into tmux).
     static let shellJob = Scenario(name: "shell_job")
+    /// Writes its memory without pause, checking each page's previous pass (see cow_writer.c).
+    static let cowWriter = Scenario(name: "cow_writer", args: ["--heap"])
+    /// Three writer threads and a fourth that fills its pages by read() from a pipe.
+    static let cowWriterThreads = Scenario(name: "cow_writer", args: ["--threads", "3", "--kernel-write", "--heap"])
+    /// A tree: a child writes its copy of the memory too.
+    static let cowWriterTree = Scenario(name: "cow_writer", args: ["--tree", "--threads", "2"])
+    /// A thread forks a child every few milliseconds.
+    static let cowWriterForks = Scenario(name: "cow_writer", args: ["--fork", "--threads", "2"])
+    /// A thread moves a filled area by mremap every millisecond.
+    static let cowWriterMoves = Scenario(name: "cow_writer", args: ["--move"])
+    /// Run as nobody, without CAP_SYS_PTRACE: it may not make a userfaultfd.
+    static let cowWriterUnprivileged = Scenario(
+        name: "cow_writer", setpriv: ["--reuid=65534", "--regid=65534", "--clear-groups"], owner: 65534)
 
     static let all: [Scenario] =
         [
@@ -295,6 +308,7 @@ struct Scenario: Sendable {
         + [netlinkSockets] + ["--queued", "--connected", "--uevent"].map(unsupportedNetlink)
         + [shellJob]
         + [tcpAcceptQueue(port: 1, clients: 1, dropped: false)]
+        + [cowWriter, cowWriterThreads, cowWriterTree, cowWriterForks, cowWriterMoves, cowWriterUnprivileged]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -155,7 +155,8 @@ enum MemoryState {
     static func dump(
         _ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, futureLocking: FutureLocking,
         image: ImageWriter, buffers: [PageReadBuffer], fileSizes: inout FileSizes,
-        sharedAnonymous: inout SharedAnonymousMemory.Objects, fileContents: FileContentsDump
+        sharedAnonymous: inout SharedAnonymousMemory.Objects, fileContents: FileContentsDump,
+        copyOnWrite: CopyOnWriteDump? = nil
     ) throws -> Amber_Memory {
         var memory = Amber_Memory()
         memory.lockFuture = futureLocking.locked
@@ -209,15 +210,30 @@ enum MemoryState {
         }
         memory.pageFiles = jobs.map(\.pages.name)
         let (pid, interruption) = (target.pid, target.interruption)
-        let results = jobs.concurrentMap { job in
-            Result {
-                try AreaReader(pid: pid, interruption: interruption, buffer: job.buffer).save(
-                    job.wanted, into: job.pages, file: job.file)
+        let save = { (overlays: [any PageOverlay]) throws -> [Int: [Amber_PageRun]] in
+            let results = jobs.enumerated().map { ($0, $1) }.concurrentMap { part, job in
+                Result {
+                    try AreaReader(
+                        pid: pid, interruption: interruption, buffer: job.buffer,
+                        overlay: overlays.isEmpty ? nil : overlays[part]
+                    ).save(job.wanted, into: job.pages, file: job.file)
+                }
             }
+            // The first part holds the lower addresses: each area's runs stay in ascending order.
+            var pages: [Int: [Amber_PageRun]] = [:]
+            for result in results {
+                for (index, runs) in try result.get() { pages[index, default: []] += runs }
+            }
+            return pages
         }
-        // The first part holds the lower addresses: each area's runs stay in ascending order.
-        for result in results {
-            for (index, runs) in try result.get() { areas[index].pages += runs }
+        if let copyOnWrite {
+            // `dump --cow`: copied once the tree runs again, under write protection.
+            copyOnWrite.deferPages(
+                of: pid,
+                CopyOnWriteDump.Deferred(
+                    areas: areas, passes: parts.map { $0.map { ($0.area, $0.ranges) } }, save: save))
+        } else {
+            for (index, runs) in try save([]) { areas[index].pages += runs }
         }
         memory.sharedAnonymous = try SharedAnonymousMemory.dump(
             target, areas: areas, objects: &sharedAnonymous, image: image, buffer: buffers[0])
@@ -831,12 +847,15 @@ private final class AreaReader {
     let memory: ProcessMemory
     var memFile: ProcessMemoryFile?
     let buffer: UnsafeMutableRawBufferPointer
+    /// `dump --cow`: what settles each stretch read from the running process.
+    let overlay: (any PageOverlay)?
 
-    init(pid: Int32, interruption: DumpInterruption, buffer: PageReadBuffer) {
+    init(pid: Int32, interruption: DumpInterruption, buffer: PageReadBuffer, overlay: (any PageOverlay)? = nil) {
         self.pid = pid
         self.interruption = interruption
         memory = ProcessMemory(pid: pid)
         self.buffer = buffer.bytes
+        self.overlay = overlay
     }
 
     /// Returns the page runs of each area by index, each naming page file `file`. A small process's pages come as many short
@@ -872,6 +891,14 @@ private final class AreaReader {
     ) throws {
         guard !batch.isEmpty else { return }
         try read(batch, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
+        if let overlay {
+            var offset = 0
+            for piece in batch {
+                try overlay.settle(
+                    piece.address, UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<(offset + piece.length)]))
+                offset += piece.length
+            }
+        }
         // Non-zero pages move down over the zero ones, a stretch at a time; each lands at the
         // offset `kept` from where the append starts.
         let pageSize = Int(MemoryState.pageSize)
@@ -995,6 +1022,8 @@ extension MemoryState: StateKind {
         var sharedAnonymous = SharedAnonymousMemory.Objects()
         /// What files without a name hold, shared with the files step (both outside).
         let fileContents: FileContentsDump
+        /// `dump --cow`: takes each process's pages to copy once the tree runs again.
+        let copyOnWrite: CopyOnWriteDump?
         /// Written by the tracer, read by the outside step one process behind.
         private var learned: [Int32: Learned] = [:]
         private let lock = Mutex(())
@@ -1003,6 +1032,7 @@ extension MemoryState: StateKind {
             areaFlags = AreaFlagsPrefetch(dump.processes.filter { !$0.zombie }.map(\.pid))
             writer = dump.writer
             fileContents = dump.fileContents
+            copyOnWrite = dump.copyOnWrite
         }
 
         func update(_ pid: Int32, _ change: (inout Learned) -> Void) {
@@ -1041,7 +1071,8 @@ extension MemoryState: StateKind {
                 process.task.memory = try dump(
                     process.target, vmFlags: learned.vmFlags, brk: learned.brk, futureLocking: learned.futureLocking,
                     image: state.writer, buffers: state.buffers, fileSizes: &state.fileSizes,
-                    sharedAnonymous: &state.sharedAnonymous, fileContents: state.fileContents)
+                    sharedAnonymous: &state.sharedAnonymous, fileContents: state.fileContents,
+                    copyOnWrite: state.copyOnWrite)
             },
         ]
     }
