@@ -17,6 +17,8 @@ public enum Checkpoint {
         /// Memory areas of the live processes, and the bytes of the pages written for them.
         public let areas: Int
         public let pageBytes: UInt64
+        /// From the freeze until the tree was released or killed.
+        public let frozenNanoseconds: UInt64
     }
 
     /// Freezes the tree rooted at `pid`, writes its image, then kills it (waiting until its
@@ -34,7 +36,7 @@ public enum Checkpoint {
     public static func run(
         pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
         shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil),
-        tcpEstablished: Bool = false, logger: Logger
+        tcpEstablished: Bool = false, previous: String? = nil, logger: Logger
     ) throws(AmberError) -> Summary {
         TcpConnectionDump.begin(asked: tcpEstablished)
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
@@ -42,6 +44,10 @@ public enum Checkpoint {
         }
         guard pid != getpid() else { throw AmberError(.unsupported, "amber cannot dump itself") }
         try ExternalFiles.checkNames(externalFiles)
+        // A dump after a pre-dump refers to it for the pages not written since (`MemoryTracking`).
+        let incremental = try previous.map { previous throws(AmberError) in
+            try IncrementalDump(previous: previous, directory: directory)
+        }
         // Root's dumps are authenticated with this host's key; a user cannot read it.
         let key = try HostImageKey.forDump()
         let writer: ImageWriter
@@ -53,7 +59,7 @@ public enum Checkpoint {
         do {
             return try run(
                 pid: pid, writer: writer, leaveRunning: leaveRunning, externalFiles: externalFiles,
-                shellJob: shellJob, interruption: interruption, logger: logger)
+                shellJob: shellJob, interruption: interruption, incremental: incremental, logger: logger)
         } catch {
             writer.discard()
             throw error
@@ -62,7 +68,7 @@ public enum Checkpoint {
 
     private static func run(
         pid: Int32, writer: ImageWriter, leaveRunning: Bool, externalFiles: Set<String>, shellJob: Bool,
-        interruption: DumpInterruption, logger: Logger
+        interruption: DumpInterruption, incremental: IncrementalDump?, logger: Logger
     ) throws(AmberError) -> Summary {
         // Opening its memory needs the same rights as ptrace: refuse before anything else is looked at.
         let memory = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
@@ -88,6 +94,8 @@ public enum Checkpoint {
             throw wrap(error, pid: pid)
         }
         var processes: [FrozenProcess] = []
+        let clock = ContinuousClock()
+        let frozenAt = clock.now
         do {
             processes = try TreeState.freeze(root: pid, interruption: interruption, logger: logger)
             try interruption.check(FaultPoints.preflight)
@@ -97,18 +105,13 @@ public enum Checkpoint {
             logger.trace("checked the frozen tree")
             let tasks = try collect(
                 &processes, writer: writer, externalFiles: externalFiles, shellJob: shellJob,
-                interruption: interruption, logger: logger)
+                interruption: interruption, incremental: incremental, logger: logger)
             try interruption.check(FaultPoints.inventory)
-            try writer.finish(inventory: inventory(for: tasks))
+            var inventory = inventory(for: tasks)
+            if let incremental { inventory.parent = incremental.reference }
+            try writer.finish(inventory: inventory)
             logger.trace("image written")
             let live = tasks.filter { !$0.zombie }
-            let summary = Summary(
-                pid: pid, comm: tasks[0].comm, processes: tasks.count,
-                threads: live.reduce(0) { $0 + $1.threads.count },
-                areas: live.reduce(0) { $0 + $1.memory.areas.count },
-                pageBytes: live.reduce(0) { total, task in
-                    total + task.memory.areas.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.count } }
-                } * 4096)
             if leaveRunning {
                 try TcpConnectionDump.finish(keepLock: false)
                 TreeState.release(processes)
@@ -120,7 +123,18 @@ public enum Checkpoint {
                     )
                 }
             }
-            return summary
+            let frozen = clock.now - frozenAt
+            // The image is complete: the tracking it relied on ends, and the areas are unregistered.
+            incremental?.tracker.release()
+            return Summary(
+                pid: pid, comm: tasks[0].comm, processes: tasks.count,
+                threads: live.reduce(0) { $0 + $1.threads.count },
+                areas: live.reduce(0) { $0 + $1.memory.areas.count },
+                pageBytes: live.reduce(0) { total, task in
+                    total + task.memory.areas.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.count } }
+                } * 4096,
+                frozenNanoseconds: UInt64(frozen.components.seconds) * 1_000_000_000
+                    + UInt64(frozen.components.attoseconds / 1_000_000_000))
         } catch {
             try? TcpConnectionDump.finish(keepLock: false)
             TreeState.release(processes)
@@ -142,7 +156,7 @@ public enum Checkpoint {
     /// ones on `OutsideReads`, which runs them on another CPU while the tracer goes on to the next.
     private static func collect(
         _ processes: inout [FrozenProcess], writer: ImageWriter, externalFiles: Set<String>, shellJob: Bool,
-        interruption: DumpInterruption, logger: Logger
+        interruption: DumpInterruption, incremental: IncrementalDump?, logger: Logger
     ) throws -> [Amber_Task] {
         let outside = OutsideReads(writer: writer, logger: logger)
         // Injected calls cost less when amber runs where the process last ran. Following each
@@ -152,7 +166,7 @@ public enum Checkpoint {
         do {
             let tree = TreeDump(
                 processes: processes, writer: writer, logger: logger, externalFiles: externalFiles,
-                fileContents: FileContentsDump(writer: writer), shellJob: shellJob)
+                fileContents: FileContentsDump(writer: writer), shellJob: shellJob, incremental: incremental)
             let steps = try StateKinds.all.flatMap { try $0.prepareDump(tree) }
             let frozenSteps = steps.filter { $0.phase == .frozen }
             let tracedSteps = steps.filter { $0.phase == .traced }

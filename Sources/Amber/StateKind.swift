@@ -83,6 +83,8 @@ struct TreeDump {
     let fileContents: FileContentsDump
     /// Dumped as a shell job (`-j`): its terminal outside the tree is the job's (`ShellJobState`).
     var shellJob = false
+    /// A dump with `--prev-images-dir`: the pre-dump it refers to and the tracking since.
+    var incremental: IncrementalDump?
 }
 
 /// One process being dumped: its record, which each step fills in. The tracer hands it to the

@@ -51,7 +51,10 @@ struct AmberCommand: ParsableCommand {
             own status (128+N if a signal N killed it).
             """,
         version: AmberVersion.current,
-        subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self]
+        subcommands: [
+            DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self,
+            PreDumpCommand.self,
+        ]
     )
 
     /// A dump worker (started by `amber dump`) reads its arguments itself, from `amber dump`,
@@ -60,6 +63,7 @@ struct AmberCommand: ParsableCommand {
     static func main() {
         let arguments = CommandLine.arguments
         DumpWorker.runIfWorker(arguments)
+        MemoryTracker.runIfTracker(arguments)
         if arguments.count > 1 && arguments[1] == DumpCommand.configuration.commandName { DumpWorker.startEarly() }
         main(nil)
     }
@@ -114,12 +118,22 @@ struct DumpCommand: ParsableCommand {
         ))
     var tcpEstablished = false
 
+    @Option(
+        name: .customLong("prev-images-dir"),
+        help: ArgumentHelp(
+            "Refer to this pre-dump (`amber pre-dump`) for the pages not written since: only those written are copied while the tree is frozen.",
+            discussion:
+                "The pre-dump's directory must be beside the image directory: the image names it by its directory name and the SHA-256 of its inventory, and a restore or `amber verify` follows the chain. The dump ends the pre-dump's tracking (its memory tracker exits).",
+            valueName: "DIR"))
+    var previous: String?
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         DumpWorker(
             supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync,
-            verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles, tcpEstablished: tcpEstablished
+            verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles, tcpEstablished: tcpEstablished,
+            previous: previous ?? ""
         ).start()
     }
 }
