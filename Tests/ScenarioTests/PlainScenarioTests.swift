@@ -191,4 +191,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedNetlink() throws {
         for flag in ["--queued", "--connected", "--uevent"] { try runPlain(.unsupportedNetlink(flag)) }
     }
+    func testIncremental() throws {
+        for scenario in [Scenario.incremental, .incrementalThreads, .incrementalTree] { try runPlain(scenario) }
+    }
 }

@@ -294,6 +294,7 @@ struct Scenario: Sendable {
         + [inetDualStack]
         + [netlinkSockets] + ["--queued", "--connected", "--uevent"].map(unsupportedNetlink)
         + [shellJob]
+        + [incremental, incrementalThreads, incrementalTree]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored
