@@ -26,9 +26,12 @@ final class TrackedProcess: @unchecked Sendable {
 /// pre-dump and the dump (closing the last descriptor of a userfaultfd unregisters its areas,
 /// which would end the tracking). It listens on the abstract unix socket NAME, recorded in the
 /// pre-dump's inventory, and answers only a peer of its own UID:
-/// - "put", then "process PID START" with the userfaultfd and a pidfd for each, then "end":
-///   it holds these from now on (and closes what it held before);
-/// - "get": it sends copies of what it holds the same way;
+/// - "put EPOCH", then "process PID START" with the userfaultfd and a pidfd for each, then "end":
+///   it holds these from now on (and closes what it held before), their write bits those of
+///   the pre-dump EPOCH names;
+/// - "get": it sends "epoch EPOCH", then copies of what it holds the same way, then "end";
+/// - "invalidate": its write bits belong to no pre-dump any more (EPOCH "-"), sent before a
+///   pre-dump protects pages again: should that pre-dump fail, no dump trusts the bits;
 /// - "release": it closes everything and exits: the areas are unregistered.
 /// It exits by itself when every process it tracks is gone, when no "put" came in the first
 /// minute, or on SIGTERM (`kill TRACKER_PID`, printed by the pre-dump). It ignores SIGINT and
@@ -38,11 +41,17 @@ public enum MemoryTracker {
     static let socketPrefix = "amber-memory-tracker-"
 
     /// A fresh socket name: the prefix and 128 random bits in hex.
-    static func makeSocketName() -> String {
+    static func makeSocketName() -> String { socketPrefix + makeToken() }
+
+    /// 128 random bits in hex: a socket name's end, or an epoch.
+    static func makeToken() -> String {
         var generator = SystemRandomNumberGenerator()
         let bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        return socketPrefix + bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+        return bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined()
     }
+
+    /// No epoch: the write bits belong to no pre-dump.
+    static let noEpoch = "-"
 
     /// Whether `name` (read from an image) is a name `makeSocketName` makes.
     static func isSocketName(_ name: String) -> Bool {
@@ -107,6 +116,7 @@ public enum MemoryTracker {
         _ = write(3, &ready, 1)
         close(3)
         var held: [TrackerEntry] = []
+        var epoch = noEpoch
         let started = time(nil)
         while true {
             var polled = [pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)]
@@ -123,7 +133,7 @@ public enum MemoryTracker {
             if held.isEmpty && time(nil) - started > 60 { exit(0) }
             guard polled[0].revents & Int16(POLLIN) != 0, let connection = try? listener.accept() else { continue }
             guard let peer = try? connection.peer(), peer.uid == geteuid() else { continue }
-            switch serve(connection, held: &held) {
+            switch serve(connection, held: &held, epoch: &epoch) {
             case .release:
                 for entry in held { entry.close() }
                 exit(0)
@@ -136,11 +146,15 @@ public enum MemoryTracker {
     private enum Outcome { case serving, release }
 
     /// One request; anything malformed ends the connection and changes nothing.
-    private static func serve(_ connection: MessageSocket, held: inout [TrackerEntry]) -> Outcome {
+    private static func serve(_ connection: MessageSocket, held: inout [TrackerEntry], epoch: inout String)
+        -> Outcome
+    {
         guard let (request, stray) = try? connection.receive() else { return .serving }
         for fd in stray { close(fd) }
-        switch request {
+        let words = request.split(separator: " ").map(String.init)
+        switch words.first {
         case "get":
+            guard (try? connection.send("epoch \(epoch)")) != nil else { return .serving }
             for entry in held {
                 guard (try? connection.send(entry.text, descriptors: [entry.userfaultfd, entry.pidfd])) != nil else {
                     return .serving
@@ -148,9 +162,13 @@ public enum MemoryTracker {
             }
             try? connection.send("end")
         case "put":
-            guard let received = receiveEntries(connection) else { return .serving }
+            guard words.count == 2, let received = receiveEntries(connection) else { return .serving }
             for entry in held { entry.close() }
             held = received
+            epoch = words[1]
+            try? connection.send("ok")
+        case "invalidate":
+            epoch = noEpoch
             try? connection.send("ok")
         case "release":
             try? connection.send("ok")
@@ -219,15 +237,19 @@ struct TrackerClient {
         return socket
     }
 
-    /// What the tracker holds, or nil when no tracker answers (tracking was stopped: every
-    /// page is then read again).
-    func processes() throws(AmberError) -> [TrackedProcess]? {
+    /// The epoch of the tracker's write bits and what it holds, or nil when no tracker answers
+    /// (tracking was stopped: every page is then read again).
+    func processes() throws(AmberError) -> (epoch: String, processes: [TrackedProcess])? {
         guard let socket = try? connect() else { return nil }
         var result: [TrackedProcess] = []
         do {
             try socket.send("get")
+            guard let first = try socket.receive()?.text, first.hasPrefix("epoch ") else {
+                throw AmberError(.failure, "the memory tracker at @\(name) answered no epoch")
+            }
+            let epoch = String(first.dropFirst("epoch ".count))
             while let (text, descriptors) = try socket.receive() {
-                if text == "end" { return result }
+                if text == "end" { return (epoch, result) }
                 guard descriptors.count == 2, let (pid, start) = MemoryTracker.parseEntry(text) else {
                     for fd in descriptors { close(fd) }
                     break
@@ -243,11 +265,26 @@ struct TrackerClient {
         throw AmberError(.failure, "the memory tracker at @\(name) ended its answer early")
     }
 
-    /// Hands the tracker what it holds from now on.
-    func hold(_ processes: [TrackedProcess]) throws(AmberError) {
+    /// Tells the tracker its write bits belong to no pre-dump (before they are protected again).
+    func invalidate() throws(AmberError) {
         do {
             let socket = try connect()
-            try socket.send("put")
+            try socket.send("invalidate")
+            guard try socket.receive()?.text == "ok" else {
+                throw AmberError(.failure, "the memory tracker at @\(name) did not take the invalidation")
+            }
+        } catch let error as AmberError {
+            throw error
+        } catch {
+            throw AmberError(.failure, "the memory tracker at @\(name) failed: \(error)")
+        }
+    }
+
+    /// Hands the tracker what it holds from now on, its write bits those of pre-dump `epoch`.
+    func hold(_ processes: [TrackedProcess], epoch: String) throws(AmberError) {
+        do {
+            let socket = try connect()
+            try socket.send("put \(epoch)")
             for process in processes {
                 try socket.send(
                     "process \(process.pid) \(process.startTime)",

@@ -75,6 +75,9 @@ public enum PreDump {
         }
         let clock = ContinuousClock()
         let frozenAt = clock.now
+        // The write bits are about to be protected again: until this pre-dump is complete they
+        // belong to no image, so a dump after a failed pre-dump reads every page.
+        if let incremental, incremental.intact { try incremental.tracker.invalidate() }
         var processes = try TreeState.freeze(
             root: pid, interruption: DumpInterruption(supervisor: nil), logger: logger)
         var tracked: [TrackedProcess] = []
@@ -118,13 +121,14 @@ public enum PreDump {
         // (a first pre-dump, or tracking stopped since), a new one is started.
         var trackerName = incremental?.tracker.name ?? ""
         var trackerPID = incremental?.parent.inventory.preDump.trackerPid ?? 0
+        let epoch = MemoryTracker.makeToken()
         do {
             guard let incremental else { throw AmberError(.failure, "no tracker yet") }
-            try incremental.tracker.hold(tracked)
+            try incremental.tracker.hold(tracked, epoch: epoch)
         } catch {
             trackerName = MemoryTracker.makeSocketName()
             trackerPID = try MemoryTracker.spawn(name: trackerName)
-            try TrackerClient(name: trackerName).hold(tracked)
+            try TrackerClient(name: trackerName).hold(tracked, epoch: epoch)
         }
         var inventory = Amber_Inventory()
         inventory.amberVersion = AmberVersion.current
@@ -137,6 +141,7 @@ public enum PreDump {
         }
         inventory.preDump.trackerSocket = trackerName
         inventory.preDump.trackerPid = trackerPID
+        inventory.preDump.epoch = epoch
         if let incremental { inventory.parent = incremental.reference }
         do {
             try writer.finish(inventory: inventory)
@@ -181,8 +186,10 @@ public enum PreDump {
         }
         let pageMap = try PageMap(pid: process.pid)
         if let tracking {
+            // Registrations whose bits no image stands for any more are protected whole again.
+            let renewed = incremental?.intact == true ? own : []
             _ = MemoryTracking.registerNew(
-                maps: maps, vmFlags: vmFlags, own: own, userfaultfd: tracking.userfaultfd, pageMap: pageMap)
+                maps: maps, vmFlags: vmFlags, own: renewed, userfaultfd: tracking.userfaultfd, pageMap: pageMap)
         }
         let chainPages = try incremental?.pages(pid: process.pid, startTime: startTime, own: own)
         var areas: [Amber_MemoryArea] = []

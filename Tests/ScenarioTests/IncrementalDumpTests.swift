@@ -29,6 +29,25 @@ final class IncrementalDumpTests: ScenarioTestCase {
         try runIncremental(.incrementalThreads, preDumps: 2)
     }
 
+    /// A later pre-dump protects the pages again, so the tracker's bits are no longer those of
+    /// the first: a dump referring to the first reads every page (else pages written between
+    /// the two pre-dumps would come from the first, stale).
+    func testDumpReferringToAnOlderPreDump() throws {
+        _ = try requireAmber()
+        let p = try start(.incrementalThreads)
+        let first = try newDirectory("pre")
+        try preDump(p, into: first)
+        kill(p.pid, SIGUSR1)
+        XCTAssertTrue(waitForFile(p.directory + "/traps-done"), "the scenario did not spring its traps")
+        try preDump(p, into: try newDirectory("pre"), previous: first)
+        Sys.sleep(milliseconds: 100)
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--prev-images-dir", first], reaping: [p])
+        XCTAssertEqual(r.status, .exited(0), "dump: \(r.summary)")
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "after a dump referring to the older pre-dump, and restore")
+    }
+
     /// After `dump --prev-images-dir --leave-running` nothing of the tracking is left in the
     /// process: no registration (VmFlags uw), no userfaultfd, no tracker; it runs on and passes.
     func testNothingLeftAfterTheDump() throws {

@@ -259,6 +259,10 @@ final class IncrementalDump: @unchecked Sendable {
     let tracker: TrackerClient
     /// What the tracker holds, by PID; empty when no tracker answered (every page is then read).
     private let tracked: [Int32: TrackedProcess]
+    /// Whether the tracker's write bits are the parent's: it holds the parent's epoch. When
+    /// not (a later pre-dump of the parent failed, or protected again), its registrations are
+    /// still its own, but every page is read.
+    let intact: Bool
     private let own = Mutex<[Int32: Set<UInt64>]>([:])
 
     /// Opens the pre-dump at `previous`, which must be a directory beside `directory`, and asks
@@ -290,8 +294,10 @@ final class IncrementalDump: @unchecked Sendable {
         reference.inventorySha256 = Data(parent.inventoryDigest)
         self.reference = reference
         tracker = TrackerClient(name: parent.inventory.preDump.trackerSocket)
-        let processes = try tracker.processes() ?? []
-        tracked = Dictionary(processes.map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
+        let answer = try tracker.processes()
+        tracked = Dictionary(
+            (answer?.processes ?? []).map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
+        intact = answer != nil && answer?.epoch == parent.inventory.preDump.epoch && answer?.epoch != MemoryTracker.noEpoch
     }
 
     /// The tracked process `pid`, if it is the one tracked (same start time).
@@ -323,6 +329,6 @@ final class IncrementalDump: @unchecked Sendable {
     func pages(pid: Int32, startTime: UInt64, own areas: Set<UInt64>? = nil) throws -> ChainPages {
         let areas = areas ?? own.withLock { $0[pid] ?? [] }
         let record = try parent.preDumpProcess(pid: pid)
-        return ChainPages(record?.startTime == startTime ? record : nil, tracked: areas)
+        return ChainPages(record?.startTime == startTime && intact ? record : nil, tracked: areas)
     }
 }

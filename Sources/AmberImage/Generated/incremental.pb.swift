@@ -59,6 +59,11 @@ public nonisolated struct Amber_PreDump: Sendable {
   /// The tracker's PID when the pre-dump started it (kill it to stop tracking).
   public var trackerPid: Int32 = 0
 
+  /// 32 hex digits the pre-dump made and gave the tracker with the descriptors: the tracker's
+  /// write bits are this pre-dump's only while the tracker holds the same epoch (a later
+  /// pre-dump protects the pages again, and one that failed leaves the tracker with none).
+  public var epoch: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -133,7 +138,7 @@ nonisolated extension Amber_IncrementalParent: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Amber_PreDump: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PreDump"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tracker_socket\0\u{3}tracker_pid\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tracker_socket\0\u{3}tracker_pid\0\u{1}epoch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -143,6 +148,7 @@ nonisolated extension Amber_PreDump: SwiftProtobuf.Message, SwiftProtobuf._Messa
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.trackerSocket) }()
       case 2: try { try decoder.decodeSingularInt32Field(value: &self.trackerPid) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.epoch) }()
       default: break
       }
     }
@@ -155,12 +161,16 @@ nonisolated extension Amber_PreDump: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if self.trackerPid != 0 {
       try visitor.visitSingularInt32Field(value: self.trackerPid, fieldNumber: 2)
     }
+    if !self.epoch.isEmpty {
+      try visitor.visitSingularStringField(value: self.epoch, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_PreDump, rhs: Amber_PreDump) -> Bool {
     if lhs.trackerSocket != rhs.trackerSocket {return false}
     if lhs.trackerPid != rhs.trackerPid {return false}
+    if lhs.epoch != rhs.epoch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
