@@ -33,12 +33,20 @@ public enum Checkpoint {
     /// `tcpEstablished` dumps established TCP connections under a network lock
     /// (`TcpConnectionKind`, `NetworkLock`), which stays on after a dump that kills the tree,
     /// until the restore. `copyOnWrite` (`--cow`) lets the tree run on while its pages are
-    /// copied (`CopyOnWriteMemoryState`), then kills it unless `leaveRunning`.
+    /// copied (`CopyOnWriteMemoryState`), then kills it unless `leaveRunning`. `previous`
+    /// (`--prev-images-dir`) names a pre-dump beside the image whose pages not written since
+    /// the image refers to (`MemoryTracking`).
     public static func run(
         pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
         shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil),
-        tcpEstablished: Bool = false, copyOnWrite: Bool = false, logger: Logger
+        tcpEstablished: Bool = false, copyOnWrite: Bool = false, previous: String? = nil, logger: Logger
     ) throws(AmberError) -> Summary {
+        if copyOnWrite && previous != nil {
+            throw AmberError(
+                .unsupported,
+                "--cow cannot be combined with --prev-images-dir: a copy-on-write dump reads every page as it was at the freeze, and the pages written since the pre-dump are what an incremental dump reads while frozen"
+            )
+        }
         if copyOnWrite && tcpEstablished {
             throw AmberError(
                 .unsupported,
@@ -52,6 +60,10 @@ public enum Checkpoint {
         }
         guard pid != getpid() else { throw AmberError(.unsupported, "amber cannot dump itself") }
         try ExternalFiles.checkNames(externalFiles)
+        // A dump after a pre-dump refers to it for the pages not written since (`MemoryTracking`).
+        let incremental = try previous.map { previous throws(AmberError) in
+            try IncrementalDump(previous: previous, directory: directory)
+        }
         // Root's dumps are authenticated with this host's key; a user cannot read it.
         let key = try HostImageKey.forDump()
         let writer: ImageWriter
@@ -63,7 +75,8 @@ public enum Checkpoint {
         do {
             return try run(
                 pid: pid, writer: writer, leaveRunning: leaveRunning, externalFiles: externalFiles,
-                shellJob: shellJob, interruption: interruption, copyOnWrite: copyOnWrite, logger: logger)
+                shellJob: shellJob, interruption: interruption, copyOnWrite: copyOnWrite, incremental: incremental,
+                logger: logger)
         } catch {
             writer.discard()
             throw error
@@ -72,7 +85,7 @@ public enum Checkpoint {
 
     private static func run(
         pid: Int32, writer: ImageWriter, leaveRunning: Bool, externalFiles: Set<String>, shellJob: Bool,
-        interruption: DumpInterruption, copyOnWrite: Bool, logger: Logger
+        interruption: DumpInterruption, copyOnWrite: Bool, incremental: IncrementalDump?, logger: Logger
     ) throws(AmberError) -> Summary {
         // Opening its memory needs the same rights as ptrace: refuse before anything else is looked at.
         let memory = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
@@ -111,7 +124,7 @@ public enum Checkpoint {
             logger.trace("checked the frozen tree")
             var tasks = try collect(
                 &processes, writer: writer, externalFiles: externalFiles, shellJob: shellJob,
-                interruption: interruption, copyOnWrite: cow, logger: logger)
+                interruption: interruption, copyOnWrite: cow, incremental: incremental, logger: logger)
             if let cow {
                 try cow.startHandling()
                 TreeState.release(processes)
@@ -125,7 +138,9 @@ public enum Checkpoint {
                 }
             }
             try interruption.check(FaultPoints.inventory)
-            try writer.finish(inventory: inventory(for: tasks))
+            var inventory = inventory(for: tasks)
+            if let incremental { inventory.parent = incremental.reference }
+            try writer.finish(inventory: inventory)
             logger.trace("image written")
             if copyOnWrite {
                 if !leaveRunning { try CopyOnWriteDump.kill(root: pid, interruption: interruption, logger: logger) }
@@ -144,6 +159,8 @@ public enum Checkpoint {
             }
             let frozen = (frozenFor ?? ContinuousClock.now - freezing).components
             let live = tasks.filter { !$0.zombie }
+            // The image is complete: the tracking it relied on ends, and the areas are unregistered.
+            incremental?.tracker.release()
             return Summary(
                 pid: pid, comm: tasks[0].comm, processes: tasks.count,
                 threads: live.reduce(0) { $0 + $1.threads.count },
@@ -175,7 +192,7 @@ public enum Checkpoint {
     /// ones on `OutsideReads`, which runs them on another CPU while the tracer goes on to the next.
     private static func collect(
         _ processes: inout [FrozenProcess], writer: ImageWriter, externalFiles: Set<String>, shellJob: Bool,
-        interruption: DumpInterruption, copyOnWrite: CopyOnWriteDump?, logger: Logger
+        interruption: DumpInterruption, copyOnWrite: CopyOnWriteDump?, incremental: IncrementalDump?, logger: Logger
     ) throws -> [Amber_Task] {
         let outside = OutsideReads(writer: writer, logger: logger, deferRecords: copyOnWrite != nil)
         // Injected calls cost less when amber runs where the process last ran. Following each
@@ -185,7 +202,8 @@ public enum Checkpoint {
         do {
             let tree = TreeDump(
                 processes: processes, writer: writer, logger: logger, externalFiles: externalFiles,
-                fileContents: FileContentsDump(writer: writer), shellJob: shellJob, copyOnWrite: copyOnWrite)
+                fileContents: FileContentsDump(writer: writer), shellJob: shellJob, copyOnWrite: copyOnWrite,
+                incremental: incremental)
             let steps = try StateKinds.all.flatMap { try $0.prepareDump(tree) }
             let frozenSteps = steps.filter { $0.phase == .frozen }
             let tracedSteps = steps.filter { $0.phase == .traced }

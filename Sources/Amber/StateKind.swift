@@ -85,6 +85,8 @@ struct TreeDump {
     var shellJob = false
     /// `dump --cow`: the pages are copied once the tree runs again (`CopyOnWriteMemoryState`).
     var copyOnWrite: CopyOnWriteDump? = nil
+    /// A dump with `--prev-images-dir`: the pre-dump it refers to and the tracking since.
+    var incremental: IncrementalDump?
 }
 
 /// One process being dumped: its record, which each step fills in. The tracer hands it to the

@@ -25,9 +25,16 @@ public enum Verification {
         do {
             let reader = try ImageReader(directory: directory, key: key)
             _ = try reader.tasks()
+            // An incremental image's chain was checked with it: its files count too.
+            var chain: [Amber_ImageFile] = []
+            var link: ImageReader? = reader
+            while let image = link {
+                chain += image.inventory.files
+                link = image.parent
+            }
             return Report(
                 rootPID: reader.inventory.rootPid, processes: reader.taskPIDs.count,
-                files: reader.inventory.files.count, bytes: reader.inventory.files.reduce(0) { $0 + $1.size },
+                files: chain.count, bytes: chain.reduce(0) { $0 + $1.size },
                 isAuthenticated: reader.authenticity.isAuthenticated, authenticity: reader.authenticity.description)
         } catch {
             throw AmberError(.badImage, error.description)

@@ -20,14 +20,19 @@ public final class ImageReader: Sendable {
     /// Whether the image was written by a dump holding `key` (the one given when it was opened).
     public let authenticity: ImageAuthenticity
     /// The inventory's entries by file name.
-    private let files: [String: Amber_ImageFile]
+    let files: [String: Amber_ImageFile]
     /// For an authenticated image, the SHA-256 of each record the MAC covers: `task(pid:)`
     /// decodes only those very bytes.
     private let authenticatedDigests: [String: [UInt8]]
     /// Every record (a file checksummed whole), read once when the image is opened, its
     /// checksum checked: the MAC is computed over these bytes and `task(pid:)` decodes them,
     /// so what is decoded is what was verified, whatever happens to the files since.
-    private let records: [String: [UInt8]]
+    let records: [String: [UInt8]]
+    /// The SHA-256 of the inventory's bytes, which an image whose parent this is records.
+    public let inventoryDigest: [UInt8]
+    /// An incremental image's parent (`Inventory.parent`), opened and checked as this one was;
+    /// nil for an image that refers to none (`ImageChain`).
+    public let parent: ImageReader?
 
     /// Reads and checks the inventory, then checks that every file it lists
     /// exists with the listed size and checksum; with `key`, whether the image is authenticated.
@@ -41,7 +46,7 @@ public final class ImageReader: Sendable {
         try self.init(store: MemoryStore(files: files), directory: "(memory)", key: key)
     }
 
-    private init(store: any ImageStore, directory: String, key: ImageKey?) throws(ImageError) {
+    init(store: any ImageStore, directory: String, key: ImageKey?, depth: Int = 0) throws(ImageError) {
         let inventoryBytes: [UInt8]
         (inventory, inventoryBytes) = try Self.readInventory(from: store, directory: directory)
         files = try Self.checkEntries(of: inventory)
@@ -51,6 +56,8 @@ public final class ImageReader: Sendable {
         self.directory = directory
         self.store = store
         taskPIDs = inventory.files.compactMap { ImageFormat.taskPID(recordName: $0.name) }.sorted()
+        inventoryDigest = ImageMAC.digest(inventoryBytes)
+        parent = try ImageChain.parent(of: inventory, directory: directory, depth: depth)
     }
 
     /// Checks `inventory.mac` against the inventory and the SHA-256 of every record, which
@@ -104,9 +111,10 @@ public final class ImageReader: Sendable {
         } catch {
             throw ImageError(.corrupt, file: name, detail: "cannot decode the task record: \(error)")
         }
-        let validator = TaskValidator(
+        var validator = TaskValidator(
             file: name, pid: pid, xstateSize: inventory.xstateSize, xstateFeatures: inventory.xstateFeatures,
             files: files)
+        validator.ancestorFiles = ancestorFiles
         try validator.validate(task)
         return task
     }
@@ -114,6 +122,7 @@ public final class ImageReader: Sendable {
     /// Decodes and validates every task record, the root's first and then by ascending PID, and
     /// checks them against one another (`CrossRecordCheck`): the whole image, as a restore reads it.
     public func tasks() throws(ImageError) -> [Amber_Task] {
+        try ImageChain.refusePreDump(inventory)
         let rootPID = inventory.rootPid
         let tasks = try ([rootPID] + taskPIDs.filter { $0 != rootPID }).map { pid throws(ImageError) in
             try task(pid: pid)
@@ -206,7 +215,7 @@ public final class ImageReader: Sendable {
                     .invalid, file: ImageFormat.inventoryName, detail: "\(field): \(file.name) is listed twice")
             }
         }
-        guard files[ImageFormat.taskRecordName(pid: inventory.rootPid)] != nil else {
+        guard inventory.hasPreDump || files[ImageFormat.taskRecordName(pid: inventory.rootPid)] != nil else {
             throw ImageError(
                 .invalid, file: ImageFormat.inventoryName,
                 detail: "root_pid \(inventory.rootPid) has no task record in the image")

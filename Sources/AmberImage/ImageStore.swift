@@ -41,6 +41,11 @@ final class DirectoryStore: ImageStore {
         directoryFD = fd
     }
 
+    /// An image directory opened already: the store takes `fd`.
+    init(descriptor fd: CInt) {
+        directoryFD = fd
+    }
+
     deinit {
         close(directoryFD)
     }

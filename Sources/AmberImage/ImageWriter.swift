@@ -102,7 +102,7 @@ public final class ImageWriter {
     /// succeeds or not; after a failure the directory is an incomplete image to be removed.
     public func finish(inventory: Amber_Inventory) throws(ImageError) {
         try checkOpen(ImageFormat.inventoryName)
-        guard names.contains(ImageFormat.taskRecordName(pid: inventory.rootPid)) else {
+        guard inventory.hasPreDump || names.contains(ImageFormat.taskRecordName(pid: inventory.rootPid)) else {
             throw ImageError(
                 .invalid, file: ImageFormat.inventoryName,
                 detail:

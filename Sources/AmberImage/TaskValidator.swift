@@ -15,6 +15,9 @@ struct TaskValidator {
     let xstateFeatures: UInt64
     /// The files the inventory lists, by name: page runs are checked against their page file's size.
     let files: [String: Amber_ImageFile]
+    /// The files each image of an incremental image's chain lists: its parent's first
+    /// (`Memory.page_file_depth` 1), then the parent's parent.
+    var ancestorFiles: [[String: Amber_ImageFile]] = []
 
     /// Signals whose disposition cannot be changed: SIGKILL and SIGSTOP.
     private static let unblockableSignals: Set<UInt32> = [9, 19]
@@ -214,10 +217,14 @@ struct TaskValidator {
     private func validateMemory(_ memory: Amber_Memory) throws(ImageError) {
         let pageSize = ImageFormat.pageSize
         var pageFiles: [(name: String, size: UInt64)] = []
+        try validatePageFileDepths(memory)
         for (index, name) in memory.pageFiles.enumerated() {
             let field = "memory.page_files[\(index)]"
-            guard let size = files[name]?.size else {
-                throw invalid(field, "\(name) is not listed in the inventory")
+            let depth = memory.pageFileDepth.isEmpty ? 0 : Int(memory.pageFileDepth[index])
+            guard let size = (depth == 0 ? files : ancestorFiles[depth - 1])[name]?.size else {
+                throw invalid(
+                    field,
+                    "\(name) is not listed in the inventory\(depth == 0 ? "" : " of the image \(depth) up the chain")")
             }
             guard size % pageSize == 0 else {
                 throw invalid(field, "\(name) has \(size) bytes, not a whole number of pages")
@@ -441,7 +448,7 @@ struct TaskValidator {
         }
     }
 
-    private func validatePageRuns(of area: Amber_MemoryArea, field: String, pageFiles: [(name: String, size: UInt64)])
+    func validatePageRuns(of area: Amber_MemoryArea, field: String, pageFiles: [(name: String, size: UInt64)])
         throws(ImageError)
     {
         guard !area.pages.isEmpty else { return }
@@ -1728,6 +1735,23 @@ extension TaskValidator {
             guard seen.insert([option.level, option.name]).inserted else {
                 throw invalid(optionField, "\(kind.label) is set twice")
             }
+        }
+    }
+}
+
+extension TaskValidator {
+    /// `Memory.page_file_depth`: one per page file, each naming an image of the chain.
+    func validatePageFileDepths(_ memory: Amber_Memory) throws(ImageError) {
+        guard !memory.pageFileDepth.isEmpty else { return }
+        guard memory.pageFileDepth.count == memory.pageFiles.count else {
+            throw invalid(
+                "memory.page_file_depth",
+                "has \(memory.pageFileDepth.count) entries for \(memory.pageFiles.count) page files")
+        }
+        for (index, depth) in memory.pageFileDepth.enumerated() where depth > ancestorFiles.count {
+            throw invalid(
+                "memory.page_file_depth[\(index)]",
+                "\(depth) is past the end of the image's chain of \(ancestorFiles.count) parents")
         }
     }
 }

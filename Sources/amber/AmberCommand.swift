@@ -51,7 +51,10 @@ struct AmberCommand: ParsableCommand {
             own status (128+N if a signal N killed it).
             """,
         version: AmberVersion.current,
-        subcommands: [DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self]
+        subcommands: [
+            DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self,
+            PreDumpCommand.self,
+        ]
     )
 
     /// A dump worker (started by `amber dump`) reads its arguments itself, from `amber dump`,
@@ -60,6 +63,7 @@ struct AmberCommand: ParsableCommand {
     static func main() {
         let arguments = CommandLine.arguments
         DumpWorker.runIfWorker(arguments)
+        MemoryTracker.runIfTracker(arguments)
         if arguments.count > 1 && arguments[1] == DumpCommand.configuration.commandName { DumpWorker.startEarly() }
         main(nil)
     }
@@ -119,9 +123,18 @@ struct DumpCommand: ParsableCommand {
         help: ArgumentHelp(
             "Copy-on-write dump: the tree is frozen only while everything but its memory's contents is read and its memory write-protected; it runs on while the pages are copied.",
             discussion:
-                "A page the tree writes before amber copied it is saved first (userfaultfd write protection: the writing thread waits a moment), so the image is the tree at the freeze. Without --leave-running the tree is killed once the copy is complete: what it did in between to anything outside itself (files, pipes and sockets to other processes) is not undone, and the restored copy starts from the freeze. Needs CAP_SYS_PTRACE in each process or vm.unprivileged_userfaultfd=1. Refused with --tcp-established. A process that unmaps, drops (MADV_DONTNEED) or moves memory not yet copied makes the dump fail, leaving it running unharmed. Shared memory and the pages of private file mappings are copied while the tree is frozen."
+                "A page the tree writes before amber copied it is saved first (userfaultfd write protection: the writing thread waits a moment), so the image is the tree at the freeze. Without --leave-running the tree is killed once the copy is complete: what it did in between to anything outside itself (files, pipes and sockets to other processes) is not undone, and the restored copy starts from the freeze. Needs CAP_SYS_PTRACE in each process or vm.unprivileged_userfaultfd=1. Refused with --tcp-established and with --prev-images-dir. A process that unmaps, drops (MADV_DONTNEED) or moves memory not yet copied makes the dump fail, leaving it running unharmed. Shared memory and the pages of private file mappings are copied while the tree is frozen."
         ))
     var copyOnWrite = false
+
+    @Option(
+        name: .customLong("prev-images-dir"),
+        help: ArgumentHelp(
+            "Refer to this pre-dump (`amber pre-dump`) for the pages not written since: only those written are copied while the tree is frozen.",
+            discussion:
+                "The pre-dump's directory must be beside the image directory: the image names it by its directory name and the SHA-256 of its inventory, and a restore or `amber verify` follows the chain. The dump ends the pre-dump's tracking (its memory tracker exits).",
+            valueName: "DIR"))
+    var previous: String?
 
     @OptionGroup var logging: LoggingOptions
 
@@ -129,7 +142,7 @@ struct DumpCommand: ParsableCommand {
         DumpWorker(
             supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync,
             verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles, tcpEstablished: tcpEstablished,
-            copyOnWrite: copyOnWrite
+            copyOnWrite: copyOnWrite, previous: previous ?? ""
         ).start()
     }
 }

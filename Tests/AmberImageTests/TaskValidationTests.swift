@@ -352,6 +352,13 @@ final class TaskValidationTests: ImageTestCase {
         }
     }
 
+    /// An incremental image's page files may be up its chain: one depth per page file, within it.
+    func testPageFileDepths() throws {
+        try assertRejected("memory.page_file_depth") { $0.memory.pageFileDepth = [0, 0] }
+        try assertRejected("memory.page_file_depth[0]") { $0.memory.pageFileDepth = [1] }
+        try assertAccepted { $0.memory.pageFileDepth = [0] }
+    }
+
     func testMmFields() throws {
         try assertRejected("memory.mm.brk") { $0.memory.mm.brk = ImageFormat.userAddressLimit + 1 }
         try assertRejected("memory.mm.env_end") { $0.memory.mm.envEnd = UInt64.max }

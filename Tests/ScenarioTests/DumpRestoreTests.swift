@@ -204,4 +204,6 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// kernel answers dumps on them and they reach each other by port id.
     func testNetlinkSockets() throws { try runDumped(.netlinkSockets) }
     func testLeaveRunningNetlinkSockets() throws { try runLeaveRunning(.netlinkSockets) }
+    /// The incremental scenario dumped plainly: what a dump after a pre-dump must equal.
+    func testIncremental() throws { try runDumped(.incrementalTree) }
 }

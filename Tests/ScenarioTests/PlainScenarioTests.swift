@@ -196,4 +196,8 @@ final class PlainScenarioTests: ScenarioTestCase {
             try runPlain(scenario)
         }
     }
+
+    func testIncremental() throws {
+        for scenario in [Scenario.incremental, .incrementalThreads, .incrementalTree] { try runPlain(scenario) }
+    }
 }

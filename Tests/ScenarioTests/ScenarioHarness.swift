@@ -309,6 +309,7 @@ struct Scenario: Sendable {
         + [shellJob]
         + [tcpAcceptQueue(port: 1, clients: 1, dropped: false)]
         + [cowWriter, cowWriterThreads, cowWriterTree, cowWriterForks, cowWriterMoves, cowWriterUnprivileged]
+        + [incremental, incrementalThreads, incrementalTree]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -156,7 +156,7 @@ enum MemoryState {
         _ target: DumpTarget, vmFlags: [UInt64: MemoryAreaFlags], brk: UInt64, futureLocking: FutureLocking,
         image: ImageWriter, buffers: [PageReadBuffer], fileSizes: inout FileSizes,
         sharedAnonymous: inout SharedAnonymousMemory.Objects, fileContents: FileContentsDump,
-        copyOnWrite: CopyOnWriteDump? = nil
+        copyOnWrite: CopyOnWriteDump? = nil, chainPages: ChainPages? = nil
     ) throws -> Amber_Memory {
         var memory = Amber_Memory()
         memory.lockFuture = futureLocking.locked
@@ -167,6 +167,7 @@ enum MemoryState {
         var areas: [Amber_MemoryArea] = []
         areas.reserveCapacity(target.maps.count)
         var unnamedFiles = MappedUnnamedFiles.Records()
+        var chainRuns: [Int: [Amber_PageRun]] = [:]
         for mapping in target.maps {
             var area = Amber_MemoryArea()
             area.start = mapping.start
@@ -192,8 +193,14 @@ enum MemoryState {
             }
             if area.kind == .areaAnonymous && area.shared { SharedAnonymousMemory.identify(mapping, in: &area) }
             if let excluded = pagesFoundElsewhere(in: area) {
-                let ranges = try pageMap.scan(
+                var ranges = try pageMap.scan(
                     start: area.start, end: area.end, excluded: excluded, anyOf: [.present, .swapped])
+                if let chainPages, chainPages.tracked.contains(mapping.start) {
+                    let written = try MemoryTracking.written(area.start..<area.end, pageMap: pageMap, protectAgain: false)
+                    let split = chainPages.split(ranges, written: written)
+                    ranges = split.read
+                    if !split.chain.isEmpty { chainRuns[areas.count] = split.chain }
+                }
                 wanted.append(AreaReader.Wanted(area: areas.count, ranges: ranges, readable: mapping.readable))
             }
             areas.append(area)
@@ -235,6 +242,7 @@ enum MemoryState {
         } else {
             for (index, runs) in try save([]) { areas[index].pages += runs }
         }
+        if let chainPages { ChainPages.merge(chainRuns, files: chainPages.files, into: &memory, areas: &areas) }
         memory.sharedAnonymous = try SharedAnonymousMemory.dump(
             target, areas: areas, objects: &sharedAnonymous, image: image, buffer: buffers[0])
         memory.memfds = unnamedFiles.memfds
@@ -656,7 +664,10 @@ enum MemoryState {
     private static func fillPages(_ session: RestoreSession) throws {
         let record = session.task.memory
         guard record.areas.contains(where: { !$0.pages.isEmpty }) else { return }
-        let pageFiles = try record.pageFiles.map { name throws(ImageError) in try session.image.pageFile(named: name) }
+        // A page file of an incremental image may be its parent's, or further up its chain.
+        let pageFiles = try record.pageFiles.enumerated().map { index, name throws(ImageError) in
+            try session.image.pageFile(named: name, depth: record.pageFileDepth.isEmpty ? 0 : Int(record.pageFileDepth[index]))
+        }
         // The pages handed out are valid only while their page files are alive.
         defer { withExtendedLifetime(pageFiles) {} }
         let memory = ProcessMemory(pid: session.pid)
@@ -1024,6 +1035,7 @@ extension MemoryState: StateKind {
         let fileContents: FileContentsDump
         /// `dump --cow`: takes each process's pages to copy once the tree runs again.
         let copyOnWrite: CopyOnWriteDump?
+        let incremental: IncrementalDump?
         /// Written by the tracer, read by the outside step one process behind.
         private var learned: [Int32: Learned] = [:]
         private let lock = Mutex(())
@@ -1033,6 +1045,7 @@ extension MemoryState: StateKind {
             writer = dump.writer
             fileContents = dump.fileContents
             copyOnWrite = dump.copyOnWrite
+            incremental = dump.incremental
         }
 
         func update(_ pid: Int32, _ change: (inout Learned) -> Void) {
@@ -1054,7 +1067,12 @@ extension MemoryState: StateKind {
         [
             // Before the session maps its scratch page into the process.
             DumpStep("area-flags", .frozen) { process, state in
-                let vmFlags = try state.areaFlags.flags(of: process.pid)
+                var vmFlags = try state.areaFlags.flags(of: process.pid)
+                if let incremental = state.incremental {
+                    vmFlags = try incremental.checkRegistrations(
+                        pid: process.pid, startTime: process.target.stat.startTime, maps: process.target.maps,
+                        vmFlags: vmFlags, process: process.name, tree: process.tree)
+                }
                 try check(vmFlags, maps: process.target.maps, process: process.name, tree: process.tree)
                 state.update(process.pid) { $0.vmFlags = vmFlags }
             },
@@ -1068,11 +1086,13 @@ extension MemoryState: StateKind {
             },
             DumpStep("memory", .outside) { process, state in
                 let learned = state.take(process.pid)
+                let chainPages = try state.incremental?.pages(
+                    pid: process.pid, startTime: process.target.stat.startTime)
                 process.task.memory = try dump(
                     process.target, vmFlags: learned.vmFlags, brk: learned.brk, futureLocking: learned.futureLocking,
                     image: state.writer, buffers: state.buffers, fileSizes: &state.fileSizes,
                     sharedAnonymous: &state.sharedAnonymous, fileContents: state.fileContents,
-                    copyOnWrite: state.copyOnWrite)
+                    copyOnWrite: state.copyOnWrite, chainPages: chainPages)
             },
         ]
     }

@@ -50,9 +50,32 @@ public nonisolated struct Amber_Inventory: Sendable {
   /// Every other file of the image with its size and XXH64 checksums (seed 0).
   public var files: [Amber_ImageFile] = []
 
+  /// An incremental image: the image (a pre-dump) its pages not written since come from.
+  public var parent: Amber_IncrementalParent {
+    get {_parent ?? Amber_IncrementalParent()}
+    set {_parent = newValue}
+  }
+  /// Returns true if `parent` has been explicitly set.
+  public var hasParent: Bool {self._parent != nil}
+  /// Clears the value of `parent`. Subsequent reads from it will return its default value.
+  public mutating func clearParent() {self._parent = nil}
+
+  /// Set in a pre-dump's inventory, which holds memory only (incremental.proto).
+  public var preDump: Amber_PreDump {
+    get {_preDump ?? Amber_PreDump()}
+    set {_preDump = newValue}
+  }
+  /// Returns true if `preDump` has been explicitly set.
+  public var hasPreDump: Bool {self._preDump != nil}
+  /// Clears the value of `preDump`. Subsequent reads from it will return its default value.
+  public mutating func clearPreDump() {self._preDump = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _parent: Amber_IncrementalParent? = nil
+  fileprivate var _preDump: Amber_PreDump? = nil
 }
 
 public nonisolated struct Amber_ImageFile: Sendable {
@@ -85,7 +108,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Inventory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Inventory"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}amber_version\0\u{3}kernel_release\0\u{1}machine\0\u{3}xstate_features\0\u{3}xstate_size\0\u{3}created_unix_ms\0\u{3}root_pid\0\u{1}files\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}amber_version\0\u{3}kernel_release\0\u{1}machine\0\u{3}xstate_features\0\u{3}xstate_size\0\u{3}created_unix_ms\0\u{3}root_pid\0\u{1}files\0\u{2}W\u{2}parent\0\u{3}pre_dump\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -102,12 +125,18 @@ nonisolated extension Amber_Inventory: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
       case 8: try { try decoder.decodeSingularInt32Field(value: &self.rootPid) }()
       case 9: try { try decoder.decodeRepeatedMessageField(value: &self.files) }()
+      case 160: try { try decoder.decodeSingularMessageField(value: &self._parent) }()
+      case 161: try { try decoder.decodeSingularMessageField(value: &self._preDump) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.formatVersion != 0 {
       try visitor.visitSingularUInt32Field(value: self.formatVersion, fieldNumber: 1)
     }
@@ -135,6 +164,12 @@ nonisolated extension Amber_Inventory: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.files.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.files, fieldNumber: 9)
     }
+    try { if let v = self._parent {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 160)
+    } }()
+    try { if let v = self._preDump {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 161)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -148,6 +183,8 @@ nonisolated extension Amber_Inventory: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.createdUnixMs != rhs.createdUnixMs {return false}
     if lhs.rootPid != rhs.rootPid {return false}
     if lhs.files != rhs.files {return false}
+    if lhs._parent != rhs._parent {return false}
+    if lhs._preDump != rhs._preDump {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -143,6 +143,13 @@ public nonisolated struct Amber_Memory: @unchecked Sendable {
     set {_uniqueStorage()._deletedFiles = newValue}
   }
 
+  /// For each of page_files, the image it is in: 0 this one, 1 its parent (Inventory.parent),
+  /// 2 the parent's parent... Empty when every page file is this image's.
+  public var pageFileDepth: [UInt32] {
+    get {_storage._pageFileDepth}
+    set {_uniqueStorage()._pageFileDepth = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -439,7 +446,7 @@ nonisolated extension Amber_AreaKind: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Memory"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}areas\0\u{1}mm\0\u{3}page_files\0\u{3}lock_future\0\u{3}lock_future_on_fault\0\u{2}7memfds\0\u{3}deleted_files\0\u{4}\u{9}shared_anonymous\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}areas\0\u{1}mm\0\u{3}page_files\0\u{3}lock_future\0\u{3}lock_future_on_fault\0\u{2}7memfds\0\u{3}deleted_files\0\u{4}\u{9}shared_anonymous\0\u{4}Z\u{1}page_file_depth\0")
 
   fileprivate class _StorageClass {
     var _areas: [Amber_MemoryArea] = []
@@ -450,6 +457,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
     var _sharedAnonymous: [Amber_SharedAnonymousMemory] = []
     var _memfds: [Amber_Memfd] = []
     var _deletedFiles: [Amber_DeletedFile] = []
+    var _pageFileDepth: [UInt32] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -468,6 +476,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
       _sharedAnonymous = source._sharedAnonymous
       _memfds = source._memfds
       _deletedFiles = source._deletedFiles
+      _pageFileDepth = source._pageFileDepth
     }
   }
 
@@ -494,6 +503,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
         case 60: try { try decoder.decodeRepeatedMessageField(value: &_storage._memfds) }()
         case 61: try { try decoder.decodeRepeatedMessageField(value: &_storage._deletedFiles) }()
         case 70: try { try decoder.decodeRepeatedMessageField(value: &_storage._sharedAnonymous) }()
+        case 160: try { try decoder.decodeRepeatedUInt32Field(value: &_storage._pageFileDepth) }()
         default: break
         }
       }
@@ -530,6 +540,9 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
       if !_storage._sharedAnonymous.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._sharedAnonymous, fieldNumber: 70)
       }
+      if !_storage._pageFileDepth.isEmpty {
+        try visitor.visitPackedUInt32Field(value: _storage._pageFileDepth, fieldNumber: 160)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -547,6 +560,7 @@ nonisolated extension Amber_Memory: SwiftProtobuf.Message, SwiftProtobuf._Messag
         if _storage._sharedAnonymous != rhs_storage._sharedAnonymous {return false}
         if _storage._memfds != rhs_storage._memfds {return false}
         if _storage._deletedFiles != rhs_storage._deletedFiles {return false}
+        if _storage._pageFileDepth != rhs_storage._pageFileDepth {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -1,0 +1,41 @@
+import Amber
+import ArgumentParser
+import Glibc
+
+struct PreDumpCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pre-dump",
+        abstract: "Copy a process tree's memory while it runs, and track its writes for a later dump.",
+        discussion:
+            "The tree is frozen only to read its memory areas and to start tracking writes (a userfaultfd per process, held by a memory tracker process outside the tree); it runs on while its memory is copied. `amber dump --prev-images-dir DIR` then copies only what was written since, and a further pre-dump with --prev-images-dir makes a chain. The tracker exits when the dump is done, when the tree is gone, or when killed (its PID is printed)."
+    )
+
+    @Option(name: [.customShort("t"), .customLong("tree")], help: "PID of the root of the process tree.")
+    var pid: Int32
+
+    @Option(
+        name: [.customShort("D"), .customLong("images-dir")],
+        help: "Directory for the pre-dump; created if missing, must be empty.")
+    var directory: String
+
+    @Option(
+        name: .customLong("prev-images-dir"),
+        help: "An earlier pre-dump, beside this one: only what was written since is copied.")
+    var previous: String?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        let logger = logging.makeLogger()
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let summary = try PreDump.run(pid: pid, directory: directory, previous: previous, logger: logger)
+            logger.info(
+                "pre-dumped process \(summary.pid) and its tree: \(summary.processes) processes, \(summary.pageBytes >> 20) MiB of pages copied, \(summary.referredBytes >> 20) MiB referred to the previous pre-dump, in \(clock.now - start), frozen for \(summary.frozenNanoseconds / 1_000_000) ms; memory tracker PID \(summary.trackerPID)"
+            )
+        } catch {
+            fail(error)
+        }
+    }
+}
