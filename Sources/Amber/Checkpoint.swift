@@ -258,6 +258,7 @@ public enum Checkpoint {
         // threads that read a large process's memory must run on every CPU.
         let ownAffinity = followsTarget ? try? CPUAffinity.of(0) : nil
         if followsTarget { try? CPUAffinity(cpu: session.stat.processor).apply(to: 0) }
+        session.followsTarget = followsTarget
         defer { try? ownAffinity?.apply(to: 0) }
         dump.openSession = session
         defer { dump.openSession = nil }

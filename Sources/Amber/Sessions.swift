@@ -47,6 +47,8 @@ final class DumpSession: ScratchSpace {
     static let scratchSize = 256
     /// The bytes the scratch area held in the target's stack; nil for a mapped page.
     private let savedStackBytes: [UInt8]?
+    /// Whether the tracer runs on the CPU of the task it injects into, moving from thread to thread.
+    var followsTarget = false
 
     convenience init(_ process: FrozenProcess, interruption: DumpInterruption, logger: Logger) throws(LinuxError) {
         let pid = process.pid

@@ -166,6 +166,11 @@ public enum ProcFS {
         try parse("/proc/\(pid)/stat", parseStat(bytes:))
     }
 
+    /// The scheduler line of one thread, from /proc/PID/task/TID/stat: the CPU it last ran on.
+    public static func threadStat(pid: Int32, tid: Int32) throws(LinuxError) -> ProcessStat {
+        try parse("/proc/\(pid)/task/\(tid)/stat", parseStat(bytes:))
+    }
+
     /// The resource limits of a process, from /proc/PID/limits.
     ///
     /// Read from outside because prlimit(2) on another process needs more

@@ -15,6 +15,11 @@ enum ThreadState {
         var threads = [try dump(session.injector, session)]
         threads.reserveCapacity(session.threads.count)
         for tracee in session.threads where tracee.pid != session.pid {
+            // Injected calls cost several times more across CPUs: the tracer follows each thread
+            // to its CPU, as it followed the leader (`DumpSession.followsTarget`).
+            if session.followsTarget, let cpu = try? ProcFS.threadStat(pid: session.pid, tid: tracee.pid).processor {
+                try? CPUAffinity(cpu: cpu).apply(to: 0)
+            }
             let injector = try session.injector(for: tracee)
             do {
                 threads.append(try dump(injector, session))
