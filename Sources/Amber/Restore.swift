@@ -13,6 +13,8 @@ public enum Restore {
         public let childPID: Int32
         /// For a shell job restored with -j: the job control the caller waits for the root with.
         public let shellJob: ShellJobControl?
+        /// With `lazyPages`: what serves the tree's pages; the caller waits for it.
+        public let lazyPages: LazyPageServer?
     }
 
     /// Checks the whole image, recreates the tree with its PIDs and lets it run: the root is our
@@ -24,15 +26,19 @@ public enum Restore {
     /// the tree (`ExternalFiles`), one for each. `shellJob` (-j) restores an image of a shell
     /// job on the terminal amber runs on, as its foreground job (`ShellJobControl`). The tree is
     /// made in the network namespace at `joinNetwork` when given, as it is (`NetworkNamespaceState`).
+    /// With `lazyPages` the tree runs before the pages of its private anonymous areas are in
+    /// (`LazyMemory`); the page files are checked chunk by chunk as their pages are served.
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
-        inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil, logger: Logger
+        inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
+        lazyPages: Bool = false, logger: Logger
     ) throws(AmberError) -> Restored {
+        let started = ContinuousClock.now
         let key = try HostImageKey.forCheck()
         let image: ImageReader
         let tasks: [Amber_Task]
         do {
-            image = try ImageReader(directory: directory, key: key)
+            image = try ImageReader(directory: directory, key: key, checkPages: !lazyPages)
             try checkHost(image.inventory)
             tasks = try image.tasks()
             try FaultPoints.reached(restore: FaultPoints.read)
@@ -73,7 +79,9 @@ public enum Restore {
         var created: [Tracee] = []
         let openFiles = OpenFileTable(inherited: inherited, image: image)
         var jobControl: ShellJobControl?
+        var server: LazyPageServer?
         do {
+            if lazyPages { server = try LazyPageServer(image: image, started: started, logger: logger) }
             if let terminal { _ = try openFiles.objects.object(ShellJobTerminal.objectID) { terminal } }
             let instruction = try syscallInstruction()
             let restorerPidfd = try Pidfd(pid: getpid())
@@ -94,6 +102,7 @@ public enum Restore {
                     task: task.record, image: image, imageTrusted: imageTrusted, tracee: task.tracee,
                     injector: task.injector, baseline: baseline, treeFiles: treeFiles, openFiles: openFiles,
                     inheritedPidfd: restorerPidfd.fd, logger: logger)
+                session.lazyPages = server
                 try restore(session)
                 sessions.append(session)
             }
@@ -114,12 +123,15 @@ public enum Restore {
             }
             try namespaceInit?.tracee.detach()
             jobControl?.announceWindowSize()
-            return Restored(rootPID: built[0].pid, childPID: child, shellJob: jobControl)
+            server?.treeRuns()
+            return Restored(rootPID: built[0].pid, childPID: child, shellJob: jobControl, lazyPages: server)
         } catch {
             jobControl?.takeBack()
             killAll(created)
+            server?.stop()
             openFiles.close()
             openFiles.removeMadeFiles()
+            if let failure = server?.failed { throw failure }
             if let error = error as? AmberError { throw error }
             throw AmberError(.restoreFailed, "restore of process \(tasks[0].pid) (\(tasks[0].comm)) failed: \(error)")
         }

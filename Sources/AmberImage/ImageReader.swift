@@ -31,8 +31,10 @@ public final class ImageReader: Sendable {
 
     /// Reads and checks the inventory, then checks that every file it lists
     /// exists with the listed size and checksum; with `key`, whether the image is authenticated.
-    public convenience init(directory: String, key: ImageKey? = nil) throws(ImageError) {
-        try self.init(store: DirectoryStore(directory: directory), directory: directory, key: key)
+    /// Without `checkPages` the page files' checksums are left to whoever reads their pages
+    /// (`LazyPageFile`, which checks each chunk before it hands out a byte of it).
+    public convenience init(directory: String, key: ImageKey? = nil, checkPages: Bool = true) throws(ImageError) {
+        try self.init(store: DirectoryStore(directory: directory), directory: directory, key: key, checkPages: checkPages)
     }
 
     /// The image whose files are `files` (name to contents), checked exactly as
@@ -41,11 +43,11 @@ public final class ImageReader: Sendable {
         try self.init(store: MemoryStore(files: files), directory: "(memory)", key: key)
     }
 
-    private init(store: any ImageStore, directory: String, key: ImageKey?) throws(ImageError) {
+    private init(store: any ImageStore, directory: String, key: ImageKey?, checkPages: Bool = true) throws(ImageError) {
         let inventoryBytes: [UInt8]
         (inventory, inventoryBytes) = try Self.readInventory(from: store, directory: directory)
         files = try Self.checkEntries(of: inventory)
-        records = try Self.verifyFiles(of: inventory, in: store)
+        records = try Self.verifyFiles(of: inventory, in: store, checkPages: checkPages)
         (authenticity, authenticatedDigests) = try Self.authenticate(
             inventory, bytes: inventoryBytes, records: records, in: store, key: key)
         self.directory = directory
@@ -138,6 +140,15 @@ public final class ImageReader: Sendable {
         return try file.map(size: Int(entry.size))
     }
 
+    /// The page file `name`, read a chunk at a time, each checked before any of its bytes is
+    /// used (`LazyPageFile`); it must be listed in the inventory with its chunk checksums.
+    public func lazyPageFile(named name: String) throws(ImageError) -> LazyPageFile {
+        guard let entry = files[name], entry.chunkSize != 0 else {
+            throw ImageError(.missing, file: name, detail: "the inventory lists no page file of this name")
+        }
+        return LazyPageFile(entry: entry, file: try Self.openListed(entry, in: store))
+    }
+
     private static func readInventory(from store: any ImageStore, directory: String) throws(ImageError) -> (
         Amber_Inventory, [UInt8]
     ) {
@@ -216,15 +227,17 @@ public final class ImageReader: Sendable {
 
     /// Checks every listed file's size and checksum.
     /// Returns the records, read whole; the other files are hashed through a buffer.
-    private static func verifyFiles(of inventory: Amber_Inventory, in store: any ImageStore) throws(ImageError)
-        -> [String: [UInt8]]
-    {
+    private static func verifyFiles(
+        of inventory: Amber_Inventory, in store: any ImageStore, checkPages: Bool
+    ) throws(ImageError) -> [String: [UInt8]] {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
         defer { buffer.deallocate() }
         var records: [String: [UInt8]] = [:]
         for entry in inventory.files {
             if ImageMAC.isRecord(entry), entry.size <= ImageFormat.maximumRecordSize {
                 records[entry.name] = try readRecord(entry, in: store)
+            } else if !checkPages && entry.chunkSize != 0 {
+                _ = try openListed(entry, in: store)
             } else {
                 try verify(entry, in: store, buffer: buffer)
             }
