@@ -234,6 +234,9 @@ struct Scenario: Sendable {
         name: "unsupported_unix_socket", args: ["--accepted-client-closed"])
     /// A program run from a shell on a terminal, a shell job (ShellJobTests types it into tmux).
     static let shellJob = Scenario(name: "shell_job")
+    /// Memory whose pages arrive after the process runs again (restore --lazy-pages), touched
+    /// at once; `flags` choose how (lazy_pages.c).
+    static func lazyPages(_ flags: [String]) -> Scenario { Scenario(name: "lazy_pages", args: flags) }
 
     static let all: [Scenario] =
         [
@@ -294,6 +297,7 @@ struct Scenario: Sendable {
         + [inetDualStack]
         + [netlinkSockets] + ["--queued", "--connected", "--uevent"].map(unsupportedNetlink)
         + [shellJob]
+        + [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]].map(lazyPages)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -13,14 +13,16 @@ import SystemPackage
 enum LazyMemory {
     /// Whether the pages of `area` arrive lazily: a private anonymous area the userfaultfd's
     /// MISSING mode serves, that nothing populates while the tree is restored (mlock) and whose
-    /// pages a child sees as its parent does (not wiped or left out at a fork). The others
-    /// are filled before the tree runs, as in a plain restore.
+    /// pages a child sees as its parent does (not wiped or left out at a fork); writable, as
+    /// an area made read-only (by the mprotect after its pages) before it has a page loses
+    /// VM_ACCOUNT and may merge with a neighbour. The others are filled before the tree runs,
+    /// as in a plain restore.
     static func servesLazily(_ area: Amber_MemoryArea) -> Bool {
         let anonymous =
             area.kind == .areaHeap || area.kind == .areaStack
             || (area.kind == .areaAnonymous && area.sharedAnonymousID == 0)
         return anonymous && !area.pages.isEmpty && !area.shared && !area.droppable && !area.locked
-            && !area.wipeOnFork && !area.dontFork && (area.protection & UInt32(PROT_WRITE) != 0 || area.accounted)
+            && !area.wipeOnFork && !area.dontFork && area.protection & UInt32(PROT_WRITE) != 0
     }
 
     /// Makes the task's userfaultfd (injected: it serves the task's own memory), takes it into
@@ -29,8 +31,16 @@ enum LazyMemory {
     /// opened without checking its page files).
     static func register(_ session: RestoreSession, with server: LazyPageServer) throws {
         let record = session.task.memory
-        try fillEagerly(session, record.areas.filter { !$0.pages.isEmpty && !servesLazily($0) }, server: server)
         let areas = record.areas.filter(servesLazily)
+        // The first page of an area may be present already (one moved into place is faulted
+        // first, `restoreAreas`): a copy would find it there, so it is written now.
+        let firstPages = areas.compactMap { area -> Amber_PageRun? in
+            guard var run = area.pages.first, run.address == area.start else { return nil }
+            run.count = 1
+            return run
+        }
+        try fillEagerly(
+            session, record.areas.filter { !servesLazily($0) }.flatMap(\.pages) + firstPages, server: server)
         guard !areas.isEmpty else { return }
         // Without UFFD_USER_MODE_ONLY: the kernel's own accesses (a write() from a missing page)
         // must wait for the page too, not fail with EFAULT.
@@ -69,31 +79,29 @@ enum LazyMemory {
             pages: runs.reduce(0) { $0 + $1.count })
     }
 
-    /// Writes the pages of `areas` through /proc/PID/mem (which writes whatever their
-    /// protection), from checked chunks.
-    private static func fillEagerly(_ session: RestoreSession, _ areas: [Amber_MemoryArea], server: LazyPageServer)
+    /// Writes the pages of `runs` through /proc/PID/mem (which writes whatever their
+    /// area's protection), from checked chunks.
+    private static func fillEagerly(_ session: RestoreSession, _ runs: [Amber_PageRun], server: LazyPageServer)
         throws
     {
-        guard !areas.isEmpty else { return }
+        guard !runs.isEmpty else { return }
         let memory = try ProcessMemoryFile(pid: session.pid, writable: true)
         let buffer = UnsafeMutableRawBufferPointer.allocate(
             byteCount: Int(LazyPageServer.fillSize + ImageFormat.maximumChunkSize), alignment: Int(MemoryState.pageSize))
         defer { buffer.deallocate() }
-        for area in areas {
-            for run in area.pages {
-                let file = server.pageFile(try server.file(named: session.task.memory.pageFiles[Int(run.file)]))
-                var offset = run.offset
-                let end = run.offset + run.count * MemoryState.pageSize
-                while offset < end {
-                    let window = file.chunks(around: offset..<end, limit: LazyPageServer.fillSize)
-                    let data = try server.read(file, window, into: buffer)
-                    let stop = min(end, window.upperBound)
-                    let start = Int(offset - window.lowerBound)
-                    try memory.write(
-                        UnsafeRawBufferPointer(rebasing: data[start..<start + Int(stop - offset)]),
-                        at: run.address + offset - run.offset)
-                    offset = stop
-                }
+        for run in runs {
+            let file = server.pageFile(try server.file(named: session.task.memory.pageFiles[Int(run.file)]))
+            var offset = run.offset
+            let end = run.offset + run.count * MemoryState.pageSize
+            while offset < end {
+                let window = file.chunks(around: offset..<end, limit: LazyPageServer.fillSize)
+                let data = try server.read(file, window, into: buffer)
+                let stop = min(end, window.upperBound)
+                let start = Int(offset - window.lowerBound)
+                try memory.write(
+                    UnsafeRawBufferPointer(rebasing: data[start..<start + Int(stop - offset)]),
+                    at: run.address + offset - run.offset)
+                offset = stop
             }
         }
     }
@@ -319,22 +327,7 @@ final class LazyProcess: @unchecked Sendable {
         var attempts = 0
         repeat {
             while case let events = try descriptor.events(), !events.isEmpty {
-                for event in events {
-                switch event {
-                case .pageFault(let address, _, _, _):
-                    faults.append(address & ~(MemoryState.pageSize - 1))
-                case .fork(let child):
-                    let copy = pendingLock.withLock { pending }
-                    server.add(
-                        LazyProcess(
-                            name: "a child of \(name)", descriptor: Userfaultfd(adopting: child), pending: copy),
-                        pages: 0)
-                case .remap(let from, let to, let length):
-                    pendingLock.withLock { pending.move(from: from, to: to, length: length) }
-                case .remove(let range), .unmap(let range):
-                    markFilled(range)
-                }
-                }
+                for event in events { apply(event, server: server, faults: &faults) }
             }
             var waiting: [UInt64] = []
             for address in faults where try !serveFault(at: address, server: server, buffer: buffer) {
@@ -345,6 +338,24 @@ final class LazyProcess: @unchecked Sendable {
             // A fault that met an event not yet queued (a fork under way) waits for it.
             if !faults.isEmpty && attempts > 1 { _ = Self.waitReadable(descriptor.fd) }
         } while !faults.isEmpty && !isFinished
+    }
+
+    /// Takes one event in: a fault to serve, a child to serve too (with the pages its parent
+    /// still lacks), pages moved, or dropped for good.
+    private func apply(_ event: UserfaultEvent, server: LazyPageServer, faults: inout [UInt64]) {
+        switch event {
+        case .pageFault(let address, _, _, _):
+            faults.append(address & ~(MemoryState.pageSize - 1))
+        case .fork(let child):
+            let copy = pendingLock.withLock { pending }
+            server.add(
+                LazyProcess(name: "a child of \(name)", descriptor: Userfaultfd(adopting: child), pending: copy),
+                pages: 0)
+        case .remap(let from, let to, let length):
+            pendingLock.withLock { pending.move(from: from, to: to, length: length) }
+        case .remove(let range), .unmap(let range):
+            markFilled(range)
+        }
     }
 
     /// Serves the fault at `address`: the image's page and what follows of its run within one
@@ -517,7 +528,9 @@ public final class LazyPageServer: @unchecked Sendable {
             return try file.read(window, into: buffer)
         } catch {
             throw AmberError(
-                .badImage, "--lazy-pages: a page could not be delivered from \(image.directory)/\(file.name): \(error)")
+                .badImage,
+                "--lazy-pages: the restored tree is killed: a page could not be delivered from \(image.directory)/\(file.name): \(error)"
+            )
         }
     }
 
@@ -525,7 +538,7 @@ public final class LazyPageServer: @unchecked Sendable {
     private func fail(_ error: any Error) {
         let failure =
             (error as? AmberError)
-            ?? AmberError(.restoreFailed, "--lazy-pages: a page could not be delivered: \(error)")
+            ?? AmberError(.restoreFailed, "--lazy-pages: the restored tree is killed: a page could not be delivered: \(error)")
         let first = lock.withLock {
             guard self.failure == nil else { return false }
             self.failure = failure
@@ -533,7 +546,7 @@ public final class LazyPageServer: @unchecked Sendable {
         }
         guard first else { return }
         Self.killDescendants()
-        logger.error("lazy restore failed, the tree is killed: \(failure.message)")
+        logger.debug("lazy restore failed, the tree is killed: \(failure.message)")
         signal()
     }
 
