@@ -204,4 +204,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// kernel answers dumps on them and they reach each other by port id.
     func testNetlinkSockets() throws { try runDumped(.netlinkSockets) }
     func testLeaveRunningNetlinkSockets() throws { try runLeaveRunning(.netlinkSockets) }
+    /// lazy_pages.c in each mode after a plain restore: the memory a lazy restore must match.
+    func testLazyPagesScenarioPlainRestore() throws {
+        for flags in [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]] { try runDumped(.lazyPages(flags)) }
+    }
 }

@@ -191,4 +191,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedNetlink() throws {
         for flag in ["--queued", "--connected", "--uevent"] { try runPlain(.unsupportedNetlink(flag)) }
     }
+    /// lazy_pages.c in each mode, acting at SIGTERM as it does right after a restore.
+    func testLazyPages() throws {
+        for flags in [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]] { try runPlain(.lazyPages(flags)) }
+    }
 }

@@ -127,11 +127,24 @@ static void child_main(int n)
     }
 }
 
+/* One byte each way, again when SIGTERM interrupts it. */
+static int ask_one(int n, char byte, char *verdict)
+{
+    ssize_t r;
+    while ((r = write(to_child[n][1], &byte, 1)) < 0 && errno == EINTR)
+        ;
+    if (r != 1)
+        return -1;
+    while ((r = read(from_child[n][0], verdict, 1)) < 0 && errno == EINTR)
+        ;
+    return r == 1 ? 0 : -1;
+}
+
 static void ask_children(char byte, const char *when)
 {
     for (int n = 0; n < CHILDREN; n++) {
         char verdict = 0;
-        if (write(to_child[n][1], &byte, 1) != 1 || read(from_child[n][0], &verdict, 1) != 1)
+        if (ask_one(n, byte, &verdict) != 0)
             act_failed("child %d did not answer %s", n, when);
         else if (verdict != 'P')
             act_failed("child %d's memory differs %s", n, when);
@@ -153,7 +166,11 @@ static void act(void)
         if (pid == 0)
             _exit(check_all(why, sizeof why) == 0 ? 0 : 1);
         int status = 0;
-        if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        pid_t waited;
+        do /* SIGTERM may come meanwhile */
+            waited = pid < 0 ? -1 : waitpid(pid, &status, 0);
+        while (waited < 0 && errno == EINTR);
+        if (waited != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
             act_failed("the child forked right after the restore found other memory (status 0x%x)", status);
     } else if (sc_has_flag("--dontneed")) {
         if (madvise((char *)area + DROPPED_START, DROPPED_SIZE, MADV_DONTNEED) != 0)
