@@ -15,7 +15,25 @@ final class LazyPagesTests: ScenarioTestCase {
         let p = try start(scenario, file: file, line: line)
         let image = try dumpExpectingSuccess(p, file: file, line: line)
         try restoreDetachedExpectingSuccess(p, from: image, options: ["--lazy-pages"], file: file, line: line)
+        assertNoUserfaultfd(p.pid, file: file, line: line)
         try terminateAndExpectPass(p, "after a lazy restore", file: file, line: line)
+    }
+
+    /// Once every page is in, nothing of the userfaultfd is left: no descriptor, no area
+    /// registered (smaps's VmFlags um, uw, ui).
+    private func assertNoUserfaultfd(_ pid: pid_t, file: StaticString, line: UInt) {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        for fd in fds {
+            let target = Sys.readlink("/proc/\(pid)/fd/\(fd)") ?? ""
+            XCTAssertFalse(target.contains("userfaultfd"), "fd \(fd) is \(target)", file: file, line: line)
+        }
+        let smaps = String(decoding: Sys.readFile("/proc/\(pid)/smaps") ?? [], as: UTF8.self)
+        for flags in smaps.split(separator: "\n") where flags.hasPrefix("VmFlags:") {
+            let words = flags.split(separator: " ")
+            XCTAssertFalse(
+                words.contains("um") || words.contains("uw") || words.contains("ui"),
+                "an area is still registered: \(flags)", file: file, line: line)
+        }
     }
 
     func testProcessChecksItsMemoryAtOnce() throws { try runLazily(.lazyPages([])) }
