@@ -28,6 +28,9 @@ public final class ImageReader: Sendable {
     /// checksum checked: the MAC is computed over these bytes and `task(pid:)` decodes them,
     /// so what is decoded is what was verified, whatever happens to the files since.
     private let records: [String: [UInt8]]
+    /// Whether the page files were checked when the image was opened; if not, `pageFile(named:)`
+    /// checks each one it maps.
+    private let pagesChecked: Bool
 
     /// Reads and checks the inventory, then checks that every file it lists
     /// exists with the listed size and checksum; with `key`, whether the image is authenticated.
@@ -52,6 +55,7 @@ public final class ImageReader: Sendable {
             inventory, bytes: inventoryBytes, records: records, in: store, key: key)
         self.directory = directory
         self.store = store
+        pagesChecked = checkPages
         taskPIDs = inventory.files.compactMap { ImageFormat.taskPID(recordName: $0.name) }.sorted()
     }
 
@@ -132,6 +136,12 @@ public final class ImageReader: Sendable {
         }
         guard entry.size % ImageFormat.pageSize == 0 else {
             throw ImageError(.corrupt, file: name, detail: "its size \(entry.size) is not a whole number of pages")
+        }
+        if !pagesChecked && entry.chunkSize != 0 {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
+            defer { buffer.deallocate() }
+            try Self.verify(entry, in: store, buffer: buffer)
         }
         let file = try Self.openListed(entry, in: store)
         guard entry.size > 0 else {

@@ -46,6 +46,10 @@ final class LazyPagesTests: ScenarioTestCase {
     func testEveryKindOfArea() throws { try runLazily(.memory) }
     func testThreadsScenario() throws { try runLazily(.threads) }
     func testTreeScenario() throws { try runLazily(.tree) }
+    /// Shared anonymous memory and unnamed files' mapped contents: their page files, not served
+    /// lazily, are checked whole before the tree runs.
+    func testSharedMemoryScenario() throws { try runLazily(.sharedMemory) }
+    func testMappedUnnamedScenario() throws { try runLazily(.mappedUnnamed) }
 
     /// A chunk of a page file changed after the dump: the tree is killed once the page is due,
     /// amber exits 7 naming the file, and nothing is left behind.
