@@ -13,6 +13,8 @@ public enum Restore {
         public let childPID: Int32
         /// For a shell job restored with -j: the job control the caller waits for the root with.
         public let shellJob: ShellJobControl?
+        /// With `lazyPages`: what serves the tree's pages; the caller waits for it.
+        public let lazyPages: LazyPageServer?
     }
 
     /// Checks the whole image, recreates the tree with its PIDs and lets it run: the root is our
@@ -25,17 +27,20 @@ public enum Restore {
     /// job on the terminal amber runs on, as its foreground job (`ShellJobControl`). The tree is
     /// made in the network namespace at `joinNetwork` when given, as it is (`NetworkNamespaceState`);
     /// else in a new one made as the image says, with the other end of each of its veths as
-    /// `externalVeths` name them.
+    /// `externalVeths` name them. With `lazyPages` the tree runs before the pages of its private
+    /// anonymous areas are in (`LazyMemory`); the page files are checked chunk by chunk as their
+    /// pages are served.
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
         inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
-        externalVeths: [ExternalVeth] = [], logger: Logger
+        externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, logger: Logger
     ) throws(AmberError) -> Restored {
+        let started = ContinuousClock.now
         let key = try HostImageKey.forCheck()
         let image: ImageReader
         let tasks: [Amber_Task]
         do {
-            image = try ImageReader(directory: directory, key: key)
+            image = try ImageReader(directory: directory, key: key, checkPages: !lazyPages)
             try checkHost(image.inventory)
             tasks = try image.tasks()
             try FaultPoints.reached(restore: FaultPoints.read)
@@ -47,6 +52,12 @@ public enum Restore {
             throw AmberError(.badImage, "\(error)")
         }
         logger.trace("image read and checked: \(tasks.count) processes")
+        if lazyPages, image.parent != nil {
+            throw AmberError(
+                .unsupported,
+                "--lazy-pages serves pages from the image's own page files only, and this image is incremental (its pages are also in the pre-dumps it refers to): restore it without --lazy-pages"
+            )
+        }
         try CredentialState.checkRestorable(tasks)
         let terminal = try ShellJobControl.terminal(for: tasks, requested: shellJob, logger: logger)
         let inherited = try ExternalFiles.descriptors(inheritedFiles, for: tasks)
@@ -77,7 +88,9 @@ public enum Restore {
         var created: [Tracee] = []
         let openFiles = OpenFileTable(inherited: inherited, image: image)
         var jobControl: ShellJobControl?
+        var server: LazyPageServer?
         do {
+            if lazyPages { server = try LazyPageServer(image: image, started: started, logger: logger) }
             if let terminal { _ = try openFiles.objects.object(ShellJobTerminal.objectID) { terminal } }
             let instruction = try syscallInstruction()
             let restorerPidfd = try Pidfd(pid: getpid())
@@ -98,6 +111,7 @@ public enum Restore {
                     task: task.record, image: image, imageTrusted: imageTrusted, tracee: task.tracee,
                     injector: task.injector, baseline: baseline, treeFiles: treeFiles, openFiles: openFiles,
                     inheritedPidfd: restorerPidfd.fd, logger: logger)
+                session.lazyPages = server
                 try restore(session)
                 sessions.append(session)
             }
@@ -118,12 +132,15 @@ public enum Restore {
             }
             try namespaceInit?.tracee.detach()
             jobControl?.announceWindowSize()
-            return Restored(rootPID: built[0].pid, childPID: child, shellJob: jobControl)
+            server?.treeRuns()
+            return Restored(rootPID: built[0].pid, childPID: child, shellJob: jobControl, lazyPages: server)
         } catch {
             jobControl?.takeBack()
             killAll(created)
+            server?.stop()
             openFiles.close()
             openFiles.removeMadeFiles()
+            if let failure = server?.failed { throw failure }
             if let error = error as? AmberError { throw error }
             throw AmberError(.restoreFailed, "restore of process \(tasks[0].pid) (\(tasks[0].comm)) failed: \(error)")
         }

@@ -245,6 +245,8 @@ final class RestoreSession: ScratchSpace {
     /// Whether the image is authenticated or trusted with --trust-image: only then may the
     /// restorer open with its own rights a file the task may not open itself.
     let imageTrusted: Bool
+    /// With `restore --lazy-pages`: serves the pages of the areas `LazyMemory` leaves to it.
+    var lazyPages: LazyPageServer?
 
     convenience init(
         task: Amber_Task, image: ImageReader, imageTrusted: Bool, tracee: Tracee, injector: SyscallInjector,

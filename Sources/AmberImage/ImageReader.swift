@@ -33,11 +33,16 @@ public final class ImageReader: Sendable {
     /// An incremental image's parent (`Inventory.parent`), opened and checked as this one was;
     /// nil for an image that refers to none (`ImageChain`).
     public let parent: ImageReader?
+    /// Whether the page files were checked when the image was opened; if not, `pageFile(named:)`
+    /// checks each one it maps.
+    private let pagesChecked: Bool
 
     /// Reads and checks the inventory, then checks that every file it lists
     /// exists with the listed size and checksum; with `key`, whether the image is authenticated.
-    public convenience init(directory: String, key: ImageKey? = nil) throws(ImageError) {
-        try self.init(store: DirectoryStore(directory: directory), directory: directory, key: key)
+    /// Without `checkPages` the page files' checksums are left to whoever reads their pages
+    /// (`LazyPageFile`, which checks each chunk before it hands out a byte of it).
+    public convenience init(directory: String, key: ImageKey? = nil, checkPages: Bool = true) throws(ImageError) {
+        try self.init(store: DirectoryStore(directory: directory), directory: directory, key: key, checkPages: checkPages)
     }
 
     /// The image whose files are `files` (name to contents), checked exactly as
@@ -46,15 +51,18 @@ public final class ImageReader: Sendable {
         try self.init(store: MemoryStore(files: files), directory: "(memory)", key: key)
     }
 
-    init(store: any ImageStore, directory: String, key: ImageKey?, depth: Int = 0) throws(ImageError) {
+    init(store: any ImageStore, directory: String, key: ImageKey?, depth: Int = 0, checkPages: Bool = true)
+        throws(ImageError)
+    {
         let inventoryBytes: [UInt8]
         (inventory, inventoryBytes) = try Self.readInventory(from: store, directory: directory)
         files = try Self.checkEntries(of: inventory)
-        records = try Self.verifyFiles(of: inventory, in: store)
+        records = try Self.verifyFiles(of: inventory, in: store, checkPages: checkPages)
         (authenticity, authenticatedDigests) = try Self.authenticate(
             inventory, bytes: inventoryBytes, records: records, in: store, key: key)
         self.directory = directory
         self.store = store
+        pagesChecked = checkPages
         taskPIDs = inventory.files.compactMap { ImageFormat.taskPID(recordName: $0.name) }.sorted()
         inventoryDigest = ImageMAC.digest(inventoryBytes)
         parent = try ImageChain.parent(of: inventory, directory: directory, depth: depth)
@@ -140,11 +148,26 @@ public final class ImageReader: Sendable {
         guard entry.size % ImageFormat.pageSize == 0 else {
             throw ImageError(.corrupt, file: name, detail: "its size \(entry.size) is not a whole number of pages")
         }
+        if !pagesChecked && entry.chunkSize != 0 {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
+            defer { buffer.deallocate() }
+            try Self.verify(entry, in: store, buffer: buffer)
+        }
         let file = try Self.openListed(entry, in: store)
         guard entry.size > 0 else {
             return MappedPageFile(name: name, bytes: UnsafeRawBufferPointer(start: nil, count: 0), backing: .mapping)
         }
         return try file.map(size: Int(entry.size))
+    }
+
+    /// The page file `name`, read a chunk at a time, each checked before any of its bytes is
+    /// used (`LazyPageFile`); it must be listed in the inventory with its chunk checksums.
+    public func lazyPageFile(named name: String) throws(ImageError) -> LazyPageFile {
+        guard let entry = files[name], entry.chunkSize != 0 else {
+            throw ImageError(.missing, file: name, detail: "the inventory lists no page file of this name")
+        }
+        return LazyPageFile(entry: entry, file: try Self.openListed(entry, in: store))
     }
 
     private static func readInventory(from store: any ImageStore, directory: String) throws(ImageError) -> (
@@ -225,15 +248,17 @@ public final class ImageReader: Sendable {
 
     /// Checks every listed file's size and checksum.
     /// Returns the records, read whole; the other files are hashed through a buffer.
-    private static func verifyFiles(of inventory: Amber_Inventory, in store: any ImageStore) throws(ImageError)
-        -> [String: [UInt8]]
-    {
+    private static func verifyFiles(
+        of inventory: Amber_Inventory, in store: any ImageStore, checkPages: Bool
+    ) throws(ImageError) -> [String: [UInt8]] {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
         defer { buffer.deallocate() }
         var records: [String: [UInt8]] = [:]
         for entry in inventory.files {
             if ImageMAC.isRecord(entry), entry.size <= ImageFormat.maximumRecordSize {
                 records[entry.name] = try readRecord(entry, in: store)
+            } else if !checkPages && entry.chunkSize != 0 {
+                _ = try openListed(entry, in: store)
             } else {
                 try verify(entry, in: store, buffer: buffer)
             }

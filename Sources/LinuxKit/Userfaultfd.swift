@@ -171,3 +171,42 @@ public final class Userfaultfd: Sendable {
 extension SyscallNumber {
     public static let userfaultfd = 323
 }
+
+/// What one UFFDIO_COPY or UFFDIO_ZEROPAGE placed, and why it stopped short when it did.
+public struct UserfaultFill: Sendable {
+    /// Bytes placed from the start of the range.
+    public let bytes: Int
+    /// Why the rest was not: `EAGAIN` (an event such as a fork or an madvise waits to be read,
+    /// or the call stopped early), `EEXIST` (the first page left was present), `ESRCH` (the
+    /// process's memory is gone), or another failure.
+    public let error: Errno?
+}
+
+extension Userfaultfd {
+    /// UFFDIO_COPY of `bytes` to `address`, waking the threads waiting there; a short copy is
+    /// reported, not thrown, for the caller to read the waiting events or skip a present page.
+    public func fill(_ bytes: UnsafeRawBufferPointer, at address: UInt64) -> UserfaultFill {
+        var argument = amber_uffdio_copy(
+            dst: address, src: UInt64(UInt(bitPattern: bytes.baseAddress)), len: UInt64(bytes.count), mode: 0,
+            copy: 0)
+        let result = amber_uffdio_copy(fd, &argument)
+        return Self.fill(result: result, placed: argument.copy)
+    }
+
+    /// UFFDIO_ZEROPAGE over `range`, reported as `fill(_:at:)` does.
+    public func fillZeros(_ range: Range<UInt64>) -> UserfaultFill {
+        var argument = amber_uffdio_zeropage(
+            range: amber_uffdio_range(start: range.lowerBound, len: range.upperBound - range.lowerBound), mode: 0,
+            zeropage: 0)
+        let result = amber_uffdio_zeropage(fd, &argument)
+        return Self.fill(result: result, placed: argument.zeropage)
+    }
+
+    /// The kernel writes the bytes placed, or the negated errno when none were, into the
+    /// argument; the call fails with EAGAIN when it placed fewer than asked.
+    private static func fill(result: Int, placed: Int64) -> UserfaultFill {
+        if result >= 0 { return UserfaultFill(bytes: Int(placed), error: nil) }
+        if placed < 0 { return UserfaultFill(bytes: 0, error: Errno(rawValue: CInt(-placed))) }
+        return UserfaultFill(bytes: Int(placed), error: Errno(rawValue: CInt(-result)))
+    }
+}

@@ -211,6 +211,15 @@ struct RestoreCommand: ParsableCommand {
             valueName: "veth[INSIDE]:OUTSIDE[@BRIDGE]"))
     var externals: [String] = []
 
+    @Flag(
+        name: .customLong("lazy-pages"),
+        help: ArgumentHelp(
+            "Let the tree run before its memory is in: pages arrive on first touch and in the background.",
+            discussion:
+                "The pages of private anonymous areas (heap, stacks, anonymous mappings) are served through a userfaultfd: a thread that touches a missing page waits while amber copies it in, and amber fills all the others meanwhile; the other areas are filled before the tree runs. Amber stays until every process holds all of its pages (with --detach it returns then), and prints when the tree ran and when the last page was in; then no trace of the userfaultfd is left in the tree. Each page is checked against the image's checksums before it is served: a page that cannot be delivered (page file gone or changed, a read error) kills the whole tree, and amber exits 7 naming the file. Needs the right to make a userfaultfd that serves the kernel's own accesses (root, or vm.unprivileged_userfaultfd = 1)."
+        ))
+    var lazyPages = false
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -255,7 +264,7 @@ struct RestoreCommand: ParsableCommand {
                 directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage,
                 inheritedFiles: inheritedFiles, shellJob: shellJob,
                 joinNetwork: joinNamespaces.first.map { String($0.dropFirst(4)) },
-                externalVeths: externals.compactMap(ExternalVeth.init(argument:)), logger: logger)
+                externalVeths: externals.compactMap(ExternalVeth.init(argument:)), lazyPages: lazyPages, logger: logger)
         } catch {
             fail(error)
         }
@@ -268,6 +277,16 @@ struct RestoreCommand: ParsableCommand {
             )
         }
         logger.info("restored process \(restored.rootPID)")
+        if let server = restored.lazyPages {
+            do {
+                let done = try server.wait()
+                logger.notice(
+                    "lazy pages: the tree ran \(milliseconds(done.running)) ms after the restore began; all \(done.pages) pages were in after \(milliseconds(done.complete)) ms (\(done.faults) first touches served)"
+                )
+            } catch {
+                fail(error)
+            }
+        }
         let pid = restored.childPID
         if detach { return }
         var status: Int32 = 0
@@ -282,6 +301,13 @@ struct RestoreCommand: ParsableCommand {
         let low = status & 0x7f
         Glibc.exit(low == 0 ? (status >> 8) & 0xff : 128 + low)
     }
+}
+
+/// A duration in milliseconds, to a tenth.
+private func milliseconds(_ duration: Duration) -> String {
+    let (seconds, attoseconds) = duration.components
+    let tenths = (seconds * 10_000 + attoseconds / 100_000_000_000_000 + 5) / 10
+    return "\(tenths / 10).\(tenths % 10)"
 }
 
 struct ShowCommand: ParsableCommand {

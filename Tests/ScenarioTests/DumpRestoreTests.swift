@@ -206,4 +206,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningNetlinkSockets() throws { try runLeaveRunning(.netlinkSockets) }
     /// The incremental scenario dumped plainly: what a dump after a pre-dump must equal.
     func testIncremental() throws { try runDumped(.incrementalTree) }
+
+    /// lazy_pages.c in each mode after a plain restore: the memory a lazy restore must match.
+    func testLazyPagesScenarioPlainRestore() throws {
+        for flags in [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]] { try runDumped(.lazyPages(flags)) }
+    }
 }

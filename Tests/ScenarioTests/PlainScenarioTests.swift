@@ -200,4 +200,9 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testIncremental() throws {
         for scenario in [Scenario.incremental, .incrementalThreads, .incrementalTree] { try runPlain(scenario) }
     }
+
+    /// lazy_pages.c in each mode, acting at SIGTERM as it does right after a restore.
+    func testLazyPages() throws {
+        for flags in [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]] { try runPlain(.lazyPages(flags)) }
+    }
 }

@@ -247,6 +247,9 @@ struct Scenario: Sendable {
     /// Run as nobody, without CAP_SYS_PTRACE: it may not make a userfaultfd.
     static let cowWriterUnprivileged = Scenario(
         name: "cow_writer", setpriv: ["--reuid=65534", "--regid=65534", "--clear-groups"], owner: 65534)
+    /// Memory whose pages arrive after the process runs again (restore --lazy-pages), touched
+    /// at once; `flags` choose how (lazy_pages.c).
+    static func lazyPages(_ flags: [String]) -> Scenario { Scenario(name: "lazy_pages", args: flags) }
 
     static let all: [Scenario] =
         [
@@ -310,6 +313,7 @@ struct Scenario: Sendable {
         + [tcpAcceptQueue(port: 1, clients: 1, dropped: false)]
         + [cowWriter, cowWriterThreads, cowWriterTree, cowWriterForks, cowWriterMoves, cowWriterUnprivileged]
         + [incremental, incrementalThreads, incrementalTree]
+        + [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]].map(lazyPages)
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

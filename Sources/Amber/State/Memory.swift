@@ -559,7 +559,7 @@ enum MemoryState {
         // Its areas keep each object: the task's descriptors of them go before it runs.
         try sharedAnonymous.close()
         try unnamedFiles.close()
-        try fillPages(session)
+        if let server = session.lazyPages { try LazyMemory.register(session, with: server) } else { try fillPages(session) }
         for area in temporary {
             try injector.call(
                 "mprotect 0x\(String(area.start, radix: 16))", SyscallNumber.mprotect, area.start,
