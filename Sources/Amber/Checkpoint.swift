@@ -337,7 +337,7 @@ enum Preflight {
         let checked = try zip(pids, results).compactMap { pid, result in
             do {
                 return try result.get()
-            } catch where hasExited(pid) {
+            } catch  where hasExited(pid) {
                 // It exited while the running tree was checked (a child that came and went):
                 // the freeze finds the tree as it is then.
                 return nil

@@ -81,7 +81,8 @@ public struct NetworkLock: Sendable {
             case .libraryMissing:
                 throw AmberError(
                     .failure,
-                    "cannot lock the network of the TCP connections: libnftables.so.1 is missing (Debian's libnftables1)")
+                    "cannot lock the network of the TCP connections: libnftables.so.1 is missing (Debian's libnftables1)"
+                )
             case .refused(let message):
                 throw AmberError(.failure, "nft '\(script)' failed: \(message)")
             }

@@ -70,7 +70,8 @@ public enum PreDump {
         let tree = ProcessName(pid: pid)
         for process in TreeState.walk(root: pid) where MemoryTracking.holdsUserfaultfd(pid: process) {
             throw AmberError.unsupported(
-                ProcessName(pid: process), "has a userfaultfd open: a process using userfaultfd itself is not supported yet",
+                ProcessName(pid: process),
+                "has a userfaultfd open: a process using userfaultfd itself is not supported yet",
                 tree: tree)
         }
         let clock = ContinuousClock()

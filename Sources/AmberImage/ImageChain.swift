@@ -39,7 +39,8 @@ public enum ImageChain {
             ImageError(.invalid, file: ImageFormat.inventoryName, detail: "parent: \(detail)")
         }
         guard ImageFormat.isPlainFileName(name) else {
-            throw invalid("directory \"\(name)\" is not one path component (the parent is a directory beside the image)")
+            throw invalid(
+                "directory \"\(name)\" is not one path component (the parent is a directory beside the image)")
         }
         guard inventory.parent.inventorySha256.count == 32 else {
             throw invalid("inventory_sha256 has \(inventory.parent.inventorySha256.count) bytes, not 32")
@@ -62,7 +63,8 @@ public enum ImageChain {
             }
             throw ImageError(
                 .missing, file: name,
-                detail: "the parent image \(container)/\(name) cannot be opened (errno \(errno)): an incremental image needs every image of its chain, in the same directory"
+                detail:
+                    "the parent image \(container)/\(name) cannot be opened (errno \(errno)): an incremental image needs every image of its chain, in the same directory"
             )
         }
         let path = container == "/" ? "/\(name)" : "\(container)/\(name)"
@@ -70,7 +72,8 @@ public enum ImageChain {
         guard parent.inventoryDigest == [UInt8](inventory.parent.inventorySha256) else {
             throw ImageError(
                 .checksumMismatch, file: "\(path)/\(ImageFormat.inventoryName)",
-                detail: "the parent image changed or is another image: its inventory's SHA-256 is not the one \(directory) records"
+                detail:
+                    "the parent image changed or is another image: its inventory's SHA-256 is not the one \(directory) records"
             )
         }
         guard parent.inventory.hasPreDump else {
@@ -174,7 +177,8 @@ extension TaskValidator {
             guard let size = (depth == 0 ? files : ancestorFiles[depth - 1])[name]?.size,
                 size % ImageFormat.pageSize == 0
             else {
-                throw invalid("memory.page_files[\(index)]", "\(name) is not a page file of the image \(depth) up the chain")
+                throw invalid(
+                    "memory.page_files[\(index)]", "\(name) is not a page file of the image \(depth) up the chain")
             }
             pageFiles.append((name, size))
         }
@@ -184,7 +188,8 @@ extension TaskValidator {
             guard area.start % ImageFormat.pageSize == 0, area.end % ImageFormat.pageSize == 0,
                 area.start < area.end, area.start >= previousEnd, area.end <= ImageFormat.userAddressLimit
             else {
-                throw invalid(field, "\(hex(area.start))-\(hex(area.end)) is not a page-aligned area above the previous one")
+                throw invalid(
+                    field, "\(hex(area.start))-\(hex(area.end)) is not a page-aligned area above the previous one")
             }
             previousEnd = area.end
             try validatePageRuns(of: area, field: field, pageFiles: pageFiles)

@@ -42,7 +42,8 @@ public final class ImageReader: Sendable {
     /// Without `checkPages` the page files' checksums are left to whoever reads their pages
     /// (`LazyPageFile`, which checks each chunk before it hands out a byte of it).
     public convenience init(directory: String, key: ImageKey? = nil, checkPages: Bool = true) throws(ImageError) {
-        try self.init(store: DirectoryStore(directory: directory), directory: directory, key: key, checkPages: checkPages)
+        try self.init(
+            store: DirectoryStore(directory: directory), directory: directory, key: key, checkPages: checkPages)
     }
 
     /// The image whose files are `files` (name to contents), checked exactly as

@@ -77,7 +77,8 @@ public final class MessageSocket {
     public func send(_ text: String, descriptors: [Int32] = []) throws(LinuxError) {
         var payload = Array(text.utf8)
         if payload.isEmpty { payload = [0] }
-        var control = [UInt8](repeating: 0, count: descriptors.isEmpty ? 0 : DescriptorPassing.controlSize(count: descriptors.count))
+        var control = [UInt8](
+            repeating: 0, count: descriptors.isEmpty ? 0 : DescriptorPassing.controlSize(count: descriptors.count))
         if !descriptors.isEmpty {
             control.withUnsafeMutableBytes { bytes in
                 bytes.storeBytes(of: 16 + 4 * descriptors.count, toByteOffset: 0, as: Int.self)

@@ -149,7 +149,8 @@ public final class RouteNetlink {
             return Address(
                 family: family, link: Int32(bitPattern: Self.load(header, 4, as: UInt32.self)),
                 address: attributes[Self.addressLocal] ?? attributes[Self.addressAddress] ?? [],
-                prefixLength: header[header.startIndex + 1], scope: header[header.startIndex + 3], broadcast: attributes[Self.addressBroadcast] ?? [],
+                prefixLength: header[header.startIndex + 1], scope: header[header.startIndex + 3],
+                broadcast: attributes[Self.addressBroadcast] ?? [],
                 flags: attributes[Self.addressFlags].map { Self.load($0[...], 0, as: UInt32.self) }
                     ?? UInt32(header[header.startIndex + 2]),
                 label: attributes[Self.addressLabel].map { Self.string($0) })

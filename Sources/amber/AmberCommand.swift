@@ -141,7 +141,8 @@ struct DumpCommand: ParsableCommand {
     func run() throws {
         DumpWorker(
             supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync,
-            verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles, tcpEstablished: tcpEstablished,
+            verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles,
+            tcpEstablished: tcpEstablished,
             copyOnWrite: copyOnWrite, previous: previous ?? ""
         ).start()
     }
@@ -247,7 +248,8 @@ struct RestoreCommand: ParsableCommand {
         }
         if !externals.isEmpty && !joinNamespaces.isEmpty {
             throw ValidationError(
-                "--external veth[...] makes veths for a new network namespace: not with --join-ns, whose namespace is used as it is")
+                "--external veth[...] makes veths for a new network namespace: not with --join-ns, whose namespace is used as it is"
+            )
         }
         let insides = externals.compactMap(ExternalVeth.init(argument:)).map(\.inside)
         guard Set(insides).count == insides.count else {

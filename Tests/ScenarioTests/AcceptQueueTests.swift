@@ -14,7 +14,8 @@ extension Scenario {
     /// `dropped`, it expects them gone after the restore.
     static func tcpAcceptQueue(port: UInt16, clients: Int, dropped: Bool) -> Scenario {
         Scenario(
-            name: "tcp_accept_queue", args: ["--port", "\(port)", "--clients", "\(clients)"] + (dropped ? ["--dropped"] : []))
+            name: "tcp_accept_queue",
+            args: ["--port", "\(port)", "--clients", "\(clients)"] + (dropped ? ["--dropped"] : []))
     }
 }
 
@@ -95,7 +96,8 @@ final class AcceptQueueTests: ScenarioTestCase {
         let dump = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
         XCTAssertEqual(dump.status, .exited(0), dump.summary)
         for expected in [
-            "process \(p.pid)", "the TCP listener on 127.0.0.1:\(port) had \(clientCount) connections in its accept queue",
+            "process \(p.pid)",
+            "the TCP listener on 127.0.0.1:\(port) had \(clientCount) connections in its accept queue",
             "dropped with the dumped tree", "reset",
         ] {
             XCTAssertTrue(dump.stderr.contains(expected), "the dump's notice lacks \"\(expected)\": \(dump.stderr)")

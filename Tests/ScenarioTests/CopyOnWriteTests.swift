@@ -80,7 +80,8 @@ final class CopyOnWriteTests: ScenarioTestCase {
         let p = try start(.cowWriterMoves)
         let image = try newDirectory("image")
         let r = try amber(["dump", "--cow", "-t", "\(p.pid)", "-D", image], reaping: [p])
-        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "moved (mremap) memory", "--cow"])
+        assertRefusal(
+            r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "moved (mremap) memory", "--cow"])
         XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "a failed dump wrote an inventory")
         XCTAssertNil(p.exitStatus, "the target exited: \(p.diagnostics)")
         assertRunningUntraced(p.pid, "after a failed dump --cow")

@@ -209,6 +209,8 @@ final class DumpRestoreTests: ScenarioTestCase {
 
     /// lazy_pages.c in each mode after a plain restore: the memory a lazy restore must match.
     func testLazyPagesScenarioPlainRestore() throws {
-        for flags in [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]] { try runDumped(.lazyPages(flags)) }
+        for flags in [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]] {
+            try runDumped(.lazyPages(flags))
+        }
     }
 }

@@ -203,6 +203,8 @@ final class PlainScenarioTests: ScenarioTestCase {
 
     /// lazy_pages.c in each mode, acting at SIGTERM as it does right after a restore.
     func testLazyPages() throws {
-        for flags in [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]] { try runPlain(.lazyPages(flags)) }
+        for flags in [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]] {
+            try runPlain(.lazyPages(flags))
+        }
     }
 }

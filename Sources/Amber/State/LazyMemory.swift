@@ -87,7 +87,8 @@ enum LazyMemory {
         guard !runs.isEmpty else { return }
         let memory = try ProcessMemoryFile(pid: session.pid, writable: true)
         let buffer = UnsafeMutableRawBufferPointer.allocate(
-            byteCount: Int(LazyPageServer.fillSize + ImageFormat.maximumChunkSize), alignment: Int(MemoryState.pageSize))
+            byteCount: Int(LazyPageServer.fillSize + ImageFormat.maximumChunkSize), alignment: Int(MemoryState.pageSize)
+        )
         defer { buffer.deallocate() }
         for run in runs {
             let file = server.pageFile(try server.file(named: session.task.memory.pageFiles[Int(run.file)]))
@@ -538,7 +539,8 @@ public final class LazyPageServer: @unchecked Sendable {
     private func fail(_ error: any Error) {
         let failure =
             (error as? AmberError)
-            ?? AmberError(.restoreFailed, "--lazy-pages: the restored tree is killed: a page could not be delivered: \(error)")
+            ?? AmberError(
+                .restoreFailed, "--lazy-pages: the restored tree is killed: a page could not be delivered: \(error)")
         let first = lock.withLock {
             guard self.failure == nil else { return false }
             self.failure = failure

@@ -196,7 +196,8 @@ enum MemoryState {
                 var ranges = try pageMap.scan(
                     start: area.start, end: area.end, excluded: excluded, anyOf: [.present, .swapped])
                 if let chainPages, chainPages.tracked.contains(mapping.start) {
-                    let written = try MemoryTracking.written(area.start..<area.end, pageMap: pageMap, protectAgain: false)
+                    let written = try MemoryTracking.written(
+                        area.start..<area.end, pageMap: pageMap, protectAgain: false)
                     let split = chainPages.split(ranges, written: written)
                     ranges = split.read
                     if !split.chain.isEmpty { chainRuns[areas.count] = split.chain }
@@ -559,7 +560,11 @@ enum MemoryState {
         // Its areas keep each object: the task's descriptors of them go before it runs.
         try sharedAnonymous.close()
         try unnamedFiles.close()
-        if let server = session.lazyPages { try LazyMemory.register(session, with: server) } else { try fillPages(session) }
+        if let server = session.lazyPages {
+            try LazyMemory.register(session, with: server)
+        } else {
+            try fillPages(session)
+        }
         for area in temporary {
             try injector.call(
                 "mprotect 0x\(String(area.start, radix: 16))", SyscallNumber.mprotect, area.start,
@@ -666,7 +671,8 @@ enum MemoryState {
         guard record.areas.contains(where: { !$0.pages.isEmpty }) else { return }
         // A page file of an incremental image may be its parent's, or further up its chain.
         let pageFiles = try record.pageFiles.enumerated().map { index, name throws(ImageError) in
-            try session.image.pageFile(named: name, depth: record.pageFileDepth.isEmpty ? 0 : Int(record.pageFileDepth[index]))
+            try session.image.pageFile(
+                named: name, depth: record.pageFileDepth.isEmpty ? 0 : Int(record.pageFileDepth[index]))
         }
         // The pages handed out are valid only while their page files are alive.
         defer { withExtendedLifetime(pageFiles) {} }

@@ -102,8 +102,9 @@ enum MemoryTracking {
 
     /// The pages of `range` written since they were protected; with `protectAgain`, they are
     /// protected again as they are found, for the next image of the chain.
-    static func written(_ range: Range<UInt64>, pageMap: borrowing PageMap, protectAgain: Bool) throws -> [Range<UInt64>]
-    {
+    static func written(_ range: Range<UInt64>, pageMap: borrowing PageMap, protectAgain: Bool) throws -> [Range<
+        UInt64
+    >] {
         try pageMap.scan(
             start: range.lowerBound, end: range.upperBound, required: [.written],
             flags: protectAgain ? [.writeProtectMatching, .checkWriteProtectAsync] : [.checkWriteProtectAsync])
@@ -121,7 +122,9 @@ enum MemoryTracking {
         defer { closedir(directory) }
         var buffer = [CChar](repeating: 0, count: 64)
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             guard Int(name) != nil else { continue }
             let length = readlink("/proc/\(pid)/fd/\(name)", &buffer, buffer.count)
             if length > 0,
@@ -188,7 +191,9 @@ struct ChainPages {
         var held: [Range<UInt64>] = []
         var first = 0
         for candidate in candidates {
-            while first < runs.count && runs[first].address + runs[first].count * MemoryState.pageSize <= candidate.lowerBound {
+            while first < runs.count
+                && runs[first].address + runs[first].count * MemoryState.pageSize <= candidate.lowerBound
+            {
                 first += 1
             }
             var index = first
@@ -213,7 +218,10 @@ struct ChainPages {
 
     /// Adds the runs referring to the chain (`chain`, by area index) to `memory`'s areas, after
     /// its own page files: each area's runs stay in ascending order.
-    static func merge(_ chain: [Int: [Amber_PageRun]], files: [(depth: UInt32, name: String)], into memory: inout Amber_Memory, areas: inout [Amber_MemoryArea]) {
+    static func merge(
+        _ chain: [Int: [Amber_PageRun]], files: [(depth: UInt32, name: String)], into memory: inout Amber_Memory,
+        areas: inout [Amber_MemoryArea]
+    ) {
         guard !chain.isEmpty else { return }
         let base = UInt32(memory.pageFiles.count)
         memory.pageFileDepth = [UInt32](repeating: 0, count: memory.pageFiles.count) + files.map(\.depth)
@@ -297,7 +305,8 @@ final class IncrementalDump: @unchecked Sendable {
         let answer = try tracker.processes()
         tracked = Dictionary(
             (answer?.processes ?? []).map { ($0.pid, $0) }, uniquingKeysWith: { first, _ in first })
-        intact = answer != nil && answer?.epoch == parent.inventory.preDump.epoch && answer?.epoch != MemoryTracker.noEpoch
+        intact =
+            answer != nil && answer?.epoch == parent.inventory.preDump.epoch && answer?.epoch != MemoryTracker.noEpoch
     }
 
     /// The tracked process `pid`, if it is the one tracked (same start time).

@@ -66,7 +66,8 @@ enum NetworkNamespaceState {
             if let veth = veths.first {
                 throw AmberError(
                     .failure,
-                    "--external \(veth.argument): the image's tree was in the dumper's own network namespace, with no veth of its own")
+                    "--external \(veth.argument): the image's tree was in the dumper's own network namespace, with no veth of its own"
+                )
             }
             return nil
         }
@@ -224,7 +225,8 @@ enum NetworkConfiguration {
             if recorded.kind == "veth" { recorded.hardwareAddress = Data(link.hardwareAddress) }
             record.links.append(recorded)
             if link.master != 0 {
-                record.unrestorable.append("the link \(link.name) attached to \(names[link.master] ?? "link \(link.master)")")
+                record.unrestorable.append(
+                    "the link \(link.name) attached to \(names[link.master] ?? "link \(link.master)")")
             }
         }
     }
@@ -487,7 +489,8 @@ enum NetworkConfiguration {
         for veth in veths {
             if links.contains(where: { $0.name == veth.outside }) {
                 throw AmberError(
-                    .restoreFailed, "--external \(veth.argument): a link \(veth.outside) is already in amber's namespace")
+                    .restoreFailed,
+                    "--external \(veth.argument): a link \(veth.outside) is already in amber's namespace")
             }
             if let bridge = veth.bridge, !links.contains(where: { $0.name == bridge && $0.kind == "bridge" }) {
                 throw AmberError(
@@ -518,7 +521,9 @@ enum NetworkConfiguration {
         var indices = Dictionary(
             try inside.links().map { ($0.name, $0.index) }, uniquingKeysWith: { first, _ in first })
         for link in record.links {
-            guard let index = indices[link.name] else { throw AmberError(.restoreFailed, "no link \(link.name) was made") }
+            guard let index = indices[link.name] else {
+                throw AmberError(.restoreFailed, "no link \(link.name) was made")
+            }
             try inside.setLink(
                 index, mtu: link.mtu, hardwareAddress: link.kind == "veth" ? [UInt8](link.hardwareAddress) : nil)
         }
