@@ -308,7 +308,8 @@ struct RestoreCommand: ParsableCommand {
 /// A duration in milliseconds, to a tenth.
 private func milliseconds(_ duration: Duration) -> String {
     let (seconds, attoseconds) = duration.components
-    let tenths = (seconds * 10_000 + attoseconds / 100_000_000_000_000 + 5) / 10
+    // A tenth of a millisecond is 10^14 attoseconds; rounded to the nearest.
+    let tenths = seconds * 10_000 + (attoseconds + 50_000_000_000_000) / 100_000_000_000_000
     return "\(tenths / 10).\(tenths % 10)"
 }
 
