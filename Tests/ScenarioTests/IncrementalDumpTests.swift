@@ -132,6 +132,42 @@ final class IncrementalDumpTests: ScenarioTestCase {
 
     /// Starts `scenario`, pre-dumps it `preDumps` times (each after the previous, the traps
     /// sprung after the first), dumps it with --prev-images-dir, restores it and expects PASS.
+    /// A copy-on-write dump cannot refer to a pre-dump: refused by name before the tree is
+    /// touched; the tracking goes on, and a plain incremental dump follows.
+    func testCopyOnWriteWithPrevImagesDirRefused() throws {
+        _ = try requireAmber()
+        let p = try start(.incremental)
+        let first = try newDirectory("pre")
+        try preDump(p, into: first)
+        let refused = try newDirectory("image")
+        let r = try amber(["dump", "--cow", "-t", "\(p.pid)", "-D", refused, "--prev-images-dir", first], reaping: [p])
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["--cow", "--prev-images-dir"])
+        XCTAssertFalse(Sys.fileExists(refused + "/inventory.pb"), "a refused dump wrote an inventory")
+        assertRunningUntraced(p.pid, "after the refused dump --cow --prev-images-dir")
+        let image = try newDirectory("image")
+        let dumped = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--prev-images-dir", first], reaping: [p])
+        XCTAssertEqual(dumped.status, .exited(0), "dump: \(dumped.summary)")
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "after a refused dump --cow and an incremental dump")
+    }
+
+    /// The lazy restore serves an image's own page files only: an incremental image is refused
+    /// by name, with no process made, and restores without --lazy-pages.
+    func testLazyRestoreOfAnIncrementalImageRefused() throws {
+        _ = try requireAmber()
+        let p = try start(.incremental)
+        let first = try newDirectory("pre")
+        try preDump(p, into: first)
+        let image = try newDirectory("image")
+        let dumped = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--prev-images-dir", first], reaping: [p])
+        XCTAssertEqual(dumped.status, .exited(0), "dump: \(dumped.summary)")
+        let r = try amber(["restore", "-D", image, "--detach", "--lazy-pages"])
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["--lazy-pages", "incremental"])
+        XCTAssertFalse(Sys.fileExists("/proc/\(p.pid)"), "the refused lazy restore left process \(p.pid)")
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "after a refused lazy restore and a plain one")
+    }
+
     private func runIncremental(_ scenario: Scenario, preDumps: Int) throws {
         _ = try requireAmber()
         let p = try start(scenario)
