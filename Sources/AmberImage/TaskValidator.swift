@@ -1556,24 +1556,7 @@ extension TaskValidator {
         if !socket.peerAddress.isEmpty || socket.peerPort != 0 || socket.peerScopeID != 0 {
             try validateInetSocketPeer(socket, addressSize: addressSize, field: socketField)
         }
-        var seen: Set<[Int32]> = []
-        for (index, option) in socket.options.enumerated() {
-            let optionField = "\(socketField).options[\(index)]"
-            guard
-                let kind = ImageFormat.inetSocketOptions.first(where: {
-                    $0.level == option.level && $0.name == option.name
-                })
-            else {
-                throw invalid(optionField, "level \(option.level), name \(option.name) is no option amber sets again")
-            }
-            guard option.value.count == kind.size else {
-                throw invalid(
-                    "\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
-            }
-            guard seen.insert([option.level, option.name]).inserted else {
-                throw invalid(optionField, "\(kind.label) is set twice")
-            }
-        }
+        try validateSocketOptions(socket.options, allowed: ImageFormat.inetSocketOptions, field: socketField)
     }
 
     /// A shell job's terminal is shown, never opened (the restore gives the job amber's own):
@@ -1674,23 +1657,7 @@ extension TaskValidator {
                 "\(recordField).lock_table",
                 "\"\(connection.lockTable)\" is not a table of amber's lock (amber-lock-PID)")
         }
-        var seen: Set<[Int32]> = []
-        for (index, option) in connection.options.enumerated() {
-            let optionField = "\(recordField).options[\(index)]"
-            guard
-                let kind = ImageFormat.inetSocketOptions.first(where: {
-                    $0.level == option.level && $0.name == option.name
-                })
-            else {
-                throw invalid(optionField, "level \(option.level), name \(option.name) is no option amber sets again")
-            }
-            guard option.value.count == kind.size else {
-                throw invalid("\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
-            }
-            guard seen.insert([option.level, option.name]).inserted else {
-                throw invalid(optionField, "\(kind.label) is set twice")
-            }
-        }
+        try validateSocketOptions(connection.options, allowed: ImageFormat.inetSocketOptions, field: recordField)
     }
 }
 
@@ -1719,23 +1686,7 @@ extension TaskValidator {
             }
             previous = group
         }
-        var seen: Set<[Int32]> = []
-        for (index, option) in socket.options.enumerated() {
-            let optionField = "\(socketField).options[\(index)]"
-            guard
-                let kind = ImageFormat.netlinkSocketOptions.first(where: {
-                    $0.level == option.level && $0.name == option.name
-                })
-            else {
-                throw invalid(optionField, "level \(option.level), name \(option.name) is no option amber sets again")
-            }
-            guard option.value.count == kind.size else {
-                throw invalid("\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
-            }
-            guard seen.insert([option.level, option.name]).inserted else {
-                throw invalid(optionField, "\(kind.label) is set twice")
-            }
-        }
+        try validateSocketOptions(socket.options, allowed: ImageFormat.netlinkSocketOptions, field: socketField)
     }
 }
 
@@ -1752,6 +1703,28 @@ extension TaskValidator {
             throw invalid(
                 "memory.page_file_depth[\(index)]",
                 "\(depth) is past the end of the image's chain of \(ancestorFiles.count) parents")
+        }
+    }
+}
+
+extension TaskValidator {
+    /// An inet, TCP or netlink socket's options: each one amber sets again (`allowed`), of its
+    /// size, and set once.
+    func validateSocketOptions(
+        _ options: [Amber_InetSocketOption], allowed: [InetSocketOptionKind], field: String
+    ) throws(ImageError) {
+        var seen: Set<[Int32]> = []
+        for (index, option) in options.enumerated() {
+            let optionField = "\(field).options[\(index)]"
+            guard let kind = allowed.first(where: { $0.level == option.level && $0.name == option.name }) else {
+                throw invalid(optionField, "level \(option.level), name \(option.name) is no option amber sets again")
+            }
+            guard option.value.count == kind.size else {
+                throw invalid("\(optionField).value", "\(option.value.count) bytes; \(kind.label) takes \(kind.size)")
+            }
+            guard seen.insert([option.level, option.name]).inserted else {
+                throw invalid(optionField, "\(kind.label) is set twice")
+            }
         }
     }
 }
