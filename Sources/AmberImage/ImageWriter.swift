@@ -1,17 +1,16 @@
 import Glibc
 import SwiftProtobuf
 
-/// Writes one image directory: records and page files first, the inventory last.
+/// Writes one image directory: records and page files first, the inventory last; through an
+/// `ImageSink`, into a directory here or to a page server on another host.
 ///
 /// Until `finish(inventory:)` has renamed `inventory.pb` into place the
 /// directory has no inventory, so a dump that fails half-way leaves nothing
 /// that a reader would take for an image. A writer is used by one thread at a time.
 public final class ImageWriter {
+    /// Where the image goes: the directory's path, or the page server's address.
     public let directory: String
-    private let directoryFD: CInt
-    /// The directories this writer created (the image directory and parents it lacked), each as
-    /// its parent and name, outermost first.
-    private let created: [(parentFD: CInt, name: String)]
+    private let sink: any ImageSink
     /// Every name handed out so far, records and page files alike.
     private var names: Set<String> = []
     private var records: [Amber_ImageFile] = []
@@ -27,34 +26,18 @@ public final class ImageWriter {
     /// The SHA-256 of every record written, by name, for the MAC.
     private var recordDigests: [String: [UInt8]] = [:]
 
-    /// Creates the directory (with parents) or takes an existing empty one; a non-empty one is refused
-    /// (.directoryNotEmpty). No component of `directory` may be a symbolic link (.invalid): amber
-    /// runs as root, and a link a user planted would point root's writes at a directory of its choosing.
+    /// Creates the directory (with parents) or takes an existing empty one: see `DirectorySink`.
     /// With `key`, `finish(inventory:)` also writes the image's MAC.
-    public init(directory: String, durable: Bool = false, key: ImageKey? = nil) throws(ImageError) {
-        self.directory = directory
-        self.durable = durable
-        self.key = key
-        let (fd, created) = try Self.openDirectories(directory)
-        do {
-            if let made = created.last {
-                // Make the new directory's entry durable, like the files that will go in it.
-                if durable { try syncFile(made.parentFD, file: Self.parent(of: directory)) }
-            } else {
-                try Self.checkEmpty(fd, path: directory)
-            }
-        } catch {
-            close(fd)
-            for made in created { close(made.parentFD) }
-            throw error
-        }
-        directoryFD = fd
-        self.created = created
+    public convenience init(directory: String, durable: Bool = false, key: ImageKey? = nil) throws(ImageError) {
+        self.init(sink: try DirectorySink(directory: directory, durable: durable), durable: durable, key: key)
     }
 
-    deinit {
-        close(directoryFD)
-        for made in created { close(made.parentFD) }
+    /// Writes the image into `sink`, which has nothing of it yet.
+    public init(sink: any ImageSink, durable: Bool = false, key: ImageKey? = nil) {
+        self.sink = sink
+        directory = sink.destination
+        self.durable = durable
+        self.key = key
     }
 
     /// Removes every file this writer wrote and the directories it created, so that a dump
@@ -62,19 +45,14 @@ public final class ImageWriter {
     /// directory that existed before stays); nothing once the image is complete.
     public func discard() {
         guard !complete else { return }
-        for name in names.union([ImageFormat.inventoryTemporaryName, ImageFormat.macName]) {
-            unlinkat(directoryFD, name, 0)
-        }
-        for made in created.reversed() {
-            guard unlinkat(made.parentFD, made.name, AT_REMOVEDIR) == 0 else { return }
-        }
+        sink.discard()
     }
 
     /// Writes `message` to the file `name` (e.g. `ImageFormat.taskRecordName(pid:)`), and syncs it if `durable`.
     public func writeRecord(_ message: some SwiftProtobuf.Message, name: String) throws(ImageError) {
         try claim(name)
         let bytes = try Self.serialize(message, file: name)
-        try writeFile(name, bytes, flags: O_EXCL)
+        try writeFile(name, bytes, replacing: false)
         if key != nil { recordDigests[name] = ImageMAC.digest(bytes) }
         records.append(
             Self.entry(name: name, size: UInt64(bytes.count), xxh64: bytes.withUnsafeBytes { XXH64.hash($0) }))
@@ -83,9 +61,7 @@ public final class ImageWriter {
     /// Creates the page file `name` (e.g. `ImageFormat.pageFileName(pid:)`); `finish(inventory:)` closes and lists it (syncs it first if `durable`).
     public func makePageFile(name: String) throws(ImageError) -> PageFileWriter {
         try claim(name)
-        let fd = openFile(in: directoryFD, name, O_WRONLY | O_CREAT | O_EXCL)
-        guard fd >= 0 else { throw .system("create", file: name) }
-        let pageFile = PageFileWriter(name: name, fd: fd)
+        let pageFile = PageFileWriter(name: name, file: try sink.create(name, replacing: false))
         pageFiles.append(pageFile)
         return pageFile
     }
@@ -119,7 +95,7 @@ public final class ImageWriter {
         inventory.files = files.sorted { $0.name < $1.name }
         let bytes = try Self.serialize(inventory, file: ImageFormat.inventoryName)
         let temporary = ImageFormat.inventoryTemporaryName
-        try writeFile(temporary, bytes, flags: O_TRUNC)
+        try writeFile(temporary, bytes, replacing: true)
         if let key {
             guard
                 let code = ImageMAC.code(
@@ -129,13 +105,10 @@ public final class ImageWriter {
                     .invalid, file: ImageFormat.macName,
                     detail: "a record the inventory lists was not written by this writer")
             }
-            try writeFile(ImageFormat.macName, code, flags: O_EXCL)
+            try writeFile(ImageFormat.macName, code, replacing: false)
         }
-        guard renameat(directoryFD, temporary, directoryFD, ImageFormat.inventoryName) == 0 else {
-            throw .system("rename \(temporary) to", file: ImageFormat.inventoryName)
-        }
+        try sink.commitInventory(durable: durable)
         complete = true
-        if durable { try syncFile(directoryFD, file: directory) }
     }
 
     /// Reserves a file name: plain, not the inventory's, not used before.
@@ -160,13 +133,11 @@ public final class ImageWriter {
         }
     }
 
-    private func writeFile(_ name: String, _ bytes: [UInt8], flags: CInt) throws(ImageError) {
-        let fd = openFile(in: directoryFD, name, O_WRONLY | O_CREAT | flags)
-        guard fd >= 0 else { throw .system("create", file: name) }
-        defer { close(fd) }
-        try bytes.withUnsafeBytes { buffer in Result { () throws(ImageError) in try writeAll(fd, buffer, file: name) } }
-            .get()
-        if durable { try syncFile(fd, file: name) }
+    private func writeFile(_ name: String, _ bytes: [UInt8], replacing: Bool) throws(ImageError) {
+        let file = try sink.create(name, replacing: replacing)
+        try bytes.withUnsafeBytes { buffer in Result { () throws(ImageError) in try file.write(buffer) } }.get()
+        if durable { try file.sync() }
+        try file.close()
     }
 
     private static func serialize(_ message: some SwiftProtobuf.Message, file: String) throws(ImageError) -> [UInt8] {
@@ -185,80 +156,6 @@ public final class ImageWriter {
         file.xxh64 = xxh64
         return file
     }
-
-    /// `mkdir -p`, the image directory itself 0700, each component opened relative to the one
-    /// before with O_NOFOLLOW, so that no symbolic link is followed anywhere on the path. Returns
-    /// the image directory and the directories created, outermost first, each with its parent
-    /// kept open (the last one, if any, is the image directory, known to be empty).
-    private static func openDirectories(_ path: String) throws(ImageError) -> (
-        fd: CInt, created: [(parentFD: CInt, name: String)]
-    ) {
-        var components = path.split(separator: "/").map(String.init)
-        if components.isEmpty { components = ["."] }
-        var prefix = path.hasPrefix("/") ? "/" : ""
-        var fd = openFile(in: AT_FDCWD, prefix.isEmpty ? "." : prefix, O_RDONLY | O_DIRECTORY)
-        guard fd >= 0 else { throw .system("open", file: prefix.isEmpty ? "." : prefix) }
-        var created: [(parentFD: CInt, name: String)] = []
-        for (index, component) in components.enumerated() {
-            prefix += component
-            func undo(_ error: ImageError) -> ImageError {
-                close(fd)
-                for made in created.reversed() {
-                    unlinkat(made.parentFD, made.name, AT_REMOVEDIR)
-                    close(made.parentFD)
-                }
-                return error
-            }
-            let made = mkdirat(fd, component, index == components.count - 1 ? 0o700 : 0o755) == 0
-            guard made || errno == EEXIST else { throw undo(.system("mkdir", file: prefix)) }
-            let next = openFile(in: fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-            guard next >= 0 else {
-                // O_DIRECTORY | O_NOFOLLOW fails on a symbolic link with ENOTDIR.
-                throw undo(
-                    errno == ENOTDIR && isSymbolicLink(in: fd, component)
-                        ? ImageError(
-                            .invalid, file: path,
-                            detail: "\(prefix) is a symbolic link, which amber does not follow for an image directory")
-                        : .system("open", file: prefix))
-            }
-            if made { created.append((fd, component)) } else { close(fd) }
-            fd = next
-            prefix += "/"
-        }
-        return (fd, created)
-    }
-
-    private static func isSymbolicLink(in directoryFD: CInt, _ name: String) -> Bool {
-        var status = stat()
-        return fstatat(directoryFD, name, &status, AT_SYMLINK_NOFOLLOW) == 0 && status.st_mode & S_IFMT == S_IFLNK
-    }
-
-    private static func checkEmpty(_ fd: CInt, path: String) throws(ImageError) {
-        let copy = dup(fd)
-        guard copy >= 0, let stream = fdopendir(copy) else {
-            let error = ImageError.system("open", file: path)
-            if copy >= 0 { close(copy) }
-            throw error
-        }
-        defer { closedir(stream) }
-        while let entry = readdir(stream) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." {
-                throw ImageError(
-                    .directoryNotEmpty, file: path,
-                    detail: "it holds \(name); an image is written only into a new or empty directory")
-            }
-        }
-    }
-
-    private static func parent(of path: String) -> String {
-        let trimmed = path.split(separator: "/", omittingEmptySubsequences: true).dropLast()
-        let joined = trimmed.joined(separator: "/")
-        return path.hasPrefix("/") ? "/" + joined : (joined.isEmpty ? "." : joined)
-    }
-
 }
 
 /// One page file being written: whole pages appended at the end, hashed on the way in chunks
@@ -267,7 +164,7 @@ public final class PageFileWriter {
     public let name: String
     /// Bytes appended so far; the offset the next `append` returns.
     public private(set) var size: UInt64 = 0
-    private var fd: CInt
+    private var file: (any ImageSinkFile)?
     /// The XXH64 of the chunk being filled, and of every completed chunk.
     private var chunkHash = XXH64()
     private var chunkDigests: [UInt64] = []
@@ -280,13 +177,9 @@ public final class PageFileWriter {
     private static let sliceSize = 256 << 10
     private static let chunkSize = ImageFormat.pageFileChunkSize
 
-    init(name: String, fd: CInt) {
+    init(name: String, file: any ImageSinkFile) {
         self.name = name
-        self.fd = fd
-    }
-
-    deinit {
-        if fd >= 0 { close(fd) }
+        self.file = file
     }
 
     /// Appends whole pages (count must be a multiple of pageSize), hashes them into the
@@ -295,7 +188,7 @@ public final class PageFileWriter {
     /// The bytes go straight from `bytes` to the kernel, without a copy. After a
     /// failed append the page file, and so the image, cannot be finished.
     public func append(_ bytes: UnsafeRawBufferPointer) throws(ImageError) -> UInt64 {
-        guard fd >= 0, !failed else {
+        guard let file, !failed else {
             throw ImageError(
                 .invalid, file: name, detail: failed ? "an earlier append failed" : "the image was already finished")
         }
@@ -310,7 +203,7 @@ public final class PageFileWriter {
             let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<min(start + Self.sliceSize, bytes.count)])
             hashChunks(slice, at: offset + UInt64(start))
             do {
-                try writeAll(fd, slice, file: name)
+                try file.write(slice)
             } catch {
                 failed = true
                 throw error
@@ -341,12 +234,10 @@ public final class PageFileWriter {
 
     /// Closes the file, synced first if `durable`; returns its inventory entry.
     func seal(durable: Bool) throws(ImageError) -> Amber_ImageFile {
-        guard !failed else { throw ImageError(.invalid, file: name, detail: "an earlier append failed") }
-        defer {
-            close(fd)
-            fd = -1
-        }
-        if durable { try syncFile(fd, file: name) }
+        guard !failed, let file else { throw ImageError(.invalid, file: name, detail: "an earlier append failed") }
+        self.file = nil
+        if durable { try file.sync() }
+        try file.close()
         if size % Self.chunkSize != 0 { completeChunk() }
         var entry = ImageWriter.entry(name: name, size: size, xxh64: 0)
         entry.chunkSize = Self.chunkSize
