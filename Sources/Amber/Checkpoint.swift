@@ -35,12 +35,27 @@ public enum Checkpoint {
     /// until the restore. `copyOnWrite` (`--cow`) lets the tree run on while its pages are
     /// copied (`CopyOnWriteMemoryState`), then kills it unless `leaveRunning`. `previous`
     /// (`--prev-images-dir`) names a pre-dump beside the image whose pages not written since
-    /// the image refers to (`MemoryTracking`).
+    /// the image refers to (`MemoryTracking`). `pageServer` ("HOST:PORT", `--page-server`)
+    /// sends the image to `amber page-server` on another host instead of into `directory`
+    /// (`PageServer`): the tree is killed or let go only once the page server has the inventory.
     public static func run(
         pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
         shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil),
-        tcpEstablished: Bool = false, copyOnWrite: Bool = false, previous: String? = nil, logger: Logger
+        tcpEstablished: Bool = false, copyOnWrite: Bool = false, previous: String? = nil, pageServer: String? = nil,
+        logger: Logger
     ) throws(AmberError) -> Summary {
+        if pageServer != nil && previous != nil {
+            throw AmberError(
+                .unsupported,
+                "--page-server cannot be combined with --prev-images-dir: the image would name a pre-dump on this host, beside an image directory that is on the page server's"
+            )
+        }
+        if pageServer != nil && copyOnWrite {
+            throw AmberError(
+                .unsupported,
+                "--page-server cannot be combined with --cow: a copy-on-write dump over the network is not supported yet"
+            )
+        }
         if copyOnWrite && previous != nil {
             throw AmberError(
                 .unsupported,
@@ -67,10 +82,14 @@ public enum Checkpoint {
         // Root's dumps are authenticated with this host's key; a user cannot read it.
         let key = try HostImageKey.forDump()
         let writer: ImageWriter
-        do {
-            writer = try ImageWriter(directory: directory, durable: durable, key: key)
-        } catch {
-            throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
+        if let pageServer {
+            writer = ImageWriter(sink: try PageServer.sink(to: pageServer), durable: durable, key: key)
+        } else {
+            do {
+                writer = try ImageWriter(directory: directory, durable: durable, key: key)
+            } catch {
+                throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
+            }
         }
         do {
             return try run(

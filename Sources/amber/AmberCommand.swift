@@ -53,7 +53,7 @@ struct AmberCommand: ParsableCommand {
         version: AmberVersion.current,
         subcommands: [
             DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self,
-            PreDumpCommand.self,
+            PreDumpCommand.self, PageServerCommand.self,
         ]
     )
 
@@ -82,8 +82,8 @@ struct DumpCommand: ParsableCommand {
 
     @Option(
         name: [.customShort("D"), .customLong("images-dir")],
-        help: "Directory for the image; created if missing, must be empty.")
-    var directory: String
+        help: "Directory for the image; created if missing, must be empty. Not with --page-server.")
+    var directory: String?
 
     @Flag(name: [.customShort("R"), .long], help: "Let the process run on after the dump.")
     var leaveRunning = false
@@ -136,14 +136,36 @@ struct DumpCommand: ParsableCommand {
             valueName: "DIR"))
     var previous: String?
 
+    @Option(
+        name: .customLong("page-server"),
+        help: ArgumentHelp(
+            "Send the image to `amber page-server` on another host (run there first) instead of into a directory.",
+            discussion:
+                "Runs on host A, where the tree is; the page server runs on host B and writes the image into its own directory. The records and pages go over one TCP connection as they are made, with nothing kept on this host. The tree is killed (or let go with --leave-running) only once the page server has confirmed that the inventory is in place: if the connection drops before, the dump fails, the tree runs on untouched and the page server keeps nothing. Not with -D, --cow or --prev-images-dir. The connection is neither encrypted nor authenticated (docs/security.md).",
+            valueName: "HOST:PORT"))
+    var pageServer: String?
+
     @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        if let pageServer {
+            guard directory == nil else {
+                throw ValidationError("--page-server sends the image to another host: not with -D")
+            }
+            guard TcpEndpoint.split(pageServer) != nil else {
+                throw ValidationError("--page-server \(pageServer): expected HOST:PORT or [IPV6]:PORT")
+            }
+        } else if directory == nil {
+            throw ValidationError("an image directory (-D DIR) or a page server (--page-server HOST:PORT) is needed")
+        }
+    }
 
     func run() throws {
         DumpWorker(
-            supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync,
+            supervisor: getpid(), pid: pid, directory: directory ?? "", leaveRunning: leaveRunning, sync: sync,
             verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles,
             tcpEstablished: tcpEstablished,
-            copyOnWrite: copyOnWrite, previous: previous ?? ""
+            copyOnWrite: copyOnWrite, previous: previous ?? "", pageServer: pageServer ?? ""
         ).start()
     }
 }

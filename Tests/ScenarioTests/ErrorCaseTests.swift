@@ -873,3 +873,20 @@ extension DumpErrorTests {
         try terminateAndExpectPass(p, "after a refused dump --cow")
     }
 }
+
+/// `dump --page-server` refusals, by name, before anything is sent: the target runs on untouched.
+extension DumpErrorTests {
+    func testPageServerWithCopyOnWriteOrPreviousImages() throws {
+        _ = try requireAmber()
+        let p = try start(.counter)
+        for (flags, named) in [(["--cow"], "--cow"), (["--prev-images-dir", "/nonexistent"], "--prev-images-dir")] {
+            let r = try amber(["dump", "-t", "\(p.pid)", "--page-server", "127.0.0.1:9"] + flags, reaping: [p])
+            assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["--page-server", named])
+        }
+        let both = try amber(["dump", "-t", "\(p.pid)", "--page-server", "127.0.0.1:9", "-D", try newDirectory("image")])
+        XCTAssertEqual(both.status, .exited(AmberExit.usage), both.summary)
+        XCTAssertTrue(both.stderr.contains("not with -D"), both.stderr)
+        assertRunningUntraced(p.pid, "after a refused dump --page-server")
+        try terminateAndExpectPass(p, "after a refused dump --page-server")
+    }
+}

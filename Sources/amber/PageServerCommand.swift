@@ -1,0 +1,43 @@
+import Amber
+import ArgumentParser
+import Glibc
+
+struct PageServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "page-server",
+        abstract: "Receive one image over TCP from `amber dump --page-server` on another host.",
+        discussion:
+            "Runs on host B, the one the tree moves to; start it before `amber dump -t PID --page-server B:PORT` on host A. It accepts one connection, writes the image into DIR with the rules of `amber dump -D` (created if missing, must be empty, no symbolic link on the path, the inventory last), prints the address it listens on to standard output first, and exits 0 once the inventory is in place. If the connection drops, or the peer sends anything that is not a well-formed image, it exits non-zero and leaves DIR as it found it. Anyone who can connect to the port can offer an image, and nothing on the wire is encrypted: see docs/security.md. Check the image with `amber verify` before restoring it."
+    )
+
+    @Option(name: .long, help: "TCP port to listen on (0: one the kernel picks, printed).")
+    var port: UInt16
+
+    @Option(name: .long, help: "Listen on this address only (default: every address of this host).")
+    var address: String?
+
+    @Option(
+        name: [.customShort("D"), .customLong("images-dir")],
+        help: "Directory for the image; created if missing, must be empty.")
+    var directory: String
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        let logger = logging.makeLogger()
+        do {
+            let received = try PageServer.receive(
+                directory: directory, host: address, port: port,
+                listening: { address in
+                    // At once, unbuffered: whoever starts the dump waits for this line.
+                    var line = Array("amber page-server: listening on \(address)\n".utf8)
+                    _ = line.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
+                }, logger: logger)
+            logger.info(
+                "received an image of \(received.files) files, \(received.bytes) bytes, from \(received.peer) into \(directory)"
+            )
+        } catch {
+            fail(error)
+        }
+    }
+}
