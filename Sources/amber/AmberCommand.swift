@@ -141,7 +141,7 @@ struct DumpCommand: ParsableCommand {
         help: ArgumentHelp(
             "Send the image to `amber page-server` on another host (run there first) instead of into a directory.",
             discussion:
-                "Runs on host A, where the tree is; the page server runs on host B and writes the image into its own directory. The records and pages go over one TCP connection as they are made, with nothing kept on this host. The tree is killed (or let go with --leave-running) only once the page server has confirmed that the inventory is in place: if the connection drops before, the dump fails, the tree runs on untouched and the page server keeps nothing. Not with -D, --cow or --prev-images-dir. The connection is neither encrypted nor authenticated (docs/security.md).",
+                "Runs on host A, where the tree is; the page server runs on host B and writes the image into its own directory. The records and pages go over one TCP connection as they are made, with nothing kept on this host. The tree is killed (or let go with --leave-running) only once the page server has confirmed that the inventory is in place: if the connection drops before, the dump fails, the tree runs on untouched and the page server keeps no image. Not with -D, --cow or --prev-images-dir. The connection is neither encrypted nor authenticated (docs/security.md).",
             valueName: "HOST:PORT"))
     var pageServer: String?
 
