@@ -73,7 +73,7 @@ struct DumpCommand: ParsableCommand {
         commandName: "dump",
         abstract: "Dump a process and all its descendants into an image directory.",
         discussion:
-            "Every process and thread of the tree is frozen at one instant. The tree is killed once the image is complete (its PIDs are free when the command returns), unless --leave-running is given. State amber cannot restore is refused before the tree is touched."
+            "Every process and thread of the tree is frozen at one instant. The tree is killed once the image is complete (its PIDs are free when the command returns), unless --leave-running is given. State amber cannot restore is refused before the tree is touched. SIGINT, SIGTERM or SIGHUP stops the dump at its next step: the tree is let go untouched, the files written are removed (a directory made, too), and amber exits 11. On a terminal the dump shows its progress on standard error."
     )
 
     @Option(name: [.customShort("t"), .customLong("tree")], help: "PID of the root of the process tree to dump.")
@@ -152,7 +152,7 @@ struct RestoreCommand: ParsableCommand {
         commandName: "restore",
         abstract: "Restore a process from an image directory.",
         discussion:
-            "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. Every file and record of the image is checked before anything is created, and the image is never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image."
+            "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. Every file and record of the image is checked before anything is created, and the image is never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image. On a terminal the restore shows the progress of filling memory on standard error."
     )
 
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory holding the image.")

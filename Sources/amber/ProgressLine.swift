@@ -67,8 +67,9 @@ enum ProgressLine {
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let rate = seconds > 0 ? Double(copied - recent[0].bytes) / seconds : 0
             let done = min(copied, expected)
+            let rateText = recent.count > 1 ? ", \(mebibytes(UInt64(rate))) MiB/s" : ""
             let line =
-                "\ramber \(verb): \(mebibytes(done)) of \(mebibytes(expected)) MiB of memory (\(expected == 0 ? 0 : done * 100 / expected)%), \(mebibytes(UInt64(rate))) MiB/s\u{1B}[K"
+                "\ramber \(verb): \(mebibytes(done)) of \(mebibytes(expected)) MiB of memory (\(expected == 0 ? 0 : done * 100 / expected)%)\(rateText)\u{1B}[K"
             let running = state.withLock { state in
                 guard state.running else { return false }
                 if expected > 0 {
