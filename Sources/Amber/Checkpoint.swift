@@ -19,6 +19,25 @@ public enum Checkpoint {
         public let pageBytes: UInt64
         /// From the freeze until the tree was let go (`--cow`, `--leave-running`) or killed.
         public let frozenNanoseconds: UInt64
+        /// Every process of the tree, parents first.
+        public let pids: [Int32]
+        /// How long each phase took, in order: "preflight" (checks while the tree runs),
+        /// "collect" (freeze, read every process; its memory too unless `--cow`), "copy" (`--cow`:
+        /// the memory, the tree running), "inventory" (the image completed), "release" (the
+        /// tree killed and its PIDs free, or let go).
+        public let phases: [Phase]
+    }
+
+    /// One phase of a dump and how long it took.
+    public struct Phase: Sendable {
+        public let name: String
+        public let nanoseconds: UInt64
+
+        init(_ name: String, from start: ContinuousClock.Instant, to end: ContinuousClock.Instant) {
+            self.name = name
+            let duration = (end - start).components
+            nanoseconds = UInt64(duration.seconds) * 1_000_000_000 + UInt64(duration.attoseconds / 1_000_000_000)
+        }
     }
 
     /// Freezes the tree rooted at `pid`, writes its image, then kills it (waiting until its
@@ -116,6 +135,7 @@ public enum Checkpoint {
                 "may not ptrace process \(ProcessName(pid: pid)): \(LinuxError.current("open /proc/\(pid)/mem").errno.name) (dumping needs the rights to ptrace it)"
             )
         }
+        let started = ContinuousClock.now
         let running = TreeState.walk(root: pid)
         logger.trace("found \(running.count) running processes")
         for amber in [getpid(), interruption.supervisor].compactMap(\.self) where running.contains(amber) {
@@ -144,6 +164,7 @@ public enum Checkpoint {
             var tasks = try collect(
                 &processes, writer: writer, externalFiles: externalFiles, shellJob: shellJob,
                 interruption: interruption, copyOnWrite: cow, incremental: incremental, logger: logger)
+            var phases = [Phase("preflight", from: started, to: freezing), Phase("collect", from: freezing, to: .now)]
             if let cow {
                 try cow.startHandling()
                 TreeState.release(processes)
@@ -155,12 +176,16 @@ public enum Checkpoint {
                     try interruption.check(FaultPoints.write)
                     try writer.writeRecord(task, name: ImageFormat.taskRecordName(pid: task.pid))
                 }
+                phases.append(Phase("copy", from: freezing + (frozenFor ?? .zero), to: .now))
             }
             try interruption.check(FaultPoints.inventory)
+            let completing = ContinuousClock.now
             var inventory = inventory(for: tasks)
             if let incremental { inventory.parent = incremental.reference }
             try writer.finish(inventory: inventory)
             logger.trace("image written")
+            let releasing = ContinuousClock.now
+            phases.append(Phase("inventory", from: completing, to: releasing))
             if copyOnWrite {
                 if !leaveRunning { try CopyOnWriteDump.kill(root: pid, interruption: interruption, logger: logger) }
             } else if leaveRunning {
@@ -176,6 +201,7 @@ public enum Checkpoint {
                     )
                 }
             }
+            phases.append(Phase("release", from: releasing, to: .now))
             let frozen = (frozenFor ?? ContinuousClock.now - freezing).components
             let live = tasks.filter { !$0.zombie }
             // The image is complete: the tracking it relied on ends, and the areas are unregistered.
@@ -187,7 +213,8 @@ public enum Checkpoint {
                 pageBytes: live.reduce(0) { total, task in
                     total + task.memory.areas.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.count } }
                 } * 4096,
-                frozenNanoseconds: UInt64(frozen.seconds) * 1_000_000_000 + UInt64(frozen.attoseconds / 1_000_000_000))
+                frozenNanoseconds: UInt64(frozen.seconds) * 1_000_000_000 + UInt64(frozen.attoseconds / 1_000_000_000),
+                pids: tasks.map(\.pid), phases: phases)
         } catch {
             // Its protection lifted before the tree runs again without a handler.
             cow?.close()

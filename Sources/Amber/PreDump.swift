@@ -23,6 +23,8 @@ public enum PreDump {
         public let frozenNanoseconds: UInt64
         /// The memory tracker holding the tracking until the dump (`kill` it to stop tracking).
         public let trackerPID: Int32
+        /// Every process of the tree, parents first.
+        public let pids: [Int32]
     }
 
     /// What the frozen tree told of one process: the ranges to copy once it runs again, and
@@ -154,7 +156,7 @@ public enum PreDump {
             pid: pid, processes: plans.count, pageBytes: pageBytes, referredBytes: referredBytes,
             frozenNanoseconds: UInt64(frozen.components.seconds) * 1_000_000_000
                 + UInt64(frozen.components.attoseconds / 1_000_000_000),
-            trackerPID: trackerPID)
+            trackerPID: trackerPID, pids: plans.map(\.pid))
     }
 
     /// While `process` is frozen: starts or renews its tracking and finds what to copy.

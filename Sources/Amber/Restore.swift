@@ -52,6 +52,12 @@ public enum Restore {
             throw AmberError(.badImage, "\(error)")
         }
         logger.trace("image read and checked: \(tasks.count) processes")
+        if !lazyPages {
+            MemoryProgress.expect(
+                tasks.reduce(0) { total, task in
+                    task.memory.areas.reduce(total) { $0 + $1.pages.reduce(0) { $0 + $1.count } * MemoryState.pageSize }
+                })
+        }
         if lazyPages, image.parent != nil {
             throw AmberError(
                 .unsupported,

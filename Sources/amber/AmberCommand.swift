@@ -5,30 +5,17 @@ import Glibc
 import LinuxKit
 import Logging
 
-/// Options every command shares.
-struct LoggingOptions: ParsableArguments {
-    @Flag(name: [.customShort("v"), .long], help: "Log each step to standard error (repeat for more detail).")
-    var verbose: Int
-
-    func makeLogger() -> Logger { Self.makeLogger(verbosity: verbose) }
-
-    static func makeLogger(verbosity: Int) -> Logger {
-        var logger = Logger(label: "amber") { _ in ElapsedLogHandler() }
-        logger.logLevel = verbosity >= 2 ? .trace : verbosity == 1 ? .debug : .notice
-        return logger
-    }
-}
-
-/// Prints "amber: <message>" and exits with the error's code.
+/// Prints "amber: <message>" (and with --json the error as the result) and exits with the error's code.
 func fail(_ error: AmberError) -> Never {
     FileHandleOutput.standardError("amber: \(error.message)\n")
+    LogFile.write("amber[\(getpid())] error: \(error.message)\n")
+    ResultOutput.emit(error: error.code.rawValue, name: "\(error.code)", message: error.message)
     Glibc.exit(error.code.rawValue)
 }
 
 enum FileHandleOutput {
     static func standardError(_ text: String) {
-        var bytes = Array(text.utf8)
-        _ = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
+        ProgressLine.standardError(text)
     }
 }
 
@@ -47,7 +34,8 @@ struct AmberCommand: ParsableCommand {
             tasks' credentials do not allow); 5 state amber cannot restore yet (refused at dump, target left running); 6 image \
             directory not empty; 7 bad image (missing, truncated, corrupt or another format version); \
             8 this host cannot run the image (CPU features, kernel layout); 9 PID taken at restore; \
-            10 restore failed; 11 dump interrupted (the worker of a killed `amber dump` let the tree go and removed what it wrote); 64 usage. `restore` without --detach exits with the restored process's \
+            10 restore failed; 11 dump interrupted (SIGINT, SIGTERM or SIGHUP to `amber dump`: the tree was let go \
+            untouched and the files written removed; SIGKILL gives 137, and the dump's worker does the same); 64 usage. `restore` without --detach exits with the restored process's \
             own status (128+N if a signal N killed it).
             """,
         version: AmberVersion.current,
@@ -65,7 +53,18 @@ struct AmberCommand: ParsableCommand {
         DumpWorker.runIfWorker(arguments)
         MemoryTracker.runIfTracker(arguments)
         if arguments.count > 1 && arguments[1] == DumpCommand.configuration.commandName { DumpWorker.startEarly() }
-        main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            // A command line that does not parse is an error too: under --json it is the result.
+            if !(error is ExitCode) && exitCode(for: error) != .success && arguments.contains("--json") {
+                ResultOutput.json = true
+                ResultOutput.emit(
+                    error: exitCode(for: error).rawValue, name: "usage", message: message(for: error))
+            }
+            exit(withError: error)
+        }
     }
 }
 
@@ -74,7 +73,7 @@ struct DumpCommand: ParsableCommand {
         commandName: "dump",
         abstract: "Dump a process and all its descendants into an image directory.",
         discussion:
-            "Every process and thread of the tree is frozen at one instant. The tree is killed once the image is complete (its PIDs are free when the command returns), unless --leave-running is given. State amber cannot restore is refused before the tree is touched."
+            "Every process and thread of the tree is frozen at one instant. The tree is killed once the image is complete (its PIDs are free when the command returns), unless --leave-running is given. State amber cannot restore is refused before the tree is touched. SIGINT, SIGTERM or SIGHUP stops the dump at its next step: the tree is let go untouched, the files written are removed (a directory made, too), and amber exits 11. On a terminal the dump shows its progress on standard error."
     )
 
     @Option(name: [.customShort("t"), .customLong("tree")], help: "PID of the root of the process tree to dump.")
@@ -145,7 +144,7 @@ struct DumpCommand: ParsableCommand {
             valueName: "HOST:PORT"))
     var pageServer: String?
 
-    @OptionGroup var logging: LoggingOptions
+    @OptionGroup var global: GlobalOptions
 
     func validate() throws {
         if let pageServer {
@@ -163,9 +162,10 @@ struct DumpCommand: ParsableCommand {
     func run() throws {
         DumpWorker(
             supervisor: getpid(), pid: pid, directory: directory ?? "", leaveRunning: leaveRunning, sync: sync,
-            verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles,
+            verbosity: global.verbose, shellJob: shellJob, externalFiles: externalFiles,
             tcpEstablished: tcpEstablished,
-            copyOnWrite: copyOnWrite, previous: previous ?? "", pageServer: pageServer ?? ""
+            copyOnWrite: copyOnWrite, previous: previous ?? "", pageServer: pageServer ?? "",
+            logFile: global.logFile ?? "", json: global.json
         ).start()
     }
 }
@@ -175,7 +175,7 @@ struct RestoreCommand: ParsableCommand {
         commandName: "restore",
         abstract: "Restore a process from an image directory.",
         discussion:
-            "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. Every file and record of the image is checked before anything is created, and the image is never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image."
+            "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. Every file and record of the image is checked before anything is created, and the image is never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image. On a terminal the restore shows the progress of filling memory on standard error."
     )
 
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory holding the image.")
@@ -243,7 +243,7 @@ struct RestoreCommand: ParsableCommand {
         ))
     var lazyPages = false
 
-    @OptionGroup var logging: LoggingOptions
+    @OptionGroup var global: GlobalOptions
 
     func validate() throws {
         for argument in inheritFDs where InheritedFile(argument: argument) == nil {
@@ -280,8 +280,9 @@ struct RestoreCommand: ParsableCommand {
     }
 
     func run() throws {
-        let logger = logging.makeLogger()
+        let logger = global.makeLogger()
         let restored: Restore.Restored
+        ProgressLine.start("restore")
         let inheritedFiles = inheritFDs.compactMap(InheritedFile.init(argument:))
         do {
             restored = try Restore.run(
@@ -292,6 +293,7 @@ struct RestoreCommand: ParsableCommand {
         } catch {
             fail(error)
         }
+        ProgressLine.finish()
         // The tree has its copies: ours would keep a pipe's end open while we wait (its reader
         // would never see the end of the file).
         for file in inheritedFiles { close(file.fd) }
@@ -301,18 +303,32 @@ struct RestoreCommand: ParsableCommand {
             )
         }
         logger.info("restored process \(restored.rootPID)")
+        var result: [(String, JSONValue)] = [("rootPID", .integer(Int64(restored.rootPID)))]
+        if restored.childPID != restored.rootPID { result.append(("initPID", .integer(Int64(restored.childPID)))) }
         if let server = restored.lazyPages {
             do {
                 let done = try server.wait()
                 logger.notice(
                     "lazy pages: the tree ran \(milliseconds(done.running)) ms after the restore began; all \(done.pages) pages were in after \(milliseconds(done.complete)) ms (\(done.faults) first touches served)"
                 )
+                result.append(
+                    (
+                        "lazyPages",
+                        [
+                            "runningMilliseconds": .number(milliseconds(done.running)),
+                            "completeMilliseconds": .number(milliseconds(done.complete)),
+                            "pages": .integer(Int64(done.pages)), "faults": .integer(Int64(done.faults)),
+                        ]
+                    ))
             } catch {
                 fail(error)
             }
         }
         let pid = restored.childPID
-        if detach { return }
+        if detach {
+            if ResultOutput.json { ResultOutput.emit(.object(result + [("detached", true)])) }
+            return
+        }
         var status: Int32 = 0
         if let job = restored.shellJob {
             do { status = try job.wait(for: pid) } catch { fail(error) }
@@ -323,7 +339,13 @@ struct RestoreCommand: ParsableCommand {
             }
         }
         let low = status & 0x7f
-        Glibc.exit(low == 0 ? (status >> 8) & 0xff : 128 + low)
+        let code = low == 0 ? (status >> 8) & 0xff : 128 + low
+        if ResultOutput.json {
+            result += [("detached", false), ("exitStatus", .integer(Int64(code)))]
+            if low != 0 { result.append(("signal", .integer(Int64(low)))) }
+            ResultOutput.emit(.object(result))
+        }
+        Glibc.exit(code)
     }
 }
 
@@ -344,6 +366,8 @@ struct ShowCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Only check the image, as `amber verify` does.")
     var verify = false
+
+    @OptionGroup var global: GlobalOptions
 
     func run() throws {
         if verify { return VerifyCommand.verify(directory) }
@@ -373,20 +397,57 @@ struct VerifyCommand: ParsableCommand {
     )
     var needs = false
 
+    @OptionGroup var global: GlobalOptions
+
     func run() throws {
+        guard !ResultOutput.json else {
+            var result = Self.result(directory)
+            if needs { result.append(("needs", Self.needsResult(directory))) }
+            return ResultOutput.emit(.object(result))
+        }
         Self.verify(directory)
         if needs { Self.printNeeds(directory) }
     }
 
     static func verify(_ directory: String) {
-        let report: Verification.Report
+        guard !ResultOutput.json else { return ResultOutput.emit(.object(result(directory))) }
+        let report = check(directory)
+        print("image \(directory) is intact: \(report.files) files, \(report.bytes) bytes checked")
+        print("image \(directory) is \(report.authenticity)")
+    }
+
+    private static func check(_ directory: String) -> Verification.Report {
         do {
-            report = try Verification.run(directory: directory)
+            return try Verification.run(directory: directory)
         } catch {
             fail(error)
         }
-        print("image \(directory) is intact: \(report.files) files, \(report.bytes) bytes checked")
-        print("image \(directory) is \(report.authenticity)")
+    }
+
+    /// --json: what `verify` prints, as members of one object.
+    private static func result(_ directory: String) -> [(String, JSONValue)] {
+        let report = check(directory)
+        return [
+            ("directory", .string(directory)), ("intact", true), ("files", .integer(Int64(report.files))),
+            ("bytes", .integer(Int64(report.bytes))), ("authenticated", .bool(report.isAuthenticated)),
+            ("authenticity", .string(report.authenticity)),
+        ]
+    }
+
+    /// --json --needs: each section of `printNeeds` as a list (files null where not checked).
+    private static func needsResult(_ directory: String) -> JSONValue {
+        let needs: ImageNeeds
+        do {
+            needs = try ImageNeeds.of(directory: directory)
+        } catch {
+            fail(error)
+        }
+        func list(_ lines: [String]) -> JSONValue { .array(lines.map(JSONValue.string)) }
+        return [
+            "processes": .integer(Int64(needs.processes)), "threads": .integer(Int64(needs.threads)),
+            "credentials": list(needs.credentials), "files": needs.files.map(list) ?? .null,
+            "privilegedSettings": list(needs.requests.map(\.description)), "externalFiles": list(needs.externalFiles),
+        ]
     }
 
     /// One section per kind of ask, each line naming the process or thread.

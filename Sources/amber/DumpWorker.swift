@@ -11,8 +11,9 @@ import Glibc
 /// parse is about 3 ms, the worker's own start about 4, and they overlap. Its command line is
 /// `amber --dump-worker SUPERVISOR FD`; the parsed arguments follow on the pipe FD, fields
 /// ended by NUL: PID DIR LEAVE_RUNNING SYNC VERBOSITY TCP_ESTABLISHED SHELL_JOB COW (flags 0 or 1)
-/// PREV_IMAGES_DIR (empty for none) PAGE_SERVER (empty for none), then one field for each `--external` name.
-/// A command line that does not parse, or asks for help, closes the pipe empty, and the worker exits saying nothing.
+/// PREV_IMAGES_DIR (empty for none) PAGE_SERVER (empty for none) LOG_FILE (empty for none) JSON (0 or 1),
+/// then one field for each `--external` name. A command line that does not parse, or asks for help,
+/// closes the pipe empty, and the worker exits saying nothing.
 struct DumpWorker {
     static let flag = "--dump-worker"
 
@@ -30,6 +31,9 @@ struct DumpWorker {
     let previous: String
     /// `--page-server`: HOST:PORT the image is sent to, "" for none (then `directory`).
     let pageServer: String
+    /// `-o/--log-file`, "" for none, and `--json`.
+    let logFile: String
+    let json: Bool
 
     /// The worker started, waiting for its arguments on the pipe `arguments` writes to.
     private struct Started {
@@ -53,8 +57,12 @@ struct DumpWorker {
         }
     }
 
+    /// The worker, for the signal handlers of `amber dump` (set before they are installed).
+    nonisolated(unsafe) private static var workerPID: pid_t = 0
+
     /// In `amber dump`: hands the worker its arguments, waits for it and exits as it did
-    /// (128+N if signal N killed it).
+    /// (128+N if signal N killed it). SIGINT, SIGTERM and SIGHUP are passed on to the worker,
+    /// which stops the dump, and `amber dump` exits as it does: 11, or 0 if the image was complete.
     func start() -> Never {
         let worker: Started
         if let started = Self.started {
@@ -66,7 +74,7 @@ struct DumpWorker {
         var fields = [UInt8]()
         for field in [
             "\(pid)", directory, leaveRunning ? "1" : "0", sync ? "1" : "0", "\(verbosity)", tcpEstablished ? "1" : "0",
-            shellJob ? "1" : "0", copyOnWrite ? "1" : "0", previous, pageServer,
+            shellJob ? "1" : "0", copyOnWrite ? "1" : "0", previous, pageServer, logFile, json ? "1" : "0",
         ] + externalFiles {
             fields += Array(field.utf8) + [0]
         }
@@ -79,6 +87,10 @@ struct DumpWorker {
             written += max(count, 0)
         }
         close(worker.arguments)
+        Self.workerPID = worker.pid
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
+            Glibc.signal(signal) { signal in _ = kill(DumpWorker.workerPID, signal) }
+        }
         var status: Int32 = 0
         while waitpid(worker.pid, &status, 0) < 0 {
             guard errno == EINTR else {
@@ -148,25 +160,35 @@ struct DumpWorker {
         let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map {
             String(decoding: $0, as: UTF8.self)
         }
-        guard fields.count >= 11, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
+        guard fields.count >= 13, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
         DumpWorker(
             supervisor: supervisor, pid: pid, directory: fields[1], leaveRunning: fields[2] == "1",
             sync: fields[3] == "1", verbosity: verbosity, shellJob: fields[6] == "1",
-            externalFiles: Array(fields[10..<(fields.count - 1)]), tcpEstablished: fields[5] == "1",
-            copyOnWrite: fields[7] == "1", previous: fields[8], pageServer: fields[9]
+            externalFiles: Array(fields[12..<(fields.count - 1)]), tcpEstablished: fields[5] == "1",
+            copyOnWrite: fields[7] == "1", previous: fields[8], pageServer: fields[9], logFile: fields[10],
+            json: fields[11] == "1"
         ).run()
     }
 
-    /// In the worker: does the dump. No signal meant for the user's `amber dump` stops it
-    /// half-way; it notices that `amber dump` is gone instead, and writes on when its terminal
-    /// or reader is gone.
+    /// In the worker: does the dump. No signal stops it half-way: SIGINT, SIGTERM and SIGHUP
+    /// (from `amber dump`, which passes them on) make it stop at its next step, as it does when
+    /// it notices that `amber dump` is gone; it writes on when its terminal or reader is gone.
     func run() -> Never {
-        for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGTTOU] {
+        DumpInterruption.prepareForSignals()
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
+            Glibc.signal(signal) { signal in DumpInterruption.requestStop(signal: signal) }
+        }
+        for signal in [SIGQUIT, SIGPIPE, SIGTTOU] {
             Glibc.signal(signal, SIG_IGN)
         }
-        let logger = LoggingOptions.makeLogger(verbosity: verbosity)
+        ResultOutput.json = json
+        if !logFile.isEmpty {
+            do { try LogFile.open(logFile) } catch { fail(error) }
+        }
+        let logger = GlobalOptions.makeLogger(verbosity: verbosity)
         let clock = ContinuousClock()
         let start = clock.now
+        ProgressLine.start("dump")
         do {
             let summary = try Checkpoint.run(
                 pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync,
@@ -174,10 +196,29 @@ struct DumpWorker {
                 interruption: DumpInterruption(supervisor: supervisor), tcpEstablished: tcpEstablished,
                 copyOnWrite: copyOnWrite, previous: previous.isEmpty ? nil : previous,
                 pageServer: pageServer.isEmpty ? nil : pageServer, logger: logger)
+            ProgressLine.finish()
             let frozenTenths = summary.frozenNanoseconds / 100_000
+            let elapsed = clock.now - start
             logger.info(
-                "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(clock.now - start), frozen for \(frozenTenths / 10).\(frozenTenths % 10) ms"
+                "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(elapsed), frozen for \(frozenTenths / 10).\(frozenTenths % 10) ms"
             )
+            if json {
+                ResultOutput.emit(
+                    [
+                        "pid": .integer(Int64(summary.pid)), "comm": .string(summary.comm),
+                        "pids": .array(summary.pids.map { .integer(Int64($0)) }),
+                        "processes": .integer(Int64(summary.processes)), "threads": .integer(Int64(summary.threads)),
+                        "memoryAreas": .integer(Int64(summary.areas)),
+                        "memoryBytes": .integer(Int64(summary.pageBytes)),
+                        // Sent to a page server, the image is on the other host.
+                        "imageBytes": pageServer.isEmpty ? .integer(Int64(ImageSize.of(directory: directory))) : .null,
+                        "leftRunning": .bool(leaveRunning),
+                        "milliseconds": .milliseconds(elapsed),
+                        "frozenMilliseconds": .milliseconds(nanoseconds: summary.frozenNanoseconds),
+                        "phaseMilliseconds": .object(
+                            summary.phases.map { ($0.name, .milliseconds(nanoseconds: $0.nanoseconds)) }),
+                    ])
+            }
         } catch {
             fail(error)
         }

@@ -1,12 +1,14 @@
 import Glibc
 import Logging
 
-/// Writes each message to standard error with the milliseconds since amber started, so that a
-/// verbose log shows where a slow or failed dump or restore spent its time:
-/// `amber +12.3 ms debug: created 51 processes`.
+/// Writes each message with the milliseconds since amber started, so that a verbose log shows
+/// where a slow or failed dump or restore spent its time: `amber +12.3 ms debug: created 51
+/// processes` on standard error from `standardErrorLevel` on, and every message, with the
+/// process's PID, to the log file of -o when one is open.
 struct ElapsedLogHandler: LogHandler {
     var logLevel: Logger.Level = .notice
     var metadata: Logger.Metadata = [:]
+    let standardErrorLevel: Logger.Level
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -22,7 +24,10 @@ struct ElapsedLogHandler: LogHandler {
         return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
     }
 
-    init() { _ = Self.start }
+    init(standardErrorLevel: Logger.Level) {
+        self.standardErrorLevel = standardErrorLevel
+        _ = Self.start
+    }
 
     func log(event: LogEvent) {
         let tenths = (Self.monotonicNanoseconds() - Self.start) / 100_000
@@ -30,7 +35,8 @@ struct ElapsedLogHandler: LogHandler {
         let details =
             extra.isEmpty
             ? "" : " " + extra.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        FileHandleOutput.standardError(
-            "amber +\(tenths / 10).\(tenths % 10) ms \(event.level): \(event.message)\(details)\n")
+        let line = "+\(tenths / 10).\(tenths % 10) ms \(event.level): \(event.message)\(details)\n"
+        if event.level >= standardErrorLevel { FileHandleOutput.standardError("amber \(line)") }
+        LogFile.write("amber[\(getpid())] \(line)")
     }
 }

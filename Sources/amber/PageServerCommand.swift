@@ -21,21 +21,28 @@ struct PageServerCommand: ParsableCommand {
         help: "Directory for the image; created if missing, must be empty.")
     var directory: String
 
-    @OptionGroup var logging: LoggingOptions
+    @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let logger = logging.makeLogger()
+        let logger = global.makeLogger()
         do {
             let received = try PageServer.receive(
                 directory: directory, host: address, port: port,
                 listening: { address in
-                    // At once, unbuffered: whoever starts the dump waits for this line.
+                    // At once, unbuffered: whoever starts the dump waits for this line. Under --json
+                    // standard output holds the result alone.
                     var line = Array("amber page-server: listening on \(address)\n".utf8)
-                    _ = line.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
+                    _ = line.withUnsafeMutableBytes { write(ResultOutput.json ? 2 : 1, $0.baseAddress, $0.count) }
                 }, logger: logger)
             logger.info(
                 "received an image of \(received.files) files, \(received.bytes) bytes, from \(received.peer) into \(directory)"
             )
+            if ResultOutput.json {
+                ResultOutput.emit([
+                    "directory": .string(directory), "peer": .string("\(received.peer)"),
+                    "files": .integer(Int64(received.files)), "bytes": .integer(Int64(received.bytes)),
+                ])
+            }
         } catch {
             fail(error)
         }

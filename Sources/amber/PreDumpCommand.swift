@@ -23,17 +23,31 @@ struct PreDumpCommand: ParsableCommand {
         help: "An earlier pre-dump, beside this one: only what was written since is copied.")
     var previous: String?
 
-    @OptionGroup var logging: LoggingOptions
+    @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let logger = logging.makeLogger()
+        let logger = global.makeLogger()
         let clock = ContinuousClock()
         let start = clock.now
         do {
             let summary = try PreDump.run(pid: pid, directory: directory, previous: previous, logger: logger)
+            let elapsed = clock.now - start
             logger.info(
-                "pre-dumped process \(summary.pid) and its tree: \(summary.processes) processes, \(summary.pageBytes >> 20) MiB of pages copied, \(summary.referredBytes >> 20) MiB referred to the previous pre-dump, in \(clock.now - start), frozen for \(summary.frozenNanoseconds / 1_000_000) ms; memory tracker PID \(summary.trackerPID)"
+                "pre-dumped process \(summary.pid) and its tree: \(summary.processes) processes, \(summary.pageBytes >> 20) MiB of pages copied, \(summary.referredBytes >> 20) MiB referred to the previous pre-dump, in \(elapsed), frozen for \(summary.frozenNanoseconds / 1_000_000) ms; memory tracker PID \(summary.trackerPID)"
             )
+            if global.json {
+                ResultOutput.emit(
+                    [
+                        "pid": .integer(Int64(summary.pid)), "pids": .array(summary.pids.map { .integer(Int64($0)) }),
+                        "processes": .integer(Int64(summary.processes)),
+                        "memoryBytes": .integer(Int64(summary.pageBytes)),
+                        "referredBytes": .integer(Int64(summary.referredBytes)),
+                        "imageBytes": .integer(Int64(ImageSize.of(directory: directory))),
+                        "milliseconds": .milliseconds(elapsed),
+                        "frozenMilliseconds": .milliseconds(nanoseconds: summary.frozenNanoseconds),
+                        "trackerPID": .integer(Int64(summary.trackerPID)),
+                    ])
+            }
         } catch {
             fail(error)
         }

@@ -213,4 +213,6 @@ final class DumpRestoreTests: ScenarioTestCase {
             try runDumped(.lazyPages(flags))
         }
     }
+
+    func testBigMemory() throws { try runDumped(.bigMemory(mib: 64)) }
 }

@@ -207,4 +207,6 @@ final class PlainScenarioTests: ScenarioTestCase {
             try runPlain(.lazyPages(flags))
         }
     }
+
+    func testBigMemory() throws { try runPlain(.bigMemory(mib: 64)) }
 }

@@ -250,6 +250,8 @@ struct Scenario: Sendable {
     /// Memory whose pages arrive after the process runs again (restore --lazy-pages), touched
     /// at once; `flags` choose how (lazy_pages.c).
     static func lazyPages(_ flags: [String]) -> Scenario { Scenario(name: "lazy_pages", args: flags) }
+    /// `mib` MiB of memory, every page filled: a dump long enough to watch or interrupt (big_memory.c).
+    static func bigMemory(mib: Int) -> Scenario { Scenario(name: "big_memory", args: ["--mib", "\(mib)"]) }
 
     static let all: [Scenario] =
         [
@@ -314,6 +316,7 @@ struct Scenario: Sendable {
         + [cowWriter, cowWriterThreads, cowWriterTree, cowWriterForks, cowWriterMoves, cowWriterUnprivileged]
         + [incremental, incrementalThreads, incrementalTree]
         + [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]].map(lazyPages)
+        + [bigMemory(mib: 64)]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

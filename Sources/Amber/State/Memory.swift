@@ -207,6 +207,7 @@ enum MemoryState {
             areas.append(area)
         }
         let total = wanted.reduce(0) { sum, area in area.ranges.reduce(sum) { $0 + ($1.upperBound - $1.lowerBound) } }
+        MemoryProgress.expect(total)
         let parts =
             total >= twoThreadDumpSize && buffers.count >= 2
             ? split(wanted, at: total / 2 / pageSize * pageSize) : [wanted]
@@ -685,6 +686,7 @@ enum MemoryState {
         func writeThroughMemFile(_ run: Amber_PageRun) throws {
             if memFile == nil { memFile = try ProcessMemoryFile(pid: session.pid, writable: true) }
             try memFile!.write(pages(from: run, count: run.count), at: run.address)
+            MemoryProgress.copied(run.count * pageSize)
         }
         /// Writes runs that lie back to back in one page file with process_vm_writev; returns
         /// the runs it could not write whole (a page the call may not write).
@@ -694,6 +696,7 @@ enum MemoryState {
             return Result {
                 let bytes = try pages(from: first, count: (last.offset - first.offset) / pageSize + last.count)
                 let written = try memory.write(bytes, to: runs.map { ($0.address, Int($0.count * pageSize)) })
+                MemoryProgress.copied(UInt64(written))
                 return runs.filter { $0.offset + $0.count * pageSize > first.offset + UInt64(written) }
             }
         }
@@ -908,6 +911,7 @@ private final class AreaReader {
     ) throws {
         guard !batch.isEmpty else { return }
         try read(batch, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]))
+        MemoryProgress.copied(UInt64(length))
         if let overlay {
             var offset = 0
             for piece in batch {

@@ -378,7 +378,18 @@ enum TreeState {
         }
         let start = Date()
         var announced = false
+        var waitedFor: [String] = []
         for process in processes {
+            if Signals.processExists(process.pid) {
+                // A zombie until its parent reaps it: the tree's own parents did (wait4 above), so
+                // this is the root's parent, or an init or subreaper the process was left to.
+                let parent = (try? ProcFS.status(pid: process.pid))?.ppid
+                let name = parent.map { "\(ProcessName(pid: $0))" } ?? "?"
+                logger.debug(
+                    "waiting for process \(name), the parent of killed process \(process.name), to reap it, so that PID \(process.pid) is free"
+                )
+                waitedFor.append("\(process.pid) (by \(name))")
+            }
             while Signals.processExists(process.pid) {
                 let waited = Date().timeIntervalSince(start)
                 if !announced, waited > 2 {
@@ -395,6 +406,12 @@ enum TreeState {
                 }
                 usleep(200)
             }
+        }
+        if !waitedFor.isEmpty {
+            let tenths = Int(Date().timeIntervalSince(start) * 10_000)
+            logger.debug(
+                "PIDs free after \(tenths / 10).\(tenths % 10) ms of waiting for them to be reaped: \(waitedFor.joined(separator: ", "))"
+            )
         }
     }
 
