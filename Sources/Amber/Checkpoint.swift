@@ -35,11 +35,13 @@ public enum Checkpoint {
     /// until the restore. `copyOnWrite` (`--cow`) lets the tree run on while its pages are
     /// copied (`CopyOnWriteMemoryState`), then kills it unless `leaveRunning`. `previous`
     /// (`--prev-images-dir`) names a pre-dump beside the image whose pages not written since
-    /// the image refers to (`MemoryTracking`).
+    /// the image refers to (`MemoryTracking`). `amongOtherFiles` lets an existing `directory` hold
+    /// files other than an image (`amber swrk`: the runtime's log and descriptions).
     public static func run(
         pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
         shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil),
-        tcpEstablished: Bool = false, copyOnWrite: Bool = false, previous: String? = nil, logger: Logger
+        tcpEstablished: Bool = false, copyOnWrite: Bool = false, previous: String? = nil,
+        amongOtherFiles: Bool = false, logger: Logger
     ) throws(AmberError) -> Summary {
         if copyOnWrite && previous != nil {
             throw AmberError(
@@ -68,7 +70,7 @@ public enum Checkpoint {
         let key = try HostImageKey.forDump()
         let writer: ImageWriter
         do {
-            writer = try ImageWriter(directory: directory, durable: durable, key: key)
+            writer = try ImageWriter(directory: directory, durable: durable, key: key, amongOtherFiles: amongOtherFiles)
         } catch {
             throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
         }

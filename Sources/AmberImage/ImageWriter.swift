@@ -30,8 +30,12 @@ public final class ImageWriter {
     /// Creates the directory (with parents) or takes an existing empty one; a non-empty one is refused
     /// (.directoryNotEmpty). No component of `directory` may be a symbolic link (.invalid): amber
     /// runs as root, and a link a user planted would point root's writes at a directory of its choosing.
-    /// With `key`, `finish(inventory:)` also writes the image's MAC.
-    public init(directory: String, durable: Bool = false, key: ImageKey? = nil) throws(ImageError) {
+    /// With `key`, `finish(inventory:)` also writes the image's MAC. With `amongOtherFiles` an existing
+    /// directory may hold files of others (a container runtime's log and descriptions, beside the
+    /// image it asked for), but no image: every file the writer writes is new (O_EXCL).
+    public init(directory: String, durable: Bool = false, key: ImageKey? = nil, amongOtherFiles: Bool = false)
+        throws(ImageError)
+    {
         self.directory = directory
         self.durable = durable
         self.key = key
@@ -40,6 +44,8 @@ public final class ImageWriter {
             if let made = created.last {
                 // Make the new directory's entry durable, like the files that will go in it.
                 if durable { try syncFile(made.parentFD, file: Self.parent(of: directory)) }
+            } else if amongOtherFiles {
+                try Self.checkNoImage(fd, path: directory)
             } else {
                 try Self.checkEmpty(fd, path: directory)
             }
@@ -249,6 +255,18 @@ public final class ImageWriter {
                 throw ImageError(
                     .directoryNotEmpty, file: path,
                     detail: "it holds \(name); an image is written only into a new or empty directory")
+            }
+        }
+    }
+
+    /// `discard` removes the inventory's temporary file and the MAC whoever wrote them: neither may be there.
+    private static func checkNoImage(_ fd: CInt, path: String) throws(ImageError) {
+        for name in [ImageFormat.inventoryName, ImageFormat.inventoryTemporaryName, ImageFormat.macName] {
+            var status = stat()
+            if fstatat(fd, name, &status, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT {
+                throw ImageError(
+                    .directoryNotEmpty, file: path,
+                    detail: "it holds \(name): an image is written only where there is none")
             }
         }
     }
