@@ -53,7 +53,7 @@ struct AmberCommand: ParsableCommand {
         version: AmberVersion.current,
         subcommands: [
             DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self,
-            PreDumpCommand.self,
+            PreDumpCommand.self, SwrkCommand.self,
         ]
     )
 
