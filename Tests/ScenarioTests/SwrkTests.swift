@@ -136,6 +136,53 @@ final class SwrkTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after DUMP and RESTORE through amber swrk")
     }
 
+    /// PRE_DUMP, then a DUMP referring to it (parent_img, as runc's --parent-path gives it),
+    /// each by its own swrk; the incremental image restores, and the counter counts on.
+    func testPreDumpThenDump() throws {
+        let p = try start(.counter)
+        let base = try newDirectory("swrk-chain")
+        for name in ["pre", "final"] { mkdir(base + "/" + name, 0o700) }
+        let pre = open(base + "/pre", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let final = open(base + "/final", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer {
+            close(pre)
+            close(final)
+        }
+        let preDumping = try SwrkClient(self, log: try directory() + "/swrk-pre.out")
+        let preDumped = try preDumping.call(
+            request(.preDump) {
+                $0.imagesDirFd = pre
+                $0.pid = p.pid
+                $0.trackMem = true
+                $0.logFile = "pre-dump.log"
+            })
+        XCTAssertTrue(preDumped.success, "PRE_DUMP failed: \(preDumped.crErrmsg)")
+        XCTAssertEqual(preDumped.type, .preDump)
+        XCTAssertEqual(preDumping.finish(), .exited(0))
+
+        let dumping = try SwrkClient(self, log: try directory() + "/swrk-final.out")
+        let dumped = try dumping.call(
+            request(.dump) {
+                $0.imagesDirFd = final
+                $0.pid = p.pid
+                $0.parentImg = "../pre"
+                $0.trackMem = true
+                $0.logFile = "dump.log"
+            }, reaping: p)
+        XCTAssertTrue(dumped.success, "DUMP failed: \(dumped.crErrmsg)")
+        XCTAssertEqual(dumping.finish(), .exited(0))
+        XCTAssertNotNil(p.exitStatus, "the dumped counter still runs")
+
+        let restoring = try SwrkClient(self, log: try directory() + "/swrk-restore.out")
+        let restored = try restoring.call(request(.restore) { $0.imagesDirFd = final })
+        XCTAssertTrue(restored.success, "RESTORE failed: \(restored.crErrmsg)")
+        XCTAssertEqual(restoring.finish(), .exited(0))
+        p.exitStatus = nil
+        p.gone = false
+        track(p.pid)
+        try terminateAndExpectPass(p, "after PRE_DUMP, DUMP and RESTORE through amber swrk")
+    }
+
     /// Options amber does not honour are refused by name, in the response and the log, before
     /// the tree is touched.
     func testRefusesOptionsByName() throws {
