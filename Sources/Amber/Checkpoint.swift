@@ -57,11 +57,13 @@ public enum Checkpoint {
     /// the image refers to (`MemoryTracking`). `pageServer` ("HOST:PORT", `--page-server`)
     /// sends the image to `amber page-server` on another host instead of into `directory`
     /// (`PageServer`): the tree is killed or let go only once the page server has the inventory.
+    /// `amongOtherFiles` lets an existing `directory` hold files other than an image (`amber
+    /// swrk`: the runtime's log and descriptions).
     public static func run(
         pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
         shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil),
         tcpEstablished: Bool = false, copyOnWrite: Bool = false, previous: String? = nil, pageServer: String? = nil,
-        logger: Logger
+        amongOtherFiles: Bool = false, logger: Logger
     ) throws(AmberError) -> Summary {
         if pageServer != nil && previous != nil {
             throw AmberError(
@@ -105,7 +107,8 @@ public enum Checkpoint {
             writer = ImageWriter(sink: try PageServer.sink(to: pageServer), durable: durable, key: key)
         } else {
             do {
-                writer = try ImageWriter(directory: directory, durable: durable, key: key)
+                writer = try ImageWriter(
+                    directory: directory, durable: durable, key: key, amongOtherFiles: amongOtherFiles)
             } catch {
                 throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
             }

@@ -39,10 +39,11 @@ public enum PreDump {
     }
 
     /// Pre-dumps the tree rooted at `pid` into `directory`; with `previous` (an earlier
-    /// pre-dump, beside it) only what was written since is copied.
-    public static func run(pid: Int32, directory: String, previous: String?, logger: Logger) throws(AmberError)
-        -> Summary
-    {
+    /// pre-dump, beside it) only what was written since is copied. `amongOtherFiles` lets an
+    /// existing `directory` hold files other than an image (`amber swrk`).
+    public static func run(
+        pid: Int32, directory: String, previous: String?, amongOtherFiles: Bool = false, logger: Logger
+    ) throws(AmberError) -> Summary {
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
             throw AmberError(.noSuchProcess, "no process with PID \(pid)")
         }
@@ -53,7 +54,7 @@ public enum PreDump {
         let key = try HostImageKey.forDump()
         let writer: ImageWriter
         do {
-            writer = try ImageWriter(directory: directory, key: key)
+            writer = try ImageWriter(directory: directory, key: key, amongOtherFiles: amongOtherFiles)
         } catch {
             throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
         }

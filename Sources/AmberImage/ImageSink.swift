@@ -41,14 +41,18 @@ public final class DirectorySink: ImageSink {
     /// Creates the directory (with parents) or takes an existing empty one; a non-empty one is refused
     /// (.directoryNotEmpty). No component of `directory` may be a symbolic link (.invalid): amber
     /// runs as root, and a link a user planted would point root's writes at a directory of its choosing.
-    /// `durable`: a directory made is synced into its parent.
-    public init(directory: String, durable: Bool) throws(ImageError) {
+    /// `durable`: a directory made is synced into its parent. With `amongOtherFiles` an existing
+    /// directory may hold files of others (a container runtime's log and descriptions, beside the
+    /// image it asked for), but no image: every file the sink creates is new (O_EXCL).
+    public init(directory: String, durable: Bool, amongOtherFiles: Bool = false) throws(ImageError) {
         destination = directory
         let (fd, created) = try Self.openDirectories(directory)
         do {
             if let made = created.last {
                 // Make the new directory's entry durable, like the files that will go in it.
                 if durable { try syncFile(made.parentFD, file: Self.parent(of: directory)) }
+            } else if amongOtherFiles {
+                try Self.checkNoImage(fd, path: directory)
             } else {
                 try Self.checkEmpty(fd, path: directory)
             }
@@ -178,6 +182,18 @@ public final class DirectorySink: ImageSink {
                 throw ImageError(
                     .directoryNotEmpty, file: path,
                     detail: "it holds \(name); an image is written only into a new or empty directory")
+            }
+        }
+    }
+
+    /// The inventory, its temporary file and the MAC may not be there, whoever wrote them.
+    private static func checkNoImage(_ fd: CInt, path: String) throws(ImageError) {
+        for name in [ImageFormat.inventoryName, ImageFormat.inventoryTemporaryName, ImageFormat.macName] {
+            var status = stat()
+            if fstatat(fd, name, &status, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT {
+                throw ImageError(
+                    .directoryNotEmpty, file: path,
+                    detail: "it holds \(name): an image is written only where there is none")
             }
         }
     }

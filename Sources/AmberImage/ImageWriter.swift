@@ -26,10 +26,15 @@ public final class ImageWriter {
     /// The SHA-256 of every record written, by name, for the MAC.
     private var recordDigests: [String: [UInt8]] = [:]
 
-    /// Creates the directory (with parents) or takes an existing empty one: see `DirectorySink`.
-    /// With `key`, `finish(inventory:)` also writes the image's MAC.
-    public convenience init(directory: String, durable: Bool = false, key: ImageKey? = nil) throws(ImageError) {
-        self.init(sink: try DirectorySink(directory: directory, durable: durable), durable: durable, key: key)
+    /// Creates the directory (with parents) or takes an existing empty one: see `DirectorySink`
+    /// (`amongOtherFiles`: one that holds files of others, but no image). With `key`,
+    /// `finish(inventory:)` also writes the image's MAC.
+    public convenience init(directory: String, durable: Bool = false, key: ImageKey? = nil, amongOtherFiles: Bool = false)
+        throws(ImageError)
+    {
+        self.init(
+            sink: try DirectorySink(directory: directory, durable: durable, amongOtherFiles: amongOtherFiles),
+            durable: durable, key: key)
     }
 
     /// Writes the image into `sink`, which has nothing of it yet.

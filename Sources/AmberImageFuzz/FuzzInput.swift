@@ -6,6 +6,10 @@ import SwiftProtobuf
 /// the input seals them with it.
 let fuzzImageKey = ImageKey(bytes: Array(0..<UInt8(ImageKey.size)))!
 
+/// Mode bit 2 set: the input after the mode byte is one request packet of `amber swrk`
+/// (CRIU's RPC), for the request decoder; clear: an image, as below.
+func isSwrkRequest(_ bytes: UnsafeRawBufferPointer) -> Bool { bytes.first.map { $0 & 4 != 0 } ?? false }
+
 /// One fuzz input: the files of an image, whether the inventory's sizes and checksums are
 /// recomputed for them before the image is read, and whether its MAC is then sealed too.
 ///

@@ -9,6 +9,11 @@ import CLibFuzzer
 
 @_cdecl("LLVMFuzzerTestOneInput")
 func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    let bytes = UnsafeRawBufferPointer(start: data, count: count)
+    if isSwrkRequest(bytes) {
+        _ = try? SwrkRequest.decode(Array(bytes.dropFirst()))
+        return 0
+    }
     let input = FuzzInput(decoding: UnsafeRawBufferPointer(start: data, count: count))
     exercise(input.image)
     return 0
@@ -20,6 +25,7 @@ func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
 @_cdecl("LLVMFuzzerCustomMutator")
 func fuzzMutate(_ data: UnsafeMutablePointer<UInt8>?, _ size: Int, _ maxSize: Int, _ seed: UInt32) -> Int {
     guard let data else { return 0 }
+    if isSwrkRequest(UnsafeRawBufferPointer(start: data, count: size)) { return LLVMFuzzerMutate(data, size, maxSize) }
     var random = seed
     func next(_ bound: Int) -> Int {
         random = random &* 1_103_515_245 &+ 12345
@@ -82,7 +88,17 @@ case "run" where arguments.count > 1:
     var failed = false
     for path in arguments.dropFirst() {
         do {
-            let input = try readFile(path).withUnsafeBytes { FuzzInput(decoding: $0) }
+            let bytes = try readFile(path)
+            if bytes.withUnsafeBytes(isSwrkRequest) {
+                do {
+                    let request = try SwrkRequest.decode(Array(bytes.dropFirst()))
+                    print("\(path): a valid \(request.type.name) request")
+                } catch {
+                    print("\(path): \(error)")
+                }
+                continue
+            }
+            let input = bytes.withUnsafeBytes { FuzzInput(decoding: $0) }
             print("\(path): \(exercise(input.image).map { "\($0)" } ?? "a valid image")")
         } catch {
             print("\(path): \(error)")

@@ -41,7 +41,7 @@ struct AmberCommand: ParsableCommand {
         version: AmberVersion.current,
         subcommands: [
             DumpCommand.self, RestoreCommand.self, ShowCommand.self, VerifyCommand.self, CheckCommand.self,
-            PreDumpCommand.self, PageServerCommand.self,
+            PreDumpCommand.self, PageServerCommand.self, SwrkCommand.self,
         ]
     )
 

@@ -1,0 +1,247 @@
+// `amber swrk FD`: CRIU's RPC, spoken by a client of the test's own (as a container runtime
+// speaks it), and by runc itself.
+
+import AmberImage
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A runtime's side of `amber swrk 3`: a SOCK_SEQPACKET pair, one message per packet.
+final class SwrkClient {
+    let socket: Int32
+    let pid: pid_t
+    /// The notifications received, in order, each answered with success.
+    private(set) var notifications: [String] = []
+
+    init(_ test: ScenarioTestCase, log: String) throws {
+        let amber = try test.requireAmber()
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            throw RunnerError("socketpair: \(Sys.errnoString())")
+        }
+        defer { close(pair[1]) }
+        socket = pair[0]
+        pid = try DescriptorSpawn.start(
+            [amber, "swrk", "3"], descriptors: [3: pair[1]], log: log,
+            env: ["AMBER_IMAGE_KEY": try ScenarioTestCase.imageKeyPath()])
+        test.track(pid)
+    }
+
+    deinit { close(socket) }
+
+    func send(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// The next response, nil when swrk closed its end. Meanwhile `reaping` is reaped when it
+    /// exits: a dump waits until the dumped PID is free, and the test is its parent.
+    func receive(reaping: ScenarioProcess? = nil) throws -> Swrk_Response? {
+        var ready = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        while poll(&ready, 1, 10) == 0 {
+            if let p = reaping, p.exitStatus == nil, case .exited(let status) = Spawn.poll(p.pid) {
+                p.exitStatus = status
+            }
+        }
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { return nil }
+        return try Swrk_Response(serializedBytes: Array(buffer[..<count]))
+    }
+
+    /// Sends `request` and answers every notification, as runc does, until the response.
+    func call(_ request: Swrk_Request, reaping: ScenarioProcess? = nil) throws -> Swrk_Response {
+        send(try request.serializedBytes())
+        while true {
+            guard let response = try receive(reaping: reaping) else { throw RunnerError("swrk closed the socket without a response") }
+            guard response.type == .notify else { return response }
+            notifications.append(response.notify.script)
+            var answer = Swrk_Request()
+            answer.type = .notify
+            answer.notifySuccess = true
+            send(try answer.serializedBytes())
+        }
+    }
+
+    /// swrk's exit status once the socket is closed.
+    func finish() -> ExitStatus? {
+        shutdown(socket, Int32(SHUT_RDWR))
+        return Spawn.wait(pid, timeout: ScenarioTestCase.amberTimeout)
+    }
+}
+
+final class SwrkTests: ScenarioTestCase {
+    private func request(_ type: Swrk_RequestType, _ configure: (inout Swrk_Options) -> Void = { _ in }) -> Swrk_Request {
+        var request = Swrk_Request()
+        request.type = type
+        var options = Swrk_Options()
+        configure(&options)
+        if type == .dump || type == .restore || type == .preDump { request.opts = options }
+        return request
+    }
+
+    /// VERSION, DUMP of a counter into a directory the runtime already wrote into (its
+    /// descriptor passed as runc passes it), then RESTORE: the counter counts on, and the
+    /// notifications came in CRIU's order.
+    func testDumpAndRestoreOverTheProtocol() throws {
+        let p = try start(.counter)
+        let image = try newDirectory("swrk-image")
+        FileManager.default.createFile(atPath: image + "/descriptors.json", contents: Data("[]".utf8))
+        let imagesFD = open(image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(imagesFD, 0)
+        defer { close(imagesFD) }
+
+        let dumping = try SwrkClient(self, log: try directory() + "/swrk-dump.out")
+        var version = request(.version)
+        version.keepOpen = true
+        let versionResponse = try dumping.call(version)
+        XCTAssertTrue(versionResponse.success)
+        XCTAssertEqual(versionResponse.version.majorNumber * 100 + versionResponse.version.minorNumber, 316)
+        var dump = request(.dump) {
+            $0.imagesDirFd = imagesFD
+            $0.pid = p.pid
+            $0.logFile = "dump.log"
+            $0.logLevel = 4
+            $0.notifyScripts = true
+            $0.orphanPtsMaster = true
+            $0.root = "/"
+        }
+        dump.keepOpen = false
+        let dumped = try dumping.call(dump, reaping: p)
+        XCTAssertTrue(dumped.success, "DUMP failed: \(dumped.crErrmsg)")
+        XCTAssertEqual(dumped.type, .dump)
+        XCTAssertEqual(dumping.notifications, ["pre-dump", "post-dump"])
+        XCTAssertEqual(dumping.finish(), .exited(0))
+        XCTAssertNotNil(p.exitStatus, "the dumped counter still runs")
+        XCTAssertTrue(Sys.fileExists(image + "/inventory.pb"))
+        XCTAssertTrue(Sys.readText(image + "/dump.log")?.contains("dumped process \(p.pid)") == true)
+
+        let restoring = try SwrkClient(self, log: try directory() + "/swrk-restore.out")
+        let restored = try restoring.call(
+            request(.restore) {
+                $0.imagesDirFd = imagesFD
+                $0.logFile = "restore.log"
+                $0.notifyScripts = true
+            })
+        XCTAssertTrue(restored.success, "RESTORE failed: \(restored.crErrmsg)")
+        XCTAssertEqual(restored.restore.pid, p.pid)
+        XCTAssertEqual(restoring.notifications, ["setup-namespaces", "post-restore"])
+        XCTAssertEqual(restoring.finish(), .exited(0))
+        p.exitStatus = nil
+        p.gone = false
+        track(p.pid)
+        assertRunningUntraced(p.pid, "after RESTORE")
+        try terminateAndExpectPass(p, "after DUMP and RESTORE through amber swrk")
+    }
+
+    /// PRE_DUMP, then a DUMP referring to it (parent_img, as runc's --parent-path gives it),
+    /// each by its own swrk; the incremental image restores, and the counter counts on.
+    func testPreDumpThenDump() throws {
+        let p = try start(.counter)
+        let base = try newDirectory("swrk-chain")
+        for name in ["pre", "final"] { mkdir(base + "/" + name, 0o700) }
+        let pre = open(base + "/pre", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let final = open(base + "/final", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer {
+            close(pre)
+            close(final)
+        }
+        let preDumping = try SwrkClient(self, log: try directory() + "/swrk-pre.out")
+        let preDumped = try preDumping.call(
+            request(.preDump) {
+                $0.imagesDirFd = pre
+                $0.pid = p.pid
+                $0.trackMem = true
+                $0.logFile = "pre-dump.log"
+            })
+        XCTAssertTrue(preDumped.success, "PRE_DUMP failed: \(preDumped.crErrmsg)")
+        XCTAssertEqual(preDumped.type, .preDump)
+        XCTAssertEqual(preDumping.finish(), .exited(0))
+
+        let dumping = try SwrkClient(self, log: try directory() + "/swrk-final.out")
+        let dumped = try dumping.call(
+            request(.dump) {
+                $0.imagesDirFd = final
+                $0.pid = p.pid
+                $0.parentImg = "../pre"
+                $0.trackMem = true
+                $0.logFile = "dump.log"
+            }, reaping: p)
+        XCTAssertTrue(dumped.success, "DUMP failed: \(dumped.crErrmsg)")
+        XCTAssertEqual(dumping.finish(), .exited(0))
+        XCTAssertNotNil(p.exitStatus, "the dumped counter still runs")
+
+        let restoring = try SwrkClient(self, log: try directory() + "/swrk-restore.out")
+        let restored = try restoring.call(request(.restore) { $0.imagesDirFd = final })
+        XCTAssertTrue(restored.success, "RESTORE failed: \(restored.crErrmsg)")
+        XCTAssertEqual(restoring.finish(), .exited(0))
+        p.exitStatus = nil
+        p.gone = false
+        track(p.pid)
+        try terminateAndExpectPass(p, "after PRE_DUMP, DUMP and RESTORE through amber swrk")
+    }
+
+    /// Options amber does not honour are refused by name, in the response and the log, before
+    /// the tree is touched.
+    func testRefusesOptionsByName() throws {
+        let p = try start(.counter)
+        let image = try newDirectory("swrk-refused")
+        let imagesFD = open(image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(imagesFD) }
+        let client = try SwrkClient(self, log: try directory() + "/swrk.out")
+        let response = try client.call(
+            request(.dump) {
+                $0.imagesDirFd = imagesFD
+                $0.pid = p.pid
+                $0.logFile = "dump.log"
+                $0.autoDedup = true
+                $0.manageCgroups = true
+                $0.manageCgroupsMode = .full
+                var mount = Swrk_ExternalMount()
+                mount.key = "/etc/hosts"
+                mount.val = "/etc/hosts"
+                $0.extMnt = [mount]
+                $0.lazyPages = true
+            })
+        XCTAssertFalse(response.success)
+        XCTAssertEqual(response.type, .dump)
+        for name in ["auto_dedup", "manage_cgroups (mode full)", "ext_mnt (/etc/hosts)", "mount namespaces", "lazy_pages"] {
+            XCTAssertTrue(response.crErrmsg.contains(name), "\(name) not in: \(response.crErrmsg)")
+        }
+        XCTAssertTrue(Sys.readText(image + "/dump.log")?.contains("auto_dedup") == true)
+        XCTAssertEqual(client.notifications, [])
+        XCTAssertEqual(client.finish(), .exited(1))
+        XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"))
+        assertRunningUntraced(p.pid, "after a refused DUMP")
+        try terminateAndExpectPass(p, "after a refused DUMP")
+    }
+
+    /// Packets that are no request, too long, of unknown types or missing what a dump needs:
+    /// an error response each, and swrk exits 1.
+    func testMalformedPackets() throws {
+        var unknownType = Swrk_Request()
+        unknownType.type = .pageServer
+        var noPid = request(.dump) { $0.imagesDirFd = 0 }
+        noPid.keepOpen = false
+        let cases: [([UInt8], String)] = [
+            ([0xff, 0xff, 0xff, 0x01], "not a valid message"),
+            ([UInt8](repeating: 0x08, count: 70_000), "longer than"),
+            ([0x08, 0x63], "without a (known) type"),
+            (try unknownType.serializedBytes(), "PAGE_SERVER is not served"),
+            (try noPid.serializedBytes(), "pid: missing"),
+            (try request(.dump).serializedBytes() + [0xf8, 0x07, 0x01], "fields unknown to amber: 127"),
+        ]
+        for (index, (packet, expected)) in cases.enumerated() {
+            let client = try SwrkClient(self, log: try directory() + "/swrk-\(index).out")
+            client.send(packet)
+            let response = try client.receive()
+            XCTAssertEqual(response?.success, false, "packet \(index)")
+            XCTAssertTrue(
+                response?.crErrmsg.contains(expected) == true,
+                "packet \(index): \(expected) not in \(response?.crErrmsg ?? "no response")")
+            XCTAssertEqual(client.finish(), .exited(1), "packet \(index)")
+        }
+    }
+}
