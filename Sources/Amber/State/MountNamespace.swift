@@ -296,7 +296,9 @@ enum MountNamespaceState {
             let ownFlags = mount.flags & MountFlags.perMount
             switch mount.kind {
             case .root, .external:
-                let source = mount.kind == .root ? rootPath : keys[mount.externalKey]!
+                guard let source = mount.kind == .root ? rootPath : keys[mount.externalKey] else {
+                    throw AmberError(.failure, "no --external mnt[\(mount.externalKey)]:PATH for \(mount.mountPoint)")
+                }
                 try MountNamespaceState.mount(
                     what, in: root, source: source, target: target, type: nil, flags: MountFlags.bind, data: nil)
                 try MountNamespaceState.mount(
