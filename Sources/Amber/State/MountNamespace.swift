@@ -147,7 +147,7 @@ enum MountNamespaceState {
                 default:
                     throw refuse(
                         info,
-                        "a \(info.fsType) mount inside the namespace is not restored (only tmpfs, proc, sysfs, mqueue, and bind mounts named by dump --external mnt[\(info.mountPoint)]:KEY)"
+                        "a mount of type \(info.fsType) inside the namespace is not restored (only tmpfs, proc, sysfs, mqueue, and bind mounts named by dump --external mnt[\(info.mountPoint)]:KEY)"
                     )
                 }
             }
