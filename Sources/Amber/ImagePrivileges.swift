@@ -307,6 +307,9 @@ extension ImagePrivileges {
     /// authenticated does not get. (`RestoreSession.openAsTask` refuses it again when the
     /// file is reopened, should it have changed meanwhile.)
     static func refuseUnopenableFiles(_ tasks: [Amber_Task], authenticity: ImageAuthenticity) throws(AmberError) {
+        // The paths of a tree in a mount namespace of its own are the tree's, which exists only
+        // once the restore made it: each is opened as the task then, and refused the same way.
+        guard tasks.first?.hasMountNamespace != true else { return }
         var listing: [UInt32: [(task: Amber_Task, description: Amber_OpenFileDescription)]] = [:]
         for task in tasks where !task.zombie {
             for description in task.files.descriptions {

@@ -29,11 +29,13 @@ public enum Restore {
     /// else in a new one made as the image says, with the other end of each of its veths as
     /// `externalVeths` name them. With `lazyPages` the tree runs before the pages of its private
     /// anonymous areas are in (`LazyMemory`); the page files are checked chunk by chunk as their
-    /// pages are served.
+    /// pages are served. A tree dumped in a mount namespace of its own comes back in a new one,
+    /// its root directory and bind mounts of the host as `mounts` name them (`MountNamespaceState`).
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
         inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
-        externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, logger: Logger
+        externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, logger: Logger,
+        mounts: MountNamespaceRestore = MountNamespaceRestore()
     ) throws(AmberError) -> Restored {
         let started = ContinuousClock.now
         let key = try HostImageKey.forCheck()
@@ -65,6 +67,7 @@ public enum Restore {
             )
         }
         try CredentialState.checkRestorable(tasks)
+        try MountNamespaceState.checkOptions(mounts, for: tasks[0])
         let terminal = try ShellJobControl.terminal(for: tasks, requested: shellJob, logger: logger)
         let inherited = try ExternalFiles.descriptors(inheritedFiles, for: tasks)
         let imageTrusted = trustImage || image.authenticity.isAuthenticated
@@ -92,6 +95,14 @@ public enum Restore {
             for: tasks[0], joining: joinNetwork, veths: externalVeths)
         defer { ownNetwork?.enterOrAbort() }
         var created: [Tracee] = []
+        // Paths of the image are the tree's, under this root directory, until the tree runs.
+        var mountRoot: Int32?
+        defer {
+            if let mountRoot {
+                PathOpening.useRoot(nil)
+                close(mountRoot)
+            }
+        }
         let openFiles = OpenFileTable(inherited: inherited, image: image)
         var jobControl: ShellJobControl?
         var server: LazyPageServer?
@@ -109,7 +120,7 @@ public enum Restore {
             let built = try TreeState.build(
                 tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted,
                 namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles,
-                logger: logger)
+                logger: logger, mounts: mounts, mountRoot: &mountRoot)
             let baseline = try HelperBaseline.ofRestorer()
             var sessions: [RestoreSession] = []
             for task in built {

@@ -16,6 +16,7 @@ enum StateKinds {
         LockState.self,
         // Before the environment: in another mount namespace the working directory's path means something else.
         NamespaceState.self,
+        MountNamespaceState.self,
         EnvironmentState.self,
         MemoryState.self,
         MemoryPolicyState.self,

@@ -104,6 +104,7 @@ struct TaskValidator {
         try validateSeccomp(task)
         if task.hasShellJob { try validateShellJob(task.shellJob) }
         if task.hasNetworkNamespace { try validateNetworkNamespace(task.networkNamespace) }
+        if task.hasMountNamespace { try validateMountNamespace(task.mountNamespace) }
     }
 
     func invalid(_ field: String, _ problem: String) -> ImageError {

@@ -18,6 +18,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -369,3 +370,68 @@ long amber_accept4(int fd, int flags) { return result(syscall(SYS_accept4, (long
 long amber_setns(int fd, int type) { return result(syscall(SYS_setns, (long)fd, (long)type)); }
 
 long amber_unshare(int flags) { return result(syscall(SYS_unshare, (long)flags)); }
+
+long amber_openat2_in_root(int root, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+    struct { uint64_t flags, mode, resolve; } how = {flags, mode, resolve};
+    return result(syscall(SYS_openat2, root, path, &how, sizeof how));
+}
+
+long amber_open_tree_in_namespace(int namespace_fd, const char *path) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
+        return -errno;
+    long child = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (child < 0) {
+        int error = errno;
+        close(pair[0]);
+        close(pair[1]);
+        return -error;
+    }
+    if (child == 0) {
+        /* Raw system calls only: a child of a process of several threads. */
+        long fd = syscall(SYS_setns, namespace_fd, CLONE_NEWNS);
+        if (fd == 0)
+            fd = syscall(SYS_open_tree, AT_FDCWD, path, 1 /* OPEN_TREE_CLONE */ | O_CLOEXEC);
+        int error = fd < 0 ? errno : 0;
+        union { char buffer[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
+        struct iovec part = {&error, sizeof error};
+        struct msghdr message = {0};
+        message.msg_iov = &part;
+        message.msg_iovlen = 1;
+        if (fd >= 0) {
+            message.msg_control = control.buffer;
+            message.msg_controllen = sizeof control.buffer;
+            struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+            header->cmsg_level = SOL_SOCKET;
+            header->cmsg_type = SCM_RIGHTS;
+            header->cmsg_len = CMSG_LEN(sizeof(int));
+            int sent = (int)fd;
+            __builtin_memcpy(CMSG_DATA(header), &sent, sizeof sent);
+        }
+        syscall(SYS_sendmsg, pair[1], &message, 0);
+        syscall(SYS_exit_group, 0);
+    }
+    close(pair[1]);
+    int error = EIO;
+    union { char buffer[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } control;
+    struct iovec part = {&error, sizeof error};
+    struct msghdr message = {0};
+    message.msg_iov = &part;
+    message.msg_iovlen = 1;
+    message.msg_control = control.buffer;
+    message.msg_controllen = sizeof control.buffer;
+    long received;
+    do {
+        received = recvmsg(pair[0], &message, MSG_CMSG_CLOEXEC);
+    } while (received < 0 && errno == EINTR);
+    int fd = -1;
+    struct cmsghdr *header = received > 0 ? CMSG_FIRSTHDR(&message) : NULL;
+    if (header && header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS)
+        memcpy(&fd, CMSG_DATA(header), sizeof fd);
+    close(pair[0]);
+    while (waitpid((pid_t)child, NULL, __WALL) < 0 && errno == EINTR) {
+    }
+    if (fd >= 0)
+        return fd;
+    return -(error ? error : EIO);
+}

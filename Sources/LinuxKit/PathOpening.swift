@@ -1,5 +1,6 @@
 internal import CLinux
 import Glibc
+import Synchronization
 
 /// What the kernel checks a thread's file access against: its filesystem IDs and groups.
 public struct FileAccessIdentity: Sendable, Equatable {
@@ -152,9 +153,30 @@ public enum PathOpening {
     }
 
     private static func openWithoutLinks(_ path: String, flags: Int32) throws(LinuxError) -> Int32 {
-        Int32(
+        let root = resolutionRoot.load(ordering: .acquiring)
+        let how = UInt64(UInt32(bitPattern: flags | O_CLOEXEC))
+        guard root >= 0 else {
+            return Int32(try kernelResult(amber_openat2(path, how, 0, noLinks), "open \(path)").get())
+        }
+        let relative = String(path.drop { $0 == "/" })
+        return Int32(
             try kernelResult(
-                amber_openat2(path, UInt64(UInt32(bitPattern: flags | O_CLOEXEC)), 0, noLinks), "open \(path)"
+                amber_openat2_in_root(root, relative.isEmpty ? "." : relative, how, 0, noLinks | inRoot),
+                "open \(path)"
             ).get())
+    }
+
+    /// openat2's RESOLVE_IN_ROOT.
+    private static let inRoot: UInt64 = 0x10
+
+    /// The directory every path given to these functions is resolved under, as the root
+    /// directory (-1: the caller's own): the root of a tree restored in a mount namespace of
+    /// its own, whose paths are the tree's (`useRoot`).
+    private static let resolutionRoot = Atomic<Int32>(-1)
+
+    /// Resolves every path from now on under the directory `fd` (which the caller keeps open),
+    /// or, with nil, under the caller's root directory again.
+    public static func useRoot(_ fd: Int32?) {
+        resolutionRoot.store(fd ?? -1, ordering: .releasing)
     }
 }

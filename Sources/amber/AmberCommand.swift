@@ -95,8 +95,8 @@ struct DumpCommand: ParsableCommand {
         help: ArgumentHelp(
             "Leave an object outside the tree: a pipe one of whose ends a process outside the tree holds (a shell's pipe, a logger), or a unix socket whose peer it holds. Repeatable.",
             discussion:
-                "Without it such a pipe or socket is refused, naming the outside process; INODE is in that message and in /proc/PID/fd (pipe:[INODE]; a socket's socket:[INODE] is named unix:[INODE]). The image records only that the tree's fds were on it: restore it with --inherit-fd fd[N]:pipe:[INODE] or fd[N]:unix:[INODE]. Refused when the tree holds both ends of it, or when it holds bytes the tree has not read.",
-            valueName: "pipe:[INODE]|unix:[INODE]"))
+                "Without it such a pipe or socket is refused, naming the outside process; INODE is in that message and in /proc/PID/fd (pipe:[INODE]; a socket's socket:[INODE] is named unix:[INODE]). The image records only that the tree's fds were on it: restore it with --inherit-fd fd[N]:pipe:[INODE] or fd[N]:unix:[INODE]. Refused when the tree holds both ends of it, or when it holds bytes the tree has not read. For a tree in a mount namespace of its own, mnt[MOUNT_POINT]:KEY records the bind mount at MOUNT_POINT (as the tree sees it) as the host's, by KEY alone: restore binds the PATH of --external mnt[KEY]:PATH there (CRIU's syntax); a bind mount not named so is refused.",
+            valueName: "pipe:[INODE]|unix:[INODE]|mnt[MOUNT_POINT]:KEY"))
     var externalFiles: [String] = []
 
     @Flag(
@@ -231,8 +231,17 @@ struct RestoreCommand: ParsableCommand {
             "Make the image's veth end INSIDE in the tree's new network namespace, its other end OUTSIDE in amber's, attached to the bridge BRIDGE when given, and up. Repeatable.",
             discussion:
                 "A tree dumped in a network namespace of its own is restored into a new one made as it was: its loopback link, its veth ends (MAC, MTU, up or down), their addresses and routes, and the sysctls amber restores. The other end of a veth was outside the namespace, so the image does not say where it goes: each veth of the image needs this flag (CRIU's syntax). OUTSIDE must be free in amber's namespace; BRIDGE must be a bridge there. Not with --join-ns.",
-            valueName: "veth[INSIDE]:OUTSIDE[@BRIDGE]"))
+            valueName: "veth[INSIDE]:OUTSIDE[@BRIDGE]|mnt[KEY]:PATH"))
     var externals: [String] = []
+
+    @Option(
+        name: .customLong("root"),
+        help: ArgumentHelp(
+            "The directory the root mount of a tree dumped in a mount namespace of its own becomes.",
+            discussion:
+                "Such a tree comes back in a new mount namespace: PATH bound as its root directory (entered with pivot_root), its tmpfs mounts with their files, proc, sysfs and mqueue made again, and each bind mount of the host the dump named with --external mnt[MOUNT_POINT]:KEY bound from the PATH of --external mnt[KEY]:PATH (CRIU's syntax).",
+            valueName: "PATH"))
+    var root: String?
 
     @Flag(
         name: .customLong("lazy-pages"),
@@ -265,10 +274,11 @@ struct RestoreCommand: ParsableCommand {
         guard joinNamespaces.count <= 1 else {
             throw ValidationError("--join-ns: one network namespace only, not \(joinNamespaces.count)")
         }
-        for argument in externals where ExternalVeth(argument: argument) == nil {
-            throw ValidationError("--external \(argument): expected veth[INSIDE]:OUTSIDE[@BRIDGE], each a link name")
+        for argument in externals where ExternalVeth(argument: argument) == nil && ExternalMount(argument: argument) == nil {
+            throw ValidationError(
+                "--external \(argument): expected veth[INSIDE]:OUTSIDE[@BRIDGE], each a link name, or mnt[KEY]:PATH")
         }
-        if !externals.isEmpty && !joinNamespaces.isEmpty {
+        if externals.contains(where: { ExternalVeth(argument: $0) != nil }) && !joinNamespaces.isEmpty {
             throw ValidationError(
                 "--external veth[...] makes veths for a new network namespace: not with --join-ns, whose namespace is used as it is"
             )
@@ -289,7 +299,8 @@ struct RestoreCommand: ParsableCommand {
                 directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage,
                 inheritedFiles: inheritedFiles, shellJob: shellJob,
                 joinNetwork: joinNamespaces.first.map { String($0.dropFirst(4)) },
-                externalVeths: externals.compactMap(ExternalVeth.init(argument:)), lazyPages: lazyPages, logger: logger)
+                externalVeths: externals.compactMap(ExternalVeth.init(argument:)), lazyPages: lazyPages, logger: logger,
+                mounts: MountNamespaceRestore(root: root, externals: externals.compactMap(ExternalMount.init(argument:))))
         } catch {
             fail(error)
         }

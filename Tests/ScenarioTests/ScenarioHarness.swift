@@ -94,6 +94,11 @@ struct Scenario: Sendable {
     static let sessionKeyring = Scenario(name: "session_keyring")
     /// One kind of state not restored yet (unsupported_state.c), by its flag.
     static let unsupportedChroot = Scenario(name: "unsupported_state", args: ["--chroot"])
+    /// A tree in a mount namespace of its own, pivot_root'ed into a root directory of the test's.
+    static let mountNamespace = Scenario(name: "mnt_namespace", rootFromPidfile: true, fromCopiedBinary: true)
+    /// The same with an overlay mounted at /mnt inside.
+    static let unsupportedOverlayMount = Scenario(
+        name: "mnt_namespace", args: ["--overlay"], rootFromPidfile: true, fromCopiedBinary: true)
     static let unsupportedControllingTerminal = Scenario(name: "unsupported_state", args: ["--ctty"])
     static let unsupportedAutogroup = Scenario(name: "unsupported_state", args: ["--autogroup"])
     static let unsupportedMemoryPolicy = Scenario(name: "unsupported_state", args: ["--mempolicy"])
@@ -317,6 +322,7 @@ struct Scenario: Sendable {
         + [incremental, incrementalThreads, incrementalTree]
         + [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]].map(lazyPages)
         + [bigMemory(mib: 64)]
+        + [mountNamespace, unsupportedOverlayMount]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -139,7 +139,8 @@ final class DescriptorProbe {
             return .deleted(path: link.hasSuffix(" (deleted)") ? String(link.dropLast(" (deleted)".count)) : link)
         }
         if (try? FileSystemKind.of(path: "/proc/\(pid)/fd/\(fd)")) == .mqueue { return .messageQueue }
-        guard let atPath = try? FileStatus.stat(path: link), atPath.device == status.device,
+        guard let atPath = try? FileStatus.stat(path: MountNamespaceState.hostPath(link, of: pid)),
+            atPath.device == status.device,
             atPath.inode == status.inode
         else {
             return .elsewhere

@@ -18,7 +18,7 @@ import LinuxKit
 enum ExternalFiles {
     /// Refuses a name `--external` gives that is not KIND:[INODE].
     static func checkNames(_ names: Set<String>) throws(AmberError) {
-        for name in names.sorted() where !ExternalFileName.isValid(name) {
+        for name in names.sorted() where !ExternalFileName.isValid(name) && ExternalMount(argument: name) == nil {
             throw AmberError(.failure, "--external \(name): not a name such as pipe:[INODE]")
         }
     }
@@ -57,7 +57,7 @@ enum ExternalFiles {
                 }
             }
         }
-        for name in names.sorted() where held[name] == nil {
+        for name in names.sorted() where held[name] == nil && ExternalMount(argument: name) == nil {
             throw AmberError(
                 .failure, "--external \(name): no process of the tree of \(processes[0].tree) has a descriptor on it")
         }

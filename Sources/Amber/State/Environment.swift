@@ -5,12 +5,14 @@ import LinuxKit
 /// What surrounds the process: working directory, umask, resource limits.
 enum EnvironmentState {
     /// Refuses a root directory (chroot) other than amber's, which a restored process would
-    /// get instead, and a working directory that restore cannot reopen by its path: one its
-    /// path no longer reaches, such as /proc/PID of a process that has gone. One that was
+    /// get instead (in a mount namespace of its own: other than its tree root's, the root of
+    /// that namespace, `MountNamespaceState`), and a working directory that restore cannot
+    /// reopen by its path (the tree's path, in a mount namespace of its own): one its path no longer reaches, such as /proc/PID of a process that has gone. One that was
     /// removed (the kernel keeps it with no links) is made again (`DeletedWorkingDirectory`).
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
+        let ownRoot = MountNamespaceState.hostPath("/", of: pid) == "/" ? "/proc/self/root" : "/proc/\(tree.pid)/root"
         if let root = try? FileStatus.stat(path: "/proc/\(pid)/root"),
-            let own = try? FileStatus.stat(path: "/proc/self/root"),
+            let own = try? FileStatus.stat(path: ownRoot),
             root.device != own.device || root.inode != own.inode
         {
             let path = (try? ProcFS.link("/proc/\(pid)/root")) ?? "?"
@@ -28,7 +30,8 @@ enum EnvironmentState {
             }
             return
         }
-        guard let atPath = try? FileStatus.stat(path: cwd), atPath.device == status.device, atPath.inode == status.inode
+        guard let atPath = try? FileStatus.stat(path: MountNamespaceState.hostPath(cwd, of: pid)),
+            atPath.device == status.device, atPath.inode == status.inode
         else {
             throw AmberError.unsupported(
                 process,

@@ -81,7 +81,8 @@ enum MappedUnnamedFiles {
                     throw refuse("which is still linked under a name maps does not show: not supported yet")
                 }
                 let directory = String(mapping.path[..<mapping.path.utf8.lastIndex(of: UInt8(ascii: "/"))!])
-                guard (try? FileStatus.stat(path: directory.isEmpty ? "/" : directory))?.isDirectory == true else {
+                let reached = MountNamespaceState.hostPath(directory.isEmpty ? "/" : directory, of: process.pid)
+                guard (try? FileStatus.stat(path: reached))?.isDirectory == true else {
                     throw refuse(
                         "whose directory \(directory) is gone too (a restore makes it again in it): not restored")
                 }

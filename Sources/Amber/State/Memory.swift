@@ -23,7 +23,8 @@ enum MemoryState {
             let leads =
                 reached[mapping.path]
                 ?? {
-                    guard let status = try? FileStatus.stat(path: mapping.path) else { return false }
+                    guard let status = try? FileStatus.stat(path: MountNamespaceState.hostPath(mapping.path, of: process.pid))
+                    else { return false }
                     return status.device == mapping.device && status.inode == mapping.inode
                 }()
             reached[mapping.path] = leads
@@ -188,7 +189,7 @@ enum MemoryState {
                     try MappedUnnamedFiles.identify(
                         mapping, in: &area, target: target, records: &unnamedFiles, contents: fileContents)
                 } else {
-                    area.fileSize = fileSizes.size(of: mapping)
+                    area.fileSize = fileSizes.size(of: mapping, pid: target.pid)
                 }
             }
             if area.kind == .areaAnonymous && area.shared { SharedAnonymousMemory.identify(mapping, in: &area) }
@@ -325,10 +326,10 @@ enum MemoryState {
         }
 
         /// 0 when the file cannot be looked up.
-        mutating func size(of mapping: MemoryMapping) -> UInt64 {
+        mutating func size(of mapping: MemoryMapping, pid: Int32) -> UInt64 {
             let key = FileKey(path: mapping.path, device: mapping.device, inode: mapping.inode)
             if let size = sizes[key] { return size }
-            let size = (try? FileStatus.stat(path: mapping.path).size) ?? 0
+            let size = (try? FileStatus.stat(path: MountNamespaceState.hostPath(mapping.path, of: pid)).size) ?? 0
             sizes[key] = size
             return size
         }

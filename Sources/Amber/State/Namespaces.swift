@@ -1,8 +1,8 @@
 import Glibc
 import LinuxKit
 
-/// Namespaces (but PID and user namespaces, see `TreeState` and `CredentialState`, and network
-/// namespaces, `NetworkNamespaceState`) and control groups: a restored task is made in amber's own, so a task in others is refused until they
+/// Namespaces (but PID and user namespaces, see `TreeState` and `CredentialState`, network
+/// namespaces, `NetworkNamespaceState`, and mount namespaces, `MountNamespaceState`) and control groups: a restored task is made in amber's own, so a task in others is refused until they
 /// can be recreated.
 enum NamespaceState {
     /// Amber's own namespaces and cgroup lines, read once.
@@ -21,7 +21,7 @@ enum NamespaceState {
         guard let own else {
             throw AmberError(.failure, "cannot read amber's own namespaces and cgroups under /proc/self")
         }
-        for kind in ProcFS.otherNamespaceKinds where kind != "net" {
+        for kind in ProcFS.otherNamespaceKinds where kind != "net" && kind != "mnt" {
             // A kernel without this kind of namespace has no such file for amber either.
             guard let ours = own.namespaces[kind] else { continue }
             let theirs = try ProcFS.namespace(pid: pid, kind: kind)

@@ -444,16 +444,21 @@ enum TreeState {
     /// Every helper inherits `restorerPidfd` at the same number. With `namespaceInit`, the root
     /// is made by that init instead of by us.
     /// The files several processes need by path go into the root's helper first (`treeFiles`).
+    /// A tree dumped in a mount namespace of its own gets a new one, made in the root before
+    /// any file is opened for it (`MountNamespaceState`), with `mounts`; `mountRoot` is then
+    /// its root directory, under which the image's paths are resolved.
     static func build(
         _ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, imageTrusted: Bool,
         namespaceInit: NamespaceInit?, created: inout [Tracee], treeFiles: inout TreeFiles?, openFiles: OpenFileTable,
-        logger: Logger
+        logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore(), mountRoot: inout Int32?
     ) throws -> [TreeTask] {
         let root = tasks[0]
         let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
         let rootTracee: Tracee
         do {
-            let flags = root.namespaceInit ? CloneFlags.newPIDNamespace : 0
+            let flags =
+                (root.namespaceInit ? CloneFlags.newPIDNamespace : 0)
+                | (root.hasMountNamespace ? CloneFlags.newMountNamespace : 0)
             if let namespaceInit {
                 rootTracee = try clone(
                     in: namespaceInit.injector, session: namespaceInit, flags: flags,
@@ -477,6 +482,12 @@ enum TreeState {
         created.append(rootTracee)
         try FaultPoints.reached(restore: FaultPoints.create)
         var built: [TreeTask] = [try TreeTask(record: root, tracee: rootTracee, instruction: instruction)]
+        if root.hasMountNamespace {
+            let fd = try MountNamespaceState.make(in: built[0], options: mounts, imageTrusted: imageTrusted)
+            mountRoot = fd
+            PathOpening.useRoot(fd)
+            logger.debug("made the tree's mount namespace: \(root.mountNamespace.mounts.count) mounts")
+        }
         try ControllingTerminals.makePtys(tasks, openFiles: openFiles, imageTrusted: imageTrusted)
         treeFiles = try TreeFiles.install(
             for: tasks, in: built[0], restorerPidfd: restorerPidfd, imageTrusted: imageTrusted, openFiles: openFiles)

@@ -223,6 +223,16 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   /// Clears the value of `networkNamespace`. Subsequent reads from it will return its default value.
   public mutating func clearNetworkNamespace() {_uniqueStorage()._networkNamespace = nil}
 
+  /// The root's only: the mount namespace of a tree in one other than amber's.
+  public var mountNamespace: Amber_MountNamespace {
+    get {_storage._mountNamespace ?? Amber_MountNamespace()}
+    set {_uniqueStorage()._mountNamespace = newValue}
+  }
+  /// Returns true if `mountNamespace` has been explicitly set.
+  public var hasMountNamespace: Bool {_storage._mountNamespace != nil}
+  /// Clears the value of `mountNamespace`. Subsequent reads from it will return its default value.
+  public mutating func clearMountNamespace() {_uniqueStorage()._mountNamespace = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -831,7 +841,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}threads\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0\u{1}membarrier\0\u{4}W\u{1}shell_job\0\u{4}\u{1e}network_namespace\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}threads\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0\u{1}membarrier\0\u{4}W\u{1}shell_job\0\u{4}\u{1e}network_namespace\0\u{4}x\u{1}mount_namespace\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -859,6 +869,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _membarrier: Amber_Membarrier? = nil
     var _shellJob: Amber_ShellJob? = nil
     var _networkNamespace: Amber_NetworkNamespace? = nil
+    var _mountNamespace: Amber_MountNamespace? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -894,6 +905,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _membarrier = source._membarrier
       _shellJob = source._shellJob
       _networkNamespace = source._networkNamespace
+      _mountNamespace = source._mountNamespace
     }
   }
 
@@ -937,6 +949,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 23: try { try decoder.decodeSingularMessageField(value: &_storage._membarrier) }()
         case 110: try { try decoder.decodeSingularMessageField(value: &_storage._shellJob) }()
         case 140: try { try decoder.decodeSingularMessageField(value: &_storage._networkNamespace) }()
+        case 260: try { try decoder.decodeSingularMessageField(value: &_storage._mountNamespace) }()
         default: break
         }
       }
@@ -1024,6 +1037,9 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       try { if let v = _storage._networkNamespace {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 140)
       } }()
+      try { if let v = _storage._mountNamespace {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 260)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1058,6 +1074,7 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._membarrier != rhs_storage._membarrier {return false}
         if _storage._shellJob != rhs_storage._shellJob {return false}
         if _storage._networkNamespace != rhs_storage._networkNamespace {return false}
+        if _storage._mountNamespace != rhs_storage._mountNamespace {return false}
         return true
       }
       if !storagesAreEqual {return false}

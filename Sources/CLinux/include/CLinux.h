@@ -181,6 +181,8 @@ const char *amber_secure_getenv(const char *name);
 
 /// openat2(AT_FDCWD, path, {flags, mode, resolve}).
 long amber_openat2(const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
+/* openat2 of `path` resolved in the directory `root` as if it were the root directory (RESOLVE_IN_ROOT is in `resolve`). */
+long amber_openat2_in_root(int root, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve);
 /// setfsuid, setfsgid and setgroups of the calling thread alone (raw syscalls; glibc's
 /// setgroups would change every thread). setfs[ug]id return the previous ID.
 long amber_thread_setfsuid(uint32_t uid);
@@ -243,5 +245,10 @@ long amber_accept4(int fd, int flags);
 /// setns and unshare of the calling thread (sched.h's are not in Glibc's module).
 long amber_setns(int fd, int type);
 long amber_unshare(int flags);
+
+/* A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE) in the mount
+ * namespace `namespace_fd`, made by a child that enters it (a process of several threads
+ * cannot): the descriptor, or -errno. */
+long amber_open_tree_in_namespace(int namespace_fd, const char *path);
 
 #endif

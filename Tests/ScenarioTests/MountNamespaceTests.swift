@@ -1,0 +1,51 @@
+// A tree in a mount namespace of its own, as a container runtime makes one (see
+// Tests/Scenarios/mnt_namespace.c): dumped with its bind mount of the scenario's directory
+// named external, restored with --root and --external mnt[...], it checks its mounts, its
+// tmpfs files, its open files and working directory, and its /proc.
+
+import Foundation
+import XCTest
+
+final class MountNamespaceTests: ScenarioTestCase {
+    private static let key = "scenario-dir"
+
+    func testPlain() throws { try runPlain(.mountNamespace) }
+
+    func testDumpAndRestore() throws {
+        _ = try requireAmber()
+        let p = try start(.mountNamespace)
+        let image = try newDirectory("image")
+        let external = "mnt[\(p.directory)]:\(Self.key)"
+        let unnamed = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--leave-running"], reaping: [p])
+        assertRefusal(
+            unnamed, exitCode: AmberExit.unsupportedState,
+            mentions: ["\(p.pid)", p.directory, "--external mnt[\(p.directory)]:KEY"])
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--external", external], reaping: [p])
+        guard r.status == .exited(0) else {
+            XCTFail("dump failed: \(r.summary); \(p.diagnostics)")
+            return
+        }
+        try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.otherFailure, mentions: ["--root PATH"])
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.otherFailure,
+            mentions: ["--external mnt[\(Self.key)]:PATH", p.directory], options: ["--root", p.directory + "/rootfs"])
+        try restoreDetachedExpectingSuccess(
+            p, from: image,
+            options: ["--root", p.directory + "/rootfs", "--external", "mnt[\(Self.key)]:\(p.directory)"])
+        try terminateAndExpectPass(p, "after dump and restore")
+    }
+
+    /// An overlay mounted inside the namespace is refused, naming it; the tree runs on.
+    func testDumpRefusesOverlayMount() throws {
+        _ = try requireAmber()
+        let p = try start(.unsupportedOverlayMount)
+        let image = try newDirectory("image")
+        let r = try amber(
+            ["dump", "-t", "\(p.pid)", "-D", image, "--external", "mnt[\(p.directory)]:\(Self.key)"], reaping: [p])
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "/mnt", "overlay"])
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+        assertRunningUntraced(p.pid, "after the refused dump")
+        try terminateAndExpectPass(p, "after the refused dump")
+    }
+}
