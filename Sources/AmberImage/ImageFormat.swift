@@ -11,6 +11,10 @@ public enum ImageFormat {
     /// written before the inventory is renamed into place; never listed in the inventory.
     public static let macName = "inventory.mac"
 
+    /// Beside the inventory in every image: its own XXH64 (`InventoryChecksum`), written before
+    /// the inventory is renamed into place; never listed in the inventory.
+    public static let inventoryChecksumName = "inventory.xxh64"
+
     /// Page runs, page file offsets and memory areas are aligned to this.
     public static let pageSize: UInt64 = 4096
 

@@ -62,7 +62,9 @@ public final class ImageWriter {
     /// directory that existed before stays); nothing once the image is complete.
     public func discard() {
         guard !complete else { return }
-        for name in names.union([ImageFormat.inventoryTemporaryName, ImageFormat.macName]) {
+        for name in names.union([
+            ImageFormat.inventoryTemporaryName, ImageFormat.macName, ImageFormat.inventoryChecksumName,
+        ]) {
             unlinkat(directoryFD, name, 0)
         }
         for made in created.reversed() {
@@ -93,8 +95,9 @@ public final class ImageWriter {
     /// Fills inventory.files with every file written (name, size, checksums), sets
     /// format_version, then writes inventory.pb via a temporary file and a rename:
     /// only then is the image complete. If `durable`, the temporary file is synced
-    /// before the rename and the directory after it. With a key,
-    /// `inventory.mac` is written before the rename, so a complete image always has it.
+    /// before the rename and the directory after it. The inventory's own checksum,
+    /// `inventory.xxh64`, and with a key `inventory.mac`, are written before the
+    /// rename, so a complete image always has them.
     ///
     /// Whatever `inventory.files` and `format_version` held is replaced. The
     /// root task's record must have been written: a reader refuses an image
@@ -120,6 +123,7 @@ public final class ImageWriter {
         let bytes = try Self.serialize(inventory, file: ImageFormat.inventoryName)
         let temporary = ImageFormat.inventoryTemporaryName
         try writeFile(temporary, bytes, flags: O_TRUNC)
+        try writeFile(ImageFormat.inventoryChecksumName, InventoryChecksum.file(forInventory: bytes), flags: O_EXCL)
         if let key {
             guard
                 let code = ImageMAC.code(
@@ -145,9 +149,10 @@ public final class ImageWriter {
             throw ImageError(
                 .invalid, file: name, detail: "an image file name must not be empty or contain \"/\", \"..\" or NUL")
         }
-        guard name != ImageFormat.inventoryName, name != ImageFormat.inventoryTemporaryName, name != ImageFormat.macName
+        guard name != ImageFormat.inventoryName, name != ImageFormat.inventoryTemporaryName, name != ImageFormat.macName,
+            name != ImageFormat.inventoryChecksumName
         else {
-            throw ImageError(.invalid, file: name, detail: "the name is reserved for the inventory and its MAC")
+            throw ImageError(.invalid, file: name, detail: "the name is reserved for the inventory, its checksum and its MAC")
         }
         guard names.insert(name).inserted else {
             throw ImageError(.invalid, file: name, detail: "the image already has a file of this name")
