@@ -78,7 +78,7 @@ struct ChecksumCheck {
             throw ImageError(
                 .checksumMismatch, file: entry.name,
                 detail:
-                    "bytes \(start)..<\(offset) (\(hex(start))..<\(hex(offset)), chunk \(index) of \(entry.chunkXxh64.count)) have XXH64 \(hex(digest)), the inventory lists \(listed)",
+                    "bytes \(hexRange(start, offset)) (chunk \(index) of \(entry.chunkXxh64.count)) have XXH64 \(hex(digest)), the inventory lists \(listed)",
                 byteRange: start..<offset)
         }
     }

@@ -60,3 +60,9 @@ public struct ImageError: Error, CustomStringConvertible, Sendable {
 func hex(_ value: UInt64) -> String {
     "0x" + String(value, radix: 16)
 }
+
+/// A half-open range as `0x1000-0x2000` (as /proc/PID/maps prints one): how byte and address
+/// ranges appear in error details and in `amber show`.
+func hexRange(_ start: UInt64, _ end: UInt64) -> String {
+    hex(start) + "-" + hex(end)
+}

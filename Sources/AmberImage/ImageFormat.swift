@@ -11,6 +11,10 @@ public enum ImageFormat {
     /// written before the inventory is renamed into place; never listed in the inventory.
     public static let macName = "inventory.mac"
 
+    /// Beside the inventory in every image: its own XXH64 (`InventoryChecksum`), written before
+    /// the inventory is renamed into place; never listed in the inventory.
+    public static let inventoryChecksumName = "inventory.xxh64"
+
     /// Page runs, page file offsets and memory areas are aligned to this.
     public static let pageSize: UInt64 = 4096
 
@@ -55,6 +59,10 @@ public enum ImageFormat {
 
     /// Written first by `ImageWriter.finish(inventory:)`, then renamed to `inventoryName`.
     static let inventoryTemporaryName = "inventory.pb.tmp"
+
+    /// The files written beside the inventory, which it does not list: its temporary file,
+    /// its checksum and its MAC. No file of the image may take one of these names.
+    static let inventoryCompanionNames: Set<String> = [inventoryTemporaryName, inventoryChecksumName, macName]
 
     /// Sizes an NT_X86_XSTATE buffer can have: the 512-byte legacy area and
     /// 64-byte header at least, and far less than 64 KiB on any CPU.

@@ -187,6 +187,10 @@ public final class ImageReader: Sendable {
             )
         }
         let bytes = try readAll(file, size: Int(file.size))
+        // Checked before decoding, so that a flipped byte is reported as such; its absence only
+        // after the version, so that an image of another version is reported as that.
+        let checksum = try readInventoryChecksum(from: store)
+        if let checksum { try InventoryChecksum.check(checksum, inventory: bytes) }
         let inventory: Amber_Inventory
         do {
             inventory = try Amber_Inventory(serializedBytes: bytes)
@@ -200,12 +204,28 @@ public final class ImageReader: Sendable {
                     "the image has format version \(inventory.formatVersion), this amber reads version \(ImageFormat.version)"
             )
         }
+        guard checksum != nil else {
+            throw ImageError(
+                .missing, file: ImageFormat.inventoryChecksumName,
+                detail: "every image has its inventory's XXH64 beside it: this one lost it, or amber dump did not write it")
+        }
         guard inventory.xstateSize == 0 || ImageFormat.xstateSizes.contains(inventory.xstateSize) else {
             throw ImageError(
                 .invalid, file: name,
                 detail: "xstate_size: \(inventory.xstateSize) is neither 0 nor in \(ImageFormat.xstateSizes)")
         }
         return (inventory, bytes)
+    }
+
+    /// The contents of `inventory.xxh64`, or nil if there is none.
+    private static func readInventoryChecksum(from store: any ImageStore) throws(ImageError) -> [UInt8]? {
+        guard let file = try store.open(ImageFormat.inventoryChecksumName) else { return nil }
+        guard file.size == UInt64(InventoryChecksum.fileSize) else {
+            throw ImageError(
+                .corrupt, file: file.name,
+                detail: "it has \(file.size) bytes, not the \(InventoryChecksum.fileSize) of its one line")
+        }
+        return try readAll(file, size: InventoryChecksum.fileSize)
     }
 
     /// Checks the names the inventory lists, and that the root task has a
@@ -219,9 +239,7 @@ public final class ImageReader: Sendable {
                     .invalid, file: ImageFormat.inventoryName,
                     detail: "\(field): name \"\(file.name)\" is empty, or contains \"/\", \"..\" or NUL")
             }
-            guard file.name != ImageFormat.inventoryName, file.name != ImageFormat.inventoryTemporaryName,
-                file.name != ImageFormat.macName
-            else {
+            guard file.name != ImageFormat.inventoryName, !ImageFormat.inventoryCompanionNames.contains(file.name) else {
                 throw ImageError(
                     .invalid, file: ImageFormat.inventoryName, detail: "\(field): the inventory cannot list itself")
             }

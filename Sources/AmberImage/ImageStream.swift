@@ -18,10 +18,10 @@ public enum StreamProtocol {
     public static let timeoutSeconds = 60
 
     /// The names an image's files have: task-N.pb, pages-N.img, pages-N-K.img, shmem-N.img,
-    /// contents-N.img, the inventory's temporary file and its MAC. The inventory itself comes
-    /// only by the rename a commit makes.
+    /// contents-N.img, and the inventory's companions (its temporary file, checksum and MAC).
+    /// The inventory itself comes only by the rename a commit makes.
     static func isImageFileName(_ name: String) -> Bool {
-        if name == ImageFormat.inventoryTemporaryName || name == ImageFormat.macName { return true }
+        if ImageFormat.inventoryCompanionNames.contains(name) { return true }
         if ImageFormat.taskPID(recordName: name) != nil { return true }
         guard name.utf8.count <= 64, name.hasSuffix(".img") else { return false }
         let stem = name.dropLast(4)

@@ -163,7 +163,7 @@ public final class ImageStreamReceiver {
         } catch {
             throw ImageError(.corrupt, file: file, detail: "it does not decode: \(error)")
         }
-        var unlisted = Set(complete.keys).subtracting([ImageFormat.inventoryTemporaryName, ImageFormat.macName])
+        var unlisted = Set(complete.keys).subtracting(ImageFormat.inventoryCompanionNames)
         for entry in decoded.files {
             guard let size = complete[entry.name], unlisted.remove(entry.name) != nil else {
                 throw ImageError(

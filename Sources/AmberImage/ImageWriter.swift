@@ -74,8 +74,9 @@ public final class ImageWriter {
     /// Fills inventory.files with every file written (name, size, checksums), sets
     /// format_version, then writes inventory.pb via a temporary file and a rename:
     /// only then is the image complete. If `durable`, the temporary file is synced
-    /// before the rename and the directory after it. With a key,
-    /// `inventory.mac` is written before the rename, so a complete image always has it.
+    /// before the rename and the directory after it. The inventory's own checksum,
+    /// `inventory.xxh64`, and with a key `inventory.mac`, are written before the
+    /// rename, so a complete image always has them.
     ///
     /// Whatever `inventory.files` and `format_version` held is replaced. The
     /// root task's record must have been written: a reader refuses an image
@@ -101,6 +102,7 @@ public final class ImageWriter {
         let bytes = try Self.serialize(inventory, file: ImageFormat.inventoryName)
         let temporary = ImageFormat.inventoryTemporaryName
         try writeFile(temporary, bytes, replacing: true)
+        try writeFile(ImageFormat.inventoryChecksumName, InventoryChecksum.file(forInventory: bytes), replacing: false)
         if let key {
             guard
                 let code = ImageMAC.code(
@@ -123,9 +125,8 @@ public final class ImageWriter {
             throw ImageError(
                 .invalid, file: name, detail: "an image file name must not be empty or contain \"/\", \"..\" or NUL")
         }
-        guard name != ImageFormat.inventoryName, name != ImageFormat.inventoryTemporaryName, name != ImageFormat.macName
-        else {
-            throw ImageError(.invalid, file: name, detail: "the name is reserved for the inventory and its MAC")
+        guard name != ImageFormat.inventoryName, !ImageFormat.inventoryCompanionNames.contains(name) else {
+            throw ImageError(.invalid, file: name, detail: "the name is reserved for the inventory, its checksum and its MAC")
         }
         guard names.insert(name).inserted else {
             throw ImageError(.invalid, file: name, detail: "the image already has a file of this name")

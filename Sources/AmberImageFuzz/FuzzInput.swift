@@ -69,8 +69,9 @@ struct FuzzInput: Equatable {
     }
 
     /// The files as the reader gets them: in reseal mode, with every inventory
-    /// entry naming a file that is present set to that file's size and XXH64, and
-    /// with `sealsCode` a MAC for that. An inventory that does not decode is left as it is.
+    /// entry naming a file that is present set to that file's size and XXH64, the
+    /// inventory's own checksum (`inventory.xxh64`) made for it, and with `sealsCode`
+    /// a MAC for that. An inventory that does not decode is left as it is.
     var image: [String: [UInt8]] {
         guard resealsChecksums, let bytes = files[ImageFormat.inventoryName],
             var inventory = try? Amber_Inventory(serializedBytes: bytes)
@@ -80,7 +81,9 @@ struct FuzzInput: Equatable {
             inventory.files[index].seal(contents)
         }
         var image = files
-        image[ImageFormat.inventoryName] = try? inventory.serializedBytes()
+        let inventoryBytes: [UInt8]? = try? inventory.serializedBytes()
+        image[ImageFormat.inventoryName] = inventoryBytes
+        image[ImageFormat.inventoryChecksumName] = inventoryBytes.map { InventoryChecksum.file(forInventory: $0) }
         if sealsCode { image[ImageFormat.macName] = fuzzImageKey.authenticationCode(forImage: image) }
         return image
     }
@@ -88,7 +91,7 @@ struct FuzzInput: Equatable {
 
 /// Reads an image the way a restore and `amber show` do, task by task and whole, and traps when
 /// the reader accepts something that breaks a promise it makes, names a file in an
-/// error that is not the inventory or listed in it, or prints invalid JSON;
+/// error that is not the inventory, its checksum or listed in the inventory, or prints invalid JSON;
 /// libFuzzer reports the trap as a crash. Returns the first error the reader gave, if any.
 @discardableResult
 func exercise(_ files: [String: [UInt8]]) -> ImageError? {
@@ -96,7 +99,8 @@ func exercise(_ files: [String: [UInt8]]) -> ImageError? {
         files[ImageFormat.inventoryName].flatMap { try? Amber_Inventory(serializedBytes: $0) }?.files.map(\.name) ?? [])
     func checked(_ error: ImageError) -> ImageError {
         precondition(
-            error.file == ImageFormat.inventoryName || listed.contains(error.file),
+            error.file == ImageFormat.inventoryName || error.file == ImageFormat.inventoryChecksumName
+                || listed.contains(error.file),
             "an error names \(error.file), which the inventory does not list: \(error)")
         return error
     }

@@ -9,7 +9,7 @@ import SwiftProtobuf
 /// address order; the runs are cut to match and moved to their new offsets. An object of
 /// shared anonymous memory is cut once, alike in every task that maps it.
 /// Every other file is taken as it is, and the inventory lists the new sizes
-/// and checksums, so the input is a valid image in either mode. Its own MAC is left out:
+/// and checksums (its own checksum made anew), so the input is a valid image in either mode. Its own MAC is left out:
 /// the input seals one with the fuzz key when its mode says so.
 func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
     let reader = try ImageReader(directory: directory)
@@ -68,7 +68,9 @@ func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
         files[name] = contents
         inventory.files[index].seal(contents)
     }
-    files[ImageFormat.inventoryName] = try inventory.serializedBytes()
+    let inventoryBytes: [UInt8] = try inventory.serializedBytes()
+    files[ImageFormat.inventoryName] = inventoryBytes
+    files[ImageFormat.inventoryChecksumName] = InventoryChecksum.file(forInventory: inventoryBytes)
     return FuzzInput(resealsChecksums: false, sealsCode: false, files: files)
 }
 

@@ -72,7 +72,8 @@ final class ChunkChecksumTests: ImageTestCase {
             XCTAssertEqual(error?.kind, .checksumMismatch, "offset \(offset)")
             XCTAssertEqual(error?.file, name, "offset \(offset)")
             XCTAssertEqual(error?.byteRange, start..<end, "offset \(offset)")
-            XCTAssertTrue(error?.description.contains("bytes \(start)..<\(end)") ?? false, error?.description ?? "")
+            let bytes = "bytes 0x\(String(start, radix: 16))-0x\(String(end, radix: 16)) "
+            XCTAssertTrue(error?.description.contains(bytes) ?? false, error?.description ?? "")
         }
     }
 

@@ -193,11 +193,18 @@ enum Fixture {
         try writer.finish(inventory: inventory)
     }
 
-    /// Replaces the inventory of a finished image, bypassing the writer.
+    /// Replaces the inventory of a finished image, bypassing the writer, and its checksum.
     static func rewriteInventory(at directory: String, _ change: (inout Amber_Inventory) -> Void) throws {
         let url = URL(fileURLWithPath: directory + "/" + ImageFormat.inventoryName)
         var inventory = try Amber_Inventory(serializedBytes: Data(contentsOf: url))
         change(&inventory)
-        try Data(inventory.serializedBytes() as [UInt8]).write(to: url)
+        try writeInventory(at: directory, inventory.serializedBytes())
+    }
+
+    /// Replaces the inventory of a finished image with `bytes`, and its checksum with theirs.
+    static func writeInventory(at directory: String, _ bytes: [UInt8]) throws {
+        try Data(bytes).write(to: URL(fileURLWithPath: directory + "/" + ImageFormat.inventoryName))
+        try Data(InventoryChecksum.file(forInventory: bytes)).write(
+            to: URL(fileURLWithPath: directory + "/" + ImageFormat.inventoryChecksumName))
     }
 }

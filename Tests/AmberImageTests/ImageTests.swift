@@ -117,7 +117,7 @@ final class ImageTests: ImageTestCase {
 
     func testUndecodableInventory() throws {
         try Fixture.writeImage(at: path("image"))
-        try Data([0xff, 0xff, 0xff]).write(to: URL(fileURLWithPath: path("image/inventory.pb")))
+        try Fixture.writeInventory(at: path("image"), [0xff, 0xff, 0xff])
         let error = imageError { _ = try ImageReader(directory: path("image")) }
         XCTAssertEqual(error?.kind, .corrupt)
         XCTAssertEqual(error?.file, "inventory.pb")

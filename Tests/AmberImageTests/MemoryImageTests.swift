@@ -75,6 +75,7 @@ final class MemoryImageTests: ImageTestCase {
 
         var undecodable = image
         undecodable["inventory.pb"] = [0xff, 0xff, 0xff]
+        undecodable["inventory.xxh64"] = InventoryChecksum.file(forInventory: [0xff, 0xff, 0xff])
         XCTAssertEqual(memoryError(undecodable)?.kind, .corrupt)
 
         var unlisted = image
@@ -95,6 +96,7 @@ final class MemoryImageTests: ImageTestCase {
         inventory.files[index].size = UInt64(record.count)
         inventory.files[index].xxh64 = record.withUnsafeBytes { XXH64.hash($0) }
         image["inventory.pb"] = try inventory.serializedBytes()
+        image["inventory.xxh64"] = InventoryChecksum.file(forInventory: image["inventory.pb"]!)
         let reader = try ImageReader(files: image)
         let error = imageError { _ = try reader.task(pid: Fixture.pid) }
         XCTAssertEqual(error?.kind, .corrupt)

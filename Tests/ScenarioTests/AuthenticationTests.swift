@@ -281,7 +281,7 @@ final class AuthenticationTests: ScenarioTestCase {
         return (p, image)
     }
 
-    /// Changes the task record of `pid` and reseals the inventory, as the image's owner can.
+    /// Changes the task record of `pid` and reseals the inventory and its checksum, as the image's owner can.
     func edit(_ image: String, pid: pid_t, _ change: (inout Amber_Task) throws -> Void) throws {
         try editBytes(image, pid: pid) { bytes in
             var task = try Amber_Task(serializedBytes: bytes)
@@ -299,7 +299,10 @@ final class AuthenticationTests: ScenarioTestCase {
         inventory.files[index].size = UInt64(bytes.count)
         inventory.files[index].xxh64 = bytes.withUnsafeBytes { amber_xxh64($0.baseAddress, $0.count) }
         try write(bytes, to: image + "/" + name)
-        try write(try inventory.serializedBytes(), to: image + "/inventory.pb")
+        let inventoryBytes: [UInt8] = try inventory.serializedBytes()
+        try write(inventoryBytes, to: image + "/inventory.pb")
+        try write(
+            InventoryChecksum.file(forInventory: inventoryBytes), to: image + "/" + ImageFormat.inventoryChecksumName)
     }
 
     private func restore(_ image: String, to files: [String: [UInt8]]) throws {

@@ -798,14 +798,16 @@ final class RestoreErrorTests: ScenarioTestCase {
         }
     }
 
-    /// Rewrite inventory.pb (not itself checksummed) through the generated type.
+    /// Rewrite inventory.pb through the generated type, and its checksum (inventory.xxh64).
     private func editInventory(_ image: String, _ edit: (inout Amber_Inventory) -> Void) throws {
         let path = image + "/inventory.pb"
         guard let bytes = Sys.readFile(path) else { throw RunnerError("no inventory.pb in \(image)") }
         var inventory = try Amber_Inventory(serializedBytes: Data(bytes))
         edit(&inventory)
-        let data: Data = try inventory.serializedBytes()
-        try data.write(to: URL(fileURLWithPath: path))
+        let edited: [UInt8] = try inventory.serializedBytes()
+        try Data(edited).write(to: URL(fileURLWithPath: path))
+        try Data(InventoryChecksum.file(forInventory: edited)).write(
+            to: URL(fileURLWithPath: image + "/" + ImageFormat.inventoryChecksumName))
     }
 }
 

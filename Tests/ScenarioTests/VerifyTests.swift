@@ -39,16 +39,36 @@ final class VerifyTests: ScenarioTestCase {
         XCTAssertGreaterThan(Int(st.st_size), 6 * chunk, "the page file \(pages) is too small for this test")
         try flipByte(path, at: offset)
 
-        let start = 5 * chunk
-        let end = 6 * chunk
+        let chunkBytes = "bytes 0x\(String(5 * chunk, radix: 16))-0x\(String(6 * chunk, radix: 16)) "
         for arguments in [["verify", image], ["show", "--verify", image]] {
             let r = try amber(arguments)
-            assertRefusal(r, exitCode: AmberExit.badImage, mentions: [pages, "bytes \(start)..<\(end)"])
+            assertRefusal(r, exitCode: AmberExit.badImage, mentions: [pages, chunkBytes])
         }
         let restore = try amber(["restore", "-D", image, "--detach"])
         track(p.pid)
-        assertRefusal(restore, exitCode: AmberExit.badImage, mentions: [pages, "bytes \(start)..<\(end)"])
+        assertRefusal(restore, exitCode: AmberExit.badImage, mentions: [pages, chunkBytes])
         XCTAssertFalse(Proc.pidInUse(p.pid), "a refused restore left PID \(p.pid) in use")
+    }
+
+    /// The inventory has a checksum of its own: its last byte flipped, or `inventory.xxh64` gone,
+    /// and verify and restore refuse the image naming the file.
+    func testVerifyNamesFlippedInventoryByteAndMissingChecksum() throws {
+        let (image, pid) = try dumpedImage()
+        track(pid)
+        var st = stat()
+        XCTAssertEqual(stat(image + "/inventory.pb", &st), 0)
+        try flipByte(image + "/inventory.pb", at: Int(st.st_size) - 1)
+        for arguments in [["verify", image], ["restore", "-D", image, "--detach"]] {
+            let r = try amber(arguments)
+            assertRefusal(r, exitCode: AmberExit.badImage, mentions: ["inventory.pb", "inventory.xxh64 lists 0x"])
+        }
+        try flipByte(image + "/inventory.pb", at: Int(st.st_size) - 1)
+        XCTAssertEqual(unlink(image + "/" + ImageFormat.inventoryChecksumName), 0)
+        for arguments in [["verify", image], ["restore", "-D", image, "--detach"]] {
+            let r = try amber(arguments)
+            assertRefusal(r, exitCode: AmberExit.badImage, mentions: [ImageFormat.inventoryChecksumName])
+        }
+        XCTAssertFalse(Proc.pidInUse(pid), "a refused restore left PID \(pid) in use")
     }
 
     private func flipByte(_ path: String, at offset: Int) throws {
