@@ -36,7 +36,7 @@ final class ImageStreamTests: ImageTestCase {
             }
             try writer.finish(inventory: Fixture.inventory())
         }
-        XCTAssertEqual(try received.get().files, 5)
+        XCTAssertEqual(try received.get().files, 6)
         let names = try FileManager.default.contentsOfDirectory(atPath: path("local")).sorted()
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: path("received")).sorted(), names)
         for name in names {
