@@ -39,7 +39,8 @@ public enum Checkpoint {
     public static func run(
         pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
         shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil),
-        tcpEstablished: Bool = false, copyOnWrite: Bool = false, previous: String? = nil, logger: Logger
+        tcpEstablished: Bool = false, copyOnWrite: Bool = false, previous: String? = nil,
+        storage: ImageStorage = .plain, logger: Logger
     ) throws(AmberError) -> Summary {
         if copyOnWrite && previous != nil {
             throw AmberError(
@@ -62,13 +63,13 @@ public enum Checkpoint {
         try ExternalFiles.checkNames(externalFiles)
         // A dump after a pre-dump refers to it for the pages not written since (`MemoryTracking`).
         let incremental = try previous.map { previous throws(AmberError) in
-            try IncrementalDump(previous: previous, directory: directory)
+            try IncrementalDump(previous: previous, directory: directory, encryptionKey: storage.encryptionKey)
         }
         // Root's dumps are authenticated with this host's key; a user cannot read it.
         let key = try HostImageKey.forDump()
         let writer: ImageWriter
         do {
-            writer = try ImageWriter(directory: directory, durable: durable, key: key)
+            writer = try ImageWriter(directory: directory, durable: durable, key: key, storage: storage)
         } catch {
             throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
         }

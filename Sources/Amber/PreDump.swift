@@ -38,7 +38,9 @@ public enum PreDump {
 
     /// Pre-dumps the tree rooted at `pid` into `directory`; with `previous` (an earlier
     /// pre-dump, beside it) only what was written since is copied.
-    public static func run(pid: Int32, directory: String, previous: String?, logger: Logger) throws(AmberError)
+    public static func run(
+        pid: Int32, directory: String, previous: String?, storage: ImageStorage = .plain, logger: Logger
+    ) throws(AmberError)
         -> Summary
     {
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
@@ -46,12 +48,12 @@ public enum PreDump {
         }
         guard pid != getpid() else { throw AmberError(.unsupported, "amber cannot dump itself") }
         let incremental = try previous.map { previous throws(AmberError) in
-            try IncrementalDump(previous: previous, directory: directory)
+            try IncrementalDump(previous: previous, directory: directory, encryptionKey: storage.encryptionKey)
         }
         let key = try HostImageKey.forDump()
         let writer: ImageWriter
         do {
-            writer = try ImageWriter(directory: directory, key: key)
+            writer = try ImageWriter(directory: directory, key: key, storage: storage)
         } catch {
             throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
         }

@@ -1,3 +1,4 @@
+import FoundationEssentials
 import Glibc
 import SwiftProtobuf
 
@@ -26,15 +27,24 @@ public final class ImageWriter {
     private let key: ImageKey?
     /// The SHA-256 of every record written, by name, for the MAC.
     private var recordDigests: [String: [UInt8]] = [:]
+    /// Whether page files are compressed (`--compress`).
+    private let compress: Bool
+    /// The image's keys when it is encrypted (`--encrypt-key`): every file is sealed.
+    private let sealing: ImageSealing?
 
     /// Creates the directory (with parents) or takes an existing empty one; a non-empty one is refused
     /// (.directoryNotEmpty). No component of `directory` may be a symbolic link (.invalid): amber
     /// runs as root, and a link a user planted would point root's writes at a directory of its choosing.
-    /// With `key`, `finish(inventory:)` also writes the image's MAC.
-    public init(directory: String, durable: Bool = false, key: ImageKey? = nil) throws(ImageError) {
+    /// With `key`, `finish(inventory:)` also writes the image's MAC. `storage` says how files are
+    /// stored (docs/image-format.md, "Compressed and encrypted files").
+    public init(directory: String, durable: Bool = false, key: ImageKey? = nil, storage: ImageStorage = .plain)
+        throws(ImageError)
+    {
         self.directory = directory
         self.durable = durable
         self.key = key
+        compress = storage.compress
+        sealing = storage.encryptionKey.map { ImageSealing(key: $0) }
         let (fd, created) = try Self.openDirectories(directory)
         do {
             if let made = created.last {
@@ -74,10 +84,22 @@ public final class ImageWriter {
     public func writeRecord(_ message: some SwiftProtobuf.Message, name: String) throws(ImageError) {
         try claim(name)
         let bytes = try Self.serialize(message, file: name)
-        try writeFile(name, bytes, flags: O_EXCL)
         if key != nil { recordDigests[name] = ImageMAC.digest(bytes) }
-        records.append(
-            Self.entry(name: name, size: UInt64(bytes.count), xxh64: bytes.withUnsafeBytes { XXH64.hash($0) }))
+        guard let sealing else {
+            try writeFile(name, bytes, flags: O_EXCL)
+            records.append(
+                Self.entry(name: name, size: UInt64(bytes.count), xxh64: bytes.withUnsafeBytes { XXH64.hash($0) }))
+            return
+        }
+        // A record is one sealed chunk; the inventory lists its plain size.
+        let stored = bytes.withUnsafeBytes {
+            ChunkCodec(name: name, compress: false, sealing: sealing).encode($0, index: 0, isLast: true)
+        }
+        try writeFile(name, stored, flags: O_EXCL)
+        var entry = Self.entry(name: name, size: UInt64(bytes.count), xxh64: stored.withUnsafeBytes { XXH64.hash($0) })
+        entry.storedChunkSize = [UInt64(stored.count)]
+        entry.encrypted = true
+        records.append(entry)
     }
 
     /// Creates the page file `name` (e.g. `ImageFormat.pageFileName(pid:)`); `finish(inventory:)` closes and lists it (syncs it first if `durable`).
@@ -85,7 +107,9 @@ public final class ImageWriter {
         try claim(name)
         let fd = openFile(in: directoryFD, name, O_WRONLY | O_CREAT | O_EXCL)
         guard fd >= 0 else { throw .system("create", file: name) }
-        let pageFile = PageFileWriter(name: name, fd: fd)
+        let codec =
+            compress || sealing != nil ? ChunkCodec(name: name, compress: compress, sealing: sealing) : nil
+        let pageFile = PageFileWriter(name: name, fd: fd, codec: codec)
         pageFiles.append(pageFile)
         return pageFile
     }
@@ -117,6 +141,11 @@ public final class ImageWriter {
         var inventory = inventory
         inventory.formatVersion = ImageFormat.version
         inventory.files = files.sorted { $0.name < $1.name }
+        if let sealing {
+            inventory.encryption = sealing.record
+            inventory.encryption.inventoryCode = Data(
+                sealing.inventoryCode(try Self.serialize(inventory, file: ImageFormat.inventoryName)))
+        }
         let bytes = try Self.serialize(inventory, file: ImageFormat.inventoryName)
         let temporary = ImageFormat.inventoryTemporaryName
         try writeFile(temporary, bytes, flags: O_TRUNC)
@@ -273,6 +302,9 @@ public final class PageFileWriter {
     private var chunkDigests: [UInt64] = []
     /// Set when a write failed: the file no longer matches `size` and the digests.
     private var failed = false
+    /// For a compressed or encrypted page file: its chunks' encoder; the file holds what it returns.
+    private let pipeline: ChunkPipeline?
+    private let codec: ChunkCodec?
 
     /// Hash and write in slices of this size: each slice is still in the CPU cache when
     /// `write` copies it after hashing read it, and the page cache takes 256 KiB writes
@@ -280,9 +312,11 @@ public final class PageFileWriter {
     private static let sliceSize = 256 << 10
     private static let chunkSize = ImageFormat.pageFileChunkSize
 
-    init(name: String, fd: CInt) {
+    init(name: String, fd: CInt, codec: ChunkCodec? = nil) {
         self.name = name
         self.fd = fd
+        self.codec = codec
+        pipeline = codec.map { ChunkPipeline(codec: $0, chunkSize: Int(Self.chunkSize)) }
     }
 
     deinit {
@@ -305,6 +339,16 @@ public final class PageFileWriter {
                 detail: "an append of \(bytes.count) bytes is not a whole number of \(ImageFormat.pageSize)-byte pages")
         }
         let offset = size
+        if let pipeline {
+            do {
+                try pipeline.add(bytes, to: writeStored)
+            } catch {
+                failed = true
+                throw error
+            }
+            size += UInt64(bytes.count)
+            return offset
+        }
         var start = 0
         while start < bytes.count {
             let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<min(start + Self.sliceSize, bytes.count)])
@@ -334,6 +378,11 @@ public final class PageFileWriter {
         }
     }
 
+    /// Writes a stored chunk (compressed or sealed) at the end of the file.
+    private func writeStored(_ bytes: UnsafeRawBufferPointer) throws(ImageError) {
+        try writeAll(fd, bytes, file: name)
+    }
+
     private func completeChunk() {
         chunkDigests.append(chunkHash.digest)
         chunkHash = XXH64()
@@ -346,11 +395,24 @@ public final class PageFileWriter {
             close(fd)
             fd = -1
         }
-        if durable { try syncFile(fd, file: name) }
-        if size % Self.chunkSize != 0 { completeChunk() }
         var entry = ImageWriter.entry(name: name, size: size, xxh64: 0)
         entry.chunkSize = Self.chunkSize
-        entry.chunkXxh64 = chunkDigests
+        if let pipeline, let codec {
+            do {
+                try pipeline.finish(to: writeStored)
+            } catch {
+                failed = true
+                throw error
+            }
+            entry.chunkXxh64 = pipeline.storedDigests
+            entry.storedChunkSize = pipeline.storedSizes
+            entry.compressed = codec.compress
+            entry.encrypted = codec.key != nil
+        } else {
+            if size % Self.chunkSize != 0 { completeChunk() }
+            entry.chunkXxh64 = chunkDigests
+        }
+        if durable { try syncFile(fd, file: name) }
         return entry
     }
 }

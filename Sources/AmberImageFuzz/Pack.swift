@@ -10,8 +10,9 @@ import SwiftProtobuf
 /// shared anonymous memory is cut once, alike in every task that maps it.
 /// Every other file is taken as it is, and the inventory lists the new sizes
 /// and checksums, so the input is a valid image in either mode. Its own MAC is left out:
-/// the input seals one with the fuzz key when its mode says so.
-func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
+/// the input seals one with the fuzz key when its mode says so. With `storage`, the input's image
+/// is stored so: compressed, and encrypted under `fuzzEncryptionKey`.
+func packImage(directory: String, pageLimit: Int, storage: ImageStorage = .plain) throws -> FuzzInput {
     let reader = try ImageReader(directory: directory)
     var files: [String: [UInt8]] = [:]
     var pagesKept: [String: [UInt8]] = [:]
@@ -69,6 +70,12 @@ func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
         inventory.files[index].seal(contents)
     }
     files[ImageFormat.inventoryName] = try inventory.serializedBytes()
+    if storage.compress || storage.encryptionKey != nil {
+        guard let coded = recodedImage(files, storage: storage) else {
+            throw FileError("cannot compress or encrypt the packed image of", directory)
+        }
+        files = coded
+    }
     return FuzzInput(resealsChecksums: false, sealsCode: false, files: files)
 }
 

@@ -138,12 +138,22 @@ struct DumpCommand: ParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    @Flag(
+        name: .customLong("compress"),
+        help:
+            "Store page files compressed (zstd, in 1 MiB chunks, on every CPU while memory is read); a chunk that does not shrink is stored as it is."
+    )
+    var compress = false
+
+    @OptionGroup var encryption: EncryptionOptions
+
     func run() throws {
         DumpWorker(
             supervisor: getpid(), pid: pid, directory: directory, leaveRunning: leaveRunning, sync: sync,
             verbosity: logging.verbose, shellJob: shellJob, externalFiles: externalFiles,
             tcpEstablished: tcpEstablished,
-            copyOnWrite: copyOnWrite, previous: previous ?? ""
+            copyOnWrite: copyOnWrite, previous: previous ?? "", compress: compress,
+            encryptionKeyFile: encryption.keyFile ?? ""
         ).start()
     }
 }
@@ -223,6 +233,8 @@ struct RestoreCommand: ParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
+    @OptionGroup var encryption: EncryptionOptions
+
     func validate() throws {
         for argument in inheritFDs where InheritedFile(argument: argument) == nil {
             throw ValidationError("--inherit-fd \(argument): expected fd[N]:pipe:[INODE]")
@@ -266,7 +278,8 @@ struct RestoreCommand: ParsableCommand {
                 directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage,
                 inheritedFiles: inheritedFiles, shellJob: shellJob,
                 joinNetwork: joinNamespaces.first.map { String($0.dropFirst(4)) },
-                externalVeths: externals.compactMap(ExternalVeth.init(argument:)), lazyPages: lazyPages, logger: logger)
+                externalVeths: externals.compactMap(ExternalVeth.init(argument:)), lazyPages: lazyPages,
+                encryptionKey: encryption.key(), logger: logger)
         } catch {
             fail(error)
         }
@@ -323,10 +336,12 @@ struct ShowCommand: ParsableCommand {
     @Flag(name: .long, help: "Only check the image, as `amber verify` does.")
     var verify = false
 
+    @OptionGroup var encryption: EncryptionOptions
+
     func run() throws {
-        if verify { return VerifyCommand.verify(directory) }
+        if verify { return VerifyCommand.verify(directory, encryptionKey: encryption.key()) }
         do {
-            print(try imageJSON(directory: directory))
+            print(try imageJSON(ImageReader(directory: directory, encryptionKey: encryption.key())))
         } catch {
             fail(AmberError(.badImage, error.description))
         }
@@ -351,15 +366,18 @@ struct VerifyCommand: ParsableCommand {
     )
     var needs = false
 
+    @OptionGroup var encryption: EncryptionOptions
+
     func run() throws {
-        Self.verify(directory)
-        if needs { Self.printNeeds(directory) }
+        let key = encryption.key()
+        Self.verify(directory, encryptionKey: key)
+        if needs { Self.printNeeds(directory, encryptionKey: key) }
     }
 
-    static func verify(_ directory: String) {
+    static func verify(_ directory: String, encryptionKey: ImageEncryptionKey? = nil) {
         let report: Verification.Report
         do {
-            report = try Verification.run(directory: directory)
+            report = try Verification.run(directory: directory, encryptionKey: encryptionKey)
         } catch {
             fail(error)
         }
@@ -368,10 +386,10 @@ struct VerifyCommand: ParsableCommand {
     }
 
     /// One section per kind of ask, each line naming the process or thread.
-    static func printNeeds(_ directory: String) {
+    static func printNeeds(_ directory: String, encryptionKey: ImageEncryptionKey? = nil) {
         let needs: ImageNeeds
         do {
-            needs = try ImageNeeds.of(directory: directory)
+            needs = try ImageNeeds.of(directory: directory, encryptionKey: encryptionKey)
         } catch {
             fail(error)
         }

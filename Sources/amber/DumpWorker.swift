@@ -1,4 +1,5 @@
 import Amber
+import AmberImage
 import Glibc
 
 /// `amber dump` does not trace anything itself: it starts a worker (this binary again) that
@@ -11,7 +12,8 @@ import Glibc
 /// parse is about 3 ms, the worker's own start about 4, and they overlap. Its command line is
 /// `amber --dump-worker SUPERVISOR FD`; the parsed arguments follow on the pipe FD, fields
 /// ended by NUL: PID DIR LEAVE_RUNNING SYNC VERBOSITY TCP_ESTABLISHED SHELL_JOB COW (flags 0 or 1)
-/// PREV_IMAGES_DIR (empty for none), then one field for each `--external` name. A command line that does
+/// PREV_IMAGES_DIR (empty for none) COMPRESS (0 or 1) ENCRYPT_KEY (the key file, empty for none),
+/// then one field for each `--external` name. A command line that does
 /// not parse, or asks for help, closes the pipe empty, and the worker exits saying nothing.
 struct DumpWorker {
     static let flag = "--dump-worker"
@@ -28,6 +30,9 @@ struct DumpWorker {
     let copyOnWrite: Bool
     /// `--prev-images-dir`: the pre-dump this dump refers to, "" for none.
     let previous: String
+    let compress: Bool
+    /// `--encrypt-key`: the key file, read by the worker; "" for none.
+    let encryptionKeyFile: String
 
     /// The worker started, waiting for its arguments on the pipe `arguments` writes to.
     private struct Started {
@@ -64,7 +69,7 @@ struct DumpWorker {
         var fields = [UInt8]()
         for field in [
             "\(pid)", directory, leaveRunning ? "1" : "0", sync ? "1" : "0", "\(verbosity)", tcpEstablished ? "1" : "0",
-            shellJob ? "1" : "0", copyOnWrite ? "1" : "0", previous,
+            shellJob ? "1" : "0", copyOnWrite ? "1" : "0", previous, compress ? "1" : "0", encryptionKeyFile,
         ] + externalFiles {
             fields += Array(field.utf8) + [0]
         }
@@ -146,12 +151,13 @@ struct DumpWorker {
         let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map {
             String(decoding: $0, as: UTF8.self)
         }
-        guard fields.count >= 10, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
+        guard fields.count >= 12, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
         DumpWorker(
             supervisor: supervisor, pid: pid, directory: fields[1], leaveRunning: fields[2] == "1",
             sync: fields[3] == "1", verbosity: verbosity, shellJob: fields[6] == "1",
-            externalFiles: Array(fields[9..<(fields.count - 1)]), tcpEstablished: fields[5] == "1",
-            copyOnWrite: fields[7] == "1", previous: fields[8]
+            externalFiles: Array(fields[11..<(fields.count - 1)]), tcpEstablished: fields[5] == "1",
+            copyOnWrite: fields[7] == "1", previous: fields[8], compress: fields[9] == "1",
+            encryptionKeyFile: fields[10]
         ).run()
     }
 
@@ -165,12 +171,21 @@ struct DumpWorker {
         let logger = LoggingOptions.makeLogger(verbosity: verbosity)
         let clock = ContinuousClock()
         let start = clock.now
+        var storage = ImageStorage(compress: compress)
+        if !encryptionKeyFile.isEmpty {
+            do {
+                storage.encryptionKey = try ImageEncryptionKey(file: encryptionKeyFile)
+            } catch {
+                fail(AmberError(.failure, "--encrypt-key \(encryptionKeyFile): \(error.detail)"))
+            }
+        }
         do {
             let summary = try Checkpoint.run(
                 pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync,
                 externalFiles: Set(externalFiles), shellJob: shellJob,
                 interruption: DumpInterruption(supervisor: supervisor), tcpEstablished: tcpEstablished,
-                copyOnWrite: copyOnWrite, previous: previous.isEmpty ? nil : previous, logger: logger)
+                copyOnWrite: copyOnWrite, previous: previous.isEmpty ? nil : previous, storage: storage,
+                logger: logger)
             let frozenTenths = summary.frozenNanoseconds / 100_000
             logger.info(
                 "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(clock.now - start), frozen for \(frozenTenths / 10).\(frozenTenths % 10) ms"
