@@ -32,10 +32,13 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // Debian's libzstd, for compressed page files (dump --compress).
+        .systemLibrary(name: "CZstd"),
         .target(
             name: "AmberImage",
             dependencies: [
                 "CChecksum",
+                "CZstd",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

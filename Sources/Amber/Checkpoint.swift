@@ -63,7 +63,7 @@ public enum Checkpoint {
         pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
         shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil),
         tcpEstablished: Bool = false, copyOnWrite: Bool = false, previous: String? = nil, pageServer: String? = nil,
-        amongOtherFiles: Bool = false, logger: Logger
+        amongOtherFiles: Bool = false, storage: ImageStorage = .plain, logger: Logger
     ) throws(AmberError) -> Summary {
         if pageServer != nil && previous != nil {
             throw AmberError(
@@ -98,17 +98,19 @@ public enum Checkpoint {
         try ExternalFiles.checkNames(externalFiles)
         // A dump after a pre-dump refers to it for the pages not written since (`MemoryTracking`).
         let incremental = try previous.map { previous throws(AmberError) in
-            try IncrementalDump(previous: previous, directory: directory)
+            try IncrementalDump(previous: previous, directory: directory, encryptionKey: storage.encryptionKey)
         }
         // Root's dumps are authenticated with this host's key; a user cannot read it.
         let key = try HostImageKey.forDump()
         let writer: ImageWriter
         if let pageServer {
-            writer = ImageWriter(sink: try PageServer.sink(to: pageServer), durable: durable, key: key)
+            writer = ImageWriter(
+                sink: try PageServer.sink(to: pageServer), durable: durable, key: key, storage: storage)
         } else {
             do {
                 writer = try ImageWriter(
-                    directory: directory, durable: durable, key: key, amongOtherFiles: amongOtherFiles)
+                    directory: directory, durable: durable, key: key, storage: storage,
+                    amongOtherFiles: amongOtherFiles)
             } catch {
                 throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
             }

@@ -215,12 +215,14 @@ public struct ImageNeeds: Sendable {
     public let externalFiles: [String]
 
     /// Reads and checks the image as a restore would, and lists its asks.
-    public static func of(directory: String) throws(AmberError) -> ImageNeeds {
+    public static func of(directory: String, encryptionKey: ImageEncryptionKey? = nil) throws(AmberError)
+        -> ImageNeeds
+    {
         let key = try HostImageKey.forCheck()
         let image: ImageReader
         let tasks: [Amber_Task]
         do {
-            image = try ImageReader(directory: directory, key: key)
+            image = try ImageReader(directory: directory, key: key, encryptionKey: encryptionKey)
             tasks = try image.taskPIDs.map { pid throws(ImageError) in try image.task(pid: pid) }
         } catch {
             throw AmberError(.badImage, error.description)

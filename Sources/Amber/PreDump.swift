@@ -42,19 +42,21 @@ public enum PreDump {
     /// pre-dump, beside it) only what was written since is copied. `amongOtherFiles` lets an
     /// existing `directory` hold files other than an image (`amber swrk`).
     public static func run(
-        pid: Int32, directory: String, previous: String?, amongOtherFiles: Bool = false, logger: Logger
+        pid: Int32, directory: String, previous: String?, amongOtherFiles: Bool = false,
+        storage: ImageStorage = .plain, logger: Logger
     ) throws(AmberError) -> Summary {
         guard pid > 0, Signals.processExists(pid), (try? ProcFS.status(pid: pid)) != nil else {
             throw AmberError(.noSuchProcess, "no process with PID \(pid)")
         }
         guard pid != getpid() else { throw AmberError(.unsupported, "amber cannot dump itself") }
         let incremental = try previous.map { previous throws(AmberError) in
-            try IncrementalDump(previous: previous, directory: directory)
+            try IncrementalDump(previous: previous, directory: directory, encryptionKey: storage.encryptionKey)
         }
         let key = try HostImageKey.forDump()
         let writer: ImageWriter
         do {
-            writer = try ImageWriter(directory: directory, key: key, amongOtherFiles: amongOtherFiles)
+            writer = try ImageWriter(
+                directory: directory, key: key, storage: storage, amongOtherFiles: amongOtherFiles)
         } catch {
             throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
         }

@@ -34,15 +34,16 @@ public enum Restore {
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
         inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
-        externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, logger: Logger,
-        mounts: MountNamespaceRestore = MountNamespaceRestore()
+        externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, encryptionKey: ImageEncryptionKey? = nil,
+        logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore()
     ) throws(AmberError) -> Restored {
         let started = ContinuousClock.now
         let key = try HostImageKey.forCheck()
         let image: ImageReader
         let tasks: [Amber_Task]
         do {
-            image = try ImageReader(directory: directory, key: key, checkPages: !lazyPages)
+            image = try ImageReader(
+                directory: directory, key: key, checkPages: !lazyPages, encryptionKey: encryptionKey)
             try checkHost(image.inventory)
             tasks = try image.tasks()
             try FaultPoints.reached(restore: FaultPoints.read)

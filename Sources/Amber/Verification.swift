@@ -20,10 +20,10 @@ public enum Verification {
     /// Checks the inventory, every file it lists against its checksums, and every task record
     /// field by field and against the others (docs/image-format.md). Throws `.badImage` naming
     /// the first file that fails (for a page file, the byte range of the bad chunk).
-    public static func run(directory: String) throws(AmberError) -> Report {
+    public static func run(directory: String, encryptionKey: ImageEncryptionKey? = nil) throws(AmberError) -> Report {
         let key = try HostImageKey.forCheck()
         do {
-            let reader = try ImageReader(directory: directory, key: key)
+            let reader = try ImageReader(directory: directory, key: key, encryptionKey: encryptionKey)
             _ = try reader.tasks()
             // An incremental image's chain was checked with it: its files count too.
             var chain: [Amber_ImageFile] = []

@@ -30,9 +30,10 @@ public enum ImageChain {
     }
 
     /// Opens the parent `inventory` names, beside `directory`; nil when it names none.
-    static func parent(of inventory: Amber_Inventory, directory: String, depth: Int) throws(ImageError)
-        -> ImageReader?
-    {
+    /// An encrypted chain is opened with one key, the one every image of it was dumped with.
+    static func parent(
+        of inventory: Amber_Inventory, directory: String, depth: Int, encryptionKey: ImageEncryptionKey? = nil
+    ) throws(ImageError) -> ImageReader? {
         guard inventory.hasParent else { return nil }
         let name = inventory.parent.directory
         func invalid(_ detail: String) -> ImageError {
@@ -68,7 +69,9 @@ public enum ImageChain {
             )
         }
         let path = container == "/" ? "/\(name)" : "\(container)/\(name)"
-        let parent = try ImageReader(store: DirectoryStore(descriptor: fd), directory: path, key: nil, depth: depth + 1)
+        let parent = try ImageReader(
+            store: DirectoryStore(descriptor: fd), directory: path, key: nil, depth: depth + 1,
+            encryptionKey: encryptionKey)
         guard parent.inventoryDigest == [UInt8](inventory.parent.inventorySha256) else {
             throw ImageError(
                 .checksumMismatch, file: "\(path)/\(ImageFormat.inventoryName)",

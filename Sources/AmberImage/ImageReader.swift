@@ -36,37 +36,48 @@ public final class ImageReader: Sendable {
     /// Whether the page files were checked when the image was opened; if not, `pageFile(named:)`
     /// checks each one it maps.
     private let pagesChecked: Bool
+    /// An encrypted image's keys (`Inventory.encryption`), from the key it was opened with.
+    let sealing: ImageSealing?
 
     /// Reads and checks the inventory, then checks that every file it lists
     /// exists with the listed size and checksum; with `key`, whether the image is authenticated.
     /// Without `checkPages` the page files' checksums are left to whoever reads their pages
     /// (`LazyPageFile`, which checks each chunk before it hands out a byte of it).
-    public convenience init(directory: String, key: ImageKey? = nil, checkPages: Bool = true) throws(ImageError) {
+    /// An encrypted image needs `encryptionKey` (`--encrypt-key`); it is refused for any other.
+    public convenience init(
+        directory: String, key: ImageKey? = nil, checkPages: Bool = true, encryptionKey: ImageEncryptionKey? = nil
+    ) throws(ImageError) {
         try self.init(
-            store: DirectoryStore(directory: directory), directory: directory, key: key, checkPages: checkPages)
+            store: DirectoryStore(directory: directory), directory: directory, key: key, checkPages: checkPages,
+            encryptionKey: encryptionKey)
     }
 
     /// The image whose files are `files` (name to contents), checked exactly as
     /// one in a directory; a name the inventory lists but `files` lacks is missing.
-    public convenience init(files: [String: [UInt8]], key: ImageKey? = nil) throws(ImageError) {
-        try self.init(store: MemoryStore(files: files), directory: "(memory)", key: key)
+    public convenience init(
+        files: [String: [UInt8]], key: ImageKey? = nil, encryptionKey: ImageEncryptionKey? = nil
+    ) throws(ImageError) {
+        try self.init(store: MemoryStore(files: files), directory: "(memory)", key: key, encryptionKey: encryptionKey)
     }
 
-    init(store: any ImageStore, directory: String, key: ImageKey?, depth: Int = 0, checkPages: Bool = true)
-        throws(ImageError)
-    {
+    init(
+        store: any ImageStore, directory: String, key: ImageKey?, depth: Int = 0, checkPages: Bool = true,
+        encryptionKey: ImageEncryptionKey? = nil
+    ) throws(ImageError) {
         let inventoryBytes: [UInt8]
         (inventory, inventoryBytes) = try Self.readInventory(from: store, directory: directory)
         files = try Self.checkEntries(of: inventory)
-        records = try Self.verifyFiles(of: inventory, in: store, checkPages: checkPages)
+        sealing = try ImageSealing.open(inventory, key: encryptionKey)
+        records = try Self.verifyFiles(of: inventory, in: store, checkPages: checkPages, sealing: sealing)
         (authenticity, authenticatedDigests) = try Self.authenticate(
-            inventory, bytes: inventoryBytes, records: records, in: store, key: key)
+            inventory, bytes: inventoryBytes, records: records, in: store, key: key, sealing: sealing)
         self.directory = directory
         self.store = store
         pagesChecked = checkPages
         taskPIDs = inventory.files.compactMap { ImageFormat.taskPID(recordName: $0.name) }.sorted()
         inventoryDigest = ImageMAC.digest(inventoryBytes)
-        parent = try ImageChain.parent(of: inventory, directory: directory, depth: depth)
+        parent = try ImageChain.parent(
+            of: inventory, directory: directory, depth: depth, encryptionKey: encryptionKey)
     }
 
     /// Checks `inventory.mac` against the inventory and the SHA-256 of every record, which
@@ -74,7 +85,7 @@ public final class ImageReader: Sendable {
     /// restored as unauthenticated.
     private static func authenticate(
         _ inventory: Amber_Inventory, bytes: [UInt8], records: [String: [UInt8]], in store: any ImageStore,
-        key: ImageKey?
+        key: ImageKey?, sealing: ImageSealing?
     ) throws(ImageError) -> (ImageAuthenticity, [String: [UInt8]]) {
         guard let file = try? store.open(ImageFormat.macName) else { return (.noCode, [:]) }
         guard let key else { return (.noKey, [:]) }
@@ -86,7 +97,11 @@ public final class ImageReader: Sendable {
             // No writer makes a record this large: the MAC cannot cover it.
             guard entry.size <= ImageFormat.maximumRecordSize else { return (.mismatch, [:]) }
             let record: [UInt8]
-            if let read = records[entry.name] { record = read } else { record = try readRecord(entry, in: store) }
+            if let read = records[entry.name] {
+                record = read
+            } else {
+                record = try readRecord(entry, in: store, sealing: sealing)
+            }
             digests[entry.name] = ImageMAC.digest(record)
         }
         guard
@@ -109,7 +124,7 @@ public final class ImageReader: Sendable {
         if let record = records[name] {
             bytes = record
         } else {
-            bytes = try Self.readRecord(entry, in: store)
+            bytes = try Self.readRecord(entry, in: store, sealing: sealing)
             if let digest = authenticatedDigests[name], !ImageMAC.matches(ImageMAC.digest(bytes), digest) {
                 throw ImageError(.checksumMismatch, file: name, detail: "it changed after the image was authenticated")
             }
@@ -149,6 +164,9 @@ public final class ImageReader: Sendable {
         guard entry.size % ImageFormat.pageSize == 0 else {
             throw ImageError(.corrupt, file: name, detail: "its size \(entry.size) is not a whole number of pages")
         }
+        if entry.isCoded {
+            return try decodedPageFile(entry, file: try Self.openListed(entry, in: store))
+        }
         if !pagesChecked && entry.chunkSize != 0 {
             let buffer = UnsafeMutableRawBufferPointer.allocate(
                 byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
@@ -168,7 +186,7 @@ public final class ImageReader: Sendable {
         guard let entry = files[name], entry.chunkSize != 0 else {
             throw ImageError(.missing, file: name, detail: "the inventory lists no page file of this name")
         }
-        return LazyPageFile(entry: entry, file: try Self.openListed(entry, in: store))
+        return LazyPageFile(entry: entry, file: try Self.openListed(entry, in: store), sealing: sealing)
     }
 
     private static func readInventory(from store: any ImageStore, directory: String) throws(ImageError) -> (
@@ -252,6 +270,7 @@ public final class ImageReader: Sendable {
                     detail: "\(field): \(file.name) is not task-<pid>.pb with a PID in \(ImageFormat.pidRange)")
             }
             try ChecksumCheck.checkFields(of: file, field: field)
+            try file.checkCodedFields(field: field, encryptedImage: inventory.hasEncryption)
             guard files.updateValue(file, forKey: file.name) == nil else {
                 throw ImageError(
                     .invalid, file: ImageFormat.inventoryName, detail: "\(field): \(file.name) is listed twice")
@@ -268,16 +287,18 @@ public final class ImageReader: Sendable {
     /// Checks every listed file's size and checksum.
     /// Returns the records, read whole; the other files are hashed through a buffer.
     private static func verifyFiles(
-        of inventory: Amber_Inventory, in store: any ImageStore, checkPages: Bool
+        of inventory: Amber_Inventory, in store: any ImageStore, checkPages: Bool, sealing: ImageSealing?
     ) throws(ImageError) -> [String: [UInt8]] {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
         defer { buffer.deallocate() }
         var records: [String: [UInt8]] = [:]
         for entry in inventory.files {
             if ImageMAC.isRecord(entry), entry.size <= ImageFormat.maximumRecordSize {
-                records[entry.name] = try readRecord(entry, in: store)
+                records[entry.name] = try readRecord(entry, in: store, sealing: sealing)
             } else if !checkPages && entry.chunkSize != 0 {
                 _ = try openListed(entry, in: store)
+            } else if entry.isCoded {
+                try verifyCoded(entry, file: try openListed(entry, in: store), sealing: sealing)
             } else {
                 try verify(entry, in: store, buffer: buffer)
             }
@@ -285,20 +306,21 @@ public final class ImageReader: Sendable {
         return records
     }
 
-    /// Opens a listed file and checks that it is a regular file of the listed size.
-    private static func openListed(_ entry: Amber_ImageFile, in store: any ImageStore) throws(ImageError)
+    /// Opens a listed file and checks that it is a regular file of the listed size (stored size).
+    static func openListed(_ entry: Amber_ImageFile, in store: any ImageStore) throws(ImageError)
         -> any ImageStoreFile
     {
         guard let file = try store.open(entry.name) else {
             throw ImageError(.missing, file: entry.name, detail: "the inventory lists it but it does not exist")
         }
-        guard file.size >= entry.size else {
+        let size = entry.storedSize ?? 0
+        guard file.size >= size else {
             throw ImageError(
-                .truncated, file: entry.name, detail: "it has \(file.size) bytes, the inventory lists \(entry.size)")
+                .truncated, file: entry.name, detail: "it has \(file.size) bytes, the inventory lists \(size)")
         }
-        guard file.size == entry.size else {
+        guard file.size == size else {
             throw ImageError(
-                .corrupt, file: entry.name, detail: "it has \(file.size) bytes, the inventory lists \(entry.size)")
+                .corrupt, file: entry.name, detail: "it has \(file.size) bytes, the inventory lists \(size)")
         }
         return file
     }
@@ -353,7 +375,9 @@ public final class ImageReader: Sendable {
     }
 
     /// Reads a whole record file and checks its checksum again.
-    private static func readRecord(_ entry: Amber_ImageFile, in store: any ImageStore) throws(ImageError) -> [UInt8] {
+    private static func readRecord(_ entry: Amber_ImageFile, in store: any ImageStore, sealing: ImageSealing?)
+        throws(ImageError) -> [UInt8]
+    {
         guard entry.size <= ImageFormat.maximumRecordSize else {
             throw ImageError(
                 .corrupt, file: entry.name,
@@ -361,6 +385,7 @@ public final class ImageReader: Sendable {
                     "its \(entry.size) bytes exceed the \(ImageFormat.maximumRecordSize >> 20) MiB limit for records")
         }
         let file = try openListed(entry, in: store)
+        if entry.isCoded { return try readCodedRecord(entry, file: file, sealing: sealing) }
         let bytes = try readAll(file, size: Int(entry.size))
         var check = ChecksumCheck(entry)
         try bytes.withUnsafeBytes { buffer in Result { () throws(ImageError) in try check.update(buffer) } }.get()
@@ -369,7 +394,7 @@ public final class ImageReader: Sendable {
     }
 
     /// Reads exactly `size` bytes (a size already checked against the file and the record limit).
-    private static func readAll(_ file: any ImageStoreFile, size: Int) throws(ImageError) -> [UInt8] {
+    static func readAll(_ file: any ImageStoreFile, size: Int) throws(ImageError) -> [UInt8] {
         var result: Result<Int, ImageError> = .success(0)
         let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
             result = Result { () throws(ImageError) in try file.read(into: UnsafeMutableRawBufferPointer(buffer)) }

@@ -169,9 +169,11 @@ public final class ImageStreamReceiver {
                 throw ImageError(
                     .missing, file: entry.name, detail: "the inventory lists it but \(connection.peer) did not send it")
             }
-            guard size == entry.size else {
+            // A compressed or encrypted file's size on disk is the sum of its stored chunks.
+            guard let stored = entry.storedSize, size == stored else {
                 throw ImageError(
-                    .corrupt, file: entry.name, detail: "the inventory says \(entry.size) bytes; \(size) arrived")
+                    .corrupt, file: entry.name,
+                    detail: "the inventory says \(entry.storedSize.map(String.init) ?? "an overflowing number of") bytes are stored; \(size) arrived")
             }
         }
         if let extra = unlisted.min() {

@@ -1,3 +1,4 @@
+import FoundationEssentials
 import Glibc
 import SwiftProtobuf
 
@@ -25,24 +26,32 @@ public final class ImageWriter {
     private let key: ImageKey?
     /// The SHA-256 of every record written, by name, for the MAC.
     private var recordDigests: [String: [UInt8]] = [:]
+    /// Whether page files are compressed (`--compress`).
+    private let compress: Bool
+    /// The image's keys when it is encrypted (`--encrypt-key`): every file is sealed.
+    private let sealing: ImageSealing?
 
     /// Creates the directory (with parents) or takes an existing empty one: see `DirectorySink`
     /// (`amongOtherFiles`: one that holds files of others, but no image). With `key`,
-    /// `finish(inventory:)` also writes the image's MAC.
-    public convenience init(directory: String, durable: Bool = false, key: ImageKey? = nil, amongOtherFiles: Bool = false)
-        throws(ImageError)
-    {
+    /// `finish(inventory:)` also writes the image's MAC. `storage` says how files are stored
+    /// (docs/image-format.md, "Compressed and encrypted files").
+    public convenience init(
+        directory: String, durable: Bool = false, key: ImageKey? = nil, storage: ImageStorage = .plain,
+        amongOtherFiles: Bool = false
+    ) throws(ImageError) {
         self.init(
             sink: try DirectorySink(directory: directory, durable: durable, amongOtherFiles: amongOtherFiles),
-            durable: durable, key: key)
+            durable: durable, key: key, storage: storage)
     }
 
     /// Writes the image into `sink`, which has nothing of it yet.
-    public init(sink: any ImageSink, durable: Bool = false, key: ImageKey? = nil) {
+    public init(sink: any ImageSink, durable: Bool = false, key: ImageKey? = nil, storage: ImageStorage = .plain) {
         self.sink = sink
         directory = sink.destination
         self.durable = durable
         self.key = key
+        compress = storage.compress
+        sealing = storage.encryptionKey.map { ImageSealing(key: $0) }
     }
 
     /// Removes every file this writer wrote and the directories it created, so that a dump
@@ -57,16 +66,30 @@ public final class ImageWriter {
     public func writeRecord(_ message: some SwiftProtobuf.Message, name: String) throws(ImageError) {
         try claim(name)
         let bytes = try Self.serialize(message, file: name)
-        try writeFile(name, bytes, replacing: false)
         if key != nil { recordDigests[name] = ImageMAC.digest(bytes) }
-        records.append(
-            Self.entry(name: name, size: UInt64(bytes.count), xxh64: bytes.withUnsafeBytes { XXH64.hash($0) }))
+        guard let sealing else {
+            try writeFile(name, bytes, replacing: false)
+            records.append(
+                Self.entry(name: name, size: UInt64(bytes.count), xxh64: bytes.withUnsafeBytes { XXH64.hash($0) }))
+            return
+        }
+        // A record is one sealed chunk; the inventory lists its plain size.
+        let stored = bytes.withUnsafeBytes {
+            ChunkCodec(name: name, compress: false, sealing: sealing).encode($0, index: 0, isLast: true)
+        }
+        try writeFile(name, stored, replacing: false)
+        var entry = Self.entry(name: name, size: UInt64(bytes.count), xxh64: stored.withUnsafeBytes { XXH64.hash($0) })
+        entry.storedChunkSize = [UInt64(stored.count)]
+        entry.encrypted = true
+        records.append(entry)
     }
 
     /// Creates the page file `name` (e.g. `ImageFormat.pageFileName(pid:)`); `finish(inventory:)` closes and lists it (syncs it first if `durable`).
     public func makePageFile(name: String) throws(ImageError) -> PageFileWriter {
         try claim(name)
-        let pageFile = PageFileWriter(name: name, file: try sink.create(name, replacing: false))
+        let codec =
+            compress || sealing != nil ? ChunkCodec(name: name, compress: compress, sealing: sealing) : nil
+        let pageFile = PageFileWriter(name: name, file: try sink.create(name, replacing: false), codec: codec)
         pageFiles.append(pageFile)
         return pageFile
     }
@@ -99,6 +122,11 @@ public final class ImageWriter {
         var inventory = inventory
         inventory.formatVersion = ImageFormat.version
         inventory.files = files.sorted { $0.name < $1.name }
+        if let sealing {
+            inventory.encryption = sealing.record
+            inventory.encryption.inventoryCode = Data(
+                sealing.inventoryCode(try Self.serialize(inventory, file: ImageFormat.inventoryName)))
+        }
         let bytes = try Self.serialize(inventory, file: ImageFormat.inventoryName)
         let temporary = ImageFormat.inventoryTemporaryName
         try writeFile(temporary, bytes, replacing: true)
@@ -176,6 +204,9 @@ public final class PageFileWriter {
     private var chunkDigests: [UInt64] = []
     /// Set when a write failed: the file no longer matches `size` and the digests.
     private var failed = false
+    /// For a compressed or encrypted page file: its chunks' encoder; the file holds what it returns.
+    private let pipeline: ChunkPipeline?
+    private let codec: ChunkCodec?
 
     /// Hash and write in slices of this size: each slice is still in the CPU cache when
     /// `write` copies it after hashing read it, and the page cache takes 256 KiB writes
@@ -183,9 +214,11 @@ public final class PageFileWriter {
     private static let sliceSize = 256 << 10
     private static let chunkSize = ImageFormat.pageFileChunkSize
 
-    init(name: String, file: any ImageSinkFile) {
+    init(name: String, file: any ImageSinkFile, codec: ChunkCodec? = nil) {
         self.name = name
         self.file = file
+        self.codec = codec
+        pipeline = codec.map { ChunkPipeline(codec: $0, chunkSize: Int(Self.chunkSize)) }
     }
 
     /// Appends whole pages (count must be a multiple of pageSize), hashes them into the
@@ -204,6 +237,16 @@ public final class PageFileWriter {
                 detail: "an append of \(bytes.count) bytes is not a whole number of \(ImageFormat.pageSize)-byte pages")
         }
         let offset = size
+        if let pipeline {
+            do {
+                try pipeline.add(bytes, to: writeStored)
+            } catch {
+                failed = true
+                throw error
+            }
+            size += UInt64(bytes.count)
+            return offset
+        }
         var start = 0
         while start < bytes.count {
             let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<min(start + Self.sliceSize, bytes.count)])
@@ -233,6 +276,12 @@ public final class PageFileWriter {
         }
     }
 
+    /// Writes a stored chunk (compressed or sealed) at the end of the file.
+    private func writeStored(_ bytes: UnsafeRawBufferPointer) throws(ImageError) {
+        guard let file else { throw ImageError(.invalid, file: name, detail: "the image was already finished") }
+        try file.write(bytes)
+    }
+
     private func completeChunk() {
         chunkDigests.append(chunkHash.digest)
         chunkHash = XXH64()
@@ -241,13 +290,26 @@ public final class PageFileWriter {
     /// Closes the file, synced first if `durable`; returns its inventory entry.
     func seal(durable: Bool) throws(ImageError) -> Amber_ImageFile {
         guard !failed, let file else { throw ImageError(.invalid, file: name, detail: "an earlier append failed") }
+        var entry = ImageWriter.entry(name: name, size: size, xxh64: 0)
+        entry.chunkSize = Self.chunkSize
+        if let pipeline, let codec {
+            do {
+                try pipeline.finish(to: writeStored)
+            } catch {
+                failed = true
+                throw error
+            }
+            entry.chunkXxh64 = pipeline.storedDigests
+            entry.storedChunkSize = pipeline.storedSizes
+            entry.compressed = codec.compress
+            entry.encrypted = codec.key != nil
+        } else {
+            if size % Self.chunkSize != 0 { completeChunk() }
+            entry.chunkXxh64 = chunkDigests
+        }
         self.file = nil
         if durable { try file.sync() }
         try file.close()
-        if size % Self.chunkSize != 0 { completeChunk() }
-        var entry = ImageWriter.entry(name: name, size: size, xxh64: 0)
-        entry.chunkSize = Self.chunkSize
-        entry.chunkXxh64 = chunkDigests
         return entry
     }
 }

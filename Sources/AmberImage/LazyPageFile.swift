@@ -5,10 +5,15 @@ public final class LazyPageFile: @unchecked Sendable {
     private let entry: Amber_ImageFile
     /// Read only with `read(into:at:)`, which may be called from several threads at once.
     private let file: any ImageStoreFile
+    /// For a compressed or encrypted file: how its chunks decode, and where each starts in the file.
+    private let codec: ChunkCodec?
+    private let storedOffsets: [UInt64]
 
-    init(entry: Amber_ImageFile, file: any ImageStoreFile) {
+    init(entry: Amber_ImageFile, file: any ImageStoreFile, sealing: ImageSealing?) {
         self.entry = entry
         self.file = file
+        codec = entry.isCoded ? ChunkCodec(entry: entry, sealing: sealing) : nil
+        storedOffsets = entry.storedOffsets
     }
 
     public var name: String { entry.name }
@@ -32,6 +37,22 @@ public final class LazyPageFile: @unchecked Sendable {
         let count = Int(bytes.upperBound - bytes.lowerBound)
         precondition(bytes.lowerBound % chunkSize == 0 && count <= buffer.count)
         let target = UnsafeMutableRawBufferPointer(rebasing: buffer[..<count])
+        if let codec {
+            let stored = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: Int(chunkSize) + ImageSealing.tagSize, alignment: Int(ImageFormat.pageSize))
+            defer { stored.deallocate() }
+            var index = Int(bytes.lowerBound / chunkSize)
+            var offset = 0
+            while offset < count {
+                let plain = Int(entry.plainRange(ofChunk: index).count)
+                try ImageReader.decodeChunk(
+                    entry, index: index, offset: storedOffsets[index], file: file, codec: codec, stored: stored,
+                    into: UnsafeMutableRawBufferPointer(rebasing: target[offset..<(offset + plain)]))
+                offset += plain
+                index += 1
+            }
+            return UnsafeRawBufferPointer(target)
+        }
         let read = try file.read(into: target, at: bytes.lowerBound)
         guard read == count else {
             throw ImageError(

@@ -10,6 +10,9 @@ let fuzzImageKey = ImageKey(bytes: Array(0..<UInt8(ImageKey.size)))!
 /// (CRIU's RPC), for the request decoder; clear: an image, as below.
 func isSwrkRequest(_ bytes: UnsafeRawBufferPointer) -> Bool { bytes.first.map { $0 & 4 != 0 } ?? false }
 
+/// The key every encrypted fuzz input is sealed with (`pack --encrypt`), and read with.
+let fuzzEncryptionKey = ImageEncryptionKey(bytes: Array(32..<64))!
+
 /// One fuzz input: the files of an image, whether the inventory's sizes and checksums are
 /// recomputed for them before the image is read, and whether its MAC is then sealed too.
 ///
@@ -80,6 +83,7 @@ struct FuzzInput: Equatable {
             guard let contents = files[inventory.files[index].name] else { continue }
             inventory.files[index].seal(contents)
         }
+        fuzzEncryptionKey.sealInventory(&inventory)
         var image = files
         let inventoryBytes: [UInt8]? = try? inventory.serializedBytes()
         image[ImageFormat.inventoryName] = inventoryBytes
@@ -104,9 +108,12 @@ func exercise(_ files: [String: [UInt8]]) -> ImageError? {
             "an error names \(error.file), which the inventory does not list: \(error)")
         return error
     }
+    let encrypted =
+        files[ImageFormat.inventoryName].flatMap { try? Amber_Inventory(serializedBytes: $0) }?.hasEncryption ?? false
     let reader: ImageReader
     do {
-        reader = try ImageReader(files: files, key: fuzzImageKey)
+        reader = try ImageReader(
+            files: files, key: fuzzImageKey, encryptionKey: encrypted ? fuzzEncryptionKey : nil)
     } catch {
         return checked(error)
     }
@@ -167,8 +174,19 @@ private func checkPages(of task: Amber_Task, in reader: ImageReader) {
 
 extension Amber_ImageFile {
     /// Sets the size and the checksums (whole-file, or per chunk when the entry has a chunk
-    /// size the reader accepts) to those of `contents`.
+    /// size the reader accepts) to those of `contents`. A compressed or encrypted file keeps its
+    /// plain size; its checksums are those of its stored chunks, when their sizes add up to `contents`.
     mutating func seal(_ contents: [UInt8]) {
+        if compressed || encrypted {
+            guard storedChunkSize.reduce(0, { $0 &+ $1 }) == UInt64(contents.count) else { return }
+            var start = 0
+            let digests = storedChunkSize.map { size in
+                defer { start += Int(size) }
+                return contents[start..<(start + Int(size))].withUnsafeBytes { amber_xxh64($0.baseAddress, $0.count) }
+            }
+            if chunkSize == 0 { xxh64 = digests.first ?? 0 } else { chunkXxh64 = digests }
+            return
+        }
         size = UInt64(contents.count)
         guard chunkSize > 0, chunkSize <= ImageFormat.maximumChunkSize else {
             xxh64 = contents.withUnsafeBytes { amber_xxh64($0.baseAddress, $0.count) }

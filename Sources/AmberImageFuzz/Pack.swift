@@ -9,9 +9,10 @@ import SwiftProtobuf
 /// address order; the runs are cut to match and moved to their new offsets. An object of
 /// shared anonymous memory is cut once, alike in every task that maps it.
 /// Every other file is taken as it is, and the inventory lists the new sizes
-/// and checksums (its own checksum made anew), so the input is a valid image in either mode. Its own MAC is left out:
-/// the input seals one with the fuzz key when its mode says so.
-func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
+/// and checksums (its own checksum made anew), so the input is a valid image in either mode. Its own
+/// MAC is left out: the input seals one with the fuzz key when its mode says so. With `storage`, the
+/// input's image is stored so: compressed, and encrypted under `fuzzEncryptionKey`.
+func packImage(directory: String, pageLimit: Int, storage: ImageStorage = .plain) throws -> FuzzInput {
     let reader = try ImageReader(directory: directory)
     var files: [String: [UInt8]] = [:]
     var pagesKept: [String: [UInt8]] = [:]
@@ -68,9 +69,16 @@ func packImage(directory: String, pageLimit: Int) throws -> FuzzInput {
         files[name] = contents
         inventory.files[index].seal(contents)
     }
-    let inventoryBytes: [UInt8] = try inventory.serializedBytes()
-    files[ImageFormat.inventoryName] = inventoryBytes
-    files[ImageFormat.inventoryChecksumName] = InventoryChecksum.file(forInventory: inventoryBytes)
+    files[ImageFormat.inventoryName] = try inventory.serializedBytes()
+    if storage.compress || storage.encryptionKey != nil {
+        guard let coded = recodedImage(files, storage: storage) else {
+            throw FileError("cannot compress or encrypt the packed image of", directory)
+        }
+        files = coded
+    }
+    files[ImageFormat.inventoryChecksumName] = files[ImageFormat.inventoryName].map {
+        InventoryChecksum.file(forInventory: $0)
+    }
     return FuzzInput(resealsChecksums: false, sealsCode: false, files: files)
 }
 

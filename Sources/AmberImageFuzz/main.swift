@@ -57,7 +57,9 @@ var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsa
 exit(LLVMFuzzerRunDriver(&argc, &argv, fuzzOneInput))
 #else
 let usage = """
-    usage: AmberImageFuzz pack [--pages N] IMAGE-DIRECTORY OUTPUT   an image as a fuzz input, page files cut to N pages (default 2)
+    usage: AmberImageFuzz pack [--pages N] [--compress] [--encrypt] IMAGE-DIRECTORY OUTPUT
+               an image (not itself compressed or encrypted) as a fuzz input, page files cut to N pages
+               (default 2), stored compressed and encrypted with the fuzz target's key if asked
            AmberImageFuzz run INPUT...                              what the reader says about each fuzz input
     """
 
@@ -77,9 +79,14 @@ case "pack":
         pageLimit = limit
         arguments.removeFirst(2)
     }
+    var storage = ImageStorage()
+    while let flag = arguments.first, flag == "--compress" || flag == "--encrypt" {
+        if flag == "--compress" { storage.compress = true } else { storage.encryptionKey = fuzzEncryptionKey }
+        arguments.removeFirst()
+    }
     guard arguments.count == 2 else { fail(usage) }
     do {
-        let input = try packImage(directory: arguments[0], pageLimit: pageLimit)
+        let input = try packImage(directory: arguments[0], pageLimit: pageLimit, storage: storage)
         try writeFile(arguments[1], input.encoded)
     } catch {
         fail("\(error)")

@@ -159,13 +159,23 @@ struct DumpCommand: ParsableCommand {
         }
     }
 
+    @Flag(
+        name: .customLong("compress"),
+        help:
+            "Store page files compressed (zstd, in 1 MiB chunks, on every CPU while memory is read); a chunk that does not shrink is stored as it is."
+    )
+    var compress = false
+
+    @OptionGroup var encryption: EncryptionOptions
+
     func run() throws {
         DumpWorker(
             supervisor: getpid(), pid: pid, directory: directory ?? "", leaveRunning: leaveRunning, sync: sync,
             verbosity: global.verbose, shellJob: shellJob, externalFiles: externalFiles,
             tcpEstablished: tcpEstablished,
             copyOnWrite: copyOnWrite, previous: previous ?? "", pageServer: pageServer ?? "",
-            logFile: global.logFile ?? "", json: global.json
+            logFile: global.logFile ?? "", json: global.json, compress: compress,
+            encryptionKeyFile: encryption.keyFile ?? ""
         ).start()
     }
 }
@@ -254,6 +264,8 @@ struct RestoreCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var encryption: EncryptionOptions
+
     func validate() throws {
         for argument in inheritFDs where InheritedFile(argument: argument) == nil {
             throw ValidationError("--inherit-fd \(argument): expected fd[N]:pipe:[INODE]")
@@ -299,7 +311,8 @@ struct RestoreCommand: ParsableCommand {
                 directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage,
                 inheritedFiles: inheritedFiles, shellJob: shellJob,
                 joinNetwork: joinNamespaces.first.map { String($0.dropFirst(4)) },
-                externalVeths: externals.compactMap(ExternalVeth.init(argument:)), lazyPages: lazyPages, logger: logger,
+                externalVeths: externals.compactMap(ExternalVeth.init(argument:)), lazyPages: lazyPages,
+                encryptionKey: encryption.key(), logger: logger,
                 mounts: MountNamespaceRestore(root: root, externals: externals.compactMap(ExternalMount.init(argument:))))
         } catch {
             fail(error)
@@ -380,10 +393,12 @@ struct ShowCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var encryption: EncryptionOptions
+
     func run() throws {
-        if verify { return VerifyCommand.verify(directory) }
+        if verify { return VerifyCommand.verify(directory, encryptionKey: encryption.key()) }
         do {
-            print(try imageJSON(directory: directory))
+            print(try imageJSON(ImageReader(directory: directory, encryptionKey: encryption.key())))
         } catch {
             fail(AmberError(.badImage, error.description))
         }
@@ -410,34 +425,39 @@ struct VerifyCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @OptionGroup var encryption: EncryptionOptions
+
     func run() throws {
+        let key = encryption.key()
         guard !ResultOutput.json else {
-            var result = Self.result(directory)
-            if needs { result.append(("needs", Self.needsResult(directory))) }
+            var result = Self.result(directory, encryptionKey: key)
+            if needs { result.append(("needs", Self.needsResult(directory, encryptionKey: key))) }
             return ResultOutput.emit(.object(result))
         }
-        Self.verify(directory)
-        if needs { Self.printNeeds(directory) }
+        Self.verify(directory, encryptionKey: key)
+        if needs { Self.printNeeds(directory, encryptionKey: key) }
     }
 
-    static func verify(_ directory: String) {
-        guard !ResultOutput.json else { return ResultOutput.emit(.object(result(directory))) }
-        let report = check(directory)
+    static func verify(_ directory: String, encryptionKey: ImageEncryptionKey? = nil) {
+        guard !ResultOutput.json else {
+            return ResultOutput.emit(.object(result(directory, encryptionKey: encryptionKey)))
+        }
+        let report = check(directory, encryptionKey: encryptionKey)
         print("image \(directory) is intact: \(report.files) files, \(report.bytes) bytes checked")
         print("image \(directory) is \(report.authenticity)")
     }
 
-    private static func check(_ directory: String) -> Verification.Report {
+    private static func check(_ directory: String, encryptionKey: ImageEncryptionKey?) -> Verification.Report {
         do {
-            return try Verification.run(directory: directory)
+            return try Verification.run(directory: directory, encryptionKey: encryptionKey)
         } catch {
             fail(error)
         }
     }
 
     /// --json: what `verify` prints, as members of one object.
-    private static func result(_ directory: String) -> [(String, JSONValue)] {
-        let report = check(directory)
+    private static func result(_ directory: String, encryptionKey: ImageEncryptionKey?) -> [(String, JSONValue)] {
+        let report = check(directory, encryptionKey: encryptionKey)
         return [
             ("directory", .string(directory)), ("intact", true), ("files", .integer(Int64(report.files))),
             ("bytes", .integer(Int64(report.bytes))), ("authenticated", .bool(report.isAuthenticated)),
@@ -446,10 +466,10 @@ struct VerifyCommand: ParsableCommand {
     }
 
     /// --json --needs: each section of `printNeeds` as a list (files null where not checked).
-    private static func needsResult(_ directory: String) -> JSONValue {
+    private static func needsResult(_ directory: String, encryptionKey: ImageEncryptionKey?) -> JSONValue {
         let needs: ImageNeeds
         do {
-            needs = try ImageNeeds.of(directory: directory)
+            needs = try ImageNeeds.of(directory: directory, encryptionKey: encryptionKey)
         } catch {
             fail(error)
         }
@@ -462,10 +482,10 @@ struct VerifyCommand: ParsableCommand {
     }
 
     /// One section per kind of ask, each line naming the process or thread.
-    static func printNeeds(_ directory: String) {
+    static func printNeeds(_ directory: String, encryptionKey: ImageEncryptionKey? = nil) {
         let needs: ImageNeeds
         do {
-            needs = try ImageNeeds.of(directory: directory)
+            needs = try ImageNeeds.of(directory: directory, encryptionKey: encryptionKey)
         } catch {
             fail(error)
         }

@@ -1,4 +1,5 @@
 import Amber
+import AmberImage
 import Glibc
 
 /// `amber dump` does not trace anything itself: it starts a worker (this binary again) that
@@ -11,9 +12,10 @@ import Glibc
 /// parse is about 3 ms, the worker's own start about 4, and they overlap. Its command line is
 /// `amber --dump-worker SUPERVISOR FD`; the parsed arguments follow on the pipe FD, fields
 /// ended by NUL: PID DIR LEAVE_RUNNING SYNC VERBOSITY TCP_ESTABLISHED SHELL_JOB COW (flags 0 or 1)
-/// PREV_IMAGES_DIR (empty for none) PAGE_SERVER (empty for none) LOG_FILE (empty for none) JSON (0 or 1),
-/// then one field for each `--external` name. A command line that does not parse, or asks for help,
-/// closes the pipe empty, and the worker exits saying nothing.
+/// PREV_IMAGES_DIR (empty for none) PAGE_SERVER (empty for none) LOG_FILE (empty for none) JSON (0 or 1)
+/// COMPRESS (0 or 1) ENCRYPT_KEY (the key file, empty for none), then one field for each `--external`
+/// name. A command line that does not parse, or asks for help, closes the pipe empty, and the worker
+/// exits saying nothing.
 struct DumpWorker {
     static let flag = "--dump-worker"
 
@@ -34,6 +36,9 @@ struct DumpWorker {
     /// `-o/--log-file`, "" for none, and `--json`.
     let logFile: String
     let json: Bool
+    let compress: Bool
+    /// `--encrypt-key`: the key file, read by the worker; "" for none.
+    let encryptionKeyFile: String
 
     /// The worker started, waiting for its arguments on the pipe `arguments` writes to.
     private struct Started {
@@ -75,6 +80,7 @@ struct DumpWorker {
         for field in [
             "\(pid)", directory, leaveRunning ? "1" : "0", sync ? "1" : "0", "\(verbosity)", tcpEstablished ? "1" : "0",
             shellJob ? "1" : "0", copyOnWrite ? "1" : "0", previous, pageServer, logFile, json ? "1" : "0",
+            compress ? "1" : "0", encryptionKeyFile,
         ] + externalFiles {
             fields += Array(field.utf8) + [0]
         }
@@ -160,13 +166,13 @@ struct DumpWorker {
         let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map {
             String(decoding: $0, as: UTF8.self)
         }
-        guard fields.count >= 13, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
+        guard fields.count >= 15, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
         DumpWorker(
             supervisor: supervisor, pid: pid, directory: fields[1], leaveRunning: fields[2] == "1",
             sync: fields[3] == "1", verbosity: verbosity, shellJob: fields[6] == "1",
-            externalFiles: Array(fields[12..<(fields.count - 1)]), tcpEstablished: fields[5] == "1",
+            externalFiles: Array(fields[14..<(fields.count - 1)]), tcpEstablished: fields[5] == "1",
             copyOnWrite: fields[7] == "1", previous: fields[8], pageServer: fields[9], logFile: fields[10],
-            json: fields[11] == "1"
+            json: fields[11] == "1", compress: fields[12] == "1", encryptionKeyFile: fields[13]
         ).run()
     }
 
@@ -188,6 +194,14 @@ struct DumpWorker {
         let logger = GlobalOptions.makeLogger(verbosity: verbosity)
         let clock = ContinuousClock()
         let start = clock.now
+        var storage = ImageStorage(compress: compress)
+        if !encryptionKeyFile.isEmpty {
+            do {
+                storage.encryptionKey = try ImageEncryptionKey(file: encryptionKeyFile)
+            } catch {
+                fail(AmberError(.failure, "--encrypt-key \(encryptionKeyFile): \(error.detail)"))
+            }
+        }
         ProgressLine.start("dump")
         do {
             let summary = try Checkpoint.run(
@@ -195,7 +209,7 @@ struct DumpWorker {
                 externalFiles: Set(externalFiles), shellJob: shellJob,
                 interruption: DumpInterruption(supervisor: supervisor), tcpEstablished: tcpEstablished,
                 copyOnWrite: copyOnWrite, previous: previous.isEmpty ? nil : previous,
-                pageServer: pageServer.isEmpty ? nil : pageServer, logger: logger)
+                pageServer: pageServer.isEmpty ? nil : pageServer, storage: storage, logger: logger)
             ProgressLine.finish()
             let frozenTenths = summary.frozenNanoseconds / 100_000
             let elapsed = clock.now - start

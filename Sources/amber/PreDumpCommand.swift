@@ -1,4 +1,5 @@
 import Amber
+import AmberImage
 import ArgumentParser
 import Glibc
 
@@ -25,12 +26,19 @@ struct PreDumpCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @Flag(name: .customLong("compress"), help: "Store the page files compressed (zstd), as `amber dump --compress` does.")
+    var compress = false
+
+    @OptionGroup var encryption: EncryptionOptions
+
     func run() throws {
         let logger = global.makeLogger()
         let clock = ContinuousClock()
         let start = clock.now
         do {
-            let summary = try PreDump.run(pid: pid, directory: directory, previous: previous, logger: logger)
+            let summary = try PreDump.run(
+                pid: pid, directory: directory, previous: previous,
+                storage: ImageStorage(compress: compress, encryptionKey: encryption.key()), logger: logger)
             let elapsed = clock.now - start
             logger.info(
                 "pre-dumped process \(summary.pid) and its tree: \(summary.processes) processes, \(summary.pageBytes >> 20) MiB of pages copied, \(summary.referredBytes >> 20) MiB referred to the previous pre-dump, in \(elapsed), frozen for \(summary.frozenNanoseconds / 1_000_000) ms; memory tracker PID \(summary.trackerPID)"

@@ -275,7 +275,8 @@ final class IncrementalDump: @unchecked Sendable {
 
     /// Opens the pre-dump at `previous`, which must be a directory beside `directory`, and asks
     /// its tracker for what it holds.
-    init(previous: String, directory: String) throws(AmberError) {
+    /// An encrypted pre-dump is opened with `encryptionKey`, the key of the dump that refers to it.
+    init(previous: String, directory: String, encryptionKey: ImageEncryptionKey? = nil) throws(AmberError) {
         let containers = [previous, directory].map { path -> String in
             let container = ImageChain.containingDirectory(of: path)
             guard let resolved = realpath(container, nil) else { return container }
@@ -289,7 +290,7 @@ final class IncrementalDump: @unchecked Sendable {
             )
         }
         do {
-            parent = try ImageReader(directory: previous)
+            parent = try ImageReader(directory: previous, encryptionKey: encryptionKey)
         } catch {
             throw AmberError(.badImage, error.description)
         }

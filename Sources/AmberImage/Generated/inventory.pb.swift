@@ -22,60 +22,96 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-public nonisolated struct Amber_Inventory: Sendable {
+public nonisolated struct Amber_Inventory: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Bumped on any change a reader of the previous version would misread.
-  public var formatVersion: UInt32 = 0
+  public var formatVersion: UInt32 {
+    get {_storage._formatVersion}
+    set {_uniqueStorage()._formatVersion = newValue}
+  }
 
-  public var amberVersion: String = String()
+  public var amberVersion: String {
+    get {_storage._amberVersion}
+    set {_uniqueStorage()._amberVersion = newValue}
+  }
 
   /// uname -r and uname -m of the host the image was taken on.
-  public var kernelRelease: String = String()
+  public var kernelRelease: String {
+    get {_storage._kernelRelease}
+    set {_uniqueStorage()._kernelRelease = newValue}
+  }
 
-  public var machine: String = String()
+  public var machine: String {
+    get {_storage._machine}
+    set {_uniqueStorage()._machine = newValue}
+  }
 
   /// XCR0 features present in the saved xstate and the buffer size; restore refuses a CPU lacking any.
-  public var xstateFeatures: UInt64 = 0
+  public var xstateFeatures: UInt64 {
+    get {_storage._xstateFeatures}
+    set {_uniqueStorage()._xstateFeatures = newValue}
+  }
 
-  public var xstateSize: UInt32 = 0
+  public var xstateSize: UInt32 {
+    get {_storage._xstateSize}
+    set {_uniqueStorage()._xstateSize = newValue}
+  }
 
-  public var createdUnixMs: Int64 = 0
+  public var createdUnixMs: Int64 {
+    get {_storage._createdUnixMs}
+    set {_uniqueStorage()._createdUnixMs = newValue}
+  }
 
   /// The PID the dump was asked for: the root of the saved tree.
-  public var rootPid: Int32 = 0
+  public var rootPid: Int32 {
+    get {_storage._rootPid}
+    set {_uniqueStorage()._rootPid = newValue}
+  }
 
   /// Every other file of the image with its size and XXH64 checksums (seed 0).
-  public var files: [Amber_ImageFile] = []
+  public var files: [Amber_ImageFile] {
+    get {_storage._files}
+    set {_uniqueStorage()._files = newValue}
+  }
 
   /// An incremental image: the image (a pre-dump) its pages not written since come from.
   public var parent: Amber_IncrementalParent {
-    get {_parent ?? Amber_IncrementalParent()}
-    set {_parent = newValue}
+    get {_storage._parent ?? Amber_IncrementalParent()}
+    set {_uniqueStorage()._parent = newValue}
   }
   /// Returns true if `parent` has been explicitly set.
-  public var hasParent: Bool {self._parent != nil}
+  public var hasParent: Bool {_storage._parent != nil}
   /// Clears the value of `parent`. Subsequent reads from it will return its default value.
-  public mutating func clearParent() {self._parent = nil}
+  public mutating func clearParent() {_uniqueStorage()._parent = nil}
 
   /// Set in a pre-dump's inventory, which holds memory only (incremental.proto).
   public var preDump: Amber_PreDump {
-    get {_preDump ?? Amber_PreDump()}
-    set {_preDump = newValue}
+    get {_storage._preDump ?? Amber_PreDump()}
+    set {_uniqueStorage()._preDump = newValue}
   }
   /// Returns true if `preDump` has been explicitly set.
-  public var hasPreDump: Bool {self._preDump != nil}
+  public var hasPreDump: Bool {_storage._preDump != nil}
   /// Clears the value of `preDump`. Subsequent reads from it will return its default value.
-  public mutating func clearPreDump() {self._preDump = nil}
+  public mutating func clearPreDump() {_uniqueStorage()._preDump = nil}
+
+  /// Set in an encrypted image (`dump --encrypt-key`): every other file is sealed (codec.proto).
+  public var encryption: Amber_ImageEncryption {
+    get {_storage._encryption ?? Amber_ImageEncryption()}
+    set {_uniqueStorage()._encryption = newValue}
+  }
+  /// Returns true if `encryption` has been explicitly set.
+  public var hasEncryption: Bool {_storage._encryption != nil}
+  /// Clears the value of `encryption`. Subsequent reads from it will return its default value.
+  public mutating func clearEncryption() {_uniqueStorage()._encryption = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _parent: Amber_IncrementalParent? = nil
-  fileprivate var _preDump: Amber_PreDump? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Amber_ImageFile: Sendable {
@@ -97,6 +133,18 @@ public nonisolated struct Amber_ImageFile: Sendable {
 
   public var chunkXxh64: [UInt64] = []
 
+  /// A file stored in sealed or compressed chunks (codec.proto): size stays the plain size (page
+  /// runs' offsets are plain offsets), the file holds stored_chunk_size[i] bytes for chunk i, and
+  /// chunk_xxh64 (or, for a record, which is one chunk, xxh64) is over the stored bytes.
+  /// Chunk i holds plain bytes [i * chunk_size, ...) as above; a record's one chunk all of them.
+  public var storedChunkSize: [UInt64] = []
+
+  /// The stored chunks whose plain size is larger than their payload are zstd frames (--compress).
+  public var compressed: Bool = false
+
+  /// Every stored chunk is AES-256-GCM sealed, its 16-byte tag after it (--encrypt-key).
+  public var encrypted: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -108,83 +156,146 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Inventory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Inventory"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}amber_version\0\u{3}kernel_release\0\u{1}machine\0\u{3}xstate_features\0\u{3}xstate_size\0\u{3}created_unix_ms\0\u{3}root_pid\0\u{1}files\0\u{2}W\u{2}parent\0\u{3}pre_dump\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}amber_version\0\u{3}kernel_release\0\u{1}machine\0\u{3}xstate_features\0\u{3}xstate_size\0\u{3}created_unix_ms\0\u{3}root_pid\0\u{1}files\0\u{2}W\u{2}parent\0\u{3}pre_dump\0\u{2}1encryption\0")
+
+  fileprivate class _StorageClass {
+    var _formatVersion: UInt32 = 0
+    var _amberVersion: String = String()
+    var _kernelRelease: String = String()
+    var _machine: String = String()
+    var _xstateFeatures: UInt64 = 0
+    var _xstateSize: UInt32 = 0
+    var _createdUnixMs: Int64 = 0
+    var _rootPid: Int32 = 0
+    var _files: [Amber_ImageFile] = []
+    var _parent: Amber_IncrementalParent? = nil
+    var _preDump: Amber_PreDump? = nil
+    var _encryption: Amber_ImageEncryption? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _formatVersion = source._formatVersion
+      _amberVersion = source._amberVersion
+      _kernelRelease = source._kernelRelease
+      _machine = source._machine
+      _xstateFeatures = source._xstateFeatures
+      _xstateSize = source._xstateSize
+      _createdUnixMs = source._createdUnixMs
+      _rootPid = source._rootPid
+      _files = source._files
+      _parent = source._parent
+      _preDump = source._preDump
+      _encryption = source._encryption
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.formatVersion) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.amberVersion) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.kernelRelease) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.machine) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.xstateFeatures) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.xstateSize) }()
-      case 7: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
-      case 8: try { try decoder.decodeSingularInt32Field(value: &self.rootPid) }()
-      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.files) }()
-      case 160: try { try decoder.decodeSingularMessageField(value: &self._parent) }()
-      case 161: try { try decoder.decodeSingularMessageField(value: &self._preDump) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._formatVersion) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._amberVersion) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._kernelRelease) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._machine) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._xstateFeatures) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._xstateSize) }()
+        case 7: try { try decoder.decodeSingularInt64Field(value: &_storage._createdUnixMs) }()
+        case 8: try { try decoder.decodeSingularInt32Field(value: &_storage._rootPid) }()
+        case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._files) }()
+        case 160: try { try decoder.decodeSingularMessageField(value: &_storage._parent) }()
+        case 161: try { try decoder.decodeSingularMessageField(value: &_storage._preDump) }()
+        case 210: try { try decoder.decodeSingularMessageField(value: &_storage._encryption) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.formatVersion != 0 {
-      try visitor.visitSingularUInt32Field(value: self.formatVersion, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._formatVersion != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._formatVersion, fieldNumber: 1)
+      }
+      if !_storage._amberVersion.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._amberVersion, fieldNumber: 2)
+      }
+      if !_storage._kernelRelease.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._kernelRelease, fieldNumber: 3)
+      }
+      if !_storage._machine.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._machine, fieldNumber: 4)
+      }
+      if _storage._xstateFeatures != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._xstateFeatures, fieldNumber: 5)
+      }
+      if _storage._xstateSize != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._xstateSize, fieldNumber: 6)
+      }
+      if _storage._createdUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._createdUnixMs, fieldNumber: 7)
+      }
+      if _storage._rootPid != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._rootPid, fieldNumber: 8)
+      }
+      if !_storage._files.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._files, fieldNumber: 9)
+      }
+      try { if let v = _storage._parent {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 160)
+      } }()
+      try { if let v = _storage._preDump {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 161)
+      } }()
+      try { if let v = _storage._encryption {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 210)
+      } }()
     }
-    if !self.amberVersion.isEmpty {
-      try visitor.visitSingularStringField(value: self.amberVersion, fieldNumber: 2)
-    }
-    if !self.kernelRelease.isEmpty {
-      try visitor.visitSingularStringField(value: self.kernelRelease, fieldNumber: 3)
-    }
-    if !self.machine.isEmpty {
-      try visitor.visitSingularStringField(value: self.machine, fieldNumber: 4)
-    }
-    if self.xstateFeatures != 0 {
-      try visitor.visitSingularUInt64Field(value: self.xstateFeatures, fieldNumber: 5)
-    }
-    if self.xstateSize != 0 {
-      try visitor.visitSingularUInt32Field(value: self.xstateSize, fieldNumber: 6)
-    }
-    if self.createdUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 7)
-    }
-    if self.rootPid != 0 {
-      try visitor.visitSingularInt32Field(value: self.rootPid, fieldNumber: 8)
-    }
-    if !self.files.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.files, fieldNumber: 9)
-    }
-    try { if let v = self._parent {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 160)
-    } }()
-    try { if let v = self._preDump {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 161)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_Inventory, rhs: Amber_Inventory) -> Bool {
-    if lhs.formatVersion != rhs.formatVersion {return false}
-    if lhs.amberVersion != rhs.amberVersion {return false}
-    if lhs.kernelRelease != rhs.kernelRelease {return false}
-    if lhs.machine != rhs.machine {return false}
-    if lhs.xstateFeatures != rhs.xstateFeatures {return false}
-    if lhs.xstateSize != rhs.xstateSize {return false}
-    if lhs.createdUnixMs != rhs.createdUnixMs {return false}
-    if lhs.rootPid != rhs.rootPid {return false}
-    if lhs.files != rhs.files {return false}
-    if lhs._parent != rhs._parent {return false}
-    if lhs._preDump != rhs._preDump {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._formatVersion != rhs_storage._formatVersion {return false}
+        if _storage._amberVersion != rhs_storage._amberVersion {return false}
+        if _storage._kernelRelease != rhs_storage._kernelRelease {return false}
+        if _storage._machine != rhs_storage._machine {return false}
+        if _storage._xstateFeatures != rhs_storage._xstateFeatures {return false}
+        if _storage._xstateSize != rhs_storage._xstateSize {return false}
+        if _storage._createdUnixMs != rhs_storage._createdUnixMs {return false}
+        if _storage._rootPid != rhs_storage._rootPid {return false}
+        if _storage._files != rhs_storage._files {return false}
+        if _storage._parent != rhs_storage._parent {return false}
+        if _storage._preDump != rhs_storage._preDump {return false}
+        if _storage._encryption != rhs_storage._encryption {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -192,7 +303,7 @@ nonisolated extension Amber_Inventory: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Amber_ImageFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ImageFile"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}size\0\u{1}xxh64\0\u{3}chunk_size\0\u{3}chunk_xxh64\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}size\0\u{1}xxh64\0\u{3}chunk_size\0\u{3}chunk_xxh64\0\u{4}M\u{3}stored_chunk_size\0\u{1}compressed\0\u{1}encrypted\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -205,6 +316,9 @@ nonisolated extension Amber_ImageFile: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.xxh64) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.chunkSize) }()
       case 5: try { try decoder.decodeRepeatedUInt64Field(value: &self.chunkXxh64) }()
+      case 210: try { try decoder.decodeRepeatedUInt64Field(value: &self.storedChunkSize) }()
+      case 211: try { try decoder.decodeSingularBoolField(value: &self.compressed) }()
+      case 212: try { try decoder.decodeSingularBoolField(value: &self.encrypted) }()
       default: break
       }
     }
@@ -226,6 +340,15 @@ nonisolated extension Amber_ImageFile: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.chunkXxh64.isEmpty {
       try visitor.visitPackedUInt64Field(value: self.chunkXxh64, fieldNumber: 5)
     }
+    if !self.storedChunkSize.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.storedChunkSize, fieldNumber: 210)
+    }
+    if self.compressed != false {
+      try visitor.visitSingularBoolField(value: self.compressed, fieldNumber: 211)
+    }
+    if self.encrypted != false {
+      try visitor.visitSingularBoolField(value: self.encrypted, fieldNumber: 212)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -235,6 +358,9 @@ nonisolated extension Amber_ImageFile: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.xxh64 != rhs.xxh64 {return false}
     if lhs.chunkSize != rhs.chunkSize {return false}
     if lhs.chunkXxh64 != rhs.chunkXxh64 {return false}
+    if lhs.storedChunkSize != rhs.storedChunkSize {return false}
+    if lhs.compressed != rhs.compressed {return false}
+    if lhs.encrypted != rhs.encrypted {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

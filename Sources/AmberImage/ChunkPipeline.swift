@@ -1,0 +1,132 @@
+import CZstd
+import Dispatch
+import Glibc
+
+/// Encodes a page file's chunks (`ChunkCodec`) on every CPU while the dump goes on reading
+/// memory, and hands the stored chunks to the writer in order, with their sizes and XXH64.
+///
+/// Used by one thread, the writer's; only the encoding of a submitted chunk runs elsewhere.
+final class ChunkPipeline {
+    /// One chunk's buffers, reused from chunk to chunk.
+    private final class Job: @unchecked Sendable {
+        let plain: UnsafeMutableRawBufferPointer
+        var count = 0
+        var stored: [UInt8] = []
+        var xxh64: UInt64 = 0
+        /// Signalled once `stored` and `xxh64` are set.
+        let done = DispatchSemaphore(value: 0)
+        /// zstd's compression context, reused from chunk to chunk.
+        let context: OpaquePointer?
+
+        init(size: Int) {
+            plain = .allocate(byteCount: size, alignment: 64)
+            context = ZSTD_createCCtx()
+        }
+
+        deinit {
+            plain.deallocate()
+            ZSTD_freeCCtx(context)
+        }
+    }
+
+    typealias Sink = (UnsafeRawBufferPointer) throws(ImageError) -> Void
+
+    private let codec: ChunkCodec
+    private let chunkSize: Int
+    /// Chunks encoding or encoded but not yet written: two for each CPU keeps every CPU busy
+    /// while the writer waits for the oldest.
+    private let maximumPending: Int
+    private var idle: [Job] = []
+    private var pending: [Job] = []
+    /// The chunk being filled; submitted when the next byte comes (so that the last chunk is known).
+    private var filling: Job?
+    private var submitted: UInt64 = 0
+    private(set) var storedSizes: [UInt64] = []
+    private(set) var storedDigests: [UInt64] = []
+
+    init(codec: ChunkCodec, chunkSize: Int) {
+        self.codec = codec
+        self.chunkSize = chunkSize
+        maximumPending = 2 * max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    }
+
+    deinit {
+        // A worker may still be writing into a job's buffers.
+        for job in pending { job.done.wait() }
+    }
+
+    /// Takes the next plain bytes of the file; writes the chunks encoded so far to `sink`.
+    func add(_ bytes: UnsafeRawBufferPointer, to sink: Sink) throws(ImageError) {
+        var start = 0
+        while start < bytes.count {
+            let job: Job
+            if let current = filling, current.count < chunkSize {
+                job = current
+            } else {
+                if let full = filling { submit(full, isLast: false) }
+                job = try takeJob(sink)
+                filling = job
+            }
+            let count = min(chunkSize - job.count, bytes.count - start)
+            (job.plain.baseAddress! + job.count).copyMemory(from: bytes.baseAddress! + start, byteCount: count)
+            job.count += count
+            start += count
+        }
+        try writeEncoded(sink, waiting: false)
+    }
+
+    /// Encodes what is left as the last chunk and writes every chunk to `sink`.
+    func finish(to sink: Sink) throws(ImageError) {
+        if let last = filling, last.count > 0 { submit(last, isLast: true) }
+        filling = nil
+        try writeEncoded(sink, waiting: true)
+    }
+
+    private func submit(_ job: Job, isLast: Bool) {
+        let index = submitted
+        submitted += 1
+        pending.append(job)
+        filling = nil
+        let codec = codec
+        DispatchQueue.global().async {
+            job.stored = codec.encode(
+                UnsafeRawBufferPointer(rebasing: job.plain[..<job.count]), index: index, isLast: isLast,
+                context: job.context)
+            job.xxh64 = job.stored.withUnsafeBytes { XXH64.hash($0) }
+            job.done.signal()
+        }
+    }
+
+    private func takeJob(_ sink: Sink) throws(ImageError) -> Job {
+        if idle.isEmpty {
+            if pending.count < maximumPending { return Job(size: chunkSize) }
+            try writeOldest(sink)
+        }
+        let job = idle.removeLast()
+        job.count = 0
+        return job
+    }
+
+    /// Writes the oldest pending chunk, waiting for it if need be.
+    private func writeOldest(_ sink: Sink) throws(ImageError) {
+        let job = pending.removeFirst()
+        job.done.wait()
+        storedSizes.append(UInt64(job.stored.count))
+        storedDigests.append(job.xxh64)
+        let stored = job.stored
+        job.stored = []
+        idle.append(job)
+        try stored.withUnsafeBytes { bytes in Result { () throws(ImageError) in try sink(bytes) } }.get()
+    }
+
+    /// Writes the pending chunks in order: those already encoded, or all of them when `waiting`.
+    private func writeEncoded(_ sink: Sink, waiting: Bool) throws(ImageError) {
+        while let oldest = pending.first {
+            if !waiting {
+                guard oldest.done.wait(timeout: .now()) == .success else { return }
+                oldest.done.signal()
+            }
+            try writeOldest(sink)
+        }
+    }
+}
