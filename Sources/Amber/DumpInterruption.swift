@@ -42,7 +42,7 @@ public struct DumpInterruption: Sendable {
             _ = kill(supervisor, SIGKILL)
             // Orphaned once the supervisor has exited: wait for that, so the test knows where the dump stopped.
             while getppid() == supervisor { usleep(100) }
-        case .kill, nil:
+        case .kill, .pause, nil:
             break
         }
         #endif

@@ -7,14 +7,16 @@ import Synchronization
 /// killed, at a named point: `AMBER_TEST_FAULT=<point>[@<n>]=<action>` arms one point (the
 /// n-th time it is reached, the first by default). Points are "dump.<point>" and
 /// "restore.<point>" (`FaultPoints`); actions are `fail` (throw, as a real error
-/// there would), `kill` (SIGKILL amber itself) and `kill-supervisor` (SIGKILL the `amber dump`
-/// process a dump worker serves, as a user would). Unset, it costs one comparison per point.
+/// there would), `kill` (SIGKILL amber itself), `kill-supervisor` (SIGKILL the `amber dump`
+/// process a dump worker serves, as a user would) and `pause` (sleep a second, then go on:
+/// what a slow dump or restore shows, such as its progress, without a timing in the test). Unset, it costs one comparison per point.
 /// Debug builds only: a release amber has no such switch, whatever its environment says.
 enum TestFault {
     enum Action: String, Sendable {
         case fail
         case kill
         case killSupervisor = "kill-supervisor"
+        case pause
     }
 
     private struct Armed: Sendable {
@@ -41,6 +43,7 @@ enum TestFault {
         let count = passes.wrappingAdd(1, ordering: .relaxed).newValue
         guard count == armed.occurrence else { return nil }
         if armed.action == .kill { _ = Glibc.kill(getpid(), SIGKILL) }
+        if armed.action == .pause { sleep(1) }
         return armed.action
     }
 }

@@ -144,20 +144,26 @@ final class CommandLineTests: ScenarioTestCase {
         XCTAssertTrue(linked.stderr.contains("symbolic link"), linked.summary)
     }
 
-    /// A dump and a restore of 1 GiB on a terminal show their progress; without one, none.
+    /// A dump and a restore of 1 GiB on a terminal show their progress; without one, none. Each
+    /// pauses a second once its memory is copied (a test fault), so that it runs longer than the
+    /// half second after which progress is shown, however fast the machine.
     func testProgressOnATerminalOnly() throws {
         _ = try requireAmber()
         let p = try start(.bigMemory(mib: 1024))
         let image = try newDirectory("image")
         let terminal = try Terminal()
-        let dump = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], wrapper: terminal.wrapper)
+        let dump = try amber(
+            ["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], env: ["AMBER_TEST_FAULT": "dump.inventory=pause"],
+            wrapper: terminal.wrapper)
         XCTAssertEqual(dump.status, .exited(0), dump.summary)
         let dumpProgress = terminal.output()
         XCTAssertTrue(dumpProgress.contains("\ramber dump: "), "no progress: \(dumpProgress)")
         XCTAssertTrue(dumpProgress.contains(" of 1024 MiB of memory ("), "no total: \(dumpProgress)")
         p.exitStatus = nil
         p.gone = false
-        let restore = try amber(["restore", "-D", image, "--detach"], wrapper: terminal.wrapper)
+        let restore = try amber(
+            ["restore", "-D", image, "--detach"], env: ["AMBER_TEST_FAULT": "restore.detach=pause"],
+            wrapper: terminal.wrapper)
         track(p.pid)
         XCTAssertEqual(restore.status, .exited(0), restore.summary)
         let restoreProgress = terminal.output()
