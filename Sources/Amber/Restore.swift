@@ -29,11 +29,13 @@ public enum Restore {
     /// else in a new one made as the image says, with the other end of each of its veths as
     /// `externalVeths` name them. With `lazyPages` the tree runs before the pages of its private
     /// anonymous areas are in (`LazyMemory`); the page files are checked chunk by chunk as their
-    /// pages are served.
+    /// pages are served. `joinNamespaces` names, by kind ("uts", "ipc"), the namespaces of
+    /// other kinds the tree is made in as they are (`UTSNamespaceState`, `IPCNamespaceState`).
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
         inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
-        externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, logger: Logger
+        externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, logger: Logger,
+        joinNamespaces: [String: String] = [:]
     ) throws(AmberError) -> Restored {
         let started = ContinuousClock.now
         let key = try HostImageKey.forCheck()
@@ -85,6 +87,10 @@ public enum Restore {
         let ownNetwork = try NetworkNamespaceState.enter(
             for: tasks[0], joining: joinNetwork, veths: externalVeths)
         defer { ownNetwork?.enterOrAbort() }
+        let ownUTS = try UTSNamespaceState.enter(for: tasks[0], joining: joinNamespaces["uts"])
+        defer { ownUTS?.enterOrAbort() }
+        let ownIPC = try IPCNamespaceState.enter(for: tasks[0], joining: joinNamespaces["ipc"])
+        defer { ownIPC?.enterOrAbort() }
         var created: [Tracee] = []
         let openFiles = OpenFileTable(inherited: inherited, image: image)
         var jobControl: ShellJobControl?

@@ -12,6 +12,7 @@ enum CrossRecordCheck {
         try checkPtys(tasks)
         try checkShellJob(tasks)
         try checkNetworkNamespace(tasks)
+        try checkUTSAndIPCNamespaces(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).

@@ -104,6 +104,8 @@ struct TaskValidator {
         try validateSeccomp(task)
         if task.hasShellJob { try validateShellJob(task.shellJob) }
         if task.hasNetworkNamespace { try validateNetworkNamespace(task.networkNamespace) }
+        if task.hasUtsNamespace { try validateUTSNamespace(task.utsNamespace) }
+        if task.hasIpcNamespace { try validateIPCNamespace(task.ipcNamespace) }
     }
 
     func invalid(_ field: String, _ problem: String) -> ImageError {

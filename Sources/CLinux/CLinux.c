@@ -369,3 +369,13 @@ long amber_accept4(int fd, int flags) { return result(syscall(SYS_accept4, (long
 long amber_setns(int fd, int type) { return result(syscall(SYS_setns, (long)fd, (long)type)); }
 
 long amber_unshare(int flags) { return result(syscall(SYS_unshare, (long)flags)); }
+
+long amber_fsmount_new(const char *type) {
+    long context = syscall(SYS_fsopen, type, 1L /* FSOPEN_CLOEXEC */);
+    if (context < 0) return -errno;
+    long made = syscall(SYS_fsconfig, context, 6L /* FSCONFIG_CMD_CREATE */, NULL, NULL, 0L);
+    long mount = made < 0 ? -1 : syscall(SYS_fsmount, context, 1L /* FSMOUNT_CLOEXEC */, 0L);
+    int saved = errno;
+    close((int)context);
+    return mount < 0 ? -saved : mount;
+}

@@ -213,4 +213,8 @@ final class DumpRestoreTests: ScenarioTestCase {
             try runDumped(.lazyPages(flags))
         }
     }
+
+    /// The tree comes back in new UTS and IPC namespaces of its own: its host and domain names,
+    /// its IPC sysctls, no System V object, and a new message queue works in it.
+    func testUTSIPCNamespace() throws { try runDumped(.utsIPCNamespace) }
 }

@@ -207,4 +207,10 @@ final class PlainScenarioTests: ScenarioTestCase {
             try runPlain(.lazyPages(flags))
         }
     }
+
+    func testUTSIPCNamespace() throws { try runPlain(.utsIPCNamespace) }
+    func testUnsupportedIPCObjects() throws {
+        try runPlain(.unsupportedIPCSystemVObject)
+        try runPlain(.unsupportedIPCMessageQueue)
+    }
 }

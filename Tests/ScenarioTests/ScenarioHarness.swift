@@ -250,6 +250,11 @@ struct Scenario: Sendable {
     /// Memory whose pages arrive after the process runs again (restore --lazy-pages), touched
     /// at once; `flags` choose how (lazy_pages.c).
     static func lazyPages(_ flags: [String]) -> Scenario { Scenario(name: "lazy_pages", args: flags) }
+    /// A root and its child in a UTS and an IPC namespace of their own, named, with IPC sysctls changed.
+    static let utsIPCNamespace = Scenario(name: "uts_ipc_namespace", args: ["--uts", "--ipc"])
+    /// The same in an IPC namespace that holds a System V message queue, or a POSIX one.
+    static let unsupportedIPCSystemVObject = Scenario(name: "uts_ipc_namespace", args: ["--ipc", "--sysv-object"])
+    static let unsupportedIPCMessageQueue = Scenario(name: "uts_ipc_namespace", args: ["--ipc", "--mqueue-object"])
 
     static let all: [Scenario] =
         [
@@ -314,6 +319,7 @@ struct Scenario: Sendable {
         + [cowWriter, cowWriterThreads, cowWriterTree, cowWriterForks, cowWriterMoves, cowWriterUnprivileged]
         + [incremental, incrementalThreads, incrementalTree]
         + [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]].map(lazyPages)
+        + [utsIPCNamespace, unsupportedIPCSystemVObject, unsupportedIPCMessageQueue]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

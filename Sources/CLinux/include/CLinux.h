@@ -244,4 +244,8 @@ long amber_accept4(int fd, int flags);
 long amber_setns(int fd, int type);
 long amber_unshare(int flags);
 
+/// A detached mount of a new context of the file system `type` (fsopen, fsconfig's
+/// FSCONFIG_CMD_CREATE, fsmount; not in Glibc's module): its descriptor, close-on-exec.
+long amber_fsmount_new(const char *type);
+
 #endif
