@@ -31,11 +31,14 @@ public enum Restore {
     /// anonymous areas are in (`LazyMemory`); the page files are checked chunk by chunk as their
     /// pages are served. A tree dumped in a mount namespace of its own comes back in a new one,
     /// its root directory and bind mounts of the host as `mounts` name them (`MountNamespaceState`).
+    /// `joinNamespaces` names, by kind ("uts", "ipc"), the namespaces of other kinds the tree is
+    /// made in as they are (`UTSNamespaceState`, `IPCNamespaceState`).
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
         inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
         externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, encryptionKey: ImageEncryptionKey? = nil,
-        logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore()
+        logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore(),
+        joinNamespaces: [String: String] = [:]
     ) throws(AmberError) -> Restored {
         let started = ContinuousClock.now
         let key = try HostImageKey.forCheck()
@@ -95,6 +98,10 @@ public enum Restore {
         let ownNetwork = try NetworkNamespaceState.enter(
             for: tasks[0], joining: joinNetwork, veths: externalVeths)
         defer { ownNetwork?.enterOrAbort() }
+        let ownUTS = try UTSNamespaceState.enter(for: tasks[0], joining: joinNamespaces["uts"])
+        defer { ownUTS?.enterOrAbort() }
+        let ownIPC = try IPCNamespaceState.enter(for: tasks[0], joining: joinNamespaces["ipc"])
+        defer { ownIPC?.enterOrAbort() }
         var created: [Tracee] = []
         // Paths of the image are the tree's, under this root directory, until the tree runs.
         var mountRoot: Int32?

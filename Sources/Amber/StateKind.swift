@@ -26,6 +26,10 @@ protocol StateKind {
 
     /// The steps that bring it back into a process, each with its place in the restore order.
     static var restoreSteps: [RestoreStep] { get }
+
+    /// The namespace kinds under /proc/PID/ns ("net", "uts"...) this kind dumps and restores:
+    /// `NamespaceState` refuses a process in another namespace than amber's of the others.
+    static var namespaceKinds: [String] { get }
 }
 
 extension StateKind {
@@ -33,6 +37,7 @@ extension StateKind {
     static func check(tree processes: [CheckedProcess]) throws {}
     static var dumpSteps: [DumpStep<DumpState>] { [] }
     static var restoreSteps: [RestoreStep] { [] }
+    static var namespaceKinds: [String] { [] }
 
     /// Its dump steps bound to a new state of its own, for one dump.
     static func prepareDump(_ dump: TreeDump) throws -> [PreparedDumpStep] {

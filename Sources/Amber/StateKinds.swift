@@ -28,6 +28,8 @@ enum StateKinds {
         NetworkNamespaceState.self,
         // After the memory: protects the pages its step left to copy once the tree runs.
         CopyOnWriteMemoryState.self,
+        UTSNamespaceState.self,
+        IPCNamespaceState.self,
     ]
 
     /// Every kind's restore steps of `phase`, in their order.

@@ -13,6 +13,7 @@ enum CrossRecordCheck {
         try checkShellJob(tasks)
         try checkNetworkNamespace(tasks)
         try checkMountNamespace(tasks)
+        try checkUTSAndIPCNamespaces(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).

@@ -105,6 +105,8 @@ struct TaskValidator {
         if task.hasShellJob { try validateShellJob(task.shellJob) }
         if task.hasNetworkNamespace { try validateNetworkNamespace(task.networkNamespace) }
         if task.hasMountNamespace { try validateMountNamespace(task.mountNamespace) }
+        if task.hasUtsNamespace { try validateUTSNamespace(task.utsNamespace) }
+        if task.hasIpcNamespace { try validateIPCNamespace(task.ipcNamespace) }
     }
 
     func invalid(_ field: String, _ problem: String) -> ImageError {

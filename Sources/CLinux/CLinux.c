@@ -434,4 +434,13 @@ long amber_open_tree_in_namespace(int namespace_fd, const char *path) {
     if (fd >= 0)
         return fd;
     return -(error ? error : EIO);
+
+long amber_fsmount_new(const char *type) {
+    long context = syscall(SYS_fsopen, type, 1L /* FSOPEN_CLOEXEC */);
+    if (context < 0) return -errno;
+    long made = syscall(SYS_fsconfig, context, 6L /* FSCONFIG_CMD_CREATE */, NULL, NULL, 0L);
+    long mount = made < 0 ? -1 : syscall(SYS_fsmount, context, 1L /* FSMOUNT_CLOEXEC */, 0L);
+    int saved = errno;
+    close((int)context);
+    return mount < 0 ? -saved : mount;
 }

@@ -229,10 +229,10 @@ struct RestoreCommand: ParsableCommand {
     @Option(
         name: .customLong("join-ns"),
         help: ArgumentHelp(
-            "Restore the tree into the existing network namespace at PATH (/run/netns/NAME, /proc/PID/ns/net), as it is.",
+            "Restore the tree into the existing namespace at PATH (/run/netns/NAME, /proc/PID/ns/KIND), as it is: KIND is net, uts or ipc. Once per kind.",
             discussion:
-                "Every process of the tree and every socket made for it is in that namespace; its links, addresses, routes and sysctls are the namespace's own, none of the image's. Without it, a tree dumped in a network namespace other than amber's comes back in a new one made with the recorded configuration: a loopback link and veth ends (see --external), their addresses, routes and sysctls.",
-            valueName: "net:PATH"))
+                "Every process of the tree and every socket made for it is in that namespace; its links, addresses, routes and sysctls are the namespace's own, none of the image's. Without it, a tree dumped in a network namespace other than amber's comes back in a new one made with the recorded configuration: a loopback link and veth ends (see --external), their addresses, routes and sysctls. Likewise uts:PATH and ipc:PATH: without them, a tree dumped in a UTS namespace of its own comes back in a new one with its host and domain names, and one dumped in an IPC namespace of its own (which held no object) in a new, empty one with its sysctls.",
+            valueName: "KIND:PATH"))
     var joinNamespaces: [String] = []
 
     @Option(
@@ -280,17 +280,20 @@ struct RestoreCommand: ParsableCommand {
                 "--shell-job: amber passes job control on to the root, its child, which the init of --new-pidns would be instead"
             )
         }
-        for argument in joinNamespaces where !argument.hasPrefix("net:") || argument.count == 4 {
-            throw ValidationError("--join-ns \(argument): expected net:PATH (only network namespaces are joined)")
+        for argument in joinNamespaces
+        where !["net:", "uts:", "ipc:"].contains(where: { argument.hasPrefix($0) }) || argument.count == 4 {
+            throw ValidationError(
+                "--join-ns \(argument): expected KIND:PATH, KIND net, uts or ipc (only these namespaces are joined)")
         }
-        guard joinNamespaces.count <= 1 else {
-            throw ValidationError("--join-ns: one network namespace only, not \(joinNamespaces.count)")
+        let joinedKinds = joinNamespaces.map { $0.prefix(3) }
+        guard Set(joinedKinds).count == joinedKinds.count else {
+            throw ValidationError("--join-ns: one namespace of each kind only")
         }
         for argument in externals where ExternalVeth(argument: argument) == nil && ExternalMount(argument: argument) == nil {
             throw ValidationError(
                 "--external \(argument): expected veth[INSIDE]:OUTSIDE[@BRIDGE], each a link name, or mnt[KEY]:PATH")
         }
-        if externals.contains(where: { ExternalVeth(argument: $0) != nil }) && !joinNamespaces.isEmpty {
+        if externals.contains(where: { ExternalVeth(argument: $0) != nil }) && joinedKinds.contains("net") {
             throw ValidationError(
                 "--external veth[...] makes veths for a new network namespace: not with --join-ns, whose namespace is used as it is"
             )
@@ -310,10 +313,13 @@ struct RestoreCommand: ParsableCommand {
             restored = try Restore.run(
                 directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage,
                 inheritedFiles: inheritedFiles, shellJob: shellJob,
-                joinNetwork: joinNamespaces.first.map { String($0.dropFirst(4)) },
+                joinNetwork: joinNamespaces.first { $0.hasPrefix("net:") }.map { String($0.dropFirst(4)) },
                 externalVeths: externals.compactMap(ExternalVeth.init(argument:)), lazyPages: lazyPages,
                 encryptionKey: encryption.key(), logger: logger,
-                mounts: MountNamespaceRestore(root: root, externals: externals.compactMap(ExternalMount.init(argument:))))
+                mounts: MountNamespaceRestore(root: root, externals: externals.compactMap(ExternalMount.init(argument:))),
+                joinNamespaces: Dictionary(
+                    joinNamespaces.filter { !$0.hasPrefix("net:") }.map { (String($0.prefix(3)), String($0.dropFirst(4))) },
+                    uniquingKeysWith: { first, _ in first }))
         } catch {
             fail(error)
         }

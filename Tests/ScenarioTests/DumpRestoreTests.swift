@@ -215,4 +215,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     }
 
     func testBigMemory() throws { try runDumped(.bigMemory(mib: 64)) }
+    /// The tree comes back in new UTS and IPC namespaces of its own: its host and domain names,
+    /// its IPC sysctls, no System V object, and a new message queue works in it.
+    func testUTSIPCNamespace() throws { try runDumped(.utsIPCNamespace) }
 }

@@ -249,14 +249,22 @@ final class DumpErrorTests: ScenarioTestCase {
     }
 
     /// Named: the child and the kind of namespace (or its cgroup).
-    func testDumpRefusesUTSNamespace() throws {
-        try checkUnsupported(.unsupportedUTSNamespace, object: "UTS namespace")
+    /// A child in a UTS namespace other than its root's: a tree comes back in one.
+    func testDumpRefusesUTSNamespaceOtherThanTheRoot() throws {
+        try checkUnsupported(.unsupportedUTSNamespace, object: "UTS namespace", mentions: ["root's"])
     }
     func testDumpRefusesMountNamespace() throws {
         try checkUnsupported(.unsupportedMountNamespace, object: "mount namespace")
     }
-    func testDumpRefusesIPCNamespace() throws {
-        try checkUnsupported(.unsupportedIPCNamespace, object: "IPC namespace")
+    /// A child in an IPC namespace other than its root's: a tree comes back in one.
+    func testDumpRefusesIPCNamespaceOtherThanTheRoot() throws {
+        try checkUnsupported(.unsupportedIPCNamespace, object: "IPC namespace", mentions: ["root's"])
+    }
+    /// An IPC namespace is restored empty: one holding a System V or POSIX message queue is
+    /// refused, naming it.
+    func testDumpRefusesIPCNamespaceWithObjects() throws {
+        try checkUnsupported(.unsupportedIPCSystemVObject, object: "System V message queue", mentions: ["IPC namespace"])
+        try checkUnsupported(.unsupportedIPCMessageQueue, object: "POSIX message queue /amber-scenario")
     }
     func testDumpRefusesNetworkNamespace() throws {
         try checkUnsupported(.unsupportedNetworkNamespace, object: "network namespace")

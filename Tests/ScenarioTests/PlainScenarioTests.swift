@@ -209,4 +209,9 @@ final class PlainScenarioTests: ScenarioTestCase {
     }
 
     func testBigMemory() throws { try runPlain(.bigMemory(mib: 64)) }
+    func testUTSIPCNamespace() throws { try runPlain(.utsIPCNamespace) }
+    func testUnsupportedIPCObjects() throws {
+        try runPlain(.unsupportedIPCSystemVObject)
+        try runPlain(.unsupportedIPCMessageQueue)
+    }
 }

@@ -257,6 +257,11 @@ struct Scenario: Sendable {
     static func lazyPages(_ flags: [String]) -> Scenario { Scenario(name: "lazy_pages", args: flags) }
     /// `mib` MiB of memory, every page filled: a dump long enough to watch or interrupt (big_memory.c).
     static func bigMemory(mib: Int) -> Scenario { Scenario(name: "big_memory", args: ["--mib", "\(mib)"]) }
+    /// A root and its child in a UTS and an IPC namespace of their own, named, with IPC sysctls changed.
+    static let utsIPCNamespace = Scenario(name: "uts_ipc_namespace", args: ["--uts", "--ipc"])
+    /// The same in an IPC namespace that holds a System V message queue, or a POSIX one.
+    static let unsupportedIPCSystemVObject = Scenario(name: "uts_ipc_namespace", args: ["--ipc", "--sysv-object"])
+    static let unsupportedIPCMessageQueue = Scenario(name: "uts_ipc_namespace", args: ["--ipc", "--mqueue-object"])
 
     static let all: [Scenario] =
         [
@@ -323,6 +328,7 @@ struct Scenario: Sendable {
         + [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]].map(lazyPages)
         + [bigMemory(mib: 64)]
         + [mountNamespace, unsupportedOverlayMount]
+        + [utsIPCNamespace, unsupportedIPCSystemVObject, unsupportedIPCMessageQueue]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -427,6 +427,8 @@ enum MountNamespaceState {
 }
 
 extension MountNamespaceState: StateKind {
+    static var namespaceKinds: [String] { ["mnt"] }
+
     static func check(_ process: CheckedProcess) throws {
         let theirs = try namespace(of: process.pid)
         let root = try namespace(of: process.tree.pid)

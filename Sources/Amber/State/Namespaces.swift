@@ -1,9 +1,10 @@
 import Glibc
 import LinuxKit
 
-/// Namespaces (but PID and user namespaces, see `TreeState` and `CredentialState`, network
-/// namespaces, `NetworkNamespaceState`, and mount namespaces, `MountNamespaceState`) and control groups: a restored task is made in amber's own, so a task in others is refused until they
-/// can be recreated.
+/// Namespaces (but PID and user namespaces, see `TreeState` and `CredentialState`, and the kinds
+/// a kind of state of their own takes, its `namespaceKinds`: `NetworkNamespaceState`,
+/// `MountNamespaceState`...) and control groups: a restored task is made in amber's own, so a
+/// task in others is refused until they can be recreated.
 enum NamespaceState {
     /// Amber's own namespaces and cgroup lines, read once.
     private static let own: (namespaces: [String: String], cgroups: [String])? = {
@@ -21,7 +22,8 @@ enum NamespaceState {
         guard let own else {
             throw AmberError(.failure, "cannot read amber's own namespaces and cgroups under /proc/self")
         }
-        for kind in ProcFS.otherNamespaceKinds where kind != "net" && kind != "mnt" {
+        let restored = Set(StateKinds.all.flatMap { $0.namespaceKinds })
+        for kind in ProcFS.otherNamespaceKinds where !restored.contains(kind) {
             // A kernel without this kind of namespace has no such file for amber either.
             guard let ours = own.namespaces[kind] else { continue }
             let theirs = try ProcFS.namespace(pid: pid, kind: kind)

@@ -89,6 +89,8 @@ enum NetworkNamespaceState {
 }
 
 extension NetworkNamespaceState: StateKind {
+    static var namespaceKinds: [String] { ["net"] }
+
     static func check(_ process: CheckedProcess) throws {
         let theirs = try namespace(of: process.pid)
         let root = try namespace(of: process.tree.pid)

@@ -223,6 +223,26 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   /// Clears the value of `networkNamespace`. Subsequent reads from it will return its default value.
   public mutating func clearNetworkNamespace() {_uniqueStorage()._networkNamespace = nil}
 
+  /// The root's only: the UTS namespace of a tree in one other than amber's.
+  public var utsNamespace: Amber_UtsNamespace {
+    get {_storage._utsNamespace ?? Amber_UtsNamespace()}
+    set {_uniqueStorage()._utsNamespace = newValue}
+  }
+  /// Returns true if `utsNamespace` has been explicitly set.
+  public var hasUtsNamespace: Bool {_storage._utsNamespace != nil}
+  /// Clears the value of `utsNamespace`. Subsequent reads from it will return its default value.
+  public mutating func clearUtsNamespace() {_uniqueStorage()._utsNamespace = nil}
+
+  /// The root's only: the IPC namespace of a tree in one other than amber's.
+  public var ipcNamespace: Amber_IpcNamespace {
+    get {_storage._ipcNamespace ?? Amber_IpcNamespace()}
+    set {_uniqueStorage()._ipcNamespace = newValue}
+  }
+  /// Returns true if `ipcNamespace` has been explicitly set.
+  public var hasIpcNamespace: Bool {_storage._ipcNamespace != nil}
+  /// Clears the value of `ipcNamespace`. Subsequent reads from it will return its default value.
+  public mutating func clearIpcNamespace() {_uniqueStorage()._ipcNamespace = nil}
+
   /// The root's only: the mount namespace of a tree in one other than amber's.
   public var mountNamespace: Amber_MountNamespace {
     get {_storage._mountNamespace ?? Amber_MountNamespace()}
@@ -841,7 +861,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}threads\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0\u{1}membarrier\0\u{4}W\u{1}shell_job\0\u{4}\u{1e}network_namespace\0\u{4}x\u{1}mount_namespace\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}threads\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0\u{1}membarrier\0\u{4}W\u{1}shell_job\0\u{4}\u{1e}network_namespace\0\u{4}n\u{1}uts_namespace\0\u{3}ipc_namespace\0\u{4}\u{9}mount_namespace\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -869,6 +889,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _membarrier: Amber_Membarrier? = nil
     var _shellJob: Amber_ShellJob? = nil
     var _networkNamespace: Amber_NetworkNamespace? = nil
+    var _utsNamespace: Amber_UtsNamespace? = nil
+    var _ipcNamespace: Amber_IpcNamespace? = nil
     var _mountNamespace: Amber_MountNamespace? = nil
 
       // This property is used as the initial default value for new instances of the type.
@@ -905,6 +927,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _membarrier = source._membarrier
       _shellJob = source._shellJob
       _networkNamespace = source._networkNamespace
+      _utsNamespace = source._utsNamespace
+      _ipcNamespace = source._ipcNamespace
       _mountNamespace = source._mountNamespace
     }
   }
@@ -949,6 +973,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 23: try { try decoder.decodeSingularMessageField(value: &_storage._membarrier) }()
         case 110: try { try decoder.decodeSingularMessageField(value: &_storage._shellJob) }()
         case 140: try { try decoder.decodeSingularMessageField(value: &_storage._networkNamespace) }()
+        case 250: try { try decoder.decodeSingularMessageField(value: &_storage._utsNamespace) }()
+        case 251: try { try decoder.decodeSingularMessageField(value: &_storage._ipcNamespace) }()
         case 260: try { try decoder.decodeSingularMessageField(value: &_storage._mountNamespace) }()
         default: break
         }
@@ -1037,6 +1063,12 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       try { if let v = _storage._networkNamespace {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 140)
       } }()
+      try { if let v = _storage._utsNamespace {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 250)
+      } }()
+      try { if let v = _storage._ipcNamespace {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 251)
+      } }()
       try { if let v = _storage._mountNamespace {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 260)
       } }()
@@ -1074,6 +1106,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._membarrier != rhs_storage._membarrier {return false}
         if _storage._shellJob != rhs_storage._shellJob {return false}
         if _storage._networkNamespace != rhs_storage._networkNamespace {return false}
+        if _storage._utsNamespace != rhs_storage._utsNamespace {return false}
+        if _storage._ipcNamespace != rhs_storage._ipcNamespace {return false}
         if _storage._mountNamespace != rhs_storage._mountNamespace {return false}
         return true
       }

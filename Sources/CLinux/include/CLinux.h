@@ -251,4 +251,8 @@ long amber_unshare(int flags);
  * cannot): the descriptor, or -errno. */
 long amber_open_tree_in_namespace(int namespace_fd, const char *path);
 
+/// A detached mount of a new context of the file system `type` (fsopen, fsconfig's
+/// FSCONFIG_CMD_CREATE, fsmount; not in Glibc's module): its descriptor, close-on-exec.
+long amber_fsmount_new(const char *type);
+
 #endif
