@@ -434,6 +434,7 @@ long amber_open_tree_in_namespace(int namespace_fd, const char *path) {
     if (fd >= 0)
         return fd;
     return -(error ? error : EIO);
+}
 
 long amber_fsmount_new(const char *type) {
     long context = syscall(SYS_fsopen, type, 1L /* FSOPEN_CLOEXEC */);
