@@ -43,13 +43,16 @@ public struct ImageEncryptionKey: Sendable {
         guard status.st_mode & 0o077 == 0 else {
             throw ImageError(
                 .invalid, file: path,
-                detail: "the key file is open to other users (mode \(String(status.st_mode & 0o777, radix: 8))): chmod 600 it")
+                detail:
+                    "the key file is open to other users (mode \(String(status.st_mode & 0o777, radix: 8))): chmod 600 it"
+            )
         }
         guard status.st_size == Self.size else {
             throw ImageError(
                 .invalid, file: path,
                 detail:
-                    "the key file has \(status.st_size) bytes, not \(Self.size) (make one with head -c 32 /dev/urandom > KEY)")
+                    "the key file has \(status.st_size) bytes, not \(Self.size) (make one with head -c 32 /dev/urandom > KEY)"
+            )
         }
         var bytes = [UInt8](repeating: 0, count: Self.size + 1)
         let count = try bytes.withUnsafeMutableBytes { buffer in
@@ -84,7 +87,8 @@ struct ImageSealing: Sendable {
 
     private func derive(_ purpose: String) -> SymmetricKey {
         HKDF<SHA256>.deriveKey(
-            inputKeyMaterial: key.key, salt: salt, info: Array("amber image 1\u{0}\(purpose)".utf8), outputByteCount: 32)
+            inputKeyMaterial: key.key, salt: salt, info: Array("amber image 1\u{0}\(purpose)".utf8), outputByteCount: 32
+        )
     }
 
     /// The key of file `name`, as bytes.
@@ -117,7 +121,8 @@ struct ImageSealing: Sendable {
         guard inventory.hasEncryption else {
             guard key == nil else {
                 throw ImageError(
-                    .invalid, file: name, detail: "the image is not encrypted: --encrypt-key is for encrypted images only")
+                    .invalid, file: name,
+                    detail: "the image is not encrypted: --encrypt-key is for encrypted images only")
             }
             return nil
         }
@@ -128,7 +133,9 @@ struct ImageSealing: Sendable {
         guard record.algorithm == algorithm, record.salt.count == saltSize else {
             throw ImageError(
                 .invalid, file: name,
-                detail: "encryption: algorithm \"\(record.algorithm)\" with a \(record.salt.count)-byte salt is not \(algorithm) with a \(saltSize)-byte one")
+                detail:
+                    "encryption: algorithm \"\(record.algorithm)\" with a \(record.salt.count)-byte salt is not \(algorithm) with a \(saltSize)-byte one"
+            )
         }
         let sealing = ImageSealing(key: key, salt: Array(record.salt))
         guard ImageMAC.matches(Array(record.keyCheck), sealing.keyCheck) else {
@@ -140,7 +147,8 @@ struct ImageSealing: Sendable {
             ImageMAC.matches(Array(record.inventoryCode), sealing.inventoryCode(bytes))
         else {
             throw ImageError(
-                .checksumMismatch, file: name, detail: "it changed since the dump: its code under the key does not match")
+                .checksumMismatch, file: name,
+                detail: "it changed since the dump: its code under the key does not match")
         }
         return sealing
     }
@@ -193,13 +201,16 @@ struct ChunkCodec: Sendable {
         var sample = [UInt8](repeating: 0, count: samplePages * page)
         sample.withUnsafeMutableBytes { sample in
             for index in 0..<samplePages {
-                (sample.baseAddress! + index * page).copyMemory(from: plain.baseAddress! + index * stride, byteCount: page)
+                (sample.baseAddress! + index * page).copyMemory(
+                    from: plain.baseAddress! + index * stride, byteCount: page)
             }
         }
         let bound = ZSTD_compressBound(sample.count)
         var output = [UInt8](repeating: 0, count: bound)
         let result = output.withUnsafeMutableBytes { output in
-            sample.withUnsafeBytes { ZSTD_compressCCtx(context, output.baseAddress, bound, $0.baseAddress, $0.count, level) }
+            sample.withUnsafeBytes {
+                ZSTD_compressCCtx(context, output.baseAddress, bound, $0.baseAddress, $0.count, level)
+            }
         }
         return ZSTD_isError(result) == 0 && result < sample.count - sample.count / sampleSaving
     }
@@ -340,7 +351,8 @@ extension Amber_ImageFile {
         }
         guard chunkSize != 0 || !compressed else { throw invalid("a record is never compressed") }
         guard chunkSize != 0 || size <= ImageFormat.maximumRecordSize else {
-            throw invalid("an encrypted record of \(size) bytes exceeds the \(ImageFormat.maximumRecordSize >> 20) MiB limit")
+            throw invalid(
+                "an encrypted record of \(size) bytes exceeds the \(ImageFormat.maximumRecordSize >> 20) MiB limit")
         }
         guard storedSize != nil else { throw invalid("the stored chunk sizes overflow") }
         let overhead = encrypted ? UInt64(ImageSealing.tagSize) : 0

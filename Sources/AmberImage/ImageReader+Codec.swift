@@ -43,7 +43,8 @@ extension ImageReader {
         let stored = UnsafeMutableRawBufferPointer.allocate(
             byteCount: chunkSize + ImageSealing.tagSize, alignment: Int(ImageFormat.pageSize))
         defer { stored.deallocate() }
-        let scratch = destination == nil ? UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 64) : nil
+        let scratch =
+            destination == nil ? UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 64) : nil
         defer { scratch?.deallocate() }
         for index in chunks {
             let plainRange = entry.plainRange(ofChunk: index)
@@ -87,7 +88,8 @@ extension ImageReader {
     /// A coded page file, decoded whole into memory of its own (what restore hands out pages from).
     func decodedPageFile(_ entry: Amber_ImageFile, file: any ImageStoreFile) throws(ImageError) -> MappedPageFile {
         guard entry.size > 0 else {
-            return MappedPageFile(name: entry.name, bytes: UnsafeRawBufferPointer(start: nil, count: 0), backing: .mapping)
+            return MappedPageFile(
+                name: entry.name, bytes: UnsafeRawBufferPointer(start: nil, count: 0), backing: .mapping)
         }
         guard
             let base = mmap(nil, Int(entry.size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),

@@ -225,7 +225,8 @@ public final class ImageReader: Sendable {
         guard checksum != nil else {
             throw ImageError(
                 .missing, file: ImageFormat.inventoryChecksumName,
-                detail: "every image has its inventory's XXH64 beside it: this one lost it, or amber dump did not write it")
+                detail:
+                    "every image has its inventory's XXH64 beside it: this one lost it, or amber dump did not write it")
         }
         guard inventory.xstateSize == 0 || ImageFormat.xstateSizes.contains(inventory.xstateSize) else {
             throw ImageError(
@@ -257,7 +258,8 @@ public final class ImageReader: Sendable {
                     .invalid, file: ImageFormat.inventoryName,
                     detail: "\(field): name \"\(file.name)\" is empty, or contains \"/\", \"..\" or NUL")
             }
-            guard file.name != ImageFormat.inventoryName, !ImageFormat.inventoryCompanionNames.contains(file.name) else {
+            guard file.name != ImageFormat.inventoryName, !ImageFormat.inventoryCompanionNames.contains(file.name)
+            else {
                 throw ImageError(
                     .invalid, file: ImageFormat.inventoryName, detail: "\(field): the inventory cannot list itself")
             }

@@ -1,6 +1,6 @@
 import Glibc
-import Synchronization
 import SwiftProtobuf
+import Synchronization
 
 /// The wire form of an image sent to a page server (stream.proto): every frame a 4-byte
 /// little-endian length and a StreamFrame, a StreamData frame followed by its bytes. The

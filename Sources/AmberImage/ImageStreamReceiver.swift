@@ -58,7 +58,8 @@ public final class ImageStreamReceiver {
         guard hello.version == StreamProtocol.version else {
             throw ImageError(
                 .unsupportedVersion, file: directory,
-                detail: "\(connection.peer) speaks version \(hello.version) of the image stream; this amber speaks \(StreamProtocol.version)"
+                detail:
+                    "\(connection.peer) speaks version \(hello.version) of the image stream; this amber speaks \(StreamProtocol.version)"
             )
         }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: StreamProtocol.maximumDataLength, alignment: 16)
@@ -117,7 +118,9 @@ public final class ImageStreamReceiver {
         guard length <= StreamProtocol.maximumDataLength else {
             throw ImageError(
                 .invalid, file: name,
-                detail: "\(connection.peer) announced \(length) bytes in one frame; at most \(StreamProtocol.maximumDataLength)")
+                detail:
+                    "\(connection.peer) announced \(length) bytes in one frame; at most \(StreamProtocol.maximumDataLength)"
+            )
         }
         let bound = StreamProtocol.maximumSize(of: name)
         guard UInt64(length) <= bound - receiving.size else {
@@ -173,11 +176,14 @@ public final class ImageStreamReceiver {
             guard let stored = entry.storedSize, size == stored else {
                 throw ImageError(
                     .corrupt, file: entry.name,
-                    detail: "the inventory says \(entry.storedSize.map(String.init) ?? "an overflowing number of") bytes are stored; \(size) arrived")
+                    detail:
+                        "the inventory says \(entry.storedSize.map(String.init) ?? "an overflowing number of") bytes are stored; \(size) arrived"
+                )
             }
         }
         if let extra = unlisted.min() {
-            throw ImageError(.invalid, file: extra, detail: "\(connection.peer) sent it but the inventory does not list it")
+            throw ImageError(
+                .invalid, file: extra, detail: "\(connection.peer) sent it but the inventory does not list it")
         }
         try sink.commitInventory(durable: commit.durable)
         var reply = Amber_StreamReply()

@@ -154,7 +154,8 @@ public final class ImageWriter {
                 .invalid, file: name, detail: "an image file name must not be empty or contain \"/\", \"..\" or NUL")
         }
         guard name != ImageFormat.inventoryName, !ImageFormat.inventoryCompanionNames.contains(name) else {
-            throw ImageError(.invalid, file: name, detail: "the name is reserved for the inventory, its checksum and its MAC")
+            throw ImageError(
+                .invalid, file: name, detail: "the name is reserved for the inventory, its checksum and its MAC")
         }
         guard names.insert(name).inserted else {
             throw ImageError(.invalid, file: name, detail: "the image already has a file of this name")

@@ -31,10 +31,12 @@ extension TaskValidator {
                 throw invalid("\(field).kind", "\(mount.kind) is not a kind of mount here")
             }
             guard ids.insert(mount.id).inserted, index == 0 || ids.contains(mount.parentID) else {
-                throw invalid("\(field).id", "\(mount.id) is there twice, or its parent \(mount.parentID) is not before it")
+                throw invalid(
+                    "\(field).id", "\(mount.id) is there twice, or its parent \(mount.parentID) is not before it")
             }
             guard Self.isNormalPath(mount.mountPoint, absolute: true), points.insert(mount.mountPoint).inserted else {
-                throw invalid("\(field).mount_point", "\"\(mount.mountPoint)\" is not a normal absolute path, or is there twice")
+                throw invalid(
+                    "\(field).mount_point", "\"\(mount.mountPoint)\" is not a normal absolute path, or is there twice")
             }
             if let type = Self.fsTypes[mount.kind], mount.fsType != type {
                 throw invalid("\(field).fs_type", "\"\(mount.fsType)\" for a mount of kind \(mount.kind)")
@@ -82,14 +84,16 @@ extension TaskValidator {
             case 0o100000, 0o120000: break
             case 0o020000:
                 guard Self.mountNamespaceDevices.contains(file.device) else {
-                    throw invalid("\(at).device", "0x\(String(file.device, radix: 16)) is not a device a tmpfs may hold")
+                    throw invalid(
+                        "\(at).device", "0x\(String(file.device, radix: 16)) is not a device a tmpfs may hold")
                 }
             default:
                 throw invalid("\(at).mode", "0o\(String(file.mode, radix: 8)) is not a type a tmpfs file may have")
             }
             guard file.mode & 0o170000 == 0o100000 || file.contents.isEmpty,
-                file.mode & 0o170000 == 0o120000 ? !file.target.isEmpty && file.target.utf8.count < Self.mountPathLimit
-                    && !file.target.utf8.contains(0) : file.target.isEmpty
+                file.mode & 0o170000 == 0o120000
+                    ? !file.target.isEmpty && file.target.utf8.count < Self.mountPathLimit
+                        && !file.target.utf8.contains(0) : file.target.isEmpty
             else {
                 throw invalid(at, "only a regular file has contents, and only a symbolic link a target")
             }
@@ -103,7 +107,8 @@ extension TaskValidator {
             guard path.hasPrefix("/") else { return false }
             if path == "/" { return true }
         }
-        let components = (absolute ? path.dropFirst() : path[...]).split(separator: "/", omittingEmptySubsequences: false)
+        let components = (absolute ? path.dropFirst() : path[...]).split(
+            separator: "/", omittingEmptySubsequences: false)
         return !components.isEmpty && components.allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." }
     }
 

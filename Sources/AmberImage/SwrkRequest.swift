@@ -28,7 +28,8 @@ public struct SwrkRequest: Sendable, Equatable {
     /// honour, is an error naming it; `type` in the error is the request's, for the response.
     public static func decode(_ bytes: [UInt8]) throws(SwrkRequestError) -> SwrkRequest {
         guard bytes.count <= maximumSize else {
-            throw SwrkRequestError(type: .empty, "a request of \(bytes.count) bytes, more than the \(maximumSize) amber reads")
+            throw SwrkRequestError(
+                type: .empty, "a request of \(bytes.count) bytes, more than the \(maximumSize) amber reads")
         }
         let request: Swrk_Request
         do {
@@ -169,7 +170,8 @@ public struct SwrkOptions: Sendable, Equatable {
                 "options \(SwrkRequest.fieldNumbers(options.unknownFields.data))",
                 "fields unknown to amber (a newer CRIU's)")
         }
-        for (name, text) in Self.strings(options) where text.utf8.count > SwrkRequest.maximumString || text.utf8.contains(0) {
+        for (name, text) in Self.strings(options)
+        where text.utf8.count > SwrkRequest.maximumString || text.utf8.contains(0) {
             refuse(name, "longer than \(SwrkRequest.maximumString) bytes or holding a NUL")
         }
         let counts = [
@@ -229,7 +231,8 @@ public struct SwrkOptions: Sendable, Equatable {
         if options.hasFreezeCgroup, !options.freezeCgroup.isEmpty {
             if restoring {
                 refuse("freeze_cgroup", "a dump option")
-            } else if !options.freezeCgroup.hasPrefix("/") || options.freezeCgroup.split(separator: "/").contains("..") {
+            } else if !options.freezeCgroup.hasPrefix("/") || options.freezeCgroup.split(separator: "/").contains("..")
+            {
                 refuse("freeze_cgroup", "\(options.freezeCgroup) is not an absolute path without \"..\"")
             } else {
                 freezeCgroup = options.freezeCgroup
@@ -272,11 +275,16 @@ public struct SwrkOptions: Sendable, Equatable {
                     "external \(external)",
                     restoring
                         ? "amber plugs in only veths at restore (veth[INSIDE]:OUTSIDE[@BRIDGE]); pipes and unix sockets come through inherit_fd"
-                        : "amber leaves out only pipes and unix sockets (pipe:[INODE], unix:[INODE], unix[INODE]); mounts, namespaces and devices are not dumped yet")
+                        : "amber leaves out only pipes and unix sockets (pipe:[INODE], unix:[INODE], unix[INODE]); mounts, namespaces and devices are not dumped yet"
+                )
             }
         }
         for socket in options.unixSkIno {
-            if restoring { refuse("unix_sk_ino", "a dump option") } else { externalFiles.append("unix:[\(socket.inode)]") }
+            if restoring {
+                refuse("unix_sk_ino", "a dump option")
+            } else {
+                externalFiles.append("unix:[\(socket.inode)]")
+            }
         }
         for inherited in options.inheritFd {
             if !restoring {
@@ -284,17 +292,24 @@ public struct SwrkOptions: Sendable, Equatable {
             } else if inherited.fd < 0 || Self.externalFile(inherited.key) != inherited.key {
                 refuse(
                     "inherit_fd \(inherited.key) (fd \(inherited.fd))",
-                    "amber plugs in pipes and unix sockets only (pipe:[INODE], unix:[INODE]), from a descriptor of swrk")
+                    "amber plugs in pipes and unix sockets only (pipe:[INODE], unix:[INODE]), from a descriptor of swrk"
+                )
             } else {
                 inheritFDs.append("fd[\(inherited.fd)]:\(inherited.key)")
             }
         }
         for veth in options.veths {
-            if restoring { externalVeths.append("veth[\(veth.ifIn)]:\(veth.ifOut)") } else { refuse("veths", "a restore option") }
+            if restoring {
+                externalVeths.append("veth[\(veth.ifIn)]:\(veth.ifOut)")
+            } else {
+                refuse("veths", "a restore option")
+            }
         }
         // Mount namespaces are not dumped yet: the mounts a runtime names have nowhere to go.
         let mountNamespaces = "amber does not dump or restore mount namespaces yet"
-        unsupported("ext_mnt (\(options.extMnt.prefix(3).map(\.key).joined(separator: ", ")))", !options.extMnt.isEmpty, mountNamespaces)
+        unsupported(
+            "ext_mnt (\(options.extMnt.prefix(3).map(\.key).joined(separator: ", ")))", !options.extMnt.isEmpty,
+            mountNamespaces)
         unsupported("root \(options.root)", restoring && !options.root.isEmpty && options.root != "/", mountNamespaces)
         unsupported("auto_ext_mnt", options.autoExtMnt, mountNamespaces)
         unsupported("ext_sharing", options.extSharing, mountNamespaces)
@@ -303,7 +318,8 @@ public struct SwrkOptions: Sendable, Equatable {
         unsupported("enable_fs", !options.enableFs.isEmpty, mountNamespaces)
         unsupported("mntns_compat_mode", options.mntnsCompatMode, mountNamespaces)
         unsupported("lsm_mount_context", !options.lsmMountContext.isEmpty, mountNamespaces)
-        unsupported("join_ns", !options.joinNs.isEmpty, "amber joins namespaces only by `amber restore --join-ns net:PATH`")
+        unsupported(
+            "join_ns", !options.joinNs.isEmpty, "amber joins namespaces only by `amber restore --join-ns net:PATH`")
         // runc always asks for an empty network namespace (it sets up none): amber records the
         // namespace all the same, and its restore makes it as recorded.
         let newNetwork: UInt32 = 0x4000_0000
@@ -317,7 +333,8 @@ public struct SwrkOptions: Sendable, Equatable {
         unsupported("ps (page server)", options.hasPs)
         unsupported("auto_dedup", options.autoDedup)
         unsupported("link_remap", options.linkRemap)
-        unsupported("cpu_cap", options.hasCpuCap && options.cpuCap != 0xffff_ffff, "amber checks the CPU's features itself")
+        unsupported(
+            "cpu_cap", options.hasCpuCap && options.cpuCap != 0xffff_ffff, "amber checks the CPU's features itself")
         unsupported("force_irmap", options.forceIrmap)
         unsupported("irmap_scan_paths", !options.irmapScanPaths.isEmpty)
         unsupported("exec_cmd", !options.execCmd.isEmpty)
@@ -326,7 +343,9 @@ public struct SwrkOptions: Sendable, Equatable {
         unsupported("tcp_skip_in_flight", options.tcpSkipInFlight)
         unsupported("tcp_close", options.tcpClose)
         unsupported("weak_sysctls", options.weakSysctls)
-        unsupported("lazy_pages", options.lazyPages, "amber's lazy restore (`amber restore --lazy-pages`) has no page server yet")
+        unsupported(
+            "lazy_pages", options.lazyPages,
+            "amber's lazy restore (`amber restore --lazy-pages`) has no page server yet")
         unsupported("status_fd", options.hasStatusFd)
         // CRIU ignores a configuration file that does not exist, and runc names one by default:
         // swrk refuses it only if it exists.
@@ -335,7 +354,9 @@ public struct SwrkOptions: Sendable, Equatable {
         let tls = [options.tlsCacert, options.tlsCacrl, options.tlsCert, options.tlsKey]
         unsupported("tls", options.tls || options.tlsNoCnVerify || tls.contains { !$0.isEmpty })
         unsupported("pidfd_store_sk", options.hasPidfdStoreSk)
-        unsupported("network_lock skip", options.networkLock == .skip, "amber always locks the network of established TCP connections")
+        unsupported(
+            "network_lock skip", options.networkLock == .skip,
+            "amber always locks the network of established TCP connections")
         unsupported("skip_file_rwx_check", options.skipFileRwxCheck)
         unsupported("unprivileged", options.unprivileged)
         unsupported("leave_stopped", options.leaveStopped)

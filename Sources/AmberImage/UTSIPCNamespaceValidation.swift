@@ -50,7 +50,9 @@ extension CrossRecordCheck {
         for task in tasks.dropFirst() where task.hasUtsNamespace || task.hasIpcNamespace {
             throw ImageError(
                 .invalid, file: ImageFormat.taskRecordName(pid: task.pid),
-                detail: "\(task.hasUtsNamespace ? "uts" : "ipc")_namespace: only the root's record holds the tree's namespace")
+                detail:
+                    "\(task.hasUtsNamespace ? "uts" : "ipc")_namespace: only the root's record holds the tree's namespace"
+            )
         }
     }
 }

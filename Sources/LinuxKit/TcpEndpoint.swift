@@ -55,8 +55,10 @@ public enum TcpEndpoint {
     public static func connect(host: String, port: UInt16, timeout: Int) throws(LinuxError) -> CInt {
         var failure = LinuxError(.invalidArgument, "connect to \(host):\(port)")
         for address in try resolve(host, port: port) {
-            let fd = try InetSocket.make(family: address.family, type: InetSocket.stream, protocol: 0, nonBlocking: false)
-                .rawValue
+            let fd = try InetSocket.make(
+                family: address.family, type: InetSocket.stream, protocol: 0, nonBlocking: false
+            )
+            .rawValue
             do throws(LinuxError) {
                 try InetSocket.connect(fd, to: address)
                 try setTimeouts(fd, seconds: timeout)

@@ -289,7 +289,8 @@ struct RestoreCommand: ParsableCommand {
         guard Set(joinedKinds).count == joinedKinds.count else {
             throw ValidationError("--join-ns: one namespace of each kind only")
         }
-        for argument in externals where ExternalVeth(argument: argument) == nil && ExternalMount(argument: argument) == nil {
+        for argument in externals
+        where ExternalVeth(argument: argument) == nil && ExternalMount(argument: argument) == nil {
             throw ValidationError(
                 "--external \(argument): expected veth[INSIDE]:OUTSIDE[@BRIDGE], each a link name, or mnt[KEY]:PATH")
         }
@@ -316,9 +317,12 @@ struct RestoreCommand: ParsableCommand {
                 joinNetwork: joinNamespaces.first { $0.hasPrefix("net:") }.map { String($0.dropFirst(4)) },
                 externalVeths: externals.compactMap(ExternalVeth.init(argument:)), lazyPages: lazyPages,
                 encryptionKey: encryption.key(), logger: logger,
-                mounts: MountNamespaceRestore(root: root, externals: externals.compactMap(ExternalMount.init(argument:))),
+                mounts: MountNamespaceRestore(
+                    root: root, externals: externals.compactMap(ExternalMount.init(argument:))),
                 joinNamespaces: Dictionary(
-                    joinNamespaces.filter { !$0.hasPrefix("net:") }.map { (String($0.prefix(3)), String($0.dropFirst(4))) },
+                    joinNamespaces.filter { !$0.hasPrefix("net:") }.map {
+                        (String($0.prefix(3)), String($0.dropFirst(4)))
+                    },
                     uniquingKeysWith: { first, _ in first }))
         } catch {
             fail(error)

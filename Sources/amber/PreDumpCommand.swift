@@ -26,7 +26,8 @@ struct PreDumpCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Flag(name: .customLong("compress"), help: "Store the page files compressed (zstd), as `amber dump --compress` does.")
+    @Flag(
+        name: .customLong("compress"), help: "Store the page files compressed (zstd), as `amber dump --compress` does.")
     var compress = false
 
     @OptionGroup var encryption: EncryptionOptions

@@ -64,7 +64,8 @@ struct SwrkSession {
             throw SwrkServer.Failure(
                 message: "config_file \(file): amber reads no CRIU configuration file, and this one exists")
         }
-        logger.notice("amber swrk: \(type.name) of \(kind == .restore ? "the image" : "process \(options.pid)") in \(imagesPath)")
+        logger.notice(
+            "amber swrk: \(type.name) of \(kind == .restore ? "the image" : "process \(options.pid)") in \(imagesPath)")
         var response = Swrk_Response()
         switch kind {
         case .dump:
@@ -119,7 +120,9 @@ struct SwrkSession {
         let veths = options.externalVeths.compactMap(ExternalVeth.init(argument:))
         guard inherited.count == options.inheritFDs.count, veths.count == options.externalVeths.count else {
             throw SwrkServer.Failure(
-                message: "inherit_fd or external: \((options.inheritFDs + options.externalVeths).joined(separator: ", ")) not understood")
+                message:
+                    "inherit_fd or external: \((options.inheritFDs + options.externalVeths).joined(separator: ", ")) not understood"
+            )
         }
         let restored: Restore.Restored
         do {
@@ -177,17 +180,22 @@ struct SwrkSession {
     private func checkCgroup() throws(SwrkServer.Failure) {
         guard let cgroup = options.freezeCgroup else { return }
         guard let procs = Self.readText("\(cgroup)/cgroup.procs") else {
-            throw SwrkServer.Failure(message: "freeze_cgroup \(cgroup): no cgroup.procs to read (amber knows cgroup v2 only)")
+            throw SwrkServer.Failure(
+                message: "freeze_cgroup \(cgroup): no cgroup.procs to read (amber knows cgroup v2 only)")
         }
         let members = Set(procs.split(separator: "\n").compactMap { Int32($0) })
         let tree = Self.tree(of: options.pid)
         if let outsider = members.subtracting(tree).min() {
             throw SwrkServer.Failure(
-                message: "freeze_cgroup \(cgroup) holds process \(outsider) (\(Self.comm(outsider))), outside the tree of process \(options.pid): amber freezes the tree only")
+                message:
+                    "freeze_cgroup \(cgroup) holds process \(outsider) (\(Self.comm(outsider))), outside the tree of process \(options.pid): amber freezes the tree only"
+            )
         }
         if options.keepsCgroup, let stray = tree.subtracting(members).min() {
             throw SwrkServer.Failure(
-                message: "manage_cgroups: process \(stray) (\(Self.comm(stray))) of the tree is not in freeze_cgroup \(cgroup): amber keeps a tree's cgroup only when it is the whole of one")
+                message:
+                    "manage_cgroups: process \(stray) (\(Self.comm(stray))) of the tree is not in freeze_cgroup \(cgroup): amber keeps a tree's cgroup only when it is the whole of one"
+            )
         }
     }
 
@@ -202,8 +210,11 @@ struct SwrkSession {
                 let name = withUnsafeBytes(of: entry.pointee.d_name) {
                     String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
                 }
-                guard Int32(name) != nil, let children = readText("/proc/\(pid)/task/\(name)/children") else { continue }
-                for child in children.split(separator: " ").compactMap({ Int32($0) }) where tree.insert(child).inserted {
+                guard Int32(name) != nil, let children = readText("/proc/\(pid)/task/\(name)/children") else {
+                    continue
+                }
+                for child in children.split(separator: " ").compactMap({ Int32($0) }) where tree.insert(child).inserted
+                {
                     pending.append(child)
                 }
             }

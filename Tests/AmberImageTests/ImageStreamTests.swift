@@ -111,10 +111,13 @@ final class ImageStreamTests: ImageTestCase {
         XCTAssertTrue(
             try refusal([create(1, "task-1.pb"), create(2, "task-1.pb")])?.detail.contains("twice") ?? false)
         XCTAssertTrue(
-            try refusal(sending: [wire(create(1, "task-1.pb")), wire(closing(1, size: 0)), wire(data(1, 4)), [1, 2, 3, 4]])?
-                .detail.contains("not open") ?? false)
+            try refusal(sending: [
+                wire(create(1, "task-1.pb")), wire(closing(1, size: 0)), wire(data(1, 4)), [1, 2, 3, 4],
+            ])?
+            .detail.contains("not open") ?? false)
         XCTAssertEqual(
-            try refusal(sending: [wire(create(1, "task-1.pb")), wire(data(1, 2)), [1, 2], wire(closing(1, size: 3))])?.kind,
+            try refusal(sending: [wire(create(1, "task-1.pb")), wire(data(1, 2)), [1, 2], wire(closing(1, size: 3))])?
+                .kind,
             .corrupt)
         XCTAssertEqual(try refusal([create(1, "task-1.pb"), data(1, 1 << 21)])?.kind, .invalid)
         XCTAssertEqual(try refusal([create(1, "task-1.pb"), frame { $0.commit.durable = false }])?.kind, .truncated)

@@ -42,7 +42,9 @@ extension TaskValidationTests {
         try assertRejected("\(field).mounts[1].kind") { namespace(&$0) { $0.mounts[1].kind = .root } }
         try assertRejected("\(field).mounts[3].id") { namespace(&$0) { $0.mounts[3].parentID = 99 } }
         try assertRejected("\(field).mounts[3].mount_point") { namespace(&$0) { $0.mounts[3].mountPoint = "proc" } }
-        try assertRejected("\(field).mounts[3].mount_point") { namespace(&$0) { $0.mounts[3].mountPoint = "/tmp/../etc" } }
+        try assertRejected("\(field).mounts[3].mount_point") {
+            namespace(&$0) { $0.mounts[3].mountPoint = "/tmp/../etc" }
+        }
         try assertRejected("\(field).mounts[3].mount_point") { namespace(&$0) { $0.mounts[3].mountPoint = "/tmp" } }
         try assertRejected("\(field).mounts[3].fs_type") { namespace(&$0) { $0.mounts[3].fsType = "overlay" } }
         try assertRejected("\(field).mounts[3].flags") { namespace(&$0) { $0.mounts[3].flags = 0x1000 } }
@@ -62,8 +64,12 @@ extension TaskValidationTests {
         try assertRejected("\(field).mounts[1].files[2].path") {
             namespace(&$0) { $0.mounts[1].files[2].path = "work/notes" }
         }
-        try assertRejected("\(field).mounts[1].files[3].device") { namespace(&$0) { $0.mounts[1].files[3].device = 0x101 } }
-        try assertRejected("\(field).mounts[1].files[3].mode") { namespace(&$0) { $0.mounts[1].files[3].mode = 0o060600 } }
+        try assertRejected("\(field).mounts[1].files[3].device") {
+            namespace(&$0) { $0.mounts[1].files[3].device = 0x101 }
+        }
+        try assertRejected("\(field).mounts[1].files[3].mode") {
+            namespace(&$0) { $0.mounts[1].files[3].mode = 0o060600 }
+        }
         try assertRejected("\(field).mounts[1].files[2]") { namespace(&$0) { $0.mounts[1].files[2].target = "" } }
     }
 }

@@ -6,8 +6,9 @@ extension TaskValidationTests {
     /// A tree's UTS and IPC namespaces: names sethostname takes (64 bytes, no NUL), and IPC
     /// sysctls of the fixed list amber restores, once each, with numbers for values.
     func testUTSAndIPCNamespaces() throws {
-        func namespaces(_ task: inout Amber_Task, _ change: (inout Amber_UtsNamespace, inout Amber_IpcNamespace) -> Void)
-        {
+        func namespaces(
+            _ task: inout Amber_Task, _ change: (inout Amber_UtsNamespace, inout Amber_IpcNamespace) -> Void
+        ) {
             var uts = Amber_UtsNamespace()
             (uts.inode, uts.hostname, uts.domainname) = (4_026_532_174, "box", "example")
             var ipc = Amber_IpcNamespace()

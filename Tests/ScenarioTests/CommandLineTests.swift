@@ -47,7 +47,8 @@ final class CommandLineTests: ScenarioTestCase {
     /// The one JSON object a --json run prints on standard output.
     private func object(_ r: AmberResult, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
         let lines = r.stdout.split(separator: "\n")
-        XCTAssertEqual(lines.count, 1, "not one line on stdout: \(r.summary); stdout: \(r.stdout)", file: file, line: line)
+        XCTAssertEqual(
+            lines.count, 1, "not one line on stdout: \(r.summary); stdout: \(r.stdout)", file: file, line: line)
         guard let first = lines.first,
             let object = try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any]
         else {
@@ -106,7 +107,8 @@ final class CommandLineTests: ScenarioTestCase {
         let text = Sys.readText(log) ?? ""
         XCTAssertTrue(text.contains("trace: image written"), text)
         XCTAssertTrue(
-            text.contains("waiting for process \(getpid()) (") && text.contains("the parent of killed process \(p.pid) (counter), to reap it"),
+            text.contains("waiting for process \(getpid()) (")
+                && text.contains("the parent of killed process \(p.pid) (counter), to reap it"),
             text)
         XCTAssertTrue(text.contains("PIDs free after"), text)
 

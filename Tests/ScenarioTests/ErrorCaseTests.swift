@@ -263,7 +263,8 @@ final class DumpErrorTests: ScenarioTestCase {
     /// An IPC namespace is restored empty: one holding a System V or POSIX message queue is
     /// refused, naming it.
     func testDumpRefusesIPCNamespaceWithObjects() throws {
-        try checkUnsupported(.unsupportedIPCSystemVObject, object: "System V message queue", mentions: ["IPC namespace"])
+        try checkUnsupported(
+            .unsupportedIPCSystemVObject, object: "System V message queue", mentions: ["IPC namespace"])
         try checkUnsupported(.unsupportedIPCMessageQueue, object: "POSIX message queue /amber-scenario")
     }
     func testDumpRefusesNetworkNamespace() throws {
@@ -893,7 +894,9 @@ extension DumpErrorTests {
             let r = try amber(["dump", "-t", "\(p.pid)", "--page-server", "127.0.0.1:9"] + flags, reaping: [p])
             assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["--page-server", named])
         }
-        let both = try amber(["dump", "-t", "\(p.pid)", "--page-server", "127.0.0.1:9", "-D", try newDirectory("image")])
+        let both = try amber([
+            "dump", "-t", "\(p.pid)", "--page-server", "127.0.0.1:9", "-D", try newDirectory("image"),
+        ])
         XCTAssertEqual(both.status, .exited(AmberExit.usage), both.summary)
         XCTAssertTrue(both.stderr.contains("not with -D"), both.stderr)
         assertRunningUntraced(p.pid, "after a refused dump --page-server")

@@ -51,7 +51,9 @@ final class PageServerTests: ScenarioTestCase {
         }
         let link = "ps\(tag)"
         addTeardownBlock { _ = try? Spawn.run([Self.ip, "-n", names[0], "link", "delete", link], in: "/") }
-        try run([Self.ip, "link", "add", link, "netns", names[0], "type", "veth", "peer", "name", link, "netns", names[1]])
+        try run([
+            Self.ip, "link", "add", link, "netns", names[0], "type", "veth", "peer", "name", link, "netns", names[1],
+        ])
         for (name, address) in zip(names, [Self.hostAAddress, Self.hostBAddress]) {
             try run([Self.ip, "-n", name, "address", "add", "\(address)/24", "dev", link])
             try run([Self.ip, "-n", name, "link", "set", link, "up"])

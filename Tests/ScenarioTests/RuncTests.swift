@@ -35,11 +35,13 @@ final class RuncTests: ScenarioTestCase {
         }
         try FileManager.default.copyItem(atPath: Self.busybox, toPath: "\(bundle)/rootfs/bin/busybox")
         for applet in ["sh", "sleep", "cat"] {
-            try FileManager.default.createSymbolicLink(atPath: "\(bundle)/rootfs/bin/\(applet)", withDestinationPath: "busybox")
+            try FileManager.default.createSymbolicLink(
+                atPath: "\(bundle)/rootfs/bin/\(applet)", withDestinationPath: "busybox")
         }
         XCTAssertEqual(try run([Self.runc, "spec", "--bundle", bundle], "spec").status, .exited(0))
         let configPath = bundle + "/config.json"
-        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as! [String: Any]
+        var config =
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as! [String: Any]
         var process = config["process"] as! [String: Any]
         process["terminal"] = false
         process["args"] = ["/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done"]

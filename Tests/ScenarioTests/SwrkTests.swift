@@ -55,7 +55,9 @@ final class SwrkClient {
     func call(_ request: Swrk_Request, reaping: ScenarioProcess? = nil) throws -> Swrk_Response {
         send(try request.serializedBytes())
         while true {
-            guard let response = try receive(reaping: reaping) else { throw RunnerError("swrk closed the socket without a response") }
+            guard let response = try receive(reaping: reaping) else {
+                throw RunnerError("swrk closed the socket without a response")
+            }
             guard response.type == .notify else { return response }
             notifications.append(response.notify.script)
             var answer = Swrk_Request()
@@ -73,7 +75,8 @@ final class SwrkClient {
 }
 
 final class SwrkTests: ScenarioTestCase {
-    private func request(_ type: Swrk_RequestType, _ configure: (inout Swrk_Options) -> Void = { _ in }) -> Swrk_Request {
+    private func request(_ type: Swrk_RequestType, _ configure: (inout Swrk_Options) -> Void = { _ in }) -> Swrk_Request
+    {
         var request = Swrk_Request()
         request.type = type
         var options = Swrk_Options()
@@ -207,7 +210,9 @@ final class SwrkTests: ScenarioTestCase {
             })
         XCTAssertFalse(response.success)
         XCTAssertEqual(response.type, .dump)
-        for name in ["auto_dedup", "manage_cgroups (mode full)", "ext_mnt (/etc/hosts)", "mount namespaces", "lazy_pages"] {
+        for name in [
+            "auto_dedup", "manage_cgroups (mode full)", "ext_mnt (/etc/hosts)", "mount namespaces", "lazy_pages",
+        ] {
             XCTAssertTrue(response.crErrmsg.contains(name), "\(name) not in: \(response.crErrmsg)")
         }
         XCTAssertTrue(Sys.readText(image + "/dump.log")?.contains("auto_dedup") == true)

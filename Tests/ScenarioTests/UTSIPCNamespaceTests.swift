@@ -25,7 +25,8 @@ final class UTSIPCNamespaceTests: ScenarioTestCase {
             "echo 4321 > /proc/sys/kernel/msgmax", "echo 17 > /proc/sys/fs/mqueue/msg_max", "touch \(ready)",
             "exec sleep 600",
         ].joined(separator: " && ")
-        let holder = try Spawn.start([Self.unshare, "--uts", "--ipc", "/bin/sh", "-c", setup], stdout: directory + "/log")
+        let holder = try Spawn.start(
+            [Self.unshare, "--uts", "--ipc", "/bin/sh", "-c", setup], stdout: directory + "/log")
         track(holder)
         addTeardownBlock { kill(holder, SIGKILL) }
         let deadline = Sys.now() + Self.pidfileTimeout

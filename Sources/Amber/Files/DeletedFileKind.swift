@@ -30,7 +30,9 @@ struct DeletedFileKind: OpenFileKind {
         default: break
         }
         let directory = directory(of: path)
-        guard (try? FileStatus.stat(path: MountNamespaceState.hostPath(directory, of: descriptor.pid)))?.isDirectory == true
+        guard
+            (try? FileStatus.stat(path: MountNamespaceState.hostPath(directory, of: descriptor.pid)))?.isDirectory
+                == true
         else {
             throw descriptor.refusal(
                 "the deleted file \(path), whose directory \(directory) is gone too (a restore makes it again in it): not restored"

@@ -25,7 +25,8 @@ enum IPCNamespaceState {
             }
         } catch {
             throw AmberError(
-                .failure, "cannot list the objects of the IPC namespace ipc:[\(namespace.inode)] of process \(root): \(error)")
+                .failure,
+                "cannot list the objects of the IPC namespace ipc:[\(namespace.inode)] of process \(root): \(error)")
         }
         guard objects.isEmpty else {
             throw AmberError.unsupported(
@@ -106,14 +107,16 @@ enum IPCNamespaceState {
                 own.enterOrAbort()
                 throw AmberError(
                     .restoreFailed,
-                    "cannot set \(sysctl.path) in the new IPC namespace of the image's tree ipc:[\(record.inode)]: \(error)")
+                    "cannot set \(sysctl.path) in the new IPC namespace of the image's tree ipc:[\(record.inode)]: \(error)"
+                )
             }
             let value = readSysctl(sysctl.path)
             guard value == sysctl.value else {
                 own.enterOrAbort()
                 throw AmberError(
                     .restoreFailed,
-                    "/proc/sys/\(sysctl.path) reads \(value ?? "nothing") in the new IPC namespace of the image's tree after it was set to \(sysctl.value)")
+                    "/proc/sys/\(sysctl.path) reads \(value ?? "nothing") in the new IPC namespace of the image's tree after it was set to \(sysctl.value)"
+                )
             }
         }
         return own

@@ -23,7 +23,9 @@ enum MemoryState {
             let leads =
                 reached[mapping.path]
                 ?? {
-                    guard let status = try? FileStatus.stat(path: MountNamespaceState.hostPath(mapping.path, of: process.pid))
+                    guard
+                        let status = try? FileStatus.stat(
+                            path: MountNamespaceState.hostPath(mapping.path, of: process.pid))
                     else { return false }
                     return status.device == mapping.device && status.inode == mapping.inode
                 }()

@@ -80,7 +80,10 @@ enum MountNamespaceState {
         let pid = root.pid
         let infos = try ProcFS.mountInfo(pid: pid)
         func refuse(_ mount: MountInfo, _ why: String) -> AmberError {
-            .unsupported(root, "has the mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source)) in its mount namespace: \(why)")
+            .unsupported(
+                root,
+                "has the mount \(mount.mountPoint) (\(mount.fsType) from \(mount.source)) in its mount namespace: \(why)"
+            )
         }
         guard let rootMount = infos.first(where: { $0.mountPoint == "/" }), infos.first?.mountPoint == "/" else {
             throw AmberError.unsupported(
@@ -94,7 +97,8 @@ enum MountNamespaceState {
         var records: [Amber_MountNamespaceMount] = []
         for info in infos {
             guard seenPoints.insert(info.mountPoint).inserted else {
-                throw refuse(info, "it is mounted over another mount at the same place: stacked mounts are not supported")
+                throw refuse(
+                    info, "it is mounted over another mount at the same place: stacked mounts are not supported")
             }
             if info.id != rootMount.id && !ids.contains(info.parentID) {
                 throw refuse(info, "its parent mount is not in the namespace as the tree sees it")
@@ -265,7 +269,8 @@ enum MountNamespaceState {
         for external in options.externals
         where !record.mounts.contains(where: { $0.kind == .external && $0.externalKey == external.inside }) {
             throw AmberError(
-                .failure, "--external \(external.argument): the image has no bind mount with the key \(external.inside)")
+                .failure, "--external \(external.argument): the image has no bind mount with the key \(external.inside)"
+            )
         }
         for mount in record.mounts where mount.kind == .external && !keys.contains(mount.externalKey) {
             throw AmberError(
@@ -284,7 +289,8 @@ enum MountNamespaceState {
     static func make(in root: TreeTask, options: MountNamespaceRestore, imageTrusted: Bool) throws -> Int32 {
         let record = root.record.mountNamespace
         let rootPath = options.root ?? "/"
-        let keys = Dictionary(options.externals.map { ($0.inside, $0.outside) }, uniquingKeysWith: { first, _ in first })
+        let keys = Dictionary(
+            options.externals.map { ($0.inside, $0.outside) }, uniquingKeysWith: { first, _ in first })
         if !imageTrusted { try checkUntrustedFiles(record) }
         let base = String(rootPath.reversed().drop { $0 == "/" }.reversed())
         try mount(
@@ -330,7 +336,8 @@ enum MountNamespaceState {
             try injector.call("umount2 the old root", SyscallNumber.umount2, dot, MountFlags.detach)
             try injector.call("chdir /", SyscallNumber.chdir, slash)
         } catch {
-            throw AmberError(.restoreFailed, "cannot enter --root \(rootPath) as the restored tree's root directory: \(error)")
+            throw AmberError(
+                .restoreFailed, "cannot enter --root \(rootPath) as the restored tree's root directory: \(error)")
         }
         try check(record, pid: root.pid)
         do {
@@ -410,8 +417,12 @@ enum MountNamespaceState {
         do { made = try ProcFS.mountInfo(pid: pid) } catch {
             throw AmberError(.restoreFailed, "cannot read the restored tree's mounts: \(error)")
         }
-        let expected = record.mounts.map { "\($0.mountPoint) \($0.fsType) flags 0x\(String($0.flags & MountFlags.perMount, radix: 16))\($0.unbindable ? " unbindable" : "")" }
-        let found = made.map { "\($0.mountPoint) \($0.fsType) flags 0x\(String($0.flags, radix: 16))\($0.optionalFields.isEmpty ? "" : " " + $0.optionalFields.joined(separator: " "))" }
+        let expected = record.mounts.map {
+            "\($0.mountPoint) \($0.fsType) flags 0x\(String($0.flags & MountFlags.perMount, radix: 16))\($0.unbindable ? " unbindable" : "")"
+        }
+        let found = made.map {
+            "\($0.mountPoint) \($0.fsType) flags 0x\(String($0.flags, radix: 16))\($0.optionalFields.isEmpty ? "" : " " + $0.optionalFields.joined(separator: " "))"
+        }
         let comparable = zip(record.mounts, made).allSatisfy { recorded, info in
             recorded.mountPoint == info.mountPoint && info.flags == recorded.flags & MountFlags.perMount
                 && info.optionalFields == (recorded.unbindable ? ["unbindable"] : [])
