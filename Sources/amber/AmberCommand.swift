@@ -169,14 +169,7 @@ struct DumpCommand: ParsableCommand {
     @OptionGroup var encryption: EncryptionOptions
 
     func run() throws {
-        DumpWorker(
-            supervisor: getpid(), pid: pid, directory: directory ?? "", leaveRunning: leaveRunning, sync: sync,
-            verbosity: global.verbose, shellJob: shellJob, externalFiles: externalFiles,
-            tcpEstablished: tcpEstablished,
-            copyOnWrite: copyOnWrite, previous: previous ?? "", pageServer: pageServer ?? "",
-            logFile: global.logFile ?? "", json: global.json, compress: compress,
-            encryptionKeyFile: encryption.keyFile ?? ""
-        ).start()
+        DumpWorker.start(self, arguments: Array(CommandLine.arguments.dropFirst(2)))
     }
 }
 

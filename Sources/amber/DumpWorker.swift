@@ -10,35 +10,17 @@ import Glibc
 ///
 /// The worker starts first thing, before ArgumentParser reads `amber dump`'s command line: a
 /// parse is about 3 ms, the worker's own start about 4, and they overlap. Its command line is
-/// `amber --dump-worker SUPERVISOR FD`; the parsed arguments follow on the pipe FD, fields
-/// ended by NUL: PID DIR LEAVE_RUNNING SYNC VERBOSITY TCP_ESTABLISHED SHELL_JOB COW (flags 0 or 1)
-/// PREV_IMAGES_DIR (empty for none) PAGE_SERVER (empty for none) LOG_FILE (empty for none) JSON (0 or 1)
-/// COMPRESS (0 or 1) ENCRYPT_KEY (the key file, empty for none), then one field for each `--external`
-/// name. A command line that does not parse, or asks for help, closes the pipe empty, and the worker
+/// `amber --dump-worker SUPERVISOR FD`; `amber dump`'s own arguments (those after `dump`, once
+/// they parsed) follow on the pipe FD, each ended by NUL, and the worker parses them again as a
+/// `DumpCommand`: a new flag of `amber dump` reaches the worker with nothing else to change. A
+/// command line that does not parse, or asks for help, closes the pipe empty, and the worker
 /// exits saying nothing.
 struct DumpWorker {
     static let flag = "--dump-worker"
 
     let supervisor: pid_t
-    let pid: Int32
-    let directory: String
-    let leaveRunning: Bool
-    let sync: Bool
-    let verbosity: Int
-    let shellJob: Bool
-    let externalFiles: [String]
-    let tcpEstablished: Bool
-    let copyOnWrite: Bool
-    /// `--prev-images-dir`: the pre-dump this dump refers to, "" for none.
-    let previous: String
-    /// `--page-server`: HOST:PORT the image is sent to, "" for none (then `directory`).
-    let pageServer: String
-    /// `-o/--log-file`, "" for none, and `--json`.
-    let logFile: String
-    let json: Bool
-    let compress: Bool
-    /// `--encrypt-key`: the key file, read by the worker; "" for none.
-    let encryptionKeyFile: String
+    /// `amber dump`'s command line, parsed again in the worker.
+    let command: DumpCommand
 
     /// The worker started, waiting for its arguments on the pipe `arguments` writes to.
     private struct Started {
@@ -65,10 +47,11 @@ struct DumpWorker {
     /// The worker, for the signal handlers of `amber dump` (set before they are installed).
     nonisolated(unsafe) private static var workerPID: pid_t = 0
 
-    /// In `amber dump`: hands the worker its arguments, waits for it and exits as it did
-    /// (128+N if signal N killed it). SIGINT, SIGTERM and SIGHUP are passed on to the worker,
-    /// which stops the dump, and `amber dump` exits as it does: 11, or 0 if the image was complete.
-    func start() -> Never {
+    /// In `amber dump`: hands the worker `arguments` (those after `dump`, which parsed as
+    /// `command`), waits for it and exits as it did (128+N if signal N killed it). SIGINT,
+    /// SIGTERM and SIGHUP are passed on to the worker, which stops the dump, and `amber dump`
+    /// exits as it does: 11, or 0 if the image was complete.
+    static func start(_ command: DumpCommand, arguments: [String]) -> Never {
         let worker: Started
         if let started = Self.started {
             worker = started
@@ -77,12 +60,8 @@ struct DumpWorker {
         }
         Self.started = nil
         var fields = [UInt8]()
-        for field in [
-            "\(pid)", directory, leaveRunning ? "1" : "0", sync ? "1" : "0", "\(verbosity)", tcpEstablished ? "1" : "0",
-            shellJob ? "1" : "0", copyOnWrite ? "1" : "0", previous, pageServer, logFile, json ? "1" : "0",
-            compress ? "1" : "0", encryptionKeyFile,
-        ] + externalFiles {
-            fields += Array(field.utf8) + [0]
+        for argument in arguments {
+            fields += Array(argument.utf8) + [0]
         }
         var written = 0
         while written < fields.count {
@@ -105,7 +84,7 @@ struct DumpWorker {
         }
         let signal = status & 0x7f
         // A worker killed by a signal could not take its network lock off: its supervisor does.
-        if signal != 0 && tcpEstablished { NetworkLock.removeLock(ofDump: worker.pid, tree: pid) }
+        if signal != 0 && command.tcpEstablished { NetworkLock.removeLock(ofDump: worker.pid, tree: command.pid) }
         Glibc.exit(signal == 0 ? (status >> 8) & 0xff : 128 + signal)
     }
 
@@ -163,17 +142,17 @@ struct DumpWorker {
             bytes += chunk[..<count]
         }
         close(input)
-        let fields = bytes.split(separator: 0, omittingEmptySubsequences: false).map {
+        guard !bytes.isEmpty else { Glibc.exit(0) }
+        let arguments = bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast().map {
             String(decoding: $0, as: UTF8.self)
         }
-        guard fields.count >= 15, let pid = Int32(fields[0]), let verbosity = Int(fields[4]) else { Glibc.exit(0) }
-        DumpWorker(
-            supervisor: supervisor, pid: pid, directory: fields[1], leaveRunning: fields[2] == "1",
-            sync: fields[3] == "1", verbosity: verbosity, shellJob: fields[6] == "1",
-            externalFiles: Array(fields[14..<(fields.count - 1)]), tcpEstablished: fields[5] == "1",
-            copyOnWrite: fields[7] == "1", previous: fields[8], pageServer: fields[9], logFile: fields[10],
-            json: fields[11] == "1", compress: fields[12] == "1", encryptionKeyFile: fields[13]
-        ).run()
+        let command: DumpCommand
+        do {
+            command = try DumpCommand.parse(arguments)
+        } catch {
+            fail(AmberError(.failure, "the dump worker cannot parse what amber dump parsed: \(error)"))
+        }
+        DumpWorker(supervisor: supervisor, command: command).run()
     }
 
     /// In the worker: does the dump. No signal stops it half-way: SIGINT, SIGTERM and SIGHUP
@@ -187,36 +166,33 @@ struct DumpWorker {
         for signal in [SIGQUIT, SIGPIPE, SIGTTOU] {
             Glibc.signal(signal, SIG_IGN)
         }
-        ResultOutput.json = json
-        if !logFile.isEmpty {
-            do { try LogFile.open(logFile) } catch { fail(error) }
-        }
-        let logger = GlobalOptions.makeLogger(verbosity: verbosity)
+        let logger = command.global.makeLogger()
         let clock = ContinuousClock()
         let start = clock.now
-        var storage = ImageStorage(compress: compress)
-        if !encryptionKeyFile.isEmpty {
+        var storage = ImageStorage(compress: command.compress)
+        if let keyFile = command.encryption.keyFile {
             do {
-                storage.encryptionKey = try ImageEncryptionKey(file: encryptionKeyFile)
+                storage.encryptionKey = try ImageEncryptionKey(file: keyFile)
             } catch {
-                fail(AmberError(.failure, "--encrypt-key \(encryptionKeyFile): \(error.detail)"))
+                fail(AmberError(.failure, "--encrypt-key \(keyFile): \(error.detail)"))
             }
         }
+        let directory = command.directory ?? ""
         ProgressLine.start("dump")
         do {
             let summary = try Checkpoint.run(
-                pid: pid, directory: directory, leaveRunning: leaveRunning, durable: sync,
-                externalFiles: Set(externalFiles), shellJob: shellJob,
-                interruption: DumpInterruption(supervisor: supervisor), tcpEstablished: tcpEstablished,
-                copyOnWrite: copyOnWrite, previous: previous.isEmpty ? nil : previous,
-                pageServer: pageServer.isEmpty ? nil : pageServer, storage: storage, logger: logger)
+                pid: command.pid, directory: directory, leaveRunning: command.leaveRunning, durable: command.sync,
+                externalFiles: Set(command.externalFiles), shellJob: command.shellJob,
+                interruption: DumpInterruption(supervisor: supervisor), tcpEstablished: command.tcpEstablished,
+                copyOnWrite: command.copyOnWrite, previous: command.previous, pageServer: command.pageServer,
+                storage: storage, logger: logger)
             ProgressLine.finish()
             let frozenTenths = summary.frozenNanoseconds / 100_000
             let elapsed = clock.now - start
             logger.info(
                 "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(elapsed), frozen for \(frozenTenths / 10).\(frozenTenths % 10) ms"
             )
-            if json {
+            if command.global.json {
                 ResultOutput.emit(
                     [
                         "pid": .integer(Int64(summary.pid)), "comm": .string(summary.comm),
@@ -225,8 +201,9 @@ struct DumpWorker {
                         "memoryAreas": .integer(Int64(summary.areas)),
                         "memoryBytes": .integer(Int64(summary.pageBytes)),
                         // Sent to a page server, the image is on the other host.
-                        "imageBytes": pageServer.isEmpty ? .integer(Int64(ImageSize.of(directory: directory))) : .null,
-                        "leftRunning": .bool(leaveRunning),
+                        "imageBytes": command.pageServer == nil
+                            ? .integer(Int64(ImageSize.of(directory: directory))) : .null,
+                        "leftRunning": .bool(command.leaveRunning),
                         "milliseconds": .milliseconds(elapsed),
                         "frozenMilliseconds": .milliseconds(nanoseconds: summary.frozenNanoseconds),
                         "phaseMilliseconds": .object(
