@@ -19,13 +19,16 @@ struct SwrkCommand: ParsableCommand {
     @Argument(help: "The socket's descriptor number (inherited from the runtime).")
     var fd: Int32
 
+    // A request's own log_file and log_level take over from these for its work.
+    @OptionGroup var global: GlobalOptions
+
     func run() throws {
         let socket = PacketSocket(fd: fd)
         guard fd > 2, socket.isPacketSocket() else {
             throw ValidationError("descriptor \(fd) is not a SOCK_SEQPACKET socket amber inherited")
         }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        Glibc.exit(SwrkServer(socket: socket).serve())
+        Glibc.exit(SwrkServer(socket: socket, verbosity: global.verbose).serve())
     }
 }
 
@@ -42,6 +45,8 @@ enum SwrkVersion {
 /// Serves one runtime's requests until it closes the socket or a request fails.
 struct SwrkServer {
     let socket: PacketSocket
+    /// -v's count: what standard error shows until a request names a log of its own.
+    let verbosity: Int
 
     /// A failed request, answered with its message (cr_errmsg) and logged.
     struct Failure: Error {
@@ -49,7 +54,7 @@ struct SwrkServer {
     }
 
     func serve() -> Int32 {
-        var logger = GlobalOptions.makeLogger(verbosity: 0)
+        var logger = GlobalOptions.makeLogger(verbosity: verbosity)
         var failed = false
         while true {
             let packet: [UInt8]
