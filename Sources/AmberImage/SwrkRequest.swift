@@ -153,6 +153,11 @@ public struct SwrkOptions: Sendable, Equatable {
     public var keepsCgroup = false
     /// A CRIU configuration file, refused if it exists (amber reads none).
     public var configFile: String?
+    /// `ext_mnt` in `--external` form, mnt[KEY]:VALUE: at DUMP the bind mount at mount point KEY
+    /// recorded by the key VALUE, at RESTORE the host's path VALUE bound for the key KEY.
+    public var externalMounts: [String] = []
+    /// RESTORE: `root`, the directory the root mount of a tree in a mount namespace of its own becomes.
+    public var root: String?
 
     public init() {}
 
@@ -305,12 +310,26 @@ public struct SwrkOptions: Sendable, Equatable {
                 refuse("veths", "a restore option")
             }
         }
-        // Mount namespaces are not dumped yet: the mounts a runtime names have nowhere to go.
-        let mountNamespaces = "amber does not dump or restore mount namespaces yet"
-        unsupported(
-            "ext_mnt (\(options.extMnt.prefix(3).map(\.key).joined(separator: ", ")))", !options.extMnt.isEmpty,
-            mountNamespaces)
-        unsupported("root \(options.root)", restoring && !options.root.isEmpty && options.root != "/", mountNamespaces)
+        // ext_mnt is CRIU's --external mnt[KEY]:VALUE, as amber's dump and restore take it. A
+        // pre-dump records memory only: the mounts are the DUMP's, and runc names them to both.
+        for mount in options.extMnt {
+            if mount.key.isEmpty || mount.val.isEmpty || mount.key.contains("]:") {
+                refuse("ext_mnt \(mount.key):\(mount.val)", "an empty key or value, or a key holding \"]:\"")
+            } else if restoring && !mount.val.hasPrefix("/") {
+                refuse("ext_mnt \(mount.key):\(mount.val)", "the host's path is not absolute")
+            } else if kind != .preDump {
+                externalMounts.append("mnt[\(mount.key)]:\(mount.val)")
+            }
+        }
+        // CRIU takes root "/" as no root at all.
+        if restoring && !options.root.isEmpty && options.root != "/" {
+            if options.root.hasPrefix("/") {
+                root = options.root
+            } else {
+                refuse("root \(options.root)", "not an absolute path")
+            }
+        }
+        let mountNamespaces = "amber restores the mounts it recorded and binds those named by ext_mnt, nothing else"
         unsupported("auto_ext_mnt", options.autoExtMnt, mountNamespaces)
         unsupported("ext_sharing", options.extSharing, mountNamespaces)
         unsupported("ext_masters", options.extMasters, mountNamespaces)

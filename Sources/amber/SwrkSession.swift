@@ -66,6 +66,8 @@ struct SwrkSession {
         }
         logger.notice(
             "amber swrk: \(type.name) of \(kind == .restore ? "the image" : "process \(options.pid)") in \(imagesPath)")
+        for mount in options.externalMounts { logger.info("ext_mnt: \(mount)") }
+        if let root = options.root { logger.info("root: \(root)") }
         var response = Swrk_Response()
         switch kind {
         case .dump:
@@ -100,7 +102,7 @@ struct SwrkSession {
         do {
             let summary = try Checkpoint.run(
                 pid: options.pid, directory: imagesPath, leaveRunning: options.leaveRunning,
-                externalFiles: Set(options.externalFiles), shellJob: options.shellJob,
+                externalFiles: Set(options.externalFiles + externalMountsOfTree()), shellJob: options.shellJob,
                 tcpEstablished: options.tcpEstablished, previous: previous, amongOtherFiles: true, logger: logger)
             logger.notice(
                 "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads"
@@ -118,17 +120,20 @@ struct SwrkSession {
     private func restore() throws(SwrkServer.Failure) -> Int32 {
         let inherited = options.inheritFDs.compactMap(InheritedFile.init(argument:))
         let veths = options.externalVeths.compactMap(ExternalVeth.init(argument:))
-        guard inherited.count == options.inheritFDs.count, veths.count == options.externalVeths.count else {
+        let mounts = options.externalMounts.compactMap(ExternalMount.init(argument:))
+        guard inherited.count == options.inheritFDs.count, veths.count == options.externalVeths.count,
+            mounts.count == options.externalMounts.count
+        else {
             throw SwrkServer.Failure(
                 message:
-                    "inherit_fd or external: \((options.inheritFDs + options.externalVeths).joined(separator: ", ")) not understood"
+                    "inherit_fd, external or ext_mnt: \((options.inheritFDs + options.externalVeths + options.externalMounts).joined(separator: ", ")) not understood"
             )
         }
         let restored: Restore.Restored
         do {
             restored = try Restore.run(
                 directory: imagesPath, inheritedFiles: inherited, shellJob: options.shellJob, externalVeths: veths,
-                logger: logger)
+                logger: logger, mounts: MountNamespaceRestore(root: options.root, externals: mounts))
         } catch {
             throw SwrkServer.Failure(message: error.message)
         }
@@ -137,6 +142,24 @@ struct SwrkSession {
         try notify("setup-namespaces", pid: restored.rootPID)
         try notify("post-restore", pid: restored.rootPID)
         return restored.rootPID
+    }
+
+    /// The ext_mnt of a DUMP that name a mount point of the tree's namespace. runc names
+    /// every bind mount and device of the container's configuration, some of which it did not
+    /// mount (device nodes it made instead); CRIU ignores a key no mount has, and so does swrk.
+    /// A mount the tree has and no ext_mnt names is still refused by the dump.
+    private func externalMountsOfTree() -> [String] {
+        guard !options.externalMounts.isEmpty, let infos = try? ProcFS.mountInfo(pid: options.pid) else {
+            return options.externalMounts
+        }
+        let mountPoints = Set(infos.map(\.mountPoint))
+        return options.externalMounts.filter { argument in
+            guard let mount = ExternalMount(argument: argument), mountPoints.contains(mount.inside) else {
+                logger.info("ext_mnt \(argument): no such mount in the tree's namespace, left out as CRIU does")
+                return false
+            }
+            return true
+        }
     }
 
     /// Sends a notification when the request asked for them, and waits for the runtime's answer.

@@ -186,6 +186,54 @@ final class SwrkTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after PRE_DUMP, DUMP and RESTORE through amber swrk")
     }
 
+    /// A tree in a mount namespace of its own (Tests/Scenarios/mnt_namespace.c) dumped with its
+    /// bind mount named by ext_mnt, plus an ext_mnt naming no mount (runc names device nodes it
+    /// did not bind), and restored with root and ext_mnt, as runc asks: the scenario checks its
+    /// mounts, files and /proc.
+    func testMountNamespaceOverTheProtocol() throws {
+        let p = try start(.mountNamespace)
+        let image = try newDirectory("swrk-mnt")
+        let imagesFD = open(image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(imagesFD, 0)
+        defer { close(imagesFD) }
+        func mount(_ key: String, _ value: String) -> Swrk_ExternalMount {
+            var mount = Swrk_ExternalMount()
+            mount.key = key
+            mount.val = value
+            return mount
+        }
+        let dumping = try SwrkClient(self, log: try directory() + "/swrk-dump.out")
+        let dumped = try dumping.call(
+            request(.dump) {
+                $0.imagesDirFd = imagesFD
+                $0.pid = p.pid
+                $0.logFile = "dump.log"
+                $0.logLevel = 4
+                $0.extMnt = [mount(p.directory, "scenario-dir"), mount("/dev/null", "/dev/null")]
+            }, reaping: p)
+        XCTAssertTrue(dumped.success, "DUMP failed: \(dumped.crErrmsg)")
+        XCTAssertEqual(dumping.finish(), .exited(0))
+        XCTAssertTrue(
+            Sys.readText(image + "/dump.log")?.contains("ext_mnt mnt[/dev/null]:/dev/null: no such mount") == true)
+
+        let restoring = try SwrkClient(self, log: try directory() + "/swrk-restore.out")
+        let restored = try restoring.call(
+            request(.restore) {
+                $0.imagesDirFd = imagesFD
+                $0.logFile = "restore.log"
+                $0.root = p.directory + "/rootfs"
+                $0.extMnt = [mount("scenario-dir", p.directory)]
+            })
+        XCTAssertTrue(restored.success, "RESTORE failed: \(restored.crErrmsg)")
+        XCTAssertEqual(restoring.finish(), .exited(0))
+        p.exitStatus = nil
+        p.gone = false
+        p.pid = restored.restore.pid
+        track(p.pid)
+        assertRunningUntraced(p.pid, "after RESTORE")
+        try terminateAndExpectPass(p, "after DUMP and RESTORE of a mount namespace through amber swrk")
+    }
+
     /// Options amber does not honour are refused by name, in the response and the log, before
     /// the tree is touched.
     func testRefusesOptionsByName() throws {
@@ -202,17 +250,12 @@ final class SwrkTests: ScenarioTestCase {
                 $0.autoDedup = true
                 $0.manageCgroups = true
                 $0.manageCgroupsMode = .full
-                var mount = Swrk_ExternalMount()
-                mount.key = "/etc/hosts"
-                mount.val = "/etc/hosts"
-                $0.extMnt = [mount]
+                $0.skipMnt = ["/etc/hosts"]
                 $0.lazyPages = true
             })
         XCTAssertFalse(response.success)
         XCTAssertEqual(response.type, .dump)
-        for name in [
-            "auto_dedup", "manage_cgroups (mode full)", "ext_mnt (/etc/hosts)", "mount namespaces", "lazy_pages",
-        ] {
+        for name in ["auto_dedup", "manage_cgroups (mode full)", "skip_mnt", "ext_mnt", "lazy_pages"] {
             XCTAssertTrue(response.crErrmsg.contains(name), "\(name) not in: \(response.crErrmsg)")
         }
         XCTAssertTrue(Sys.readText(image + "/dump.log")?.contains("auto_dedup") == true)
