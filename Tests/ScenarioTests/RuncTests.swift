@@ -1,6 +1,7 @@
 // runc with amber in CRIU's place (`runc --criu AMBER checkpoint`), through runc's own
-// client of the protocol. runc's ext_mnt reach the dump; the container's UTS namespace is
-// not dumped yet: the checkpoint is refused by amber naming it, and the container runs on.
+// client of the protocol. runc's ext_mnt reach the dump and the container's UTS and IPC
+// namespaces pass; its cgroup is not dumped yet: the checkpoint is refused by amber naming it,
+// and the container runs on.
 
 import Foundation
 import XCTest
@@ -23,7 +24,7 @@ final class RuncTests: ScenarioTestCase {
         return (status, Sys.readText(output) ?? "")
     }
 
-    func testCheckpointRefusedNamingTheUTSNamespace() throws {
+    func testCheckpointRefusedNamingTheCgroup() throws {
         let amber = try requireAmber()
         for tool in [Self.runc, Self.busybox] where !Sys.fileExists(tool) {
             throw XCTSkip("\(tool) is not installed (.ci/run installs it)")
@@ -72,7 +73,7 @@ final class RuncTests: ScenarioTestCase {
         // and points at the log amber wrote in the image directory.
         XCTAssertTrue(checkpoint.output.contains("criu failed: type"), checkpoint.output)
         let log = Sys.readText(image + "/dump.log") ?? ""
-        XCTAssertTrue(log.contains("UTS namespace") && log.contains("(sh)"), "amber's log: \(log)")
+        XCTAssertTrue(log.contains("is in the cgroup") && log.contains("(sh)"), "amber's log: \(log)")
         XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"))
 
         let status = try run(runc + ["state", id], "state")
