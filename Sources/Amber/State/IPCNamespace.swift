@@ -126,17 +126,6 @@ enum IPCNamespaceState {
 extension IPCNamespaceState: StateKind {
     static var namespaceKinds: [String] { ["ipc"] }
 
-    static func check(_ process: CheckedProcess) throws {
-        let theirs = try ProcFS.namespace(pid: process.pid, kind: "ipc")
-        let root = try ProcFS.namespace(pid: process.tree.pid, kind: "ipc")
-        guard theirs == root else {
-            throw AmberError.unsupported(
-                process.name,
-                "is in the IPC namespace \(theirs), not its tree's root's \(root): a tree is restored into one IPC namespace",
-                tree: process.tree)
-        }
-    }
-
     static func check(tree processes: [CheckedProcess]) throws {
         guard let root = processes.first?.tree, try !isOwnNamespace(of: root.pid) else { return }
         try checkEmpty(try ThreadNamespace.of(pid: root.pid, .ipc), root: root)

@@ -440,17 +440,6 @@ enum MountNamespaceState {
 extension MountNamespaceState: StateKind {
     static var namespaceKinds: [String] { ["mnt"] }
 
-    static func check(_ process: CheckedProcess) throws {
-        let theirs = try namespace(of: process.pid)
-        let root = try namespace(of: process.tree.pid)
-        guard theirs == root else {
-            throw AmberError.unsupported(
-                process.name,
-                "is in the mount namespace \(theirs), not its tree's root's \(root): a tree is restored into one mount namespace",
-                tree: process.tree)
-        }
-    }
-
     static func check(tree processes: [CheckedProcess]) throws {
         guard let root = processes.first?.tree, try !isOwnNamespace(of: root.pid) else { return }
         _ = try mounts(of: root, externals: externalKeys(processes.first?.externalFiles ?? []))

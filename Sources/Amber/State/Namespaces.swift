@@ -23,6 +23,17 @@ enum NamespaceState {
             throw AmberError(.failure, "cannot read amber's own namespaces and cgroups under /proc/self")
         }
         let restored = Set(StateKinds.all.flatMap { $0.namespaceKinds })
+        // A kind that restores a namespace makes one for the whole tree: every process in its root's.
+        for kind in restored.sorted() {
+            let theirs = try ProcFS.namespace(pid: pid, kind: kind)
+            let root = try ProcFS.namespace(pid: tree.pid, kind: kind)
+            guard theirs == root else {
+                throw AmberError.unsupported(
+                    process,
+                    "is in the \(name(of: kind)) namespace \(theirs), not its tree's root's \(root): a tree is restored into one \(name(of: kind)) namespace",
+                    tree: tree)
+            }
+        }
         for kind in ProcFS.otherNamespaceKinds where !restored.contains(kind) {
             // A kernel without this kind of namespace has no such file for amber either.
             guard let ours = own.namespaces[kind] else { continue }

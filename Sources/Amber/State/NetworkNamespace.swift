@@ -91,17 +91,6 @@ enum NetworkNamespaceState {
 extension NetworkNamespaceState: StateKind {
     static var namespaceKinds: [String] { ["net"] }
 
-    static func check(_ process: CheckedProcess) throws {
-        let theirs = try namespace(of: process.pid)
-        let root = try namespace(of: process.tree.pid)
-        guard theirs == root else {
-            throw AmberError.unsupported(
-                process.name,
-                "is in the network namespace \(theirs), not its tree's root's \(root): a tree is restored into one network namespace",
-                tree: process.tree)
-        }
-    }
-
     /// The configuration is the namespace's, not the tree's: processes outside the tree may
     /// change it at any time, frozen tree or not. So it is read beside the dump from the first
     /// preflight on (`ip` and `nft` runs and a new namespace to compare with, tens of

@@ -61,17 +61,6 @@ enum UTSNamespaceState {
 extension UTSNamespaceState: StateKind {
     static var namespaceKinds: [String] { ["uts"] }
 
-    static func check(_ process: CheckedProcess) throws {
-        let theirs = try ProcFS.namespace(pid: process.pid, kind: "uts")
-        let root = try ProcFS.namespace(pid: process.tree.pid, kind: "uts")
-        guard theirs == root else {
-            throw AmberError.unsupported(
-                process.name,
-                "is in the UTS namespace \(theirs), not its tree's root's \(root): a tree is restored into one UTS namespace",
-                tree: process.tree)
-        }
-    }
-
     static var dumpSteps: [DumpStep<Void>] {
         [
             DumpStep("uts-namespace", .outside) { dump, _ in
