@@ -16,7 +16,7 @@ public final class ImageReader: Sendable {
     public let inventory: Amber_Inventory
     /// The PIDs of the task records (files named task-<pid>.pb), ascending.
     public let taskPIDs: [Int32]
-    private let store: any ImageStore
+    let store: any ImageStore
     /// Whether the image was written by a dump holding `key` (the one given when it was opened).
     public let authenticity: ImageAuthenticity
     /// The inventory's entries by file name.
@@ -76,6 +76,12 @@ public final class ImageReader: Sendable {
         pagesChecked = checkPages
         taskPIDs = inventory.files.compactMap { ImageFormat.taskPID(recordName: $0.name) }.sorted()
         inventoryDigest = ImageMAC.digest(inventoryBytes)
+        // A parent is a directory beside the image's: an image read from a page server has none here.
+        if inventory.hasParent && store is RemoteImageStore {
+            throw ImageError(
+                .invalid, file: ImageFormat.inventoryName,
+                detail: "an incremental image (with a parent) cannot be read from a page server")
+        }
         parent = try ImageChain.parent(
             of: inventory, directory: directory, depth: depth, encryptionKey: encryptionKey)
     }
