@@ -32,21 +32,29 @@ public enum Restore {
     /// pages are served. A tree dumped in a mount namespace of its own comes back in a new one,
     /// its root directory and bind mounts of the host as `mounts` name them (`MountNamespaceState`).
     /// `joinNamespaces` names, by kind ("uts", "ipc"), the namespaces of other kinds the tree is
-    /// made in as they are (`UTSNamespaceState`, `IPCNamespaceState`).
+    /// made in as they are (`UTSNamespaceState`, `IPCNamespaceState`). With `pageServer`
+    /// ("HOST:PORT") the image is read from the page server there rather than from `directory`
+    /// (`PostCopy`): post-copy migration, with `lazyPages`.
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
         inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
         externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, encryptionKey: ImageEncryptionKey? = nil,
         logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore(),
-        joinNamespaces: [String: String] = [:]
+        joinNamespaces: [String: String] = [:], pageServer: String? = nil
     ) throws(AmberError) -> Restored {
         let started = ContinuousClock.now
         let key = try HostImageKey.forCheck()
         let image: ImageReader
         let tasks: [Amber_Task]
         do {
-            image = try ImageReader(
-                directory: directory, key: key, checkPages: !lazyPages, encryptionKey: encryptionKey)
+            if let pageServer {
+                image = try ImageReader(
+                    pageServer: try PostCopy.connect(to: pageServer), address: pageServer, key: key,
+                    checkPages: !lazyPages, encryptionKey: encryptionKey)
+            } else {
+                image = try ImageReader(
+                    directory: directory, key: key, checkPages: !lazyPages, encryptionKey: encryptionKey)
+            }
             try checkHost(image.inventory)
             tasks = try image.tasks()
             try FaultPoints.reached(restore: FaultPoints.read)

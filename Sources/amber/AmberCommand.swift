@@ -157,6 +157,18 @@ struct DumpCommand: ParsableCommand {
         } else if directory == nil {
             throw ValidationError("an image directory (-D DIR) or a page server (--page-server HOST:PORT) is needed")
         }
+        if lazyPages {
+            guard directory != nil, port != nil else {
+                throw ValidationError("--lazy-pages serves the image in -D DIR on --port PORT: both are needed")
+            }
+            guard previous == nil else {
+                throw ValidationError(
+                    "--lazy-pages: a post-copy restore reads the image's own page files only, not a pre-dump's (--prev-images-dir)"
+                )
+            }
+        } else if port != nil || address != nil {
+            throw ValidationError("--port and --address serve the image for a post-copy restore: only with --lazy-pages")
+        }
     }
 
     @Flag(
@@ -167,6 +179,21 @@ struct DumpCommand: ParsableCommand {
     var compress = false
 
     @OptionGroup var encryption: EncryptionOptions
+
+    @Flag(
+        name: .customLong("lazy-pages"),
+        help: ArgumentHelp(
+            "Post-copy migration: once the image is complete in -D DIR, serve it on --port to one `amber restore --lazy-pages --page-server` on another host.",
+            discussion:
+                "The image is written as any dump writes it, and the tree is killed (or let go with --leave-running) once it is complete, before anyone connects: the tree's state is then in DIR, on this host. amber then serves DIR's files to the first restore that connects: its records at once, its pages as the restored tree touches them and in the background; it exits 0 once the restore has every page. If the connection drops first, amber exits non-zero and DIR is left as it is: `amber page-server --lazy-pages -D DIR` serves it again, or it can be copied and restored. Not with --page-server or --prev-images-dir. The connection is neither encrypted nor authenticated (docs/security.md)."
+        ))
+    var lazyPages = false
+
+    @Option(name: .long, help: "With --lazy-pages: the TCP port to serve the image on (0: one the kernel picks, printed).")
+    var port: UInt16?
+
+    @Option(name: .long, help: "With --lazy-pages: serve on this address only (default: every address of this host).")
+    var address: String?
 
     func run() throws {
         DumpWorker.start(self, arguments: Array(CommandLine.arguments.dropFirst(2)))
@@ -181,8 +208,10 @@ struct RestoreCommand: ParsableCommand {
             "Restores the whole tree the image holds, every task with its PID (and its PIDs in nested PID namespaces). Without --detach, amber stays the restored root's parent and exits with its status. Every file and record of the image is checked before anything is created, and the image is never modified. An image that is not authenticated (root's dump on this host, unchanged: see `amber verify`) gets nothing from amber's privileges beyond what its tasks' own credentials allow, unless --trust-image. On a terminal the restore shows the progress of filling memory on standard error."
     )
 
-    @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Directory holding the image.")
-    var directory: String
+    @Option(
+        name: [.customShort("D"), .customLong("images-dir")],
+        help: "Directory holding the image. Not with --page-server.")
+    var directory: String?
 
     @Flag(name: [.customShort("d"), .long], help: "Return as soon as the process runs.")
     var detach = false
@@ -259,7 +288,29 @@ struct RestoreCommand: ParsableCommand {
 
     @OptionGroup var encryption: EncryptionOptions
 
+    @Option(
+        name: .customLong("page-server"),
+        help: ArgumentHelp(
+            "Post-copy migration: read the image from host A, where `amber dump --lazy-pages --port PORT` serves it, instead of from a directory. With --lazy-pages.",
+            discussion:
+                "The records come over first and are checked as any image's; the tree runs before its memory is in, and each page comes over TCP when the tree first touches it, or from the background fill, checked against the image's checksums before it is served. amber stays until every process holds all of its pages, then tells A, which exits. A connection that drops or a page that is wrong before then kills the whole restored tree (amber exits non-zero, nothing is left running); the image stays on A, which can serve it again. An image is authenticated only by this host's key, as any image.",
+            valueName: "HOST:PORT"))
+    var pageServer: String?
+
     func validate() throws {
+        if let pageServer {
+            guard directory == nil else {
+                throw ValidationError("--page-server reads the image from another host: not with -D")
+            }
+            guard lazyPages else {
+                throw ValidationError("--page-server is post-copy migration: with --lazy-pages")
+            }
+            guard TcpEndpoint.split(pageServer) != nil else {
+                throw ValidationError("--page-server \(pageServer): expected HOST:PORT or [IPV6]:PORT")
+            }
+        } else if directory == nil {
+            throw ValidationError("an image directory (-D DIR) or a page server (--page-server HOST:PORT) is needed")
+        }
         for argument in inheritFDs where InheritedFile(argument: argument) == nil {
             throw ValidationError("--inherit-fd \(argument): expected fd[N]:pipe:[INODE]")
         }
@@ -305,7 +356,7 @@ struct RestoreCommand: ParsableCommand {
         let inheritedFiles = inheritFDs.compactMap(InheritedFile.init(argument:))
         do {
             restored = try Restore.run(
-                directory: directory, newPIDNamespace: newPIDNamespace, trustImage: trustImage,
+                directory: directory ?? "", newPIDNamespace: newPIDNamespace, trustImage: trustImage,
                 inheritedFiles: inheritedFiles, shellJob: shellJob,
                 joinNetwork: joinNamespaces.first { $0.hasPrefix("net:") }.map { String($0.dropFirst(4)) },
                 externalVeths: externals.compactMap(ExternalVeth.init(argument:)), lazyPages: lazyPages,
@@ -316,7 +367,7 @@ struct RestoreCommand: ParsableCommand {
                     joinNamespaces.filter { !$0.hasPrefix("net:") }.map {
                         (String($0.prefix(3)), String($0.dropFirst(4)))
                     },
-                    uniquingKeysWith: { first, _ in first }))
+                    uniquingKeysWith: { first, _ in first }), pageServer: pageServer)
         } catch {
             fail(error)
         }

@@ -192,6 +192,13 @@ struct DumpWorker {
             logger.info(
                 "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads, \(summary.areas) memory areas, \(summary.pageBytes >> 20) MiB of pages, in \(elapsed), frozen for \(frozenTenths / 10).\(frozenTenths % 10) ms"
             )
+            var served: PostCopy.Served?
+            if command.lazyPages, let port = command.port {
+                // The dump is over: a signal now ends the serving, as it would `amber page-server`.
+                for signal in [SIGINT, SIGTERM, SIGHUP] { Glibc.signal(signal, SIG_DFL) }
+                served = servePostCopy(
+                    directory: directory, address: command.address, port: port, verb: "dump", logger: logger)
+            }
             if command.global.json {
                 ResultOutput.emit(
                     [
@@ -208,6 +215,7 @@ struct DumpWorker {
                         "frozenMilliseconds": .milliseconds(nanoseconds: summary.frozenNanoseconds),
                         "phaseMilliseconds": .object(
                             summary.phases.map { ($0.name, .milliseconds(nanoseconds: $0.nanoseconds)) }),
+                        "served": served?.json ?? .null,
                     ])
             }
         } catch {

@@ -23,8 +23,23 @@ struct PageServerCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    @Flag(
+        name: .customLong("lazy-pages"),
+        help: ArgumentHelp(
+            "Serve the image in DIR instead, to one `amber restore --lazy-pages --page-server` on another host (post-copy migration).",
+            discussion:
+                "Runs on host A, where the image is (written by `amber dump -D DIR`, or kept by a `dump --lazy-pages` whose restore lost its connection). The image is checked first; only its own files are served, and only bytes within them. Exits 0 once the restore has every page; non-zero if the connection drops first, the image left as it is."
+        ))
+    var lazyPages = false
+
     func run() throws {
         let logger = global.makeLogger()
+        if lazyPages {
+            let served = servePostCopy(
+                directory: directory, address: address, port: port, verb: "page-server", logger: logger)
+            if ResultOutput.json { ResultOutput.emit(["directory": .string(directory), "served": served.json]) }
+            return
+        }
         do {
             let received = try PageServer.receive(
                 directory: directory, host: address, port: port,

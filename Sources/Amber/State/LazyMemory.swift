@@ -509,6 +509,7 @@ public final class LazyPageServer: @unchecked Sendable {
             while waitpid(-1, &status, __WALL) > 0 || errno == EINTR {}
             throw failure
         }
+        image.finishReading()
         return lock.withLock {
             let now = completeAt ?? ContinuousClock.now
             return Completion(
