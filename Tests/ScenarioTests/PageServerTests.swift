@@ -12,57 +12,6 @@ import Glibc
 #endif
 
 final class PageServerTests: ScenarioTestCase {
-    private static let ip = "/bin/ip"
-    private static let nsenter = "/usr/bin/nsenter"
-
-    /// Short names of the test's own, unique to this process (link names have 15 bytes at most).
-    private let tag = "\(getpid() % 100_000)"
-    private static let hostAAddress = "10.78.0.1"
-    private static let hostBAddress = "10.78.0.2"
-
-    private func requireTools() throws {
-        _ = try requireAmber()
-        for tool in [Self.ip, Self.nsenter] where !Sys.fileExists(tool) {
-            throw XCTSkip("\(tool) is not installed (.ci/run installs it)")
-        }
-    }
-
-    @discardableResult
-    private func run(_ argv: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let (status, output) = try Spawn.run(argv, in: try directory())
-        guard status == .exited(0) else {
-            XCTFail("\(argv.joined(separator: " ")): \(status) \(output)", file: file, line: line)
-            throw RunnerError("\(argv.joined(separator: " ")) failed")
-        }
-        return output
-    }
-
-    /// Hosts A and B: a network namespace each, their loopback up, joined by a veth pair
-    /// (10.78.0.1 in A, 10.78.0.2 in B). The pair is deleted after the test by name, at once,
-    /// before the namespaces: links left to the namespaces' cleanup go later, in the kernel's,
-    /// whose notifications would reach the netlink sockets of the tests that come next.
-    /// Returns the wrappers that run a command in A and in B.
-    private func twoHosts() throws -> (a: [String], b: [String]) {
-        let names = ["amber-sa-\(tag)", "amber-sb-\(tag)"]
-        for name in names {
-            addTeardownBlock { _ = try? Spawn.run([Self.ip, "netns", "delete", name], in: "/") }
-            try run([Self.ip, "netns", "add", name])
-            try run([Self.ip, "-n", name, "link", "set", "lo", "up"])
-        }
-        let link = "ps\(tag)"
-        addTeardownBlock { _ = try? Spawn.run([Self.ip, "-n", names[0], "link", "delete", link], in: "/") }
-        try run([
-            Self.ip, "link", "add", link, "netns", names[0], "type", "veth", "peer", "name", link, "netns", names[1],
-        ])
-        for (name, address) in zip(names, [Self.hostAAddress, Self.hostBAddress]) {
-            try run([Self.ip, "-n", name, "address", "add", "\(address)/24", "dev", link])
-            try run([Self.ip, "-n", name, "link", "set", link, "up"])
-        }
-        return (
-            [Self.nsenter, "--net=/run/netns/\(names[0])"], [Self.nsenter, "--net=/run/netns/\(names[1])"]
-        )
-    }
-
     /// `amber page-server` into `image`, started with `wrapper`, once it listens: it and the
     /// address it printed.
     private func startPageServer(_ image: String, address: String, wrapper: [String]) throws -> (
@@ -70,27 +19,16 @@ final class PageServerTests: ScenarioTestCase {
     ) {
         let server = try startAmber(
             ["page-server", "--port", "0", "--address", address, "-D", image], wrapper: wrapper)
-        let deadline = Sys.now() + Self.amberTimeout
-        while Sys.now() < deadline {
-            let printed = Sys.readText(server.stdoutPath) ?? ""
-            if let line = printed.split(separator: "\n").first(where: { $0.contains("listening on ") }) {
-                return (server, String(line.split(separator: " ").last!))
-            }
-            if case .exited(let status) = Spawn.poll(server.pid) {
-                throw RunnerError("page server exited \(status): \(Sys.readText(server.stderrPath) ?? "")")
-            }
-            Sys.sleep(milliseconds: 5)
-        }
-        throw RunnerError("the page server did not say it listens")
+        return (server, try listeningAddress(of: server))
     }
 
     /// The tree dumped from A to B's page server: both exit 0, the tree is gone, `amber
     /// verify` passes on B's image, and the tree restored from it passes its checks.
     func testDumpToAnotherHostVerifiesAndRestores() throws {
-        try requireTools()
+        try requireTwoHostTools()
         let hosts = try twoHosts()
         let image = try newDirectory("streamed") + "/image"
-        let (server, address) = try startPageServer(image, address: Self.hostBAddress, wrapper: hosts.b)
+        let (server, address) = try startPageServer(image, address: Self.streamHostB, wrapper: hosts.b)
         let p = try start(.memory)
         let dump = try amber(["dump", "-t", "\(p.pid)", "--page-server", address], reaping: [p], wrapper: hosts.a)
         XCTAssertEqual(dump.status, .exited(0), dump.summary)
@@ -110,10 +48,10 @@ final class PageServerTests: ScenarioTestCase {
     /// cannot finish without its answer, fails; B has no inventory; A's tree runs on with
     /// everything /proc shows of it as it was, and passes its checks.
     func testDroppedConnectionLeavesNoInventoryAndTheTreeRunning() throws {
-        try requireTools()
+        try requireTwoHostTools()
         let hosts = try twoHosts()
         let image = try newDirectory("dropped") + "/image"
-        let (server, address) = try startPageServer(image, address: Self.hostBAddress, wrapper: hosts.b)
+        let (server, address) = try startPageServer(image, address: Self.streamHostB, wrapper: hosts.b)
         let p = try start(.lazyPages([]))
         let before = ProcView(pid: p.pid)
         let dump = try startAmber(["dump", "-t", "\(p.pid)", "--page-server", address], wrapper: hosts.a)

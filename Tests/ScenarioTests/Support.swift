@@ -458,3 +458,74 @@ final class ScenarioBuilder: @unchecked Sendable {
         return output
     }
 }
+
+/// Two hosts for the tests of images that travel between them (PageServerTests,
+/// PostCopyTests): a network namespace each, joined by a veth pair.
+extension ScenarioTestCase {
+    static let ipTool = "/bin/ip"
+    static let nsenterTool = "/usr/bin/nsenter"
+    static let streamHostA = "10.78.0.1"
+    static let streamHostB = "10.78.0.2"
+
+    func requireTwoHostTools() throws {
+        _ = try requireAmber()
+        for tool in [Self.ipTool, Self.nsenterTool] where !Sys.fileExists(tool) {
+            throw XCTSkip("\(tool) is not installed (.ci/run installs it)")
+        }
+    }
+
+    @discardableResult
+    func runTool(_ argv: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let (status, output) = try Spawn.run(argv, in: try directory())
+        guard status == .exited(0) else {
+            XCTFail("\(argv.joined(separator: " ")): \(status) \(output)", file: file, line: line)
+            throw RunnerError("\(argv.joined(separator: " ")) failed")
+        }
+        return output
+    }
+
+    /// Hosts A and B: a network namespace each, their loopback up, joined by a veth pair
+    /// (10.78.0.1 in A, 10.78.0.2 in B). The pair is deleted after the test by name, at once,
+    /// before the namespaces: links left to the namespaces' cleanup go later, in the kernel's,
+    /// whose notifications would reach the netlink sockets of the tests that come next. Names
+    /// are the test process's own (link names have 15 bytes at most).
+    /// Returns the wrappers that run a command in A and in B.
+    func twoHosts() throws -> (a: [String], b: [String]) {
+        let tag = "\(getpid() % 100_000)"
+        let names = ["amber-sa-\(tag)", "amber-sb-\(tag)"]
+        for name in names {
+            addTeardownBlock { _ = try? Spawn.run([Self.ipTool, "netns", "delete", name], in: "/") }
+            try runTool([Self.ipTool, "netns", "add", name])
+            try runTool([Self.ipTool, "-n", name, "link", "set", "lo", "up"])
+        }
+        let link = "ps\(tag)"
+        addTeardownBlock { _ = try? Spawn.run([Self.ipTool, "-n", names[0], "link", "delete", link], in: "/") }
+        try runTool([
+            Self.ipTool, "link", "add", link, "netns", names[0], "type", "veth", "peer", "name", link, "netns",
+            names[1],
+        ])
+        for (name, address) in zip(names, [Self.streamHostA, Self.streamHostB]) {
+            try runTool([Self.ipTool, "-n", name, "address", "add", "\(address)/24", "dev", link])
+            try runTool([Self.ipTool, "-n", name, "link", "set", link, "up"])
+        }
+        return (
+            [Self.nsenterTool, "--net=/run/netns/\(names[0])"], [Self.nsenterTool, "--net=/run/netns/\(names[1])"]
+        )
+    }
+
+    /// The address a server amber printed once it listens ("... listening on ADDRESS").
+    func listeningAddress(of server: RunningAmber) throws -> String {
+        let deadline = Sys.now() + Self.amberTimeout
+        while Sys.now() < deadline {
+            let printed = Sys.readText(server.stdoutPath) ?? ""
+            if let line = printed.split(separator: "\n").first(where: { $0.contains("listening on ") }) {
+                return String(line.split(separator: " ").last!)
+            }
+            if case .exited(let status) = Spawn.poll(server.pid) {
+                throw RunnerError("\(server.pid) exited \(status): \(Sys.readText(server.stderrPath) ?? "")")
+            }
+            Sys.sleep(milliseconds: 5)
+        }
+        throw RunnerError("the server did not say it listens")
+    }
+}
