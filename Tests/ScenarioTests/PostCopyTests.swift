@@ -152,4 +152,24 @@ final class PostCopyTests: ScenarioTestCase {
             XCTAssertTrue(refused.stderr.contains(refusal), refused.stderr)
         }
     }
+
+    /// Flags that do not go together are usage errors, before anything is touched.
+    func testFlagsThatDoNotGoTogetherAreRefused() throws {
+        _ = try requireAmber()
+        let cases: [([String], String)] = [
+            (["dump", "-t", "1", "-D", "/nonexistent", "--lazy-pages"], "--port PORT"),
+            (
+                ["dump", "-t", "1", "-D", "/nonexistent", "--lazy-pages", "--port", "0", "--prev-images-dir", "x"],
+                "--prev-images-dir"
+            ),
+            (["dump", "-t", "1", "-D", "/nonexistent", "--port", "0"], "only with --lazy-pages"),
+            (["restore", "--page-server", "127.0.0.1:9"], "with --lazy-pages"),
+            (["restore", "--lazy-pages", "--page-server", "127.0.0.1:9", "-D", "/nonexistent"], "not with -D"),
+        ]
+        for (arguments, refusal) in cases {
+            let r = try amber(arguments)
+            XCTAssertEqual(r.status, .exited(AmberExit.usage), r.summary)
+            XCTAssertTrue(r.stderr.contains(refusal), "\(arguments): \(r.stderr)")
+        }
+    }
 }
