@@ -5,7 +5,8 @@ import Glibc
 struct PageServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "page-server",
-        abstract: "Receive one image over TCP from `amber dump --page-server` on another host.",
+        abstract:
+            "Receive one image over TCP from `amber dump --page-server` on another host; with --lazy-pages, serve one to a post-copy restore.",
         discussion:
             "Runs on host B, the one the tree moves to; start it before `amber dump -t PID --page-server B:PORT` on host A. It accepts one connection, writes the image into DIR with the rules of `amber dump -D` (created if missing, must be empty, no symbolic link on the path, the inventory last), prints the address it listens on to standard output first, and exits 0 once the inventory is in place. If the connection drops, or the peer sends anything that is not a well-formed image, it exits non-zero and leaves DIR as it found it. Anyone who can connect to the port can offer an image, and nothing on the wire is encrypted: see docs/security.md. Check the image with `amber verify` before restoring it."
     )
