@@ -133,6 +133,11 @@ final class CgroupTests: ScenarioTestCase {
         let image = try dumpExpectingSuccess(p)
         for cgroup in made.reversed() { XCTAssertEqual(rmdir(cgroup.directory), 0, "rmdir \(cgroup.directory)") }
 
+        // A restore that fails once the tree is in its cgroups removes those it made.
+        let failed = try amber(["restore", "-D", image, "--detach"], env: ["AMBER_TEST_FAULT": "restore.cleanup=fail"])
+        assertRefusal(failed, exitCode: AmberExit.restoreFailed, mentions: ["test fault", "cleanup"])
+        for cgroup in made { XCTAssertFalse(Sys.fileExists(cgroup.directory), "the failed restore left \(cgroup.directory)") }
+
         try restoreDetachedExpectingSuccess(p, from: image)
         XCTAssertEqual(value("memory.limit_in_bytes", of: memory), "268435456")
         XCTAssertEqual(value("memory.limit_in_bytes", of: memoryChild), "134217728")
