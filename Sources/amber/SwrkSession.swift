@@ -68,6 +68,12 @@ struct SwrkSession {
             "amber swrk: \(type.name) of \(kind == .restore ? "the image" : "process \(options.pid)") in \(imagesPath)")
         for mount in options.externalMounts { logger.info("ext_mnt: \(mount)") }
         if let root = options.root { logger.info("root: \(root)") }
+        if kind == .restore {
+            logger.info("manage_cgroups: mode \(options.cgroupMode)")
+            for (controller, path) in options.cgroupRoots.sorted(by: { $0.key < $1.key }) {
+                logger.info("cg_root: \(controller.isEmpty ? "(every other hierarchy)" : controller) \(path)")
+            }
+        }
         var response = Swrk_Response()
         switch kind {
         case .dump:

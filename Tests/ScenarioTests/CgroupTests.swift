@@ -4,6 +4,7 @@
 // under another root (--cgroup-root) and reads the same /proc/self/cgroup; a frozen freezer
 // cgroup and a child in another cgroup namespace are refused.
 
+import AmberImage
 import Foundation
 import XCTest
 
@@ -185,6 +186,61 @@ final class CgroupTests: ScenarioTestCase {
         XCTAssertNotEqual(Sys.readlink("/proc/\(p.pid)/ns/cgroup"), Sys.readlink("/proc/self/ns/cgroup"))
         XCTAssertEqual(Sys.readlink("/proc/\(p.pid)/ns/cgroup"), Sys.readlink("/proc/\(child)/ns/cgroup"))
         try terminateAndExpectPass(p, "after the restore of its cgroup namespace under another root")
+    }
+
+    /// As runc restores: the new container's cgroups made (with its own limits) before RESTORE,
+    /// and named by cg_root per controller; the tree (in a cgroup namespace of its own, so that
+    /// it reads the same /proc/self/cgroup) comes back below them, a cgroup that exists keeping
+    /// its limit (mode soft) and the child's, made, getting the recorded one.
+    func testSwrkRestoreBelowCgRoot() throws {
+        let own = try requireCgroups(["memory", "pids"])
+        let name = "amber-test-\(getpid())-swrk"
+        let memory = try makeCgroup(name, in: own[0])
+        let memoryChild = try makeCgroup("child", in: memory)
+        let pids = try makeCgroup(name, in: own[1])
+        XCTAssertTrue(Self.write("134217728", to: memoryChild.directory + "/memory.limit_in_bytes"))
+        let p = try start(
+            Scenario(
+                name: "cgroup_tree",
+                args: [
+                    "--join", memory.directory, "--join", pids.directory, "--unshare", "--child-join",
+                    memoryChild.directory,
+                ]))
+        let image = try dumpExpectingSuccess(p)
+        let newMemory = try makeCgroup(name + "-new", in: own[0])
+        let newPids = try makeCgroup(name + "-new", in: own[1])
+        XCTAssertTrue(Self.write("201326592", to: newMemory.directory + "/memory.limit_in_bytes"))
+
+        let imagesFD = open(image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(imagesFD) }
+        var request = Swrk_Request()
+        request.type = .restore
+        request.opts.imagesDirFd = imagesFD
+        request.opts.logFile = "restore.log"
+        request.opts.logLevel = 4
+        request.opts.manageCgroups = true
+        for (controller, path) in [("memory", newMemory.path), ("pids", newPids.path)] {
+            var root = Swrk_CgroupRoot()
+            (root.ctrl, root.path) = (controller, path)
+            request.opts.cgRoot.append(root)
+        }
+        let restoring = try SwrkClient(self, log: try directory() + "/swrk-restore.out")
+        let restored = try restoring.call(request)
+        XCTAssertTrue(restored.success, "RESTORE failed: \(restored.crErrmsg)")
+        XCTAssertEqual(restoring.finish(), .exited(0))
+        p.exitStatus = nil
+        p.gone = false
+        track(p.pid)
+        XCTAssertTrue(Sys.readText(image + "/restore.log")?.contains("cg_root: memory \(newMemory.path)") == true)
+        XCTAssertEqual(cgroupLine(of: p.pid, "memory")?.hasSuffix(":" + newMemory.path), true)
+        XCTAssertEqual(cgroupLine(of: p.pid, "pids")?.hasSuffix(":" + newPids.path), true)
+        let child = Proc.children(p.pid).first ?? 0
+        XCTAssertEqual(cgroupLine(of: child, "memory")?.hasSuffix(":" + newMemory.path + "/child"), true)
+        XCTAssertEqual(value("memory.limit_in_bytes", of: newMemory), "201326592")
+        XCTAssertEqual(
+            Sys.readText(newMemory.directory + "/child/memory.limit_in_bytes")?.trimmingCharacters(in: .newlines),
+            "134217728")
+        try terminateAndExpectPass(p, "after a RESTORE below cg_root")
     }
 
     func testDumpRefusesFrozenFreezerCgroup() throws {

@@ -163,6 +163,12 @@ enum CgroupState {
         try ProcFS.namespace(pid: root, kind: "cgroup") != ProcFS.namespace(pid: getpid(), kind: "cgroup")
     }
 
+    /// The inode of the cgroup namespace of `pid` (cgroup:[INODE]), for messages.
+    static func namespaceInode(of pid: Int32) throws -> UInt64 {
+        let link = try ProcFS.namespace(pid: pid, kind: "cgroup")
+        return UInt64(link.drop { $0 != "[" }.dropFirst().prefix { $0 != "]" }) ?? 0
+    }
+
     /// Refuses a process outside its tree's root cgroups: the restore makes the tree's cgroups
     /// below one root cgroup on each hierarchy.
     static func check(tree processes: [CheckedProcess]) throws {
@@ -194,7 +200,7 @@ enum CgroupState {
         var dump = Dump()
         dump.tree.ownNamespace = try hasOwnNamespace(root.pid)
         if dump.tree.ownNamespace {
-            dump.tree.namespaceInode = try ThreadNamespaceInode.of(pid: root.pid)
+            dump.tree.namespaceInode = try namespaceInode(of: root.pid)
         }
         let roots = try Self.roots(of: root.name, ownNamespace: dump.tree.ownNamespace)
         let lines = try processes.filter { !$0.zombie }.map { ($0.pid, try CgroupFS.lines(pid: $0.pid)) }
@@ -243,14 +249,6 @@ enum CgroupState {
             dump.tree.hierarchies.append(hierarchy)
         }
         return dump
-    }
-}
-
-/// The inode of a process's cgroup namespace, for messages.
-private enum ThreadNamespaceInode {
-    static func of(pid: Int32) throws -> UInt64 {
-        let link = try ProcFS.namespace(pid: pid, kind: "cgroup")
-        return UInt64(link.drop { $0 != "[" }.dropFirst().prefix { $0 != "]" }) ?? 0
     }
 }
 
