@@ -80,6 +80,10 @@ extension TaskValidator {
                         "\"\(path)\" is not a relative cgroup path after its parent's, or is there twice")
                 }
                 paths.insert(path)
+                guard cgroup.belowDumper || cgroup.properties.isEmpty else {
+                    throw invalid(
+                        "\(field).cgroups[\(number)].properties", "on a cgroup that was not below the dumper's")
+                }
                 var names: Set<String> = []
                 for (place, property) in cgroup.properties.enumerated() {
                     guard allowed.contains(property.name), names.insert(property.name).inserted,

@@ -260,7 +260,7 @@ struct RestoreCommand: ParsableCommand {
         help: ArgumentHelp(
             "What to do with the image's cgroups (CRIU's modes): soft (the default), full, strict, props, none or ignore.",
             discussion:
-                "Each process goes back into its recorded cgroup on every hierarchy (cgroup v1 controllers, named hierarchies, cgroup v2) before it runs. soft: missing cgroups are made and given the recorded properties (limits); cgroups that exist keep theirs. full: missing cgroups are made, and every cgroup gets the recorded properties. strict: no cgroup may exist; each is made with its properties. props: every cgroup must exist, and gets the recorded properties. none: every cgroup must exist; no property is written. ignore: the tree stays in amber's own cgroups (its membership is lost).",
+                "Each process goes back into its recorded cgroup on every hierarchy (cgroup v1 controllers, named hierarchies, cgroup v2) before it runs. soft: missing cgroups are made and given the recorded properties (limits); cgroups that exist keep theirs. full: missing cgroups are made, and every cgroup gets the recorded properties. strict: no cgroup of the tree's own (below the dumper's cgroup at the dump) may exist; each is made with its properties. props: every cgroup must exist, and gets the recorded properties. none: every cgroup must exist; no property is written. ignore: the tree stays in amber's own cgroups (its membership is lost).",
             valueName: "MODE"))
     var manageCgroups: CgroupMode = .soft
 

@@ -14,6 +14,7 @@ extension TaskValidationTests {
             var limit = Amber_CgroupProperty()
             (limit.name, limit.value) = ("memory.limit_in_bytes", "268435456")
             root.properties = [limit]
+            root.belowDumper = true
             var child = Amber_CgroupDirectory()
             child.path = "child"
             memory.cgroups = [root, child]
@@ -45,6 +46,9 @@ extension TaskValidationTests {
         }
         try assertRejected("cgroup_tree.hierarchies[0].cgroups[0].properties[0]") {
             cgroups(&$0) { $0.hierarchies[0].cgroups[0].properties[0].value = "1\n2" }
+        }
+        try assertRejected("cgroup_tree.hierarchies[0].cgroups[0].properties") {
+            cgroups(&$0) { $0.hierarchies[0].cgroups[0].belowDumper = false }
         }
         try assertRejected("cgroup_tree.hierarchies[1].controllers") {
             cgroups(&$0) { $0.hierarchies[1].controllers = "memory" }

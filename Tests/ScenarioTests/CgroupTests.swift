@@ -243,6 +243,26 @@ final class CgroupTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after a RESTORE below cg_root")
     }
 
+    /// --manage-cgroups strict makes every cgroup itself, none and props restore into cgroups
+    /// made beforehand: each is refused otherwise, leaving the PID free; soft then restores.
+    func testModesRefuseCgroupsThatAreOrAreNotThere() throws {
+        let own = try requireCgroups(["pids"])
+        let pids = try makeCgroup("amber-test-\(getpid())-modes", in: own[0])
+        let p = try start(Scenario(name: "cgroup_tree", args: ["--join", pids.directory]))
+        let image = try dumpExpectingSuccess(p)
+        let strict = try amber(["restore", "-D", image, "--detach", "--manage-cgroups", "strict"])
+        assertRefusal(strict, exitCode: AmberExit.restoreFailed, mentions: [pids.path, "exists already"])
+        XCTAssertFalse(Proc.pidInUse(p.pid), "the refused restore left PID \(p.pid) taken")
+        XCTAssertEqual(rmdir(pids.directory), 0)
+        for mode in ["none", "props"] {
+            let refused = try amber(["restore", "-D", image, "--detach", "--manage-cgroups", mode])
+            assertRefusal(refused, exitCode: AmberExit.restoreFailed, mentions: [pids.path, "does not exist"])
+            XCTAssertFalse(Proc.pidInUse(p.pid), "the refused restore left PID \(p.pid) taken")
+        }
+        try restoreDetachedExpectingSuccess(p, from: image, options: ["--manage-cgroups", "soft"])
+        try terminateAndExpectPass(p, "after the restore that made its cgroup again")
+    }
+
     func testDumpRefusesFrozenFreezerCgroup() throws {
         let own = try requireCgroups(["freezer"])
         let freezer = try makeCgroup("amber-test-\(getpid())-frozen", in: own[0])

@@ -15,7 +15,8 @@ public enum CgroupMode: String, CaseIterable, Sendable {
     case soft
     /// Missing cgroups are made, and every cgroup gets the recorded properties.
     case full
-    /// No cgroup may exist already: each is made, with the recorded properties.
+    /// No cgroup of the tree's own (below the dumper's at the dump) may exist already: each is
+    /// made, with the recorded properties.
     case strict
 }
 
@@ -236,6 +237,7 @@ enum CgroupState {
                 if let own, let below = CgroupPaths.relative(absolute, below: own), !below.isEmpty,
                     let relative = mount.relativePath(of: absolute)
                 {
+                    cgroup.belowDumper = true
                     for name in CgroupProperties.names(controllers: top.key) {
                         guard let value = try CgroupFS.read(name, of: relative, below: directory) else { continue }
                         var property = Amber_CgroupProperty()
@@ -383,6 +385,8 @@ final class CgroupRestore {
         let isCpuset = hierarchy.record.controllers.split(separator: ",").contains("cpuset")
         for cgroup in hierarchy.record.cgroups {
             let path = here(hierarchy, cgroup.path)
+            // The hierarchy's own root is always there, and takes no limits.
+            if path.isEmpty { continue }
             let what = CgroupState.describe(hierarchy.record.controllers, CgroupPaths.join(hierarchy.mount.root, path))
             let exists = CgroupFS.exists(path, below: hierarchy.directory)
             switch (mode, exists) {
@@ -390,7 +394,7 @@ final class CgroupRestore {
                 throw AmberError(
                     .restoreFailed,
                     "the cgroup \(what) does not exist: --manage-cgroups \(mode.rawValue) restores into cgroups made beforehand")
-            case (.strict, true):
+            case (.strict, true) where cgroup.belowDumper:
                 throw AmberError(
                     .restoreFailed, "the cgroup \(what) exists already: --manage-cgroups strict makes every cgroup itself")
             default: break

@@ -78,6 +78,11 @@ public nonisolated struct Amber_CgroupDirectory: Sendable {
   /// they are written back: each file of `CgroupProperties` it had.
   public var properties: [Amber_CgroupProperty] = []
 
+  /// Below the dumper's own cgroup at the dump: the tree's own, which `--manage-cgroups strict`
+  /// makes itself. The others (the dumper's, its ancestors) are where the tree ran, and only
+  /// joined (made when missing).
+  public var belowDumper: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -202,7 +207,7 @@ nonisolated extension Amber_CgroupHierarchy: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Amber_CgroupDirectory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CgroupDirectory"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}properties\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}properties\0\u{3}below_dumper\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -212,6 +217,7 @@ nonisolated extension Amber_CgroupDirectory: SwiftProtobuf.Message, SwiftProtobu
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.properties) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.belowDumper) }()
       default: break
       }
     }
@@ -224,12 +230,16 @@ nonisolated extension Amber_CgroupDirectory: SwiftProtobuf.Message, SwiftProtobu
     if !self.properties.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.properties, fieldNumber: 2)
     }
+    if self.belowDumper != false {
+      try visitor.visitSingularBoolField(value: self.belowDumper, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Amber_CgroupDirectory, rhs: Amber_CgroupDirectory) -> Bool {
     if lhs.path != rhs.path {return false}
     if lhs.properties != rhs.properties {return false}
+    if lhs.belowDumper != rhs.belowDumper {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
