@@ -34,13 +34,15 @@ public enum Restore {
     /// `joinNamespaces` names, by kind ("uts", "ipc"), the namespaces of other kinds the tree is
     /// made in as they are (`UTSNamespaceState`, `IPCNamespaceState`). With `pageServer`
     /// ("HOST:PORT") the image is read from the page server there rather than from `directory`
-    /// (`PostCopy`): post-copy migration, with `lazyPages`.
+    /// (`PostCopy`): post-copy migration, with `lazyPages`. `cgroups` says which cgroups the
+    /// tree is put into and made (`CgroupRestore`).
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
         inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
         externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, encryptionKey: ImageEncryptionKey? = nil,
         logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore(),
-        joinNamespaces: [String: String] = [:], pageServer: String? = nil
+        joinNamespaces: [String: String] = [:], pageServer: String? = nil,
+        cgroups cgroupOptions: CgroupRestoreOptions = CgroupRestoreOptions()
     ) throws(AmberError) -> Restored {
         let started = ContinuousClock.now
         let key = try HostImageKey.forCheck()
@@ -106,6 +108,8 @@ public enum Restore {
         let ownNetwork = try NetworkNamespaceState.enter(
             for: tasks[0], joining: joinNetwork, veths: externalVeths)
         defer { ownNetwork?.enterOrAbort() }
+        let cgroups = try CgroupRestore(
+            tasks: tasks, options: cgroupOptions, imageTrusted: imageTrusted, logger: logger)
         let ownUTS = try UTSNamespaceState.enter(for: tasks[0], joining: joinNamespaces["uts"])
         defer { ownUTS?.enterOrAbort() }
         let ownIPC = try IPCNamespaceState.enter(for: tasks[0], joining: joinNamespaces["ipc"])
@@ -137,6 +141,7 @@ public enum Restore {
                 tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted,
                 namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles,
                 logger: logger, mounts: mounts, mountRoot: &mountRoot)
+            try cgroups.apply(to: built, restorerPidfd: restorerPidfd.fd)
             let baseline = try HelperBaseline.ofRestorer()
             var sessions: [RestoreSession] = []
             for task in built {
@@ -170,6 +175,7 @@ public enum Restore {
         } catch {
             jobControl?.takeBack()
             killAll(created)
+            cgroups.removeMade()
             server?.stop()
             openFiles.close()
             openFiles.removeMadeFiles()

@@ -68,6 +68,12 @@ struct SwrkSession {
             "amber swrk: \(type.name) of \(kind == .restore ? "the image" : "process \(options.pid)") in \(imagesPath)")
         for mount in options.externalMounts { logger.info("ext_mnt: \(mount)") }
         if let root = options.root { logger.info("root: \(root)") }
+        if kind == .restore {
+            logger.info("manage_cgroups: mode \(options.cgroupMode)")
+            for (controller, path) in options.cgroupRoots.sorted(by: { $0.key < $1.key }) {
+                logger.info("cg_root: \(controller.isEmpty ? "(every other hierarchy)" : controller) \(path)")
+            }
+        }
         var response = Swrk_Response()
         switch kind {
         case .dump:
@@ -133,7 +139,9 @@ struct SwrkSession {
         do {
             restored = try Restore.run(
                 directory: imagesPath, inheritedFiles: inherited, shellJob: options.shellJob, externalVeths: veths,
-                logger: logger, mounts: MountNamespaceRestore(root: options.root, externals: mounts))
+                logger: logger, mounts: MountNamespaceRestore(root: options.root, externals: mounts),
+                cgroups: CgroupRestoreOptions(
+                    mode: CgroupMode(rawValue: options.cgroupMode) ?? .soft, roots: options.cgroupRoots))
         } catch {
             throw SwrkServer.Failure(message: error.message)
         }
@@ -198,13 +206,13 @@ struct SwrkSession {
         return "/" + components.joined(separator: "/")
     }
 
-    /// freeze_cgroup (a cgroup v2 directory): every process in it must be in the tree, and with
-    /// manage_cgroups every process of the tree in it, as amber freezes the tree and keeps no cgroup.
+    /// freeze_cgroup (a cgroup directory): every process in it must be in the tree, as amber
+    /// freezes the tree itself.
     private func checkCgroup() throws(SwrkServer.Failure) {
         guard let cgroup = options.freezeCgroup else { return }
         guard let procs = Self.readText("\(cgroup)/cgroup.procs") else {
             throw SwrkServer.Failure(
-                message: "freeze_cgroup \(cgroup): no cgroup.procs to read (amber knows cgroup v2 only)")
+                message: "freeze_cgroup \(cgroup): no cgroup.procs to read")
         }
         let members = Set(procs.split(separator: "\n").compactMap { Int32($0) })
         let tree = Self.tree(of: options.pid)
@@ -212,12 +220,6 @@ struct SwrkSession {
             throw SwrkServer.Failure(
                 message:
                     "freeze_cgroup \(cgroup) holds process \(outsider) (\(Self.comm(outsider))), outside the tree of process \(options.pid): amber freezes the tree only"
-            )
-        }
-        if options.keepsCgroup, let stray = tree.subtracting(members).min() {
-            throw SwrkServer.Failure(
-                message:
-                    "manage_cgroups: process \(stray) (\(Self.comm(stray))) of the tree is not in freeze_cgroup \(cgroup): amber keeps a tree's cgroup only when it is the whole of one"
             )
         }
     }
