@@ -161,6 +161,8 @@ public enum Checkpoint {
         var frozenFor: Duration?
         do {
             processes = try TreeState.freeze(root: pid, interruption: interruption, logger: logger)
+            // smaps walks every page table: read on another CPU while the frozen tree is checked.
+            let areaFlags = AreaFlagsPrefetch(processes.filter { !$0.zombie }.map(\.pid))
             try interruption.check(FaultPoints.preflight)
             try Preflight.check(processes, root: pid, externalFiles: externalFiles, shellJob: shellJob)
             logger.trace("checked each frozen process")
@@ -168,7 +170,8 @@ public enum Checkpoint {
             logger.trace("checked the frozen tree")
             var tasks = try collect(
                 &processes, writer: writer, externalFiles: externalFiles, shellJob: shellJob,
-                interruption: interruption, copyOnWrite: cow, incremental: incremental, logger: logger)
+                interruption: interruption, copyOnWrite: cow, incremental: incremental, areaFlags: areaFlags,
+                logger: logger)
             var phases = [Phase("preflight", from: started, to: freezing), Phase("collect", from: freezing, to: .now)]
             if let cow {
                 try cow.startHandling()
@@ -243,7 +246,8 @@ public enum Checkpoint {
     /// ones on `OutsideReads`, which runs them on another CPU while the tracer goes on to the next.
     private static func collect(
         _ processes: inout [FrozenProcess], writer: ImageWriter, externalFiles: Set<String>, shellJob: Bool,
-        interruption: DumpInterruption, copyOnWrite: CopyOnWriteDump?, incremental: IncrementalDump?, logger: Logger
+        interruption: DumpInterruption, copyOnWrite: CopyOnWriteDump?, incremental: IncrementalDump?,
+        areaFlags: AreaFlagsPrefetch, logger: Logger
     ) throws -> [Amber_Task] {
         let outside = OutsideReads(writer: writer, logger: logger, deferRecords: copyOnWrite != nil)
         // Injected calls cost less when amber runs where the process last ran. Following each
@@ -254,7 +258,7 @@ public enum Checkpoint {
             let tree = TreeDump(
                 processes: processes, writer: writer, logger: logger, externalFiles: externalFiles,
                 fileContents: FileContentsDump(writer: writer), shellJob: shellJob, copyOnWrite: copyOnWrite,
-                incremental: incremental)
+                incremental: incremental, areaFlags: areaFlags)
             let steps = try StateKinds.all.flatMap { try $0.prepareDump(tree) }
             let frozenSteps = steps.filter { $0.phase == .frozen }
             let tracedSteps = steps.filter { $0.phase == .traced }

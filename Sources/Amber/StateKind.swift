@@ -92,6 +92,8 @@ struct TreeDump {
     var copyOnWrite: CopyOnWriteDump? = nil
     /// A dump with `--prev-images-dir`: the pre-dump it refers to and the tracking since.
     var incremental: IncrementalDump?
+    /// The areas' flags of every process, read from the freeze on (`AreaFlagsPrefetch`).
+    var areaFlags: AreaFlagsPrefetch
 }
 
 /// One process being dumped: its record, which each step fills in. The tracer hands it to the

@@ -397,8 +397,8 @@ final class LazyProcess: @unchecked Sendable {
 
 /// Serves the pages of a lazy restore until every process of the tree has all of its own: an
 /// event loop reads the faults and events of every process's userfaultfd, two fillers copy
-/// the rest in. A page it cannot deliver (page file gone or short, checksum wrong, a copy the
-/// kernel refuses) kills the whole tree: see docs/security.md.
+/// the rest in once the tree runs. A page it cannot deliver (page file gone or short, checksum
+/// wrong, a copy the kernel refuses) kills the whole tree: see docs/security.md.
 public final class LazyPageServer: @unchecked Sendable {
     /// What a lazy restore took.
     public struct Completion: Sendable {
@@ -624,7 +624,9 @@ public final class LazyPageServer: @unchecked Sendable {
         defer { buffer.deallocate() }
         var next = 0
         while !isOver {
-            let (current, files) = lock.withLock { (processes, self.files) }
+            // Not before the tree runs: the copies would take the CPUs, and the processes'
+            // mmap_lock, from the rest of the restore.
+            let (current, files) = lock.withLock { (treeRunning ? processes : [], self.files) }
             var work: (LazyProcess, LazyRun, Range<UInt64>)?
             for step in 0..<current.count {
                 let process = current[(next + step) % current.count]

@@ -798,18 +798,19 @@ enum MemoryState {
     }
 }
 
-/// Reads the VmFlags of every frozen process from /proc/PID/smaps on another CPU while the
-/// dump injects into the processes one by one: smaps makes the kernel walk every page table,
-/// the slowest read of a small process's dump (about 2 ms each on this VM). Read before the
-/// dump maps its scratch page, which may merge with a neighbouring area.
+/// Reads the VmFlags of every frozen process from /proc/PID/smaps on another CPU, from the
+/// freeze on, while the frozen tree is checked and the dump injects into the processes one by
+/// one: smaps makes the kernel walk every page table, the slowest read of a small process's
+/// dump (about 2 ms each on this VM) and of a large one's frozen time (tens of milliseconds a
+/// GiB in 4 KiB pages). Each process's read ends before the dump maps its scratch page, which
+/// may merge with a neighbouring area (`flags(of:)` waits for it first).
 final class AreaFlagsPrefetch: @unchecked Sendable {
     private let results: UnsafeMutableBufferPointer<Result<[UInt64: MemoryAreaFlags], LinuxError>?>
     private let ready: [DispatchSemaphore]
     private let pids: [Int32]
 
-    /// A lone process gains nothing from another thread: its flags are read when asked for.
     init(_ pids: [Int32]) {
-        self.pids = pids.count > 1 ? pids : []
+        self.pids = pids
         results = .allocate(capacity: self.pids.count)
         results.initialize(repeating: nil)
         ready = self.pids.map { _ in DispatchSemaphore(value: 0) }
@@ -1054,7 +1055,7 @@ extension MemoryState: StateKind {
         private let lock = Mutex(())
 
         init(_ dump: TreeDump) {
-            areaFlags = AreaFlagsPrefetch(dump.processes.filter { !$0.zombie }.map(\.pid))
+            areaFlags = dump.areaFlags
             writer = dump.writer
             fileContents = dump.fileContents
             copyOnWrite = dump.copyOnWrite
