@@ -218,4 +218,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// The tree comes back in new UTS and IPC namespaces of its own: its host and domain names,
     /// its IPC sysctls, no System V object, and a new message queue works in it.
     func testUTSIPCNamespace() throws { try runDumped(.utsIPCNamespace) }
+    /// Every queue of 24 pipes and 24 unix socket pairs, read on every CPU at once, comes back
+    /// byte for byte, packets and messages apart, and the pairs and pipes still carry data.
+    func testManyFDs() throws { try runDumped(.manyFDs) }
+    /// The copies leave every queue where it was.
+    func testLeaveRunningManyFDs() throws { try runLeaveRunning(.manyFDs) }
 }

@@ -214,4 +214,8 @@ final class PlainScenarioTests: ScenarioTestCase {
         try runPlain(.unsupportedIPCSystemVObject)
         try runPlain(.unsupportedIPCMessageQueue)
     }
+    func testManyFDs() throws {
+        try runPlain(.manyFDs)
+        try runPlain(.unsupportedManyFDsPassingCredentials)
+    }
 }

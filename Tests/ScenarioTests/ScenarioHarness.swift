@@ -329,6 +329,7 @@ struct Scenario: Sendable {
         + [bigMemory(mib: 64)]
         + [mountNamespace, unsupportedOverlayMount]
         + [utsIPCNamespace, unsupportedIPCSystemVObject, unsupportedIPCMessageQueue]
+        + [manyFDs, unsupportedManyFDsPassingCredentials]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored
