@@ -12,7 +12,7 @@ import AmberImage
 struct ConcurrentFileRecords {
     private var records: [Int32: Result<Amber_OpenFileDescription.OneOf_File, any Error>] = [:]
 
-    /// Descriptors read by one thread at a time.
+    /// The records a thread reads before it takes the next few.
     private static let recordsPerChunk = 32
     /// Fewer records than this are read in order, by the step: threads would cost more.
     private static let minimumRecords = 16
