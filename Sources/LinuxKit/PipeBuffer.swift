@@ -62,54 +62,49 @@ public enum PipeBuffer {
     }
 
     /// Copies what the pipe `readEnd` holds, leaving it there: tee(2) into a scratch pipe of
-    /// ours as large as it, read back. A second copy tells whether the last read ends with a
-    /// packet: reading all of it but its last byte drops that byte only from a packet.
+    /// ours as large as it, read back. A second copy into the same scratch pipe tells whether the
+    /// last read ends with a packet: reading all of it but its last byte drops that byte only
+    /// from a packet.
     public static func contents(_ readEnd: FileDescriptor) throws(LinuxError) -> Contents {
         let queued = Int(try queuedBytes(readEnd))
         guard queued > 0 else { return Contents(reads: [], lastEndsWithPacket: false) }
-        var reads: [[UInt8]] = []
-        try withCopy(of: readEnd, queued: queued) { (copy: FileDescriptor) throws(LinuxError) in
-            var remaining = queued
-            while remaining > 0 {
-                var chunk = [UInt8](repeating: 0, count: remaining)
-                let count = try readOnce(copy, into: &chunk, count: remaining)
-                guard count > 0 else {
-                    throw LinuxError(.ioError, "read of a copy of fd \(readEnd.rawValue): \(remaining) bytes missing")
-                }
-                reads.append(Array(chunk.prefix(count)))
-                remaining -= count
-            }
-        }
-        let last = reads[reads.count - 1].count
-        guard last > 1 else { return Contents(reads: reads, lastEndsWithPacket: false) }
-        var endsWithPacket = false
-        try withCopy(of: readEnd, queued: queued) { (copy: FileDescriptor) throws(LinuxError) in
-            var scratch = [UInt8](repeating: 0, count: queued)
-            for read in reads.dropLast() { _ = try readOnce(copy, into: &scratch, count: read.count) }
-            _ = try readOnce(copy, into: &scratch, count: last - 1)
-            endsWithPacket = try queuedBytes(copy) == 0
-        }
-        return Contents(reads: reads, lastEndsWithPacket: endsWithPacket)
-    }
-
-    /// Runs `body` on the read end of a scratch pipe holding a copy of the `queued` bytes of `readEnd`.
-    private static func withCopy(
-        of readEnd: FileDescriptor, queued: Int, _ body: (FileDescriptor) throws(LinuxError) -> Void
-    ) throws(LinuxError) {
+        // One scratch pipe for both copies: the first is read to its end.
         let scratch = try make(flags: O_NONBLOCK)
         defer {
             try? scratch.read.close()
             try? scratch.write.close()
         }
         try setCapacity(scratch.write, try capacity(readEnd))
+        var reads: [[UInt8]] = []
+        try copy(readEnd, queued: queued, into: scratch.write)
+        var remaining = queued
+        while remaining > 0 {
+            var chunk = [UInt8](repeating: 0, count: remaining)
+            let count = try readOnce(scratch.read, into: &chunk, count: remaining)
+            guard count > 0 else {
+                throw LinuxError(.ioError, "read of a copy of fd \(readEnd.rawValue): \(remaining) bytes missing")
+            }
+            reads.append(Array(chunk.prefix(count)))
+            remaining -= count
+        }
+        let last = reads[reads.count - 1].count
+        guard last > 1 else { return Contents(reads: reads, lastEndsWithPacket: false) }
+        try copy(readEnd, queued: queued, into: scratch.write)
+        var skipped = [UInt8](repeating: 0, count: queued)
+        for read in reads.dropLast() { _ = try readOnce(scratch.read, into: &skipped, count: read.count) }
+        _ = try readOnce(scratch.read, into: &skipped, count: last - 1)
+        return Contents(reads: reads, lastEndsWithPacket: try queuedBytes(scratch.read) == 0)
+    }
+
+    /// Copies the `queued` bytes of `readEnd` into the empty scratch pipe `scratch` (tee), as large as it.
+    private static func copy(_ readEnd: FileDescriptor, queued: Int, into scratch: FileDescriptor) throws(LinuxError) {
         let copied = try kernelResult(
-            amber_tee(readEnd.rawValue, scratch.write.rawValue, queued, spliceNonblocking),
+            amber_tee(readEnd.rawValue, scratch.rawValue, queued, spliceNonblocking),
             "tee from fd \(readEnd.rawValue)"
         ).get()
         guard copied == queued else {
             throw LinuxError(.ioError, "tee from fd \(readEnd.rawValue): \(copied) of \(queued) bytes copied")
         }
-        try body(scratch.read)
     }
 
     private static func readOnce(_ fd: FileDescriptor, into buffer: inout [UInt8], count: Int) throws(LinuxError) -> Int

@@ -89,21 +89,43 @@ extension ProcFS {
 /// has the /proc link "pipe:[INODE]" or "socket:[INODE]", which its fdinfo alone then gives,
 /// without a readlink per descriptor.
 public enum AnonymousFileMounts {
-    public static let pipes: Int? = {
+    public static let pipes: Int? = pipeMount?.id
+
+    public static let sockets: Int? = socketMount?.id
+
+    /// The mount ID and the device number (st_dev) of pipefs and of sockfs: every pipe, and
+    /// every socket, is on the one instance the kernel mounts at boot.
+    private static let pipeMount: (id: Int, device: UInt64)? = {
         guard let ends = try? PipeBuffer.make() else { return nil }
         defer {
             try? ends.read.close()
             try? ends.write.close()
         }
-        return try? ProcFS.fileDescriptorInfo(pid: getpid(), fd: ends.read.rawValue).mountID
+        return mount(of: ends.read.rawValue)
     }()
 
-    public static let sockets: Int? = {
+    private static let socketMount: (id: Int, device: UInt64)? = {
         let socket = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard socket >= 0 else { return nil }
         defer { close(socket) }
-        return try? ProcFS.fileDescriptorInfo(pid: getpid(), fd: socket).mountID
+        return mount(of: socket)
     }()
+
+    private static func mount(of fd: Int32) -> (id: Int, device: UInt64)? {
+        guard let info = try? ProcFS.fileDescriptorInfo(pid: getpid(), fd: fd),
+            let status = try? FileStatus.fstat(fd: fd)
+        else { return nil }
+        return (info.mountID, status.device)
+    }
+
+    /// The device number and inode of the pipe or socket the descriptor `info` describes, as
+    /// fstat would show them; nil when it is neither.
+    public static func identity(of info: FileDescriptorInfo) -> (device: UInt64, inode: UInt64)? {
+        guard let inode = info.inode else { return nil }
+        if let pipes = pipeMount, info.mountID == pipes.id { return (pipes.device, inode) }
+        if let sockets = socketMount, info.mountID == sockets.id { return (sockets.device, inode) }
+        return nil
+    }
 
     /// The /proc/PID/fd link of the descriptor `info` describes, when it is an anonymous pipe
     /// or a socket; nil otherwise.

@@ -223,4 +223,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// A child in a cgroup of its own below its root's (once refused, hence the scenario's
     /// name) comes back into it.
     func testChildInCgroupOfItsOwn() throws { try runDumped(.unsupportedCgroup) }
+    /// Every queue of 24 pipes and 24 unix socket pairs, read on every CPU at once, comes back
+    /// byte for byte, packets and messages apart, and the pairs and pipes still carry data.
+    func testManyFDs() throws { try runDumped(.manyFDs) }
+    /// The copies leave every queue where it was.
+    func testLeaveRunningManyFDs() throws { try runLeaveRunning(.manyFDs) }
 }

@@ -899,4 +899,13 @@ extension DumpErrorTests {
         assertRunningUntraced(p.pid, "after a refused dump --page-server")
         try terminateAndExpectPass(p, "after a refused dump --page-server")
     }
+
+    /// Among records read on every CPU at once, the refusal of the lowest descriptor is the
+    /// one given, as when they were read one by one: fd 61 queues what its peer sent with
+    /// SO_PASSCRED set (fd 97 does too).
+    func testDumpRefusesLowestOfManyQueuesWithCredentials() throws {
+        try checkUnsupported(
+            .unsupportedManyFDsPassingCredentials, object: "their sender's credentials (SO_PASSCRED)",
+            mentions: ["has fd 61 "])
+    }
 }

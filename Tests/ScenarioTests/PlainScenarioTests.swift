@@ -215,4 +215,8 @@ final class PlainScenarioTests: ScenarioTestCase {
         try runPlain(.unsupportedIPCMessageQueue)
     }
     func testCgroupTree() throws { try runPlain(.cgroupTree) }
+    func testManyFDs() throws {
+        try runPlain(.manyFDs)
+        try runPlain(.unsupportedManyFDsPassingCredentials)
+    }
 }

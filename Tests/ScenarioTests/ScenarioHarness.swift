@@ -332,6 +332,7 @@ struct Scenario: Sendable {
         + [mountNamespace, unsupportedOverlayMount]
         + [utsIPCNamespace, unsupportedIPCSystemVObject, unsupportedIPCMessageQueue]
         + [cgroupTree]
+        + [manyFDs, unsupportedManyFDsPassingCredentials]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

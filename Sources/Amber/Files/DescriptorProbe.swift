@@ -1,3 +1,4 @@
+import Glibc
 import LinuxKit
 import SystemPackage
 
@@ -68,6 +69,17 @@ final class DescriptorProbe {
         return status
     }
 
+    /// The device and inode of the open file, as `status` has them: of a pipe or a socket from
+    /// its fdinfo alone (`AnonymousFileMounts`), which tells them without a copy of the
+    /// descriptor; of any other file from its status.
+    func identity() throws(LinuxError) -> OpenFileIdentity {
+        if let infoRead, let anonymous = AnonymousFileMounts.identity(of: infoRead) {
+            return OpenFileIdentity(device: anonymous.device, inode: anonymous.inode)
+        }
+        let status = try status()
+        return OpenFileIdentity(device: status.device, inode: status.inode)
+    }
+
     /// /proc/PID/fdinfo/FD: the description's flags and offset, and what its kind adds.
     func info() throws(LinuxError) -> FileDescriptorInfo {
         if let infoRead { return infoRead }
@@ -76,9 +88,15 @@ final class DescriptorProbe {
         return info
     }
 
-    /// The address family of the socket it is on (SO_DOMAIN of a copy), read once.
+    /// The address family of the socket it is on, read once: AF_UNIX for a socket sock_diag
+    /// showed as a unix socket in this pass's reading (`UnixSocketTable`: a socket's inode is
+    /// its own while it lives), else SO_DOMAIN of a copy.
     func socketFamily() throws(LinuxError) -> Int32 {
         if let socketFamilyRead { return socketFamilyRead }
+        if let inode = UnixSocketKind.socketInode(link), UnixSocketTable.shared.snapshot().sockets[inode] != nil {
+            socketFamilyRead = AF_UNIX
+            return AF_UNIX
+        }
         let copy = try duplicate()
         defer { try? copy.close() }
         let family = try Pidfd.socketFamily(of: copy)

@@ -36,6 +36,9 @@ extension FileState {
             count += 1
             return (made!, true)
         }
+
+        /// Whether a description of the file `identity` names was seen.
+        func contains(_ identity: OpenFileIdentity) -> Bool { owners[identity] != nil }
     }
 }
 

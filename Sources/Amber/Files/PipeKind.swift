@@ -10,28 +10,27 @@ import SystemPackage
 /// come back too. Every end of the pipe must be in the tree, or held by no process at all
 /// (`check(tree:)`), unless the dump leaves the pipe outside the tree (`ExternalFiles`).
 struct PipeKind: OpenFileKind {
-    let status: FileStatus
+    let identity: OpenFileIdentity
     let isWriteEnd: Bool
 
     static func classify(_ descriptor: DescriptorProbe) throws -> PipeKind? {
         guard descriptor.link.hasPrefix("pipe:") else { return nil }
-        let status = try descriptor.status()
+        let identity = try descriptor.identity()
         switch Int32(bitPattern: try descriptor.info().flags) & O_ACCMODE {
-        case O_RDONLY: return PipeKind(status: status, isWriteEnd: false)
-        case O_WRONLY: return PipeKind(status: status, isWriteEnd: true)
+        case O_RDONLY: return PipeKind(identity: identity, isWriteEnd: false)
+        case O_WRONLY: return PipeKind(identity: identity, isWriteEnd: true)
         default: throw descriptor.refusal("\(descriptor.link) for reading and writing (reopened through /proc/PID/fd)")
         }
     }
 
-    var identity: OpenFileIdentity { OpenFileIdentity(device: status.device, inode: status.inode) }
-
-    var externalName: String? { Self.externalName(inode: status.inode) }
+    var externalName: String? { Self.externalName(inode: identity.inode) }
 
     private static func externalName(inode: UInt64) -> String { "pipe:[\(inode)]" }
 
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
         let copy = try descriptor.duplicate()
         defer { try? copy.close() }
+        let status = try FileStatus.fstat(fd: copy.rawValue)
         var end = Amber_PipeEnd()
         end.pipeID = status.inode
         end.writeEnd = isWriteEnd
@@ -110,11 +109,27 @@ final class RestoredPipe: SharedOpenFileObject {
     }
 
     /// Writes back what the pipe held, the first time one of its read ends is made, through a
-    /// write description of our own.
+    /// write description no task has: the pipe's own write end while no task has it yet (made
+    /// non-blocking for the writing, then given its status flags back), else one of our own.
     func fill(_ end: Amber_PipeEnd, task: Amber_Task) throws {
         guard !filled else { return }
         filled = true
         guard end.heldBytes > 0 else { return }
+        guard writeEndTaken else {
+            do {
+                try PipeBuffer.setStatusFlags(writeEnd, O_NONBLOCK)
+            } catch {
+                throw AmberError(.restoreFailed, "cannot make pipe \(id) non-blocking for process \(task.pid): \(error)")
+            }
+            try end.writeContents(writeEnd, of: "pipe \(end.pipeID)", task: task)
+            do {
+                try PipeBuffer.setStatusFlags(writeEnd, 0)
+            } catch {
+                throw AmberError(
+                    .restoreFailed, "cannot clear the status flags of pipe \(id) for process \(task.pid): \(error)")
+            }
+            return
+        }
         let writer = try reopen(writeEnd, flags: O_WRONLY | O_NONBLOCK, task: task)
         defer { try? writer.close() }
         try end.writeContents(writer, of: "pipe \(end.pipeID)", task: task)

@@ -29,8 +29,7 @@ struct UnixSocketKind: OpenFileKind {
         if let refusal = refusal(of: socket, in: UnixSocketTable.shared.snapshot()) {
             throw descriptor.refusal("a unix socket (\(descriptor.link)) \(refusal)")
         }
-        let status = try descriptor.status()
-        return UnixSocketKind(identity: OpenFileIdentity(device: status.device, inode: status.inode), socket: socket)
+        return UnixSocketKind(identity: try descriptor.identity(), socket: socket)
     }
 
     /// The inode of "socket:[INODE]".
@@ -125,6 +124,7 @@ struct UnixSocketKind: OpenFileKind {
             record.acceptedConnections = UnixSocketTable.shared.acceptedInTree(from: socket.inode)
         }
         record.passCredentials = try UnixSockets.option(copy, UnixSockets.passCredentials) != 0
+        UnixSocketTable.shared.remember(socket.inode, passesCredentials: record.passCredentials)
         record.passSecurity = try UnixSockets.option(copy, UnixSockets.passSecurity) != 0
         record.sendBuffer = UInt32(bitPattern: try UnixSockets.option(copy, UnixSockets.sendBuffer))
         record.receiveBuffer = UInt32(bitPattern: try UnixSockets.option(copy, UnixSockets.receiveBuffer))
@@ -157,8 +157,7 @@ struct UnixSocketKind: OpenFileKind {
                         "a unix socket (\(descriptor.link)) holding \(queue.messages.count) messages but connected to no socket that could send them again"
                     )
                 }
-                let peerPasses = try record.peerInode != 0 && peerPassesCredentials()
-                if record.passCredentials || peerPasses {
+                if try record.passCredentials || (record.peerInode != 0 && peerPassesCredentials()) {
                     throw descriptor.refusal(
                         "a unix socket (\(descriptor.link)) holding messages with their sender's credentials (SO_PASSCRED): they would come back with amber's"
                     )
@@ -224,10 +223,12 @@ struct UnixSocketKind: OpenFileKind {
         return changed
     }
 
-    /// Whether the peer has SO_PASSCRED set: what it sent then carries its credentials. Read
-    /// through the descriptor the table found it by.
+    /// Whether the peer has SO_PASSCRED set: what it sent then carries its credentials. As its
+    /// own dump read it if it came first, else read through the descriptor the table found it by.
     private func peerPassesCredentials() throws -> Bool {
-        guard let peer = socket.peer, let holder = UnixSocketTable.shared.holder(of: peer) else { return false }
+        guard let peer = socket.peer else { return false }
+        if let passes = UnixSocketTable.shared.passesCredentials(peer) { return passes }
+        guard let holder = UnixSocketTable.shared.holder(of: peer) else { return false }
         let copy = try Pidfd(pid: holder.pid).duplicate(holder.fd)
         defer { try? copy.close() }
         return try UnixSockets.option(copy, UnixSockets.passCredentials) != 0
@@ -580,6 +581,8 @@ final class UnixSocketTable: Sendable {
         var holders: [UInt64: (pid: Int32, fd: Int32)] = [:]
         /// The sockets the tree held at its last check.
         var heldInTree: Set<UInt64> = []
+        /// SO_PASSCRED of each socket the frozen tree's dump read it of.
+        var passCredentials: [UInt64: Bool] = [:]
     }
 
     private let state = Mutex(State())
@@ -587,7 +590,10 @@ final class UnixSocketTable: Sendable {
     /// Reads every unix socket again.
     func refresh() throws {
         let table = Snapshot(try UnixSockets.diagnoseAll())
-        state.withLock { $0.table = table }
+        state.withLock {
+            $0.table = table
+            $0.passCredentials = [:]
+        }
     }
 
     func snapshot() -> Snapshot { state.withLock { $0.table } }
@@ -604,6 +610,14 @@ final class UnixSocketTable: Sendable {
     }
 
     func holder(of inode: UInt64) -> (pid: Int32, fd: Int32)? { state.withLock { $0.holders[inode] } }
+
+    /// Keeps what the dump read of SO_PASSCRED of socket `inode`, for its peer's dump.
+    func remember(_ inode: UInt64, passesCredentials: Bool) {
+        state.withLock { $0.passCredentials[inode] = passesCredentials }
+    }
+
+    /// SO_PASSCRED of socket `inode` if the dump read it since the table was last read.
+    func passesCredentials(_ inode: UInt64) -> Bool? { state.withLock { $0.passCredentials[inode] } }
 
     /// The unix socket `inode`, which `fd` of `pid` is on; nil when that is a socket of another
     /// family. A socket not read yet (made since) has the table read again.

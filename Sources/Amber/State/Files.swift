@@ -18,17 +18,24 @@ enum FileState {
         _ target: DumpTarget, table: inout DescriptionTable, externalFiles: Set<String>, contents: FileContentsDump
     ) throws -> Amber_Files {
         var record = Amber_Files()
-        for probe in try target.snapshot.descriptors.probes(process: target.name, tree: nil) {
-            let fd = probe.fd
+        // The frozen checks classified every descriptor already: classifying all of them
+        // before any is dumped throws no refusal they did not.
+        let classified = try target.snapshot.descriptors.probes(process: target.name, tree: nil).map { probe in
             probe.contents = contents
-            let file = try OpenFileKinds.classify(probe)
+            return (probe: probe, file: try OpenFileKinds.classify(probe))
+        }
+        let prepared = ConcurrentFileRecords(classified, externalFiles: externalFiles, table: table)
+        for (probe, file) in classified {
+            let fd = probe.fd
             let info = try probe.info()
             let flags = OpenFileFlags(rawValue: info.flags)
             var descriptor = Amber_FileDescriptor()
             descriptor.fd = fd
             descriptor.closeOnExec = flags.contains(.closeOnExec)
             let (description, isNew) = try table.description(pid: target.pid, fd: fd, identity: file.identity) { id in
-                let kindRecord = try ExternalFiles.record(of: file, named: externalFiles) ?? file.dump(probe)
+                let kindRecord =
+                    try ExternalFiles.record(of: file, named: externalFiles) ?? prepared.record(for: fd)
+                    ?? file.dump(probe)
                 // open(2) does not start signal-driven I/O, and the owner (F_SETOWN) cannot be read from outside.
                 if flags.contains(.asynchronous) {
                     throw AmberError.unsupported(
