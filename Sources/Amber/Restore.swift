@@ -32,13 +32,15 @@ public enum Restore {
     /// pages are served. A tree dumped in a mount namespace of its own comes back in a new one,
     /// its root directory and bind mounts of the host as `mounts` name them (`MountNamespaceState`).
     /// `joinNamespaces` names, by kind ("uts", "ipc"), the namespaces of other kinds the tree is
-    /// made in as they are (`UTSNamespaceState`, `IPCNamespaceState`).
+    /// made in as they are (`UTSNamespaceState`, `IPCNamespaceState`). With `sibling` the root
+    /// is made the child of our parent instead (CRIU's --restore-sibling: a container runtime
+    /// that started the restorer waits for the root as its own child); not with `newPIDNamespace`.
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
         inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
         externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, encryptionKey: ImageEncryptionKey? = nil,
         logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore(),
-        joinNamespaces: [String: String] = [:]
+        joinNamespaces: [String: String] = [:], sibling: Bool = false
     ) throws(AmberError) -> Restored {
         let started = ContinuousClock.now
         let key = try HostImageKey.forCheck()
@@ -69,6 +71,10 @@ public enum Restore {
                 .unsupported,
                 "--lazy-pages serves pages from the image's own page files only, and this image is incremental (its pages are also in the pre-dumps it refers to): restore it without --lazy-pages"
             )
+        }
+        if sibling && newPIDNamespace {
+            throw AmberError(
+                .failure, "the root is made our parent's child, or the child of a new PID namespace's init: not both")
         }
         try CredentialState.checkRestorable(tasks)
         try MountNamespaceState.checkOptions(mounts, for: tasks[0])
@@ -128,7 +134,7 @@ public enum Restore {
             let built = try TreeState.build(
                 tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted,
                 namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles,
-                logger: logger, mounts: mounts, mountRoot: &mountRoot)
+                logger: logger, mounts: mounts, mountRoot: &mountRoot, sibling: sibling)
             let baseline = try HelperBaseline.ofRestorer()
             var sessions: [RestoreSession] = []
             for task in built {
