@@ -32,15 +32,17 @@ public enum Restore {
     /// pages are served. A tree dumped in a mount namespace of its own comes back in a new one,
     /// its root directory and bind mounts of the host as `mounts` name them (`MountNamespaceState`).
     /// `joinNamespaces` names, by kind ("uts", "ipc"), the namespaces of other kinds the tree is
-    /// made in as they are (`UTSNamespaceState`, `IPCNamespaceState`). With `sibling` the root
-    /// is made the child of our parent instead (CRIU's --restore-sibling: a container runtime
-    /// that started the restorer waits for the root as its own child); not with `newPIDNamespace`.
+    /// made in as they are (`UTSNamespaceState`, `IPCNamespaceState`). `cgroups` says which
+    /// cgroups the tree is put into and made (`CgroupRestore`). With `sibling` the root is made
+    /// the child of our parent instead (CRIU's --restore-sibling: a container runtime that
+    /// started the restorer waits for the root as its own child); not with `newPIDNamespace`.
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
         inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
         externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, encryptionKey: ImageEncryptionKey? = nil,
         logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore(),
-        joinNamespaces: [String: String] = [:], sibling: Bool = false
+        joinNamespaces: [String: String] = [:], cgroups cgroupOptions: CgroupRestoreOptions = CgroupRestoreOptions(),
+        sibling: Bool = false
     ) throws(AmberError) -> Restored {
         let started = ContinuousClock.now
         let key = try HostImageKey.forCheck()
@@ -104,6 +106,8 @@ public enum Restore {
         let ownNetwork = try NetworkNamespaceState.enter(
             for: tasks[0], joining: joinNetwork, veths: externalVeths)
         defer { ownNetwork?.enterOrAbort() }
+        let cgroups = try CgroupRestore(
+            tasks: tasks, options: cgroupOptions, imageTrusted: imageTrusted, logger: logger)
         let ownUTS = try UTSNamespaceState.enter(for: tasks[0], joining: joinNamespaces["uts"])
         defer { ownUTS?.enterOrAbort() }
         let ownIPC = try IPCNamespaceState.enter(for: tasks[0], joining: joinNamespaces["ipc"])
@@ -135,6 +139,7 @@ public enum Restore {
                 tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted,
                 namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles,
                 logger: logger, mounts: mounts, mountRoot: &mountRoot, sibling: sibling)
+            try cgroups.apply(to: built, restorerPidfd: restorerPidfd.fd)
             let baseline = try HelperBaseline.ofRestorer()
             var sessions: [RestoreSession] = []
             for task in built {
@@ -168,6 +173,7 @@ public enum Restore {
         } catch {
             jobControl?.takeBack()
             killAll(created)
+            cgroups.removeMade()
             server?.stop()
             openFiles.close()
             openFiles.removeMadeFiles()

@@ -30,6 +30,7 @@ enum StateKinds {
         CopyOnWriteMemoryState.self,
         UTSNamespaceState.self,
         IPCNamespaceState.self,
+        CgroupState.self,
     ]
 
     /// Every kind's restore steps of `phase`, in their order.

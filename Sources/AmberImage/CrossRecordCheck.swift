@@ -14,6 +14,7 @@ enum CrossRecordCheck {
         try checkNetworkNamespace(tasks)
         try checkMountNamespace(tasks)
         try checkUTSAndIPCNamespaces(tasks)
+        try checkCgroups(tasks)
     }
 
     /// The TIDs of a task's threads, its leader's included (a zombie's: its PID).

@@ -148,9 +148,12 @@ public struct SwrkOptions: Sendable, Equatable {
     /// DUMP and PRE_DUMP: a cgroup the runtime asks to be frozen; amber freezes the tree
     /// itself, and checks that the cgroup holds no process outside it.
     public var freezeCgroup: String?
-    /// manage_cgroups in mode soft: DUMP and PRE_DUMP check that the tree is the whole of
-    /// `freezeCgroup`; RESTORE leaves the tree in the cgroup swrk runs in.
-    public var keepsCgroup = false
+    /// RESTORE: manage_cgroups and manage_cgroups_mode, as `amber restore --manage-cgroups`
+    /// names the mode ("soft", "ignore"...): CRIU's soft when neither is given.
+    public var cgroupMode = "soft"
+    /// RESTORE: cg_root, as `amber restore --cgroup-root` takes it: by controller ("" for every
+    /// hierarchy no other names), the cgroup the image's root cgroup of its hierarchy becomes.
+    public var cgroupRoots: [String: String] = [:]
     /// A CRIU configuration file, refused if it exists (amber reads none).
     public var configFile: String?
     /// `ext_mnt` in `--external` form, mnt[KEY]:VALUE: at DUMP the bind mount at mount point KEY
@@ -245,32 +248,43 @@ public struct SwrkOptions: Sendable, Equatable {
                 freezeCgroup = options.freezeCgroup
             }
         }
-        // manage_cgroups: amber records no cgroups yet. Modes ignore and none ask for nothing;
-        // soft (CRIU's default) is honoured for a tree that is the whole of freeze_cgroup (the
-        // runtime's container cgroup, checked before the dump): the runtime puts swrk into that
-        // cgroup again before a restore, and the restored tree stays in it.
-        let cgroupMode =
-            options.hasManageCgroupsMode ? options.manageCgroupsMode : (options.manageCgroups ? .soft : .ignore)
+        // manage_cgroups as CRIU reads it: absent is soft, false is ignore, and the mode wins.
+        // A dump records the tree's cgroups whatever the mode; a restore does as it says.
+        var cgroupMode: Swrk_CgroupMode =
+            options.hasManageCgroups && !options.manageCgroups ? .ignore : .soft
+        if options.hasManageCgroupsMode { cgroupMode = options.manageCgroupsMode }
         switch cgroupMode {
-        case .ignore, .cgNone: break
-        case .soft, .default:
-            if restoring || freezeCgroup != nil {
-                keepsCgroup = true
-            } else {
-                refuse(
-                    "manage_cgroups (mode \(cgroupMode.name))",
-                    "amber keeps a tree's cgroup only when the tree is the whole of freeze_cgroup, which is not given")
-            }
-        case .props, .full, .strict:
-            refuse(
-                "manage_cgroups (mode \(cgroupMode.name))",
-                "amber does not dump or restore cgroups' properties or nested cgroups yet: modes soft and ignore only")
+        case .ignore: self.cgroupMode = "ignore"
+        case .cgNone: self.cgroupMode = "none"
+        case .props: self.cgroupMode = "props"
+        case .soft, .default: self.cgroupMode = "soft"
+        case .full: self.cgroupMode = "full"
+        case .strict: self.cgroupMode = "strict"
         }
-        unsupported("cg_root", !options.cgRoot.isEmpty, "amber does not restore cgroups yet")
-        unsupported("cgroup_props", !options.cgroupProps.isEmpty, "amber does not restore cgroups yet")
-        unsupported("cgroup_props_file", !options.cgroupPropsFile.isEmpty, "amber does not restore cgroups yet")
-        unsupported("cgroup_dump_controller", !options.cgroupDumpController.isEmpty, "amber does not dump cgroups yet")
-        unsupported("cgroup_yard", !options.cgroupYard.isEmpty, "amber does not restore cgroups yet")
+        for root in options.cgRoot {
+            let controllers = root.ctrl.isEmpty ? [""] : root.ctrl.split(separator: ",").map(String.init)
+            if !restoring {
+                refuse("cg_root \(root.ctrl):\(root.path)", "a restore option")
+            } else if !CgroupRules.isClean(root.path, relative: false) || root.ctrl.contains(":") {
+                refuse("cg_root \(root.ctrl):\(root.path)", "not an absolute cgroup path without \".\" or \"..\"")
+            } else if controllers.contains(where: { cgroupRoots[$0].map { $0 != root.path } ?? false }) {
+                refuse("cg_root \(root.ctrl):\(root.path)", "another cg_root names another cgroup for that controller")
+            } else {
+                for controller in controllers { cgroupRoots[controller] = root.path }
+            }
+        }
+        unsupported(
+            "cgroup_props", !options.cgroupProps.isEmpty,
+            "amber records and restores a fixed set of cgroup properties (see docs/state-coverage.md)")
+        unsupported(
+            "cgroup_props_file", !options.cgroupPropsFile.isEmpty,
+            "amber records and restores a fixed set of cgroup properties (see docs/state-coverage.md)")
+        unsupported(
+            "cgroup_dump_controller", !options.cgroupDumpController.isEmpty,
+            "amber records every hierarchy mounted where it runs")
+        unsupported(
+            "cgroup_yard", !options.cgroupYard.isEmpty,
+            "amber reaches cgroups through the hierarchies mounted where it runs, and mounts no yard")
 
         for external in options.external {
             if restoring, external.hasPrefix("veth[") {

@@ -107,6 +107,8 @@ struct TaskValidator {
         if task.hasMountNamespace { try validateMountNamespace(task.mountNamespace) }
         if task.hasUtsNamespace { try validateUTSNamespace(task.utsNamespace) }
         if task.hasIpcNamespace { try validateIPCNamespace(task.ipcNamespace) }
+        if task.hasCgroupTree { try validateCgroupTree(task.cgroupTree) }
+        try validateCgroupMemberships(task.cgroups)
     }
 
     func invalid(_ field: String, _ problem: String) -> ImageError {

@@ -255,6 +255,24 @@ struct RestoreCommand: ParsableCommand {
         ))
     var lazyPages = false
 
+    @Option(
+        name: .customLong("manage-cgroups"),
+        help: ArgumentHelp(
+            "What to do with the image's cgroups (CRIU's modes): soft (the default), full, strict, props, none or ignore.",
+            discussion:
+                "Each process goes back into its recorded cgroup on every hierarchy (cgroup v1 controllers, named hierarchies, cgroup v2) before it runs. soft: missing cgroups are made and given the recorded properties (limits); cgroups that exist keep theirs. full: missing cgroups are made, and every cgroup gets the recorded properties. strict: no cgroup may exist; each is made with its properties. props: every cgroup must exist, and gets the recorded properties. none: every cgroup must exist; no property is written. ignore: the tree stays in amber's own cgroups (its membership is lost).",
+            valueName: "MODE"))
+    var manageCgroups: CgroupMode = .soft
+
+    @Option(
+        name: .customLong("cgroup-root"),
+        help: ArgumentHelp(
+            "Put the image's root cgroup of the hierarchy of CONTROLLER (of every hierarchy no other --cgroup-root names, without CONTROLLER) at PATH. Repeatable.",
+            discussion:
+                "The tree's root cgroup on a hierarchy is its root process's (or its cgroup namespace's root); the cgroups below it keep their places below PATH. Without it, the image's own paths.",
+            valueName: "[CONTROLLER:]/PATH"))
+    var cgroupRoots: [String] = []
+
     @OptionGroup var global: GlobalOptions
 
     @OptionGroup var encryption: EncryptionOptions
@@ -296,6 +314,16 @@ struct RestoreCommand: ParsableCommand {
         guard Set(insides).count == insides.count else {
             throw ValidationError("--external: a veth of the image is named twice")
         }
+        let controllers = try cgroupRoots.map { argument in
+            guard let root = CgroupRestoreOptions.root(argument) else {
+                throw ValidationError(
+                    "--cgroup-root \(argument): expected [CONTROLLER:]/PATH, PATH absolute without \".\" or \"..\"")
+            }
+            return root.controller
+        }
+        guard Set(controllers).count == controllers.count else {
+            throw ValidationError("--cgroup-root: one root per controller (and one without)")
+        }
     }
 
     func run() throws {
@@ -316,7 +344,12 @@ struct RestoreCommand: ParsableCommand {
                     joinNamespaces.filter { !$0.hasPrefix("net:") }.map {
                         (String($0.prefix(3)), String($0.dropFirst(4)))
                     },
-                    uniquingKeysWith: { first, _ in first }))
+                    uniquingKeysWith: { first, _ in first }),
+                cgroups: CgroupRestoreOptions(
+                    mode: manageCgroups,
+                    roots: Dictionary(
+                        cgroupRoots.compactMap(CgroupRestoreOptions.root).map { ($0.controller, $0.path) },
+                        uniquingKeysWith: { first, _ in first })))
         } catch {
             fail(error)
         }
@@ -518,3 +551,5 @@ struct VerifyCommand: ParsableCommand {
             needs.externalFiles)
     }
 }
+
+extension CgroupMode: ExpressibleByArgument {}

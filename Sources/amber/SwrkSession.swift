@@ -134,7 +134,10 @@ struct SwrkSession {
         do {
             restored = try Restore.run(
                 directory: imagesPath, inheritedFiles: inherited, shellJob: options.shellJob, externalVeths: veths,
-                logger: logger, mounts: MountNamespaceRestore(root: options.root, externals: mounts, ignoresUnknownKeys: true),
+                logger: logger,
+                mounts: MountNamespaceRestore(root: options.root, externals: mounts, ignoresUnknownKeys: true),
+                cgroups: CgroupRestoreOptions(
+                    mode: CgroupMode(rawValue: options.cgroupMode) ?? .soft, roots: options.cgroupRoots),
                 sibling: options.restoreSibling)
         } catch {
             throw SwrkServer.Failure(message: error.message)
@@ -200,13 +203,13 @@ struct SwrkSession {
         return "/" + components.joined(separator: "/")
     }
 
-    /// freeze_cgroup (a cgroup v2 directory): every process in it must be in the tree, and with
-    /// manage_cgroups every process of the tree in it, as amber freezes the tree and keeps no cgroup.
+    /// freeze_cgroup (a cgroup directory): every process in it must be in the tree, as amber
+    /// freezes the tree itself.
     private func checkCgroup() throws(SwrkServer.Failure) {
         guard let cgroup = options.freezeCgroup else { return }
         guard let procs = Self.readText("\(cgroup)/cgroup.procs") else {
             throw SwrkServer.Failure(
-                message: "freeze_cgroup \(cgroup): no cgroup.procs to read (amber knows cgroup v2 only)")
+                message: "freeze_cgroup \(cgroup): no cgroup.procs to read")
         }
         let members = Set(procs.split(separator: "\n").compactMap { Int32($0) })
         let tree = Self.tree(of: options.pid)
@@ -214,12 +217,6 @@ struct SwrkSession {
             throw SwrkServer.Failure(
                 message:
                     "freeze_cgroup \(cgroup) holds process \(outsider) (\(Self.comm(outsider))), outside the tree of process \(options.pid): amber freezes the tree only"
-            )
-        }
-        if options.keepsCgroup, let stray = tree.subtracting(members).min() {
-            throw SwrkServer.Failure(
-                message:
-                    "manage_cgroups: process \(stray) (\(Self.comm(stray))) of the tree is not in freeze_cgroup \(cgroup): amber keeps a tree's cgroup only when it is the whole of one"
             )
         }
     }

@@ -218,4 +218,9 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// The tree comes back in new UTS and IPC namespaces of its own: its host and domain names,
     /// its IPC sysctls, no System V object, and a new message queue works in it.
     func testUTSIPCNamespace() throws { try runDumped(.utsIPCNamespace) }
+    /// A tree in amber's own cgroups stays in them (CgroupTests moves trees between cgroups).
+    func testCgroupTree() throws { try runDumped(.cgroupTree) }
+    /// A child in a cgroup of its own below its root's (once refused, hence the scenario's
+    /// name) comes back into it.
+    func testChildInCgroupOfItsOwn() throws { try runDumped(.unsupportedCgroup) }
 }

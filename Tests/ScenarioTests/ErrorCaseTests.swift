@@ -276,9 +276,6 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesTimeNamespace() throws {
         try checkUnsupported(.unsupportedTimeNamespace, object: "time namespace")
     }
-    func testDumpRefusesAnotherCgroup() throws {
-        try checkUnsupported(.unsupportedCgroup, object: "cgroup", mentions: ["amber-scenario-"])
-    }
 
     /// Named: the process, the kind of lock and the file.
     func testDumpRefusesLease() throws {

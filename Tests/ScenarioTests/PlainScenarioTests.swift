@@ -214,4 +214,5 @@ final class PlainScenarioTests: ScenarioTestCase {
         try runPlain(.unsupportedIPCSystemVObject)
         try runPlain(.unsupportedIPCMessageQueue)
     }
+    func testCgroupTree() throws { try runPlain(.cgroupTree) }
 }

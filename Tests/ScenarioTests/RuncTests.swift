@@ -73,7 +73,7 @@ final class RuncTests: ScenarioTestCase {
         // and points at the log amber wrote in the image directory.
         XCTAssertTrue(checkpoint.output.contains("criu failed: type"), checkpoint.output)
         let log = Sys.readText(image + "/dump.log") ?? ""
-        XCTAssertTrue(log.contains("is in the cgroup") && log.contains("(sh)"), "amber's log: \(log)")
+        XCTAssertTrue(log.contains("has the mount /dev/pts (devpts") && log.contains("(sh)"), "amber's log: \(log)")
         XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"))
 
         let status = try run(runc + ["state", id], "state")

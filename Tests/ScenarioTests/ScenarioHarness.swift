@@ -262,6 +262,8 @@ struct Scenario: Sendable {
     /// The same in an IPC namespace that holds a System V message queue, or a POSIX one.
     static let unsupportedIPCSystemVObject = Scenario(name: "uts_ipc_namespace", args: ["--ipc", "--sysv-object"])
     static let unsupportedIPCMessageQueue = Scenario(name: "uts_ipc_namespace", args: ["--ipc", "--mqueue-object"])
+    /// A process and its child, in the cgroups (and cgroup namespace) its arguments say (see cgroup_tree.c).
+    static let cgroupTree = Scenario(name: "cgroup_tree")
 
     static let all: [Scenario] =
         [
@@ -329,6 +331,7 @@ struct Scenario: Sendable {
         + [bigMemory(mib: 64)]
         + [mountNamespace, unsupportedOverlayMount]
         + [utsIPCNamespace, unsupportedIPCSystemVObject, unsupportedIPCMessageQueue]
+        + [cgroupTree]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

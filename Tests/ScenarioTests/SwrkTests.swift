@@ -249,13 +249,13 @@ final class SwrkTests: ScenarioTestCase {
                 $0.logFile = "dump.log"
                 $0.autoDedup = true
                 $0.manageCgroups = true
-                $0.manageCgroupsMode = .full
+                $0.cgroupYard = "/tmp/yard"
                 $0.skipMnt = ["/etc/hosts"]
                 $0.lazyPages = true
             })
         XCTAssertFalse(response.success)
         XCTAssertEqual(response.type, .dump)
-        for name in ["auto_dedup", "manage_cgroups (mode full)", "skip_mnt", "ext_mnt", "lazy_pages"] {
+        for name in ["auto_dedup", "cgroup_yard", "skip_mnt", "ext_mnt", "lazy_pages"] {
             XCTAssertTrue(response.crErrmsg.contains(name), "\(name) not in: \(response.crErrmsg)")
         }
         XCTAssertTrue(Sys.readText(image + "/dump.log")?.contains("auto_dedup") == true)

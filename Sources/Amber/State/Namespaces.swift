@@ -3,25 +3,21 @@ import LinuxKit
 
 /// Namespaces (but PID and user namespaces, see `TreeState` and `CredentialState`, and the kinds
 /// a kind of state of their own takes, its `namespaceKinds`: `NetworkNamespaceState`,
-/// `MountNamespaceState`...) and control groups: a restored task is made in amber's own, so a
-/// task in others is refused until they can be recreated.
+/// `MountNamespaceState`...): a restored task is made in amber's own, so a task in others is
+/// refused until they can be recreated. Control groups are `CgroupState`'s.
 enum NamespaceState {
-    /// Amber's own namespaces and cgroup lines, read once.
-    private static let own: (namespaces: [String: String], cgroups: [String])? = {
+    /// Amber's own namespaces, read once.
+    private static let own: [String: String] = {
         let pid = getpid()
         var namespaces: [String: String] = [:]
         for kind in ProcFS.otherNamespaceKinds {
             guard let namespace = try? ProcFS.namespace(pid: pid, kind: kind) else { continue }
             namespaces[kind] = namespace
         }
-        guard let cgroups = try? ProcFS.cgroups(pid: pid) else { return nil }
-        return (namespaces, cgroups)
+        return namespaces
     }()
 
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
-        guard let own else {
-            throw AmberError(.failure, "cannot read amber's own namespaces and cgroups under /proc/self")
-        }
         let restored = Set(StateKinds.all.flatMap { $0.namespaceKinds })
         // A kind that restores a namespace makes one for the whole tree: every process in its root's.
         for kind in restored.sorted() {
@@ -36,7 +32,7 @@ enum NamespaceState {
         }
         for kind in ProcFS.otherNamespaceKinds where !restored.contains(kind) {
             // A kernel without this kind of namespace has no such file for amber either.
-            guard let ours = own.namespaces[kind] else { continue }
+            guard let ours = own[kind] else { continue }
             let theirs = try ProcFS.namespace(pid: pid, kind: kind)
             if theirs != ours {
                 let what =
@@ -46,14 +42,6 @@ enum NamespaceState {
                 throw AmberError.unsupported(
                     process, "\(what), not amber's \(ours): namespaces are not supported yet", tree: tree)
             }
-        }
-        let cgroups = try ProcFS.cgroups(pid: pid)
-        if cgroups != own.cgroups {
-            let differing = cgroups.first { !own.cgroups.contains($0) } ?? cgroups.joined(separator: ", ")
-            throw AmberError.unsupported(
-                process,
-                "is in the cgroup \(differing), not amber's: a restored process would come back in amber's cgroup",
-                tree: tree)
         }
     }
 

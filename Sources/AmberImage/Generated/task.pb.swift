@@ -253,6 +253,23 @@ public nonisolated struct Amber_Task: @unchecked Sendable {
   /// Clears the value of `mountNamespace`. Subsequent reads from it will return its default value.
   public mutating func clearMountNamespace() {_uniqueStorage()._mountNamespace = nil}
 
+  /// The root's only: the cgroups of the tree (absent: the dump recorded none, and the tree
+  /// stays in the restorer's cgroups).
+  public var cgroupTree: Amber_CgroupTree {
+    get {_storage._cgroupTree ?? Amber_CgroupTree()}
+    set {_uniqueStorage()._cgroupTree = newValue}
+  }
+  /// Returns true if `cgroupTree` has been explicitly set.
+  public var hasCgroupTree: Bool {_storage._cgroupTree != nil}
+  /// Clears the value of `cgroupTree`. Subsequent reads from it will return its default value.
+  public mutating func clearCgroupTree() {_uniqueStorage()._cgroupTree = nil}
+
+  /// The process's cgroup on each hierarchy of the root's cgroup_tree.
+  public var cgroups: [Amber_CgroupMembership] {
+    get {_storage._cgroups}
+    set {_uniqueStorage()._cgroups = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -861,7 +878,7 @@ fileprivate nonisolated let _protobuf_package = "amber"
 
 nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}threads\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0\u{1}membarrier\0\u{4}W\u{1}shell_job\0\u{4}\u{1e}network_namespace\0\u{4}n\u{1}uts_namespace\0\u{3}ipc_namespace\0\u{4}\u{9}mount_namespace\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0\u{1}ppid\0\u{1}pgid\0\u{1}sid\0\u{1}comm\0\u{1}threads\0\u{1}memory\0\u{1}signals\0\u{1}files\0\u{1}environment\0\u{1}zombie\0\u{3}exit_status\0\u{3}namespace_pids\0\u{3}namespace_init\0\u{3}namespace_pgids\0\u{3}process_flags\0\u{1}timers\0\u{1}seccomp\0\u{3}stop_signal\0\u{3}stop_reported\0\u{3}exit_signal\0\u{3}own_session_keyring\0\u{1}membarrier\0\u{4}W\u{1}shell_job\0\u{4}\u{1e}network_namespace\0\u{4}n\u{1}uts_namespace\0\u{3}ipc_namespace\0\u{4}\u{9}mount_namespace\0\u{4}\u{1e}cgroup_tree\0\u{1}cgroups\0")
 
   fileprivate class _StorageClass {
     var _pid: Int32 = 0
@@ -892,6 +909,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
     var _utsNamespace: Amber_UtsNamespace? = nil
     var _ipcNamespace: Amber_IpcNamespace? = nil
     var _mountNamespace: Amber_MountNamespace? = nil
+    var _cgroupTree: Amber_CgroupTree? = nil
+    var _cgroups: [Amber_CgroupMembership] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -930,6 +949,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       _utsNamespace = source._utsNamespace
       _ipcNamespace = source._ipcNamespace
       _mountNamespace = source._mountNamespace
+      _cgroupTree = source._cgroupTree
+      _cgroups = source._cgroups
     }
   }
 
@@ -976,6 +997,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         case 250: try { try decoder.decodeSingularMessageField(value: &_storage._utsNamespace) }()
         case 251: try { try decoder.decodeSingularMessageField(value: &_storage._ipcNamespace) }()
         case 260: try { try decoder.decodeSingularMessageField(value: &_storage._mountNamespace) }()
+        case 290: try { try decoder.decodeSingularMessageField(value: &_storage._cgroupTree) }()
+        case 291: try { try decoder.decodeRepeatedMessageField(value: &_storage._cgroups) }()
         default: break
         }
       }
@@ -1072,6 +1095,12 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       try { if let v = _storage._mountNamespace {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 260)
       } }()
+      try { if let v = _storage._cgroupTree {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 290)
+      } }()
+      if !_storage._cgroups.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._cgroups, fieldNumber: 291)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1109,6 +1138,8 @@ nonisolated extension Amber_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageI
         if _storage._utsNamespace != rhs_storage._utsNamespace {return false}
         if _storage._ipcNamespace != rhs_storage._ipcNamespace {return false}
         if _storage._mountNamespace != rhs_storage._mountNamespace {return false}
+        if _storage._cgroupTree != rhs_storage._cgroupTree {return false}
+        if _storage._cgroups != rhs_storage._cgroups {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -1,0 +1,528 @@
+import AmberImage
+import Glibc
+import LinuxKit
+import Logging
+
+/// CRIU's `--manage-cgroups` modes: what a restore does with the image's cgroups.
+public enum CgroupMode: String, CaseIterable, Sendable {
+    /// The tree stays in the restorer's cgroups: its membership is lost, so only on request.
+    case ignore
+    /// Every cgroup must exist already; no property is written.
+    case none
+    /// Every cgroup must exist already; the recorded properties are written.
+    case props
+    /// Missing cgroups are made, and only those get the recorded properties (CRIU's default).
+    case soft
+    /// Missing cgroups are made, and every cgroup gets the recorded properties.
+    case full
+    /// No cgroup may exist already: each is made, with the recorded properties.
+    case strict
+}
+
+/// What a restore does with the image's cgroups: `--manage-cgroups`, and `--cgroup-root`
+/// [CONTROLLER:]/PATH, the cgroup the image's root cgroup becomes.
+public struct CgroupRestoreOptions: Sendable {
+    public var mode: CgroupMode
+    /// By controller ("memory", "name=systemd"), the cgroup the root cgroup of its hierarchy
+    /// becomes; "" for every hierarchy no other entry names.
+    public var roots: [String: String]
+
+    public init(mode: CgroupMode = .soft, roots: [String: String] = [:]) {
+        self.mode = mode
+        self.roots = roots
+    }
+
+    /// "[CONTROLLER:]/PATH" as --cgroup-root takes it; nil when PATH is not a clean absolute path.
+    public static func root(_ argument: String) -> (controller: String, path: String)? {
+        let controller = argument.hasPrefix("/") ? "" : String(argument.prefix { $0 != ":" })
+        let path = argument.hasPrefix("/") ? argument : String(argument.dropFirst(controller.count + 1))
+        guard CgroupRules.isClean(path, relative: false), !controller.contains(",") else { return nil }
+        return (controller, path)
+    }
+}
+
+/// The control groups of the tree: every process's cgroup on each hierarchy mounted where amber
+/// runs (v1 controllers, named v1 hierarchies, v2), below one root cgroup per hierarchy (the
+/// root process's, or its cgroup namespace's root), and the properties (limits) of those below
+/// the dumper's own cgroups. The restore puts each process into its cgroup before any of its
+/// state is restored (its memory is charged there), making the missing ones as
+/// `--manage-cgroups` says; a tree in a cgroup namespace of its own gets a new one rooted at the
+/// cgroup its root cgroup becomes. A cgroup state the restore cannot bring back (frozen,
+/// threaded, out of reach, threads apart from their process) is refused.
+enum CgroupState {
+    /// The hierarchies mounted where amber runs, and amber's own cgroups.
+    struct Host {
+        let mounts: [CgroupHierarchyMount]
+        let own: [CgroupLine]
+
+        func mount(for line: CgroupLine) -> CgroupHierarchyMount? {
+            mounts.first { CgroupFS.sameHierarchy($0.controllers, line.controllers) && (line.id == 0) == ($0.controllers.isEmpty) }
+        }
+    }
+
+    /// Read once: amber's mounts and cgroups do not change under a dump.
+    static let host: Result<Host, AmberError> = {
+        do throws(LinuxError) {
+            return .success(Host(mounts: try CgroupFS.mounts(), own: try CgroupFS.lines(pid: getpid())))
+        } catch {
+            return .failure(AmberError(.failure, "cannot read amber's own cgroups and their mounts: \(error)"))
+        }
+    }()
+
+    /// "memory:/a/b", "cgroup2:/a".
+    static func describe(_ controllers: String, _ path: String) -> String {
+        "\(controllers.isEmpty ? "cgroup2" : controllers):\(path)"
+    }
+
+    // MARK: Dump
+
+    /// Refuses a process in a cgroup the restore cannot bring it back into.
+    static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
+        let host = try host.get()
+        let lines = try CgroupFS.lines(pid: pid)
+        for line in lines {
+            guard let mount = host.mount(for: line) else {
+                if host.own.contains(line) { continue }
+                throw AmberError.unsupported(
+                    process,
+                    "is in the cgroup \(describe(line.controllers, line.path)), on a hierarchy not mounted where amber runs: the restore could not put it back there",
+                    tree: tree)
+            }
+            guard let relative = mount.relativePath(of: line.path) else {
+                throw AmberError.unsupported(
+                    process,
+                    "is in the cgroup \(describe(line.controllers, line.path)), which the mount of its hierarchy at \(mount.mountPoint) (of \(mount.root)) does not show: the restore could not put it back there",
+                    tree: tree)
+            }
+            try checkState(of: relative, line: line, mount: mount, process: process, tree: tree)
+        }
+        for tid in (try? ProcFS.threads(pid: pid)) ?? [] where tid != pid {
+            // A thread that ended meanwhile has nothing left to compare.
+            guard let theirs = try? CgroupFS.lines(pid: pid, tid: tid), theirs != lines else { continue }
+            let differing = theirs.first { !lines.contains($0) }.map { describe($0.controllers, $0.path) } ?? "?"
+            throw AmberError.unsupported(
+                process,
+                "has thread \(tid) in the cgroup \(differing), apart from its process's: a restored process's threads are in its cgroup",
+                tree: tree)
+        }
+    }
+
+    /// Refuses a frozen cgroup and a v2 cgroup that is not a domain one.
+    private static func checkState(
+        of relative: String, line: CgroupLine, mount: CgroupHierarchyMount, process: ProcessName, tree: ProcessName
+    ) throws {
+        let directory = try CgroupFS.openHierarchy(mount)
+        defer { close(directory) }
+        let cgroup = describe(line.controllers, line.path)
+        if line.controllers.split(separator: ",").contains("freezer"),
+            let state = try CgroupFS.read("freezer.state", of: relative, below: directory), state != "THAWED"
+        {
+            throw AmberError.unsupported(
+                process, "is in the freezer cgroup \(cgroup), which is \(state): a frozen cgroup is not restored (thaw it first)",
+                tree: tree)
+        }
+        guard line.id == 0 else { return }
+        if try CgroupFS.read("cgroup.freeze", of: relative, below: directory) == "1" {
+            throw AmberError.unsupported(
+                process, "is in the cgroup \(cgroup), which is frozen (cgroup.freeze): a frozen cgroup is not restored (thaw it first)",
+                tree: tree)
+        }
+        if let type = try CgroupFS.read("cgroup.type", of: relative, below: directory), type != "domain" {
+            throw AmberError.unsupported(
+                process, "is in the cgroup \(cgroup) of type \(type): threaded cgroups are not restored", tree: tree)
+        }
+    }
+
+    /// The root cgroup of the tree on each mounted hierarchy, by its controllers: the root
+    /// process's cgroup, or with `ownNamespace` its cgroup namespace's root.
+    static func roots(of root: ProcessName, ownNamespace: Bool) throws -> [String: String] {
+        let host = try host.get()
+        let lines = try CgroupFS.lines(pid: root.pid)
+        let inside = ownNamespace ? try CgroupFS.linesInOwnNamespace(pid: root.pid) : []
+        var roots: [String: String] = [:]
+        for line in lines where host.mount(for: line) != nil {
+            guard ownNamespace else {
+                roots[line.controllers] = line.path
+                continue
+            }
+            guard let seen = inside.first(where: { $0.id == line.id }), !seen.path.split(separator: "/").contains("..")
+            else {
+                throw AmberError.unsupported(
+                    root,
+                    "is in the cgroup \(describe(line.controllers, line.path)), outside the root of its own cgroup namespace: the restore roots the new namespace at the tree's cgroups"
+                )
+            }
+            let components = line.path.split(separator: "/")
+            roots[line.controllers] = "/" + components.dropLast(seen.path.split(separator: "/").count).joined(separator: "/")
+        }
+        return roots
+    }
+
+    /// Whether the tree of `root` is in a cgroup namespace of its own.
+    static func hasOwnNamespace(_ root: Int32) throws -> Bool {
+        try ProcFS.namespace(pid: root, kind: "cgroup") != ProcFS.namespace(pid: getpid(), kind: "cgroup")
+    }
+
+    /// Refuses a process outside its tree's root cgroups: the restore makes the tree's cgroups
+    /// below one root cgroup on each hierarchy.
+    static func check(tree processes: [CheckedProcess]) throws {
+        guard let root = processes.first?.tree else { return }
+        let host = try host.get()
+        let roots = try Self.roots(of: root, ownNamespace: try hasOwnNamespace(root.pid))
+        for process in processes {
+            for line in try CgroupFS.lines(pid: process.pid) where host.mount(for: line) != nil {
+                guard let top = roots[line.controllers], CgroupPaths.relative(line.path, below: top) == nil else {
+                    continue
+                }
+                throw AmberError.unsupported(
+                    process.name,
+                    "is in the cgroup \(describe(line.controllers, line.path)), outside the cgroup \(top) of its tree's root: a tree's cgroups are restored below its root's",
+                    tree: root)
+            }
+        }
+    }
+
+    /// What one dump records: the root's `CgroupTree` and each process's memberships.
+    struct Dump {
+        var tree = Amber_CgroupTree()
+        var memberships: [Int32: [Amber_CgroupMembership]] = [:]
+    }
+
+    static func record(_ processes: [FrozenProcess]) throws -> Dump {
+        guard let root = processes.first else { return Dump() }
+        let host = try host.get()
+        var dump = Dump()
+        dump.tree.ownNamespace = try hasOwnNamespace(root.pid)
+        if dump.tree.ownNamespace {
+            dump.tree.namespaceInode = try ThreadNamespaceInode.of(pid: root.pid)
+        }
+        let roots = try Self.roots(of: root.name, ownNamespace: dump.tree.ownNamespace)
+        let lines = try processes.filter { !$0.zombie }.map { ($0.pid, try CgroupFS.lines(pid: $0.pid)) }
+        for mount in host.mounts {
+            guard let top = roots.first(where: { CgroupFS.sameHierarchy($0.key, mount.controllers) }) else { continue }
+            let index = UInt32(dump.tree.hierarchies.count)
+            var hierarchy = Amber_CgroupHierarchy()
+            hierarchy.controllers = top.key
+            hierarchy.root = top.value
+            var paths: [String] = [""]
+            for (pid, processLines) in lines {
+                guard let line = processLines.first(where: { $0.controllers == top.key }),
+                    let relative = CgroupPaths.relative(line.path, below: top.value)
+                else { continue }
+                var membership = Amber_CgroupMembership()
+                membership.hierarchy = index
+                membership.path = relative
+                dump.memberships[pid, default: []].append(membership)
+                var parent = ""
+                for component in relative.split(separator: "/") {
+                    parent = parent.isEmpty ? String(component) : parent + "/" + component
+                    if !paths.contains(parent) { paths.append(parent) }
+                }
+            }
+            let own = host.own.first { $0.controllers == top.key }?.path
+            let directory = try CgroupFS.openHierarchy(mount)
+            defer { close(directory) }
+            for path in paths {
+                var cgroup = Amber_CgroupDirectory()
+                cgroup.path = path
+                let absolute = CgroupPaths.join(top.value, path)
+                // Only a cgroup below the dumper's own is the tree's to remake with its limits.
+                if let own, let below = CgroupPaths.relative(absolute, below: own), !below.isEmpty,
+                    let relative = mount.relativePath(of: absolute)
+                {
+                    for name in CgroupProperties.names(controllers: top.key) {
+                        guard let value = try CgroupFS.read(name, of: relative, below: directory) else { continue }
+                        var property = Amber_CgroupProperty()
+                        property.name = name
+                        property.value = value
+                        cgroup.properties.append(property)
+                    }
+                }
+                hierarchy.cgroups.append(cgroup)
+            }
+            dump.tree.hierarchies.append(hierarchy)
+        }
+        return dump
+    }
+}
+
+/// The inode of a process's cgroup namespace, for messages.
+private enum ThreadNamespaceInode {
+    static func of(pid: Int32) throws -> UInt64 {
+        let link = try ProcFS.namespace(pid: pid, kind: "cgroup")
+        return UInt64(link.drop { $0 != "[" }.dropFirst().prefix { $0 != "]" }) ?? 0
+    }
+}
+
+extension CgroupState: StateKind {
+    static var namespaceKinds: [String] { ["cgroup"] }
+
+    static func check(_ process: CheckedProcess) throws {
+        try check(pid: process.pid, process: process.name, tree: process.tree)
+    }
+
+    static func makeDumpState(_ dump: TreeDump) throws -> Dump {
+        try record(dump.processes)
+    }
+
+    static var dumpSteps: [DumpStep<Dump>] {
+        [
+            DumpStep("cgroups", .frozen) { dump, state in
+                dump.task.cgroups = state.memberships[dump.pid] ?? []
+                if dump.pid == dump.tree.pid { dump.task.cgroupTree = state.tree }
+            }
+        ]
+    }
+}
+
+// MARK: Restore
+
+/// One restore's cgroups: the image's hierarchies matched to this host's mounts, the cgroup
+/// each root cgroup becomes, and the cgroups the restore made (removed again if it fails).
+final class CgroupRestore {
+    private struct Hierarchy {
+        let record: Amber_CgroupHierarchy
+        let mount: CgroupHierarchyMount
+        let directory: Int32
+        /// The image's root cgroup here, relative to the mount.
+        let root: String
+    }
+
+    private let hierarchies: [Hierarchy]
+    private let mode: CgroupMode
+    private let tree: Amber_CgroupTree
+    private let imageTrusted: Bool
+    private let logger: Logger
+    /// The cgroups made, parents first, with their hierarchy's directory.
+    private var made: [(directory: Int32, path: String)] = []
+
+    /// Matches the image's hierarchies to this host's; nothing is made yet.
+    init(
+        tasks: [Amber_Task], options: CgroupRestoreOptions, imageTrusted: Bool, logger: Logger
+    ) throws(AmberError) {
+        mode = options.mode
+        tree = tasks[0].cgroupTree
+        self.imageTrusted = imageTrusted
+        self.logger = logger
+        guard tasks[0].hasCgroupTree, options.mode != .ignore else {
+            if tasks[0].hasCgroupTree {
+                logger.notice("--manage-cgroups ignore: the tree stays in amber's cgroups, not the image's")
+            }
+            hierarchies = []
+            return
+        }
+        let mounts: [CgroupHierarchyMount]
+        do throws(LinuxError) {
+            mounts = try CgroupFS.mounts()
+        } catch {
+            throw AmberError(.failure, "cannot read this host's cgroup mounts: \(error)")
+        }
+        for controller in options.roots.keys where !controller.isEmpty {
+            guard tree.hierarchies.contains(where: { $0.controllers.split(separator: ",").contains(Substring(controller)) })
+            else {
+                throw AmberError(.failure, "--cgroup-root \(controller):...: the image has no hierarchy with that controller")
+            }
+        }
+        var hierarchies: [Hierarchy] = []
+        for record in tree.hierarchies {
+            let what = CgroupState.describe(record.controllers, record.root)
+            guard let mount = mounts.first(where: { CgroupFS.sameHierarchy($0.controllers, record.controllers) }) else {
+                hierarchies.forEach { close($0.directory) }
+                throw AmberError(
+                    .incompatibleHost,
+                    "the image's tree was in the cgroup \(what), and no such hierarchy is mounted here (restore with --manage-cgroups ignore to leave it in amber's cgroups)"
+                )
+            }
+            let named = record.controllers.split(separator: ",").compactMap { options.roots[String($0)] }
+            guard Set(named).count <= 1 else {
+                hierarchies.forEach { close($0.directory) }
+                throw AmberError(.failure, "--cgroup-root names two cgroups for the hierarchy \(record.controllers)")
+            }
+            let target = named.first ?? options.roots[""] ?? record.root
+            guard let root = mount.relativePath(of: target) else {
+                hierarchies.forEach { close($0.directory) }
+                throw AmberError(
+                    .failure,
+                    "the cgroup \(CgroupState.describe(record.controllers, target)) is not below the mount of its hierarchy here (\(mount.mountPoint), of \(mount.root))"
+                )
+            }
+            do throws(LinuxError) {
+                hierarchies.append(
+                    Hierarchy(record: record, mount: mount, directory: try CgroupFS.openHierarchy(mount), root: root))
+            } catch {
+                hierarchies.forEach { close($0.directory) }
+                throw AmberError(.failure, "cannot open the cgroup hierarchy at \(mount.mountPoint): \(error)")
+            }
+        }
+        self.hierarchies = hierarchies
+    }
+
+    deinit { hierarchies.forEach { close($0.directory) } }
+
+    /// The cgroup at `path` (relative to the image's root cgroup) of hierarchy `hierarchy`, relative to its mount.
+    private func here(_ hierarchy: Hierarchy, _ path: String) -> String {
+        [hierarchy.root, path].filter { !$0.isEmpty }.joined(separator: "/")
+    }
+
+    /// Runs `body` as the root process's filesystem identity when the image is not trusted.
+    private func asTree<T>(_ root: Amber_Task, what: String, _ body: () throws(LinuxError) -> T) throws(LinuxError) -> T {
+        guard !imageTrusted, let credentials = root.processCredentials else { return try body() }
+        let identity = FileAccessIdentity(uid: credentials.fsuid, gid: credentials.fsgid, groups: credentials.groups)
+        return try PathOpening.perform(as: identity, what: what, body)
+    }
+
+    /// Makes the cgroups, writes their properties, gives the tree its cgroup namespace and puts
+    /// every process of `built` (created, not yet restored) into its cgroups.
+    func apply(to built: [TreeTask], restorerPidfd: Int32) throws {
+        guard !hierarchies.isEmpty, let root = built.first else { return }
+        for hierarchy in hierarchies { try prepare(hierarchy, root: root.record) }
+        if tree.ownNamespace { try makeNamespace(built, restorerPidfd: restorerPidfd) }
+        for task in built { try place(task) }
+    }
+
+    /// Makes the cgroups of one hierarchy as the mode says, and writes their properties.
+    private func prepare(_ hierarchy: Hierarchy, root: Amber_Task) throws {
+        let isCpuset = hierarchy.record.controllers.split(separator: ",").contains("cpuset")
+        for cgroup in hierarchy.record.cgroups {
+            let path = here(hierarchy, cgroup.path)
+            let what = CgroupState.describe(hierarchy.record.controllers, CgroupPaths.join(hierarchy.mount.root, path))
+            let exists = CgroupFS.exists(path, below: hierarchy.directory)
+            switch (mode, exists) {
+            case (.none, false), (.props, false):
+                throw AmberError(
+                    .restoreFailed,
+                    "the cgroup \(what) does not exist: --manage-cgroups \(mode.rawValue) restores into cgroups made beforehand")
+            case (.strict, true):
+                throw AmberError(
+                    .restoreFailed, "the cgroup \(what) exists already: --manage-cgroups strict makes every cgroup itself")
+            default: break
+            }
+            var madeHere = false
+            if !exists {
+                var parent = ""
+                for component in path.split(separator: "/") {
+                    let next = parent.isEmpty ? String(component) : parent + "/" + component
+                    if !CgroupFS.exists(next, below: hierarchy.directory) {
+                        do throws(LinuxError) {
+                            try asTree(root, what: "mkdir \(what)") { () throws(LinuxError) in
+                                try CgroupFS.makeCgroup(String(component), in: parent, below: hierarchy.directory)
+                            }
+                        } catch {
+                            throw AmberError(
+                                error.errno == .permissionDenied ? .permissionDenied : .restoreFailed,
+                                "cannot make the cgroup \(what): \(error)\(imageTrusted ? "" : " (as the tree's root's user: the image is not authenticated)")")
+                        }
+                        made.append((hierarchy.directory, next))
+                        if isCpuset { try inheritCpuset(next, parent: parent, hierarchy.directory) }
+                    }
+                    parent = next
+                }
+                madeHere = true
+            }
+            guard mode == .props || mode == .full || mode == .strict || (mode == .soft && madeHere) else { continue }
+            for property in cgroup.properties {
+                do throws(LinuxError) {
+                    try asTree(root, what: "write \(property.name)") { () throws(LinuxError) in
+                        try CgroupFS.write(property.value, to: property.name, of: path, below: hierarchy.directory)
+                    }
+                } catch {
+                    throw AmberError(
+                        .restoreFailed, "cannot set \(property.name) of the cgroup \(what) to \(property.value): \(error)")
+                }
+            }
+        }
+    }
+
+    /// A new v1 cpuset cgroup has no CPUs and memory nodes, and takes no process until it has:
+    /// it gets its parent's (the image's properties, written next, may narrow them).
+    private func inheritCpuset(_ path: String, parent: String, _ directory: Int32) throws {
+        do throws(LinuxError) {
+            for name in ["cpuset.cpus", "cpuset.mems"] {
+                guard let value = try CgroupFS.read(name, of: parent, below: directory), !value.isEmpty,
+                    try CgroupFS.read(name, of: path, below: directory)?.isEmpty == true
+                else { continue }
+                try CgroupFS.write(value, to: name, of: path, below: directory)
+            }
+        } catch {
+            throw AmberError(.restoreFailed, "cannot give the new cpuset cgroup \(path) its parent's CPUs and nodes: \(error)")
+        }
+    }
+
+    /// Puts the root into the image's root cgroups, makes it a new cgroup namespace there, and
+    /// moves every other process into it.
+    private func makeNamespace(_ built: [TreeTask], restorerPidfd: Int32) throws {
+        let root = built[0]
+        for hierarchy in hierarchies { try join(root, hierarchy, path: hierarchy.root) }
+        do throws(LinuxError) {
+            try root.injector.call("unshare(CLONE_NEWCGROUP)", SyscallNumber.unshare, UInt64(CgroupFS.newNamespaceFlag))
+        } catch {
+            throw AmberError(
+                error.errno == .notPermitted ? .permissionDenied : .restoreFailed,
+                "cannot make a new cgroup namespace for the image's tree cgroup:[\(tree.namespaceInode)]: \(error)")
+        }
+        guard built.count > 1 else { return }
+        let namespace = open("/proc/\(root.pid)/ns/cgroup", O_RDONLY | O_CLOEXEC)
+        guard namespace >= 0 else {
+            throw AmberError(.restoreFailed, "cannot open the new cgroup namespace of process \(root.pid): \(LinuxError.current("open"))")
+        }
+        defer { close(namespace) }
+        for task in built.dropFirst() {
+            do throws(LinuxError) {
+                let fd = try task.injector.call(
+                    "pidfd_getfd(restorer, cgroup namespace)", SyscallNumber.pidfdGetfd, UInt64(restorerPidfd),
+                    UInt64(namespace), 0)
+                defer { _ = try? task.injector.call("close", SyscallNumber.close, fd) }
+                try task.injector.call("setns(CLONE_NEWCGROUP)", SyscallNumber.setns, fd, UInt64(CgroupFS.newNamespaceFlag))
+            } catch {
+                throw AmberError(
+                    .restoreFailed, "cannot move process \(task.record.pid) into its tree's new cgroup namespace: \(error)")
+            }
+        }
+    }
+
+    /// Puts one process into its cgroup on every hierarchy.
+    private func place(_ task: TreeTask) throws {
+        let current: [CgroupLine]
+        do throws(LinuxError) {
+            current = try CgroupFS.lines(pid: task.pid)
+        } catch {
+            throw AmberError(.restoreFailed, "cannot read the cgroups of process \(task.record.pid): \(error)")
+        }
+        for membership in task.record.cgroups {
+            let hierarchy = hierarchies[Int(membership.hierarchy)]
+            let path = here(hierarchy, membership.path)
+            let absolute = CgroupPaths.join(hierarchy.mount.root, path)
+            if current.contains(where: {
+                CgroupFS.sameHierarchy($0.controllers, hierarchy.mount.controllers) && $0.path == absolute
+            }) {
+                continue
+            }
+            try join(task, hierarchy, path: path)
+        }
+    }
+
+    /// Writes the process's PID into cgroup.procs of `path` (relative to the mount).
+    private func join(_ task: TreeTask, _ hierarchy: Hierarchy, path: String) throws {
+        let what = CgroupState.describe(hierarchy.record.controllers, CgroupPaths.join(hierarchy.mount.root, path))
+        do throws(LinuxError) {
+            let fd = try asTree(task.record, what: "open \(what)/cgroup.procs") { () throws(LinuxError) in
+                try CgroupFS.open(
+                    path.isEmpty ? "cgroup.procs" : path + "/cgroup.procs", below: hierarchy.directory, flags: O_WRONLY)
+            }
+            defer { close(fd) }
+            try CgroupFS.write(String(task.pid), toOpen: fd, what: "\(what)/cgroup.procs")
+        } catch {
+            throw AmberError(
+                error.errno == .permissionDenied ? .permissionDenied : .restoreFailed,
+                "cannot put process \(task.record.pid) (\(task.record.comm)) into the cgroup \(what): \(error)\(imageTrusted ? "" : " (as its own user: the image is not authenticated)")"
+            )
+        }
+        logger.trace("process \(task.record.pid): in the cgroup \(what)")
+    }
+
+    /// After a failed restore, once its processes are gone: removes the cgroups it made.
+    func removeMade() {
+        for cgroup in made.reversed() { try? CgroupFS.removeCgroup(cgroup.path, below: cgroup.directory) }
+        made = []
+    }
+}

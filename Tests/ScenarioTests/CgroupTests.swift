@@ -1,0 +1,225 @@
+// cgroups: a tree in cgroups the test made below its own (v1 memory and pids with limits, and
+// v2 where it is mounted), its child in sub-cgroups, comes back into them after they were
+// removed, with their limits; a tree in a cgroup namespace of its own comes back in a new one
+// under another root (--cgroup-root) and reads the same /proc/self/cgroup; a frozen freezer
+// cgroup and a child in another cgroup namespace are refused.
+
+import Foundation
+import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class CgroupTests: ScenarioTestCase {
+    /// A cgroup the test made: its directory, and its path in its hierarchy.
+    private struct TestCgroup {
+        let directory: String
+        let path: String
+    }
+
+    /// The directory and path of the test's own cgroup on the hierarchy of `controller` ("" for
+    /// cgroup v2), from /proc/self/mountinfo and /proc/self/cgroup; nil when not mounted.
+    private func ownCgroup(_ controller: String) -> TestCgroup? {
+        guard let mountinfo = Sys.readText("/proc/self/mountinfo"), let lines = Sys.readText("/proc/self/cgroup") else {
+            return nil
+        }
+        var mountPoint: String?
+        for line in mountinfo.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard let dash = fields.firstIndex(of: "-"), fields.count > dash + 3, fields[3] == "/" else { continue }
+            let type = fields[dash + 1]
+            let options = fields[dash + 3].split(separator: ",")
+            if controller.isEmpty ? type == "cgroup2" : type == "cgroup" && options.contains(Substring(controller)) {
+                mountPoint = String(fields[4])
+                break
+            }
+        }
+        guard let mountPoint else { return nil }
+        for line in lines.split(separator: "\n") {
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3 else { continue }
+            let matches =
+                controller.isEmpty ? fields[0] == "0" : fields[1].split(separator: ",").contains(Substring(controller))
+            if matches {
+                let path = String(fields[2])
+                return TestCgroup(directory: mountPoint + (path == "/" ? "" : path), path: path)
+            }
+        }
+        return nil
+    }
+
+    /// Makes the cgroup `name` below `parent`, removed when the test ends.
+    private func makeCgroup(_ name: String, in parent: TestCgroup) throws -> TestCgroup {
+        let made = TestCgroup(
+            directory: parent.directory + "/" + name, path: (parent.path == "/" ? "" : parent.path) + "/" + name)
+        guard mkdir(made.directory, 0o755) == 0 else {
+            throw RunnerError("mkdir \(made.directory): \(Sys.errnoString())")
+        }
+        addTeardownBlock { Self.remove(made.directory) }
+        return made
+    }
+
+    /// Kills what runs in the cgroup at `directory` and below, then removes them.
+    private static func remove(_ directory: String) {
+        guard Sys.fileExists(directory) else { return }
+        let children = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for child in children where Sys.fileExists(directory + "/" + child + "/cgroup.procs") {
+            remove(directory + "/" + child)
+        }
+        if Sys.fileExists(directory + "/freezer.state") { write("THAWED", to: directory + "/freezer.state") }
+        let deadline = Sys.now() + 10
+        while let procs = Sys.readText(directory + "/cgroup.procs"), !procs.isEmpty, Sys.now() < deadline {
+            for pid in procs.split(separator: "\n").compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
+            Sys.sleep(milliseconds: 10)
+        }
+        rmdir(directory)
+    }
+
+    @discardableResult
+    private static func write(_ text: String, to path: String) -> Bool {
+        let fd = open(path, O_WRONLY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return Glibc.write(fd, text, text.utf8.count) == text.utf8.count
+    }
+
+    private func value(_ file: String, of cgroup: TestCgroup) -> String? {
+        Sys.readText(cgroup.directory + "/" + file)?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The line of /proc/PID/cgroup for the hierarchy of `controller`.
+    private func cgroupLine(of pid: pid_t, _ controller: String) -> String? {
+        Sys.readText("/proc/\(pid)/cgroup")?.split(separator: "\n").map(String.init).first { line in
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            return fields.count == 3
+                && (controller.isEmpty
+                    ? fields[0] == "0" : fields[1].split(separator: ",").contains(Substring(controller)))
+        }
+    }
+
+    private func requireCgroups(_ controllers: [String]) throws -> [TestCgroup] {
+        _ = try requireAmber()
+        return try controllers.map { controller in
+            guard let own = ownCgroup(controller), access(own.directory, W_OK) == 0 else {
+                throw XCTSkip("no writable cgroup v1 \(controller) hierarchy here")
+            }
+            return own
+        }
+    }
+
+    func testTreeComesBackIntoRemadeCgroupsWithTheirLimits() throws {
+        let own = try requireCgroups(["memory", "pids"])
+        let name = "amber-test-\(getpid())-remade"
+        let memory = try makeCgroup(name, in: own[0])
+        let memoryChild = try makeCgroup("child", in: memory)
+        let pids = try makeCgroup(name, in: own[1])
+        let pidsChild = try makeCgroup("child", in: pids)
+        XCTAssertTrue(Self.write("268435456", to: memory.directory + "/memory.limit_in_bytes"))
+        XCTAssertTrue(Self.write("134217728", to: memoryChild.directory + "/memory.limit_in_bytes"))
+        XCTAssertTrue(Self.write("64", to: pids.directory + "/pids.max"))
+        XCTAssertTrue(Self.write("32", to: pidsChild.directory + "/pids.max"))
+        var made = [memory, memoryChild, pids, pidsChild]
+        var args = ["--join", memory.directory, "--join", pids.directory]
+        var childArgs = ["--child-join", memoryChild.directory, "--child-join", pidsChild.directory]
+        if let unifiedOwn = ownCgroup(""), let unified = try? makeCgroup(name, in: unifiedOwn),
+            let unifiedChild = try? makeCgroup("child", in: unified)
+        {
+            made += [unified, unifiedChild]
+            args += ["--join", unified.directory]
+            childArgs += ["--child-join", unifiedChild.directory]
+        }
+        let p = try start(Scenario(name: "cgroup_tree", args: args + childArgs))
+        let image = try dumpExpectingSuccess(p)
+        for cgroup in made.reversed() { XCTAssertEqual(rmdir(cgroup.directory), 0, "rmdir \(cgroup.directory)") }
+
+        try restoreDetachedExpectingSuccess(p, from: image)
+        XCTAssertEqual(value("memory.limit_in_bytes", of: memory), "268435456")
+        XCTAssertEqual(value("memory.limit_in_bytes", of: memoryChild), "134217728")
+        XCTAssertEqual(value("pids.max", of: pids), "64")
+        XCTAssertEqual(value("pids.max", of: pidsChild), "32")
+        XCTAssertEqual(cgroupLine(of: p.pid, "memory")?.hasSuffix(":" + memory.path), true)
+        XCTAssertEqual(cgroupLine(of: p.pid, "pids")?.hasSuffix(":" + pids.path), true)
+        let child = Proc.children(p.pid).first ?? 0
+        XCTAssertEqual(cgroupLine(of: child, "memory")?.hasSuffix(":" + memoryChild.path), true)
+        XCTAssertEqual(cgroupLine(of: child, "pids")?.hasSuffix(":" + pidsChild.path), true)
+        if made.count > 4 {
+            XCTAssertEqual(cgroupLine(of: p.pid, ""), "0::" + made[4].path)
+            XCTAssertEqual(cgroupLine(of: child, ""), "0::" + made[5].path)
+        }
+        try terminateAndExpectPass(p, "after the restore into remade cgroups")
+    }
+
+    func testCgroupNamespaceComesBackUnderAnotherRoot() throws {
+        let own = try requireCgroups(["memory", "pids"])
+        let name = "amber-test-\(getpid())-namespace"
+        let memory = try makeCgroup(name, in: own[0])
+        let memoryChild = try makeCgroup("child", in: memory)
+        let pids = try makeCgroup(name, in: own[1])
+        XCTAssertTrue(Self.write("100663296", to: memory.directory + "/memory.limit_in_bytes"))
+        let p = try start(
+            Scenario(
+                name: "cgroup_tree",
+                args: ["--join", memory.directory, "--join", pids.directory, "--unshare", "--child-join", memoryChild.directory]))
+        let image = try dumpExpectingSuccess(p)
+
+        let movedMemory = TestCgroup(directory: memory.directory + "-moved", path: memory.path + "-moved")
+        let movedPids = TestCgroup(directory: pids.directory + "-moved", path: pids.path + "-moved")
+        addTeardownBlock {
+            Self.remove(movedMemory.directory)
+            Self.remove(movedPids.directory)
+        }
+        try restoreDetachedExpectingSuccess(
+            p, from: image,
+            options: ["--cgroup-root", "memory:" + movedMemory.path, "--cgroup-root", "pids:" + movedPids.path])
+        XCTAssertEqual(cgroupLine(of: p.pid, "memory")?.hasSuffix(":" + movedMemory.path), true)
+        XCTAssertEqual(cgroupLine(of: p.pid, "pids")?.hasSuffix(":" + movedPids.path), true)
+        let child = Proc.children(p.pid).first ?? 0
+        XCTAssertEqual(cgroupLine(of: child, "memory")?.hasSuffix(":" + movedMemory.path + "/child"), true)
+        XCTAssertEqual(value("memory.limit_in_bytes", of: movedMemory), "100663296")
+        XCTAssertNotEqual(Sys.readlink("/proc/\(p.pid)/ns/cgroup"), Sys.readlink("/proc/self/ns/cgroup"))
+        XCTAssertEqual(Sys.readlink("/proc/\(p.pid)/ns/cgroup"), Sys.readlink("/proc/\(child)/ns/cgroup"))
+        try terminateAndExpectPass(p, "after the restore of its cgroup namespace under another root")
+    }
+
+    func testDumpRefusesFrozenFreezerCgroup() throws {
+        let own = try requireCgroups(["freezer"])
+        let freezer = try makeCgroup("amber-test-\(getpid())-frozen", in: own[0])
+        let p = try start(Scenario(name: "cgroup_tree", args: ["--join", freezer.directory]))
+        XCTAssertTrue(Self.write("FROZEN", to: freezer.directory + "/freezer.state"))
+        let deadline = Sys.now() + 10
+        while value("freezer.state", of: freezer) != "FROZEN", Sys.now() < deadline { Sys.sleep(milliseconds: 10) }
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        XCTAssertTrue(Self.write("THAWED", to: freezer.directory + "/freezer.state"))
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", freezer.path, "FROZEN"])
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+        try terminateAndExpectPass(p, "after the refused dump")
+    }
+
+    func testDumpRefusesChildOutsideItsRootsCgroup() throws {
+        let own = try requireCgroups(["pids"])
+        let root = try makeCgroup("amber-test-\(getpid())-root", in: own[0])
+        let sibling = try makeCgroup("amber-test-\(getpid())-sibling", in: own[0])
+        let p = try start(Scenario(name: "cgroup_tree", args: ["--join", root.directory, "--child-join", sibling.directory]))
+        let child = Proc.children(p.pid).first ?? 0
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(child)", sibling.path, root.path])
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+        assertRunningUntraced(p.pid, "after the refused dump")
+        try terminateAndExpectPass(p, "after the refused dump")
+    }
+
+    func testDumpRefusesChildInAnotherCgroupNamespace() throws {
+        _ = try requireAmber()
+        let p = try start(Scenario(name: "cgroup_tree", args: ["--child-unshare"]))
+        let child = Proc.children(p.pid).first ?? 0
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(child)", "cgroup namespace"])
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+        assertRunningUntraced(p.pid, "after the refused dump")
+        try terminateAndExpectPass(p, "after the refused dump")
+    }
+}
