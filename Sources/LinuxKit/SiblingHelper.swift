@@ -23,18 +23,18 @@ public func createSiblingHelper(pids: [Int32], flags: UInt64 = 0, keptDescriptor
         amber_clone3_sibling_helper($0.baseAddress, $0.count, flags, keptDescriptor)
     }
     let pid = Int32(try kernelResult(result, "clone3 with CLONE_PARENT and set_tid \(pids)").get())
-    let tracee: Tracee
-    do {
-        tracee = try Tracee.seize(pid, options: helperOptions)
+    do throws(LinuxError) {
+        let tracee = try Tracee.seize(pid, options: helperOptions)
+        while true {
+            try tracee.interrupt()
+            _ = try tracee.waitForStop()
+            if try tracee.registers().origRax == UInt64(SyscallNumber.pause) { return tracee }
+            try tracee.cont()
+            usleep(100)
+        }
     } catch {
+        // Not our child: its parent reaps it.
         _ = kill(pid, SIGKILL)
         throw error
-    }
-    while true {
-        try tracee.interrupt()
-        _ = try tracee.waitForStop()
-        if try tracee.registers().origRax == UInt64(SyscallNumber.pause) { return tracee }
-        try tracee.cont()
-        usleep(100)
     }
 }
