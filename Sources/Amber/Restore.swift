@@ -35,14 +35,16 @@ public enum Restore {
     /// made in as they are (`UTSNamespaceState`, `IPCNamespaceState`). With `pageServer`
     /// ("HOST:PORT") the image is read from the page server there rather than from `directory`
     /// (`PostCopy`): post-copy migration, with `lazyPages`. `cgroups` says which cgroups the
-    /// tree is put into and made (`CgroupRestore`).
+    /// tree is put into and made (`CgroupRestore`). With `sibling` the root is made the child
+    /// of our parent instead (CRIU's --restore-sibling: a container runtime that started the
+    /// restorer waits for the root as its own child); not with `newPIDNamespace`.
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
         inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
         externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, encryptionKey: ImageEncryptionKey? = nil,
         logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore(),
         joinNamespaces: [String: String] = [:], pageServer: String? = nil,
-        cgroups cgroupOptions: CgroupRestoreOptions = CgroupRestoreOptions()
+        cgroups cgroupOptions: CgroupRestoreOptions = CgroupRestoreOptions(), sibling: Bool = false
     ) throws(AmberError) -> Restored {
         let started = ContinuousClock.now
         let key = try HostImageKey.forCheck()
@@ -79,6 +81,10 @@ public enum Restore {
                 .unsupported,
                 "--lazy-pages serves pages from the image's own page files only, and this image is incremental (its pages are also in the pre-dumps it refers to): restore it without --lazy-pages"
             )
+        }
+        if sibling && newPIDNamespace {
+            throw AmberError(
+                .failure, "the root is made our parent's child, or the child of a new PID namespace's init: not both")
         }
         try CredentialState.checkRestorable(tasks)
         try MountNamespaceState.checkOptions(mounts, for: tasks[0])
@@ -140,7 +146,7 @@ public enum Restore {
             let built = try TreeState.build(
                 tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted,
                 namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles,
-                logger: logger, mounts: mounts, mountRoot: &mountRoot)
+                logger: logger, mounts: mounts, mountRoot: &mountRoot, sibling: sibling)
             try cgroups.apply(to: built, restorerPidfd: restorerPidfd.fd)
             let baseline = try HelperBaseline.ofRestorer()
             var sessions: [RestoreSession] = []

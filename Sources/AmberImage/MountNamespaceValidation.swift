@@ -8,8 +8,13 @@ extension TaskValidator {
     /// MS_NOEXEC, MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME.
     private static let mountFlags: UInt64 = 0x1 | 0x2 | 0x4 | 0x8 | 0x400 | 0x800 | 0x200000 | 0x1000000
     private static let fsTypes: [Amber_MountNamespaceMount.Kind: String] = [
-        .tmpfs: "tmpfs", .proc: "proc", .sysfs: "sysfs", .mqueue: "mqueue",
+        .tmpfs: "tmpfs", .proc: "proc", .sysfs: "sysfs", .mqueue: "mqueue", .devpts: "devpts",
     ]
+    /// What an internal bind mount may bind a file of: a mount the restore makes.
+    private static let bindSources: Set<Amber_MountNamespaceMount.Kind> = [.tmpfs, .proc, .sysfs, .devpts]
+    /// The options a devpts record may give mount(2): its mode, ptmx's, their group and owner,
+    /// the most ptys.
+    private static let devptsOptions: Set<String> = ["rw", "ro", "uid", "gid", "mode", "ptmxmode", "max"]
 
     /// A mount namespace the restore can make without doing anything else: the root mount
     /// first, at /, and no other; each mount's parent before it; mount points absolute and
@@ -59,6 +64,29 @@ extension TaskValidator {
                 throw invalid("\(field).files", "only a tmpfs has files")
             }
             if mount.kind == .tmpfs { try validateTmpfsFiles(mount, field: field, invalid) }
+            if mount.kind == .devpts {
+                for option in mount.options.split(separator: ",") {
+                    let name = option.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
+                    guard Self.devptsOptions.contains(name) else {
+                        throw invalid("\(field).options", "\"\(option)\" is not an option of devpts amber mounts")
+                    }
+                }
+            }
+            guard (mount.kind == .internalBind) == (mount.bindOf != 0 || !mount.bindPath.isEmpty) else {
+                throw invalid("\(field).bind_of", "an internal bind mount names its source, and no other")
+            }
+            if mount.kind == .internalBind {
+                guard let source = namespace.mounts[..<index].first(where: { $0.id == mount.bindOf }),
+                    Self.bindSources.contains(source.kind), source.fsType == mount.fsType
+                else {
+                    throw invalid(
+                        "\(field).bind_of",
+                        "\(mount.bindOf) is not a tmpfs, proc, sysfs or devpts mount of the same type before it")
+                }
+                guard Self.isNormalPath(mount.bindPath, absolute: false) else {
+                    throw invalid("\(field).bind_path", "\"\(mount.bindPath)\" is not a normal relative path")
+                }
+            }
         }
     }
 

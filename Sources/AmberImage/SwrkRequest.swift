@@ -161,6 +161,8 @@ public struct SwrkOptions: Sendable, Equatable {
     public var externalMounts: [String] = []
     /// RESTORE: `root`, the directory the root mount of a tree in a mount namespace of its own becomes.
     public var root: String?
+    /// RESTORE: `rst_sibling`, the restored root made the requester's child (CRIU's --restore-sibling).
+    public var restoreSibling = false
 
     public init() {}
 
@@ -353,16 +355,20 @@ public struct SwrkOptions: Sendable, Equatable {
         unsupported("lsm_mount_context", !options.lsmMountContext.isEmpty, mountNamespaces)
         unsupported(
             "join_ns", !options.joinNs.isEmpty, "amber joins namespaces only by `amber restore --join-ns net:PATH`")
-        // runc always asks for an empty network namespace (it sets up none): amber records the
-        // namespace all the same, and its restore makes it as recorded.
+        // runc always asks for an empty network namespace (it sets up none), at DUMP and at
+        // RESTORE: amber records the namespace all the same, and its restore makes it as recorded.
         let newNetwork: UInt32 = 0x4000_0000
         unsupported(
-            "empty_ns \(options.emptyNs)", options.emptyNs != 0 && (restoring || options.emptyNs != newNetwork),
+            "empty_ns \(options.emptyNs)", options.emptyNs != 0 && options.emptyNs != newNetwork,
             "amber restores a network namespace as recorded, and records no other kind yet")
-        // Restoring as a sibling would make the runtime the restored root's parent; amber makes it its own child.
-        unsupported("rst_sibling", options.rstSibling, "amber makes the restored root its own child, not its parent's")
+        if options.rstSibling {
+            if restoring { restoreSibling = true } else { refuse("rst_sibling", "a restore option") }
+        }
         unsupported("ext_unix_sk", options.extUnixSk, "name each socket instead (external unix[INODE], unix_sk_ino)")
-        unsupported("evasive_devices", options.evasiveDevices)
+        // CRIU's leave to open a device by another path when its own is inaccessible: amber
+        // opens a device by its recorded path and fails the restore naming it when it cannot,
+        // so the leave changes nothing.
+        unsupported("evasive_devices", options.evasiveDevices && !restoring, "a restore option")
         unsupported("ps (page server)", options.hasPs)
         unsupported("auto_dedup", options.autoDedup)
         unsupported("link_remap", options.linkRemap)

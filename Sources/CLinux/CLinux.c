@@ -298,6 +298,28 @@ long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uin
     }
 }
 
+long amber_clone3_sibling_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd) {
+    struct amber_clone_args args = {0};
+    args.flags = flags | CLONE_PARENT;
+    args.set_tid = (uint64_t)set_tid;
+    args.set_tid_size = set_tid_count;
+    long r = raw_syscall4(SYS_clone3, (long)&args, sizeof(args), 0, 0);
+    if (r != 0) return r;
+    // Child of the caller's parent: a copy of the caller's memory; only raw syscalls from here
+    // on. It cannot ask to be traced (its tracer would be that parent): it waits in pause(),
+    // where the caller, having seized it, finds it ready.
+    struct amber_kernel_sigaction dfl = {0};
+    for (long sig = 1; sig <= 64; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        raw_syscall4(SYS_rt_sigaction, sig, (long)&dfl, 0, 8);
+    }
+    uint64_t none = 0;
+    raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, 8);
+    if (kept_fd > 0) raw_syscall4(SYS_close_range, 0, kept_fd - 1, 0, 0);
+    raw_syscall4(SYS_close_range, kept_fd + 1, ~0U, 0, 0);
+    for (;;) raw_syscall4(SYS_pause, 0, 0, 0, 0);
+}
+
 long amber_pipe2(int ends[2], int flags) {
     return result(syscall(SYS_pipe2, ends, (long)flags));
 }

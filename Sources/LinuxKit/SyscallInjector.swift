@@ -107,7 +107,9 @@ public struct SyscallInjector: SyscallInjecting {
     }
 
     /// Performs a clone3 whose new task the tracer is attached to by PTRACE_O_TRACEFORK or
-    /// PTRACE_O_TRACECLONE; returns the new task, stopped by the SIGSTOP the kernel sends it.
+    /// PTRACE_O_TRACECLONE; returns the new task, stopped by the SIGSTOP the kernel sends it
+    /// (or, when the tracer seized this task rather than being asked by it, at the
+    /// PTRACE_EVENT_STOP a seized task's children start with).
     public func createTask(_ name: @autoclosure () -> String, cloneArguments: UInt64, size: UInt64) throws(LinuxError)
         -> Tracee
     {
@@ -122,7 +124,7 @@ public struct SyscallInjector: SyscallInjecting {
         let child = Tracee(pid: created)
         while true {
             let stop = try child.waitForStop()
-            if stop.signal == SIGSTOP { return child }
+            if stop.signal == SIGSTOP || stop.event == WaitStatus.eventStop { return child }
             try child.cont()
         }
     }

@@ -121,7 +121,8 @@ struct SwrkSession {
         if ownNetwork && options.leaveRunning { try notify("network-unlock") }
     }
 
-    /// Restores the image; the tree is swrk's child until swrk exits. The notifications come
+    /// Restores the image; the tree is swrk's child until swrk exits, or with `rst_sibling` the
+    /// runtime's. The notifications come
     /// once the tree runs: amber's restore has no step between making the tree and letting it go.
     private func restore() throws(SwrkServer.Failure) -> Int32 {
         let inherited = options.inheritFDs.compactMap(InheritedFile.init(argument:))
@@ -139,9 +140,11 @@ struct SwrkSession {
         do {
             restored = try Restore.run(
                 directory: imagesPath, inheritedFiles: inherited, shellJob: options.shellJob, externalVeths: veths,
-                logger: logger, mounts: MountNamespaceRestore(root: options.root, externals: mounts),
+                logger: logger,
+                mounts: MountNamespaceRestore(root: options.root, externals: mounts, ignoresUnknownKeys: true),
                 cgroups: CgroupRestoreOptions(
-                    mode: CgroupMode(rawValue: options.cgroupMode) ?? .soft, roots: options.cgroupRoots))
+                    mode: CgroupMode(rawValue: options.cgroupMode) ?? .soft, roots: options.cgroupRoots),
+                sibling: options.restoreSibling)
         } catch {
             throw SwrkServer.Failure(message: error.message)
         }

@@ -587,9 +587,10 @@ final class UnixSocketTable: Sendable {
 
     private let state = Mutex(State())
 
-    /// Reads every unix socket again.
-    func refresh() throws {
-        let table = Snapshot(try UnixSockets.diagnoseAll())
+    /// Reads every unix socket of the network namespace of process `pid` again (sock_diag shows
+    /// those of the namespace it is asked in: a container's are in its own).
+    func refresh(networkOf pid: Int32) throws {
+        let table = Snapshot(try NetworkNamespace.of(pid: pid).inside { try UnixSockets.diagnoseAll() })
         state.withLock {
             $0.table = table
             $0.passCredentials = [:]
@@ -625,7 +626,7 @@ final class UnixSocketTable: Sendable {
         var socket = state.withLock { $0.table.sockets[inode] }
         if socket == nil {
             guard try Pidfd(pid: pid).socketFamily(fd) == AF_UNIX else { return nil }
-            try refresh()
+            try refresh(networkOf: pid)
             socket = state.withLock { $0.table.sockets[inode] }
         }
         guard let socket else { throw LinuxError(.noSuchFileOrDirectory, "sock_diag of unix socket \(inode)") }
@@ -654,7 +655,7 @@ extension UnixSocketKind {
             }
         }
         guard !held.isEmpty else { return }
-        try UnixSocketTable.shared.refresh()
+        try UnixSocketTable.shared.refresh(networkOf: processes[0].pid)
         UnixSocketTable.shared.setHeldInTree(Set(held.keys))
         let table = UnixSocketTable.shared.snapshot()
         let externals = processes[0].externalFiles

@@ -177,7 +177,15 @@ enum CgroupState {
         let host = try host.get()
         let roots = try Self.roots(of: root, ownNamespace: try hasOwnNamespace(root.pid))
         for process in processes {
-            for line in try CgroupFS.lines(pid: process.pid) where host.mount(for: line) != nil {
+            let lines: [CgroupLine]
+            do {
+                lines = try CgroupFS.lines(pid: process.pid)
+            } catch {
+                // It exited while the running tree was checked: the freeze finds the tree as it is then.
+                if !Signals.processExists(process.pid) { continue }
+                throw error
+            }
+            for line in lines where host.mount(for: line) != nil {
                 guard let top = roots[line.controllers], CgroupPaths.relative(line.path, below: top) == nil else {
                     continue
                 }

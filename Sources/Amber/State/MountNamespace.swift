@@ -29,10 +29,15 @@ public struct ExternalMount: Sendable, Hashable {
 public struct MountNamespaceRestore: Sendable {
     public var root: String?
     public var externals: [ExternalMount]
+    /// An external whose key the image has no bind mount for is left out rather than refused,
+    /// as CRIU does with the ext_mnt of a RESTORE: runc names every bind mount and device of
+    /// the container's configuration, including those the tree's namespace did not have.
+    public var ignoresUnknownKeys: Bool
 
-    public init(root: String? = nil, externals: [ExternalMount] = []) {
+    public init(root: String? = nil, externals: [ExternalMount] = [], ignoresUnknownKeys: Bool = false) {
         self.root = root
         self.externals = externals
+        self.ignoresUnknownKeys = ignoresUnknownKeys
     }
 }
 
@@ -53,6 +58,9 @@ enum MountNamespaceState {
     static let harmlessDevices: Set<UInt64> = [
         makeDevice(1, 3), makeDevice(1, 5), makeDevice(1, 7), makeDevice(1, 8), makeDevice(1, 9), makeDevice(5, 0),
     ]
+
+    /// The mounts an internal bind mount may bind a file of: those the restore makes itself.
+    static let bindSources: Set<Amber_MountNamespaceMount.Kind> = [.tmpfs, .proc, .sysfs, .devpts]
 
     static func makeDevice(_ major: UInt64, _ minor: UInt64) -> UInt64 {
         (major & 0xfff) << 8 | (major & ~0xfff) << 32 | (minor & 0xff) | (minor & ~0xff) << 12
@@ -92,6 +100,7 @@ enum MountNamespaceState {
             )
         }
         let ids = Set(infos.map(\.id))
+        let devices = Dictionary(infos.map { ($0.id, $0.device) }, uniquingKeysWith: { first, _ in first })
         var seenPoints: Set<String> = []
         var tmpfsDevices: Set<String> = []
         var records: [Amber_MountNamespaceMount] = []
@@ -124,6 +133,12 @@ enum MountNamespaceState {
             } else if let key = externals[info.mountPoint] {
                 record.kind = .external
                 record.externalKey = key
+            } else if info.root != "/",
+                let source = records.first(where: { bindSources.contains($0.kind) && devices[$0.id] == info.device })
+            {
+                record.kind = .internalBind
+                record.bindOf = source.id
+                record.bindPath = String(info.root.drop { $0 == "/" })
             } else if info.root != "/" {
                 throw refuse(
                     info,
@@ -147,7 +162,16 @@ enum MountNamespaceState {
                     }
                     record.kind = .mqueue
                 case "devpts":
-                    throw refuse(info, "devpts (the ptys of a container) is not supported yet")
+                    let names =
+                        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/root\(info.mountPoint)"))
+                        ?? []
+                    guard names == ["ptmx"] else {
+                        throw refuse(
+                            info,
+                            "it holds the ptys \(names.filter { $0 != "ptmx" }.sorted().joined(separator: ", ")): only a devpts without ptys is restored (a container's terminal is not)"
+                        )
+                    }
+                    record.kind = .devpts
                 default:
                     throw refuse(
                         info,
@@ -249,7 +273,7 @@ enum MountNamespaceState {
             if let path = options.root {
                 throw AmberError(.failure, "--root \(path): the image's tree was in amber's own mount namespace")
             }
-            if let external = options.externals.first {
+            if let external = options.externals.first, !options.ignoresUnknownKeys {
                 throw AmberError(
                     .failure, "--external \(external.argument): the image's tree was in amber's own mount namespace")
             }
@@ -267,7 +291,9 @@ enum MountNamespaceState {
         }
         let keys = Set(options.externals.map(\.inside))
         for external in options.externals
-        where !record.mounts.contains(where: { $0.kind == .external && $0.externalKey == external.inside }) {
+        where !options.ignoresUnknownKeys
+            && !record.mounts.contains(where: { $0.kind == .external && $0.externalKey == external.inside })
+        {
             throw AmberError(
                 .failure, "--external \(external.argument): the image has no bind mount with the key \(external.inside)"
             )
@@ -310,14 +336,36 @@ enum MountNamespaceState {
                 try MountNamespaceState.mount(
                     "\(what) flags", in: root, source: nil, target: target, type: nil,
                     flags: MountFlags.remount | MountFlags.bind | ownFlags, data: nil)
-            case .tmpfs, .proc, .sysfs, .mqueue:
+            case .tmpfs:
+                // Filled writable, then made read-only as recorded.
+                let options = mount.options.split(separator: ",").filter { $0 != "ro" }.joined(separator: ",")
+                try MountNamespaceState.mount(
+                    what, in: root, source: mount.source, target: target, type: mount.fsType,
+                    flags: ownFlags & ~MountFlags.readOnly, data: options)
+                try fill(mount, at: target, in: root.pid)
+                if options != mount.options {
+                    try MountNamespaceState.mount(
+                        "\(what) read-only", in: root, source: nil, target: target, type: nil,
+                        flags: MountFlags.remount | MountFlags.readOnly | ownFlags, data: nil)
+                } else if ownFlags & MountFlags.readOnly != 0 {
+                    try MountNamespaceState.mount(
+                        "\(what) flags", in: root, source: nil, target: target, type: nil,
+                        flags: MountFlags.remount | MountFlags.bind | ownFlags, data: nil)
+                }
+            case .proc, .sysfs, .mqueue, .devpts:
                 try MountNamespaceState.mount(
                     what, in: root, source: mount.source, target: target, type: mount.fsType, flags: ownFlags,
                     data: mount.options)
+            case .internalBind:
+                let source = try bindSource(of: mount, in: record, base: base, rootPID: root.pid)
+                try MountNamespaceState.mount(
+                    what, in: root, source: source, target: target, type: nil, flags: MountFlags.bind, data: nil)
+                try MountNamespaceState.mount(
+                    "\(what) flags", in: root, source: nil, target: target, type: nil,
+                    flags: MountFlags.remount | MountFlags.bind | ownFlags, data: nil)
             case .UNRECOGNIZED:
                 throw AmberError(.badImage, "the mount \(mount.mountPoint) is of no kind amber knows")
             }
-            if mount.kind == .tmpfs { try fill(mount, at: target, in: root.pid) }
             if mount.unbindable {
                 try MountNamespaceState.mount(
                     "\(what) unbindable", in: root, source: nil, target: target, type: nil,
@@ -345,6 +393,28 @@ enum MountNamespaceState {
         } catch {
             throw AmberError(.restoreFailed, "cannot open the restored tree's root directory: \(error)")
         }
+    }
+
+    /// The path (in the root's namespace, before pivot_root) of the file an internal bind mount
+    /// binds, in the mount made before it: checked to have no symbolic link on it, so that an
+    /// image binds nothing but a file of that mount.
+    private static func bindSource(
+        of mount: Amber_MountNamespaceMount, in record: Amber_MountNamespace, base: String, rootPID: Int32
+    ) throws -> String {
+        guard let source = record.mounts.first(where: { $0.id == mount.bindOf }) else {
+            throw AmberError(.badImage, "the bind mount \(mount.mountPoint) binds no mount of the image")
+        }
+        let path = base + (source.mountPoint == "/" ? "" : source.mountPoint) + "/" + mount.bindPath
+        do {
+            let top = try kernelResultOpen("/proc/\(rootPID)/root")
+            defer { close(top) }
+            close(try MountNamespaceAccess.open(path, under: top, flags: OpenFileFlags.pathOnly.openFlags))
+        } catch {
+            throw AmberError(
+                .restoreFailed,
+                "cannot bind \(source.mountPoint)/\(mount.bindPath) at \(mount.mountPoint) of the restored tree: \(error)")
+        }
+        return path
     }
 
     /// Injects one mount(2) into `root`; `what` names the mount in errors.

@@ -446,11 +446,13 @@ enum TreeState {
     /// The files several processes need by path go into the root's helper first (`treeFiles`).
     /// A tree dumped in a mount namespace of its own gets a new one, made in the root before
     /// any file is opened for it (`MountNamespaceState`), with `mounts`; `mountRoot` is then
-    /// its root directory, under which the image's paths are resolved.
+    /// its root directory, under which the image's paths are resolved. With `sibling` the root
+    /// is made a child of our parent (`createSiblingHelper`), with our exit signal.
     static func build(
         _ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, imageTrusted: Bool,
         namespaceInit: NamespaceInit?, created: inout [Tracee], treeFiles: inout TreeFiles?, openFiles: OpenFileTable,
-        logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore(), mountRoot: inout Int32?
+        logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore(), mountRoot: inout Int32?,
+        sibling: Bool = false
     ) throws -> [TreeTask] {
         let root = tasks[0]
         let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
@@ -464,6 +466,9 @@ enum TreeState {
                     in: namespaceInit.injector, session: namespaceInit, flags: flags,
                     exitSignal: Int32(root.exitSignal), pids: requestedPIDs(root), what: "process \(root.pid)")
                 try namespaceInit.injector.finish()
+            } else if sibling {
+                rootTracee = try createSiblingHelper(
+                    pids: requestedPIDs(root), flags: flags, keptDescriptor: restorerPidfd)
             } else {
                 rootTracee = try createStoppedHelper(
                     pids: requestedPIDs(root), flags: flags, exitSignal: Int32(root.exitSignal),

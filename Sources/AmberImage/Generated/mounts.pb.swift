@@ -125,6 +125,18 @@ public nonisolated struct Amber_MountNamespaceMount: @unchecked Sendable {
   /// Clears the value of `root`. Subsequent reads from it will return its default value.
   public mutating func clearRoot() {_uniqueStorage()._root = nil}
 
+  /// INTERNAL_BIND: the id of the mount (before it, a tmpfs, proc, sysfs or devpts) whose file it
+  /// binds, and that file's path relative to that mount's root: normal, no symbolic link on it.
+  public var bindOf: UInt32 {
+    get {_storage._bindOf}
+    set {_uniqueStorage()._bindOf = newValue}
+  }
+
+  public var bindPath: String {
+    get {_storage._bindPath}
+    set {_uniqueStorage()._bindPath = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum Kind: SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -145,6 +157,15 @@ public nonisolated struct Amber_MountNamespaceMount: @unchecked Sendable {
 
     /// The tree's IPC namespace's message queues, empty.
     case mqueue // = 5
+
+    /// A devpts of its own (every devpts mount is a new instance), holding no pty: only its
+    /// ptmx.
+    case devpts // = 300
+
+    /// A bind mount of a file or directory of another mount of the namespace before it (a
+    /// container runtime's read-only binds of /proc's own subdirectories, its /dev/null bound
+    /// over masked files): `bind_of` and `bind_path`.
+    case internalBind // = 301
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -159,6 +180,8 @@ public nonisolated struct Amber_MountNamespaceMount: @unchecked Sendable {
       case 3: self = .proc
       case 4: self = .sysfs
       case 5: self = .mqueue
+      case 300: self = .devpts
+      case 301: self = .internalBind
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -171,6 +194,8 @@ public nonisolated struct Amber_MountNamespaceMount: @unchecked Sendable {
       case .proc: return 3
       case .sysfs: return 4
       case .mqueue: return 5
+      case .devpts: return 300
+      case .internalBind: return 301
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -183,6 +208,8 @@ public nonisolated struct Amber_MountNamespaceMount: @unchecked Sendable {
       .proc,
       .sysfs,
       .mqueue,
+      .devpts,
+      .internalBind,
     ]
 
   }
@@ -268,7 +295,7 @@ nonisolated extension Amber_MountNamespace: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Amber_MountNamespaceMount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MountNamespaceMount"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}id\0\u{3}parent_id\0\u{3}mount_point\0\u{3}fs_type\0\u{1}source\0\u{1}options\0\u{1}flags\0\u{1}unbindable\0\u{3}external_key\0\u{1}files\0\u{1}root\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}id\0\u{3}parent_id\0\u{3}mount_point\0\u{3}fs_type\0\u{1}source\0\u{1}options\0\u{1}flags\0\u{1}unbindable\0\u{3}external_key\0\u{1}files\0\u{1}root\0\u{4}`\u{4}bind_of\0\u{3}bind_path\0")
 
   fileprivate class _StorageClass {
     var _kind: Amber_MountNamespaceMount.Kind = .root
@@ -283,6 +310,8 @@ nonisolated extension Amber_MountNamespaceMount: SwiftProtobuf.Message, SwiftPro
     var _externalKey: String = String()
     var _files: [Amber_MountNamespaceFile] = []
     var _root: Amber_MountNamespaceFile? = nil
+    var _bindOf: UInt32 = 0
+    var _bindPath: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -305,6 +334,8 @@ nonisolated extension Amber_MountNamespaceMount: SwiftProtobuf.Message, SwiftPro
       _externalKey = source._externalKey
       _files = source._files
       _root = source._root
+      _bindOf = source._bindOf
+      _bindPath = source._bindPath
     }
   }
 
@@ -335,6 +366,8 @@ nonisolated extension Amber_MountNamespaceMount: SwiftProtobuf.Message, SwiftPro
         case 10: try { try decoder.decodeSingularStringField(value: &_storage._externalKey) }()
         case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._files) }()
         case 12: try { try decoder.decodeSingularMessageField(value: &_storage._root) }()
+        case 300: try { try decoder.decodeSingularUInt32Field(value: &_storage._bindOf) }()
+        case 301: try { try decoder.decodeSingularStringField(value: &_storage._bindPath) }()
         default: break
         }
       }
@@ -383,6 +416,12 @@ nonisolated extension Amber_MountNamespaceMount: SwiftProtobuf.Message, SwiftPro
       try { if let v = _storage._root {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
       } }()
+      if _storage._bindOf != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._bindOf, fieldNumber: 300)
+      }
+      if !_storage._bindPath.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._bindPath, fieldNumber: 301)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -404,6 +443,8 @@ nonisolated extension Amber_MountNamespaceMount: SwiftProtobuf.Message, SwiftPro
         if _storage._externalKey != rhs_storage._externalKey {return false}
         if _storage._files != rhs_storage._files {return false}
         if _storage._root != rhs_storage._root {return false}
+        if _storage._bindOf != rhs_storage._bindOf {return false}
+        if _storage._bindPath != rhs_storage._bindPath {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -414,7 +455,7 @@ nonisolated extension Amber_MountNamespaceMount: SwiftProtobuf.Message, SwiftPro
 }
 
 nonisolated extension Amber_MountNamespaceMount.Kind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROOT\0\u{1}EXTERNAL\0\u{1}TMPFS\0\u{1}PROC\0\u{1}SYSFS\0\u{1}MQUEUE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROOT\0\u{1}EXTERNAL\0\u{1}TMPFS\0\u{1}PROC\0\u{1}SYSFS\0\u{1}MQUEUE\0\u{2}g\u{4}DEVPTS\0\u{1}INTERNAL_BIND\0")
 }
 
 nonisolated extension Amber_MountNamespaceFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -207,6 +207,10 @@ enum { AMBER_HELPER_UNTRACEABLE = 237 };
 /// PID in the caller's namespace. A child that cannot become traced exits at once with
 /// AMBER_HELPER_UNTRACEABLE instead of stopping where the caller would never see it.
 long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int exit_signal, int kept_fd, pid_t awaited_child);
+/// Like amber_clone3_stopped_helper, but the helper is a child of the caller's parent
+/// (CLONE_PARENT; its exit signal is the caller's) and untraced: it waits in pause() with no
+/// descriptor but kept_fd, for the caller to seize it. Returns its PID, or -errno.
+long amber_clone3_sibling_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd);
 
 /// pipe2(2) and tee(2), which Glibc's module does not export (they need _GNU_SOURCE).
 long amber_pipe2(int ends[2], int flags);
