@@ -1,4 +1,3 @@
-import CZstd
 import Dispatch
 import Glibc
 
@@ -11,22 +10,19 @@ final class ChunkPipeline {
     private final class Job: @unchecked Sendable {
         let plain: UnsafeMutableRawBufferPointer
         var count = 0
-        var stored: [UInt8] = []
+        /// The stored chunk: in `plain` or in `encoder`'s output.
+        var stored = UnsafeRawBufferPointer(start: nil, count: 0)
         var xxh64: UInt64 = 0
         /// Signalled once `stored` and `xxh64` are set.
         let done = DispatchSemaphore(value: 0)
-        /// zstd's compression context, reused from chunk to chunk.
-        let context: OpaquePointer?
+        let encoder: ChunkEncoder
 
         init(size: Int) {
             plain = .allocate(byteCount: size, alignment: 64)
-            context = ZSTD_createCCtx()
+            encoder = ChunkEncoder(chunkSize: size)
         }
 
-        deinit {
-            plain.deallocate()
-            ZSTD_freeCCtx(context)
-        }
+        deinit { plain.deallocate() }
     }
 
     typealias Sink = (UnsafeRawBufferPointer) throws(ImageError) -> Void
@@ -91,8 +87,8 @@ final class ChunkPipeline {
         DispatchQueue.global().async {
             job.stored = codec.encode(
                 UnsafeRawBufferPointer(rebasing: job.plain[..<job.count]), index: index, isLast: isLast,
-                context: job.context)
-            job.xxh64 = job.stored.withUnsafeBytes { XXH64.hash($0) }
+                encoder: job.encoder)
+            job.xxh64 = XXH64.hash(job.stored)
             job.done.signal()
         }
     }
@@ -113,10 +109,11 @@ final class ChunkPipeline {
         job.done.wait()
         storedSizes.append(UInt64(job.stored.count))
         storedDigests.append(job.xxh64)
-        let stored = job.stored
-        job.stored = []
-        idle.append(job)
-        try stored.withUnsafeBytes { bytes in Result { () throws(ImageError) in try sink(bytes) } }.get()
+        defer {
+            job.stored = UnsafeRawBufferPointer(start: nil, count: 0)
+            idle.append(job)
+        }
+        try sink(job.stored)
     }
 
     /// Writes the pending chunks in order: those already encoded, or all of them when `waiting`.
