@@ -46,7 +46,8 @@ public enum Restore {
         let tasks: [Amber_Task]
         do {
             image = try ImageReader(
-                directory: directory, key: key, checkPages: !lazyPages, encryptionKey: encryptionKey)
+                directory: directory, key: key, checkPages: !lazyPages, encryptionKey: encryptionKey,
+                keepDecodedPages: true)
             try checkHost(image.inventory)
             tasks = try image.tasks()
             try FaultPoints.reached(restore: FaultPoints.read)

@@ -86,7 +86,9 @@ extension ImageReader {
     }
 
     /// A coded page file, decoded whole into memory of its own (what restore hands out pages from).
-    func decodedPageFile(_ entry: Amber_ImageFile, file: any ImageStoreFile) throws(ImageError) -> MappedPageFile {
+    static func decodedPageFile(_ entry: Amber_ImageFile, file: any ImageStoreFile, sealing: ImageSealing?)
+        throws(ImageError) -> MappedPageFile
+    {
         guard entry.size > 0 else {
             return MappedPageFile(
                 name: entry.name, bytes: UnsafeRawBufferPointer(start: nil, count: 0), backing: .mapping)
@@ -97,7 +99,7 @@ extension ImageReader {
         else { throw .system("mmap \(entry.size) bytes to decode", file: entry.name) }
         let pages = MappedPageFile(
             name: entry.name, bytes: UnsafeRawBufferPointer(start: base, count: Int(entry.size)), backing: .mapping)
-        try Self.decodeAll(entry, file: file, sealing: sealing, into: base)
+        try decodeAll(entry, file: file, sealing: sealing, into: base)
         return pages
     }
 
