@@ -218,12 +218,15 @@ struct ChunkCodec: Sendable {
         precondition(plain.count <= encoder.chunkSize)
         var payload = plain
         if compress, plain.count > 0, encoder.context != nil, Self.looksCompressible(plain, encoder: encoder) {
-            // Room for one byte less than the plain chunk: zstd stops once the frame would not be smaller.
+            // Room for zstd's bound: it compresses faster when it need not check for the end of the output.
             let output = encoder.output
             let result = ZSTD_compressCCtx(
-                encoder.context, output.baseAddress, plain.count - 1, plain.baseAddress, plain.count, Self.level)
+                encoder.context, output.baseAddress, ZSTD_compressBound(plain.count), plain.baseAddress, plain.count,
+                Self.level)
             // An incompressible chunk is stored plain: its size tells the reader.
-            if ZSTD_isError(result) == 0 && result > 0 { payload = UnsafeRawBufferPointer(rebasing: output[..<result]) }
+            if ZSTD_isError(result) == 0 && result > 0 && result < plain.count {
+                payload = UnsafeRawBufferPointer(rebasing: output[..<result])
+            }
         }
         guard let bytes = self.key else { return payload }
         let sealed = try! AES.GCM.seal(
@@ -308,7 +311,7 @@ final class ChunkEncoder {
     init(chunkSize: Int) {
         self.chunkSize = chunkSize
         context = ZSTD_createCCtx()
-        output = .allocate(byteCount: max(chunkSize, 1) + ImageSealing.tagSize, alignment: 64)
+        output = .allocate(byteCount: ZSTD_compressBound(chunkSize) + ImageSealing.tagSize, alignment: 64)
         let sampleSize = ChunkCodec.samplePages * Int(ImageFormat.pageSize)
         sample = .allocate(byteCount: sampleSize, alignment: 64)
         sampleOutput = .allocate(byteCount: ZSTD_compressBound(sampleSize), alignment: 64)

@@ -5,14 +5,17 @@ import Glibc
 /// plain size.
 extension ImageReader {
     /// Reads stored chunk `index` of `entry` (at `offset` in the file) into `stored`, checks
-    /// its XXH64 and decodes it into `plain`, which has its plain size.
+    /// its XXH64 and decodes it into `plain`, which has its plain size (a chunk stored as it is
+    /// is read into `plain` and checked there).
     static func decodeChunk(
         _ entry: Amber_ImageFile, index: Int, offset: UInt64, file: any ImageStoreFile, codec: ChunkCodec,
         stored: UnsafeMutableRawBufferPointer, into plain: UnsafeMutableRawBufferPointer
     ) throws(ImageError) {
         let count = Int(entry.storedChunkSize[index])
         let range = offset..<(offset + UInt64(count))
-        let target = UnsafeMutableRawBufferPointer(rebasing: stored[..<count])
+        // A chunk stored as it is (not sealed, not smaller) is read straight into its place.
+        let storedPlain = codec.key == nil && count == plain.count
+        let target = storedPlain ? plain : UnsafeMutableRawBufferPointer(rebasing: stored[..<count])
         let read = try file.read(into: target, at: offset)
         guard read == count else {
             throw ImageError(
@@ -28,6 +31,7 @@ extension ImageReader {
                     "stored bytes \(range) (\(hex(range.lowerBound))..<\(hex(range.upperBound)), chunk \(index) of \(entry.storedChunkSize.count)) have XXH64 \(hex(digest)), the inventory lists \(hex(listed))",
                 byteRange: range)
         }
+        guard !storedPlain else { return }
         try codec.decode(
             UnsafeRawBufferPointer(target), index: UInt64(index), isLast: index == entry.storedChunkSize.count - 1,
             range: range, into: plain)

@@ -91,6 +91,21 @@ final class ImageCodecTests: ImageTestCase {
         XCTAssertNoThrow(try reader.tasks())
     }
 
+    /// What a restore opens: the page file decoded once, when the image is checked, handed out once
+    /// from there and decoded again if asked for again; a changed chunk is still refused at the check.
+    func testPagesDecodedWhenCheckedReadBack() throws {
+        let directory = try writeImage(ImageStorage(compress: true, encryptionKey: key))
+        let reader = try ImageReader(directory: directory, encryptionKey: key, keepDecodedPages: true)
+        XCTAssertEqual(try readPages(reader), pages)
+        XCTAssertEqual(try readPages(reader), pages)
+        try modify(directory, pageFileName) { $0[100] ^= 1 }
+        let error = imageError {
+            _ = try ImageReader(directory: directory, encryptionKey: key, keepDecodedPages: true)
+        }
+        XCTAssertEqual(error?.kind, .checksumMismatch)
+        XCTAssertEqual(error?.file, pageFileName)
+    }
+
     func testEncryptedRoundTripAndNothingReadableWithoutTheKey() throws {
         let directory = try writeImage(ImageStorage(compress: true, encryptionKey: key))
         let reader = try ImageReader(directory: directory, encryptionKey: key)
