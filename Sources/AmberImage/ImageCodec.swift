@@ -195,7 +195,7 @@ struct ChunkCodec: Sendable {
 
     /// Whether `plain` is worth compressing: its sampled pages, compressed together, shrink by
     /// 1/`sampleSaving` at least. A chunk too small to sample is tried whole.
-    private static func looksCompressible(_ plain: UnsafeRawBufferPointer, encoder: ChunkEncoder) -> Bool {
+    static func looksCompressible(_ plain: UnsafeRawBufferPointer, encoder: ChunkEncoder) -> Bool {
         let page = Int(ImageFormat.pageSize)
         guard plain.count >= 4 * samplePages * page else { return true }
         let stride = plain.count / samplePages / page * page
