@@ -65,8 +65,11 @@ final class ChunkPipeline {
         var start = 0
         while start < bytes.count {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[start...])
+            // A few pages left of `bytes` are judged with the pages before them: otherwise a file
+            // whose chunks start a few pages into each read would never be written directly.
+            let sampled = rest.count >= Self.minimumSampled ? rest : bytes
             if direct == nil, filling.map({ $0.count == chunkSize }) ?? true, let sampler,
-                rest.count >= Self.minimumSampled, !ChunkCodec.looksCompressible(rest, encoder: sampler)
+                sampled.count >= Self.minimumSampled, !ChunkCodec.looksCompressible(sampled, encoder: sampler)
             {
                 if let full = filling { submit(full, isLast: false) }
                 // The chunks before it go first.
