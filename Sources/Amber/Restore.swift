@@ -57,7 +57,8 @@ public enum Restore {
                     checkPages: !lazyPages, encryptionKey: encryptionKey)
             } else {
                 image = try ImageReader(
-                    directory: directory, key: key, checkPages: !lazyPages, encryptionKey: encryptionKey)
+                    directory: directory, key: key, checkPages: !lazyPages, encryptionKey: encryptionKey,
+                    keepDecodedPages: true)
             }
             try checkHost(image.inventory)
             tasks = try image.tasks()

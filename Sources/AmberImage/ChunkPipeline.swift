@@ -1,9 +1,12 @@
-import CZstd
 import Dispatch
 import Glibc
 
 /// Encodes a page file's chunks (`ChunkCodec`) on every CPU while the dump goes on reading
 /// memory, and hands the stored chunks to the writer in order, with their sizes and XXH64.
+///
+/// A chunk of a file compressed but not sealed that starts where added bytes look incompressible
+/// (PRNG data, data compressed already: `ChunkCodec.looksCompressible`) is stored as it is,
+/// written straight from the bytes added, without being copied or handed to another CPU.
 ///
 /// Used by one thread, the writer's; only the encoding of a submitted chunk runs elsewhere.
 final class ChunkPipeline {
@@ -11,22 +14,19 @@ final class ChunkPipeline {
     private final class Job: @unchecked Sendable {
         let plain: UnsafeMutableRawBufferPointer
         var count = 0
-        var stored: [UInt8] = []
+        /// The stored chunk: in `plain` or in `encoder`'s output.
+        var stored = UnsafeRawBufferPointer(start: nil, count: 0)
         var xxh64: UInt64 = 0
         /// Signalled once `stored` and `xxh64` are set.
         let done = DispatchSemaphore(value: 0)
-        /// zstd's compression context, reused from chunk to chunk.
-        let context: OpaquePointer?
+        let encoder: ChunkEncoder
 
         init(size: Int) {
             plain = .allocate(byteCount: size, alignment: 64)
-            context = ZSTD_createCCtx()
+            encoder = ChunkEncoder(chunkSize: size)
         }
 
-        deinit {
-            plain.deallocate()
-            ZSTD_freeCCtx(context)
-        }
+        deinit { plain.deallocate() }
     }
 
     typealias Sink = (UnsafeRawBufferPointer) throws(ImageError) -> Void
@@ -40,6 +40,10 @@ final class ChunkPipeline {
     private var pending: [Job] = []
     /// The chunk being filled; submitted when the next byte comes (so that the last chunk is known).
     private var filling: Job?
+    /// The chunk being written as it is, straight from the bytes added: its bytes so far and their XXH64.
+    private var direct: (count: Int, hash: XXH64)?
+    /// Samples added bytes for chunks to write as they are; nil when every chunk is encoded.
+    private let sampler: ChunkEncoder?
     private var submitted: UInt64 = 0
     private(set) var storedSizes: [UInt64] = []
     private(set) var storedDigests: [UInt64] = []
@@ -48,6 +52,7 @@ final class ChunkPipeline {
         self.codec = codec
         self.chunkSize = chunkSize
         maximumPending = 2 * max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        sampler = codec.compress && codec.key == nil ? ChunkEncoder(chunkSize: chunkSize) : nil
     }
 
     deinit {
@@ -59,6 +64,22 @@ final class ChunkPipeline {
     func add(_ bytes: UnsafeRawBufferPointer, to sink: Sink) throws(ImageError) {
         var start = 0
         while start < bytes.count {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[start...])
+            // A few pages left of `bytes` are judged with the pages before them: otherwise a file
+            // whose chunks start a few pages into each read would never be written directly.
+            let sampled = rest.count >= Self.minimumSampled ? rest : bytes
+            if direct == nil, filling.map({ $0.count == chunkSize }) ?? true, let sampler,
+                sampled.count >= Self.minimumSampled, !ChunkCodec.looksCompressible(sampled, encoder: sampler)
+            {
+                if let full = filling { submit(full, isLast: false) }
+                // The chunks before it go first.
+                try writeEncoded(sink, waiting: true)
+                direct = (0, XXH64())
+            }
+            if direct != nil {
+                start += try writeDirect(rest, to: sink)
+                continue
+            }
             let job: Job
             if let current = filling, current.count < chunkSize {
                 job = current
@@ -77,9 +98,42 @@ final class ChunkPipeline {
 
     /// Encodes what is left as the last chunk and writes every chunk to `sink`.
     func finish(to sink: Sink) throws(ImageError) {
+        if direct != nil { completeDirect() }
         if let last = filling, last.count > 0 { submit(last, isLast: true) }
         filling = nil
         try writeEncoded(sink, waiting: true)
+    }
+
+    /// Bytes added at a chunk's start that are sampled (`ChunkCodec.looksCompressible`) for a
+    /// chunk to write as it is: fewer are copied and encoded as usual.
+    private static let minimumSampled = 4 * ChunkCodec.samplePages * Int(ImageFormat.pageSize)
+
+    private static let directSlice = 256 << 10
+
+    /// Writes the first of `bytes` into the chunk written as it is, up to its end; returns how many.
+    private func writeDirect(_ bytes: UnsafeRawBufferPointer, to sink: Sink) throws(ImageError) -> Int {
+        guard var chunk = direct else { return 0 }
+        let part = UnsafeRawBufferPointer(rebasing: bytes[..<min(chunkSize - chunk.count, bytes.count)])
+        // Hashed and written a slice at a time, each still in the CPU cache for the write.
+        var start = 0
+        while start < part.count {
+            let slice = UnsafeRawBufferPointer(rebasing: part[start..<min(start + Self.directSlice, part.count)])
+            chunk.hash.update(slice)
+            try sink(slice)
+            start += slice.count
+        }
+        chunk.count += part.count
+        direct = chunk
+        if chunk.count == chunkSize { completeDirect() }
+        return part.count
+    }
+
+    private func completeDirect() {
+        guard let chunk = direct else { return }
+        storedSizes.append(UInt64(chunk.count))
+        storedDigests.append(chunk.hash.digest)
+        submitted += 1
+        direct = nil
     }
 
     private func submit(_ job: Job, isLast: Bool) {
@@ -91,8 +145,8 @@ final class ChunkPipeline {
         DispatchQueue.global().async {
             job.stored = codec.encode(
                 UnsafeRawBufferPointer(rebasing: job.plain[..<job.count]), index: index, isLast: isLast,
-                context: job.context)
-            job.xxh64 = job.stored.withUnsafeBytes { XXH64.hash($0) }
+                encoder: job.encoder)
+            job.xxh64 = XXH64.hash(job.stored)
             job.done.signal()
         }
     }
@@ -113,10 +167,11 @@ final class ChunkPipeline {
         job.done.wait()
         storedSizes.append(UInt64(job.stored.count))
         storedDigests.append(job.xxh64)
-        let stored = job.stored
-        job.stored = []
-        idle.append(job)
-        try stored.withUnsafeBytes { bytes in Result { () throws(ImageError) in try sink(bytes) } }.get()
+        defer {
+            job.stored = UnsafeRawBufferPointer(start: nil, count: 0)
+            idle.append(job)
+        }
+        try sink(job.stored)
     }
 
     /// Writes the pending chunks in order: those already encoded, or all of them when `waiting`.

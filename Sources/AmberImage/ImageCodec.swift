@@ -164,8 +164,9 @@ struct ChunkCodec: Sendable {
     /// The file's AES-256 key, as bytes (SymmetricKey is not Sendable); nil when it is not sealed.
     let key: [UInt8]?
 
-    /// zstd's fast level: compression keeps up with reading memory on every CPU.
-    static let level: Int32 = 1
+    /// zstd's first "fast" level (a negative level): on heap-like data (bench/heap.c) it keeps
+    /// 3.2x of level 1's 3.26x at more speed; -3 and below fall under 3x (docs/measurements.md).
+    static let level: Int32 = -1
 
     init(name: String, compress: Bool, sealing: ImageSealing?) {
         self.name = name
@@ -189,59 +190,61 @@ struct ChunkCodec: Sendable {
     /// Pages sampled from a chunk to tell whether it is worth compressing, and the share of them
     /// compression must save: PRNG data or data compressed already is stored as it is at the
     /// cost of compressing the samples (1/32 of a 1 MiB chunk), not the whole chunk.
-    private static let samplePages = 8
+    static let samplePages = 8
     private static let sampleSaving = 32
 
     /// Whether `plain` is worth compressing: its sampled pages, compressed together, shrink by
     /// 1/`sampleSaving` at least. A chunk too small to sample is tried whole.
-    private static func looksCompressible(_ plain: UnsafeRawBufferPointer, context: OpaquePointer) -> Bool {
+    static func looksCompressible(_ plain: UnsafeRawBufferPointer, encoder: ChunkEncoder) -> Bool {
         let page = Int(ImageFormat.pageSize)
         guard plain.count >= 4 * samplePages * page else { return true }
         let stride = plain.count / samplePages / page * page
-        var sample = [UInt8](repeating: 0, count: samplePages * page)
-        sample.withUnsafeMutableBytes { sample in
-            for index in 0..<samplePages {
-                (sample.baseAddress! + index * page).copyMemory(
-                    from: plain.baseAddress! + index * stride, byteCount: page)
-            }
+        let sample = encoder.sample
+        for index in 0..<samplePages {
+            (sample.baseAddress! + index * page).copyMemory(from: plain.baseAddress! + index * stride, byteCount: page)
         }
-        let bound = ZSTD_compressBound(sample.count)
-        var output = [UInt8](repeating: 0, count: bound)
-        let result = output.withUnsafeMutableBytes { output in
-            sample.withUnsafeBytes {
-                ZSTD_compressCCtx(context, output.baseAddress, bound, $0.baseAddress, $0.count, level)
-            }
-        }
+        let output = encoder.sampleOutput
+        let result = ZSTD_compressCCtx(
+            encoder.context, output.baseAddress, output.count, sample.baseAddress, sample.count, level)
         return ZSTD_isError(result) == 0 && result < sample.count - sample.count / sampleSaving
     }
 
-    /// The stored form of chunk `index` of plain bytes `plain`; `context` is a zstd compression
-    /// context of the caller's, for a file that is compressed.
-    func encode(_ plain: UnsafeRawBufferPointer, index: UInt64, isLast: Bool, context: OpaquePointer? = nil)
-        -> [UInt8]
+    /// The stored form of chunk `index` of plain bytes `plain`, made in `encoder`'s buffers: valid
+    /// until `encoder` encodes again. A chunk stored as it is (not compressed, not sealed) is
+    /// `plain` itself, not a copy.
+    func encode(_ plain: UnsafeRawBufferPointer, index: UInt64, isLast: Bool, encoder: ChunkEncoder)
+        -> UnsafeRawBufferPointer
     {
-        var payload: [UInt8]? = nil
-        if compress, plain.count > 0, let context, Self.looksCompressible(plain, context: context) {
-            let bound = ZSTD_compressBound(plain.count)
-            let compressed = [UInt8](unsafeUninitializedCapacity: bound) { buffer, count in
-                let result = ZSTD_compressCCtx(
-                    context, buffer.baseAddress, bound, plain.baseAddress, plain.count, Self.level)
-                count = ZSTD_isError(result) != 0 ? 0 : result
-            }
+        precondition(plain.count <= encoder.chunkSize)
+        var payload = plain
+        if compress, plain.count > 0, encoder.context != nil, Self.looksCompressible(plain, encoder: encoder) {
+            // Room for zstd's bound: it compresses faster when it need not check for the end of the output.
+            let output = encoder.output
+            let result = ZSTD_compressCCtx(
+                encoder.context, output.baseAddress, ZSTD_compressBound(plain.count), plain.baseAddress, plain.count,
+                Self.level)
             // An incompressible chunk is stored plain: its size tells the reader.
-            if compressed.count > 0 && compressed.count < plain.count { payload = compressed }
+            if ZSTD_isError(result) == 0 && result > 0 && result < plain.count {
+                payload = UnsafeRawBufferPointer(rebasing: output[..<result])
+            }
         }
-        guard let bytes = self.key else { return payload ?? Array(plain) }
-        let key = SymmetricKey(data: bytes)
-        let sealed: AES.GCM.SealedBox
-        if let payload {
-            sealed = try! AES.GCM.seal(
-                payload, using: key, nonce: nonce(index), authenticating: associatedData(index, isLast: isLast))
-        } else {
-            sealed = try! AES.GCM.seal(
-                plain, using: key, nonce: nonce(index), authenticating: associatedData(index, isLast: isLast))
-        }
-        return Array(sealed.ciphertext) + Array(sealed.tag)
+        guard let bytes = self.key else { return payload }
+        let sealed = try! AES.GCM.seal(
+            payload, using: SymmetricKey(data: bytes), nonce: nonce(index),
+            authenticating: associatedData(index, isLast: isLast))
+        // The sealed payload goes where the compressed one was (it was copied out by the seal).
+        let output = encoder.output
+        let count = sealed.ciphertext.count
+        precondition(count + ImageSealing.tagSize <= output.count)
+        _ = sealed.ciphertext.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: output[..<count]))
+        _ = sealed.tag.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: output[count..<(count + ImageSealing.tagSize)]))
+        return UnsafeRawBufferPointer(rebasing: output[..<(count + ImageSealing.tagSize)])
+    }
+
+    /// The stored form of chunk `index` of `plain`, as an array of its own.
+    func encode(_ plain: UnsafeRawBufferPointer, index: UInt64, isLast: Bool) -> [UInt8] {
+        let encoder = ChunkEncoder(chunkSize: plain.count)
+        return withExtendedLifetime(encoder) { Array(encode(plain, index: index, isLast: isLast, encoder: encoder)) }
     }
 
     /// Decodes stored chunk `index` (bytes `range` of the file) into `plain`, which it must fill
@@ -253,7 +256,7 @@ struct ChunkCodec: Sendable {
         func corrupt(_ detail: String) -> ImageError {
             ImageError(.corrupt, file: name, detail: "chunk \(index) (stored bytes \(range)): \(detail)")
         }
-        var opened: [UInt8]? = nil
+        var opened: Data? = nil
         if let bytes = self.key {
             let key = SymmetricKey(data: bytes)
             guard stored.count >= ImageSealing.tagSize else { throw corrupt("shorter than its tag") }
@@ -262,7 +265,7 @@ struct ChunkCodec: Sendable {
                 let box = try AES.GCM.SealedBox(
                     nonce: nonce(index), ciphertext: UnsafeRawBufferPointer(rebasing: stored[..<tagStart]),
                     tag: UnsafeRawBufferPointer(rebasing: stored[tagStart...]))
-                opened = Array(try AES.GCM.open(box, using: key, authenticating: associatedData(index, isLast: isLast)))
+                opened = try AES.GCM.open(box, using: key, authenticating: associatedData(index, isLast: isLast))
             } catch {
                 throw ImageError(
                     .checksumMismatch, file: name,
@@ -292,6 +295,33 @@ struct ChunkCodec: Sendable {
         } else {
             try place(stored)
         }
+    }
+}
+
+/// What encoding chunks of up to `chunkSize` plain bytes one at a time needs, reused from chunk
+/// to chunk: zstd's compression context, and the buffers the stored chunk and the sampled pages
+/// are made in (allocated once: a fresh 1 MiB buffer a chunk costs its page faults every time).
+final class ChunkEncoder {
+    let chunkSize: Int
+    let context: OpaquePointer?
+    let output: UnsafeMutableRawBufferPointer
+    let sample: UnsafeMutableRawBufferPointer
+    let sampleOutput: UnsafeMutableRawBufferPointer
+
+    init(chunkSize: Int) {
+        self.chunkSize = chunkSize
+        context = ZSTD_createCCtx()
+        output = .allocate(byteCount: ZSTD_compressBound(chunkSize) + ImageSealing.tagSize, alignment: 64)
+        let sampleSize = ChunkCodec.samplePages * Int(ImageFormat.pageSize)
+        sample = .allocate(byteCount: sampleSize, alignment: 64)
+        sampleOutput = .allocate(byteCount: ZSTD_compressBound(sampleSize), alignment: 64)
+    }
+
+    deinit {
+        ZSTD_freeCCtx(context)
+        output.deallocate()
+        sample.deallocate()
+        sampleOutput.deallocate()
     }
 }
 

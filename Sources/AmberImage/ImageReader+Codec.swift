@@ -5,14 +5,17 @@ import Glibc
 /// plain size.
 extension ImageReader {
     /// Reads stored chunk `index` of `entry` (at `offset` in the file) into `stored`, checks
-    /// its XXH64 and decodes it into `plain`, which has its plain size.
+    /// its XXH64 and decodes it into `plain`, which has its plain size (a chunk stored as it is
+    /// is read into `plain` and checked there).
     static func decodeChunk(
         _ entry: Amber_ImageFile, index: Int, offset: UInt64, file: any ImageStoreFile, codec: ChunkCodec,
         stored: UnsafeMutableRawBufferPointer, into plain: UnsafeMutableRawBufferPointer
     ) throws(ImageError) {
         let count = Int(entry.storedChunkSize[index])
         let range = offset..<(offset + UInt64(count))
-        let target = UnsafeMutableRawBufferPointer(rebasing: stored[..<count])
+        // A chunk stored as it is (not sealed, not smaller) is read straight into its place.
+        let storedPlain = codec.key == nil && count == plain.count
+        let target = storedPlain ? plain : UnsafeMutableRawBufferPointer(rebasing: stored[..<count])
         let read = try file.read(into: target, at: offset)
         guard read == count else {
             throw ImageError(
@@ -28,6 +31,7 @@ extension ImageReader {
                     "stored bytes \(range) (\(hex(range.lowerBound))..<\(hex(range.upperBound)), chunk \(index) of \(entry.storedChunkSize.count)) have XXH64 \(hex(digest)), the inventory lists \(hex(listed))",
                 byteRange: range)
         }
+        guard !storedPlain else { return }
         try codec.decode(
             UnsafeRawBufferPointer(target), index: UInt64(index), isLast: index == entry.storedChunkSize.count - 1,
             range: range, into: plain)
@@ -86,7 +90,9 @@ extension ImageReader {
     }
 
     /// A coded page file, decoded whole into memory of its own (what restore hands out pages from).
-    func decodedPageFile(_ entry: Amber_ImageFile, file: any ImageStoreFile) throws(ImageError) -> MappedPageFile {
+    static func decodedPageFile(_ entry: Amber_ImageFile, file: any ImageStoreFile, sealing: ImageSealing?)
+        throws(ImageError) -> MappedPageFile
+    {
         guard entry.size > 0 else {
             return MappedPageFile(
                 name: entry.name, bytes: UnsafeRawBufferPointer(start: nil, count: 0), backing: .mapping)
@@ -97,7 +103,7 @@ extension ImageReader {
         else { throw .system("mmap \(entry.size) bytes to decode", file: entry.name) }
         let pages = MappedPageFile(
             name: entry.name, bytes: UnsafeRawBufferPointer(start: base, count: Int(entry.size)), backing: .mapping)
-        try Self.decodeAll(entry, file: file, sealing: sealing, into: base)
+        try decodeAll(entry, file: file, sealing: sealing, into: base)
         return pages
     }
 

@@ -1,5 +1,6 @@
 import Glibc
 import SwiftProtobuf
+import Synchronization
 
 /// Opens an image and hands out its records only after checking them.
 ///
@@ -38,18 +39,25 @@ public final class ImageReader: Sendable {
     private let pagesChecked: Bool
     /// An encrypted image's keys (`Inventory.encryption`), from the key it was opened with.
     let sealing: ImageSealing?
+    /// The compressed or encrypted page files decoded when the image was opened and checked
+    /// (`keepDecodedPages`), each handed out once by `pageFile(named:)` instead of decoded again.
+    private let decodedPages: Mutex<[String: MappedPageFile]>
 
     /// Reads and checks the inventory, then checks that every file it lists
     /// exists with the listed size and checksum; with `key`, whether the image is authenticated.
     /// Without `checkPages` the page files' checksums are left to whoever reads their pages
     /// (`LazyPageFile`, which checks each chunk before it hands out a byte of it).
     /// An encrypted image needs `encryptionKey` (`--encrypt-key`); it is refused for any other.
+    /// With `keepDecodedPages` (and `checkPages`), the compressed or encrypted page files stay
+    /// decoded in memory from the check until `pageFile(named:)` hands them out: what a restore,
+    /// which reads them all, wants, at the cost of holding them all at once.
     public convenience init(
-        directory: String, key: ImageKey? = nil, checkPages: Bool = true, encryptionKey: ImageEncryptionKey? = nil
+        directory: String, key: ImageKey? = nil, checkPages: Bool = true, encryptionKey: ImageEncryptionKey? = nil,
+        keepDecodedPages: Bool = false
     ) throws(ImageError) {
         try self.init(
             store: DirectoryStore(directory: directory), directory: directory, key: key, checkPages: checkPages,
-            encryptionKey: encryptionKey)
+            encryptionKey: encryptionKey, keepDecodedPages: keepDecodedPages)
     }
 
     /// The image whose files are `files` (name to contents), checked exactly as
@@ -62,13 +70,16 @@ public final class ImageReader: Sendable {
 
     init(
         store: any ImageStore, directory: String, key: ImageKey?, depth: Int = 0, checkPages: Bool = true,
-        encryptionKey: ImageEncryptionKey? = nil
+        encryptionKey: ImageEncryptionKey? = nil, keepDecodedPages: Bool = false
     ) throws(ImageError) {
         let inventoryBytes: [UInt8]
         (inventory, inventoryBytes) = try Self.readInventory(from: store, directory: directory)
         files = try Self.checkEntries(of: inventory)
         sealing = try ImageSealing.open(inventory, key: encryptionKey)
-        records = try Self.verifyFiles(of: inventory, in: store, checkPages: checkPages, sealing: sealing)
+        let decoded: [String: MappedPageFile]
+        (records, decoded) = try Self.verifyFiles(
+            of: inventory, in: store, checkPages: checkPages, sealing: sealing, keepDecodedPages: keepDecodedPages)
+        decodedPages = Mutex(decoded)
         (authenticity, authenticatedDigests) = try Self.authenticate(
             inventory, bytes: inventoryBytes, records: records, in: store, key: key, sealing: sealing)
         self.directory = directory
@@ -171,7 +182,8 @@ public final class ImageReader: Sendable {
             throw ImageError(.corrupt, file: name, detail: "its size \(entry.size) is not a whole number of pages")
         }
         if entry.isCoded {
-            return try decodedPageFile(entry, file: try Self.openListed(entry, in: store))
+            if let decoded = decodedPages.withLock({ $0.removeValue(forKey: name) }) { return decoded }
+            return try Self.decodedPageFile(entry, file: try Self.openListed(entry, in: store), sealing: sealing)
         }
         if !pagesChecked && entry.chunkSize != 0 {
             let buffer = UnsafeMutableRawBufferPointer.allocate(
@@ -293,25 +305,30 @@ public final class ImageReader: Sendable {
     }
 
     /// Checks every listed file's size and checksum.
-    /// Returns the records, read whole; the other files are hashed through a buffer.
+    /// Returns the records, read whole, and with `keepDecodedPages` the coded page files, decoded
+    /// as they are checked; the other files are hashed through a buffer.
     private static func verifyFiles(
-        of inventory: Amber_Inventory, in store: any ImageStore, checkPages: Bool, sealing: ImageSealing?
-    ) throws(ImageError) -> [String: [UInt8]] {
+        of inventory: Amber_Inventory, in store: any ImageStore, checkPages: Bool, sealing: ImageSealing?,
+        keepDecodedPages: Bool
+    ) throws(ImageError) -> (records: [String: [UInt8]], decoded: [String: MappedPageFile]) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: Int(ImageFormat.pageSize))
         defer { buffer.deallocate() }
         var records: [String: [UInt8]] = [:]
+        var decoded: [String: MappedPageFile] = [:]
         for entry in inventory.files {
             if ImageMAC.isRecord(entry), entry.size <= ImageFormat.maximumRecordSize {
                 records[entry.name] = try readRecord(entry, in: store, sealing: sealing)
             } else if !checkPages && entry.chunkSize != 0 {
                 _ = try openListed(entry, in: store)
+            } else if entry.isCoded && keepDecodedPages && entry.chunkSize != 0 {
+                decoded[entry.name] = try decodedPageFile(entry, file: try openListed(entry, in: store), sealing: sealing)
             } else if entry.isCoded {
                 try verifyCoded(entry, file: try openListed(entry, in: store), sealing: sealing)
             } else {
                 try verify(entry, in: store, buffer: buffer)
             }
         }
-        return records
+        return (records, decoded)
     }
 
     /// Opens a listed file and checks that it is a regular file of the listed size (stored size).

@@ -1,4 +1,3 @@
-import CZstd
 import FoundationEssentials
 import SwiftProtobuf
 
@@ -17,19 +16,21 @@ public func recodedImage(_ files: [String: [UInt8]], storage: ImageStorage) -> [
         let compress = storage.compress && isPageFile
         guard compress || sealing != nil, UInt64(contents.count) == entry.size else { continue }
         let codec = ChunkCodec(name: entry.name, compress: compress, sealing: sealing)
-        let context = ZSTD_createCCtx()
-        defer { ZSTD_freeCCtx(context) }
         let step = isPageFile ? Int(entry.chunkSize) : max(contents.count, 1)
+        let encoder = ChunkEncoder(chunkSize: step)
         var stored: [UInt8] = []
         var sizes: [UInt64] = []
         var digests: [UInt64] = []
         let starts = Array(stride(from: 0, to: max(contents.count, isPageFile ? 0 : 1), by: step))
         for (chunk, start) in starts.enumerated() {
             let end = min(start + step, contents.count)
-            let encoded = contents.withUnsafeBytes {
-                codec.encode(
-                    UnsafeRawBufferPointer(rebasing: $0[start..<end]), index: UInt64(chunk),
-                    isLast: chunk == starts.count - 1, context: context)
+            let encoded = withExtendedLifetime(encoder) {
+                contents.withUnsafeBytes {
+                    Array(
+                        codec.encode(
+                            UnsafeRawBufferPointer(rebasing: $0[start..<end]), index: UInt64(chunk),
+                            isLast: chunk == starts.count - 1, encoder: encoder))
+                }
             }
             stored += encoded
             sizes.append(UInt64(encoded.count))

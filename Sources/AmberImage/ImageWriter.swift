@@ -277,10 +277,16 @@ public final class PageFileWriter {
         }
     }
 
-    /// Writes a stored chunk (compressed or sealed) at the end of the file.
+    /// Writes a stored chunk (compressed or sealed) at the end of the file, in slices of
+    /// `sliceSize` as the plain pages are.
     private func writeStored(_ bytes: UnsafeRawBufferPointer) throws(ImageError) {
         guard let file else { throw ImageError(.invalid, file: name, detail: "the image was already finished") }
-        try file.write(bytes)
+        var start = 0
+        while start < bytes.count {
+            let end = min(start + Self.sliceSize, bytes.count)
+            try file.write(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
+            start = end
+        }
     }
 
     private func completeChunk() {

@@ -91,6 +91,46 @@ final class ImageCodecTests: ImageTestCase {
         XCTAssertNoThrow(try reader.tasks())
     }
 
+    /// Incompressible chunks written as they are, straight from what was appended, up to a last
+    /// chunk cut short, after a compressed one: each chunk in its place, read back bit for bit.
+    func testIncompressibleChunksWrittenAsTheyAreReadBack() throws {
+        let directory = path("image")
+        let writer = try ImageWriter(directory: directory, storage: ImageStorage(compress: true))
+        let pageFile = try writer.makePageFile(name: pageFileName)
+        let random = Array(pages[chunk...].prefix(chunk))
+        let written = Array(pages[..<(chunk / 2)]) + random + random + random.prefix(chunk / 4)
+        for range in [0..<(chunk / 2 + 4096), (chunk / 2 + 4096)..<written.count] {
+            _ = try written.withUnsafeBytes { try pageFile.append(UnsafeRawBufferPointer(rebasing: $0[range])) }
+        }
+        var task = Fixture.task()
+        task.memory.areas = []
+        task.memory.pageFiles = [pageFileName]
+        try writer.writeRecord(task, name: ImageFormat.taskRecordName(pid: Fixture.pid))
+        try writer.finish(inventory: Fixture.inventory())
+        let entry = try entry(directory)
+        XCTAssertLessThan(entry.storedChunkSize[0], UInt64(chunk))
+        XCTAssertEqual(Array(entry.storedChunkSize.dropFirst()), [UInt64(chunk), UInt64(chunk / 4 * 3)])
+        let file = try ImageReader(directory: directory).pageFile(named: pageFileName)
+        try withExtendedLifetime(file) {
+            XCTAssertEqual(Array(try file.pages(offset: 0, count: UInt64(written.count) / ImageFormat.pageSize)), written)
+        }
+    }
+
+    /// What a restore opens: the page file decoded once, when the image is checked, handed out once
+    /// from there and decoded again if asked for again; a changed chunk is still refused at the check.
+    func testPagesDecodedWhenCheckedReadBack() throws {
+        let directory = try writeImage(ImageStorage(compress: true, encryptionKey: key))
+        let reader = try ImageReader(directory: directory, encryptionKey: key, keepDecodedPages: true)
+        XCTAssertEqual(try readPages(reader), pages)
+        XCTAssertEqual(try readPages(reader), pages)
+        try modify(directory, pageFileName) { $0[100] ^= 1 }
+        let error = imageError {
+            _ = try ImageReader(directory: directory, encryptionKey: key, keepDecodedPages: true)
+        }
+        XCTAssertEqual(error?.kind, .checksumMismatch)
+        XCTAssertEqual(error?.file, pageFileName)
+    }
+
     func testEncryptedRoundTripAndNothingReadableWithoutTheKey() throws {
         let directory = try writeImage(ImageStorage(compress: true, encryptionKey: key))
         let reader = try ImageReader(directory: directory, encryptionKey: key)
