@@ -58,7 +58,9 @@ extension TaskValidator {
             let field = "cgroup_tree.hierarchies[\(index)]"
             let set = Set(hierarchy.controllers.split(separator: ","))
             guard CgroupRules.isControllerList(hierarchy.controllers), !seen.contains(set) else {
-                throw invalid("\(field).controllers", "\"\(hierarchy.controllers)\" is not a list of controllers, or is there twice")
+                throw invalid(
+                    "\(field).controllers",
+                    "\"\(hierarchy.controllers)\" is not a list of controllers, or is there twice")
             }
             seen.append(set)
             guard CgroupRules.isClean(hierarchy.root, relative: false) else {
@@ -116,7 +118,8 @@ extension CrossRecordCheck {
         for task in tasks {
             let file = ImageFormat.taskRecordName(pid: task.pid)
             if task.hasCgroupTree && task.pid != tasks[0].pid {
-                throw ImageError(.invalid, file: file, detail: "cgroup_tree: only the root's record holds the tree's cgroups")
+                throw ImageError(
+                    .invalid, file: file, detail: "cgroup_tree: only the root's record holds the tree's cgroups")
             }
             let expected = task.zombie ? 0 : tasks[0].hasCgroupTree ? tree.hierarchies.count : 0
             let hierarchies = task.cgroups.map { Int($0.hierarchy) }
@@ -129,7 +132,9 @@ extension CrossRecordCheck {
             where !paths[Int(membership.hierarchy)].contains(membership.path) {
                 throw ImageError(
                     .invalid, file: file,
-                    detail: "cgroups[\(index)].path: \"\(membership.path)\" is not a cgroup of its hierarchy in cgroup_tree")
+                    detail:
+                        "cgroups[\(index)].path: \"\(membership.path)\" is not a cgroup of its hierarchy in cgroup_tree"
+                )
             }
         }
     }

@@ -237,7 +237,8 @@ struct ChunkCodec: Sendable {
         let count = sealed.ciphertext.count
         precondition(count + ImageSealing.tagSize <= output.count)
         _ = sealed.ciphertext.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: output[..<count]))
-        _ = sealed.tag.copyBytes(to: UnsafeMutableRawBufferPointer(rebasing: output[count..<(count + ImageSealing.tagSize)]))
+        _ = sealed.tag.copyBytes(
+            to: UnsafeMutableRawBufferPointer(rebasing: output[count..<(count + ImageSealing.tagSize)]))
         return UnsafeRawBufferPointer(rebasing: output[..<(count + ImageSealing.tagSize)])
     }
 

@@ -321,7 +321,8 @@ public final class ImageReader: Sendable {
             } else if !checkPages && entry.chunkSize != 0 {
                 _ = try openListed(entry, in: store)
             } else if entry.isCoded && keepDecodedPages && entry.chunkSize != 0 {
-                decoded[entry.name] = try decodedPageFile(entry, file: try openListed(entry, in: store), sealing: sealing)
+                decoded[entry.name] = try decodedPageFile(
+                    entry, file: try openListed(entry, in: store), sealing: sealing)
             } else if entry.isCoded {
                 try verifyCoded(entry, file: try openListed(entry, in: store), sealing: sealing)
             } else {

@@ -159,7 +159,8 @@ public enum CgroupFS {
 
     /// Whether the cgroup `relative` below `directory` exists.
     public static func exists(_ relative: String, below directory: Int32) -> Bool {
-        guard let fd = try? open(relative, below: directory, flags: OpenFileFlags.pathOnly.openFlags | O_DIRECTORY) else { return false }
+        guard let fd = try? open(relative, below: directory, flags: OpenFileFlags.pathOnly.openFlags | O_DIRECTORY)
+        else { return false }
         Glibc.close(fd)
         return true
     }
@@ -169,7 +170,7 @@ public enum CgroupFS {
         let fd: Int32
         do {
             fd = try open(relative.isEmpty ? file : relative + "/" + file, below: directory, flags: O_RDONLY)
-        } catch where error.errno == .noSuchFileOrDirectory {
+        } catch  where error.errno == .noSuchFileOrDirectory {
             return nil
         }
         defer { Glibc.close(fd) }

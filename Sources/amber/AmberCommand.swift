@@ -167,7 +167,8 @@ struct DumpCommand: ParsableCommand {
                 )
             }
         } else if port != nil || address != nil {
-            throw ValidationError("--port and --address serve the image for a post-copy restore: only with --lazy-pages")
+            throw ValidationError(
+                "--port and --address serve the image for a post-copy restore: only with --lazy-pages")
         }
     }
 
@@ -189,7 +190,8 @@ struct DumpCommand: ParsableCommand {
         ))
     var lazyPages = false
 
-    @Option(name: .long, help: "With --lazy-pages: the TCP port to serve the image on (0: one the kernel picks, printed).")
+    @Option(
+        name: .long, help: "With --lazy-pages: the TCP port to serve the image on (0: one the kernel picks, printed).")
     var port: UInt16?
 
     @Option(name: .long, help: "With --lazy-pages: serve on this address only (default: every address of this host).")

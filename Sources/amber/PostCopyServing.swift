@@ -13,7 +13,8 @@ func servePostCopy(directory: String, address: String?, port: UInt16, verb: Stri
         let served = try PostCopy.serve(
             directory: directory, host: address, port: port,
             listening: { address in
-                var line = Array("amber \(verb): serving \(directory) for a post-copy restore, listening on \(address)\n".utf8)
+                var line = Array(
+                    "amber \(verb): serving \(directory) for a post-copy restore, listening on \(address)\n".utf8)
                 _ = line.withUnsafeMutableBytes { write(ResultOutput.json ? 2 : 1, $0.baseAddress, $0.count) }
             }, logger: logger)
         logger.info("\(served.peer) has every page: \(served.reads) reads, \(served.bytes) bytes served")

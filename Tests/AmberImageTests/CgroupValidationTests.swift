@@ -27,7 +27,9 @@ extension TaskValidationTests {
             task.cgroupTree = tree
         }
         try assertAccepted { cgroups(&$0) { _ in } }
-        try assertRejected("cgroup_tree.hierarchies[0].root") { cgroups(&$0) { $0.hierarchies[0].root = "/box/../etc" } }
+        try assertRejected("cgroup_tree.hierarchies[0].root") {
+            cgroups(&$0) { $0.hierarchies[0].root = "/box/../etc" }
+        }
         try assertRejected("cgroup_tree.hierarchies[0].root") { cgroups(&$0) { $0.hierarchies[0].root = "box" } }
         try assertRejected("cgroup_tree.hierarchies[0].cgroups[1].path") {
             cgroups(&$0) { $0.hierarchies[0].cgroups[1].path = ".." }

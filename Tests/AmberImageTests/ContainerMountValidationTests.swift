@@ -19,7 +19,9 @@ extension TaskValidationTests {
             (devpts.kind, devpts.id, devpts.parentID, devpts.mountPoint) = (.devpts, 72, 70, "/dev/pts")
             (devpts.fsType, devpts.source, devpts.options) = ("devpts", "devpts", "rw,gid=5,mode=620,ptmxmode=666")
             var bind = Amber_MountNamespaceMount()
-            (bind.kind, bind.id, bind.parentID, bind.mountPoint, bind.fsType) = (.internalBind, 73, 71, "/proc/sys", "proc")
+            (bind.kind, bind.id, bind.parentID, bind.mountPoint, bind.fsType) = (
+                .internalBind, 73, 71, "/proc/sys", "proc"
+            )
             (bind.source, bind.options, bind.flags, bind.bindOf, bind.bindPath) = ("proc", "rw", 0x1, 71, "sys")
             var record = Amber_MountNamespace()
             record.mounts = [root, proc, devpts, bind]

@@ -112,7 +112,8 @@ final class ImageCodecTests: ImageTestCase {
         XCTAssertEqual(Array(entry.storedChunkSize.dropFirst()), [UInt64(chunk), UInt64(chunk / 4 * 3)])
         let file = try ImageReader(directory: directory).pageFile(named: pageFileName)
         try withExtendedLifetime(file) {
-            XCTAssertEqual(Array(try file.pages(offset: 0, count: UInt64(written.count) / ImageFormat.pageSize)), written)
+            XCTAssertEqual(
+                Array(try file.pages(offset: 0, count: UInt64(written.count) / ImageFormat.pageSize)), written)
         }
     }
 

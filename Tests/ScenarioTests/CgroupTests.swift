@@ -137,7 +137,9 @@ final class CgroupTests: ScenarioTestCase {
         // A restore that fails once the tree is in its cgroups removes those it made.
         let failed = try amber(["restore", "-D", image, "--detach"], env: ["AMBER_TEST_FAULT": "restore.cleanup=fail"])
         assertRefusal(failed, exitCode: AmberExit.restoreFailed, mentions: ["test fault", "cleanup"])
-        for cgroup in made { XCTAssertFalse(Sys.fileExists(cgroup.directory), "the failed restore left \(cgroup.directory)") }
+        for cgroup in made {
+            XCTAssertFalse(Sys.fileExists(cgroup.directory), "the failed restore left \(cgroup.directory)")
+        }
 
         try restoreDetachedExpectingSuccess(p, from: image)
         XCTAssertEqual(value("memory.limit_in_bytes", of: memory), "268435456")
@@ -166,7 +168,10 @@ final class CgroupTests: ScenarioTestCase {
         let p = try start(
             Scenario(
                 name: "cgroup_tree",
-                args: ["--join", memory.directory, "--join", pids.directory, "--unshare", "--child-join", memoryChild.directory]))
+                args: [
+                    "--join", memory.directory, "--join", pids.directory, "--unshare", "--child-join",
+                    memoryChild.directory,
+                ]))
         let image = try dumpExpectingSuccess(p)
 
         let movedMemory = TestCgroup(directory: memory.directory + "-moved", path: memory.path + "-moved")
@@ -282,7 +287,8 @@ final class CgroupTests: ScenarioTestCase {
         let own = try requireCgroups(["pids"])
         let root = try makeCgroup("amber-test-\(getpid())-root", in: own[0])
         let sibling = try makeCgroup("amber-test-\(getpid())-sibling", in: own[0])
-        let p = try start(Scenario(name: "cgroup_tree", args: ["--join", root.directory, "--child-join", sibling.directory]))
+        let p = try start(
+            Scenario(name: "cgroup_tree", args: ["--join", root.directory, "--child-join", sibling.directory]))
         let child = Proc.children(p.pid).first ?? 0
         let image = try newDirectory("image")
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])

@@ -112,7 +112,8 @@ final class RuncTests: ScenarioTestCase {
         let checkpoint = try run(
             runc + ["--criu", amber, "checkpoint", "--image-path", image, id], "checkpoint", reaping: before)
         XCTAssertEqual(
-            checkpoint.status, .exited(0), "\(checkpoint.output)\namber's log: \(Sys.readText(image + "/dump.log") ?? "")")
+            checkpoint.status, .exited(0),
+            "\(checkpoint.output)\namber's log: \(Sys.readText(image + "/dump.log") ?? "")")
         XCTAssertTrue(Sys.fileExists(image + "/inventory.pb"))
         let counted = number(bundle, "count")
         let talked = number(bundle, "pair")
@@ -127,7 +128,8 @@ final class RuncTests: ScenarioTestCase {
         let lasting = before.filter { after.contains($0) }
         XCTAssertGreaterThanOrEqual(lasting.count, 3, "before \(before), after \(after)")
         XCTAssertGreaterThan(waitForNumber(bundle, "count", above: counted), counted, "the counter does not go on")
-        XCTAssertGreaterThan(waitForNumber(bundle, "pair", above: talked), talked, "the pipe and socket pair do not go on")
+        XCTAssertGreaterThan(
+            waitForNumber(bundle, "pair", above: talked), talked, "the pipe and socket pair do not go on")
         XCTAssertNil(Sys.readText(bundle + "/rootfs/tmp/pair-status"), "the pair failed")
         let status = try run(runc + ["state", id], "state")
         XCTAssertTrue(status.output.contains("\"running\""), status.output)

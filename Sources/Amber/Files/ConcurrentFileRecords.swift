@@ -57,9 +57,12 @@ struct ConcurrentFileRecords {
         }
         let read = chunks.concurrentMap { chunk in
             chunk.map { entry in
-                (entry.probe.fd, Result { () throws -> Amber_OpenFileDescription.OneOf_File in
-                    try entry.file.dump(entry.probe)
-                })
+                (
+                    entry.probe.fd,
+                    Result { () throws -> Amber_OpenFileDescription.OneOf_File in
+                        try entry.file.dump(entry.probe)
+                    }
+                )
             }
         }
         for chunk in read {

@@ -119,7 +119,8 @@ final class RestoredPipe: SharedOpenFileObject {
             do {
                 try PipeBuffer.setStatusFlags(writeEnd, O_NONBLOCK)
             } catch {
-                throw AmberError(.restoreFailed, "cannot make pipe \(id) non-blocking for process \(task.pid): \(error)")
+                throw AmberError(
+                    .restoreFailed, "cannot make pipe \(id) non-blocking for process \(task.pid): \(error)")
             }
             try end.writeContents(writeEnd, of: "pipe \(end.pipeID)", task: task)
             do {

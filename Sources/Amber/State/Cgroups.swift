@@ -57,7 +57,9 @@ enum CgroupState {
         let own: [CgroupLine]
 
         func mount(for line: CgroupLine) -> CgroupHierarchyMount? {
-            mounts.first { CgroupFS.sameHierarchy($0.controllers, line.controllers) && (line.id == 0) == ($0.controllers.isEmpty) }
+            mounts.first {
+                CgroupFS.sameHierarchy($0.controllers, line.controllers) && (line.id == 0) == ($0.controllers.isEmpty)
+            }
         }
     }
 
@@ -119,13 +121,15 @@ enum CgroupState {
             let state = try CgroupFS.read("freezer.state", of: relative, below: directory), state != "THAWED"
         {
             throw AmberError.unsupported(
-                process, "is in the freezer cgroup \(cgroup), which is \(state): a frozen cgroup is not restored (thaw it first)",
+                process,
+                "is in the freezer cgroup \(cgroup), which is \(state): a frozen cgroup is not restored (thaw it first)",
                 tree: tree)
         }
         guard line.id == 0 else { return }
         if try CgroupFS.read("cgroup.freeze", of: relative, below: directory) == "1" {
             throw AmberError.unsupported(
-                process, "is in the cgroup \(cgroup), which is frozen (cgroup.freeze): a frozen cgroup is not restored (thaw it first)",
+                process,
+                "is in the cgroup \(cgroup), which is frozen (cgroup.freeze): a frozen cgroup is not restored (thaw it first)",
                 tree: tree)
         }
         if let type = try CgroupFS.read("cgroup.type", of: relative, below: directory), type != "domain" {
@@ -154,7 +158,8 @@ enum CgroupState {
                 )
             }
             let components = line.path.split(separator: "/")
-            roots[line.controllers] = "/" + components.dropLast(seen.path.split(separator: "/").count).joined(separator: "/")
+            roots[line.controllers] =
+                "/" + components.dropLast(seen.path.split(separator: "/").count).joined(separator: "/")
         }
         return roots
     }
@@ -326,9 +331,13 @@ final class CgroupRestore {
             throw AmberError(.failure, "cannot read this host's cgroup mounts: \(error)")
         }
         for controller in options.roots.keys where !controller.isEmpty {
-            guard tree.hierarchies.contains(where: { $0.controllers.split(separator: ",").contains(Substring(controller)) })
+            guard
+                tree.hierarchies.contains(where: {
+                    $0.controllers.split(separator: ",").contains(Substring(controller))
+                })
             else {
-                throw AmberError(.failure, "--cgroup-root \(controller):...: the image has no hierarchy with that controller")
+                throw AmberError(
+                    .failure, "--cgroup-root \(controller):...: the image has no hierarchy with that controller")
             }
         }
         var hierarchies: [Hierarchy] = []
@@ -373,7 +382,8 @@ final class CgroupRestore {
     }
 
     /// Runs `body` as the root process's filesystem identity when the image is not trusted.
-    private func asTree<T>(_ root: Amber_Task, what: String, _ body: () throws(LinuxError) -> T) throws(LinuxError) -> T {
+    private func asTree<T>(_ root: Amber_Task, what: String, _ body: () throws(LinuxError) -> T) throws(LinuxError) -> T
+    {
         guard !imageTrusted, let credentials = root.processCredentials else { return try body() }
         let identity = FileAccessIdentity(uid: credentials.fsuid, gid: credentials.fsgid, groups: credentials.groups)
         return try PathOpening.perform(as: identity, what: what, body)
@@ -401,10 +411,12 @@ final class CgroupRestore {
             case (.none, false), (.props, false):
                 throw AmberError(
                     .restoreFailed,
-                    "the cgroup \(what) does not exist: --manage-cgroups \(mode.rawValue) restores into cgroups made beforehand")
+                    "the cgroup \(what) does not exist: --manage-cgroups \(mode.rawValue) restores into cgroups made beforehand"
+                )
             case (.strict, true) where cgroup.belowDumper:
                 throw AmberError(
-                    .restoreFailed, "the cgroup \(what) exists already: --manage-cgroups strict makes every cgroup itself")
+                    .restoreFailed,
+                    "the cgroup \(what) exists already: --manage-cgroups strict makes every cgroup itself")
             default: break
             }
             var madeHere = false
@@ -420,7 +432,8 @@ final class CgroupRestore {
                         } catch {
                             throw AmberError(
                                 error.errno == .permissionDenied ? .permissionDenied : .restoreFailed,
-                                "cannot make the cgroup \(what): \(error)\(imageTrusted ? "" : " (as the tree's root's user: the image is not authenticated)")")
+                                "cannot make the cgroup \(what): \(error)\(imageTrusted ? "" : " (as the tree's root's user: the image is not authenticated)")"
+                            )
                         }
                         made.append((hierarchy.directory, next))
                         if isCpuset { try inheritCpuset(next, parent: parent, hierarchy.directory) }
@@ -437,7 +450,8 @@ final class CgroupRestore {
                     }
                 } catch {
                     throw AmberError(
-                        .restoreFailed, "cannot set \(property.name) of the cgroup \(what) to \(property.value): \(error)")
+                        .restoreFailed,
+                        "cannot set \(property.name) of the cgroup \(what) to \(property.value): \(error)")
                 }
             }
         }
@@ -454,7 +468,8 @@ final class CgroupRestore {
                 try CgroupFS.write(value, to: name, of: path, below: directory)
             }
         } catch {
-            throw AmberError(.restoreFailed, "cannot give the new cpuset cgroup \(path) its parent's CPUs and nodes: \(error)")
+            throw AmberError(
+                .restoreFailed, "cannot give the new cpuset cgroup \(path) its parent's CPUs and nodes: \(error)")
         }
     }
 
@@ -473,7 +488,9 @@ final class CgroupRestore {
         guard built.count > 1 else { return }
         let namespace = open("/proc/\(root.pid)/ns/cgroup", O_RDONLY | O_CLOEXEC)
         guard namespace >= 0 else {
-            throw AmberError(.restoreFailed, "cannot open the new cgroup namespace of process \(root.pid): \(LinuxError.current("open"))")
+            throw AmberError(
+                .restoreFailed,
+                "cannot open the new cgroup namespace of process \(root.pid): \(LinuxError.current("open"))")
         }
         defer { close(namespace) }
         for task in built.dropFirst() {
@@ -482,10 +499,12 @@ final class CgroupRestore {
                     "pidfd_getfd(restorer, cgroup namespace)", SyscallNumber.pidfdGetfd, UInt64(restorerPidfd),
                     UInt64(namespace), 0)
                 defer { _ = try? task.injector.call("close", SyscallNumber.close, fd) }
-                try task.injector.call("setns(CLONE_NEWCGROUP)", SyscallNumber.setns, fd, UInt64(CgroupFS.newNamespaceFlag))
+                try task.injector.call(
+                    "setns(CLONE_NEWCGROUP)", SyscallNumber.setns, fd, UInt64(CgroupFS.newNamespaceFlag))
             } catch {
                 throw AmberError(
-                    .restoreFailed, "cannot move process \(task.record.pid) into its tree's new cgroup namespace: \(error)")
+                    .restoreFailed,
+                    "cannot move process \(task.record.pid) into its tree's new cgroup namespace: \(error)")
             }
         }
     }

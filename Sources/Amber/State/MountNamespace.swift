@@ -412,7 +412,8 @@ enum MountNamespaceState {
         } catch {
             throw AmberError(
                 .restoreFailed,
-                "cannot bind \(source.mountPoint)/\(mount.bindPath) at \(mount.mountPoint) of the restored tree: \(error)")
+                "cannot bind \(source.mountPoint)/\(mount.bindPath) at \(mount.mountPoint) of the restored tree: \(error)"
+            )
         }
         return path
     }
