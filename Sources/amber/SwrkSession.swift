@@ -105,10 +105,15 @@ struct SwrkSession {
         // handlers for these notifications do what the runtime set up for the container.
         let ownNetwork = Self.namespace(options.pid) != Self.namespace(getpid())
         if ownNetwork { try notify("network-lock") }
+        let standardStreams = standardStreamPipesHeldOutside()
+        for name in standardStreams {
+            logger.info("\(name) at the tree root's standard streams, held outside the tree: external")
+        }
         do {
             let summary = try Checkpoint.run(
                 pid: options.pid, directory: imagesPath, leaveRunning: options.leaveRunning,
-                externalFiles: Set(options.externalFiles + externalMountsOfTree()), shellJob: options.shellJob,
+                externalFiles: Set(options.externalFiles + externalMountsOfTree() + standardStreams),
+                shellJob: options.shellJob,
                 tcpEstablished: options.tcpEstablished, previous: previous, amongOtherFiles: true, logger: logger)
             logger.notice(
                 "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads"
@@ -117,6 +122,7 @@ struct SwrkSession {
             if ownNetwork { try? notify("network-unlock") }
             throw SwrkServer.Failure(message: error.message)
         }
+        try markComplete()
         try notify("post-dump")
         if ownNetwork && options.leaveRunning { try notify("network-unlock") }
     }

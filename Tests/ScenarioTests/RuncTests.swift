@@ -13,7 +13,7 @@ import Glibc
 
 final class RuncTests: ScenarioTestCase {
     private static let runc = "/usr/sbin/runc"
-    private static let busybox = "/bin/busybox"
+    private static let busybox = BusyboxRootfs.busybox
 
     /// Runs a command to its end. The container's processes are orphans this test process (a
     /// subreaper) adopts: `reaping` them as they die, as a container manager does, lets
@@ -41,14 +41,7 @@ final class RuncTests: ScenarioTestCase {
             throw XCTSkip("\(tool) is not installed (.ci/run installs it)")
         }
         let bundle = try newDirectory("runc-bundle")
-        for directory in ["rootfs/bin", "rootfs/proc", "rootfs/dev", "rootfs/sys", "rootfs/tmp"] {
-            try FileManager.default.createDirectory(atPath: "\(bundle)/\(directory)", withIntermediateDirectories: true)
-        }
-        try FileManager.default.copyItem(atPath: Self.busybox, toPath: "\(bundle)/rootfs/bin/busybox")
-        for applet in ["sh", "sleep", "cat"] {
-            try FileManager.default.createSymbolicLink(
-                atPath: "\(bundle)/rootfs/bin/\(applet)", withDestinationPath: "busybox")
-        }
+        try BusyboxRootfs.make(at: bundle + "/rootfs", applets: ["sh", "sleep", "cat"])
         let compiled = try Spawn.run(
             [
                 "/usr/bin/cc", "-static", "-O2", "-Wall", "-Werror", "-o", "\(bundle)/rootfs/bin/pair",

@@ -529,3 +529,23 @@ extension ScenarioTestCase {
         throw RunnerError("the server did not say it listens")
     }
 }
+
+// MARK: - Container root file systems
+
+/// A container's root file system from Debian's busybox-static, nothing downloaded: busybox and
+/// the links of `applets` in bin, and the directories a runtime mounts on.
+enum BusyboxRootfs {
+    static let busybox = "/bin/busybox"
+
+    static func make(at rootfs: String, applets: [String]) throws {
+        for directory in ["bin", "proc", "dev", "sys", "tmp"] {
+            try FileManager.default.createDirectory(
+                atPath: "\(rootfs)/\(directory)", withIntermediateDirectories: true)
+        }
+        try FileManager.default.copyItem(atPath: busybox, toPath: "\(rootfs)/bin/busybox")
+        for applet in applets {
+            try FileManager.default.createSymbolicLink(
+                atPath: "\(rootfs)/bin/\(applet)", withDestinationPath: "busybox")
+        }
+    }
+}
