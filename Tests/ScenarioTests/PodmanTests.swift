@@ -53,7 +53,8 @@ final class PodmanTests: ScenarioTestCase {
         try FileManager.default.createDirectory(atPath: criuDirectory, withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: criuDirectory + "/criu", withDestinationPath: amber)
         try BusyboxRootfs.make(at: work + "/rootfs", applets: ["sh", "sleep"])
-        let packed = try Spawn.run(["/usr/bin/tar", "-C", work + "/rootfs", "-cf", work + "/rootfs.tar", "."], in: work)
+        let packed = try Spawn.run(
+            ["/usr/bin/tar", "-C", work + "/rootfs", "-cf", work + "/rootfs.tar", "."], in: work)
         XCTAssertEqual(packed.0, .exited(0), packed.1)
 
         let image = "localhost/amber-podman-\(getpid()):latest"
