@@ -344,7 +344,7 @@ final class CgroupRestore {
         for record in tree.hierarchies {
             let what = CgroupState.describe(record.controllers, record.root)
             guard let mount = mounts.first(where: { CgroupFS.sameHierarchy($0.controllers, record.controllers) }) else {
-                hierarchies.forEach { close($0.directory) }
+                for opened in hierarchies { close(opened.directory) }
                 throw AmberError(
                     .incompatibleHost,
                     "the image's tree was in the cgroup \(what), and no such hierarchy is mounted here (restore with --manage-cgroups ignore to leave it in amber's cgroups)"
@@ -352,12 +352,12 @@ final class CgroupRestore {
             }
             let named = record.controllers.split(separator: ",").compactMap { options.roots[String($0)] }
             guard Set(named).count <= 1 else {
-                hierarchies.forEach { close($0.directory) }
+                for opened in hierarchies { close(opened.directory) }
                 throw AmberError(.failure, "--cgroup-root names two cgroups for the hierarchy \(record.controllers)")
             }
             let target = named.first ?? options.roots[""] ?? record.root
             guard let root = mount.relativePath(of: target) else {
-                hierarchies.forEach { close($0.directory) }
+                for opened in hierarchies { close(opened.directory) }
                 throw AmberError(
                     .failure,
                     "the cgroup \(CgroupState.describe(record.controllers, target)) is not below the mount of its hierarchy here (\(mount.mountPoint), of \(mount.root))"
@@ -367,14 +367,16 @@ final class CgroupRestore {
                 hierarchies.append(
                     Hierarchy(record: record, mount: mount, directory: try CgroupFS.openHierarchy(mount), root: root))
             } catch {
-                hierarchies.forEach { close($0.directory) }
+                for opened in hierarchies { close(opened.directory) }
                 throw AmberError(.failure, "cannot open the cgroup hierarchy at \(mount.mountPoint): \(error)")
             }
         }
         self.hierarchies = hierarchies
     }
 
-    deinit { hierarchies.forEach { close($0.directory) } }
+    deinit {
+        for hierarchy in hierarchies { close(hierarchy.directory) }
+    }
 
     /// The cgroup at `path` (relative to the image's root cgroup) of hierarchy `hierarchy`, relative to its mount.
     private func here(_ hierarchy: Hierarchy, _ path: String) -> String {
