@@ -263,15 +263,8 @@ static inline long raw_syscall4(long n, long a, long b, long c, long d) {
     return r;
 }
 
-long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int exit_signal, int kept_fd, pid_t awaited_child) {
-    struct amber_clone_args args = {0};
-    args.flags = flags;
-    args.exit_signal = (uint64_t)exit_signal;
-    args.set_tid = (uint64_t)set_tid;
-    args.set_tid_size = set_tid_count;
-    long r = raw_syscall4(SYS_clone3, (long)&args, sizeof(args), 0, 0);
-    if (r != 0) return r;
-    // Child: a copy of the caller's memory; only raw syscalls from here on.
+// In a new helper child: default signal handlers, nothing blocked, and no fd but `kept_fd`.
+static inline void helper_start_clean(int kept_fd) {
     struct amber_kernel_sigaction dfl = {0};
     for (long sig = 1; sig <= 64; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
@@ -281,6 +274,18 @@ long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uin
     raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, 8);
     if (kept_fd > 0) raw_syscall4(SYS_close_range, 0, kept_fd - 1, 0, 0);
     raw_syscall4(SYS_close_range, kept_fd + 1, ~0U, 0, 0);
+}
+
+long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int exit_signal, int kept_fd, pid_t awaited_child) {
+    struct amber_clone_args args = {0};
+    args.flags = flags;
+    args.exit_signal = (uint64_t)exit_signal;
+    args.set_tid = (uint64_t)set_tid;
+    args.set_tid_size = set_tid_count;
+    long r = raw_syscall4(SYS_clone3, (long)&args, sizeof(args), 0, 0);
+    if (r != 0) return r;
+    // Child: a copy of the caller's memory; only raw syscalls from here on.
+    helper_start_clean(kept_fd);
     // Become traced by the caller and stop: the caller sees a SIGSTOP signal-delivery stop
     // and takes over from there, so no job-control stop is ever left behind.
     // Untraced, its SIGSTOP would be a job-control stop that the caller, waiting for a
@@ -308,15 +313,7 @@ long amber_clone3_sibling_helper(const pid_t *set_tid, size_t set_tid_count, uin
     // Child of the caller's parent: a copy of the caller's memory; only raw syscalls from here
     // on. It cannot ask to be traced (its tracer would be that parent): it waits in pause(),
     // where the caller, having seized it, finds it ready.
-    struct amber_kernel_sigaction dfl = {0};
-    for (long sig = 1; sig <= 64; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP) continue;
-        raw_syscall4(SYS_rt_sigaction, sig, (long)&dfl, 0, 8);
-    }
-    uint64_t none = 0;
-    raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, 8);
-    if (kept_fd > 0) raw_syscall4(SYS_close_range, 0, kept_fd - 1, 0, 0);
-    raw_syscall4(SYS_close_range, kept_fd + 1, ~0U, 0, 0);
+    helper_start_clean(kept_fd);
     for (;;) raw_syscall4(SYS_pause, 0, 0, 0, 0);
 }
 
