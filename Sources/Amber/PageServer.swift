@@ -14,6 +14,21 @@ public enum PageServer {
         public let bytes: UInt64
     }
 
+    /// Listens on `host` (nil: every address) and `port` (0: one the kernel picks), tells
+    /// `listening` the address, and takes the first connection; then stops listening.
+    static func acceptOne(
+        host: String?, port: UInt16, listening: (String) -> Void
+    ) throws(AmberError) -> (fd: CInt, peer: InetAddress?) {
+        do {
+            let listener = try TcpEndpoint.listen(host: host, port: port)
+            listening(listener.address.description)
+            defer { close(listener.fd) }
+            return try TcpEndpoint.accept(listener.fd, timeout: StreamProtocol.timeoutSeconds)
+        } catch {
+            throw AmberError(.failure, "page server: \(error)")
+        }
+    }
+
     /// A sink sending the image to the page server at `address` ("HOST:PORT"), connected and
     /// greeted: called before the tree is touched, so that a page server out of reach fails the
     /// dump at once.
@@ -51,15 +66,7 @@ public enum PageServer {
         // The directory's rules are checked before anyone is waited for, and it is made only
         // once a peer is there: a page server stopped while it waits leaves nothing behind.
         try makeSink().discard()
-        let connection: (fd: CInt, peer: InetAddress?)
-        do {
-            let listener = try TcpEndpoint.listen(host: host, port: port)
-            listening(listener.address.description)
-            defer { close(listener.fd) }
-            connection = try TcpEndpoint.accept(listener.fd, timeout: StreamProtocol.timeoutSeconds)
-        } catch {
-            throw AmberError(.failure, "page server: \(error)")
-        }
+        let connection = try PageServer.acceptOne(host: host, port: port, listening: listening)
         let sink: DirectorySink
         do {
             sink = try makeSink()

@@ -41,15 +41,7 @@ public enum PostCopy {
         } catch {
             throw AmberError(.badImage, error.description)
         }
-        let connection: (fd: CInt, peer: InetAddress?)
-        do {
-            let listener = try TcpEndpoint.listen(host: host, port: port)
-            listening(listener.address.description)
-            defer { close(listener.fd) }
-            connection = try TcpEndpoint.accept(listener.fd, timeout: StreamProtocol.timeoutSeconds)
-        } catch {
-            throw AmberError(.failure, "page server: \(error)")
-        }
+        let connection = try PageServer.acceptOne(host: host, port: port, listening: listening)
         let peer = connection.peer?.description ?? "the peer"
         logger.info("serving the image in \(directory) to a post-copy restore at \(peer)")
         do {
