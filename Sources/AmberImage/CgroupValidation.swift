@@ -1,16 +1,271 @@
-/// The properties (limits) of a cgroup the dump records and the restore writes back, by the
-/// hierarchy's controllers, in the order they are written: a fixed list, so an image never
-/// names another file of a cgroup.
+/// How the restore writes a recorded property of a cgroup back.
+public enum CgroupPropertyWriting: Sendable, Equatable {
+    /// The value in one write.
+    case whole
+    /// One write per line: the file reads one line per device or resource (io.max, rdma.max),
+    /// and takes one at a time.
+    case lines
+    /// cgroup.subtree_control: "+NAME" for each controller the value names.
+    case controllers
+    /// v1 devices.list: "a" into devices.deny (nothing allowed), then each line into
+    /// devices.allow.
+    case devices
+    /// v1 memory.oom_control: the value of oom_kill_disable, read from its "oom_kill_disable N"
+    /// line and written alone.
+    case oomKillDisable
+}
+
+/// Which lines of a per-line property a fresh cgroup has: those are not written back.
+public enum CgroupDefaultLines: Sendable, Equatable {
+    /// None: every line is a limit ("8:0 1048576").
+    case none
+    /// This line ("default 100").
+    case exactly(String)
+    /// Those whose every field after the first is "max" or "KEY=max" ("sev max").
+    case allMax
+    /// Those whose second field is "0".
+    case zero
+}
+
+/// A file of a cgroup whose value the dump records and the restore writes back.
+public struct CgroupPropertyRule: Sendable {
+    /// The file; a "*" component stands for a huge page size ("hugetlb.*.max": "hugetlb.2MB.max").
+    public let name: String
+    public let writing: CgroupPropertyWriting
+    /// A new cgroup's value, not recorded; nil when a new cgroup takes its parent's (the value
+    /// is then always recorded and written back).
+    public let fresh: String?
+    public let defaultLines: CgroupDefaultLines
+
+    init(_ name: String, _ fresh: String?, _ writing: CgroupPropertyWriting = .whole, lines: CgroupDefaultLines = .none) {
+        self.name = name
+        self.fresh = fresh
+        self.writing = writing
+        defaultLines = lines
+    }
+
+    public func matches(_ file: String) -> Bool {
+        let pattern = name.split(separator: ".", omittingEmptySubsequences: false)
+        let components = file.split(separator: ".", omittingEmptySubsequences: false)
+        guard pattern.count == components.count else { return false }
+        return zip(pattern, components).allSatisfy { wanted, component in
+            wanted == "*" ? CgroupProperties.isPageSize(component) : wanted == component
+        }
+    }
+
+    /// What the dump records of `value` (the file's text without its final newline): nil when
+    /// it is a new cgroup's.
+    public func recorded(_ value: String) -> String? {
+        switch writing {
+        case .oomKillDisable:
+            let line = value.split(separator: "\n").first { $0.hasPrefix("oom_kill_disable ") }
+            return line.map { String($0.dropFirst("oom_kill_disable ".count)) } ?? value
+        case .lines:
+            guard fresh != nil else { return value }
+            let kept = value.split(separator: "\n").filter { !isDefault($0) }
+            return kept.isEmpty ? nil : kept.joined(separator: "\n")
+        case .whole, .controllers, .devices:
+            guard let fresh else { return value }
+            return value == fresh ? nil : value
+        }
+    }
+
+    private func isDefault(_ line: Substring) -> Bool {
+        let fields = line.split(separator: " ")
+        switch defaultLines {
+        case .none: return false
+        case .exactly(let text): return line == text
+        case .allMax:
+            return fields.count > 1 && fields.dropFirst().allSatisfy { $0 == "max" || $0.hasSuffix("=max") }
+        case .zero: return fields.count == 2 && fields[1] == "0"
+        }
+    }
+
+    /// Whether `value` is what the dump records for this file: printable text, one line (or
+    /// lines, for a per-line file), within bounds.
+    public func isWellFormed(_ value: String) -> Bool {
+        let multiline = writing == .lines || writing == .devices
+        guard value.utf8.count <= (multiline ? 16384 : 256) else { return false }
+        let lines = value.split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.count <= (multiline ? 256 : 1) else { return false }
+        guard lines.allSatisfy({ line in line.utf8.count <= 256 && line.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7f } })
+        else { return false }
+        switch writing {
+        case .whole: return true
+        case .lines, .devices: return lines.allSatisfy { !$0.isEmpty }
+        case .controllers:
+            return value.isEmpty
+                || value.split(separator: " ", omittingEmptySubsequences: false).allSatisfy { name in
+                    !name.isEmpty && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x5f || ($0 >= 0x30 && $0 <= 0x39) }
+                }
+        case .oomKillDisable: return value == "0" || value == "1"
+        }
+    }
+}
+
+/// What the dump does with a file of a cgroup.
+public enum CgroupFileKind: Sendable, Equatable {
+    /// Recorded (unless a new cgroup's) and written back by the rule at this index of the
+    /// hierarchy's `rules`.
+    case restored(Int)
+    /// Writable, and holds nothing to restore: membership, triggers, counters a write resets,
+    /// actions, state checked apart (cgroup.freeze, cgroup.type, freezer.state).
+    case stateless
+    /// Not restored: refused unless it holds this value, a new cgroup's.
+    case refusedUnless(String)
+    /// Writable and unknown to amber (a newer kernel's): refused.
+    case unknown
+}
+
+/// The properties of a cgroup the dump records and the restore writes back, by the hierarchy's
+/// controllers, in the order they are written (cpuset.cpus before its partition, a quota's
+/// period before it, a parent's cgroup.subtree_control before its children's limits): a fixed
+/// table, so an image never makes amber write another file of a cgroup (cgroup.procs,
+/// cgroup.kill, memory.reclaim...). Every other writable file of a dumped cgroup is either known
+/// to hold no state, or refused at the dump unless it holds a new cgroup's value.
 public enum CgroupProperties {
-    public static func names(controllers: String) -> [String] {
-        if controllers.isEmpty { return ["cpu.weight", "cpu.max", "memory.max", "pids.max"] }
-        let set = Set(controllers.split(separator: ","))
-        var names: [String] = []
-        if set.contains("cpuset") { names += ["cpuset.cpus", "cpuset.mems"] }
-        if set.contains("cpu") { names += ["cpu.shares", "cpu.cfs_period_us", "cpu.cfs_quota_us"] }
-        if set.contains("memory") { names += ["memory.limit_in_bytes"] }
-        if set.contains("pids") { names += ["pids.max"] }
-        return names
+    /// PAGE_COUNTER_MAX in bytes: a v1 memory or hugetlb limit that is not set.
+    static let noLimit = "9223372036854771712"
+
+    /// cgroup v2 (Documentation/admin-guide/cgroup-v2.rst, kernel 6.18).
+    static let unified: [CgroupPropertyRule] = [
+        .init("cgroup.subtree_control", "", .controllers),
+        .init("cgroup.max.depth", "max"),
+        .init("cgroup.max.descendants", "max"),
+        .init("cgroup.pressure", "1"),
+        .init("cpuset.cpus", ""),
+        .init("cpuset.mems", ""),
+        .init("cpuset.cpus.exclusive", ""),
+        .init("cpuset.cpus.partition", "member"),
+        .init("cpu.weight", "100"),
+        .init("cpu.max", "max 100000"),
+        .init("cpu.max.burst", "0"),
+        .init("cpu.idle", "0"),
+        .init("cpu.uclamp.min", "0.00"),
+        .init("cpu.uclamp.max", "max"),
+        .init("memory.min", "0"),
+        .init("memory.low", "0"),
+        .init("memory.high", "max"),
+        .init("memory.max", "max"),
+        .init("memory.swap.high", "max"),
+        .init("memory.swap.max", "max"),
+        .init("memory.zswap.max", "max"),
+        .init("memory.zswap.writeback", "1"),
+        .init("memory.oom.group", "0"),
+        .init("io.weight", "", .lines, lines: .exactly("default 100")),
+        .init("io.bfq.weight", "", .lines, lines: .exactly("default 100")),
+        .init("io.max", "", .lines, lines: .allMax),
+        .init("io.latency", "", .lines),
+        .init("io.prio.class", "no-change"),
+        .init("pids.max", "max"),
+        .init("hugetlb.*.max", "max"),
+        .init("hugetlb.*.rsvd.max", "max"),
+        .init("rdma.max", "", .lines, lines: .allMax),
+        .init("misc.max", "", .lines, lines: .allMax),
+        .init("dmem.max", "", .lines, lines: .allMax),
+        .init("dmem.min", "", .lines, lines: .zero),
+        .init("dmem.low", "", .lines, lines: .zero),
+    ]
+
+    static let unifiedStateless: Set<String> = [
+        "cgroup.procs", "cgroup.threads", "cgroup.kill", "cgroup.freeze", "cgroup.type", "cpu.pressure",
+        "io.pressure", "memory.pressure", "irq.pressure", "memory.reclaim", "memory.peak", "memory.swap.peak",
+        // Another view of cpu.weight, which is restored.
+        "cpu.weight.nice",
+    ]
+
+    /// cgroup v1, by controller (Documentation/admin-guide/cgroup-v1/). Those a new cgroup
+    /// takes from its parent are always recorded.
+    static let legacy: [String: [CgroupPropertyRule]] = [
+        "cpuset": [
+            .init("cpuset.cpus", ""), .init("cpuset.mems", ""), .init("cpuset.cpu_exclusive", "0"),
+            .init("cpuset.mem_exclusive", "0"), .init("cpuset.mem_hardwall", "0"),
+            .init("cpuset.memory_migrate", "0"), .init("cpuset.memory_spread_page", nil),
+            .init("cpuset.memory_spread_slab", nil), .init("cpuset.sched_load_balance", "1"),
+            .init("cpuset.sched_relax_domain_level", "-1"),
+        ],
+        "cpu": [
+            .init("cpu.shares", "1024"), .init("cpu.cfs_period_us", "100000"), .init("cpu.cfs_quota_us", "-1"),
+            .init("cpu.cfs_burst_us", "0"), .init("cpu.idle", "0"), .init("cpu.rt_period_us", "1000000"),
+            .init("cpu.rt_runtime_us", "0"), .init("cpu.uclamp.min", "0.00"), .init("cpu.uclamp.max", "max"),
+        ],
+        "memory": [
+            .init("memory.limit_in_bytes", noLimit), .init("memory.memsw.limit_in_bytes", noLimit),
+            .init("memory.soft_limit_in_bytes", noLimit), .init("memory.kmem.tcp.limit_in_bytes", noLimit),
+            .init("memory.swappiness", nil), .init("memory.oom_control", nil, .oomKillDisable),
+            .init("memory.move_charge_at_immigrate", "0"),
+        ],
+        "blkio": [
+            .init("blkio.weight", "100"), .init("blkio.weight_device", "", .lines),
+            .init("blkio.bfq.weight", "100"), .init("blkio.bfq.weight_device", "", .lines),
+            .init("blkio.throttle.read_bps_device", "", .lines),
+            .init("blkio.throttle.write_bps_device", "", .lines),
+            .init("blkio.throttle.read_iops_device", "", .lines),
+            .init("blkio.throttle.write_iops_device", "", .lines),
+        ],
+        "devices": [.init("devices.list", nil, .devices)],
+        "pids": [.init("pids.max", "max")],
+        "hugetlb": [.init("hugetlb.*.limit_in_bytes", noLimit), .init("hugetlb.*.rsvd.limit_in_bytes", noLimit)],
+        "net_cls": [.init("net_cls.classid", "0")],
+        "net_prio": [.init("net_prio.ifpriomap", nil, .lines)],
+        "rdma": [.init("rdma.max", "", .lines, lines: .allMax)],
+        "misc": [.init("misc.max", "", .lines, lines: .allMax)],
+    ]
+
+    /// Every v1 hierarchy's: a new cgroup takes its parent's.
+    static let legacyCommon: [CgroupPropertyRule] = [
+        .init("cgroup.clone_children", nil), .init("notify_on_release", nil),
+    ]
+
+    static let legacyStateless: Set<String> = [
+        "cgroup.procs", "tasks", "cgroup.event_control", "memory.force_empty", "memory.failcnt",
+        "memory.max_usage_in_bytes", "memory.kmem.failcnt", "memory.kmem.max_usage_in_bytes",
+        "memory.kmem.tcp.failcnt", "memory.kmem.tcp.max_usage_in_bytes", "memory.memsw.failcnt",
+        "memory.memsw.max_usage_in_bytes", "blkio.reset_stats", "cpuacct.usage", "freezer.state",
+        "devices.allow", "devices.deny", "hugetlb.*.failcnt", "hugetlb.*.max_usage_in_bytes",
+        "hugetlb.*.rsvd.failcnt", "hugetlb.*.rsvd.max_usage_in_bytes",
+    ]
+
+    /// v1 files amber does not write back: refused unless a new cgroup's. memory.use_hierarchy
+    /// can no longer be 0, writes to memory.kmem.limit_in_bytes are ignored, and
+    /// memory.shown_ram_in_bytes is not a mainline file.
+    static let legacyRefusedUnless: [String: String] = [
+        "memory.use_hierarchy": "1", "memory.kmem.limit_in_bytes": noLimit, "memory.shown_ram_in_bytes": "0",
+    ]
+
+    /// The rules of a hierarchy by its controllers ("" for cgroup v2), in the order they are written.
+    public static func rules(controllers: String) -> [CgroupPropertyRule] {
+        if controllers.isEmpty { return unified }
+        let names = controllers.split(separator: ",").map(String.init)
+        return legacyCommon + legacy.keys.sorted { order($0) < order($1) }.filter(names.contains).flatMap { legacy[$0] ?? [] }
+    }
+
+    /// cpuset first (a v1 cpuset cgroup takes no process without CPUs), then as the kernel lists them.
+    private static func order(_ controller: String) -> Int {
+        ["cpuset", "cpu", "memory", "blkio", "devices", "pids", "hugetlb", "net_cls", "net_prio", "rdma", "misc"]
+            .firstIndex(of: controller) ?? Int.max
+    }
+
+    /// The rule of the file `name` on the hierarchy of `controllers`.
+    public static func rule(for name: String, controllers: String) -> CgroupPropertyRule? {
+        rules(controllers: controllers).first { $0.matches(name) }
+    }
+
+    /// What the dump does with the file `name` of a cgroup on the hierarchy of `controllers`.
+    public static func kind(of name: String, controllers: String) -> CgroupFileKind {
+        if let index = rules(controllers: controllers).firstIndex(where: { $0.matches(name) }) { return .restored(index) }
+        let stateless = controllers.isEmpty ? unifiedStateless : legacyStateless
+        if stateless.contains(name) || stateless.contains(where: { CgroupPropertyRule($0, nil).matches(name) }) {
+            return .stateless
+        }
+        if !controllers.isEmpty, let fresh = legacyRefusedUnless[name] { return .refusedUnless(fresh) }
+        return .unknown
+    }
+
+    /// "2MB", "1GB", "64KB": a huge page size as hugetlb's files name it.
+    static func isPageSize(_ text: Substring) -> Bool {
+        let digits = text.prefix { $0.isASCII && $0.isNumber }
+        return !digits.isEmpty && ["KB", "MB", "GB"].contains(text.dropFirst(digits.count))
     }
 }
 
@@ -47,7 +302,7 @@ public enum CgroupRules {
 /// The checks of a tree's cgroups (`Amber_CgroupTree`, `Amber_CgroupMembership`): clean paths,
 /// each cgroup's parent before it, properties of `CgroupProperties` only.
 extension TaskValidator {
-    private static let hierarchyLimit = 64, cgroupLimit = 4096, propertyValueLimit = 256
+    private static let hierarchyLimit = 64, cgroupLimit = 4096
 
     func validateCgroupTree(_ tree: Amber_CgroupTree) throws(ImageError) {
         guard tree.hierarchies.count <= Self.hierarchyLimit else {
@@ -70,7 +325,7 @@ extension TaskValidator {
                 throw invalid("\(field).cgroups", "not the root cgroup first, then at most \(Self.cgroupLimit) in all")
             }
             var paths: Set<String> = []
-            let allowed = CgroupProperties.names(controllers: hierarchy.controllers)
+            let rules = CgroupProperties.rules(controllers: hierarchy.controllers)
             for (number, cgroup) in hierarchy.cgroups.enumerated() {
                 let path = cgroup.path
                 let parent = path.split(separator: "/").dropLast().joined(separator: "/")
@@ -87,16 +342,18 @@ extension TaskValidator {
                         "\(field).cgroups[\(number)].properties", "on a cgroup that was not below the dumper's")
                 }
                 var names: Set<String> = []
+                var lastRule = -1
                 for (place, property) in cgroup.properties.enumerated() {
-                    guard allowed.contains(property.name), names.insert(property.name).inserted,
-                        property.value.utf8.count <= Self.propertyValueLimit,
-                        property.value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7f })
+                    let rule = rules.firstIndex { $0.matches(property.name) }
+                    guard let rule, rule >= lastRule, names.insert(property.name).inserted,
+                        rules[rule].isWellFormed(property.value)
                     else {
                         throw invalid(
                             "\(field).cgroups[\(number)].properties[\(place)]",
-                            "\(property.name) is not a property amber restores on this hierarchy, is there twice, or its value is not one line of printable text"
+                            "\(property.name) is not a property amber restores on this hierarchy, is out of the order they are written in, is there twice, or its value is not what a dump records (printable text, one line but for a per-line file, within bounds)"
                         )
                     }
+                    lastRule = rule
                 }
             }
         }

@@ -1,5 +1,6 @@
 internal import CLinux
 import Glibc
+import SystemPackage
 
 /// One line of /proc/PID/cgroup: a process's cgroup on one hierarchy.
 public struct CgroupLine: Sendable, Equatable {
@@ -184,6 +185,39 @@ public enum CgroupFS {
         var text = String(decoding: bytes, as: UTF8.self)
         if text.hasSuffix("\n") { text.removeLast() }
         return text
+    }
+
+    /// A file of a cgroup: its name, and whether its mode lets it be written.
+    public struct File: Sendable, Equatable {
+        public let name: String
+        public let writable: Bool
+    }
+
+    /// The files of the cgroup `relative` below `directory` (not its child cgroups), by name.
+    public static func files(of relative: String, below directory: Int32) throws(LinuxError) -> [File] {
+        let fd = try open(relative, below: directory, flags: O_RDONLY | O_DIRECTORY)
+        guard let stream = fdopendir(fd) else {
+            let error = LinuxError.current("fdopendir \(relative)")
+            Glibc.close(fd)
+            throw error
+        }
+        defer { closedir(stream) }
+        var files: [File] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(stream) else {
+                if errno != 0 { throw LinuxError(Errno(rawValue: errno), "readdir \(relative)") }
+                break
+            }
+            guard entry.pointee.d_type == UInt8(DT_REG) else { continue }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            var status = stat()
+            _ = try libcResult("stat \(relative)/\(name)") { fstatat(fd, name, &status, AT_SYMLINK_NOFOLLOW) }.get()
+            files.append(File(name: name, writable: status.st_mode & 0o222 != 0))
+        }
+        return files.sorted { $0.name < $1.name }
     }
 
     /// Writes `value` into the file `file` of the cgroup `relative`, in one write.

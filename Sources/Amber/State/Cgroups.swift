@@ -49,7 +49,8 @@ public struct CgroupRestoreOptions: Sendable {
 /// state is restored (its memory is charged there), making the missing ones as
 /// `--manage-cgroups` says; a tree in a cgroup namespace of its own gets a new one rooted at the
 /// cgroup its root cgroup becomes. A cgroup state the restore cannot bring back (frozen,
-/// threaded, out of reach, threads apart from their process) is refused.
+/// threaded, out of reach, threads apart from their process, a control file of a cgroup below
+/// the dumper's holding what `CgroupProperties` does not write back) is refused.
 enum CgroupState {
     /// The hierarchies mounted where amber runs, and amber's own cgroups.
     struct Host {
@@ -181,6 +182,7 @@ enum CgroupState {
         guard let root = processes.first?.tree else { return }
         let host = try host.get()
         let roots = try Self.roots(of: root, ownNamespace: try hasOwnNamespace(root.pid))
+        var scanned: Set<String> = []
         for process in processes {
             let lines: [CgroupLine]
             do {
@@ -190,16 +192,89 @@ enum CgroupState {
                 if !Signals.processExists(process.pid) { continue }
                 throw error
             }
-            for line in lines where host.mount(for: line) != nil {
-                guard let top = roots[line.controllers], CgroupPaths.relative(line.path, below: top) == nil else {
-                    continue
+            for line in lines {
+                guard let mount = host.mount(for: line), let top = roots[line.controllers] else { continue }
+                guard let relative = CgroupPaths.relative(line.path, below: top) else {
+                    throw AmberError.unsupported(
+                        process.name,
+                        "is in the cgroup \(describe(line.controllers, line.path)), outside the cgroup \(top) of its tree's root: a tree's cgroups are restored below its root's",
+                        tree: root)
                 }
-                throw AmberError.unsupported(
-                    process.name,
-                    "is in the cgroup \(describe(line.controllers, line.path)), outside the cgroup \(top) of its tree's root: a tree's cgroups are restored below its root's",
-                    tree: root)
+                var path = ""
+                for component in [""] + relative.split(separator: "/").map(String.init) {
+                    path = [path, component].filter { !$0.isEmpty }.joined(separator: "/")
+                    let absolute = CgroupPaths.join(top, path)
+                    guard scanned.insert(describe(line.controllers, absolute)).inserted,
+                        let own = host.own.first(where: { $0.controllers == line.controllers })?.path,
+                        let below = CgroupPaths.relative(absolute, below: own), !below.isEmpty,
+                        let here = mount.relativePath(of: absolute)
+                    else { continue }
+                    let directory = try CgroupFS.openHierarchy(mount)
+                    defer { close(directory) }
+                    do {
+                        _ = try properties(of: here, controllers: line.controllers, below: directory)
+                    } catch let unrestored as UnrestoredProperty {
+                        throw unrestored.refusal(process.name, cgroup: describe(line.controllers, absolute), tree: root)
+                    }
+                }
             }
         }
+    }
+
+    /// A file of a cgroup holding what the restore would not bring back.
+    struct UnrestoredProperty: Error {
+        let file: String
+        let value: String
+        let why: String
+
+        func refusal(_ process: ProcessName, cgroup: String, tree: ProcessName) -> AmberError {
+            let shown = value.split(separator: "\n").joined(separator: "; ")
+            let brief = shown.count > 120 ? String(shown.prefix(120)) + "..." : shown
+            return AmberError.unsupported(
+                process, "is in the cgroup \(cgroup), whose \(file) is \"\(brief)\": \(why); not restored",
+                tree: tree)
+        }
+    }
+
+    /// The properties of the cgroup `relative` (below the mount `directory` of the hierarchy of
+    /// `controllers`) a restore that makes it writes back, in their order: every file of
+    /// `CgroupProperties` whose value is not a new cgroup's. Throws `UnrestoredProperty` for a
+    /// writable file holding what no rule writes back.
+    static func properties(of relative: String, controllers: String, below directory: Int32) throws
+        -> [Amber_CgroupProperty]
+    {
+        let rules = CgroupProperties.rules(controllers: controllers)
+        var found: [(rule: Int, property: Amber_CgroupProperty)] = []
+        for file in try CgroupFS.files(of: relative, below: directory) {
+            switch CgroupProperties.kind(of: file.name, controllers: controllers) {
+            case .stateless: continue
+            case .restored(let index):
+                guard let value = try CgroupFS.read(file.name, of: relative, below: directory),
+                    let recorded = rules[index].recorded(value)
+                else { continue }
+                guard rules[index].isWellFormed(recorded) else {
+                    throw UnrestoredProperty(
+                        file: file.name, value: value, why: "longer, or of more lines, than an image holds")
+                }
+                var property = Amber_CgroupProperty()
+                property.name = file.name
+                property.value = recorded
+                found.append((index, property))
+            case .refusedUnless(let fresh):
+                guard file.writable, let value = try CgroupFS.read(file.name, of: relative, below: directory),
+                    value != fresh
+                else { continue }
+                throw UnrestoredProperty(
+                    file: file.name, value: value, why: "amber does not write it back (a new cgroup has \(fresh))")
+            case .unknown:
+                guard file.writable else { continue }
+                let value = (try? CgroupFS.read(file.name, of: relative, below: directory)).flatMap { $0 } ?? "(unreadable)"
+                throw UnrestoredProperty(
+                    file: file.name, value: value,
+                    why: "a control file amber does not know, which it cannot show to hold a new cgroup's value")
+            }
+        }
+        return found.sorted { ($0.rule, $0.property.name) < ($1.rule, $1.property.name) }.map(\.property)
     }
 
     /// What one dump records: the root's `CgroupTree` and each process's memberships.
@@ -251,12 +326,10 @@ enum CgroupState {
                     let relative = mount.relativePath(of: absolute)
                 {
                     cgroup.belowDumper = true
-                    for name in CgroupProperties.names(controllers: top.key) {
-                        guard let value = try CgroupFS.read(name, of: relative, below: directory) else { continue }
-                        var property = Amber_CgroupProperty()
-                        property.name = name
-                        property.value = value
-                        cgroup.properties.append(property)
+                    do {
+                        cgroup.properties = try properties(of: relative, controllers: top.key, below: directory)
+                    } catch let unrestored as UnrestoredProperty {
+                        throw unrestored.refusal(root.name, cgroup: describe(top.key, absolute), tree: root.name)
                     }
                 }
                 hierarchy.cgroups.append(cgroup)
@@ -391,17 +464,27 @@ final class CgroupRestore {
         return try PathOpening.perform(as: identity, what: what, body)
     }
 
-    /// Makes the cgroups, writes their properties, gives the tree its cgroup namespace and puts
-    /// every process of `built` (created, not yet restored) into its cgroups.
+    /// Makes the cgroups (writing the properties of v1 ones as each is made: a v1 devices
+    /// cgroup's list changes only while it has no child), gives the tree its cgroup namespace,
+    /// puts every process of `built` (created, not yet restored) into its cgroups, then writes
+    /// the properties of v2 ones: a v2 cgroup with controllers in its cgroup.subtree_control
+    /// takes no process (the namespace's root joins its root cgroup first), and
+    /// cgroup.max.depth and cgroup.max.descendants could forbid the cgroups below.
     func apply(to built: [TreeTask], restorerPidfd: Int32) throws {
         guard !hierarchies.isEmpty, let root = built.first else { return }
-        for hierarchy in hierarchies { try prepare(hierarchy, root: root.record) }
+        var written: [(Hierarchy, Amber_CgroupDirectory)] = []
+        for hierarchy in hierarchies {
+            written += try prepare(hierarchy, root: root.record).map { (hierarchy, $0) }
+        }
         if tree.ownNamespace { try makeNamespace(built, restorerPidfd: restorerPidfd) }
         for task in built { try place(task) }
+        for (hierarchy, cgroup) in written { try writeProperties(of: cgroup, hierarchy, root: root.record) }
     }
 
-    /// Makes the cgroups of one hierarchy as the mode says, and writes their properties.
-    private func prepare(_ hierarchy: Hierarchy, root: Amber_Task) throws {
+    /// Makes the cgroups of one hierarchy as the mode says, writing the properties of v1 ones;
+    /// returns the v2 ones whose properties are to be written, parents first.
+    private func prepare(_ hierarchy: Hierarchy, root: Amber_Task) throws -> [Amber_CgroupDirectory] {
+        var written: [Amber_CgroupDirectory] = []
         let isCpuset = hierarchy.record.controllers.split(separator: ",").contains("cpuset")
         for cgroup in hierarchy.record.cgroups {
             let path = here(hierarchy, cgroup.path)
@@ -445,15 +528,47 @@ final class CgroupRestore {
                 madeHere = true
             }
             guard mode == .props || mode == .full || mode == .strict || (mode == .soft && madeHere) else { continue }
-            for property in cgroup.properties {
+            if hierarchy.record.controllers.isEmpty {
+                written.append(cgroup)
+            } else {
+                try writeProperties(of: cgroup, hierarchy, root: root)
+            }
+        }
+        return written
+    }
+
+    /// Writes the recorded properties of one cgroup, as their rules say (the validator checked
+    /// that each has one).
+    private func writeProperties(of cgroup: Amber_CgroupDirectory, _ hierarchy: Hierarchy, root: Amber_Task) throws {
+        let path = here(hierarchy, cgroup.path)
+        let what = CgroupState.describe(hierarchy.record.controllers, CgroupPaths.join(hierarchy.mount.root, path))
+        for property in cgroup.properties {
+            guard let rule = CgroupProperties.rule(for: property.name, controllers: hierarchy.record.controllers)
+            else {
+                throw AmberError(.restoreFailed, "\(property.name) of the cgroup \(what) is not a property amber writes")
+            }
+            let lines = property.value.split(separator: "\n").map(String.init)
+            let writes: [(file: String, value: String)]
+            switch rule.writing {
+            case .whole, .oomKillDisable: writes = [(property.name, property.value)]
+            case .lines: writes = lines.map { (property.name, $0) }
+            case .controllers:
+                writes = property.value.split(separator: " ").map { (property.name, "+" + $0) }
+            case .devices:
+                // A cgroup with children takes no "a": a list it has already is left as it is.
+                let current = try? CgroupFS.read(property.name, of: path, below: hierarchy.directory)
+                writes = current == property.value ? [] : [("devices.deny", "a")] + lines.map { ("devices.allow", $0) }
+            }
+            for (file, value) in writes {
                 do throws(LinuxError) {
-                    try asTree(root, what: "write \(property.name)") { () throws(LinuxError) in
-                        try CgroupFS.write(property.value, to: property.name, of: path, below: hierarchy.directory)
+                    try asTree(root, what: "write \(file)") { () throws(LinuxError) in
+                        try CgroupFS.write(value, to: file, of: path, below: hierarchy.directory)
                     }
                 } catch {
                     throw AmberError(
                         .restoreFailed,
-                        "cannot set \(property.name) of the cgroup \(what) to \(property.value): \(error)")
+                        "cannot set \(property.name) of the cgroup \(what) to \(property.value) (writing \(value) to \(file)): \(error)"
+                    )
                 }
             }
         }

@@ -75,7 +75,8 @@ public nonisolated struct Amber_CgroupDirectory: Sendable {
   public var path: String = String()
 
   /// Its properties (limits) at the dump, for a cgroup below the dumper's own, in the order
-  /// they are written back: each file of `CgroupProperties` it had.
+  /// they are written back: each file of `CgroupProperties`' table it had with another value
+  /// than a new cgroup's (or, for a value a new cgroup takes from its parent, always).
   public var properties: [Amber_CgroupProperty] = []
 
   /// Below the dumper's own cgroup at the dump: the tree's own, which `--manage-cgroups strict`
@@ -96,7 +97,9 @@ public nonisolated struct Amber_CgroupProperty: Sendable {
   /// A file of the cgroup: "memory.limit_in_bytes", "cpu.max"...
   public var name: String = String()
 
-  /// What it read, without the final newline.
+  /// What it read, without the final newline; of a per-line file (io.max, misc.max...) only
+  /// the lines a new cgroup would not have, of v1 memory.oom_control only oom_kill_disable's
+  /// value.
   public var value: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
