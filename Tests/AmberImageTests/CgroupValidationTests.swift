@@ -58,6 +58,86 @@ extension TaskValidationTests {
     }
 }
 
+extension TaskValidationTests {
+    /// A hostile image names only files of the table, in its order, with values of the shape the
+    /// dump records: never cgroup.procs or memory.reclaim, never a second line in a one-line
+    /// file, never a controller list that is not names.
+    func testCgroupPropertiesOfAnImage() throws {
+        func unified(_ task: inout Amber_Task, _ properties: [(String, String)]) {
+            var hierarchy = Amber_CgroupHierarchy()
+            hierarchy.root = "/box"
+            var root = Amber_CgroupDirectory()
+            root.belowDumper = true
+            root.properties = properties.map { name, value in
+                var property = Amber_CgroupProperty()
+                (property.name, property.value) = (name, value)
+                return property
+            }
+            hierarchy.cgroups = [root]
+            task.cgroupTree.hierarchies = [hierarchy]
+        }
+        try assertAccepted {
+            unified(
+                &$0,
+                [
+                    ("cgroup.subtree_control", "hugetlb memory"), ("cgroup.max.descendants", "4"),
+                    ("memory.high", "1073741824"), ("io.max", "8:0 rbps=1048576 wbps=max riops=max wiops=max\n8:16 wiops=10"),
+                    ("hugetlb.2MB.max", "4194304"),
+                ])
+        }
+        let place = "cgroup_tree.hierarchies[0].cgroups[0].properties"
+        for name in ["cgroup.procs", "cgroup.kill", "memory.reclaim", "cgroup.freeze", "../memory.max", "hugetlb.x.max"] {
+            try assertRejected("\(place)[0]") { unified(&$0, [(name, "1")]) }
+        }
+        try assertRejected("\(place)[0]") { unified(&$0, [("memory.high", "1\n2")]) }
+        try assertRejected("\(place)[0]") { unified(&$0, [("io.max", "8:0 rbps=1\n\n8:1 rbps=2")]) }
+        try assertRejected("\(place)[0]") { unified(&$0, [("io.max", "8:0 rbps=1\u{7}")]) }
+        try assertRejected("\(place)[0]") { unified(&$0, [("memory.high", String(repeating: "9", count: 300))]) }
+        try assertRejected("\(place)[0]") { unified(&$0, [("cgroup.subtree_control", "+memory")]) }
+        try assertRejected("\(place)[1]") { unified(&$0, [("memory.high", "1"), ("cgroup.max.depth", "2")]) }
+        try assertRejected("\(place)[1]") { unified(&$0, [("memory.high", "1"), ("memory.high", "2")]) }
+    }
+
+    /// What the dump does with each file of a cgroup: records what a new cgroup would not have
+    /// (a per-line file's lines apart from its default ones), passes over files holding no
+    /// state, and refuses a known file it does not restore that is set, and any unknown one.
+    func testCgroupFileKinds() throws {
+        XCTAssertEqual(CgroupProperties.kind(of: "cgroup.kill", controllers: ""), .stateless)
+        XCTAssertEqual(CgroupProperties.kind(of: "memory.pressure", controllers: ""), .stateless)
+        XCTAssertEqual(CgroupProperties.kind(of: "memory.peak", controllers: ""), .stateless)
+        XCTAssertEqual(CgroupProperties.kind(of: "memory.future_limit", controllers: ""), .unknown)
+        XCTAssertEqual(CgroupProperties.kind(of: "cgroup.procs", controllers: "memory"), .stateless)
+        XCTAssertEqual(CgroupProperties.kind(of: "hugetlb.1GB.max_usage_in_bytes", controllers: "hugetlb"), .stateless)
+        XCTAssertEqual(CgroupProperties.kind(of: "memory.use_hierarchy", controllers: "memory"), .refusedUnless("1"))
+        XCTAssertEqual(CgroupProperties.kind(of: "memory.future_limit", controllers: "memory"), .unknown)
+        XCTAssertEqual(CgroupProperties.kind(of: "cpu.shares", controllers: "memory"), .unknown)
+        guard case .restored = CgroupProperties.kind(of: "hugetlb.1GB.rsvd.max", controllers: "") else {
+            return XCTFail("hugetlb.1GB.rsvd.max is not restored")
+        }
+
+        func recorded(_ name: String, _ controllers: String, _ value: String) -> String? {
+            CgroupProperties.rule(for: name, controllers: controllers)?.recorded(value)
+        }
+        XCTAssertNil(recorded("io.weight", "", "default 100"))
+        XCTAssertEqual(recorded("io.weight", "", "default 100\n8:0 200"), "8:0 200")
+        XCTAssertEqual(recorded("io.weight", "", "default 50"), "default 50")
+        XCTAssertNil(recorded("misc.max", "", "sev max\nsev_es max"))
+        XCTAssertEqual(recorded("misc.max", "", "sev max\nsev_es 4"), "sev_es 4")
+        XCTAssertNil(recorded("rdma.max", "", "mlx4_0 hca_handle=max hca_object=max"))
+        XCTAssertNil(recorded("cpu.max", "", "max 100000"))
+        XCTAssertEqual(recorded("cpu.max", "", "50000 100000"), "50000 100000")
+        XCTAssertNil(recorded("memory.limit_in_bytes", "memory", "9223372036854771712"))
+        XCTAssertEqual(recorded("memory.swappiness", "memory", "60"), "60")
+        XCTAssertEqual(recorded("memory.oom_control", "memory", "oom_kill_disable 1\nunder_oom 0\noom_kill 0"), "1")
+        XCTAssertEqual(recorded("net_prio.ifpriomap", "net_cls,net_prio", "lo 0\neth0 3"), "lo 0\neth0 3")
+
+        let cpu = CgroupProperties.rules(controllers: "cpu,cpuacct").map(\.name)
+        XCTAssertLessThan(try XCTUnwrap(cpu.firstIndex(of: "cpu.cfs_period_us")), try XCTUnwrap(cpu.firstIndex(of: "cpu.cfs_quota_us")))
+        let unified = CgroupProperties.rules(controllers: "").map(\.name)
+        XCTAssertLessThan(try XCTUnwrap(unified.firstIndex(of: "cpuset.cpus")), try XCTUnwrap(unified.firstIndex(of: "cpuset.cpus.partition")))
+    }
+}
+
 extension CrossRecordTests {
     /// Each process is in one of the root's recorded cgroups on every hierarchy.
     func testCgroupMembershipOutsideTheTreeIsRefused() throws {

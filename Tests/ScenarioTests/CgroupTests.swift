@@ -2,7 +2,9 @@
 // v2 where it is mounted), its child in sub-cgroups, comes back into them after they were
 // removed, with their limits; a tree in a cgroup namespace of its own comes back in a new one
 // under another root (--cgroup-root) and reads the same /proc/self/cgroup; a frozen freezer
-// cgroup and a child in another cgroup namespace are refused.
+// cgroup and a child in another cgroup namespace are refused. Every limit a remade cgroup had
+// comes back (v1 memory, cpu, blkio, pids, devices; v2 nesting limits, cgroup.subtree_control and
+// the hugetlb limits it enables below); a limit amber does not write back is refused by name.
 
 import AmberImage
 import Foundation
@@ -305,6 +307,135 @@ final class CgroupTests: ScenarioTestCase {
         let image = try newDirectory("image")
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
         assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(child)", "cgroup namespace"])
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+        assertRunningUntraced(p.pid, "after the refused dump")
+        try terminateAndExpectPass(p, "after the refused dump")
+    }
+
+    /// The major:minor of the disk the root filesystem is on (its whole disk when on a partition).
+    private func rootDisk() throws -> String {
+        let mountinfo = Sys.readText("/proc/self/mountinfo") ?? ""
+        let fields = mountinfo.split(separator: "\n").map { $0.split(separator: " ") }.last { $0.count > 4 && $0[4] == "/" }
+        let device = try XCTUnwrap(fields.map { String($0[2]) }, "no mount of / in /proc/self/mountinfo")
+        guard Sys.fileExists("/sys/dev/block/\(device)/partition") else { return device }
+        return try XCTUnwrap(
+            Sys.readText("/sys/dev/block/\(device)/../dev")?.trimmingCharacters(in: .whitespacesAndNewlines),
+            "no disk above the partition \(device)")
+    }
+
+    /// Sets `file` of `cgroup`, failing the test when the kernel refuses it or (for a file that
+    /// reads back) takes another value.
+    private func set(_ file: String, of cgroup: TestCgroup, to text: String, reads expected: String? = nil) {
+        XCTAssertTrue(Self.write(text, to: cgroup.directory + "/" + file), "write \(text) to \(cgroup.path)/\(file)")
+        if !file.hasPrefix("devices.") {
+            XCTAssertEqual(value(file, of: cgroup), expected ?? text, "\(cgroup.path)/\(file) as set")
+        }
+    }
+
+    func testLimitsBeyondTheFixedListComeBack() throws {
+        let own = try requireCgroups(["memory", "cpu", "blkio", "pids", "devices"])
+        let unifiedOwn = try XCTUnwrap(ownCgroup(""), "no cgroup v2 hierarchy")
+        guard value("cgroup.controllers", of: unifiedOwn)?.split(separator: " ").contains("hugetlb") == true else {
+            throw XCTSkip("the cgroup v2 hierarchy here has no hugetlb controller")
+        }
+        if value("cgroup.subtree_control", of: unifiedOwn)?.split(separator: " ").contains("hugetlb") != true {
+            XCTAssertTrue(Self.write("+hugetlb", to: unifiedOwn.directory + "/cgroup.subtree_control"))
+            addTeardownBlock { Self.write("-hugetlb", to: unifiedOwn.directory + "/cgroup.subtree_control") }
+        }
+        let disk = try rootDisk()
+        let name = "amber-test-\(getpid())-limits"
+        let memory = try makeCgroup(name, in: own[0])
+        let memoryChild = try makeCgroup("child", in: memory)
+        let cpu = try makeCgroup(name, in: own[1])
+        let blkio = try makeCgroup(name, in: own[2])
+        let pids = try makeCgroup(name, in: own[3])
+        let pidsChild = try makeCgroup("child", in: pids)
+        let devices = try makeCgroup(name, in: own[4])
+        let devicesChild = try makeCgroup("child", in: devices)
+        let unified = try makeCgroup(name, in: unifiedOwn)
+        let unifiedLeaf = try makeCgroup("leaf", in: unified)
+        let unifiedChild = try makeCgroup("child", in: unified)
+        set("memory.limit_in_bytes", of: memory, to: "268435456")
+        set("memory.memsw.limit_in_bytes", of: memory, to: "536870912")
+        set("memory.soft_limit_in_bytes", of: memory, to: "67108864")
+        set("memory.swappiness", of: memory, to: "30")
+        set("memory.oom_control", of: memoryChild, to: "1", reads: "oom_kill_disable 1\nunder_oom 0\noom_kill 0")
+        set("cpu.cfs_quota_us", of: cpu, to: "50000")
+        set("cpu.cfs_burst_us", of: cpu, to: "10000")
+        set("cpu.shares", of: cpu, to: "512")
+        set("blkio.throttle.read_bps_device", of: blkio, to: "\(disk) 1048576")
+        set("blkio.throttle.write_iops_device", of: blkio, to: "\(disk) 100")
+        set("pids.max", of: pids, to: "64")
+        set("pids.max", of: pidsChild, to: "32")
+        set("devices.deny", of: devicesChild, to: "a")
+        set("devices.allow", of: devicesChild, to: "c *:* rwm")
+        let p = try start(
+            Scenario(
+                name: "cgroup_tree",
+                args: [
+                    "--join", memory.directory, "--join", cpu.directory, "--join", blkio.directory, "--join",
+                    pids.directory, "--join", devices.directory, "--join", unified.directory, "--unshare",
+                    "--then-join", unifiedLeaf.directory, "--child-join", memoryChild.directory, "--child-join",
+                    pidsChild.directory, "--child-join", devicesChild.directory, "--child-join",
+                    unifiedChild.directory,
+                ]))
+        // Once the namespace's root cgroup holds no process, it may enable a controller below.
+        set("cgroup.subtree_control", of: unified, to: "+hugetlb", reads: "hugetlb")
+        set("cgroup.max.descendants", of: unified, to: "4")
+        set("cgroup.max.depth", of: unified, to: "2")
+        set("hugetlb.2MB.max", of: unifiedLeaf, to: "4194304")
+        set("hugetlb.2MB.max", of: unifiedChild, to: "2097152")
+        let image = try dumpExpectingSuccess(p)
+        let made = [
+            memory, memoryChild, cpu, blkio, pids, pidsChild, devices, devicesChild, unified, unifiedLeaf, unifiedChild,
+        ]
+        for cgroup in made.reversed() { XCTAssertEqual(rmdir(cgroup.directory), 0, "rmdir \(cgroup.directory)") }
+
+        try restoreDetachedExpectingSuccess(p, from: image)
+        let expected: [(String, TestCgroup, String)] = [
+            ("memory.limit_in_bytes", memory, "268435456"), ("memory.memsw.limit_in_bytes", memory, "536870912"),
+            ("memory.soft_limit_in_bytes", memory, "67108864"), ("memory.swappiness", memory, "30"),
+            ("memory.oom_control", memoryChild, "oom_kill_disable 1\nunder_oom 0\noom_kill 0"),
+            ("cpu.cfs_quota_us", cpu, "50000"), ("cpu.cfs_burst_us", cpu, "10000"), ("cpu.shares", cpu, "512"),
+            ("blkio.throttle.read_bps_device", blkio, "\(disk) 1048576"),
+            ("blkio.throttle.write_iops_device", blkio, "\(disk) 100"), ("pids.max", pids, "64"),
+            ("pids.max", pidsChild, "32"), ("devices.list", devicesChild, "c *:* rwm"),
+            ("cgroup.subtree_control", unified, "hugetlb"), ("cgroup.max.descendants", unified, "4"),
+            ("cgroup.max.depth", unified, "2"), ("hugetlb.2MB.max", unifiedLeaf, "4194304"),
+            ("hugetlb.2MB.max", unifiedChild, "2097152"),
+        ]
+        for (file, cgroup, text) in expected {
+            XCTAssertEqual(value(file, of: cgroup), text, "\(cgroup.path)/\(file) after the restore")
+        }
+        let child = Proc.children(p.pid).first ?? 0
+        let memberships: [(pid_t, String, TestCgroup)] = [
+            (p.pid, "memory", memory), (p.pid, "cpu", cpu), (p.pid, "blkio", blkio), (p.pid, "pids", pids),
+            (p.pid, "devices", devices), (child, "memory", memoryChild), (child, "pids", pidsChild),
+            (child, "devices", devicesChild),
+        ]
+        for (pid, controller, cgroup) in memberships {
+            XCTAssertEqual(cgroupLine(of: pid, controller)?.hasSuffix(":" + cgroup.path), true, "\(pid) in \(cgroup.path)")
+        }
+        XCTAssertEqual(cgroupLine(of: p.pid, ""), "0::" + unifiedLeaf.path)
+        XCTAssertEqual(cgroupLine(of: child, ""), "0::" + unifiedChild.path)
+        try terminateAndExpectPass(p, "after the restore into cgroups remade with all their limits")
+    }
+
+    /// A limit amber does not write back (memory.shown_ram_in_bytes, a file of this kernel's
+    /// own) is refused by name before the tree is touched.
+    func testDumpRefusesLimitItDoesNotRestore() throws {
+        let own = try requireCgroups(["memory"])
+        let memory = try makeCgroup("amber-test-\(getpid())-unrestored", in: own[0])
+        guard Sys.fileExists(memory.directory + "/memory.shown_ram_in_bytes") else {
+            throw XCTSkip("this kernel has no memory.shown_ram_in_bytes")
+        }
+        set("memory.shown_ram_in_bytes", of: memory, to: "1048576")
+        let p = try start(Scenario(name: "cgroup_tree", args: ["--join", memory.directory]))
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        assertRefusal(
+            r, exitCode: AmberExit.unsupportedState,
+            mentions: ["\(p.pid)", memory.path, "memory.shown_ram_in_bytes", "1048576", "not restored"])
         XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
         assertRunningUntraced(p.pid, "after the refused dump")
         try terminateAndExpectPass(p, "after the refused dump")

@@ -2,6 +2,8 @@
  * cgroup_tree: a process and its child in cgroups the test made.
  *   --join DIR        the process moves itself into the cgroup directory DIR (repeatable)
  *   --unshare         then makes a cgroup namespace of its own (rooted at those cgroups)
+ *   --then-join DIR   after that, moves itself into DIR (repeatable): the namespace's root
+ *                     cgroup then holds no process, and may enable v2 controllers below it
  *   --child-join DIR  the child, forked after, moves itself into DIR (repeatable)
  *   --child-unshare   the child makes a cgroup namespace of its own (which amber refuses)
  * At ready it keeps its /proc/self/cgroup and its child's /proc/PID/cgroup. After SIGTERM both
@@ -12,8 +14,8 @@
 
 #define MAX_JOINS 8
 
-static const char *joins[MAX_JOINS], *child_joins[MAX_JOINS];
-static int njoins, nchild_joins, unshare_own, child_unshare;
+static const char *joins[MAX_JOINS], *child_joins[MAX_JOINS], *then_joins[MAX_JOINS];
+static int njoins, nchild_joins, nthen_joins, unshare_own, child_unshare;
 static char own_before[4096], child_before[4096];
 static pid_t child;
 
@@ -46,6 +48,8 @@ int main(int argc, char **argv)
             joins[njoins++] = sc_argv_extra[++i];
         else if (!strcmp(arg, "--child-join") && i + 1 < sc_argc_extra && nchild_joins < MAX_JOINS)
             child_joins[nchild_joins++] = sc_argv_extra[++i];
+        else if (!strcmp(arg, "--then-join") && i + 1 < sc_argc_extra && nthen_joins < MAX_JOINS)
+            then_joins[nthen_joins++] = sc_argv_extra[++i];
         else if (!strcmp(arg, "--unshare"))
             unshare_own = 1;
         else if (!strcmp(arg, "--child-unshare"))
@@ -58,6 +62,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "cgroup_tree: unshare(CLONE_NEWCGROUP): %s\n", strerror(errno));
         return 2;
     }
+    for (int i = 0; i < nthen_joins; i++)
+        join(then_joins[i]);
     int ready[2];
     if (pipe(ready) != 0)
         return 2;
