@@ -92,7 +92,8 @@ public struct CgroupPropertyRule: Sendable {
         else { return false }
         switch writing {
         case .whole: return true
-        case .lines, .devices: return lines.allSatisfy { !$0.isEmpty }
+        // An empty list is no line (a devices cgroup allowing nothing).
+        case .lines, .devices: return value.isEmpty || lines.allSatisfy { !$0.isEmpty }
         case .controllers:
             return value.isEmpty
                 || value.split(separator: " ", omittingEmptySubsequences: false).allSatisfy { name in
@@ -109,7 +110,7 @@ public enum CgroupFileKind: Sendable, Equatable {
     /// hierarchy's `rules`.
     case restored(Int)
     /// Writable, and holds nothing to restore: membership, triggers, counters a write resets,
-    /// actions, state checked apart (cgroup.freeze, cgroup.type, freezer.state).
+    /// actions, state checked apart (cgroup.type, freezer.state).
     case stateless
     /// Not restored: refused unless it holds this value, a new cgroup's.
     case refusedUnless(String)
@@ -168,7 +169,7 @@ public enum CgroupProperties {
     ]
 
     static let unifiedStateless: Set<String> = [
-        "cgroup.procs", "cgroup.threads", "cgroup.kill", "cgroup.freeze", "cgroup.type", "cpu.pressure",
+        "cgroup.procs", "cgroup.threads", "cgroup.kill", "cgroup.type", "cpu.pressure",
         "io.pressure", "memory.pressure", "irq.pressure", "memory.reclaim", "memory.peak", "memory.swap.peak",
         // Another view of cpu.weight, which is restored.
         "cpu.weight.nice",
@@ -226,6 +227,10 @@ public enum CgroupProperties {
         "hugetlb.*.rsvd.failcnt", "hugetlb.*.rsvd.max_usage_in_bytes",
     ]
 
+    /// v2 files amber does not write back: refused unless a new cgroup's. A frozen cgroup
+    /// (cgroup.freeze 1, its processes' or an ancestor's) is not restored.
+    static let unifiedRefusedUnless: [String: String] = ["cgroup.freeze": "0"]
+
     /// v1 files amber does not write back: refused unless a new cgroup's. memory.use_hierarchy
     /// can no longer be 0, writes to memory.kmem.limit_in_bytes are ignored, and
     /// memory.shown_ram_in_bytes is not a mainline file.
@@ -258,7 +263,9 @@ public enum CgroupProperties {
         if stateless.contains(name) || stateless.contains(where: { CgroupPropertyRule($0, nil).matches(name) }) {
             return .stateless
         }
-        if !controllers.isEmpty, let fresh = legacyRefusedUnless[name] { return .refusedUnless(fresh) }
+        if let fresh = (controllers.isEmpty ? unifiedRefusedUnless : legacyRefusedUnless)[name] {
+            return .refusedUnless(fresh)
+        }
         return .unknown
     }
 

@@ -106,6 +106,7 @@ extension TaskValidationTests {
         XCTAssertEqual(CgroupProperties.kind(of: "memory.pressure", controllers: ""), .stateless)
         XCTAssertEqual(CgroupProperties.kind(of: "memory.peak", controllers: ""), .stateless)
         XCTAssertEqual(CgroupProperties.kind(of: "memory.future_limit", controllers: ""), .unknown)
+        XCTAssertEqual(CgroupProperties.kind(of: "cgroup.freeze", controllers: ""), .refusedUnless("0"))
         XCTAssertEqual(CgroupProperties.kind(of: "cgroup.procs", controllers: "memory"), .stateless)
         XCTAssertEqual(CgroupProperties.kind(of: "hugetlb.1GB.max_usage_in_bytes", controllers: "hugetlb"), .stateless)
         XCTAssertEqual(CgroupProperties.kind(of: "memory.use_hierarchy", controllers: "memory"), .refusedUnless("1"))
@@ -130,6 +131,10 @@ extension TaskValidationTests {
         XCTAssertEqual(recorded("memory.swappiness", "memory", "60"), "60")
         XCTAssertEqual(recorded("memory.oom_control", "memory", "oom_kill_disable 1\nunder_oom 0\noom_kill 0"), "1")
         XCTAssertEqual(recorded("net_prio.ifpriomap", "net_cls,net_prio", "lo 0\neth0 3"), "lo 0\neth0 3")
+        let devices = try XCTUnwrap(CgroupProperties.rule(for: "devices.list", controllers: "devices"))
+        XCTAssertEqual(devices.recorded(""), "")
+        XCTAssertTrue(devices.isWellFormed(""), "a devices cgroup allowing nothing")
+        XCTAssertFalse(devices.isWellFormed("c 1:3 rwm\n\nc 1:5 rwm"))
 
         let cpu = CgroupProperties.rules(controllers: "cpu,cpuacct").map(\.name)
         XCTAssertLessThan(try XCTUnwrap(cpu.firstIndex(of: "cpu.cfs_period_us")), try XCTUnwrap(cpu.firstIndex(of: "cpu.cfs_quota_us")))
