@@ -37,7 +37,8 @@ public struct CgroupPropertyRule: Sendable {
     public let fresh: String?
     public let defaultLines: CgroupDefaultLines
 
-    init(_ name: String, _ fresh: String?, _ writing: CgroupPropertyWriting = .whole, lines: CgroupDefaultLines = .none) {
+    init(_ name: String, _ fresh: String?, _ writing: CgroupPropertyWriting = .whole, lines: CgroupDefaultLines = .none)
+    {
         self.name = name
         self.fresh = fresh
         self.writing = writing
@@ -97,7 +98,10 @@ public struct CgroupPropertyRule: Sendable {
         case .controllers:
             return value.isEmpty
                 || value.split(separator: " ", omittingEmptySubsequences: false).allSatisfy { name in
-                    !name.isEmpty && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x5f || ($0 >= 0x30 && $0 <= 0x39) }
+                    !name.isEmpty
+                        && name.utf8.allSatisfy {
+                            ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x5f || ($0 >= 0x30 && $0 <= 0x39)
+                        }
                 }
         case .oomKillDisable: return value == "0" || value == "1"
         }
@@ -242,7 +246,8 @@ public enum CgroupProperties {
     public static func rules(controllers: String) -> [CgroupPropertyRule] {
         if controllers.isEmpty { return unified }
         let names = controllers.split(separator: ",").map(String.init)
-        return legacyCommon + legacy.keys.sorted { order($0) < order($1) }.filter(names.contains).flatMap { legacy[$0] ?? [] }
+        return legacyCommon
+            + legacy.keys.sorted { order($0) < order($1) }.filter(names.contains).flatMap { legacy[$0] ?? [] }
     }
 
     /// cpuset first (a v1 cpuset cgroup takes no process without CPUs), then as the kernel lists them.
@@ -258,7 +263,9 @@ public enum CgroupProperties {
 
     /// What the dump does with the file `name` of a cgroup on the hierarchy of `controllers`.
     public static func kind(of name: String, controllers: String) -> CgroupFileKind {
-        if let index = rules(controllers: controllers).firstIndex(where: { $0.matches(name) }) { return .restored(index) }
+        if let index = rules(controllers: controllers).firstIndex(where: { $0.matches(name) }) {
+            return .restored(index)
+        }
         let stateless = controllers.isEmpty ? unifiedStateless : legacyStateless
         if stateless.contains(name) || stateless.contains(where: { CgroupPropertyRule($0, nil).matches(name) }) {
             return .stateless
@@ -278,6 +285,9 @@ public enum CgroupProperties {
 
 /// The shape of the cgroup paths an image names.
 public enum CgroupRules {
+    /// The longest `CgroupDirectory.unrestored` an image holds.
+    public static let unrestoredLimit = 512
+
     /// Whether `path` is absolute (or, with `relative`, relative: "" for the cgroup itself) with
     /// no empty, "." or ".." component, no NUL or newline, of at most 4096 bytes.
     public static func isClean(_ path: String, relative: Bool) -> Bool {
@@ -309,7 +319,7 @@ public enum CgroupRules {
 /// The checks of a tree's cgroups (`Amber_CgroupTree`, `Amber_CgroupMembership`): clean paths,
 /// each cgroup's parent before it, properties of `CgroupProperties` only.
 extension TaskValidator {
-    private static let hierarchyLimit = 64, cgroupLimit = 4096
+    private static let hierarchyLimit = 64, cgroupLimit = 4096, ancestorLimit = 256
 
     func validateCgroupTree(_ tree: Amber_CgroupTree) throws(ImageError) {
         guard tree.hierarchies.count <= Self.hierarchyLimit else {
@@ -344,25 +354,59 @@ extension TaskValidator {
                         "\"\(path)\" is not a relative cgroup path after its parent's, or is there twice")
                 }
                 paths.insert(path)
-                guard cgroup.belowDumper || cgroup.properties.isEmpty else {
-                    throw invalid(
-                        "\(field).cgroups[\(number)].properties", "on a cgroup that was not below the dumper's")
-                }
-                var names: Set<String> = []
-                var lastRule = -1
-                for (place, property) in cgroup.properties.enumerated() {
-                    let rule = rules.firstIndex { $0.matches(property.name) }
-                    guard let rule, rule >= lastRule, names.insert(property.name).inserted,
-                        rules[rule].isWellFormed(property.value)
-                    else {
-                        throw invalid(
-                            "\(field).cgroups[\(number)].properties[\(place)]",
-                            "\(property.name) is not a property amber restores on this hierarchy, is out of the order they are written in, is there twice, or its value is not what a dump records (printable text, one line but for a per-line file, within bounds)"
-                        )
-                    }
-                    lastRule = rule
-                }
+                try validateCgroupDirectory(cgroup, "\(field).cgroups[\(number)]", rules)
             }
+            guard hierarchy.ancestors.count <= Self.ancestorLimit else {
+                throw invalid("\(field).ancestors", "more than \(Self.ancestorLimit)")
+            }
+            var above = "/"
+            for (number, ancestor) in hierarchy.ancestors.enumerated() {
+                let path = ancestor.path
+                guard CgroupRules.isClean(path, relative: false), path != "/",
+                    Self.isStrictly(path, below: above), Self.isStrictly(hierarchy.root, below: path),
+                    !ancestor.belowDumper
+                else {
+                    throw invalid(
+                        "\(field).ancestors[\(number)]",
+                        "\"\(path)\" is not a cgroup above the root cgroup, below the one before it")
+                }
+                above = path
+                try validateCgroupDirectory(ancestor, "\(field).ancestors[\(number)]", rules)
+            }
+        }
+    }
+
+    private static func isStrictly(_ path: String, below ancestor: String) -> Bool {
+        let components = path.split(separator: "/")
+        let above = ancestor.split(separator: "/")
+        return above.count < components.count && components.starts(with: above)
+    }
+
+    /// A cgroup's properties: each of `rules`, in their order, once, with a value of the shape a
+    /// dump records; `unrestored` short, and only on a cgroup the tree joined.
+    private func validateCgroupDirectory(
+        _ cgroup: Amber_CgroupDirectory, _ field: String, _ rules: [CgroupPropertyRule]
+    ) throws(ImageError) {
+        guard cgroup.unrestored.isEmpty || !cgroup.belowDumper,
+            cgroup.unrestored.utf8.count <= CgroupRules.unrestoredLimit
+        else {
+            throw invalid(
+                "\(field).unrestored",
+                "longer than \(CgroupRules.unrestoredLimit) bytes, or on a cgroup below the dumper's")
+        }
+        var names: Set<String> = []
+        var lastRule = -1
+        for (place, property) in cgroup.properties.enumerated() {
+            let rule = rules.firstIndex { $0.matches(property.name) }
+            guard let rule, rule >= lastRule, names.insert(property.name).inserted,
+                rules[rule].isWellFormed(property.value)
+            else {
+                throw invalid(
+                    "\(field).properties[\(place)]",
+                    "\(property.name) is not a property amber restores on this hierarchy, is out of the order they are written in, is there twice, or its value is not what a dump records (printable text, one line but for a per-line file, within bounds)"
+                )
+            }
+            lastRule = rule
         }
     }
 

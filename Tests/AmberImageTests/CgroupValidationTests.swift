@@ -5,7 +5,8 @@ import XCTest
 extension TaskValidationTests {
     /// A tree's cgroups: clean paths (an image never names a cgroup above its root or by
     /// "..", nor an absolute path below it), each after its parent, and only the properties of
-    /// the fixed list for its hierarchy, once each, on one line.
+    /// the fixed list for its hierarchy, once each, on one line; the cgroups above its root each
+    /// below the one before.
     func testCgroupTree() throws {
         func cgroups(_ task: inout Amber_Task, _ change: (inout Amber_CgroupTree) -> Void) {
             var memory = Amber_CgroupHierarchy()
@@ -49,8 +50,36 @@ extension TaskValidationTests {
         try assertRejected("cgroup_tree.hierarchies[0].cgroups[0].properties[0]") {
             cgroups(&$0) { $0.hierarchies[0].cgroups[0].properties[0].value = "1\n2" }
         }
-        try assertRejected("cgroup_tree.hierarchies[0].cgroups[0].properties") {
-            cgroups(&$0) { $0.hierarchies[0].cgroups[0].belowDumper = false }
+        try assertRejected("cgroup_tree.hierarchies[0].cgroups[0].unrestored") {
+            cgroups(&$0) { $0.hierarchies[0].cgroups[0].unrestored = "memory.foo is \"1\"" }
+        }
+        try assertAccepted {
+            cgroups(&$0) {
+                $0.hierarchies[0].cgroups[0].belowDumper = false
+                $0.hierarchies[0].cgroups[0].unrestored = "memory.foo is \"1\""
+            }
+        }
+        try assertRejected("cgroup_tree.hierarchies[0].cgroups[1].unrestored") {
+            cgroups(&$0) { $0.hierarchies[0].cgroups[1].unrestored = String(repeating: "x", count: 513) }
+        }
+        func ancestor(_ path: String) -> Amber_CgroupDirectory {
+            var cgroup = Amber_CgroupDirectory()
+            cgroup.path = path
+            return cgroup
+        }
+        try assertAccepted {
+            cgroups(&$0) {
+                $0.hierarchies[0].root = "/a/b/box"
+                $0.hierarchies[0].ancestors = [ancestor("/a"), ancestor("/a/b")]
+            }
+        }
+        for wrong in [["/box"], ["/a/b/box"], ["/a/../etc"], ["/a", "/"], ["/a/b", "/a"]] {
+            try assertRejected("cgroup_tree.hierarchies[0].ancestors[") {
+                cgroups(&$0) {
+                    $0.hierarchies[0].root = "/a/b/box"
+                    $0.hierarchies[0].ancestors = wrong.map(ancestor)
+                }
+            }
         }
         try assertRejected("cgroup_tree.hierarchies[1].controllers") {
             cgroups(&$0) { $0.hierarchies[1].controllers = "memory" }
@@ -81,12 +110,15 @@ extension TaskValidationTests {
                 &$0,
                 [
                     ("cgroup.subtree_control", "hugetlb memory"), ("cgroup.max.descendants", "4"),
-                    ("memory.high", "1073741824"), ("io.max", "8:0 rbps=1048576 wbps=max riops=max wiops=max\n8:16 wiops=10"),
+                    ("memory.high", "1073741824"),
+                    ("io.max", "8:0 rbps=1048576 wbps=max riops=max wiops=max\n8:16 wiops=10"),
                     ("hugetlb.2MB.max", "4194304"),
                 ])
         }
         let place = "cgroup_tree.hierarchies[0].cgroups[0].properties"
-        for name in ["cgroup.procs", "cgroup.kill", "memory.reclaim", "cgroup.freeze", "../memory.max", "hugetlb.x.max"] {
+        for name in [
+            "cgroup.procs", "cgroup.kill", "memory.reclaim", "cgroup.freeze", "../memory.max", "hugetlb.x.max",
+        ] {
             try assertRejected("\(place)[0]") { unified(&$0, [(name, "1")]) }
         }
         try assertRejected("\(place)[0]") { unified(&$0, [("memory.high", "1\n2")]) }
@@ -137,9 +169,13 @@ extension TaskValidationTests {
         XCTAssertFalse(devices.isWellFormed("c 1:3 rwm\n\nc 1:5 rwm"))
 
         let cpu = CgroupProperties.rules(controllers: "cpu,cpuacct").map(\.name)
-        XCTAssertLessThan(try XCTUnwrap(cpu.firstIndex(of: "cpu.cfs_period_us")), try XCTUnwrap(cpu.firstIndex(of: "cpu.cfs_quota_us")))
+        XCTAssertLessThan(
+            try XCTUnwrap(cpu.firstIndex(of: "cpu.cfs_period_us")),
+            try XCTUnwrap(cpu.firstIndex(of: "cpu.cfs_quota_us")))
         let unified = CgroupProperties.rules(controllers: "").map(\.name)
-        XCTAssertLessThan(try XCTUnwrap(unified.firstIndex(of: "cpuset.cpus")), try XCTUnwrap(unified.firstIndex(of: "cpuset.cpus.partition")))
+        XCTAssertLessThan(
+            try XCTUnwrap(unified.firstIndex(of: "cpuset.cpus")),
+            try XCTUnwrap(unified.firstIndex(of: "cpuset.cpus.partition")))
     }
 }
 

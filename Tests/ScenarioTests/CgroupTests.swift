@@ -5,6 +5,8 @@
 // cgroup and a child in another cgroup namespace are refused. Every limit a remade cgroup had
 // comes back (v1 memory, cpu, blkio, pids, devices; v2 nesting limits, cgroup.subtree_control and
 // the hugetlb limits it enables below); a limit amber does not write back is refused by name.
+// Cgroups the tree only joined (outside the dumper's) are made again with their limits when
+// missing, or not made when they held what amber does not write back.
 
 import AmberImage
 import Foundation
@@ -315,7 +317,9 @@ final class CgroupTests: ScenarioTestCase {
     /// The major:minor of the disk the root filesystem is on (its whole disk when on a partition).
     private func rootDisk() throws -> String {
         let mountinfo = Sys.readText("/proc/self/mountinfo") ?? ""
-        let fields = mountinfo.split(separator: "\n").map { $0.split(separator: " ") }.last { $0.count > 4 && $0[4] == "/" }
+        let fields = mountinfo.split(separator: "\n").map { $0.split(separator: " ") }.last {
+            $0.count > 4 && $0[4] == "/"
+        }
         let device = try XCTUnwrap(fields.map { String($0[2]) }, "no mount of / in /proc/self/mountinfo")
         guard Sys.fileExists("/sys/dev/block/\(device)/partition") else { return device }
         return try XCTUnwrap(
@@ -414,7 +418,8 @@ final class CgroupTests: ScenarioTestCase {
             (child, "devices", devicesChild),
         ]
         for (pid, controller, cgroup) in memberships {
-            XCTAssertEqual(cgroupLine(of: pid, controller)?.hasSuffix(":" + cgroup.path), true, "\(pid) in \(cgroup.path)")
+            XCTAssertEqual(
+                cgroupLine(of: pid, controller)?.hasSuffix(":" + cgroup.path), true, "\(pid) in \(cgroup.path)")
         }
         XCTAssertEqual(cgroupLine(of: p.pid, ""), "0::" + unifiedLeaf.path)
         XCTAssertEqual(cgroupLine(of: child, ""), "0::" + unifiedChild.path)
@@ -439,5 +444,48 @@ final class CgroupTests: ScenarioTestCase {
         XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
         assertRunningUntraced(p.pid, "after the refused dump")
         try terminateAndExpectPass(p, "after the refused dump")
+    }
+
+    /// A tree in cgroups outside the dumper's own (amber dumps from a cgroup of its own) only
+    /// joined them; removed after the dump, the restore makes them again with their limits, the
+    /// tree's cgroup and the one above it. One that held what amber does not write back is not
+    /// made: that restore fails, leaving nothing, and succeeds once it is there.
+    func testJoinedCgroupsAreRemadeWithTheirLimits() throws {
+        let own = try requireCgroups(["memory"])
+        let name = "amber-test-\(getpid())-joined"
+        let dumper = try makeCgroup(name + "-dumper", in: own[0])
+        let outer = try makeCgroup(name, in: own[0])
+        let inner = try makeCgroup("inner", in: outer)
+        set("memory.limit_in_bytes", of: outer, to: "268435456")
+        set("memory.limit_in_bytes", of: inner, to: "134217728")
+        let fromDumperCgroup = ["/bin/sh", "-c", "echo $$ > \(dumper.directory)/cgroup.procs && exec \"$@\"", "sh"]
+        let p = try start(Scenario(name: "cgroup_tree", args: ["--join", inner.directory]))
+        let image = try newDirectory("image")
+        let dumped = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], wrapper: fromDumperCgroup)
+        XCTAssertEqual(dumped.status, .exited(0), "dump: \(dumped.summary)")
+        for cgroup in [inner, outer] { XCTAssertEqual(rmdir(cgroup.directory), 0, "rmdir \(cgroup.directory)") }
+        try restoreDetachedExpectingSuccess(p, from: image)
+        XCTAssertEqual(value("memory.limit_in_bytes", of: outer), "268435456")
+        XCTAssertEqual(value("memory.limit_in_bytes", of: inner), "134217728")
+        XCTAssertEqual(cgroupLine(of: p.pid, "memory")?.hasSuffix(":" + inner.path), true)
+        try terminateAndExpectPass(p, "after the restore into remade joined cgroups")
+
+        guard Sys.fileExists(outer.directory + "/memory.shown_ram_in_bytes") else { return }
+        set("memory.shown_ram_in_bytes", of: outer, to: "1048576")
+        let q = try start(Scenario(name: "cgroup_tree", args: ["--join", inner.directory]))
+        let second = try newDirectory("image")
+        let again = try amber(["dump", "-t", "\(q.pid)", "-D", second], reaping: [q], wrapper: fromDumperCgroup)
+        XCTAssertEqual(again.status, .exited(0), "dump: \(again.summary)")
+        for cgroup in [inner, outer] { XCTAssertEqual(rmdir(cgroup.directory), 0, "rmdir \(cgroup.directory)") }
+        let refused = try amber(["restore", "-D", second, "--detach"])
+        assertRefusal(
+            refused, exitCode: AmberExit.restoreFailed,
+            mentions: [outer.path, "memory.shown_ram_in_bytes", "1048576", "does not write back"])
+        XCTAssertFalse(Sys.fileExists(outer.directory), "the refused restore made \(outer.directory)")
+        XCTAssertNil(Proc.status(q.pid).flatMap { $0.isGone ? nil : $0 }, "the refused restore left process \(q.pid)")
+        XCTAssertEqual(mkdir(outer.directory, 0o755), 0)
+        try restoreDetachedExpectingSuccess(q, from: second)
+        XCTAssertEqual(value("memory.limit_in_bytes", of: inner), "134217728")
+        try terminateAndExpectPass(q, "after the restore into a joined cgroup made beforehand")
     }
 }

@@ -227,12 +227,15 @@ enum CgroupState {
         let value: String
         let why: String
 
-        func refusal(_ process: ProcessName, cgroup: String, tree: ProcessName) -> AmberError {
+        /// "FILE is "VALUE": WHY", the value cut to one short line.
+        var summary: String {
             let shown = value.split(separator: "\n").joined(separator: "; ")
             let brief = shown.count > 120 ? String(shown.prefix(120)) + "..." : shown
-            return AmberError.unsupported(
-                process, "is in the cgroup \(cgroup), whose \(file) is \"\(brief)\": \(why); not restored",
-                tree: tree)
+            return "\(file) is \"\(brief)\": \(why)"
+        }
+
+        func refusal(_ process: ProcessName, cgroup: String, tree: ProcessName) -> AmberError {
+            AmberError.unsupported(process, "is in the cgroup \(cgroup), whose \(summary); not restored", tree: tree)
         }
     }
 
@@ -268,13 +271,33 @@ enum CgroupState {
                     file: file.name, value: value, why: "amber does not write it back (a new cgroup has \(fresh))")
             case .unknown:
                 guard file.writable else { continue }
-                let value = (try? CgroupFS.read(file.name, of: relative, below: directory)).flatMap { $0 } ?? "(unreadable)"
+                let value =
+                    (try? CgroupFS.read(file.name, of: relative, below: directory)).flatMap { $0 } ?? "(unreadable)"
                 throw UnrestoredProperty(
                     file: file.name, value: value,
                     why: "a control file amber does not know, which it cannot show to hold a new cgroup's value")
             }
         }
         return found.sorted { ($0.rule, $0.property.name) < ($1.rule, $1.property.name) }.map(\.property)
+    }
+
+    /// The properties of a cgroup the tree ran in without owning it (not below the dumper's):
+    /// a restore writes them back only when it has to make that cgroup, and refuses to make one
+    /// that held what amber does not write back (`unrestored`), rather than the dump refusing a
+    /// tree whose cgroups the restoring host may well have.
+    private static func recordJoined(
+        _ cgroup: inout Amber_CgroupDirectory, relative: String, controllers: String, below directory: Int32
+    ) {
+        // The hierarchy's own root takes no limits.
+        guard !relative.isEmpty else { return }
+        do {
+            cgroup.properties = try properties(of: relative, controllers: controllers, below: directory)
+        } catch let unrestored as UnrestoredProperty {
+            cgroup.unrestored = String(unrestored.summary.prefix(CgroupRules.unrestoredLimit))
+        } catch {
+            cgroup.unrestored = String(
+                "its control files could not be read (\(error))".prefix(CgroupRules.unrestoredLimit))
+        }
     }
 
     /// What one dump records: the root's `CgroupTree` and each process's memberships.
@@ -317,19 +340,30 @@ enum CgroupState {
             let own = host.own.first { $0.controllers == top.key }?.path
             let directory = try CgroupFS.openHierarchy(mount)
             defer { close(directory) }
+            var ancestor = ""
+            for component in top.value.split(separator: "/").dropLast() {
+                ancestor += "/" + component
+                guard let relative = mount.relativePath(of: ancestor), !relative.isEmpty else { continue }
+                var cgroup = Amber_CgroupDirectory()
+                cgroup.path = ancestor
+                recordJoined(&cgroup, relative: relative, controllers: top.key, below: directory)
+                hierarchy.ancestors.append(cgroup)
+            }
             for path in paths {
                 var cgroup = Amber_CgroupDirectory()
                 cgroup.path = path
                 let absolute = CgroupPaths.join(top.value, path)
-                // Only a cgroup below the dumper's own is the tree's to remake with its limits.
-                if let own, let below = CgroupPaths.relative(absolute, below: own), !below.isEmpty,
-                    let relative = mount.relativePath(of: absolute)
-                {
-                    cgroup.belowDumper = true
-                    do {
-                        cgroup.properties = try properties(of: relative, controllers: top.key, below: directory)
-                    } catch let unrestored as UnrestoredProperty {
-                        throw unrestored.refusal(root.name, cgroup: describe(top.key, absolute), tree: root.name)
+                if let relative = mount.relativePath(of: absolute) {
+                    // A cgroup below the dumper's own is the tree's to remake with its limits.
+                    if let own, let below = CgroupPaths.relative(absolute, below: own), !below.isEmpty {
+                        cgroup.belowDumper = true
+                        do {
+                            cgroup.properties = try properties(of: relative, controllers: top.key, below: directory)
+                        } catch let unrestored as UnrestoredProperty {
+                            throw unrestored.refusal(root.name, cgroup: describe(top.key, absolute), tree: root.name)
+                        }
+                    } else {
+                        recordJoined(&cgroup, relative: relative, controllers: top.key, below: directory)
                     }
                 }
                 hierarchy.cgroups.append(cgroup)
@@ -472,20 +506,30 @@ final class CgroupRestore {
     /// cgroup.max.depth and cgroup.max.descendants could forbid the cgroups below.
     func apply(to built: [TreeTask], restorerPidfd: Int32) throws {
         guard !hierarchies.isEmpty, let root = built.first else { return }
-        var written: [(Hierarchy, Amber_CgroupDirectory)] = []
+        var written: [(Hierarchy, path: String, Amber_CgroupDirectory)] = []
         for hierarchy in hierarchies {
-            written += try prepare(hierarchy, root: root.record).map { (hierarchy, $0) }
+            written += try prepare(hierarchy, root: root.record).map { (hierarchy, $0.path, $0.1) }
         }
         if tree.ownNamespace { try makeNamespace(built, restorerPidfd: restorerPidfd) }
         for task in built { try place(task) }
-        for (hierarchy, cgroup) in written { try writeProperties(of: cgroup, hierarchy, root: root.record) }
+        for (hierarchy, path, cgroup) in written {
+            try writeProperties(of: cgroup, at: path, hierarchy, root: root.record)
+        }
     }
 
     /// Makes the cgroups of one hierarchy as the mode says, writing the properties of v1 ones;
     /// returns the v2 ones whose properties are to be written, parents first.
-    private func prepare(_ hierarchy: Hierarchy, root: Amber_Task) throws -> [Amber_CgroupDirectory] {
-        var written: [Amber_CgroupDirectory] = []
+    private func prepare(_ hierarchy: Hierarchy, root: Amber_Task) throws -> [(path: String, Amber_CgroupDirectory)] {
+        var written: [(path: String, Amber_CgroupDirectory)] = []
         let isCpuset = hierarchy.record.controllers.split(separator: ",").contains("cpuset")
+        // The cgroups above the image's root, where they are in the image (not moved by
+        // --cgroup-root), by their paths here.
+        var ancestors: [String: Amber_CgroupDirectory] = [:]
+        if hierarchy.mount.relativePath(of: hierarchy.record.root) == hierarchy.root {
+            for ancestor in hierarchy.record.ancestors {
+                if let here = hierarchy.mount.relativePath(of: ancestor.path) { ancestors[here] = ancestor }
+            }
+        }
         for cgroup in hierarchy.record.cgroups {
             let path = here(hierarchy, cgroup.path)
             // The hierarchy's own root is always there, and takes no limits.
@@ -510,6 +554,13 @@ final class CgroupRestore {
                 for component in path.split(separator: "/") {
                     let next = parent.isEmpty ? String(component) : parent + "/" + component
                     if !CgroupFS.exists(next, below: hierarchy.directory) {
+                        let joined = next == path ? cgroup : ancestors[next]
+                        if let joined, !joined.unrestored.isEmpty {
+                            throw AmberError(
+                                .restoreFailed,
+                                "cannot make the cgroup \(CgroupState.describe(hierarchy.record.controllers, CgroupPaths.join(hierarchy.mount.root, next))): at the dump its \(joined.unrestored), which amber does not write back (make it beforehand, or restore with --cgroup-root or --manage-cgroups ignore)"
+                            )
+                        }
                         do throws(LinuxError) {
                             try asTree(root, what: "mkdir \(what)") { () throws(LinuxError) in
                                 try CgroupFS.makeCgroup(String(component), in: parent, below: hierarchy.directory)
@@ -522,30 +573,45 @@ final class CgroupRestore {
                         }
                         made.append((hierarchy.directory, next))
                         if isCpuset { try inheritCpuset(next, parent: parent, hierarchy.directory) }
+                        if next != path, let ancestor = ancestors[next] {
+                            try write(ancestor, at: next, hierarchy, root: root, into: &written)
+                        }
                     }
                     parent = next
                 }
                 madeHere = true
             }
+            // A cgroup the tree only joined keeps the limits it has here.
+            guard cgroup.belowDumper || madeHere else { continue }
             guard mode == .props || mode == .full || mode == .strict || (mode == .soft && madeHere) else { continue }
-            if hierarchy.record.controllers.isEmpty {
-                written.append(cgroup)
-            } else {
-                try writeProperties(of: cgroup, hierarchy, root: root)
-            }
+            try write(cgroup, at: path, hierarchy, root: root, into: &written)
         }
         return written
     }
 
+    /// Writes the properties of a v1 cgroup now; a v2 one's go into `written`, for later.
+    private func write(
+        _ cgroup: Amber_CgroupDirectory, at path: String, _ hierarchy: Hierarchy, root: Amber_Task,
+        into written: inout [(path: String, Amber_CgroupDirectory)]
+    ) throws {
+        if hierarchy.record.controllers.isEmpty {
+            written.append((path, cgroup))
+        } else {
+            try writeProperties(of: cgroup, at: path, hierarchy, root: root)
+        }
+    }
+
     /// Writes the recorded properties of one cgroup, as their rules say (the validator checked
     /// that each has one).
-    private func writeProperties(of cgroup: Amber_CgroupDirectory, _ hierarchy: Hierarchy, root: Amber_Task) throws {
-        let path = here(hierarchy, cgroup.path)
+    private func writeProperties(
+        of cgroup: Amber_CgroupDirectory, at path: String, _ hierarchy: Hierarchy, root: Amber_Task
+    ) throws {
         let what = CgroupState.describe(hierarchy.record.controllers, CgroupPaths.join(hierarchy.mount.root, path))
         for property in cgroup.properties {
             guard let rule = CgroupProperties.rule(for: property.name, controllers: hierarchy.record.controllers)
             else {
-                throw AmberError(.restoreFailed, "\(property.name) of the cgroup \(what) is not a property amber writes")
+                throw AmberError(
+                    .restoreFailed, "\(property.name) of the cgroup \(what) is not a property amber writes")
             }
             let lines = property.value.split(separator: "\n").map(String.init)
             let writes: [(file: String, value: String)]

@@ -62,6 +62,10 @@ public nonisolated struct Amber_CgroupHierarchy: Sendable {
   /// their paths relative to `root` ("" for the root itself, "a/b").
   public var cgroups: [Amber_CgroupDirectory] = []
 
+  /// The cgroups above `root`, by their absolute paths, from the one below the hierarchy's own
+  /// root down to root's parent: a restore that has to make one writes back what it held.
+  public var ancestors: [Amber_CgroupDirectory] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -74,15 +78,20 @@ public nonisolated struct Amber_CgroupDirectory: Sendable {
 
   public var path: String = String()
 
-  /// Its properties (limits) at the dump, for a cgroup below the dumper's own, in the order
-  /// they are written back: each file of `CgroupProperties`' table it had with another value
-  /// than a new cgroup's (or, for a value a new cgroup takes from its parent, always).
+  /// Its properties (limits) at the dump, in the order they are written back (by any restore for
+  /// a cgroup below the dumper's own, and only by one that makes it for the others): each file of
+  /// `CgroupProperties`' table it had with another value than a new cgroup's (or, for a value a
+  /// new cgroup takes from its parent, always).
   public var properties: [Amber_CgroupProperty] = []
 
   /// Below the dumper's own cgroup at the dump: the tree's own, which `--manage-cgroups strict`
   /// makes itself. The others (the dumper's, its ancestors) are where the tree ran, and only
   /// joined (made when missing).
   public var belowDumper: Bool = false
+
+  /// Not below the dumper's cgroup, and holding what amber does not write back (the file, its
+  /// value and why): a restore that would have to make it refuses instead.
+  public var unrestored: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -170,7 +179,7 @@ nonisolated extension Amber_CgroupTree: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Amber_CgroupHierarchy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CgroupHierarchy"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}controllers\0\u{1}root\0\u{1}cgroups\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}controllers\0\u{1}root\0\u{1}cgroups\0\u{1}ancestors\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -181,6 +190,7 @@ nonisolated extension Amber_CgroupHierarchy: SwiftProtobuf.Message, SwiftProtobu
       case 1: try { try decoder.decodeSingularStringField(value: &self.controllers) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.root) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.cgroups) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.ancestors) }()
       default: break
       }
     }
@@ -196,6 +206,9 @@ nonisolated extension Amber_CgroupHierarchy: SwiftProtobuf.Message, SwiftProtobu
     if !self.cgroups.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.cgroups, fieldNumber: 3)
     }
+    if !self.ancestors.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.ancestors, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -203,6 +216,7 @@ nonisolated extension Amber_CgroupHierarchy: SwiftProtobuf.Message, SwiftProtobu
     if lhs.controllers != rhs.controllers {return false}
     if lhs.root != rhs.root {return false}
     if lhs.cgroups != rhs.cgroups {return false}
+    if lhs.ancestors != rhs.ancestors {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -210,7 +224,7 @@ nonisolated extension Amber_CgroupHierarchy: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Amber_CgroupDirectory: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CgroupDirectory"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}properties\0\u{3}below_dumper\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}properties\0\u{3}below_dumper\0\u{1}unrestored\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -221,6 +235,7 @@ nonisolated extension Amber_CgroupDirectory: SwiftProtobuf.Message, SwiftProtobu
       case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.properties) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.belowDumper) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.unrestored) }()
       default: break
       }
     }
@@ -236,6 +251,9 @@ nonisolated extension Amber_CgroupDirectory: SwiftProtobuf.Message, SwiftProtobu
     if self.belowDumper != false {
       try visitor.visitSingularBoolField(value: self.belowDumper, fieldNumber: 3)
     }
+    if !self.unrestored.isEmpty {
+      try visitor.visitSingularStringField(value: self.unrestored, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -243,6 +261,7 @@ nonisolated extension Amber_CgroupDirectory: SwiftProtobuf.Message, SwiftProtobu
     if lhs.path != rhs.path {return false}
     if lhs.properties != rhs.properties {return false}
     if lhs.belowDumper != rhs.belowDumper {return false}
+    if lhs.unrestored != rhs.unrestored {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
