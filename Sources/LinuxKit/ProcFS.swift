@@ -22,8 +22,12 @@ public enum ProcFS {
     }
 
     /// Reads the file `name` of the directory open as `directory` (AT_FDCWD: a path), which
-    /// walks one component where a path under /proc walks four.
-    public static func read(_ name: String, at directory: Int32) throws(LinuxError) -> [UInt8] {
+    /// walks one component where a path under /proc walks four. `oneRecord`: the file is one
+    /// seq_file record (single_open, as fdinfo is), which the kernel formats whole before the
+    /// first read copies it out, so a read that leaves room in the buffer has read it all.
+    public static func read(_ name: String, at directory: Int32, oneRecord: Bool = false) throws(LinuxError)
+        -> [UInt8]
+    {
         let path = name
         let fd = try libcResult("open \(path)") { openat(directory, path, O_RDONLY | O_CLOEXEC) }.get()
         defer { _ = close(fd) }
@@ -46,6 +50,7 @@ public enum ProcFS {
             let count = try result.get()
             if count == 0 { break }
             used += count
+            if oneRecord && used < buffer.count { break }
         }
         buffer.removeSubrange(used...)
         return buffer
@@ -193,7 +198,7 @@ public enum ProcFS {
     public static func fileDescriptorInfo(pid: Int32, fd: Int32, in directory: Int32) throws(LinuxError)
         -> FileDescriptorInfo
     {
-        let bytes = try read("\(fd)", at: directory)
+        let bytes = try read("\(fd)", at: directory, oneRecord: true)
         do {
             return try parseFileDescriptorInfo(bytes: bytes[...])
         } catch {

@@ -28,6 +28,10 @@ public struct UnixSocketDiagnosis: Sendable, Equatable {
     public var sendQueue: UInt32
     /// RCV_SHUTDOWN 1, SEND_SHUTDOWN 2 (UNIX_DIAG_SHUTDOWN).
     public var shutdown: UInt8
+    /// Its receive and send buffer sizes (UNIX_DIAG_MEMINFO's SK_MEMINFO_RCVBUF and
+    /// SK_MEMINFO_SNDBUF): what getsockopt reads for SO_RCVBUF and SO_SNDBUF.
+    public var receiveBuffer: UInt32?
+    public var sendBuffer: UInt32?
 
     public static let established: UInt8 = 1
     public static let closed: UInt8 = 7
@@ -44,14 +48,15 @@ public enum UnixSockets {
     private static let netlinkDump: UInt16 = 0x300
     private static let netlinkDone: UInt16 = 3
     private static let netlinkError: UInt16 = 2
-    /// UDIAG_SHOW_NAME | VFS | PEER | ICONS | RQLEN.
-    private static let show: UInt32 = 0x1 | 0x2 | 0x4 | 0x8 | 0x10
+    /// UDIAG_SHOW_NAME | VFS | PEER | ICONS | RQLEN | MEMINFO.
+    private static let show: UInt32 = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20
     private enum Attribute: UInt16 {
         case name = 0
         case vfs = 1
         case peer = 2
         case icons = 3
         case queues = 4
+        case memory = 5
         case shutdown = 6
     }
 
@@ -173,7 +178,7 @@ public enum UnixSockets {
         var socket = UnixSocketDiagnosis(
             inode: UInt64(message.le(UInt32.self, at: base + 4)), type: Int32(message[base + 1]),
             state: message[base + 2], name: nil, fileInode: nil, fileDevice: nil, peer: nil, pendingConnections: [],
-            receiveQueue: 0, sendQueue: 0, shutdown: 0)
+            receiveQueue: 0, sendQueue: 0, shutdown: 0, receiveBuffer: nil, sendBuffer: nil)
         var offset = base + 16
         while offset + 4 <= message.endIndex {
             let length = Int(message.le(UInt16.self, at: offset))
@@ -196,6 +201,10 @@ public enum UnixSockets {
             case .queues where payload.count >= 8:
                 socket.receiveQueue = payload.le(UInt32.self, at: payload.startIndex)
                 socket.sendQueue = payload.le(UInt32.self, at: payload.startIndex + 4)
+            case .memory where payload.count >= 16:
+                // u32 SK_MEMINFO_RMEM_ALLOC, RCVBUF, WMEM_ALLOC, SNDBUF, ...
+                socket.receiveBuffer = payload.le(UInt32.self, at: payload.startIndex + 4)
+                socket.sendBuffer = payload.le(UInt32.self, at: payload.startIndex + 12)
             case .shutdown where payload.count >= 1: socket.shutdown = payload[payload.startIndex]
             default: break
             }
@@ -279,11 +288,16 @@ public enum UnixSockets {
     /// gives the socket back the peek offset it had. A stream's bytes are read until `queued`; a
     /// datagram socket's until none is left (a zero-length datagram is peeked once, then
     /// skipped), or, `shutDown` for reading (where an empty queue reads as a zero-length
-    /// record), a seqpacket socket's until its `queued` bytes.
-    public static func peekQueue(_ fd: FileDescriptor, type: Int32, queued: UInt32, shutDown: Bool)
+    /// record), a seqpacket socket's until its `queued` bytes. `previous` is the socket's
+    /// SO_PEEK_OFF as read by the caller: a stream whose peek offset is off (-1) is first peeked
+    /// from its head without it, and left as it is when that one peek reads the whole queue.
+    public static func peekQueue(_ fd: FileDescriptor, type: Int32, queued: UInt32, shutDown: Bool, previous: Int32)
         throws(LinuxError) -> Queue
     {
-        let previous = try option(fd, peekOffset)
+        if previous == -1, type == Int32(SOCK_STREAM.rawValue), let whole = try peekWholeStream(fd, queued: Int(queued))
+        {
+            return whole
+        }
         try setOption(fd, peekOffset, 0)
         var result: Result<Queue, LinuxError>
         if type == Int32(SOCK_STREAM.rawValue) {
@@ -304,6 +318,23 @@ public enum UnixSockets {
     private static let peekFlags =
         Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)
         | Int32(MSG_CMSG_CLOEXEC)
+
+    /// A stream's queue read by one peek from its head, which a peek takes with no peek offset
+    /// set; nil when that peek stops short (at bytes sent with other credentials, say), for the
+    /// caller to read it through the peek offset.
+    private static func peekWholeStream(_ fd: FileDescriptor, queued: Int) throws(LinuxError) -> Queue? {
+        var queue = Queue()
+        guard queued > 0 else { return queue }
+        var urgent: UInt8 = 0
+        queue.holdsOutOfBand =
+            recv(fd.rawValue, &urgent, 1, Int32(MSG_OOB) | Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) == 1
+        var bytes = [UInt8](repeating: 0, count: queued)
+        let (count, rights) = try peek(fd, into: &bytes, at: 0, flags: peekFlags)
+        guard count == queued else { return nil }
+        queue.carriesDescriptors = rights
+        queue.messages = [bytes]
+        return queue
+    }
 
     private static func peekStream(_ fd: FileDescriptor, queued: Int) throws(LinuxError) -> Queue {
         var queue = Queue()

@@ -126,8 +126,10 @@ struct UnixSocketKind: OpenFileKind {
         record.passCredentials = try UnixSockets.option(copy, UnixSockets.passCredentials) != 0
         UnixSocketTable.shared.remember(socket.inode, passesCredentials: record.passCredentials)
         record.passSecurity = try UnixSockets.option(copy, UnixSockets.passSecurity) != 0
-        record.sendBuffer = UInt32(bitPattern: try UnixSockets.option(copy, UnixSockets.sendBuffer))
-        record.receiveBuffer = UInt32(bitPattern: try UnixSockets.option(copy, UnixSockets.receiveBuffer))
+        // sock_diag read the buffer sizes of the frozen tree's sockets with the rest.
+        record.sendBuffer = try socket.sendBuffer ?? UInt32(bitPattern: UnixSockets.option(copy, UnixSockets.sendBuffer))
+        record.receiveBuffer =
+            try socket.receiveBuffer ?? UInt32(bitPattern: UnixSockets.option(copy, UnixSockets.receiveBuffer))
         record.peekOffset = try UnixSockets.option(copy, UnixSockets.peekOffset)
         if try UnixSockets.option(copy, UnixSockets.passPidfd) != 0 {
             throw descriptor.refusal("a unix socket (\(descriptor.link)) with SO_PASSPIDFD set")
@@ -142,7 +144,7 @@ struct UnixSocketKind: OpenFileKind {
         if !record.listening && (socket.type != Int32(SOCK_STREAM.rawValue) || socket.receiveQueue > 0) {
             let queue = try UnixSockets.peekQueue(
                 copy, type: socket.type, queued: socket.receiveQueue,
-                shutDown: socket.shutdown & UnixSocketDiagnosis.receiveShutdown != 0)
+                shutDown: socket.shutdown & UnixSocketDiagnosis.receiveShutdown != 0, previous: record.peekOffset)
             if queue.holdsOutOfBand {
                 throw descriptor.refusal(
                     "a unix socket (\(descriptor.link)) whose queue holds an out-of-band byte (MSG_OOB): not restored")
