@@ -63,6 +63,15 @@ public enum SyscallNumber {
     public static let poll = 7
     public static let epollCtl = 233
     public static let pidfdGetfd = 438
+    public static let getMempolicy = 239
+}
+
+/// get_mempolicy(2)'s flag and the mode it reports for the default policy.
+public enum MemoryPolicyFlags {
+    /// MPOL_F_ADDR: the policy of the area at the address given, not the thread's.
+    public static let address: UInt64 = 2
+    /// MPOL_DEFAULT: no policy of the area's (or the thread's) own.
+    public static let defaultMode: Int32 = 0
 }
 
 /// waitid(2)'s idtype and options, for calls injected into a task.

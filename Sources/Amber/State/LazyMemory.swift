@@ -80,7 +80,8 @@ enum LazyMemory {
     }
 
     /// Writes the pages of `runs` through /proc/PID/mem (which writes whatever their
-    /// area's protection), from checked chunks.
+    /// area's protection), from checked chunks. Runs next to one another in a page file (the
+    /// small areas, one after the other) share a chunk, which is read and checked once.
     private static func fillEagerly(_ session: RestoreSession, _ runs: [Amber_PageRun], server: LazyPageServer)
         throws
     {
@@ -90,13 +91,22 @@ enum LazyMemory {
             byteCount: Int(LazyPageServer.fillSize + ImageFormat.maximumChunkSize), alignment: Int(MemoryState.pageSize)
         )
         defer { buffer.deallocate() }
+        var held: (file: Int, window: Range<UInt64>, data: UnsafeRawBufferPointer)?
         for run in runs {
-            let file = server.pageFile(try server.file(named: session.task.memory.pageFiles[Int(run.file)]))
+            let index = try server.file(named: session.task.memory.pageFiles[Int(run.file)])
+            let file = server.pageFile(index)
             var offset = run.offset
             let end = run.offset + run.count * MemoryState.pageSize
             while offset < end {
-                let window = file.chunks(around: offset..<end, limit: LazyPageServer.fillSize)
-                let data = try server.read(file, window, into: buffer)
+                let window: Range<UInt64>
+                let data: UnsafeRawBufferPointer
+                if let held, held.file == index, held.window.contains(offset) {
+                    (window, data) = (held.window, held.data)
+                } else {
+                    window = file.chunks(around: offset..<end, limit: LazyPageServer.fillSize)
+                    data = try server.read(file, window, into: buffer)
+                    held = (index, window, data)
+                }
                 let stop = min(end, window.upperBound)
                 let start = Int(offset - window.lowerBound)
                 try memory.write(
