@@ -62,29 +62,38 @@ enum ThreadState {
     /// Recreates every thread but the leader with its TID and sets each thread's own state but
     /// for its registers and mask, which `finish` sets last. Needs the memory and the scratch area.
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
+        // A new thread starts with its creator's name: the leader's, once that is set.
+        var leaderName: [UInt8]?
         for record in task.threads {
-            let injector: any SyscallInjecting
+            let name = Array(record.comm.utf8.prefix(15))
             if record.tid == task.pid {
                 // The leader is the helper itself, made with the process (clone3 without CLONE_THREAD).
-                injector = session.injector
+                try restoreOwnState(record, session.injector, session, childTIDSet: false, named: false)
+                leaderName = name
             } else {
+                // clone3 sets clear_child_tid as set_tid_address would: one injected call fewer.
+                let childTID = record.threadControl.childTidAddress
                 let tids = record.namespaceTids.isEmpty ? [record.tid] : Array(record.namespaceTids.reversed())
                 let tracee = try TreeState.clone(
-                    in: session.injector, session: session, flags: threadFlags, exitSignal: 0, pids: tids,
-                    what: "thread \(record.tid)")
+                    in: session.injector, session: session,
+                    flags: threadFlags | (childTID != 0 ? CloneFlags.childClearTID : 0), exitSignal: 0, pids: tids,
+                    childTID: childTID, what: "thread \(record.tid)")
                 session.threads.append(tracee)
-                injector = try session.injector(for: tracee)
+                try restoreOwnState(
+                    record, try session.injector(for: tracee), session, childTIDSet: true, named: name == leaderName)
             }
-            try restoreOwnState(record, injector, session)
         }
     }
 
     private static func restoreOwnState(
-        _ record: Amber_Thread, _ injector: any SyscallInjecting, _ session: RestoreSession
+        _ record: Amber_Thread, _ injector: any SyscallInjecting, _ session: RestoreSession, childTIDSet: Bool,
+        named: Bool
     ) throws {
-        try ThreadControlState.restore(record.threadControl, injector)
+        try ThreadControlState.restore(record.threadControl, injector, childTIDSet: childTIDSet)
         try SignalState.restoreAlternateStack(record.alternateStack, injector, session)
-        try setName(record.comm, injector, session)
+        if !named {
+            try setName(record.comm, injector, session)
+        }
         try SignalState.restorePending(
             record.pending, toThread: record.namespaceTids.last ?? record.tid, injector, session)
     }
