@@ -11,25 +11,37 @@ enum ThreadState {
 
     /// Every thread of the process into `task.threads`, the leader first.
     static func dump(_ session: DumpSession, into task: inout Amber_Task) throws {
-        // Set once: appending to `task.threads` one by one copies the whole array each time.
-        var threads = [try dump(session.injector, session)]
-        threads.reserveCapacity(session.threads.count)
-        for tracee in session.threads where tracee.pid != session.pid {
-            // Injected calls cost several times more across CPUs: the tracer follows each thread
-            // to its CPU, as it followed the leader (`DumpSession.followsTarget`).
-            if session.followsTarget, let cpu = try? ProcFS.threadStat(pid: session.pid, tid: tracee.pid).processor {
+        let others = session.threads.filter { $0.pid != session.pid }
+        // Injected calls cost several times more across CPUs: the tracer follows each thread to
+        // its CPU, as it followed the leader (`DumpSession.followsTarget`), taking the threads of
+        // one CPU together (the leader's first) so that it moves once a CPU, not once a thread.
+        let cpus = others.map { tracee in
+            session.followsTarget ? try? ProcFS.threadStat(pid: session.pid, tid: tracee.pid).processor : nil
+        }
+        let leaderCPU = session.followsTarget ? session.stat.processor : nil
+        let order = others.indices.sorted { first, second in
+            func key(_ index: Int) -> (Int32, Int) { (cpus[index] == leaderCPU ? -1 : cpus[index] ?? -1, index) }
+            return key(first) < key(second)
+        }
+        var current = leaderCPU
+        // Set once, in the threads' order: appending to `task.threads` one by one copies the whole array each time.
+        var records = [Amber_Thread](repeating: Amber_Thread(), count: others.count)
+        let leader = try dump(session.injector, session)
+        for index in order {
+            if let cpu = cpus[index], cpu != current {
                 try? CPUAffinity(cpu: cpu).apply(to: 0)
+                current = cpu
             }
-            let injector = try session.injector(for: tracee)
+            let injector = try session.injector(for: others[index])
             do {
-                threads.append(try dump(injector, session))
+                records[index] = try dump(injector, session)
             } catch {
                 try? injector.finish()
                 throw error
             }
             try injector.finish()
         }
-        task.threads = threads
+        task.threads = [leader] + records
     }
 
     /// Reads the thread `injector` has taken over; the caller finishes the injector.
