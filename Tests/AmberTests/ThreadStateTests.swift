@@ -74,13 +74,13 @@ import Testing
                 SyscallNumber.setTidAddress, SyscallNumber.prctl, SyscallNumber.clone3, SyscallNumber.prctl,
                 SyscallNumber.rtTgsigqueueinfo,
             ])
-        // struct clone_args: flags first, child_tid at 8, exit_signal at 32, set_tid and its size at 64 and 72.
+        // struct clone_args: flags first, child_tid at 16, exit_signal at 32, set_tid and its size at 64 and 72.
         let clone = calls[2]
         let arguments = clone.arguments[0]
         #expect(clone.arguments[1] == UInt64(CloneArguments.byteCount))
         let flags = clone.load(arguments, as: UInt64.self)
         #expect(flags & CloneFlags.thread != 0 && flags & CloneFlags.vm != 0 && flags & CloneFlags.signalHandlers != 0)
-        #expect(flags & CloneFlags.childClearTID != 0 && clone.load(arguments + 8, as: UInt64.self) == 0x2000)
+        #expect(flags & CloneFlags.childClearTID != 0 && clone.load(arguments + 16, as: UInt64.self) == 0x2000)
         #expect(clone.load(arguments + 32, as: UInt64.self) == 0)
         let tids = clone.load(arguments + 64, as: UInt64.self)
         #expect(clone.load(arguments + 72, as: UInt64.self) == 2)
