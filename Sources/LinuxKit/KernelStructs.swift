@@ -8,12 +8,15 @@ public struct CloneArguments: Sendable {
     /// Where the PIDs to ask for are in the task (innermost namespace first), and how many.
     public var setTID: UInt64
     public var setTIDCount: UInt64
+    /// The new task's clear_child_tid with CLONE_CHILD_CLEARTID, as set_tid_address would set it.
+    public var childTID: UInt64
 
-    public init(flags: UInt64, exitSignal: UInt64, setTID: UInt64, setTIDCount: UInt64) {
+    public init(flags: UInt64, exitSignal: UInt64, setTID: UInt64, setTIDCount: UInt64, childTID: UInt64 = 0) {
         self.flags = flags
         self.exitSignal = exitSignal
         self.setTID = setTID
         self.setTIDCount = setTIDCount
+        self.childTID = childTID
     }
 
     public static let byteCount = MemoryLayout<amber_clone_args>.size
@@ -24,6 +27,7 @@ public struct CloneArguments: Sendable {
         raw.exit_signal = exitSignal
         raw.set_tid = setTID
         raw.set_tid_size = setTIDCount
+        raw.child_tid = childTID
         return withUnsafeBytes(of: raw) { Array($0) }
     }
 }
@@ -32,6 +36,7 @@ public struct CloneArguments: Sendable {
 public enum CloneFlags {
     public static let vm: UInt64 = 0x100, fs: UInt64 = 0x200, files: UInt64 = 0x400, signalHandlers: UInt64 = 0x800
     public static let thread: UInt64 = 0x10000, systemVSemaphores: UInt64 = 0x40000
+    public static let childClearTID: UInt64 = 0x20_0000
     public static let newPIDNamespace: UInt64 = 0x2000_0000
 }
 

@@ -11,8 +11,11 @@ import Testing
         let task = FakeTask()
         var record = Amber_ThreadControl()
         record.childTidAddress = 0x7f00_0000_1000
-        try ThreadControlState.restore(record, task.injector)
+        try ThreadControlState.restore(record, task.injector, childTIDSet: false)
         #expect(task.calls == [InjectedCall(SyscallNumber.setTidAddress, 0x7f00_0000_1000)])
+        let cloned = FakeTask()
+        try ThreadControlState.restore(record, cloned.injector, childTIDSet: true)
+        #expect(cloned.calls.isEmpty)
 
         record.robustListHead = 0x7f00_0000_2000
         record.robustListLength = 24
@@ -20,7 +23,7 @@ import Testing
         record.rseqSize = 32
         record.rseqSignature = 0x5305_3053
         let all = FakeTask()
-        try ThreadControlState.restore(record, all.injector)
+        try ThreadControlState.restore(record, all.injector, childTIDSet: false)
         #expect(
             all.calls == [
                 InjectedCall(SyscallNumber.setTidAddress, 0x7f00_0000_1000),
@@ -38,8 +41,8 @@ import Testing
         #expect(call.load(call.arguments[1], count: 16) == Array("a-rather-long-t".utf8) + [0])
     }
 
-    /// Every other thread is cloned by the leader with its TIDs, then set up by an injector
-    /// of its own, which the session makes.
+    /// Every other thread is cloned by the leader with its TIDs and its clear_child_tid, then
+    /// set up by an injector of its own, which the session makes.
     @Test func restoreClonesEachThreadWithItsTIDsAndSetsItsOwnState() throws {
         let task = FakeTask()
         let thread = fakePID + 1
@@ -65,27 +68,44 @@ import Testing
 
         #expect(session.threads.map(\.pid) == [fakePID, thread])
         let calls = task.calls
-        #expect(calls.map(\.tid) == [fakePID, fakePID, fakePID, thread, thread, thread])
+        #expect(calls.map(\.tid) == [fakePID, fakePID, fakePID, thread, thread])
         #expect(
             calls.map(\.number) == [
-                SyscallNumber.setTidAddress, SyscallNumber.prctl, SyscallNumber.clone3,
-                SyscallNumber.setTidAddress, SyscallNumber.prctl, SyscallNumber.rtTgsigqueueinfo,
+                SyscallNumber.setTidAddress, SyscallNumber.prctl, SyscallNumber.clone3, SyscallNumber.prctl,
+                SyscallNumber.rtTgsigqueueinfo,
             ])
-        // struct clone_args: flags first, exit_signal at 32, set_tid and its size at 64 and 72.
+        // struct clone_args: flags first, child_tid at 16, exit_signal at 32, set_tid and its size at 64 and 72.
         let clone = calls[2]
         let arguments = clone.arguments[0]
         #expect(clone.arguments[1] == UInt64(CloneArguments.byteCount))
         let flags = clone.load(arguments, as: UInt64.self)
         #expect(flags & CloneFlags.thread != 0 && flags & CloneFlags.vm != 0 && flags & CloneFlags.signalHandlers != 0)
+        #expect(flags & CloneFlags.childClearTID != 0 && clone.load(arguments + 16, as: UInt64.self) == 0x2000)
         #expect(clone.load(arguments + 32, as: UInt64.self) == 0)
         let tids = clone.load(arguments + 64, as: UInt64.self)
         #expect(clone.load(arguments + 72, as: UInt64.self) == 2)
         // Innermost namespace first.
         #expect(clone.load(tids, as: Int32.self) == 2 && clone.load(tids + 4, as: Int32.self) == thread)
-        #expect(calls[3] == InjectedCall(tid: thread, SyscallNumber.setTidAddress, 0x2000))
-        #expect(calls[4].load(calls[4].arguments[1], count: 7) == Array("worker".utf8) + [0])
+        // Named, as its name is not the leader's, which it starts with.
+        #expect(calls[3].load(calls[3].arguments[1], count: 7) == Array("worker".utf8) + [0])
         // Queued by the thread itself, to itself, as its namespace numbers both.
-        #expect(calls[5].arguments[0] == 1 && calls[5].arguments[1] == 2 && calls[5].arguments[2] == UInt64(SIGUSR1))
+        #expect(calls[4].arguments[0] == 1 && calls[4].arguments[1] == 2 && calls[4].arguments[2] == UInt64(SIGUSR1))
         #expect(task.threadInjectors[thread]?.instruction == task.injector.instruction)
+    }
+
+    /// A thread whose name is the leader's keeps the one it starts with: no PR_SET_NAME.
+    @Test func restoreDoesNotNameAThreadNamedAsItsLeader() throws {
+        let task = FakeTask()
+        let thread = fakePID + 1
+        task.injector.createdTasks = [thread]
+        var leaderThread = Amber_Thread()
+        leaderThread.tid = fakePID
+        leaderThread.comm = "server"
+        leaderThread.alternateStack.flags = UInt32(SS_DISABLE)
+        var other = leaderThread
+        other.tid = thread
+        let session = task.restoreSession(taskRecord(threads: [leaderThread, other]))
+        try ThreadState.restore(session.task, session)
+        #expect(task.calls.map(\.number) == [SyscallNumber.setTidAddress, SyscallNumber.prctl, SyscallNumber.clone3])
     }
 }

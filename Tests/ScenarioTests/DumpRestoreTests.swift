@@ -228,4 +228,6 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testManyFDs() throws { try runDumped(.manyFDs) }
     /// The copies leave every queue where it was.
     func testLeaveRunningManyFDs() throws { try runLeaveRunning(.manyFDs) }
+    /// Thread stacks, accounted and unaccounted areas and file pieces back to back come back with their flags.
+    func testMappingRuns() throws { try runDumped(.mappingRuns) }
 }

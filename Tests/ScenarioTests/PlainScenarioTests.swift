@@ -219,4 +219,5 @@ final class PlainScenarioTests: ScenarioTestCase {
         try runPlain(.manyFDs)
         try runPlain(.unsupportedManyFDsPassingCredentials)
     }
+    func testMappingRuns() throws { try runPlain(.mappingRuns) }
 }

@@ -265,6 +265,9 @@ struct Scenario: Sendable {
     /// A process and its child, in the cgroups (and cgroup namespace) its arguments say (see cgroup_tree.c).
     static let cgroupTree = Scenario(name: "cgroup_tree")
 
+    /// Areas back to back that differ in protection and accounting, as a restore maps them in runs (mapping_runs.c).
+    static let mappingRuns = Scenario(name: "mapping_runs")
+
     static let all: [Scenario] =
         [
             counter, memory, memoryFlags, memoryFlagsLockFuture, membarrier, fpu, signals, restartSleep,
@@ -333,6 +336,7 @@ struct Scenario: Sendable {
         + [utsIPCNamespace, unsupportedIPCSystemVObject, unsupportedIPCMessageQueue]
         + [cgroupTree]
         + [manyFDs, unsupportedManyFDsPassingCredentials]
+        + [mappingRuns]
 }
 
 /// One started scenario. After a dump and restore the same object stands for the restored

@@ -27,10 +27,9 @@ enum SchedulingState {
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
         let records = task.threads.map(\.scheduling)
         for (record, tracee) in zip(records, session.threads) {
-            let injector = try session.injector(for: tracee)
             // Before the policy: a real-time thread's slack is the kernel's (0) whatever is set.
             if record.timerSlackNs != session.baseline.timerSlackNs {
-                try injector.call(
+                try session.injector(for: tracee).call(
                     "prctl(PR_SET_TIMERSLACK, \(record.timerSlackNs))", SyscallNumber.prctl, TaskControl.setTimerSlack,
                     record.timerSlackNs)
             }

@@ -32,9 +32,12 @@ enum ThreadControlState {
             UInt64(rseq.signature))
     }
 
-    /// Sets one thread's links, by `injector` running in that thread.
-    static func restore(_ record: Amber_ThreadControl, _ injector: any SyscallInjecting) throws {
-        try injector.call("set_tid_address", SyscallNumber.setTidAddress, record.childTidAddress)
+    /// Sets one thread's links, by `injector` running in that thread; its clear_child_tid
+    /// already when the clone3 that made it set it (`childTIDSet`).
+    static func restore(_ record: Amber_ThreadControl, _ injector: any SyscallInjecting, childTIDSet: Bool) throws {
+        if !childTIDSet {
+            try injector.call("set_tid_address", SyscallNumber.setTidAddress, record.childTidAddress)
+        }
         if record.robustListHead != 0 {
             try injector.call(
                 "set_robust_list", SyscallNumber.setRobustList, record.robustListHead, record.robustListLength)

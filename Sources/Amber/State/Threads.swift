@@ -11,25 +11,37 @@ enum ThreadState {
 
     /// Every thread of the process into `task.threads`, the leader first.
     static func dump(_ session: DumpSession, into task: inout Amber_Task) throws {
-        // Set once: appending to `task.threads` one by one copies the whole array each time.
-        var threads = [try dump(session.injector, session)]
-        threads.reserveCapacity(session.threads.count)
-        for tracee in session.threads where tracee.pid != session.pid {
-            // Injected calls cost several times more across CPUs: the tracer follows each thread
-            // to its CPU, as it followed the leader (`DumpSession.followsTarget`).
-            if session.followsTarget, let cpu = try? ProcFS.threadStat(pid: session.pid, tid: tracee.pid).processor {
+        let others = session.threads.filter { $0.pid != session.pid }
+        // Injected calls cost several times more across CPUs: the tracer follows each thread to
+        // its CPU, as it followed the leader (`DumpSession.followsTarget`), taking the threads of
+        // one CPU together (the leader's first) so that it moves once a CPU, not once a thread.
+        let cpus = others.map { tracee in
+            session.followsTarget ? try? ProcFS.threadStat(pid: session.pid, tid: tracee.pid).processor : nil
+        }
+        let leaderCPU = session.followsTarget ? session.stat.processor : nil
+        let order = others.indices.sorted { first, second in
+            func key(_ index: Int) -> (Int32, Int) { (cpus[index] == leaderCPU ? -1 : cpus[index] ?? -1, index) }
+            return key(first) < key(second)
+        }
+        var current = leaderCPU
+        // Set once, in the threads' order: appending to `task.threads` one by one copies the whole array each time.
+        var records = [Amber_Thread](repeating: Amber_Thread(), count: others.count)
+        let leader = try dump(session.injector, session)
+        for index in order {
+            if let cpu = cpus[index], cpu != current {
                 try? CPUAffinity(cpu: cpu).apply(to: 0)
+                current = cpu
             }
-            let injector = try session.injector(for: tracee)
+            let injector = try session.injector(for: others[index])
             do {
-                threads.append(try dump(injector, session))
+                records[index] = try dump(injector, session)
             } catch {
                 try? injector.finish()
                 throw error
             }
             try injector.finish()
         }
-        task.threads = threads
+        task.threads = [leader] + records
     }
 
     /// Reads the thread `injector` has taken over; the caller finishes the injector.
@@ -62,29 +74,38 @@ enum ThreadState {
     /// Recreates every thread but the leader with its TID and sets each thread's own state but
     /// for its registers and mask, which `finish` sets last. Needs the memory and the scratch area.
     static func restore(_ task: Amber_Task, _ session: RestoreSession) throws {
+        // A new thread starts with its creator's name: the leader's, once that is set.
+        var leaderName: [UInt8]?
         for record in task.threads {
-            let injector: any SyscallInjecting
+            let name = Array(record.comm.utf8.prefix(15))
             if record.tid == task.pid {
                 // The leader is the helper itself, made with the process (clone3 without CLONE_THREAD).
-                injector = session.injector
+                try restoreOwnState(record, session.injector, session, childTIDSet: false, named: false)
+                leaderName = name
             } else {
+                // clone3 sets clear_child_tid as set_tid_address would: one injected call fewer.
+                let childTID = record.threadControl.childTidAddress
                 let tids = record.namespaceTids.isEmpty ? [record.tid] : Array(record.namespaceTids.reversed())
                 let tracee = try TreeState.clone(
-                    in: session.injector, session: session, flags: threadFlags, exitSignal: 0, pids: tids,
-                    what: "thread \(record.tid)")
+                    in: session.injector, session: session,
+                    flags: threadFlags | (childTID != 0 ? CloneFlags.childClearTID : 0), exitSignal: 0, pids: tids,
+                    childTID: childTID, what: "thread \(record.tid)")
                 session.threads.append(tracee)
-                injector = try session.injector(for: tracee)
+                try restoreOwnState(
+                    record, try session.injector(for: tracee), session, childTIDSet: true, named: name == leaderName)
             }
-            try restoreOwnState(record, injector, session)
         }
     }
 
     private static func restoreOwnState(
-        _ record: Amber_Thread, _ injector: any SyscallInjecting, _ session: RestoreSession
+        _ record: Amber_Thread, _ injector: any SyscallInjecting, _ session: RestoreSession, childTIDSet: Bool,
+        named: Bool
     ) throws {
-        try ThreadControlState.restore(record.threadControl, injector)
+        try ThreadControlState.restore(record.threadControl, injector, childTIDSet: childTIDSet)
         try SignalState.restoreAlternateStack(record.alternateStack, injector, session)
-        try setName(record.comm, injector, session)
+        if !named {
+            try setName(record.comm, injector, session)
+        }
         try SignalState.restorePending(
             record.pending, toThread: record.namespaceTids.last ?? record.tid, injector, session)
     }

@@ -426,12 +426,13 @@ enum TreeState {
     /// scratch area of `session`; returns the new task, traced and stopped.
     static func clone(
         in injector: any SyscallInjecting, session: some ScratchSpace, flags: UInt64, exitSignal: Int32, pids: [Int32],
-        what: String
+        childTID: UInt64 = 0, what: String
     ) throws -> Tracee {
         var arguments = session.arguments()
         let pidsAddress = try arguments.place(pids.withUnsafeBytes { Array($0) })
         let cloneArguments = CloneArguments(
-            flags: flags, exitSignal: UInt64(exitSignal), setTID: pidsAddress, setTIDCount: UInt64(pids.count))
+            flags: flags, exitSignal: UInt64(exitSignal), setTID: pidsAddress, setTIDCount: UInt64(pids.count),
+            childTID: childTID)
         let address = try arguments.place(cloneArguments.bytes)
         return try injector.createTask(
             "clone3 for \(what) with set_tid \(pids)", cloneArguments: address, size: UInt64(CloneArguments.byteCount))
