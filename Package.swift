@@ -61,7 +61,12 @@ let package = Package(
                 "LinuxKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // --static-swift-stdlib links with -export-dynamic (for Swift libraries a program
+            // dlopens, which amber does not): it would put some 24,000 of amber's own symbols in
+            // the dynamic symbol table, which every start searches (dladdr, the shared libraries'
+            // symbol binding). runc starts amber twice for each checkpoint and restore.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"])]
         ),
         // The README's library example, built by CI so that it keeps compiling.
         .executableTarget(

@@ -52,6 +52,7 @@ struct AmberCommand: ParsableCommand {
         let arguments = CommandLine.arguments
         DumpWorker.runIfWorker(arguments)
         MemoryTracker.runIfTracker(arguments)
+        SwrkCommand.serveIfPlain(arguments)
         if arguments.count > 1 && arguments[1] == DumpCommand.configuration.commandName { DumpWorker.startEarly() }
         do {
             var command = try parseAsRoot()

@@ -23,12 +23,32 @@ struct SwrkCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
-        let socket = PacketSocket(fd: fd)
-        guard fd > 2, socket.isPacketSocket() else {
+        guard let socket = Self.inheritedSocket(fd) else {
             throw ValidationError("descriptor \(fd) is not a SOCK_SEQPACKET socket amber inherited")
         }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        Glibc.exit(SwrkServer(socket: socket, verbosity: global.verbose).serve())
+        Self.serve(socket, verbosity: global.verbose)
+    }
+
+    /// `amber swrk FD` and nothing else, as runc and go-criu start it (twice for each checkpoint
+    /// or restore: the version check, then the request), is served before ArgumentParser parses
+    /// the command line: its reflection over every command's options costs more than the
+    /// VERSION request itself. Any other command line, or a descriptor that is not such a
+    /// socket, goes through ArgumentParser as usual.
+    static func serveIfPlain(_ arguments: [String]) {
+        guard arguments.count == 3, arguments[1] == configuration.commandName, let fd = Int32(arguments[2]),
+            let socket = inheritedSocket(fd)
+        else { return }
+        serve(socket, verbosity: 0)
+    }
+
+    private static func inheritedSocket(_ fd: Int32) -> PacketSocket? {
+        let socket = PacketSocket(fd: fd)
+        return fd > 2 && socket.isPacketSocket() ? socket : nil
+    }
+
+    private static func serve(_ socket: PacketSocket, verbosity: Int) -> Never {
+        _ = fcntl(socket.fd, F_SETFD, FD_CLOEXEC)
+        Glibc.exit(SwrkServer(socket: socket, verbosity: verbosity).serve())
     }
 }
 

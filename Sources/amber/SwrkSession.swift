@@ -198,6 +198,7 @@ struct SwrkSession {
             guard answer.notifySuccess else {
                 throw SwrkServer.Failure(message: "the runtime's \(script) callback failed")
             }
+            logger.trace("the runtime answered \(script)")
         } catch let error as SwrkServer.Failure {
             throw error
         } catch {
