@@ -2,7 +2,7 @@
 public enum ImageFormat {
     /// The format this build writes and the only one it reads; bumped on any
     /// change that a reader of the previous version would misread.
-    public static let version: UInt32 = 10
+    public static let version: UInt32 = 11
 
     /// The inventory is written last, so its presence marks a complete image.
     public static let inventoryName = "inventory.pb"

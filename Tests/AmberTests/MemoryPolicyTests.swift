@@ -36,7 +36,8 @@ import Testing
         respond(task)
         let session = try task.dumpSession()
         try MemoryPolicyState.ask(
-            session, areas: [gigabyte, vsyscall], process: ProcessName(pid: fakePID, comm: "fake"), tree: ProcessName(pid: fakePID, comm: "fake"))
+            session, areas: [gigabyte, vsyscall], process: ProcessName(pid: fakePID, comm: "fake"),
+            tree: ProcessName(pid: fakePID, comm: "fake"))
         #expect(task.calls.map(\.arguments[3]) == [0, gigabyte.start])
         #expect(task.calls.map(\.arguments[4]) == [0, MemoryPolicyFlags.address])
     }
@@ -49,7 +50,8 @@ import Testing
         let session = try task.dumpSession()
         let error = amberError(.unsupported) {
             try MemoryPolicyState.ask(
-                session, areas: [gigabyte], process: ProcessName(pid: fakePID, comm: "fake"), tree: ProcessName(pid: fakePID, comm: "fake"))
+                session, areas: [gigabyte], process: ProcessName(pid: fakePID, comm: "fake"),
+                tree: ProcessName(pid: fakePID, comm: "fake"))
         }
         #expect(error?.description.contains("NUMA memory policy bind:0 at 0x7f0000000000") == true)
     }
@@ -60,7 +62,8 @@ import Testing
         let session = try task.dumpSession()
         let error = amberError(.unsupported) {
             try MemoryPolicyState.ask(
-                session, areas: [gigabyte], process: ProcessName(pid: fakePID, comm: "fake"), tree: ProcessName(pid: fakePID, comm: "fake"))
+                session, areas: [gigabyte], process: ProcessName(pid: fakePID, comm: "fake"),
+                tree: ProcessName(pid: fakePID, comm: "fake"))
         }
         #expect(task.calls.count == 1)
         #expect(error?.description.contains("get_mempolicy mode 1) for the process") == true)

@@ -38,14 +38,16 @@ import Testing
 
     @Test func cloneArgumentsLayout() {
         let arguments = CloneArguments(
-            flags: CloneFlags.newPIDNamespace, exitSignal: UInt64(SIGCHLD), setTID: 0x1000, setTIDCount: 2, childTID: 0x2000)
+            flags: CloneFlags.newPIDNamespace, exitSignal: UInt64(SIGCHLD), setTID: 0x1000, setTIDCount: 2,
+            childTID: 0x2000)
         let words = arguments.bytes.withUnsafeBytes { bytes in
             (0..<(bytes.count / 8)).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) }
         }
         // CLONE_ARGS_SIZE_VER2: flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup.
         #expect(words.count == 11)
         #expect(
-            words[0] == CloneFlags.newPIDNamespace && words[2] == 0x2000 && words[4] == UInt64(SIGCHLD) && words[8] == 0x1000
+            words[0] == CloneFlags.newPIDNamespace && words[2] == 0x2000 && words[4] == UInt64(SIGCHLD)
+                && words[8] == 0x1000
                 && words[9] == 2
         )
     }

@@ -127,7 +127,8 @@ struct UnixSocketKind: OpenFileKind {
         UnixSocketTable.shared.remember(socket.inode, passesCredentials: record.passCredentials)
         record.passSecurity = try UnixSockets.option(copy, UnixSockets.passSecurity) != 0
         // sock_diag read the buffer sizes of the frozen tree's sockets with the rest.
-        record.sendBuffer = try socket.sendBuffer ?? UInt32(bitPattern: UnixSockets.option(copy, UnixSockets.sendBuffer))
+        record.sendBuffer =
+            try socket.sendBuffer ?? UInt32(bitPattern: UnixSockets.option(copy, UnixSockets.sendBuffer))
         record.receiveBuffer =
             try socket.receiveBuffer ?? UInt32(bitPattern: UnixSockets.option(copy, UnixSockets.receiveBuffer))
         record.peekOffset = try UnixSockets.option(copy, UnixSockets.peekOffset)

@@ -629,7 +629,8 @@ enum MemoryState {
 
         func map(_ injector: any SyscallInjecting) throws {
             try injector.call(
-                "mmap 0x\(String(start, radix: 16))-0x\(String(end, radix: 16))", SyscallNumber.mmap, start, end - start,
+                "mmap 0x\(String(start, radix: 16))-0x\(String(end, radix: 16))", SyscallNumber.mmap, start,
+                end - start,
                 UInt64(protection), UInt64(flags), UInt64(bitPattern: Int64(fd)), offset)
             for change in changes {
                 try injector.call(
