@@ -60,8 +60,9 @@ public struct NetworkLock: Sendable {
     }
 
     /// Deletes the table, if it is there (adding a table that exists changes nothing; nft 1.0.6
-    /// has no `destroy`). Asked first: a transaction that changes nothing still costs the
-    /// kernel's clean-up of it, and a restore on another host than the dump's finds no table.
+    /// has no `destroy`). Asked first: a restore on another host than the dump's finds no
+    /// table, and making one to delete it is a change, whose clean-up the kernel makes the
+    /// library's socket wait for when it closes (`amber_nft_run`).
     func remove() throws(AmberError) {
         guard exists() else { return }
         try run(["add table inet \(table)", "delete table inet \(table)"])
