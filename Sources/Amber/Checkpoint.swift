@@ -152,6 +152,8 @@ public enum Checkpoint {
             try Preflight.check(running, root: pid, externalFiles: externalFiles, shellJob: shellJob)
             logger.trace("checked each running process")
         } catch {
+            // The checks may have made the network lock's table (`TcpConnectionDump.prepareLock`).
+            _ = try? TcpConnectionDump.finish(keepLock: false)
             throw wrap(error, pid: pid)
         }
         var processes: [FrozenProcess] = []

@@ -30,25 +30,52 @@ public struct NetworkLock: Sendable {
         try? NetworkLock(table: "\(prefix)\(pid)", namespace: access(namespace, F_OK) == 0 ? namespace : nil).remove()
     }
 
+    /// The table and its chains, which block nothing yet. Hooking a new chain takes the kernel
+    /// up to tens of milliseconds (an RCU grace period): made while the tree still runs, the
+    /// frozen tree waits only for its rules (`block`).
+    private var tableAndChains: [String] {
+        [
+            "add table inet \(table)",
+            "add chain inet \(table) output { type filter hook output priority -300; policy accept; }",
+            "add chain inet \(table) input { type filter hook input priority -300; policy accept; }",
+        ]
+    }
+
+    /// Makes the table and its chains, with no rule: nothing is blocked yet.
+    func prepare() throws(AmberError) {
+        try run(tableAndChains)
+    }
+
     /// Drops every packet between `local` and `peer`, both ways; makes the table first if it is not there.
     func block(_ local: InetAddress, _ peer: InetAddress) throws(AmberError) {
         let ip = local.family == AF_INET6 ? "ip6" : "ip"
         let (l, p) = (Self.host(local), Self.host(peer))
         let outgoing = "\(ip) saddr \(l) \(ip) daddr \(p) tcp sport \(local.port) tcp dport \(peer.port) drop"
         let incoming = "\(ip) saddr \(p) \(ip) daddr \(l) tcp sport \(peer.port) tcp dport \(local.port) drop"
-        try run([
-            "add table inet \(table)",
-            "add chain inet \(table) output { type filter hook output priority -300; policy accept; }",
-            "add chain inet \(table) input { type filter hook input priority -300; policy accept; }",
-            "add rule inet \(table) output \(outgoing)", "add rule inet \(table) output \(incoming)",
-            "add rule inet \(table) input \(outgoing)", "add rule inet \(table) input \(incoming)",
-        ])
+        try run(
+            tableAndChains + [
+                "add rule inet \(table) output \(outgoing)", "add rule inet \(table) output \(incoming)",
+                "add rule inet \(table) input \(outgoing)", "add rule inet \(table) input \(incoming)",
+            ])
     }
 
     /// Deletes the table, if it is there (adding a table that exists changes nothing; nft 1.0.6
-    /// has no `destroy`).
+    /// has no `destroy`). Asked first: a restore on another host than the dump's finds no
+    /// table, and making one to delete it is a change, whose clean-up the kernel makes the
+    /// library's socket wait for when it closes (`amber_nft_run`).
     func remove() throws(AmberError) {
+        guard exists() else { return }
         try run(["add table inet \(table)", "delete table inet \(table)"])
+    }
+
+    /// Whether the table is there; true when nft cannot tell, for `remove` to report why.
+    private func exists() -> Bool {
+        do {
+            try run(["list table inet \(table)"])
+            return true
+        } catch {
+            return !error.description.contains("No such file or directory")
+        }
     }
 
     /// Runs nftables commands in the table's namespace.

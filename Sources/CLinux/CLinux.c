@@ -9,6 +9,7 @@
 #include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
@@ -16,6 +17,8 @@
 #include <unistd.h>
 #include <elf.h>
 #include <dlfcn.h>
+#include <linux/netlink.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -114,22 +117,69 @@ static void load_nftables(void) {
         nftables.ctx_new = dlsym(library, "nft_ctx_new");
 }
 
+// libnftables opens its netlink socket without SOCK_CLOEXEC: kept open, it would pass to every
+// program amber runs. Amber has no other nf_tables socket.
+static void nft_sockets_close_on_exec(void) {
+    DIR *descriptors = opendir("/proc/self/fd");
+    if (descriptors == NULL) return;
+    struct dirent *entry;
+    while ((entry = readdir(descriptors)) != NULL) {
+        if (entry->d_name[0] == '.') continue;
+        int fd = atoi(entry->d_name), domain = 0, protocol = 0;
+        socklen_t length = sizeof(domain);
+        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0 || domain != AF_NETLINK) continue;
+        length = sizeof(protocol);
+        if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) != 0 || protocol != NETLINK_NETFILTER)
+            continue;
+        int flags = fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    closedir(descriptors);
+}
+
+// The context kept, and the network namespace (device, inode) its socket is in.
+static pthread_mutex_t nftables_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *nftables_kept;
+static struct stat nftables_namespace;
+
 long amber_nft_run(const char *commands, char *error, size_t error_size) {
     pthread_once(&nftables_once, load_nftables);
     if (nftables.ctx_new == NULL) return -ENOENT;
-    void *ctx = nftables.ctx_new(0);
-    if (ctx == NULL) return -ENOMEM;
-    nftables.buffer_output(ctx);
-    nftables.buffer_error(ctx);
-    long status = nftables.run_cmd_from_buffer(ctx, commands) == 0 ? 0 : 1;
-    if (status != 0 && error_size > 0) {
-        const char *text = nftables.get_error_buffer(ctx);
-        size_t length = text ? strcspn(text, "\n") : 0;
-        if (length >= error_size) length = error_size - 1;
-        if (length > 0) memcpy(error, text, length);
-        error[length] = 0;
+    // When the thread's namespace cannot be told, the context is not kept.
+    struct stat namespace = {0};
+    int known = stat("/proc/thread-self/ns/net", &namespace) == 0;
+    pthread_mutex_lock(&nftables_lock);
+    if (nftables_kept != NULL && (!known || nftables_namespace.st_dev != namespace.st_dev ||
+                                  nftables_namespace.st_ino != namespace.st_ino)) {
+        nftables.ctx_free(nftables_kept);
+        nftables_kept = NULL;
     }
-    nftables.ctx_free(ctx);
+    int made = nftables_kept == NULL;
+    if (made) {
+        nftables_kept = nftables.ctx_new(0);
+        if (nftables_kept == NULL) {
+            pthread_mutex_unlock(&nftables_lock);
+            return -ENOMEM;
+        }
+        nftables.buffer_output(nftables_kept);
+        nftables.buffer_error(nftables_kept);
+        nftables_namespace = namespace;
+    }
+    long status = nftables.run_cmd_from_buffer(nftables_kept, commands) == 0 ? 0 : 1;
+    if (made && status == 0 && known) nft_sockets_close_on_exec();
+    if (status != 0 || !known) {
+        // A new context for the next run: this one's error buffer holds this run's errors.
+        if (status != 0 && error_size > 0) {
+            const char *text = nftables.get_error_buffer(nftables_kept);
+            size_t length = text ? strcspn(text, "\n") : 0;
+            if (length >= error_size) length = error_size - 1;
+            if (length > 0) memcpy(error, text, length);
+            error[length] = 0;
+        }
+        nftables.ctx_free(nftables_kept);
+        nftables_kept = NULL;
+    }
+    pthread_mutex_unlock(&nftables_lock);
     return status;
 }
 

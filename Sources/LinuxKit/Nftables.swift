@@ -2,6 +2,7 @@ internal import CLinux
 
 /// nftables through Debian's libnftables, in this process: a `nft` run costs a process and
 /// the library's loading each time, and the TCP lock is taken and dropped while the tree is frozen.
+/// The library's context stays open between runs in one namespace (`amber_nft_run`).
 public enum Nftables {
     public enum Failure: Error, Sendable {
         /// libnftables.so.1 could not be loaded.

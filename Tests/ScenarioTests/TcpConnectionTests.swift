@@ -308,6 +308,21 @@ final class TcpConnectionTests: ScenarioTestCase {
         XCTAssertEqual(kill(pid, SIGTERM), 0, "the restored server is gone")
         _ = Spawn.wait(pid, timeout: Self.verdictTimeout)
     }
+
+    /// The lock's table is made while the tree still runs; a dump that fails once the tree is
+    /// frozen deletes it, and the connections go on.
+    func testFailedDumpLeavesNoLock() throws {
+        _ = try requireAmber()
+        try requireNft()
+        let p = try start(.tcpConnections)
+        let r = try amber(
+            ["dump", "-t", "\(p.pid)", "-D", try newDirectory("image"), "--tcp-established"],
+            env: ["AMBER_TEST_FAULT": "dump.preflight=fail"])
+        XCTAssertNotEqual(r.status, .exited(0), "dump with preflight=fail: \(r.summary)")
+        XCTAssertEqual(lockTables(), [], "the failed dump left the lock on")
+        assertRunningUntraced(p.pid, "after the failed dump")
+        try terminateAndExpectPass(p, "after a failed dump --tcp-established")
+    }
 }
 
 extension AuthenticationTests {

@@ -60,6 +60,7 @@ struct TcpConnectionKind: OpenFileKind {
                 "has fd \(descriptor.fd) open on \(what): established connections are restored only by a dump with --tcp-established (TCP_REPAIR, with their packets blocked until the restore)",
                 tree: descriptor.tree)
         }
+        try TcpConnectionDump.prepareLock(tree: descriptor.tree?.pid ?? descriptor.pid)
         try descriptor.checkEventFileFlags(what)
         try InetSocketKind.checkNamespace(fd, descriptor: descriptor, what: what)
         guard try InetSocket.readiness(fd) & Int16(POLLPRI | POLLERR) == 0 else {
@@ -337,6 +338,17 @@ enum TcpConnectionDump {
     /// A dump starts: whether established connections are to be restored.
     static func begin(asked: Bool) {
         state.withLock { $0 = State(asked: asked) }
+    }
+
+    /// Once the dump has found a connection to hold: the lock's table and chains are made
+    /// while the tree still runs (`NetworkLock.prepare`), once per dump.
+    static func prepareLock(tree root: Int32) throws(AmberError) {
+        let lock = NetworkLock.ofThisProcess(tree: root)
+        let first = state.withLock { state in
+            defer { state.lock = lock }
+            return state.lock == nil
+        }
+        if first { try lock.prepare() }
     }
 
     /// Blocks the connection of `socket` (ours, which this keeps) and puts it in repair mode,

@@ -124,6 +124,10 @@ struct amber_uffd_msg {
 // libnftables (Debian's libnftables1), loaded on first use: runs `commands` as one nft
 // transaction in the calling thread's network namespace. 0 on success; -ENOENT when the
 // library cannot be loaded; 1 when nft refused the commands, its first error line in `error`.
+// The library's context is kept for the next run in the same namespace: closing its netlink
+// socket after a transaction that changed the ruleset waits for the kernel's clean-up of
+// that transaction (an RCU grace period, 10-40 ms on a loaded VM), so it is closed only when
+// a run is refused, when a run is in another namespace, or when the process exits.
 long amber_nft_run(const char *commands, char *error, size_t error_size);
 
 long amber_userfaultfd(uint64_t flags);
