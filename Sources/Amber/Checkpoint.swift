@@ -228,7 +228,7 @@ public enum Checkpoint {
         } catch {
             // Its protection lifted before the tree runs again without a handler.
             cow?.close()
-            try? TcpConnectionDump.finish(keepLock: false)
+            _ = try? TcpConnectionDump.finish(keepLock: false)
             TreeState.release(processes)
             throw wrap(error, pid: pid)
         }

@@ -116,7 +116,25 @@ enum TreeState {
 
     /// Freezes one process and appends it to `seized` (so that a failure half-way lets its
     /// seized threads go too); nil if it vanished (reaped by an ancestor not yet stopped).
+    /// One that exits while it is being frozen (a shell loop's `sleep`) is let go and frozen
+    /// again as what it has become: a zombie, its parent being stopped already, or nothing.
     private static func freezeProcess(_ pid: Int32, isRoot: Bool, seized: inout [SeizedProcess]) throws
+        -> SeizedProcess?
+    {
+        var attempts = 0
+        while true {
+            let count = seized.count
+            do {
+                return try freezeProcessOnce(pid, isRoot: isRoot, seized: &seized)
+            } catch let error as LinuxError where error.errno == .noSuchProcess && !isRoot && attempts < 3 {
+                attempts += 1
+                release(seized[count...].flatMap(\.threads))
+                seized.removeSubrange(count...)
+            }
+        }
+    }
+
+    private static func freezeProcessOnce(_ pid: Int32, isRoot: Bool, seized: inout [SeizedProcess]) throws
         -> SeizedProcess?
     {
         let name = ProcessName(pid: pid)
@@ -156,9 +174,10 @@ enum TreeState {
                     // It exited between the status read and the seize (ptrace refuses a zombie
                     // with EPERM): dumped as the zombie it now is, or left out once reaped.
                     seized.removeLast()
-                    return try freezeProcess(pid, isRoot: isRoot, seized: &seized)
+                    return try freezeProcessOnce(pid, isRoot: isRoot, seized: &seized)
                 } catch {
                     if error.errno == .noSuchProcess {
+                        if !isRoot { throw error }
                         throw AmberError(.noSuchProcess, "process \(name) went away while it was being frozen")
                     }
                     throw AmberError(
