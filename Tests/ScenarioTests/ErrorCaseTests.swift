@@ -215,6 +215,9 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesAreaPolicy() throws {
         try checkUnsupported(.unsupportedAreaPolicy, object: "set_mempolicy or mbind")
     }
+    func testDumpRefusesThreadPolicy() throws {
+        try checkUnsupported(.unsupportedThreadPolicy, object: "NUMA memory policy of its own")
+    }
     func testDumpRefusesSyscallUserDispatch() throws {
         try checkUnsupported(.unsupportedSyscallUserDispatch, object: "PR_SET_SYSCALL_USER_DISPATCH")
     }

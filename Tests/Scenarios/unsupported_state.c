@@ -5,6 +5,7 @@
  *   --autogroup         a child leading a session whose autogroup has nice 5
  *   --mempolicy         the process's NUMA policy is MPOL_PREFERRED (set_mempolicy)
  *   --mbind             one area has the NUMA policy MPOL_BIND (mbind)
+ *   --thread-mempolicy  a second thread's own NUMA policy is MPOL_PREFERRED (set_mempolicy)
  *   --user-dispatch     syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH)
  *   --thread-keyring    a thread keyring
  *   --process-keyring   a process keyring
@@ -14,6 +15,7 @@
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
+#include <pthread.h>
 #include <sys/mman.h>
 
 #define KEYCTL_GET_KEYRING_ID 0
@@ -59,6 +61,20 @@ static void lower_autogroup(void)
     close(fd);
 }
 
+/* 1 once the thread's policy is set, -1 if set_mempolicy failed. */
+static int thread_policy_set;
+
+static void *prefer_node0(void *unused)
+{
+    unsigned long node0 = 1;
+    int set = syscall(SYS_set_mempolicy, MPOL_PREFERRED, &node0, 64) == 0 ? 1 : -1;
+    (void)unused;
+    __atomic_store_n(&thread_policy_set, set, __ATOMIC_RELEASE);
+    for (;;)
+        pause();
+    return NULL;
+}
+
 static long keyctl(long operation, long a, long b, long c)
 {
     return syscall(SYS_keyctl, operation, a, b, c, 0L);
@@ -87,6 +103,14 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--mempolicy")) {
         if (syscall(SYS_set_mempolicy, MPOL_PREFERRED, &node0, 64) != 0)
             sc_die("set_mempolicy");
+    } else if (sc_has_flag("--thread-mempolicy")) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, prefer_node0, NULL) != 0)
+            sc_die("pthread_create");
+        while (!__atomic_load_n(&thread_policy_set, __ATOMIC_ACQUIRE))
+            usleep(1000);
+        if (thread_policy_set < 0)
+            sc_die("set_mempolicy in a thread");
     } else if (sc_has_flag("--mbind")) {
         if (syscall(SYS_mbind, area, sizeof area, MPOL_BIND, &node0, 64, 0) != 0)
             sc_die("mbind");

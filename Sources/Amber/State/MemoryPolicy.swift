@@ -83,6 +83,25 @@ enum MemoryPolicyState {
     }
 }
 
+extension MemoryPolicyState {
+    /// Each thread has a policy of its own (set_mempolicy sets the caller's), which neither
+    /// numa_maps nor get_mempolicy in the leader shows: the threads step asks every other thread
+    /// for its own, and one other than the default is refused.
+    static func checkThread(_ injector: any SyscallInjecting, _ session: DumpSession) throws {
+        guard injector.tracee.pid != session.pid else { return }
+        var arguments = session.arguments()
+        let mode = try arguments.reserve(MemoryLayout<Int32>.size)
+        try injector.call("get_mempolicy", SyscallNumber.getMempolicy, mode, 0, 0, 0, 0)
+        let found = try arguments.read(mode, as: Int32.self)
+        guard found == MemoryPolicyFlags.defaultMode else {
+            throw AmberError.unsupported(
+                session.name,
+                "has a thread (\(injector.tracee.pid)) with a NUMA memory policy of its own (set_mempolicy; get_mempolicy mode \(found)): not restored yet"
+            )
+        }
+    }
+}
+
 extension MemoryPolicyState: StateKind {
     static func check(_ process: CheckedProcess) throws {
         // Frozen (seized by amber), a process asked by the traced step is not walked here.

@@ -48,6 +48,7 @@ enum ThreadState {
     private static func dump(_ injector: any SyscallInjecting, _ session: DumpSession) throws -> Amber_Thread {
         let tid = injector.tracee.pid
         try KeyringState.checkThread(injector, session)
+        try MemoryPolicyState.checkThread(injector, session)
         var record = Amber_Thread()
         record.tid = tid
         record.comm = try ProcFS.comm(pid: session.pid, tid: tid)
