@@ -1,3 +1,4 @@
+import Amber
 import Glibc
 import LinuxKit
 
@@ -14,29 +15,8 @@ extension SwrkSession {
             guard let link = try? ProcFS.link("/proc/\(root)/fd/\(fd)"), link.hasPrefix("pipe:[") else { return nil }
             return link
         }
-        guard !names.isEmpty, let pids = try? ProcFS.processIDs() else { return [] }
-        var parents: [Int32: Int32] = [:]
-        for pid in pids {
-            if let stat = try? ProcFS.stat(pid: pid) { parents[pid] = stat.ppid }
-        }
-        func inTree(_ pid: Int32) -> Bool {
-            var current = pid
-            for _ in 0...pids.count {
-                if current == root { return true }
-                guard let parent = parents[current], parent > 0 else { return false }
-                current = parent
-            }
-            return false
-        }
-        var heldOutside: Set<String> = []
-        for pid in pids where !inTree(pid) {
-            for fd in (try? ProcFS.fileDescriptors(pid: pid)) ?? [] {
-                if let link = try? ProcFS.link("/proc/\(pid)/fd/\(fd)"), names.contains(link) {
-                    heldOutside.insert(link)
-                }
-            }
-        }
-        return names.filter(heldOutside.contains)
+        guard !names.isEmpty, let held = try? Checkpoint.linksHeldOutside(tree: root, Set(names)) else { return [] }
+        return names.filter(held.contains)
     }
 }
 

@@ -150,6 +150,14 @@ final class OutsideScan: @unchecked Sendable {
     }
 }
 
+extension Checkpoint {
+    /// Which of `links` (/proc fd links such as "pipe:[INODE]") a process outside the tree of
+    /// `root` holds: neither the root nor a descendant of it, nor amber.
+    public static func linksHeldOutside(tree root: Int32, _ links: Set<String>) throws -> Set<String> {
+        Set(try OutsideScan(tree: [root]).descriptors().map(\.link).filter(links.contains))
+    }
+}
+
 extension OutsideDescriptors {
     /// Refuses a descriptor of the tree on `link` (an eventfd, a timerfd) whose open file
     /// description a process outside the tree holds too: the tree's copy would come back as an
