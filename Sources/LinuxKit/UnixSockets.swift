@@ -325,9 +325,7 @@ public enum UnixSockets {
     private static func peekWholeStream(_ fd: FileDescriptor, queued: Int) throws(LinuxError) -> Queue? {
         var queue = Queue()
         guard queued > 0 else { return queue }
-        var urgent: UInt8 = 0
-        queue.holdsOutOfBand =
-            recv(fd.rawValue, &urgent, 1, Int32(MSG_OOB) | Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) == 1
+        queue.holdsOutOfBand = holdsOutOfBand(fd)
         var bytes = [UInt8](repeating: 0, count: queued)
         let (count, rights) = try peek(fd, into: &bytes, at: 0, flags: peekFlags)
         guard count == queued else { return nil }
@@ -336,12 +334,16 @@ public enum UnixSockets {
         return queue
     }
 
+    /// Whether a stream holds an out-of-band byte, peeked.
+    private static func holdsOutOfBand(_ fd: FileDescriptor) -> Bool {
+        var urgent: UInt8 = 0
+        return recv(fd.rawValue, &urgent, 1, Int32(MSG_OOB) | Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) == 1
+    }
+
     private static func peekStream(_ fd: FileDescriptor, queued: Int) throws(LinuxError) -> Queue {
         var queue = Queue()
         guard queued > 0 else { return queue }
-        var urgent: UInt8 = 0
-        queue.holdsOutOfBand =
-            recv(fd.rawValue, &urgent, 1, Int32(MSG_OOB) | Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) == 1
+        queue.holdsOutOfBand = holdsOutOfBand(fd)
         var bytes = [UInt8](repeating: 0, count: queued)
         var total = 0
         while total < queued {

@@ -17,26 +17,6 @@
 static char before[1 << 16], after[1 << 16];
 
 /* Each area's first line and VmFlags line, one pair per line of `out`. */
-static void area_lines(char *out, size_t size)
-{
-    static char text[1 << 20];
-    ssize_t n = sc_read_file("/proc/self/smaps", text, sizeof text - 1);
-    if (n < 0)
-        sc_die("reading /proc/self/smaps");
-    text[n] = 0;
-    size_t used = 0;
-    out[0] = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        int header = (line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f');
-        if (!header && strncmp(line, "VmFlags:", 8) != 0)
-            continue;
-        int len = snprintf(out + used, size - used, "%s%s", line, header ? " | " : "\n");
-        if (len < 0 || (size_t)len >= size - used)
-            sc_die("smaps too long");
-        used += (size_t)len;
-    }
-}
-
 static void fill(char *page, int value) { memset(page, value, PAGE); }
 
 static void check_page(const char *page, int value, const char *what)
@@ -104,24 +84,13 @@ int main(int argc, char **argv)
     protect(file + 2 * PAGE, 1, PROT_READ);
 
     sc_snapshot();
-    area_lines(before, sizeof before);
+    sc_area_lines(before, sizeof before);
     sc_ready();
     sc_wait_for_term();
-    area_lines(after, sizeof after);
+    sc_area_lines(after, sizeof after);
     sc_check_common();
 
-    if (strcmp(before, after) != 0) {
-        char *b = before, *a = after;
-        while (*b && *b == *a) {
-            b++;
-            a++;
-        }
-        while (b > before && b[-1] != '\n')
-            b--, a--;
-        char *bend = strchr(b, '\n'), *aend = strchr(a, '\n');
-        sc_fail("areas differ: was '%.*s', now '%.*s'", bend ? (int)(bend - b) : (int)strlen(b), b,
-                aend ? (int)(aend - a) : (int)strlen(a), a);
-    }
+    sc_check_areas_alike(before, after);
     for (int i = 0; i < STACKS; i++) {
         check_page(stacks + (3 * i + 1) * PAGE, 'a' + i, "a stack's lower page");
         check_page(stacks + (3 * i + 2) * PAGE, 'A' + i, "a stack's upper page");

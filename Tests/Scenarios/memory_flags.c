@@ -22,27 +22,6 @@ static char shared_path[PATH_MAX];
 static char *shared_map;
 
 /* Each area's first line and VmFlags line, one pair per line of `out`. */
-static void area_lines(char *out, size_t size)
-{
-    static char text[1 << 20];
-    ssize_t n = sc_read_file("/proc/self/smaps", text, sizeof text - 1);
-    if (n < 0)
-        sc_die("reading /proc/self/smaps");
-    text[n] = 0;
-    size_t used = 0;
-    out[0] = 0;
-    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        /* Area lines start with the address in lower-case hex; field names with a capital. */
-        int header = (line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f');
-        if (!header && strncmp(line, "VmFlags:", 8) != 0)
-            continue;
-        int len = snprintf(out + used, size - used, "%s%s", line, header ? " | " : "\n");
-        if (len < 0 || (size_t)len >= size - used)
-            sc_die("smaps too long");
-        used += (size_t)len;
-    }
-}
-
 static void *map(size_t pages, int prot, int flags)
 {
     void *p = mmap(NULL, pages * 4096, prot, flags | MAP_ANONYMOUS, -1, 0);
@@ -92,24 +71,13 @@ int main(int argc, char **argv)
 
     /* Once before saving the areas: sc_ready's own allocations then find room in the heap. */
     sc_snapshot();
-    area_lines(before, sizeof before);
+    sc_area_lines(before, sizeof before);
     sc_ready();
     sc_wait_for_term();
-    area_lines(after, sizeof after);
+    sc_area_lines(after, sizeof after);
     sc_check_common();
 
-    if (strcmp(before, after) != 0) {
-        char *b = before, *a = after;
-        while (*b && *b == *a) {
-            b++;
-            a++;
-        }
-        while (b > before && b[-1] != '\n')
-            b--, a--;
-        char *bend = strchr(b, '\n'), *aend = strchr(a, '\n');
-        sc_fail("areas differ: was '%.*s', now '%.*s'", bend ? (int)(bend - b) : (int)strlen(b), b,
-                aend ? (int)(aend - a) : (int)strlen(a), a);
-    }
+    sc_check_areas_alike(before, after);
 
     int writable = mprotect(shared_map, 4096, PROT_READ | PROT_WRITE) == 0;
     if (sc_check(writable, "mprotect of the shared file mapping to PROT_WRITE: %s", strerror(errno))) {
@@ -123,7 +91,7 @@ int main(int argc, char **argv)
     if (lock_future) {
         char *fresh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         char lines[1 << 16], start[32];
-        area_lines(lines, sizeof lines);
+        sc_area_lines(lines, sizeof lines);
         snprintf(start, sizeof start, "%lx-", (unsigned long)fresh);
         char *line = strstr(lines, start);
         char *end = line ? strchr(line, '\n') : NULL;

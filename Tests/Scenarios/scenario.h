@@ -770,4 +770,43 @@ SC_FN void sc_pidns_root_ready(void)
         sc_die("writing %s", marker);
 }
 
+/* The process's areas as smaps shows them, each header line with its VmFlags line, into out. */
+SC_FN void sc_area_lines(char *out, size_t size)
+{
+    static char text[1 << 20];
+    ssize_t n = sc_read_file("/proc/self/smaps", text, sizeof text - 1);
+    if (n < 0)
+        sc_die("reading /proc/self/smaps");
+    text[n] = 0;
+    size_t used = 0;
+    out[0] = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        /* Area lines start with the address in lower-case hex; field names with a capital. */
+        int header = (line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f');
+        if (!header && strncmp(line, "VmFlags:", 8) != 0)
+            continue;
+        int len = snprintf(out + used, size - used, "%s%s", line, header ? " | " : "\n");
+        if (len < 0 || (size_t)len >= size - used)
+            sc_die("smaps too long");
+        used += (size_t)len;
+    }
+}
+
+/* Fails naming the first area whose sc_area_lines line differs. */
+SC_FN void sc_check_areas_alike(char *before, char *after)
+{
+    if (strcmp(before, after) == 0)
+        return;
+    char *b = before, *a = after;
+    while (*b && *b == *a) {
+        b++;
+        a++;
+    }
+    while (b > before && b[-1] != '\n')
+        b--, a--;
+    char *bend = strchr(b, '\n'), *aend = strchr(a, '\n');
+    sc_fail("areas differ: was '%.*s', now '%.*s'", bend ? (int)(bend - b) : (int)strlen(b), b,
+            aend ? (int)(aend - a) : (int)strlen(a), a);
+}
+
 #endif
