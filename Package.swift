@@ -16,8 +16,9 @@ let package = Package(
         // Without its default trait BinaryDelimitedStreams, which imports all of Foundation (and ICU)
         // for its stream API: amber then links only FoundationEssentials and starts faster.
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0", traits: []),
-        // HMAC-SHA256 and SHA-256 for authenticated images (docs/security.md).
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // HMAC-SHA256 and SHA-256 for authenticated images (docs/security.md). 4.x: its Crypto imports
+        // FoundationEssentials, where 3.x imported all of Foundation (docs/architecture.md).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // Kernel structs and raw syscall wrappers that Glibc's overlay lacks; nothing else.

@@ -1,5 +1,5 @@
 import AmberImage
-import Foundation
+import FoundationEssentials
 import Glibc
 import LinuxKit
 import SystemPackage

@@ -1,8 +1,9 @@
 import AmberImage
-import Foundation
+import Dispatch
 import Glibc
 import LinuxKit
 import Logging
+import Synchronization
 import SystemPackage
 
 /// A lazy restore (`restore --lazy-pages`): the pages of private anonymous areas are not
@@ -224,7 +225,7 @@ final class LazyProcess: @unchecked Sendable {
     /// still running could put them back).
     private let lock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
     /// Guards `pending`, `cursor` and `finished` between the copies that share `lock`.
-    private let pendingLock = NSLock()
+    private let pendingLock = Mutex(())
     private var pending: PendingPages
     /// Where the background fill goes on.
     private var cursor: UInt64 = 0
@@ -248,7 +249,7 @@ final class LazyProcess: @unchecked Sendable {
         lock.deallocate()
     }
 
-    var isFinished: Bool { pendingLock.withLock { finished } }
+    var isFinished: Bool { pendingLock.withLock { _ in finished } }
 
     /// Closes the descriptor of a finished process: the kernel takes its registrations away.
     /// The event loop's thread only, which polls the descriptor.
@@ -263,7 +264,7 @@ final class LazyProcess: @unchecked Sendable {
     /// The next pages for the background fill: the run from the cursor on, at most `limit`
     /// bytes of it within chunks of its page file; the cursor moves past them.
     func nextFill(limit: UInt64, files: [LazyPageFile]) -> (LazyRun, Range<UInt64>)? {
-        pendingLock.withLock {
+        pendingLock.withLock { _ in
             guard !finished, let run = pending.first(from: cursor) else { return nil }
             let file = files[run.file]
             let window = file.chunks(around: run.offset..<run.offset + run.bytes, limit: limit)
@@ -274,20 +275,20 @@ final class LazyProcess: @unchecked Sendable {
     }
 
     private func markFilled(_ range: Range<UInt64>) {
-        pendingLock.withLock {
+        pendingLock.withLock { _ in
             pending.remove(range)
             if pending.isEmpty { finished = true }
         }
     }
 
-    private func markGone() { pendingLock.withLock { finished = true } }
+    private func markGone() { pendingLock.withLock { _ in finished = true } }
 
     /// Copies what is still pending of `piece` from `data` (the page file's bytes from
     /// `window`'s start on): shared with other copies; leaves a range an event changes for later.
     func fill(_ piece: LazyRun, from data: UnsafeRawBufferPointer, window: Range<UInt64>) throws {
         pthread_rwlock_rdlock(lock)
         defer { pthread_rwlock_unlock(lock) }
-        let parts = pendingLock.withLock { pending.parts(in: piece.address..<piece.end) }
+        let parts = pendingLock.withLock { _ in pending.parts(in: piece.address..<piece.end) }
         // Only the parts still at the place of the page file the bytes came from (an mremap moves them).
         for part in parts where part.file == piece.file && part.offset == piece.offset + part.address - piece.address {
             guard try place(part, from: data, window: window) else { return }
@@ -358,12 +359,12 @@ final class LazyProcess: @unchecked Sendable {
         case .pageFault(let address, _, _, _):
             faults.append(address & ~(MemoryState.pageSize - 1))
         case .fork(let child):
-            let copy = pendingLock.withLock { pending }
+            let copy = pendingLock.withLock { _ in pending }
             server.add(
                 LazyProcess(name: "a child of \(name)", descriptor: Userfaultfd(adopting: child), pending: copy),
                 pages: 0)
         case .remap(let from, let to, let length):
-            pendingLock.withLock { pending.move(from: from, to: to, length: length) }
+            pendingLock.withLock { _ in pending.move(from: from, to: to, length: length) }
         case .remove(let range), .unmap(let range):
             markFilled(range)
         }
@@ -377,7 +378,7 @@ final class LazyProcess: @unchecked Sendable {
     {
         guard let descriptor else { return true }
         server.noteFault()
-        if let run = pendingLock.withLock({ pending.run(containing: address) }) {
+        if let run = pendingLock.withLock({ _ in pending.run(containing: address) }) {
             let file = server.pageFile(run.file)
             let offset = run.offset + address - run.address
             let window = file.chunks(around: offset..<offset + MemoryState.pageSize, limit: file.chunkSize)
@@ -424,7 +425,7 @@ public final class LazyPageServer: @unchecked Sendable {
     private let image: ImageReader
     private let logger: Logger
     private let started: ContinuousClock.Instant
-    private let lock = NSLock()
+    private let lock = Mutex(())
     private var fileIndex: [String: Int] = [:]
     private var files: [LazyPageFile] = []
     private var processes: [LazyProcess] = []
@@ -458,8 +459,8 @@ public final class LazyPageServer: @unchecked Sendable {
             _ = fcntl(end, F_SETFL, O_NONBLOCK)
         }
         threadsLeft = 3
-        Thread { [self] in eventLoop() }.start()
-        for _ in 0..<2 { Thread { [self] in fillLoop() }.start() }
+        DispatchQueue(label: "amber.lazy.events").async { [self] in eventLoop() }
+        for number in 0..<2 { DispatchQueue(label: "amber.lazy.fill\(number)").async { [self] in fillLoop() } }
     }
 
     deinit {
@@ -469,30 +470,30 @@ public final class LazyPageServer: @unchecked Sendable {
 
     /// The index of page file `name`, opened the first time.
     func file(named name: String) throws(ImageError) -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        if let index = fileIndex[name] { return index }
-        files.append(try image.lazyPageFile(named: name))
-        fileIndex[name] = files.count - 1
-        return files.count - 1
+        try lock.withLock { _ throws(ImageError) in
+            if let index = fileIndex[name] { return index }
+            files.append(try image.lazyPageFile(named: name))
+            fileIndex[name] = files.count - 1
+            return files.count - 1
+        }
     }
 
     /// Serves `process` from now on; `pages` are the image's (none for a forked child).
     func add(_ process: LazyProcess, pages: UInt64) {
-        lock.withLock {
+        lock.withLock { _ in
             processes.append(process)
             pageCount += pages
         }
         signal()
     }
 
-    func pageFile(_ index: Int) -> LazyPageFile { lock.withLock { files[index] } }
+    func pageFile(_ index: Int) -> LazyPageFile { lock.withLock { _ in files[index] } }
 
-    func noteFault() { lock.withLock { faultCount += 1 } }
+    func noteFault() { lock.withLock { _ in faultCount += 1 } }
 
     /// The tree runs: from now on the server finishes once every process has its pages.
     public func treeRuns() {
-        lock.withLock {
+        lock.withLock { _ in
             runningAt = ContinuousClock.now
             treeRunning = true
         }
@@ -500,11 +501,11 @@ public final class LazyPageServer: @unchecked Sendable {
     }
 
     /// The failure that killed the tree, if one did.
-    public var failed: AmberError? { lock.withLock { failure } }
+    public var failed: AmberError? { lock.withLock { _ in failure } }
 
     /// Stops serving (a failed restore, which kills the tree itself): the descriptors close.
     public func stop() {
-        lock.withLock { stopped = true }
+        lock.withLock { _ in stopped = true }
         signal()
         finished.wait()
     }
@@ -520,7 +521,7 @@ public final class LazyPageServer: @unchecked Sendable {
             throw failure
         }
         image.finishReading()
-        return lock.withLock {
+        return lock.withLock { _ in
             let now = completeAt ?? ContinuousClock.now
             return Completion(
                 running: (runningAt ?? now) - started, complete: now - started, pages: pageCount, faults: faultCount)
@@ -552,7 +553,7 @@ public final class LazyPageServer: @unchecked Sendable {
             (error as? AmberError)
             ?? AmberError(
                 .restoreFailed, "--lazy-pages: the restored tree is killed: a page could not be delivered: \(error)")
-        let first = lock.withLock {
+        let first = lock.withLock { _ in
             guard self.failure == nil else { return false }
             self.failure = failure
             return true
@@ -580,10 +581,10 @@ public final class LazyPageServer: @unchecked Sendable {
         }
     }
 
-    private var isOver: Bool { lock.withLock { failure != nil || stopped || completeAt != nil } }
+    private var isOver: Bool { lock.withLock { _ in failure != nil || stopped || completeAt != nil } }
 
     private func threadDone() {
-        let last = lock.withLock {
+        let last = lock.withLock { _ in
             threadsLeft -= 1
             return threadsLeft == 0
         }
@@ -596,12 +597,12 @@ public final class LazyPageServer: @unchecked Sendable {
             byteCount: Int(ImageFormat.maximumChunkSize), alignment: Int(MemoryState.pageSize))
         defer { buffer.deallocate() }
         while true {
-            let (current, running, over) = lock.withLock { (processes, treeRunning, failure != nil || stopped) }
+            let (current, running, over) = lock.withLock { _ in (processes, treeRunning, failure != nil || stopped) }
             if over { break }
             for process in current where process.closeIfFinished() { signal() }
             let open = current.filter { $0.descriptor != nil }
             if running && open.isEmpty && current.allSatisfy(\.isFinished) {
-                lock.withLock {
+                lock.withLock { _ in
                     completeAt = ContinuousClock.now
                     processes = []
                 }
@@ -624,7 +625,7 @@ public final class LazyPageServer: @unchecked Sendable {
             }
         }
         // The tree has its pages, or is killed: the descriptors go, with their registrations.
-        lock.withLock { processes = [] }
+        lock.withLock { _ in processes = [] }
     }
 
     private func fillLoop() {
@@ -636,7 +637,7 @@ public final class LazyPageServer: @unchecked Sendable {
         while !isOver {
             // Not before the tree runs: the copies would take the CPUs, and the processes'
             // mmap_lock, from the rest of the restore.
-            let (current, files) = lock.withLock { (treeRunning ? processes : [], self.files) }
+            let (current, files) = lock.withLock { _ in (treeRunning ? processes : [], self.files) }
             var work: (LazyProcess, LazyRun, Range<UInt64>)?
             for step in 0..<current.count {
                 let process = current[(next + step) % current.count]

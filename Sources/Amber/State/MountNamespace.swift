@@ -14,7 +14,7 @@ public struct ExternalMount: Sendable, Hashable {
 
     /// nil when `argument` is not "mnt[INSIDE]:OUTSIDE", both non-empty.
     public init?(argument: String) {
-        guard argument.hasPrefix("mnt["), let close = argument.range(of: "]:") else { return nil }
+        guard argument.hasPrefix("mnt["), let close = argument.firstRange(of: "]:") else { return nil }
         inside = String(argument[argument.index(argument.startIndex, offsetBy: 4)..<close.lowerBound])
         outside = String(argument[close.upperBound...])
         guard !inside.isEmpty, !outside.isEmpty else { return nil }
