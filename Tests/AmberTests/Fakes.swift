@@ -239,6 +239,8 @@ final class FakeScheduling: ThreadScheduling {
         var nice: Int32 = 0
         var ioPriority: Int32 = 0
         var affinity = CPUAffinity(words: [1])
+        /// nil: not readable from outside, as without CAP_SYS_NICE.
+        var timerSlack: UInt64?
     }
 
     enum Change: Equatable {
@@ -292,6 +294,7 @@ final class FakeScheduling: ThreadScheduling {
     func nice(of tid: Int32) throws(LinuxError) -> Int32 { try settings(tid).nice }
     func ioPriority(of tid: Int32) throws(LinuxError) -> Int32 { try settings(tid).ioPriority }
     func affinity(of tid: Int32) throws(LinuxError) -> CPUAffinity { try settings(tid).affinity }
+    func timerSlack(of tid: Int32) throws(LinuxError) -> UInt64? { try settings(tid).timerSlack }
 
     func setPolicy(_ policy: Int32, realtimePriority: Int32, of tid: Int32) throws(LinuxError) {
         try change(tid, .policy(tid: tid, policy: policy, realtimePriority: realtimePriority)) {

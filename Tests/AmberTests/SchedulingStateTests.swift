@@ -6,7 +6,7 @@ import Testing
 @testable import Amber
 
 @Suite struct SchedulingStateTests {
-    @Test func dumpReadsTheThreadFromOutsideAndItsTimerSlackFromInside() throws {
+    @Test func dumpReadsTheThreadFromOutsideAndItsTimerSlackFromInsideWithoutCapSysNice() throws {
         let task = FakeTask()
         let thread = fakePID + 1
         task.scheduling[thread] = .init(
@@ -21,6 +21,15 @@ import Testing
         #expect(
             record.policy == UInt32(TaskScheduling.roundRobinPolicy) && record.resetOnFork && record.rtPriority == 10)
         #expect(record.ioPriority == 2 << 13 | 4 && record.affinity == [0b10] && record.timerSlackNs == 75_000)
+    }
+
+    @Test func dumpReadsTheTimerSlackFromOutsideWhereAllowed() throws {
+        let task = FakeTask()
+        let thread = fakePID + 1
+        task.scheduling[thread] = .init(timerSlack: 75_000)
+        let session = try task.dumpSession(threads: [(thread, FakeTask.status(tid: thread))])
+        let record = try SchedulingState.dump(session.injector(for: Tracee(pid: thread)), session)
+        #expect(task.calls.isEmpty && record.timerSlackNs == 75_000)
     }
 
     private func scheduling(

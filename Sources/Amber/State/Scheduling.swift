@@ -3,7 +3,8 @@ import Glibc
 import LinuxKit
 
 /// Scheduling, per thread: policy and real-time priority, nice, CPU affinity, timer slack and
-/// I/O priority. All but the timer slack are read and set from outside by TID.
+/// I/O priority. All are read from outside by TID (the timer slack only with CAP_SYS_NICE;
+/// without it, by a call injected into the thread), and all but the timer slack are set so.
 enum SchedulingState {
     /// One thread's, read by `injector` running in that thread.
     static func dump(_ injector: any SyscallInjecting, _ session: DumpSession) throws -> Amber_Scheduling {
@@ -16,8 +17,10 @@ enum SchedulingState {
         record.rtPriority = UInt32(try scheduling.realtimePriority(of: tid))
         record.nice = try scheduling.nice(of: tid)
         record.affinity = try scheduling.affinity(of: tid).words
-        record.timerSlackNs = try injector.call(
-            "prctl(PR_GET_TIMERSLACK)", SyscallNumber.prctl, ProcessControl.GetOption.timerSlack.argument)
+        record.timerSlackNs =
+            try scheduling.timerSlack(of: tid)
+            ?? injector.call(
+                "prctl(PR_GET_TIMERSLACK)", SyscallNumber.prctl, ProcessControl.GetOption.timerSlack.argument)
         record.ioPriority = UInt32(try scheduling.ioPriority(of: tid))
         return record
     }
