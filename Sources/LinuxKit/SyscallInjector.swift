@@ -64,6 +64,7 @@ public enum SyscallNumber {
     public static let epollCtl = 233
     public static let pidfdGetfd = 438
     public static let getMempolicy = 239
+    public static let kcmp = 312
 }
 
 /// get_mempolicy(2)'s flag and the mode it reports for the default policy.

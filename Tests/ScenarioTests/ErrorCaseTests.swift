@@ -218,6 +218,14 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesThreadPolicy() throws {
         try checkUnsupported(.unsupportedThreadPolicy, object: "NUMA memory policy of its own")
     }
+    /// Landlock shows nowhere in /proc: the thread's own ptrace check gives it away, for the
+    /// whole process and for one thread of several.
+    func testDumpRefusesLandlockSandbox() throws {
+        try checkUnsupported(.unsupportedLandlock, object: "sandboxed by Landlock")
+    }
+    func testDumpRefusesThreadLandlockSandbox() throws {
+        try checkUnsupported(.unsupportedThreadLandlock, object: "sandboxed by Landlock")
+    }
     func testDumpRefusesSyscallUserDispatch() throws {
         try checkUnsupported(.unsupportedSyscallUserDispatch, object: "PR_SET_SYSCALL_USER_DISPATCH")
     }

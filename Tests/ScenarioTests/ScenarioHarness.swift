@@ -104,6 +104,8 @@ struct Scenario: Sendable {
     static let unsupportedMemoryPolicy = Scenario(name: "unsupported_state", args: ["--mempolicy"])
     static let unsupportedAreaPolicy = Scenario(name: "unsupported_state", args: ["--mbind"])
     static let unsupportedThreadPolicy = Scenario(name: "unsupported_state", args: ["--thread-mempolicy"])
+    static let unsupportedLandlock = Scenario(name: "unsupported_state", args: ["--landlock"])
+    static let unsupportedThreadLandlock = Scenario(name: "unsupported_state", args: ["--thread-landlock"])
     static let unsupportedSyscallUserDispatch = Scenario(name: "unsupported_state", args: ["--user-dispatch"])
     static let unsupportedThreadKeyring = Scenario(name: "unsupported_state", args: ["--thread-keyring"])
     static let unsupportedProcessKeyring = Scenario(name: "unsupported_state", args: ["--process-keyring"])

@@ -10,6 +10,8 @@
  *   --thread-keyring    a thread keyring
  *   --process-keyring   a process keyring
  *   --session-keys      a session keyring of its own holding a key
+ *   --landlock          the process sandboxed by Landlock (it may not make FIFOs)
+ *   --thread-landlock   a second thread alone sandboxed by Landlock
  *   --ctty              a child leading a session whose controlling terminal is a pty
  *                       (the child keeps no fd on it; the root keeps the master)
  * After SIGTERM the process checks the state is still there.
@@ -59,6 +61,43 @@ static void lower_autogroup(void)
     if (fd < 0 || write(fd, "5", 1) != 1)
         _exit(3);
     close(fd);
+}
+
+/* Puts the calling thread in a Landlock domain that forbids making FIFOs (nothing the
+   scenario does): 0, or -1 with errno set. */
+static int forbid_fifos(void)
+{
+    struct { unsigned long long handled_access_fs; } ruleset = {1ULL << 10 /* LANDLOCK_ACCESS_FS_MAKE_FIFO */};
+    long fd = syscall(444 /* landlock_create_ruleset */, &ruleset, sizeof ruleset, 0);
+    if (fd < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return -1;
+    long restricted = syscall(446 /* landlock_restrict_self */, fd, 0);
+    close((int)fd);
+    return restricted == 0 ? 0 : -1;
+}
+
+/* Whether making a FIFO is refused as a Landlock domain refuses it. */
+static int fifos_forbidden(void)
+{
+    char path[sizeof sc_dir + 16];
+    snprintf(path, sizeof path, "%s/landlock-fifo", sc_dir);
+    if (mkfifo(path, 0600) == 0) {
+        unlink(path);
+        return 0;
+    }
+    return errno == EACCES;
+}
+
+/* 1 once the thread is sandboxed, -1 if that failed. */
+static int thread_sandboxed;
+
+static void *sandbox_thread(void *unused)
+{
+    (void)unused;
+    __atomic_store_n(&thread_sandboxed, forbid_fifos() == 0 ? 1 : -1, __ATOMIC_RELEASE);
+    for (;;)
+        pause();
+    return NULL;
 }
 
 /* 1 once the thread's policy is set, -1 if set_mempolicy failed. */
@@ -111,6 +150,17 @@ int main(int argc, char **argv)
             usleep(1000);
         if (thread_policy_set < 0)
             sc_die("set_mempolicy in a thread");
+    } else if (sc_has_flag("--landlock")) {
+        if (forbid_fifos() != 0)
+            sc_die("landlock_restrict_self");
+    } else if (sc_has_flag("--thread-landlock")) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, sandbox_thread, NULL) != 0)
+            sc_die("pthread_create");
+        while (!__atomic_load_n(&thread_sandboxed, __ATOMIC_ACQUIRE))
+            usleep(1000);
+        if (thread_sandboxed < 0)
+            sc_die("landlock_restrict_self in a thread");
     } else if (sc_has_flag("--mbind")) {
         if (syscall(SYS_mbind, area, sizeof area, MPOL_BIND, &node0, 64, 0) != 0)
             sc_die("mbind");
@@ -142,6 +192,8 @@ int main(int argc, char **argv)
         syscall(SYS_get_mempolicy, &mode, NULL, 0, NULL, 0);
         sc_check(mode == MPOL_PREFERRED, "the memory policy is %d", mode);
     }
+    if (sc_has_flag("--landlock"))
+        sc_check(fifos_forbidden(), "the process is no longer sandboxed by Landlock");
     if (sc_has_flag("--thread-keyring"))
         sc_check(keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_THREAD_KEYRING, 0, 0) == key, "the thread keyring changed");
     if (sc_has_flag("--process-keyring"))

@@ -263,4 +263,16 @@ long amber_open_tree_in_namespace(int namespace_fd, const char *path);
 /// FSCONFIG_CMD_CREATE, fsmount; not in Glibc's module): its descriptor, close-on-exec.
 long amber_fsmount_new(const char *type);
 
+/* A process that a thread of credentials uid and gid may reach by ptrace's rules unless a
+ * Landlock domain (or another security module) stops it: those credentials, no capabilities,
+ * dumpable, in the PID namespace `pid_ns` (-1: ours), waiting to be killed. Its parent is a
+ * keeper outside that namespace, which reaps it and exits, so that the namespace's init never
+ * sees it go. Both die with the calling thread. Returns the keeper's PID and sets *witness to
+ * the witness's (as we see it), or -errno. */
+long amber_spawn_ptrace_witness(int pid_ns, unsigned uid, unsigned gid, pid_t *witness);
+
+/* The Landlock ABI version the kernel runs (landlock_create_ruleset with
+ * LANDLOCK_CREATE_RULESET_VERSION), or -errno: -ENOSYS without Landlock, -EOPNOTSUPP disabled. */
+long amber_landlock_abi_version(void);
+
 #endif
