@@ -1,5 +1,6 @@
-/// The kernel's flags of one memory area, from the VmFlags line of /proc/PID/smaps; only the
-/// ones a dump asks about are named, the others are not kept.
+/// The kernel's flags of one memory area, from the VmFlags line of /proc/PID/smaps. Every
+/// mnemonic this kernel prints on x86_64 is named; any other (a newer kernel's) is `unknown`,
+/// which the dump refuses, since it cannot tell what it would lose.
 public struct MemoryAreaFlags: OptionSet, Sendable, Hashable {
     public let rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
@@ -36,9 +37,20 @@ public struct MemoryAreaFlags: OptionSet, Sendable, Hashable {
     public static let userfaultWriteProtect = MemoryAreaFlags(rawValue: 1 << 27)  // uw
     public static let userfaultMinor = MemoryAreaFlags(rawValue: 1 << 28)  // ui
     public static let shadowStack = MemoryAreaFlags(rawValue: 1 << 29)  // ss
+    public static let mayRead = MemoryAreaFlags(rawValue: 1 << 30)  // mr
+    public static let mayExecute = MemoryAreaFlags(rawValue: 1 << 31)  // me
+    public static let mayShare = MemoryAreaFlags(rawValue: 1 << 32)  // ms
+    /// VM_MAYBE_GUARD: guard regions were installed in it (MADV_GUARD_INSTALL).
+    public static let guardRegions = MemoryAreaFlags(rawValue: 1 << 33)  // gu
+    /// VM_SOFTDIRTY: the soft-dirty tracking's own mark, nothing the process sees.
+    public static let softDirty = MemoryAreaFlags(rawValue: 1 << 34)  // sd
+    /// VM_ARCH_1, on x86 VM_PAT: a device's memory with its own caching.
+    public static let architecture = MemoryAreaFlags(rawValue: 1 << 35)  // ar
+    /// A mnemonic not named here.
+    public static let unknown = MemoryAreaFlags(rawValue: 1 << 63)
 
-    /// The flag of a two-letter VmFlags mnemonic, or nil for one not named here.
-    init?(mnemonic first: UInt8, _ second: UInt8) {
+    /// The flag of a two-letter VmFlags mnemonic, `unknown` for one not named here.
+    init(mnemonic first: UInt8, _ second: UInt8) {
         switch (first, second) {
         case (0x72, 0x64): self = .readable  // rd
         case (0x77, 0x72): self = .writable  // wr
@@ -70,7 +82,13 @@ public struct MemoryAreaFlags: OptionSet, Sendable, Hashable {
         case (0x75, 0x77): self = .userfaultWriteProtect  // uw
         case (0x75, 0x69): self = .userfaultMinor  // ui
         case (0x73, 0x73): self = .shadowStack  // ss
-        default: return nil
+        case (0x6D, 0x72): self = .mayRead  // mr
+        case (0x6D, 0x65): self = .mayExecute  // me
+        case (0x6D, 0x73): self = .mayShare  // ms
+        case (0x67, 0x75): self = .guardRegions  // gu
+        case (0x73, 0x64): self = .softDirty  // sd
+        case (0x61, 0x72): self = .architecture  // ar
+        default: self = .unknown
         }
     }
 }
@@ -94,10 +112,12 @@ extension ProcFS {
             if line.starts(with: vmFlagsKey) {
                 guard let start = current else { throw ProcText.malformed("smaps: VmFlags before any area") }
                 var set: MemoryAreaFlags = []
-                for word in ProcText.words(line.dropFirst(vmFlagsKey.count)) where word.count == 2 {
-                    if let flag = MemoryAreaFlags(mnemonic: word[word.startIndex], word[word.startIndex + 1]) {
-                        set.insert(flag)
+                for word in ProcText.words(line.dropFirst(vmFlagsKey.count)) {
+                    guard word.count == 2 else {
+                        set.insert(.unknown)
+                        continue
                     }
+                    set.insert(MemoryAreaFlags(mnemonic: word[word.startIndex], word[word.startIndex + 1]))
                 }
                 flags[start] = set
             } else if let dash = line.firstIndex(of: 0x2D), let start = ProcText.unsigned(line[..<dash], radix: 16),

@@ -929,28 +929,33 @@ extension String {
             VmFlags: mr mw me 
             """
         let flags = try ProcFS.parseMemoryFlags(text)
-        #expect(flags[0x7f_0000_0000] == [.readable, .writable, .mayWrite, .accounted])
-        #expect(flags[0x7f_0000_1000] == [.mayWrite])
+        #expect(flags[0x7f_0000_0000] == [.readable, .writable, .mayRead, .mayWrite, .mayExecute, .accounted])
+        #expect(flags[0x7f_0000_1000] == [.mayRead, .mayWrite, .mayExecute])
     }
 
-    @Test func adviceLocksAndFlagsToRefuse() throws {
+    @Test func adviceLocksFlagsToRefuseAndUnknownOnes() throws {
         let text = """
             7f00000000-7f00001000 rw-p 00000000 00:00 0 
             VmFlags: rd wr mr mw me lo lf dc wf dd sr nr dp sl hg mg gd 
             7f00001000-7f00002000 rw-p 00000000 00:00 0 
             VmFlags: rd wr mr me rr nh io pf mm ht sf um uw ui ss xx 
+            7f00002000-7f00003000 rw-p 00000000 00:00 0 
+            VmFlags: rd ms gu sd ar 
             """
         let flags = try ProcFS.parseMemoryFlags(text)
         #expect(
             flags[0x7f_0000_0000] == [
-                .readable, .writable, .mayWrite, .locked, .lockOnFault, .doNotCopy, .wipeOnFork, .doNotDump,
-                .sequentialRead, .noReserve, .droppable, .sealed, .hugePage, .mergeable, .growsDown,
+                .readable, .writable, .mayRead, .mayWrite, .mayExecute, .locked, .lockOnFault, .doNotCopy,
+                .wipeOnFork, .doNotDump, .sequentialRead, .noReserve, .droppable, .sealed, .hugePage, .mergeable,
+                .growsDown,
             ])
         #expect(
             flags[0x7f_0000_1000] == [
-                .readable, .writable, .randomRead, .noHugePage, .io, .pfnMap, .mixedMap, .hugeTLB, .synchronous,
-                .userfaultMissing, .userfaultWriteProtect, .userfaultMinor, .shadowStack,
+                .readable, .writable, .mayRead, .mayExecute, .randomRead, .noHugePage, .io, .pfnMap, .mixedMap,
+                .hugeTLB, .synchronous, .userfaultMissing, .userfaultWriteProtect, .userfaultMinor, .shadowStack,
+                .unknown,
             ])
+        #expect(flags[0x7f_0000_2000] == [.readable, .mayShare, .guardRegions, .softDirty, .architecture])
     }
 
 }

@@ -226,6 +226,9 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesThreadLandlockSandbox() throws {
         try checkUnsupported(.unsupportedThreadLandlock, object: "sandboxed by Landlock")
     }
+    func testDumpRefusesGuardRegions() throws {
+        try checkUnsupported(.unsupportedGuardRegions, object: "guard regions")
+    }
     func testDumpRefusesSyscallUserDispatch() throws {
         try checkUnsupported(.unsupportedSyscallUserDispatch, object: "PR_SET_SYSCALL_USER_DISPATCH")
     }

@@ -10,6 +10,7 @@
  *   --thread-keyring    a thread keyring
  *   --process-keyring   a process keyring
  *   --session-keys      a session keyring of its own holding a key
+ *   --guard-regions     a page of an area made a guard region (MADV_GUARD_INSTALL)
  *   --landlock          the process sandboxed by Landlock (it may not make FIFOs)
  *   --thread-landlock   a second thread alone sandboxed by Landlock
  *   --ctty              a child leading a session whose controlling terminal is a pty
@@ -61,6 +62,19 @@ static void lower_autogroup(void)
     if (fd < 0 || write(fd, "5", 1) != 1)
         _exit(3);
     close(fd);
+}
+
+#define MADV_GUARD_INSTALL 102
+static char *guarded_area;
+
+/* Whether the second page of `guarded_area` still faults as a guard region does. */
+static int guard_faults(void)
+{
+    char byte;
+    int mem = open("/proc/self/mem", O_RDONLY);
+    ssize_t got = pread(mem, &byte, 1, (off_t)(uintptr_t)(guarded_area + 4096));
+    close(mem);
+    return got < 0 && errno == EIO;
 }
 
 /* Puts the calling thread in a Landlock domain that forbids making FIFOs (nothing the
@@ -150,6 +164,13 @@ int main(int argc, char **argv)
             usleep(1000);
         if (thread_policy_set < 0)
             sc_die("set_mempolicy in a thread");
+    } else if (sc_has_flag("--guard-regions")) {
+        guarded_area = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (guarded_area == MAP_FAILED)
+            sc_die("mmap");
+        memset(guarded_area, 7, 4 * 4096);
+        if (madvise(guarded_area + 4096, 4096, MADV_GUARD_INSTALL) != 0)
+            sc_die("MADV_GUARD_INSTALL");
     } else if (sc_has_flag("--landlock")) {
         if (forbid_fifos() != 0)
             sc_die("landlock_restrict_self");
@@ -192,6 +213,8 @@ int main(int argc, char **argv)
         syscall(SYS_get_mempolicy, &mode, NULL, 0, NULL, 0);
         sc_check(mode == MPOL_PREFERRED, "the memory policy is %d", mode);
     }
+    if (sc_has_flag("--guard-regions"))
+        sc_check(guard_faults() && guarded_area[0] == 7, "the guard region is gone or the area changed");
     if (sc_has_flag("--landlock"))
         sc_check(fifos_forbidden(), "the process is no longer sandboxed by Landlock");
     if (sc_has_flag("--thread-keyring"))

@@ -51,6 +51,9 @@ enum MemoryState {
         (.pfnMap, "a driver's raw page frames (VmFlags pf)"),
         (.mixedMap, "a driver's mixed mapping (VmFlags mm)"),
         (.doNotExpand, "a driver's fixed-size mapping (VmFlags de)"),
+        (.architecture, "a device's memory with its own caching (VmFlags ar)"),
+        (.guardRegions, "guard regions (MADV_GUARD_INSTALL, VmFlags gu)"),
+        (.unknown, "an area flag this amber does not know (in its VmFlags line of /proc/PID/smaps)"),
     ]
 
     /// The paths of the areas the kernel makes, whose flags are its own.
