@@ -113,6 +113,34 @@ public enum ProcFS {
     static func numericEntries(_ path: String) throws(LinuxError) -> [Int32] {
         let directory = try openDirectory(path)
         defer { closedir(directory) }
+        return try numericEntries(directory, path: path)
+    }
+
+    /// Every descriptor of process `pid` with its /proc link, in number order, read through its
+    /// /proc/PID/fd directory open once: each readlinkat walks one component where a path walks
+    /// four. A descriptor closed while they are read is left out.
+    public static func fileDescriptorLinks(pid: Int32) throws(LinuxError) -> [(fd: Int32, link: String)] {
+        let path = "/proc/\(pid)/fd"
+        let directory = try openDirectory(path)
+        defer { closedir(directory) }
+        let descriptor = dirfd(directory)
+        var links: [(fd: Int32, link: String)] = []
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
+        for fd in try numericEntries(directory, path: path) {
+            let count = buffer.withUnsafeMutableBytes { raw in
+                readlinkat(descriptor, "\(fd)", raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count)
+            }
+            if count < 0 { continue }
+            if count < buffer.count {
+                links.append((fd, ProcText.string(buffer[..<count])))
+            } else if let link = try? link("\(path)/\(fd)") {
+                links.append((fd, link))
+            }
+        }
+        return links
+    }
+
+    private static func numericEntries(_ directory: OpaquePointer, path: String) throws(LinuxError) -> [Int32] {
         var result: [Int32] = []
         while true {
             errno = 0

@@ -160,7 +160,7 @@ struct UnixSocketKind: OpenFileKind {
                         "a unix socket (\(descriptor.link)) holding \(queue.messages.count) messages but connected to no socket that could send them again"
                     )
                 }
-                if try record.passCredentials || (record.peerInode != 0 && peerPassesCredentials()) {
+                if try record.passCredentials || (record.peerInode != 0 && peerPassesCredentials(descriptor)) {
                     throw descriptor.refusal(
                         "a unix socket (\(descriptor.link)) holding messages with their sender's credentials (SO_PASSCRED): they would come back with amber's"
                     )
@@ -227,12 +227,15 @@ struct UnixSocketKind: OpenFileKind {
     }
 
     /// Whether the peer has SO_PASSCRED set: what it sent then carries its credentials. As its
-    /// own dump read it if it came first, else read through the descriptor the table found it by.
-    private func peerPassesCredentials() throws -> Bool {
+    /// own dump read it if it came first, else read through the descriptor the table found it by
+    /// (through the pidfd of `descriptor`'s process when that holds it, not a pidfd of its own).
+    private func peerPassesCredentials(_ descriptor: DescriptorProbe) throws -> Bool {
         guard let peer = socket.peer else { return false }
         if let passes = UnixSocketTable.shared.passesCredentials(peer) { return passes }
         guard let holder = UnixSocketTable.shared.holder(of: peer) else { return false }
-        let copy = try Pidfd(pid: holder.pid).duplicate(holder.fd)
+        let copy =
+            try holder.pid == descriptor.pid
+            ? descriptor.duplicate(holder.fd) : Pidfd(pid: holder.pid).duplicate(holder.fd)
         defer { try? copy.close() }
         return try UnixSockets.option(copy, UnixSockets.passCredentials) != 0
     }
