@@ -707,8 +707,8 @@ import Testing
     /// descriptor's close-on-exec; a regular file, or a pipe with a POSIX or OFD lock, is left
     /// to the fdinfo; every descriptor's link is read through its directory as by path.
     @Test func anonymousInfoThroughACopy() throws {
-        var ends: [Int32] = [0, 0]
-        try #require(pipe2(&ends, O_NONBLOCK | O_CLOEXEC) == 0)
+        let pipe = try PipeBuffer.make(flags: O_NONBLOCK)
+        let ends = [pipe.read.rawValue, pipe.write.rawValue]
         defer {
             close(ends[0])
             close(ends[1])
@@ -730,7 +730,7 @@ import Testing
         var lock = flock()
         lock.l_type = Int16(F_WRLCK)
         lock.l_whence = Int16(SEEK_SET)
-        try #require(fcntl(ends[1], F_OFD_SETLK, &lock) == 0)
+        try #require(fcntl(ends[1], Int32(FileLocking.setOpenFileDescriptionLock), &lock) == 0)
         #expect(try AnonymousFileMounts.info(ofCopy: FileDescriptor(rawValue: ends[0])) == nil)
         let file = open("/proc/self/status", O_RDONLY | O_CLOEXEC)
         try #require(file >= 0)
