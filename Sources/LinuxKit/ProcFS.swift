@@ -212,11 +212,9 @@ public enum ProcFS {
         try parse("/proc/\(pid)/limits", parseLimits(bytes:))
     }
 
-    /// The open file descriptors of a process, sorted, listed from /proc/PID/fdinfo (the same
-    /// numbers as /proc/PID/fd): listing makes each entry's dentry and inode the first time, and
-    /// a dump reads every fdinfo, so they are made once, not also those of /proc/PID/fd.
+    /// The open file descriptors of a process, from /proc/PID/fd, sorted.
     public static func fileDescriptors(pid: Int32) throws(LinuxError) -> [Int32] {
-        try numericEntries("/proc/\(pid)/fdinfo")
+        try numericEntries("/proc/\(pid)/fd")
     }
 
     /// Position, flags and mount of one descriptor, from /proc/PID/fdinfo/FD.
