@@ -653,11 +653,12 @@ extension UnixSocketKind {
     /// peer a process outside the tree holds, naming it, or no process holds (in flight in an
     /// SCM_RIGHTS message).
     static func check(tree processes: [CheckedProcess]) throws {
-        var held: [UInt64: (process: CheckedProcess, fd: Int32)] = [:]
-        for process in processes {
+        // Each socket's first descriptor, by the index of its process (not a copy of it).
+        var held: [UInt64: (process: Int, fd: Int32)] = [:]
+        for (index, process) in processes.enumerated() {
             for probe in try process.probes() {
                 guard let inode = socketInode(probe.link), held[inode] == nil else { continue }
-                held[inode] = (process, probe.fd)
+                held[inode] = (index, probe.fd)
             }
         }
         guard !held.isEmpty else { return }
@@ -666,11 +667,13 @@ extension UnixSocketKind {
         let table = UnixSocketTable.shared.snapshot()
         let externals = processes[0].externalFiles
         var missing: [UInt64: (socket: UInt64, process: CheckedProcess, fd: Int32)] = [:]
-        for (inode, holder) in held.sorted(by: { $0.key < $1.key }) {
+        for inode in held.keys.sorted() {
+            let (index, fd) = held[inode]!
+            let holder = (process: processes[index], fd: fd)
             guard let socket = table.sockets[inode] else { continue }
             UnixSocketTable.shared.remember(inode, pid: holder.process.pid, fd: holder.fd)
             if externals.contains(externalName(inode: inode)) {
-                try checkExternal(socket, held: held, holder: holder)
+                try checkExternal(socket, held: held, holder: holder, processes: processes)
                 continue
             }
             // The other side it is restored with: its peer, or the listener it waits on.
@@ -707,8 +710,8 @@ extension UnixSocketKind {
     /// A socket the dump leaves outside (`--external`) is replaced at restore by the caller's:
     /// what it holds would stay in it, and a peer in the tree would lose its other end.
     private static func checkExternal(
-        _ socket: UnixSocketDiagnosis, held: [UInt64: (process: CheckedProcess, fd: Int32)],
-        holder: (process: CheckedProcess, fd: Int32)
+        _ socket: UnixSocketDiagnosis, held: [UInt64: (process: Int, fd: Int32)],
+        holder: (process: CheckedProcess, fd: Int32), processes: [CheckedProcess]
     ) throws {
         let name = externalName(inode: socket.inode)
         if socket.receiveQueue > 0 {
@@ -720,7 +723,7 @@ extension UnixSocketKind {
         if let peer = socket.peer, let other = held[peer] {
             throw AmberError.unsupported(
                 holder.process.name,
-                "has fd \(holder.fd) on \(name), named by --external, whose peer process \(other.process.name) fd \(other.fd) holds in the tree: a socket is left outside only when its peer is outside too",
+                "has fd \(holder.fd) on \(name), named by --external, whose peer process \(processes[other.process].name) fd \(other.fd) holds in the tree: a socket is left outside only when its peer is outside too",
                 tree: holder.process.tree)
         }
     }
