@@ -199,6 +199,20 @@ public enum ProcFS {
         try parse("/proc/\(pid)/stat", parseStat(bytes:))
     }
 
+    /// The parent of process `pid`, field 4 of /proc/PID/stat, the rest of the line left unparsed:
+    /// a scan of every process on the machine asks only this.
+    public static func parentPID(pid: Int32) throws(LinuxError) -> Int32 {
+        try parse("/proc/\(pid)/stat") { bytes throws(LinuxError) -> Int32 in
+            // The comm may hold ") ": the fields start after the last one. Then state and ppid.
+            guard let close = bytes.lastIndex(of: 0x29) else { throw ProcText.malformed("stat") }
+            let fields = ProcText.words(bytes[(close + 1)...].prefix(64))
+            guard fields.count >= 2, let ppid = ProcText.int32(fields[1]) else {
+                throw ProcText.malformed("stat field 4")
+            }
+            return ppid
+        }
+    }
+
     /// The scheduler line of one thread, from /proc/PID/task/TID/stat: the CPU it last ran on.
     public static func threadStat(pid: Int32, tid: Int32) throws(LinuxError) -> ProcessStat {
         try parse("/proc/\(pid)/task/\(tid)/stat", parseStat(bytes:))

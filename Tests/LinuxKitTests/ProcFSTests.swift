@@ -742,6 +742,11 @@ import Testing
         }
     }
 
+    @Test func parentPID() throws {
+        #expect(try ProcFS.parentPID(pid: pid) == getppid())
+        #expect(try ProcFS.parentPID(pid: pid) == (try ProcFS.stat(pid: pid)).ppid)
+    }
+
     @Test func cwdExecutableAuxv() throws {
         var buffer = [CChar](repeating: 0, count: 4096)
         try #require(getcwd(&buffer, buffer.count) != nil)

@@ -128,7 +128,7 @@ final class OutsideScan: @unchecked Sendable {
         let all = try ProcFS.processIDs()
         var parents: [Int32: Int32] = [:]
         for pid in all where !tree.contains(pid) {
-            if let stat = try? ProcFS.stat(pid: pid) { parents[pid] = stat.ppid }
+            if let ppid = try? ProcFS.parentPID(pid: pid) { parents[pid] = ppid }
         }
         func descendsFromTree(_ pid: Int32) -> Bool {
             var current = pid
