@@ -144,8 +144,9 @@ extension AnonymousFileMounts {
     /// (F_GETLK finds any, as our process owns none), which only the fdinfo shows. Four calls
     /// that walk no path and make no /proc inode, where an fdinfo read opens one. It lacks what
     /// belongs to the target's descriptor and not to the description: O_CLOEXEC is never in
-    /// its flags, and a flock lock, which F_GETLK does not see, is never in its lines. A pipe's
-    /// or socket's position is always 0.
+    /// its flags, and a flock lock, which F_GETLK does not see, is never in its lines; nor are
+    /// the lines a socket's family adds (a unix socket's scm_fds). A pipe's or socket's position
+    /// is always 0.
     public static func info(ofCopy copy: FileDescriptor) throws(LinuxError) -> (FileDescriptorInfo, FileStatus)? {
         let status = try FileStatus.fstat(fd: copy.rawValue)
         let mount: Int
