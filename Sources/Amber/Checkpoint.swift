@@ -358,7 +358,7 @@ enum Preflight {
             guard let status = try? ProcFS.status(pid: pid) else { return nil }
             return (
                 ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.mapsWithFiles(pid: pid),
-                ProcessDescriptors(pid: pid)
+                ProcessDescriptors(pid: pid, beforeFreeze: true)
             )
         }
     }

@@ -136,3 +136,37 @@ public enum AnonymousFileMounts {
         return nil
     }
 }
+
+extension AnonymousFileMounts {
+    /// What /proc/PID/fdinfo/FD shows of a descriptor on an anonymous pipe or a socket, read
+    /// through `copy`, a descriptor of ours on its open file description (pidfd_getfd), with the
+    /// copy's status; nil when it is neither, or when a POSIX or OFD lock is on its file
+    /// (F_GETLK finds any, as our process owns none), which only the fdinfo shows. Four calls
+    /// that walk no path and make no /proc inode, where an fdinfo read opens one. It lacks what
+    /// belongs to the target's descriptor and not to the description: O_CLOEXEC is never in
+    /// its flags, and a flock lock, which F_GETLK does not see, is never in its lines; nor are
+    /// the lines a socket's family adds (a unix socket's scm_fds). A pipe's or socket's position
+    /// is always 0.
+    public static func info(ofCopy copy: FileDescriptor) throws(LinuxError) -> (FileDescriptorInfo, FileStatus)? {
+        let status = try FileStatus.fstat(fd: copy.rawValue)
+        let mount: Int
+        if status.isFIFO, let pipes = pipeMount, status.device == pipes.device {
+            mount = pipes.id
+        } else if status.isSocket, let sockets = socketMount, status.device == sockets.device {
+            mount = sockets.id
+        } else {
+            return nil
+        }
+        let flags = fcntl(copy.rawValue, F_GETFL)
+        guard flags >= 0 else { throw LinuxError.current("fcntl(F_GETFL)") }
+        var lock = flock()
+        lock.l_type = Int16(F_WRLCK)
+        lock.l_whence = Int16(SEEK_SET)
+        guard fcntl(copy.rawValue, F_GETLK, &lock) == 0 else { throw LinuxError.current("fcntl(F_GETLK)") }
+        guard lock.l_type == Int16(F_UNLCK) else { return nil }
+        let text = "pos:\t0\nflags:\t0\(String(flags, radix: 8))\nmnt_id:\t\(mount)\nino:\t\(status.inode)\n"
+        let info = FileDescriptorInfo(
+            position: 0, flags: UInt32(bitPattern: flags), mountID: mount, inode: status.inode, text: Array(text.utf8))
+        return (info, status)
+    }
+}

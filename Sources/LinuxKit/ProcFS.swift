@@ -113,6 +113,34 @@ public enum ProcFS {
     static func numericEntries(_ path: String) throws(LinuxError) -> [Int32] {
         let directory = try openDirectory(path)
         defer { closedir(directory) }
+        return try numericEntries(directory, path: path)
+    }
+
+    /// Every descriptor of process `pid` with its /proc link, in number order, read through its
+    /// /proc/PID/fd directory open once: each readlinkat walks one component where a path walks
+    /// four. A descriptor closed while they are read is left out.
+    public static func fileDescriptorLinks(pid: Int32) throws(LinuxError) -> [(fd: Int32, link: String)] {
+        let path = "/proc/\(pid)/fd"
+        let directory = try openDirectory(path)
+        defer { closedir(directory) }
+        let descriptor = dirfd(directory)
+        var links: [(fd: Int32, link: String)] = []
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
+        for fd in try numericEntries(directory, path: path) {
+            let count = buffer.withUnsafeMutableBytes { raw in
+                readlinkat(descriptor, "\(fd)", raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count)
+            }
+            if count < 0 { continue }
+            if count < buffer.count {
+                links.append((fd, ProcText.string(buffer[..<count])))
+            } else if let link = try? link("\(path)/\(fd)") {
+                links.append((fd, link))
+            }
+        }
+        return links
+    }
+
+    private static func numericEntries(_ directory: OpaquePointer, path: String) throws(LinuxError) -> [Int32] {
         var result: [Int32] = []
         while true {
             errno = 0
@@ -169,6 +197,20 @@ public enum ProcFS {
     /// The scheduler line of a process, from /proc/PID/stat.
     public static func stat(pid: Int32) throws(LinuxError) -> ProcessStat {
         try parse("/proc/\(pid)/stat", parseStat(bytes:))
+    }
+
+    /// The parent of process `pid`, field 4 of /proc/PID/stat, the rest of the line left unparsed:
+    /// a scan of every process on the machine asks only this.
+    public static func parentPID(pid: Int32) throws(LinuxError) -> Int32 {
+        try parse("/proc/\(pid)/stat") { bytes throws(LinuxError) -> Int32 in
+            // The comm may hold ") ": the fields start after the last one. Then state and ppid.
+            guard let close = bytes.lastIndex(of: 0x29) else { throw ProcText.malformed("stat") }
+            let fields = ProcText.words(bytes[(close + 1)...].prefix(64))
+            guard fields.count >= 2, let ppid = ProcText.int32(fields[1]) else {
+                throw ProcText.malformed("stat field 4")
+            }
+            return ppid
+        }
     }
 
     /// The scheduler line of one thread, from /proc/PID/task/TID/stat: the CPU it last ran on.

@@ -703,6 +703,50 @@ import Testing
         #expect(try FileStatus.stat(path: "/tmp").isDirectory)
     }
 
+    /// A pipe's or socket's fdinfo read through a copy says what the fdinfo says, but for the
+    /// descriptor's close-on-exec; a regular file, or a pipe with a POSIX or OFD lock, is left
+    /// to the fdinfo; every descriptor's link is read through its directory as by path.
+    @Test func anonymousInfoThroughACopy() throws {
+        let pipe = try PipeBuffer.make(flags: O_NONBLOCK)
+        let ends = [pipe.read.rawValue, pipe.write.rawValue]
+        defer {
+            close(ends[0])
+            close(ends[1])
+        }
+        let socketFD = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(socketFD >= 0)
+        defer { close(socketFD) }
+        for fd in [ends[0], ends[1], socketFD] {
+            let copy = FileDescriptor(rawValue: fcntl(fd, F_DUPFD_CLOEXEC, 0))
+            defer { try? copy.close() }
+            let (info, status) = try #require(try AnonymousFileMounts.info(ofCopy: copy))
+            let read = try ProcFS.fileDescriptorInfo(pid: pid, fd: fd)
+            #expect(info.position == read.position && info.mountID == read.mountID && info.inode == read.inode)
+            #expect(info.flags == read.flags & ~UInt32(O_CLOEXEC))
+            #expect(status == (try FileStatus.fstat(fd: fd)))
+            #expect(AnonymousFileMounts.link(of: info) == (try ProcFS.fileDescriptorPath(pid: pid, fd: fd)))
+            #expect(try ProcFS.parseFileDescriptorInfo(ProcText.string(info.text[...])).flags == info.flags)
+        }
+        var lock = flock()
+        lock.l_type = Int16(F_WRLCK)
+        lock.l_whence = Int16(SEEK_SET)
+        try #require(fcntl(ends[1], Int32(FileLocking.setOpenFileDescriptionLock), &lock) == 0)
+        #expect(try AnonymousFileMounts.info(ofCopy: FileDescriptor(rawValue: ends[0])) == nil)
+        let file = open("/proc/self/status", O_RDONLY | O_CLOEXEC)
+        try #require(file >= 0)
+        defer { close(file) }
+        #expect(try AnonymousFileMounts.info(ofCopy: FileDescriptor(rawValue: file)) == nil)
+        let links = try ProcFS.fileDescriptorLinks(pid: pid)
+        for fd in [ends[0], socketFD, file] {
+            #expect(links.first { $0.fd == fd }?.link == (try ProcFS.fileDescriptorPath(pid: pid, fd: fd)))
+        }
+    }
+
+    @Test func parentPID() throws {
+        #expect(try ProcFS.parentPID(pid: pid) == getppid())
+        #expect(try ProcFS.parentPID(pid: pid) == (try ProcFS.stat(pid: pid)).ppid)
+    }
+
     @Test func cwdExecutableAuxv() throws {
         var buffer = [CChar](repeating: 0, count: 4096)
         try #require(getcwd(&buffer, buffer.count) != nil)

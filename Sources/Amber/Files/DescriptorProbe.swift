@@ -29,15 +29,28 @@ final class DescriptorProbe {
     private var linkPathRead: LinkPath?
 
     /// `fdinfoDirectory`: the process's /proc/PID/fdinfo, open, to read this descriptor's through.
+    /// `throughCopy`: a pipe or socket is probed through a copy of the descriptor instead
+    /// (`AnonymousFileMounts.info(ofCopy:)`), which tells all a refusal before the freeze
+    /// depends on but not the descriptor's close-on-exec flag nor a flock lock on it: for the
+    /// running checks only, which record neither. (Every lock on a pipe or socket that is
+    /// refused is a POSIX one, which the copy's F_GETLK finds, and then the fdinfo is read.)
     init(
         pid: Int32, fd: Int32, process: ProcessName, tree: ProcessName? = nil, owner: ProcessDescriptors? = nil,
-        fdinfoDirectory: Int32? = nil
+        fdinfoDirectory: Int32? = nil, throughCopy: Bool = false
     ) throws(LinuxError) {
         self.pid = pid
         self.owner = owner
         self.fd = fd
         self.process = process
         self.tree = tree
+        if throughCopy, let owner, let (info, status) = try? owner.anonymousInfo(fd),
+            let anonymous = AnonymousFileMounts.link(of: info)
+        {
+            infoRead = info
+            statusRead = status
+            link = anonymous
+            return
+        }
         let info =
             if let directory = fdinfoDirectory {
                 try ProcFS.fileDescriptorInfo(pid: pid, fd: fd, in: directory)
@@ -106,6 +119,11 @@ final class DescriptorProbe {
 
     /// A descriptor of ours on the same open file description (pidfd_getfd), for the caller to close.
     func duplicate() throws(LinuxError) -> FileDescriptor {
+        try duplicate(fd)
+    }
+
+    /// A descriptor of ours on the open file description of `fd` of this probe's process.
+    func duplicate(_ fd: Int32) throws(LinuxError) -> FileDescriptor {
         if let owner { return try owner.duplicate(fd) }
         return try Pidfd(pid: pid).duplicate(fd)
     }

@@ -128,7 +128,7 @@ final class OutsideScan: @unchecked Sendable {
         let all = try ProcFS.processIDs()
         var parents: [Int32: Int32] = [:]
         for pid in all where !tree.contains(pid) {
-            if let stat = try? ProcFS.stat(pid: pid) { parents[pid] = stat.ppid }
+            if let ppid = try? ProcFS.parentPID(pid: pid) { parents[pid] = ppid }
         }
         func descendsFromTree(_ pid: Int32) -> Bool {
             var current = pid
@@ -141,8 +141,7 @@ final class OutsideScan: @unchecked Sendable {
         }
         var descriptors: [(pid: Int32, fd: Int32, link: String)] = []
         for pid in all where !tree.contains(pid) && pid != getpid() && !descendsFromTree(pid) {
-            for fd in (try? ProcFS.fileDescriptors(pid: pid)) ?? [] {
-                guard let link = try? ProcFS.fileDescriptorPath(pid: pid, fd: fd) else { continue }
+            for (fd, link) in (try? ProcFS.fileDescriptorLinks(pid: pid)) ?? [] {
                 descriptors.append((pid, fd, link))
             }
         }

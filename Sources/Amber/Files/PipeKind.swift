@@ -178,10 +178,11 @@ private func libcCall(_ operation: String, _ body: () -> Int32) throws(LinuxErro
 }
 
 extension PipeKind {
-    /// Where the tree holds a pipe: the first descriptor seen of each of its ends.
+    /// Where the tree holds a pipe: the first descriptor seen of each of its ends, by the
+    /// index of its process (not a copy of it: a thousand pipes copied it thousands of times).
     private struct HeldEnds {
-        var read: (process: CheckedProcess, fd: Int32)?
-        var write: (process: CheckedProcess, fd: Int32)?
+        var read: (process: Int, fd: Int32)?
+        var write: (process: Int, fd: Int32)?
     }
 
     /// Refuses a pipe of the tree of which a process outside the tree holds an end: its half
@@ -192,30 +193,32 @@ extension PipeKind {
     /// has yet to read: they stay in that pipe, and the caller's pipe at restore would lack them.
     static func check(tree processes: [CheckedProcess]) throws {
         var pipes: [UInt64: HeldEnds] = [:]
-        for process in processes {
+        for (index, process) in processes.enumerated() {
             for probe in try process.probes() {
                 guard let inode = pipeInode(probe.link), let info = try? probe.info() else { continue }
                 let fd = probe.fd
                 let isWriteEnd = Int32(bitPattern: info.flags) & O_ACCMODE == O_WRONLY
                 var ends = pipes[inode] ?? HeldEnds()
-                if isWriteEnd, ends.write == nil { ends.write = (process, fd) }
-                if !isWriteEnd, ends.read == nil { ends.read = (process, fd) }
+                if isWriteEnd, ends.write == nil { ends.write = (index, fd) }
+                if !isWriteEnd, ends.read == nil { ends.read = (index, fd) }
                 pipes[inode] = ends
             }
         }
         guard !pipes.isEmpty else { return }
         let externals = processes[0].externalFiles
-        for (inode, ends) in pipes.sorted(by: { $0.key < $1.key })
-        where externals.contains(externalName(inode: inode)) {
+        for (inode, ends) in pipes.filter({ externals.contains(externalName(inode: $0.key)) })
+            .sorted(by: { $0.key < $1.key })
+        {
             guard let reader = ends.read else { continue }
-            let copy = try reader.process.descriptors.duplicate(reader.fd)
+            let process = processes[reader.process]
+            let copy = try process.descriptors.duplicate(reader.fd)
             defer { try? copy.close() }
             let queued = try PipeBuffer.queuedBytes(copy)
             if queued > 0 {
                 throw AmberError.unsupported(
-                    reader.process.name,
+                    process.name,
                     "has fd \(reader.fd) on pipe:[\(inode)], named by --external, holding \(queued) bytes the tree has not read: they stay in that pipe, and the descriptor that takes its place at restore would not have them",
-                    tree: reader.process.tree)
+                    tree: process.tree)
             }
         }
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
@@ -227,22 +230,25 @@ extension PipeKind {
             let (holder, also) =
                 isWriteEnd
                 ? (ends.read ?? ends.write!, ends.write != nil) : (ends.write ?? ends.read!, ends.read != nil)
+            let process = processes[holder.process]
             throw AmberError.unsupported(
-                holder.process.name,
+                process.name,
                 "has fd \(holder.fd) on pipe:[\(inode)], whose \(isWriteEnd ? "write" : "read") end is \(also ? "also " : "")held by process \(ProcessName(pid: pid)) outside the tree: a pipe is restored only when no process outside the tree holds an end of it",
-                tree: holder.process.tree)
+                tree: process.tree)
         }
-        for (inode, ends) in pipes.sorted(by: { $0.key < $1.key })
-        where ends.read == nil && !externals.contains(externalName(inode: inode)) {
+        for (inode, ends) in pipes.filter({ $0.value.read == nil && !externals.contains(externalName(inode: $0.key)) })
+            .sorted(by: { $0.key < $1.key })
+        {
             let writer = ends.write!
-            let copy = try writer.process.descriptors.duplicate(writer.fd)
+            let process = processes[writer.process]
+            let copy = try process.descriptors.duplicate(writer.fd)
             defer { try? copy.close() }
             let queued = try PipeBuffer.queuedBytes(copy)
             if queued > 0 {
                 throw AmberError.unsupported(
-                    writer.process.name,
+                    process.name,
                     "has fd \(writer.fd) on pipe:[\(inode)] holding \(queued) bytes that no process can read (its read end is closed): not restored",
-                    tree: writer.process.tree)
+                    tree: process.tree)
             }
         }
     }

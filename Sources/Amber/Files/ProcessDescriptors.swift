@@ -14,14 +14,20 @@ final class ProcessDescriptors: @unchecked Sendable {
     let pid: Int32
     private let lock = Mutex(())
     private var probesRead: [DescriptorProbe]?
-    private var pidfd: Int32?
+    /// Behind a lock of its own: the probes are read holding the other, and may duplicate.
+    private let pidfd = Mutex<Int32?>(nil)
 
-    init(pid: Int32) {
+    /// Whether these are the running checks' probes, which read a pipe or socket through a copy
+    /// of the descriptor rather than its fdinfo (`DescriptorProbe.init(throughCopy:)`).
+    let beforeFreeze: Bool
+
+    init(pid: Int32, beforeFreeze: Bool = false) {
         self.pid = pid
+        self.beforeFreeze = beforeFreeze
     }
 
     deinit {
-        if let pidfd { Glibc.close(pidfd) }
+        pidfd.withLock { if let pidfd = $0 { Glibc.close(pidfd) } }
     }
 
     /// Descriptors probed by one thread; a process with more is probed on every CPU at once.
@@ -42,7 +48,8 @@ final class ProcessDescriptors: @unchecked Sendable {
                 Result { () throws(LinuxError) -> [DescriptorProbe] in
                     try chunk.map { fd throws(LinuxError) in
                         try DescriptorProbe(
-                            pid: pid, fd: fd, process: process, tree: tree, owner: self, fdinfoDirectory: fdinfo)
+                            pid: pid, fd: fd, process: process, tree: tree, owner: self, fdinfoDirectory: fdinfo,
+                            throughCopy: beforeFreeze)
                     }
                 }
             }.flatMap { try $0.get() }
@@ -54,12 +61,20 @@ final class ProcessDescriptors: @unchecked Sendable {
     /// A descriptor of ours on the same open file description as the process's `fd`
     /// (pidfd_getfd), for the caller to close.
     func duplicate(_ fd: Int32) throws(LinuxError) -> FileDescriptor {
-        let through = try lock.withLock { _ throws(LinuxError) -> Int32 in
+        let through = try pidfd.withLock { pidfd throws(LinuxError) -> Int32 in
             if let pidfd { return pidfd }
             let opened = try Pidfd.open(pid: pid)
             pidfd = opened
             return opened
         }
         return try Pidfd.duplicate(fd, of: pid, through: through)
+    }
+
+    /// What the fdinfo of `fd` shows when it is on a pipe or socket, read through a copy
+    /// (`AnonymousFileMounts.info(ofCopy:)`), with its status; nil when it is on neither.
+    func anonymousInfo(_ fd: Int32) throws(LinuxError) -> (FileDescriptorInfo, FileStatus)? {
+        let copy = try duplicate(fd)
+        defer { try? copy.close() }
+        return try AnonymousFileMounts.info(ofCopy: copy)
     }
 }

@@ -66,7 +66,8 @@ struct ShellJobTerminalKind: OpenFileKind {
         var job: (device: UInt64, process: ProcessName, fd: Int32)? =
             rootTerminal == 0 ? nil : (rootTerminal, root.name, -1)
         for process in processes {
-            for probe in try process.probes() {
+            // A terminal is a path (`classify`): a pipe or socket is not classified again here.
+            for probe in try process.probes() where probe.link.hasPrefix("/") {
                 guard let terminal = (try? OpenFileKinds.classify(probe)) as? ShellJobTerminalKind else { continue }
                 let name = Terminals.name(ofDevice: terminal.device)
                 guard root.shellJob else {

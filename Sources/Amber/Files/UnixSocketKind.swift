@@ -160,7 +160,7 @@ struct UnixSocketKind: OpenFileKind {
                         "a unix socket (\(descriptor.link)) holding \(queue.messages.count) messages but connected to no socket that could send them again"
                     )
                 }
-                if try record.passCredentials || (record.peerInode != 0 && peerPassesCredentials()) {
+                if try record.passCredentials || (record.peerInode != 0 && peerPassesCredentials(descriptor)) {
                     throw descriptor.refusal(
                         "a unix socket (\(descriptor.link)) holding messages with their sender's credentials (SO_PASSCRED): they would come back with amber's"
                     )
@@ -227,12 +227,15 @@ struct UnixSocketKind: OpenFileKind {
     }
 
     /// Whether the peer has SO_PASSCRED set: what it sent then carries its credentials. As its
-    /// own dump read it if it came first, else read through the descriptor the table found it by.
-    private func peerPassesCredentials() throws -> Bool {
+    /// own dump read it if it came first, else read through the descriptor the table found it by
+    /// (through the pidfd of `descriptor`'s process when that holds it, not a pidfd of its own).
+    private func peerPassesCredentials(_ descriptor: DescriptorProbe) throws -> Bool {
         guard let peer = socket.peer else { return false }
         if let passes = UnixSocketTable.shared.passesCredentials(peer) { return passes }
         guard let holder = UnixSocketTable.shared.holder(of: peer) else { return false }
-        let copy = try Pidfd(pid: holder.pid).duplicate(holder.fd)
+        let copy =
+            try holder.pid == descriptor.pid
+            ? descriptor.duplicate(holder.fd) : Pidfd(pid: holder.pid).duplicate(holder.fd)
         defer { try? copy.close() }
         return try UnixSockets.option(copy, UnixSockets.passCredentials) != 0
     }
@@ -650,11 +653,12 @@ extension UnixSocketKind {
     /// peer a process outside the tree holds, naming it, or no process holds (in flight in an
     /// SCM_RIGHTS message).
     static func check(tree processes: [CheckedProcess]) throws {
-        var held: [UInt64: (process: CheckedProcess, fd: Int32)] = [:]
-        for process in processes {
+        // Each socket's first descriptor, by the index of its process (not a copy of it).
+        var held: [UInt64: (process: Int, fd: Int32)] = [:]
+        for (index, process) in processes.enumerated() {
             for probe in try process.probes() {
                 guard let inode = socketInode(probe.link), held[inode] == nil else { continue }
-                held[inode] = (process, probe.fd)
+                held[inode] = (index, probe.fd)
             }
         }
         guard !held.isEmpty else { return }
@@ -663,11 +667,13 @@ extension UnixSocketKind {
         let table = UnixSocketTable.shared.snapshot()
         let externals = processes[0].externalFiles
         var missing: [UInt64: (socket: UInt64, process: CheckedProcess, fd: Int32)] = [:]
-        for (inode, holder) in held.sorted(by: { $0.key < $1.key }) {
+        for inode in held.keys.sorted() {
+            let (index, fd) = held[inode]!
+            let holder = (process: processes[index], fd: fd)
             guard let socket = table.sockets[inode] else { continue }
             UnixSocketTable.shared.remember(inode, pid: holder.process.pid, fd: holder.fd)
             if externals.contains(externalName(inode: inode)) {
-                try checkExternal(socket, held: held, holder: holder)
+                try checkExternal(socket, held: held, holder: holder, processes: processes)
                 continue
             }
             // The other side it is restored with: its peer, or the listener it waits on.
@@ -704,8 +710,8 @@ extension UnixSocketKind {
     /// A socket the dump leaves outside (`--external`) is replaced at restore by the caller's:
     /// what it holds would stay in it, and a peer in the tree would lose its other end.
     private static func checkExternal(
-        _ socket: UnixSocketDiagnosis, held: [UInt64: (process: CheckedProcess, fd: Int32)],
-        holder: (process: CheckedProcess, fd: Int32)
+        _ socket: UnixSocketDiagnosis, held: [UInt64: (process: Int, fd: Int32)],
+        holder: (process: CheckedProcess, fd: Int32), processes: [CheckedProcess]
     ) throws {
         let name = externalName(inode: socket.inode)
         if socket.receiveQueue > 0 {
@@ -717,7 +723,7 @@ extension UnixSocketKind {
         if let peer = socket.peer, let other = held[peer] {
             throw AmberError.unsupported(
                 holder.process.name,
-                "has fd \(holder.fd) on \(name), named by --external, whose peer process \(other.process.name) fd \(other.fd) holds in the tree: a socket is left outside only when its peer is outside too",
+                "has fd \(holder.fd) on \(name), named by --external, whose peer process \(processes[other.process].name) fd \(other.fd) holds in the tree: a socket is left outside only when its peer is outside too",
                 tree: holder.process.tree)
         }
     }
