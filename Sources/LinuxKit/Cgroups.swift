@@ -84,6 +84,17 @@ public enum CgroupFS {
         return try lines.get()
     }
 
+    /// Whether net_cls or net_prio is bound to a v1 hierarchy (/proc/cgroups shows a hierarchy
+    /// other than 0 for it). Then a socket's class and priority index follow whoever last took a
+    /// descriptor on it: pidfd_getfd and SCM_RIGHTS set them to the receiver's cgroup's.
+    public static func classifiesSocketsByReceiver() -> Bool {
+        guard let text = try? ProcFS.readText("/proc/cgroups") else { return true }
+        return text.split(separator: "\n").contains { line in
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            return fields.count >= 2 && (fields[0] == "net_cls" || fields[0] == "net_prio") && fields[1] != "0"
+        }
+    }
+
     /// The cgroup hierarchies mounted in the caller's mount namespace, from
     /// /proc/self/mountinfo: one mount of each (the one showing the hierarchy's root if any).
     public static func mounts() throws(LinuxError) -> [CgroupHierarchyMount] {
