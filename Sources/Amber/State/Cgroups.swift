@@ -246,35 +246,35 @@ enum CgroupState {
     static func properties(of relative: String, controllers: String, below directory: Int32) throws
         -> [Amber_CgroupProperty]
     {
-        let rules = CgroupProperties.rules(controllers: controllers)
+        let kinds = CgroupFileKinds(controllers: controllers)
+        let rules = kinds.rules
         var found: [(rule: Int, property: Amber_CgroupProperty)] = []
-        for file in try CgroupFS.files(of: relative, below: directory) {
-            switch CgroupProperties.kind(of: file.name, controllers: controllers) {
+        for name in try CgroupFS.files(of: relative, below: directory) {
+            switch kinds.kind(of: name) {
             case .stateless: continue
             case .restored(let index):
-                guard let value = try CgroupFS.read(file.name, of: relative, below: directory),
+                guard let value = try CgroupFS.read(name, of: relative, below: directory),
                     let recorded = rules[index].recorded(value)
                 else { continue }
                 guard rules[index].isWellFormed(recorded) else {
                     throw UnrestoredProperty(
-                        file: file.name, value: value, why: "longer, or of more lines, than an image holds")
+                        file: name, value: value, why: "longer, or of more lines, than an image holds")
                 }
                 var property = Amber_CgroupProperty()
-                property.name = file.name
+                property.name = name
                 property.value = recorded
                 found.append((index, property))
             case .refusedUnless(let fresh):
-                guard file.writable, let value = try CgroupFS.read(file.name, of: relative, below: directory),
-                    value != fresh
+                guard try CgroupFS.isWritable(name, of: relative, below: directory),
+                    let value = try CgroupFS.read(name, of: relative, below: directory), value != fresh
                 else { continue }
                 throw UnrestoredProperty(
-                    file: file.name, value: value, why: "amber does not write it back (a new cgroup has \(fresh))")
+                    file: name, value: value, why: "amber does not write it back (a new cgroup has \(fresh))")
             case .unknown:
-                guard file.writable else { continue }
-                let value =
-                    (try? CgroupFS.read(file.name, of: relative, below: directory)).flatMap { $0 } ?? "(unreadable)"
+                guard try CgroupFS.isWritable(name, of: relative, below: directory) else { continue }
+                let value = (try? CgroupFS.read(name, of: relative, below: directory)).flatMap { $0 } ?? "(unreadable)"
                 throw UnrestoredProperty(
-                    file: file.name, value: value,
+                    file: name, value: value,
                     why: "a control file amber does not know, which it cannot show to hold a new cgroup's value")
             }
         }
