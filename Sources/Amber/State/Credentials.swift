@@ -236,6 +236,25 @@ enum CredentialState {
 
     // MARK: Restore
 
+    /// The capabilities of the restorer's bounding set that no thread of the image has in its
+    /// bounding or inheritable set: every helper drops them itself as it starts (before any
+    /// process is cloned from it, so each inherits the smaller set), rather than each restored
+    /// thread by an injected PR_CAPBSET_DROP per capability. A capability of an image's
+    /// inheritable set stays until its thread's credentials are restored: capset raises no
+    /// inheritable capability outside the bounding set. Helpers' effective and permitted sets
+    /// are untouched: a bounding set limits only what execve grants and capset may raise.
+    static func helperBoundingDrop(_ tasks: [Amber_Task]) -> UInt64 {
+        guard let restorer = try? ProcFS.status(pid: getpid()).capabilities else { return 0 }
+        var kept: UInt64 = 0
+        for task in tasks where !task.zombie {
+            for thread in task.threads {
+                guard thread.hasCredentials else { return 0 }
+                kept |= thread.credentials.capBounding | thread.credentials.capInheritable
+            }
+        }
+        return restorer.bounding & ~kept
+    }
+
     /// Gives every thread its credentials by calls injected into that thread (each changes only
     /// the caller). After everything that needs the helper's privilege, before `FlagState`:
     /// a change of effective or filesystem ID clears the parent-death signal and resets dumpable.
