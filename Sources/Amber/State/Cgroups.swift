@@ -182,6 +182,9 @@ enum CgroupState {
         guard let root = processes.first?.tree else { return }
         let host = try host.get()
         let roots = try Self.roots(of: root, ownNamespace: try hasOwnNamespace(root.pid))
+        // A tree amber has frozen (traces) gets these limits read by `record`, which refuses the
+        // same: they are read once while it is frozen, not twice.
+        let frozen = processes.allSatisfy { $0.status.tracerPID == getpid() }
         var scanned: Set<String> = []
         for process in processes {
             let lines: [CgroupLine]
@@ -200,6 +203,7 @@ enum CgroupState {
                         "is in the cgroup \(describe(line.controllers, line.path)), outside the cgroup \(top) of its tree's root: a tree's cgroups are restored below its root's",
                         tree: root)
                 }
+                if frozen { continue }
                 var path = ""
                 for component in [""] + relative.split(separator: "/").map(String.init) {
                     path = [path, component].filter { !$0.isEmpty }.joined(separator: "/")
@@ -323,6 +327,8 @@ enum CgroupState {
             hierarchy.controllers = top.key
             hierarchy.root = top.value
             var paths: [String] = [""]
+            // The first process in each cgroup or below it, which a refusal names.
+            var members: [String: Int32] = [:]
             for (pid, processLines) in lines {
                 guard let line = processLines.first(where: { $0.controllers == top.key }),
                     let relative = CgroupPaths.relative(line.path, below: top.value)
@@ -335,6 +341,7 @@ enum CgroupState {
                 for component in relative.split(separator: "/") {
                     parent = parent.isEmpty ? String(component) : parent + "/" + component
                     if !paths.contains(parent) { paths.append(parent) }
+                    if members[parent] == nil { members[parent] = pid }
                 }
             }
             let own = host.own.first { $0.controllers == top.key }?.path
@@ -360,7 +367,8 @@ enum CgroupState {
                         do {
                             cgroup.properties = try properties(of: relative, controllers: top.key, below: directory)
                         } catch let unrestored as UnrestoredProperty {
-                            throw unrestored.refusal(root.name, cgroup: describe(top.key, absolute), tree: root.name)
+                            let member = processes.first { $0.pid == members[path] }?.name ?? root.name
+                            throw unrestored.refusal(member, cgroup: describe(top.key, absolute), tree: root.name)
                         }
                     } else {
                         recordJoined(&cgroup, relative: relative, controllers: top.key, below: directory)
