@@ -186,7 +186,7 @@ enum CgroupState {
         // same: they are read once while it is frozen, not twice.
         let frozen = processes.allSatisfy { $0.status.tracerPID == getpid() }
         var scanned: Set<String> = []
-        for process in processes {
+        processes: for process in processes {
             let lines: [CgroupLine]
             do {
                 lines = try CgroupFS.lines(pid: process.pid)
@@ -198,6 +198,9 @@ enum CgroupState {
             for line in lines {
                 guard let mount = host.mount(for: line), let top = roots[line.controllers] else { continue }
                 guard let relative = CgroupPaths.relative(line.path, below: top) else {
+                    // An exiting process leaves its cgroups (a v1 hierarchy then shows its root)
+                    // before it is a zombie: the freeze finds the tree as it is then.
+                    if hasExited(process.pid) { continue processes }
                     throw AmberError.unsupported(
                         process.name,
                         "is in the cgroup \(describe(line.controllers, line.path)), outside the cgroup \(top) of its tree's root: a tree's cgroups are restored below its root's",
@@ -223,6 +226,15 @@ enum CgroupState {
                 }
             }
         }
+    }
+
+    /// Gone, or a zombie within 10 ms.
+    private static func hasExited(_ pid: Int32) -> Bool {
+        for _ in 0..<10 {
+            guard let status = try? ProcFS.status(pid: pid), status.state != "Z" else { return true }
+            usleep(1000)
+        }
+        return false
     }
 
     /// A file of a cgroup holding what the restore would not bring back.
