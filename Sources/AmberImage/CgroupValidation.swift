@@ -318,7 +318,8 @@ public struct CgroupFileKinds: Sendable {
     public func ruleIndex(of name: String) -> Int? {
         let named = ruleByName[name]
         guard !patternRules.isEmpty else { return named }
-        let patterned = patternRules.first { $0.index < (named ?? .max) && CgroupPropertyRule.matches($0.pattern, name) }
+        let before = named ?? .max
+        let patterned = patternRules.first { $0.index < before && CgroupPropertyRule.matches($0.pattern, name) }
         return patterned?.index ?? named
     }
 
