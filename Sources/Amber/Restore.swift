@@ -138,16 +138,18 @@ public enum Restore {
             if let terminal { _ = try openFiles.objects.object(ShellJobTerminal.objectID) { terminal } }
             let instruction = try syscallInstruction()
             let restorerPidfd = try Pidfd(pid: getpid())
+            let boundingDrop = CredentialState.helperBoundingDrop(tasks)
             let namespaceInit =
                 try newPIDNamespace
                 ? NamespaceInit(
-                    root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created) : nil
+                    root: tasks[0], instruction: instruction, restorerPidfd: restorerPidfd.fd, created: &created,
+                    boundingDrop: boundingDrop) : nil
             logger.trace("helper ready")
             var treeFiles: TreeFiles?
             let built = try TreeState.build(
                 tasks, instruction: instruction, restorerPidfd: restorerPidfd.fd, imageTrusted: imageTrusted,
                 namespaceInit: namespaceInit, created: &created, treeFiles: &treeFiles, openFiles: openFiles,
-                logger: logger, mounts: mounts, mountRoot: &mountRoot, sibling: sibling)
+                logger: logger, mounts: mounts, mountRoot: &mountRoot, sibling: sibling, boundingDrop: boundingDrop)
             try cgroups.apply(to: built, restorerPidfd: restorerPidfd.fd)
             let baseline = try HelperBaseline.ofRestorer()
             var sessions: [RestoreSession] = []

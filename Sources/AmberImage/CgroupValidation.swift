@@ -46,7 +46,11 @@ public struct CgroupPropertyRule: Sendable {
     }
 
     public func matches(_ file: String) -> Bool {
-        let pattern = name.split(separator: ".", omittingEmptySubsequences: false)
+        Self.matches(name.split(separator: ".", omittingEmptySubsequences: false), file)
+    }
+
+    /// Whether `file` matches the pattern of `components` (a rule's name split at its dots).
+    static func matches(_ pattern: [Substring], _ file: String) -> Bool {
         let components = file.split(separator: ".", omittingEmptySubsequences: false)
         guard pattern.count == components.count else { return false }
         return zip(pattern, components).allSatisfy { wanted, component in
@@ -258,28 +262,75 @@ public enum CgroupProperties {
 
     /// The rule of the file `name` on the hierarchy of `controllers`.
     public static func rule(for name: String, controllers: String) -> CgroupPropertyRule? {
-        rules(controllers: controllers).first { $0.matches(name) }
+        let kinds = CgroupFileKinds(controllers: controllers)
+        return kinds.ruleIndex(of: name).map { kinds.rules[$0] }
     }
 
     /// What the dump does with the file `name` of a cgroup on the hierarchy of `controllers`.
     public static func kind(of name: String, controllers: String) -> CgroupFileKind {
-        if let index = rules(controllers: controllers).firstIndex(where: { $0.matches(name) }) {
-            return .restored(index)
-        }
-        let stateless = controllers.isEmpty ? unifiedStateless : legacyStateless
-        if stateless.contains(name) || stateless.contains(where: { CgroupPropertyRule($0, nil).matches(name) }) {
-            return .stateless
-        }
-        if let fresh = (controllers.isEmpty ? unifiedRefusedUnless : legacyRefusedUnless)[name] {
-            return .refusedUnless(fresh)
-        }
-        return .unknown
+        CgroupFileKinds(controllers: controllers).kind(of: name)
     }
 
     /// "2MB", "1GB", "64KB": a huge page size as hugetlb's files name it.
     static func isPageSize(_ text: Substring) -> Bool {
         let digits = text.prefix { $0.isASCII && $0.isNumber }
         return !digits.isEmpty && ["KB", "MB", "GB"].contains(text.dropFirst(digits.count))
+    }
+}
+
+/// What the dump does with each file of the cgroups of one hierarchy (`CgroupProperties.kind`),
+/// looked up by name: made once for a hierarchy, where matching every rule's pattern against
+/// every file of every cgroup (a v1 memory cgroup has about 100) cost milliseconds a dump.
+public struct CgroupFileKinds: Sendable {
+    /// `CgroupProperties.rules` of the hierarchy, in their order.
+    public let rules: [CgroupPropertyRule]
+    /// The first rule of each name without a "*" component.
+    private let ruleByName: [String: Int]
+    /// The rules with a "*" component, split at their dots, in their order.
+    private let patternRules: [(index: Int, pattern: [Substring])]
+    private let stateless: Set<String>
+    private let statelessPatterns: [[Substring]]
+    private let refusedUnless: [String: String]
+
+    public init(controllers: String) {
+        rules = CgroupProperties.rules(controllers: controllers)
+        var byName: [String: Int] = [:]
+        var patterns: [(index: Int, pattern: [Substring])] = []
+        for (index, rule) in rules.enumerated() {
+            let pattern = rule.name.split(separator: ".", omittingEmptySubsequences: false)
+            if pattern.contains("*") {
+                patterns.append((index, pattern))
+            } else if byName[rule.name] == nil {
+                byName[rule.name] = index
+            }
+        }
+        ruleByName = byName
+        patternRules = patterns
+        stateless = controllers.isEmpty ? CgroupProperties.unifiedStateless : CgroupProperties.legacyStateless
+        statelessPatterns = stateless.filter { $0.contains("*") }.map {
+            $0.split(separator: ".", omittingEmptySubsequences: false)
+        }
+        refusedUnless =
+            controllers.isEmpty ? CgroupProperties.unifiedRefusedUnless : CgroupProperties.legacyRefusedUnless
+    }
+
+    /// The index in `rules` of the first rule matching the file `name`.
+    public func ruleIndex(of name: String) -> Int? {
+        let named = ruleByName[name]
+        guard !patternRules.isEmpty else { return named }
+        let before = named ?? .max
+        let patterned = patternRules.first { $0.index < before && CgroupPropertyRule.matches($0.pattern, name) }
+        return patterned?.index ?? named
+    }
+
+    /// What the dump does with the file `name` of a cgroup of the hierarchy.
+    public func kind(of name: String) -> CgroupFileKind {
+        if let index = ruleIndex(of: name) { return .restored(index) }
+        if stateless.contains(name) || statelessPatterns.contains(where: { CgroupPropertyRule.matches($0, name) }) {
+            return .stateless
+        }
+        if let fresh = refusedUnless[name] { return .refusedUnless(fresh) }
+        return .unknown
     }
 }
 
@@ -342,7 +393,7 @@ extension TaskValidator {
                 throw invalid("\(field).cgroups", "not the root cgroup first, then at most \(Self.cgroupLimit) in all")
             }
             var paths: Set<String> = []
-            let rules = CgroupProperties.rules(controllers: hierarchy.controllers)
+            let rules = CgroupFileKinds(controllers: hierarchy.controllers)
             for (number, cgroup) in hierarchy.cgroups.enumerated() {
                 let path = cgroup.path
                 let parent = path.split(separator: "/").dropLast().joined(separator: "/")
@@ -385,7 +436,7 @@ extension TaskValidator {
     /// A cgroup's properties: each of `rules`, in their order, once, with a value of the shape a
     /// dump records; `unrestored` short, and only on a cgroup the tree joined.
     private func validateCgroupDirectory(
-        _ cgroup: Amber_CgroupDirectory, _ field: String, _ rules: [CgroupPropertyRule]
+        _ cgroup: Amber_CgroupDirectory, _ field: String, _ kinds: CgroupFileKinds
     ) throws(ImageError) {
         guard cgroup.unrestored.isEmpty || !cgroup.belowDumper,
             cgroup.unrestored.utf8.count <= CgroupRules.unrestoredLimit
@@ -397,9 +448,9 @@ extension TaskValidator {
         var names: Set<String> = []
         var lastRule = -1
         for (place, property) in cgroup.properties.enumerated() {
-            let rule = rules.firstIndex { $0.matches(property.name) }
+            let rule = kinds.ruleIndex(of: property.name)
             guard let rule, rule >= lastRule, names.insert(property.name).inserted,
-                rules[rule].isWellFormed(property.value)
+                kinds.rules[rule].isWellFormed(property.value)
             else {
                 throw invalid(
                     "\(field).properties[\(place)]",

@@ -313,8 +313,12 @@ static inline long raw_syscall4(long n, long a, long b, long c, long d) {
     return r;
 }
 
-// In a new helper child: default signal handlers, nothing blocked, and no fd but `kept_fd`.
-static inline void helper_start_clean(int kept_fd) {
+// In a new helper child: default signal handlers, nothing blocked, no fd but `kept_fd`, and
+// the capabilities of `bounding_drop` out of its bounding set.
+static inline void helper_start_clean(int kept_fd, uint64_t bounding_drop) {
+    for (long cap = 0; cap < 64; cap++) {
+        if (bounding_drop & (1ULL << cap)) raw_syscall4(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0);
+    }
     struct amber_kernel_sigaction dfl = {0};
     for (long sig = 1; sig <= 64; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
@@ -326,7 +330,7 @@ static inline void helper_start_clean(int kept_fd) {
     raw_syscall4(SYS_close_range, kept_fd + 1, ~0U, 0, 0);
 }
 
-long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int exit_signal, int kept_fd, pid_t awaited_child) {
+long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int exit_signal, int kept_fd, pid_t awaited_child, uint64_t bounding_drop) {
     struct amber_clone_args args = {0};
     args.flags = flags;
     args.exit_signal = (uint64_t)exit_signal;
@@ -335,7 +339,7 @@ long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uin
     long r = raw_syscall4(SYS_clone3, (long)&args, sizeof(args), 0, 0);
     if (r != 0) return r;
     // Child: a copy of the caller's memory; only raw syscalls from here on.
-    helper_start_clean(kept_fd);
+    helper_start_clean(kept_fd, bounding_drop);
     // Become traced by the caller and stop: the caller sees a SIGSTOP signal-delivery stop
     // and takes over from there, so no job-control stop is ever left behind.
     // Untraced, its SIGSTOP would be a job-control stop that the caller, waiting for a
@@ -353,7 +357,7 @@ long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uin
     }
 }
 
-long amber_clone3_sibling_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd) {
+long amber_clone3_sibling_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd, uint64_t bounding_drop) {
     struct amber_clone_args args = {0};
     args.flags = flags | CLONE_PARENT;
     args.set_tid = (uint64_t)set_tid;
@@ -363,7 +367,7 @@ long amber_clone3_sibling_helper(const pid_t *set_tid, size_t set_tid_count, uin
     // Child of the caller's parent: a copy of the caller's memory; only raw syscalls from here
     // on. It cannot ask to be traced (its tracer would be that parent): it waits in pause(),
     // where the caller, having seized it, finds it ready.
-    helper_start_clean(kept_fd);
+    helper_start_clean(kept_fd, bounding_drop);
     for (;;) raw_syscall4(SYS_pause, 0, 0, 0, 0);
 }
 

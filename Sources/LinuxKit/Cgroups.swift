@@ -198,14 +198,8 @@ public enum CgroupFS {
         return text
     }
 
-    /// A file of a cgroup: its name, and whether its mode lets it be written.
-    public struct File: Sendable, Equatable {
-        public let name: String
-        public let writable: Bool
-    }
-
-    /// The files of the cgroup `relative` below `directory` (not its child cgroups), by name.
-    public static func files(of relative: String, below directory: Int32) throws(LinuxError) -> [File] {
+    /// The names of the files of the cgroup `relative` below `directory` (not its child cgroups), sorted.
+    public static func files(of relative: String, below directory: Int32) throws(LinuxError) -> [String] {
         let fd = try open(relative, below: directory, flags: O_RDONLY | O_DIRECTORY)
         guard let stream = fdopendir(fd) else {
             let error = LinuxError.current("fdopendir \(relative)")
@@ -213,7 +207,7 @@ public enum CgroupFS {
             throw error
         }
         defer { closedir(stream) }
-        var files: [File] = []
+        var files: [String] = []
         while true {
             errno = 0
             guard let entry = readdir(stream) else {
@@ -221,14 +215,24 @@ public enum CgroupFS {
                 break
             }
             guard entry.pointee.d_type == UInt8(DT_REG) else { continue }
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            var status = stat()
-            _ = try libcResult("stat \(relative)/\(name)") { fstatat(fd, name, &status, AT_SYMLINK_NOFOLLOW) }.get()
-            files.append(File(name: name, writable: status.st_mode & 0o222 != 0))
+            files.append(
+                withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
         }
-        return files.sorted { $0.name < $1.name }
+        return files.sorted()
+    }
+
+    /// Whether the mode of the file `file` of the cgroup `relative` lets it be written: asked
+    /// only of the files whose value matters only when they are (a v1 memory cgroup has about
+    /// 100, most of them counters, and a stat of each cost more than the dump's reads).
+    public static func isWritable(_ file: String, of relative: String, below directory: Int32) throws(LinuxError)
+        -> Bool
+    {
+        let path = relative.isEmpty ? file : relative + "/" + file
+        let fd = try open(path, below: directory, flags: OpenFileFlags.pathOnly.openFlags)
+        defer { Glibc.close(fd) }
+        var status = stat()
+        _ = try libcResult("stat \(path)") { fstat(fd, &status) }.get()
+        return status.st_mode & 0o222 != 0
     }
 
     /// Writes `value` into the file `file` of the cgroup `relative`, in one write.

@@ -15,12 +15,13 @@ extension CloneFlags {
 /// waits for it as its own child. The helper cannot ask to be traced (its tracer would be that
 /// parent), so the caller seizes it and interrupts it until it is found waiting in pause(),
 /// set up as `createStoppedHelper`'s helpers are: no descriptor but `keptDescriptor`, every
-/// signal at its default and unblocked. Returns it traced and stopped.
-public func createSiblingHelper(pids: [Int32], flags: UInt64 = 0, keptDescriptor: Int32) throws(LinuxError)
-    -> Tracee
+/// signal at its default and unblocked, the capabilities of `boundingDrop` out of its bounding
+/// set. Returns it traced and stopped.
+public func createSiblingHelper(pids: [Int32], flags: UInt64 = 0, keptDescriptor: Int32, boundingDrop: UInt64 = 0)
+    throws(LinuxError) -> Tracee
 {
     let result = pids.withUnsafeBufferPointer {
-        amber_clone3_sibling_helper($0.baseAddress, $0.count, flags, keptDescriptor)
+        amber_clone3_sibling_helper($0.baseAddress, $0.count, flags, keptDescriptor, boundingDrop)
     }
     let pid = Int32(try kernelResult(result, "clone3 with CLONE_PARENT and set_tid \(pids)").get())
     do throws(LinuxError) {

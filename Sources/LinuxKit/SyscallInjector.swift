@@ -242,14 +242,16 @@ public let helperOptions: PtraceOptions = [.exitKill, .traceFork, .traceClone, .
 public let dumpOptions: PtraceOptions = [.traceSysGood]
 
 /// Creates a helper task with chosen PIDs (innermost namespace first), traced by the caller and
-/// stopped, with no descriptor but `keptDescriptor`; resumed as it was, it reaps children and
-/// exits with the status of `awaitedChild` (see amber_clone3_stopped_helper).
-/// Returns its PID as seen by the caller.
+/// stopped, with no descriptor but `keptDescriptor` and the capabilities of `boundingDrop` out
+/// of its bounding set; resumed as it was, it reaps children and exits with the status of
+/// `awaitedChild` (see amber_clone3_stopped_helper). Returns its PID as seen by the caller.
 public func createStoppedHelper(
-    pids: [Int32], flags: UInt64 = 0, exitSignal: Int32 = Glibc.SIGCHLD, keptDescriptor: Int32, awaitedChild: Int32 = 0
+    pids: [Int32], flags: UInt64 = 0, exitSignal: Int32 = Glibc.SIGCHLD, keptDescriptor: Int32, awaitedChild: Int32 = 0,
+    boundingDrop: UInt64 = 0
 ) throws(LinuxError) -> Tracee {
     let result = pids.withUnsafeBufferPointer {
-        amber_clone3_stopped_helper($0.baseAddress, $0.count, flags, exitSignal, keptDescriptor, awaitedChild)
+        amber_clone3_stopped_helper(
+            $0.baseAddress, $0.count, flags, exitSignal, keptDescriptor, awaitedChild, boundingDrop)
     }
     let pid = Int32(try kernelResult(result, "clone3 with set_tid \(pids)").get())
     let tracee = Tracee(pid: pid)

@@ -226,7 +226,8 @@ struct SwrkSession {
         }
         let members = Set(procs.split(separator: "\n").compactMap { Int32($0) })
         let tree = Self.tree(of: options.pid)
-        if let outsider = members.subtracting(tree).min() {
+        // A member gone by the time the tree is walked (a shell's short-lived child) is no longer one.
+        if let outsider = members.subtracting(tree).filter({ kill($0, 0) == 0 || errno != ESRCH }).min() {
             throw SwrkServer.Failure(
                 message:
                     "freeze_cgroup \(cgroup) holds process \(outsider) (\(Self.comm(outsider))), outside the tree of process \(options.pid): amber freezes the tree only"

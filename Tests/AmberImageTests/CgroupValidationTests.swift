@@ -130,6 +130,26 @@ extension TaskValidationTests {
         try assertRejected("\(place)[1]") { unified(&$0, [("memory.high", "1"), ("memory.high", "2")]) }
     }
 
+    /// The lookup table of a hierarchy's files finds, for every name, the first rule whose
+    /// pattern matches it, as matching each rule in turn does: huge page sizes in a "*"
+    /// component, and names one component off.
+    func testCgroupFileKindsFindTheFirstMatchingRule() {
+        for controllers in ["", "memory", "cpu,cpuacct", "hugetlb", "net_cls,net_prio", "cpuset", "blkio", "name=x"] {
+            let rules = CgroupProperties.rules(controllers: controllers)
+            let kinds = CgroupFileKinds(controllers: controllers)
+            var names = rules.flatMap { rule in
+                ["2MB", "1GB", "64KB", "2M", "MB", ""].map { rule.name.replacingOccurrences(of: "*", with: $0) }
+            }
+            names += ["hugetlb.max", "hugetlb.2MB.max.extra", "cgroup.procs", "memory.future_limit", "tasks"]
+            for name in names {
+                XCTAssertEqual(
+                    kinds.ruleIndex(of: name), rules.firstIndex { $0.matches(name) }, "\(name) on \(controllers)")
+            }
+        }
+        XCTAssertEqual(CgroupFileKinds(controllers: "hugetlb").kind(of: "hugetlb.2MB.failcnt"), .stateless)
+        XCTAssertEqual(CgroupFileKinds(controllers: "hugetlb").kind(of: "hugetlb.2M.failcnt"), .unknown)
+    }
+
     /// What the dump does with each file of a cgroup: records what a new cgroup would not have
     /// (a per-line file's lines apart from its default ones), passes over files holding no
     /// state, and refuses a known file it does not restore that is set, and any unknown one.

@@ -182,8 +182,11 @@ enum CgroupState {
         guard let root = processes.first?.tree else { return }
         let host = try host.get()
         let roots = try Self.roots(of: root, ownNamespace: try hasOwnNamespace(root.pid))
+        // A tree amber has frozen (traces) gets these limits read by `record`, which refuses the
+        // same: they are read once while it is frozen, not twice.
+        let frozen = processes.allSatisfy { $0.status.tracerPID == getpid() }
         var scanned: Set<String> = []
-        for process in processes {
+        processes: for process in processes {
             let lines: [CgroupLine]
             do {
                 lines = try CgroupFS.lines(pid: process.pid)
@@ -195,11 +198,15 @@ enum CgroupState {
             for line in lines {
                 guard let mount = host.mount(for: line), let top = roots[line.controllers] else { continue }
                 guard let relative = CgroupPaths.relative(line.path, below: top) else {
+                    // An exiting process leaves its cgroups (a v1 hierarchy then shows its root)
+                    // before it is a zombie: the freeze finds the tree as it is then.
+                    if hasExited(process.pid) { continue processes }
                     throw AmberError.unsupported(
                         process.name,
                         "is in the cgroup \(describe(line.controllers, line.path)), outside the cgroup \(top) of its tree's root: a tree's cgroups are restored below its root's",
                         tree: root)
                 }
+                if frozen { continue }
                 var path = ""
                 for component in [""] + relative.split(separator: "/").map(String.init) {
                     path = [path, component].filter { !$0.isEmpty }.joined(separator: "/")
@@ -219,6 +226,15 @@ enum CgroupState {
                 }
             }
         }
+    }
+
+    /// Gone, or a zombie within 10 ms.
+    private static func hasExited(_ pid: Int32) -> Bool {
+        for _ in 0..<10 {
+            guard let status = try? ProcFS.status(pid: pid), status.state != "Z" else { return true }
+            usleep(1000)
+        }
+        return false
     }
 
     /// A file of a cgroup holding what the restore would not bring back.
@@ -246,35 +262,35 @@ enum CgroupState {
     static func properties(of relative: String, controllers: String, below directory: Int32) throws
         -> [Amber_CgroupProperty]
     {
-        let rules = CgroupProperties.rules(controllers: controllers)
+        let kinds = CgroupFileKinds(controllers: controllers)
+        let rules = kinds.rules
         var found: [(rule: Int, property: Amber_CgroupProperty)] = []
-        for file in try CgroupFS.files(of: relative, below: directory) {
-            switch CgroupProperties.kind(of: file.name, controllers: controllers) {
+        for name in try CgroupFS.files(of: relative, below: directory) {
+            switch kinds.kind(of: name) {
             case .stateless: continue
             case .restored(let index):
-                guard let value = try CgroupFS.read(file.name, of: relative, below: directory),
+                guard let value = try CgroupFS.read(name, of: relative, below: directory),
                     let recorded = rules[index].recorded(value)
                 else { continue }
                 guard rules[index].isWellFormed(recorded) else {
                     throw UnrestoredProperty(
-                        file: file.name, value: value, why: "longer, or of more lines, than an image holds")
+                        file: name, value: value, why: "longer, or of more lines, than an image holds")
                 }
                 var property = Amber_CgroupProperty()
-                property.name = file.name
+                property.name = name
                 property.value = recorded
                 found.append((index, property))
             case .refusedUnless(let fresh):
-                guard file.writable, let value = try CgroupFS.read(file.name, of: relative, below: directory),
-                    value != fresh
+                guard try CgroupFS.isWritable(name, of: relative, below: directory),
+                    let value = try CgroupFS.read(name, of: relative, below: directory), value != fresh
                 else { continue }
                 throw UnrestoredProperty(
-                    file: file.name, value: value, why: "amber does not write it back (a new cgroup has \(fresh))")
+                    file: name, value: value, why: "amber does not write it back (a new cgroup has \(fresh))")
             case .unknown:
-                guard file.writable else { continue }
-                let value =
-                    (try? CgroupFS.read(file.name, of: relative, below: directory)).flatMap { $0 } ?? "(unreadable)"
+                guard try CgroupFS.isWritable(name, of: relative, below: directory) else { continue }
+                let value = (try? CgroupFS.read(name, of: relative, below: directory)).flatMap { $0 } ?? "(unreadable)"
                 throw UnrestoredProperty(
-                    file: file.name, value: value,
+                    file: name, value: value,
                     why: "a control file amber does not know, which it cannot show to hold a new cgroup's value")
             }
         }
@@ -323,6 +339,8 @@ enum CgroupState {
             hierarchy.controllers = top.key
             hierarchy.root = top.value
             var paths: [String] = [""]
+            // The first process in each cgroup or below it, which a refusal names.
+            var members: [String: Int32] = [:]
             for (pid, processLines) in lines {
                 guard let line = processLines.first(where: { $0.controllers == top.key }),
                     let relative = CgroupPaths.relative(line.path, below: top.value)
@@ -335,6 +353,7 @@ enum CgroupState {
                 for component in relative.split(separator: "/") {
                     parent = parent.isEmpty ? String(component) : parent + "/" + component
                     if !paths.contains(parent) { paths.append(parent) }
+                    if members[parent] == nil { members[parent] = pid }
                 }
             }
             let own = host.own.first { $0.controllers == top.key }?.path
@@ -360,7 +379,8 @@ enum CgroupState {
                         do {
                             cgroup.properties = try properties(of: relative, controllers: top.key, below: directory)
                         } catch let unrestored as UnrestoredProperty {
-                            throw unrestored.refusal(root.name, cgroup: describe(top.key, absolute), tree: root.name)
+                            let member = processes.first { $0.pid == members[path] }?.name ?? root.name
+                            throw unrestored.refusal(member, cgroup: describe(top.key, absolute), tree: root.name)
                         }
                     } else {
                         recordJoined(&cgroup, relative: relative, controllers: top.key, below: directory)

@@ -236,6 +236,25 @@ enum CredentialState {
 
     // MARK: Restore
 
+    /// The capabilities of the restorer's bounding set that no thread of the image has in its
+    /// bounding or inheritable set: every helper drops them itself as it starts (before any
+    /// process is cloned from it, so each inherits the smaller set), rather than each restored
+    /// thread by an injected PR_CAPBSET_DROP per capability. A capability of an image's
+    /// inheritable set stays until its thread's credentials are restored: capset raises no
+    /// inheritable capability outside the bounding set. Helpers' effective and permitted sets
+    /// are untouched: a bounding set limits only what execve grants and capset may raise.
+    static func helperBoundingDrop(_ tasks: [Amber_Task]) -> UInt64 {
+        guard let restorer = try? ProcFS.status(pid: getpid()).capabilities else { return 0 }
+        var kept: UInt64 = 0
+        for task in tasks where !task.zombie {
+            for thread in task.threads {
+                guard thread.hasCredentials else { return 0 }
+                kept |= thread.credentials.capBounding | thread.credentials.capInheritable
+            }
+        }
+        return restorer.bounding & ~kept
+    }
+
     /// Gives every thread its credentials by calls injected into that thread (each changes only
     /// the caller). After everything that needs the helper's privilege, before `FlagState`:
     /// a change of effective or filesystem ID clears the parent-death signal and resets dumpable.
@@ -268,46 +287,64 @@ enum CredentialState {
         }
         var now = try current()
         if now == image { return }
+        // Whether a call changed the thread since `now` was read: it is read again only then,
+        // and a call whose result `now` already holds is not made.
+        var stale = false
         if image.loginUid != now.loginUid {
             try setLoginUID(image.loginUid, injector, session)
+            stale = true
         }
         let idsChange = [image.uid, image.euid, image.suid] != [now.uid, now.euid, now.suid]
         // Keeps the permitted set through a change away from uid 0 (unless locked off).
         if idsChange, now.securebits & (Securebits.keepCaps | Securebits.keepCapsLocked) == 0 {
             try injector.call("prctl(PR_SET_KEEPCAPS, 1)", SyscallNumber.prctl, TaskControl.setKeepCapabilities, 1)
+            stale = true
         }
         if image.capInheritable != now.capInheritable {
             try setCapabilities(
                 effective: now.capEffective, permitted: now.capPermitted, inheritable: image.capInheritable, injector,
                 session)
+            stale = true
         }
         for cap in 0..<64 where now.capBounding & ~image.capBounding & (1 << UInt64(cap)) != 0 {
             try injector.call(
                 "prctl(PR_CAPBSET_DROP, \(names(1 << UInt64(cap))))", SyscallNumber.prctl,
                 TaskControl.capabilityBoundingSetDrop, UInt64(cap))
+            stale = true
         }
         if image.groups.sorted() != now.groups.sorted() {
             try setGroups(image.groups, injector, session)
+            stale = true
         }
         if [image.gid, image.egid, image.sgid] != [now.gid, now.egid, now.sgid] {
             try injector.call(
                 "setresgid(\(image.gid), \(image.egid), \(image.sgid))", SyscallNumber.setresgid, UInt64(image.gid),
                 UInt64(image.egid), UInt64(image.sgid))
+            stale = true
         }
         if idsChange {
             try injector.call(
                 "setresuid(\(image.uid), \(image.euid), \(image.suid))", SyscallNumber.setresuid, UInt64(image.uid),
                 UInt64(image.euid), UInt64(image.suid))
+            stale = true
         }
-        now = try current()
+        if stale { (now, stale) = (try current(), false) }
         if now.capEffective != now.capPermitted {
             try setCapabilities(
                 effective: now.capPermitted, permitted: now.capPermitted, inheritable: image.capInheritable, injector,
                 session)
+            stale = true
         }
         // setfs[ug]id returns the old ID, never an error: the check at the end reads the result.
-        try injector.call("setfsgid(\(image.fsgid))", SyscallNumber.setfsgid, UInt64(image.fsgid))
-        try injector.call("setfsuid(\(image.fsuid))", SyscallNumber.setfsuid, UInt64(image.fsuid))
+        // Setting the ID a thread has already changes nothing.
+        if stale || image.fsgid != now.fsgid {
+            try injector.call("setfsgid(\(image.fsgid))", SyscallNumber.setfsgid, UInt64(image.fsgid))
+            stale = true
+        }
+        if stale || image.fsuid != now.fsuid {
+            try injector.call("setfsuid(\(image.fsuid))", SyscallNumber.setfsuid, UInt64(image.fsuid))
+            stale = true
+        }
         if image.capAmbient != now.capAmbient {
             try injector.call(
                 "prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)", SyscallNumber.prctl, TaskControl.capabilityAmbient,
@@ -317,20 +354,27 @@ enum CredentialState {
                     "prctl(PR_CAP_AMBIENT_RAISE, \(names(1 << UInt64(cap))))", SyscallNumber.prctl,
                     TaskControl.capabilityAmbient, TaskControl.ambientRaise, UInt64(cap), 0, 0)
             }
+            stale = true
         }
-        now = try current()
+        if stale { (now, stale) = (try current(), false) }
         if (image.securebits ^ now.securebits) & ~Securebits.keepCaps != 0 {
             try injector.call(
                 "prctl(PR_SET_SECUREBITS, 0x\(String(image.securebits, radix: 16)))", SyscallNumber.prctl,
                 TaskControl.setSecurebits, UInt64(image.securebits))
+            stale = true
         } else if image.securebits != now.securebits {
             try injector.call(
                 "prctl(PR_SET_KEEPCAPS, \(image.securebits & Securebits.keepCaps != 0 ? 1 : 0))", SyscallNumber.prctl,
                 TaskControl.setKeepCapabilities, image.securebits & Securebits.keepCaps != 0 ? 1 : 0)
+            stale = true
         }
-        try setCapabilities(
-            effective: image.capEffective, permitted: image.capPermitted, inheritable: image.capInheritable, injector,
-            session)
+        if stale || now.capEffective != image.capEffective || now.capPermitted != image.capPermitted
+            || now.capInheritable != image.capInheritable
+        {
+            try setCapabilities(
+                effective: image.capEffective, permitted: image.capPermitted, inheritable: image.capInheritable,
+                injector, session)
+        }
         let result = try current()
         guard result == image else {
             throw AmberError(

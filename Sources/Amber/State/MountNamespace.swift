@@ -511,8 +511,12 @@ enum MountNamespaceState {
 extension MountNamespaceState: StateKind {
     static var namespaceKinds: [String] { ["mnt"] }
 
+    /// Once amber has frozen the tree (traces it), its root's record step reads the mounts and
+    /// refuses the same: they are read once while it is frozen, not twice.
     static func check(tree processes: [CheckedProcess]) throws {
-        guard let root = processes.first?.tree, try !isOwnNamespace(of: root.pid) else { return }
+        guard let root = processes.first?.tree, !processes.allSatisfy({ $0.status.tracerPID == getpid() }),
+            try !isOwnNamespace(of: root.pid)
+        else { return }
         _ = try mounts(of: root, externals: externalKeys(processes.first?.externalFiles ?? []))
     }
 

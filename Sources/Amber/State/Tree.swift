@@ -467,12 +467,14 @@ enum TreeState {
     /// A tree dumped in a mount namespace of its own gets a new one, made in the root before
     /// any file is opened for it (`MountNamespaceState`), with `mounts`; `mountRoot` is then
     /// its root directory, under which the image's paths are resolved. With `sibling` the root
-    /// is made a child of our parent (`createSiblingHelper`), with our exit signal.
+    /// is made a child of our parent (`createSiblingHelper`), with our exit signal. The root's
+    /// helper starts without the bounding capabilities of `boundingDrop`
+    /// (`CredentialState.helperBoundingDrop`), and every process cloned from it so.
     static func build(
         _ tasks: [Amber_Task], instruction: UInt64, restorerPidfd: Int32, imageTrusted: Bool,
         namespaceInit: NamespaceInit?, created: inout [Tracee], treeFiles: inout TreeFiles?, openFiles: OpenFileTable,
         logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore(), mountRoot: inout Int32?,
-        sibling: Bool = false
+        sibling: Bool = false, boundingDrop: UInt64 = 0
     ) throws -> [TreeTask] {
         let root = tasks[0]
         let children = Dictionary(grouping: tasks.dropFirst(), by: \.ppid)
@@ -488,11 +490,11 @@ enum TreeState {
                 try namespaceInit.injector.finish()
             } else if sibling {
                 rootTracee = try createSiblingHelper(
-                    pids: requestedPIDs(root), flags: flags, keptDescriptor: restorerPidfd)
+                    pids: requestedPIDs(root), flags: flags, keptDescriptor: restorerPidfd, boundingDrop: boundingDrop)
             } else {
                 rootTracee = try createStoppedHelper(
                     pids: requestedPIDs(root), flags: flags, exitSignal: Int32(root.exitSignal),
-                    keptDescriptor: restorerPidfd)
+                    keptDescriptor: restorerPidfd, boundingDrop: boundingDrop)
             }
         } catch let error as LinuxError {
             if error.errno == .fileExists { throw pidTaken(root.pid) }
@@ -727,11 +729,14 @@ final class NamespaceInit: ScratchSpace {
     var pid: Int32 { tracee.pid }
     static let scratchSize = TreeTask.scratchSize
 
-    init(root: Amber_Task, instruction: UInt64, restorerPidfd: Int32, created: inout [Tracee]) throws {
+    /// The root is cloned from it: it starts without the bounding capabilities of `boundingDrop`.
+    init(root: Amber_Task, instruction: UInt64, restorerPidfd: Int32, created: inout [Tracee], boundingDrop: UInt64)
+        throws
+    {
         do {
             tracee = try createStoppedHelper(
                 pids: [1], flags: CloneFlags.newPIDNamespace, keptDescriptor: restorerPidfd,
-                awaitedChild: root.namespacePids.first ?? root.pid)
+                awaitedChild: root.namespacePids.first ?? root.pid, boundingDrop: boundingDrop)
         } catch {
             throw AmberError(.restoreFailed, "cannot create the init of a new PID namespace: \(error)")
         }

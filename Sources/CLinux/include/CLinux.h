@@ -204,17 +204,20 @@ enum { AMBER_HELPER_UNTRACEABLE = 237 };
 /// Creates a helper task with the given PIDs (innermost namespace first) by a raw clone3; its
 /// parent gets `exit_signal` when it ends.
 /// The child runs only raw syscalls: it resets every signal disposition to default,
-/// unblocks all signals, closes every fd but `kept_fd`, becomes traced by the caller
+/// unblocks all signals, closes every fd but `kept_fd`, drops the capabilities of the mask
+/// `bounding_drop` from its bounding set (PR_CAPBSET_DROP, failures ignored: the restore of
+/// credentials drops what is left), becomes traced by the caller
 /// (PTRACE_TRACEME) and stops itself with SIGSTOP. Resumed as it was, it reaps children until
 /// `awaited_child` (a PID in its own namespace) ends, then exits with that child's status as
 /// a shell reports it (code, or 128 + signal): a PID namespace's init. Returns the child's
 /// PID in the caller's namespace. A child that cannot become traced exits at once with
 /// AMBER_HELPER_UNTRACEABLE instead of stopping where the caller would never see it.
-long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int exit_signal, int kept_fd, pid_t awaited_child);
+long amber_clone3_stopped_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int exit_signal, int kept_fd, pid_t awaited_child, uint64_t bounding_drop);
 /// Like amber_clone3_stopped_helper, but the helper is a child of the caller's parent
 /// (CLONE_PARENT; its exit signal is the caller's) and untraced: it waits in pause() with no
-/// descriptor but kept_fd, for the caller to seize it. Returns its PID, or -errno.
-long amber_clone3_sibling_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd);
+/// descriptor but kept_fd and the same bounding set, for the caller to seize it. Returns its
+/// PID, or -errno.
+long amber_clone3_sibling_helper(const pid_t *set_tid, size_t set_tid_count, uint64_t flags, int kept_fd, uint64_t bounding_drop);
 
 /// pipe2(2) and tee(2), which Glibc's module does not export (they need _GNU_SOURCE).
 long amber_pipe2(int ends[2], int flags);
