@@ -352,19 +352,13 @@ public enum Checkpoint {
 /// Refusals about each process on its own, made before the tree is stopped (so it keeps
 /// running untouched) and again once it is frozen.
 enum Preflight {
-    /// Where net_cls or net_prio runs on a v1 hierarchy, taking a copy of a socket changes its
-    /// class to amber's: the checks before the freeze then read every descriptor's fdinfo
-    /// instead of probing pipes and sockets through a copy, so that a refused dump leaves
-    /// them as they were.
-    static let socketsTakeTheReadersClass = CgroupFS.classifiesSocketsByReceiver()
-
     /// Before the tree is frozen: each process's name, status and areas are read here.
     static func check(_ pids: [Int32], root: Int32, externalFiles: Set<String>, shellJob: Bool = false) throws {
         try check(pids, root: root, externalFiles: externalFiles, shellJob: shellJob) { pid throws(LinuxError) in
             guard let status = try? ProcFS.status(pid: pid) else { return nil }
             return (
                 ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.mapsWithFiles(pid: pid),
-                ProcessDescriptors(pid: pid, beforeFreeze: !Preflight.socketsTakeTheReadersClass)
+                ProcessDescriptors(pid: pid, running: true)
             )
         }
     }

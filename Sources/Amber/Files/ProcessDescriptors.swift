@@ -17,13 +17,17 @@ final class ProcessDescriptors: @unchecked Sendable {
     /// Behind a lock of its own: the probes are read holding the other, and may duplicate.
     private let pidfd = Mutex<Int32?>(nil)
 
-    /// Whether these are the running checks' probes, which read a pipe or socket through a copy
-    /// of the descriptor rather than its fdinfo (`DescriptorProbe.init(throughCopy:)`).
-    let beforeFreeze: Bool
+    /// Whether these are the running checks' probes. They read a pipe or socket through a copy
+    /// of the descriptor rather than its fdinfo (`DescriptorProbe.init(throughCopy:)`), but
+    /// where net_cls or net_prio runs on a v1 hierarchy: taking a copy of a socket gives it the
+    /// taker's class and priority index, which a refused dump must not change. And a
+    /// descriptor the running process closes while it is probed is not one of its own.
+    let running: Bool
+    private static let socketsTakeTheTakersClass = CgroupFS.classifiesSocketsByReceiver()
 
-    init(pid: Int32, beforeFreeze: Bool = false) {
+    init(pid: Int32, running: Bool = false) {
         self.pid = pid
-        self.beforeFreeze = beforeFreeze
+        self.running = running
     }
 
     deinit {
@@ -44,13 +48,23 @@ final class ProcessDescriptors: @unchecked Sendable {
             let chunks = stride(from: 0, to: fds.count, by: Self.probesPerThread).map {
                 Array(fds[$0..<min($0 + Self.probesPerThread, fds.count)])
             }
-            let probes = try chunks.concurrentMap { [pid] chunk in
+            let throughCopy = running && !Self.socketsTakeTheTakersClass
+            let probes = try chunks.concurrentMap { [pid, running] chunk in
                 Result { () throws(LinuxError) -> [DescriptorProbe] in
-                    try chunk.map { fd throws(LinuxError) in
-                        try DescriptorProbe(
-                            pid: pid, fd: fd, process: process, tree: tree, owner: self, fdinfoDirectory: fdinfo,
-                            throughCopy: beforeFreeze)
+                    var probes: [DescriptorProbe] = []
+                    for fd in chunk {
+                        do throws(LinuxError) {
+                            probes.append(
+                                try DescriptorProbe(
+                                    pid: pid, fd: fd, process: process, tree: tree, owner: self,
+                                    fdinfoDirectory: fdinfo, throughCopy: throughCopy))
+                        } catch
+                            where running && [Errno.noSuchFileOrDirectory, .badFileDescriptor].contains(error.errno)
+                        {
+                            continue
+                        }
                     }
+                    return probes
                 }
             }.flatMap { try $0.get() }
             probesRead = probes
