@@ -519,71 +519,46 @@ long amber_fsmount_new(const char *type) {
     return mount < 0 ? -saved : mount;
 }
 
-long amber_spawn_ptrace_witness(int pid_ns, unsigned uid, unsigned gid, pid_t *witness) {
-    /* The keeper reports the witness's PID, or 0 and an errno, on `told`; the witness reports 0
-       once it is ready, or an errno, on `ready`. */
-    int told[2], ready[2];
-    if (pipe2(told, O_CLOEXEC) != 0)
+long amber_spawn_ptrace_witness(int program, const char *name, int pid_ns, int own_pid_ns, unsigned uid,
+                                unsigned gid) {
+    int dumpable = (int)syscall(SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0);
+    if (pid_ns >= 0 && syscall(SYS_setns, pid_ns, CLONE_NEWPID) != 0)
         return -errno;
-    if (pipe2(ready, O_CLOEXEC) != 0) {
-        int error = errno;
-        close(told[0]);
-        close(told[1]);
-        return -error;
-    }
-    pid_t parent = getpid();
-    long keeper = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-    if (keeper == 0) {
-        /* Raw system calls only: a child of a process of several threads. */
-        struct { long pid; int error; } said = {0, 0};
-        syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-        if (syscall(SYS_getppid) != parent)
-            syscall(SYS_exit_group, 1);
-        if (pid_ns >= 0 && syscall(SYS_setns, pid_ns, CLONE_NEWPID) != 0)
-            said.error = errno;
-        if (!said.error) {
-            said.pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-            if (said.pid < 0)
-                said.error = errno;
+    /* Written by the child, which shares our memory until it execs. */
+    volatile int error = 0;
+    pid_t witness = vfork();
+    if (witness == 0) {
+        /* Raw system calls only, on our memory and stack: the child of a process of several
+           threads. It keeps none of our descriptors but the program's (close-on-exec). */
+        struct { uint32_t version; int pid; } header = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+        uint32_t none[6] = {0};
+        char *argv[] = {(char *)name, NULL};
+        char *envp[] = {NULL};
+        if ((program > 0 && syscall(SYS_close_range, 0, program - 1, 0) != 0)
+            || syscall(SYS_close_range, program + 1, ~0U, 0) != 0
+            /* Root's exec would give it capabilities again: SECBIT_NOROOT. */
+            || (uid == 0 && syscall(SYS_prctl, PR_SET_SECUREBITS, 1 /* SECBIT_NOROOT */, 0, 0, 0) != 0)
+            || syscall(SYS_setresgid, gid, gid, gid) != 0 || syscall(SYS_setresuid, uid, uid, uid) != 0
+            || syscall(SYS_capset, &header, none) != 0)
+            error = errno;
+        else {
+            syscall(SYS_execveat, program, "", argv, envp, AT_EMPTY_PATH);
+            error = errno;
         }
-        if (said.pid == 0 && !said.error) {
-            int error = 0;
-            struct { uint32_t version; int pid; } header = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
-            uint32_t none[6] = {0};
-            syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-            if (syscall(SYS_setresgid, gid, gid, gid) != 0 || syscall(SYS_setresuid, uid, uid, uid) != 0
-                || syscall(SYS_capset, &header, none) != 0 || syscall(SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
-                error = errno;
-            syscall(SYS_write, ready[1], &error, sizeof error);
-            for (;;)
-                syscall(SYS_pause);
-        }
-        syscall(SYS_write, told[1], &said, sizeof said);
-        if (said.pid > 0)
-            while (syscall(SYS_wait4, said.pid, 0, __WALL, 0) < 0 && errno == EINTR) {
-            }
-        syscall(SYS_exit_group, 0);
+        syscall(SYS_exit, 127);
     }
-    int error = keeper < 0 ? errno : EIO;
-    close(told[1]);
-    close(ready[1]);
-    struct { long pid; int error; } said = {0, error};
-    int witness_error = EIO;
-    if (keeper > 0 && read(told[0], &said, sizeof said) == sizeof said && said.pid > 0
-        && read(ready[0], &witness_error, sizeof witness_error) == sizeof witness_error && witness_error == 0) {
-        close(told[0]);
-        close(ready[0]);
-        *witness = (pid_t)said.pid;
-        return keeper;
-    }
-    close(told[0]);
-    close(ready[0]);
-    if (said.pid > 0)
-        kill((pid_t)said.pid, SIGKILL);
-    if (keeper > 0)
-        while (waitpid((pid_t)keeper, NULL, __WALL) < 0 && errno == EINTR) {
+    int spawned = witness < 0 ? errno : error;
+    /* The child's change of credentials reset the dumpable flag of the memory it shared. */
+    if ((int)syscall(SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable)
+        syscall(SYS_prctl, PR_SET_DUMPABLE, dumpable, 0, 0, 0);
+    if (pid_ns >= 0 && syscall(SYS_setns, own_pid_ns, CLONE_NEWPID) != 0)
+        abort(); /* this thread's next children would be made in the tree's PID namespace */
+    if (witness > 0 && spawned) {
+        while (waitpid(witness, NULL, __WALL) < 0 && errno == EINTR) {
         }
-    return -(said.pid > 0 ? witness_error : said.error ? said.error : EIO);
+        return -spawned;
+    }
+    return witness < 0 ? -spawned : witness;
 }
 
 long amber_landlock_abi_version(void) {

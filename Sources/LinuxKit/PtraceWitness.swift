@@ -3,30 +3,35 @@ import Glibc
 import SystemPackage
 
 /// A process that a thread with the same real user and group may reach by ptrace's rules
-/// unless a Landlock domain (or another security module) stops it: no capabilities, dumpable,
-/// in a PID namespace of the caller's choosing (`amber_spawn_ptrace_witness`). Killed, and
-/// its keeper reaped, when released.
+/// unless a Landlock domain (or another security module) stops it (`amber_spawn_ptrace_witness`):
+/// no capabilities, in a PID namespace of the caller's choosing, running a program of its own
+/// (amber, as `programName`, which exits at once: a zombie is as good a witness). Killed if it
+/// still runs, and reaped, when released.
 public final class PtraceWitness: @unchecked Sendable {
+    /// The name amber runs as when it is a witness, and does nothing else.
+    public static let programName = "amber-ptrace-witness"
+
     /// Its PID as we see it.
     public let pid: Int32
-    private let keeper: Int32
 
-    /// Starts one with real, effective and saved IDs `uid` and `gid`, in the PID namespace
-    /// `pidNamespace` (an open /proc/PID/ns/pid), or in ours when nil.
-    public init(pidNamespace: Int32?, uid: UInt32, gid: UInt32) throws(LinuxError) {
-        var witness: pid_t = 0
-        let keeper = amber_spawn_ptrace_witness(pidNamespace ?? -1, uid, gid, &witness)
-        guard keeper > 0 else {
+    /// Starts one with real, effective and saved IDs `uid` and `gid`, running `program` (an
+    /// open, close-on-exec descriptor of amber), in the PID namespace `pidNamespace` (an open
+    /// /proc/PID/ns/pid, with `ownPIDNamespace` ours), or in ours when nil.
+    public init(program: Int32, pidNamespace: (theirs: Int32, ours: Int32)?, uid: UInt32, gid: UInt32)
+        throws(LinuxError)
+    {
+        let witness = amber_spawn_ptrace_witness(
+            program, Self.programName, pidNamespace?.theirs ?? -1, pidNamespace?.ours ?? -1, uid, gid)
+        guard witness > 0 else {
             throw LinuxError(
-                Errno(rawValue: Int32(-keeper)), "start a process of user \(uid) and group \(gid) as a ptrace witness")
+                Errno(rawValue: Int32(-witness)), "start a process of user \(uid) and group \(gid) as a ptrace witness")
         }
-        self.keeper = Int32(keeper)
-        pid = witness
+        pid = Int32(witness)
     }
 
     deinit {
         kill(pid, SIGKILL)
-        while waitpid(keeper, nil, __WALL) < 0 && errno == EINTR {}
+        while waitpid(pid, nil, __WALL) < 0 && errno == EINTR {}
     }
 }
 

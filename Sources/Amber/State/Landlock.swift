@@ -50,8 +50,7 @@ enum LandlockState {
 }
 
 /// The witnesses of one dump, one for each PID namespace, user and group its threads have,
-/// started the first time one is asked for, killed when the dump lets them go. Asked only by
-/// the tracer, which started them: they die with the thread that started them.
+/// started the first time one is asked for, killed and reaped when the dump lets them go.
 final class LandlockWitnesses: @unchecked Sendable {
     private struct Key: Hashable {
         let pidNamespace: String
@@ -68,21 +67,28 @@ final class LandlockWitnesses: @unchecked Sendable {
         let pidNamespace = try ProcFS.namespace(pid: pid, kind: "pid")
         let key = Key(pidNamespace: pidNamespace, uid: uid, gid: gid)
         if let known = started.withLock({ $0[key] }) { return known.pidInNamespace }
+        let program = try Self.open("/proc/self/exe")
+        defer { close(program) }
         let witness: PtraceWitness
         if pidNamespace == Self.ownPIDNamespace {
-            witness = try PtraceWitness(pidNamespace: nil, uid: uid, gid: gid)
+            witness = try PtraceWitness(program: program, pidNamespace: nil, uid: uid, gid: gid)
         } else {
-            let namespace = open("/proc/\(pid)/ns/pid", O_RDONLY | O_CLOEXEC)
-            guard namespace >= 0 else {
-                throw LinuxError(Errno(rawValue: errno), "open the PID namespace of process \(pid)")
-            }
-            defer { close(namespace) }
-            witness = try PtraceWitness(pidNamespace: namespace, uid: uid, gid: gid)
+            let theirs = try Self.open("/proc/\(pid)/ns/pid")
+            defer { close(theirs) }
+            let ours = try Self.open("/proc/self/ns/pid")
+            defer { close(ours) }
+            witness = try PtraceWitness(program: program, pidNamespace: (theirs, ours), uid: uid, gid: gid)
         }
         guard let inNamespace = try ProcFS.status(pid: witness.pid).namespacePIDs.last else {
             throw LinuxError(.noSuchProcess, "find the PID of witness \(witness.pid) in its namespace")
         }
         started.withLock { $0[key] = (witness, inNamespace) }
         return inNamespace
+    }
+
+    private static func open(_ path: String) throws(LinuxError) -> Int32 {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw LinuxError(Errno(rawValue: errno), "open \(path)") }
+        return fd
     }
 }

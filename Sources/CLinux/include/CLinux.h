@@ -266,13 +266,16 @@ long amber_open_tree_in_namespace(int namespace_fd, const char *path);
 /// FSCONFIG_CMD_CREATE, fsmount; not in Glibc's module): its descriptor, close-on-exec.
 long amber_fsmount_new(const char *type);
 
-/* A process that a thread of credentials uid and gid may reach by ptrace's rules unless a
- * Landlock domain (or another security module) stops it: those credentials, no capabilities,
- * dumpable, in the PID namespace `pid_ns` (-1: ours), waiting to be killed. Its parent is a
- * keeper outside that namespace, which reaps it and exits, so that the namespace's init never
- * sees it go. Both die with the calling thread. Returns the keeper's PID and sets *witness to
- * the witness's (as we see it), or -errno. */
-long amber_spawn_ptrace_witness(int pid_ns, unsigned uid, unsigned gid, pid_t *witness);
+/* A process that a thread of real user uid and group gid may reach by ptrace's rules unless a
+ * Landlock domain (or another security module) stops it: a child with those credentials in
+ * every slot and no capabilities, made in the PID namespace `pid_ns` (-1: ours; `own_pid_ns`
+ * is ours, put back for this thread's next children), that execs `program` (an open,
+ * close-on-exec descriptor of an executable) as `name` with no environment and no other
+ * descriptor. The exec gives it memory of its own and makes it dumpable: nothing of ours is
+ * ever readable through it. Returns its PID once it has exec'd (as we see it; the caller
+ * reaps it), or -errno. */
+long amber_spawn_ptrace_witness(int program, const char *name, int pid_ns, int own_pid_ns, unsigned uid,
+                                unsigned gid);
 
 /* The Landlock ABI version the kernel runs (landlock_create_ruleset with
  * LANDLOCK_CREATE_RULESET_VERSION), or -errno: -ENOSYS without Landlock, -EOPNOTSUPP disabled. */
