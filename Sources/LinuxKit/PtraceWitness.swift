@@ -4,18 +4,18 @@ import SystemPackage
 
 /// A process that a thread with the same real user and group may reach by ptrace's rules
 /// unless a Landlock domain (or another security module) stops it (`amber_spawn_ptrace_witness`):
-/// no capabilities, in a PID namespace of the caller's choosing, running a program of its own
-/// (amber, as `programName`, which exits at once: a zombie is as good a witness). Killed if it
-/// still runs, and reaped, when released.
+/// no capabilities, in a PID namespace of the caller's choosing, running the current program as
+/// `programName`, which a constructor of CLinux ends at once (a zombie is as good a witness).
+/// Killed if it still runs, and reaped, when released.
 public final class PtraceWitness: @unchecked Sendable {
-    /// The name amber runs as when it is a witness, and does nothing else.
-    public static let programName = "amber-ptrace-witness"
+    /// The name the current program runs as when it is a witness, and does nothing else.
+    public static let programName = AMBER_PTRACE_WITNESS_NAME
 
     /// Its PID as we see it.
     public let pid: Int32
 
     /// Starts one with real, effective and saved IDs `uid` and `gid`, running `program` (an
-    /// open, close-on-exec descriptor of amber), in the PID namespace `pidNamespace` (an open
+    /// open, close-on-exec descriptor of the current program), in the PID namespace `pidNamespace` (an open
     /// /proc/PID/ns/pid, with `ownPIDNamespace` ours), or in ours when nil.
     public init(program: Int32, pidNamespace: (theirs: Int32, ours: Int32)?, uid: UInt32, gid: UInt32)
         throws(LinuxError)

@@ -49,12 +49,6 @@ struct AmberCommand: ParsableCommand {
     /// which starts it before its own command line is parsed; everything else goes through
     /// ArgumentParser.
     static func main() {
-        // A ptrace witness (`LandlockState`) only has to be: it goes at once.
-        if CommandLine.argc == 1, let name = CommandLine.unsafeArgv[0],
-            String(cString: name) == PtraceWitness.programName
-        {
-            Glibc._exit(0)
-        }
         let arguments = CommandLine.arguments
         DumpWorker.runIfWorker(arguments)
         MemoryTracker.runIfTracker(arguments)

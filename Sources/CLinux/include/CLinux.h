@@ -277,6 +277,10 @@ long amber_fsmount_new(const char *type);
 long amber_spawn_ptrace_witness(int program, const char *name, int pid_ns, int own_pid_ns, unsigned uid,
                                 unsigned gid);
 
+/* The name a ptrace witness runs the current program as; a constructor of this library ends
+ * such a process before anything else runs. */
+#define AMBER_PTRACE_WITNESS_NAME "amber-ptrace-witness"
+
 /* The Landlock ABI version the kernel runs (landlock_create_ruleset with
  * LANDLOCK_CREATE_RULESET_VERSION), or -errno: -ENOSYS without Landlock, -EOPNOTSUPP disabled. */
 long amber_landlock_abi_version(void);
