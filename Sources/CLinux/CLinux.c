@@ -531,8 +531,12 @@ long amber_spawn_ptrace_witness(int program, const char *name, int pid_ns, int o
     int dumpable = (int)syscall(SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0);
     if (pid_ns >= 0 && syscall(SYS_setns, pid_ns, CLONE_NEWPID) != 0)
         return -errno;
-    /* Written by the child, which shares our memory until it execs. */
+    /* Written by the child, which shares our memory until it execs. No signal reaches it
+       before then: a handler of ours would run on our memory in another process. */
     volatile int error = 0;
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
     pid_t witness = vfork();
     if (witness == 0) {
         /* Raw system calls only, on our memory and stack: the child of a process of several
@@ -555,6 +559,7 @@ long amber_spawn_ptrace_witness(int program, const char *name, int pid_ns, int o
         syscall(SYS_exit, 127);
     }
     int spawned = witness < 0 ? errno : error;
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
     /* The child's change of credentials reset the dumpable flag of the memory it shared. */
     if ((int)syscall(SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable)
         syscall(SYS_prctl, PR_SET_DUMPABLE, dumpable, 0, 0, 0);
