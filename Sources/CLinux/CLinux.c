@@ -20,6 +20,7 @@
 #include <linux/netlink.h>
 #include <dirent.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -519,16 +520,31 @@ long amber_fsmount_new(const char *type) {
     return mount < 0 ? -saved : mount;
 }
 
-/* A ptrace witness runs this program, amber or a program of the library's, only to have a
-   memory of its own: it goes before anything else runs. */
-__attribute__((constructor)) static void amber_exit_if_ptrace_witness(int argc, char **argv) {
-    if (argc == 1 && argv && argv[0] && strcmp(argv[0], AMBER_PTRACE_WITNESS_NAME) == 0)
-        syscall(SYS_exit_group, 0);
+/* A ptrace witness (amber_spawn_ptrace_witness) runs this program, amber or a program of the
+   library's, as AMBER_PTRACE_WITNESS_NAME UID GID: with a memory of its own, it takes those
+   IDs, drops every capability, makes itself dumpable and exits, before anything else runs. */
+__attribute__((constructor)) static void amber_ptrace_witness(int argc, char **argv) {
+    if (argc != 3 || !argv || !argv[0] || strcmp(argv[0], AMBER_PTRACE_WITNESS_NAME) != 0)
+        return;
+    char *end;
+    unsigned long uid = strtoul(argv[1], &end, 10);
+    int valid = *argv[1] && !*end;
+    unsigned long gid = strtoul(argv[2], &end, 10);
+    valid = valid && *argv[2] && !*end;
+    struct { uint32_t version; int pid; } header = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+    uint32_t none[6] = {0};
+    if (!valid || syscall(SYS_setresgid, gid, gid, gid) != 0 || syscall(SYS_setresuid, uid, uid, uid) != 0
+        || syscall(SYS_capset, &header, none) != 0 || syscall(SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
+        syscall(SYS_exit_group, 1);
+    syscall(SYS_exit_group, 0);
 }
 
-long amber_spawn_ptrace_witness(int program, const char *name, int pid_ns, int own_pid_ns, unsigned uid,
-                                unsigned gid) {
-    int dumpable = (int)syscall(SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0);
+long amber_spawn_ptrace_witness(int program, int pid_ns, int own_pid_ns, unsigned uid, unsigned gid) {
+    char uid_text[16], gid_text[16];
+    snprintf(uid_text, sizeof uid_text, "%u", uid);
+    snprintf(gid_text, sizeof gid_text, "%u", gid);
+    char *argv[] = {AMBER_PTRACE_WITNESS_NAME, uid_text, gid_text, NULL};
+    char *envp[] = {NULL};
     if (pid_ns >= 0 && syscall(SYS_setns, pid_ns, CLONE_NEWPID) != 0)
         return -errno;
     /* Written by the child, which shares our memory until it execs. No signal reaches it
@@ -540,17 +556,9 @@ long amber_spawn_ptrace_witness(int program, const char *name, int pid_ns, int o
     pid_t witness = vfork();
     if (witness == 0) {
         /* Raw system calls only, on our memory and stack: the child of a process of several
-           threads. It keeps none of our descriptors but the program's (close-on-exec). */
-        struct { uint32_t version; int pid; } header = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
-        uint32_t none[6] = {0};
-        char *argv[] = {(char *)name, NULL};
-        char *envp[] = {NULL};
+           threads. It keeps none of our descriptors (the program's is close-on-exec). */
         if ((program > 0 && syscall(SYS_close_range, 0, program - 1, 0) != 0)
-            || syscall(SYS_close_range, program + 1, ~0U, 0) != 0
-            /* Root's exec would give it capabilities again: SECBIT_NOROOT. */
-            || (uid == 0 && syscall(SYS_prctl, PR_SET_SECUREBITS, 1 /* SECBIT_NOROOT */, 0, 0, 0) != 0)
-            || syscall(SYS_setresgid, gid, gid, gid) != 0 || syscall(SYS_setresuid, uid, uid, uid) != 0
-            || syscall(SYS_capset, &header, none) != 0)
+            || syscall(SYS_close_range, program + 1, ~0U, 0) != 0)
             error = errno;
         else {
             syscall(SYS_execveat, program, "", argv, envp, AT_EMPTY_PATH);
@@ -560,17 +568,20 @@ long amber_spawn_ptrace_witness(int program, const char *name, int pid_ns, int o
     }
     int spawned = witness < 0 ? errno : error;
     pthread_sigmask(SIG_SETMASK, &previous, NULL);
-    /* The child's change of credentials reset the dumpable flag of the memory it shared. */
-    if ((int)syscall(SYS_prctl, PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable)
-        syscall(SYS_prctl, PR_SET_DUMPABLE, dumpable, 0, 0, 0);
     if (pid_ns >= 0 && syscall(SYS_setns, own_pid_ns, CLONE_NEWPID) != 0)
         abort(); /* this thread's next children would be made in the tree's PID namespace */
-    if (witness > 0 && spawned) {
+    if (witness < 0)
+        return -spawned;
+    /* Once it has exited, its IDs and dumpability are final. */
+    siginfo_t exited = {0};
+    while (waitid(P_PID, witness, &exited, WEXITED | WNOWAIT | __WALL) < 0 && errno == EINTR) {
+    }
+    if (spawned || exited.si_code != CLD_EXITED || exited.si_status != 0) {
         while (waitpid(witness, NULL, __WALL) < 0 && errno == EINTR) {
         }
-        return -spawned;
+        return -(spawned ? spawned : EPERM);
     }
-    return witness < 0 ? -spawned : witness;
+    return witness;
 }
 
 long amber_landlock_abi_version(void) {

@@ -267,18 +267,16 @@ long amber_open_tree_in_namespace(int namespace_fd, const char *path);
 long amber_fsmount_new(const char *type);
 
 /* A process that a thread of real user uid and group gid may reach by ptrace's rules unless a
- * Landlock domain (or another security module) stops it: a child with those credentials in
- * every slot and no capabilities, made in the PID namespace `pid_ns` (-1: ours; `own_pid_ns`
- * is ours, put back for this thread's next children), that execs `program` (an open,
- * close-on-exec descriptor of an executable) as `name` with no environment and no other
- * descriptor. The exec gives it memory of its own and makes it dumpable: nothing of ours is
- * ever readable through it. Returns its PID once it has exec'd (as we see it; the caller
- * reaps it), or -errno. */
-long amber_spawn_ptrace_witness(int program, const char *name, int pid_ns, int own_pid_ns, unsigned uid,
-                                unsigned gid);
+ * Landlock domain (or another security module) stops it: a vforked child, made in the PID
+ * namespace `pid_ns` (-1: ours; `own_pid_ns` is ours, put back for this thread's next
+ * children), that keeps none of our descriptors and execs `program` (an open, close-on-exec
+ * descriptor of the current program) with no environment as AMBER_PTRACE_WITNESS_NAME UID GID.
+ * A constructor of this library then takes those IDs in every slot, drops every capability,
+ * makes it dumpable and exits: it never holds our memory with the user's IDs. Returns its PID
+ * once it has exited (a zombie, as we see it; the caller reaps it), or -errno. */
+long amber_spawn_ptrace_witness(int program, int pid_ns, int own_pid_ns, unsigned uid, unsigned gid);
 
-/* The name a ptrace witness runs the current program as; a constructor of this library ends
- * such a process before anything else runs. */
+/* The name the current program runs as when it is a ptrace witness. */
 #define AMBER_PTRACE_WITNESS_NAME "amber-ptrace-witness"
 
 /* The Landlock ABI version the kernel runs (landlock_create_ruleset with
