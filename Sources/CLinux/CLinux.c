@@ -523,7 +523,7 @@ long amber_fsmount_new(const char *type) {
 /* A ptrace witness (amber_spawn_ptrace_witness) runs this program, amber or a program of the
    library's, as AMBER_PTRACE_WITNESS_NAME UID GID: with a memory of its own, it takes those
    IDs, drops every capability, makes itself dumpable and exits, before anything else runs. */
-__attribute__((constructor)) static void amber_ptrace_witness(int argc, char **argv) {
+__attribute__((constructor(101))) static void amber_ptrace_witness(int argc, char **argv) {
     if (argc != 3 || !argv || !argv[0] || strcmp(argv[0], AMBER_PTRACE_WITNESS_NAME) != 0)
         return;
     char *end;

@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import LinuxKit
 import Synchronization
@@ -12,7 +13,7 @@ import SystemPackage
 /// answers for any thread outside a domain, and refuses (EPERM) one inside.
 enum LandlockState {
     /// Landlock runs on this kernel: else no thread can be in a domain, and none is asked.
-    private static let runs = Landlock.abiVersion() != nil
+    fileprivate static let runs = Landlock.abiVersion() != nil
 
     /// Refuses the thread `injector` has taken over if it is in a Landlock domain.
     static func checkThread(_ injector: any SyscallInjecting, _ session: DumpSession, _ witnesses: LandlockWitnesses)
@@ -50,7 +51,9 @@ enum LandlockState {
 }
 
 /// The witnesses of one dump, one for each PID namespace, user and group its threads have,
-/// started the first time one is asked for, killed and reaped when the dump lets them go.
+/// started the first time one is asked for, reaped when the dump lets them go. The root's is
+/// started when the dump's steps are prepared, on another thread, so that its exec runs beside
+/// the steps before the threads are read.
 final class LandlockWitnesses: @unchecked Sendable {
     private struct Key: Hashable {
         let pidNamespace: String
@@ -58,32 +61,72 @@ final class LandlockWitnesses: @unchecked Sendable {
         let gid: UInt32
     }
 
-    private let started = Mutex([Key: (witness: PtraceWitness, pidInNamespace: Int32)]())
+    /// A witness being started, or started.
+    private final class Start: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        private var result: Result<(witness: PtraceWitness, pidInNamespace: Int32), any Error>?
+
+        func run(_ key: Key, pid: Int32) {
+            result = Result { try LandlockWitnesses.start(key, pid: pid) }
+            done.signal()
+        }
+
+        func pidInNamespace() throws -> Int32 {
+            done.wait()
+            done.signal()
+            return try result!.get().pidInNamespace
+        }
+
+        /// Waits for a start still running, so that its witness is reaped.
+        deinit { done.wait() }
+    }
+
+    private let starts = Mutex([Key: Start]())
     private static let ownPIDNamespace = try? ProcFS.namespace(pid: getpid(), kind: "pid")
+
+    /// Starts the witness of the root's leader, where Landlock runs.
+    init(root: FrozenProcess?) {
+        guard LandlockState.runs, let root, !root.zombie,
+            let uid = root.snapshot.status.userIDs?.real, let gid = root.snapshot.status.groupIDs?.real,
+            let pidNamespace = try? ProcFS.namespace(pid: root.pid, kind: "pid")
+        else { return }
+        let key = Key(pidNamespace: pidNamespace, uid: uid, gid: gid)
+        let start = Start()
+        starts.withLock { $0[key] = start }
+        DispatchQueue.global().async { [pid = root.pid] in start.run(key, pid: pid) }
+    }
 
     /// The PID, in the PID namespace of process `pid`, of a witness of real user `uid` and
     /// group `gid`.
     func witness(for pid: Int32, uid: UInt32, gid: UInt32) throws -> Int32 {
-        let pidNamespace = try ProcFS.namespace(pid: pid, kind: "pid")
-        let key = Key(pidNamespace: pidNamespace, uid: uid, gid: gid)
-        if let known = started.withLock({ $0[key] }) { return known.pidInNamespace }
-        let program = try Self.open("/proc/self/exe")
+        let key = Key(pidNamespace: try ProcFS.namespace(pid: pid, kind: "pid"), uid: uid, gid: gid)
+        let (start, isNew) = starts.withLock { starts in
+            if let known = starts[key] { return (known, false) }
+            let start = Start()
+            starts[key] = start
+            return (start, true)
+        }
+        if isNew { start.run(key, pid: pid) }
+        return try start.pidInNamespace()
+    }
+
+    private static func start(_ key: Key, pid: Int32) throws -> (witness: PtraceWitness, pidInNamespace: Int32) {
+        let program = try open("/proc/self/exe")
         defer { close(program) }
         let witness: PtraceWitness
-        if pidNamespace == Self.ownPIDNamespace {
-            witness = try PtraceWitness(program: program, pidNamespace: nil, uid: uid, gid: gid)
+        if key.pidNamespace == ownPIDNamespace {
+            witness = try PtraceWitness(program: program, pidNamespace: nil, uid: key.uid, gid: key.gid)
         } else {
-            let theirs = try Self.open("/proc/\(pid)/ns/pid")
+            let theirs = try open("/proc/\(pid)/ns/pid")
             defer { close(theirs) }
-            let ours = try Self.open("/proc/self/ns/pid")
+            let ours = try open("/proc/self/ns/pid")
             defer { close(ours) }
-            witness = try PtraceWitness(program: program, pidNamespace: (theirs, ours), uid: uid, gid: gid)
+            witness = try PtraceWitness(program: program, pidNamespace: (theirs, ours), uid: key.uid, gid: key.gid)
         }
         guard let inNamespace = try ProcFS.status(pid: witness.pid).namespacePIDs.last else {
             throw LinuxError(.noSuchProcess, "find the PID of witness \(witness.pid) in its namespace")
         }
-        started.withLock { $0[key] = (witness, inNamespace) }
-        return inNamespace
+        return (witness, inNamespace)
     }
 
     private static func open(_ path: String) throws(LinuxError) -> Int32 {

@@ -131,7 +131,7 @@ enum ThreadState {
 }
 extension ThreadState: StateKind {
     /// The Landlock witnesses its threads are checked against (`LandlockState`).
-    static func makeDumpState(_ dump: TreeDump) -> LandlockWitnesses { LandlockWitnesses() }
+    static func makeDumpState(_ dump: TreeDump) -> LandlockWitnesses { LandlockWitnesses(root: dump.processes.first) }
 
     static var dumpSteps: [DumpStep<LandlockWitnesses>] {
         [
