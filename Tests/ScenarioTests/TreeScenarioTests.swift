@@ -66,38 +66,34 @@ final class TreeScenarioTests: ScenarioTestCase {
     /// A shell loop starts a short-lived child again and again: a child that exits while it is
     /// being frozen is frozen as the zombie it becomes (its parent stopped already), or left
     /// out once gone, and the dump goes on. Before, about one dump in fifteen failed so.
+    func testChildExitingWhileFrozen() throws {
+        try checkDumpsLeaveRunning(shellLoop: "while :; do /bin/true; done")
+    }
+
     /// A shell that opens and closes a descriptor over and over, as a counting loop's
     /// redirection does: one closed between the running checks' listing and its probe is passed
     /// over, not a failed dump ("open 3: No such file or directory" in a runc checkpoint).
     func testDescriptorClosedWhileChecked() throws {
-        _ = try requireAmber()
-        let directory = try newDirectory("loop")
-        let pid = try Spawn.start(
-            ["/bin/sh", "-c", "while :; do exec 3>/dev/null; exec 3>&-; done"], stdout: directory + "/log")
-        track(pid)
-        defer { kill(pid, SIGKILL) }
-        for attempt in 1...15 {
-            let image = try newDirectory("image-\(attempt)")
-            let r = try amber(["dump", "-t", "\(pid)", "-D", image, "--leave-running"])
-            XCTAssertEqual(r.status, .exited(0), "dump \(attempt) of a shell loop: \(r.summary)")
-            guard case .running = Spawn.poll(pid) else {
-                return XCTFail("the shell loop stopped after dump \(attempt)")
-            }
-        }
+        try checkDumpsLeaveRunning(shellLoop: "while :; do exec 3>/dev/null; exec 3>&-; done")
     }
 
-    func testChildExitingWhileFrozen() throws {
+    /// Dumps a shell running `shellLoop` 15 times with --leave-running: each dump succeeds and
+    /// the loop runs on.
+    private func checkDumpsLeaveRunning(shellLoop: String, file: StaticString = #filePath, line: UInt = #line)
+        throws
+    {
         _ = try requireAmber()
         let directory = try newDirectory("loop")
-        let pid = try Spawn.start(["/bin/sh", "-c", "while :; do /bin/true; done"], stdout: directory + "/log")
+        let pid = try Spawn.start(["/bin/sh", "-c", shellLoop], stdout: directory + "/log")
         track(pid)
         defer { kill(pid, SIGKILL) }
         for attempt in 1...15 {
             let image = try newDirectory("image-\(attempt)")
             let r = try amber(["dump", "-t", "\(pid)", "-D", image, "--leave-running"])
-            XCTAssertEqual(r.status, .exited(0), "dump \(attempt) of a shell loop: \(r.summary)")
+            XCTAssertEqual(
+                r.status, .exited(0), "dump \(attempt) of a shell loop: \(r.summary)", file: file, line: line)
             guard case .running = Spawn.poll(pid) else {
-                return XCTFail("the shell loop stopped after dump \(attempt)")
+                return XCTFail("the shell loop stopped after dump \(attempt)", file: file, line: line)
             }
         }
     }
