@@ -21,6 +21,7 @@ enum StateKinds {
         MemoryState.self,
         MemoryPolicyState.self,
         MembarrierState.self,
+        LocalDescriptorTableState.self,
         KeyringState.self,
         EpollWatches.self,
         ControllingTerminals.self,

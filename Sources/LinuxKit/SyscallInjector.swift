@@ -65,6 +65,7 @@ public enum SyscallNumber {
     public static let pidfdGetfd = 438
     public static let getMempolicy = 239
     public static let kcmp = 312
+    public static let modifyLDT = 154
 }
 
 /// get_mempolicy(2)'s flag and the mode it reports for the default policy.

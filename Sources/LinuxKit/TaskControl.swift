@@ -63,3 +63,9 @@ extension Tracee {
         return config.mode != 0
     }
 }
+
+/// modify_ldt's functions (x86).
+public enum LocalDescriptorTable {
+    /// Reads the table's entries into a buffer; returns the bytes read, 0 without a table.
+    public static let read: UInt64 = 0
+}

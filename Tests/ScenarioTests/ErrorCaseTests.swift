@@ -226,6 +226,9 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesThreadLandlockSandbox() throws {
         try checkUnsupported(.unsupportedThreadLandlock, object: "sandboxed by Landlock")
     }
+    func testDumpRefusesLocalDescriptorTable() throws {
+        try checkUnsupported(.unsupportedLocalDescriptorTable, object: "local descriptor table")
+    }
     func testDumpRefusesGuardRegions() throws {
         try checkUnsupported(.unsupportedGuardRegions, object: "guard regions")
     }

@@ -11,6 +11,7 @@
  *   --process-keyring   a process keyring
  *   --session-keys      a session keyring of its own holding a key
  *   --guard-regions     a page of an area made a guard region (MADV_GUARD_INSTALL)
+ *   --ldt               a local descriptor table entry (modify_ldt)
  *   --landlock          the process sandboxed by Landlock (it may not make FIFOs)
  *   --thread-landlock   a second thread alone sandboxed by Landlock
  *   --ctty              a child leading a session whose controlling terminal is a pty
@@ -171,6 +172,10 @@ int main(int argc, char **argv)
         memset(guarded_area, 7, 4 * 4096);
         if (madvise(guarded_area + 4096, 4096, MADV_GUARD_INSTALL) != 0)
             sc_die("MADV_GUARD_INSTALL");
+    } else if (sc_has_flag("--ldt")) {
+        struct { unsigned entry, base, limit, flags; } data_segment = {0, 0, 0xfffff, 0x51 /* 32-bit, present, pages */};
+        if (syscall(SYS_modify_ldt, 1, &data_segment, sizeof data_segment) != 0)
+            sc_die("modify_ldt");
     } else if (sc_has_flag("--landlock")) {
         if (forbid_fifos() != 0)
             sc_die("landlock_restrict_self");
@@ -215,6 +220,10 @@ int main(int argc, char **argv)
     }
     if (sc_has_flag("--guard-regions"))
         sc_check(guard_faults() && guarded_area[0] == 7, "the guard region is gone or the area changed");
+    if (sc_has_flag("--ldt")) {
+        unsigned char entry[8];
+        sc_check(syscall(SYS_modify_ldt, 0, entry, sizeof entry) == (long)sizeof entry, "the LDT is gone");
+    }
     if (sc_has_flag("--landlock"))
         sc_check(fifos_forbidden(), "the process is no longer sandboxed by Landlock");
     if (sc_has_flag("--thread-keyring"))
