@@ -226,6 +226,10 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesThreadLandlockSandbox() throws {
         try checkUnsupported(.unsupportedThreadLandlock, object: "sandboxed by Landlock")
     }
+    /// Refused before the freeze: seizing a vfork's parent would wait until its child exits.
+    func testDumpRefusesProcessWaitingInVfork() throws {
+        try checkUnsupported(.unsupportedVfork, object: "shares its address space")
+    }
     func testDumpRefusesLocalDescriptorTable() throws {
         try checkUnsupported(.unsupportedLocalDescriptorTable, object: "local descriptor table")
     }

@@ -107,6 +107,7 @@ struct Scenario: Sendable {
     static let unsupportedLandlock = Scenario(name: "unsupported_state", args: ["--landlock"])
     static let unsupportedGuardRegions = Scenario(name: "unsupported_state", args: ["--guard-regions"])
     static let unsupportedLocalDescriptorTable = Scenario(name: "unsupported_state", args: ["--ldt"])
+    static let unsupportedVfork = Scenario(name: "unsupported_state", args: ["--vfork"])
     static let unsupportedThreadLandlock = Scenario(name: "unsupported_state", args: ["--thread-landlock"])
     static let unsupportedSyscallUserDispatch = Scenario(name: "unsupported_state", args: ["--user-dispatch"])
     static let unsupportedThreadKeyring = Scenario(name: "unsupported_state", args: ["--thread-keyring"])

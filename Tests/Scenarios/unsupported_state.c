@@ -12,6 +12,8 @@
  *   --session-keys      a session keyring of its own holding a key
  *   --guard-regions     a page of an area made a guard region (MADV_GUARD_INSTALL)
  *   --ldt               a local descriptor table entry (modify_ldt)
+ *   --vfork             a child waiting in vfork for its own child, which shares its memory
+ *                       and does not exec
  *   --landlock          the process sandboxed by Landlock (it may not make FIFOs)
  *   --thread-landlock   a second thread alone sandboxed by Landlock
  *   --ctty              a child leading a session whose controlling terminal is a pty
@@ -54,6 +56,16 @@ static void enter_chroot(void)
 {
     if (chroot(sc_dir) != 0)
         _exit(3);
+}
+
+/* Waits in vfork for a child that sleeps on its memory and dies with it. */
+static void wait_in_vfork(void)
+{
+    if (vfork() == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        for (;;)
+            pause();
+    }
 }
 
 static void lower_autogroup(void)
@@ -172,6 +184,20 @@ int main(int argc, char **argv)
         memset(guarded_area, 7, 4 * 4096);
         if (madvise(guarded_area + 4096, 4096, MADV_GUARD_INSTALL) != 0)
             sc_die("MADV_GUARD_INSTALL");
+    } else if (sc_has_flag("--vfork")) {
+        char path[64], state = 0;
+        child = sc_fork_paused_child(wait_in_vfork);
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)child);
+        for (int tries = 0; tries < 1000 && state != 'D'; tries++) {
+            FILE *stat = fopen(path, "r");
+            if (stat && fscanf(stat, "%*d (%*[^)]) %c", &state) != 1)
+                state = 0;
+            if (stat)
+                fclose(stat);
+            usleep(1000);
+        }
+        if (state != 'D')
+            sc_die("the child is not waiting in vfork");
     } else if (sc_has_flag("--ldt")) {
         struct { unsigned entry, base, limit, flags; } data_segment = {0, 0, 0xfffff, 0x51 /* 32-bit, present, pages */};
         if (syscall(SYS_modify_ldt, 1, &data_segment, sizeof data_segment) != 0)

@@ -290,17 +290,40 @@ enum TreeState {
     /// Refuses processes of the tree that share what clone3 without CLONE_THREAD does not share
     /// again: an address space, a descriptor table, or working directory and umask.
     static func checkNothingShared(_ processes: [FrozenProcess]) throws {
-        let live = processes.filter { !$0.zombie }
-        for resource in [SharedResource.memory, .fileTable, .filesystem] {
-            var seen = KernelOrderedList<FrozenProcess>()
-            for process in live {
+        try checkNothingShared(
+            processes.filter { !$0.zombie }.map(\.name), [.memory, .fileTable, .filesystem], tree: processes[0].name)
+    }
+
+    private static func checkNothingShared(
+        _ processes: [ProcessName], _ resources: [SharedResource], tree: ProcessName
+    ) throws {
+        for resource in resources {
+            var seen = KernelOrderedList<ProcessName>()
+            for process in processes {
                 if let sharer = try seen.match(
                     order: { try kernelOrder(of: resource, $0.pid, process.pid) }, orInsert: { process })
                 {
                     throw AmberError.unsupported(
-                        process.name, "shares its \(resource) with process \(sharer.name): not supported yet",
-                        tree: processes[0].name)
+                        process, "shares its \(resource) with process \(sharer): not supported yet", tree: tree)
                 }
+            }
+        }
+    }
+
+    /// Refuses, before the tree is frozen, processes that share an address space: a vfork's
+    /// parent and child, or a clone with CLONE_VM. Seizing a vfork's parent waits until its child
+    /// execs or exits, with the rest of the tree frozen meanwhile, however long that takes. A
+    /// vfork that ends within about 100 ms (its child execs) is waited for, not refused.
+    static func checkNoSharedMemory(_ processes: [CheckedProcess]) throws {
+        guard let tree = processes.first?.tree else { return }
+        var attempt = 0
+        while true {
+            let running = processes.filter { (try? ProcFS.stat(pid: $0.pid).state) != "Z" }.map(\.name)
+            do {
+                return try checkNothingShared(running, [.memory], tree: tree)
+            } catch is AmberError where attempt < 20 {
+                attempt += 1
+                usleep(5000)
             }
         }
     }
@@ -785,6 +808,7 @@ extension TreeState: StateKind {
     /// A controlling terminal that is a pty whose master the tree holds is restored
     /// (`ControllingTerminals`); any other is refused for a session leader (`checkTerminal`).
     static func check(tree processes: [CheckedProcess]) throws {
+        try checkNoSharedMemory(processes)
         let terminalsOfTree = try ControllingTerminals.terminalsOfTree(processes)
         for process in processes {
             if let stat = try? ProcFS.stat(pid: process.pid), terminalsOfTree.contains(stat.terminal) { continue }
