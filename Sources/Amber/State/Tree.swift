@@ -316,15 +316,21 @@ enum TreeState {
     /// vfork that ends within about 100 ms (its child execs) is waited for, not refused.
     static func checkNoSharedMemory(_ processes: [CheckedProcess]) throws {
         guard let tree = processes.first?.tree else { return }
-        var attempt = 0
-        while true {
-            let running = processes.filter { (try? ProcFS.stat(pid: $0.pid).state) != "Z" }.map(\.name)
+        for attempt in 1...20 {
+            // A process that exits meanwhile is passed over: its memory is gone (a zombie's
+            // compares equal to another's), and the frozen tree's check asks again.
+            let running = processes.filter { process in
+                guard let state = try? ProcFS.stat(pid: process.pid).state else { return false }
+                return state != "Z" && state != "X"
+            }.map(\.name)
             do {
                 return try checkNothingShared(running, [.memory], tree: tree)
-            } catch is AmberError where attempt < 20 {
-                attempt += 1
-                usleep(5000)
+            } catch let error as AmberError {
+                if attempt == 20 { throw error }
+            } catch {
+                if attempt == 20 { return }
             }
+            usleep(5000)
         }
     }
 
