@@ -12,7 +12,7 @@
  * Options: --threads N (writer threads, default 1); --tree (a child does the same, and
  * reports through its exit status); --kernel-write (one more writer fills its pages by read()
  * from a pipe, so the kernel writes them for it); --fork (a thread forks a child every 20 ms
- * for 800 ms, each unmapping its copy of the area); --move (a thread moves a filled 64 MiB
+ * for 800 ms; the area is MADV_DONTFORK, so no child has a copy of it); --move (a thread moves a filled 64 MiB
  * area above the others by mremap every millisecond, back and forth: a dump --cow then fails,
  * naming the process, and the process runs on unharmed).
  *
@@ -126,16 +126,17 @@ static void *churn(void *argument)
 static pid_t children[40];
 static volatile int nchildren;
 
-/* --fork: a child every 20 ms for 800 ms, around the dump. Each gives up its copy of the
-   writers' area and waits for its parent's SIGKILL, so that none exits during a dump (a
-   process of the tree that exits during a dump --cow takes pages not yet copied with it). */
+/* --fork: a child every 20 ms for 800 ms, around the dump. Each waits for its parent's
+   SIGKILL, so that none exits during a dump (a process of the tree that exits during a dump
+   --cow takes pages not yet copied with it). The writers' area is MADV_DONTFORK, so that no
+   child holds a copy: one forked just before the freeze and unmapping its copy during the
+   copy would take pages not yet copied with it too. */
 static void *fork_often(void *argument)
 {
     struct writer *w = argument;
     while (!stop && nchildren < (int)(sizeof children / sizeof children[0])) {
         pid_t child = fork();
         if (child == 0) {
-            syscall(SYS_munmap, w->base, AREA_SIZE);
             for (;;)
                 syscall(SYS_pause);
         }
@@ -167,6 +168,8 @@ static int run(int threads, int kernel_write, int tree)
     unsigned char *area = mmap(NULL, AREA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (area == MAP_FAILED)
         sc_die("mmap");
+    if (sc_has_flag("--fork") && madvise(area, AREA_SIZE, MADV_DONTFORK))
+        sc_die("madvise");
     unsigned char *heap = NULL;
     if (sc_has_flag("--heap") && posix_memalign((void **)&heap, PAGE, 4UL << 20))
         sc_die("posix_memalign");
