@@ -71,6 +71,8 @@ struct CheckedProcess: Sendable {
     /// Dumped as a shell job (`-j`): its terminal outside the tree is the job's (`ShellJobState`).
     var shellJob = false
     var pid: Int32 { name.pid }
+    /// Whether these are the checks before the freeze, the tree running.
+    var beforeFreeze: Bool { descriptors.running }
 
     /// A probe of each of its descriptors, in number order.
     func probes() throws -> [DescriptorProbe] { try descriptors.probes(process: name, tree: tree) }

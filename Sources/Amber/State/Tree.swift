@@ -814,7 +814,8 @@ extension TreeState: StateKind {
     /// A controlling terminal that is a pty whose master the tree holds is restored
     /// (`ControllingTerminals`); any other is refused for a session leader (`checkTerminal`).
     static func check(tree processes: [CheckedProcess]) throws {
-        try checkNoSharedMemory(processes)
+        // Once frozen, `check(_:)` compares the address spaces again, without waiting.
+        if processes.first?.beforeFreeze == true { try checkNoSharedMemory(processes) }
         let terminalsOfTree = try ControllingTerminals.terminalsOfTree(processes)
         for process in processes {
             if let stat = try? ProcFS.stat(pid: process.pid), terminalsOfTree.contains(stat.terminal) { continue }
