@@ -261,7 +261,9 @@ public enum Checkpoint {
                 processes: processes, writer: writer, logger: logger, externalFiles: externalFiles,
                 fileContents: FileContentsDump(writer: writer), shellJob: shellJob, copyOnWrite: copyOnWrite,
                 incremental: incremental, areaFlags: areaFlags)
-            let steps = try StateKinds.all.flatMap { try $0.prepareDump(tree) }
+            let prepared = try StateKinds.all.map { try $0.prepareDump(tree) }
+            let steps = prepared.flatMap(\.steps)
+            let threadChecks = prepared.flatMap(\.threadChecks)
             let frozenSteps = steps.filter { $0.phase == .frozen }
             let tracedSteps = steps.filter { $0.phase == .traced }
             let outsideSteps = steps.filter { $0.phase == .outside }
@@ -271,7 +273,7 @@ public enum Checkpoint {
                     process,
                     target: DumpTarget(
                         pid: process.pid, name: process.name, snapshot: process.snapshot, interruption: interruption),
-                    tree: processes[0].name)
+                    tree: processes[0].name, threadChecks: threadChecks)
                 for step in frozenSteps where step.zombies || !process.zombie {
                     try run(step, dump, interruption: interruption, outside: outside, logger: logger)
                 }

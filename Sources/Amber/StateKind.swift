@@ -24,6 +24,10 @@ protocol StateKind {
     /// The steps that read the kind from each process, in order.
     static var dumpSteps: [DumpStep<DumpState>] { get }
 
+    /// Refusals only a thread itself can answer (its keyring, its Landlock domain, its NUMA
+    /// policy): asked by calls injected into each thread, while the threads step has it.
+    static var threadChecks: [ThreadCheck<DumpState>] { get }
+
     /// The steps that bring it back into a process, each with its place in the restore order.
     static var restoreSteps: [RestoreStep] { get }
 
@@ -36,15 +40,18 @@ extension StateKind {
     static func check(_ process: CheckedProcess) throws {}
     static func check(tree processes: [CheckedProcess]) throws {}
     static var dumpSteps: [DumpStep<DumpState>] { [] }
+    static var threadChecks: [ThreadCheck<DumpState>] { [] }
     static var restoreSteps: [RestoreStep] { [] }
     static var namespaceKinds: [String] { [] }
 
-    /// Its dump steps bound to a new state of its own, for one dump.
-    static func prepareDump(_ dump: TreeDump) throws -> [PreparedDumpStep] {
+    /// Its dump steps and thread checks bound to a new state of its own, for one dump.
+    static func prepareDump(_ dump: TreeDump) throws -> PreparedDump {
         let state = try makeDumpState(dump)
-        return dumpSteps.map { step in
-            PreparedDumpStep(name: step.name, phase: step.phase, zombies: step.zombies) { try step.run($0, state) }
-        }
+        return PreparedDump(
+            steps: dumpSteps.map { step in
+                PreparedDumpStep(name: step.name, phase: step.phase, zombies: step.zombies) { try step.run($0, state) }
+            },
+            threadChecks: threadChecks.map { check in { try check.run($0, $1, state) } })
     }
 
     static var dumpStepNames: [(name: String, phase: DumpPhase)] { dumpSteps.map { ($0.name, $0.phase) } }
@@ -109,13 +116,16 @@ final class ProcessDump: @unchecked Sendable {
     let tree: ProcessName
     /// Open while its traced steps run.
     var openSession: DumpSession?
+    /// Every kind's thread checks, which the threads step asks of each thread.
+    let threadChecks: [PreparedThreadCheck]
     var pid: Int32 { process.pid }
     var name: ProcessName { process.name }
 
-    init(_ process: FrozenProcess, target: DumpTarget, tree: ProcessName) {
+    init(_ process: FrozenProcess, target: DumpTarget, tree: ProcessName, threadChecks: [PreparedThreadCheck]) {
         self.process = process
         self.target = target
         self.tree = tree
+        self.threadChecks = threadChecks
         task = Amber_Task()
     }
 
@@ -169,6 +179,23 @@ struct PreparedDumpStep: @unchecked Sendable {
     let phase: DumpPhase
     let zombies: Bool
     let run: (ProcessDump) throws -> Void
+}
+
+/// One refusal a kind asks of each thread through the thread's own injector, with the kind's
+/// state for this dump. The process's other threads are stopped meanwhile.
+struct ThreadCheck<State> {
+    let run: (any SyscallInjecting, DumpSession, State) throws -> Void
+
+    init(_ run: @escaping (any SyscallInjecting, DumpSession, State) throws -> Void) { self.run = run }
+}
+
+/// A thread check bound to its kind's state for one dump.
+typealias PreparedThreadCheck = (any SyscallInjecting, DumpSession) throws -> Void
+
+/// A kind's dump steps and thread checks, bound to its state for one dump.
+struct PreparedDump {
+    let steps: [PreparedDumpStep]
+    let threadChecks: [PreparedThreadCheck]
 }
 
 /// One step of a kind's restore.

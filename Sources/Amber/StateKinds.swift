@@ -23,6 +23,7 @@ enum StateKinds {
         MembarrierState.self,
         LocalDescriptorTableState.self,
         KeyringState.self,
+        LandlockState.self,
         EpollWatches.self,
         ControllingTerminals.self,
         ShellJobState.self,

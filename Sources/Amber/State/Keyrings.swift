@@ -105,4 +105,8 @@ extension KeyringState: StateKind {
             }
         ]
     }
+
+    static var threadChecks: [ThreadCheck<DumpState>] {
+        [ThreadCheck { injector, session, _ in try checkThread(injector, session) }]
+    }
 }

@@ -16,7 +16,7 @@ enum LandlockState {
     fileprivate static let runs = Landlock.abiVersion() != nil
 
     /// Refuses the thread `injector` has taken over if it is in a Landlock domain.
-    static func checkThread(_ injector: any SyscallInjecting, _ session: DumpSession, _ witnesses: LandlockWitnesses)
+    private static func check(_ injector: any SyscallInjecting, _ session: DumpSession, _ witnesses: LandlockWitnesses)
         throws
     {
         guard runs else { return }
@@ -48,6 +48,13 @@ enum LandlockState {
             "has thread \(tid) of which amber cannot tell whether Landlock sandboxes it: kcmp of a witness process from the thread gave \(Errno(rawValue: Int32(-answer)))"
         )
     }
+}
+
+extension LandlockState: StateKind {
+    /// The witnesses of this dump; the root's is started now, beside the steps before the threads.
+    static func makeDumpState(_ dump: TreeDump) -> LandlockWitnesses { LandlockWitnesses(root: dump.processes.first) }
+
+    static var threadChecks: [ThreadCheck<LandlockWitnesses>] { [ThreadCheck(check)] }
 }
 
 /// The witnesses of one dump, one for each PID namespace, user and group its threads have,

@@ -87,7 +87,7 @@ extension MemoryPolicyState {
     /// Each thread has a policy of its own (set_mempolicy sets the caller's), which neither
     /// numa_maps nor get_mempolicy in the leader shows: the threads step asks every other thread
     /// for its own, and one other than the default is refused.
-    static func checkThread(_ injector: any SyscallInjecting, _ session: DumpSession) throws {
+    private static func checkThread(_ injector: any SyscallInjecting, _ session: DumpSession) throws {
         guard injector.tracee.pid != session.pid else { return }
         var arguments = session.arguments()
         let mode = try arguments.reserve(MemoryLayout<Int32>.size)
@@ -117,5 +117,9 @@ extension MemoryPolicyState: StateKind {
                 try ask(dump.session, areas: areas, process: dump.name, tree: dump.tree)
             }
         ]
+    }
+
+    static var threadChecks: [ThreadCheck<Void>] {
+        [ThreadCheck { injector, session, _ in try checkThread(injector, session) }]
     }
 }

@@ -10,7 +10,7 @@ enum ThreadState {
     // MARK: Dump
 
     /// Every thread of the process into `task.threads`, the leader first.
-    static func dump(_ session: DumpSession, _ witnesses: LandlockWitnesses, into task: inout Amber_Task) throws {
+    static func dump(_ session: DumpSession, checks: [PreparedThreadCheck], into task: inout Amber_Task) throws {
         let others = session.threads.filter { $0.pid != session.pid }
         // Injected calls cost several times more across CPUs: the tracer follows each thread to
         // its CPU, as it followed the leader (`DumpSession.followsTarget`), taking the threads of
@@ -26,7 +26,7 @@ enum ThreadState {
         var current = leaderCPU
         // Set once, in the threads' order: appending to `task.threads` one by one copies the whole array each time.
         var records = [Amber_Thread](repeating: Amber_Thread(), count: others.count)
-        let leader = try dump(session.injector, session, witnesses)
+        let leader = try dump(session.injector, session, checks: checks)
         for index in order {
             if let cpu = cpus[index], cpu != current {
                 try? CPUAffinity(cpu: cpu).apply(to: 0)
@@ -34,7 +34,7 @@ enum ThreadState {
             }
             let injector = try session.injector(for: others[index])
             do {
-                records[index] = try dump(injector, session, witnesses)
+                records[index] = try dump(injector, session, checks: checks)
             } catch {
                 try? injector.finish()
                 throw error
@@ -44,14 +44,14 @@ enum ThreadState {
         task.threads = [leader] + records
     }
 
-    /// Reads the thread `injector` has taken over; the caller finishes the injector.
-    private static func dump(_ injector: any SyscallInjecting, _ session: DumpSession, _ witnesses: LandlockWitnesses)
+    /// Checks and reads the thread `injector` has taken over; the caller finishes the injector.
+    private static func dump(_ injector: any SyscallInjecting, _ session: DumpSession, checks: [PreparedThreadCheck])
         throws -> Amber_Thread
     {
         let tid = injector.tracee.pid
-        try KeyringState.checkThread(injector, session)
-        try LandlockState.checkThread(injector, session, witnesses)
-        try MemoryPolicyState.checkThread(injector, session)
+        for check in checks {
+            try check(injector, session)
+        }
         var record = Amber_Thread()
         record.tid = tid
         record.comm = try ProcFS.comm(pid: session.pid, tid: tid)
@@ -129,14 +129,12 @@ enum ThreadState {
         }
     }
 }
-extension ThreadState: StateKind {
-    /// The Landlock witnesses its threads are checked against (`LandlockState`).
-    static func makeDumpState(_ dump: TreeDump) -> LandlockWitnesses { LandlockWitnesses(root: dump.processes.first) }
 
-    static var dumpSteps: [DumpStep<LandlockWitnesses>] {
+extension ThreadState: StateKind {
+    static var dumpSteps: [DumpStep<Void>] {
         [
-            DumpStep("threads", .traced) { process, witnesses in
-                try dump(process.session, witnesses, into: &process.task)
+            DumpStep("threads", .traced) { process, _ in
+                try dump(process.session, checks: process.threadChecks, into: &process.task)
             }
         ]
     }
