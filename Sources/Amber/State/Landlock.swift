@@ -35,7 +35,7 @@ enum LandlockState {
                 session.name, "has thread \(tid) of which amber cannot tell whether Landlock sandboxes it: \(error)")
         }
         let answer = try injector.raw(
-            SyscallNumber.kcmp, UInt64(witness), UInt64(witness), ProcessComparison.memory, 0, 0)
+            SyscallNumber.kcmp, UInt64(witness), UInt64(witness), UInt64(SharedResource.memory.rawValue), 0, 0)
         guard answer != 0 else { return }
         if answer == -Int64(EPERM) {
             throw AmberError.unsupported(
