@@ -115,30 +115,36 @@ static int fifos_forbidden(void)
     return errno == EACCES;
 }
 
-/* 1 once the thread is sandboxed, -1 if that failed. */
-static int thread_sandboxed;
+/* The setting of --thread-* modes, made in a thread of its own (so not in the leader); the
+   thread then waits. thread_setting_made is 1 once it is made, -1 if that failed. */
+static int (*thread_setting)(void);
+static int thread_setting_made;
 
-static void *sandbox_thread(void *unused)
+static void *make_thread_setting(void *unused)
 {
     (void)unused;
-    __atomic_store_n(&thread_sandboxed, forbid_fifos() == 0 ? 1 : -1, __ATOMIC_RELEASE);
+    __atomic_store_n(&thread_setting_made, thread_setting() == 0 ? 1 : -1, __ATOMIC_RELEASE);
     for (;;)
         pause();
     return NULL;
 }
 
-/* 1 once the thread's policy is set, -1 if set_mempolicy failed. */
-static int thread_policy_set;
+static void make_in_thread(int (*setting)(void), const char *what)
+{
+    pthread_t thread;
+    thread_setting = setting;
+    if (pthread_create(&thread, NULL, make_thread_setting, NULL) != 0)
+        sc_die("pthread_create");
+    while (!__atomic_load_n(&thread_setting_made, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    if (thread_setting_made < 0)
+        sc_die("%s", what);
+}
 
-static void *prefer_node0(void *unused)
+static int prefer_node0(void)
 {
     unsigned long node0 = 1;
-    int set = syscall(SYS_set_mempolicy, MPOL_PREFERRED, &node0, 64) == 0 ? 1 : -1;
-    (void)unused;
-    __atomic_store_n(&thread_policy_set, set, __ATOMIC_RELEASE);
-    for (;;)
-        pause();
-    return NULL;
+    return syscall(SYS_set_mempolicy, MPOL_PREFERRED, &node0, 64);
 }
 
 static long keyctl(long operation, long a, long b, long c)
@@ -170,13 +176,7 @@ int main(int argc, char **argv)
         if (syscall(SYS_set_mempolicy, MPOL_PREFERRED, &node0, 64) != 0)
             sc_die("set_mempolicy");
     } else if (sc_has_flag("--thread-mempolicy")) {
-        pthread_t thread;
-        if (pthread_create(&thread, NULL, prefer_node0, NULL) != 0)
-            sc_die("pthread_create");
-        while (!__atomic_load_n(&thread_policy_set, __ATOMIC_ACQUIRE))
-            usleep(1000);
-        if (thread_policy_set < 0)
-            sc_die("set_mempolicy in a thread");
+        make_in_thread(prefer_node0, "set_mempolicy in a thread");
     } else if (sc_has_flag("--guard-regions")) {
         guarded_area = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (guarded_area == MAP_FAILED)
@@ -206,13 +206,7 @@ int main(int argc, char **argv)
         if (forbid_fifos() != 0)
             sc_die("landlock_restrict_self");
     } else if (sc_has_flag("--thread-landlock")) {
-        pthread_t thread;
-        if (pthread_create(&thread, NULL, sandbox_thread, NULL) != 0)
-            sc_die("pthread_create");
-        while (!__atomic_load_n(&thread_sandboxed, __ATOMIC_ACQUIRE))
-            usleep(1000);
-        if (thread_sandboxed < 0)
-            sc_die("landlock_restrict_self in a thread");
+        make_in_thread(forbid_fifos, "landlock_restrict_self in a thread");
     } else if (sc_has_flag("--mbind")) {
         if (syscall(SYS_mbind, area, sizeof area, MPOL_BIND, &node0, 64, 0) != 0)
             sc_die("mbind");
