@@ -174,7 +174,6 @@ enum SeccompState {
                 )
             }
         }
-        let leader = session.injector
         let injectors = try session.threads.map { tracee throws(LinuxError) in
             try session.injector(for: tracee)
         }
