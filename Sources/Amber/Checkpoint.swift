@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import LinuxKit
 import Logging
+import SystemPackage
 
 /// Dumps a process tree into an image directory.
 public enum Checkpoint {
@@ -354,14 +355,26 @@ public enum Checkpoint {
 /// Refusals about each process on its own, made before the tree is stopped (so it keeps
 /// running untouched) and again once it is frozen.
 enum Preflight {
-    /// Before the tree is frozen: each process's name, status and areas are read here.
+    /// Before the tree is frozen: each process's name, status and areas are read here. A
+    /// descriptor the running tree closes after it was listed fails a later read of it (EBADF,
+    /// ENOENT: a kind's check taking a copy, say): the checks run again, from a new listing.
     static func check(_ pids: [Int32], root: Int32, externalFiles: Set<String>, shellJob: Bool = false) throws {
-        try check(pids, root: root, externalFiles: externalFiles, shellJob: shellJob) { pid throws(LinuxError) in
-            guard let status = try? ProcFS.status(pid: pid) else { return nil }
-            return (
-                ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.mapsWithFiles(pid: pid),
-                ProcessDescriptors(pid: pid, running: true)
-            )
+        var attempt = 1
+        while true {
+            do {
+                return try check(pids, root: root, externalFiles: externalFiles, shellJob: shellJob) {
+                    pid throws(LinuxError) in
+                    guard let status = try? ProcFS.status(pid: pid) else { return nil }
+                    return (
+                        ProcessName(pid: pid), status, status.state == "Z" ? [] : try ProcFS.mapsWithFiles(pid: pid),
+                        ProcessDescriptors(pid: pid, running: true)
+                    )
+                }
+            } catch let error as LinuxError
+                where attempt < 5 && [Errno.badFileDescriptor, .noSuchFileOrDirectory].contains(error.errno)
+            {
+                attempt += 1
+            }
         }
     }
 
