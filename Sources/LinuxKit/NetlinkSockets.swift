@@ -128,80 +128,27 @@ public enum NetlinkSocket {
     /// The NETLINK_DIAG_FLAGS of every netlink socket of `protocol` in our network namespace, by
     /// inode (one NETLINK_SOCK_DIAG dump; the netlink_diag module loads on first use).
     public static func diagnosisFlags(protocol netlinkProtocol: Int32) throws(LinuxError) -> [UInt64: UInt32] {
-        let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), sockDiag)
-        guard fd >= 0 else { throw LinuxError.current("socket(AF_NETLINK, NETLINK_SOCK_DIAG)") }
-        defer { close(fd) }
-        // A request the kernel drops unanswered must not hold the frozen tree: give up after 5 s.
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        _ = try libcResult("setsockopt SO_RCVTIMEO") {
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        }.get()
-        // nlmsghdr (SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP), then netlink_diag_req:
-        // family, protocol, pad, inode, what to show (NDIAG_SHOW_FLAGS), cookie.
-        var request = [UInt8]()
-        request.appendLittleEndian(UInt32(16 + 20))
-        request.appendLittleEndian(UInt16(20))
-        request.appendLittleEndian(UInt16(0x1 | 0x300))
-        request.appendLittleEndian(UInt32(1))
-        request.appendLittleEndian(UInt32(0))
-        request += [UInt8(AF_NETLINK), UInt8(truncatingIfNeeded: netlinkProtocol), 0, 0]
-        request.appendLittleEndian(UInt32(0))
-        request.appendLittleEndian(UInt32(0x8))
-        request.appendLittleEndian(UInt32.max)
-        request.appendLittleEndian(UInt32.max)
-        _ = try libcResult("send of the netlink sock_diag request") {
-            request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
-        }.get()
+        // netlink_diag_req: family, protocol, pad, inode, what to show (NDIAG_SHOW_FLAGS), cookie.
+        var request: [UInt8] = [UInt8(AF_NETLINK), UInt8(truncatingIfNeeded: netlinkProtocol), 0, 0]
+        request.append(le: UInt32(0))
+        request.append(le: UInt32(0x8))
+        request.append(le: UInt32.max)
+        request.append(le: UInt32.max)
         var flags: [UInt64: UInt32] = [:]
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = try libcResult("recv of the netlink sock_diag answer") {
-                buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            }.get()
-            var offset = 0
-            while offset + 16 <= count {
-                let length = Int(buffer.littleEndian(UInt32.self, at: offset))
-                let type = buffer.littleEndian(UInt16.self, at: offset + 4)
-                guard length >= 16, offset + length <= count else {
-                    throw LinuxError(.ioError, "netlink sock_diag answer with a message of \(length) bytes")
-                }
-                switch type {
-                case 3:  // NLMSG_DONE
-                    return flags
-                case 2:  // NLMSG_ERROR
-                    let error = Int32(bitPattern: buffer.littleEndian(UInt32.self, at: offset + 16))
-                    throw LinuxError(Errno(rawValue: -error), "sock_diag dump of netlink sockets")
-                case 20 where length >= 16 + 28:
-                    // netlink_diag_msg: family, type, protocol, state, portid, dst_portid,
-                    // dst_group, inode, cookie; then attributes.
-                    let inode = UInt64(buffer.littleEndian(UInt32.self, at: offset + 16 + 16))
-                    var attribute = offset + 16 + 28
-                    while attribute + 4 <= offset + length {
-                        let size = Int(buffer.littleEndian(UInt16.self, at: attribute))
-                        guard size >= 4, attribute + size <= offset + length else { break }
-                        // NETLINK_DIAG_FLAGS
-                        if buffer.littleEndian(UInt16.self, at: attribute + 2) == 4, size >= 8 {
-                            flags[inode] = buffer.littleEndian(UInt32.self, at: attribute + 4)
-                        }
-                        attribute += (size + 3) & ~3
-                    }
-                    flags[inode] = flags[inode] ?? 0
-                default: break
-                }
-                offset += (length + 3) & ~3
+        try SockDiag.ask(request, dump: true, what: "netlink sockets") { message in
+            // netlink_diag_msg: family, type, protocol, state, portid, dst_portid, dst_group,
+            // inode, cookie; then attributes.
+            guard message.count >= 28 else { return true }
+            let inode = UInt64(message.le(UInt32.self, at: message.startIndex + 16))
+            // NETLINK_DIAG_FLAGS
+            let shown = SockDiag.attributes(of: message, from: message.startIndex + 28).first { $0.type == 4 }
+            if let payload = shown?.payload, payload.count >= 4 {
+                flags[inode] = payload.le(UInt32.self, at: payload.startIndex)
+            } else {
+                flags[inode] = 0
             }
+            return true
         }
-    }
-}
-
-extension [UInt8] {
-    fileprivate mutating func appendLittleEndian<T: FixedWidthInteger>(_ value: T) {
-        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
-    }
-
-    fileprivate func littleEndian<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
-        var value: T = 0
-        for byte in (0..<MemoryLayout<T>.size).reversed() { value = value << 8 | T(self[offset + byte]) }
-        return value
+        return flags
     }
 }

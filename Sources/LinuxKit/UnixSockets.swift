@@ -42,12 +42,6 @@ public struct UnixSocketDiagnosis: Sendable, Equatable {
 
 /// sock_diag for unix sockets, and the socket calls the unix-socket kind makes on sockets of ours.
 public enum UnixSockets {
-    private static let netlinkSockDiag: Int32 = 4
-    private static let sockDiagByFamily: UInt16 = 20
-    private static let netlinkRequest: UInt16 = 1
-    private static let netlinkDump: UInt16 = 0x300
-    private static let netlinkDone: UInt16 = 3
-    private static let netlinkError: UInt16 = 2
     /// UDIAG_SHOW_NAME | VFS | PEER | ICONS | RQLEN | MEMINFO.
     private static let show: UInt32 = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x20
     private enum Attribute: UInt16 {
@@ -123,52 +117,20 @@ public enum UnixSockets {
     }
 
     private static func diagnose(inode: UInt32?) throws(LinuxError) -> [UInt64: UnixSocketDiagnosis] {
-        let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), netlinkSockDiag)
-        guard fd >= 0 else { throw LinuxError.current("socket(AF_NETLINK, NETLINK_SOCK_DIAG)") }
-        defer { close(fd) }
-        var request = [UInt8]()
-        request.append(le: UInt32(16 + 24))
-        request.append(le: sockDiagByFamily)
-        request.append(le: inode == nil ? netlinkRequest | netlinkDump : netlinkRequest)
-        request.append(le: UInt32(1))
-        request.append(le: UInt32(0))
-        request += [UInt8(AF_UNIX), 0, 0, 0]
-        request.append(le: UInt32.max)  // every state
+        // unix_diag_req: family, protocol, pad, every state, inode, what to show, cookie.
+        var request: [UInt8] = [UInt8(AF_UNIX), 0, 0, 0]
+        request.append(le: UInt32.max)
         request.append(le: inode ?? 0)
         request.append(le: show)
         request.append(le: UInt32.max)
         request.append(le: UInt32.max)
-        _ = try libcResult("send of the sock_diag request") {
-            request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
-        }.get()
         var sockets: [UInt64: UnixSocketDiagnosis] = [:]
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = try libcResult("recv of the sock_diag answer") {
-                buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            }.get()
-            var offset = 0
-            while offset + 16 <= count {
-                let length = Int(buffer.le(UInt32.self, at: offset))
-                let type = buffer.le(UInt16.self, at: offset + 4)
-                guard length >= 16, offset + length <= count else {
-                    throw LinuxError(.ioError, "sock_diag answer with a message of \(length) bytes")
-                }
-                switch type {
-                case netlinkDone: return sockets
-                case netlinkError:
-                    let error = Int32(bitPattern: buffer.le(UInt32.self, at: offset + 16))
-                    throw LinuxError(Errno(rawValue: -error), "sock_diag dump of unix sockets")
-                case sockDiagByFamily:
-                    let socket = parse(buffer[(offset + 16)..<(offset + length)])
-                    if let socket { sockets[socket.inode] = socket }
-                    // One socket asked for: one answer, no NLMSG_DONE.
-                    if inode != nil { return sockets }
-                default: break
-                }
-                offset += (length + 3) & ~3
-            }
+        try SockDiag.ask(request, dump: inode == nil, what: "unix sockets") { message in
+            if let socket = parse(message) { sockets[socket.inode] = socket }
+            // One socket asked for: one answer, no NLMSG_DONE.
+            return inode == nil
         }
+        return sockets
     }
 
     /// A unix_diag_msg and its attributes.
@@ -179,12 +141,8 @@ public enum UnixSockets {
             inode: UInt64(message.le(UInt32.self, at: base + 4)), type: Int32(message[base + 1]),
             state: message[base + 2], name: nil, fileInode: nil, fileDevice: nil, peer: nil, pendingConnections: [],
             receiveQueue: 0, sendQueue: 0, shutdown: 0, receiveBuffer: nil, sendBuffer: nil)
-        var offset = base + 16
-        while offset + 4 <= message.endIndex {
-            let length = Int(message.le(UInt16.self, at: offset))
-            guard length >= 4, offset + length <= message.endIndex else { break }
-            let payload = message[(offset + 4)..<(offset + length)]
-            switch Attribute(rawValue: message.le(UInt16.self, at: offset + 2)) {
+        for (type, payload) in SockDiag.attributes(of: message, from: base + 16) {
+            switch Attribute(rawValue: type) {
             case .name: socket.name = Array(payload)
             case .vfs where payload.count >= 8:
                 socket.fileInode = payload.le(UInt32.self, at: payload.startIndex)
@@ -208,7 +166,6 @@ public enum UnixSockets {
             case .shutdown where payload.count >= 1: socket.shutdown = payload[payload.startIndex]
             default: break
             }
-            offset += (length + 3) & ~3
         }
         return socket
     }
@@ -530,19 +487,5 @@ public enum SocketFiles {
     /// Sets the owner of `name`, not following a link.
     public static func setOwner(in directory: Int32, _ name: String, uid: UInt32, gid: UInt32) throws(LinuxError) {
         _ = try libcResult("chown \(name)") { fchownat(directory, name, uid, gid, AT_SYMLINK_NOFOLLOW) }.get()
-    }
-}
-
-extension [UInt8] {
-    fileprivate mutating func append<T: FixedWidthInteger>(le value: T) {
-        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
-    }
-}
-
-extension Collection where Element == UInt8, Index == Int {
-    fileprivate func le<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
-        var value: T = 0
-        for byte in (0..<MemoryLayout<T>.size).reversed() { value = value << 8 | T(self[offset + byte]) }
-        return value
     }
 }

@@ -437,6 +437,9 @@ final class DumpErrorTests: ScenarioTestCase {
             try checkUnsupported(.unsupportedInet(flag), object: object, mentions: ["an inet socket (socket:["])
         }
         try checkUnsupported(
+            .unsupportedInet("--ipv6-hopopts"), object: "IPV6_HOPOPTS", mentions: ["an inet6 socket (socket:["])
+        try checkUnsupported(.unsupportedInet("--md5"), object: "TCP_MD5SIG", mentions: ["the TCP socket socket:["])
+        try checkUnsupported(
             .unsupportedInet("--outside"), object: "outside the tree holds too", mentions: ["the inet socket socket:["])
     }
 

@@ -135,7 +135,9 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTimerFDs() throws { try runPlain(.timerFDs) }
     func testInetSockets() throws { try runPlain(.inetSockets) }
     func testUnsupportedInet() throws {
-        for flag in ["--established", "--udp-queued", "--udp-connected", "--mark", "--outside"] {
+        for flag in [
+            "--established", "--udp-queued", "--udp-connected", "--mark", "--ipv6-hopopts", "--md5", "--outside",
+        ] {
             try runPlain(.unsupportedInet(flag))
         }
     }

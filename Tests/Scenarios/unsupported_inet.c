@@ -5,6 +5,9 @@
  *   --udp-connected a UDP socket connected to a port nothing takes datagrams on, the ICMP error
  *                   its datagram brought back pending (ECONNREFUSED)
  *   --mark          a TCP socket with SO_MARK set (which the restore does not set again)
+ *   --ipv6-hopopts  an IPv6 UDP socket with a sticky hop-by-hop options header (IPV6_HOPOPTS)
+ *   --md5           a TCP listener with an MD5 signature key for loopback (TCP_MD5SIG): a client
+ *                   with the key connects, one without cannot
  *   --outside       a bound UDP socket a process outside the tree holds too (a grandchild,
  *                   orphaned at once, which exits when this process is gone)
  * `amber dump` must refuse it, naming the process, the socket and why, and leave it as it was:
@@ -14,6 +17,7 @@
 #include "scenario.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -36,6 +40,37 @@ static int readable(int fd)
     struct pollfd entry = {fd, POLLIN, 0};
     return poll(&entry, 1, 5000) == 1;
 }
+
+/* Gives `fd` the MD5 signature key of --md5 for segments to and from loopback. */
+static int sign_for_loopback(int fd)
+{
+    struct tcp_md5sig signature = {0};
+    struct sockaddr_in *peer = (struct sockaddr_in *)&signature.tcpm_addr;
+    peer->sin_family = AF_INET;
+    peer->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    signature.tcpm_keylen = 9;
+    memcpy(signature.tcpm_key, "amber-md5", 9);
+    return setsockopt(fd, IPPROTO_TCP, TCP_MD5SIG, &signature, sizeof signature);
+}
+
+/* Whether a client, signing or not, connects to the listener at `address` within 300 ms. */
+static int connects(const struct sockaddr_in *address, int signing)
+{
+    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (client < 0 || (signing && sign_for_loopback(client) != 0))
+        sc_die("client");
+    int error = 0;
+    socklen_t size = sizeof error;
+    struct pollfd entry = {client, POLLOUT, 0};
+    int connected = (connect(client, (const struct sockaddr *)address, sizeof *address) == 0 || errno == EINPROGRESS) &&
+                    poll(&entry, 1, 300) == 1 && getsockopt(client, SOL_SOCKET, SO_ERROR, &error, &size) == 0 &&
+                    error == 0;
+    close(client);
+    return connected;
+}
+
+/* A hop-by-hop options header of 8 bytes: no next header yet, length 0, a PadN option of 4. */
+static const unsigned char hop_by_hop[8] = {0, 0, 1, 4, 0, 0, 0, 0};
 
 int main(int argc, char **argv)
 {
@@ -72,6 +107,14 @@ int main(int argc, char **argv)
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
             sc_die("SO_MARK");
+    } else if (sc_has_flag("--ipv6-hopopts")) {
+        fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || setsockopt(fd, IPPROTO_IPV6, IPV6_HOPOPTS, hop_by_hop, sizeof hop_by_hop) != 0)
+            sc_die("IPV6_HOPOPTS");
+    } else if (sc_has_flag("--md5")) {
+        fd = bound_socket(SOCK_STREAM, &address);
+        if (listen(fd, 4) != 0 || sign_for_loopback(fd) != 0)
+            sc_die("TCP_MD5SIG");
     } else if (sc_has_flag("--outside")) {
         fd = bound_socket(SOCK_DGRAM, &address);
         pid_t parent = getpid();
@@ -111,6 +154,15 @@ int main(int argc, char **argv)
         sc_check(sendto(sender, "to the shared socket", 20, 0, (struct sockaddr *)&address, sizeof address) == 20 &&
                      readable(fd) && recv(fd, buf, sizeof buf, 0) == 20,
                  "the shared UDP socket no longer receives");
+    } else if (sc_has_flag("--md5")) {
+        sc_check(connects(&address, 1), "a client with the listener's MD5 key does not connect");
+        sc_check(!connects(&address, 0), "a client without the MD5 key connects: the listener lost its key");
+    } else if (sc_has_flag("--ipv6-hopopts")) {
+        unsigned char header[sizeof hop_by_hop] = {0};
+        socklen_t size = sizeof header;
+        sc_check(getsockopt(fd, IPPROTO_IPV6, IPV6_HOPOPTS, header, &size) == 0 && size == sizeof hop_by_hop &&
+                     memcmp(header, hop_by_hop, size) == 0,
+                 "the hop-by-hop options header changed");
     } else {
         int mark = 0;
         socklen_t size = sizeof mark;

@@ -139,6 +139,11 @@ struct InetSocketKind: OpenFileKind {
         .init(ImageFormat.ipLevel, 32, "IP_MULTICAST_IF"), .init(ImageFormat.ipLevel, 50, "IP_UNICAST_IF"),
         .init(ImageFormat.ipv6Level, 17, "IPV6_MULTICAST_IF"), .init(ImageFormat.ipv6Level, 75, "IPV6_TRANSPARENT"),
         .init(ImageFormat.ipv6Level, 76, "IPV6_UNICAST_IF"),
+        // Sticky extension headers: getsockopt gives as much of one as fits, nothing when unset.
+        .init(ImageFormat.ipv6Level, 54, "IPV6_HOPOPTS", size: 8),
+        .init(ImageFormat.ipv6Level, 55, "IPV6_RTHDRDSTOPTS", size: 8),
+        .init(ImageFormat.ipv6Level, 57, "IPV6_RTHDR", size: 8),
+        .init(ImageFormat.ipv6Level, 59, "IPV6_DSTOPTS", size: 8),
         .init(ImageFormat.tcpLevel, 13, "TCP_CONGESTION", size: 16), .init(ImageFormat.tcpLevel, 19, "TCP_REPAIR"),
         .init(ImageFormat.tcpLevel, 31, "TCP_ULP", size: 16), .init(ImageFormat.udpLevel, 100, "UDP_ENCAP"),
     ]
@@ -295,13 +300,16 @@ extension InetSocketKind {
     /// descriptions apart.
     static func check(tree processes: [CheckedProcess]) throws {
         var held: [String: [(process: CheckedProcess, fd: Int32)]] = [:]
+        var inOrder: [(process: CheckedProcess, fd: Int32, link: String)] = []
         for process in processes {
             for probe in try process.probes() where probe.link.hasPrefix("socket:") {
                 guard let family = try? probe.socketFamily(), family == AF_INET || family == AF_INET6 else { continue }
                 held[probe.link, default: []].append((process, probe.fd))
+                inOrder.append((process, probe.fd, probe.link))
             }
         }
-        guard !held.isEmpty else { return }
+        guard let root = processes.first, !held.isEmpty else { return }
+        try checkSignatureKeys(inOrder, root: root)
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
             for (process, treeFD) in held[link] ?? []
             where (try? openFileOrder(pid1: process.pid, fd1: treeFD, pid2: pid, fd2: fd)) == 0 {
@@ -310,6 +318,25 @@ extension InetSocketKind {
                     "has fd \(treeFD) on the inet socket \(link), which process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): it is restored only when no process outside the tree shares it",
                     tree: process.tree)
             }
+        }
+    }
+
+    /// Refuses a TCP socket with MD5 signature keys (TCP_MD5SIG): no getsockopt reads them and
+    /// the restore would set none, so the restored socket would sign nothing and drop its
+    /// peer's signed segments. Only inet_diag shows them, and only to CAP_NET_ADMIN over the
+    /// tree's network namespace: a dump without it (a user's of its own tree) cannot see them.
+    private static func checkSignatureKeys(
+        _ held: [(process: CheckedProcess, fd: Int32, link: String)], root: CheckedProcess
+    ) throws {
+        let diagnoses = try NetworkNamespace.of(pid: root.pid).inside {
+            try TcpDiagnosis.all(family: AF_INET).merging(TcpDiagnosis.all(family: AF_INET6)) { first, _ in first }
+        }
+        for (process, fd, link) in held {
+            guard let inode = UnixSocketKind.socketInode(link), diagnoses[inode]?.hasMD5Keys == true else { continue }
+            throw AmberError.unsupported(
+                process.name,
+                "has fd \(fd) on the TCP socket \(link), which has TCP MD5 signature keys (TCP_MD5SIG): they are not restored, and a restored socket would sign nothing",
+                tree: process.tree)
         }
     }
 
