@@ -76,7 +76,7 @@ struct SwrkServer {
     func serve() -> Int32 {
         var logger = GlobalOptions.makeLogger(verbosity: verbosity)
         var failed = false
-        let preread = (try? socket.peerPID()).map(SwrkImagePreread.start(peer:))
+        let preread = (try? socket.peerPID()).flatMap { SwrkImagePreread.start(peer: $0, unlessRequestOn: socket.fd) }
         while true {
             let packet: [UInt8]
             do {

@@ -25,35 +25,44 @@ final class SwrkImagePreread: @unchecked Sendable {
         let identity: Identity
     }
 
+    private let scanned = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
-    // Written by the reading thread before it signals `finished`; read only after waiting for it.
+    // Each written by the reading thread before it signals `scanned` or `finished`; read only
+    // after waiting for that.
     private var directory: Directory?
     private var checked: Restore.CheckedImage?
 
-    /// Starts looking among the descriptors of `peer` (the runtime) for an image directory.
-    static func start(peer: Int32) -> SwrkImagePreread {
+    /// Starts looking among the descriptors of `peer` (the runtime) for an image directory,
+    /// unless a request comes on `socket` within a millisecond: runc sends its VERSION and DUMP
+    /// requests as soon as the process runs, and a RESTORE only after the cgroups.
+    static func start(peer: Int32, unlessRequestOn socket: Int32) -> SwrkImagePreread? {
+        var ready = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        guard poll(&ready, 1, 1) == 0 else { return nil }
         let preread = SwrkImagePreread()
         DispatchQueue.global().async { preread.read(peer: peer) }
         return preread
     }
 
     /// The image read in advance, if it was read from the directory at `path` whose device and
-    /// inode `images` has; waits until the read is over.
+    /// inode `images` has; waits until that read is over (not for a read of another directory).
     func take(path: String, images: Int32) -> Restore.CheckedImage? {
-        finished.wait()
+        scanned.wait()
+        scanned.signal()
         guard let directory, let named = Self.identity(of: images), directory == Directory(path: path, identity: named)
         else { return nil }
+        finished.wait()
         return checked
     }
 
     private func read(peer: Int32) {
         defer { finished.signal() }
-        guard let found = Self.imageDirectory(amongDescriptorsOf: peer) else { return }
+        directory = Self.imageDirectory(amongDescriptorsOf: peer)
+        scanned.signal()
+        guard let found = directory else { return }
         // The path leads to the directory found before and after the read, or the read is not used.
         guard Self.identity(atPath: found.path) == found.identity else { return }
         let read = try? Restore.CheckedImage.readInAdvance(directory: found.path)
         guard Self.identity(atPath: found.path) == found.identity else { return }
-        directory = found
         checked = read
     }
 
