@@ -5,6 +5,59 @@ import Logging
 
 /// Brings a process tree back from an image directory.
 public enum Restore {
+    /// An image read and checked as `run` reads it, with this host's key. `amber swrk` reads
+    /// the image a runtime is about to name while the runtime still sets up the restorer
+    /// (`SwrkImagePreread`); reading changes nothing, so a read nobody takes is dropped.
+    public struct CheckedImage: Sendable {
+        /// The directory it was read from, as given.
+        public let directory: String
+        public let image: ImageReader
+        /// Every task record, the root's first, checked against one another.
+        public let tasks: [Amber_Task]
+        /// Read in advance: the new network namespace made for the tree, with no veth
+        /// (`NetworkNamespaceState.makeInAdvance`); nil when it has none or it could not be made.
+        let network: NetworkNamespace?
+
+        /// `read`, and the tree's new network namespace made with no veth: what a restore with
+        /// nothing but `directory` given would do first. Nothing outside the new namespace is
+        /// changed.
+        public static func readInAdvance(directory: String) throws(AmberError) -> CheckedImage {
+            let checked = try read(directory: directory)
+            return CheckedImage(
+                directory: directory, image: checked.image, tasks: checked.tasks,
+                network: try? NetworkNamespaceState.makeInAdvance(for: checked.tasks[0]))
+        }
+
+        /// Reads the image in `directory` (or from `pageServer`), checks every file and record
+        /// of it, and that this host can run it.
+        public static func read(
+            directory: String, lazyPages: Bool = false, encryptionKey: ImageEncryptionKey? = nil,
+            pageServer: String? = nil
+        ) throws(AmberError) -> CheckedImage {
+            let key = try HostImageKey.forCheck()
+            do {
+                let image: ImageReader
+                if let pageServer {
+                    image = try ImageReader(
+                        pageServer: try PostCopy.connect(to: pageServer), address: pageServer, key: key,
+                        checkPages: !lazyPages, encryptionKey: encryptionKey)
+                } else {
+                    image = try ImageReader(
+                        directory: directory, key: key, checkPages: !lazyPages, encryptionKey: encryptionKey,
+                        keepDecodedPages: true)
+                }
+                try checkHost(image.inventory)
+                return CheckedImage(directory: directory, image: image, tasks: try image.tasks(), network: nil)
+            } catch let error as ImageError {
+                throw AmberError(.badImage, error.description)
+            } catch let error as AmberError {
+                throw error
+            } catch {
+                throw AmberError(.badImage, "\(error)")
+            }
+        }
+    }
+
     /// The restored tree, running: the caller is the parent of `childPID` and reaps it.
     public struct Restored: Sendable {
         /// The root's PID here (in a new PID namespace, its PID inside is the old one).
@@ -37,40 +90,34 @@ public enum Restore {
     /// (`PostCopy`): post-copy migration, with `lazyPages`. `cgroups` says which cgroups the
     /// tree is put into and made (`CgroupRestore`). With `sibling` the root is made the child
     /// of our parent instead (CRIU's --restore-sibling: a container runtime that started the
-    /// restorer waits for the root as its own child); not with `newPIDNamespace`.
+    /// restorer waits for the root as its own child); not with `newPIDNamespace`. `checkedImage`,
+    /// the image in `directory` read and checked already (`CheckedImage.read`, nothing else
+    /// given), is not read again.
     public static func run(
         directory: String, newPIDNamespace: Bool = false, trustImage: Bool = false,
         inheritedFiles: [InheritedFile] = [], shellJob: Bool = false, joinNetwork: String? = nil,
         externalVeths: [ExternalVeth] = [], lazyPages: Bool = false, encryptionKey: ImageEncryptionKey? = nil,
         logger: Logger, mounts: MountNamespaceRestore = MountNamespaceRestore(),
         joinNamespaces: [String: String] = [:], pageServer: String? = nil,
-        cgroups cgroupOptions: CgroupRestoreOptions = CgroupRestoreOptions(), sibling: Bool = false
+        cgroups cgroupOptions: CgroupRestoreOptions = CgroupRestoreOptions(), sibling: Bool = false,
+        checkedImage: CheckedImage? = nil
     ) throws(AmberError) -> Restored {
         let started = ContinuousClock.now
-        let key = try HostImageKey.forCheck()
-        let image: ImageReader
-        let tasks: [Amber_Task]
-        do {
-            if let pageServer {
-                image = try ImageReader(
-                    pageServer: try PostCopy.connect(to: pageServer), address: pageServer, key: key,
-                    checkPages: !lazyPages, encryptionKey: encryptionKey)
-            } else {
-                image = try ImageReader(
-                    directory: directory, key: key, checkPages: !lazyPages, encryptionKey: encryptionKey,
-                    keepDecodedPages: true)
-            }
-            try checkHost(image.inventory)
-            tasks = try image.tasks()
-            try FaultPoints.reached(restore: FaultPoints.read)
-        } catch let error as ImageError {
-            throw AmberError(.badImage, error.description)
-        } catch let error as AmberError {
-            throw error
-        } catch {
-            throw AmberError(.badImage, "\(error)")
+        // An image read in advance stands for the one in `directory` only as read the way this restore reads it.
+        let readInAdvance = checkedImage.flatMap {
+            $0.directory == directory && pageServer == nil && !lazyPages && encryptionKey == nil ? $0 : nil
         }
-        logger.trace("image read and checked: \(tasks.count) processes")
+        let checked: CheckedImage
+        if let readInAdvance {
+            checked = readInAdvance
+        } else {
+            checked = try CheckedImage.read(
+                directory: directory, lazyPages: lazyPages, encryptionKey: encryptionKey, pageServer: pageServer)
+        }
+        let image = checked.image
+        let tasks = checked.tasks
+        try FaultPoints.reached(restore: FaultPoints.read)
+        logger.trace("image read and checked\(readInAdvance == nil ? "" : " in advance"): \(tasks.count) processes")
         if !lazyPages {
             MemoryProgress.expect(
                 tasks.reduce(0) { total, task in
@@ -113,7 +160,7 @@ public enum Restore {
         // The tree's processes and the sockets made for them are in the restoring thread's
         // network namespace: it enters the tree's until the tree runs.
         let ownNetwork = try NetworkNamespaceState.enter(
-            for: tasks[0], joining: joinNetwork, veths: externalVeths)
+            for: tasks[0], joining: joinNetwork, veths: externalVeths, madeInAdvance: readInAdvance?.network)
         defer { ownNetwork?.enterOrAbort() }
         let cgroups = try CgroupRestore(
             tasks: tasks, options: cgroupOptions, imageTrusted: imageTrusted, logger: logger)

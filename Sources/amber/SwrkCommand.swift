@@ -76,6 +76,7 @@ struct SwrkServer {
     func serve() -> Int32 {
         var logger = GlobalOptions.makeLogger(verbosity: verbosity)
         var failed = false
+        let preread = (try? socket.peerPID()).flatMap { SwrkImagePreread.start(peer: $0, unlessRequestOn: socket.fd) }
         while true {
             let packet: [UInt8]
             do {
@@ -126,7 +127,8 @@ struct SwrkServer {
             case .dump, .preDump, .restore:
                 let options = request.options
                 do {
-                    let session = try SwrkSession(socket: socket, options: options)
+                    let session = try SwrkSession(
+                        socket: socket, options: options, preread: request.kind == .restore ? preread : nil)
                     logger = session.logger
                     var response = try session.run(request.kind, type: request.type)
                     response.type = request.type

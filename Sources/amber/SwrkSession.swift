@@ -12,8 +12,11 @@ struct SwrkSession {
     let options: SwrkOptions
     let imagesPath: String
     let logger: Logger
+    /// For a RESTORE: the image in `imagesPath`, if it was read while the runtime got ready to ask.
+    let checkedImage: Restore.CheckedImage?
 
-    init(socket: PacketSocket, options: SwrkOptions) throws(SwrkServer.Failure) {
+    /// `preread`: the image read in advance, for a RESTORE.
+    init(socket: PacketSocket, options: SwrkOptions, preread: SwrkImagePreread? = nil) throws(SwrkServer.Failure) {
         self.socket = socket
         self.options = options
         let peer = try Self.peer(of: socket)
@@ -21,6 +24,7 @@ struct SwrkSession {
         defer { close(images) }
         // The image directory by its path: the writer and reader follow no symbolic link, /proc's included.
         imagesPath = try Self.path(of: images)
+        checkedImage = preread?.take(path: imagesPath, images: images)
         try Self.redirectLog(options, peer: peer, images: images)
         // CRIU's levels: 0 and 1 errors, 2 warnings, 3 information, 4 debugging.
         logger = GlobalOptions.makeLogger(verbosity: options.logLevel >= 4 ? 2 : options.logLevel == 3 ? 1 : 0)
@@ -150,7 +154,7 @@ struct SwrkSession {
                 mounts: MountNamespaceRestore(root: options.root, externals: mounts, ignoresUnknownKeys: true),
                 cgroups: CgroupRestoreOptions(
                     mode: CgroupMode(rawValue: options.cgroupMode) ?? .soft, roots: options.cgroupRoots),
-                sibling: options.restoreSibling)
+                sibling: options.restoreSibling, checkedImage: checkedImage)
         } catch {
             throw SwrkServer.Failure(message: error.message)
         }

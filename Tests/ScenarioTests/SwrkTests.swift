@@ -139,6 +139,54 @@ final class SwrkTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after DUMP and RESTORE through amber swrk")
     }
 
+    /// A RESTORE sent after a pause, as runc sends it once it has moved swrk into the container's
+    /// cgroups: swrk has read the image in advance from the one image directory the runtime
+    /// holds open, and the restore takes that read. With a second directory that looks like an
+    /// image's open beside it, nothing is read in advance and the restore reads the image itself.
+    func testRestoreTakesTheImageReadInAdvance() throws {
+        let p = try start(.counter)
+        let decoy = try newDirectory("swrk-decoy")
+        FileManager.default.createFile(atPath: decoy + "/inventory.pb", contents: Data())
+        for (round, withDecoy) in [(1, true), (2, false)] {
+            let image = try newDirectory("swrk-advance-\(round)")
+            let imagesFD = open(image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            XCTAssertGreaterThanOrEqual(imagesFD, 0)
+            defer { close(imagesFD) }
+            let dumping = try SwrkClient(self, log: try directory() + "/swrk-dump-\(round).out")
+            let dumped = try dumping.call(
+                request(.dump) {
+                    $0.imagesDirFd = imagesFD
+                    $0.pid = p.pid
+                    $0.logFile = "dump.log"
+                }, reaping: p)
+            XCTAssertTrue(dumped.success, "DUMP failed: \(dumped.crErrmsg)")
+            XCTAssertEqual(dumping.finish(), .exited(0))
+            XCTAssertNotNil(p.exitStatus, "the dumped counter still runs")
+
+            let decoyFD = withDecoy ? open(decoy, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1
+            defer { if decoyFD >= 0 { close(decoyFD) } }
+            let restoring = try SwrkClient(self, log: try directory() + "/swrk-restore-\(round).out")
+            usleep(200_000)
+            let restored = try restoring.call(
+                request(.restore) {
+                    $0.imagesDirFd = imagesFD
+                    $0.logFile = "restore.log"
+                    $0.logLevel = 4
+                    $0.notifyScripts = true
+                })
+            XCTAssertTrue(restored.success, "RESTORE failed: \(restored.crErrmsg)")
+            XCTAssertEqual(restoring.finish(), .exited(0))
+            let log = Sys.readText(image + "/restore.log") ?? ""
+            XCTAssertEqual(log.contains("image read and checked in advance"), !withDecoy, "round \(round): \(log)")
+            XCTAssertTrue(log.contains("image read and checked"), log)
+            p.exitStatus = nil
+            p.gone = false
+            track(p.pid)
+            assertRunningUntraced(p.pid, "after RESTORE \(round)")
+        }
+        try terminateAndExpectPass(p, "after two DUMPs and RESTOREs through amber swrk, one read in advance")
+    }
+
     /// PRE_DUMP, then a DUMP referring to it (parent_img, as runc's --parent-path gives it),
     /// each by its own swrk; the incremental image restores, and the counter counts on.
     func testPreDumpThenDump() throws {

@@ -40,9 +40,10 @@ enum NetworkNamespaceState {
     /// in a namespace other than the dumper's, a new one made as the image says, its veth ends'
     /// other ends made as `veths` say. Returns the thread's own namespace, to go back into once
     /// the tree runs; nil when it stays there.
-    static func enter(for root: Amber_Task, joining path: String?, veths: [ExternalVeth]) throws(AmberError)
-        -> NetworkNamespace?
-    {
+    /// `madeInAdvance` (`makeInAdvance`) takes the place of the new one when no veth is asked for.
+    static func enter(
+        for root: Amber_Task, joining path: String?, veths: [ExternalVeth], madeInAdvance: NetworkNamespace? = nil
+    ) throws(AmberError) -> NetworkNamespace? {
         let own: NetworkNamespace
         do {
             own = try NetworkNamespace.ofThisThread()
@@ -71,6 +72,14 @@ enum NetworkNamespaceState {
             }
             return nil
         }
+        if let madeInAdvance, veths.isEmpty {
+            do throws(LinuxError) {
+                try madeInAdvance.enter()
+                return own
+            } catch {
+                // Made the usual way below, which says what fails.
+            }
+        }
         do throws(LinuxError) {
             try NetworkNamespace.enterNew()
         } catch {
@@ -85,6 +94,28 @@ enum NetworkNamespaceState {
             throw error
         }
         return own
+    }
+
+    /// The new namespace `enter` makes for the tree of `root` with no veth, made ahead of the
+    /// restore by a thread that goes back into its own right after; nil when the tree is in
+    /// the dumper's namespace. Nothing outside the new namespace is changed, so one the restore
+    /// does not take is simply closed.
+    static func makeInAdvance(for root: Amber_Task) throws(AmberError) -> NetworkNamespace? {
+        guard root.hasNetworkNamespace else { return nil }
+        let own: NetworkNamespace
+        do throws(LinuxError) {
+            own = try NetworkNamespace.ofThisThread()
+            try NetworkNamespace.enterNew()
+        } catch {
+            throw AmberError(.failure, "cannot make a new network namespace for the image's tree: \(error)")
+        }
+        defer { own.enterOrAbort() }
+        try NetworkConfiguration.make(root.networkNamespace, veths: [], own: own)
+        do throws(LinuxError) {
+            return try NetworkNamespace.ofThisThread()
+        } catch {
+            throw AmberError(.failure, "cannot open the new network namespace for the image's tree: \(error)")
+        }
     }
 }
 
