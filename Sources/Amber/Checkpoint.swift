@@ -362,7 +362,7 @@ enum Preflight {
         var attempt = 1
         while true {
             do {
-                return try check(pids, root: root, externalFiles: externalFiles, shellJob: shellJob) {
+                return try check(pids, root: root, externalFiles: externalFiles, shellJob: shellJob, frozen: false) {
                     pid throws(LinuxError) in
                     guard let status = try? ProcFS.status(pid: pid) else { return nil }
                     return (
@@ -384,7 +384,8 @@ enum Preflight {
     {
         let byPID = Dictionary(
             processes.map { ($0.pid, ($0.name, $0.snapshot)) }, uniquingKeysWith: { first, _ in first })
-        try check(processes.map(\.pid), root: root, externalFiles: externalFiles, shellJob: shellJob) { pid in
+        try check(processes.map(\.pid), root: root, externalFiles: externalFiles, shellJob: shellJob, frozen: true) {
+            pid in
             byPID[pid].map { ($0.0, $0.1.status, $0.1.maps, $0.1.descriptors) }
         }
     }
@@ -393,11 +394,11 @@ enum Preflight {
     /// tree order is the one thrown, as if they had been checked one by one, then the refusals
     /// across processes. `read` gives a process's name, status and areas, nil when it is gone.
     private static func check(
-        _ pids: [Int32], root: Int32, externalFiles: Set<String>, shellJob: Bool,
+        _ pids: [Int32], root: Int32, externalFiles: Set<String>, shellJob: Bool, frozen: Bool,
         read: @Sendable (Int32) throws(LinuxError) -> (ProcessName, ProcessStatus, [MemoryMapping], ProcessDescriptors)?
     ) throws {
         let tree = ProcessName(pid: root)
-        let outside = OutsideScan(tree: Set(pids))
+        let outside = OutsideScan(tree: Set(pids), frozen: frozen)
         let results = pids.concurrentMap { pid in
             Result { () throws -> CheckedProcess? in
                 guard let (name, status, maps, descriptors) = try read(pid) else { return nil }

@@ -17,8 +17,9 @@ public final class PtraceWitness: @unchecked Sendable {
     public init(program: Int32, pidNamespace: (theirs: Int32, ours: Int32)?, uid: UInt32, gid: UInt32)
         throws(LinuxError)
     {
-        let witness = amber_spawn_ptrace_witness(
-            program, pidNamespace?.theirs ?? -1, pidNamespace?.ours ?? -1, uid, gid)
+        let witness = ChildStarts.exclusive {
+            amber_spawn_ptrace_witness(program, pidNamespace?.theirs ?? -1, pidNamespace?.ours ?? -1, uid, gid)
+        }
         guard witness > 0 else {
             throw LinuxError(
                 Errno(rawValue: Int32(-witness)), "start a process of user \(uid) and group \(gid) as a ptrace witness")

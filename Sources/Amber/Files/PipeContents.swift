@@ -105,31 +105,42 @@ enum OutsideDescriptors {
 /// freeze, then on the frozen tree) for every kind that looks for its objects outside.
 final class OutsideScan: @unchecked Sendable {
     private let tree: Set<Int32>
+    /// The tree is frozen: `TreeState.freeze` seized every child of its processes until none
+    /// appeared, so no process outside descends from it, and no parent is read (one that did
+    /// would be scanned, and refused for the tree's files it holds, not passed over).
+    private let frozen: Bool
     private let lock = Mutex(())
     private var read: [(pid: Int32, fd: Int32, link: String)]?
 
-    init(tree: Set<Int32>) {
+    init(tree: Set<Int32>, frozen: Bool = false) {
         self.tree = tree
+        self.frozen = frozen
     }
 
-    /// Each descriptor's process, number and /proc link, skipping amber and the descendants of
-    /// the tree: a child forked since the tree was walked is of the tree (the freeze walks it
-    /// again), not a process outside it holding the tree's files.
+    /// Each descriptor's process, number and /proc link, skipping amber and, before the freeze,
+    /// the descendants of the tree: a child forked since the tree was walked is of the tree (the
+    /// freeze walks it again), not a process outside it holding the tree's files.
     func descriptors() throws -> [(pid: Int32, fd: Int32, link: String)] {
         try lock.withLock { _ in
             if let read { return read }
-            let scanned = try Self.scan(outside: tree)
+            let scanned = try Self.scan(outside: tree, frozen: frozen)
             read = scanned
             return scanned
         }
     }
 
-    private static func scan(outside tree: Set<Int32>) throws -> [(pid: Int32, fd: Int32, link: String)] {
+    private static func scan(outside tree: Set<Int32>, frozen: Bool) throws -> [(pid: Int32, fd: Int32, link: String)] {
         let all = try ProcFS.processIDs()
+        let amber = getpid()
         var parents: [Int32: Int32] = [:]
-        for pid in all where !tree.contains(pid) {
-            if let ppid = try? ProcFS.parentPID(pid: pid) { parents[pid] = ppid }
+        if !frozen {
+            for pid in all where !tree.contains(pid) {
+                if let ppid = try? ProcFS.parentPID(pid: pid) { parents[pid] = ppid }
+            }
         }
+        // Read after the list of processes: each child of amber's on that list is on this one.
+        let amberChildren =
+            frozen ? Set((try? ProcFS.children(pid: amber)) ?? []) : Set(parents.filter { $0.value == amber }.keys)
         func descendsFromTree(_ pid: Int32) -> Bool {
             var current = pid
             for _ in 0..<all.count {
@@ -140,8 +151,15 @@ final class OutsideScan: @unchecked Sendable {
             return false
         }
         var descriptors: [(pid: Int32, fd: Int32, link: String)] = []
-        for pid in all where !tree.contains(pid) && pid != getpid() && !descendsFromTree(pid) {
-            for (fd, link) in (try? ProcFS.fileDescriptorLinks(pid: pid)) ?? [] {
+        for pid in all where !tree.contains(pid) && pid != amber && !descendsFromTree(pid) {
+            // A child of amber's being started (a ptrace witness, `ip` or `nft` for the network
+            // configuration read in the background) holds amber's copies of the tree's
+            // descriptors for a moment.
+            let links =
+                amberChildren.contains(pid)
+                ? ChildStarts.exclusive { try? ProcFS.fileDescriptorLinks(pid: pid) }
+                : try? ProcFS.fileDescriptorLinks(pid: pid)
+            for (fd, link) in links ?? [] {
                 descriptors.append((pid, fd, link))
             }
         }

@@ -632,7 +632,7 @@ enum NetworkConfiguration {
         var argv: [UnsafeMutablePointer<CChar>?] = ([tool] + arguments).map { strdup($0) } + [nil]
         defer { for argument in argv { free(argument) } }
         var child: pid_t = 0
-        let spawned = posix_spawn(&child, tool, &actions, nil, &argv, [nil])
+        let spawned = ChildStarts.exclusive { posix_spawn(&child, tool, &actions, nil, &argv, [nil]) }
         close(output[1])
         defer { close(output[0]) }
         guard spawned == 0 else {
