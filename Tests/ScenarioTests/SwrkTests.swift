@@ -85,6 +85,18 @@ final class SwrkTests: ScenarioTestCase {
         return request
     }
 
+    /// DUMP of `p` through an `amber swrk` of its own (its output in `log`), which must answer
+    /// success and exit 0.
+    private func dumpThroughSwrk(
+        _ p: ScenarioProcess, log: String, file: StaticString = #filePath, line: UInt = #line,
+        _ configure: (inout Swrk_Options) -> Void
+    ) throws {
+        let dumping = try SwrkClient(self, log: try directory() + "/" + log)
+        let dumped = try dumping.call(request(.dump, configure), reaping: p)
+        XCTAssertTrue(dumped.success, "DUMP failed: \(dumped.crErrmsg)", file: file, line: line)
+        XCTAssertEqual(dumping.finish(), .exited(0), file: file, line: line)
+    }
+
     /// VERSION, DUMP of a counter into a directory the runtime already wrote into (its
     /// descriptor passed as runc passes it), then RESTORE: the counter counts on, and the
     /// notifications came in CRIU's order.
@@ -152,15 +164,11 @@ final class SwrkTests: ScenarioTestCase {
             let imagesFD = open(image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             XCTAssertGreaterThanOrEqual(imagesFD, 0)
             defer { close(imagesFD) }
-            let dumping = try SwrkClient(self, log: try directory() + "/swrk-dump-\(round).out")
-            let dumped = try dumping.call(
-                request(.dump) {
-                    $0.imagesDirFd = imagesFD
-                    $0.pid = p.pid
-                    $0.logFile = "dump.log"
-                }, reaping: p)
-            XCTAssertTrue(dumped.success, "DUMP failed: \(dumped.crErrmsg)")
-            XCTAssertEqual(dumping.finish(), .exited(0))
+            try dumpThroughSwrk(p, log: "swrk-dump-\(round).out") {
+                $0.imagesDirFd = imagesFD
+                $0.pid = p.pid
+                $0.logFile = "dump.log"
+            }
             XCTAssertNotNil(p.exitStatus, "the dumped counter still runs")
 
             let decoyFD = withDecoy ? open(decoy, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1
@@ -211,17 +219,13 @@ final class SwrkTests: ScenarioTestCase {
         XCTAssertEqual(preDumped.type, .preDump)
         XCTAssertEqual(preDumping.finish(), .exited(0))
 
-        let dumping = try SwrkClient(self, log: try directory() + "/swrk-final.out")
-        let dumped = try dumping.call(
-            request(.dump) {
-                $0.imagesDirFd = final
-                $0.pid = p.pid
-                $0.parentImg = "../pre"
-                $0.trackMem = true
-                $0.logFile = "dump.log"
-            }, reaping: p)
-        XCTAssertTrue(dumped.success, "DUMP failed: \(dumped.crErrmsg)")
-        XCTAssertEqual(dumping.finish(), .exited(0))
+        try dumpThroughSwrk(p, log: "swrk-final.out") {
+            $0.imagesDirFd = final
+            $0.pid = p.pid
+            $0.parentImg = "../pre"
+            $0.trackMem = true
+            $0.logFile = "dump.log"
+        }
         XCTAssertNotNil(p.exitStatus, "the dumped counter still runs")
 
         let restoring = try SwrkClient(self, log: try directory() + "/swrk-restore.out")
@@ -250,17 +254,13 @@ final class SwrkTests: ScenarioTestCase {
             mount.val = value
             return mount
         }
-        let dumping = try SwrkClient(self, log: try directory() + "/swrk-dump.out")
-        let dumped = try dumping.call(
-            request(.dump) {
-                $0.imagesDirFd = imagesFD
-                $0.pid = p.pid
-                $0.logFile = "dump.log"
-                $0.logLevel = 4
-                $0.extMnt = [mount(p.directory, "scenario-dir"), mount("/dev/null", "/dev/null")]
-            }, reaping: p)
-        XCTAssertTrue(dumped.success, "DUMP failed: \(dumped.crErrmsg)")
-        XCTAssertEqual(dumping.finish(), .exited(0))
+        try dumpThroughSwrk(p, log: "swrk-dump.out") {
+            $0.imagesDirFd = imagesFD
+            $0.pid = p.pid
+            $0.logFile = "dump.log"
+            $0.logLevel = 4
+            $0.extMnt = [mount(p.directory, "scenario-dir"), mount("/dev/null", "/dev/null")]
+        }
         XCTAssertTrue(
             Sys.readText(image + "/dump.log")?.contains("ext_mnt mnt[/dev/null]:/dev/null: no such mount") == true)
 
