@@ -88,7 +88,7 @@ public enum MemoryTracker {
         var argv = words.map { strdup($0) } + [nil]
         defer { for argument in argv { free(argument) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, binary, &actions, &attributes, &argv, environ)
+        let result = ChildStarts.exclusive { posix_spawn(&pid, binary, &actions, &attributes, &argv, environ) }
         close(ends[1])
         guard result == 0 else {
             throw AmberError(.failure, "cannot start the memory tracker: \(String(cString: strerror(result)))")
