@@ -299,19 +299,18 @@ extension InetSocketKind {
     /// or datagrams. Looks outside the tree only when the tree holds one; kcmp tells the
     /// descriptions apart.
     static func check(tree processes: [CheckedProcess]) throws {
-        var held: [String: [(process: CheckedProcess, fd: Int32)]] = [:]
         var inOrder: [(process: CheckedProcess, fd: Int32, link: String)] = []
         for process in processes {
             for probe in try process.probes() where probe.link.hasPrefix("socket:") {
                 guard let family = try? probe.socketFamily(), family == AF_INET || family == AF_INET6 else { continue }
-                held[probe.link, default: []].append((process, probe.fd))
                 inOrder.append((process, probe.fd, probe.link))
             }
         }
-        guard let root = processes.first, !held.isEmpty else { return }
+        guard let root = processes.first, !inOrder.isEmpty else { return }
         try checkSignatureKeys(inOrder, root: root)
+        let held = Dictionary(grouping: inOrder, by: \.link)
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
-            for (process, treeFD) in held[link] ?? []
+            for (process, treeFD, _) in held[link] ?? []
             where (try? openFileOrder(pid1: process.pid, fd1: treeFD, pid2: pid, fd2: fd)) == 0 {
                 throw AmberError.unsupported(
                     process.name,
