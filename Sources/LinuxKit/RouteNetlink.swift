@@ -18,11 +18,10 @@ public final class RouteNetlink {
     public static let permanentAddress: UInt32 = 0x80
 
     // nlmsghdr types and flags (linux/netlink.h, linux/rtnetlink.h).
-    private static let errorMessage: UInt16 = 2, doneMessage: UInt16 = 3
     private static let newLink: UInt16 = 16, deleteLink: UInt16 = 17, getLink: UInt16 = 18
     private static let newAddress: UInt16 = 20, deleteAddress: UInt16 = 21, getAddress: UInt16 = 22
     private static let newRoute: UInt16 = 24, getRoute: UInt16 = 26
-    private static let request: UInt16 = 0x1, acknowledge: UInt16 = 0x4, dump: UInt16 = 0x300
+    private static let acknowledge: UInt16 = 0x4, dump: UInt16 = 0x300
     private static let replace: UInt16 = 0x100, exclusive: UInt16 = 0x200, create: UInt16 = 0x400
 
     // Attributes: IFLA_*, IFLA_INFO_*, VETH_INFO_PEER, IFA_*, RTA_*.
@@ -302,38 +301,14 @@ public final class RouteNetlink {
         -> [Message]
     {
         sequence &+= 1
-        let length = UInt32(16 + payload.count)
-        var message = Self.bytes(of: length) + Self.bytes(of: type) + Self.bytes(of: Self.request | flags)
-        message += Self.bytes(of: sequence) + Self.bytes(of: UInt32(0)) + payload
-        _ = try libcResult("send \(operation)") { message.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) } }
-            .get()
         var messages: [Message] = []
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = try libcResult("recv \(operation)") {
-                buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            }.get()
-            var offset = 0
-            while offset + 16 <= count {
-                let size = Int(Self.load(buffer[...], offset, as: UInt32.self))
-                guard size >= 16, offset + size <= count else { break }
-                let kind = Self.load(buffer[...], offset + 4, as: UInt16.self)
-                let answered = Self.load(buffer[...], offset + 8, as: UInt32.self)
-                let payload = buffer[(offset + 16)..<(offset + size)]
-                offset += (size + 3) & ~3
-                guard answered == sequence else { continue }
-                switch kind {
-                case Self.errorMessage:
-                    let code = Self.load(payload, 0, as: Int32.self)
-                    if code != 0 { throw LinuxError(Errno(rawValue: -code), operation) }
-                    return messages
-                case Self.doneMessage:
-                    return messages
-                default:
-                    messages.append(Message(type: kind, payload: payload))
-                }
-            }
+        try NetlinkExchange.run(
+            fd: fd, type: type, flags: flags, sequence: sequence, payload: payload, what: operation
+        ) { kind, payload in
+            messages.append(Message(type: kind, payload: payload))
+            return true
         }
+        return messages
     }
 
     /// The attributes (struct rtattr) in `bytes`, by type (the nested and byte-order flags

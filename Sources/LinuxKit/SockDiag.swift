@@ -7,8 +7,8 @@ enum SockDiag {
     private static let netlinkSockDiag: Int32 = 4
     /// SOCK_DIAG_BY_FAMILY: the request, and each answer's message type.
     private static let byFamily: UInt16 = 20
-    private static let request: UInt16 = 0x1, dump: UInt16 = 0x300
-    private static let done: UInt16 = 3, error: UInt16 = 2
+    /// NLM_F_DUMP.
+    private static let dump: UInt16 = 0x300
 
     /// Sends SOCK_DIAG_BY_FAMILY with `body` (the family's request) and hands `each` the
     /// payload of every answer, until NLMSG_DONE, or until `each` returns false (a request for
@@ -24,39 +24,10 @@ enum SockDiag {
         _ = try libcResult("setsockopt SO_RCVTIMEO") {
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         }.get()
-        var message = [UInt8]()
-        message.append(le: UInt32(16 + body.count))
-        message.append(le: byFamily)
-        message.append(le: asksAll ? request | dump : request)
-        message.append(le: UInt32(1))
-        message.append(le: UInt32(0))
-        message += body
-        _ = try libcResult("send of the sock_diag request for \(what)") {
-            message.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
-        }.get()
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = try libcResult("recv of the sock_diag answer for \(what)") {
-                buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            }.get()
-            var offset = 0
-            while offset + 16 <= count {
-                let length = Int(buffer.le(UInt32.self, at: offset))
-                guard length >= 16, offset + length <= count else {
-                    throw LinuxError(.ioError, "sock_diag answer for \(what) with a message of \(length) bytes")
-                }
-                switch buffer.le(UInt16.self, at: offset + 4) {
-                case done: return
-                case error:
-                    let code = Int32(bitPattern: buffer.le(UInt32.self, at: offset + 16))
-                    throw LinuxError(Errno(rawValue: -code), "sock_diag of \(what)")
-                case byFamily:
-                    guard each(buffer[(offset + 16)..<(offset + length)]) else { return }
-                default: break
-                }
-                offset += (length + 3) & ~3
-            }
-        }
+        try NetlinkExchange.run(
+            fd: fd, type: byFamily, flags: asksAll ? dump : 0, sequence: 1, payload: body,
+            what: "sock_diag of \(what)"
+        ) { type, payload in type != byFamily || each(payload) }
     }
 
     /// The attributes (struct nlattr) from `offset` to the end of `message`: type and payload.
@@ -72,20 +43,5 @@ enum SockDiag {
             offset += (length + 3) & ~3
         }
         return found
-    }
-}
-
-extension [UInt8] {
-    mutating func append<T: FixedWidthInteger>(le value: T) {
-        Swift.withUnsafeBytes(of: value.littleEndian) { append(contentsOf: $0) }
-    }
-}
-
-extension Collection where Element == UInt8, Index == Int {
-    /// The little-endian integer at `offset`.
-    func le<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
-        var value: T = 0
-        for byte in (0..<MemoryLayout<T>.size).reversed() { value = value << 8 | T(self[offset + byte]) }
-        return value
     }
 }
