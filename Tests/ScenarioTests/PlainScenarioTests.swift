@@ -45,6 +45,12 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedAutogroup() throws { try runPlain(.unsupportedAutogroup) }
     func testUnsupportedMemoryPolicy() throws { try runPlain(.unsupportedMemoryPolicy) }
     func testUnsupportedAreaPolicy() throws { try runPlain(.unsupportedAreaPolicy) }
+    func testUnsupportedThreadPolicy() throws { try runPlain(.unsupportedThreadPolicy) }
+    func testUnsupportedLandlock() throws { try runPlain(.unsupportedLandlock) }
+    func testUnsupportedThreadLandlock() throws { try runPlain(.unsupportedThreadLandlock) }
+    func testUnsupportedGuardRegions() throws { try runPlain(.unsupportedGuardRegions) }
+    func testUnsupportedLocalDescriptorTable() throws { try runPlain(.unsupportedLocalDescriptorTable) }
+    func testUnsupportedVfork() throws { try runPlain(.unsupportedVfork) }
     func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
     func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
     func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }
