@@ -1,3 +1,6 @@
+import Glibc
+import SystemPackage
+
 /// Flags of an open file as open(2) takes them and /proc/PID/fdinfo shows them, those the
 /// engine names and Glibc's module does not (or not with this type).
 public struct OpenFileFlags: OptionSet, Sendable {
@@ -28,4 +31,13 @@ public struct OpenFileFlags: OptionSet, Sendable {
 
     /// As open(2) and fcntl(F_SETFL) take them.
     public var openFlags: Int32 { Int32(bitPattern: rawValue) }
+}
+
+/// The owner F_SETOWN (or dnotify's F_NOTIFY, which sets the caller) gave an open file
+/// description: the process, or process group (negative), that its signals go to.
+public enum OpenFileOwner {
+    /// The owner of the description our `fd` shares: 0 for none.
+    public static func of(_ fd: FileDescriptor) throws(LinuxError) -> Int32 {
+        try libcResult("fcntl F_GETOWN of fd \(fd.rawValue)") { fcntl(fd.rawValue, F_GETOWN) }.get()
+    }
 }

@@ -85,12 +85,6 @@ public enum UnixSockets {
         }.get()
     }
 
-    /// The process or process group (negative) that gets SIGURG when out-of-band data comes
-    /// in, as F_SETOWN set it on the open file description our `fd` shares: 0 for none.
-    public static func owner(_ fd: FileDescriptor) throws(LinuxError) -> Int32 {
-        try libcResult("fcntl F_GETOWN of fd \(fd.rawValue)") { fcntl(fd.rawValue, F_GETOWN) }.get()
-    }
-
     /// SO_GET_FILTER: the number of instructions of the classic BPF filter attached to our
     /// socket `fd`, 0 for none, or nil for an eBPF program (SO_ATTACH_BPF), which it cannot read.
     public static func filterLength(_ fd: FileDescriptor) throws(LinuxError) -> Int? {

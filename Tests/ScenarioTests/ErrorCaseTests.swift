@@ -120,6 +120,11 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--async"), object: "O_ASYNC")
     }
 
+    /// A directory watched by dnotify: what it watches for is shown nowhere, so it is refused.
+    func testDumpRefusesDirectoryNotifications() throws {
+        try checkUnsupported(.unsupportedKind("--dnotify"), object: "dnotify", mentions: ["watched"])
+    }
+
     /// A pipe whose read end a process outside the tree holds, named with its PID.
     func testDumpRefusesPipeWithEndOutsideTree() throws {
         try checkUnsupported(

@@ -67,7 +67,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedKinds() throws {
         for flag in [
             "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--mqueue",
-            "--async",
+            "--async", "--dnotify",
         ] {
             try runPlain(.unsupportedKind(flag))
         }

@@ -9,6 +9,7 @@
  *                 NETLINK_GENERIC for netlink; unix: with a descriptor in flight in its queue)
  *   --mqueue      a POSIX message queue (its fd shows the queue's name, no path)
  *   --async       a named pipe with signal-driven I/O (O_ASYNC, F_SETOWN)
+ *   --dnotify     a directory watched by dnotify (fcntl F_NOTIFY), signalling with SIGRTMIN+1
  * After SIGTERM it checks the object is still there and works.
  */
 #include "scenario.h"
@@ -25,6 +26,14 @@ static size_t area_size;
 static aio_context_t aio;
 static int fd = -1;
 static char queue_name[64];
+static char watched[PATH_MAX];
+static volatile sig_atomic_t notified;
+
+static void on_notification(int signal)
+{
+    (void)signal;
+    notified = 1;
+}
 
 int main(int argc, char **argv)
 {
@@ -94,6 +103,13 @@ int main(int argc, char **argv)
             sc_die("fifo");
         if (fcntl(fd, F_SETOWN, getpid()) != 0 || fcntl(fd, F_SETFL, O_ASYNC) != 0)
             sc_die("O_ASYNC");
+    } else if (sc_has_flag("--dnotify")) {
+        sc_path(watched, sizeof watched, "watched");
+        if (mkdir(watched, 0700) != 0 || (fd = open(watched, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+            sc_die("directory");
+        signal(SIGRTMIN + 1, on_notification);
+        if (fcntl(fd, F_SETSIG, SIGRTMIN + 1) != 0 || fcntl(fd, F_NOTIFY, DN_CREATE | DN_MULTISHOT) != 0)
+            sc_die("F_NOTIFY");
     } else {
         sc_die("no object chosen");
     }
@@ -118,8 +134,15 @@ int main(int argc, char **argv)
     }
     if (sc_has_flag("--async"))
         sc_check(fcntl(fd, F_GETFL) & O_ASYNC && fcntl(fd, F_GETOWN) == getpid(), "signal-driven I/O is off");
+    if (sc_has_flag("--dnotify")) {
+        int created = openat(fd, "new", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        sc_check(created >= 0, "creating %s/new: %s", watched, strerror(errno));
+        for (int i = 0; i < 200 && !notified; i++)
+            usleep(5000);
+        sc_check(notified, "no dnotify signal for a file created in the watched directory");
+    }
     if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--mqueue")
-        && !sc_has_flag("--async")) {
+        && !sc_has_flag("--async") && !sc_has_flag("--dnotify")) {
         int family = 0;
         socklen_t size = sizeof family;
         sc_check(getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &size) == 0, "the socket is gone");

@@ -9,6 +9,24 @@ struct DirectoryKind: ReopenedByPath {
 
     static func isKind(_ status: FileStatus, path: String) -> Bool { status.isDirectory }
 
+    /// A directory with an owner is refused: dnotify (fcntl F_NOTIFY) makes the caller its
+    /// owner, and the kernel shows what it watches for nowhere (not in fdinfo), so a restore
+    /// could not watch it again; the task would wait for signals that never come.
+    static func classify(_ descriptor: DescriptorProbe) throws -> Self? {
+        guard let path = try descriptor.reopenablePath() else { return nil }
+        let status = try descriptor.status()
+        guard isKind(status, path: path) else { return nil }
+        let copy = try descriptor.duplicate()
+        defer { try? copy.close() }
+        if try OpenFileOwner.of(copy) != 0 {
+            throw AmberError.unsupported(
+                descriptor.process,
+                "has fd \(descriptor.fd) on the directory \(path) with an owner (F_SETOWN), as directory notifications (dnotify, fcntl F_NOTIFY) set one: what dnotify watches for is shown nowhere, so a restore could not watch it again",
+                tree: descriptor.tree)
+        }
+        return Self(path: path, status: status)
+    }
+
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
         var directory = Amber_Directory()
         directory.path = path

@@ -198,7 +198,7 @@ struct UnixSocketKind: OpenFileKind {
             guard let bytes = try UnixSockets.optionBytes(copy, option), bytes != defaults[option] else { continue }
             throw descriptor.refusal("a unix socket (\(descriptor.link)) with \(name) set, which needs CAP_NET_ADMIN")
         }
-        if try UnixSockets.owner(copy) != 0 {
+        if try OpenFileOwner.of(copy) != 0 {
             throw descriptor.refusal(
                 "a unix socket (\(descriptor.link)) with an owner for SIGURG (F_SETOWN), which a restore would not set again"
             )
