@@ -253,6 +253,10 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesSessionKeys() throws {
         try checkUnsupported(.unsupportedSessionKeys, object: "session keyring of its own")
     }
+    /// The dump's kill would mark the mutex owner-died in the file, for any process to take.
+    func testDumpRefusesRobustMutexHeldInSharedFile() throws {
+        try checkUnsupported(.unsupportedRobustMutex, object: "robust mutex", mentions: ["robust-mutex"])
+    }
 
     /// Named: the traced child and its tracer (the root); the child stays in its tracer's ptrace
     /// stop, and the root runs on untraced.

@@ -51,6 +51,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedGuardRegions() throws { try runPlain(.unsupportedGuardRegions) }
     func testUnsupportedLocalDescriptorTable() throws { try runPlain(.unsupportedLocalDescriptorTable) }
     func testUnsupportedVfork() throws { try runPlain(.unsupportedVfork) }
+    func testUnsupportedRobustMutex() throws { try runPlain(.unsupportedRobustMutex) }
     func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
     func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
     func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }

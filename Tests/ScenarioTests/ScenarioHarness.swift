@@ -113,6 +113,7 @@ struct Scenario: Sendable {
     static let unsupportedThreadKeyring = Scenario(name: "unsupported_state", args: ["--thread-keyring"])
     static let unsupportedProcessKeyring = Scenario(name: "unsupported_state", args: ["--process-keyring"])
     static let unsupportedSessionKeys = Scenario(name: "unsupported_state", args: ["--session-keys"])
+    static let unsupportedRobustMutex = Scenario(name: "unsupported_state", args: ["--robust-mutex"])
     /// A child the root traces, in a ptrace stop.
     static let unsupportedTraced = Scenario(name: "unsupported_traced")
     /// A thread under SCHED_DEADLINE.
@@ -285,7 +286,7 @@ struct Scenario: Sendable {
             sessionKeyring,
             unsupportedChroot, unsupportedControllingTerminal, unsupportedAutogroup, unsupportedMemoryPolicy,
             unsupportedAreaPolicy, unsupportedSyscallUserDispatch, unsupportedThreadKeyring, unsupportedProcessKeyring,
-            unsupportedSessionKeys,
+            unsupportedSessionKeys, unsupportedRobustMutex,
             seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
             unsupportedUserNamespace, oddNames, pathFDs, unsupportedCwdGoneProc,
             unsupportedUTSNamespace,

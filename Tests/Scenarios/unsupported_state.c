@@ -18,11 +18,15 @@
  *   --thread-landlock   a second thread alone sandboxed by Landlock
  *   --ctty              a child leading a session whose controlling terminal is a pty
  *                       (the child keeps no fd on it; the root keeps the master)
+ *   --robust-mutex      a robust, process-shared mutex held in a file mapped shared (the
+ *                       dump's kill would mark it owner-died there for other processes)
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
 #include <pthread.h>
 #include <sys/mman.h>
+
+static pthread_mutex_t *robust;
 
 #define KEYCTL_GET_KEYRING_ID 0
 #define KEYCTL_JOIN_SESSION_KEYRING 1
@@ -198,6 +202,20 @@ int main(int argc, char **argv)
         }
         if (state != 'D')
             sc_die("the child is not waiting in vfork");
+    } else if (sc_has_flag("--robust-mutex")) {
+        char path[PATH_MAX];
+        sc_path(path, sizeof path, "robust-mutex");
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0 || ftruncate(fd, 4096) != 0)
+            sc_die("robust-mutex file");
+        robust = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        pthread_mutexattr_t attributes;
+        pthread_mutexattr_init(&attributes);
+        pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+        pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
+        if (robust == MAP_FAILED || pthread_mutex_init(robust, &attributes) != 0 || pthread_mutex_lock(robust) != 0)
+            sc_die("robust mutex");
     } else if (sc_has_flag("--ldt")) {
         struct { unsigned entry, base, limit, flags; } data_segment = {0, 0, 0xfffff, 0x51 /* 32-bit, present, pages */};
         if (syscall(SYS_modify_ldt, 1, &data_segment, sizeof data_segment) != 0)
@@ -246,6 +264,15 @@ int main(int argc, char **argv)
     }
     if (sc_has_flag("--landlock"))
         sc_check(fifos_forbidden(), "the process is no longer sandboxed by Landlock");
+    if (sc_has_flag("--robust-mutex")) {
+        /* Another process must find it held, not owner-died (EOWNERDEAD) nor free. */
+        pid_t other = fork();
+        if (other == 0)
+            _exit(pthread_mutex_trylock(robust) == EBUSY ? 0 : 1);
+        int status = 0;
+        waitpid(other, &status, 0);
+        sc_check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "another process could take the robust mutex");
+    }
     if (sc_has_flag("--thread-keyring"))
         sc_check(keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_THREAD_KEYRING, 0, 0) == key, "the thread keyring changed");
     if (sc_has_flag("--process-keyring"))

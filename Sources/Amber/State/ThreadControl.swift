@@ -22,6 +22,62 @@ enum ThreadControlState {
         return record
     }
 
+    /// Robust mutexes held in a file mapped shared, refused: at the dump's kill the kernel walks
+    /// each dying thread's robust list and marks every mutex it holds owner-died in that file
+    /// (FUTEX_OWNER_DIED), waking a waiter, which then takes it (EOWNERDEAD) while the restored
+    /// thread still holds it. A mutex in memory the image holds (private, shared anonymous, a
+    /// memfd or deleted file) is written back as it was dumped. The lists are read from the
+    /// process's memory, as the kernel reads them: a word whose TID bits are set is held.
+    static func checkHeldRobustMutexes(_ process: CheckedProcess) throws {
+        let files = process.maps.filter { $0.shared && !$0.deleted && $0.path.hasPrefix("/") }
+        guard !files.isEmpty else { return }
+        let memory = ProcessMemory(pid: process.pid)
+        for tid in try ProcFS.threads(pid: process.pid) {
+            guard let list = try? RobustList.of(tid), list.head != 0 else { continue }
+            for futex in heldFutexes(list, memory) {
+                guard let file = files.first(where: { $0.start <= futex && futex < $0.end }) else { continue }
+                throw AmberError.unsupported(
+                    process.name,
+                    "has thread \(tid) holding a robust mutex (futex at 0x\(String(futex, radix: 16))) in \(file.path), mapped shared: the dump's kill would mark it owner-died there, and another process could take it while the restored thread still held it",
+                    tree: process.tree)
+            }
+        }
+    }
+
+    /// The futex words of `list` (and its pending operation's) whose TID bits are set, at most
+    /// as many as the kernel walks; a word that cannot be read ends the walk, as it does the kernel's.
+    private static func heldFutexes(_ list: RobustList, _ memory: ProcessMemory) -> [UInt64] {
+        func word(_ address: UInt64, _ length: Int) -> UInt64? {
+            var value: UInt64 = 0
+            let read = withUnsafeMutableBytes(of: &value) { buffer in
+                try? memory.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), from: [(address, length)])
+            }
+            return read == length ? value : nil
+        }
+        // struct robust_list_head: next, futex_offset, list_op_pending; bit 0 of a pointer marks a PI futex.
+        guard let first = word(list.head, 8), let offset = word(list.head + 8, 8), let pending = word(list.head + 16, 8)
+        else { return [] }
+        var held: [UInt64] = []
+        func check(_ entry: UInt64) {
+            let futex = (entry & ~1) &+ offset
+            if let value = word(futex, 4), value & futexOwnerMask != 0 { held.append(futex) }
+        }
+        var entry = first & ~1
+        var walked = 0
+        while entry != list.head && entry != 0 && walked < robustListLimit {
+            check(entry)
+            guard let next = word(entry, 8) else { break }
+            entry = next & ~1
+            walked += 1
+        }
+        if pending & ~1 != 0 { check(pending) }
+        return held
+    }
+
+    /// FUTEX_TID_MASK, and the kernel's ROBUST_LIST_LIMIT.
+    private static let futexOwnerMask: UInt64 = 0x3fff_ffff
+    private static let robustListLimit = 2048
+
     /// The helper inherited our rseq registration, pointing into memory about to be unmapped:
     /// the kernel would kill the task at its next return to user space unless it is dropped first.
     static func unregisterHelperRseq(_ injector: any SyscallInjecting) throws {

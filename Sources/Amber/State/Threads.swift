@@ -131,6 +131,10 @@ enum ThreadState {
 }
 
 extension ThreadState: StateKind {
+    static func check(_ process: CheckedProcess) throws {
+        try ThreadControlState.checkHeldRobustMutexes(process)
+    }
+
     static var dumpSteps: [DumpStep<Void>] {
         [
             DumpStep("threads", .traced) { process, _ in
