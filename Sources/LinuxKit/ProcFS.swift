@@ -213,6 +213,43 @@ public enum ProcFS {
         }
     }
 
+    /// A process's parent, its tracer's thread (0 for none), its thread group and its number of
+    /// threads, from the first lines of /proc/PID/status that hold them (PPid, TracerPid, Tgid,
+    /// Threads); not its other fields.
+    public static func relations(pid: Int32) throws(LinuxError) -> TaskRelations {
+        try parse("/proc/\(pid)/status", parseRelations(bytes:))
+    }
+
+    /// The same of one thread, from /proc/PID/task/TID/status: its own tracer.
+    public static func threadRelations(pid: Int32, tid: Int32) throws(LinuxError) -> TaskRelations {
+        try parse("/proc/\(pid)/task/\(tid)/status", parseRelations(bytes:))
+    }
+
+    static func parseRelations(bytes: ArraySlice<UInt8>) throws(LinuxError) -> TaskRelations {
+        var parent: Int32?
+        var tracer: Int32?
+        var group: Int32?
+        var threads: Int?
+        for line in ProcText.lines(bytes) {
+            guard let (key, value) = ProcText.keyValue(line) else { continue }
+            if key.elementsEqual("PPid".utf8) {
+                parent = ProcText.int32(ProcText.trimmed(value))
+            } else if key.elementsEqual("TracerPid".utf8) {
+                tracer = ProcText.int32(ProcText.trimmed(value))
+            } else if key.elementsEqual("Tgid".utf8) {
+                group = ProcText.int32(ProcText.trimmed(value))
+            } else if key.elementsEqual("Threads".utf8) {
+                threads = ProcText.int(ProcText.trimmed(value))
+            } else {
+                continue
+            }
+            if let parent, let tracer, let group, let threads {
+                return TaskRelations(parent: parent, tracer: tracer, threadGroup: group, threads: threads)
+            }
+        }
+        throw ProcText.malformed("status PPid, TracerPid, Tgid or Threads")
+    }
+
     /// The scheduler line of one thread, from /proc/PID/task/TID/stat: the CPU it last ran on.
     public static func threadStat(pid: Int32, tid: Int32) throws(LinuxError) -> ProcessStat {
         try parse("/proc/\(pid)/task/\(tid)/stat", parseStat(bytes:))
@@ -327,4 +364,13 @@ public enum ProcFS {
         if bytes.last == ProcText.newline { bytes.removeLast() }
         return ProcText.string(bytes)
     }
+}
+
+/// What /proc/PID/status says of a task's place among others (`ProcFS.relations`).
+public struct TaskRelations: Sendable, Equatable {
+    public let parent: Int32
+    /// The thread tracing it (ptrace), 0 for none.
+    public let tracer: Int32
+    public let threadGroup: Int32
+    public let threads: Int
 }

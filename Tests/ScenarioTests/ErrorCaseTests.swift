@@ -273,6 +273,12 @@ final class DumpErrorTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after the refused dump")
     }
 
+    /// Named: the tracer (the root) and the process outside the tree it traces, which stays
+    /// traced and stopped.
+    func testDumpRefusesTracerOfProcessOutsideTree() throws {
+        try checkUnsupported(.unsupportedTracedOutside, object: "outside the tree", mentions: ["traces process"])
+    }
+
     /// Named: the child and the /proc directory of the process that has gone.
     func testDumpRefusesWorkingDirectoryOfGoneProcess() throws {
         try checkUnsupported(.unsupportedCwdGoneProc, object: "no longer reaches", mentions: ["/proc/"])

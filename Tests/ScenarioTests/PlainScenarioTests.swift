@@ -38,6 +38,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedCPUClockTimer() throws { try runPlain(.unsupportedCPUClockTimer) }
     func testUnsupportedDeadline() throws { try runPlain(.unsupportedDeadline) }
     func testUnsupportedTraced() throws { try runPlain(.unsupportedTraced) }
+    func testUnsupportedTracedOutside() throws { try runPlain(.unsupportedTracedOutside) }
     func testUnchanged() throws { try runPlain(.unchanged) }
     func testSessionKeyring() throws { try runPlain(.sessionKeyring) }
     func testUnsupportedChroot() throws { try runPlain(.unsupportedChroot) }

@@ -116,6 +116,8 @@ struct Scenario: Sendable {
     static let unsupportedRobustMutex = Scenario(name: "unsupported_state", args: ["--robust-mutex"])
     /// A child the root traces, in a ptrace stop.
     static let unsupportedTraced = Scenario(name: "unsupported_traced")
+    /// The root tracing a process outside the tree (a grandchild whose parent exited), stopped.
+    static let unsupportedTracedOutside = Scenario(name: "unsupported_traced", args: ["--outside"])
     /// A thread under SCHED_DEADLINE.
     static let unsupportedDeadline = Scenario(name: "unsupported_deadline")
     /// Seccomp filter chains: two shared by both threads, one of the second thread's own.
@@ -282,7 +284,8 @@ struct Scenario: Sendable {
             unsupportedSocket, unsupportedSharedMemory, unsupportedSharedFDTable, unsupportedOrphanedSession,
             unsupportedSetns, secondThread, childPause, stopped, exitSignal, tree, zombies, forker, threads, futexWait,
             pidns, pidnsReaper,
-            scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced, unchanged,
+            scheduling, flags, timers, unsupportedCPUClockTimer, unsupportedDeadline, unsupportedTraced, unsupportedTracedOutside,
+            unchanged,
             sessionKeyring,
             unsupportedChroot, unsupportedControllingTerminal, unsupportedAutogroup, unsupportedMemoryPolicy,
             unsupportedAreaPolicy, unsupportedSyscallUserDispatch, unsupportedThreadKeyring, unsupportedProcessKeyring,

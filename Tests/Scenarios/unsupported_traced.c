@@ -4,6 +4,10 @@
  * the tracing: `amber dump` must refuse, naming the child and its tracer, and leave both as
  * they were. After SIGTERM the root checks the child is still its tracee, stopped, then lets it
  * go, kills and reaps it.
+ * With --outside the root traces a process outside the tree instead: a grandchild whose parent
+ * exited, so that the test's subreaper is its parent. The dump's kill would detach it, so
+ * `amber dump` must refuse, naming the root and that process; after SIGTERM the root checks it
+ * still traces it, stopped, then lets it go and kills it (the subreaper reaps it).
  */
 #include "scenario.h"
 #include <sys/ptrace.h>
@@ -13,7 +17,30 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "unsupported_traced");
     sc_install_sigterm(0);
-    pid_t child = sc_fork_paused_child(NULL);
+    int outside = sc_has_flag("--outside");
+    pid_t child;
+    if (outside) {
+        int ends[2];
+        if (pipe2(ends, O_CLOEXEC) != 0)
+            sc_die("pipe2");
+        pid_t middle = fork();
+        if (middle < 0)
+            sc_die("fork");
+        if (middle == 0) {
+            pid_t grandchild = fork();
+            if (grandchild == 0) {
+                for (;;)
+                    pause();
+            }
+            _exit(write(ends[1], &grandchild, sizeof grandchild) == sizeof grandchild ? 0 : 1);
+        }
+        if (waitpid(middle, NULL, 0) != middle || read(ends[0], &child, sizeof child) != sizeof child || child <= 0)
+            sc_die("the grandchild outside the tree");
+        close(ends[0]);
+        close(ends[1]);
+    } else {
+        child = sc_fork_paused_child(NULL);
+    }
     if (ptrace(PTRACE_SEIZE, child, NULL, NULL) != 0)
         sc_die("PTRACE_SEIZE");
     if (ptrace(PTRACE_INTERRUPT, child, NULL, NULL) != 0)
@@ -36,6 +63,8 @@ int main(int argc, char **argv)
     }
     sc_check(ptrace(PTRACE_DETACH, child, NULL, NULL) == 0, "PTRACE_DETACH: %s", strerror(errno));
     kill(child, SIGKILL);
+    if (outside)
+        sc_finish();
     pid_t r = waitpid(child, &status, 0);
     sc_check(r == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the child did not die from SIGKILL (status %#x)", status);
     sc_finish();

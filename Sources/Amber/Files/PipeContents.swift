@@ -111,6 +111,7 @@ final class OutsideScan: @unchecked Sendable {
     private let frozen: Bool
     private let lock = Mutex(())
     private var read: [(pid: Int32, fd: Int32, link: String)]?
+    private var relationsRead: [Int32: TaskRelations]?
 
     init(tree: Set<Int32>, frozen: Bool = false) {
         self.tree = tree
@@ -123,28 +124,71 @@ final class OutsideScan: @unchecked Sendable {
     func descriptors() throws -> [(pid: Int32, fd: Int32, link: String)] {
         try lock.withLock { _ in
             if let read { return read }
-            let scanned = try Self.scan(outside: tree, frozen: frozen)
+            let scanned = try scan()
             read = scanned
             return scanned
         }
     }
 
-    private static func scan(outside tree: Set<Int32>, frozen: Bool) throws -> [(pid: Int32, fd: Int32, link: String)] {
-        let all = try ProcFS.processIDs()
-        let amber = getpid()
-        var parents: [Int32: Int32] = [:]
+    /// Before the freeze: every thread outside the tree (and not of amber) that a thread of the
+    /// tree traces, with the tracer's process. Each process's status is read, and each thread's
+    /// of a process with several: a tracer attaches to one thread.
+    func tracedByTree() throws -> [(pid: Int32, tid: Int32, tracer: Int32)] {
+        try lock.withLock { _ in
+            var traced: [(pid: Int32, tid: Int32, tracer: Int32)] = []
+            func tracingProcess(_ tracer: Int32) -> Int32? {
+                if tree.contains(tracer) { return tracer }
+                guard let group = try? ProcFS.relations(pid: tracer).threadGroup, tree.contains(group) else { return nil }
+                return group
+            }
+            for (pid, relations) in try relations() {
+                if relations.tracer != 0, let tracer = tracingProcess(relations.tracer) {
+                    traced.append((pid, pid, tracer))
+                }
+                guard relations.threads > 1 else { continue }
+                for tid in (try? ProcFS.threads(pid: pid)) ?? [] where tid != pid {
+                    guard let thread = try? ProcFS.threadRelations(pid: pid, tid: tid), thread.tracer != 0,
+                        let tracer = tracingProcess(thread.tracer)
+                    else { continue }
+                    traced.append((pid, tid, tracer))
+                }
+            }
+            return traced
+        }
+    }
+
+    /// Every process but the tree's and amber's, with its parent and tracer; before the freeze
+    /// only (`frozen` reads none). Called holding `lock`.
+    private func relations() throws -> [Int32: TaskRelations] {
+        if let relationsRead { return relationsRead }
+        var relations: [Int32: TaskRelations] = [:]
         if !frozen {
-            for pid in all where !tree.contains(pid) {
-                if let ppid = try? ProcFS.parentPID(pid: pid) { parents[pid] = ppid }
+            for pid in try ProcFS.processIDs() where !tree.contains(pid) {
+                if let read = try? ProcFS.relations(pid: pid) { relations[pid] = read }
             }
         }
-        // Read after the list of processes: each child of amber's on that list is on this one.
+        relationsRead = relations
+        return relations
+    }
+
+    private func scan() throws -> [(pid: Int32, fd: Int32, link: String)] {
+        let all = try ProcFS.processIDs()
+        let amber = getpid()
+        var relations = try relations()
+        // Each process on the list has its parent read after the list was: a child of amber's or
+        // of the tree's on it is known as one (`relations()` may have been read before).
+        if !frozen {
+            for pid in all where !tree.contains(pid) && relations[pid] == nil {
+                if let read = try? ProcFS.relations(pid: pid) { relations[pid] = read }
+            }
+        }
         let amberChildren =
-            frozen ? Set((try? ProcFS.children(pid: amber)) ?? []) : Set(parents.filter { $0.value == amber }.keys)
+            frozen
+            ? Set((try? ProcFS.children(pid: amber)) ?? []) : Set(relations.filter { $0.value.parent == amber }.keys)
         func descendsFromTree(_ pid: Int32) -> Bool {
             var current = pid
             for _ in 0..<all.count {
-                guard let parent = parents[current] else { return false }
+                guard let parent = relations[current]?.parent else { return false }
                 if tree.contains(parent) { return true }
                 current = parent
             }

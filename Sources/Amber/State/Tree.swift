@@ -815,12 +815,30 @@ extension TreeState: StateKind {
     /// (`ControllingTerminals`); any other is refused for a session leader (`checkTerminal`).
     static func check(tree processes: [CheckedProcess]) throws {
         // Once frozen, `check(_:)` compares the address spaces again, without waiting.
-        if processes.first?.beforeFreeze == true { try checkNoSharedMemory(processes) }
+        if processes.first?.beforeFreeze == true {
+            try checkNoSharedMemory(processes)
+            try checkTracesNothingOutside(processes)
+        }
         let terminalsOfTree = try ControllingTerminals.terminalsOfTree(processes)
         for process in processes {
             if let stat = try? ProcFS.stat(pid: process.pid), terminalsOfTree.contains(stat.terminal) { continue }
             try checkTerminal(pid: process.pid, process: process.name, tree: process.tree)
         }
+    }
+
+    /// A task outside the tree that a process of the tree traces (a debugger or strace in the
+    /// tree) is refused: the dump's kill would detach it, letting it run on if it was stopped,
+    /// and the restored process would trace nothing. Asked before the freeze: a frozen tree
+    /// attaches to no one.
+    private static func checkTracesNothingOutside(_ processes: [CheckedProcess]) throws {
+        guard let traced = try processes.first?.outside.tracedByTree().first,
+            let tracer = processes.first(where: { $0.pid == traced.tracer })
+        else { return }
+        let task = traced.tid == traced.pid ? "" : "thread \(traced.tid) of "
+        throw AmberError.unsupported(
+            tracer.name,
+            "traces \(task)process \(ProcessName(pid: traced.pid)), outside the tree: the dump's kill would detach it (running on if it was stopped), and the restored process would trace nothing",
+            tree: tracer.tree)
     }
 
     /// The group stops of the tree: a parent's traced step finds which of its stopped children's
