@@ -199,20 +199,6 @@ public enum ProcFS {
         try parse("/proc/\(pid)/stat", parseStat(bytes:))
     }
 
-    /// The parent of process `pid`, field 4 of /proc/PID/stat, the rest of the line left unparsed:
-    /// a scan of every process on the machine asks only this.
-    public static func parentPID(pid: Int32) throws(LinuxError) -> Int32 {
-        try parse("/proc/\(pid)/stat") { bytes throws(LinuxError) -> Int32 in
-            // The comm may hold ") ": the fields start after the last one. Then state and ppid.
-            guard let close = bytes.lastIndex(of: 0x29) else { throw ProcText.malformed("stat") }
-            let fields = ProcText.words(bytes[(close + 1)...].prefix(64))
-            guard fields.count >= 2, let ppid = ProcText.int32(fields[1]) else {
-                throw ProcText.malformed("stat field 4")
-            }
-            return ppid
-        }
-    }
-
     /// A process's parent, its tracer's thread (0 for none), its thread group and its number of
     /// threads, from the first lines of /proc/PID/status that hold them (PPid, TracerPid, Tgid,
     /// Threads); not its other fields.

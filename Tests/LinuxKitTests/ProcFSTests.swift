@@ -742,9 +742,14 @@ import Testing
         }
     }
 
-    @Test func parentPID() throws {
-        #expect(try ProcFS.parentPID(pid: pid) == getppid())
-        #expect(try ProcFS.parentPID(pid: pid) == (try ProcFS.stat(pid: pid)).ppid)
+    @Test func relations() throws {
+        let relations = try ProcFS.relations(pid: pid)
+        let status = try ProcFS.status(pid: pid)
+        #expect(relations.parent == getppid())
+        #expect(relations.tracer == status.tracerPID)
+        #expect(relations.threadGroup == pid)
+        #expect(relations.threads >= 1)
+        #expect(try ProcFS.threadRelations(pid: pid, tid: pid).tracer == relations.tracer)
     }
 
     @Test func cwdExecutableAuxv() throws {
