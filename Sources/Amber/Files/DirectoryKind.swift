@@ -16,15 +16,26 @@ struct DirectoryKind: ReopenedByPath {
         guard let path = try descriptor.reopenablePath() else { return nil }
         let status = try descriptor.status()
         guard isKind(status, path: path) else { return nil }
-        let copy = try descriptor.duplicate()
-        defer { try? copy.close() }
-        if try OpenFileOwner.of(copy) != 0 {
+        if try hasOwner(descriptor) {
             throw AmberError.unsupported(
                 descriptor.process,
                 "has fd \(descriptor.fd) on the directory \(path) with an owner (F_SETOWN), as directory notifications (dnotify, fcntl F_NOTIFY) set one: what dnotify watches for is shown nowhere, so a restore could not watch it again",
                 tree: descriptor.tree)
         }
         return Self(path: path, status: status)
+    }
+
+    /// Whether F_GETOWN on a copy of the descriptor names anyone. An O_PATH descriptor takes no
+    /// owner (nor F_NOTIFY): fcntl answers it EBADF for all but a few commands.
+    private static func hasOwner(_ descriptor: DescriptorProbe) throws -> Bool {
+        let copy = try descriptor.duplicate()
+        defer { try? copy.close() }
+        do {
+            return try OpenFileOwner.of(copy) != 0
+        } catch {
+            if error.errno == .badFileDescriptor { return false }
+            throw error
+        }
     }
 
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
