@@ -689,6 +689,20 @@ final class RestoreErrorTests: ScenarioTestCase {
             mentions: ["flock-ex", "flock exclusive lock", "EAGAIN"])
     }
 
+    /// A file the tree held a POSIX lock on was written after the dump, while the lock was let
+    /// go: the restore names the file and the lock, and leaves no task behind.
+    func testRestoreWhenALockedFileChangedMeanwhile() throws {
+        _ = try requireAmber()
+        let p = try start(.fileLocks)
+        let image = try dumpExpectingSuccess(p)
+        let fd = open(p.directory + "/records", O_WRONLY | O_APPEND | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(fd, 0, "open records: \(Sys.errnoString())")
+        XCTAssertEqual(write(fd, "x", 1), 1, "write records: \(Sys.errnoString())")
+        close(fd)
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["records", "changed since the dump", "POSIX"])
+    }
+
     func testRestoreWithoutInventory() throws {
         let (image, pid) = try dumpedImage()
         XCTAssertEqual(unlink(image + "/inventory.pb"), 0)

@@ -37,6 +37,10 @@ protocol OpenFileKind: Sendable {
     /// asked before any task is made (`ImagePrivileges`).
     static func reopenedPath(of record: Record) -> String?
 
+    /// The file's change time (ctime, in nanoseconds) at the dump, for a kind reopened by path:
+    /// a restore that takes a lock on it again refuses a file changed since (`LockState`).
+    static func dumpedChangeTime(of record: Record) -> UInt64?
+
     /// Makes the open file description again, in the restorer, as `task` could have made it
     /// (`RestoreSession.openAsTask`); returns our descriptor of it. A description is made
     /// once for the whole tree and handed to every task that has it (`OpenFileTable`); a kernel
@@ -71,6 +75,8 @@ struct PrivilegedAsk {
 
 extension OpenFileKind {
     var externalName: String? { nil }
+
+    static func dumpedChangeTime(of record: Record) -> UInt64? { nil }
 
     static func check(tree processes: [CheckedProcess]) throws {}
 
@@ -152,6 +158,20 @@ enum OpenFileKinds {
             if let path = reopenedPath(of: description, kind: kind) { return path }
         }
         return nil
+    }
+
+    /// The change time at the dump of the file `description` is on, if its kind records one.
+    static func dumpedChangeTime(of description: Amber_OpenFileDescription) -> UInt64? {
+        for kind in all {
+            if let time = dumpedChangeTime(of: description, kind: kind) { return time }
+        }
+        return nil
+    }
+
+    private static func dumpedChangeTime<Kind: OpenFileKind>(
+        of description: Amber_OpenFileDescription, kind: Kind.Type
+    ) -> UInt64? {
+        Kind.record(of: description).flatMap(Kind.dumpedChangeTime)
     }
 
     private static func make<Kind: OpenFileKind>(

@@ -41,6 +41,8 @@ extension ReopenedByPath {
 
     static func reopenedPath(of record: Record) -> String? { record.path }
 
+    static func dumpedChangeTime(of record: Record) -> UInt64? { record.changeTimeNs == 0 ? nil : record.changeTimeNs }
+
     /// Opens the record's file with the description's `flags`, adding `extraFlags` unless it is
     /// O_PATH, as `task` could have, and checks it is still of this kind.
     static func reopen(

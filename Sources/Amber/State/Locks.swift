@@ -174,7 +174,10 @@ enum LockState {
                 try injector.raw(SyscallNumber.fcntl, UInt64(fd), command, try arena.place(bytes))
             }
         }
-        guard result < 0 else { return }
+        guard result < 0 else {
+            try checkUnchanged(description, fd: fd, what: what, session)
+            return
+        }
         let errno = Errno(rawValue: CInt(-result))
         if errno == .wouldBlock || errno == .permissionDenied {
             throw AmberError(
@@ -184,6 +187,30 @@ enum LockState {
         }
         throw AmberError(
             .restoreFailed, "cannot take again \(what) for process \(task.pid) (\(task.comm)): \(errno.name)")
+    }
+
+    /// A file the process held a lock on that changed since the dump fails the restore, once the
+    /// lock is taken again (so that no lock-respecting writer changes it from then on): the
+    /// dump's kill let the lock go, and whoever took it since may have written the file in the
+    /// middle of what the process was doing under it (a sqlite transaction over its database,
+    /// journal or -shm file), which the restored process would then overwrite or read half of.
+    private static func checkUnchanged(
+        _ description: Amber_OpenFileDescription, fd: Int32, what: String, _ session: RestoreSession
+    ) throws {
+        guard let dumped = OpenFileKinds.dumpedChangeTime(of: description) else { return }
+        let now: UInt64
+        do {
+            now = try FileStatus.stat(procFD: session.pid, fd: fd).changeTimeNs
+        } catch {
+            throw AmberError(
+                .restoreFailed, "cannot tell whether the file of \(what) changed since the dump: \(error)")
+        }
+        guard now != dumped else { return }
+        let task = session.task
+        throw AmberError(
+            .restoreFailed,
+            "\(path(of: description)) changed since the dump (its change time is \(now) ns, it was \(dumped) ns), while \(what) of process \(task.pid) (\(task.comm)) was let go: another process may have written it in the middle of what the process did under the lock"
+        )
     }
 
     private static func lockDescription(_ lock: Amber_FileLock) -> String {
