@@ -141,17 +141,18 @@ final class OutsideScan: @unchecked Sendable {
                 guard let group = try? ProcFS.relations(pid: tracer).threadGroup, tree.contains(group) else { return nil }
                 return group
             }
+            var threads: [(pid: Int32, tid: Int32)] = []
             for (pid, relations) in try relations() {
                 if relations.tracer != 0, let tracer = tracingProcess(relations.tracer) {
                     traced.append((pid, pid, tracer))
                 }
                 guard relations.threads > 1 else { continue }
-                for tid in (try? ProcFS.threads(pid: pid)) ?? [] where tid != pid {
-                    guard let thread = try? ProcFS.threadRelations(pid: pid, tid: tid), thread.tracer != 0,
-                        let tracer = tracingProcess(thread.tracer)
-                    else { continue }
-                    traced.append((pid, tid, tracer))
-                }
+                for tid in (try? ProcFS.threads(pid: pid)) ?? [] where tid != pid { threads.append((pid, tid)) }
+            }
+            let tracers = threads.map { try? ProcFS.threadRelations(pid: $0.pid, tid: $0.tid).tracer }
+            for (thread, tracer) in zip(threads, tracers) {
+                guard let tracer, tracer != 0, let process = tracingProcess(tracer) else { continue }
+                traced.append((thread.pid, thread.tid, process))
             }
             return traced
         }
@@ -163,8 +164,9 @@ final class OutsideScan: @unchecked Sendable {
         if let relationsRead { return relationsRead }
         var relations: [Int32: TaskRelations] = [:]
         if !frozen {
-            for pid in try ProcFS.processIDs() where !tree.contains(pid) {
-                if let read = try? ProcFS.relations(pid: pid) { relations[pid] = read }
+            let outside = try ProcFS.processIDs().filter { !tree.contains($0) }
+            for (pid, read) in zip(outside, outside.map { try? ProcFS.relations(pid: $0) }) {
+                relations[pid] = read
             }
         }
         relationsRead = relations
