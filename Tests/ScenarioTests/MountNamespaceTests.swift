@@ -30,10 +30,33 @@ final class MountNamespaceTests: ScenarioTestCase {
         try expectRestoreRefused(
             image, pid: p.pid, exitCode: AmberExit.otherFailure,
             mentions: ["--external mnt[\(Self.key)]:PATH", p.directory], options: ["--root", p.directory + "/rootfs"])
+        // Paused once the root's child is made, after the namespace: the root's helper is in the
+        // new root, as its root directory and its working directory.
         try restoreDetachedExpectingSuccess(
             p, from: image,
-            options: ["--root", p.directory + "/rootfs", "--external", "mnt[\(Self.key)]:\(p.directory)"])
+            options: ["--root", p.directory + "/rootfs", "--external", "mnt[\(Self.key)]:\(p.directory)"],
+            env: ["AMBER_TEST_FAULT": "restore.create@2=pause"]
+        ) { run in
+            let deadline = Sys.now() + Self.amberTimeout
+            var root: pid_t?
+            while root == nil && Sys.now() < deadline {
+                root = Proc.children(run.pid).first { !Proc.children($0).isEmpty }
+                Sys.sleep(milliseconds: 1)
+            }
+            guard let root else { return XCTFail("the restore made no root with a child") }
+            let rootfs = Self.fileIdentity(p.directory + "/rootfs")
+            XCTAssertNotNil(rootfs)
+            XCTAssertEqual(Self.fileIdentity("/proc/\(root)/root"), rootfs, "the root's root directory")
+            XCTAssertEqual(Self.fileIdentity("/proc/\(root)/cwd"), rootfs, "the root's working directory")
+        }
         try terminateAndExpectPass(p, "after dump and restore")
+    }
+
+    /// "DEVICE:INODE" of the file at `path`.
+    private static func fileIdentity(_ path: String) -> String? {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        return "\(status.st_dev):\(status.st_ino)"
     }
 
     /// An overlay mounted inside the namespace is refused, naming it; the tree runs on.
