@@ -30,6 +30,11 @@ final class MountNamespaceTests: ScenarioTestCase {
         try expectRestoreRefused(
             image, pid: p.pid, exitCode: AmberExit.otherFailure,
             mentions: ["--external mnt[\(Self.key)]:PATH", p.directory], options: ["--root", p.directory + "/rootfs"])
+        // A mount that cannot be made (the host's directory is missing) fails the restore, naming it.
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed,
+            mentions: ["cannot make the mount \(p.directory) (", "of the restored tree", "No such file"],
+            options: ["--root", p.directory + "/rootfs", "--external", "mnt[\(Self.key)]:\(p.directory)/missing"])
         // Paused once the root's child is made, after the namespace: the root's helper is in the
         // new root, as its root directory and its working directory.
         try restoreDetachedExpectingSuccess(
