@@ -1,7 +1,8 @@
 // A tree in a mount namespace of its own, as a container runtime makes one (see
 // Tests/Scenarios/mnt_namespace.c): dumped with its bind mount of the scenario's directory
 // named external, restored with --root and --external mnt[...], it checks its mounts, its
-// tmpfs files, its open files and working directory, and its /proc.
+// tmpfs files, its open files and working directory, and its /proc. The test checks the root's
+// helper once its namespace is made: in the new root, as its root and working directory.
 
 import Foundation
 import XCTest

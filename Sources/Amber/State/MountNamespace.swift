@@ -45,8 +45,8 @@ public struct MountNamespaceRestore: Sendable {
 /// its root's, as a container runtime makes one (unshare(CLONE_NEWNS), the mounts private, a
 /// root directory entered with pivot_root). The dump records every mount of it on the root's
 /// record, the files of each tmpfs with it; the restore clones the root with CLONE_NEWNS,
-/// makes the mounts by calls injected into it, enters the root with pivot_root and checks the
-/// result against the record, before any other process is cloned from it. Paths of the image
+/// makes the mounts from a thread of amber's in its namespace, enters the root with pivot_root
+/// and checks the result against the record, before any other process is cloned from it. Paths of the image
 /// are the tree's: at the dump amber reaches them through /proc/PID/root, at the restore every
 /// path is resolved under the restored root's root directory (`PathOpening.useRoot`).
 enum MountNamespaceState {
