@@ -13,21 +13,20 @@ import SystemPackage
 /// namespace a proc mount shows is its caller's, which no thread can change: a proc mount for
 /// a process of another PID namespace is not made here (`onStarter`).
 public final class MountNamespaceThread: @unchecked Sendable {
-    public let pid: Int32
     private let toStarter = DispatchSemaphore(value: 0)
     private let toThread = DispatchSemaphore(value: 0)
     /// What the thread hands the starter to run, set before it signals `toStarter`; nil when
     /// it signals that it is done.
     private var handed: (() -> Void)?
 
-    private init(pid: Int32) { self.pid = pid }
+    private init() {}
 
     /// Runs `body` on a new thread in `pid`'s namespaces, with its root and working
     /// directories, while the calling thread runs what `body` hands it (`onStarter`); returns
     /// what `body` returns once the thread has ended. Throws when the thread cannot be made or
     /// cannot enter them.
     public static func run<T>(for pid: Int32, _ body: (MountNamespaceThread) throws -> T) throws -> T {
-        let thread = MountNamespaceThread(pid: pid)
+        let thread = MountNamespaceThread()
         let files = try TargetFiles(pid: pid)
         return try withoutActuallyEscaping(body) { body in
             var result: Result<T, any Error>?
