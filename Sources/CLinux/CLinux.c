@@ -445,6 +445,10 @@ long amber_setns(int fd, int type) { return result(syscall(SYS_setns, (long)fd, 
 
 long amber_unshare(int flags) { return result(syscall(SYS_unshare, (long)flags)); }
 
+long amber_pivot_root(const char *new_root, const char *put_old) {
+    return result(syscall(SYS_pivot_root, new_root, put_old));
+}
+
 long amber_openat2_in_root(int root, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
     struct { uint64_t flags, mode, resolve; } how = {flags, mode, resolve};
     return result(syscall(SYS_openat2, root, path, &how, sizeof how));

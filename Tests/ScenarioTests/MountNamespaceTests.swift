@@ -1,7 +1,8 @@
 // A tree in a mount namespace of its own, as a container runtime makes one (see
 // Tests/Scenarios/mnt_namespace.c): dumped with its bind mount of the scenario's directory
 // named external, restored with --root and --external mnt[...], it checks its mounts, its
-// tmpfs files, its open files and working directory, and its /proc.
+// tmpfs files, its open files and working directory, and its /proc. The test checks the root's
+// helper once its namespace is made: in the new root, as its root and working directory.
 
 import Foundation
 import XCTest
@@ -30,10 +31,38 @@ final class MountNamespaceTests: ScenarioTestCase {
         try expectRestoreRefused(
             image, pid: p.pid, exitCode: AmberExit.otherFailure,
             mentions: ["--external mnt[\(Self.key)]:PATH", p.directory], options: ["--root", p.directory + "/rootfs"])
+        // A mount that cannot be made (the host's directory is missing) fails the restore, naming it.
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed,
+            mentions: ["cannot make the mount \(p.directory) (", "of the restored tree", "No such file"],
+            options: ["--root", p.directory + "/rootfs", "--external", "mnt[\(Self.key)]:\(p.directory)/missing"])
+        // Paused once the root's child is made, after the namespace: the root's helper is in the
+        // new root, as its root directory and its working directory.
         try restoreDetachedExpectingSuccess(
             p, from: image,
-            options: ["--root", p.directory + "/rootfs", "--external", "mnt[\(Self.key)]:\(p.directory)"])
+            options: ["--root", p.directory + "/rootfs", "--external", "mnt[\(Self.key)]:\(p.directory)"],
+            env: ["AMBER_TEST_FAULT": "restore.create@2=pause"]
+        ) { run in
+            let deadline = Sys.now() + Self.amberTimeout
+            var root: pid_t?
+            while root == nil && Sys.now() < deadline {
+                root = Proc.children(run.pid).first { !Proc.children($0).isEmpty }
+                Sys.sleep(milliseconds: 1)
+            }
+            guard let root else { return XCTFail("the restore made no root with a child") }
+            let rootfs = Self.fileIdentity(p.directory + "/rootfs")
+            XCTAssertNotNil(rootfs)
+            XCTAssertEqual(Self.fileIdentity("/proc/\(root)/root"), rootfs, "the root's root directory")
+            XCTAssertEqual(Self.fileIdentity("/proc/\(root)/cwd"), rootfs, "the root's working directory")
+        }
         try terminateAndExpectPass(p, "after dump and restore")
+    }
+
+    /// "DEVICE:INODE" of the file at `path`.
+    private static func fileIdentity(_ path: String) -> String? {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        return "\(status.st_dev):\(status.st_ino)"
     }
 
     /// An overlay mounted inside the namespace is refused, naming it; the tree runs on.

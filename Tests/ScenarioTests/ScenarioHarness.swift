@@ -851,14 +851,18 @@ class ScenarioTestCase: XCTestCase {
     }
 
     /// `amber restore -D DIR --detach`: exit 0, and the process runs with the same PID,
-    /// neither stopped nor traced, as the scenario binary.
+    /// neither stopped nor traced, as the scenario binary. `whileRunning` looks at the restore
+    /// before it ends (with `env`'s test fault pausing it).
     func restoreDetachedExpectingSuccess(
         _ p: ScenarioProcess, from image: String, options: [String] = [], setpriv: [String] = [],
+        env: [String: String] = [:], whileRunning: (RunningAmber) throws -> Void = { _ in },
         file: StaticString = #filePath, line: UInt = #line
     ) throws {
         p.exitStatus = nil
         p.gone = false
-        let r = try amber(["restore", "-D", image, "--detach"] + options, setpriv: setpriv)
+        let run = try startAmber(["restore", "-D", image, "--detach"] + options, setpriv: setpriv, env: env)
+        try whileRunning(run)
+        let r = try finish(run)
         tracked.insert(p.pid)
         guard r.status == .exited(0) else {
             XCTFail("restore failed: \(r.summary); \(p.diagnostics)", file: file, line: line)

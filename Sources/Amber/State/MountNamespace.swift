@@ -45,8 +45,8 @@ public struct MountNamespaceRestore: Sendable {
 /// its root's, as a container runtime makes one (unshare(CLONE_NEWNS), the mounts private, a
 /// root directory entered with pivot_root). The dump records every mount of it on the root's
 /// record, the files of each tmpfs with it; the restore clones the root with CLONE_NEWNS,
-/// makes the mounts by calls injected into it, enters the root with pivot_root and checks the
-/// result against the record, before any other process is cloned from it. Paths of the image
+/// makes the mounts from a thread of amber's in its namespace, enters the root with pivot_root
+/// and checks the result against the record, before any other process is cloned from it. Paths of the image
 /// are the tree's: at the dump amber reaches them through /proc/PID/root, at the restore every
 /// path is resolved under the restored root's root directory (`PathOpening.useRoot`).
 enum MountNamespaceState {
@@ -307,82 +307,39 @@ enum MountNamespaceState {
     }
 
     /// Makes the namespace `root` (the image's root, just cloned with CLONE_NEWNS, in a copy of
-    /// amber's) is restored in, by calls injected into it: every mount private, the root
-    /// directory `options.root` bound on itself, each mount of the record made on it in order
-    /// (a tmpfs filled by the restorer before the mounts on it), pivot_root into it and the old
-    /// root detached; then checks the namespace against the record. Returns a descriptor of
-    /// the new root directory, under which the restore resolves the image's paths.
+    /// amber's) is restored in, from a thread of amber's in it with the root's root and working
+    /// directories (`MountNamespaceThread`), by the calls the root would make: every mount
+    /// private, the root directory `options.root` bound on itself, each mount of the record
+    /// made on it in order (a tmpfs filled before the mounts on it), pivot_root into it and the
+    /// old root detached; then checks the namespace against the record. A proc mount shows the
+    /// PID namespace of its caller: it is injected into the root. pivot_root moves the root
+    /// directory of the root with the thread's; its working directory is moved by a chdir
+    /// injected into it. Returns a descriptor of the new root directory, under which the
+    /// restore resolves the image's paths.
     static func make(in root: TreeTask, options: MountNamespaceRestore, imageTrusted: Bool) throws -> Int32 {
         let record = root.record.mountNamespace
         let rootPath = options.root ?? "/"
-        let keys = Dictionary(
-            options.externals.map { ($0.inside, $0.outside) }, uniquingKeysWith: { first, _ in first })
         if !imageTrusted { try checkUntrustedFiles(record) }
-        let base = String(rootPath.reversed().drop { $0 == "/" }.reversed())
-        try mount(
-            "/ private", in: root, source: nil, target: "/", type: nil,
-            flags: MountFlags.recursive | MountFlags.private, data: nil)
-        for mount in record.mounts {
-            let target = mount.kind == .root ? base.isEmpty ? "/" : base : base + mount.mountPoint
-            let what = "\(mount.mountPoint) (\(mount.fsType))"
-            let ownFlags = mount.flags & MountFlags.perMount
-            switch mount.kind {
-            case .root, .external:
-                guard let source = mount.kind == .root ? rootPath : keys[mount.externalKey] else {
-                    throw AmberError(.failure, "no --external mnt[\(mount.externalKey)]:PATH for \(mount.mountPoint)")
-                }
-                try MountNamespaceState.mount(
-                    what, in: root, source: source, target: target, type: nil, flags: MountFlags.bind, data: nil)
-                try MountNamespaceState.mount(
-                    "\(what) flags", in: root, source: nil, target: target, type: nil,
-                    flags: MountFlags.remount | MountFlags.bind | ownFlags, data: nil)
-            case .tmpfs:
-                // Filled writable, then made read-only as recorded.
-                let options = mount.options.split(separator: ",").filter { $0 != "ro" }.joined(separator: ",")
-                try MountNamespaceState.mount(
-                    what, in: root, source: mount.source, target: target, type: mount.fsType,
-                    flags: ownFlags & ~MountFlags.readOnly, data: options)
-                try fill(mount, at: target, in: root.pid)
-                if options != mount.options {
-                    try MountNamespaceState.mount(
-                        "\(what) read-only", in: root, source: nil, target: target, type: nil,
-                        flags: MountFlags.remount | MountFlags.readOnly | ownFlags, data: nil)
-                } else if ownFlags & MountFlags.readOnly != 0 {
-                    try MountNamespaceState.mount(
-                        "\(what) flags", in: root, source: nil, target: target, type: nil,
-                        flags: MountFlags.remount | MountFlags.bind | ownFlags, data: nil)
-                }
-            case .proc, .sysfs, .mqueue, .devpts:
-                try MountNamespaceState.mount(
-                    what, in: root, source: mount.source, target: target, type: mount.fsType, flags: ownFlags,
-                    data: mount.options)
-            case .internalBind:
-                let source = try bindSource(of: mount, in: record, base: base, rootPID: root.pid)
-                try MountNamespaceState.mount(
-                    what, in: root, source: source, target: target, type: nil, flags: MountFlags.bind, data: nil)
-                try MountNamespaceState.mount(
-                    "\(what) flags", in: root, source: nil, target: target, type: nil,
-                    flags: MountFlags.remount | MountFlags.bind | ownFlags, data: nil)
-            case .UNRECOGNIZED:
-                throw AmberError(.badImage, "the mount \(mount.mountPoint) is of no kind amber knows")
-            }
-            if mount.unbindable {
-                try MountNamespaceState.mount(
-                    "\(what) unbindable", in: root, source: nil, target: target, type: nil,
-                    flags: MountFlags.unbindable, data: nil)
-            }
+        let top: Int32
+        do { top = try kernelResultOpen("/proc/\(root.pid)/root") } catch {
+            throw AmberError(.restoreFailed, "cannot open the root directory of the restored tree's root: \(error)")
         }
-        // pivot_root(".", "."): the old root goes on top of the new one, and is detached.
-        var arguments = root.arguments()
-        let newRoot = try arguments.place(Array((base.isEmpty ? "/" : base).utf8) + [0])
-        let dot = try arguments.place(Array(".".utf8) + [0])
-        let slash = try arguments.place(Array("/".utf8) + [0])
+        defer { close(top) }
         do {
-            let injector = root.injector
-            try injector.call("chdir \(rootPath)", SyscallNumber.chdir, newRoot)
-            try injector.call("pivot_root", SyscallNumber.pivotRoot, dot, dot)
-            try injector.call("umount2 the old root", SyscallNumber.umount2, dot, MountFlags.detach)
-            try injector.call("chdir /", SyscallNumber.chdir, slash)
+            try MountNamespaceThread.run(for: root.pid) { thread in
+                try makeMounts(record, options: options, on: thread, in: root, top: top)
+            }
+        } catch let error as AmberError {
+            throw error
+        } catch {
+            throw AmberError(
+                .restoreFailed,
+                "cannot enter the mount namespace of the restored tree's root to make its mounts: \(error)")
+        }
+        do {
+            var arguments = root.arguments()
+            let slash = try arguments.place(Array("/".utf8) + [0])
+            try root.injector.call("chdir /", SyscallNumber.chdir, slash)
         } catch {
             throw AmberError(
                 .restoreFailed, "cannot enter --root \(rootPath) as the restored tree's root directory: \(error)")
@@ -395,19 +352,109 @@ enum MountNamespaceState {
         }
     }
 
+    /// The mounts of `record` and pivot_root into the new root, made by `thread` (`make`);
+    /// `top` is the root's root directory.
+    private static func makeMounts(
+        _ record: Amber_MountNamespace, options: MountNamespaceRestore, on thread: MountNamespaceThread,
+        in root: TreeTask, top: Int32
+    ) throws {
+        let rootPath = options.root ?? "/"
+        let keys = Dictionary(
+            options.externals.map { ($0.inside, $0.outside) }, uniquingKeysWith: { first, _ in first })
+        let base = String(rootPath.reversed().drop { $0 == "/" }.reversed())
+        func makeMount(
+            _ what: String, source: String?, target: String, type: String?, flags: UInt64, data: String?,
+            injected: Bool = false
+        ) throws {
+            do {
+                if injected {
+                    try thread.onStarter {
+                        try injectMount(
+                            what, in: root, source: source, target: target, type: type, flags: flags, data: data)
+                    }
+                } else {
+                    try MountCalls.mount(
+                        "mount \(what) in task \(root.pid)", source: source, target: target, type: type, flags: flags,
+                        data: data)
+                }
+            } catch {
+                throw AmberError(.restoreFailed, "cannot make the mount \(what) of the restored tree: \(error)")
+            }
+        }
+        try makeMount(
+            "/ private", source: nil, target: "/", type: nil, flags: MountFlags.recursive | MountFlags.private,
+            data: nil)
+        for mount in record.mounts {
+            let target = mount.kind == .root ? base.isEmpty ? "/" : base : base + mount.mountPoint
+            let what = "\(mount.mountPoint) (\(mount.fsType))"
+            let ownFlags = mount.flags & MountFlags.perMount
+            switch mount.kind {
+            case .root, .external:
+                guard let source = mount.kind == .root ? rootPath : keys[mount.externalKey] else {
+                    throw AmberError(.failure, "no --external mnt[\(mount.externalKey)]:PATH for \(mount.mountPoint)")
+                }
+                try makeMount(what, source: source, target: target, type: nil, flags: MountFlags.bind, data: nil)
+                try makeMount(
+                    "\(what) flags", source: nil, target: target, type: nil,
+                    flags: MountFlags.remount | MountFlags.bind | ownFlags, data: nil)
+            case .tmpfs:
+                // Filled writable, then made read-only as recorded.
+                let options = mount.options.split(separator: ",").filter { $0 != "ro" }.joined(separator: ",")
+                try makeMount(
+                    what, source: mount.source, target: target, type: mount.fsType,
+                    flags: ownFlags & ~MountFlags.readOnly, data: options)
+                try fill(mount, at: target, top: top)
+                if options != mount.options {
+                    try makeMount(
+                        "\(what) read-only", source: nil, target: target, type: nil,
+                        flags: MountFlags.remount | MountFlags.readOnly | ownFlags, data: nil)
+                } else if ownFlags & MountFlags.readOnly != 0 {
+                    try makeMount(
+                        "\(what) flags", source: nil, target: target, type: nil,
+                        flags: MountFlags.remount | MountFlags.bind | ownFlags, data: nil)
+                }
+            case .proc, .sysfs, .mqueue, .devpts:
+                try makeMount(
+                    what, source: mount.source, target: target, type: mount.fsType, flags: ownFlags,
+                    data: mount.options, injected: mount.kind == .proc)
+            case .internalBind:
+                let source = try bindSource(of: mount, in: record, base: base, top: top)
+                try makeMount(what, source: source, target: target, type: nil, flags: MountFlags.bind, data: nil)
+                try makeMount(
+                    "\(what) flags", source: nil, target: target, type: nil,
+                    flags: MountFlags.remount | MountFlags.bind | ownFlags, data: nil)
+            case .UNRECOGNIZED:
+                throw AmberError(.badImage, "the mount \(mount.mountPoint) is of no kind amber knows")
+            }
+            if mount.unbindable {
+                try makeMount(
+                    "\(what) unbindable", source: nil, target: target, type: nil, flags: MountFlags.unbindable,
+                    data: nil)
+            }
+        }
+        // pivot_root(".", "."): the old root goes on top of the new one, and is detached.
+        do {
+            let task = "in task \(root.pid)"
+            try MountCalls.changeDirectory("chdir \(rootPath) \(task)", base.isEmpty ? "/" : base)
+            try MountCalls.pivotRoot("pivot_root \(task)", newRoot: ".", putOld: ".")
+            try MountCalls.unmount("umount2 the old root \(task)", ".", flags: MountFlags.detach)
+        } catch {
+            throw AmberError(
+                .restoreFailed, "cannot enter --root \(rootPath) as the restored tree's root directory: \(error)")
+        }
+    }
+
     /// The path (in the root's namespace, before pivot_root) of the file an internal bind mount
     /// binds, in the mount made before it: checked to have no symbolic link on it, so that an
-    /// image binds nothing but a file of that mount.
+    /// image binds nothing but a file of that mount. `top` is the root's root directory.
     private static func bindSource(
-        of mount: Amber_MountNamespaceMount, in record: Amber_MountNamespace, base: String, rootPID: Int32
+        of mount: Amber_MountNamespaceMount, in record: Amber_MountNamespace, base: String, top: Int32
     ) throws -> String {
         guard let source = record.mounts.first(where: { $0.id == mount.bindOf }) else {
             throw AmberError(.badImage, "the bind mount \(mount.mountPoint) binds no mount of the image")
         }
         let path = base + (source.mountPoint == "/" ? "" : source.mountPoint) + "/" + mount.bindPath
         do {
-            let top = try kernelResultOpen("/proc/\(rootPID)/root")
-            defer { close(top) }
             close(try MountNamespaceAccess.open(path, under: top, flags: OpenFileFlags.pathOnly.openFlags))
         } catch {
             throw AmberError(
@@ -418,8 +465,8 @@ enum MountNamespaceState {
         return path
     }
 
-    /// Injects one mount(2) into `root`; `what` names the mount in errors.
-    private static func mount(
+    /// Injects one mount(2) into `root`.
+    private static func injectMount(
         _ what: String, in root: TreeTask, source: String?, target: String, type: String?, flags: UInt64,
         data: String?
     ) throws {
@@ -432,12 +479,8 @@ enum MountNamespaceState {
         let targetAddress = try string(target)
         let typeAddress = try string(type)
         let dataAddress = try string(data)
-        do {
-            try root.injector.call(
-                "mount \(what)", SyscallNumber.mount, sourceAddress, targetAddress, typeAddress, flags, dataAddress)
-        } catch {
-            throw AmberError(.restoreFailed, "cannot make the mount \(what) of the restored tree: \(error)")
-        }
+        try root.injector.call(
+            "mount \(what)", SyscallNumber.mount, sourceAddress, targetAddress, typeAddress, flags, dataAddress)
     }
 
     private static func kernelResultOpen(_ path: String) throws -> Int32 {
@@ -447,12 +490,10 @@ enum MountNamespaceState {
     }
 
     /// Fills the tmpfs just mounted at `target` (a path of the root's namespace, before
-    /// pivot_root) with its recorded files, through the root's root directory.
-    private static func fill(_ mount: Amber_MountNamespaceMount, at target: String, in pid: Int32) throws {
+    /// pivot_root) with its recorded files, through the root's root directory `top`.
+    private static func fill(_ mount: Amber_MountNamespaceMount, at target: String, top: Int32) throws {
         let entries = [entry(mount.root)] + mount.files.map(entry)
         do {
-            let top = try kernelResultOpen("/proc/\(pid)/root")
-            defer { close(top) }
             let directory = try MountNamespaceAccess.open(target, under: top, flags: O_RDONLY | O_DIRECTORY)
             defer { close(directory) }
             try FileTree.make(entries, under: directory)

@@ -257,6 +257,9 @@ long amber_accept4(int fd, int flags);
 long amber_setns(int fd, int type);
 long amber_unshare(int flags);
 
+/// pivot_root of the calling thread (no libc wrapper): -errno on failure.
+long amber_pivot_root(const char *new_root, const char *put_old);
+
 /* A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE) in the mount
  * namespace `namespace_fd`, made by a child that enters it (a process of several threads
  * cannot): the descriptor, or -errno. */
