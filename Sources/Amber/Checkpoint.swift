@@ -357,7 +357,8 @@ public enum Checkpoint {
 enum Preflight {
     /// Before the tree is frozen: each process's name, status and areas are read here. A
     /// descriptor the running tree closes after it was listed fails a later read of it (EBADF,
-    /// ENOENT: a kind's check taking a copy, say): the checks run again, from a new listing.
+    /// ENOENT: a kind's check taking a copy, say), as a process that exits fails kcmp (ESRCH):
+    /// the checks run again, from a new listing.
     static func check(_ pids: [Int32], root: Int32, externalFiles: Set<String>, shellJob: Bool = false) throws {
         var attempt = 1
         while true {
@@ -371,7 +372,8 @@ enum Preflight {
                     )
                 }
             } catch let error as LinuxError
-                where attempt < 5 && [Errno.badFileDescriptor, .noSuchFileOrDirectory].contains(error.errno)
+                where attempt < 5
+                    && [Errno.badFileDescriptor, .noSuchFileOrDirectory, .noSuchProcess].contains(error.errno)
             {
                 attempt += 1
             }

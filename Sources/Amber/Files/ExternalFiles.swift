@@ -48,8 +48,9 @@ enum ExternalFiles {
                     held[name] = (process, fd)
                     continue
                 }
-                guard (try? openFileOrder(pid1: first.process.pid, fd1: first.fd, pid2: process.pid, fd2: fd)) == 0
-                else {
+                // A process of the running tree that exits meanwhile fails kcmp (ESRCH): the checks
+                // run again, rather than taking it for another description.
+                guard try openFileOrder(pid1: first.process.pid, fd1: first.fd, pid2: process.pid, fd2: fd) == 0 else {
                     throw AmberError.unsupported(
                         process.name,
                         "has fd \(fd) on \(name), named by --external, and process \(first.process.name) fd \(first.fd) another open file description of it (such as its other end): an object outside the tree is left outside only when the tree holds it through one description, which one descriptor takes the place of at restore",
