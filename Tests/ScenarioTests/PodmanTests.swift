@@ -80,7 +80,8 @@ final class PodmanTests: ScenarioTestCase {
         let export = work + "/checkpoint.tar.gz"
         let checkpoint = try podman(
             ["container", "checkpoint", "--export", export, name], "checkpoint", criuDirectory: criuDirectory)
-        XCTAssertEqual(checkpoint.status, .exited(0), checkpoint.output)
+        XCTAssertEqual(
+            checkpoint.status, .exited(0), checkpoint.output + Self.runtimeLog(named: "dump.log", in: checkpoint.output))
         let counted = try count(name, criuDirectory: criuDirectory)
         XCTAssertGreaterThan(counted, 0)
 
@@ -104,5 +105,14 @@ final class PodmanTests: ScenarioTestCase {
         XCTAssertGreaterThan(
             try waitForCount(newName, above: counted, criuDirectory: criuDirectory), counted,
             "the container restored under a new name does not count on")
+    }
+
+    /// The log runc names in its error ("log file: PATH"), which amber wrote: what failed, for the test's message.
+    private static func runtimeLog(named name: String, in output: String) -> String {
+        guard let start = output.range(of: "log file: ")?.upperBound,
+            let end = output[start...].range(of: name)?.upperBound
+        else { return "" }
+        let path = String(output[start..<end])
+        return "\n\(path):\n" + (Sys.readText(path).map { String($0.suffix(4000)) } ?? "(unreadable)")
     }
 }
