@@ -13,6 +13,8 @@ public struct OpenFileFlags: OptionSet, Sendable {
     /// O_CLOEXEC: a flag of the descriptor, not of the open file description, although
     /// fdinfo shows it among the description's flags.
     public static let closeOnExec = OpenFileFlags(rawValue: 0o2000000)
+    /// O_APPEND: every write goes to the end of the file, whatever the offset.
+    public static let append = OpenFileFlags(rawValue: 0o2000)
     /// O_ASYNC (FASYNC): signal-driven I/O.
     public static let asynchronous = OpenFileFlags(rawValue: 0o20000)
     /// O_PATH: a descriptor that only names the file.

@@ -253,6 +253,11 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesSessionKeys() throws {
         try checkUnsupported(.unsupportedSessionKeys, object: "session keyring of its own")
     }
+    /// A regular file's description shared with a process outside the tree: restored, their
+    /// offsets would part.
+    func testDumpRefusesRegularFileSharedOutsideTree() throws {
+        try checkUnsupported(.unsupportedSharedFile, object: "outside the tree holds too", mentions: ["shared-file"])
+    }
     /// The dump's kill would mark the mutex owner-died in the file, for any process to take.
     func testDumpRefusesRobustMutexHeldInSharedFile() throws {
         try checkUnsupported(.unsupportedRobustMutex, object: "robust mutex", mentions: ["robust-mutex"])

@@ -53,6 +53,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedLocalDescriptorTable() throws { try runPlain(.unsupportedLocalDescriptorTable) }
     func testUnsupportedVfork() throws { try runPlain(.unsupportedVfork) }
     func testUnsupportedRobustMutex() throws { try runPlain(.unsupportedRobustMutex) }
+    func testUnsupportedSharedFile() throws { try runPlain(.unsupportedSharedFile) }
     func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
     func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
     func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }

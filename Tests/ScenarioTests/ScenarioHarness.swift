@@ -114,6 +114,7 @@ struct Scenario: Sendable {
     static let unsupportedProcessKeyring = Scenario(name: "unsupported_state", args: ["--process-keyring"])
     static let unsupportedSessionKeys = Scenario(name: "unsupported_state", args: ["--session-keys"])
     static let unsupportedRobustMutex = Scenario(name: "unsupported_state", args: ["--robust-mutex"])
+    static let unsupportedSharedFile = Scenario(name: "unsupported_state", args: ["--shared-file"])
     /// A child the root traces, in a ptrace stop.
     static let unsupportedTraced = Scenario(name: "unsupported_traced")
     /// The root tracing a process outside the tree (a grandchild whose parent exited), stopped.
@@ -289,7 +290,7 @@ struct Scenario: Sendable {
             sessionKeyring,
             unsupportedChroot, unsupportedControllingTerminal, unsupportedAutogroup, unsupportedMemoryPolicy,
             unsupportedAreaPolicy, unsupportedSyscallUserDispatch, unsupportedThreadKeyring, unsupportedProcessKeyring,
-            unsupportedSessionKeys, unsupportedRobustMutex,
+            unsupportedSessionKeys, unsupportedRobustMutex, unsupportedSharedFile,
             seccomp, seccompStrict, unsupportedSeccompListener, credentialsTree, credentialsThread,
             unsupportedUserNamespace, oddNames, pathFDs, unsupportedCwdGoneProc,
             unsupportedUTSNamespace,

@@ -20,6 +20,9 @@
  *                       (the child keeps no fd on it; the root keeps the master)
  *   --robust-mutex      a robust, process-shared mutex held in a file mapped shared (the
  *                       dump's kill would mark it owner-died there for other processes)
+ *   --shared-file       a regular file's open file description (its offset) shared with a
+ *                       process outside the tree (a grandchild, orphaned at once, which exits
+ *                       when this process is gone)
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
@@ -27,6 +30,7 @@
 #include <sys/mman.h>
 
 static pthread_mutex_t *robust;
+static int shared_file = -1;
 
 #define KEYCTL_GET_KEYRING_ID 0
 #define KEYCTL_JOIN_SESSION_KEYRING 1
@@ -216,6 +220,28 @@ int main(int argc, char **argv)
         pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
         if (robust == MAP_FAILED || pthread_mutex_init(robust, &attributes) != 0 || pthread_mutex_lock(robust) != 0)
             sc_die("robust mutex");
+    } else if (sc_has_flag("--shared-file")) {
+        char path[PATH_MAX];
+        sc_path(path, sizeof path, "shared-file");
+        shared_file = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (shared_file < 0 || write(shared_file, "root\n", 5) != 5)
+            sc_die("shared-file");
+        pid_t self = getpid();
+        pid_t middle = fork();
+        if (middle < 0)
+            sc_die("fork");
+        if (middle == 0) {
+            if (fork() != 0)
+                _exit(0);
+            /* Only the shared file: not this process's log too. */
+            close(1);
+            close(2);
+            while (kill(self, 0) == 0)
+                usleep(20 * 1000);
+            _exit(0);
+        }
+        if (waitpid(middle, NULL, 0) != middle)
+            sc_die("waitpid");
     } else if (sc_has_flag("--ldt")) {
         struct { unsigned entry, base, limit, flags; } data_segment = {0, 0, 0xfffff, 0x51 /* 32-bit, present, pages */};
         if (syscall(SYS_modify_ldt, 1, &data_segment, sizeof data_segment) != 0)
@@ -264,6 +290,8 @@ int main(int argc, char **argv)
     }
     if (sc_has_flag("--landlock"))
         sc_check(fifos_forbidden(), "the process is no longer sandboxed by Landlock");
+    if (sc_has_flag("--shared-file"))
+        sc_check(lseek(shared_file, 0, SEEK_CUR) == 5, "the shared file's offset moved");
     if (sc_has_flag("--robust-mutex")) {
         /* Another process must find it held, not owner-died (EOWNERDEAD) nor free. */
         pid_t other = fork();

@@ -19,6 +19,36 @@ struct RegularFileKind: ReopenedByPath {
         return .regularFile(file)
     }
 
+    /// A regular file's open file description that a process outside the tree holds too is
+    /// refused, unless it is only appended to: the two share its offset, and the tree's comes
+    /// back a description of its own, so each would write over, or read past, what the other
+    /// did (`cmd > log &` in a script whose own output is that log goes on writing to it).
+    /// Asked before the freeze (a process outside gets a description of the tree's only by
+    /// being handed it), and only of files the tree holds, by path: then kcmp tells whether the
+    /// description is the same.
+    static func check(tree processes: [CheckedProcess]) throws {
+        guard processes.first?.beforeFreeze == true else { return }
+        var held: [String: [(process: CheckedProcess, probe: DescriptorProbe)]] = [:]
+        for process in processes {
+            for probe in try process.probes() where probe.link.hasPrefix("/") {
+                guard try probe.reopenablePath() != nil, try probe.status().isRegular else { continue }
+                held[probe.link, default: []].append((process, probe))
+            }
+        }
+        guard !held.isEmpty else { return }
+        try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
+            for (process, probe) in held[link] ?? []
+            where (try? openFileOrder(pid1: process.pid, fd1: probe.fd, pid2: pid, fd2: fd)) == 0 {
+                let flags = OpenFileFlags(rawValue: try probe.info().flags)
+                if flags.contains(.append) && flags.rawValue & UInt32(O_ACCMODE) == UInt32(O_WRONLY) { continue }
+                throw AmberError.unsupported(
+                    process.name,
+                    "has fd \(probe.fd) on \(link), whose open file description (and so its offset) process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): restored, the tree's would be one of its own, and each would write over or read past what the other did; only a description written with O_APPEND alone may be shared",
+                    tree: process.tree)
+            }
+        }
+    }
+
     static func record(of description: Amber_OpenFileDescription) -> Amber_RegularFile? {
         guard case .regularFile(let file) = description.file else { return nil }
         return file
