@@ -427,6 +427,9 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(
             .unsupportedEventFile("--timerfd-outside"), object: "a timerfd, which process",
             mentions: ["outside the tree holds too"])
+        try checkUnsupported(
+            .unsupportedEventFile("--inotify-outside"), object: "an inotify instance, which process",
+            mentions: ["outside the tree holds too"])
     }
 
     /// A raw inet or inet6 socket is named raw, with its protocol.

@@ -305,7 +305,10 @@ struct Scenario: Sendable {
             "--mqueue", "--async", "--dnotify",
         ].map(unsupportedKind)
         + [eventFDs, signalFDs, timerFDs]
-        + ["--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside"].map(
+        + [
+            "--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside",
+            "--inotify-outside",
+        ].map(
             unsupportedEventFile)
         + [externalPipe]
         + [inetSockets]

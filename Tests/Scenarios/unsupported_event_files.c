@@ -16,6 +16,7 @@
  *   --eventfd-outside an eventfd a process outside the tree holds too (a grandchild, orphaned
  *                     at once, which exits when this process is gone)
  *   --timerfd-outside a timerfd a process outside the tree holds so too
+ *   --inotify-outside an inotify instance a process outside the tree holds so too
  * After SIGTERM it checks the object is still there and works.
  */
 #include "scenario.h"
@@ -100,8 +101,10 @@ int main(int argc, char **argv)
         fd = eventfd(7, 0);
         if (fd >= 0 && fcntl(fd, F_SETFL, O_APPEND) != 0)
             sc_die("F_SETFL O_APPEND");
-    } else if (sc_has_flag("--eventfd-outside") || sc_has_flag("--timerfd-outside")) {
-        fd = sc_has_flag("--eventfd-outside") ? eventfd(0, EFD_CLOEXEC) : timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    } else if (sc_has_flag("--eventfd-outside") || sc_has_flag("--timerfd-outside") || sc_has_flag("--inotify-outside")) {
+        fd = sc_has_flag("--eventfd-outside")   ? eventfd(0, EFD_CLOEXEC)
+             : sc_has_flag("--inotify-outside") ? inotify_init1(IN_CLOEXEC)
+                                                : timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
         if (fd < 0)
             sc_die("making the object");
         pid_t parent = getpid();

@@ -143,3 +143,11 @@ struct InotifyKind: OpenFileKind {
         }
     }
 }
+
+extension InotifyKind {
+    /// Watches and queued events are the instance's: one shared outside the tree would come back
+    /// an instance of the tree's own, and neither would see the other's watches or events.
+    static func check(tree processes: [CheckedProcess]) throws {
+        try OutsideDescriptors.refuseShared(Inotify.link, what: "an inotify instance", processes: processes)
+    }
+}
