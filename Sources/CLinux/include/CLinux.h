@@ -261,8 +261,9 @@ long amber_unshare(int flags);
 long amber_pivot_root(const char *new_root, const char *put_old);
 
 /* A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE) in the mount
- * namespace `namespace_fd`, made by a child that enters it (a process of several threads
- * cannot): the descriptor, or -errno. */
+ * namespace `namespace_fd`, made by a child that enters it (setns into a mount namespace needs
+ * a caller whose root and working directory are its own, which a child's are): the descriptor,
+ * or -errno. */
 long amber_open_tree_in_namespace(int namespace_fd, const char *path);
 
 /// A detached mount of a new context of the file system `type` (fsopen, fsconfig's
