@@ -401,6 +401,7 @@ enum Preflight {
     ) throws {
         let tree = ProcessName(pid: root)
         let outside = OutsideScan(tree: Set(pids), frozen: frozen)
+        if !frozen { outside.readTracedInBackground() }
         let results = pids.concurrentMap { pid in
             Result { () throws -> CheckedProcess? in
                 guard let (name, status, maps, descriptors) = try read(pid) else { return nil }

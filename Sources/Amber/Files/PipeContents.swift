@@ -1,4 +1,5 @@
 import AmberImage
+import Dispatch
 import FoundationEssentials
 import Glibc
 import LinuxKit
@@ -112,6 +113,7 @@ final class OutsideScan: @unchecked Sendable {
     private let lock = Mutex(())
     private var read: [(pid: Int32, fd: Int32, link: String)]?
     private var relationsRead: [Int32: TaskRelations]?
+    private var tracedRead: [(pid: Int32, tid: Int32, tracer: Int32)]?
 
     init(tree: Set<Int32>, frozen: Bool = false) {
         self.tree = tree
@@ -130,11 +132,18 @@ final class OutsideScan: @unchecked Sendable {
         }
     }
 
+    /// Starts reading `tracedByTree()` on another thread, so that the checks of the running tree,
+    /// which read each of its processes meanwhile, find it read.
+    func readTracedInBackground() {
+        DispatchQueue.global().async { _ = try? self.tracedByTree() }
+    }
+
     /// Before the freeze: every thread outside the tree (and not of amber) that a thread of the
     /// tree traces, with the tracer's process. Each process's status is read, and each thread's
     /// of a process with several: a tracer attaches to one thread.
     func tracedByTree() throws -> [(pid: Int32, tid: Int32, tracer: Int32)] {
         try lock.withLock { _ in
+            if let tracedRead { return tracedRead }
             var traced: [(pid: Int32, tid: Int32, tracer: Int32)] = []
             func tracingProcess(_ tracer: Int32) -> Int32? {
                 if tree.contains(tracer) { return tracer }
@@ -154,6 +163,7 @@ final class OutsideScan: @unchecked Sendable {
                 guard let tracer, tracer != 0, let process = tracingProcess(tracer) else { continue }
                 traced.append((thread.pid, thread.tid, process))
             }
+            tracedRead = traced
             return traced
         }
     }
