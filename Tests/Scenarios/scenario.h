@@ -556,6 +556,26 @@ SC_FN pid_t sc_fork_paused_child(void (*setup)(void))
     return child;
 }
 
+/* Forks a grandchild outside the tree: its parent exits at once, so the test's subreaper takes
+ * it, holding what this process holds. Returns 0 in the grandchild and 1 here, once its parent
+ * is reaped (the grandchild exists by then). */
+SC_FN int sc_fork_outside(void)
+{
+    pid_t middle = fork();
+    if (middle < 0)
+        sc_die("fork");
+    if (middle == 0) {
+        pid_t grandchild = fork();
+        if (grandchild == 0)
+            return 0;
+        _exit(grandchild < 0 ? 1 : 0);
+    }
+    int status;
+    if (waitpid(middle, &status, 0) != middle || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        sc_die("the fork of a grandchild outside the tree");
+    return 1;
+}
+
 /* Waits until process `pid` sleeps in pause() (system call 34). */
 SC_FN void sc_wait_in_pause(pid_t pid)
 {

@@ -108,19 +108,11 @@ int main(int argc, char **argv)
         if (fd < 0)
             sc_die("making the object");
         pid_t parent = getpid();
-        pid_t child = fork();
-        if (child < 0)
-            sc_die("fork");
-        if (child == 0) {
-            if (fork() != 0)
-                _exit(0);
+        if (sc_fork_outside() == 0) {
             while (kill(parent, 0) == 0)
                 sleep(1);
             _exit(0);
         }
-        int status;
-        if (waitpid(child, &status, 0) != child)
-            sc_die("waitpid");
     }
     if (fd < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
         sc_die("making the object");

@@ -118,19 +118,11 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--outside")) {
         fd = bound_socket(SOCK_DGRAM, &address);
         pid_t parent = getpid();
-        pid_t child = fork();
-        if (child < 0)
-            sc_die("fork");
-        if (child == 0) {
-            if (fork() != 0)
-                _exit(0);
+        if (sc_fork_outside() == 0) {
             while (kill(parent, 0) == 0)
                 sleep(1);
             _exit(0);
         }
-        int status;
-        if (waitpid(child, &status, 0) != child)
-            sc_die("waitpid");
     } else {
         sc_die("no socket chosen");
     }

@@ -20,21 +20,13 @@ int main(int argc, char **argv)
     if (pipe2(ends, O_CLOEXEC) < 0)
         sc_die("pipe2");
     if (sc_has_flag("--outside-reader")) {
-        pid_t child = fork();
-        if (child < 0)
-            sc_die("fork");
-        if (child == 0) {
-            if (fork() != 0)
-                _exit(0);
+        if (sc_fork_outside() == 0) {
             close(ends[1]);
             char buf[64];
             while (read(ends[0], buf, sizeof buf) > 0) {
             }
             _exit(0);
         }
-        int status;
-        if (waitpid(child, &status, 0) != child)
-            sc_die("waitpid");
         close(ends[0]);
         ends[0] = -1;
     } else if (sc_has_flag("--unread")) {
@@ -59,12 +51,7 @@ int main(int argc, char **argv)
         if (pipe2(sync, O_CLOEXEC) < 0)
             sc_die("pipe2");
         pid_t self = getpid();
-        pid_t child = fork();
-        if (child < 0)
-            sc_die("fork");
-        if (child == 0) {
-            if (fork() != 0)
-                _exit(0);
+        if (sc_fork_outside() == 0) {
             int held = open(path, O_WRONLY | O_NONBLOCK);
             close(sync[1]);
             while (held >= 0 && kill(self, 0) == 0)
@@ -76,9 +63,6 @@ int main(int argc, char **argv)
         while (read(sync[0], &byte, 1) > 0) {
         }
         close(sync[0]);
-        int status;
-        if (waitpid(child, &status, 0) != child)
-            sc_die("waitpid");
     } else {
         sc_die("no pipe chosen");
     }

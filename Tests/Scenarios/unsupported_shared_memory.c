@@ -40,21 +40,13 @@ int main(int argc, char **argv)
         if (shared == MAP_FAILED)
             sc_die("mmap");
         pid_t self = getpid();
-        pid_t child = fork();
-        if (child < 0)
-            sc_die("fork");
-        if (child == 0) {
-            if (fork() != 0)
-                _exit(0);
+        if (sc_fork_outside() == 0) {
             while (kill(self, 0) == 0) {
                 shared[0]++;
                 sleep_ms();
             }
             _exit(0);
         }
-        int status;
-        if (waitpid(child, &status, 0) != child)
-            sc_die("waitpid");
         while (shared[0] == 0)
             sleep_ms();
     } else {

@@ -227,12 +227,7 @@ int main(int argc, char **argv)
         if (shared_file < 0 || write(shared_file, "root\n", 5) != 5)
             sc_die("shared-file");
         pid_t self = getpid();
-        pid_t middle = fork();
-        if (middle < 0)
-            sc_die("fork");
-        if (middle == 0) {
-            if (fork() != 0)
-                _exit(0);
+        if (sc_fork_outside() == 0) {
             /* Only the shared file: not this process's log too. */
             close(1);
             close(2);
@@ -240,8 +235,6 @@ int main(int argc, char **argv)
                 usleep(20 * 1000);
             _exit(0);
         }
-        if (waitpid(middle, NULL, 0) != middle)
-            sc_die("waitpid");
     } else if (sc_has_flag("--ldt")) {
         struct { unsigned entry, base, limit, flags; } data_segment = {0, 0, 0xfffff, 0x51 /* 32-bit, present, pages */};
         if (syscall(SYS_modify_ldt, 1, &data_segment, sizeof data_segment) != 0)

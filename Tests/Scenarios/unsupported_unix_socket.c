@@ -170,12 +170,7 @@ int main(int argc, char **argv)
             if (pipe2(sync, O_CLOEXEC) < 0)
                 sc_die("pipe2");
             pid_t parent = getpid();
-            pid_t child = fork();
-            if (child < 0)
-                sc_die("fork");
-            if (child == 0) {
-                if (fork() != 0)
-                    _exit(0);
+            if (sc_fork_outside() == 0) {
                 close(sync[0]);
                 close(sync[1]);
                 char buf[16];
@@ -183,9 +178,6 @@ int main(int argc, char **argv)
                     sc_sleep_ms(20);
                 _exit(0);
             }
-            int status;
-            if (waitpid(child, &status, 0) != child)
-                sc_die("waitpid");
             close(sync[1]);
             char byte;
             if (read(sync[0], &byte, 1) != 0)

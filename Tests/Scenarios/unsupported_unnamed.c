@@ -15,12 +15,7 @@
 static void outside_holder(int fd, int map)
 {
     pid_t parent = getpid();
-    pid_t child = fork();
-    if (child < 0)
-        sc_die("fork");
-    if (child == 0) {
-        if (fork() != 0)
-            _exit(0);
+    if (sc_fork_outside() == 0) {
         if (map) {
             if (mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
                 _exit(1);
@@ -30,9 +25,6 @@ static void outside_holder(int fd, int map)
             sleep(1);
         _exit(0);
     }
-    int status;
-    if (waitpid(child, &status, 0) != child)
-        sc_die("waitpid");
 }
 
 int main(int argc, char **argv)
