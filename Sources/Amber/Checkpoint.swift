@@ -373,7 +373,7 @@ enum Preflight {
                 }
             } catch let error as LinuxError
                 where attempt < 5
-                    && [Errno.badFileDescriptor, .noSuchFileOrDirectory, .noSuchProcess].contains(error.errno)
+                && [Errno.badFileDescriptor, .noSuchFileOrDirectory, .noSuchProcess].contains(error.errno)
             {
                 attempt += 1
             }

@@ -708,7 +708,8 @@ final class RestoreErrorTests: ScenarioTestCase {
         XCTAssertEqual(write(fd, "x", 1), 1, "write records: \(Sys.errnoString())")
         close(fd)
         try expectRestoreRefused(
-            image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["records", "changed since the dump", "POSIX"])
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed,
+            mentions: ["records", "changed since the dump", "POSIX"])
     }
 
     func testRestoreWithoutInventory() throws {

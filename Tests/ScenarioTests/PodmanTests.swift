@@ -80,8 +80,8 @@ final class PodmanTests: ScenarioTestCase {
         let export = work + "/checkpoint.tar.gz"
         let checkpoint = try podman(
             ["container", "checkpoint", "--export", export, name], "checkpoint", criuDirectory: criuDirectory)
-        XCTAssertEqual(
-            checkpoint.status, .exited(0), checkpoint.output + Self.runtimeLog(named: "dump.log", in: checkpoint.output))
+        let checkpointLog = Self.runtimeLog(named: "dump.log", in: checkpoint.output)
+        XCTAssertEqual(checkpoint.status, .exited(0), checkpoint.output + checkpointLog)
         let counted = try count(name, criuDirectory: criuDirectory)
         XCTAssertGreaterThan(counted, 0)
 

@@ -147,7 +147,9 @@ final class OutsideScan: @unchecked Sendable {
             var traced: [(pid: Int32, tid: Int32, tracer: Int32)] = []
             func tracingProcess(_ tracer: Int32) -> Int32? {
                 if tree.contains(tracer) { return tracer }
-                guard let group = try? ProcFS.relations(pid: tracer).threadGroup, tree.contains(group) else { return nil }
+                guard let group = try? ProcFS.relations(pid: tracer).threadGroup, tree.contains(group) else {
+                    return nil
+                }
                 return group
             }
             var threads: [(pid: Int32, tid: Int32)] = []

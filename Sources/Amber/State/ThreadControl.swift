@@ -50,7 +50,8 @@ enum ThreadControlState {
         func word(_ address: UInt64, _ length: Int) -> UInt64? {
             var value: UInt64 = 0
             let read = withUnsafeMutableBytes(of: &value) { buffer in
-                try? memory.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), from: [(address, length)])
+                try? memory.read(
+                    into: UnsafeMutableRawBufferPointer(rebasing: buffer[..<length]), from: [(address, length)])
             }
             return read == length ? value : nil
         }
