@@ -557,23 +557,33 @@ SC_FN pid_t sc_fork_paused_child(void (*setup)(void))
 }
 
 /* Forks a grandchild outside the tree: its parent exits at once, so the test's subreaper takes
- * it, holding what this process holds. Returns 0 in the grandchild and 1 here, once its parent
- * is reaped (the grandchild exists by then). */
-SC_FN int sc_fork_outside(void)
+ * it, holding what this process holds. Returns 0 in the grandchild and its PID here, once its
+ * parent is reaped (the grandchild exists by then). */
+SC_FN pid_t sc_fork_outside(void)
 {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0)
+        sc_die("pipe2");
     pid_t middle = fork();
     if (middle < 0)
         sc_die("fork");
     if (middle == 0) {
         pid_t grandchild = fork();
-        if (grandchild == 0)
+        if (grandchild == 0) {
+            close(report[0]);
+            close(report[1]);
             return 0;
-        _exit(grandchild < 0 ? 1 : 0);
+        }
+        _exit(grandchild > 0 && write(report[1], &grandchild, sizeof grandchild) == sizeof grandchild ? 0 : 1);
     }
+    close(report[1]);
+    pid_t grandchild = 0;
     int status;
-    if (waitpid(middle, &status, 0) != middle || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    if (waitpid(middle, &status, 0) != middle || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+        read(report[0], &grandchild, sizeof grandchild) != sizeof grandchild || grandchild <= 0)
         sc_die("the fork of a grandchild outside the tree");
-    return 1;
+    close(report[0]);
+    return grandchild;
 }
 
 /* Waits until process `pid` sleeps in pause() (system call 34). */

@@ -20,24 +20,11 @@ int main(int argc, char **argv)
     int outside = sc_has_flag("--outside");
     pid_t child;
     if (outside) {
-        int ends[2];
-        if (pipe2(ends, O_CLOEXEC) != 0)
-            sc_die("pipe2");
-        pid_t middle = fork();
-        if (middle < 0)
-            sc_die("fork");
-        if (middle == 0) {
-            pid_t grandchild = fork();
-            if (grandchild == 0) {
-                for (;;)
-                    pause();
-            }
-            _exit(write(ends[1], &grandchild, sizeof grandchild) == sizeof grandchild ? 0 : 1);
+        child = sc_fork_outside();
+        if (child == 0) {
+            for (;;)
+                pause();
         }
-        if (waitpid(middle, NULL, 0) != middle || read(ends[0], &child, sizeof child) != sizeof child || child <= 0)
-            sc_die("the grandchild outside the tree");
-        close(ends[0]);
-        close(ends[1]);
     } else {
         child = sc_fork_paused_child(NULL);
     }
