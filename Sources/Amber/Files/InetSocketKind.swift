@@ -308,15 +308,9 @@ extension InetSocketKind {
         }
         guard let root = processes.first, !inOrder.isEmpty else { return }
         try checkSignatureKeys(inOrder, root: root)
-        let held = Dictionary(grouping: inOrder, by: \.link)
-        try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
-            for (process, treeFD, _) in held[link] ?? []
-            where (try? openFileOrder(pid1: process.pid, fd1: treeFD, pid2: pid, fd2: fd)) == 0 {
-                throw AmberError.unsupported(
-                    process.name,
-                    "has fd \(treeFD) on the inet socket \(link), which process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): it is restored only when no process outside the tree shares it",
-                    tree: process.tree)
-            }
+        let held = Dictionary(grouping: inOrder, by: \.link).mapValues { $0.map { ($0.process, $0.fd) } }
+        try OutsideDescriptors.refuseShared(held: held, processes: processes) { treeFD, link, pid, fd in
+            "has fd \(treeFD) on the inet socket \(link), which process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): it is restored only when no process outside the tree shares it"
         }
     }
 

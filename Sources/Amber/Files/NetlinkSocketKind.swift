@@ -222,15 +222,8 @@ extension NetlinkSocketKind {
                 held[probe.link, default: []].append((process, probe.fd))
             }
         }
-        guard !held.isEmpty else { return }
-        try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
-            for (process, treeFD) in held[link] ?? []
-            where (try? openFileOrder(pid1: process.pid, fd1: treeFD, pid2: pid, fd2: fd)) == 0 {
-                throw AmberError.unsupported(
-                    process.name,
-                    "has fd \(treeFD) on the netlink socket \(link), which process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): it is restored only when no process outside the tree shares it",
-                    tree: process.tree)
-            }
+        try OutsideDescriptors.refuseShared(held: held, processes: processes) { treeFD, link, pid, fd in
+            "has fd \(treeFD) on the netlink socket \(link), which process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): it is restored only when no process outside the tree shares it"
         }
     }
 

@@ -152,18 +152,17 @@ final class OutsideScan: @unchecked Sendable {
                 }
                 return group
             }
-            var threads: [(pid: Int32, tid: Int32)] = []
             for (pid, relations) in try relations() {
                 if relations.tracer != 0, let tracer = tracingProcess(relations.tracer) {
                     traced.append((pid, pid, tracer))
                 }
                 guard relations.threads > 1 else { continue }
-                for tid in (try? ProcFS.threads(pid: pid)) ?? [] where tid != pid { threads.append((pid, tid)) }
-            }
-            let tracers = threads.map { try? ProcFS.threadRelations(pid: $0.pid, tid: $0.tid).tracer }
-            for (thread, tracer) in zip(threads, tracers) {
-                guard let tracer, tracer != 0, let process = tracingProcess(tracer) else { continue }
-                traced.append((thread.pid, thread.tid, process))
+                for tid in (try? ProcFS.threads(pid: pid)) ?? [] where tid != pid {
+                    guard let thread = try? ProcFS.threadRelations(pid: pid, tid: tid), thread.tracer != 0,
+                        let tracer = tracingProcess(thread.tracer)
+                    else { continue }
+                    traced.append((pid, tid, tracer))
+                }
             }
             tracedRead = traced
             return traced
@@ -176,9 +175,8 @@ final class OutsideScan: @unchecked Sendable {
         if let relationsRead { return relationsRead }
         var relations: [Int32: TaskRelations] = [:]
         if !frozen {
-            let outside = try ProcFS.processIDs().filter { !tree.contains($0) }
-            for (pid, read) in zip(outside, outside.map { try? ProcFS.relations(pid: $0) }) {
-                relations[pid] = read
+            for pid in try ProcFS.processIDs() where !tree.contains(pid) {
+                relations[pid] = try? ProcFS.relations(pid: pid)
             }
         }
         relationsRead = relations
@@ -245,15 +243,23 @@ extension OutsideDescriptors {
                 held.append((process, probe.fd))
             }
         }
-        guard !held.isEmpty else { return }
-        try forEach(outside: processes) { pid, fd, outsideLink in
-            guard outsideLink == link else { return }
-            for (process, treeFD) in held
+        try refuseShared(held: [link: held], processes: processes) { treeFD, _, pid, fd in
+            "has fd \(treeFD) on \(what), which process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): it is restored only when no process outside the tree shares it"
+        }
+    }
+
+    /// Refuses a descriptor of `held` (the tree's, by /proc link) whose open file description a
+    /// process outside the tree holds too; `refusal` says why, from the tree's fd, its link and
+    /// the outside process and fd. Reads the outside descriptors only when `held` has any.
+    static func refuseShared(
+        held: [String: [(process: CheckedProcess, fd: Int32)]], processes: [CheckedProcess],
+        refusal: (_ treeFD: Int32, _ link: String, _ pid: Int32, _ fd: Int32) -> String
+    ) throws {
+        guard held.values.contains(where: { !$0.isEmpty }) else { return }
+        try forEach(outside: processes) { pid, fd, link in
+            for (process, treeFD) in held[link] ?? []
             where (try? openFileOrder(pid1: process.pid, fd1: treeFD, pid2: pid, fd2: fd)) == 0 {
-                throw AmberError.unsupported(
-                    process.name,
-                    "has fd \(treeFD) on \(what), which process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): it is restored only when no process outside the tree shares it",
-                    tree: process.tree)
+                throw AmberError.unsupported(process.name, refusal(treeFD, link, pid, fd), tree: process.tree)
             }
         }
     }

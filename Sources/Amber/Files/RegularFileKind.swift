@@ -28,25 +28,18 @@ struct RegularFileKind: ReopenedByPath {
     /// description is the same.
     static func check(tree processes: [CheckedProcess]) throws {
         guard processes.first?.beforeFreeze == true else { return }
-        var held: [String: [(process: CheckedProcess, probe: DescriptorProbe)]] = [:]
+        var held: [String: [(process: CheckedProcess, fd: Int32)]] = [:]
         for process in processes {
             for probe in try process.probes() where probe.link.hasPrefix("/") {
                 guard try probe.reopenablePath() != nil, try probe.status().isRegular else { continue }
                 let flags = OpenFileFlags(rawValue: try probe.info().flags)
                 if flags.contains(.append) && flags.rawValue & UInt32(O_ACCMODE) == UInt32(O_WRONLY) { continue }
-                held[probe.link, default: []].append((process, probe))
+                held[probe.link, default: []].append((process, probe.fd))
             }
         }
-        // Only then are the outside processes' descriptors read (a log opened with >> asks none).
-        guard !held.isEmpty else { return }
-        try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
-            for (process, probe) in held[link] ?? []
-            where (try? openFileOrder(pid1: process.pid, fd1: probe.fd, pid2: pid, fd2: fd)) == 0 {
-                throw AmberError.unsupported(
-                    process.name,
-                    "has fd \(probe.fd) on \(link), whose open file description (and so its offset) process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): restored, the tree's would be one of its own, and each would write over or read past what the other did; only a description written with O_APPEND alone may be shared",
-                    tree: process.tree)
-            }
+        // A log opened with >> asks no outside process's descriptors.
+        try OutsideDescriptors.refuseShared(held: held, processes: processes) { treeFD, link, pid, fd in
+            "has fd \(treeFD) on \(link), whose open file description (and so its offset) process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): restored, the tree's would be one of its own, and each would write over or read past what the other did; only a description written with O_APPEND alone may be shared"
         }
     }
 
