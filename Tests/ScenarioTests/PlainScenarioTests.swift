@@ -75,6 +75,14 @@ final class PlainScenarioTests: ScenarioTestCase {
             try runPlain(.unsupportedKind(flag))
         }
     }
+    func testUnsupportedEventFiles() throws {
+        for flag in [
+            "--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside",
+            "--inotify-outside",
+        ] {
+            try runPlain(.unsupportedEventFile(flag))
+        }
+    }
     func testUnsupportedCwdGoneProc() throws { try runPlain(.unsupportedCwdGoneProc) }
     func testUnsupportedUTSNamespace() throws { try runPlain(.unsupportedUTSNamespace) }
     func testUnsupportedMountNamespace() throws { try runPlain(.unsupportedMountNamespace) }
