@@ -258,6 +258,13 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesRegularFileSharedOutsideTree() throws {
         try checkUnsupported(.unsupportedSharedFile, object: "outside the tree holds too", mentions: ["shared-file"])
     }
+    /// A directory's description shared with a process outside the tree: restored, their
+    /// offsets in its entries would part.
+    func testDumpRefusesDirectorySharedOutsideTree() throws {
+        try checkUnsupported(
+            .unsupportedSharedDirectory, object: "on the directory",
+            mentions: ["shared-directory", "outside the tree holds too"])
+    }
     /// The dump's kill would mark the mutex owner-died in the file, for any process to take.
     func testDumpRefusesRobustMutexHeldInSharedFile() throws {
         try checkUnsupported(.unsupportedRobustMutex, object: "robust mutex", mentions: ["robust-mutex"])
@@ -417,7 +424,7 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedEventFile("--eventfd-append"), object: "an eventfd with the status flags 0o2002")
     }
 
-    /// An eventfd or timerfd a process outside the tree holds too would come back as one of
+    /// An eventfd, timerfd, inotify instance or signalfd a process outside the tree holds too would come back as one of
     /// the tree's own, no longer shared; an O_TMPFILE file linked since cannot be reopened by the
     /// name its link shows.
     func testDumpRefusesEventFileSharedOutsideTree() throws {
@@ -429,6 +436,9 @@ final class DumpErrorTests: ScenarioTestCase {
             mentions: ["outside the tree holds too"])
         try checkUnsupported(
             .unsupportedEventFile("--inotify-outside"), object: "an inotify instance, which process",
+            mentions: ["outside the tree holds too"])
+        try checkUnsupported(
+            .unsupportedEventFile("--signalfd-outside"), object: "a signalfd, which process",
             mentions: ["outside the tree holds too"])
     }
 

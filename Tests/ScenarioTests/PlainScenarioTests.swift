@@ -54,6 +54,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedVfork() throws { try runPlain(.unsupportedVfork) }
     func testUnsupportedRobustMutex() throws { try runPlain(.unsupportedRobustMutex) }
     func testUnsupportedSharedFile() throws { try runPlain(.unsupportedSharedFile) }
+    func testUnsupportedSharedDirectory() throws { try runPlain(.unsupportedSharedDirectory) }
     func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
     func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
     func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }
@@ -78,7 +79,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedEventFiles() throws {
         for flag in [
             "--epoll", "--inotify", "--timerfd-alarm", "--eventfd-append", "--eventfd-outside", "--timerfd-outside",
-            "--inotify-outside",
+            "--inotify-outside", "--signalfd-outside",
         ] {
             try runPlain(.unsupportedEventFile(flag))
         }

@@ -115,6 +115,7 @@ struct Scenario: Sendable {
     static let unsupportedSessionKeys = Scenario(name: "unsupported_state", args: ["--session-keys"])
     static let unsupportedRobustMutex = Scenario(name: "unsupported_state", args: ["--robust-mutex"])
     static let unsupportedSharedFile = Scenario(name: "unsupported_state", args: ["--shared-file"])
+    static let unsupportedSharedDirectory = Scenario(name: "unsupported_state", args: ["--shared-directory"])
     /// A child the root traces, in a ptrace stop.
     static let unsupportedTraced = Scenario(name: "unsupported_traced")
     /// The root tracing a process outside the tree (a grandchild whose parent exited), stopped.

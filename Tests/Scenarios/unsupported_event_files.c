@@ -17,12 +17,14 @@
  *                     at once, which exits when this process is gone)
  *   --timerfd-outside a timerfd a process outside the tree holds so too
  *   --inotify-outside an inotify instance a process outside the tree holds so too
+ *   --signalfd-outside a signalfd (of SIGUSR2) a process outside the tree holds so too
  * After SIGTERM it checks the object is still there and works.
  */
 #include "scenario.h"
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/fanotify.h>
 #include <sys/ioctl.h>
@@ -101,10 +103,15 @@ int main(int argc, char **argv)
         fd = eventfd(7, 0);
         if (fd >= 0 && fcntl(fd, F_SETFL, O_APPEND) != 0)
             sc_die("F_SETFL O_APPEND");
-    } else if (sc_has_flag("--eventfd-outside") || sc_has_flag("--timerfd-outside") || sc_has_flag("--inotify-outside")) {
-        fd = sc_has_flag("--eventfd-outside")   ? eventfd(0, EFD_CLOEXEC)
-             : sc_has_flag("--inotify-outside") ? inotify_init1(IN_CLOEXEC)
-                                                : timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    } else if (sc_has_flag("--eventfd-outside") || sc_has_flag("--timerfd-outside") || sc_has_flag("--inotify-outside")
+               || sc_has_flag("--signalfd-outside")) {
+        sigset_t usr2;
+        sigemptyset(&usr2);
+        sigaddset(&usr2, SIGUSR2);
+        fd = sc_has_flag("--eventfd-outside")    ? eventfd(0, EFD_CLOEXEC)
+             : sc_has_flag("--inotify-outside")  ? inotify_init1(IN_CLOEXEC)
+             : sc_has_flag("--signalfd-outside") ? signalfd(-1, &usr2, SFD_CLOEXEC)
+                                                 : timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
         if (fd < 0)
             sc_die("making the object");
         pid_t parent = getpid();

@@ -23,6 +23,8 @@
  *   --shared-file       a regular file's open file description (its offset) shared with a
  *                       process outside the tree (a grandchild, orphaned at once, which exits
  *                       when this process is gone)
+ *   --shared-directory  a directory's open file description, read part way (its offset in
+ *                       the entries), shared so with a process outside the tree
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
@@ -31,6 +33,7 @@
 
 static pthread_mutex_t *robust;
 static int shared_file = -1;
+static off_t directory_offset = -1;
 
 #define KEYCTL_GET_KEYRING_ID 0
 #define KEYCTL_JOIN_SESSION_KEYRING 1
@@ -235,6 +238,30 @@ int main(int argc, char **argv)
                 usleep(20 * 1000);
             _exit(0);
         }
+    } else if (sc_has_flag("--shared-directory")) {
+        char path[PATH_MAX], entry[PATH_MAX + 16];
+        sc_path(path, sizeof path, "shared-directory");
+        mkdir(path, 0700);
+        for (int i = 0; i < 64; i++) {
+            sc_fmt(entry, sizeof entry, "%s/entry-%d", path, i);
+            int made = open(entry, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            if (made < 0)
+                sc_die("shared-directory entry");
+            close(made);
+        }
+        shared_file = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        char entries[256];
+        if (shared_file < 0 || syscall(SYS_getdents64, shared_file, entries, sizeof entries) <= 0)
+            sc_die("shared-directory");
+        directory_offset = lseek(shared_file, 0, SEEK_CUR);
+        pid_t self = getpid();
+        if (sc_fork_outside() == 0) {
+            close(1);
+            close(2);
+            while (kill(self, 0) == 0)
+                usleep(20 * 1000);
+            _exit(0);
+        }
     } else if (sc_has_flag("--ldt")) {
         struct { unsigned entry, base, limit, flags; } data_segment = {0, 0, 0xfffff, 0x51 /* 32-bit, present, pages */};
         if (syscall(SYS_modify_ldt, 1, &data_segment, sizeof data_segment) != 0)
@@ -285,6 +312,9 @@ int main(int argc, char **argv)
         sc_check(fifos_forbidden(), "the process is no longer sandboxed by Landlock");
     if (sc_has_flag("--shared-file"))
         sc_check(lseek(shared_file, 0, SEEK_CUR) == 5, "the shared file's offset moved");
+    if (sc_has_flag("--shared-directory"))
+        sc_check(directory_offset > 0 && lseek(shared_file, 0, SEEK_CUR) == directory_offset,
+                 "the shared directory's offset moved");
     if (sc_has_flag("--robust-mutex")) {
         /* Another process must find it held, not owner-died (EOWNERDEAD) nor free. */
         pid_t other = fork();

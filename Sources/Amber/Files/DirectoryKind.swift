@@ -38,6 +38,19 @@ struct DirectoryKind: ReopenedByPath {
         }
     }
 
+    /// A directory's open file description that a process outside the tree holds too is
+    /// refused, as a regular file's is (`RegularFileKind.check(tree:)`): the two share its
+    /// offset in the directory's entries, and the tree's comes back a description of its own,
+    /// so each would read what the other skipped, or skip what it read. An O_PATH descriptor
+    /// has no offset to share.
+    static func check(tree processes: [CheckedProcess]) throws {
+        guard processes.first?.beforeFreeze == true else { return }
+        let held = try descriptorsByPath(in: processes) { $0.contains(.pathOnly) }
+        try OutsideDescriptors.refuseShared(held: held, processes: processes) { treeFD, link, pid, fd in
+            "has fd \(treeFD) on the directory \(link), whose open file description (and so its offset in the directory's entries) process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): restored, the tree's would be one of its own, and each would read entries the other skipped or skip those it read"
+        }
+    }
+
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
         var directory = Amber_Directory()
         directory.path = path

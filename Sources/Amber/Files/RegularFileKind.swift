@@ -28,16 +28,10 @@ struct RegularFileKind: ReopenedByPath {
     /// description is the same.
     static func check(tree processes: [CheckedProcess]) throws {
         guard processes.first?.beforeFreeze == true else { return }
-        var held: [String: [(process: CheckedProcess, fd: Int32)]] = [:]
-        for process in processes {
-            for probe in try process.probes() where probe.link.hasPrefix("/") {
-                guard try probe.reopenablePath() != nil, try probe.status().isRegular else { continue }
-                let flags = OpenFileFlags(rawValue: try probe.info().flags)
-                if flags.contains(.append) && flags.rawValue & UInt32(O_ACCMODE) == UInt32(O_WRONLY) { continue }
-                held[probe.link, default: []].append((process, probe.fd))
-            }
-        }
         // A log opened with >> asks no outside process's descriptors.
+        let held = try descriptorsByPath(in: processes) { flags in
+            flags.contains(.append) && flags.rawValue & UInt32(O_ACCMODE) == UInt32(O_WRONLY)
+        }
         try OutsideDescriptors.refuseShared(held: held, processes: processes) { treeFD, link, pid, fd in
             "has fd \(treeFD) on \(link), whose open file description (and so its offset) process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): restored, the tree's would be one of its own, and each would write over or read past what the other did; only a description written with O_APPEND alone may be shared"
         }

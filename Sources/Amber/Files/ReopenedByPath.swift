@@ -39,6 +39,23 @@ extension ReopenedByPath {
 
     var identity: OpenFileIdentity { OpenFileIdentity(device: status.device, inode: status.inode) }
 
+    /// The tree's descriptors on files of this kind, by /proc link, but for those whose
+    /// description `mayShare` (from its flags) lets a process outside the tree hold too: what a
+    /// kind whose description keeps an offset asks `OutsideDescriptors.refuseShared` about.
+    static func descriptorsByPath(
+        in processes: [CheckedProcess], unless mayShare: (OpenFileFlags) -> Bool
+    ) throws -> [String: [(process: CheckedProcess, fd: Int32)]] {
+        var held: [String: [(process: CheckedProcess, fd: Int32)]] = [:]
+        for process in processes {
+            for probe in try process.probes() where probe.link.hasPrefix("/") {
+                guard try probe.reopenablePath() != nil, isKind(try probe.status(), path: probe.link) else { continue }
+                if mayShare(OpenFileFlags(rawValue: try probe.info().flags)) { continue }
+                held[probe.link, default: []].append((process, probe.fd))
+            }
+        }
+        return held
+    }
+
     static func reopenedPath(of record: Record) -> String? { record.path }
 
     static func dumpedChangeTime(of record: Record) -> UInt64? { record.changeTimeNs == 0 ? nil : record.changeTimeNs }

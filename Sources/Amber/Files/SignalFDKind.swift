@@ -48,3 +48,12 @@ struct SignalFDKind: OpenFileKind {
         }
     }
 }
+
+extension SignalFDKind {
+    /// A signalfd a process outside the tree holds too is refused, as an eventfd is: its mask
+    /// and flags are the description's, which a `signalfd(fd, mask)` or F_SETFL of either
+    /// process changes for both, and the tree's would come back one of its own.
+    static func check(tree processes: [CheckedProcess]) throws {
+        try OutsideDescriptors.refuseShared(EventFiles.signalFDLink, what: "a signalfd", processes: processes)
+    }
+}
