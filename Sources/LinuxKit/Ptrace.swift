@@ -9,6 +9,7 @@ enum PtraceRequest {
     static let cont = 7
     static let kill = 8
     static let syscall = 24
+    static let singleStep = 9
     static let getRegs = 12
     static let setRegs = 13
     static let attach = 16
@@ -153,6 +154,12 @@ public struct Tracee: Sendable {
     /// Resumes the task until it enters or leaves its next system call (PTRACE_SYSCALL).
     public func resumeToSyscall() throws(LinuxError) {
         _ = try request(PtraceRequest.syscall, 0, 0, "PTRACE_SYSCALL")
+    }
+
+    /// Resumes the task for one instruction (PTRACE_SINGLESTEP); it stops with a SIGTRAP the
+    /// kernel forces on it.
+    public func singleStep() throws(LinuxError) {
+        _ = try request(PtraceRequest.singleStep, 0, 0, "PTRACE_SINGLESTEP")
     }
 
     public func detach(signal: Int32 = 0) throws(LinuxError) {

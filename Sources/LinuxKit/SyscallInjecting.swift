@@ -14,6 +14,9 @@ public protocol SyscallInjecting {
 
     /// Performs the syscall with up to six arguments and returns the kernel's raw result (negative is -errno).
     func raw(_ number: Int, arguments: [UInt64]) throws(LinuxError) -> Int64
+    /// Performs `calls` in turn, each once the one before returned, and returns their raw
+    /// results; stops after the first that fails (its result the last).
+    func raw(_ calls: [Syscall]) throws(LinuxError) -> [Int64]
     /// Performs a clone3 with the clone_args at `cloneArguments`; returns the new task, traced and stopped.
     func createTask(_ name: @autoclosure () -> String, cloneArguments: UInt64, size: UInt64) throws(LinuxError)
         -> Tracee
@@ -23,7 +26,37 @@ public protocol SyscallInjecting {
     func finish() throws(LinuxError)
 }
 
+/// One system call to inject: its number and arguments, and what to call it in an error.
+public struct Syscall {
+    public let name: String
+    public let number: Int
+    public let arguments: [UInt64]
+
+    public init(_ name: String, _ number: Int, _ arguments: UInt64...) {
+        (self.name, self.number, self.arguments) = (name, number, arguments)
+    }
+}
+
 extension SyscallInjecting {
+    /// One call after another, as `raw(_:arguments:)` runs each.
+    public func raw(_ calls: [Syscall]) throws(LinuxError) -> [Int64] {
+        var results: [Int64] = []
+        for call in calls {
+            let result = try raw(call.number, arguments: call.arguments)
+            results.append(result)
+            if result < 0 && result > -4096 { break }
+        }
+        return results
+    }
+
+    /// Performs `calls` in turn and throws, naming the call, at the first the kernel fails.
+    public func call(_ calls: [Syscall]) throws(LinuxError) {
+        let results = try raw(calls)
+        if let result = results.last, result < 0 && result > -4096 {
+            throw LinuxError(Errno(rawValue: CInt(-result)), "\(calls[results.count - 1].name) in task \(tracee.pid)")
+        }
+    }
+
     /// Performs the syscall and returns the kernel's raw result (negative is -errno).
     public func raw(_ number: Int, _ args: UInt64...) throws(LinuxError) -> Int64 {
         try raw(number, arguments: args)

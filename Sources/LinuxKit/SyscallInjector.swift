@@ -117,6 +117,51 @@ public struct SyscallInjector: SyscallInjecting {
         try step(number, arguments, expectingNewTask: false).result
     }
 
+    /// Performs `calls` with one stop each rather than two, by single-stepping over the
+    /// `syscall` instruction, when the thread's status says the SIGTRAP a single step forces
+    /// costs it nothing (`maySingleStep`). Otherwise, or for one call, each call stops twice
+    /// (`raw(_:arguments:)`).
+    public func raw(_ calls: [Syscall]) throws(LinuxError) -> [Int64] {
+        guard calls.count > 1, Self.maySingleStep(try ProcFS.status(pid: tracee.pid)) else {
+            return try calls.map { call throws(LinuxError) in try raw(call.number, arguments: call.arguments) }
+        }
+        var results: [Int64] = []
+        results.reserveCapacity(calls.count)
+        for call in calls {
+            try tracee.setRegisters(registers(for: call.number, call.arguments))
+            try tracee.singleStep()
+            let stop = try tracee.waitForStop()
+            guard stop.signal == SIGTRAP, stop.event == 0 else {
+                throw LinuxError(
+                    .interrupted,
+                    "injected syscall \(call.number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event) stepping over it"
+                )
+            }
+            let after = try tracee.registers()
+            guard after.rip == instruction + 2 else {
+                throw LinuxError(
+                    .interrupted,
+                    "injected syscall \(call.number) in task \(tracee.pid): stopped at 0x\(String(after.rip, radix: 16)), not after the syscall instruction"
+                )
+            }
+            let result = Int64(bitPattern: after.rax)
+            results.append(result)
+            if result < 0 && result > -4096 { break }
+        }
+        // The forced SIGTRAP unblocked it: every signal stays blocked while injecting.
+        try tracee.setSignalMask(~0)
+        return results
+    }
+
+    /// Whether a thread with `status` may be single-stepped: it has no handler for SIGTRAP,
+    /// does not ignore it and has none pending, as a restored thread before its handlers and
+    /// signals are back. The SIGTRAP a step forces resets the handler of a blocked SIGTRAP to
+    /// SIG_DFL, which it then has already, and a SIGTRAP pending would be taken for the step's.
+    static func maySingleStep(_ status: ProcessStatus) -> Bool {
+        let trap: UInt64 = 1 << (UInt64(SIGTRAP) - 1)
+        return (status.caughtSignals | status.ignoredSignals | status.pendingThread | status.pendingShared) & trap == 0
+    }
+
     /// Performs a clone3 whose new task the tracer is attached to by PTRACE_O_TRACEFORK or
     /// PTRACE_O_TRACECLONE; returns the new task, stopped by the SIGSTOP the kernel sends it
     /// (or, when the tracer seized this task rather than being asked by it, at the

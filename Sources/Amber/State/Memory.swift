@@ -583,11 +583,12 @@ enum MemoryState {
         } else {
             try fillPages(session)
         }
-        for area in temporary {
-            try injector.call(
-                "mprotect 0x\(String(area.start, radix: 16))", SyscallNumber.mprotect, area.start,
-                area.end - area.start, UInt64(area.protection))
-        }
+        try injector.call(
+            temporary.map { area in
+                Syscall(
+                    "mprotect 0x\(String(area.start, radix: 16))", SyscallNumber.mprotect, area.start,
+                    area.end - area.start, UInt64(area.protection))
+            })
         try restoreAdvice(record.areas, injector)
     }
 
@@ -631,15 +632,16 @@ enum MemoryState {
         }
 
         func map(_ injector: any SyscallInjecting) throws {
-            try injector.call(
+            let mapping = Syscall(
                 "mmap 0x\(String(start, radix: 16))-0x\(String(end, radix: 16))", SyscallNumber.mmap, start,
-                end - start,
-                UInt64(protection), UInt64(flags), UInt64(bitPattern: Int64(fd)), offset)
-            for change in changes {
-                try injector.call(
-                    "mprotect 0x\(String(change.start, radix: 16))-0x\(String(change.end, radix: 16))",
-                    SyscallNumber.mprotect, change.start, change.end - change.start, UInt64(change.protection))
-            }
+                end - start, UInt64(protection), UInt64(flags), UInt64(bitPattern: Int64(fd)), offset)
+            try injector.call(
+                [mapping]
+                    + changes.map { change in
+                        Syscall(
+                            "mprotect 0x\(String(change.start, radix: 16))-0x\(String(change.end, radix: 16))",
+                            SyscallNumber.mprotect, change.start, change.end - change.start, UInt64(change.protection))
+                    })
         }
     }
 
@@ -663,24 +665,27 @@ enum MemoryState {
         ]
         // One madvise for areas back to back that take the same advice (every thread's stack and
         // guard take MADV_NOHUGEPAGE from MAP_STACK): the kernel applies it to each area in the range.
+        var calls: [Syscall] = []
         for (wanted, value, name) in advice {
             var run: (start: UInt64, end: UInt64)?
-            func flush() throws {
+            func flush() {
                 guard let run else { return }
-                try injector.call(
-                    "madvise(0x\(String(run.start, radix: 16))-0x\(String(run.end, radix: 16)), \(name))",
-                    SyscallNumber.madvise, run.start, run.end - run.start, value)
+                calls.append(
+                    Syscall(
+                        "madvise(0x\(String(run.start, radix: 16))-0x\(String(run.end, radix: 16)), \(name))",
+                        SyscallNumber.madvise, run.start, run.end - run.start, value))
             }
             for area in areas where wanted(area) {
                 if let current = run, current.end == area.start {
                     run = (current.start, area.end)
                 } else {
-                    try flush()
+                    flush()
                     run = (area.start, area.end)
                 }
             }
-            try flush()
+            flush()
         }
+        try injector.call(calls)
         for area in areas where area.locked {
             let length = area.end - area.start
             let result = try injector.raw(
