@@ -24,6 +24,8 @@ public protocol SyscallInjecting {
     func start(_ number: Int, arguments: [UInt64]) throws(LinuxError)
     /// Puts back the registers and signal mask the thread had before injection.
     func finish() throws(LinuxError)
+    /// Makes every call stop entering and leaving it, not single-stepped, from now on.
+    mutating func stopSteppingOverCalls() throws(LinuxError)
 }
 
 /// One system call to inject: its number and arguments, and what to call it in an error.

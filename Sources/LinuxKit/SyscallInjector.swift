@@ -95,6 +95,10 @@ public struct SyscallInjector: SyscallInjecting {
     /// The registers the task had when injection began; restored by `finish()`.
     public let savedRegisters: UserRegisters
     public let savedSignalMask: UInt64
+    /// Whether every call is single-stepped, one stop each: set for a thread whose SIGTRAP is
+    /// at its default and not pending, as a restore helper's is until its handlers come back
+    /// (`stopSteppingOverCalls`). The SIGTRAP each step forces is left unblocked meanwhile.
+    public var stepsOverCalls = false
 
     /// Takes over a stopped tracee. Blocks every signal while injecting, so that no signal can
     /// be delivered (and lost) between the injected steps.
@@ -114,43 +118,59 @@ public struct SyscallInjector: SyscallInjecting {
 
     /// Performs the syscall and returns the kernel's raw result (negative is -errno).
     public func raw(_ number: Int, arguments: [UInt64]) throws(LinuxError) -> Int64 {
-        try step(number, arguments, expectingNewTask: false).result
+        stepsOverCalls ? try stepOver(number, arguments) : try step(number, arguments, expectingNewTask: false).result
     }
 
     /// Performs `calls` with one stop each rather than two, by single-stepping over the
-    /// `syscall` instruction, when the thread's status says the SIGTRAP a single step forces
-    /// costs it nothing (`maySingleStep`). Otherwise, or for one call, each call stops twice
-    /// (`raw(_:arguments:)`).
+    /// `syscall` instruction, when the SIGTRAP a single step forces costs the thread nothing:
+    /// it `stepsOverCalls`, or its status says so (`maySingleStep`). Otherwise, or for one
+    /// call, each call stops twice (`raw(_:arguments:)`).
     public func raw(_ calls: [Syscall]) throws(LinuxError) -> [Int64] {
-        guard calls.count > 1, Self.maySingleStep(try ProcFS.status(pid: tracee.pid)) else {
+        var steps = stepsOverCalls
+        if !steps && calls.count > 1 { steps = Self.maySingleStep(try ProcFS.status(pid: tracee.pid)) }
+        guard steps else {
             return try calls.map { call throws(LinuxError) in try raw(call.number, arguments: call.arguments) }
         }
         var results: [Int64] = []
         results.reserveCapacity(calls.count)
         for call in calls {
-            try tracee.setRegisters(registers(for: call.number, call.arguments))
-            try tracee.singleStep()
-            let stop = try tracee.waitForStop()
-            guard stop.signal == SIGTRAP, stop.event == 0 else {
-                throw LinuxError(
-                    .interrupted,
-                    "injected syscall \(call.number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event) stepping over it"
-                )
-            }
-            let after = try tracee.registers()
-            guard after.rip == instruction + 2 else {
-                throw LinuxError(
-                    .interrupted,
-                    "injected syscall \(call.number) in task \(tracee.pid): stopped at 0x\(String(after.rip, radix: 16)), not after the syscall instruction"
-                )
-            }
-            let result = Int64(bitPattern: after.rax)
+            let result = try stepOver(call.number, call.arguments)
             results.append(result)
             if result < 0 && result > -4096 { break }
         }
         // The forced SIGTRAP unblocked it: every signal stays blocked while injecting.
-        try tracee.setSignalMask(~0)
+        if !stepsOverCalls { try tracee.setSignalMask(~0) }
         return results
+    }
+
+    /// Runs one syscall by a single step over the instruction: the task stops with the SIGTRAP
+    /// the kernel forces as it leaves the call, and resumes without it.
+    private func stepOver(_ number: Int, _ args: [UInt64]) throws(LinuxError) -> Int64 {
+        try tracee.setRegisters(registers(for: number, args))
+        try tracee.singleStep()
+        let stop = try tracee.waitForStop()
+        guard stop.signal == SIGTRAP, stop.event == 0 else {
+            throw LinuxError(
+                .interrupted,
+                "injected syscall \(number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event) stepping over it"
+            )
+        }
+        let after = try tracee.registers()
+        guard after.rip == instruction + 2 else {
+            throw LinuxError(
+                .interrupted,
+                "injected syscall \(number) in task \(tracee.pid): stopped at 0x\(String(after.rip, radix: 16)), not after the syscall instruction"
+            )
+        }
+        return Int64(bitPattern: after.rax)
+    }
+
+    /// From now on, every call stops twice, entering and leaving it, and SIGTRAP is blocked
+    /// again: before the thread's SIGTRAP may be anything but its default, unblocked.
+    public mutating func stopSteppingOverCalls() throws(LinuxError) {
+        guard stepsOverCalls else { return }
+        stepsOverCalls = false
+        try tracee.setSignalMask(~0)
     }
 
     /// Whether a thread with `status` may be single-stepped: it has no handler for SIGTRAP,

@@ -127,6 +127,8 @@ final class RecordingInjector: SyscallInjecting {
     }
 
     func finish() throws(LinuxError) {}
+
+    func stopSteppingOverCalls() throws(LinuxError) {}
 }
 
 /// A task's memory that is only a table: it records every write and serves reads from what was

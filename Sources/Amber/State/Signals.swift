@@ -58,6 +58,8 @@ enum SignalState {
 
     /// Handlers; the helper starts with every disposition at default.
     static func restoreHandlers(_ record: Amber_Signals, _ session: RestoreSession) throws {
+        // A SIGTRAP handler from now on: no more forced SIGTRAPs.
+        try session.injector.stopSteppingOverCalls()
         for entry in record.actions {
             let action = KernelSignalAction(
                 handler: entry.handler, flags: entry.flags, restorer: entry.restorer, mask: entry.mask)

@@ -792,6 +792,9 @@ final class TreeTask: ScratchSpace {
         self.record = record
         self.tracee = tracee
         var injector = try SyscallInjector(tracee: tracee, instruction: instruction)
+        // A helper has every signal at its default and none pending until its handlers and
+        // signals come back (`SignalState`): a single step's SIGTRAP costs it nothing.
+        injector.stepsOverCalls = true
         if let scratch {
             self.scratch = scratch
         } else {
