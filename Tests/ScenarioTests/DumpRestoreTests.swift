@@ -15,6 +15,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testMembarrier() throws { try runDumped(.membarrier) }
     func testFPU() throws { try runDumped(.fpu) }
     func testSignals() throws { try runDumped(.signals) }
+    func testSignalsWithTrapHandler() throws { try runDumped(.signalsWithTrapHandler) }
     func testRestartSleep() throws { try runDumped(.restartSleep) }
     func testRestartSleepAbsoluteFirst() throws { try runDumped(.restartSleepAbsoluteFirst) }
     func testRestartRead() throws { try runDumped(.restartRead) }

@@ -11,6 +11,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testMembarrier() throws { try runPlain(.membarrier) }
     func testFPU() throws { try runPlain(.fpu) }
     func testSignals() throws { try runPlain(.signals) }
+    func testSignalsWithTrapHandler() throws { try runPlain(.signalsWithTrapHandler) }
     func testRestartSleep() throws { try runPlain(.restartSleep) }
     func testRestartSleepAbsoluteFirst() throws { try runPlain(.restartSleepAbsoluteFirst) }
     func testRestartRead() throws { try runPlain(.restartRead) }

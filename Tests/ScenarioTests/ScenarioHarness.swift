@@ -36,6 +36,8 @@ struct Scenario: Sendable {
     static let memory = Scenario(name: "memory")
     static let fpu = Scenario(name: "fpu")
     static let signals = Scenario(name: "signals")
+    /// The same with a handler for the SIGTRAP queued to it.
+    static let signalsWithTrapHandler = Scenario(name: "signals", args: ["--trap-handler"])
     /// Dumped inside the nanosleep system call (35); the absolute clock_nanosleep follows.
     static let restartSleep = Scenario(name: "restart_sleep", dumpInSyscall: 35)
     /// Dumped inside clock_nanosleep(TIMER_ABSTIME) (230); the relative nanosleep follows.

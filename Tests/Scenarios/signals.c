@@ -10,7 +10,10 @@
  *  - pending: SIGUSR1 queued to the process with value 0x1234 (shared pending), SIGRTMIN+2
  *    queued twice with values 11 and 22 (shared), SIGRTMIN+4 queued to the thread with value
  *    33 (rt_tgsigqueueinfo: private pending), SIGINT raised (private pending);
- *  - an alternate signal stack.
+ *  - an alternate signal stack;
+ *  - SIGTRAP blocked and queued to the thread with value 44: at its default disposition, or
+ *    with --trap-handler caught by a handler (SA_SIGINFO). A restore single-steps injected
+ *    calls, each forcing a SIGTRAP, only while neither is so.
  *
  * After SIGTERM: every disposition 1..64 equals what sigaction() reported at ready (handler,
  * flags including SA_RESTORER, restorer, mask; for SIG_DFL but SIGCHLD the handler alone,
@@ -41,6 +44,8 @@ static volatile int int_code, int_pid;
 static volatile int rt2_values[4], rt2_codes[4], rt2_pids[4];
 static volatile int rt4_value, rt4_code, rt4_pid;
 static volatile int hup_on_altstack, hup_ss_flags;
+static volatile int trap_runs, trap_value;
+static int trap_handler;
 
 static void h_usr1(int sig, siginfo_t *si, void *uc)
 {
@@ -78,6 +83,14 @@ static void h_hup(int sig, siginfo_t *si, void *uc)
     stack_t now;
     if (sigaltstack(NULL, &now) == 0)
         hup_ss_flags = now.ss_flags;
+}
+
+static void h_trap(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    trap_runs++;
+    trap_value = si->si_value.sival_int;
 }
 
 static void h_chld(int sig)
@@ -153,6 +166,9 @@ static void setup(void)
     sigaddset(&block, RT(2));
     sigaddset(&block, RT(4));
     sigaddset(&block, RT(6));
+    sigaddset(&block, SIGTRAP);
+    if (trap_handler)
+        set_handler(SIGTRAP, (void *)h_trap, SA_SIGINFO, NULL);
     if (sigprocmask(SIG_BLOCK, &block, NULL) < 0)
         sc_die("sigprocmask");
 
@@ -175,6 +191,10 @@ static void setup(void)
     si.si_value.sival_int = 33;
     if (syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)syscall(SYS_gettid), RT(4), &si) < 0)
         sc_die("rt_tgsigqueueinfo RT4");
+    si.si_signo = SIGTRAP;
+    si.si_value.sival_int = 44;
+    if (syscall(SYS_rt_tgsigqueueinfo, getpid(), (pid_t)syscall(SYS_gettid), SIGTRAP, &si) < 0)
+        sc_die("rt_tgsigqueueinfo SIGTRAP");
     if (raise(SIGINT) != 0)
         sc_die("raise SIGINT");
 
@@ -266,12 +286,12 @@ static void check_masks(void)
     sigpending(&now);
     sc_check(same_set(&now, &pending_ready, &d), "pending set differs at signal %d (%s now)", d,
              sigismember(&now, d) ? "pending" : "not pending");
-    int expect_pending[] = {SIGUSR1, SIGINT, RT(2), RT(4)};
-    for (size_t i = 0; i < 4; i++)
+    int expect_pending[] = {SIGUSR1, SIGINT, RT(2), RT(4), SIGTRAP};
+    for (size_t i = 0; i < 5; i++)
         sc_check(sigismember(&now, expect_pending[i]), "signal %d is not pending", expect_pending[i]);
     sc_check(!sigismember(&now, RT(6)), "SIGRTMIN+6 is pending but was never sent");
     sc_check(usr1_runs == 0 && int_runs == 0 && rt2_runs == 0 && rt4_runs == 0 && hup_runs == 0 && usr2_runs == 0 &&
-                 chld_runs == 0,
+                 chld_runs == 0 && trap_runs == 0,
              "a handler ran before its signal was unblocked or raised (usr1 %d int %d rt2 %d rt4 %d hup %d usr2 %d chld %d)",
              usr1_runs, int_runs, rt2_runs, rt4_runs, hup_runs, usr2_runs, chld_runs);
 
@@ -312,6 +332,22 @@ static void check_delivery(void)
     sc_check(rt4_value == 33 && rt4_code == SI_QUEUE && rt4_pid == me,
              "SIGRTMIN+4 (thread-directed) si_value %d si_code %d si_pid %d", rt4_value, rt4_code, rt4_pid);
 
+    /* SIGTRAP: taken by its handler, or at its default (which would end the process) by sigtimedwait. */
+    sigset_t trap;
+    sigemptyset(&trap);
+    sigaddset(&trap, SIGTRAP);
+    if (trap_handler) {
+        sigprocmask(SIG_UNBLOCK, &trap, NULL);
+        sc_check(trap_runs == 1 && trap_value == 44, "SIGTRAP handler ran %d times, si_value %d", trap_runs, trap_value);
+    } else {
+        struct timespec now = {0, 0};
+        siginfo_t taken;
+        int got = sigtimedwait(&trap, &taken, &now);
+        sc_check(got == SIGTRAP && taken.si_value.sival_int == 44 && taken.si_code == SI_QUEUE,
+                 "queued SIGTRAP: sigtimedwait %d, si_value %d, si_code %d", got, got == SIGTRAP ? taken.si_value.sival_int : 0,
+                 got == SIGTRAP ? taken.si_code : 0);
+    }
+
     sigset_t pend;
     sigpending(&pend);
     for (int sig = 1; sig <= NSIG_MAX; sig++)
@@ -336,6 +372,7 @@ static void check_delivery(void)
 int main(int argc, char **argv)
 {
     sc_init(argc, argv, "signals");
+    trap_handler = sc_has_flag("--trap-handler");
     setup();
     sc_ready();
     sc_wait_for_term();

@@ -58,8 +58,16 @@ enum SignalState {
 
     /// Handlers; the helper starts with every disposition at default.
     static func restoreHandlers(_ record: Amber_Signals, _ session: RestoreSession) throws {
-        // A SIGTRAP handler from now on: no more forced SIGTRAPs.
-        try session.injector.stopSteppingOverCalls()
+        // A single step's forced SIGTRAP would reset a SIGTRAP handler (or SIG_IGN) and take a
+        // SIGTRAP queued for the task for its own: calls stop twice from here if the image has
+        // either. Otherwise the task's calls go on being stepped to the end of its restore.
+        let trap = UInt32(SIGTRAP)
+        if record.actions.contains(where: { $0.signal == trap })
+            || record.pending.contains(where: { $0.signal == trap })
+            || session.task.threads.contains(where: { $0.pending.contains { $0.signal == trap } })
+        {
+            try session.injector.stopSteppingOverCalls()
+        }
         for entry in record.actions {
             let action = KernelSignalAction(
                 handler: entry.handler, flags: entry.flags, restorer: entry.restorer, mask: entry.mask)
