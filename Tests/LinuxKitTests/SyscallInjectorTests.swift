@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 import Testing
 
@@ -10,8 +9,8 @@ import Testing
 @Suite struct SyscallInjectorTests {
     @Test func batchesStepOnlyWhileSIGTRAPIsAtItsDefault() throws {
         // clone3 takes the helper's PID from the caller: a free one in the upper half of pid_max.
-        let limit = try String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8)
-        let pidMax = try #require(Int(limit.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let limit = try ProcFS.readText("/proc/sys/kernel/pid_max")
+        let pidMax = try #require(limit.split(separator: "\n").first.flatMap { Int($0) })
         let free = try #require((pidMax / 2..<pidMax).first { access("/proc/\($0)", F_OK) != 0 })
         let helper = try createStoppedHelper(pids: [Int32(free)], keptDescriptor: -1)
         defer {
