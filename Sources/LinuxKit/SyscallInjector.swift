@@ -155,6 +155,12 @@ public struct SyscallInjector: SyscallInjecting {
                 "injected syscall \(number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event) stepping over it"
             )
         }
+        return try resultAfterInstruction(number)
+    }
+
+    /// The result in rax of the call `number` the task stopped after, checking it stopped just
+    /// past the instruction.
+    private func resultAfterInstruction(_ number: Int) throws(LinuxError) -> Int64 {
         let after = try tracee.registers()
         guard after.rip == instruction + 2 else {
             throw LinuxError(
@@ -263,14 +269,7 @@ public struct SyscallInjector: SyscallInjecting {
                 "injected syscall \(number) in task \(tracee.pid): unexpected stop with signal \(stop.signal), event \(stop.event)"
             )
         }
-        let after = try tracee.registers()
-        guard after.rip == instruction + 2 else {
-            throw LinuxError(
-                .interrupted,
-                "injected syscall \(number) in task \(tracee.pid): stopped at 0x\(String(after.rip, radix: 16)), not after the syscall instruction"
-            )
-        }
-        return (Int64(bitPattern: after.rax), created)
+        return (try resultAfterInstruction(number), created)
     }
 
     /// The `syscall` instruction a thread stopped in a system call entered it by (its registers'

@@ -54,6 +54,20 @@ static char selector; /* SYSCALL_DISPATCH_FILTER_ALLOW */
 
 static int pty_master = -1;
 
+/* A grandchild outside the tree holding shared_file (only it: not this process's log too),
+   until this process is gone. */
+static void share_outside(void)
+{
+    pid_t self = getpid();
+    if (sc_fork_outside() == 0) {
+        close(1);
+        close(2);
+        while (kill(self, 0) == 0)
+            usleep(20 * 1000);
+        _exit(0);
+    }
+}
+
 static void take_terminal(void)
 {
     setsid();
@@ -229,15 +243,7 @@ int main(int argc, char **argv)
         shared_file = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (shared_file < 0 || write(shared_file, "root\n", 5) != 5)
             sc_die("shared-file");
-        pid_t self = getpid();
-        if (sc_fork_outside() == 0) {
-            /* Only the shared file: not this process's log too. */
-            close(1);
-            close(2);
-            while (kill(self, 0) == 0)
-                usleep(20 * 1000);
-            _exit(0);
-        }
+        share_outside();
     } else if (sc_has_flag("--shared-directory")) {
         char path[PATH_MAX], entry[PATH_MAX + 16];
         sc_path(path, sizeof path, "shared-directory");
@@ -254,14 +260,7 @@ int main(int argc, char **argv)
         if (shared_file < 0 || syscall(SYS_getdents64, shared_file, entries, sizeof entries) <= 0)
             sc_die("shared-directory");
         directory_offset = lseek(shared_file, 0, SEEK_CUR);
-        pid_t self = getpid();
-        if (sc_fork_outside() == 0) {
-            close(1);
-            close(2);
-            while (kill(self, 0) == 0)
-                usleep(20 * 1000);
-            _exit(0);
-        }
+        share_outside();
     } else if (sc_has_flag("--ldt")) {
         struct { unsigned entry, base, limit, flags; } data_segment = {0, 0, 0xfffff, 0x51 /* 32-bit, present, pages */};
         if (syscall(SYS_modify_ldt, 1, &data_segment, sizeof data_segment) != 0)
