@@ -8,11 +8,19 @@ import Testing
 /// handler, with the same results either way.
 @Suite struct SyscallInjectorTests {
     @Test func batchesStepOnlyWhileSIGTRAPIsAtItsDefault() throws {
-        // clone3 takes the helper's PID from the caller: a free one in the upper half of pid_max.
+        // clone3 takes the helper's PID from the caller: a free one in the upper half of pid_max
+        // (the next, should another process take it first).
         let limit = try ProcFS.readText("/proc/sys/kernel/pid_max")
-        let pidMax = try #require(limit.split(separator: "\n").first.flatMap { Int($0) })
-        let free = try #require((pidMax / 2..<pidMax).first { access("/proc/\($0)", F_OK) != 0 })
-        let helper = try createStoppedHelper(pids: [Int32(free)], keptDescriptor: -1)
+        let pidMax = try #require(limit.split(separator: "\n").first.flatMap { Int32($0) })
+        var made: Tracee?
+        for pid in pidMax / 2..<pidMax where made == nil && access("/proc/\(pid)", F_OK) != 0 {
+            do {
+                made = try createStoppedHelper(pids: [pid], keptDescriptor: -1)
+            } catch {
+                guard error.errno == .fileExists else { throw error }
+            }
+        }
+        let helper = try #require(made)
         defer {
             _ = kill(helper.pid, SIGKILL)
             _ = try? helper.waitForStop()

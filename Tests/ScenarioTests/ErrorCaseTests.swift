@@ -424,22 +424,17 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedEventFile("--eventfd-append"), object: "an eventfd with the status flags 0o2002")
     }
 
-    /// An eventfd, timerfd, inotify instance or signalfd a process outside the tree holds too would come back as one of
-    /// the tree's own, no longer shared; an O_TMPFILE file linked since cannot be reopened by the
-    /// name its link shows.
+    /// An eventfd, timerfd, inotify instance or signalfd a process outside the tree holds too
+    /// would come back as one of the tree's own, no longer shared.
     func testDumpRefusesEventFileSharedOutsideTree() throws {
-        try checkUnsupported(
-            .unsupportedEventFile("--eventfd-outside"), object: "an eventfd, which process",
-            mentions: ["outside the tree holds too"])
-        try checkUnsupported(
-            .unsupportedEventFile("--timerfd-outside"), object: "a timerfd, which process",
-            mentions: ["outside the tree holds too"])
-        try checkUnsupported(
-            .unsupportedEventFile("--inotify-outside"), object: "an inotify instance, which process",
-            mentions: ["outside the tree holds too"])
-        try checkUnsupported(
-            .unsupportedEventFile("--signalfd-outside"), object: "a signalfd, which process",
-            mentions: ["outside the tree holds too"])
+        for (flag, object) in [
+            ("--eventfd-outside", "an eventfd"), ("--timerfd-outside", "a timerfd"),
+            ("--inotify-outside", "an inotify instance"), ("--signalfd-outside", "a signalfd"),
+        ] {
+            try checkUnsupported(
+                .unsupportedEventFile(flag), object: "\(object), which process",
+                mentions: ["outside the tree holds too"])
+        }
     }
 
     /// A raw inet or inet6 socket is named raw, with its protocol.
