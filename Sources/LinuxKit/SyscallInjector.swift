@@ -96,8 +96,9 @@ public struct SyscallInjector: SyscallInjecting {
     public let savedRegisters: UserRegisters
     public let savedSignalMask: UInt64
     /// Whether every call is single-stepped, one stop each: set for a thread whose SIGTRAP is
-    /// at its default and not pending, as a restore helper's is until its handlers come back
-    /// (`stopSteppingOverCalls`). The SIGTRAP each step forces is left unblocked meanwhile.
+    /// at its default and not pending, as a restore helper's is (until `stopSteppingOverCalls`,
+    /// before its image's SIGTRAP disposition or queued SIGTRAP comes back). The SIGTRAP each
+    /// step forces is left unblocked meanwhile.
     public var stepsOverCalls = false
 
     /// Takes over a stopped tracee. Blocks every signal while injecting, so that no signal can
@@ -128,18 +129,18 @@ public struct SyscallInjector: SyscallInjecting {
     public func raw(_ calls: [Syscall]) throws(LinuxError) -> [Int64] {
         var steps = stepsOverCalls
         if !steps && calls.count > 1 { steps = Self.maySingleStep(try ProcFS.status(pid: tracee.pid)) }
-        guard steps else {
-            return try calls.map { call throws(LinuxError) in try raw(call.number, arguments: call.arguments) }
-        }
         var results: [Int64] = []
         results.reserveCapacity(calls.count)
         for call in calls {
-            let result = try stepOver(call.number, call.arguments)
+            let result =
+                steps
+                ? try stepOver(call.number, call.arguments)
+                : try step(call.number, call.arguments, expectingNewTask: false).result
             results.append(result)
             if result < 0 && result > -4096 { break }
         }
         // The forced SIGTRAP unblocked it: every signal stays blocked while injecting.
-        if !stepsOverCalls { try tracee.setSignalMask(~0) }
+        if steps && !stepsOverCalls { try tracee.setSignalMask(~0) }
         return results
     }
 

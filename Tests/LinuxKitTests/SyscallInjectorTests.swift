@@ -56,6 +56,7 @@ import Testing
 
         #expect(!SyscallInjector.maySingleStep(try ProcFS.status(pid: helper.pid)))
         #expect(try injector.raw(identity) == expected)
+        #expect(try injector.raw(failing) == [-Int64(EBADF)])
         #expect(try helper.signalMask() == blocked)
         #expect(try ProcFS.status(pid: helper.pid).caughtSignals & trap == trap)
         try injector.finish()

@@ -792,8 +792,8 @@ final class TreeTask: ScratchSpace {
         self.record = record
         self.tracee = tracee
         var injector = try SyscallInjector(tracee: tracee, instruction: instruction)
-        // A helper has every signal at its default and none pending until its handlers and
-        // signals come back (`SignalState`): a single step's SIGTRAP costs it nothing.
+        // A helper has every signal at its default and none pending: a single step's SIGTRAP
+        // costs it nothing until the image's own SIGTRAP state comes back (`SignalState`).
         injector.stepsOverCalls = true
         if let scratch {
             self.scratch = scratch
