@@ -23,6 +23,15 @@ public enum PipeBuffer {
         return queued
     }
 
+    /// Whether some description of the pipe's other end is open anywhere: poll(2) shows POLLHUP
+    /// on a read end once no writer is left, and POLLERR on a write end once no reader is. Only
+    /// for an anonymous pipe: a FIFO's read end shows no POLLHUP until a writer has come.
+    public static func otherEndIsOpen(_ fd: FileDescriptor, isWriteEnd: Bool) throws(LinuxError) -> Bool {
+        var entry = pollfd(fd: fd.rawValue, events: 0, revents: 0)
+        _ = try libcResult("poll of fd \(fd.rawValue)") { Glibc.poll(&entry, 1, 0) }.get()
+        return entry.revents & Int16(isWriteEnd ? POLLERR : POLLHUP) == 0
+    }
+
     /// The most bytes it holds (F_GETPIPE_SZ).
     public static func capacity(_ fd: FileDescriptor) throws(LinuxError) -> Int32 {
         try libcResult("fcntl F_GETPIPE_SZ of fd \(fd.rawValue)") { fcntl(fd.rawValue, getCapacity) }.get()

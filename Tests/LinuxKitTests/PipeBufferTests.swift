@@ -18,6 +18,20 @@ import Testing
         #expect(try PipeBuffer.capacity(FileDescriptor(rawValue: ends[0])) == PipeBuffer.defaultCapacity)
     }
 
+    /// Each end tells whether the other is open anywhere, also with bytes still queued.
+    @Test func otherEndIsOpen() throws {
+        for closing in [0, 1] {
+            var ends: [Int32] = [0, 0]
+            #expect(pipe(&ends) == 0)
+            #expect(write(ends[1], "abc", 3) == 3)
+            let kept = FileDescriptor(rawValue: ends[1 - closing])
+            defer { close(kept.rawValue) }
+            #expect(try PipeBuffer.otherEndIsOpen(kept, isWriteEnd: closing == 0))
+            close(ends[closing])
+            #expect(try !PipeBuffer.otherEndIsOpen(kept, isWriteEnd: closing == 0))
+        }
+    }
+
     @Test func flagsAsFdinfoShowsThem() throws {
         let fd = open("/", O_RDONLY | O_CLOEXEC | OpenFileFlags.pathOnly.openFlags)
         #expect(fd >= 0)

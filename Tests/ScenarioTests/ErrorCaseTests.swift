@@ -132,6 +132,30 @@ final class DumpErrorTests: ScenarioTestCase {
             mentions: ["pipe:[", "outside the tree"])
     }
 
+    /// A pipe whose write end a process amber cannot see holds: here one outside amber's PID
+    /// namespace (a container's parent is; on this VM, PID 1's descriptors are unreadable too).
+    /// The tree's read end alone, restored, would read end-of-file.
+    func testDumpRefusesPipeEndHeldWhereAmberCannotSee() throws {
+        let amberPath = try requireAmber()
+        let image = try newDirectory("image")
+        let script = """
+            exec 5< <(sleep 60)
+            writer=$!
+            /usr/bin/unshare --pid --fork --mount-proc /bin/bash -c '
+                sleep 60 <&5 >/dev/null 2>&1 5<&- &
+                exec 5<&-
+                "$0" dump -t $! -D "$1" 2>&1; echo "rc=$?"
+                kill -0 $! && echo "still running"' "\(amberPath)" "\(image)"
+            kill $writer
+            """
+        let (status, output) = try Spawn.run(["/bin/bash", "-c", script], in: try Scratch.root())
+        XCTAssertEqual(status, .exited(0), output)
+        XCTAssertTrue(output.contains("rc=\(AmberExit.unsupportedState)"), output)
+        XCTAssertTrue(output.contains("whose write end is open outside the tree where amber cannot see it"), output)
+        XCTAssertTrue(output.contains("still running"), output)
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+    }
+
     /// A pipe holding bytes no process can read any more.
     func testDumpRefusesUnreadablePipeData() throws {
         try checkUnsupported(.unsupportedPipeUnread, object: "holding 6 bytes that no process can read")

@@ -236,6 +236,7 @@ extension PipeKind {
                 "has fd \(holder.fd) on pipe:[\(inode)], whose \(isWriteEnd ? "write" : "read") end is \(also ? "also " : "")held by process \(ProcessName(pid: pid)) outside the tree: a pipe is restored only when no process outside the tree holds an end of it",
                 tree: process.tree)
         }
+        if !processes[0].beforeFreeze { try refuseEndsHeldUnseen(pipes, processes: processes) }
         for (inode, ends) in pipes.filter({ $0.value.read == nil && !externals.contains(externalName(inode: $0.key)) })
             .sorted(by: { $0.key < $1.key })
         {
@@ -250,6 +251,28 @@ extension PipeKind {
                     "has fd \(writer.fd) on pipe:[\(inode)] holding \(queued) bytes that no process can read (its read end is closed): not restored",
                     tree: process.tree)
             }
+        }
+    }
+
+    /// Refuses a pipe of which the frozen tree holds one end only while the other is open
+    /// somewhere the outside scan did not see: in a process whose descriptors /proc does not
+    /// show amber (a parent outside amber's PID namespace, one with capabilities amber lacks),
+    /// or in flight in a unix socket's queue outside the tree. Restored, that end would be
+    /// closed. Not asked before the freeze: a child forked since the walk may hold it.
+    private static func refuseEndsHeldUnseen(_ pipes: [UInt64: HeldEnds], processes: [CheckedProcess]) throws {
+        let externals = processes[0].externalFiles
+        for (inode, ends) in pipes.sorted(by: { $0.key < $1.key })
+        where (ends.read == nil) != (ends.write == nil) && !externals.contains(externalName(inode: inode)) {
+            let held = (ends.read ?? ends.write)!
+            let isWriteEnd = ends.read == nil
+            let process = processes[held.process]
+            let copy = try process.descriptors.duplicate(held.fd)
+            defer { try? copy.close() }
+            guard try PipeBuffer.otherEndIsOpen(copy, isWriteEnd: isWriteEnd) else { continue }
+            throw AmberError.unsupported(
+                process.name,
+                "has fd \(held.fd) on pipe:[\(inode)], whose \(isWriteEnd ? "read" : "write") end is open outside the tree where amber cannot see it (a process outside amber's PID namespace or with capabilities amber lacks, or a unix socket's queue): a pipe is restored only when no process outside the tree holds an end of it",
+                tree: process.tree)
         }
     }
 
