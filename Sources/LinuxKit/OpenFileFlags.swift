@@ -42,4 +42,20 @@ public enum OpenFileOwner {
     public static func of(_ fd: FileDescriptor) throws(LinuxError) -> Int32 {
         try libcResult("fcntl F_GETOWN of fd \(fd.rawValue)") { fcntl(fd.rawValue, F_GETOWN) }.get()
     }
+
+    /// F_GETOWN_EX, which tells a process group of ID 1 from an error, unlike F_GETOWN.
+    private static let getOwnerEx: Int32 = 16
+    /// F_GETSIG.
+    private static let getSignal: Int32 = 11
+
+    /// Whether the description our `fd` shares has an owner of any kind (a thread, a process or
+    /// a process group: F_GETOWN_EX) or a signal other than SIGIO for its notices (F_SETSIG).
+    public static func isSet(_ fd: FileDescriptor) throws(LinuxError) -> Bool {
+        var owner: (type: Int32, pid: Int32) = (0, 0)
+        _ = try libcResult("fcntl F_GETOWN_EX of fd \(fd.rawValue)") {
+            withUnsafeMutablePointer(to: &owner) { fcntl(fd.rawValue, getOwnerEx, $0) }
+        }.get()
+        let signal = try libcResult("fcntl F_GETSIG of fd \(fd.rawValue)") { fcntl(fd.rawValue, getSignal) }.get()
+        return owner.pid != 0 || signal != 0
+    }
 }

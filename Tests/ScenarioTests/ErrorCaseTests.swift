@@ -289,6 +289,16 @@ final class DumpErrorTests: ScenarioTestCase {
             .unsupportedSharedDirectory, object: "on the directory",
             mentions: ["shared-directory", "outside the tree holds too"])
     }
+    /// A thread that left its leader's working directory and umask, or descriptor table
+    /// (unshare in a thread): restored, it would share them again.
+    func testDumpRefusesThreadWithItsOwnFilesystemOrTable() throws {
+        try checkUnsupported(.unsupportedThreadUnshareFS, object: "working directory and umask (CLONE_FS) of its own")
+        try checkUnsupported(.unsupportedThreadUnshareFiles, object: "file descriptor table (CLONE_FILES) of its own")
+    }
+    /// An owner and a signal set without O_ASYNC wait for a later F_SETFL O_ASYNC.
+    func testDumpRefusesOwnerWithoutSignalDrivenIO() throws {
+        try checkUnsupported(.unsupportedOwner, object: "an owner or a signal for its notices", mentions: ["pipe:["])
+    }
     /// The dump's kill would mark the mutex owner-died in the file, for any process to take.
     func testDumpRefusesRobustMutexHeldInSharedFile() throws {
         try checkUnsupported(.unsupportedRobustMutex, object: "robust mutex", mentions: ["robust-mutex"])

@@ -56,6 +56,9 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedRobustMutex() throws { try runPlain(.unsupportedRobustMutex) }
     func testUnsupportedSharedFile() throws { try runPlain(.unsupportedSharedFile) }
     func testUnsupportedSharedDirectory() throws { try runPlain(.unsupportedSharedDirectory) }
+    func testUnsupportedThreadUnshareFS() throws { try runPlain(.unsupportedThreadUnshareFS) }
+    func testUnsupportedThreadUnshareFiles() throws { try runPlain(.unsupportedThreadUnshareFiles) }
+    func testUnsupportedOwner() throws { try runPlain(.unsupportedOwner) }
     func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
     func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
     func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }

@@ -118,6 +118,9 @@ struct Scenario: Sendable {
     static let unsupportedRobustMutex = Scenario(name: "unsupported_state", args: ["--robust-mutex"])
     static let unsupportedSharedFile = Scenario(name: "unsupported_state", args: ["--shared-file"])
     static let unsupportedSharedDirectory = Scenario(name: "unsupported_state", args: ["--shared-directory"])
+    static let unsupportedThreadUnshareFS = Scenario(name: "unsupported_state", args: ["--thread-unshare-fs"])
+    static let unsupportedThreadUnshareFiles = Scenario(name: "unsupported_state", args: ["--thread-unshare-files"])
+    static let unsupportedOwner = Scenario(name: "unsupported_state", args: ["--owner"])
     /// A child the root traces, in a ptrace stop.
     static let unsupportedTraced = Scenario(name: "unsupported_traced")
     /// The root tracing a process outside the tree (a grandchild whose parent exited), stopped.

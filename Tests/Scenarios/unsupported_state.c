@@ -25,6 +25,12 @@
  *                       when this process is gone)
  *   --shared-directory  a directory's open file description, read part way (its offset in
  *                       the entries), shared so with a process outside the tree
+ *   --thread-unshare-fs     a second thread with a working directory and umask of its own
+ *                           (unshare(CLONE_FS), then umask 077)
+ *   --thread-unshare-files  a second thread with a descriptor table of its own
+ *                           (unshare(CLONE_FILES))
+ *   --owner             a pipe's read end with an owner (F_SETOWN) and a signal (F_SETSIG),
+ *                       without O_ASYNC
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
@@ -166,6 +172,31 @@ static void make_in_thread(int (*setting)(void), const char *what)
         sc_die("%s", what);
 }
 
+static pid_t unshared_thread;
+
+static int unshare_fs(void)
+{
+    unshared_thread = (pid_t)syscall(SYS_gettid);
+    if (unshare(CLONE_FS) != 0)
+        return -1;
+    umask(077);
+    return 0;
+}
+
+static int unshare_files(void)
+{
+    unshared_thread = (pid_t)syscall(SYS_gettid);
+    return unshare(CLONE_FILES);
+}
+
+/* Whether the thread of --thread-unshare-* still has its own `resource` (KCMP_FILES 2, KCMP_FS 3). */
+static int thread_has_own(int resource)
+{
+    return syscall(SYS_kcmp, getpid(), unshared_thread, resource, 0, 0) != 0;
+}
+
+static int owned_pipe[2] = {-1, -1};
+
 static int prefer_node0(void)
 {
     unsigned long node0 = 1;
@@ -261,6 +292,14 @@ int main(int argc, char **argv)
             sc_die("shared-directory");
         directory_offset = lseek(shared_file, 0, SEEK_CUR);
         share_outside();
+    } else if (sc_has_flag("--thread-unshare-fs")) {
+        make_in_thread(unshare_fs, "unshare(CLONE_FS) in a thread");
+    } else if (sc_has_flag("--thread-unshare-files")) {
+        make_in_thread(unshare_files, "unshare(CLONE_FILES) in a thread");
+    } else if (sc_has_flag("--owner")) {
+        if (pipe(owned_pipe) != 0 || fcntl(owned_pipe[0], F_SETOWN, getpid()) != 0 ||
+            fcntl(owned_pipe[0], F_SETSIG, SIGUSR1) != 0)
+            sc_die("a pipe with an owner");
     } else if (sc_has_flag("--ldt")) {
         struct { unsigned entry, base, limit, flags; } data_segment = {0, 0, 0xfffff, 0x51 /* 32-bit, present, pages */};
         if (syscall(SYS_modify_ldt, 1, &data_segment, sizeof data_segment) != 0)
@@ -323,6 +362,13 @@ int main(int argc, char **argv)
         waitpid(other, &status, 0);
         sc_check(WIFEXITED(status) && WEXITSTATUS(status) == 0, "another process could take the robust mutex");
     }
+    if (sc_has_flag("--thread-unshare-fs"))
+        sc_check(thread_has_own(3), "the thread shares its leader's working directory and umask");
+    if (sc_has_flag("--thread-unshare-files"))
+        sc_check(thread_has_own(2), "the thread shares its leader's descriptor table");
+    if (sc_has_flag("--owner"))
+        sc_check(fcntl(owned_pipe[0], F_GETOWN) == getpid() && fcntl(owned_pipe[0], F_GETSIG) == SIGUSR1,
+                 "the pipe's owner or signal changed");
     if (sc_has_flag("--thread-keyring"))
         sc_check(keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_THREAD_KEYRING, 0, 0) == key, "the thread keyring changed");
     if (sc_has_flag("--process-keyring"))

@@ -42,6 +42,14 @@ enum FileState {
                         target.name,
                         "has fd \(fd) on \(probe.link) with signal-driven I/O (O_ASYNC, F_SETOWN): not restored yet")
                 }
+                // Without O_ASYNC, an owner or a signal waits for a later F_SETFL O_ASYNC. An
+                // O_PATH descriptor has neither (fcntl answers it EBADF).
+                if !flags.contains(.pathOnly), try Self.hasOwner(probe) {
+                    throw AmberError.unsupported(
+                        target.name,
+                        "has fd \(fd) on \(probe.link) with an owner or a signal for its notices (F_SETOWN, F_SETOWN_EX, F_SETSIG): not restored yet"
+                    )
+                }
                 var description = Amber_OpenFileDescription()
                 description.id = id
                 description.flags = flags.subtracting(.closeOnExec).rawValue
@@ -56,6 +64,13 @@ enum FileState {
             }
         }
         return record
+    }
+
+    /// Whether the description has an owner or a signal set (read through a copy of it).
+    private static func hasOwner(_ probe: DescriptorProbe) throws -> Bool {
+        let copy = try probe.duplicate()
+        defer { try? copy.close() }
+        return try OpenFileOwner.isSet(copy)
     }
 
     /// Makes every description here, hands it to the task and places it at each of its numbers.

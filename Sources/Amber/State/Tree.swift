@@ -249,6 +249,7 @@ enum TreeState {
     static func check(_ processes: [FrozenProcess]) throws {
         let byPID = Dictionary(processes.map { ($0.pid, $0.snapshot) }, uniquingKeysWith: { first, _ in first })
         try checkNothingShared(processes)
+        try checkThreadsShareLeaders(processes)
         let root = processes[0]
         let rootInfo = root.snapshot
         let ownNamespace = try ProcFS.link("/proc/self/ns/pid")
@@ -292,6 +293,23 @@ enum TreeState {
     static func checkNothingShared(_ processes: [FrozenProcess]) throws {
         try checkNothingShared(
             processes.filter { !$0.zombie }.map(\.name), [.memory, .fileTable, .filesystem], tree: processes[0].name)
+    }
+
+    /// Refuses a thread with a descriptor table, or a working directory and umask, of its own
+    /// (`unshare(CLONE_FILES)` or `unshare(CLONE_FS)` in a thread): the restore makes every
+    /// thread with CLONE_FILES and CLONE_FS, sharing its leader's.
+    private static func checkThreadsShareLeaders(_ processes: [FrozenProcess]) throws {
+        for process in processes where process.threads.count > 1 {
+            for thread in process.threads where thread.pid != process.pid {
+                for resource in [SharedResource.fileTable, .filesystem]
+                where try kernelOrder(of: resource, process.pid, thread.pid) != 0 {
+                    throw AmberError.unsupported(
+                        process.name,
+                        "has thread \(thread.pid) with a \(resource) of its own, not its leader's (unshare in a thread): not supported yet",
+                        tree: processes[0].name)
+                }
+            }
+        }
     }
 
     private static func checkNothingShared(
