@@ -135,3 +135,37 @@ public enum FileSystemKind: Sendable, Equatable {
 private func systemStat(_ path: String, _ status: UnsafeMutablePointer<stat>) -> Int32 { stat(path, status) }
 private func systemLstat(_ path: String, _ status: UnsafeMutablePointer<stat>) -> Int32 { lstat(path, status) }
 private func systemFstat(_ fd: Int32, _ status: UnsafeMutablePointer<stat>) -> Int32 { fstat(fd, status) }
+
+/// A file's last access and modification times (st_atim, st_mtim), in nanoseconds since the epoch.
+public struct FileTimes: Sendable, Equatable {
+    public var accessNs: Int64
+    public var modificationNs: Int64
+
+    public init(accessNs: Int64, modificationNs: Int64) {
+        self.accessNs = accessNs
+        self.modificationNs = modificationNs
+    }
+
+    /// The times of the file our `fd` is on (fstat).
+    public static func of(_ fd: FileDescriptor) throws(LinuxError) -> FileTimes {
+        var status = Glibc.stat()
+        _ = try libcResult("fstat of fd \(fd.rawValue)") { fstat(fd.rawValue, &status) }.get()
+        return FileTimes(
+            accessNs: Int64(status.st_atim.tv_sec) &* 1_000_000_000 &+ Int64(status.st_atim.tv_nsec),
+            modificationNs: Int64(status.st_mtim.tv_sec) &* 1_000_000_000 &+ Int64(status.st_mtim.tv_nsec))
+    }
+
+    /// Sets them on the file our `fd` is on (futimens: its owner, or CAP_FOWNER).
+    public func set(on fd: FileDescriptor) throws(LinuxError) {
+        func spec(_ ns: Int64) -> timespec {
+            let (seconds, remainder) = ns.quotientAndRemainder(dividingBy: 1_000_000_000)
+            return remainder < 0
+                ? timespec(tv_sec: Int(seconds - 1), tv_nsec: Int(remainder + 1_000_000_000))
+                : timespec(tv_sec: Int(seconds), tv_nsec: Int(remainder))
+        }
+        let times = [spec(accessNs), spec(modificationNs)]
+        _ = try libcResult("futimens of fd \(fd.rawValue)") {
+            times.withUnsafeBufferPointer { futimens(fd.rawValue, $0.baseAddress) }
+        }.get()
+    }
+}

@@ -145,6 +145,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testPipeClosedEnds() throws { try runDumped(.pipeClosedEnds) }
     /// A named pipe's capacity and what it holds, written back once for its three descriptions.
     func testPipeFifo() throws { try runDumped(.pipeFifo) }
+    func testPipeFifoWriter() throws { try runDumped(.pipeFifoWriter) }
     /// The copy of what a pipe holds (tee) leaves it there: the original reads it all after.
     func testLeaveRunningPipeFull() throws { try runLeaveRunning(.pipeFull) }
     func testLeaveRunningPipeLarge() throws { try runLeaveRunning(.pipeLarge) }

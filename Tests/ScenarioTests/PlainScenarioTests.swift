@@ -149,6 +149,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testPipePackets() throws { try runPlain(.pipePackets) }
     func testPipeClosedEnds() throws { try runPlain(.pipeClosedEnds) }
     func testPipeFifo() throws { try runPlain(.pipeFifo) }
+    func testPipeFifoWriter() throws { try runPlain(.pipeFifoWriter) }
     func testUnsupportedPipeOutsideReader() throws { try runPlain(.unsupportedPipeOutsideReader) }
     func testUnsupportedPipeUnread() throws { try runPlain(.unsupportedPipeUnread) }
     func testUnsupportedFifoOutside() throws { try runPlain(.unsupportedFifoOutside) }

@@ -179,6 +179,7 @@ struct Scenario: Sendable {
     static let pipePackets = Scenario(name: "pipes", args: ["--packets"])
     static let pipeClosedEnds = Scenario(name: "pipes", args: ["--closed-ends"])
     static let pipeFifo = Scenario(name: "pipes", args: ["--fifo"])
+    static let pipeFifoWriter = Scenario(name: "pipes", args: ["--fifo-writer"])
     /// A pipe amber refuses (see unsupported_pipe.c).
     /// stdin and stdout pipes of the test's, outside the tree (ExternalPipeTests starts it).
     static let externalPipe = Scenario(name: "external_pipe")

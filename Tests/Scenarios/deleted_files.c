@@ -1,6 +1,6 @@
 /*
  * deleted_files: "gone", created, filled ("still here" at 0, "tail" at 64 KiB), made 1 MiB long
- * (a sparse tail), mode 0640, unlinked and left at offset 3, with a second description of it
+ * (a sparse tail), mode 0640, modified at 123456.987654321 (futimens), unlinked and left at offset 3, with a second description of it
  * (reopened through /proc/self/fd, read-only and non-blocking, at 7); "empty", unlinked with
  * nothing in it; and "log", write-only, appending and O_NOFOLLOW (as sqlite opens its temp
  * files), holding "abc". A child shares them all. After SIGTERM each is still deleted (no link, its /proc
@@ -61,6 +61,9 @@ int main(int argc, char **argv)
     if (pwrite(gone_fd, "still here", 10, 0) != 10 || pwrite(gone_fd, "tail", 4, 64 << 10) != 4 ||
         ftruncate(gone_fd, MIB) != 0 || fchmod(gone_fd, 0640) != 0 || lseek(gone_fd, 3, SEEK_SET) != 3)
         sc_die("filling %s", gone_path);
+    struct timespec times[2] = {{0, UTIME_OMIT}, {123456, 987654321}};
+    if (futimens(gone_fd, times) != 0)
+        sc_die("setting the modification time of %s", gone_path);
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d", gone_fd);
     reader_fd = open(path, O_RDONLY | O_NONBLOCK);
@@ -75,6 +78,10 @@ int main(int argc, char **argv)
     sc_check_common();
 
     check_file(gone_fd, MIB, 0640, "the deleted file");
+    struct stat modified = {0};
+    sc_check(fstat(gone_fd, &modified) == 0 && modified.st_mtim.tv_sec == 123456 && modified.st_mtim.tv_nsec == 987654321,
+             "the deleted file's modification time is %lld.%09ld", (long long)modified.st_mtim.tv_sec,
+             modified.st_mtim.tv_nsec);
     check_bytes(gone_fd, 0, "still here", 10, "the deleted file");
     check_bytes(reader_fd, 64 << 10, "tail", 4, "the deleted file's tail");
     char zeros[64] = {0};

@@ -13,6 +13,8 @@
  *                     write end is closed, holding bytes (read, then end of file)
  *   --fifo            a named pipe of 256 KiB (F_SETPIPE_SZ) holding 100 KiB, open for
  *                     reading twice (O_NONBLOCK) and for writing once
+ *   --fifo-writer     a named pipe open for writing only, which no process reads (its reader
+ *                     closed): writes fail with EPIPE until a reader opens it again
  * Byte i of a stream is i % 251, so a lost, repeated or reordered byte shows.
  */
 #include "scenario.h"
@@ -286,6 +288,33 @@ static void fifo_check(void)
     sc_check(read(other[0], &byte, 1) == 0, "no end of file once the writer is closed");
 }
 
+/* --fifo-writer: ends[1] writes a FIFO no process reads. */
+static char fifo_path[PATH_MAX];
+
+static void fifo_writer(void)
+{
+    sc_path(fifo_path, sizeof fifo_path, "pipes.fifo");
+    unlink(fifo_path);
+    if (mkfifo(fifo_path, 0600) < 0)
+        sc_die("mkfifo");
+    signal(SIGPIPE, SIG_IGN);
+    int reader = open(fifo_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (reader < 0 || (ends[1] = open(fifo_path, O_WRONLY | O_CLOEXEC)) < 0)
+        sc_die("opening the FIFO");
+    close(reader);
+}
+
+static void fifo_writer_check(void)
+{
+    char byte = 7;
+    sc_check(write(ends[1], &byte, 1) < 0 && errno == EPIPE, "a write with no reader did not fail with EPIPE");
+    int reader = open(fifo_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    sc_check(reader >= 0 && write(ends[1], &byte, 1) == 1, "the writer does not reach a new reader");
+    char got = 0;
+    sc_check(read(reader, &got, 1) == 1 && got == 7, "the new reader did not read the byte written");
+    close(reader);
+}
+
 int main(int argc, char **argv)
 {
     sc_init(argc, argv, "pipes");
@@ -302,6 +331,8 @@ int main(int argc, char **argv)
         closed_ends();
     else if (sc_has_flag("--fifo"))
         fifo();
+    else if (sc_has_flag("--fifo-writer"))
+        fifo_writer();
     else
         sc_die("no pipe chosen");
     sc_ready();
@@ -317,6 +348,8 @@ int main(int argc, char **argv)
         packets_check();
     else if (sc_has_flag("--closed-ends"))
         closed_ends_check();
+    else if (sc_has_flag("--fifo-writer"))
+        fifo_writer_check();
     else
         fifo_check();
     sc_finish();

@@ -1,12 +1,13 @@
 import AmberImage
 import Glibc
 import LinuxKit
+import SystemPackage
 
 /// A regular file unlinked while open ("/path (deleted)" with no link left), as CRIU's
 /// files-reg.c does with a ghost file: at restore it is made again at its path, exclusively
 /// and as the task (no symbolic link on the way, in a directory that exists: a name taken since
 /// refuses the restore), unlinked at once, and given what it held (`FileContentsDump`), its size,
-/// owner and mode, once per file (`RestoredUnnamedFile`); each description of it is opened on
+/// owner, mode, access and modification times, once per file (`RestoredUnnamedFile`); each description of it is opened on
 /// it through /proc/self/fd, so the link reads as before. An O_TMPFILE file never linked (its
 /// name is "#INODE" of its own inode) is made again by O_TMPFILE in its directory instead, so
 /// that it can still be linked; its name is then its new inode's, as a new inode is what every
@@ -59,6 +60,11 @@ struct DeletedFileKind: OpenFileKind {
         file.ownerUid = status.uid
         file.ownerGid = status.gid
         file.temporary = Self.isTemporaryFile(path: path, inode: status.inode)
+        // Read before the contents are: reading them may move the access time.
+        let copy = try descriptor.duplicate()
+        defer { try? copy.close() }
+        let times = try FileTimes.of(copy)
+        (file.accessTimeNs, file.modificationTimeNs) = (times.accessNs, times.modificationNs)
         file.contents = try descriptor.contentsDump().contents(of: descriptor, identity: identity)
         return .deletedFile(file)
     }
@@ -162,6 +168,18 @@ struct DeletedFileKind: OpenFileKind {
             try deleted.contents.write(into: filler, image: image, what: what, task: task)
             try RestoredUnnamedFile.setOwnerAndMode(
                 fd, uid: deleted.ownerUid, gid: deleted.ownerGid, mode: deleted.mode, what: what, task: task)
+            // Last: writing the contents back moved them. An image of an amber before these
+            // fields has neither.
+            let times = FileTimes(accessNs: deleted.accessTimeNs, modificationNs: deleted.modificationTimeNs)
+            do {
+                if times != FileTimes(accessNs: 0, modificationNs: 0) {
+                    try times.set(on: FileDescriptor(rawValue: fd))
+                }
+            } catch {
+                throw AmberError(
+                    .restoreFailed,
+                    "cannot set the access and modification times of \(what) of process \(task.pid): \(error)")
+            }
         } catch {
             file.close()
             throw error

@@ -42,9 +42,17 @@ struct FifoKind: ReopenedByPath {
         objects: OpenFileObjects
     ) throws -> Int32 {
         // Opening one end of a FIFO would wait for the other: open without waiting, then restore the flag.
+        let flags = Int32(bitPattern: description.flags)
+        // A write end opened without waiting fails (ENXIO) while no reader has the FIFO open, as
+        // when the tree's reader is made later or it has none: a reader of ours is there for the open.
+        let reader =
+            flags & (O_ACCMODE | OpenFileFlags.pathOnly.openFlags) == O_WRONLY
+            ? try reopen(
+                fifo, flags: UInt32(O_RDONLY), adding: O_NONBLOCK | O_NOCTTY, as: task, imageTrusted: imageTrusted)
+            : nil
+        defer { if let reader { Glibc.close(reader) } }
         let fd = try reopen(
             fifo, flags: description.flags, adding: O_NONBLOCK | O_NOCTTY, as: task, imageTrusted: imageTrusted)
-        let flags = Int32(bitPattern: description.flags)
         do {
             if flags & OpenFileFlags.pathOnly.openFlags == 0 {
                 let restored = try objects.object(fifo.inode) { RestoredFifo() }

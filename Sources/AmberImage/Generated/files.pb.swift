@@ -1152,6 +1152,12 @@ public nonisolated struct Amber_DeletedFile: Sendable {
   /// read); its name, "#INODE", is then its new inode's.
   public var temporary: Bool = false
 
+  /// Its last access and modification (st_atim, st_mtim), in nanoseconds since the epoch, set
+  /// again once it is filled (futimens). Its change time cannot be set: it is the restore's.
+  public var accessTimeNs: Int64 = 0
+
+  public var modificationTimeNs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3351,7 +3357,7 @@ nonisolated extension Amber_Memfd: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeletedFile"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}file_id\0\u{1}path\0\u{1}mode\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}contents\0\u{1}temporary\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}file_id\0\u{1}path\0\u{1}mode\0\u{3}owner_uid\0\u{3}owner_gid\0\u{1}contents\0\u{1}temporary\0\u{3}access_time_ns\0\u{3}modification_time_ns\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3366,6 +3372,8 @@ nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._M
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.ownerGid) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._contents) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.temporary) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.accessTimeNs) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.modificationTimeNs) }()
       default: break
       }
     }
@@ -3397,6 +3405,12 @@ nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.temporary != false {
       try visitor.visitSingularBoolField(value: self.temporary, fieldNumber: 7)
     }
+    if self.accessTimeNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.accessTimeNs, fieldNumber: 8)
+    }
+    if self.modificationTimeNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.modificationTimeNs, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3408,6 +3422,8 @@ nonisolated extension Amber_DeletedFile: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.ownerGid != rhs.ownerGid {return false}
     if lhs._contents != rhs._contents {return false}
     if lhs.temporary != rhs.temporary {return false}
+    if lhs.accessTimeNs != rhs.accessTimeNs {return false}
+    if lhs.modificationTimeNs != rhs.modificationTimeNs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
