@@ -33,7 +33,7 @@ public enum PreDump {
         let pid: Int32
         let startTime: UInt64
         var areas: [Amber_MemoryArea]
-        var read: [(area: Int, ranges: [Range<UInt64>], readable: Bool)]
+        var read: [(area: Int, ranges: [Range<UInt64>], readable: Bool, keepsZeroPages: Bool)]
         let chain: [Int: [Amber_PageRun]]
         let chainFiles: [(depth: UInt32, name: String)]
     }
@@ -111,7 +111,8 @@ public enum PreDump {
             memory.pageFiles = [pages.name]
             for wanted in plan.read {
                 plan.areas[wanted.area].pages = try copy(
-                    pid: plan.pid, wanted.ranges, readable: wanted.readable, into: pages, buffer: buffer)
+                    pid: plan.pid, wanted.ranges, readable: wanted.readable, keepsZeroPages: wanted.keepsZeroPages,
+                    into: pages, buffer: buffer)
             }
             pageBytes += pages.size
             ChainPages.merge(plan.chain, files: plan.chainFiles, into: &memory, areas: &plan.areas)
@@ -199,7 +200,7 @@ public enum PreDump {
         }
         let chainPages = try incremental?.pages(pid: process.pid, startTime: startTime, own: own)
         var areas: [Amber_MemoryArea] = []
-        var read: [(area: Int, ranges: [Range<UInt64>], readable: Bool)] = []
+        var read: [(area: Int, ranges: [Range<UInt64>], readable: Bool, keepsZeroPages: Bool)] = []
         var chain: [Int: [Amber_PageRun]] = [:]
         for mapping in maps where MemoryTracking.isTrackable(mapping, vmFlags[mapping.start]) {
             var area = Amber_MemoryArea()
@@ -215,7 +216,9 @@ public enum PreDump {
                 wanted = split.read
                 if !split.chain.isEmpty { chain[areas.count] = split.chain }
             }
-            if !wanted.isEmpty { read.append((areas.count, wanted, mapping.readable)) }
+            // A private file area's zero page is a page cleared since it was copied on write: the
+            // file would show where none is restored.
+            if !wanted.isEmpty { read.append((areas.count, wanted, mapping.readable, area.kind == .areaFile)) }
             areas.append(area)
         }
         let plan = Plan(
@@ -224,11 +227,12 @@ public enum PreDump {
         return (plan, tracking)
     }
 
-    /// Copies the non-zero pages of `ranges` from the running process into `pages`. A page the
-    /// process unmapped meanwhile is left out: the parent does not hold it, so the next image
+    /// Copies the non-zero pages of `ranges` (every page with `keepsZeroPages`) from the running
+    /// process into `pages`. A page the process unmapped meanwhile is left out: the parent does not hold it, so the next image
     /// reads it if it is there then.
     private static func copy(
-        pid: Int32, _ ranges: [Range<UInt64>], readable: Bool, into pages: PageFileWriter, buffer: PageReadBuffer
+        pid: Int32, _ ranges: [Range<UInt64>], readable: Bool, keepsZeroPages: Bool, into pages: PageFileWriter,
+        buffer: PageReadBuffer
     ) throws -> [Amber_PageRun] {
         let memory = ProcessMemory(pid: pid)
         let bytes = buffer.bytes
@@ -248,7 +252,9 @@ public enum PreDump {
                 var position = 0
                 while position + pageSize <= got {
                     let first = position
-                    while position + pageSize <= got && !isZeroPage(bytes, position) { position += pageSize }
+                    while position + pageSize <= got && (keepsZeroPages || !isZeroPage(bytes, position)) {
+                        position += pageSize
+                    }
                     if position > first {
                         let offset = try pages.append(UnsafeRawBufferPointer(rebasing: bytes[first..<position]))
                         let address = cursor + UInt64(first)
@@ -265,7 +271,9 @@ public enum PreDump {
                             runs.append(run)
                         }
                     }
-                    while position + pageSize <= got && isZeroPage(bytes, position) { position += pageSize }
+                    while position + pageSize <= got && !keepsZeroPages && isZeroPage(bytes, position) {
+                        position += pageSize
+                    }
                 }
                 cursor += UInt64(length)
             }

@@ -234,6 +234,14 @@ public enum UnixSockets {
         public var holdsOutOfBand = false
     }
 
+    /// Whether a socket (of any family) has an error pending, as a peer's reset leaves one: poll(2)
+    /// shows POLLERR without taking it, where SO_ERROR or a receive, even MSG_PEEK, clears it.
+    public static func hasPendingError(_ fd: FileDescriptor) throws(LinuxError) -> Bool {
+        var entry = pollfd(fd: fd.rawValue, events: 0, revents: 0)
+        _ = try libcResult("poll of fd \(fd.rawValue)") { Glibc.poll(&entry, 1, 0) }.get()
+        return entry.revents & Int16(POLLERR) != 0
+    }
+
     /// Copies the receive queue of our socket `fd` (`type`, its queue `queued` bytes long as
     /// sock_diag counts them) without consuming it: peeks from offset 0 on (SO_PEEK_OFF), then
     /// gives the socket back the peek offset it had. A stream's bytes are read until `queued`; a

@@ -8,8 +8,9 @@
  *  - a sparse 16 MiB anonymous mapping: some pages written, some explicitly zeroed, the rest
  *    never touched (must all read as zero);
  *  - a MAP_PRIVATE mapping of a file it creates next to --outfile (mapped from a nonzero file
- *    offset), with some pages modified: modified pages keep the new data, untouched pages
- *    match the file, and the file itself is unchanged;
+ *    offset), with some pages modified and one cleared (copied on write, then all zeros):
+ *    modified pages keep the new data, the cleared one reads zeros, untouched pages match the
+ *    file, and the file itself is unchanged;
  *  - a read-only region (r--p, contents checked), an empty PROT_NONE region (---p), and a
  *    PROT_NONE region that held data before it was protected (---p; data checked after
  *    mprotect(PROT_READ));
@@ -71,6 +72,7 @@ static int sparse_kind(size_t p) /* 0 untouched, 1 written, 2 written then zeroe
 static char map_path[PATH_MAX];
 static unsigned char *fmap;
 static const int modified_pages[] = {1, 5, 11}; /* indexes into the mapping, fully rewritten */
+#define CLEARED_PAGE 7                            /* written, then cleared: it must not show the file */
 #define BYTE_PAGE 6                             /* one byte changed in this one */
 #define BYTE_OFF 1234
 static unsigned char file_byte(size_t off) { return (unsigned char)(off * 3 + (off >> 12) * 17 + 5); }
@@ -213,6 +215,7 @@ static void setup(void)
             fmap[page * PAGE + i] = new_byte((MAP_FIRST + page) * PAGE + i);
     }
     fmap[BYTE_PAGE * PAGE + BYTE_OFF] = new_byte((MAP_FIRST + BYTE_PAGE) * PAGE + BYTE_OFF);
+    memset(fmap + CLEARED_PAGE * PAGE, 0, PAGE);
     /* read (but do not write) another page, so it is resident and still clean */
     volatile unsigned char sink = fmap[3 * PAGE + 7];
     (void)sink;
@@ -309,9 +312,15 @@ static void check_file_mapping(void)
             unsigned char want = file_byte(off);
             if (modified || (page == BYTE_PAGE && i == BYTE_OFF))
                 want = new_byte(off);
+            if (page == CLEARED_PAGE)
+                want = 0;
             if (fmap[page * PAGE + i] != want) {
                 sc_fail("private file mapping page %zu (%s) differs at byte %zu", page,
-                        modified ? "modified" : page == BYTE_PAGE ? "one byte modified" : "untouched", i);
+                        modified                ? "modified"
+                        : page == CLEARED_PAGE  ? "cleared"
+                        : page == BYTE_PAGE     ? "one byte modified"
+                                                : "untouched",
+                        i);
                 break;
             }
         }

@@ -142,7 +142,18 @@ struct UnixSocketKind: OpenFileKind {
             record.peerCredentials.gid = peer.gid
             record.peerCredentials.groups = peer.groups
         }
-        if !record.listening && (socket.type != Int32(SOCK_STREAM.rawValue) || socket.receiveQueue > 0) {
+        // Before any peek: a receive, even MSG_PEEK, takes the error, which the process would
+        // then never see (and a restore cannot give back).
+        if try UnixSockets.hasPendingError(copy) {
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) with an error pending (its peer reset the connection): not restored"
+            )
+        }
+        // A seqpacket socket never connected has no queue to peek (ENOTCONN).
+        let neverConnected = socket.type == Int32(SOCK_SEQPACKET.rawValue) && socket.peer == nil
+        if !record.listening && !neverConnected
+            && (socket.type != Int32(SOCK_STREAM.rawValue) || socket.receiveQueue > 0)
+        {
             let queue = try UnixSockets.peekQueue(
                 copy, type: socket.type, queued: socket.receiveQueue,
                 shutDown: socket.shutdown & UnixSocketDiagnosis.receiveShutdown != 0, previous: record.peekOffset)

@@ -208,7 +208,10 @@ enum MemoryState {
                     ranges = split.read
                     if !split.chain.isEmpty { chainRuns[areas.count] = split.chain }
                 }
-                wanted.append(AreaReader.Wanted(area: areas.count, ranges: ranges, readable: mapping.readable))
+                wanted.append(
+                    AreaReader.Wanted(
+                        area: areas.count, ranges: ranges, readable: mapping.readable,
+                        keepsZeroPages: area.kind == .areaFile))
             }
             areas.append(area)
         }
@@ -290,10 +293,14 @@ enum MemoryState {
                 remaining -= cut - range.lowerBound
             }
             if !below.isEmpty {
-                lower.append(AreaReader.Wanted(area: area.area, ranges: below, readable: area.readable))
+                lower.append(
+                    AreaReader.Wanted(
+                        area: area.area, ranges: below, readable: area.readable, keepsZeroPages: area.keepsZeroPages))
             }
             if !above.isEmpty {
-                upper.append(AreaReader.Wanted(area: area.area, ranges: above, readable: area.readable))
+                upper.append(
+                    AreaReader.Wanted(
+                        area: area.area, ranges: above, readable: area.readable, keepsZeroPages: area.keepsZeroPages))
             }
         }
         return [lower, upper]
@@ -942,6 +949,9 @@ private final class AreaReader {
         let area: Int
         let ranges: [Range<UInt64>]
         let readable: Bool
+        /// A private file area's page copied on write and cleared since: restored, the area
+        /// shows the file where no page is written, so its zero pages are saved too.
+        let keepsZeroPages: Bool
     }
 
     private struct Piece {
@@ -949,6 +959,7 @@ private final class AreaReader {
         let address: UInt64
         let length: Int
         let readable: Bool
+        let keepsZeroPages: Bool
     }
 
     let pid: Int32
@@ -985,7 +996,10 @@ private final class AreaReader {
                         batch.removeAll(keepingCapacity: true)
                         batched = 0
                     }
-                    batch.append(Piece(area: area.area, address: cursor, length: length, readable: area.readable))
+                    batch.append(
+                        Piece(
+                            area: area.area, address: cursor, length: length, readable: area.readable,
+                            keepsZeroPages: area.keepsZeroPages))
                     batched += length
                     cursor += UInt64(length)
                 }
@@ -1018,9 +1032,12 @@ private final class AreaReader {
         for piece in batch {
             let end = position + piece.length
             while position < end {
-                while position < end && isZeroPage(UnsafeRawBufferPointer(buffer), position) { position += pageSize }
+                let zero = { (at: Int) in
+                    !piece.keepsZeroPages && self.isZeroPage(UnsafeRawBufferPointer(self.buffer), at)
+                }
+                while position < end && zero(position) { position += pageSize }
                 let first = position
-                while position < end && !isZeroPage(UnsafeRawBufferPointer(buffer), position) { position += pageSize }
+                while position < end && !zero(position) { position += pageSize }
                 guard position > first else { continue }
                 if kept != first {
                     (buffer.baseAddress! + kept).copyMemory(
