@@ -529,7 +529,19 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedUnixMark, object: "with SO_MARK set", mentions: ["CAP_NET_ADMIN"])
         try checkUnsupported(
             .unsupportedUnixFilter, object: "with a socket filter attached", mentions: ["a unix socket"])
-        try checkUnsupported(.unsupportedUnixOwner, object: "with an owner for SIGURG (F_SETOWN)")
+        try checkUnsupported(.unsupportedUnixOwner, object: "with an owner or a signal for its notices (F_SETOWN")
+    }
+
+    /// An error waiting for a unix socket's next read (its peer closed with a byte unread): a
+    /// peek would take it, and a restore cannot give it back.
+    func testDumpRefusesUnixSocketWithErrorPending() throws {
+        try checkUnsupported(.unsupportedUnixReset, object: "with an error pending", mentions: ["a unix socket"])
+    }
+
+    /// A connection waiting on a listener, its client closed: what the client sent is only in
+    /// the connection, which only accept(2) reads.
+    func testDumpRefusesWaitingConnectionWhoseClientClosed() throws {
+        try checkUnsupported(.unsupportedUnixWaitingClientClosed, object: "whose client has closed")
     }
 
     /// A unix socket whose queue holds a descriptor in flight (SCM_RIGHTS).

@@ -176,6 +176,8 @@ final class PlainScenarioTests: ScenarioTestCase {
         try runPlain(.unsupportedUnixFilter)
         try runPlain(.unsupportedUnixOwner)
     }
+    func testUnsupportedUnixReset() throws { try runPlain(.unsupportedUnixReset) }
+    func testUnsupportedUnixWaitingClientClosed() throws { try runPlain(.unsupportedUnixWaitingClientClosed) }
     func testUnixBound() throws { try runPlain(.unixBound) }
     func testUnsupportedUnixUnlinked() throws { try runPlain(.unsupportedUnixUnlinked) }
     func testUnsupportedUnixConnectedOutside() throws { try runPlain(.unsupportedUnixConnectedOutside) }
@@ -203,6 +205,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testMappedUnnamed() throws { try runPlain(.mappedUnnamed) }
     func testTcpConnections() throws { try runPlain(.tcpConnections) }
     func testTcpHalfClosed() throws { try runPlain(.tcpHalfClosed) }
+    func testTcpPeekOffset() throws { try runPlain(.tcpPeekOffset) }
     func testTcpConnectionsInet6() throws { try runPlain(.tcpConnectionsInet6) }
     func testTcpReadShutDown() throws { try runPlain(.tcpReadShutDown) }
     func testPtys() throws { try runPlain(.ptys) }

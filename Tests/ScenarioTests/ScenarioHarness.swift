@@ -211,6 +211,11 @@ struct Scenario: Sendable {
     static let unsupportedUnixFilter = Scenario(name: "unsupported_unix_socket", args: ["--filter"])
     /// A stream pair, one socket owned by its process for SIGURG (F_SETOWN).
     static let unsupportedUnixOwner = Scenario(name: "unsupported_unix_socket", args: ["--owner"])
+    /// A socket whose peer was closed with a byte unread: an error (ECONNRESET) waits for its next read.
+    static let unsupportedUnixReset = Scenario(name: "unsupported_unix_socket", args: ["--reset"])
+    /// A listener with a connection waiting whose client closed since.
+    static let unsupportedUnixWaitingClientClosed = Scenario(
+        name: "unsupported_unix_socket", args: ["--waiting-client-closed"])
     /// Connections and a pair made by a child that became uid 1000, to a listener of root's.
     static let unixPeerCredentials = Scenario(name: "unix_peer_credentials")
     /// Two ptys with both ends in the tree, one a session's controlling terminal (see ptys.c).

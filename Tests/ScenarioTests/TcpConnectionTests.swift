@@ -23,6 +23,7 @@ extension Scenario {
     static let tcpReadShutDown = Scenario(name: "tcp_connections", args: ["--read-shut-down"])
     /// A connection shut down one way: FIN_WAIT2 and CLOSE_WAIT.
     static let tcpHalfClosed = Scenario(name: "tcp_connections", args: ["--half-closed"])
+    static let tcpPeekOffset = Scenario(name: "tcp_connections", args: ["--peek-offset"])
 }
 
 final class TcpConnectionTests: ScenarioTestCase {
@@ -223,6 +224,20 @@ final class TcpConnectionTests: ScenarioTestCase {
             r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "a TCP connection from 127.0.0.1:"])
         XCTAssertTrue(
             r.stderr.contains("in state FIN_WAIT2") || r.stderr.contains("in state CLOSE_WAIT"), "stderr: \(r.stderr)")
+        XCTAssertEqual(lockTables(), [], "a refused dump left the lock on")
+        try terminateAndExpectPass(p, "after the refused dump")
+    }
+
+    /// A connection with a peek offset (SO_PEEK_OFF) is refused before it is put in repair:
+    /// the dump's MSG_PEEK of its queue would move the offset.
+    func testPeekOffsetRefused() throws {
+        _ = try requireAmber()
+        try requireNft()
+        let p = try start(.tcpPeekOffset)
+        let r = try amber(
+            ["dump", "-t", "\(p.pid)", "-D", try newDirectory("image"), "--tcp-established"], reaping: [p])
+        assertRefusal(
+            r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "with a peek offset (SO_PEEK_OFF)"])
         XCTAssertEqual(lockTables(), [], "a refused dump left the lock on")
         try terminateAndExpectPass(p, "after the refused dump")
     }

@@ -16,6 +16,9 @@
  *                 after SIGTERM it still reads the end at once and its writing reaches the server.
  *   --half-closed a connection in this process whose one end shut its writing down: FIN_WAIT2
  *                 and CLOSE_WAIT, which amber refuses by name; both ends still carry data after.
+ *   --peek-offset a connection in this process whose server holds "abcdef" and peeked "ab" with
+ *                 SO_PEEK_OFF on: amber refuses it (its MSG_PEEK would move the offset); after,
+ *                 the next peek still gives "cd".
  * Byte i of what a side sends is pattern(seed, i); the server's seed is 1, the client's 2 and the
  * test's 3.
  */
@@ -324,6 +327,23 @@ static int run_half_closed(void)
     sc_finish();
 }
 
+static int run_peek_offset(void)
+{
+    static int listener, server, client;
+    connected_pair(&listener, &server, &client);
+    char buf[8] = {0};
+    if (setsockopt(server, SOL_SOCKET, SO_PEEK_OFF, &(int){0}, sizeof(int)) != 0 || send(client, "abcdef", 6, 0) != 6)
+        sc_die("a peek offset");
+    sc_sleep_ms(50);
+    if (recv(server, buf, 2, MSG_PEEK) != 2)
+        sc_die("peek");
+    sc_ready();
+    sc_wait_for_term();
+    sc_check(recv(server, buf, 2, MSG_PEEK | MSG_DONTWAIT) == 2 && memcmp(buf, "cd", 2) == 0,
+             "the peek offset moved: the next peek gave \"%.2s\"", buf);
+    sc_finish();
+}
+
 int main(int argc, char **argv)
 {
     sc_init(argc, argv, "tcp_connections");
@@ -332,6 +352,8 @@ int main(int argc, char **argv)
         family = AF_INET6;
     if (sc_has_flag("--half-closed"))
         return run_half_closed();
+    if (sc_has_flag("--peek-offset"))
+        return run_peek_offset();
     if (sc_has_flag("--read-shut-down"))
         return run_read_shut_down();
     for (int i = 0; i + 1 < sc_argc_extra; i++)

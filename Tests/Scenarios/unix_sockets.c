@@ -13,6 +13,9 @@
  *   - SO_TIMESTAMP on the seqpacket reader (a record sent after the restore carries its
  *     SCM_TIMESTAMP), SO_PASSRIGHTS off on the datagram reader (an fd sent to it is refused).
  *   - a stream pair split with a child, which sent "from child" and has "to child" queued.
+ *   - a seqpacket socket never connected;
+ *   - a stream pair whose writer's SO_SNDBUFFORCE (as root) let it queue more than twice
+ *     net.core.wmem_max allows, filled until it would block.
  * After SIGTERM each socket reads exactly what was queued, with its boundaries, then nothing;
  * its options, flags and shutdowns are as set; every pair still works both ways; the child,
  * signalled, reads what was queued for it and answers through the pair.
@@ -233,6 +236,40 @@ static void check_child(pid_t child)
         expect_message(child_pair[0], "the child's answer", "child ok", 8);
 }
 
+static int fresh_seqpacket = -1;
+static int forced_pair[2] = {-1, -1};
+static long forced_queued;
+
+/* Queues as much as a send buffer forced to 8 MiB lets the writer. */
+static void fill_forced(void)
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, forced_pair) != 0 ||
+        setsockopt(forced_pair[0], SOL_SOCKET, SO_SNDBUFFORCE, &(int){8 << 20}, sizeof(int)) != 0)
+        sc_die("a stream pair with SO_SNDBUFFORCE");
+    for (;;) {
+        ssize_t n = send(forced_pair[0], big, BIG, MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        forced_queued += n;
+    }
+}
+
+static void check_forced(void)
+{
+    long got = 0;
+    for (;;) {
+        ssize_t n = recv(forced_pair[1], big, BIG, MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        got += n;
+    }
+    sc_check(got == forced_queued, "the forced pair held %ld bytes, not the %ld queued", got, forced_queued);
+    int type = 0;
+    socklen_t size = sizeof type;
+    sc_check(getsockopt(fresh_seqpacket, SOL_SOCKET, SO_TYPE, &type, &size) == 0 && type == SOCK_SEQPACKET,
+             "the seqpacket socket never connected is gone");
+}
+
 int main(int argc, char **argv)
 {
     sc_init(argc, argv, "unix_sockets");
@@ -246,6 +283,7 @@ int main(int argc, char **argv)
         socketpair(AF_UNIX, SOCK_DGRAM, 0, closed3) || socketpair(AF_UNIX, SOCK_STREAM, 0, child_pair))
         sc_die("socketpair");
     unconnected = socket(AF_UNIX, SOCK_STREAM, 0);
+    fresh_seqpacket = socket(AF_UNIX, SOCK_SEQPACKET, 0);
 
     setsockopt(stream_pair[0], SOL_SOCKET, SO_SNDBUF, &(int){300000}, sizeof(int));
     setsockopt(stream_pair[1], SOL_SOCKET, SO_RCVBUF, &(int){50000}, sizeof(int));
@@ -293,6 +331,7 @@ int main(int argc, char **argv)
 
     pid_t child = sc_fork_paused_child(child_setup);
     close(child_pair[1]);
+    fill_forced();
     sc_wait_in_pause(child);
     if (send(child_pair[0], "to child", 8, 0) != 8)
         sc_die("send to the child");
@@ -307,6 +346,7 @@ int main(int argc, char **argv)
     check_halves();
     check_options();
     check_child(child);
+    check_forced();
     int status;
     sc_check(waitpid(child, &status, WNOHANG) == 0, "the child is gone");
     kill(child, SIGKILL);

@@ -17,6 +17,9 @@
  *   --mark            a stream pair, one socket with SO_MARK set (which needs CAP_NET_ADMIN)
  *   --filter          a stream pair, one socket with a classic BPF filter that accepts all
  *   --owner           a stream pair, one socket owned by this process for SIGURG (F_SETOWN)
+ *   --reset           a stream pair whose other socket was closed with a byte unread: the one
+ *                     left holds an error (ECONNRESET) for its next read
+ *   --waiting-client-closed  a listener with a connection waiting whose client closed since
  * After SIGTERM it checks the sockets still work as they did.
  */
 #include "scenario.h"
@@ -96,6 +99,21 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--owner")) {
         if (fcntl(pair[0], F_SETOWN, getpid()) != 0)
             sc_die("F_SETOWN");
+    } else if (sc_has_flag("--reset")) {
+        if (send(pair[0], "x", 1, 0) != 1)
+            sc_die("send");
+        close(pair[1]);
+        pair[1] = -1;
+    } else if (sc_has_flag("--waiting-client-closed")) {
+        address.sun_family = AF_UNIX;
+        snprintf(address.sun_path, sizeof address.sun_path, "/tmp/amber-unsupported-%d-waiting.sock", (int)getpid());
+        unlink(address.sun_path);
+        bound = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (bound < 0 || client < 0 || bind(bound, (struct sockaddr *)&address, sizeof address) != 0 ||
+            listen(bound, 4) != 0 || connect(client, (struct sockaddr *)&address, sizeof address) != 0)
+            sc_die("a connection waiting on a listener");
+        close(client);
     } else if (sc_has_flag("--filter")) {
         struct sock_filter accept_all = BPF_STMT(BPF_RET | BPF_K, 0xffff);
         struct sock_fprog program = {1, &accept_all};
@@ -202,6 +220,15 @@ int main(int argc, char **argv)
         sc_check(getsockopt(pair[0], SOL_SOCKET, SO_MARK, &mark, &size) == 0 && mark == 7, "SO_MARK is gone");
     } else if (sc_has_flag("--owner")) {
         sc_check(fcntl(pair[0], F_GETOWN) == getpid(), "the socket's owner is gone");
+    } else if (sc_has_flag("--reset")) {
+        char buf[8];
+        sc_check(recv(pair[0], buf, sizeof buf, MSG_DONTWAIT) < 0 && errno == ECONNRESET,
+                 "the socket's pending error (ECONNRESET) is gone");
+    } else if (sc_has_flag("--waiting-client-closed")) {
+        char buf[8];
+        int accepted = accept(bound, NULL, NULL);
+        sc_check(accepted >= 0 && recv(accepted, buf, sizeof buf, MSG_DONTWAIT) == 0,
+                 "the waiting connection is gone or does not read its end of file");
     } else if (sc_has_flag("--filter")) {
         socklen_t blocks = 0;
         sc_check(getsockopt(pair[0], SOL_SOCKET, SO_GET_FILTER, NULL, &blocks) == 0 && blocks == 1,

@@ -66,6 +66,11 @@ struct TcpConnectionKind: OpenFileKind {
         guard try InetSocket.readiness(fd) & Int16(POLLPRI | POLLERR) == 0 else {
             throw descriptor.refusal("\(what), with urgent data (MSG_OOB) or an error pending")
         }
+        // The dump's MSG_PEEK of the queues would go from, and move, a peek offset (a kernel
+        // before 6.8 has none for TCP: EOPNOTSUPP).
+        guard (try? InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_PEEK_OFF)) ?? -1 < 0 else {
+            throw descriptor.refusal("\(what), with a peek offset (SO_PEEK_OFF)")
+        }
         var socketRecord = Amber_InetSocket()
         socketRecord.family = family
         socketRecord.type = InetSocket.stream

@@ -49,6 +49,10 @@ struct UnixSocketKind: OpenFileKind {
         if datagram, socket.shutdown & UnixSocketDiagnosis.receiveShutdown != 0 {
             return "shut down for reading, a datagram socket whose queue cannot be told from its end: not restored"
         }
+        if socket.pendingConnections.contains(0) {
+            return
+                "listening with a connection waiting whose client has closed (what the client sent is only in that connection, which accept(2) alone reads): not restored"
+        }
         if let listener = table.listeners[socket.inode] {
             if socket.shutdown != 0 || socket.sendQueue != 0 {
                 return
@@ -146,8 +150,7 @@ struct UnixSocketKind: OpenFileKind {
         // then never see (and a restore cannot give back).
         if try UnixSockets.hasPendingError(copy) {
             throw descriptor.refusal(
-                "a unix socket (\(descriptor.link)) with an error pending (its peer reset the connection): not restored"
-            )
+                "a unix socket (\(descriptor.link)) with an error pending (its peer reset the connection)")
         }
         // A seqpacket socket never connected has no queue to peek (ENOTCONN).
         let neverConnected = socket.type == Int32(SOCK_SEQPACKET.rawValue) && socket.peer == nil
@@ -200,19 +203,14 @@ struct UnixSocketKind: OpenFileKind {
     }()
 
     /// The options that read otherwise than on a new socket of its type, to be set again;
-    /// refused: one only CAP_NET_ADMIN sets, a priority above what any process may give, an
-    /// owner (F_SETOWN, whom an out-of-band byte signals) and a filter (SO_ATTACH_FILTER,
-    /// SO_ATTACH_BPF).
+    /// refused: one only CAP_NET_ADMIN sets, a priority above what any process may give and a
+    /// filter (SO_ATTACH_FILTER, SO_ATTACH_BPF). An owner is refused for every kind
+    /// (`FileState.dump`).
     private func changedOptions(_ copy: FileDescriptor, _ descriptor: DescriptorProbe) throws -> [Amber_SocketOption] {
         let defaults = Self.newSocketOptions[socket.type] ?? [:]
         for (option, name) in ImageFormat.unixSocketPrivilegedOptions {
             guard let bytes = try UnixSockets.optionBytes(copy, option), bytes != defaults[option] else { continue }
             throw descriptor.refusal("a unix socket (\(descriptor.link)) with \(name) set, which needs CAP_NET_ADMIN")
-        }
-        if try OpenFileOwner.of(copy) != 0 {
-            throw descriptor.refusal(
-                "a unix socket (\(descriptor.link)) with an owner for SIGURG (F_SETOWN), which a restore would not set again"
-            )
         }
         if try UnixSockets.filterLength(copy) != 0 {
             throw descriptor.refusal(
@@ -376,8 +374,12 @@ final class RestoredSocketPair: SharedOpenFileObject {
         do {
             if !record.messages.isEmpty {
                 // The other end's send buffer bounds what it may queue: at its largest while
-                // filling, its own once the pair is complete.
-                try UnixSockets.setOption(other, UnixSockets.sendBuffer, Int32.max / 2)
+                // filling (forced above net.core.wmem_max where the restorer may: a queue
+                // filled under SO_SNDBUFFORCE is longer than any other), its own once the pair
+                // is complete.
+                if (try? UnixSockets.setOption(other, UnixSockets.sendBufferForce, Int32.max / 2)) == nil {
+                    try UnixSockets.setOption(other, UnixSockets.sendBuffer, Int32.max / 2)
+                }
                 for message in record.messages { try UnixSockets.send(other, [UInt8](message)) }
             }
             try Self.setOptions(end, record)

@@ -33,9 +33,6 @@ enum FileState {
             descriptor.fd = fd
             descriptor.closeOnExec = flags.contains(.closeOnExec)
             let (description, isNew) = try table.description(pid: target.pid, fd: fd, identity: file.identity) { id in
-                let kindRecord =
-                    try ExternalFiles.record(of: file, named: externalFiles) ?? prepared.record(for: fd)
-                    ?? file.dump(probe)
                 // open(2) does not start signal-driven I/O, and the owner (F_SETOWN) cannot be read from outside.
                 if flags.contains(.asynchronous) {
                     throw AmberError.unsupported(
@@ -50,6 +47,10 @@ enum FileState {
                         "has fd \(fd) on \(probe.link) with an owner or a signal for its notices (F_SETOWN, F_SETOWN_EX, F_SETSIG): not restored yet"
                     )
                 }
+                // After those checks: a TCP connection's dump puts it in repair mode.
+                let kindRecord =
+                    try ExternalFiles.record(of: file, named: externalFiles) ?? prepared.record(for: fd)
+                    ?? file.dump(probe)
                 var description = Amber_OpenFileDescription()
                 description.id = id
                 description.flags = flags.subtracting(.closeOnExec).rawValue
