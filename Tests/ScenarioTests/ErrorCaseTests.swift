@@ -689,8 +689,9 @@ final class RestoreErrorTests: ScenarioTestCase {
         try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: ["ro.dat"])
     }
 
-    /// The name of a deleted file was taken after the dump: the restore names the file and
-    /// why, leaves no task behind, and leaves the other file and the image as they were.
+    /// The name of a deleted file was taken after the dump (as a rotated log's is): the restore
+    /// makes the file beside it, under "NAME.amber-ID", which its link then shows, and leaves the
+    /// other file as it was.
     func testRestoreWhenADeletedFilesNameIsTaken() throws {
         _ = try requireAmber()
         let p = try start(.deletedFiles)
@@ -698,13 +699,22 @@ final class RestoreErrorTests: ScenarioTestCase {
         let taken = p.directory + "/gone"
         let fd = open(taken, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         XCTAssertGreaterThanOrEqual(fd, 0, "create \(taken): \(Sys.errnoString())")
+        XCTAssertEqual(write(fd, "new", 3), 3)
         close(fd)
-        try expectRestoreRefused(
-            image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [taken, "another file has its name now"])
-        XCTAssertTrue(Sys.fileExists(taken), "the restore removed the file that took the name")
-        XCTAssertEqual(unlink(taken), 0)
         try restoreDetachedExpectingSuccess(p, from: image)
-        try terminateAndExpectPass(p, "restored once the name was free")
+        XCTAssertEqual(Sys.readText(taken), "new", "the restore changed the file that took the name")
+        let links = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p.pid)/fd")) ?? []).compactMap {
+            Sys.readlink("/proc/\(p.pid)/fd/\($0)")
+        }
+        XCTAssertTrue(
+            links.contains { $0.hasPrefix(taken + ".amber-") && $0.hasSuffix(" (deleted)") },
+            "no descriptor on the deleted file made beside the name: \(links)")
+        XCTAssertFalse(
+            ((try? FileManager.default.contentsOfDirectory(atPath: p.directory)) ?? []).contains {
+                $0.contains(".amber-")
+            },
+            "the file made beside the name was not unlinked")
+        XCTAssertEqual(unlink(taken), 0)
     }
 
     /// The name of a removed working directory was taken after the dump: the restore names it

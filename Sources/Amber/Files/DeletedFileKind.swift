@@ -5,8 +5,9 @@ import SystemPackage
 
 /// A regular file unlinked while open ("/path (deleted)" with no link left), as CRIU's
 /// files-reg.c does with a ghost file: at restore it is made again at its path, exclusively
-/// and as the task (no symbolic link on the way, in a directory that exists: a name taken since
-/// refuses the restore), unlinked at once, and given what it held (`FileContentsDump`), its size,
+/// and as the task (no symbolic link on the way, in a directory that exists; where another file
+/// has that name, as a rotated log's new file has, at "PATH.amber-ID" beside it, which its link
+/// then shows), unlinked at once, and given what it held (`FileContentsDump`), its size,
 /// owner, mode, access and modification times, once per file (`RestoredUnnamedFile`); each description of it is opened on
 /// it through /proc/self/fd, so the link reads as before. An O_TMPFILE file never linked (its
 /// name is "#INODE" of its own inode) is made again by O_TMPFILE in its directory instead, so
@@ -122,12 +123,20 @@ struct DeletedFileKind: OpenFileKind {
             return file
         }
         let fd: Int32
+        // A name taken (a log rotated: the deleted file's name is the new log's) is left alone:
+        // the file is made beside it, under a name of its own, which its link then shows.
+        var path = deleted.path
         do {
-            fd = try PathOpening.open(deleted.path, flags: flags | O_CREAT | O_EXCL, as: identity)
+            do {
+                fd = try PathOpening.open(path, flags: flags | O_CREAT | O_EXCL, as: identity)
+            } catch  where error.errno == .fileExists {
+                path = "\(deleted.path).amber-\(deleted.fileID)"
+                fd = try PathOpening.open(path, flags: flags | O_CREAT | O_EXCL, as: identity)
+            }
         } catch {
             let why =
                 switch error.errno {
-                case .fileExists: "another file has its name now"
+                case .fileExists: "another file has its name, and the name beside it \(path), now"
                 case .noSuchFileOrDirectory: "its directory does not exist"
                 case .tooManySymbolicLinkLevels: "a symbolic link is on its path now"
                 default: "\(error)"
@@ -136,7 +145,7 @@ struct DeletedFileKind: OpenFileKind {
         }
         let file = RestoredDeletedFile(fd: fd, flags: pathOnly ? nil : flags)
         do {
-            try PathOpening.unlink(deleted.path, openAs: fd, as: identity)
+            try PathOpening.unlink(path, openAs: fd, as: identity)
         } catch {
             file.close()
             throw AmberError(.restoreFailed, "cannot unlink \(what) made again for process \(task.pid): \(error)")
