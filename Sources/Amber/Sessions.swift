@@ -242,6 +242,12 @@ final class RestoreSession: ScratchSpace {
     let inheritedPidfd: Int32
     /// First descriptor above every descriptor of the image: temporaries live from here up.
     let firstFreeDescriptor: Int32
+    /// The descriptors the restore's temporaries may take from `firstFreeDescriptor` up (as
+    /// many as the hard RLIMIT_NOFILE leaves).
+    static let temporaryDescriptors: Int32 = 16
+    /// Whether the task's soft RLIMIT_NOFILE was raised for the temporaries (an image
+    /// descriptor at the helper's limit): the environment step sets it back to the image's.
+    private(set) var descriptorLimitRaised = false
     /// Whether the image is authenticated or trusted with --trust-image: only then may the
     /// restorer open with its own rights a file the task may not open itself.
     let imageTrusted: Bool
@@ -310,12 +316,27 @@ final class RestoreSession: ScratchSpace {
     /// the first time: before a descriptor of the image is placed at its number.
     func movedRestorerPidfd() throws(LinuxError) -> Int32 {
         if let existing = restorerPidfd { return existing }
+        try makeRoomForTemporaries()
         let low = UInt64(inheritedPidfd)
         let high = try injector.call(
             "fcntl F_DUPFD_CLOEXEC", SyscallNumber.fcntl, low, UInt64(F_DUPFD_CLOEXEC), UInt64(firstFreeDescriptor))
         try injector.call("close", SyscallNumber.close, low)
         restorerPidfd = Int32(high)
         return Int32(high)
+    }
+
+    /// Raises the task's soft RLIMIT_NOFILE (inherited from us, up to its hard limit) where the
+    /// image's descriptors reach so near it that the temporaries above them would not fit. From
+    /// here, not injected: the memory step may install a mapped file's descriptor before the
+    /// scratch area is there, and the helper still has our credentials.
+    private func makeRoomForTemporaries() throws(LinuxError) {
+        var limit = rlimit()
+        let needed = UInt64(firstFreeDescriptor + Self.temporaryDescriptors)
+        guard getrlimit(__rlimit_resource_t(ResourceLimit.openFiles), &limit) == 0, UInt64(limit.rlim_cur) < needed
+        else { return }
+        try ResourceLimit.set(
+            ResourceLimit.openFiles, of: pid, soft: min(needed, UInt64(limit.rlim_max)), hard: UInt64(limit.rlim_max))
+        descriptorLimitRaised = true
     }
 
     /// Opens a file of the image as the task could have opened it itself: with its filesystem

@@ -1,3 +1,4 @@
+internal import CLinux
 import SystemPackage
 
 /// One resource limit of a process, from /proc/PID/limits.
@@ -18,6 +19,16 @@ public struct ResourceLimitEntry: Sendable, Equatable {
 /// RLIMIT_* numbers that Glibc's overlay does not name.
 public enum ResourceLimit {
     public static let memoryLock: UInt32 = 8, nice: UInt32 = 13, realtimePriority: UInt32 = 14
+    /// RLIMIT_NOFILE: one more than the highest descriptor number a process may open.
+    public static let openFiles: UInt32 = 7
+
+    /// Sets limit `resource` of process `pid` (prlimit(2): a process of the caller's user, or
+    /// CAP_SYS_RESOURCE; a hard limit above the one it has needs CAP_SYS_RESOURCE too).
+    public static func set(_ resource: UInt32, of pid: Int32, soft: UInt64, hard: UInt64) throws(LinuxError) {
+        _ = try kernelResult(
+            amber_prlimit_set(pid, Int32(resource), soft, hard), "prlimit \(resource) of process \(pid)"
+        ).get()
+    }
 }
 
 extension ProcFS {

@@ -295,6 +295,11 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedThreadUnshareFS, object: "working directory and umask (CLONE_FS) of its own")
         try checkUnsupported(.unsupportedThreadUnshareFiles, object: "file descriptor table (CLONE_FILES) of its own")
     }
+    /// A descriptor at the last number the hard RLIMIT_NOFILE allows: a restore opens its own
+    /// above the process's, and raising the hard limit needs CAP_SYS_RESOURCE.
+    func testDumpRefusesDescriptorAtTheHardLimit() throws {
+        try checkUnsupported(.unsupportedFdAtLimit, object: "the last the hard RLIMIT_NOFILE")
+    }
     /// An owner and a signal set without O_ASYNC wait for a later F_SETFL O_ASYNC.
     func testDumpRefusesOwnerWithoutSignalDrivenIO() throws {
         try checkUnsupported(.unsupportedOwner, object: "an owner or a signal for its notices", mentions: ["pipe:["])

@@ -59,6 +59,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedThreadUnshareFS() throws { try runPlain(.unsupportedThreadUnshareFS) }
     func testUnsupportedThreadUnshareFiles() throws { try runPlain(.unsupportedThreadUnshareFiles) }
     func testUnsupportedOwner() throws { try runPlain(.unsupportedOwner) }
+    func testUnsupportedFdAtLimit() throws { try runPlain(.unsupportedFdAtLimit) }
     func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
     func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
     func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }

@@ -4,7 +4,9 @@
  * Set up: chdir into a directory it creates next to --outfile (with a space in its name) and
  * leaves a marker file there; umask 027; soft limits changed below their hard limits
  * (RLIMIT_NOFILE and RLIMIT_STACK lowered, RLIMIT_CORE set to a value between 0 and the hard
- * limit; no hard limit is raised); comm set with prctl(PR_SET_NAME).
+ * limit; no hard limit is raised), after it put a descriptor at two below its first soft
+ * RLIMIT_NOFILE (the restorer's too, started as the test starts it: the restore opens its own
+ * above the process's); comm set with prctl(PR_SET_NAME).
  * It must be run with the extra arguments  --extra "two words" --utf8 "ü€"  and the
  * environment variable AMBER_SCENARIO_VAR="hello world" (it fails if they are missing, so a
  * runner that forgets them does not pass by accident).
@@ -16,6 +18,7 @@
 #include "scenario.h"
 
 #define COMM "amber-env-scen"
+static int high_fd = -1;
 #define ENV_NAME "AMBER_SCENARIO_VAR"
 #define ENV_VALUE "hello world"
 
@@ -85,6 +88,12 @@ int main(int argc, char **argv)
         sc_die("marker");
 
     umask(027);
+    struct rlimit first;
+    if (getrlimit(RLIMIT_NOFILE, &first) != 0 || first.rlim_cur < 16)
+        sc_die("RLIMIT_NOFILE");
+    high_fd = (int)first.rlim_cur - 2;
+    if (dup2(0, high_fd) != high_fd)
+        sc_die("dup2 to fd %d", high_fd);
     lower(RLIMIT_NOFILE, 512);
     lower(RLIMIT_STACK, 4 * 1024 * 1024);
     lower(RLIMIT_CORE, 12345 * 1024);
@@ -126,6 +135,7 @@ int main(int argc, char **argv)
                  (unsigned long long)limits_set[r].rlim_max);
     }
     sc_check(limits_set[RLIMIT_NOFILE].rlim_cur <= 512, "RLIMIT_NOFILE soft limit was not lowered");
+    sc_check(fcntl(high_fd, F_GETFD) >= 0, "fd %d is gone", high_fd);
 
     char comm[32] = {0};
     prctl(PR_GET_NAME, comm, 0, 0, 0);

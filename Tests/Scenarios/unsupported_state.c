@@ -31,11 +31,14 @@
  *                           (unshare(CLONE_FILES))
  *   --owner             a pipe's read end with an owner (F_SETOWN) and a signal (F_SETSIG),
  *                       without O_ASYNC
+ *   --fd-at-limit       a descriptor at the last number its hard RLIMIT_NOFILE allows (the
+ *                       restorer's too, started as the test starts it)
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 static pthread_mutex_t *robust;
 static int shared_file = -1;
@@ -196,6 +199,7 @@ static int thread_has_own(int resource)
 }
 
 static int owned_pipe[2] = {-1, -1};
+static int at_limit = -1;
 
 static int prefer_node0(void)
 {
@@ -296,6 +300,14 @@ int main(int argc, char **argv)
         make_in_thread(unshare_fs, "unshare(CLONE_FS) in a thread");
     } else if (sc_has_flag("--thread-unshare-files")) {
         make_in_thread(unshare_files, "unshare(CLONE_FILES) in a thread");
+    } else if (sc_has_flag("--fd-at-limit")) {
+        struct rlimit limit;
+        if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
+            sc_die("RLIMIT_NOFILE");
+        limit.rlim_cur = limit.rlim_max;
+        at_limit = (int)limit.rlim_max - 1;
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0 || dup2(0, at_limit) != at_limit)
+            sc_die("a descriptor at %d", at_limit);
     } else if (sc_has_flag("--owner")) {
         if (pipe(owned_pipe) != 0 || fcntl(owned_pipe[0], F_SETOWN, getpid()) != 0 ||
             fcntl(owned_pipe[0], F_SETSIG, SIGUSR1) != 0)
@@ -366,6 +378,8 @@ int main(int argc, char **argv)
         sc_check(thread_has_own(3), "the thread shares its leader's working directory and umask");
     if (sc_has_flag("--thread-unshare-files"))
         sc_check(thread_has_own(2), "the thread shares its leader's descriptor table");
+    if (sc_has_flag("--fd-at-limit"))
+        sc_check(fcntl(at_limit, F_GETFD) >= 0, "fd %d is gone", at_limit);
     if (sc_has_flag("--owner"))
         sc_check(fcntl(owned_pipe[0], F_GETOWN) == getpid() && fcntl(owned_pipe[0], F_GETSIG) == SIGUSR1,
                  "the pipe's owner or signal changed");

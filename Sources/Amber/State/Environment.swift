@@ -82,10 +82,12 @@ enum EnvironmentState {
             try session.injector.call("umask", SyscallNumber.umask, UInt64(record.umask))
         }
         for limit in record.limits {
-            // The helper inherited our limits: only set those that differ.
+            // The helper inherited our limits: only set those that differ, and the descriptors'
+            // if the files step raised it.
             var current = rlimit()
-            if getrlimit(__rlimit_resource_t(limit.resource), &current) == 0, UInt64(current.rlim_cur) == limit.soft,
-                UInt64(current.rlim_max) == limit.hard
+            let raised = limit.resource == Int32(ResourceLimit.openFiles) && session.descriptorLimitRaised
+            if !raised, getrlimit(__rlimit_resource_t(limit.resource), &current) == 0,
+                UInt64(current.rlim_cur) == limit.soft, UInt64(current.rlim_max) == limit.hard
             {
                 continue
             }

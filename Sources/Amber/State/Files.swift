@@ -8,9 +8,26 @@ import LinuxKit
 enum FileState {
     /// Refuses descriptors Amber cannot reopen, before the target is stopped.
     static func check(_ process: CheckedProcess) throws {
-        for probe in try process.probes() {
+        let probes = try process.probes()
+        for probe in probes {
             _ = try OpenFileKinds.classify(probe)
         }
+        try checkRoomForTemporaries(probes, process)
+    }
+
+    /// Refuses a descriptor at the last number our hard RLIMIT_NOFILE allows: a restore here
+    /// could open none of its temporaries above the image's descriptors, and raising the hard
+    /// limit needs CAP_SYS_RESOURCE.
+    private static func checkRoomForTemporaries(_ probes: [DescriptorProbe], _ process: CheckedProcess) throws {
+        var limit = rlimit()
+        guard let highest = probes.last?.fd,
+            getrlimit(__rlimit_resource_t(ResourceLimit.openFiles), &limit) == 0,
+            UInt64(highest) + 1 >= UInt64(limit.rlim_max)
+        else { return }
+        throw AmberError.unsupported(
+            process.name,
+            "has fd \(highest), the last the hard RLIMIT_NOFILE of \(limit.rlim_max) a restore here has allows: the restore opens descriptors above the process's own",
+            tree: process.tree)
     }
 
     /// From the probes the frozen checks made: the process cannot have changed its descriptors since.
