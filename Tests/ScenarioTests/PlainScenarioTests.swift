@@ -60,6 +60,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedThreadUnshareFiles() throws { try runPlain(.unsupportedThreadUnshareFiles) }
     func testUnsupportedOwner() throws { try runPlain(.unsupportedOwner) }
     func testUnsupportedFdAtLimit() throws { try runPlain(.unsupportedFdAtLimit) }
+    func testUnsupportedStoppedFatal() throws { try runPlain(.unsupportedStoppedFatal) }
     func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
     func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
     func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }

@@ -33,6 +33,8 @@
  *                       without O_ASYNC
  *   --fd-at-limit       a descriptor at the last number its hard RLIMIT_NOFILE allows (the
  *                       restorer's too, started as the test starts it)
+ *   --stopped-fatal     a child stopped (SIGSTOP), then sent SIGHUP, which ends it once it is
+ *                       continued
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
@@ -300,6 +302,16 @@ int main(int argc, char **argv)
         make_in_thread(unshare_fs, "unshare(CLONE_FS) in a thread");
     } else if (sc_has_flag("--thread-unshare-files")) {
         make_in_thread(unshare_files, "unshare(CLONE_FILES) in a thread");
+    } else if (sc_has_flag("--stopped-fatal")) {
+        child = fork();
+        if (child == 0) {
+            for (;;)
+                pause();
+        }
+        int status;
+        if (child < 0 || kill(child, SIGSTOP) != 0 || waitpid(child, &status, WUNTRACED) != child ||
+            kill(child, SIGHUP) != 0)
+            sc_die("a stopped child with SIGHUP pending");
     } else if (sc_has_flag("--fd-at-limit")) {
         struct rlimit limit;
         if (getrlimit(RLIMIT_NOFILE, &limit) != 0)
@@ -342,6 +354,13 @@ int main(int argc, char **argv)
     sc_ready();
     sc_wait_for_term();
     sc_check_common();
+    if (sc_has_flag("--stopped-fatal")) {
+        int status = 0;
+        sc_check(kill(child, SIGCONT) == 0 && waitpid(child, &status, 0) == child && WIFSIGNALED(status) &&
+                     WTERMSIG(status) == SIGHUP,
+                 "the stopped child did not end by its pending SIGHUP once continued (status 0x%x)", status);
+        child = -1;
+    }
     if (child > 0) {
         sc_check(kill(child, 0) == 0, "the child is gone");
         kill(child, SIGKILL);

@@ -250,6 +250,7 @@ enum TreeState {
         let byPID = Dictionary(processes.map { ($0.pid, $0.snapshot) }, uniquingKeysWith: { first, _ in first })
         try checkNothingShared(processes)
         try checkThreadsShareLeaders(processes)
+        try checkStoppedWithFatalSignal(processes)
         let root = processes[0]
         let rootInfo = root.snapshot
         let ownNamespace = try ProcFS.link("/proc/self/ns/pid")
@@ -308,6 +309,32 @@ enum TreeState {
                         "has thread \(thread.pid) with a \(resource) of its own, not its leader's (unshare in a thread): not supported yet",
                         tree: processes[0].name)
                 }
+            }
+        }
+    }
+
+    /// The signals whose default action ends a process (every one but SIGCHLD, SIGCONT, the four
+    /// stop signals, SIGURG and SIGWINCH), as a mask of bit N-1 for signal N.
+    private static let endingByDefault: UInt64 =
+        ~([SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH].reduce(UInt64(0)) {
+            $0 | 1 << UInt64($1 - 1)
+        })
+
+    /// Refuses a stopped process with a signal pending that would end it once continued (a
+    /// job stopped with ^Z, then sent SIGTERM or SIGHUP): made stopped again, the restore
+    /// cannot queue it behind the stop, and the signal ends the task before it stops.
+    private static func checkStoppedWithFatalSignal(_ processes: [FrozenProcess]) throws {
+        for process in processes where process.stopSignal != 0 {
+            let status = process.snapshot.status
+            let dispositionEnds = ~status.ignoredSignals & ~status.caughtSignals & endingByDefault
+            for (tid, thread) in process.snapshot.threadStatuses {
+                let ending = (thread.pendingThread | status.pendingShared) & ~thread.blockedSignals & dispositionEnds
+                guard ending != 0 else { continue }
+                let signal = ending.trailingZeroBitCount + 1
+                throw AmberError.unsupported(
+                    process.name,
+                    "is stopped (signal \(process.stopSignal)) with signal \(signal) pending for thread \(tid), which ends it once it is continued: not restored",
+                    tree: processes[0].name)
             }
         }
     }
