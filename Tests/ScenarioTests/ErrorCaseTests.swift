@@ -300,6 +300,11 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesDescriptorAtTheHardLimit() throws {
         try checkUnsupported(.unsupportedFdAtLimit, object: "the last the hard RLIMIT_NOFILE")
     }
+    /// The root's parent death signal (SIGHUP, not ignored) is tied to its parent outside the
+    /// tree; restored, amber would be that parent, and with --detach it exits at once.
+    func testDumpRefusesRootParentDeathSignal() throws {
+        try checkUnsupported(.unsupportedRootParentDeath, object: "parent death signal 1 (PR_SET_PDEATHSIG)")
+    }
     /// A job stopped, then sent SIGHUP: continued, the signal ends it; a restore cannot queue it
     /// behind the stop.
     func testDumpRefusesStoppedProcessWithEndingSignalPending() throws {

@@ -61,6 +61,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedOwner() throws { try runPlain(.unsupportedOwner) }
     func testUnsupportedFdAtLimit() throws { try runPlain(.unsupportedFdAtLimit) }
     func testUnsupportedStoppedFatal() throws { try runPlain(.unsupportedStoppedFatal) }
+    func testUnsupportedRootParentDeath() throws { try runPlain(.unsupportedRootParentDeath) }
     func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
     func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
     func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }

@@ -35,6 +35,8 @@
  *                       restorer's too, started as the test starts it)
  *   --stopped-fatal     a child stopped (SIGSTOP), then sent SIGHUP, which ends it once it is
  *                       continued
+ *   --root-pdeath       this process (the root) has the parent death signal SIGHUP, tied to
+ *                       its parent outside the tree
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
@@ -302,6 +304,9 @@ int main(int argc, char **argv)
         make_in_thread(unshare_fs, "unshare(CLONE_FS) in a thread");
     } else if (sc_has_flag("--thread-unshare-files")) {
         make_in_thread(unshare_files, "unshare(CLONE_FILES) in a thread");
+    } else if (sc_has_flag("--root-pdeath")) {
+        if (prctl(PR_SET_PDEATHSIG, SIGHUP, 0, 0, 0) != 0)
+            sc_die("PR_SET_PDEATHSIG");
     } else if (sc_has_flag("--stopped-fatal")) {
         child = fork();
         if (child == 0) {
@@ -397,6 +402,11 @@ int main(int argc, char **argv)
         sc_check(thread_has_own(3), "the thread shares its leader's working directory and umask");
     if (sc_has_flag("--thread-unshare-files"))
         sc_check(thread_has_own(2), "the thread shares its leader's descriptor table");
+    if (sc_has_flag("--root-pdeath")) {
+        int signal = 0;
+        sc_check(prctl(PR_GET_PDEATHSIG, &signal, 0, 0, 0) == 0 && signal == SIGHUP, "the parent death signal is %d",
+                 signal);
+    }
     if (sc_has_flag("--fd-at-limit"))
         sc_check(fcntl(at_limit, F_GETFD) >= 0, "fd %d is gone", at_limit);
     if (sc_has_flag("--owner"))

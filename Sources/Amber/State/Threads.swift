@@ -130,6 +130,29 @@ enum ThreadState {
     }
 }
 
+extension ThreadState {
+    /// The signals ignored when at their default action (SIGCHLD, SIGURG, SIGWINCH), as a mask
+    /// of bit N-1 for signal N.
+    private static let ignoredByDefault: UInt64 = [SIGCHLD, SIGURG, SIGWINCH].reduce(0) { $0 | 1 << UInt64($1 - 1) }
+
+    /// Refuses a parent death signal (PR_SET_PDEATHSIG) on a thread of the tree's root that
+    /// would do anything: it is tied to the root's parent outside the tree, which a restore does
+    /// not give back (amber is the root's parent, and with --detach it exits at once, sending
+    /// the signal). One the process ignores, or leaves at a default that ignores it, is restored.
+    static func refuseParentDeathSignal(of process: ProcessDump) throws {
+        let status = process.process.snapshot.status
+        let ignored = status.ignoredSignals | (ignoredByDefault & ~status.caughtSignals)
+        for thread in process.task.threads {
+            let signal = thread.threadFlags.parentDeathSignal
+            guard signal != 0, signal > 64 || ignored & 1 << UInt64(signal - 1) == 0 else { continue }
+            throw AmberError.unsupported(
+                process.name,
+                "has thread \(thread.tid) with the parent death signal \(thread.threadFlags.parentDeathSignal) (PR_SET_PDEATHSIG), tied to the tree's parent outside it, which a restore does not give back",
+                tree: process.tree)
+        }
+    }
+}
+
 extension ThreadState: StateKind {
     static func check(_ process: CheckedProcess) throws {
         try ThreadControlState.checkHeldRobustMutexes(process)
@@ -139,6 +162,7 @@ extension ThreadState: StateKind {
         [
             DumpStep("threads", .traced) { process, _ in
                 try dump(process.session, checks: process.threadChecks, into: &process.task)
+                if process.pid == process.tree.pid { try refuseParentDeathSignal(of: process) }
             }
         ]
     }
