@@ -216,9 +216,15 @@ public enum ProcFS {
         var tracer: Int32?
         var group: Int32?
         var threads: Int?
+        var processGroup: Int32?
+        var session: Int32?
         for line in ProcText.lines(bytes) {
             guard let (key, value) = ProcText.keyValue(line) else { continue }
-            if key.elementsEqual("PPid".utf8) {
+            if key.elementsEqual("NSpgid".utf8) {
+                processGroup = ProcText.int32(ProcText.trimmed(value).prefix { $0 != UInt8(ascii: "\t") })
+            } else if key.elementsEqual("NSsid".utf8) {
+                session = ProcText.int32(ProcText.trimmed(value).prefix { $0 != UInt8(ascii: "\t") })
+            } else if key.elementsEqual("PPid".utf8) {
                 parent = ProcText.int32(ProcText.trimmed(value))
             } else if key.elementsEqual("TracerPid".utf8) {
                 tracer = ProcText.int32(ProcText.trimmed(value))
@@ -229,11 +235,13 @@ public enum ProcFS {
             } else {
                 continue
             }
-            if let parent, let tracer, let group, let threads {
-                return TaskRelations(parent: parent, tracer: tracer, threadGroup: group, threads: threads)
+            if let parent, let tracer, let group, let threads, let processGroup, let session {
+                return TaskRelations(
+                    parent: parent, tracer: tracer, threadGroup: group, threads: threads, processGroup: processGroup,
+                    session: session)
             }
         }
-        throw ProcText.malformed("status PPid, TracerPid, Tgid or Threads")
+        throw ProcText.malformed("status PPid, TracerPid, Tgid, Threads, NSpgid or NSsid")
     }
 
     /// The scheduler line of one thread, from /proc/PID/task/TID/stat: the CPU it last ran on.
@@ -359,4 +367,7 @@ public struct TaskRelations: Sendable, Equatable {
     public let tracer: Int32
     public let threadGroup: Int32
     public let threads: Int
+    /// Its process group and session, in the PID namespace of the /proc read (NSpgid, NSsid).
+    public let processGroup: Int32
+    public let session: Int32
 }

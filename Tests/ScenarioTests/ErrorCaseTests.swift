@@ -300,6 +300,11 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesDescriptorAtTheHardLimit() throws {
         try checkUnsupported(.unsupportedFdAtLimit, object: "the last the hard RLIMIT_NOFILE")
     }
+    /// A session whose leader is in the tree and a member outside it (a daemon's double fork):
+    /// the dump's kill would leave the session's ID, the leader's PID, taken.
+    func testDumpRefusesSessionWithAMemberOutside() throws {
+        try checkUnsupported(.unsupportedSessionOutside, object: "leads the session", mentions: ["outside the tree"])
+    }
     /// The root's parent death signal (SIGHUP, not ignored) is tied to its parent outside the
     /// tree; restored, amber would be that parent, and with --detach it exits at once.
     func testDumpRefusesRootParentDeathSignal() throws {

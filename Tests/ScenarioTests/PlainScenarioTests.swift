@@ -62,6 +62,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedFdAtLimit() throws { try runPlain(.unsupportedFdAtLimit) }
     func testUnsupportedStoppedFatal() throws { try runPlain(.unsupportedStoppedFatal) }
     func testUnsupportedRootParentDeath() throws { try runPlain(.unsupportedRootParentDeath) }
+    func testUnsupportedSessionOutside() throws { try runPlain(.unsupportedSessionOutside) }
     func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
     func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
     func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }

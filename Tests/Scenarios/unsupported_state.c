@@ -37,6 +37,9 @@
  *                       continued
  *   --root-pdeath       this process (the root) has the parent death signal SIGHUP, tied to
  *                       its parent outside the tree
+ *   --session-outside   a child leading a session of its own, with a grandchild forked out of
+ *                       the tree (orphaned at once) still in that session, as a daemon's double
+ *                       fork leaves it
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
@@ -304,6 +307,27 @@ int main(int argc, char **argv)
         make_in_thread(unshare_fs, "unshare(CLONE_FS) in a thread");
     } else if (sc_has_flag("--thread-unshare-files")) {
         make_in_thread(unshare_files, "unshare(CLONE_FILES) in a thread");
+    } else if (sc_has_flag("--session-outside")) {
+        pid_t self = getpid();
+        child = fork();
+        if (child == 0) {
+            if (setsid() < 0)
+                _exit(3);
+            if (sc_fork_outside() == 0) {
+                while (kill(self, 0) == 0)
+                    usleep(20 * 1000);
+                _exit(0);
+            }
+            for (;;)
+                pause();
+        }
+        if (child < 0)
+            sc_die("fork");
+        for (int tries = 0; getsid(child) != child; tries++) {
+            if (tries == 1000)
+                sc_die("the child did not lead a session");
+            usleep(1000);
+        }
     } else if (sc_has_flag("--root-pdeath")) {
         if (prctl(PR_SET_PDEATHSIG, SIGHUP, 0, 0, 0) != 0)
             sc_die("PR_SET_PDEATHSIG");

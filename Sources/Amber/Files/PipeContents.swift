@@ -169,6 +169,29 @@ final class OutsideScan: @unchecked Sendable {
         }
     }
 
+    /// Before the freeze: each process outside the tree (not amber, nor forked by the tree since
+    /// it was walked) in a session or process group whose ID is a PID of the tree: once the tree
+    /// is gone that ID stays taken, and the restore could not make the process of that PID again.
+    func membersOfSessionsOrGroups(of ids: Set<Int32>) throws -> [(pid: Int32, relations: TaskRelations)] {
+        try lock.withLock { _ in
+            let relations = try relations()
+            let amber = getpid()
+            func descendsFromTree(_ pid: Int32) -> Bool {
+                var current = pid
+                for _ in 0..<relations.count {
+                    guard let parent = relations[current]?.parent else { return false }
+                    if tree.contains(parent) { return true }
+                    current = parent
+                }
+                return false
+            }
+            return relations.filter { pid, relations in
+                (ids.contains(relations.session) || ids.contains(relations.processGroup)) && pid != amber
+                    && !descendsFromTree(pid)
+            }.map { ($0.key, $0.value) }.sorted { $0.pid < $1.pid }
+        }
+    }
+
     /// Every process but the tree's and amber's, with its parent and tracer; before the freeze
     /// only (`frozen` reads none). Called holding `lock`.
     private func relations() throws -> [Int32: TaskRelations] {

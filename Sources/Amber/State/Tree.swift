@@ -355,6 +355,23 @@ enum TreeState {
         }
     }
 
+    /// Refuses a process outside the tree in a session or process group a process of the tree
+    /// leads (a daemon double-forked out of the tree, still in its session): the dump's kill
+    /// leaves that ID taken, and the restore would fail to make its leader again.
+    static func checkSessionsAndGroupsLeftInside(_ processes: [CheckedProcess]) throws {
+        guard let first = processes.first else { return }
+        let pids = Set(processes.map(\.pid))
+        guard let (pid, relations) = try first.outside.membersOfSessionsOrGroups(of: pids).first else { return }
+        let (what, id) =
+            pids.contains(relations.session)
+            ? ("session", relations.session) : ("process group", relations.processGroup)
+        let leader = processes.first { $0.pid == id }!
+        throw AmberError.unsupported(
+            leader.name,
+            "leads the \(what) \(id), which process \(ProcessName(pid: pid)) outside the tree is in: the dump's kill would leave that ID taken, and the restore could not make process \(id) again",
+            tree: first.tree)
+    }
+
     /// Refuses, before the tree is frozen, processes that share an address space: a vfork's
     /// parent and child, or a clone with CLONE_VM. Seizing a vfork's parent waits until its child
     /// execs or exits, with the rest of the tree frozen meanwhile, however long that takes. A
@@ -866,6 +883,7 @@ extension TreeState: StateKind {
         if processes.first?.beforeFreeze == true {
             try checkNoSharedMemory(processes)
             try checkTracesNothingOutside(processes)
+            try checkSessionsAndGroupsLeftInside(processes)
         }
         let terminalsOfTree = try ControllingTerminals.terminalsOfTree(processes)
         for process in processes {
