@@ -300,6 +300,10 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesDescriptorAtTheHardLimit() throws {
         try checkUnsupported(.unsupportedFdAtLimit, object: "the last the hard RLIMIT_NOFILE")
     }
+    /// A process that unmapped its [vvar] area: the restore's helper, a copy of amber, has one.
+    func testDumpRefusesUnmappedVvar() throws {
+        try checkUnsupported(.unsupportedUnmappedVvar, object: "has unmapped its [vvar] area")
+    }
     /// A session whose leader is in the tree and a member outside it (a daemon's double fork):
     /// the dump's kill would leave the session's ID, the leader's PID, taken.
     func testDumpRefusesSessionWithAMemberOutside() throws {

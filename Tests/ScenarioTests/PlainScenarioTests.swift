@@ -63,6 +63,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedStoppedFatal() throws { try runPlain(.unsupportedStoppedFatal) }
     func testUnsupportedRootParentDeath() throws { try runPlain(.unsupportedRootParentDeath) }
     func testUnsupportedSessionOutside() throws { try runPlain(.unsupportedSessionOutside) }
+    func testUnsupportedUnmappedVvar() throws { try runPlain(.unsupportedUnmappedVvar) }
     func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
     func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
     func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }

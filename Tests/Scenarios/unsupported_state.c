@@ -37,6 +37,8 @@
  *                       continued
  *   --root-pdeath       this process (the root) has the parent death signal SIGHUP, tied to
  *                       its parent outside the tree
+ *   --unmapped-vvar     a child that unmapped its [vvar] area (then only pauses: its vDSO reads
+ *                       clocks from it)
  *   --session-outside   a child leading a session of its own, with a grandchild forked out of
  *                       the tree (orphaned at once) still in that session, as a daemon's double
  *                       fork leaves it
@@ -307,6 +309,33 @@ int main(int argc, char **argv)
         make_in_thread(unshare_fs, "unshare(CLONE_FS) in a thread");
     } else if (sc_has_flag("--thread-unshare-files")) {
         make_in_thread(unshare_files, "unshare(CLONE_FILES) in a thread");
+    } else if (sc_has_flag("--unmapped-vvar")) {
+        unsigned long start = 0, end = 0;
+        char line[256];
+        FILE *maps = fopen("/proc/self/maps", "r");
+        while (maps && fgets(line, sizeof line, maps))
+            if (strstr(line, "[vvar]\n") && sscanf(line, "%lx-%lx", &start, &end) == 2)
+                break;
+        if (maps)
+            fclose(maps);
+        if (!end)
+            sc_die("no [vvar] area");
+        int report[2];
+        if (pipe(report) != 0)
+            sc_die("pipe");
+        child = fork();
+        if (child == 0) {
+            char done = munmap((void *)start, end - start) == 0 ? 1 : 0;
+            if (write(report[1], &done, 1) != 1)
+                _exit(3);
+            for (;;)
+                pause();
+        }
+        char done = 0;
+        if (child < 0 || read(report[0], &done, 1) != 1 || !done)
+            sc_die("unmapping [vvar] in a child");
+        close(report[0]);
+        close(report[1]);
     } else if (sc_has_flag("--session-outside")) {
         pid_t self = getpid();
         child = fork();

@@ -15,7 +15,21 @@ enum MemoryState {
     /// Refuses areas Amber cannot recreate, before the target is stopped.
     /// A mapped file is mapped again by its path, which must lead to that very file: a name
     /// read from maps' text (without map_files) may be escaped, or lead elsewhere.
+    /// The vDSO's areas every process here starts with, as ours show them.
+    private static let startingKernelAreas: Set<String> = Set(
+        ((try? ProcFS.maps(pid: getpid())) ?? []).map(\.path).filter {
+            $0 != "[vsyscall]" && kernelAreaPaths.contains($0)
+        })
+
     static func check(_ maps: [MemoryMapping], process: ProcessName, tree: ProcessName) throws(AmberError) {
+        // A process that unmapped one (or the vDSO) would get it back from the restore's helper,
+        // which cannot do without them.
+        let kernelAreas = Set(maps.map(\.path).filter(kernelAreaPaths.contains))
+        if !maps.isEmpty, let missing = startingKernelAreas.subtracting(kernelAreas).sorted().first {
+            throw .unsupported(
+                process, "has unmapped its \(missing) area, which a restore here cannot leave out: not supported yet",
+                tree: tree)
+        }
         var reached: [String: Bool] = [:]
         for mapping in maps
         where try kind(of: mapping, process: process, tree: tree) == .areaFile && !MappedUnnamedFiles.isUnnamed(mapping)
