@@ -80,6 +80,8 @@ long amber_pidfd_send_signal(int pidfd, int signal) {
 }
 long amber_tgkill(pid_t tgid, pid_t tid, int signal) { return result(syscall(SYS_tgkill, tgid, tid, signal)); }
 
+long amber_flistxattr_length(int fd) { return result(syscall(SYS_flistxattr, fd, NULL, 0)); }
+
 long amber_prlimit_set(pid_t pid, int resource, uint64_t soft, uint64_t hard) {
     uint64_t limit[2] = {soft, hard};
     return result(syscall(SYS_prlimit64, pid, resource, limit, NULL));

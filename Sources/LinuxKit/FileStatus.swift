@@ -169,3 +169,33 @@ public struct FileTimes: Sendable, Equatable {
         }.get()
     }
 }
+
+/// What a file carries beyond its data, mode, owner and times: extended attributes and the
+/// inode flags chattr(1) sets.
+public enum FileAttributes {
+    /// FS_IOC_GETFLAGS.
+    private static let getFlags: UInt = 0x8008_6601
+    /// The inode flags a file gets only from chattr (FS_SECRM_FL, FS_UNRM_FL, FS_IMMUTABLE_FL,
+    /// FS_APPEND_FL): a new file never inherits them from its directory.
+    public static let setByChattr: UInt32 = 0x1 | 0x2 | 0x10 | 0x20
+    /// The chattr flags a new file inherits from its directory where that has them
+    /// (FS_SYNC_FL, FS_NODUMP_FL, FS_NOATIME_FL).
+    public static let inheritedFromDirectory: UInt32 = 0x8 | 0x40 | 0x80
+
+    /// The total length of the names of the extended attributes of the file our `fd` is on (0
+    /// for none; flistxattr).
+    public static func extendedAttributeNamesLength(_ fd: FileDescriptor) throws(LinuxError) -> Int {
+        try kernelResult(amber_flistxattr_length(fd.rawValue), "flistxattr of fd \(fd.rawValue)").get()
+    }
+
+    /// Its inode flags (FS_IOC_GETFLAGS); 0 on a filesystem without them (ENOTTY).
+    public static func inodeFlags(_ fd: FileDescriptor) throws(LinuxError) -> UInt32 {
+        var flags: Int32 = 0
+        guard ioctl(fd.rawValue, getFlags, &flags) == 0 else {
+            let error = LinuxError.current("ioctl FS_IOC_GETFLAGS of fd \(fd.rawValue)")
+            if error.errno == .inappropriateIOCTLForDevice || error.errno == .notSupported { return 0 }
+            throw error
+        }
+        return UInt32(bitPattern: flags)
+    }
+}

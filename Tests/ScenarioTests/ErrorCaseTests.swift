@@ -300,6 +300,12 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesDescriptorAtTheHardLimit() throws {
         try checkUnsupported(.unsupportedFdAtLimit, object: "the last the hard RLIMIT_NOFILE")
     }
+    /// A deleted file with an extended attribute, or an inode flag chattr set: made again as a
+    /// new file, it would have neither.
+    func testDumpRefusesDeletedFileWithAttributes() throws {
+        try checkUnsupported(.unsupportedDeletedXattr, object: "which has extended attributes")
+        try checkUnsupported(.unsupportedDeletedNoatime, object: "with the inode flags 0x80 set by chattr")
+    }
     /// A process that unmapped its [vvar] area: the restore's helper, a copy of amber, has one.
     func testDumpRefusesUnmappedVvar() throws {
         try checkUnsupported(.unsupportedUnmappedVvar, object: "has unmapped its [vvar] area")
@@ -531,6 +537,7 @@ final class DumpErrorTests: ScenarioTestCase {
         for (flag, object) in [
             ("--established", "in state ESTABLISHED"),
             ("--udp-queued", "datagrams queued"), ("--udp-connected", "an error pending"), ("--mark", "SO_MARK"),
+            ("--no-check", "SO_NO_CHECK"),
         ] {
             try checkUnsupported(.unsupportedInet(flag), object: object, mentions: ["an inet socket (socket:["])
         }

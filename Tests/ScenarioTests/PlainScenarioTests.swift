@@ -64,6 +64,10 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedRootParentDeath() throws { try runPlain(.unsupportedRootParentDeath) }
     func testUnsupportedSessionOutside() throws { try runPlain(.unsupportedSessionOutside) }
     func testUnsupportedUnmappedVvar() throws { try runPlain(.unsupportedUnmappedVvar) }
+    func testUnsupportedDeletedAttributes() throws {
+        try runPlain(.unsupportedDeletedXattr)
+        try runPlain(.unsupportedDeletedNoatime)
+    }
     func testUnsupportedSyscallUserDispatch() throws { try runPlain(.unsupportedSyscallUserDispatch) }
     func testUnsupportedThreadKeyring() throws { try runPlain(.unsupportedThreadKeyring) }
     func testUnsupportedProcessKeyring() throws { try runPlain(.unsupportedProcessKeyring) }
@@ -164,7 +168,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testInetSockets() throws { try runPlain(.inetSockets) }
     func testUnsupportedInet() throws {
         for flag in [
-            "--established", "--udp-queued", "--udp-connected", "--mark", "--ipv6-hopopts", "--md5", "--outside",
+            "--established", "--udp-queued", "--udp-connected", "--mark", "--no-check", "--ipv6-hopopts", "--md5",
+            "--outside",
         ] {
             try runPlain(.unsupportedInet(flag))
         }

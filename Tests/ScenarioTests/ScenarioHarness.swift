@@ -126,6 +126,8 @@ struct Scenario: Sendable {
     static let unsupportedRootParentDeath = Scenario(name: "unsupported_state", args: ["--root-pdeath"])
     static let unsupportedSessionOutside = Scenario(name: "unsupported_state", args: ["--session-outside"])
     static let unsupportedUnmappedVvar = Scenario(name: "unsupported_state", args: ["--unmapped-vvar"])
+    static let unsupportedDeletedXattr = Scenario(name: "unsupported_state", args: ["--deleted-xattr"])
+    static let unsupportedDeletedNoatime = Scenario(name: "unsupported_state", args: ["--deleted-noatime"])
     /// A child the root traces, in a ptrace stop.
     static let unsupportedTraced = Scenario(name: "unsupported_traced")
     /// The root tracing a process outside the tree (a grandchild whose parent exited), stopped.

@@ -5,6 +5,7 @@
  *   --udp-connected a UDP socket connected to a port nothing takes datagrams on, the ICMP error
  *                   its datagram brought back pending (ECONNREFUSED)
  *   --mark          a TCP socket with SO_MARK set (which the restore does not set again)
+ *   --no-check      a UDP socket with SO_NO_CHECK set (which the restore does not set again)
  *   --ipv6-hopopts  an IPv6 UDP socket with a sticky hop-by-hop options header (IPV6_HOPOPTS)
  *   --md5           a TCP listener with an MD5 signature key for loopback (TCP_MD5SIG): a client
  *                   with the key connects, one without cannot
@@ -107,6 +108,10 @@ int main(int argc, char **argv)
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
             sc_die("SO_MARK");
+    } else if (sc_has_flag("--no-check")) {
+        fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &(int){1}, sizeof(int)) != 0)
+            sc_die("SO_NO_CHECK");
     } else if (sc_has_flag("--ipv6-hopopts")) {
         fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || setsockopt(fd, IPPROTO_IPV6, IPV6_HOPOPTS, hop_by_hop, sizeof hop_by_hop) != 0)
@@ -155,6 +160,10 @@ int main(int argc, char **argv)
         sc_check(getsockopt(fd, IPPROTO_IPV6, IPV6_HOPOPTS, header, &size) == 0 && size == sizeof hop_by_hop &&
                      memcmp(header, hop_by_hop, size) == 0,
                  "the hop-by-hop options header changed");
+    } else if (sc_has_flag("--no-check")) {
+        int value = 0;
+        socklen_t size = sizeof value;
+        sc_check(getsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &value, &size) == 0 && value == 1, "SO_NO_CHECK is %d", value);
     } else {
         int mark = 0;
         socklen_t size = sizeof mark;

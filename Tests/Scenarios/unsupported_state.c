@@ -37,6 +37,9 @@
  *                       continued
  *   --root-pdeath       this process (the root) has the parent death signal SIGHUP, tied to
  *                       its parent outside the tree
+ *   --deleted-xattr     a deleted file with an extended attribute (user.amber)
+ *   --deleted-noatime   a deleted file made no-atime by chattr (FS_NOATIME_FL), which its
+ *                       directory is not
  *   --unmapped-vvar     a child that unmapped its [vvar] area (then only pauses: its vDSO reads
  *                       clocks from it)
  *   --session-outside   a child leading a session of its own, with a grandchild forked out of
@@ -47,7 +50,10 @@
 #include "scenario.h"
 #include <pthread.h>
 #include <sys/mman.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/xattr.h>
 
 static pthread_mutex_t *robust;
 static int shared_file = -1;
@@ -209,6 +215,7 @@ static int thread_has_own(int resource)
 
 static int owned_pipe[2] = {-1, -1};
 static int at_limit = -1;
+static int deleted_file = -1;
 
 static int prefer_node0(void)
 {
@@ -309,6 +316,17 @@ int main(int argc, char **argv)
         make_in_thread(unshare_fs, "unshare(CLONE_FS) in a thread");
     } else if (sc_has_flag("--thread-unshare-files")) {
         make_in_thread(unshare_files, "unshare(CLONE_FILES) in a thread");
+    } else if (sc_has_flag("--deleted-xattr") || sc_has_flag("--deleted-noatime")) {
+        char path[PATH_MAX];
+        sc_path(path, sizeof path, "deleted-with-attributes");
+        deleted_file = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int flags = 0;
+        if (deleted_file < 0 || unlink(path) != 0)
+            sc_die("a deleted file");
+        if (sc_has_flag("--deleted-xattr") ? fsetxattr(deleted_file, "user.amber", "v1", 2, 0) != 0
+                                           : ioctl(deleted_file, FS_IOC_GETFLAGS, &flags) != 0 ||
+                                                 (flags |= FS_NOATIME_FL, ioctl(deleted_file, FS_IOC_SETFLAGS, &flags) != 0))
+            sc_die("setting the deleted file's attribute");
     } else if (sc_has_flag("--unmapped-vvar")) {
         unsigned long start = 0, end = 0;
         char line[256];
@@ -455,6 +473,16 @@ int main(int argc, char **argv)
         sc_check(thread_has_own(3), "the thread shares its leader's working directory and umask");
     if (sc_has_flag("--thread-unshare-files"))
         sc_check(thread_has_own(2), "the thread shares its leader's descriptor table");
+    if (sc_has_flag("--deleted-xattr")) {
+        char value[4] = {0};
+        sc_check(fgetxattr(deleted_file, "user.amber", value, sizeof value) == 2 && memcmp(value, "v1", 2) == 0,
+                 "the deleted file's extended attribute is gone");
+    }
+    if (sc_has_flag("--deleted-noatime")) {
+        int flags = 0;
+        sc_check(ioctl(deleted_file, FS_IOC_GETFLAGS, &flags) == 0 && (flags & FS_NOATIME_FL),
+                 "the deleted file's no-atime flag is gone");
+    }
     if (sc_has_flag("--root-pdeath")) {
         int signal = 0;
         sc_check(prctl(PR_GET_PDEATHSIG, &signal, 0, 0, 0) == 0 && signal == SIGHUP, "the parent death signal is %d",

@@ -66,6 +66,24 @@ struct DeletedFileKind: OpenFileKind {
         defer { try? copy.close() }
         let times = try FileTimes.of(copy)
         (file.accessTimeNs, file.modificationTimeNs) = (times.accessNs, times.modificationNs)
+        // Made again as a new file, it would have neither.
+        if try FileAttributes.extendedAttributeNamesLength(copy) > 0 {
+            throw descriptor.refusal("the deleted file \(path), which has extended attributes (setxattr)")
+        }
+        let fileFlags = try FileAttributes.inodeFlags(copy)
+        var flags = fileFlags & FileAttributes.setByChattr
+        if fileFlags & FileAttributes.inheritedFromDirectory != 0 {
+            let directory = try FileDescriptor.open(
+                MountNamespaceState.hostPath(Self.directory(of: path), of: descriptor.pid), .readOnly,
+                options: [.directory, .closeOnExec])
+            defer { try? directory.close() }
+            flags |= fileFlags & FileAttributes.inheritedFromDirectory & ~(try FileAttributes.inodeFlags(directory))
+        }
+        if flags != 0 {
+            throw descriptor.refusal(
+                "the deleted file \(path), with the inode flags 0x\(String(flags, radix: 16)) set by chattr, which a new file there would not have"
+            )
+        }
         file.contents = try descriptor.contentsDump().contents(of: descriptor, identity: identity)
         return .deletedFile(file)
     }

@@ -146,6 +146,13 @@ struct InetSocketKind: OpenFileKind {
         .init(ImageFormat.ipv6Level, 59, "IPV6_DSTOPTS", size: 8),
         .init(ImageFormat.tcpLevel, 13, "TCP_CONGESTION", size: 16), .init(ImageFormat.tcpLevel, 19, "TCP_REPAIR"),
         .init(ImageFormat.tcpLevel, 31, "TCP_ULP", size: 16), .init(ImageFormat.udpLevel, 100, "UDP_ENCAP"),
+        // Set by setsockopt, not set again (found by a scan of every settable option).
+        .init(ImageFormat.socketLevel, 11, "SO_NO_CHECK"), .init(ImageFormat.socketLevel, 82, "SO_RCVPRIORITY"),
+        .init(ImageFormat.ipv6Level, 2, "IPV6_2292PKTINFO"), .init(ImageFormat.ipv6Level, 3, "IPV6_2292HOPOPTS"),
+        .init(ImageFormat.ipv6Level, 4, "IPV6_2292DSTOPTS"), .init(ImageFormat.ipv6Level, 5, "IPV6_2292RTHDR"),
+        .init(ImageFormat.ipv6Level, 8, "IPV6_2292HOPLIMIT"),
+        .init(ImageFormat.ipv6Level, 30, "IPV6_ROUTER_ALERT_ISOLATE"),
+        .init(ImageFormat.tcpLevel, 33, "TCP_FASTOPEN_KEY", size: 32),
     ]
 
     /// The options of `fd` that differ from those of a fresh socket like it, in the order

@@ -264,6 +264,13 @@ struct UnixSocketKind: OpenFileKind {
             throw descriptor.refusal(
                 "a unix socket (\(descriptor.link)) bound to \(path), a path through a symbolic link")
         }
+        // The restore binds a new socket file at the path alone: another name of the old one (a
+        // hard link) would lead nowhere live.
+        guard file.linkCount == 1 else {
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) bound to \(path), whose socket file has \(file.linkCount) names (hard links)"
+            )
+        }
         record.fileDevice = file.device
         record.fileInode = file.inode
         record.fileMode = file.mode & 0o7777

@@ -157,6 +157,8 @@ long amber_pidfd_open(pid_t pid);
 long amber_pidfd_getfd(int pidfd, int fd);
 long amber_pidfd_send_signal(int pidfd, int signal);
 long amber_tgkill(pid_t tgid, pid_t tid, int signal);
+/* flistxattr(2) with no buffer: the length of the names of fd's extended attributes. */
+long amber_flistxattr_length(int fd);
 /* prlimit64(2) setting `resource` of `pid` to soft and hard (Glibc's overlay lacks prlimit). */
 long amber_prlimit_set(pid_t pid, int resource, uint64_t soft, uint64_t hard);
 long amber_get_robust_list(pid_t pid, uint64_t *head, uint64_t *length);
