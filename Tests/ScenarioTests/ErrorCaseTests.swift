@@ -537,7 +537,7 @@ final class DumpErrorTests: ScenarioTestCase {
         for (flag, object) in [
             ("--established", "in state ESTABLISHED"),
             ("--udp-queued", "datagrams queued"), ("--udp-connected", "an error pending"), ("--mark", "SO_MARK"),
-            ("--no-check", "SO_NO_CHECK"),
+            ("--no-check", "SO_NO_CHECK"), ("--udp-shut-write", "shut down (shutdown(2), how 1)"),
         ] {
             try checkUnsupported(.unsupportedInet(flag), object: object, mentions: ["an inet socket (socket:["])
         }

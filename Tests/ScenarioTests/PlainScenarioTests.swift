@@ -168,8 +168,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testInetSockets() throws { try runPlain(.inetSockets) }
     func testUnsupportedInet() throws {
         for flag in [
-            "--established", "--udp-queued", "--udp-connected", "--mark", "--no-check", "--ipv6-hopopts", "--md5",
-            "--outside",
+            "--established", "--udp-queued", "--udp-connected", "--mark", "--no-check", "--udp-shut-write",
+            "--ipv6-hopopts", "--md5", "--outside",
         ] {
             try runPlain(.unsupportedInet(flag))
         }

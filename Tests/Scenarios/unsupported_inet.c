@@ -6,6 +6,8 @@
  *                   its datagram brought back pending (ECONNREFUSED)
  *   --mark          a TCP socket with SO_MARK set (which the restore does not set again)
  *   --no-check      a UDP socket with SO_NO_CHECK set (which the restore does not set again)
+ *   --udp-shut-write  a bound UDP socket shut down for writing (shutdown(SHUT_WR)): sending fails
+ *                   with EPIPE
  *   --ipv6-hopopts  an IPv6 UDP socket with a sticky hop-by-hop options header (IPV6_HOPOPTS)
  *   --md5           a TCP listener with an MD5 signature key for loopback (TCP_MD5SIG): a client
  *                   with the key connects, one without cannot
@@ -108,6 +110,11 @@ int main(int argc, char **argv)
         fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
             sc_die("SO_MARK");
+    } else if (sc_has_flag("--udp-shut-write")) {
+        fd = bound_socket(SOCK_DGRAM, &address);
+        /* Not connected, it answers ENOTCONN, yet shuts the socket down all the same. */
+        if (shutdown(fd, SHUT_WR) != 0 && errno != ENOTCONN)
+            sc_die("shutdown");
     } else if (sc_has_flag("--no-check")) {
         fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &(int){1}, sizeof(int)) != 0)
@@ -160,6 +167,10 @@ int main(int argc, char **argv)
         sc_check(getsockopt(fd, IPPROTO_IPV6, IPV6_HOPOPTS, header, &size) == 0 && size == sizeof hop_by_hop &&
                      memcmp(header, hop_by_hop, size) == 0,
                  "the hop-by-hop options header changed");
+    } else if (sc_has_flag("--udp-shut-write")) {
+        signal(SIGPIPE, SIG_IGN);
+        sc_check(sendto(fd, "x", 1, 0, (struct sockaddr *)&address, sizeof address) < 0 && errno == EPIPE,
+                 "the socket sends: its shutdown is gone");
     } else if (sc_has_flag("--no-check")) {
         int value = 0;
         socklen_t size = sizeof value;

@@ -314,29 +314,47 @@ extension InetSocketKind {
             }
         }
         guard let root = processes.first, !inOrder.isEmpty else { return }
-        try checkSignatureKeys(inOrder, root: root)
+        try checkDiagnoses(inOrder, root: root)
         let held = Dictionary(grouping: inOrder, by: \.link).mapValues { $0.map { ($0.process, $0.fd) } }
         try OutsideDescriptors.refuseShared(held: held, processes: processes) { treeFD, link, pid, fd in
             "has fd \(treeFD) on the inet socket \(link), which process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): it is restored only when no process outside the tree shares it"
         }
     }
 
-    /// Refuses a TCP socket with MD5 signature keys (TCP_MD5SIG): no getsockopt reads them and
-    /// the restore would set none, so the restored socket would sign nothing and drop its
-    /// peer's signed segments. Only inet_diag shows them, and only to CAP_NET_ADMIN over the
-    /// tree's network namespace: a dump without it (a user's of its own tree) cannot see them.
-    private static func checkSignatureKeys(
+    /// Refuses what only inet_diag shows of the tree's sockets: a TCP socket with MD5 signature
+    /// keys (TCP_MD5SIG), which the restore would not set (the restored socket would sign nothing
+    /// and drop its peer's signed segments), shown only to CAP_NET_ADMIN over the tree's
+    /// network namespace (a dump without it, a user's of its own tree, cannot see them); and a
+    /// socket shut down (shutdown(2)) while not an established TCP connection (a UDP socket, or
+    /// a TCP socket before it connected), which the restore would not shut down again.
+    private static func checkDiagnoses(
         _ held: [(process: CheckedProcess, fd: Int32, link: String)], root: CheckedProcess
     ) throws {
-        let diagnoses = try NetworkNamespace.of(pid: root.pid).inside {
-            try TcpDiagnosis.all(family: AF_INET).merging(TcpDiagnosis.all(family: AF_INET6)) { first, _ in first }
+        let (tcp, udp) = try NetworkNamespace.of(pid: root.pid).inside {
+            var tcp: [UInt64: TcpSocketDiagnosis] = [:]
+            var udp: [UInt64: TcpSocketDiagnosis] = [:]
+            for family in [AF_INET, AF_INET6] {
+                tcp.merge(try TcpDiagnosis.all(family: family)) { first, _ in first }
+                udp.merge(try TcpDiagnosis.all(family: family, protocol: Int32(IPPROTO_UDP))) { first, _ in first }
+            }
+            return (tcp, udp)
         }
         for (process, fd, link) in held {
-            guard let inode = UnixSocketKind.socketInode(link), diagnoses[inode]?.hasMD5Keys == true else { continue }
-            throw AmberError.unsupported(
-                process.name,
-                "has fd \(fd) on the TCP socket \(link), which has TCP MD5 signature keys (TCP_MD5SIG): they are not restored, and a restored socket would sign nothing",
-                tree: process.tree)
+            guard let inode = UnixSocketKind.socketInode(link) else { continue }
+            if tcp[inode]?.hasMD5Keys == true {
+                throw AmberError.unsupported(
+                    process.name,
+                    "has fd \(fd) on the TCP socket \(link), which has TCP MD5 signature keys (TCP_MD5SIG): they are not restored, and a restored socket would sign nothing",
+                    tree: process.tree)
+            }
+            let shutdown =
+                udp[inode]?.shutdown ?? tcp[inode].map { $0.state == TcpDiagnosis.established ? 0 : $0.shutdown } ?? 0
+            if shutdown != 0 {
+                throw AmberError.unsupported(
+                    process.name,
+                    "has fd \(fd) open on an inet socket (\(link)), shut down (shutdown(2), how \(shutdown - 1)) while not an established TCP connection: not restored",
+                    tree: process.tree)
+            }
         }
     }
 
