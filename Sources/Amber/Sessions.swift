@@ -380,8 +380,10 @@ final class RestoreSession: ScratchSpace {
                 throw AmberError(
                     .restoreFailed, "cannot reopen \(what) \(path) for process \(task.pid)\(who): \(denied)")
             }
+            // An image that records no change time (a mapped file, the executable: their size is
+            // checked apart) asks for the same file only.
             if let status = try? FileStatus.fstat(fd: fd), let dumped, status.device == dumped.device,
-                status.inode == dumped.inode, status.changeTimeNs == dumped.changeTimeNs
+                status.inode == dumped.inode, dumped.changeTimeNs == 0 || status.changeTimeNs == dumped.changeTimeNs
             {
                 return fd
             }
@@ -397,11 +399,11 @@ final class RestoreSession: ScratchSpace {
 
     /// A file a step needs open in the task by path (a mapped file, the executable, the working
     /// directory): the one the whole tree inherited, or else opened as the task and installed.
-    func openInTask(_ path: String, flags: Int32, what: String) throws -> TaskFile {
+    func openInTask(_ path: String, flags: Int32, what: String, dumped: FileStatus? = nil) throws -> TaskFile {
         if let shared = treeFiles?.files[TreeFiles.Key(path: path, flags: flags)] {
             return TaskFile(fd: shared.fd, status: shared.status, temporary: false)
         }
-        let fd = try openAsTask(path, flags: flags, what: what, dumped: nil)
+        let fd = try openAsTask(path, flags: flags, what: what, dumped: dumped)
         defer { Glibc.close(fd) }
         let status = try FileStatus.fstat(fd: fd)
         return TaskFile(fd: try install(fd), status: status, temporary: true)

@@ -186,6 +186,18 @@ final class AuthenticationTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "authenticated, restored by root")
     }
 
+    /// Root's image of credentials_tree --private-paths is authenticated: the child's working
+    /// directory and the file it maps, which only root may open and which it entered and mapped
+    /// before it dropped privilege, are opened with the restorer's rights, being the very ones
+    /// it had (device and inode).
+    func testAuthenticatedImageKeepsTheDirectoryAndMappingOfBeforeTheDrop() throws {
+        _ = try requireAmber()
+        let p = try start(Scenario(name: "credentials_tree", args: ["--private-paths"]))
+        let image = try dumpExpectingSuccess(p)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "authenticated, restored by root")
+    }
+
     /// A tampered authenticated image (bytes added to a record, checksums recomputed) and one
     /// checked with another host's key are not authenticated: credentials_tree's file opened
     /// before the drop is refused, until root trusts the image.

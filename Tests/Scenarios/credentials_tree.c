@@ -6,12 +6,15 @@
  * effective, inheritable and ambient) and, after the uid change cleared it, sets its
  * parent-death signal again (SIGKILL, so that a killed scenario leaves no child). The change of
  * euid made it non-dumpable (fs.suid_dumpable 0). Its audit login uid is CHILD_LOGINUID (set as
- * root through /proc/self/loginuid). It opened its result file before dropping.
+ * root through /proc/self/loginuid). It opened its result file before dropping. With
+ * --private-paths it also entered, before dropping, a directory only root may enter (0700) and
+ * mapped, private and read-only, a file only root may read (0600) there, then closed it.
  * After SIGTERM the parent checks its own credentials are unchanged and tells the child
  * (SIGUSR1) to check all of its own, read back with get*id, capget, prctl and /proc/self/status.
  */
 #include "credentials.h"
 #include <grp.h>
+#include <sys/mman.h>
 #include <sys/fsuid.h>
 #include <linux/securebits.h>
 
@@ -35,9 +38,23 @@ static void on_usr1(int sig)
     checking = 1;
 }
 
+static const char *private_mapping;
+
 static void child_setup(int ready)
 {
     uint64_t caps = CHILD_CAPS;
+    if (sc_has_flag("--private-paths")) {
+        char directory[PATH_MAX];
+        sc_path(directory, sizeof directory, "private");
+        int file;
+        if ((mkdir(directory, 0700) != 0 && errno != EEXIST) || chdir(directory) != 0 ||
+            (file = open("mapped", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 || write(file, "secret!", 7) != 7)
+            sc_die("the private directory and file");
+        private_mapping = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, file, 0);
+        close(file);
+        if (private_mapping == MAP_FAILED)
+            sc_die("mmap the private file");
+    }
     char loginuid[16];
     int fd = open("/proc/self/loginuid", O_WRONLY);
     int length = snprintf(loginuid, sizeof loginuid, "%d", CHILD_LOGINUID);
@@ -70,6 +87,12 @@ static void child_setup(int ready)
 
 static void child_check(pid_t parent, const char *lines_before)
 {
+    if (sc_has_flag("--private-paths")) {
+        char cwd[PATH_MAX] = "";
+        sc_check(getcwd(cwd, sizeof cwd) && strlen(cwd) >= 8 && strcmp(cwd + strlen(cwd) - 8, "/private") == 0,
+                 "child: working directory %s", cwd);
+        sc_check(memcmp(private_mapping, "secret!", 7) == 0, "child: the private file's mapping changed");
+    }
     uid_t r, e, s;
     gid_t gr, ge, gs;
     getresuid(&r, &e, &s);

@@ -43,9 +43,12 @@ enum EnvironmentState {
     static func dump(_ target: DumpTarget) throws -> Amber_Environment {
         var record = Amber_Environment()
         record.cwd = try target.proc.cwd(pid: target.pid)
+        let cwd = "/proc/\(target.pid)/cwd"
+        let directory = try? FileStatus.stat(path: cwd)
+        if let directory { (record.cwdDevice, record.cwdInode) = (directory.device, directory.inode) }
         // The kernel ends a removed directory's link so; the link count tells one named so.
         if record.cwd.hasSuffix(DeletedWorkingDirectory.suffix),
-            case let status = try FileStatus.stat(path: "/proc/\(target.pid)/cwd"), status.isDeleted
+            case let status = try directory ?? FileStatus.stat(path: cwd), status.isDeleted
         {
             record.deletedCwd.directoryID = status.inode
             record.deletedCwd.mode = status.permissions
@@ -74,7 +77,9 @@ enum EnvironmentState {
             try session.injector.call("close", SyscallNumber.close, UInt64(fd))
         } else {
             let directory = try session.openInTask(
-                record.cwd, flags: O_RDONLY | O_DIRECTORY, what: "the working directory")
+                record.cwd, flags: O_RDONLY | O_DIRECTORY, what: "the working directory",
+                dumped: record.cwdInode == 0
+                    ? nil : FileStatus(device: record.cwdDevice, inode: record.cwdInode, mode: 0, size: 0, rdev: 0))
             try session.injector.call("fchdir", SyscallNumber.fchdir, UInt64(directory.fd))
             try session.closeInTask(directory)
         }

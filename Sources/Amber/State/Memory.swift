@@ -552,7 +552,8 @@ enum MemoryState {
                 let file =
                     try opened[key]
                     ?? session.openInTask(
-                        key.path, flags: key.flags, what: "the file mapped at 0x\(String(area.start, radix: 16))")
+                        key.path, flags: key.flags, what: "the file mapped at 0x\(String(area.start, radix: 16))",
+                        dumped: FileStatus(device: area.device, inode: area.inode, mode: 0, size: 0, rdev: 0))
                 opened[key] = file
                 if area.fileSize != 0, file.status.size != area.fileSize {
                     throw AmberError(
@@ -872,7 +873,9 @@ enum MemoryState {
     /// Sets brk, the arg/env area, auxv and the exe link in one PR_SET_MM_MAP.
     static func restoreMmFields(_ session: RestoreSession) throws {
         let mm = session.task.memory.mm
-        let exe = try session.openInTask(mm.exePath, flags: O_RDONLY, what: "the executable")
+        let exe = try session.openInTask(
+            mm.exePath, flags: O_RDONLY, what: "the executable",
+            dumped: FileStatus(device: mm.exeDevice, inode: mm.exeInode, mode: 0, size: 0, rdev: 0))
         var arguments = session.arguments()
         let auxvAddress = try arguments.place([UInt8](mm.auxv))
         var map = PrctlMemoryMap()

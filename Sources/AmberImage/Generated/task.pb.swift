@@ -659,6 +659,13 @@ public nonisolated struct Amber_Environment: Sendable {
 
   public var limits: [Amber_ResourceLimit] = []
 
+  /// The working directory's device and inode at the dump: a trusted image's restore opens it with
+  /// the restorer's rights when the task may not (its process dropped privileges after chdir),
+  /// only if it is that very directory.
+  public var cwdDevice: UInt64 = 0
+
+  public var cwdInode: UInt64 = 0
+
   /// Set when the working directory was removed while the process was in it: `cwd` is then its
   /// path followed by " (deleted)", as the kernel shows it (an amber that does not know this
   /// field finds no directory there); it is made again at the path as the task, entered and removed.
@@ -1767,7 +1774,7 @@ nonisolated extension Amber_ThreadControl: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Amber_Environment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Environment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cwd\0\u{1}umask\0\u{1}limits\0\u{4}M\u{1}deleted_cwd\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cwd\0\u{1}umask\0\u{1}limits\0\u{3}cwd_device\0\u{3}cwd_inode\0\u{4}K\u{1}deleted_cwd\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1778,6 +1785,8 @@ nonisolated extension Amber_Environment: SwiftProtobuf.Message, SwiftProtobuf._M
       case 1: try { try decoder.decodeSingularStringField(value: &self.cwd) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.umask) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.limits) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.cwdDevice) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.cwdInode) }()
       case 80: try { try decoder.decodeSingularMessageField(value: &self._deletedCwd) }()
       default: break
       }
@@ -1798,6 +1807,12 @@ nonisolated extension Amber_Environment: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.limits.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.limits, fieldNumber: 3)
     }
+    if self.cwdDevice != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cwdDevice, fieldNumber: 4)
+    }
+    if self.cwdInode != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cwdInode, fieldNumber: 5)
+    }
     try { if let v = self._deletedCwd {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 80)
     } }()
@@ -1808,6 +1823,8 @@ nonisolated extension Amber_Environment: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.cwd != rhs.cwd {return false}
     if lhs.umask != rhs.umask {return false}
     if lhs.limits != rhs.limits {return false}
+    if lhs.cwdDevice != rhs.cwdDevice {return false}
+    if lhs.cwdInode != rhs.cwdInode {return false}
     if lhs._deletedCwd != rhs._deletedCwd {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
