@@ -7,14 +7,17 @@
  * parent-death signal again (SIGKILL, so that a killed scenario leaves no child). The change of
  * euid made it non-dumpable (fs.suid_dumpable 0). Its audit login uid is CHILD_LOGINUID (set as
  * root through /proc/self/loginuid). It opened its result file before dropping. With
- * --private-paths it also entered, before dropping, a directory only root may enter (0700) and
- * mapped, private and read-only, a file only root may read (0600) there, then closed it.
+ * --private-paths it also entered, before dropping, a directory only root may enter (0700),
+ * mapped, private and read-only, a file only root may read (0600) there, then closed it, and
+ * bound a unix listener there.
  * After SIGTERM the parent checks its own credentials are unchanged and tells the child
  * (SIGUSR1) to check all of its own, read back with get*id, capget, prctl and /proc/self/status.
  */
 #include "credentials.h"
 #include <grp.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/fsuid.h>
 #include <linux/securebits.h>
 
@@ -39,6 +42,7 @@ static void on_usr1(int sig)
 }
 
 static const char *private_mapping;
+static int private_listener = -1;
 
 static void child_setup(int ready)
 {
@@ -54,6 +58,17 @@ static void child_setup(int ready)
         close(file);
         if (private_mapping == MAP_FAILED)
             sc_die("mmap the private file");
+        /* The test's directory makes too long a path for sun_path: one of /tmp, root's alone. */
+        struct sockaddr_un address = {.sun_family = AF_UNIX};
+        snprintf(address.sun_path, sizeof address.sun_path, "/tmp/amber-private-%d", (int)getppid());
+        if (mkdir(address.sun_path, 0700) != 0 && errno != EEXIST)
+            sc_die("mkdir %s", address.sun_path);
+        strcat(address.sun_path, "/app.sock");
+        unlink(address.sun_path);
+        private_listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (private_listener < 0 || bind(private_listener, (struct sockaddr *)&address, sizeof address) != 0 ||
+            listen(private_listener, 4) != 0)
+            sc_die("a unix listener in the private directory (%s)", address.sun_path);
     }
     char loginuid[16];
     int fd = open("/proc/self/loginuid", O_WRONLY);
@@ -92,6 +107,14 @@ static void child_check(pid_t parent, const char *lines_before)
         sc_check(getcwd(cwd, sizeof cwd) && strlen(cwd) >= 8 && strcmp(cwd + strlen(cwd) - 8, "/private") == 0,
                  "child: working directory %s", cwd);
         sc_check(memcmp(private_mapping, "secret!", 7) == 0, "child: the private file's mapping changed");
+        struct sockaddr_un name = {0};
+        socklen_t size = sizeof name;
+        int listening = 0;
+        socklen_t length = sizeof listening;
+        sc_check(getsockname(private_listener, (struct sockaddr *)&name, &size) == 0 &&
+                     strstr(name.sun_path, "/amber-private-") != NULL &&
+                     getsockopt(private_listener, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0 && listening,
+                 "child: the listener in the private directory is gone (%s)", name.sun_path);
     }
     uid_t r, e, s;
     gid_t gr, ge, gs;
@@ -194,5 +217,13 @@ int main(int argc, char **argv)
     if (n > 0 && verdict[n - 1] == '\n')
         verdict[n - 1] = 0;
     sc_check(strcmp(verdict, "PASS") == 0, "child's verdict: %s", n > 0 ? verdict : "none");
+    if (sc_has_flag("--private-paths")) {
+        char directory[64];
+        snprintf(directory, sizeof directory, "/tmp/amber-private-%d", (int)parent);
+        char socket_path[80];
+        snprintf(socket_path, sizeof socket_path, "%s/app.sock", directory);
+        unlink(socket_path);
+        rmdir(directory);
+    }
     sc_finish();
 }

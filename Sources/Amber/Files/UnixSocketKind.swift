@@ -524,7 +524,13 @@ struct BoundAddress {
         }
         do {
             if let identity {
-                try PathOpening.perform(as: identity, what: "bind unix socket \(path)") { () throws(LinuxError) in
+                do {
+                    try PathOpening.perform(as: identity, what: "bind unix socket \(path)") { () throws(LinuxError) in
+                        try bindAsTask()
+                    }
+                } catch  where imageTrusted && (error.errno == .permissionDenied || error.errno == .notPermitted) {
+                    // The process bound it before it dropped privilege (a daemon's socket in a
+                    // directory only root writes): an authenticated image binds it as we may.
                     try bindAsTask()
                 }
             } else {
