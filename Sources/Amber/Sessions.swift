@@ -474,7 +474,11 @@ final class TreeFiles {
 
     /// What a process opens by path while it is restored.
     static func keys(of task: Amber_Task) -> Set<Key> {
-        var keys: Set<Key> = [Key(path: task.memory.mm.exePath, flags: O_RDONLY)]
+        var keys: Set<Key> = []
+        // A deleted executable is made again, not reopened.
+        if MemoryState.deletedExecutable(of: task) == nil {
+            keys.insert(Key(path: task.memory.mm.exePath, flags: O_RDONLY))
+        }
         // A deleted working directory is made again, not reopened.
         if !task.environment.hasDeletedCwd {
             keys.insert(Key(path: task.environment.cwd, flags: O_RDONLY | O_DIRECTORY))

@@ -170,6 +170,8 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningUnixBound() throws { try runLeaveRunning(.unixBound) }
     func testMemfd() throws { try runDumped(.memfd) }
     func testDeletedFiles() throws { try runDumped(.deletedFiles) }
+    /// A program removed while it runs: its executable is the deleted file its text maps.
+    func testDeletedExecutable() throws { try runDumped(.deletedExecutable) }
     func testDeletedCwd() throws { try runDumped(.deletedCwd) }
     /// Each comes back as it was: unnamed and linkable, mapped, linked, or deleted for good.
     func testTemporaryFiles() throws { try runDumped(.temporaryFiles) }

@@ -194,6 +194,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedUnixAccepted() throws { try runPlain(.unsupportedUnixAccepted) }
     func testMemfd() throws { try runPlain(.memfd) }
     func testDeletedFiles() throws { try runPlain(.deletedFiles) }
+    func testDeletedExecutable() throws { try runPlain(.deletedExecutable) }
     func testDeletedCwd() throws { try runPlain(.deletedCwd) }
     func testTemporaryFiles() throws { try runPlain(.temporaryFiles) }
     func testUnsupportedUnnamed() throws {

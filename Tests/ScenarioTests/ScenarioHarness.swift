@@ -31,6 +31,9 @@ struct Scenario: Sendable {
     var owner: uid_t = 0
     /// Runs from a copy of its binary in its own directory, which a test may change after the dump.
     var fromCopiedBinary = false
+    /// Runs itself again from a copy of its binary that it then removes: its restored executable
+    /// is that deleted copy, not the scenario binary.
+    var runsDeletedCopy = false
 
     static let counter = Scenario(name: "counter")
     static let memory = Scenario(name: "memory")
@@ -240,6 +243,7 @@ struct Scenario: Sendable {
     static let memfd = Scenario(name: "memfd")
     /// Deleted files with data, holes, a sparse tail and mode, two descriptions of one, shared with a child.
     static let deletedFiles = Scenario(name: "deleted_files")
+    static let deletedExecutable = Scenario(name: "deleted_files", args: ["--deleted-exe"], runsDeletedCopy: true)
     /// This process and a child in a directory that was removed.
     static let deletedCwd = Scenario(name: "deleted_cwd")
     /// O_TMPFILE files: open and shared with a child, mapped, linked, and linked and unlinked again.
@@ -825,8 +829,16 @@ class ScenarioTestCase: XCTestCase {
             throw RunnerError("not restored")
         }
         assertRunningUntraced(p.pid, "after amber restore --detach", file: file, line: line)
-        XCTAssertEqual(
-            Proc.exe(p.pid), p.binary, "the restored PID \(p.pid) is not the scenario binary", file: file, line: line)
+        if p.scenario.runsDeletedCopy {
+            XCTAssertEqual(
+                Proc.exe(p.pid).map { $0.hasSuffix(" (deleted)") }, true,
+                "the restored PID \(p.pid) does not run the deleted copy of the scenario binary", file: file, line: line
+            )
+        } else {
+            XCTAssertEqual(
+                Proc.exe(p.pid), p.binary, "the restored PID \(p.pid) is not the scenario binary", file: file,
+                line: line)
+        }
     }
 
     /// `rootFromPidfile`: the restored root keeps the PIDs inside its namespaces but its PID

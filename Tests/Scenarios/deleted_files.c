@@ -6,6 +6,8 @@
  * files), holding "abc". A child shares them all. After SIGTERM each is still deleted (no link, its /proc
  * link as before), holds what it held with its size and mode, its name is free, and the child,
  * signalled, writes through its copy what the parent then reads through both descriptions.
+ * With --deleted-exe it first runs from a copy of its program ("program-copy"), removed once
+ * it runs (an upgraded or removed program): its /proc/self/exe still names the copy, deleted.
  */
 #include "scenario.h"
 
@@ -44,9 +46,38 @@ static void check_file(int fd, off_t size, mode_t mode, const char *what)
              status.st_mode & 07777, (unsigned long)status.st_nlink, status.st_uid, (long long)size, mode, getuid());
 }
 
+static char exe_copy[PATH_MAX];
+
+/* --deleted-exe: runs again from a copy of the program (the same PID), then removes the copy. */
+static void run_from_deleted_copy(int argc, char **argv)
+{
+    sc_path(exe_copy, sizeof exe_copy, "program-copy");
+    if (sc_has_flag("--from-copy")) {
+        if (unlink(exe_copy) != 0)
+            sc_die("unlink %s", exe_copy);
+        return;
+    }
+    static char program[1 << 20];
+    int from = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    ssize_t size = from < 0 ? -1 : read(from, program, sizeof program);
+    int to = open(exe_copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    if (size <= 0 || size == (ssize_t)sizeof program || to < 0 || sc_write_all(to, program, (size_t)size) < 0)
+        sc_die("copying the program to %s", exe_copy);
+    close(from);
+    close(to);
+    char **again = calloc((size_t)argc + 2, sizeof(char *));
+    for (int i = 0; i < argc; i++)
+        again[i] = argv[i];
+    again[argc] = "--from-copy";
+    execv(exe_copy, again);
+    sc_die("execv %s", exe_copy);
+}
+
 int main(int argc, char **argv)
 {
     sc_init(argc, argv, "deleted_files");
+    if (sc_has_flag("--deleted-exe"))
+        run_from_deleted_copy(argc, argv);
     sc_install_sigterm(0);
     sc_path(gone_path, sizeof gone_path, "gone");
     sc_path(empty_path, sizeof empty_path, "empty");
@@ -77,6 +108,13 @@ int main(int argc, char **argv)
     sc_wait_for_term();
     sc_check_common();
 
+    if (sc_has_flag("--deleted-exe")) {
+        char link[PATH_MAX + 16], expected[PATH_MAX + 16];
+        ssize_t n = readlink("/proc/self/exe", link, sizeof link - 1);
+        link[n > 0 ? n : 0] = 0;
+        snprintf(expected, sizeof expected, "%s (deleted)", exe_copy);
+        sc_check(strcmp(link, expected) == 0, "/proc/self/exe is %s, expected %s", link, expected);
+    }
     check_file(gone_fd, MIB, 0640, "the deleted file");
     struct stat modified = {0};
     sc_check(fstat(gone_fd, &modified) == 0 && modified.st_mtim.tv_sec == 123456 && modified.st_mtim.tv_nsec == 987654321,

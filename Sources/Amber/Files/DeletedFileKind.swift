@@ -109,7 +109,7 @@ struct DeletedFileKind: OpenFileKind {
     }
 
     /// Creates the file at its path as the task with `flags` (those of the first description of
-    /// it made, or read-write for a mapping), unlinks it, then fills it through a description of
+    /// it made, or read-only for a mapping), unlinks it, then fills it through a description of
     /// the restorer's own. An O_TMPFILE file is made by O_TMPFILE in its directory instead.
     static func create(
         _ deleted: Amber_DeletedFile, flags: Int32, image: ImageReader?, what: String, task: Amber_Task

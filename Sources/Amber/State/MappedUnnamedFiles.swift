@@ -213,9 +213,11 @@ enum MappedUnnamedFiles {
             }
             let what = "the deleted file \(record.path)"
             let objects = session.openFiles.objects
+            // Read-only: each mapping opens a description of its own, and a deleted executable
+            // may be no process's executable while a description writes it (ETXTBSY).
             let file = try objects.object(id) {
                 try DeletedFileKind.create(
-                    record, flags: O_RDWR | O_CLOEXEC, image: objects.image, what: what, task: task)
+                    record, flags: O_RDONLY | O_CLOEXEC, image: objects.image, what: what, task: task)
             }
             return (file, what)
         }

@@ -870,12 +870,29 @@ enum MemoryState {
         return halves.filter { !$0.isEmpty }
     }
 
+    /// The area mapping the task's executable when that is a deleted file (a program upgraded
+    /// or removed while it ran): the file is made again with the areas, not reopened by path.
+    static func deletedExecutable(of task: Amber_Task) -> Amber_MemoryArea? {
+        let mm = task.memory.mm
+        guard mm.exePath.hasSuffix(DeletedWorkingDirectory.suffix) else { return nil }
+        return task.memory.areas.first { $0.deletedFileID != 0 && $0.inode == mm.exeInode }
+    }
+
     /// Sets brk, the arg/env area, auxv and the exe link in one PR_SET_MM_MAP.
     static func restoreMmFields(_ session: RestoreSession) throws {
         let mm = session.task.memory.mm
-        let exe = try session.openInTask(
-            mm.exePath, flags: O_RDONLY, what: "the executable",
-            dumped: FileStatus(device: mm.exeDevice, inode: mm.exeInode, mode: 0, size: 0, rdev: 0))
+        let deletedExe = deletedExecutable(of: session.task)
+        let unnamedFiles = MappedUnnamedFiles.TaskFiles(session)
+        defer { try? unnamedFiles.close() }
+        let exe =
+            try deletedExe.map {
+                TaskFile(
+                    fd: try unnamedFiles.descriptor(for: $0),
+                    status: FileStatus(device: 0, inode: 0, mode: 0, size: 0, rdev: 0), temporary: false)
+            }
+            ?? session.openInTask(
+                mm.exePath, flags: O_RDONLY, what: "the executable",
+                dumped: FileStatus(device: mm.exeDevice, inode: mm.exeInode, mode: 0, size: 0, rdev: 0))
         var arguments = session.arguments()
         let auxvAddress = try arguments.place([UInt8](mm.auxv))
         var map = PrctlMemoryMap()
