@@ -322,20 +322,26 @@ final class DumpErrorTests: ScenarioTestCase {
     }
     /// A job stopped, then sent SIGHUP: continued, the signal ends it; a restore cannot queue it
     /// behind the stop.
+    /// The same for a stop signal sent again while stopped: the dump's first injected call
+    /// would take it and stop (it failed with exit 1).
     func testDumpRefusesStoppedProcessWithEndingSignalPending() throws {
         _ = try requireAmber()
-        let p = try start(.unsupportedStoppedFatal)
-        let image = try newDirectory("image")
-        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
-        let child = try XCTUnwrap(Proc.children(p.pid).first, "the stopped child is gone")
-        assertRefusal(
-            r, exitCode: AmberExit.unsupportedState, mentions: ["\(child)", "is stopped", "with signal 1 pending"])
-        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
-        assertRunningUntraced(p.pid, "after the refused dump")
-        let status = Proc.status(child)
-        XCTAssertEqual(status?.state, "T", "the child is no longer stopped")
-        XCTAssertEqual(status?.tracerPid, 0, "the child is traced")
-        try terminateAndExpectPass(p, "after the refused dump")
+        for (scenario, pending) in [
+            (Scenario.unsupportedStoppedFatal, "with signal 1 pending"),
+            (.unsupportedStoppedTwice, "with the stop signal 19 pending again"),
+        ] {
+            let p = try start(scenario)
+            let image = try newDirectory("image")
+            let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+            let child = try XCTUnwrap(Proc.children(p.pid).first, "the stopped child is gone")
+            assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(child)", "is stopped", pending])
+            XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+            assertRunningUntraced(p.pid, "after the refused dump")
+            let status = Proc.status(child)
+            XCTAssertEqual(status?.state, "T", "the child is no longer stopped")
+            XCTAssertEqual(status?.tracerPid, 0, "the child is traced")
+            try terminateAndExpectPass(p, "after the refused dump")
+        }
     }
     /// An owner and a signal set without O_ASYNC wait for a later F_SETFL O_ASYNC.
     func testDumpRefusesOwnerWithoutSignalDrivenIO() throws {

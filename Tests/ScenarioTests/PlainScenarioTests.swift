@@ -61,6 +61,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedOwner() throws { try runPlain(.unsupportedOwner) }
     func testUnsupportedFdAtLimit() throws { try runPlain(.unsupportedFdAtLimit) }
     func testUnsupportedStoppedFatal() throws { try runPlain(.unsupportedStoppedFatal) }
+    func testUnsupportedStoppedTwice() throws { try runPlain(.unsupportedStoppedTwice) }
     func testUnsupportedRootParentDeath() throws { try runPlain(.unsupportedRootParentDeath) }
     func testUnsupportedSessionOutside() throws { try runPlain(.unsupportedSessionOutside) }
     func testUnsupportedUnmappedVvar() throws { try runPlain(.unsupportedUnmappedVvar) }

@@ -126,6 +126,7 @@ struct Scenario: Sendable {
     static let unsupportedOwner = Scenario(name: "unsupported_state", args: ["--owner"])
     static let unsupportedFdAtLimit = Scenario(name: "unsupported_state", args: ["--fd-at-limit"])
     static let unsupportedStoppedFatal = Scenario(name: "unsupported_state", args: ["--stopped-fatal"])
+    static let unsupportedStoppedTwice = Scenario(name: "unsupported_state", args: ["--stopped-twice"])
     static let unsupportedRootParentDeath = Scenario(name: "unsupported_state", args: ["--root-pdeath"])
     static let unsupportedSessionOutside = Scenario(name: "unsupported_state", args: ["--session-outside"])
     static let unsupportedUnmappedVvar = Scenario(name: "unsupported_state", args: ["--unmapped-vvar"])

@@ -35,6 +35,7 @@
  *                       restorer's too, started as the test starts it)
  *   --stopped-fatal     a child stopped (SIGSTOP), then sent SIGHUP, which ends it once it is
  *                       continued
+ *   --stopped-twice     a child stopped (SIGSTOP), then sent SIGSTOP again, which stays pending
  *   --root-pdeath       this process (the root) has the parent death signal SIGHUP, tied to
  *                       its parent outside the tree
  *   --deleted-xattr     a deleted file with an extended attribute (user.amber)
@@ -378,7 +379,7 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--root-pdeath")) {
         if (prctl(PR_SET_PDEATHSIG, SIGHUP, 0, 0, 0) != 0)
             sc_die("PR_SET_PDEATHSIG");
-    } else if (sc_has_flag("--stopped-fatal")) {
+    } else if (sc_has_flag("--stopped-fatal") || sc_has_flag("--stopped-twice")) {
         child = fork();
         if (child == 0) {
             for (;;)
@@ -386,8 +387,8 @@ int main(int argc, char **argv)
         }
         int status;
         if (child < 0 || kill(child, SIGSTOP) != 0 || waitpid(child, &status, WUNTRACED) != child ||
-            kill(child, SIGHUP) != 0)
-            sc_die("a stopped child with SIGHUP pending");
+            kill(child, sc_has_flag("--stopped-twice") ? SIGSTOP : SIGHUP) != 0)
+            sc_die("a stopped child with a signal pending");
     } else if (sc_has_flag("--fd-at-limit")) {
         struct rlimit limit;
         if (getrlimit(RLIMIT_NOFILE, &limit) != 0)

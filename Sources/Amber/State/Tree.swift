@@ -323,11 +323,22 @@ enum TreeState {
     /// Refuses a stopped process with a signal pending that would end it once continued (a
     /// job stopped with ^Z, then sent SIGTERM or SIGHUP): made stopped again, the restore
     /// cannot queue it behind the stop, and the signal ends the task before it stops.
+    /// A stopped process with a stop signal pending again (sent while it was stopped) is refused
+    /// too: the dump's first injected call would take that signal and stop in it.
     private static func checkStoppedWithFatalSignal(_ processes: [FrozenProcess]) throws {
+        let stopping = [SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU].reduce(UInt64(0)) { $0 | 1 << UInt64($1 - 1) }
         for process in processes where process.stopSignal != 0 {
             let status = process.snapshot.status
             let dispositionEnds = ~status.ignoredSignals & ~status.caughtSignals & endingByDefault
+            let dispositionStops = ~status.ignoredSignals & ~status.caughtSignals & stopping
             for (tid, thread) in process.snapshot.threadStatuses {
+                let stops = (thread.pendingThread | status.pendingShared) & ~thread.blockedSignals & dispositionStops
+                if stops != 0 {
+                    throw AmberError.unsupported(
+                        process.name,
+                        "is stopped (signal \(process.stopSignal)) with the stop signal \(stops.trailingZeroBitCount + 1) pending again for thread \(tid): not supported yet",
+                        tree: processes[0].name)
+                }
                 let ending = (thread.pendingThread | status.pendingShared) & ~thread.blockedSignals & dispositionEnds
                 guard ending != 0 else { continue }
                 let signal = ending.trailingZeroBitCount + 1
