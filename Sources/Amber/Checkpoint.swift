@@ -428,7 +428,9 @@ enum Preflight {
     /// namespaces before it is a zombie).
     private static func hasExited(_ pid: Int32) -> Bool {
         for _ in 0..<10 {
-            guard let status = try? ProcFS.status(pid: pid), status.state != "Z" else { return true }
+            guard let status = try? ProcFS.status(pid: pid) else { return true }
+            // A group whose leader alone exited (pthread_exit) shows as a zombie and runs on.
+            if status.state == "Z" { return status.threads <= 1 }
             usleep(1000)
         }
         return false
@@ -441,6 +443,10 @@ enum Preflight {
     ) throws -> CheckedProcess? {
         let pid = name.pid
         if status.state == "Z" {
+            if status.threads > 1 {
+                throw AmberError.unsupported(
+                    name, "has exited while \(status.threads - 1) of its threads run on: not supported yet", tree: tree)
+            }
             if pid == root { throw AmberError.unsupported(name, "is a zombie", tree: tree) }
             return nil
         }

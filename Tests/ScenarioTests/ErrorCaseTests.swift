@@ -306,6 +306,19 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedDeletedXattr, object: "which has extended attributes")
         try checkUnsupported(.unsupportedDeletedNoatime, object: "with the inode flags 0x80 set by chattr")
     }
+    /// A process whose main thread ended (pthread_exit) while another runs on, with a child: it
+    /// shows as a zombie, and the dump failed with exit 1 reading its namespaces.
+    func testDumpRefusesProcessWhoseLeaderExited() throws {
+        _ = try requireAmber()
+        let p = try start(.unsupportedLeaderExited)
+        for _ in 0..<500 where Proc.status(p.pid)?.state != "Z" { Sys.sleep(milliseconds: 10) }
+        XCTAssertEqual(Proc.status(p.pid)?.state, "Z", "the main thread did not end")
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "of its threads run on"])
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
+        try terminateAndExpectPass(p, "after the refused dump")
+    }
     /// A process that unmapped its [vvar] area: the restore's helper, a copy of amber, has one.
     func testDumpRefusesUnmappedVvar() throws {
         try checkUnsupported(.unsupportedUnmappedVvar, object: "has unmapped its [vvar] area")

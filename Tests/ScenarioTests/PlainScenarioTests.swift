@@ -62,6 +62,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedFdAtLimit() throws { try runPlain(.unsupportedFdAtLimit) }
     func testUnsupportedStoppedFatal() throws { try runPlain(.unsupportedStoppedFatal) }
     func testUnsupportedStoppedTwice() throws { try runPlain(.unsupportedStoppedTwice) }
+    func testUnsupportedLeaderExited() throws { try runPlain(.unsupportedLeaderExited) }
     func testUnsupportedRootParentDeath() throws { try runPlain(.unsupportedRootParentDeath) }
     func testUnsupportedSessionOutside() throws { try runPlain(.unsupportedSessionOutside) }
     func testUnsupportedUnmappedVvar() throws { try runPlain(.unsupportedUnmappedVvar) }

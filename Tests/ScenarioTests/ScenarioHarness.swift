@@ -127,6 +127,7 @@ struct Scenario: Sendable {
     static let unsupportedFdAtLimit = Scenario(name: "unsupported_state", args: ["--fd-at-limit"])
     static let unsupportedStoppedFatal = Scenario(name: "unsupported_state", args: ["--stopped-fatal"])
     static let unsupportedStoppedTwice = Scenario(name: "unsupported_state", args: ["--stopped-twice"])
+    static let unsupportedLeaderExited = Scenario(name: "unsupported_state", args: ["--leader-exited"])
     static let unsupportedRootParentDeath = Scenario(name: "unsupported_state", args: ["--root-pdeath"])
     static let unsupportedSessionOutside = Scenario(name: "unsupported_state", args: ["--session-outside"])
     static let unsupportedUnmappedVvar = Scenario(name: "unsupported_state", args: ["--unmapped-vvar"])

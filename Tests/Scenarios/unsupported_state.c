@@ -36,6 +36,8 @@
  *   --stopped-fatal     a child stopped (SIGSTOP), then sent SIGHUP, which ends it once it is
  *                       continued
  *   --stopped-twice     a child stopped (SIGSTOP), then sent SIGSTOP again, which stays pending
+ *   --leader-exited     a child forked, then the main thread ended by pthread_exit: a second
+ *                       thread runs on, checks and reports (zdtm pthread02)
  *   --root-pdeath       this process (the root) has the parent death signal SIGHUP, tied to
  *                       its parent outside the tree
  *   --deleted-xattr     a deleted file with an extended attribute (user.amber)
@@ -229,6 +231,19 @@ static long keyctl(long operation, long a, long b, long c)
     return syscall(SYS_keyctl, operation, a, b, c, 0L);
 }
 
+/* --leader-exited: the second thread, once the main one has ended, does what main would but
+   the common checks (its /proc/self, the leader's, shows a zombie). */
+static void *outlive_leader(void *unused)
+{
+    (void)unused;
+    sc_wait_for_term();
+    sc_check(kill(child, 0) == 0, "the child is gone");
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    sc_finish();
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     sc_init(argc, argv, "unsupported_state");
@@ -376,6 +391,17 @@ int main(int argc, char **argv)
                 sc_die("the child did not lead a session");
             usleep(1000);
         }
+    } else if (sc_has_flag("--leader-exited")) {
+        child = fork();
+        if (child == 0) {
+            for (;;)
+                pause();
+        }
+        pthread_t thread;
+        if (child < 0 || pthread_create(&thread, NULL, outlive_leader, NULL) != 0)
+            sc_die("a child and a second thread");
+        sc_ready();
+        pthread_exit(NULL);
     } else if (sc_has_flag("--root-pdeath")) {
         if (prctl(PR_SET_PDEATHSIG, SIGHUP, 0, 0, 0) != 0)
             sc_die("PR_SET_PDEATHSIG");
