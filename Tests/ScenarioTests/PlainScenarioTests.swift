@@ -219,6 +219,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTcpConnections() throws { try runPlain(.tcpConnections) }
     func testTcpHalfClosed() throws { try runPlain(.tcpHalfClosed) }
     func testTcpPeekOffset() throws { try runPlain(.tcpPeekOffset) }
+    func testTcpShared() throws { try runPlain(.tcpShared) }
     func testTcpConnectionsInet6() throws { try runPlain(.tcpConnectionsInet6) }
     func testTcpReadShutDown() throws { try runPlain(.tcpReadShutDown) }
     func testPtys() throws { try runPlain(.ptys) }

@@ -24,6 +24,7 @@ extension Scenario {
     /// A connection shut down one way: FIN_WAIT2 and CLOSE_WAIT.
     static let tcpHalfClosed = Scenario(name: "tcp_connections", args: ["--half-closed"])
     static let tcpPeekOffset = Scenario(name: "tcp_connections", args: ["--peek-offset"])
+    static let tcpShared = Scenario(name: "tcp_connections", args: ["--shared"])
 }
 
 final class TcpConnectionTests: ScenarioTestCase {
@@ -86,6 +87,18 @@ final class TcpConnectionTests: ScenarioTestCase {
         try restoreDetachedExpectingSuccess(p, from: image)
         XCTAssertEqual(lockTables(), [], "the restore left the lock on")
         try terminateAndExpectPass(p, "over ::1 after dump --tcp-established and restore")
+    }
+
+    /// A connection whose socket a child shares (one description across fork): held in repair
+    /// mode once, for the parent's descriptor, and restored shared (it was refused, the child's
+    /// descriptor found in amber's own repair mode).
+    func testConnectionSharedAcrossFork() throws {
+        _ = try requireAmber()
+        try requireNft()
+        let p = try start(.tcpShared)
+        let image = try dumpConnections(p)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "shared across fork after dump --tcp-established and restore")
     }
 
     /// A connection whose client shut its reading down: restored shut down, its writing still

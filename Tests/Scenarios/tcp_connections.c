@@ -16,6 +16,10 @@
  *                 after SIGTERM it still reads the end at once and its writing reaches the server.
  *   --half-closed a connection in this process whose one end shut its writing down: FIN_WAIT2
  *                 and CLOSE_WAIT, which amber refuses by name; both ends still carry data after.
+ *   --shared      a connection in this process whose server socket a child shares (forked
+ *                 with it, as a forking server's child is before its parent closes its copy):
+ *                 after SIGTERM the child's copy sends what the client reads, and the client's
+ *                 bytes reach the parent's copy.
  *   --peek-offset a connection in this process whose server holds "abcdef" and peeked "ab" with
  *                 SO_PEEK_OFF on: amber refuses it (its MSG_PEEK would move the offset); after,
  *                 the next peek still gives "cd".
@@ -327,6 +331,36 @@ static int run_half_closed(void)
     sc_finish();
 }
 
+static int run_shared(void)
+{
+    static int listener, server, client;
+    connected_pair(&listener, &server, &client);
+    pid_t child = fork();
+    if (child == 0) {
+        sigset_t usr1;
+        sigemptyset(&usr1);
+        sigaddset(&usr1, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &usr1, NULL);
+        int signal = 0;
+        sigwait(&usr1, &signal);
+        _exit(send(server, "child", 5, 0) == 5 ? 0 : 1);
+    }
+    if (child < 0)
+        sc_die("fork");
+    sc_ready();
+    sc_wait_for_term();
+    char buf[8] = {0};
+    int status = 0;
+    sc_check(kill(child, SIGUSR1) == 0 && waitpid(child, &status, 0) == child && WIFEXITED(status) &&
+                 WEXITSTATUS(status) == 0,
+             "the child's copy of the connection does not send");
+    sc_check(recv(client, buf, 5, MSG_WAITALL) == 5 && memcmp(buf, "child", 5) == 0,
+             "the client does not read what the child sent");
+    sc_check(send(client, "back", 4, 0) == 4 && recv(server, buf, 4, MSG_WAITALL) == 4 && memcmp(buf, "back", 4) == 0,
+             "the parent's copy does not read what the client sent");
+    sc_finish();
+}
+
 static int run_peek_offset(void)
 {
     static int listener, server, client;
@@ -354,6 +388,8 @@ int main(int argc, char **argv)
         return run_half_closed();
     if (sc_has_flag("--peek-offset"))
         return run_peek_offset();
+    if (sc_has_flag("--shared"))
+        return run_shared();
     if (sc_has_flag("--read-shut-down"))
         return run_read_shut_down();
     for (int i = 0; i + 1 < sc_argc_extra; i++)

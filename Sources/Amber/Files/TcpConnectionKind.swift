@@ -60,6 +60,14 @@ struct TcpConnectionKind: OpenFileKind {
                 "has fd \(descriptor.fd) open on \(what): established connections are restored only by a dump with --tcp-established (TCP_REPAIR, with their packets blocked until the restore)",
                 tree: descriptor.tree)
         }
+        // Another process's descriptor of a connection this dump holds in repair mode already (a
+        // description shared across fork): classified before, and dumped once, with the first.
+        let held = try descriptor.status()
+        if TcpConnectionDump.holds(inode: held.inode) {
+            return TcpConnectionKind(
+                identity: OpenFileIdentity(device: held.device, inode: held.inode), local: local, peer: peer,
+                record: Amber_TcpConnection())
+        }
         try TcpConnectionDump.prepareLock(tree: descriptor.tree?.pid ?? descriptor.pid)
         try descriptor.checkEventFileFlags(what)
         try InetSocketKind.checkNamespace(fd, descriptor: descriptor, what: what)
@@ -328,6 +336,7 @@ enum TcpConnectionDump {
     private struct Held {
         let socket: FileDescriptor
         let reuseAddress: Int32
+        let inode: UInt64
     }
 
     private struct State {
@@ -339,6 +348,9 @@ enum TcpConnectionDump {
     private static let state = Mutex(State())
 
     static var isAsked: Bool { state.withLock { $0.asked } }
+
+    /// Whether this dump holds the connection of socket `inode` in repair mode.
+    static func holds(inode: UInt64) -> Bool { state.withLock { $0.held.contains { $0.inode == inode } } }
 
     /// A dump starts: whether established connections are to be restored.
     static func begin(asked: Bool) {
@@ -363,9 +375,10 @@ enum TcpConnectionDump {
         what: String
     ) throws -> String {
         let lock = NetworkLock.ofThisProcess(tree: root)
+        let inode = try FileStatus.fstat(fd: socket.rawValue).inode
         state.withLock {
             $0.lock = lock
-            $0.held.append(Held(socket: socket, reuseAddress: reuseAddress))
+            $0.held.append(Held(socket: socket, reuseAddress: reuseAddress, inode: inode))
         }
         try lock.block(local, peer)
         do throws(LinuxError) {
