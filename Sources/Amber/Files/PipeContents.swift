@@ -176,18 +176,9 @@ final class OutsideScan: @unchecked Sendable {
         try lock.withLock { _ in
             let relations = try relations()
             let amber = getpid()
-            func descendsFromTree(_ pid: Int32) -> Bool {
-                var current = pid
-                for _ in 0..<relations.count {
-                    guard let parent = relations[current]?.parent else { return false }
-                    if tree.contains(parent) { return true }
-                    current = parent
-                }
-                return false
-            }
-            return relations.filter { pid, relations in
-                (ids.contains(relations.session) || ids.contains(relations.processGroup)) && pid != amber
-                    && !descendsFromTree(pid)
+            return relations.filter { pid, member in
+                (ids.contains(member.session) || ids.contains(member.processGroup)) && pid != amber
+                    && !descendsFromTree(pid, relations)
             }.map { ($0.key, $0.value) }.sorted { $0.pid < $1.pid }
         }
     }
@@ -206,6 +197,18 @@ final class OutsideScan: @unchecked Sendable {
         return relations
     }
 
+    /// Whether `pid`'s parents, as `relations` has them, lead into the tree: a child forked
+    /// since the tree was walked is of the tree (the freeze walks it again).
+    private func descendsFromTree(_ pid: Int32, _ relations: [Int32: TaskRelations]) -> Bool {
+        var current = pid
+        for _ in 0..<relations.count {
+            guard let parent = relations[current]?.parent else { return false }
+            if tree.contains(parent) { return true }
+            current = parent
+        }
+        return false
+    }
+
     private func scan() throws -> [(pid: Int32, fd: Int32, link: String)] {
         let all = try ProcFS.processIDs()
         let amber = getpid()
@@ -220,17 +223,8 @@ final class OutsideScan: @unchecked Sendable {
         let amberChildren =
             frozen
             ? Set((try? ProcFS.children(pid: amber)) ?? []) : Set(relations.filter { $0.value.parent == amber }.keys)
-        func descendsFromTree(_ pid: Int32) -> Bool {
-            var current = pid
-            for _ in 0..<all.count {
-                guard let parent = relations[current]?.parent else { return false }
-                if tree.contains(parent) { return true }
-                current = parent
-            }
-            return false
-        }
         var descriptors: [(pid: Int32, fd: Int32, link: String)] = []
-        for pid in all where !tree.contains(pid) && pid != amber && !descendsFromTree(pid) {
+        for pid in all where !tree.contains(pid) && pid != amber && !descendsFromTree(pid, relations) {
             // A child of amber's being started (a ptrace witness, `ip` or `nft` for the network
             // configuration read in the background) holds amber's copies of the tree's
             // descriptors for a moment.

@@ -250,7 +250,7 @@ enum TreeState {
         let byPID = Dictionary(processes.map { ($0.pid, $0.snapshot) }, uniquingKeysWith: { first, _ in first })
         try checkNothingShared(processes)
         try checkThreadsShareLeaders(processes)
-        try checkStoppedWithFatalSignal(processes)
+        try checkStoppedWithSignalPending(processes)
         let root = processes[0]
         let rootInfo = root.snapshot
         let ownNamespace = try ProcFS.link("/proc/self/ns/pid")
@@ -325,7 +325,7 @@ enum TreeState {
     /// cannot queue it behind the stop, and the signal ends the task before it stops.
     /// A stopped process with a stop signal pending again (sent while it was stopped) is refused
     /// too: the dump's first injected call would take that signal and stop in it.
-    private static func checkStoppedWithFatalSignal(_ processes: [FrozenProcess]) throws {
+    private static func checkStoppedWithSignalPending(_ processes: [FrozenProcess]) throws {
         let stopping = [SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU].reduce(UInt64(0)) { $0 | 1 << UInt64($1 - 1) }
         for process in processes where process.stopSignal != 0 {
             let status = process.snapshot.status
