@@ -399,11 +399,11 @@ final class RestoreSession: ScratchSpace {
 
     /// A file a step needs open in the task by path (a mapped file, the executable, the working
     /// directory): the one the whole tree inherited, or else opened as the task and installed.
-    func openInTask(_ path: String, flags: Int32, what: String, dumped: FileStatus? = nil) throws -> TaskFile {
-        if let shared = treeFiles?.files[TreeFiles.Key(path: path, flags: flags)] {
+    func openInTask(_ key: TreeFiles.Key, what: String) throws -> TaskFile {
+        if let shared = treeFiles?.files[key] {
             return TaskFile(fd: shared.fd, status: shared.status, temporary: false)
         }
-        let fd = try openAsTask(path, flags: flags, what: what, dumped: dumped)
+        let fd = try openAsTask(key.path, flags: key.flags, what: what, dumped: key.dumped)
         defer { Glibc.close(fd) }
         let status = try FileStatus.fstat(fd: fd)
         return TaskFile(fd: try install(fd), status: status, temporary: true)
@@ -457,6 +457,15 @@ final class TreeFiles {
     struct Key: Hashable {
         let path: String
         let flags: Int32
+        /// The file the image records at the path (0 and 0 when it records none): a task that
+        /// may not open it itself gets it with our rights only if it is that file.
+        var device: UInt64 = 0
+        var inode: UInt64 = 0
+
+        /// That file, as `RestoreSession.openAsTask` compares it.
+        var dumped: FileStatus? {
+            inode == 0 ? nil : FileStatus(device: device, inode: inode, mode: 0, size: 0, rdev: 0)
+        }
     }
 
     let files: [Key: (fd: Int32, status: FileStatus)]
@@ -477,15 +486,15 @@ final class TreeFiles {
         var keys: Set<Key> = []
         // A deleted executable is made again, not reopened.
         if MemoryState.deletedExecutable(of: task) == nil {
-            keys.insert(Key(path: task.memory.mm.exePath, flags: O_RDONLY))
+            keys.insert(MemoryState.executableKey(of: task))
         }
         // A deleted working directory is made again, not reopened.
         if !task.environment.hasDeletedCwd {
-            keys.insert(Key(path: task.environment.cwd, flags: O_RDONLY | O_DIRECTORY))
+            keys.insert(EnvironmentState.workingDirectoryKey(of: task.environment))
         }
         // A file without a name is made again, not reopened.
         for area in task.memory.areas where area.kind == .areaFile && area.memfdID == 0 && area.deletedFileID == 0 {
-            keys.insert(Key(path: area.path, flags: MemoryState.openFlags(of: area)))
+            keys.insert(MemoryState.fileKey(of: area))
         }
         return keys
     }
@@ -529,7 +538,7 @@ final class TreeFiles {
         for key in shared {
             let fd = try RestoreSession.openAsTask(
                 key.path, flags: key.flags, what: "the file (needed by several processes of the tree)",
-                task: root.record, dumped: nil, trusted: imageTrusted)
+                task: root.record, dumped: key.dumped, trusted: imageTrusted)
             let status: FileStatus
             do { status = try FileStatus.fstat(fd: fd) } catch {
                 Glibc.close(fd)

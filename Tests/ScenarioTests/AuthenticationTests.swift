@@ -198,6 +198,16 @@ final class AuthenticationTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "authenticated, restored by root")
     }
 
+    /// The same for two processes that share them, both under uid 65534: opened once for the
+    /// tree (`TreeFiles`), with the restorer's rights, being the very ones dumped.
+    func testAuthenticatedImageKeepsThePathsTwoProcessesShare() throws {
+        _ = try requireAmber()
+        let p = try start(Scenario(name: "private_paths"))
+        let image = try dumpExpectingSuccess(p)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "authenticated, restored by root")
+    }
+
     /// A tampered authenticated image (bytes added to a record, checksums recomputed) and one
     /// checked with another host's key are not authenticated: credentials_tree's file opened
     /// before the drop is refused, until root trusts the image.

@@ -63,6 +63,10 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedStoppedFatal() throws { try runPlain(.unsupportedStoppedFatal) }
     func testUnsupportedStoppedTwice() throws { try runPlain(.unsupportedStoppedTwice) }
     func testUnsupportedLeaderExited() throws { try runPlain(.unsupportedLeaderExited) }
+    func testPrivatePaths() throws { try runPlain(Scenario(name: "private_paths")) }
+    func testCredentialsTreePrivatePaths() throws {
+        try runPlain(Scenario(name: "credentials_tree", args: ["--private-paths"]))
+    }
     func testUnsupportedRootParentDeath() throws { try runPlain(.unsupportedRootParentDeath) }
     func testUnsupportedSessionOutside() throws { try runPlain(.unsupportedSessionOutside) }
     func testUnsupportedUnmappedVvar() throws { try runPlain(.unsupportedUnmappedVvar) }

@@ -67,6 +67,11 @@ enum EnvironmentState {
         return record
     }
 
+    /// How a restore opens the working directory by its path.
+    static func workingDirectoryKey(of record: Amber_Environment) -> TreeFiles.Key {
+        TreeFiles.Key(path: record.cwd, flags: O_RDONLY | O_DIRECTORY, device: record.cwdDevice, inode: record.cwdInode)
+    }
+
     static func restore(_ record: Amber_Environment, _ session: RestoreSession) throws {
         if record.hasDeletedCwd {
             let directory = try session.openFiles.objects.object(record.deletedCwd.directoryID) {
@@ -76,10 +81,7 @@ enum EnvironmentState {
             try session.injector.call("fchdir", SyscallNumber.fchdir, UInt64(fd))
             try session.injector.call("close", SyscallNumber.close, UInt64(fd))
         } else {
-            let directory = try session.openInTask(
-                record.cwd, flags: O_RDONLY | O_DIRECTORY, what: "the working directory",
-                dumped: record.cwdInode == 0
-                    ? nil : FileStatus(device: record.cwdDevice, inode: record.cwdInode, mode: 0, size: 0, rdev: 0))
+            let directory = try session.openInTask(workingDirectoryKey(of: record), what: "the working directory")
             try session.injector.call("fchdir", SyscallNumber.fchdir, UInt64(directory.fd))
             try session.closeInTask(directory)
         }

@@ -548,12 +548,10 @@ enum MemoryState {
             case .areaFile where area.memfdID != 0 || area.deletedFileID != 0:
                 fd = try unnamedFiles.descriptor(for: area)
             case .areaFile:
-                let key = TreeFiles.Key(path: area.path, flags: openFlags(of: area))
+                let key = fileKey(of: area)
                 let file =
                     try opened[key]
-                    ?? session.openInTask(
-                        key.path, flags: key.flags, what: "the file mapped at 0x\(String(area.start, radix: 16))",
-                        dumped: FileStatus(device: area.device, inode: area.inode, mode: 0, size: 0, rdev: 0))
+                    ?? session.openInTask(key, what: "the file mapped at 0x\(String(area.start, radix: 16))")
                 opened[key] = file
                 if area.fileSize != 0, file.status.size != area.fileSize {
                     throw AmberError(
@@ -870,6 +868,17 @@ enum MemoryState {
         return halves.filter { !$0.isEmpty }
     }
 
+    /// How a restore opens the task's executable by its path.
+    static func executableKey(of task: Amber_Task) -> TreeFiles.Key {
+        let mm = task.memory.mm
+        return TreeFiles.Key(path: mm.exePath, flags: O_RDONLY, device: mm.exeDevice, inode: mm.exeInode)
+    }
+
+    /// How a restore opens the file a file area maps by its path.
+    static func fileKey(of area: Amber_MemoryArea) -> TreeFiles.Key {
+        TreeFiles.Key(path: area.path, flags: openFlags(of: area), device: area.device, inode: area.inode)
+    }
+
     /// The area mapping the task's executable when that is a deleted file (a program upgraded
     /// or removed while it ran): the file is made again with the areas, not reopened by path.
     static func deletedExecutable(of task: Amber_Task) -> Amber_MemoryArea? {
@@ -890,9 +899,7 @@ enum MemoryState {
                     fd: try unnamedFiles.descriptor(for: $0),
                     status: FileStatus(device: 0, inode: 0, mode: 0, size: 0, rdev: 0), temporary: false)
             }
-            ?? session.openInTask(
-                mm.exePath, flags: O_RDONLY, what: "the executable",
-                dumped: FileStatus(device: mm.exeDevice, inode: mm.exeInode, mode: 0, size: 0, rdev: 0))
+            ?? session.openInTask(executableKey(of: session.task), what: "the executable")
         var arguments = session.arguments()
         let auxvAddress = try arguments.place([UInt8](mm.auxv))
         var map = PrctlMemoryMap()
