@@ -27,9 +27,8 @@ public enum PipeBuffer {
     /// on a read end once no writer is left, and POLLERR on a write end once no reader is. Only
     /// for an anonymous pipe: a FIFO's read end shows no POLLHUP until a writer has come.
     public static func otherEndIsOpen(_ fd: FileDescriptor, isWriteEnd: Bool) throws(LinuxError) -> Bool {
-        var entry = pollfd(fd: fd.rawValue, events: 0, revents: 0)
-        _ = try libcResult("poll of fd \(fd.rawValue)") { Glibc.poll(&entry, 1, 0) }.get()
-        return entry.revents & Int16(isWriteEnd ? POLLERR : POLLHUP) == 0
+        let closed = UInt32(isWriteEnd ? POLLERR : POLLHUP)
+        return try Epoll.readyEvents(of: fd, among: closed) == 0
     }
 
     /// The most bytes it holds (F_GETPIPE_SZ).

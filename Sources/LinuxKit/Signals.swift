@@ -10,6 +10,17 @@ public enum Signals {
         _ = try libcResult("send signal \(signal) to \(pid)") { Glibc.kill(pid, signal) }.get()
     }
 
+    /// The signal set of `signals`, as /proc's SigPnd, SigBlk and the like show one: bit N-1
+    /// for signal N.
+    public static func set(_ signals: [Int32]) -> UInt64 {
+        signals.reduce(0) { $0 | 1 << UInt64($1 - 1) }
+    }
+
+    /// Whether `signal` (1 to 64) is in the signal set `set`.
+    public static func contains(_ set: UInt64, _ signal: UInt32) -> Bool {
+        (1...64).contains(signal) && set & 1 << UInt64(signal - 1) != 0
+    }
+
     /// Whether a process with this PID exists (zombies included), in our PID namespace.
     public static func processExists(_ pid: Int32) -> Bool {
         Glibc.kill(pid, 0) == 0 || Glibc.errno == EPERM

@@ -237,9 +237,7 @@ public enum UnixSockets {
     /// Whether a socket (of any family) has an error pending, as a peer's reset leaves one: poll(2)
     /// shows POLLERR without taking it, where SO_ERROR or a receive, even MSG_PEEK, clears it.
     public static func hasPendingError(_ fd: FileDescriptor) throws(LinuxError) -> Bool {
-        var entry = pollfd(fd: fd.rawValue, events: 0, revents: 0)
-        _ = try libcResult("poll of fd \(fd.rawValue)") { Glibc.poll(&entry, 1, 0) }.get()
-        return entry.revents & Int16(POLLERR) != 0
+        try Epoll.readyEvents(of: fd, among: UInt32(POLLERR)) != 0
     }
 
     /// Copies the receive queue of our socket `fd` (`type`, its queue `queued` bytes long as

@@ -331,11 +331,11 @@ extension InetSocketKind {
         _ held: [(process: CheckedProcess, fd: Int32, link: String)], root: CheckedProcess
     ) throws {
         let (tcp, udp) = try NetworkNamespace.of(pid: root.pid).inside {
-            var tcp: [UInt64: TcpSocketDiagnosis] = [:]
-            var udp: [UInt64: TcpSocketDiagnosis] = [:]
+            var tcp: [UInt64: InetSocketDiagnosis] = [:]
+            var udp: [UInt64: InetSocketDiagnosis] = [:]
             for family in [AF_INET, AF_INET6] {
-                tcp.merge(try TcpDiagnosis.all(family: family)) { first, _ in first }
-                udp.merge(try TcpDiagnosis.all(family: family, protocol: Int32(IPPROTO_UDP))) { first, _ in first }
+                tcp.merge(try InetDiagnosis.all(family: family)) { first, _ in first }
+                udp.merge(try InetDiagnosis.all(family: family, protocol: Int32(IPPROTO_UDP))) { first, _ in first }
             }
             return (tcp, udp)
         }
@@ -348,7 +348,7 @@ extension InetSocketKind {
                     tree: process.tree)
             }
             let shutdown =
-                udp[inode]?.shutdown ?? tcp[inode].map { $0.state == TcpDiagnosis.established ? 0 : $0.shutdown } ?? 0
+                udp[inode]?.shutdown ?? tcp[inode].map { $0.state == InetDiagnosis.established ? 0 : $0.shutdown } ?? 0
             if shutdown != 0 {
                 throw AmberError.unsupported(
                     process.name,

@@ -131,9 +131,8 @@ enum ThreadState {
 }
 
 extension ThreadState {
-    /// The signals ignored when at their default action (SIGCHLD, SIGURG, SIGWINCH), as a mask
-    /// of bit N-1 for signal N.
-    private static let ignoredByDefault: UInt64 = [SIGCHLD, SIGURG, SIGWINCH].reduce(0) { $0 | 1 << UInt64($1 - 1) }
+    /// The signals ignored when at their default action.
+    private static let ignoredByDefault = Signals.set([SIGCHLD, SIGURG, SIGWINCH])
 
     /// Refuses a parent death signal (PR_SET_PDEATHSIG) on a thread of the tree's root that
     /// would do anything: it is tied to the root's parent outside the tree, which a restore does
@@ -144,7 +143,7 @@ extension ThreadState {
         let ignored = status.ignoredSignals | (ignoredByDefault & ~status.caughtSignals)
         for thread in process.task.threads {
             let signal = thread.threadFlags.parentDeathSignal
-            guard signal != 0, signal > 64 || ignored & 1 << UInt64(signal - 1) == 0 else { continue }
+            guard signal != 0, !Signals.contains(ignored, signal) else { continue }
             throw AmberError.unsupported(
                 process.name,
                 "has thread \(thread.tid) with the parent death signal \(thread.threadFlags.parentDeathSignal) (PR_SET_PDEATHSIG), tied to the tree's parent outside it, which a restore does not give back",

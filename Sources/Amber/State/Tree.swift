@@ -315,10 +315,8 @@ enum TreeState {
 
     /// The signals whose default action ends a process (every one but SIGCHLD, SIGCONT, the four
     /// stop signals, SIGURG and SIGWINCH), as a mask of bit N-1 for signal N.
-    private static let endingByDefault: UInt64 =
-        ~([SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH].reduce(UInt64(0)) {
-            $0 | 1 << UInt64($1 - 1)
-        })
+    private static let endingByDefault = ~Signals.set(
+        [SIGCHLD, SIGCONT, SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU, SIGURG, SIGWINCH])
 
     /// Refuses a stopped process with a signal pending that would end it once continued (a
     /// job stopped with ^Z, then sent SIGTERM or SIGHUP): made stopped again, the restore
@@ -326,7 +324,7 @@ enum TreeState {
     /// A stopped process with a stop signal pending again (sent while it was stopped) is refused
     /// too: the dump's first injected call would take that signal and stop in it.
     private static func checkStoppedWithSignalPending(_ processes: [FrozenProcess]) throws {
-        let stopping = [SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU].reduce(UInt64(0)) { $0 | 1 << UInt64($1 - 1) }
+        let stopping = Signals.set([SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU])
         for process in processes where process.stopSignal != 0 {
             let status = process.snapshot.status
             let dispositionEnds = ~status.ignoredSignals & ~status.caughtSignals & endingByDefault

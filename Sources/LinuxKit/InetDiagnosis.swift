@@ -1,7 +1,7 @@
 import Glibc
 
 /// What inet_diag (linux/inet_diag.h) alone shows of one TCP or UDP socket.
-public struct TcpSocketDiagnosis: Sendable, Equatable {
+public struct InetSocketDiagnosis: Sendable, Equatable {
     /// Whether the socket has TCP MD5 signature keys (TCP_MD5SIG; INET_DIAG_MD5SIG), which no
     /// getsockopt reads. Shown only to CAP_NET_ADMIN over the socket's network namespace:
     /// always false without it.
@@ -15,7 +15,7 @@ public struct TcpSocketDiagnosis: Sendable, Equatable {
 }
 
 /// inet_diag of TCP and UDP sockets.
-public enum TcpDiagnosis {
+public enum InetDiagnosis {
     /// INET_DIAG_SHUTDOWN.
     private static let shutdownAttribute: UInt16 = 8
     /// INET_DIAG_MD5SIG.
@@ -28,7 +28,7 @@ public enum TcpDiagnosis {
     /// Every full socket of `family` (AF_INET, AF_INET6) and `protocol` (IPPROTO_TCP,
     /// IPPROTO_UDP) in our network namespace, by inode.
     public static func all(family: Int32, protocol: Int32 = InetSocket.tcp) throws(LinuxError)
-        -> [UInt64: TcpSocketDiagnosis]
+        -> [UInt64: InetSocketDiagnosis]
     {
         // inet_diag_req_v2: family, protocol, extensions, pad, every state, a zero inet_diag_sockid.
         // The MD5 keys come with INET_DIAG_INFO only (tcp_info, asked and passed over).
@@ -37,7 +37,7 @@ public enum TcpDiagnosis {
         ]
         request.append(le: UInt32.max)
         request += [UInt8](repeating: 0, count: 48)
-        var sockets: [UInt64: TcpSocketDiagnosis] = [:]
+        var sockets: [UInt64: InetSocketDiagnosis] = [:]
         try SockDiag.ask(request, dump: true, what: `protocol` == InetSocket.tcp ? "TCP sockets" : "UDP sockets") {
             message in
             // inet_diag_msg: family, state, timer, retransmits, sockid (48 bytes), expires,
@@ -47,7 +47,7 @@ public enum TcpDiagnosis {
             let inode = UInt64(message.le(UInt32.self, at: message.startIndex + 68))
             guard inode != 0 else { return true }
             let attributes = SockDiag.attributes(of: message, from: message.startIndex + 72)
-            sockets[inode] = TcpSocketDiagnosis(
+            sockets[inode] = InetSocketDiagnosis(
                 hasMD5Keys: attributes.contains { $0.type == md5KeysAttribute },
                 state: message[message.startIndex + 1],
                 shutdown: attributes.first { $0.type == shutdownAttribute }?.payload.first ?? 0)
