@@ -14,6 +14,14 @@ public struct InetSocketDiagnosis: Sendable, Equatable {
     public var shutdown: UInt8
 }
 
+/// TCP connections in TIME_WAIT on one local address, as inet_diag names them.
+public struct TimeWaitConnections: Sendable {
+    /// Each one's family and inet_diag_sockid.
+    var ids: [(family: Int32, id: [UInt8])] = []
+    public var listenerHolds = false
+    public var count: Int { ids.count }
+}
+
 /// inet_diag of TCP and UDP sockets.
 public enum InetDiagnosis {
     /// INET_DIAG_SHUTDOWN.
@@ -54,5 +62,57 @@ public enum InetDiagnosis {
             return true
         }
         return sockets
+    }
+
+    /// TCP_TIME_WAIT and TCP_LISTEN.
+    private static let timeWaitState: UInt8 = 6, listeningState: UInt8 = 10
+
+    /// The TCP connections in TIME_WAIT whose local end is on `address`'s port and address (any
+    /// address when it is unspecified), in either family; and whether a listener holds that
+    /// port and address.
+    public static func timeWait(on address: InetAddress) throws(LinuxError) -> TimeWaitConnections {
+        let wanted = mapped(address.family, address.address[...])
+        let anyAddress = unspecified(wanted)
+        var found = TimeWaitConnections()
+        for family in [AF_INET, AF_INET6] {
+            var request: [UInt8] = [UInt8(family), UInt8(InetSocket.tcp), 0, 0]
+            request.append(le: UInt32(1) << timeWaitState | UInt32(1) << listeningState)
+            request += [UInt8](repeating: 0, count: 48)
+            try SockDiag.ask(request, dump: true, what: "TCP sockets") { message in
+                // inet_diag_msg: family, state, timer, retransmits, then inet_diag_sockid:
+                // sport and dport (big-endian), src and dst (16 bytes each), interface, cookie.
+                guard message.count >= 52 else { return true }
+                let start = message.startIndex
+                let port = UInt16(message[start + 4]) << 8 | UInt16(message[start + 5])
+                let local = mapped(family, message[(start + 8)..<(start + (family == AF_INET ? 12 : 24))])
+                guard port == address.port, anyAddress || local == wanted || unspecified(local) else { return true }
+                if message[start + 1] == listeningState { found.listenerHolds = true }
+                if message[start + 1] == timeWaitState {
+                    found.ids.append((Int32(family), Array(message[(start + 4)..<(start + 52)])))
+                }
+                return true
+            }
+        }
+        return found
+    }
+
+    /// Ends (SOCK_DESTROY) each of `connections`. Needs CAP_NET_ADMIN over our network namespace.
+    public static func end(_ connections: TimeWaitConnections, what: String) throws(LinuxError) {
+        for (family, id) in connections.ids {
+            var request: [UInt8] = [UInt8(family), UInt8(InetSocket.tcp), 0, 0]
+            request.append(le: UInt32(1) << timeWaitState)
+            request += id
+            try SockDiag.destroy(request, what: what)
+        }
+    }
+
+    /// `::` or `0.0.0.0` (as `mapped` gives it).
+    private static func unspecified(_ address: [UInt8]) -> Bool {
+        address.allSatisfy { $0 == 0 } || address == mapped(AF_INET, [0, 0, 0, 0])
+    }
+
+    /// An address as 16 bytes: IPv4 ones as IPv4-mapped IPv6.
+    private static func mapped(_ family: Int32, _ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        family == AF_INET6 ? Array(bytes) : [UInt8](repeating: 0, count: 10) + [0xff, 0xff] + bytes
     }
 }

@@ -9,6 +9,8 @@ enum SockDiag {
     private static let byFamily: UInt16 = 20
     /// NLM_F_DUMP.
     private static let dump: UInt16 = 0x300
+    /// SOCK_DESTROY, and NLM_F_ACK (it answers nothing else on success).
+    private static let destroyType: UInt16 = 21, acknowledge: UInt16 = 0x4
 
     /// Sends SOCK_DIAG_BY_FAMILY with `body` (the family's request) and hands `each` the
     /// payload of every answer, until NLMSG_DONE, or until `each` returns false (a request for
@@ -28,6 +30,17 @@ enum SockDiag {
             fd: fd, type: byFamily, flags: asksAll ? dump : 0, sequence: 1, payload: body,
             what: "sock_diag of \(what)"
         ) { type, payload in type != byFamily || each(payload) }
+    }
+
+    /// Sends SOCK_DESTROY with `body` (the family's request naming one socket) and waits for the
+    /// kernel's acknowledgement. Needs CAP_NET_ADMIN over the socket's network namespace.
+    static func destroy(_ body: [UInt8], what: String) throws(LinuxError) {
+        let fd = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), netlinkSockDiag)
+        guard fd >= 0 else { throw LinuxError.current("socket(AF_NETLINK, NETLINK_SOCK_DIAG)") }
+        defer { close(fd) }
+        try NetlinkExchange.run(
+            fd: fd, type: destroyType, flags: acknowledge, sequence: 1, payload: body, what: "SOCK_DESTROY of \(what)"
+        ) { _, _ in true }
     }
 
     /// The attributes (struct nlattr) from `offset` to the end of `message`: type and payload.

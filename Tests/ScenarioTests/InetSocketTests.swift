@@ -70,11 +70,23 @@ final class InetSocketTests: ScenarioTestCase {
 
     /// A user dumps and restores their own server sockets: the dump may not ask a socket's
     /// namespace (SIOCGSKNS needs CAP_NET_ADMIN) and goes by the process's; the sockets come
-    /// back owned by the user, made with the user's own rights.
+    /// back owned by the user, made with the user's own rights. A listener without SO_REUSEADDR
+    /// with connections in TIME_WAIT on its port is refused: ending them, for the restore to bind
+    /// the port, needs CAP_NET_ADMIN (root's restore ends them: `testInetSockets`).
     func testUserDumpsAndRestoresOwnSockets() throws {
         _ = try requireAmber()
         guard Sys.fileExists("/usr/bin/setpriv") else { throw XCTSkip("needs /usr/bin/setpriv") }
-        let p = try start(Scenario(name: "inet_sockets", setpriv: PrivilegeTests.asUser, owner: PrivilegeTests.user))
+        let waiting = try start(
+            Scenario(name: "inet_sockets", setpriv: PrivilegeTests.asUser, owner: PrivilegeTests.user))
+        let refused = try amber(
+            ["dump", "-t", "\(waiting.pid)", "-D", try newDirectory("refused")], setpriv: PrivilegeTests.asUser)
+        XCTAssertEqual(refused.status, .exited(AmberExit.unsupportedState), refused.summary)
+        XCTAssertTrue(refused.stderr.contains("TIME_WAIT") && refused.stderr.contains("CAP_NET_ADMIN"), refused.summary)
+        try terminateAndExpectPass(waiting, "after the refused dump")
+        let p = try start(
+            Scenario(
+                name: "inet_sockets", args: ["--no-time-wait"], setpriv: PrivilegeTests.asUser,
+                owner: PrivilegeTests.user))
         let image = try newDirectory("image")
         XCTAssertEqual(chown(image, PrivilegeTests.user, PrivilegeTests.user), 0)
         let dump = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p], setpriv: PrivilegeTests.asUser)

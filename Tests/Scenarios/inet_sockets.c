@@ -3,6 +3,8 @@
  *   - a non-blocking TCP listener on 127.0.0.1 (the port given by --port N, else any) with
  *     backlog 7, SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, TCP_NODELAY, TCP_KEEPIDLE, SO_RCVBUF;
  *   - a TCP listener on [::1] with backlog 3, IPV6_V6ONLY and SO_REUSEPORT, shared with a child;
+ *   - a TCP listener on 127.0.0.1 without SO_REUSEADDR that served a connection and closed it
+ *     first: the connection is in TIME_WAIT on the listener's port (not with --no-time-wait);
  *   - a TCP socket bound to 127.0.0.1 and not listening, and a fresh one with TCP_NODELAY;
  *   - a non-blocking UDP socket bound to 127.0.0.1 with IP_TOS and SO_BROADCAST, one bound to
  *     [::1] with IPV6_RECVPKTINFO, and a fresh UDP socket.
@@ -18,7 +20,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-static int listener4, listener6, bound_tcp, fresh_tcp, udp4, udp6, fresh_udp;
+static int listener4, listener6, served4, bound_tcp, fresh_tcp, udp4, udp6, fresh_udp;
 static struct sockaddr_storage address_of[64];
 
 static int make_socket(int family, int type)
@@ -160,10 +162,13 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "inet_sockets");
     sc_install_sigterm(0);
-    int port = 0;
-    for (int i = 0; i + 1 < sc_argc_extra; i++)
-        if (strcmp(sc_argv_extra[i], "--port") == 0)
+    int port = 0, time_wait = 1;
+    for (int i = 0; i < sc_argc_extra; i++) {
+        if (strcmp(sc_argv_extra[i], "--port") == 0 && i + 1 < sc_argc_extra)
             port = atoi(sc_argv_extra[i + 1]);
+        if (strcmp(sc_argv_extra[i], "--no-time-wait") == 0)
+            time_wait = 0;
+    }
 
     listener4 = make_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK);
     set_int(listener4, SOL_SOCKET, SO_REUSEADDR, 1);
@@ -185,6 +190,21 @@ int main(int argc, char **argv)
     bind_to(listener6, AF_INET6, 0);
     if (listen(listener6, 3) != 0)
         sc_die("listen");
+
+    /* The server side closes first, so the TIME_WAIT is its own, on the listener's port. */
+    served4 = make_socket(AF_INET, SOCK_STREAM);
+    bind_to(served4, AF_INET, 0);
+    if (listen(served4, 2) != 0)
+        sc_die("listen");
+    if (time_wait) {
+        int served_client = make_socket(AF_INET, SOCK_STREAM);
+        if (connect(served_client, (struct sockaddr *)&address_of[served4], size_of(&address_of[served4])) != 0)
+            sc_die("connect");
+        int served = accept4(served4, NULL, NULL, SOCK_CLOEXEC);
+        char end;
+        if (served < 0 || close(served) != 0 || recv(served_client, &end, 1, 0) != 0 || close(served_client) != 0)
+            sc_die("the served connection");
+    }
 
     bound_tcp = make_socket(AF_INET, SOCK_STREAM);
     bind_to(bound_tcp, AF_INET, 0);
@@ -213,6 +233,7 @@ int main(int argc, char **argv)
 
     check_address(listener4, "the IPv4 listener");
     check_address(listener6, "the IPv6 listener");
+    check_address(served4, "the listener beside its TIME_WAIT");
     check_address(bound_tcp, "the bound TCP socket");
     check_address(udp4, "the IPv4 UDP socket");
     check_address(udp6, "the IPv6 UDP socket");
@@ -244,6 +265,8 @@ int main(int argc, char **argv)
 
     check_connection(make_socket(AF_INET, SOCK_STREAM), &address_of[listener4], listener4, "the IPv4 listener");
     check_connection(fresh_tcp, &address_of[listener4], listener4, "the fresh TCP socket");
+    sc_check(get_int(served4, SOL_SOCKET, SO_REUSEADDR) == 0, "the listener beside its TIME_WAIT has SO_REUSEADDR");
+    check_connection(make_socket(AF_INET, SOCK_STREAM), &address_of[served4], served4, "the listener beside its TIME_WAIT");
     sc_check(listen(bound_tcp, 1) == 0, "the bound TCP socket cannot listen: %s", strerror(errno));
     check_connection(make_socket(AF_INET, SOCK_STREAM), &address_of[bound_tcp], bound_tcp, "the bound TCP socket");
     check_datagrams(udp4, "the IPv4 UDP socket");

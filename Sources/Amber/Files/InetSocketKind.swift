@@ -59,6 +59,7 @@ struct InetSocketKind: OpenFileKind {
                 }
                 record.state = .listening
                 record.backlog = tcp.backlog
+                try checkTimeWait(fd, at: local, descriptor: descriptor, what: what)
             case InetSocket.closed:
                 guard readiness & (Int16(POLLERR | POLLIN | POLLPRI) | InetSocket.peerHangUp) == 0 else {
                     throw descriptor.refusal(
@@ -224,7 +225,12 @@ struct InetSocketKind: OpenFileKind {
             throw AmberError(.restoreFailed, "cannot make \(what): \(error)")
         }
         do {
-            try configure(socket.rawValue, record, what: what)
+            // Ending connections in TIME_WAIT takes CAP_NET_ADMIN: amber uses its own only for a
+            // trusted image or a process that held it (docs/security.md).
+            let permitted = task.threads.first.map { $0.hasCredentials ? $0.credentials.capPermitted : .max } ?? 0
+            try configure(
+                socket.rawValue, record, what: what,
+                endingTimeWait: imageTrusted || permitted & (1 << UInt64(Capability.netAdmin)) != 0)
         } catch {
             try? socket.close()
             throw error
@@ -233,8 +239,9 @@ struct InetSocketKind: OpenFileKind {
     }
 
     /// Gives the new socket `fd` its owner (before binding: SO_REUSEPORT groups sockets of one
-    /// owner), its options, each read back, its address and its backlog.
-    static func configure(_ fd: Int32, _ record: Amber_InetSocket, what: String) throws {
+    /// owner), its options, each read back, its address and its backlog. `endingTimeWait`: see
+    /// `bind(_:to:endingTimeWait:)`.
+    static func configure(_ fd: Int32, _ record: Amber_InetSocket, what: String, endingTimeWait: Bool = false) throws {
         try SocketOwnership.give(fd, uid: record.ownerUid, gid: record.ownerGid, what: what)
         for option in record.options {
             let label =
@@ -256,7 +263,7 @@ struct InetSocketKind: OpenFileKind {
         let address = InetAddress(
             family: record.family, address: [UInt8](record.address), port: UInt16(record.port), scopeID: record.scopeID)
         do {
-            try InetSocket.bind(fd, to: address)
+            try bind(fd, to: address, endingTimeWait: endingTimeWait && record.state == .listening)
         } catch  where error.errno == .addressInUse {
             throw AmberError(
                 .restoreFailed,
@@ -287,6 +294,40 @@ struct InetSocketKind: OpenFileKind {
             }
         } catch let error as LinuxError {
             throw AmberError(.restoreFailed, "cannot make \(what) listen on \(address): \(error)")
+        }
+    }
+
+    /// bind(2). The connections a listener without SO_REUSEADDR closed first wait in TIME_WAIT on
+    /// its port, and the kernel lets no new socket bind there (not even with SO_REUSEADDR, unless
+    /// those connections had it), where the listener before the dump held the port through them:
+    /// with `endingTimeWait`, they are ended and the bind tried again, unless a listener holds the
+    /// port.
+    private static func bind(_ fd: Int32, to address: InetAddress, endingTimeWait: Bool) throws(LinuxError) {
+        do throws(LinuxError) {
+            try InetSocket.bind(fd, to: address)
+        } catch {
+            guard error.errno == .addressInUse, endingTimeWait else { throw error }
+            let waiting = try InetDiagnosis.timeWait(on: address)
+            guard waiting.count > 0, !waiting.listenerHolds else { throw error }
+            try InetDiagnosis.end(waiting, what: "a connection in TIME_WAIT on \(address)")
+            try InetSocket.bind(fd, to: address)
+        }
+    }
+
+    /// Refuses a listener without SO_REUSEADDR that has connections in TIME_WAIT on its port when
+    /// amber lacks CAP_NET_ADMIN: only that ends them, and until they end (60 s after they closed)
+    /// a restore here cannot bind the port again.
+    private static func checkTimeWait(
+        _ fd: Int32, at local: InetAddress, descriptor: DescriptorProbe, what: String
+    ) throws {
+        guard try InetSocket.intOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR) == 0 else { return }
+        let capabilities = (try? ProcFS.status(pid: getpid()))?.capabilities?.effective ?? 0
+        guard capabilities & (1 << Capability.netAdmin) == 0 else { return }
+        let waiting = try InetDiagnosis.timeWait(on: local).count
+        guard waiting == 0 else {
+            throw descriptor.refusal(
+                "\(what), a TCP listener on \(local) without SO_REUSEADDR, with \(waiting) of its closed connections in TIME_WAIT on its port: a restore binds the port again only once they end (up to 60 s after they closed), or by ending them, which needs CAP_NET_ADMIN"
+            )
         }
     }
 
