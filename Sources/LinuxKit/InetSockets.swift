@@ -132,10 +132,15 @@ public enum InetSocket {
         }.get()
     }
 
-    /// The number of instructions of the socket's filter (SO_ATTACH_FILTER, SO_ATTACH_BPF); 0 for none.
-    public static func filterLength(_ fd: Int32) throws(LinuxError) -> Int {
+    /// The number of instructions of the socket's classic BPF filter (SO_ATTACH_FILTER), 0 for
+    /// none, or nil for an eBPF program (SO_ATTACH_BPF), which SO_GET_FILTER cannot read (EACCES).
+    public static func filterLength(_ fd: Int32) throws(LinuxError) -> Int? {
         var length = socklen_t(0)
-        _ = try libcResult("getsockopt SO_GET_FILTER") { getsockopt(fd, SOL_SOCKET, getFilter, nil, &length) }.get()
+        guard getsockopt(fd, SOL_SOCKET, getFilter, nil, &length) == 0 else {
+            let error = LinuxError.current("getsockopt SO_GET_FILTER")
+            if error.errno == .permissionDenied { return nil }
+            throw error
+        }
         return Int(length)
     }
 

@@ -557,6 +557,7 @@ final class DumpErrorTests: ScenarioTestCase {
             ("--established", "in state ESTABLISHED"),
             ("--udp-queued", "datagrams queued"), ("--udp-connected", "an error pending"), ("--mark", "SO_MARK"),
             ("--no-check", "SO_NO_CHECK"), ("--udp-shut-write", "shut down (shutdown(2), how 1)"),
+            ("--opt-id", "SOF_TIMESTAMPING_OPT_ID"), ("--ebpf-filter", "a socket filter"),
         ] {
             try checkUnsupported(.unsupportedInet(flag), object: object, mentions: ["an inet socket (socket:["])
         }

@@ -175,7 +175,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedInet() throws {
         for flag in [
             "--established", "--udp-queued", "--udp-connected", "--mark", "--no-check", "--udp-shut-write",
-            "--ipv6-hopopts", "--md5", "--outside",
+            "--ipv6-hopopts", "--md5", "--outside", "--opt-id", "--ebpf-filter",
         ] {
             try runPlain(.unsupportedInet(flag))
         }
@@ -223,6 +223,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTcpConnections() throws { try runPlain(.tcpConnections) }
     func testTcpHalfClosed() throws { try runPlain(.tcpHalfClosed) }
     func testTcpPeekOffset() throws { try runPlain(.tcpPeekOffset) }
+    func testTcpZeroCopy() throws { try runPlain(.tcpZeroCopy) }
+    func testTcpStampedQueue() throws { try runPlain(.tcpStampedQueue) }
     func testTcpShared() throws { try runPlain(.tcpShared) }
     func testTcpConnectionsInet6() throws { try runPlain(.tcpConnectionsInet6) }
     func testTcpReadShutDown() throws { try runPlain(.tcpReadShutDown) }

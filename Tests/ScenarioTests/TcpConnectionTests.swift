@@ -24,6 +24,8 @@ extension Scenario {
     /// A connection shut down one way: FIN_WAIT2 and CLOSE_WAIT.
     static let tcpHalfClosed = Scenario(name: "tcp_connections", args: ["--half-closed"])
     static let tcpPeekOffset = Scenario(name: "tcp_connections", args: ["--peek-offset"])
+    static let tcpZeroCopy = Scenario(name: "tcp_connections", args: ["--zero-copy"])
+    static let tcpStampedQueue = Scenario(name: "tcp_connections", args: ["--stamped-queue"])
     static let tcpShared = Scenario(name: "tcp_connections", args: ["--shared"])
 }
 
@@ -253,6 +255,24 @@ final class TcpConnectionTests: ScenarioTestCase {
             r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "with a peek offset (SO_PEEK_OFF)"])
         XCTAssertEqual(lockTables(), [], "a refused dump left the lock on")
         try terminateAndExpectPass(p, "after the refused dump")
+    }
+
+    /// A connection that counts what it sends where no getsockopt reads (SO_ZEROCOPY's
+    /// completions), and one whose unread bytes the program wants the arrival time of
+    /// (SO_TIMESTAMP): refused by name, the lock gone, both as they were.
+    func testCountedAndStampedConnectionsRefused() throws {
+        _ = try requireAmber()
+        try requireNft()
+        for (scenario, object) in [
+            (Scenario.tcpZeroCopy, "SO_ZEROCOPY"), (Scenario.tcpStampedQueue, "their arrival times asked for"),
+        ] {
+            let p = try start(scenario)
+            let r = try amber(
+                ["dump", "-t", "\(p.pid)", "-D", try newDirectory("image"), "--tcp-established"], reaping: [p])
+            assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", object])
+            XCTAssertEqual(lockTables(), [], "a refused dump left the lock on")
+            try terminateAndExpectPass(p, "after the refused dump")
+        }
     }
 
     /// redis-server on 127.0.0.1 and a client of the test's own (RESP over a socket): dumped

@@ -2,7 +2,8 @@
  * netlink_sockets: the netlink sockets a network tool holds between requests:
  *   - a non-blocking NETLINK_ROUTE socket bound by the kernel (its port id is the PID), in the
  *     link and IPv4 address groups and group 33 (past the 32 of the bind mask), with
- *     NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK and SO_RCVBUF;
+ *     NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK and SO_RCVBUF; the sock_diag socket with SO_KEEPALIVE,
+ *     SO_REUSEADDR, SO_PASSSEC, SO_RCVLOWAT 9, SO_LINGER (on, 5 s) and SO_MAX_PACING_RATE;
  *   - a NETLINK_ROUTE datagram socket bound to a port id of its own choosing;
  *   - a NETLINK_SOCK_DIAG socket never bound (port id 0).
  * After SIGTERM each has its port id, groups and options; the kernel answers a link dump on the
@@ -165,6 +166,15 @@ int main(int argc, char **argv)
     route_own = make_socket(SOCK_DGRAM, NETLINK_ROUTE);
     bind_to(route_own, 0x40000000u | (uint32_t)getpid(), 0);
     diag = make_socket(SOCK_DGRAM, NETLINK_SOCK_DIAG);
+    set_int(diag, SOL_SOCKET, SO_KEEPALIVE, 1);
+    set_int(diag, SOL_SOCKET, SO_REUSEADDR, 1);
+    set_int(diag, SOL_SOCKET, SO_PASSSEC, 1);
+    set_int(diag, SOL_SOCKET, SO_RCVLOWAT, 9);
+    struct linger linger = {1, 5};
+    uint64_t pacing = 123456;
+    if (setsockopt(diag, SOL_SOCKET, SO_LINGER, &linger, sizeof linger) != 0 ||
+        setsockopt(diag, SOL_SOCKET, SO_MAX_PACING_RATE, &pacing, sizeof pacing) != 0)
+        sc_die("SO_LINGER or SO_MAX_PACING_RATE");
     names(route, &name_of[0], groups_of[0]);
     names(route_own, &name_of[1], groups_of[1]);
     names(diag, &name_of[2], groups_of[2]);
@@ -181,6 +191,17 @@ int main(int argc, char **argv)
     sc_check(get_int(route, SOL_NETLINK, NETLINK_EXT_ACK) == 1 && get_int(route, SOL_NETLINK, NETLINK_GET_STRICT_CHK) == 1 &&
                  get_int(route, SOL_SOCKET, SO_RCVBUF) == rcvbuf,
              "the route socket lost an option (SO_RCVBUF %d, was %d)", get_int(route, SOL_SOCKET, SO_RCVBUF), rcvbuf);
+    struct linger linger_now = {0};
+    uint64_t pacing_now = 0;
+    socklen_t option_size = sizeof linger_now;
+    sc_check(get_int(diag, SOL_SOCKET, SO_KEEPALIVE) == 1 && get_int(diag, SOL_SOCKET, SO_REUSEADDR) == 1 &&
+                 get_int(diag, SOL_SOCKET, SO_PASSSEC) == 1 && get_int(diag, SOL_SOCKET, SO_RCVLOWAT) == 9 &&
+                 getsockopt(diag, SOL_SOCKET, SO_LINGER, &linger_now, &option_size) == 0 && linger_now.l_onoff == 1 &&
+                 linger_now.l_linger == 5,
+             "the sock_diag socket lost SO_KEEPALIVE, SO_REUSEADDR, SO_PASSSEC, SO_RCVLOWAT or SO_LINGER");
+    option_size = sizeof pacing_now;
+    sc_check(getsockopt(diag, SOL_SOCKET, SO_MAX_PACING_RATE, &pacing_now, &option_size) == 0 && pacing_now == 123456,
+             "the sock_diag socket's SO_MAX_PACING_RATE is %llu", (unsigned long long)pacing_now);
     sc_check(get_int(route, SOL_SOCKET, SO_PROTOCOL) == NETLINK_ROUTE && get_int(route, SOL_SOCKET, SO_TYPE) == SOCK_RAW &&
                  get_int(route_own, SOL_SOCKET, SO_TYPE) == SOCK_DGRAM &&
                  get_int(diag, SOL_SOCKET, SO_PROTOCOL) == NETLINK_SOCK_DIAG,

@@ -12,8 +12,10 @@
  *                 test sent (its size in OUTFILE.expect, written by the test), checks it and
  *                 answers "done".
  *   --inet6       the same over ::1.
- *   --read-shut-down a connection in this process whose client shut its reading down (SHUT_RD):
- *                 after SIGTERM it still reads the end at once and its writing reaches the server.
+ *   --read-shut-down a connection in this process whose client shut its reading down (SHUT_RD)
+ *                 and left interactive mode (TCP_QUICKACK 0), and whose server clamped its
+ *                 window (TCP_WINDOW_CLAMP 20000): after SIGTERM the client still reads the end at
+ *                 once and its writing reaches the server; both options are as set.
  *   --half-closed a connection in this process whose one end shut its writing down: FIN_WAIT2
  *                 and CLOSE_WAIT, which amber refuses by name; both ends still carry data after.
  *   --shared      a connection in this process whose server socket a child shares (forked
@@ -23,6 +25,12 @@
  *   --peek-offset a connection in this process whose server holds "abcdef" and peeked "ab" with
  *                 SO_PEEK_OFF on: amber refuses it (its MSG_PEEK would move the offset); after,
  *                 the next peek still gives "cd".
+ *   --zero-copy   a connection in this process whose server sent with MSG_ZEROCOPY (SO_ZEROCOPY):
+ *                 amber refuses it (the completions' count is read nowhere); after, its next
+ *                 zero-copy send completes as number 1.
+ *   --stamped-queue a connection in this process whose server asked for SO_TIMESTAMP and holds
+ *                 "stamped" unread: amber refuses it (bytes queued again have no arrival time);
+ *                 after, the server reads them with their SCM_TIMESTAMP.
  * Byte i of what a side sends is pattern(seed, i); the server's seed is 1, the client's 2 and the
  * test's 3.
  */
@@ -31,6 +39,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <linux/errqueue.h>
 #include <sys/socket.h>
 
 static unsigned char pattern(int seed, uint64_t i)
@@ -301,11 +310,18 @@ static int run_read_shut_down(void)
 {
     static int listener, server, client;
     connected_pair(&listener, &server, &client);
-    if (shutdown(client, SHUT_RD) != 0)
+    if (shutdown(client, SHUT_RD) != 0 || setsockopt(client, IPPROTO_TCP, TCP_QUICKACK, &(int){0}, sizeof(int)) != 0 ||
+        setsockopt(server, IPPROTO_TCP, TCP_WINDOW_CLAMP, &(int){20000}, sizeof(int)) != 0)
         sc_die("shutdown");
     sc_ready();
     sc_wait_for_term();
     char buf[8] = {0};
+    int value = -1;
+    socklen_t size = sizeof value;
+    sc_check(getsockopt(client, IPPROTO_TCP, TCP_QUICKACK, &value, &size) == 0 && value == 0,
+             "the client's TCP_QUICKACK is %d", value);
+    sc_check(getsockopt(server, IPPROTO_TCP, TCP_WINDOW_CLAMP, &value, &size) == 0 && value == 20000,
+             "the server's TCP_WINDOW_CLAMP is %d", value);
     struct pollfd entry = {client, POLLIN | POLLRDHUP, 0};
     sc_check(poll(&entry, 1, 0) == 1 && (entry.revents & POLLRDHUP), "the client's reading is not shut down (0x%x)",
              entry.revents);
@@ -378,6 +394,70 @@ static int run_peek_offset(void)
     sc_finish();
 }
 
+/* The number of the last zero-copy send completed (struct sock_extended_err of origin
+ * SO_EE_ORIGIN_ZEROCOPY, read from the error queue) once it is at least `wanted`; -1 if none comes. */
+static long zero_copy_completed(int fd, unsigned wanted)
+{
+    long last = -1;
+    for (int tries = 0; tries < 100 && last < (long)wanted; tries++) {
+        char control[128];
+        struct msghdr message = {.msg_control = control, .msg_controllen = sizeof control};
+        if (recvmsg(fd, &message, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
+            sc_sleep_ms(10);
+            continue;
+        }
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&message); c; c = CMSG_NXTHDR(&message, c)) {
+            struct sock_extended_err *error = (struct sock_extended_err *)CMSG_DATA(c);
+            if (error->ee_origin == SO_EE_ORIGIN_ZEROCOPY)
+                last = error->ee_data;
+        }
+    }
+    return last;
+}
+
+static int run_zero_copy(void)
+{
+    static int listener, server, client;
+    connected_pair(&listener, &server, &client);
+    char buf[16] = {0};
+    if (setsockopt(server, SOL_SOCKET, SO_ZEROCOPY, &(int){1}, sizeof(int)) != 0 ||
+        send(server, "copied", 6, MSG_ZEROCOPY) != 6 || recv(client, buf, 6, MSG_WAITALL) != 6 ||
+        zero_copy_completed(server, 0) != 0)
+        sc_die("a zero-copy send");
+    sc_ready();
+    sc_wait_for_term();
+    sc_check(send(server, "again", 5, MSG_ZEROCOPY) == 5 && recv(client, buf, 5, MSG_WAITALL) == 5,
+             "the zero-copy send after does not arrive");
+    long last = zero_copy_completed(server, 1);
+    sc_check(last == 1, "the last zero-copy completion is number %ld, not 1", last);
+    sc_finish();
+}
+
+static int run_stamped_queue(void)
+{
+    static int listener, server, client;
+    connected_pair(&listener, &server, &client);
+    /* The kernel turns receive timestamps on for the whole system a moment after the first
+     * socket asks (net_enable_timestamp defers it to a work item). */
+    if (setsockopt(server, SOL_SOCKET, SO_TIMESTAMP, &(int){1}, sizeof(int)) != 0)
+        sc_die("SO_TIMESTAMP");
+    sc_sleep_ms(100);
+    if (send(client, "stamped", 7, 0) != 7)
+        sc_die("a stamped queue");
+    sc_sleep_ms(50);
+    sc_ready();
+    sc_wait_for_term();
+    char buf[16] = {0}, control[128];
+    struct iovec part = {buf, 7};
+    struct msghdr message = {.msg_iov = &part, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+    int stamped = 0;
+    sc_check(recvmsg(server, &message, MSG_WAITALL) == 7 && memcmp(buf, "stamped", 7) == 0, "the queued bytes changed");
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&message); c; c = CMSG_NXTHDR(&message, c))
+        stamped |= c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMP;
+    sc_check(stamped, "the queued bytes came without their SCM_TIMESTAMP");
+    sc_finish();
+}
+
 int main(int argc, char **argv)
 {
     sc_init(argc, argv, "tcp_connections");
@@ -388,6 +468,10 @@ int main(int argc, char **argv)
         return run_half_closed();
     if (sc_has_flag("--peek-offset"))
         return run_peek_offset();
+    if (sc_has_flag("--zero-copy"))
+        return run_zero_copy();
+    if (sc_has_flag("--stamped-queue"))
+        return run_stamped_queue();
     if (sc_has_flag("--shared"))
         return run_shared();
     if (sc_has_flag("--read-shut-down"))

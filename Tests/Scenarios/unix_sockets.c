@@ -9,7 +9,8 @@
  *   - a stream pair and a seqpacket pair whose other end is closed, holding data;
  *   - a datagram pair whose other end is closed, with SO_PASSCRED;
  *   - an unconnected stream socket, with SO_PASSCRED, SO_KEEPALIVE, SO_REUSEADDR, SO_PRIORITY 3,
- *     SO_LINGER (on, 5 s), SO_RCVLOWAT 10 and SO_RCVTIMEO 2.5 s;
+ *     SO_LINGER (on, 5 s), SO_RCVLOWAT 10, SO_RCVTIMEO 2.5 s, SO_MAX_PACING_RATE, SO_TXTIME and
+ *     SO_BUF_LOCK 3 with neither buffer set;
  *   - SO_TIMESTAMP on the seqpacket reader (a record sent after the restore carries its
  *     SCM_TIMESTAMP), SO_PASSRIGHTS off on the datagram reader (an fd sent to it is refused).
  *   - a stream pair split with a child, which sent "from child" and has "to child" queued.
@@ -21,9 +22,12 @@
  * signalled, reads what was queued for it and answers through the pair.
  */
 #include "scenario.h"
+#include <linux/net_tstamp.h>
+#include <time.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <linux/socket.h>
 
 #ifndef SO_PASSRIGHTS
 #define SO_PASSRIGHTS 83
@@ -108,6 +112,10 @@ static void check_stream(void)
              int_option(stream_pair[1], SO_RCVBUF), rcvbuf_set);
     sc_check(int_option(stream_pair[0], SO_SNDBUF) == sndbuf_set, "stream writer: SO_SNDBUF is %d, expected %d",
              int_option(stream_pair[0], SO_SNDBUF), sndbuf_set);
+    sc_check(int_option(stream_pair[0], SO_BUF_LOCK) == SOCK_SNDBUF_LOCK &&
+                 int_option(stream_pair[1], SO_BUF_LOCK) == SOCK_RCVBUF_LOCK,
+             "stream pair: SO_BUF_LOCK is %d and %d, expected the one its buffer's setting gave",
+             int_option(stream_pair[0], SO_BUF_LOCK), int_option(stream_pair[1], SO_BUF_LOCK));
     sc_check((fcntl(stream_pair[0], F_GETFL) & O_NONBLOCK) != 0, "stream writer: O_NONBLOCK is gone");
     sc_check((fcntl(stream_pair[1], F_GETFL) & O_NONBLOCK) == 0, "stream reader: O_NONBLOCK appeared");
     setsockopt(stream_pair[1], SOL_SOCKET, SO_PEEK_OFF, &(int){-1}, sizeof(int));
@@ -199,6 +207,16 @@ static void check_options(void)
                  getsockopt(unconnected, SOL_SOCKET, SO_RCVTIMEO, &timeout, &size) == 0 && timeout.tv_sec == 2 &&
                  timeout.tv_usec == 500000,
              "the unconnected socket lost SO_RCVLOWAT or SO_RCVTIMEO");
+    uint64_t pacing = 0;
+    struct sock_txtime txtime = {0};
+    size = sizeof pacing;
+    sc_check(getsockopt(unconnected, SOL_SOCKET, SO_MAX_PACING_RATE, &pacing, &size) == 0 && pacing == 123456,
+             "the unconnected socket's SO_MAX_PACING_RATE is %llu", (unsigned long long)pacing);
+    size = sizeof txtime;
+    sc_check(getsockopt(unconnected, SOL_SOCKET, SO_TXTIME, &txtime, &size) == 0 && txtime.clockid == CLOCK_MONOTONIC,
+             "the unconnected socket's SO_TXTIME clock is %d", txtime.clockid);
+    sc_check(int_option(unconnected, SO_BUF_LOCK) == 3, "the unconnected socket's SO_BUF_LOCK is %d",
+             int_option(unconnected, SO_BUF_LOCK));
     sc_check(int_option(seqpacket_pair[1], SO_TIMESTAMP) == 1, "seqpacket reader: SO_TIMESTAMP is off");
     if (send(seqpacket_pair[0], "stamped", 7, 0) != 7)
         sc_fail("seqpacket send after the restore");
@@ -325,6 +343,11 @@ int main(int argc, char **argv)
     setsockopt(unconnected, SOL_SOCKET, SO_LINGER, &(struct linger){1, 5}, sizeof(struct linger));
     setsockopt(unconnected, SOL_SOCKET, SO_RCVLOWAT, &(int){10}, sizeof(int));
     setsockopt(unconnected, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){2, 500000}, sizeof(struct timeval));
+    if (setsockopt(unconnected, SOL_SOCKET, SO_MAX_PACING_RATE, &(uint64_t){123456}, sizeof(uint64_t)) != 0 ||
+        setsockopt(unconnected, SOL_SOCKET, SO_TXTIME, &(struct sock_txtime){CLOCK_MONOTONIC, 0},
+                   sizeof(struct sock_txtime)) != 0 ||
+        setsockopt(unconnected, SOL_SOCKET, SO_BUF_LOCK, &(int){3}, sizeof(int)) != 0)
+        sc_die("SO_MAX_PACING_RATE, SO_TXTIME or SO_BUF_LOCK");
     setsockopt(seqpacket_pair[1], SOL_SOCKET, SO_TIMESTAMP, &(int){1}, sizeof(int));
     if (setsockopt(dgram_pair[1], SOL_SOCKET, SO_PASSRIGHTS, &(int){0}, sizeof(int)) != 0)
         sc_die("SO_PASSRIGHTS");

@@ -13,6 +13,10 @@
  *                   with the key connects, one without cannot
  *   --outside       a bound UDP socket a process outside the tree holds too (a grandchild,
  *                   orphaned at once, which exits when this process is gone)
+ *   --opt-id        a bound UDP socket with SO_TIMESTAMPING's SOF_TIMESTAMPING_OPT_ID that sent
+ *                   two datagrams: the next one's timestamp key is 2
+ *   --ebpf-filter   a bound UDP socket with an eBPF socket filter (SO_ATTACH_BPF) that takes
+ *                   every datagram
  * `amber dump` must refuse it, naming the process, the socket and why, and leave it as it was:
  * after SIGTERM the connection carries
  * bytes, the queued datagram is read whole, the connected UDP socket reports its error.
@@ -24,6 +28,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <linux/bpf.h>
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
+#include <sys/syscall.h>
 
 static int bound_socket(int type, struct sockaddr_in *address)
 {
@@ -70,6 +78,29 @@ static int connects(const struct sockaddr_in *address, int signing)
                     error == 0;
     close(client);
     return connected;
+}
+
+/* The key of the timestamps in `fd`'s error queue once one of at least `wanted` comes
+ * (struct sock_extended_err's ee_data, SO_EE_ORIGIN_TIMESTAMPING); -1 if none comes. */
+static long next_key(int fd, unsigned wanted)
+{
+    long key = -1;
+    for (int tries = 0; tries < 100 && key < (long)wanted; tries++) {
+        char control[256], data[16];
+        struct iovec part = {data, sizeof data};
+        struct msghdr message = {.msg_iov = &part, .msg_iovlen = 1, .msg_control = control,
+                                 .msg_controllen = sizeof control};
+        if (recvmsg(fd, &message, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
+            sc_sleep_ms(10);
+            continue;
+        }
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&message); c; c = CMSG_NXTHDR(&message, c)) {
+            struct sock_extended_err *error = (struct sock_extended_err *)CMSG_DATA(c);
+            if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) && error->ee_origin == SO_EE_ORIGIN_TIMESTAMPING)
+                key = error->ee_data;
+        }
+    }
+    return key;
 }
 
 /* A hop-by-hop options header of 8 bytes: no next header yet, length 0, a PadN option of 4. */
@@ -135,6 +166,28 @@ int main(int argc, char **argv)
                 sleep(1);
             _exit(0);
         }
+    } else if (sc_has_flag("--opt-id")) {
+        fd = bound_socket(SOCK_DGRAM, &address);
+        peer = bound_socket(SOCK_DGRAM, &peer_address);
+        int flags = SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+        if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) != 0 ||
+            sendto(fd, "1", 1, 0, (struct sockaddr *)&peer_address, sizeof peer_address) != 1 ||
+            sendto(fd, "2", 1, 0, (struct sockaddr *)&peer_address, sizeof peer_address) != 1 || next_key(fd, 1) != 1 ||
+            recv(peer, buf, sizeof buf, 0) != 1 || recv(peer, buf, sizeof buf, 0) != 1)
+            sc_die("SOF_TIMESTAMPING_OPT_ID");
+    } else if (sc_has_flag("--ebpf-filter")) {
+        fd = bound_socket(SOCK_DGRAM, &address);
+        /* r0 = 0xffff (the bytes of each packet to keep); exit */
+        struct bpf_insn program[] = {
+            {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = 0xffff},
+            {.code = BPF_JMP | BPF_EXIT},
+        };
+        union bpf_attr attr = {.prog_type = BPF_PROG_TYPE_SOCKET_FILTER, .insn_cnt = 2,
+                               .insns = (uintptr_t)program, .license = (uintptr_t)"GPL"};
+        int loaded = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof attr);
+        if (loaded < 0 || setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &loaded, sizeof loaded) != 0)
+            sc_die("SO_ATTACH_BPF");
+        close(loaded);
     } else {
         sc_die("no socket chosen");
     }
@@ -158,6 +211,17 @@ int main(int argc, char **argv)
         sc_check(sendto(sender, "to the shared socket", 20, 0, (struct sockaddr *)&address, sizeof address) == 20 &&
                      readable(fd) && recv(fd, buf, sizeof buf, 0) == 20,
                  "the shared UDP socket no longer receives");
+    } else if (sc_has_flag("--opt-id")) {
+        sc_check(sendto(fd, "3", 1, 0, (struct sockaddr *)&peer_address, sizeof peer_address) == 1 && next_key(fd, 2) == 2,
+                 "the datagram sent after has another timestamp key than 2");
+    } else if (sc_has_flag("--ebpf-filter")) {
+        int sender = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sc_check(sendto(sender, "filtered", 8, 0, (struct sockaddr *)&address, sizeof address) == 8 && readable(fd) &&
+                     recv(fd, buf, sizeof buf, 0) == 8,
+                 "the filtered UDP socket no longer receives");
+        socklen_t size = 0;
+        sc_check(getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, NULL, &size) < 0 && errno == EACCES,
+                 "the socket's eBPF filter is gone");
     } else if (sc_has_flag("--md5")) {
         sc_check(connects(&address, 1), "a client with the listener's MD5 key does not connect");
         sc_check(!connects(&address, 0), "a client without the MD5 key connects: the listener lost its key");

@@ -195,8 +195,34 @@ struct InetSocketKind: OpenFileKind {
             option.value = Data(current)
             options.append(option)
         }
+        if record.type == InetSocket.datagram, let counter = sendCounter(in: options) {
+            throw descriptor.refusal("\(what) with \(counter)")
+        }
         return options
     }
+
+    /// An option of `options` that numbers what the socket sends, in a counter no getsockopt
+    /// reads and a new socket starts at 0: SO_TIMESTAMPING's SOF_TIMESTAMPING_OPT_ID (its
+    /// timestamps' keys) and SO_ZEROCOPY (its completions' ids). Refused on a socket that may
+    /// have sent: a UDP socket, a TCP connection.
+    static func sendCounter(in options: [Amber_InetSocketOption]) -> String? {
+        for option in options where option.level == ImageFormat.socketLevel && option.value.count >= 4 {
+            let value = option.value.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            if option.name == timestampingOption, value & timestampingOptionID != 0 {
+                return "SO_TIMESTAMPING's SOF_TIMESTAMPING_OPT_ID, whose count of what it sent no getsockopt reads"
+            }
+            if option.name == zeroCopyOption, value != 0 {
+                return "SO_ZEROCOPY, whose count of what it sent no getsockopt reads"
+            }
+        }
+        return nil
+    }
+
+    /// SO_TIMESTAMPING, its SOF_TIMESTAMPING_OPT_ID and its receive flags
+    /// (SOF_TIMESTAMPING_RX_HARDWARE, RX_SOFTWARE), SO_TIMESTAMP, SO_TIMESTAMPNS, SO_ZEROCOPY.
+    static let timestampingOption: Int32 = 37, timestampingOptionID: UInt32 = 1 << 7
+    static let timestampingReceived: UInt32 = 1 << 2 | 1 << 3
+    static let timestampOption: Int32 = 29, timestampNanosecondsOption: Int32 = 35, zeroCopyOption: Int32 = 60
 
     func dump(_ descriptor: DescriptorProbe) throws -> Amber_OpenFileDescription.OneOf_File {
         if let pending { PendingConnections.note(pending) }

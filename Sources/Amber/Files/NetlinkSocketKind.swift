@@ -75,9 +75,13 @@ struct NetlinkSocketKind: OpenFileKind {
         .init(ImageFormat.socketLevel, 1, "SO_DEBUG"), .init(ImageFormat.socketLevel, 36, "SO_MARK"),
         .init(ImageFormat.socketLevel, 37, "SO_TIMESTAMPING", size: 8),
         .init(ImageFormat.socketLevel, 44, "SO_LOCK_FILTER"), .init(ImageFormat.socketLevel, 46, "SO_BUSY_POLL"),
+        .init(ImageFormat.socketLevel, 61, "SO_TXTIME", size: 8),
         .init(ImageFormat.socketLevel, 62, "SO_BINDTOIFINDEX (SO_BINDTODEVICE)"),
         .init(ImageFormat.socketLevel, 63, "SO_TIMESTAMP_NEW"),
         .init(ImageFormat.socketLevel, 64, "SO_TIMESTAMPNS_NEW"),
+        .init(ImageFormat.socketLevel, 65, "SO_TIMESTAMPING_NEW", size: 8),
+        .init(ImageFormat.socketLevel, 69, "SO_PREFER_BUSY_POLL"),
+        .init(ImageFormat.socketLevel, 70, "SO_BUSY_POLL_BUDGET"), .init(ImageFormat.socketLevel, 74, "SO_TXREHASH"),
         .init(ImageFormat.netlinkLevel, NetlinkSocket.listenAllNamespaces, "NETLINK_LISTEN_ALL_NSID"),
     ]
 

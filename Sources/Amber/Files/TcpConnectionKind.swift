@@ -26,8 +26,9 @@ struct TcpConnectionKind: OpenFileKind {
     let record: Amber_TcpConnection
 
     /// Options whose value on a connection is the kernel's, not the program's choice: the
-    /// buffers and the MSS (TCP_MAXSEG) are recorded apart; TCP_WINDOW_CLAMP, TCP_QUICKACK and
-    /// SO_INCOMING_CPU follow from the traffic; an accepted connection's IP_MULTICAST_TTL,
+    /// buffers and the MSS (TCP_MAXSEG) are recorded apart; SO_INCOMING_CPU follows from the
+    /// traffic (TCP_WINDOW_CLAMP and TCP_QUICKACK do too, or the program set them: either way
+    /// they are recorded and set again as they were); an accepted connection's IP_MULTICAST_TTL,
     /// IPV6_MULTICAST_HOPS and IPV6_MULTICAST_IF are the hop limit and interface of its SYN,
     /// which setsockopt refuses on a stream socket; IPV6_V6ONLY is set by binding to an IPv6
     /// address that is not v4-mapped, as the restore does.
@@ -35,7 +36,7 @@ struct TcpConnectionKind: OpenFileKind {
         [ImageFormat.socketLevel, ImageFormat.sendBufferOption],
         [ImageFormat.socketLevel, ImageFormat.receiveBufferOption],
         [ImageFormat.socketLevel, ImageFormat.bufferLockOption], [ImageFormat.tcpLevel, 2],
-        [ImageFormat.tcpLevel, 10], [ImageFormat.tcpLevel, 12], [ImageFormat.socketLevel, 49],
+        [ImageFormat.socketLevel, 49],
         [ImageFormat.ipLevel, 33], [ImageFormat.ipv6Level, 18], [ImageFormat.ipv6Level, 17],
         [ImageFormat.ipv6Level, 26],
     ]
@@ -93,6 +94,12 @@ struct TcpConnectionKind: OpenFileKind {
         record.options = try InetSocketKind.options(
             fd, of: socketRecord, descriptor: descriptor, what: "\(what),", kernelSet: connectionOptions
         ).filter { !connectionOptions.contains([$0.level, $0.name]) }
+        if let counter = InetSocketKind.sendCounter(in: record.options) {
+            throw descriptor.refusal("\(what), with \(counter)")
+        }
+        if Self.stampsReceived(record.options), try InetSocket.heldBytes(fd).received > 0 {
+            throw descriptor.refusal("\(what), \(Self.stampedQueue)")
+        }
         let status = try descriptor.status()
         record.ownerUid = status.uid
         record.ownerGid = status.gid
@@ -136,15 +143,39 @@ struct TcpConnectionKind: OpenFileKind {
             try TcpRepair.select(fd, .receive)
             record.receiveSequence = try TcpRepair.sequence(fd)
             record.receiveQueue = Data(try TcpRepair.peek(fd, length: queued.received))
+            if Self.stampsReceived(record.options), !record.receiveQueue.isEmpty {
+                throw AmberError.unsupported(
+                    descriptor.process, "has fd \(descriptor.fd) open on \(what), \(Self.stampedQueue)",
+                    tree: descriptor.tree)
+            }
             try TcpRepair.select(fd, .send)
             record.sendSequence = try TcpRepair.sequence(fd)
             record.sendQueue = Data(try TcpRepair.peek(fd, length: queued.toSend))
             record.unsentLength = UInt32(queued.unsent)
+        } catch let error as AmberError {
+            throw error
         } catch {
             throw AmberError(.failure, "cannot read \(what) in repair mode: \(error)")
         }
         return .tcpConnection(record)
     }
+
+    /// Whether the program asked for the arrival time of what it reads (SO_TIMESTAMP,
+    /// SO_TIMESTAMPNS, SO_TIMESTAMPING's receive flags): bytes queued again in repair mode have none.
+    private static func stampsReceived(_ options: [Amber_InetSocketOption]) -> Bool {
+        options.contains { option in
+            guard option.level == ImageFormat.socketLevel, option.value.count >= 4 else { return false }
+            let value = option.value.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+            switch option.name {
+            case InetSocketKind.timestampOption, InetSocketKind.timestampNanosecondsOption: return value != 0
+            case InetSocketKind.timestampingOption: return value & InetSocketKind.timestampingReceived != 0
+            default: return false
+            }
+        }
+    }
+
+    private static let stampedQueue =
+        "with bytes queued to read and their arrival times asked for (SO_TIMESTAMP, SO_TIMESTAMPNS or SO_TIMESTAMPING): bytes queued again at restore have none"
 
     static func record(of description: Amber_OpenFileDescription) -> Amber_TcpConnection? {
         guard case .tcpConnection(let record) = description.file else { return nil }

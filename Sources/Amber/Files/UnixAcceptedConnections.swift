@@ -47,7 +47,7 @@ final class RestoredListener: SharedOpenFileObject {
         acceptedConnections = record.acceptedConnections
         do {
             try RestoredSocketPair.setOptions(socket, record)
-            try RestoredSocketPair.setBuffer(socket, record.sendBuffer, UnixSockets.sendBuffer)
+            try RestoredSocketPair.setSendBuffer(socket, record)
             try BoundAddress(record, task: task, imageTrusted: imageTrusted).bind(socket, record, objects: objects)
         } catch {
             try? socket.close()

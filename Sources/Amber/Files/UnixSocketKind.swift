@@ -210,7 +210,8 @@ struct UnixSocketKind: OpenFileKind {
         let defaults = Self.newSocketOptions[socket.type] ?? [:]
         for (option, name) in ImageFormat.unixSocketPrivilegedOptions {
             guard let bytes = try UnixSockets.optionBytes(copy, option), bytes != defaults[option] else { continue }
-            throw descriptor.refusal("a unix socket (\(descriptor.link)) with \(name) set, which needs CAP_NET_ADMIN")
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) with \(name) set, which only a privileged process sets")
         }
         if try UnixSockets.filterLength(copy) != 0 {
             throw descriptor.refusal(
@@ -306,7 +307,7 @@ struct UnixSocketKind: OpenFileKind {
                 fd = try UnixSockets.make(type: record.type)
                 do {
                     try RestoredSocketPair.setOptions(fd, record)
-                    try RestoredSocketPair.setBuffer(fd, record.sendBuffer, UnixSockets.sendBuffer)
+                    try RestoredSocketPair.setSendBuffer(fd, record)
                     if !record.address.isEmpty {
                         try BoundAddress(record, task: task, imageTrusted: imageTrusted).bind(
                             fd, record, objects: objects)
@@ -392,7 +393,7 @@ final class RestoredSocketPair: SharedOpenFileObject {
             try Self.setOptions(end, record)
             if record.peerInode == 0 || taken.count == 2 {
                 for (index, _, taken) in taken {
-                    try Self.setBuffer(ends[index], taken.sendBuffer, UnixSockets.sendBuffer)
+                    try Self.setSendBuffer(ends[index], taken)
                     try UnixSockets.shutdown(ends[index], mask: UInt8(taken.shutdown))
                 }
             }
@@ -411,6 +412,17 @@ final class RestoredSocketPair: SharedOpenFileObject {
         try setBuffer(fd, record.receiveBuffer, UnixSockets.receiveBuffer)
         if record.peekOffset != -1 { try UnixSockets.setOption(fd, UnixSockets.peekOffset, record.peekOffset) }
         for option in record.options { try UnixSockets.setOption(fd, option.name, bytes: [UInt8](option.value)) }
+    }
+
+    /// Gives `fd` the send buffer of `record`, then its SO_BUF_LOCK (an option it may have
+    /// changed, or 0): setting a buffer, here or to fill its peer's queue, locks it.
+    static func setSendBuffer(_ fd: FileDescriptor, _ record: Amber_UnixSocket) throws {
+        try setBuffer(fd, record.sendBuffer, UnixSockets.sendBuffer)
+        let lock =
+            record.options.first { $0.name == ImageFormat.bufferLockOption }.map { [UInt8]($0.value) } ?? [0, 0, 0, 0]
+        if let now = try UnixSockets.optionBytes(fd, ImageFormat.bufferLockOption), now != lock {
+            try UnixSockets.setOption(fd, ImageFormat.bufferLockOption, bytes: lock)
+        }
     }
 
     /// Gives the buffer `option` (SO_SNDBUF, SO_RCVBUF) of `fd` the size getsockopt read at the
@@ -451,7 +463,7 @@ final class PendingConnection: SharedOpenFileObject {
         }
         taken = true
         try RestoredSocketPair.setOptions(socket, record)
-        try RestoredSocketPair.setBuffer(socket, record.sendBuffer, UnixSockets.sendBuffer)
+        try RestoredSocketPair.setSendBuffer(socket, record)
         return FileDescriptor(
             rawValue: try libcCall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(socket.rawValue, F_DUPFD_CLOEXEC, 0) })
     }
