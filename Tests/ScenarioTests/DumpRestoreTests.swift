@@ -23,6 +23,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testEnvironment() throws { try runDumped(.environment) }
     func testSecondThread() throws { try runDumped(.secondThread) }
     func testChildPause() throws { try runDumped(.childPause) }
+    func testChildPauseIgnoringSIGCHLD() throws { try runDumped(.childPauseIgnoringSIGCHLD) }
     func testScheduling() throws { try runDumped(.scheduling) }
     func testFlags() throws { try runDumped(.flags) }
     func testTimers() throws { try runDumped(.timers) }

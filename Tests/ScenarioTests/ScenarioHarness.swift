@@ -66,6 +66,7 @@ struct Scenario: Sendable {
     static let unsupportedSetns = Scenario(name: "unsupported_setns")
     static let secondThread = Scenario(name: "second_thread")
     static let childPause = Scenario(name: "child_pause")
+    static let childPauseIgnoringSIGCHLD = Scenario(name: "child_pause", args: ["--ignore-sigchld"])
     /// Three stopped children, one stop collected by the parent, one by SIGTSTP with two threads.
     static let stopped = Scenario(name: "stopped")
     /// Children cloned with exit signal SIGUSR1 and with none.

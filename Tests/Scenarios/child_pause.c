@@ -3,6 +3,9 @@
  * After SIGTERM the parent checks the child is still alive and its child, kills it and
  * reaps it (it must die from that SIGKILL, not before). The child dies with the parent
  * (PR_SET_PDEATHSIG), so a killed scenario leaves nothing behind.
+ * --ignore-sigchld: the parent ignores SIGCHLD (SIG_IGN), so the kernel reaps its children
+ * itself: after SIGTERM SIGCHLD is still ignored, and the killed child leaves no zombie
+ * (waitpid waits for it, then fails with ECHILD).
  */
 #include "scenario.h"
 #include <sys/wait.h>
@@ -13,6 +16,9 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "child_pause");
     sc_install_sigterm(0);
+    int ignores = sc_has_flag("--ignore-sigchld");
+    if (ignores)
+        signal(SIGCHLD, SIG_IGN);
     child = sc_fork_paused_child(NULL);
     /* ready once the child sleeps in pause() */
     sc_wait_in_pause(child);
@@ -41,8 +47,14 @@ int main(int argc, char **argv)
         }
         kill(child, SIGKILL);
         r = waitpid(child, &status, 0);
-        sc_check(r == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
-                 "the child did not die from SIGKILL (status %#x)", status);
+        if (ignores) {
+            struct sigaction action;
+            sc_check(sigaction(SIGCHLD, NULL, &action) == 0 && action.sa_handler == SIG_IGN, "SIGCHLD is not ignored");
+            sc_check(r < 0 && errno == ECHILD && kill(child, 0) != 0, "the killed child was not reaped by the kernel");
+        } else {
+            sc_check(r == child && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                     "the child did not die from SIGKILL (status %#x)", status);
+        }
     }
     sc_finish();
 }

@@ -490,9 +490,13 @@ enum TreeState {
                 let pidInParent =
                     task.namespacePids.count >= parentLevels ? task.namespacePids[parentLevels - 1] : process.pid
                 let injector = try SyscallInjector(tracee: leader, instruction: instruction)
-                try injector.call(
-                    "wait4(\(pidInParent)) in its parent", SyscallNumber.wait4, UInt64(pidInParent), 0,
-                    UInt64(UInt32(bitPattern: __WALL)), 0)
+                let reaped = try injector.raw(
+                    SyscallNumber.wait4, arguments: [UInt64(pidInParent), 0, UInt64(UInt32(bitPattern: __WALL)), 0])
+                // ECHILD: a parent that ignores SIGCHLD (or set SA_NOCLDWAIT) has no zombie to
+                // reap; the kernel reaped the child itself (the wait below sees its PID free).
+                guard reaped >= 0 || reaped == -Int64(ECHILD) else {
+                    throw LinuxError(negated: Int(reaped), "wait4(\(pidInParent)) in task \(leader.pid)")
+                }
             }
         }
         let start = Date()
