@@ -3,18 +3,21 @@
  * (a sparse tail), mode 0640, modified at 123456.987654321 (futimens), unlinked and left at offset 3, with a second description of it
  * (reopened through /proc/self/fd, read-only and non-blocking, at 7); "empty", unlinked with
  * nothing in it; and "log", write-only, appending and O_NOFOLLOW (as sqlite opens its temp
- * files), holding "abc". A child shares them all. After SIGTERM each is still deleted (no link, its /proc
+ * files), holding "abc"; "heap", read-write and O_NOFOLLOW, one page mapped shared and written
+ * through the mapping (Python's multiprocessing heap). A child shares them all but "heap". After SIGTERM each is still deleted (no link, its /proc
  * link as before), holds what it held with its size and mode, its name is free, and the child,
  * signalled, writes through its copy what the parent then reads through both descriptions.
  * With --deleted-exe it first runs from a copy of its program ("program-copy"), removed once
  * it runs (an upgraded or removed program): its /proc/self/exe still names the copy, deleted.
  */
 #include "scenario.h"
+#include <sys/mman.h>
 
 #define MIB (1 << 20)
 
-static int gone_fd, reader_fd, empty_fd, log_fd;
-static char gone_path[PATH_MAX], empty_path[PATH_MAX], log_path[PATH_MAX];
+static int gone_fd, reader_fd, empty_fd, log_fd, heap_fd;
+static char gone_path[PATH_MAX], empty_path[PATH_MAX], log_path[PATH_MAX], heap_path[PATH_MAX];
+static char *heap;
 
 static void on_usr1(int signal)
 {
@@ -104,6 +107,13 @@ int main(int argc, char **argv)
         sc_die("unlinking the files");
     pid_t child = sc_fork_paused_child(child_setup);
     sc_wait_in_pause(child);
+    /* The parent's alone: a description the child shared would be made first, with its flags. */
+    sc_path(heap_path, sizeof heap_path, "heap");
+    heap_fd = open(heap_path, O_RDWR | O_NOFOLLOW | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (heap_fd < 0 || unlink(heap_path) != 0 || ftruncate(heap_fd, 4096) != 0 ||
+        (heap = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, heap_fd, 0)) == MAP_FAILED)
+        sc_die("making %s", heap_path);
+    memcpy(heap, "heap", 4);
     sc_ready();
     sc_wait_for_term();
     sc_check_common();
@@ -129,6 +139,11 @@ int main(int argc, char **argv)
     sc_check(access(empty_path, F_OK) != 0 && errno == ENOENT, "%s has a name again", empty_path);
     check_file(log_fd, 3, 0600, "the appending deleted file");
     sc_check(write(log_fd, "d", 1) == 1 && lseek(log_fd, 0, SEEK_CUR) == 4, "the appending deleted file does not append");
+
+    sc_check(memcmp(heap, "heap", 4) == 0, "the mapped deleted file lost its bytes");
+    sc_check(pwrite(heap_fd, "HEAP", 4, 0) == 4 && memcmp(heap, "HEAP", 4) == 0,
+             "the mapped deleted file's mapping does not see what its descriptor writes");
+    sc_check(fcntl(heap_fd, F_GETFL) & O_NOFOLLOW, "the mapped deleted file's description lost O_NOFOLLOW");
 
     kill(child, SIGUSR1);
     int status;

@@ -214,10 +214,16 @@ enum MappedUnnamedFiles {
             let what = "the deleted file \(record.path)"
             let objects = session.openFiles.objects
             // Read-only: each mapping opens a description of its own, and a deleted executable
-            // may be no process's executable while a description writes it (ETXTBSY).
+            // may be no process's executable while a description writes it (ETXTBSY). But a
+            // description of the task's with O_NOFOLLOW (Python's multiprocessing heap) must be
+            // the one the file is made with: one opened through /proc/self/fd cannot have it.
+            let noFollow = task.files.descriptions.first {
+                DeletedFileKind.record(of: $0)?.fileID == id && RestoredUnnamedFile.openFlags($0) & O_NOFOLLOW != 0
+            }
             let file = try objects.object(id) {
                 try DeletedFileKind.create(
-                    record, flags: O_RDONLY | O_CLOEXEC, image: objects.image, what: what, task: task)
+                    record, flags: noFollow.map(RestoredUnnamedFile.openFlags) ?? O_RDONLY | O_CLOEXEC,
+                    image: objects.image, what: what, task: task)
             }
             return (file, what)
         }
