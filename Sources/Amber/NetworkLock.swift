@@ -48,6 +48,9 @@ public struct NetworkLock: Sendable {
 
     /// Drops every packet between `local` and `peer`, both ways; makes the table first if it is not there.
     func block(_ local: InetAddress, _ peer: InetAddress) throws(AmberError) {
+        // A dual-stack socket's connection to an IPv4 peer travels as IPv4.
+        var (local, peer) = (local, peer)
+        if let local4 = local.unmappedIPv4, let peer4 = peer.unmappedIPv4 { (local, peer) = (local4, peer4) }
         let ip = local.family == AF_INET6 ? "ip6" : "ip"
         let (l, p) = (Self.host(local), Self.host(peer))
         let outgoing = "\(ip) saddr \(l) \(ip) daddr \(p) tcp sport \(local.port) tcp dport \(peer.port) drop"

@@ -17,6 +17,15 @@ public struct InetAddress: Sendable, Equatable, CustomStringConvertible {
         self.scopeID = scopeID
     }
 
+    /// The IPv4 address an IPv4-mapped IPv6 one (::ffff:a.b.c.d, a dual-stack socket's IPv4
+    /// peer) stands for, with its port: the packets are IPv4 ones. Nil for any other address.
+    public var unmappedIPv4: InetAddress? {
+        guard family == AF_INET6, address.count == 16, address.prefix(10).allSatisfy({ $0 == 0 }),
+            address[10] == 0xff, address[11] == 0xff
+        else { return nil }
+        return InetAddress(family: AF_INET, address: Array(address[12...]), port: port)
+    }
+
     /// No address and no port: a socket never bound.
     public var isUnbound: Bool { port == 0 && address.allSatisfy { $0 == 0 } }
 

@@ -228,6 +228,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTcpStampedQueue() throws { try runPlain(.tcpStampedQueue) }
     func testTcpShared() throws { try runPlain(.tcpShared) }
     func testTcpConnectionsInet6() throws { try runPlain(.tcpConnectionsInet6) }
+    func testTcpConnectionsV4Mapped() throws { try runPlain(.tcpConnectionsV4Mapped) }
     func testTcpReadShutDown() throws { try runPlain(.tcpReadShutDown) }
     func testPtys() throws { try runPlain(.ptys) }
     func testUnsupportedPty() throws {

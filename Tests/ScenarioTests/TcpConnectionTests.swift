@@ -19,6 +19,8 @@ extension Scenario {
     }
     /// The same over ::1.
     static let tcpConnectionsInet6 = Scenario(name: "tcp_connections", args: ["--inet6"])
+    /// The same over IPv6 sockets with IPv4 peers (::ffff:127.0.0.1).
+    static let tcpConnectionsV4Mapped = Scenario(name: "tcp_connections", args: ["--v4-mapped"])
     /// A connection whose client shut its reading down (SHUT_RD), still ESTABLISHED.
     static let tcpReadShutDown = Scenario(name: "tcp_connections", args: ["--read-shut-down"])
     /// A connection shut down one way: FIN_WAIT2 and CLOSE_WAIT.
@@ -89,6 +91,18 @@ final class TcpConnectionTests: ScenarioTestCase {
         try restoreDetachedExpectingSuccess(p, from: image)
         XCTAssertEqual(lockTables(), [], "the restore left the lock on")
         try terminateAndExpectPass(p, "over ::1 after dump --tcp-established and restore")
+    }
+
+    /// The same over dual-stack IPv6 sockets with IPv4 peers (node's and Java's default): the
+    /// lock's rules are IPv4 ones, as the packets are.
+    func testConnectionOverIPv4MappedIPv6() throws {
+        _ = try requireAmber()
+        try requireNft()
+        let p = try start(.tcpConnectionsV4Mapped)
+        let image = try dumpConnections(p)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        XCTAssertEqual(lockTables(), [], "the restore left the lock on")
+        try terminateAndExpectPass(p, "over ::ffff:127.0.0.1 after dump --tcp-established and restore")
     }
 
     /// A connection whose socket a child shares (one description across fork): held in repair

@@ -12,6 +12,8 @@
  *                 test sent (its size in OUTFILE.expect, written by the test), checks it and
  *                 answers "done".
  *   --inet6       the same over ::1.
+ *   --v4-mapped   the same over IPv6 sockets on ::ffff:127.0.0.1 (dual-stack sockets with an IPv4
+ *                 peer, whose packets are IPv4 ones).
  *   --read-shut-down a connection in this process whose client shut its reading down (SHUT_RD)
  *                 and left interactive mode (TCP_QUICKACK 0), and whose server clamped its
  *                 window (TCP_WINDOW_CLAMP 20000): after SIGTERM the client still reads the end at
@@ -164,8 +166,8 @@ static uint64_t exchange(const char *who, int fd, int seed, uint64_t sent, uint6
     return got;
 }
 
-/* AF_INET, or AF_INET6 with --inet6: 127.0.0.1 or ::1. */
-static int family = AF_INET;
+/* AF_INET, or AF_INET6 with --inet6 or --v4-mapped: 127.0.0.1, ::1 or ::ffff:127.0.0.1. */
+static int family = AF_INET, v4_mapped;
 
 static int loopback_listener(int port)
 {
@@ -178,6 +180,8 @@ static int loopback_listener(int port)
         in6->sin6_family = AF_INET6;
         in6->sin6_port = htons((uint16_t)port);
         in6->sin6_addr = in6addr_loopback;
+        if (v4_mapped)
+            inet_pton(AF_INET6, "::ffff:127.0.0.1", &in6->sin6_addr);
         size = sizeof *in6;
     } else {
         struct sockaddr_in *in = (struct sockaddr_in *)&address;
@@ -462,8 +466,9 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "tcp_connections");
     sc_install_sigterm(0);
-    if (sc_has_flag("--inet6"))
+    if (sc_has_flag("--inet6") || sc_has_flag("--v4-mapped"))
         family = AF_INET6;
+    v4_mapped = sc_has_flag("--v4-mapped");
     if (sc_has_flag("--half-closed"))
         return run_half_closed();
     if (sc_has_flag("--peek-offset"))
