@@ -227,6 +227,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTcpZeroCopy() throws { try runPlain(.tcpZeroCopy) }
     func testTcpStampedQueue() throws { try runPlain(.tcpStampedQueue) }
     func testTcpShared() throws { try runPlain(.tcpShared) }
+    func testTcpAcceptedBelow() throws { try runPlain(.tcpAcceptedBelow) }
     func testTcpConnectionsInet6() throws { try runPlain(.tcpConnectionsInet6) }
     func testTcpConnectionsV4Mapped() throws { try runPlain(.tcpConnectionsV4Mapped) }
     func testTcpReadShutDown() throws { try runPlain(.tcpReadShutDown) }

@@ -29,6 +29,7 @@ extension Scenario {
     static let tcpZeroCopy = Scenario(name: "tcp_connections", args: ["--zero-copy"])
     static let tcpStampedQueue = Scenario(name: "tcp_connections", args: ["--stamped-queue"])
     static let tcpShared = Scenario(name: "tcp_connections", args: ["--shared"])
+    static let tcpAcceptedBelow = Scenario(name: "tcp_connections", args: ["--accepted-below"])
 }
 
 final class TcpConnectionTests: ScenarioTestCase {
@@ -115,6 +116,17 @@ final class TcpConnectionTests: ScenarioTestCase {
         let image = try dumpConnections(p)
         try restoreDetachedExpectingSuccess(p, from: image)
         try terminateAndExpectPass(p, "shared across fork after dump --tcp-established and restore")
+    }
+
+    /// A connection at a lower descriptor than the listener (without SO_REUSEADDR) it was
+    /// accepted from: the listener is made first, so the connection does not hold its port.
+    func testConnectionBelowItsListener() throws {
+        _ = try requireAmber()
+        try requireNft()
+        let p = try start(.tcpAcceptedBelow)
+        let image = try dumpConnections(p)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "below its listener after dump --tcp-established and restore")
     }
 
     /// A connection whose client shut its reading down: restored shut down, its writing still

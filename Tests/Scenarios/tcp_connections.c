@@ -27,6 +27,9 @@
  *   --peek-offset a connection in this process whose server holds "abcdef" and peeked "ab" with
  *                 SO_PEEK_OFF on: amber refuses it (its MSG_PEEK would move the offset); after,
  *                 the next peek still gives "cd".
+ *   --accepted-below a connection in this process accepted from a listener without SO_REUSEADDR
+ *                 whose descriptor is above the connection's: after SIGTERM the connection
+ *                 carries bytes and the listener takes another.
  *   --zero-copy   a connection in this process whose server sent with MSG_ZEROCOPY (SO_ZEROCOPY):
  *                 amber refuses it (the completions' count is read nowhere); after, its next
  *                 zero-copy send completes as number 1.
@@ -398,6 +401,29 @@ static int run_peek_offset(void)
     sc_finish();
 }
 
+static int run_accepted_below(void)
+{
+    static int listener, server, client;
+    connected_pair(&listener, &server, &client);
+    /* The listener moves above the connection's descriptors, and gives up SO_REUSEADDR. */
+    if (dup2(listener, 100) != 100 || close(listener) != 0 ||
+        setsockopt(100, SOL_SOCKET, SO_REUSEADDR, &(int){0}, sizeof(int)) != 0)
+        sc_die("moving the listener");
+    listener = 100;
+    sc_ready();
+    sc_wait_for_term();
+    char buf[8] = {0};
+    sc_check(send(client, "below", 5, 0) == 5 && recv(server, buf, 5, MSG_WAITALL) == 5 && memcmp(buf, "below", 5) == 0,
+             "the accepted connection does not carry bytes");
+    struct sockaddr_storage address;
+    socklen_t size = sizeof address;
+    int another = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sc_check(getsockname(listener, (struct sockaddr *)&address, &size) == 0 &&
+                 connect(another, (struct sockaddr *)&address, size) == 0 && accept4(listener, NULL, NULL, 0) >= 0,
+             "the listener does not take another connection");
+    sc_finish();
+}
+
 /* The number of the last zero-copy send completed (struct sock_extended_err of origin
  * SO_EE_ORIGIN_ZEROCOPY, read from the error queue) once it is at least `wanted`; -1 if none comes. */
 static long zero_copy_completed(int fd, unsigned wanted)
@@ -475,6 +501,8 @@ int main(int argc, char **argv)
         return run_peek_offset();
     if (sc_has_flag("--zero-copy"))
         return run_zero_copy();
+    if (sc_has_flag("--accepted-below"))
+        return run_accepted_below();
     if (sc_has_flag("--stamped-queue"))
         return run_stamped_queue();
     if (sc_has_flag("--shared"))

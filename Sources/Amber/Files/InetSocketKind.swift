@@ -236,6 +236,10 @@ struct InetSocketKind: OpenFileKind {
 
     static func reopenedPath(of record: Amber_InetSocket) -> String? { nil }
 
+    /// A listener binds its port before the connections accepted from it are made again: each
+    /// of theirs holds the port, and would keep one without SO_REUSEADDR from binding it.
+    static func isMadeFirst(_ record: Amber_InetSocket) -> Bool { record.state == .listening }
+
     static func make(
         _ record: Amber_InetSocket, description: Amber_OpenFileDescription, as task: Amber_Task, imageTrusted: Bool,
         objects: OpenFileObjects

@@ -55,6 +55,10 @@ protocol OpenFileKind: Sendable {
     /// pipe whose other end a process outside the tree holds).
     static func check(tree processes: [CheckedProcess]) throws
 
+    /// Whether `record` is made before the task's other descriptions, whatever its number: a
+    /// TCP listener, whose port a connection accepted from it, made again first, would hold.
+    static func isMadeFirst(_ record: Record) -> Bool
+
     /// Whether a description of the kind is made of the tree's processes (a pidfd), so only
     /// once they all exist: it is then not among the descriptions the root's helper gets before
     /// any other process is made (`TreeFiles`).
@@ -81,6 +85,8 @@ extension OpenFileKind {
     static func check(tree processes: [CheckedProcess]) throws {}
 
     static var needsTheTree: Bool { false }
+
+    static func isMadeFirst(_ record: Record) -> Bool { false }
 
     static func privilegedAsks(_ record: Record, owner: Amber_Credentials, restorer: ImagePrivileges.Baseline)
         -> [PrivilegedAsk]
@@ -150,6 +156,17 @@ enum OpenFileKinds {
         _ description: Amber_OpenFileDescription, of kind: Kind.Type
     ) -> Bool {
         Kind.needsTheTree && Kind.record(of: description) != nil
+    }
+
+    /// Whether `description` is made before the task's others (`OpenFileKind.isMadeFirst`).
+    static func isMadeFirst(_ description: Amber_OpenFileDescription) -> Bool {
+        all.contains { isMadeFirst(description, kind: $0) }
+    }
+
+    private static func isMadeFirst<Kind: OpenFileKind>(_ description: Amber_OpenFileDescription, kind: Kind.Type)
+        -> Bool
+    {
+        Kind.record(of: description).map(Kind.isMadeFirst) ?? false
     }
 
     /// The path a restore opens `description` by, if any.

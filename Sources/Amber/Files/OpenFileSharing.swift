@@ -111,6 +111,8 @@ final class OpenFileTable {
             }
         }
         return byID.values.filter { $0.tasks > 1 && !OpenFileKinds.needsTheTree($0.description) }.map(\.description)
-            .sorted { $0.id < $1.id }
+            .sorted {
+                (OpenFileKinds.isMadeFirst($0) ? 0 : 1, $0.id) < (OpenFileKinds.isMadeFirst($1) ? 0 : 1, $1.id)
+            }
     }
 }

@@ -100,7 +100,7 @@ enum FileState {
         if record.descriptors.contains(where: { $0.fd == session.inheritedPidfd }) {
             _ = try session.movedRestorerPidfd()
         }
-        let placed = try record.descriptors.sorted(by: { $0.fd < $1.fd }).map { descriptor in
+        let placed = try record.descriptors.map { descriptor in
             guard let description = descriptions[descriptor.descriptionID] else {
                 throw AmberError(
                     .badImage,
@@ -108,6 +108,10 @@ enum FileState {
                 )
             }
             return (descriptor: descriptor, description: description)
+        }.sorted { $0.descriptor.fd < $1.descriptor.fd }
+        for (_, description) in placed
+        where OpenFileKinds.isMadeFirst(description) && session.treeFiles?.descriptions[description.id] == nil {
+            _ = try session.openFiles.descriptor(for: description, in: session)
         }
         if let batch = try DescriptorBatch.plan(placed, session) {
             try batch.place(session)
