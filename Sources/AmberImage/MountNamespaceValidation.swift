@@ -140,9 +140,14 @@ extension TaskValidator {
         return !components.isEmpty && components.allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." }
     }
 
-    /// Printable ASCII without spaces: what mountinfo shows of options, sources and types.
-    private static func isOptionText(_ text: String) -> Bool {
-        text.utf8.count < mountPathLimit && text.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f }
+    private static func isOptionText(_ text: String) -> Bool { ImageFormat.isMountOptionText(text) }
+}
+
+extension ImageFormat {
+    /// Printable ASCII without spaces, shorter than a page: what a record's mount options,
+    /// sources and types may hold (what mount(2) is given back).
+    public static func isMountOptionText(_ text: String) -> Bool {
+        text.utf8.count < 4096 && text.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f }
     }
 }
 

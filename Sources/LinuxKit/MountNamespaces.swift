@@ -44,6 +44,13 @@ public struct MountInfo: Sendable, Equatable {
         return flags
     }
 
+    /// The mount's own options `flags` does not stand for ("nosymfollow", "idmapped"...).
+    public var otherOptions: [String] {
+        mountOptions.filter {
+            !["rw", "ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime", "relatime"].contains($0)
+        }
+    }
+
     /// Parses one line; nil when it is not one.
     public init?(line: String) {
         let fields = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
@@ -145,6 +152,12 @@ public struct FileTreeEntry: Sendable {
     public var target: String
     /// A device file's st_rdev.
     public var device: UInt64
+    /// Its names (st_nlink).
+    public var links: UInt64 = 1
+    /// The length of its extended attributes' names (POSIX ACLs among them), and its inode
+    /// flags (FS_IOC_GETFLAGS): read of regular files and directories only.
+    public var attributeNamesLength = 0
+    public var inodeFlags: UInt32 = 0
 
     public init(
         path: String, mode: UInt32, uid: UInt32, gid: UInt32, modifiedNs: Int64, accessedNs: Int64,
@@ -177,9 +190,11 @@ public enum FileTree {
     /// Every file under the directory `top` (its own entry first, then parents before children),
     /// with the bytes of its regular files; throws once they pass `limit` bytes in all.
     public static func read(_ top: String, limit: Int) throws(LinuxError) -> [FileTreeEntry] {
-        let fd = try kernelResult(Int(open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC)), "open \(top)").get()
+        let fd = try kernelResult(Int(Glibc.open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC)), "open \(top)").get()
         defer { close(Int32(fd)) }
-        var entries = [try entry(at: Int32(fd), name: "", path: "")]
+        var top = try entry(at: Int32(fd), name: "", path: "")
+        try readAttributes(Int32(fd), into: &top)
+        var entries = [top]
         var total = 0
         try read(directory: Int32(fd), path: "", into: &entries, total: &total, limit: limit)
         return entries
@@ -193,11 +208,10 @@ public enum FileTree {
             var entry = try entry(at: directory, name: name, path: relative)
             switch entry.type {
             case FileTreeEntry.regular:
-                let file = try kernelResult(
-                    Int(openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)), "open \(relative)"
-                ).get()
-                defer { close(Int32(file)) }
-                entry.contents = try readAll(Int32(file), path: relative, total: &total, limit: limit)
+                let file = try open(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, relative)
+                defer { close(file) }
+                try readAttributes(file, into: &entry)
+                entry.contents = try readAll(file, path: relative, total: &total, limit: limit)
                 entries.append(entry)
             case FileTreeEntry.symbolicLink:
                 var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX))
@@ -207,16 +221,30 @@ public enum FileTree {
                 entry.target = String(decoding: buffer[..<count], as: UTF8.self)
                 entries.append(entry)
             case FileTreeEntry.directory:
+                let child = try open(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, relative)
+                defer { close(child) }
+                try readAttributes(child, into: &entry)
                 entries.append(entry)
-                let child = try kernelResult(
-                    Int(openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)), "open \(relative)"
-                ).get()
-                defer { close(Int32(child)) }
-                try read(directory: Int32(child), path: relative, into: &entries, total: &total, limit: limit)
+                try read(directory: child, path: relative, into: &entries, total: &total, limit: limit)
             default:
                 entries.append(entry)
             }
         }
+    }
+
+    /// Opens `name` without touching its access time (O_NOATIME) where we may: reading a live
+    /// tree's files must not change them.
+    private static func open(_ directory: Int32, _ name: String, _ flags: Int32, _ path: String) throws(LinuxError)
+        -> Int32
+    {
+        let fd = openat(directory, name, flags | OpenFileFlags.noAccessTime.openFlags)
+        if fd >= 0 { return fd }
+        return Int32(try kernelResult(Int(openat(directory, name, flags)), "open \(path)").get())
+    }
+
+    private static func readAttributes(_ fd: Int32, into entry: inout FileTreeEntry) throws(LinuxError) {
+        entry.attributeNamesLength = try FileAttributes.extendedAttributeNamesLength(FileDescriptor(rawValue: fd))
+        entry.inodeFlags = try FileAttributes.inodeFlags(FileDescriptor(rawValue: fd))
     }
 
     private static func entry(at directory: Int32, name: String, path: String) throws(LinuxError) -> FileTreeEntry {
@@ -224,11 +252,13 @@ public enum FileTree {
         _ = try libcResult("lstat \(path.isEmpty ? "." : path)") {
             fstatat(directory, name, &status, name.isEmpty ? emptyPath : AT_SYMLINK_NOFOLLOW)
         }.get()
-        return FileTreeEntry(
+        var entry = FileTreeEntry(
             path: path, mode: UInt32(status.st_mode), uid: status.st_uid, gid: status.st_gid,
             modifiedNs: Int64(status.st_mtim.tv_sec) * 1_000_000_000 + Int64(status.st_mtim.tv_nsec),
             accessedNs: Int64(status.st_atim.tv_sec) * 1_000_000_000 + Int64(status.st_atim.tv_nsec),
             device: UInt64(status.st_rdev))
+        entry.links = UInt64(status.st_nlink)
+        return entry
     }
 
     /// The names in a directory, sorted, without "." and "..".
@@ -286,12 +316,25 @@ public enum FileTree {
                     "create \(what)"
                 ).get()
                 defer { close(Int32(fd)) }
-                var written = 0
-                while written < entry.contents.count {
-                    let count = try libcResult("write \(what)") {
-                        entry.contents[written...].withUnsafeBytes { Glibc.write(Int32(fd), $0.baseAddress, $0.count) }
-                    }.get()
-                    written += count
+                // Pages of zeros are left holes: a tmpfs gives no page to one, as it gave none to
+                // the sparse file read (a full tmpfs held it).
+                let size = entry.contents.count
+                _ = try libcResult("ftruncate \(what)") { ftruncate(Int32(fd), off_t(size)) }.get()
+                var offset = 0
+                while offset < size {
+                    let end = min(offset + 4096, size)
+                    if entry.contents[offset..<end].contains(where: { $0 != 0 }) {
+                        var written = offset
+                        while written < end {
+                            let count = try libcResult("write \(what)") {
+                                entry.contents[written..<end].withUnsafeBytes {
+                                    pwrite(Int32(fd), $0.baseAddress, $0.count, off_t(written))
+                                }
+                            }.get()
+                            written += count
+                        }
+                    }
+                    offset = end
                 }
             case FileTreeEntry.symbolicLink:
                 _ = try libcResult("symlink \(what)") { symlinkat(entry.target, top, entry.path) }.get()

@@ -19,6 +19,8 @@ public struct OpenFileFlags: OptionSet, Sendable {
     public static let asynchronous = OpenFileFlags(rawValue: 0o20000)
     /// O_PATH: a descriptor that only names the file.
     public static let pathOnly = OpenFileFlags(rawValue: 0o10000000)
+    /// O_NOATIME, which Glibc's module lacks.
+    public static let noAccessTime = OpenFileFlags(rawValue: 0o1000000)
     /// O_TMPFILE (__O_TMPFILE | O_DIRECTORY): a file made without a name in a directory;
     /// fdinfo keeps showing both bits in the flags of the description it made.
     public static let temporaryFile = OpenFileFlags(rawValue: 0o20200000)

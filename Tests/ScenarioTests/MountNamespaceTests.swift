@@ -67,14 +67,29 @@ final class MountNamespaceTests: ScenarioTestCase {
 
     /// An overlay mounted inside the namespace is refused, naming it; the tree runs on.
     func testDumpRefusesOverlayMount() throws {
+        try checkRefused(.unsupportedOverlayMount, mentions: ["/mnt", "overlay"])
+    }
+
+    /// A mount option or a tmpfs file's state that is not restored is refused, naming it.
+    func testDumpRefusesWhatItDoesNotRestore() throws {
+        for (flag, mentions) in [
+            ("--nosymfollow", ["/mnt", "nosymfollow"]), ("--deleted-bind", ["/mnt", "deleted since"]),
+            ("--spaced-source", ["/mnt", "two words"]), ("--hard-link", ["/tmp/work/notes", "hard links"]),
+            ("--xattr", ["/tmp/work/notes", "extended attributes"]), ("--chattr", ["/tmp/work/notes", "chattr"]),
+        ] {
+            try checkRefused(.unsupportedMountNamespace(flag), mentions: mentions)
+        }
+    }
+
+    private func checkRefused(_ scenario: Scenario, mentions: [String], line: UInt = #line) throws {
         _ = try requireAmber()
-        let p = try start(.unsupportedOverlayMount)
+        let p = try start(scenario)
         let image = try newDirectory("image")
         let r = try amber(
             ["dump", "-t", "\(p.pid)", "-D", image, "--external", "mnt[\(p.directory)]:\(Self.key)"], reaping: [p])
-        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)", "/mnt", "overlay"])
-        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory")
-        assertRunningUntraced(p.pid, "after the refused dump")
-        try terminateAndExpectPass(p, "after the refused dump")
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(p.pid)"] + mentions, line: line)
+        XCTAssertEqual(listing(image), [], "a refused dump left files in the image directory", line: line)
+        assertRunningUntraced(p.pid, "after the refused dump", line: line)
+        try terminateAndExpectPass(p, "after the refused dump", line: line)
     }
 }

@@ -105,6 +105,10 @@ struct Scenario: Sendable {
     /// The same with an overlay mounted at /mnt inside.
     static let unsupportedOverlayMount = Scenario(
         name: "mnt_namespace", args: ["--overlay"], rootFromPidfile: true, fromCopiedBinary: true)
+    /// The same with a mount or a tmpfs file a dump refuses, by its flag (mnt_namespace.c).
+    static func unsupportedMountNamespace(_ flag: String) -> Scenario {
+        Scenario(name: "mnt_namespace", args: [flag], rootFromPidfile: true, fromCopiedBinary: true)
+    }
     static let unsupportedControllingTerminal = Scenario(name: "unsupported_state", args: ["--ctty"])
     static let unsupportedAutogroup = Scenario(name: "unsupported_state", args: ["--autogroup"])
     static let unsupportedMemoryPolicy = Scenario(name: "unsupported_state", args: ["--mempolicy"])

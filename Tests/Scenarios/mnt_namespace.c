@@ -30,13 +30,25 @@
  * namespace (/proc/self is 1, /proc/1/comm its comm), /sys is read-only, /dev/null discards a
  * write, and the busybox child runs on as its child. It kills and reaps the child.
  *
+ * Also in /tmp/work: "sparse", 12 MiB long with "end" in its last page and holes elsewhere
+ * (more than the 8 MiB tmpfs holds, were it not sparse), and "ghost", open and unlinked: after
+ * SIGTERM sparse holds what it held in fewer than 1 MiB of blocks, and /tmp/work's modification
+ * time is as it was (the restore makes ghost there again and unlinks it).
+ *
  * --overlay: PID 1 also mounts an overlay at /mnt (its directories in DIR), which a dump
- * refuses, naming it.
+ * refuses, naming it; so are, each by its flag, what a dump refuses of a mount or a tmpfs file:
+ * --nosymfollow (a tmpfs at /mnt mounted with MS_NOSYMFOLLOW), --deleted-bind (a directory of
+ * DIR bound at /mnt, then removed), --spaced-source (a tmpfs at /mnt whose source is "two words"),
+ * --hard-link (/tmp/work/notes2, a second name of notes), --xattr (a user.note attribute on
+ * notes), --chattr (notes made append-only, FS_APPEND_FL).
  */
 #include "scenario.h"
 
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <sys/sysmacros.h>
 
 #define NOTES_SIZE (100 * 1024)
@@ -160,6 +172,19 @@ static void make_namespace(char **argv)
     must_mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=4m");
     must_mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     must_mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    if (sc_has_flag("--nosymfollow"))
+        must_mount("tmpfs", "/mnt", "tmpfs", MS_NOSYMFOLLOW, "size=1m");
+    if (sc_has_flag("--spaced-source"))
+        must_mount("two words", "/mnt", "tmpfs", 0, "size=1m");
+    if (sc_has_flag("--deleted-bind")) {
+        char gone[PATH_MAX];
+        sc_path(gone, sizeof gone, "gone");
+        if (mkdir(gone, 0755) != 0)
+            sc_die("mkdir %s", gone);
+        must_mount(gone, "/mnt", NULL, MS_BIND, NULL);
+        if (rmdir(gone) != 0)
+            sc_die("rmdir %s", gone);
+    }
     if (sc_has_flag("--overlay")) {
         char options[PATH_MAX * 4];
         sc_fmt(options, sizeof options, "lowerdir=%s/lower,upperdir=%s/upper,workdir=%s/work", sc_dir, sc_dir, sc_dir);
@@ -186,7 +211,9 @@ static void make_namespace(char **argv)
 /* ---- inner: PID 1 in its namespaces ---- */
 
 static char mounts_before[16384];
-static int log_fd = -1, notes_fd = -1, null_fd = -1;
+static int log_fd = -1, notes_fd = -1, null_fd = -1, ghost_fd = -1;
+static struct stat work_before;
+#define SPARSE_SIZE (12 << 20)
 static pid_t sleeper;
 static const struct timespec notes_times[2] = {{1700000000, 123456789}, {1600000000, 987654321}};
 
@@ -247,6 +274,23 @@ static void write_files(void)
     null_fd = open("/dev/null", O_WRONLY);
     if (null_fd < 0)
         sc_die("opening /dev/null");
+    fd = open("/tmp/work/sparse", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || pwrite(fd, "end", 3, SPARSE_SIZE - 3) != 3)
+        sc_die("writing /tmp/work/sparse");
+    close(fd);
+    ghost_fd = open("/tmp/work/ghost", O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (ghost_fd < 0 || sc_write_all(ghost_fd, "boo", 3) != 0 || unlink("/tmp/work/ghost") != 0)
+        sc_die("making /tmp/work/ghost");
+    if (sc_has_flag("--hard-link") && link("/tmp/work/notes", "/tmp/work/notes2") != 0)
+        sc_die("link");
+    if (sc_has_flag("--xattr") && setxattr("/tmp/work/notes", "user.note", "x", 1, 0) != 0)
+        sc_die("setxattr");
+    int flags = FS_APPEND_FL, notes_file = open("/tmp/work/notes", O_RDONLY | O_CLOEXEC);
+    if (sc_has_flag("--chattr") && (notes_file < 0 || ioctl(notes_file, FS_IOC_SETFLAGS, &flags) != 0))
+        sc_die("chattr +a");
+    close(notes_file);
+    if (stat("/tmp/work", &work_before) != 0)
+        sc_die("stat /tmp/work");
 }
 
 static void start_sleeper(void)
@@ -316,6 +360,20 @@ static void check_after(void)
              "/dev/null is not the null device");
     sc_check(write(null_fd, "x", 1) == 1, "writing to /dev/null: %s", strerror(errno));
 
+    struct stat sparse = {0}, work = {0};
+    char end[4] = {0}, boo[4] = {0};
+    int sparse_fd = open("/tmp/work/sparse", O_RDONLY | O_CLOEXEC);
+    sc_check(sparse_fd >= 0 && fstat(sparse_fd, &sparse) == 0 && sparse.st_size == SPARSE_SIZE &&
+                 pread(sparse_fd, end, 3, SPARSE_SIZE - 3) == 3 && strcmp(end, "end") == 0 &&
+                 sparse.st_blocks * 512 < (1 << 20),
+             "/tmp/work/sparse is %lld bytes in %lld blocks, ending '%s'", (long long)sparse.st_size,
+             (long long)sparse.st_blocks, end);
+    close(sparse_fd);
+    sc_check(pread(ghost_fd, boo, 3, 0) == 3 && strcmp(boo, "boo") == 0, "the unlinked ghost holds '%s'", boo);
+    sc_check(stat("/tmp/work", &work) == 0 && work.st_mtim.tv_sec == work_before.st_mtim.tv_sec &&
+                 work.st_mtim.tv_nsec == work_before.st_mtim.tv_nsec,
+             "/tmp/work was modified at %ld.%09ld, now at %ld.%09ld", (long)work_before.st_mtim.tv_sec,
+             work_before.st_mtim.tv_nsec, (long)work.st_mtim.tv_sec, work.st_mtim.tv_nsec);
     char cwd[PATH_MAX] = {0};
     sc_check(getcwd(cwd, sizeof cwd) && strcmp(cwd, "/tmp/work") == 0, "working directory '%s'", cwd);
     char byte = 0;

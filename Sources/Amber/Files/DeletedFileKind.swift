@@ -140,6 +140,12 @@ struct DeletedFileKind: OpenFileKind {
             try fill(file, deleted, image: image, what: what, task: task)
             return file
         }
+        // Making the file and unlinking it moves its directory's times: they are set back after
+        // (where the restorer may; its change time moves all the same).
+        let directory =
+            (try? PathOpening.open(directory(of: deleted.path), flags: O_RDONLY | O_DIRECTORY, as: identity)) ?? -1
+        defer { if directory >= 0 { Glibc.close(directory) } }
+        let directoryTimes = directory >= 0 ? try? FileTimes.of(FileDescriptor(rawValue: directory)) : nil
         let fd: Int32
         // A name taken (a log rotated: the deleted file's name is the new log's) is left alone:
         // the file is made beside it, under a name of its own, which its link then shows.
@@ -168,6 +174,7 @@ struct DeletedFileKind: OpenFileKind {
             file.close()
             throw AmberError(.restoreFailed, "cannot unlink \(what) made again for process \(task.pid): \(error)")
         }
+        if let directoryTimes { try? directoryTimes.set(on: FileDescriptor(rawValue: directory)) }
         try fill(file, deleted, image: image, what: what, task: task)
         return file
     }

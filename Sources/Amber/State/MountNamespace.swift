@@ -112,6 +112,16 @@ enum MountNamespaceState {
             if info.id != rootMount.id && !ids.contains(info.parentID) {
                 throw refuse(info, "its parent mount is not in the namespace as the tree sees it")
             }
+            if let option = info.otherOptions.first {
+                throw refuse(info, "its mount option \(option) is not restored")
+            }
+            if info.root.hasSuffix("//deleted") {
+                throw refuse(info, "it is a bind mount of \(info.root.dropLast(9)), deleted since")
+            }
+            for (what, text) in [("options", info.superOptions), ("type", info.fsType)]
+            where !ImageFormat.isMountOptionText(text) {
+                throw refuse(info, "its \(what) \"\(text)\" has a space or a byte mount(2) would not be given back")
+            }
             for field in info.optionalFields where field != "unbindable" {
                 let what =
                     field.hasPrefix("shared:")
@@ -179,6 +189,10 @@ enum MountNamespaceState {
                     )
                 }
             }
+            if record.kind != .root && record.kind != .external && !ImageFormat.isMountOptionText(info.source) {
+                throw refuse(
+                    info, "its source \"\(info.source)\" has a space or a byte mount(2) would not be given back")
+            }
             records.append(record)
         }
         for mountPoint in externals.keys.sorted() where !seenPoints.contains(mountPoint) {
@@ -238,6 +252,15 @@ enum MountNamespaceState {
 
     /// Why a file of a tmpfs is not saved; nil when it is.
     private static func refusal(of entry: FileTreeEntry) -> String? {
+        if entry.type != FileTreeEntry.directory, entry.links > 1 {
+            return "it has \(entry.links) names (hard links): each name would be made again as a file of its own"
+        }
+        if entry.attributeNamesLength > 0 {
+            return "it has extended attributes (or a POSIX ACL), which are not saved"
+        }
+        if entry.inodeFlags & (FileAttributes.setByChattr | FileAttributes.inheritedFromDirectory) != 0 {
+            return "it has the inode flags 0x\(String(entry.inodeFlags, radix: 16)) (chattr), which are not saved"
+        }
         switch entry.type {
         case FileTreeEntry.directory, FileTreeEntry.regular, FileTreeEntry.symbolicLink: return nil
         case FileTreeEntry.characterDevice:
