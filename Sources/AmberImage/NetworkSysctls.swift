@@ -49,6 +49,18 @@ public enum NetworkSysctls {
         }
     }
 
+    /// The per-link setting (net.ipv4.conf.X.forwarding...) that writing `path` sets on every
+    /// link, "default" among them: ip_forward and conf.all.forwarding of IPv4, conf.all.forwarding
+    /// and conf.all.disable_ipv6 of IPv6. Nil for any other path.
+    public static func spread(by path: String) -> (family: String, name: String)? {
+        switch path {
+        case "ipv4/ip_forward", "ipv4/conf/all/forwarding": ("ipv4", "forwarding")
+        case "ipv6/conf/all/forwarding": ("ipv6", "forwarding")
+        case "ipv6/conf/all/disable_ipv6": ("ipv6", "disable_ipv6")
+        default: nil
+        }
+    }
+
     /// The link whose own setting `path` is (net.ipv4.conf.LINK..., net.ipv6.neigh.LINK...),
     /// other than "all" and "default"; nil for a namespace-wide one.
     public static func link(of path: String) -> String? {

@@ -27,9 +27,10 @@ public final class RouteNetlink {
     // Attributes: IFLA_*, IFLA_INFO_*, VETH_INFO_PEER, IFA_*, RTA_*.
     private static let linkAddress: UInt16 = 1, linkName: UInt16 = 3, linkMTU: UInt16 = 4
     private static let linkMaster: UInt16 = 10, linkInfo: UInt16 = 18, linkNamespaceFD: UInt16 = 28
+    private static let linkPaired: UInt16 = 5, linkPairedNamespace: UInt16 = 37
     private static let infoKind: UInt16 = 1, infoData: UInt16 = 2, vethPeer: UInt16 = 1
     private static let addressAddress: UInt16 = 1, addressLocal: UInt16 = 2, addressLabel: UInt16 = 3
-    private static let addressBroadcast: UInt16 = 4, addressFlags: UInt16 = 8
+    private static let addressBroadcast: UInt16 = 4, addressFlags: UInt16 = 8, addressRouteMetric: UInt16 = 9
     /// IFA_F_NODAD: an IPv6 address usable at once, not tentative while duplicate address
     /// detection runs (a restored socket binds to it right away).
     private static let noDuplicateDetection: UInt32 = 0x02
@@ -59,6 +60,9 @@ public final class RouteNetlink {
         public let mtu: UInt32
         public let hardwareAddress: [UInt8]
         public let master: Int32
+        /// Whether the link it is paired with (IFLA_LINK: a veth's other end) is in this same
+        /// namespace: it has one and no IFLA_LINK_NETNSID names another.
+        public var pairedHere = false
     }
 
     /// An address of a link: IFA_LOCAL (IFA_ADDRESS where there is none), its prefix, its
@@ -73,6 +77,11 @@ public final class RouteNetlink {
         public let broadcast: [UInt8]
         public let flags: UInt32
         public let label: String?
+        /// A point-to-point address's other end (IFA_ADDRESS beside an IFA_LOCAL of its own);
+        /// empty for any other.
+        public var peer: [UInt8] = []
+        /// The metric of the address's prefix route (IFA_RT_PRIORITY); 0 for the kernel's.
+        public var routeMetric: UInt32 = 0
 
         public init(
             family: UInt8, link: Int32, address: [UInt8], prefixLength: UInt8, scope: UInt8, broadcast: [UInt8],
@@ -127,13 +136,16 @@ public final class RouteNetlink {
             let header = message.payload
             let attributes = Self.attributes(header.dropFirst(16))
             let info = attributes[Self.linkInfo].map { Self.attributes($0[...]) } ?? [:]
-            return Link(
+            var link = Link(
                 index: Self.load(header, 4, as: Int32.self), name: Self.string(attributes[Self.linkName]),
                 kind: info[Self.infoKind].map { Self.string($0) }, type: Self.load(header, 2, as: UInt16.self),
                 flags: Self.load(header, 8, as: UInt32.self),
                 mtu: attributes[Self.linkMTU].map { Self.load($0[...], 0, as: UInt32.self) } ?? 0,
                 hardwareAddress: attributes[Self.linkAddress] ?? [],
                 master: attributes[Self.linkMaster].map { Self.load($0[...], 0, as: Int32.self) } ?? 0)
+            let paired = attributes[Self.linkPaired].map { Self.load($0[...], 0, as: Int32.self) } ?? 0
+            link.pairedHere = paired != 0 && paired != link.index && attributes[Self.linkPairedNamespace] == nil
+            return link
         }
     }
 
@@ -145,7 +157,7 @@ public final class RouteNetlink {
             let family = header[header.startIndex]
             guard family == UInt8(AF_INET) || family == UInt8(AF_INET6) else { return nil }
             let attributes = Self.attributes(header.dropFirst(8))
-            return Address(
+            var address = Address(
                 family: family, link: Int32(bitPattern: Self.load(header, 4, as: UInt32.self)),
                 address: attributes[Self.addressLocal] ?? attributes[Self.addressAddress] ?? [],
                 prefixLength: header[header.startIndex + 1], scope: header[header.startIndex + 3],
@@ -153,6 +165,12 @@ public final class RouteNetlink {
                 flags: attributes[Self.addressFlags].map { Self.load($0[...], 0, as: UInt32.self) }
                     ?? UInt32(header[header.startIndex + 2]),
                 label: attributes[Self.addressLabel].map { Self.string($0) })
+            if let local = attributes[Self.addressLocal], let other = attributes[Self.addressAddress], other != local {
+                address.peer = other
+            }
+            address.routeMetric =
+                attributes[Self.addressRouteMetric].map { Self.load($0[...], 0, as: UInt32.self) } ?? 0
+            return address
         }
     }
 

@@ -54,6 +54,41 @@ final class NetworkNamespaceTests: ScenarioTestCase {
         try run([Self.ip, "link", "set", name, "netns", namespace])
     }
 
+    /// What a new namespace would not have again is named when the restore refuses to make it
+    /// (without --join-ns): a point-to-point address (its peer), an address's route metric, a
+    /// veth whose two ends are both in the namespace.
+    func testRestoreNamesWhatANewNamespaceWouldLack() throws {
+        _ = try requireAmber()
+        for tool in [Self.ip, Self.nsenter] where !Sys.fileExists(tool) {
+            throw XCTSkip("\(tool) is not installed (.ci/run installs it)")
+        }
+        let host = try namespace("un")
+        try run([Self.ip, "-n", host, "address", "add", "10.83.0.1", "peer", "10.83.0.2", "dev", "lo"])
+        try run([Self.ip, "-n", host, "address", "add", "10.84.0.1/24", "dev", "lo", "metric", "55"])
+        try run([Self.ip, "-n", host, "link", "add", "aua\(tag)", "type", "veth", "peer", "name", "aub\(tag)"])
+        let directory = try newDirectory("unrestorable")
+        let pid = try Spawn.start(
+            inNamespace("/run/netns/\(host)", ["/bin/sleep", "1000"]), stdout: directory + "/log")
+        track(pid)
+        addTeardownBlock { kill(pid, SIGKILL) }
+        let deadline = Sys.now() + Self.pidfileTimeout
+        while Proc.exe(pid) != "/usr/bin/sleep", Sys.now() < deadline { Sys.sleep(milliseconds: 10) }
+        let image = try newDirectory("image")
+        let sleeper = ScenarioProcess(
+            scenario: Scenario(name: "sleep"), binary: "/bin/sleep", directory: directory, pid: pid)
+        let dump = try amber(["dump", "-t", "\(pid)", "-D", image, "--leave-running"], reaping: [sleeper])
+        XCTAssertEqual(dump.status, .exited(0), "dump: \(dump.summary)")
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+        let refused = try amber(["restore", "-D", image, "--detach"])
+        XCTAssertEqual(refused.status, .exited(5), "restore: \(refused.summary)")
+        for named in ["10.83.0.1/32 on lo with the peer 10.83.0.2", "with the metric 55", "the veth aua\(tag)"] {
+            XCTAssertTrue(refused.stderr.contains(named), "restore does not name \(named): \(refused.stderr)")
+        }
+        XCTAssertFalse(Proc.pidInUse(pid), "the refused restore left PID \(pid) taken")
+    }
+
     /// python3's http.server in a namespace with a veth to a bridge (its own MAC, MTU 1400,
     /// an IPv4 and an IPv6 address, a route through a gateway, two sysctls changed), fetched by
     /// curl in another namespace on the bridge. Without --external it is refused naming the
@@ -82,7 +117,10 @@ final class NetworkNamespaceTests: ScenarioTestCase {
         try run(
             inNamespace(
                 "/run/netns/\(host)",
-                [Self.sysctl, "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv4.tcp_keepalive_time=2345"]))
+                [
+                    Self.sysctl, "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv4.tcp_keepalive_time=2345",
+                    "net.ipv4.conf.lo.forwarding=0",
+                ]))
         try run([Self.ip, "-n", clientHost, "link", "set", client, "up"])
         try run([Self.ip, "-n", clientHost, "address", "add", "10.81.0.3/24", "dev", client])
 
@@ -166,8 +204,13 @@ final class NetworkNamespaceTests: ScenarioTestCase {
         let routes = try run(inNamespace(namespace, [Self.ip, "route", "show"]))
         XCTAssertTrue(routes.contains("10.82.0.0/16 via 10.81.0.1 dev \(inside)"), routes)
         let sysctls = try run(
-            inNamespace(namespace, [Self.sysctl, "-n", "net.ipv4.ip_forward", "net.ipv4.tcp_keepalive_time"]))
-        XCTAssertEqual(sysctls.split(separator: "\n"), ["1", "2345"])
+            inNamespace(
+                namespace,
+                [
+                    Self.sysctl, "-n", "net.ipv4.ip_forward", "net.ipv4.tcp_keepalive_time",
+                    "net.ipv4.conf.lo.forwarding", "net.ipv4.conf.\(inside).forwarding",
+                ]))
+        XCTAssertEqual(sysctls.split(separator: "\n"), ["1", "2345", "0", "1"])
         let outside = try run([Self.ip, "-o", "link", "show", restoredOutside])
         XCTAssertTrue(outside.contains("master \(bridge)") && outside.contains(",UP"), outside)
         XCTAssertEqual(kill(pid, SIGTERM), 0, "the restored server is gone")

@@ -250,6 +250,9 @@ enum NetworkConfiguration {
                 record.unrestorable.append(
                     "the link \(link.name) attached to \(names[link.master] ?? "link \(link.master)")")
             }
+            if recorded.kind == "veth" && link.pairedHere {
+                record.unrestorable.append("the veth \(link.name), whose other end is in the namespace too")
+            }
         }
     }
 
@@ -267,6 +270,14 @@ enum NetworkConfiguration {
             }
             if let label = address.label, label != link {
                 record.unrestorable.append("the address \(text) labelled \(label)")
+                continue
+            }
+            if !address.peer.isEmpty {
+                record.unrestorable.append("the address \(text) with the peer \(InetAddress.text(address.peer))")
+                continue
+            }
+            if address.routeMetric != 0 {
+                record.unrestorable.append("the address \(text) with the metric \(address.routeMetric)")
                 continue
             }
             var recorded = Amber_NetworkAddress()
@@ -398,6 +409,22 @@ enum NetworkConfiguration {
             sysctl.path = path
             sysctl.value = value
             record.sysctls.append(sysctl)
+        }
+        // Writing one that spreads to every link overwrites each link's own: then each link's
+        // is recorded too, whatever a new namespace's link has, and written after it.
+        let recorded = Set(record.sysctls.map(\.path))
+        for spread in record.sysctls.compactMap({ NetworkSysctls.spread(by: $0.path) }) {
+            for path in current.keys.sorted() where !recorded.contains(path) {
+                let components = path.split(separator: "/").map(String.init)
+                guard components.count == 4, components[0] == spread.family, components[1] == "conf",
+                    components[2] != "all", components[3] == spread.name,
+                    NetworkSysctls.isRestored(path, links: links), let value = current[path]
+                else { continue }
+                var sysctl = Amber_NetworkSysctl()
+                sysctl.path = path
+                sysctl.value = value
+                record.sysctls.append(sysctl)
+            }
         }
     }
 
@@ -535,7 +562,9 @@ enum NetworkConfiguration {
             record.sysctls.filter { NetworkSysctls.link(of: $0.path).map(vethNames.contains) ?? false },
             record.sysctls.filter { !(NetworkSysctls.link(of: $0.path).map(vethNames.contains) ?? false) }
         )
-        for sysctl in namespaceSysctls { try writeSysctl(sysctl) }
+        // Those that spread to every link first: each link's own is written after.
+        for sysctl in namespaceSysctls where NetworkSysctls.spread(by: sysctl.path) != nil { try writeSysctl(sysctl) }
+        for sysctl in namespaceSysctls where NetworkSysctls.spread(by: sysctl.path) == nil { try writeSysctl(sysctl) }
         for veth in veths {
             try inside.makeVeth(veth.inside, peer: veth.outside, peerNamespace: own.fd)
             madeOutside(veth.outside)
