@@ -212,6 +212,11 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedSetns, object: "setns")
     }
 
+    /// Named: the root, whose next children would be in the PID namespace it unshared.
+    func testDumpRefusesProcessThatUnsharedItsPIDNamespace() throws {
+        try checkUnsupported(.unsupportedUnsharedPIDNamespace, object: "unshare(CLONE_NEWPID)")
+    }
+
     /// Named: the process and the timer.
     func testDumpRefusesTimerOnAnotherProcessCPUClock() throws {
         try checkUnsupported(.unsupportedCPUClockTimer, object: "POSIX timer 0 on the CPU clock")

@@ -20,6 +20,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedSocket() throws { try runPlain(.unsupportedSocket) }
     func testUnsupportedSharedMemory() throws { try runPlain(.unsupportedSharedMemory) }
     func testUnsupportedSetns() throws { try runPlain(.unsupportedSetns) }
+    func testUnsupportedUnsharedPIDNamespace() throws { try runPlain(.unsupportedUnsharedPIDNamespace) }
     func testUnsupportedOrphanedSession() throws { try runPlain(.unsupportedOrphanedSession) }
     func testUnsupportedSharedFDTable() throws { try runPlain(.unsupportedSharedFDTable) }
     func testSecondThread() throws { try runPlain(.secondThread) }

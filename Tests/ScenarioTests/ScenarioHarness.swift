@@ -64,6 +64,7 @@ struct Scenario: Sendable {
     static let unsupportedOrphanedSession = Scenario(name: "unsupported_orphaned_session")
     /// A grandchild in a PID namespace its parent entered with setns.
     static let unsupportedSetns = Scenario(name: "unsupported_setns")
+    static let unsupportedUnsharedPIDNamespace = Scenario(name: "unsupported_setns", args: ["--unshare"])
     static let secondThread = Scenario(name: "second_thread")
     static let childPause = Scenario(name: "child_pause")
     static let childPauseIgnoringSIGCHLD = Scenario(name: "child_pause", args: ["--ignore-sigchld"])

@@ -6,6 +6,8 @@
  * and leave all four running, untraced. After SIGTERM the root checks A and B are still its
  * children and that C still runs in A's namespace, then kills C (which B reaps, exiting 0),
  * reaps B and kills and reaps A. Every child dies with its parent (PR_SET_PDEATHSIG).
+ * --unshare: the root also calls unshare(CLONE_NEWPID) once they all run, so that its next
+ * children would be made in a new PID namespace: refused too, naming the root.
  */
 #include "scenario.h"
 #include <sched.h>
@@ -76,6 +78,8 @@ int main(int argc, char **argv)
     }
     text[sizeof text - 1] = 0;
     pid_t c = (pid_t)atoi(text);
+    if (sc_has_flag("--unshare") && unshare(CLONE_NEWPID) != 0)
+        sc_die("unshare(CLONE_NEWPID)");
     sc_ready();
     sc_wait_for_term();
     sc_check_common();

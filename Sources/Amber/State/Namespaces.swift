@@ -30,6 +30,15 @@ enum NamespaceState {
                     tree: tree)
             }
         }
+        // unshare(CLONE_NEWPID) leaves the process in its PID namespace and makes its next
+        // children in a new one, which its restored self would not.
+        let pidNamespace = try ProcFS.namespace(pid: pid, kind: "pid")
+        if let forChildren = try? ProcFS.namespace(pid: pid, kind: "pid_for_children"), forChildren != pidNamespace {
+            throw AmberError.unsupported(
+                process,
+                "makes its children in the PID namespace \(forChildren), not its own \(pidNamespace) (unshare(CLONE_NEWPID), setns): not restored",
+                tree: tree)
+        }
         for kind in ProcFS.otherNamespaceKinds where !restored.contains(kind) {
             // A kernel without this kind of namespace has no such file for amber either.
             guard let ours = own[kind] else { continue }
