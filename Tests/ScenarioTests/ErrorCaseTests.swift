@@ -207,6 +207,11 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedOrphanedSession, object: "session")
     }
 
+    /// Named: the child, and its group's leader, which left the group.
+    func testDumpRefusesGroupWhoseLeaderLeftIt() throws {
+        try checkUnsupported(.unsupportedGroupLeft, object: "has moved to the group")
+    }
+
     /// Named: the grandchild, the root of its tree, and setns.
     func testDumpRefusesTaskThatEnteredAnotherPIDNamespace() throws {
         try checkUnsupported(.unsupportedSetns, object: "setns")
@@ -251,6 +256,7 @@ final class DumpErrorTests: ScenarioTestCase {
     }
     func testDumpRefusesThreadPolicy() throws {
         try checkUnsupported(.unsupportedThreadPolicy, object: "NUMA memory policy of its own")
+        try checkUnsupported(.unsupportedThreadPersonality, object: "with the personality 0x40000")
     }
     /// Landlock shows nowhere in /proc: the thread's own ptrace check gives it away, for the
     /// whole process and for one thread of several.

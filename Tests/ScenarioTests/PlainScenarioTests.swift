@@ -50,6 +50,8 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedMemoryPolicy() throws { try runPlain(.unsupportedMemoryPolicy) }
     func testUnsupportedAreaPolicy() throws { try runPlain(.unsupportedAreaPolicy) }
     func testUnsupportedThreadPolicy() throws { try runPlain(.unsupportedThreadPolicy) }
+    func testUnsupportedThreadPersonality() throws { try runPlain(.unsupportedThreadPersonality) }
+    func testUnsupportedGroupLeft() throws { try runPlain(.unsupportedGroupLeft) }
     func testUnsupportedLandlock() throws { try runPlain(.unsupportedLandlock) }
     func testUnsupportedThreadLandlock() throws { try runPlain(.unsupportedThreadLandlock) }
     func testUnsupportedGuardRegions() throws { try runPlain(.unsupportedGuardRegions) }

@@ -115,6 +115,8 @@ struct Scenario: Sendable {
     static let unsupportedMemoryPolicy = Scenario(name: "unsupported_state", args: ["--mempolicy"])
     static let unsupportedAreaPolicy = Scenario(name: "unsupported_state", args: ["--mbind"])
     static let unsupportedThreadPolicy = Scenario(name: "unsupported_state", args: ["--thread-mempolicy"])
+    static let unsupportedThreadPersonality = Scenario(name: "unsupported_state", args: ["--thread-personality"])
+    static let unsupportedGroupLeft = Scenario(name: "unsupported_state", args: ["--group-left"])
     static let unsupportedLandlock = Scenario(name: "unsupported_state", args: ["--landlock"])
     static let unsupportedGuardRegions = Scenario(name: "unsupported_state", args: ["--guard-regions"])
     static let unsupportedLocalDescriptorTable = Scenario(name: "unsupported_state", args: ["--ldt"])

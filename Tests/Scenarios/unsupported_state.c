@@ -6,6 +6,9 @@
  *   --mempolicy         the process's NUMA policy is MPOL_PREFERRED (set_mempolicy)
  *   --mbind             one area has the NUMA policy MPOL_BIND (mbind)
  *   --thread-mempolicy  a second thread's own NUMA policy is MPOL_PREFERRED (set_mempolicy)
+ *   --thread-personality a second thread's own personality is ADDR_NO_RANDOMIZE
+ *   --group-left        a child in the process group of its sibling, which has moved back to
+ *                       the root's group since (setpgid)
  *   --user-dispatch     syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH)
  *   --thread-keyring    a thread keyring
  *   --process-keyring   a process keyring
@@ -51,6 +54,7 @@
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
+#include <sys/personality.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <linux/fs.h>
@@ -75,7 +79,7 @@ static off_t directory_offset = -1;
 #endif
 #define PR_SYS_DISPATCH_ON 1
 
-static pid_t child = -1;
+static pid_t child = -1, group_leader = -1;
 static char selector; /* SYSCALL_DISPATCH_FILTER_ALLOW */
 
 
@@ -193,6 +197,11 @@ static void make_in_thread(int (*setting)(void), const char *what)
         sc_die("%s", what);
 }
 
+static int no_randomize(void)
+{
+    return personality(ADDR_NO_RANDOMIZE) < 0 ? -1 : 0;
+}
+
 static pid_t unshared_thread;
 
 static int unshare_fs(void)
@@ -261,6 +270,14 @@ int main(int argc, char **argv)
         child = sc_fork_paused_child(take_terminal);
         sc_wait_in_pause(child);
         close(pty_master);
+    } else if (sc_has_flag("--group-left")) {
+        group_leader = sc_fork_paused_child(NULL);
+        child = sc_fork_paused_child(NULL);
+        sc_wait_in_pause(group_leader);
+        sc_wait_in_pause(child);
+        if (setpgid(group_leader, group_leader) != 0 || setpgid(child, group_leader) != 0 ||
+            setpgid(group_leader, getpgid(0)) != 0)
+            sc_die("setpgid");
     } else if (sc_has_flag("--autogroup")) {
         child = sc_fork_paused_child(lower_autogroup);
         sc_wait_in_pause(child);
@@ -269,6 +286,8 @@ int main(int argc, char **argv)
             sc_die("set_mempolicy");
     } else if (sc_has_flag("--thread-mempolicy")) {
         make_in_thread(prefer_node0, "set_mempolicy in a thread");
+    } else if (sc_has_flag("--thread-personality")) {
+        make_in_thread(no_randomize, "personality in a thread");
     } else if (sc_has_flag("--guard-regions")) {
         guarded_area = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (guarded_area == MAP_FAILED)
@@ -463,6 +482,13 @@ int main(int argc, char **argv)
                      WTERMSIG(status) == SIGHUP,
                  "the stopped child did not end by its pending SIGHUP once continued (status 0x%x)", status);
         child = -1;
+    }
+    if (group_leader > 0) {
+        sc_check(getpgid(child) == group_leader && getpgid(group_leader) == getpgid(0),
+                 "the groups changed: the child's is %d, its sibling's %d", (int)getpgid(child),
+                 (int)getpgid(group_leader));
+        kill(group_leader, SIGKILL);
+        waitpid(group_leader, NULL, 0);
     }
     if (child > 0) {
         sc_check(kill(child, 0) == 0, "the child is gone");

@@ -208,6 +208,19 @@ enum FlagState {
     /// Refuses what cannot be set back without CAP_SYS_RESOURCE: KSM merging of the whole
     /// process (PR_SET_MEMORY_MERGE, which /proc/PID/ksm_stat shows as ksm_merge_any).
     static func check(pid: Int32, process: ProcessName, tree: ProcessName) throws {
+        // personality is each thread's own; the restore gives every thread the leader's.
+        func personality(_ path: String) -> String? {
+            (try? ProcFS.readText(path)).flatMap { UInt32($0.filter { !$0.isWhitespace }, radix: 16) }
+                .map { String($0, radix: 16) }
+        }
+        let leader = personality("/proc/\(pid)/personality")
+        for thread in (try? ProcFS.threads(pid: pid)) ?? [] where thread != pid {
+            guard let own = personality("/proc/\(pid)/task/\(thread)/personality"), own != leader else { continue }
+            throw AmberError.unsupported(
+                process,
+                "has thread \(thread) with the personality 0x\(own), not its leader's 0x\(leader ?? "?"): not restored",
+                tree: tree)
+        }
         if ProcFS.mergesAllMemory(pid: pid) == true {
             throw AmberError.unsupported(
                 process,

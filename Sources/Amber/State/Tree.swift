@@ -898,10 +898,27 @@ extension TreeState: StateKind {
             try checkTracesNothingOutside(processes)
             try checkSessionsAndGroupsLeftInside(processes)
         }
+        try checkGroupsKeepTheirLeaders(processes)
         let terminalsOfTree = try ControllingTerminals.terminalsOfTree(processes)
         for process in processes {
             if let stat = try? ProcFS.stat(pid: process.pid), terminalsOfTree.contains(stat.terminal) { continue }
             try checkTerminal(pid: process.pid, process: process.name, tree: process.tree)
+        }
+    }
+
+    /// Refuses a process in a group whose leader, alive in the tree, has moved to another group
+    /// since (setpgid): a restored group is made by its leader, which then is in it.
+    private static func checkGroupsKeepTheirLeaders(_ processes: [CheckedProcess]) throws {
+        let groups = Dictionary(
+            processes.compactMap { process in (try? ProcFS.stat(pid: process.pid)).map { (process.pid, $0.pgrp) } },
+            uniquingKeysWith: { first, _ in first })
+        for process in processes {
+            guard let group = groups[process.pid], group != process.pid, let leaders = groups[group], leaders != group
+            else { continue }
+            throw AmberError.unsupported(
+                process.name,
+                "is in the process group \(group), whose leader, process \(group), has moved to the group \(leaders): not restored",
+                tree: process.tree)
         }
     }
 
