@@ -178,6 +178,8 @@ public enum FileAttributes {
     /// The inode flags a file gets only from chattr (FS_SECRM_FL, FS_UNRM_FL, FS_IMMUTABLE_FL,
     /// FS_APPEND_FL): a new file never inherits them from its directory.
     public static let setByChattr: UInt32 = 0x1 | 0x2 | 0x10 | 0x20
+    /// FS_IMMUTABLE_FL and FS_APPEND_FL: a file no one opens for writing, or only to append.
+    public static let immutable: UInt32 = 0x10, appendOnly: UInt32 = 0x20
     /// The chattr flags a new file inherits from its directory where that has them
     /// (FS_SYNC_FL, FS_NODUMP_FL, FS_NOATIME_FL).
     public static let inheritedFromDirectory: UInt32 = 0x8 | 0x40 | 0x80

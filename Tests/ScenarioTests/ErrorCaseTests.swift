@@ -123,6 +123,10 @@ final class DumpErrorTests: ScenarioTestCase {
     /// A directory watched by dnotify: what it watches for is shown nowhere, so it is refused.
     func testDumpRefusesDirectoryNotifications() throws {
         try checkUnsupported(.unsupportedKind("--dnotify"), object: "dnotify", mentions: ["watched"])
+        try checkUnsupported(.unsupportedKind("--opath-socket"), object: "opened with O_PATH", mentions: ["sock"])
+        try checkUnsupported(.unsupportedKind("--proc-thread"), object: "names thread")
+        try checkUnsupported(.unsupportedKind("--proc-fdinfo"), object: "names a descriptor")
+        try checkUnsupported(.unsupportedKind("--immutable"), object: "made immutable since")
     }
 
     /// A pipe whose read end a process outside the tree holds, named with its PID.
@@ -600,7 +604,7 @@ final class DumpErrorTests: ScenarioTestCase {
 
     /// A unix socket given an option only CAP_NET_ADMIN sets, a filter, or an owner.
     func testDumpRefusesUnixSocketWithUnrestoredOption() throws {
-        try checkUnsupported(.unsupportedUnixMark, object: "with SO_MARK set", mentions: ["CAP_NET_ADMIN"])
+        try checkUnsupported(.unsupportedUnixMark, object: "with SO_MARK set", mentions: ["a privileged process"])
         try checkUnsupported(
             .unsupportedUnixFilter, object: "with a socket filter attached", mentions: ["a unix socket"])
         try checkUnsupported(.unsupportedUnixOwner, object: "with an owner or a signal for its notices (F_SETOWN")

@@ -94,7 +94,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedKinds() throws {
         for flag in [
             "--aio", "--shmem", "--pty", "--unix", "--inet", "--inet6", "--netlink", "--packet", "--mqueue",
-            "--async", "--dnotify",
+            "--async", "--dnotify", "--opath-socket", "--proc-thread", "--proc-fdinfo", "--immutable",
         ] {
             try runPlain(.unsupportedKind(flag))
         }

@@ -10,6 +10,10 @@
  *   --mqueue      a POSIX message queue (its fd shows the queue's name, no path)
  *   --async       a named pipe with signal-driven I/O (O_ASYNC, F_SETOWN)
  *   --dnotify     a directory watched by dnotify (fcntl F_NOTIFY), signalling with SIGRTMIN+1
+ *   --opath-socket  an O_PATH descriptor of a unix socket's file
+ *   --proc-thread   /proc/PID/task/TID/comm of its second thread, open
+ *   --proc-fdinfo   /proc/self/fdinfo/N of a descriptor above it, open
+ *   --immutable   a file open for writing, made immutable since (FS_IMMUTABLE_FL); cleared after
  * After SIGTERM it checks the object is still there and works.
  */
 #include "scenario.h"
@@ -20,6 +24,9 @@
 #include <pty.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/ioctl.h>
+#include <linux/fs.h>
 
 static char *area;
 static size_t area_size;
@@ -28,6 +35,17 @@ static int fd = -1;
 static char queue_name[64];
 static char watched[PATH_MAX];
 static volatile sig_atomic_t notified;
+static pid_t thread_id;
+static char immutable_path[PATH_MAX];
+
+static void *wait_forever(void *unused)
+{
+    (void)unused;
+    __atomic_store_n(&thread_id, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    for (;;)
+        pause();
+    return NULL;
+}
 
 static void on_notification(int signal)
 {
@@ -110,6 +128,33 @@ int main(int argc, char **argv)
         signal(SIGRTMIN + 1, on_notification);
         if (fcntl(fd, F_SETSIG, SIGRTMIN + 1) != 0 || fcntl(fd, F_NOTIFY, DN_CREATE | DN_MULTISHOT) != 0)
             sc_die("F_NOTIFY");
+    } else if (sc_has_flag("--opath-socket")) {
+        struct sockaddr_un address = {.sun_family = AF_UNIX};
+        sc_path(address.sun_path, sizeof address.sun_path, "sock");
+        int bound = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (bound < 0 || bind(bound, (struct sockaddr *)&address, sizeof address) != 0 || close(bound) != 0 ||
+            (fd = open(address.sun_path, O_PATH | O_CLOEXEC)) < 0)
+            sc_die("O_PATH of a socket file");
+    } else if (sc_has_flag("--proc-thread")) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, wait_forever, NULL) != 0)
+            sc_die("pthread_create");
+        while (!__atomic_load_n(&thread_id, __ATOMIC_ACQUIRE))
+            usleep(1000);
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)thread_id);
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+            sc_die("open %s", path);
+    } else if (sc_has_flag("--proc-fdinfo")) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%d", 100);
+        if (dup2(0, 100) != 100 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+            sc_die("open %s", path);
+    } else if (sc_has_flag("--immutable")) {
+        sc_path(immutable_path, sizeof immutable_path, "immutable");
+        int flags = FS_IMMUTABLE_FL;
+        if ((fd = open(immutable_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 || ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0)
+            sc_die("chattr +i");
     } else {
         sc_die("no object chosen");
     }
@@ -121,6 +166,13 @@ int main(int argc, char **argv)
 
     if (sc_has_flag("--hugetlb"))
         sc_check(area[0] == 'h', "the hugetlb area changed");
+    if (sc_has_flag("--immutable")) {
+        int flags = 0;
+        sc_check((fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR, "the immutable file's descriptor is not open to write");
+        sc_check(ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0, "chattr -i: %s", strerror(errno));
+    }
+    if (sc_has_flag("--opath-socket") || sc_has_flag("--proc-thread") || sc_has_flag("--proc-fdinfo"))
+        sc_check(fcntl(fd, F_GETFD) >= 0, "the descriptor is gone");
     if (sc_has_flag("--aio"))
         sc_check(syscall(SYS_io_destroy, aio) == 0, "io_destroy: %s", strerror(errno));
     if (sc_has_flag("--shmem")) {
@@ -142,7 +194,8 @@ int main(int argc, char **argv)
         sc_check(notified, "no dnotify signal for a file created in the watched directory");
     }
     if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--mqueue")
-        && !sc_has_flag("--async") && !sc_has_flag("--dnotify")) {
+        && !sc_has_flag("--async") && !sc_has_flag("--dnotify") && !sc_has_flag("--opath-socket") &&
+        !sc_has_flag("--proc-thread") && !sc_has_flag("--proc-fdinfo") && !sc_has_flag("--immutable")) {
         int family = 0;
         socklen_t size = sizeof family;
         sc_check(getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &size) == 0, "the socket is gone");

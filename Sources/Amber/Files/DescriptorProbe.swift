@@ -74,7 +74,10 @@ final class DescriptorProbe {
             let copy = try owner.duplicate(fd)
             defer { try? copy.close() }
             status = try FileStatus.fstat(fd: copy.rawValue)
-            if status.isSocket, socketFamilyRead == nil { socketFamilyRead = try Pidfd.socketFamily(of: copy) }
+            // An O_PATH descriptor of a socket file (a path, not "socket:[...]") has no socket.
+            if status.isSocket, socketFamilyRead == nil, link.hasPrefix("socket:") {
+                socketFamilyRead = try Pidfd.socketFamily(of: copy)
+            }
         } else {
             status = try FileStatus.stat(procFD: pid, fd: fd)
         }

@@ -115,6 +115,16 @@ enum OpenFileKinds {
 
     /// The kind of open file `descriptor` is, or its refusal.
     static func classify(_ descriptor: DescriptorProbe) throws -> any OpenFileKind {
+        // An O_PATH descriptor is reopened by its path, with O_PATH: only one on a file a path
+        // leads to (a deleted file's, a memfd's or a socket's kind would ask what O_PATH hides).
+        if try descriptor.info().flags & OpenFileFlags.pathOnly.rawValue != 0 {
+            if try descriptor.reopenablePath() != nil {
+                for kind in all where kind is any ReopenedByPath.Type {
+                    if let file = try kind.classify(descriptor) { return file }
+                }
+            }
+            throw descriptor.refusal("\(descriptor.link), opened with O_PATH, which amber does not reopen")
+        }
         for kind in all {
             if let file = try kind.classify(descriptor) { return file }
         }

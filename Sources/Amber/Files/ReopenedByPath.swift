@@ -34,7 +34,44 @@ extension ReopenedByPath {
     static func classify(_ descriptor: DescriptorProbe) throws -> Self? {
         guard let path = try descriptor.reopenablePath() else { return nil }
         let status = try descriptor.status()
-        return isKind(status, path: path) ? Self(path: path, status: status) : nil
+        guard isKind(status, path: path) else { return nil }
+        if let what = procPathMadeLater(path) {
+            throw descriptor.refusal(
+                "\(path), a file of /proc that names \(what), which does not exist yet when the restore reopens it")
+        }
+        try checkWritable(descriptor, path: path, status: status)
+        return Self(path: path, status: status)
+    }
+
+    /// A file open for writing that chattr made immutable since (or append-only, for a
+    /// description that does not append): no one may open it so again, the restore neither.
+    private static func checkWritable(_ descriptor: DescriptorProbe, path: String, status: FileStatus) throws {
+        let flags = Int32(bitPattern: try descriptor.info().flags)
+        guard status.isRegular, flags & O_ACCMODE != O_RDONLY else { return }
+        let copy = try descriptor.duplicate()
+        defer { try? copy.close() }
+        let attributes = try FileAttributes.inodeFlags(copy)
+        if attributes & FileAttributes.immutable != 0
+            || (attributes & FileAttributes.appendOnly != 0 && flags & O_APPEND == 0)
+        {
+            throw descriptor.refusal(
+                "\(path), open for writing but made \(attributes & FileAttributes.immutable != 0 ? "immutable" : "append-only") since (chattr): it could not be opened so again"
+            )
+        }
+    }
+
+    /// What a /proc path names that a restore makes only after the tree's open files: a thread
+    /// other than a leader (/proc/PID/task/TID/...), a descriptor (/proc/PID/fdinfo/FD, fd/FD).
+    private static func procPathMadeLater(_ path: String) -> String? {
+        let parts = path.split(separator: "/").map(String.init)
+        guard parts.count >= 3, parts[0] == "proc", let pid = Int32(parts[1]) else { return nil }
+        var rest = parts[2...]
+        if rest.count >= 2, rest.first == "task", let tid = Int32(rest[rest.startIndex + 1]) {
+            if tid != pid { return "thread \(tid)" }
+            rest = rest.dropFirst(2)
+        }
+        if rest.count >= 2, ["fdinfo", "fd"].contains(rest.first!) { return "a descriptor of process \(pid)" }
+        return nil
     }
 
     var identity: OpenFileIdentity { OpenFileIdentity(device: status.device, inode: status.inode) }
