@@ -32,3 +32,38 @@ public struct RobustList: Sendable, Equatable {
         return RobustList(head: head, length: length)
     }
 }
+
+extension Tracee {
+    /// Does for the stopped thread what the kernel does when it returns to user space after a
+    /// preemption inside an rseq critical section: moves it to the section's abort handler and
+    /// clears the struct rseq's rseq_cs. A call injected into the thread returns to user space
+    /// elsewhere, where the kernel only clears rseq_cs, and once its registers were put back the
+    /// section would go on, no longer protected. Returns whether the thread was in a section.
+    public func abortRseqCriticalSection() throws(LinuxError) -> Bool {
+        let registration = try rseqConfiguration()
+        // struct rseq: cpu_id_start, cpu_id, then the u64 rseq_cs pointer at offset 8.
+        guard registration.address != 0, registration.size >= 16,
+            let pointer = try word(at: registration.address + 8), pointer != 0,
+            // struct rseq_cs: version, flags (u32 each), start_ip, post_commit_offset, abort_ip.
+            let start = try word(at: pointer + 8), let length = try word(at: pointer + 16),
+            let abort = try word(at: pointer + 24)
+        else { return false }
+        var registers = try registers()
+        guard registers.rip >= start, registers.rip - start < length else { return false }
+        registers.rip = abort
+        try setRegisters(registers)
+        let zero = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 8)
+        defer { zero.deallocate() }
+        zero.storeBytes(of: UInt64(0), as: UInt64.self)
+        try ProcessMemory(pid: pid).write(UnsafeRawBufferPointer(zero), to: [(registration.address + 8, 8)])
+        return true
+    }
+
+    /// The u64 at `address` of the thread's memory, or nil where none can be read.
+    private func word(at address: UInt64) throws(LinuxError) -> UInt64? {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 8)
+        defer { buffer.deallocate() }
+        guard try ProcessMemory(pid: pid).read(into: buffer, from: [(address, 8)]) == 8 else { return nil }
+        return buffer.loadUnaligned(as: UInt64.self)
+    }
+}

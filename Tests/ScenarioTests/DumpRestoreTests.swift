@@ -23,6 +23,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testEnvironment() throws { try runDumped(.environment) }
     func testSecondThread() throws { try runDumped(.secondThread) }
     func testChildPause() throws { try runDumped(.childPause) }
+    func testRseqSection() throws { try runDumped(.rseqSection) }
     func testChildPauseIgnoringSIGCHLD() throws { try runDumped(.childPauseIgnoringSIGCHLD) }
     func testScheduling() throws { try runDumped(.scheduling) }
     func testFlags() throws { try runDumped(.flags) }
@@ -114,6 +115,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningFiles() throws { try runLeaveRunning(.files) }
     func testLeaveRunningSecondThread() throws { try runLeaveRunning(.secondThread) }
     func testLeaveRunningChildPause() throws { try runLeaveRunning(.childPause) }
+    func testLeaveRunningRseqSection() throws { try runLeaveRunning(.rseqSection) }
     func testLeaveRunningScheduling() throws { try runLeaveRunning(.scheduling) }
     func testLeaveRunningFlags() throws { try runLeaveRunning(.flags) }
     func testLeaveRunningTimers() throws { try runLeaveRunning(.timers) }

@@ -127,6 +127,9 @@ final class DumpErrorTests: ScenarioTestCase {
         try checkUnsupported(.unsupportedKind("--proc-thread"), object: "names thread")
         try checkUnsupported(.unsupportedKind("--proc-fdinfo"), object: "names a descriptor")
         try checkUnsupported(.unsupportedKind("--immutable"), object: "made immutable since")
+        if Sys.fileExists("/proc/pressure/memory") {
+            try checkUnsupported(.unsupportedKind("--psi"), object: "PSI", mentions: ["/proc/pressure/memory"])
+        }
     }
 
     /// A pipe whose read end a process outside the tree holds, named with its PID.
@@ -214,6 +217,40 @@ final class DumpErrorTests: ScenarioTestCase {
     /// Named: the child, and its group's leader, which left the group.
     func testDumpRefusesGroupWhoseLeaderLeftIt() throws {
         try checkUnsupported(.unsupportedGroupLeft, object: "has moved to the group")
+    }
+
+    /// A 32-bit program (its threads in compat mode) is refused before any call is injected
+    /// into it (injected with 64-bit registers, the call fails and breaks off the program's
+    /// own); it runs on untouched.
+    func testDumpRefuses32BitProgram() throws {
+        _ = try requireAmber()
+        let directory = try newDirectory("compat")
+        try "void _start(void) { for (;;) __asm__ volatile(\"movl $29, %%eax; int $0x80\" ::: \"eax\", \"memory\"); }\n"
+            .write(toFile: directory + "/pause32.c", atomically: true, encoding: .utf8)
+        let (built, log) = try Spawn.run(
+            [
+                "/usr/bin/cc", "-m32", "-nostdlib", "-static", "-O2", "-o", directory + "/pause32",
+                directory + "/pause32.c",
+            ],
+            in: directory)
+        guard built == .exited(0) else { throw XCTSkip("cc -m32 cannot build a 32-bit program here: \(log)") }
+        let pid = try Spawn.start([directory + "/pause32"], stdout: directory + "/log")
+        track(pid)
+        addTeardownBlock { kill(pid, SIGKILL) }
+        let deadline = Sys.now() + Self.pidfileTimeout
+        while (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8))?.hasSuffix("sys_pause") != true,
+            Sys.now() < deadline
+        {
+            Sys.sleep(milliseconds: 10)
+        }
+        let process = ScenarioProcess(
+            scenario: Scenario(name: "pause32"), binary: directory + "/pause32", directory: directory, pid: pid)
+        let r = try amber(["dump", "-t", "\(pid)", "-D", try newDirectory("image")], reaping: [process])
+        assertRefusal(r, exitCode: AmberExit.unsupportedState, mentions: ["\(pid)", "32-bit program"])
+        assertRunningUntraced(pid, "after the refused dump")
+        XCTAssertEqual(
+            (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8))?.hasSuffix("sys_pause"), true,
+            "the program is no longer in pause()")
     }
 
     /// Named: the grandchild, the root of its tree, and setns.

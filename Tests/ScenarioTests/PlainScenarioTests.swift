@@ -25,6 +25,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedSharedFDTable() throws { try runPlain(.unsupportedSharedFDTable) }
     func testSecondThread() throws { try runPlain(.secondThread) }
     func testChildPause() throws { try runPlain(.childPause) }
+    func testRseqSection() throws { try runPlain(.rseqSection) }
     func testChildPauseIgnoringSIGCHLD() throws { try runPlain(.childPauseIgnoringSIGCHLD) }
     func testStopped() throws { try runPlain(.stopped) }
     func testExitSignal() throws { try runPlain(.exitSignal) }

@@ -67,6 +67,8 @@ struct Scenario: Sendable {
     static let unsupportedUnsharedPIDNamespace = Scenario(name: "unsupported_setns", args: ["--unshare"])
     static let secondThread = Scenario(name: "second_thread")
     static let childPause = Scenario(name: "child_pause")
+    /// A thread always in a restartable sequence (rseq critical section).
+    static let rseqSection = Scenario(name: "rseq_section")
     static let childPauseIgnoringSIGCHLD = Scenario(name: "child_pause", args: ["--ignore-sigchld"])
     /// Three stopped children, one stop collected by the parent, one by SIGTSTP with two threads.
     static let stopped = Scenario(name: "stopped")

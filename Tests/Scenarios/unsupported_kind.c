@@ -14,6 +14,7 @@
  *   --proc-thread   /proc/PID/task/TID/comm of its second thread, open
  *   --proc-fdinfo   /proc/self/fdinfo/N of a descriptor above it, open
  *   --immutable   a file open for writing, made immutable since (FS_IMMUTABLE_FL); cleared after
+ *   --psi         a PSI trigger written to /proc/pressure/memory (poll then reports memory stalls)
  * After SIGTERM it checks the object is still there and works.
  */
 #include "scenario.h"
@@ -150,6 +151,11 @@ int main(int argc, char **argv)
         snprintf(path, sizeof path, "/proc/self/fdinfo/%d", 100);
         if (dup2(0, 100) != 100 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
             sc_die("open %s", path);
+    } else if (sc_has_flag("--psi")) {
+        const char trigger[] = "some 150000 2000000";
+        if ((fd = open("/proc/pressure/memory", O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0 ||
+            write(fd, trigger, sizeof trigger) != (ssize_t)sizeof trigger)
+            sc_die("a PSI trigger");
     } else if (sc_has_flag("--immutable")) {
         sc_path(immutable_path, sizeof immutable_path, "immutable");
         int flags = FS_IMMUTABLE_FL;
@@ -170,6 +176,10 @@ int main(int argc, char **argv)
         int flags = 0;
         sc_check((fcntl(fd, F_GETFL) & O_ACCMODE) == O_RDWR, "the immutable file's descriptor is not open to write");
         sc_check(ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0, "chattr -i: %s", strerror(errno));
+    }
+    if (sc_has_flag("--psi")) {
+        const char again[] = "some 150000 2000000";
+        sc_check(write(fd, again, sizeof again) < 0 && errno == EBUSY, "the PSI trigger is gone: a second one was taken");
     }
     if (sc_has_flag("--opath-socket") || sc_has_flag("--proc-thread") || sc_has_flag("--proc-fdinfo"))
         sc_check(fcntl(fd, F_GETFD) >= 0, "the descriptor is gone");
@@ -195,7 +205,8 @@ int main(int argc, char **argv)
     }
     if (fd >= 0 && !sc_has_flag("--pty") && !sc_has_flag("--shmem") && !sc_has_flag("--mqueue")
         && !sc_has_flag("--async") && !sc_has_flag("--dnotify") && !sc_has_flag("--opath-socket") &&
-        !sc_has_flag("--proc-thread") && !sc_has_flag("--proc-fdinfo") && !sc_has_flag("--immutable")) {
+        !sc_has_flag("--proc-thread") && !sc_has_flag("--proc-fdinfo") && !sc_has_flag("--immutable") &&
+        !sc_has_flag("--psi")) {
         int family = 0;
         socklen_t size = sizeof family;
         sc_check(getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &family, &size) == 0, "the socket is gone");

@@ -48,6 +48,14 @@ extension ReopenedByPath {
     private static func checkWritable(_ descriptor: DescriptorProbe, path: String, status: FileStatus) throws {
         let flags = Int32(bitPattern: try descriptor.info().flags)
         guard status.isRegular, flags & O_ACCMODE != O_RDONLY else { return }
+        // What a process writes there is a registration of the open file's own, which a
+        // description opened again lacks: a PSI trigger, a cgroup v1 event's eventfd.
+        let name = path.split(separator: "/").last.map(String.init) ?? ""
+        if path.hasPrefix("/proc/pressure/") || name.hasSuffix(".pressure") || name == "cgroup.event_control" {
+            throw descriptor.refusal(
+                "\(path), open for writing: a trigger or event written there (PSI, cgroup.event_control) is the open file's own, and not restored"
+            )
+        }
         let copy = try descriptor.duplicate()
         defer { try? copy.close() }
         let attributes = try FileAttributes.inodeFlags(copy)

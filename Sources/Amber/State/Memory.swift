@@ -107,9 +107,23 @@ enum MemoryState {
             vmFlags[mapping.start]?.contains(.locked) == true ? sum + (mapping.end - mapping.start) : sum
         }
         guard locked > 0 else { return FutureLocking() }
-        let probe = try session.injector.call(
-            "mmap probe page", SyscallNumber.mmap, 0, pageSize, UInt64(PROT_READ | PROT_WRITE),
-            UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0)
+        // EAGAIN: MCL_FUTURE is on and RLIMIT_MEMLOCK reached, but not whether MCL_ONFAULT is;
+        // ENOMEM: RLIMIT_AS or RLIMIT_DATA reached.
+        let result = try session.injector.raw(
+            SyscallNumber.mmap,
+            arguments: [
+                0, pageSize, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64.max, 0,
+            ])
+        if result == -Int64(ENOMEM) || result == -Int64(EAGAIN) {
+            throw AmberError.unsupported(
+                session.name,
+                result == -Int64(ENOMEM)
+                    ? "has locked memory and is at its RLIMIT_AS or RLIMIT_DATA: amber cannot map the page that tells whether mlockall(MCL_FUTURE) is on"
+                    : "has mlockall(MCL_FUTURE) on with its locked memory at RLIMIT_MEMLOCK: whether it locks on fault (MCL_ONFAULT) cannot be told"
+            )
+        }
+        guard result >= 0 || result < -4095 else { throw LinuxError(negated: Int(result), "mmap probe page") }
+        let probe = UInt64(bitPattern: result)
         defer { _ = try? session.injector.call("munmap probe page", SyscallNumber.munmap, probe, pageSize) }
         guard try ProcFS.status(pid: session.pid).lockedMemoryBytes == locked + pageSize else { return FutureLocking() }
         // Only then is smaps read again, for MCL_ONFAULT. The probe page may have merged with

@@ -89,6 +89,10 @@ enum TreeState {
                 }
             }
             logger.trace("seized \(seized.count) processes")
+            // Before any call is injected, and before the registers are read.
+            for thread in seized.flatMap(\.threads) where try thread.abortRseqCriticalSection() {
+                logger.debug("thread \(thread.pid) was in an rseq critical section: moved to its abort handler")
+            }
             let snapshots = seized.concurrentMap { process in
                 Result { () throws(LinuxError) in try ProcessSnapshot(pid: process.pid, threads: process.threads) }
             }
