@@ -72,7 +72,7 @@ public struct NetworkLock: Sendable {
     }
 
     /// Whether the table is there; true when nft cannot tell, for `remove` to report why.
-    private func exists() -> Bool {
+    func exists() -> Bool {
         do {
             try run(["list table inet \(table)"])
             return true

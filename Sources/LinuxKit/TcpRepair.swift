@@ -106,7 +106,9 @@ public enum TcpRepair {
         var piece = bytes.count
         while offset < bytes.count {
             let length = min(piece, bytes.count - offset)
-            let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, length, Int32(MSG_DONTWAIT)) }
+            let sent = bytes.withUnsafeBytes {
+                send(fd, $0.baseAddress! + offset, length, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+            }
             if sent > 0 {
                 offset += sent
                 continue

@@ -234,6 +234,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testTcpAcceptedBelow() throws { try runPlain(.tcpAcceptedBelow) }
     func testTcpConnectionsInet6() throws { try runPlain(.tcpConnectionsInet6) }
     func testTcpConnectionsV4Mapped() throws { try runPlain(.tcpConnectionsV4Mapped) }
+    func testTcpConnectionsOwnNamespace() throws { try runPlain(.tcpConnectionsOwnNamespace) }
     func testTcpReadShutDown() throws { try runPlain(.tcpReadShutDown) }
     func testPtys() throws { try runPlain(.ptys) }
     func testUnsupportedPty() throws {

@@ -21,6 +21,8 @@ extension Scenario {
     static let tcpConnectionsInet6 = Scenario(name: "tcp_connections", args: ["--inet6"])
     /// The same over IPv6 sockets with IPv4 peers (::ffff:127.0.0.1).
     static let tcpConnectionsV4Mapped = Scenario(name: "tcp_connections", args: ["--v4-mapped"])
+    /// The same in a network namespace of its own.
+    static let tcpConnectionsOwnNamespace = Scenario(name: "tcp_connections", args: ["--own-namespace"])
     /// A connection whose client shut its reading down (SHUT_RD), still ESTABLISHED.
     static let tcpReadShutDown = Scenario(name: "tcp_connections", args: ["--read-shut-down"])
     /// A connection shut down one way: FIN_WAIT2 and CLOSE_WAIT.
@@ -104,6 +106,22 @@ final class TcpConnectionTests: ScenarioTestCase {
         try restoreDetachedExpectingSuccess(p, from: image)
         XCTAssertEqual(lockTables(), [], "the restore left the lock on")
         try terminateAndExpectPass(p, "over ::ffff:127.0.0.1 after dump --tcp-established and restore")
+    }
+
+    /// Both ends in a network namespace of the tree's own, which the restore makes again: the
+    /// lock is made there too before the connections, so neither end is reset by the other's
+    /// stack before both are back.
+    func testConnectionInTheTreesOwnNamespace() throws {
+        _ = try requireAmber()
+        try requireNft()
+        let p = try start(.tcpConnectionsOwnNamespace)
+        let image = try newDirectory("image")
+        // The dump's lock is in the tree's namespace, which goes with the tree.
+        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--tcp-established"], reaping: [p])
+        XCTAssertEqual(r.status, .exited(0), "dump --tcp-established: \(r.summary)")
+        guard r.status == .exited(0) else { return }
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "in its own network namespace after dump --tcp-established and restore")
     }
 
     /// A connection whose socket a child shares (one description across fork): held in repair

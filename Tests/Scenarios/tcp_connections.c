@@ -14,6 +14,8 @@
  *   --inet6       the same over ::1.
  *   --v4-mapped   the same over IPv6 sockets on ::ffff:127.0.0.1 (dual-stack sockets with an IPv4
  *                 peer, whose packets are IPv4 ones).
+ *   --own-namespace the same in a network namespace of its own (unshare(CLONE_NEWNET), loopback
+ *                 up), which a restore makes again.
  *   --read-shut-down a connection in this process whose client shut its reading down (SHUT_RD)
  *                 and left interactive mode (TCP_QUICKACK 0), and whose server clamped its
  *                 window (TCP_WINDOW_CLAMP 20000): after SIGTERM the client still reads the end at
@@ -45,6 +47,9 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <linux/errqueue.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 static unsigned char pattern(int seed, uint64_t i)
@@ -492,6 +497,18 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "tcp_connections");
     sc_install_sigterm(0);
+    if (sc_has_flag("--own-namespace")) {
+        struct ifreq loopback = {0};
+        strcpy(loopback.ifr_name, "lo");
+        int control = -1;
+        if (unshare(CLONE_NEWNET) != 0 || (control = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
+            ioctl(control, SIOCGIFFLAGS, &loopback) != 0)
+            sc_die("a network namespace of its own");
+        loopback.ifr_flags |= IFF_UP;
+        if (ioctl(control, SIOCSIFFLAGS, &loopback) != 0)
+            sc_die("loopback up");
+        close(control);
+    }
     if (sc_has_flag("--inet6") || sc_has_flag("--v4-mapped"))
         family = AF_INET6;
     v4_mapped = sc_has_flag("--v4-mapped");

@@ -195,6 +195,7 @@ struct TcpConnectionKind: OpenFileKind {
             family: record.family, address: [UInt8](record.peerAddress), port: UInt16(record.peerPort),
             scopeID: record.scopeID)
         let what = "the TCP connection from \(local) to \(peer) of open file \(description.id) for process \(task.pid)"
+        try lockHere(record, local, peer)
         let socket: FileDescriptor
         do {
             socket = try InetSocket.make(
@@ -349,7 +350,27 @@ struct TcpConnectionKind: OpenFileKind {
         return asks
     }
 
-    /// Once the tree is restored: the locks of its connections go, and their packets flow.
+    /// The dump's locks made again by this restore, in the namespace its sockets are made in.
+    private static let locksMadeHere = Mutex<Set<String>>([])
+
+    /// Blocks the connection where its socket is about to be made, as the dump's lock did where
+    /// the dump ran: a namespace made for the restore, or joined, has no lock, and a connection
+    /// made again there would be reset by its peer's stack (its window probe answered with an
+    /// RST) before the peer is back. Nothing is added where the dump's own lock is.
+    private static func lockHere(_ record: Amber_TcpConnection, _ local: InetAddress, _ peer: InetAddress)
+        throws(AmberError)
+    {
+        let lock = NetworkLock(table: record.lockTable)
+        let madeHere = locksMadeHere.withLock { $0.contains(record.lockTable) }
+        if !madeHere {
+            guard !lock.exists() else { return }
+            locksMadeHere.withLock { _ = $0.insert(record.lockTable) }
+        }
+        try lock.block(local, peer)
+    }
+
+    /// Once the tree is restored: the locks of its connections go, and their packets flow, in
+    /// the namespace the tree is in and in ours.
     static func unlock(_ tasks: [Amber_Task]) throws(AmberError) {
         var tables: Set<String> = []
         for task in tasks {
@@ -357,7 +378,12 @@ struct TcpConnectionKind: OpenFileKind {
                 if let record = record(of: description) { tables.insert(record.lockTable) }
             }
         }
-        for table in tables.sorted() { try NetworkLock(table: table).remove() }
+        let treeNamespace = tasks.first.map { "/proc/\($0.pid)/ns/net" }
+        for table in tables.sorted() {
+            if let treeNamespace { try NetworkLock(table: table, namespace: treeNamespace).remove() }
+            try NetworkLock(table: table).remove()
+        }
+        locksMadeHere.withLock { $0 = [] }
     }
 }
 
