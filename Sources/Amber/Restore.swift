@@ -162,6 +162,7 @@ public enum Restore {
         let ownNetwork = try NetworkNamespaceState.enter(
             for: tasks[0], joining: joinNetwork, veths: externalVeths, madeInAdvance: readInAdvance?.network)
         defer { ownNetwork?.enterOrAbort() }
+        TcpConnectionKind.prepareLocks(tasks, namespaceMade: ownNetwork != nil && joinNetwork == nil)
         let cgroups = try CgroupRestore(
             tasks: tasks, options: cgroupOptions, imageTrusted: imageTrusted, logger: logger)
         let ownUTS = try UTSNamespaceState.enter(for: tasks[0], joining: joinNamespaces["uts"])

@@ -210,6 +210,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     /// NETLINK_ROUTE and NETLINK_SOCK_DIAG sockets with their port ids, groups and options; the
     /// kernel answers dumps on them and they reach each other by port id.
     func testNetlinkSockets() throws { try runDumped(.netlinkSockets) }
+    func testNetlinkSocketsInTheirOwnNamespace() throws { try runDumped(.netlinkSocketsOwnNamespace) }
     func testLeaveRunningNetlinkSockets() throws { try runLeaveRunning(.netlinkSockets) }
     /// The incremental scenario dumped plainly: what a dump after a pre-dump must equal.
     func testIncremental() throws { try runDumped(.incrementalTree) }

@@ -12,6 +12,8 @@ extension Scenario {
     /// NETLINK_ROUTE sockets bound by the kernel and to a port id of their own, in groups, and a
     /// NETLINK_SOCK_DIAG socket not bound yet.
     static let netlinkSockets = Scenario(name: "netlink_sockets")
+    /// The same in a network namespace of its own.
+    static let netlinkSocketsOwnNamespace = Scenario(name: "netlink_sockets", args: ["--own-namespace"])
     /// A netlink socket amber does not restore: an answer queued, connected, another protocol.
     static func unsupportedNetlink(_ flag: String) -> Scenario { Scenario(name: "unsupported_netlink", args: [flag]) }
 }

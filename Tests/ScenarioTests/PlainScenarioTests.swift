@@ -244,6 +244,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     }
     func testInetDualStack() throws { try runPlain(.inetDualStack) }
     func testNetlinkSockets() throws { try runPlain(.netlinkSockets) }
+    func testNetlinkSocketsOwnNamespace() throws { try runPlain(.netlinkSocketsOwnNamespace) }
     func testUnsupportedNetlink() throws {
         for flag in ["--queued", "--connected", "--uevent"] { try runPlain(.unsupportedNetlink(flag)) }
     }

@@ -9,6 +9,8 @@
  * After SIGTERM each has its port id, groups and options; the kernel answers a link dump on the
  * first and a unix socket dump on the third, and the first two send each other messages by
  * port id, each seeing the other's as the sender.
+ * --own-namespace: all of it in a network namespace of its own (unshare(CLONE_NEWNET)), which
+ * a restore makes again.
  */
 #include "scenario.h"
 #include <linux/netlink.h>
@@ -16,6 +18,7 @@
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #ifndef NETLINK_EXT_ACK
@@ -155,6 +158,11 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "netlink_sockets");
     sc_install_sigterm(0);
+    /* A unix socket pair of the namespace's own, for the sock_diag dump to show. */
+    int pair[2];
+    if (sc_has_flag("--own-namespace") &&
+        (unshare(CLONE_NEWNET) != 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0))
+        sc_die("unshare(CLONE_NEWNET)");
 
     route = make_socket(SOCK_RAW | SOCK_NONBLOCK, NETLINK_ROUTE);
     set_int(route, SOL_NETLINK, NETLINK_EXT_ACK, 1);

@@ -46,7 +46,10 @@ struct NetlinkSocketKind: OpenFileKind {
         if local.portID != 0 {
             let flags: UInt32?
             do {
-                flags = try NetlinkSocket.diagnosisFlags(protocol: proto)[status.inode]
+                // sock_diag shows the sockets of the namespace it is asked in: the process's.
+                flags = try NetworkNamespace.of(pid: descriptor.pid).inside {
+                    try NetlinkSocket.diagnosisFlags(protocol: proto)
+                }[status.inode]
             } catch {
                 throw descriptor.refusal("\(bound), whose state sock_diag does not show (\(error))")
             }

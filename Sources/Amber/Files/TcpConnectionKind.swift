@@ -1,4 +1,5 @@
 import AmberImage
+import Dispatch
 import FoundationEssentials
 import Glibc
 import LinuxKit
@@ -352,14 +353,55 @@ struct TcpConnectionKind: OpenFileKind {
 
     /// The dump's locks made again by this restore, in the namespace its sockets are made in.
     private static let locksMadeHere = Mutex<Set<String>>([])
+    /// The connections the restore locks where it makes them (`prepareLocks`), by their ends.
+    private static let lockedHere = Mutex<Set<[UInt8]>>([])
+    /// Their tables and chains being made beside the restore.
+    private static let lockPreparation = Mutex<DispatchGroup?>(nil)
 
-    /// Blocks the connection where its socket is about to be made, as the dump's lock did where
-    /// the dump ran: a namespace made for the restore, or joined, has no lock, and a connection
-    /// made again there would be reset by its peer's stack (its window probe answered with an
-    /// RST) before the peer is back. Nothing is added where the dump's own lock is.
+    /// A connection's ends as one key: its local address and port, then its peer's.
+    private static func ends(_ record: Amber_TcpConnection, reversed: Bool = false) -> [UInt8] {
+        let local = [UInt8](record.localAddress) + withUnsafeBytes(of: record.localPort) { Array($0) }
+        let peer = [UInt8](record.peerAddress) + withUnsafeBytes(of: record.peerPort) { Array($0) }
+        return reversed ? peer + local : local + peer
+    }
+
+    /// Chooses the connections of `tasks` to lock where the restore makes them, and starts
+    /// making those locks' tables and chains in the calling thread's network namespace beside
+    /// the restore (hooking a chain waits for an RCU grace period). The dump's lock is in the
+    /// namespace the dump ran in: in one the restore makes for the tree (`namespaceMade`) every
+    /// connection is locked again, or its peer's stack, once reachable, resets it before it is
+    /// made; elsewhere a connection whose two ends are both in the tree is, which the first of
+    /// them made would otherwise reset by its window probe to the other, not made yet.
+    static func prepareLocks(_ tasks: [Amber_Task], namespaceMade: Bool) {
+        let connections = tasks.flatMap { $0.files.descriptions.compactMap { record(of: $0) } }
+        let all = Set(connections.map { ends($0) })
+        let locked = connections.filter { namespaceMade || all.contains(ends($0, reversed: true)) }
+        lockedHere.withLock { $0 = Set(locked.map { ends($0) }) }
+        let tables = Set(locked.map(\.lockTable))
+        guard !tables.isEmpty, let namespace = try? NetworkNamespace.ofThisThread() else { return }
+        let preparing = DispatchGroup()
+        preparing.enter()
+        lockPreparation.withLock { $0 = preparing }
+        DispatchQueue.global().async {
+            defer { preparing.leave() }
+            _ = try? namespace.inside {
+                for table in tables.sorted() {
+                    let lock = NetworkLock(table: table)
+                    guard !lock.exists() else { continue }
+                    try lock.prepare()
+                    locksMadeHere.withLock { _ = $0.insert(table) }
+                }
+            }
+        }
+    }
+
+    /// Blocks the connection where its socket is about to be made, if `prepareLocks` chose it;
+    /// nothing is added where the dump's own lock is.
     private static func lockHere(_ record: Amber_TcpConnection, _ local: InetAddress, _ peer: InetAddress)
         throws(AmberError)
     {
+        guard lockedHere.withLock({ $0.contains(ends(record)) }) else { return }
+        lockPreparation.withLock { $0 }?.wait()
         let lock = NetworkLock(table: record.lockTable)
         let madeHere = locksMadeHere.withLock { $0.contains(record.lockTable) }
         if !madeHere {
@@ -384,6 +426,8 @@ struct TcpConnectionKind: OpenFileKind {
             try NetworkLock(table: table).remove()
         }
         locksMadeHere.withLock { $0 = [] }
+        lockedHere.withLock { $0 = [] }
+        lockPreparation.withLock { $0 = nil }
     }
 }
 
