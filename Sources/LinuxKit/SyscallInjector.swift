@@ -62,6 +62,7 @@ public enum SyscallNumber {
     public static let epollWait = 232
     public static let poll = 7
     public static let epollCtl = 233
+    public static let epollPwait = 281, epollPwait2 = 441, semop = 65, semtimedop = 220
     public static let pidfdGetfd = 438
     public static let getMempolicy = 239
     public static let kcmp = 312

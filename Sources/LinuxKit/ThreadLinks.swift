@@ -1,4 +1,5 @@
 internal import CLinux
+import Glibc
 
 /// A thread's rseq registration (the kernel's struct ptrace_rseq_configuration).
 public struct RseqConfiguration: Sendable, Equatable {
@@ -65,5 +66,37 @@ extension Tracee {
         defer { buffer.deallocate() }
         guard try ProcessMemory(pid: pid).read(into: buffer, from: [(address, 8)]) == 8 else { return nil }
         return buffer.loadUnaligned(as: UInt64.self)
+    }
+}
+
+extension Tracee {
+    /// Points the stopped thread back at a wait the stop ended with EINTR, as if it had not
+    /// left it; returns whether it did. The kernel never restarts these calls after a stop
+    /// (ptrace's or SIGSTOP's: signal(7)): epoll_wait and epoll_pwait without a time limit
+    /// (-1), epoll_pwait2, rt_sigtimedwait (sigwaitinfo) and semtimedop without one (NULL),
+    /// and semop. Only for a thread with no signal of its own to take, which would have ended
+    /// the call all the same: the caller's to ask.
+    public func restartWaitEndedByStop() throws(LinuxError) -> Bool {
+        var registers = try registers()
+        guard Int64(bitPattern: registers.rax) == -Int64(EINTR) else { return false }
+        let waitsForever =
+            switch Int(registers.origRax) {
+            case SyscallNumber.epollWait, SyscallNumber.epollPwait: Int32(truncatingIfNeeded: registers.r10) == -1
+            case SyscallNumber.epollPwait2, SyscallNumber.semtimedop: registers.r10 == 0
+            case SyscallNumber.rtSigtimedwait: registers.rdx == 0
+            case SyscallNumber.semop: true
+            default: false
+            }
+        guard waitsForever, registers.rip >= 2 else { return false }
+        // The call was made by the two-byte syscall instruction just before the thread's IP.
+        let instruction = UnsafeMutableRawBufferPointer.allocate(byteCount: 2, alignment: 1)
+        defer { instruction.deallocate() }
+        guard try ProcessMemory(pid: pid).read(into: instruction, from: [(registers.rip - 2, 2)]) == 2,
+            instruction[0] == 0x0f, instruction[1] == 0x05
+        else { return false }
+        registers.rip -= 2
+        registers.rax = registers.origRax
+        try setRegisters(registers)
+        return true
     }
 }

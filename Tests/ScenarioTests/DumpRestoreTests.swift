@@ -24,6 +24,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testSecondThread() throws { try runDumped(.secondThread) }
     func testChildPause() throws { try runDumped(.childPause) }
     func testRseqSection() throws { try runDumped(.rseqSection) }
+    func testInterruptedWaits() throws { try runDumped(.interruptedWaits) }
     func testChildPauseIgnoringSIGCHLD() throws { try runDumped(.childPauseIgnoringSIGCHLD) }
     func testScheduling() throws { try runDumped(.scheduling) }
     func testFlags() throws { try runDumped(.flags) }
@@ -116,6 +117,7 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testLeaveRunningSecondThread() throws { try runLeaveRunning(.secondThread) }
     func testLeaveRunningChildPause() throws { try runLeaveRunning(.childPause) }
     func testLeaveRunningRseqSection() throws { try runLeaveRunning(.rseqSection) }
+    func testLeaveRunningInterruptedWaits() throws { try runLeaveRunning(.interruptedWaits) }
     func testLeaveRunningScheduling() throws { try runLeaveRunning(.scheduling) }
     func testLeaveRunningFlags() throws { try runLeaveRunning(.flags) }
     func testLeaveRunningTimers() throws { try runLeaveRunning(.timers) }

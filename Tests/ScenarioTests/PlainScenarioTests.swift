@@ -26,6 +26,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testSecondThread() throws { try runPlain(.secondThread) }
     func testChildPause() throws { try runPlain(.childPause) }
     func testRseqSection() throws { try runPlain(.rseqSection) }
+    func testInterruptedWaits() throws { try runPlain(.interruptedWaits) }
     func testChildPauseIgnoringSIGCHLD() throws { try runPlain(.childPauseIgnoringSIGCHLD) }
     func testStopped() throws { try runPlain(.stopped) }
     func testExitSignal() throws { try runPlain(.exitSignal) }

@@ -69,6 +69,8 @@ struct Scenario: Sendable {
     static let childPause = Scenario(name: "child_pause")
     /// A thread always in a restartable sequence (rseq critical section).
     static let rseqSection = Scenario(name: "rseq_section")
+    /// Threads waiting without a time limit in calls a stop ends with EINTR.
+    static let interruptedWaits = Scenario(name: "interrupted_waits")
     static let childPauseIgnoringSIGCHLD = Scenario(name: "child_pause", args: ["--ignore-sigchld"])
     /// Three stopped children, one stop collected by the parent, one by SIGTSTP with two threads.
     static let stopped = Scenario(name: "stopped")

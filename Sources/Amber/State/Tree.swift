@@ -93,6 +93,18 @@ enum TreeState {
             for thread in seized.flatMap(\.threads) where try thread.abortRseqCriticalSection() {
                 logger.debug("thread \(thread.pid) was in an rseq critical section: moved to its abort handler")
             }
+            // A wait the freeze ended with EINTR goes on once the thread runs again, unless a
+            // signal of its own would have ended it too; a process stopped before saw its own
+            // stop end it.
+            for process in seized where process.stopSignal == 0 {
+                for thread in process.threads {
+                    guard let status = try? ProcFS.threadStatus(pid: process.pid, tid: thread.pid),
+                        (status.pendingThread | status.pendingShared) & ~status.blockedSignals == 0,
+                        try thread.restartWaitEndedByStop()
+                    else { continue }
+                    logger.debug("thread \(thread.pid) was in a wait the freeze ended: pointed back at it")
+                }
+            }
             let snapshots = seized.concurrentMap { process in
                 Result { () throws(LinuxError) in try ProcessSnapshot(pid: process.pid, threads: process.threads) }
             }
