@@ -116,11 +116,27 @@ public enum Checkpoint {
                 throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
             }
         }
+        // The image is read back as a restore reads it before the tree is killed: one it would
+        // refuse fails the dump instead, the tree left as it was. Its pages are not read again.
+        let readBack: (() throws(AmberError) -> Void)? =
+            pageServer != nil
+            ? nil
+            : { () throws(AmberError) in
+                do {
+                    _ = try ImageReader(
+                        directory: directory, key: key, checkPages: false, encryptionKey: storage.encryptionKey
+                    ).tasks()
+                } catch {
+                    throw AmberError(
+                        .failure, "the image written in \(directory) does not read back as a restore reads it: \(error)"
+                    )
+                }
+            }
         do {
             return try run(
                 pid: pid, writer: writer, leaveRunning: leaveRunning, externalFiles: externalFiles,
                 shellJob: shellJob, interruption: interruption, copyOnWrite: copyOnWrite, incremental: incremental,
-                logger: logger)
+                readBack: readBack, logger: logger)
         } catch {
             writer.discard()
             throw error
@@ -129,7 +145,8 @@ public enum Checkpoint {
 
     private static func run(
         pid: Int32, writer: ImageWriter, leaveRunning: Bool, externalFiles: Set<String>, shellJob: Bool,
-        interruption: DumpInterruption, copyOnWrite: Bool, incremental: IncrementalDump?, logger: Logger
+        interruption: DumpInterruption, copyOnWrite: Bool, incremental: IncrementalDump?,
+        readBack: (() throws(AmberError) -> Void)?, logger: Logger
     ) throws(AmberError) -> Summary {
         // Opening its memory needs the same rights as ptrace: refuse before anything else is looked at.
         let memory = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
@@ -195,6 +212,11 @@ public enum Checkpoint {
             if let incremental { inventory.parent = incremental.reference }
             try writer.finish(inventory: inventory)
             logger.trace("image written")
+            if !leaveRunning, let readBack {
+                try interruption.check(FaultPoints.readBack)
+                try readBack()
+                logger.trace("image read back")
+            }
             let releasing = ContinuousClock.now
             phases.append(Phase("inventory", from: completing, to: releasing))
             if copyOnWrite {

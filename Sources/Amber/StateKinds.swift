@@ -46,6 +46,9 @@ enum StateKinds {
 public enum FaultPoints {
     /// A dump's own points around its kinds' steps.
     static let seize = "seize", preflight = "preflight", pages = "pages", write = "write", inventory = "inventory"
+    /// The image read back before the tree is killed: after the inventory, so not one of
+    /// `dump`'s points, before which an interrupted dump leaves no inventory.
+    static let readBack = "read-back"
     /// A restore's own points around its kinds' steps.
     static let read = "read", create = "create", cleanup = "cleanup", detach = "detach"
 

@@ -164,3 +164,20 @@ final class FailedRestoreTests: ScenarioTestCase {
         }
     }
 }
+
+/// An image the dump cannot read back as a restore would fails the dump before the tree is
+/// killed: the tree runs on as it was.
+final class ReadBackTests: ScenarioTestCase {
+    func testDumpThatCannotReadItsImageBackLeavesTheTree() throws {
+        _ = try requireAmber()
+        let p = try start(.tree)
+        let tree = [p.pid] + Proc.descendants(of: p.pid)
+        let r = try amber(
+            ["dump", "-t", "\(p.pid)", "-D", try newDirectory("image")], reaping: [p],
+            env: ["AMBER_TEST_FAULT": "dump.read-back=fail"])
+        XCTAssertEqual(r.status, .exited(1), r.summary)
+        XCTAssertTrue(r.stderr.contains("read-back"), r.stderr)
+        for pid in tree { assertRunningUntraced(pid, "process \(pid) after the dump failed to read its image back") }
+        try terminateAndExpectPass(p, "after the dump failed to read its image back")
+    }
+}
