@@ -116,20 +116,23 @@ public enum Checkpoint {
                 throw AmberError(error.kind == .directoryNotEmpty ? .directoryNotEmpty : .failure, error.description)
             }
         }
-        // The image is read back as a restore reads it before the tree is killed: one it would
-        // refuse fails the dump instead, the tree left as it was. Its pages are not read again.
-        let readBack: (() throws(AmberError) -> Void)? =
+        // The image's records are checked as a restore checks them before the tree is killed:
+        // one it would refuse fails the dump instead, the tree left as it was. An incremental
+        // image is read back, with the chain it names.
+        let readBack: ReadBack? =
             pageServer != nil
             ? nil
-            : { () throws(AmberError) in
+            : { (tasks: [Amber_Task], inventory: Amber_Inventory) throws(AmberError) in
                 do {
-                    _ = try ImageReader(
-                        directory: directory, key: key, checkPages: false, encryptionKey: storage.encryptionKey
-                    ).tasks()
+                    if inventory.hasParent {
+                        _ = try ImageReader(
+                            directory: directory, key: key, checkPages: false, encryptionKey: storage.encryptionKey
+                        ).tasks()
+                    } else {
+                        try ImageReader.validate(tasks, written: inventory)
+                    }
                 } catch {
-                    throw AmberError(
-                        .failure, "the image written in \(directory) does not read back as a restore reads it: \(error)"
-                    )
+                    throw AmberError(.failure, "the image written in \(directory) is not one a restore takes: \(error)")
                 }
             }
         do {
@@ -143,10 +146,13 @@ public enum Checkpoint {
         }
     }
 
+    /// What checks an image written before the tree is killed: its tasks and its inventory.
+    private typealias ReadBack = ([Amber_Task], Amber_Inventory) throws(AmberError) -> Void
+
     private static func run(
         pid: Int32, writer: ImageWriter, leaveRunning: Bool, externalFiles: Set<String>, shellJob: Bool,
         interruption: DumpInterruption, copyOnWrite: Bool, incremental: IncrementalDump?,
-        readBack: (() throws(AmberError) -> Void)?, logger: Logger
+        readBack: ReadBack?, logger: Logger
     ) throws(AmberError) -> Summary {
         // Opening its memory needs the same rights as ptrace: refuse before anything else is looked at.
         let memory = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
@@ -210,12 +216,12 @@ public enum Checkpoint {
             let completing = ContinuousClock.now
             var inventory = inventory(for: tasks)
             if let incremental { inventory.parent = incremental.reference }
-            try writer.finish(inventory: inventory)
+            let written = try writer.finish(inventory: inventory)
             logger.trace("image written")
             if !leaveRunning, let readBack {
                 try interruption.check(FaultPoints.readBack)
-                try readBack()
-                logger.trace("image read back")
+                try readBack(tasks, written)
+                logger.trace("image checked")
             }
             let releasing = ContinuousClock.now
             phases.append(Phase("inventory", from: completing, to: releasing))

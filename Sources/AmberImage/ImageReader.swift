@@ -160,6 +160,20 @@ public final class ImageReader: Sendable {
         return task
     }
 
+    /// Validates `tasks`, as written with `inventory` (the one `ImageWriter.finish` returned),
+    /// as `tasks()` validates the records it reads: each task alone, then across them. For an
+    /// image of its own (no parent): a dump checks what it wrote before it kills the tree.
+    public static func validate(_ tasks: [Amber_Task], written inventory: Amber_Inventory) throws(ImageError) {
+        let files = Dictionary(inventory.files.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for task in tasks {
+            var validator = TaskValidator(
+                file: ImageFormat.taskRecordName(pid: task.pid), pid: task.pid, xstateSize: inventory.xstateSize,
+                xstateFeatures: inventory.xstateFeatures, files: files)
+            try validator.validate(task)
+        }
+        try CrossRecordCheck.check(tasks)
+    }
+
     /// Decodes and validates every task record, the root's first and then by ascending PID, and
     /// checks them against one another (`CrossRecordCheck`): the whole image, as a restore reads it.
     public func tasks() throws(ImageError) -> [Amber_Task] {

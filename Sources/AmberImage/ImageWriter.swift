@@ -105,7 +105,9 @@ public final class ImageWriter {
     /// root task's record must have been written: a reader refuses an image
     /// without it. The writer accepts nothing after this call, whether it
     /// succeeds or not; after a failure the directory is an incomplete image to be removed.
-    public func finish(inventory: Amber_Inventory) throws(ImageError) {
+    /// Returns the inventory written.
+    @discardableResult
+    public func finish(inventory: Amber_Inventory) throws(ImageError) -> Amber_Inventory {
         try checkOpen(ImageFormat.inventoryName)
         guard inventory.hasPreDump || names.contains(ImageFormat.taskRecordName(pid: inventory.rootPid)) else {
             throw ImageError(
@@ -144,6 +146,7 @@ public final class ImageWriter {
         }
         try sink.commitInventory(durable: durable)
         complete = true
+        return inventory
     }
 
     /// Reserves a file name: plain, not the inventory's, not used before.
