@@ -24,6 +24,8 @@ enum PtraceRequest {
     static let listen = 0x4208
     static let peekSigInfo = 0x4209
     static let getSigMask = 0x420a
+    /// PTRACE_GET_THREAD_AREA.
+    static let getThreadArea = 25
     static let setSigMask = 0x420b
     static let seccompGetFilter = 0x420c
     static let seccompGetMetadata = 0x420d
@@ -235,6 +237,24 @@ public struct Tracee: Sendable {
             for index in 0..<count { result.append(Array(buffer[(index * 128)..<((index + 1) * 128)])) }
             if count < batch { return result }
         }
+    }
+
+    /// The GDT TLS entries (12, 13, 14: GDT_ENTRY_TLS_MIN to MAX) the thread set with
+    /// set_thread_area, as PTRACE_GET_THREAD_AREA reads them; those empty left out. An empty
+    /// entry reads as base 0, limit 0, read_exec_only and seg_not_present (struct user_desc).
+    public func threadAreaEntries() throws(LinuxError) -> [UInt32] {
+        var used: [UInt32] = []
+        for entry: UInt32 in 12...14 {
+            var descriptor: (UInt32, UInt32, UInt32, UInt32) = (entry, 0, 0, 0)
+            _ = try withUnsafeMutablePointer(to: &descriptor) { pointer throws(LinuxError) in
+                try request(
+                    PtraceRequest.getThreadArea, UInt64(entry), UInt64(UInt(bitPattern: pointer)),
+                    "PTRACE_GET_THREAD_AREA")
+            }
+            let empty = descriptor.1 == 0 && descriptor.2 == 0 && descriptor.3 & 0x7f == (1 << 3 | 1 << 5)
+            if !empty { used.append(entry) }
+        }
+        return used
     }
 
     /// The task's rseq registration (kernel 5.13).

@@ -222,6 +222,11 @@ final class DumpErrorTests: ScenarioTestCase {
     /// A 32-bit program (its threads in compat mode) is refused before any call is injected
     /// into it (injected with 64-bit registers, the call fails and breaks off the program's
     /// own); it runs on untouched.
+    /// Named: the thread and its GDT TLS entry (set_thread_area).
+    func testDumpRefusesThreadWithGDTEntry() throws {
+        try checkUnsupported(.unsupportedGDTEntry, object: "GDT TLS entry")
+    }
+
     func testDumpRefuses32BitProgram() throws {
         _ = try requireAmber()
         let directory = try newDirectory("compat")

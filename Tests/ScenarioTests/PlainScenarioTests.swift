@@ -54,6 +54,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedThreadPolicy() throws { try runPlain(.unsupportedThreadPolicy) }
     func testUnsupportedThreadPersonality() throws { try runPlain(.unsupportedThreadPersonality) }
     func testUnsupportedGroupLeft() throws { try runPlain(.unsupportedGroupLeft) }
+    func testUnsupportedGDTEntry() throws { try runPlain(.unsupportedGDTEntry) }
     func testUnsupportedLandlock() throws { try runPlain(.unsupportedLandlock) }
     func testUnsupportedThreadLandlock() throws { try runPlain(.unsupportedThreadLandlock) }
     func testUnsupportedGuardRegions() throws { try runPlain(.unsupportedGuardRegions) }

@@ -121,6 +121,7 @@ struct Scenario: Sendable {
     static let unsupportedThreadPolicy = Scenario(name: "unsupported_state", args: ["--thread-mempolicy"])
     static let unsupportedThreadPersonality = Scenario(name: "unsupported_state", args: ["--thread-personality"])
     static let unsupportedGroupLeft = Scenario(name: "unsupported_state", args: ["--group-left"])
+    static let unsupportedGDTEntry = Scenario(name: "unsupported_state", args: ["--gdt-tls"])
     static let unsupportedLandlock = Scenario(name: "unsupported_state", args: ["--landlock"])
     static let unsupportedGuardRegions = Scenario(name: "unsupported_state", args: ["--guard-regions"])
     static let unsupportedLocalDescriptorTable = Scenario(name: "unsupported_state", args: ["--ldt"])

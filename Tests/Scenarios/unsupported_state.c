@@ -9,6 +9,8 @@
  *   --thread-personality a second thread's own personality is ADDR_NO_RANDOMIZE
  *   --group-left        a child in the process group of its sibling, which has moved back to
  *                       the root's group since (setpgid)
+ *   --gdt-tls           a second thread with a GDT TLS entry of its own (set_thread_area
+ *                       through int 0x80, the 32-bit call)
  *   --user-dispatch     syscall user dispatch on (PR_SET_SYSCALL_USER_DISPATCH)
  *   --thread-keyring    a thread keyring
  *   --process-keyring   a process keyring
@@ -54,6 +56,7 @@
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
+#include <asm/ldt.h>
 #include <sys/personality.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -197,6 +200,20 @@ static void make_in_thread(int (*setting)(void), const char *what)
         sc_die("%s", what);
 }
 
+/* set_thread_area (243 in the 32-bit table) with a struct user_desc below 4 GiB; 0 on success. */
+static int set_gdt_entry(void)
+{
+    struct user_desc *descriptor =
+        mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    if (descriptor == MAP_FAILED)
+        return -1;
+    *descriptor = (struct user_desc){.entry_number = (unsigned)-1, .base_addr = 0x1000, .limit = 0xfff,
+                                     .seg_32bit = 1, .useable = 1};
+    int result;
+    __asm__ volatile("int $0x80" : "=a"(result) : "a"(243), "b"((uint32_t)(uintptr_t)descriptor) : "memory");
+    return result == 0 && descriptor->entry_number >= 12 ? 0 : -1;
+}
+
 static int no_randomize(void)
 {
     return personality(ADDR_NO_RANDOMIZE) < 0 ? -1 : 0;
@@ -286,6 +303,8 @@ int main(int argc, char **argv)
             sc_die("set_mempolicy");
     } else if (sc_has_flag("--thread-mempolicy")) {
         make_in_thread(prefer_node0, "set_mempolicy in a thread");
+    } else if (sc_has_flag("--gdt-tls")) {
+        make_in_thread(set_gdt_entry, "set_thread_area in a thread");
     } else if (sc_has_flag("--thread-personality")) {
         make_in_thread(no_randomize, "personality in a thread");
     } else if (sc_has_flag("--guard-regions")) {

@@ -9,6 +9,14 @@ import LinuxKit
 /// table belongs to the address space.
 enum LocalDescriptorTableState {
     static func check(_ session: DumpSession) throws {
+        // Nor a GDT TLS entry of its own (set_thread_area): a restored thread has none.
+        for thread in session.threads {
+            if let entry = try thread.threadAreaEntries().first {
+                throw AmberError.unsupported(
+                    session.name,
+                    "has thread \(thread.pid) with the GDT TLS entry \(entry) set (set_thread_area): not restored")
+            }
+        }
         var arguments = session.arguments()
         let entry = try arguments.reserve(8)
         let read = try session.injector.call(
