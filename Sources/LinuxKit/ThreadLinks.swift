@@ -74,9 +74,9 @@ extension Tracee {
     /// left it; returns whether it did. The kernel never restarts these calls after a stop
     /// (ptrace's or SIGSTOP's: signal(7)): epoll_wait and epoll_pwait without a time limit
     /// (-1), epoll_pwait2, rt_sigtimedwait (sigwaitinfo) and semtimedop without one (NULL),
-    /// and semop. Only for a thread with no signal of its own to take, which would have ended
-    /// the call all the same: the caller's to ask.
-    public func restartWaitEndedByStop() throws(LinuxError) -> Bool {
+    /// and semop. Only when `mayRestart` (asked only of such a call) says so: a thread with a
+    /// signal of its own to take would have ended the call all the same.
+    public func restartWaitEndedByStop(if mayRestart: () -> Bool) throws(LinuxError) -> Bool {
         var registers = try registers()
         guard Int64(bitPattern: registers.rax) == -Int64(EINTR) else { return false }
         let waitsForever =
@@ -87,7 +87,7 @@ extension Tracee {
             case SyscallNumber.semop: true
             default: false
             }
-        guard waitsForever, registers.rip >= 2 else { return false }
+        guard waitsForever, registers.rip >= 2, mayRestart() else { return false }
         // The call was made by the two-byte syscall instruction just before the thread's IP.
         let instruction = UnsafeMutableRawBufferPointer.allocate(byteCount: 2, alignment: 1)
         defer { instruction.deallocate() }

@@ -98,11 +98,15 @@ enum TreeState {
             // stop end it.
             for process in seized where process.stopSignal == 0 {
                 for thread in process.threads {
-                    guard let status = try? ProcFS.threadStatus(pid: process.pid, tid: thread.pid),
-                        (status.pendingThread | status.pendingShared) & ~status.blockedSignals == 0,
-                        try thread.restartWaitEndedByStop()
-                    else { continue }
-                    logger.debug("thread \(thread.pid) was in a wait the freeze ended: pointed back at it")
+                    let noSignalPending = {
+                        guard let status = try? ProcFS.threadStatus(pid: process.pid, tid: thread.pid) else {
+                            return false
+                        }
+                        return (status.pendingThread | status.pendingShared) & ~status.blockedSignals == 0
+                    }
+                    if try thread.restartWaitEndedByStop(if: noSignalPending) {
+                        logger.debug("thread \(thread.pid) was in a wait the freeze ended: pointed back at it")
+                    }
                 }
             }
             let snapshots = seized.concurrentMap { process in
