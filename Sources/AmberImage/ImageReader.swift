@@ -166,7 +166,7 @@ public final class ImageReader: Sendable {
     public static func validate(_ tasks: [Amber_Task], written inventory: Amber_Inventory) throws(ImageError) {
         let files = Dictionary(inventory.files.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for task in tasks {
-            var validator = TaskValidator(
+            let validator = TaskValidator(
                 file: ImageFormat.taskRecordName(pid: task.pid), pid: task.pid, xstateSize: inventory.xstateSize,
                 xstateFeatures: inventory.xstateFeatures, files: files)
             try validator.validate(task)

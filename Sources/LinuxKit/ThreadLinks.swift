@@ -56,7 +56,9 @@ extension Tracee {
         let zero = UnsafeMutableRawBufferPointer.allocate(byteCount: 8, alignment: 8)
         defer { zero.deallocate() }
         zero.storeBytes(of: UInt64(0), as: UInt64.self)
-        try ProcessMemory(pid: pid).write(UnsafeRawBufferPointer(zero), to: [(registration.address + 8, 8)])
+        // A short write leaves rseq_cs set, which the kernel clears itself once the thread
+        // returns to user space at the abort handler, outside the section.
+        _ = try ProcessMemory(pid: pid).write(UnsafeRawBufferPointer(zero), to: [(registration.address + 8, 8)])
         return true
     }
 
