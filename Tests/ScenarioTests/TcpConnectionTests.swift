@@ -57,10 +57,11 @@ final class TcpConnectionTests: ScenarioTestCase {
         }
     }
 
-    /// `amber dump --tcp-established`: exit 0, the tree gone, the image complete, and the lock on.
-    private func dumpConnections(_ p: ScenarioProcess, file: StaticString = #filePath, line: UInt = #line) throws
-        -> String
-    {
+    /// `amber dump --tcp-established`: exit 0, the tree gone, the image complete, and the lock
+    /// on (`lockHere`: in our namespace; a tree's own namespace goes with the tree, and its lock).
+    private func dumpConnections(
+        _ p: ScenarioProcess, lockHere: Bool = true, file: StaticString = #filePath, line: UInt = #line
+    ) throws -> String {
         let image = try newDirectory("image")
         let r = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--tcp-established"], reaping: [p])
         guard r.status == .exited(0) else {
@@ -69,93 +70,67 @@ final class TcpConnectionTests: ScenarioTestCase {
         }
         XCTAssertNotNil(p.exitStatus, "the dumped process still runs", file: file, line: line)
         XCTAssertTrue(Sys.fileExists(image + "/inventory.pb"), "no inventory.pb", file: file, line: line)
-        XCTAssertEqual(lockTables().count, 1, "after the dump, the lock: \(lockTables())", file: file, line: line)
+        XCTAssertEqual(
+            lockTables().count, lockHere ? 1 : 0, "after the dump, the lock: \(lockTables())", file: file, line: line)
         return image
+    }
+
+    /// `scenario` dumped with `--tcp-established` and restored: the lock is gone, and the
+    /// scenario passes its checks (`context` says which).
+    private func checkDumpedAndRestored(
+        _ scenario: Scenario, _ context: String, lockHere: Bool = true, file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws {
+        _ = try requireAmber()
+        try requireNft()
+        let p = try start(scenario, file: file, line: line)
+        let image = try dumpConnections(p, lockHere: lockHere, file: file, line: line)
+        try restoreDetachedExpectingSuccess(p, from: image, file: file, line: line)
+        XCTAssertEqual(lockTables(), [], "the restore left the lock on", file: file, line: line)
+        try terminateAndExpectPass(p, "\(context) after dump --tcp-established and restore", file: file, line: line)
     }
 
     /// Both ends in the tree: every queue comes back, both ends read each other's bytes, send
     /// more and see the end; the lock is gone once the restore is done.
     func testConnectionWithBothEndsInTheTree() throws {
-        _ = try requireAmber()
-        try requireNft()
-        let p = try start(.tcpConnections)
-        let image = try dumpConnections(p)
-        try restoreDetachedExpectingSuccess(p, from: image)
-        XCTAssertEqual(lockTables(), [], "the restore left the lock on")
-        try terminateAndExpectPass(p, "after dump --tcp-established and restore")
+        try checkDumpedAndRestored(.tcpConnections, "both ends in the tree")
     }
 
     /// The same over IPv6 (::1): the lock's rules are ip6 ones.
     func testConnectionOverIPv6() throws {
-        _ = try requireAmber()
-        try requireNft()
-        let p = try start(.tcpConnectionsInet6)
-        let image = try dumpConnections(p)
-        try restoreDetachedExpectingSuccess(p, from: image)
-        XCTAssertEqual(lockTables(), [], "the restore left the lock on")
-        try terminateAndExpectPass(p, "over ::1 after dump --tcp-established and restore")
+        try checkDumpedAndRestored(.tcpConnectionsInet6, "over ::1")
     }
 
     /// The same over dual-stack IPv6 sockets with IPv4 peers (node's and Java's default): the
     /// lock's rules are IPv4 ones, as the packets are.
     func testConnectionOverIPv4MappedIPv6() throws {
-        _ = try requireAmber()
-        try requireNft()
-        let p = try start(.tcpConnectionsV4Mapped)
-        let image = try dumpConnections(p)
-        try restoreDetachedExpectingSuccess(p, from: image)
-        XCTAssertEqual(lockTables(), [], "the restore left the lock on")
-        try terminateAndExpectPass(p, "over ::ffff:127.0.0.1 after dump --tcp-established and restore")
+        try checkDumpedAndRestored(.tcpConnectionsV4Mapped, "over ::ffff:127.0.0.1")
     }
 
     /// Both ends in a network namespace of the tree's own, which the restore makes again: the
     /// lock is made there too before the connections, so neither end is reset by the other's
     /// stack before both are back.
     func testConnectionInTheTreesOwnNamespace() throws {
-        _ = try requireAmber()
-        try requireNft()
-        let p = try start(.tcpConnectionsOwnNamespace)
-        let image = try newDirectory("image")
-        // The dump's lock is in the tree's namespace, which goes with the tree.
-        let r = try amber(["dump", "-t", "\(p.pid)", "-D", image, "--tcp-established"], reaping: [p])
-        XCTAssertEqual(r.status, .exited(0), "dump --tcp-established: \(r.summary)")
-        guard r.status == .exited(0) else { return }
-        try restoreDetachedExpectingSuccess(p, from: image)
-        try terminateAndExpectPass(p, "in its own network namespace after dump --tcp-established and restore")
+        try checkDumpedAndRestored(.tcpConnectionsOwnNamespace, "in its own network namespace", lockHere: false)
     }
 
     /// A connection whose socket a child shares (one description across fork): held in repair
     /// mode once, for the parent's descriptor, and restored shared (it was refused, the child's
     /// descriptor found in amber's own repair mode).
     func testConnectionSharedAcrossFork() throws {
-        _ = try requireAmber()
-        try requireNft()
-        let p = try start(.tcpShared)
-        let image = try dumpConnections(p)
-        try restoreDetachedExpectingSuccess(p, from: image)
-        try terminateAndExpectPass(p, "shared across fork after dump --tcp-established and restore")
+        try checkDumpedAndRestored(.tcpShared, "shared across fork")
     }
 
     /// A connection at a lower descriptor than the listener (without SO_REUSEADDR) it was
     /// accepted from: the listener is made first, so the connection does not hold its port.
     func testConnectionBelowItsListener() throws {
-        _ = try requireAmber()
-        try requireNft()
-        let p = try start(.tcpAcceptedBelow)
-        let image = try dumpConnections(p)
-        try restoreDetachedExpectingSuccess(p, from: image)
-        try terminateAndExpectPass(p, "below its listener after dump --tcp-established and restore")
+        try checkDumpedAndRestored(.tcpAcceptedBelow, "below its listener")
     }
 
     /// A connection whose client shut its reading down: restored shut down, its writing still
     /// reaching the server.
     func testReadShutDownConnection() throws {
-        _ = try requireAmber()
-        try requireNft()
-        let p = try start(.tcpReadShutDown)
-        let image = try dumpConnections(p)
-        try restoreDetachedExpectingSuccess(p, from: image)
-        try terminateAndExpectPass(p, "SHUT_RD after dump --tcp-established and restore")
+        try checkDumpedAndRestored(.tcpReadShutDown, "SHUT_RD")
     }
 
     /// --leave-running: the connections leave repair mode, the lock goes, and they carry on.

@@ -48,16 +48,7 @@ static void child_setup(int ready)
 {
     uint64_t caps = CHILD_CAPS;
     if (sc_has_flag("--private-paths")) {
-        char directory[PATH_MAX];
-        sc_path(directory, sizeof directory, "private");
-        int file;
-        if ((mkdir(directory, 0700) != 0 && errno != EEXIST) || chdir(directory) != 0 ||
-            (file = open("mapped", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 || write(file, "secret!", 7) != 7)
-            sc_die("the private directory and file");
-        private_mapping = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, file, 0);
-        close(file);
-        if (private_mapping == MAP_FAILED)
-            sc_die("mmap the private file");
+        private_mapping = sc_private_mapping();
         /* The test's directory makes too long a path for sun_path: one of /tmp, root's alone. */
         struct sockaddr_un address = {.sun_family = AF_UNIX};
         snprintf(address.sun_path, sizeof address.sun_path, "/tmp/amber-private-%d", (int)getppid());

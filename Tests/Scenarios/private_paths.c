@@ -39,16 +39,9 @@ int main(int argc, char **argv)
 {
     sc_init(argc, argv, "private_paths");
     sc_install_sigterm(0);
-    char directory[PATH_MAX];
-    sc_path(directory, sizeof directory, "private");
-    int file;
-    if ((mkdir(directory, 0700) != 0 && errno != EEXIST) || chdir(directory) != 0 ||
-        (file = open("mapped", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 || write(file, "secret!", 7) != 7)
-        sc_die("the private directory and file");
-    mapping = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, file, 0);
-    close(file);
-    if (mapping == MAP_FAILED || pipe(answer) != 0 || chown(sc_dir, NOBODY, NOBODY) != 0)
-        sc_die("mapping the private file");
+    mapping = sc_private_mapping();
+    if (pipe(answer) != 0 || chown(sc_dir, NOBODY, NOBODY) != 0)
+        sc_die("a pipe, and the scenario's directory given away");
     if (setgroups(0, NULL) != 0 || setresgid(NOBODY, NOBODY, NOBODY) != 0 || setresuid(NOBODY, NOBODY, NOBODY) != 0)
         sc_die("dropping privilege");
     /* The uid change made it non-dumpable: its child's /proc/PID/syscall would be root's. */

@@ -27,6 +27,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -165,6 +166,24 @@ __attribute__((noreturn)) SC_FN void sc_finish(void)
 SC_FN void sc_path(char *out, size_t size, const char *name)
 {
     sc_fmt(out, size, "%s/%s", sc_dir, name);
+}
+
+/* Makes the directory "private" (mode 0700) in the scenario's directory, enters it, writes
+ * "secret!" to its file "mapped" (mode 0600) and maps that private and read-only: what a
+ * process keeps after it gives up the rights to reach it. Returns the mapping. */
+SC_FN char *sc_private_mapping(void)
+{
+    char directory[PATH_MAX];
+    sc_path(directory, sizeof directory, "private");
+    int file;
+    if ((mkdir(directory, 0700) != 0 && errno != EEXIST) || chdir(directory) != 0 ||
+        (file = open("mapped", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 || write(file, "secret!", 7) != 7)
+        sc_die("the private directory and file");
+    char *mapping = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, file, 0);
+    close(file);
+    if (mapping == MAP_FAILED)
+        sc_die("mapping the private file");
+    return mapping;
 }
 
 /* Read a whole (small) file such as one under /proc into buf; returns length or -1. */
