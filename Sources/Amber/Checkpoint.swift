@@ -117,7 +117,8 @@ public enum Checkpoint {
             }
         }
         // The image's records are checked as a restore checks them before the tree is killed:
-        // one it would refuse fails the dump instead, the tree left as it was. An incremental
+        // one it would refuse fails the dump instead, the tree left as it was and the image
+        // removed. An incremental
         // image is read back, with the chain it names.
         let readBack: ReadBack? =
             pageServer != nil
@@ -132,7 +133,9 @@ public enum Checkpoint {
                         try ImageReader.validate(tasks, written: inventory)
                     }
                 } catch {
-                    throw AmberError(.failure, "the image written in \(directory) is not one a restore takes: \(error)")
+                    throw AmberError(
+                        .failure,
+                        "the image written in \(directory) is not one a restore takes, and is removed: \(error)")
                 }
             }
         do {
@@ -219,8 +222,13 @@ public enum Checkpoint {
             let written = try writer.finish(inventory: inventory)
             logger.trace("image written")
             if !leaveRunning, let readBack {
-                try interruption.check(FaultPoints.readBack)
-                try readBack(tasks, written)
+                do throws(AmberError) {
+                    try interruption.check(FaultPoints.readBack)
+                    try readBack(tasks, written)
+                } catch {
+                    writer.withdraw()
+                    throw error
+                }
                 logger.trace("image checked")
             }
             let releasing = ContinuousClock.now

@@ -14,6 +14,9 @@ public protocol ImageSink: AnyObject {
     /// Removes every file the sink created and the directories it made, so that the
     /// destination is as it was; nothing once the inventory is committed.
     func discard()
+    /// Like `discard`, but also once the inventory is committed, where the sink can: the
+    /// inventory goes first, so what is left is never taken for an image.
+    func withdraw()
 }
 
 /// One file of an image being written.
@@ -84,6 +87,14 @@ public final class DirectorySink: ImageSink {
         }
         committed = true
         if durable { try syncFile(directoryFD, file: destination) }
+    }
+
+    public func withdraw() {
+        if committed {
+            guard unlinkat(directoryFD, ImageFormat.inventoryName, 0) == 0 || errno == ENOENT else { return }
+            committed = false
+        }
+        discard()
     }
 
     public func discard() {

@@ -206,6 +206,9 @@ public final class StreamSink: ImageSink, @unchecked Sendable {
         }
     }
 
+    /// A page server's committed image stays: the stream has no way to take it back.
+    public func withdraw() { discard() }
+
     /// Closes the connection: a page server that has no commit removes what it received.
     public func discard() {
         guard !committed else { return }

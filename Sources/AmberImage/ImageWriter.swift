@@ -62,6 +62,14 @@ public final class ImageWriter {
         sink.discard()
     }
 
+    /// Removes the image even once it is complete (one its dump found a restore would refuse):
+    /// the inventory first, then every file and directory `discard` would remove. A page
+    /// server's complete image stays.
+    public func withdraw() {
+        sink.withdraw()
+        complete = false
+    }
+
     /// Writes `message` to the file `name` (e.g. `ImageFormat.taskRecordName(pid:)`), and syncs it if `durable`.
     public func writeRecord(_ message: some SwiftProtobuf.Message, name: String) throws(ImageError) {
         try claim(name)

@@ -172,11 +172,14 @@ final class ReadBackTests: ScenarioTestCase {
         _ = try requireAmber()
         let p = try start(.tree)
         let tree = [p.pid] + Proc.descendants(of: p.pid)
+        let image = try newDirectory("image")
         let r = try amber(
-            ["dump", "-t", "\(p.pid)", "-D", try newDirectory("image")], reaping: [p],
+            ["dump", "-t", "\(p.pid)", "-D", image], reaping: [p],
             env: ["AMBER_TEST_FAULT": "dump.read-back=fail"])
         XCTAssertEqual(r.status, .exited(1), r.summary)
         XCTAssertTrue(r.stderr.contains("read-back"), r.stderr)
+        // The complete image is taken back, inventory first: nothing a restore would take is left.
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: image)) ?? [], [], "left in \(image)")
         for pid in tree { assertRunningUntraced(pid, "process \(pid) after the dump failed to read its image back") }
         try terminateAndExpectPass(p, "after the dump failed to read its image back")
     }
