@@ -351,18 +351,28 @@ struct TcpConnectionKind: OpenFileKind {
         return asks
     }
 
-    /// The dump's locks made again by this restore, in the namespace its sockets are made in.
-    private static let locksMadeHere = Mutex<Set<String>>([])
-    /// The connections the restore locks where it makes them (`prepareLocks`), by their ends.
-    private static let lockedHere = Mutex<Set<[UInt8]>>([])
-    /// Their tables and chains being made beside the restore.
-    private static let lockPreparation = Mutex<DispatchGroup?>(nil)
+    /// The restores' TCP locks, by the dump's table: each image names its own, so restores of
+    /// different images in one process keep apart.
+    private struct RestoreLock {
+        /// The connections locked where they are made (`prepareLocks`), by their ends.
+        var connections: Set<[UInt8]> = []
+        /// Whether this restore made the table in the namespace its sockets are made in.
+        var madeHere = false
+        /// The table and its chains being made beside the restore.
+        var preparation: DispatchGroup?
+    }
+    private static let restoreLocks = Mutex<[String: RestoreLock]>([:])
 
     /// A connection's ends as one key: its local address and port, then its peer's.
     private static func ends(_ record: Amber_TcpConnection, reversed: Bool = false) -> [UInt8] {
         let local = [UInt8](record.localAddress) + withUnsafeBytes(of: record.localPort) { Array($0) }
         let peer = [UInt8](record.peerAddress) + withUnsafeBytes(of: record.peerPort) { Array($0) }
         return reversed ? peer + local : local + peer
+    }
+
+    /// The connections of `tasks`' records.
+    private static func connections(of tasks: [Amber_Task]) -> [Amber_TcpConnection] {
+        tasks.flatMap { $0.files.descriptions.compactMap { record(of: $0) } }
     }
 
     /// Chooses the connections of `tasks` to lock where the restore makes them, and starts
@@ -373,15 +383,22 @@ struct TcpConnectionKind: OpenFileKind {
     /// made; elsewhere a connection whose two ends are both in the tree is, which the first of
     /// them made would otherwise reset by its window probe to the other, not made yet.
     static func prepareLocks(_ tasks: [Amber_Task], namespaceMade: Bool) {
-        let connections = tasks.flatMap { $0.files.descriptions.compactMap { record(of: $0) } }
+        let connections = connections(of: tasks)
         let all = Set(connections.map { ends($0) })
         let locked = connections.filter { namespaceMade || all.contains(ends($0, reversed: true)) }
-        lockedHere.withLock { $0 = Set(locked.map { ends($0) }) }
         let tables = Set(locked.map(\.lockTable))
-        guard !tables.isEmpty, let namespace = try? NetworkNamespace.ofThisThread() else { return }
-        let preparing = DispatchGroup()
+        let namespace = tables.isEmpty ? nil : try? NetworkNamespace.ofThisThread()
+        let preparing = namespace.map { _ in DispatchGroup() }
+        restoreLocks.withLock { locks in
+            // What an earlier, failed restore of this image chose is replaced.
+            for table in Set(connections.map(\.lockTable)) { locks[table] = nil }
+            for connection in locked {
+                locks[connection.lockTable, default: RestoreLock(preparation: preparing)].connections.insert(
+                    ends(connection))
+            }
+        }
+        guard let namespace, let preparing else { return }
         preparing.enter()
-        lockPreparation.withLock { $0 = preparing }
         DispatchQueue.global().async {
             defer { preparing.leave() }
             _ = try? namespace.inside {
@@ -389,7 +406,7 @@ struct TcpConnectionKind: OpenFileKind {
                     let lock = NetworkLock(table: table)
                     guard !lock.exists() else { continue }
                     try lock.prepare()
-                    locksMadeHere.withLock { _ = $0.insert(table) }
+                    restoreLocks.withLock { $0[table]?.madeHere = true }
                 }
             }
         }
@@ -400,13 +417,14 @@ struct TcpConnectionKind: OpenFileKind {
     private static func lockHere(_ record: Amber_TcpConnection, _ local: InetAddress, _ peer: InetAddress)
         throws(AmberError)
     {
-        guard lockedHere.withLock({ $0.contains(ends(record)) }) else { return }
-        lockPreparation.withLock { $0 }?.wait()
+        guard let chosen = restoreLocks.withLock({ $0[record.lockTable] }), chosen.connections.contains(ends(record))
+        else { return }
+        chosen.preparation?.wait()
         let lock = NetworkLock(table: record.lockTable)
-        let madeHere = locksMadeHere.withLock { $0.contains(record.lockTable) }
+        let madeHere = restoreLocks.withLock { $0[record.lockTable]?.madeHere ?? false }
         if !madeHere {
             guard !lock.exists() else { return }
-            locksMadeHere.withLock { _ = $0.insert(record.lockTable) }
+            restoreLocks.withLock { $0[record.lockTable]?.madeHere = true }
         }
         try lock.block(local, peer)
     }
@@ -414,20 +432,15 @@ struct TcpConnectionKind: OpenFileKind {
     /// Once the tree is restored: the locks of its connections go, and their packets flow, in
     /// the namespace the tree is in and in ours.
     static func unlock(_ tasks: [Amber_Task]) throws(AmberError) {
-        var tables: Set<String> = []
-        for task in tasks {
-            for description in task.files.descriptions {
-                if let record = record(of: description) { tables.insert(record.lockTable) }
-            }
-        }
+        let tables = Set(connections(of: tasks).map(\.lockTable))
         let treeNamespace = tasks.first.map { "/proc/\($0.pid)/ns/net" }
         for table in tables.sorted() {
             if let treeNamespace { try NetworkLock(table: table, namespace: treeNamespace).remove() }
             try NetworkLock(table: table).remove()
         }
-        locksMadeHere.withLock { $0 = [] }
-        lockedHere.withLock { $0 = [] }
-        lockPreparation.withLock { $0 = nil }
+        restoreLocks.withLock { locks in
+            for table in tables { locks[table] = nil }
+        }
     }
 }
 
