@@ -4,6 +4,8 @@
 enum StateKinds {
     static let all: [any StateKind.Type] = [
         TreeState.self,
+        // Before anything injected: a 32-bit program's threads take no 64-bit call.
+        ExecutableClassState.self,
         SignalState.self,
         // Before seccomp: its dump fills in the thread records this one makes.
         ThreadState.self,
