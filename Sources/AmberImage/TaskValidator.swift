@@ -973,6 +973,9 @@ struct TaskValidator {
             throw invalid("\(field).address", "\(socket.address.count) bytes are more than sun_path's 108")
         }
         guard let first = socket.address.first, first != 0 else {
+            guard socket.fileDirectory.isEmpty else {
+                throw invalid("\(field).file_directory", "a socket not bound to a path has no socket file")
+            }
             guard socket.fileDevice == 0, socket.fileInode == 0, socket.fileMode == 0, socket.fileUid == 0,
                 socket.fileGid == 0
             else { throw invalid("\(field).file_inode", "a socket not bound to a path has no socket file") }
@@ -992,6 +995,17 @@ struct TaskValidator {
         else { throw invalid("\(field).address", "\(path) is not an absolute path without ., .. or empty components") }
         guard socket.fileInode != 0, socket.fileMode & ~0o7777 == 0 else {
             throw invalid("\(field).file_mode", "a socket file has an inode and permission bits alone")
+        }
+        if !socket.fileDirectory.isEmpty {
+            let components = socket.fileDirectory.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+            guard socket.fileDirectory.hasPrefix("/"), socket.fileDirectory.utf8.count < 4096,
+                !socket.fileDirectory.utf8.contains(0),
+                socket.fileDirectory == "/" || !components.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." })
+            else {
+                throw invalid(
+                    "\(field).file_directory",
+                    "\(socket.fileDirectory) is not an absolute path without ., .. or empty components")
+            }
         }
         guard socket.pairID == 0 else {
             throw invalid("\(field).address", "a bound socket of the image is connected to none")

@@ -787,6 +787,31 @@ final class TaskValidationTests: ImageTestCase {
         try assertRejected("\(field).options[0]") { socket(&$0) { $0.options[0].name = 36 } }
     }
 
+    /// A unix socket bound to a path: its address absolute and plain, and the link-free
+    /// directory its socket file is in, if recorded, too; an abstract name has neither.
+    func testUnixSocketFileDirectory() throws {
+        let field = "files.descriptions[1].unix_socket"
+        func socket(_ task: inout Amber_Task, _ change: (inout Amber_UnixSocket) -> Void) {
+            var record = Amber_UnixSocket()
+            (record.inode, record.type, record.address) = (7, 2, Data("/var/run/app.sock".utf8))
+            (record.fileInode, record.fileMode, record.fileDirectory) = (9, 0o755, "/run")
+            change(&record)
+            task.files.descriptions[1].flags = 0o2
+            task.files.descriptions[1].offset = 0
+            task.files.descriptions[1].unixSocket = record
+        }
+        try assertAccepted { socket(&$0) { _ in } }
+        try assertAccepted { socket(&$0) { $0.fileDirectory = "/" } }
+        try assertAccepted { socket(&$0) { $0.fileDirectory = "" } }
+        for directory in ["run", "/run/../etc", "/run/", "/run//x", "/run/./x"] {
+            try assertRejected("\(field).file_directory") { socket(&$0) { $0.fileDirectory = directory } }
+        }
+        try assertRejected("\(field).file_directory") {
+            socket(&$0) { ($0.address, $0.fileInode, $0.fileMode) = (Data([0, 0x61]), 0, 0) }
+        }
+        try assertRejected("\(field).address") { socket(&$0) { $0.address = Data("var/run/app.sock".utf8) } }
+    }
+
     /// A connected UDP socket: bound, its peer an address of its family (v4-mapped in an
     /// AF_INET6 one) and a port; no TCP socket, fresh socket or listener has a peer.
     func testInetSocketPeer() throws {

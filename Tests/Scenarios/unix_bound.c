@@ -4,7 +4,9 @@
  *   - a datagram socket bound to an abstract name;
  *   - a stream listener on a path with a backlog of 7 and two connections not accepted yet,
  *     from sockets this process holds (the first O_NONBLOCK);
- *   - a seqpacket listener on an abstract name, nothing pending.
+ *   - a seqpacket listener on an abstract name, nothing pending;
+ *   - a datagram socket bound through a directory that is a symbolic link (as /var/run is one
+ *     to /run), its name the path through the link.
  * After SIGTERM each has its address and its socket file (type, mode); a new socket reaches
  * each bound datagram socket by its address; the listener accepts the two connections in the
  * order they were made, each carrying data both ways, then a new one; the seqpacket listener
@@ -15,8 +17,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-static int dgram_path, dgram_abstract, listener, pending[2], seq_listener;
-static struct sockaddr_un dgram_path_address, dgram_abstract_address, listener_address, seq_address;
+static int dgram_path, dgram_abstract, listener, pending[2], seq_listener, dgram_linked;
+static struct sockaddr_un dgram_path_address, dgram_abstract_address, listener_address, seq_address,
+    linked_address;
 static socklen_t dgram_abstract_length, seq_length;
 
 static socklen_t abstract_address(struct sockaddr_un *address, const char *what)
@@ -120,9 +123,27 @@ int main(int argc, char **argv)
     seq_length = abstract_address(&seq_address, "seqpacket");
     if (bind(seq_listener, (struct sockaddr *)&seq_address, seq_length) != 0 || listen(seq_listener, 3) != 0)
         sc_die("listen seqpacket");
+    char real[108], link[108];
+    sc_path(real, sizeof real, "real");
+    sc_path(link, sizeof link, "linked");
+    dgram_linked = socket(AF_UNIX, SOCK_DGRAM, 0);
+    path_address(&linked_address, "linked/through.sock");
+    if ((mkdir(real, 0755) != 0 && errno != EEXIST) || (symlink(real, link) != 0 && errno != EEXIST) ||
+        bind(dgram_linked, (struct sockaddr *)&linked_address, sizeof linked_address) != 0)
+        sc_die("bind through a linked directory");
     sc_ready();
     sc_wait_for_term();
     sc_check_common();
+
+    socklen_t linked_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(linked_address.sun_path) + 1);
+    check_name(dgram_linked, &linked_address, linked_length, "the datagram socket bound through a linked directory");
+    char in_real[PATH_MAX];
+    sc_path(in_real, sizeof in_real, "real/through.sock");
+    struct stat linked_file;
+    sc_check(lstat(in_real, &linked_file) == 0 && S_ISSOCK(linked_file.st_mode),
+             "the socket file bound through the link is not in the directory the link leads to");
+    check_reaches(&linked_address, sizeof linked_address, dgram_linked,
+                  "the datagram socket bound through a linked directory");
 
     socklen_t path_length = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(dgram_path_address.sun_path) + 1);
     check_name(dgram_path, &dgram_path_address, path_length, "the datagram socket bound to a path");

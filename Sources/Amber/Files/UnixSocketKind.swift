@@ -255,6 +255,13 @@ struct UnixSocketKind: OpenFileKind {
     private func recordSocketFile(_ record: inout Amber_UnixSocket, path: String, _ descriptor: DescriptorProbe)
         throws
     {
+        // The restore binds the image's path from amber's own root: in a container's mount
+        // namespace it would be another file.
+        guard MountNamespaceState.hostPath(path, of: descriptor.pid) == path else {
+            throw descriptor.refusal(
+                "a unix socket (\(descriptor.link)) bound to \(path) in a mount namespace of its own, where amber does not make socket files"
+            )
+        }
         guard let file = try? FileStatus.lstat(path: path), file.isSocket, file.inode == UInt64(socket.fileInode ?? 0),
             file.device == socket.fileDevice
         else {
@@ -271,6 +278,31 @@ struct UnixSocketKind: OpenFileKind {
             throw descriptor.refusal(
                 "a unix socket (\(descriptor.link)) bound to \(path), whose socket file has \(file.linkCount) names (hard links)"
             )
+        }
+        // A directory reached through a link (/var/run, a link to /run) is recorded as it is
+        // reached without one, which the restore opens; the address stays the path bound.
+        let directory = BoundAddress.directory(of: path)
+        if let opened = try? PathOpening.open(
+            directory, flags: Int32(bitPattern: OpenFileFlags.pathOnly.rawValue) | O_DIRECTORY, as: nil)
+        {
+            Glibc.close(opened)
+        } else {
+            guard let real = realpath(directory, nil) else {
+                throw descriptor.refusal("a unix socket (\(descriptor.link)) bound to \(path), whose directory is gone")
+            }
+            let linkless = String(cString: real)
+            free(real)
+            guard
+                let there = try? FileStatus.lstat(
+                    path: linkless == "/"
+                        ? "/\(BoundAddress.name(of: path))" : "\(linkless)/\(BoundAddress.name(of: path))"),
+                there.inode == file.inode, there.device == file.device
+            else {
+                throw descriptor.refusal(
+                    "a unix socket (\(descriptor.link)) bound to \(path), whose directory's symbolic links changed since"
+                )
+            }
+            record.fileDirectory = linkless
         }
         record.fileDevice = file.device
         record.fileInode = file.inode
@@ -494,23 +526,34 @@ struct BoundAddress {
     let imageTrusted: Bool
     let path: String?
 
+    /// The directory the socket file is made in: the image's link-free one, or the path's own.
+    let directory: String?
+
     init(_ record: Amber_UnixSocket, task: Amber_Task, imageTrusted: Bool) {
         self.task = task
         self.imageTrusted = imageTrusted
         path = record.address.first == 0 ? nil : String(decoding: record.address, as: UTF8.self)
+        directory = path.map { record.fileDirectory.isEmpty ? Self.directory(of: $0) : record.fileDirectory }
     }
+
+    /// The directory of the absolute `path`: "/" for a file at the root.
+    static func directory(of path: String) -> String {
+        "/" + path.split(separator: "/").dropLast().joined(separator: "/")
+    }
+
+    /// The last component of `path`.
+    static func name(of path: String) -> String { String(path.split(separator: "/").last ?? "") }
 
     /// Binds `fd` to the address of `record`, then listens if it listened.
     func bind(_ fd: FileDescriptor, _ record: Amber_UnixSocket, objects: OpenFileObjects) throws {
-        guard let path else {
+        guard let path, let directoryPath = self.directory else {
             try UnixSockets.attach(fd, to: [UInt8](record.address), connecting: false)
             try listen(fd, record, objects: objects)
             return
         }
-        let directoryPath = path.split(separator: "/").dropLast().joined(separator: "/")
-        let name = String(path.split(separator: "/").last ?? "")
+        let name = Self.name(of: path)
         let directory = try RestoreSession.openAsTask(
-            "/" + directoryPath, flags: Int32(bitPattern: OpenFileFlags.pathOnly.rawValue) | O_DIRECTORY,
+            directoryPath, flags: Int32(bitPattern: OpenFileFlags.pathOnly.rawValue) | O_DIRECTORY,
             what: "the directory of unix socket", task: task, dumped: nil, trusted: imageTrusted)
         defer { Glibc.close(directory) }
         let address = [UInt8](record.address)
@@ -532,7 +575,8 @@ struct BoundAddress {
                 throw LinuxError(.tooManySymbolicLinkLevels, "the socket file is not in the directory opened for it")
             }
             try SocketFiles.setMode(in: directory, name, record.fileMode)
-            objects.made(path, device: file.device, inode: file.inode)
+            objects.made(
+                directoryPath == "/" ? "/\(name)" : "\(directoryPath)/\(name)", device: file.device, inode: file.inode)
         }
         do {
             if let identity {

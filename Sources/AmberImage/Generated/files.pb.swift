@@ -730,6 +730,15 @@ public nonisolated struct Amber_UnixSocket: @unchecked Sendable {
   /// Clears the value of `peerCredentials`. Subsequent reads from it will return its default value.
   public mutating func clearPeerCredentials() {_uniqueStorage()._peerCredentials = nil}
 
+  /// Bound to a path whose directory is reached through a symbolic link (/var/run/app.sock,
+  /// /var/run a link to /run): that directory as a path with no link on it, where the socket
+  /// file is, which the restore opens and checks the file is made in. Empty when the address's
+  /// own directory has no link on it.
+  public var fileDirectory: String {
+    get {_storage._fileDirectory}
+    set {_uniqueStorage()._fileDirectory = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2476,7 +2485,7 @@ nonisolated extension Amber_ExternalFile: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnixSocket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0\u{1}address\0\u{3}file_device\0\u{3}file_inode\0\u{3}file_mode\0\u{3}file_uid\0\u{3}file_gid\0\u{1}listening\0\u{1}backlog\0\u{3}pending_connections\0\u{3}listener_inode\0\u{4}\u{1d}accepted_from\0\u{3}accepted_connections\0\u{1}options\0\u{3}peer_credentials\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}inode\0\u{1}type\0\u{3}pair_id\0\u{3}peer_inode\0\u{1}shutdown\0\u{1}messages\0\u{3}pass_credentials\0\u{3}pass_security\0\u{3}send_buffer\0\u{3}receive_buffer\0\u{3}peek_offset\0\u{1}address\0\u{3}file_device\0\u{3}file_inode\0\u{3}file_mode\0\u{3}file_uid\0\u{3}file_gid\0\u{1}listening\0\u{1}backlog\0\u{3}pending_connections\0\u{3}listener_inode\0\u{4}\u{1d}accepted_from\0\u{3}accepted_connections\0\u{1}options\0\u{3}peer_credentials\0\u{3}file_directory\0")
 
   fileprivate class _StorageClass {
     var _inode: UInt64 = 0
@@ -2504,6 +2513,7 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _acceptedConnections: [UInt64] = []
     var _options: [Amber_SocketOption] = []
     var _peerCredentials: Amber_PeerCredentials? = nil
+    var _fileDirectory: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2539,6 +2549,7 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       _acceptedConnections = source._acceptedConnections
       _options = source._options
       _peerCredentials = source._peerCredentials
+      _fileDirectory = source._fileDirectory
     }
   }
 
@@ -2582,6 +2593,7 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 51: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._acceptedConnections) }()
         case 52: try { try decoder.decodeRepeatedMessageField(value: &_storage._options) }()
         case 53: try { try decoder.decodeSingularMessageField(value: &_storage._peerCredentials) }()
+        case 54: try { try decoder.decodeSingularStringField(value: &_storage._fileDirectory) }()
         default: break
         }
       }
@@ -2669,6 +2681,9 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
       try { if let v = _storage._peerCredentials {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 53)
       } }()
+      if !_storage._fileDirectory.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._fileDirectory, fieldNumber: 54)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2703,6 +2718,7 @@ nonisolated extension Amber_UnixSocket: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._acceptedConnections != rhs_storage._acceptedConnections {return false}
         if _storage._options != rhs_storage._options {return false}
         if _storage._peerCredentials != rhs_storage._peerCredentials {return false}
+        if _storage._fileDirectory != rhs_storage._fileDirectory {return false}
         return true
       }
       if !storagesAreEqual {return false}
