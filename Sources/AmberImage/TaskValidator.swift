@@ -1192,6 +1192,16 @@ struct TaskValidator {
                 "\(field).\(name)",
                 "\(hex(address)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
         }
+        // The kernel walks at most ROBUST_LIST_LIMIT (2048) entries, two addresses each, and the head's.
+        guard control.exitAddresses.count <= 2 * 2048 + 4 else {
+            throw invalid(
+                "\(field).exit_addresses", "\(control.exitAddresses.count) addresses; at most \(2 * 2048 + 4)")
+        }
+        if let address = control.exitAddresses.first(where: { $0 > ImageFormat.userAddressLimit }) {
+            throw invalid(
+                "\(field).exit_addresses",
+                "\(hex(address)) is above the user address limit \(hex(ImageFormat.userAddressLimit))")
+        }
         guard control.robustListHead == 0 || control.robustListLength == Self.robustListHeadSize else {
             throw invalid(
                 "\(field).robust_list_length",

@@ -656,6 +656,12 @@ final class TaskValidationTests: ImageTestCase {
     }
 
     func testThreadControl() throws {
+        try assertRejected("threads[0].thread_control.exit_addresses") {
+            $0.threads[0].threadControl.exitAddresses = [0x1000, ImageFormat.userAddressLimit + 1]
+        }
+        try assertRejected("threads[0].thread_control.exit_addresses") {
+            $0.threads[0].threadControl.exitAddresses = Array(repeating: 0x1000, count: 2 * 2048 + 5)
+        }
         try assertRejected("threads[0].thread_control.rseq_size") { $0.threads[0].threadControl.rseqSize = 16 }
         try assertRejected("threads[0].thread_control.rseq_size") { $0.threads[0].threadControl.rseqSize = 8192 }
         try assertRejected("threads[0].thread_control.rseq_size") { $0.threads[0].threadControl.rseqAddress += 0x10 }

@@ -45,6 +45,20 @@ final class CopyOnWriteTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after dump --cow --leave-running and restore")
     }
 
+    /// Threads exit while the copy runs, each holding a robust mutex on a page written only
+    /// before the freeze: the kernel's owner-died mark and cleared TID (a fault of an exiting
+    /// task, which userfaultfd does not take) still land in the original, and in the copy.
+    func testThreadsExitingDuringTheCopy() throws {
+        _ = try requireAmber()
+        let p = try start(.cowWriterRobustExits)
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "--cow", "--leave-running", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        XCTAssertEqual(r.status, .exited(0), "dump --cow --leave-running: \(r.summary)")
+        try terminateAndExpectPass(p, "original after dump --cow --leave-running")
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "after dump --cow --leave-running and restore")
+    }
+
     /// A process that does not write: its page files from --cow are byte for byte a plain dump's.
     /// It is kept on one CPU: the kernel writes the CPU a thread returns to user space on into
     /// its rseq area (glibc's, in the TLS block), which a dump would otherwise catch changing.

@@ -43,6 +43,9 @@ final class LazyPagesTests: ScenarioTestCase {
     func testDontNeedReadsZeros() throws { try runLazily(.lazyPages(["--dontneed"])) }
     func testKernelReadsAndWritesMissingPages() throws { try runLazily(.lazyPages(["--kernel-read"])) }
     /// Every kind of private area (memory.c): the lazy ones and those filled before the tree runs.
+    /// Threads exit holding robust mutexes soon after the restore: the pages the kernel walks
+    /// and writes for them (owner-died, the cleared TID) were written before the tree ran.
+    func testThreadsExitingHoldingRobustMutexes() throws { try runLazily(.cowWriterRobustExits) }
     func testEveryKindOfArea() throws { try runLazily(.memory) }
     func testThreadsScenario() throws { try runLazily(.threads) }
     func testTreeScenario() throws { try runLazily(.tree) }

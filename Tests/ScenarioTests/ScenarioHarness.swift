@@ -295,6 +295,8 @@ struct Scenario: Sendable {
     static let cowWriterTree = Scenario(name: "cow_writer", args: ["--tree", "--threads", "2"])
     /// A thread forks a child every few milliseconds.
     static let cowWriterForks = Scenario(name: "cow_writer", args: ["--fork", "--threads", "2"])
+    /// Threads that exit holding robust mutexes while a dump --cow copies.
+    static let cowWriterRobustExits = Scenario(name: "cow_writer", args: ["--robust-exits", "--threads", "2"])
     /// A thread moves a filled area by mremap every millisecond.
     static let cowWriterMoves = Scenario(name: "cow_writer", args: ["--move"])
     /// Run as nobody, without CAP_SYS_PTRACE: it may not make a userfaultfd.

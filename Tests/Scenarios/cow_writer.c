@@ -14,7 +14,10 @@
  * from a pipe, so the kernel writes them for it); --fork (a thread forks a child every 20 ms
  * for 800 ms; the area is MADV_DONTFORK, so no child has a copy of it); --move (a thread moves a filled 64 MiB
  * area above the others by mremap every millisecond, back and forth: a dump --cow then fails,
- * naming the process, and the process runs on unharmed).
+ * naming the process, and the process runs on unharmed); --robust-exits (8 threads each lock a
+ * robust mutex on a page of its own, untouched since, and exit holding it 30 to 400 ms after
+ * ready, while a dump started then copies: the kernel's writes for an exiting thread, owner-died in the mutex and the cleared TID
+ * a join waits for, land on pages the dump may still protect).
  *
  * Checks after SIGTERM: every writer ran passes since ready; each stops at the end of a pass,
  * then every page of every slice holds its last pass's pattern; the child passed.
@@ -43,6 +46,66 @@ static volatile int stop;
 static unsigned char *churned; /* --move: where the moving area is, and the other place */
 static unsigned char *elsewhere;
 static volatile uint64_t forks;
+
+/* --robust-exits */
+#define HOLDERS 8
+static pthread_mutex_t *held[HOLDERS];
+static pthread_t holders[HOLDERS];
+static struct timespec holders_start;
+static volatile int holding;
+
+static void *hold_and_exit(void *arg)
+{
+    static const int after_ms[HOLDERS] = {30, 60, 90, 120, 160, 200, 300, 400};
+    long i = (long)arg;
+    pthread_mutex_lock(held[i]);
+    __atomic_add_fetch(&holding, 1, __ATOMIC_SEQ_CST);
+    struct timespec until = holders_start;
+    until.tv_sec += after_ms[i] / 1000;
+    until.tv_nsec += (after_ms[i] % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
+        ;
+    return NULL; /* exits holding the mutex */
+}
+
+static void start_holders(void)
+{
+    unsigned char *pages = mmap(NULL, HOLDERS * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pages == MAP_FAILED)
+        sc_die("mmap");
+    pthread_mutexattr_t robust;
+    pthread_mutexattr_init(&robust);
+    pthread_mutexattr_setrobust(&robust, PTHREAD_MUTEX_ROBUST);
+    clock_gettime(CLOCK_MONOTONIC, &holders_start);
+    for (long i = 0; i < HOLDERS; i++) {
+        held[i] = (pthread_mutex_t *)(pages + i * PAGE + 64);
+        pthread_mutex_init(held[i], &robust);
+        if (pthread_create(&holders[i], NULL, hold_and_exit, (void *)i))
+            sc_die("pthread_create");
+    }
+    while (holding < HOLDERS)
+        usleep(1000);
+}
+
+static void check_holders(void)
+{
+    for (int i = 0; i < HOLDERS; i++) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        int r = pthread_timedjoin_np(holders[i], NULL, &until);
+        if (!sc_check(r == 0, "holder %d: join: %s", i, strerror(r)))
+            continue;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 2;
+        r = pthread_mutex_timedlock(held[i], &until);
+        sc_check(r == EOWNERDEAD, "holder %d's robust mutex: %s, not EOWNERDEAD", i, strerror(r));
+    }
+}
 
 static uint64_t word(uint64_t generation, uint64_t page, uint64_t index)
 {
@@ -234,6 +297,8 @@ static int run(int threads, int kernel_write, int tree)
     for (int t = 0; t < nwriters; t++)
         while (writers[t].passes == 0 && !writers[t].failure[0])
             usleep(1000);
+    if (sc_has_flag("--robust-exits"))
+        start_holders();
     uint64_t at_ready[MAX_WRITERS];
     for (int t = 0; t < nwriters; t++)
         at_ready[t] = writers[t].passes;
@@ -248,6 +313,8 @@ static int run(int threads, int kernel_write, int tree)
         pthread_join(ids[t], NULL);
     if (helping)
         pthread_join(helper, NULL);
+    if (sc_has_flag("--robust-exits"))
+        check_holders();
     if (sc_has_flag("--fork")) {
         sc_check(forks > 0, "no child was forked");
         for (int c = 0; c < nchildren; c++) {

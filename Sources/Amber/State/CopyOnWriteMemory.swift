@@ -20,7 +20,11 @@ enum CopyOnWriteMemoryState: StateKind {
         [
             DumpStep("cow-userfaultfd", .traced) { process, copyOnWrite in try copyOnWrite?.open(process) },
             // After the memory step, which scanned the pages and left their copy to this dump.
-            DumpStep("cow-protect", .outside) { process, copyOnWrite in try copyOnWrite?.protect(process.pid) },
+            DumpStep("cow-protect", .outside) { process, copyOnWrite in
+                guard let copyOnWrite else { return }
+                try copyOnWrite.protect(
+                    process.pid, keepingWritable: ThreadControlState.exitAddresses(of: process.task.threads))
+            },
         ]
     }
 }
@@ -95,8 +99,11 @@ final class CopyOnWriteDump: @unchecked Sendable {
 
     /// Outside step, the tree still frozen: registers and write-protects the private anonymous
     /// areas whose pages are to be saved; the pages of other areas (private file mappings,
-    /// which synchronous write protection does not take) are read now.
-    func protect(_ pid: Int32) throws {
+    /// which synchronous write protection does not take) are read now. So are the pages of the
+    /// words in `keepingWritable`, whose protection is then lifted: the kernel writes them for
+    /// an exiting thread, and a fault of an exiting task is not handed to userfaultfd (the
+    /// write would be lost: a robust mutex never marked owner-died, a join that never returns).
+    func protect(_ pid: Int32, keepingWritable: [UInt64]) throws {
         let (opened, deferred) = state.withLock { ($0.userfaultfds.removeValue(forKey: pid), $0.deferred[pid]) }
         guard let (name, userfaultfd) = opened, let deferred else { return }
         let process = try ProtectedProcess(
@@ -122,6 +129,7 @@ final class CopyOnWriteDump: @unchecked Sendable {
             }
             try process.saveNow(ranges)
         }
+        try process.keepWritable(keepingWritable)
     }
 
     /// Starts handling faults: before the tree is let go.
@@ -253,6 +261,14 @@ private final class ProtectedProcess: @unchecked Sendable {
             }
         }
         state.withLock { $0.saved.merge(saved) { first, _ in first } }
+    }
+
+    /// While frozen: the pages of `addresses` that are write-protected are saved now, if the
+    /// image wants them, and their protection lifted.
+    func keepWritable(_ addresses: [UInt64]) throws {
+        let pages = Set(addresses.map { $0 & ~(MemoryState.pageSize - 1) }).filter(isRegistered).sorted()
+        try saveNow(pages.filter(isWanted).map { $0..<$0 + MemoryState.pageSize })
+        for page in pages { try userfaultfd.writeProtect(page..<page + MemoryState.pageSize, false) }
     }
 
     private func read(_ page: UInt64) throws -> [UInt8] {

@@ -40,8 +40,23 @@ enum LazyMemory {
             run.count = 1
             return run
         }
+        // So are the pages the kernel reads and writes for a thread as it exits (its cleared
+        // TID, its robust list): a fault of an exiting thread is not served, and the write lost.
+        let exitPages = Set(
+            ThreadControlState.exitAddresses(of: session.task.threads).map { $0 & ~(MemoryState.pageSize - 1) }
+        ).sorted().compactMap { page in
+            areas.lazy.flatMap(\.pages).first {
+                $0.address <= page && page - $0.address < $0.count * MemoryState.pageSize
+            }
+            .map { run -> Amber_PageRun in
+                var one = run
+                (one.address, one.offset, one.count) = (page, run.offset + (page - run.address), 1)
+                return one
+            }
+        }
         try fillEagerly(
-            session, record.areas.filter { !servesLazily($0) }.flatMap(\.pages) + firstPages, server: server)
+            session, record.areas.filter { !servesLazily($0) }.flatMap(\.pages) + firstPages + exitPages,
+            server: server)
         guard !areas.isEmpty else { return }
         // Without UFFD_USER_MODE_ONLY: the kernel's own accesses (a write() from a missing page)
         // must wait for the page too, not fail with EFAULT.

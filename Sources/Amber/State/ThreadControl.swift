@@ -15,6 +15,7 @@ enum ThreadControlState {
         let robustList = try RobustList.of(tid)
         record.robustListHead = robustList.head
         record.robustListLength = robustList.length
+        if robustList.head != 0 { record.exitAddresses = walk(robustList, ProcessMemory(pid: tid)).touched }
         let rseq = try injector.tracee.rseqConfiguration()
         record.rseqAddress = rseq.address
         record.rseqSize = rseq.size
@@ -34,7 +35,7 @@ enum ThreadControlState {
         let memory = ProcessMemory(pid: process.pid)
         for tid in try ProcFS.threads(pid: process.pid) {
             guard let list = try? RobustList.of(tid), list.head != 0 else { continue }
-            for futex in heldFutexes(list, memory) {
+            for futex in walk(list, memory).held {
                 guard let file = files.first(where: { $0.start <= futex && futex < $0.end }) else { continue }
                 throw AmberError.unsupported(
                     process.name,
@@ -44,9 +45,20 @@ enum ThreadControlState {
         }
     }
 
-    /// The futex words of `list` (and its pending operation's) whose TID bits are set, at most
-    /// as many as the kernel walks; a word that cannot be read ends the walk, as it does the kernel's.
-    private static func heldFutexes(_ list: RobustList, _ memory: ProcessMemory) -> [UInt64] {
+    /// The words the kernel reads and writes for each of `threads` when it exits: its
+    /// clear_child_tid word, and its robust list's (`exit_addresses`).
+    static func exitAddresses(of threads: [Amber_Thread]) -> [UInt64] {
+        threads.flatMap { thread in
+            let control = thread.threadControl
+            return (control.childTidAddress == 0 ? [] : [control.childTidAddress]) + control.exitAddresses
+        }
+    }
+
+    /// Walks `list` as the kernel does at the thread's exit, at most as many entries: what it
+    /// reads or writes on the way (the head, each entry and its futex word, the pending one's),
+    /// and the futex words whose TID bits are set. A word that cannot be read ends the walk, as
+    /// it does the kernel's.
+    private static func walk(_ list: RobustList, _ memory: ProcessMemory) -> (touched: [UInt64], held: [UInt64]) {
         func word(_ address: UInt64, _ length: Int) -> UInt64? {
             var value: UInt64 = 0
             let read = withUnsafeMutableBytes(of: &value) { buffer in
@@ -56,11 +68,13 @@ enum ThreadControlState {
             return read == length ? value : nil
         }
         // struct robust_list_head: next, futex_offset, list_op_pending; bit 0 of a pointer marks a PI futex.
+        var touched = [list.head]
         guard let first = word(list.head, 8), let offset = word(list.head + 8, 8), let pending = word(list.head + 16, 8)
-        else { return [] }
+        else { return (touched, []) }
         var held: [UInt64] = []
         func check(_ entry: UInt64) {
             let futex = (entry & ~1) &+ offset
+            touched += [entry & ~1, futex]
             if let value = word(futex, 4), value & futexOwnerMask != 0 { held.append(futex) }
         }
         var entry = first & ~1
@@ -72,7 +86,7 @@ enum ThreadControlState {
             walked += 1
         }
         if pending & ~1 != 0 { check(pending) }
-        return held
+        return (touched, held)
     }
 
     /// FUTEX_TID_MASK, and the kernel's ROBUST_LIST_LIMIT.

@@ -642,6 +642,12 @@ public nonisolated struct Amber_ThreadControl: Sendable {
 
   public var rseqSignature: UInt32 = 0
 
+  /// What the kernel reads and writes of the robust list when the thread exits, as the dump
+  /// walked it: the head, and each entry (and the pending one) with its futex word. A lazy
+  /// restore writes their pages, and the clear_child_tid word's, before the tree runs: a fault
+  /// of an exiting thread is not served, and the mutexes would never be marked owner-died.
+  public var exitAddresses: [UInt64] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1719,7 +1725,7 @@ nonisolated extension Amber_Registers: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Amber_ThreadControl: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ThreadControl"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}child_tid_address\0\u{3}robust_list_head\0\u{3}robust_list_length\0\u{3}rseq_address\0\u{3}rseq_size\0\u{3}rseq_signature\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}child_tid_address\0\u{3}robust_list_head\0\u{3}robust_list_length\0\u{3}rseq_address\0\u{3}rseq_size\0\u{3}rseq_signature\0\u{3}exit_addresses\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1733,6 +1739,7 @@ nonisolated extension Amber_ThreadControl: SwiftProtobuf.Message, SwiftProtobuf.
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.rseqAddress) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.rseqSize) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self.rseqSignature) }()
+      case 7: try { try decoder.decodeRepeatedUInt64Field(value: &self.exitAddresses) }()
       default: break
       }
     }
@@ -1757,6 +1764,9 @@ nonisolated extension Amber_ThreadControl: SwiftProtobuf.Message, SwiftProtobuf.
     if self.rseqSignature != 0 {
       try visitor.visitSingularUInt32Field(value: self.rseqSignature, fieldNumber: 6)
     }
+    if !self.exitAddresses.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.exitAddresses, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1767,6 +1777,7 @@ nonisolated extension Amber_ThreadControl: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.rseqAddress != rhs.rseqAddress {return false}
     if lhs.rseqSize != rhs.rseqSize {return false}
     if lhs.rseqSignature != rhs.rseqSignature {return false}
+    if lhs.exitAddresses != rhs.exitAddresses {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
