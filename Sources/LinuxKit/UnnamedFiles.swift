@@ -13,6 +13,11 @@ public enum MemoryFile {
     /// MFD_EXEC: executable (mode 0777) whatever vm.memfd_noexec asks for by default.
     public static let exec: UInt32 = 0x10
 
+    /// The flags of the description memfd_create makes, as fdinfo shows them: O_RDWR |
+    /// O_LARGEFILE. It counts as no writer of the file (`i_writecount`), unlike one opened
+    /// again for writing through /proc/self/fd, which makes an exec of the file fail (ETXTBSY).
+    public static let createdDescriptionFlags: Int32 = O_RDWR | 0o100000
+
     /// The longest name memfd_create takes (the kernel's 249 bytes, without "memfd:").
     public static let nameLimit = 249
 

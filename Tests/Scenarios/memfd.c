@@ -7,9 +7,16 @@
  * size, mode and seals, the seals still refuse what they refused, the holes are holes, and
  * the child, signalled, writes through its copy what the parent then reads through both of
  * its descriptions: one memfd in both processes.
+ * "script" holds a shell script, mode 0755, mapped shared and writable: executed with
+ * execveat(AT_EMPTY_PATH), it exits 7, before and after (its own description counts as no
+ * writer of it, so the exec is not refused with ETXTBSY). A second child runs `sleep` from a
+ * memfd ("sleeper", fexecve, as runc re-executes itself): afterwards it still does, its exe
+ * the memfd.
  */
 #include "scenario.h"
 #include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/syscall.h>
 
 #ifndef MFD_NOEXEC_SEAL
 #define MFD_NOEXEC_SEAL 0x0008U
@@ -20,7 +27,40 @@
 
 #define MIB (1 << 20)
 
-static int sealed_fd, reader_fd, plain_fd, noexec_fd;
+static int sealed_fd, reader_fd, plain_fd, noexec_fd, script_fd;
+
+static int run_script(void)
+{
+    pid_t child = fork();
+    if (child == 0) {
+        char *args[] = {"script", NULL}, *environment[] = {NULL};
+        syscall(SYS_execveat, script_fd, "", args, environment, AT_EMPTY_PATH);
+        _exit(100 + errno);
+    }
+    int status;
+    return waitpid(child, &status, 0) == child && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A child running `sleep` from a memfd copy of it. */
+static pid_t start_sleeper(void)
+{
+    int program = open("/bin/sleep", O_RDONLY | O_CLOEXEC);
+    int copy = memfd_create("sleeper", MFD_CLOEXEC);
+    struct stat status;
+    off_t offset = 0;
+    if (program < 0 || copy < 0 || fstat(program, &status) != 0 ||
+        sendfile(copy, program, &offset, (size_t)status.st_size) != status.st_size)
+        sc_die("copying /bin/sleep into a memfd");
+    close(program);
+    pid_t child = fork();
+    if (child == 0) {
+        char *args[] = {"sleep", "1000", NULL};
+        fexecve(copy, args, environ);
+        _exit(99);
+    }
+    close(copy);
+    return child;
+}
 
 static void on_usr1(int signal)
 {
@@ -76,6 +116,22 @@ int main(int argc, char **argv)
     reader_fd = open(path, O_RDONLY);
     if (reader_fd < 0 || lseek(reader_fd, 5, SEEK_SET) != 5)
         sc_die("reopening the memfd");
+    static const char script[] = "#!/bin/sh\nexit 7\n";
+    script_fd = memfd_create("script", 0);
+    char *script_page = script_fd < 0 ? MAP_FAILED
+                                      : mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, script_fd, 0);
+    if (script_page == MAP_FAILED || write(script_fd, script, sizeof script - 1) != sizeof script - 1 ||
+        fchmod(script_fd, 0755) != 0)
+        sc_die("making the script memfd");
+    if (run_script() != 7)
+        sc_die("the script memfd does not run");
+    pid_t sleeper = start_sleeper();
+    char exe[64], link[128] = {0};
+    snprintf(exe, sizeof exe, "/proc/%d/exe", (int)sleeper);
+    for (int tries = 0; tries < 2000 && (readlink(exe, link, sizeof link - 1) <= 0 || !strstr(link, "memfd:sleeper")); tries++)
+        usleep(1000);
+    if (!strstr(link, "memfd:sleeper"))
+        sc_die("the sleeper does not run from its memfd");
     pid_t child = sc_fork_paused_child(child_setup);
     sc_wait_in_pause(child);
     sc_ready();
@@ -105,5 +161,14 @@ int main(int argc, char **argv)
              "the child did not write to the memfd");
     check_bytes(sealed_fd, 200, "child!", 6, "the child's write to the memfd");
     check_bytes(reader_fd, 200, "child!", 6, "the child's write, through the second description");
+    int ran = run_script();
+    sc_check(ran == 7, "the script memfd exits %d, not 7 (100 + errno: its exec failed)", ran);
+    sc_check(script_page[0] == '#', "the script's shared mapping lost its bytes");
+    memset(link, 0, sizeof link);
+    sc_check(readlink(exe, link, sizeof link - 1) > 0 && strstr(link, "/memfd:sleeper") == link,
+             "the sleeper's exe is %s, not its memfd", link);
+    sc_check(kill(sleeper, SIGKILL) == 0 && waitpid(sleeper, &status, 0) == sleeper && WIFSIGNALED(status) &&
+                 WTERMSIG(status) == SIGKILL,
+             "the sleeper was not running");
     sc_finish();
 }

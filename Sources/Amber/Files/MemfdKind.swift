@@ -72,7 +72,9 @@ struct MemfdKind: OpenFileKind {
         } catch {
             throw AmberError(.restoreFailed, "cannot make \(what) for process \(task.pid): \(error)")
         }
-        let file = RestoredMemfd(fd: fd)
+        // Its own description goes to one of the image's like it: a memfd_create'd one, which
+        // an exec of the memfd (fexecve, execveat) does not count as a writer.
+        let file = RestoredMemfd(fd: fd, flags: MemoryFile.createdDescriptionFlags)
         do {
             try memfd.contents.write(into: fd, image: image, what: what, task: task)
             try RestoredUnnamedFile.setOwnerAndMode(

@@ -174,8 +174,13 @@ enum MappedUnnamedFiles {
                 memfd: area.memfdID != 0, id: area.memfdID != 0 ? area.memfdID : area.deletedFileID, flags: flags)
             if let fd = installed[key] { return fd }
             let (object, what) = try key.memfd ? memfd(key.id) : deletedFile(key.id)
-            // A description of its own: the one the file was made with may be read-only or appending.
-            let opened = Glibc.open("/proc/self/fd/\(object.fd)", flags | O_CLOEXEC)
+            // A description of its own: the one the file was made with may be read-only or
+            // appending. A memfd mapped for writing takes the one memfd_create made, which, as
+            // the process's own did, counts as no writer: one opened again for writing would
+            // keep an exec of the memfd failing (ETXTBSY) for as long as it is mapped.
+            let opened =
+                key.memfd && flags & O_ACCMODE == O_RDWR
+                ? fcntl(object.fd, F_DUPFD_CLOEXEC, 0) : Glibc.open("/proc/self/fd/\(object.fd)", flags | O_CLOEXEC)
             guard opened >= 0 else {
                 throw AmberError(
                     .restoreFailed,

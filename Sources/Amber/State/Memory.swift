@@ -894,11 +894,12 @@ enum MemoryState {
     }
 
     /// The area mapping the task's executable when that is a deleted file (a program upgraded
-    /// or removed while it ran): the file is made again with the areas, not reopened by path.
+    /// or removed while it ran) or a memfd (fexecve of a memfd, as runc re-executes itself):
+    /// the file is made again with the areas, not reopened by path.
     static func deletedExecutable(of task: Amber_Task) -> Amber_MemoryArea? {
         let mm = task.memory.mm
         guard mm.exePath.hasSuffix(DeletedWorkingDirectory.suffix) else { return nil }
-        return task.memory.areas.first { $0.deletedFileID != 0 && $0.inode == mm.exeInode }
+        return task.memory.areas.first { ($0.deletedFileID != 0 || $0.memfdID != 0) && $0.inode == mm.exeInode }
     }
 
     /// Sets brk, the arg/env area, auxv and the exe link in one PR_SET_MM_MAP.
