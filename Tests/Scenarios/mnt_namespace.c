@@ -43,6 +43,7 @@
  * notes), --chattr (notes made append-only, FS_APPEND_FL).
  */
 #include "scenario.h"
+#include <sys/file.h>
 
 #include <linux/fs.h>
 #include <sys/ioctl.h>
@@ -266,8 +267,8 @@ static void write_files(void)
     if (chdir("/tmp/work") != 0)
         sc_die("chdir /tmp/work");
     log_fd = open("log", O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (log_fd < 0 || sc_write_all(log_fd, "before\n", 7) != 0)
-        sc_die("writing /tmp/work/log");
+    if (log_fd < 0 || sc_write_all(log_fd, "before\n", 7) != 0 || flock(log_fd, LOCK_EX) != 0)
+        sc_die("writing and locking /tmp/work/log");
     notes_fd = open("/tmp/work/notes", O_RDONLY);
     if (notes_fd < 0 || lseek(notes_fd, 4096, SEEK_SET) != 4096)
         sc_die("opening /tmp/work/notes");
@@ -370,6 +371,11 @@ static void check_after(void)
              (long long)sparse.st_blocks, end);
     close(sparse_fd);
     sc_check(pread(ghost_fd, boo, 3, 0) == 3 && strcmp(boo, "boo") == 0, "the unlinked ghost holds '%s'", boo);
+    /* The log's lock is held again, though the file, made again in a new tmpfs, changed. */
+    int other = open("/tmp/work/log", O_RDONLY | O_CLOEXEC);
+    sc_check(other >= 0 && flock(other, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK,
+             "/tmp/work/log is not locked by its flock any more");
+    close(other);
     sc_check(stat("/tmp/work", &work) == 0 && work.st_mtim.tv_sec == work_before.st_mtim.tv_sec &&
                  work.st_mtim.tv_nsec == work_before.st_mtim.tv_nsec,
              "/tmp/work was modified at %ld.%09ld, now at %ld.%09ld", (long)work_before.st_mtim.tv_sec,

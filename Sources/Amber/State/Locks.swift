@@ -205,12 +205,22 @@ enum LockState {
             throw AmberError(
                 .restoreFailed, "cannot tell whether the file of \(what) changed since the dump: \(error)")
         }
-        guard now != dumped else { return }
+        guard now != dumped, !isInRestoredTmpfs(description, session) else { return }
         let task = session.task
         throw AmberError(
             .restoreFailed,
             "\(path(of: description)) changed since the dump (its change time is \(now) ns, it was \(dumped) ns), while \(what) of process \(task.pid) (\(task.comm)) was let go: another process may have written it in the middle of what the process did under the lock"
         )
+    }
+
+    /// Whether the description's file is in a tmpfs of the tree's own mount namespace: the
+    /// restore made that file from the image, so its change time is new and no one else has
+    /// written it.
+    private static func isInRestoredTmpfs(_ description: Amber_OpenFileDescription, _ session: RestoreSession) -> Bool {
+        guard let path = OpenFileKinds.reopenedPath(of: description), let image = session.image,
+            let root = try? image.task(pid: image.inventory.rootPid), root.hasMountNamespace
+        else { return false }
+        return MountNamespaceState.isMadeByRestore(path, in: root.mountNamespace)
     }
 
     private static func lockDescription(_ lock: Amber_FileLock) -> String {

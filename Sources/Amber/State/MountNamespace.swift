@@ -72,6 +72,20 @@ enum MountNamespaceState {
 
     static func isOwnNamespace(of pid: Int32) throws -> Bool { try namespace(of: pid) == own }
 
+    /// Whether `path` (the tree's) is in a tmpfs of `namespace`, directly or through a bind
+    /// mount of one: a file the restore made there from the image.
+    static func isMadeByRestore(_ path: String, in namespace: Amber_MountNamespace) -> Bool {
+        let holding = namespace.mounts.filter { mount in
+            mount.mountPoint == "/" || path == mount.mountPoint || path.hasPrefix(mount.mountPoint + "/")
+        }
+        guard let mount = holding.max(by: { $0.mountPoint.count < $1.mountPoint.count }) else { return false }
+        switch mount.kind {
+        case .tmpfs: return true
+        case .internalBind: return namespace.mounts.first { $0.id == mount.bindOf }?.kind == .tmpfs
+        default: return false
+        }
+    }
+
     /// `path` as process `pid` sees it, as amber reaches it: through /proc/PID/root when the
     /// process is in another mount namespace.
     static func hostPath(_ path: String, of pid: Int32) -> String {
