@@ -60,13 +60,15 @@ extension TaskValidator {
         }
         for (index, sysctl) in namespace.sysctls.enumerated() {
             let components = sysctl.path.split(separator: "/", omittingEmptySubsequences: false)
-            guard components.count >= 2, components[0] == "ipv4" || components[0] == "ipv6",
+            guard components.count >= 2, ["ipv4", "ipv6", "core", "unix"].contains(components[0]),
                 components.allSatisfy({
                     !$0.isEmpty && $0 != "." && $0 != ".." && $0.utf8.count <= 255
                         && $0.utf8.allSatisfy { Self.isWordByte($0) || $0 == UInt8(ascii: ".") }
                 })
             else {
-                throw invalid("sysctls[\(index)].path", "\"\(sysctl.path)\" is not a sysctl under net.ipv4 or net.ipv6")
+                throw invalid(
+                    "sysctls[\(index)].path",
+                    "\"\(sysctl.path)\" is not a sysctl under net.ipv4, net.ipv6, net.core or net.unix")
             }
             guard NetworkSysctls.isRestored(sysctl.path, links: names) else {
                 throw invalid("sysctls[\(index)].path", "\"\(sysctl.path)\" is not one of the sysctls amber restores")

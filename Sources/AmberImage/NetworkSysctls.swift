@@ -9,7 +9,8 @@ public enum NetworkSysctls {
         "ipv4/ip_unprivileged_port_start", "ipv4/ping_group_range", "ipv4/ip_default_ttl", "ipv4/ip_nonlocal_bind",
         "ipv4/ip_no_pmtu_disc", "ipv4/ip_autobind_reuse", "ipv4/icmp_echo_ignore_all",
         "ipv4/icmp_echo_ignore_broadcasts", "ipv4/icmp_ratelimit", "ipv4/icmp_ratemask",
-        "ipv4/icmp_ignore_bogus_error_responses", "ipv6/bindv6only", "ipv6/ip_nonlocal_bind",
+        "ipv4/icmp_ignore_bogus_error_responses", "ipv6/bindv6only", "ipv6/ip_nonlocal_bind", "core/somaxconn",
+        "unix/max_dgram_qlen",
     ]
 
     /// Namespace-wide ones by prefix: every TCP and UDP setting of net.ipv4 (tcp_keepalive_time,

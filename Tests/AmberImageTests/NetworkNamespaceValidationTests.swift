@@ -54,7 +54,10 @@ extension TaskValidationTests {
         try assertRejected("\(field).addresses[1].prefix_length") {
             namespace(&$0) { $0.addresses[1].prefixLength = 129 }
         }
-        try assertRejected("\(field).sysctls[0].path") { namespace(&$0) { $0.sysctls[0].path = "core/somaxconn" } }
+        try assertRejected("\(field).sysctls[0].path") { namespace(&$0) { $0.sysctls[0].path = "core/wmem_max" } }
+        try assertRejected("\(field).sysctls[0].path") {
+            namespace(&$0) { $0.sysctls[0].path = "netfilter/nf_log_all_netns" }
+        }
         try assertRejected("\(field).sysctls[0].path") { namespace(&$0) { $0.sysctls[0].path = "ipv4/../../kernel/x" } }
         try assertRejected("\(field).sysctls[0].path") { namespace(&$0) { $0.sysctls[0].path = "ipv4" } }
         try assertRejected("\(field).sysctls[0].path") { namespace(&$0) { $0.sysctls[0].path = "ipv4//x" } }

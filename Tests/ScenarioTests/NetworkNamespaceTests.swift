@@ -66,6 +66,19 @@ final class NetworkNamespaceTests: ScenarioTestCase {
         try run([Self.ip, "-n", host, "address", "add", "10.83.0.1", "peer", "10.83.0.2", "dev", "lo"])
         try run([Self.ip, "-n", host, "address", "add", "10.84.0.1/24", "dev", "lo", "metric", "55"])
         try run([Self.ip, "-n", host, "link", "add", "aua\(tag)", "type", "veth", "peer", "name", "aub\(tag)"])
+        // A sysctl outside net.ipv4 and net.ipv6 that amber does not set, an IPsec policy, a
+        // queueing discipline, a link flag and an address with a lifetime.
+        try run(inNamespace("/run/netns/\(host)", [Self.sysctl, "-q", "-w", "net.mptcp.enabled=0"]))
+        try run([
+            Self.ip, "-n", host, "xfrm", "policy", "add", "dir", "out", "src", "10.83.0.1", "dst", "10.83.0.2",
+            "action", "block",
+        ])
+        try run(["/usr/sbin/tc", "-n", host, "qdisc", "add", "dev", "lo", "root", "pfifo"])
+        try run([Self.ip, "-n", host, "link", "set", "lo", "promisc", "on"])
+        try run([
+            Self.ip, "-n", host, "address", "add", "10.85.0.1/24", "dev", "lo", "valid_lft", "900", "preferred_lft",
+            "900",
+        ])
         let directory = try newDirectory("unrestorable")
         let pid = try Spawn.start(
             inNamespace("/run/netns/\(host)", ["/bin/sleep", "1000"]), stdout: directory + "/log")
@@ -83,7 +96,11 @@ final class NetworkNamespaceTests: ScenarioTestCase {
         _ = waitpid(pid, &status, 0)
         let refused = try amber(["restore", "-D", image, "--detach"])
         XCTAssertEqual(refused.status, .exited(5), "restore: \(refused.summary)")
-        for named in ["10.83.0.1/32 on lo with the peer 10.83.0.2", "with the metric 55", "the veth aua\(tag)"] {
+        for named in [
+            "10.83.0.1/32 on lo with the peer 10.83.0.2", "with the metric 55", "the veth aua\(tag)",
+            "net.mptcp.enabled = 0", "the IPsec policy src 10.83.0.1/32 dst 10.83.0.2/32",
+            "the queueing discipline qdisc pfifo", "the link lo with PROMISC", "10.85.0.1/24 on lo with a lifetime",
+        ] {
             XCTAssertTrue(refused.stderr.contains(named), "restore does not name \(named): \(refused.stderr)")
         }
         XCTAssertFalse(Proc.pidInUse(pid), "the refused restore left PID \(pid) taken")
@@ -119,7 +136,7 @@ final class NetworkNamespaceTests: ScenarioTestCase {
                 "/run/netns/\(host)",
                 [
                     Self.sysctl, "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv4.tcp_keepalive_time=2345",
-                    "net.ipv4.conf.lo.forwarding=0",
+                    "net.ipv4.conf.lo.forwarding=0", "net.core.somaxconn=77", "net.unix.max_dgram_qlen=33",
                 ]))
         try run([Self.ip, "-n", clientHost, "link", "set", client, "up"])
         try run([Self.ip, "-n", clientHost, "address", "add", "10.81.0.3/24", "dev", client])
@@ -208,9 +225,10 @@ final class NetworkNamespaceTests: ScenarioTestCase {
                 namespace,
                 [
                     Self.sysctl, "-n", "net.ipv4.ip_forward", "net.ipv4.tcp_keepalive_time",
-                    "net.ipv4.conf.lo.forwarding", "net.ipv4.conf.\(inside).forwarding",
+                    "net.ipv4.conf.lo.forwarding", "net.ipv4.conf.\(inside).forwarding", "net.core.somaxconn",
+                    "net.unix.max_dgram_qlen",
                 ]))
-        XCTAssertEqual(sysctls.split(separator: "\n"), ["1", "2345", "0", "1"])
+        XCTAssertEqual(sysctls.split(separator: "\n"), ["1", "2345", "0", "1", "77", "33"])
         let outside = try run([Self.ip, "-o", "link", "show", restoredOutside])
         XCTAssertTrue(outside.contains("master \(bridge)") && outside.contains(",UP"), outside)
         XCTAssertEqual(kill(pid, SIGTERM), 0, "the restored server is gone")

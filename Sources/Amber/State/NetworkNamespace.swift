@@ -21,6 +21,7 @@ import Synchronization
 enum NetworkNamespaceState {
     static let ip = "/bin/ip"
     static let nft = "/usr/sbin/nft"
+    static let tc = "/usr/sbin/tc"
 
     /// The link of a new namespace, the one a namespace restored without --join-ns can have.
     static let loopback = "lo"
@@ -226,6 +227,7 @@ enum NetworkConfiguration {
                 try readAddresses(netlink, names: names, into: &record)
                 try readRoutes(netlink, names: names, into: &record)
                 try readUnrestorable(into: &record)
+                readUnmade(into: &record)
                 try readSysctls(into: &record)
             }
         } catch {
@@ -373,6 +375,70 @@ enum NetworkConfiguration {
         }
     }
 
+    /// The tables a new namespace has its own of, as `ip` lists them: the IPv6 address labels
+    /// and the MPTCP limits. Any difference is unrestorable.
+    private static func tablesOfItsOwn() -> [String: [String]] {
+        var tables: [String: [String]] = [:]
+        for (what, arguments) in [
+            ("the IPv6 address labels", ["addrlabel", "list"]), ("the MPTCP limits", ["mptcp", "limits"]),
+        ] {
+            tables[what] = ((try? run(NetworkNamespaceState.ip, arguments)).map(lines) ?? []).map(trimmed)
+        }
+        return tables
+    }
+
+    /// What `ip` and `tc` show that a restore does not make: IPsec policies and states,
+    /// nexthop objects, MPTCP endpoints, queueing disciplines other than the default, link
+    /// flags, queue lengths, groups, modes and aliases other than a new link's, and addresses
+    /// with a lifetime.
+    private static func readUnmade(into record: inout Amber_NetworkNamespace) {
+        let ip = NetworkNamespaceState.ip
+        for (what, arguments) in [
+            ("the IPsec policy", ["xfrm", "policy", "list"]), ("the IPsec state", ["xfrm", "state", "list"]),
+            ("the nexthop", ["nexthop", "show"]), ("the MPTCP endpoint", ["mptcp", "endpoint", "show"]),
+        ] {
+            // A multi-line entry starts unindented.
+            for line in (try? run(ip, arguments)).map(lines) ?? [] where !line.hasPrefix(" ") && !line.hasPrefix("\t") {
+                record.unrestorable.append("\(what) \(trimmed(line))")
+            }
+        }
+        for line in (try? run(NetworkNamespaceState.tc, ["qdisc", "show"])).map(lines) ?? [] {
+            let words = line.split(separator: " ")
+            guard words.count >= 2, words[0] == "qdisc", words[1] != "noqueue" else { continue }
+            record.unrestorable.append("the queueing discipline \(trimmed(line))")
+        }
+        for line in (try? run(ip, ["-o", "link", "show"])).map(lines) ?? [] {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\\" }).map(String.init)
+            guard words.count > 2 else { continue }
+            let name = String(words[1].dropLast().split(separator: "@").first ?? "")
+            let flags = Set(words[2].filter { $0 != "<" && $0 != ">" }.split(separator: ","))
+            var odd = ["PROMISC", "ALLMULTI", "NOARP", "DEBUG", "DYNAMIC"].filter { flags.contains(Substring($0)) }
+            if !flags.contains("LOOPBACK") && !flags.contains("MULTICAST") { odd.append("no MULTICAST") }
+            func value(after key: String) -> String? {
+                words.firstIndex(of: key).flatMap { $0 + 1 < words.count ? words[$0 + 1] : nil }
+            }
+            if let length = value(after: "qlen"), length != "1000" { odd.append("qlen \(length)") }
+            if let group = value(after: "group"), group != "default" { odd.append("group \(group)") }
+            if let mode = value(after: "mode"), mode != "DEFAULT" { odd.append("mode \(mode)") }
+            if let alias = value(after: "alias") { odd.append("alias \(alias)") }
+            if !odd.isEmpty { record.unrestorable.append("the link \(name) with \(odd.joined(separator: ", "))") }
+        }
+        for line in (try? run(ip, ["-o", "address", "show"])).map(lines) ?? [] {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\\" })
+            guard let at = words.firstIndex(of: "valid_lft"), at + 1 < words.count, words[at + 1] != "forever",
+                words.count > 3
+            else { continue }
+            record.unrestorable.append(
+                "the address \(words[3]) on \(words[1]) with a lifetime (valid_lft \(words[at + 1]))")
+        }
+    }
+
+    /// `line` without the spaces and tabs at its ends.
+    private static func trimmed(_ line: String) -> String {
+        let isBlank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        return String(line.drop(while: isBlank).reversed().drop(while: isBlank).reversed())
+    }
+
     private static func lines(_ text: String) -> [String] {
         text.split(separator: "\n").map { String($0) }.filter { !$0.isEmpty }
     }
@@ -383,12 +449,18 @@ enum NetworkConfiguration {
     /// link made there. Those of `NetworkSysctls` are recorded, the others unrestorable.
     private static func readSysctls(into record: inout Amber_NetworkNamespace) throws {
         let current = sysctls()
+        let currentTables = tablesOfItsOwn()
         let own = try NetworkNamespace.ofThisThread()
         try NetworkNamespace.enterNew()
         let fresh: [String: String]
+        let freshTables: [String: [String]]
         do {
             defer { own.enterOrAbort() }
             fresh = sysctls()
+            freshTables = tablesOfItsOwn()
+        }
+        for (what, lines) in currentTables.sorted(by: { $0.key < $1.key }) where lines != freshTables[what] {
+            record.unrestorable.append("\(what) \(lines.joined(separator: "; ")) (a new namespace's differ)")
         }
         let links = Set(record.links.map(\.name))
         for path in current.keys.sorted() {
@@ -433,14 +505,14 @@ enum NetworkConfiguration {
     private static func sysctls() -> [String: String] {
         var values: [String: String] = [:]
         func walk(_ path: String) {
-            guard let directory = opendir("/proc/sys/net/\(path)") else { return }
+            guard let directory = opendir(path.isEmpty ? "/proc/sys/net" : "/proc/sys/net/\(path)") else { return }
             defer { closedir(directory) }
             while let entry = readdir(directory) {
                 let name = withUnsafeBytes(of: entry.pointee.d_name) {
                     String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
                 }
                 if name == "." || name == ".." { continue }
-                let child = "\(path)/\(name)"
+                let child = path.isEmpty ? name : "\(path)/\(name)"
                 if entry.pointee.d_type == UInt8(DT_DIR) {
                     walk(child)
                 } else if access("/proc/sys/net/\(child)", W_OK) == 0,
@@ -452,8 +524,9 @@ enum NetworkConfiguration {
                 }
             }
         }
-        walk("ipv4")
-        walk("ipv6")
+        // Every one, net.core, net.unix, net.netfilter and net.mptcp too: one that differs
+        // from a new namespace's is restored, or recorded as not.
+        walk("")
         return values
     }
 
