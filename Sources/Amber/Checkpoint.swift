@@ -64,7 +64,8 @@ public enum Checkpoint {
         pid: Int32, directory: String, leaveRunning: Bool, durable: Bool = false, externalFiles: Set<String> = [],
         shellJob: Bool = false, interruption: DumpInterruption = DumpInterruption(supervisor: nil),
         tcpEstablished: Bool = false, copyOnWrite: Bool = false, previous: String? = nil, pageServer: String? = nil,
-        amongOtherFiles: Bool = false, storage: ImageStorage = .plain, logger: Logger
+        amongOtherFiles: Bool = false, storage: ImageStorage = .plain, networkMadeAgain: Bool = false,
+        logger: Logger
     ) throws(AmberError) -> Summary {
         if pageServer != nil && previous != nil {
             throw AmberError(
@@ -142,7 +143,7 @@ public enum Checkpoint {
             return try run(
                 pid: pid, writer: writer, leaveRunning: leaveRunning, externalFiles: externalFiles,
                 shellJob: shellJob, interruption: interruption, copyOnWrite: copyOnWrite, incremental: incremental,
-                readBack: readBack, logger: logger)
+                networkMadeAgain: networkMadeAgain, readBack: readBack, logger: logger)
         } catch {
             writer.discard()
             throw error
@@ -154,7 +155,7 @@ public enum Checkpoint {
 
     private static func run(
         pid: Int32, writer: ImageWriter, leaveRunning: Bool, externalFiles: Set<String>, shellJob: Bool,
-        interruption: DumpInterruption, copyOnWrite: Bool, incremental: IncrementalDump?,
+        interruption: DumpInterruption, copyOnWrite: Bool, incremental: IncrementalDump?, networkMadeAgain: Bool,
         readBack: ReadBack?, logger: Logger
     ) throws(AmberError) -> Summary {
         // Opening its memory needs the same rights as ptrace: refuse before anything else is looked at.
@@ -200,7 +201,7 @@ public enum Checkpoint {
             var tasks = try collect(
                 &processes, writer: writer, externalFiles: externalFiles, shellJob: shellJob,
                 interruption: interruption, copyOnWrite: cow, incremental: incremental, areaFlags: areaFlags,
-                logger: logger)
+                networkMadeAgain: networkMadeAgain, logger: logger)
             var phases = [Phase("preflight", from: started, to: freezing), Phase("collect", from: freezing, to: .now)]
             if let cow {
                 try cow.startHandling()
@@ -286,7 +287,7 @@ public enum Checkpoint {
     private static func collect(
         _ processes: inout [FrozenProcess], writer: ImageWriter, externalFiles: Set<String>, shellJob: Bool,
         interruption: DumpInterruption, copyOnWrite: CopyOnWriteDump?, incremental: IncrementalDump?,
-        areaFlags: AreaFlagsPrefetch, logger: Logger
+        areaFlags: AreaFlagsPrefetch, networkMadeAgain: Bool, logger: Logger
     ) throws -> [Amber_Task] {
         let outside = OutsideReads(writer: writer, logger: logger, deferRecords: copyOnWrite != nil)
         // Injected calls cost less when amber runs where the process last ran. Following each
@@ -297,7 +298,7 @@ public enum Checkpoint {
             let tree = TreeDump(
                 processes: processes, writer: writer, logger: logger, externalFiles: externalFiles,
                 fileContents: FileContentsDump(writer: writer), shellJob: shellJob, copyOnWrite: copyOnWrite,
-                incremental: incremental, areaFlags: areaFlags)
+                incremental: incremental, areaFlags: areaFlags, networkMadeAgain: networkMadeAgain)
             let prepared = try StateKinds.all.map { try $0.prepareDump(tree) }
             let steps = prepared.flatMap(\.steps)
             let threadChecks = prepared.flatMap(\.threadChecks)

@@ -103,6 +103,9 @@ struct TreeDump {
     var incremental: IncrementalDump?
     /// The areas' flags of every process, read from the freeze on (`AreaFlagsPrefetch`).
     var areaFlags: AreaFlagsPrefetch
+    /// The restore will make the tree's network namespace again, having none to join (a
+    /// runtime's): what a new namespace would lack refuses the dump (`NetworkNamespaceState`).
+    var networkMadeAgain = false
 }
 
 /// One process being dumped: its record, which each step fills in. The tracer hands it to the

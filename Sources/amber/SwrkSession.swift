@@ -118,7 +118,8 @@ struct SwrkSession {
                 pid: options.pid, directory: imagesPath, leaveRunning: options.leaveRunning,
                 externalFiles: Set(options.externalFiles + externalMountsOfTree() + standardStreams),
                 shellJob: options.shellJob,
-                tcpEstablished: options.tcpEstablished, previous: previous, amongOtherFiles: true, logger: logger)
+                tcpEstablished: options.tcpEstablished, previous: previous, amongOtherFiles: true,
+                networkMadeAgain: true, logger: logger)
             logger.notice(
                 "dumped process \(summary.pid) (\(summary.comm)) and its tree: \(summary.processes) processes, \(summary.threads) threads"
             )

@@ -151,6 +151,39 @@ final class SwrkTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after DUMP and RESTORE through amber swrk")
     }
 
+    /// A tree in a network namespace holding what a new one lacks (a queueing discipline):
+    /// a runtime's restore makes the namespace again, with none to join, so DUMP refuses,
+    /// naming it, and the tree runs on untouched.
+    func testDumpRefusesNetworkANewNamespaceWouldLack() throws {
+        _ = try requireAmber()
+        let logs = try newDirectory("swrk-network")
+        let pid = try Spawn.start(
+            [
+                "/usr/bin/unshare", "-n", "/bin/sh", "-c",
+                "/usr/sbin/tc qdisc add dev lo root pfifo && exec /bin/sleep 1000",
+            ], stdout: logs + "/log")
+        track(pid)
+        addTeardownBlock { kill(pid, SIGKILL) }
+        let deadline = Sys.now() + Self.pidfileTimeout
+        while Proc.exe(pid) != "/usr/bin/sleep", Sys.now() < deadline { Sys.sleep(milliseconds: 10) }
+        let image = try newDirectory("swrk-image")
+        let imagesFD = open(image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        XCTAssertGreaterThanOrEqual(imagesFD, 0)
+        defer { close(imagesFD) }
+        let dumping = try SwrkClient(self, log: logs + "/swrk-dump.out")
+        let dumped = try dumping.call(
+            request(.dump) {
+                $0.imagesDirFd = imagesFD
+                $0.pid = pid
+                $0.logFile = "dump.log"
+            })
+        XCTAssertFalse(dumped.success, "DUMP of a namespace a new one would not be made as succeeded")
+        XCTAssertTrue(dumped.crErrmsg.contains("queueing discipline qdisc pfifo"), dumped.crErrmsg)
+        XCTAssertEqual(dumping.finish(), .exited(1))
+        XCTAssertFalse(Sys.fileExists(image + "/inventory.pb"), "the refused DUMP left an image")
+        assertRunningUntraced(pid, "after the refused DUMP")
+    }
+
     /// A RESTORE sent after a pause, as runc sends it once it has moved swrk into the container's
     /// cgroups: swrk has read the image in advance from the one image directory the runtime
     /// holds open, and the restore takes that read. With a second directory that looks like an

@@ -132,11 +132,22 @@ extension NetworkNamespaceState: StateKind {
         NetworkConfiguration.startReading(of: root)
     }
 
-    static var dumpSteps: [DumpStep<Void>] {
+    static func makeDumpState(_ dump: TreeDump) -> Bool { dump.networkMadeAgain }
+
+    static var dumpSteps: [DumpStep<Bool>] {
         [
-            DumpStep("network-namespace", .outside) { dump, _ in
+            DumpStep("network-namespace", .outside) { dump, networkMadeAgain in
                 guard dump.pid == dump.tree.pid, try !isOwnNamespace(of: dump.pid) else { return }
-                dump.task.networkNamespace = try NetworkConfiguration.take(of: dump.tree)
+                let record = try NetworkConfiguration.take(of: dump.tree)
+                // A runtime's restore has no namespace to join: what a new one would lack is lost.
+                let unmade = NetworkConfiguration.unmade(record)
+                if networkMadeAgain && !unmade.isEmpty {
+                    throw AmberError.unsupported(
+                        dump.tree,
+                        "is in a network namespace with \(unmade.joined(separator: ", ")), which the restore, making a new namespace, would not make"
+                    )
+                }
+                dump.task.networkNamespace = record
             }
         ]
     }
@@ -548,6 +559,17 @@ enum NetworkConfiguration {
         }
     }
 
+    /// What a new namespace made for `record` would lack.
+    static func unmade(_ record: Amber_NetworkNamespace) -> [String] {
+        let loopback = NetworkNamespaceState.loopback
+        let others = record.links.filter { ($0.name != loopback || $0.kind != "loopback") && $0.kind != "veth" }
+        var unrestorable = others.map { "the \($0.kind) link \($0.name)" } + record.unrestorable
+        if !record.links.contains(where: { $0.name == loopback }) {
+            unrestorable.append("no loopback link \(loopback)")
+        }
+        return unrestorable
+    }
+
     /// Makes the calling thread's namespace, a new one, into `record`'s, or refuses, naming
     /// what it cannot make. Each veth end is made with its other end in `own` (amber's
     /// namespace) as `veths` name it, attached to its bridge and up. Called before any task is
@@ -555,13 +577,8 @@ enum NetworkConfiguration {
     static func make(_ record: Amber_NetworkNamespace, veths: [ExternalVeth], own: NetworkNamespace) throws(AmberError)
     {
         let refusal = "the image's tree was in the network namespace net:[\(record.inode)]"
-        let loopback = NetworkNamespaceState.loopback
         let vethLinks = record.links.filter { $0.kind == "veth" }
-        let others = record.links.filter { ($0.name != loopback || $0.kind != "loopback") && $0.kind != "veth" }
-        var unrestorable = others.map { "the \($0.kind) link \($0.name)" } + record.unrestorable
-        if !record.links.contains(where: { $0.name == loopback }) {
-            unrestorable.append("no loopback link \(loopback)")
-        }
+        let unrestorable = unmade(record)
         guard unrestorable.isEmpty else {
             throw AmberError(
                 .unsupported,
