@@ -14,6 +14,9 @@ struct SwrkSession {
     let logger: Logger
     /// For a RESTORE: the image in `imagesPath`, if it was read while the runtime got ready to ask.
     let checkedImage: Restore.CheckedImage?
+    /// The standard error amber was started with, kept when an inherit_fd names it (runc hands
+    /// a container's stderr pipe that way) before the log took its place.
+    private let keptStandardError: Int32?
 
     /// `preread`: the image read in advance, for a RESTORE.
     init(socket: PacketSocket, options: SwrkOptions, preread: SwrkImagePreread? = nil) throws(SwrkServer.Failure) {
@@ -25,7 +28,7 @@ struct SwrkSession {
         // The image directory by its path: the writer and reader follow no symbolic link, /proc's included.
         imagesPath = try Self.path(of: images)
         checkedImage = preread?.take(path: imagesPath, images: images)
-        try Self.redirectLog(options, peer: peer, images: images)
+        keptStandardError = try Self.redirectLog(options, peer: peer, images: images)
         // CRIU's levels: 0 and 1 errors, 2 warnings, 3 information, 4 debugging.
         logger = GlobalOptions.makeLogger(verbosity: options.logLevel >= 4 ? 2 : options.logLevel == 3 ? 1 : 0)
     }
@@ -34,7 +37,7 @@ struct SwrkSession {
     static func redirectLog(of options: SwrkOptions, socket: PacketSocket) {
         guard let peer = try? peer(of: socket), let images = try? openImages(options, peer: peer) else { return }
         defer { close(images) }
-        try? redirectLog(options, peer: peer, images: images)
+        _ = try? redirectLog(options, peer: peer, images: images)
     }
 
     private static func peer(of socket: PacketSocket) throws(SwrkServer.Failure) -> Int32 {
@@ -49,8 +52,11 @@ struct SwrkSession {
     }
 
     /// `log_file` in the work directory (else the image directory) takes amber's standard error.
-    private static func redirectLog(_ options: SwrkOptions, peer: Int32, images: Int32) throws(SwrkServer.Failure) {
-        guard let name = options.logFile, !options.logToStandardError else { return }
+    /// Returns a copy of the standard error it replaced when an inherit_fd names it.
+    private static func redirectLog(_ options: SwrkOptions, peer: Int32, images: Int32) throws(SwrkServer.Failure)
+        -> Int32?
+    {
+        guard let name = options.logFile, !options.logToStandardError else { return nil }
         let work = try options.workDirectoryFD.map { fd throws(SwrkServer.Failure) in
             try openDirectory("/proc/\(peer)/fd/\(fd)", what: "work_dir_fd")
         }
@@ -59,8 +65,11 @@ struct SwrkSession {
         guard log >= 0 else {
             throw SwrkServer.Failure(message: "log_file \(name): \(LinuxError.current("open").errno.name)")
         }
+        let named = options.inheritFDs.contains { InheritedFile(argument: $0)?.fd == STDERR_FILENO }
+        let kept = named ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3) : -1
         dup2(log, STDERR_FILENO)
         close(log)
+        return kept >= 0 ? kept : nil
     }
 
     func run(_ kind: SwrkRequest.Kind, type: Swrk_RequestType) throws(SwrkServer.Failure) -> Swrk_Response {
@@ -136,7 +145,9 @@ struct SwrkSession {
     /// runtime's. The notifications come
     /// once the tree runs: amber's restore has no step between making the tree and letting it go.
     private func restore() throws(SwrkServer.Failure) -> Int32 {
-        let inherited = options.inheritFDs.compactMap(InheritedFile.init(argument:))
+        let inherited = options.inheritFDs.compactMap(InheritedFile.init(argument:)).map { file in
+            file.fd == STDERR_FILENO ? InheritedFile(fd: keptStandardError ?? file.fd, name: file.name) : file
+        }
         let veths = options.externalVeths.compactMap(ExternalVeth.init(argument:))
         let mounts = options.externalMounts.compactMap(ExternalMount.init(argument:))
         guard inherited.count == options.inheritFDs.count, veths.count == options.externalVeths.count,

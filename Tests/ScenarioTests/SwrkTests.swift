@@ -16,7 +16,8 @@ final class SwrkClient {
     /// The notifications received, in order, each answered with success.
     private(set) var notifications: [String] = []
 
-    init(_ test: ScenarioTestCase, log: String) throws {
+    /// `descriptors`: more of ours at chosen numbers of its (its standard error, say).
+    init(_ test: ScenarioTestCase, log: String, descriptors: [Int32: Int32] = [:]) throws {
         let amber = try test.requireAmber()
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
@@ -25,7 +26,7 @@ final class SwrkClient {
         defer { close(pair[1]) }
         socket = pair[0]
         pid = try DescriptorSpawn.start(
-            [amber, "swrk", "3"], descriptors: [3: pair[1]], log: log,
+            [amber, "swrk", "3"], descriptors: descriptors.merging([3: pair[1]]) { _, socket in socket }, log: log,
             env: ["AMBER_IMAGE_KEY": try ScenarioTestCase.imageKeyPath()])
         test.track(pid)
     }
@@ -149,6 +150,65 @@ final class SwrkTests: ScenarioTestCase {
         track(p.pid)
         assertRunningUntraced(p.pid, "after RESTORE")
         try terminateAndExpectPass(p, "after DUMP and RESTORE through amber swrk")
+    }
+
+    /// A container's stderr is a pipe of the runtime's, which runc hands the RESTORE as swrk's
+    /// own standard error, named by an inherit_fd: the log file takes swrk's fd 2 only after
+    /// that pipe is kept, and the restored tree writes into the runtime's pipe, not the log.
+    func testRestoredStandardErrorIsTheRuntimesPipeNotTheLog() throws {
+        _ = try requireAmber()
+        let logs = try newDirectory("swrk-stderr")
+        var before: [Int32] = [-1, -1]
+        XCTAssertEqual(pipe(&before), 0)
+        let pid = try DescriptorSpawn.start(
+            ["/bin/sh", "-c", "trap 'echo restored-stderr >&2; exit 0' TERM; /bin/sleep 1000 & wait"],
+            descriptors: [2: before[1]], log: logs + "/out")
+        close(before[1])
+        defer { close(before[0]) }
+        track(pid)
+        addTeardownBlock { kill(pid, SIGKILL) }
+        let deadline = Sys.now() + Self.pidfileTimeout
+        while Proc.descendants(of: pid).isEmpty, Sys.now() < deadline { Sys.sleep(milliseconds: 10) }
+        var status = stat()
+        XCTAssertEqual(fstat(before[0], &status), 0)
+        let image = try newDirectory("swrk-image")
+        let imagesFD = open(image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(imagesFD) }
+        let shell = ScenarioProcess(scenario: Scenario(name: "sh"), binary: "/bin/sh", directory: logs, pid: pid)
+        let dumping = try SwrkClient(self, log: logs + "/swrk-dump.out")
+        let dumped = try dumping.call(
+            request(.dump) {
+                $0.imagesDirFd = imagesFD
+                $0.pid = pid
+                $0.logFile = "dump.log"
+            }, reaping: shell)
+        XCTAssertTrue(dumped.success, "DUMP failed: \(dumped.crErrmsg)")
+        _ = dumping.finish()
+
+        var after: [Int32] = [-1, -1]
+        XCTAssertEqual(pipe(&after), 0)
+        defer { close(after[0]) }
+        let restoring = try SwrkClient(self, log: logs + "/swrk-restore.out", descriptors: [2: after[1]])
+        close(after[1])
+        let restored = try restoring.call(
+            request(.restore) {
+                $0.imagesDirFd = imagesFD
+                $0.logFile = "restore.log"
+                var inherited = Swrk_InheritFd()
+                inherited.key = "pipe:[\(status.st_ino)]"
+                inherited.fd = 2
+                $0.inheritFd = [inherited]
+            })
+        XCTAssertTrue(restored.success, "RESTORE failed: \(restored.crErrmsg)")
+        _ = restoring.finish()
+        track(pid)
+        XCTAssertEqual(kill(pid, SIGTERM), 0, "the restored shell is gone")
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let count = read(after[0], &buffer, buffer.count)
+        XCTAssertEqual(String(decoding: buffer.prefix(max(0, count)), as: UTF8.self), "restored-stderr\n")
+        XCTAssertFalse(
+            Sys.readText(image + "/restore.log")?.contains("restored-stderr") ?? false,
+            "the restored tree wrote into amber's log")
     }
 
     /// A tree in a network namespace holding what a new one lacks (a queueing discipline):
