@@ -6,7 +6,9 @@
  *  - "pending" was stopped by SIGTSTP (default disposition) and has a second thread: the
  *    parent has not collected it, so waitid(WSTOPPED) must still report SIGTSTP;
  *  - "caught" blocks nothing but handles SIGTSTP (so only SIGSTOP stops it) and was stopped by
- *    SIGSTOP, not yet collected.
+ *    SIGSTOP, not yet collected;
+ *  - "nested" was stopped by SIGSTOP, not yet collected, after it stopped a child of its own
+ *    (a job with children, suspended), whose stop it has not collected either.
  * The parent counts the SIGCHLDs it handles: a restore must not deliver one more. After the
  * checks every child is continued (SIGCONT) and must run again, then is killed and reaped.
  */
@@ -14,7 +16,7 @@
 #include <sys/wait.h>
 
 static volatile sig_atomic_t chld_count;
-static pid_t collected, pending, caught;
+static pid_t collected, pending, caught, nested, grandchild;
 
 static void on_chld(int sig)
 {
@@ -60,6 +62,36 @@ static pid_t spawn(int threaded, int catch_tstp)
     return pid;
 }
 
+/* "nested", and its child, stopped by it: its PID comes back through a pipe. */
+static void spawn_nested(void)
+{
+    int report[2];
+    if (pipe(report) != 0)
+        sc_die("pipe");
+    nested = fork();
+    if (nested < 0)
+        sc_die("fork");
+    if (nested == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        pid_t child = fork();
+        if (child == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+            for (;;)
+                pause();
+        }
+        if (child < 0 || kill(child, SIGSTOP) != 0 || write(report[1], &child, sizeof child) != sizeof child)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(report[1]);
+    if (read(report[0], &grandchild, sizeof grandchild) != sizeof grandchild)
+        sc_die("reading the nested child's child");
+    close(report[0]);
+}
+
 static char state_of(pid_t pid)
 {
     char path[64], text[512];
@@ -96,10 +128,13 @@ int main(int argc, char **argv)
     collected = spawn(0, 0);
     pending = spawn(1, 0);
     caught = spawn(0, 1);
+    spawn_nested();
     /* Each child sleeps (its thread too) before it is stopped. */
     wait_for_state(collected, 'S');
     wait_for_state(pending, 'S');
     wait_for_state(caught, 'S');
+    wait_for_state(nested, 'S');
+    wait_for_state(grandchild, 'T');
     sc_sleep_ms(20);
 
     kill(collected, SIGSTOP);
@@ -108,9 +143,11 @@ int main(int argc, char **argv)
         sc_die("waitpid(WUNTRACED) of the first child");
     kill(pending, SIGTSTP);
     kill(caught, SIGSTOP);
+    kill(nested, SIGSTOP);
     wait_for_state(pending, 'T');
     wait_for_state(caught, 'T');
-    while (uncollected_stop(pending) == 0 || uncollected_stop(caught) == 0)
+    wait_for_state(nested, 'T');
+    while (uncollected_stop(pending) == 0 || uncollected_stop(caught) == 0 || uncollected_stop(nested) == 0)
         sc_sleep_ms(1);
     /* Every SIGCHLD of the three stops has been handled (all stopped, none blocked). */
     sc_sleep_ms(20);
@@ -130,13 +167,18 @@ int main(int argc, char **argv)
     sc_check(stop == SIGTSTP, "the uncollected stop reports %d, not SIGTSTP", stop);
     stop = uncollected_stop(caught);
     sc_check(stop == SIGSTOP, "the uncollected stop of the child that catches SIGTSTP reports %d, not SIGSTOP", stop);
+    sc_check(state_of(nested) == 'T' && state_of(grandchild) == 'T',
+             "the stopped child with a stopped child is in state %c, its child in %c, not both T", state_of(nested),
+             state_of(grandchild));
+    stop = uncollected_stop(nested);
+    sc_check(stop == SIGSTOP, "the uncollected stop of the child with a stopped child reports %d, not SIGSTOP", stop);
     if (waitpid(pending, &status, WUNTRACED | WNOHANG) == pending)
         sc_check(WIFSTOPPED(status) && WSTOPSIG(status) == SIGTSTP, "waitpid reports %#x for the pending child", status);
     else
         sc_fail("waitpid(WUNTRACED) does not report the pending child's stop");
 
-    pid_t children[] = {collected, pending, caught};
-    for (int i = 0; i < 3; i++) {
+    pid_t children[] = {collected, pending, caught, nested};
+    for (int i = 0; i < 4; i++) {
         kill(children[i], SIGCONT);
         wait_for_state(children[i], 'S');
         kill(children[i], SIGKILL);

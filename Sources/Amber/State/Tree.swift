@@ -688,7 +688,8 @@ enum TreeState {
     /// and no SIGCHLD it did not have pending. Returns the processes let go.
     static func letGoStopped(_ sessions: [RestoreSession]) throws -> [RestoreSession] {
         let stopped = sessions.filter { $0.task.stopSignal != 0 }
-        for session in stopped {
+        // Children first: a stopped parent, once let go, can no longer collect its stopped child's stop.
+        for session in stopped.reversed() {
             let task = session.task
             try Signals.send(stopSignal(of: task), to: session.pid)
             for thread in session.threads { try thread.detach() }
