@@ -27,6 +27,7 @@ enum StateKinds {
         KeyringState.self,
         LandlockState.self,
         EpollWatches.self,
+        InotifyQueues.self,
         ControllingTerminals.self,
         ShellJobState.self,
         NetworkNamespaceState.self,

@@ -4,7 +4,9 @@
  * IN_IGNORED read); the second (blocking) watches the file once (IN_CLOSE_WRITE | IN_ONESHOT).
  * After SIGTERM nothing is queued; each new event comes with its wd (a file made in the
  * directory, a write to the file, the file closed after writing, then the one-shot's IN_IGNORED),
- * and adding the file again gives back its wd: the watch is on the same file.
+ * and adding the file again gives back its wd: the watch is on the same file. A third watches
+ * the program's own executable for every event, and the directory holds a deleted file kept
+ * open: neither the dump's reads nor the restore's opens and files made again show as events.
  */
 #include "scenario.h"
 #include <sys/inotify.h>
@@ -62,6 +64,15 @@ int main(int argc, char **argv)
         sc_die("create %s", file);
     close(fd);
     unlink(made);
+    char scratch[PATH_MAX];
+    sc_fmt(scratch, sizeof scratch, "%s/scratch.tmp", directory);
+    int kept = open(scratch, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (kept < 0 || write(kept, "temporary", 9) != 9 || unlink(scratch) != 0)
+        sc_die("the deleted file");
+    char exe[PATH_MAX] = {0};
+    int third = inotify_init1(IN_NONBLOCK);
+    if (readlink("/proc/self/exe", exe, sizeof exe - 1) <= 0 || third < 0 || inotify_add_watch(third, exe, IN_ALL_EVENTS) != 1)
+        sc_die("watching the executable");
     int first = inotify_init1(IN_NONBLOCK | IN_CLOEXEC), second = inotify_init1(0);
     if (first < 0 || second < 0)
         sc_die("inotify_init1");
@@ -78,8 +89,8 @@ int main(int argc, char **argv)
     sc_wait_for_term();
     sc_check_common();
 
-    sc_check(queued(first) == 0 && queued(second) == 0, "events are queued: %d and %d bytes", queued(first),
-             queued(second));
+    sc_check(queued(first) == 0 && queued(second) == 0 && queued(third) == 0, "events are queued: %d, %d and %d bytes",
+             queued(first), queued(second), queued(third));
     sc_check(fcntl(first, F_GETFL) & O_NONBLOCK && !(fcntl(second, F_GETFL) & O_NONBLOCK),
              "O_NONBLOCK of the instances changed");
     fd = open(made, O_WRONLY | O_CREAT, 0644);

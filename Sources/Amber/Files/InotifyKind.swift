@@ -151,3 +151,34 @@ extension InotifyKind {
         try OutsideDescriptors.refuseShared(Inotify.link, what: "an inotify instance", processes: processes)
     }
 }
+
+/// What the restore does to the files an instance watches once it is made (files opened and
+/// deleted files made again for this process or another of the tree, their executables
+/// opened) would queue events the tree never caused. An instance had none queued at the dump
+/// (refused otherwise), so once every process is restored, just before the tree is let go,
+/// each instance's queue is emptied.
+enum InotifyQueues: StateKind {
+    static var restoreSteps: [RestoreStep] {
+        [RestoreStep("inotify-queues", order: 1000, phase: .tree) { try empty($0) }]
+    }
+
+    private static func empty(_ session: RestoreSession) throws {
+        let files = session.task.files
+        let instances = Set(
+            files.descriptions.compactMap { description -> UInt32? in
+                guard case .inotify = description.file else { return nil }
+                return description.id
+            })
+        var emptied: Set<UInt32> = []
+        for descriptor in files.descriptors
+        where instances.contains(descriptor.descriptionID) && emptied.insert(descriptor.descriptionID).inserted {
+            let copy = try Pidfd(pid: session.pid).duplicate(descriptor.fd)
+            defer { try? copy.close() }
+            // Our copy shares the description and its flags: non-blocking for the read alone.
+            let flags = fcntl(copy.rawValue, F_GETFL)
+            _ = fcntl(copy.rawValue, F_SETFL, flags | O_NONBLOCK)
+            defer { _ = fcntl(copy.rawValue, F_SETFL, flags) }
+            try Inotify.discardEvents(copy)
+        }
+    }
+}
