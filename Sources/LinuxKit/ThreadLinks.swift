@@ -76,17 +76,24 @@ extension Tracee {
     /// left it; returns whether it did. The kernel never restarts these calls after a stop
     /// (ptrace's or SIGSTOP's: signal(7)): epoll_wait and epoll_pwait without a time limit
     /// (-1), epoll_pwait2, rt_sigtimedwait (sigwaitinfo) and semtimedop without one (NULL),
-    /// and semop. Only when `mayRestart` (asked only of such a call) says so: a thread with a
+    /// and semop; and poll without one, which the kernel would resume as restart_syscall. Only when `mayRestart` (asked only of such a call) says so: a thread with a
     /// signal of its own to take would have ended the call all the same.
     public func restartWaitEndedByStop(if mayRestart: () -> Bool) throws(LinuxError) -> Bool {
         var registers = try registers()
-        guard Int64(bitPattern: registers.rax) == -Int64(EINTR) else { return false }
+        let interrupted = Int64(bitPattern: registers.rax) == -Int64(EINTR)
         let waitsForever =
             switch Int(registers.origRax) {
-            case SyscallNumber.epollWait, SyscallNumber.epollPwait: Int32(truncatingIfNeeded: registers.r10) == -1
-            case SyscallNumber.epollPwait2, SyscallNumber.semtimedop: registers.r10 == 0
-            case SyscallNumber.rtSigtimedwait: registers.rdx == 0
-            case SyscallNumber.semop: true
+            case SyscallNumber.epollWait, SyscallNumber.epollPwait:
+                interrupted && Int32(truncatingIfNeeded: registers.r10) == -1
+            case SyscallNumber.epollPwait2, SyscallNumber.semtimedop: interrupted && registers.r10 == 0
+            case SyscallNumber.rtSigtimedwait: interrupted && registers.rdx == 0
+            case SyscallNumber.semop: interrupted
+            // poll ends in a restart block, which the kernel resumes as restart_syscall: that
+            // is not poll to a later dump, which then ends it with EINTR. Without a time limit
+            // (a negative one) the same call again is all its restart block would do.
+            case SyscallNumber.poll:
+                Int64(bitPattern: registers.rax) == UserRegisters.restartRestartBlock
+                    && Int32(truncatingIfNeeded: registers.rdx) < 0
             default: false
             }
         guard waitsForever, registers.rip >= 2, mayRestart() else { return false }

@@ -25,6 +25,20 @@ final class DumpRestoreTests: ScenarioTestCase {
     func testChildPause() throws { try runDumped(.childPause) }
     func testRseqSection() throws { try runDumped(.rseqSection) }
     func testInterruptedWaits() throws { try runDumped(.interruptedWaits) }
+    /// A dump that leaves the tree running, then one that does not: the waits the first freeze
+    /// ended went on as the very calls, so the second finds them as they were.
+    func testInterruptedWaitsDumpedTwice() throws {
+        _ = try requireAmber()
+        let p = try start(.interruptedWaits)
+        let first = try amber(
+            ["dump", "-t", "\(p.pid)", "-D", try newDirectory("first"), "--leave-running"], reaping: [p])
+        XCTAssertEqual(first.status, .exited(0), "dump --leave-running: \(first.summary)")
+        let image = try newDirectory("image")
+        let second = try amber(["dump", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        XCTAssertEqual(second.status, .exited(0), "dump: \(second.summary)")
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "after a dump --leave-running, a dump and a restore")
+    }
     func testChildPauseIgnoringSIGCHLD() throws { try runDumped(.childPauseIgnoringSIGCHLD) }
     func testScheduling() throws { try runDumped(.scheduling) }
     func testFlags() throws { try runDumped(.flags) }
