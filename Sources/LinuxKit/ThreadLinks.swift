@@ -82,7 +82,7 @@ extension Tracee {
         var registers = try registers()
         let interrupted = Int64(bitPattern: registers.rax) == -Int64(EINTR)
         let waitsForever =
-            switch Int(registers.origRax) {
+            switch Int(truncatingIfNeeded: registers.origRax) {
             case SyscallNumber.epollWait, SyscallNumber.epollPwait:
                 interrupted && Int32(truncatingIfNeeded: registers.r10) == -1
             case SyscallNumber.epollPwait2, SyscallNumber.semtimedop: interrupted && registers.r10 == 0
@@ -108,4 +108,16 @@ extension Tracee {
         try setRegisters(registers)
         return true
     }
+}
+
+/// futex(2)'s priority-inheritance operations, by the number in its op argument (FUTEX_CMD_MASK
+/// applied): the kernel takes their futex words with page faults disabled and faults them in
+/// without waiting for a userfaultfd (EFAULT), unlike FUTEX_WAIT's.
+public enum FutexOperation {
+    public static let commandMask: UInt64 = 0x7f
+    /// FUTEX_LOCK_PI, FUTEX_UNLOCK_PI, FUTEX_TRYLOCK_PI, FUTEX_WAIT_REQUEUE_PI, FUTEX_CMP_REQUEUE_PI,
+    /// FUTEX_LOCK_PI2.
+    public static let priorityInheritance: Set<UInt64> = [6, 7, 8, 11, 12, 13]
+    /// Those of them with a second futex word (uaddr2, the fifth argument).
+    public static let requeue: Set<UInt64> = [11, 12]
 }
