@@ -61,6 +61,7 @@ public enum SyscallNumber {
     public static let clone3 = 435
     public static let epollWait = 232
     public static let poll = 7
+    public static let futex = 202
     public static let epollCtl = 233
     public static let epollPwait = 281, epollPwait2 = 441, semop = 65, semtimedop = 220
     public static let pidfdGetfd = 438

@@ -42,6 +42,9 @@ final class LazyPagesTests: ScenarioTestCase {
     func testForkRightAfterRestore() throws { try runLazily(.lazyPages(["--fork"])) }
     func testDontNeedReadsZeros() throws { try runLazily(.lazyPages(["--dontneed"])) }
     func testKernelReadsAndWritesMissingPages() throws { try runLazily(.lazyPages(["--kernel-read"])) }
+    /// A thread waits for a priority-inheritance mutex on a page not yet in: its futex word
+    /// is written before the tree runs.
+    func testPriorityInheritanceMutexWaiter() throws { try runLazily(.lazyPages(["--pi-waiter"])) }
     /// Every kind of private area (memory.c): the lazy ones and those filled before the tree runs.
     /// Threads exit holding robust mutexes soon after the restore: the pages the kernel walks
     /// and writes for them (owner-died, the cleared TID) were written before the tree ran.

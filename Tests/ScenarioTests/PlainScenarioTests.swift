@@ -262,7 +262,7 @@ final class PlainScenarioTests: ScenarioTestCase {
 
     /// lazy_pages.c in each mode, acting at SIGTERM as it does right after a restore.
     func testLazyPages() throws {
-        for flags in [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"]] {
+        for flags in [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"], ["--pi-waiter"]] {
             try runPlain(.lazyPages(flags))
         }
     }

@@ -40,22 +40,20 @@ enum LazyMemory {
             run.count = 1
             return run
         }
-        // So are the pages the kernel reads and writes for a thread as it exits (its cleared
-        // TID, its robust list): a fault of an exiting thread is not served, and the write lost.
-        let exitPages = Set(
-            ThreadControlState.exitAddresses(of: session.task.threads).map { $0 & ~(MemoryState.pageSize - 1) }
-        ).sorted().compactMap { page in
-            areas.lazy.flatMap(\.pages).first {
-                $0.address <= page && page - $0.address < $0.count * MemoryState.pageSize
+        // So are the pages the kernel reaches without waiting for a missing page to arrive.
+        let kernelPages = Set(kernelAddresses(of: session.task).map { $0 & ~(MemoryState.pageSize - 1) }).sorted()
+            .compactMap { page in
+                areas.lazy.flatMap(\.pages).first {
+                    $0.address <= page && page - $0.address < $0.count * MemoryState.pageSize
+                }
+                .map { run -> Amber_PageRun in
+                    var one = run
+                    (one.address, one.offset, one.count) = (page, run.offset + (page - run.address), 1)
+                    return one
+                }
             }
-            .map { run -> Amber_PageRun in
-                var one = run
-                (one.address, one.offset, one.count) = (page, run.offset + (page - run.address), 1)
-                return one
-            }
-        }
         try fillEagerly(
-            session, record.areas.filter { !servesLazily($0) }.flatMap(\.pages) + firstPages + exitPages,
+            session, record.areas.filter { !servesLazily($0) }.flatMap(\.pages) + firstPages + kernelPages,
             server: server)
         guard !areas.isEmpty else { return }
         // Without UFFD_USER_MODE_ONLY: the kernel's own accesses (a write() from a missing page)
@@ -93,6 +91,28 @@ enum LazyMemory {
         server.add(
             LazyProcess(name: "process \(session.pid)", descriptor: descriptor, pending: PendingPages(runs)),
             pages: runs.reduce(0) { $0 + $1.count })
+    }
+
+    /// Where the kernel reads or writes the task's memory without waiting for a missing page:
+    /// what it walks and writes for a thread as it exits (its cleared TID, its robust list: a
+    /// fault of an exiting thread is not served, and the write is lost); the futex words of a
+    /// priority-inheritance futex call a thread was in (taken with page faults disabled, then
+    /// faulted in without waiting: EFAULT); the arguments and environment, which
+    /// /proc/PID/cmdline and environ read (empty, where a page is missing).
+    private static func kernelAddresses(of task: Amber_Task) -> [UInt64] {
+        let mm = task.memory.mm
+        let arguments = stride(from: mm.argStart, to: mm.argEnd, by: Int(MemoryState.pageSize))
+        let environment = stride(from: mm.envStart, to: mm.envEnd, by: Int(MemoryState.pageSize))
+        let futexes = task.threads.flatMap { thread -> [UInt64] in
+            let registers = thread.registers
+            let operation = registers.rsi & FutexOperation.commandMask
+            guard registers.origRax == UInt64(SyscallNumber.futex),
+                FutexOperation.priorityInheritance.contains(operation)
+            else { return [] }
+            return [registers.rdi] + (FutexOperation.requeue.contains(operation) ? [registers.r8] : [])
+        }
+        return ThreadControlState.exitAddresses(of: task.threads) + Array(arguments) + [mm.argEnd &- 1]
+            + Array(environment) + [mm.envEnd &- 1] + futexes
     }
 
     /// Writes the pages of `runs` through /proc/PID/mem (which writes whatever their
