@@ -339,6 +339,12 @@ final class DumpErrorTests: ScenarioTestCase {
     func testDumpRefusesRegularFileSharedOutsideTree() throws {
         try checkUnsupported(.unsupportedSharedFile, object: "outside the tree holds too", mentions: ["shared-file"])
     }
+    /// A log appended to, shared so, but holding a flock: the process outside would go on
+    /// holding the lock against the restored tree.
+    func testDumpRefusesLockedAppendedFileSharedOutsideTree() throws {
+        try checkUnsupported(
+            .unsupportedSharedLockedLog, object: "outside the tree holds too", mentions: ["shared-locked-log"])
+    }
     /// A directory's description shared with a process outside the tree: restored, their
     /// offsets in its entries would part.
     func testDumpRefusesDirectorySharedOutsideTree() throws {

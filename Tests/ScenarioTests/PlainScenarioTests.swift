@@ -62,6 +62,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedVfork() throws { try runPlain(.unsupportedVfork) }
     func testUnsupportedRobustMutex() throws { try runPlain(.unsupportedRobustMutex) }
     func testUnsupportedSharedFile() throws { try runPlain(.unsupportedSharedFile) }
+    func testUnsupportedSharedLockedLog() throws { try runPlain(.unsupportedSharedLockedLog) }
     func testUnsupportedSharedDirectory() throws { try runPlain(.unsupportedSharedDirectory) }
     func testUnsupportedThreadUnshareFS() throws { try runPlain(.unsupportedThreadUnshareFS) }
     func testUnsupportedThreadUnshareFiles() throws { try runPlain(.unsupportedThreadUnshareFiles) }

@@ -133,6 +133,7 @@ struct Scenario: Sendable {
     static let unsupportedSessionKeys = Scenario(name: "unsupported_state", args: ["--session-keys"])
     static let unsupportedRobustMutex = Scenario(name: "unsupported_state", args: ["--robust-mutex"])
     static let unsupportedSharedFile = Scenario(name: "unsupported_state", args: ["--shared-file"])
+    static let unsupportedSharedLockedLog = Scenario(name: "unsupported_state", args: ["--shared-locked-log"])
     static let unsupportedSharedDirectory = Scenario(name: "unsupported_state", args: ["--shared-directory"])
     static let unsupportedThreadUnshareFS = Scenario(name: "unsupported_state", args: ["--thread-unshare-fs"])
     static let unsupportedThreadUnshareFiles = Scenario(name: "unsupported_state", args: ["--thread-unshare-files"])

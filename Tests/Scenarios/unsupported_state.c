@@ -28,6 +28,8 @@
  *   --shared-file       a regular file's open file description (its offset) shared with a
  *                       process outside the tree (a grandchild, orphaned at once, which exits
  *                       when this process is gone)
+ *   --shared-locked-log the same for a file opened O_WRONLY | O_APPEND (which may be shared)
+ *                       whose description holds a flock (`exec 9>>lock; flock 9; prog &`)
  *   --shared-directory  a directory's open file description, read part way (its offset in
  *                       the entries), shared so with a process outside the tree
  *   --thread-unshare-fs     a second thread with a working directory and umask of its own
@@ -56,6 +58,7 @@
  * After SIGTERM the process checks the state is still there.
  */
 #include "scenario.h"
+#include <sys/file.h>
 #include <asm/ldt.h>
 #include <sys/personality.h>
 #include <pthread.h>
@@ -348,6 +351,13 @@ int main(int argc, char **argv)
         shared_file = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (shared_file < 0 || write(shared_file, "root\n", 5) != 5)
             sc_die("shared-file");
+        share_outside();
+    } else if (sc_has_flag("--shared-locked-log")) {
+        char path[PATH_MAX];
+        sc_path(path, sizeof path, "shared-locked-log");
+        shared_file = open(path, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (shared_file < 0 || flock(shared_file, LOCK_EX) != 0)
+            sc_die("shared-locked-log");
         share_outside();
     } else if (sc_has_flag("--shared-directory")) {
         char path[PATH_MAX], entry[PATH_MAX + 16];

@@ -45,7 +45,9 @@ struct DirectoryKind: ReopenedByPath {
     /// has no offset to share.
     static func check(tree processes: [CheckedProcess]) throws {
         guard processes.first?.beforeFreeze == true else { return }
-        let held = try descriptorsByPath(in: processes) { $0.contains(.pathOnly) }
+        let held = try descriptorsByPath(in: processes) {
+            OpenFileFlags(rawValue: try $0.info().flags).contains(.pathOnly)
+        }
         try OutsideDescriptors.refuseShared(held: held, processes: processes) { treeFD, link, pid, fd in
             "has fd \(treeFD) on the directory \(link), whose open file description (and so its offset in the directory's entries) process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): restored, the tree's would be one of its own, and each would read entries the other skipped or skip those it read"
         }

@@ -20,20 +20,26 @@ struct RegularFileKind: ReopenedByPath {
     }
 
     /// A regular file's open file description that a process outside the tree holds too is
-    /// refused, unless it is only appended to: the two share its offset, and the tree's comes
-    /// back a description of its own, so each would write over, or read past, what the other
-    /// did (`cmd > log &` in a script whose own output is that log goes on writing to it).
+    /// refused, unless it is only appended to and holds no lock: the two share its offset, and
+    /// the tree's comes back a description of its own, so each would write over, or read past,
+    /// what the other did (`cmd > log &` in a script whose own output is that log goes on
+    /// writing to it); and a flock or OFD lock is the description's, which the process outside
+    /// would go on holding after the dump's kill, against the restored tree (`exec 9>>lock;
+    /// flock 9; prog &`).
     /// Asked before the freeze (a process outside gets a description of the tree's only by
     /// being handed it), and only of files the tree holds, by path: then kcmp tells whether the
     /// description is the same.
     static func check(tree processes: [CheckedProcess]) throws {
         guard processes.first?.beforeFreeze == true else { return }
         // A log opened with >> asks no outside process's descriptors.
-        let held = try descriptorsByPath(in: processes) { flags in
-            flags.contains(.append) && flags.rawValue & UInt32(O_ACCMODE) == UInt32(O_WRONLY)
+        let held = try descriptorsByPath(in: processes) { probe in
+            let info = try probe.info()
+            let flags = OpenFileFlags(rawValue: info.flags)
+            return flags.contains(.append) && flags.rawValue & UInt32(O_ACCMODE) == UInt32(O_WRONLY)
+                && info.locks.isEmpty
         }
         try OutsideDescriptors.refuseShared(held: held, processes: processes) { treeFD, link, pid, fd in
-            "has fd \(treeFD) on \(link), whose open file description (and so its offset) process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): restored, the tree's would be one of its own, and each would write over or read past what the other did; only a description written with O_APPEND alone may be shared"
+            "has fd \(treeFD) on \(link), whose open file description (and so its offset) process \(ProcessName(pid: pid)) outside the tree holds too (its fd \(fd)): restored, the tree's would be one of its own, and each would write over or read past what the other did; only a description written with O_APPEND alone, holding no lock, may be shared"
         }
     }
 

@@ -88,13 +88,13 @@ extension ReopenedByPath {
     /// description `mayShare` (from its flags) lets a process outside the tree hold too: what a
     /// kind whose description keeps an offset asks `OutsideDescriptors.refuseShared` about.
     static func descriptorsByPath(
-        in processes: [CheckedProcess], unless mayShare: (OpenFileFlags) -> Bool
+        in processes: [CheckedProcess], unless mayShare: (DescriptorProbe) throws -> Bool
     ) throws -> [String: [(process: CheckedProcess, fd: Int32)]] {
         var held: [String: [(process: CheckedProcess, fd: Int32)]] = [:]
         for process in processes {
             for probe in try process.probes() where probe.link.hasPrefix("/") {
                 guard try probe.reopenablePath() != nil, isKind(try probe.status(), path: probe.link) else { continue }
-                if mayShare(OpenFileFlags(rawValue: try probe.info().flags)) { continue }
+                if try mayShare(probe) { continue }
                 held[probe.link, default: []].append((process, probe.fd))
             }
         }
