@@ -176,6 +176,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testUnsupportedPipeOutsideReader() throws { try runPlain(.unsupportedPipeOutsideReader) }
     func testUnsupportedPipeUnread() throws { try runPlain(.unsupportedPipeUnread) }
     func testUnsupportedFifoOutside() throws { try runPlain(.unsupportedFifoOutside) }
+    func testUnsupportedFifoOutsideEmpty() throws { try runPlain(.unsupportedFifoOutsideEmpty) }
     func testEventFDs() throws { try runPlain(.eventFDs) }
     func testSignalFDs() throws { try runPlain(.signalFDs) }
     func testTimerFDs() throws { try runPlain(.timerFDs) }

@@ -212,6 +212,7 @@ struct Scenario: Sendable {
     static let unsupportedPipeOutsideReader = Scenario(name: "unsupported_pipe", args: ["--outside-reader"])
     static let unsupportedPipeUnread = Scenario(name: "unsupported_pipe", args: ["--unread"])
     static let unsupportedFifoOutside = Scenario(name: "unsupported_pipe", args: ["--fifo-outside"])
+    static let unsupportedFifoOutsideEmpty = Scenario(name: "unsupported_pipe", args: ["--fifo-outside-empty"])
     /// eventfds with small, large and the largest counters, in semaphore mode, one shared with a child.
     static let eventFDs = Scenario(name: "event_fds")
     /// signalfds on blocked signals, pending at the dump.

@@ -6,6 +6,8 @@
  *   --unread          a pipe holding bytes whose read end is closed: no process can read them
  *   --fifo-outside    a named pipe holding bytes that a process outside the tree (a grandchild,
  *                     orphaned at once, which exits when this process is gone) has open too
+ *   --fifo-outside-empty  the same, empty: the dump's kill would close this process's end
+ *                     under the outside writer all the same
  * After SIGTERM it checks the pipe still works as it did.
  */
 #include "scenario.h"
@@ -35,7 +37,7 @@ int main(int argc, char **argv)
         close(ends[0]);
         ends[0] = -1;
         signal(SIGPIPE, SIG_IGN);
-    } else if (sc_has_flag("--fifo-outside")) {
+    } else if (sc_has_flag("--fifo-outside") || sc_has_flag("--fifo-outside-empty")) {
         char path[PATH_MAX];
         sc_path(path, sizeof path, "outside.fifo");
         unlink(path);
@@ -43,7 +45,8 @@ int main(int argc, char **argv)
             sc_die("mkfifo");
         close(ends[0]);
         close(ends[1]);
-        if ((ends[0] = open(path, O_RDWR | O_CLOEXEC)) < 0 || write(ends[0], "held", 4) != 4)
+        if ((ends[0] = open(path, O_RDWR | O_CLOEXEC)) < 0 ||
+            (sc_has_flag("--fifo-outside") && write(ends[0], "held", 4) != 4))
             sc_die("filling the FIFO");
         ends[1] = -1;
         /* ready once the grandchild has it open: it then closes its end of `sync` */
@@ -74,6 +77,9 @@ int main(int argc, char **argv)
     } else if (sc_has_flag("--fifo-outside")) {
         char buf[8] = {0};
         sc_check(read(ends[0], buf, sizeof buf) == 4 && memcmp(buf, "held", 4) == 0, "the FIFO lost what it held");
+    } else if (sc_has_flag("--fifo-outside-empty")) {
+        int n = -1;
+        sc_check(ioctl(ends[0], FIONREAD, &n) == 0 && n == 0, "the empty FIFO holds %d bytes", n);
     } else {
         int n = -1;
         sc_check(ioctl(ends[1], FIONREAD, &n) == 0 && n == 6, "the pipe holds %d bytes, expected 6", n);

@@ -6,9 +6,9 @@ import SystemPackage
 /// A named pipe, reopened by its path. What it holds is copied without being consumed, as a
 /// pipe's (`PipeContentsRecord`), from each description open for reading, and its capacity
 /// from each; both are the FIFO's and come back once per FIFO (`RestoredFifo`), whichever of
-/// its descriptions is made first. One holding data is refused when a process outside the tree
-/// has it open (the data would be there twice) or when the tree only writes to it
-/// (`check(tree:)`).
+/// its descriptions is made first. One is refused when a process outside the tree has it open
+/// (the dump's kill would close the tree's ends under it, and its data would be there twice),
+/// and one holding data when the tree only writes to it (`check(tree:)`).
 struct FifoKind: ReopenedByPath {
     let path: String
     let status: FileStatus
@@ -117,8 +117,8 @@ final class RestoredFifo: SharedOpenFileObject {
 }
 
 extension FifoKind {
-    /// Refuses a FIFO of the tree holding data that a process outside the tree has open, or
-    /// that the tree only has open for writing (amber copies it from a reader's description).
+    /// Refuses a FIFO of the tree that a process outside the tree has open, and one holding
+    /// data that the tree only has open for writing (amber copies it from a reader's description).
     static func check(tree processes: [CheckedProcess]) throws {
         struct Held {
             let process: CheckedProcess
@@ -139,29 +139,25 @@ extension FifoKind {
                 fifos[identity] = held
             }
         }
-        var holding: [OpenFileIdentity: (held: Held, queued: Int32)] = [:]
-        for (identity, held) in fifos {
+        for held in fifos.values where !held.readable {
             let copy = try held.process.descriptors.duplicate(held.fd)
             defer { try? copy.close() }
             let queued = try PipeBuffer.queuedBytes(copy)
             guard queued > 0 else { continue }
-            guard held.readable else {
-                throw AmberError.unsupported(
-                    held.process.name,
-                    "has fd \(held.fd) on the named pipe \(held.path) holding \(queued) bytes, which the tree has open for writing only: not restored",
-                    tree: held.process.tree)
-            }
-            holding[identity] = (held, queued)
+            throw AmberError.unsupported(
+                held.process.name,
+                "has fd \(held.fd) on the named pipe \(held.path) holding \(queued) bytes, which the tree has open for writing only: not restored",
+                tree: held.process.tree)
         }
-        guard !holding.isEmpty else { return }
-        let paths = Set(holding.values.map(\.held.path))
+        guard !fifos.isEmpty else { return }
+        let paths = Set(fifos.values.map(\.path))
         try OutsideDescriptors.forEach(outside: processes) { pid, fd, link in
             guard paths.contains(link), let status = try? FileStatus.stat(procFD: pid, fd: fd),
-                let (held, queued) = holding[OpenFileIdentity(device: status.device, inode: status.inode)]
+                let held = fifos[OpenFileIdentity(device: status.device, inode: status.inode)]
             else { return }
             throw AmberError.unsupported(
                 held.process.name,
-                "has fd \(held.fd) on the named pipe \(held.path) holding \(queued) bytes, which process \(ProcessName(pid: pid)) outside the tree has open too: not restored",
+                "has fd \(held.fd) on the named pipe \(held.path), which process \(ProcessName(pid: pid)) outside the tree has open too (its fd \(fd)): the dump's kill would close the tree's ends under it, an end of file to its reads or EPIPE to its writes: not restored",
                 tree: held.process.tree)
         }
     }
