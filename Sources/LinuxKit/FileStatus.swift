@@ -16,6 +16,9 @@ public struct FileStatus: Sendable, Equatable {
     public var rdev: UInt64
     /// st_ctim in nanoseconds: when the inode last changed (contents, owner, mode, links).
     public var changeTimeNs: UInt64
+    /// st_mtim in nanoseconds: when its contents last changed. Kept by a copy that keeps times
+    /// (cp -p, rsync -a, tar), unlike the change time.
+    public var modificationTimeNs: UInt64 = 0
     /// st_nlink: 0 for a file unlinked from every directory (or never linked, as memfd and
     /// shared anonymous memory are).
     public var linkCount: UInt64
@@ -46,6 +49,8 @@ public struct FileStatus: Sendable, Equatable {
                 &+ UInt64(clamping: status.st_ctim.tv_nsec),
             linkCount: UInt64(status.st_nlink), uid: status.st_uid, gid: status.st_gid
         )
+        modificationTimeNs =
+            UInt64(clamping: status.st_mtim.tv_sec) &* 1_000_000_000 &+ UInt64(clamping: status.st_mtim.tv_nsec)
     }
 
     private var type: UInt32 { mode & 0o170000 }

@@ -870,6 +870,27 @@ final class RestoreErrorTests: ScenarioTestCase {
         try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [p.binary])
     }
 
+    /// The program replaced after the dump by one of the same size (an upgrade): its new
+    /// modification time refuses the restore, naming it; given back its old time, it restores.
+    func testRestoreWhenTheProgramWasReplaced() throws {
+        _ = try requireAmber()
+        var scenario = Scenario.counter
+        scenario.fromCopiedBinary = true
+        let p = try start(scenario)
+        var before = stat()
+        XCTAssertEqual(stat(p.binary, &before), 0)
+        let image = try dumpExpectingSuccess(p)
+        let replacement = p.binary + ".new"
+        try FileManager.default.copyItem(atPath: p.binary, toPath: replacement)
+        XCTAssertEqual(rename(replacement, p.binary), 0, "replace \(p.binary): \(Sys.errnoString())")
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [p.binary, "changed since the dump"])
+        var times = [before.st_atim, before.st_mtim]
+        XCTAssertEqual(utimensat(AT_FDCWD, p.binary, &times, 0), 0, "set the old times back: \(Sys.errnoString())")
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "restored once the program had its old time")
+    }
+
     /// Another process took a lock after the dump that conflicts with one of the tree's: the
     /// restore names the process, the file and the lock, and leaves no task behind.
     func testRestoreWhenAFileLockIsTakenMeanwhile() throws {

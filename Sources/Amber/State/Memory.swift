@@ -222,7 +222,7 @@ enum MemoryState {
                     try MappedUnnamedFiles.identify(
                         mapping, in: &area, target: target, records: &unnamedFiles, contents: fileContents)
                 } else {
-                    area.fileSize = fileSizes.size(of: mapping, pid: target.pid)
+                    (area.fileSize, area.fileModificationTimeNs) = fileSizes.size(of: mapping, pid: target.pid)
                 }
             }
             if area.kind == .areaAnonymous && area.shared { SharedAnonymousMemory.identify(mapping, in: &area) }
@@ -354,10 +354,10 @@ enum MemoryState {
         area.sealed = flags.contains(.sealed)
     }
 
-    /// The sizes of the files the tree maps, each looked up once: every process of a tree maps
-    /// the same executable and libraries, several times each.
+    /// The sizes and modification times of the files the tree maps, each looked up once: every
+    /// process of a tree maps the same executable and libraries, several times each.
     struct FileSizes {
-        private var sizes: [FileKey: UInt64] = [:]
+        private var sizes: [FileKey: (size: UInt64, modified: UInt64)] = [:]
 
         private struct FileKey: Hashable {
             let path: String
@@ -365,13 +365,14 @@ enum MemoryState {
             let inode: UInt64
         }
 
-        /// 0 when the file cannot be looked up.
-        mutating func size(of mapping: MemoryMapping, pid: Int32) -> UInt64 {
+        /// 0 and 0 when the file cannot be looked up.
+        mutating func size(of mapping: MemoryMapping, pid: Int32) -> (size: UInt64, modified: UInt64) {
             let key = FileKey(path: mapping.path, device: mapping.device, inode: mapping.inode)
-            if let size = sizes[key] { return size }
-            let size = (try? FileStatus.stat(path: MountNamespaceState.hostPath(mapping.path, of: pid)).size) ?? 0
-            sizes[key] = size
-            return size
+            if let known = sizes[key] { return known }
+            let status = try? FileStatus.stat(path: MountNamespaceState.hostPath(mapping.path, of: pid))
+            let known = (status?.size ?? 0, status?.modificationTimeNs ?? 0)
+            sizes[key] = known
+            return known
         }
     }
 
@@ -571,6 +572,17 @@ enum MemoryState {
                     throw AmberError(
                         .restoreFailed,
                         "\(area.path) changed since the dump (size \(file.status.size), was \(area.fileSize)): the mapping at 0x\(String(area.start, radix: 16)) cannot be restored"
+                    )
+                }
+                // A program or library replaced (upgraded) keeps its path, maybe its size: the
+                // process would run other code than its memory expects. A shared mapping shows
+                // the file as it is, whoever wrote it since.
+                if !area.shared, area.fileModificationTimeNs != 0,
+                    file.status.modificationTimeNs != area.fileModificationTimeNs
+                {
+                    throw AmberError(
+                        .restoreFailed,
+                        "\(area.path) changed since the dump (modified at \(file.status.modificationTimeNs) ns, was \(area.fileModificationTimeNs) ns): the mapping at 0x\(String(area.start, radix: 16)) cannot be restored"
                     )
                 }
                 fd = file.fd

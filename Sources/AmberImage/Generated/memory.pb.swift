@@ -240,6 +240,14 @@ public nonisolated struct Amber_MemoryArea: @unchecked Sendable {
     set {_uniqueStorage()._fileSize = newValue}
   }
 
+  /// Its modification time (st_mtim, in nanoseconds) at dump time: with the size, what tells a
+  /// restore that the file was replaced (a library or program upgraded: the same size, other
+  /// code). 0 when not recorded.
+  public var fileModificationTimeNs: UInt64 {
+    get {_storage._fileModificationTimeNs}
+    set {_uniqueStorage()._fileModificationTimeNs = newValue}
+  }
+
   /// Pages stored in the page file, ascending, inside [start, end).
   public var pages: [Amber_PageRun] {
     get {_storage._pages}
@@ -617,7 +625,7 @@ nonisolated extension Amber_SharedAnonymousMemory: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MemoryArea"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0\u{1}accounted\0\u{3}no_reserve\0\u{3}grows_down\0\u{1}droppable\0\u{3}may_write\0\u{3}dont_fork\0\u{3}wipe_on_fork\0\u{3}dont_dump\0\u{3}sequential_read\0\u{3}random_read\0\u{3}huge_page\0\u{3}no_huge_page\0\u{1}mergeable\0\u{1}locked\0\u{3}lock_on_fault\0\u{1}sealed\0\u{3}anonymous_name\0\u{4} memfd_id\0\u{3}deleted_file_id\0\u{4}\u{9}shared_anonymous_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}protection\0\u{1}shared\0\u{1}kind\0\u{1}path\0\u{1}device\0\u{1}inode\0\u{3}file_offset\0\u{1}pages\0\u{3}file_size\0\u{1}accounted\0\u{3}no_reserve\0\u{3}grows_down\0\u{1}droppable\0\u{3}may_write\0\u{3}dont_fork\0\u{3}wipe_on_fork\0\u{3}dont_dump\0\u{3}sequential_read\0\u{3}random_read\0\u{3}huge_page\0\u{3}no_huge_page\0\u{1}mergeable\0\u{1}locked\0\u{3}lock_on_fault\0\u{1}sealed\0\u{3}anonymous_name\0\u{4} memfd_id\0\u{3}deleted_file_id\0\u{4}\u{9}shared_anonymous_id\0\u{3}file_modification_time_ns\0")
 
   fileprivate class _StorageClass {
     var _start: UInt64 = 0
@@ -630,6 +638,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _inode: UInt64 = 0
     var _fileOffset: UInt64 = 0
     var _fileSize: UInt64 = 0
+    var _fileModificationTimeNs: UInt64 = 0
     var _pages: [Amber_PageRun] = []
     var _accounted: Bool = false
     var _noReserve: Bool = false
@@ -671,6 +680,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
       _inode = source._inode
       _fileOffset = source._fileOffset
       _fileSize = source._fileSize
+      _fileModificationTimeNs = source._fileModificationTimeNs
       _pages = source._pages
       _accounted = source._accounted
       _noReserve = source._noReserve
@@ -741,6 +751,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 60: try { try decoder.decodeSingularUInt64Field(value: &_storage._memfdID) }()
         case 61: try { try decoder.decodeSingularUInt64Field(value: &_storage._deletedFileID) }()
         case 70: try { try decoder.decodeSingularUInt64Field(value: &_storage._sharedAnonymousID) }()
+        case 71: try { try decoder.decodeSingularUInt64Field(value: &_storage._fileModificationTimeNs) }()
         default: break
         }
       }
@@ -842,6 +853,9 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
       if _storage._sharedAnonymousID != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._sharedAnonymousID, fieldNumber: 70)
       }
+      if _storage._fileModificationTimeNs != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._fileModificationTimeNs, fieldNumber: 71)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -861,6 +875,7 @@ nonisolated extension Amber_MemoryArea: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._inode != rhs_storage._inode {return false}
         if _storage._fileOffset != rhs_storage._fileOffset {return false}
         if _storage._fileSize != rhs_storage._fileSize {return false}
+        if _storage._fileModificationTimeNs != rhs_storage._fileModificationTimeNs {return false}
         if _storage._pages != rhs_storage._pages {return false}
         if _storage._accounted != rhs_storage._accounted {return false}
         if _storage._noReserve != rhs_storage._noReserve {return false}
