@@ -59,6 +59,19 @@ final class CopyOnWriteTests: ScenarioTestCase {
         try terminateAndExpectPass(p, "after dump --cow --leave-running and restore")
     }
 
+    /// A thread waits for a PI mutex: the kernel takes its futex word again once the tree runs,
+    /// without waiting for a protection to be lifted, so that page is left writable.
+    func testPriorityInheritanceMutexWaiter() throws {
+        _ = try requireAmber()
+        let p = try start(.cowWriterPIWaiter)
+        let image = try newDirectory("image")
+        let r = try amber(["dump", "--cow", "--leave-running", "-t", "\(p.pid)", "-D", image], reaping: [p])
+        XCTAssertEqual(r.status, .exited(0), "dump --cow --leave-running: \(r.summary)")
+        try terminateAndExpectPass(p, "original after dump --cow --leave-running")
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "after dump --cow --leave-running and restore")
+    }
+
     /// A process that does not write: its page files from --cow are byte for byte a plain dump's.
     /// It is kept on one CPU: the kernel writes the CPU a thread returns to user space on into
     /// its rseq area (glibc's, in the TLS block), which a dump would otherwise catch changing.

@@ -41,6 +41,8 @@ final class LazyPagesTests: ScenarioTestCase {
     func testTree() throws { try runLazily(.lazyPages(["--tree"])) }
     func testForkRightAfterRestore() throws { try runLazily(.lazyPages(["--fork"])) }
     func testDontNeedReadsZeros() throws { try runLazily(.lazyPages(["--dontneed"])) }
+    /// An area split by mprotect while its pages are missing: each part gets its own pages.
+    func testAreaSplitWhilePagesAreMissing() throws { try runLazily(.lazyPages(["--split"])) }
     func testKernelReadsAndWritesMissingPages() throws { try runLazily(.lazyPages(["--kernel-read"])) }
     /// A thread waits for a priority-inheritance mutex on a page not yet in: its futex word
     /// is written before the tree runs.

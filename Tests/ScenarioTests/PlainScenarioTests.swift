@@ -264,7 +264,9 @@ final class PlainScenarioTests: ScenarioTestCase {
 
     /// lazy_pages.c in each mode, acting at SIGTERM as it does right after a restore.
     func testLazyPages() throws {
-        for flags in [[], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"], ["--pi-waiter"]] {
+        for flags in [
+            [], ["--threads"], ["--tree"], ["--fork"], ["--dontneed"], ["--kernel-read"], ["--pi-waiter"], ["--split"],
+        ] {
             try runPlain(.lazyPages(flags))
         }
     }

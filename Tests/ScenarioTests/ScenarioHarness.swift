@@ -299,6 +299,8 @@ struct Scenario: Sendable {
     static let cowWriterForks = Scenario(name: "cow_writer", args: ["--fork", "--threads", "2"])
     /// Threads that exit holding robust mutexes while a dump --cow copies.
     static let cowWriterRobustExits = Scenario(name: "cow_writer", args: ["--robust-exits", "--threads", "2"])
+    /// A thread waiting in the kernel for a PI mutex while a dump --cow copies.
+    static let cowWriterPIWaiter = Scenario(name: "cow_writer", args: ["--pi-waiter"])
     /// A thread moves a filled area by mremap every millisecond.
     static let cowWriterMoves = Scenario(name: "cow_writer", args: ["--move"])
     /// Run as nobody, without CAP_SYS_PTRACE: it may not make a userfaultfd.

@@ -17,7 +17,9 @@
  * naming the process, and the process runs on unharmed); --robust-exits (8 threads each lock a
  * robust mutex on a page of its own, untouched since, and exit holding it 30 to 400 ms after
  * ready, while a dump started then copies: the kernel's writes for an exiting thread, owner-died in the mutex and the cleared TID
- * a join waits for, land on pages the dump may still protect).
+ * a join waits for, land on pages the dump may still protect); --pi-waiter (a thread waits in
+ * the kernel for a priority-inheritance mutex on a page untouched since: the kernel takes it
+ * again once the thread runs, with page faults disabled, where the dump may still protect it).
  *
  * Checks after SIGTERM: every writer ran passes since ready; each stops at the end of a pass,
  * then every page of every slice holds its last pass's pattern; the child passed.
@@ -53,6 +55,7 @@ static pthread_mutex_t *held[HOLDERS];
 static pthread_t holders[HOLDERS];
 static struct timespec holders_start;
 static volatile int holding;
+static struct sc_pi_waiter pi_waiter;
 
 static void *hold_and_exit(void *arg)
 {
@@ -299,6 +302,8 @@ static int run(int threads, int kernel_write, int tree)
             usleep(1000);
     if (sc_has_flag("--robust-exits"))
         start_holders();
+    if (sc_has_flag("--pi-waiter"))
+        sc_pi_waiter_start(&pi_waiter);
     uint64_t at_ready[MAX_WRITERS];
     for (int t = 0; t < nwriters; t++)
         at_ready[t] = writers[t].passes;
@@ -315,6 +320,8 @@ static int run(int threads, int kernel_write, int tree)
         pthread_join(helper, NULL);
     if (sc_has_flag("--robust-exits"))
         check_holders();
+    if (sc_has_flag("--pi-waiter"))
+        sc_check(sc_pi_waiter_finish(&pi_waiter), "the thread waiting for the PI mutex did not take it");
     if (sc_has_flag("--fork")) {
         sc_check(forks > 0, "no child was forked");
         for (int c = 0; c < nchildren; c++) {

@@ -13,6 +13,8 @@
  *   --dontneed      madvise(MADV_DONTNEED)s 8 MiB: they read zeros, the rest its data;
  *   --kernel-read   write()s 64 KiB from untouched pages into a pipe (a read by the kernel)
  *                   and read()s it back into other untouched pages (a write by the kernel);
+ *   --split         mprotect()s 8 MiB inside the mapping read-only, splitting its area (no
+ *                   event tells amber), then checks every byte;
  *   --pi-waiter     a thread waits in pthread_mutex_lock on a priority-inheritance mutex the
  *                   main thread holds, on a page of its own never touched since: unlocked,
  *                   it takes it (the kernel takes a PI futex without waiting for a page).
@@ -159,19 +161,7 @@ static void ask_children(char byte, const char *when)
 static int kernel_pipe[2];
 
 /* ---- --pi-waiter ---- */
-static pthread_mutex_t *pi_mutex;
-static pthread_t pi_thread;
-static volatile int pi_taken;
-
-static void *take_pi_mutex(void *unused)
-{
-    (void)unused;
-    if (pthread_mutex_lock(pi_mutex) == 0) {
-        pi_taken = 1;
-        pthread_mutex_unlock(pi_mutex);
-    }
-    return NULL;
-}
+static struct sc_pi_waiter pi_waiter;
 
 static char cmdline[4096];
 static ssize_t cmdline_length;
@@ -183,13 +173,8 @@ static void act(void)
     if (length != cmdline_length || memcmp(now, cmdline, (size_t)length) != 0)
         act_failed("/proc/self/cmdline reads %zd bytes, not its %zd bytes of arguments", length, cmdline_length);
     if (sc_has_flag("--pi-waiter")) {
-        pthread_mutex_unlock(pi_mutex);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 5;
-        int joined = pthread_timedjoin_np(pi_thread, NULL, &until);
-        if (joined != 0 || !pi_taken)
-            act_failed("the thread waiting for the PI mutex did not take it (join: %s)", strerror(joined));
+        if (!sc_pi_waiter_finish(&pi_waiter))
+            act_failed("the thread waiting for the PI mutex did not take it");
     } else if (sc_has_flag("--threads")) {
         go = 1;
     } else if (sc_has_flag("--tree")) {
@@ -205,6 +190,11 @@ static void act(void)
         while (waited < 0 && errno == EINTR);
         if (waited != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
             act_failed("the child forked right after the restore found other memory (status 0x%x)", status);
+    } else if (sc_has_flag("--split")) {
+        if (mprotect((char *)area + 40 * MiB + 3 * PAGE, 8 * MiB, PROT_READ) != 0)
+            act_failed("mprotect: %s", strerror(errno));
+        else if (check_all(why, sizeof why) != 0)
+            act_failed("after the area was split: %s", why);
     } else if (sc_has_flag("--dontneed")) {
         if (madvise((char *)area + DROPPED_START, DROPPED_SIZE, MADV_DONTNEED) != 0)
             act_failed("madvise: %s", strerror(errno));
@@ -257,23 +247,8 @@ int main(int argc, char **argv)
     cmdline_length = sc_read_file("/proc/self/cmdline", cmdline, sizeof cmdline);
     if (cmdline_length <= 0)
         sc_die("/proc/self/cmdline");
-    if (sc_has_flag("--pi-waiter")) {
-        /* The mutex on the second page of its area: an area's first page is written before the tree runs. */
-        char *pages = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        pthread_mutexattr_t attributes;
-        if (pages == MAP_FAILED || pthread_mutexattr_init(&attributes) != 0 ||
-            pthread_mutexattr_setprotocol(&attributes, PTHREAD_PRIO_INHERIT) != 0)
-            sc_die("a PI mutex");
-        pages[0] = 1;
-        pi_mutex = (pthread_mutex_t *)(pages + PAGE + 64);
-        if (pthread_mutex_init(pi_mutex, &attributes) != 0 || pthread_mutex_lock(pi_mutex) != 0 ||
-            pthread_create(&pi_thread, NULL, take_pi_mutex, NULL) != 0)
-            sc_die("a thread waiting for a PI mutex");
-        /* It waits in the kernel: the mutex's word has the waiters bit. */
-        while (!(__atomic_load_n((int *)pi_mutex, __ATOMIC_ACQUIRE) & 0x80000000))
-            usleep(1000);
-        usleep(20000);
-    }
+    if (sc_has_flag("--pi-waiter"))
+        sc_pi_waiter_start(&pi_waiter);
     parent_at_ready = getppid();
     sc_ready();
     int acted = 0;

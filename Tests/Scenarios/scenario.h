@@ -858,4 +858,56 @@ SC_FN void sc_check_areas_alike(char *before, char *after)
             aend ? (int)(aend - a) : (int)strlen(a), a);
 }
 
+/* ---- a thread waiting for a priority-inheritance mutex ------------------------------------ */
+
+struct sc_pi_waiter {
+    pthread_mutex_t *mutex;
+    pthread_t thread;
+    volatile int taken;
+};
+
+static void *sc_pi_take(void *arg)
+{
+    struct sc_pi_waiter *waiter = arg;
+    if (pthread_mutex_lock(waiter->mutex) == 0) {
+        waiter->taken = 1;
+        pthread_mutex_unlock(waiter->mutex);
+    }
+    return NULL;
+}
+
+/* Locks a PI mutex on the second page of an area of its own (a lazy restore writes an area's
+ * first page before the tree runs), never touched again, and starts a thread that waits for it
+ * in the kernel (FUTEX_LOCK_PI): a dump's freeze makes the kernel take it again once the
+ * thread runs, with page faults disabled. */
+SC_FN void sc_pi_waiter_start(struct sc_pi_waiter *waiter)
+{
+    char *pages = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    pthread_mutexattr_t attributes;
+    if (pages == MAP_FAILED || pthread_mutexattr_init(&attributes) != 0 ||
+        pthread_mutexattr_setprotocol(&attributes, PTHREAD_PRIO_INHERIT) != 0)
+        sc_die("a PI mutex");
+    pages[0] = 1;
+    waiter->mutex = (pthread_mutex_t *)(pages + 4096 + 64);
+    waiter->taken = 0;
+    if (pthread_mutex_init(waiter->mutex, &attributes) != 0 || pthread_mutex_lock(waiter->mutex) != 0 ||
+        pthread_create(&waiter->thread, NULL, sc_pi_take, waiter) != 0)
+        sc_die("a thread waiting for a PI mutex");
+    /* It waits in the kernel once the mutex's word has the waiters bit. */
+    while (!(__atomic_load_n((int *)waiter->mutex, __ATOMIC_ACQUIRE) & 0x80000000))
+        usleep(1000);
+    usleep(20000);
+}
+
+/* Unlocks the mutex: the waiting thread must take it. */
+SC_FN int sc_pi_waiter_finish(struct sc_pi_waiter *waiter)
+{
+    pthread_mutex_unlock(waiter->mutex);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    int joined = pthread_timedjoin_np(waiter->thread, NULL, &until);
+    return joined == 0 && waiter->taken;
+}
+
 #endif

@@ -23,7 +23,7 @@ enum CopyOnWriteMemoryState: StateKind {
             DumpStep("cow-protect", .outside) { process, copyOnWrite in
                 guard let copyOnWrite else { return }
                 try copyOnWrite.protect(
-                    process.pid, keepingWritable: ThreadControlState.exitAddresses(of: process.task.threads))
+                    process.pid, keepingWritable: ThreadControlState.unservedAddresses(of: process.task))
             },
         ]
     }
@@ -100,9 +100,9 @@ final class CopyOnWriteDump: @unchecked Sendable {
     /// Outside step, the tree still frozen: registers and write-protects the private anonymous
     /// areas whose pages are to be saved; the pages of other areas (private file mappings,
     /// which synchronous write protection does not take) are read now. So are the pages of the
-    /// words in `keepingWritable`, whose protection is then lifted: the kernel writes them for
-    /// an exiting thread, and a fault of an exiting task is not handed to userfaultfd (the
-    /// write would be lost: a robust mutex never marked owner-died, a join that never returns).
+    /// words in `keepingWritable`, whose protection is then lifted: the kernel writes them
+    /// where it hands userfaultfd no fault (`ThreadControlState.unservedAddresses`: an exiting
+    /// thread's robust mutexes and cleared TID, a PI futex a thread waits on).
     func protect(_ pid: Int32, keepingWritable: [UInt64]) throws {
         let (opened, deferred) = state.withLock { ($0.userfaultfds.removeValue(forKey: pid), $0.deferred[pid]) }
         guard let (name, userfaultfd) = opened, let deferred else { return }
@@ -161,6 +161,12 @@ final class CopyOnWriteDump: @unchecked Sendable {
                 throw process.lost ?? error
             }
             if let lost = process.lost { throw lost }
+            guard process.keepsItsMemory() else {
+                throw AmberError.unsupported(
+                    process.name,
+                    "ran another program (execve) during a dump --cow, before its memory was copied: the dump is given up (the rest of the tree runs on); dump it without --cow"
+                )
+            }
             for (area, areaRuns) in runs { tasks[index].memory.areas[area].pages += areaRuns }
             logger.debug("process \(process.name): pages copied, \(process.faults) saved first by a fault")
         }
@@ -246,6 +252,14 @@ private final class ProtectedProcess: @unchecked Sendable {
 
     var lost: AmberError? { state.withLock { $0.lost } }
     var faults: Int { state.withLock { $0.faults } }
+
+    /// Whether the process still has the memory it had at the freeze: its /proc/PID/mem, opened
+    /// then, reads nothing once an execve has put another in its place, whose pages the copy
+    /// may have read since.
+    func keepsItsMemory() -> Bool {
+        guard let page = wanted.first?.lowerBound else { return true }
+        return (try? read(page)) != nil
+    }
 
     /// One overlay per pass of the page copy.
     var overlays: [any PageOverlay] { state.withLock { $0.passes.indices.map { Overlay(process: self, pass: $0) } } }

@@ -41,7 +41,9 @@ enum LazyMemory {
             return run
         }
         // So are the pages the kernel reaches without waiting for a missing page to arrive.
-        let kernelPages = Set(kernelAddresses(of: session.task).map { $0 & ~(MemoryState.pageSize - 1) }).sorted()
+        let kernelPages = Set(
+            ThreadControlState.unservedAddresses(of: session.task).map { $0 & ~(MemoryState.pageSize - 1) }
+        ).sorted()
             .compactMap { page in
                 areas.lazy.flatMap(\.pages).first {
                     $0.address <= page && page - $0.address < $0.count * MemoryState.pageSize
@@ -91,28 +93,6 @@ enum LazyMemory {
         server.add(
             LazyProcess(name: "process \(session.pid)", descriptor: descriptor, pending: PendingPages(runs)),
             pages: runs.reduce(0) { $0 + $1.count })
-    }
-
-    /// Where the kernel reads or writes the task's memory without waiting for a missing page:
-    /// what it walks and writes for a thread as it exits (its cleared TID, its robust list: a
-    /// fault of an exiting thread is not served, and the write is lost); the futex words of a
-    /// priority-inheritance futex call a thread was in (taken with page faults disabled, then
-    /// faulted in without waiting: EFAULT); the arguments and environment, which
-    /// /proc/PID/cmdline and environ read (empty, where a page is missing).
-    private static func kernelAddresses(of task: Amber_Task) -> [UInt64] {
-        let mm = task.memory.mm
-        let arguments = stride(from: mm.argStart, to: mm.argEnd, by: Int(MemoryState.pageSize))
-        let environment = stride(from: mm.envStart, to: mm.envEnd, by: Int(MemoryState.pageSize))
-        let futexes = task.threads.flatMap { thread -> [UInt64] in
-            let registers = thread.registers
-            let operation = registers.rsi & FutexOperation.commandMask
-            guard registers.origRax == UInt64(SyscallNumber.futex),
-                FutexOperation.priorityInheritance.contains(operation)
-            else { return [] }
-            return [registers.rdi] + (FutexOperation.requeue.contains(operation) ? [registers.r8] : [])
-        }
-        return ThreadControlState.exitAddresses(of: task.threads) + Array(arguments) + [mm.argEnd &- 1]
-            + Array(environment) + [mm.envEnd &- 1] + futexes
     }
 
     /// Writes the pages of `runs` through /proc/PID/mem (which writes whatever their
@@ -338,8 +318,12 @@ final class LazyProcess: @unchecked Sendable {
         var start = Int(part.offset - window.lowerBound)
         let end = start + Int(part.bytes)
         let page = Int(MemoryState.pageSize)
+        // Page by page once a copy failed for its range: the kernel copies within one area,
+        // and an mprotect or madvise since may have split the part's area without an event.
+        var pageByPage = false
         while start < end {
-            let result = descriptor.fill(UnsafeRawBufferPointer(rebasing: data[start..<end]), at: address)
+            let length = pageByPage ? page : end - start
+            let result = descriptor.fill(UnsafeRawBufferPointer(rebasing: data[start..<start + length]), at: address)
             var placed = result.bytes
             if let error = result.error, placed <= 0 {
                 if error == .fileExists {
@@ -351,8 +335,12 @@ final class LazyProcess: @unchecked Sendable {
                     markGone()
                     return false
                 } else if error == .noSuchFileOrDirectory || error == .invalidArgument {
-                    // No longer a registered area of the process (a child without it).
-                    placed = end - start
+                    guard pageByPage else {
+                        pageByPage = true
+                        continue
+                    }
+                    // This page is no longer in a registered area of the process (a child without it).
+                    placed = page
                 } else {
                     throw LinuxError(error, "UFFDIO_COPY into \(name) at 0x\(String(address, radix: 16))")
                 }

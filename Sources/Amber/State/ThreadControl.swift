@@ -45,6 +45,30 @@ enum ThreadControlState {
         }
     }
 
+    /// Where the kernel reaches the task's memory in ways a userfaultfd does not serve (the fault
+    /// is not handed to it: the call fails, or the write is lost), which a lazy restore writes
+    /// and a copy-on-write dump leaves writable before the tree runs: what it walks and writes
+    /// for a thread as it exits (its cleared TID, its robust list); the futex words of a
+    /// priority-inheritance futex call a thread was in, taken again once it runs (with page
+    /// faults disabled, then faulted in without waiting: EFAULT, on which glibc aborts); the
+    /// arguments and environment, which /proc/PID/cmdline and environ read (empty, where a page
+    /// is missing).
+    static func unservedAddresses(of task: Amber_Task) -> [UInt64] {
+        let mm = task.memory.mm
+        let arguments = stride(from: mm.argStart, to: mm.argEnd, by: 4096)
+        let environment = stride(from: mm.envStart, to: mm.envEnd, by: 4096)
+        let futexes = task.threads.flatMap { thread -> [UInt64] in
+            let registers = thread.registers
+            let operation = registers.rsi & FutexOperation.commandMask
+            guard registers.origRax == UInt64(SyscallNumber.futex),
+                FutexOperation.priorityInheritance.contains(operation)
+            else { return [] }
+            return [registers.rdi] + (FutexOperation.requeue.contains(operation) ? [registers.r8] : [])
+        }
+        return exitAddresses(of: task.threads) + Array(arguments) + [mm.argEnd &- 1] + Array(environment)
+            + [mm.envEnd &- 1] + futexes
+    }
+
     /// The words the kernel reads and writes for each of `threads` when it exits: its
     /// clear_child_tid word, and its robust list's (`exit_addresses`).
     static func exitAddresses(of threads: [Amber_Thread]) -> [UInt64] {
