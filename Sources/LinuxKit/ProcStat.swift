@@ -40,6 +40,10 @@ public struct ProcessStat: Sendable, Equatable {
     public var terminal: Int32
     /// (38) exit_signal: the signal its parent gets when it ends (SIGCHLD unless clone chose another; 0 none).
     public var exitSignal: Int32
+    /// (9) flags: the kernel's PF_* flags of the task.
+    public var flags: UInt32 = 0
+    /// PF_EXITING: the task is on its way out (do_exit), its cgroups already left.
+    public static let exiting: UInt32 = 0x4
 }
 
 extension ProcFS {
@@ -71,7 +75,7 @@ extension ProcFS {
             try field(number) { ProcText.unsigned($0) }
         }
 
-        return ProcessStat(
+        var stat = ProcessStat(
             pid: pid,
             comm: comm,
             state: try field(3) { $0.count == 1 ? Character(Unicode.Scalar($0[$0.startIndex])) : nil },
@@ -95,5 +99,7 @@ extension ProcFS {
             terminal: try field(7, ProcText.int32),
             exitSignal: try field(38, ProcText.int32)
         )
+        stat.flags = try field(9) { ProcText.unsigned($0).flatMap { UInt32(exactly: $0) } }
+        return stat
     }
 }

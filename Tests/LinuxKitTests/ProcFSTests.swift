@@ -133,11 +133,13 @@ import Testing
         #expect(stat.argStart == 140_721_243_871_951 && stat.argEnd == 140_721_243_871_971)
         #expect(stat.envStart == 140_721_243_871_971 && stat.envEnd == 140_721_243_873_259)
         #expect(stat.exitCode == 0)
+        #expect(stat.flags == 4_194_304 && stat.flags & ProcessStat.exiting == 0)
     }
 
     @Test func fieldPositions() throws {
         let stat = try ProcFS.parseStat(Self.line(comm: "x", tail: "-9"))
         #expect(stat.ppid == 4000 && stat.pgrp == 5000 && stat.session == 6000)
+        #expect(stat.flags == 9000)
         #expect(stat.numThreads == 20000 && stat.startTime == 22000)
         #expect(stat.startCode == 26000 && stat.endCode == 27000 && stat.startStack == 28000)
         #expect(stat.startData == 45000 && stat.endData == 46000 && stat.startBrk == 47000)

@@ -29,6 +29,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testInterruptedWaits() throws { try runPlain(.interruptedWaits) }
     func testChildPauseIgnoringSIGCHLD() throws { try runPlain(.childPauseIgnoringSIGCHLD) }
     func testStopped() throws { try runPlain(.stopped) }
+    func testForkChurn() throws { try runPlain(.forkChurn) }
     func testExitSignal() throws { try runPlain(.exitSignal) }
     func testTree() throws { try runPlain(.tree) }
     func testZombies() throws { try runPlain(.zombies) }

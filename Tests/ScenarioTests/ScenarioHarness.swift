@@ -36,6 +36,8 @@ struct Scenario: Sendable {
     var runsDeletedCopy = false
 
     static let counter = Scenario(name: "counter")
+    /// A session on a pty whose leader forks a short-lived child every millisecond.
+    static let forkChurn = Scenario(name: "fork_churn")
     static let memory = Scenario(name: "memory")
     static let fpu = Scenario(name: "fpu")
     static let signals = Scenario(name: "signals")

@@ -13,6 +13,20 @@ final class TreeScenarioTests: ScenarioTestCase {
     func testZombies() throws { try runDumped(.zombies) }
     func testForker() throws { try runDumped(.forker) }
     func testStopped() throws { try runDumped(.stopped) }
+    /// Dumped again and again while it forks: a child born after the tree was listed is the
+    /// tree's (its pty session, its shared memory), never a process outside it; then restored.
+    func testForkChurn() throws {
+        _ = try requireAmber()
+        let p = try start(.forkChurn)
+        for round in 1...5 {
+            let r = try amber(
+                ["dump", "-t", "\(p.pid)", "-D", try newDirectory("image"), "--leave-running"], reaping: [p])
+            XCTAssertEqual(r.status, .exited(0), "dump --leave-running, round \(round): \(r.summary)")
+        }
+        let image = try dumpExpectingSuccess(p)
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "after five dumps that left it running, a dump and a restore")
+    }
     func testExitSignal() throws { try runDumped(.exitSignal) }
     func testLeaveRunningStopped() throws { try runLeaveRunning(.stopped) }
     func testThreads() throws { try runDumped(.threads) }

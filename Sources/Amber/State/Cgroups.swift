@@ -101,8 +101,10 @@ enum CgroupState {
             try checkState(of: relative, line: line, mount: mount, process: process, tree: tree)
         }
         for tid in (try? ProcFS.threads(pid: pid)) ?? [] where tid != pid {
-            // A thread that ended meanwhile has nothing left to compare.
+            // A thread that ended meanwhile has nothing left to compare; one ending has already
+            // left its cgroups for the root's.
             guard let theirs = try? CgroupFS.lines(pid: pid, tid: tid), theirs != lines else { continue }
+            if let stat = try? ProcFS.threadStat(pid: pid, tid: tid), stat.flags & ProcessStat.exiting != 0 { continue }
             let differing = theirs.first { !lines.contains($0) }.map { describe($0.controllers, $0.path) } ?? "?"
             throw AmberError.unsupported(
                 process,

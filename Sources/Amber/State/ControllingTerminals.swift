@@ -76,7 +76,16 @@ enum ControllingTerminals {
                     tree: master.process.tree)
             }
             for pid in try ProcFS.processIDs() where stats[pid] == nil && pid != getpid() {
-                guard let stat = try? ProcFS.stat(pid: pid), stat.session == session else { continue }
+                // A zombie holds no terminal: one of the tree's comes back a zombie of it.
+                guard let stat = try? ProcFS.stat(pid: pid), stat.session == session, stat.state != "Z" else {
+                    continue
+                }
+                // Before the freeze, a child the tree forked since it was listed is of the tree:
+                // the freeze takes it, and the frozen pass asks again.
+                if processes.first?.beforeFreeze == true && TreeState.descends(parent: stat.ppid, from: Set(stats.keys))
+                {
+                    continue
+                }
                 throw AmberError.unsupported(
                     master.process.name,
                     "has fd \(master.fd) on \(name), the controlling terminal of session \(session), which process \(ProcessName(pid: pid)) outside the tree is in too: not restored",

@@ -28,9 +28,12 @@ enum SharedAnonymousMemory {
         for process in processes {
             for mapping in process.maps where isShared(mapping) && objects[mapping.inode] == nil {
                 objects[mapping.inode] = (process, mapping)
-                do {
-                    _ = try SharedMemoryFile(pid: process.pid, start: mapping.start, end: mapping.end, writable: false)
-                } catch {
+                let opened = Result { () throws(LinuxError) in
+                    try SharedMemoryFile(pid: process.pid, start: mapping.start, end: mapping.end, writable: false)
+                }
+                if case .failure(let error) = opened {
+                    // Unmapped since its maps were read: the frozen pass checks the areas it has then.
+                    if process.beforeFreeze && error.errno == .noSuchFileOrDirectory { continue }
                     throw AmberError.unsupported(
                         process.name,
                         "maps shared anonymous memory at \(range(mapping)), whose contents amber reads through /proc/PID/map_files, which needs CAP_CHECKPOINT_RESTORE or root (\(error))",
@@ -40,7 +43,9 @@ enum SharedAnonymousMemory {
         }
         guard !objects.isEmpty else { return }
         let tree = Set(processes.map(\.pid))
+        let beforeFreeze = processes.first?.beforeFreeze == true
         for pid in try ProcFS.processIDs() where !tree.contains(pid) && pid != getpid() {
+            if beforeFreeze && TreeState.descends(pid, from: tree) { continue }
             for mapping in (try? ProcFS.maps(pid: pid)) ?? [] where isShared(mapping) {
                 guard let (process, ours) = objects[mapping.inode] else { continue }
                 throw AmberError.unsupported(
