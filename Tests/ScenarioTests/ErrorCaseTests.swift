@@ -870,6 +870,24 @@ final class RestoreErrorTests: ScenarioTestCase {
         try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [p.binary])
     }
 
+    /// A file the tree had open, truncated after the dump: what the process had there is gone,
+    /// and the restore is refused, naming it; grown back to its size, it restores.
+    func testRestoreWhenAnOpenFileShrank() throws {
+        _ = try requireAmber()
+        let p = try start(.files)
+        let image = try dumpExpectingSuccess(p)
+        let file = p.directory + "/ro.dat"
+        var status = stat()
+        XCTAssertEqual(stat(file, &status), 0, "stat \(file): \(Sys.errnoString())")
+        let contents = try Data(contentsOf: URL(fileURLWithPath: file))
+        XCTAssertEqual(truncate(file, 10), 0, "truncate \(file): \(Sys.errnoString())")
+        try expectRestoreRefused(
+            image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [file, "changed since the dump"])
+        try contents.write(to: URL(fileURLWithPath: file))
+        try restoreDetachedExpectingSuccess(p, from: image)
+        try terminateAndExpectPass(p, "restored once the file was whole again")
+    }
+
     /// The program replaced after the dump by one of the same size (an upgrade): its new
     /// modification time refuses the restore, naming it; given back its old time, it restores.
     func testRestoreWhenTheProgramWasReplaced() throws {

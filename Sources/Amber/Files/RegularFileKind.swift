@@ -53,6 +53,15 @@ struct RegularFileKind: ReopenedByPath {
         objects: OpenFileObjects
     ) throws -> Int32 {
         let fd = try reopen(file, flags: description.flags, adding: O_NOCTTY, as: task, imageTrusted: imageTrusted)
+        // Grown is as a log goes on; shrunk (truncated, or replaced by a shorter file), what the
+        // process read or wrote there is gone from under it.
+        if file.size != 0, let now = try? FileStatus.fstat(fd: fd), now.size < file.size {
+            Glibc.close(fd)
+            throw AmberError(
+                .restoreFailed,
+                "\(file.path) changed since the dump: it holds \(now.size) bytes, \(file.size) then, and process \(task.pid) had it open; restore it once it is as it was"
+            )
+        }
         try seek(fd, file, to: description.offset)
         return fd
     }
