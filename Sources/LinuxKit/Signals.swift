@@ -5,6 +5,20 @@ import Glibc
 public enum Signals {
     /// The size of the kernel's sigset_t (64 signals), which rt_sig* calls take as an argument.
     public static let setSize: UInt64 = 8
+    /// sigaction's SA_RESTART: a call its handler interrupts is restarted, not ended with EINTR.
+    public static let restartFlag: UInt64 = 0x1000_0000
+    /// The signals the kernel takes before any other of a queue (SYNCHRONOUS_MASK): SIGSEGV,
+    /// SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGSYS.
+    public static let synchronous: UInt64 = set([SIGSEGV, SIGBUS, SIGILL, SIGTRAP, SIGFPE, SIGSYS])
+
+    /// The signals of `pending` that `blocked` lets through, in the order the kernel takes them
+    /// from one queue: the synchronous ones first, then by number.
+    public static func deliveryOrder(pending: UInt64, blocked: UInt64) -> [Int32] {
+        let open = pending & ~blocked
+        let numbers = (1...64).map { Int32($0) }.filter { open & 1 << UInt64($0 - 1) != 0 }
+        return numbers.filter { synchronous & 1 << UInt64($0 - 1) != 0 }
+            + numbers.filter { synchronous & 1 << UInt64($0 - 1) == 0 }
+    }
 
     public static func send(_ signal: Int32, to pid: Int32) throws(LinuxError) {
         _ = try libcResult("send signal \(signal) to \(pid)") { Glibc.kill(pid, signal) }.get()

@@ -30,6 +30,7 @@ final class PlainScenarioTests: ScenarioTestCase {
     func testChildPauseIgnoringSIGCHLD() throws { try runPlain(.childPauseIgnoringSIGCHLD) }
     func testStopped() throws { try runPlain(.stopped) }
     func testForkChurn() throws { try runPlain(.forkChurn) }
+    func testPendingInterrupt() throws { try runPlain(.pendingInterrupt) }
     func testExitSignal() throws { try runPlain(.exitSignal) }
     func testTree() throws { try runPlain(.tree) }
     func testZombies() throws { try runPlain(.zombies) }

@@ -38,6 +38,8 @@ struct Scenario: Sendable {
     static let counter = Scenario(name: "counter")
     /// A session on a pty whose leader forks a short-lived child every millisecond.
     static let forkChurn = Scenario(name: "fork_churn")
+    /// A stopped child with a signal pending whose handler ends the read it interrupts.
+    static let pendingInterrupt = Scenario(name: "pending_interrupt")
     static let memory = Scenario(name: "memory")
     static let fpu = Scenario(name: "fpu")
     static let signals = Scenario(name: "signals")

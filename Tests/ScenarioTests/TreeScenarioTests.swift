@@ -13,6 +13,8 @@ final class TreeScenarioTests: ScenarioTestCase {
     func testZombies() throws { try runDumped(.zombies) }
     func testForker() throws { try runDumped(.forker) }
     func testStopped() throws { try runDumped(.stopped) }
+    /// Restored, the read ends with EINTR once the handler runs, as it would have.
+    func testPendingInterrupt() throws { try runDumped(.pendingInterrupt) }
     /// Dumped again and again while it forks: a child born after the tree was listed is the
     /// tree's (its pty session, its shared memory), never a process outside it; then restored.
     func testForkChurn() throws {

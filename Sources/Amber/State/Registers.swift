@@ -48,8 +48,11 @@ enum RegisterState {
         return record
     }
 
-    /// Sets the registers last, after every injected call; an interrupted syscall is set up to restart.
-    static func restore(_ record: Amber_Registers, _ tracee: Tracee) throws {
+    /// Sets the registers last, after every injected call; an interrupted syscall is set up to
+    /// restart, as the kernel would have restarted it, or ended with EINTR where it would have
+    /// ended it: when the first signal the thread takes runs `handlerFlags`'s handler (nil: it
+    /// takes none), as signal(7) says for each kind of restart.
+    static func restore(_ record: Amber_Registers, _ tracee: Tracee, handlerFlags: UInt64? = nil) throws {
         var regs = UserRegisters()
         regs.r15 = record.r15
         regs.r14 = record.r14
@@ -80,7 +83,13 @@ enum RegisterState {
         regs.gs = record.gs
         if Int64(bitPattern: regs.origRax) >= 0 {
             // The helper is stopped outside any syscall, so the kernel will not restart one for us.
+            let interrupt = UInt64(bitPattern: -Int64(EINTR))
             switch Int64(bitPattern: regs.rax) {
+            case UserRegisters.restartSys where handlerFlags.map { $0 & Signals.restartFlag == 0 } ?? false:
+                regs.rax = interrupt
+            case UserRegisters.restartNoHand where handlerFlags != nil,
+                UserRegisters.restartRestartBlock where handlerFlags != nil:
+                regs.rax = interrupt
             case UserRegisters.restartSys, UserRegisters.restartNoIntr, UserRegisters.restartNoHand:
                 regs.rax = regs.origRax
                 regs.rip &-= 2
@@ -91,7 +100,7 @@ enum RegisterState {
                 regs.rax = regs.origRax
                 regs.rip &-= 2
             case UserRegisters.restartRestartBlock:
-                regs.rax = UInt64(bitPattern: -Int64(EINTR))
+                regs.rax = interrupt
             default:
                 break
             }

@@ -123,8 +123,23 @@ enum ThreadState {
 
     /// Sets every thread's registers and signal mask: the last thing before the tasks are let go.
     static func finish(_ task: Amber_Task, _ session: RestoreSession) throws {
-        for (record, tracee) in zip(task.threads, session.threads) {
-            try RegisterState.restore(record.registers, tracee)
+        let shared = task.signals.pending.reduce(UInt64(0)) { $0 | 1 << UInt64($1.signal - 1) }
+        // A signal queued to the process goes to the first thread that lets it through (the
+        // leader's first, as the kernel picks), once.
+        var sharedTaker: [Int32: Int] = [:]
+        for signal in Signals.deliveryOrder(pending: shared, blocked: 0) {
+            sharedTaker[signal] = task.threads.firstIndex { $0.blocked & 1 << UInt64(signal - 1) == 0 }
+        }
+        for (index, (record, tracee)) in zip(task.threads, session.threads).enumerated() {
+            let own = record.pending.reduce(UInt64(0)) { $0 | 1 << UInt64($1.signal - 1) }
+            let taken =
+                Signals.deliveryOrder(pending: own, blocked: record.blocked)
+                + Signals.deliveryOrder(pending: shared, blocked: record.blocked).filter { sharedTaker[$0] == index }
+            // The first it takes that runs a handler decides: ignored ones are passed over.
+            let handler = taken.lazy.compactMap { signal in
+                task.signals.actions.first { $0.signal == UInt32(signal) && $0.handler > 1 }
+            }.first
+            try RegisterState.restore(record.registers, tracee, handlerFlags: handler?.flags)
             try tracee.setSignalMask(record.blocked)
         }
     }
