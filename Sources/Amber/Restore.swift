@@ -70,6 +70,23 @@ public enum Restore {
         public let lazyPages: LazyPageServer?
     }
 
+    /// A file of /proc/PID the tree has open, restored into a new PID namespace with this
+    /// host's /proc (the tree has no mount namespace of its own to mount one in), would name the
+    /// process with that number here, not the one it named at the dump: refused.
+    private static func refuseProcessFilesInNewPIDNamespace(_ tasks: [Amber_Task]) throws(AmberError) {
+        for task in tasks {
+            for description in task.files.descriptions {
+                guard let path = OpenFileKinds.reopenedPath(of: description), path.hasPrefix("/proc/"),
+                    let first = path.dropFirst(6).split(separator: "/").first, first.allSatisfy(\.isNumber)
+                else { continue }
+                throw AmberError(
+                    .unsupported,
+                    "process \(task.pid) (\(task.comm)) has \(path) open: in a new PID namespace, with this host's /proc, it would name another process; restore it without --new-pidns"
+                )
+            }
+        }
+    }
+
     /// Checks the whole image, recreates the tree with its PIDs and lets it run: the root is our
     /// child, or with `newPIDNamespace` the child of an init of a new PID namespace that is our
     /// child. On failure no task is left behind and the image is untouched. An image that is
@@ -135,6 +152,7 @@ public enum Restore {
                 .failure, "the root is made our parent's child, or the child of a new PID namespace's init: not both")
         }
         try CredentialState.checkRestorable(tasks)
+        if newPIDNamespace && !tasks[0].hasMountNamespace { try refuseProcessFilesInNewPIDNamespace(tasks) }
         try MountNamespaceState.checkOptions(mounts, for: tasks[0])
         let terminal = try ShellJobControl.terminal(for: tasks, requested: shellJob, logger: logger)
         let inherited = try ExternalFiles.descriptors(inheritedFiles, for: tasks)

@@ -870,6 +870,30 @@ final class RestoreErrorTests: ScenarioTestCase {
         try expectRestoreRefused(image, pid: p.pid, exitCode: AmberExit.restoreFailed, mentions: [p.binary])
     }
 
+    /// A file of /proc/PID the tree has open names another process in a new PID namespace with
+    /// this host's /proc: --new-pidns is refused, naming it; restored as it was, it reopens.
+    func testRestoreInNewPIDNamespaceWithProcessFileOpen() throws {
+        _ = try requireAmber()
+        let logs = try newDirectory("proc-file")
+        let pid = try Spawn.start(
+            ["/bin/sh", "-c", "exec 3</proc/self/status; exec /bin/sleep 1000"], stdout: logs + "/log")
+        track(pid)
+        addTeardownBlock { kill(pid, SIGKILL) }
+        let deadline = Sys.now() + Self.pidfileTimeout
+        while Proc.exe(pid) != "/usr/bin/sleep", Sys.now() < deadline { Sys.sleep(milliseconds: 10) }
+        let sleeper = ScenarioProcess(
+            scenario: Scenario(name: "sleep"), binary: "/bin/sleep", directory: logs, pid: pid)
+        let image = try newDirectory("image")
+        let dumped = try amber(["dump", "-t", "\(pid)", "-D", image], reaping: [sleeper])
+        XCTAssertEqual(dumped.status, .exited(0), "dump: \(dumped.summary)")
+        try expectRestoreRefused(
+            image, pid: pid, exitCode: AmberExit.unsupportedState, mentions: ["/proc/\(pid)/status", "--new-pidns"],
+            options: ["--new-pidns"])
+        let restored = try amber(["restore", "-D", image, "--detach"])
+        XCTAssertEqual(restored.status, .exited(0), "restore: \(restored.summary)")
+        XCTAssertEqual(Proc.exe(pid), "/usr/bin/sleep", "the restored process")
+    }
+
     /// A file the tree had open, truncated after the dump: what the process had there is gone,
     /// and the restore is refused, naming it; grown back to its size, it restores.
     func testRestoreWhenAnOpenFileShrank() throws {
