@@ -238,7 +238,11 @@ public enum Restore {
             }
             try TcpConnectionKind.unlock(tasks)
             try FaultPoints.reached(restore: FaultPoints.detach)
-            if let terminal { jobControl = try ShellJobControl(terminal: terminal, group: getpgid(built[0].pid)) }
+            if let terminal {
+                let job = tasks[0].shellJob
+                jobControl = try ShellJobControl(
+                    terminal: terminal, group: getpgid(built[0].pid), settings: job.hasSettings ? job.settings : nil)
+            }
             let stopped = try TreeState.letGoStopped(sessions)
             for session in sessions where !stopped.contains(where: { $0 === session }) {
                 for thread in session.threads { try thread.detach() }

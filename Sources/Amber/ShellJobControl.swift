@@ -2,11 +2,14 @@ import AmberImage
 import Glibc
 import LinuxKit
 import Logging
+import SystemPackage
 
 /// The restore of a shell job (`restore -j`): the tree is made in amber's session, so it has
 /// the terminal amber runs on as its controlling terminal; its descriptors on the job's
-/// terminal are opened on this one (`ShellJobTerminal`), which keeps its own settings; and its
-/// root's process group becomes the terminal's foreground group. Amber stays the root's parent,
+/// terminal are opened on this one (`ShellJobTerminal`), which takes the job's modes (the
+/// termios flags and control characters a full-screen or line-editing program set: raw, no
+/// echo), not its size, which stays the terminal's; and its root's process group becomes the
+/// terminal's foreground group. The shell puts its own modes back when the job ends or stops. Amber stays the root's parent,
 /// in the process group its shell made it the job of, and passes job control on: when the
 /// restored group stops (^Z), amber takes the terminal back and stops likewise, so the shell
 /// sees its job stopped; continued in the foreground (`fg`), it gives the terminal to the
@@ -62,7 +65,7 @@ public struct ShellJobControl: Sendable {
             )
         }
         logger.debug(
-            "shell job: on \(job.terminal) at the dump\(describe(job.settings, if: job.hasSettings)); it runs on \(name), amber's terminal\(describe(try? Terminals.settings(of: descriptor))), whose settings stay"
+            "shell job: on \(job.terminal) at the dump\(describe(job.settings, if: job.hasSettings)); it runs on \(name), amber's terminal\(describe(try? Terminals.settings(of: descriptor))), which takes the job's modes but keeps its size"
         )
         return ShellJobTerminal(descriptor: descriptor, device: controlling)
     }
@@ -87,11 +90,29 @@ public struct ShellJobControl: Sendable {
         return ", \(settings.rows) rows and \(settings.columns) columns"
     }
 
-    /// Makes `group` the foreground group of amber's terminal, before the tree runs: a restored
-    /// process that reads it while in the background would be stopped (SIGTTIN).
-    init(terminal: ShellJobTerminal, group: pid_t) throws(AmberError) {
+    /// Gives amber's terminal the job's modes (`settings`, when the image has them) and makes
+    /// `group` its foreground group, before the tree runs: a restored process that reads it
+    /// while in the background would be stopped (SIGTTIN).
+    init(terminal: ShellJobTerminal, group: pid_t, settings: Amber_ShellJobTerminalSettings?) throws(AmberError) {
         self.terminal = terminal.descriptor
         self.group = group
+        if let settings {
+            let descriptor = FileDescriptor(rawValue: terminal.descriptor)
+            do {
+                var modes = try Terminals.attributes(descriptor)
+                modes.inputFlags = settings.inputFlags
+                modes.outputFlags = settings.outputFlags
+                modes.localFlags = settings.localFlags
+                let characters = [UInt8](settings.controlCharacters.prefix(Terminals.controlCharacterCount))
+                modes.controlCharacters =
+                    characters
+                    + modes.controlCharacters.dropFirst(characters.count).prefix(
+                        Terminals.controlCharacterCount - characters.count)
+                try Terminals.setAttributes(descriptor, modes)
+            } catch {
+                throw AmberError(.restoreFailed, "restore -j: cannot give the terminal the job's modes: \(error)")
+            }
+        }
         do {
             try Terminals.setForegroundGroup(self.terminal, group)
         } catch {

@@ -175,6 +175,27 @@ final class ShellJobTests: ScenarioTestCase {
         }
     }
 
+    /// A job that put its terminal in raw mode without echo (as less, top or a line editor
+    /// does) finds the terminal it is restored on so: it would otherwise read cooked, echoed lines.
+    func testJobTerminalModesComeBack() throws {
+        let tmux = try terminals()
+        defer { tmux.kill() }
+        try tmux.type("stty -icanon -echo; sleep 1000", into: tmux.original)
+        let sleep = try waitForProgram("sleep", under: try tmux.shell(tmux.original))
+        let image = try newDirectory("image")
+        let dump = try amber(["dump", "-j", "-t", "\(sleep)", "-D", image])
+        XCTAssertEqual(dump.status, .exited(0), dump.summary)
+        guard dump.status == .exited(0) else { return }
+        try tmux.type("clear; \(try restoreCommand(image))", into: tmux.restoring)
+        try waitForState(sleep, "S")
+        let tty =
+            try tmux.run(["display-message", "-p", "-t", tmux.restoring, "#{pane_tty}"])
+            .split(separator: "\n").first.map(String.init) ?? ""
+        let (_, modes) = try Spawn.run(["/bin/stty", "-F", tty, "-a"], in: try directory())
+        XCTAssertTrue(modes.contains("-icanon") && modes.contains("-echo "), "the restoring terminal's modes: \(modes)")
+        kill(sleep, SIGKILL)
+    }
+
     /// A shell job's `sleep 1000` restored with -j is its new shell's foreground job: ^Z stops
     /// it (the shell reports amber's job stopped), `bg` continues it in the background, `fg`
     /// brings it back to the foreground, ^C ends it and amber reports its status.
