@@ -319,11 +319,11 @@ extension Terminals {
         _ = try libcResult("tcsetpgrp(\(fd), \(group))") { tcsetpgrp(fd, group) }.get()
     }
 
-    /// The terminal's path for a device number: /dev/pts/N for a pty's, else "the terminal MAJOR:MINOR".
+    /// The terminal's path for a device number: /dev/pts/N for a pty's, else "device MAJOR:MINOR" (after "the terminal").
     public static func name(ofDevice device: UInt64) -> String {
         let (major, minor) = split(device)
         // Unix98 pty slaves: major 136, the pty's index the minor.
-        return major == 136 ? "/dev/pts/\(minor)" : "the terminal \(major):\(minor)"
+        return major == 136 ? "/dev/pts/\(minor)" : "device \(major):\(minor)"
     }
 
     /// Whether a character device is a terminal other than a pty master or the ptmx, by the tty
