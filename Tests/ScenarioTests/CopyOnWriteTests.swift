@@ -48,28 +48,24 @@ final class CopyOnWriteTests: ScenarioTestCase {
     /// Threads exit while the copy runs, each holding a robust mutex on a page written only
     /// before the freeze: the kernel's owner-died mark and cleared TID (a fault of an exiting
     /// task, which userfaultfd does not take) still land in the original, and in the copy.
-    func testThreadsExitingDuringTheCopy() throws {
-        _ = try requireAmber()
-        let p = try start(.cowWriterRobustExits)
-        let image = try newDirectory("image")
-        let r = try amber(["dump", "--cow", "--leave-running", "-t", "\(p.pid)", "-D", image], reaping: [p])
-        XCTAssertEqual(r.status, .exited(0), "dump --cow --leave-running: \(r.summary)")
-        try terminateAndExpectPass(p, "original after dump --cow --leave-running")
-        try restoreDetachedExpectingSuccess(p, from: image)
-        try terminateAndExpectPass(p, "after dump --cow --leave-running and restore")
-    }
+    func testThreadsExitingDuringTheCopy() throws { try dumpLeftRunningThenRestore(.cowWriterRobustExits) }
 
     /// A thread waits for a PI mutex: the kernel takes its futex word again once the tree runs,
     /// without waiting for a protection to be lifted, so that page is left writable.
-    func testPriorityInheritanceMutexWaiter() throws {
+    func testPriorityInheritanceMutexWaiter() throws { try dumpLeftRunningThenRestore(.cowWriterPIWaiter) }
+
+    /// dump --cow --leave-running: the original passes; then the image, restored, passes too.
+    private func dumpLeftRunningThenRestore(_ scenario: Scenario, file: StaticString = #filePath, line: UInt = #line)
+        throws
+    {
         _ = try requireAmber()
-        let p = try start(.cowWriterPIWaiter)
+        let p = try start(scenario)
         let image = try newDirectory("image")
         let r = try amber(["dump", "--cow", "--leave-running", "-t", "\(p.pid)", "-D", image], reaping: [p])
-        XCTAssertEqual(r.status, .exited(0), "dump --cow --leave-running: \(r.summary)")
-        try terminateAndExpectPass(p, "original after dump --cow --leave-running")
-        try restoreDetachedExpectingSuccess(p, from: image)
-        try terminateAndExpectPass(p, "after dump --cow --leave-running and restore")
+        XCTAssertEqual(r.status, .exited(0), "dump --cow --leave-running: \(r.summary)", file: file, line: line)
+        try terminateAndExpectPass(p, "original after dump --cow --leave-running", file: file, line: line)
+        try restoreDetachedExpectingSuccess(p, from: image, file: file, line: line)
+        try terminateAndExpectPass(p, "after dump --cow --leave-running and restore", file: file, line: line)
     }
 
     /// A process that does not write: its page files from --cow are byte for byte a plain dump's.

@@ -175,15 +175,11 @@ final class SwrkTests: ScenarioTestCase {
         let imagesFD = open(image, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { close(imagesFD) }
         let shell = ScenarioProcess(scenario: Scenario(name: "sh"), binary: "/bin/sh", directory: logs, pid: pid)
-        let dumping = try SwrkClient(self, log: logs + "/swrk-dump.out")
-        let dumped = try dumping.call(
-            request(.dump) {
-                $0.imagesDirFd = imagesFD
-                $0.pid = pid
-                $0.logFile = "dump.log"
-            }, reaping: shell)
-        XCTAssertTrue(dumped.success, "DUMP failed: \(dumped.crErrmsg)")
-        _ = dumping.finish()
+        try dumpThroughSwrk(shell, log: "swrk-dump.out") {
+            $0.imagesDirFd = imagesFD
+            $0.pid = pid
+            $0.logFile = "dump.log"
+        }
 
         var after: [Int32] = [-1, -1]
         XCTAssertEqual(pipe(&after), 0)

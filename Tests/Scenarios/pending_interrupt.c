@@ -31,18 +31,6 @@ static void *reader(void *unused)
     return NULL;
 }
 
-static char state_of(pid_t pid)
-{
-    char path[64], text[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    ssize_t n = sc_read_file(path, text, sizeof text - 1);
-    if (n <= 0)
-        return '?';
-    text[n] = 0;
-    char *p = strrchr(text, ')');
-    return p && p[1] == ' ' ? p[2] : '?';
-}
-
 int main(int argc, char **argv)
 {
     sc_init(argc, argv, "pending_interrupt");
@@ -92,7 +80,7 @@ int main(int argc, char **argv)
         usleep(1000);
     }
     kill(child, SIGSTOP);
-    while (state_of(child) != 'T')
+    while (sc_state_of(child) != 'T')
         usleep(1000);
     kill(child, SIGUSR1);
     sc_ready();

@@ -858,6 +858,19 @@ SC_FN void sc_check_areas_alike(char *before, char *after)
             aend ? (int)(aend - a) : (int)strlen(a), a);
 }
 
+/* The state letter /proc/PID/stat shows for `pid` (S, T, Z...), or '?'. */
+SC_FN char sc_state_of(pid_t pid)
+{
+    char path[64], text[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    ssize_t n = sc_read_file(path, text, sizeof text - 1);
+    if (n <= 0)
+        return '?';
+    text[n] = 0;
+    char *p = strrchr(text, ')');
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
 /* ---- a thread waiting for a priority-inheritance mutex ------------------------------------ */
 
 struct sc_pi_waiter {

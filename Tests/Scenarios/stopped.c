@@ -92,21 +92,9 @@ static void spawn_nested(void)
     close(report[0]);
 }
 
-static char state_of(pid_t pid)
-{
-    char path[64], text[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    ssize_t n = sc_read_file(path, text, sizeof text - 1);
-    if (n <= 0)
-        return '?';
-    text[n] = 0;
-    char *p = strrchr(text, ')');
-    return p && p[1] == ' ' ? p[2] : '?';
-}
-
 static void wait_for_state(pid_t pid, char state)
 {
-    while (state_of(pid) != state)
+    while (sc_state_of(pid) != state)
         sc_sleep_ms(1);
 }
 
@@ -158,18 +146,18 @@ int main(int argc, char **argv)
     sc_check_common();
 
     sc_check(chld_count == chld_before, "%d SIGCHLDs were handled, %d before", (int)chld_count, chld_before);
-    sc_check(state_of(collected) == 'T', "the collected child is in state %c, not T", state_of(collected));
-    sc_check(state_of(pending) == 'T', "the pending child is in state %c, not T", state_of(pending));
-    sc_check(state_of(caught) == 'T', "the child that catches SIGTSTP is in state %c, not T", state_of(caught));
+    sc_check(sc_state_of(collected) == 'T', "the collected child is in state %c, not T", sc_state_of(collected));
+    sc_check(sc_state_of(pending) == 'T', "the pending child is in state %c, not T", sc_state_of(pending));
+    sc_check(sc_state_of(caught) == 'T', "the child that catches SIGTSTP is in state %c, not T", sc_state_of(caught));
     int stop = uncollected_stop(collected);
     sc_check(stop == 0, "the stop the parent had collected is reported again (%d)", stop);
     stop = uncollected_stop(pending);
     sc_check(stop == SIGTSTP, "the uncollected stop reports %d, not SIGTSTP", stop);
     stop = uncollected_stop(caught);
     sc_check(stop == SIGSTOP, "the uncollected stop of the child that catches SIGTSTP reports %d, not SIGSTOP", stop);
-    sc_check(state_of(nested) == 'T' && state_of(grandchild) == 'T',
-             "the stopped child with a stopped child is in state %c, its child in %c, not both T", state_of(nested),
-             state_of(grandchild));
+    sc_check(sc_state_of(nested) == 'T' && sc_state_of(grandchild) == 'T',
+             "the stopped child with a stopped child is in state %c, its child in %c, not both T", sc_state_of(nested),
+             sc_state_of(grandchild));
     stop = uncollected_stop(nested);
     sc_check(stop == SIGSTOP, "the uncollected stop of the child with a stopped child reports %d, not SIGSTOP", stop);
     if (waitpid(pending, &status, WUNTRACED | WNOHANG) == pending)
