@@ -55,8 +55,10 @@ enum ThreadControlState {
     /// is missing).
     static func unservedAddresses(of task: Amber_Task) -> [UInt64] {
         let mm = task.memory.mm
-        let arguments = stride(from: mm.argStart, to: mm.argEnd, by: 4096)
-        let environment = stride(from: mm.envStart, to: mm.envEnd, by: 4096)
+        // At most what execve takes (an image is untrusted: a range of terabytes would be billions of pages).
+        let limit: UInt64 = 32 << 20
+        let arguments = stride(from: mm.argStart, to: min(mm.argEnd, mm.argStart &+ limit), by: 4096)
+        let environment = stride(from: mm.envStart, to: min(mm.envEnd, mm.envStart &+ limit), by: 4096)
         let futexes = task.threads.flatMap { thread -> [UInt64] in
             let registers = thread.registers
             let operation = registers.rsi & FutexOperation.commandMask
