@@ -255,7 +255,11 @@ final class PlainScenarioTests: ScenarioTestCase {
         for flag in ["--queued", "--connected", "--uevent"] { try runPlain(.unsupportedNetlink(flag)) }
     }
     func testCowWriter() throws {
-        for scenario in [Scenario.cowWriter, .cowWriterThreads, .cowWriterTree, .cowWriterForks, .cowWriterMoves] {
+        for scenario in [
+            Scenario.cowWriter, .cowWriterThreads, .cowWriterTree, .cowWriterForks, .cowWriterMoves,
+            .cowWriterRobustExits,
+            .cowWriterPIWaiter,
+        ] {
             try runPlain(scenario)
         }
     }

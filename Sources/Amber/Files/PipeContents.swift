@@ -112,6 +112,7 @@ final class OutsideScan: @unchecked Sendable {
     private let frozen: Bool
     private let lock = Mutex(())
     private var read: [(pid: Int32, fd: Int32, link: String)]?
+    private var processesRead: [Int32]?
     private var relationsRead: [Int32: TaskRelations]?
     private var tracedRead: [(pid: Int32, tid: Int32, tracer: Int32)]?
 
@@ -130,6 +131,30 @@ final class OutsideScan: @unchecked Sendable {
             read = scanned
             return scanned
         }
+    }
+
+    /// Every process outside the tree but amber: before the freeze, not a descendant of the tree
+    /// either (a child forked since the tree was walked is of the tree; the freeze walks it again).
+    func processes() throws -> [Int32] {
+        try lock.withLock { _ in try outsideProcesses() }
+    }
+
+    private func outsideProcesses() throws -> [Int32] {
+        if let processesRead { return processesRead }
+        let all = try ProcFS.processIDs()
+        var relations = try relations()
+        // Each process on the list has its parent read after the list was: a child of amber's or
+        // of the tree's on it is known as one (`relations()` may have been read before).
+        if !frozen {
+            for pid in all where !tree.contains(pid) && relations[pid] == nil {
+                if let read = try? ProcFS.relations(pid: pid) { relations[pid] = read }
+            }
+            relationsRead = relations
+        }
+        let amber = getpid()
+        let outside = all.filter { !tree.contains($0) && $0 != amber && !descendsFromTree($0, relations) }
+        processesRead = outside
+        return outside
     }
 
     /// Starts reading `tracedByTree()` on another thread, so that the checks of the running tree,
@@ -210,21 +235,14 @@ final class OutsideScan: @unchecked Sendable {
     }
 
     private func scan() throws -> [(pid: Int32, fd: Int32, link: String)] {
-        let all = try ProcFS.processIDs()
+        let outside = try outsideProcesses()
         let amber = getpid()
-        var relations = try relations()
-        // Each process on the list has its parent read after the list was: a child of amber's or
-        // of the tree's on it is known as one (`relations()` may have been read before).
-        if !frozen {
-            for pid in all where !tree.contains(pid) && relations[pid] == nil {
-                if let read = try? ProcFS.relations(pid: pid) { relations[pid] = read }
-            }
-        }
+        let relations = try relations()
         let amberChildren =
             frozen
             ? Set((try? ProcFS.children(pid: amber)) ?? []) : Set(relations.filter { $0.value.parent == amber }.keys)
         var descriptors: [(pid: Int32, fd: Int32, link: String)] = []
-        for pid in all where !tree.contains(pid) && pid != amber && !descendsFromTree(pid, relations) {
+        for pid in outside {
             // A child of amber's being started (a ptrace witness, `ip` or `nft` for the network
             // configuration read in the background) holds amber's copies of the tree's
             // descriptors for a moment.

@@ -75,15 +75,11 @@ enum ControllingTerminals {
                     "has fd \(master.fd) on \(name), the controlling terminal of session \(session), whose leader is not in the tree: not restored",
                     tree: master.process.tree)
             }
-            for pid in try ProcFS.processIDs() where stats[pid] == nil && pid != getpid() {
+            // Before the freeze, a child the tree forked since it was listed is of the tree
+            // (`OutsideScan.processes`): the freeze takes it, and the frozen pass asks again.
+            for pid in try master.process.outside.processes() {
                 // A zombie holds no terminal: one of the tree's comes back a zombie of it.
                 guard let stat = try? ProcFS.stat(pid: pid), stat.session == session, stat.state != "Z" else {
-                    continue
-                }
-                // Before the freeze, a child the tree forked since it was listed is of the tree:
-                // the freeze takes it, and the frozen pass asks again.
-                if processes.first?.beforeFreeze == true && TreeState.descends(parent: stat.ppid, from: Set(stats.keys))
-                {
                     continue
                 }
                 throw AmberError.unsupported(

@@ -239,7 +239,7 @@ enum NetworkConfiguration {
                 try readRoutes(netlink, names: names, into: &record)
                 try readUnrestorable(into: &record)
                 readUnmade(into: &record)
-                try readSysctls(into: &record)
+                try readAgainstNewNamespace(into: &record)
             }
         } catch {
             throw AmberError(
@@ -454,11 +454,13 @@ enum NetworkConfiguration {
         text.split(separator: "\n").map { String($0) }.filter { !$0.isEmpty }
     }
 
-    /// The writable sysctls under /proc/sys/net/ipv4 and ipv6 of the calling thread's namespace
-    /// whose value differs from what a restore would find: a new namespace's, or for a link of
-    /// the namespace's own (net.ipv4.conf.LINK...), what the namespace's "default" gives a
-    /// link made there. Those of `NetworkSysctls` are recorded, the others unrestorable.
-    private static func readSysctls(into record: inout Amber_NetworkNamespace) throws {
+    /// What of the calling thread's namespace differs from a new namespace's, made for the
+    /// comparison: the writable sysctls under /proc/sys/net whose value differs from what a
+    /// restore would find (a new namespace's, or for a link of the namespace's own,
+    /// net.ipv4.conf.LINK..., what the namespace's "default" gives a link made there), of which
+    /// those of `NetworkSysctls` are recorded and the others unrestorable; and the tables a new
+    /// namespace has its own of (`tablesOfItsOwn`), unrestorable where they differ.
+    private static func readAgainstNewNamespace(into record: inout Amber_NetworkNamespace) throws {
         let current = sysctls()
         let currentTables = tablesOfItsOwn()
         let own = try NetworkNamespace.ofThisThread()
@@ -511,8 +513,7 @@ enum NetworkConfiguration {
         }
     }
 
-    /// Every writable and readable sysctl under /proc/sys/net/ipv4 and ipv6, by its path under
-    /// /proc/sys/net.
+    /// Every writable and readable sysctl under /proc/sys/net, by its path under it.
     private static func sysctls() -> [String: String] {
         var values: [String: String] = [:]
         func walk(_ path: String) {

@@ -42,10 +42,7 @@ enum SharedAnonymousMemory {
             }
         }
         guard !objects.isEmpty else { return }
-        let tree = Set(processes.map(\.pid))
-        let beforeFreeze = processes.first?.beforeFreeze == true
-        for pid in try ProcFS.processIDs() where !tree.contains(pid) && pid != getpid() {
-            if beforeFreeze && TreeState.descends(pid, from: tree) { continue }
+        for pid in try processes[0].outside.processes() {
             for mapping in (try? ProcFS.maps(pid: pid)) ?? [] where isShared(mapping) {
                 guard let (process, ours) = objects[mapping.inode] else { continue }
                 throw AmberError.unsupported(

@@ -19,27 +19,6 @@ struct FrozenProcess {
     var syscallInstruction: UInt64?
 }
 
-extension TreeState {
-    /// Whether process `pid` descends from one of `tree`, by its parents as /proc shows them:
-    /// before the freeze, a child the tree forked since it was listed is of the tree (the
-    /// freeze takes it, and the frozen pass checks again), not a process outside it.
-    static func descends(_ pid: Int32, from tree: Set<Int32>) -> Bool {
-        guard let stat = try? ProcFS.stat(pid: pid) else { return false }
-        return descends(parent: stat.ppid, from: tree)
-    }
-
-    /// Whether a process whose parent is `parent` descends from one of `tree`.
-    static func descends(parent: Int32, from tree: Set<Int32>) -> Bool {
-        var parent = parent
-        for _ in 0..<64 {
-            if tree.contains(parent) { return true }
-            guard parent > 1, let stat = try? ProcFS.stat(pid: parent) else { return false }
-            parent = stat.ppid
-        }
-        return false
-    }
-}
-
 /// A frozen process's /proc stat, status (and each thread's), areas and PID namespace. Frozen,
 /// it can change none of these, so each is read once rather than by every check and kind of state.
 struct ProcessSnapshot: Sendable {
